@@ -1,0 +1,245 @@
+"""The linkage schema: how every agency turns identities into encodings.
+
+All agencies in a scheme use the same schema and the same linkage secret; the
+linkage service holds only the schema's fingerprint, never the secret. The
+fingerprint is the SHA-256 of the schema's canonical JSON, so any change to a
+field, a length or a key label yields a different fingerprint and extracts
+encoded under different schemas are never compared.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ._canonical import canonical_json, sha256_hex
+
+
+class PersonFeature(StrEnum):
+    """Identity features that may go into the person Bloom filter."""
+
+    GIVEN_NAME = "given_name"  # first given name, normalised
+    GIVEN_NAME_CANONICAL = "given_name_canonical"  # nickname resolved (Bill -> william)
+    MIDDLE_NAMES = "middle_names"
+    FAMILY_NAME = "family_name"  # whole current family name, parts joined
+    FAMILY_NAME_PARTS = "family_name_parts"  # each part of current and former names
+    DATE_OF_BIRTH = "date_of_birth"  # yyyymmdd
+    SEX = "sex"
+
+
+class AddressFeature(StrEnum):
+    """Address features that may go into the address Bloom filter."""
+
+    STREET_LINE = "street_line"  # house number/name and street, normalised
+    HOUSE_NUMBER = "house_number"
+    POSTCODE = "postcode"  # full unit postcode
+    POSTCODE_SECTOR = "postcode_sector"
+
+
+class Tokenizer(StrEnum):
+    """How a field value becomes the features hashed into a filter."""
+
+    BIGRAMS = "bigrams"  # padded character bigrams of each word
+    POSITIONAL_UNIGRAMS = "positional_unigrams"  # each character with its position
+    EXACT = "exact"  # each value is one feature
+
+
+class BlockingPart(StrEnum):
+    """Pieces a keyed blocking key is built from (all computed agency-side)."""
+
+    GIVEN_PHONETIC = "given_phonetic"
+    FAMILY_PHONETIC = "family_phonetic"
+    GIVEN_INITIAL = "given_initial"
+    FAMILY_INITIAL = "family_initial"
+    DOB = "dob"
+    DOB_YEAR = "dob_year"
+    DOB_DAY_MONTH_SORTED = "dob_day_month_sorted"  # survives a day/month swap
+    SEX = "sex"
+    POSTCODE_DISTRICT = "postcode_district"
+
+
+class ExactIdentifier(StrEnum):
+    """Identifiers turned into keyed exact-match tokens when present."""
+
+    NHS_NUMBER = "nhs_number"
+    NI_NUMBER = "ni_number"
+    UPN = "upn"
+
+
+class Hardening(StrEnum):
+    """Bloom-filter hardening applied after encoding (see docs/encoding.md)."""
+
+    NONE = "none"
+    BALANCE = "balance"  # append the complement and permute with a keyed permutation
+    XOR_FOLD = "xor_fold"  # fold the filter in half with XOR
+
+
+class FilterField(BaseModel):
+    """One feature set hashed into a filter with its own derived key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    feature: PersonFeature | AddressFeature
+    tokenizer: Tokenizer
+    bits_per_feature: int = Field(ge=1, le=128)
+
+
+class FilterSpec(BaseModel):
+    """A Bloom filter: its length before hardening and what goes in it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    length_bits: int = Field(ge=64, le=8192)
+    fields: tuple[FilterField, ...] = Field(min_length=1)
+    hardening: Hardening = Hardening.NONE
+    salt: Literal["none", "dob_year", "sex"] = "none"
+
+    @model_validator(mode="after")
+    def _power_of_two(self) -> FilterSpec:
+        n = self.length_bits
+        if n & (n - 1):
+            raise ValueError(f"length_bits must be a power of two, got {n}")
+        names = [f.feature for f in self.fields]
+        if len(set(names)) != len(names):
+            raise ValueError("each feature may appear once in a filter")
+        return self
+
+    @property
+    def output_bits(self) -> int:
+        """Length of the filter as sent, after hardening."""
+        if self.hardening is Hardening.BALANCE:
+            return 2 * self.length_bits
+        if self.hardening is Hardening.XOR_FOLD:
+            return self.length_bits // 2
+        return self.length_bits
+
+
+class BlockingKeySpec(BaseModel):
+    """A keyed blocking key: HMAC of the named parts, emitted when all are present."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    parts: tuple[BlockingPart, ...] = Field(min_length=1)
+
+
+class LinkageSchema(BaseModel):
+    """Version 1 of the linkage schema shared by every agency in a scheme."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    name: str = Field(min_length=1, max_length=100)
+    kdf: Literal["hkdf-sha256"] = "hkdf-sha256"
+    feature_hash: Literal["blake2b-keyed"] = "blake2b-keyed"
+    token_hash: Literal["hmac-sha256"] = "hmac-sha256"
+    person_filter: FilterSpec
+    address_filter: FilterSpec
+    exact_identifiers: tuple[ExactIdentifier, ...] = tuple(ExactIdentifier)
+    blocking_keys: tuple[BlockingKeySpec, ...] = ()
+    identity_pad_bytes: int = Field(default=512, ge=128, le=8192)
+
+    @model_validator(mode="after")
+    def _feature_kinds(self) -> LinkageSchema:
+        for f in self.person_filter.fields:
+            if not isinstance(f.feature, PersonFeature):
+                raise ValueError(f"person_filter: {f.feature} is not a person feature")
+        for f in self.address_filter.fields:
+            if not isinstance(f.feature, AddressFeature):
+                raise ValueError(f"address_filter: {f.feature} is not an address feature")
+        names = [b.name for b in self.blocking_keys]
+        if len(set(names)) != len(names):
+            raise ValueError("blocking key names must be unique")
+        return self
+
+    def canonical_bytes(self) -> bytes:
+        """The canonical JSON the fingerprint is computed over."""
+        return canonical_json(self.model_dump(mode="json"))
+
+    def fingerprint(self) -> str:
+        """SHA-256 hex of the canonical JSON: extracts carry it, services pin it."""
+        return sha256_hex(self.canonical_bytes())
+
+
+def default_schema() -> LinkageSchema:
+    """The shipped schema: tuned on the synthetic population (bench/encoding_quality.py)."""
+    return LinkageSchema(
+        name="family-linkage default v1",
+        person_filter=FilterSpec(
+            length_bits=1024,
+            fields=(
+                FilterField(
+                    feature=PersonFeature.GIVEN_NAME, tokenizer=Tokenizer.BIGRAMS,
+                    bits_per_feature=20,
+                ),
+                FilterField(
+                    feature=PersonFeature.GIVEN_NAME_CANONICAL, tokenizer=Tokenizer.EXACT,
+                    bits_per_feature=40,
+                ),
+                FilterField(
+                    feature=PersonFeature.FAMILY_NAME, tokenizer=Tokenizer.BIGRAMS,
+                    bits_per_feature=20,
+                ),
+                FilterField(
+                    feature=PersonFeature.FAMILY_NAME_PARTS, tokenizer=Tokenizer.EXACT,
+                    bits_per_feature=30,
+                ),
+                FilterField(
+                    feature=PersonFeature.DATE_OF_BIRTH,
+                    tokenizer=Tokenizer.POSITIONAL_UNIGRAMS, bits_per_feature=20,
+                ),
+                FilterField(
+                    feature=PersonFeature.SEX, tokenizer=Tokenizer.EXACT,
+                    bits_per_feature=20,
+                ),
+            ),
+        ),
+        address_filter=FilterSpec(
+            length_bits=1024,
+            fields=(
+                FilterField(
+                    feature=AddressFeature.STREET_LINE, tokenizer=Tokenizer.BIGRAMS,
+                    bits_per_feature=20,
+                ),
+                FilterField(
+                    feature=AddressFeature.HOUSE_NUMBER, tokenizer=Tokenizer.EXACT,
+                    bits_per_feature=60,
+                ),
+                FilterField(
+                    feature=AddressFeature.POSTCODE, tokenizer=Tokenizer.EXACT,
+                    bits_per_feature=60,
+                ),
+                FilterField(
+                    feature=AddressFeature.POSTCODE_SECTOR, tokenizer=Tokenizer.EXACT,
+                    bits_per_feature=30,
+                ),
+            ),
+        ),
+        blocking_keys=(
+            BlockingKeySpec(
+                name="family_dob", parts=(BlockingPart.FAMILY_PHONETIC, BlockingPart.DOB)
+            ),
+            BlockingKeySpec(
+                name="given_dob", parts=(BlockingPart.GIVEN_PHONETIC, BlockingPart.DOB)
+            ),
+            BlockingKeySpec(
+                name="names_year",
+                parts=(
+                    BlockingPart.GIVEN_PHONETIC,
+                    BlockingPart.FAMILY_PHONETIC,
+                    BlockingPart.DOB_YEAR,
+                ),
+            ),
+            BlockingKeySpec(
+                name="initials_swapdob",
+                parts=(
+                    BlockingPart.GIVEN_INITIAL,
+                    BlockingPart.FAMILY_INITIAL,
+                    BlockingPart.DOB_YEAR,
+                    BlockingPart.DOB_DAY_MONTH_SORTED,
+                ),
+            ),
+        ),
+    )
