@@ -1,0 +1,255 @@
+"""Typed audit entries and the exact bytes that become Merkle leaves.
+
+This module owns the vocabulary of the audit log: unlock requests, decisions,
+approvals, break-glass uses, reviews, key rotations and configuration changes.
+Every field is a pseudonymous id, a SHA-256 hash, a short code from a closed
+pattern, a version reference, an enum or a UTC timestamp. There is no
+free-text field anywhere, so a name, date of birth or address cannot be put in
+an entry: justifications and notes are stored only as hashes. Ids are a fixed
+prefix and lower-case hex, a shape no personal detail fits by accident.
+
+The leaf stored in the tree is ``canonical_json({"v", "index", "logged_at",
+"entry"})``: binding the index into the leaf lets a verifier name the exact
+row that was reordered or renumbered. This module must never do I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+)
+
+from protocols import canonical_json
+
+from ._storage_errors import EntryError
+
+__all__ = [
+    "LEAF_VERSION",
+    "Approval",
+    "BreakGlass",
+    "ConfigChange",
+    "Decision",
+    "Entry",
+    "KeyRotation",
+    "LeafRecord",
+    "Review",
+    "UnlockRequest",
+    "entry_columns",
+    "leaf_bytes",
+    "parse_entry",
+    "parse_leaf",
+]
+
+LEAF_VERSION = 1
+
+
+def _utc(value: datetime) -> datetime:
+    # One spelling per instant, so canonical bytes do not depend on the offset
+    # the writer happened to use.
+    if value.utcoffset() != UTC.utcoffset(None):
+        raise ValueError("timestamps must be in UTC (offset +00:00 / Z)")
+    return value.astimezone(UTC)
+
+
+UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+def _hex_id(prefix: str) -> Any:
+    return Annotated[str, Field(pattern=rf"^{prefix}_[0-9a-f]{{16,64}}$")]
+
+
+ProfessionalId = _hex_id("pro")
+FamilyId = _hex_id("fam")
+RequestId = _hex_id("req")
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+# Upper-case codes from a closed vocabulary owned by the policy; the pattern
+# keeps them short and code-like so they cannot carry prose.
+Code = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")]
+Version = Annotated[str, Field(pattern=r"^[0-9]{1,6}(\.[0-9]{1,6}){0,2}$")]
+KeyName = Annotated[str, Field(pattern=r"^[a-z0-9.-]{1,64}(/[a-z0-9._-]{1,64}){0,3}$")]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    version: Literal[1] = 1
+    time: UtcTime
+
+
+class UnlockRequest(_Base):
+    """A professional asked for a family's identity for a stated purpose."""
+
+    type: Literal["unlock_request"] = "unlock_request"
+    request_id: RequestId
+    professional_id: ProfessionalId
+    family_id: FamilyId
+    purpose_code: Code
+    attestation_sha256: Sha256Hex
+    justification_sha256: Sha256Hex
+
+
+class Decision(_Base):
+    """The policy engine's answer to an unlock request."""
+
+    type: Literal["decision"] = "decision"
+    request_id: RequestId
+    professional_id: ProfessionalId
+    family_id: FamilyId
+    purpose_code: Code
+    decision: Literal["granted", "refused"]
+    reason_code: Code
+    policy_sha256: Sha256Hex
+    policy_version: Version
+    break_glass: bool = False
+
+
+class Approval(_Base):
+    """A second approver's answer to an unlock request that needs one."""
+
+    type: Literal["approval"] = "approval"
+    request_id: RequestId
+    professional_id: ProfessionalId
+    approver_id: ProfessionalId
+    family_id: FamilyId
+    decision: Literal["granted", "refused"]
+    reason_code: Code
+
+
+class BreakGlass(_Base):
+    """An emergency unlock that bypassed approval and must be reviewed later."""
+
+    type: Literal["break_glass"] = "break_glass"
+    request_id: RequestId
+    professional_id: ProfessionalId
+    family_id: FamilyId
+    purpose_code: Code
+    justification_sha256: Sha256Hex
+
+
+class Review(_Base):
+    """An IG officer's retrospective review of a break-glass unlock."""
+
+    type: Literal["review"] = "review"
+    request_id: RequestId
+    professional_id: ProfessionalId
+    reviewer_id: ProfessionalId
+    outcome: Literal["upheld", "not_upheld"]
+    notes_sha256: Sha256Hex
+
+
+class KeyRotation(_Base):
+    """A signing or sealing key was replaced."""
+
+    type: Literal["key_rotation"] = "key_rotation"
+    actor_id: ProfessionalId
+    key_name: KeyName
+    old_key_sha256: Sha256Hex
+    new_key_sha256: Sha256Hex
+
+
+class ConfigChange(_Base):
+    """The policy or service configuration changed."""
+
+    type: Literal["config_change"] = "config_change"
+    actor_id: ProfessionalId
+    config_sha256: Sha256Hex
+    config_version: Version
+
+
+Entry = Annotated[
+    UnlockRequest | Decision | Approval | BreakGlass | Review | KeyRotation | ConfigChange,
+    Field(discriminator="type"),
+]
+
+
+class LeafRecord(BaseModel):
+    """What one Merkle leaf holds: the entry plus where and when it was logged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    index: int = Field(ge=0)
+    logged_at: UtcTime
+    entry: Entry
+
+
+_ENTRY = TypeAdapter(Entry)
+_LEAF = TypeAdapter(LeafRecord)
+_TIME = TypeAdapter(UtcTime)
+
+
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{where}: {first['msg']} ({exc.error_count()} error(s))"
+
+
+def parse_entry(data: bytes | str | dict[str, Any]) -> Entry:
+    """Validate one entry from JSON text or a dict; raise EntryError naming the field."""
+    try:
+        if isinstance(data, dict):
+            return _ENTRY.validate_python(data)
+        return _ENTRY.validate_json(data)
+    except ValidationError as exc:
+        raise EntryError(f"invalid audit entry: {_describe(exc)}") from exc
+
+
+def leaf_bytes(index: int, logged_at: datetime, entry: Entry) -> bytes:
+    """The canonical leaf data for ``entry`` logged at ``index``."""
+    record = {
+        "v": LEAF_VERSION,
+        "index": index,
+        "logged_at": _TIME.dump_python(_utc(logged_at), mode="json"),
+        "entry": entry.model_dump(mode="json"),
+    }
+    return canonical_json(record)
+
+
+def parse_leaf(data: bytes) -> LeafRecord:
+    """Parse leaf data and check it is in canonical form; raise EntryError if not."""
+    try:
+        raw = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EntryError(f"leaf data is not JSON: {exc}") from exc
+    try:
+        record = _LEAF.validate_python(raw)
+    except ValidationError as exc:
+        raise EntryError(f"invalid leaf record: {_describe(exc)}") from exc
+    if leaf_bytes(record.index, record.logged_at, record.entry) != data:
+        raise EntryError("leaf data is not in canonical form")
+    return record
+
+
+def entry_columns(entry: Entry) -> dict[str, Any]:
+    """The indexed filter columns of ``entry`` (who, which family, why, what)."""
+    professional = getattr(entry, "professional_id", None) or getattr(entry, "actor_id", None)
+    return {
+        "type": entry.type,
+        "professional_id": professional,
+        "family_id": getattr(entry, "family_id", None),
+        "purpose_code": getattr(entry, "purpose_code", None),
+        "decision": getattr(entry, "decision", None),
+        "request_id": getattr(entry, "request_id", None),
+        "event_time": _micros(entry.time),
+    }
+
+
+def _micros(value: datetime) -> int:
+    # Integer arithmetic: a float of microseconds since 1970 loses the last digit.
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def micros(value: datetime) -> int:
+    """Microseconds since the Unix epoch for an aware datetime (the stored time form)."""
+    return _micros(value)

@@ -1,0 +1,1 @@
+"""Alembic migrations for the audit log schema, run programmatically on open."""

@@ -1,0 +1,322 @@
+"""Durable storage of the audit log: tables, engines, migrations and queries.
+
+SQLite (one file, WAL, ``synchronous=FULL``) by default and PostgreSQL in
+production, both through SQLAlchemy Core: a batch of a few hundred rows goes
+in with one ``executemany`` and one commit, which is what makes durable group
+commit fast. (SQLModel's ORM layer would add per-row objects for no gain; the
+tables are declared once here and created by the alembic migrations in
+``_migrations``.) Triggers in the database forbid UPDATE and DELETE (and
+TRUNCATE on PostgreSQL) of every table, so even a buggy caller cannot rewrite
+history through this module; a database owner can still drop the triggers,
+which is why verification never trusts the database and recomputes the tree.
+
+This module knows nothing of signatures or Merkle trees and must never
+modify or delete a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from ._entries import micros
+from ._storage_errors import StorageError
+
+__all__ = [
+    "VERSION_TABLE",
+    "EntryFilter",
+    "StoredEntry",
+    "checkpoints",
+    "cosignatures",
+    "entries",
+    "open_engine",
+]
+
+VERSION_TABLE = "audit_log_alembic_version"
+
+metadata = sa.MetaData()
+
+entries = sa.Table(
+    "entries",
+    metadata,
+    sa.Column("idx", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("leaf_data", sa.LargeBinary, nullable=False),
+    sa.Column("leaf_hash", sa.LargeBinary(32), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("professional_id", sa.String(80)),
+    sa.Column("family_id", sa.String(80)),
+    sa.Column("purpose_code", sa.String(32)),
+    sa.Column("decision", sa.String(16)),
+    sa.Column("request_id", sa.String(80)),
+    sa.Column("event_time", sa.BigInteger, nullable=False),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("size", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("note", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+cosignatures = sa.Table(
+    "cosignatures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("witness", sa.String(200), nullable=False),
+    sa.Column("line", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` to the psycopg 3 driver and a bare path to SQLite."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run beside the writer; synchronous=FULL makes every
+    # commit an fsync of the WAL, so an acknowledged entry survives power loss.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url`` with the durability settings the log needs (no migration)."""
+    try:
+        engine = sa.create_engine(normalise_url(url))
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise StorageError(f"cannot use database URL {_redact(url)!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    elif engine.dialect.name != "postgresql":
+        engine.dispose()
+        raise StorageError(
+            f"unsupported database {engine.dialect.name!r} in {_redact(url)!r}: "
+            "expected sqlite or postgresql"
+        )
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision with the packaged alembic scripts."""
+    config = Config()
+    config.set_main_option("script_location", "audit_log:_migrations")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate the audit log database: {exc}") from exc
+
+
+def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
+    """Create an engine for ``url`` and (by default) migrate its schema."""
+    engine = create_engine(url)
+    if migrate_schema:
+        try:
+            migrate(engine)
+        except StorageError:
+            engine.dispose()
+            raise
+    return engine
+
+
+def _redact(url: str) -> str:
+    try:
+        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "<unparseable URL>"
+
+
+def now_micros() -> int:
+    """The current time in microseconds since the Unix epoch."""
+    return int(datetime.now().timestamp() * 1_000_000)
+
+
+def insert_entries(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert one batch of entry rows in a single durable transaction."""
+    try:
+        with engine.begin() as connection:
+            connection.execute(entries.insert(), list(rows))
+    except SQLAlchemyError as exc:
+        first = rows[0]["idx"] if rows else None
+        raise StorageError(f"cannot append entries from index {first}: {exc}") from exc
+
+
+def leaf_hashes(engine: Engine) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(index, leaf_hash)`` of every stored entry in index order."""
+    query = sa.select(entries.c.idx, entries.c.leaf_hash).order_by(entries.c.idx)
+    try:
+        with engine.connect() as connection:
+            result = connection.execution_options(yield_per=20_000).execute(query)
+            for idx, leaf_hash in result:
+                yield int(idx), bytes(leaf_hash)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read leaf hashes: {exc}") from exc
+
+
+def entry_rows(engine: Engine, start: int = 0) -> Iterator[sa.Row[Any]]:
+    """Yield every stored entry row (all columns) from ``start`` in index order."""
+    query = sa.select(entries).where(entries.c.idx >= start).order_by(entries.c.idx)
+    try:
+        with engine.connect() as connection:
+            yield from connection.execution_options(yield_per=5_000).execute(query)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read entries: {exc}") from exc
+
+
+def count_entries(engine: Engine) -> int:
+    """Number of stored entry rows."""
+    try:
+        with engine.connect() as connection:
+            return int(
+                connection.execute(sa.select(sa.func.count()).select_from(entries)).scalar_one()
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot count entries: {exc}") from exc
+
+
+def get_leaf(engine: Engine, index: int) -> bytes | None:
+    """Leaf data stored at ``index``, or None."""
+    try:
+        with engine.connect() as connection:
+            value = connection.execute(
+                sa.select(entries.c.leaf_data).where(entries.c.idx == index)
+            ).scalar_one_or_none()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read entry {index}: {exc}") from exc
+    return None if value is None else bytes(value)
+
+
+def insert_checkpoint(engine: Engine, size: int, note: str) -> None:
+    """Persist a signed checkpoint note (before it is ever published)."""
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                checkpoints.insert(), {"size": size, "note": note, "created_at": now_micros()}
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot store checkpoint of size {size}: {exc}") from exc
+
+
+def insert_cosignature(engine: Engine, size: int, witness: str, line: str) -> None:
+    """Persist a witness cosignature line for the checkpoint of ``size``."""
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                cosignatures.insert(),
+                {"size": size, "witness": witness, "line": line, "created_at": now_micros()},
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(
+            f"cannot store cosignature of {witness!r} for size {size}: {exc}"
+        ) from exc
+
+
+def all_checkpoints(engine: Engine) -> list[tuple[int, str]]:
+    """Every stored ``(size, note)`` in size order."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(checkpoints.c.size, checkpoints.c.note).order_by(checkpoints.c.size)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read checkpoints: {exc}") from exc
+    return [(int(size), str(note)) for size, note in rows]
+
+
+def latest_checkpoint(engine: Engine) -> tuple[int, str] | None:
+    """The stored checkpoint with the largest size, or None."""
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                sa.select(checkpoints.c.size, checkpoints.c.note)
+                .order_by(checkpoints.c.size.desc())
+                .limit(1)
+            ).first()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the latest checkpoint: {exc}") from exc
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def cosignature_lines(engine: Engine, size: int) -> dict[str, str]:
+    """Witness name → cosignature line stored for the checkpoint of ``size``."""
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sa.select(cosignatures.c.witness, cosignatures.c.line)
+                .where(cosignatures.c.size == size)
+                .order_by(cosignatures.c.id)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read cosignatures for size {size}: {exc}") from exc
+    return {str(w): str(line) for w, line in rows}
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """Which entries a query wants; None means "any"."""
+
+    type: str | None = None
+    professional_id: str | None = None
+    family_id: str | None = None
+    purpose_code: str | None = None
+    decision: str | None = None
+    request_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    start_index: int = 0
+    limit: int | None = 100
+
+
+@dataclass(frozen=True)
+class StoredEntry:
+    """One stored entry as queries return it."""
+
+    index: int
+    leaf_data: bytes
+    leaf_hash: bytes
+
+
+def query_entries(engine: Engine, where: EntryFilter) -> list[StoredEntry]:
+    """Entries matching ``where`` in index order (``since`` inclusive, ``until`` exclusive)."""
+    query = sa.select(entries.c.idx, entries.c.leaf_data, entries.c.leaf_hash).where(
+        entries.c.idx >= where.start_index
+    )
+    for column in ("type", "professional_id", "family_id", "purpose_code", "decision"):
+        value = getattr(where, column)
+        if value is not None:
+            query = query.where(entries.c[column] == value)
+    if where.request_id is not None:
+        query = query.where(entries.c.request_id == where.request_id)
+    if where.since is not None:
+        query = query.where(entries.c.event_time >= micros(where.since))
+    if where.until is not None:
+        query = query.where(entries.c.event_time < micros(where.until))
+    query = query.order_by(entries.c.idx)
+    if where.limit is not None:
+        query = query.limit(where.limit)
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(query).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot query entries: {exc}") from exc
+    return [StoredEntry(int(i), bytes(d), bytes(h)) for i, d, h in rows]
