@@ -101,17 +101,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def create_engine(url: str) -> Engine:
     """An engine for ``url`` with the durability settings the log needs (no migration)."""
     try:
-        engine = sa.create_engine(normalise_url(url))
+        parsed = sa.make_url(normalise_url(url))
+    except (SQLAlchemyError, ValueError) as exc:
+        raise StorageError(f"cannot parse database URL {_redact(url)!r}: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise StorageError(
+            f"unsupported database {parsed.get_backend_name()!r} in {_redact(url)!r}: "
+            "expected sqlite or postgresql"
+        )
+    try:
+        engine = sa.create_engine(parsed)
     except (SQLAlchemyError, ValueError, ImportError) as exc:
         raise StorageError(f"cannot use database URL {_redact(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
-    elif engine.dialect.name != "postgresql":
-        engine.dispose()
-        raise StorageError(
-            f"unsupported database {engine.dialect.name!r} in {_redact(url)!r}: "
-            "expected sqlite or postgresql"
-        )
     return engine
 
 

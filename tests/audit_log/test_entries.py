@@ -1,0 +1,141 @@
+"""Entry models: only pseudonymous, hashed, coded fields; canonical leaf bytes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from audit_log._entries import (
+    Decision,
+    entry_columns,
+    leaf_bytes,
+    parse_entry,
+    parse_leaf,
+)
+from audit_log._storage_errors import EntryError
+
+from ._factories import KINDS, T0, make_entry
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_round_trips_through_its_leaf(kind: str) -> None:
+    entry = make_entry(kind, 7)
+    data = leaf_bytes(42, T0, entry)
+    record = parse_leaf(data)
+    assert record.index == 42
+    assert record.entry == entry
+    assert parse_entry(json.dumps(entry.model_dump(mode="json"))) == entry
+
+
+def test_leaf_bytes_are_canonical_json() -> None:
+    data = leaf_bytes(3, T0, make_entry("decision", 1))
+    assert (
+        data
+        == json.dumps(
+            json.loads(data), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        ).encode()
+    )
+    assert b'"logged_at":"2026-03-02T10:00:00Z"' in data
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("professional_id", "Jane Smith"),
+        ("professional_id", "pro_janesmith12345678"),  # not hex
+        ("family_id", "fam_1234"),  # too short
+        ("purpose_code", "to check on 12 Acacia Avenue"),
+        ("reason_code", "born 01/02/2010"),
+        ("policy_sha256", "A" * 64),
+        ("policy_version", "v1 by John"),
+        ("decision", "maybe"),
+    ],
+)
+def test_free_text_and_malformed_values_are_refused(field: str, value: str) -> None:
+    data = make_entry("decision", 1).model_dump(mode="json") | {field: value}
+    with pytest.raises(EntryError, match=field):
+        parse_entry(data)
+
+
+def test_extra_fields_are_refused() -> None:
+    data = make_entry("decision", 1).model_dump(mode="json") | {"name": "Jane Smith"}
+    with pytest.raises(EntryError, match="name"):
+        parse_entry(data)
+
+
+def test_unknown_type_is_refused() -> None:
+    data = make_entry("decision", 1).model_dump(mode="json") | {"type": "note"}
+    with pytest.raises(EntryError):
+        parse_entry(data)
+
+
+def test_non_utc_times_are_refused() -> None:
+    with pytest.raises(EntryError, match="UTC"):
+        parse_entry(
+            make_entry("decision", 1).model_dump(mode="json")
+            | {"time": "2026-03-02T10:00:00+01:00"}
+        )
+    with pytest.raises(EntryError, match="time"):
+        parse_entry(
+            make_entry("decision", 1).model_dump(mode="json") | {"time": "2026-03-02T10:00:00"}
+        )
+
+
+def test_entries_are_frozen() -> None:
+    entry = make_entry("decision", 1)
+    assert isinstance(entry, Decision)
+    with pytest.raises(ValueError, match="frozen"):
+        entry.decision = "refused"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "corruption",
+    [
+        b"not json",
+        b'{"v":1}',
+        b'{"entry":{},"index":0,"logged_at":"2026-03-02T10:00:00Z","v":1}',
+    ],
+)
+def test_malformed_leaves_raise_entry_error(corruption: bytes) -> None:
+    with pytest.raises(EntryError):
+        parse_leaf(corruption)
+
+
+def test_non_canonical_leaf_is_refused() -> None:
+    data = leaf_bytes(0, T0, make_entry("decision", 1))
+    spaced = json.dumps(json.loads(data), indent=1).encode()
+    with pytest.raises(EntryError, match="canonical"):
+        parse_leaf(spaced)
+
+
+def test_columns_name_the_acting_professional() -> None:
+    assert entry_columns(make_entry("key_rotation"))["professional_id"].startswith("pro_")
+    cols = entry_columns(make_entry("decision", 1))
+    assert cols["decision"] == "granted"
+    assert cols["event_time"] == int((T0 + timedelta(minutes=1)).timestamp()) * 1_000_000
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.sampled_from(KINDS),
+    st.integers(0, 10_000),
+    st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+)
+def test_leaf_round_trip_property(kind: str, n: int, when: datetime) -> None:
+    entry = make_entry(kind, n, time=when)
+    data = leaf_bytes(n, when, entry)
+    assert parse_leaf(data).entry == entry
+    assert leaf_bytes(n, when, parse_leaf(data).entry) == data
+
+
+def test_utc_offset_spelling_does_not_change_bytes() -> None:
+    zero = timezone(timedelta(0), "GMT")
+    a = make_entry("decision", 1, time=T0)
+    b = make_entry("decision", 1, time=T0.astimezone(zero))
+    assert leaf_bytes(0, T0, a) == leaf_bytes(0, T0, b)
