@@ -64,13 +64,9 @@ def _utc(value: datetime) -> datetime:
 UtcTime = Annotated[AwareDatetime, AfterValidator(_utc)]
 
 
-def _hex_id(prefix: str) -> Any:
-    return Annotated[str, Field(pattern=rf"^{prefix}_[0-9a-f]{{16,64}}$")]
-
-
-ProfessionalId = _hex_id("pro")
-FamilyId = _hex_id("fam")
-RequestId = _hex_id("req")
+ProfessionalId = Annotated[str, Field(pattern=r"^pro_[0-9a-f]{16,64}$")]
+FamilyId = Annotated[str, Field(pattern=r"^fam_[0-9a-f]{16,64}$")]
+RequestId = Annotated[str, Field(pattern=r"^req_[0-9a-f]{16,64}$")]
 Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 # Upper-case codes from a closed vocabulary owned by the policy; the pattern
 # keeps them short and code-like so they cannot carry prose.

@@ -1,0 +1,626 @@
+"""The durable audit log: group-committed appends, signed checkpoints, receipts.
+
+``AuditLog`` owns one database and one in-memory Merkle tree mirroring it. A
+single writer thread takes whatever appends are queued (up to ``batch_size``
+entries, optionally waiting ``batch_wait`` seconds for more), writes them in one
+transaction, and only after the commit returns extends the tree and releases
+the waiting callers: an index is acknowledged only once it is durable.
+
+Checkpoints are signed only for a tree size consistent with the previous
+signed checkpoint, and stored before they are published. When witnesses are
+configured, a checkpoint is published (served by ``published_checkpoint``)
+only once it carries valid cosignatures from ``witness_quorum`` of them.
+
+``verify_database`` is the independent check an IG officer runs: it trusts
+nothing in the database, recomputes every leaf hash and root, and names the
+first bad index. This module must never update or delete a stored row.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from . import _store as store
+from ._checkpoint import (
+    Checkpoint,
+    CosignatureVerifier,
+    format_add_checkpoint,
+    format_tlog_proof,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from ._entries import Entry, entry_columns, leaf_bytes, parse_leaf
+from ._errors import AuditLogError, ProofError, WitnessError
+from ._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
+from ._note import NoteSigner, NoteVerifier, add_signatures
+from ._storage_errors import ConfigError, EntryError, StorageError, TamperError
+
+__all__ = ["Appended", "AuditLog", "VerifyResult", "WitnessEndpoint", "verify_database"]
+
+
+@dataclass(frozen=True)
+class Appended:
+    """An acknowledged (durably committed) entry: its index and exact leaf bytes."""
+
+    index: int
+    leaf: bytes
+
+
+@dataclass(frozen=True)
+class WitnessEndpoint:
+    """A witness the log asks for cosignatures: base URL and its cosignature verifier."""
+
+    url: str
+    verifier: CosignatureVerifier
+
+    @property
+    def name(self) -> str:
+        """The witness key name."""
+        return str(self.verifier.name)
+
+
+@dataclass
+class _Pending:
+    entries: list[Entry]
+    future: Future[list[Appended]] = field(default_factory=Future)
+
+
+@dataclass(frozen=True)
+class _Signed:
+    size: int
+    root: bytes
+    note: str
+
+
+class AuditLog:
+    """An append-only, signed, verifiable audit log over one database. Thread-safe."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        signer: NoteSigner,
+        origin: str | None = None,
+        *,
+        witnesses: Sequence[WitnessEndpoint] = (),
+        witness_quorum: int | None = None,
+        batch_size: int = 256,
+        batch_wait: float = 0.0,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        quorum = len(witnesses) if witness_quorum is None else witness_quorum
+        if not 0 <= quorum <= len(witnesses):
+            raise ValueError(f"witness_quorum {quorum} must be between 0 and {len(witnesses)}")
+        self._engine = engine
+        self._signer = signer
+        self._verifier = NoteVerifier.from_vkey(signer.vkey)
+        if origin is not None and origin != signer.name:
+            # Checkpoint verifiers insist the origin is the log key's name.
+            raise ConfigError(
+                f"log origin {origin!r} must equal the signing key name {signer.name!r}"
+            )
+        self.origin = signer.name
+        self._witnesses = list(witnesses)
+        self._quorum = quorum
+        self._batch_size = batch_size
+        self._batch_wait = batch_wait
+        self._own_client = http_client is None
+        self._http = http_client or httpx.Client(timeout=10.0)
+        self._witness_sizes: dict[str, int] = {}
+        self._tree_lock = threading.Lock()
+        self._cp_lock = threading.Lock()
+        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._closed = False
+        self._tree = self._load_tree()
+        self._signed = self._load_signed()
+        self._published = self._load_published()
+        if self._signed is None:
+            # A fresh log starts with a signed checkpoint (of size 0 when
+            # empty) so every later checkpoint has a predecessor to extend.
+            self._sign_next()
+            self._try_publish()
+        self._writer = threading.Thread(target=self._run, name="audit-log-writer", daemon=True)
+        self._writer.start()
+
+    @classmethod
+    def open(
+        cls, url: str, signer: NoteSigner, origin: str | None = None, **kwargs: Any
+    ) -> AuditLog:
+        """Open (creating and migrating if needed) the log stored at database ``url``."""
+        engine = store.open_engine(url)
+        try:
+            return cls(engine, signer, origin, **kwargs)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    # -- life cycle -----------------------------------------------------
+
+    def close(self) -> None:
+        """Finish queued appends, stop the writer and release the database."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        if self._own_client:
+            self._http.close()
+        self._engine.dispose()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine (for read-only queries)."""
+        return self._engine
+
+    @property
+    def verifier(self) -> NoteVerifier:
+        """Verifier for this log's checkpoints."""
+        return self._verifier
+
+    @property
+    def size(self) -> int:
+        """Number of durably committed entries."""
+        with self._tree_lock:
+            return self._tree.size
+
+    # -- loading and start-up checks ------------------------------------
+
+    def _load_tree(self) -> MerkleTree:
+        tree = MerkleTree()
+        for idx, hashed in store.leaf_hashes(self._engine):
+            if idx != tree.size:
+                raise TamperError(
+                    f"entry {tree.size} is missing: the next stored row has index {idx}; "
+                    "refusing to start",
+                    index=tree.size,
+                )
+            try:
+                tree.append(hashed)
+            except ProofError as exc:
+                raise TamperError(f"entry {idx}: {exc}; refusing to start", index=idx) from exc
+        return tree
+
+    def _load_signed(self) -> _Signed | None:
+        latest = store.latest_checkpoint(self._engine)
+        if latest is None:
+            return None
+        size, note = latest
+        cp = _open_stored_checkpoint(size, note, self._verifier, self.origin)
+        if cp.size > self._tree.size:
+            raise TamperError(
+                f"log truncated: checkpoint of size {cp.size} is signed but only "
+                f"{self._tree.size} entries are stored; first missing index {self._tree.size}; "
+                "refusing to start",
+                index=self._tree.size,
+                size=cp.size,
+            )
+        if self._tree.root(cp.size) != cp.root_hash:
+            # Name the first bad index with the full check before refusing.
+            verify_database(self._engine, self._verifier, self.origin)
+            raise TamperError(
+                f"stored entries do not match the signed checkpoint of size {cp.size}; "
+                "refusing to start",
+                size=cp.size,
+            )
+        return _Signed(cp.size, cp.root_hash, note)
+
+    def _load_published(self) -> _Signed | None:
+        if self._signed is None:
+            return None
+        if not self._witnesses:
+            return self._signed
+        names = [w.name for w in self._witnesses]
+        query = (
+            sa.select(store.cosignatures.c.size)
+            .where(store.cosignatures.c.witness.in_(names))
+            .group_by(store.cosignatures.c.size)
+            .having(sa.func.count(sa.distinct(store.cosignatures.c.witness)) >= self._quorum)
+            .order_by(store.cosignatures.c.size.desc())
+            .limit(1)
+        )
+        try:
+            with self._engine.connect() as connection:
+                size = connection.execute(query).scalar_one_or_none()
+                note_row = (
+                    None
+                    if size is None
+                    else connection.execute(
+                        sa.select(store.checkpoints.c.note).where(store.checkpoints.c.size == size)
+                    ).scalar_one_or_none()
+                )
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot read published checkpoint: {exc}") from exc
+        if self._quorum == 0:
+            return self._signed
+        if size is None or note_row is None:
+            return None
+        cp = _open_stored_checkpoint(int(size), str(note_row), self._verifier, self.origin)
+        lines = store.cosignature_lines(self._engine, cp.size)
+        cosigned = add_signatures(str(note_row), [lines[n] for n in names if n in lines])
+        return _Signed(cp.size, cp.root_hash, cosigned)
+
+    # -- appending ------------------------------------------------------
+
+    def append(self, entry: Entry) -> Appended:
+        """Append one entry; return once it is durably committed."""
+        return self.append_many([entry])[0]
+
+    def append_many(self, entries: Iterable[Entry]) -> list[Appended]:
+        """Append entries in order (one transaction unless over the batch size)."""
+        pending = _Pending(list(entries))
+        if not pending.entries:
+            return []
+        if self._closed:
+            raise StorageError("the audit log is closed")
+        self._queue.put(pending)
+        return pending.future.result()
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            count = len(first.entries)
+            while count < self._batch_size:
+                try:
+                    item = (
+                        self._queue.get(timeout=self._batch_wait)
+                        if self._batch_wait > 0
+                        else self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+                count += len(item.entries)
+            self._commit(batch)
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        # Only this thread appends, so the size cannot move underneath us.
+        start = self.size
+        now = datetime.now(UTC)
+        rows: list[dict[str, Any]] = []
+        hashes: list[bytes] = []
+        results: list[list[Appended]] = []
+        created = store.now_micros()
+        for pending in batch:
+            done: list[Appended] = []
+            for entry in pending.entries:
+                index = start + len(rows)
+                data = leaf_bytes(index, now, entry)
+                hashed = leaf_hash(data)
+                row = entry_columns(entry)
+                row.update(idx=index, leaf_data=data, leaf_hash=hashed, created_at=created)
+                rows.append(row)
+                hashes.append(hashed)
+                done.append(Appended(index, data))
+            results.append(done)
+        try:
+            store.insert_entries(self._engine, rows)
+        except AuditLogError as exc:
+            for pending in batch:
+                pending.future.set_exception(exc)
+            self._resync()
+            return
+        with self._tree_lock:
+            self._tree.extend(hashes)
+        for pending, done in zip(batch, results, strict=True):
+            pending.future.set_result(done)
+
+    def _resync(self) -> None:
+        # A commit can fail after the database made it durable (a lost
+        # connection); adopt any such rows so the next batch does not collide.
+        try:
+            with self._tree_lock:
+                for idx, hashed in store.leaf_hashes(self._engine):
+                    if idx == self._tree.size:
+                        self._tree.append(hashed)
+        except AuditLogError:
+            pass  # the database is still down; the next commit retries
+
+    # -- checkpoints ----------------------------------------------------
+
+    def checkpoint(self) -> str:
+        """Sign a checkpoint of the current tree if it grew, publish it, return the note.
+
+        Returns the latest published note; raises WitnessError when witnesses
+        are required and too few cosigned.
+        """
+        with self._cp_lock:
+            if self._signed is None or self._signed.size != self.size:
+                self._sign_next()
+            if self._published is None or self._published.size != self._signed_size():
+                self._try_publish(raise_errors=True)
+            assert self._published is not None
+            return self._published.note
+
+    def _signed_size(self) -> int:
+        assert self._signed is not None
+        return self._signed.size
+
+    def _sign_next(self) -> None:
+        with self._tree_lock:
+            size = self._tree.size
+            root = self._tree.root(size)
+            prev = self._signed
+            proof = [] if prev is None else self._tree.consistency_proof(prev.size, size)
+        if prev is not None:
+            # The log must never sign two inconsistent checkpoints: prove the
+            # new tree extends the last signed one before signing it.
+            try:
+                if prev.size == 0:
+                    if prev.root != EMPTY_ROOT:
+                        raise ProofError("the signed empty checkpoint has a non-empty root")
+                else:
+                    verify_consistency(prev.size, size, proof, prev.root, root)
+            except ProofError as exc:
+                raise TamperError(
+                    f"tree of size {size} is not consistent with the signed checkpoint of "
+                    f"size {prev.size}: {exc}; not signing",
+                    size=prev.size,
+                ) from exc
+        note = sign_checkpoint(Checkpoint(self.origin, size, root), self._signer)
+        store.insert_checkpoint(self._engine, size, note)
+        self._signed = _Signed(size, root, note)
+
+    def _try_publish(self, raise_errors: bool = False) -> None:
+        signed = self._signed
+        assert signed is not None
+        if self._quorum == 0:
+            self._published = signed
+            return
+        lines: list[str] = []
+        errors: list[str] = []
+        stored = store.cosignature_lines(self._engine, signed.size)
+        for witness in self._witnesses:
+            try:
+                line = stored.get(witness.name) or self._cosign(witness, signed)
+            except AuditLogError as exc:
+                errors.append(f"{witness.name} ({witness.url}): {exc}")
+                continue
+            if witness.name not in stored:
+                store.insert_cosignature(self._engine, signed.size, witness.name, line)
+            lines.append(line)
+        if len(lines) >= self._quorum:
+            self._published = _Signed(signed.size, signed.root, add_signatures(signed.note, lines))
+        elif raise_errors:
+            raise WitnessError(
+                f"checkpoint of size {signed.size} is signed but not published: "
+                f"{len(lines)} of {self._quorum} required cosignatures; " + "; ".join(errors),
+                status=503,
+            )
+
+    def _cosign(self, witness: WitnessEndpoint, signed: _Signed) -> str:
+        old = self._witness_sizes.get(witness.name, 0)
+        body_text = _checkpoint_body(signed.note)
+        for _attempt in range(3):
+            if old > signed.size:
+                raise WitnessError(
+                    f"witness has seen size {old}, larger than this log's {signed.size}: "
+                    "the witness holds a different history",
+                    status=409,
+                )
+            with self._tree_lock:
+                proof = self._tree.consistency_proof(old, signed.size)
+            body = format_add_checkpoint(old, proof, signed.note)
+            try:
+                response = self._http.post(
+                    witness.url.rstrip("/") + "/add-checkpoint", content=body.encode()
+                )
+            except httpx.HTTPError as exc:
+                raise WitnessError(f"cannot reach witness: {exc}", status=503) from exc
+            if response.status_code == 409:
+                try:
+                    old = int(response.text.strip())
+                except ValueError as exc:
+                    raise WitnessError(
+                        f"witness answered 409 without a size: {response.text[:80]!r}", status=409
+                    ) from exc
+                continue
+            if response.status_code != 200:
+                raise WitnessError(
+                    f"witness answered {response.status_code}: {response.text[:200]!r}",
+                    status=response.status_code,
+                )
+            for line in response.text.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    witness.verifier.verify_line(body_text, line)
+                except AuditLogError:
+                    continue  # another key's line; only ours must verify
+                self._witness_sizes[witness.name] = signed.size
+                return line
+            raise WitnessError("witness returned no cosignature that verifies with its key")
+        raise WitnessError(f"witness kept reporting a different size (last {old})", status=409)
+
+    def published_checkpoint(self) -> str | None:
+        """The latest published checkpoint note (cosigned when witnesses are required)."""
+        published = self._published
+        return None if published is None else published.note
+
+    # -- proofs ---------------------------------------------------------
+
+    def receipt(self, index: int) -> str:
+        """A C2SP tlog-proof for entry ``index`` against a published checkpoint."""
+        published = self._published
+        if published is None or published.size <= index:
+            if not 0 <= index < self.size:
+                raise ProofError(f"entry {index} is not in the log of {self.size} entries")
+            self.checkpoint()
+            published = self._published
+            assert published is not None
+        with self._tree_lock:
+            proof = self._tree.inclusion_proof(index, published.size)
+        return format_tlog_proof(index, proof, published.note)
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """RFC 6962 inclusion proof of ``index`` in the tree of ``size``."""
+        with self._tree_lock:
+            return self._tree.inclusion_proof(index, size)
+
+    def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
+        """RFC 6962 consistency proof from ``size1`` to ``size2``."""
+        with self._tree_lock:
+            return self._tree.consistency_proof(size1, size2)
+
+    def leaf(self, index: int) -> bytes:
+        """The stored leaf data at ``index``."""
+        data = store.get_leaf(self._engine, index)
+        if data is None:
+            raise ProofError(f"entry {index} is not in the log of {self.size} entries")
+        return data
+
+
+def _checkpoint_body(note: str) -> str:
+    # The signed text of a note is everything before the blank line that
+    # separates it from the signature lines.
+    return note.split("\n\n", 1)[0] + "\n"
+
+
+def _open_stored_checkpoint(
+    size: int, note: str, verifier: NoteVerifier, origin: str
+) -> Checkpoint:
+    try:
+        cp, _ = open_checkpoint(note, verifier)
+    except AuditLogError as exc:
+        raise TamperError(
+            f"stored checkpoint of size {size} does not verify: {exc}", size=size
+        ) from exc
+    if cp.size != size:
+        raise TamperError(
+            f"stored checkpoint row of size {size} holds a checkpoint of size {cp.size} "
+            "(checkpoint replaced)",
+            size=size,
+        )
+    if cp.origin != origin:
+        raise TamperError(
+            f"stored checkpoint of size {size} has origin {cp.origin!r}, expected {origin!r}",
+            size=size,
+        )
+    return cp
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """Outcome of a successful full database verification."""
+
+    size: int
+    checkpoints: int
+    latest_checkpoint_size: int | None
+    root_hash: bytes
+
+
+def verify_database(
+    engine: Engine,
+    verifier: NoteVerifier,
+    origin: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    expected: Sequence[str] = (),
+) -> VerifyResult:
+    """Recompute every leaf and root from the rows; raise TamperError at the first bad index.
+
+    ``expected`` are checkpoint notes the caller saw elsewhere (an IG officer's
+    state file): the stored entries must extend them too, which catches a
+    truncation that also removed the checkpoints vouching for the lost rows.
+    """
+    origin = origin or str(verifier.name)
+    tree = MerkleTree()
+    row_problem: TamperError | None = None
+    for row in store.entry_rows(engine):
+        i = tree.size
+        problem = _check_row(i, row)
+        if problem is not None:
+            row_problem = problem
+            break
+        tree.append(bytes(row.leaf_hash))
+        if progress is not None and tree.size % 10_000 == 0:
+            progress(tree.size)
+    if progress is not None:
+        progress(tree.size)
+    stored = store.all_checkpoints(engine)
+    for note in expected:
+        seen, _ = open_checkpoint(note, verifier)
+        stored.append((seen.size, note))
+    stored.sort(key=lambda item: item[0])
+    if not stored:
+        raise TamperError("no signed checkpoint is stored: nothing vouches for the entries")
+    ok_size = 0
+    latest: Checkpoint | None = None
+    for size, note in stored:
+        cp = _open_stored_checkpoint(size, note, verifier, origin)
+        if cp.size > tree.size:
+            if row_problem is not None:
+                raise row_problem
+            raise TamperError(
+                f"log truncated: checkpoint of size {cp.size} is signed but only "
+                f"{tree.size} entries are stored; first missing index {tree.size}",
+                index=tree.size,
+                size=cp.size,
+            )
+        if tree.root(cp.size) != cp.root_hash:
+            raise TamperError(
+                f"entries {ok_size}..{cp.size - 1} do not match the signed checkpoint of size "
+                f"{cp.size} (the last matching checkpoint has size {ok_size}); "
+                f"first bad index is at or after {ok_size}",
+                index=ok_size,
+                size=cp.size,
+            )
+        ok_size = cp.size
+        latest = cp
+    if row_problem is not None:
+        raise row_problem
+    return VerifyResult(
+        tree.size, len(stored), None if latest is None else latest.size, tree.root()
+    )
+
+
+def _check_row(i: int, row: Any) -> TamperError | None:
+    if row.idx != i:
+        return TamperError(
+            f"entry {i} is missing: the next stored row has index {row.idx} (row deleted)", index=i
+        )
+    data = bytes(row.leaf_data)
+    if leaf_hash(data) != bytes(row.leaf_hash):
+        return TamperError(
+            f"entry {i}: leaf data does not match its stored leaf hash (row changed)", index=i
+        )
+    try:
+        record = parse_leaf(data)
+    except EntryError as exc:
+        return TamperError(f"entry {i}: {exc} (row changed)", index=i)
+    if record.index != i:
+        return TamperError(
+            f"entry {i}: the leaf records index {record.index} (rows reordered or renumbered)",
+            index=i,
+        )
+    for column, value in entry_columns(record.entry).items():
+        if getattr(row, column) != value:
+            return TamperError(
+                f"entry {i}: column {column} is {getattr(row, column)!r} but the signed leaf "
+                f"says {value!r} (row changed)",
+                index=i,
+            )
+    return None
