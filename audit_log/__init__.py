@@ -1,0 +1,89 @@
+"""Signed, append-only, verifiable audit log of identity-release decisions.
+
+Public names are re-exported here; implementation lives in ``_``-prefixed
+modules. Each block below is owned by one part of the package: append new
+blocks (imports and __all__ entries) rather than editing another's.
+"""
+
+# --- cryptographic core: Merkle tree, signed notes, checkpoints, witness ---
+from audit_log._checkpoint import (
+    AddCheckpointRequest,
+    Checkpoint,
+    CosignatureSigner,
+    CosignatureVerifier,
+    TlogProof,
+    format_add_checkpoint,
+    format_tlog_proof,
+    open_checkpoint,
+    parse_add_checkpoint,
+    parse_tlog_proof,
+    sign_checkpoint,
+    verify_tlog_proof,
+)
+from audit_log._errors import (
+    AuditLogError,
+    CheckpointError,
+    NoteError,
+    ProofError,
+    WitnessConflict,
+    WitnessError,
+)
+from audit_log._merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    MerkleTree,
+    leaf_hash,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from audit_log._note import (
+    Note,
+    NoteSignature,
+    NoteSigner,
+    NoteVerifier,
+    add_signatures,
+    key_id,
+    open_note,
+)
+from audit_log._witness import Witness, create_witness_app, hash_token
+
+__all__ = [
+    # --- cryptographic core (names above) ---
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "AddCheckpointRequest",
+    "AuditLogError",
+    "Checkpoint",
+    "CheckpointError",
+    "CosignatureSigner",
+    "CosignatureVerifier",
+    "MerkleTree",
+    "Note",
+    "NoteError",
+    "NoteSignature",
+    "NoteSigner",
+    "NoteVerifier",
+    "ProofError",
+    "TlogProof",
+    "Witness",
+    "WitnessConflict",
+    "WitnessError",
+    "add_signatures",
+    "create_witness_app",
+    "format_add_checkpoint",
+    "format_tlog_proof",
+    "hash_token",
+    "key_id",
+    "leaf_hash",
+    "node_hash",
+    "open_checkpoint",
+    "open_note",
+    "parse_add_checkpoint",
+    "parse_tlog_proof",
+    "sign_checkpoint",
+    "verify_consistency",
+    "verify_inclusion",
+    "verify_tlog_proof",
+    # --- end cryptographic core; append other blocks' names below ---
+]
