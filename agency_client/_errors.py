@@ -32,7 +32,7 @@ class InputError(AgencyClientError):
         self.line = line
         self.field = field
         self.problem = problem
-        where = f"{path}:{line}" + (f": field {field!r}" if field else "")
+        where = f"{path}:{line}" + (f": field {field}" if field else "")
         super().__init__(f"{where}: {problem}")
 
 

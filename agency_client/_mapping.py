@@ -70,8 +70,14 @@ class IdentitySection(BaseModel):
         for i, col in enumerate(self.address_lines):
             out[f"address_lines[{i}]"] = col
         for key in (
-            "family_name", "former_family_names", "date_of_birth", "sex", "postcode",
-            "nhs_number", "ni_number", "upn",
+            "family_name",
+            "former_family_names",
+            "date_of_birth",
+            "sex",
+            "postcode",
+            "nhs_number",
+            "ni_number",
+            "upn",
         ):
             col = getattr(self, key)
             if col is not None:

@@ -16,7 +16,7 @@ service can open. The :class:`IdentityPayload` is the plaintext inside that seal
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -24,8 +24,8 @@ from ._canonical import canonical_json
 from ._indicators import Indicator
 from ._schema import ExactIdentifier
 
-EXTRACT_FORMAT = "family-linkage/extract/v1"
-IDENTITY_FORMAT = "family-linkage/identity/v1"
+EXTRACT_FORMAT: Final = "family-linkage/extract/v1"
+IDENTITY_FORMAT: Final = "family-linkage/identity/v1"
 SIGNATURE_CONTEXT = b"family-linkage extract signature v1\n"
 
 Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]*={0,2}$", max_length=16384)]
@@ -33,6 +33,7 @@ Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,39}$")]
 RecordRef = Annotated[str, StringConstraints(pattern=r"^[a-z2-7]{26}$")]
+BlockingKeyName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 PostcodeDistrict = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")]
 
 
@@ -61,7 +62,7 @@ class TokenisedRecord(BaseModel):
     clk: Base64
     address_clk: Base64 | None = None
     exact_tokens: dict[ExactIdentifier, Base64] = Field(default_factory=dict)
-    blocking_keys: dict[str, Base64] = Field(default_factory=dict)
+    blocking_keys: dict[BlockingKeyName, Base64] = Field(default_factory=dict)
     age: int | None = Field(default=None, ge=0, le=130)
     sex: Literal["M", "F"] | None = None
     postcode_district: PostcodeDistrict | None = None

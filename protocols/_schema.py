@@ -171,27 +171,33 @@ def default_schema() -> LinkageSchema:
             length_bits=1024,
             fields=(
                 FilterField(
-                    feature=PersonFeature.GIVEN_NAME, tokenizer=Tokenizer.BIGRAMS,
+                    feature=PersonFeature.GIVEN_NAME,
+                    tokenizer=Tokenizer.BIGRAMS,
                     bits_per_feature=20,
                 ),
                 FilterField(
-                    feature=PersonFeature.GIVEN_NAME_CANONICAL, tokenizer=Tokenizer.EXACT,
+                    feature=PersonFeature.GIVEN_NAME_CANONICAL,
+                    tokenizer=Tokenizer.EXACT,
                     bits_per_feature=40,
                 ),
                 FilterField(
-                    feature=PersonFeature.FAMILY_NAME, tokenizer=Tokenizer.BIGRAMS,
+                    feature=PersonFeature.FAMILY_NAME,
+                    tokenizer=Tokenizer.BIGRAMS,
                     bits_per_feature=20,
                 ),
                 FilterField(
-                    feature=PersonFeature.FAMILY_NAME_PARTS, tokenizer=Tokenizer.EXACT,
+                    feature=PersonFeature.FAMILY_NAME_PARTS,
+                    tokenizer=Tokenizer.EXACT,
                     bits_per_feature=30,
                 ),
                 FilterField(
                     feature=PersonFeature.DATE_OF_BIRTH,
-                    tokenizer=Tokenizer.POSITIONAL_UNIGRAMS, bits_per_feature=20,
+                    tokenizer=Tokenizer.POSITIONAL_UNIGRAMS,
+                    bits_per_feature=20,
                 ),
                 FilterField(
-                    feature=PersonFeature.SEX, tokenizer=Tokenizer.EXACT,
+                    feature=PersonFeature.SEX,
+                    tokenizer=Tokenizer.EXACT,
                     bits_per_feature=20,
                 ),
             ),
@@ -200,19 +206,23 @@ def default_schema() -> LinkageSchema:
             length_bits=1024,
             fields=(
                 FilterField(
-                    feature=AddressFeature.STREET_LINE, tokenizer=Tokenizer.BIGRAMS,
+                    feature=AddressFeature.STREET_LINE,
+                    tokenizer=Tokenizer.BIGRAMS,
                     bits_per_feature=20,
                 ),
                 FilterField(
-                    feature=AddressFeature.HOUSE_NUMBER, tokenizer=Tokenizer.EXACT,
+                    feature=AddressFeature.HOUSE_NUMBER,
+                    tokenizer=Tokenizer.EXACT,
                     bits_per_feature=60,
                 ),
                 FilterField(
-                    feature=AddressFeature.POSTCODE, tokenizer=Tokenizer.EXACT,
+                    feature=AddressFeature.POSTCODE,
+                    tokenizer=Tokenizer.EXACT,
                     bits_per_feature=60,
                 ),
                 FilterField(
-                    feature=AddressFeature.POSTCODE_SECTOR, tokenizer=Tokenizer.EXACT,
+                    feature=AddressFeature.POSTCODE_SECTOR,
+                    tokenizer=Tokenizer.EXACT,
                     bits_per_feature=30,
                 ),
             ),

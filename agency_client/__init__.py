@@ -1,0 +1,74 @@
+"""The agency client: encode an agency's records into a signed, tokenised extract.
+
+Runs inside the agency's own building. Plaintext identities go in; out come
+keyed Bloom filters, keyed tokens and blocking keys, coarse attributes,
+indicators, and identities sealed so that only the unlock service can open them.
+
+Where things live: normalisation ``_normalise``, the encoder ``_encoder``,
+sealing ``_seal``, one CSV row ``_rows``, extract files ``_extract``, keys
+``_keys``, the mapping file ``_mapping``, the CLI ``_cli``, the synthetic
+population ``_synthetic``, leak scanning ``_privacy``.
+"""
+
+from ._encoder import Encoder, Encoding, NormalisedIdentity, derive_key, dice
+from ._errors import AgencyClientError, ConfigError, ExtractError, InputError, KeyFileError
+from ._extract import EncodeSummary, ExtractInfo, encode_csv, iter_records, verify_extract
+from ._keys import (
+    AgencyKey,
+    AgencyPublicKey,
+    SealPublicKey,
+    generate_agency_key,
+    generate_seal_keypair,
+    generate_secret,
+    load_agency_key,
+    load_agency_public_key,
+    load_seal_private_key,
+    load_seal_public_key,
+    load_secret,
+)
+from ._mapping import AgencyMapping, load_mapping
+from ._privacy import Needles, identity_needles, scan_extract, scan_text
+from ._rows import BadRowPolicy, record_ref
+from ._schema_file import load_schema, write_schema
+from ._seal import IdentitySealer, open_sealed_identity
+
+__all__ = [
+    "AgencyClientError",
+    "AgencyKey",
+    "AgencyMapping",
+    "AgencyPublicKey",
+    "BadRowPolicy",
+    "ConfigError",
+    "EncodeSummary",
+    "Encoder",
+    "Encoding",
+    "ExtractError",
+    "ExtractInfo",
+    "IdentitySealer",
+    "InputError",
+    "KeyFileError",
+    "Needles",
+    "NormalisedIdentity",
+    "SealPublicKey",
+    "derive_key",
+    "dice",
+    "encode_csv",
+    "generate_agency_key",
+    "generate_seal_keypair",
+    "generate_secret",
+    "identity_needles",
+    "iter_records",
+    "load_agency_key",
+    "load_agency_public_key",
+    "load_mapping",
+    "load_schema",
+    "load_seal_private_key",
+    "load_seal_public_key",
+    "load_secret",
+    "open_sealed_identity",
+    "record_ref",
+    "scan_extract",
+    "scan_text",
+    "verify_extract",
+    "write_schema",
+]

@@ -1,0 +1,479 @@
+"""Writing, signing, reading and verifying extract files.
+
+:func:`encode_csv` streams a CSV through worker processes into a temporary file
+beside the output, signs the trailer, fsyncs and renames: a reader sees either
+the previous file or a complete signed extract, never half of one. Memory stays
+flat: at most a few chunks of rows are in flight. :func:`verify_extract`
+streams an extract back, checks every line against the wire models, the record
+digest and the agency's signature, and gathers the statistics ``inspect`` shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import ValidationError
+
+from protocols import (
+    ExtractHeader,
+    ExtractTrailer,
+    LinkageSchema,
+    TokenisedRecord,
+    signed_message,
+)
+
+from ._errors import ConfigError, ExtractError, InputError
+from ._keys import AgencyKey, AgencyPublicKey, SealPublicKey
+from ._mapping import AgencyMapping
+from ._rows import BadRowPolicy, ChunkResult, Problem, RowContext, RowEncoder, encode_chunk_or_stop
+
+CHUNK_ROWS = 2000
+MAX_LINE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class EncodeSummary:
+    """What an encode run produced."""
+
+    out_path: Path
+    header: ExtractHeader
+    record_count: int
+    rows_read: int
+    rows_skipped: int
+    fields_dropped: int
+    problems_path: Path | None
+    seconds: float
+
+
+def encode_csv(
+    csv_path: Path,
+    mapping: AgencyMapping,
+    schema: LinkageSchema,
+    secret: bytes,
+    agency_key: AgencyKey,
+    seal_key: SealPublicKey,
+    out_path: Path,
+    *,
+    extract_date: dt.date | None = None,
+    policy: BadRowPolicy = BadRowPolicy.FAIL,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    problems_path: Path | None = None,
+) -> EncodeSummary:
+    """Encode ``csv_path`` into a signed extract at ``out_path`` (atomically)."""
+    started = dt.datetime.now(dt.UTC)
+    if agency_key.agency_id != mapping.agency.id:
+        raise ConfigError(
+            f"the agency key is for {agency_key.agency_id!r} but the mapping is for "
+            f"{mapping.agency.id!r}"
+        )
+    extract_date = extract_date or started.date()
+    header = ExtractHeader(
+        agency_id=mapping.agency.id,
+        extract_id=uuid.uuid4().hex,
+        extract_type=mapping.agency.extract_type,
+        created_at=started.replace(microsecond=0),
+        extract_date=extract_date,
+        schema_fingerprint=schema.fingerprint(),
+        signing_key_id=agency_key.key_id,
+        seal_key_id=seal_key.key_id,
+    )
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    problems: list[Problem] = []
+    count = skipped = rows_read = 0
+    digest = hashlib.sha256()
+    try:
+        with _open_csv(csv_path, mapping) as (columns, rows), tmp.open("wb") as out:
+            ctx = RowContext(
+                mapping=mapping,
+                schema=schema,
+                secret=secret,
+                record_ref_key=agency_key.record_ref_key,
+                seal_public_key=bytes(seal_key.public_key),
+                agency_id=mapping.agency.id,
+                extract_id=header.extract_id,
+                extract_date=extract_date,
+                columns=columns,
+                policy=policy,
+            )
+            out.write(header.model_dump_json().encode() + b"\n")
+            for result, n_rows in _run_chunks(ctx, _chunks(rows), workers):
+                rows_read += n_rows
+                fatal = [p for p in result.problems if p.action == "failed"]
+                if fatal:
+                    p = fatal[0]
+                    raise InputError(str(csv_path), p.line, p.field, p.problem)
+                problems.extend(result.problems)
+                skipped += result.skipped
+                if result.lines:
+                    blob = ("\n".join(result.lines) + "\n").encode()
+                    digest.update(blob)
+                    out.write(blob)
+                    count += len(result.lines)
+                if progress is not None:
+                    progress(n_rows)
+            if rows_read == 0:
+                raise InputError(str(csv_path), 2, None, "the file has a header but no records")
+            if count == 0:
+                raise InputError(str(csv_path), 2, None, "every row was bad; nothing to send")
+            message = signed_message(header, count, digest.hexdigest())
+            signature = agency_key.signing_key.sign(message).signature
+            trailer = ExtractTrailer(
+                record_count=count,
+                records_sha256=digest.hexdigest(),
+                signature=base64.b64encode(signature).decode("ascii"),
+            )
+            out.write(trailer.model_dump_json().encode() + b"\n")
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    written_problems = None
+    if problems:
+        written_problems = problems_path or out_path.with_name(out_path.name + ".problems.csv")
+        _write_problems(written_problems, str(csv_path), problems)
+    return EncodeSummary(
+        out_path=out_path,
+        header=header,
+        record_count=count,
+        rows_read=rows_read,
+        rows_skipped=skipped,
+        fields_dropped=sum(1 for p in problems if p.action == "field dropped"),
+        problems_path=written_problems,
+        seconds=(dt.datetime.now(dt.UTC) - started).total_seconds(),
+    )
+
+
+class _open_csv:
+    """Context manager: open a CSV, check the header against the mapping."""
+
+    def __init__(self, path: Path, mapping: AgencyMapping) -> None:
+        self.path = path
+        self.mapping = mapping
+
+    def __enter__(self) -> tuple[dict[str, int], Iterator[tuple[int, list[str]]]]:
+        try:
+            self.fh = self.path.open("r", encoding=self.mapping.csv.encoding, newline="")
+        except OSError as exc:
+            raise InputError(str(self.path), 0, None, f"cannot open: {exc.strerror}") from exc
+        reader = csv.reader(self.fh, delimiter=self.mapping.csv.delimiter, strict=True)
+        try:
+            head = next(reader)
+        except StopIteration:
+            self.fh.close()
+            raise InputError(str(self.path), 1, None, "the file is empty: no header row") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            self.fh.close()
+            raise InputError(str(self.path), 1, None, f"unreadable header: {exc}") from exc
+        head = [h.strip() for h in head]
+        columns: dict[str, int] = {}
+        for i, name in enumerate(head):
+            if name in columns:
+                self.fh.close()
+                raise InputError(str(self.path), 1, name, "column name appears twice in the header")
+            columns[name] = i
+        wanted = dict(self.mapping.identity.columns())
+        for ic in self.mapping.indicators:
+            wanted[f"indicators.{ic.type.value}"] = ic.column
+            if ic.date_column:
+                wanted[f"indicators.{ic.type.value}.date_column"] = ic.date_column
+        for key, col in wanted.items():
+            if col not in columns:
+                self.fh.close()
+                raise InputError(
+                    str(self.path),
+                    1,
+                    col,
+                    f"the mapping's {key} names column {col!r}, which is not in the header "
+                    f"(columns: {', '.join(head)})",
+                )
+        return columns, self._rows(reader)
+
+    def _rows(self, reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
+        line = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise InputError(str(self.path), line + 1, None, f"malformed CSV: {exc}") from exc
+            line = reader.line_num  # type: ignore[attr-defined]
+            if row:
+                yield line, row
+
+    def __exit__(self, *exc: object) -> None:
+        self.fh.close()
+
+
+def _chunks(rows: Iterator[tuple[int, list[str]]]) -> Iterator[list[tuple[int, list[str]]]]:
+    chunk: list[tuple[int, list[str]]] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= CHUNK_ROWS:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+_WORKER: RowEncoder | None = None
+
+
+def _init_worker(ctx: RowContext) -> None:
+    global _WORKER  # the process-pool initializer pattern: one encoder per worker process
+    _WORKER = RowEncoder(ctx)
+
+
+def _work(rows: list[tuple[int, list[str]]]) -> ChunkResult:
+    assert _WORKER is not None
+    return encode_chunk_or_stop(_WORKER, rows)
+
+
+def _run_chunks(
+    ctx: RowContext, chunks: Iterator[list[tuple[int, list[str]]]], workers: int
+) -> Iterator[tuple[ChunkResult, int]]:
+    """Encode chunks in order, in worker processes when ``workers > 1``."""
+    if workers <= 1:
+        encoder = RowEncoder(ctx)
+        for chunk in chunks:
+            yield encode_chunk_or_stop(encoder, chunk), len(chunk)
+        return
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(ctx,),
+    ) as pool:
+        window: deque[tuple[Future[ChunkResult], int]] = deque()
+        try:
+            for chunk in chunks:
+                window.append((pool.submit(_work, chunk), len(chunk)))
+                if len(window) >= 2 * workers + 1:  # bounded: memory stays flat
+                    fut, n = window.popleft()
+                    yield fut.result(), n
+            while window:
+                fut, n = window.popleft()
+                yield fut.result(), n
+        finally:
+            for fut, _ in window:
+                fut.cancel()
+
+
+def _write_problems(path: Path, source: str, problems: list[Problem]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "line", "field", "problem", "action"])
+        for p in problems:
+            w.writerow([source, p.line, p.field or "", p.problem, p.action])
+    os.replace(tmp, path)
+
+
+# --- reading and verifying ----------------------------------------------------------
+
+
+@dataclass
+class FillStats:
+    """Running statistics of the fraction of bits set in a filter."""
+
+    count: int = 0
+    total: float = 0.0
+    low: float = 1.0
+    high: float = 0.0
+    lengths: Counter[int] = field(default_factory=Counter)
+
+    def add(self, filter_bytes: bytes) -> None:
+        """Account for one filter."""
+        bits = 8 * len(filter_bytes)
+        fill = int.from_bytes(filter_bytes, "little").bit_count() / bits if bits else 0.0
+        self.count += 1
+        self.total += fill
+        self.low = min(self.low, fill)
+        self.high = max(self.high, fill)
+        self.lengths[bits] += 1
+
+    @property
+    def mean(self) -> float:
+        """Mean fill."""
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass
+class ExtractInfo:
+    """What verify_extract learned about an extract."""
+
+    header: ExtractHeader
+    trailer: ExtractTrailer
+    signature_checked: bool
+    person_fill: FillStats = field(default_factory=FillStats)
+    address_fill: FillStats = field(default_factory=FillStats)
+    exact_tokens: Counter[str] = field(default_factory=Counter)
+    blocking_keys: Counter[str] = field(default_factory=Counter)
+    indicators: Counter[str] = field(default_factory=Counter)
+    sex: Counter[str] = field(default_factory=Counter)
+    sealed_lengths: Counter[int] = field(default_factory=Counter)
+    duplicate_refs: int = 0
+
+
+def verify_extract(
+    path: Path,
+    public_key: AgencyPublicKey | None,
+    *,
+    schema: LinkageSchema | None = None,
+    on_record: Callable[[TokenisedRecord], None] | None = None,
+) -> ExtractInfo:
+    """Stream and check an extract: shape, digest, count, signature, schema."""
+    try:
+        fh = path.open("rb")
+    except OSError as exc:
+        raise ExtractError(f"{path}: cannot open: {exc.strerror}") from exc
+    with fh:
+        first = fh.readline(MAX_LINE_BYTES + 1)
+        if not first:
+            raise ExtractError(f"{path}: empty file, expected a header line")
+        header = _parse(path, 1, first, ExtractHeader, "header")
+        if public_key is not None:
+            if public_key.agency_id != header.agency_id:
+                raise ExtractError(
+                    f"{path}: extract is from agency {header.agency_id!r}, the key is for "
+                    f"{public_key.agency_id!r}"
+                )
+            if public_key.key_id != header.signing_key_id:
+                raise ExtractError(
+                    f"{path}: signed with key {header.signing_key_id}, expected {public_key.key_id}"
+                )
+        if schema is not None and schema.fingerprint() != header.schema_fingerprint:
+            raise ExtractError(
+                f"{path}: encoded with schema {header.schema_fingerprint[:16]}..., "
+                f"expected {schema.fingerprint()[:16]}..."
+            )
+        digest = hashlib.sha256()
+        seen: set[bytes] = set()
+        dupes = 0
+        person, address = FillStats(), FillStats()
+        exact: Counter[str] = Counter()
+        blocking: Counter[str] = Counter()
+        indicators: Counter[str] = Counter()
+        sexes: Counter[str] = Counter()
+        sealed: Counter[int] = Counter()
+        line_no = 1
+        pending: bytes | None = None
+        count = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if len(raw) > MAX_LINE_BYTES:
+                raise ExtractError(f"{path}:{line_no + 1}: line longer than {MAX_LINE_BYTES} bytes")
+            if not raw:
+                break
+            if pending is not None:
+                rec = _parse(path, line_no, pending, TokenisedRecord, "record")
+                digest.update(pending)
+                count += 1
+                key = rec.record_ref.encode()
+                if key in seen:
+                    dupes += 1
+                seen.add(key)
+                clk = _b64(path, line_no, "clk", rec.clk)
+                person.add(clk)
+                if schema is not None and len(clk) * 8 != schema.person_filter.output_bits:
+                    raise ExtractError(
+                        f"{path}:{line_no}: field 'clk' has {len(clk) * 8} bits, the schema "
+                        f"says {schema.person_filter.output_bits}"
+                    )
+                if rec.address_clk is not None:
+                    address.add(_b64(path, line_no, "address_clk", rec.address_clk))
+                exact.update(str(k) for k in rec.exact_tokens)
+                blocking.update(rec.blocking_keys.keys())
+                indicators.update(i.type.value for i in rec.indicators)
+                sexes[rec.sex or "unknown"] += 1
+                sealed[len(_b64(path, line_no, "sealed_identity", rec.sealed_identity))] += 1
+                if on_record is not None:
+                    on_record(rec)
+            pending = raw
+            line_no += 1
+        if pending is None:
+            raise ExtractError(f"{path}: truncated: no trailer line after the header")
+        trailer = _parse(path, line_no, pending, ExtractTrailer, "trailer")
+        if trailer.record_count != count:
+            raise ExtractError(
+                f"{path}: trailer says {trailer.record_count} records, the file has {count}"
+            )
+        if trailer.records_sha256 != digest.hexdigest():
+            raise ExtractError(f"{path}: records were changed after signing (digest mismatch)")
+        checked = False
+        if public_key is not None:
+            sig = _b64(path, line_no, "signature", trailer.signature)
+            if not public_key.verify(signed_message(header, count, trailer.records_sha256), sig):
+                raise ExtractError(f"{path}: the signature does not verify with the agency's key")
+            checked = True
+        return ExtractInfo(
+            header=header,
+            trailer=trailer,
+            signature_checked=checked,
+            person_fill=person,
+            address_fill=address,
+            exact_tokens=exact,
+            blocking_keys=blocking,
+            indicators=indicators,
+            sex=sexes,
+            sealed_lengths=sealed,
+            duplicate_refs=dupes,
+        )
+
+
+_M = TypeVar("_M", ExtractHeader, ExtractTrailer, TokenisedRecord)
+
+
+def _parse(path: Path, line: int, raw: bytes, model: type[_M], what: str) -> _M:
+    if not raw.endswith(b"\n"):
+        raise ExtractError(f"{path}:{line}: {what} line is not terminated (truncated file?)")
+    try:
+        parsed = model.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+        raise ExtractError(f"{path}:{line}: bad {what}: field {loc!r}: {err['msg']}") from exc
+    if what != "record" and parsed.model_dump_json().encode() + b"\n" != raw:
+        # the header and trailer are written in exactly one form; any other bytes were edited
+        raise ExtractError(f"{path}:{line}: {what} line is not in its canonical form")
+    return parsed
+
+
+def _b64(path: Path, line: int, name: str, value: str) -> bytes:
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise ExtractError(f"{path}:{line}: field {name!r} is not valid base64") from exc
+    if base64.b64encode(raw).decode("ascii") != value:
+        # unused low bits of the last character would let two strings carry one value
+        raise ExtractError(f"{path}:{line}: field {name!r} is not canonical base64")
+    return raw
+
+
+def iter_records(path: Path) -> Iterator[dict[str, object]]:
+    """Raw record dicts of an extract, unverified (for tests and tooling)."""
+    with path.open("rb") as fh:
+        fh.readline()
+        pending: bytes | None = None
+        for raw in fh:
+            if pending is not None:
+                yield json.loads(pending)
+            pending = raw

@@ -1,0 +1,355 @@
+"""One CSV row -> one tokenised record line, per the agency's mapping.
+
+This is where plaintext meets the encoder: identity cells are normalised, encoded
+into filters and tokens, and the original values are sealed for the unlock
+service. Bad cells become :class:`Problem` values naming line, field and column;
+the caller's policy decides whether they fail the run, skip the row or drop the
+field (a dropped field is treated as missing and never counts as agreement).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from nacl.public import PublicKey
+
+from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
+
+from . import _normalise as norm
+from ._encoder import Encoder, NormalisedIdentity
+from ._mapping import AgencyMapping, IndicatorColumn
+from ._seal import IdentitySealer, identity_bytes
+
+_TRUE = frozenset({"y", "yes", "true", "t", "1", "x"})
+_FALSE = frozenset({"", "n", "no", "false", "f", "0"})
+MIN_BIRTH_YEAR = 1900
+
+
+class BadRowPolicy(StrEnum):
+    """What to do with a bad cell."""
+
+    FAIL = "fail"  # stop at the first problem; nothing is written
+    SKIP_ROW = "skip-row"  # leave the whole row out and report it
+    DROP_FIELD = "drop-field"  # keep the row without the bad field and report it
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """A bad cell or row: where it is and what is wrong."""
+
+    line: int
+    field: str | None
+    problem: str
+    action: str = "failed"
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """Everything a worker process needs to encode rows (picklable)."""
+
+    mapping: AgencyMapping
+    schema: LinkageSchema
+    secret: bytes
+    record_ref_key: bytes
+    seal_public_key: bytes
+    agency_id: str
+    extract_id: str
+    extract_date: dt.date
+    columns: dict[str, int]  # header name -> index
+    policy: BadRowPolicy
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """Encoded lines and problems of one chunk of rows, in input order."""
+
+    lines: list[str]
+    problems: list[Problem]
+    skipped: int
+
+
+class _RowProblem(Exception):
+    """Internal: one bad cell, raised to skip the row or fail the run."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(problem)
+        self.field = field
+        self.problem = problem
+
+
+def record_ref(key: bytes, agency_id: str, system_id: str) -> str:
+    """Pseudonymous, stable reference of a record: keyed by the agency's own ref key."""
+    mac = hmac.new(key, f"{agency_id}\x1f{system_id}".encode(), hashlib.sha256).digest()[:16]
+    return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
+
+
+class RowEncoder:
+    """Encodes rows of one CSV under one mapping and schema."""
+
+    def __init__(self, ctx: RowContext) -> None:
+        self.ctx = ctx
+        self._encoder = Encoder(ctx.schema, ctx.secret)
+        self._sealer = IdentitySealer(PublicKey(ctx.seal_public_key), ctx.schema.identity_pad_bytes)
+        ident = ctx.mapping.identity
+        col = ctx.columns
+        self._system_id = col[ident.system_id]
+        self._given = [col[c] for c in ident.given_names]
+        self._address = [col[c] for c in ident.address_lines]
+        self._opt = {
+            key: col[name] for key, name in ident.columns().items() if not key.endswith("]")
+        }
+        self._indicators = [
+            (ic, col[ic.column], col[ic.date_column] if ic.date_column else None)
+            for ic in ctx.mapping.indicators
+        ]
+        self._identifiers = [
+            (ExactIdentifier.NHS_NUMBER, "nhs_number", norm.nhs_number),
+            (ExactIdentifier.NI_NUMBER, "ni_number", norm.ni_number),
+            (ExactIdentifier.UPN, "upn", norm.upn),
+        ]
+
+    def encode_chunk(self, rows: list[tuple[int, list[str]]]) -> ChunkResult:
+        """Encode a chunk of (line number, cells) rows."""
+        out = ChunkResult([], [], 0)
+        width = len(self.ctx.columns)
+        for line, cells in rows:
+            if len(cells) != width:
+                self._row_problem(
+                    out, line, None, f"row has {len(cells)} fields, the header has {width}"
+                )
+                continue
+            try:
+                problems: list[Problem] = []
+                out.lines.append(self._encode_row(line, cells, problems))
+                out.problems.extend(problems)
+            except _RowProblem as exc:
+                self._row_problem(out, line, exc.field, exc.problem)
+        return out
+
+    def _row_problem(self, out: ChunkResult, line: int, field: str | None, problem: str) -> None:
+        if self.ctx.policy is BadRowPolicy.FAIL:
+            out.problems.append(Problem(line, field, problem, "failed"))
+            raise _StopChunk(out)
+        out.problems.append(Problem(line, field, problem, "row skipped"))
+        out.skipped += 1
+
+    def _bad(self, problems: list[Problem], line: int, field: str, problem: str) -> None:
+        """A bad optional field: fail/skip the row, or drop the field and go on."""
+        if self.ctx.policy is BadRowPolicy.DROP_FIELD:
+            problems.append(Problem(line, field, problem, "field dropped"))
+            return
+        raise _RowProblem(field, problem)
+
+    def _cell(self, cells: list[str], key: str) -> str | None:
+        idx = self._opt.get(key)
+        if idx is None:
+            return None
+        value = cells[idx].strip()
+        return value or None
+
+    def _encode_row(self, line: int, cells: list[str], problems: list[Problem]) -> str:
+        ctx = self.ctx
+        ident_map = ctx.mapping.identity
+        system_id = cells[self._system_id].strip()
+        if not system_id:
+            raise _RowProblem(ident_map.system_id, "system id is blank")
+        ref = record_ref(ctx.record_ref_key, ctx.agency_id, system_id)
+
+        given_raw = " ".join(c for c in (cells[i].strip() for i in self._given) if c) or None
+        words = norm.given_names(given_raw)
+        given = words[0] if words else None
+        family_raw = self._cell(cells, "family_name")
+        former_raw = self._cell(cells, "former_family_names")
+        family = norm.family_name(family_raw)
+        parts = norm.family_name_parts(family_raw) + norm.family_name_parts(former_raw)
+
+        dob: dt.date | None = None
+        dob_raw = self._cell(cells, "date_of_birth")
+        if dob_raw is not None:
+            try:
+                dob = norm.parse_date(dob_raw, ident_map.date_format)
+            except norm.NormaliseError as exc:
+                self._bad(problems, line, self._field("date_of_birth"), str(exc))
+            if dob is not None and not (MIN_BIRTH_YEAR <= dob.year and dob <= ctx.extract_date):
+                self._bad(
+                    problems,
+                    line,
+                    self._field("date_of_birth"),
+                    f"date of birth {dob.isoformat()} is not between {MIN_BIRTH_YEAR} "
+                    f"and the extract date {ctx.extract_date.isoformat()}",
+                )
+                dob = None
+
+        sex: str | None = None
+        try:
+            sex = norm.sex(self._cell(cells, "sex"), ident_map.sex_values)
+        except norm.NormaliseError as exc:
+            self._bad(problems, line, self._field("sex"), str(exc))
+
+        address_raw = [cells[i].strip() for i in self._address]
+        address = norm.address_line(address_raw) if address_raw else None
+        postcode: norm.Postcode | None = None
+        try:
+            postcode = norm.postcode(self._cell(cells, "postcode"))
+        except norm.NormaliseError as exc:
+            self._bad(problems, line, self._field("postcode"), str(exc))
+
+        identifiers: dict[ExactIdentifier, str] = {}
+        raw_ids: dict[str, str] = {}
+        for ident_type, key, parse in self._identifiers:
+            raw = self._cell(cells, key)
+            if raw is None:
+                continue
+            try:
+                value = parse(raw)
+            except norm.NormaliseError as exc:
+                self._bad(problems, line, self._field(key), str(exc))
+                continue
+            if value:
+                identifiers[ident_type] = value
+                raw_ids[key] = value
+
+        indicators = self._read_indicators(line, cells, dob, problems)
+
+        identity = NormalisedIdentity(
+            given=given,
+            given_canonical=norm.canonical_forename(given) if given else None,
+            middle=words[1:],
+            family=family,
+            family_parts=parts,
+            dob=dob,
+            sex=sex,
+            address=address,
+            house_number=norm.house_number(address),
+            postcode=postcode,
+            identifiers=identifiers,
+        )
+        enc = self._encoder.encode(identity)
+
+        payload: dict[str, object] = {
+            "format": IDENTITY_FORMAT,
+            "agency_id": ctx.agency_id,
+            "extract_id": ctx.extract_id,
+            "record_ref": ref,
+            "system_id": system_id,
+        }
+        for key, value in (
+            ("given_names", given_raw),
+            ("family_name", family_raw),
+            ("former_family_names", former_raw),
+            ("date_of_birth", dob.isoformat() if dob else None),
+            ("sex", sex),
+            ("postcode", postcode.unit if postcode else self._cell(cells, "postcode")),
+        ):
+            if value is not None:
+                payload[key] = value
+        lines = [a for a in address_raw if a]
+        if lines:
+            payload["address_lines"] = lines
+        payload.update(raw_ids)
+        try:
+            sealed = self._sealer.seal(identity_bytes(payload))
+        except ValueError as exc:
+            raise _RowProblem("identity", str(exc)) from exc
+
+        record: dict[str, object] = {
+            "record_ref": ref,
+            "clk": base64.b64encode(enc.clk).decode("ascii"),
+        }
+        if enc.address_clk is not None:
+            record["address_clk"] = base64.b64encode(enc.address_clk).decode("ascii")
+        if enc.exact_tokens:
+            record["exact_tokens"] = enc.exact_tokens
+        if enc.blocking_keys:
+            record["blocking_keys"] = enc.blocking_keys
+        if dob is not None:
+            record["age"] = _age(dob, ctx.extract_date)
+        if sex is not None:
+            record["sex"] = sex
+        if postcode is not None:
+            record["postcode_district"] = postcode.outward
+        if indicators:
+            record["indicators"] = indicators
+        record["sealed_identity"] = base64.b64encode(sealed).decode("ascii")
+        return json.dumps(record, separators=(",", ":"))
+
+    def _field(self, key: str) -> str:
+        return f"{key} (column {self.ctx.mapping.identity.columns()[key]!r})"
+
+    def _read_indicators(
+        self, line: int, cells: list[str], dob: dt.date | None, problems: list[Problem]
+    ) -> list[dict[str, object]]:
+        out: list[dict[str, object]] = []
+        for ic, idx, date_idx in self._indicators:
+            raw = cells[idx].strip()
+            try:
+                value = _indicator_value(ic, raw)
+                if value is None:
+                    continue
+                when = self.ctx.extract_date
+                if date_idx is not None and cells[date_idx].strip():
+                    parsed = norm.parse_date(cells[date_idx], ic.date_format)
+                    if parsed is not None:
+                        when = parsed
+                if when > self.ctx.extract_date:
+                    raise ValueError(
+                        f"date {when.isoformat()} is after the extract date "
+                        f"{self.ctx.extract_date.isoformat()}"
+                    )
+                if dob is not None and when < dob:
+                    raise ValueError(f"date {when.isoformat()} is before the date of birth")
+            except (ValueError, norm.NormaliseError) as exc:
+                self._bad(
+                    problems, line, f"indicator {ic.type.value} (column {ic.column!r})", str(exc)
+                )
+                continue
+            out.append({"type": ic.type.value, "value": value, "date": when.isoformat()})
+        return out
+
+
+class _StopChunk(Exception):
+    """Internal: the FAIL policy met a problem; carries the partial result."""
+
+    def __init__(self, result: ChunkResult) -> None:
+        super().__init__("stop")
+        self.result = result
+
+
+def _indicator_value(ic: IndicatorColumn, raw: str) -> float | None:
+    if ic.kind == "flag":
+        low = raw.lower()
+        if low in _TRUE:
+            return 1.0
+        if low in _FALSE:
+            return None
+        raise ValueError(f"{raw!r} is not a yes/no flag")
+    if not raw:
+        return None
+    cleaned = raw.replace("%", "").replace("£", "").replace(",", "").strip()
+    try:
+        value = float(cleaned)
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0:
+        raise ValueError(f"{raw!r} is not a non-negative number")
+    if ic.kind == "count" and value == 0:
+        return None
+    return value
+
+
+def _age(dob: dt.date, at: dt.date) -> int:
+    return at.year - dob.year - ((at.month, at.day) < (dob.month, dob.day))
+
+
+def encode_chunk_or_stop(encoder: RowEncoder, rows: list[tuple[int, list[str]]]) -> ChunkResult:
+    """Encode a chunk; under the FAIL policy the result ends at the first problem."""
+    try:
+        return encoder.encode_chunk(rows)
+    except _StopChunk as stop:
+        return stop.result

@@ -1,0 +1,247 @@
+"""Extracts: encode, sign, verify; any change is caught; bad input is named; writes are atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+
+import pytest
+
+from agency_client._errors import ConfigError, ExtractError, InputError
+from agency_client._extract import encode_csv, iter_records, verify_extract
+from agency_client._keys import (
+    generate_agency_key,
+    load_agency_key,
+    load_agency_public_key,
+    load_seal_private_key,
+    load_seal_public_key,
+    load_secret,
+)
+from agency_client._mapping import load_mapping
+from agency_client._privacy import identity_needles, scan_extract
+from agency_client._rows import BadRowPolicy
+from agency_client._seal import open_sealed_identity
+from protocols import TokenisedRecord, default_schema
+
+from .conftest import EXTRACT_DATE, ROWS
+
+
+@pytest.fixture
+def encode(keys, school_csv, tmp_path):
+    """Factory: encode rows into tmp_path/out.jsonl and return (summary, path)."""
+
+    def run(rows=None, mapping=None, policy=BadRowPolicy.FAIL, workers=1, out=None):
+        csv_path, map_path = school_csv(rows, **({"mapping": mapping} if mapping else {}))
+        target = out or tmp_path / "out.jsonl"
+        summary = encode_csv(
+            csv_path,
+            load_mapping(map_path),
+            default_schema(),
+            load_secret(keys["secret"]),
+            load_agency_key(keys["agency_key"]),
+            load_seal_public_key(keys["seal_pub"]),
+            target,
+            extract_date=EXTRACT_DATE,
+            policy=policy,
+            workers=workers,
+        )
+        return summary, target
+
+    return run
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_encode_and_verify(encode, keys, workers):
+    summary, path = encode(workers=workers)
+    assert summary.record_count == 3
+    info = verify_extract(path, load_agency_public_key(keys["agency_pub"]), schema=default_schema())
+    assert info.signature_checked and info.trailer.record_count == 3
+    assert info.person_fill.lengths == {1024: 3}
+    assert len(info.sealed_lengths) == 1
+    assert info.exact_tokens["nhs_number"] == 1
+    assert info.indicators == {"attendance_pct": 2, "permanent_exclusion": 1}
+    records = list(iter_records(path))
+    for raw in records:
+        TokenisedRecord.model_validate(raw)  # every written line is a valid wire record
+    first = records[0]
+    assert first["age"] == 14 and first["sex"] == "M" and first["postcode_district"] == "LS6"
+    attendance = [i for i in first["indicators"] if i["type"] == "attendance_pct"][0]
+    assert attendance == {"type": "attendance_pct", "value": 86.5, "date": "2026-07-31"}
+
+
+def test_sealed_identity_holds_the_original_values(encode, keys):
+    _, path = encode()
+    sk = load_seal_private_key(keys["seal_key"])
+    rec = list(iter_records(path))[1]
+    ident = open_sealed_identity(rec["sealed_identity"], sk, expect_record_ref=rec["record_ref"])
+    assert ident.given_names == "Zoë" and ident.family_name == "O'Brien"
+    assert ident.former_family_names == "Kelly" and ident.postcode == "LS6 2AB"
+    assert ident.address_lines == ("Flat 2, 7 Mill Lane", "Leeds") and ident.system_id == "P002"
+
+
+def test_record_refs_are_stable_and_pseudonymous(encode, tmp_path):
+    _, a = encode(out=tmp_path / "a.jsonl")
+    _, b = encode(out=tmp_path / "b.jsonl")
+    refs_a = [r["record_ref"] for r in iter_records(a)]
+    assert refs_a == [r["record_ref"] for r in iter_records(b)]
+    assert not any("P00" in r for r in refs_a)
+
+
+def test_no_plaintext_identifier_outside_the_seal(encode, school_csv):
+    csv_path, map_path = school_csv()
+    _, path = encode()
+    needles = identity_needles(csv_path, load_mapping(map_path))
+    assert {"William", "Smith", "Jones", "2012-04-03", "LS6 2AB", "9434765919"} <= needles.all()
+    assert scan_extract(path, needles) == set()
+
+
+def test_scanner_would_catch_a_leak(encode, school_csv, tmp_path):
+    csv_path, map_path = school_csv()
+    _, path = encode()
+    lines = path.read_bytes().splitlines()
+    rec = json.loads(lines[1])
+    rec["note"] = "Smith-Jones"
+    leaky = tmp_path / "leaky.jsonl"
+    leaky.write_bytes(b"\n".join([lines[0], json.dumps(rec).encode(), *lines[2:]]) + b"\n")
+    assert "smith" in scan_extract(leaky, identity_needles(csv_path, load_mapping(map_path)))
+
+
+def test_any_changed_byte_fails_verification(encode, keys):
+    _, path = encode()
+    original = path.read_bytes()
+    public = load_agency_public_key(keys["agency_pub"])
+    rng = random.Random(7)
+    header_end = original.index(b"\n")
+    trailer_start = original.rindex(b"\n", 0, len(original) - 1)
+    positions = (
+        list(range(0, header_end, 3))
+        + list(range(trailer_start, len(original)))
+        + rng.sample(range(header_end, trailer_start), 150)
+    )
+    for pos in positions:
+        tampered = bytearray(original)
+        tampered[pos] = (tampered[pos] + 1) % 256
+        path.write_bytes(bytes(tampered))
+        with pytest.raises(ExtractError):
+            verify_extract(path, public)
+    path.write_bytes(original)
+    verify_extract(path, public)
+
+
+def test_dropped_reordered_or_wrongly_signed_records_fail(encode, keys, tmp_path):
+    _, path = encode()
+    lines = path.read_bytes().splitlines(keepends=True)
+    public = load_agency_public_key(keys["agency_pub"])
+    for name, body in (
+        ("dropped", lines[:2] + lines[3:]),
+        ("reordered", [lines[0], lines[2], lines[1], *lines[3:]]),
+        ("truncated", lines[:-1]),
+        ("header only", lines[:1]),
+    ):
+        p = tmp_path / f"{name}.jsonl"
+        p.write_bytes(b"".join(body))
+        with pytest.raises(ExtractError):
+            verify_extract(p, public)
+    other = tmp_path / "other"
+    generate_agency_key("school", other)
+    with pytest.raises(ExtractError, match="signed with key"):
+        verify_extract(path, load_agency_public_key(other / "agency.pub"))
+
+
+def test_unknown_column_in_mapping_is_named(encode):
+    from .conftest import MAPPING
+
+    with pytest.raises(InputError, match=r"school.csv:1.*'Surnme'.*not in the header"):
+        encode(mapping=MAPPING.replace('family_name = "Surname"', 'family_name = "Surnme"'))
+
+
+def test_bad_date_postcode_and_short_row_name_line_and_field(encode):
+    bad_date = [r[:] for r in ROWS]
+    bad_date[1][4] = "31/31/2016"
+    with pytest.raises(InputError, match=r"school.csv:3: field date_of_birth \(column 'DOB'\)"):
+        encode(rows=bad_date)
+    bad_pc = [r[:] for r in ROWS]
+    bad_pc[2][8] = "ZZZ 999"
+    with pytest.raises(InputError, match=r"school.csv:4: field postcode \(column 'Postcode'\)"):
+        encode(rows=bad_pc)
+    short = [r[:] for r in ROWS]
+    short[0] = short[0][:5]
+    with pytest.raises(InputError, match=r"school.csv:2: row has 5 fields, the header has 13"):
+        encode(rows=short)
+    bad_flag = [r[:] for r in ROWS]
+    bad_flag[0][12] = "perhaps"
+    with pytest.raises(InputError, match=r"indicator permanent_exclusion"):
+        encode(rows=bad_flag)
+
+
+def test_skip_and_drop_policies_report_problems(encode):
+    rows = [r[:] for r in ROWS]
+    rows[1][4] = "31/31/2016"
+    summary, path = encode(rows=rows, policy=BadRowPolicy.SKIP_ROW)
+    assert summary.record_count == 2 and summary.rows_skipped == 1
+    assert summary.problems_path is not None
+    report = summary.problems_path.read_text()
+    assert "school.csv,3,date_of_birth (column 'DOB')" in report and "row skipped" in report
+
+    summary, path = encode(rows=rows, policy=BadRowPolicy.DROP_FIELD)
+    assert summary.record_count == 3 and summary.fields_dropped == 1
+    assert "age" not in list(iter_records(path))[1]  # the bad DOB is missing, not guessed
+
+
+def test_empty_and_header_only_files(encode, school_csv, keys, tmp_path):
+    with pytest.raises(InputError, match="header but no records"):
+        encode(rows=[])
+    csv_path, map_path = school_csv()
+    csv_path.write_text("")
+    with pytest.raises(InputError, match="empty: no header row"):
+        encode_csv(
+            csv_path,
+            load_mapping(map_path),
+            default_schema(),
+            load_secret(keys["secret"]),
+            load_agency_key(keys["agency_key"]),
+            load_seal_public_key(keys["seal_pub"]),
+            tmp_path / "x.jsonl",
+            extract_date=EXTRACT_DATE,
+            workers=1,
+        )
+
+
+def test_failed_encode_leaves_previous_extract_intact_and_no_temp(encode, tmp_path):
+    _, path = encode()
+    before = path.read_bytes()
+    rows = [r[:] for r in ROWS]
+    rows[2][4] = "not a date"
+    with pytest.raises(InputError):
+        encode(rows=rows)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_agency_key_must_match_mapping(keys, school_csv, tmp_path):
+    csv_path, map_path = school_csv()
+    generate_agency_key("police", tmp_path / "police")
+    with pytest.raises(ConfigError, match="'police'.*'school'"):
+        encode_csv(
+            csv_path,
+            load_mapping(map_path),
+            default_schema(),
+            load_secret(keys["secret"]),
+            load_agency_key(tmp_path / "police" / "agency.key"),
+            load_seal_public_key(keys["seal_pub"]),
+            tmp_path / "x.jsonl",
+            workers=1,
+        )
+
+
+def test_schema_mismatch_is_caught_on_verify(encode, keys):
+    _, path = encode()
+    other = default_schema().model_copy(update={"name": "another scheme"})
+    with pytest.raises(ExtractError, match="encoded with schema"):
+        verify_extract(path, None, schema=other)
+
+
+def test_output_file_mode_is_not_world_writable(encode):
+    _, path = encode()
+    assert not os.stat(path).st_mode & 0o002
