@@ -17,7 +17,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -41,7 +41,11 @@ __all__ = [
     "add_signatures",
     "b64decode_strict",
     "check_key_name",
+    "check_note_text",
+    "format_signature_line",
+    "format_vkey",
     "key_id",
+    "load_ed25519_vkey",
     "open_note",
     "parse_signature_line",
 ]
@@ -272,9 +276,8 @@ class NoteVerifier:
         return True
 
 
-@dataclass(frozen=True)
-class NoteSignature:
-    """One parsed signature line: key name, 4-byte key ID, signature bytes."""
+class NoteSignature(NamedTuple):
+    """One parsed signature line: key name, 4-byte key ID, signature bytes (unpackable)."""
 
     name: str
     key_id: bytes

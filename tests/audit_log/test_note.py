@@ -243,3 +243,9 @@ def test_parser_never_raises_foreign_errors(data: bytes) -> None:
         open_note(data, [make_signer().verifier()])
     except NoteError:
         pass
+
+
+def test_signatures_unpack_as_name_id_sig(vector: tuple[bytes, NoteVerifier]) -> None:
+    note, verifier = vector
+    [(name, kid, sig)] = open_note(note, [verifier]).signatures
+    assert (name, kid.hex(), len(sig)) == ("example.com/foo", "530d903a", 64)
