@@ -63,6 +63,7 @@ class WitnessEndpoint:
 
     url: str
     verifier: CosignatureVerifier
+    token: str | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
@@ -426,8 +427,13 @@ class AuditLog:
                 proof = self._tree.consistency_proof(old, signed.size)
             body = format_add_checkpoint(old, proof, signed.note)
             try:
+                headers = (
+                    {} if witness.token is None else {"Authorization": f"Bearer {witness.token}"}
+                )
                 response = self._http.post(
-                    witness.url.rstrip("/") + "/add-checkpoint", content=body.encode()
+                    witness.url.rstrip("/") + "/add-checkpoint",
+                    content=body.encode(),
+                    headers=headers,
                 )
             except httpx.HTTPError as exc:
                 raise WitnessError(f"cannot reach witness: {exc}", status=503) from exc

@@ -1,0 +1,290 @@
+"""HTTP shell of the audit log: checkpoints, proofs, receipts, review queries, appends.
+
+Routes parse, authorise, call one plain function (``AuditLog`` methods or
+``_review``) and map package errors to status codes. The log, token table and
+settings live on ``app.state``, created in the lifespan and handed to routes
+through the ``Annotated`` dependencies below; nothing is created at import.
+
+Every route authenticates a bearer token (SHA-256 hashes in the token file)
+and checks its role: ``reader`` (witnesses, monitors) may fetch checkpoints,
+proofs and receipts; ``ig_officer`` may also query entries and anomaly
+reports; only ``writer`` (the unlock service) may append. No route updates or
+deletes anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import time
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import AwareDatetime
+
+from . import _store as store
+from ._config import (
+    Caller,
+    Role,
+    Settings,
+    TokenTable,
+    load_signer,
+    load_tokens,
+    witness_verifier,
+)
+from ._entries import Entry
+from ._errors import AuditLogError, ProofError, WitnessError
+from ._log import AuditLog, WitnessEndpoint
+from ._note import NoteSigner
+from ._review import AnomalyConfig, entry_record, find_anomalies
+from ._storage_errors import ConfigError, EntryError, StorageError
+
+__all__ = ["create_app", "get_settings"]
+
+MAX_PAGE = 1000
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_log(request: Request) -> AuditLog:
+    """The open audit log."""
+    log: AuditLog = request.app.state.log
+    return log
+
+
+def _caller(request: Request) -> Caller:
+    tokens: TokenTable = request.app.state.tokens
+    caller = tokens.authenticate(request.headers.get("authorization"))
+    if caller is None:
+        raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+    return caller
+
+
+def require(*roles: Role) -> Callable[[Request], Caller]:
+    """A dependency that admits only callers holding one of ``roles``."""
+
+    def check(request: Request) -> Caller:
+        caller = _caller(request)
+        if caller.role not in roles:
+            raise HTTPException(403, f"role {caller.role!r} may not do this")
+        return caller
+
+    return check
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+LogDep = Annotated[AuditLog, Depends(get_log)]
+AnyReader = Annotated[Caller, Depends(require("reader", "ig_officer", "writer"))]
+IgOfficer = Annotated[Caller, Depends(require("ig_officer"))]
+Writer = Annotated[Caller, Depends(require("writer"))]
+
+
+def _status(exc: AuditLogError) -> int:
+    if isinstance(exc, ProofError | EntryError):
+        return 400
+    if isinstance(exc, WitnessError | StorageError):
+        return 503
+    return 500
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode("ascii") for h in hashes]
+
+
+class _Checkpointer:
+    """Signs a checkpoint every ``interval`` seconds while the log grows."""
+
+    def __init__(self, log: AuditLog, interval: float) -> None:
+        self._log = log
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-log-checkpointer")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._log.checkpoint()
+            except WitnessError:
+                continue  # stays unpublished; the next round asks the witnesses again
+            except AuditLogError:
+                # Storage down or tamper found: stop signing rather than guess.
+                return
+
+
+def _open_log(
+    settings: Settings, signer: NoteSigner | None, http_client: httpx.Client | None
+) -> AuditLog:
+    signer = signer or load_signer(settings.key_file, settings.key_env)
+    witnesses = []
+    for w in settings.witnesses:
+        token = os.environ.get(w.token_env)
+        if not token:
+            raise ConfigError(f"witness {w.url}: no bearer token in ${w.token_env}")
+        witnesses.append(WitnessEndpoint(w.url, witness_verifier(w.vkey), token))
+    return AuditLog.open(
+        settings.db_url,
+        signer,
+        witnesses=witnesses,
+        witness_quorum=settings.witness_quorum,
+        batch_size=settings.batch_size,
+        batch_wait=settings.batch_wait,
+        http_client=http_client,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    signer: NoteSigner | None = None,
+    http_client: httpx.Client | None = None,
+) -> FastAPI:
+    """The audit log HTTP app; the lifespan opens the log and loads keys and tokens."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tokens = load_tokens(settings.token_file)
+        log = _open_log(settings, signer, http_client)
+        checkpointer = _Checkpointer(log, settings.checkpoint_interval)
+        checkpointer.start()
+        app.state.settings = settings
+        app.state.tokens = tokens
+        app.state.log = log
+        try:
+            yield
+        finally:
+            checkpointer.stop()
+            log.close()
+
+    app = FastAPI(title="audit-log", lifespan=lifespan)
+
+    @app.exception_handler(AuditLogError)
+    async def package_error(_request: Request, exc: AuditLogError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=_status(exc))
+
+    @app.get("/checkpoint", response_class=PlainTextResponse)
+    def checkpoint(_caller: AnyReader, log: LogDep) -> PlainTextResponse:
+        """The latest published checkpoint note."""
+        note = log.published_checkpoint()
+        if note is None:
+            raise HTTPException(503, "no checkpoint has been published yet")
+        return PlainTextResponse(note)
+
+    @app.get("/proof/inclusion")
+    def inclusion(
+        _caller: AnyReader,
+        log: LogDep,
+        index: Annotated[int, Query(ge=0)],
+        size: Annotated[int, Query(ge=1)],
+    ) -> dict[str, Any]:
+        """Inclusion proof of ``index`` in the tree of ``size``."""
+        return {"index": index, "size": size, "hashes": _b64(log.inclusion_proof(index, size))}
+
+    @app.get("/proof/consistency")
+    def consistency(
+        _caller: AnyReader,
+        log: LogDep,
+        old: Annotated[int, Query(ge=0)],
+        new: Annotated[int, Query(ge=0)],
+    ) -> dict[str, Any]:
+        """Consistency proof from tree size ``old`` to ``new``."""
+        return {"old": old, "new": new, "hashes": _b64(log.consistency_proof(old, new))}
+
+    @app.get("/receipts/{index}", response_class=PlainTextResponse)
+    def receipt(_caller: AnyReader, log: LogDep, index: int) -> PlainTextResponse:
+        """The tlog-proof receipt of entry ``index``."""
+        return PlainTextResponse(log.receipt(index))
+
+    @app.get("/leaves/{index}", response_class=PlainTextResponse)
+    def leaf(_caller: AnyReader, log: LogDep, index: int) -> PlainTextResponse:
+        """The exact leaf bytes of entry ``index`` (hash them to check a receipt)."""
+        return PlainTextResponse(log.leaf(index).decode("utf-8"))
+
+    @app.get("/entries")
+    def entries(
+        _caller: IgOfficer,
+        log: LogDep,
+        type: str | None = None,
+        professional_id: str | None = None,
+        family_id: str | None = None,
+        purpose_code: str | None = None,
+        decision: str | None = None,
+        request_id: str | None = None,
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
+        start: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
+    ) -> dict[str, Any]:
+        """Entries matching the filters, in index order, one page at a time."""
+        where = store.EntryFilter(
+            type=type,
+            professional_id=professional_id,
+            family_id=family_id,
+            purpose_code=purpose_code,
+            decision=decision,
+            request_id=request_id,
+            since=since,
+            until=until,
+            start_index=start,
+            limit=limit,
+        )
+        found = store.query_entries(log.engine, where)
+        return {
+            "entries": [
+                {"leaf": e.leaf_data.decode("utf-8"), **entry_record(e.leaf_data)} for e in found
+            ],
+            "next_start": found[-1].index + 1 if len(found) == limit else None,
+        }
+
+    @app.get("/reports/anomalies")
+    def anomalies(
+        _caller: IgOfficer,
+        log: LogDep,
+        config: SettingsDep,
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
+        max_unlocks: Annotated[int | None, Query(ge=0)] = None,
+    ) -> dict[str, Any]:
+        """Anomaly report over entries with event time in [since, until)."""
+        limits = AnomalyConfig(
+            max_unlocks_per_period=(
+                config.max_unlocks_per_period if max_unlocks is None else max_unlocks
+            ),
+            period=config.anomaly_period,
+            working_start=time(8, 0),
+            working_end=time(18, 0),
+            timezone=config.timezone,
+            break_glass_review_days=config.break_glass_review_days,
+        )
+        found = find_anomalies(log.engine, limits, since, until)
+        return {"anomalies": [a.to_json() for a in found]}
+
+    @app.post("/entries", status_code=201)
+    def append(_caller: Writer, log: LogDep, entry: Entry) -> dict[str, Any]:
+        """Append one entry; answer once it is durable, with its receipt when published."""
+        appended = log.append(entry)
+        body: dict[str, Any] = {"index": appended.index, "leaf": appended.leaf.decode("utf-8")}
+        try:
+            body["receipt"] = log.receipt(appended.index)
+        except WitnessError as exc:
+            # The entry is durable either way; the receipt follows once cosigned.
+            body["receipt"] = None
+            body["receipt_error"] = str(exc)
+        return body
+
+    return app

@@ -1,0 +1,198 @@
+"""HTTP API in-process: authentication, roles, appends with receipts, proofs, review."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from audit_log._api import create_app
+from audit_log._checkpoint import open_checkpoint, verify_tlog_proof
+from audit_log._config import Settings
+from audit_log._merkle import verify_consistency, verify_inclusion, leaf_hash
+from audit_log._note import NoteSigner
+
+from ._factories import T0, hex_id, make_entry
+
+ORIGIN = "audit.example.gov.uk/log"
+TOKENS = {"writer": "w-token", "ig_officer": "ig-token", "reader": "r-token"}
+
+
+def auth(role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKENS[role]}"}
+
+
+@pytest.fixture
+def signer() -> NoteSigner:
+    return NoteSigner.from_seed(ORIGIN, bytes(range(32)))
+
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def client(tmp_path: Path, signer: NoteSigner) -> AsyncIterator[httpx.AsyncClient]:
+    token_file = tmp_path / "tokens"
+    token_file.write_text(
+        "# hash role label\n"
+        + "".join(
+            f"{hashlib.sha256(t.encode()).hexdigest()} {role} test-{role}\n"
+            for role, t in TOKENS.items()
+        )
+    )
+    token_file.chmod(0o600)
+    settings = Settings(
+        db_url=f"sqlite:///{tmp_path / 'api.db'}",
+        token_file=token_file,
+        max_unlocks_per_period=2,
+        checkpoint_interval=0.05,
+    )
+    app = create_app(settings, signer=signer)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://log") as test_client:
+            yield test_client
+
+
+async def _append(
+    client: httpx.AsyncClient, entry_kind: str = "decision", n: int = 1, **kw: object
+) -> dict:
+    entry = make_entry(entry_kind, n, **kw).model_dump(mode="json")
+    response = await client.post("/entries", json=entry, headers=auth("writer"))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/checkpoint"),
+        ("GET", "/proof/inclusion?index=0&size=1"),
+        ("GET", "/proof/consistency?old=0&new=0"),
+        ("GET", "/receipts/0"),
+        ("GET", "/entries"),
+        ("GET", "/reports/anomalies"),
+        ("POST", "/entries"),
+    ],
+)
+async def test_unauthenticated_callers_are_refused(
+    client: httpx.AsyncClient, method: str, path: str
+) -> None:
+    assert (await client.request(method, path)).status_code == 401
+    bad = {"Authorization": "Bearer not-a-token"}
+    assert (await client.request(method, path, headers=bad)).status_code == 401
+    assert (
+        await client.request(method, path, headers={"Authorization": "Basic x"})
+    ).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("role", "method", "path"),
+    [
+        ("reader", "GET", "/entries"),
+        ("reader", "GET", "/reports/anomalies"),
+        ("reader", "POST", "/entries"),
+        ("ig_officer", "POST", "/entries"),
+        ("writer", "GET", "/entries"),
+    ],
+)
+async def test_wrong_roles_are_refused(
+    client: httpx.AsyncClient, role: str, method: str, path: str
+) -> None:
+    body = make_entry().model_dump(mode="json") if method == "POST" else None
+    response = await client.request(method, path, headers=auth(role), json=body)
+    assert response.status_code == 403
+
+
+async def test_append_returns_a_receipt_that_verifies(
+    client: httpx.AsyncClient, signer: NoteSigner
+) -> None:
+    first = await _append(client, n=1)
+    second = await _append(client, "break_glass", n=2)
+    assert (first["index"], second["index"]) == (0, 1)
+    cp = verify_tlog_proof(second["receipt"], second["leaf"].encode(), signer.verifier())
+    assert cp.size == 2
+    receipt = await client.get("/receipts/0", headers=auth("reader"))
+    assert receipt.status_code == 200
+    verify_tlog_proof(receipt.text, first["leaf"].encode(), signer.verifier())
+    leaf = await client.get("/leaves/1", headers=auth("reader"))
+    assert leaf.text == second["leaf"]
+
+
+async def test_malformed_entries_are_refused(client: httpx.AsyncClient) -> None:
+    bad = make_entry().model_dump(mode="json") | {"professional_id": "Jane Smith"}
+    assert (await client.post("/entries", json=bad, headers=auth("writer"))).status_code == 422
+    extra = make_entry().model_dump(mode="json") | {"address": "1 High St"}
+    assert (await client.post("/entries", json=extra, headers=auth("writer"))).status_code == 422
+
+
+async def test_checkpoint_and_proofs(client: httpx.AsyncClient, signer: NoteSigner) -> None:
+    note0 = (await client.get("/checkpoint", headers=auth("reader"))).text
+    cp0, _ = open_checkpoint(note0, signer.verifier())
+    leaves = [(await _append(client, n=n))["leaf"] for n in range(5)]
+    note = (await client.get("/checkpoint", headers=auth("reader"))).text
+    cp, _ = open_checkpoint(note, signer.verifier())
+    assert cp.size == 5
+    proof = (await client.get("/proof/inclusion?index=3&size=5", headers=auth("reader"))).json()
+    hashes = [base64.b64decode(h) for h in proof["hashes"]]
+    verify_inclusion(leaf_hash(leaves[3].encode()), 3, 5, hashes, cp.root_hash)
+    cons = (await client.get("/proof/consistency?old=2&new=5", headers=auth("ig_officer"))).json()
+    assert cons["old"] == 2
+    assert cp0.size == 0
+    for bad in ("/proof/inclusion?index=9&size=5", "/proof/consistency?old=6&new=5"):
+        response = await client.get(bad, headers=auth("reader"))
+        assert response.status_code == 400
+        assert "out of range" in response.json()["detail"] or "size" in response.json()["detail"]
+    assert (await client.get("/receipts/99", headers=auth("reader"))).status_code == 400
+
+
+async def test_review_queries_and_anomalies(client: httpx.AsyncClient) -> None:
+    pro = hex_id("pro", 7)
+    for n in range(4):
+        await _append(client, n=n + 1, professional_id=pro, decision="granted")
+    await _append(client, n=10, time=T0.replace(hour=23))  # outside working hours
+    await _append(client, "break_glass", n=11, time=T0 - timedelta(days=30))
+    response = await client.get(f"/entries?professional_id={pro}", headers=auth("ig_officer"))
+    assert response.status_code == 200
+    found = response.json()["entries"]
+    assert [e["index"] for e in found] == [0, 1, 2, 3]
+    assert found[0]["entry"]["professional_id"] == pro
+    page = (await client.get("/entries?limit=2&start=1", headers=auth("ig_officer"))).json()
+    assert [e["index"] for e in page["entries"]] == [1, 2]
+    assert page["next_start"] == 3
+    since = (
+        await client.get(
+            "/entries", params={"since": "2026-03-02T23:00:00Z"}, headers=auth("ig_officer")
+        )
+    ).json()
+    assert [e["index"] for e in since["entries"]] == [4]
+    report = (await client.get("/reports/anomalies", headers=auth("ig_officer"))).json()[
+        "anomalies"
+    ]
+    kinds = sorted(a["kind"] for a in report)
+    assert kinds == ["break_glass_unreviewed", "outside_working_hours", "unlocks_over_limit"]
+    over = next(a for a in report if a["kind"] == "unlocks_over_limit")
+    assert over["professional_id"] == pro
+    assert over["indices"] == [0, 1, 2, 3]
+    naive = await client.get("/entries?since=2026-03-02T23:00:00", headers=auth("ig_officer"))
+    assert naive.status_code == 422
+
+
+async def test_missing_token_file_fails_closed(tmp_path: Path, signer: NoteSigner) -> None:
+    from audit_log._storage_errors import ConfigError
+
+    settings = Settings(db_url=f"sqlite:///{tmp_path / 'x.db'}", token_file=tmp_path / "nope")
+    app = create_app(settings, signer=signer)
+    with pytest.raises(ConfigError, match="token file"):
+        async with app.router.lifespan_context(app):
+            pass
