@@ -264,6 +264,7 @@ def test_append_returns_index_and_leaf_roundtrip() -> None:
     assert [tree.leaf(i) for i in range(10)] == leaves
 
 
+@pytest.mark.slow
 def test_million_leaf_proofs_are_fast() -> None:
     # A million leaves is the scale the architecture names; proofs must stay
     # logarithmic. Leaves are synthetic 32-byte values (hash content is irrelevant).
