@@ -14,7 +14,7 @@ import pytest
 from audit_log._api import create_app
 from audit_log._checkpoint import open_checkpoint, verify_tlog_proof
 from audit_log._config import Settings
-from audit_log._merkle import verify_consistency, verify_inclusion, leaf_hash
+from audit_log._merkle import leaf_hash, verify_inclusion
 from audit_log._note import NoteSigner
 
 from ._factories import T0, hex_id, make_entry
