@@ -135,7 +135,7 @@ def load_cosigner(
     """A witness's cosigning key from a private file or an environment variable."""
     text = _read_secret(path, env, os.environ if environ is None else environ, "witness key")
     prefix = "PRIVATE+KEY+"
-    parts = text[len(prefix) :].split("+") if text.startswith(prefix) else []
+    parts = text[len(prefix) :].split("+", 2) if text.startswith(prefix) else []
     if len(parts) != 3:
         raise ConfigError("witness key must be 'PRIVATE+KEY+<name>+<hex id>+<base64 key>'")
     name, kid_hex, material_b64 = parts
@@ -208,6 +208,10 @@ class TokenTable:
         if not entries:
             raise ConfigError("the token table is empty: no caller could ever authenticate")
         self._entries = entries
+
+    def digests(self) -> list[bytes]:
+        """Every configured token hash (for the witness app, which takes hashes)."""
+        return [digest for digest, _ in self._entries]
 
     def authenticate(self, authorization: str | None) -> Caller | None:
         """The caller a ``Bearer <token>`` header belongs to, or None."""

@@ -1,0 +1,445 @@
+"""``audit-log``: the command line for log operators and IG officers.
+
+Operators generate keys and serve the log (and the IG witness). IG officers
+fetch and verify the latest checkpoint against a pinned verifier key, check it
+is consistent with the last one they saw (a state file), verify receipts
+offline, list, filter and export entries, and verify a whole database copy
+row by row. ``main`` parses arguments, calls library functions, prints results
+and turns ``AuditLogError`` into a plain message and exit status 1; it never
+catches anything broader. Bearer tokens come from the environment
+(``AUDIT_LOG_TOKEN``), keys from 0600 files or the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn
+
+from . import _store as store
+from ._checkpoint import Checkpoint, CosignatureSigner, open_checkpoint, verify_tlog_proof
+from ._config import (
+    Settings,
+    WitnessSettings,
+    cosigner_skey,
+    load_cosigner,
+    load_signer,
+    load_tokens,
+    log_verifier,
+    witness_verifier,
+    write_secret,
+)
+from ._errors import AuditLogError, CheckpointError, ProofError
+from ._log import verify_database
+from ._merkle import verify_consistency
+from ._note import NoteSigner, NoteVerifier
+from ._review import format_csv, format_jsonl
+from ._storage_errors import ConfigError, StorageError
+
+__all__ = ["main"]
+
+TOKEN_ENV = "AUDIT_LOG_TOKEN"
+PAGE = 1000
+
+
+def _parse_time(value: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an ISO 8601 time") from exc
+    if parsed.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset, e.g. 2026-03-01T00:00Z")
+    return parsed
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="audit-log", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("keygen", help="generate a log signing key (0600 file), print its vkey")
+    p.add_argument("--name", required=True, help="key name = checkpoint origin")
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("serve", help="serve the log over HTTP")
+    p.add_argument("--db", required=True, help="database URL (sqlite:///… or postgresql://…)")
+    p.add_argument("--key", type=Path, help="log key file (default: $AUDIT_LOG_KEY)")
+    p.add_argument("--tokens", type=Path, required=True, help="bearer token file")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8400)
+    p.add_argument(
+        "--witness",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("URL", "VKEY"),
+        help="require this witness's cosignature (token from $AUDIT_LOG_WITNESS_TOKEN)",
+    )
+    p.add_argument("--witness-quorum", type=int)
+    p.add_argument("--checkpoint-interval", type=float, default=0.25)
+
+    p = sub.add_parser("checkpoint", help="fetch, verify and remember the latest checkpoint")
+    p.add_argument("--url", required=True)
+    p.add_argument("--vkey", required=True, help="pinned log vkey (text or file)")
+    p.add_argument("--state", type=Path, required=True, help="last verified checkpoint")
+    p.add_argument("--witness-vkey", action="append", default=[], help="require its cosignature")
+
+    p = sub.add_parser("verify-receipt", help="verify a tlog-proof receipt offline")
+    p.add_argument("--vkey", required=True)
+    p.add_argument("--receipt", type=Path, required=True)
+    p.add_argument("--entry", type=Path, required=True, help="the exact leaf bytes")
+
+    for name, help_text in (("entries", "list and filter entries"), ("export", "export entries")):
+        p = sub.add_parser(name, help=help_text)
+        source = p.add_mutually_exclusive_group(required=True)
+        source.add_argument("--url", help="review API base URL (token from $AUDIT_LOG_TOKEN)")
+        source.add_argument("--db", help="read a database copy directly")
+        p.add_argument("--type")
+        p.add_argument("--professional", dest="professional_id")
+        p.add_argument("--family", dest="family_id")
+        p.add_argument("--purpose", dest="purpose_code")
+        p.add_argument("--decision", choices=("granted", "refused"))
+        p.add_argument("--request", dest="request_id")
+        p.add_argument("--from", dest="since", type=_parse_time)
+        p.add_argument("--to", dest="until", type=_parse_time)
+        p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+        p.add_argument("--out", type=Path, help="write here instead of standard output")
+        if name == "entries":
+            p.add_argument("--limit", type=int, default=100)
+
+    p = sub.add_parser("verify-db", help="recompute the whole tree from a database")
+    p.add_argument("--db", required=True)
+    p.add_argument("--vkey", required=True)
+    p.add_argument("--state", type=Path, help="also require the checkpoint in this state file")
+
+    witness = sub.add_parser("witness", help="the IG witness").add_subparsers(
+        dest="witness_command", required=True
+    )
+    p = witness.add_parser("keygen", help="generate a witness key (0600 file), print its vkey")
+    p.add_argument("--name", required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p = witness.add_parser("serve", help="serve POST /add-checkpoint")
+    p.add_argument("--key", type=Path, help="witness key file (default: $AUDIT_LOG_WITNESS_KEY)")
+    p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--log-vkey", action="append", required=True, help="a log it witnesses")
+    p.add_argument("--tokens", type=Path, required=True, help="token file of allowed logs")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8401)
+    return parser
+
+
+# -- helpers -------------------------------------------------------------
+
+
+def _client(url: str, http_client: httpx.Client | None) -> httpx.Client:
+    if http_client is not None:
+        return http_client
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if not token:
+        raise ConfigError(f"set {TOKEN_ENV} to your bearer token")
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
+
+
+def _get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
+    try:
+        response = client.get(path, params={k: v for k, v in params.items() if v is not None})
+    except httpx.HTTPError as exc:
+        raise StorageError(f"cannot reach the log at {client.base_url}: {exc}") from exc
+    if response.status_code != 200:
+        raise StorageError(
+            f"GET {path} answered {response.status_code}: {response.text[:300].strip()}"
+        )
+    return response
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def check_cosignatures(note: str, checkpoint: Checkpoint, witnesses: Sequence[str]) -> list[str]:
+    """Require a valid cosignature from each witness vkey; return the witness names."""
+    text = checkpoint.to_text()
+    lines = note.split("\n\n", 1)[1].splitlines() if "\n\n" in note else []
+    names = []
+    for vkey in witnesses:
+        verifier = witness_verifier(vkey)
+        for line in lines:
+            try:
+                verifier.verify_line(text, line + "\n")
+            except AuditLogError:
+                continue
+            names.append(str(verifier.name))
+            break
+        else:
+            raise CheckpointError(
+                f"checkpoint of size {checkpoint.size} carries no valid cosignature from "
+                f"witness {verifier.name!r}"
+            )
+    return names
+
+
+def check_checkpoint(
+    client: httpx.Client,
+    verifier: NoteVerifier,
+    state: Path,
+    witnesses: Sequence[str] = (),
+) -> tuple[Checkpoint, Checkpoint | None]:
+    """Fetch and verify the latest checkpoint and its consistency with ``state``; save it."""
+    note = _get(client, "/checkpoint").text
+    new, _ = open_checkpoint(note, verifier)
+    check_cosignatures(note, new, witnesses)
+    old: Checkpoint | None = None
+    if state.exists():
+        try:
+            old_note = state.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read state file {state}: {exc}") from exc
+        old, _ = open_checkpoint(old_note, verifier)
+        if new.size < old.size:
+            raise ProofError(
+                f"the log rolled back: it now shows size {new.size}, you saw {old.size}"
+            )
+        if new.size == old.size and new.root_hash != old.root_hash:
+            raise ProofError(f"the log forked: two different roots for size {new.size}")
+        if 0 < old.size < new.size:
+            body = _get(client, "/proof/consistency", old=old.size, new=new.size).json()
+            try:
+                proof = [base64.b64decode(h, validate=True) for h in body["hashes"]]
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ProofError(f"malformed consistency proof from the log: {exc}") from exc
+            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+    _atomic_write(state, note)
+    return new, old
+
+
+def _leaves_http(
+    client: httpx.Client, args: argparse.Namespace, limit: int | None
+) -> Iterator[bytes]:
+    start = 0
+    seen = 0
+    while True:
+        page = PAGE if limit is None else min(PAGE, limit - seen)
+        if page <= 0:
+            return
+        params = {
+            "type": args.type,
+            "professional_id": args.professional_id,
+            "family_id": args.family_id,
+            "purpose_code": args.purpose_code,
+            "decision": args.decision,
+            "request_id": args.request_id,
+            "since": args.since.isoformat() if args.since else None,
+            "until": args.until.isoformat() if args.until else None,
+            "start": start,
+            "limit": page,
+        }
+        body = _get(client, "/entries", **params).json()
+        for item in body["entries"]:
+            seen += 1
+            yield str(item["leaf"]).encode("utf-8")
+        if body.get("next_start") is None:
+            return
+        start = int(body["next_start"])
+
+
+def _leaves_db(url: str, args: argparse.Namespace, limit: int | None) -> Iterator[bytes]:
+    engine = store.open_engine(url, migrate_schema=False)
+    try:
+        start = 0
+        seen = 0
+        while True:
+            page = PAGE if limit is None else min(PAGE, limit - seen)
+            if page <= 0:
+                return
+            where = store.EntryFilter(
+                type=args.type,
+                professional_id=args.professional_id,
+                family_id=args.family_id,
+                purpose_code=args.purpose_code,
+                decision=args.decision,
+                request_id=args.request_id,
+                since=args.since,
+                until=args.until,
+                start_index=start,
+                limit=page,
+            )
+            found = store.query_entries(engine, where)
+            for item in found:
+                seen += 1
+                yield item.leaf_data
+            if len(found) < page:
+                return
+            start = found[-1].index + 1
+    finally:
+        engine.dispose()
+
+
+def _write_entries(args: argparse.Namespace, out: TextIO, http: httpx.Client | None) -> int:
+    limit = getattr(args, "limit", None)
+    client = _client(args.url, http) if args.url else None
+    try:
+        leaves = _leaves_http(client, args, limit) if client else _leaves_db(args.db, args, limit)
+        count = 0
+        formatter = format_csv if args.format == "csv" else format_jsonl
+        for chunk in formatter(leaves):
+            out.write(chunk)
+            count += chunk.count("\n")
+        return count
+    finally:
+        if client is not None and client is not http:
+            client.close()
+
+
+# -- commands --------------------------------------------------------------
+
+
+def _keygen(args: argparse.Namespace, console: Console) -> None:
+    signer = NoteSigner.generate(args.name)
+    write_secret(args.out, signer.skey)
+    console.print(signer.vkey, soft_wrap=True, highlight=False)
+
+
+def _witness_keygen(args: argparse.Namespace, console: Console) -> None:
+    seed = os.urandom(32)
+    signer = CosignatureSigner.from_seed(args.name, seed)
+    write_secret(args.out, cosigner_skey(signer, seed))
+    console.print(signer.vkey, soft_wrap=True, highlight=False)
+
+
+def _serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from ._api import create_app
+
+    settings = Settings(
+        db_url=args.db,
+        key_file=args.key,
+        token_file=args.tokens,
+        witnesses=tuple(WitnessSettings(url=url, vkey=vkey) for url, vkey in args.witness),
+        witness_quorum=args.witness_quorum,
+        checkpoint_interval=args.checkpoint_interval,
+    )
+    # Check keys and tokens now so a misconfiguration fails before binding a port.
+    load_tokens(settings.token_file)
+    signer = load_signer(settings.key_file, settings.key_env)
+    uvicorn.run(create_app(settings, signer=signer), host=args.host, port=args.port)
+
+
+def _witness_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from ._witness import Witness, create_witness_app
+
+    signer = load_cosigner(args.key)
+    logs = {}
+    for vkey in args.log_vkey:
+        verifier = log_verifier(vkey)
+        logs[str(verifier.name)] = verifier
+    witness = Witness(args.state, signer, logs)
+    tokens = load_tokens(args.tokens)
+    uvicorn.run(create_witness_app(witness, tokens.digests()), host=args.host, port=args.port)
+
+
+def _verify_db(args: argparse.Namespace, console: Console) -> None:
+    verifier = log_verifier(args.vkey)
+    expected: list[str] = []
+    if args.state is not None:
+        try:
+            expected.append(args.state.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read state file {args.state}: {exc}") from exc
+    engine = store.open_engine(args.db, migrate_schema=False)
+    try:
+        total = store.count_entries(engine)
+        with Progress(
+            TextColumn("verifying entries"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as progress:
+            task = progress.add_task("verify", total=total)
+            result = verify_database(
+                engine,
+                verifier,
+                progress=lambda n: progress.update(task, completed=n),
+                expected=expected,
+            )
+    finally:
+        engine.dispose()
+    console.print(
+        f"verified: {result.size} entries, {result.checkpoints} signed checkpoints, "
+        f"latest checkpoint size {result.latest_checkpoint_size}, "
+        f"root {base64.b64encode(result.root_hash).decode()}",
+        highlight=False,
+    )
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    http_client: httpx.Client | None = None,
+    stdout: TextIO | None = None,
+) -> int:
+    """Run the ``audit-log`` command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    out = stdout or sys.stdout
+    console = Console(file=out, highlight=False, soft_wrap=True)
+    try:
+        if args.command == "keygen":
+            _keygen(args, console)
+        elif args.command == "serve":
+            _serve(args)
+        elif args.command == "checkpoint":
+            client = _client(args.url, http_client)
+            try:
+                new, old = check_checkpoint(
+                    client, log_verifier(args.vkey), args.state, args.witness_vkey
+                )
+            finally:
+                if client is not http_client:
+                    client.close()
+            since = "first checkpoint seen" if old is None else f"consistent with size {old.size}"
+            console.print(f"verified checkpoint of size {new.size} ({since})")
+        elif args.command == "verify-receipt":
+            try:
+                receipt = args.receipt.read_text(encoding="utf-8")
+                entry = args.entry.read_bytes()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"cannot read receipt or entry: {exc}") from exc
+            cp = verify_tlog_proof(receipt, entry, log_verifier(args.vkey))
+            console.print(f"verified: entry is in the log of size {cp.size} ({cp.origin})")
+        elif args.command in ("entries", "export"):
+            if args.out is not None:
+                with args.out.open("w", encoding="utf-8", newline="") as handle:
+                    count = _write_entries(args, handle, http_client)
+                print(f"wrote {count} lines to {args.out}", file=sys.stderr)
+            else:
+                _write_entries(args, out, http_client)
+        elif args.command == "verify-db":
+            _verify_db(args, console)
+        elif args.command == "witness":
+            if args.witness_command == "keygen":
+                _witness_keygen(args, console)
+            else:
+                _witness_serve(args)
+    except AuditLogError as exc:
+        # Plain text, unwrapped: the message names the index or file to look at.
+        print(f"audit-log: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
