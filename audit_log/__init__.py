@@ -48,6 +48,27 @@ from audit_log._note import (
 )
 from audit_log._witness import Witness, create_witness_app, hash_token
 
+# isort: split
+# --- durable log, entries, review, HTTP API (storage block) ---
+from audit_log._api import create_app
+from audit_log._config import Settings, WitnessSettings
+from audit_log._entries import (
+    Approval,
+    BreakGlass,
+    ConfigChange,
+    Decision,
+    Entry,
+    KeyRotation,
+    LeafRecord,
+    Review,
+    UnlockRequest,
+    parse_entry,
+    parse_leaf,
+)
+from audit_log._log import Appended, AuditLog, VerifyResult, WitnessEndpoint, verify_database
+from audit_log._review import Anomaly, AnomalyConfig, find_anomalies
+from audit_log._storage_errors import ConfigError, EntryError, StorageError, TamperError
+
 __all__ = [
     # --- cryptographic core (names above) ---
     "EMPTY_ROOT",
@@ -86,4 +107,31 @@ __all__ = [
     "verify_inclusion",
     "verify_tlog_proof",
     # --- end cryptographic core; append other blocks' names below ---
+    # --- storage block (names above) ---
+    "Anomaly",
+    "AnomalyConfig",
+    "Appended",
+    "Approval",
+    "AuditLog",
+    "BreakGlass",
+    "ConfigChange",
+    "ConfigError",
+    "Decision",
+    "Entry",
+    "EntryError",
+    "KeyRotation",
+    "LeafRecord",
+    "Review",
+    "Settings",
+    "StorageError",
+    "TamperError",
+    "UnlockRequest",
+    "VerifyResult",
+    "WitnessEndpoint",
+    "WitnessSettings",
+    "create_app",
+    "find_anomalies",
+    "parse_entry",
+    "parse_leaf",
+    "verify_database",
 ]
