@@ -23,13 +23,18 @@ import bisect
 import csv
 import datetime
 import functools
+import itertools
 import json
+import multiprocessing
+import operator
 import os
 import random
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from protocols import IndicatorType, ProblemArea
 
@@ -58,6 +63,7 @@ TF_PROBLEMS: tuple[ProblemArea, ...] = (
     ProblemArea.HEALTH,
 )
 
+_T = TypeVar("_T")
 I = IndicatorType  # noqa: E741 - short alias keeps the indicator tables readable
 
 
@@ -132,14 +138,22 @@ def _mix(*parts: int) -> int:
     return h
 
 
+@functools.lru_cache(maxsize=256)
+def _offset(seed: int, tag: int) -> int:
+    return _mix(seed, tag)
+
+
 def _permute(value: int, seed: int, tag: int, modulus: int) -> int:
     """A seed-dependent bijection on ``range(modulus)``."""
-    return (value * _PERMUTE_MULTIPLIER + _mix(seed, tag)) % modulus
+    return (value * _PERMUTE_MULTIPLIER + _offset(seed, tag)) % modulus
+
+
+_NHS_WEIGHTS = (10, 9, 8, 7, 6, 5, 4, 3, 2)
 
 
 def nhs_check_digit(first9: str) -> int | None:
     """NHS number modulus-11 check digit for nine digits; None if the body is unusable."""
-    total = sum(int(c) * (10 - i) for i, c in enumerate(first9))
+    total = sum(map(operator.mul, map(int, first9), _NHS_WEIGHTS))
     check = 11 - total % 11
     if check == 11:
         return 0
@@ -158,16 +172,20 @@ def upn_check_letter(last12: str) -> str:
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+_FORMATTERS: dict[str, Callable[[int, int, int], str]] = {
+    "%d/%m/%Y": lambda y, m, d: f"{d:02d}/{m:02d}/{y:04d}",
+    "%d.%m.%Y": lambda y, m, d: f"{d:02d}.{m:02d}.{y:04d}",
+    "%d-%m-%Y": lambda y, m, d: f"{d:02d}-{m:02d}-{y:04d}",
+    "%Y-%m-%d": lambda y, m, d: f"{y:04d}-{m:02d}-{d:02d}",
+    "%d-%b-%Y": lambda y, m, d: f"{d:02d}-{_MONTHS[m]}-{y:04d}",
+    "%d/%m/%Y %H:%M": lambda y, m, d: f"{d:02d}/{m:02d}/{y:04d} 00:00",
+    "%Y%m%d": lambda y, m, d: f"{y:04d}{m:02d}{d:02d}",
+}
+
+
 def _fmt_ymd(fmt: str, y: int, m: int, d: int) -> str:
     """Format a (possibly corrupted) date by an agency's strptime pattern."""
-    return (
-        fmt.replace("%d", f"{d:02d}")
-        .replace("%m", f"{m:02d}")
-        .replace("%Y", f"{y:04d}")
-        .replace("%b", _MONTHS[m])
-        .replace("%H", "00")
-        .replace("%M", "00")
-    )
+    return _FORMATTERS[fmt](y, m, d)
 
 
 def _fmt_date(fmt: str, value: datetime.date | None) -> str:
@@ -182,6 +200,10 @@ class _Pool:
 
     def pick(self, rng: random.Random) -> str:
         i = bisect.bisect_right(self.cum, rng.random())
+        return self.items[min(i, len(self.items) - 1)]
+
+    def pick_u(self, u: float) -> str:
+        i = bisect.bisect_right(self.cum, u)
         return self.items[min(i, len(self.items) - 1)]
 
 
@@ -374,22 +396,28 @@ class _Copy:
 
 
 # ------------------------------------------------------------------- addresses
-def _street_count(households: int) -> int:
-    return max(1, (households + 21) // 22)
+HOUSEHOLDS_PER_STREET = 22
+
+
+@functools.lru_cache(maxsize=64)
+def _street_attrs(seed: int, street_id: int) -> tuple[int, _District, str, bool, int, int, str]:
+    """Fixed attributes of synthetic street ``street_id``: hash, district, name, flats, ..."""
+    t = _tables()
+    h = _mix(seed, 0x5713E7, street_id)
+    district = t.districts[h % len(t.districts)]
+    h2 = _mix(h, 1)
+    stem = t.streets.pick_u((h2 & 0xFFFFFF) / 0x1000000)
+    suffix = t.suffixes.pick_u(((h2 >> 24) & 0xFFFFFF) / 0x1000000)
+    flats = (h2 >> 48) % 100 < 12
+    start = 1 + (h2 >> 56) % 40
+    sector = (h >> 32) % 10
+    locality = district.locality if (h >> 40) % 10 < 6 else ""
+    return h, district, f"{stem} {suffix}", flats, start, sector, locality
 
 
 def _address(seed: int, street_id: int, slot: int) -> tuple[_Address, int]:
     """The address at ``slot`` of synthetic street ``street_id``, and its LA code."""
-    t = _tables()
-    h = _mix(seed, 0x5713E7, street_id)
-    district = t.districts[h % len(t.districts)]
-    srng = random.Random(h)
-    stem = t.streets.pick(srng)
-    suffix = t.suffixes.pick(srng)
-    flats = srng.random() < 0.12
-    start = 1 + srng.randrange(40)
-    sector = srng.randrange(10)
-    locality = district.locality if srng.random() < 0.6 else ""
+    h, district, street, flats, start, sector, locality = _street_attrs(seed, street_id)
     if flats:
         flat = f"Flat {slot % 8 + 1}"
         number = str(start + 2 * (slot // 8))
@@ -406,7 +434,7 @@ def _address(seed: int, street_id: int, slot: int) -> tuple[_Address, int]:
         _Address(
             flat=flat,
             number=number,
-            street=f"{stem} {suffix}",
+            street=street,
             locality=locality,
             town=district.town,
             postcode=f"{district.outward} {inward}",
@@ -525,20 +553,36 @@ def _new_person(
     )
 
 
-def _make_household(config: PopulationConfig, index: int) -> _Household:
-    """Generate household ``index`` from its own seeded random stream."""
+class _Random(random.Random):
+    """random.Random with cheaper integer draws (tiny bias is irrelevant for fake data)."""
+
+    def randint(self, a: int, b: int) -> int:
+        return a + int(self.random() * (b - a + 1))
+
+    def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        if stop is None:
+            return int(self.random() * start)
+        return start + int(self.random() * (stop - start))
+
+    def choice(self, seq: Sequence[_T]) -> _T:  # type: ignore[override]
+        return seq[int(self.random() * len(seq))]
+
+
+def _make_household(config: PopulationConfig, index: int, rng: random.Random) -> _Household:
+    """Generate household ``index`` from its own seeded random stream ``rng``."""
     seed = config.seed
     extract = config.extract_date
-    rng = random.Random(_mix(seed, 0x40053, index))
     t = _tables()
     hh_id = f"H{index + 1:07d}"
     culture = t.cultures.pick(rng)
-    streets = _street_count(config.households)
-    address, la_code = _address(seed, index % streets, index // streets)
+    # Neighbouring households share a street; slots past the last one are never
+    # occupied now, so a previous address never collides with a current one.
+    streets = (config.households + HOUSEHOLDS_PER_STREET - 1) // HOUSEHOLDS_PER_STREET
+    address, la_code = _address(seed, index // HOUSEHOLDS_PER_STREET, index % HOUSEHOLDS_PER_STREET)
     old_address: _Address | None = None
     if rng.random() < MOVED_HOUSEHOLD_RATE:
-        max_slot = (config.households + streets - 1) // streets
-        old_address, _ = _address(seed, rng.randrange(streets), max_slot + 1 + rng.randrange(400))
+        slot = HOUSEHOLDS_PER_STREET + rng.randrange(400)
+        old_address, _ = _address(seed, rng.randrange(streets), slot)
 
     members: list[_Person] = []
     used: set[str] = set()
@@ -706,8 +750,14 @@ _AREA_WEIGHT = {
 }
 
 
-def _recent(rng: random.Random, extract: datetime.date) -> datetime.date:
-    return extract - datetime.timedelta(days=rng.randint(1, 364))
+def _since(
+    rng: random.Random, extract: datetime.date, dob: datetime.date, max_days: int = 364
+) -> datetime.date:
+    """A date in the ``max_days`` before the extract date, never before the date of birth."""
+    available = (extract - dob).days
+    if available < 1:
+        return extract
+    return extract - datetime.timedelta(days=rng.randint(1, min(max_days, available)))
 
 
 def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date) -> None:
@@ -734,7 +784,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
     )
 
     def put(p: _Person, kind: IndicatorType, value: float, agency: str) -> None:
-        p.indicators[kind] = (value, _recent(rng, extract))
+        p.indicators[kind] = (value, _since(rng, extract, p.dob))
         p.forced.add(agency)
 
     lead = parents[0] if parents else members[0]
@@ -847,9 +897,9 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
         put(mothers[-1], I.EXPECTANT_PARENT, 1, "health")
     for m in members:
         if m.in_education:
-            m.indicators[I.IN_EDUCATION_OR_TRAINING] = (1, _recent(rng, extract))
+            m.indicators[I.IN_EDUCATION_OR_TRAINING] = (1, _since(rng, extract, m.dob))
         if 18 <= m.age < 66 and I.OUT_OF_WORK_BENEFITS not in m.indicators and rng.random() < 0.5:
-            m.indicators[I.CONTINUOUS_EMPLOYMENT] = (1, _recent(rng, extract))
+            m.indicators[I.CONTINUOUS_EMPLOYMENT] = (1, _since(rng, extract, m.dob))
 
 
 # ------------------------------------------------------------------- coverage
@@ -919,7 +969,15 @@ _KEYBOARD_NEAR = "qwertyuiopasdfghjklzxcvbnm"
 
 
 def _typo(rng: random.Random, s: str) -> str:
-    """One character inserted, deleted, substituted or transposed."""
+    """One character inserted, deleted, substituted or transposed; never a no-op."""
+    for _ in range(8):
+        out = _typo_once(rng, s)
+        if out != s:
+            return out
+    return s + "x"
+
+
+def _typo_once(rng: random.Random, s: str) -> str:
     if len(s) < 2:
         return s + rng.choice(_KEYBOARD_NEAR)
     op = rng.randrange(4)
@@ -928,14 +986,10 @@ def _typo(rng: random.Random, s: str) -> str:
         return s[:i] + rng.choice(_KEYBOARD_NEAR) + s[i:]
     if op == 1 and len(s) > 3:
         return s[:i] + s[i + 1 :]
-    if op == 2 or i == len(s) - 1 and s[i - 1] == s[i]:
+    if op == 2:
         c = rng.choice(_KEYBOARD_NEAR)
-        while c == s[i].lower():
-            c = rng.choice(_KEYBOARD_NEAR)
         return s[:i] + (c.upper() if s[i].isupper() else c) + s[i + 1 :]
     j = i if i < len(s) - 1 else i - 1
-    if s[j] == s[j + 1]:
-        return s[:j] + rng.choice(_KEYBOARD_NEAR) + s[j + 1 :]
     return s[:j] + s[j + 1] + s[j] + s[j + 2 :]
 
 
@@ -1056,7 +1110,10 @@ def _make_copy(
         dob = None
         errors.append("dob_missing")
     elif (
-        person.dob.day <= 12 and person.dob.day != person.dob.month and rng.random() < p["dob_swap"]
+        person.dob.day <= 12
+        and person.dob.day != person.dob.month
+        and datetime.date(person.dob.year, person.dob.day, person.dob.month) <= extract
+        and rng.random() < p["dob_swap"]
     ):
         dob = (person.dob.year, person.dob.day, person.dob.month)
         errors.append("dob_swap")
@@ -1532,7 +1589,7 @@ def _build_row(
             att, att_date = "", ""
         else:
             att = f"{min(100.0, rng.triangular(90.0, 100.0, 97.0)):.1f}"
-            att_date = _fmt_date(fmt, _recent(rng, extract))
+            att_date = _fmt_date(fmt, _since(rng, extract, person.dob))
         return [
             system_id,
             copy.upn,
@@ -1565,7 +1622,7 @@ def _build_row(
         parts = [_first_line(copy)] + ([line2] if line2 else []) + [a.town]
         referral = when(I.CHILD_IN_NEED, I.CHILD_PROTECTION_PLAN, I.EXPLOITATION_RISK)
         if not referral and rng.random() < 0.7:
-            referral = _fmt_date(fmt, extract - datetime.timedelta(days=rng.randint(1, 1500)))
+            referral = _fmt_date(fmt, _since(rng, extract, person.dob, 1500))
         return [
             system_id,
             f"{copy.given} {copy.middle}".strip(),
@@ -1598,7 +1655,7 @@ def _build_row(
             flag(I.YOUNG_CARER, "Y", "N"),
             flag(I.EXPECTANT_PARENT, "Y", "N"),
             when(I.EARLY_HELP_ASSESSMENT, I.YOUNG_CARER, I.EXPECTANT_PARENT)
-            or _fmt_date(fmt, _recent(rng, extract)),
+            or _fmt_date(fmt, _since(rng, extract, person.dob)),
         ]
     if agency == "police":
         line = " ".join(x for x in (_first_line(copy).replace(",", ""), line2, a.town) if x)
@@ -1621,7 +1678,7 @@ def _build_row(
             val(I.POLICE_CALLOUTS, "0"),
             flag(I.MARAC_REFERRAL, "Y", ""),
             when(*(s.type for s in spec.indicators))
-            or _fmt_date(fmt, extract - datetime.timedelta(days=rng.randint(1, 2000))),
+            or _fmt_date(fmt, _since(rng, extract, person.dob, 2000)),
         ]
     if agency == "dwp":
         if person.age >= 66:
@@ -1710,11 +1767,17 @@ def _build_row(
     ]
 
 
-def _system_id(spec: _AgencySpec, seed: int, counter: int) -> str:
-    n = _permute(counter, seed, spec.id_tag, 100_000_000)
+RECORDS_PER_HOUSEHOLD_MAX = 256
+
+
+def _system_id(spec: _AgencySpec, seed: int, household_index: int, record_index: int) -> str:
+    """Unique within the agency, opaque, and computable without a global counter."""
+    n = _permute(
+        household_index * RECORDS_PER_HOUSEHOLD_MAX + record_index, seed, spec.id_tag, 10**9
+    )
     if spec.id_prefix:
-        return f"{spec.id_prefix}{n:08d}"
-    return str(100_000_000 + n)
+        return f"{spec.id_prefix}{n:09d}"
+    return str(1_000_000_000 + n)
 
 
 # ----------------------------------------------------------------- mapping TOML
@@ -1796,16 +1859,159 @@ class _Output:
 
 
 _FLUSH_ROWS = 4096
+_PARALLEL_MIN_HOUSEHOLDS = 20_000
+_CHUNK_HOUSEHOLDS = 1_000
+_MAX_HOUSEHOLDS = 10**9 // RECORDS_PER_HOUSEHOLD_MAX
+
+
+class _LineWriter:
+    """File-like object whose ``write`` returns its argument: csv.writer.writerow -> line."""
+
+    def write(self, line: str) -> str:
+        return line
+
+
+@functools.cache
+def _line_writer(delimiter: str) -> Any:
+    return csv.writer(_LineWriter(), delimiter=delimiter)
+
+
+@dataclass
+class _Chunk:
+    """Finished CSV text for a run of households, ready to write."""
+
+    households: int
+    families: int
+    persons: int
+    household_lines: str
+    person_lines: str
+    records: list[tuple[str, str, str]]  # agency, CSV line, truth records.csv line
+
+
+def _chunk_output(config: PopulationConfig, rates: _Rates, start: int, stop: int) -> _Chunk:
+    """Households ``start`` to ``stop - 1`` as CSV lines; depends only on the arguments."""
+    extract = config.extract_date
+    seed = config.seed
+    truth = _line_writer(",")
+    writers = {a: _line_writer(SPECS[a].delimiter) for a in AGENCIES}
+    hh_lines: list[str] = []
+    person_lines: list[str] = []
+    records: list[tuple[str, str, str]] = []
+    families = persons = 0
+    p_duplicate = rates.p["duplicate"]
+    for index in range(start, stop):
+        rng = _Random(_mix(seed, 0x40053, index))
+        hh = _make_household(config, index, rng)
+        is_family = hh.is_family
+        families += is_family
+        n_tf = len(hh.problems)
+        a = hh.address
+        hh_lines.append(
+            truth.writerow(
+                (
+                    hh.household_id,
+                    a.postcode,
+                    "Y" if is_family else "N",
+                    ";".join(p.value for p in hh.problems),
+                    n_tf,
+                    "Y" if is_family and n_tf >= 2 else "N",
+                    hh.kind,
+                    ", ".join(x for x in (a.first_line(), a.locality, a.town) if x),
+                    hh.old_address.postcode if hh.old_address else "",
+                    "Y" if hh.expectant else "N",
+                )
+            )
+        )
+        for p in hh.members:
+            persons += 1
+            person_lines.append(
+                truth.writerow(
+                    (
+                        p.person_id,
+                        hh.household_id,
+                        p.sex,
+                        p.dob.isoformat(),
+                        p.role,
+                        "Y" if p.dependent else "N",
+                        p.given,
+                        " ".join(p.middle),
+                        p.family,
+                        p.former,
+                        p.nhs,
+                        p.nino,
+                        p.upn,
+                        "Y" if p.in_education else "N",
+                    )
+                )
+            )
+        j = 0
+        for agency, person in _coverage(rng, hh):
+            copies = 2 if rng.random() < p_duplicate else 1
+            for c in range(copies):
+                copy = _make_copy(rng, rates, person, hh, extract, duplicate=c == 1)
+                system_id = _system_id(SPECS[agency], seed, index, j)
+                j += 1
+                row = _build_row(agency, system_id, copy, person, hh, rng, extract)
+                truth_line = truth.writerow(
+                    (agency, system_id, person.person_id, hh.household_id, ";".join(copy.errors))
+                )
+                records.append((agency, writers[agency].writerow(row), truth_line))
+    return _Chunk(
+        households=stop - start,
+        families=families,
+        persons=persons,
+        household_lines="".join(hh_lines),
+        person_lines="".join(person_lines),
+        records=records,
+    )
+
+
+def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Iterator[_Chunk]:
+    """Chunks in household order, computed here or in a process pool."""
+    n = config.households
+    bounds = [(s, min(n, s + _CHUNK_HOUSEHOLDS)) for s in range(0, n, _CHUNK_HOUSEHOLDS)]
+    if workers <= 1:
+        for start, stop in bounds:
+            yield _chunk_output(config, rates, start, stop)
+        return
+    # spawn, not fork: the caller may run threads (progress bars) that fork would copy.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending: deque[Future[_Chunk]] = deque()
+        todo = iter(bounds)
+        # At most two chunks per worker in flight keeps memory flat.
+        for start, stop in itertools.islice(todo, 2 * workers):
+            pending.append(pool.submit(_chunk_output, config, rates, start, stop))
+        while pending:
+            chunk = pending.popleft().result()
+            for start, stop in itertools.islice(todo, 1):
+                pending.append(pool.submit(_chunk_output, config, rates, start, stop))
+            yield chunk
+
+
+def _default_workers(households: int) -> int:
+    if households < _PARALLEL_MIN_HOUSEHOLDS:
+        return 1
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 def generate_population(
     config: PopulationConfig,
     out_dir: Path,
     progress: Callable[[int], None] | None = None,
+    *,
+    workers: int | None = None,
 ) -> GeneratedPopulation:
-    """Write the synthetic agencies' CSVs, mapping files and ground truth under ``out_dir``."""
-    if config.households < 1:
-        raise AgencyClientError(f"households must be at least 1, got {config.households}")
+    """Write the synthetic agencies' CSVs, mapping files and ground truth under ``out_dir``.
+
+    ``progress`` is called with the number of households finished since its last
+    call. ``workers`` > 1 generates in a process pool (default: one process below
+    20,000 households, else one per CPU); the output does not depend on it.
+    """
+    if not 1 <= config.households <= _MAX_HOUSEHOLDS:
+        raise AgencyClientError(
+            f"households must be between 1 and {_MAX_HOUSEHOLDS:,}, got {config.households}"
+        )
     if not 0.0 <= config.error_rate <= 20.0:
         raise AgencyClientError(f"error_rate must be between 0 and 20, got {config.error_rate}")
     out_dir = Path(out_dir)
@@ -1814,9 +2020,10 @@ def generate_population(
         truth_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise AgencyClientError(f"{out_dir}: cannot create output directory: {exc}") from exc
+    n_workers = _default_workers(config.households) if workers is None else max(1, workers)
     output = _Output()
     try:
-        counts = _write_all(config, out_dir, truth_dir, output, progress)
+        counts = _write_all(config, out_dir, truth_dir, output, progress, n_workers)
         output.commit()
     except OSError as exc:
         output.abort()
@@ -1837,129 +2044,83 @@ def generate_population(
     )
 
 
+_RECORDS_HEADER = ("agency", "system_id", "person_id", "household_id", "errors")
+_PERSONS_HEADER = (
+    "person_id",
+    "household_id",
+    "sex",
+    "date_of_birth",
+    "role",
+    "is_dependent_child",
+    "given_name",
+    "middle_names",
+    "family_name",
+    "former_family_name",
+    "nhs_number",
+    "ni_number",
+    "upn",
+    "in_education",
+)
+_HOUSEHOLDS_HEADER = (
+    "household_id",
+    "postcode",
+    "is_family",
+    "problems",
+    "tf_problem_count",
+    "tf_eligible",
+    "household_type",
+    "address",
+    "previous_postcode",
+    "has_expectant_parent",
+)
+
+
 def _write_all(
     config: PopulationConfig,
     out_dir: Path,
     truth_dir: Path,
     output: _Output,
     progress: Callable[[int], None] | None,
+    workers: int,
 ) -> tuple[int, int, int]:
     rates = _Rates.scaled(config.error_rate)
-    extract = config.extract_date
     sinks = {}
     for a in AGENCIES:
         spec = SPECS[a]
         sinks[a] = output.open(out_dir / f"{a}.csv", spec.encoding, spec.delimiter)
         sinks[a].writer.writerow(spec.header)
     records = output.open(truth_dir / "records.csv")
-    records.writer.writerow(("agency", "system_id", "person_id", "household_id", "errors"))
+    records.writer.writerow(_RECORDS_HEADER)
     persons = output.open(truth_dir / "persons.csv")
-    persons.writer.writerow(
-        (
-            "person_id",
-            "household_id",
-            "sex",
-            "date_of_birth",
-            "role",
-            "is_dependent_child",
-            "given_name",
-            "middle_names",
-            "family_name",
-            "former_family_name",
-            "nhs_number",
-            "ni_number",
-            "upn",
-        )
-    )
+    persons.writer.writerow(_PERSONS_HEADER)
     households = output.open(truth_dir / "households.csv")
-    households.writer.writerow(
-        (
-            "household_id",
-            "postcode",
-            "is_family",
-            "problems",
-            "tf_problem_count",
-            "tf_eligible",
-            "household_type",
-            "address",
-            "previous_postcode",
-        )
-    )
-    buffers: dict[str, list[tuple[list[str], tuple[str, str, str, str, str]]]] = {
-        a: [] for a in AGENCIES
-    }
-    counters = dict.fromkeys(AGENCIES, 0)
+    households.writer.writerow(_HOUSEHOLDS_HEADER)
+    buffers: dict[str, list[tuple[str, str]]] = {a: [] for a in AGENCIES}
     shuffler = random.Random(_mix(config.seed, 0x5F0F))
     record_count = person_count = family_count = 0
 
+    # Rows are shuffled within bounded buffers so that row order does not reveal
+    # which records came from the same household (system ids are already opaque).
     def flush(agency: str) -> None:
         buf = buffers[agency]
         shuffler.shuffle(buf)
-        sinks[agency].writer.writerows(row for row, _ in buf)
-        records.writer.writerows(truth for _, truth in buf)
+        sinks[agency].handle.write("".join(line for line, _ in buf))
+        records.handle.write("".join(truth for _, truth in buf))
         buf.clear()
 
-    for index in range(config.households):
-        hh = _make_household(config, index)
-        rng = random.Random(_mix(config.seed, 0xC0B1E5, index))
-        is_family = hh.is_family
-        family_count += is_family
-        n_tf = len(hh.problems)
-        households.writer.writerow(
-            (
-                hh.household_id,
-                hh.address.postcode,
-                "Y" if is_family else "N",
-                ";".join(p.value for p in hh.problems),
-                n_tf,
-                "Y" if is_family and n_tf >= 2 else "N",
-                hh.kind,
-                ", ".join(
-                    x for x in (hh.address.first_line(), hh.address.locality, hh.address.town) if x
-                ),
-                hh.old_address.postcode if hh.old_address else "",
-            )
-        )
-        for p in hh.members:
-            person_count += 1
-            persons.writer.writerow(
-                (
-                    p.person_id,
-                    hh.household_id,
-                    p.sex,
-                    p.dob.isoformat(),
-                    p.role,
-                    "Y" if p.dependent else "N",
-                    p.given,
-                    " ".join(p.middle),
-                    p.family,
-                    p.former,
-                    p.nhs,
-                    p.nino,
-                    p.upn,
-                )
-            )
-        for agency, person in _coverage(rng, hh):
-            copies = 2 if rng.random() < rates.p["duplicate"] else 1
-            for c in range(copies):
-                copy = _make_copy(rng, rates, person, hh, extract, duplicate=c == 1)
-                spec = SPECS[agency]
-                system_id = _system_id(spec, config.seed, counters[agency])
-                counters[agency] += 1
-                row = _build_row(agency, system_id, copy, person, hh, rng, extract)
-                truth = (
-                    agency,
-                    system_id,
-                    person.person_id,
-                    hh.household_id,
-                    ";".join(copy.errors),
-                )
-                buffers[agency].append((row, truth))
-                record_count += 1
-                if len(buffers[agency]) >= _FLUSH_ROWS:
-                    flush(agency)
-        if progress is not None and ((index + 1) % 1000 == 0 or index + 1 == config.households):
-            progress(index + 1)
+    for chunk in _chunks(config, rates, workers):
+        households.handle.write(chunk.household_lines)
+        persons.handle.write(chunk.person_lines)
+        family_count += chunk.families
+        person_count += chunk.persons
+        record_count += len(chunk.records)
+        for agency, line, truth_line in chunk.records:
+            buf = buffers[agency]
+            buf.append((line, truth_line))
+            if len(buf) >= _FLUSH_ROWS:
+                flush(agency)
+        if progress is not None:
+            progress(chunk.households)
     for agency in AGENCIES:
         flush(agency)
         mapping = output.open(out_dir / f"{agency}.mapping.toml")
