@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -282,11 +283,16 @@ class AuditLog:
                 break
             batch = [first]
             count = len(first.entries)
+            # Group commit: take what is already queued, and wait at most
+            # batch_wait (from the first arrival) for more, so one fsync
+            # covers many callers without delaying a lone caller for long.
+            deadline = time.monotonic() + self._batch_wait
             while count < self._batch_size:
+                remaining = deadline - time.monotonic()
                 try:
                     item = (
-                        self._queue.get(timeout=self._batch_wait)
-                        if self._batch_wait > 0
+                        self._queue.get(timeout=remaining)
+                        if remaining > 0
                         else self._queue.get_nowait()
                     )
                 except queue.Empty:
@@ -343,13 +349,18 @@ class AuditLog:
 
     # -- checkpoints ----------------------------------------------------
 
-    def checkpoint(self) -> str:
+    def checkpoint(self, covering: int | None = None) -> str:
         """Sign a checkpoint of the current tree if it grew, publish it, return the note.
 
         Returns the latest published note; raises WitnessError when witnesses
-        are required and too few cosigned.
+        are required and too few cosigned. With ``covering``, a published
+        checkpoint of at least that size is enough (concurrent receipt
+        requests then share one signature instead of queueing for one each).
         """
         with self._cp_lock:
+            published = self._published
+            if covering is not None and published is not None and published.size >= covering:
+                return published.note
             if self._signed is None or self._signed.size != self.size:
                 self._sign_next()
             if self._published is None or self._published.size != self._signed_size():
@@ -475,7 +486,7 @@ class AuditLog:
         if published is None or published.size <= index:
             if not 0 <= index < self.size:
                 raise ProofError(f"entry {index} is not in the log of {self.size} entries")
-            self.checkpoint()
+            self.checkpoint(covering=index + 1)
             published = self._published
             assert published is not None
         with self._tree_lock:
