@@ -15,6 +15,7 @@ deletes anything.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -42,11 +43,12 @@ from ._errors import AuditLogError, ProofError, WitnessError
 from ._log import AuditLog, WitnessEndpoint
 from ._note import NoteSigner
 from ._review import AnomalyConfig, entry_record, find_anomalies
-from ._storage_errors import ConfigError, EntryError, StorageError
+from ._storage_errors import ConfigError, StorageError
 
 __all__ = ["create_app", "get_settings"]
 
 MAX_PAGE = 1000
+_logger = logging.getLogger("audit_log.api")
 
 
 def get_settings(request: Request) -> Settings:
@@ -89,7 +91,9 @@ Writer = Annotated[Caller, Depends(require("writer"))]
 
 
 def _status(exc: AuditLogError) -> int:
-    if isinstance(exc, ProofError | EntryError):
+    # Request bodies are validated by FastAPI (422); an EntryError here comes
+    # from a stored leaf, so it is the server's fault, not the caller's.
+    if isinstance(exc, ProofError):
         return 400
     if isinstance(exc, WitnessError | StorageError):
         return 503
@@ -120,10 +124,12 @@ class _Checkpointer:
         while not self._stop.wait(self._interval):
             try:
                 self._log.checkpoint()
-            except WitnessError:
-                continue  # stays unpublished; the next round asks the witnesses again
+            except WitnessError as exc:
+                # Stays unpublished; the next round asks the witnesses again.
+                _logger.warning("checkpoint not published: %s", exc)
             except AuditLogError:
                 # Storage down or tamper found: stop signing rather than guess.
+                _logger.exception("checkpointing stopped")
                 return
 
 
@@ -266,8 +272,8 @@ def create_app(
                 config.max_unlocks_per_period if max_unlocks is None else max_unlocks
             ),
             period=config.anomaly_period,
-            working_start=time(8, 0),
-            working_end=time(18, 0),
+            working_start=time(config.working_hours[0]),
+            working_end=time(config.working_hours[1]),
             timezone=config.timezone,
             break_glass_review_days=config.break_glass_review_days,
         )

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ._checkpoint import CosignatureSigner, CosignatureVerifier
 from ._errors import AuditLogError
@@ -76,6 +76,17 @@ class Settings(BaseModel):
     anomaly_period: Literal["day", "week"] = "day"
     break_glass_review_days: int = Field(default=7, ge=0)
     timezone: str = "Europe/London"
+    # Local hours [start, end) on Monday-Friday counted as working hours.
+    working_hours: tuple[int, int] = (8, 18)
+
+    @model_validator(mode="after")
+    def _check_hours(self) -> Settings:
+        start, end = self.working_hours
+        if not 0 <= start < end <= 23:
+            raise ValueError(
+                f"working_hours {self.working_hours} must satisfy 0 <= start < end <= 23"
+            )
+        return self
 
 
 def _check_private(path: Path, what: str) -> None:

@@ -139,3 +139,21 @@ def test_utc_offset_spelling_does_not_change_bytes() -> None:
     a = make_entry("decision", 1, time=T0)
     b = make_entry("decision", 1, time=T0.astimezone(zero))
     assert leaf_bytes(0, T0, a) == leaf_bytes(0, T0, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_crash_the_leaf_parser(data: bytes) -> None:
+    try:
+        parse_leaf(data)
+    except EntryError:
+        pass
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from(["type", "time", "family_id", "x"]), st.text(max_size=20)))
+def test_arbitrary_dicts_never_crash_the_entry_parser(data: dict[str, str]) -> None:
+    try:
+        parse_entry(data)
+    except EntryError:
+        pass

@@ -33,7 +33,9 @@ def _transport(witnesses: dict[str, Witness], down: set[str]) -> httpx.MockTrans
             raise httpx.ConnectError("connection refused", request=request)
         assert request.headers["authorization"] == "Bearer t"
         try:
-            return httpx.Response(200, text=witnesses[host].add_checkpoint(request.content.decode()))
+            return httpx.Response(
+                200, text=witnesses[host].add_checkpoint(request.content.decode())
+            )
         except WitnessConflict as exc:
             return httpx.Response(409, text=f"{exc.size}\n")
         except WitnessError as exc:
@@ -46,9 +48,9 @@ def _transport(witnesses: dict[str, Witness], down: set[str]) -> httpx.MockTrans
 def setup(
     tmp_path: Path, signer: NoteSigner
 ) -> Callable[..., tuple[dict[str, Witness], set[str], Callable[..., AuditLog]]]:
-    def make(names: tuple[str, ...] = ("w1",), quorum: int | None = None) -> tuple[
-        dict[str, Witness], set[str], Callable[..., AuditLog]
-    ]:
+    def make(
+        names: tuple[str, ...] = ("w1",), quorum: int | None = None
+    ) -> tuple[dict[str, Witness], set[str], Callable[..., AuditLog]]:
         witnesses = {
             name: Witness(
                 tmp_path / f"{name}.json",
