@@ -207,9 +207,10 @@ class _Pool:
         return self.items[min(i, len(self.items) - 1)]
 
 
-def _zipf_pool(items: Sequence[str], exponent: float) -> _Pool:
+def _zipf_pool(items: Sequence[str], exponent: float, offset: float = 0.0) -> _Pool:
+    """Rank-frequency weights 1 / (rank + offset) ** exponent (Zipf-Mandelbrot)."""
     unique = tuple(dict.fromkeys(items))
-    weights = [1.0 / (rank + 1) ** exponent for rank in range(len(unique))]
+    weights = [1.0 / (rank + 1 + offset) ** exponent for rank in range(len(unique))]
     total = sum(weights)
     running = 0.0
     cum = []
@@ -281,16 +282,18 @@ def _tables() -> _Tables:
         ),
     }
     for (culture, sex), (old, young) in spec.items():
-        fore[(culture, sex, "old")] = _zipf_pool(old, 0.7)
-        fore[(culture, sex, "young")] = _zipf_pool(young, 0.7)
+        fore[(culture, sex, "old")] = _zipf_pool(old, 0.7, 5)
+        fore[(culture, sex, "young")] = _zipf_pool(young, 0.7, 5)
     surnames = {
-        "british": _zipf_pool(n.BRITISH_SURNAMES, 0.6),
-        "caribbean": _zipf_pool(n.BRITISH_SURNAMES[:150], 0.6),
+        # A 400-name list stands in for tens of thousands of real surnames, so the
+        # head is damped: Smith comes out near its real share of about 1.3%.
+        "british": _zipf_pool(n.BRITISH_SURNAMES, 0.7, 10),
+        "caribbean": _zipf_pool(n.BRITISH_SURNAMES[:150], 0.6, 5),
         "south_asian": _zipf_pool(
-            [s for s in n.SOUTH_ASIAN_SURNAMES if s not in ("Begum", "Bibi", "Bi", "Kaur")], 0.8
+            [s for s in n.SOUTH_ASIAN_SURNAMES if s not in ("Begum", "Bibi", "Bi", "Kaur")], 0.8, 3
         ),
-        "polish": _zipf_pool([s for s in n.POLISH_SURNAMES if not s.endswith("ska")], 0.6),
-        "african": _zipf_pool(n.AFRICAN_SURNAMES, 0.6),
+        "polish": _zipf_pool([s for s in n.POLISH_SURNAMES if not s.endswith("ska")], 0.6, 3),
+        "african": _zipf_pool(n.AFRICAN_SURNAMES, 0.6, 3),
     }
     districts = tuple(
         _District(outward, town, locality, la_code)
@@ -604,10 +607,14 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
     if u < 0.56:
         kind = "family"
         n_children = 1 + bisect.bisect_right((0.38, 0.75, 0.91, 0.97), rng.random())
-        oldest = min(18, int(rng.triangular(0, 19, 6)))
+        gaps = [rng.choice((1, 2, 2, 3, 3, 4, 5)) for _ in range(n_children - 1)]
+        while sum(gaps) > 16:
+            gaps.pop()
+        n_children = len(gaps) + 1
+        oldest = rng.randint(sum(gaps), 18)  # roughly uniform child ages 0-18
         ages = [oldest]
-        for _ in range(n_children - 1):
-            ages.append(max(0, ages[-1] - rng.choice((1, 2, 2, 3, 3, 4, 5))))
+        for gap in gaps:
+            ages.append(ages[-1] - gap)
         single = rng.random() < 0.30
         mother_age = oldest + rng.randint(18, 38)
         if single:
