@@ -9,9 +9,16 @@ recording errors. The truth directory says which rows are the same person, which
 people share a household and which problems each household really has.
 
 Every household is generated from its own ``random.Random`` seeded from
-``(seed, household index)``, and rows are written as they are made, so output is
-byte-identical for a given configuration and memory stays flat. All files are
-written to temporary names and renamed only when everything has succeeded.
+``(seed, household index)``, and system ids are derived from the household index,
+so chunks of households can be made in parallel processes and the output is
+byte-identical for a given configuration whatever the number of workers. Rows are
+written as they are made (shuffled within small buffers), so memory stays flat.
+All files are written to temporary names and renamed only when everything has
+succeeded; a failure leaves any earlier output untouched.
+
+Truth files (``truth/``): ``records.csv`` maps each agency row to its person and
+household and lists the recording errors applied to it; ``persons.csv`` and
+``households.csv`` hold the true identities, family status and problems.
 
 The output is plaintext identity data by design. It must never be used for, or
 mixed with, real people's data, and nothing here may read real data.
@@ -43,10 +50,12 @@ from ._errors import AgencyClientError
 
 __all__ = [
     "AGENCIES",
+    "BASE_ERROR_RATES",
     "TF_PROBLEMS",
     "GeneratedPopulation",
     "PopulationConfig",
     "generate_population",
+    "mapping_toml",
     "nhs_check_digit",
     "upn_check_letter",
 ]
@@ -1997,9 +2006,11 @@ def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Iterator[_
 
 
 def _default_workers(households: int) -> int:
-    if households < _PARALLEL_MIN_HOUSEHOLDS:
+    # The writing process needs a core of its own, so a pool only pays from 3 CPUs.
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if households < _PARALLEL_MIN_HOUSEHOLDS or (cpus or 1) < 3:
         return 1
-    return max(1, min(8, os.cpu_count() or 1))
+    return min(8, (cpus or 1) - 1)
 
 
 def generate_population(
@@ -2012,8 +2023,9 @@ def generate_population(
     """Write the synthetic agencies' CSVs, mapping files and ground truth under ``out_dir``.
 
     ``progress`` is called with the number of households finished since its last
-    call. ``workers`` > 1 generates in a process pool (default: one process below
-    20,000 households, else one per CPU); the output does not depend on it.
+    call. ``workers`` > 1 generates in a process pool (default: a single process
+    below 20,000 households or on fewer than 3 CPUs, else one worker per CPU but
+    one); the output is byte-identical whatever the number of workers.
     """
     if not 1 <= config.households <= _MAX_HOUSEHOLDS:
         raise AgencyClientError(

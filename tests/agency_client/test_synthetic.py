@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import random
 import re
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agency_client._errors import AgencyClientError
 from agency_client._mapping import AgencyMapping, load_mapping
@@ -19,6 +22,8 @@ from agency_client._synthetic import (
     TF_PROBLEMS,
     GeneratedPopulation,
     PopulationConfig,
+    _corrupt_postcode,
+    _typo,
     generate_population,
     nhs_check_digit,
     upn_check_letter,
@@ -133,6 +138,20 @@ def indicator_values(
     return out
 
 
+_CORRUPT_DOB: dict[Path, set[tuple[str, str]]] = {}
+
+
+def raw_dob_is_corrupt(pop: GeneratedPopulation, agency: str, row: dict[str, str]) -> bool:
+    if pop.truth_dir not in _CORRUPT_DOB:
+        _CORRUPT_DOB[pop.truth_dir] = {
+            (r["agency"], r["system_id"])
+            for r in truth(pop, "records")
+            if "dob_swap" in r["errors"] or "dob_typo" in r["errors"]
+        }
+    system_id = row[load_mapping(pop.mapping_paths[agency]).identity.system_id]
+    return (agency, system_id) in _CORRUPT_DOB[pop.truth_dir]
+
+
 # ----------------------------------------------------------------- determinism
 def test_same_seed_gives_byte_identical_files_whatever_the_worker_count(tmp_path: Path) -> None:
     config = PopulationConfig(households=2100, seed=99)
@@ -238,8 +257,13 @@ def test_every_cell_parses_with_its_mapping(population: GeneratedPopulation) -> 
                 when = row[ic.date_column] if ic.date_column else ""
                 if when:
                     assert dt.datetime.strptime(when, ic.date_format).date() <= EXTRACT
-            for _, _, when in indicator_values(mapping, row):
+            for kind, _, when in indicator_values(mapping, row):
                 assert when, (agency, row)  # every reported indicator carries its date
+                fmt = next(ic.date_format for ic in mapping.indicators if ic.type is kind)
+                on = dt.datetime.strptime(when, fmt).date()
+                assert EXTRACT - dt.timedelta(days=365) <= on <= EXTRACT
+                if dob is not None and not raw_dob_is_corrupt(population, agency, row):
+                    assert on >= dob
 
 
 # ----------------------------------------------------------------- ground truth
@@ -552,3 +576,57 @@ def test_error_labels_match_what_is_in_the_rows(population: GeneratedPopulation)
                 seen["old"] += 1
                 assert postcode == households[rec["household_id"]]["previous_postcode"]
     assert seen["clean"] > 3000 and seen["old"] > 50
+
+
+# ----------------------------------------------------------------- properties
+def osa_distance(a: str, b: str) -> int:
+    """Optimal string alignment distance (edits plus adjacent transpositions)."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
+
+
+@given(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ'-", min_size=1, max_size=14),
+    st.integers(0, 2**32),
+)
+def test_typo_is_exactly_one_edit(name: str, seed: int) -> None:
+    out = _typo(random.Random(seed), name)
+    assert out != name
+    assert osa_distance(name, out) == 1
+    assert out[0] == name[0] or len(name) <= 2
+
+
+@given(
+    st.sampled_from(sorted(OUTWARDS)),
+    st.text(alphabet="ABDEFGHJLNPQRSTUWXYZ", min_size=2, max_size=2),
+    st.integers(0, 9),
+    st.integers(0, 2**32),
+)
+def test_corrupted_postcode_still_has_postcode_shape(
+    outward: str, letters: str, digit: int, seed: int
+) -> None:
+    postcode = f"{outward} {digit}{letters}"
+    out = _corrupt_postcode(random.Random(seed), postcode)
+    assert out != postcode
+    raw = out.replace(" ", "").upper()
+    assert raw[:-3] == outward and INWARD.fullmatch(raw[-3:])
+
+
+@given(st.text(alphabet="0123456789", min_size=9, max_size=9))
+def test_nhs_check_digit_matches_reference(body: str) -> None:
+    check = nhs_check_digit(body)
+    if check is None:
+        assert not any(nhs_valid(body + str(d)) for d in range(10))
+    else:
+        assert nhs_valid(body + str(check))
+        assert [d for d in range(10) if nhs_valid(body + str(d))] == [check]
