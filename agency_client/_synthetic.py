@@ -170,11 +170,12 @@ def nhs_check_digit(first9: str) -> int | None:
 
 
 _UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
+_UPN_WEIGHTS = tuple(range(2, 14))
 
 
 def upn_check_letter(last12: str) -> str:
     """DfE UPN check letter for characters 2-13 (weights 2..13, modulus 23)."""
-    total = sum(int(c) * (i + 2) for i, c in enumerate(last12))
+    total = sum(map(operator.mul, map(int, last12), _UPN_WEIGHTS))
     return _UPN_LETTERS[total % 23]
 
 
@@ -487,13 +488,13 @@ def _surname(rng: random.Random, culture: str) -> str:
 
 def _nhs_number(seed: int, serial: int, rng: random.Random) -> str:
     first8 = str(40_000_000 + _permute(serial, seed, 1, 40_000_000))
-    start = rng.randrange(10)
-    for k in range(10):
-        d9 = str((start + k) % 10)
-        check = nhs_check_digit(first8 + d9)
-        if check is not None:
-            return f"{first8}{d9}{check}"
-    raise AssertionError("unreachable: only one ninth digit gives check 10")
+    partial = sum(map(operator.mul, map(int, first8), _NHS_WEIGHTS))
+    d9 = rng.randrange(10)
+    check = (11 - (partial + 2 * d9) % 11) % 11
+    if check == 10:  # only one ninth digit gives the unusable remainder; take the next
+        d9 = (d9 + 1) % 10
+        check = (11 - (partial + 2 * d9) % 11) % 11
+    return f"{first8}{d9}{check}"
 
 
 def _ni_number(seed: int, serial: int, rng: random.Random) -> str:
