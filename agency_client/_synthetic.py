@@ -409,7 +409,30 @@ class _Copy:
 
 
 # ------------------------------------------------------------------- addresses
-HOUSEHOLDS_PER_STREET = 22
+# Households are laid out in blocks; each block is cut into streets of varying
+# length (6 to 60 households, mostly 10-25), so street and postcode density vary.
+_STREET_BLOCK = 1000
+MAX_HOUSEHOLDS_PER_STREET = 60
+
+
+@functools.lru_cache(maxsize=8)
+def _block_street_starts(seed: int, block: int) -> tuple[int, ...]:
+    """Offsets within ``block`` at which each of its streets starts."""
+    rng = random.Random(_mix(seed, 0xB10C5, block))
+    starts = []
+    total = 0
+    while total < _STREET_BLOCK:
+        starts.append(total)
+        total += int(rng.triangular(6, MAX_HOUSEHOLDS_PER_STREET + 1, 12))
+    return tuple(starts)
+
+
+def _street_and_slot(seed: int, index: int) -> tuple[int, int]:
+    """Street id and position on the street of household ``index`` (unique pairs)."""
+    block, offset = divmod(index, _STREET_BLOCK)
+    starts = _block_street_starts(seed, block)
+    k = bisect.bisect_right(starts, offset) - 1
+    return block * _STREET_BLOCK + k, offset - starts[k]
 
 
 @functools.lru_cache(maxsize=64)
@@ -588,14 +611,14 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
     t = _tables()
     hh_id = f"H{index + 1:07d}"
     culture = t.cultures.pick(rng)
-    # Neighbouring households share a street; slots past the last one are never
-    # occupied now, so a previous address never collides with a current one.
-    streets = (config.households + HOUSEHOLDS_PER_STREET - 1) // HOUSEHOLDS_PER_STREET
-    address, la_code = _address(seed, index // HOUSEHOLDS_PER_STREET, index % HOUSEHOLDS_PER_STREET)
+    # Neighbouring households share a street. Slots past the longest street are
+    # never occupied now, so a previous address never collides with a current one.
+    address, la_code = _address(seed, *_street_and_slot(seed, index))
     old_address: _Address | None = None
     if rng.random() < MOVED_HOUSEHOLD_RATE:
-        slot = HOUSEHOLDS_PER_STREET + rng.randrange(400)
-        old_address, _ = _address(seed, rng.randrange(streets), slot)
+        street, _ = _street_and_slot(seed, rng.randrange(config.households))
+        slot = MAX_HOUSEHOLDS_PER_STREET + rng.randrange(100)
+        old_address, _ = _address(seed, street, slot)
 
     members: list[_Person] = []
     used: set[str] = set()
