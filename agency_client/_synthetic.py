@@ -37,7 +37,7 @@ import operator
 import os
 import random
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -2006,7 +2006,7 @@ def _chunk_output(config: PopulationConfig, rates: _Rates, start: int, stop: int
     )
 
 
-def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Iterator[_Chunk]:
+def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Generator[_Chunk, None, None]:
     """Chunks in household order, computed here or in a process pool."""
     n = config.households
     bounds = [(s, min(n, s + _CHUNK_HOUSEHOLDS)) for s in range(0, n, _CHUNK_HOUSEHOLDS)]
@@ -2016,7 +2016,8 @@ def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Iterator[_
         return
     # spawn, not fork: the caller may run threads (progress bars) that fork would copy.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
         pending: deque[Future[_Chunk]] = deque()
         todo = iter(bounds)
         # At most two chunks per worker in flight keeps memory flat.
@@ -2027,6 +2028,8 @@ def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Iterator[_
             for start, stop in itertools.islice(todo, 1):
                 pending.append(pool.submit(_chunk_output, config, rates, start, stop))
             yield chunk
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _default_workers(households: int) -> int:
@@ -2151,21 +2154,35 @@ def _write_all(
         records.handle.write("".join(truth for _, truth in buf))
         buf.clear()
 
-    for chunk in _chunks(config, rates, workers):
-        households.handle.write(chunk.household_lines)
-        persons.handle.write(chunk.person_lines)
-        family_count += chunk.families
-        person_count += chunk.persons
-        record_count += len(chunk.records)
-        for agency, line, truth_line in chunk.records:
-            buf = buffers[agency]
-            buf.append((line, truth_line))
-            if len(buf) >= _FLUSH_ROWS:
-                flush(agency)
-        if progress is not None:
-            progress(chunk.households)
+    chunks = _chunks(config, rates, workers)
+    try:
+        for chunk in chunks:
+            _write_chunk(chunk, households, persons, buffers, flush)
+            family_count += chunk.families
+            person_count += chunk.persons
+            record_count += len(chunk.records)
+            if progress is not None:
+                progress(chunk.households)
+    finally:
+        chunks.close()  # stops the worker pool now, also when writing failed
     for agency in AGENCIES:
         flush(agency)
         mapping = output.open(out_dir / f"{agency}.mapping.toml")
         mapping.handle.write(mapping_toml(agency))
     return record_count, person_count, family_count
+
+
+def _write_chunk(
+    chunk: _Chunk,
+    households: _Sink,
+    persons: _Sink,
+    buffers: dict[str, list[tuple[str, str]]],
+    flush: Callable[[str], None],
+) -> None:
+    households.handle.write(chunk.household_lines)
+    persons.handle.write(chunk.person_lines)
+    for agency, line, truth_line in chunk.records:
+        buf = buffers[agency]
+        buf.append((line, truth_line))
+        if len(buf) >= _FLUSH_ROWS:
+            flush(agency)

@@ -141,14 +141,13 @@ def indicator_values(
 _CORRUPT_DOB: dict[Path, set[tuple[str, str]]] = {}
 
 
-def raw_dob_is_corrupt(pop: GeneratedPopulation, agency: str, row: dict[str, str]) -> bool:
+def raw_dob_is_corrupt(pop: GeneratedPopulation, agency: str, system_id: str) -> bool:
     if pop.truth_dir not in _CORRUPT_DOB:
         _CORRUPT_DOB[pop.truth_dir] = {
             (r["agency"], r["system_id"])
             for r in truth(pop, "records")
             if "dob_swap" in r["errors"] or "dob_typo" in r["errors"]
         }
-    system_id = row[load_mapping(pop.mapping_paths[agency]).identity.system_id]
     return (agency, system_id) in _CORRUPT_DOB[pop.truth_dir]
 
 
@@ -201,12 +200,15 @@ def test_out_dir_that_is_a_file_raises_and_writes_nothing(tmp_path: Path) -> Non
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
 
 
-def test_failure_midway_leaves_no_files(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_failure_midway_leaves_no_files(tmp_path: Path, workers: int) -> None:
     def boom(_: int) -> None:
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        generate_population(PopulationConfig(households=1200), tmp_path / "out", progress=boom)
+        generate_population(
+            PopulationConfig(households=5000), tmp_path / "out", progress=boom, workers=workers
+        )
     assert [p for p in (tmp_path / "out").rglob("*") if p.is_file()] == []
 
 
@@ -262,7 +264,8 @@ def test_every_cell_parses_with_its_mapping(population: GeneratedPopulation) -> 
                 fmt = next(ic.date_format for ic in mapping.indicators if ic.type is kind)
                 on = dt.datetime.strptime(when, fmt).date()
                 assert EXTRACT - dt.timedelta(days=365) <= on <= EXTRACT
-                if dob is not None and not raw_dob_is_corrupt(population, agency, row):
+                system_id = row[ident.system_id]
+                if dob is not None and not raw_dob_is_corrupt(population, agency, system_id):
                     assert on >= dob
 
 
