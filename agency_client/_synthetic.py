@@ -73,7 +73,57 @@ TF_PROBLEMS: tuple[ProblemArea, ...] = (
 )
 
 _T = TypeVar("_T")
-I = IndicatorType  # noqa: E741 - short alias keeps the indicator tables readable
+
+
+class I:  # noqa: E742
+    """IndicatorType members as plain class attributes: enum attribute access is slow."""
+
+    YOUTH_OFFENDING = IndicatorType.YOUTH_OFFENDING
+    ADULT_OFFENDING = IndicatorType.ADULT_OFFENDING
+    PRISON_LEAVER = IndicatorType.PRISON_LEAVER
+    ASB_FURTHER_ACTION = IndicatorType.ASB_FURTHER_ACTION
+    ASB_NO_FURTHER_ACTION = IndicatorType.ASB_NO_FURTHER_ACTION
+    ATTENDANCE_PCT = IndicatorType.ATTENDANCE_PCT
+    FIXED_TERM_EXCLUSIONS = IndicatorType.FIXED_TERM_EXCLUSIONS
+    PERMANENT_EXCLUSION = IndicatorType.PERMANENT_EXCLUSION
+    NOT_ON_ROLL = IndicatorType.NOT_ON_ROLL
+    ALTERNATIVE_PROVISION = IndicatorType.ALTERNATIVE_PROVISION
+    MONTHS_MISSING_FROM_SCHOOL = IndicatorType.MONTHS_MISSING_FROM_SCHOOL
+    CHILD_IN_NEED = IndicatorType.CHILD_IN_NEED
+    CHILD_PROTECTION_PLAN = IndicatorType.CHILD_PROTECTION_PLAN
+    EARLY_HELP_ASSESSMENT = IndicatorType.EARLY_HELP_ASSESSMENT
+    EXPLOITATION_RISK = IndicatorType.EXPLOITATION_RISK
+    YOUNG_CARER = IndicatorType.YOUNG_CARER
+    OUT_OF_WORK_BENEFITS = IndicatorType.OUT_OF_WORK_BENEFITS
+    MONTHS_NEET = IndicatorType.MONTHS_NEET
+    RENT_ARREARS_GBP = IndicatorType.RENT_ARREARS_GBP
+    PROBLEM_DEBT = IndicatorType.PROBLEM_DEBT
+    CONTINUOUS_EMPLOYMENT = IndicatorType.CONTINUOUS_EMPLOYMENT
+    DV_INCIDENTS = IndicatorType.DV_INCIDENTS
+    POLICE_CALLOUTS = IndicatorType.POLICE_CALLOUTS
+    MARAC_REFERRAL = IndicatorType.MARAC_REFERRAL
+    MONTHS_MENTAL_HEALTH = IndicatorType.MONTHS_MENTAL_HEALTH
+    MONTHS_ALCOHOL_MISUSE = IndicatorType.MONTHS_ALCOHOL_MISUSE
+    MONTHS_DRUG_MISUSE = IndicatorType.MONTHS_DRUG_MISUSE
+    PHYSICAL_HEALTH = IndicatorType.PHYSICAL_HEALTH
+    EVICTIONS = IndicatorType.EVICTIONS
+    HOMELESSNESS_APPLICATIONS = IndicatorType.HOMELESSNESS_APPLICATIONS
+    WEEKS_TEMPORARY_ACCOMMODATION = IndicatorType.WEEKS_TEMPORARY_ACCOMMODATION
+    EXPECTANT_PARENT = IndicatorType.EXPECTANT_PARENT
+    IN_EDUCATION_OR_TRAINING = IndicatorType.IN_EDUCATION_OR_TRAINING
+
+
+class _P:
+    """ProblemArea members as plain class attributes, for the hot paths."""
+
+    CRIME = ProblemArea.CRIME
+    EDUCATION = ProblemArea.EDUCATION
+    CHILDREN_NEED_HELP = ProblemArea.CHILDREN_NEED_HELP
+    WORK_FINANCE = ProblemArea.WORK_FINANCE
+    DOMESTIC_ABUSE = ProblemArea.DOMESTIC_ABUSE
+    HEALTH = ProblemArea.HEALTH
+    HOUSING = ProblemArea.HOUSING
+    CONTEXT = ProblemArea.CONTEXT
 
 
 @dataclass(frozen=True)
@@ -781,12 +831,12 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
 _LEVELS = (0.58, 0.80, 0.93)  # cumulative: level 0, 1, 2, else 3
 _LEVEL_P = (0.035, 0.20, 0.45, 0.70)
 _AREA_WEIGHT = {
-    ProblemArea.CRIME: 0.8,
-    ProblemArea.EDUCATION: 1.1,
-    ProblemArea.CHILDREN_NEED_HELP: 0.9,
-    ProblemArea.WORK_FINANCE: 1.4,
-    ProblemArea.DOMESTIC_ABUSE: 0.7,
-    ProblemArea.HEALTH: 1.2,
+    _P.CRIME: 0.8,
+    _P.EDUCATION: 1.1,
+    _P.CHILDREN_NEED_HELP: 0.9,
+    _P.WORK_FINANCE: 1.4,
+    _P.DOMESTIC_ABUSE: 0.7,
+    _P.HEALTH: 1.2,
 }
 
 
@@ -814,21 +864,19 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
     for area in TF_PROBLEMS:
         if rng.random() < min(0.95, _LEVEL_P[level] * _AREA_WEIGHT[area]):
             chosen.append(area)
-    if not school_age and ProblemArea.EDUCATION in chosen:
-        chosen.remove(ProblemArea.EDUCATION)
-    if not children and ProblemArea.CHILDREN_NEED_HELP in chosen:
-        chosen.remove(ProblemArea.CHILDREN_NEED_HELP)
+    if not school_age and _P.EDUCATION in chosen:
+        chosen.remove(_P.EDUCATION)
+    if not children and _P.CHILDREN_NEED_HELP in chosen:
+        chosen.remove(_P.CHILDREN_NEED_HELP)
     hh.problems = chosen
-    hh.tenant = rng.random() < (
-        0.8 if ProblemArea.WORK_FINANCE in chosen else 0.45 if chosen else 0.22
-    )
+    hh.tenant = rng.random() < (0.8 if _P.WORK_FINANCE in chosen else 0.45 if chosen else 0.22)
 
     def put(p: _Person, kind: IndicatorType, value: float, agency: str) -> None:
         p.indicators[kind] = (value, _since(rng, extract, p.dob))
         p.forced.add(agency)
 
     lead = parents[0] if parents else members[0]
-    if ProblemArea.CRIME in chosen:
+    if _P.CRIME in chosen:
         teens = [c for c in children if 10 <= c.age <= 17]
         if teens and rng.random() < 0.5:
             p = rng.choice(teens)
@@ -846,7 +894,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
                 put(p, I.PRISON_LEAVER, 1, "police")
         if rng.random() < 0.3:
             put(p, I.ASB_NO_FURTHER_ACTION, rng.randint(1, 5), "police")
-    if ProblemArea.EDUCATION in chosen:
+    if _P.EDUCATION in chosen:
         carriers = rng.sample(school_age, min(len(school_age), 2 if rng.random() < 0.3 else 1))
         for p in carriers:
             if rng.random() < 0.05:
@@ -864,7 +912,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
                 put(p, I.PERMANENT_EXCLUSION, 1, "school")
             if rng.random() < 0.08:
                 put(p, I.ALTERNATIVE_PROVISION, 1, "school")
-    if ProblemArea.CHILDREN_NEED_HELP in chosen:
+    if _P.CHILDREN_NEED_HELP in chosen:
         r = rng.random()
         carriers = children if rng.random() < 0.5 else [rng.choice(children)]
         for p in carriers:
@@ -878,7 +926,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
                 put(p, I.EXPLOITATION_RISK, 1, "csc")
             if p.age >= 8 and rng.random() < 0.08:
                 put(p, I.YOUNG_CARER, 1, "early_help")
-    if ProblemArea.WORK_FINANCE in chosen:
+    if _P.WORK_FINANCE in chosen:
         young = [
             m for m in members if 16 <= m.age <= 24 and not m.in_education and m.role != "parent"
         ]
@@ -894,7 +942,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
         if not done or rng.random() < 0.6:
             claimant = lead if lead.age >= 18 else rng.choice(adults or members)
             put(claimant, I.OUT_OF_WORK_BENEFITS, 1, "dwp")
-    if ProblemArea.DOMESTIC_ABUSE in chosen:
+    if _P.DOMESTIC_ABUSE in chosen:
         women = [m for m in adults if m.sex == "F"]
         victim = rng.choice(women or adults or members)
         put(victim, I.DV_INCIDENTS, rng.randint(1, 5), "police")
@@ -905,7 +953,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
         others = [m for m in adults if m is not victim]
         if others and rng.random() < 0.5:
             put(rng.choice(others), I.POLICE_CALLOUTS, rng.randint(1, 4), "police")
-    if ProblemArea.HEALTH in chosen:
+    if _P.HEALTH in chosen:
         pool = adults or members
         carriers = [rng.choice(pool)]
         if len(members) > 1 and rng.random() < 0.3:
@@ -924,7 +972,7 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
             if not done or rng.random() < 0.2:
                 put(p, I.PHYSICAL_HEALTH, 1, "health")
     # Housing events (context, outside the six) and positive context indicators.
-    if hh.tenant and rng.random() < (0.25 if ProblemArea.WORK_FINANCE in chosen else 0.03):
+    if hh.tenant and rng.random() < (0.25 if _P.WORK_FINANCE in chosen else 0.03):
         which = rng.random()
         if which < 0.3:
             put(lead, I.EVICTIONS, 1, "housing")
@@ -946,8 +994,8 @@ def _assign_problems(rng: random.Random, hh: _Household, extract: datetime.date)
 def _coverage(rng: random.Random, hh: _Household) -> list[tuple[str, _Person]]:
     """Which agencies hold a record of which member, in a fixed order."""
     problems = set(hh.problems)
-    cnh = ProblemArea.CHILDREN_NEED_HELP in problems
-    dv = ProblemArea.DOMESTIC_ABUSE in problems
+    cnh = _P.CHILDREN_NEED_HELP in problems
+    dv = _P.DOMESTIC_ABUSE in problems
     whole_tenancy = hh.tenant and rng.random() < 0.3
     out: list[tuple[str, _Person]] = []
     lead_tenant_done = False
@@ -2033,11 +2081,11 @@ def _chunks(config: PopulationConfig, rates: _Rates, workers: int) -> Generator[
 
 
 def _default_workers(households: int) -> int:
-    # The writing process needs a core of its own, so a pool only pays from 3 CPUs.
+    # The writing process is light (a few per cent of a core), so one worker per CPU.
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if households < _PARALLEL_MIN_HOUSEHOLDS or (cpus or 1) < 3:
+    if households < _PARALLEL_MIN_HOUSEHOLDS or (cpus or 1) < 2:
         return 1
-    return min(8, (cpus or 1) - 1)
+    return min(8, cpus or 1)
 
 
 def generate_population(
@@ -2051,8 +2099,8 @@ def generate_population(
 
     ``progress`` is called with the number of households finished since its last
     call. ``workers`` > 1 generates in a process pool (default: a single process
-    below 20,000 households or on fewer than 3 CPUs, else one worker per CPU but
-    one); the output is byte-identical whatever the number of workers.
+    below 20,000 households, else one worker per CPU, at most 8); the output is
+    byte-identical whatever the number of workers.
     """
     if not 1 <= config.households <= _MAX_HOUSEHOLDS:
         raise AgencyClientError(
