@@ -14,10 +14,9 @@ Bit order: filter bit ``i`` is bit ``i % 8`` (least significant first) of byte
 
 from __future__ import annotations
 
-import base64
+import binascii
 import datetime as dt
 import hashlib
-import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -54,7 +53,7 @@ class NormalisedIdentity:
     """One person's identity after normalisation; ``None``/empty means missing."""
 
     given: str | None = None
-    given_canonical: str | None = None
+    given_canonical: tuple[str, ...] = ()  # every given name, nickname resolved
     middle: tuple[str, ...] = ()
     family: str | None = None
     family_parts: tuple[str, ...] = ()  # parts of current and former family names
@@ -78,6 +77,12 @@ def _positional(value: str) -> list[str]:
     return [f"{i}:{c}" for i, c in enumerate(value)]
 
 
+def _date_parts(value: str) -> list[str]:
+    """``yyyymmdd`` -> year, month, day and the sorted day/month pair."""
+    y, m, d = value[:4], value[4:6], value[6:8]
+    return [f"y:{y}", f"m:{m}", f"d:{d}", f"s:{min(m, d)}{max(m, d)}"]
+
+
 class FieldHasher:
     """Keyed feature hashing for one field of one filter, with bounded caches."""
 
@@ -91,6 +96,7 @@ class FieldHasher:
             Tokenizer.BIGRAMS: _bigrams,
             Tokenizer.POSITIONAL_UNIGRAMS: _positional,
             Tokenizer.EXACT: lambda v: [v],
+            Tokenizer.DATE_PARTS: _date_parts,
         }[tokenizer]
         self._features: dict[str, int] = {}
         self._values: dict[str, int] = {}
@@ -204,6 +210,14 @@ class FilterEncoder:
                     mask |= hasher.value_mask(value)
         return self._harden(mask)
 
+    def encode_identity(self, ident: NormalisedIdentity, salt: str | None) -> bytes:
+        """The hardened filter of one identity (the hot path of :meth:`Encoder.encode`)."""
+        mask = 0
+        for feature, hasher in self._hashers(salt):
+            for value in _PERSON_VALUES[feature](ident):
+                mask |= hasher.value_mask(value)
+        return self._harden(mask)
+
     def _harden(self, mask: int) -> bytes:
         n = self._n
         hardening = self.spec.hardening
@@ -267,6 +281,37 @@ class Encoding:
     blocking_keys: dict[str, str]
 
 
+def keyed_token(key: bytes, value: str, size: int) -> bytes:
+    """Keyed BLAKE2b of one value: exact-match tokens, blocking keys, record refs."""
+    return hashlib.blake2b(value.encode(), key=key, digest_size=size).digest()
+
+
+_PersonValues = Callable[[NormalisedIdentity], tuple[str, ...]]
+
+
+def _one(value: str | None) -> tuple[str, ...]:
+    return (value,) if value else ()
+
+
+_PERSON_VALUES: dict[PersonFeature | AddressFeature, _PersonValues] = {
+    PersonFeature.GIVEN_NAME: lambda i: _one(i.given),
+    PersonFeature.GIVEN_NAME_CANONICAL: lambda i: i.given_canonical,
+    PersonFeature.MIDDLE_NAMES: lambda i: (" ".join(i.middle),) if i.middle else (),
+    PersonFeature.FAMILY_NAME: lambda i: _one(i.family),
+    PersonFeature.FAMILY_NAME_PARTS: lambda i: i.family_parts,
+    PersonFeature.DATE_OF_BIRTH: lambda i: _one(_dob8(i.dob)),
+    PersonFeature.SEX: lambda i: _one(i.sex),
+    AddressFeature.STREET_LINE: lambda i: _one(i.address),
+    AddressFeature.HOUSE_NUMBER: lambda i: _one(i.house_number),
+    AddressFeature.POSTCODE: lambda i: (i.postcode.unit,) if i.postcode else (),
+    AddressFeature.POSTCODE_SECTOR: lambda i: (i.postcode.sector,) if i.postcode else (),
+}
+
+
+def _dob8(dob: dt.date | None) -> str | None:
+    return f"{dob.year:04d}{dob.month:02d}{dob.day:02d}" if dob else None
+
+
 class Encoder:
     """Turns normalised identities into filters, exact tokens and blocking keys."""
 
@@ -277,47 +322,31 @@ class Encoder:
         self._person = FilterEncoder(schema.person_filter, secret, fp, "person")
         self._address = FilterEncoder(schema.address_filter, secret, fp, "address")
         self._exact = {
-            ident: hmac.new(derive_key(secret, fp, f"exact:{ident.value}"), digestmod="sha256")
+            ident: derive_key(secret, fp, f"exact:{ident.value}")
             for ident in schema.exact_identifiers
         }
         self._blocking = [
-            (spec, hmac.new(derive_key(secret, fp, f"blocking:{spec.name}"), digestmod="sha256"))
+            (
+                spec.name,
+                tuple(_PART_ORDER.index(p) for p in spec.parts),
+                derive_key(secret, fp, f"blocking:{spec.name}"),
+            )
             for spec in schema.blocking_keys
         ]
 
     def encode(self, ident: NormalisedIdentity) -> Encoding:
         """Encode one identity."""
-        person_values: dict[PersonFeature | AddressFeature, Iterable[str]] = {
-            PersonFeature.GIVEN_NAME: (ident.given,) if ident.given else (),
-            PersonFeature.GIVEN_NAME_CANONICAL: (
-                (ident.given_canonical,) if ident.given_canonical else ()
-            ),
-            PersonFeature.MIDDLE_NAMES: (" ".join(ident.middle),) if ident.middle else (),
-            PersonFeature.FAMILY_NAME: (ident.family,) if ident.family else (),
-            PersonFeature.FAMILY_NAME_PARTS: ident.family_parts,
-            PersonFeature.DATE_OF_BIRTH: (ident.dob.strftime("%Y%m%d"),) if ident.dob else (),
-            PersonFeature.SEX: (ident.sex,) if ident.sex else (),
-        }
-        clk = self._person.encode(person_values, self._salt(self.schema.person_filter, ident))
+        clk = self._person.encode_identity(ident, self._salt(self.schema.person_filter, ident))
         address_clk = None
         if ident.address or ident.postcode:
-            pc = ident.postcode
-            address_values: dict[PersonFeature | AddressFeature, Iterable[str]] = {
-                AddressFeature.STREET_LINE: (ident.address,) if ident.address else (),
-                AddressFeature.HOUSE_NUMBER: (ident.house_number,) if ident.house_number else (),
-                AddressFeature.POSTCODE: (pc.unit,) if pc else (),
-                AddressFeature.POSTCODE_SECTOR: (pc.sector,) if pc else (),
-            }
-            address_clk = self._address.encode(
-                address_values, self._salt(self.schema.address_filter, ident)
+            address_clk = self._address.encode_identity(
+                ident, self._salt(self.schema.address_filter, ident)
             )
         exact: dict[str, str] = {}
         for ident_type, value in ident.identifiers.items():
-            mac = self._exact.get(ident_type)
-            if mac is not None and value:
-                h = mac.copy()
-                h.update(value.encode())
-                exact[ident_type.value] = _b64(h.digest()[:EXACT_TOKEN_BYTES])
+            key = self._exact.get(ident_type)
+            if key is not None and value:
+                exact[ident_type.value] = _b64(keyed_token(key, value, EXACT_TOKEN_BYTES))
         return Encoding(clk, address_clk, exact, self._blocking_keys(ident))
 
     @staticmethod
@@ -331,34 +360,53 @@ class Encoder:
     def _blocking_keys(self, ident: NormalisedIdentity) -> dict[str, str]:
         parts = _blocking_parts(ident)
         out: dict[str, str] = {}
-        for spec, mac in self._blocking:
-            values = [parts.get(p) for p in spec.parts]
+        for name, indexes, key in self._blocking:
+            values = [parts[i] for i in indexes]
             if all(values):
-                h = mac.copy()
-                h.update("\x1f".join(v for v in values if v).encode())
-                out[spec.name] = _b64(h.digest()[:BLOCKING_TOKEN_BYTES])
+                joined = "\x1f".join(values)  # type: ignore[arg-type]
+                out[name] = _b64(keyed_token(key, joined, BLOCKING_TOKEN_BYTES))
         return out
 
 
-def _blocking_parts(ident: NormalisedIdentity) -> dict[BlockingPart, str | None]:
+_PART_ORDER = (
+    BlockingPart.GIVEN_PHONETIC,
+    BlockingPart.FAMILY_PHONETIC,
+    BlockingPart.GIVEN_INITIAL,
+    BlockingPart.FAMILY_INITIAL,
+    BlockingPart.DOB,
+    BlockingPart.DOB_YEAR,
+    BlockingPart.DOB_DAY_MONTH_SORTED,
+    BlockingPart.SEX,
+    BlockingPart.POSTCODE_DISTRICT,
+)
+
+
+def _blocking_parts(ident: NormalisedIdentity) -> tuple[str | None, ...]:
+    """Every blocking part of an identity, in _PART_ORDER."""
     dob = ident.dob
-    return {
-        BlockingPart.GIVEN_PHONETIC: soundex(ident.given) if ident.given else None,
-        BlockingPart.FAMILY_PHONETIC: soundex(ident.family) if ident.family else None,
-        BlockingPart.GIVEN_INITIAL: ident.given[0] if ident.given else None,
-        BlockingPart.FAMILY_INITIAL: ident.family[0] if ident.family else None,
-        BlockingPart.DOB: dob.strftime("%Y%m%d") if dob else None,
-        BlockingPart.DOB_YEAR: str(dob.year) if dob else None,
-        BlockingPart.DOB_DAY_MONTH_SORTED: (
-            "".join(sorted((f"{dob.day:02d}", f"{dob.month:02d}"))) if dob else None
-        ),
-        BlockingPart.SEX: ident.sex,
-        BlockingPart.POSTCODE_DISTRICT: ident.postcode.outward if ident.postcode else None,
-    }
+    given, family = ident.given, ident.family
+    dob8: str | None = None
+    year = day_month = None
+    if dob is not None:
+        dob8 = f"{dob.year:04d}{dob.month:02d}{dob.day:02d}"
+        year = dob8[:4]
+        dd, mm = dob8[6:], dob8[4:6]
+        day_month = dd + mm if dd <= mm else mm + dd
+    return (
+        soundex(given) if given else None,
+        soundex(family) if family else None,
+        given[0] if given else None,
+        family[0] if family else None,
+        dob8,
+        year,
+        day_month,
+        ident.sex,
+        ident.postcode.outward if ident.postcode else None,
+    )
 
 
 def _b64(raw: bytes) -> str:
-    return base64.b64encode(raw).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 def dice(a: bytes, b: bytes) -> float:

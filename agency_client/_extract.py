@@ -15,6 +15,7 @@ import binascii
 import csv
 import datetime as dt
 import hashlib
+import itertools
 import json
 import os
 import uuid
@@ -39,9 +40,18 @@ from protocols import (
 from ._errors import ConfigError, ExtractError, InputError
 from ._keys import AgencyKey, AgencyPublicKey, SealPublicKey
 from ._mapping import AgencyMapping
-from ._rows import BadRowPolicy, ChunkResult, Problem, RowContext, RowEncoder, encode_chunk_or_stop
+from ._rows import (
+    BadRowPolicy,
+    ChunkResult,
+    Problem,
+    RowContext,
+    RowEncoder,
+    encode_block_or_stop,
+)
 
-CHUNK_ROWS = 2000
+BLOCK_CHARS = 256 * 1024  # about 1,500 rows of a typical agency CSV
+MAX_BLOCK_CHARS = 64 * 1024 * 1024  # a quoted field longer than this is a broken file
+SPAWN_AFTER_BLOCKS = 5  # below about 7,500 rows one process is faster
 MAX_LINE_BYTES = 64 * 1024
 
 
@@ -99,7 +109,7 @@ def encode_csv(
     count = skipped = rows_read = 0
     digest = hashlib.sha256()
     try:
-        with _open_csv(csv_path, mapping) as (columns, rows), tmp.open("wb") as out:
+        with _open_csv(csv_path, mapping) as (columns, blocks), tmp.open("wb") as out:
             ctx = RowContext(
                 mapping=mapping,
                 schema=schema,
@@ -113,7 +123,8 @@ def encode_csv(
                 policy=policy,
             )
             out.write(header.model_dump_json().encode() + b"\n")
-            for result, n_rows in _run_chunks(ctx, _chunks(rows), workers):
+            for result in _run_blocks(ctx, blocks, workers):
+                n_rows = result.rows
                 rows_read += n_rows
                 fatal = [p for p in result.problems if p.action == "failed"]
                 if fatal:
@@ -162,26 +173,32 @@ def encode_csv(
 
 
 class _open_csv:
-    """Context manager: open a CSV, check the header against the mapping."""
+    """Context manager: open a CSV, check its header against the mapping.
+
+    Yields the column index and an iterator of ``(first line, text)`` blocks of
+    whole rows. Blocks are cut at a newline outside any quoted field (an even
+    number of quote characters before it), so a row is never split, and parsing
+    happens in the workers: the main process only reads and cuts text.
+    """
 
     def __init__(self, path: Path, mapping: AgencyMapping) -> None:
         self.path = path
         self.mapping = mapping
 
-    def __enter__(self) -> tuple[dict[str, int], Iterator[tuple[int, list[str]]]]:
+    def __enter__(self) -> tuple[dict[str, int], Iterator[tuple[int, str]]]:
         try:
             self.fh = self.path.open("r", encoding=self.mapping.csv.encoding, newline="")
         except OSError as exc:
             raise InputError(str(self.path), 0, None, f"cannot open: {exc.strerror}") from exc
-        reader = csv.reader(self.fh, delimiter=self.mapping.csv.delimiter, strict=True)
         try:
-            head = next(reader)
-        except StopIteration:
-            self.fh.close()
-            raise InputError(str(self.path), 1, None, "the file is empty: no header row") from None
+            first = self.fh.readline()
+            head = next(csv.reader([first], delimiter=self.mapping.csv.delimiter, strict=True), [])
         except (csv.Error, UnicodeDecodeError) as exc:
             self.fh.close()
             raise InputError(str(self.path), 1, None, f"unreadable header: {exc}") from exc
+        if not head:
+            self.fh.close()
+            raise InputError(str(self.path), 1, None, "the file is empty: no header row")
         head = [h.strip() for h in head]
         columns: dict[str, int] = {}
         for i, name in enumerate(head):
@@ -204,34 +221,39 @@ class _open_csv:
                     f"the mapping's {key} names column {col!r}, which is not in the header "
                     f"(columns: {', '.join(head)})",
                 )
-        return columns, self._rows(reader)
+        return columns, self._blocks()
 
-    def _rows(self, reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-        line = 1
+    def _blocks(self) -> Iterator[tuple[int, str]]:
+        line = 2
+        buf = ""
         while True:
             try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except (csv.Error, UnicodeDecodeError) as exc:
-                raise InputError(str(self.path), line + 1, None, f"malformed CSV: {exc}") from exc
-            line = reader.line_num  # type: ignore[attr-defined]
-            if row:
-                yield line, row
+                data = self.fh.read(BLOCK_CHARS)
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    str(self.path),
+                    line,
+                    None,
+                    f"not valid {self.mapping.csv.encoding} text: {exc.reason}",
+                ) from exc
+            if not data:
+                break
+            buf += data
+            cut = buf.rfind("\n")
+            while cut != -1 and buf.count('"', 0, cut) % 2:
+                cut = buf.rfind("\n", 0, cut)
+            if cut == -1:
+                if len(buf) > MAX_BLOCK_CHARS:
+                    raise InputError(str(self.path), line, None, "unterminated quoted field")
+                continue
+            block, buf = buf[: cut + 1], buf[cut + 1 :]
+            yield line, block
+            line += block.count("\n")
+        if buf.strip():
+            yield line, buf
 
     def __exit__(self, *exc: object) -> None:
         self.fh.close()
-
-
-def _chunks(rows: Iterator[tuple[int, list[str]]]) -> Iterator[list[tuple[int, list[str]]]]:
-    chunk: list[tuple[int, list[str]]] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= CHUNK_ROWS:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 _WORKER: RowEncoder | None = None
@@ -242,38 +264,39 @@ def _init_worker(ctx: RowContext) -> None:
     _WORKER = RowEncoder(ctx)
 
 
-def _work(rows: list[tuple[int, list[str]]]) -> ChunkResult:
+def _work(first_line: int, text: str) -> ChunkResult:
     assert _WORKER is not None
-    return encode_chunk_or_stop(_WORKER, rows)
+    return encode_block_or_stop(_WORKER, first_line, text)
 
 
-def _run_chunks(
-    ctx: RowContext, chunks: Iterator[list[tuple[int, list[str]]]], workers: int
-) -> Iterator[tuple[ChunkResult, int]]:
-    """Encode chunks in order, in worker processes when ``workers > 1``."""
-    if workers <= 1:
+def _run_blocks(
+    ctx: RowContext, blocks: Iterator[tuple[int, str]], workers: int
+) -> Iterator[ChunkResult]:
+    """Encode blocks in order, in worker processes when ``workers > 1`` and the input is big."""
+    head = list(itertools.islice(blocks, SPAWN_AFTER_BLOCKS))
+    if workers <= 1 or len(head) < SPAWN_AFTER_BLOCKS:
+        # starting worker processes costs about a second: not worth it for small files
         encoder = RowEncoder(ctx)
-        for chunk in chunks:
-            yield encode_chunk_or_stop(encoder, chunk), len(chunk)
+        for first_line, text in itertools.chain(head, blocks):
+            yield encode_block_or_stop(encoder, first_line, text)
         return
+    blocks = itertools.chain(head, blocks)
     with ProcessPoolExecutor(
         max_workers=workers,
         mp_context=get_context("spawn"),
         initializer=_init_worker,
         initargs=(ctx,),
     ) as pool:
-        window: deque[tuple[Future[ChunkResult], int]] = deque()
+        window: deque[Future[ChunkResult]] = deque()
         try:
-            for chunk in chunks:
-                window.append((pool.submit(_work, chunk), len(chunk)))
+            for first_line, text in blocks:
+                window.append(pool.submit(_work, first_line, text))
                 if len(window) >= 2 * workers + 1:  # bounded: memory stays flat
-                    fut, n = window.popleft()
-                    yield fut.result(), n
+                    yield window.popleft().result()
             while window:
-                fut, n = window.popleft()
-                yield fut.result(), n
+                yield window.popleft().result()
         finally:
-            for fut, _ in window:
+            for fut in window:
                 fut.cancel()
 
 

@@ -82,72 +82,101 @@ def identity_needles(csv_path: Path, mapping: AgencyMapping) -> Needles:
     return out
 
 
-def _word_pattern(needles: Iterable[str]) -> re.Pattern[str] | None:
-    items = sorted({n.lower() for n in needles if n}, key=len, reverse=True)
-    if not items:
-        return None
-    return re.compile(r"(?<![a-z0-9])(?:" + "|".join(map(re.escape, items)) + r")(?![a-z0-9])")
+_TOKEN = re.compile(r"[a-z0-9]+")
+MAX_NEEDLE_TOKENS = 4
+
+
+def _tokens(text: str) -> tuple[str, ...]:
+    return tuple(_TOKEN.findall(text.lower()))
+
+
+def _token_set(needles: Iterable[str]) -> dict[tuple[str, ...], str]:
+    out: dict[tuple[str, ...], str] = {}
+    for n in needles:
+        toks = _tokens(n)
+        if toks and len(toks) <= MAX_NEEDLE_TOKENS:
+            out[toks] = n
+    return out
+
+
+def _find_tokens(text: str, wanted: dict[tuple[str, ...], str]) -> set[str]:
+    toks = _tokens(text)
+    found: set[str] = set()
+    for size in range(1, MAX_NEEDLE_TOKENS + 1):
+        for i in range(len(toks) - size + 1):
+            hit = wanted.get(toks[i : i + size])
+            if hit is not None:
+                found.add(hit)
+    return found
+
+
+class _BinaryNeedles:
+    """Finds long needles inside decoded bytes by their first bytes (a set lookup per offset)."""
+
+    def __init__(self, needles: Iterable[str]) -> None:
+        self._by_prefix: dict[bytes, list[bytes]] = {}
+        for n in needles:
+            for form in {n, n.lower(), n.upper()}:
+                raw = form.encode()
+                if len(raw) >= MIN_BINARY_NEEDLE:
+                    self._by_prefix.setdefault(raw[:MIN_BINARY_NEEDLE], []).append(raw)
+
+    def find(self, blob: bytes) -> set[str]:
+        found: set[str] = set()
+        prefixes = self._by_prefix
+        for i in range(len(blob) - MIN_BINARY_NEEDLE + 1):
+            candidates = prefixes.get(blob[i : i + MIN_BINARY_NEEDLE])
+            if candidates:
+                found |= {c.decode() for c in candidates if blob.startswith(c, i)}
+        return found
 
 
 def scan_text(text: str, needles: Needles) -> set[str]:
-    """Needles found in ``text`` as whole words (case-insensitive)."""
-    pattern = _word_pattern(needles.all())
-    if pattern is None:
-        return set()
-    return set(pattern.findall(text.lower()))
+    """Needles found in ``text`` as whole words or word sequences (case-insensitive)."""
+    return _find_tokens(text, _token_set(needles.all()))
 
 
 def scan_extract(path: Path, needles: Needles) -> set[str]:
     """Needles found anywhere in an extract outside the ciphertext and filters.
 
-    Clear fields are searched for whole-word matches; base64 fields are decoded
-    and searched for the longer needles, so a plaintext hidden in a filter or a
-    token would be caught too. Indicator dates are events, not dates of birth,
-    so they are not compared with the date needles.
+    Every value is searched, not the protocol's own vocabulary (JSON keys and
+    indicator type names). Clear values are matched word by word; base64 fields
+    are decoded and searched for the longer needles, so a plaintext hidden in a
+    filter, token or blob would be caught too. Indicator dates are event dates,
+    so they are not compared with dates of birth.
     """
     found: set[str] = set()
-    clear_pattern = _word_pattern(needles.names | needles.postcodes | needles.identifiers)
-    date_pattern = _word_pattern(needles.dates)
-    binary = [n.encode() for n in needles.all() if len(n) >= MIN_BINARY_NEEDLE]
+    clear_wanted = _token_set(needles.names | needles.postcodes | needles.identifiers)
+    all_wanted = _token_set(needles.all())
+    binary = _BinaryNeedles(needles.all())
     with path.open("rb") as fh:
         for raw in fh:
-            obj = json.loads(raw)
             clear: list[str] = []
             dated: list[str] = []
             blobs: list[bytes] = []
-            _split(obj, clear, dated, blobs, in_base64=False, key="")
-            text = " ".join(clear).lower()
-            if clear_pattern is not None:
-                found |= set(clear_pattern.findall(text))
-            if date_pattern is not None:
-                found |= set(date_pattern.findall(" ".join([text, *dated]).lower()))
+            _split(json.loads(raw), clear, dated, blobs, in_base64=False)
+            found |= _find_tokens(" | ".join(clear), all_wanted)
+            found |= _find_tokens(" | ".join(dated), clear_wanted)
             for blob in blobs:
-                found |= {n.decode() for n in binary if n in blob}
+                found |= binary.find(blob)
     return found
 
 
 def _split(
-    obj: object,
-    clear: list[str],
-    dated: list[str],
-    blobs: list[bytes],
-    *,
-    in_base64: bool,
-    key: str,
+    obj: object, clear: list[str], dated: list[str], blobs: list[bytes], *, in_base64: bool
 ) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
-            clear.append(str(k))
-            if k == "indicators":
-                for item in v if isinstance(v, list) else []:
+            if k == "indicators" and isinstance(v, list):
+                for item in v:
                     if isinstance(item, dict):
-                        # indicator dates are event dates; their other fields are clear
-                        clear.extend(str(x) for kk, x in item.items() if kk != "date")
+                        dated.append(str(item.get("date")))
+                        clear.append(str(item.get("value")))
                 continue
-            _split(v, clear, dated, blobs, in_base64=in_base64 or k in _BASE64_FIELDS, key=k)
+            _split(v, clear, dated, blobs, in_base64=in_base64 or k in _BASE64_FIELDS)
     elif isinstance(obj, list):
         for v in obj:
-            _split(v, clear, dated, blobs, in_base64=in_base64, key=key)
+            _split(v, clear, dated, blobs, in_base64=in_base64)
     elif isinstance(obj, str) and in_base64:
         try:
             blobs.append(base64.b64decode(obj, validate=True))

@@ -9,11 +9,10 @@ field (a dropped field is treated as missing and never counts as agreement).
 
 from __future__ import annotations
 
-import base64
+import binascii
+import csv
 import datetime as dt
-import hashlib
-import hmac
-import json
+import io
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -22,7 +21,7 @@ from nacl.public import PublicKey
 from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
 
 from . import _normalise as norm
-from ._encoder import Encoder, NormalisedIdentity
+from ._encoder import Encoder, NormalisedIdentity, keyed_token
 from ._mapping import AgencyMapping, IndicatorColumn
 from ._seal import IdentitySealer, identity_bytes
 
@@ -67,11 +66,12 @@ class RowContext:
 
 @dataclass(slots=True)
 class ChunkResult:
-    """Encoded lines and problems of one chunk of rows, in input order."""
+    """Encoded lines and problems of one block of rows, in input order."""
 
     lines: list[str]
     problems: list[Problem]
     skipped: int
+    rows: int
 
 
 class _RowProblem(Exception):
@@ -85,8 +85,7 @@ class _RowProblem(Exception):
 
 def record_ref(key: bytes, agency_id: str, system_id: str) -> str:
     """Pseudonymous, stable reference of a record: keyed by the agency's own ref key."""
-    mac = hmac.new(key, f"{agency_id}\x1f{system_id}".encode(), hashlib.sha256).digest()[:16]
-    return base64.b32encode(mac).decode("ascii").rstrip("=").lower()
+    return keyed_token(key, f"{agency_id}\x1f{system_id}", 16).hex()
 
 
 class RowEncoder:
@@ -108,17 +107,34 @@ class RowEncoder:
             (ic, col[ic.column], col[ic.date_column] if ic.date_column else None)
             for ic in ctx.mapping.indicators
         ]
+        self._sex_cache: dict[str, str | None] = {}  # a handful of codes per agency
         self._identifiers = [
             (ExactIdentifier.NHS_NUMBER, "nhs_number", norm.nhs_number),
             (ExactIdentifier.NI_NUMBER, "ni_number", norm.ni_number),
             (ExactIdentifier.UPN, "upn", norm.upn),
         ]
 
-    def encode_chunk(self, rows: list[tuple[int, list[str]]]) -> ChunkResult:
-        """Encode a chunk of (line number, cells) rows."""
-        out = ChunkResult([], [], 0)
+    def encode_block(self, first_line: int, text: str) -> ChunkResult:
+        """Parse and encode a block of whole CSV rows starting at physical line ``first_line``."""
+        out = ChunkResult([], [], 0, 0)
         width = len(self.ctx.columns)
-        for line, cells in rows:
+        mapping = self.ctx.mapping.csv
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter, strict=True)
+        consumed = 0
+        while True:
+            line = first_line + consumed
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return out
+            except csv.Error as exc:
+                # the reader cannot resynchronise after malformed quoting: always fatal
+                out.problems.append(Problem(line, None, f"malformed CSV: {exc}", "failed"))
+                raise _StopChunk(out) from exc
+            consumed = reader.line_num
+            if not cells:
+                continue
+            out.rows += 1
             if len(cells) != width:
                 self._row_problem(
                     out, line, None, f"row has {len(cells)} fields, the header has {width}"
@@ -130,7 +146,6 @@ class RowEncoder:
                 out.problems.extend(problems)
             except _RowProblem as exc:
                 self._row_problem(out, line, exc.field, exc.problem)
-        return out
 
     def _row_problem(self, out: ChunkResult, line: int, field: str | None, problem: str) -> None:
         if self.ctx.policy is BadRowPolicy.FAIL:
@@ -187,10 +202,16 @@ class RowEncoder:
                 dob = None
 
         sex: str | None = None
-        try:
-            sex = norm.sex(self._cell(cells, "sex"), ident_map.sex_values)
-        except norm.NormaliseError as exc:
-            self._bad(problems, line, self._field("sex"), str(exc))
+        sex_raw = self._cell(cells, "sex")
+        if sex_raw is not None:
+            try:
+                sex = self._sex_cache[sex_raw]
+            except KeyError:
+                try:
+                    sex = norm.sex(sex_raw, ident_map.sex_values)
+                    self._sex_cache[sex_raw] = sex
+                except norm.NormaliseError as exc:
+                    self._bad(problems, line, self._field("sex"), str(exc))
 
         address_raw = [cells[i].strip() for i in self._address]
         address = norm.address_line(address_raw) if address_raw else None
@@ -219,7 +240,7 @@ class RowEncoder:
 
         identity = NormalisedIdentity(
             given=given,
-            given_canonical=norm.canonical_forename(given) if given else None,
+            given_canonical=tuple(norm.canonical_forename(w) for w in words),
             middle=words[1:],
             family=family,
             family_parts=parts,
@@ -258,34 +279,34 @@ class RowEncoder:
         except ValueError as exc:
             raise _RowProblem("identity", str(exc)) from exc
 
-        record: dict[str, object] = {
-            "record_ref": ref,
-            "clk": base64.b64encode(enc.clk).decode("ascii"),
-        }
+        # Built by hand: every value is base64, hex, a number or a fixed vocabulary
+        # word, none needs escaping, and json.dumps was the slowest step of a row.
+        # tests/agency_client/test_extract.py validates every line against the model.
+        out = ['{"record_ref":"', ref, '","clk":"', _b64(enc.clk), '"']
         if enc.address_clk is not None:
-            record["address_clk"] = base64.b64encode(enc.address_clk).decode("ascii")
+            out += [',"address_clk":"', _b64(enc.address_clk), '"']
         if enc.exact_tokens:
-            record["exact_tokens"] = enc.exact_tokens
+            out += [',"exact_tokens":{', _pairs(enc.exact_tokens), "}"]
         if enc.blocking_keys:
-            record["blocking_keys"] = enc.blocking_keys
+            out += [',"blocking_keys":{', _pairs(enc.blocking_keys), "}"]
         if dob is not None:
-            record["age"] = _age(dob, ctx.extract_date)
+            out += [',"age":', str(_age(dob, ctx.extract_date))]
         if sex is not None:
-            record["sex"] = sex
+            out += [',"sex":"', sex, '"']
         if postcode is not None:
-            record["postcode_district"] = postcode.outward
+            out += [',"postcode_district":"', postcode.outward, '"']
         if indicators:
-            record["indicators"] = indicators
-        record["sealed_identity"] = base64.b64encode(sealed).decode("ascii")
-        return json.dumps(record, separators=(",", ":"))
+            out += [',"indicators":[', ",".join(indicators), "]"]
+        out += [',"sealed_identity":"', _b64(sealed), '"}']
+        return "".join(out)
 
     def _field(self, key: str) -> str:
         return f"{key} (column {self.ctx.mapping.identity.columns()[key]!r})"
 
     def _read_indicators(
         self, line: int, cells: list[str], dob: dt.date | None, problems: list[Problem]
-    ) -> list[dict[str, object]]:
-        out: list[dict[str, object]] = []
+    ) -> list[str]:
+        out: list[str] = []
         for ic, idx, date_idx in self._indicators:
             raw = cells[idx].strip()
             try:
@@ -309,7 +330,9 @@ class RowEncoder:
                     problems, line, f"indicator {ic.type.value} (column {ic.column!r})", str(exc)
                 )
                 continue
-            out.append({"type": ic.type.value, "value": value, "date": when.isoformat()})
+            out.append(
+                f'{{"type":"{ic.type.value}","value":{value!r},"date":"{when.isoformat()}"}}'
+            )
         return out
 
 
@@ -343,13 +366,21 @@ def _indicator_value(ic: IndicatorColumn, raw: str) -> float | None:
     return value
 
 
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+def _pairs(items: dict[str, str]) -> str:
+    return ",".join(f'"{k}":"{v}"' for k, v in items.items())
+
+
 def _age(dob: dt.date, at: dt.date) -> int:
     return at.year - dob.year - ((at.month, at.day) < (dob.month, dob.day))
 
 
-def encode_chunk_or_stop(encoder: RowEncoder, rows: list[tuple[int, list[str]]]) -> ChunkResult:
-    """Encode a chunk; under the FAIL policy the result ends at the first problem."""
+def encode_block_or_stop(encoder: RowEncoder, first_line: int, text: str) -> ChunkResult:
+    """Encode a block; under the FAIL policy the result ends at the first problem."""
     try:
-        return encoder.encode_chunk(rows)
+        return encoder.encode_block(first_line, text)
     except _StopChunk as stop:
         return stop.result

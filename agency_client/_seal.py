@@ -11,7 +11,7 @@ box per record costs an X25519 scalar multiplication each, about 30x slower).
 The ephemeral private key never leaves memory. Every blob carries its own
 ephemeral public key, so each record opens on its own.
 
-The plaintext is the canonical JSON of :class:`protocols.IdentityPayload`,
+The plaintext is the compact JSON of :class:`protocols.IdentityPayload`,
 prefixed with its 2-byte length and zero-padded to the schema's
 ``identity_pad_bytes``, so every blob has the same length and ciphertext
 length leaks nothing. The payload names its agency, extract and record ref, so
@@ -22,14 +22,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 
-from nacl.bindings import crypto_box_BOXZEROBYTES, crypto_box_ZEROBYTES
+from nacl.bindings import (
+    crypto_box_beforenm,
+    crypto_box_BOXZEROBYTES,
+    crypto_box_easy_afternm,
+    crypto_box_ZEROBYTES,
+)
 from nacl.exceptions import CryptoError
 from nacl.public import Box, PrivateKey, PublicKey
 from nacl.utils import random as random_bytes
 from pydantic import ValidationError
 
-from protocols import IdentityPayload, canonical_json
+from protocols import IdentityPayload
 
 from ._errors import ExtractError
 
@@ -48,7 +54,8 @@ class IdentitySealer:
 
     def __init__(self, unlock_public_key: PublicKey, pad_bytes: int):
         ephemeral = PrivateKey.generate()
-        self._box = Box(ephemeral, unlock_public_key)
+        # crypto_box_beforenm: the X25519 + HSalsa20 box key, computed once per extract
+        self._key = crypto_box_beforenm(bytes(unlock_public_key), bytes(ephemeral))
         self._prefix = bytes([SEAL_VERSION]) + bytes(ephemeral.public_key)
         self._pad = pad_bytes
 
@@ -59,13 +66,13 @@ class IdentitySealer:
                 f"identity is {len(payload)} bytes; the schema pads to {self._pad - 2} at most"
             )
         padded = len(payload).to_bytes(2, "big") + payload + bytes(self._pad - 2 - len(payload))
-        encrypted = self._box.encrypt(padded, random_bytes(Box.NONCE_SIZE))
-        return self._prefix + encrypted.nonce + encrypted.ciphertext
+        nonce = random_bytes(Box.NONCE_SIZE)
+        return self._prefix + nonce + crypto_box_easy_afternm(padded, nonce, self._key)
 
 
 def identity_bytes(payload: dict[str, object]) -> bytes:
-    """Canonical bytes of an identity payload dict (the fields of IdentityPayload)."""
-    return canonical_json(payload)
+    """Compact JSON of an identity payload dict (the fields of IdentityPayload)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def open_sealed_identity(

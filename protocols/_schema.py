@@ -21,7 +21,7 @@ class PersonFeature(StrEnum):
     """Identity features that may go into the person Bloom filter."""
 
     GIVEN_NAME = "given_name"  # first given name, normalised
-    GIVEN_NAME_CANONICAL = "given_name_canonical"  # nickname resolved (Bill -> william)
+    GIVEN_NAME_CANONICAL = "given_name_canonical"  # each given name, nicknames resolved
     MIDDLE_NAMES = "middle_names"
     FAMILY_NAME = "family_name"  # whole current family name, parts joined
     FAMILY_NAME_PARTS = "family_name_parts"  # each part of current and former names
@@ -44,6 +44,7 @@ class Tokenizer(StrEnum):
     BIGRAMS = "bigrams"  # padded character bigrams of each word
     POSITIONAL_UNIGRAMS = "positional_unigrams"  # each character with its position
     EXACT = "exact"  # each value is one feature
+    DATE_PARTS = "date_parts"  # yyyymmdd -> year, month, day, and day/month sorted (swap-proof)
 
 
 class BlockingPart(StrEnum):
@@ -134,7 +135,7 @@ class LinkageSchema(BaseModel):
     name: str = Field(min_length=1, max_length=100)
     kdf: Literal["hkdf-sha256"] = "hkdf-sha256"
     feature_hash: Literal["blake2b-keyed"] = "blake2b-keyed"
-    token_hash: Literal["hmac-sha256"] = "hmac-sha256"
+    token_hash: Literal["blake2b-keyed"] = "blake2b-keyed"
     person_filter: FilterSpec
     address_filter: FilterSpec
     exact_identifiers: tuple[ExactIdentifier, ...] = tuple(ExactIdentifier)
@@ -169,6 +170,9 @@ def default_schema() -> LinkageSchema:
         name="family-linkage default v1",
         person_filter=FilterSpec(
             length_bits=1024,
+            # Weights tuned on the synthetic population (bench/encoding_quality.py):
+            # date parts and canonical forenames separate relatives (siblings share a
+            # family name and often a birth year); fill is about 0.5.
             fields=(
                 FilterField(
                     feature=PersonFeature.GIVEN_NAME,
@@ -178,7 +182,7 @@ def default_schema() -> LinkageSchema:
                 FilterField(
                     feature=PersonFeature.GIVEN_NAME_CANONICAL,
                     tokenizer=Tokenizer.EXACT,
-                    bits_per_feature=40,
+                    bits_per_feature=60,
                 ),
                 FilterField(
                     feature=PersonFeature.FAMILY_NAME,
@@ -188,17 +192,17 @@ def default_schema() -> LinkageSchema:
                 FilterField(
                     feature=PersonFeature.FAMILY_NAME_PARTS,
                     tokenizer=Tokenizer.EXACT,
-                    bits_per_feature=30,
+                    bits_per_feature=15,
                 ),
                 FilterField(
                     feature=PersonFeature.DATE_OF_BIRTH,
-                    tokenizer=Tokenizer.POSITIONAL_UNIGRAMS,
-                    bits_per_feature=20,
+                    tokenizer=Tokenizer.DATE_PARTS,
+                    bits_per_feature=90,
                 ),
                 FilterField(
                     feature=PersonFeature.SEX,
                     tokenizer=Tokenizer.EXACT,
-                    bits_per_feature=20,
+                    bits_per_feature=30,
                 ),
             ),
         ),

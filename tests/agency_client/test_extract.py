@@ -52,7 +52,10 @@ def encode(keys, school_csv, tmp_path):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_encode_and_verify(encode, keys, workers):
+def test_encode_and_verify(encode, keys, workers, monkeypatch):
+    # tiny blocks so that two workers really run, in order, on three rows
+    monkeypatch.setattr("agency_client._extract.BLOCK_CHARS", 64)
+    monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
     summary, path = encode(workers=workers)
     assert summary.record_count == 3
     info = verify_extract(path, load_agency_public_key(keys["agency_pub"]), schema=default_schema())
@@ -104,7 +107,7 @@ def test_scanner_would_catch_a_leak(encode, school_csv, tmp_path):
     rec["note"] = "Smith-Jones"
     leaky = tmp_path / "leaky.jsonl"
     leaky.write_bytes(b"\n".join([lines[0], json.dumps(rec).encode(), *lines[2:]]) + b"\n")
-    assert "smith" in scan_extract(leaky, identity_needles(csv_path, load_mapping(map_path)))
+    assert "Smith" in scan_extract(leaky, identity_needles(csv_path, load_mapping(map_path)))
 
 
 def test_any_changed_byte_fails_verification(encode, keys):
