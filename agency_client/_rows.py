@@ -66,12 +66,18 @@ class RowContext:
 
 @dataclass(slots=True)
 class ChunkResult:
-    """Encoded lines and problems of one block of rows, in input order."""
+    """Encoded lines and problems of one block of rows, in input order.
+
+    ``lines`` while encoding; :func:`encode_block_or_stop` then packs them into
+    ``data`` (newline-terminated UTF-8) so a worker hands back one bytes object.
+    """
 
     lines: list[str]
     problems: list[Problem]
     skipped: int
     rows: int
+    data: bytes = b""
+    count: int = 0
 
 
 class _RowProblem(Exception):
@@ -381,6 +387,11 @@ def _age(dob: dt.date, at: dt.date) -> int:
 def encode_block_or_stop(encoder: RowEncoder, first_line: int, text: str) -> ChunkResult:
     """Encode a block; under the FAIL policy the result ends at the first problem."""
     try:
-        return encoder.encode_block(first_line, text)
+        result = encoder.encode_block(first_line, text)
     except _StopChunk as stop:
-        return stop.result
+        result = stop.result
+    if result.lines:
+        result.data = ("\n".join(result.lines) + "\n").encode()
+        result.count = len(result.lines)
+        result.lines = []
+    return result

@@ -1,0 +1,150 @@
+"""Encoding speed and memory: records/s for the full agency pipeline.
+
+Generates the synthetic population (about 5.2 agency records per household),
+then encodes every agency's CSV with ``encode_csv`` exactly as ``agency-client
+encode`` does: normalise, person and address filters, keyed tokens and
+blocking keys, sealed identity, signed extract, worker processes on every core.
+Each encode runs in a fresh child process so its peak memory (main process and
+worker processes separately) is its own.
+
+    .venv/bin/python bench/encode_speed.py                      # 100k and 1M records
+    .venv/bin/python bench/encode_speed.py --records 100000 --workers 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+from agency_client import *
+from agency_client._synthetic import PopulationConfig
+pop, keys, out, workers = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+agencies = sys.argv[5].split(",")
+secret = load_secret(keys / "secret")
+seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+schema = load_schema(None)
+rows = records = 0
+started = time.perf_counter()
+for agency in agencies:
+    s = encode_csv(pop / f"{agency}.csv", load_mapping(pop / f"{agency}.mapping.toml"), schema,
+                   secret, load_agency_key(keys / agency / "agency.key"), seal,
+                   out / f"{agency}.jsonl", extract_date=PopulationConfig().extract_date,
+                   policy=BadRowPolicy.DROP_FIELD, workers=workers)
+    rows += s.rows_read
+    records += s.record_count
+seconds = time.perf_counter() - started
+print(json.dumps({"rows": rows, "records": records, "seconds": seconds,
+                  "main_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def _tree_rss(root: int) -> tuple[float, float]:
+    """(total, largest) resident MB of ``root`` and all its descendants, from /proc."""
+    parents: dict[int, int] = {}
+    rss: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                stat = fh.read().rsplit(")", 1)[1].split()
+            parents[int(entry)] = int(stat[1])
+            rss[int(entry)] = int(stat[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        kids = [c for c, p in parents.items() if p == pid]
+        tree.update(kids)
+        frontier.extend(kids)
+    sizes = [rss.get(p, 0.0) for p in tree]
+    return sum(sizes), max(sizes, default=0.0)
+
+
+def _run_sampled(cmd: list[str]) -> tuple[str, float, float]:
+    """Run ``cmd``; return its stdout and the peak total and peak single-process RSS (MB)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak_total = peak_one = 0.0
+    while proc.poll() is None:
+        total, one = _tree_rss(proc.pid)
+        peak_total, peak_one = max(peak_total, total), max(peak_one, one)
+        time.sleep(0.25)
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"encode failed:\n{err}")
+    return out, peak_total, peak_one
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = ap.parse_args()
+
+    from agency_client import generate_agency_key, generate_seal_keypair, generate_secret
+    from agency_client._synthetic import PopulationConfig, generate_population
+
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{sys.version.split()[0]}; workers {args.workers}"
+    )
+    work = Path(tempfile.mkdtemp(prefix="encode-speed-"))
+    try:
+        keys = work / "keys"
+        generate_secret(keys / "secret")
+        generate_seal_keypair(keys / "unlock")
+        for target in args.records:
+            households = max(int(target / 5.19), 100)
+            pop_dir = work / f"pop-{target}"
+            t0 = time.perf_counter()
+            pop = generate_population(PopulationConfig(households=households), pop_dir)
+            gen_s = time.perf_counter() - t0
+            for agency in pop.agencies:
+                if not (keys / agency / "agency.key").exists():
+                    generate_agency_key(agency, keys / agency)
+            out = work / f"out-{target}"
+            out.mkdir()
+            stdout, peak_total, peak_one = _run_sampled(
+                [
+                    sys.executable,
+                    "-c",
+                    CHILD,
+                    str(pop_dir),
+                    str(keys),
+                    str(out),
+                    str(args.workers),
+                    ",".join(pop.agencies),
+                ]
+            )
+            r = json.loads(stdout.strip().splitlines()[-1])
+            size = sum(p.stat().st_size for p in out.glob("*.jsonl"))
+            print(
+                f"{r['rows']:>9,} rows ({len(pop.agencies)} agencies, generated in {gen_s:.0f}s): "
+                f"encoded {r['records']:,} records in {r['seconds']:.1f}s = "
+                f"{r['rows'] / r['seconds']:,.0f} records/s; peak RSS main process "
+                f"{r['main_peak_mb']:.0f} MB, all processes together {peak_total:.0f} MB "
+                f"(largest {peak_one:.0f} MB); extracts {size / 1e6:,.0f} MB"
+            )
+            shutil.rmtree(pop_dir, ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
