@@ -15,12 +15,12 @@ deletes anything.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import time
 from typing import Annotated, Any
 
 import httpx
@@ -42,7 +42,7 @@ from ._entries import Entry
 from ._errors import AuditLogError, ProofError, WitnessError
 from ._log import AuditLog, WitnessEndpoint
 from ._note import NoteSigner
-from ._review import AnomalyConfig, entry_record, find_anomalies
+from ._review import entry_record, find_anomalies
 from ._storage_errors import ConfigError, StorageError
 
 __all__ = ["create_app", "get_settings"]
@@ -87,6 +87,9 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 LogDep = Annotated[AuditLog, Depends(get_log)]
 AnyReader = Annotated[Caller, Depends(require("reader", "ig_officer", "writer"))]
 IgOfficer = Annotated[Caller, Depends(require("ig_officer"))]
+# Leaf bytes are entry contents: the writer that appended them and IG officers
+# may read them, a witness or monitor (reader) needs only hashes and proofs.
+EntryReader = Annotated[Caller, Depends(require("ig_officer", "writer"))]
 Writer = Annotated[Caller, Depends(require("writer"))]
 
 
@@ -165,6 +168,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tokens = load_tokens(settings.token_file)
+        settings.anomaly_config()  # an unknown time zone stops start-up
         log = _open_log(settings, signer, http_client)
         checkpointer = _Checkpointer(log, settings.checkpoint_interval)
         checkpointer.start()
@@ -217,7 +221,7 @@ def create_app(
         return PlainTextResponse(log.receipt(index))
 
     @app.get("/leaves/{index}", response_class=PlainTextResponse)
-    def leaf(_caller: AnyReader, log: LogDep, index: int) -> PlainTextResponse:
+    def leaf(_caller: EntryReader, log: LogDep, index: int) -> PlainTextResponse:
         """The exact leaf bytes of entry ``index`` (hash them to check a receipt)."""
         return PlainTextResponse(log.leaf(index).decode("utf-8"))
 
@@ -234,9 +238,20 @@ def create_app(
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
         start: Annotated[int, Query(ge=0)] = 0,
+        end: Annotated[int | None, Query(ge=0)] = None,
+        proof_size: Annotated[int | None, Query(ge=1)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict[str, Any]:
-        """Entries matching the filters, in index order, one page at a time."""
+        """Entries matching the filters with index in [start, end), one page at a time.
+
+        With ``proof_size`` each entry carries its inclusion proof in the tree
+        of that size (only entries below it are returned), so a client holding
+        the signed checkpoint of that size can verify every entry.
+        """
+        if proof_size is not None:
+            if proof_size > log.size:
+                raise ProofError(f"proof_size {proof_size} is beyond the log of {log.size} entries")
+            end = proof_size if end is None else min(end, proof_size)
         where = store.EntryFilter(
             type=type,
             professional_id=professional_id,
@@ -247,13 +262,18 @@ def create_app(
             since=since,
             until=until,
             start_index=start,
+            end_index=end,
             limit=limit,
         )
         found = store.query_entries(log.engine, where)
+        items = []
+        for e in found:
+            item = {"leaf": e.leaf_data.decode("utf-8"), **entry_record(e.leaf_data)}
+            if proof_size is not None:
+                item["inclusion_proof"] = _b64(log.inclusion_proof(e.index, proof_size))
+            items.append(item)
         return {
-            "entries": [
-                {"leaf": e.leaf_data.decode("utf-8"), **entry_record(e.leaf_data)} for e in found
-            ],
+            "entries": items,
             "next_start": found[-1].index + 1 if len(found) == limit else None,
         }
 
@@ -267,16 +287,9 @@ def create_app(
         max_unlocks: Annotated[int | None, Query(ge=0)] = None,
     ) -> dict[str, Any]:
         """Anomaly report over entries with event time in [since, until)."""
-        limits = AnomalyConfig(
-            max_unlocks_per_period=(
-                config.max_unlocks_per_period if max_unlocks is None else max_unlocks
-            ),
-            period=config.anomaly_period,
-            working_start=time(config.working_hours[0]),
-            working_end=time(config.working_hours[1]),
-            timezone=config.timezone,
-            break_glass_review_days=config.break_glass_review_days,
-        )
+        limits = config.anomaly_config()
+        if max_unlocks is not None:
+            limits = dataclasses.replace(limits, max_unlocks_per_period=max_unlocks)
         found = find_anomalies(log.engine, limits, since, until)
         return {"anomalies": [a.to_json() for a in found]}
 

@@ -15,19 +15,21 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 import httpx
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
 from . import _store as store
-from ._checkpoint import Checkpoint, CosignatureSigner, open_checkpoint, verify_tlog_proof
+from ._checkpoint import CosignatureSigner, parse_tlog_proof, verify_tlog_proof
 from ._config import (
     Settings,
     WitnessSettings,
@@ -36,20 +38,25 @@ from ._config import (
     load_signer,
     load_tokens,
     log_verifier,
-    witness_verifier,
     write_secret,
 )
-from ._errors import AuditLogError, CheckpointError, ProofError
+from ._errors import AuditLogError
 from ._log import verify_database
-from ._merkle import verify_consistency
-from ._note import NoteSigner, NoteVerifier
+from ._note import NoteSigner
+from ._remote import (
+    PAGE,
+    check_checkpoint,
+    check_cosignatures,
+    fetch_checkpoint,
+    verified_leaves,
+)
 from ._review import format_csv, format_jsonl
-from ._storage_errors import ConfigError, StorageError
+from ._storage_errors import ConfigError
 
 __all__ = ["main"]
 
 TOKEN_ENV = "AUDIT_LOG_TOKEN"
-PAGE = 1000
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
 def _parse_time(value: str) -> datetime:
@@ -60,6 +67,33 @@ def _parse_time(value: str) -> datetime:
     if parsed.tzinfo is None:
         raise argparse.ArgumentTypeError(f"{value!r} needs a UTC offset, e.g. 2026-03-01T00:00Z")
     return parsed
+
+
+def _parse_hours(value: str) -> tuple[int, int]:
+    start, sep, end = value.partition("-")
+    try:
+        if not sep:
+            raise ValueError(value)
+        return int(start), int(end)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not START-END in whole hours, e.g. 8-18"
+        ) from exc
+
+
+def _parse_days(value: str) -> frozenset[int]:
+    days: set[int] = set()
+    for part in value.lower().split(","):
+        first, _, last = part.strip().partition("-")
+        if first not in _DAYS or (last and last not in _DAYS):
+            raise argparse.ArgumentTypeError(
+                f"{value!r}: use day names {','.join(_DAYS)} or ranges like mon-fri"
+            )
+        lo, hi = _DAYS.index(first), _DAYS.index(last or first)
+        if hi < lo:
+            raise argparse.ArgumentTypeError(f"{part!r}: a day range must run forwards")
+        days.update(range(lo, hi + 1))
+    return frozenset(days)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -86,6 +120,36 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--witness-quorum", type=int)
     p.add_argument("--checkpoint-interval", type=float, default=0.25)
+    p.add_argument("--batch-size", type=int, default=256, help="most entries per commit")
+    p.add_argument(
+        "--batch-wait", type=float, default=0.0, help="seconds to wait for a fuller batch"
+    )
+    anomaly = p.add_argument_group("anomaly reports (GET /reports/anomalies)")
+    anomaly.add_argument(
+        "--max-unlocks", type=int, default=20, help="granted unlocks per professional per period"
+    )
+    anomaly.add_argument("--period", choices=("day", "week"), default="day")
+    anomaly.add_argument(
+        "--working-hours",
+        type=_parse_hours,
+        default=(8, 18),
+        metavar="START-END",
+        help="local working hours [START, END), default 8-18",
+    )
+    anomaly.add_argument(
+        "--working-days",
+        type=_parse_days,
+        default=frozenset(range(5)),
+        metavar="DAYS",
+        help="e.g. mon-fri (default) or mon-fri,sat",
+    )
+    anomaly.add_argument("--timezone", default="Europe/London", help="IANA zone of working hours")
+    anomaly.add_argument(
+        "--break-glass-review-days",
+        type=int,
+        default=7,
+        help="days a break-glass unlock may wait for its review",
+    )
 
     p = sub.add_parser("checkpoint", help="fetch, verify and remember the latest checkpoint")
     p.add_argument("--url", required=True)
@@ -97,12 +161,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--vkey", required=True)
     p.add_argument("--receipt", type=Path, required=True)
     p.add_argument("--entry", type=Path, required=True, help="the exact leaf bytes")
+    p.add_argument("--witness-vkey", action="append", default=[], help="require its cosignature")
 
     for name, help_text in (("entries", "list and filter entries"), ("export", "export entries")):
         p = sub.add_parser(name, help=help_text)
         source = p.add_mutually_exclusive_group(required=True)
         source.add_argument("--url", help="review API base URL (token from $AUDIT_LOG_TOKEN)")
-        source.add_argument("--db", help="read a database copy directly")
+        source.add_argument("--db", help="read a database copy directly (run verify-db first)")
+        p.add_argument("--vkey", help="pinned log vkey (text or file); required with --url")
+        p.add_argument("--state", type=Path, help="with --url: check and update this state file")
+        p.add_argument(
+            "--witness-vkey", action="append", default=[], help="require its cosignature"
+        )
         p.add_argument("--type")
         p.add_argument("--professional", dest="professional_id")
         p.add_argument("--family", dest="family_id")
@@ -149,113 +219,6 @@ def _client(url: str, http_client: httpx.Client | None) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30.0)
 
 
-def _get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
-    try:
-        response = client.get(path, params={k: v for k, v in params.items() if v is not None})
-    except httpx.HTTPError as exc:
-        raise StorageError(f"cannot reach the log at {client.base_url}: {exc}") from exc
-    if response.status_code != 200:
-        raise StorageError(
-            f"GET {path} answered {response.status_code}: {response.text[:300].strip()}"
-        )
-    return response
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def check_cosignatures(note: str, checkpoint: Checkpoint, witnesses: Sequence[str]) -> list[str]:
-    """Require a valid cosignature from each witness vkey; return the witness names."""
-    text = checkpoint.to_text()
-    lines = note.split("\n\n", 1)[1].splitlines() if "\n\n" in note else []
-    names = []
-    for vkey in witnesses:
-        verifier = witness_verifier(vkey)
-        for line in lines:
-            try:
-                verifier.verify_line(text, line + "\n")
-            except AuditLogError:
-                continue
-            names.append(str(verifier.name))
-            break
-        else:
-            raise CheckpointError(
-                f"checkpoint of size {checkpoint.size} carries no valid cosignature from "
-                f"witness {verifier.name!r}"
-            )
-    return names
-
-
-def check_checkpoint(
-    client: httpx.Client,
-    verifier: NoteVerifier,
-    state: Path,
-    witnesses: Sequence[str] = (),
-) -> tuple[Checkpoint, Checkpoint | None]:
-    """Fetch and verify the latest checkpoint and its consistency with ``state``; save it."""
-    note = _get(client, "/checkpoint").text
-    new, _ = open_checkpoint(note, verifier)
-    check_cosignatures(note, new, witnesses)
-    old: Checkpoint | None = None
-    if state.exists():
-        try:
-            old_note = state.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read state file {state}: {exc}") from exc
-        old, _ = open_checkpoint(old_note, verifier)
-        if new.size < old.size:
-            raise ProofError(
-                f"the log rolled back: it now shows size {new.size}, you saw {old.size}"
-            )
-        if new.size == old.size and new.root_hash != old.root_hash:
-            raise ProofError(f"the log forked: two different roots for size {new.size}")
-        if 0 < old.size < new.size:
-            body = _get(client, "/proof/consistency", old=old.size, new=new.size).json()
-            try:
-                proof = [base64.b64decode(h, validate=True) for h in body["hashes"]]
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ProofError(f"malformed consistency proof from the log: {exc}") from exc
-            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
-    _atomic_write(state, note)
-    return new, old
-
-
-def _leaves_http(
-    client: httpx.Client, args: argparse.Namespace, limit: int | None
-) -> Iterator[bytes]:
-    start = 0
-    seen = 0
-    while True:
-        page = PAGE if limit is None else min(PAGE, limit - seen)
-        if page <= 0:
-            return
-        params = {
-            "type": args.type,
-            "professional_id": args.professional_id,
-            "family_id": args.family_id,
-            "purpose_code": args.purpose_code,
-            "decision": args.decision,
-            "request_id": args.request_id,
-            "since": args.since.isoformat() if args.since else None,
-            "until": args.until.isoformat() if args.until else None,
-            "start": start,
-            "limit": page,
-        }
-        body = _get(client, "/entries", **params).json()
-        for item in body["entries"]:
-            seen += 1
-            yield str(item["leaf"]).encode("utf-8")
-        if body.get("next_start") is None:
-            return
-        start = int(body["next_start"])
-
-
 def _leaves_db(url: str, args: argparse.Namespace, limit: int | None) -> Iterator[bytes]:
     engine = store.open_engine(url, migrate_schema=False)
     try:
@@ -288,20 +251,89 @@ def _leaves_db(url: str, args: argparse.Namespace, limit: int | None) -> Iterato
         engine.dispose()
 
 
-def _write_entries(args: argparse.Namespace, out: TextIO, http: httpx.Client | None) -> int:
+def _filter(args: argparse.Namespace) -> store.EntryFilter:
+    return store.EntryFilter(
+        type=args.type,
+        professional_id=args.professional_id,
+        family_id=args.family_id,
+        purpose_code=args.purpose_code,
+        decision=args.decision,
+        request_id=args.request_id,
+        since=args.since,
+        until=args.until,
+        limit=None,
+    )
+
+
+def _leaves_url(
+    client: httpx.Client, args: argparse.Namespace, limit: int | None, console: Console
+) -> Iterator[bytes]:
+    if not args.vkey:
+        raise ConfigError("--url needs --vkey: entries from a server are shown only once verified")
+    verifier = log_verifier(args.vkey)
+    if args.state is not None:
+        checkpoint, _ = check_checkpoint(client, verifier, args.state, args.witness_vkey)
+    else:
+        checkpoint, _ = fetch_checkpoint(client, verifier, args.witness_vkey)
+    count = 0
+    for leaf in verified_leaves(client, checkpoint, _filter(args), limit):
+        count += 1
+        yield leaf
+    how = (
+        "tree root recomputed from every leaf"
+        if _filter(args).is_unfiltered() and limit is None
+        else "inclusion proof checked for each"
+    )
+    console.print(
+        f"verified {count} entries against the checkpoint of size {checkpoint.size} ({how})",
+        highlight=False,
+    )
+
+
+def _write_entries(
+    args: argparse.Namespace, out: TextIO, http: httpx.Client | None, console: Console
+) -> int:
+    """Write the entries to ``out`` only once every one of them has been checked."""
     limit = getattr(args, "limit", None)
     client = _client(args.url, http) if args.url else None
     try:
-        leaves = _leaves_http(client, args, limit) if client else _leaves_db(args.db, args, limit)
-        count = 0
+        leaves = (
+            _leaves_url(client, args, limit, console)
+            if client
+            else _leaves_db(args.db, args, limit)
+        )
         formatter = format_csv if args.format == "csv" else format_jsonl
-        for chunk in formatter(leaves):
-            out.write(chunk)
-            count += chunk.count("\n")
+        count = 0
+        # A full export is verified only when its last leaf is in, so spool the
+        # output and release it after: a failed check must print nothing.
+        with tempfile.SpooledTemporaryFile(max_size=32 << 20, mode="w+", encoding="utf-8") as spool:
+            for chunk in formatter(leaves):
+                spool.write(chunk)
+                count += chunk.count("\n")
+            spool.seek(0)
+            shutil.copyfileobj(spool, out)
         return count
     finally:
         if client is not None and client is not http:
             client.close()
+
+
+def _export_to(
+    path: Path, args: argparse.Namespace, http: httpx.Client | None, console: Console
+) -> int:
+    """Write to a temporary file beside ``path`` and rename it only on success."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc}") from exc
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            count = _write_entries(args, handle, http, console)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return count
 
 
 # -- commands --------------------------------------------------------------
@@ -320,21 +352,40 @@ def _witness_keygen(args: argparse.Namespace, console: Console) -> None:
     console.print(signer.vkey, soft_wrap=True, highlight=False)
 
 
+def _describe(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    return f"{where}: {first['msg']}"
+
+
 def _serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from ._api import create_app
 
-    settings = Settings(
-        db_url=args.db,
-        key_file=args.key,
-        token_file=args.tokens,
-        witnesses=tuple(WitnessSettings(url=url, vkey=vkey) for url, vkey in args.witness),
-        witness_quorum=args.witness_quorum,
-        checkpoint_interval=args.checkpoint_interval,
-    )
-    # Check keys and tokens now so a misconfiguration fails before binding a port.
+    try:
+        settings = Settings(
+            db_url=args.db,
+            key_file=args.key,
+            token_file=args.tokens,
+            witnesses=tuple(WitnessSettings(url=url, vkey=vkey) for url, vkey in args.witness),
+            witness_quorum=args.witness_quorum,
+            checkpoint_interval=args.checkpoint_interval,
+            batch_size=args.batch_size,
+            batch_wait=args.batch_wait,
+            max_unlocks_per_period=args.max_unlocks,
+            anomaly_period=args.period,
+            working_hours=args.working_hours,
+            working_days=args.working_days,
+            timezone=args.timezone,
+            break_glass_review_days=args.break_glass_review_days,
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"invalid serve options: {_describe(exc)}") from exc
+    # Check keys, tokens and the anomaly config now so a misconfiguration
+    # fails before binding a port.
     load_tokens(settings.token_file)
+    settings.anomaly_config()
     signer = load_signer(settings.key_file, settings.key_env)
     uvicorn.run(create_app(settings, signer=signer), host=args.host, port=args.port)
 
@@ -423,14 +474,21 @@ def main(
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read receipt or entry: {exc}") from exc
             cp = verify_tlog_proof(receipt, entry, log_verifier(args.vkey))
-            console.print(f"verified: entry is in the log of size {cp.size} ({cp.origin})")
+            proof = parse_tlog_proof(receipt)
+            names = check_cosignatures(proof.checkpoint_note, cp, args.witness_vkey)
+            cosigned = f", cosigned by {', '.join(names)}" if names else ""
+            console.print(
+                f"verified: entry {proof.index} is in the log of size {cp.size} "
+                f"({cp.origin}){cosigned}"
+            )
         elif args.command in ("entries", "export"):
+            # Verification notes go to standard error, keeping the data clean.
+            notes = Console(stderr=True, highlight=False, soft_wrap=True)
             if args.out is not None:
-                with args.out.open("w", encoding="utf-8", newline="") as handle:
-                    count = _write_entries(args, handle, http_client)
-                print(f"wrote {count} lines to {args.out}", file=sys.stderr)
+                count = _export_to(args.out, args, http_client, notes)
+                notes.print(f"wrote {count} lines to {args.out}")
             else:
-                _write_entries(args, out, http_client)
+                _write_entries(args, out, http_client, notes)
         elif args.command == "verify-db":
             _verify_db(args, console)
         elif args.command == "witness":

@@ -17,6 +17,7 @@ import os
 import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Literal
 
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ._checkpoint import CosignatureSigner, CosignatureVerifier
 from ._errors import AuditLogError
 from ._note import NoteSigner, NoteVerifier
+from ._review import AnomalyConfig
 from ._storage_errors import ConfigError
 
 __all__ = [
@@ -76,8 +78,10 @@ class Settings(BaseModel):
     anomaly_period: Literal["day", "week"] = "day"
     break_glass_review_days: int = Field(default=7, ge=0)
     timezone: str = "Europe/London"
-    # Local hours [start, end) on Monday-Friday counted as working hours.
+    # Local hours [start, end) on working days counted as working hours.
     working_hours: tuple[int, int] = (8, 18)
+    # Working days, Monday = 0 .. Sunday = 6.
+    working_days: frozenset[int] = frozenset(range(5))
 
     @model_validator(mode="after")
     def _check_hours(self) -> Settings:
@@ -86,7 +90,26 @@ class Settings(BaseModel):
             raise ValueError(
                 f"working_hours {self.working_hours} must satisfy 0 <= start < end <= 23"
             )
+        if not self.working_days or not self.working_days <= set(range(7)):
+            raise ValueError(
+                f"working_days {sorted(self.working_days)} must be a non-empty subset of 0..6 "
+                "(Monday = 0)"
+            )
         return self
+
+    def anomaly_config(self) -> AnomalyConfig:
+        """The anomaly-report thresholds; ConfigError if the time zone is unknown."""
+        config = AnomalyConfig(
+            max_unlocks_per_period=self.max_unlocks_per_period,
+            period=self.anomaly_period,
+            working_start=time(self.working_hours[0]),
+            working_end=time(self.working_hours[1]),
+            working_days=self.working_days,
+            timezone=self.timezone,
+            break_glass_review_days=self.break_glass_review_days,
+        )
+        config.zone()  # fail at start-up, not on the first report
+        return config
 
 
 def _check_private(path: Path, what: str) -> None:

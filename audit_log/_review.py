@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import _store as store
-from ._entries import micros, parse_leaf
+from ._entries import LeafRecord, entry_columns, micros, parse_leaf
 from ._storage_errors import ConfigError, StorageError
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "AnomalyConfig",
     "CSV_COLUMNS",
     "entry_record",
+    "filter_mismatch",
     "find_anomalies",
     "format_csv",
     "format_jsonl",
@@ -76,6 +77,29 @@ def entry_record(leaf: bytes) -> dict[str, Any]:
         "logged_at": json.loads(leaf)["logged_at"],
         "entry": record.entry.model_dump(mode="json"),
     }
+
+
+def filter_mismatch(record: LeafRecord, where: store.EntryFilter) -> str | None:
+    """The first filter ``record`` fails (as ``field=value``), or None if it matches.
+
+    A client uses this to check a server answered the question it was asked:
+    a genuine entry that does not match the filter is still a wrong answer.
+    """
+    columns = entry_columns(record.entry)
+    for name in ("type", "professional_id", "family_id", "purpose_code", "decision", "request_id"):
+        wanted = getattr(where, name)
+        if wanted is not None and columns[name] != wanted:
+            return f"{name}={columns[name]!r}, asked for {wanted!r}"
+    when = columns["event_time"]
+    if where.since is not None and when < micros(where.since):
+        return f"time {record.entry.time.isoformat()} is before {where.since.isoformat()}"
+    if where.until is not None and when >= micros(where.until):
+        return f"time {record.entry.time.isoformat()} is not before {where.until.isoformat()}"
+    if record.index < where.start_index or (
+        where.end_index is not None and record.index >= where.end_index
+    ):
+        return f"index {record.index} is outside [{where.start_index}, {where.end_index})"
+    return None
 
 
 def format_jsonl(leaves: Iterable[bytes]) -> Iterator[str]:

@@ -287,7 +287,26 @@ class EntryFilter:
     since: datetime | None = None
     until: datetime | None = None
     start_index: int = 0
+    # Exclusive upper bound on the index: a verifying client asks only for
+    # entries its signed checkpoint covers.
+    end_index: int | None = None
     limit: int | None = 100
+
+    def is_unfiltered(self) -> bool:
+        """Whether no field or time filter is set (the index range may still be)."""
+        return all(
+            getattr(self, name) is None
+            for name in (
+                "type",
+                "professional_id",
+                "family_id",
+                "purpose_code",
+                "decision",
+                "request_id",
+                "since",
+                "until",
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -304,6 +323,8 @@ def query_entries(engine: Engine, where: EntryFilter) -> list[StoredEntry]:
     query = sa.select(entries.c.idx, entries.c.leaf_data, entries.c.leaf_hash).where(
         entries.c.idx >= where.start_index
     )
+    if where.end_index is not None:
+        query = query.where(entries.c.idx < where.end_index)
     for column in ("type", "professional_id", "family_id", "purpose_code", "decision"):
         value = getattr(where, column)
         if value is not None:

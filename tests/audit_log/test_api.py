@@ -80,6 +80,7 @@ async def _append(
         ("GET", "/proof/inclusion?index=0&size=1"),
         ("GET", "/proof/consistency?old=0&new=0"),
         ("GET", "/receipts/0"),
+        ("GET", "/leaves/0"),
         ("GET", "/entries"),
         ("GET", "/reports/anomalies"),
         ("POST", "/entries"),
@@ -104,6 +105,8 @@ async def test_unauthenticated_callers_are_refused(
         ("reader", "POST", "/entries"),
         ("ig_officer", "POST", "/entries"),
         ("writer", "GET", "/entries"),
+        # Leaf bytes are entry contents: a witness or monitor sees only hashes.
+        ("reader", "GET", "/leaves/0"),
     ],
 )
 async def test_wrong_roles_are_refused(
@@ -125,7 +128,7 @@ async def test_append_returns_a_receipt_that_verifies(
     receipt = await client.get("/receipts/0", headers=auth("reader"))
     assert receipt.status_code == 200
     verify_tlog_proof(receipt.text, first["leaf"].encode(), signer.verifier())
-    leaf = await client.get("/leaves/1", headers=auth("reader"))
+    leaf = await client.get("/leaves/1", headers=auth("ig_officer"))
     assert leaf.text == second["leaf"]
 
 
@@ -196,3 +199,34 @@ async def test_missing_token_file_fails_closed(tmp_path: Path, signer: NoteSigne
     with pytest.raises(ConfigError, match="token file"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_entries_with_proofs_verify_against_the_checkpoint(
+    client: httpx.AsyncClient, signer: NoteSigner
+) -> None:
+    for n in range(6):
+        await _append(client, n=n)
+    note = (await client.get("/checkpoint", headers=auth("ig_officer"))).text
+    cp, _ = open_checkpoint(note, signer.verifier())
+    assert cp.size == 6
+    pro = hex_id("pro", 1)
+    await _append(client, n=7)  # beyond the checkpoint: not returned with proof_size=6
+    body = (
+        await client.get(
+            "/entries",
+            params={"professional_id": pro, "proof_size": 6},
+            headers=auth("ig_officer"),
+        )
+    ).json()
+    assert [e["index"] for e in body["entries"]] == [1, 4]
+    for item in body["entries"]:
+        hashes = [base64.b64decode(h) for h in item["inclusion_proof"]]
+        verify_inclusion(leaf_hash(item["leaf"].encode()), item["index"], 6, hashes, cp.root_hash)
+    ranged = (
+        await client.get("/entries", params={"start": 2, "end": 4}, headers=auth("ig_officer"))
+    ).json()
+    assert [e["index"] for e in ranged["entries"]] == [2, 3]
+    assert "inclusion_proof" not in ranged["entries"][0]
+    too_big = await client.get("/entries?proof_size=99", headers=auth("ig_officer"))
+    assert too_big.status_code == 400
+    assert "proof_size 99" in too_big.json()["detail"]

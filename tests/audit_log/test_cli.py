@@ -181,28 +181,42 @@ def test_checkpoint_state_consistency_and_receipts(
 
 
 def test_entries_and_export_over_http_and_db(
-    server: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    server: tuple[str, Path],
+    vkey_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, db = server
     monkeypatch.setenv("AUDIT_LOG_TOKEN", TOKEN)
     _post(url, 12)
     pro = hex_id("pro", 1)
-    status, out = run(["entries", "--url", url, "--professional", pro])
+    remote = ["--url", url, "--vkey", str(vkey_file)]
+    status, out = run(["entries", *remote, "--professional", pro])
     assert status == 0
     lines = [json.loads(line) for line in out.splitlines()]
     assert [r["index"] for r in lines] == [1, 4, 7, 10]
+    assert "verified 4 entries against the checkpoint of size 12" in capsys.readouterr().err
     status, out = run(["entries", "--db", f"sqlite:///{db}", "--decision", "refused"])
     assert [json.loads(line)["index"] for line in out.splitlines()] == [0, 4, 8]
     target = tmp_path / "march.csv"
-    argv = ["export", "--url", url, "--from", "2026-03-02T10:05:00Z", "--to", "2026-03-02T10:08Z"]
+    argv = ["export", *remote, "--from", "2026-03-02T10:05:00Z", "--to", "2026-03-02T10:08Z"]
     assert run([*argv, "--format", "csv", "--out", str(target)])[0] == 0
     rows = target.read_text().splitlines()
     assert rows[0].startswith("index,logged_at,type,time,")
     assert [r.split(",")[0] for r in rows[1:]] == ["5", "6", "7"]
-    status, out = run(["entries", "--url", url, "--limit", "2"])
+    status, out = run(["entries", *remote, "--limit", "2"])
     assert len(out.splitlines()) == 2
-    monkeypatch.delenv("AUDIT_LOG_TOKEN")
+    # A full export recomputes the root from every leaf.
+    status, out = run(["export", *remote])
+    assert status == 0
+    assert [json.loads(line)["index"] for line in out.splitlines()] == list(range(12))
+    assert "tree root recomputed" in capsys.readouterr().err
+    # Unverifiable: no pinned key, or no token.
     assert run(["entries", "--url", url])[0] == 1
+    assert "--url needs --vkey" in capsys.readouterr().err
+    monkeypatch.delenv("AUDIT_LOG_TOKEN")
+    assert run(["entries", *remote])[0] == 1
 
 
 # -- verify-db against tampering -------------------------------------------------
