@@ -172,7 +172,8 @@ def default_schema() -> LinkageSchema:
             length_bits=1024,
             # Weights tuned on the synthetic population (bench/encoding_quality.py):
             # date parts and canonical forenames separate relatives (siblings share a
-            # family name and often a birth year); fill is about 0.5.
+            # family name and often a birth year). Not balanced: balancing makes two
+            # missing fields agree on their complement bits (docs/agency-client.md).
             fields=(
                 FilterField(
                     feature=PersonFeature.GIVEN_NAME,

@@ -107,28 +107,61 @@ WILLIAM = NormalisedIdentity(
 )
 
 
+WILLIAM_VALUES = {
+    "given_name": ["william"],
+    "given_name_canonical": ["william"],
+    "family_name": ["smithjones"],
+    "family_name_parts": ["smith", "jones"],
+    "date_of_birth": ["20120403"],
+    "sex": ["M"],
+}
+
+
 def test_person_filter_matches_reference_and_pinned_digest():
-    schema = default_schema()
+    schema = schema_with(Hardening.NONE)
     clk = Encoder(schema, SECRET).encode(WILLIAM).clk
     ref = reference_filter(
         schema,
         SECRET,
-        {
-            "given_name": ["william"],
-            "given_name_canonical": ["william"],
-            "family_name": ["smithjones"],
-            "family_name_parts": ["smith", "jones"],
-            "date_of_birth": ["20120403"],
-            "sex": ["M"],
-        },
+        WILLIAM_VALUES,
     )
     assert clk == ref
     # Pinned: first computed by reference_filter above for this secret and the v1
-    # default schema; a change here means every deployed encoding changes.
+    # default fields without hardening; a change here re-encodes every deployment.
     assert hashlib.sha256(clk).hexdigest() == PINNED_WILLIAM
 
 
 PINNED_WILLIAM = "bf332bc9e725959d7e50c5d6b7a3e42bb8c1872d60a4e27280ed4814178234d4"
+
+
+def reference_balance(raw: bytes, perm: list[int]) -> bytes:
+    """Balancing written bit by bit: append the complement, then out[i] = full[perm[i]]."""
+    n = 8 * len(raw)
+    bits = [(raw[i // 8] >> (i % 8)) & 1 for i in range(n)]
+    full = bits + [1 - b for b in bits]
+    out = bytearray(2 * len(raw))
+    for dst, src in enumerate(perm):
+        if full[src]:
+            out[dst // 8] |= 1 << (dst % 8)
+    return bytes(out)
+
+
+def test_balanced_filter_matches_reference():
+    from agency_client._encoder import _keyed_permutation
+
+    schema = schema_with(Hardening.BALANCE)
+    balanced = Encoder(schema, SECRET).encode(WILLIAM).clk
+    raw = reference_filter(schema, SECRET, WILLIAM_VALUES)  # unhardened, default keys
+    key = derive_key(SECRET, schema.fingerprint(), "person:balance-permutation")
+    perm = _keyed_permutation(key, 2048)
+    assert sorted(perm) == list(range(2048))
+    assert balanced == reference_balance(raw, perm)
+    # Pinned: first computed by the two references above; a change here means
+    # every deployed encoding changes.
+    assert hashlib.sha256(balanced).hexdigest() == PINNED_WILLIAM_BALANCED
+
+
+PINNED_WILLIAM_BALANCED = "465ec73e62c88a5477dec5c2ce45266650373544e679aca0c1b277c186443844"
 
 
 def test_similar_people_score_higher_than_strangers():
@@ -230,6 +263,14 @@ def schema_with(hardening: Hardening, salt: str = "none") -> LinkageSchema:
 def test_xor_fold_halves_length():
     clk = Encoder(schema_with(Hardening.XOR_FOLD), SECRET).encode(WILLIAM).clk
     assert len(clk) == 64
+
+
+def test_balance_makes_shared_absence_agree_which_is_why_it_is_not_default():
+    assert default_schema().person_filter.hardening is Hardening.NONE
+    enc = Encoder(schema_with(Hardening.BALANCE), SECRET)
+    a = enc.encode(NormalisedIdentity(given="john")).clk
+    b = enc.encode(NormalisedIdentity(given="mary")).clk
+    assert dice(a, b) > 0.7  # the complement halves of two sparse filters agree
 
 
 def test_balance_sets_exactly_half_and_keeps_similarity_order():

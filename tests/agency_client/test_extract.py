@@ -60,7 +60,7 @@ def test_encode_and_verify(encode, keys, workers, monkeypatch):
     assert summary.record_count == 3
     info = verify_extract(path, load_agency_public_key(keys["agency_pub"]), schema=default_schema())
     assert info.signature_checked and info.trailer.record_count == 3
-    assert info.person_fill.lengths == {1024: 3}
+    assert info.person_fill.lengths == {default_schema().person_filter.output_bits: 3}
     assert len(info.sealed_lengths) == 1
     assert info.exact_tokens["nhs_number"] == 1
     assert info.indicators == {"attendance_pct": 2, "permanent_exclusion": 1}
