@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -81,17 +82,21 @@ def vkey(tmp_path: Path, signer: NoteSigner) -> str:
     return str(path)
 
 
-def _proxy(url: str, rewrite: Callable[[str, httpx.Response], httpx.Response]) -> httpx.Client:
+@contextmanager
+def _proxy(
+    url: str, rewrite: Callable[[str, httpx.Response], httpx.Response]
+) -> Iterator[httpx.Client]:
     """A client whose answers from ``url`` pass through ``rewrite(path, response)``."""
-    inner = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"})
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as inner:
 
-    def handle(request: httpx.Request) -> httpx.Response:
-        answer = inner.get(request.url.path, params=request.url.params)
-        return rewrite(request.url.path, httpx.Response(answer.status_code, content=answer.content))
+        def handle(request: httpx.Request) -> httpx.Response:
+            answer = inner.get(request.url.path, params=request.url.params)
+            return rewrite(
+                request.url.path, httpx.Response(answer.status_code, content=answer.content)
+            )
 
-    client = httpx.Client(base_url=url, transport=httpx.MockTransport(handle))
-    client.close = lambda: (inner.close(), httpx.Client.close(client))  # type: ignore[method-assign]
-    return client
+        with httpx.Client(base_url=url, transport=httpx.MockTransport(handle)) as client:
+            yield client
 
 
 def _entries(edit: Callable[[Body], Body]) -> Callable[[str, httpx.Response], httpx.Response]:
@@ -104,14 +109,10 @@ def _entries(edit: Callable[[Body], Body]) -> Callable[[str, httpx.Response], ht
 
 
 def _run(url: str, vkey: str, argv: list[str], rewrite: Any = None) -> tuple[int, str]:
-    client = _proxy(url, rewrite or (lambda _p, r: r))
     out = io.StringIO()
-    try:
-        status = main(
-            [argv[0], "--url", url, "--vkey", vkey, *argv[1:]], http_client=client, stdout=out
-        )
-    finally:
-        client.close()
+    with _proxy(url, rewrite or (lambda _p, r: r)) as client:
+        command = [argv[0], "--url", url, "--vkey", vkey, *argv[1:]]
+        status = main(command, http_client=client, stdout=out)
     return status, out.getvalue()
 
 
