@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``agency-client``."""
     args = build_parser().parse_args(argv)
-    console = Console()
+    console = Console(markup=False, highlight=False)  # paths and names are data, not markup
     try:
         return _dispatch(args, console)
     except AgencyClientError as exc:
@@ -131,7 +131,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         )
     elif args.command == "secret":
         generate_secret(args.out)
-        console.print(f"wrote {args.out} (mode 600)\n\n[bold yellow]{CUSTODY_WARNING}[/]")
+        console.print(f"wrote {args.out} (mode 600)\n")
+        console.print(CUSTODY_WARNING, style="bold yellow")
     elif args.command == "seal-keygen":
         priv, pub = generate_seal_keypair(args.out)
         console.print(f"wrote {priv} (unlock service only) and {pub} (give to every agency)")
@@ -166,7 +167,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
 def progress_bar(console: Console) -> Progress:
     """The progress bar used by long commands."""
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
@@ -245,16 +246,16 @@ def info_to_dict(info: ExtractInfo) -> dict[str, object]:
 
 def _print_info(console: Console, path: Path, info: ExtractInfo) -> None:
     h = info.header
-    sig = (
-        "[green]verified[/]"
-        if info.signature_checked
-        else "[yellow]not checked (no --public-key)[/]"
-    )
-    console.print(f"[bold]{path}[/]  agency {h.agency_id}  extract {h.extract_id}")
+    console.print(f"{path}  agency {h.agency_id}  extract {h.extract_id}", style="bold")
     console.print(
         f"  as at {h.extract_date}  created {h.created_at:%Y-%m-%d %H:%M:%S}  "
-        f"schema {h.schema_fingerprint[:16]}…  signature {sig}"
+        f"schema {h.schema_fingerprint[:16]}…  signature ",
+        end="",
     )
+    if info.signature_checked:
+        console.print("verified", style="green")
+    else:
+        console.print("not checked (no --public-key)", style="yellow")
     t = Table(show_header=True, header_style="bold")
     t.add_column("measure")
     t.add_column("value", justify="right")

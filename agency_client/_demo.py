@@ -132,7 +132,7 @@ def run_demo(out: Path, households: int, seed: int, console: Console) -> int:
     )
     for agency, found in leaks.items():
         if found:
-            console.print(f"[red]{agency}: {len(found)} identifiers in clear[/]")
+            console.print(f"{agency}: {len(found)} identifiers in clear", style="red")
 
     first = next(iter(extracts.values()))
     seal_key = load_seal_private_key(keys / "unlock" / "seal.key")

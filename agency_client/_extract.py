@@ -38,6 +38,7 @@ from protocols import (
     signed_message,
 )
 
+from ._encoder import BLOCKING_TOKEN_BYTES, EXACT_TOKEN_BYTES
 from ._errors import ConfigError, ExtractError, InputError
 from ._keys import AgencyKey, AgencyPublicKey, SealPublicKey
 from ._mapping import AgencyMapping
@@ -435,8 +436,12 @@ def verify_extract(
                     )
                 if rec.address_clk is not None:
                     address.add(_b64(path, line_no, "address_clk", rec.address_clk))
-                exact.update(str(k) for k in rec.exact_tokens)
-                blocking.update(rec.blocking_keys.keys())
+                for kind, token in rec.exact_tokens.items():
+                    _token(path, line_no, f"exact_tokens.{kind}", token, EXACT_TOKEN_BYTES)
+                    exact[str(kind)] += 1
+                for name, token in rec.blocking_keys.items():
+                    _token(path, line_no, f"blocking_keys.{name}", token, BLOCKING_TOKEN_BYTES)
+                    blocking[name] += 1
                 indicators.update(i.type.value for i in rec.indicators)
                 sexes[rec.sex or "unknown"] += 1
                 sealed[len(_b64(path, line_no, "sealed_identity", rec.sealed_identity))] += 1
@@ -501,6 +506,11 @@ def _b64(path: Path, line: int, name: str, value: str) -> bytes:
         # unused low bits of the last character would let two strings carry one value
         raise ExtractError(f"{path}:{line}: field {name!r} is not canonical base64")
     return raw
+
+
+def _token(path: Path, line: int, name: str, value: str, size: int) -> None:
+    if len(_b64(path, line, name, value)) != size:
+        raise ExtractError(f"{path}:{line}: field {name!r} must be a {size}-byte keyed token")
 
 
 def iter_records(path: Path) -> Iterator[dict[str, object]]:

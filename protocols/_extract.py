@@ -28,7 +28,14 @@ EXTRACT_FORMAT: Final = "family-linkage/extract/v1"
 IDENTITY_FORMAT: Final = "family-linkage/identity/v1"
 SIGNATURE_CONTEXT = b"family-linkage extract signature v1\n"
 
-Base64 = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]*={0,2}$", max_length=16384)]
+Base64 = Annotated[
+    str,
+    StringConstraints(
+        # whole 4-character groups only, padding only at the end
+        pattern=r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$",
+        max_length=16384,
+    ),
+]
 Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,39}$")]

@@ -391,3 +391,12 @@ def test_demo_runs_and_is_repeatable(cli, tmp_path):
     for path in extracts:
         info = verify_extract(path, load_agency_public_key(keys / path.stem / "agency.pub"))
         assert info.signature_checked
+
+
+def test_paths_with_markup_characters_are_printed_verbatim(tmp_path, capsys):
+    from agency_client._cli import main
+
+    out = tmp_path / "odd[/]name[bold]"
+    assert main(["secret", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.replace("\n", "")
+    assert "odd[/]name[bold]" in printed

@@ -248,3 +248,40 @@ def test_schema_mismatch_is_caught_on_verify(encode, keys):
 def test_output_file_mode_is_not_world_writable(encode):
     _, path = encode()
     assert not os.stat(path).st_mode & 0o002
+
+
+def _resign(path, keys, edit):
+    """Rewrite one record with ``edit`` and sign the result with the agency's real key."""
+    import base64
+    import hashlib
+
+    from protocols import ExtractHeader, ExtractTrailer, signed_message
+
+    lines = path.read_bytes().splitlines(keepends=True)
+    header = ExtractHeader.model_validate_json(lines[0])
+    rec = json.loads(lines[1])
+    edit(rec)
+    body = [json.dumps(rec, separators=(",", ":")).encode() + b"\n", *lines[2:-1]]
+    digest = hashlib.sha256(b"".join(body)).hexdigest()
+    key = load_agency_key(keys["agency_key"])
+    sig = key.signing_key.sign(signed_message(header, len(body), digest)).signature
+    trailer = ExtractTrailer(
+        record_count=len(body), records_sha256=digest, signature=base64.b64encode(sig).decode()
+    )
+    path.write_bytes(b"".join([lines[0], *body, trailer.model_dump_json().encode() + b"\n"]))
+
+
+def test_plaintext_smuggled_into_token_fields_is_refused_even_when_signed(encode, keys):
+    public = load_agency_public_key(keys["agency_pub"])
+    _, path = encode()
+    _resign(path, keys, lambda r: r["blocking_keys"].update(family_dob="smith"))
+    with pytest.raises(ExtractError, match="blocking_keys"):
+        verify_extract(path, public)
+    _, path = encode()
+    _resign(path, keys, lambda r: r["blocking_keys"].update(family_dob="U01JVEg="))  # "SMITH"
+    with pytest.raises(ExtractError, match="12-byte keyed token"):
+        verify_extract(path, public)
+    _, path = encode()
+    _resign(path, keys, lambda r: r["exact_tokens"].update(nhs_number="OTQzNDc2NTkxOQ=="))
+    with pytest.raises(ExtractError, match="24-byte keyed token"):
+        verify_extract(path, public)
