@@ -40,7 +40,7 @@ from ._config import (
     log_verifier,
     write_secret,
 )
-from ._errors import AuditLogError
+from ._errors import AuditLogError, ProofError
 from ._log import verify_database
 from ._note import NoteSigner
 from ._remote import (
@@ -473,7 +473,13 @@ def main(
                 entry = args.entry.read_bytes()
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read receipt or entry: {exc}") from exc
-            cp = verify_tlog_proof(receipt, entry, log_verifier(args.vkey))
+            try:
+                cp = verify_tlog_proof(receipt, entry, log_verifier(args.vkey))
+            except ProofError as exc:
+                raise ProofError(
+                    f"{args.entry} is not the entry {args.receipt} proves (or the receipt was "
+                    f"altered): {exc}"
+                ) from exc
             proof = parse_tlog_proof(receipt)
             names = check_cosignatures(proof.checkpoint_note, cp, args.witness_vkey)
             cosigned = f", cosigned by {', '.join(names)}" if names else ""

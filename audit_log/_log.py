@@ -572,7 +572,7 @@ def verify_database(
         if problem is not None:
             row_problem = problem
             break
-        tree.append(bytes(row.leaf_hash))
+        tree.append(store.stored_bytes(row.leaf_hash, i, "leaf_hash"))
         if progress is not None and tree.size % 10_000 == 0:
             progress(tree.size)
     if progress is not None:
@@ -619,8 +619,12 @@ def _check_row(i: int, row: Any) -> TamperError | None:
         return TamperError(
             f"entry {i} is missing: the next stored row has index {row.idx} (row deleted)", index=i
         )
-    data = bytes(row.leaf_data)
-    if leaf_hash(data) != bytes(row.leaf_hash):
+    try:
+        data = store.stored_bytes(row.leaf_data, i, "leaf_data")
+        stored_hash = store.stored_bytes(row.leaf_hash, i, "leaf_hash")
+    except TamperError as exc:
+        return exc
+    if leaf_hash(data) != stored_hash:
         return TamperError(
             f"entry {i}: leaf data does not match its stored leaf hash (row changed)", index=i
         )

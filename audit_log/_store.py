@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from ._entries import micros
-from ._storage_errors import StorageError
+from ._storage_errors import StorageError, TamperError
 
 __all__ = [
     "VERSION_TABLE",
@@ -38,6 +38,7 @@ __all__ = [
     "cosignatures",
     "entries",
     "open_engine",
+    "stored_bytes",
 ]
 
 VERSION_TABLE = "audit_log_alembic_version"
@@ -154,6 +155,21 @@ def now_micros() -> int:
     return int(datetime.now().timestamp() * 1_000_000)
 
 
+def stored_bytes(value: object, index: int, column: str) -> bytes:
+    """A binary column's value; TamperError if someone stored another type there.
+
+    SQLite keeps whatever type a statement writes (``replace()`` on a BLOB
+    yields TEXT), so a row edited outside the log can hold text or a number.
+    """
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    raise TamperError(
+        f"entry {index}: column {column} holds {type(value).__name__}, not bytes "
+        "(row changed outside the log)",
+        index=index,
+    )
+
+
 def insert_entries(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
     """Insert one batch of entry rows in a single durable transaction."""
     try:
@@ -171,7 +187,7 @@ def leaf_hashes(engine: Engine) -> Iterator[tuple[int, bytes]]:
         with engine.connect() as connection:
             result = connection.execution_options(yield_per=20_000).execute(query)
             for idx, leaf_hash in result:
-                yield int(idx), bytes(leaf_hash)
+                yield int(idx), stored_bytes(leaf_hash, int(idx), "leaf_hash")
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read leaf hashes: {exc}") from exc
 
@@ -206,7 +222,7 @@ def get_leaf(engine: Engine, index: int) -> bytes | None:
             ).scalar_one_or_none()
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read entry {index}: {exc}") from exc
-    return None if value is None else bytes(value)
+    return None if value is None else stored_bytes(value, index, "leaf_data")
 
 
 def insert_checkpoint(engine: Engine, size: int, note: str) -> None:
@@ -343,4 +359,9 @@ def query_entries(engine: Engine, where: EntryFilter) -> list[StoredEntry]:
             rows = connection.execute(query).all()
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot query entries: {exc}") from exc
-    return [StoredEntry(int(i), bytes(d), bytes(h)) for i, d, h in rows]
+    return [
+        StoredEntry(
+            int(i), stored_bytes(d, int(i), "leaf_data"), stored_bytes(h, int(i), "leaf_hash")
+        )
+        for i, d, h in rows
+    ]

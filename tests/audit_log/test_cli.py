@@ -247,6 +247,11 @@ def _change(raw: sqlite3.Connection) -> None:
     raw.execute("UPDATE entries SET leaf_data = ? WHERE idx = 6", (data.replace(b"2026", b"2025"),))
 
 
+def _change_as_text(raw: sqlite3.Connection) -> None:
+    # SQLite's replace() on a BLOB yields TEXT: the column changes type too.
+    raw.execute("UPDATE entries SET leaf_data = replace(leaf_data, '2026', '2025') WHERE idx = 6")
+
+
 def _delete(raw: sqlite3.Connection) -> None:
     raw.execute("DELETE FROM entries WHERE idx = 6")
 
@@ -276,12 +281,13 @@ def _replace_checkpoint(raw: sqlite3.Connection) -> None:
     ("tamper", "message"),
     [
         (_change, "entry 6: leaf data does not match"),
+        (_change_as_text, "entry 6: column leaf_data holds str, not bytes"),
         (_delete, "entry 6 is missing"),
         (_reorder, "entry 6: the leaf records index 9"),
         (_truncate, "first missing index 6"),
         (_replace_checkpoint, "checkpoint of size 10 does not verify"),
     ],
-    ids=["change", "delete", "reorder", "truncate", "replace-checkpoint"],
+    ids=["change", "change-as-text", "delete", "reorder", "truncate", "replace-checkpoint"],
 )
 def test_verify_db_detects_tampering(
     log_db: Path,
