@@ -16,7 +16,8 @@ U64 = npt.NDArray[np.uint64]
 
 def popcounts(filters: U64) -> npt.NDArray[np.uint32]:
     """Number of set bits of each row."""
-    return np.bitwise_count(filters).sum(axis=1, dtype=np.uint32)
+    counts: npt.NDArray[np.uint32] = np.bitwise_count(filters).sum(axis=1, dtype=np.uint32)
+    return counts
 
 
 def dice_pairs(
