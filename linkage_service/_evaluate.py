@@ -1,0 +1,272 @@
+"""Measuring linkage quality against a synthetic population's ground truth.
+
+Used by tests and benchmarks only: it generates plaintext synthetic data,
+encodes it with the agency client exactly as an agency would, and keeps the
+truth labels beside the encodings so predicted persons and households can be
+scored. Production code never imports this module (the service has no truth,
+and no plaintext).
+
+Quality is pairwise: two records are a *person pair* when they belong to the same
+person, a *household pair* when their people share a household. Precision,
+recall and F1 are over those pairs, counted from the contingency table of
+predicted and true labels (no pair enumeration).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from ._batch import SEX_CODES, RecordBatch, decode_token, pack_filters
+
+EPOCH = dt.date(1970, 1, 1)
+
+
+@dataclass(frozen=True)
+class PairScores:
+    """Pairwise precision, recall and F1 with their counts."""
+
+    precision: float
+    recall: float
+    f1: float
+    true_pairs: int
+    predicted_pairs: int
+    correct_pairs: int
+
+    def __str__(self) -> str:
+        return (
+            f"precision {self.precision:.4f} recall {self.recall:.4f} F1 {self.f1:.4f} "
+            f"({self.correct_pairs:,} of {self.true_pairs:,} true pairs; "
+            f"{self.predicted_pairs:,} predicted)"
+        )
+
+
+def _pairs(counts: npt.NDArray[np.int64]) -> int:
+    return int((counts * (counts - 1) // 2).sum())
+
+
+def pair_scores(predicted: Sequence[object], truth: Sequence[object]) -> PairScores:
+    """Pairwise scores of a predicted clustering against the true one (same row order)."""
+    if len(predicted) != len(truth):
+        raise ValueError("predicted and truth labels differ in length")
+    _, p = np.unique(np.asarray(predicted, dtype=object).astype(str), return_inverse=True)
+    _, t = np.unique(np.asarray(truth, dtype=object).astype(str), return_inverse=True)
+    joint = p.astype(np.int64) * (int(t.max(initial=0)) + 1) + t
+    _, both = np.unique(joint, return_counts=True)
+    _, pc = np.unique(p, return_counts=True)
+    _, tc = np.unique(t, return_counts=True)
+    correct, predicted_n, true_n = _pairs(both), _pairs(pc), _pairs(tc)
+    precision = correct / predicted_n if predicted_n else 1.0
+    recall = correct / true_n if true_n else 1.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return PairScores(precision, recall, f1, true_n, predicted_n, correct)
+
+
+def completeness(
+    candidate_a: npt.NDArray[np.int64], candidate_b: npt.NDArray[np.int64], truth: Sequence[object]
+) -> float:
+    """Share of true person pairs (by row) that appear among the candidate pairs."""
+    t = np.asarray(truth, dtype=object).astype(str)
+    found = {
+        (min(a, b), max(a, b))
+        for a, b in zip(candidate_a.tolist(), candidate_b.tolist(), strict=True)
+        if t[a] == t[b]
+    }
+    _, counts = np.unique(t, return_counts=True)
+    total = _pairs(counts.astype(np.int64))
+    return len(found) / total if total else 1.0
+
+
+@dataclass
+class Population:
+    """An encoded synthetic population with its truth, ready for the engine."""
+
+    batch: RecordBatch
+    truth_person: list[str]  # per row
+    truth_household: list[str]  # per row
+    agencies: tuple[str, ...]
+    extract_paths: dict[str, Path]
+    workdir: Path
+
+
+def batch_from_lines(
+    lines: Iterable[bytes], agency_index: int, first_id: int
+) -> tuple[RecordBatch, list[str]]:
+    """A RecordBatch from the record lines of one extract (header and trailer excluded).
+
+    Returns the batch and the record refs, row for row.
+    """
+    refs: list[str] = []
+    clks: list[bytes] = []
+    addrs: list[bytes | None] = []
+    ages: list[int] = []
+    sexes: list[int] = []
+    districts: list[str | None] = []
+    dependent: list[bool] = []
+    expectant: list[bool] = []
+    exact: dict[str, list[bytes | None]] = {}
+    blocking: dict[str, list[bytes | None]] = {}
+    n = 0
+    for raw in lines:
+        rec = json.loads(raw)
+        refs.append(rec["record_ref"])
+        clks.append(decode_token(rec["clk"]))
+        a = rec.get("address_clk")
+        addrs.append(decode_token(a) if a else None)
+        ages.append(rec.get("age", -1))
+        sexes.append(SEX_CODES.get(rec.get("sex") or "", 0))
+        districts.append(rec.get("postcode_district"))
+        types = {i["type"] for i in rec.get("indicators", ())}
+        dependent.append("in_education_or_training" in types)
+        expectant.append("expectant_parent" in types)
+        for table, key in ((exact, "exact_tokens"), (blocking, "blocking_keys")):
+            values = rec.get(key, {})
+            for name in values.keys() | table.keys():
+                col = table.setdefault(name, [None] * n)
+                col.append(decode_token(values[name]) if name in values else None)
+        n += 1
+    clk, _ = pack_filters(clks, len(clks[0]) if clks else 128)
+    nbytes = next((len(a) for a in addrs if a), 128)
+    address, has_address = pack_filters(addrs, nbytes)
+    batch = RecordBatch(
+        ids=np.arange(first_id, first_id + n, dtype=np.int64),
+        agency=np.full(n, agency_index, dtype=np.int16),
+        clk=clk,
+        address_clk=address,
+        has_address=has_address,
+        age=np.asarray(ages, dtype=np.int16),
+        sex=np.asarray(sexes, dtype=np.int8),
+        district=districts,
+        extract_day=np.zeros(n, dtype=np.int32),
+        dependent_flag=np.asarray(dependent, dtype=np.bool_),
+        expectant_flag=np.asarray(expectant, dtype=np.bool_),
+        exact=exact,
+        blocking=blocking,
+    )
+    return batch, refs
+
+
+def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
+    """One batch from several (columns concatenated; token tables aligned)."""
+    names_e = sorted({k for b in batches for k in b.exact})
+    names_b = sorted({k for b in batches for k in b.blocking})
+    return RecordBatch(
+        ids=np.concatenate([b.ids for b in batches]),
+        agency=np.concatenate([b.agency for b in batches]),
+        clk=np.concatenate([b.clk for b in batches]),
+        address_clk=np.concatenate([b.address_clk for b in batches]),
+        has_address=np.concatenate([b.has_address for b in batches]),
+        age=np.concatenate([b.age for b in batches]),
+        sex=np.concatenate([b.sex for b in batches]),
+        district=[d for b in batches for d in b.district],
+        extract_day=np.concatenate([b.extract_day for b in batches]),
+        dependent_flag=np.concatenate([b.dependent_flag for b in batches]),
+        expectant_flag=np.concatenate([b.expectant_flag for b in batches]),
+        exact={k: [t for b in batches for t in b.exact.get(k, [None] * len(b))] for k in names_e},
+        blocking={
+            k: [t for b in batches for t in b.blocking.get(k, [None] * len(b))] for k in names_b
+        },
+    )
+
+
+def take(batch: RecordBatch, rows: npt.NDArray[np.int64]) -> RecordBatch:
+    """The rows ``rows`` of a batch, as a new batch."""
+    idx = rows.tolist()
+    return RecordBatch(
+        ids=batch.ids[rows],
+        agency=batch.agency[rows],
+        clk=batch.clk[rows],
+        address_clk=batch.address_clk[rows],
+        has_address=batch.has_address[rows],
+        age=batch.age[rows],
+        sex=batch.sex[rows],
+        district=[batch.district[i] for i in idx],
+        extract_day=batch.extract_day[rows],
+        dependent_flag=batch.dependent_flag[rows],
+        expectant_flag=batch.expectant_flag[rows],
+        exact={k: [v[i] for i in idx] for k, v in batch.exact.items()},
+        blocking={k: [v[i] for i in idx] for k, v in batch.blocking.items()},
+    )
+
+
+def load_population(
+    households: int, seed: int = 20261121, workdir: Path | None = None, workers: int = 1
+) -> Population:
+    """Generate, encode (as each agency would) and load a population with its truth."""
+    from agency_client import (
+        BadRowPolicy,
+        encode_csv,
+        generate_agency_key,
+        generate_seal_keypair,
+        generate_secret,
+        load_agency_key,
+        load_mapping,
+        load_seal_public_key,
+        load_secret,
+        record_ref,
+    )
+    from agency_client._synthetic import PopulationConfig, generate_population
+    from protocols import default_schema
+
+    work = workdir or Path(tempfile.mkdtemp(prefix="linkage-eval-"))
+    config = PopulationConfig(households=households, seed=seed)
+    pop = generate_population(config, work / "population")
+    keys = work / "keys"
+    generate_secret(keys / "secret")
+    generate_seal_keypair(keys / "unlock")
+    secret = load_secret(keys / "secret")
+    seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+    schema = default_schema()
+
+    truth: dict[tuple[str, str], tuple[str, str]] = {}
+    with (pop.truth_dir / "records.csv").open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            truth[(row["agency"], row["system_id"])] = (row["person_id"], row["household_id"])
+
+    batches: list[RecordBatch] = []
+    truth_person: list[str] = []
+    truth_household: list[str] = []
+    paths: dict[str, Path] = {}
+    next_id = 1
+    day = (config.extract_date - EPOCH).days
+    for index, agency in enumerate(pop.agencies):
+        generate_agency_key(agency, keys / agency)
+        key = load_agency_key(keys / agency / "agency.key")
+        out = work / "extracts" / f"{agency}.jsonl"
+        encode_csv(
+            pop.csv_paths[agency],
+            load_mapping(pop.mapping_paths[agency]),
+            schema,
+            secret,
+            key,
+            seal,
+            out,
+            extract_date=config.extract_date,
+            policy=BadRowPolicy.DROP_FIELD,
+            workers=workers,
+        )
+        paths[agency] = out
+        by_ref = {
+            record_ref(key.record_ref_key, agency, sid): t
+            for (a, sid), t in truth.items()
+            if a == agency
+        }
+        with out.open("rb") as fh:
+            lines = fh.read().splitlines()[1:-1]
+        batch, refs = batch_from_lines(lines, index, next_id)
+        batch.extract_day[:] = day
+        next_id += len(batch)
+        batches.append(batch)
+        for ref in refs:
+            person, household = by_ref[ref]
+            truth_person.append(person)
+            truth_household.append(household)
+    return Population(concat(batches), truth_person, truth_household, pop.agencies, paths, work)
