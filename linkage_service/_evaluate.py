@@ -218,16 +218,25 @@ def load_population(
 
     work = workdir or Path(tempfile.mkdtemp(prefix="linkage-eval-"))
     config = PopulationConfig(households=households, seed=seed)
-    pop = generate_population(config, work / "population")
+    marker = work / "population-done.json"
+    wanted = {"households": households, "seed": seed}
+    reuse = marker.exists() and json.loads(marker.read_text()) == wanted
     keys = work / "keys"
-    generate_secret(keys / "secret")
-    generate_seal_keypair(keys / "unlock")
-    secret = load_secret(keys / "secret")
-    seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+    if reuse:
+        from agency_client._synthetic import AGENCIES
+
+        pop_dir = work / "population"
+        agencies = AGENCIES
+        truth_dir = pop_dir / "truth"
+    else:
+        pop = generate_population(config, work / "population")
+        agencies, truth_dir = pop.agencies, pop.truth_dir
+        generate_secret(keys / "secret")
+        generate_seal_keypair(keys / "unlock")
     schema = default_schema()
 
     truth: dict[tuple[str, str], tuple[str, str]] = {}
-    with (pop.truth_dir / "records.csv").open(newline="") as fh:
+    with (truth_dir / "records.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
             truth[(row["agency"], row["system_id"])] = (row["person_id"], row["household_id"])
 
@@ -237,22 +246,25 @@ def load_population(
     paths: dict[str, Path] = {}
     next_id = 1
     day = (config.extract_date - EPOCH).days
-    for index, agency in enumerate(pop.agencies):
-        generate_agency_key(agency, keys / agency)
-        key = load_agency_key(keys / agency / "agency.key")
+    for index, agency in enumerate(agencies):
         out = work / "extracts" / f"{agency}.jsonl"
-        encode_csv(
-            pop.csv_paths[agency],
-            load_mapping(pop.mapping_paths[agency]),
-            schema,
-            secret,
-            key,
-            seal,
-            out,
-            extract_date=config.extract_date,
-            policy=BadRowPolicy.DROP_FIELD,
-            workers=workers,
-        )
+        if not reuse:
+            generate_agency_key(agency, keys / agency)
+            secret = load_secret(keys / "secret")
+            seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+            encode_csv(
+                work / "population" / f"{agency}.csv",
+                load_mapping(work / "population" / f"{agency}.mapping.toml"),
+                schema,
+                secret,
+                load_agency_key(keys / agency / "agency.key"),
+                seal,
+                out,
+                extract_date=config.extract_date,
+                policy=BadRowPolicy.DROP_FIELD,
+                workers=workers,
+            )
+        key = load_agency_key(keys / agency / "agency.key")
         paths[agency] = out
         by_ref = {
             record_ref(key.record_ref_key, agency, sid): t
@@ -269,4 +281,6 @@ def load_population(
             person, household = by_ref[ref]
             truth_person.append(person)
             truth_household.append(household)
-    return Population(concat(batches), truth_person, truth_household, pop.agencies, paths, work)
+    if not reuse:
+        marker.write_text(json.dumps(wanted))
+    return Population(concat(batches), truth_person, truth_household, agencies, paths, work)
