@@ -1,0 +1,242 @@
+"""Configuration of the linkage service: settings, schemas, keys and bearer tokens.
+
+Everything fails closed: a missing or group/world-accessible token or key file,
+an empty token table, an unknown role, or a pinned schema fingerprint the
+service has no schema for stops the service before it serves anything.
+Settings come from a TOML or JSON file and ``LINKAGE_SERVICE_*`` environment
+variables, never from the repository. Files are read only when a function here
+is called, never at import time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl.signing import SigningKey
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocols import LinkageSchema, default_schema
+
+from ._errors import ConfigError
+
+__all__ = [
+    "FIXED_ROLES",
+    "Caller",
+    "Settings",
+    "TokenTable",
+    "hash_token",
+    "load_attestation_key",
+    "load_schemas",
+    "load_settings",
+    "load_tokens",
+    "new_token",
+    "valid_role",
+]
+
+FIXED_ROLES = ("analyst", "admin", "unlock_service")
+_AGENCY_ROLE = re.compile(r"^agency:([a-z][a-z0-9_-]{1,39})$")
+ENV_PREFIX = "LINKAGE_SERVICE_"
+
+
+class Settings(BaseModel):
+    """Settings of one linkage service instance."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    database_url: str = "sqlite:///linkage.sqlite"
+    token_file: Path
+    # Fingerprints of the schemas extracts may be encoded with (more than one only
+    # during a migration window); empty means the shipped default schema only.
+    schema_fingerprints: tuple[str, ...] = ()
+    schema_files: tuple[Path, ...] = ()
+    max_upload_bytes: int = Field(default=4 * 1024**3, ge=1024)
+    max_line_bytes: int = Field(default=64 * 1024, ge=1024)
+    staging_dir: Path | None = None
+    attestation_key_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8700, ge=1, le=65535)
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from a TOML/JSON file (optional) overridden by ``LINKAGE_SERVICE_*`` variables."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
+        try:
+            loaded = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+        except (ValueError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"settings file {path} is not valid: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"settings file {path} must hold a table/object")
+        data.update(loaded)
+    for name, info in Settings.model_fields.items():
+        value = env.get(ENV_PREFIX + name.upper())
+        if value is None:
+            continue
+        is_tuple = "tuple" in str(info.annotation)
+        data[name] = [v for v in value.split(",") if v] if is_tuple else value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def load_schemas(settings: Settings) -> dict[str, LinkageSchema]:
+    """Pinned fingerprint -> schema; ConfigError if a pinned fingerprint has no schema."""
+    known = {default_schema().fingerprint(): default_schema()}
+    for path in settings.schema_files:
+        try:
+            schema = LinkageSchema.model_validate_json(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read schema file {path}: {exc}") from exc
+        except ValidationError as exc:
+            raise ConfigError(f"schema file {path} is not a linkage schema: {exc}") from exc
+        known[schema.fingerprint()] = schema
+    pinned = settings.schema_fingerprints or (default_schema().fingerprint(),)
+    out: dict[str, LinkageSchema] = {}
+    for fp in pinned:
+        if fp not in known:
+            raise ConfigError(
+                f"pinned schema fingerprint {fp} matches neither the default schema nor any "
+                "schema file; give its JSON in schema_files"
+            )
+        out[fp] = known[fp]
+    return out
+
+
+def _check_private(path: Path, what: str) -> None:
+    try:
+        info = path.stat()
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {path} does not exist") from exc
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{what} {path} is not a regular file")
+    if info.st_mode & 0o077:
+        raise ConfigError(
+            f"{what} {path} has mode {stat.filemode(info.st_mode)}: it must not be readable or "
+            f"writable by group or others (chmod 600 {path})"
+        )
+
+
+def load_attestation_key(path: Path) -> SigningKey:
+    """The service's Ed25519 attestation key: base64 of a 32-byte seed in a 0600 file."""
+    _check_private(path, "attestation key file")
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+        seed = base64.b64decode(text, validate=True)
+    except (OSError, UnicodeDecodeError, binascii.Error) as exc:
+        raise ConfigError(f"attestation key file {path} is not base64 text: {exc}") from exc
+    if len(seed) != 32 or len(set(seed)) < 8:
+        raise ConfigError(f"attestation key file {path} must hold a random 32-byte Ed25519 seed")
+    return SigningKey(seed)
+
+
+def valid_role(role: str) -> bool:
+    """Whether ``role`` is ``analyst``, ``admin``, ``unlock_service`` or ``agency:<id>``."""
+    return role in FIXED_ROLES or _AGENCY_ROLE.match(role) is not None
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: role and the label from the token file."""
+
+    role: str
+    label: str
+
+    @property
+    def agency_id(self) -> str | None:
+        """The agency this caller pushes for, or None if it is not an agency."""
+        m = _AGENCY_ROLE.match(self.role)
+        return m.group(1) if m else None
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a bearer token: all the token file ever stores."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random bearer token (256 bits, URL-safe)."""
+    return secrets.token_urlsafe(32)
+
+
+class TokenTable:
+    """Bearer tokens by SHA-256 hash; lookups compare every entry in constant time."""
+
+    def __init__(self, entries: list[tuple[bytes, Caller]]) -> None:
+        if not entries:
+            raise ConfigError("the token table is empty: no caller could ever authenticate")
+        self._entries = entries
+
+    def authenticate(self, authorization: str | None) -> Caller | None:
+        """The caller a ``Bearer <token>`` header belongs to, or None."""
+        if not authorization:
+            return None
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        presented = hashlib.sha256(token.strip().encode("utf-8")).digest()
+        found: Caller | None = None
+        for digest, caller in self._entries:
+            # Visit every entry so timing does not reveal which one matched.
+            if hmac.compare_digest(presented, digest):
+                found = caller
+        return found
+
+
+def load_tokens(path: Path) -> TokenTable:
+    """Parse a token file: lines ``<sha256 hex of token> <role> [label]``, ``#`` comments."""
+    _check_private(path, "token file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc}") from exc
+    entries: list[tuple[bytes, Caller]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        fields = line.split()
+        if len(fields) not in (2, 3):
+            raise ConfigError(f"{path}:{number}: expected '<sha256 hex> <role> [label]'")
+        digest_hex, role = fields[0], fields[1]
+        try:
+            digest = bytes.fromhex(digest_hex)
+        except ValueError as exc:
+            raise ConfigError(f"{path}:{number}: token hash is not hex") from exc
+        if len(digest) != 32:
+            raise ConfigError(f"{path}:{number}: token hash must be 64 hex digits")
+        if not valid_role(role):
+            raise ConfigError(
+                f"{path}:{number}: unknown role {role!r}, expected one of {FIXED_ROLES} "
+                "or agency:<agency id>"
+            )
+        label = fields[2] if len(fields) == 3 else f"line {number}"
+        entries.append((digest, Caller(role, label)))
+    if not entries:
+        raise ConfigError(f"token file {path} has no tokens: refusing to serve")
+    return TokenTable(entries)

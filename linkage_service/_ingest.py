@@ -1,0 +1,362 @@
+"""Streaming reception of one extract: parse, check, stage; nothing is applied here.
+
+:class:`ExtractReceiver` takes the request body chunk by chunk and never holds
+more than one line plus one chunk in memory. The header is checked as soon as
+it arrives (agency = authenticated caller, registered, extract type allowed,
+signing key id, pinned schema, extract id not seen before); every record line
+is validated against ``protocols.TokenisedRecord`` and the pinned schema
+(filter lengths, token lengths, sealed blob length, canonical base64, record
+refs unique) and written to an anonymous temporary file while the SHA-256 of
+the record lines is computed; the trailer's count, digest and Ed25519
+signature are checked last. Only a :class:`Received` extract whose every check
+passed is ever handed to the apply step (``_service``).
+
+Errors name the line and field; they never quote record content.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import sqlalchemy as sa
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from protocols import ExtractHeader, ExtractTrailer, LinkageSchema, TokenisedRecord, signed_message
+
+from . import _store as store
+from ._errors import (
+    AuthError,
+    IngestError,
+    ReplayError,
+    SchemaError,
+    SignatureError,
+    StorageError,
+    TooLarge,
+)
+
+__all__ = ["ExtractReceiver", "Received"]
+
+EXACT_TOKEN_BYTES = 24
+BLOCKING_TOKEN_BYTES = 12
+_SEAL_OVERHEAD = 1 + 32 + 24 + 16  # version, ephemeral key, nonce, MAC
+
+
+@dataclass
+class Received:
+    """A fully checked extract, its records staged in ``stage`` (one line each)."""
+
+    header: ExtractHeader
+    trailer: ExtractTrailer
+    body_sha256: str
+    body_bytes: int
+    stage: IO[bytes]
+    # set when the same extract id was already applied with byte-identical content
+    earlier_run_id: int | None = None
+
+    def close(self) -> None:
+        """Discard the staged records."""
+        self.stage.close()
+
+
+def b64(value: str, line: int, field: str) -> bytes:
+    """Strict, canonical base64 (the wire model checks the grammar; this the value)."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise IngestError("not valid base64", line=line, field=field) from exc
+    if base64.b64encode(raw).decode("ascii") != value:
+        raise IngestError("not canonical base64", line=line, field=field)
+    return raw
+
+
+def content_digest(record: TokenisedRecord) -> bytes:
+    """SHA-256 of what linkage uses of a record: everything but the sealed identity."""
+    body = record.model_dump(mode="json", exclude={"sealed_identity"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+
+
+class ExtractReceiver:
+    """Feed the body with :meth:`feed`, then call :meth:`finish` (or :meth:`close`)."""
+
+    def __init__(
+        self,
+        *,
+        agency_id: str,
+        engine: Engine,
+        schemas: dict[str, LinkageSchema],
+        max_body_bytes: int,
+        max_line_bytes: int,
+        staging_dir: Path | None = None,
+    ) -> None:
+        self._agency_id = agency_id
+        self._engine = engine
+        self._schemas = schemas
+        self._max_body = max_body_bytes
+        self._max_line = max_line_bytes
+        self._buf = bytearray()
+        self._size = 0
+        self._line = 0
+        self._pending: bytes | None = None
+        self._header: ExtractHeader | None = None
+        self._schema: LinkageSchema | None = None
+        self._public_key: bytes = b""
+        self._replay: Any = None
+        self._body = hashlib.sha256()
+        self._records = hashlib.sha256()
+        self._count = 0
+        self._seen: dict[bytes, int] = {}
+        self._stage: IO[bytes] = tempfile.TemporaryFile(dir=staging_dir, prefix="linkage-stage-")
+
+    @property
+    def header(self) -> ExtractHeader | None:
+        """The checked header, once line 1 has arrived."""
+        return self._header
+
+    def close(self) -> None:
+        """Discard everything staged (the temporary file has no name to leave behind)."""
+        self._stage.close()
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next chunk of the body."""
+        self._size += len(chunk)
+        if self._size > self._max_body:
+            raise TooLarge(f"the upload is larger than the limit of {self._max_body} bytes")
+        self._body.update(chunk)
+        self._buf += chunk
+        start = 0
+        while True:
+            nl = self._buf.find(b"\n", start)
+            if nl == -1:
+                break
+            self._on_line(bytes(self._buf[start : nl + 1]))
+            start = nl + 1
+        del self._buf[:start]
+        if len(self._buf) > self._max_line:
+            raise TooLarge(
+                f"line longer than the limit of {self._max_line} bytes", line=self._line + 1
+            )
+
+    def finish(self) -> Received:
+        """Check the trailer, count, digest and signature; the staged extract on success."""
+        if self._buf:
+            raise IngestError(
+                "the last line is not terminated: the upload was truncated", line=self._line + 1
+            )
+        if self._header is None:
+            raise IngestError("empty upload: expected an extract header on line 1", line=1)
+        if self._pending is None:
+            raise IngestError("truncated: no trailer line after the header", line=2)
+        body_sha = self._body.hexdigest()
+        if self._replay is not None:
+            if self._replay.body_sha256 != body_sha:
+                raise ReplayError(
+                    f"extract {self._header.extract_id} was already received with different "
+                    "content; a new extract needs a new extract id"
+                )
+            trailer = ExtractTrailer.model_validate_json(self._pending)
+            return Received(
+                self._header,
+                trailer,
+                body_sha,
+                self._size,
+                self._stage,
+                earlier_run_id=int(self._replay.run_id),
+            )
+        try:
+            trailer = ExtractTrailer.model_validate_json(self._pending)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            raise IngestError(
+                f"bad trailer ({err['msg']}); was the upload truncated?",
+                line=self._line,
+                field=loc,
+            ) from exc
+        if trailer.model_dump_json().encode() + b"\n" != self._pending:
+            raise SignatureError("trailer line is not in its canonical form", line=self._line)
+        if trailer.record_count != self._count:
+            raise SignatureError(
+                f"trailer says {trailer.record_count} records, the upload has {self._count}",
+                line=self._line,
+            )
+        if trailer.records_sha256 != self._records.hexdigest():
+            raise SignatureError(
+                "records were changed after signing (records_sha256 does not match)",
+                line=self._line,
+            )
+        signature = b64(trailer.signature, self._line, "signature")
+        message = signed_message(self._header, self._count, trailer.records_sha256)
+        try:
+            VerifyKey(self._public_key).verify(message, signature)
+        except (BadSignatureError, ValueError) as exc:
+            raise SignatureError(
+                f"the signature does not verify with agency {self._agency_id!r}'s registered key",
+                line=self._line,
+                field="signature",
+            ) from exc
+        self._stage.flush()
+        self._stage.seek(0)
+        return Received(self._header, trailer, body_sha, self._size, self._stage)
+
+    # --- lines --------------------------------------------------------------------
+
+    def _on_line(self, raw: bytes) -> None:
+        self._line += 1
+        if len(raw) > self._max_line:
+            raise TooLarge(f"line longer than the limit of {self._max_line} bytes", line=self._line)
+        if self._line == 1:
+            self._on_header(raw)
+            return
+        if self._pending is not None:
+            self._on_record(self._pending, self._line - 1)
+        self._pending = raw
+
+    def _on_header(self, raw: bytes) -> None:
+        try:
+            header = ExtractHeader.model_validate_json(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            raise IngestError(f"bad extract header: {err['msg']}", line=1, field=loc) from exc
+        if header.model_dump_json().encode() + b"\n" != raw:
+            raise IngestError("header line is not in its canonical form", line=1)
+        if header.agency_id != self._agency_id:
+            raise AuthError(
+                f"this token pushes for agency {self._agency_id!r}, but the extract is from "
+                f"agency {header.agency_id!r}"
+            )
+        agency = store.get_agency(self._engine, header.agency_id)
+        if agency is None:
+            raise AuthError(f"agency {header.agency_id!r} is not registered")
+        if header.extract_type not in agency.extract_types:
+            raise AuthError(
+                f"agency {agency.agency_id!r} may send extract types "
+                f"{', '.join(agency.extract_types)}, not {header.extract_type!r}"
+            )
+        if header.signing_key_id != agency.key_id:
+            raise SignatureError(
+                f"signed with key {header.signing_key_id}, but agency {agency.agency_id!r} is "
+                f"registered with key {agency.key_id}",
+                line=1,
+                field="signing_key_id",
+            )
+        schema = self._schemas.get(header.schema_fingerprint)
+        if schema is None:
+            raise SchemaError(
+                f"encoded with schema {header.schema_fingerprint[:16]}..., the service accepts "
+                f"{', '.join(fp[:16] + '...' for fp in self._schemas)}: re-encode with the "
+                "current schema",
+                line=1,
+                field="schema_fingerprint",
+            )
+        try:
+            with self._engine.connect() as conn:
+                self._replay = conn.execute(
+                    sa.select(store.extracts).where(
+                        store.extracts.c.extract_id == header.extract_id
+                    )
+                ).first()
+                current = conn.execute(
+                    sa.select(store.extracts.c.extract_id, store.extracts.c.created_at).where(
+                        store.extracts.c.agency_id == header.agency_id,
+                        store.extracts.c.status == "applied",
+                    )
+                ).first()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot check extract {header.extract_id}: {exc}") from exc
+        if self._replay is not None and self._replay.agency_id != header.agency_id:
+            raise ReplayError(f"extract id {header.extract_id} belongs to another agency", line=1)
+        if (
+            self._replay is None
+            and current is not None
+            and dt.datetime.fromisoformat(current.created_at) > header.created_at
+        ):
+            raise IngestError(
+                f"extract {header.extract_id} was created at {header.created_at.isoformat()}, "
+                f"before the agency's current extract {current.extract_id} "
+                f"({current.created_at}): send a fresh extract",
+                line=1,
+                field="created_at",
+            )
+        self._header = header
+        self._schema = schema
+        self._public_key = agency.public_key
+
+    def _on_record(self, raw: bytes, line: int) -> None:
+        self._records.update(raw)
+        self._count += 1
+        if self._replay is not None:
+            return  # only byte-identity with the earlier upload matters now
+        try:
+            rec = TokenisedRecord.model_validate_json(raw)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            what = "the line is not a JSON record" if err["type"] == "json_invalid" else err["msg"]
+            raise IngestError(what, line=line, field=loc) from exc
+        assert self._schema is not None
+        schema = self._schema
+        ref = bytes.fromhex(rec.record_ref)
+        first = self._seen.get(ref)
+        if first is not None:
+            raise IngestError(
+                f"record_ref {rec.record_ref} appears twice (first on line {first})",
+                line=line,
+                field="record_ref",
+            )
+        self._seen[ref] = line
+        clk = b64(rec.clk, line, "clk")
+        if len(clk) * 8 != schema.person_filter.output_bits:
+            raise IngestError(
+                f"filter has {len(clk) * 8} bits, the schema says "
+                f"{schema.person_filter.output_bits}",
+                line=line,
+                field="clk",
+            )
+        if rec.address_clk is not None:
+            addr = b64(rec.address_clk, line, "address_clk")
+            if len(addr) * 8 != schema.address_filter.output_bits:
+                raise IngestError(
+                    f"filter has {len(addr) * 8} bits, the schema says "
+                    f"{schema.address_filter.output_bits}",
+                    line=line,
+                    field="address_clk",
+                )
+        for kind, token in rec.exact_tokens.items():
+            name = f"exact_tokens.{kind}"
+            if kind not in schema.exact_identifiers:
+                raise IngestError("identifier type not in the schema", line=line, field=name)
+            if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
+                raise IngestError(
+                    f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name
+                )
+        names = {b.name for b in schema.blocking_keys}
+        for key, token in rec.blocking_keys.items():
+            name = f"blocking_keys.{key}"
+            if names and key not in names:
+                raise IngestError("blocking key not in the schema", line=line, field=name)
+            if len(b64(token, line, name)) != BLOCKING_TOKEN_BYTES:
+                raise IngestError(
+                    f"must be a {BLOCKING_TOKEN_BYTES}-byte keyed token", line=line, field=name
+                )
+        sealed = b64(rec.sealed_identity, line, "sealed_identity")
+        expected = _SEAL_OVERHEAD + schema.identity_pad_bytes
+        if len(sealed) != expected or sealed[0] != 1:
+            raise IngestError(
+                f"sealed blob has {len(sealed)} bytes, expected a version-1 blob of {expected}",
+                line=line,
+                field="sealed_identity",
+            )
+        self._stage.write(content_digest(rec).hex().encode() + b" " + raw)

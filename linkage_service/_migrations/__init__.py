@@ -1,0 +1,1 @@
+"""Alembic migrations for the linkage service schema, run programmatically on open."""

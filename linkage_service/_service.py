@@ -1,0 +1,722 @@
+"""The linkage service's core: engine state, and applying a checked extract atomically.
+
+:class:`LinkageService` owns the database engine, the in-memory linkage engine
+(built from the stored state at start) and a lock so one extract applies at a
+time. :meth:`LinkageService.apply` does everything in ONE database
+transaction: insert the new and changed records, retire the agency's records
+that are absent or changed, supersede its previous extract, call
+``engine.update(added, removed)`` and write the returned delta (persons,
+households, links, review candidates, id events) and the run. Any failure
+rolls the transaction back and rebuilds the engine from the database, so the
+previous state is intact in both. A failed run is then recorded on its own.
+
+Logs carry extract ids, agency ids, run ids and counts only.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import importlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from protocols import IndicatorType, LinkageSchema
+
+from . import _store as store
+from ._batch import SEX_CODES, RecordBatch
+from ._errors import ConfigError, EngineError, LinkageError, ReplayError, StorageError
+from ._ingest import ExtractReceiver, Received
+
+__all__ = ["Delta", "EngineFactory", "LinkEngine", "LinkageService", "default_engine_factory"]
+
+_logger = logging.getLogger("linkage_service.ingest")
+_EPOCH = dt.date(1970, 1, 1)
+_WRITE_BATCH = 1000
+
+
+class Delta(Protocol):
+    """What ``LinkEngine.update`` returns (the engine's ``Delta``, structurally)."""
+
+    person_of: Mapping[int, str]
+    persons_retired: Sequence[str]
+    merges: Sequence[tuple[str, str]]
+    splits: Sequence[tuple[str, str]]
+    household_of: Mapping[str, str]
+    households_retired: Sequence[str]
+    links: Sequence[tuple[int, int, float, Mapping[str, Any]]]
+    review: Sequence[tuple[int, int, float, Mapping[str, Any]]]
+    stats: Mapping[str, float]
+
+
+class LinkEngine(Protocol):
+    """The incremental linkage engine as the service uses it."""
+
+    def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
+        """Link ``added`` records, forget ``removed`` ones; what changed."""
+        ...
+
+
+EngineFactory = Callable[[RecordBatch, dict[int, str], dict[str, str]], LinkEngine]
+
+
+def default_engine_factory(
+    batch: RecordBatch, person_of: dict[int, str], household_of: dict[str, str]
+) -> LinkEngine:
+    """``linkage_service._engine.LinkageEngine.from_state`` with its default config."""
+    try:
+        module: Any = importlib.import_module("linkage_service._engine")
+    except ImportError as exc:
+        raise ConfigError(f"the linkage engine is not available: {exc}") from exc
+    engine: LinkEngine = module.LinkageEngine.from_state(
+        batch, person_of, household_of, module.EngineConfig()
+    )
+    return engine
+
+
+# --- record batches ---------------------------------------------------------------------
+
+
+class BatchBuilder:
+    """Fills the columns of a :class:`RecordBatch` row by row into preallocated arrays."""
+
+    def __init__(self, capacity: int, clk_bytes: int, address_bytes: int) -> None:
+        self.n = 0
+        self._cb, self._ab = clk_bytes, address_bytes
+        self.ids = np.zeros(capacity, dtype=np.int64)
+        self.agency = np.zeros(capacity, dtype=np.int16)
+        self.clk = np.zeros((capacity, clk_bytes // 8), dtype=np.uint64)
+        self.address = np.zeros((capacity, address_bytes // 8), dtype=np.uint64)
+        self.has_address = np.zeros(capacity, dtype=np.bool_)
+        self.age = np.full(capacity, -1, dtype=np.int16)
+        self.sex = np.zeros(capacity, dtype=np.int8)
+        self.district: list[str | None] = []
+        self.day = np.zeros(capacity, dtype=np.int32)
+        self.dependent = np.zeros(capacity, dtype=np.bool_)
+        self.expectant = np.zeros(capacity, dtype=np.bool_)
+        self.exact: dict[str, dict[int, bytes]] = {}
+        self.blocking: dict[str, dict[int, bytes]] = {}
+
+    def add(
+        self,
+        *,
+        record_id: int,
+        agency_idx: int,
+        clk: bytes,
+        address_clk: bytes | None,
+        age: int | None,
+        sex: str | None,
+        district: str | None,
+        extract_date: dt.date,
+        exact: Mapping[str, bytes],
+        blocking: Mapping[str, bytes],
+        indicator_types: Iterable[str],
+    ) -> None:
+        """Append one record."""
+        k = self.n
+        if len(clk) != self._cb:
+            raise EngineError(
+                f"record {record_id}: person filter of {len(clk)} bytes, expected {self._cb} "
+                "(records of two schemas cannot be linked together)"
+            )
+        self.ids[k] = record_id
+        self.agency[k] = agency_idx
+        self.clk[k] = np.frombuffer(clk, dtype="<u8")
+        if address_clk is not None and len(address_clk) == self._ab:
+            self.address[k] = np.frombuffer(address_clk, dtype="<u8")
+            self.has_address[k] = True
+        self.age[k] = -1 if age is None else age
+        self.sex[k] = SEX_CODES.get(sex or "", 0)
+        self.district.append(district)
+        self.day[k] = (extract_date - _EPOCH).days
+        types = set(indicator_types)
+        self.dependent[k] = (
+            IndicatorType.IN_EDUCATION_OR_TRAINING.value in types
+            and age is not None
+            and 16 <= age <= 18
+        )
+        self.expectant[k] = IndicatorType.EXPECTANT_PARENT.value in types
+        for name, token in exact.items():
+            self.exact.setdefault(name, {})[k] = token
+        for name, token in blocking.items():
+            self.blocking.setdefault(name, {})[k] = token
+        self.n += 1
+
+    def build(self) -> RecordBatch:
+        """The batch of the rows added so far."""
+        n = self.n
+
+        def column(values: dict[int, bytes]) -> list[bytes | None]:
+            return [values.get(i) for i in range(n)]
+
+        return RecordBatch(
+            ids=self.ids[:n].copy(),
+            agency=self.agency[:n].copy(),
+            clk=np.ascontiguousarray(self.clk[:n]),
+            address_clk=np.ascontiguousarray(self.address[:n]),
+            has_address=self.has_address[:n].copy(),
+            age=self.age[:n].copy(),
+            sex=self.sex[:n].copy(),
+            district=list(self.district),
+            extract_day=self.day[:n].copy(),
+            dependent_flag=self.dependent[:n].copy(),
+            expectant_flag=self.expectant[:n].copy(),
+            exact={k: column(v) for k, v in sorted(self.exact.items())},
+            blocking={k: column(v) for k, v in sorted(self.blocking.items())},
+        )
+
+
+_FLAG_TYPES = (
+    IndicatorType.IN_EDUCATION_OR_TRAINING.value,
+    IndicatorType.EXPECTANT_PARENT.value,
+)
+
+
+def load_state(
+    conn: Connection, clk_bytes: int, address_bytes: int
+) -> tuple[RecordBatch, dict[int, str], dict[str, str]]:
+    """Every active record as a batch, with the stored record -> person -> household maps."""
+    r, a = store.records, store.agencies
+    n = int(conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.active)).scalar_one())
+    flags: dict[int, set[str]] = {}
+    q_flags = (
+        sa.select(store.indicators.c.record_id, store.indicators.c.type)
+        .join(r, r.c.id == store.indicators.c.record_id)
+        .where(r.c.active, store.indicators.c.type.in_(_FLAG_TYPES))
+    )
+    for rid, typ in conn.execute(q_flags):
+        flags.setdefault(int(rid), set()).add(str(typ))
+    builder = BatchBuilder(n, clk_bytes, address_bytes)
+    q = (
+        sa.select(
+            r.c.id,
+            a.c.idx,
+            r.c.clk,
+            r.c.address_clk,
+            r.c.age,
+            r.c.sex,
+            r.c.district,
+            r.c.extract_date,
+            r.c.exact_tokens,
+            r.c.blocking_keys,
+        )
+        .join(a, a.c.agency_id == r.c.agency_id)
+        .where(r.c.active)
+        .order_by(r.c.id)
+    )
+    for row in conn.execution_options(yield_per=10_000).execute(q):
+        builder.add(
+            record_id=int(row.id),
+            agency_idx=int(row.idx),
+            clk=bytes(row.clk),
+            address_clk=None if row.address_clk is None else bytes(row.address_clk),
+            age=row.age,
+            sex=row.sex,
+            district=row.district,
+            extract_date=row.extract_date,
+            exact={k: bytes.fromhex(v) for k, v in json.loads(row.exact_tokens).items()},
+            blocking={k: bytes.fromhex(v) for k, v in json.loads(row.blocking_keys).items()},
+            indicator_types=flags.get(int(row.id), ()),
+        )
+    person_of = {
+        int(rid): str(pid)
+        for rid, pid in conn.execute(
+            sa.select(store.record_person.c.record_id, store.record_person.c.person_id)
+            .join(r, r.c.id == store.record_person.c.record_id)
+            .where(r.c.active)
+        )
+    }
+    live = set(person_of.values())
+    household_of = {
+        str(p): str(h) for p, h in conn.execute(sa.select(store.person_household)) if str(p) in live
+    }
+    return builder.build(), person_of, household_of
+
+
+# --- the service ------------------------------------------------------------------------
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, set | frozenset | tuple):
+        return sorted(value) if isinstance(value, set | frozenset) else list(value)
+    raise TypeError(f"cannot store {type(value).__name__} in link evidence")
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=_jsonable)
+
+
+class LinkageService:
+    """Database + linkage engine + the apply lock. Thread-safe."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        schemas: dict[str, LinkageSchema],
+        engine_factory: EngineFactory = default_engine_factory,
+        *,
+        max_body_bytes: int = 4 * 1024**3,
+        max_line_bytes: int = 64 * 1024,
+        staging_dir: Any = None,
+    ) -> None:
+        if not schemas:
+            raise ConfigError("no schema is pinned: the service could accept no extract")
+        self.sql = engine
+        self.schemas = schemas
+        primary = next(iter(schemas.values()))
+        self._clk_bytes = primary.person_filter.output_bits // 8
+        self._address_bytes = primary.address_filter.output_bits // 8
+        self._factory = engine_factory
+        self._lock = threading.Lock()
+        self._engine: LinkEngine | None = None
+        self.max_body_bytes = max_body_bytes
+        self.max_line_bytes = max_line_bytes
+        self.staging_dir = staging_dir
+        self.busy = threading.Event()
+
+    def start(self) -> None:
+        """Build the linkage engine from the stored state."""
+        with self._lock:
+            self._engine = self._build()
+
+    def _build(self) -> LinkEngine:
+        started = time.monotonic()
+        try:
+            with self.sql.connect() as conn:
+                batch, person_of, household_of = load_state(
+                    conn, self._clk_bytes, self._address_bytes
+                )
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot load the linkage state: {exc}") from exc
+        engine = self._factory(batch, person_of, household_of)
+        _logger.info(
+            "engine built",
+            extra={"records": len(batch), "seconds": round(time.monotonic() - started, 3)},
+        )
+        return engine
+
+    def receiver(self, agency_id: str) -> ExtractReceiver:
+        """A receiver for one upload by ``agency_id``."""
+        return ExtractReceiver(
+            agency_id=agency_id,
+            engine=self.sql,
+            schemas=self.schemas,
+            max_body_bytes=self.max_body_bytes,
+            max_line_bytes=self.max_line_bytes,
+            staging_dir=self.staging_dir,
+        )
+
+    def apply(self, received: Received) -> dict[str, Any]:
+        """Apply a checked extract in one transaction; the run summary."""
+        header = received.header
+        if received.earlier_run_id is not None:
+            return self._idempotent(header.extract_id, received.earlier_run_id)
+        with self._lock:
+            self.busy.set()
+            started = store.now_micros()
+            touched = [False]
+            try:
+                summary = self._apply_locked(received, started, touched)
+            except _AlreadyApplied as done:
+                return self._idempotent(header.extract_id, done.run_id)
+            except Exception as exc:
+                # Anything (the engine may raise any type): roll back, rebuild, record the
+                # failed run, and re-raise as this package's error; nothing is swallowed.
+                self._after_failure(received, started, exc, touched[0])
+                if isinstance(exc, LinkageError):
+                    raise
+                if isinstance(exc, SQLAlchemyError):
+                    raise StorageError(
+                        f"extract {header.extract_id} not applied, database error: {exc}"
+                    ) from exc
+                raise EngineError(
+                    f"extract {header.extract_id} not applied: the linkage engine failed "
+                    f"({type(exc).__name__}: {exc}); the previous state is intact"
+                ) from exc
+            finally:
+                self.busy.clear()
+        _logger.info("extract applied", extra=summary)
+        return summary
+
+    def _idempotent(self, extract_id: str, run_id: int) -> dict[str, Any]:
+        run = store.get_run(self.sql, run_id)
+        _logger.info("extract already applied", extra={"extract_id": extract_id, "run_id": run_id})
+        return {**run["stats"], "run_id": run_id, "extract_id": extract_id, "idempotent": True}
+
+    def _after_failure(
+        self, received: Received, started: int, exc: BaseException, touched: bool
+    ) -> None:
+        header = received.header
+        _logger.error(
+            "extract not applied",
+            extra={
+                "extract_id": header.extract_id,
+                "agency_id": header.agency_id,
+                "error": type(exc).__name__,
+            },
+        )
+        if touched:
+            try:
+                self._engine = self._build()
+            except (LinkageError, SQLAlchemyError) as rebuild:
+                self._engine = None
+                _logger.error("engine rebuild failed", extra={"error": type(rebuild).__name__})
+        try:
+            with self.sql.begin() as conn:
+                top = conn.execute(sa.select(sa.func.max(store.runs.c.id))).scalar_one_or_none()
+                conn.execute(
+                    store.runs.insert().values(
+                        id=(top or 0) + 1,
+                        kind="ingest",
+                        status="failed",
+                        agency_id=header.agency_id,
+                        extract_id=header.extract_id,
+                        started_at=started,
+                        finished_at=store.now_micros(),
+                        stats=_dumps({"records_received": received.trailer.record_count}),
+                        error=str(exc)[:2000],
+                    )
+                )
+        except SQLAlchemyError:
+            _logger.error("cannot record the failed run", extra={"extract_id": header.extract_id})
+
+    def _apply_locked(
+        self, received: Received, started: int, touched: list[bool]
+    ) -> dict[str, Any]:
+        header, trailer = received.header, received.trailer
+        if self._engine is None:
+            self._engine = self._build()
+        engine = self._engine
+        r = store.records
+        with self.sql.begin() as conn:
+            prior = conn.execute(
+                sa.select(store.extracts.c.body_sha256, store.extracts.c.run_id).where(
+                    store.extracts.c.extract_id == header.extract_id
+                )
+            ).first()
+            if prior is not None:
+                if prior.body_sha256 == received.body_sha256:
+                    raise _AlreadyApplied(int(prior.run_id))
+                raise ReplayError(
+                    f"extract {header.extract_id} was already received with different content"
+                )
+            agency = store.get_agency(conn, header.agency_id)
+            if agency is None:
+                raise ReplayError(f"agency {header.agency_id!r} was removed during the upload")
+            run_id = (
+                int(
+                    conn.execute(
+                        sa.select(sa.func.coalesce(sa.func.max(store.runs.c.id), 0))
+                    ).scalar_one()
+                )
+                + 1
+            )
+            next_id = (
+                int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(r.c.id), 0))).scalar_one())
+                + 1
+            )
+            current: dict[str, tuple[int, bytes]] = {
+                str(ref): (int(rid), bytes(digest))
+                for rid, ref, digest in conn.execute(
+                    sa.select(r.c.id, r.c.record_ref, r.c.content_sha256).where(
+                        r.c.agency_id == header.agency_id, r.c.active
+                    )
+                )
+            }
+            previous_active = len(current)
+            builder = BatchBuilder(trailer.record_count, self._clk_bytes, self._address_bytes)
+            removed: list[int] = []
+            kept = changed = 0
+            stage = received.stage
+            stage.seek(0)
+            while True:
+                lines = [stage.readline() for _ in range(_WRITE_BATCH)]
+                lines = [x for x in lines if x]
+                if not lines:
+                    break
+                new_rows: list[dict[str, Any]] = []
+                new_inds: list[dict[str, Any]] = []
+                keep_rows: list[dict[str, Any]] = []
+                retire_now: list[int] = []
+                for line in lines:
+                    digest_hex, raw = line.split(b" ", 1)
+                    digest = bytes.fromhex(digest_hex.decode())
+                    rec = json.loads(raw)
+                    ref = rec["record_ref"]
+                    sealed = _b64(rec["sealed_identity"])
+                    old = current.pop(ref, None)
+                    if old is not None and old[1] == digest:
+                        kept += 1
+                        keep_rows.append(
+                            {"rid": old[0], "xid": header.extract_id, "sealed": sealed}
+                        )
+                        continue
+                    if old is not None:
+                        changed += 1
+                        retire_now.append(old[0])
+                    rid = next_id
+                    next_id += 1
+                    exact = {k: _b64(v) for k, v in rec.get("exact_tokens", {}).items()}
+                    blocking = {k: _b64(v) for k, v in rec.get("blocking_keys", {}).items()}
+                    clk = _b64(rec["clk"])
+                    addr = _b64(rec["address_clk"]) if rec.get("address_clk") else None
+                    inds = rec.get("indicators", [])
+                    new_rows.append(
+                        {
+                            "id": rid,
+                            "agency_id": header.agency_id,
+                            "record_ref": ref,
+                            "extract_id": header.extract_id,
+                            "first_extract_id": header.extract_id,
+                            "retired_by": None,
+                            "active": True,
+                            "content_sha256": digest,
+                            "clk": clk,
+                            "address_clk": addr,
+                            "exact_tokens": json.dumps({k: v.hex() for k, v in exact.items()}),
+                            "blocking_keys": json.dumps({k: v.hex() for k, v in blocking.items()}),
+                            "age": rec.get("age"),
+                            "sex": rec.get("sex"),
+                            "district": rec.get("postcode_district"),
+                            "extract_date": header.extract_date,
+                            "sealed_identity": sealed,
+                        }
+                    )
+                    for ind in inds:
+                        new_inds.append(
+                            {
+                                "record_id": rid,
+                                "type": ind["type"],
+                                "value": float(ind["value"]),
+                                "date": dt.date.fromisoformat(ind["date"]),
+                            }
+                        )
+                    builder.add(
+                        record_id=rid,
+                        agency_idx=agency.idx,
+                        clk=clk,
+                        address_clk=addr,
+                        age=rec.get("age"),
+                        sex=rec.get("sex"),
+                        district=rec.get("postcode_district"),
+                        extract_date=header.extract_date,
+                        exact=exact,
+                        blocking=blocking,
+                        indicator_types=[i["type"] for i in inds],
+                    )
+                if retire_now:
+                    _retire(conn, retire_now, header.extract_id)
+                    removed.extend(retire_now)
+                if new_rows:
+                    conn.execute(r.insert(), new_rows)
+                if new_inds:
+                    conn.execute(store.indicators.insert(), new_inds)
+                if keep_rows:
+                    conn.execute(
+                        r.update()
+                        .where(r.c.id == sa.bindparam("rid"))
+                        .values(
+                            extract_id=sa.bindparam("xid"),
+                            sealed_identity=sa.bindparam("sealed"),
+                        ),
+                        keep_rows,
+                    )
+            absent = [rid for rid, _ in current.values()]
+            if absent:
+                _retire(conn, absent, header.extract_id)
+                removed.extend(absent)
+            superseded = conn.execute(
+                store.extracts.update()
+                .where(
+                    store.extracts.c.agency_id == header.agency_id,
+                    store.extracts.c.status == "applied",
+                )
+                .values(status="superseded")
+            ).rowcount
+            added = builder.build()
+            touched[0] = True
+            t0 = time.monotonic()
+            delta = engine.update(added, removed)
+            link_seconds = time.monotonic() - t0
+            _write_delta(conn, run_id, delta, removed)
+            stats: dict[str, Any] = {
+                "agency_id": header.agency_id,
+                "extract_id": header.extract_id,
+                "records_received": trailer.record_count,
+                "records_added": len(added),
+                "records_kept": kept,
+                "records_changed": changed,
+                "records_retired": len(absent),
+                "previous_active": previous_active,
+                "extracts_superseded": int(superseded or 0),
+                "persons_changed": len(delta.person_of),
+                "persons_retired": len(delta.persons_retired),
+                "merges": len(delta.merges),
+                "splits": len(delta.splits),
+                "households_changed": len(delta.household_of),
+                "households_retired": len(delta.households_retired),
+                "links": len(delta.links),
+                "review": len(delta.review),
+                "link_seconds": round(link_seconds, 3),
+                "engine": {k: float(v) for k, v in delta.stats.items()},
+            }
+            conn.execute(
+                store.runs.insert().values(
+                    id=run_id,
+                    kind="ingest",
+                    status="applied",
+                    agency_id=header.agency_id,
+                    extract_id=header.extract_id,
+                    started_at=started,
+                    finished_at=store.now_micros(),
+                    stats=_dumps(stats),
+                    error=None,
+                )
+            )
+            conn.execute(
+                store.extracts.insert().values(
+                    extract_id=header.extract_id,
+                    agency_id=header.agency_id,
+                    extract_type=header.extract_type,
+                    created_at=header.created_at.isoformat(),
+                    extract_date=header.extract_date,
+                    schema_fingerprint=header.schema_fingerprint,
+                    record_count=trailer.record_count,
+                    records_sha256=trailer.records_sha256,
+                    body_sha256=received.body_sha256,
+                    status="applied",
+                    received_at=started,
+                    run_id=run_id,
+                )
+            )
+        return {**stats, "run_id": run_id, "idempotent": False}
+
+
+class _AlreadyApplied(Exception):
+    """The same bytes were applied by a concurrent upload: answer with that run."""
+
+    def __init__(self, run_id: int) -> None:
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
+def _b64(value: str) -> bytes:
+    return base64.b64decode(value)
+
+
+def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:
+    r = store.records
+    for part in store.chunks(list(ids)):
+        conn.execute(r.update().where(r.c.id.in_(part)).values(active=False, retired_by=extract_id))
+
+
+def _write_delta(conn: Connection, run_id: int, delta: Delta, removed: Sequence[int]) -> None:
+    p, h = store.persons, store.households
+    rp, ph = store.record_person, store.person_household
+    # persons: create new ids, revive any that come back, then map records
+    person_ids = sorted(set(delta.person_of.values()))
+    _ensure_ids(conn, p, person_ids, run_id)
+    items = sorted(delta.person_of.items())
+    for ipart in store.chunks(items):
+        conn.execute(rp.delete().where(rp.c.record_id.in_([int(k) for k, _ in ipart])))
+        conn.execute(rp.insert(), [{"record_id": int(k), "person_id": v} for k, v in ipart])
+    retired = sorted(set(delta.persons_retired))
+    for part in store.chunks(retired):
+        conn.execute(p.update().where(p.c.id.in_(part)).values(retired_run=run_id))
+        conn.execute(ph.delete().where(ph.c.person_id.in_(part)))
+    events = [
+        {"run_id": run_id, "kind": "person_retired", "from_id": x, "to_id": None} for x in retired
+    ]
+    events += [
+        {"run_id": run_id, "kind": "person_merge", "from_id": a, "to_id": b}
+        for a, b in delta.merges
+    ]
+    events += [
+        {"run_id": run_id, "kind": "person_split", "from_id": a, "to_id": b}
+        for a, b in delta.splits
+    ]
+    # households
+    _ensure_ids(conn, h, sorted(set(delta.household_of.values())), run_id)
+    hitems = sorted(delta.household_of.items())
+    for hpart in store.chunks(hitems):
+        conn.execute(ph.delete().where(ph.c.person_id.in_([k for k, _ in hpart])))
+        conn.execute(ph.insert(), [{"person_id": k, "household_id": v} for k, v in hpart])
+    hretired = sorted(set(delta.households_retired))
+    for part in store.chunks(hretired):
+        conn.execute(h.update().where(h.c.id.in_(part)).values(retired_run=run_id))
+        conn.execute(ph.delete().where(ph.c.household_id.in_(part)))
+    events += [
+        {"run_id": run_id, "kind": "household_retired", "from_id": x, "to_id": None}
+        for x in hretired
+    ]
+    if events:
+        conn.execute(store.id_events.insert(), events)
+    # links and review candidates: forget pairs of removed records, then upsert
+    for table in (store.links, store.review):
+        for ids in store.chunks(list(removed)):
+            conn.execute(
+                table.delete().where(sa.or_(table.c.record_a.in_(ids), table.c.record_b.in_(ids)))
+            )
+    for table, other, pairs in (
+        (store.links, store.review, delta.links),
+        (store.review, store.links, delta.review),
+    ):
+        rows = []
+        for a, b, score, evidence in pairs:
+            lo, hi = sorted((int(a), int(b)))
+            rows.append(
+                {
+                    "a": lo,
+                    "b": hi,
+                    "record_a": lo,
+                    "record_b": hi,
+                    "score": float(score),
+                    "evidence": _dumps(dict(evidence)),
+                    "run_id": run_id,
+                }
+            )
+        for batch in store.chunks(rows):
+            keys = [{"a": x["a"], "b": x["b"]} for x in batch]
+            for t in (table, other):
+                conn.execute(
+                    t.delete().where(
+                        t.c.record_a == sa.bindparam("a"), t.c.record_b == sa.bindparam("b")
+                    ),
+                    keys,
+                )
+            conn.execute(
+                table.insert(),
+                [{k: v for k, v in x.items() if k not in ("a", "b")} for x in batch],
+            )
+
+
+def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: int) -> None:
+    for part in store.chunks(list(ids)):
+        existing = {
+            str(i) for (i,) in conn.execute(sa.select(table.c.id).where(table.c.id.in_(part)))
+        }
+        fresh = [
+            {"id": i, "created_run": run_id, "retired_run": None} for i in part if i not in existing
+        ]
+        if fresh:
+            conn.execute(table.insert(), fresh)
+        back = [i for i in part if i in existing]
+        if back:
+            conn.execute(
+                table.update()
+                .where(table.c.id.in_(back), table.c.retired_run.is_not(None))
+                .values(retired_run=None)
+            )

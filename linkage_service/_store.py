@@ -1,0 +1,706 @@
+"""Durable storage of the linkage service: tables, engines, migrations, registry and reads.
+
+SQLite (one file, WAL) by default and PostgreSQL by URL, through SQLAlchemy
+Core: ingest writes hundreds of thousands of rows with ``executemany`` in one
+transaction, which SQLModel's per-row ORM objects would only slow down. The
+tables are declared here and created by the alembic migrations in
+``_migrations`` (a test checks the two agree).
+
+What is stored: encodings, keyed tokens, coarse attributes, indicators and
+sealed identity blobs the service cannot open. The sealed blobs are written
+and never returned by any function here. No plaintext identifier exists to
+be stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ._errors import ConfigError, NotFound, StorageError
+
+__all__ = [
+    "VERSION_TABLE",
+    "Agency",
+    "create_engine",
+    "metadata",
+    "migrate",
+    "open_engine",
+]
+
+VERSION_TABLE = "linkage_service_alembic_version"
+CHUNK = 500  # IN-list size: well under SQLite's and PostgreSQL's parameter limits
+
+metadata = sa.MetaData()
+
+agencies = sa.Table(
+    "agencies",
+    metadata,
+    sa.Column("agency_id", sa.String(40), primary_key=True),
+    sa.Column("idx", sa.SmallInteger, nullable=False, unique=True),
+    sa.Column("public_key", sa.LargeBinary(32), nullable=False),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("extract_types", sa.Text, nullable=False),
+    sa.Column("registered_at", sa.BigInteger, nullable=False),
+)
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("agency_id", sa.String(40)),
+    sa.Column("extract_id", sa.String(32)),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger),
+    sa.Column("stats", sa.Text, nullable=False),
+    sa.Column("error", sa.Text),
+)
+extracts = sa.Table(
+    "extracts",
+    metadata,
+    sa.Column("extract_id", sa.String(32), primary_key=True),
+    sa.Column("agency_id", sa.String(40), sa.ForeignKey("agencies.agency_id"), nullable=False),
+    sa.Column("extract_type", sa.String(40), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("extract_date", sa.Date, nullable=False),
+    sa.Column("schema_fingerprint", sa.String(64), nullable=False),
+    sa.Column("record_count", sa.Integer, nullable=False),
+    sa.Column("records_sha256", sa.String(64), nullable=False),
+    sa.Column("body_sha256", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Index("ix_extracts_agency_status", "agency_id", "status"),
+)
+records = sa.Table(
+    "records",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("agency_id", sa.String(40), sa.ForeignKey("agencies.agency_id"), nullable=False),
+    sa.Column("record_ref", sa.String(32), nullable=False),
+    sa.Column("extract_id", sa.String(32), nullable=False),
+    sa.Column("first_extract_id", sa.String(32), nullable=False),
+    sa.Column("retired_by", sa.String(32)),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("content_sha256", sa.LargeBinary(32), nullable=False),
+    sa.Column("clk", sa.LargeBinary, nullable=False),
+    sa.Column("address_clk", sa.LargeBinary),
+    sa.Column("exact_tokens", sa.Text, nullable=False),
+    sa.Column("blocking_keys", sa.Text, nullable=False),
+    sa.Column("age", sa.SmallInteger),
+    sa.Column("sex", sa.String(1)),
+    sa.Column("district", sa.String(4)),
+    sa.Column("extract_date", sa.Date, nullable=False),
+    sa.Column("sealed_identity", sa.LargeBinary, nullable=False),
+    sa.Index(
+        "uq_records_active_ref",
+        "agency_id",
+        "record_ref",
+        unique=True,
+        sqlite_where=sa.text("active"),
+        postgresql_where=sa.text("active"),
+    ),
+    sa.Index("ix_records_agency_ref", "agency_id", "record_ref"),
+    sa.Index("ix_records_active", "active"),
+)
+indicators = sa.Table(
+    "indicators",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("record_id", sa.BigInteger, sa.ForeignKey("records.id"), nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Index("ix_indicators_record", "record_id"),
+)
+persons = sa.Table(
+    "persons",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_run", sa.Integer, nullable=False),
+    sa.Column("retired_run", sa.Integer),
+)
+record_person = sa.Table(
+    "record_person",
+    metadata,
+    sa.Column("record_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("person_id", sa.String(64), nullable=False),
+    sa.Index("ix_record_person_person", "person_id"),
+)
+households = sa.Table(
+    "households",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("created_run", sa.Integer, nullable=False),
+    sa.Column("retired_run", sa.Integer),
+)
+person_household = sa.Table(
+    "person_household",
+    metadata,
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("household_id", sa.String(64), nullable=False),
+    sa.Index("ix_person_household_household", "household_id"),
+)
+
+
+def _pair_table(name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("record_a", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("record_b", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("score", sa.Float, nullable=False),
+        sa.Column("evidence", sa.Text, nullable=False),
+        sa.Column("run_id", sa.Integer, nullable=False),
+        sa.Index(f"ix_{name}_record_b", "record_b"),
+    )
+
+
+links = _pair_table("links")
+review = _pair_table("review")
+id_events = sa.Table(
+    "id_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(24), nullable=False),
+    sa.Column("from_id", sa.String(64), nullable=False),
+    sa.Column("to_id", sa.String(64)),
+    sa.Index("ix_id_events_from", "from_id"),
+)
+
+
+# --- engines and migrations -----------------------------------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` to the psycopg 3 driver and a bare path to SQLite."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    try:
+        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers keep reading while an extract is applied in one long transaction.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url`` (sqlite or postgresql), without migrating."""
+    try:
+        parsed = sa.make_url(normalise_url(url))
+    except (SQLAlchemyError, ValueError) as exc:
+        raise ConfigError(f"cannot parse database URL {redact(url)!r}: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in {redact(url)!r}: "
+            "expected sqlite or postgresql"
+        )
+    try:
+        engine = sa.create_engine(parsed, pool_pre_ping=True)
+    except (SQLAlchemyError, ValueError, ImportError) as exc:
+        raise ConfigError(f"cannot use database URL {redact(url)!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision with the packaged alembic scripts."""
+    config = Config()
+    config.set_main_option("script_location", "linkage_service:_migrations")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate the linkage database: {exc}") from exc
+
+
+def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
+    """Create an engine for ``url`` and (by default) migrate its schema."""
+    engine = create_engine(url)
+    if migrate_schema:
+        try:
+            migrate(engine)
+        except StorageError:
+            engine.dispose()
+            raise
+    return engine
+
+
+def now_micros() -> int:
+    """The current time in microseconds since the Unix epoch."""
+    return int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
+
+
+def iso(micros: int | None) -> str | None:
+    """An ISO 8601 UTC time from microseconds since the epoch."""
+    if micros is None:
+        return None
+    return dt.datetime.fromtimestamp(micros / 1_000_000, dt.UTC).isoformat()
+
+
+_T = TypeVar("_T")
+
+
+def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
+    """``items`` in slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --- agency registry -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agency:
+    """A registered agency: its signing key and the extract types it may send."""
+
+    agency_id: str
+    idx: int
+    public_key: bytes
+    key_id: str
+    extract_types: tuple[str, ...]
+    registered_at: int
+
+
+def _agency(row: Any) -> Agency:
+    return Agency(
+        agency_id=str(row.agency_id),
+        idx=int(row.idx),
+        public_key=bytes(row.public_key),
+        key_id=str(row.key_id),
+        extract_types=tuple(json.loads(row.extract_types)),
+        registered_at=int(row.registered_at),
+    )
+
+
+def add_agency(
+    engine: Engine, agency_id: str, public_key: bytes, key_id: str, types: Iterable[str]
+) -> Agency:
+    """Register an agency (or replace its key and types if it exists)."""
+    type_list = sorted(set(types))
+    if not type_list:
+        raise ConfigError(f"agency {agency_id!r}: give at least one allowed extract type")
+    try:
+        with engine.begin() as conn:
+            existing = conn.execute(
+                sa.select(agencies).where(agencies.c.agency_id == agency_id)
+            ).first()
+            values = {
+                "public_key": public_key,
+                "key_id": key_id,
+                "extract_types": json.dumps(type_list),
+            }
+            if existing is None:
+                top = conn.execute(sa.select(sa.func.max(agencies.c.idx))).scalar_one_or_none()
+                conn.execute(
+                    agencies.insert().values(
+                        agency_id=agency_id,
+                        idx=(top or 0) + 1,
+                        registered_at=now_micros(),
+                        **values,
+                    )
+                )
+            else:
+                conn.execute(
+                    agencies.update().where(agencies.c.agency_id == agency_id).values(**values)
+                )
+    except IntegrityError as exc:
+        raise StorageError(f"cannot register agency {agency_id!r}: {exc}") from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot register agency {agency_id!r}: {exc}") from exc
+    found = get_agency(engine, agency_id)
+    assert found is not None
+    return found
+
+
+def get_agency(engine: Engine | Connection, agency_id: str) -> Agency | None:
+    """The registered agency ``agency_id``, or None."""
+    query = sa.select(agencies).where(agencies.c.agency_id == agency_id)
+    try:
+        if isinstance(engine, Connection):
+            row = engine.execute(query).first()
+        else:
+            with engine.connect() as conn:
+                row = conn.execute(query).first()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read agency {agency_id!r}: {exc}") from exc
+    return None if row is None else _agency(row)
+
+
+def list_agencies(engine: Engine) -> list[Agency]:
+    """Every registered agency in registration order."""
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(agencies).order_by(agencies.c.idx)).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot list agencies: {exc}") from exc
+    return [_agency(r) for r in rows]
+
+
+# --- reads for the API and CLI (pseudonymous only; never sealed identities) -------------
+
+
+def _read(engine: Engine, what: str) -> Connection:
+    try:
+        return engine.connect()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read {what}: database unavailable: {exc}") from exc
+
+
+def _records_json(conn: Connection, record_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """Pseudonymous view of records: agency, ref, coarse attributes, indicators."""
+    out: list[dict[str, Any]] = []
+    inds: dict[int, list[dict[str, Any]]] = {}
+    for part in chunks(list(record_ids)):
+        for i in conn.execute(
+            sa.select(
+                indicators.c.record_id, indicators.c.type, indicators.c.value, indicators.c.date
+            )
+            .where(indicators.c.record_id.in_(part))
+            .order_by(indicators.c.id)
+        ):
+            inds.setdefault(int(i.record_id), []).append(
+                {"type": i.type, "value": i.value, "date": i.date.isoformat()}
+            )
+        cols = (
+            records.c.id,
+            records.c.agency_id,
+            records.c.record_ref,
+            records.c.extract_id,
+            records.c.active,
+            records.c.age,
+            records.c.sex,
+            records.c.district,
+            records.c.extract_date,
+        )
+        for r in conn.execute(
+            sa.select(*cols).where(records.c.id.in_(part)).order_by(records.c.id)
+        ):
+            out.append(
+                {
+                    "record_id": int(r.id),
+                    "agency_id": r.agency_id,
+                    "record_ref": r.record_ref,
+                    "extract_id": r.extract_id,
+                    "active": bool(r.active),
+                    "age": r.age,
+                    "sex": r.sex,
+                    "postcode_district": r.district,
+                    "extract_date": r.extract_date.isoformat(),
+                    "indicators": inds.get(int(r.id), []),
+                }
+            )
+    return out
+
+
+def _active_records_of(conn: Connection, person_ids: Sequence[str]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for part in chunks(list(person_ids)):
+        q = (
+            sa.select(record_person.c.person_id, record_person.c.record_id)
+            .join(records, records.c.id == record_person.c.record_id)
+            .where(record_person.c.person_id.in_(part), records.c.active)
+            .order_by(record_person.c.record_id)
+        )
+        for pid, rid in conn.execute(q):
+            out.setdefault(str(pid), []).append(int(rid))
+    return out
+
+
+def list_persons(engine: Engine, after: str | None, limit: int) -> dict[str, Any]:
+    """A page of current persons with their household and number of active records."""
+    try:
+        with _read(engine, "persons") as conn:
+            q = sa.select(persons.c.id).where(persons.c.retired_run.is_(None))
+            if after is not None:
+                q = q.where(persons.c.id > after)
+            ids = [str(r[0]) for r in conn.execute(q.order_by(persons.c.id).limit(limit))]
+            recs = _active_records_of(conn, ids)
+            hh = _households_of(conn, ids)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot list persons: {exc}") from exc
+    return {
+        "persons": [
+            {"person_id": p, "household_id": hh.get(p), "records": len(recs.get(p, []))}
+            for p in ids
+        ],
+        "next_after": ids[-1] if len(ids) == limit else None,
+    }
+
+
+def _households_of(conn: Connection, person_ids: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for part in chunks(list(person_ids)):
+        q = sa.select(person_household).where(person_household.c.person_id.in_(part))
+        out.update({str(r.person_id): str(r.household_id) for r in conn.execute(q)})
+    return out
+
+
+def _retirement(conn: Connection, kind: str, from_id: str) -> dict[str, Any]:
+    events = conn.execute(
+        sa.select(id_events.c.kind, id_events.c.to_id, id_events.c.run_id)
+        .where(id_events.c.from_id == from_id, id_events.c.kind.like(f"{kind}%"))
+        .order_by(id_events.c.id)
+    ).all()
+    return {"events": [{"kind": e.kind, "to": e.to_id, "run_id": e.run_id} for e in events]}
+
+
+def get_person(engine: Engine, person_id: str) -> dict[str, Any]:
+    """A person with household and linked active records (with indicators)."""
+    try:
+        with _read(engine, "person") as conn:
+            row = conn.execute(sa.select(persons).where(persons.c.id == person_id)).first()
+            if row is None:
+                raise NotFound(f"no person {person_id!r}")
+            recs = _active_records_of(conn, [person_id]).get(person_id, [])
+            body: dict[str, Any] = {
+                "person_id": person_id,
+                "created_run": row.created_run,
+                "retired_run": row.retired_run,
+                "household_id": _households_of(conn, [person_id]).get(person_id),
+                "records": _records_json(conn, recs),
+            }
+            if row.retired_run is not None:
+                body.update(_retirement(conn, "person", person_id))
+            return body
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read person {person_id!r}: {exc}") from exc
+
+
+def list_households(engine: Engine, after: str | None, limit: int) -> dict[str, Any]:
+    """A page of current households with their number of persons."""
+    try:
+        with _read(engine, "households") as conn:
+            q = sa.select(households.c.id).where(households.c.retired_run.is_(None))
+            if after is not None:
+                q = q.where(households.c.id > after)
+            ids = [str(r[0]) for r in conn.execute(q.order_by(households.c.id).limit(limit))]
+            counts: dict[str, int] = {}
+            for part in chunks(ids):
+                q2 = (
+                    sa.select(person_household.c.household_id, sa.func.count())
+                    .where(person_household.c.household_id.in_(part))
+                    .group_by(person_household.c.household_id)
+                )
+                counts.update({str(h): int(n) for h, n in conn.execute(q2)})
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot list households: {exc}") from exc
+    return {
+        "households": [{"household_id": h, "persons": counts.get(h, 0)} for h in ids],
+        "next_after": ids[-1] if len(ids) == limit else None,
+    }
+
+
+def get_household(engine: Engine, household_id: str) -> dict[str, Any]:
+    """A household with its persons and each person's active records."""
+    try:
+        with _read(engine, "household") as conn:
+            row = conn.execute(sa.select(households).where(households.c.id == household_id)).first()
+            if row is None:
+                raise NotFound(f"no household {household_id!r}")
+            pids = [
+                str(p)
+                for (p,) in conn.execute(
+                    sa.select(person_household.c.person_id)
+                    .where(person_household.c.household_id == household_id)
+                    .order_by(person_household.c.person_id)
+                )
+            ]
+            recs = _active_records_of(conn, pids)
+            return {
+                "household_id": household_id,
+                "created_run": row.created_run,
+                "retired_run": row.retired_run,
+                "persons": [
+                    {"person_id": p, "records": _records_json(conn, recs.get(p, []))} for p in pids
+                ],
+            }
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read household {household_id!r}: {exc}") from exc
+
+
+def _pairs_json(conn: Connection, table: sa.Table, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    ids = sorted({int(r.record_a) for r in rows} | {int(r.record_b) for r in rows})
+    refs: dict[int, tuple[str, str]] = {}
+    for part in chunks(ids):
+        q = sa.select(records.c.id, records.c.agency_id, records.c.record_ref).where(
+            records.c.id.in_(part)
+        )
+        refs.update({int(i): (str(a), str(r)) for i, a, r in conn.execute(q)})
+
+    def ref(rid: int) -> dict[str, Any]:
+        agency, record_ref = refs.get(rid, ("?", "?"))
+        return {"record_id": rid, "agency_id": agency, "record_ref": record_ref}
+
+    return [
+        {
+            "a": ref(int(r.record_a)),
+            "b": ref(int(r.record_b)),
+            "score": r.score,
+            "evidence": json.loads(r.evidence),
+            "run_id": r.run_id,
+        }
+        for r in rows
+    ]
+
+
+def record_links(engine: Engine, agency_id: str, record_ref: str) -> dict[str, Any]:
+    """Links and review candidates of the active record ``(agency_id, record_ref)``."""
+    try:
+        with _read(engine, "links") as conn:
+            rid = conn.execute(
+                sa.select(records.c.id).where(
+                    records.c.agency_id == agency_id,
+                    records.c.record_ref == record_ref,
+                    records.c.active,
+                )
+            ).scalar_one_or_none()
+            if rid is None:
+                raise NotFound(f"no active record {record_ref!r} of agency {agency_id!r}")
+            out: dict[str, Any] = {"record_id": int(rid)}
+            for name, table in (("links", links), ("review", review)):
+                rows = conn.execute(
+                    sa.select(table)
+                    .where(sa.or_(table.c.record_a == rid, table.c.record_b == rid))
+                    .order_by(table.c.score.desc())
+                ).all()
+                out[name] = _pairs_json(conn, table, rows)
+            person = conn.execute(
+                sa.select(record_person.c.person_id).where(record_person.c.record_id == rid)
+            ).scalar_one_or_none()
+            out["person_id"] = person
+            return out
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read links of {record_ref!r}: {exc}") from exc
+
+
+def list_review(engine: Engine, offset: int, limit: int) -> dict[str, Any]:
+    """Review-band candidate pairs, highest score first."""
+    try:
+        with _read(engine, "review") as conn:
+            rows = conn.execute(
+                sa.select(review)
+                .order_by(review.c.score.desc(), review.c.record_a, review.c.record_b)
+                .offset(offset)
+                .limit(limit)
+            ).all()
+            return {
+                "candidates": _pairs_json(conn, review, rows),
+                "next_offset": offset + limit if len(rows) == limit else None,
+            }
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read review candidates: {exc}") from exc
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {
+        "run_id": r.id,
+        "kind": r.kind,
+        "status": r.status,
+        "agency_id": r.agency_id,
+        "extract_id": r.extract_id,
+        "started_at": iso(r.started_at),
+        "finished_at": iso(r.finished_at),
+        "stats": json.loads(r.stats),
+        "error": r.error,
+    }
+
+
+def list_runs(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+    """The most recent linkage runs, newest first."""
+    try:
+        with _read(engine, "runs") as conn:
+            rows = conn.execute(sa.select(runs).order_by(runs.c.id.desc()).limit(limit)).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read runs: {exc}") from exc
+    return [_run_json(r) for r in rows]
+
+
+def get_run(engine: Engine, run_id: int) -> dict[str, Any]:
+    """One run by id."""
+    try:
+        with _read(engine, "run") as conn:
+            row = conn.execute(sa.select(runs).where(runs.c.id == run_id)).first()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read run {run_id}: {exc}") from exc
+    if row is None:
+        raise NotFound(f"no run {run_id}")
+    return _run_json(row)
+
+
+def statistics(engine: Engine) -> dict[str, Any]:
+    """Counts of records per agency, persons, households, links, review and runs."""
+
+    def count(conn: Connection, table: sa.Table, *where: Any) -> int:
+        return int(
+            conn.execute(sa.select(sa.func.count()).select_from(table).where(*where)).scalar_one()
+        )
+
+    try:
+        with _read(engine, "statistics") as conn:
+            per_agency = {
+                str(a): int(n)
+                for a, n in conn.execute(
+                    sa.select(records.c.agency_id, sa.func.count())
+                    .where(records.c.active)
+                    .group_by(records.c.agency_id)
+                    .order_by(records.c.agency_id)
+                )
+            }
+            last = conn.execute(
+                sa.select(runs)
+                .where(runs.c.status == "applied")
+                .order_by(runs.c.id.desc())
+                .limit(1)
+            ).first()
+            return {
+                "active_records": sum(per_agency.values()),
+                "active_records_by_agency": per_agency,
+                "retired_records": count(conn, records, sa.not_(records.c.active)),
+                "persons": count(conn, persons, persons.c.retired_run.is_(None)),
+                "households": count(conn, households, households.c.retired_run.is_(None)),
+                "links": count(conn, links),
+                "review_candidates": count(conn, review),
+                "runs": count(conn, runs),
+                "failed_runs": count(conn, runs, runs.c.status == "failed"),
+                "last_run": None if last is None else _run_json(last),
+            }
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot compute statistics: {exc}") from exc
+
+
+def ping(engine: Engine) -> None:
+    """StorageError unless the database answers a trivial query."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise StorageError(f"database unavailable: {exc}") from exc
