@@ -1,0 +1,135 @@
+"""Blocking: which pairs of records are worth comparing, without any secret.
+
+Owns the candidate-pair generation of the matching engine. Keys are uint64
+columns (0 = no key for that record): Hamming LSH band signatures over a Bloom
+filter (fixed, seeded bit positions, so every run and every machine samples the
+same bits), the agencies' keyed blocking keys and keyed exact tokens (their first
+eight bytes: the tokens are keyed hashes, already uniform). Records sharing a key
+value form a block; pairs are generated within blocks with numpy (sort, run
+boundaries, repeat), never with per-record Python loops. A block larger than
+``2 * window + 1`` records only pairs each record with its ``window`` neighbours
+on each side of the sorted block, so one huge block cannot blow up the work.
+
+Must never: hold or derive the linkage secret, look at anything but encodings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+U64 = npt.NDArray[np.uint64]
+I64 = npt.NDArray[np.int64]
+_SALT_MULT = 0x9E3779B97F4A7C15
+
+
+def band_positions(bits: int, bands: int, bits_per_band: int, seed: int) -> npt.NDArray[np.int64]:
+    """``(bands, bits_per_band)`` filter bit positions, fixed by ``seed``."""
+    rng = np.random.default_rng(seed)
+    return np.stack(
+        [np.sort(rng.choice(bits, size=bits_per_band, replace=False)) for _ in range(bands)]
+    ).astype(np.int64)
+
+
+def lsh_signatures(
+    filters: U64, positions: npt.NDArray[np.int64], present: npt.NDArray[np.bool_]
+) -> U64:
+    """``(n, bands)`` band signatures of ``filters``; 0 where the filter is absent.
+
+    A signature is the band's sampled bits packed into a uint64, mixed with the band
+    index (so band keys never collide across bands) and forced non-zero.
+    """
+    n = filters.shape[0]
+    bands, k = positions.shape
+    if k > 56:
+        raise ValueError("at most 56 bits per band")
+    out = np.zeros((n, bands), dtype=np.uint64)
+    for b in range(bands):
+        sig = np.zeros(n, dtype=np.uint64)
+        for t, pos in enumerate(positions[b].tolist()):
+            bit = (filters[:, pos // 64] >> np.uint64(pos % 64)) & np.uint64(1)
+            sig |= bit << np.uint64(t)
+        salt = np.uint64((b + 1) * _SALT_MULT % 2**64)
+        with np.errstate(over="ignore"):
+            mixed = (sig + salt) | np.uint64(1)
+        out[:, b] = np.where(present, mixed, np.uint64(0))
+    return out
+
+
+def token_codes(tokens: Sequence[bytes | None]) -> U64:
+    """uint64 code of each keyed token (its first 8 bytes, forced non-zero); 0 = missing."""
+    buf = bytearray(8 * len(tokens))
+    missing = np.zeros(len(tokens), dtype=np.bool_)
+    for i, t in enumerate(tokens):
+        if t is None or len(t) == 0:
+            missing[i] = True
+        else:
+            head = t[:8]
+            buf[8 * i : 8 * i + len(head)] = head
+    codes = np.frombuffer(bytes(buf), dtype="<u8").astype(np.uint64) | np.uint64(1)
+    codes[missing] = 0
+    return codes
+
+
+def block_pairs(
+    keys: U64,
+    is_new: npt.NDArray[np.bool_],
+    window: int,
+    alive: npt.NDArray[np.bool_] | None = None,
+) -> tuple[I64, I64]:
+    """Pairs (i, j), i < j, of rows sharing a non-zero key where at least one row is new.
+
+    ``keys`` is one key column (length n). Within a block the rows are in row order;
+    each new row pairs with the rows of its block at most ``window`` positions away.
+    """
+    n = keys.shape[0]
+    ok = keys != 0
+    if alive is not None:
+        ok &= alive
+    rows = np.nonzero(ok)[0].astype(np.int64)
+    if rows.size < 2:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy()
+    k = keys[rows]
+    order = np.argsort(k, kind="stable")
+    rows, k = rows[order], k[order]
+    m = rows.size
+    boundary = np.ones(m, dtype=np.bool_)
+    boundary[1:] = k[1:] != k[:-1]
+    run_id = np.cumsum(boundary) - 1
+    run_start = np.nonzero(boundary)[0]
+    run_end = np.append(run_start[1:], m)
+    size = (run_end - run_start)[run_id]
+    pos = np.arange(m, dtype=np.int64)
+    keep = (size > 1) & is_new[rows]
+    p = pos[keep]
+    if p.size == 0:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy()
+    lo = np.maximum(run_start[run_id[p]], p - window)
+    hi = np.minimum(run_end[run_id[p]], p + window + 1)
+    counts = hi - lo
+    src = np.repeat(p, counts)
+    offs = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
+        np.cumsum(counts) - counts, counts
+    )
+    dst = np.repeat(lo, counts) + offs
+    a, b = rows[src], rows[dst]
+    # both new: keep each pair once (from the smaller row); new-old: keep always
+    sel = (a != b) & ((~is_new[b]) | (a < b))
+    a, b = a[sel], b[sel]
+    del n
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def unique_pairs(parts: Sequence[tuple[I64, I64]], n: int) -> tuple[I64, I64]:
+    """Union of pair lists, each pair once, sorted."""
+    if not parts:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy()
+    a = np.concatenate([p[0] for p in parts])
+    b = np.concatenate([p[1] for p in parts])
+    code = np.unique(a * np.int64(n) + b)
+    return code // n, code % n

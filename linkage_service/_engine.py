@@ -1,0 +1,712 @@
+"""The matching engine: records into persons, persons into households, incrementally.
+
+Owns the in-memory linkage state of the service and its one operation,
+:meth:`LinkageEngine.update`: link the added records against everything held,
+retire removed ones, and report what changed as a :class:`Delta`. Linking from
+scratch is an update of an empty engine. Stages:
+
+1. blocking (:mod:`._blocking`): Hamming LSH bands over the person filter, the
+   agencies' keyed blocking keys and keyed exact tokens; only pairs with at least
+   one added record are generated;
+2. scoring (:mod:`._scoring`): Dice on the person filter with the kernel, plus
+   exact-token, sex and age evidence;
+3. clustering (:mod:`._cluster`): constrained agglomeration; held persons are
+   kept as units and only grow by merges that keep every cross pair coherent;
+   persons that lost records are re-clustered on their own (which may split them);
+4. households (:mod:`._households`): address places, each person's current place,
+   households and families;
+5. ids: every new group of records keeps the id most of its records had
+   (merges and splits are reported), so a new extract never renumbers the world.
+
+Must never: do I/O, log record content, hold a secret or a plaintext identifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ._batch import RecordBatch
+from ._blocking import band_positions, block_pairs, lsh_signatures, token_codes, unique_pairs
+from ._cluster import Clusters, agglomerate
+from ._households import current_row, is_dependent_or_expectant
+from ._scoring import Features, PairScores, ScoreParams, birth_years, kernel, score_pairs
+
+I64 = npt.NDArray[np.int64]
+K = TypeVar("K", bound=Hashable)
+EXACT_TYPES = ("nhs_number", "ni_number", "upn")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Thresholds and blocking parameters. The defaults are the tuned, shipped values."""
+
+    match_threshold: float = 0.85  # pair score at or above: same person
+    review_threshold: float = 0.75  # pair score at or above (below match): clerical review
+    address_threshold: float = 0.97  # address-filter Dice at or above: same place
+    nonmatch_threshold: float = 0.62  # a cross pair below this forbids a merge
+    address_nonmatch_threshold: float = 0.9  # ditto for places
+    token_bonus: float = 0.2  # same keyed exact token
+    token_penalty: float = 0.5  # different keyed exact token of the same type
+    sex_penalty: float = 0.05
+    age_penalty: float = 0.1
+    age_tolerance: float = 1.5  # years between implied birth times before age counts
+    lsh_bands: int = 14
+    lsh_bits: int = 22
+    address_lsh_bands: int = 6
+    address_lsh_bits: int = 30
+    block_window: int = 40  # neighbours each side within an oversized block
+    lsh_seed: int = 20261122
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON of the configuration (for run records)."""
+        text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    @property
+    def score_params(self) -> ScoreParams:
+        """The evidence weights for :func:`score_pairs`."""
+        return ScoreParams(
+            self.token_bonus,
+            self.token_penalty,
+            self.sex_penalty,
+            self.age_penalty,
+            self.age_tolerance,
+        )
+
+
+@dataclass
+class Delta:
+    """What one update changed."""
+
+    person_of: dict[int, str] = field(default_factory=dict)
+    persons_retired: list[str] = field(default_factory=list)
+    merges: list[tuple[str, str]] = field(default_factory=list)
+    splits: list[tuple[str, str]] = field(default_factory=list)
+    household_of: dict[str, str] = field(default_factory=dict)
+    households_retired: list[str] = field(default_factory=list)
+    families: dict[str, bool] = field(default_factory=dict)
+    links: list[tuple[int, int, float, dict[str, object]]] = field(default_factory=list)
+    review: list[tuple[int, int, float, dict[str, object]]] = field(default_factory=list)
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+def _default_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(8)
+
+
+def _address_codes(
+    addr: npt.NDArray[np.uint64], present: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.uint64]:
+    """A uint64 hash of each whole address filter (0 where absent)."""
+    words = addr.shape[1]
+    mult = (np.arange(1, words + 1, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)) | np.uint64(1)
+    with np.errstate(over="ignore"):
+        h = (addr * mult).sum(axis=1, dtype=np.uint64)
+    out: npt.NDArray[np.uint64] = np.where(present, h | np.uint64(1), np.uint64(0))
+    return out
+
+
+def reconcile(
+    groups: Sequence[Sequence[K]],
+    prev: Callable[[K], str | None],
+    new_id: Callable[[], str],
+    touched: set[str],
+) -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
+    """Give every group an id, keeping the old id most of its members had.
+
+    Returns (id per group, retired old ids, merges (old, into), splits (old, new)).
+    ``touched`` are old ids that may have disappeared (e.g. all their records removed).
+    """
+    counts: list[dict[str, int]] = []
+    for g in groups:
+        c: dict[str, int] = {}
+        for key in g:
+            p = prev(key)
+            if p is not None:
+                c[p] = c.get(p, 0) + 1
+        counts.append(c)
+    triples = sorted(
+        ((n, old, gi) for gi, c in enumerate(counts) for old, n in c.items()),
+        key=lambda t: (-t[0], t[1], t[2]),
+    )
+    ids: list[str | None] = [None] * len(groups)
+    kept: set[str] = set()
+    for _, old, gi in triples:
+        if ids[gi] is None and old not in kept:
+            ids[gi] = old
+            kept.add(old)
+    splits: list[tuple[str, str]] = []
+    final: list[str] = []
+    for gi, assigned in enumerate(ids):
+        if assigned is None:
+            assigned = new_id()
+            for old in sorted(counts[gi]):
+                if old in kept:
+                    splits.append((old, assigned))
+        final.append(assigned)
+    olds = touched | {old for c in counts for old in c}
+    retired = sorted(olds - kept)
+    merges: list[tuple[str, str]] = []
+    for old in retired:
+        best = max(
+            ((c.get(old, 0), final[gi]) for gi, c in enumerate(counts) if old in c),
+            key=lambda t: (t[0], t[1]),
+            default=None,
+        )
+        if best is not None:
+            merges.append((old, best[1]))
+    return final, retired, merges, splits
+
+
+class LinkageEngine:
+    """In-memory linkage state with incremental updates (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: EngineConfig = EngineConfig(),
+        *,
+        id_factory: Callable[[str], str] | None = None,
+    ) -> None:
+        self.config = config
+        self._new_id = id_factory or _default_id
+        self._positions = band_positions(1024, config.lsh_bands, config.lsh_bits, config.lsh_seed)
+        self._addr_positions = band_positions(
+            1024, config.address_lsh_bands, config.address_lsh_bits, config.lsh_seed + 1
+        )
+        self._n = 0
+        self._words = 16
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.clk = np.zeros((0, self._words), dtype=np.uint64)
+        self.addr = np.zeros((0, self._words), dtype=np.uint64)
+        self.has_addr = np.zeros(0, dtype=np.bool_)
+        self.exact = np.zeros((0, len(EXACT_TYPES)), dtype=np.uint64)
+        self.block_keys: dict[str, npt.NDArray[np.uint64]] = {}
+        self.lsh = np.zeros((0, config.lsh_bands), dtype=np.uint64)
+        self.addr_lsh = np.zeros((0, config.address_lsh_bands), dtype=np.uint64)
+        self.addr_code = np.zeros(0, dtype=np.uint64)
+        self.age = np.zeros(0, dtype=np.int16)
+        self.sex = np.zeros(0, dtype=np.int8)
+        self.day = np.zeros(0, dtype=np.int32)
+        self.dep = np.zeros(0, dtype=np.bool_)
+        self.exp = np.zeros(0, dtype=np.bool_)
+        self.birth = np.zeros(0, dtype=np.float64)
+        self.alive = np.zeros(0, dtype=np.bool_)
+        self.row_of: dict[int, int] = {}
+        self.row_pid: list[str | None] = []
+        self.persons = Clusters()
+        self.places = Clusters()
+        self.pid_root: dict[str, int] = {}
+        self.chosen_row: dict[str, int | None] = {}
+        self.person_hid: dict[str, str] = {}
+        self.hid_persons: dict[str, set[str]] = {}
+
+    # ------------------------------------------------------------------ read helpers
+    def person_records(self, person_id: str) -> list[int]:
+        """Record ids of a person (empty if unknown)."""
+        root = self.pid_root.get(person_id)
+        if root is None:
+            return []
+        return sorted(int(self.ids[r]) for r in self.persons.members[root] if self.alive[r])
+
+    def household_persons(self, household_id: str) -> list[str]:
+        """Person ids of a household (empty if unknown)."""
+        return sorted(self.hid_persons.get(household_id, ()))
+
+    # ------------------------------------------------------------------ state loading
+    @classmethod
+    def from_state(
+        cls,
+        batch: RecordBatch,
+        person_of: dict[int, str],
+        household_of: dict[str, str],
+        config: EngineConfig = EngineConfig(),
+        *,
+        id_factory: Callable[[str], str] | None = None,
+    ) -> LinkageEngine:
+        """Rebuild from what the database holds, without relinking persons.
+
+        Every record of ``batch`` must have a person in ``person_of``; persons missing
+        from ``household_of`` are placed by their current address at the next update.
+        Address places are recomputed (deterministic, from the address filters).
+        """
+        eng = cls(config, id_factory=id_factory)
+        missing = [int(i) for i in batch.ids.tolist() if int(i) not in person_of]
+        if missing:
+            raise ValueError(f"{len(missing)} records have no person, e.g. record id {missing[0]}")
+        rows = eng._append(batch)
+        by_pid: dict[str, list[int]] = {}
+        for r in rows.tolist():
+            pid = person_of[int(eng.ids[r])]
+            eng.row_pid[r] = pid
+            by_pid.setdefault(pid, []).append(r)
+        for pid, rs in by_pid.items():
+            eng.pid_root[pid] = eng.persons.add(rs)
+        is_new = np.ones(eng._n, dtype=np.bool_)
+        eng._link_places(is_new)
+        for pid, rs in by_pid.items():
+            eng.chosen_row[pid] = eng._current_row(rs)
+            hid = household_of.get(pid)
+            if hid is not None:
+                eng.person_hid[pid] = hid
+                eng.hid_persons.setdefault(hid, set()).add(pid)
+        return eng
+
+    def _append(self, batch: RecordBatch) -> I64:
+        """Append a batch's columns; returns the new rows."""
+        n0, k = self._n, len(batch)
+        cfg = self.config
+        if batch.clk.shape[1] != self._words and k:
+            raise ValueError(
+                f"person filters have {batch.clk.shape[1]} words, expected {self._words}"
+            )
+        addr = batch.address_clk if k else np.zeros((0, self._words), dtype=np.uint64)
+        if k and addr.shape[1] != self._words:
+            raise ValueError(f"address filters have {addr.shape[1]} words, expected {self._words}")
+        clk_present = kernel.popcounts(batch.clk) > 0 if k else np.zeros(0, dtype=np.bool_)
+        exact = np.zeros((k, len(EXACT_TYPES)), dtype=np.uint64)
+        for t, name in enumerate(EXACT_TYPES):
+            if name in batch.exact:
+                exact[:, t] = token_codes(batch.exact[name])
+        for name in batch.blocking:
+            if name not in self.block_keys:
+                self.block_keys[name] = np.zeros(n0, dtype=np.uint64)
+        for name in list(self.block_keys):
+            col = (
+                token_codes(batch.blocking[name])
+                if name in batch.blocking
+                else np.zeros(k, np.uint64)
+            )
+            self.block_keys[name] = np.concatenate([self.block_keys[name], col])
+        self.ids = np.concatenate([self.ids, batch.ids.astype(np.int64)])
+        self.clk = np.concatenate([self.clk, batch.clk])
+        self.addr = np.concatenate([self.addr, addr])
+        has_addr = batch.has_address & (kernel.popcounts(addr) > 0) if k else batch.has_address
+        self.has_addr = np.concatenate([self.has_addr, has_addr])
+        self.exact = np.concatenate([self.exact, exact])
+        self.lsh = np.concatenate(
+            [self.lsh, lsh_signatures(batch.clk, self._positions, clk_present)]
+        )
+        self.addr_lsh = np.concatenate(
+            [self.addr_lsh, lsh_signatures(addr, self._addr_positions, has_addr)]
+        )
+        self.addr_code = np.concatenate([self.addr_code, _address_codes(addr, has_addr)])
+        self.age = np.concatenate([self.age, batch.age.astype(np.int16)])
+        self.sex = np.concatenate([self.sex, batch.sex.astype(np.int8)])
+        self.day = np.concatenate([self.day, batch.extract_day.astype(np.int32)])
+        self.dep = np.concatenate([self.dep, batch.dependent_flag.astype(np.bool_)])
+        self.exp = np.concatenate([self.exp, batch.expectant_flag.astype(np.bool_)])
+        self.birth = np.concatenate([self.birth, birth_years(batch.age, batch.extract_day)])
+        self.alive = np.concatenate([self.alive, np.ones(k, dtype=np.bool_)])
+        self.row_pid.extend([None] * k)
+        for off, rid in enumerate(batch.ids.tolist()):
+            self.row_of[int(rid)] = n0 + off
+        self._n = n0 + k
+        del cfg
+        return np.arange(n0, self._n, dtype=np.int64)
+
+    # ------------------------------------------------------------------ helpers
+    def _features(self) -> Features:
+        return Features(self.clk, self.exact, self.sex, self.birth)
+
+    def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
+        p = self.config.score_params
+        floor = self.config.nonmatch_threshold
+
+        def coheres(ma: list[int], mb: list[int]) -> bool:
+            ia = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
+            jb = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
+            s = score_pairs(f, ia, jb, p)
+            return not (bool(s.conflict.any()) or bool((s.score < floor).any()))
+
+        return coheres
+
+    def _place_coheres(self) -> Callable[[list[int], list[int]], bool]:
+        floor = self.config.address_nonmatch_threshold
+        addr = self.addr
+
+        def coheres(ma: list[int], mb: list[int]) -> bool:
+            ia = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
+            jb = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
+            return bool((kernel.dice_pairs(addr, addr, ia, jb) >= floor).all())
+
+        return coheres
+
+    def _recluster_persons(self, rows: list[int], f: Features) -> None:
+        """Re-cluster ``rows`` (all alive, already detached) among themselves."""
+        for r in rows:
+            self.persons.add([r])
+        if len(rows) < 2:
+            return
+        a = np.asarray(rows, dtype=np.int64)
+        ii, jj = np.triu_indices(len(rows), 1)
+        i, j = a[ii], a[jj]
+        s = score_pairs(f, i, j, self.config.score_params)
+        m = s.score >= self.config.match_threshold
+        agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
+
+    def _detach(self, clusters: Clusters, root: int) -> list[int]:
+        """Remove a cluster; returns its alive rows (dead rows are forgotten)."""
+        rows = clusters.members.pop(root)
+        for r in rows:
+            del clusters.parent[r]
+        return [r for r in rows if self.alive[r]]
+
+    def _current_row(self, rows: Sequence[int]) -> int | None:
+        place_of: dict[int, int] = {}
+        size: dict[int, int] = {}
+        for r in rows:
+            if r in self.places.parent:
+                root = self.places.find(r)
+                place_of[r] = root
+                size[root] = len(self.places.members[root])
+        return current_row(rows, place_of, self.day, size)
+
+    def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int]:
+        """Add new addressed rows to places and merge; returns (affected roots, candidates)."""
+        cfg = self.config
+        new_rows = np.nonzero(is_new & self.has_addr & self.alive)[0]
+        for r in new_rows.tolist():
+            self.places.add([r])
+        live = self.alive & self.has_addr
+        parts = [
+            block_pairs(self.addr_lsh[:, b], is_new, cfg.block_window, live)
+            for b in range(cfg.address_lsh_bands)
+        ]
+        parts.append(block_pairs(self.addr_code, is_new, cfg.block_window, live))
+        i, j = unique_pairs(parts, max(self._n, 1))
+        d = kernel.dice_pairs(self.addr, self.addr, i, j)
+        m = d >= cfg.address_threshold
+        agglomerate(self.places, i[m], j[m], d[m], self._place_coheres())
+        affected = {self.places.find(r) for r in new_rows.tolist()}
+        return affected, int(i.size)
+
+    def candidate_pairs(self, is_new: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
+        """Candidate person pairs (i < j, rows) with at least one row in ``is_new``."""
+        cfg, alive = self.config, self.alive
+        keys = [self.lsh[:, b] for b in range(cfg.lsh_bands)]
+        keys += list(self.block_keys.values())
+        keys += [self.exact[:, t] for t in range(self.exact.shape[1])]
+        parts = [
+            block_pairs(np.ascontiguousarray(k), is_new, cfg.block_window, alive) for k in keys
+        ]
+        return unique_pairs(parts, max(self._n, 1))
+
+    # ------------------------------------------------------------------ the update
+    def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
+        """Link ``added`` against everything held and retire ``removed`` (record ids)."""
+        cfg = self.config
+        delta = Delta()
+        t_start = time.perf_counter()
+        added_ids = [int(x) for x in added.ids.tolist()]
+        if len(set(added_ids)) != len(added_ids):
+            raise ValueError("the added batch holds a record id twice")
+        # a record re-sent unchanged is a no-op; a changed one is replaced
+        keep = np.ones(len(added), dtype=np.bool_)
+        replace: list[int] = []
+        held = [(k, self.row_of[rid]) for k, rid in enumerate(added_ids) if rid in self.row_of]
+        if held:
+            ks = np.asarray([k for k, _ in held], dtype=np.int64)
+            rs = np.asarray([r for _, r in held], dtype=np.int64)
+            probe = _Probe(self, added, ks)
+            same = probe.same_as(rs)
+            for k, r, s in zip(ks.tolist(), rs.tolist(), same.tolist(), strict=True):
+                if s and self.alive[r]:
+                    keep[k] = False
+                else:
+                    replace.append(added_ids[k])
+        if not keep.all():
+            added = _take(added, np.nonzero(keep)[0])
+        removed_set = {int(x) for x in removed} | set(replace)
+        removed_rows = sorted(
+            self.row_of[x] for x in removed_set if x in self.row_of and self.alive[self.row_of[x]]
+        )
+        for x in removed_set:
+            self.row_of.pop(x, None)
+
+        f_rows: set[int] = set()  # rows whose person must be reconciled
+        touched_pids: set[str] = set()
+        place_roots: set[int] = set()
+        t0 = time.perf_counter()
+        # 1. retire removed rows; re-cluster what remains of their persons and places
+        if removed_rows:
+            self.alive[np.asarray(removed_rows, dtype=np.int64)] = False
+            f = self._features()
+            p_roots = {self.persons.find(r) for r in removed_rows}
+            for root in sorted(p_roots):
+                pid = self.row_pid[root]
+                if pid is not None:
+                    touched_pids.add(pid)
+                rest = self._detach(self.persons, root)
+                self._recluster_persons(rest, f)
+                f_rows.update(rest)
+            pl_roots = {self.places.find(r) for r in removed_rows if r in self.places.parent}
+            for root in sorted(pl_roots):
+                rest = self._detach(self.places, root)
+                for r in rest:
+                    self.places.add([r])
+                if len(rest) > 1:
+                    a = np.asarray(rest, dtype=np.int64)
+                    ii, jj = np.triu_indices(len(rest), 1)
+                    d = kernel.dice_pairs(self.addr, self.addr, a[ii], a[jj])
+                    m = d >= cfg.address_threshold
+                    agglomerate(self.places, a[ii][m], a[jj][m], d[m], self._place_coheres())
+                place_roots.update(self.places.find(r) for r in rest)
+        # 2. append and block
+        n_old = self._n
+        new_rows = self._append(added)
+        is_new = np.zeros(self._n, dtype=np.bool_)
+        is_new[n_old:] = True
+        for r in new_rows.tolist():
+            self.persons.add([r])
+        f_rows.update(new_rows.tolist())
+        t1 = time.perf_counter()
+        i, j = self.candidate_pairs(is_new)
+        t2 = time.perf_counter()
+        # 3. score and cluster
+        f = self._features()
+        s = score_pairs(f, i, j, cfg.score_params)
+        t3 = time.perf_counter()
+        m = s.score >= cfg.match_threshold
+        refused = np.zeros(i.size, dtype=np.bool_)
+        refused[m] = agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
+        t4 = time.perf_counter()
+        # 4. person ids
+        groups_roots = sorted({self.persons.find(r) for r in f_rows})
+        groups = [sorted(self.persons.members[g]) for g in groups_roots]
+        for g in groups_roots:
+            for r in self.persons.members[g]:
+                pid = self.row_pid[r]
+                if pid is not None:
+                    touched_pids.add(pid)
+        ids, retired, merges, splits = reconcile(
+            groups, lambda r: self.row_pid[r], lambda: self._new_id("per_"), touched_pids
+        )
+        for pid in retired:
+            self.pid_root.pop(pid, None)
+        changed_pids: set[str] = set()
+        for root, rows, pid in zip(groups_roots, groups, ids, strict=True):
+            self.pid_root[pid] = root
+            changed_pids.add(pid)
+            for r in rows:
+                if self.row_pid[r] != pid:
+                    self.row_pid[r] = pid
+                    delta.person_of[int(self.ids[r])] = pid
+        delta.persons_retired, delta.merges, delta.splits = retired, merges, splits
+        t5 = time.perf_counter()
+        # 5. places and households
+        new_place_roots, addr_candidates = self._link_places(is_new)
+        place_roots = {self.places.find(r) for r in place_roots if r in self.places.parent}
+        place_roots |= new_place_roots
+        self._update_households(changed_pids, set(retired), place_roots, delta)
+        t6 = time.perf_counter()
+        # 6. evidence for links and review
+        interesting = m | refused | (s.score >= cfg.review_threshold)
+        same = np.zeros(i.size, dtype=np.bool_)
+        find = self.persons.find
+        sel = np.nonzero(interesting)[0]
+        same[sel] = [
+            find(a) == find(b) for a, b in zip(i[sel].tolist(), j[sel].tolist(), strict=True)
+        ]
+        link_mask = m & same
+        review_mask = ((s.score >= cfg.review_threshold) | refused) & ~same
+        delta.links = self._evidence(s, i, j, link_mask)
+        delta.review = self._evidence(s, i, j, review_mask)
+        t7 = time.perf_counter()
+        n_alive = int(self.alive.sum())
+        n_new = int(new_rows.size)
+        possible = n_new * (n_alive - n_new) + n_new * (n_new - 1) // 2
+        delta.stats = {
+            "records_added": float(n_new),
+            "records_removed": float(len(removed_rows)),
+            "records_held": float(n_alive),
+            "candidate_pairs": float(i.size),
+            "comparisons": float(i.size),
+            "reduction_ratio": 1.0 - i.size / possible if possible else 1.0,
+            "match_edges": float(m.sum()),
+            "refused_edges": float(refused.sum()),
+            "address_candidate_pairs": float(addr_candidates),
+            "persons": float(len(self.pid_root)),
+            "households": float(len(self.hid_persons)),
+            "seconds_prepare": t1 - t_start,
+            "seconds_blocking": t2 - t1,
+            "seconds_scoring": t3 - t2,
+            "seconds_clustering": t4 - t3,
+            "seconds_ids": t5 - t4,
+            "seconds_households": t6 - t5,
+            "seconds_evidence": t7 - t6,
+            "seconds_total": t7 - t_start,
+        }
+        del t0
+        return delta
+
+    def _evidence(
+        self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]
+    ) -> list[tuple[int, int, float, dict[str, object]]]:
+        out: list[tuple[int, int, float, dict[str, object]]] = []
+        idx = np.nonzero(mask)[0]
+        weights = 1 << np.arange(len(EXACT_TYPES), dtype=np.int64)
+        names = [
+            [EXACT_TYPES[t] for t in range(len(EXACT_TYPES)) if code >> t & 1]
+            for code in range(1 << len(EXACT_TYPES))
+        ]
+        agree = (s.agree[idx] @ weights).tolist()
+        conflict = (s.disagree[idx] @ weights).tolist()
+        gaps = np.round(s.age_gap[idx], 2).tolist()
+        columns = zip(
+            self.ids[i[idx]].tolist(),
+            self.ids[j[idx]].tolist(),
+            s.score[idx].tolist(),
+            s.dice[idx].tolist(),
+            agree,
+            conflict,
+            s.sex_disagree[idx].tolist(),
+            gaps,
+            strict=True,
+        )
+        for a, b, score, dice, ag, co, sx, gap in columns:
+            out.append(
+                (
+                    a,
+                    b,
+                    score,
+                    {
+                        "dice": dice,
+                        "tokens_agreed": names[ag],
+                        "tokens_conflicting": names[co],
+                        "sex_disagrees": sx,
+                        "birth_year_gap": None if gap != gap else gap,
+                    },
+                )
+            )
+        return out
+
+    def _update_households(
+        self, changed_pids: set[str], retired_pids: set[str], place_roots: set[int], delta: Delta
+    ) -> None:
+        affected = set(changed_pids)
+        for root in place_roots:
+            for r in self.places.members.get(root, ()):
+                pid = self.row_pid[r]
+                if pid is not None and self.alive[r]:
+                    affected.add(pid)
+        for pid in retired_pids:
+            self.chosen_row.pop(pid, None)
+        for pid in affected:
+            if pid in self.pid_root:
+                rows = [r for r in self.persons.members[self.pid_root[pid]] if self.alive[r]]
+                self.chosen_row[pid] = self._current_row(rows)
+        # everyone who shared a household with an affected person is affected too
+        old_hids = {self.person_hid[p] for p in affected | retired_pids if p in self.person_hid}
+        everyone = {p for p in affected if p in self.pid_root}
+        for h in old_hids:
+            everyone |= self.hid_persons.get(h, set())
+        everyone -= retired_pids
+        roots: set[int] = set()
+        solo: list[str] = []
+        for pid in everyone:
+            row = self.chosen_row.get(pid)
+            if row is None:
+                solo.append(pid)
+            else:
+                roots.add(self.places.find(row))
+        groups: list[list[str]] = []
+        for root in sorted(roots):
+            at = {
+                self.row_pid[r]
+                for r in self.places.members[root]
+                if self.row_pid[r] is not None and self.chosen_row.get(self.row_pid[r] or "") == r
+            }
+            groups.append(sorted(p for p in at if p is not None))
+        groups.extend([p] for p in sorted(solo))
+        touched = old_hids
+        ids, retired, _, _ = reconcile(
+            groups, self.person_hid.get, lambda: self._new_id("hh_"), touched
+        )
+        for pid in retired_pids:
+            gone = self.person_hid.pop(pid, None)
+            if gone is not None and gone in self.hid_persons:
+                self.hid_persons[gone].discard(pid)
+        for h in retired:
+            self.hid_persons.pop(h, None)
+        delta.households_retired = retired
+        for members, hid in zip(groups, ids, strict=True):
+            before = self.hid_persons.get(hid, set())
+            now = set(members)
+            for pid in members:
+                old = self.person_hid.get(pid)
+                if old != hid:
+                    if old is not None and old in self.hid_persons:
+                        self.hid_persons[old].discard(pid)
+                    self.person_hid[pid] = hid
+                    delta.household_of[pid] = hid
+            self.hid_persons[hid] = now
+            if now != before:
+                delta.families[hid] = any(
+                    is_dependent_or_expectant(
+                        [r for r in self.persons.members[self.pid_root[p]] if self.alive[r]],
+                        self.age,
+                        self.day,
+                        self.dep,
+                        self.exp,
+                    )
+                    for p in members
+                )
+
+
+class _Probe:
+    """Compares rows of an incoming batch with held rows (is a re-sent record unchanged?)."""
+
+    def __init__(self, engine: LinkageEngine, batch: RecordBatch, ks: I64) -> None:
+        self.e, self.b, self.ks = engine, batch, ks
+
+    def same_as(self, rows: I64) -> npt.NDArray[np.bool_]:
+        e, b, ks = self.e, self.b, self.ks
+        same: npt.NDArray[np.bool_] = (e.clk[rows] == b.clk[ks]).all(axis=1)
+        same &= (e.addr[rows] == b.address_clk[ks]).all(axis=1)
+        same &= e.has_addr[rows] == b.has_address[ks]
+        same &= e.age[rows] == b.age[ks]
+        same &= e.sex[rows] == b.sex[ks]
+        same &= e.day[rows] == b.extract_day[ks]
+        same &= e.dep[rows] == b.dependent_flag[ks]
+        same &= e.exp[rows] == b.expectant_flag[ks]
+        for t, name in enumerate(EXACT_TYPES):
+            col = b.exact.get(name)
+            codes = (
+                token_codes([col[k] for k in ks.tolist()]) if col else np.zeros(ks.size, np.uint64)
+            )
+            same &= e.exact[rows, t] == codes
+        for name, held in e.block_keys.items():
+            col = b.blocking.get(name)
+            codes = (
+                token_codes([col[k] for k in ks.tolist()]) if col else np.zeros(ks.size, np.uint64)
+            )
+            same &= held[rows] == codes
+        return same
+
+
+def _take(batch: RecordBatch, rows: I64) -> RecordBatch:
+    idx = rows.tolist()
+    return RecordBatch(
+        ids=batch.ids[rows],
+        agency=batch.agency[rows],
+        clk=batch.clk[rows],
+        address_clk=batch.address_clk[rows],
+        has_address=batch.has_address[rows],
+        age=batch.age[rows],
+        sex=batch.sex[rows],
+        district=[batch.district[i] for i in idx],
+        extract_day=batch.extract_day[rows],
+        dependent_flag=batch.dependent_flag[rows],
+        expectant_flag=batch.expectant_flag[rows],
+        exact={k: [v[i] for i in idx] for k, v in batch.exact.items()},
+        blocking={k: [v[i] for i in idx] for k, v in batch.blocking.items()},
+    )

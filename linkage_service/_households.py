@@ -1,0 +1,87 @@
+"""Households and families from address encodings.
+
+Owns how persons are grouped into households. Records' address filters are
+clustered into *places* (the same address across agencies despite typos):
+candidates come from LSH bands over the address filter plus the exact filter,
+edges are address-filter Dice at or above the address threshold, and places are
+built with the same constrained agglomeration as persons (every cross pair must
+stay above the address non-match threshold), so neighbours on one street are not
+chained into one place. A person lives at the place of their *current* address:
+their records' places are ranked by the most recent extract date, then by how
+many of the person's records say so, then by how many records the place has
+(the household's other members confirm it), then by the smallest row. A
+household is the set of persons living at one place; a person with no address
+is a household alone. A household is a family when it holds a dependent child
+(aged 0-15, or 16-18 in education or training) or an expectant parent.
+
+Must never: look at anything but encodings and coarse attributes, log values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from ._cluster import Clusters
+
+
+def current_row(
+    rows: Sequence[int],
+    place_of: dict[int, int],
+    extract_day: npt.NDArray[np.int32],
+    place_size: dict[int, int],
+) -> int | None:
+    """The row holding the person's current address among ``rows`` (None if no address).
+
+    ``place_of`` maps rows with an address to their place root.
+    """
+    addressed = [r for r in rows if r in place_of]
+    if not addressed:
+        return None
+    votes: dict[int, int] = {}
+    latest: dict[int, int] = {}
+    first: dict[int, int] = {}
+    for r in addressed:
+        pl = place_of[r]
+        votes[pl] = votes.get(pl, 0) + 1
+        d = int(extract_day[r])
+        if d > latest.get(pl, -(2**31)):
+            latest[pl] = d
+        if r < first.get(pl, 2**62):
+            first[pl] = r
+    best = max(votes, key=lambda pl: (latest[pl], votes[pl], place_size.get(pl, 0), -first[pl]))
+    return first[best]
+
+
+def is_dependent_or_expectant(
+    rows: Iterable[int],
+    age: npt.NDArray[np.int16],
+    extract_day: npt.NDArray[np.int32],
+    dependent_flag: npt.NDArray[np.bool_],
+    expectant_flag: npt.NDArray[np.bool_],
+) -> bool:
+    """Whether a person (their records' rows) makes a household a family.
+
+    Age is read from the person's most recent records; the flags from any record.
+    """
+    rs = list(rows)
+    if not rs:
+        return False
+    if bool(expectant_flag[rs].any()):
+        return True
+    days = extract_day[rs]
+    recent = [r for r, d in zip(rs, days.tolist(), strict=True) if d == int(days.max())]
+    for r in recent:
+        a = int(age[r])
+        if 0 <= a <= 15:
+            return True
+        if 16 <= a <= 18 and bool(dependent_flag[rs].any()):
+            return True
+    return False
+
+
+def place_members(places: Clusters, root: int) -> list[int]:
+    """Rows of the place rooted at ``root``."""
+    return places.members[root]
