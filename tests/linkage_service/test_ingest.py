@@ -1,0 +1,319 @@
+"""Streamed ingest: every check on header, records and trailer, idempotence, supersede."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from nacl.signing import SigningKey
+
+from linkage_service import _store as store
+from linkage_service._errors import (
+    AuthError,
+    IngestError,
+    ReplayError,
+    SchemaError,
+    SignatureError,
+    TooLarge,
+)
+
+from ._factories import FP, build_extract, make_record, record_line
+from .conftest import ingest
+
+
+def _active(svc) -> dict[str, int]:
+    with svc.sql.connect() as c:
+        rows = c.execute(
+            sa.select(store.records.c.record_ref, store.records.c.id).where(store.records.c.active)
+        ).all()
+    return {r: i for r, i in rows}
+
+
+def test_happy_path_stores_records_persons_and_run(make_service, school, rng):
+    svc = make_service()
+    recs = [make_record(rng) for _ in range(25)]
+    summary = ingest(svc, build_extract(school, recs))
+    assert summary["records_added"] == 25 and summary["idempotent"] is False
+    assert set(_active(svc)) == {r["record_ref"] for r in recs}
+    stats = store.statistics(svc.sql)
+    assert stats["persons"] == 25 and stats["households"] == 25
+    assert stats["last_run"]["extract_id"] == summary["extract_id"]
+
+
+def test_same_extract_twice_changes_nothing(make_service, school, rng):
+    svc = make_service()
+    body = build_extract(school, [make_record(rng) for _ in range(5)])
+    first = ingest(svc, body)
+    before = store.statistics(svc.sql)
+    again = ingest(svc, body, chunk=13)
+    assert again["idempotent"] is True and again["run_id"] == first["run_id"]
+    after = store.statistics(svc.sql)
+    assert after == before
+
+
+def test_replayed_extract_id_with_different_content_is_refused(make_service, school, rng):
+    svc = make_service()
+    xid = "a" * 32
+    ingest(svc, build_extract(school, [make_record(rng)], extract_id=xid))
+    with pytest.raises(ReplayError, match="already received with different content"):
+        ingest(svc, build_extract(school, [make_record(rng)], extract_id=xid))
+
+
+def test_new_extract_supersedes_and_retires_missing_records(make_service, school, rng):
+    svc = make_service()
+    recs = [make_record(rng) for _ in range(4)]
+    first = ingest(svc, build_extract(school, recs))
+    ids = _active(svc)
+    changed = dict(recs[1], age=(recs[1]["age"] + 1) % 100)
+    kept = dict(recs[0], sealed_identity=make_record(rng)["sealed_identity"])  # new seal only
+    fresh = make_record(rng)
+    second = ingest(svc, build_extract(school, [kept, changed, fresh]))
+    assert second["records_kept"] == 1
+    assert second["records_changed"] == 1
+    assert second["records_retired"] == 2  # recs[2], recs[3] are gone
+    assert second["records_added"] == 2  # changed + fresh
+    now = _active(svc)
+    assert set(now) == {recs[0]["record_ref"], recs[1]["record_ref"], fresh["record_ref"]}
+    assert now[recs[0]["record_ref"]] == ids[recs[0]["record_ref"]]  # kept: same id
+    assert now[recs[1]["record_ref"]] != ids[recs[1]["record_ref"]]
+    with svc.sql.connect() as c:
+        retired = c.execute(
+            sa.select(store.records.c.record_ref, store.records.c.retired_by).where(
+                sa.not_(store.records.c.active)
+            )
+        ).all()
+        statuses = {
+                x: st
+                for x, st in c.execute(
+                    sa.select(store.extracts.c.extract_id, store.extracts.c.status)
+                )
+            }
+    assert {r for r, _ in retired} == {recs[1]["record_ref"], recs[2]["record_ref"], recs[3]["record_ref"]}
+    assert {b for _, b in retired} == {second["extract_id"]}
+    assert statuses == {first["extract_id"]: "superseded", second["extract_id"]: "applied"}
+    stats = store.statistics(svc.sql)
+    assert stats["active_records"] == 3 and stats["retired_records"] == 3
+
+
+def test_identical_filters_are_linked_across_agencies(make_service, school, police, rng):
+    svc = make_service()
+    a = make_record(rng)
+    ingest(svc, build_extract(school, [a]))
+    b = make_record(rng, clk=a["clk"])
+    ingest(svc, build_extract(police, [b], extract_type="police"), agency_id="police")
+    links = store.record_links(svc.sql, "police", b["record_ref"])
+    assert links["links"][0]["a"]["record_ref"] == a["record_ref"]
+    assert links["links"][0]["evidence"]["tokens_agreed"] == ["nhs_number"]
+    person = store.get_person(svc.sql, links["person_id"])
+    assert {r["agency_id"] for r in person["records"]} == {"school", "police"}
+
+
+def test_unknown_agency_is_refused(make_service, rng):
+    from ._factories import agency
+
+    svc = make_service()
+    stranger = agency("housing", 9)
+    with pytest.raises(AuthError, match="'housing' is not registered"):
+        ingest(svc, build_extract(stranger, [make_record(rng)]), agency_id="housing")
+
+
+def test_extract_of_another_agency_is_refused(make_service, school, rng):
+    svc = make_service()
+    with pytest.raises(AuthError, match="pushes for agency 'police'"):
+        ingest(svc, build_extract(school, [make_record(rng)]), agency_id="police")
+
+
+def test_extract_type_not_allowed(make_service, school, rng):
+    svc = make_service()
+    with pytest.raises(AuthError, match="not 'police'"):
+        ingest(svc, build_extract(school, [make_record(rng)], extract_type="police"))
+
+
+def test_tampered_byte_is_refused(make_service, school, rng):
+    svc = make_service()
+    body = bytearray(build_extract(school, [make_record(rng) for _ in range(3)]))
+    i = body.index(b'"age":') + 6
+    body[i] = ord("1") if body[i] != ord("1") else ord("2")
+    with pytest.raises(SignatureError, match="records_sha256 does not match"):
+        ingest(svc, bytes(body))
+
+
+def test_resigned_with_another_key_is_refused(make_service, school, rng):
+    svc = make_service()
+    body = build_extract(school, [make_record(rng)], sign_with=SigningKey(b"\x07" * 32))
+    with pytest.raises(SignatureError, match="does not verify"):
+        ingest(svc, body)
+
+
+def test_wrong_signing_key_id_is_refused(make_service, school, rng):
+    svc = make_service()
+    with pytest.raises(SignatureError, match="registered with key"):
+        ingest(svc, build_extract(school, [make_record(rng)], key_id_override="f" * 16))
+
+
+def test_stale_or_mismatched_schema_is_refused(make_service, school, rng):
+    svc = make_service()
+    with pytest.raises(SchemaError, match="accepts") as info:
+        ingest(svc, build_extract(school, [make_record(rng)], fingerprint="0" * 64))
+    assert info.value.field == "schema_fingerprint"
+
+
+def test_extract_older_than_current_is_refused(make_service, school, rng):
+    svc = make_service()
+    now = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    ingest(svc, build_extract(school, [make_record(rng)], created_at=now))
+    with pytest.raises(IngestError, match="before the agency's current extract"):
+        ingest(
+            svc,
+            build_extract(school, [make_record(rng)], created_at=now - dt.timedelta(days=1)),
+        )
+
+
+@pytest.mark.parametrize("cut", ["no_trailer", "mid_line", "header_only", "empty"])
+def test_truncated_upload_is_refused(make_service, school, rng, cut):
+    svc = make_service()
+    body = build_extract(school, [make_record(rng) for _ in range(3)])
+    lines = body.splitlines(keepends=True)
+    cut_body = {
+        "no_trailer": b"".join(lines[:-1]),
+        "mid_line": body[: len(body) - 40],
+        "header_only": lines[0],
+        "empty": b"",
+    }[cut]
+    with pytest.raises(IngestError):
+        ingest(svc, cut_body)
+    assert store.statistics(svc.sql)["active_records"] == 0
+
+
+def test_corrupt_line_names_the_line(make_service, school, rng):
+    svc = make_service()
+    recs: list = [make_record(rng), b'{"record_ref": "oops\n', make_record(rng)]
+    with pytest.raises(IngestError) as info:
+        ingest(svc, build_extract(school, recs))
+    assert info.value.line == 3 and "not a JSON record" in str(info.value)
+
+
+def test_wrong_filter_length_is_refused(make_service, school, rng):
+    svc = make_service()
+    bad = make_record(rng, clk=base64.b64encode(rng.randbytes(64)).decode())
+    with pytest.raises(IngestError, match="512 bits, the schema says 1024") as info:
+        ingest(svc, build_extract(school, [make_record(rng), bad]))
+    assert (info.value.line, info.value.field) == (3, "clk")
+
+
+def test_non_base64_filter_is_refused(make_service, school, rng):
+    svc = make_service()
+    bad = make_record(rng, address_clk="!!!not-base64!!!")
+    with pytest.raises(IngestError) as info:
+        ingest(svc, build_extract(school, [bad]))
+    assert (info.value.line, info.value.field) == (2, "address_clk")
+
+
+def test_non_canonical_base64_is_refused(make_service, school, rng):
+    svc = make_service()
+    sealed = make_record(rng)["clk"]  # 128 bytes: ends in one '=' of padding
+    assert sealed.endswith("=") and not sealed.endswith("==")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(sealed[-2])
+    twisted = sealed[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[
+        last ^ 1
+    ] + "="  # sets an unused low bit: decodes to the same bytes
+    assert base64.b64decode(twisted) == base64.b64decode(sealed)
+    with pytest.raises(IngestError, match="not canonical base64") as info:
+        ingest(svc, build_extract(school, [make_record(rng, clk=twisted)]))
+    assert info.value.field == "clk"
+
+
+def test_wrong_token_length_is_refused(make_service, school, rng):
+    svc = make_service()
+    bad = make_record(rng, exact_tokens={"nhs_number": base64.b64encode(b"x" * 12).decode()})
+    with pytest.raises(IngestError, match="24-byte keyed token") as info:
+        ingest(svc, build_extract(school, [bad]))
+    assert info.value.field == "exact_tokens.nhs_number"
+
+
+def test_wrong_sealed_length_is_refused(make_service, school, rng):
+    svc = make_service()
+    bad = make_record(rng, sealed_identity=base64.b64encode(b"\x01" * 100).decode())
+    with pytest.raises(IngestError, match="sealed blob has 100 bytes"):
+        ingest(svc, build_extract(school, [bad]))
+
+
+def test_duplicate_record_refs_name_both_lines(make_service, school, rng):
+    svc = make_service()
+    a = make_record(rng)
+    recs = [a, make_record(rng), make_record(rng, ref=a["record_ref"])]
+    with pytest.raises(IngestError, match="appears twice \\(first on line 2\\)") as info:
+        ingest(svc, build_extract(school, recs))
+    assert info.value.line == 4
+
+
+def test_oversized_body_and_line(make_service, school, rng):
+    svc = make_service(max_body_bytes=4096, max_line_bytes=2048)
+    with pytest.raises(TooLarge, match="larger than the limit of 4096"):
+        ingest(svc, build_extract(school, [make_record(rng) for _ in range(5)]))
+    svc2 = make_service(max_line_bytes=1024)
+    with pytest.raises(TooLarge, match="line longer") as info:
+        ingest(svc2, build_extract(school, [make_record(rng)]))
+    assert info.value.line == 2
+
+
+def test_extra_field_in_record_is_refused(make_service, school, rng):
+    svc = make_service()
+    bad = make_record(rng, name="should never be here")
+    with pytest.raises(IngestError) as info:
+        ingest(svc, build_extract(school, [bad]))
+    assert info.value.field == "name"
+    assert "should never be here" not in str(info.value)
+
+
+def test_failed_ingest_leaves_nothing_staged(make_service, school, rng, tmp_path):
+    svc = make_service()
+    body = build_extract(school, [make_record(rng) for _ in range(3)])
+    with pytest.raises(IngestError):
+        ingest(svc, body[:-10])
+    assert not list(tmp_path.glob("linkage-stage-*"))
+
+
+def test_real_agency_client_extract(make_service, tmp_path, rng):
+    """An extract written by agency-client encode (real encoder, sealing, signature)."""
+    from agency_client import encode_csv, load_agency_key, load_mapping, load_seal_public_key
+    from agency_client._keys import generate_agency_key, generate_seal_keypair, generate_secret
+    from tests.agency_client.conftest import MAPPING, ROWS, write_csv
+
+    kdir = tmp_path / "keys"
+    generate_secret(kdir / "linkage.secret")
+    generate_seal_keypair(kdir / "unlock")
+    generate_agency_key("school", kdir / "school")
+    csv_path = write_csv(tmp_path / "school.csv", ROWS)
+    (tmp_path / "school.toml").write_text(MAPPING)
+    from agency_client import load_secret
+    from protocols import default_schema
+
+    key = load_agency_key(kdir / "school" / "agency.key")
+    out = tmp_path / "school.jsonl"
+    encode_csv(
+        csv_path,
+        load_mapping(tmp_path / "school.toml"),
+        default_schema(),
+        load_secret(kdir / "linkage.secret"),
+        key,
+        load_seal_public_key(kdir / "unlock" / "seal.pub"),
+        out,
+        extract_date=dt.date(2026, 11, 1),
+        workers=1,
+    )
+    svc = make_service()
+    store.add_agency(svc.sql, "school", key.public_key, key.key_id, ["education"])
+    summary = ingest(svc, out.read_bytes())
+    assert summary["records_added"] == 3
+    # nothing identifying reached the database: scan every text column
+    with svc.sql.connect() as c:
+        dump = json.dumps(
+            [list(map(str, r)) for t in store.metadata.sorted_tables for r in c.execute(sa.select(t))]
+        )
+    for needle in ("William", "Smith", "O'Brien", "Khan", "P001", "9434765919", "High St"):
+        assert needle.lower() not in dump.lower()
