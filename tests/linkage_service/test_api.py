@@ -1,0 +1,304 @@
+"""HTTP: every route authenticates and authorises; pushes, reads, limits, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.routing import APIRoute
+
+from linkage_service import _store as store
+from linkage_service._api import create_app
+from linkage_service._config import Settings
+
+from ._factories import (
+    FailingEngine,
+    FakeEngine,
+    SlowEngine,
+    agency,
+    auth,
+    build_extract,
+    make_record,
+    register,
+    write_tokens,
+)
+
+pytestmark = pytest.mark.anyio
+
+READ_ROUTES = {
+    "/persons",
+    "/persons/{person_id}",
+    "/households",
+    "/households/{household_id}",
+    "/records/{agency_id}/{record_ref}/links",
+    "/review",
+    "/runs",
+    "/runs/{run_id}",
+    "/stats",
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def _settings(tmp_path: Path, **kw: Any) -> Settings:
+    return Settings(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        token_file=write_tokens(tmp_path / "tokens"),
+        staging_dir=tmp_path,
+        **kw,
+    )
+
+
+async def _client(app) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://linkage") as c:
+            yield c
+
+
+@pytest.fixture
+async def app_client(tmp_path: Path) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    settings = _settings(tmp_path, max_upload_bytes=200_000)
+    sql = store.open_engine(settings.database_url)
+    register(sql, agency("school", 1))
+    police = agency("police", 2)
+    police.types = ("police",)
+    register(sql, police)
+    sql.dispose()
+    app = create_app(settings, engine_factory=FakeEngine)
+    async for c in _client(app):
+        yield app, c
+
+
+def _concrete(path: str) -> str:
+    return (
+        path.replace("{person_id}", "p1")
+        .replace("{household_id}", "h1")
+        .replace("{agency_id}", "school")
+        .replace("{record_ref}", "0" * 32)
+        .replace("{run_id}", "1")
+    )
+
+
+def _routes(app) -> list[tuple[str, str]]:
+    out = []
+    for r in app.routes:
+        if isinstance(r, APIRoute):
+            for m in r.methods:
+                out.append((m, r.path))
+    return sorted(out)
+
+
+async def test_every_route_refuses_unauthenticated_callers(app_client):
+    app, client = app_client
+    routes = _routes(app)
+    assert ("POST", "/extracts") in routes and ("GET", "/health") in routes
+    for method, path in routes:
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": "Basic x"}):
+            r = await client.request(method, _concrete(path), headers=headers, content=b"")
+            assert r.status_code == 401, (method, path, headers, r.text)
+
+
+async def test_every_route_checks_the_role(app_client):
+    app, client = app_client
+    routes = _routes(app)
+    known = READ_ROUTES | {"/extracts", "/health"}
+    assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
+    for method, path in routes:
+        if path == "/health":
+            allowed = {"agency:school", "agency:police", "analyst", "admin", "unlock_service"}
+        elif path == "/extracts":
+            allowed = {"agency:school", "agency:police"}
+        else:
+            allowed = {"analyst", "admin"}
+        for role in ("agency:school", "agency:police", "analyst", "admin", "unlock_service"):
+            r = await client.request(method, _concrete(path), headers=auth(role), content=b"")
+            if role in allowed:
+                assert r.status_code not in (401, 403), (method, path, role, r.text)
+            else:
+                assert r.status_code == 403, (method, path, role, r.text)
+
+
+async def test_push_then_read_persons_households_links_runs(app_client):
+    _, client = app_client
+    rng = random.Random(7)
+    school, police = agency("school", 1), agency("police", 2)
+    a, b = make_record(rng), make_record(rng)
+    r = await client.post(
+        "/extracts", content=build_extract(school, [a, b]), headers=auth("agency:school")
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["records_added"] == 2
+    twin = make_record(rng, clk=a["clk"])
+    r = await client.post(
+        "/extracts",
+        content=build_extract(police, [twin], extract_type="police"),
+        headers=auth("agency:police"),
+    )
+    assert r.status_code == 200, r.text
+    persons = (await client.get("/persons", headers=auth("analyst"))).json()["persons"]
+    assert len(persons) == 2
+    links = (
+        await client.get(f"/records/police/{twin['record_ref']}/links", headers=auth("analyst"))
+    ).json()
+    assert links["links"][0]["score"] == 1.0
+    person = (await client.get(f"/persons/{links['person_id']}", headers=auth("analyst"))).json()
+    assert {x["agency_id"] for x in person["records"]} == {"school", "police"}
+    assert all("sealed_identity" not in x for x in person["records"])
+    assert person["records"][0]["indicators"][0]["type"] == "attendance_pct"
+    hh = (await client.get(f"/households/{person['household_id']}", headers=auth("admin"))).json()
+    assert hh["persons"][0]["person_id"] == person["person_id"]
+    assert len((await client.get("/households", headers=auth("analyst"))).json()["households"]) == 2
+    runs = (await client.get("/runs", headers=auth("analyst"))).json()["runs"]
+    assert [x["status"] for x in runs] == ["applied", "applied"]
+    one = (await client.get(f"/runs/{runs[0]['run_id']}", headers=auth("analyst"))).json()
+    assert one["extract_id"] == runs[0]["extract_id"]
+    stats = (await client.get("/stats", headers=auth("analyst"))).json()
+    assert stats["active_records_by_agency"] == {"police": 1, "school": 2}
+    assert (await client.get("/review", headers=auth("analyst"))).json()["candidates"] == []
+    assert (await client.get("/persons/nobody", headers=auth("analyst"))).status_code == 404
+    # no response ever carries a sealed blob
+    for body in (persons, links, person, hh, runs, stats):
+        assert a["sealed_identity"][:40] not in str(body)
+
+
+async def test_push_errors_are_clear(app_client):
+    _, client = app_client
+    rng = random.Random(8)
+    school = agency("school", 1)
+    body = build_extract(school, [make_record(rng), make_record(rng, clk="@@@@")])
+    r = await client.post("/extracts", content=body, headers=auth("agency:school"))
+    assert r.status_code == 400
+    assert r.json()["line"] == 3 and r.json()["field"] == "clk"
+    other = build_extract(agency("police", 2), [make_record(rng)], extract_type="police")
+    r = await client.post("/extracts", content=other, headers=auth("agency:school"))
+    assert r.status_code == 403 and "agency 'police'" in r.json()["detail"]
+    xid = "b" * 32
+    ok = await client.post(
+        "/extracts",
+        content=build_extract(school, [make_record(rng)], extract_id=xid),
+        headers=auth("agency:school"),
+    )
+    assert ok.status_code == 200
+    r = await client.post(
+        "/extracts",
+        content=build_extract(school, [make_record(rng)], extract_id=xid),
+        headers=auth("agency:school"),
+    )
+    assert r.status_code == 409
+
+
+async def test_oversized_body_is_413(app_client):
+    _, client = app_client
+    rng = random.Random(9)
+    body = build_extract(agency("school", 1), [make_record(rng) for _ in range(200)])
+    assert len(body) > 200_000
+    r = await client.post("/extracts", content=body, headers=auth("agency:school"))
+    assert r.status_code == 413 and "limit of 200000 bytes" in r.json()["detail"]
+
+    async def chunks():  # no content-length: the limit still holds while streaming
+        for i in range(0, len(body), 65536):
+            yield body[i : i + 65536]
+
+    r = await client.post("/extracts", content=chunks(), headers=auth("agency:school"))
+    assert r.status_code == 413
+
+
+async def test_engine_failure_leaves_previous_state_intact(tmp_path):
+    settings = _settings(tmp_path)
+    sql = store.open_engine(settings.database_url)
+    school = agency("school", 1)
+    register(sql, school)
+    sql.dispose()
+    FailingEngine.fail = False
+    app = create_app(settings, engine_factory=FailingEngine)
+    rng = random.Random(10)
+    first = [make_record(rng) for _ in range(3)]
+    async for client in _client(app):
+        r = await client.post(
+            "/extracts", content=build_extract(school, first), headers=auth("agency:school")
+        )
+        assert r.status_code == 200
+        before = (await client.get("/stats", headers=auth("admin"))).json()
+        FailingEngine.fail = True
+        try:
+            r = await client.post(
+                "/extracts",
+                content=build_extract(school, [first[0], make_record(rng)]),
+                headers=auth("agency:school"),
+            )
+        finally:
+            FailingEngine.fail = False
+        assert r.status_code == 500
+        assert "previous state is intact" in r.json()["detail"]
+        after = (await client.get("/stats", headers=auth("admin"))).json()
+        for key in ("active_records", "retired_records", "persons", "households", "links"):
+            assert after[key] == before[key], key
+        runs = (await client.get("/runs", headers=auth("admin"))).json()["runs"]
+        assert runs[0]["status"] == "failed" and "injected engine failure" in runs[0]["error"]
+        # the engine was rebuilt from the database: the next push works from the old state
+        r = await client.post(
+            "/extracts",
+            content=build_extract(school, [first[0], make_record(rng)]),
+            headers=auth("agency:school"),
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["records_retired"] == 2 and r.json()["records_kept"] == 1
+
+
+async def test_health_answers_while_a_slow_ingest_runs(tmp_path):
+    settings = _settings(tmp_path)
+    sql = store.open_engine(settings.database_url)
+    school = agency("school", 1)
+    register(sql, school)
+    sql.dispose()
+    SlowEngine.entered.clear()
+    SlowEngine.release.clear()
+    app = create_app(settings, engine_factory=SlowEngine)
+    rng = random.Random(11)
+    async for client in _client(app):
+        push = asyncio.create_task(
+            client.post(
+                "/extracts",
+                content=build_extract(school, [make_record(rng) for _ in range(5)]),
+                headers=auth("agency:school"),
+            )
+        )
+        for _ in range(200):
+            if SlowEngine.entered.is_set():
+                break
+            await asyncio.sleep(0.02)
+        assert SlowEngine.entered.is_set()
+        health = await client.get("/health", headers=auth("analyst"))
+        assert health.status_code == 200 and health.json()["ingesting"] is True
+        stats = await client.get("/stats", headers=auth("analyst"))
+        assert stats.status_code == 200 and stats.json()["active_records"] == 0
+        SlowEngine.release.set()
+        r = await push
+        assert r.status_code == 200 and r.json()["records_added"] == 5
+        health = await client.get("/health", headers=auth("analyst"))
+        assert health.json()["ingesting"] is False
+
+
+async def test_missing_token_file_fails_closed(tmp_path):
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", token_file=tmp_path / "none")
+    app = create_app(settings, engine_factory=FakeEngine)
+    from linkage_service._errors import ConfigError
+
+    with pytest.raises(ConfigError, match="does not exist"):
+        async with app.router.lifespan_context(app):
+            pass
+    loose = write_tokens(tmp_path / "loose")
+    loose.chmod(0o644)
+    app = create_app(settings.model_copy(update={"token_file": loose}), engine_factory=FakeEngine)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        async with app.router.lifespan_context(app):
+            pass
