@@ -1,0 +1,118 @@
+"""Storage on SQLite and PostgreSQL: migrations match the tables, registry, atomic apply."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from linkage_service import _store as store
+from linkage_service._errors import ConfigError, EngineError
+
+from ._factories import FailingEngine, build_extract, make_record
+from .conftest import ingest
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    base = request.getfixturevalue("postgres_url")
+    # a fresh schema-free database per test: reuse the session database, emptied
+    engine = sa.create_engine(store.normalise_url(base))
+    with engine.begin() as c:
+        c.execute(sa.text("DROP SCHEMA public CASCADE"))
+        c.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    return store.normalise_url(base)
+
+
+def test_migrations_create_exactly_the_declared_tables(db_url):
+    engine = store.open_engine(db_url)
+    try:
+        with engine.connect() as c:
+            diff = compare_metadata(MigrationContext.configure(c), store.metadata)
+        diff = [
+            d for d in diff if not (d[0] == "remove_table" and d[1].name == store.VERSION_TABLE)
+        ]
+        assert diff == []
+        store.migrate(engine)  # idempotent
+    finally:
+        engine.dispose()
+
+
+def test_agency_registry(db_url):
+    engine = store.open_engine(db_url)
+    try:
+        a = store.add_agency(engine, "school", b"k" * 32, "1" * 16, ["education", "education"])
+        b = store.add_agency(engine, "police", b"p" * 32, "2" * 16, ["police"])
+        assert (a.idx, b.idx) == (1, 2) and a.extract_types == ("education",)
+        again = store.add_agency(engine, "school", b"n" * 32, "3" * 16, ["education", "health"])
+        assert again.idx == 1 and again.key_id == "3" * 16
+        assert [x.agency_id for x in store.list_agencies(engine)] == ["school", "police"]
+        with pytest.raises(ConfigError, match="at least one"):
+            store.add_agency(engine, "x1", b"k" * 32, "1" * 16, [])
+    finally:
+        engine.dispose()
+
+
+def test_apply_supersede_and_rollback(db_url, make_service, school, rng):
+    svc = make_service(db_url)
+    recs = [make_record(rng) for _ in range(6)]
+    ingest(svc, build_extract(school, recs))
+    ingest(svc, build_extract(school, recs[:4]))
+    stats = store.statistics(svc.sql)
+    assert (stats["active_records"], stats["retired_records"], stats["persons"]) == (4, 2, 4)
+    assert stats["runs"] == 2
+
+
+def test_failure_mid_apply_rolls_back_everything(db_url, make_service, school, rng):
+    FailingEngine.fail = False
+    svc = make_service(db_url, factory=FailingEngine)
+    recs = [make_record(rng) for _ in range(5)]
+    ingest(svc, build_extract(school, recs))
+    before = store.statistics(svc.sql)
+    FailingEngine.fail = True
+    try:
+        with pytest.raises(EngineError, match="previous state is intact"):
+            ingest(svc, build_extract(school, recs[:2] + [make_record(rng)]))
+    finally:
+        FailingEngine.fail = False
+    after = store.statistics(svc.sql)
+    for key in ("active_records", "retired_records", "persons", "households", "links"):
+        assert after[key] == before[key], key
+    assert after["failed_runs"] == 1
+    with svc.sql.connect() as c:
+        assert c.execute(sa.select(sa.func.count()).select_from(store.extracts)).scalar() == 1
+
+
+def test_restart_rebuilds_engine_from_database(db_url, make_service, school, rng):
+    svc = make_service(db_url)
+    recs = [make_record(rng) for _ in range(3)]
+    ingest(svc, build_extract(school, recs))
+    again = make_service(db_url)  # a fresh process over the same database
+    summary = ingest(again, build_extract(school, recs[:1]))
+    assert summary["records_retired"] == 2 and summary["persons_retired"] == 2
+
+
+def test_unsupported_database_url():
+    with pytest.raises(ConfigError, match="unsupported database"):
+        store.create_engine("mysql://u@h/db")
+
+
+def test_storage_error_when_database_is_gone(tmp_path):
+    from linkage_service._errors import StorageError
+
+    engine = store.open_engine(f"sqlite:///{tmp_path / 'gone.db'}")
+    (tmp_path / "gone.db").unlink()
+    (tmp_path / "gone.db").mkdir()  # the path is now a directory: the database cannot open
+    engine.dispose()
+    with pytest.raises(StorageError):
+        store.list_runs(engine)
+
+
+def test_seeded_rng_is_stable():
+    assert random.Random(1).random() == random.Random(1).random()
