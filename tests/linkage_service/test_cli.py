@@ -1,0 +1,102 @@
+"""The linkage-service command line: migrate, agency, token, push, runs, stats."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import httpx
+import pytest
+
+from linkage_service._cli import main, push
+from linkage_service._config import load_tokens
+from linkage_service._errors import LinkageError
+
+from ._factories import agency, build_extract, make_record
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "linkage.toml"
+    path.write_text(
+        f'database_url = "sqlite:///{tmp_path / "cli.db"}"\ntoken_file = "{tmp_path / "tokens"}"\n'
+    )
+    return path
+
+
+def _pub(tmp_path: Path, agency_id: str, raw: bytes) -> Path:
+    import base64
+
+    path = tmp_path / f"{agency_id}.pub"
+    path.write_text(
+        json.dumps({"agency_id": agency_id, "public_key": base64.b64encode(raw).decode()})
+    )
+    return path
+
+
+def test_migrate_agency_token_runs_stats(config, tmp_path, capsys):
+    assert main(["--config", str(config), "migrate"]) == 0
+    school = agency("school", 1)
+    pub = _pub(tmp_path, "school", school.public)
+    args = ["--config", str(config), "agency", "add", "--id", "school", "--public-key", str(pub)]
+    assert main([*args, "--types", "education,early_help"]) == 0
+    assert main(["--config", str(config), "agency", "list"]) == 0
+    out = capsys.readouterr().out
+    assert f"school\t{school.key_id}\tearly_help,education" in out
+    assert (
+        main(
+            [
+                "--config",
+                str(config),
+                "token",
+                "add",
+                "--role",
+                "analyst",
+                "--out",
+                str(tmp_path / "t"),
+            ]
+        )
+        == 0
+    )
+    token = capsys.readouterr().out.strip()
+    assert (tmp_path / "t").read_text().strip() == token
+    assert (tmp_path / "tokens").stat().st_mode & 0o777 == 0o600
+    assert token not in (tmp_path / "tokens").read_text()  # only its hash is stored
+    assert load_tokens(tmp_path / "tokens").authenticate(f"Bearer {token}").role == "analyst"
+    assert main(["--config", str(config), "runs"]) == 0
+    assert main(["--config", str(config), "stats"]) == 0
+    assert json.loads(capsys.readouterr().out)["active_records"] == 0
+
+
+def test_errors_are_plain_messages(config, tmp_path, capsys):
+    assert main(["--config", str(config), "token", "add", "--role", "root"]) == 1
+    assert "unknown role 'root'" in capsys.readouterr().err
+    pub = _pub(tmp_path, "police", b"k" * 32)
+    args = ["--config", str(config), "agency", "add", "--id", "school", "--public-key", str(pub)]
+    assert main([*args, "--types", "education"]) == 1
+    assert "key of agency 'police'" in capsys.readouterr().err
+    assert main(["--config", str(tmp_path / "missing.toml"), "stats"]) == 1
+    assert "cannot read settings file" in capsys.readouterr().err
+
+
+def test_push_streams_the_file(tmp_path):
+    body = build_extract(agency("school", 1), [make_record(random.Random(3))])
+    path = tmp_path / "school.jsonl"
+    path.write_bytes(body)
+    seen = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen["body"] = request.read()
+        seen["auth"] = request.headers["authorization"]
+        return httpx.Response(200, json={"run_id": 1, "records_added": 1})
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    assert push(path, "http://svc/", "tok", client)["run_id"] == 1
+    assert seen == {"body": body, "auth": "Bearer tok"}
+
+    refused = httpx.Client(
+        transport=httpx.MockTransport(lambda r: httpx.Response(409, json={"detail": "replayed"}))
+    )
+    with pytest.raises(LinkageError, match="refused \\(409\\): replayed"):
+        push(path, "http://svc", "tok", refused)
