@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -21,7 +20,7 @@ from linkage_service._errors import (
     TooLarge,
 )
 
-from ._factories import FP, build_extract, make_record, record_line
+from ._factories import build_extract, make_record
 from .conftest import ingest
 
 
@@ -87,12 +86,14 @@ def test_new_extract_supersedes_and_retires_missing_records(make_service, school
             )
         ).all()
         statuses = {
-                x: st
-                for x, st in c.execute(
-                    sa.select(store.extracts.c.extract_id, store.extracts.c.status)
-                )
-            }
-    assert {r for r, _ in retired} == {recs[1]["record_ref"], recs[2]["record_ref"], recs[3]["record_ref"]}
+            x: st
+            for x, st in c.execute(sa.select(store.extracts.c.extract_id, store.extracts.c.status))
+        }
+    assert {r for r, _ in retired} == {
+        recs[1]["record_ref"],
+        recs[2]["record_ref"],
+        recs[3]["record_ref"],
+    }
     assert {b for _, b in retired} == {second["extract_id"]}
     assert statuses == {first["extract_id"]: "superseded", second["extract_id"]: "applied"}
     stats = store.statistics(svc.sql)
@@ -218,9 +219,11 @@ def test_non_canonical_base64_is_refused(make_service, school, rng):
     sealed = make_record(rng)["clk"]  # 128 bytes: ends in one '=' of padding
     assert sealed.endswith("=") and not sealed.endswith("==")
     last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".index(sealed[-2])
-    twisted = sealed[:-2] + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[
-        last ^ 1
-    ] + "="  # sets an unused low bit: decodes to the same bytes
+    twisted = (
+        sealed[:-2]
+        + "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[last ^ 1]
+        + "="
+    )  # sets an unused low bit: decodes to the same bytes
     assert base64.b64decode(twisted) == base64.b64decode(sealed)
     with pytest.raises(IngestError, match="not canonical base64") as info:
         ingest(svc, build_extract(school, [make_record(rng, clk=twisted)]))
@@ -313,7 +316,11 @@ def test_real_agency_client_extract(make_service, tmp_path, rng):
     # nothing identifying reached the database: scan every text column
     with svc.sql.connect() as c:
         dump = json.dumps(
-            [list(map(str, r)) for t in store.metadata.sorted_tables for r in c.execute(sa.select(t))]
+            [
+                list(map(str, r))
+                for t in store.metadata.sorted_tables
+                for r in c.execute(sa.select(t))
+            ]
         )
     for needle in ("William", "Smith", "O'Brien", "Khan", "P001", "9434765919", "High St"):
         assert needle.lower() not in dump.lower()
