@@ -6,9 +6,10 @@ filter (fixed, seeded bit positions, so every run and every machine samples the
 same bits), the agencies' keyed blocking keys and keyed exact tokens (their first
 eight bytes: the tokens are keyed hashes, already uniform). Records sharing a key
 value form a block; pairs are generated within blocks with numpy (sort, run
-boundaries, repeat), never with per-record Python loops. A block larger than
-``2 * window + 1`` records only pairs each record with its ``window`` neighbours
-on each side of the sorted block, so one huge block cannot blow up the work.
+boundaries, repeat), never with per-record Python loops. Each new record pairs
+with the records at most ``window`` positions away in its block (in row order),
+so blocks of up to ``window + 1`` records are complete and one huge block cannot
+blow up the work.
 
 Must never: hold or derive the linkage secret, look at anything but encodings.
 """

@@ -69,7 +69,8 @@ def agglomerate(
 ) -> npt.NDArray[np.bool_]:
     """Apply edges (i, j, score), strongest first (ties by rows), under the cohesion check.
 
-    Every row named by an edge must already be in ``clusters``. Returns, per edge,
+    Every row named by an edge must already be in ``clusters``, and every edge must
+    pass the check on its own (two single rows are joined without calling it). Returns, per edge,
     whether it was refused by the check (both ends still in different clusters
     because the clusters do not cohere).
     """

@@ -49,10 +49,10 @@ EXACT_TYPES = ("nhs_number", "ni_number", "upn")
 class EngineConfig:
     """Thresholds and blocking parameters. The defaults are the tuned, shipped values."""
 
-    match_threshold: float = 0.85  # pair score at or above: same person
-    review_threshold: float = 0.75  # pair score at or above (below match): clerical review
+    match_threshold: float = 0.8  # pair score at or above: same person
+    review_threshold: float = 0.7  # pair score at or above (below match): clerical review
     address_threshold: float = 0.97  # address-filter Dice at or above: same place
-    nonmatch_threshold: float = 0.62  # a cross pair below this forbids a merge
+    nonmatch_threshold: float = 0.6  # a cross pair below this forbids a merge
     address_nonmatch_threshold: float = 0.9  # ditto for places
     token_bonus: float = 0.2  # same keyed exact token
     token_penalty: float = 0.5  # different keyed exact token of the same type
@@ -350,7 +350,7 @@ class LinkageEngine:
         ii, jj = np.triu_indices(len(rows), 1)
         i, j = a[ii], a[jj]
         s = score_pairs(f, i, j, self.config.score_params)
-        m = s.score >= self.config.match_threshold
+        m = (s.score >= self.config.match_threshold) & ~s.conflict
         agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
 
     def _detach(self, clusters: Clusters, root: int) -> list[int]:
@@ -475,8 +475,9 @@ class LinkageEngine:
         f = self._features()
         s = score_pairs(f, i, j, cfg.score_params)
         t3 = time.perf_counter()
-        m = s.score >= cfg.match_threshold
-        refused = np.zeros(i.size, dtype=np.bool_)
+        strong = s.score >= cfg.match_threshold
+        m = strong & ~s.conflict  # a conflicting exact token is never a link
+        refused = strong & s.conflict
         refused[m] = agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
         t4 = time.perf_counter()
         # 4. person ids

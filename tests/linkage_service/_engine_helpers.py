@@ -1,0 +1,125 @@
+"""Helpers for the matching-engine tests: hand-made records and a shared encoded population."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from linkage_service._batch import RecordBatch
+from linkage_service._engine import Delta, LinkageEngine
+from linkage_service._evaluate import Population, load_population
+
+HOUSEHOLDS = 2000
+SEED = 20261121
+DAY = 20_000
+
+
+def filt(bits: Sequence[int] | set[int]) -> np.ndarray:
+    """A 1024-bit filter (16 uint64 words) with the given bits set."""
+    words = np.zeros(16, dtype=np.uint64)
+    for b in bits:
+        words[b // 64] |= np.uint64(1) << np.uint64(b % 64)
+    return words
+
+
+def base_bits(seed: int, n: int = 500) -> set[int]:
+    """A random set of ``n`` bit positions."""
+    return set(np.random.default_rng(seed).choice(1024, size=n, replace=False).tolist())
+
+
+def perturb(bits: set[int], k: int, seed: int) -> set[int]:
+    """``bits`` with ``k`` removed and ``k`` other positions added (Dice 1 - k/len)."""
+    rng = np.random.default_rng(seed)
+    members = sorted(bits)
+    drop = set(rng.choice(members, size=k, replace=False).tolist())
+    outside = sorted(set(range(1024)) - bits)
+    add = set(rng.choice(outside, size=k, replace=False).tolist())
+    return (bits - drop) | add
+
+
+@dataclass
+class Rec:
+    """One hand-made record."""
+
+    id: int
+    clk: set[int]
+    addr: set[int] | None = None
+    agency: int = 0
+    age: int = 40
+    sex: int = 1
+    day: int = DAY
+    exact: dict[str, bytes] = field(default_factory=dict)
+    block: dict[str, bytes] = field(default_factory=dict)
+    dependent: bool = False
+    expectant: bool = False
+
+
+def batch(recs: Sequence[Rec]) -> RecordBatch:
+    """A RecordBatch of hand-made records."""
+    n = len(recs)
+    clk = np.stack([filt(r.clk) for r in recs]) if n else np.zeros((0, 16), np.uint64)
+    addr = np.stack([filt(r.addr or ()) for r in recs]) if n else np.zeros((0, 16), np.uint64)
+    types = ("nhs_number", "ni_number", "upn")
+    return RecordBatch(
+        ids=np.array([r.id for r in recs], dtype=np.int64),
+        agency=np.array([r.agency for r in recs], dtype=np.int16),
+        clk=clk,
+        address_clk=addr,
+        has_address=np.array([r.addr is not None for r in recs], dtype=np.bool_),
+        age=np.array([r.age for r in recs], dtype=np.int16),
+        sex=np.array([r.sex for r in recs], dtype=np.int8),
+        district=[None] * n,
+        extract_day=np.array([r.day for r in recs], dtype=np.int32),
+        dependent_flag=np.array([r.dependent for r in recs], dtype=np.bool_),
+        expectant_flag=np.array([r.expectant for r in recs], dtype=np.bool_),
+        exact={t: [r.exact.get(t) for r in recs] for t in types},
+        blocking={
+            k: [r.block.get(k) for r in recs] for k in sorted({k for r in recs for k in r.block})
+        },
+    )
+
+
+def counter_ids() -> object:
+    """A deterministic id factory: per_0000000000000001, hh_0000000000000001, ..."""
+    count = itertools.count(1)
+
+    def make(prefix: str) -> str:
+        return f"{prefix}{next(count):016x}"
+
+    return make
+
+
+def engine() -> LinkageEngine:
+    return LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+
+
+def persons(eng: LinkageEngine, ids: Sequence[int]) -> list[str]:
+    """The person of each record id (via the read helpers)."""
+    of = {}
+    for pid in list(eng.pid_root):
+        for rid in eng.person_records(pid):
+            of[rid] = pid
+    return [of[i] for i in ids]
+
+
+def labels(delta: Delta, batch_: RecordBatch) -> tuple[list[str], list[str]]:
+    """Person and household label per row of ``batch_`` from a from-scratch delta."""
+    person = [delta.person_of[int(i)] for i in batch_.ids]
+    return person, [delta.household_of[p] for p in person]
+
+
+@functools.cache
+def _population(workdir: str) -> Population:
+    return load_population(HOUSEHOLDS, SEED, Path(workdir))
+
+
+@pytest.fixture(scope="session")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
+    """The shared synthetic population (generated and encoded once per test session)."""
+    return _population(str(tmp_path_factory.getbasetemp() / "engine-population"))

@@ -1,0 +1,98 @@
+"""Blocking invariants: identical filters always meet, only pairs with a new row, bounded blocks."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from linkage_service._blocking import (
+    band_positions,
+    block_pairs,
+    lsh_signatures,
+    token_codes,
+    unique_pairs,
+)
+from linkage_service._engine import LinkageEngine
+
+from ._engine_helpers import Rec, base_bits, batch, filt
+
+
+def test_band_positions_are_fixed_by_the_seed() -> None:
+    a = band_positions(1024, 8, 20, 7)
+    assert a.shape == (8, 20)
+    assert (a == band_positions(1024, 8, 20, 7)).all()
+    assert not (a == band_positions(1024, 8, 20, 8)).all()
+    assert all(len(set(row.tolist())) == 20 for row in a)
+
+
+def test_token_codes_missing_is_zero_and_present_is_not() -> None:
+    codes = token_codes([None, b"\x00" * 12, b"abcdefghijkl", b"abcdefghXXXX"])
+    assert codes[0] == 0
+    assert (codes[1:] != 0).all()
+    assert codes[2] == codes[3]  # the first eight bytes of a keyed token
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.integers(0, 5_000), min_size=2, max_size=30),
+    st.integers(0, 2**31),
+)
+def test_identical_filters_always_share_a_block(seeds: list[int], which: int) -> None:
+    # rows built from a few seeds, so many rows are exact copies of each other
+    filters = np.stack([filt(base_bits(s % 7)) for s in seeds])
+    present = np.ones(len(seeds), dtype=np.bool_)
+    pos = band_positions(1024, 4, 24, which)
+    sig = lsh_signatures(filters, pos, present)
+    is_new = np.ones(len(seeds), dtype=np.bool_)
+    parts = [block_pairs(sig[:, b], is_new, window=64) for b in range(4)]
+    i, j = unique_pairs(parts, len(seeds))
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    for a in range(len(seeds)):
+        for b in range(a + 1, len(seeds)):
+            if seeds[a] % 7 == seeds[b] % 7:
+                assert (a, b) in found
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.integers(0, 4), min_size=0, max_size=40),
+    st.lists(st.booleans(), min_size=40, max_size=40),
+    st.integers(1, 5),
+)
+def test_block_pairs_only_with_a_new_row_each_once(
+    keys_: list[int], new: list[bool], window: int
+) -> None:
+    keys = np.array(keys_, dtype=np.uint64)
+    is_new = np.array(new[: len(keys_)], dtype=np.bool_)
+    i, j = block_pairs(keys, is_new, window)
+    pairs = list(zip(i.tolist(), j.tolist(), strict=True))
+    assert len(pairs) == len(set(pairs))
+    for a, b in pairs:
+        assert a < b
+        assert keys[a] == keys[b] != 0
+        assert is_new[a] or is_new[b]
+    # small blocks are complete
+    for a in range(len(keys_)):
+        for b in range(a + 1, len(keys_)):
+            same = keys[a] == keys[b] != 0 and (is_new[a] or is_new[b])
+            block = int((keys == keys[a]).sum())
+            if same and block <= window + 1:
+                assert (a, b) in pairs
+
+
+def test_an_oversized_block_is_bounded_by_the_window() -> None:
+    keys = np.full(1000, 5, dtype=np.uint64)
+    i, _ = block_pairs(keys, np.ones(1000, dtype=np.bool_), window=10)
+    assert i.size <= 1000 * 10
+
+
+def test_engine_reports_blocking_stats_and_finds_exact_copies() -> None:
+    recs = [Rec(k + 1, base_bits(k // 2), agency=k % 2) for k in range(40)]
+    eng = LinkageEngine()
+    delta = eng.update(batch(recs), [])
+    assert delta.stats["candidate_pairs"] >= 20
+    assert 0.0 < delta.stats["reduction_ratio"] <= 1.0
+    i, j = eng.candidate_pairs(np.ones(40, dtype=np.bool_))
+    found = set(zip(i.tolist(), j.tolist(), strict=True))
+    assert all((2 * k, 2 * k + 1) in found for k in range(20))

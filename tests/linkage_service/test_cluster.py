@@ -1,0 +1,169 @@
+"""Persons from hand-made filters: no chaining, duplicates, token conflicts, review band."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from linkage_service._cluster import Clusters, agglomerate
+from linkage_service._engine import EngineConfig, LinkageEngine
+
+from ._engine_helpers import Rec, base_bits, batch, counter_ids, engine, perturb, persons
+
+
+def test_no_chaining_through_a_bridge_record() -> None:
+    # A~B and B~C score 0.85, A vs C only 0.7: with a non-match floor of 0.75 the
+    # bridge B joins one side and A and C stay apart
+    b = base_bits(1, 400)
+    rng = np.random.default_rng(2)
+    members = sorted(b)
+    drop_a = set(members[:60])
+    drop_c = set(members[60:120])
+    outside = sorted(set(range(1024)) - b)
+    add = rng.permutation(outside)
+    a = (b - drop_a) | set(add[:60].tolist())
+    c = (b - drop_c) | set(add[60:120].tolist())
+    cfg = EngineConfig(nonmatch_threshold=0.75)
+    eng = LinkageEngine(cfg, id_factory=counter_ids())  # type: ignore[arg-type]
+    delta = eng.update(batch([Rec(1, a, agency=0), Rec(2, b, agency=1), Rec(3, c, agency=2)]), [])
+    p = persons(eng, [1, 2, 3])
+    assert p[0] != p[2]
+    assert p[1] in (p[0], p[2])
+    # the refused edge is put up for review, not decided
+    assert any({x, y} in ({1, 3}, {2, 3}, {1, 2}) for x, y, _, _ in delta.review)
+
+
+def test_duplicates_inside_one_agency_merge() -> None:
+    b = base_bits(3)
+    eng = engine()
+    eng.update(batch([Rec(1, b), Rec(2, perturb(b, 10, 4)), Rec(3, base_bits(5))]), [])
+    p = persons(eng, [1, 2, 3])
+    assert p[0] == p[1] != p[2]
+
+
+def test_conflicting_nhs_tokens_never_merge() -> None:
+    b = base_bits(6)
+    recs = [
+        Rec(1, b, exact={"nhs_number": b"n" * 24}),
+        Rec(2, b, agency=1, exact={"nhs_number": b"m" * 24}),
+    ]
+    eng = engine()
+    delta = eng.update(batch(recs), [])
+    p = persons(eng, [1, 2])
+    assert p[0] != p[1]
+    assert not delta.links
+
+
+def test_conflict_blocks_a_merge_through_a_third_record() -> None:
+    # 1 and 3 carry different NHS numbers; 2 (no token) is close to both
+    b = base_bits(7)
+    recs = [
+        Rec(1, perturb(b, 5, 8), exact={"nhs_number": b"n" * 24}),
+        Rec(2, b, agency=1),
+        Rec(3, perturb(b, 5, 9), agency=2, exact={"nhs_number": b"m" * 24}),
+    ]
+    eng = engine()
+    eng.update(batch(recs), [])
+    p = persons(eng, [1, 2, 3])
+    assert p[0] != p[2]
+
+
+def test_shared_token_links_below_threshold() -> None:
+    b = base_bits(10)
+    far = perturb(b, 120, 11)  # Dice 0.76: below the match threshold on its own
+    eng = engine()
+    eng.update(batch([Rec(1, b), Rec(2, far, agency=1)]), [])
+    assert persons(eng, [1, 2])[0] != persons(eng, [1, 2])[1]
+    tok = {"nhs_number": b"t" * 24}
+    eng = engine()
+    delta = eng.update(batch([Rec(1, b, exact=tok), Rec(2, far, agency=1, exact=tok)]), [])
+    assert len(set(persons(eng, [1, 2]))) == 1
+    assert delta.links[0][3]["tokens_agreed"] == ["nhs_number"]
+
+
+def test_review_band_pairs_are_reported_not_decided() -> None:
+    b = base_bits(12)
+    mid = perturb(b, 125, 13)  # Dice 0.75: between review (0.7) and match (0.8)
+    eng = engine()
+    key = {"family_dob": b"k" * 12}  # a shared keyed blocking key makes them candidates
+    delta = eng.update(batch([Rec(1, b, block=key), Rec(2, mid, agency=1, block=key)]), [])
+    p = persons(eng, [1, 2])
+    assert p[0] != p[1]
+    assert [(x, y) for x, y, _, _ in delta.review] == [(1, 2)]
+    score = delta.review[0][2]
+    assert EngineConfig().review_threshold <= score < EngineConfig().match_threshold
+    assert not delta.links
+
+
+def test_sex_and_age_are_evidence_against() -> None:
+    b = base_bits(14)
+    near = perturb(b, 90, 15)  # Dice 0.82
+    eng = engine()
+    eng.update(batch([Rec(1, b, sex=1), Rec(2, near, agency=1, sex=2, age=20)]), [])
+    p = persons(eng, [1, 2])
+    assert p[0] != p[1]
+
+
+@st.composite
+def groups(draw: st.DrawFn) -> list[Rec]:
+    n_people = draw(st.integers(1, 6))
+    recs: list[Rec] = []
+    rid = 1
+    for person in range(n_people):
+        base = base_bits(draw(st.integers(0, 10_000)))
+        for copy in range(draw(st.integers(1, 4))):
+            noise = draw(st.integers(0, 150))
+            bits = perturb(base, noise, person * 10 + copy) if noise else base
+            recs.append(Rec(rid, bits, agency=copy % 3))
+            rid += 1
+    return recs
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(groups())
+def test_persons_are_a_deterministic_partition(recs: list[Rec]) -> None:
+    ids = [r.id for r in recs]
+    runs = []
+    for _ in range(2):
+        eng = engine()
+        delta = eng.update(batch(recs), [])
+        assert sorted(delta.person_of) == ids
+        held = sorted(rid for pid in eng.pid_root for rid in eng.person_records(pid))
+        assert held == ids  # every record in exactly one person
+        runs.append((delta.person_of, sorted(delta.review), sorted(delta.links)))
+        # links join records of one person; review pairs are never inside one
+        for x, y, _, _ in delta.links:
+            assert delta.person_of[x] == delta.person_of[y]
+        for x, y, _, _ in delta.review:
+            assert delta.person_of[x] != delta.person_of[y]
+    assert runs[0] == runs[1]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 19), st.integers(0, 19), st.floats(0, 1)), max_size=60),
+    st.integers(0, 19),
+)
+def test_agglomerate_respects_the_cohesion_check(
+    edges: list[tuple[int, int, float]], banned: int
+) -> None:
+    clusters = Clusters()
+    for r in range(20):
+        clusters.add([r])
+    other = (banned + 1) % 20
+    # an edge must pass the check on its own (agglomerate only checks grown clusters)
+    edges = [e for e in edges if {e[0], e[1]} != {banned, other}]
+    i = np.array([e[0] for e in edges], dtype=np.int64)
+    j = np.array([e[1] for e in edges], dtype=np.int64)
+    s = np.array([e[2] for e in edges], dtype=np.float64)
+    # row `banned` may never share a cluster with row (banned + 1) % 20
+
+    def coheres(a: list[int], b: list[int]) -> bool:
+        sa, sb = set(a), set(b)
+        return not ((banned in sa and other in sb) or (banned in sb and other in sa))
+
+    agglomerate(clusters, i, j, s, coheres)
+    assert clusters.find(banned) != clusters.find(other)
+    rows = sorted(r for m in clusters.members.values() for r in m)
+    assert rows == list(range(20))
