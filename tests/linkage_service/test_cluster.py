@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from linkage_service._cluster import Clusters, agglomerate
 from linkage_service._engine import EngineConfig, LinkageEngine
 
-from ._engine_helpers import Rec, base_bits, batch, counter_ids, engine, perturb, persons
+from ._engine_helpers import Rec, base_bits, batch, counter_ids, engine, persons, perturb
 
 
 def test_no_chaining_through_a_bridge_record() -> None:

@@ -1,0 +1,110 @@
+"""The engine on an encoded synthetic population: quality, incremental updates, stable ids."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from linkage_service._engine import EngineConfig, LinkageEngine
+from linkage_service._evaluate import Population, pair_scores, take
+
+from ._engine_helpers import counter_ids, labels, population
+
+__all__ = ["population"]  # the fixture, imported for pytest
+
+PER = re.compile(r"^per_[0-9a-f]{16}$")
+HH = re.compile(r"^hh_[0-9a-f]{16}$")
+
+
+def _labels_now(eng: LinkageEngine, pop: Population) -> tuple[list[str], list[str]]:
+    person_of = {rid: pid for pid in eng.pid_root for rid in eng.person_records(pid)}
+    person = [person_of[int(i)] for i in pop.batch.ids]
+    return person, [eng.person_hid[p] for p in person]
+
+
+def test_quality_at_the_shipped_defaults(population: Population) -> None:
+    eng = LinkageEngine()
+    delta = eng.update(population.batch, [])
+    person, household = labels(delta, population.batch)
+    ps = pair_scores(person, population.truth_person)
+    hs = pair_scores(household, population.truth_household)
+    assert ps.f1 >= 0.98, ps
+    assert hs.f1 >= 0.95, hs
+    assert all(PER.match(p) for p in set(person))
+    assert all(HH.match(h) for h in set(household))
+    assert delta.stats["reduction_ratio"] > 0.99
+    assert delta.review  # uncertain pairs are shown, not guessed
+    assert not delta.merges and not delta.splits and not delta.persons_retired
+    assert set(delta.families) == set(household)
+
+
+def test_incremental_matches_linking_at_once_and_keeps_ids(population: Population) -> None:
+    pop = population
+    first = np.nonzero(pop.batch.agency < 4)[0]
+    rest = np.nonzero(pop.batch.agency >= 4)[0]
+    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    d1 = eng.update(take(pop.batch, first), [])
+    before = dict(d1.person_of)
+    d2 = eng.update(take(pop.batch, rest), [])
+    person, household = _labels_now(eng, pop)
+    assert pair_scores(person, pop.truth_person).f1 >= 0.98
+    assert pair_scores(household, pop.truth_household).f1 >= 0.95
+    merged = {a for a, _ in d2.merges}
+    split = {a for a, _ in d2.splits}
+    for rid, pid in before.items():
+        now = d2.person_of.get(rid, pid)
+        assert now == pid or pid in merged or pid in split
+    assert set(d2.persons_retired) == merged - {b for _, b in d2.merges}
+    # every new record got a person
+    assert {int(i) for i in pop.batch.ids[rest]} <= set(d2.person_of)
+
+
+def test_reapplying_the_same_batch_changes_nothing(population: Population) -> None:
+    eng = LinkageEngine()
+    eng.update(population.batch, [])
+    again = eng.update(population.batch, [])
+    assert again.person_of == {} and again.household_of == {}
+    assert not again.merges and not again.splits and not again.persons_retired
+    assert not again.households_retired and not again.families
+    assert again.stats["records_added"] == 0
+
+
+def test_removing_an_agency_retires_its_records(population: Population) -> None:
+    pop = population
+    eng = LinkageEngine()
+    d = eng.update(pop.batch, [])
+    gone = [int(i) for i in pop.batch.ids[pop.batch.agency == 0]]
+    only_there = {
+        pid for pid in set(d.person_of.values()) if set(eng.person_records(pid)) <= set(gone)
+    }
+    d2 = eng.update(take(pop.batch, np.zeros(0, dtype=np.int64)), gone)
+    held = {rid for pid in eng.pid_root for rid in eng.person_records(pid)}
+    assert held.isdisjoint(gone)
+    assert only_there <= set(d2.persons_retired)
+    assert all(eng.person_records(p) == [] for p in only_there)
+    person_of = {rid: pid for pid in eng.pid_root for rid in eng.person_records(pid)}
+    keep = np.nonzero(pop.batch.agency != 0)[0].tolist()
+    person = [person_of[int(pop.batch.ids[k])] for k in keep]
+    assert pair_scores(person, [pop.truth_person[k] for k in keep]).f1 >= 0.98
+
+
+def test_from_state_rebuilds_without_relinking(population: Population) -> None:
+    pop = population
+    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    d = eng.update(pop.batch, [])
+    again = LinkageEngine.from_state(pop.batch, d.person_of, d.household_of)
+    assert again.pid_root.keys() == eng.pid_root.keys()
+    for pid in list(eng.pid_root)[:200]:
+        assert again.person_records(pid) == eng.person_records(pid)
+    hid = d.household_of[d.person_of[int(pop.batch.ids[0])]]
+    assert again.household_persons(hid) == eng.household_persons(hid)
+    # and it goes on linking incrementally from there
+    assert again.update(pop.batch, []).person_of == {}
+
+
+def test_config_fingerprint_is_canonical() -> None:
+    a, b = EngineConfig(), EngineConfig()
+    assert a.fingerprint() == b.fingerprint()
+    assert len(a.fingerprint()) == 64
+    assert EngineConfig(match_threshold=0.9).fingerprint() != a.fingerprint()

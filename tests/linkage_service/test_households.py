@@ -1,0 +1,90 @@
+"""Households and families: places from address filters, movers, family status."""
+
+from __future__ import annotations
+
+from linkage_service._engine import LinkageEngine
+from linkage_service._evaluate import Population, pair_scores
+
+from ._engine_helpers import DAY, Rec, base_bits, batch, engine, labels, perturb, population
+
+__all__ = ["population"]  # the fixture, imported for pytest
+
+HOME = base_bits(100, 300)
+AWAY = base_bits(200, 300)
+
+
+def _household(eng: LinkageEngine, rid: int) -> str:
+    pid = next(p for p in eng.pid_root if rid in eng.person_records(p))
+    return eng.person_hid[pid]
+
+
+def test_people_at_one_address_share_a_household_despite_typos() -> None:
+    recs = [
+        Rec(1, base_bits(1), addr=HOME, age=40),
+        Rec(2, base_bits(2), addr=perturb(HOME, 4, 3), age=38, sex=2, agency=1),
+        Rec(3, base_bits(4), addr=AWAY, age=70),
+    ]
+    eng = engine()
+    delta = eng.update(batch(recs), [])
+    assert _household(eng, 1) == _household(eng, 2) != _household(eng, 3)
+    assert delta.families == {_household(eng, 1): False, _household(eng, 3): False}
+
+
+def test_neighbours_are_different_households() -> None:
+    # same street and postcode, another house number: a few features apart
+    eng = engine()
+    eng.update(
+        batch([Rec(1, base_bits(1), addr=HOME), Rec(2, base_bits(2), addr=perturb(HOME, 20, 5))]),
+        [],
+    )
+    assert _household(eng, 1) != _household(eng, 2)
+
+
+def test_family_needs_a_dependent_child_or_an_expectant_parent() -> None:
+    eng = engine()
+    d = eng.update(
+        batch([Rec(1, base_bits(1), addr=HOME), Rec(2, base_bits(2), addr=HOME, age=17)]), []
+    )
+    assert d.families == {_household(eng, 1): False}  # 17 and not in education
+    d = eng.update(batch([Rec(3, base_bits(3), addr=HOME, age=10)]), [])
+    assert d.families == {_household(eng, 1): True}
+    d = eng.update(batch([Rec(4, base_bits(4), addr=AWAY, age=30, expectant=True)]), [])
+    assert d.families == {_household(eng, 4): True}
+    d = eng.update(batch([Rec(5, base_bits(5), addr=AWAY, age=17, dependent=True)]), [])
+    assert d.families == {_household(eng, 4): True}  # membership changed: reported again
+    assert _household(eng, 5) == _household(eng, 4)
+
+
+def test_a_person_who_moves_moves_household() -> None:
+    me = base_bits(1)
+    eng = engine()
+    eng.update(
+        batch(
+            [
+                Rec(1, me, addr=HOME),
+                Rec(2, base_bits(2), addr=HOME),
+                Rec(3, base_bits(3), addr=AWAY),
+            ]
+        ),
+        [],
+    )
+    home, away = _household(eng, 1), _household(eng, 3)
+    assert _household(eng, 2) == home
+    pid = next(p for p in eng.pid_root if 1 in eng.person_records(p))
+    # a newer extract from another agency knows the same person at the other address
+    d = eng.update(
+        batch([Rec(9, perturb(me, 5, 7), addr=perturb(AWAY, 3, 8), agency=1, day=DAY + 30)]), []
+    )
+    assert d.person_of == {9: pid}
+    assert d.household_of == {pid: away}
+    assert _household(eng, 1) == away and _household(eng, 2) == home
+    other = next(p for p in eng.pid_root if 3 in eng.person_records(p))
+    assert eng.household_persons(away) == sorted([pid, other])
+
+
+def test_household_quality_at_the_shipped_defaults(population: Population) -> None:
+    delta = LinkageEngine().update(population.batch, [])
+    _, household = labels(delta, population.batch)
+    hs = pair_scores(household, population.truth_household)
+    assert hs.f1 >= 0.95, hs
+    assert hs.precision >= 0.99, hs
