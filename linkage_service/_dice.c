@@ -1,0 +1,613 @@
+/*
+ * _dice.c: the compiled Dice kernel behind linkage_service._kernel.
+ *
+ * Owns the three hot loops of record linkage on packed Bloom filters: per-row
+ * popcounts, Dice of listed pairs, and all pairs of a x b at or above a
+ * threshold. Results are bit-for-bit those of linkage_service._kernel_ref:
+ * Dice = (2.0 * (double)inter) / (double)(count_a + count_b), 0.0 when both
+ * rows are empty, compared with >=. It never allocates numpy arrays and never
+ * holds the GIL while looping.
+ *
+ * Why the plain C API with the buffer protocol (not cffi, not numpy's C API):
+ * numpy arrays export PEP 3118 buffers carrying shape, strides and format, which
+ * is all the validation we need; so the build needs no numpy headers (no numpy
+ * in [build-system] requires, no ABI coupling to the numpy version) and the
+ * runtime needs no cffi. Output arrays are allocated by the Python wrapper and
+ * passed in as writable buffers, except dice_above whose size is unknown until
+ * the loop ends: it returns three bytearrays that numpy wraps without copying.
+ *
+ * Instruction sets: nothing here is compiled for more than baseline x86-64.
+ * Faster bodies carry function-level target attributes and are chosen at
+ * runtime with __builtin_cpu_supports (which also checks that the OS saves the
+ * wide registers), so the same binary runs on any x86_64 machine; on other
+ * architectures only the portable body exists.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define DICE_X86 1
+#include <immintrin.h>
+#else
+#define DICE_X86 0
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Hit list for dice_above (grown without the GIL, so plain malloc).         */
+
+typedef struct {
+    int64_t *i;
+    int64_t *j;
+    double *s;
+    Py_ssize_t len;
+    Py_ssize_t cap;
+    int failed; /* allocation failed: stop and report MemoryError */
+} hits_t;
+
+static int hits_push(hits_t *h, int64_t i, int64_t j, double s) {
+    if (h->len == h->cap) {
+        Py_ssize_t cap = h->cap ? h->cap * 2 : 1024;
+        int64_t *ni = realloc(h->i, (size_t)cap * sizeof(int64_t));
+        if (ni) h->i = ni;
+        int64_t *nj = ni ? realloc(h->j, (size_t)cap * sizeof(int64_t)) : NULL;
+        if (nj) h->j = nj;
+        double *ns = nj ? realloc(h->s, (size_t)cap * sizeof(double)) : NULL;
+        if (!ns) {
+            h->failed = 1;
+            return -1;
+        }
+        h->s = ns;
+        h->cap = cap;
+    }
+    h->i[h->len] = i;
+    h->j[h->len] = j;
+    h->s[h->len] = s;
+    h->len++;
+    return 0;
+}
+
+static void hits_free(hits_t *h) {
+    free(h->i);
+    free(h->j);
+    free(h->s);
+}
+
+/* Exact Dice as the reference computes it. */
+static inline double dice_of(uint64_t inter, uint64_t total) {
+    return total ? (2.0 * (double)inter) / (double)total : 0.0;
+}
+
+/*
+ * Cheap pre-test for s >= thr that never rejects a true hit: it skips the
+ * division for the (overwhelmingly common) far-below-threshold pairs. The 1e-9
+ * slack dwarfs the two roundings involved, and NaN thresholds reject as >= does.
+ */
+#define DICE_SLACK2 (2.0 * (1.0 + 1e-9))
+#define MAYBE_HIT(inter, total, thr) \
+    (DICE_SLACK2 * (double)(inter) >= (thr) * (double)(total) || (total) == 0)
+
+/* ------------------------------------------------------------------------ */
+/* Scalar bodies: one template, instantiated portable and with popcnt.        */
+
+#define SCALAR_KERNELS(NAME, ATTR)                                                       \
+    static ATTR uint64_t rowpop_##NAME(const uint64_t *p, Py_ssize_t w) {               \
+        uint64_t c = 0;                                                                  \
+        for (Py_ssize_t k = 0; k < w; k++) c += (uint64_t)__builtin_popcountll(p[k]);    \
+        return c;                                                                        \
+    }                                                                                    \
+    static ATTR void popcounts_##NAME(const uint64_t *f, Py_ssize_t n, Py_ssize_t w,     \
+                                      uint32_t *out) {                                   \
+        for (Py_ssize_t r = 0; r < n; r++) out[r] = (uint32_t)rowpop_##NAME(f + r * w, w); \
+    }                                                                                    \
+    static ATTR inline uint64_t andpop_##NAME(const uint64_t *p, const uint64_t *q,      \
+                                              Py_ssize_t w) {                            \
+        uint64_t c = 0;                                                                  \
+        for (Py_ssize_t k = 0; k < w; k++) c += (uint64_t)__builtin_popcountll(p[k] & q[k]); \
+        return c;                                                                        \
+    }                                                                                    \
+    static ATTR uint64_t andpop16_##NAME(const uint64_t *p, const uint64_t *q) {         \
+        uint64_t c0 = 0, c1 = 0;                                                         \
+        for (int k = 0; k < 16; k += 2) {                                                \
+            c0 += (uint64_t)__builtin_popcountll(p[k] & q[k]);                           \
+            c1 += (uint64_t)__builtin_popcountll(p[k + 1] & q[k + 1]);                   \
+        }                                                                                \
+        return c0 + c1;                                                                  \
+    }                                                                                    \
+    static ATTR uint64_t andpop32_##NAME(const uint64_t *p, const uint64_t *q) {         \
+        return andpop16_##NAME(p, q) + andpop16_##NAME(p + 16, q + 16);                  \
+    }                                                                                    \
+    static ATTR void pairs_##NAME(const uint64_t *a, const uint64_t *b, Py_ssize_t w,    \
+                                  const int64_t *ia, const int64_t *ib, Py_ssize_t k,    \
+                                  const uint32_t *ca, const uint32_t *cb, double *out) { \
+        for (Py_ssize_t t = 0; t < k; t++) {                                             \
+            const uint64_t *p = a + ia[t] * w, *q = b + ib[t] * w;                       \
+            uint64_t inter = w == 16   ? andpop16_##NAME(p, q)                           \
+                             : w == 32 ? andpop32_##NAME(p, q)                           \
+                                       : andpop_##NAME(p, q, w);                         \
+            uint64_t x = ca ? ca[ia[t]] : rowpop_##NAME(p, w);                           \
+            uint64_t y = cb ? cb[ib[t]] : rowpop_##NAME(q, w);                           \
+            out[t] = dice_of(inter, x + y);                                              \
+        }                                                                                \
+    }                                                                                    \
+    static ATTR int above_##NAME(const uint64_t *a, Py_ssize_t na, const uint64_t *b,    \
+                                 Py_ssize_t nb, Py_ssize_t w, const uint32_t *ca,        \
+                                 const uint32_t *cb, double thr, hits_t *h) {            \
+        for (Py_ssize_t i = 0; i < na; i++) {                                            \
+            const uint64_t *p = a + i * w;                                               \
+            for (Py_ssize_t j = 0; j < nb; j++) {                                        \
+                const uint64_t *q = b + j * w;                                           \
+                uint64_t inter = w == 16   ? andpop16_##NAME(p, q)                       \
+                                 : w == 32 ? andpop32_##NAME(p, q)                       \
+                                           : andpop_##NAME(p, q, w);                     \
+                uint64_t total = (uint64_t)ca[i] + cb[j];                                \
+                if (MAYBE_HIT(inter, total, thr)) {                                      \
+                    double s = dice_of(inter, total);                                    \
+                    if (s >= thr && hits_push(h, i, j, s)) return -1;                    \
+                }                                                                        \
+            }                                                                            \
+        }                                                                                \
+        return 0;                                                                        \
+    }
+
+SCALAR_KERNELS(portable, )
+#if DICE_X86
+SCALAR_KERNELS(popcnt, __attribute__((target("popcnt"))))
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 VPOPCNTQ bodies.                                                  */
+
+#if DICE_X86
+#define AVX512 __attribute__((target("avx512f,avx512vpopcntdq,popcnt")))
+
+/* Per-lane popcount of p & q summed over the row (8 lanes, each <= 64*ceil(w/8)). */
+static AVX512 inline __m512i lanes_andpop_avx512(const uint64_t *p, const uint64_t *q,
+                                                 Py_ssize_t w) {
+    __m512i acc = _mm512_setzero_si512();
+    Py_ssize_t k = 0;
+    for (; k + 8 <= w; k += 8) {
+        __m512i x = _mm512_and_si512(_mm512_loadu_si512(p + k), _mm512_loadu_si512(q + k));
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    }
+    if (k < w) {
+        __mmask8 m = (__mmask8)((1u << (w - k)) - 1u);
+        __m512i x = _mm512_and_si512(_mm512_maskz_loadu_epi64(m, p + k),
+                                     _mm512_maskz_loadu_epi64(m, q + k));
+        acc = _mm512_add_epi64(acc, _mm512_popcnt_epi64(x));
+    }
+    return acc;
+}
+
+static AVX512 uint64_t rowpop_avx512(const uint64_t *p, Py_ssize_t w) {
+    return (uint64_t)_mm512_reduce_add_epi64(lanes_andpop_avx512(p, p, w));
+}
+
+static AVX512 void popcounts_avx512(const uint64_t *f, Py_ssize_t n, Py_ssize_t w,
+                                    uint32_t *out) {
+    for (Py_ssize_t r = 0; r < n; r++) out[r] = (uint32_t)rowpop_avx512(f + r * w, w);
+}
+
+static AVX512 void pairs_avx512(const uint64_t *a, const uint64_t *b, Py_ssize_t w,
+                                const int64_t *ia, const int64_t *ib, Py_ssize_t k,
+                                const uint32_t *ca, const uint32_t *cb, double *out) {
+    for (Py_ssize_t t = 0; t < k; t++) {
+        const uint64_t *p = a + ia[t] * w, *q = b + ib[t] * w;
+        uint64_t inter = (uint64_t)_mm512_reduce_add_epi64(lanes_andpop_avx512(p, q, w));
+        uint64_t x = ca ? ca[ia[t]] : rowpop_avx512(p, w);
+        uint64_t y = cb ? cb[ib[t]] : rowpop_avx512(q, w);
+        out[t] = dice_of(inter, x + y);
+    }
+}
+
+/*
+ * Fixed-width all-pairs loop: row i of a stays in registers; four rows of b are
+ * popcounted, then their lane counts are packed into 16-bit fields of one vector
+ * so that a single horizontal reduction serves four pairs (each field sums at
+ * most 8 lanes of at most 64*W/8 bits, far below 65536).
+ */
+#define ABOVE_FIXED_AVX512(W)                                                           \
+    static AVX512 int above##W##_avx512(const uint64_t *a, Py_ssize_t na,              \
+                                        const uint64_t *b, Py_ssize_t nb,              \
+                                        const uint32_t *ca, const uint32_t *cb,        \
+                                        double thr, hits_t *h) {                       \
+        enum { V = W / 8 };                                                             \
+        for (Py_ssize_t i = 0; i < na; i++) {                                           \
+            __m512i av[V];                                                              \
+            for (int v = 0; v < V; v++) av[v] = _mm512_loadu_si512(a + i * W + 8 * v); \
+            const uint64_t cai = ca[i];                                                 \
+            Py_ssize_t j = 0;                                                           \
+            for (; j + 4 <= nb; j += 4) {                                               \
+                __m512i c[4];                                                           \
+                for (int r = 0; r < 4; r++) {                                           \
+                    const uint64_t *q = b + (j + r) * W;                                \
+                    __m512i acc = _mm512_popcnt_epi64(                                  \
+                        _mm512_and_si512(av[0], _mm512_loadu_si512(q)));                \
+                    for (int v = 1; v < V; v++)                                         \
+                        acc = _mm512_add_epi64(                                         \
+                            acc, _mm512_popcnt_epi64(_mm512_and_si512(                  \
+                                     av[v], _mm512_loadu_si512(q + 8 * v))));           \
+                    c[r] = acc;                                                         \
+                }                                                                       \
+                __m512i packed = _mm512_add_epi64(                                      \
+                    _mm512_add_epi64(c[0], _mm512_slli_epi64(c[1], 16)),                \
+                    _mm512_add_epi64(_mm512_slli_epi64(c[2], 32),                       \
+                                     _mm512_slli_epi64(c[3], 48)));                     \
+                uint64_t four = (uint64_t)_mm512_reduce_add_epi64(packed);              \
+                for (int r = 0; r < 4; r++) {                                           \
+                    uint64_t inter = (four >> (16 * r)) & 0xffffu;                      \
+                    uint64_t total = cai + cb[j + r];                                   \
+                    if (MAYBE_HIT(inter, total, thr)) {                                 \
+                        double s = dice_of(inter, total);                               \
+                        if (s >= thr && hits_push(h, i, j + r, s)) return -1;           \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+            for (; j < nb; j++) {                                                       \
+                const uint64_t *q = b + j * W;                                          \
+                uint64_t inter = (uint64_t)_mm512_reduce_add_epi64(                     \
+                    lanes_andpop_avx512(a + i * W, q, W));                              \
+                uint64_t total = cai + cb[j];                                           \
+                if (MAYBE_HIT(inter, total, thr)) {                                     \
+                    double s = dice_of(inter, total);                                   \
+                    if (s >= thr && hits_push(h, i, j, s)) return -1;                   \
+                }                                                                       \
+            }                                                                           \
+        }                                                                               \
+        return 0;                                                                       \
+    }
+
+ABOVE_FIXED_AVX512(16)
+ABOVE_FIXED_AVX512(32)
+
+static AVX512 int above_avx512(const uint64_t *a, Py_ssize_t na, const uint64_t *b,
+                               Py_ssize_t nb, Py_ssize_t w, const uint32_t *ca,
+                               const uint32_t *cb, double thr, hits_t *h) {
+    if (w == 16) return above16_avx512(a, na, b, nb, ca, cb, thr, h);
+    if (w == 32) return above32_avx512(a, na, b, nb, ca, cb, thr, h);
+    for (Py_ssize_t i = 0; i < na; i++) {
+        for (Py_ssize_t j = 0; j < nb; j++) {
+            uint64_t inter =
+                (uint64_t)_mm512_reduce_add_epi64(lanes_andpop_avx512(a + i * w, b + j * w, w));
+            uint64_t total = (uint64_t)ca[i] + cb[j];
+            if (MAYBE_HIT(inter, total, thr)) {
+                double s = dice_of(inter, total);
+                if (s >= thr && hits_push(h, i, j, s)) return -1;
+            }
+        }
+    }
+    return 0;
+}
+#endif /* DICE_X86 */
+
+/* ------------------------------------------------------------------------ */
+/* Implementation table and runtime selection.                               */
+
+typedef struct {
+    const char *name;
+    void (*popcounts)(const uint64_t *, Py_ssize_t, Py_ssize_t, uint32_t *);
+    void (*pairs)(const uint64_t *, const uint64_t *, Py_ssize_t, const int64_t *,
+                  const int64_t *, Py_ssize_t, const uint32_t *, const uint32_t *, double *);
+    int (*above)(const uint64_t *, Py_ssize_t, const uint64_t *, Py_ssize_t, Py_ssize_t,
+                 const uint32_t *, const uint32_t *, double, hits_t *);
+    int (*available)(void);
+} impl_t;
+
+static int always(void) { return 1; }
+#if DICE_X86
+static int has_popcnt(void) { return __builtin_cpu_supports("popcnt"); }
+static int has_avx512(void) {
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vpopcntdq") &&
+           __builtin_cpu_supports("popcnt");
+}
+#endif
+
+/* Best first. */
+static const impl_t IMPLS[] = {
+#if DICE_X86
+    {"avx512", popcounts_avx512, pairs_avx512, above_avx512, has_avx512},
+    {"popcnt", popcounts_popcnt, pairs_popcnt, above_popcnt, has_popcnt},
+#endif
+    {"portable", popcounts_portable, pairs_portable, above_portable, always},
+};
+#define N_IMPLS ((int)(sizeof(IMPLS) / sizeof(IMPLS[0])))
+
+/* Resolve the impl= keyword: None means the best one this CPU supports. */
+static const impl_t *pick_impl(PyObject *name) {
+    if (name == NULL || name == Py_None) {
+        for (int k = 0; k < N_IMPLS; k++)
+            if (IMPLS[k].available()) return &IMPLS[k];
+        return &IMPLS[N_IMPLS - 1];
+    }
+    if (!PyUnicode_Check(name)) {
+        PyErr_SetString(PyExc_ValueError, "impl: expected a str or None");
+        return NULL;
+    }
+    for (int k = 0; k < N_IMPLS; k++) {
+        if (PyUnicode_CompareWithASCIIString(name, IMPLS[k].name) == 0) {
+            if (!IMPLS[k].available()) {
+                PyErr_Format(PyExc_ValueError, "impl: %s is not supported by this CPU",
+                             IMPLS[k].name);
+                return NULL;
+            }
+            return &IMPLS[k];
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "impl: unknown implementation %R", name);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Buffer validation.                                                        */
+
+/* Does a PEP 3118 format string name a native integer/float of this kind? */
+static int format_is(const char *fmt, Py_ssize_t itemsize, const char *codes, Py_ssize_t size) {
+    if (fmt == NULL) fmt = "B";
+    if (*fmt == '@' || *fmt == '=') fmt++;
+#if PY_LITTLE_ENDIAN
+    else if (*fmt == '<') fmt++;
+#else
+    else if (*fmt == '>' || *fmt == '!') fmt++;
+#endif
+    return itemsize == size && fmt[0] != '\0' && fmt[1] == '\0' && strchr(codes, fmt[0]) != NULL;
+}
+
+/*
+ * Get a C-contiguous buffer of ndim dimensions whose items match codes/size.
+ * `what` describes the expectation for the error message, e.g. "2-D uint64".
+ */
+static int get_buf(PyObject *obj, Py_buffer *view, const char *arg, int ndim, const char *codes,
+                   Py_ssize_t size, const char *what, int writable) {
+    int flags = PyBUF_RECORDS_RO | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) != 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "%s: expected a C-contiguous %s%s array, got %.100s", arg,
+                     writable ? "writable " : "", what, Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    const char *why = NULL;
+    if (view->ndim != ndim)
+        why = "wrong number of dimensions";
+    else if (!format_is(view->format, view->itemsize, codes, size))
+        why = "wrong dtype";
+    else if (!PyBuffer_IsContiguous(view, 'C'))
+        why = "not C-contiguous";
+    if (why) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: expected a C-contiguous %s array, got %s (ndim=%d, format=%s)", arg,
+                     what, why, view->ndim, view->format ? view->format : "B");
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+#define U64_CODES "LQ"
+#define I64_CODES "lq"
+#define U32_CODES "IL"
+
+static int get_filters(PyObject *obj, Py_buffer *view, const char *arg) {
+    return get_buf(obj, view, arg, 2, U64_CODES, 8, "2-D uint64", 0);
+}
+
+static int check_indices(const int64_t *idx, Py_ssize_t k, Py_ssize_t n, const char *arg,
+                         const char *rows) {
+    for (Py_ssize_t t = 0; t < k; t++) {
+        if (idx[t] < 0 || idx[t] >= n) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] = %lld is out of bounds for %s with %zd rows",
+                         arg, t, (long long)idx[t], rows, n);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Python entry points.                                                      */
+
+static PyObject *py_popcounts(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"filters", "out", "impl", NULL};
+    PyObject *fo, *oo, *io = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|$O:popcounts", kw, &fo, &oo, &io))
+        return NULL;
+    const impl_t *impl = pick_impl(io);
+    if (!impl) return NULL;
+    Py_buffer f, o;
+    if (get_filters(fo, &f, "filters")) return NULL;
+    if (get_buf(oo, &o, "out", 1, U32_CODES, 4, "1-D uint32", 1)) {
+        PyBuffer_Release(&f);
+        return NULL;
+    }
+    Py_ssize_t n = f.shape[0], w = f.shape[1];
+    if (o.shape[0] != n) {
+        PyErr_Format(PyExc_ValueError, "out: has %zd entries, expected %zd (rows of filters)",
+                     o.shape[0], n);
+    } else if (w > 0x3ffffff) {
+        PyErr_Format(PyExc_ValueError, "filters: %zd words per row is too many", w);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        impl->popcounts(f.buf, n, w, o.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&f);
+    PyBuffer_Release(&o);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_dice_pairs(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"a", "b", "ia", "ib", "out", "impl", NULL};
+    PyObject *ao, *bo, *iao, *ibo, *oo, *io = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOO|$O:dice_pairs", kw, &ao, &bo, &iao,
+                                     &ibo, &oo, &io))
+        return NULL;
+    const impl_t *impl = pick_impl(io);
+    if (!impl) return NULL;
+    Py_buffer a = {0}, b = {0}, ia = {0}, ib = {0}, o = {0};
+    int got = 0; /* how many buffers to release */
+    if (get_filters(ao, &a, "a")) goto done;
+    got = 1;
+    if (get_filters(bo, &b, "b")) goto done;
+    got = 2;
+    if (get_buf(iao, &ia, "ia", 1, I64_CODES, 8, "1-D int64", 0)) goto done;
+    got = 3;
+    if (get_buf(ibo, &ib, "ib", 1, I64_CODES, 8, "1-D int64", 0)) goto done;
+    got = 4;
+    if (get_buf(oo, &o, "out", 1, "d", 8, "1-D float64", 1)) goto done;
+    got = 5;
+    Py_ssize_t na = a.shape[0], nb = b.shape[0], w = a.shape[1], k = ia.shape[0];
+    if (b.shape[1] != w) {
+        PyErr_Format(PyExc_ValueError, "b: has %zd words per row, a has %zd", b.shape[1], w);
+        goto done;
+    }
+    if (w > 0x3ffffff) {
+        PyErr_Format(PyExc_ValueError, "a: %zd words per row is too many", w);
+        goto done;
+    }
+    if (ib.shape[0] != k) {
+        PyErr_Format(PyExc_ValueError, "ib: has %zd entries, ia has %zd", ib.shape[0], k);
+        goto done;
+    }
+    if (o.shape[0] != k) {
+        PyErr_Format(PyExc_ValueError, "out: has %zd entries, expected %zd", o.shape[0], k);
+        goto done;
+    }
+    if (check_indices(ia.buf, k, na, "ia", "a") || check_indices(ib.buf, k, nb, "ib", "b"))
+        goto done;
+    /*
+     * Row counts once per row when pairs revisit rows (the usual case after
+     * blocking); for a handful of pairs over huge arrays, count per pair instead.
+     */
+    int precount = k >= na + nb;
+    uint32_t *ca = NULL, *cb = NULL;
+    if (precount) {
+        ca = PyMem_RawMalloc((size_t)(na + nb + 1) * sizeof(uint32_t));
+        if (!ca) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        cb = ca + na;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (precount) {
+        impl->popcounts(a.buf, na, w, ca);
+        impl->popcounts(b.buf, nb, w, cb);
+    }
+    impl->pairs(a.buf, b.buf, w, ia.buf, ib.buf, k, ca, cb, o.buf);
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(ca);
+done:
+    if (got >= 5) PyBuffer_Release(&o);
+    if (got >= 4) PyBuffer_Release(&ib);
+    if (got >= 3) PyBuffer_Release(&ia);
+    if (got >= 2) PyBuffer_Release(&b);
+    if (got >= 1) PyBuffer_Release(&a);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_dice_above(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kw[] = {"a", "b", "threshold", "impl", NULL};
+    PyObject *ao, *bo, *io = NULL;
+    double thr;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOd|$O:dice_above", kw, &ao, &bo, &thr, &io))
+        return NULL;
+    const impl_t *impl = pick_impl(io);
+    if (!impl) return NULL;
+    Py_buffer a, b;
+    if (get_filters(ao, &a, "a")) return NULL;
+    if (get_filters(bo, &b, "b")) {
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Py_ssize_t na = a.shape[0], nb = b.shape[0], w = a.shape[1];
+    hits_t h = {0};
+    uint32_t *ca = NULL;
+    if (b.shape[1] != w) {
+        PyErr_Format(PyExc_ValueError, "b: has %zd words per row, a has %zd", b.shape[1], w);
+        goto done;
+    }
+    if (w > 0x3ffffff) {
+        PyErr_Format(PyExc_ValueError, "a: %zd words per row is too many", w);
+        goto done;
+    }
+    ca = PyMem_RawMalloc((size_t)(na + nb + 1) * sizeof(uint32_t));
+    if (!ca) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    uint32_t *cb = ca + na;
+    Py_BEGIN_ALLOW_THREADS
+    impl->popcounts(a.buf, na, w, ca);
+    impl->popcounts(b.buf, nb, w, cb);
+    impl->above(a.buf, na, b.buf, nb, w, ca, cb, thr, &h);
+    Py_END_ALLOW_THREADS
+    if (h.failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    /* bytearrays, so that the numpy views on them are writable like the reference's. */
+    PyObject *bi = PyByteArray_FromStringAndSize((const char *)h.i, h.len * 8);
+    PyObject *bj = bi ? PyByteArray_FromStringAndSize((const char *)h.j, h.len * 8) : NULL;
+    PyObject *bs = bj ? PyByteArray_FromStringAndSize((const char *)h.s, h.len * 8) : NULL;
+    if (bs) result = PyTuple_Pack(3, bi, bj, bs);
+    Py_XDECREF(bi);
+    Py_XDECREF(bj);
+    Py_XDECREF(bs);
+done:
+    hits_free(&h);
+    PyMem_RawFree(ca);
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    return result;
+}
+
+static PyObject *py_implementations(PyObject *self, PyObject *unused) {
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    for (int k = 0; k < N_IMPLS; k++) {
+        if (!IMPLS[k].available()) continue;
+        PyObject *s = PyUnicode_FromString(IMPLS[k].name);
+        if (!s || PyList_Append(out, s)) {
+            Py_XDECREF(s);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(s);
+    }
+    PyObject *t = PyList_AsTuple(out);
+    Py_DECREF(out);
+    return t;
+}
+
+static PyMethodDef methods[] = {
+    {"popcounts", (PyCFunction)(void (*)(void))py_popcounts, METH_VARARGS | METH_KEYWORDS,
+     "popcounts(filters, out, *, impl=None): set bits of each row into out (uint32)."},
+    {"dice_pairs", (PyCFunction)(void (*)(void))py_dice_pairs, METH_VARARGS | METH_KEYWORDS,
+     "dice_pairs(a, b, ia, ib, out, *, impl=None): Dice of a[ia[k]], b[ib[k]] into out."},
+    {"dice_above", (PyCFunction)(void (*)(void))py_dice_above, METH_VARARGS | METH_KEYWORDS,
+     "dice_above(a, b, threshold, *, impl=None) -> (i, j, s) as bytearrays of int64, "
+     "int64, float64."},
+    {"implementations", py_implementations, METH_NOARGS,
+     "implementations() -> names usable on this CPU, fastest first."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "linkage_service._dice",
+    .m_doc = "Compiled Dice kernel; use linkage_service._kernel.",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__dice(void) {
+#if DICE_X86
+    __builtin_cpu_init();
+#endif
+    return PyModule_Create(&module);
+}

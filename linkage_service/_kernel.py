@@ -1,0 +1,82 @@
+"""The Dice kernel the linkage engine uses: compiled, GIL-free, exact.
+
+Same three functions, signatures and results (bit for bit) as the numpy oracle
+:mod:`linkage_service._kernel_ref`, backed by the C extension
+``linkage_service._dice``, which picks the fastest body this CPU supports at run
+time (AVX-512 VPOPCNTQ, then scalar hardware popcount, then portable C). The
+loops run without the GIL, so threads working on separate slices use separate
+cores.
+
+Inputs are validated, never converted: filters must be C-contiguous 2-D
+``uint64`` arrays with the same number of words per row, index arrays 1-D
+``int64`` within ``[0, rows)`` (no negative wrap-around, unlike numpy fancy
+indexing); anything else raises ``ValueError`` naming the argument.
+
+This module must never fall back to the reference silently: a missing extension
+is an ``ImportError`` at import, because a 50x slowdown is a bug, not a mode.
+The optional ``impl`` keyword exists for tests and benchmarks that pin one body.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+try:
+    from linkage_service import _dice
+except ImportError as exc:  # pragma: no cover - exercised only on a broken install
+    raise ImportError(
+        "linkage_service._dice (the compiled Dice kernel) is not built; reinstall the "
+        "project with `pip install -e '.[dev]'` (needs a C compiler) rather than using "
+        "the source tree directly"
+    ) from exc
+
+U64 = npt.NDArray[np.uint64]
+
+__all__ = ["dice_above", "dice_pairs", "implementations", "popcounts"]
+
+
+def implementations() -> tuple[str, ...]:
+    """Names of the kernel bodies this CPU can run, fastest (the default) first."""
+    return _dice.implementations()
+
+
+def popcounts(filters: U64, *, impl: str | None = None) -> npt.NDArray[np.uint32]:
+    """Number of set bits of each row."""
+    out = np.empty(_rows(filters, "filters"), dtype=np.uint32)
+    _dice.popcounts(filters, out, impl=impl)
+    return out
+
+
+def dice_pairs(
+    a: U64,
+    b: U64,
+    ia: npt.NDArray[np.int64],
+    ib: npt.NDArray[np.int64],
+    *,
+    impl: str | None = None,
+) -> npt.NDArray[np.float64]:
+    """Dice coefficient of rows ``a[ia[k]]`` and ``b[ib[k]]`` for every k."""
+    out = np.empty(_rows(ia, "ia"), dtype=np.float64)
+    _dice.dice_pairs(a, b, ia, ib, out, impl=impl)
+    return out
+
+
+def dice_above(
+    a: U64, b: U64, threshold: float, *, impl: str | None = None
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Every pair (i, j) of a x b with Dice >= threshold, in row-major order."""
+    bi, bj, bs = _dice.dice_above(a, b, float(threshold), impl=impl)
+    return (
+        np.frombuffer(bi, dtype=np.int64),
+        np.frombuffer(bj, dtype=np.int64),
+        np.frombuffer(bs, dtype=np.float64),
+    )
+
+
+def _rows(arr: object, name: str) -> int:
+    """Leading dimension of an array argument (full validation happens in C)."""
+    shape = getattr(arr, "shape", None)
+    if not isinstance(shape, tuple) or not shape:
+        raise ValueError(f"{name}: expected a numpy array, got {type(arr).__name__}")
+    return int(shape[0])
