@@ -27,7 +27,7 @@ from ._keys import (
     load_secret,
 )
 from ._mapping import AgencyMapping, load_mapping
-from ._privacy import Needles, identity_needles, scan_extract, scan_text
+from ._privacy import Needles, Scanner, identity_needles, scan_extract, scan_text
 from ._rows import BadRowPolicy, record_ref
 from ._schema_file import load_schema, write_schema
 from ._seal import IdentitySealer, open_sealed_identity
@@ -49,6 +49,7 @@ __all__ = [
     "KeyFileError",
     "Needles",
     "NormalisedIdentity",
+    "Scanner",
     "SealPublicKey",
     "derive_key",
     "dice",

@@ -131,34 +131,60 @@ class _BinaryNeedles:
         return found
 
 
+class Scanner:
+    """Searches text, JSON values and bytes for a fixed set of needles (built once)."""
+
+    def __init__(self, needles: Needles) -> None:
+        self._all = _token_set(needles.all())
+        self._no_dates = _token_set(needles.names | needles.postcodes | needles.identifiers)
+        self._binary = _BinaryNeedles(needles.all())
+
+    def text(self, text: str) -> set[str]:
+        """Needles in ``text`` as whole words or word sequences (case-insensitive)."""
+        return _find_tokens(text, self._all)
+
+    def event_date(self, text: str) -> set[str]:
+        """Needles in an event date: anything but a date (events can share a birthday)."""
+        return _find_tokens(text, self._no_dates)
+
+    def binary(self, blob: bytes) -> set[str]:
+        """Needles of six or more characters inside raw bytes."""
+        return self._binary.find(blob)
+
+    def json(self, value: object) -> set[str]:
+        """Needles anywhere in a JSON value, read as :func:`scan_extract` reads a line.
+
+        Every value is searched, not the protocol's own vocabulary (keys and
+        indicator type names); base64 fields are decoded and searched as bytes;
+        indicator dates are event dates.
+        """
+        clear: list[str] = []
+        dated: list[str] = []
+        blobs: list[bytes] = []
+        _split(value, clear, dated, blobs, in_base64=False)
+        found = self.text(" | ".join(clear)) | self.event_date(" | ".join(dated))
+        for blob in blobs:
+            found |= self.binary(blob)
+        return found
+
+
 def scan_text(text: str, needles: Needles) -> set[str]:
     """Needles found in ``text`` as whole words or word sequences (case-insensitive)."""
-    return _find_tokens(text, _token_set(needles.all()))
+    return Scanner(needles).text(text)
 
 
 def scan_extract(path: Path, needles: Needles) -> set[str]:
     """Needles found anywhere in an extract outside the ciphertext and filters.
 
-    Every value is searched, not the protocol's own vocabulary (JSON keys and
-    indicator type names). Clear values are matched word by word; base64 fields
-    are decoded and searched for the longer needles, so a plaintext hidden in a
-    filter, token or blob would be caught too. Indicator dates are event dates,
-    so they are not compared with dates of birth.
+    Clear values are matched word by word; base64 fields are decoded and
+    searched for the longer needles, so a plaintext hidden in a filter, token or
+    blob would be caught too.
     """
+    scanner = Scanner(needles)
     found: set[str] = set()
-    clear_wanted = _token_set(needles.names | needles.postcodes | needles.identifiers)
-    all_wanted = _token_set(needles.all())
-    binary = _BinaryNeedles(needles.all())
     with path.open("rb") as fh:
         for raw in fh:
-            clear: list[str] = []
-            dated: list[str] = []
-            blobs: list[bytes] = []
-            _split(json.loads(raw), clear, dated, blobs, in_base64=False)
-            found |= _find_tokens(" | ".join(clear), all_wanted)
-            found |= _find_tokens(" | ".join(dated), clear_wanted)
-            for blob in blobs:
-                found |= binary.find(blob)
+            found |= scanner.json(json.loads(raw))
     return found
 
 
@@ -170,8 +196,12 @@ def _split(
             if k == "indicators" and isinstance(v, list):
                 for item in v:
                     if isinstance(item, dict):
-                        dated.append(str(item.get("date")))
-                        clear.append(str(item.get("value")))
+                        # the type is vocabulary; every other field is data
+                        for field_name, x in item.items():
+                            if field_name == "date":
+                                dated.append(str(x))
+                            elif field_name != "type":
+                                _split(x, clear, dated, blobs, in_base64=in_base64)
                 continue
             _split(v, clear, dated, blobs, in_base64=in_base64 or k in _BASE64_FIELDS)
     elif isinstance(obj, list):
