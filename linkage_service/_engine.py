@@ -205,7 +205,9 @@ class LinkageEngine:
         self.persons = Clusters()
         self.places = Clusters()
         self.pid_root: dict[str, int] = {}
-        self.chosen_row: dict[str, int | None] = {}
+        self.base_row: dict[str, int | None] = {}  # row of the person's own current address
+        self.chosen_row: dict[str, int] = {}  # a row of the place the person lives at
+        self.residents: dict[int, set[str]] = {}  # row -> persons whose chosen row it is
         self.person_hid: dict[str, str] = {}
         self.hid_persons: dict[str, set[str]] = {}
 
@@ -253,7 +255,9 @@ class LinkageEngine:
         is_new = np.ones(eng._n, dtype=np.bool_)
         eng._link_places(is_new)
         for pid, rs in by_pid.items():
-            eng.chosen_row[pid] = eng._current_row(rs)
+            eng.base_row[pid] = eng._current_row(rs)
+        for pid in by_pid:
+            eng._set_chosen(pid, eng._follow(pid))
             hid = household_of.get(pid)
             if hid is not None:
                 eng.person_hid[pid] = hid
@@ -435,10 +439,13 @@ class LinkageEngine:
         f_rows: set[int] = set()  # rows whose person must be reconciled
         touched_pids: set[str] = set()
         place_roots: set[int] = set()
+        followers: set[str] = set()
         t0 = time.perf_counter()
         # 1. retire removed rows; re-cluster what remains of their persons and places
         if removed_rows:
             self.alive[np.asarray(removed_rows, dtype=np.int64)] = False
+            for r in removed_rows:  # persons who lived at a retired row's place
+                followers.update(self.residents.get(r, ()))
             f = self._features()
             p_roots = {self.persons.find(r) for r in removed_rows}
             for root in sorted(p_roots):
@@ -507,7 +514,7 @@ class LinkageEngine:
         new_place_roots, addr_candidates = self._link_places(is_new)
         place_roots = {self.places.find(r) for r in place_roots if r in self.places.parent}
         place_roots |= new_place_roots
-        self._update_households(changed_pids, set(retired), place_roots, delta)
+        self._update_households(changed_pids | followers, set(retired), place_roots, delta)
         t6 = time.perf_counter()
         # 6. evidence for links and review
         interesting = m | refused | (s.score >= cfg.review_threshold)
@@ -590,6 +597,58 @@ class LinkageEngine:
             )
         return out
 
+    def _rows_of(self, pid: str) -> list[int]:
+        return [r for r in self.persons.members[self.pid_root[pid]] if self.alive[r]]
+
+    def _set_chosen(self, pid: str, row: int | None) -> None:
+        old = self.chosen_row.pop(pid, None)
+        if old is not None:
+            at = self.residents.get(old)
+            if at is not None:
+                at.discard(pid)
+                if not at:
+                    del self.residents[old]
+        if row is not None:
+            self.chosen_row[pid] = row
+            self.residents.setdefault(row, set()).add(pid)
+
+    def _follow(self, pid: str) -> int | None:
+        """The row standing for the place a person lives at.
+
+        Their own current address, unless everyone else seen at that place (two people
+        at least) now lives at one other place and nobody was seen at the old place
+        more recently: then
+        the person's records are stale copies from before a household move, and the
+        person follows the household.
+        """
+        row = self.base_row.get(pid)
+        if row is None:
+            return None
+        here = self.places.find(row)
+        others: set[str] = set()
+        last_here = -(2**31)
+        for x in self.places.members[here]:
+            q = self.row_pid[x]
+            if q is None or not self.alive[x]:
+                continue
+            if q == pid:
+                last_here = max(last_here, int(self.day[x]))
+            else:
+                others.add(q)
+        if len(others) < 2:  # one other person moving out is not a household move
+            return row
+        there: set[int] = set()
+        for q in others:
+            b = self.base_row.get(q)
+            if b is None:
+                return row
+            there.add(self.places.find(b))
+        if len(there) != 1 or here in there:
+            return row
+        target = there.pop()
+        last_there = max(int(self.day[x]) for x in self.places.members[target])
+        return target if last_there >= last_here else row
+
     def _update_households(
         self, changed_pids: set[str], retired_pids: set[str], place_roots: set[int], delta: Delta
     ) -> None:
@@ -600,11 +659,25 @@ class LinkageEngine:
                 if pid is not None and self.alive[r]:
                     affected.add(pid)
         for pid in retired_pids:
-            self.chosen_row.pop(pid, None)
+            self._set_chosen(pid, None)
+            self.base_row.pop(pid, None)
+        affected &= self.pid_root.keys()
         for pid in affected:
-            if pid in self.pid_root:
-                rows = [r for r in self.persons.members[self.pid_root[pid]] if self.alive[r]]
-                self.chosen_row[pid] = self._current_row(rows)
+            self.base_row[pid] = self._current_row(self._rows_of(pid))
+        # whoever shares a place with an affected person may follow (or stop following) them
+        ring: set[str] = set()
+        for pid in affected:
+            for r in self._rows_of(pid):
+                if r in self.places.parent:
+                    for x in self.places.members[self.places.find(r)]:
+                        q = self.row_pid[x]
+                        if q is not None and self.alive[x]:
+                            ring.add(q)
+        for pid in ring - affected:
+            self.base_row[pid] = self._current_row(self._rows_of(pid))
+        affected |= ring
+        for pid in sorted(affected):
+            self._set_chosen(pid, self._follow(pid))
         # everyone who shared a household with an affected person is affected too
         old_hids = {self.person_hid[p] for p in affected | retired_pids if p in self.person_hid}
         everyone = {p for p in affected if p in self.pid_root}
@@ -621,12 +694,10 @@ class LinkageEngine:
                 roots.add(self.places.find(row))
         groups: list[list[str]] = []
         for root in sorted(roots):
-            at = {
-                self.row_pid[r]
-                for r in self.places.members[root]
-                if self.row_pid[r] is not None and self.chosen_row.get(self.row_pid[r] or "") == r
-            }
-            groups.append(sorted(p for p in at if p is not None))
+            at: set[str] = set()
+            for r in self.places.members[root]:
+                at |= self.residents.get(r, set())
+            groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
         ids, retired, _, _ = reconcile(

@@ -88,3 +88,21 @@ def test_household_quality_at_the_shipped_defaults(population: Population) -> No
     hs = pair_scores(household, population.truth_household)
     assert hs.f1 >= 0.95, hs
     assert hs.precision >= 0.99, hs
+
+
+def test_stale_copies_follow_a_household_that_moved() -> None:
+    # a family of three moved from HOME to AWAY; one agency still has the child at HOME
+    a, b, c = base_bits(1), base_bits(2), base_bits(3)
+    recs = [
+        Rec(1, a, addr=HOME),
+        Rec(2, b, addr=HOME),
+        Rec(3, c, addr=HOME, age=8),
+        Rec(11, perturb(a, 5, 11), addr=AWAY, agency=1),
+        Rec(12, perturb(b, 5, 12), addr=AWAY, agency=1),
+        Rec(13, perturb(a, 5, 13), addr=AWAY, agency=2),
+        Rec(14, perturb(b, 5, 14), addr=AWAY, agency=2),
+    ]
+    eng = engine()
+    eng.update(batch(recs), [])
+    assert _household(eng, 3) == _household(eng, 1) == _household(eng, 2)
+    assert _household(eng, 1) == _household(eng, 11)
