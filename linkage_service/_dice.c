@@ -204,82 +204,86 @@ static AVX512 void pairs_avx512(const uint64_t *a, const uint64_t *b, Py_ssize_t
 }
 
 /*
- * Fixed-width all-pairs loop: row i of a stays in registers; four rows of b are
- * popcounted, then their lane counts are packed into 16-bit fields of one vector
- * so that a single horizontal reduction serves four pairs (each field sums at
- * most 8 lanes of at most 64*W/8 bits, far below 65536).
+ * All-pairs loop. b is first interleaved in blocks of 8 rows (word k of rows
+ * 8m..8m+7 adjacent), so that ANDing with a broadcast word of row i of a and
+ * VPOPCNTQ gives the counts of 8 pairs in the 8 lanes of one vector: no
+ * horizontal reductions, and the threshold pre-test runs on 8 pairs at once
+ * (in double, exactly like the scalar MAYBE_HIT). W is the compile-time width
+ * for the 16- and 32-word fast paths, 0 for any width.
  */
-#define ABOVE_FIXED_AVX512(W)                                                           \
-    static AVX512 int above##W##_avx512(const uint64_t *a, Py_ssize_t na,              \
-                                        const uint64_t *b, Py_ssize_t nb,              \
-                                        const uint32_t *ca, const uint32_t *cb,        \
-                                        double thr, hits_t *h) {                       \
-        enum { V = W / 8 };                                                             \
-        for (Py_ssize_t i = 0; i < na; i++) {                                           \
-            __m512i av[V];                                                              \
-            for (int v = 0; v < V; v++) av[v] = _mm512_loadu_si512(a + i * W + 8 * v); \
-            const uint64_t cai = ca[i];                                                 \
-            Py_ssize_t j = 0;                                                           \
-            for (; j + 4 <= nb; j += 4) {                                               \
-                __m512i c[4];                                                           \
-                for (int r = 0; r < 4; r++) {                                           \
-                    const uint64_t *q = b + (j + r) * W;                                \
-                    __m512i acc = _mm512_popcnt_epi64(                                  \
-                        _mm512_and_si512(av[0], _mm512_loadu_si512(q)));                \
-                    for (int v = 1; v < V; v++)                                         \
-                        acc = _mm512_add_epi64(                                         \
-                            acc, _mm512_popcnt_epi64(_mm512_and_si512(                  \
-                                     av[v], _mm512_loadu_si512(q + 8 * v))));           \
-                    c[r] = acc;                                                         \
-                }                                                                       \
-                __m512i packed = _mm512_add_epi64(                                      \
-                    _mm512_add_epi64(c[0], _mm512_slli_epi64(c[1], 16)),                \
-                    _mm512_add_epi64(_mm512_slli_epi64(c[2], 32),                       \
-                                     _mm512_slli_epi64(c[3], 48)));                     \
-                uint64_t four = (uint64_t)_mm512_reduce_add_epi64(packed);              \
-                for (int r = 0; r < 4; r++) {                                           \
-                    uint64_t inter = (four >> (16 * r)) & 0xffffu;                      \
-                    uint64_t total = cai + cb[j + r];                                   \
-                    if (MAYBE_HIT(inter, total, thr)) {                                 \
-                        double s = dice_of(inter, total);                               \
-                        if (s >= thr && hits_push(h, i, j + r, s)) return -1;           \
-                    }                                                                   \
-                }                                                                       \
-            }                                                                           \
-            for (; j < nb; j++) {                                                       \
-                const uint64_t *q = b + j * W;                                          \
-                uint64_t inter = (uint64_t)_mm512_reduce_add_epi64(                     \
-                    lanes_andpop_avx512(a + i * W, q, W));                              \
-                uint64_t total = cai + cb[j];                                           \
-                if (MAYBE_HIT(inter, total, thr)) {                                     \
-                    double s = dice_of(inter, total);                                   \
-                    if (s >= thr && hits_push(h, i, j, s)) return -1;                   \
-                }                                                                       \
-            }                                                                           \
-        }                                                                               \
-        return 0;                                                                       \
+static AVX512 inline void above_block_avx512(__m512i acc, Py_ssize_t i, Py_ssize_t j0,
+                                             __mmask8 valid, uint64_t cai, const double *cbd,
+                                             const uint32_t *cb, double thr, hits_t *h) {
+    __m512d tot = _mm512_add_pd(_mm512_set1_pd((double)cai), _mm512_loadu_pd(cbd + j0));
+    __m512d inter = _mm512_cvtepi32_pd(_mm512_cvtepi64_epi32(acc));
+    __mmask8 m = _mm512_cmp_pd_mask(_mm512_mul_pd(inter, _mm512_set1_pd(DICE_SLACK2)),
+                                    _mm512_mul_pd(_mm512_set1_pd(thr), tot), _CMP_GE_OQ) |
+                 _mm512_cmp_pd_mask(tot, _mm512_setzero_pd(), _CMP_EQ_OQ);
+    m &= valid;
+    if (!m) return;
+    uint64_t counts[8];
+    _mm512_storeu_si512(counts, acc);
+    for (int r = 0; r < 8; r++) {
+        if (!(m >> r & 1)) continue;
+        double s = dice_of(counts[r], cai + cb[j0 + r]);
+        if (s >= thr) hits_push(h, i, j0 + r, s);
+    }
+}
+
+#define ABOVE_AVX512(SUFFIX, W)                                                           \
+    static AVX512 void above_loop##SUFFIX##_avx512(                                      \
+        const uint64_t *a, Py_ssize_t na, const uint64_t *bt, Py_ssize_t nb, Py_ssize_t w, \
+        const uint32_t *ca, const uint32_t *cb, const double *cbd, double thr, hits_t *h) { \
+        const Py_ssize_t ww = (W) ? (W) : w;                                              \
+        for (Py_ssize_t i = 0; i < na && !h->failed; i++) {                               \
+            const uint64_t *p = a + i * ww;                                               \
+            for (Py_ssize_t j0 = 0; j0 < nb; j0 += 8) {                                   \
+                const uint64_t *q = bt + j0 * ww;                                         \
+                __m512i acc = _mm512_setzero_si512();                                     \
+                for (Py_ssize_t k = 0; k < ww; k++)                                       \
+                    acc = _mm512_add_epi64(                                               \
+                        acc, _mm512_popcnt_epi64(_mm512_and_si512(                        \
+                                 _mm512_set1_epi64((long long)p[k]),                      \
+                                 _mm512_loadu_si512(q + 8 * k))));                        \
+                __mmask8 valid =                                                          \
+                    nb - j0 >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (nb - j0)) - 1u);  \
+                above_block_avx512(acc, i, j0, valid, ca[i], cbd, cb, thr, h);            \
+            }                                                                             \
+        }                                                                                 \
     }
 
-ABOVE_FIXED_AVX512(16)
-ABOVE_FIXED_AVX512(32)
+ABOVE_AVX512(16, 16)
+ABOVE_AVX512(32, 32)
+ABOVE_AVX512(any, 0)
 
 static AVX512 int above_avx512(const uint64_t *a, Py_ssize_t na, const uint64_t *b,
                                Py_ssize_t nb, Py_ssize_t w, const uint32_t *ca,
                                const uint32_t *cb, double thr, hits_t *h) {
-    if (w == 16) return above16_avx512(a, na, b, nb, ca, cb, thr, h);
-    if (w == 32) return above32_avx512(a, na, b, nb, ca, cb, thr, h);
-    for (Py_ssize_t i = 0; i < na; i++) {
-        for (Py_ssize_t j = 0; j < nb; j++) {
-            uint64_t inter =
-                (uint64_t)_mm512_reduce_add_epi64(lanes_andpop_avx512(a + i * w, b + j * w, w));
-            uint64_t total = (uint64_t)ca[i] + cb[j];
-            if (MAYBE_HIT(inter, total, thr)) {
-                double s = dice_of(inter, total);
-                if (s >= thr && hits_push(h, i, j, s)) return -1;
-            }
-        }
+    Py_ssize_t nbp = (nb + 7) / 8 * 8; /* padded with empty rows, masked off */
+    uint64_t *bt = calloc((size_t)(nbp * w + 1), sizeof(uint64_t));
+    double *cbd = malloc((size_t)(nbp + 1) * sizeof(double));
+    if (!bt || !cbd) {
+        free(bt);
+        free(cbd);
+        h->failed = 1;
+        return -1;
     }
-    return 0;
+    for (Py_ssize_t j = 0; j < nb; j++) {
+        const uint64_t *q = b + j * w;
+        uint64_t *blk = bt + (j / 8) * 8 * w + (j % 8);
+        for (Py_ssize_t k = 0; k < w; k++) blk[8 * k] = q[k];
+        cbd[j] = (double)cb[j];
+    }
+    for (Py_ssize_t j = nb; j < nbp; j++) cbd[j] = 0.0;
+    if (w == 16)
+        above_loop16_avx512(a, na, bt, nb, w, ca, cb, cbd, thr, h);
+    else if (w == 32)
+        above_loop32_avx512(a, na, bt, nb, w, ca, cb, cbd, thr, h);
+    else
+        above_loopany_avx512(a, na, bt, nb, w, ca, cb, cbd, thr, h);
+    free(bt);
+    free(cbd);
+    return h->failed ? -1 : 0;
 }
 #endif /* DICE_X86 */
 
