@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import os
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from protocols import (
+    Caller,
+    SecretFileError,
+    TokenTable,
+    check_private_file,
+    load_token_file,
+    write_private_file,
+)
 
 from ._checkpoint import CosignatureSigner, CosignatureVerifier
 from ._errors import AuditLogError
@@ -114,18 +119,9 @@ class Settings(BaseModel):
 
 def _check_private(path: Path, what: str) -> None:
     try:
-        info = path.stat()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
-    except OSError as exc:
-        raise ConfigError(f"{what} {path} cannot be read: {exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise ConfigError(
-            f"{what} {path} has mode {stat.filemode(info.st_mode)}: it must not be readable or "
-            f"writable by group or others (chmod 600 {path})"
-        )
+        check_private_file(path, what)
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _read_secret(path: Path | None, env: str, environ: Mapping[str, str], what: str) -> str:
@@ -218,82 +214,14 @@ def witness_verifier(value: str) -> CosignatureVerifier:
 def write_secret(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 holding ``text``; refuse to overwrite."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigError(f"{path} already exists; refusing to overwrite a key") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc}") from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text if text.endswith("\n") else text + "\n")
-
-
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller: role and the label from the token file."""
-
-    role: Role
-    label: str
-
-
-class TokenTable:
-    """Bearer tokens by SHA-256 hash; lookups compare every entry in constant time."""
-
-    def __init__(self, entries: list[tuple[bytes, Caller]]) -> None:
-        if not entries:
-            raise ConfigError("the token table is empty: no caller could ever authenticate")
-        self._entries = entries
-
-    def digests(self) -> list[bytes]:
-        """Every configured token hash (for the witness app, which takes hashes)."""
-        return [digest for digest, _ in self._entries]
-
-    def authenticate(self, authorization: str | None) -> Caller | None:
-        """The caller a ``Bearer <token>`` header belongs to, or None."""
-        if not authorization:
-            return None
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        presented = hashlib.sha256(token.strip().encode("utf-8")).digest()
-        found: Caller | None = None
-        for digest, caller in self._entries:
-            # Visit every entry so timing does not reveal which one matched.
-            if hmac.compare_digest(presented, digest):
-                found = caller
-        return found
+        write_private_file(path, text if text.endswith("\n") else text + "\n")
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def load_tokens(path: Path) -> TokenTable:
-    """Parse a token file: lines ``<sha256 hex of token> <role> [label]``, ``#`` comments."""
+    """The token table of ``path`` (see :func:`protocols.load_token_file`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read token file {path}: {exc}") from exc
-    try:
-        mode = path.stat().st_mode
-    except OSError as exc:
-        raise ConfigError(f"cannot stat token file {path}: {exc}") from exc
-    if mode & 0o022:
-        raise ConfigError(f"token file {path} is writable by group or others")
-    entries: list[tuple[bytes, Caller]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        if len(fields) not in (2, 3):
-            raise ConfigError(f"{path}:{number}: expected '<sha256 hex> <role> [label]'")
-        digest_hex, role = fields[0], fields[1]
-        if len(digest_hex) != 64:
-            raise ConfigError(f"{path}:{number}: token hash must be 64 hex digits")
-        try:
-            digest = bytes.fromhex(digest_hex)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{number}: token hash is not hex") from exc
-        if role not in ROLES:
-            raise ConfigError(f"{path}:{number}: unknown role {role!r}, expected one of {ROLES}")
-        label = fields[2] if len(fields) == 3 else f"line {number}"
-        entries.append((digest, Caller(role, label)))
-    if not entries:
-        raise ConfigError(f"token file {path} has no tokens: refusing to serve")
-    return TokenTable(entries)
+        return load_token_file(path, lambda role: role in ROLES, f"one of {ROLES}")
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc

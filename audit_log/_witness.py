@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import os
 import tempfile
@@ -47,6 +45,7 @@ from audit_log._errors import (
 )
 from audit_log._merkle import EMPTY_ROOT, verify_consistency
 from audit_log._note import NoteVerifier
+from protocols import Caller, TokenTable, token_digest
 
 __all__ = [
     "SIZE_CONTENT_TYPE",
@@ -71,7 +70,7 @@ class WitnessRecord:
 
 def hash_token(token: str) -> bytes:
     """Return the SHA-256 digest under which a bearer token is configured."""
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    return token_digest(token)
 
 
 class Witness:
@@ -248,21 +247,6 @@ class Witness:
             raise WitnessError(f"cannot persist witness state {self._path}: {exc}", 500) from exc
 
 
-def _authorised(header: str | None, token_hashes: tuple[bytes, ...]) -> bool:
-    """Return whether an Authorization header carries a configured bearer token."""
-    if not header:
-        return False
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    presented = hash_token(token.strip())
-    ok = False
-    for expected in token_hashes:
-        # Compare against every hash so timing does not reveal which matched.
-        ok |= hmac.compare_digest(presented, expected)
-    return ok
-
-
 def create_witness_app(witness: Witness, token_hashes: Iterable[bytes]) -> FastAPI:
     """Return a FastAPI app serving ``POST /add-checkpoint`` for ``witness``."""
     hashes = tuple(token_hashes)
@@ -272,11 +256,14 @@ def create_witness_app(witness: Witness, token_hashes: Iterable[bytes]) -> FastA
         if len(h) != 32:
             raise WitnessError(f"bearer token hash {i} must be 32 bytes, got {len(h)}", 500)
 
+    callers = TokenTable(
+        [(h, Caller("witness-client", f"token {i}")) for i, h in enumerate(hashes)]
+    )
     app = FastAPI(title="audit-log witness")
 
     @app.post("/add-checkpoint", response_class=PlainTextResponse)
     async def add_checkpoint(request: Request) -> Response:
-        if not _authorised(request.headers.get("authorization"), hashes):
+        if callers.authenticate(request.headers.get("authorization")) is None:
             return PlainTextResponse(
                 "missing or invalid bearer token\n",
                 status_code=401,

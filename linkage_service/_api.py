@@ -34,6 +34,7 @@ from ._config import (
     Caller,
     Settings,
     TokenTable,
+    agency_of,
     load_attestation_key,
     load_schemas,
     load_tokens,
@@ -91,7 +92,7 @@ def require(*roles: str) -> Callable[[Request], Caller]:
 def require_agency(request: Request) -> Caller:
     """A dependency that admits only agency callers (``agency:<id>``)."""
     caller = _caller(request)
-    if caller.agency_id is None:
+    if agency_of(caller) is None:
         raise HTTPException(403, f"role {caller.role!r} may not push extracts")
     return caller
 
@@ -174,8 +175,9 @@ def create_app(
                 f"the upload is {length} bytes, larger than the limit of "
                 f"{service.max_body_bytes} bytes"
             )
-        assert caller.agency_id is not None
-        receiver = service.receiver(caller.agency_id)
+        agency_id = agency_of(caller)
+        assert agency_id is not None
+        receiver = service.receiver(agency_id)
         try:
             async for chunk in request.stream():
                 if chunk:
@@ -187,7 +189,7 @@ def create_app(
             _logger.warning(
                 "extract refused",
                 extra={
-                    "agency_id": caller.agency_id,
+                    "agency_id": agency_of(caller),
                     "extract_id": header.extract_id if header else "",
                     "error": type(exc).__name__,
                 },

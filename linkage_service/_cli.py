@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 
+from protocols import SecretFileError, write_private_file
+
 from . import _store as store
 from ._config import Settings, hash_token, load_settings, new_token, valid_role
 from ._errors import ConfigError, LinkageError
@@ -72,13 +74,9 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _write_private(path: Path, text: str) -> None:
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise ConfigError(f"{path} already exists; refusing to overwrite it") from exc
-    except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc}") from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
+        write_private_file(path, text)
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _append_token_hash(path: Path, line: str) -> None:

@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import os
 import re
-import secrets
-import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from protocols import LinkageSchema, default_schema
+from protocols import (
+    Caller,
+    LinkageSchema,
+    SecretFileError,
+    TokenTable,
+    check_private_file,
+    default_schema,
+    load_token_file,
+    new_token,
+    token_digest,
+)
 
 from ._errors import ConfigError
 
@@ -37,6 +42,7 @@ __all__ = [
     "Caller",
     "Settings",
     "TokenTable",
+    "agency_of",
     "hash_token",
     "load_attestation_key",
     "load_schemas",
@@ -128,18 +134,9 @@ def load_schemas(settings: Settings) -> dict[str, LinkageSchema]:
 
 def _check_private(path: Path, what: str) -> None:
     try:
-        info = path.stat()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{what} {path} does not exist") from exc
-    except OSError as exc:
-        raise ConfigError(f"{what} {path} cannot be read: {exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{what} {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise ConfigError(
-            f"{what} {path} has mode {stat.filemode(info.st_mode)}: it must not be readable or "
-            f"writable by group or others (chmod 600 {path})"
-        )
+        check_private_file(path, what)
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def load_attestation_key(path: Path) -> SigningKey:
@@ -160,83 +157,20 @@ def valid_role(role: str) -> bool:
     return role in FIXED_ROLES or _AGENCY_ROLE.match(role) is not None
 
 
-@dataclass(frozen=True)
-class Caller:
-    """An authenticated caller: role and the label from the token file."""
-
-    role: str
-    label: str
-
-    @property
-    def agency_id(self) -> str | None:
-        """The agency this caller pushes for, or None if it is not an agency."""
-        m = _AGENCY_ROLE.match(self.role)
-        return m.group(1) if m else None
+def agency_of(caller: Caller) -> str | None:
+    """The agency a caller pushes for, or None if it is not an agency."""
+    m = _AGENCY_ROLE.match(caller.role)
+    return m.group(1) if m else None
 
 
 def hash_token(token: str) -> str:
     """SHA-256 hex of a bearer token: all the token file ever stores."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def new_token() -> str:
-    """A fresh random bearer token (256 bits, URL-safe)."""
-    return secrets.token_urlsafe(32)
-
-
-class TokenTable:
-    """Bearer tokens by SHA-256 hash; lookups compare every entry in constant time."""
-
-    def __init__(self, entries: list[tuple[bytes, Caller]]) -> None:
-        if not entries:
-            raise ConfigError("the token table is empty: no caller could ever authenticate")
-        self._entries = entries
-
-    def authenticate(self, authorization: str | None) -> Caller | None:
-        """The caller a ``Bearer <token>`` header belongs to, or None."""
-        if not authorization:
-            return None
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            return None
-        presented = hashlib.sha256(token.strip().encode("utf-8")).digest()
-        found: Caller | None = None
-        for digest, caller in self._entries:
-            # Visit every entry so timing does not reveal which one matched.
-            if hmac.compare_digest(presented, digest):
-                found = caller
-        return found
+    return token_digest(token).hex()
 
 
 def load_tokens(path: Path) -> TokenTable:
-    """Parse a token file: lines ``<sha256 hex of token> <role> [label]``, ``#`` comments."""
-    _check_private(path, "token file")
+    """The token table of ``path`` (see :func:`protocols.load_token_file`)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read token file {path}: {exc}") from exc
-    entries: list[tuple[bytes, Caller]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        if len(fields) not in (2, 3):
-            raise ConfigError(f"{path}:{number}: expected '<sha256 hex> <role> [label]'")
-        digest_hex, role = fields[0], fields[1]
-        try:
-            digest = bytes.fromhex(digest_hex)
-        except ValueError as exc:
-            raise ConfigError(f"{path}:{number}: token hash is not hex") from exc
-        if len(digest) != 32:
-            raise ConfigError(f"{path}:{number}: token hash must be 64 hex digits")
-        if not valid_role(role):
-            raise ConfigError(
-                f"{path}:{number}: unknown role {role!r}, expected one of {FIXED_ROLES} "
-                "or agency:<agency id>"
-            )
-        label = fields[2] if len(fields) == 3 else f"line {number}"
-        entries.append((digest, Caller(role, label)))
-    if not entries:
-        raise ConfigError(f"token file {path} has no tokens: refusing to serve")
-    return TokenTable(entries)
+        return load_token_file(path, valid_role, f"one of {FIXED_ROLES} or agency:<agency id>")
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc

@@ -24,6 +24,16 @@ from ._schema import (
     Tokenizer,
     default_schema,
 )
+from ._secrets import (
+    Caller,
+    SecretFileError,
+    TokenTable,
+    check_private_file,
+    load_token_file,
+    new_token,
+    token_digest,
+    write_private_file,
+)
 
 __all__ = [
     "EXTRACT_FORMAT",
@@ -32,6 +42,7 @@ __all__ = [
     "AddressFeature",
     "BlockingKeySpec",
     "BlockingPart",
+    "Caller",
     "ExactIdentifier",
     "ExtractHeader",
     "ExtractTrailer",
@@ -44,10 +55,17 @@ __all__ = [
     "LinkageSchema",
     "PersonFeature",
     "ProblemArea",
+    "SecretFileError",
+    "TokenTable",
     "TokenisedRecord",
     "Tokenizer",
     "canonical_json",
+    "check_private_file",
     "default_schema",
+    "load_token_file",
+    "new_token",
     "sha256_hex",
     "signed_message",
+    "token_digest",
+    "write_private_file",
 ]

@@ -126,9 +126,21 @@ def test_serve_refuses_a_readable_key(
 def test_serve_refuses_a_missing_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{'0' * 64} reader\n")
+    tokens.chmod(0o600)
     argv = ["serve", "--db", "x.db", "--key", str(tmp_path / "nope"), "--tokens", str(tokens)]
     assert run(argv)[0] == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_token_file_others_can_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{'0' * 64} reader\n")
+    tokens.chmod(0o644)
+    argv = ["serve", "--db", "x.db", "--key", str(tmp_path / "nope"), "--tokens", str(tokens)]
+    assert run(argv)[0] == 1
+    assert "chmod 600" in capsys.readouterr().err
 
 
 def test_checkpoint_state_consistency_and_receipts(
