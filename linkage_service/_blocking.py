@@ -61,15 +61,25 @@ def lsh_signatures(
 
 def token_codes(tokens: Sequence[bytes | None]) -> U64:
     """uint64 code of each keyed token (its first 8 bytes, forced non-zero); 0 = missing."""
-    buf = bytearray(8 * len(tokens))
-    missing = np.zeros(len(tokens), dtype=np.bool_)
-    for i, t in enumerate(tokens):
-        if t is None or len(t) == 0:
-            missing[i] = True
-        else:
-            head = t[:8]
-            buf[8 * i : 8 * i + len(head)] = head
-    codes = np.frombuffer(bytes(buf), dtype="<u8").astype(np.uint64) | np.uint64(1)
+    n = len(tokens)
+    width = next((len(t) for t in tokens if t), 0)
+    if width >= 8 and all(t is None or len(t) == width for t in tokens):
+        # fast path: equal-length tokens (every keyed token type has a fixed length)
+        pad = bytes(width)
+        raw = np.frombuffer(b"".join(pad if t is None else t for t in tokens), dtype=np.uint8)
+        codes = raw.reshape(n, width)[:, :8].copy().view("<u8").reshape(n).astype(np.uint64)
+        missing = np.fromiter((t is None for t in tokens), dtype=np.bool_, count=n)
+    else:
+        buf = bytearray(8 * n)
+        missing = np.zeros(n, dtype=np.bool_)
+        for i, t in enumerate(tokens):
+            if not t:
+                missing[i] = True
+            else:
+                head = t[:8]
+                buf[8 * i : 8 * i + len(head)] = head
+        codes = np.frombuffer(bytes(buf), dtype="<u8").astype(np.uint64)
+    codes = codes | np.uint64(1)
     codes[missing] = 0
     return codes
 
@@ -79,11 +89,14 @@ def block_pairs(
     is_new: npt.NDArray[np.bool_],
     window: int,
     alive: npt.NDArray[np.bool_] | None = None,
+    within: U64 | None = None,
 ) -> tuple[I64, I64]:
     """Pairs (i, j), i < j, of rows sharing a non-zero key where at least one row is new.
 
-    ``keys`` is one key column (length n). Within a block the rows are in row order;
-    each new row pairs with the rows of its block at most ``window`` positions away.
+    ``keys`` is one key column (length n). Within a block the rows are ordered by
+    ``within`` (e.g. another band's signature, so similar rows sit together), then
+    by row; each new row pairs with the rows of its block at most ``window``
+    positions away.
     """
     n = keys.shape[0]
     ok = keys != 0
@@ -94,7 +107,10 @@ def block_pairs(
         e = np.zeros(0, dtype=np.int64)
         return e, e.copy()
     k = keys[rows]
-    order = np.argsort(k, kind="stable")
+    if within is None:
+        order = np.argsort(k, kind="stable")
+    else:
+        order = np.lexsort((within[rows], k))
     rows, k = rows[order], k[order]
     m = rows.size
     boundary = np.ones(m, dtype=np.bool_)

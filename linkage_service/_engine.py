@@ -64,6 +64,7 @@ class EngineConfig:
     address_lsh_bands: int = 6
     address_lsh_bits: int = 30
     block_window: int = 40  # neighbours each side within an oversized block
+    address_window: int = 8  # the same for address bands (a street is one block)
     lsh_seed: int = 20261122
 
     def fingerprint(self) -> str:
@@ -155,15 +156,12 @@ def reconcile(
         final.append(assigned)
     olds = touched | {old for c in counts for old in c}
     retired = sorted(olds - kept)
-    merges: list[tuple[str, str]] = []
-    for old in retired:
-        best = max(
-            ((c.get(old, 0), final[gi]) for gi, c in enumerate(counts) if old in c),
-            key=lambda t: (t[0], t[1]),
-            default=None,
-        )
-        if best is not None:
-            merges.append((old, best[1]))
+    best: dict[str, tuple[int, str]] = {}
+    for gi, c in enumerate(counts):
+        for old, n in c.items():
+            if old not in kept and (n, final[gi]) > best.get(old, (0, "")):
+                best[old] = (n, final[gi])
+    merges = [(old, best[old][1]) for old in retired if old in best]
     return final, retired, merges, splits
 
 
@@ -381,9 +379,18 @@ class LinkageEngine:
         for r in new_rows.tolist():
             self.places.add([r])
         live = self.alive & self.has_addr
+        # a band's block is a whole street: order it by the next band, so that an
+        # address with a typo sits beside the copies it still agrees with there
+        bands = cfg.address_lsh_bands
         parts = [
-            block_pairs(self.addr_lsh[:, b], is_new, cfg.block_window, live)
-            for b in range(cfg.address_lsh_bands)
+            block_pairs(
+                np.ascontiguousarray(self.addr_lsh[:, b]),
+                is_new,
+                cfg.address_window,
+                live,
+                within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
+            )
+            for b in range(bands)
         ]
         parts.append(block_pairs(self.addr_code, is_new, cfg.block_window, live))
         i, j = unique_pairs(parts, max(self._n, 1))
