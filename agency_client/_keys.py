@@ -14,13 +14,14 @@ import binascii
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
+
+from protocols import SecretFileError, check_private_file, write_private_file
 
 from ._errors import KeyFileError
 
@@ -57,16 +58,9 @@ def _b64e(raw: bytes) -> str:
 def check_private(path: Path) -> None:
     """Refuse a secret file that is missing, not a regular file, or readable by others."""
     try:
-        st = path.stat()
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read key file: {exc.strerror}") from exc
-    if not stat.S_ISREG(st.st_mode):
-        raise KeyFileError(f"{path}: key file is not a regular file")
-    if st.st_mode & 0o077:
-        raise KeyFileError(
-            f"{path}: key file is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
-            "run chmod 600 on it"
-        )
+        check_private_file(path, "key file")
+    except SecretFileError as exc:
+        raise KeyFileError(str(exc)) from exc
 
 
 def _read_json(path: Path, fmt: str, private: bool) -> dict[str, object]:
@@ -85,14 +79,10 @@ def _read_json(path: Path, fmt: str, private: bool) -> dict[str, object]:
 
 def write_private(path: Path, data: dict[str, object]) -> None:
     """Write a secret JSON file with mode 0600, created exclusively (never overwrites)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError as exc:
-        raise KeyFileError(f"{path}: already exists; refusing to overwrite a key") from exc
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2)
-        fh.write("\n")
+        write_private_file(path, json.dumps(data, indent=2) + "\n")
+    except SecretFileError as exc:
+        raise KeyFileError(str(exc)) from exc
 
 
 def write_public(path: Path, data: dict[str, object]) -> None:

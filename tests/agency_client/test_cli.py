@@ -265,7 +265,7 @@ def test_missing_key_file(cli, encode_args, tmp_path):
     status, out, err = cli(*encode_args(**{"--key": missing}))
     assert status == 2
     line = _one_line_error(err)
-    assert str(missing) in line and "cannot read key file" in line
+    assert str(missing) in line and "does not exist" in line
     assert not (tmp_path / "extract.jsonl").exists()
 
 
@@ -274,7 +274,7 @@ def test_world_readable_secret_is_refused(cli, encode_args, keys, tmp_path):
     status, _, err = cli(*encode_args())
     assert status == 2
     line = _one_line_error(err)
-    assert str(keys["secret"]) in line and "644" in line and "chmod 600" in line
+    assert str(keys["secret"]) in line and "-rw-r--r--" in line and "chmod 600" in line
     assert not (tmp_path / "extract.jsonl").exists()
 
 

@@ -31,7 +31,7 @@ def test_round_trip_and_modes(tmp_path):
 def test_world_readable_secret_is_refused(tmp_path):
     path = generate_secret(tmp_path / "s")
     os.chmod(path, 0o644)
-    with pytest.raises(KeyFileError, match="readable by group or others"):
+    with pytest.raises(KeyFileError, match="readable or writable by group or others"):
         load_secret(path)
 
 
@@ -42,7 +42,7 @@ def test_missing_and_env(tmp_path, monkeypatch):
     path = generate_secret(tmp_path / "s")
     monkeypatch.setenv(SECRET_ENV, str(path))
     assert len(load_secret(None)) == 32
-    with pytest.raises(KeyFileError, match="cannot read"):
+    with pytest.raises(KeyFileError, match="does not exist"):
         load_secret(tmp_path / "nope")
 
 
