@@ -15,9 +15,10 @@ import types
 import pytest
 
 import agency_client
+import linkage_service
 import protocols
 
-PACKAGES = [protocols, agency_client]
+PACKAGES = [protocols, agency_client, linkage_service]
 
 
 def _isort_key(name: str) -> tuple[int, str]:
