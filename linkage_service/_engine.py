@@ -38,7 +38,16 @@ from ._batch import RecordBatch
 from ._blocking import band_positions, block_pairs, lsh_signatures, token_codes, unique_pairs
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
-from ._scoring import Features, PairScores, ScoreParams, birth_years, kernel, score_pairs
+from ._scoring import (
+    Features,
+    PairScores,
+    ScalarScorer,
+    ScoreParams,
+    birth_years,
+    dice_one,
+    kernel,
+    score_pairs,
+)
 
 I64 = npt.NDArray[np.int64]
 K = TypeVar("K", bound=Hashable)
@@ -270,10 +279,15 @@ class LinkageEngine:
             raise ValueError(
                 f"person filters have {batch.clk.shape[1]} words, expected {self._words}"
             )
-        addr = batch.address_clk if k else np.zeros((0, self._words), dtype=np.uint64)
+        addr = (
+            np.ascontiguousarray(batch.address_clk, dtype=np.uint64)
+            if k
+            else np.zeros((0, self._words), dtype=np.uint64)
+        )
+        clk = np.ascontiguousarray(batch.clk, dtype=np.uint64)
         if k and addr.shape[1] != self._words:
             raise ValueError(f"address filters have {addr.shape[1]} words, expected {self._words}")
-        clk_present = kernel.popcounts(batch.clk) > 0 if k else np.zeros(0, dtype=np.bool_)
+        clk_present = kernel.popcounts(clk) > 0 if k else np.zeros(0, dtype=np.bool_)
         exact = np.zeros((k, len(EXACT_TYPES)), dtype=np.uint64)
         for t, name in enumerate(EXACT_TYPES):
             if name in batch.exact:
@@ -289,14 +303,12 @@ class LinkageEngine:
             )
             self.block_keys[name] = np.concatenate([self.block_keys[name], col])
         self.ids = np.concatenate([self.ids, batch.ids.astype(np.int64)])
-        self.clk = np.concatenate([self.clk, batch.clk])
+        self.clk = np.concatenate([self.clk, clk])
         self.addr = np.concatenate([self.addr, addr])
         has_addr = batch.has_address & (kernel.popcounts(addr) > 0) if k else batch.has_address
         self.has_addr = np.concatenate([self.has_addr, has_addr])
         self.exact = np.concatenate([self.exact, exact])
-        self.lsh = np.concatenate(
-            [self.lsh, lsh_signatures(batch.clk, self._positions, clk_present)]
-        )
+        self.lsh = np.concatenate([self.lsh, lsh_signatures(clk, self._positions, clk_present)])
         self.addr_lsh = np.concatenate(
             [self.addr_lsh, lsh_signatures(addr, self._addr_positions, has_addr)]
         )
@@ -320,25 +332,26 @@ class LinkageEngine:
         return Features(self.clk, self.exact, self.sex, self.birth)
 
     def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
-        p = self.config.score_params
+        scorer = ScalarScorer(f, self.config.score_params)
         floor = self.config.nonmatch_threshold
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
-            ia = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
-            jb = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
-            s = score_pairs(f, ia, jb, p)
-            return not (bool(s.conflict.any()) or bool((s.score < floor).any()))
+            for a in ma:
+                for b in mb:
+                    score, conflict = scorer.score(a, b)
+                    if conflict or score < floor:
+                        return False
+            return True
 
         return coheres
 
     def _place_coheres(self) -> Callable[[list[int], list[int]], bool]:
         floor = self.config.address_nonmatch_threshold
         addr = self.addr
+        cache: dict[int, tuple[int, int]] = {}
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
-            ia = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
-            jb = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
-            return bool((kernel.dice_pairs(addr, addr, ia, jb) >= floor).all())
+            return all(dice_one(addr, cache, a, b) >= floor for a in ma for b in mb)
 
         return coheres
 

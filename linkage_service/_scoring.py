@@ -23,14 +23,19 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from . import _kernel as kernel
 from ._blocking import U64
 
-try:  # the compiled kernel; the numpy reference until it lands (same API, same results)
-    from . import _kernel as kernel  # type: ignore[attr-defined,unused-ignore]
-except ImportError:  # pragma: no cover - fallback while linkage_service/_kernel.py is written
-    from . import _kernel_ref as kernel
-
-__all__ = ["Features", "PairScores", "ScoreParams", "birth_years", "kernel", "score_pairs"]
+__all__ = [
+    "Features",
+    "PairScores",
+    "ScalarScorer",
+    "ScoreParams",
+    "birth_years",
+    "dice_one",
+    "kernel",
+    "score_pairs",
+]
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -101,3 +106,68 @@ def score_pairs(f: Features, i: I64, j: I64, p: ScoreParams) -> PairScores:
         - p.age_penalty * far
     )
     return PairScores(score, dice, agree, disagree, sex_dis, gap)
+
+
+class ScalarScorer:
+    """The same score as :func:`score_pairs`, one pair at a time, for cohesion checks.
+
+    Clusters are small, so checking a merge means scoring a handful of pairs; a
+    numpy call per handful costs more than the arithmetic. Filters become Python
+    integers (cached per row) and popcounts ``int.bit_count``; the float arithmetic
+    is the kernel's and ``score_pairs``'s, in the same order, so results are equal.
+    """
+
+    def __init__(self, f: Features, p: ScoreParams) -> None:
+        self.f, self.p = f, p
+        self._rows: dict[int, tuple[int, int, tuple[int, ...], int, float]] = {}
+
+    def _row(self, r: int) -> tuple[int, int, tuple[int, ...], int, float]:
+        got = self._rows.get(r)
+        if got is None:
+            bits = int.from_bytes(self.f.clk[r].tobytes(), "little")
+            got = (
+                bits,
+                bits.bit_count(),
+                tuple(self.f.exact[r].tolist()),
+                int(self.f.sex[r]),
+                float(self.f.birth[r]),
+            )
+            self._rows[r] = got
+        return got
+
+    def score(self, a: int, b: int) -> tuple[float, bool]:
+        """(score, conflicting exact token) of rows ``a`` and ``b``."""
+        ba, pa, ea, sa, ya = self._row(a)
+        bb, pb, eb, sb, yb = self._row(b)
+        total = pa + pb
+        dice = 2.0 * (ba & bb).bit_count() / total if total else 0.0
+        agree = disagree = False
+        for x, y in zip(ea, eb, strict=True):
+            if x and y:
+                if x == y:
+                    agree = True
+                else:
+                    disagree = True
+        gap = abs(ya - yb)
+        far = gap > self.p.age_tolerance if gap == gap else False
+        p = self.p
+        score = (
+            dice
+            + p.token_bonus * agree
+            - p.token_penalty * disagree
+            - p.sex_penalty * (sa != 0 and sb != 0 and sa != sb)
+            - p.age_penalty * far
+        )
+        return score, disagree
+
+
+def dice_one(filters: U64, cache: dict[int, tuple[int, int]], a: int, b: int) -> float:
+    """Dice of rows ``a`` and ``b`` of ``filters`` (Python integers cached in ``cache``)."""
+    for r in (a, b):
+        if r not in cache:
+            bits = int.from_bytes(filters[r].tobytes(), "little")
+            cache[r] = (bits, bits.bit_count())
+    ba, pa = cache[a]
+    bb, pb = cache[b]
+    total = pa + pb
+    return 2.0 * (ba & bb).bit_count() / total if total else 0.0

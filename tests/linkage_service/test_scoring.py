@@ -1,0 +1,32 @@
+"""Pair scores: the one-pair scorer used for cohesion equals the vectorised one."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from linkage_service._engine import EngineConfig
+from linkage_service._scoring import Features, ScalarScorer, dice_one, kernel, score_pairs
+
+
+def test_scalar_scores_equal_vector_scores() -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    bits = rng.random((n, 1024)) < rng.uniform(0.0, 0.7, (n, 1))
+    clk = np.ascontiguousarray(np.packbits(bits, axis=1, bitorder="little").view("<u8"))
+    clk = clk.astype(np.uint64)
+    exact = rng.integers(0, 3, (n, 3)).astype(np.uint64)  # 0 = missing; few values: agreements
+    sex = rng.integers(0, 3, n).astype(np.int8)
+    birth = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(30, 33, n))
+    f = Features(clk, exact, sex, birth)
+    p = EngineConfig().score_params
+    i = rng.integers(0, n, 2000).astype(np.int64)
+    j = rng.integers(0, n, 2000).astype(np.int64)
+    s = score_pairs(f, i, j, p)
+    scorer = ScalarScorer(f, p)
+    cache: dict[int, tuple[int, int]] = {}
+    d = kernel.dice_pairs(clk, clk, i, j)
+    for k, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True)):
+        score, conflict = scorer.score(a, b)
+        assert score == s.score[k]
+        assert conflict == s.conflict[k]
+        assert dice_one(clk, cache, a, b) == d[k]
