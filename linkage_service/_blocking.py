@@ -146,7 +146,10 @@ def unique_pairs(parts: Sequence[tuple[I64, I64]], n: int) -> tuple[I64, I64]:
     if not parts:
         e = np.zeros(0, dtype=np.int64)
         return e, e.copy()
-    a = np.concatenate([p[0] for p in parts])
-    b = np.concatenate([p[1] for p in parts])
-    code = np.unique(a * np.int64(n) + b)
+    code = np.concatenate([p[0] * np.int64(n) + p[1] for p in parts])
+    code.sort()
+    if code.size:
+        keep = np.ones(code.size, dtype=np.bool_)
+        keep[1:] = code[1:] != code[:-1]
+        code = code[keep]
     return code // n, code % n

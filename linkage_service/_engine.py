@@ -70,10 +70,10 @@ class EngineConfig:
     age_tolerance: float = 1.5  # years between implied birth times before age counts
     lsh_bands: int = 14
     lsh_bits: int = 22
-    address_lsh_bands: int = 6
+    address_lsh_bands: int = 4
     address_lsh_bits: int = 30
     block_window: int = 40  # neighbours each side within an oversized block
-    address_window: int = 8  # the same for address bands (a street is one block)
+    address_window: int = 4  # the same for address bands (a street is one block)
     lsh_seed: int = 20261122
 
     def fingerprint(self) -> str:
