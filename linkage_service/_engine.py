@@ -215,6 +215,7 @@ class LinkageEngine:
         self.base_row: dict[str, int | None] = {}  # row of the person's own current address
         self.chosen_row: dict[str, int] = {}  # a row of the place the person lives at
         self.residents: dict[int, set[str]] = {}  # row -> persons whose chosen row it is
+        self._unplaced: set[str] = set()  # persons loaded without a household
         self.person_hid: dict[str, str] = {}
         self.hid_persons: dict[str, set[str]] = {}
 
@@ -244,7 +245,8 @@ class LinkageEngine:
         """Rebuild from what the database holds, without relinking persons.
 
         Every record of ``batch`` must have a person in ``person_of``; persons missing
-        from ``household_of`` are placed by their current address at the next update.
+        from ``household_of`` are placed by their current address at the next update
+        (reported in that update's ``household_of``).
         Address places are recomputed (deterministic, from the address filters).
         """
         eng = cls(config, id_factory=id_factory)
@@ -269,6 +271,8 @@ class LinkageEngine:
             if hid is not None:
                 eng.person_hid[pid] = hid
                 eng.hid_persons.setdefault(hid, set()).add(pid)
+            else:
+                eng._unplaced.add(pid)
         return eng
 
     def _append(self, batch: RecordBatch) -> I64:
@@ -534,7 +538,9 @@ class LinkageEngine:
         new_place_roots, addr_candidates = self._link_places(is_new)
         place_roots = {self.places.find(r) for r in place_roots if r in self.places.parent}
         place_roots |= new_place_roots
-        self._update_households(changed_pids | followers, set(retired), place_roots, delta)
+        pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()
+        self._unplaced = set()
+        self._update_households(pending, set(retired), place_roots, delta)
         t6 = time.perf_counter()
         # 6. evidence for links and review
         interesting = m | refused | (s.score >= cfg.review_threshold)

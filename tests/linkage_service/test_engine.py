@@ -103,6 +103,19 @@ def test_from_state_rebuilds_without_relinking(population: Population) -> None:
     assert again.update(pop.batch, []).person_of == {}
 
 
+def test_from_state_places_persons_without_a_household(population: Population) -> None:
+    pop = population
+    d = LinkageEngine().update(pop.batch, [])
+    some = sorted(set(d.person_of.values()))[:50]
+    partial = {p: h for p, h in d.household_of.items() if p not in some}
+    again = LinkageEngine.from_state(pop.batch, d.person_of, partial)
+    placed = again.update(take(pop.batch, np.zeros(0, dtype=np.int64)), []).household_of
+    assert set(some) <= set(placed)
+    assert all(
+        placed[p] == d.household_of[p] for p in some if len(again.household_persons(placed[p])) > 1
+    )
+
+
 def test_config_fingerprint_is_canonical() -> None:
     a, b = EngineConfig(), EngineConfig()
     assert a.fingerprint() == b.fingerprint()
