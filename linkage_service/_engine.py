@@ -641,11 +641,12 @@ class LinkageEngine:
     def _follow(self, pid: str) -> int | None:
         """The row standing for the place a person lives at.
 
-        Their own current address, unless everyone else seen at that place (two people
-        at least) now lives at one other place and nobody was seen at the old place
-        more recently: then
-        the person's records are stale copies from before a household move, and the
-        person follows the household.
+        Their own current address, unless their records there look like stale copies
+        from before a household move: everyone else seen at that place either now
+        lives at one other place (the movers: two people at least, since one person
+        moving out is not a household move) or, like this person, was seen nowhere
+        else; and nobody was seen at the old place more recently than the movers at
+        the new one.
         """
         row = self.base_row.get(pid)
         if row is None:
@@ -661,19 +662,27 @@ class LinkageEngine:
                 last_here = max(last_here, int(self.day[x]))
             else:
                 others.add(q)
-        if len(others) < 2:  # one other person moving out is not a household move
-            return row
+        movers: list[str] = []
         there: set[int] = set()
-        for q in others:
+        for q in sorted(others):
             b = self.base_row.get(q)
             if b is None:
                 return row
-            there.add(self.places.find(b))
-        if len(there) != 1 or here in there:
+            place = self.places.find(b)
+            if place != here:
+                movers.append(q)
+                there.add(place)
+            elif any(
+                r in self.places.parent and self.places.find(r) != here for r in self._rows_of(q)
+            ):
+                return row  # someone seen elsewhere too still counts this place as home
+        if len(there) != 1:
             return row
         target = there.pop()
         last_there = max(int(self.day[x]) for x in self.places.members[target])
-        return target if last_there >= last_here else row
+        if len(movers) >= 2 and last_there >= last_here:
+            return target
+        return row
 
     def _update_households(
         self, changed_pids: set[str], retired_pids: set[str], place_roots: set[int], delta: Delta

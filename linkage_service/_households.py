@@ -51,7 +51,12 @@ def current_row(
             latest[pl] = d
         if r < first.get(pl, 2**62):
             first[pl] = r
-    best = max(votes, key=lambda pl: (latest[pl], votes[pl], place_size.get(pl, 0), -first[pl]))
+
+    def rank(pl: int) -> tuple[int, bool, int, int, int]:
+        size = place_size.get(pl, 0)
+        return (latest[pl], size > votes[pl], votes[pl], size, -first[pl])
+
+    best = max(votes, key=rank)
     return first[best]
 
 
