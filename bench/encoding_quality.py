@@ -17,6 +17,7 @@ import argparse
 import base64
 import csv
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -101,7 +102,8 @@ def main() -> int:
     refs_by_side: dict[str, list[str]] = {}
     for side, agencies in (("A", side_a), ("B", side_b)):
         ids = [(a, s) for (a, s) in truth if a in agencies]
-        ids.sort(key=lambda t: hash((t[0], t[1], args.seed)) & 0xFFFFFFFF)
+        # deterministic for a seed (the built-in hash() is salted per process)
+        ids.sort(key=lambda t: hashlib.blake2b(f"{args.seed}|{t[0]}|{t[1]}".encode()).digest())
         chosen = ids[: args.size]
         all_refs: list[str] = []
         arrays = []
