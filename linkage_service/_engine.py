@@ -278,7 +278,6 @@ class LinkageEngine:
     def _append(self, batch: RecordBatch) -> I64:
         """Append a batch's columns; returns the new rows."""
         n0, k = self._n, len(batch)
-        cfg = self.config
         if batch.clk.shape[1] != self._words and k:
             raise ValueError(
                 f"person filters have {batch.clk.shape[1]} words, expected {self._words}"
@@ -328,7 +327,6 @@ class LinkageEngine:
         for off, rid in enumerate(batch.ids.tolist()):
             self.row_of[int(rid)] = n0 + off
         self._n = n0 + k
-        del cfg
         return np.arange(n0, self._n, dtype=np.int64)
 
     # ------------------------------------------------------------------ helpers
@@ -440,7 +438,12 @@ class LinkageEngine:
         # a record re-sent unchanged is a no-op; a changed one is replaced
         keep = np.ones(len(added), dtype=np.bool_)
         replace: list[int] = []
-        held = [(k, self.row_of[rid]) for k, rid in enumerate(added_ids) if rid in self.row_of]
+        retire = {int(x) for x in removed}
+        held = [
+            (k, self.row_of[rid])
+            for k, rid in enumerate(added_ids)
+            if rid in self.row_of and rid not in retire
+        ]
         if held:
             ks = np.asarray([k for k, _ in held], dtype=np.int64)
             rs = np.asarray([r for _, r in held], dtype=np.int64)
@@ -453,7 +456,9 @@ class LinkageEngine:
                     replace.append(added_ids[k])
         if not keep.all():
             added = _take(added, np.nonzero(keep)[0])
-        removed_set = {int(x) for x in removed} | set(replace)
+        removed_set = retire | set(replace)
+        # a replaced record keeps its person unless the new content links elsewhere
+        carried = {x: self.row_pid[self.row_of[x]] for x in removed_set if x in self.row_of}
         removed_rows = sorted(
             self.row_of[x] for x in removed_set if x in self.row_of and self.alive[self.row_of[x]]
         )
@@ -464,7 +469,6 @@ class LinkageEngine:
         touched_pids: set[str] = set()
         place_roots: set[int] = set()
         followers: set[str] = set()
-        t0 = time.perf_counter()
         # 1. retire removed rows; re-cluster what remains of their persons and places
         if removed_rows:
             self.alive[np.asarray(removed_rows, dtype=np.int64)] = False
@@ -498,6 +502,7 @@ class LinkageEngine:
         is_new[n_old:] = True
         for r in new_rows.tolist():
             self.persons.add([r])
+            self.row_pid[r] = carried.get(int(self.ids[r]))
         f_rows.update(new_rows.tolist())
         t1 = time.perf_counter()
         i, j = self.candidate_pairs(is_new)
@@ -529,7 +534,7 @@ class LinkageEngine:
             self.pid_root[pid] = root
             changed_pids.add(pid)
             for r in rows:
-                if self.row_pid[r] != pid:
+                if self.row_pid[r] != pid or r >= n_old:
                     self.row_pid[r] = pid
                     delta.person_of[int(self.ids[r])] = pid
         delta.persons_retired, delta.merges, delta.splits = retired, merges, splits
@@ -579,7 +584,6 @@ class LinkageEngine:
             "seconds_evidence": t7 - t6,
             "seconds_total": t7 - t_start,
         }
-        del t0
         return delta
 
     def _evidence(

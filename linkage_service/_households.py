@@ -24,8 +24,6 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ._cluster import Clusters
-
 
 def current_row(
     rows: Sequence[int],
@@ -85,8 +83,3 @@ def is_dependent_or_expectant(
         if 16 <= a <= 18 and bool(dependent_flag[rs].any()):
             return True
     return False
-
-
-def place_members(places: Clusters, root: int) -> list[int]:
-    """Rows of the place rooted at ``root``."""
-    return places.members[root]

@@ -9,7 +9,7 @@ import numpy as np
 from linkage_service._engine import EngineConfig, LinkageEngine
 from linkage_service._evaluate import Population, pair_scores, take
 
-from ._engine_helpers import counter_ids, labels, population
+from ._engine_helpers import Rec, base_bits, batch, counter_ids, labels, perturb, population
 
 __all__ = ["population"]  # the fixture, imported for pytest
 
@@ -121,3 +121,36 @@ def test_config_fingerprint_is_canonical() -> None:
     assert a.fingerprint() == b.fingerprint()
     assert len(a.fingerprint()) == 64
     assert EngineConfig(match_threshold=0.9).fingerprint() != a.fingerprint()
+
+
+def test_a_changed_record_keeps_its_person() -> None:
+    me = base_bits(1)
+    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    d = eng.update(batch([Rec(1, me)]), [])
+    pid = d.person_of[1]
+    # the agency corrected a typo: same record id, slightly different filter
+    d2 = eng.update(batch([Rec(1, perturb(me, 8, 2), age=41)]), [])
+    assert d2.person_of == {1: pid}
+    assert not d2.persons_retired and eng.person_records(pid) == [1]
+    # removed and re-sent in one update: still there
+    d3 = eng.update(batch([Rec(1, perturb(me, 8, 2), age=41)]), [1])
+    assert d3.person_of == {1: pid}
+    assert eng.person_records(pid) == [1]
+
+
+def test_a_new_record_joins_an_existing_person_and_merges_are_reported() -> None:
+    me = base_bits(3)
+    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    key = {"family_dob": b"f" * 12}
+    # two records too far apart to link on their own, each its own person
+    a, b = perturb(me, 70, 4), perturb(me, 70, 5)  # Dice about 0.76 apart, 0.86 to me
+    d = eng.update(batch([Rec(1, a, block=key), Rec(2, b, agency=1, block=key)]), [])
+    p1, p2 = d.person_of[1], d.person_of[2]
+    assert p1 != p2
+    # a clean copy links to both: one person, the other id merged into it
+    d2 = eng.update(batch([Rec(3, me, agency=2, block=key)]), [])
+    survivor = d2.person_of[3]
+    assert survivor in (p1, p2)
+    gone = p2 if survivor == p1 else p1
+    assert d2.merges == [(gone, survivor)] and d2.persons_retired == [gone]
+    assert eng.person_records(survivor) == [1, 2, 3]
