@@ -11,7 +11,11 @@ evidence the filter cannot carry:
   merges across;
 - known sexes that differ subtract ``sex_penalty``;
 - birth years implied by age and extract date more than ``age_tolerance`` apart
-  subtract ``age_penalty``.
+  subtract ``age_penalty``;
+- each keyed blocking key (phonetic name codes with date of birth, computed by
+  the agencies) present on both and equal adds ``key_bonus``, and each present on
+  both and different subtracts ``key_penalty``: the keys see name and date
+  together, which the filter's bit counts cannot.
 
 Must never: look at anything but encodings and coarse attributes, log values.
 """
@@ -50,6 +54,8 @@ class ScoreParams:
     sex_penalty: float
     age_penalty: float
     age_tolerance: float
+    key_bonus: float
+    key_penalty: float
 
 
 @dataclass
@@ -60,6 +66,7 @@ class Features:
     exact: U64  # (n, types) token codes, 0 = missing
     sex: npt.NDArray[np.int8]  # 0 unknown
     birth: F64  # implied birth time in years (extract day / 365.25 - age); nan unknown
+    keys: U64  # (n, keys) keyed blocking-key codes, 0 = missing
 
 
 @dataclass
@@ -72,6 +79,8 @@ class PairScores:
     disagree: npt.NDArray[np.bool_]  # (k, types) both present, different
     sex_disagree: npt.NDArray[np.bool_]
     age_gap: F64  # |birth_i - birth_j| in years, nan when unknown
+    keys_agreed: I64  # blocking keys present on both and equal
+    keys_differing: I64  # blocking keys present on both and different
 
     @property
     def conflict(self) -> npt.NDArray[np.bool_]:
@@ -98,14 +107,20 @@ def score_pairs(f: Features, i: I64, j: I64, p: ScoreParams) -> PairScores:
     sex_dis = (si != 0) & (sj != 0) & (si != sj)
     gap = np.abs(f.birth[i] - f.birth[j])
     far = np.nan_to_num(gap, nan=0.0) > p.age_tolerance
+    ki, kj = f.keys[i], f.keys[j]
+    kboth = (ki != 0) & (kj != 0)
+    kagree = (kboth & (ki == kj)).sum(axis=1, dtype=np.int64)
+    kdiff = (kboth & (ki != kj)).sum(axis=1, dtype=np.int64)
     score = (
         dice
         + p.token_bonus * agree.any(axis=1)
         - p.token_penalty * disagree.any(axis=1)
         - p.sex_penalty * sex_dis
         - p.age_penalty * far
+        + p.key_bonus * kagree
+        - p.key_penalty * kdiff
     )
-    return PairScores(score, dice, agree, disagree, sex_dis, gap)
+    return PairScores(score, dice, agree, disagree, sex_dis, gap, kagree, kdiff)
 
 
 class ScalarScorer:
@@ -119,9 +134,9 @@ class ScalarScorer:
 
     def __init__(self, f: Features, p: ScoreParams) -> None:
         self.f, self.p = f, p
-        self._rows: dict[int, tuple[int, int, tuple[int, ...], int, float]] = {}
+        self._rows: dict[int, tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]] = {}
 
-    def _row(self, r: int) -> tuple[int, int, tuple[int, ...], int, float]:
+    def _row(self, r: int) -> tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]:
         got = self._rows.get(r)
         if got is None:
             bits = int.from_bytes(self.f.clk[r].tobytes(), "little")
@@ -131,14 +146,15 @@ class ScalarScorer:
                 tuple(self.f.exact[r].tolist()),
                 int(self.f.sex[r]),
                 float(self.f.birth[r]),
+                tuple(self.f.keys[r].tolist()),
             )
             self._rows[r] = got
         return got
 
     def score(self, a: int, b: int) -> tuple[float, bool]:
         """(score, conflicting exact token) of rows ``a`` and ``b``."""
-        ba, pa, ea, sa, ya = self._row(a)
-        bb, pb, eb, sb, yb = self._row(b)
+        ba, pa, ea, sa, ya, ka = self._row(a)
+        bb, pb, eb, sb, yb, kb = self._row(b)
         total = pa + pb
         dice = 2.0 * (ba & bb).bit_count() / total if total else 0.0
         agree = disagree = False
@@ -150,6 +166,13 @@ class ScalarScorer:
                     disagree = True
         gap = abs(ya - yb)
         far = gap > self.p.age_tolerance if gap == gap else False
+        kagree = kdiff = 0
+        for x, y in zip(ka, kb, strict=True):
+            if x and y:
+                if x == y:
+                    kagree += 1
+                else:
+                    kdiff += 1
         p = self.p
         score = (
             dice
@@ -157,6 +180,8 @@ class ScalarScorer:
             - p.token_penalty * disagree
             - p.sex_penalty * (sa != 0 and sb != 0 and sa != sb)
             - p.age_penalty * far
+            + p.key_bonus * kagree
+            - p.key_penalty * kdiff
         )
         return score, disagree
 

@@ -17,8 +17,9 @@ def test_scalar_scores_equal_vector_scores() -> None:
     exact = rng.integers(0, 3, (n, 3)).astype(np.uint64)  # 0 = missing; few values: agreements
     sex = rng.integers(0, 3, n).astype(np.int8)
     birth = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(30, 33, n))
-    f = Features(clk, exact, sex, birth)
-    p = EngineConfig().score_params
+    keys = rng.integers(0, 3, (n, 4)).astype(np.uint64)
+    f = Features(clk, exact, sex, birth, keys)
+    p = EngineConfig(key_bonus=0.02, key_penalty=0.03).score_params
     i = rng.integers(0, n, 2000).astype(np.int64)
     j = rng.integers(0, n, 2000).astype(np.int64)
     s = score_pairs(f, i, j, p)
