@@ -11,7 +11,7 @@ Packing: filter bytes are read as little-endian ``uint64`` words, so filter bit
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -63,4 +63,4 @@ class RecordBatch:
 
 def decode_token(value: str) -> bytes:
     """A keyed token from its base64 text (already validated by the wire model)."""
-    return base64.b64decode(value)
+    return binascii.a2b_base64(value)

@@ -129,8 +129,9 @@ def batch_from_lines(
         expectant.append("expectant_parent" in types)
         for table, key in ((exact, "exact_tokens"), (blocking, "blocking_keys")):
             values = rec.get(key, {})
-            for name in values.keys() | table.keys():
-                col = table.setdefault(name, [None] * n)
+            for name in values.keys() - table.keys():
+                table[name] = [None] * n  # first sighting of this token type
+            for name, col in table.items():
                 col.append(decode_token(values[name]) if name in values else None)
         n += 1
     clk, _ = pack_filters(clks, len(clks[0]) if clks else 128)
