@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -230,6 +231,9 @@ def load_population(
         agencies = AGENCIES
         truth_dir = pop_dir / "truth"
     else:
+        if workdir is not None and marker.parent.exists() and any(marker.parent.iterdir()):
+            # a cache from an interrupted or different run: start it again
+            shutil.rmtree(marker.parent)
         pop = generate_population(config, work / "population")
         agencies, truth_dir = pop.agencies, pop.truth_dir
         generate_secret(keys / "secret")
