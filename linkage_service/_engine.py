@@ -72,6 +72,9 @@ class EngineConfig:
     # 100k records, any weight here trades recall for precision at no gain in F1
     key_bonus: float = 0.0
     key_penalty: float = 0.0
+    address_bonus: float = 0.03  # address filters agree (Dice >= address_same)
+    address_penalty: float = 0.1  # both have an address and they differ
+    address_same: float = 0.9
     lsh_bands: int = 14
     lsh_bits: int = 22
     address_lsh_bands: int = 4
@@ -96,6 +99,9 @@ class EngineConfig:
             self.age_tolerance,
             self.key_bonus,
             self.key_penalty,
+            self.address_bonus,
+            self.address_penalty,
+            self.address_same,
         )
 
 
@@ -343,7 +349,7 @@ class LinkageEngine:
             if names
             else np.zeros((self._n, 0), dtype=np.uint64)
         )
-        return Features(self.clk, self.exact, self.sex, self.birth, keys)
+        return Features(self.clk, self.exact, self.sex, self.birth, keys, self.addr, self.has_addr)
 
     def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
         scorer = ScalarScorer(f, self.config.score_params)
@@ -622,9 +628,10 @@ class LinkageEngine:
             gaps,
             s.keys_agreed[idx].tolist(),
             s.keys_differing[idx].tolist(),
+            np.round(s.address_dice[idx], 4).tolist(),
             strict=True,
         )
-        for a, b, score, dice, ag, co, sx, gap, ka, kd in columns:
+        for a, b, score, dice, ag, co, sx, gap, ka, kd, ad in columns:
             out.append(
                 (
                     a,
@@ -638,6 +645,7 @@ class LinkageEngine:
                         "birth_year_gap": None if gap != gap else gap,
                         "blocking_keys_agreed": ka,
                         "blocking_keys_differing": kd,
+                        "address_dice": None if ad != ad else ad,
                     },
                 )
             )

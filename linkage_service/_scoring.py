@@ -15,7 +15,11 @@ evidence the filter cannot carry:
 - each keyed blocking key (phonetic name codes with date of birth, computed by
   the agencies) present on both and equal adds ``key_bonus``, and each present on
   both and different subtracts ``key_penalty``: the keys see name and date
-  together, which the filter's bit counts cannot.
+  together, which the filter's bit counts cannot;
+- address filters present on both with Dice at least ``address_same`` add
+  ``address_bonus``, below it subtract ``address_penalty``: among a million
+  records, different people with the same name and date of birth exist, and
+  they rarely share an address.
 
 Must never: look at anything but encodings and coarse attributes, log values.
 """
@@ -56,6 +60,9 @@ class ScoreParams:
     age_tolerance: float
     key_bonus: float
     key_penalty: float
+    address_bonus: float
+    address_penalty: float
+    address_same: float
 
 
 @dataclass
@@ -67,6 +74,8 @@ class Features:
     sex: npt.NDArray[np.int8]  # 0 unknown
     birth: F64  # implied birth time in years (extract day / 365.25 - age); nan unknown
     keys: U64  # (n, keys) keyed blocking-key codes, 0 = missing
+    addr: U64  # (n, words) address filters, zero rows where absent
+    has_addr: npt.NDArray[np.bool_]
 
 
 @dataclass
@@ -81,6 +90,7 @@ class PairScores:
     age_gap: F64  # |birth_i - birth_j| in years, nan when unknown
     keys_agreed: I64  # blocking keys present on both and equal
     keys_differing: I64  # blocking keys present on both and different
+    address_dice: F64  # Dice of the address filters, nan unless both have one
 
     @property
     def conflict(self) -> npt.NDArray[np.bool_]:
@@ -120,7 +130,11 @@ def score_pairs(f: Features, i: I64, j: I64, p: ScoreParams) -> PairScores:
         + p.key_bonus * kagree
         - p.key_penalty * kdiff
     )
-    return PairScores(score, dice, agree, disagree, sex_dis, gap, kagree, kdiff)
+    both_addr = f.has_addr[i] & f.has_addr[j]
+    adice = np.where(both_addr, kernel.dice_pairs(f.addr, f.addr, i, j), np.nan)
+    same_addr = both_addr & (np.nan_to_num(adice, nan=0.0) >= p.address_same)
+    score = score + p.address_bonus * same_addr - p.address_penalty * (both_addr & ~same_addr)
+    return PairScores(score, dice, agree, disagree, sex_dis, gap, kagree, kdiff, adice)
 
 
 class ScalarScorer:
@@ -135,6 +149,7 @@ class ScalarScorer:
     def __init__(self, f: Features, p: ScoreParams) -> None:
         self.f, self.p = f, p
         self._rows: dict[int, tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]] = {}
+        self._addr: dict[int, tuple[int, int]] = {}
 
     def _row(self, r: int) -> tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]:
         got = self._rows.get(r)
@@ -183,6 +198,9 @@ class ScalarScorer:
             + p.key_bonus * kagree
             - p.key_penalty * kdiff
         )
+        if self.f.has_addr[a] and self.f.has_addr[b]:
+            same = dice_one(self.f.addr, self._addr, a, b) >= p.address_same
+            score = score + p.address_bonus * same - p.address_penalty * (not same)
         return score, disagree
 
 

@@ -18,8 +18,13 @@ def test_scalar_scores_equal_vector_scores() -> None:
     sex = rng.integers(0, 3, n).astype(np.int8)
     birth = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(30, 33, n))
     keys = rng.integers(0, 3, (n, 4)).astype(np.uint64)
-    f = Features(clk, exact, sex, birth, keys)
-    p = EngineConfig(key_bonus=0.02, key_penalty=0.03).score_params
+    abits = rng.random((n, 1024)) < 0.3
+    addr = np.ascontiguousarray(np.packbits(abits, axis=1, bitorder="little").view("<u8"))
+    addr = addr.astype(np.uint64)
+    addr[: n // 2] = addr[n // 2 :]  # half the rows share an address with another
+    has_addr = rng.random(n) < 0.8
+    f = Features(clk, exact, sex, birth, keys, addr, has_addr)
+    p = EngineConfig(key_bonus=0.02, key_penalty=0.03, address_bonus=0.01).score_params
     i = rng.integers(0, n, 2000).astype(np.int64)
     j = rng.integers(0, n, 2000).astype(np.int64)
     s = score_pairs(f, i, j, p)
