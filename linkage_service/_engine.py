@@ -47,6 +47,7 @@ from ._scoring import (
     dice_one,
     kernel,
     score_pairs,
+    score_pairs_chunked,
 )
 
 I64 = npt.NDArray[np.int64]
@@ -527,7 +528,7 @@ class LinkageEngine:
         t2 = time.perf_counter()
         # 3. score and cluster
         f = self._features()
-        s = score_pairs(f, i, j, cfg.score_params)
+        s = score_pairs_chunked(f, i, j, cfg.score_params)
         t3 = time.perf_counter()
         strong = s.score >= cfg.match_threshold
         m = strong & ~s.conflict  # a conflicting exact token is never a link

@@ -43,6 +43,7 @@ __all__ = [
     "dice_one",
     "kernel",
     "score_pairs",
+    "score_pairs_chunked",
 ]
 
 I64 = npt.NDArray[np.int64]
@@ -214,3 +215,18 @@ def dice_one(filters: U64, cache: dict[int, tuple[int, int]], a: int, b: int) ->
     bb, pb = cache[b]
     total = pa + pb
     return 2.0 * (ba & bb).bit_count() / total if total else 0.0
+
+
+def score_pairs_chunked(
+    f: Features, i: I64, j: I64, p: ScoreParams, chunk: int = 1 << 20
+) -> PairScores:
+    """:func:`score_pairs` in slices of ``chunk`` pairs (bounded temporaries), concatenated."""
+    if i.size <= chunk:
+        return score_pairs(f, i, j, p)
+    parts = [score_pairs(f, i[k : k + chunk], j[k : k + chunk], p) for k in range(0, i.size, chunk)]
+    return PairScores(
+        *(
+            np.concatenate([getattr(s, name) for s in parts])
+            for name in PairScores.__dataclass_fields__
+        )
+    )

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from linkage_service._engine import EngineConfig
-from linkage_service._scoring import Features, ScalarScorer, dice_one, kernel, score_pairs
+from linkage_service._scoring import (
+    Features,
+    ScalarScorer,
+    dice_one,
+    kernel,
+    score_pairs,
+    score_pairs_chunked,
+)
 
 
 def test_scalar_scores_equal_vector_scores() -> None:
@@ -28,6 +35,8 @@ def test_scalar_scores_equal_vector_scores() -> None:
     i = rng.integers(0, n, 2000).astype(np.int64)
     j = rng.integers(0, n, 2000).astype(np.int64)
     s = score_pairs(f, i, j, p)
+    chunked = score_pairs_chunked(f, i, j, p, chunk=300)
+    assert (chunked.score == s.score).all() and (chunked.agree == s.agree).all()
     scorer = ScalarScorer(f, p)
     cache: dict[int, tuple[int, int]] = {}
     d = kernel.dice_pairs(clk, clk, i, j)
