@@ -46,7 +46,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from linkage_service._engine import LinkageEngine
-    from linkage_service._evaluate import load_population, pair_scores, take
+    from linkage_service._evaluate import load_population, pair_scores
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)
@@ -89,10 +89,10 @@ def main() -> int:
     order = rng.permutation(n)
     held, rest = np.sort(order[: args.changed]), np.sort(order[args.changed :])
     engine = LinkageEngine()
-    engine.update(take(pop.batch, rest), [])
+    engine.update(pop.batch.take(rest), [])
     retire = pop.batch.ids[rng.choice(rest, size=args.changed, replace=False)].tolist()
     t0 = time.perf_counter()
-    delta = engine.update(take(pop.batch, held), retire)
+    delta = engine.update(pop.batch.take(held), retire)
     inc_s = time.perf_counter() - t0
     print(
         f"(c) incremental: {args.changed:,} new + {args.changed:,} retired records against "

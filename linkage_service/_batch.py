@@ -60,6 +60,25 @@ class RecordBatch:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
+    def take(self, rows: npt.NDArray[np.int64]) -> RecordBatch:
+        """The rows ``rows`` of this batch, in that order, as a new batch."""
+        idx = rows.tolist()
+        return RecordBatch(
+            ids=self.ids[rows],
+            agency=self.agency[rows],
+            clk=self.clk[rows],
+            address_clk=self.address_clk[rows],
+            has_address=self.has_address[rows],
+            age=self.age[rows],
+            sex=self.sex[rows],
+            district=[self.district[i] for i in idx],
+            extract_day=self.extract_day[rows],
+            dependent_flag=self.dependent_flag[rows],
+            expectant_flag=self.expectant_flag[rows],
+            exact={k: [v[i] for i in idx] for k, v in self.exact.items()},
+            blocking={k: [v[i] for i in idx] for k, v in self.blocking.items()},
+        )
+
 
 def decode_token(value: str) -> bytes:
     """A keyed token from its base64 text (already validated by the wire model)."""

@@ -474,7 +474,7 @@ class LinkageEngine:
                 else:
                     replace.append(added_ids[k])
         if not keep.all():
-            added = _take(added, np.nonzero(keep)[0])
+            added = added.take(np.nonzero(keep)[0])
         removed_set = retire | set(replace)
         # a replaced record keeps its person unless the new content links elsewhere
         carried = {x: self.row_pid[self.row_of[x]] for x in removed_set if x in self.row_of}
@@ -827,22 +827,3 @@ class _Probe:
             )
             same &= held[rows] == codes
         return same
-
-
-def _take(batch: RecordBatch, rows: I64) -> RecordBatch:
-    idx = rows.tolist()
-    return RecordBatch(
-        ids=batch.ids[rows],
-        agency=batch.agency[rows],
-        clk=batch.clk[rows],
-        address_clk=batch.address_clk[rows],
-        has_address=batch.has_address[rows],
-        age=batch.age[rows],
-        sex=batch.sex[rows],
-        district=[batch.district[i] for i in idx],
-        extract_day=batch.extract_day[rows],
-        dependent_flag=batch.dependent_flag[rows],
-        expectant_flag=batch.expectant_flag[rows],
-        exact={k: [v[i] for i in idx] for k, v in batch.exact.items()},
-        blocking={k: [v[i] for i in idx] for k, v in batch.blocking.items()},
-    )

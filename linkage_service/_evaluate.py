@@ -179,26 +179,6 @@ def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
     )
 
 
-def take(batch: RecordBatch, rows: npt.NDArray[np.int64]) -> RecordBatch:
-    """The rows ``rows`` of a batch, as a new batch."""
-    idx = rows.tolist()
-    return RecordBatch(
-        ids=batch.ids[rows],
-        agency=batch.agency[rows],
-        clk=batch.clk[rows],
-        address_clk=batch.address_clk[rows],
-        has_address=batch.has_address[rows],
-        age=batch.age[rows],
-        sex=batch.sex[rows],
-        district=[batch.district[i] for i in idx],
-        extract_day=batch.extract_day[rows],
-        dependent_flag=batch.dependent_flag[rows],
-        expectant_flag=batch.expectant_flag[rows],
-        exact={k: [v[i] for i in idx] for k, v in batch.exact.items()},
-        blocking={k: [v[i] for i in idx] for k, v in batch.blocking.items()},
-    )
-
-
 def load_population(
     households: int, seed: int = 20261121, workdir: Path | None = None, workers: int = 1
 ) -> Population:

@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from linkage_service._engine import EngineConfig, LinkageEngine
-from linkage_service._evaluate import Population, pair_scores, take
+from linkage_service._evaluate import Population, pair_scores
 
 from ._engine_helpers import Rec, base_bits, batch, counter_ids, labels, perturb, population
 
@@ -44,9 +44,9 @@ def test_incremental_matches_linking_at_once_and_keeps_ids(population: Populatio
     first = np.nonzero(pop.batch.agency < 4)[0]
     rest = np.nonzero(pop.batch.agency >= 4)[0]
     eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
-    d1 = eng.update(take(pop.batch, first), [])
+    d1 = eng.update(pop.batch.take(first), [])
     before = dict(d1.person_of)
-    d2 = eng.update(take(pop.batch, rest), [])
+    d2 = eng.update(pop.batch.take(rest), [])
     person, household = _labels_now(eng, pop)
     assert pair_scores(person, pop.truth_person).f1 >= 0.98
     assert pair_scores(household, pop.truth_household).f1 >= 0.95
@@ -78,7 +78,7 @@ def test_removing_an_agency_retires_its_records(population: Population) -> None:
     only_there = {
         pid for pid in set(d.person_of.values()) if set(eng.person_records(pid)) <= set(gone)
     }
-    d2 = eng.update(take(pop.batch, np.zeros(0, dtype=np.int64)), gone)
+    d2 = eng.update(pop.batch.take(np.zeros(0, dtype=np.int64)), gone)
     held = {rid for pid in eng.pid_root for rid in eng.person_records(pid)}
     assert held.isdisjoint(gone)
     assert only_there <= set(d2.persons_retired)
@@ -109,7 +109,7 @@ def test_from_state_places_persons_without_a_household(population: Population) -
     some = sorted(set(d.person_of.values()))[:50]
     partial = {p: h for p, h in d.household_of.items() if p not in some}
     again = LinkageEngine.from_state(pop.batch, d.person_of, partial)
-    placed = again.update(take(pop.batch, np.zeros(0, dtype=np.int64)), []).household_of
+    placed = again.update(pop.batch.take(np.zeros(0, dtype=np.int64)), []).household_of
     assert set(some) <= set(placed)
     assert all(
         placed[p] == d.household_of[p] for p in some if len(again.household_persons(placed[p])) > 1
