@@ -35,6 +35,7 @@ from protocols import (
     ExtractTrailer,
     LinkageSchema,
     TokenisedRecord,
+    field_path,
     signed_message,
 )
 
@@ -489,7 +490,7 @@ def _parse(path: Path, line: int, raw: bytes, model: type[_M], what: str) -> _M:
         parsed = model.model_validate_json(raw)
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+        loc = field_path(err["loc"], "(line)")
         raise ExtractError(f"{path}:{line}: bad {what}: field {loc!r}: {err['msg']}") from exc
     if what != "record" and parsed.model_dump_json().encode() + b"\n" != raw:
         # the header and trailer are written in exactly one form; any other bytes were edited

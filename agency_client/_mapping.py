@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from protocols import IndicatorType
+from protocols import IndicatorType, describe_errors
 
 from ._errors import ConfigError
 
@@ -124,7 +124,4 @@ def load_mapping(path: Path) -> AgencyMapping:
     try:
         return AgencyMapping.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: invalid mapping: {problems}") from exc
+        raise ConfigError(f"{path}: invalid mapping: {describe_errors(exc)}") from exc

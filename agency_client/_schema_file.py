@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from protocols import LinkageSchema, default_schema
+from protocols import LinkageSchema, default_schema, describe_errors
 
 from ._errors import ConfigError
 
@@ -22,9 +22,7 @@ def load_schema(path: Path | None) -> LinkageSchema:
     try:
         return LinkageSchema.model_validate_json(text)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = describe_errors(exc, "(top)")
         raise ConfigError(f"{path}: invalid linkage schema: {problems}") from exc
 
 

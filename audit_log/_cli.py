@@ -28,6 +28,8 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
+from protocols import field_path
+
 from . import _store as store
 from ._checkpoint import CosignatureSigner, parse_tlog_proof, verify_tlog_proof
 from ._config import (
@@ -354,7 +356,7 @@ def _witness_keygen(args: argparse.Namespace, console: Console) -> None:
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    where = field_path(first["loc"], "(root)")
     return f"{where}: {first['msg']}"
 
 

@@ -29,7 +29,7 @@ from pydantic import (
     ValidationError,
 )
 
-from protocols import canonical_json
+from protocols import canonical_json, field_path
 
 from ._storage_errors import EntryError
 
@@ -186,7 +186,7 @@ _TIME = TypeAdapter(UtcTime)
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(root)"
+    where = field_path(first["loc"], "(root)")
     return f"{where}: {first['msg']} ({exc.error_count()} error(s))"
 
 

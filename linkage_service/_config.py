@@ -30,6 +30,7 @@ from protocols import (
     TokenTable,
     check_private_file,
     default_schema,
+    describe_errors,
     load_token_file,
     new_token,
     token_digest,
@@ -103,10 +104,7 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = 
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(f"invalid settings: {problems}") from exc
+        raise ConfigError(f"invalid settings: {describe_errors(exc, '(top)')}") from exc
 
 
 def load_schemas(settings: Settings) -> dict[str, LinkageSchema]:

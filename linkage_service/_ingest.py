@@ -33,7 +33,14 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocols import ExtractHeader, ExtractTrailer, LinkageSchema, TokenisedRecord, signed_message
+from protocols import (
+    ExtractHeader,
+    ExtractTrailer,
+    LinkageSchema,
+    TokenisedRecord,
+    field_path,
+    signed_message,
+)
 
 from . import _store as store
 from ._errors import (
@@ -178,7 +185,7 @@ class ExtractReceiver:
             trailer = ExtractTrailer.model_validate_json(self._pending)
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            loc = field_path(err["loc"], "(line)")
             raise IngestError(
                 f"bad trailer ({err['msg']}); was the upload truncated?",
                 line=self._line,
@@ -228,7 +235,7 @@ class ExtractReceiver:
             header = ExtractHeader.model_validate_json(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            loc = field_path(err["loc"], "(line)")
             raise IngestError(f"bad extract header: {err['msg']}", line=1, field=loc) from exc
         if header.model_dump_json().encode() + b"\n" != raw:
             raise IngestError("header line is not in its canonical form", line=1)
@@ -303,7 +310,7 @@ class ExtractReceiver:
             rec = TokenisedRecord.model_validate_json(raw)
         except ValidationError as exc:
             err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            loc = field_path(err["loc"], "(line)")
             what = "the line is not a JSON record" if err["type"] == "json_invalid" else err["msg"]
             raise IngestError(what, line=line, field=loc) from exc
         assert self._schema is not None

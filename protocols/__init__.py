@@ -34,6 +34,7 @@ from ._secrets import (
     token_digest,
     write_private_file,
 )
+from ._validation import describe_errors, field_path
 
 __all__ = [
     "EXTRACT_FORMAT",
@@ -62,6 +63,8 @@ __all__ = [
     "canonical_json",
     "check_private_file",
     "default_schema",
+    "describe_errors",
+    "field_path",
     "load_token_file",
     "new_token",
     "sha256_hex",
