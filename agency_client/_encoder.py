@@ -17,7 +17,7 @@ from __future__ import annotations
 import binascii
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
@@ -198,17 +198,6 @@ class FilterEncoder:
             ]
             self._salted[salt] = hashers
         return hashers
-
-    def encode(
-        self, values: dict[PersonFeature | AddressFeature, Iterable[str]], salt: str | None
-    ) -> bytes:
-        """The hardened filter bytes for the given per-feature values."""
-        mask = 0
-        for feature, hasher in self._hashers(salt):
-            for value in values.get(feature, ()):
-                if value:
-                    mask |= hasher.value_mask(value)
-        return self._harden(mask)
 
     def encode_identity(self, ident: NormalisedIdentity, salt: str | None) -> bytes:
         """The hardened filter of one identity (the hot path of :meth:`Encoder.encode`)."""

@@ -646,6 +646,8 @@ class _Random(random.Random):
         return a + int(self.random() * (b - a + 1))
 
     def randrange(self, start: int, stop: int | None = None, step: int = 1) -> int:
+        if step != 1:  # the fast path below knows no step
+            return super().randrange(start, stop, step)
         if stop is None:
             return int(self.random() * start)
         return start + int(self.random() * (stop - start))
