@@ -19,7 +19,7 @@ import datetime as dt
 import json
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +156,17 @@ def batch_from_lines(
     return batch, refs
 
 
+def _record_lines(fh: Iterable[bytes]) -> Iterator[bytes]:
+    """The record lines of an open extract, streamed: header and trailer left out."""
+    lines = iter(fh)
+    next(lines, None)
+    pending = next(lines, None)
+    for line in lines:
+        assert pending is not None
+        yield pending
+        pending = line
+
+
 def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
     """One batch from several (columns concatenated; token tables aligned)."""
     names_e = sorted({k for b in batches for k in b.exact})
@@ -220,10 +231,13 @@ def load_population(
         generate_seal_keypair(keys / "unlock")
     schema = default_schema()
 
-    truth: dict[tuple[str, str], tuple[str, str]] = {}
+    truth: dict[str, dict[str, tuple[str, str]]] = {}  # agency -> system id -> labels
     with (truth_dir / "records.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
-            truth[(row["agency"], row["system_id"])] = (row["person_id"], row["household_id"])
+            truth.setdefault(row["agency"], {})[row["system_id"]] = (
+                row["person_id"],
+                row["household_id"],
+            )
 
     batches: list[RecordBatch] = []
     truth_person: list[str] = []
@@ -231,12 +245,13 @@ def load_population(
     paths: dict[str, Path] = {}
     next_id = 1
     day = (config.extract_date - EPOCH).days
+    if not reuse:
+        secret = load_secret(keys / "secret")
+        seal = load_seal_public_key(keys / "unlock" / "seal.pub")
     for index, agency in enumerate(agencies):
         out = work / "extracts" / f"{agency}.jsonl"
         if not reuse:
             generate_agency_key(agency, keys / agency)
-            secret = load_secret(keys / "secret")
-            seal = load_seal_public_key(keys / "unlock" / "seal.pub")
             encode_csv(
                 work / "population" / f"{agency}.csv",
                 load_mapping(work / "population" / f"{agency}.mapping.toml"),
@@ -253,12 +268,10 @@ def load_population(
         paths[agency] = out
         by_ref = {
             record_ref(key.record_ref_key, agency, sid): t
-            for (a, sid), t in truth.items()
-            if a == agency
+            for sid, t in truth.get(agency, {}).items()
         }
         with out.open("rb") as fh:
-            lines = fh.read().splitlines()[1:-1]
-        batch, refs = batch_from_lines(lines, index, next_id)
+            batch, refs = batch_from_lines(_record_lines(fh), index, next_id)
         batch.extract_day[:] = day
         next_id += len(batch)
         batches.append(batch)
