@@ -14,13 +14,11 @@ the best pairwise F1.
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
 import datetime as dt
 import hashlib
-import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -28,49 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from agency_client import (
-    BadRowPolicy,
-    encode_csv,
-    generate_agency_key,
-    generate_seal_keypair,
-    generate_secret,
-    load_agency_key,
-    load_mapping,
-    load_schema,
-    load_seal_public_key,
-    load_secret,
-    record_ref,
-)
-from agency_client._synthetic import PopulationConfig, generate_population
+from agency_client import load_schema
+from linkage_service._evaluate import load_population
 
 BINS = 1000
-
-
-def subset_csv(src: Path, dst: Path, keep: set[str], id_col: str, delimiter: str, enc: str) -> int:
-    """Copy the rows of ``src`` whose system id is in ``keep``."""
-    n = 0
-    with src.open(encoding=enc, newline="") as fi, dst.open("w", encoding=enc, newline="") as fo:
-        r = csv.reader(fi, delimiter=delimiter)
-        w = csv.writer(fo, delimiter=delimiter)
-        head = next(r)
-        w.writerow(head)
-        idx = [h.strip() for h in head].index(id_col)
-        for row in r:
-            if row and row[idx] in keep:
-                w.writerow(row)
-                n += 1
-    return n
-
-
-def load_clks(path: Path) -> tuple[list[str], np.ndarray]:
-    refs, rows = [], []
-    with path.open("rb") as fh:
-        lines = fh.read().splitlines()
-    for raw in lines[1:-1]:
-        rec = json.loads(raw)
-        refs.append(rec["record_ref"])
-        rows.append(np.frombuffer(base64.b64decode(rec["clk"]), dtype=np.uint64))
-    return refs, np.vstack(rows)
 
 
 def main() -> int:
@@ -82,77 +41,34 @@ def main() -> int:
     schema = load_schema(args.schema)
     work = Path(tempfile.mkdtemp(prefix="quality-"))
     started = time.perf_counter()
+    # enough households for --size records on each side (health has about a third)
     households = int(args.size * 0.6) + 500
-    pop = generate_population(PopulationConfig(households=households, seed=args.seed), work / "pop")
-
-    truth: dict[tuple[str, str], str] = {}
-    with (pop.truth_dir / "records.csv").open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            truth[(row["agency"], row["system_id"])] = row["person_id"]
-
-    generate_secret(work / "keys" / "secret")
-    generate_seal_keypair(work / "keys" / "unlock")
-    secret = load_secret(work / "keys" / "secret")
-    seal = load_seal_public_key(work / "keys" / "unlock" / "seal.pub")
-
-    side_a = ["health"]
-    side_b = [a for a in pop.agencies if a != "health"]
-    person_of: dict[str, str] = {}
+    pop = load_population(households, args.seed, work, schema=schema)
+    health = pop.agencies.index("health")
+    sides = {
+        "A": np.nonzero(pop.batch.agency == health)[0],
+        "B": np.nonzero(pop.batch.agency != health)[0],
+    }
     clks: dict[str, np.ndarray] = {}
-    refs_by_side: dict[str, list[str]] = {}
-    for side, agencies in (("A", side_a), ("B", side_b)):
-        ids = [(a, s) for (a, s) in truth if a in agencies]
+    persons: dict[str, list[str]] = {}
+    for side, rows in sides.items():
         # deterministic for a seed (the built-in hash() is salted per process)
-        ids.sort(key=lambda t: hashlib.blake2b(f"{args.seed}|{t[0]}|{t[1]}".encode()).digest())
-        chosen = ids[: args.size]
-        all_refs: list[str] = []
-        arrays = []
-        for agency in agencies:
-            keep = {s for (a, s) in chosen if a == agency}
-            if not keep:
-                continue
-            mapping = load_mapping(pop.mapping_paths[agency])
-            sub = work / f"{side}-{agency}.csv"
-            subset_csv(
-                pop.csv_paths[agency],
-                sub,
-                keep,
-                mapping.identity.system_id,
-                mapping.csv.delimiter,
-                mapping.csv.encoding,
-            )
-            kdir = work / "keys" / agency
-            if not (kdir / "agency.key").exists():
-                generate_agency_key(agency, kdir)
-            key = load_agency_key(kdir / "agency.key")
-            for s in keep:
-                person_of[record_ref(key.record_ref_key, agency, s)] = truth[(agency, s)]
-            out = work / f"{side}-{agency}.jsonl"
-            encode_csv(
-                sub,
-                mapping,
-                schema,
-                secret,
-                key,
-                seal,
-                out,
-                extract_date=PopulationConfig().extract_date,
-                policy=BadRowPolicy.DROP_FIELD,
-                workers=1,
-            )
-            refs, arr = load_clks(out)
-            all_refs += refs
-            arrays.append(arr)
-        refs_by_side[side] = all_refs
-        clks[side] = np.vstack(arrays)
+        ids = pop.batch.ids.tolist()
+        chosen = sorted(
+            rows.tolist(),
+            key=lambda r: hashlib.blake2b(f"{args.seed}|{ids[r]}".encode()).digest(),
+        )[: args.size]
+        clks[side] = pop.batch.clk[chosen]
+        persons[side] = [pop.truth_person[r] for r in chosen]
     encode_s = time.perf_counter() - started
+    shutil.rmtree(work, ignore_errors=True)
 
     a, b = clks["A"], clks["B"]
     pa = np.bitwise_count(a).sum(axis=1).astype(np.int32)
     pb = np.bitwise_count(b).sum(axis=1).astype(np.int32)
     b_of_person: dict[str, list[int]] = {}
-    for j, ref in enumerate(refs_by_side["B"]):
-        b_of_person.setdefault(person_of[ref], []).append(j)
+    for j, person in enumerate(persons["B"]):
+        b_of_person.setdefault(person, []).append(j)
     hist_all = np.zeros(BINS + 1, dtype=np.int64)
     true_sims: list[float] = []
     t0 = time.perf_counter()
@@ -163,8 +79,8 @@ def main() -> int:
         denom = pa[i0 : i0 + step, None] + pb[None, :]
         dice = np.where(denom > 0, 2.0 * inter / np.maximum(denom, 1), 0.0)
         hist_all += np.bincount((dice * BINS).astype(np.int64).ravel(), minlength=BINS + 1)
-        for di, ref in enumerate(refs_by_side["A"][i0 : i0 + step]):
-            for j in b_of_person.get(person_of[ref], ()):
+        for di, person in enumerate(persons["A"][i0 : i0 + step]):
+            for j in b_of_person.get(person, ()):
                 true_sims.append(float(dice[di, j]))
     compare_s = time.perf_counter() - t0
     ts = np.array(true_sims)

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from protocols import LinkageSchema
+
 from ._batch import SEX_CODES, RecordBatch, decode_token, pack_filters
 
 EPOCH = dt.date(1970, 1, 1)
@@ -191,7 +193,12 @@ def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
 
 
 def load_population(
-    households: int, seed: int = 20261121, workdir: Path | None = None, workers: int = 1
+    households: int,
+    seed: int = 20261121,
+    workdir: Path | None = None,
+    workers: int = 1,
+    *,
+    schema: LinkageSchema | None = None,
 ) -> Population:
     """Generate, encode (as each agency would) and load a population with its truth."""
     from agency_client import (
@@ -212,7 +219,10 @@ def load_population(
     work = workdir or Path(tempfile.mkdtemp(prefix="linkage-eval-"))
     config = PopulationConfig(households=households, seed=seed)
     marker = work / "population-done.json"
-    wanted = {"households": households, "seed": seed}
+    schema = schema or default_schema()
+    wanted: dict[str, object] = {"households": households, "seed": seed}
+    if schema != default_schema():
+        wanted["schema"] = schema.fingerprint()  # a cache is for one schema
     reuse = marker.exists() and json.loads(marker.read_text()) == wanted
     keys = work / "keys"
     if reuse:
@@ -229,8 +239,6 @@ def load_population(
         agencies, truth_dir = pop.agencies, pop.truth_dir
         generate_secret(keys / "secret")
         generate_seal_keypair(keys / "unlock")
-    schema = default_schema()
-
     truth: dict[str, dict[str, tuple[str, str]]] = {}  # agency -> system id -> labels
     with (truth_dir / "records.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
