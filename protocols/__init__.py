@@ -1,5 +1,15 @@
 """Shared wire models and formats. Depends only on pydantic and the standard library."""
 
+from ._attestation import (
+    ATTESTATION_FORMAT,
+    Attestation,
+    AttestedMember,
+    FamilyBlobs,
+    SealedBlob,
+    SignedAttestation,
+    attestation_message,
+    attestation_sha256,
+)
 from ._canonical import canonical_json, sha256_hex
 from ._extract import (
     EXTRACT_FORMAT,
@@ -37,16 +47,20 @@ from ._secrets import (
 from ._validation import describe_errors, field_path
 
 __all__ = [
+    "ATTESTATION_FORMAT",
     "EXTRACT_FORMAT",
     "IDENTITY_FORMAT",
     "INDICATOR_INFO",
     "AddressFeature",
+    "Attestation",
+    "AttestedMember",
     "BlockingKeySpec",
     "BlockingPart",
     "Caller",
     "ExactIdentifier",
     "ExtractHeader",
     "ExtractTrailer",
+    "FamilyBlobs",
     "FilterField",
     "FilterSpec",
     "Hardening",
@@ -56,10 +70,14 @@ __all__ = [
     "LinkageSchema",
     "PersonFeature",
     "ProblemArea",
+    "SealedBlob",
     "SecretFileError",
+    "SignedAttestation",
     "TokenTable",
     "TokenisedRecord",
     "Tokenizer",
+    "attestation_message",
+    "attestation_sha256",
     "canonical_json",
     "check_private_file",
     "default_schema",
