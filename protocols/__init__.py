@@ -7,6 +7,7 @@ from ._attestation import (
     FamilyBlobs,
     SealedBlob,
     SignedAttestation,
+    SubjectQuery,
     attestation_message,
     attestation_sha256,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "SealedBlob",
     "SecretFileError",
     "SignedAttestation",
+    "SubjectQuery",
     "TokenTable",
     "TokenisedRecord",
     "Tokenizer",

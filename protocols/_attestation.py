@@ -23,7 +23,8 @@ from typing import Annotated, Final, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ._canonical import canonical_json
-from ._extract import AgencyId, Base64, Hex64, KeyId, RecordRef
+from ._extract import AgencyId, Base64, BlockingKeyName, Hex64, KeyId, RecordRef
+from ._schema import ExactIdentifier
 
 ATTESTATION_FORMAT: Final = "family-linkage/attestation/v1"
 ATTESTATION_CONTEXT: Final = b"family-linkage attestation signature v1\n"
@@ -109,3 +110,22 @@ class FamilyBlobs(BaseModel):
     family_id: FamilyId
     attestation_sha256: Hex64
     blobs: tuple[SealedBlob, ...]
+
+
+class SubjectQuery(BaseModel):
+    """One identity encoded by the agency client for a subject access search.
+
+    The same encodings a :class:`~protocols.TokenisedRecord` carries, without a
+    record ref, indicators or sealed identity: an IG officer's request to find
+    every record and unlock that concerns one person. It holds no plaintext.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal["family-linkage/subject-query/v1"] = "family-linkage/subject-query/v1"
+    schema_fingerprint: Hex64
+    clk: Base64
+    exact_tokens: dict[ExactIdentifier, Base64] = Field(default_factory=dict)
+    blocking_keys: dict[BlockingKeyName, Base64] = Field(default_factory=dict)
+    age: int | None = Field(default=None, ge=0, le=130)
+    sex: Literal["M", "F"] | None = None
