@@ -69,6 +69,10 @@ from audit_log._log import Appended, AuditLog, VerifyResult, WitnessEndpoint, ve
 from audit_log._review import Anomaly, AnomalyConfig, find_anomalies
 from audit_log._storage_errors import ConfigError, EntryError, StorageError, TamperError
 
+# isort: split
+# --- entry types added for the unlock service (admin, restriction, IG reads) ---
+from audit_log._entries import IgAccess, ProfessionalChange, Restriction
+
 __all__ = [
     # --- cryptographic core (names above) ---
     "EMPTY_ROOT",
@@ -134,4 +138,9 @@ __all__ = [
     "parse_entry",
     "parse_leaf",
     "verify_database",
+    # --- end storage block ---
+    # --- unlock-service entry types (names above) ---
+    "IgAccess",
+    "ProfessionalChange",
+    "Restriction",
 ]

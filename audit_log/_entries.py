@@ -1,7 +1,9 @@
 """Typed audit entries and the exact bytes that become Merkle leaves.
 
 This module owns the vocabulary of the audit log: unlock requests, decisions,
-approvals, break-glass uses, reviews, key rotations and configuration changes.
+approvals, break-glass uses, reviews, key rotations, configuration changes,
+changes to professionals' records, family restrictions (opt-outs) and IG
+officers' reads of the review and subject-access APIs.
 Every field is a pseudonymous id, a SHA-256 hash, a short code from a closed
 pattern, a version reference, an enum or a UTC timestamp. There is no
 free-text field anywhere, so a name, date of birth or address cannot be put in
@@ -40,8 +42,11 @@ __all__ = [
     "ConfigChange",
     "Decision",
     "Entry",
+    "IgAccess",
     "KeyRotation",
     "LeafRecord",
+    "ProfessionalChange",
+    "Restriction",
     "Review",
     "UnlockRequest",
     "entry_columns",
@@ -162,8 +167,70 @@ class ConfigChange(_Base):
     config_version: Version
 
 
+# The three types below reuse field names the CSV export already has columns
+# for (audit_log._review.CSV_COLUMNS), so every entry still exports as one row.
+
+
+class ProfessionalChange(_Base):
+    """An administrator registered a professional or changed their record.
+
+    ``reason_code`` names the action (``REGISTERED``, ``KEY_ROTATED``,
+    ``CLEARANCE_SET``, ``DEACTIVATED``, ...); ``config_sha256`` is the SHA-256
+    of the professional's canonical record after the change (id, role, team,
+    clearance, key thumbprint) and ``config_version`` its revision number, so a
+    reviewer can check any later copy of the record against the log.
+    """
+
+    type: Literal["professional_change"] = "professional_change"
+    actor_id: ProfessionalId
+    professional_id: ProfessionalId
+    reason_code: Code
+    config_sha256: Sha256Hex
+    config_version: Version
+    old_key_sha256: Sha256Hex | None = None
+    new_key_sha256: Sha256Hex | None = None
+
+
+class Restriction(_Base):
+    """An IG officer set or lifted an opt-out or restriction flag on a family."""
+
+    type: Literal["restriction"] = "restriction"
+    actor_id: ProfessionalId
+    family_id: FamilyId
+    reason_code: Code
+    notes_sha256: Sha256Hex
+
+
+class IgAccess(_Base):
+    """An IG officer read the review or subject-access API (reads are audited too).
+
+    ``reason_code`` names the read (``REVIEWS_LISTED``, ``UNLOCKS_LISTED``,
+    ``SUBJECT_ACCESS``, ...); ``professional_id`` / ``family_id`` /
+    ``request_id`` say whose records were read when the read was about one;
+    ``notes_sha256`` is the SHA-256 of the query (for subject access, of the
+    encoded query, which itself holds no plaintext).
+    """
+
+    type: Literal["ig_access"] = "ig_access"
+    actor_id: ProfessionalId
+    reason_code: Code
+    professional_id: ProfessionalId | None = None
+    family_id: FamilyId | None = None
+    request_id: RequestId | None = None
+    notes_sha256: Sha256Hex | None = None
+
+
 Entry = Annotated[
-    UnlockRequest | Decision | Approval | BreakGlass | Review | KeyRotation | ConfigChange,
+    UnlockRequest
+    | Decision
+    | Approval
+    | BreakGlass
+    | Review
+    | KeyRotation
+    | ConfigChange
+    | ProfessionalChange
+    | Restriction
+    | IgAccess,
     Field(discriminator="type"),
 ]
 

@@ -18,7 +18,10 @@ from audit_log._entries import (
     ConfigChange,
     Decision,
     Entry,
+    IgAccess,
     KeyRotation,
+    ProfessionalChange,
+    Restriction,
     Review,
     UnlockRequest,
 )
@@ -94,6 +97,34 @@ def make_entry(kind: str = "decision", n: int = 0, **overrides: Any) -> Entry:
             "config_version": "3",
         }
         return ConfigChange(**(fields | overrides))
+    if kind == "professional_change":
+        fields = {
+            "time": base["time"],
+            "actor_id": hex_id("pro", 300),
+            "professional_id": base["professional_id"],
+            "reason_code": "CLEARANCE_SET",
+            "config_sha256": sha(f"record{n}"),
+            "config_version": str(n + 1),
+            "new_key_sha256": sha(f"key{n}"),
+        }
+        return ProfessionalChange(**(fields | overrides))
+    if kind == "restriction":
+        fields = {
+            "time": base["time"],
+            "actor_id": hex_id("pro", 300),
+            "family_id": base["family_id"],
+            "reason_code": "OPT_OUT_ADDED",
+            "notes_sha256": sha(f"note{n}"),
+        }
+        return Restriction(**(fields | overrides))
+    if kind == "ig_access":
+        fields = {
+            "time": base["time"],
+            "actor_id": hex_id("pro", 300),
+            "reason_code": "UNLOCKS_LISTED",
+            "professional_id": base["professional_id"],
+        }
+        return IgAccess(**(fields | overrides))
     raise ValueError(kind)
 
 
@@ -106,6 +137,9 @@ KINDS = (
     "key_rotation",
     "config_change",
 )
+# Added with the unlock service; kept out of KINDS so the seeded mixes other
+# tests rely on stay the same.
+NEW_KINDS = ("professional_change", "restriction", "ig_access")
 
 
 def mixed_entries(count: int, seed: int = 1) -> list[Entry]:

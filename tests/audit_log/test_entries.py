@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -16,12 +17,25 @@ from audit_log._entries import (
     parse_entry,
     parse_leaf,
 )
+from audit_log._review import CSV_COLUMNS, format_csv
 from audit_log._storage_errors import EntryError
 
-from ._factories import KINDS, T0, make_entry
+from ._factories import KINDS, NEW_KINDS, T0, make_entry
+
+# SHA-256 of leaf_bytes(5, T0, make_entry(kind, 5)) computed from the entries
+# module as it was before the unlock-service types were added (commit ac41ce5).
+PINNED_LEAF_SHA256 = {
+    "unlock_request": "c0dd996bc0ac3192ed38953df856bcc5c7bc561d8b2b8f6c01082643d9df31c5",
+    "decision": "cd938c7acf10639dc5f0537b3c0005200743f859a1a540f7f671dd965f6e5fd4",
+    "approval": "08b8b74f166deaa61e1d348c30b5da962aa1c5c2cbf8d22c088b33d32444ca8a",
+    "break_glass": "4fa769095dcbe463a03bbe32852db8803828ea2b441b3935837150691ff4b2e9",
+    "review": "1552696f343ddb08a24a735d3617636a8d247a13feff023c0a0c79992eca1d81",
+    "key_rotation": "542677969fd8b7cceb8d295009cccde26829798ae33349e5a9af72dcf6de112d",
+    "config_change": "cabdebb6e59aef984d5f1207cdb3420f711bb02e283f2cdb714342d8d8fc1aca",
+}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", KINDS + NEW_KINDS)
 def test_every_kind_round_trips_through_its_leaf(kind: str) -> None:
     entry = make_entry(kind, 7)
     data = leaf_bytes(42, T0, entry)
@@ -121,7 +135,7 @@ def test_columns_name_the_acting_professional() -> None:
 
 @settings(max_examples=50, deadline=None)
 @given(
-    st.sampled_from(KINDS),
+    st.sampled_from(KINDS + NEW_KINDS),
     st.integers(0, 10_000),
     st.datetimes(
         min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
@@ -157,3 +171,26 @@ def test_arbitrary_dicts_never_crash_the_entry_parser(data: dict[str, str]) -> N
         parse_entry(data)
     except EntryError:
         pass
+
+
+def test_existing_entry_bytes_are_unchanged() -> None:
+    # Adding entry types must not change the leaf bytes of the existing ones:
+    # pinned from the seven original kinds before the unlock service types were added.
+    digests = {
+        kind: hashlib.sha256(leaf_bytes(5, T0, make_entry(kind, 5))).hexdigest()
+        for kind in KINDS
+    }
+    assert digests == PINNED_LEAF_SHA256
+
+
+@pytest.mark.parametrize("kind", NEW_KINDS)
+def test_new_kinds_export_to_the_existing_csv_columns(kind: str) -> None:
+    fields = set(make_entry(kind, 1).model_dump(mode="json"))
+    assert fields <= set(CSV_COLUMNS)
+    assert len(list(format_csv([leaf_bytes(0, T0, make_entry(kind, 1))]))) >= 1
+
+
+def test_restriction_refuses_free_text_reason() -> None:
+    data = make_entry("restriction", 1).model_dump(mode="json") | {"reason_code": "asked by mum"}
+    with pytest.raises(EntryError, match="reason_code"):
+        parse_entry(data)
