@@ -177,8 +177,7 @@ def test_existing_entry_bytes_are_unchanged() -> None:
     # Adding entry types must not change the leaf bytes of the existing ones:
     # pinned from the seven original kinds before the unlock service types were added.
     digests = {
-        kind: hashlib.sha256(leaf_bytes(5, T0, make_entry(kind, 5))).hexdigest()
-        for kind in KINDS
+        kind: hashlib.sha256(leaf_bytes(5, T0, make_entry(kind, 5))).hexdigest() for kind in KINDS
     }
     assert digests == PINNED_LEAF_SHA256
 
