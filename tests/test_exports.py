@@ -17,8 +17,9 @@ import pytest
 import agency_client
 import linkage_service
 import protocols
+import service_common
 
-PACKAGES = [protocols, agency_client, linkage_service]
+PACKAGES = [protocols, agency_client, linkage_service, service_common]
 
 
 def _isort_key(name: str) -> tuple[int, str]:

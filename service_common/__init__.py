@@ -1,0 +1,44 @@
+"""Observability shared by the services: OpenTelemetry traces and metrics, JSON logs.
+
+A service process calls, once at start-up (its ``serve`` command)::
+
+    telemetry = setup_telemetry("linkage-service")
+    configure_logging(["linkage_service", "uvicorn.error"], safe_fields=SAFE_FIELDS,
+                      service_name="linkage-service")
+
+its app factory calls ``instrument_app(app, "linkage-service")``, and every
+``httpx`` client it makes to another service uses ``traced_transport()``. Nothing
+here reads configuration or creates a provider at import time.
+
+Errors: :class:`ServiceCommonError` is the base of everything raised here
+(see ``_errors`` for the hierarchy).
+"""
+
+from ._errors import ServiceCommonError, TelemetryConfigError
+from ._logging import BASE_SAFE_FIELDS, JsonFormatter, TraceContextFilter, configure_logging
+from ._metrics import Metrics, metrics
+from ._telemetry import (
+    Telemetry,
+    TelemetrySettings,
+    instrument_app,
+    setup_telemetry,
+    traced_async_transport,
+    traced_transport,
+)
+
+__all__ = [
+    "BASE_SAFE_FIELDS",
+    "JsonFormatter",
+    "Metrics",
+    "ServiceCommonError",
+    "Telemetry",
+    "TelemetryConfigError",
+    "TelemetrySettings",
+    "TraceContextFilter",
+    "configure_logging",
+    "instrument_app",
+    "metrics",
+    "setup_telemetry",
+    "traced_async_transport",
+    "traced_transport",
+]
