@@ -15,11 +15,12 @@ import types
 import pytest
 
 import agency_client
+import deploy
 import linkage_service
 import protocols
 import service_common
 
-PACKAGES = [protocols, agency_client, linkage_service, service_common]
+PACKAGES = [protocols, agency_client, linkage_service, service_common, deploy]
 
 
 def _isort_key(name: str) -> tuple[int, str]:
