@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import PrivateKey, PublicKey
 from nacl.signing import SigningKey, VerifyKey
 
-from protocols import SecretFileError, check_private_file, write_private_file
+from protocols import SecretFileError, check_private_file, key_id, write_private_file
 
 from ._errors import KeyFileError
 
@@ -32,11 +31,6 @@ SEAL_PUBLIC_FORMAT = "family-linkage/seal-public-key/v1"
 SEAL_PRIVATE_FORMAT = "family-linkage/seal-private-key/v1"
 SECRET_ENV = "FAMILY_LINKAGE_SECRET_FILE"
 MIN_SECRET_BYTES = 32
-
-
-def key_id(public_key: bytes) -> str:
-    """Short, stable identifier of a public key: hex of the first 8 bytes of its SHA-256."""
-    return hashlib.sha256(public_key).digest()[:8].hex()
 
 
 def _b64d(value: object, path: Path, field: str, size: int | None = None) -> bytes:

@@ -7,6 +7,8 @@ Hierarchy::
     ├── StorageError             the database refused or failed (maps to HTTP 503)
     ├── AuthError                the caller may not do this (maps to HTTP 403)
     ├── NotFound                 no such person, household, record or agency (HTTP 404)
+    ├── ConflictError            not possible in the current state: a status move that is not
+    │                            allowed, a double claim, a family below threshold (HTTP 409)
     ├── EngineError              the linkage engine failed while applying an extract (HTTP 500)
     └── IngestError              an extract was refused (HTTP 400); carries line and field
         ├── ReplayError          extract id already seen with different bytes (HTTP 409)
@@ -23,6 +25,7 @@ from __future__ import annotations
 __all__ = [
     "AuthError",
     "ConfigError",
+    "ConflictError",
     "EngineError",
     "IngestError",
     "LinkageError",
@@ -53,6 +56,10 @@ class AuthError(LinkageError):
 
 class NotFound(LinkageError):
     """The named person, household, record or agency does not exist."""
+
+
+class ConflictError(LinkageError):
+    """The request cannot be done in the current state (the message says why)."""
 
 
 class EngineError(LinkageError):

@@ -19,12 +19,15 @@ import datetime as dt
 import json
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy.engine import Engine
 
 from protocols import LinkageSchema
 
@@ -98,6 +101,13 @@ class Population:
     agencies: tuple[str, ...]
     extract_paths: dict[str, Path]
     workdir: Path
+    truth_by_ref: dict[tuple[str, str], tuple[str, str]]  # (agency, ref) -> (person, household)
+
+    def households_truth(self) -> dict[str, dict[str, str]]:
+        """The generator's ``truth/households.csv``, by household id."""
+        path = self.workdir / "population" / "truth" / "households.csv"
+        with path.open(newline="") as fh:
+            return {row["household_id"]: row for row in csv.DictReader(fh)}
 
 
 def batch_from_lines(
@@ -251,6 +261,7 @@ def load_population(
     truth_person: list[str] = []
     truth_household: list[str] = []
     paths: dict[str, Path] = {}
+    truth_by_ref: dict[tuple[str, str], tuple[str, str]] = {}
     next_id = 1
     day = (config.extract_date - EPOCH).days
     if not reuse:
@@ -285,8 +296,109 @@ def load_population(
         batches.append(batch)
         for ref in refs:
             person, household = by_ref[ref]
+            truth_by_ref[(agency, ref)] = (person, household)
             truth_person.append(person)
             truth_household.append(household)
     if not reuse:
         marker.write_text(json.dumps(wanted))
-    return Population(concat(batches), truth_person, truth_household, agencies, paths, work)
+    return Population(
+        concat(batches), truth_person, truth_household, agencies, paths, work, truth_by_ref
+    )
+
+
+def ingest_population(population: Population, database_url: str) -> Engine:
+    """Register the population's agencies and apply their extracts through the service.
+
+    The database ends up as a running service's would after each agency pushed
+    its extract: records, persons, households and links. Returns its engine.
+    """
+    import tomllib
+
+    from agency_client import load_agency_public_key
+
+    from . import _store as store
+    from ._service import LinkageService
+
+    sql = store.open_engine(database_url)
+    keys = population.workdir / "keys"
+    for agency in population.agencies:
+        pub = load_agency_public_key(keys / agency / "agency.pub")
+        mapping_file = population.workdir / "population" / f"{agency}.mapping.toml"
+        extract_type = tomllib.loads(mapping_file.read_text())["agency"]["extract_type"]
+        store.add_agency(sql, agency, pub.public_key, pub.key_id, [extract_type])
+    from protocols import default_schema
+
+    schema = default_schema()
+    service = LinkageService(sql, {schema.fingerprint(): schema})
+    service.start()
+    for agency in population.agencies:
+        receiver = service.receiver(agency)
+        try:
+            with population.extract_paths[agency].open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    receiver.feed(chunk)
+            service.apply(receiver.finish())
+        finally:
+            receiver.close()
+    return sql
+
+
+def eligibility_agreement(population: Population, engine: Engine, cycle_id: int) -> dict[str, Any]:
+    """How often the cycle's eligibility agrees with the generator's truth, per true family.
+
+    Each true household is matched to the assessed family holding most of its
+    records; a true family with no assessed family counts as "not eligible".
+    Returns counts, the agreement rate and the disagreeing households.
+    """
+    import sqlalchemy as sa
+
+    from . import _store as store
+
+    truth = population.households_truth()
+    with engine.connect() as conn:
+        snaps = {
+            str(f): bool(e)
+            for f, e in conn.execute(
+                sa.select(store.snapshots.c.household_id, store.snapshots.c.eligible).where(
+                    store.snapshots.c.cycle_id == cycle_id
+                )
+            )
+        }
+        q = (
+            sa.select(
+                store.records.c.agency_id,
+                store.records.c.record_ref,
+                store.person_household.c.household_id,
+            )
+            .join(store.record_person, store.record_person.c.record_id == store.records.c.id)
+            .join(
+                store.person_household,
+                store.person_household.c.person_id == store.record_person.c.person_id,
+            )
+            .where(store.records.c.active)
+        )
+        votes: dict[str, Counter[str]] = {}
+        for agency, ref, hid in conn.execute(q):
+            t = population.truth_by_ref.get((str(agency), str(ref)))
+            if t is not None:
+                votes.setdefault(t[1], Counter())[str(hid)] += 1
+    agree = disagree = 0
+    wrong: list[dict[str, Any]] = []
+    for hid, row in truth.items():
+        if row["is_family"] != "Y":
+            continue
+        expected = row["tf_eligible"] == "Y"
+        found = votes.get(hid)
+        predicted = bool(found) and snaps.get(found.most_common(1)[0][0], False)
+        if predicted == expected:
+            agree += 1
+        else:
+            disagree += 1
+            wrong.append({"household": hid, "expected": expected, "problems": row["problems"]})
+    total = agree + disagree
+    return {
+        "families": total,
+        "agree": agree,
+        "rate": agree / total if total else 1.0,
+        "disagreements": wrong,
+    }

@@ -358,6 +358,8 @@ class ExtractReceiver:
                 raise IngestError(
                     f"must be a {BLOCKING_TOKEN_BYTES}-byte keyed token", line=line, field=name
                 )
+        assert self._header is not None
+        _check_event_dates(rec, self._header.extract_date, line)
         sealed = b64(rec.sealed_identity, line, "sealed_identity")
         expected = _SEAL_OVERHEAD + schema.identity_pad_bytes
         if len(sealed) != expected or sealed[0] != 1:
@@ -367,3 +369,35 @@ class ExtractReceiver:
                 field="sealed_identity",
             )
         self._stage.write(content_digest(rec).hex().encode() + b" " + raw)
+
+
+def _check_event_dates(rec: TokenisedRecord, extract_date: dt.date, line: int) -> None:
+    """Refuse an indicator dated after the extract date, or before the person was born.
+
+    The service knows only the age in whole years at the extract date, so "before
+    birth" means earlier than ``age + 1`` years before the extract date: certainly
+    before birth, whatever the birthday.
+    """
+    earliest = None
+    if rec.age is not None:
+        years = rec.age + 1
+        try:
+            earliest = extract_date.replace(year=extract_date.year - years)
+        except ValueError:  # 29 February
+            earliest = extract_date.replace(year=extract_date.year - years, day=28)
+    for k, ind in enumerate(rec.indicators):
+        field = f"indicators.{k}.date"
+        if ind.date > extract_date:
+            raise IngestError(
+                f"record {rec.record_ref}: {ind.type.value} dated {ind.date}, after the "
+                f"extract date {extract_date}",
+                line=line,
+                field=field,
+            )
+        if earliest is not None and ind.date < earliest:
+            raise IngestError(
+                f"record {rec.record_ref}: {ind.type.value} dated {ind.date}, before the "
+                f"person was born (aged {rec.age} on {extract_date})",
+                line=line,
+                field=field,
+            )

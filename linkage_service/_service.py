@@ -600,6 +600,7 @@ class LinkageService:
                     status="applied",
                     received_at=started,
                     run_id=run_id,
+                    seal_key_id=header.seal_key_id,
                 )
             )
         return {**stats, "run_id": run_id, "idempotent": False}

@@ -80,6 +80,7 @@ extracts = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("received_at", sa.BigInteger, nullable=False),
     sa.Column("run_id", sa.Integer, sa.ForeignKey("runs.id"), nullable=False),
+    sa.Column("seal_key_id", sa.String(16)),
     sa.Index("ix_extracts_agency_status", "agency_id", "status"),
 )
 records = sa.Table(
@@ -177,6 +178,93 @@ id_events = sa.Table(
     sa.Column("from_id", sa.String(64), nullable=False),
     sa.Column("to_id", sa.String(64)),
     sa.Index("ix_id_events_from", "from_id"),
+)
+
+
+# --- programme engine (assessments, statuses, attestations, claims) -------------------
+cycles = sa.Table(
+    "cycles",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("as_at", sa.Date, nullable=False),
+    sa.Column("ruleset_name", sa.String(40), nullable=False),
+    sa.Column("ruleset_version", sa.String(20), nullable=False),
+    sa.Column("ruleset_sha256", sa.String(64), nullable=False),
+    sa.Column("ruleset", sa.Text, nullable=False),
+    sa.Column("model_name", sa.String(40), nullable=False),
+    sa.Column("model_version", sa.String(20), nullable=False),
+    sa.Column("model_sha256", sa.String(64), nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(80), nullable=False),
+    sa.Column("stats", sa.Text, nullable=False),
+)
+snapshots = sa.Table(
+    "snapshots",
+    metadata,
+    sa.Column("cycle_id", sa.Integer, sa.ForeignKey("cycles.id"), primary_key=True),
+    sa.Column("family_id", sa.String(64), primary_key=True),
+    sa.Column("household_id", sa.String(64), nullable=False),
+    sa.Column("district", sa.String(4)),
+    sa.Column("eligible", sa.Boolean, nullable=False),
+    sa.Column("n_problems", sa.SmallInteger, nullable=False),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("percentile", sa.Float, nullable=False),
+    sa.Column("previous_score", sa.Integer),
+    sa.Column("step", sa.String(4)),
+    sa.Column("clearance_required", sa.SmallInteger, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_snapshots_family", "family_id", "cycle_id"),
+)
+families = sa.Table(
+    "families",
+    metadata,
+    sa.Column("family_id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("identified_cycle", sa.Integer, nullable=False),
+    sa.Column("attached_on", sa.Date),
+    sa.Column("baseline_cycle", sa.Integer),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_by", sa.String(80), nullable=False),
+)
+status_events = sa.Table(
+    "status_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("family_id", sa.String(64), nullable=False),
+    sa.Column("from_status", sa.String(16)),
+    sa.Column("to_status", sa.String(16), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("by", sa.String(80), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Index("ix_status_events_family", "family_id"),
+)
+attestations = sa.Table(
+    "attestations",
+    metadata,
+    sa.Column("attestation_id", sa.String(36), primary_key=True),
+    sa.Column("family_id", sa.String(64), nullable=False),
+    sa.Column("cycle_id", sa.Integer, sa.ForeignKey("cycles.id"), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Index("ix_attestations_family", "family_id", "cycle_id"),
+)
+claims = sa.Table(
+    "claims",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("family_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("result", sa.String(16)),
+    sa.Column("window_id", sa.String(16), nullable=False),
+    sa.Column("cycle_id", sa.Integer, sa.ForeignKey("cycles.id"), nullable=False),
+    sa.Column("amount_gbp", sa.Integer, nullable=False),
+    sa.Column("evidence", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("created_by", sa.String(80), nullable=False),
+    sa.UniqueConstraint("family_id", "kind", name="uq_claims_family_kind"),
+    sa.Index("ix_claims_window", "window_id"),
 )
 
 

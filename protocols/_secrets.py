@@ -57,6 +57,11 @@ def write_private_file(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def key_id(public_key: bytes) -> str:
+    """Short, stable identifier of a public key: hex of the first 8 bytes of its SHA-256."""
+    return hashlib.sha256(public_key).digest()[:8].hex()
+
+
 def token_digest(token: str) -> bytes:
     """The SHA-256 digest under which a bearer token is stored."""
     return hashlib.sha256(token.encode("utf-8")).digest()

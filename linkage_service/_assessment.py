@@ -1,0 +1,652 @@
+"""Assessment cycles: every family assessed, snapshotted, ranked, attested; statuses.
+
+:func:`run_cycle` reads the current persons, households, active records and
+their indicators, assesses every family with ``_programme.assess_family``
+under one ruleset and one risk model, ranks the cohort, compares each score
+with the family's previous cycle (step up / step down), signs an attestation
+for each family at or above the unlock threshold, moves families whose
+outcome plan is met to ``pending_claim`` (``_claims``), and writes the cycle,
+its snapshots, new statuses and attestations in ONE transaction: a failure
+leaves no half-written cycle. The cycle row stores the ruleset and model
+content, names and SHA-256s, so any snapshot can be re-explained later.
+
+Family status: ``identified`` (first found eligible) -> ``attached`` (work
+starts; the baseline is fixed to the latest snapshot) -> ``in_progress`` ->
+``pending_claim`` -> ``claimed`` -> ``closed``; every change is a row in
+``status_events`` with who made it, when and a reason code.
+
+Must never: read or return a sealed blob except in :func:`family_blobs`,
+which only the unlock service's role reaches, and only for the records an
+attestation names.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import secrets
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from nacl.signing import SigningKey
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from protocols import (
+    Attestation,
+    AttestedMember,
+    FamilyBlobs,
+    SealedBlob,
+    SignedAttestation,
+    attestation_message,
+    attestation_sha256,
+    key_id,
+)
+
+from . import _store as store
+from ._errors import ConflictError, NotFound, StorageError
+from ._programme import Assessment, Event, FamilyInput, MemberInput, assess_family, rank
+from ._riskmodel import RiskModel
+from ._ruleset import Ruleset
+
+__all__ = [
+    "STATUSES",
+    "TRANSITIONS",
+    "current_attestation",
+    "family_blobs",
+    "family_id_of",
+    "load_families",
+    "run_cycle",
+    "set_status",
+]
+
+STATUSES = ("identified", "attached", "in_progress", "pending_claim", "claimed", "closed")
+# Allowed moves; any status may be closed, and a closed family may be re-identified.
+TRANSITIONS: dict[str | None, tuple[str, ...]] = {
+    None: ("identified", "attached"),
+    "identified": ("attached", "closed"),
+    "attached": ("in_progress", "pending_claim", "closed"),
+    "in_progress": ("pending_claim", "closed"),
+    "pending_claim": ("in_progress", "claimed", "closed"),
+    "claimed": ("closed",),
+    "closed": ("identified", "attached"),
+}
+_INSERT_BATCH = 2000
+
+
+def family_id_of(household_id: str) -> str:
+    """The family id of a household (the same hex, prefix ``fam_``)."""
+    return "fam_" + household_id.split("_", 1)[1]
+
+
+def _household_of(family_id: str) -> str:
+    return "hh_" + family_id.split("_", 1)[1]
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def load_families(
+    conn: Connection, household_ids: Sequence[str] | None = None
+) -> list[FamilyInput]:
+    """Every current household (or those named) with members, records and events."""
+    r, rp, ph, x = store.records, store.record_person, store.person_household, store.extracts
+    p = store.persons
+    q_members = (
+        sa.select(ph.c.person_id, ph.c.household_id)
+        .join(p, p.c.id == ph.c.person_id)
+        .where(p.c.retired_run.is_(None))
+    )
+    if household_ids is not None:
+        q_members = q_members.where(ph.c.household_id.in_(list(household_ids)))
+    household_of = {str(pid): str(hid) for pid, hid in conn.execute(q_members)}
+    q_records = (
+        sa.select(
+            r.c.id,
+            rp.c.person_id,
+            r.c.agency_id,
+            r.c.record_ref,
+            r.c.age,
+            r.c.sex,
+            r.c.district,
+            r.c.extract_date,
+            x.c.extract_type,
+        )
+        .join(rp, rp.c.record_id == r.c.id)
+        .join(x, x.c.extract_id == r.c.extract_id)
+        .where(r.c.active)
+    )
+    record_rows: dict[int, Any] = {}
+    by_person: dict[str, list[int]] = {}
+    for row in conn.execution_options(yield_per=20_000).execute(q_records):
+        pid = str(row.person_id)
+        if pid not in household_of:
+            continue
+        record_rows[int(row.id)] = row
+        by_person.setdefault(pid, []).append(int(row.id))
+    events: dict[int, list[Event]] = {}
+    i = store.indicators
+    q_events = (
+        sa.select(i.c.record_id, i.c.type, i.c.value, i.c.date)
+        .join(r, r.c.id == i.c.record_id)
+        .where(r.c.active)
+    )
+    for rid, typ, value, date in conn.execution_options(yield_per=50_000).execute(q_events):
+        rec = record_rows.get(int(rid))
+        if rec is not None:
+            events.setdefault(int(rid), []).append(
+                Event(str(typ), float(value), date, str(rec.agency_id), str(rec.record_ref))
+            )
+    members: dict[str, list[MemberInput]] = {}
+    for pid, rids in by_person.items():
+        rows = [record_rows[k] for k in rids]
+        latest = max(rows, key=lambda w: (w.extract_date, w.id))
+        evs = tuple(e for k in rids for e in events.get(k, ()))
+        types = {e.type for e in evs}
+        recent = [w for w in rows if w.extract_date == latest.extract_date]
+        ages = [int(w.age) for w in recent if w.age is not None]
+        dependent = any(a <= 15 for a in ages) or (
+            any(16 <= a <= 18 for a in ages) and "in_education_or_training" in types
+        )
+        sexes = Counter(str(w.sex) for w in rows if w.sex is not None)
+        members.setdefault(household_of[pid], []).append(
+            MemberInput(
+                person_id=pid,
+                age=None if latest.age is None else int(latest.age),
+                age_date=latest.extract_date,
+                sex=sexes.most_common(1)[0][0] if sexes else None,
+                records=tuple(
+                    sorted((str(w.agency_id), str(w.record_ref), str(w.extract_type)) for w in rows)
+                ),
+                events=evs,
+                dependent=dependent,
+                expectant="expectant_parent" in types,
+            )
+        )
+    out: list[FamilyInput] = []
+    for hid in sorted(members):
+        ms = sorted(members[hid], key=lambda m: m.person_id)
+        districts = Counter(
+            str(record_rows[k].district)
+            for m in ms
+            for k in by_person[m.person_id]
+            if record_rows[k].district is not None
+        )
+        out.append(
+            FamilyInput(
+                family_id=family_id_of(hid),
+                household_id=hid,
+                district=districts.most_common(1)[0][0] if districts else None,
+                members=tuple(ms),
+            )
+        )
+    return out
+
+
+# --- cycles -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one assessment cycle decided, for callers that want more than the summary."""
+
+    cycle_id: int
+    assessments: dict[str, Assessment]
+    stats: dict[str, Any]
+
+
+def _detail(a: Assessment, family: FamilyInput, eligible_evidence: bool) -> str:
+    body: dict[str, Any] = {
+        "indicators": list(a.indicators),
+        "problems": {p: v for p, v in a.problems.items() if v["met"] or v["data_from"]},
+        "no_data": [p for p, v in a.problems.items() if v["no_data"]],
+        "domains": a.domains,
+        "measures": {k: v for k, v in a.measures.items() if v is not None},
+        "reasons": [r.as_json() for r in a.reasons],
+        "members": [
+            {
+                "person_id": m.person_id,
+                "age": m.age,
+                "sex": m.sex,
+                "records": [[ag, ref] for ag, ref, _t in m.records],
+            }
+            for m in family.members
+        ],
+    }
+    if eligible_evidence:
+        body["evidence"] = a.evidence
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def run_cycle(
+    engine: Engine,
+    ruleset: Ruleset,
+    model: RiskModel,
+    as_at: dt.date,
+    *,
+    actor: str,
+    signer: SigningKey | None = None,
+    now: dt.datetime | None = None,
+) -> CycleResult:
+    """Assess every family as at ``as_at`` and store the cycle atomically; its result."""
+    from ._claims import outcome_status  # claims build on snapshots; imported late by design
+
+    model.check_against(ruleset)
+    when = now or dt.datetime.now(dt.UTC)
+    try:
+        with engine.begin() as conn:
+            families = load_families(conn)
+            previous_cycle = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
+            cycle_id = int(previous_cycle or 0) + 1
+            previous: dict[str, int] = {}
+            if previous_cycle is not None:
+                s = store.snapshots
+                previous = {
+                    str(f): int(sc)
+                    for f, sc in conn.execute(
+                        sa.select(s.c.family_id, s.c.score).where(s.c.cycle_id == previous_cycle)
+                    )
+                }
+            presume = ruleset.eligibility.presume_in_education_to_age
+            cohort = [
+                f for f in families if f.is_family(presume) or not ruleset.eligibility.families_only
+            ]
+            assessed = {
+                f.family_id: assess_family(f, ruleset, model, as_at, with_evidence=True)
+                for f in cohort
+            }
+            ranks = rank([(fid, a.score) for fid, a in assessed.items()])
+            stats = _write_cycle(
+                conn,
+                cycle_id,
+                ruleset,
+                model,
+                as_at,
+                actor,
+                when,
+                cohort,
+                assessed,
+                ranks,
+                previous,
+            )
+            stats.update(_update_statuses(conn, cycle_id, assessed, actor, when))
+            stats["pending_claim"] = outcome_status(conn, ruleset, cycle_id, as_at, actor, when)
+            if signer is not None:
+                stats["attestations"] = _attest(
+                    conn, cycle_id, ruleset, model, as_at, when, signer, cohort, assessed
+                )
+            conn.execute(
+                store.cycles.update()
+                .where(store.cycles.c.id == cycle_id)
+                .values(stats=json.dumps(stats, sort_keys=True))
+            )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"assessment as at {as_at} not stored: {exc}") from exc
+    return CycleResult(cycle_id, assessed, stats)
+
+
+def _write_cycle(
+    conn: Connection,
+    cycle_id: int,
+    ruleset: Ruleset,
+    model: RiskModel,
+    as_at: dt.date,
+    actor: str,
+    when: dt.datetime,
+    cohort: Sequence[FamilyInput],
+    assessed: dict[str, Assessment],
+    ranks: dict[str, tuple[int, float]],
+    previous: dict[str, int],
+) -> dict[str, Any]:
+    conn.execute(
+        store.cycles.insert().values(
+            id=cycle_id,
+            as_at=as_at,
+            ruleset_name=ruleset.name,
+            ruleset_version=ruleset.version,
+            ruleset_sha256=ruleset.sha256(),
+            ruleset=json.dumps(ruleset.model_dump(mode="json"), sort_keys=True),
+            model_name=model.name,
+            model_version=model.version,
+            model_sha256=model.sha256(),
+            model=json.dumps(model.model_dump(mode="json"), sort_keys=True),
+            created_at=_micros(when),
+            created_by=actor,
+            stats="{}",
+        )
+    )
+    t = model.thresholds
+    rows: list[dict[str, Any]] = []
+    steps = Counter[str]()
+    for family in cohort:
+        a = assessed[family.family_id]
+        before = previous.get(family.family_id)
+        step = None
+        if before is not None and a.score - before >= t.step_up:
+            step = "up"
+        elif before is not None and before - a.score >= t.step_down:
+            step = "down"
+        if step:
+            steps[step] += 1
+        rk, pct = ranks[family.family_id]
+        rows.append(
+            {
+                "cycle_id": cycle_id,
+                "family_id": family.family_id,
+                "household_id": family.household_id,
+                "district": family.district,
+                "eligible": a.eligible,
+                "n_problems": len(a.problems_met),
+                "score": a.score,
+                "rank": rk,
+                "percentile": pct,
+                "previous_score": before,
+                "step": step,
+                "clearance_required": a.clearance_required,
+                "detail": _detail(a, family, a.eligible or a.score >= t.unlock),
+            }
+        )
+        if len(rows) >= _INSERT_BATCH:
+            conn.execute(store.snapshots.insert(), rows)
+            rows = []
+    if rows:
+        conn.execute(store.snapshots.insert(), rows)
+    eligible = sum(1 for a in assessed.values() if a.eligible)
+    return {
+        "cycle_id": cycle_id,
+        "as_at": as_at.isoformat(),
+        "families": len(cohort),
+        "eligible": eligible,
+        "above_unlock": sum(1 for a in assessed.values() if a.score >= t.unlock),
+        "step_up": steps["up"],
+        "step_down": steps["down"],
+        "ruleset": f"{ruleset.name} {ruleset.version}",
+        "ruleset_sha256": ruleset.sha256(),
+        "model": f"{model.name} {model.version}",
+        "model_sha256": model.sha256(),
+    }
+
+
+def _micros(when: dt.datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
+
+
+def _status_row(conn: Connection, family_id: str) -> Any:
+    return conn.execute(
+        sa.select(store.families).where(store.families.c.family_id == family_id)
+    ).first()
+
+
+def _record_status(
+    conn: Connection,
+    family_id: str,
+    old: str | None,
+    new: str,
+    actor: str,
+    reason: str,
+    when: dt.datetime,
+) -> None:
+    conn.execute(
+        store.status_events.insert().values(
+            family_id=family_id,
+            from_status=old,
+            to_status=new,
+            at=_micros(when),
+            by=actor,
+            reason=reason,
+        )
+    )
+
+
+def _update_statuses(
+    conn: Connection, cycle_id: int, assessed: dict[str, Assessment], actor: str, when: dt.datetime
+) -> dict[str, int]:
+    f = store.families
+    known = {str(r.family_id): str(r.status) for r in conn.execute(sa.select(f))}
+    fresh = [fid for fid, a in assessed.items() if a.eligible and fid not in known]
+    back = [fid for fid, a in assessed.items() if a.eligible and known.get(fid) == "closed"]
+    rows = [
+        {
+            "family_id": fid,
+            "status": "identified",
+            "identified_cycle": cycle_id,
+            "attached_on": None,
+            "baseline_cycle": None,
+            "updated_at": _micros(when),
+            "updated_by": actor,
+        }
+        for fid in fresh
+    ]
+    for start in range(0, len(rows), _INSERT_BATCH):
+        conn.execute(f.insert(), rows[start : start + _INSERT_BATCH])
+    events = [
+        {
+            "family_id": fid,
+            "from_status": known.get(fid),
+            "to_status": "identified",
+            "at": _micros(when),
+            "by": actor,
+            "reason": "ELIGIBLE",
+        }
+        for fid in (*fresh, *back)
+    ]
+    for start in range(0, len(events), _INSERT_BATCH):
+        conn.execute(store.status_events.insert(), events[start : start + _INSERT_BATCH])
+    for part in store.chunks(back):
+        conn.execute(
+            f.update()
+            .where(f.c.family_id.in_(part))
+            .values(
+                status="identified",
+                identified_cycle=cycle_id,
+                attached_on=None,
+                baseline_cycle=None,
+                updated_at=_micros(when),
+                updated_by=actor,
+            )
+        )
+    return {"identified": len(fresh) + len(back)}
+
+
+def set_status(
+    engine: Engine,
+    family_id: str,
+    status: str,
+    *,
+    actor: str,
+    reason: str,
+    on: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Move a family to ``status`` if the move is allowed; attaching fixes the baseline."""
+    if status not in STATUSES:
+        raise ConflictError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+    when = now or dt.datetime.now(dt.UTC)
+    try:
+        with engine.begin() as conn:
+            snap = conn.execute(
+                sa.select(store.snapshots.c.cycle_id)
+                .where(store.snapshots.c.family_id == family_id)
+                .order_by(store.snapshots.c.cycle_id.desc())
+                .limit(1)
+            ).scalar()
+            if snap is None:
+                raise NotFound(f"no family {family_id!r} in any assessment")
+            row = _status_row(conn, family_id)
+            old = None if row is None else str(row.status)
+            if status == old:
+                raise ConflictError(f"family {family_id} is already {status}")
+            if status not in TRANSITIONS[old]:
+                raise ConflictError(
+                    f"family {family_id} cannot go from {old or '(none)'} to {status}; "
+                    f"allowed: {', '.join(TRANSITIONS[old]) or 'nothing'}"
+                )
+            values: dict[str, Any] = {
+                "status": status,
+                "updated_at": _micros(when),
+                "updated_by": actor,
+            }
+            if status == "attached":
+                values["attached_on"] = on or when.date()
+                values["baseline_cycle"] = int(snap)
+            if row is None:
+                conn.execute(
+                    store.families.insert().values(
+                        family_id=family_id,
+                        identified_cycle=int(snap),
+                        attached_on=values.pop("attached_on", None),
+                        baseline_cycle=values.pop("baseline_cycle", None),
+                        **values,
+                    )
+                )
+            else:
+                conn.execute(
+                    store.families.update()
+                    .where(store.families.c.family_id == family_id)
+                    .values(**values)
+                )
+            _record_status(conn, family_id, old, status, actor, reason, when)
+            out = _status_row(conn, family_id)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"status of {family_id} not changed: {exc}") from exc
+    return {
+        "family_id": family_id,
+        "status": out.status,
+        "attached_on": out.attached_on.isoformat() if out.attached_on else None,
+        "baseline_cycle": out.baseline_cycle,
+        "updated_by": out.updated_by,
+    }
+
+
+# --- attestations -------------------------------------------------------------------------
+
+
+def _attest(
+    conn: Connection,
+    cycle_id: int,
+    ruleset: Ruleset,
+    model: RiskModel,
+    as_at: dt.date,
+    when: dt.datetime,
+    signer: SigningKey,
+    cohort: Iterable[FamilyInput],
+    assessed: dict[str, Assessment],
+) -> int:
+    kid = key_id(bytes(signer.verify_key))
+    assessed_at = dt.datetime.combine(as_at, dt.time(), dt.UTC)
+    rows = []
+    for family in cohort:
+        a = assessed[family.family_id]
+        if a.score < model.thresholds.unlock:
+            continue
+        members = tuple(
+            AttestedMember(person_id=m.person_id, agency_id=ag, record_ref=ref)
+            for m in family.members
+            for ag, ref, _t in m.records
+        )
+        att = Attestation(
+            attestation_id="att_" + secrets.token_hex(16),
+            family_id=family.family_id,
+            members=members,
+            score=float(a.score),
+            threshold=float(model.thresholds.unlock),
+            clearance_required=a.clearance_required,
+            ruleset_name=ruleset.name,
+            ruleset_version=ruleset.version,
+            ruleset_sha256=ruleset.sha256(),
+            model_name=model.name,
+            model_version=model.version,
+            model_sha256=model.sha256(),
+            cycle_id=cycle_id,
+            assessed_at=assessed_at,
+            issued_at=when,
+            key_id=kid,
+        )
+        signature = signer.sign(attestation_message(att)).signature
+        signed = SignedAttestation(attestation=att, signature=base64.b64encode(signature).decode())
+        rows.append(
+            {
+                "attestation_id": att.attestation_id,
+                "family_id": family.family_id,
+                "cycle_id": cycle_id,
+                "sha256": attestation_sha256(att),
+                "body": signed.model_dump_json(),
+            }
+        )
+    for start in range(0, len(rows), _INSERT_BATCH):
+        conn.execute(store.attestations.insert(), rows[start : start + _INSERT_BATCH])
+    return len(rows)
+
+
+def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
+    """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
+    try:
+        with engine.connect() as conn:
+            latest = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
+            s = store.snapshots
+            snap = (
+                None
+                if latest is None
+                else conn.execute(
+                    sa.select(s.c.score).where(s.c.cycle_id == latest, s.c.family_id == family_id)
+                ).first()
+            )
+            if snap is None:
+                raise NotFound(f"no family {family_id!r} in the latest assessment")
+            body = conn.execute(
+                sa.select(store.attestations.c.body).where(
+                    store.attestations.c.family_id == family_id,
+                    store.attestations.c.cycle_id == latest,
+                )
+            ).scalar()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the attestation of {family_id}: {exc}") from exc
+    if body is None:
+        raise ConflictError(
+            f"family {family_id} scores {snap.score} in cycle {latest}: below the unlock "
+            "threshold (or no attestation key is configured), so no attestation"
+        )
+    return SignedAttestation.model_validate_json(body)
+
+
+def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
+    """The sealed blobs of exactly the records the attestation ``sha256`` names."""
+    r, x = store.records, store.extracts
+    try:
+        with engine.connect() as conn:
+            body = conn.execute(
+                sa.select(store.attestations.c.body).where(
+                    store.attestations.c.sha256 == sha256,
+                    store.attestations.c.family_id == family_id,
+                )
+            ).scalar()
+            if body is None:
+                raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
+            att = SignedAttestation.model_validate_json(body).attestation
+            blobs: list[SealedBlob] = []
+            for m in att.members:
+                row = conn.execute(
+                    sa.select(r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id)
+                    .join(x, x.c.extract_id == r.c.extract_id)
+                    .where(r.c.agency_id == m.agency_id, r.c.record_ref == m.record_ref)
+                    .order_by(r.c.active.desc(), r.c.id.desc())
+                    .limit(1)
+                ).first()
+                if row is None:
+                    continue  # a record deleted since: nothing to release for it
+                blobs.append(
+                    SealedBlob(
+                        agency_id=m.agency_id,
+                        record_ref=m.record_ref,
+                        extract_id=str(row.extract_id),
+                        seal_key_id=row.seal_key_id,
+                        sealed_identity=base64.b64encode(bytes(row.sealed_identity)).decode(),
+                    )
+                )
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the blobs of {family_id}: {exc}") from exc
+    return FamilyBlobs(family_id=family_id, attestation_sha256=sha256, blobs=tuple(blobs))

@@ -1,0 +1,356 @@
+"""Assessing one family: measures, indicators, problems, eligibility, score and reasons.
+
+Pure functions over plain data: :class:`FamilyInput` (the family's members, their
+records' agencies and extract types, and their events) in, :class:`Assessment`
+out. Nothing here reads the database or a clock, so every number can be
+recomputed and explained from the inputs, the ruleset and the model alone.
+
+As at a date ``as_at``: an event counts for a measure when its type is one the
+measure names, its member is in the measure's group (by age at ``as_at``), and
+its date is in the window ``(as_at - window_days, as_at]``. Events after
+``as_at`` are not seen at all. A measure with no counted event is *missing*;
+a missing measure never meets an indicator, so no data never reads as a
+problem, nor as agreement.
+
+"No data or no problem?": for each problem the assessment lists the agencies
+that hold a record of a family member in one of the problem's source extract
+types (they could have reported it) and the agencies whose events met it.
+
+Must never: see a plaintext identifier (there is none to see), do I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._riskmodel import RiskModel
+from ._ruleset import Measure, Ruleset
+
+__all__ = [
+    "Assessment",
+    "Event",
+    "FamilyInput",
+    "MemberInput",
+    "Reason",
+    "age_at",
+    "assess_family",
+    "compare",
+    "member_groups",
+    "rank",
+]
+
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def compare(value: float | None, op: str, threshold: float) -> bool:
+    """``value op threshold``; a missing value never compares true."""
+    return value is not None and OPS[op](value, threshold)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One indicator value reported by one agency about one member."""
+
+    type: str
+    value: float
+    date: dt.date
+    agency_id: str
+    record_ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class MemberInput:
+    """One member: pseudonymous id, coarse attributes and what agencies report."""
+
+    person_id: str
+    age: int | None  # whole years at ``age_date`` (the latest record's extract date)
+    age_date: dt.date
+    sex: str | None
+    records: tuple[tuple[str, str, str], ...]  # (agency_id, record_ref, extract_type)
+    events: tuple[Event, ...]
+    dependent: bool = False  # a child, or 16-18 in education or training
+    expectant: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyInput:
+    """A household and its members, as the linkage service knows them."""
+
+    family_id: str
+    household_id: str
+    district: str | None
+    members: tuple[MemberInput, ...]
+
+    def is_family(self, presume_in_education_to_age: int = 15) -> bool:
+        """A household with a dependent child or an expectant parent (DOMAIN.md).
+
+        A dependent child is 0-15, or 16-18 in education or training; members aged
+        16 to ``presume_in_education_to_age`` are presumed in education unless an
+        agency reports them NEET.
+        """
+        for m in self.members:
+            if m.dependent or m.expectant:
+                return True
+            if m.age is not None and 16 <= m.age <= presume_in_education_to_age:
+                if not any(e.type == "months_neet" for e in m.events):
+                    return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One term of a score: a reason code, its points and the indicators behind it."""
+
+    code: str
+    points: int
+    title: str
+    because: tuple[str, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "code": self.code,
+            "points": self.points,
+            "title": self.title,
+            "because": list(self.because),
+        }
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything decided about one family at one date, with its evidence."""
+
+    family_id: str
+    is_family: bool
+    eligible: bool
+    measures: dict[str, float | None]
+    indicators: tuple[str, ...]  # met, in ruleset order
+    problems: dict[str, dict[str, Any]]  # id -> met, indicators, data_from, met_by, no_data
+    domains: dict[str, int]  # problem -> 1 none .. 5 critical
+    score: int
+    reasons: tuple[Reason, ...]
+    clearance_required: int
+    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # indicator -> events
+
+    @property
+    def problems_met(self) -> list[str]:
+        """Ids of the problems met."""
+        return [p for p, v in self.problems.items() if v["met"]]
+
+
+def age_at(member: MemberInput, as_at: dt.date) -> int | None:
+    """The member's age in whole years at ``as_at`` (from the age at their latest record)."""
+    if member.age is None:
+        return None
+    elapsed = (as_at - member.age_date).days
+    return max(0, member.age + int(elapsed // 365.25))
+
+
+def member_groups(age: int | None) -> frozenset[str]:
+    """The measure member groups an age falls in (``all`` always)."""
+    if age is None:
+        return frozenset(("all",))
+    groups = ["all"]
+    if age < 18:
+        groups.append("children")
+    if 5 <= age <= 15:
+        groups.append("school_age")
+    if age < 5:
+        groups.append("under_fives")
+    if age >= 18:
+        groups.append("adults")
+    if 16 <= age <= 24:
+        groups.append("young_people")
+    return frozenset(groups)
+
+
+def _measure(
+    m: Measure,
+    as_at: dt.date,
+    by_type: Mapping[str, list[tuple[str, Event]]],
+    groups: Mapping[str, frozenset[str]],
+) -> tuple[float | None, list[tuple[str, Event]]]:
+    start = as_at - dt.timedelta(days=m.window_days)
+    counted = [
+        (pid, e)
+        for t in m.events
+        for pid, e in by_type.get(t.value, ())
+        if start < e.date <= as_at and m.members in groups[pid]
+    ]
+    if not counted:
+        return None, counted
+    values = [e.value for _, e in counted]
+    agg = m.aggregate
+    if agg == "sum":
+        return float(sum(values)), counted
+    if agg == "max":
+        return float(max(values)), counted
+    if agg == "min":
+        return float(min(values)), counted
+    if agg == "count":
+        return float(len(values)), counted
+    if agg == "people":
+        return float(len({pid for pid, _ in counted})), counted
+    latest = max(e.date for _, e in counted)  # "latest": the largest value on the latest date
+    return float(max(e.value for _, e in counted if e.date == latest)), counted
+
+
+def _evidence(counted: Iterable[tuple[str, Event]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "person_id": pid,
+            "agency_id": e.agency_id,
+            "record_ref": e.record_ref,
+            "type": e.type,
+            "value": e.value,
+            "date": e.date.isoformat(),
+        }
+        for pid, e in sorted(counted, key=lambda x: (x[1].date, x[1].agency_id, x[1].record_ref))
+    ]
+
+
+def assess_family(
+    family: FamilyInput,
+    ruleset: Ruleset,
+    model: RiskModel,
+    as_at: dt.date,
+    *,
+    with_evidence: bool = True,
+) -> Assessment:
+    """Measures, indicators, problems, eligibility, domain scores and score of ``family``."""
+    groups: dict[str, frozenset[str]] = {}
+    by_type: dict[str, list[tuple[str, Event]]] = {}
+    for member in family.members:
+        groups[member.person_id] = member_groups(age_at(member, as_at))
+        for e in member.events:
+            by_type.setdefault(e.type, []).append((member.person_id, e))
+    measures: dict[str, float | None] = {}
+    counted: dict[str, list[tuple[str, Event]]] = {}
+    for mid, m in ruleset.measures.items():
+        measures[mid], counted[mid] = _measure(m, as_at, by_type, groups)
+
+    met: dict[str, bool] = {}
+    for iid in ruleset.indicator_order():
+        ind = ruleset.indicators[iid]
+        if ind.measure is not None:
+            assert ind.op is not None and ind.threshold is not None
+            met[iid] = compare(measures[ind.measure], ind.op, float(ind.threshold))
+        else:
+            met[iid] = (not ind.any_of or any(met[r] for r in ind.any_of)) and all(
+                met[r] for r in ind.all_of
+            )
+    met_ids = tuple(i for i in ruleset.indicators if met[i])
+
+    evidence: dict[str, list[dict[str, Any]]] = {}
+    if with_evidence:
+        for iid in met_ids:
+            ind = ruleset.indicators[iid]
+            if ind.measure is not None:
+                evidence[iid] = _evidence(counted[ind.measure])
+
+    records_by_type: dict[str, set[str]] = {}
+    for member in family.members:
+        for agency_id, _ref, extract_type in member.records:
+            records_by_type.setdefault(extract_type, set()).add(agency_id)
+    problems: dict[str, dict[str, Any]] = {}
+    domains: dict[str, int] = {}
+    for pid, problem in ruleset.problems.items():
+        hits = [i for i in problem.any_of if met[i]]
+        data_from = sorted({a for t in problem.sources for a in records_by_type.get(t, ())})
+        met_by: set[str] = set()
+        for i in hits:
+            source = ruleset.indicators[i].measure
+            if source is not None:
+                met_by.update(e.agency_id for _, e in counted[source])
+        problems[pid] = {
+            "met": bool(hits),
+            "indicators": hits,
+            "data_from": data_from,
+            "met_by": sorted(met_by),
+            "no_data": not data_from and not hits,
+        }
+        domains[pid] = max((ruleset.indicators[i].severity for i in hits), default=1)
+
+    n_problems = sum(1 for p in problems.values() if p["met"])
+    is_family = family.is_family(ruleset.eligibility.presume_in_education_to_age)
+    eligible = n_problems >= ruleset.eligibility.min_problems and (
+        is_family or not ruleset.eligibility.families_only
+    )
+    reasons, score = _score(model, met, problems)
+    clearance = model.clearance.default
+    for rule in model.clearance.rules:
+        if _holds(rule.when, met, problems):
+            clearance = max(clearance, rule.level)
+    return Assessment(
+        family_id=family.family_id,
+        is_family=is_family,
+        eligible=eligible,
+        measures=measures,
+        indicators=met_ids,
+        problems=problems,
+        domains=domains,
+        score=score,
+        reasons=reasons,
+        clearance_required=clearance,
+        evidence=evidence,
+    )
+
+
+def _holds(ref: str, met: Mapping[str, bool], problems: Mapping[str, Mapping[str, Any]]) -> bool:
+    kind, name = ref.split(":", 1)
+    if kind == "indicator":
+        return met.get(name, False)
+    return bool(problems.get(name, {}).get("met", False))
+
+
+def _score(
+    model: RiskModel, met: Mapping[str, bool], problems: Mapping[str, Mapping[str, Any]]
+) -> tuple[tuple[Reason, ...], int]:
+    reasons: list[Reason] = []
+    for code, factor in model.factors.items():
+        if _holds(factor.when, met, problems):
+            reasons.append(Reason(code, factor.points, factor.title, (factor.when,)))
+    for code, combo in model.combinations.items():
+        if all(_holds(r, met, problems) for r in combo.all_of):
+            reasons.append(Reason(code, combo.points, combo.title, combo.all_of))
+    met_problems = tuple(f"problem:{p}" for p, v in problems.items() if v["met"])
+    if model.points_per_problem and met_problems:
+        reasons.append(
+            Reason(
+                "BREADTH",
+                model.points_per_problem * len(met_problems),
+                f"{len(met_problems)} problem areas x {model.points_per_problem} points",
+                met_problems,
+            )
+        )
+    reasons.sort(key=lambda r: (-r.points, r.code))
+    return tuple(reasons), sum(r.points for r in reasons)
+
+
+def rank(scores: Sequence[tuple[str, int]]) -> dict[str, tuple[int, float]]:
+    """Family id -> (rank, percentile) in the cohort: rank 1 is the highest score.
+
+    Ties share the best rank; the percentile is the share of the cohort scoring
+    strictly lower, in percent.
+    """
+    ordered = sorted((s for _, s in scores), reverse=True)
+    n = len(ordered)
+    first: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for k, s in enumerate(ordered):
+        first.setdefault(s, k + 1)
+        counts[s] = counts.get(s, 0) + 1
+    return {
+        fid: (first[s], round(100.0 * (n - first[s] + 1 - counts[s]) / n, 2)) for fid, s in scores
+    }
