@@ -389,7 +389,7 @@ def eligibility_agreement(population: Population, engine: Engine, cycle_id: int)
             continue
         expected = row["tf_eligible"] == "Y"
         found = votes.get(hid)
-        predicted = bool(found) and snaps.get(found.most_common(1)[0][0], False)
+        predicted = found is not None and snaps.get(found.most_common(1)[0][0], False)
         if predicted == expected:
             agree += 1
         else:
