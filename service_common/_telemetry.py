@@ -66,7 +66,7 @@ __all__ = [
 ExporterName = Literal["none", "console", "otlp"]
 _EXPORTERS: tuple[ExporterName, ...] = ("none", "console", "otlp")
 # Health probes are polled every few seconds; a span each would drown real traffic.
-DEFAULT_EXCLUDED_URLS = "/healthz,/livez,/readyz"
+DEFAULT_EXCLUDED_URLS = "/health,/livez,/readyz"  # regexes; "/health" covers /healthz
 
 
 class TelemetrySettings(BaseModel):
