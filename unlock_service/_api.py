@@ -1,0 +1,400 @@
+"""HTTP shell of the unlock service.
+
+Routes parse, authenticate, call one :class:`UnlockService` method and map
+package errors to status codes with their reason code. The service, settings
+and audit log live on ``app.state``, created in the lifespan (which fails
+closed on any configuration problem) and handed to routes through the
+``Annotated`` dependencies below; nothing is created at import.
+
+Every route but ``/health`` authenticates a professional (bearer JWT bound
+to their key, plus a request signature over the exact body; see
+``_auth``). Request bodies are capped at ``max_body_bytes`` (413). The audit
+log's own read endpoints (checkpoint, proofs, receipts, leaves, entries) are
+the :func:`audit_log.create_app` app mounted at ``/audit`` over the same log,
+with its own bearer-token file (roles ``reader`` and ``ig_officer`` only, so
+nothing can append through it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+import audit_log
+from audit_log import AuditLog, AuditLogError, NoteSigner
+from protocols import SubjectQuery
+
+from ._auth import SIGNATURE_HEADER, TokenVerifier
+from ._config import (
+    Settings,
+    load_audit_signer,
+    load_audit_tokens,
+    load_linkage_token,
+    load_public_key,
+)
+from ._errors import Refused, UnlockError
+from ._linkage import LinkageClient
+from ._policy import load_policy
+from ._release import SealKeyring
+from ._service import UnlockService, utcnow
+from ._store import Professional, open_engine
+
+__all__ = ["create_app", "get_service", "get_settings"]
+
+_logger = logging.getLogger("unlock_service.api")
+FamilyIdField = Annotated[str, Field(pattern=r"^fam_[0-9a-f]{16,64}$")]
+CodeField = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")]
+
+
+class UnlockBody(BaseModel):
+    """A request for a family's identities."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family_id: FamilyIdField
+    purpose_code: CodeField
+    # Bounded here only against abuse; the policy's own cap is a logged refusal.
+    justification: str = Field(max_length=20_000)
+    break_glass: bool = False
+
+
+class ApprovalBody(BaseModel):
+    """A second person's answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decision: Literal["approve", "decline"]
+
+
+class ReviewBody(BaseModel):
+    """An IG officer's review outcome (the notes are logged only as a hash)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    outcome: Literal["upheld", "not_upheld"]
+    notes: str = Field(max_length=20_000)
+
+
+class FlagBody(BaseModel):
+    """Set a family's opt-out or restriction flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    family_id: FamilyIdField
+    flag: Literal["OPT_OUT", "RESTRICTED"]
+    note: str = Field(default="", max_length=20_000)
+
+
+class LiftBody(BaseModel):
+    """Lift a family's flag."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    note: str = Field(default="", max_length=20_000)
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was created with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_service(request: Request) -> UnlockService:
+    """The running unlock service."""
+    service: UnlockService = request.app.state.service
+    return service
+
+
+async def authenticated(request: Request) -> Professional:
+    """The professional who signed this request (401 with a reason code otherwise)."""
+    service = get_service(request)
+    body = await request.body()
+    raw_path = request.scope.get("raw_path") or request.url.path.encode("utf-8")
+    query = request.scope.get("query_string", b"")
+    target = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+    return await run_in_threadpool(
+        service.authenticate,
+        request.method,
+        target,
+        body,
+        request.headers.get("authorization"),
+        request.headers.get(SIGNATURE_HEADER),
+    )
+
+
+ServiceDep = Annotated[UnlockService, Depends(get_service)]
+Pro = Annotated[Professional, Depends(authenticated)]
+
+
+class _BodyLimit:
+    """Refuse request bodies over ``limit`` bytes (413), counted as they arrive."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await _too_large(self.limit)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> MutableMapping[str, Any]:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await _too_large(self.limit)(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _too_large(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    return JSONResponse(
+        {"detail": f"request body over {limit} bytes", "reason": "BODY_TOO_LARGE"},
+        status_code=413,
+    )
+
+
+class _Housekeeping:
+    """Signs a checkpoint and forgets old nonces every ``interval`` seconds."""
+
+    def __init__(self, service: UnlockService, interval: float) -> None:
+        self._service = service
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="unlock-housekeeping")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._service.audit.checkpoint()
+                self._service.purge_nonces()
+            except (AuditLogError, UnlockError) as exc:
+                _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
+
+
+def build_service(
+    settings: Settings,
+    *,
+    audit_signer: NoteSigner | None = None,
+    linkage_transport: Any = None,
+    clock: Callable[[], dt.datetime] = utcnow,
+) -> UnlockService:
+    """Load keys, policy and databases and build the service (fails closed)."""
+    policy = load_policy(settings.policy_file)
+    keyring = SealKeyring(settings.seal_key_dir)
+    linkage_key = load_public_key(settings.linkage_public_key_file, "linkage attestation key")
+    issuer_key = load_public_key(settings.issuer_public_key_file, "token issuer key")
+    token = load_linkage_token(settings.linkage_token_file)
+    signer = audit_signer or load_audit_signer(settings.audit_key_file)
+    tokens = TokenVerifier(
+        _ed25519(bytes(issuer_key)),
+        settings.token_issuer,
+        settings.token_audience,
+        max_lifetime=settings.max_token_lifetime,
+        leeway=settings.clock_skew,
+    )
+    engine = open_engine(settings.database_url)
+    try:
+        audit = AuditLog.open(
+            settings.audit_database_url, signer, batch_wait=settings.audit_batch_wait
+        )
+    except AuditLogError as exc:
+        engine.dispose()
+        raise UnlockError(f"cannot open the audit log: {exc}", "AUDIT_UNAVAILABLE") from exc
+    linkage = LinkageClient(
+        settings.linkage_url,
+        token,
+        timeout=settings.linkage_timeout,
+        transport=linkage_transport,
+    )
+    return UnlockService(
+        engine=engine,
+        audit=audit,
+        policy=policy,
+        keyring=keyring,
+        linkage=linkage,
+        linkage_key=linkage_key,
+        tokens=tokens,
+        request_window=settings.request_window,
+        clock=clock,
+    )
+
+
+def _ed25519(raw: bytes) -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def close_service(service: UnlockService) -> None:
+    """Release the service's databases and connections."""
+    service.linkage.close()
+    service.audit.close()
+    service.engine.dispose()
+
+
+def create_app(
+    settings: Settings,
+    *,
+    service_factory: Callable[[Settings], UnlockService] | None = None,
+) -> FastAPI:
+    """The unlock service HTTP app; the lifespan loads everything and fails closed."""
+    audit_app = (
+        audit_log.create_app(audit_app_settings(settings))
+        if settings.audit_token_file is not None
+        else None
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        audit_tokens = (
+            load_audit_tokens(settings.audit_token_file)
+            if settings.audit_token_file is not None
+            else None
+        )
+        service = await run_in_threadpool(service_factory or build_service, settings)
+        housekeeping = _Housekeeping(service, settings.checkpoint_interval)
+        housekeeping.start()
+        app.state.settings = settings
+        app.state.service = service
+        if audit_app is not None:
+            # The mounted audit app's lifespan does not run; it serves the
+            # log this service writes, with read-only tokens.
+            audit_app.state.settings = audit_app_settings(settings)
+            audit_app.state.tokens = audit_tokens
+            audit_app.state.log = service.audit
+        try:
+            yield
+        finally:
+            housekeeping.stop()
+            close_service(service)
+
+    app = FastAPI(title="unlock-service", lifespan=lifespan)
+
+    @app.exception_handler(UnlockError)
+    async def package_error(request: Request, exc: UnlockError) -> JSONResponse:
+        body: dict[str, Any] = {"detail": str(exc), "reason": exc.reason}
+        if isinstance(exc, Refused):
+            body["request_id"] = exc.request_id
+            body["audit_index"] = exc.audit_index
+        if exc.status == 401:
+            _logger.warning(
+                "authentication refused", extra={"reason": exc.reason, "path": request.url.path}
+            )
+        elif exc.status >= 500:
+            _logger.error("request failed", extra={"reason": exc.reason, "path": request.url.path})
+        return JSONResponse(body, status_code=exc.status)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness."""
+        return {"status": "ok"}
+
+    @app.post("/unlocks")
+    def unlock(pro: Pro, service: ServiceDep, body: UnlockBody) -> JSONResponse:
+        """Ask for a family's identities: 200 released, 202 awaiting approval, 403/429 refused."""
+        result = service.request_unlock(
+            pro, body.family_id, body.purpose_code, body.justification, break_glass=body.break_glass
+        )
+        status = 200 if result.to_json()["status"] == "released" else 202
+        return JSONResponse(result.to_json(), status_code=status)
+
+    @app.get("/unlocks/{request_id}")
+    def request_state(pro: Pro, service: ServiceDep, request_id: str) -> dict[str, Any]:
+        """Where a request stands."""
+        return service.get_request(pro, request_id)
+
+    @app.post("/unlocks/{request_id}/approvals")
+    def approve(
+        pro: Pro, service: ServiceDep, request_id: str, body: ApprovalBody
+    ) -> dict[str, Any]:
+        """A second professional approves or declines a pending request."""
+        return service.approve(pro, request_id, body.decision == "approve")
+
+    @app.post("/unlocks/{request_id}/release")
+    def release(pro: Pro, service: ServiceDep, request_id: str) -> dict[str, Any]:
+        """Redeem a grant once: the identities sealed to the requester, with the receipt."""
+        return service.release(pro, request_id).to_json()
+
+    @app.get("/reviews")
+    def reviews(
+        pro: Pro, service: ServiceDep, status: Literal["open", "closed"] | None = "open"
+    ) -> dict[str, Any]:
+        """Break-glass review tasks (IG; audited)."""
+        return {"reviews": service.list_reviews(pro, status)}
+
+    @app.post("/reviews/{request_id}")
+    def close_review(
+        pro: Pro, service: ServiceDep, request_id: str, body: ReviewBody
+    ) -> dict[str, Any]:
+        """Close a break-glass review with an outcome (IG; audited)."""
+        return service.close_review(pro, request_id, body.outcome, body.notes)
+
+    @app.get("/professionals/{professional_id}/unlocks")
+    def professional_unlocks(pro: Pro, service: ServiceDep, professional_id: str) -> dict[str, Any]:
+        """Every request one professional made (IG; audited)."""
+        return {"requests": service.professional_unlocks(pro, professional_id)}
+
+    @app.post("/restrictions")
+    def restrict(pro: Pro, service: ServiceDep, body: FlagBody) -> dict[str, Any]:
+        """Set a family's opt-out or restriction flag (IG; audited; effective at once)."""
+        return service.set_restriction(pro, body.family_id, body.flag, body.note)
+
+    @app.post("/restrictions/{family_id}/lift")
+    def lift(pro: Pro, service: ServiceDep, family_id: str, body: LiftBody) -> dict[str, Any]:
+        """Lift a family's flag (IG; audited)."""
+        return service.set_restriction(pro, family_id, None, body.note)
+
+    @app.post("/subject-access")
+    def subject_access(pro: Pro, service: ServiceDep, body: SubjectQuery) -> dict[str, Any]:
+        """Records and unlocks concerning an encoded identity (IG; audited)."""
+        return service.subject_access(pro, body)
+
+    if audit_app is not None:
+        app.mount("/audit", audit_app)
+    # Outermost: the body cap applies before anything reads the body.
+    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    return app
+
+
+def audit_app_settings(settings: Settings) -> audit_log.Settings:
+    """The audit app's settings (its anomaly report uses the defaults)."""
+    assert settings.audit_token_file is not None
+    return audit_log.Settings(
+        db_url=settings.audit_database_url,
+        key_file=settings.audit_key_file,
+        token_file=settings.audit_token_file,
+    )

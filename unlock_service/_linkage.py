@@ -1,0 +1,156 @@
+"""Client of the linkage service: attestations, sealed blobs, subject-access searches.
+
+The unlock service calls the linkage service with its own bearer token (role
+``unlock_service`` there). Answers are parsed into the ``protocols`` wire
+models; anything outside the contract (a status the contract does not name,
+a body that is not the model) is a :class:`LinkageError`. The transport is
+injectable so tests run against an in-process fake. No identity passes
+through here: blobs are still sealed, subject queries are encodings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
+
+from ._errors import LinkageError
+
+__all__ = ["AttestationUnavailable", "LinkageClient", "SubjectMatch", "SubjectRecord"]
+
+_FAMILY = re.compile(r"^fam_[0-9a-f]{16,64}$")
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class AttestationUnavailable(LinkageError):
+    """The linkage service has no releasable attestation for the family (404 / 409)."""
+
+    status = 403
+
+
+class SubjectRecord(BaseModel):
+    """One record of a matched person."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency_id: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,39}$")
+    record_ref: str = Field(pattern=r"^[0-9a-f]{32}$")
+
+
+class SubjectMatch(BaseModel):
+    """A person the linkage service matched to a subject query."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    person_id: str = Field(pattern=r"^per_[0-9a-f]{16,64}$")
+    family_id: str | None = Field(default=None, pattern=r"^fam_[0-9a-f]{16,64}$")
+    score: float = Field(allow_inf_nan=False)
+    records: tuple[SubjectRecord, ...] = ()
+
+
+class _Matches(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    matches: tuple[SubjectMatch, ...]
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, str):
+        return detail[:200]
+    return str(body)[:200]
+
+
+class LinkageClient:
+    """Talks to one linkage service with one bearer token. Thread-safe."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def _get(self, path: str, **params: Any) -> httpx.Response:
+        try:
+            return self._http.get(path, params=params or None)
+        except httpx.HTTPError as exc:
+            raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+
+    def attestation(self, family_id: str) -> SignedAttestation:
+        """The family's current signed attestation."""
+        if not _FAMILY.match(family_id):
+            raise AttestationUnavailable(f"{family_id!r} is not a family id", "FAMILY_UNKNOWN")
+        response = self._get(f"/families/{family_id}/attestation")
+        if response.status_code == 404:
+            raise AttestationUnavailable(
+                f"the linkage service knows no family {family_id}: {_detail(response)}",
+                "FAMILY_UNKNOWN",
+            )
+        if response.status_code == 409:
+            raise AttestationUnavailable(
+                f"family {family_id} is not above the unlock threshold: {_detail(response)}",
+                "BELOW_THRESHOLD",
+            )
+        return self._parse(response, SignedAttestation, f"attestation of {family_id}")
+
+    def blobs(self, family_id: str, attestation_sha256: str) -> FamilyBlobs:
+        """The sealed blobs of exactly the records the attestation names."""
+        if not _FAMILY.match(family_id) or not _SHA.match(attestation_sha256):
+            raise LinkageError("malformed family id or attestation hash")
+        response = self._get(f"/families/{family_id}/blobs", attestation_sha256=attestation_sha256)
+        if response.status_code == 409:
+            raise LinkageError(
+                f"the linkage service does not accept attestation {attestation_sha256[:16]}… "
+                f"for {family_id}: {_detail(response)}",
+                "ATTESTATION_NOT_CURRENT",
+            )
+        return self._parse(response, FamilyBlobs, f"blobs of {family_id}")
+
+    def subject_access(self, query: SubjectQuery) -> tuple[SubjectMatch, ...]:
+        """Persons (and their families and records) matching an encoded identity."""
+        try:
+            response = self._http.post(
+                "/subject-access",
+                content=query.model_dump_json(),
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+        return self._parse(response, _Matches, "subject-access answer").matches
+
+    @staticmethod
+    def _parse(response: httpx.Response, model: type[_M], what: str) -> _M:
+        if response.status_code != 200:
+            raise LinkageError(
+                f"the linkage service answered {response.status_code} for the {what}: "
+                f"{_detail(response)}"
+            )
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise LinkageError(
+                f"the linkage service's {what} is not a valid {model.__name__}: "
+                f"{exc.errors()[0]['msg']}"
+            ) from exc

@@ -1,0 +1,1 @@
+"""Alembic migrations for the unlock service schema, run programmatically on open."""

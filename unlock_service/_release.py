@@ -1,0 +1,319 @@
+"""Attestation checks, sealing-key custody, and opening and re-sealing a family's blobs.
+
+* :func:`verify_attestation` accepts a linkage attestation only if it is
+  signed by the pinned linkage key (Ed25519 over
+  :func:`protocols.attestation_message`), names that key's id, is about the
+  family asked for, and was assessed no longer ago than the policy allows.
+  Each failure has its own reason code.
+* :class:`SealKeyring` holds the unlock service's X25519 private keys, one
+  directory per key (``<key id>/seal.key``, 0600, the format
+  ``agency-client seal-keygen`` writes) plus ``CURRENT`` naming the key new
+  extracts are sealed to. Old keys stay so blobs sealed before a rotation
+  still open. :func:`rotate_seal_key` adds a key and moves ``CURRENT``.
+* :func:`open_family` opens exactly the attested records' blobs and checks
+  each payload names the agency and record ref of its blob;
+  :func:`seal_release` seals the identities to the requesting professional.
+
+Professionals register one Ed25519 key; identities are sealed (libsodium
+sealed box) to its X25519 form (``crypto_sign_ed25519_pk_to_curve25519``),
+which the professional opens with the matching converted private key. The
+private keys and opened identities are never logged, stored or put in an
+error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import PrivateKey, SealedBox
+from nacl.signing import VerifyKey
+
+from agency_client import (
+    AgencyClientError,
+    generate_seal_keypair,
+    load_seal_private_key,
+    open_sealed_identity,
+)
+from protocols import (
+    Attestation,
+    FamilyBlobs,
+    IdentityPayload,
+    SignedAttestation,
+    attestation_message,
+    key_id,
+)
+
+from ._errors import ConfigError, ReleaseError
+
+__all__ = [
+    "RELEASE_FORMAT",
+    "AttestationRefused",
+    "SealKeyring",
+    "open_family",
+    "rotate_seal_key",
+    "seal_release",
+    "verify_attestation",
+]
+
+RELEASE_FORMAT = "family-linkage/release/v1"
+_KEY_DIR = re.compile(r"^[0-9a-f]{16}$")
+
+
+class AttestationRefused(ReleaseError):
+    """The attestation is forged, wrongly keyed, stale or about another family."""
+
+    status = 403
+
+
+def verify_attestation(
+    signed: SignedAttestation,
+    pinned: VerifyKey,
+    family_id: str,
+    max_age: dt.timedelta,
+    now: dt.datetime,
+    *,
+    skew: dt.timedelta = dt.timedelta(minutes=5),
+) -> Attestation:
+    """The attestation, if genuine, current and about ``family_id``; else AttestationRefused."""
+    att = signed.attestation
+    if att.key_id != key_id(bytes(pinned)):
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} names key {att.key_id}, not the pinned linkage "
+            f"key {key_id(bytes(pinned))}",
+            "ATTESTATION_WRONG_KEY",
+        )
+    try:
+        pinned.verify(attestation_message(att), base64.b64decode(signed.signature))
+    except (BadSignatureError, binascii.Error, ValueError) as exc:
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} signature does not verify with the pinned "
+            "linkage key",
+            "ATTESTATION_FORGED",
+        ) from exc
+    if att.family_id != family_id:
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} is about {att.family_id}, not {family_id}",
+            "ATTESTATION_WRONG_FAMILY",
+        )
+    assessed = att.assessed_at
+    if assessed.tzinfo is None:
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} has a time without a zone", "ATTESTATION_MALFORMED"
+        )
+    if assessed > now + skew or att.issued_at > now + skew:
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} is dated in the future ({assessed.isoformat()})",
+            "ATTESTATION_FUTURE",
+        )
+    if now - assessed > max_age:
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} was assessed {(now - assessed).days} days ago; "
+            f"the policy accepts at most {max_age.days}",
+            "ATTESTATION_STALE",
+        )
+    return att
+
+
+# --- the unlock service's sealing keys ------------------------------------------------
+
+
+class SealKeyring:
+    """The unlock service's X25519 private keys by key id, and the current one."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._keys: dict[str, PrivateKey] = {}
+        self.current_id = ""
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every key in the directory (fail closed on any bad or loose key file)."""
+        keys: dict[str, PrivateKey] = {}
+        if not self.directory.is_dir():
+            raise ConfigError(
+                f"seal key directory {self.directory} does not exist "
+                "(create the first key with 'unlock-service keys rotate')"
+            )
+        for sub in sorted(self.directory.iterdir()):
+            if not sub.is_dir() or not _KEY_DIR.match(sub.name):
+                continue
+            try:
+                private = load_seal_private_key(sub / "seal.key")
+            except AgencyClientError as exc:
+                raise ConfigError(f"seal key {sub.name}: {exc}") from exc
+            kid = key_id(bytes(private.public_key))
+            if kid != sub.name:
+                raise ConfigError(f"seal key directory {sub} holds the key {kid}")
+            keys[kid] = private
+        current = _read_current(self.directory)
+        if current not in keys:
+            raise ConfigError(
+                f"seal key directory {self.directory}: CURRENT names {current or 'nothing'}, "
+                f"which is not one of its keys {sorted(keys)}"
+            )
+        with self._lock:
+            self._keys = keys
+            self.current_id = current
+
+    def key_ids(self) -> list[str]:
+        """Every key id held."""
+        with self._lock:
+            return sorted(self._keys)
+
+    def get(self, kid: str) -> PrivateKey | None:
+        """The private key ``kid``, reloading the directory once if it is not known."""
+        with self._lock:
+            found = self._keys.get(kid)
+        if found is None:
+            self.reload()
+            with self._lock:
+                found = self._keys.get(kid)
+        return found
+
+    def all(self) -> list[tuple[str, PrivateKey]]:
+        """Every key, current first."""
+        with self._lock:
+            return sorted(self._keys.items(), key=lambda kv: kv[0] != self.current_id)
+
+
+def _read_current(directory: Path) -> str:
+    try:
+        return (directory / "CURRENT").read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise ConfigError(f"cannot read {directory / 'CURRENT'}: {exc.strerror}") from exc
+
+
+def rotate_seal_key(
+    directory: Path, before_switch: Callable[[bytes | None, bytes], None] | None = None
+) -> tuple[str | None, str, bytes | None, bytes]:
+    """Create a new sealing key and make it current; (old id, new id, old pub, new pub).
+
+    ``before_switch(old_pub, new_pub)`` runs once the new key exists but before
+    it becomes current (the audit entry goes there); if it raises, the new key
+    is removed and nothing changes. The new key's ``seal.pub`` is what agencies
+    must now seal to; old keys are kept so earlier extracts still open.
+    """
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    old = _read_current(directory) or None
+    old_pub: bytes | None = None
+    if old is not None:
+        try:
+            old_pub = bytes(load_seal_private_key(directory / old / "seal.key").public_key)
+        except AgencyClientError as exc:
+            raise ConfigError(f"current seal key {old}: {exc}") from exc
+    staging = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))
+    try:
+        private_path, _public_path = generate_seal_keypair(staging)
+        new_pub = bytes(load_seal_private_key(private_path).public_key)
+        if before_switch is not None:
+            before_switch(old_pub, new_pub)
+    except AgencyClientError as exc:
+        shutil.rmtree(staging)
+        raise ConfigError(f"cannot create a seal key in {directory}: {exc}") from exc
+    except BaseException:
+        shutil.rmtree(staging)
+        raise
+    new = key_id(new_pub)
+    staging.rename(directory / new)
+    tmp = directory / "CURRENT.tmp"
+    tmp.write_text(new + "\n", encoding="utf-8")
+    os.replace(tmp, directory / "CURRENT")
+    return old, new, old_pub, new_pub
+
+
+# --- opening and re-sealing -----------------------------------------------------------
+
+
+def open_family(
+    blobs: FamilyBlobs, attestation: Attestation, sha256: str, keyring: SealKeyring
+) -> list[IdentityPayload]:
+    """Open exactly the attested records' blobs; ReleaseError (nothing returned) otherwise."""
+    if blobs.family_id != attestation.family_id or blobs.attestation_sha256 != sha256:
+        raise ReleaseError(
+            f"the linkage service sent blobs for {blobs.family_id} / "
+            f"{blobs.attestation_sha256[:16]}…, not the attested {attestation.family_id}",
+            "BLOBS_MISMATCH",
+        )
+    expected = {(m.agency_id, m.record_ref) for m in attestation.members}
+    got = [(b.agency_id, b.record_ref) for b in blobs.blobs]
+    if len(set(got)) != len(got) or set(got) != expected:
+        missing = len(expected - set(got))
+        extra = len(set(got) - expected)
+        raise ReleaseError(
+            f"the blobs are not exactly the attested records ({missing} missing, {extra} "
+            f"unattested, {len(got) - len(set(got))} duplicated)",
+            "BLOBS_MISMATCH",
+        )
+    payloads: list[IdentityPayload] = []
+    for blob in blobs.blobs:
+        where = f"blob of {blob.agency_id} record {blob.record_ref}"
+        candidates: Sequence[tuple[str, PrivateKey]]
+        if blob.seal_key_id is not None:
+            key = keyring.get(blob.seal_key_id)
+            if key is None:
+                raise ReleaseError(
+                    f"{where} is sealed to key {blob.seal_key_id}, which this service does "
+                    "not hold",
+                    "SEAL_KEY_UNKNOWN",
+                )
+            candidates = [(blob.seal_key_id, key)]
+        else:
+            candidates = keyring.all()
+        payload: IdentityPayload | None = None
+        problem = "no sealing key is held"
+        for _kid, key in candidates:
+            try:
+                payload = open_sealed_identity(
+                    blob.sealed_identity, key, expect_record_ref=blob.record_ref
+                )
+                break
+            except AgencyClientError as exc:
+                problem = str(exc)
+        if payload is None:
+            raise ReleaseError(f"{where} does not open: {problem}", "BLOB_DOES_NOT_OPEN")
+        if payload.agency_id != blob.agency_id or payload.record_ref != blob.record_ref:
+            raise ReleaseError(f"{where} holds another record's identity", "BLOB_MISPLACED")
+        payloads.append(payload)
+    return payloads
+
+
+def seal_release(
+    payloads: Sequence[IdentityPayload],
+    *,
+    request_id: str,
+    family_id: str,
+    professional_key: bytes,
+) -> str:
+    """The identities as one sealed box to the professional's key (base64)."""
+    body = json.dumps(
+        {
+            "format": RELEASE_FORMAT,
+            "request_id": request_id,
+            "family_id": family_id,
+            "identities": [p.model_dump(mode="json", exclude_defaults=True) for p in payloads],
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode("utf-8")
+    try:
+        recipient = VerifyKey(professional_key).to_curve25519_public_key()
+        sealed = SealedBox(recipient).encrypt(body)
+    except (CryptoError, ValueError) as exc:
+        raise ReleaseError(
+            "the professional's registered key cannot receive a sealed release", "BAD_KEY"
+        ) from exc
+    return base64.b64encode(sealed).decode("ascii")

@@ -1,0 +1,546 @@
+"""The unlock service's own database: professionals, nonces, requests, approvals,
+restriction flags and break-glass reviews.
+
+SQLite (one file, WAL) by default and PostgreSQL by URL, through SQLAlchemy
+Core; the tables are declared here and created by the alembic migrations in
+``_migrations`` (a test checks the two agree). The audit log lives in its own
+database, owned by :mod:`audit_log`.
+
+What is stored: pseudonymous ids, roles, clearances, public keys, codes,
+hashes, times, and the attestation JSON (pseudonymous ids and record refs
+only). Never an identity: this module has no column an identity could go in,
+and a test searches every table for the demo identities after releases.
+Times are integer microseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from ._errors import ConfigError, NotFound, StorageError
+
+__all__ = [
+    "VERSION_TABLE",
+    "Professional",
+    "RequestRow",
+    "ReviewRow",
+    "create_engine",
+    "metadata",
+    "migrate",
+    "open_engine",
+]
+
+VERSION_TABLE = "unlock_service_alembic_version"
+
+metadata = sa.MetaData()
+
+professionals = sa.Table(
+    "professionals",
+    metadata,
+    sa.Column("professional_id", sa.String(80), primary_key=True),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("team", sa.String(64), nullable=False),
+    sa.Column("clearance", sa.SmallInteger, nullable=False),
+    sa.Column("public_key", sa.LargeBinary(32), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+nonces = sa.Table(
+    "nonces",
+    metadata,
+    sa.Column("nonce", sa.String(32), primary_key=True),
+    sa.Column("professional_id", sa.String(80), nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False, index=True),
+)
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("request_id", sa.String(80), primary_key=True),
+    sa.Column("professional_id", sa.String(80), nullable=False),
+    sa.Column("family_id", sa.String(80), nullable=False, index=True),
+    sa.Column("purpose_code", sa.String(32), nullable=False),
+    sa.Column("justification_sha256", sa.String(64), nullable=False),
+    sa.Column("attestation_sha256", sa.String(64), nullable=False),
+    sa.Column("attestation_json", sa.Text),
+    sa.Column("clearance_required", sa.SmallInteger),
+    sa.Column("break_glass", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason_code", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("decided_at", sa.BigInteger),
+    sa.Column("expires_at", sa.BigInteger),
+    sa.Column("released_at", sa.BigInteger),
+    sa.Column("request_index", sa.BigInteger),
+    sa.Column("decision_index", sa.BigInteger),
+    sa.Index("ix_requests_professional_created", "professional_id", "created_at"),
+)
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("request_id", sa.String(80), primary_key=True),
+    sa.Column("approver_id", sa.String(80), primary_key=True),
+    sa.Column("decision", sa.String(16), nullable=False),
+    sa.Column("reason_code", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("audit_index", sa.BigInteger, nullable=False),
+)
+restrictions = sa.Table(
+    "restrictions",
+    metadata,
+    sa.Column("family_id", sa.String(80), primary_key=True),
+    sa.Column("flag", sa.String(32), nullable=False),
+    sa.Column("actor_id", sa.String(80), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("request_id", sa.String(80), primary_key=True),
+    sa.Column("professional_id", sa.String(80), nullable=False),
+    sa.Column("family_id", sa.String(80), nullable=False),
+    sa.Column("purpose_code", sa.String(32), nullable=False),
+    sa.Column("opened_at", sa.BigInteger, nullable=False),
+    sa.Column("due_at", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16)),
+    sa.Column("reviewer_id", sa.String(80)),
+    sa.Column("closed_at", sa.BigInteger),
+    sa.Column("notes_sha256", sa.String(64)),
+    sa.Column("audit_index", sa.BigInteger),
+)
+
+
+# --- engines and migrations -----------------------------------------------------------
+
+
+def normalise_url(url: str) -> str:
+    """Map ``postgresql://`` to the psycopg 3 driver and a bare path to SQLite."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def redact(url: str) -> str:
+    """``url`` with its password hidden, for messages and logs."""
+    try:
+        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
+    except (SQLAlchemyError, ValueError):
+        return "<unparseable URL>"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_engine(url: str) -> Engine:
+    """An engine for ``url`` (sqlite or postgresql), without migrating."""
+    try:
+        parsed = sa.make_url(normalise_url(url))
+    except (SQLAlchemyError, ValueError) as exc:
+        raise ConfigError(f"cannot parse database URL {redact(url)!r}: {exc}") from exc
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(
+            f"unsupported database {parsed.get_backend_name()!r} in {redact(url)!r}: "
+            "expected sqlite or postgresql"
+        )
+    try:
+        engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=20, max_overflow=40)
+    except (SQLAlchemyError, ValueError, ImportError, TypeError) as exc:
+        raise ConfigError(f"cannot use database URL {redact(url)!r}: {exc}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest revision with the packaged alembic scripts."""
+    config = Config()
+    config.set_main_option("script_location", "unlock_service:_migrations")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate the unlock database: {exc}") from exc
+
+
+def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
+    """Create an engine for ``url`` and (by default) migrate its schema."""
+    engine = create_engine(url)
+    if migrate_schema:
+        try:
+            migrate(engine)
+        except StorageError:
+            engine.dispose()
+            raise
+    return engine
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction; database failures become StorageError."""
+    try:
+        with engine.begin() as connection:
+            yield connection
+    except SQLAlchemyError as exc:
+        raise StorageError(f"the unlock database failed: {type(exc).__name__}") from exc
+
+
+# --- professionals -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Professional:
+    """A registered professional (pseudonymous id, role, team, clearance, public key)."""
+
+    professional_id: str
+    role: str
+    team: str
+    clearance: int
+    public_key: bytes
+    active: bool
+    revision: int
+
+    def record(self) -> dict[str, Any]:
+        """The canonical record whose SHA-256 goes into ``professional_change`` entries."""
+        from ._auth import jwk_thumbprint
+
+        return {
+            "professional_id": self.professional_id,
+            "role": self.role,
+            "team": self.team,
+            "clearance": self.clearance,
+            "key_thumbprint": jwk_thumbprint(self.public_key),
+            "active": self.active,
+            "revision": self.revision,
+        }
+
+
+def _professional(row: Any) -> Professional:
+    return Professional(
+        row.professional_id,
+        row.role,
+        row.team,
+        int(row.clearance),
+        bytes(row.public_key),
+        bool(row.active),
+        int(row.revision),
+    )
+
+
+def get_professional(conn: Connection, professional_id: str) -> Professional | None:
+    """The professional with this id, or None."""
+    row = conn.execute(
+        sa.select(professionals).where(professionals.c.professional_id == professional_id)
+    ).first()
+    return None if row is None else _professional(row)
+
+
+def list_professionals(engine: Engine) -> list[Professional]:
+    """Every professional, by id."""
+    with transaction(engine) as conn:
+        rows = conn.execute(sa.select(professionals).order_by(professionals.c.professional_id))
+        return [_professional(r) for r in rows]
+
+
+def count_professionals(conn: Connection) -> int:
+    """How many professionals are registered."""
+    return int(conn.execute(sa.select(sa.func.count()).select_from(professionals)).scalar_one())
+
+
+def insert_professional(conn: Connection, pro: Professional, now: int) -> None:
+    """Register a professional; ConfigError if the id is taken."""
+    try:
+        conn.execute(
+            professionals.insert().values(
+                professional_id=pro.professional_id,
+                role=pro.role,
+                team=pro.team,
+                clearance=pro.clearance,
+                public_key=pro.public_key,
+                active=pro.active,
+                revision=pro.revision,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    except IntegrityError as exc:
+        raise ConfigError(f"professional {pro.professional_id} is already registered") from exc
+
+
+def update_professional(conn: Connection, pro: Professional, now: int) -> None:
+    """Store a changed professional record (the revision must have been bumped)."""
+    result = conn.execute(
+        professionals.update()
+        .where(
+            professionals.c.professional_id == pro.professional_id,
+            professionals.c.revision == pro.revision - 1,
+        )
+        .values(
+            role=pro.role,
+            team=pro.team,
+            clearance=pro.clearance,
+            public_key=pro.public_key,
+            active=pro.active,
+            revision=pro.revision,
+            updated_at=now,
+        )
+    )
+    if result.rowcount != 1:
+        raise NotFound(f"professional {pro.professional_id} changed concurrently or is gone")
+
+
+# --- nonces ----------------------------------------------------------------------------
+
+
+def use_nonce(engine: Engine, nonce: str, professional_id: str, expires_at: int) -> bool:
+    """Remember ``nonce``; False if it was seen before (a replayed request)."""
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                nonces.insert().values(
+                    nonce=nonce, professional_id=professional_id, expires_at=expires_at
+                )
+            )
+    except IntegrityError:
+        return False
+    except SQLAlchemyError as exc:
+        raise StorageError(f"the unlock database failed: {type(exc).__name__}") from exc
+    return True
+
+
+def purge_nonces(engine: Engine, now: int) -> int:
+    """Forget nonces whose signature window has passed."""
+    with transaction(engine) as conn:
+        return int(conn.execute(nonces.delete().where(nonces.c.expires_at < now)).rowcount)
+
+
+# --- requests ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RequestRow:
+    """One unlock request and where it stands."""
+
+    request_id: str
+    professional_id: str
+    family_id: str
+    purpose_code: str
+    justification_sha256: str
+    attestation_sha256: str
+    attestation_json: str | None
+    clearance_required: int | None
+    break_glass: bool
+    status: str
+    reason_code: str
+    created_at: int
+    decided_at: int | None
+    expires_at: int | None
+    released_at: int | None
+    request_index: int | None
+    decision_index: int | None
+
+    def public(self) -> dict[str, Any]:
+        """The JSON form served to professionals and IG officers (no attestation body)."""
+        return {
+            "request_id": self.request_id,
+            "professional_id": self.professional_id,
+            "family_id": self.family_id,
+            "purpose_code": self.purpose_code,
+            "status": self.status,
+            "reason": self.reason_code,
+            "break_glass": self.break_glass,
+            "clearance_required": self.clearance_required,
+            "attestation_sha256": self.attestation_sha256,
+            "created_at": self.created_at,
+            "decided_at": self.decided_at,
+            "expires_at": self.expires_at,
+            "released_at": self.released_at,
+            "request_index": self.request_index,
+            "decision_index": self.decision_index,
+        }
+
+
+def _request(row: Any) -> RequestRow:
+    return RequestRow(**{c.name: getattr(row, c.name) for c in requests.columns})
+
+
+def count_recent_requests(conn: Connection, professional_id: str, since: int, before: int) -> int:
+    """Requests by ``professional_id`` created in [since, before)."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(requests)
+        .where(
+            requests.c.professional_id == professional_id,
+            requests.c.created_at >= since,
+            requests.c.created_at < before,
+        )
+    )
+    return int(conn.execute(query).scalar_one())
+
+
+def insert_request(conn: Connection, **values: Any) -> None:
+    """Record a new request (status ``evaluating``)."""
+    conn.execute(requests.insert().values(**values))
+
+
+def get_request(conn: Connection, request_id: str) -> RequestRow:
+    """The request ``request_id``; NotFound if there is none."""
+    row = conn.execute(sa.select(requests).where(requests.c.request_id == request_id)).first()
+    if row is None:
+        raise NotFound(f"no request {request_id}")
+    return _request(row)
+
+
+def update_request(
+    conn: Connection, request_id: str, *, from_status: Sequence[str] | None = None, **values: Any
+) -> bool:
+    """Update a request, only if its status is one of ``from_status``; whether it changed."""
+    query = requests.update().where(requests.c.request_id == request_id)
+    if from_status is not None:
+        query = query.where(requests.c.status.in_(list(from_status)))
+    return bool(conn.execute(query.values(**values)).rowcount == 1)
+
+
+def requests_where(engine: Engine, *conditions: Any, limit: int = 1000) -> list[RequestRow]:
+    """Requests matching ``conditions``, newest first."""
+    with transaction(engine) as conn:
+        rows = conn.execute(
+            sa.select(requests)
+            .where(*conditions)
+            .order_by(requests.c.created_at.desc())
+            .limit(limit)
+        )
+        return [_request(r) for r in rows]
+
+
+# --- approvals -------------------------------------------------------------------------
+
+
+def insert_approval(conn: Connection, **values: Any) -> None:
+    """Record one approver's answer (one per approver per request)."""
+    conn.execute(approvals.insert().values(**values))
+
+
+def approvals_for(conn: Connection, request_id: str) -> list[tuple[str, str]]:
+    """(approver id, decision) of every answer recorded for ``request_id``."""
+    rows = conn.execute(
+        sa.select(approvals.c.approver_id, approvals.c.decision).where(
+            approvals.c.request_id == request_id
+        )
+    )
+    return [(r.approver_id, r.decision) for r in rows]
+
+
+# --- restriction flags -----------------------------------------------------------------
+
+
+def restriction(conn: Connection, family_id: str) -> str | None:
+    """The family's flag code, or None."""
+    return conn.execute(
+        sa.select(restrictions.c.flag).where(restrictions.c.family_id == family_id)
+    ).scalar_one_or_none()
+
+
+def set_restriction(conn: Connection, family_id: str, flag: str, actor_id: str, now: int) -> None:
+    """Set (or replace) the family's flag."""
+    conn.execute(restrictions.delete().where(restrictions.c.family_id == family_id))
+    conn.execute(
+        restrictions.insert().values(
+            family_id=family_id, flag=flag, actor_id=actor_id, created_at=now
+        )
+    )
+
+
+def clear_restriction(conn: Connection, family_id: str) -> bool:
+    """Lift the family's flag; whether there was one."""
+    return bool(
+        conn.execute(restrictions.delete().where(restrictions.c.family_id == family_id)).rowcount
+    )
+
+
+def list_restrictions(engine: Engine) -> list[dict[str, Any]]:
+    """Every flagged family."""
+    with transaction(engine) as conn:
+        rows = conn.execute(sa.select(restrictions).order_by(restrictions.c.family_id))
+        return [dict(r._mapping) for r in rows]
+
+
+# --- reviews ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """A break-glass review task."""
+
+    request_id: str
+    professional_id: str
+    family_id: str
+    purpose_code: str
+    opened_at: int
+    due_at: int
+    status: str
+    outcome: str | None
+    reviewer_id: str | None
+    closed_at: int | None
+    notes_sha256: str | None
+    audit_index: int | None
+
+    def public(self) -> dict[str, Any]:
+        """JSON form."""
+        return dict(self.__dict__)
+
+
+def insert_review(conn: Connection, **values: Any) -> None:
+    """Open a review task."""
+    conn.execute(reviews.insert().values(status="open", **values))
+
+
+def list_reviews(engine: Engine, status: str | None) -> list[ReviewRow]:
+    """Review tasks (open ones first by due date)."""
+    query = sa.select(reviews).order_by(reviews.c.due_at)
+    if status is not None:
+        query = query.where(reviews.c.status == status)
+    with transaction(engine) as conn:
+        return [ReviewRow(**dict(r._mapping)) for r in conn.execute(query)]
+
+
+def get_review(conn: Connection, request_id: str) -> ReviewRow:
+    """The review task of ``request_id``; NotFound if there is none."""
+    row = conn.execute(sa.select(reviews).where(reviews.c.request_id == request_id)).first()
+    if row is None:
+        raise NotFound(f"no break-glass review for request {request_id}")
+    return ReviewRow(**dict(row._mapping))
+
+
+def close_review(conn: Connection, request_id: str, **values: Any) -> bool:
+    """Close an open review; whether it was open."""
+    result = conn.execute(
+        reviews.update()
+        .where(reviews.c.request_id == request_id, reviews.c.status == "open")
+        .values(status="closed", **values)
+    )
+    return bool(result.rowcount == 1)
+
+
+def dump_json(value: Any) -> str:
+    """Compact JSON text for a stored column."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
