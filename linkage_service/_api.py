@@ -7,11 +7,15 @@ to routes through the ``Annotated`` dependencies below; nothing is created at
 import.
 
 Every route authenticates a bearer token and checks its role:
-``agency:<id>`` may only push extracts of its own agency; ``analyst`` and
-``admin`` may read persons, households, links, review candidates, runs and
-statistics; ``unlock_service`` is reserved for fetching sealed blobs (a later
-issue) and may only ask for ``/health``. No route returns or accepts a
-plaintext identifier, and none returns a sealed identity.
+``agency:<id>`` may only push extracts of its own agency; ``analyst``,
+``coordinator`` and ``admin`` may read persons, households, links, review
+candidates, runs, statistics, assessments, families and claims;
+``coordinator`` (and ``admin``) may change a family's status and make claim
+batches; only ``admin`` runs an assessment; ``unlock_service`` alone may fetch
+a family's attestation and the sealed blobs it names, and run subject-access
+searches. No route returns or accepts a plaintext identifier; only the
+unlock service's blob route returns sealed identities, which this service
+cannot open.
 
 A push is read chunk by chunk and parsed in a worker thread; the extract is
 applied in a worker thread under the service's lock, so reads keep being
@@ -20,15 +24,21 @@ answered while an extract is linked.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
+
+from . import _assessment as assessment
+from . import _claims as claims_
 from . import _store as store
 from ._config import (
     Caller,
@@ -36,11 +46,13 @@ from ._config import (
     TokenTable,
     agency_of,
     load_attestation_key,
+    load_programme,
     load_schemas,
     load_tokens,
 )
 from ._errors import (
     AuthError,
+    ConflictError,
     EngineError,
     IngestError,
     LinkageError,
@@ -49,6 +61,8 @@ from ._errors import (
     StorageError,
     TooLarge,
 )
+from ._riskmodel import RiskModel
+from ._ruleset import Ruleset
 from ._service import EngineFactory, LinkageService, default_engine_factory
 
 __all__ = ["create_app", "get_service", "get_settings"]
@@ -99,7 +113,10 @@ def require_agency(request: Request) -> Caller:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[LinkageService, Depends(get_service)]
-Reader = Annotated[Caller, Depends(require("analyst", "admin"))]
+Reader = Annotated[Caller, Depends(require("analyst", "coordinator", "admin"))]
+Coordinator = Annotated[Caller, Depends(require("coordinator", "admin"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
+UnlockService = Annotated[Caller, Depends(require("unlock_service"))]
 AnyCaller = Annotated[Caller, Depends(_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
@@ -116,11 +133,44 @@ def _status(exc: LinkageError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, StorageError):
         return 503
     if isinstance(exc, EngineError):
         return 500
     return 500
+
+
+def _who(caller: Caller) -> str:
+    return f"{caller.role}:{caller.label}"[:80]
+
+
+class AssessRequest(BaseModel):
+    """Run an assessment cycle as at a date (today by default)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    as_at: dt.date | None = None
+
+
+class StatusRequest(BaseModel):
+    """Move a family to a new status, with a reason code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: Literal["identified", "attached", "in_progress", "pending_claim", "claimed", "closed"]
+    reason: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
+    on: dt.date | None = None
+
+
+class ClaimRequest(BaseModel):
+    """Make a claim batch for a claim window (all families, or those named)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_id: str = Field(pattern=r"^[0-9]{4}-H[12]$")
+    family_ids: list[str] | None = Field(default=None, max_length=10_000)
 
 
 def create_app(
@@ -134,6 +184,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tokens = load_tokens(settings.token_file)
         schemas = load_schemas(settings)
+        app.state.ruleset, app.state.model = load_programme(settings)
+        app.state.attestation_key = None
         if settings.attestation_key_file is not None:
             app.state.attestation_key = load_attestation_key(settings.attestation_key_file)
         sql = store.open_engine(settings.database_url)
@@ -253,6 +305,128 @@ def create_app(
     def stats(_caller: Reader, service: ServiceDep) -> dict[str, Any]:
         """Counts of records, persons, households, links, review candidates and runs."""
         return store.statistics(service.sql)
+
+    @app.get("/programme")
+    def programme(_caller: Reader, request: Request) -> dict[str, Any]:
+        """The ruleset and risk model in force: names, versions, SHA-256 and content."""
+        ruleset: Ruleset = request.app.state.ruleset
+        model: RiskModel = request.app.state.model
+        return {
+            "ruleset": {"sha256": ruleset.sha256(), **ruleset.model_dump(mode="json")},
+            "model": {"sha256": model.sha256(), **model.model_dump(mode="json")},
+        }
+
+    @app.post("/assessments")
+    async def assess(
+        caller: Admin,
+        request: Request,
+        service: ServiceDep,
+        body: Annotated[AssessRequest | None, Body()] = None,
+    ) -> dict[str, Any]:
+        """Assess every family now (or as at a date): snapshots, statuses, attestations."""
+        as_at = (body.as_at if body else None) or dt.date.today()
+
+        def run() -> dict[str, Any]:
+            result = assessment.run_cycle(
+                service.sql,
+                request.app.state.ruleset,
+                request.app.state.model,
+                as_at,
+                actor=_who(caller),
+                signer=request.app.state.attestation_key,
+            )
+            return result.stats
+
+        stats = await run_in_threadpool(service.exclusive, run)
+        _logger.info("assessment stored", extra={"cycle_id": stats["cycle_id"]})
+        return stats
+
+    @app.get("/assessments")
+    def assessments(_caller: Reader, service: ServiceDep, limit: Page = 100) -> dict[str, Any]:
+        """Assessment cycles, newest first, with ruleset and model versions and counts."""
+        return {"cycles": assessment.list_cycles(service.sql, limit)}
+
+    @app.get("/families")
+    def families(
+        _caller: Reader,
+        service: ServiceDep,
+        cycle_id: int | None = None,
+        eligible: bool | None = None,
+        status: str | None = None,
+        offset: Annotated[int, Query(ge=0)] = 0,
+        limit: Page = 100,
+    ) -> dict[str, Any]:
+        """A page of a cycle's families (the latest by default), highest score first."""
+        return assessment.list_families(
+            service.sql,
+            cycle_id=cycle_id,
+            eligible=eligible,
+            status=status,
+            offset=offset,
+            limit=limit,
+        )
+
+    @app.get("/families/{family_id}")
+    def family(_caller: Reader, service: ServiceDep, family_id: str) -> dict[str, Any]:
+        """A family: score with reason codes, problems with evidence, status, progress."""
+        return assessment.family_view(service.sql, family_id)
+
+    @app.get("/families/{family_id}/outcomes")
+    def outcomes(_caller: Reader, service: ServiceDep, family_id: str) -> dict[str, Any]:
+        """The attached family's outcome plan against its snapshots since baseline."""
+        return claims_.family_outcomes(service.sql, family_id)
+
+    @app.post("/families/{family_id}/status")
+    def change_status(
+        caller: Coordinator, service: ServiceDep, family_id: str, body: StatusRequest
+    ) -> dict[str, Any]:
+        """Move a family to a new status (attaching fixes its baseline)."""
+        return assessment.set_status(
+            service.sql, family_id, body.status, actor=_who(caller), reason=body.reason, on=body.on
+        )
+
+    @app.get("/families/{family_id}/attestation")
+    def attestation(
+        _caller: UnlockService, service: ServiceDep, family_id: str
+    ) -> SignedAttestation:
+        """The family's signed attestation from the latest assessment (unlock service only)."""
+        return assessment.current_attestation(service.sql, family_id)
+
+    @app.get("/families/{family_id}/blobs")
+    def blobs(
+        caller: UnlockService,
+        service: ServiceDep,
+        family_id: str,
+        attestation_sha256: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
+    ) -> FamilyBlobs:
+        """The sealed blobs of exactly the records the attestation names (unlock service only)."""
+        out = assessment.family_blobs(service.sql, family_id, attestation_sha256)
+        _logger.info(
+            "sealed blobs released",
+            extra={"family_id": family_id, "count": len(out.blobs), "role": caller.role},
+        )
+        return out
+
+    @app.post("/subject-access")
+    def subject_access(
+        _caller: UnlockService, service: ServiceDep, query: SubjectQuery
+    ) -> dict[str, Any]:
+        """Persons, families and records an encoded identity may match (unlock service only)."""
+        return service.search(query)
+
+    @app.post("/claims")
+    def make_claims(caller: Coordinator, service: ServiceDep, body: ClaimRequest) -> dict[str, Any]:
+        """A claim batch for a window: attachment fees and results with their evidence."""
+        return claims_.create_claims(
+            service.sql, body.window_id, actor=_who(caller), family_ids=body.family_ids
+        )
+
+    @app.get("/claims")
+    def list_claims(
+        _caller: Reader, service: ServiceDep, window_id: str | None = None
+    ) -> dict[str, Any]:
+        """Claims (of one window, or all) with their evidence."""
+        return {"claims": claims_.list_claims(service.sql, window_id)}
 
     @app.get("/health")
     def health(caller: AnyCaller, service: ServiceDep) -> dict[str, Any]:

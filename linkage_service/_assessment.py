@@ -59,6 +59,9 @@ __all__ = [
     "current_attestation",
     "family_blobs",
     "family_id_of",
+    "family_view",
+    "list_cycles",
+    "list_families",
     "load_families",
     "run_cycle",
     "set_status",
@@ -650,3 +653,235 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the blobs of {family_id}: {exc}") from exc
     return FamilyBlobs(family_id=family_id, attestation_sha256=sha256, blobs=tuple(blobs))
+
+
+# --- reads ----------------------------------------------------------------------------------
+
+
+def _cycle_json(row: Any) -> dict[str, Any]:
+    return {
+        "cycle_id": row.id,
+        "as_at": row.as_at.isoformat(),
+        "ruleset": {
+            "name": row.ruleset_name,
+            "version": row.ruleset_version,
+            "sha256": row.ruleset_sha256,
+        },
+        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
+        "created_at": store.iso(row.created_at),
+        "created_by": row.created_by,
+        "stats": json.loads(row.stats),
+    }
+
+
+def list_cycles(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+    """Assessment cycles, newest first."""
+    c = store.cycles
+    cols = [col for col in c.c if col.name not in ("ruleset", "model")]
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).order_by(c.c.id.desc()).limit(limit)).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read assessment cycles: {exc}") from exc
+    return [_cycle_json(r) for r in rows]
+
+
+def _cycle(conn: Connection, cycle_id: int | None) -> Any:
+    c = store.cycles
+    q = sa.select(c)
+    q = q.where(c.c.id == cycle_id) if cycle_id is not None else q.order_by(c.c.id.desc()).limit(1)
+    row = conn.execute(q).first()
+    if row is None:
+        raise NotFound("no assessment has been run" if cycle_id is None else f"no cycle {cycle_id}")
+    return row
+
+
+def list_families(
+    engine: Engine,
+    *,
+    cycle_id: int | None = None,
+    eligible: bool | None = None,
+    status: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> dict[str, Any]:
+    """A page of a cycle's families (latest by default), highest score first."""
+    s, f = store.snapshots, store.families
+    try:
+        with engine.connect() as conn:
+            cyc = _cycle(conn, cycle_id)
+            q = (
+                sa.select(
+                    s.c.family_id,
+                    s.c.household_id,
+                    s.c.district,
+                    s.c.eligible,
+                    s.c.n_problems,
+                    s.c.score,
+                    s.c.rank,
+                    s.c.percentile,
+                    s.c.step,
+                    s.c.previous_score,
+                    s.c.clearance_required,
+                    f.c.status,
+                )
+                .outerjoin(f, f.c.family_id == s.c.family_id)
+                .where(s.c.cycle_id == cyc.id)
+            )
+            if eligible is not None:
+                q = q.where(s.c.eligible == eligible)
+            if status is not None:
+                q = q.where(f.c.status == status)
+            rows = conn.execute(
+                q.order_by(s.c.score.desc(), s.c.family_id).offset(offset).limit(limit)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot list families: {exc}") from exc
+    return {
+        "cycle": _cycle_json(cyc),
+        "families": [
+            {
+                "family_id": r.family_id,
+                "household_id": r.household_id,
+                "postcode_district": r.district,
+                "eligible": bool(r.eligible),
+                "problems": r.n_problems,
+                "score": r.score,
+                "rank": r.rank,
+                "percentile": r.percentile,
+                "previous_score": r.previous_score,
+                "step": r.step,
+                "clearance_required": r.clearance_required,
+                "status": r.status,
+            }
+            for r in rows
+        ],
+        "next_offset": offset + limit if len(rows) == limit else None,
+    }
+
+
+def _snapshot_json(row: Any) -> dict[str, Any]:
+    return {
+        "cycle_id": row.cycle_id,
+        "eligible": bool(row.eligible),
+        "problems": row.n_problems,
+        "score": row.score,
+        "rank": row.rank,
+        "percentile": row.percentile,
+        "previous_score": row.previous_score,
+        "step": row.step,
+        "clearance_required": row.clearance_required,
+        "postcode_district": row.district,
+        **json.loads(row.detail),
+    }
+
+
+def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
+    """A family's latest snapshot, status and history, and progress against its baseline.
+
+    Progress (distance travelled): each problem's domain score (1 none .. 5
+    critical) at baseline and now, and each Family Progress Data measure of
+    the ruleset at baseline and now.
+    """
+    s = store.snapshots
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(s, store.cycles.c.as_at, store.cycles.c.ruleset)
+                .join(store.cycles, store.cycles.c.id == s.c.cycle_id)
+                .where(s.c.family_id == family_id)
+                .order_by(s.c.cycle_id)
+            ).all()
+            if not rows:
+                raise NotFound(f"no family {family_id!r} in any assessment")
+            status = conn.execute(
+                sa.select(store.families).where(store.families.c.family_id == family_id)
+            ).first()
+            history = conn.execute(
+                sa.select(store.status_events)
+                .where(store.status_events.c.family_id == family_id)
+                .order_by(store.status_events.c.id)
+            ).all()
+            claims = conn.execute(
+                sa.select(
+                    store.claims.c.id,
+                    store.claims.c.kind,
+                    store.claims.c.result,
+                    store.claims.c.window_id,
+                    store.claims.c.amount_gbp,
+                )
+                .where(store.claims.c.family_id == family_id)
+                .order_by(store.claims.c.id)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read family {family_id}: {exc}") from exc
+    latest = rows[-1]
+    body: dict[str, Any] = {
+        "family_id": family_id,
+        "household_id": latest.household_id,
+        "as_at": latest.as_at.isoformat(),
+        "latest": _snapshot_json(latest),
+        "status": None if status is None else status.status,
+        "attached_on": None
+        if status is None or status.attached_on is None
+        else status.attached_on.isoformat(),
+        "baseline_cycle": None if status is None else status.baseline_cycle,
+        "status_history": [
+            {
+                "from": h.from_status,
+                "to": h.to_status,
+                "at": store.iso(h.at),
+                "by": h.by,
+                "reason": h.reason,
+            }
+            for h in history
+        ],
+        "scores": [
+            {"cycle_id": r.cycle_id, "as_at": r.as_at.isoformat(), "score": r.score, "step": r.step}
+            for r in rows
+        ],
+        "claims": [
+            {
+                "claim_id": c.id,
+                "kind": c.kind,
+                "result": c.result,
+                "window_id": c.window_id,
+                "amount_gbp": c.amount_gbp,
+            }
+            for c in claims
+        ],
+    }
+    base = [r for r in rows if status is not None and r.cycle_id == status.baseline_cycle]
+    if base:
+        body["progress"] = _progress(base[0], latest)
+    return body
+
+
+def _progress(base: Any, now: Any) -> dict[str, Any]:
+    ruleset = Ruleset.model_validate_json(now.ruleset)
+    b, n = json.loads(base.detail), json.loads(now.detail)
+    domains = {
+        p: {
+            "baseline": b["domains"].get(p, 1),
+            "now": n["domains"].get(p, 1),
+            "change": n["domains"].get(p, 1) - b["domains"].get(p, 1),
+        }
+        for p in ruleset.problems
+    }
+    measures = {
+        mid: {
+            "category": m.progress,
+            "title": m.title,
+            "baseline": b["measures"].get(mid),
+            "now": n["measures"].get(mid),
+        }
+        for mid, m in ruleset.measures.items()
+        if m.progress is not None
+    }
+    return {
+        "baseline_cycle": base.cycle_id,
+        "latest_cycle": now.cycle_id,
+        "score": {"baseline": base.score, "now": now.score, "change": now.score - base.score},
+        "domains": domains,
+        "family_progress_data": measures,
+    }

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import hashlib
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from protocols import SecretFileError, write_private_file
+from protocols import SecretFileError, key_id, write_private_file
 
 from . import _store as store
 from ._config import Settings, hash_token, load_settings, new_token, valid_role
@@ -101,7 +100,7 @@ def _read_public_key(path: Path, agency_id: str) -> tuple[bytes, str]:
         )
     if len(raw) != 32:
         raise ConfigError(f"{path}: public_key must be 32 bytes")
-    return raw, hashlib.sha256(raw).digest()[:8].hex()
+    return raw, key_id(raw)
 
 
 def _read_token(path: Path | None) -> str:

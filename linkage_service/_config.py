@@ -37,6 +37,8 @@ from protocols import (
 )
 
 from ._errors import ConfigError
+from ._riskmodel import RiskModel, default_model, load_model
+from ._ruleset import Ruleset, default_ruleset, load_ruleset
 
 __all__ = [
     "FIXED_ROLES",
@@ -46,6 +48,7 @@ __all__ = [
     "agency_of",
     "hash_token",
     "load_attestation_key",
+    "load_programme",
     "load_schemas",
     "load_settings",
     "load_tokens",
@@ -53,7 +56,7 @@ __all__ = [
     "valid_role",
 ]
 
-FIXED_ROLES = ("analyst", "admin", "unlock_service")
+FIXED_ROLES = ("analyst", "coordinator", "admin", "unlock_service")
 _AGENCY_ROLE = re.compile(r"^agency:([a-z][a-z0-9_-]{1,39})$")
 ENV_PREFIX = "LINKAGE_SERVICE_"
 
@@ -73,6 +76,9 @@ class Settings(BaseModel):
     max_line_bytes: int = Field(default=64 * 1024, ge=1024)
     staging_dir: Path | None = None
     attestation_key_file: Path | None = None
+    # The programme ruleset and risk model: a shipped name or a path to a TOML file.
+    ruleset: str = "troubled-families-phase2"
+    risk_model: str = "family-complexity"
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
 
@@ -150,8 +156,24 @@ def load_attestation_key(path: Path) -> SigningKey:
     return SigningKey(seed)
 
 
+def load_programme(settings: Settings) -> tuple[Ruleset, RiskModel]:
+    """The configured ruleset and risk model, checked against each other (fail closed)."""
+    ruleset = (
+        load_ruleset(Path(settings.ruleset))
+        if settings.ruleset.endswith(".toml")
+        else default_ruleset(settings.ruleset)
+    )
+    model = (
+        load_model(Path(settings.risk_model))
+        if settings.risk_model.endswith(".toml")
+        else default_model(settings.risk_model)
+    )
+    model.check_against(ruleset)
+    return ruleset, model
+
+
 def valid_role(role: str) -> bool:
-    """Whether ``role`` is ``analyst``, ``admin``, ``unlock_service`` or ``agency:<id>``."""
+    """Whether ``role`` is one of :data:`FIXED_ROLES` or ``agency:<id>``."""
     return role in FIXED_ROLES or _AGENCY_ROLE.match(role) is not None
 
 

@@ -27,7 +27,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
@@ -243,6 +243,38 @@ class LinkageEngine:
     def household_persons(self, household_id: str) -> list[str]:
         """Person ids of a household (empty if unknown)."""
         return sorted(self.hid_persons.get(household_id, ()))
+
+    def search(
+        self, clk: bytes, exact: Mapping[str, bytes], threshold: float | None = None
+    ) -> list[tuple[int, float, str | None]]:
+        """Live records that may be the person encoded by ``clk`` / ``exact`` (subject access).
+
+        A record is returned when its person filter's Dice with ``clk`` is at least
+        ``threshold`` (the review threshold by default: subject access wants every
+        record that may concern the person, not only certain links) or when a keyed
+        exact token agrees. Returns ``(record id, dice, person id)``, best first.
+        """
+        limit = self.config.review_threshold if threshold is None else threshold
+        found: dict[int, float] = {}
+        if self._n and len(clk) == 8 * self._words:
+            query = np.frombuffer(clk, dtype="<u8").reshape(1, self._words).astype(np.uint64)
+            _i, rows, scores = kernel.dice_above(query, self.clk, limit)
+            for r, sc in zip(rows.tolist(), scores.tolist(), strict=True):
+                if self.alive[r]:
+                    found[int(r)] = float(sc)
+            for t, name in enumerate(EXACT_TYPES):
+                token = exact.get(name)
+                if token:
+                    code = token_codes([token])[0]
+                    for r in np.flatnonzero((self.exact[:, t] == code) & self.alive).tolist():
+                        if int(r) not in found:
+                            found[int(r)] = float(
+                                kernel.dice_pairs(
+                                    query, self.clk, np.zeros(1, np.int64), np.array([r])
+                                )[0]
+                            )
+        ordered = sorted(found.items(), key=lambda x: (-x[1], x[0]))
+        return [(int(self.ids[r]), sc, self.row_pid[r]) for r, sc in ordered]
 
     # ------------------------------------------------------------------ state loading
     @classmethod

@@ -23,23 +23,31 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocols import IndicatorType, LinkageSchema
+from protocols import IndicatorType, LinkageSchema, SubjectQuery
 
 from . import _store as store
 from ._batch import SEX_CODES, RecordBatch
-from ._errors import ConfigError, EngineError, LinkageError, ReplayError, StorageError
+from ._errors import (
+    ConfigError,
+    EngineError,
+    IngestError,
+    LinkageError,
+    ReplayError,
+    StorageError,
+)
 from ._ingest import ExtractReceiver, Received
 
 __all__ = ["Delta", "EngineFactory", "LinkEngine", "LinkageService", "default_engine_factory"]
 
 _logger = logging.getLogger("linkage_service.ingest")
+_R = TypeVar("_R")
 _EPOCH = dt.date(1970, 1, 1)
 _WRITE_BATCH = 1000
 
@@ -63,6 +71,12 @@ class LinkEngine(Protocol):
 
     def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
         """Link ``added`` records, forget ``removed`` ones; what changed."""
+        ...
+
+    def search(
+        self, clk: bytes, exact: Mapping[str, bytes], threshold: float | None = None
+    ) -> list[tuple[int, float, str | None]]:
+        """Live records that may be the encoded person: (record id, dice, person id)."""
         ...
 
 
@@ -307,6 +321,35 @@ class LinkageService:
             extra={"records": len(batch), "seconds": round(time.monotonic() - started, 3)},
         )
         return engine
+
+    def search(self, query: SubjectQuery) -> dict[str, Any]:
+        """Subject access: the persons, families and records an encoded identity may match.
+
+        The query must be encoded with a pinned schema. Records are grouped by
+        person; each person carries their current family id (when their household
+        is a family in the latest assessment) and the best Dice seen.
+        """
+        if query.schema_fingerprint not in self.schemas:
+            raise IngestError(
+                f"schema {query.schema_fingerprint} is not one this service accepts",
+                field="schema_fingerprint",
+            )
+        clk = base64.b64decode(query.clk)
+        if len(clk) != self._clk_bytes:
+            raise IngestError(
+                f"filter has {len(clk) * 8} bits, expected {self._clk_bytes * 8}", field="clk"
+            )
+        exact = {k.value: base64.b64decode(v) for k, v in query.exact_tokens.items()}
+        with self._lock:
+            if self._engine is None:
+                self._engine = self._build()
+            hits = self._engine.search(clk, exact)
+        return store.subject_matches(self.sql, hits)
+
+    def exclusive(self, fn: Callable[[], _R]) -> _R:
+        """Run ``fn`` while no extract is being applied (an assessment reads one state)."""
+        with self._lock:
+            return fn()
 
     def receiver(self, agency_id: str) -> ExtractReceiver:
         """A receiver for one upload by ``agency_id``."""

@@ -32,6 +32,7 @@ TOKENS = {
     "agency:school": "tok-school-0123456789",
     "agency:police": "tok-police-0123456789",
     "analyst": "tok-analyst-0123456789",
+    "coordinator": "tok-coordinator-0123456789",
     "admin": "tok-admin-0123456789",
     "unlock_service": "tok-unlock-0123456789",
 }

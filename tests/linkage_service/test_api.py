@@ -40,7 +40,19 @@ READ_ROUTES = {
     "/runs",
     "/runs/{run_id}",
     "/stats",
+    "/programme",
+    "/assessments",
+    "/families",
+    "/families/{family_id}",
+    "/families/{family_id}/outcomes",
+    "/claims",
 }
+UNLOCK_ROUTES = {
+    "/families/{family_id}/attestation",
+    "/families/{family_id}/blobs",
+    "/subject-access",
+}
+ROLES = ("agency:school", "agency:police", "analyst", "coordinator", "admin", "unlock_service")
 
 
 @pytest.fixture
@@ -85,6 +97,7 @@ def _concrete(path: str) -> str:
         .replace("{agency_id}", "school")
         .replace("{record_ref}", "0" * 32)
         .replace("{run_id}", "1")
+        .replace("{family_id}", "fam_" + "0" * 16)
     )
 
 
@@ -110,16 +123,22 @@ async def test_every_route_refuses_unauthenticated_callers(app_client):
 async def test_every_route_checks_the_role(app_client):
     app, client = app_client
     routes = _routes(app)
-    known = READ_ROUTES | {"/extracts", "/health"}
+    known = READ_ROUTES | UNLOCK_ROUTES | {"/extracts", "/health", "/families/{family_id}/status"}
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
         if path == "/health":
-            allowed = {"agency:school", "agency:police", "analyst", "admin", "unlock_service"}
+            allowed = set(ROLES)
         elif path == "/extracts":
             allowed = {"agency:school", "agency:police"}
+        elif path in UNLOCK_ROUTES:
+            allowed = {"unlock_service"}
+        elif (method, path) == ("POST", "/assessments"):
+            allowed = {"admin"}
+        elif method == "POST":  # status changes and claim batches
+            allowed = {"coordinator", "admin"}
         else:
-            allowed = {"analyst", "admin"}
-        for role in ("agency:school", "agency:police", "analyst", "admin", "unlock_service"):
+            allowed = {"analyst", "coordinator", "admin"}
+        for role in ROLES:
             r = await client.request(method, _concrete(path), headers=auth(role), content=b"")
             if role in allowed:
                 assert r.status_code not in (401, 403), (method, path, role, r.text)
