@@ -221,7 +221,9 @@ class FakeLinkage:
         sha = request.url.params.get("attestation_sha256")
         if sha != attestation_sha256(family.signed.attestation):
             return httpx.Response(409, json={"detail": "not an attestation of this family"})
-        body = FamilyBlobs(family_id=family.family_id, attestation_sha256=sha, blobs=tuple(family.blobs))
+        body = FamilyBlobs(
+            family_id=family.family_id, attestation_sha256=sha, blobs=tuple(family.blobs)
+        )
         return httpx.Response(200, content=body.model_dump_json())
 
     def transport(self) -> httpx.MockTransport:

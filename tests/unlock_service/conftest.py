@@ -105,7 +105,9 @@ class Env:
             now=self.clock.timestamp(),
         )
 
-    def client(self, pro: Pro, token: str | None = None, key: SigningKey | None = None) -> UnlockClient:
+    def client(
+        self, pro: Pro, token: str | None = None, key: SigningKey | None = None
+    ) -> UnlockClient:
         """A signed client for ``pro`` (a fresh token per request unless one is given)."""
         return UnlockClient(
             "http://testserver",
@@ -143,7 +145,10 @@ class Env:
     ) -> str:
         family_id = hexid("fam", self.rng)
         seal_pub = current_seal_public(self.settings.seal_key_dir)
-        refs = [("school" if i % 2 == 0 else "police", hexid("r", self.rng, 32)[2:]) for i in range(members)]
+        refs = [
+            ("school" if i % 2 == 0 else "police", hexid("r", self.rng, 32)[2:])
+            for i in range(members)
+        ]
         blobs = []
         from protocols import SealedBlob
 
@@ -157,7 +162,9 @@ class Env:
                     record_ref=ref,
                     extract_id="e" * 32,
                     seal_key_id=kid,
-                    sealed_identity=seal_identity(seal_pub, agency, ref, IDENTITIES[i % len(IDENTITIES)]),
+                    sealed_identity=seal_identity(
+                        seal_pub, agency, ref, IDENTITIES[i % len(IDENTITIES)]
+                    ),
                 )
             )
         signed = None
@@ -177,7 +184,9 @@ def current_seal_public(directory: Path) -> bytes:
     return base64.b64decode(data["public_key"])
 
 
-def write_config(tmp: Path, rng: random.Random, db_url: str, audit_url: str, **extra: Any) -> tuple[Settings, FakeLinkage, TokenIssuer]:
+def write_config(
+    tmp: Path, rng: random.Random, db_url: str, audit_url: str, **extra: Any
+) -> tuple[Settings, FakeLinkage, TokenIssuer]:
     """Key files, a policy and settings in ``tmp``."""
     linkage = FakeLinkage(SigningKey(rng.randbytes(32)), rng)
     issuer_key, issuer_pub = ed25519_seed_key(rng)
@@ -200,7 +209,11 @@ def write_config(tmp: Path, rng: random.Random, db_url: str, audit_url: str, **e
         checkpoint_interval=60,
         **extra,
     )
-    return settings, linkage, TokenIssuer(issuer_key, settings.token_issuer, settings.token_audience)
+    return (
+        settings,
+        linkage,
+        TokenIssuer(issuer_key, settings.token_issuer, settings.token_audience),
+    )
 
 
 @pytest.fixture

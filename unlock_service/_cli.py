@@ -1,0 +1,453 @@
+"""``unlock-service``: serve, migrate, and administer the unlock service.
+
+Parses arguments, loads settings (``--config`` TOML or ``$UNLOCK_SERVICE_CONFIG``
+plus ``UNLOCK_SERVICE_*`` variables), calls the library and prints results.
+Catches only :class:`UnlockError` (and the audit log's own base error) and
+prints it plainly with exit status 2. Every administrative change names the
+acting administrator (``--actor``) and is appended to the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from audit_log import AuditLog, AuditLogError, NoteSigner
+
+from . import _admin as admin
+from . import _store as store
+from ._api import build_service, close_service, create_app
+from ._auth import TokenIssuer
+from ._client import generate_professional_key
+from ._config import (
+    Settings,
+    load_audit_signer,
+    load_issuer_private_key,
+    load_settings,
+    write_secret,
+)
+from ._errors import ConfigError, Forbidden, NotFound, UnlockError
+from ._policy import load_policy
+from ._release import rotate_seal_key
+from ._service import UnlockService
+from ._store import Professional
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    p = argparse.ArgumentParser(
+        prog="unlock-service",
+        description="Policy-controlled identity release, recorded in the audit log first.",
+    )
+    p.add_argument("--config", type=Path, help="settings file (or $UNLOCK_SERVICE_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    i = sub.add_parser("init", help="create demo keys, a policy and a settings file")
+    i.add_argument("--out", type=Path, required=True)
+    i.add_argument("--linkage-url", default="http://127.0.0.1:8700")
+    i.add_argument("--linkage-public-key", type=Path, required=True)
+    i.add_argument("--linkage-token-file", type=Path, required=True)
+
+    s = sub.add_parser("serve", help="serve the HTTP API")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    sub.add_parser("migrate", help="create or upgrade the unlock database schema")
+
+    pro = sub.add_parser("professional", help="professionals").add_subparsers(
+        dest="action", required=True
+    )
+    k = pro.add_parser("keygen", help="a professional's own key file (0600)")
+    k.add_argument("--out", type=Path, required=True)
+    a = pro.add_parser("add", help="register a professional")
+    a.add_argument("--actor", help="administrator making the change (not for the first one)")
+    a.add_argument("--role", required=True)
+    a.add_argument("--team", required=True)
+    a.add_argument("--clearance", type=int, required=True)
+    a.add_argument("--public-key", required=True, help="base64 Ed25519 key or a key file")
+    a.add_argument("--id", help="professional id (default: a fresh pro_<hex>)")
+    ls = pro.add_parser("list", help="list professionals")
+    ls.add_argument("--json", action="store_true")
+    r = pro.add_parser("rotate-key", help="replace a professional's key")
+    r.add_argument("--actor", required=True)
+    r.add_argument("--id", required=True)
+    r.add_argument("--public-key", required=True)
+    c = pro.add_parser("set-clearance", help="set a professional's clearance (0-9)")
+    c.add_argument("--actor", required=True)
+    c.add_argument("--id", required=True)
+    c.add_argument("--clearance", type=int, required=True)
+    d = pro.add_parser("deactivate", help="deactivate a professional")
+    d.add_argument("--actor", required=True)
+    d.add_argument("--id", required=True)
+
+    t = sub.add_parser("token", help="the local token issuer").add_subparsers(
+        dest="action", required=True
+    )
+    ti = t.add_parser("issue", help="issue a short-lived token for a professional")
+    ti.add_argument("--professional", required=True)
+    ti.add_argument("--lifetime", type=int, default=300)
+
+    ks = sub.add_parser("keys", help="the sealing key").add_subparsers(dest="action", required=True)
+    kr = ks.add_parser("rotate", help="make a new X25519 sealing key current (old ones kept)")
+    kr.add_argument("--actor", required=True)
+
+    o = sub.add_parser("optout", help="opt-out / restriction flags").add_subparsers(
+        dest="action", required=True
+    )
+    oa = o.add_parser("add", help="flag a family")
+    oa.add_argument("--actor", required=True)
+    oa.add_argument("--family", required=True)
+    oa.add_argument("--flag", choices=("OPT_OUT", "RESTRICTED"), default="OPT_OUT")
+    oa.add_argument("--note", default="")
+    orm = o.add_parser("remove", help="lift a family's flag")
+    orm.add_argument("--actor", required=True)
+    orm.add_argument("--family", required=True)
+    orm.add_argument("--note", default="")
+
+    rv = sub.add_parser("review", help="break-glass reviews").add_subparsers(
+        dest="action", required=True
+    )
+    rl = rv.add_parser("list", help="list reviews")
+    rl.add_argument("--actor", required=True)
+    rl.add_argument("--status", choices=("open", "closed"), default="open")
+    rc = rv.add_parser("close", help="close a review with an outcome")
+    rc.add_argument("--actor", required=True)
+    rc.add_argument("--request", required=True)
+    rc.add_argument("--outcome", choices=("upheld", "not_upheld"), required=True)
+    rc.add_argument("--notes", default="")
+
+    pol = sub.add_parser("policy", help="the policy file").add_subparsers(
+        dest="action", required=True
+    )
+    pol.add_parser("show", help="print the policy's version, hash, roles and purposes")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``unlock-service``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (UnlockError, AuditLogError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _public_key(value: str) -> bytes:
+    path = Path(value)
+    if path.exists():
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            value = str(data["public_key"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is not a professional key file: {exc}") from exc
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise ConfigError("the public key is not base64") from exc
+    if len(raw) != 32:
+        raise ConfigError("the public key must be 32 bytes of Ed25519 key")
+    return raw
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+class _Admin:
+    """The unlock database and audit log, opened for one administrative command."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.policy = load_policy(settings.policy_file)
+        signer = load_audit_signer(settings.audit_key_file)
+        self.engine = store.open_engine(settings.database_url)
+        try:
+            self.audit = AuditLog.open(settings.audit_database_url, signer)
+        except AuditLogError:
+            self.engine.dispose()
+            raise
+
+    def close(self) -> None:
+        self.audit.close()
+        self.engine.dispose()
+
+
+def _actor(service: UnlockService, actor_id: str) -> Professional:
+    with store.transaction(service.engine) as conn:
+        pro = store.get_professional(conn, actor_id)
+    if pro is None or not pro.active:
+        raise Forbidden(f"{actor_id} is not an active professional")
+    return pro
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "init":
+        _init(args)
+        return 0
+    if command == "professional" and args.action == "keygen":
+        key = generate_professional_key(args.out)
+        print(f"wrote {args.out} (mode 600); public key for registration:")
+        print(base64.b64encode(bytes(key.verify_key)).decode("ascii"))
+        return 0
+    settings = _settings(args)
+    if command == "serve":
+        _serve(settings, args)
+    elif command == "migrate":
+        store.open_engine(settings.database_url).dispose()
+        print(f"migrated {store.redact(settings.database_url)}")
+    elif command == "policy":
+        policy = load_policy(settings.policy_file)
+        _print(
+            {
+                "file": str(settings.policy_file),
+                "version": policy.version,
+                "sha256": policy.sha256,
+                **policy.rules.model_dump(mode="json"),
+            }
+        )
+    elif command == "professional":
+        _professional(settings, args)
+    elif command == "token":
+        _token(settings, args)
+    elif command == "keys":
+        box = _Admin(settings)
+        try:
+            new = admin.rotate_sealing_key(
+                box.engine,
+                box.audit,
+                box.policy,
+                actor_id=args.actor,
+                directory=settings.seal_key_dir,
+            )
+        finally:
+            box.close()
+        print(f"sealing key {new} is now current; give {settings.seal_key_dir / new}/seal.pub")
+        print("to every agency (restart or let the service reload; old keys are kept)")
+    elif command in ("optout", "review"):
+        service = build_service(settings)
+        try:
+            pro = _actor(service, args.actor)
+            if command == "optout":
+                flag = args.flag if args.action == "add" else None
+                _print(service.set_restriction(pro, args.family, flag, args.note))
+            elif args.action == "list":
+                _print(service.list_reviews(pro, args.status))
+            else:
+                _print(service.close_review(pro, args.request, args.outcome, args.notes))
+        finally:
+            close_service(service)
+    return 0
+
+
+def _professional(settings: Settings, args: argparse.Namespace) -> None:
+    box = _Admin(settings)
+    try:
+        if args.action == "list":
+            pros = store.list_professionals(box.engine)
+            rows = [{**p.record(), "record_sha256": admin.record_sha256(p)} for p in pros]
+            if args.json:
+                _print(rows)
+            else:
+                for row in rows:
+                    state = "active" if row["active"] else "inactive"
+                    print(
+                        f"{row['professional_id']}  {row['role']:<14} {row['team']:<20} "
+                        f"clearance {row['clearance']}  {state}  rev {row['revision']}"
+                    )
+            return
+        common: dict[str, Any] = {"actor_id": args.actor}
+        if args.action == "add":
+            pro = admin.add_professional(
+                box.engine,
+                box.audit,
+                box.policy,
+                role=args.role,
+                team=args.team,
+                clearance=args.clearance,
+                public_key=_public_key(args.public_key),
+                professional_id=args.id,
+                **common,
+            )
+        elif args.action == "rotate-key":
+            pro = admin.rotate_professional_key(
+                box.engine,
+                box.audit,
+                box.policy,
+                professional_id=args.id,
+                public_key=_public_key(args.public_key),
+                **common,
+            )
+        elif args.action == "set-clearance":
+            pro = admin.set_clearance(
+                box.engine,
+                box.audit,
+                box.policy,
+                professional_id=args.id,
+                clearance=args.clearance,
+                **common,
+            )
+        else:
+            pro = admin.set_active(
+                box.engine, box.audit, box.policy, professional_id=args.id, active=False, **common
+            )
+        _print({**pro.record(), "record_sha256": admin.record_sha256(pro)})
+    finally:
+        box.close()
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> None:
+    if settings.issuer_key_file is None:
+        raise ConfigError("no issuer_key_file in the settings: this is not the local issuer")
+    key = load_issuer_private_key(settings.issuer_key_file)
+    engine = store.open_engine(settings.database_url)
+    try:
+        with store.transaction(engine) as conn:
+            pro = store.get_professional(conn, args.professional)
+    finally:
+        engine.dispose()
+    if pro is None or not pro.active:
+        raise NotFound(f"no active professional {args.professional}")
+    lifetime = min(args.lifetime, settings.max_token_lifetime)
+    issuer = TokenIssuer(key, settings.token_issuer, settings.token_audience)
+    print(issuer.issue(pro.professional_id, pro.public_key, lifetime=lifetime))
+
+
+# Log fields that are pseudonymous ids or codes, never identities.
+SAFE_LOG_FIELDS = ("professional_id", "family_id", "decision", "reason", "records")
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from service_common import configure_logging
+
+    configure_logging(
+        ["unlock_service", "uvicorn.error"],
+        safe_fields=SAFE_LOG_FIELDS,
+        service_name="unlock-service",
+    )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="warning",
+        access_log=False,  # URLs carry family ids only, but keep the log to our own lines
+    )
+
+
+_POLICY_EXAMPLE = """\
+# Unlock policy: deny by default; see docs/unlock-service.md.
+[policy]
+name = "council-default"
+version = "1.0.0"
+
+[justification]
+min_chars = 20
+max_chars = 1000
+
+[attestation]
+max_age_days = 30
+
+[grants]
+ttl_seconds = 900
+approval_wait_seconds = 86400
+
+[rate_limit]
+max_requests = 20
+window_seconds = 86400
+
+[approval]
+required = 1
+clearance_gap = 1
+
+[roles.admin]
+admin = true
+
+[roles.social_worker]
+request = true
+
+[roles.team_manager]
+request = true
+approve = true
+
+[roles.ig_officer]
+review = true
+restrict = true
+subject_access = true
+
+[purposes.SAFEGUARDING]
+description = "Child safeguarding enquiry (s.47 or early help escalation)"
+roles = ["social_worker", "team_manager"]
+
+[purposes.CASE_ALLOCATION]
+description = "Allocating a key worker to a family that met the threshold"
+roles = ["social_worker", "team_manager"]
+approval = true
+
+[purposes.EMERGENCY]
+description = "Immediate risk of serious harm: break-glass, reviewed by IG"
+roles = ["social_worker", "team_manager"]
+break_glass = true
+review_days = 3
+"""
+
+
+def _init(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    seed = Ed25519PrivateKey.generate()
+    raw = seed.private_bytes_raw()
+    write_secret(out / "issuer.key", base64.b64encode(raw).decode("ascii"))
+    pub = seed.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    (out / "issuer.pub").write_text(base64.b64encode(pub).decode("ascii") + "\n")
+    write_secret(out / "audit.key", NoteSigner.generate("unlock-service.local/audit").skey)
+    _old, kid, _o, _n = rotate_seal_key(out / "seal-keys")
+    policy = out / "policy.toml"
+    if not policy.exists():
+        policy.write_text(_POLICY_EXAMPLE, encoding="utf-8")
+    settings = out / "unlock-service.toml"
+    if not settings.exists():
+        settings.write_text(
+            "\n".join(
+                [
+                    'database_url = "sqlite:///' + str((out / "unlock.sqlite").resolve()) + '"',
+                    'audit_database_url = "sqlite:///'
+                    + str((out / "unlock-audit.sqlite").resolve())
+                    + '"',
+                    'policy_file = "policy.toml"',
+                    'seal_key_dir = "seal-keys"',
+                    'audit_key_file = "audit.key"',
+                    f'linkage_url = "{args.linkage_url}"',
+                    f'linkage_token_file = "{args.linkage_token_file.resolve()}"',
+                    f'linkage_public_key_file = "{args.linkage_public_key.resolve()}"',
+                    'issuer_public_key_file = "issuer.pub"',
+                    'issuer_key_file = "issuer.key"',
+                    "",
+                ]
+            ),
+            encoding="utf-8",
+        )
+    print(f"wrote {out}: issuer.key/.pub, audit.key, seal-keys/{kid} (current), policy.toml,")
+    print(f"unlock-service.toml; agencies seal to {out / 'seal-keys' / kid / 'seal.pub'}")
+    print("Note: the first sealing key is made without an audit entry (no log exists yet);")
+    print("every later 'keys rotate' is audited.")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
