@@ -12,46 +12,75 @@ compiled Dice kernel ``_kernel.py`` (C in ``_dice.c``; numpy reference in
 ``_ingest.py``, applying an extract ``_service.py``, HTTP ``_api.py``, CLI
 ``_cli.py``, settings and tokens ``_config.py``. Quality measurement against
 synthetic ground truth: ``_evaluate.py`` (tests and benchmarks only).
+
+The **programme engine**: the **ruleset** ``_ruleset.py`` (shipped files in
+``rulesets/``), the risk model ``_riskmodel.py`` (``rulesets/models/``),
+assessing one family ``_programme.py``, assessment cycles, statuses and
+attestations ``_assessment.py``, payment by results ``_claims.py``.
 """
 
 from ._api import create_app
+from ._assessment import CycleResult, run_cycle, set_status
 from ._batch import RecordBatch, pack_filters
+from ._claims import create_claims, evaluate_outcomes
 from ._config import Settings, load_settings
 from ._engine import Delta, EngineConfig, LinkageEngine
 from ._errors import (
     AuthError,
     ConfigError,
+    ConflictError,
     EngineError,
     IngestError,
     LinkageError,
     NotFound,
     ReplayError,
+    RulesetError,
     SchemaError,
     SignatureError,
     StorageError,
     TooLarge,
 )
+from ._programme import Assessment, FamilyInput, MemberInput, assess_family
+from ._riskmodel import RiskModel, default_model, load_model
+from ._ruleset import Ruleset, default_ruleset, load_ruleset
 from ._service import LinkageService
 
 __all__ = [
+    "Assessment",
     "AuthError",
     "ConfigError",
+    "ConflictError",
+    "CycleResult",
     "Delta",
     "EngineConfig",
     "EngineError",
+    "FamilyInput",
     "IngestError",
     "LinkageEngine",
     "LinkageError",
     "LinkageService",
+    "MemberInput",
     "NotFound",
     "RecordBatch",
     "ReplayError",
+    "RiskModel",
+    "Ruleset",
+    "RulesetError",
     "SchemaError",
     "Settings",
     "SignatureError",
     "StorageError",
     "TooLarge",
+    "assess_family",
     "create_app",
+    "create_claims",
+    "default_model",
+    "default_ruleset",
+    "evaluate_outcomes",
+    "load_model",
+    "load_ruleset",
     "load_settings",
     "pack_filters",
+    "run_cycle",
+    "set_status",
 ]

@@ -4,6 +4,8 @@ Operators migrate the database, register agencies (id, Ed25519 public key
 file, allowed extract types), issue bearer tokens (printed once; only the
 SHA-256 is stored in the 0600 token file), serve, and read run history and
 statistics. Agencies use ``push`` to stream an extract file to the service.
+Coordinators and analysts check rulesets, run assessments, list and inspect
+families, change statuses, make claim batches and export them.
 ``main`` parses arguments, calls library functions, prints results and turns
 ``LinkageError`` into a plain message and exit status 1.
 """
@@ -13,6 +15,9 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import csv
+import datetime as dt
+import io
 import json
 import os
 import sys
@@ -21,12 +26,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import Engine
 
 from protocols import SecretFileError, key_id, write_private_file
 
+from . import _assessment as assessment
+from . import _claims as claims
 from . import _store as store
-from ._config import Settings, hash_token, load_settings, new_token, valid_role
+from ._config import (
+    Settings,
+    hash_token,
+    load_attestation_key,
+    load_programme,
+    load_settings,
+    new_token,
+    valid_role,
+)
 from ._errors import ConfigError, LinkageError
+from ._riskmodel import load_model
+from ._ruleset import load_ruleset
 
 __all__ = ["main"]
 
@@ -64,7 +82,48 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="linkage run history")
     runs.add_argument("--limit", type=int, default=20)
     sub.add_parser("stats", help="record, person, household and link counts")
+    assess = sub.add_parser("assess", help="assess every family: snapshots, statuses, attestations")
+    assess.add_argument("--as-at", type=_date, help="assessment date YYYY-MM-DD (default today)")
+    assess.add_argument("--actor", default="cli", help="who runs it (recorded)")
+    rs = sub.add_parser("ruleset", help="programme rulesets and risk models").add_subparsers(
+        dest="ruleset_command", required=True
+    )
+    check = rs.add_parser("check", help="validate a ruleset file (and a model file against it)")
+    check.add_argument("ruleset_file", type=Path)
+    check.add_argument("--model", type=Path, help="a risk model file to check against it")
+    rs.add_parser("show", help="the configured ruleset and model: versions and SHA-256")
+    fam = sub.add_parser("families", help="families of the latest assessment")
+    fam.add_argument("--eligible", action="store_true", help="eligible families only")
+    fam.add_argument("--status", help="families with this status only")
+    fam.add_argument("--limit", type=int, default=50)
+    fam.add_argument("--csv", action="store_true", help="CSV instead of tab-separated text")
+    show = sub.add_parser("family", help="one family: score, reasons, problems, progress")
+    show.add_argument("family_id")
+    status = sub.add_parser("status", help="move a family to a new status")
+    status.add_argument("family_id")
+    status.add_argument("status", help="identified, attached, in_progress, pending_claim, ...")
+    status.add_argument("--reason", required=True, help="reason code, e.g. WORK_STARTED")
+    status.add_argument("--on", type=_date, help="date the change took effect (attachment)")
+    status.add_argument("--actor", default="cli")
+    claim = sub.add_parser("claims", help="payment-by-results claims").add_subparsers(
+        dest="claims_command", required=True
+    )
+    crun = claim.add_parser("run", help="make the claim batch for a claim window")
+    crun.add_argument("window_id", help="YYYY-H1 or YYYY-H2")
+    crun.add_argument("--family", action="append", dest="family_ids", help="only this family")
+    crun.add_argument("--actor", default="cli")
+    cexp = claim.add_parser("export", help="CSV of claims for internal audit")
+    cexp.add_argument("--window", dest="window_id")
+    cexp.add_argument("--sample-pct", type=float, default=100.0, help="e.g. 10 for a 10%% sample")
+    cexp.add_argument("--seed", type=int, default=0, help="sample seed (reproducible)")
     return p
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from exc
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -165,7 +224,20 @@ def _run(args: argparse.Namespace) -> int:
         summary = push(args.extract, args.url, _read_token(args.token_file))
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
+    if args.command == "ruleset" and args.ruleset_command == "check":
+        ruleset = load_ruleset(args.ruleset_file)
+        print(f"{args.ruleset_file}: {ruleset.name} {ruleset.version} sha256 {ruleset.sha256()}")
+        if args.model is not None:
+            model = load_model(args.model)
+            model.check_against(ruleset)
+            print(f"{args.model}: {model.name} {model.version} sha256 {model.sha256()}")
+        return 0
     settings = _settings(args)
+    if args.command == "ruleset":
+        ruleset, model = load_programme(settings)
+        print(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256()}")
+        print(f"model {model.name} {model.version} sha256 {model.sha256()}")
+        return 0
     if args.command == "token":
         if not valid_role(args.role):
             raise ConfigError(
@@ -217,6 +289,62 @@ def _run(args: argparse.Namespace) -> int:
                 )
         elif args.command == "stats":
             print(json.dumps(store.statistics(engine), indent=2, sort_keys=True))
+        else:
+            _programme_command(args, settings, engine)
     finally:
         engine.dispose()
     return 0
+
+
+def _programme_command(args: argparse.Namespace, settings: Settings, engine: Engine) -> None:
+    if args.command == "assess":
+        ruleset, model = load_programme(settings)
+        signer = (
+            None
+            if settings.attestation_key_file is None
+            else load_attestation_key(settings.attestation_key_file)
+        )
+        result = assessment.run_cycle(
+            engine, ruleset, model, args.as_at or dt.date.today(), actor=args.actor, signer=signer
+        )
+        print(json.dumps(result.stats, indent=2, sort_keys=True))
+    elif args.command == "families":
+        page = assessment.list_families(
+            engine,
+            eligible=True if args.eligible else None,
+            status=args.status,
+            limit=args.limit,
+        )
+        rows = page["families"]
+        columns = [
+            "family_id",
+            "score",
+            "rank",
+            "problems",
+            "eligible",
+            "status",
+            "step",
+            "postcode_district",
+            "clearance_required",
+        ]
+        out = io.StringIO()
+        writer = csv.writer(out, delimiter="," if args.csv else "\t", lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["" if r[c] is None else r[c] for c in columns])
+        print(out.getvalue(), end="")
+    elif args.command == "family":
+        print(json.dumps(assessment.family_view(engine, args.family_id), indent=2, sort_keys=True))
+    elif args.command == "status":
+        changed = assessment.set_status(
+            engine, args.family_id, args.status, actor=args.actor, reason=args.reason, on=args.on
+        )
+        print(json.dumps(changed, sort_keys=True))
+    elif args.command == "claims" and args.claims_command == "run":
+        batch = claims.create_claims(
+            engine, args.window_id, actor=args.actor, family_ids=args.family_ids
+        )
+        print(json.dumps(batch, indent=2, sort_keys=True))
+    elif args.command == "claims":
+        rows = claims.list_claims(engine, args.window_id)
+        print(claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed), end="")

@@ -4,6 +4,7 @@ Hierarchy::
 
     LinkageError                 base of everything this package raises on purpose
     ├── ConfigError              missing, unreadable, loose-permission or invalid configuration
+    │   └── RulesetError         a ruleset or risk model file is invalid (names file and rule)
     ├── StorageError             the database refused or failed (maps to HTTP 503)
     ├── AuthError                the caller may not do this (maps to HTTP 403)
     ├── NotFound                 no such person, household, record or agency (HTTP 404)
@@ -31,6 +32,7 @@ __all__ = [
     "LinkageError",
     "NotFound",
     "ReplayError",
+    "RulesetError",
     "SchemaError",
     "SignatureError",
     "StorageError",
@@ -44,6 +46,10 @@ class LinkageError(Exception):
 
 class ConfigError(LinkageError):
     """Configuration is missing, unreadable, too permissive or invalid."""
+
+
+class RulesetError(ConfigError):
+    """A ruleset or risk model file is unreadable or invalid; names the file and the rule."""
 
 
 class StorageError(LinkageError):

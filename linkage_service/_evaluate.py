@@ -343,6 +343,34 @@ def ingest_population(population: Population, database_url: str) -> Engine:
     return sql
 
 
+def household_overlap(population: Population, engine: Engine) -> Counter[tuple[str, str]]:
+    """(true household, assessed household id) -> how many active records they share."""
+    import sqlalchemy as sa
+
+    from . import _store as store
+
+    q = (
+        sa.select(
+            store.records.c.agency_id,
+            store.records.c.record_ref,
+            store.person_household.c.household_id,
+        )
+        .join(store.record_person, store.record_person.c.record_id == store.records.c.id)
+        .join(
+            store.person_household,
+            store.person_household.c.person_id == store.record_person.c.person_id,
+        )
+        .where(store.records.c.active)
+    )
+    overlap: Counter[tuple[str, str]] = Counter()
+    with engine.connect() as conn:
+        for agency, ref, hid in conn.execute(q):
+            t = population.truth_by_ref.get((str(agency), str(ref)))
+            if t is not None:
+                overlap[(t[1], str(hid))] += 1
+    return overlap
+
+
 def eligibility_agreement(population: Population, engine: Engine, cycle_id: int) -> dict[str, Any]:
     """How often the cycle's eligibility agrees with the generator's truth, per true family.
 
@@ -364,24 +392,9 @@ def eligibility_agreement(population: Population, engine: Engine, cycle_id: int)
                 )
             )
         }
-        q = (
-            sa.select(
-                store.records.c.agency_id,
-                store.records.c.record_ref,
-                store.person_household.c.household_id,
-            )
-            .join(store.record_person, store.record_person.c.record_id == store.records.c.id)
-            .join(
-                store.person_household,
-                store.person_household.c.person_id == store.record_person.c.person_id,
-            )
-            .where(store.records.c.active)
-        )
-        votes: dict[str, Counter[str]] = {}
-        for agency, ref, hid in conn.execute(q):
-            t = population.truth_by_ref.get((str(agency), str(ref)))
-            if t is not None:
-                votes.setdefault(t[1], Counter())[str(hid)] += 1
+    votes: dict[str, Counter[str]] = {}
+    for (true_hid, hid), n in household_overlap(population, engine).items():
+        votes.setdefault(true_hid, Counter())[hid] += n
     agree = disagree = 0
     wrong: list[dict[str, Any]] = []
     for hid, row in truth.items():

@@ -52,7 +52,7 @@ from pydantic import (
 
 from protocols import IndicatorType, describe_errors
 
-from ._errors import ConfigError
+from ._errors import RulesetError
 
 __all__ = [
     "Condition",
@@ -82,10 +82,6 @@ Aggregate = Literal["sum", "max", "min", "count", "latest", "people"]
 _SHIPPED = "rulesets"
 _MERGED = ("measures", "indicators")
 DEFAULT_RULESET = "troubled-families-phase2"
-
-
-class RulesetError(ConfigError):
-    """A ruleset file is unreadable or invalid; the message names the file and the rule."""
 
 
 class _Model(BaseModel):

@@ -1,0 +1,248 @@
+"""Assessment cycles on hand-built databases: snapshots, steps, statuses, attestations, claims."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from linkage_service import _store as store
+from linkage_service._assessment import (
+    current_attestation,
+    family_blobs,
+    family_view,
+    list_families,
+    run_cycle,
+    set_status,
+)
+from linkage_service._claims import create_claims, list_claims
+from linkage_service._errors import ConflictError, NotFound, RulesetError
+from linkage_service._riskmodel import default_model
+from linkage_service._ruleset import default_ruleset
+from protocols import Attestation, SignedAttestation, attestation_message, attestation_sha256
+
+from ._programme_helpers import AS_AT, Member, TinyDb
+
+TF = default_ruleset("troubled-families-phase2")
+MODEL = default_model()
+SIGNER = SigningKey(bytes(range(32)))
+
+
+def ago(days: int, base: dt.date = AS_AT) -> dt.date:
+    return base - dt.timedelta(days=days)
+
+
+@pytest.fixture
+def db(tmp_path) -> TinyDb:
+    return TinyDb(tmp_path / "tiny.db")
+
+
+def complex_family() -> list[Member]:
+    return [
+        Member(
+            34,
+            "F",
+            ("health", "dwp"),
+            [
+                ("police", "dv_incidents", 3, ago(30)),
+                ("health", "months_mental_health", 6, ago(60)),
+                ("health", "months_alcohol_misuse", 4, ago(60)),
+                ("dwp", "out_of_work_benefits", 1, ago(90)),
+            ],
+        ),
+        Member(9, "M", ("school",), [("csc", "child_protection_plan", 1, ago(100))]),
+    ]
+
+
+def quiet_family() -> list[Member]:
+    return [Member(40, "M", ("dwp",)), Member(7, "F", ("school",))]
+
+
+def test_a_cycle_snapshots_ranks_and_attests(db):
+    hid, _ = db.household(1, complex_family())
+    db.household(2, quiet_family())
+    db.household(3, [Member(70, "F", ("health",))])  # not a family: no dependent child
+    result = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
+    stats = result.stats
+    assert (stats["families"], stats["eligible"], stats["above_unlock"]) == (2, 1, 1)
+    assert stats["attestations"] == 1 and stats["identified"] == 1
+    assert stats["ruleset_sha256"] == TF.sha256() and stats["model_sha256"] == MODEL.sha256()
+    page = list_families(db.engine)
+    first = page["families"][0]
+    assert first["family_id"] == "fam_" + hid[3:] and first["rank"] == 1
+    assert first["status"] == "identified" and first["clearance_required"] == 3
+    assert page["families"][1]["score"] == 0 and page["families"][1]["percentile"] == 0.0
+    with db.engine.connect() as conn:
+        cycle = conn.execute(sa.select(store.cycles)).one()
+    assert json.loads(cycle.ruleset)["name"] == TF.name  # the content is kept
+    view = family_view(db.engine, first["family_id"])
+    reasons = view["latest"]["reasons"]
+    assert sum(r["points"] for r in reasons) == view["latest"]["score"]
+    assert "TOXIC_TRIO" in {r["code"] for r in reasons}
+
+
+def test_attestations_verify_and_fail_on_any_change(db):
+    hid, pids = db.household(1, complex_family())
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
+    fid = "fam_" + hid[3:]
+    signed = current_attestation(db.engine, fid)
+    att = signed.attestation
+    assert att.family_id == fid and att.clearance_required == 3
+    assert att.threshold == MODEL.thresholds.unlock and att.score >= att.threshold
+    assert {m.person_id for m in att.members} == set(pids)
+    assert (att.ruleset_sha256, att.model_sha256) == (TF.sha256(), MODEL.sha256())
+    key = VerifyKey(bytes(SIGNER.verify_key))
+    signature = base64.b64decode(signed.signature)
+    key.verify(attestation_message(att), signature)
+    body = att.model_dump()
+    for field, value in [
+        ("score", att.score + 1),
+        ("threshold", 1.0),
+        ("family_id", "fam_" + "f" * 16),
+        ("clearance_required", 0),
+        ("cycle_id", 9),
+        ("members", att.members[:1]),
+        ("model_version", "9.9"),
+    ]:
+        forged = Attestation.model_validate({**body, field: value})
+        with pytest.raises(BadSignatureError):
+            key.verify(attestation_message(forged), signature)
+    flipped = bytes([signature[0] ^ 1]) + signature[1:]
+    with pytest.raises(BadSignatureError):
+        key.verify(attestation_message(att), flipped)
+    with pytest.raises(BadSignatureError):
+        VerifyKey(bytes(SigningKey(bytes(32 * [7])).verify_key)).verify(
+            attestation_message(att), signature
+        )
+    # the blobs released are exactly those of the attested records
+    blobs = family_blobs(db.engine, fid, attestation_sha256(att))
+    assert {(b.agency_id, b.record_ref) for b in blobs.blobs} == {
+        (m.agency_id, m.record_ref) for m in att.members
+    }
+    assert all(b.seal_key_id == "ab" * 8 for b in blobs.blobs)
+    with pytest.raises(ConflictError, match="is not an attestation of family"):
+        family_blobs(db.engine, fid, "0" * 64)
+    assert SignedAttestation.model_validate_json(signed.model_dump_json()) == signed
+
+
+def test_no_attestation_below_threshold_or_for_unknown_families(db):
+    hid, _ = db.household(2, quiet_family())
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
+    with pytest.raises(ConflictError, match="below the unlock threshold"):
+        current_attestation(db.engine, "fam_" + hid[3:])
+    with pytest.raises(NotFound):
+        current_attestation(db.engine, "fam_" + "e" * 16)
+
+
+def test_step_up_and_step_down_fire_on_constructed_histories(db):
+    hid, pids = db.household(1, quiet_family())
+    fid = "fam_" + hid[3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="t")
+    # next cycle: the child goes on a protection plan (+20 points, +4 breadth)
+    later = AS_AT + dt.timedelta(days=90)
+    db.add_event(pids[1], "school", "child_protection_plan", 1, later - dt.timedelta(days=5))
+    run_cycle(db.engine, TF, MODEL, later, actor="t")
+    up = list_families(db.engine)["families"][0]
+    assert (up["step"], up["previous_score"], up["score"]) == ("up", 0, 24)
+    # a rise smaller than step_up does not fire
+    db.add_event(pids[0], "dwp", "out_of_work_benefits", 1, later)
+    run_cycle(db.engine, TF, MODEL, later + dt.timedelta(days=1), actor="t")
+    small = list_families(db.engine)["families"][0]
+    assert small["step"] is None and small["score"] - small["previous_score"] == 7
+    # the plan ends: the score falls by at least step_down
+    db.clear_events(pids[1], "school", "child_protection_plan")
+    run_cycle(db.engine, TF, MODEL, later + dt.timedelta(days=2), actor="t")
+    down = list_families(db.engine)["families"][0]
+    assert down["step"] == "down" and down["previous_score"] - down["score"] >= 10
+    assert [s["step"] for s in family_view(db.engine, fid)["scores"]] == [None, "up", None, "down"]
+
+
+def test_statuses_baseline_progress_and_claims(db):
+    hid, pids = db.household(1, complex_family())
+    fid = "fam_" + hid[3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="t")
+    with pytest.raises(ConflictError, match="cannot go from identified to claimed"):
+        set_status(db.engine, fid, "claimed", actor="coordinator:a", reason="X_X")
+    with pytest.raises(ConflictError, match="not attached"):
+        create_claims(db.engine, "2027-H1", actor="c", family_ids=[fid])
+    attached = set_status(
+        db.engine, fid, "attached", actor="coordinator:a", reason="WORK_STARTED", on=AS_AT
+    )
+    assert attached["baseline_cycle"] == 1 and attached["attached_on"] == AS_AT.isoformat()
+    set_status(db.engine, fid, "in_progress", actor="coordinator:a", reason="PLAN_AGREED")
+    # attachment fee claimed once, in the first batch only
+    first = create_claims(db.engine, "2026-H2", actor="coordinator:a")
+    assert (first["attachment_claims"], first["result_claims"], first["amount_gbp"]) == (1, 0, 1000)
+    again = create_claims(db.engine, "2027-H1", actor="coordinator:a")
+    assert again["attachment_claims"] == 0 and again["amount_gbp"] == 0
+    with pytest.raises(ConflictError, match="no result to claim"):
+        create_claims(db.engine, "2027-H1", actor="c", family_ids=[fid])
+    # six months later every problem is turned around: DV gone, health halved, off benefits
+    for agency, typ in [
+        ("police", "dv_incidents"),
+        ("health", "months_mental_health"),
+        ("health", "months_alcohol_misuse"),
+        ("dwp", "out_of_work_benefits"),
+        ("csc", "child_protection_plan"),
+    ]:
+        db.clear_events(pids[0] if agency != "csc" else pids[1], agency, typ)
+    db.add_event(pids[0], "health", "months_mental_health", 1, AS_AT + dt.timedelta(days=150))
+    run_cycle(db.engine, TF, MODEL, AS_AT + dt.timedelta(days=100), actor="t")
+    assert family_view(db.engine, fid)["status"] == "in_progress"  # 100 days: too soon
+    stats = run_cycle(db.engine, TF, MODEL, AS_AT + dt.timedelta(days=200), actor="t").stats
+    assert stats["pending_claim"] == 1
+    view = family_view(db.engine, fid)
+    assert view["status"] == "pending_claim"
+    assert view["progress"]["domains"]["domestic_abuse"] == {"baseline": 4, "now": 1, "change": -3}
+    fpd = view["progress"]["family_progress_data"]
+    assert len(fpd) == 13 and fpd["dv_incidents_12m"]["baseline"] == 3
+    batch = create_claims(db.engine, "2027-H1", actor="coordinator:a")
+    assert (batch["result_claims"], batch["progress"], batch["amount_gbp"]) == (1, 1, 800)
+    assert family_view(db.engine, fid)["status"] == "claimed"
+    claim = [c for c in list_claims(db.engine, "2027-H1") if c["kind"] == "result"][0]
+    evidence = claim["evidence"]["problems"]
+    assert set(evidence) == {"domestic_abuse", "health", "work_finance", "children_need_help"}
+    assert evidence["domestic_abuse"]["source_agencies"] == ["police"]
+    assert evidence["domestic_abuse"]["events"][0]["type"] == "dv_incidents"
+    with pytest.raises(ConflictError, match="already made"):
+        create_claims(db.engine, "2027-H2", actor="c", family_ids=[fid])
+    history = [(h["from"], h["to"], h["reason"]) for h in view["status_history"]]
+    assert history[0] == (None, "identified", "ELIGIBLE")
+    assert ("in_progress", "pending_claim", "RESULT_PROGRESS") in history
+
+
+def test_a_failing_cycle_writes_nothing(db, monkeypatch):
+    db.household(1, complex_family())
+    import linkage_service._assessment as assessment
+
+    def boom(*_a, **_k):
+        raise sa.exc.OperationalError("insert", {}, Exception("disk full"))
+
+    monkeypatch.setattr(assessment, "_attest", boom)
+    with pytest.raises(Exception, match="not stored"):
+        run_cycle(db.engine, TF, MODEL, AS_AT, actor="t", signer=SIGNER)
+    with db.engine.connect() as conn:
+        for table in (store.cycles, store.snapshots, store.families, store.status_events):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+
+
+def test_a_model_that_does_not_fit_the_ruleset_is_refused_before_anything_runs(db, tmp_path):
+    sf = default_ruleset("supporting-families-2022")
+    run_cycle(db.engine, sf, MODEL, AS_AT, actor="t")  # fits
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text(
+        'format = "family-linkage/ruleset/v1"\nname = "tiny"\nversion = "1"\ntitle = "T"\n'
+        "[eligibility]\nmin_problems = 1\n"
+        '[measures.m]\ntitle = "m"\nevents = ["dv_incidents"]\nwindow_days = 10\naggregate = "sum"\n'
+        '[indicators.i]\ntitle = "i"\nmeasure = "m"\nop = ">"\nthreshold = 0\n'
+        '[problems.p]\ntitle = "p"\nany_of = ["i"]\nsources = ["x_y"]\n'
+    )
+    from linkage_service._ruleset import load_ruleset
+
+    with pytest.raises(RulesetError, match="has no indicator"):
+        run_cycle(db.engine, load_ruleset(tiny), MODEL, AS_AT, actor="t")

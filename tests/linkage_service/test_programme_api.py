@@ -1,0 +1,186 @@
+"""The programme over HTTP on a generated, linked population; accuracy against its truth."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from nacl.signing import SigningKey, VerifyKey
+
+from agency_client._synthetic import PopulationConfig
+from linkage_service import _store as store
+from linkage_service._api import create_app
+from linkage_service._assessment import run_cycle
+from linkage_service._config import Settings
+from linkage_service._evaluate import eligibility_agreement, ingest_population, load_population
+from linkage_service._riskmodel import default_model
+from linkage_service._ruleset import default_ruleset
+from protocols import SignedAttestation, attestation_message, attestation_sha256, default_schema
+
+from ._factories import auth, write_tokens
+
+pytestmark = pytest.mark.anyio
+AS_AT = PopulationConfig(households=1).extract_date
+SEED = bytes(range(1, 33))
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    work = tmp_path_factory.mktemp("programme")
+    pop = load_population(300, seed=11, workdir=work / "pop")
+    sql = ingest_population(pop, f"sqlite:///{work / 'linkage.db'}")
+    sql.dispose()
+    return work, pop
+
+
+@pytest.fixture
+async def client(linked, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
+    work, _pop = linked
+    db = tmp_path / "linkage.db"
+    db.write_bytes((work / "linkage.db").read_bytes())
+    key = tmp_path / "attestation.key"
+    key.write_text(base64.b64encode(SEED).decode())
+    key.chmod(0o600)
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        token_file=write_tokens(tmp_path / "tokens"),
+        staging_dir=tmp_path,
+        attestation_key_file=key,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://linkage") as c:
+            yield c
+
+
+async def test_assess_review_attach_attest_and_release(client):
+    r = await client.post("/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    stats = r.json()
+    assert stats["eligible"] > 0 and stats["attestations"] == stats["above_unlock"] > 0
+    programme = (await client.get("/programme", headers=auth("analyst"))).json()
+    assert programme["ruleset"]["sha256"] == stats["ruleset_sha256"]
+    page = (await client.get("/families?eligible=true&limit=5", headers=auth("analyst"))).json()
+    top = page["families"][0]
+    assert top["rank"] == 1 and top["eligible"] and top["status"] == "identified"
+    fid = top["family_id"]
+    view = (await client.get(f"/families/{fid}", headers=auth("coordinator"))).json()
+    assert sum(x["points"] for x in view["latest"]["reasons"]) == view["latest"]["score"]
+    assert all("data_from" in p for p in view["latest"]["problems"].values())
+    # analysts may read but not change a status; coordinators may
+    body = {"status": "attached", "reason": "WORK_STARTED", "on": AS_AT.isoformat()}
+    r = await client.post(f"/families/{fid}/status", json=body, headers=auth("analyst"))
+    assert r.status_code == 403
+    r = await client.post(f"/families/{fid}/status", json=body, headers=auth("coordinator"))
+    assert r.status_code == 200 and r.json()["baseline_cycle"] == stats["cycle_id"]
+    r = await client.post(f"/families/{fid}/status", json=body, headers=auth("coordinator"))
+    assert r.status_code == 409 and "already attached" in r.json()["detail"]
+    r = await client.post(
+        f"/families/{fid}/status", json={**body, "reason": "lower case"}, headers=auth("admin")
+    )
+    assert r.status_code == 422
+    # the unlock service fetches and verifies the attestation, then the blobs it names
+    r = await client.get(f"/families/{fid}/attestation", headers=auth("unlock_service"))
+    assert r.status_code == 200, r.text
+    signed = SignedAttestation.model_validate(r.json())
+    key = VerifyKey(bytes(SigningKey(SEED).verify_key))
+    key.verify(attestation_message(signed.attestation), base64.b64decode(signed.signature))
+    sha = attestation_sha256(signed.attestation)
+    r = await client.get(
+        f"/families/{fid}/blobs", params={"attestation_sha256": sha}, headers=auth("unlock_service")
+    )
+    blobs = r.json()["blobs"]
+    assert len(blobs) == len(signed.attestation.members)
+    assert all(len(base64.b64decode(b["sealed_identity"])) > 100 for b in blobs)
+    for role in ("analyst", "coordinator", "admin", "agency:school"):
+        r = await client.get(
+            f"/families/{fid}/blobs", params={"attestation_sha256": sha}, headers=auth(role)
+        )
+        assert r.status_code == 403
+    r = await client.get(
+        f"/families/{fid}/blobs",
+        params={"attestation_sha256": "1" * 64},
+        headers=auth("unlock_service"),
+    )
+    assert r.status_code == 409
+    # a family below the threshold has no attestation
+    low = (await client.get("/families?eligible=false&limit=1", headers=auth("analyst"))).json()
+    lid = low["families"][-1]["family_id"]
+    r = await client.get(f"/families/{lid}/attestation", headers=auth("unlock_service"))
+    assert r.status_code == 409 and "below the unlock threshold" in r.json()["detail"]
+    r = await client.get(f"/families/fam_{'0' * 16}/attestation", headers=auth("unlock_service"))
+    assert r.status_code == 404
+    # claims: attachment fee for the attached family
+    r = await client.post("/claims", json={"window_id": "2026-H2"}, headers=auth("coordinator"))
+    assert r.status_code == 200 and r.json()["attachment_claims"] == 1
+    r = await client.post("/claims", json={"window_id": "2026-H3"}, headers=auth("coordinator"))
+    assert r.status_code == 422
+    claims = (await client.get("/claims", headers=auth("analyst"))).json()["claims"]
+    assert [c["family_id"] for c in claims] == [fid]
+
+
+async def test_subject_access_finds_the_persons_records_and_family(client, linked, tmp_path):
+    await client.post("/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin"))
+    db = tmp_path / "linkage.db"
+    sql = store.open_engine(f"sqlite:///{db}")
+    with sql.connect() as conn:
+        row = conn.execute(
+            sa.select(store.records.c.clk, store.records.c.exact_tokens, store.records.c.age)
+            .where(store.records.c.agency_id == "health", store.records.c.active)
+            .limit(1)
+        ).one()
+    sql.dispose()
+    # the same identity encoded again gives the same filter and tokens
+    query = {
+        "schema_fingerprint": default_schema().fingerprint(),
+        "clk": base64.b64encode(bytes(row.clk)).decode(),
+        "exact_tokens": {
+            k: base64.b64encode(bytes.fromhex(v)).decode()
+            for k, v in json.loads(row.exact_tokens).items()
+        },
+        "age": row.age,
+    }
+    r = await client.post("/subject-access", json=query, headers=auth("unlock_service"))
+    assert r.status_code == 200, r.text
+    matches = r.json()["matches"]
+    assert matches and matches[0]["score"] == 1.0
+    assert any(rec["agency_id"] == "health" for rec in matches[0]["records"])
+    assert matches[0]["person_id"].startswith("per_")
+    r = await client.post("/subject-access", json=query, headers=auth("analyst"))
+    assert r.status_code == 403
+    r = await client.post(
+        "/subject-access",
+        json={**query, "schema_fingerprint": "0" * 64},
+        headers=auth("unlock_service"),
+    )
+    assert r.status_code == 400 and "schema" in r.json()["detail"]
+    r = await client.post(
+        "/subject-access", json={**query, "name": "x"}, headers=auth("unlock_service")
+    )
+    assert r.status_code == 422
+
+
+@pytest.mark.slow
+def test_eligibility_agrees_with_the_ground_truth_for_99_percent_of_families(tmp_path):
+    pop = load_population(2000, seed=20261121, workdir=tmp_path / "pop")
+    sql = ingest_population(pop, f"sqlite:///{tmp_path / 'l.db'}")
+    result = run_cycle(
+        sql, default_ruleset(), default_model(), AS_AT, actor="test", now=dt.datetime.now(dt.UTC)
+    )
+    agreement = eligibility_agreement(pop, sql, result.cycle_id)
+    sql.dispose()
+    assert agreement["families"] > 1000
+    assert agreement["rate"] >= 0.99, agreement["disagreements"][:10]
