@@ -238,7 +238,8 @@ def test_a_model_that_does_not_fit_the_ruleset_is_refused_before_anything_runs(d
     tiny.write_text(
         'format = "family-linkage/ruleset/v1"\nname = "tiny"\nversion = "1"\ntitle = "T"\n'
         "[eligibility]\nmin_problems = 1\n"
-        '[measures.m]\ntitle = "m"\nevents = ["dv_incidents"]\nwindow_days = 10\naggregate = "sum"\n'
+        '[measures.m]\ntitle = "m"\nevents = ["dv_incidents"]\nwindow_days = 10\n'
+        'aggregate = "sum"\n'
         '[indicators.i]\ntitle = "i"\nmeasure = "m"\nop = ">"\nthreshold = 0\n'
         '[problems.p]\ntitle = "p"\nany_of = ["i"]\nsources = ["x_y"]\n'
     )
