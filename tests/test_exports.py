@@ -19,8 +19,9 @@ import deploy
 import linkage_service
 import protocols
 import service_common
+import unlock_service
 
-PACKAGES = [protocols, agency_client, linkage_service, service_common, deploy]
+PACKAGES = [protocols, agency_client, linkage_service, service_common, deploy, unlock_service]
 
 
 def _isort_key(name: str) -> tuple[int, str]:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
-import httpx
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from fastapi import FastAPI
 from nacl.signing import SigningKey
@@ -27,7 +27,7 @@ from unlock_service._config import Settings, write_secret
 from unlock_service._release import rotate_seal_key
 from unlock_service._store import normalise_url
 
-from ._factories import IDENTITIES, POLICY, T0, Family, FakeLinkage, b64, ed25519_seed_key, hexid
+from ._factories import IDENTITIES, POLICY, T0, FakeLinkage, Family, b64, ed25519_seed_key, hexid
 
 
 class PortalTransport(httpx.BaseTransport):

@@ -55,10 +55,7 @@ def test_grant_releases_sealed_identities_with_a_verifiable_receipt(env):
     assert [e.type for e in logged] == ["unlock_request", "decision"]
     request = logged[0]
     assert request.purpose_code == "SAFEGUARDING"
-    assert (
-        request.attestation_sha256
-        == _row(env, body["request_id"])["attestation_sha256"]
-    )
+    assert request.attestation_sha256 == _row(env, body["request_id"])["attestation_sha256"]
     # the blobs were fetched only after the decision was logged
     assert env.linkage.calls[-1].endswith("/blobs")
 
@@ -481,7 +478,8 @@ def test_nothing_is_released_when_the_audit_append_fails(env):
     with env.service.audit.engine.begin() as c:
         c.execute(
             sa.text(
-                "CREATE TRIGGER fail_insert BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+                "CREATE TRIGGER fail_insert BEFORE INSERT ON entries "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
             )
         )
     r = env.client(pro).unlock(family, "SAFEGUARDING", WHY)
@@ -530,7 +528,6 @@ def test_subject_access_lists_matches_and_unlocks_of_their_families(env):
 
 def test_audit_read_endpoints_are_served_from_the_same_log(make_env, tmp_path):
     from protocols import new_token, token_digest
-
     from unlock_service._config import write_secret
 
     reader = new_token()
