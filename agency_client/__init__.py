@@ -31,8 +31,10 @@ from ._privacy import Needles, Scanner, identity_needles, scan_extract, scan_tex
 from ._rows import BadRowPolicy, record_ref
 from ._schema_file import load_schema, write_schema
 from ._seal import IdentitySealer, open_sealed_identity
+from ._subject import IDENTITY_FIELDS, load_identity, subject_query
 
 __all__ = [
+    "IDENTITY_FIELDS",
     "AgencyClientError",
     "AgencyKey",
     "AgencyMapping",
@@ -61,6 +63,7 @@ __all__ = [
     "iter_records",
     "load_agency_key",
     "load_agency_public_key",
+    "load_identity",
     "load_mapping",
     "load_schema",
     "load_seal_private_key",
@@ -70,6 +73,7 @@ __all__ = [
     "record_ref",
     "scan_extract",
     "scan_text",
+    "subject_query",
     "verify_extract",
     "write_schema",
 ]

@@ -34,6 +34,7 @@ from ._keys import (
 from ._mapping import load_mapping
 from ._rows import BadRowPolicy
 from ._schema_file import load_schema, write_schema
+from ._subject import IDENTITY_FIELDS, load_identity, subject_query
 
 
 def _date(text: str) -> dt.date:
@@ -101,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--error-rate", type=float, default=1.0)
     g.add_argument("--out", type=Path, required=True)
 
+    q = sub.add_parser(
+        "subject-query", help="encode one identity for a subject access search (no plaintext out)"
+    )
+    q.add_argument("--identity", type=Path, help="JSON/TOML file holding one identity")
+    for name in IDENTITY_FIELDS:
+        flag = "--" + name.replace("_", "-")
+        if name == "address_lines":
+            q.add_argument(flag, action="append", help="an address line (repeatable)")
+        else:
+            q.add_argument(flag, help=f"{name} (overrides the file)")
+    q.add_argument(
+        "--secret", type=Path, help="linkage secret file (or $FAMILY_LINKAGE_SECRET_FILE)"
+    )
+    q.add_argument("--schema", type=Path, help="linkage schema file (default: the shipped one)")
+    q.add_argument("--as-at", type=_date, help="date ages are computed at (default: today)")
+    q.add_argument("--out", type=Path, help="write the query JSON here (default: stdout)")
+
     d = sub.add_parser("demo", help="generate a population, encode every agency, inspect")
     d.add_argument("--out", type=Path, default=Path("demo-out"))
     d.add_argument("--households", type=int, default=2000)
@@ -153,6 +171,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
             print(json.dumps(info_to_dict(info), indent=2))
         else:
             _print_info(console, args.extract, info)
+    elif args.command == "subject-query":
+        _subject_query(args, console)
     elif args.command == "generate":
         from ._demo import generate
 
@@ -162,6 +182,23 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
 
         return run_demo(args.out, args.households, args.seed, console)
     return 0
+
+
+def _subject_query(args: argparse.Namespace, console: Console) -> None:
+    identity: dict[str, object] = load_identity(args.identity) if args.identity else {}
+    for name in IDENTITY_FIELDS:
+        value = getattr(args, name)
+        if value:
+            identity[name] = value
+    query = subject_query(
+        identity, load_schema(args.schema), load_secret(args.secret), as_at=args.as_at
+    )
+    text = query.model_dump_json(indent=2)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+        console.print(f"wrote {args.out} (encodings only; give it to the IG officer)")
+    else:
+        print(text)
 
 
 def progress_bar(console: Console) -> Progress:
