@@ -25,6 +25,7 @@ names a person (reports carry pseudonymous family and person ids only).
 from __future__ import annotations
 
 import csv
+import inspect
 import io
 import json
 from collections import Counter
@@ -53,6 +54,7 @@ __all__ = [
     "needs_breakdown",
     "outcomes_achieved",
     "previously_worked",
+    "run_report",
     "social_care",
     "status_counts",
     "steps",
@@ -753,6 +755,28 @@ REPORTS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
     "steps": steps,
     "cost-avoidance": cost_avoidance,
 }
+
+
+def run_report(
+    engine: Engine, name: str, cycle_id: int | None = None, **params: Any
+) -> dict[str, Any]:
+    """The report called ``name`` (a key of :data:`REPORTS`) with the parameters it takes.
+
+    Parameters left as None are dropped; one the report does not take is a
+    ConflictError naming it, so a CLI or API can pass its options through.
+    """
+    fn = REPORTS.get(name)
+    if fn is None:
+        raise NotFound(f"no report {name!r}; reports: {', '.join(REPORTS)}")
+    takes = {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+    given = {k: v for k, v in params.items() if v is not None}
+    extra = sorted(set(given) - takes)
+    if extra:
+        raise ConflictError(
+            f"report {name} takes no {', '.join(extra)}; "
+            f"it takes: {', '.join(sorted(takes)) or 'nothing'}"
+        )
+    return fn(engine, cycle_id, **given)
 
 
 # --- CSV --------------------------------------------------------------------------------------

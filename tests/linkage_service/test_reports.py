@@ -556,3 +556,13 @@ def test_reports_agree_with_the_stored_cycle(harness_db: sa.Engine) -> None:
     cov = reports.data_coverage(harness_db)["rows"]
     for x in cov:
         assert x["with_problem"] + x["data_no_problem"] + x["no_data"] == stats["families"]
+
+
+def test_run_report_passes_only_the_parameters_a_report_takes(db: sa.Engine) -> None:
+    da = reports.run_report(db, "work-list", None, problem="domestic_abuse", limit=None)
+    assert [x["family_id"] for x in da["rows"]] == ["fam_a", "fam_b"]
+    assert reports.run_report(db, "status", 1, problem=None)["cycle"]["id"] == 1
+    with pytest.raises(ConflictError, match="report status takes no problem; it takes: nothing"):
+        reports.run_report(db, "status", problem="health")
+    with pytest.raises(NotFound, match="no report 'bogus'; reports: status, needs"):
+        reports.run_report(db, "bogus")
