@@ -49,7 +49,15 @@ from protocols import (
 
 from . import _store as store
 from ._errors import ConflictError, NotFound, StorageError
-from ._programme import Assessment, Event, FamilyInput, MemberInput, assess_family, rank
+from ._programme import (
+    Assessment,
+    Event,
+    FamilyInput,
+    MemberInput,
+    Plan,
+    assess_family,
+    rank,
+)
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
@@ -145,23 +153,33 @@ def load_families(
                 Event(str(typ), float(value), date, str(rec.agency_id), str(rec.record_ref))
             )
     members: dict[str, list[MemberInput]] = {}
+    district_of: dict[str, str] = {}
     for pid, rids in by_person.items():
         rows = [record_rows[k] for k in rids]
-        latest = max(rows, key=lambda w: (w.extract_date, w.id))
+        latest = rows[0]
+        for w in rows:
+            if (w.extract_date, w.id) > (latest.extract_date, latest.id):
+                latest = w
         evs = tuple(e for k in rids for e in events.get(k, ()))
         types = {e.type for e in evs}
-        recent = [w for w in rows if w.extract_date == latest.extract_date]
-        ages = [int(w.age) for w in recent if w.age is not None]
+        ages = [
+            int(w.age) for w in rows if w.extract_date == latest.extract_date and w.age is not None
+        ]
         dependent = any(a <= 15 for a in ages) or (
             any(16 <= a <= 18 for a in ages) and "in_education_or_training" in types
         )
-        sexes = Counter(str(w.sex) for w in rows if w.sex is not None)
-        members.setdefault(household_of[pid], []).append(
+        # the latest record's sex and district, else the first record that has one
+        sex = latest.sex or next((w.sex for w in rows if w.sex), None)
+        district = latest.district or next((w.district for w in rows if w.district), None)
+        hid = household_of[pid]
+        if district and hid not in district_of:
+            district_of[hid] = str(district)
+        members.setdefault(hid, []).append(
             MemberInput(
                 person_id=pid,
                 age=None if latest.age is None else int(latest.age),
                 age_date=latest.extract_date,
-                sex=sexes.most_common(1)[0][0] if sexes else None,
+                sex=None if sex is None else str(sex),
                 records=tuple(
                     sorted((str(w.agency_id), str(w.record_ref), str(w.extract_type)) for w in rows)
                 ),
@@ -172,19 +190,12 @@ def load_families(
         )
     out: list[FamilyInput] = []
     for hid in sorted(members):
-        ms = sorted(members[hid], key=lambda m: m.person_id)
-        districts = Counter(
-            str(record_rows[k].district)
-            for m in ms
-            for k in by_person[m.person_id]
-            if record_rows[k].district is not None
-        )
         out.append(
             FamilyInput(
                 family_id=family_id_of(hid),
                 household_id=hid,
-                district=districts.most_common(1)[0][0] if districts else None,
-                members=tuple(ms),
+                district=district_of.get(hid),
+                members=tuple(sorted(members[hid], key=lambda m: m.person_id)),
             )
         )
     return out
@@ -258,9 +269,9 @@ def run_cycle(
             cohort = [
                 f for f in families if f.is_family(presume) or not ruleset.eligibility.families_only
             ]
+            plan = Plan.build(ruleset)
             assessed = {
-                f.family_id: assess_family(f, ruleset, model, as_at, with_evidence=True)
-                for f in cohort
+                f.family_id: assess_family(f, ruleset, model, as_at, plan=plan) for f in cohort
             }
             ranks = rank([(fid, a.score) for fid, a in assessed.items()])
             stats = _write_cycle(
@@ -541,6 +552,7 @@ def _attest(
 ) -> int:
     kid = key_id(bytes(signer.verify_key))
     assessed_at = dt.datetime.combine(as_at, dt.time(), dt.UTC)
+    ruleset_sha, model_sha = ruleset.sha256(), model.sha256()
     rows = []
     for family in cohort:
         a = assessed[family.family_id]
@@ -560,10 +572,10 @@ def _attest(
             clearance_required=a.clearance_required,
             ruleset_name=ruleset.name,
             ruleset_version=ruleset.version,
-            ruleset_sha256=ruleset.sha256(),
+            ruleset_sha256=ruleset_sha,
             model_name=model.name,
             model_version=model.version,
-            model_sha256=model.sha256(),
+            model_sha256=model_sha,
             cycle_id=cycle_id,
             assessed_at=assessed_at,
             issued_at=when,

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._riskmodel import RiskModel
-from ._ruleset import Measure, Ruleset
+from ._ruleset import Ruleset
 
 __all__ = [
     "Assessment",
     "Event",
     "FamilyInput",
     "MemberInput",
+    "Plan",
     "Reason",
     "age_at",
     "assess_family",
@@ -175,31 +176,70 @@ def member_groups(age: int | None) -> frozenset[str]:
     return frozenset(groups)
 
 
+_IndicatorStep = tuple[str, str | None, str | None, float, tuple[str, ...], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A ruleset and model compiled once for assessing many families."""
+
+    measures: tuple[tuple[str, tuple[str, ...], int, str, str], ...]  # id, types, days, agg, who
+    indicators: tuple[
+        tuple[str, str | None, str | None, float, tuple[str, ...], tuple[str, ...]], ...
+    ]
+    indicator_ids: tuple[str, ...]  # ruleset order
+    measure_of: dict[str, str]  # indicator -> its measure (threshold indicators)
+    measure_types: tuple[frozenset[str], ...]  # per measure, its event types
+    problems: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]  # id, any_of, sources
+
+    @classmethod
+    def build(cls, ruleset: Ruleset) -> Plan:
+        """Compile ``ruleset`` (indicators ordered so combinations follow their parts)."""
+        measures = tuple(
+            (mid, tuple(t.value for t in m.events), m.window_days, m.aggregate, m.members)
+            for mid, m in ruleset.measures.items()
+        )
+        indicators = []
+        for iid in ruleset.indicator_order():
+            ind = ruleset.indicators[iid]
+            threshold = float(ind.threshold) if ind.threshold is not None else 0.0
+            indicators.append((iid, ind.measure, ind.op, threshold, ind.any_of, ind.all_of))
+        return cls(
+            measures=measures,
+            indicators=tuple(indicators),
+            indicator_ids=tuple(ruleset.indicators),
+            measure_of={i: m.measure for i, m in ruleset.indicators.items() if m.measure},
+            measure_types=tuple(frozenset(types) for _m, types, _d, _a, _w in measures),
+            problems=tuple((p, v.any_of, v.sources) for p, v in ruleset.problems.items()),
+        )
+
+
 def _measure(
-    m: Measure,
+    types: tuple[str, ...],
+    days: int,
+    agg: str,
+    who: str,
     as_at: dt.date,
     by_type: Mapping[str, list[tuple[str, Event]]],
     groups: Mapping[str, frozenset[str]],
 ) -> tuple[float | None, list[tuple[str, Event]]]:
-    start = as_at - dt.timedelta(days=m.window_days)
+    start = as_at - dt.timedelta(days=days)
     counted = [
         (pid, e)
-        for t in m.events
-        for pid, e in by_type.get(t.value, ())
-        if start < e.date <= as_at and m.members in groups[pid]
+        for t in types
+        for pid, e in by_type.get(t, ())
+        if start < e.date <= as_at and who in groups[pid]
     ]
     if not counted:
         return None, counted
-    values = [e.value for _, e in counted]
-    agg = m.aggregate
     if agg == "sum":
-        return float(sum(values)), counted
+        return float(sum(e.value for _, e in counted)), counted
     if agg == "max":
-        return float(max(values)), counted
+        return float(max(e.value for _, e in counted)), counted
     if agg == "min":
-        return float(min(values)), counted
+        return float(min(e.value for _, e in counted)), counted
     if agg == "count":
-        return float(len(values)), counted
+        return float(len(counted)), counted
     if agg == "people":
         return float(len({pid for pid, _ in counted})), counted
     latest = max(e.date for _, e in counted)  # "latest": the largest value on the latest date
@@ -227,8 +267,13 @@ def assess_family(
     as_at: dt.date,
     *,
     with_evidence: bool = True,
+    plan: Plan | None = None,
 ) -> Assessment:
-    """Measures, indicators, problems, eligibility, domain scores and score of ``family``."""
+    """Measures, indicators, problems, eligibility, domain scores and score of ``family``.
+
+    ``plan`` is :meth:`Plan.build` of ``ruleset``, when assessing many families.
+    """
+    plan = plan or Plan.build(ruleset)
     groups: dict[str, frozenset[str]] = {}
     by_type: dict[str, list[tuple[str, Event]]] = {}
     for member in family.members:
@@ -237,27 +282,29 @@ def assess_family(
             by_type.setdefault(e.type, []).append((member.person_id, e))
     measures: dict[str, float | None] = {}
     counted: dict[str, list[tuple[str, Event]]] = {}
-    for mid, m in ruleset.measures.items():
-        measures[mid], counted[mid] = _measure(m, as_at, by_type, groups)
+    for (mid, types, days, agg, who), type_set in zip(
+        plan.measures, plan.measure_types, strict=True
+    ):
+        if type_set.isdisjoint(by_type):
+            measures[mid], counted[mid] = None, []
+        else:
+            measures[mid], counted[mid] = _measure(types, days, agg, who, as_at, by_type, groups)
 
     met: dict[str, bool] = {}
-    for iid in ruleset.indicator_order():
-        ind = ruleset.indicators[iid]
-        if ind.measure is not None:
-            assert ind.op is not None and ind.threshold is not None
-            met[iid] = compare(measures[ind.measure], ind.op, float(ind.threshold))
+    for iid, measure, op, threshold, any_of, all_of in plan.indicators:
+        if measure is not None:
+            assert op is not None
+            met[iid] = compare(measures[measure], op, threshold)
         else:
-            met[iid] = (not ind.any_of or any(met[r] for r in ind.any_of)) and all(
-                met[r] for r in ind.all_of
-            )
-    met_ids = tuple(i for i in ruleset.indicators if met[i])
+            met[iid] = (not any_of or any(met[r] for r in any_of)) and all(met[r] for r in all_of)
+    met_ids = tuple(i for i in plan.indicator_ids if met[i])
 
     evidence: dict[str, list[dict[str, Any]]] = {}
     if with_evidence:
         for iid in met_ids:
-            ind = ruleset.indicators[iid]
-            if ind.measure is not None:
-                evidence[iid] = _evidence(counted[ind.measure])
+            source = plan.measure_of.get(iid)
+            if source is not None:
+                evidence[iid] = _evidence(counted[source])
 
     records_by_type: dict[str, set[str]] = {}
     for member in family.members:
@@ -265,14 +312,14 @@ def assess_family(
             records_by_type.setdefault(extract_type, set()).add(agency_id)
     problems: dict[str, dict[str, Any]] = {}
     domains: dict[str, int] = {}
-    for pid, problem in ruleset.problems.items():
-        hits = [i for i in problem.any_of if met[i]]
-        data_from = sorted({a for t in problem.sources for a in records_by_type.get(t, ())})
+    for pid, any_of, sources in plan.problems:
+        hits = [i for i in any_of if met[i]]
+        data_from = sorted({a for t in sources if t in records_by_type for a in records_by_type[t]})
         met_by: set[str] = set()
         for i in hits:
-            source = ruleset.indicators[i].measure
-            if source is not None:
-                met_by.update(e.agency_id for _, e in counted[source])
+            measure_id = plan.measure_of.get(i)
+            if measure_id is not None:
+                met_by.update(e.agency_id for _, e in counted[measure_id])
         problems[pid] = {
             "met": bool(hits),
             "indicators": hits,
@@ -287,10 +334,14 @@ def assess_family(
     eligible = n_problems >= ruleset.eligibility.min_problems and (
         is_family or not ruleset.eligibility.families_only
     )
-    reasons, score = _score(model, met, problems)
+    holds = frozenset(
+        [f"indicator:{i}" for i in met_ids]
+        + [f"problem:{p}" for p, v in problems.items() if v["met"]]
+    )
+    reasons, score = _score(model, holds)
     clearance = model.clearance.default
     for rule in model.clearance.rules:
-        if _holds(rule.when, met, problems):
+        if rule.when in holds:
             clearance = max(clearance, rule.level)
     return Assessment(
         family_id=family.family_id,
@@ -307,24 +358,16 @@ def assess_family(
     )
 
 
-def _holds(ref: str, met: Mapping[str, bool], problems: Mapping[str, Mapping[str, Any]]) -> bool:
-    kind, name = ref.split(":", 1)
-    if kind == "indicator":
-        return met.get(name, False)
-    return bool(problems.get(name, {}).get("met", False))
-
-
-def _score(
-    model: RiskModel, met: Mapping[str, bool], problems: Mapping[str, Mapping[str, Any]]
-) -> tuple[tuple[Reason, ...], int]:
+def _score(model: RiskModel, holds: frozenset[str]) -> tuple[tuple[Reason, ...], int]:
+    """Reason codes and score; ``holds`` is every ``indicator:<id>`` / ``problem:<id>`` met."""
     reasons: list[Reason] = []
     for code, factor in model.factors.items():
-        if _holds(factor.when, met, problems):
+        if factor.when in holds:
             reasons.append(Reason(code, factor.points, factor.title, (factor.when,)))
     for code, combo in model.combinations.items():
-        if all(_holds(r, met, problems) for r in combo.all_of):
+        if all(r in holds for r in combo.all_of):
             reasons.append(Reason(code, combo.points, combo.title, combo.all_of))
-    met_problems = tuple(f"problem:{p}" for p, v in problems.items() if v["met"])
+    met_problems = tuple(sorted(r for r in holds if r.startswith("problem:")))
     if model.points_per_problem and met_problems:
         reasons.append(
             Reason(
