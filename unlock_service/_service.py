@@ -191,7 +191,7 @@ class UnlockService:
             raise AuthError("missing bearer token", "TOKEN_MISSING")
         now = self._clock()
         claims = self._tokens.verify(token, now.timestamp())
-        with store.transaction(self.engine) as conn:
+        with store.reading(self.engine) as conn:
             pro = store.get_professional(conn, claims.professional_id)
         if pro is None:
             raise AuthError("the token's professional is not registered", "UNKNOWN_PROFESSIONAL")
@@ -298,29 +298,52 @@ class UnlockService:
         break_glass: bool = False,
     ) -> Release | Pending:
         """Decide on a request, log it, and release on a grant; Refused on a refusal."""
+        # One professional's requests are decided one at a time (in this
+        # process), so the rate count cannot be raced past the limit.
+        with self._admission(pro.professional_id):
+            row, outcome = self._decide_and_log(
+                pro, family_id, purpose_code, justification, break_glass
+            )
+        _logger.info(
+            "unlock decision",
+            extra={
+                "request_id": row.request_id,
+                "professional_id": pro.professional_id,
+                "family_id": family_id,
+                "decision": row.status,
+                "reason": outcome.reason,
+            },
+        )
+        if outcome.kind == "refuse":
+            raise Refused(
+                f"request {row.request_id} refused: {outcome.reason}",
+                outcome.reason,
+                request_id=row.request_id,
+                audit_index=row.decision_index,
+            )
+        if outcome.kind == "pending":
+            assert row.expires_at is not None and row.request_index is not None
+            return Pending(row.request_id, outcome.reason, row.expires_at, row.request_index)
+        return self._deliver(pro, row)
+
+    def _decide_and_log(
+        self,
+        pro: Professional,
+        family_id: str,
+        purpose_code: str,
+        justification: str,
+        break_glass: bool,
+    ) -> tuple[RequestRow, Outcome]:
         now = self._clock()
         now_us = micros(now)
         request_id = "req_" + secrets.token_hex(16)
         rules = self.policy.rules
         window_us = rules.rate_limit.window_seconds * 1_000_000
-        with self._admission(pro.professional_id), store.transaction(self.engine) as conn:
+        with store.reading(self.engine) as conn:
             recent = store.count_recent_requests(
                 conn, pro.professional_id, now_us - window_us, now_us + 1
             )
             flag = store.restriction(conn, family_id)
-            store.insert_request(
-                conn,
-                request_id=request_id,
-                professional_id=pro.professional_id,
-                family_id=family_id,
-                purpose_code=_code(purpose_code),
-                justification_sha256=_sha256(justification),
-                attestation_sha256=NO_ATTESTATION,
-                break_glass=break_glass,
-                status="evaluating",
-                reason_code="EVALUATING",
-                created_at=now_us,
-            )
         facts = Facts(
             professional_id=pro.professional_id,
             role=pro.role,
@@ -339,25 +362,21 @@ class UnlockService:
         if outcome is None:
             check, signed, sha = self._check_attestation(family_id, now)
             outcome = decide(self.policy, replace(facts, attestation=check))
-        row = RequestRow(
-            request_id=request_id,
-            professional_id=pro.professional_id,
-            family_id=family_id,
-            purpose_code=purpose_code,
-            justification_sha256=_sha256(justification),
-            attestation_sha256=sha,
-            attestation_json=None if signed is None else signed.model_dump_json(),
-            clearance_required=None if signed is None else signed.attestation.clearance_required,
-            break_glass=break_glass,
-            status="evaluating",
-            reason_code="EVALUATING",
-            created_at=now_us,
-            decided_at=None,
-            expires_at=None,
-            released_at=None,
-            request_index=None,
-            decision_index=None,
-        )
+        justification_sha = _sha256(justification)
+        values: dict[str, Any] = {
+            "request_id": request_id,
+            "professional_id": pro.professional_id,
+            "family_id": family_id,
+            "purpose_code": _code(purpose_code),
+            "justification_sha256": justification_sha,
+            "attestation_sha256": sha,
+            "attestation_json": None if signed is None else signed.model_dump_json(),
+            "clearance_required": (
+                None if signed is None else signed.attestation.clearance_required
+            ),
+            "break_glass": break_glass,
+            "created_at": now_us,
+        }
         entries: list[Entry] = [
             UnlockRequest(
                 time=now,
@@ -366,7 +385,7 @@ class UnlockService:
                 family_id=family_id,
                 purpose_code=_code(purpose_code),
                 attestation_sha256=sha,
-                justification_sha256=row.justification_sha256,
+                justification_sha256=justification_sha,
             )
         ]
         if outcome.break_glass:
@@ -377,61 +396,71 @@ class UnlockService:
                     professional_id=pro.professional_id,
                     family_id=family_id,
                     purpose_code=_code(purpose_code),
-                    justification_sha256=row.justification_sha256,
+                    justification_sha256=justification_sha,
                 )
             )
         if outcome.kind != "pending":
-            entries.append(self._decision(row, outcome, now))
-        indexes = self._append(entries, request_id)
-        status = {"grant": "granted", "refuse": "refused", "pending": "pending"}[outcome.kind]
-        ttl = rules.grants.ttl_seconds if outcome.granted else rules.grants.approval_wait_seconds
-        expires = now_us + ttl * 1_000_000 if outcome.kind != "refuse" else None
-        with store.transaction(self.engine) as conn:
-            store.update_request(
-                conn,
-                request_id,
-                attestation_sha256=sha,
-                attestation_json=row.attestation_json,
-                clearance_required=row.clearance_required,
-                status=status,
-                reason_code=outcome.reason,
-                decided_at=None if outcome.kind == "pending" else now_us,
-                expires_at=expires,
-                request_index=indexes[0],
-                decision_index=None if outcome.kind == "pending" else indexes[-1],
+            entries.append(
+                Decision(
+                    time=now,
+                    request_id=request_id,
+                    professional_id=pro.professional_id,
+                    family_id=family_id,
+                    purpose_code=_code(purpose_code),
+                    decision="granted" if outcome.granted else "refused",
+                    reason_code=outcome.reason,
+                    policy_sha256=self.policy.sha256,
+                    policy_version=self.policy.version,
+                    break_glass=outcome.break_glass,
+                )
             )
+        try:
+            indexes = [a.index for a in self.audit.append_many(entries)]
+        except AuditLogError as exc:
+            _logger.error(
+                "audit append failed; nothing released",
+                extra={"request_id": request_id, "error": type(exc).__name__},
+            )
+            with store.transaction(self.engine) as conn:
+                # recorded (so it counts against the rate limit), never granted
+                store.insert_request(
+                    conn, status="audit_failed", reason_code="AUDIT_UNAVAILABLE", **values
+                )
+            raise AuditUnavailable(
+                "the decision could not be written to the audit log, so nothing was released"
+            ) from exc
+        # A grant made here is redeemed by this same call: it is stored
+        # already claimed ("releasing"), so nobody else can redeem it.
+        status = {"grant": "releasing", "refuse": "refused", "pending": "pending"}[outcome.kind]
+        if outcome.granted:
+            expires: int | None = now_us + rules.grants.ttl_seconds * 1_000_000
+        elif outcome.kind == "pending":
+            expires = now_us + rules.grants.approval_wait_seconds * 1_000_000
+        else:
+            expires = None
+        values.update(
+            status=status,
+            reason_code=outcome.reason,
+            decided_at=None if outcome.kind == "pending" else now_us,
+            expires_at=expires,
+            released_at=None,
+            request_index=indexes[0],
+            decision_index=None if outcome.kind == "pending" else indexes[-1],
+        )
+        with store.transaction(self.engine) as conn:
+            store.insert_request(conn, **values)
             if outcome.break_glass:
                 store.insert_review(
                     conn,
                     request_id=request_id,
                     professional_id=pro.professional_id,
                     family_id=family_id,
-                    purpose_code=purpose_code,
+                    purpose_code=_code(purpose_code),
                     opened_at=now_us,
                     due_at=now_us + (outcome.review_days or 1) * 86_400 * 1_000_000,
                     audit_index=indexes[-1],
                 )
-        _logger.info(
-            "unlock decision",
-            extra={
-                "request_id": request_id,
-                "professional_id": pro.professional_id,
-                "family_id": family_id,
-                "decision": status,
-                "reason": outcome.reason,
-            },
-        )
-        if outcome.kind == "refuse":
-            raise Refused(
-                f"request {request_id} refused: {outcome.reason}",
-                outcome.reason,
-                request_id=request_id,
-                audit_index=indexes[-1],
-            )
-        if outcome.kind == "pending":
-            assert expires is not None
-            return Pending(request_id, outcome.reason, expires, indexes[0])
-        return self.release(pro, request_id)
+        return RequestRow(**values), outcome
 
     # -- approving ------------------------------------------------------------------------
 
@@ -439,7 +468,7 @@ class UnlockService:
         """A second person's answer to a pending request; the request's new state."""
         now = self._clock()
         now_us = micros(now)
-        with store.transaction(self.engine) as conn:
+        with store.reading(self.engine) as conn:
             row = store.get_request(conn, request_id)
             answered = dict(store.approvals_for(conn, request_id))
         if row.status != "pending":
@@ -552,7 +581,7 @@ class UnlockService:
         # Everything is checked again at approval time: the requester may have
         # been deactivated, the family flagged, or the attestation gone stale.
         rules = self.policy.rules
-        with store.transaction(self.engine) as conn:
+        with store.reading(self.engine) as conn:
             requester = store.get_professional(conn, row.professional_id)
             flag = store.restriction(conn, row.family_id)
             recent = store.count_recent_requests(
@@ -599,7 +628,7 @@ class UnlockService:
         """Redeem a grant (once, before it expires): the sealed identities and the receipt."""
         now = self._clock()
         now_us = micros(now)
-        with store.transaction(self.engine) as conn:
+        with store.reading(self.engine) as conn:
             row = store.get_request(conn, request_id)
             flag = store.restriction(conn, row.family_id)
         if row.professional_id != pro.professional_id:
@@ -640,6 +669,13 @@ class UnlockService:
             )
         if not claimed:
             raise Conflict(f"the grant of request {request_id} was already used", "GRANT_USED")
+        return self._deliver(pro, row)
+
+    def _deliver(self, pro: Professional, row: RequestRow) -> Release:
+        # The grant is claimed (status "releasing"): fetch, open, re-seal. On
+        # any failure the claim is given back and nothing leaves.
+        request_id = row.request_id
+        now_us = micros(self._clock())
         assert row.attestation_json is not None and row.decision_index is not None
         try:
             signed = SignedAttestation.model_validate_json(row.attestation_json)
@@ -695,7 +731,7 @@ class UnlockService:
 
     def get_request(self, pro: Professional, request_id: str) -> dict[str, Any]:
         """A request's state, for its requester, approvers and reviewers."""
-        with store.transaction(self.engine) as conn:
+        with store.reading(self.engine) as conn:
             row = store.get_request(conn, request_id)
         role = self.policy.role(pro.role)
         if row.professional_id != pro.professional_id and not (role.approve or role.review):

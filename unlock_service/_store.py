@@ -16,6 +16,8 @@ Times are integer microseconds since the Unix epoch.
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -143,9 +145,13 @@ def redact(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # NORMAL in WAL mode: a commit is atomic and consistent but is fsynced at
+    # the next WAL checkpoint, not at once. This database holds working state
+    # (requests, grants, nonces); the evidence is the audit log, which is
+    # fsynced (synchronous=FULL) before anything is released.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
@@ -167,6 +173,9 @@ def create_engine(url: str) -> Engine:
         raise ConfigError(f"cannot use database URL {redact(url)!r}: {exc}") from exc
     if engine.dialect.name == "sqlite":
         sa.event.listen(engine, "connect", _sqlite_pragmas)
+        # SQLite has one writer at a time and its busy handler sleeps in
+        # growing steps; queueing writers on a mutex instead keeps the tail short.
+        _WRITE_LOCKS[engine] = threading.Lock()
     return engine
 
 
@@ -194,9 +203,27 @@ def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
     return engine
 
 
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
-    """One transaction; database failures become StorageError."""
+    """One read-write transaction; database failures become StorageError."""
+    lock = _WRITE_LOCKS.get(engine)
+    try:
+        if lock is None:
+            with engine.begin() as connection:
+                yield connection
+        else:
+            with lock, engine.begin() as connection:
+                yield connection
+    except SQLAlchemyError as exc:
+        raise StorageError(f"the unlock database failed: {type(exc).__name__}") from exc
+
+
+@contextmanager
+def reading(engine: Engine) -> Iterator[Connection]:
+    """One read-only transaction (no write lock); failures become StorageError."""
     try:
         with engine.begin() as connection:
             yield connection
@@ -256,7 +283,7 @@ def get_professional(conn: Connection, professional_id: str) -> Professional | N
 
 def list_professionals(engine: Engine) -> list[Professional]:
     """Every professional, by id."""
-    with transaction(engine) as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(professionals).order_by(professionals.c.professional_id))
         return [_professional(r) for r in rows]
 
@@ -314,16 +341,16 @@ def update_professional(conn: Connection, pro: Professional, now: int) -> None:
 def use_nonce(engine: Engine, nonce: str, professional_id: str, expires_at: int) -> bool:
     """Remember ``nonce``; False if it was seen before (a replayed request)."""
     try:
-        with engine.begin() as conn:
+        with transaction(engine) as conn:
             conn.execute(
                 nonces.insert().values(
                     nonce=nonce, professional_id=professional_id, expires_at=expires_at
                 )
             )
-    except IntegrityError:
-        return False
-    except SQLAlchemyError as exc:
-        raise StorageError(f"the unlock database failed: {type(exc).__name__}") from exc
+    except StorageError as exc:
+        if isinstance(exc.__cause__, IntegrityError):
+            return False
+        raise
     return True
 
 
@@ -422,7 +449,7 @@ def update_request(
 
 def requests_where(engine: Engine, *conditions: Any, limit: int = 1000) -> list[RequestRow]:
     """Requests matching ``conditions``, newest first."""
-    with transaction(engine) as conn:
+    with reading(engine) as conn:
         rows = conn.execute(
             sa.select(requests)
             .where(*conditions)
@@ -479,7 +506,7 @@ def clear_restriction(conn: Connection, family_id: str) -> bool:
 
 def list_restrictions(engine: Engine) -> list[dict[str, Any]]:
     """Every flagged family."""
-    with transaction(engine) as conn:
+    with reading(engine) as conn:
         rows = conn.execute(sa.select(restrictions).order_by(restrictions.c.family_id))
         return [dict(r._mapping) for r in rows]
 
@@ -519,7 +546,7 @@ def list_reviews(engine: Engine, status: str | None) -> list[ReviewRow]:
     query = sa.select(reviews).order_by(reviews.c.due_at)
     if status is not None:
         query = query.where(reviews.c.status == status)
-    with transaction(engine) as conn:
+    with reading(engine) as conn:
         return [ReviewRow(**dict(r._mapping)) for r in conn.execute(query)]
 
 
