@@ -31,7 +31,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -39,6 +39,7 @@ from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
 
 from . import _assessment as assessment
 from . import _claims as claims_
+from . import _reports as reports
 from . import _store as store
 from ._config import (
     Caller,
@@ -427,6 +428,22 @@ def create_app(
     ) -> dict[str, Any]:
         """Claims (of one window, or all) with their evidence."""
         return {"claims": claims_.list_claims(service.sql, window_id)}
+
+    @app.get("/reports/{name}")
+    def report(
+        _caller: Reader,
+        service: ServiceDep,
+        name: str,
+        cycle_id: int | None = None,
+        problem: str | None = None,
+        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
+        format: Literal["json", "csv"] = "json",
+    ) -> Any:
+        """A programme report for coordinators (JSON, or CSV with ``format=csv``)."""
+        out = reports.run_report(service.sql, name, cycle_id, problem=problem, limit=limit)
+        if format == "csv":
+            return PlainTextResponse(reports.to_csv(out), media_type="text/csv")
+        return out
 
     @app.get("/health")
     def health(caller: AnyCaller, service: ServiceDep) -> dict[str, Any]:

@@ -5,7 +5,8 @@ file, allowed extract types), issue bearer tokens (printed once; only the
 SHA-256 is stored in the 0600 token file), serve, and read run history and
 statistics. Agencies use ``push`` to stream an extract file to the service.
 Coordinators and analysts check rulesets, run assessments, list and inspect
-families, change statuses, make claim batches and export them.
+families, change statuses, make claim batches and export them, print reports
+(JSON or CSV) and build the model card.
 ``main`` parses arguments, calls library functions, prints results and turns
 ``LinkageError`` into a plain message and exit status 1.
 """
@@ -32,6 +33,8 @@ from protocols import SecretFileError, key_id, write_private_file
 
 from . import _assessment as assessment
 from . import _claims as claims
+from . import _modelcard as modelcard
+from . import _reports as reports
 from . import _store as store
 from ._config import (
     Settings,
@@ -116,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     cexp.add_argument("--window", dest="window_id")
     cexp.add_argument("--sample-pct", type=float, default=100.0, help="e.g. 10 for a 10%% sample")
     cexp.add_argument("--seed", type=int, default=0, help="sample seed (reproducible)")
+    rep = sub.add_parser("report", help="programme reports (JSON, or CSV with --csv)")
+    rep.add_argument("name", choices=sorted(reports.REPORTS))
+    rep.add_argument("--cycle", type=int, help="cycle id (default: the latest)")
+    rep.add_argument("--problem", help="work-list: families with this problem first")
+    rep.add_argument("--limit", type=int)
+    rep.add_argument("--csv", action="store_true", help="CSV rows instead of JSON")
+    card = sub.add_parser("model-card", help="model card and bias report on the demo population")
+    card.add_argument("--model", type=Path, help="model file (default: the shipped model)")
+    card.add_argument("--ruleset", type=Path, help="ruleset file (default: Phase 2)")
+    card.add_argument("--households", type=int, default=2000)
+    card.add_argument("--seed", type=int, default=20261121)
+    card.add_argument("--out", type=Path, required=True, help="Markdown path (JSON beside it)")
     return p
 
 
@@ -223,6 +238,16 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "push":
         summary = push(args.extract, args.url, _read_token(args.token_file))
         print(json.dumps(summary, indent=2, sort_keys=True))
+        return 0
+    if args.command == "model-card":
+        built = modelcard.build_model_card(
+            load_model(args.model) if args.model else None,
+            load_ruleset(args.ruleset) if args.ruleset else None,
+            households=args.households,
+            seed=args.seed,
+        )
+        for path in modelcard.write_model_card(args.out, built):
+            print(path)
         return 0
     if args.command == "ruleset" and args.ruleset_command == "check":
         ruleset = load_ruleset(args.ruleset_file)
@@ -345,6 +370,14 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             engine, args.window_id, actor=args.actor, family_ids=args.family_ids
         )
         print(json.dumps(batch, indent=2, sort_keys=True))
+    elif args.command == "report":
+        report = reports.run_report(
+            engine, args.name, args.cycle, problem=args.problem, limit=args.limit
+        )
+        if args.csv:
+            print(reports.to_csv(report), end="")
+        else:
+            print(json.dumps(report, indent=2, sort_keys=True))
     elif args.command == "claims":
         rows = claims.list_claims(engine, args.window_id)
         print(claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed), end="")

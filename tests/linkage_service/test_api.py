@@ -46,6 +46,7 @@ READ_ROUTES = {
     "/families/{family_id}",
     "/families/{family_id}/outcomes",
     "/claims",
+    "/reports/{name}",
 }
 UNLOCK_ROUTES = {
     "/families/{family_id}/attestation",
@@ -98,6 +99,7 @@ def _concrete(path: str) -> str:
         .replace("{record_ref}", "0" * 32)
         .replace("{run_id}", "1")
         .replace("{family_id}", "fam_" + "0" * 16)
+        .replace("{name}", "needs")
     )
 
 

@@ -100,3 +100,61 @@ def test_push_streams_the_file(tmp_path):
     )
     with pytest.raises(LinkageError, match="refused \\(409\\): replayed"):
         push(path, "http://svc", "tok", refused)
+
+
+def test_programme_commands(tmp_path, capsys):
+    import base64
+
+    from ._programme_helpers import AS_AT, Member, TinyDb
+
+    db = TinyDb(tmp_path / "prog.db")
+    hid, _ = db.household(
+        1,
+        [
+            Member(
+                34,
+                "F",
+                ("health",),
+                [
+                    ("police", "dv_incidents", 3, AS_AT),
+                    ("health", "months_mental_health", 6, AS_AT),
+                ],
+            ),
+            Member(6, "M", ("school",), [("csc", "child_protection_plan", 1, AS_AT)]),
+        ],
+    )
+    db.engine.dispose()
+    fid = "fam_" + hid[3:]
+    key = tmp_path / "att.key"
+    key.write_text(base64.b64encode(bytes(range(3, 35))).decode())
+    key.chmod(0o600)
+    config = tmp_path / "p.toml"
+    config.write_text(
+        f'database_url = "sqlite:///{tmp_path / "prog.db"}"\ntoken_file = "{tmp_path / "t"}"\n'
+        f'attestation_key_file = "{key}"\n'
+    )
+    base = ["--config", str(config)]
+    assert main([*base, "ruleset", "show"]) == 0
+    assert "ruleset troubled-families-phase2 1.0 sha256" in capsys.readouterr().out
+    assert main([*base, "assess", "--as-at", AS_AT.isoformat()]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["eligible"], stats["attestations"]) == (1, 1)
+    assert main([*base, "families", "--eligible", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("family_id,score,rank") and lines[1].startswith(fid)
+    assert main([*base, "family", fid]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "identified"
+    assert main([*base, "status", fid, "attached", "--reason", "WORK_STARTED"]) == 0
+    assert json.loads(capsys.readouterr().out)["baseline_cycle"] == 1
+    assert main([*base, "status", fid, "attached", "--reason", "WORK_STARTED"]) == 1
+    assert "already attached" in capsys.readouterr().err
+    assert main([*base, "claims", "run", "2027-H1"]) == 0
+    assert json.loads(capsys.readouterr().out)["attachment_claims"] == 1
+    assert main([*base, "claims", "export", "--window", "2027-H1"]) == 0
+    assert fid in capsys.readouterr().out
+    assert main([*base, "report", "status", "--csv"]) == 0
+    assert "attached" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = ")
+    assert main(["ruleset", "check", str(bad)]) == 1
+    assert "not valid TOML" in capsys.readouterr().err

@@ -130,6 +130,22 @@ async def test_assess_review_attach_attest_and_release(client):
     assert r.status_code == 422
     claims = (await client.get("/claims", headers=auth("analyst"))).json()["claims"]
     assert [c["family_id"] for c in claims] == [fid]
+    # reports name the cycle, ruleset and model they were computed from
+    r = await client.get("/reports/status", headers=auth("coordinator"))
+    assert r.status_code == 200, r.text
+    assert r.json()["cycle"]["ruleset"]["sha256"] == stats["ruleset_sha256"]
+    assert r.json()["totals"]["attached"] == 1
+    r = await client.get(
+        "/reports/work-list",
+        params={"problem": "domestic_abuse", "format": "csv", "limit": 3},
+        headers=auth("analyst"),
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert len(r.text.splitlines()) <= 4
+    r = await client.get("/reports/nope", headers=auth("analyst"))
+    assert r.status_code == 404
+    r = await client.get("/reports/status", headers=auth("unlock_service"))
+    assert r.status_code == 403
 
 
 async def test_subject_access_finds_the_persons_records_and_family(client, linked, tmp_path):
