@@ -139,3 +139,15 @@ def test_the_policy_hash_is_of_the_exact_file_bytes():
 def test_bad_policy_files_are_refused_naming_the_problem(edit, message):
     with pytest.raises(ConfigError, match=message):
         parse_policy(edit(POLICY).encode(), "policy.toml")
+
+
+def test_a_purpose_closed_to_the_role_is_refused():
+    text = POLICY.replace(
+        '[purposes.SAFEGUARDING]\ndescription = "Child safeguarding enquiry"\n'
+        'roles = ["social_worker", "team_manager"]',
+        '[purposes.SAFEGUARDING]\ndescription = "Child safeguarding enquiry"\n'
+        'roles = ["team_manager"]',
+    )
+    policy = parse_policy(text.encode())
+    assert decide(policy, BASE).reason == "PURPOSE_NOT_FOR_ROLE"
+    assert decide(policy, replace(BASE, role="team_manager")).reason == "GRANTED"
