@@ -107,7 +107,7 @@ def verify_attestation(
             "ATTESTATION_WRONG_FAMILY",
         )
     assessed = att.assessed_at
-    if assessed.tzinfo is None:
+    if assessed.tzinfo is None or att.issued_at.tzinfo is None:
         raise AttestationRefused(
             f"attestation {att.attestation_id} has a time without a zone", "ATTESTATION_MALFORMED"
         )
