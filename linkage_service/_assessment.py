@@ -133,7 +133,7 @@ def load_families(
     )
     record_rows: dict[int, Any] = {}
     by_person: dict[str, list[int]] = {}
-    for row in conn.execution_options(yield_per=20_000).execute(q_records):
+    for row in conn.execute(q_records, execution_options={"yield_per": 20_000}):
         pid = str(row.person_id)
         if pid not in household_of:
             continue
@@ -146,7 +146,7 @@ def load_families(
         .join(r, r.c.id == i.c.record_id)
         .where(r.c.active)
     )
-    for rid, typ, value, date in conn.execution_options(yield_per=50_000).execute(q_events):
+    for rid, typ, value, date in conn.execute(q_events, execution_options={"yield_per": 50_000}):
         rec = record_rows.get(int(rid))
         if rec is not None:
             events.setdefault(int(rid), []).append(

@@ -166,7 +166,7 @@ def _snapshots(conn: Connection, cycle_id: int) -> list[_Snapshot]:
             step=r.step,
             detail=json.loads(r.detail),
         )
-        for r in conn.execution_options(yield_per=10_000).execute(q)
+        for r in conn.execute(q, execution_options={"yield_per": 10_000})
     ]
 
 

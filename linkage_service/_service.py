@@ -227,7 +227,7 @@ def load_state(
         .where(r.c.active)
         .order_by(r.c.id)
     )
-    for row in conn.execution_options(yield_per=10_000).execute(q):
+    for row in conn.execute(q, execution_options={"yield_per": 10_000}):
         builder.add(
             record_id=int(row.id),
             agency_idx=int(row.idx),
