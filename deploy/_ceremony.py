@@ -1,26 +1,28 @@
 """The key ceremony: every key each party needs, one directory per party, and what goes where.
 
-``family-linkage-keys --out keys --agency police --agency schools`` makes::
+``family-linkage keys --out keys --agency police --agency schools`` makes::
 
     keys/agency-<id>/     one per agency: its signing key, the shared linkage
                           secret, the unlock service's public sealing key and its
                           bearer token for pushing to the linkage service
     keys/linkage-service/ attestation key, token table, agencies' public keys
-    keys/unlock-service/  sealing key pair, audit log key, local token issuer
-                          key, the pinned linkage attestation key, its tokens
+    keys/unlock-service/  sealing key (seal/<key id>/ and seal/CURRENT), audit log
+                          key, local token issuer key, the pinned linkage
+                          attestation key, its tokens
     keys/witness/         the IG witness key, the log key it witnesses, its tokens
     keys/ig-office/       the log and witness verifier keys, an IG officer token
     keys/operators/       linkage-service admin and analyst tokens
 
 Every directory is 0700 and every secret file 0600. Keys are made by the
-generators their owners already ship (``agency_client`` for agency, secret and
-sealing keys; the ``audit-log`` command for the log and witness keys; PyNaCl
-for the Ed25519 seeds the linkage service and the unlock issuer load), never by
-code here. A file that exists is never overwritten: a re-run reports it and
-makes only what is missing (a new ``--agency`` gets a copy of the existing
-linkage secret). ``ceremony.json`` (no key material) records what was made; a
-recorded file that has gone missing stops the run rather than being silently
-replaced by a new key, because replacing a key is a rotation (docs/operations.md).
+generators their owners already ship (``agency_client`` for agency and secret
+keys, ``unlock_service`` for the sealing key; the ``audit-log`` command for the
+log and witness keys; PyNaCl for the Ed25519 seeds the linkage service and the
+unlock issuer load), never by code here. A file that exists is never
+overwritten: a re-run reports it and makes only what is missing (a new
+``--agency`` gets a copy of the existing linkage secret). ``ceremony.json`` (no
+key material) records what was made; a recorded file that has gone missing
+stops the run rather than being silently replaced by a new key, because
+replacing a key is a rotation (docs/operations.md).
 
 Errors: :class:`CeremonyError` (a :class:`DeployError`) names the file and what to do.
 """
@@ -41,17 +43,14 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
-from agency_client import (
-    AgencyClientError,
-    generate_agency_key,
-    generate_seal_keypair,
-    generate_secret,
-)
+from agency_client import AgencyClientError, generate_agency_key, generate_secret
 from audit_log._cli import main as audit_log_main
 from audit_log._config import load_cosigner, load_signer
 from audit_log._storage_errors import ConfigError as AuditConfigError
 from linkage_service._config import hash_token, valid_role
 from protocols import SecretFileError, check_private_file, new_token, write_private_file
+from unlock_service import UnlockError
+from unlock_service._release import rotate_seal_key
 
 from ._errors import CeremonyError
 
@@ -260,6 +259,39 @@ def _audit_keygen(command: list[str], private: Path, public: Path) -> None:
     public.chmod(0o644)
 
 
+def _seal_key(run: _Run, directory: Path) -> Path:
+    """The unlock service's sealing key directory as its keyring reads it; the current seal.pub.
+
+    ``seal/<key id>/seal.key|seal.pub`` and ``seal/CURRENT`` naming the key agencies
+    seal to, made by the unlock service's own ``rotate_seal_key`` (later rotations
+    add directories beside it, see docs/operations.md).
+    """
+    _private_dir(directory)
+    current = directory / "CURRENT"
+    status = "exists"
+    if not current.exists():
+        if (directory / "seal.key").exists() or any(directory.glob("*/seal.key")):
+            raise CeremonyError(
+                f"{directory} holds sealing keys but no CURRENT file naming the key agencies "
+                "seal to: restore CURRENT (or move the directory away)"
+            )
+        try:
+            rotate_seal_key(directory)
+        except UnlockError as exc:
+            raise CeremonyError(f"cannot make the sealing key in {directory}: {exc}") from exc
+        status = "created"
+    kid = current.read_text(encoding="utf-8").strip()
+    private, public = directory / kid / "seal.key", directory / kid / "seal.pub"
+    for path in (private, public):
+        if not path.exists():
+            raise CeremonyError(f"{current} names key {kid!r} but {path} does not exist")
+    _check_secret(private)
+    run.note("unlock-service", private, "X25519 sealing key (private)", True, status)
+    run.note("unlock-service", public, "X25519 sealing key (public)", False, status)
+    run.note("unlock-service", current, "the sealing key agencies seal to", False, status)
+    return public
+
+
 def _check_names(agencies: Sequence[str], log_origin: str, witness_name: str) -> None:
     for agency in agencies:
         if not valid_role(f"agency:{agency}"):
@@ -326,18 +358,10 @@ def _make(run: _Run, agencies: Sequence[str], log_origin: str, witness_name: str
     witness = run.directory("witness")
     ig = run.directory("ig-office")
     ops = run.directory("operators")
-    _private_dir(unlock / "seal")
     _private_dir(linkage / "agencies")
 
     # The unlock service's keys first: agencies need its public sealing key.
-    seal_key, seal_pub = unlock / "seal" / "seal.key", unlock / "seal" / "seal.pub"
-    run.pair(
-        "unlock-service",
-        seal_key,
-        seal_pub,
-        "X25519 sealing key",
-        lambda: generate_seal_keypair(unlock / "seal"),
-    )
+    seal_pub = _seal_key(run, unlock / "seal")
     log_key, log_vkey = unlock / "audit-log.key", unlock / "audit-log.vkey"
     run.pair(
         "unlock-service",
@@ -513,9 +537,9 @@ def _report(root: Path, items: Sequence[CeremonyItem], agencies: Sequence[str]) 
     return "\n".join(lines)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="family-linkage-keys", description=__doc__.splitlines()[0] if __doc__ else None
+        prog=prog, description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("--out", type=Path, required=True, help="ceremony directory (0700)")
     parser.add_argument(
@@ -526,15 +550,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``family-linkage-keys`` command line; return the exit status."""
-    args = _parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, prog: str = "family-linkage keys") -> int:
+    """Run the ``family-linkage keys`` command line; return the exit status."""
+    args = _parser(prog).parse_args(argv)
     try:
         items = run_ceremony(
             args.out, args.agencies, log_origin=args.log_origin, witness_name=args.witness_name
         )
     except CeremonyError as exc:
-        print(f"family-linkage-keys: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
     print(_report(args.out, items, args.agencies))
     return 0

@@ -23,6 +23,7 @@ from deploy import CeremonyError, run_ceremony
 from deploy._ceremony import main
 from linkage_service._config import load_attestation_key
 from linkage_service._config import load_tokens as load_linkage_tokens
+from unlock_service import SealKeyring
 
 AGENCIES = ("police", "schools")
 
@@ -68,7 +69,9 @@ def test_directories_are_0700_and_secrets_0600(made):
 
 def test_agency_bundles_load_with_the_agency_client(made):
     root, _ = made
-    seal_pub = load_seal_public_key(root / "unlock-service" / "seal" / "seal.pub")
+    seal = root / "unlock-service" / "seal"
+    kid = (seal / "CURRENT").read_text().strip()
+    seal_pub = load_seal_public_key(seal / kid / "seal.pub")
     secrets = set()
     for agency in AGENCIES:
         bundle = root / f"agency-{agency}"
@@ -79,8 +82,10 @@ def test_agency_bundles_load_with_the_agency_client(made):
         assert load_seal_public_key(bundle / "seal.pub") == seal_pub
         secrets.add(load_secret(bundle / "linkage-secret.json"))
     assert len(secrets) == 1  # one shared secret, or encodings would never match
-    private = load_seal_private_key(root / "unlock-service" / "seal" / "seal.key")
+    private = load_seal_private_key(seal / kid / "seal.key")
     assert bytes(private.public_key) == bytes(seal_pub.public_key)
+    keyring = SealKeyring(seal)  # the unlock service reads the directory as made
+    assert keyring.current_id == kid and keyring.key_ids() == [kid]
 
 
 def test_linkage_attestation_key_loads_and_the_unlock_service_pins_its_public_key(made):
@@ -222,4 +227,4 @@ def test_cli_prints_what_goes_where_and_fails_plainly(tmp_path, capsys):
     assert "linkage-service agency add --id police" in out
     assert "files created" in out
     assert main(["--out", str(root), "--agency", "Bad Id"]) == 1
-    assert "family-linkage-keys: error: agency id 'Bad Id'" in capsys.readouterr().err
+    assert "family-linkage keys: error: agency id 'Bad Id'" in capsys.readouterr().err
