@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -31,8 +32,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 import audit_log
-from audit_log import AuditLog, AuditLogError, NoteSigner
+from audit_log import AuditLog, AuditLogError, NoteSigner, WitnessEndpoint
+from audit_log._config import witness_verifier
 from protocols import SubjectQuery
+from service_common import instrument_app, traced_transport
 
 from ._auth import SIGNATURE_HEADER, TokenVerifier
 from ._config import (
@@ -42,7 +45,7 @@ from ._config import (
     load_linkage_token,
     load_public_key,
 )
-from ._errors import Refused, UnlockError
+from ._errors import ConfigError, Refused, UnlockError
 from ._linkage import LinkageClient
 from ._policy import load_policy
 from ._release import SealKeyring
@@ -226,19 +229,25 @@ def build_service(
         max_lifetime=settings.max_token_lifetime,
         leeway=settings.clock_skew,
     )
+    witnesses = _witness_endpoints(settings)
     engine = open_engine(settings.database_url)
     try:
         audit = AuditLog.open(
-            settings.audit_database_url, signer, batch_wait=settings.audit_batch_wait
+            settings.audit_database_url,
+            signer,
+            batch_wait=settings.audit_batch_wait,
+            witnesses=witnesses,
+            witness_quorum=settings.audit_witness_quorum,
         )
-    except AuditLogError as exc:
+    except (AuditLogError, ValueError) as exc:
         engine.dispose()
         raise UnlockError(f"cannot open the audit log: {exc}", "AUDIT_UNAVAILABLE") from exc
     linkage = LinkageClient(
         settings.linkage_url,
         token,
         timeout=settings.linkage_timeout,
-        transport=linkage_transport,
+        # Traced: the caller's trace continues into the linkage service (traceparent).
+        transport=traced_transport(linkage_transport),
     )
     return UnlockService(
         engine=engine,
@@ -251,6 +260,21 @@ def build_service(
         request_window=settings.request_window,
         clock=clock,
     )
+
+
+def _witness_endpoints(settings: Settings) -> list[WitnessEndpoint]:
+    """The audit log's witnesses, each with its bearer token from the environment."""
+    endpoints = []
+    for w in settings.audit_witnesses:
+        token = os.environ.get(w.token_env, "").strip()
+        if not token:
+            raise ConfigError(f"audit witness {w.url}: no bearer token in ${w.token_env}")
+        try:
+            verifier = witness_verifier(w.vkey)
+        except AuditLogError as exc:
+            raise ConfigError(f"audit witness {w.url}: {exc}") from exc
+        endpoints.append(WitnessEndpoint(w.url, verifier, token))
+    return endpoints
 
 
 def _ed25519(raw: bytes) -> Any:
@@ -385,6 +409,9 @@ def create_app(
 
     if audit_app is not None:
         app.mount("/audit", audit_app)
+    # Spans for every request, continuing the caller's W3C traceparent (the
+    # global providers: quiet until the serve command sets telemetry up).
+    instrument_app(app, "unlock-service")
     # Outermost: the body cap applies before anything reads the body.
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
     return app

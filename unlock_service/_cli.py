@@ -334,21 +334,31 @@ SAFE_LOG_FIELDS = ("professional_id", "family_id", "decision", "reason", "record
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service_common import configure_logging
+    from service_common import ServiceCommonError, configure_logging, setup_telemetry
 
+    # Traces and metrics: quiet unless OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT
+    # (or ..._METRICS_...) say console or otlp; the JSON logs carry the trace ids.
+    try:
+        telemetry = setup_telemetry("unlock-service")
+    except ServiceCommonError as exc:
+        raise ConfigError(str(exc)) from exc
     configure_logging(
         ["unlock_service", "uvicorn.error"],
         safe_fields=SAFE_LOG_FIELDS,
         service_name="unlock-service",
     )
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level="warning",
-        access_log=False,  # URLs carry family ids only, but keep the log to our own lines
-    )
+    try:
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=args.host or settings.host,
+            port=args.port or settings.port,
+            log_config=None,  # keep the JSON handlers set above
+            log_level="warning",
+            access_log=False,  # URLs carry family ids only, but keep the log to our own lines
+        )
+    finally:
+        telemetry.shutdown()
 
 
 _POLICY_EXAMPLE = """\

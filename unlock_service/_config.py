@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.signing import VerifyKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from audit_log import AuditLogError, NoteSigner
+from audit_log import AuditLogError, NoteSigner, WitnessSettings
 from protocols import (
     SecretFileError,
     TokenTable,
@@ -70,6 +70,12 @@ class Settings(BaseModel):
     audit_token_file: Path | None = None
     audit_batch_wait: float = Field(default=0.0, ge=0)
     checkpoint_interval: float = Field(default=1.0, gt=0)
+    # IG witnesses asked to cosign each checkpoint ([[audit_witnesses]] tables:
+    # url, vkey (inline or a file), token_env naming the variable that holds
+    # our bearer token for it). With witnesses a checkpoint, and so a receipt,
+    # is published only once ``audit_witness_quorum`` (default: all) cosigned.
+    audit_witnesses: tuple[WitnessSettings, ...] = ()
+    audit_witness_quorum: int | None = Field(default=None, ge=0)
     # The linkage service: URL, our bearer token (0600 file) and its pinned
     # attestation public key (base64 of the 32 raw Ed25519 bytes).
     linkage_url: str = Field(pattern=r"^https?://")
