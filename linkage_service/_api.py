@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
+from service_common import instrument_app
 
 from . import _assessment as assessment
 from . import _claims as claims_
@@ -451,4 +452,7 @@ def create_app(
         store.ping(service.sql)
         return {"status": "ok", "ingesting": service.busy.is_set(), "role": caller.role}
 
+    # Spans for every request, continuing the caller's W3C traceparent (the
+    # global providers: quiet until the serve command sets telemetry up).
+    instrument_app(app, "linkage-service")
     return app

@@ -30,6 +30,7 @@ import httpx
 from sqlalchemy.engine import Engine
 
 from protocols import SecretFileError, key_id, write_private_file
+from service_common import ServiceCommonError, setup_telemetry, traced_transport
 
 from . import _assessment as assessment
 from . import _claims as claims
@@ -199,7 +200,10 @@ def push(path: Path, url: str, token: str, client: httpx.Client | None = None) -
     if not path.is_file():
         raise ConfigError(f"{path}: no such extract file")
     own = client is None
-    http = client or httpx.Client(timeout=httpx.Timeout(30.0, read=None))
+    # Traced: the push starts (or continues) a trace the linkage service carries on.
+    http = client or httpx.Client(
+        timeout=httpx.Timeout(30.0, read=None), transport=traced_transport()
+    )
     try:
         response = http.post(
             url.rstrip("/") + "/extracts",
@@ -236,7 +240,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "push":
-        summary = push(args.extract, args.url, _read_token(args.token_file))
+        try:
+            telemetry = setup_telemetry("agency-push")
+        except ServiceCommonError as exc:
+            raise ConfigError(str(exc)) from exc
+        try:
+            with telemetry.tracer("linkage_service.push").start_as_current_span("push extract"):
+                summary = push(args.extract, args.url, _read_token(args.token_file))
+        finally:
+            telemetry.shutdown()
         print(json.dumps(summary, indent=2, sort_keys=True))
         return 0
     if args.command == "model-card":
@@ -281,13 +293,23 @@ def _run(args: argparse.Namespace) -> int:
         from ._api import create_app
         from ._logging import configure_logging
 
+        # Quiet unless OTEL_TRACES_EXPORTER / OTEL_EXPORTER_OTLP_ENDPOINT say otherwise;
+        # the JSON logs carry the trace ids either way.
+        try:
+            telemetry = setup_telemetry("linkage-service")
+        except ServiceCommonError as exc:
+            raise ConfigError(str(exc)) from exc
         configure_logging()
-        uvicorn.run(
-            create_app(settings),
-            host=args.host or settings.host,
-            port=args.port or settings.port,
-            log_config=None,
-        )
+        try:
+            uvicorn.run(
+                create_app(settings),
+                host=args.host or settings.host,
+                port=args.port or settings.port,
+                log_config=None,
+                access_log=False,  # our own lines only: ids and counts, never a query value
+            )
+        finally:
+            telemetry.shutdown()
         return 0
     engine = store.open_engine(settings.database_url)
     try:

@@ -1,22 +1,24 @@
-"""Structured logs: one JSON object per line through the standard logging module.
+"""The linkage service's structured logs: which context fields it may write.
 
-Only whitelisted context fields are written (ids, counts, durations, error
-types), so a careless ``extra=`` can never put record content in a log.
+Formatting (JSON lines with trace ids, whitelisted fields only) is the shared
+``service_common`` formatter; this module owns only the linkage service's own
+whitelist: ids, counts, durations and error types, never record content.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import logging
 
-__all__ = ["JsonFormatter", "configure_logging"]
+from service_common import configure_logging as _configure
+
+__all__ = ["SAFE_FIELDS", "configure_logging"]
 
 SAFE_FIELDS = frozenset(
     {
         "agency_id",
+        "cycle_id",
         "extract_id",
-        "run_id",
+        "family_id",
         "records",
         "records_received",
         "records_added",
@@ -27,40 +29,16 @@ SAFE_FIELDS = frozenset(
         "households_changed",
         "links",
         "review",
-        "seconds",
         "link_seconds",
-        "error",
-        "status",
-        "method",
-        "path",
-        "role",
     }
 )
 
 
-class JsonFormatter(logging.Formatter):
-    """Formats a record as a JSON line with whitelisted context fields."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The JSON line for ``record``."""
-        body: dict[str, object] = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in SAFE_FIELDS:
-            value = record.__dict__.get(key)
-            if isinstance(value, str | int | float | bool):
-                body[key] = value
-        return json.dumps(body, sort_keys=True)
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    """Send ``linkage_service`` logs to stderr as JSON lines."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("linkage_service")
-    logger.handlers[:] = [handler]
-    logger.setLevel(level)
-    logger.propagate = False
+def configure_logging(level: int = logging.INFO) -> logging.Handler:
+    """Send ``linkage_service`` (and uvicorn's error) logs to stderr as JSON lines."""
+    return _configure(
+        ["linkage_service", "uvicorn.error"],
+        safe_fields=SAFE_FIELDS,
+        service_name="linkage-service",
+        level=level,
+    )
