@@ -148,3 +148,14 @@ def test_no_secret_material_in_the_manifests():
     for path in DEPLOY.rglob("*"):
         if path.is_file() and path.suffix in {".toml", ".service", ".Containerfile", ".md"}:
             assert not secretish.search(path.read_text()), path
+
+
+def test_unlock_example_names_the_witness_and_the_policy_example_loads():
+    config = _unlock_config()
+    settings = config.load_settings(DEPLOY / "config" / "unlock-service.toml", environ={})
+    [witness] = settings.audit_witnesses
+    assert witness.token_env == "AUDIT_LOG_WITNESS_TOKEN"
+    from unlock_service import load_policy
+
+    policy = load_policy(DEPLOY / "config" / "policy.toml")
+    assert "SAFEGUARDING" in policy.rules.purposes
