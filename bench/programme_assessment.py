@@ -151,8 +151,10 @@ def build_database(pop, url: str) -> None:  # type: ignore[no-untyped-def]
                     conn.execute(store.indicators.insert(), inds)
     with sql.connect() as conn:
         n = conn.execute(sa.select(sa.func.count()).select_from(store.indicators)).scalar()
-    print(f"database: {next_id - 1:,} records, {len(persons):,} persons, "
-          f"{len(households):,} households, {n:,} indicator events")
+    print(
+        f"database: {next_id - 1:,} records, {len(persons):,} persons, "
+        f"{len(households):,} households, {n:,} indicator events"
+    )
     sql.dispose()
 
 
@@ -208,7 +210,7 @@ def main() -> int:
         f"in {t_first:.1f} s"
     )
     eligible = list_families(sql, eligible=True, limit=1_000_000)["families"]
-    chosen = eligible[:: 10]
+    chosen = eligible[::10]
     t0 = time.perf_counter()
     for f in chosen:
         set_status(sql, f["family_id"], "attached", actor="bench", reason="WORK_STARTED", on=as_at)
@@ -231,8 +233,10 @@ def main() -> int:
         f"{batch['result_claims']:,} results, GBP {batch['amount_gbp']:,} in {t_claims:.1f} s"
     )
     total = t_first + t_claims
-    print(f"full assessment (cycle + claims) for {args.records:,} records: {total:.1f} s "
-          f"(target < 60 s); peak memory {peak_mb():,.0f} MB")
+    print(
+        f"full assessment (cycle + claims) for {args.records:,} records: {total:.1f} s "
+        f"(target < 60 s); peak memory {peak_mb():,.0f} MB"
+    )
     sql.dispose()
     return 0
 

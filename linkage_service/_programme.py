@@ -25,7 +25,7 @@ import datetime as dt
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
@@ -59,9 +59,12 @@ def compare(value: float | None, op: str, threshold: float) -> bool:
     return value is not None and OPS[op](value, threshold)
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """One indicator value reported by one agency about one member."""
+class Event(NamedTuple):
+    """One indicator value reported by one agency about one member.
+
+    Tuples, not frozen dataclasses: a million are made per assessment, and a
+    frozen dataclass costs several times more to construct.
+    """
 
     type: str
     value: float
@@ -70,8 +73,7 @@ class Event:
     record_ref: str
 
 
-@dataclass(frozen=True, slots=True)
-class MemberInput:
+class MemberInput(NamedTuple):
     """One member: pseudonymous id, coarse attributes and what agencies report."""
 
     person_id: str
