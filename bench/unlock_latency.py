@@ -14,7 +14,12 @@ attestations and sealed blobs. Then:
    already over their rate limit (each refusal is still audited: 429), then
    with forged tokens (401, refused before any database work).
 
-Run: .venv/bin/python bench/unlock_latency.py [--clients 50] [--requests 20]
+Run: .venv/bin/python bench/unlock_latency.py [--clients 50] [--requests 20] [--rate 40]
+
+Without ``--rate`` every client sends its next request as soon as the last one
+returns (closed loop): latency is then concurrency / throughput, a saturation
+test. With ``--rate R`` the 50 clients together offer R unlocks/s on a fixed
+schedule (open loop) and latency is measured from each request's due time.
 """
 
 from __future__ import annotations
@@ -331,8 +336,18 @@ def run(args: argparse.Namespace) -> None:
             client = UnlockClient(base, key, lambda: issuer.issue(pid, bytes(key.verify_key)))
             rng = random.Random(n)
             start_gate.wait()
-            for _ in range(args.requests):
-                t0 = time.perf_counter()
+            began = time.perf_counter()
+            for k in range(args.requests):
+                if args.rate:
+                    # open loop: request k of client n is due at a fixed time; latency is
+                    # measured from then, so time spent queueing behind a slow answer counts
+                    due = began + (n + k * args.clients) / args.rate
+                    pause = due - time.perf_counter()
+                    if pause > 0:
+                        time.sleep(pause)
+                    t0 = due
+                else:
+                    t0 = time.perf_counter()
                 r = client.unlock(rng.choice(families), "SAFEGUARDING", WHY)
                 elapsed = time.perf_counter() - t0
                 if r.status_code != 200:
@@ -355,9 +370,14 @@ def run(args: argparse.Namespace) -> None:
         ms = [x * 1000 for x in latencies]
         cpus = os.cpu_count()
         print(f"machine: {platform.machine()} {cpus} cpus, Python {platform.python_version()}")
+        mode = (
+            f"open loop, {args.rate:g} unlocks/s offered in all"
+            if args.rate
+            else "closed loop, each client sends its next request as soon as one returns"
+        )
         print(
-            f"unlock latency, {args.clients} concurrent clients x {args.requests} requests "
-            f"(grant + durable audit append + blob fetch/open/re-seal + receipt):"
+            f"unlock latency, {args.clients} concurrent clients x {args.requests} requests, "
+            f"{mode} (grant + durable audit append + blob fetch/open/re-seal + receipt):"
         )
         print(
             f"  {len(ms)} released, {len(errors)} errors; p50 {statistics.median(ms):.1f} ms, "
@@ -418,6 +438,12 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=20, help="unlocks per client (= rate limit)")
     p.add_argument("--families", type=int, default=200)
     p.add_argument("--flood-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="offered unlocks/s over all clients (open loop); 0 = closed loop (saturation)",
+    )
     p.add_argument("--serve-linkage", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
