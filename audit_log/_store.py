@@ -22,10 +22,15 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from service_common import (
+    create_database_engine,
+    migrate_database,
+    normalise_database_url,
+    open_database,
+)
 
 from ._entries import micros
 from ._storage_errors import StorageError, TamperError
@@ -42,6 +47,8 @@ __all__ = [
 ]
 
 VERSION_TABLE = "audit_log_alembic_version"
+
+normalise_url = normalise_database_url
 
 metadata = sa.MetaData()
 
@@ -80,74 +87,25 @@ cosignatures = sa.Table(
 )
 
 
-def normalise_url(url: str) -> str:
-    """Map ``postgresql://`` to the psycopg 3 driver and a bare path to SQLite."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    if "://" not in url:
-        return f"sqlite:///{url}"
-    return url
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the writer; synchronous=FULL makes every
-    # commit an fsync of the WAL, so an acknowledged entry survives power loss.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
 def create_engine(url: str) -> Engine:
-    """An engine for ``url`` with the durability settings the log needs (no migration)."""
-    try:
-        parsed = sa.make_url(normalise_url(url))
-    except (SQLAlchemyError, ValueError) as exc:
-        raise StorageError(f"cannot parse database URL {_redact(url)!r}: {exc}") from exc
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise StorageError(
-            f"unsupported database {parsed.get_backend_name()!r} in {_redact(url)!r}: "
-            "expected sqlite or postgresql"
-        )
-    try:
-        engine = sa.create_engine(parsed)
-    except (SQLAlchemyError, ValueError, ImportError) as exc:
-        raise StorageError(f"cannot use database URL {_redact(url)!r}: {exc}") from exc
-    if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
+    """An engine for ``url`` with the durability settings the log needs (no migration).
+
+    SQLite: WAL lets readers run beside the writer; synchronous=FULL makes every
+    commit an fsync of the WAL, so an acknowledged entry survives power loss.
+    """
+    return create_database_engine(
+        url, error=StorageError, synchronous="FULL", busy_timeout_ms=10_000
+    )
 
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision with the packaged alembic scripts."""
-    config = Config()
-    config.set_main_option("script_location", "audit_log:_migrations")
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot migrate the audit log database: {exc}") from exc
+    migrate_database(engine, "audit_log:_migrations", "audit log database", StorageError)
 
 
 def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
     """Create an engine for ``url`` and (by default) migrate its schema."""
-    engine = create_engine(url)
-    if migrate_schema:
-        try:
-            migrate(engine)
-        except StorageError:
-            engine.dispose()
-            raise
-    return engine
-
-
-def _redact(url: str) -> str:
-    try:
-        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
-    except (SQLAlchemyError, ValueError):
-        return "<unparseable URL>"
+    return open_database(create_engine, migrate, url, migrate_schema=migrate_schema)
 
 
 def now_micros() -> int:

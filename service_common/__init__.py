@@ -10,10 +10,20 @@ its app factory calls ``instrument_app(app, "linkage-service")``, and every
 ``httpx`` client it makes to another service uses ``traced_transport()``. Nothing
 here reads configuration or creates a provider at import time.
 
+``_database`` holds what every service's storage shares: URL handling, SQLite
+durability pragmas, alembic upgrades (each service passes its own error types).
+
 Errors: :class:`ServiceCommonError` is the base of everything raised here
 (see ``_errors`` for the hierarchy).
 """
 
+from ._database import (
+    create_database_engine,
+    migrate_database,
+    normalise_database_url,
+    open_database,
+    redact_url,
+)
 from ._errors import ServiceCommonError, TelemetryConfigError
 from ._logging import BASE_SAFE_FIELDS, JsonFormatter, TraceContextFilter, configure_logging
 from ._metrics import Metrics, metrics
@@ -36,8 +46,13 @@ __all__ = [
     "TelemetrySettings",
     "TraceContextFilter",
     "configure_logging",
+    "create_database_engine",
     "instrument_app",
     "metrics",
+    "migrate_database",
+    "normalise_database_url",
+    "open_database",
+    "redact_url",
     "setup_telemetry",
     "traced_async_transport",
     "traced_transport",

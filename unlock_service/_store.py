@@ -24,10 +24,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from service_common import (
+    create_database_engine,
+    migrate_database,
+    normalise_database_url,
+    open_database,
+    redact_url,
+)
 
 from ._errors import ConfigError, NotFound, StorageError
 
@@ -43,6 +49,9 @@ __all__ = [
 ]
 
 VERSION_TABLE = "unlock_service_alembic_version"
+
+normalise_url = normalise_database_url
+redact = redact_url
 
 metadata = sa.MetaData()
 
@@ -127,52 +136,23 @@ reviews = sa.Table(
 # --- engines and migrations -----------------------------------------------------------
 
 
-def normalise_url(url: str) -> str:
-    """Map ``postgresql://`` to the psycopg 3 driver and a bare path to SQLite."""
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    if "://" not in url:
-        return f"sqlite:///{url}"
-    return url
-
-
-def redact(url: str) -> str:
-    """``url`` with its password hidden, for messages and logs."""
-    try:
-        return sa.make_url(normalise_url(url)).render_as_string(hide_password=True)
-    except (SQLAlchemyError, ValueError):
-        return "<unparseable URL>"
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # NORMAL in WAL mode: a commit is atomic and consistent but is fsynced at
-    # the next WAL checkpoint, not at once. This database holds working state
-    # (requests, grants, nonces); the evidence is the audit log, which is
-    # fsynced (synchronous=FULL) before anything is released.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
-
-
 def create_engine(url: str) -> Engine:
-    """An engine for ``url`` (sqlite or postgresql), without migrating."""
-    try:
-        parsed = sa.make_url(normalise_url(url))
-    except (SQLAlchemyError, ValueError) as exc:
-        raise ConfigError(f"cannot parse database URL {redact(url)!r}: {exc}") from exc
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ConfigError(
-            f"unsupported database {parsed.get_backend_name()!r} in {redact(url)!r}: "
-            "expected sqlite or postgresql"
-        )
-    try:
-        engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=20, max_overflow=40)
-    except (SQLAlchemyError, ValueError, ImportError, TypeError) as exc:
-        raise ConfigError(f"cannot use database URL {redact(url)!r}: {exc}") from exc
+    """An engine for ``url`` (sqlite or postgresql), without migrating.
+
+    SQLite: synchronous=NORMAL in WAL mode: a commit is atomic and consistent but
+    is fsynced at the next WAL checkpoint, not at once. This database holds
+    working state (requests, grants, nonces); the evidence is the audit log,
+    which is fsynced (synchronous=FULL) before anything is released.
+    """
+    engine = create_database_engine(
+        url,
+        error=ConfigError,
+        synchronous="NORMAL",
+        pool_pre_ping=True,
+        pool_size=20,
+        max_overflow=40,
+    )
     if engine.dialect.name == "sqlite":
-        sa.event.listen(engine, "connect", _sqlite_pragmas)
         # SQLite has one writer at a time and its busy handler sleeps in
         # growing steps; queueing writers on a mutex instead keeps the tail short.
         _WRITE_LOCKS[engine] = threading.Lock()
@@ -181,26 +161,12 @@ def create_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision with the packaged alembic scripts."""
-    config = Config()
-    config.set_main_option("script_location", "unlock_service:_migrations")
-    try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot migrate the unlock database: {exc}") from exc
+    migrate_database(engine, "unlock_service:_migrations", "unlock database", StorageError)
 
 
 def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
     """Create an engine for ``url`` and (by default) migrate its schema."""
-    engine = create_engine(url)
-    if migrate_schema:
-        try:
-            migrate(engine)
-        except StorageError:
-            engine.dispose()
-            raise
-    return engine
+    return open_database(create_engine, migrate, url, migrate_schema=migrate_schema)
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()

@@ -1,0 +1,63 @@
+"""Shared database helpers: URLs, hidden passwords, backends, SQLite pragmas, upgrades."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from service_common import (
+    create_database_engine,
+    migrate_database,
+    normalise_database_url,
+    open_database,
+    redact_url,
+)
+
+
+class Oops(Exception):
+    pass
+
+
+def test_urls_are_normalised_and_passwords_hidden():
+    assert normalise_database_url("postgresql://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert normalise_database_url("postgres://u@h/d") == "postgresql+psycopg://u@h/d"
+    assert normalise_database_url("/tmp/x.db") == "sqlite:////tmp/x.db"
+    assert "s3cret" not in redact_url("postgresql://u:s3cret@h/d")
+    assert redact_url("postgresql://u:s3cret@h/d").startswith("postgresql+psycopg://u:***@h")
+
+
+def test_other_backends_and_bad_urls_raise_the_callers_error():
+    with pytest.raises(Oops, match="unsupported database 'mysql'.*expected sqlite or postgresql"):
+        create_database_engine("mysql://u:pw@h/d", error=Oops)
+    with pytest.raises(Oops) as err:
+        create_database_engine("mysql://u:pw@h/d", error=Oops)
+    assert "pw" not in str(err.value)
+
+
+@pytest.mark.parametrize(("level", "code"), [("FULL", 2), ("NORMAL", 1)])
+def test_sqlite_connections_get_wal_and_the_durability_asked_for(tmp_path, level, code):
+    engine = create_database_engine(
+        str(tmp_path / "x.db"), error=Oops, synchronous=level, foreign_keys=True, pool_size=5
+    )
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == code
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_a_failed_upgrade_disposes_the_engine_and_raises(tmp_path):
+    made: list[sa.Engine] = []
+
+    def create(url: str) -> sa.Engine:
+        made.append(create_database_engine(url, error=Oops))
+        return made[-1]
+
+    def upgrade(engine: sa.Engine) -> None:
+        migrate_database(engine, "no_such_package:_migrations", "test database", Oops)
+
+    with pytest.raises(ModuleNotFoundError):
+        open_database(create, upgrade, str(tmp_path / "y.db"))
+    assert len(made) == 1
+    engine = open_database(create, upgrade, str(tmp_path / "z.db"), migrate_schema=False)
+    assert engine.dialect.name == "sqlite"
