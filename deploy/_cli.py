@@ -21,6 +21,7 @@ from pathlib import Path
 from ._ceremony import CeremonyItem
 from ._ceremony import main as ceremony_main
 from ._errors import DeployError
+from ._journey import rel
 from ._local import LocalStack, ServiceProcess, terminate_on_signals
 
 __all__ = ["main"]
@@ -85,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _where(stack: LocalStack) -> str:
     if stack.database_url_base is None:
-        return f"SQLite files in {stack.state_dir}"
+        return f"SQLite files in {rel(stack.state_dir)}"
     names = ", ".join(url.rsplit("/", 1)[1] for url in stack.database_urls.values())
     return f"PostgreSQL databases {names} at {stack.database_url_base}"
 
@@ -95,9 +96,12 @@ def _ceremony_summary(items: list[CeremonyItem], keys: Path) -> str:
     kept = sum(1 for i in items if i.status == "exists")
     parties = len({i.party for i in items})
     if made == 0:
-        return f"reused the key ceremony in {keys}: {kept} files, {parties} parties, none replaced"
+        return (
+            f"reused the key ceremony in {rel(keys)}: {kept} files, {parties} parties, "
+            "none replaced"
+        )
     return (
-        f"key ceremony in {keys}: {made} files made, {kept} already there, "
+        f"key ceremony in {rel(keys)}: {made} files made, {kept} already there, "
         f"one directory per party ({parties})"
     )
 
@@ -113,7 +117,7 @@ def _stopped(codes: dict[str, int | None]) -> str:
 
 
 def _services_line(service: ServiceProcess) -> str:
-    return f"{service.name:<16} {service.url:<24} pid {service.pid}  log {service.log_path}"
+    return f"{service.name:<16} {service.url:<24} pid {service.pid}  log {rel(service.log_path)}"
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -134,15 +138,15 @@ def _up(args: argparse.Namespace) -> int:
         stack.prepare(fresh=args.fresh)
         pros = stack.register_professionals()
         stack.start()
-        print(f"databases: {_where(stack)}; settings in {stack.config_dir}")
+        print(f"databases: {_where(stack)}; settings in {rel(stack.config_dir)}")
         for service in stack.services.values():
             print(_services_line(service))
-        print("demo professionals (key files in " + str(stack.pro_dir) + "):")
+        print(f"demo professionals (key files in {rel(stack.pro_dir)}):")
         for pro in pros:
             print(f"  {pro.name:<14} {pro.professional_id}  {pro.role}, clearance {pro.clearance}")
         print(
             "a token: unlock-service --config "
-            f"{stack.config_path('unlock-service')} token issue --professional <id>"
+            f"{rel(stack.config_path('unlock-service'))} token issue --professional <id>"
         )
         print("Ctrl-C stops all three.", flush=True)
         try:
@@ -179,7 +183,7 @@ def _demo(args: argparse.Namespace) -> int:
         database_url_base=args.database_url_base,
         database_prefix=args.database_prefix,
     )
-    print(f"{PROG} demo: run directory {stack.run_dir}")
+    print(f"{PROG} demo: run directory {rel(stack.run_dir)}")
     if again:
         print("  (a previous run is there: its keys are reused, its databases and logs replaced)")
     with stack:
@@ -207,7 +211,7 @@ def _demo(args: argparse.Namespace) -> int:
     )
     print(
         f"one trace {journey.trace_id} runs from the agencies' pushes through both services: "
-        f"grep it in {stack.log_dir}/*.log"
+        f"grep it in {rel(stack.log_dir)}/*.log"
     )
     print(_stopped(codes))
     return 0

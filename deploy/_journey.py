@@ -400,7 +400,7 @@ def run_journey(
             "population",
             f"{pop.household_count:,} households ({pop.family_count:,} families), "
             f"{pop.person_count:,} people, {pop.record_count:,} records across "
-            f"{len(pop.agencies)} agencies -> {_rel(pop.out_dir)} "
+            f"{len(pop.agencies)} agencies -> {rel(pop.out_dir)} "
             f"({journey.seconds['population']:.1f}s)",
         )
 
@@ -459,9 +459,9 @@ def run_journey(
         report(
             "unlock",
             f"{worker.professional_id} (social_worker, clearance {worker.clearance}) asked for "
-            f"{family} for {PURPOSE}: {released.reason}; opened the {released.identities} "
-            f"identities of its members' records, sealed to their own key (audit entry "
-            f"{released.body['audit_index']}) "
+            f"{family} for {PURPOSE}: {released.reason}; opened {released.identities} identities "
+            f"(one per agency record of its members) sealed to their own key; names not shown "
+            f"(audit entry {released.body['audit_index']}) "
             f"({journey.seconds['unlock']:.1f}s)",
         )
 
@@ -475,7 +475,8 @@ def run_journey(
     return journey
 
 
-def _rel(path: Path) -> str:
+def rel(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it (for messages)."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:

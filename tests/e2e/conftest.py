@@ -79,8 +79,12 @@ def log_lines(path: Path) -> list[dict[str, object]]:
     """The JSON lines of a service log (other lines skipped)."""
     out = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("{"):
-            out.append(json.loads(line))
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # uvicorn's plain lines, or a console exporter's pretty-printed spans
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
