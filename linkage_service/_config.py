@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -30,11 +26,11 @@ from protocols import (
     TokenTable,
     check_private_file,
     default_schema,
-    describe_errors,
     load_token_file,
     new_token,
     token_digest,
 )
+from service_common import load_service_settings
 
 from ._errors import ConfigError
 from ._riskmodel import RiskModel, default_model, load_model
@@ -84,33 +80,11 @@ class Settings(BaseModel):
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from a TOML/JSON file (optional) overridden by ``LINKAGE_SERVICE_*`` variables."""
-    env = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    if path is None and env.get(ENV_PREFIX + "CONFIG"):
-        path = Path(env[ENV_PREFIX + "CONFIG"])
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
-        try:
-            loaded = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"settings file {path} is not valid: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"settings file {path} must hold a table/object")
-        data.update(loaded)
-    for name, info in Settings.model_fields.items():
-        value = env.get(ENV_PREFIX + name.upper())
-        if value is None:
-            continue
-        is_tuple = "tuple" in str(info.annotation)
-        data[name] = [v for v in value.split(",") if v] if is_tuple else value
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {describe_errors(exc, '(top)')}") from exc
+    """Settings from a TOML/JSON file (optional) overridden by environment variables.
+
+    Relative paths in the file are taken relative to the file's directory.
+    """
+    return load_service_settings(Settings, ENV_PREFIX, path, environ, ConfigError)
 
 
 def load_schemas(settings: Settings) -> dict[str, LinkageSchema]:

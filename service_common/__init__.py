@@ -27,6 +27,7 @@ from ._database import (
 from ._errors import ServiceCommonError, TelemetryConfigError
 from ._logging import BASE_SAFE_FIELDS, JsonFormatter, TraceContextFilter, configure_logging
 from ._metrics import Metrics, metrics
+from ._settings import load_service_settings
 from ._telemetry import (
     Telemetry,
     TelemetrySettings,
@@ -48,6 +49,7 @@ __all__ = [
     "configure_logging",
     "create_database_engine",
     "instrument_app",
+    "load_service_settings",
     "metrics",
     "migrate_database",
     "normalise_database_url",

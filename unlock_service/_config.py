@@ -13,26 +13,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.signing import VerifyKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from audit_log import AuditLogError, NoteSigner, WitnessSettings
 from protocols import (
     SecretFileError,
     TokenTable,
     check_private_file,
-    describe_errors,
     load_token_file,
     write_private_file,
 )
+from service_common import load_service_settings
 
 from ._errors import ConfigError
 
@@ -99,38 +95,11 @@ class Settings(BaseModel):
 
 
 def load_settings(path: Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Settings from a TOML/JSON file (optional) overridden by ``UNLOCK_SERVICE_*`` variables.
+    """Settings from a TOML/JSON file (optional) overridden by environment variables.
 
     Relative paths in the file are taken relative to the file's directory.
     """
-    env = os.environ if environ is None else environ
-    data: dict[str, Any] = {}
-    if path is None and env.get(ENV_PREFIX + "CONFIG"):
-        path = Path(env[ENV_PREFIX + "CONFIG"])
-    if path is not None:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"cannot read settings file {path}: {exc}") from exc
-        try:
-            loaded = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-        except (ValueError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"settings file {path} is not valid: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"settings file {path} must hold a table/object")
-        for name, value in loaded.items():
-            info = Settings.model_fields.get(name)
-            if info is not None and "Path" in str(info.annotation) and isinstance(value, str):
-                value = str(path.parent / value)
-            data[name] = value
-    for name in Settings.model_fields:
-        value = env.get(ENV_PREFIX + name.upper())
-        if value is not None:
-            data[name] = value
-    try:
-        return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(f"invalid settings: {describe_errors(exc, '(top)')}") from exc
+    return load_service_settings(Settings, ENV_PREFIX, path, environ, ConfigError)
 
 
 def _check_private(path: Path, what: str) -> None:
