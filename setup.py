@@ -1,4 +1,4 @@
-"""Build the compiled Dice kernel; all other project metadata lives in pyproject.toml."""
+"""Build the compiled kernels (Dice, Bloom filters); all other metadata lives in pyproject.toml."""
 
 import sys
 
@@ -14,6 +14,14 @@ setup(
             "linkage_service._dice",
             sources=["linkage_service/_dice.c"],
             extra_compile_args=extra,
-        )
+        ),
+        # Keyed BLAKE2b comes from OpenSSL 3 (EVP_MAC "BLAKE2BMAC"): building needs
+        # its headers (Debian/Ubuntu libssl-dev, Fedora openssl-devel).
+        Extension(
+            "agency_client._bloom",
+            sources=["agency_client/_bloom.c"],
+            libraries=["crypto"],
+            extra_compile_args=extra,
+        ),
     ]
 )

@@ -5,8 +5,11 @@ schema fingerprint and to one purpose (one field of one filter, one identifier
 type, one blocking key), so a bit pattern from one field says nothing about
 another and a schema change re-keys everything. Features are hashed with keyed
 BLAKE2b: there is no unkeyed or double hashing anyone without the secret could
-replay. This module never sees a file, never logs, and keeps no identity beyond
-bounded caches of feature -> bit-mask that die with the process.
+replay. The filters themselves are built by the compiled kernel
+(:mod:`agency_client._bloom`, keyed BLAKE2b from OpenSSL), whose derivation
+tests/agency_client/test_encoder.py restates slowly in Python. This module never
+sees a file, never logs, and keeps no identity beyond the kernel's bounded
+caches of feature -> bit positions that die with the process.
 
 Bit order: filter bit ``i`` is bit ``i % 8`` (least significant first) of byte
 ``i // 8``; ``numpy.unpackbits(..., bitorder="little")`` reads it back.
@@ -34,10 +37,11 @@ from protocols import (
     Tokenizer,
 )
 
+from . import _bloom
+from ._bloom import FilterKernel
 from ._normalise import Postcode, soundex
 
 KDF_SALT = b"family-linkage/kdf/v1"
-_CACHE_LIMIT = 50_000  # per field: names repeat (high hit rate), addresses do not
 BLOCKING_TOKEN_BYTES = 12
 EXACT_TOKEN_BYTES = 24
 
@@ -65,81 +69,12 @@ class NormalisedIdentity:
     identifiers: dict[ExactIdentifier, str] = field(default_factory=dict)
 
 
-def _bigrams(value: str) -> list[str]:
-    out: list[str] = []
-    for word in value.split():
-        padded = f"_{word}_"
-        out.extend(padded[i : i + 2] for i in range(len(padded) - 1))
-    return out
-
-
-def _positional(value: str) -> list[str]:
-    return [f"{i}:{c}" for i, c in enumerate(value)]
-
-
-def _date_parts(value: str) -> list[str]:
-    """``yyyymmdd`` -> year, month, day and the sorted day/month pair."""
-    y, m, d = value[:4], value[4:6], value[6:8]
-    return [f"y:{y}", f"m:{m}", f"d:{d}", f"s:{min(m, d)}{max(m, d)}"]
-
-
-class FieldHasher:
-    """Keyed feature hashing for one field of one filter, with bounded caches."""
-
-    __slots__ = ("_key", "_k", "_mask_bits", "_tokenize", "_features", "_values")
-
-    def __init__(self, key: bytes, bits_per_feature: int, length_bits: int, tokenizer: Tokenizer):
-        self._key = key
-        self._k = bits_per_feature
-        self._mask_bits = length_bits - 1  # length is a power of two: & is an unbiased mod
-        self._tokenize: Callable[[str], list[str]] = {
-            Tokenizer.BIGRAMS: _bigrams,
-            Tokenizer.POSITIONAL_UNIGRAMS: _positional,
-            Tokenizer.EXACT: lambda v: [v],
-            Tokenizer.DATE_PARTS: _date_parts,
-        }[tokenizer]
-        self._features: dict[str, int] = {}
-        self._values: dict[str, int] = {}
-
-    def positions(self, feature: str) -> list[int]:
-        """The ``k`` bit positions of one feature (duplicates possible, as in any Bloom filter)."""
-        data = feature.encode("utf-8")
-        stream = b""
-        block = 0
-        while len(stream) < 2 * self._k:
-            # person= separates the 64-byte blocks when k needs more than 32 indices
-            stream += hashlib.blake2b(
-                data, key=self._key, digest_size=64, person=block.to_bytes(16, "big")
-            ).digest()
-            block += 1
-        return [
-            int.from_bytes(stream[2 * i : 2 * i + 2], "little") & self._mask_bits
-            for i in range(self._k)
-        ]
-
-    def feature_mask(self, feature: str) -> int:
-        """Bit mask (as an int) of one feature."""
-        mask = self._features.get(feature)
-        if mask is None:
-            mask = 0
-            for p in self.positions(feature):
-                mask |= 1 << p
-            if len(self._features) >= _CACHE_LIMIT:
-                self._features.clear()
-            self._features[feature] = mask
-        return mask
-
-    def value_mask(self, value: str) -> int:
-        """Bit mask of every feature of a field value (cached: names repeat a lot)."""
-        mask = self._values.get(value)
-        if mask is None:
-            mask = 0
-            for feat in self._tokenize(value):
-                mask |= self.feature_mask(feat)
-            if len(self._values) >= _CACHE_LIMIT:
-                self._values.clear()
-            self._values[value] = mask
-        return mask
+_TOKENIZER_CODES = {
+    Tokenizer.BIGRAMS: _bloom.BIGRAMS,
+    Tokenizer.POSITIONAL_UNIGRAMS: _bloom.POSITIONAL_UNIGRAMS,
+    Tokenizer.EXACT: _bloom.EXACT,
+    Tokenizer.DATE_PARTS: _bloom.DATE_PARTS,
+}
 
 
 class FilterEncoder:
@@ -148,22 +83,12 @@ class FilterEncoder:
     def __init__(self, spec: FilterSpec, secret: bytes, fingerprint: str, filter_name: str):
         self.spec = spec
         self._n = spec.length_bits
-        self._fields = [
-            (
-                f.feature,
-                FieldHasher(
-                    derive_key(secret, fingerprint, f"{filter_name}:{f.feature.value}"),
-                    f.bits_per_feature,
-                    spec.length_bits,
-                    f.tokenizer,
-                ),
-            )
-            for f in spec.fields
-        ]
-        self._salted: dict[str, list[tuple[PersonFeature | AddressFeature, FieldHasher]]] = {}
+        self._values = [_PERSON_VALUES[f.feature] for f in spec.fields]
         self._secret = secret
         self._fingerprint = fingerprint
         self._filter_name = filter_name
+        self._kernel = self._new_kernel("")
+        self._salted: dict[str, FilterKernel] = {}
         self._perm_table: list[list[int]] = []
         if spec.hardening is Hardening.BALANCE:
             perm = _keyed_permutation(
@@ -171,41 +96,40 @@ class FilterEncoder:
             )
             self._perm_table = _byte_permutation_table(perm)
 
-    def _hashers(
-        self, salt: str | None
-    ) -> list[tuple[PersonFeature | AddressFeature, FieldHasher]]:
-        if salt is None:
-            return self._fields
-        hashers = self._salted.get(salt)
-        if hashers is None:
-            # A salted filter gets its own keys per salt value: records with different
-            # salts share no bits, which is the point of salting (and its cost).
-            hashers = [
+    def _new_kernel(self, suffix: str) -> FilterKernel:
+        return FilterKernel(
+            self._n,
+            [
                 (
-                    f.feature,
-                    FieldHasher(
-                        derive_key(
-                            self._secret,
-                            self._fingerprint,
-                            f"{self._filter_name}:{f.feature.value}:salt={salt}",
-                        ),
-                        f.bits_per_feature,
-                        self.spec.length_bits,
-                        f.tokenizer,
+                    derive_key(
+                        self._secret,
+                        self._fingerprint,
+                        f"{self._filter_name}:{f.feature.value}{suffix}",
                     ),
+                    f.bits_per_feature,
+                    _TOKENIZER_CODES[f.tokenizer],
                 )
                 for f in self.spec.fields
-            ]
-            self._salted[salt] = hashers
-        return hashers
+            ],
+        )
+
+    def kernel(self, salt: str | None) -> FilterKernel:
+        """The compiled kernel for a salt value (``None``: unsalted)."""
+        if salt is None:
+            return self._kernel
+        kernel = self._salted.get(salt)
+        if kernel is None:
+            # A salted filter gets its own keys per salt value: records with different
+            # salts share no bits, which is the point of salting (and its cost).
+            kernel = self._salted[salt] = self._new_kernel(f":salt={salt}")
+        return kernel
 
     def encode_identity(self, ident: NormalisedIdentity, salt: str | None) -> bytes:
         """The hardened filter of one identity (the hot path of :meth:`Encoder.encode`)."""
-        mask = 0
-        for feature, hasher in self._hashers(salt):
-            for value in _PERSON_VALUES[feature](ident):
-                mask |= hasher.value_mask(value)
-        return self._harden(mask)
+        raw = self.kernel(salt).encode([values(ident) for values in self._values])
+        if self.spec.hardening is Hardening.NONE:
+            return raw
+        return self._harden(int.from_bytes(raw, "little"))
 
     def _harden(self, mask: int) -> bytes:
         n = self._n
@@ -409,7 +333,6 @@ def dice(a: bytes, b: bytes) -> float:
 __all__ = [
     "Encoder",
     "Encoding",
-    "FieldHasher",
     "NormalisedIdentity",
     "derive_key",
     "dice",

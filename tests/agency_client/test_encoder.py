@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agency_client._encoder import Encoder, FieldHasher, NormalisedIdentity, derive_key, dice
+from agency_client._bloom import FilterKernel
+from agency_client._encoder import Encoder, NormalisedIdentity, derive_key, dice
 from agency_client._normalise import postcode
 from protocols import (
     ExactIdentifier,
@@ -64,10 +65,10 @@ def reference_positions(key: bytes, feature: str, k: int, m: int) -> list[int]:
 
 
 @pytest.mark.parametrize("k", [1, 20, 32, 33, 100])
-def test_field_hasher_positions_match_reference(k):
+def test_kernel_positions_match_reference(k):
     key = b"k" * 32
-    h = FieldHasher(key, k, 1024, Tokenizer.BIGRAMS)
-    assert h.positions("_s") == reference_positions(key, "_s", k, 1024)
+    kernel = FilterKernel(1024, [(key, k, 0)])
+    assert kernel.positions(0, "_s") == reference_positions(key, "_s", k, 1024)
 
 
 def reference_filter(schema: LinkageSchema, secret: bytes, values: dict[str, list[str]]) -> bytes:

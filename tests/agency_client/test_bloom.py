@@ -1,0 +1,150 @@
+"""The compiled Bloom-filter kernel against a slow Python restatement of the derivation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agency_client import _bloom
+from agency_client._bloom import FilterKernel
+
+TOKENIZERS = (_bloom.BIGRAMS, _bloom.POSITIONAL_UNIGRAMS, _bloom.EXACT, _bloom.DATE_PARTS)
+
+
+def reference_features(tokenizer: int, value: str) -> list[str]:
+    """The documented tokenisers, written out (as in docs/agency-client.md)."""
+    if tokenizer == _bloom.BIGRAMS:
+        return [f"_{w}_"[i : i + 2] for w in value.split() for i in range(len(w) + 1)]
+    if tokenizer == _bloom.POSITIONAL_UNIGRAMS:
+        return [f"{i}:{c}" for i, c in enumerate(value)]
+    if tokenizer == _bloom.DATE_PARTS:
+        y, m, d = value[:4], value[4:6], value[6:8]
+        return [f"y:{y}", f"m:{m}", f"d:{d}", f"s:{min(m, d)}{max(m, d)}"]
+    return [value]
+
+
+def reference_positions(key: bytes, feature: str, k: int, m: int) -> list[int]:
+    """k little-endian 16-bit words of the keyed BLAKE2b-512 stream, person = block number."""
+    stream = b""
+    block = 0
+    while len(stream) < 2 * k:
+        stream += hashlib.blake2b(
+            feature.encode(), key=key, digest_size=64, person=block.to_bytes(16, "big")
+        ).digest()
+        block += 1
+    return [int.from_bytes(stream[2 * i : 2 * i + 2], "little") % m for i in range(k)]
+
+
+def reference_encode(
+    length_bits: int, fields: list[tuple[bytes, int, int]], values: list[list[str]]
+) -> bytes:
+    """Bit by bit: no cache, no packing tricks."""
+    bits = [0] * length_bits
+    for (key, k, tokenizer), field_values in zip(fields, values, strict=True):
+        for value in field_values:
+            for feature in reference_features(tokenizer, value):
+                for p in reference_positions(key, feature, k, length_bits):
+                    bits[p] = 1
+    out = bytearray(length_bits // 8)
+    for i, b in enumerate(bits):
+        if b:
+            out[i // 8] |= 1 << (i % 8)
+    return bytes(out)
+
+
+# Any text Python can encode as UTF-8 (no lone surrogates), with plenty of whitespace
+# of every kind so word splitting is exercised.
+TEXT = st.text(
+    alphabet=st.one_of(
+        st.characters(blacklist_categories=("Cs",)),
+        st.sampled_from(" \t\n\u00a0\u2003\u3000_:0123456789abc"),
+    ),
+    max_size=14,
+)
+FIELD = st.tuples(
+    st.binary(min_size=1, max_size=64), st.integers(1, 128), st.sampled_from(TOKENIZERS)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from([8, 64, 1024, 8192]),
+    st.lists(st.tuples(FIELD, st.lists(TEXT, max_size=3)), min_size=1, max_size=4),
+    st.sampled_from([0, 1, 3, 65536]),
+)
+def test_kernel_matches_reference_on_random_inputs(length_bits, spec, cache_limit):
+    fields = [f for f, _ in spec]
+    values = [v for _, v in spec]
+    kernel = FilterKernel(length_bits, fields, cache_limit=cache_limit)
+    want = reference_encode(length_bits, fields, values)
+    assert kernel.encode(values) == want
+    assert kernel.encode(values) == want  # again, now from the cache
+    assert kernel.cache_entries <= cache_limit
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=64), st.integers(1, 128), TEXT)
+def test_positions_match_reference(key, k, feature):
+    kernel = FilterKernel(1024, [(key, k, _bloom.EXACT)])
+    assert kernel.positions(0, feature) == reference_positions(key, feature, k, 1024)
+
+
+def test_exhaustive_small_filters_every_k():
+    """Every k from 1 to 128 (1 to 4 hash blocks) on every small filter length."""
+    key = bytes(range(32))
+    for length_bits in (8, 16, 32, 64, 128):
+        for k in range(1, 129):
+            kernel = FilterKernel(length_bits, [(key, k, _bloom.BIGRAMS)])
+            assert kernel.encode([["ab c"]]) == reference_encode(
+                length_bits, [(key, k, _bloom.BIGRAMS)], [["ab c"]]
+            )
+
+
+def test_cache_is_bounded_and_does_not_change_the_answer():
+    key = b"k" * 32
+    fields = [(key, 20, _bloom.EXACT)]
+    small = FilterKernel(1024, fields, cache_limit=10)
+    big = FilterKernel(1024, fields)
+    for i in range(100):
+        assert small.encode([[f"v{i % 37}"]]) == big.encode([[f"v{i % 37}"]])
+        assert small.cache_entries <= 10
+    assert big.cache_entries == 37
+
+
+def test_missing_values_set_no_bits():
+    kernel = FilterKernel(64, [(b"k", 20, t) for t in TOKENIZERS])
+    assert kernel.encode([[], [], [], []]) == bytes(8)
+    assert kernel.encode([[" "], [], [], []]) == bytes(8)  # no words, no bigrams
+
+
+def test_lone_surrogate_raises_like_str_encode():
+    kernel = FilterKernel(64, [(b"k", 4, _bloom.BIGRAMS)])
+    with pytest.raises(UnicodeEncodeError):
+        kernel.encode([["a\ud800"]])
+
+
+@pytest.mark.parametrize(
+    ("length_bits", "fields", "message"),
+    [
+        (1000, [(b"k", 1, 0)], "power of two"),
+        (64, [(b"", 1, 0)], "key must be 1 to 64 bytes"),
+        (64, [(b"k" * 65, 1, 0)], "key must be 1 to 64 bytes"),
+        (64, [(b"k", 0, 0)], "k must be 1 to 128"),
+        (64, [(b"k", 129, 0)], "k must be 1 to 128"),
+        (64, [(b"k", 1, 4)], "unknown tokenizer"),
+    ],
+)
+def test_bad_parameters_are_named(length_bits, fields, message):
+    with pytest.raises(ValueError, match=message):
+        FilterKernel(length_bits, fields)
+
+
+def test_bad_values_are_named():
+    kernel = FilterKernel(64, [(b"k", 1, 0)])
+    with pytest.raises(ValueError, match="expected values for 1 fields, got 2"):
+        kernel.encode([[], []])
+    with pytest.raises(TypeError, match="values must be str"):
+        kernel.encode([[b"x"]])
