@@ -1,18 +1,27 @@
 """Columnar record batches: the linkage engine's only view of records.
 
-A :class:`RecordBatch` holds, for ``n`` records, exactly what an extract line
-carries outside the sealed identity, as numpy columns: packed filters, keyed
-tokens, coarse attributes. It never holds a plaintext identifier (there is none
-to hold) and never a sealed identity (the engine has no use for one).
+A :class:`RecordBatch` holds, for ``n`` records, what an extract line carries
+outside the sealed identity, as numpy columns: packed filters, keyed token
+codes, coarse attributes. It never holds a plaintext identifier (there is none
+to hold) and never a sealed identity (the engine has no use for one). No column
+holds a Python object per record: a million records are a few hundred MB.
 
 Packing: filter bytes are read as little-endian ``uint64`` words, so filter bit
 ``i`` is bit ``i % 64`` of word ``i // 64`` (the agency client's bit order).
+
+Keyed tokens (exact identifiers, blocking keys) are held as their *code*: the
+first eight bytes as a little-endian ``uint64``, forced odd so that 0 means
+"missing" (:func:`token_code`). The tokens are keyed hashes, already uniform,
+so 64 bits tell two tokens apart as well as the whole token does at any
+council's scale (a chance collision among a million tokens is about 1 in 10^7),
+and codes are all the engine ever compares. The stored token stays whole in the
+database.
 """
 
 from __future__ import annotations
 
 import binascii
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,19 +59,18 @@ class RecordBatch:
     has_address: npt.NDArray[np.bool_]
     age: npt.NDArray[np.int16]  # whole years at the extract date, -1 when unknown
     sex: npt.NDArray[np.int8]  # 0 unknown, 1 M, 2 F
-    district: list[str | None]  # postcode district (outward code) or None
+    district: npt.NDArray[np.str_]  # postcode district (outward code, "U4"), "" when unknown
     extract_day: npt.NDArray[np.int32]  # extract date as days since 1970-01-01 (recency)
     dependent_flag: npt.NDArray[np.bool_]  # 16-18 and in education/training (indicator)
     expectant_flag: npt.NDArray[np.bool_]  # expectant parent (indicator)
-    exact: dict[str, list[bytes | None]] = field(default_factory=dict)  # type -> token per row
-    blocking: dict[str, list[bytes | None]] = field(default_factory=dict)  # name -> token per row
+    exact: dict[str, U64] = field(default_factory=dict)  # type -> token code per row, 0 = none
+    blocking: dict[str, U64] = field(default_factory=dict)  # name -> token code per row, 0 = none
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
     def take(self, rows: npt.NDArray[np.int64]) -> RecordBatch:
         """The rows ``rows`` of this batch, in that order, as a new batch."""
-        idx = rows.tolist()
         return RecordBatch(
             ids=self.ids[rows],
             agency=self.agency[rows],
@@ -71,15 +79,61 @@ class RecordBatch:
             has_address=self.has_address[rows],
             age=self.age[rows],
             sex=self.sex[rows],
-            district=[self.district[i] for i in idx],
+            district=self.district[rows],
             extract_day=self.extract_day[rows],
             dependent_flag=self.dependent_flag[rows],
             expectant_flag=self.expectant_flag[rows],
-            exact={k: [v[i] for i in idx] for k, v in self.exact.items()},
-            blocking={k: [v[i] for i in idx] for k, v in self.blocking.items()},
+            exact={k: v[rows] for k, v in self.exact.items()},
+            blocking={k: v[rows] for k, v in self.blocking.items()},
         )
 
 
 def decode_token(value: str) -> bytes:
     """A keyed token from its base64 text (already validated by the wire model)."""
     return binascii.a2b_base64(value)
+
+
+def token_code(token: bytes) -> int:
+    """The code of a keyed token: its first eight bytes, little-endian, forced odd (non-zero)."""
+    return int.from_bytes(token[:8], "little") | 1
+
+
+def token_codes(tokens: Sequence[bytes | None]) -> U64:
+    """:func:`token_code` of each token; 0 where it is missing (None or empty)."""
+    return np.fromiter(
+        (token_code(t) if t else 0 for t in tokens), dtype=np.uint64, count=len(tokens)
+    )
+
+
+def district_column(values: Iterable[str | None]) -> npt.NDArray[np.str_]:
+    """Postcode districts as a ``U4`` column ("" where unknown; outward codes are 2-4 chars)."""
+    out: npt.NDArray[np.str_] = np.array([v or "" for v in values], dtype="U4")
+    return out
+
+
+class TokenColumns:
+    """Keyed-token code columns filled record by record (missing = 0), growing as needed.
+
+    A token type first seen at row ``k`` reads 0 for rows before ``k``.
+    """
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._cap = max(capacity, 1)
+        self.columns: dict[str, U64] = {}
+
+    def put(self, row: int, tokens: Mapping[str, bytes]) -> None:
+        """Record the tokens of row ``row`` (name -> token bytes)."""
+        if row >= self._cap:
+            self._cap = max(2 * self._cap, row + 1)
+            for name, col in self.columns.items():
+                grown = np.zeros(self._cap, dtype=np.uint64)
+                grown[: col.size] = col
+                self.columns[name] = grown
+        for name, token in tokens.items():
+            if name not in self.columns:
+                self.columns[name] = np.zeros(self._cap, dtype=np.uint64)
+            self.columns[name][row] = token_code(token) if token else 0
+
+    def build(self, n: int) -> dict[str, U64]:
+        """The first ``n`` rows of every column, by name."""
+        return {name: self.columns[name][:n].copy() for name in sorted(self.columns)}

@@ -3,8 +3,8 @@
 Owns the candidate-pair generation of the matching engine. Keys are uint64
 columns (0 = no key for that record): Hamming LSH band signatures over a Bloom
 filter (fixed, seeded bit positions, so every run and every machine samples the
-same bits), the agencies' keyed blocking keys and keyed exact tokens (their first
-eight bytes: the tokens are keyed hashes, already uniform). Records sharing a key
+same bits), the agencies' keyed blocking keys and keyed exact tokens (their
+codes, see :func:`._batch.token_code`). Records sharing a key
 value form a block; pairs are generated within blocks with numpy (sort, run
 boundaries, repeat), never with per-record Python loops. Each new record pairs
 with the records at most ``window`` positions away in its block (in row order),
@@ -20,6 +20,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
+
+from ._batch import token_codes
+
+__all__ = [
+    "band_positions",
+    "block_pairs",
+    "lsh_signatures",
+    "token_codes",
+    "unique_pairs",
+]
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
@@ -57,31 +67,6 @@ def lsh_signatures(
             mixed = (sig + salt) | np.uint64(1)
         out[:, b] = np.where(present, mixed, np.uint64(0))
     return out
-
-
-def token_codes(tokens: Sequence[bytes | None]) -> U64:
-    """uint64 code of each keyed token (its first 8 bytes, forced non-zero); 0 = missing."""
-    n = len(tokens)
-    width = next((len(t) for t in tokens if t), 0)
-    if width >= 8 and all(t is None or len(t) == width for t in tokens):
-        # fast path: equal-length tokens (every keyed token type has a fixed length)
-        pad = bytes(width)
-        raw = np.frombuffer(b"".join(pad if t is None else t for t in tokens), dtype=np.uint8)
-        codes = raw.reshape(n, width)[:, :8].copy().view("<u8").reshape(n).astype(np.uint64)
-        missing = np.fromiter((t is None for t in tokens), dtype=np.bool_, count=n)
-    else:
-        buf = bytearray(8 * n)
-        missing = np.zeros(n, dtype=np.bool_)
-        for i, t in enumerate(tokens):
-            if not t:
-                missing[i] = True
-            else:
-                head = t[:8]
-                buf[8 * i : 8 * i + len(head)] = head
-        codes = np.frombuffer(bytes(buf), dtype="<u8").astype(np.uint64)
-    codes = codes | np.uint64(1)
-    codes[missing] = 0
-    return codes
 
 
 def block_pairs(

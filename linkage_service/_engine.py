@@ -34,8 +34,8 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ._batch import RecordBatch
-from ._blocking import band_positions, block_pairs, lsh_signatures, token_codes, unique_pairs
+from ._batch import RecordBatch, token_code
+from ._blocking import band_positions, block_pairs, lsh_signatures, unique_pairs
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
 from ._scoring import (
@@ -265,7 +265,7 @@ class LinkageEngine:
             for t, name in enumerate(EXACT_TYPES):
                 token = exact.get(name)
                 if token:
-                    code = token_codes([token])[0]
+                    code = np.uint64(token_code(token))
                     for r in np.flatnonzero((self.exact[:, t] == code) & self.alive).tolist():
                         if int(r) not in found:
                             found[int(r)] = float(
@@ -339,16 +339,12 @@ class LinkageEngine:
         exact = np.zeros((k, len(EXACT_TYPES)), dtype=np.uint64)
         for t, name in enumerate(EXACT_TYPES):
             if name in batch.exact:
-                exact[:, t] = token_codes(batch.exact[name])
+                exact[:, t] = batch.exact[name]
         for name in batch.blocking:
             if name not in self.block_keys:
                 self.block_keys[name] = np.zeros(n0, dtype=np.uint64)
         for name in list(self.block_keys):
-            col = (
-                token_codes(batch.blocking[name])
-                if name in batch.blocking
-                else np.zeros(k, np.uint64)
-            )
+            col = batch.blocking.get(name, np.zeros(k, np.uint64)).astype(np.uint64)
             self.block_keys[name] = np.concatenate([self.block_keys[name], col])
         self.ids = np.concatenate([self.ids, batch.ids.astype(np.int64)])
         self.clk = np.concatenate([self.clk, clk])
@@ -848,14 +844,8 @@ class _Probe:
         same &= e.exp[rows] == b.expectant_flag[ks]
         for t, name in enumerate(EXACT_TYPES):
             col = b.exact.get(name)
-            codes = (
-                token_codes([col[k] for k in ks.tolist()]) if col else np.zeros(ks.size, np.uint64)
-            )
-            same &= e.exact[rows, t] == codes
+            same &= e.exact[rows, t] == (col[ks] if col is not None else 0)
         for name, held in e.block_keys.items():
             col = b.blocking.get(name)
-            codes = (
-                token_codes([col[k] for k in ks.tolist()]) if col else np.zeros(ks.size, np.uint64)
-            )
-            same &= held[rows] == codes
+            same &= held[rows] == (col[ks] if col is not None else 0)
         return same

@@ -31,7 +31,14 @@ from sqlalchemy.engine import Engine
 
 from protocols import LinkageSchema
 
-from ._batch import SEX_CODES, RecordBatch, decode_token, pack_filters
+from ._batch import (
+    SEX_CODES,
+    RecordBatch,
+    TokenColumns,
+    decode_token,
+    district_column,
+    pack_filters,
+)
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -125,8 +132,7 @@ def batch_from_lines(
     districts: list[str | None] = []
     dependent: list[bool] = []
     expectant: list[bool] = []
-    exact: dict[str, list[bytes | None]] = {}
-    blocking: dict[str, list[bytes | None]] = {}
+    exact, blocking = TokenColumns(), TokenColumns()
     n = 0
     for raw in lines:
         rec = json.loads(raw)
@@ -141,15 +147,15 @@ def batch_from_lines(
         dependent.append("in_education_or_training" in types)
         expectant.append("expectant_parent" in types)
         for table, key in ((exact, "exact_tokens"), (blocking, "blocking_keys")):
-            values = rec.get(key, {})
-            for name in values.keys() - table.keys():
-                table[name] = [None] * n  # first sighting of this token type
-            for name, col in table.items():
-                col.append(decode_token(values[name]) if name in values else None)
+            values = rec.get(key)
+            if values:
+                table.put(n, {name: decode_token(v) for name, v in values.items()})
         n += 1
     clk, _ = pack_filters(clks, len(clks[0]) if clks else 128)
+    del clks
     nbytes = next((len(a) for a in addrs if a), 128)
     address, has_address = pack_filters(addrs, nbytes)
+    del addrs
     batch = RecordBatch(
         ids=np.arange(first_id, first_id + n, dtype=np.int64),
         agency=np.full(n, agency_index, dtype=np.int16),
@@ -158,12 +164,12 @@ def batch_from_lines(
         has_address=has_address,
         age=np.asarray(ages, dtype=np.int16),
         sex=np.asarray(sexes, dtype=np.int8),
-        district=districts,
+        district=district_column(districts),
         extract_day=np.zeros(n, dtype=np.int32),
         dependent_flag=np.asarray(dependent, dtype=np.bool_),
         expectant_flag=np.asarray(expectant, dtype=np.bool_),
-        exact=exact,
-        blocking=blocking,
+        exact=exact.build(n),
+        blocking=blocking.build(n),
     )
     return batch, refs
 
@@ -180,9 +186,17 @@ def _record_lines(fh: Iterable[bytes]) -> Iterator[bytes]:
 
 
 def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
-    """One batch from several (columns concatenated; token tables aligned)."""
-    names_e = sorted({k for b in batches for k in b.exact})
-    names_b = sorted({k for b in batches for k in b.blocking})
+    """One batch from several (columns concatenated; token tables aligned, 0 where absent)."""
+
+    def codes(table: str) -> dict[str, npt.NDArray[np.uint64]]:
+        names = sorted({k for b in batches for k in getattr(b, table)})
+        return {
+            k: np.concatenate(
+                [getattr(b, table).get(k, np.zeros(len(b), np.uint64)) for b in batches]
+            ).astype(np.uint64, copy=False)
+            for k in names
+        }
+
     return RecordBatch(
         ids=np.concatenate([b.ids for b in batches]),
         agency=np.concatenate([b.agency for b in batches]),
@@ -191,14 +205,12 @@ def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
         has_address=np.concatenate([b.has_address for b in batches]),
         age=np.concatenate([b.age for b in batches]),
         sex=np.concatenate([b.sex for b in batches]),
-        district=[d for b in batches for d in b.district],
+        district=np.concatenate([b.district for b in batches]).astype("U4"),
         extract_day=np.concatenate([b.extract_day for b in batches]),
         dependent_flag=np.concatenate([b.dependent_flag for b in batches]),
         expectant_flag=np.concatenate([b.expectant_flag for b in batches]),
-        exact={k: [t for b in batches for t in b.exact.get(k, [None] * len(b))] for k in names_e},
-        blocking={
-            k: [t for b in batches for t in b.blocking.get(k, [None] * len(b))] for k in names_b
-        },
+        exact=codes("exact"),
+        blocking=codes("blocking"),
     )
 
 

@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocols import IndicatorType, LinkageSchema, SubjectQuery
 
 from . import _store as store
-from ._batch import SEX_CODES, RecordBatch
+from ._batch import SEX_CODES, RecordBatch, TokenColumns
 from ._errors import (
     ConfigError,
     EngineError,
@@ -113,12 +113,12 @@ class BatchBuilder:
         self.has_address = np.zeros(capacity, dtype=np.bool_)
         self.age = np.full(capacity, -1, dtype=np.int16)
         self.sex = np.zeros(capacity, dtype=np.int8)
-        self.district: list[str | None] = []
+        self.district = np.zeros(capacity, dtype="U4")  # "" = unknown
         self.day = np.zeros(capacity, dtype=np.int32)
         self.dependent = np.zeros(capacity, dtype=np.bool_)
         self.expectant = np.zeros(capacity, dtype=np.bool_)
-        self.exact: dict[str, dict[int, bytes]] = {}
-        self.blocking: dict[str, dict[int, bytes]] = {}
+        self.exact = TokenColumns(capacity)
+        self.blocking = TokenColumns(capacity)
 
     def add(
         self,
@@ -150,7 +150,7 @@ class BatchBuilder:
             self.has_address[k] = True
         self.age[k] = -1 if age is None else age
         self.sex[k] = SEX_CODES.get(sex or "", 0)
-        self.district.append(district)
+        self.district[k] = district or ""
         self.day[k] = (extract_date - _EPOCH).days
         types = set(indicator_types)
         self.dependent[k] = (
@@ -159,19 +159,15 @@ class BatchBuilder:
             and 16 <= age <= 18
         )
         self.expectant[k] = IndicatorType.EXPECTANT_PARENT.value in types
-        for name, token in exact.items():
-            self.exact.setdefault(name, {})[k] = token
-        for name, token in blocking.items():
-            self.blocking.setdefault(name, {})[k] = token
+        if exact:
+            self.exact.put(k, exact)
+        if blocking:
+            self.blocking.put(k, blocking)
         self.n += 1
 
     def build(self) -> RecordBatch:
         """The batch of the rows added so far."""
         n = self.n
-
-        def column(values: dict[int, bytes]) -> list[bytes | None]:
-            return [values.get(i) for i in range(n)]
-
         return RecordBatch(
             ids=self.ids[:n].copy(),
             agency=self.agency[:n].copy(),
@@ -180,12 +176,12 @@ class BatchBuilder:
             has_address=self.has_address[:n].copy(),
             age=self.age[:n].copy(),
             sex=self.sex[:n].copy(),
-            district=list(self.district),
+            district=self.district[:n].copy(),
             extract_day=self.day[:n].copy(),
             dependent_flag=self.dependent[:n].copy(),
             expectant_flag=self.expectant[:n].copy(),
-            exact={k: column(v) for k, v in sorted(self.exact.items())},
-            blocking={k: column(v) for k, v in sorted(self.blocking.items())},
+            exact=self.exact.build(n),
+            blocking=self.blocking.build(n),
         )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from linkage_service._batch import RecordBatch
+from linkage_service._batch import RecordBatch, token_codes
 from linkage_service._engine import Delta, LinkageEngine
 from linkage_service._evaluate import Population, load_population
 
@@ -74,13 +74,14 @@ def batch(recs: Sequence[Rec]) -> RecordBatch:
         has_address=np.array([r.addr is not None for r in recs], dtype=np.bool_),
         age=np.array([r.age for r in recs], dtype=np.int16),
         sex=np.array([r.sex for r in recs], dtype=np.int8),
-        district=[None] * n,
+        district=np.full(n, "", dtype="U4"),
         extract_day=np.array([r.day for r in recs], dtype=np.int32),
         dependent_flag=np.array([r.dependent for r in recs], dtype=np.bool_),
         expectant_flag=np.array([r.expectant for r in recs], dtype=np.bool_),
-        exact={t: [r.exact.get(t) for r in recs] for t in types},
+        exact={t: token_codes([r.exact.get(t) for r in recs]) for t in types},
         blocking={
-            k: [r.block.get(k) for r in recs] for k in sorted({k for r in recs for k in r.block})
+            k: token_codes([r.block.get(k) for r in recs])
+            for k in sorted({k for r in recs for k in r.block})
         },
     )
 
