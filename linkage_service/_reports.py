@@ -402,7 +402,10 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
     cycle, evaluated on its snapshots up to the cycle (of the attached families
     that had the problem, how many meet its outcome now). Rows are sorted by
     that rate, highest first; ``most`` and ``least`` name the problems at each end
-    (``least`` is empty when every rate is the same).
+    (``least`` is empty when every rate is the same). ``by_agency`` splits each
+    problem by the agencies whose records identified it: which services see
+    their families' needs turned around (the service does not know which
+    interventions a family received, only who reported the need).
     """
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
@@ -425,6 +428,8 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
         snaps = _snaps(conn, [str(r.family_id) for r in attached])
         had: Counter[str] = Counter()
         met: Counter[str] = Counter()
+        by_agency_had: Counter[tuple[str, str]] = Counter()
+        by_agency_met: Counter[tuple[str, str]] = Counter()
         employment = 0
         for r in attached:
             history = [x for x in snaps.get(str(r.family_id), []) if x.cycle_id <= cyc.id]
@@ -436,6 +441,9 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
             for p, v in ev["problems"].items():
                 had[p] += 1
                 met[p] += bool(v.get("met"))
+                for agency in v.get("source_agencies", []):
+                    by_agency_had[(p, agency)] += 1
+                    by_agency_met[(p, agency)] += bool(v.get("met"))
             employment += bool(ev["employment"] and ev["employment"]["met"])
         rows: list[dict[str, Any]] = [
             {
@@ -461,6 +469,16 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
             rows,
             attached_families=len(attached),
             employment_met=employment,
+            by_agency=[
+                {
+                    "problem": p,
+                    "agency_id": a,
+                    "attached_with_problem": n,
+                    "outcome_met": by_agency_met[(p, a)],
+                    "rate": round(by_agency_met[(p, a)] / n, 4),
+                }
+                for (p, a), n in sorted(by_agency_had.items())
+            ],
             result_claims={k: results[k] for k in sorted(results)},
             most=[r["problem"] for r in rows if rates and r["rate"] == top],
             least=[r["problem"] for r in rows if top != bottom and r["rate"] == bottom],

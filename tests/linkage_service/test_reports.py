@@ -566,3 +566,20 @@ def test_run_report_passes_only_the_parameters_a_report_takes(db: sa.Engine) -> 
         reports.run_report(db, "status", problem="health")
     with pytest.raises(NotFound, match="no report 'bogus'; reports: status, needs"):
         reports.run_report(db, "bogus")
+
+
+def test_outcomes_by_the_agency_that_reported_the_need(db: sa.Engine) -> None:
+    r = reports.outcomes_achieved(db)
+    by = {(x["problem"], x["agency_id"]): x for x in r["by_agency"]}
+    assert by[("crime_asb", "police")]["rate"] == 1.0
+    assert by[("children_need_help", "csc")] == {
+        "problem": "children_need_help",
+        "agency_id": "csc",
+        "attached_with_problem": 2,
+        "outcome_met": 0,
+        "rate": 0.0,
+    }
+    for (problem, _agency), row in by.items():
+        overall = next(x for x in r["rows"] if x["problem"] == problem)
+        assert row["attached_with_problem"] <= overall["attached_with_problem"]
+        assert row["outcome_met"] <= row["attached_with_problem"]
