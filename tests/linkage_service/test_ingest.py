@@ -324,3 +324,33 @@ def test_real_agency_client_extract(make_service, tmp_path, rng):
         )
     for needle in ("William", "Smith", "O'Brien", "Khan", "P001", "9434765919", "High St"):
         assert needle.lower() not in dump.lower()
+
+
+@pytest.mark.parametrize(
+    ("age", "date", "message"),
+    [
+        (30, "2026-11-02", "dated 2026-11-02, after the extract date 2026-11-01"),
+        (5, "2020-10-31", "before the person was born (aged 5 on 2026-11-01)"),
+    ],
+)
+def test_events_in_the_future_or_before_birth_are_refused(
+    make_service, school, rng, age, date, message
+):
+    svc = make_service()
+    good = make_record(rng)
+    bad = make_record(rng, age=age, indicators=[{"type": "dv_incidents", "value": 1, "date": date}])
+    with pytest.raises(IngestError) as info:
+        ingest(svc, build_extract(school, [good, bad]))
+    assert info.value.line == 3 and info.value.field == "indicators.0.date"
+    assert message in str(info.value) and bad["record_ref"] in str(info.value)
+    assert store.statistics(svc.sql)["active_records"] == 0
+
+
+def test_events_on_the_edges_of_the_allowed_dates_are_kept(make_service, school, rng):
+    svc = make_service()
+    ok = [
+        make_record(rng, age=30, indicators=[{"type": "dv_incidents", "value": 1, "date": d}])
+        for d in ("2026-11-01", "1995-11-01")  # the extract date; 31 years before, aged 30
+    ]
+    ingest(svc, build_extract(school, ok))
+    assert store.statistics(svc.sql)["active_records"] == 2
