@@ -16,7 +16,7 @@ Must never: hold or derive the linkage secret, look at anything but encodings.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 
 import numpy as np
 import numpy.typing as npt
@@ -26,8 +26,10 @@ from ._batch import token_codes
 __all__ = [
     "band_positions",
     "block_pairs",
+    "decode_pairs",
     "lsh_signatures",
     "token_codes",
+    "unique_pair_codes",
     "unique_pairs",
 ]
 
@@ -126,15 +128,42 @@ def block_pairs(
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def unique_pairs(parts: Sequence[tuple[I64, I64]], n: int) -> tuple[I64, I64]:
+def unique_pair_codes(parts: Iterable[tuple[I64, I64]], n: int) -> I64:
+    """Sorted distinct codes ``i * n + j`` of the pairs of all ``parts``.
+
+    ``parts`` may be a generator: each part is reduced to its codes (8 bytes a pair
+    instead of 16) before the next is made, and the codes are gathered into one
+    array part by part, each part freed once copied, so the peak stays near the
+    size of all codes rather than twice that.
+    """
+    width = np.int64(n)
+    codes: list[I64] = []
+    for a, b in parts:
+        codes.append(a.astype(np.int64, copy=False) * width + b)
+        del a, b
+    total = sum(c.size for c in codes)
+    out = np.empty(total, dtype=np.int64)
+    at = 0
+    while codes:
+        c = codes.pop()
+        out[at : at + c.size] = c
+        at += c.size
+        del c
+    out.sort()
+    if out.size:
+        keep = np.empty(out.size, dtype=np.bool_)
+        keep[0] = True
+        np.not_equal(out[1:], out[:-1], out=keep[1:])
+        out = out[keep]
+    return out
+
+
+def decode_pairs(codes: I64, n: int) -> tuple[I64, I64]:
+    """The pairs (i, j) of codes ``i * n + j``."""
+    i, j = np.divmod(codes, np.int64(n))
+    return i, j
+
+
+def unique_pairs(parts: Iterable[tuple[I64, I64]], n: int) -> tuple[I64, I64]:
     """Union of pair lists, each pair once, sorted."""
-    if not parts:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e.copy()
-    code = np.concatenate([p[0] * np.int64(n) + p[1] for p in parts])
-    code.sort()
-    if code.size:
-        keep = np.ones(code.size, dtype=np.bool_)
-        keep[1:] = code[1:] != code[:-1]
-        code = code[keep]
-    return code // n, code % n
+    return decode_pairs(unique_pair_codes(parts, n), n)

@@ -9,7 +9,9 @@ scratch is an update of an empty engine. Stages:
    agencies' keyed blocking keys and keyed exact tokens; only pairs with at least
    one added record are generated;
 2. scoring (:mod:`._scoring`): Dice on the person filter with the kernel, plus
-   exact-token, sex and age evidence;
+   exact-token, sex and age evidence; candidates are scored a slice at a time
+   and only pairs reaching the review band are kept (nothing later looks at the
+   others);
 3. clustering (:mod:`._cluster`): constrained agglomeration; held persons are
    kept as units and only grow by merges that keep every cross pair coherent;
    persons that lost records are re-clustered on their own (which may split them);
@@ -27,7 +29,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
@@ -35,7 +37,13 @@ import numpy as np
 import numpy.typing as npt
 
 from ._batch import RecordBatch, token_code
-from ._blocking import band_positions, block_pairs, lsh_signatures, unique_pairs
+from ._blocking import (
+    band_positions,
+    block_pairs,
+    decode_pairs,
+    lsh_signatures,
+    unique_pair_codes,
+)
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
 from ._scoring import (
@@ -47,10 +55,11 @@ from ._scoring import (
     dice_one,
     kernel,
     score_pairs,
-    score_pairs_chunked,
+    score_pairs_above,
 )
 
 I64 = npt.NDArray[np.int64]
+_CHUNK = 1 << 18  # pairs scored at a time (bounded temporaries)
 K = TypeVar("K", bound=Hashable)
 EXACT_TYPES = ("nhs_number", "ni_number", "upn")
 
@@ -444,34 +453,56 @@ class LinkageEngine:
         # a band's block is a whole street: order it by the next band, so that an
         # address with a typo sits beside the copies it still agrees with there
         bands = cfg.address_lsh_bands
-        parts = [
-            block_pairs(
-                np.ascontiguousarray(self.addr_lsh[:, b]),
-                is_new,
-                cfg.address_window,
-                live,
-                within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
+
+        def parts() -> Iterator[tuple[I64, I64]]:
+            for b in range(bands):
+                yield block_pairs(
+                    np.ascontiguousarray(self.addr_lsh[:, b]),
+                    is_new,
+                    cfg.address_window,
+                    live,
+                    within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
+                )
+            yield block_pairs(self.addr_code, is_new, cfg.block_window, live)
+
+        width = max(self._n, 1)
+        codes = unique_pair_codes(parts(), width)
+        # only edges at or above the threshold are kept, a slice of candidates at a time
+        ei: list[I64] = []
+        ej: list[I64] = []
+        ed: list[npt.NDArray[np.float64]] = []
+        for k in range(0, codes.size, _CHUNK):
+            i, j = decode_pairs(codes[k : k + _CHUNK], width)
+            d = kernel.dice_pairs(self.addr, self.addr, i, j)
+            m = d >= cfg.address_threshold
+            ei.append(i[m])
+            ej.append(j[m])
+            ed.append(d[m])
+        if ei:
+            agglomerate(
+                self.places,
+                np.concatenate(ei),
+                np.concatenate(ej),
+                np.concatenate(ed),
+                self._place_coheres(),
             )
-            for b in range(bands)
-        ]
-        parts.append(block_pairs(self.addr_code, is_new, cfg.block_window, live))
-        i, j = unique_pairs(parts, max(self._n, 1))
-        d = kernel.dice_pairs(self.addr, self.addr, i, j)
-        m = d >= cfg.address_threshold
-        agglomerate(self.places, i[m], j[m], d[m], self._place_coheres())
         affected = {self.places.find(r) for r in new_rows.tolist()}
-        return affected, int(i.size)
+        return affected, int(codes.size)
 
     def candidate_pairs(self, is_new: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
         """Candidate person pairs (i < j, rows) with at least one row in ``is_new``."""
+        return decode_pairs(self._candidate_codes(is_new), max(self._n, 1))
+
+    def _candidate_codes(self, is_new: npt.NDArray[np.bool_]) -> I64:
+        """:meth:`candidate_pairs` as sorted codes ``i * n + j`` (half the memory)."""
         cfg, alive = self.config, self.alive
         keys = [self.lsh[:, b] for b in range(cfg.lsh_bands)]
         keys += list(self.block_keys.values())
         keys += [self.exact[:, t] for t in range(self.exact.shape[1])]
-        parts = [
+        parts = (
             block_pairs(np.ascontiguousarray(k), is_new, cfg.block_window, alive) for k in keys
-        ]
-        return unique_pairs(parts, max(self._n, 1))
+        )
+        return unique_pair_codes(parts, max(self._n, 1))
 
     # ------------------------------------------------------------------ the update
     def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
@@ -552,11 +583,14 @@ class LinkageEngine:
             self.row_pid[r] = carried.get(int(self.ids[r]))
         f_rows.update(new_rows.tolist())
         t1 = time.perf_counter()
-        i, j = self.candidate_pairs(is_new)
+        codes = self._candidate_codes(is_new)
+        n_candidates = int(codes.size)
         t2 = time.perf_counter()
-        # 3. score and cluster
+        # 3. score and cluster; pairs below the review band are never looked at again
         f = self._features()
-        s = score_pairs_chunked(f, i, j, cfg.score_params)
+        floor = min(cfg.review_threshold, cfg.match_threshold)
+        i, j, s = score_pairs_above(f, codes, max(self._n, 1), cfg.score_params, floor)
+        del codes
         t3 = time.perf_counter()
         strong = s.score >= cfg.match_threshold
         m = strong & ~s.conflict  # a conflicting exact token is never a link
@@ -614,9 +648,10 @@ class LinkageEngine:
             "records_added": float(n_new),
             "records_removed": float(len(removed_rows)),
             "records_held": float(n_alive),
-            "candidate_pairs": float(i.size),
-            "comparisons": float(i.size),
-            "reduction_ratio": 1.0 - i.size / possible if possible else 1.0,
+            "candidate_pairs": float(n_candidates),
+            "comparisons": float(n_candidates),
+            "pairs_above_review": float(i.size),
+            "reduction_ratio": 1.0 - n_candidates / possible if possible else 1.0,
             "match_edges": float(m.sum()),
             "refused_edges": float(refused.sum()),
             "address_candidate_pairs": float(addr_candidates),

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernel as kernel
-from ._blocking import U64
+from ._blocking import U64, decode_pairs
 
 __all__ = [
     "Features",
@@ -43,6 +43,7 @@ __all__ = [
     "dice_one",
     "kernel",
     "score_pairs",
+    "score_pairs_above",
     "score_pairs_chunked",
 ]
 
@@ -224,9 +225,41 @@ def score_pairs_chunked(
     if i.size <= chunk:
         return score_pairs(f, i, j, p)
     parts = [score_pairs(f, i[k : k + chunk], j[k : k + chunk], p) for k in range(0, i.size, chunk)]
+    return _concat(parts)
+
+
+def _concat(parts: list[PairScores]) -> PairScores:
     return PairScores(
         *(
             np.concatenate([getattr(s, name) for s in parts])
             for name in PairScores.__dataclass_fields__
         )
     )
+
+
+def score_pairs_above(
+    f: Features, codes: I64, n: int, p: ScoreParams, floor: float, chunk: int = 1 << 18
+) -> tuple[I64, I64, PairScores]:
+    """The pairs coded ``codes`` (``i * n + j``) scoring at least ``floor``, with their scores.
+
+    Scores ``chunk`` pairs at a time and keeps only those at or above ``floor``, so
+    neither the pairs nor their evidence are ever held for every candidate: most
+    candidates are clear non-matches that nothing after scoring looks at.
+    Returns ``(i, j, scores)`` in code order.
+    """
+    keep_i: list[I64] = []
+    keep_j: list[I64] = []
+    kept: list[PairScores] = []
+    for k in range(0, codes.size, chunk):
+        i, j = decode_pairs(codes[k : k + chunk], n)
+        s = score_pairs(f, i, j, p)
+        sel = np.nonzero(s.score >= floor)[0]
+        keep_i.append(i[sel])
+        keep_j.append(j[sel])
+        kept.append(
+            PairScores(*(getattr(s, name)[sel] for name in PairScores.__dataclass_fields__))
+        )
+    if not kept:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy(), score_pairs(f, e, e.copy(), p)
+    return np.concatenate(keep_i), np.concatenate(keep_j), _concat(kept)

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from linkage_service._blocking import (
     band_positions,
     block_pairs,
+    decode_pairs,
     lsh_signatures,
     token_codes,
+    unique_pair_codes,
     unique_pairs,
 )
 from linkage_service._engine import LinkageEngine
@@ -79,6 +81,25 @@ def test_block_pairs_only_with_a_new_row_each_once(
             block = int((keys == keys[a]).sum())
             if same and block <= window + 1:
                 assert (a, b) in pairs
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.lists(st.tuples(st.integers(0, 29), st.integers(0, 29)), max_size=30), max_size=6)
+)
+def test_unique_pair_codes_are_the_sorted_union(parts_: list[list[tuple[int, int]]]) -> None:
+    n = 30
+    parts = [
+        (np.array([a for a, _ in p], dtype=np.int64), np.array([b for _, b in p], dtype=np.int64))
+        for p in parts_
+    ]
+    codes = unique_pair_codes(iter(parts), n)  # a generator of parts, as the engine passes
+    expected = sorted({pair for p in parts_ for pair in p})
+    assert codes.tolist() == [a * n + b for a, b in expected]
+    i, j = decode_pairs(codes, n)
+    assert list(zip(i.tolist(), j.tolist(), strict=True)) == expected
+    ui, uj = unique_pairs(parts, n)
+    assert (ui == i).all() and (uj == j).all()
 
 
 def test_an_oversized_block_is_bounded_by_the_window() -> None:

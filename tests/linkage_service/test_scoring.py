@@ -11,13 +11,13 @@ from linkage_service._scoring import (
     dice_one,
     kernel,
     score_pairs,
+    score_pairs_above,
     score_pairs_chunked,
 )
 
 
-def test_scalar_scores_equal_vector_scores() -> None:
-    rng = np.random.default_rng(5)
-    n = 300
+def _features(rng: np.random.Generator, n: int) -> Features:
+    """Random features with many agreements (few token values, shared addresses)."""
     bits = rng.random((n, 1024)) < rng.uniform(0.0, 0.7, (n, 1))
     clk = np.ascontiguousarray(np.packbits(bits, axis=1, bitorder="little").view("<u8"))
     clk = clk.astype(np.uint64)
@@ -30,7 +30,14 @@ def test_scalar_scores_equal_vector_scores() -> None:
     addr = addr.astype(np.uint64)
     addr[: n // 2] = addr[n // 2 :]  # half the rows share an address with another
     has_addr = rng.random(n) < 0.8
-    f = Features(clk, exact, sex, birth, keys, addr, has_addr)
+    return Features(clk, exact, sex, birth, keys, addr, has_addr)
+
+
+def test_scalar_scores_equal_vector_scores() -> None:
+    rng = np.random.default_rng(5)
+    n = 300
+    f = _features(rng, n)
+    clk = f.clk
     p = EngineConfig(key_bonus=0.02, key_penalty=0.03, address_bonus=0.01).score_params
     i = rng.integers(0, n, 2000).astype(np.int64)
     j = rng.integers(0, n, 2000).astype(np.int64)
@@ -45,3 +52,24 @@ def test_scalar_scores_equal_vector_scores() -> None:
         assert score == s.score[k]
         assert conflict == s.conflict[k]
         assert dice_one(clk, cache, a, b) == d[k]
+
+
+def test_scores_above_a_floor_are_the_full_scores_filtered() -> None:
+    rng = np.random.default_rng(11)
+    n = 200
+    f = _features(rng, n)
+    # near-copies, so that some pairs score high
+    f.clk[n // 2 :] = f.clk[: n // 2]
+    p = EngineConfig().score_params
+    ii, jj = np.triu_indices(n, 1)
+    i, j = ii.astype(np.int64), jj.astype(np.int64)
+    full = score_pairs(f, i, j, p)
+    codes = i * n + j
+    for floor in (-10.0, 0.7, 0.95, 10.0):
+        ki, kj, kept = score_pairs_above(f, codes, n, p, floor, chunk=777)
+        sel = full.score >= floor
+        assert (ki == i[sel]).all() and (kj == j[sel]).all()
+        for name in ("score", "dice", "agree", "disagree", "keys_agreed"):
+            assert (getattr(kept, name) == getattr(full, name)[sel]).all()
+        assert np.array_equal(kept.address_dice, full.address_dice[sel], equal_nan=True)
+    assert 0 < int((full.score >= 0.7).sum()) < i.size  # the floors above do filter
