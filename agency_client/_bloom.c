@@ -1,8 +1,9 @@
 /*
  * _bloom.c: the compiled Bloom-filter kernel behind agency_client._encoder.
  *
- * Owns one thing: turning the values of a filter's fields into the filter's
- * bytes. For each field it tokenises each value (bigrams, positional unigrams,
+ * Owns two things: turning the values of a filter's fields into the filter's
+ * bytes (FilterKernel), and keyed tokens under several keys at once, in base64
+ * (KeyedTokens: the blocking keys and exact-identifier tokens of a record). For each field it tokenises each value (bigrams, positional unigrams,
  * the whole value, or date parts), hashes each feature with keyed BLAKE2b and
  * sets the feature's bits. The bytes are exactly those of the documented
  * derivation, restated slowly in tests/agency_client/test_encoder.py:
@@ -602,6 +603,153 @@ static PyTypeObject KernelType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------------ */
+/* Keyed tokens: BLAKE2b(value, key, digest_size) in base64, several keys.  */
+
+#define MAX_TOKEN_BYTES 64
+
+typedef struct {
+    PyObject_HEAD
+    EVP_MAC_CTX **ctx;
+    int *size;
+    Py_ssize_t n;
+} TokensObject;
+
+static void Tokens_dealloc(TokensObject *self) {
+    for (Py_ssize_t i = 0; i < self->n; i++) EVP_MAC_CTX_free(self->ctx[i]);
+    PyMem_Free(self->ctx);
+    PyMem_Free(self->size);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Tokens_init(TokensObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"keys", NULL};
+    PyObject *keys;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O", kwlist, &keys)) return -1;
+    if (self->ctx) {
+        PyErr_SetString(PyExc_TypeError, "KeyedTokens is already initialised");
+        return -1;
+    }
+    PyObject *seq = PySequence_Fast(keys, "keys must be a sequence of (key, digest_size)");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    self->ctx = PyMem_Calloc(n ? (size_t)n : 1, sizeof(EVP_MAC_CTX *));
+    self->size = PyMem_Calloc(n ? (size_t)n : 1, sizeof(int));
+    if (!self->ctx || !self->size) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const char *key;
+        Py_ssize_t keylen;
+        int size;
+        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(seq, i),
+                              "y#i;each key is (key: bytes, digest_size: int)", &key, &keylen,
+                              &size))
+            goto fail;
+        if (keylen < 1 || keylen > 64) {
+            PyErr_Format(PyExc_ValueError, "key %zd: key must be 1 to 64 bytes", i);
+            goto fail;
+        }
+        if (size < 1 || size > MAX_TOKEN_BYTES) {
+            PyErr_Format(PyExc_ValueError, "key %zd: digest_size must be 1 to 64, got %d", i, size);
+            goto fail;
+        }
+        size_t sz = (size_t)size;
+        OSSL_PARAM params[2];
+        params[0] = OSSL_PARAM_construct_size_t(OSSL_MAC_PARAM_SIZE, &sz);
+        params[1] = OSSL_PARAM_construct_end();
+        self->n = i + 1;
+        self->size[i] = size;
+        self->ctx[i] = EVP_MAC_CTX_new(blake2bmac);
+        if (!self->ctx[i] || !EVP_MAC_init(self->ctx[i], (const unsigned char *)key,
+                                           (size_t)keylen, params)) {
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL BLAKE2BMAC initialisation failed");
+            goto fail;
+        }
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+PyDoc_STRVAR(tokens_doc,
+             "encode(values) -> list[str | None]\n\n"
+             "base64 of BLAKE2b(values[i].encode(), key=keys[i], digest_size) for each i;\n"
+             "None stays None.");
+
+static PyObject *Tokens_encode(TokensObject *self, PyObject *values) {
+    PyObject *seq = PySequence_Fast(values, "values must be a sequence, one item per key");
+    if (!seq) return NULL;
+    if (PySequence_Fast_GET_SIZE(seq) != self->n) {
+        PyErr_Format(PyExc_ValueError, "expected %zd values, got %zd", self->n,
+                     PySequence_Fast_GET_SIZE(seq));
+        Py_DECREF(seq);
+        return NULL;
+    }
+    PyObject *out = PyList_New(self->n);
+    if (!out) {
+        Py_DECREF(seq);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < self->n; i++) {
+        PyObject *v = PySequence_Fast_GET_ITEM(seq, i);
+        if (v == Py_None) {
+            Py_INCREF(Py_None);
+            PyList_SET_ITEM(out, i, Py_None);
+            continue;
+        }
+        if (!PyUnicode_Check(v)) {
+            PyErr_Format(PyExc_TypeError, "value %zd must be str or None, not %.100s", i,
+                         Py_TYPE(v)->tp_name);
+            goto fail;
+        }
+        Py_ssize_t len;
+        const char *utf8 = PyUnicode_AsUTF8AndSize(v, &len);
+        if (!utf8) goto fail;
+        unsigned char digest[MAX_TOKEN_BYTES];
+        unsigned char text[4 * ((MAX_TOKEN_BYTES + 2) / 3) + 1];
+        size_t outl = 0;
+        if (!EVP_MAC_init(self->ctx[i], NULL, 0, NULL) ||
+            !EVP_MAC_update(self->ctx[i], (const unsigned char *)utf8, (size_t)len) ||
+            !EVP_MAC_final(self->ctx[i], digest, &outl, sizeof digest) ||
+            outl != (size_t)self->size[i]) {
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL BLAKE2BMAC failed");
+            goto fail;
+        }
+        int n = EVP_EncodeBlock(text, digest, (int)outl); /* standard alphabet, padded */
+        PyObject *s = PyUnicode_FromStringAndSize((const char *)text, n);
+        if (!s) goto fail;
+        PyList_SET_ITEM(out, i, s);
+    }
+    Py_DECREF(seq);
+    return out;
+fail:
+    Py_DECREF(seq);
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef Tokens_methods[] = {
+    {"encode", (PyCFunction)Tokens_encode, METH_O, tokens_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject TokensType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "agency_client._bloom.KeyedTokens",
+    .tp_basicsize = sizeof(TokensObject),
+    .tp_dealloc = (destructor)Tokens_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "KeyedTokens(keys)\n\n"
+              "Keyed BLAKE2b tokens under several keys: keys[i] = (key, digest_size).",
+    .tp_methods = Tokens_methods,
+    .tp_init = (initproc)Tokens_init,
+    .tp_new = PyType_GenericNew,
+};
+
 static struct PyModuleDef bloom_module = {
     PyModuleDef_HEAD_INIT, .m_name = "agency_client._bloom",
     .m_doc = "Compiled keyed Bloom-filter kernel (OpenSSL BLAKE2BMAC); see _encoder.",
@@ -614,12 +762,10 @@ PyMODINIT_FUNC PyInit__bloom(void) {
         PyErr_SetString(PyExc_ImportError, "OpenSSL has no BLAKE2BMAC (OpenSSL 3 is required)");
         return NULL;
     }
-    if (PyType_Ready(&KernelType) < 0) return NULL;
+    if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&TokensType) < 0) return NULL;
     PyObject *m = PyModule_Create(&bloom_module);
     if (!m) return NULL;
-    Py_INCREF(&KernelType);
-    if (PyModule_AddObject(m, "FilterKernel", (PyObject *)&KernelType) < 0) {
-        Py_DECREF(&KernelType);
+    if (PyModule_AddType(m, &KernelType) < 0 || PyModule_AddType(m, &TokensType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

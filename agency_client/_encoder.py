@@ -17,7 +17,6 @@ Bit order: filter bit ``i`` is bit ``i % 8`` (least significant first) of byte
 
 from __future__ import annotations
 
-import binascii
 import datetime as dt
 import hashlib
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from protocols import (
 )
 
 from . import _bloom
-from ._bloom import FilterKernel
+from ._bloom import FilterKernel, KeyedTokens
 from ._normalise import Postcode, soundex
 
 KDF_SALT = b"family-linkage/kdf/v1"
@@ -195,7 +194,7 @@ class Encoding:
 
 
 def keyed_token(key: bytes, value: str, size: int) -> bytes:
-    """Keyed BLAKE2b of one value: exact-match tokens, blocking keys, record refs."""
+    """Keyed BLAKE2b of one value (record refs; the encoder's tokens use ``KeyedTokens``)."""
     return hashlib.blake2b(value.encode(), key=key, digest_size=size).digest()
 
 
@@ -234,18 +233,23 @@ class Encoder:
         self.fingerprint = fp
         self._person = FilterEncoder(schema.person_filter, secret, fp, "person")
         self._address = FilterEncoder(schema.address_filter, secret, fp, "address")
-        self._exact = {
-            ident: derive_key(secret, fp, f"exact:{ident.value}")
-            for ident in schema.exact_identifiers
-        }
+        self._exact_types = {ident: i for i, ident in enumerate(schema.exact_identifiers)}
+        self._exact = KeyedTokens(
+            [
+                (derive_key(secret, fp, f"exact:{ident.value}"), EXACT_TOKEN_BYTES)
+                for ident in schema.exact_identifiers
+            ]
+        )
         self._blocking = [
-            (
-                spec.name,
-                tuple(_PART_ORDER.index(p) for p in spec.parts),
-                derive_key(secret, fp, f"blocking:{spec.name}"),
-            )
+            (spec.name, tuple(_PART_ORDER.index(p) for p in spec.parts))
             for spec in schema.blocking_keys
         ]
+        self._blocking_tokens = KeyedTokens(
+            [
+                (derive_key(secret, fp, f"blocking:{spec.name}"), BLOCKING_TOKEN_BYTES)
+                for spec in schema.blocking_keys
+            ]
+        )
 
     def encode(self, ident: NormalisedIdentity) -> Encoding:
         """Encode one identity."""
@@ -256,10 +260,19 @@ class Encoder:
                 ident, self._salt(self.schema.address_filter, ident)
             )
         exact: dict[str, str] = {}
-        for ident_type, value in ident.identifiers.items():
-            key = self._exact.get(ident_type)
-            if key is not None and value:
-                exact[ident_type.value] = _b64(keyed_token(key, value, EXACT_TOKEN_BYTES))
+        if ident.identifiers:
+            values: list[str | None] = [None] * len(self._exact_types)
+            for ident_type, value in ident.identifiers.items():
+                i = self._exact_types.get(ident_type)
+                if i is not None and value:
+                    values[i] = value
+            tokens = self._exact.encode(values)
+            # in the identity's order, as the extract has always listed them
+            for ident_type in ident.identifiers:
+                i = self._exact_types.get(ident_type)
+                token = tokens[i] if i is not None else None
+                if token is not None:
+                    exact[ident_type.value] = token
         return Encoding(clk, address_clk, exact, self._blocking_keys(ident))
 
     @staticmethod
@@ -272,13 +285,16 @@ class Encoder:
 
     def _blocking_keys(self, ident: NormalisedIdentity) -> dict[str, str]:
         parts = _blocking_parts(ident)
-        out: dict[str, str] = {}
-        for name, indexes, key in self._blocking:
+        joined: list[str | None] = []
+        for _, indexes in self._blocking:
             values = [parts[i] for i in indexes]
-            if all(values):
-                joined = "\x1f".join(values)  # type: ignore[arg-type]
-                out[name] = _b64(keyed_token(key, joined, BLOCKING_TOKEN_BYTES))
-        return out
+            joined.append("\x1f".join(values) if all(values) else None)  # type: ignore[arg-type]
+        tokens = self._blocking_tokens.encode(joined)
+        return {
+            name: token
+            for (name, _), token in zip(self._blocking, tokens, strict=True)
+            if token is not None
+        }
 
 
 _PART_ORDER = (
@@ -316,10 +332,6 @@ def _blocking_parts(ident: NormalisedIdentity) -> tuple[str | None, ...]:
         ident.sex,
         ident.postcode.outward if ident.postcode else None,
     )
-
-
-def _b64(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 def dice(a: bytes, b: bytes) -> float:

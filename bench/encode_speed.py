@@ -35,7 +35,7 @@ secret = load_secret(keys / "secret")
 seal = load_seal_public_key(keys / "unlock" / "seal.pub")
 schema = load_schema(None)
 rows = records = 0
-started = time.perf_counter()
+started, cpu_started = time.perf_counter(), time.process_time()
 for agency in agencies:
     s = encode_csv(pop / f"{agency}.csv", load_mapping(pop / f"{agency}.mapping.toml"), schema,
                    secret, load_agency_key(keys / agency / "agency.key"), seal,
@@ -43,8 +43,8 @@ for agency in agencies:
                    policy=BadRowPolicy.DROP_FIELD, workers=workers)
     rows += s.rows_read
     records += s.record_count
-seconds = time.perf_counter() - started
-print(json.dumps({"rows": rows, "records": records, "seconds": seconds,
+seconds, main_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+print(json.dumps({"rows": rows, "records": records, "seconds": seconds, "main_cpu": main_cpu,
                   "main_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -134,7 +134,8 @@ def main() -> int:
             print(
                 f"{r['rows']:>9,} rows ({len(pop.agencies)} agencies, generated in {gen_s:.0f}s): "
                 f"encoded {r['records']:,} records in {r['seconds']:.1f}s = "
-                f"{r['rows'] / r['seconds']:,.0f} records/s; peak RSS main process "
+                f"{r['rows'] / r['seconds']:,.0f} records/s; main process CPU "
+                f"{1e6 * r['main_cpu'] / r['rows']:.0f} us/record; peak RSS main process "
                 f"{r['main_peak_mb']:.0f} MB, all processes together {peak_total:.0f} MB "
                 f"(largest {peak_one:.0f} MB); extracts {size / 1e6:,.0f} MB"
             )

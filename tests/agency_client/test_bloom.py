@@ -1,7 +1,8 @@
-"""The compiled Bloom-filter kernel against a slow Python restatement of the derivation."""
+"""The compiled kernels (filters, keyed tokens) against slow Python restatements."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -9,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agency_client import _bloom
-from agency_client._bloom import FilterKernel
+from agency_client._bloom import FilterKernel, KeyedTokens
+from agency_client._encoder import keyed_token
 
 TOKENIZERS = (_bloom.BIGRAMS, _bloom.POSITIONAL_UNIGRAMS, _bloom.EXACT, _bloom.DATE_PARTS)
 
@@ -148,3 +150,43 @@ def test_bad_values_are_named():
         kernel.encode([[], []])
     with pytest.raises(TypeError, match="values must be str"):
         kernel.encode([[b"x"]])
+
+
+def reference_token(key: bytes, value: str, size: int) -> str:
+    """hashlib's keyed BLAKE2b, in base64 (what the extract carries)."""
+    digest = hashlib.blake2b(value.encode(), key=key, digest_size=size).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.binary(min_size=1, max_size=64), st.integers(1, 64), st.none() | TEXT),
+        max_size=6,
+    )
+)
+def test_keyed_tokens_match_hashlib(items):
+    tokens = KeyedTokens([(key, size) for key, size, _ in items])
+    got = tokens.encode([value for _, _, value in items])
+    want = [None if v is None else reference_token(k, v, size) for k, size, v in items]
+    assert got == want
+
+
+def test_keyed_tokens_match_the_encoders_record_ref_hash():
+    assert KeyedTokens([(b"k" * 32, 16)]).encode(["school\x1fS1"]) == [
+        base64.b64encode(keyed_token(b"k" * 32, "school\x1fS1", 16)).decode("ascii")
+    ]
+
+
+def test_keyed_tokens_bad_input_is_named():
+    with pytest.raises(ValueError, match="digest_size must be 1 to 64"):
+        KeyedTokens([(b"k", 65)])
+    with pytest.raises(ValueError, match="key must be 1 to 64 bytes"):
+        KeyedTokens([(b"", 12)])
+    tokens = KeyedTokens([(b"k", 12)])
+    with pytest.raises(ValueError, match="expected 1 values, got 2"):
+        tokens.encode(["a", "b"])
+    with pytest.raises(TypeError, match="must be str or None"):
+        tokens.encode([b"a"])
+    with pytest.raises(UnicodeEncodeError):
+        tokens.encode(["\udc80"])
