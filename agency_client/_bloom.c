@@ -3,9 +3,10 @@
  *
  * Owns two things: turning the values of a filter's fields into the filter's
  * bytes (FilterKernel), and keyed tokens under several keys at once, in base64
- * (KeyedTokens: the blocking keys and exact-identifier tokens of a record). For each field it tokenises each value (bigrams, positional unigrams,
- * the whole value, or date parts), hashes each feature with keyed BLAKE2b and
- * sets the feature's bits. The bytes are exactly those of the documented
+ * (KeyedTokens: the blocking keys and exact-identifier tokens of a record).
+ * For each field of a filter it tokenises each value (bigrams, positional
+ * unigrams, the whole value, or date parts), hashes each feature with keyed
+ * BLAKE2b and sets the feature's bits. The bytes are exactly those of the documented
  * derivation, restated slowly in tests/agency_client/test_encoder.py:
  *
  *   stream = BLAKE2b-512(feature, key=field key, person=be128(0))

@@ -760,11 +760,17 @@ def _parse_date_cached(raw: str, fmt: str, today: datetime.date) -> datetime.dat
         raise NormaliseError(f"date {raw!r} does not match the expected format {fmt!r}") from exc
 
 
-def parse_date(raw: str | None, fmt: str) -> datetime.date | None:
-    """Date parsed with the agency's strptime format; None for blank or placeholder."""
+def parse_date(
+    raw: str | None, fmt: str, *, today: datetime.date | None = None
+) -> datetime.date | None:
+    """Date parsed with the agency's strptime format; None for blank or placeholder.
+
+    ``today`` (default: the clock's) places two-digit years; a caller parsing many
+    dates at once may read the clock once and pass it.
+    """
     if raw is None:
         return None
-    return _parse_date_cached(raw, fmt, datetime.date.today())
+    return _parse_date_cached(raw, fmt, today or datetime.date.today())
 
 
 # ---------------------------------------------------------------------------
@@ -1017,6 +1023,12 @@ def house_number(address: str | None) -> str | None:
     """House number with suffix ('10a'), as 'flat/number' ('2/10') when a flat leads the line."""
     if not address:
         return None
+    return _house_number(address)
+
+
+# Called once per record on the normalised address; household members share it.
+@lru_cache(maxsize=_CACHE)
+def _house_number(address: str) -> str | None:
     words = fold(address).split()
     flat: str | None = None
     start = 0

@@ -13,6 +13,7 @@ import binascii
 import csv
 import datetime as dt
 import io
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,7 +24,7 @@ from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
 from . import _normalise as norm
 from ._encoder import Encoder, NormalisedIdentity, keyed_token
 from ._mapping import AgencyMapping, IndicatorColumn
-from ._seal import IdentitySealer, identity_bytes
+from ._seal import IdentitySealer
 
 _TRUE = frozenset({"y", "yes", "true", "t", "1", "x"})
 _FALSE = frozenset({"", "n", "no", "false", "f", "0"})
@@ -114,6 +115,12 @@ class RowEncoder:
             for ic in ctx.mapping.indicators
         ]
         self._sex_cache: dict[str, str | None] = {}  # a handful of codes per agency
+        # IdentityPayload's first keys, constant for the extract (see _encode_row)
+        self._identity_head = (
+            f'{{"format":{_json_str(IDENTITY_FORMAT)},"agency_id":{_json_str(ctx.agency_id)},'
+            f'"extract_id":{_json_str(ctx.extract_id)},"record_ref":'
+        )
+        self._today = dt.date.today()
         self._identifiers = [
             (ExactIdentifier.NHS_NUMBER, "nhs_number", norm.nhs_number),
             (ExactIdentifier.NI_NUMBER, "ni_number", norm.ni_number),
@@ -123,6 +130,7 @@ class RowEncoder:
     def encode_block(self, first_line: int, text: str) -> ChunkResult:
         """Parse and encode a block of whole CSV rows starting at physical line ``first_line``."""
         out = ChunkResult([], [], 0, 0)
+        self._today = dt.date.today()  # for two-digit years: the clock once per block
         width = len(self.ctx.columns)
         mapping = self.ctx.mapping.csv
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter, strict=True)
@@ -194,7 +202,7 @@ class RowEncoder:
         dob_raw = self._cell(cells, "date_of_birth")
         if dob_raw is not None:
             try:
-                dob = norm.parse_date(dob_raw, ident_map.date_format)
+                dob = norm.parse_date(dob_raw, ident_map.date_format, today=self._today)
             except norm.NormaliseError as exc:
                 self._bad(problems, line, self._field("date_of_birth"), str(exc))
             if dob is not None and not (MIN_BIRTH_YEAR <= dob.year and dob <= ctx.extract_date):
@@ -259,13 +267,10 @@ class RowEncoder:
         )
         enc = self._encoder.encode(identity)
 
-        payload: dict[str, object] = {
-            "format": IDENTITY_FORMAT,
-            "agency_id": ctx.agency_id,
-            "extract_id": ctx.extract_id,
-            "record_ref": ref,
-            "system_id": system_id,
-        }
+        # The compact JSON of IdentityPayload, built by hand: json.dumps made a new
+        # encoder per call. Same escaping function and key order as identity_bytes,
+        # so the bytes are the same (tests/agency_client/test_rows_properties.py).
+        js = [self._identity_head, _json_str(ref), ',"system_id":', _json_str(system_id)]
         for key, value in (
             ("given_names", given_raw),
             ("family_name", family_raw),
@@ -275,13 +280,15 @@ class RowEncoder:
             ("postcode", postcode.unit if postcode else self._cell(cells, "postcode")),
         ):
             if value is not None:
-                payload[key] = value
+                js += [',"', key, '":', _json_str(value)]
         lines = [a for a in address_raw if a]
         if lines:
-            payload["address_lines"] = lines
-        payload.update(raw_ids)
+            js += [',"address_lines":[', ",".join(map(_json_str, lines)), "]"]
+        for key, value in raw_ids.items():
+            js += [',"', key, '":', _json_str(value)]
+        js.append("}")
         try:
-            sealed = self._sealer.seal(identity_bytes(payload))
+            sealed = self._sealer.seal("".join(js).encode())
         except ValueError as exc:
             raise _RowProblem("identity", str(exc)) from exc
 
@@ -315,13 +322,15 @@ class RowEncoder:
         out: list[str] = []
         for ic, idx, date_idx in self._indicators:
             raw = cells[idx].strip()
+            if not raw:
+                continue  # blank is "no" for a flag and nothing for a number
             try:
                 value = _indicator_value(ic, raw)
                 if value is None:
                     continue
                 when = self.ctx.extract_date
                 if date_idx is not None and cells[date_idx].strip():
-                    parsed = norm.parse_date(cells[date_idx], ic.date_format)
+                    parsed = norm.parse_date(cells[date_idx], ic.date_format, today=self._today)
                     if parsed is not None:
                         when = parsed
                 if when > self.ctx.extract_date:
@@ -370,6 +379,10 @@ def _indicator_value(ic: IndicatorColumn, raw: str) -> float | None:
     if ic.kind == "count" and value == 0:
         return None
     return value
+
+
+# The escaping json.dumps(..., ensure_ascii=False) applies to a str (C-accelerated).
+_json_str = json.encoder.encode_basestring
 
 
 def _b64(raw: bytes) -> str:

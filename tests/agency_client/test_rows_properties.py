@@ -5,16 +5,18 @@ inside ``sealed_identity``, and the seal gives back exactly what the cell held.
 
 from __future__ import annotations
 
+import base64
 import csv
 import functools
 import hashlib
 import io
+import json
 import re
 import tomllib
 
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
-from nacl.public import PrivateKey
+from nacl.public import Box, PrivateKey, PublicKey
 
 from agency_client import InputError
 from agency_client._mapping import AgencyMapping
@@ -26,7 +28,7 @@ from agency_client._rows import (
     encode_block_or_stop,
     record_ref,
 )
-from agency_client._seal import open_sealed_identity
+from agency_client._seal import identity_bytes, open_sealed_identity
 from protocols import TokenisedRecord, default_schema
 
 from .conftest import EXTRACT_DATE, HEADER, MAPPING, ROWS
@@ -79,6 +81,13 @@ _WORDS = st.lists(st.from_regex(r"[A-Za-z]{2,14}", fullmatch=True), min_size=1, 
 _CELL = st.one_of(_TEXT, _WORDS, st.just(""))
 _POSTCODE = st.one_of(_TEXT, st.sampled_from(["LS6 2AB", "ls62ab", "SW1A 1AA", "", "ZZ99 3WZ"]))
 _LONG_LETTERS = re.compile(r"[^\W\d_]{8,}")
+
+
+def _sealed_plaintext(blob_b64: str) -> bytes:
+    """The unpadded plaintext of a sealed identity (format in agency_client/_seal.py)."""
+    blob = base64.b64decode(blob_b64)
+    padded = Box(SEAL_KEY, PublicKey(blob[1:33])).decrypt(blob[33:])
+    return padded[2 : 2 + int.from_bytes(padded[:2], "big")]
 
 
 def _public_text(record: TokenisedRecord) -> str:
@@ -161,6 +170,9 @@ def test_name_and_address_cells_encode_cleanly_or_fail_by_name(
     identity = open_sealed_identity(
         record.sealed_identity, SEAL_KEY, expect_record_ref=record.record_ref
     )
+    # the row encoder writes the payload by hand: it must be identity_bytes' exact form
+    plaintext = _sealed_plaintext(record.sealed_identity)
+    assert plaintext == identity_bytes(json.loads(plaintext))
     assert identity.given_names == (forename.strip() or None)
     assert identity.family_name == (surname.strip() or None)
     assert identity.former_family_names == (former.strip() or None)
