@@ -492,7 +492,8 @@ static int encode_value(KernelObject *self, uint8_t fi, PyObject *value, buf_t *
 
 PyDoc_STRVAR(encode_doc,
              "encode(values) -> bytes\n\n"
-             "The filter of one record: values[i] is a sequence of str values of field i.");
+             "The filter of one record. values[i] holds field i's values: a sequence of str,\n"
+             "or one str (the empty string: no value), or None (no value).");
 
 static PyObject *Kernel_encode(KernelObject *self, PyObject *values) {
     if (!self->fields) {
@@ -518,6 +519,13 @@ static PyObject *Kernel_encode(KernelObject *self, PyObject *values) {
     buf_init(&b);
     for (int fi = 0; fi < self->nfields; fi++) {
         PyObject *field_values = PySequence_Fast_GET_ITEM(seq, fi);
+        if (field_values == Py_None) continue; /* missing */
+        if (PyUnicode_Check(field_values)) {  /* one value; "" is missing */
+            if (PyUnicode_GET_LENGTH(field_values) &&
+                encode_value(self, (uint8_t)fi, field_values, &b, out))
+                goto fail;
+            continue;
+        }
         PyObject *vs = PySequence_Fast(field_values, "each field's values must be a sequence");
         if (!vs) goto fail;
         Py_ssize_t nv = PySequence_Fast_GET_SIZE(vs);

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
@@ -82,7 +83,10 @@ class FilterEncoder:
     def __init__(self, spec: FilterSpec, secret: bytes, fingerprint: str, filter_name: str):
         self.spec = spec
         self._n = spec.length_bits
-        self._values = [_PERSON_VALUES[f.feature] for f in spec.fields]
+        indexes = [_FEATURE_ORDER.index(f.feature) for f in spec.fields]
+        self._pick: Callable[[_FeatureValues], Sequence[str | tuple[str, ...] | None]] = (
+            operator.itemgetter(*indexes) if len(indexes) > 1 else lambda row: (row[indexes[0]],)
+        )
         self._secret = secret
         self._fingerprint = fingerprint
         self._filter_name = filter_name
@@ -123,9 +127,9 @@ class FilterEncoder:
             kernel = self._salted[salt] = self._new_kernel(f":salt={salt}")
         return kernel
 
-    def encode_identity(self, ident: NormalisedIdentity, salt: str | None) -> bytes:
-        """The hardened filter of one identity (the hot path of :meth:`Encoder.encode`)."""
-        raw = self.kernel(salt).encode([values(ident) for values in self._values])
+    def encode_values(self, row: _FeatureValues, salt: str | None) -> bytes:
+        """The hardened filter of one identity's feature values (from _feature_values)."""
+        raw = self.kernel(salt).encode(self._pick(row))
         if self.spec.hardening is Hardening.NONE:
             return raw
         return self._harden(int.from_bytes(raw, "little"))
@@ -198,26 +202,41 @@ def keyed_token(key: bytes, value: str, size: int) -> bytes:
     return hashlib.blake2b(value.encode(), key=key, digest_size=size).digest()
 
 
-_PersonValues = Callable[[NormalisedIdentity], tuple[str, ...]]
+# Every filter feature of an identity, in this order, as the kernel takes them:
+# a str (one value, "" none), a tuple of values, or None.
+_FEATURE_ORDER: tuple[PersonFeature | AddressFeature, ...] = (
+    PersonFeature.GIVEN_NAME,
+    PersonFeature.GIVEN_NAME_CANONICAL,
+    PersonFeature.MIDDLE_NAMES,
+    PersonFeature.FAMILY_NAME,
+    PersonFeature.FAMILY_NAME_PARTS,
+    PersonFeature.DATE_OF_BIRTH,
+    PersonFeature.SEX,
+    AddressFeature.STREET_LINE,
+    AddressFeature.HOUSE_NUMBER,
+    AddressFeature.POSTCODE,
+    AddressFeature.POSTCODE_SECTOR,
+)
+
+_FeatureValues = tuple[str | tuple[str, ...] | None, ...]
 
 
-def _one(value: str | None) -> tuple[str, ...]:
-    return (value,) if value else ()
-
-
-_PERSON_VALUES: dict[PersonFeature | AddressFeature, _PersonValues] = {
-    PersonFeature.GIVEN_NAME: lambda i: _one(i.given),
-    PersonFeature.GIVEN_NAME_CANONICAL: lambda i: i.given_canonical,
-    PersonFeature.MIDDLE_NAMES: lambda i: (" ".join(i.middle),) if i.middle else (),
-    PersonFeature.FAMILY_NAME: lambda i: _one(i.family),
-    PersonFeature.FAMILY_NAME_PARTS: lambda i: i.family_parts,
-    PersonFeature.DATE_OF_BIRTH: lambda i: _one(_dob8(i.dob)),
-    PersonFeature.SEX: lambda i: _one(i.sex),
-    AddressFeature.STREET_LINE: lambda i: _one(i.address),
-    AddressFeature.HOUSE_NUMBER: lambda i: _one(i.house_number),
-    AddressFeature.POSTCODE: lambda i: (i.postcode.unit,) if i.postcode else (),
-    AddressFeature.POSTCODE_SECTOR: lambda i: (i.postcode.sector,) if i.postcode else (),
-}
+def _feature_values(ident: NormalisedIdentity, dob8: str | None) -> _FeatureValues:
+    """The values of every feature in _FEATURE_ORDER (missing: None or "")."""
+    pc = ident.postcode
+    return (
+        ident.given,
+        ident.given_canonical,
+        (" ".join(ident.middle),) if ident.middle else None,
+        ident.family,
+        ident.family_parts,
+        dob8,
+        ident.sex,
+        ident.address,
+        ident.house_number,
+        (pc.unit,) if pc else None,
+        (pc.sector,) if pc else None,
+    )
 
 
 def _dob8(dob: dt.date | None) -> str | None:
@@ -253,11 +272,13 @@ class Encoder:
 
     def encode(self, ident: NormalisedIdentity) -> Encoding:
         """Encode one identity."""
-        clk = self._person.encode_identity(ident, self._salt(self.schema.person_filter, ident))
+        dob8 = _dob8(ident.dob)
+        row = _feature_values(ident, dob8)
+        clk = self._person.encode_values(row, self._salt(self.schema.person_filter, ident))
         address_clk = None
         if ident.address or ident.postcode:
-            address_clk = self._address.encode_identity(
-                ident, self._salt(self.schema.address_filter, ident)
+            address_clk = self._address.encode_values(
+                row, self._salt(self.schema.address_filter, ident)
             )
         exact: dict[str, str] = {}
         if ident.identifiers:
@@ -273,7 +294,7 @@ class Encoder:
                 token = tokens[i] if i is not None else None
                 if token is not None:
                     exact[ident_type.value] = token
-        return Encoding(clk, address_clk, exact, self._blocking_keys(ident))
+        return Encoding(clk, address_clk, exact, self._blocking_keys(ident, dob8))
 
     @staticmethod
     def _salt(spec: FilterSpec, ident: NormalisedIdentity) -> str | None:
@@ -283,8 +304,8 @@ class Encoder:
             return ident.sex or "-"
         return None
 
-    def _blocking_keys(self, ident: NormalisedIdentity) -> dict[str, str]:
-        parts = _blocking_parts(ident)
+    def _blocking_keys(self, ident: NormalisedIdentity, dob8: str | None) -> dict[str, str]:
+        parts = _blocking_parts(ident, dob8)
         joined: list[str | None] = []
         for _, indexes in self._blocking:
             values = [parts[i] for i in indexes]
@@ -310,14 +331,11 @@ _PART_ORDER = (
 )
 
 
-def _blocking_parts(ident: NormalisedIdentity) -> tuple[str | None, ...]:
-    """Every blocking part of an identity, in _PART_ORDER."""
-    dob = ident.dob
+def _blocking_parts(ident: NormalisedIdentity, dob8: str | None) -> tuple[str | None, ...]:
+    """Every blocking part of an identity, in _PART_ORDER (``dob8``: its yyyymmdd)."""
     given, family = ident.given, ident.family
-    dob8: str | None = None
     year = day_month = None
-    if dob is not None:
-        dob8 = f"{dob.year:04d}{dob.month:02d}{dob.day:02d}"
+    if dob8 is not None:
         year = dob8[:4]
         dd, mm = dob8[6:], dob8[4:6]
         day_month = dd + mm if dd <= mm else mm + dd

@@ -190,3 +190,14 @@ def test_keyed_tokens_bad_input_is_named():
         tokens.encode([b"a"])
     with pytest.raises(UnicodeEncodeError):
         tokens.encode(["\udc80"])
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(TEXT | st.none(), min_size=4, max_size=4))
+def test_a_bare_str_is_one_value_and_empty_or_none_is_missing(values):
+    kernel = FilterKernel(1024, [(b"k", 20, t) for t in TOKENIZERS])
+    as_lists = [[v] if v else [] for v in values]
+    assert kernel.encode(values) == kernel.encode(as_lists)
+    assert kernel.encode(values) == reference_encode(
+        1024, [(b"k", 20, t) for t in TOKENIZERS], as_lists
+    )
