@@ -31,7 +31,7 @@ import secrets
 import time
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TypeVar
+from typing import TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -115,6 +115,97 @@ class EngineConfig:
         )
 
 
+_TOKEN_SETS = [
+    [EXACT_TYPES[t] for t in range(len(EXACT_TYPES)) if code >> t & 1]
+    for code in range(1 << len(EXACT_TYPES))
+]
+PairEvidence = tuple[int, int, float, dict[str, object]]
+
+
+class Evidence(Sequence[PairEvidence]):
+    """Pairs with their evidence, ``(record a, record b, score, evidence dict)``, built on access.
+
+    Held as numpy columns: a million links as tuples of dicts would cost about
+    half a gigabyte, and the service only streams them into the database.
+    """
+
+    _CHUNK = 1 << 14
+
+    def __init__(self, *columns: npt.NDArray[np.generic]) -> None:
+        (
+            self._a,
+            self._b,
+            self._score,
+            self._dice,
+            self._agree,
+            self._conflict,
+            self._sex,
+            self._gap,
+            self._ka,
+            self._kd,
+            self._addr,
+        ) = columns
+
+    def __len__(self) -> int:
+        return int(self._a.shape[0])
+
+    @overload
+    def __getitem__(self, k: int) -> PairEvidence: ...
+
+    @overload
+    def __getitem__(self, k: slice) -> list[PairEvidence]: ...
+
+    def __getitem__(self, k: int | slice) -> PairEvidence | list[PairEvidence]:
+        if isinstance(k, slice):
+            return [self[x] for x in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"evidence index {k} out of range for {len(self)} pairs")
+        return next(self._rows(k % len(self), k % len(self) + 1))
+
+    def __iter__(self) -> Iterator[PairEvidence]:
+        for lo in range(0, len(self), self._CHUNK):
+            yield from self._rows(lo, lo + self._CHUNK)
+
+    def _rows(self, lo: int, hi: int) -> Iterator[PairEvidence]:
+        cols = [
+            c[lo:hi].tolist()
+            for c in (
+                self._a,
+                self._b,
+                self._score,
+                self._dice,
+                self._agree,
+                self._conflict,
+                self._sex,
+                self._gap,
+                self._ka,
+                self._kd,
+                self._addr,
+            )
+        ]
+        for a, b, score, dice, ag, co, sx, gap, ka, kd, ad in zip(*cols, strict=True):
+            yield (
+                a,
+                b,
+                score,
+                {
+                    "dice": dice,
+                    "tokens_agreed": list(_TOKEN_SETS[ag]),
+                    "tokens_conflicting": list(_TOKEN_SETS[co]),
+                    "sex_disagrees": sx,
+                    "birth_year_gap": None if gap != gap else gap,
+                    "blocking_keys_agreed": ka,
+                    "blocking_keys_differing": kd,
+                    "address_dice": None if ad != ad else ad,
+                },
+            )
+
+
+def _empty_evidence() -> Evidence:
+    e = np.zeros(0)
+    return Evidence(*([e] * 11))
+
+
 @dataclass
 class Delta:
     """What one update changed."""
@@ -126,8 +217,8 @@ class Delta:
     household_of: dict[str, str] = field(default_factory=dict)
     households_retired: list[str] = field(default_factory=list)
     families: dict[str, bool] = field(default_factory=dict)
-    links: list[tuple[int, int, float, dict[str, object]]] = field(default_factory=list)
-    review: list[tuple[int, int, float, dict[str, object]]] = field(default_factory=list)
+    links: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
+    review: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     stats: dict[str, float] = field(default_factory=dict)
 
 
@@ -668,52 +759,22 @@ class LinkageEngine:
         }
         return delta
 
-    def _evidence(
-        self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]
-    ) -> list[tuple[int, int, float, dict[str, object]]]:
-        out: list[tuple[int, int, float, dict[str, object]]] = []
+    def _evidence(self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]) -> Evidence:
         idx = np.nonzero(mask)[0]
         weights = 1 << np.arange(len(EXACT_TYPES), dtype=np.int64)
-        names = [
-            [EXACT_TYPES[t] for t in range(len(EXACT_TYPES)) if code >> t & 1]
-            for code in range(1 << len(EXACT_TYPES))
-        ]
-        agree = (s.agree[idx] @ weights).tolist()
-        conflict = (s.disagree[idx] @ weights).tolist()
-        gaps = np.round(s.age_gap[idx], 2).tolist()
-        columns = zip(
-            self.ids[i[idx]].tolist(),
-            self.ids[j[idx]].tolist(),
-            s.score[idx].tolist(),
-            s.dice[idx].tolist(),
-            agree,
-            conflict,
-            s.sex_disagree[idx].tolist(),
-            gaps,
-            s.keys_agreed[idx].tolist(),
-            s.keys_differing[idx].tolist(),
-            np.round(s.address_dice[idx], 4).tolist(),
-            strict=True,
+        return Evidence(
+            self.ids[i[idx]],
+            self.ids[j[idx]],
+            s.score[idx],
+            s.dice[idx],
+            s.agree[idx] @ weights,
+            s.disagree[idx] @ weights,
+            s.sex_disagree[idx],
+            np.round(s.age_gap[idx], 2),
+            s.keys_agreed[idx],
+            s.keys_differing[idx],
+            np.round(s.address_dice[idx], 4),
         )
-        for a, b, score, dice, ag, co, sx, gap, ka, kd, ad in columns:
-            out.append(
-                (
-                    a,
-                    b,
-                    score,
-                    {
-                        "dice": dice,
-                        "tokens_agreed": names[ag],
-                        "tokens_conflicting": names[co],
-                        "sex_disagrees": sx,
-                        "birth_year_gap": None if gap != gap else gap,
-                        "blocking_keys_agreed": ka,
-                        "blocking_keys_differing": kd,
-                        "address_dice": None if ad != ad else ad,
-                    },
-                )
-            )
-        return out
 
     def _rows_of(self, pid: str) -> list[int]:
         return [r for r in self.persons.members[self.pid_root[pid]] if self.alive[r]]

@@ -49,6 +49,7 @@ __all__ = [
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
+CACHE_ROWS = 1 << 16  # rows a one-pair scorer keeps as Python integers
 
 
 @dataclass(frozen=True)
@@ -146,16 +147,22 @@ class ScalarScorer:
     numpy call per handful costs more than the arithmetic. Filters become Python
     integers (cached per row) and popcounts ``int.bit_count``; the float arithmetic
     is the kernel's and ``score_pairs``'s, in the same order, so results are equal.
+    The cache holds at most ``cache_rows`` rows (it is emptied when full): a cached
+    row costs about 700 bytes, and at a million records an unbounded cache grew to
+    half a gigabyte for a hit rate a small one nearly matches (a row is mostly
+    looked up again within the same merge check).
     """
 
-    def __init__(self, f: Features, p: ScoreParams) -> None:
-        self.f, self.p = f, p
+    def __init__(self, f: Features, p: ScoreParams, cache_rows: int = CACHE_ROWS) -> None:
+        self.f, self.p, self._cap = f, p, cache_rows
         self._rows: dict[int, tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]] = {}
         self._addr: dict[int, tuple[int, int]] = {}
 
     def _row(self, r: int) -> tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]:
         got = self._rows.get(r)
         if got is None:
+            if len(self._rows) >= self._cap:
+                self._rows.clear()
             bits = int.from_bytes(self.f.clk[r].tobytes(), "little")
             got = (
                 bits,
@@ -201,13 +208,24 @@ class ScalarScorer:
             - p.key_penalty * kdiff
         )
         if self.f.has_addr[a] and self.f.has_addr[b]:
-            same = dice_one(self.f.addr, self._addr, a, b) >= p.address_same
+            same = dice_one(self.f.addr, self._addr, a, b, self._cap) >= p.address_same
             score = score + p.address_bonus * same - p.address_penalty * (not same)
         return score, disagree
 
 
-def dice_one(filters: U64, cache: dict[int, tuple[int, int]], a: int, b: int) -> float:
-    """Dice of rows ``a`` and ``b`` of ``filters`` (Python integers cached in ``cache``)."""
+def dice_one(
+    filters: U64,
+    cache: dict[int, tuple[int, int]],
+    a: int,
+    b: int,
+    cache_rows: int = CACHE_ROWS,
+) -> float:
+    """Dice of rows ``a`` and ``b`` of ``filters`` (Python integers cached in ``cache``).
+
+    ``cache`` is emptied when it holds ``cache_rows`` rows (see :class:`ScalarScorer`).
+    """
+    if len(cache) >= cache_rows:
+        cache.clear()
     for r in (a, b):
         if r not in cache:
             bits = int.from_bytes(filters[r].tobytes(), "little")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -80,6 +81,32 @@ def test_shared_token_links_below_threshold() -> None:
     delta = eng.update(batch([Rec(1, b, exact=tok), Rec(2, far, agency=1, exact=tok)]), [])
     assert len(set(persons(eng, [1, 2]))) == 1
     assert delta.links[0][3]["tokens_agreed"] == ["nhs_number"]
+
+
+def test_link_evidence_reads_the_same_by_index_slice_and_iteration() -> None:
+    b = base_bits(30)
+    tok = {"nhs_number": b"t" * 24}
+    recs = [Rec(1, b, exact=tok), Rec(2, perturb(b, 5, 31), agency=1, exact=tok)]
+    recs.append(Rec(3, perturb(b, 8, 32), agency=2, addr=base_bits(33), age=41))
+    delta = engine().update(batch(recs), [])
+    links = list(delta.links)
+    assert len(links) == len(delta.links) >= 2
+    assert [delta.links[k] for k in range(len(links))] == links
+    assert delta.links[-1] == links[-1] and delta.links[:2] == links[:2]
+    a, b_, score, evidence = links[0]
+    assert isinstance(a, int) and isinstance(score, float)
+    assert set(evidence) == {
+        "dice",
+        "tokens_agreed",
+        "tokens_conflicting",
+        "sex_disagrees",
+        "birth_year_gap",
+        "blocking_keys_agreed",
+        "blocking_keys_differing",
+        "address_dice",
+    }
+    with pytest.raises(IndexError):
+        delta.links[len(links)]
 
 
 def test_review_band_pairs_are_reported_not_decided() -> None:

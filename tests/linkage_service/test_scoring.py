@@ -44,14 +44,16 @@ def test_scalar_scores_equal_vector_scores() -> None:
     s = score_pairs(f, i, j, p)
     chunked = score_pairs_chunked(f, i, j, p, chunk=300)
     assert (chunked.score == s.score).all() and (chunked.agree == s.agree).all()
-    scorer = ScalarScorer(f, p)
-    cache: dict[int, tuple[int, int]] = {}
     d = kernel.dice_pairs(clk, clk, i, j)
-    for k, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True)):
-        score, conflict = scorer.score(a, b)
-        assert score == s.score[k]
-        assert conflict == s.conflict[k]
-        assert dice_one(clk, cache, a, b) == d[k]
+    for cache_rows in (1 << 16, 3):  # a tiny cache is emptied often: the same scores
+        scorer = ScalarScorer(f, p, cache_rows)
+        cache: dict[int, tuple[int, int]] = {}
+        for k, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True)):
+            score, conflict = scorer.score(a, b)
+            assert score == s.score[k]
+            assert conflict == s.conflict[k]
+            assert dice_one(clk, cache, a, b, cache_rows) == d[k]
+            assert len(cache) <= max(cache_rows, 2) + 1
 
 
 def test_scores_above_a_floor_are_the_full_scores_filtered() -> None:
