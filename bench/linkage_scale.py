@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 
 
-def rss_mb() -> float:
-    """Current resident memory of this process (MB)."""
+def rss_mib() -> float:
+    """Current resident memory of this process (MiB)."""
     with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def peak_mb() -> float:
-    """Peak resident memory of this process so far (MB)."""
+def peak_mib() -> float:
+    """Peak resident memory of this process so far (MiB; what /usr/bin/time -v reports / 1024)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -61,7 +61,7 @@ def main() -> int:
     print(
         f"population: {n:,} records from {len(pop.agencies)} agencies "
         f"(generated/encoded/loaded in {time.perf_counter() - t0:.0f}s; "
-        f"batch in memory, RSS {rss_mb():,.0f} MB)"
+        f"batch in memory, RSS {rss_mib():,.0f} MiB)"
     )
 
     # (b) from scratch
@@ -75,7 +75,7 @@ def main() -> int:
         person[row_of[rid]] = pid
     household = [delta.household_of.get(p, "") for p in person]
     print(
-        f"(b) linked {n:,} records in {link_s:.1f}s; peak RSS {peak_mb():,.0f} MB; "
+        f"(b) linked {n:,} records in {link_s:.1f}s; peak RSS {peak_mib():,.0f} MiB; "
         f"{len(set(person)):,} persons, {len(set(household)):,} households, "
         f"{len(delta.review):,} pairs for review"
     )
@@ -84,7 +84,9 @@ def main() -> int:
     stats = ", ".join(f"{k} {v:,.3g}" for k, v in sorted(delta.stats.items()))
     print(f"    engine stats: {stats}")
 
-    # (c) incremental: hold out --changed records, then add them and retire as many others
+    # (c) incremental: hold out --changed records, then add them and retire as many others;
+    # (b)'s engine and results go first, so the peak is one engine's, as in the service
+    del engine, delta, person, household, row_of
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(n)
     held, rest = np.sort(order[: args.changed]), np.sort(order[args.changed :])
@@ -97,7 +99,7 @@ def main() -> int:
     print(
         f"(c) incremental: {args.changed:,} new + {args.changed:,} retired records against "
         f"{len(rest):,} in {inc_s:.2f}s; {len(delta.person_of):,} assignments changed, "
-        f"{len(delta.merges)} merges, {len(delta.splits)} splits; peak RSS {peak_mb():,.0f} MB"
+        f"{len(delta.merges)} merges, {len(delta.splits)} splits; peak RSS {peak_mib():,.0f} MiB"
     )
     return 0
 
