@@ -5,7 +5,9 @@ then encodes every agency's CSV with ``encode_csv`` exactly as ``agency-client
 encode`` does: normalise, person and address filters, keyed tokens and
 blocking keys, sealed identity, signed extract, worker processes on every core.
 Each encode runs in a fresh child process so its peak memory (main process and
-worker processes separately) is its own.
+worker processes separately) is its own. The main process's CPU per record is
+printed too; with ``--workers 1`` that is the whole pipeline's CPU cost, which
+does not depend on what else the machine is running.
 
     .venv/bin/python bench/encode_speed.py                      # 100k and 1M records
     .venv/bin/python bench/encode_speed.py --records 100000 --workers 1
