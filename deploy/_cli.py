@@ -148,8 +148,9 @@ def _up(args: argparse.Namespace) -> int:
             "a token: unlock-service --config "
             f"{rel(stack.config_path('unlock-service'))} token issue --professional <id>"
         )
-        print("Ctrl-C stops all three.", flush=True)
         try:
+            # announced inside the try: a Ctrl-C right after the line is read still stops cleanly
+            print("Ctrl-C stops all three.", flush=True)
             while True:
                 stack.check_running()
                 time.sleep(1.0)
