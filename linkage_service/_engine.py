@@ -61,6 +61,7 @@ from ._scoring import (
 I64 = npt.NDArray[np.int64]
 _CHUNK = 1 << 18  # pairs scored at a time (bounded temporaries)
 K = TypeVar("K", bound=Hashable)
+_T = TypeVar("_T", bound=np.generic)
 EXACT_TYPES = ("nhs_number", "ni_number", "upn")
 
 
@@ -238,6 +239,11 @@ def _address_codes(
     return out
 
 
+def _grow(held: npt.NDArray[_T], more: npt.NDArray[_T]) -> npt.NDArray[_T]:
+    """``held`` with the rows ``more`` appended; ``more`` itself when nothing is held."""
+    return more if held.shape[0] == 0 else np.concatenate([held, more])
+
+
 def reconcile(
     groups: Sequence[Sequence[K]],
     prev: Callable[[K], str | None],
@@ -320,7 +326,7 @@ class LinkageEngine:
         self.exp = np.zeros(0, dtype=np.bool_)
         self.birth = np.zeros(0, dtype=np.float64)
         self.alive = np.zeros(0, dtype=np.bool_)
-        self.row_of: dict[int, int] = {}
+        self._id_index: tuple[I64, I64] | None = None  # (sorted ids, their rows), alive rows
         self.row_pid: list[str | None] = []
         self.persons = Clusters()
         self.places = Clusters()
@@ -447,15 +453,18 @@ class LinkageEngine:
             col = batch.blocking.get(name, np.zeros(k, np.uint64)).astype(np.uint64)
             self.block_keys[name] = np.concatenate([self.block_keys[name], col])
         self.ids = np.concatenate([self.ids, batch.ids.astype(np.int64)])
-        self.clk = np.concatenate([self.clk, clk])
-        self.addr = np.concatenate([self.addr, addr])
         has_addr = batch.has_address & (kernel.popcounts(addr) > 0) if k else batch.has_address
+        if n0 == 0:
+            # the first batch's filters are kept as they are (a million rows: 250 MB
+            # not copied), read-only so that nobody changes them under the engine
+            clk.flags.writeable = False
+            addr.flags.writeable = False
+        self.clk = _grow(self.clk, clk)
+        self.addr = _grow(self.addr, addr)
         self.has_addr = np.concatenate([self.has_addr, has_addr])
-        self.exact = np.concatenate([self.exact, exact])
-        self.lsh = np.concatenate([self.lsh, lsh_signatures(clk, self._positions, clk_present)])
-        self.addr_lsh = np.concatenate(
-            [self.addr_lsh, lsh_signatures(addr, self._addr_positions, has_addr)]
-        )
+        self.exact = _grow(self.exact, exact)
+        self.lsh = _grow(self.lsh, lsh_signatures(clk, self._positions, clk_present))
+        self.addr_lsh = _grow(self.addr_lsh, lsh_signatures(addr, self._addr_positions, has_addr))
         self.addr_code = np.concatenate([self.addr_code, _address_codes(addr, has_addr)])
         self.age = np.concatenate([self.age, batch.age.astype(np.int16)])
         self.sex = np.concatenate([self.sex, batch.sex.astype(np.int8)])
@@ -465,12 +474,25 @@ class LinkageEngine:
         self.birth = np.concatenate([self.birth, birth_years(batch.age, batch.extract_day)])
         self.alive = np.concatenate([self.alive, np.ones(k, dtype=np.bool_)])
         self.row_pid.extend([None] * k)
-        for off, rid in enumerate(batch.ids.tolist()):
-            self.row_of[int(rid)] = n0 + off
+        self._id_index = None
         self._n = n0 + k
         return np.arange(n0, self._n, dtype=np.int64)
 
     # ------------------------------------------------------------------ helpers
+    def _alive_rows_of(self, ids: I64) -> I64:
+        """The alive row holding each record id; -1 where none does."""
+        if self._id_index is None:
+            rows = np.flatnonzero(self.alive)
+            order = np.argsort(self.ids[rows], kind="stable")
+            self._id_index = (self.ids[rows][order], rows[order])
+        keys, rows = self._id_index
+        out = np.full(ids.shape[0], -1, dtype=np.int64)
+        if keys.size and ids.size:
+            pos = np.minimum(np.searchsorted(keys, ids), keys.size - 1)
+            hit = keys[pos] == ids
+            out[hit] = rows[pos[hit]]
+        return out
+
     def _features(self) -> Features:
         names = sorted(self.block_keys)
         keys = (
@@ -597,42 +619,38 @@ class LinkageEngine:
 
     # ------------------------------------------------------------------ the update
     def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
-        """Link ``added`` against everything held and retire ``removed`` (record ids)."""
+        """Link ``added`` against everything held and retire ``removed`` (record ids).
+
+        An empty engine keeps the first batch's filter arrays rather than copying
+        them, and marks them read-only.
+        """
         cfg = self.config
         delta = Delta()
         t_start = time.perf_counter()
-        added_ids = [int(x) for x in added.ids.tolist()]
-        if len(set(added_ids)) != len(added_ids):
+        added_ids = added.ids.astype(np.int64)
+        if np.unique(added_ids).size != added_ids.size:
             raise ValueError("the added batch holds a record id twice")
         # a record re-sent unchanged is a no-op; a changed one is replaced
         keep = np.ones(len(added), dtype=np.bool_)
-        replace: list[int] = []
-        retire = {int(x) for x in removed}
-        held = [
-            (k, self.row_of[rid])
-            for k, rid in enumerate(added_ids)
-            if rid in self.row_of and rid not in retire
-        ]
-        if held:
-            ks = np.asarray([k for k, _ in held], dtype=np.int64)
-            rs = np.asarray([r for _, r in held], dtype=np.int64)
-            probe = _Probe(self, added, ks)
-            same = probe.same_as(rs)
-            for k, r, s in zip(ks.tolist(), rs.tolist(), same.tolist(), strict=True):
-                if s and self.alive[r]:
-                    keep[k] = False
-                else:
-                    replace.append(added_ids[k])
+        retire = np.unique(np.asarray([int(x) for x in removed], dtype=np.int64))
+        rows_in = self._alive_rows_of(added_ids)
+        ks = np.flatnonzero((rows_in >= 0) & ~np.isin(added_ids, retire))
+        replace = np.zeros(0, dtype=np.int64)
+        if ks.size:
+            same = _Probe(self, added, ks).same_as(rows_in[ks])
+            keep[ks[same]] = False
+            replace = added_ids[ks[~same]]
         if not keep.all():
             added = added.take(np.nonzero(keep)[0])
-        removed_set = retire | set(replace)
+        removed_ids = np.union1d(retire, replace)
+        rows_out = self._alive_rows_of(removed_ids)
+        found = rows_out >= 0
         # a replaced record keeps its person unless the new content links elsewhere
-        carried = {x: self.row_pid[self.row_of[x]] for x in removed_set if x in self.row_of}
-        removed_rows = sorted(
-            self.row_of[x] for x in removed_set if x in self.row_of and self.alive[self.row_of[x]]
-        )
-        for x in removed_set:
-            self.row_of.pop(x, None)
+        carried = {
+            int(x): self.row_pid[r]
+            for x, r in zip(removed_ids[found].tolist(), rows_out[found].tolist(), strict=True)
+        }
+        removed_rows = sorted(rows_out[found].tolist())
 
         f_rows: set[int] = set()  # rows whose person must be reconciled
         touched_pids: set[str] = set()
@@ -641,6 +659,7 @@ class LinkageEngine:
         # 1. retire removed rows; re-cluster what remains of their persons and places
         if removed_rows:
             self.alive[np.asarray(removed_rows, dtype=np.int64)] = False
+            self._id_index = None
             for r in removed_rows:  # persons who lived at a retired row's place
                 followers.update(self.residents.get(r, ()))
             f = self._features()

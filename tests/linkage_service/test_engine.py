@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pytest
 
 from linkage_service._engine import EngineConfig, LinkageEngine
 from linkage_service._evaluate import Population, pair_scores
@@ -154,3 +155,23 @@ def test_a_new_record_joins_an_existing_person_and_merges_are_reported() -> None
     gone = p2 if survivor == p1 else p1
     assert d2.merges == [(gone, survivor)] and d2.persons_retired == [gone]
     assert eng.person_records(survivor) == [1, 2, 3]
+
+
+def test_records_are_found_by_id_through_replacements_and_removals() -> None:
+    me, other = base_bits(6), base_bits(7)
+    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    first = batch([Rec(5, me), Rec(9, other, agency=1)])
+    d = eng.update(first, [])
+    with pytest.raises(ValueError):
+        first.clk[0, 0] = 1  # the engine kept the first batch's filters: read-only now
+    # changed twice, then re-sent unchanged: the last content is the one held
+    eng.update(batch([Rec(5, perturb(me, 8, 8), age=41)]), [])
+    eng.update(batch([Rec(5, perturb(me, 8, 9), age=42)]), [])
+    assert not eng.update(batch([Rec(5, perturb(me, 8, 9), age=42)]), []).person_of
+    assert eng.person_records(d.person_of[5]) == [5]
+    assert int(eng.alive.sum()) == 2
+    d2 = eng.update(batch([]), [5, 12345])  # an unknown id is ignored
+    assert d2.persons_retired == [d.person_of[5]]
+    assert int(eng.alive.sum()) == 1 and eng.person_records(d.person_of[9]) == [9]
+    with pytest.raises(ValueError, match="twice"):
+        eng.update(batch([Rec(10, me), Rec(10, other)]), [])
