@@ -17,7 +17,8 @@ Must never: depend on record content beyond the callback, use randomness.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from array import array
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -25,27 +26,43 @@ import numpy.typing as npt
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 CohereCheck = Callable[[list[int], list[int]], bool]
+_SLICE = 1 << 16
 
 
 class Clusters:
-    """A partition of row numbers with union by size and the member lists of each root."""
+    """A partition of row numbers with union by size and the member lists of each root.
+
+    Built for a million rows, most of them alone: the parent of each row is one
+    slot of an ``array('q')`` (-1 = row not held), and member lists exist only for
+    clusters of two rows or more (a singleton's members are itself).
+    """
 
     def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-        self.members: dict[int, list[int]] = {}
+        self._parent = array("q")
+        self._groups: dict[int, list[int]] = {}
+
+    def holds(self, r: int) -> bool:
+        """Whether row ``r`` is in some cluster."""
+        return 0 <= r < len(self._parent) and self._parent[r] >= 0
 
     def add(self, group: Iterable[int]) -> int:
         """Add a new cluster of rows not yet held; returns its root (the smallest row)."""
         rows = sorted(group)
         root = rows[0]
+        short = rows[-1] + 1 - len(self._parent)
+        if short > 0:
+            self._parent.extend(array("q", [-1]) * short)
         for r in rows:
-            self.parent[r] = root
-        self.members[root] = rows
+            self._parent[r] = root
+        if len(rows) > 1:
+            self._groups[root] = rows
         return root
 
     def find(self, r: int) -> int:
-        """Root of the cluster holding row ``r``."""
-        parent = self.parent
+        """Root of the cluster holding row ``r`` (``KeyError`` if no cluster does)."""
+        if not self.holds(r):
+            raise KeyError(r)
+        parent = self._parent
         root = r
         while parent[root] != root:
             root = parent[root]
@@ -53,15 +70,40 @@ class Clusters:
             parent[r], r = root, parent[r]
         return root
 
+    def members(self, root: int) -> list[int]:
+        """Rows of the cluster rooted at ``root`` (empty if ``root`` is not a root).
+
+        The list is the cluster's own: read it, do not change it.
+        """
+        got = self._groups.get(root)
+        if got is not None:
+            return got
+        return [root] if self.holds(root) and self._parent[root] == root else []
+
     def union(self, a: int, b: int) -> int:
         """Merge the clusters rooted at ``a`` and ``b``; returns the surviving root."""
-        ma, mb = self.members[a], self.members[b]
+        ma, mb = self.members(a), self.members(b)
         if (len(ma), -a) < (len(mb), -b):
             a, b, ma, mb = b, a, mb, ma
-        self.parent[b] = a
+        self._parent[b] = a
+        if a not in self._groups:
+            ma = self._groups[a] = list(ma)
         ma.extend(mb)
-        del self.members[b]
+        self._groups.pop(b, None)
         return a
+
+    def remove(self, root: int) -> list[int]:
+        """Take the cluster rooted at ``root`` out; returns its rows (no longer held)."""
+        rows = self._groups.pop(root, None) or self.members(root)
+        for r in rows:
+            self._parent[r] = -1
+        return rows
+
+    def clusters(self) -> Iterator[list[int]]:
+        """Every cluster's rows, by root."""
+        for r, p in enumerate(self._parent):
+            if p == r:
+                yield self.members(r)
 
 
 def agglomerate(
@@ -76,16 +118,19 @@ def agglomerate(
     """
     refused = np.zeros(i.shape[0], dtype=np.bool_)
     order = np.lexsort((j, i, -score))
-    ii, jj = i.tolist(), j.tolist()
     find, members = clusters.find, clusters.members
-    for k in order.tolist():
-        ra, rb = find(ii[k]), find(jj[k])
-        if ra == rb:
-            continue
-        ma, mb = members[ra], members[rb]
-        # a lone pair is exactly the edge, which is strong by construction
-        if (len(ma) > 1 or len(mb) > 1) and not coheres(ma, mb):
-            refused[k] = True
-            continue
-        clusters.union(ra, rb)
+    # edges become Python ints a slice at a time: millions of address edges as
+    # lists would cost about 80 bytes each
+    for lo in range(0, order.size, _SLICE):
+        part = order[lo : lo + _SLICE]
+        for k, a, b in zip(part.tolist(), i[part].tolist(), j[part].tolist(), strict=True):
+            ra, rb = find(a), find(b)
+            if ra == rb:
+                continue
+            ma, mb = members(ra), members(rb)
+            # a lone pair is exactly the edge, which is strong by construction
+            if (len(ma) > 1 or len(mb) > 1) and not coheres(ma, mb):
+                refused[k] = True
+                continue
+            clusters.union(ra, rb)
     return refused

@@ -344,7 +344,7 @@ class LinkageEngine:
         root = self.pid_root.get(person_id)
         if root is None:
             return []
-        return sorted(int(self.ids[r]) for r in self.persons.members[root] if self.alive[r])
+        return sorted(int(self.ids[r]) for r in self.persons.members(root) if self.alive[r])
 
     def household_persons(self, household_id: str) -> list[str]:
         """Person ids of a household (empty if unknown)."""
@@ -541,19 +541,17 @@ class LinkageEngine:
 
     def _detach(self, clusters: Clusters, root: int) -> list[int]:
         """Remove a cluster; returns its alive rows (dead rows are forgotten)."""
-        rows = clusters.members.pop(root)
-        for r in rows:
-            del clusters.parent[r]
+        rows = clusters.remove(root)
         return [r for r in rows if self.alive[r]]
 
     def _current_row(self, rows: Sequence[int]) -> int | None:
         place_of: dict[int, int] = {}
         size: dict[int, int] = {}
         for r in rows:
-            if r in self.places.parent:
+            if self.places.holds(r):
                 root = self.places.find(r)
                 place_of[r] = root
-                size[root] = len(self.places.members[root])
+                size[root] = len(self.places.members(root))
         return current_row(rows, place_of, self.day, size)
 
     def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int]:
@@ -671,7 +669,7 @@ class LinkageEngine:
                 rest = self._detach(self.persons, root)
                 self._recluster_persons(rest, f)
                 f_rows.update(rest)
-            pl_roots = {self.places.find(r) for r in removed_rows if r in self.places.parent}
+            pl_roots = {self.places.find(r) for r in removed_rows if self.places.holds(r)}
             for root in sorted(pl_roots):
                 rest = self._detach(self.places, root)
                 for r in rest:
@@ -709,9 +707,9 @@ class LinkageEngine:
         t4 = time.perf_counter()
         # 4. person ids
         groups_roots = sorted({self.persons.find(r) for r in f_rows})
-        groups = [sorted(self.persons.members[g]) for g in groups_roots]
+        groups = [sorted(self.persons.members(g)) for g in groups_roots]
         for g in groups_roots:
-            for r in self.persons.members[g]:
+            for r in self.persons.members(g):
                 pid = self.row_pid[r]
                 if pid is not None:
                     touched_pids.add(pid)
@@ -732,7 +730,7 @@ class LinkageEngine:
         t5 = time.perf_counter()
         # 5. places and households
         new_place_roots, addr_candidates = self._link_places(is_new)
-        place_roots = {self.places.find(r) for r in place_roots if r in self.places.parent}
+        place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
         place_roots |= new_place_roots
         pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()
         self._unplaced = set()
@@ -796,7 +794,7 @@ class LinkageEngine:
         )
 
     def _rows_of(self, pid: str) -> list[int]:
-        return [r for r in self.persons.members[self.pid_root[pid]] if self.alive[r]]
+        return [r for r in self.persons.members(self.pid_root[pid]) if self.alive[r]]
 
     def _set_chosen(self, pid: str, row: int | None) -> None:
         old = self.chosen_row.pop(pid, None)
@@ -826,7 +824,7 @@ class LinkageEngine:
         here = self.places.find(row)
         others: set[str] = set()
         last_here = -(2**31)
-        for x in self.places.members[here]:
+        for x in self.places.members(here):
             q = self.row_pid[x]
             if q is None or not self.alive[x]:
                 continue
@@ -845,13 +843,13 @@ class LinkageEngine:
                 movers.append(q)
                 there.add(place)
             elif any(
-                r in self.places.parent and self.places.find(r) != here for r in self._rows_of(q)
+                self.places.holds(r) and self.places.find(r) != here for r in self._rows_of(q)
             ):
                 return row  # someone seen elsewhere too still counts this place as home
         if len(there) != 1:
             return row
         target = there.pop()
-        last_there = max(int(self.day[x]) for x in self.places.members[target])
+        last_there = max(int(self.day[x]) for x in self.places.members(target))
         if len(movers) >= 2 and last_there >= last_here:
             return target
         return row
@@ -861,7 +859,7 @@ class LinkageEngine:
     ) -> None:
         affected = set(changed_pids)
         for root in place_roots:
-            for r in self.places.members.get(root, ()):
+            for r in self.places.members(root):
                 pid = self.row_pid[r]
                 if pid is not None and self.alive[r]:
                     affected.add(pid)
@@ -875,8 +873,8 @@ class LinkageEngine:
         ring: set[str] = set()
         for pid in affected:
             for r in self._rows_of(pid):
-                if r in self.places.parent:
-                    for x in self.places.members[self.places.find(r)]:
+                if self.places.holds(r):
+                    for x in self.places.members(self.places.find(r)):
                         q = self.row_pid[x]
                         if q is not None and self.alive[x]:
                             ring.add(q)
@@ -902,7 +900,7 @@ class LinkageEngine:
         groups: list[list[str]] = []
         for root in sorted(roots):
             at: set[str] = set()
-            for r in self.places.members[root]:
+            for r in self.places.members(root):
                 at |= self.residents.get(r, set())
             groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
@@ -931,7 +929,7 @@ class LinkageEngine:
             if now != before:
                 delta.families[hid] = any(
                     is_dependent_or_expectant(
-                        [r for r in self.persons.members[self.pid_root[p]] if self.alive[r]],
+                        [r for r in self.persons.members(self.pid_root[p]) if self.alive[r]],
                         self.age,
                         self.day,
                         self.dep,

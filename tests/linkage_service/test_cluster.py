@@ -192,5 +192,49 @@ def test_agglomerate_respects_the_cohesion_check(
 
     agglomerate(clusters, i, j, s, coheres)
     assert clusters.find(banned) != clusters.find(other)
-    rows = sorted(r for m in clusters.members.values() for r in m)
+    rows = sorted(r for m in clusters.clusters() for r in m)
     assert rows == list(range(20))
+    for m in clusters.clusters():
+        assert clusters.members(clusters.find(m[0])) == m
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.integers(0, 30), min_size=1, max_size=25, unique=True),
+    st.lists(st.tuples(st.integers(0, 24), st.integers(0, 24)), max_size=40),
+    st.lists(st.integers(0, 24), max_size=5),
+)
+def test_clusters_match_a_reference_partition(
+    rows: list[int], unions: list[tuple[int, int]], removals: list[int]
+) -> None:
+    # reference: a plain list of sets
+    clusters = Clusters()
+    ref: list[set[int]] = []
+    for r in rows:
+        clusters.add([r])
+        ref.append({r})
+    for x, y in unions:
+        a, b = rows[x % len(rows)], rows[y % len(rows)]
+        ra, rb = clusters.find(a), clusters.find(b)
+        if ra != rb:
+            clusters.union(ra, rb)
+            sa = next(s for s in ref if a in s)
+            sb = next(s for s in ref if b in s)
+            ref.remove(sb)
+            sa |= sb
+    for x in removals:
+        r = rows[x % len(rows)]
+        if clusters.holds(r):
+            gone = set(clusters.remove(clusters.find(r)))
+            assert gone in ref
+            ref.remove(gone)
+            assert not any(clusters.holds(g) for g in gone)
+            with pytest.raises(KeyError):
+                clusters.find(r)
+    assert sorted(map(sorted, clusters.clusters())) == sorted(map(sorted, ref))
+    for s in ref:
+        root = clusters.find(next(iter(s)))
+        assert {clusters.find(r) for r in s} == {root}
+        assert set(clusters.members(root)) == s
+        assert all(clusters.members(r) == [] for r in s if r != root)
+    assert not clusters.holds(-1) and not clusters.holds(10_000)
