@@ -209,6 +209,7 @@ def main() -> int:
         f"{s['above_unlock']:,} above unlock, {s['attestations']:,} attestations signed "
         f"in {t_first:.1f} s"
     )
+    print(f"    phases (s): {s['seconds']}")
     eligible = list_families(sql, eligible=True, limit=1_000_000)["families"]
     chosen = eligible[::10]
     t0 = time.perf_counter()
