@@ -60,10 +60,12 @@ class Clusters:
 
     def find(self, r: int) -> int:
         """Root of the cluster holding row ``r`` (``KeyError`` if no cluster does)."""
-        if not self.holds(r):
-            raise KeyError(r)
         parent = self._parent
-        root = r
+        root = parent[r] if 0 <= r < len(parent) else -1
+        if root < 0:
+            raise KeyError(r)
+        if root == r:
+            return r  # a root, most often a row alone
         while parent[root] != root:
             root = parent[root]
         while parent[r] != root:
@@ -78,7 +80,8 @@ class Clusters:
         got = self._groups.get(root)
         if got is not None:
             return got
-        return [root] if self.holds(root) and self._parent[root] == root else []
+        parent = self._parent
+        return [root] if 0 <= root < len(parent) and parent[root] == root else []
 
     def union(self, a: int, b: int) -> int:
         """Merge the clusters rooted at ``a`` and ``b``; returns the surviving root."""

@@ -238,3 +238,7 @@ def test_clusters_match_a_reference_partition(
         assert set(clusters.members(root)) == s
         assert all(clusters.members(r) == [] for r in s if r != root)
     assert not clusters.holds(-1) and not clusters.holds(10_000)
+    for outside in (-1, 10_000):
+        with pytest.raises(KeyError):
+            clusters.find(outside)
+        assert clusters.members(outside) == []
