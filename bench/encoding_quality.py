@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from agency_client import load_schema
-from linkage_service._evaluate import load_population
+from evaluation._harness import load_population
 
 BINS = 1000
 

@@ -77,8 +77,8 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
     args = ap.parse_args()
 
+    from evaluation._harness import load_population, pair_scores
     from linkage_service._engine import LinkageEngine
-    from linkage_service._evaluate import load_population, pair_scores
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)

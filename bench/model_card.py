@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from linkage_service._modelcard import (
+from evaluation._modelcard import (
     DEMO_HOUSEHOLDS,
     DEMO_SEED,
     build_model_card,

@@ -169,10 +169,10 @@ def main() -> int:
     from nacl.signing import SigningKey
 
     from agency_client._synthetic import PopulationConfig
+    from evaluation._harness import load_population
     from linkage_service import _store as store
     from linkage_service._assessment import list_families, run_cycle, set_status
     from linkage_service._claims import create_claims
-    from linkage_service._evaluate import load_population
     from linkage_service._riskmodel import default_model
     from linkage_service._ruleset import default_ruleset
 

@@ -6,7 +6,7 @@ SHA-256 is stored in the 0600 token file), serve, and read run history and
 statistics. Agencies use ``push`` to stream an extract file to the service.
 Coordinators and analysts check rulesets, run assessments, list and inspect
 families, change statuses, make claim batches and export them, print reports
-(JSON or CSV) and build the model card.
+(JSON or CSV).
 ``main`` parses arguments, calls library functions, prints results and turns
 ``LinkageError`` into a plain message and exit status 1.
 """
@@ -34,7 +34,6 @@ from service_common import ServiceCommonError, setup_telemetry, traced_transport
 
 from . import _assessment as assessment
 from . import _claims as claims
-from . import _modelcard as modelcard
 from . import _reports as reports
 from . import _store as store
 from ._config import (
@@ -126,12 +125,6 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--problem", help="work-list: families with this problem first")
     rep.add_argument("--limit", type=int)
     rep.add_argument("--csv", action="store_true", help="CSV rows instead of JSON")
-    card = sub.add_parser("model-card", help="model card and bias report on the demo population")
-    card.add_argument("--model", type=Path, help="model file (default: the shipped model)")
-    card.add_argument("--ruleset", type=Path, help="ruleset file (default: Phase 2)")
-    card.add_argument("--households", type=int, default=2000)
-    card.add_argument("--seed", type=int, default=20261121)
-    card.add_argument("--out", type=Path, required=True, help="Markdown path (JSON beside it)")
     return p
 
 
@@ -250,16 +243,6 @@ def _run(args: argparse.Namespace) -> int:
         finally:
             telemetry.shutdown()
         print(json.dumps(summary, indent=2, sort_keys=True))
-        return 0
-    if args.command == "model-card":
-        built = modelcard.build_model_card(
-            load_model(args.model) if args.model else None,
-            load_ruleset(args.ruleset) if args.ruleset else None,
-            households=args.households,
-            seed=args.seed,
-        )
-        for path in modelcard.write_model_card(args.out, built):
-            print(path)
         return 0
     if args.command == "ruleset" and args.ruleset_command == "check":
         ruleset = load_ruleset(args.ruleset_file)

@@ -16,12 +16,21 @@ import pytest
 
 import agency_client
 import deploy
+import evaluation
 import linkage_service
 import protocols
 import service_common
 import unlock_service
 
-PACKAGES = [protocols, agency_client, linkage_service, service_common, deploy, unlock_service]
+PACKAGES = [
+    protocols,
+    agency_client,
+    linkage_service,
+    service_common,
+    deploy,
+    unlock_service,
+    evaluation,
+]
 
 
 def _isort_key(name: str) -> tuple[int, str]:

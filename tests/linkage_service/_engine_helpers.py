@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from evaluation._harness import Population, load_population
 from linkage_service._batch import RecordBatch, token_codes
 from linkage_service._engine import Delta, LinkageEngine
-from linkage_service._evaluate import Population, load_population
 
 HOUSEHOLDS = 2000
 SEED = 20261121

@@ -10,8 +10,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from evaluation._harness import batch_from_lines, concat
 from linkage_service._batch import TokenColumns, district_column, token_code, token_codes
-from linkage_service._evaluate import batch_from_lines, concat
 from linkage_service._service import BatchBuilder
 
 from ._engine_helpers import Rec, base_bits, batch

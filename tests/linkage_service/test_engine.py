@@ -7,8 +7,8 @@ import re
 import numpy as np
 import pytest
 
+from evaluation._harness import Population, pair_scores
 from linkage_service._engine import EngineConfig, LinkageEngine
-from linkage_service._evaluate import Population, pair_scores
 
 from ._engine_helpers import Rec, base_bits, batch, counter_ids, labels, perturb, population
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from evaluation._harness import Population, pair_scores
 from linkage_service._engine import LinkageEngine
-from linkage_service._evaluate import Population, pair_scores
 
 from ._engine_helpers import DAY, Rec, base_bits, batch, engine, labels, perturb, population
 

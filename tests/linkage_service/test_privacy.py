@@ -19,10 +19,10 @@ import pytest
 import sqlalchemy as sa
 
 from agency_client import Needles, Scanner, identity_needles, load_agency_public_key, load_mapping
+from evaluation._harness import load_population
 from linkage_service import _store as store
 from linkage_service._api import create_app
 from linkage_service._config import Settings, hash_token
-from linkage_service._evaluate import load_population
 from protocols import IndicatorType
 
 pytestmark = pytest.mark.anyio

@@ -15,11 +15,11 @@ import sqlalchemy as sa
 from nacl.signing import SigningKey, VerifyKey
 
 from agency_client._synthetic import PopulationConfig
+from evaluation._harness import eligibility_agreement, ingest_population, load_population
 from linkage_service import _store as store
 from linkage_service._api import create_app
 from linkage_service._assessment import run_cycle
 from linkage_service._config import Settings
-from linkage_service._evaluate import eligibility_agreement, ingest_population, load_population
 from linkage_service._riskmodel import default_model
 from linkage_service._ruleset import default_ruleset
 from protocols import SignedAttestation, attestation_message, attestation_sha256, default_schema

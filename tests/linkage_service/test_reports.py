@@ -529,8 +529,8 @@ def test_to_csv_flattens_rows_and_carries_provenance(db: sa.Engine) -> None:
 @pytest.fixture(scope="module")
 def harness_db(tmp_path_factory: pytest.TempPathFactory) -> sa.Engine:
     from agency_client._synthetic import PopulationConfig
+    from evaluation._harness import ingest_population, load_population
     from linkage_service._assessment import run_cycle
-    from linkage_service._evaluate import ingest_population, load_population
 
     work = tmp_path_factory.mktemp("reports-harness")
     pop = load_population(150, seed=7, workdir=work / "pop")

@@ -3,8 +3,8 @@
 Used by tests and benchmarks only: it generates plaintext synthetic data,
 encodes it with the agency client exactly as an agency would, and keeps the
 truth labels beside the encodings so predicted persons and households can be
-scored. Production code never imports this module (the service has no truth,
-and no plaintext).
+scored. No service imports this package (a test checks it): the linkage
+service has no truth and never sees plaintext, synthetic or real.
 
 Quality is pairwise: two records are a *person pair* when they belong to the same
 person, a *household pair* when their people share a household. Precision,
@@ -29,9 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy.engine import Engine
 
-from protocols import LinkageSchema
-
-from ._batch import (
+from linkage_service._batch import (
     SEX_CODES,
     RecordBatch,
     TokenColumns,
@@ -39,6 +37,7 @@ from ._batch import (
     district_column,
     pack_filters,
 )
+from protocols import LinkageSchema
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -327,9 +326,8 @@ def ingest_population(population: Population, database_url: str) -> Engine:
     import tomllib
 
     from agency_client import load_agency_public_key
-
-    from . import _store as store
-    from ._service import LinkageService
+    from linkage_service import _store as store
+    from linkage_service._service import LinkageService
 
     sql = store.open_engine(database_url)
     keys = population.workdir / "keys"
@@ -359,7 +357,7 @@ def household_overlap(population: Population, engine: Engine) -> Counter[tuple[s
     """(true household, assessed household id) -> how many active records they share."""
     import sqlalchemy as sa
 
-    from . import _store as store
+    from linkage_service import _store as store
 
     q = (
         sa.select(
@@ -392,7 +390,7 @@ def eligibility_agreement(population: Population, engine: Engine, cycle_id: int)
     """
     import sqlalchemy as sa
 
-    from . import _store as store
+    from linkage_service import _store as store
 
     truth = population.households_truth()
     with engine.connect() as conn:

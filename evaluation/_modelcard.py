@@ -36,9 +36,9 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from . import _store as store
-from ._riskmodel import RiskModel, default_model
-from ._ruleset import Ruleset, default_ruleset
+from linkage_service import _store as store
+from linkage_service._riskmodel import RiskModel, default_model
+from linkage_service._ruleset import Ruleset, default_ruleset
 
 __all__ = [
     "AGE_BANDS",
@@ -58,10 +58,7 @@ DEMO_SEED: Final = 20261121
 MARGIN: Final = 0.05  # absolute difference in the share above unlock that is flagged
 MIN_GROUP: Final = 30  # smaller groups are reported but not flagged (too few to tell)
 COMPLEX_FROM: Final = 3  # "true complex family": at least this many true problems
-REGENERATE: Final = (
-    ".venv/bin/python bench/model_card.py",
-    "linkage-service model-card --out docs/model-cards/{name}-{version}.md",
-)
+REGENERATE: Final = (".venv/bin/python bench/model_card.py",)
 
 
 # --- the model file ---------------------------------------------------------------------------
@@ -249,7 +246,7 @@ def evaluate_model(
     most of its records (and each assessed family to the true household holding
     most of its records, for precision).
     """
-    from ._evaluate import eligibility_agreement, household_overlap
+    from ._harness import eligibility_agreement, household_overlap
 
     truth = population.households_truth()
     with engine.connect() as conn:
@@ -374,9 +371,9 @@ def build_model_card(
     default) as at the population's extract date, and evaluates it.
     """
     from agency_client._synthetic import PopulationConfig
+    from linkage_service._assessment import run_cycle
 
-    from ._assessment import run_cycle
-    from ._evaluate import ingest_population, load_population
+    from ._harness import ingest_population, load_population
 
     model = model or default_model()
     ruleset = ruleset or default_ruleset()
@@ -401,7 +398,7 @@ def build_model_card(
             "population": {"households": households, "seed": seed, "as_at": as_at.isoformat()},
             **evaluation,
         },
-        "regenerate": [c.format(name=model.name, version=model.version) for c in REGENERATE],
+        "regenerate": list(REGENERATE),
     }
 
 

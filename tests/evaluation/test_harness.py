@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from linkage_service._evaluate import completeness, load_population, pair_scores
+from evaluation._harness import completeness, load_population, pair_scores
 
 
 def test_pair_scores_known_answers():

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from linkage_service import _modelcard as mc
+from evaluation import _modelcard as mc
 from linkage_service._riskmodel import RiskModel, default_model
 from linkage_service._ruleset import RulesetError, default_ruleset
 

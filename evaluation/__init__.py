@@ -1,0 +1,57 @@
+"""Evaluation against synthetic ground truth: linkage quality and model cards.
+
+For tests, benchmarks and model cards only. It generates plaintext synthetic
+populations, encodes them with the agency client exactly as agencies would,
+feeds the encodings to the linkage service's library code, and compares what
+comes out with the generator's truth. It sits outside every service on
+purpose: ``linkage_service`` never imports it (nor ``agency_client``), so no
+plaintext, synthetic or real, is on any of the service's code paths.
+
+Where things live: the harness (population, ingest, pair quality, eligibility
+agreement) in ``_harness.py``; model cards and the bias report in
+``_modelcard.py``.
+"""
+
+from ._harness import (
+    PairScores,
+    Population,
+    batch_from_lines,
+    completeness,
+    concat,
+    eligibility_agreement,
+    household_overlap,
+    ingest_population,
+    load_population,
+    pair_scores,
+)
+from ._modelcard import (
+    AGE_BANDS,
+    build_model_card,
+    evaluate_model,
+    model_facts,
+    render_markdown,
+    roc_auc,
+    score_summary,
+    write_model_card,
+)
+
+__all__ = [
+    "AGE_BANDS",
+    "PairScores",
+    "Population",
+    "batch_from_lines",
+    "build_model_card",
+    "completeness",
+    "concat",
+    "eligibility_agreement",
+    "evaluate_model",
+    "household_overlap",
+    "ingest_population",
+    "load_population",
+    "model_facts",
+    "pair_scores",
+    "render_markdown",
+    "roc_auc",
+    "score_summary",
+    "write_model_card",
+]
