@@ -18,7 +18,7 @@ of each member's records), so the same report can be run on live data; the
 ground truth only labels the families.
 
 Must never: be imported by the running service's request path (it generates
-plaintext synthetic data through ``_evaluate``), or change a model.
+plaintext synthetic data through ``_harness``), or change a model.
 """
 
 from __future__ import annotations
@@ -241,7 +241,7 @@ def evaluate_model(
 ) -> dict[str, Any]:
     """Accuracy against the ground truth and the bias report of one cycle on ``population``.
 
-    ``population`` is an ``_evaluate.Population`` whose records were ingested
+    ``population`` is an ``_harness.Population`` whose records were ingested
     into ``engine``. Each true family is matched to the assessed family holding
     most of its records (and each assessed family to the true household holding
     most of its records, for precision).

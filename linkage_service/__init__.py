@@ -11,7 +11,7 @@ compiled Dice kernel ``_kernel.py`` (C in ``_dice.c``; numpy reference in
 ``_kernel_ref.py``). The service shell: storage ``_store.py``, streamed ingest
 ``_ingest.py``, applying an extract ``_service.py``, HTTP ``_api.py``, CLI
 ``_cli.py``, settings and tokens ``_config.py``. Quality measurement against
-synthetic ground truth: ``_evaluate.py`` (tests and benchmarks only).
+synthetic ground truth lives outside the service, in the ``evaluation`` package.
 
 The **programme engine**: the **ruleset** ``_ruleset.py`` (shipped files in
 ``rulesets/``), the risk model ``_riskmodel.py`` (``rulesets/models/``),
