@@ -18,7 +18,6 @@ import base64
 import dataclasses
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -27,6 +26,8 @@ import httpx
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AwareDatetime
+
+from service_common import Periodic
 
 from . import _store as store
 from ._config import (
@@ -107,33 +108,22 @@ def _b64(hashes: list[bytes]) -> list[str]:
     return [base64.b64encode(h).decode("ascii") for h in hashes]
 
 
-class _Checkpointer:
+def _checkpointer(log: AuditLog, interval: float) -> Periodic:
     """Signs a checkpoint every ``interval`` seconds while the log grows."""
 
-    def __init__(self, log: AuditLog, interval: float) -> None:
-        self._log = log
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="audit-log-checkpointer")
+    def tick() -> bool:
+        try:
+            log.checkpoint()
+        except WitnessError as exc:
+            # Stays unpublished; the next round asks the witnesses again.
+            _logger.warning("checkpoint not published: %s", exc)
+        except AuditLogError:
+            # Storage down or tamper found: stop signing rather than guess.
+            _logger.exception("checkpointing stopped")
+            return False
+        return True
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._log.checkpoint()
-            except WitnessError as exc:
-                # Stays unpublished; the next round asks the witnesses again.
-                _logger.warning("checkpoint not published: %s", exc)
-            except AuditLogError:
-                # Storage down or tamper found: stop signing rather than guess.
-                _logger.exception("checkpointing stopped")
-                return
+    return Periodic("audit-log-checkpointer", interval, tick)
 
 
 def _open_log(
@@ -170,7 +160,7 @@ def create_app(
         tokens = load_tokens(settings.token_file)
         settings.anomaly_config()  # an unknown time zone stops start-up
         log = _open_log(settings, signer, http_client)
-        checkpointer = _Checkpointer(log, settings.checkpoint_interval)
+        checkpointer = _checkpointer(log, settings.checkpoint_interval)
         checkpointer.start()
         app.state.settings = settings
         app.state.tokens = tokens

@@ -27,6 +27,7 @@ from ._database import (
 from ._errors import ServiceCommonError, TelemetryConfigError
 from ._logging import BASE_SAFE_FIELDS, JsonFormatter, TraceContextFilter, configure_logging
 from ._metrics import Metrics, metrics
+from ._periodic import Periodic
 from ._settings import load_service_settings
 from ._telemetry import (
     Telemetry,
@@ -41,6 +42,7 @@ __all__ = [
     "BASE_SAFE_FIELDS",
     "JsonFormatter",
     "Metrics",
+    "Periodic",
     "ServiceCommonError",
     "Telemetry",
     "TelemetryConfigError",

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
@@ -35,7 +34,7 @@ import audit_log
 from audit_log import AuditLog, AuditLogError, NoteSigner, WitnessEndpoint
 from audit_log._config import witness_verifier
 from protocols import SubjectQuery
-from service_common import instrument_app, traced_transport
+from service_common import Periodic, instrument_app, traced_transport
 
 from ._auth import SIGNATURE_HEADER, TokenVerifier
 from ._config import (
@@ -183,29 +182,17 @@ def _too_large(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     )
 
 
-class _Housekeeping:
+def _housekeeping(service: UnlockService, interval: float) -> Periodic:
     """Signs a checkpoint and forgets old nonces every ``interval`` seconds."""
 
-    def __init__(self, service: UnlockService, interval: float) -> None:
-        self._service = service
-        self._interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="unlock-housekeeping")
+    def tick() -> None:
+        try:
+            service.audit.checkpoint()
+            service.purge_nonces()
+        except (AuditLogError, UnlockError) as exc:
+            _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._service.audit.checkpoint()
-                self._service.purge_nonces()
-            except (AuditLogError, UnlockError) as exc:
-                _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
+    return Periodic("unlock-housekeeping", interval, tick)
 
 
 def build_service(
@@ -310,7 +297,7 @@ def create_app(
             else None
         )
         service = await run_in_threadpool(service_factory or build_service, settings)
-        housekeeping = _Housekeeping(service, settings.checkpoint_interval)
+        housekeeping = _housekeeping(service, settings.checkpoint_interval)
         housekeeping.start()
         app.state.settings = settings
         app.state.service = service
