@@ -27,14 +27,13 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AwareDatetime
 
-from service_common import Periodic
+from service_common import Periodic, require_roles
 
 from . import _store as store
 from ._config import (
     Caller,
     Role,
     Settings,
-    TokenTable,
     load_signer,
     load_tokens,
     witness_verifier,
@@ -64,24 +63,9 @@ def get_log(request: Request) -> AuditLog:
     return log
 
 
-def _caller(request: Request) -> Caller:
-    tokens: TokenTable = request.app.state.tokens
-    caller = tokens.authenticate(request.headers.get("authorization"))
-    if caller is None:
-        raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-    return caller
-
-
 def require(*roles: Role) -> Callable[[Request], Caller]:
     """A dependency that admits only callers holding one of ``roles``."""
-
-    def check(request: Request) -> Caller:
-        caller = _caller(request)
-        if caller.role not in roles:
-            raise HTTPException(403, f"role {caller.role!r} may not do this")
-        return caller
-
-    return check
+    return require_roles(*roles)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

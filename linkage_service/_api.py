@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
-from service_common import instrument_app
+from service_common import bearer_caller, instrument_app, require_roles
 
 from . import _assessment as assessment
 from . import _claims as claims_
@@ -45,7 +45,6 @@ from . import _store as store
 from ._config import (
     Caller,
     Settings,
-    TokenTable,
     agency_of,
     load_attestation_key,
     load_programme,
@@ -85,29 +84,9 @@ def get_service(request: Request) -> LinkageService:
     return service
 
 
-def _caller(request: Request) -> Caller:
-    tokens: TokenTable = request.app.state.tokens
-    caller = tokens.authenticate(request.headers.get("authorization"))
-    if caller is None:
-        raise HTTPException(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-    return caller
-
-
-def require(*roles: str) -> Callable[[Request], Caller]:
-    """A dependency that admits only callers holding one of ``roles``."""
-
-    def check(request: Request) -> Caller:
-        caller = _caller(request)
-        if caller.role not in roles:
-            raise HTTPException(403, f"role {caller.role!r} may not do this")
-        return caller
-
-    return check
-
-
 def require_agency(request: Request) -> Caller:
     """A dependency that admits only agency callers (``agency:<id>``)."""
-    caller = _caller(request)
+    caller = bearer_caller(request)
     if agency_of(caller) is None:
         raise HTTPException(403, f"role {caller.role!r} may not push extracts")
     return caller
@@ -115,11 +94,11 @@ def require_agency(request: Request) -> Caller:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[LinkageService, Depends(get_service)]
-Reader = Annotated[Caller, Depends(require("analyst", "coordinator", "admin"))]
-Coordinator = Annotated[Caller, Depends(require("coordinator", "admin"))]
-Admin = Annotated[Caller, Depends(require("admin"))]
-UnlockService = Annotated[Caller, Depends(require("unlock_service"))]
-AnyCaller = Annotated[Caller, Depends(_caller)]
+Reader = Annotated[Caller, Depends(require_roles("analyst", "coordinator", "admin"))]
+Coordinator = Annotated[Caller, Depends(require_roles("coordinator", "admin"))]
+Admin = Annotated[Caller, Depends(require_roles("admin"))]
+UnlockService = Annotated[Caller, Depends(require_roles("unlock_service"))]
+AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 

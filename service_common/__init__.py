@@ -17,6 +17,7 @@ Errors: :class:`ServiceCommonError` is the base of everything raised here
 (see ``_errors`` for the hierarchy).
 """
 
+from ._bearer import bearer_caller, require_roles
 from ._database import (
     create_database_engine,
     migrate_database,
@@ -48,6 +49,7 @@ __all__ = [
     "TelemetryConfigError",
     "TelemetrySettings",
     "TraceContextFilter",
+    "bearer_caller",
     "configure_logging",
     "create_database_engine",
     "instrument_app",
@@ -57,6 +59,7 @@ __all__ = [
     "normalise_database_url",
     "open_database",
     "redact_url",
+    "require_roles",
     "setup_telemetry",
     "traced_async_transport",
     "traced_transport",
