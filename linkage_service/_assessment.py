@@ -68,7 +68,6 @@ __all__ = [
     "TRANSITIONS",
     "current_attestation",
     "family_blobs",
-    "family_id_of",
     "family_view",
     "list_cycles",
     "list_families",
@@ -91,22 +90,11 @@ TRANSITIONS: dict[str | None, tuple[str, ...]] = {
 _INSERT_BATCH = 2000
 
 
-def family_id_of(household_id: str) -> str:
-    """The family id of a household (the same hex, prefix ``fam_``)."""
-    return "fam_" + household_id.split("_", 1)[1]
-
-
-def _household_of(family_id: str) -> str:
-    return "hh_" + family_id.split("_", 1)[1]
-
-
 # --- loading ------------------------------------------------------------------------------
 
 
-def load_families(
-    conn: Connection, household_ids: Sequence[str] | None = None
-) -> list[FamilyInput]:
-    """Every current household (or those named) with members, records and events."""
+def load_families(conn: Connection) -> list[FamilyInput]:
+    """Every current household with its members, their active records and events."""
     r, rp, ph, x = store.records, store.record_person, store.person_household, store.extracts
     p = store.persons
     q_members = (
@@ -114,8 +102,6 @@ def load_families(
         .join(p, p.c.id == ph.c.person_id)
         .where(p.c.retired_run.is_(None))
     )
-    if household_ids is not None:
-        q_members = q_members.where(ph.c.household_id.in_(list(household_ids)))
     household_of: dict[str, str] = dict(conn.execute(q_members).all())
     q_records = (
         sa.select(
@@ -196,7 +182,7 @@ def load_families(
     for hid in sorted(members):
         out.append(
             FamilyInput(
-                family_id=family_id_of(hid),
+                family_id=store.family_id_of(hid),
                 household_id=hid,
                 district=district_of.get(hid),
                 members=tuple(sorted(members[hid], key=lambda m: m.person_id)),
@@ -702,12 +688,7 @@ def _cycle_json(row: Any) -> dict[str, Any]:
     return {
         "cycle_id": row.id,
         "as_at": row.as_at.isoformat(),
-        "ruleset": {
-            "name": row.ruleset_name,
-            "version": row.ruleset_version,
-            "sha256": row.ruleset_sha256,
-        },
-        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
+        **store.cycle_versions(row),
         "created_at": store.iso(row.created_at),
         "created_by": row.created_by,
         "stats": json.loads(row.stats),
@@ -727,10 +708,7 @@ def list_cycles(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
 
 
 def _cycle(conn: Connection, cycle_id: int | None) -> Any:
-    c = store.cycles
-    q = sa.select(c)
-    q = q.where(c.c.id == cycle_id) if cycle_id is not None else q.order_by(c.c.id.desc()).limit(1)
-    row = conn.execute(q).first()
+    row = store.cycle_row(conn, cycle_id)
     if row is None:
         raise NotFound("no assessment has been run" if cycle_id is None else f"no cycle {cycle_id}")
     return row

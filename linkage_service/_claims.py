@@ -186,16 +186,14 @@ def evaluate_outcomes(
 # --- reading snapshots ------------------------------------------------------------------
 
 
-def _snaps(
-    conn: Connection, family_ids: Sequence[str], since_cycle: int = 0
-) -> dict[str, list[Snap]]:
+def _snaps(conn: Connection, family_ids: Sequence[str]) -> dict[str, list[Snap]]:
     s, c = store.snapshots, store.cycles
     out: dict[str, list[Snap]] = {}
     for part in store.chunks(list(family_ids)):
         q = (
             sa.select(s.c.family_id, s.c.cycle_id, c.c.as_at, s.c.detail)
             .join(c, c.c.id == s.c.cycle_id)
-            .where(s.c.family_id.in_(part), s.c.cycle_id >= since_cycle)
+            .where(s.c.family_id.in_(part))
             .order_by(s.c.family_id, c.c.as_at, s.c.cycle_id)
         )
         for fid, cid, as_at, detail in conn.execute(q):
@@ -273,11 +271,7 @@ def outcome_status(
 
 
 def _latest_cycle(conn: Connection) -> tuple[int, Ruleset]:
-    row = conn.execute(
-        sa.select(store.cycles.c.id, store.cycles.c.ruleset)
-        .order_by(store.cycles.c.id.desc())
-        .limit(1)
-    ).first()
+    row = store.cycle_row(conn, None)
     if row is None:
         raise ConflictError("no assessment has been run: nothing to claim")
     return int(row.id), Ruleset.model_validate_json(row.ruleset)

@@ -108,9 +108,7 @@ class _Snapshot:
 
 def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
     c = store.cycles
-    q = sa.select(c)
-    q = q.order_by(c.c.id.desc()).limit(1) if cycle_id is None else q.where(c.c.id == cycle_id)
-    row = conn.execute(q).first()
+    row = store.cycle_row(conn, cycle_id)
     if row is None:
         if cycle_id is None:
             raise ConflictError("no assessment has been run: nothing to report")
@@ -122,20 +120,7 @@ def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
         cutoff=None if cutoff is None else int(cutoff),
         ruleset=Ruleset.model_validate_json(row.ruleset),
         model=RiskModel.model_validate_json(row.model),
-        provenance={
-            "id": int(row.id),
-            "as_at": row.as_at.isoformat(),
-            "ruleset": {
-                "name": row.ruleset_name,
-                "version": row.ruleset_version,
-                "sha256": row.ruleset_sha256,
-            },
-            "model": {
-                "name": row.model_name,
-                "version": row.model_version,
-                "sha256": row.model_sha256,
-            },
-        },
+        provenance={"id": int(row.id), "as_at": row.as_at.isoformat(), **store.cycle_versions(row)},
     )
 
 

@@ -301,6 +301,33 @@ def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
     return open_database(create_engine, migrate, url, migrate_schema=migrate_schema)
 
 
+def cycle_row(conn: Connection, cycle_id: int | None) -> Any | None:
+    """The assessment cycle ``cycle_id`` (the latest when None), or None if there is none."""
+    q = sa.select(cycles)
+    if cycle_id is None:
+        q = q.order_by(cycles.c.id.desc()).limit(1)
+    else:
+        q = q.where(cycles.c.id == cycle_id)
+    return conn.execute(q).first()
+
+
+def cycle_versions(row: Any) -> dict[str, Any]:
+    """The ruleset and model names, versions and SHA-256 a cycle row was assessed with."""
+    return {
+        "ruleset": {
+            "name": row.ruleset_name,
+            "version": row.ruleset_version,
+            "sha256": row.ruleset_sha256,
+        },
+        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
+    }
+
+
+def family_id_of(household_id: str) -> str:
+    """The family id of a household (the same hex, prefix ``fam_``)."""
+    return "fam_" + household_id.split("_", 1)[1]
+
+
 def now_micros() -> int:
     """The current time in microseconds since the Unix epoch."""
     return int(dt.datetime.now(dt.UTC).timestamp() * 1_000_000)
@@ -790,7 +817,7 @@ def subject_matches(
         hid = household.get(pid)
         if hid is None or hid not in families_:
             return None
-        return "fam_" + hid.split("_", 1)[1]
+        return family_id_of(hid)
 
     return {
         "matches": [
