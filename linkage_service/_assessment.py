@@ -50,6 +50,7 @@ from protocols import (
 )
 
 from . import _store as store
+from ._claims import outcome_status
 from ._errors import ConflictError, NotFound, StorageError
 from ._programme import (
     Assessment,
@@ -237,8 +238,6 @@ def run_cycle(
     now: dt.datetime | None = None,
 ) -> CycleResult:
     """Assess every family as at ``as_at`` and store the cycle atomically; its result."""
-    from ._claims import outcome_status  # claims build on snapshots; imported late by design
-
     model.check_against(ruleset)
     when = now or dt.datetime.now(dt.UTC)
     seconds: dict[str, float] = {}
