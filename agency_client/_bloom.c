@@ -495,6 +495,32 @@ PyDoc_STRVAR(encode_doc,
              "The filter of one record. values[i] holds field i's values: a sequence of str,\n"
              "or one str (the empty string: no value), or None (no value).");
 
+/* Set the bits of every field's values (vals[i]: field i's values) in out. */
+static int kernel_fill(KernelObject *self, PyObject *const *vals, unsigned char *out, buf_t *b) {
+    memset(out, 0, (size_t)self->length_bits / 8);
+    for (int fi = 0; fi < self->nfields; fi++) {
+        PyObject *field_values = vals[fi];
+        if (field_values == Py_None) continue; /* missing */
+        if (PyUnicode_Check(field_values)) {  /* one value; "" is missing */
+            if (PyUnicode_GET_LENGTH(field_values) &&
+                encode_value(self, (uint8_t)fi, field_values, b, out))
+                return -1;
+            continue;
+        }
+        PyObject *vs = PySequence_Fast(field_values, "each field's values must be a sequence");
+        if (!vs) return -1;
+        Py_ssize_t nv = PySequence_Fast_GET_SIZE(vs);
+        for (Py_ssize_t j = 0; j < nv; j++) {
+            if (encode_value(self, (uint8_t)fi, PySequence_Fast_GET_ITEM(vs, j), b, out)) {
+                Py_DECREF(vs);
+                return -1;
+            }
+        }
+        Py_DECREF(vs);
+    }
+    return 0;
+}
+
 static PyObject *Kernel_encode(KernelObject *self, PyObject *values) {
     if (!self->fields) {
         PyErr_SetString(PyExc_TypeError, "FilterKernel is not initialised");
@@ -513,38 +539,17 @@ static PyObject *Kernel_encode(KernelObject *self, PyObject *values) {
         Py_DECREF(seq);
         return NULL;
     }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    memset(out, 0, (size_t)self->length_bits / 8);
     buf_t b;
     buf_init(&b);
-    for (int fi = 0; fi < self->nfields; fi++) {
-        PyObject *field_values = PySequence_Fast_GET_ITEM(seq, fi);
-        if (field_values == Py_None) continue; /* missing */
-        if (PyUnicode_Check(field_values)) {  /* one value; "" is missing */
-            if (PyUnicode_GET_LENGTH(field_values) &&
-                encode_value(self, (uint8_t)fi, field_values, &b, out))
-                goto fail;
-            continue;
-        }
-        PyObject *vs = PySequence_Fast(field_values, "each field's values must be a sequence");
-        if (!vs) goto fail;
-        Py_ssize_t nv = PySequence_Fast_GET_SIZE(vs);
-        for (Py_ssize_t j = 0; j < nv; j++) {
-            if (encode_value(self, (uint8_t)fi, PySequence_Fast_GET_ITEM(vs, j), &b, out)) {
-                Py_DECREF(vs);
-                goto fail;
-            }
-        }
-        Py_DECREF(vs);
+    int rc = kernel_fill(self, PySequence_Fast_ITEMS(seq), (unsigned char *)PyBytes_AS_STRING(result),
+                         &b);
+    buf_free(&b);
+    Py_DECREF(seq);
+    if (rc) {
+        Py_DECREF(result);
+        return NULL;
     }
-    buf_free(&b);
-    Py_DECREF(seq);
     return result;
-fail:
-    buf_free(&b);
-    Py_DECREF(seq);
-    Py_DECREF(result);
-    return NULL;
 }
 
 PyDoc_STRVAR(positions_doc,
@@ -685,6 +690,22 @@ fail:
     return -1;
 }
 
+#define TOKEN_TEXT (4 * ((MAX_TOKEN_BYTES + 2) / 3) + 1)
+
+/* base64 (standard alphabet, padded) of key i's token of data into text; its length or -1. */
+static int token_b64(TokensObject *self, Py_ssize_t i, const unsigned char *data, size_t len,
+                     unsigned char *text) {
+    unsigned char digest[MAX_TOKEN_BYTES];
+    size_t outl = 0;
+    if (!EVP_MAC_init(self->ctx[i], NULL, 0, NULL) || !EVP_MAC_update(self->ctx[i], data, len) ||
+        !EVP_MAC_final(self->ctx[i], digest, &outl, sizeof digest) ||
+        outl != (size_t)self->size[i]) {
+        PyErr_SetString(PyExc_RuntimeError, "OpenSSL BLAKE2BMAC failed");
+        return -1;
+    }
+    return EVP_EncodeBlock(text, digest, (int)outl);
+}
+
 PyDoc_STRVAR(tokens_doc,
              "encode(values) -> list[str | None]\n\n"
              "base64 of BLAKE2b(values[i].encode(), key=keys[i], digest_size) for each i;\n"
@@ -719,17 +740,9 @@ static PyObject *Tokens_encode(TokensObject *self, PyObject *values) {
         Py_ssize_t len;
         const char *utf8 = PyUnicode_AsUTF8AndSize(v, &len);
         if (!utf8) goto fail;
-        unsigned char digest[MAX_TOKEN_BYTES];
-        unsigned char text[4 * ((MAX_TOKEN_BYTES + 2) / 3) + 1];
-        size_t outl = 0;
-        if (!EVP_MAC_init(self->ctx[i], NULL, 0, NULL) ||
-            !EVP_MAC_update(self->ctx[i], (const unsigned char *)utf8, (size_t)len) ||
-            !EVP_MAC_final(self->ctx[i], digest, &outl, sizeof digest) ||
-            outl != (size_t)self->size[i]) {
-            PyErr_SetString(PyExc_RuntimeError, "OpenSSL BLAKE2BMAC failed");
-            goto fail;
-        }
-        int n = EVP_EncodeBlock(text, digest, (int)outl); /* standard alphabet, padded */
+        unsigned char text[TOKEN_TEXT];
+        int n = token_b64(self, i, (const unsigned char *)utf8, (size_t)len, text);
+        if (n < 0) goto fail;
         PyObject *s = PyUnicode_FromStringAndSize((const char *)text, n);
         if (!s) goto fail;
         PyList_SET_ITEM(out, i, s);
@@ -759,6 +772,427 @@ static PyTypeObject TokensType = {
     .tp_new = PyType_GenericNew,
 };
 
+/* ------------------------------------------------------------------------ */
+/* Record kernel: everything a record's line carries that the encoder makes  */
+/* (both filters, exact tokens, blocking keys), as one JSON fragment.        */
+/*                                                                           */
+/* The features tuple is _encoder._FEATURE_ORDER; blocking parts are          */
+/* _encoder._PART_ORDER. The Python path in _encoder (used for hardened or    */
+/* salted filters) writes the same bytes: tests/agency_client/test_bloom.py.  */
+
+#define N_FEATURES 11
+#define F_GIVEN 0
+#define F_FAMILY 3
+#define F_DOB 5
+#define F_SEX 6
+#define F_STREET 7
+#define F_POSTCODE 9
+#define N_PARTS 9
+
+typedef struct {
+    PyObject_HEAD
+    KernelObject *filter[2]; /* person, address */
+    int *pick[2];            /* feature index of each filter field */
+    TokensObject *exact;
+    PyObject *exact_names; /* tuple of str */
+    TokensObject *blocking;
+    PyObject *blocking_names; /* tuple of str */
+    int *parts;               /* blocking->n rows of N_PARTS part indexes, -1 ends a row */
+} RecordObject;
+
+static void Record_dealloc(RecordObject *self) {
+    Py_XDECREF(self->filter[0]);
+    Py_XDECREF(self->filter[1]);
+    PyMem_Free(self->pick[0]);
+    PyMem_Free(self->pick[1]);
+    Py_XDECREF(self->exact);
+    Py_XDECREF(self->exact_names);
+    Py_XDECREF(self->blocking);
+    Py_XDECREF(self->blocking_names);
+    PyMem_Free(self->parts);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A tuple of n plain ASCII names safe to write inside JSON quotes. */
+static PyObject *json_names(PyObject *names, Py_ssize_t n, const char *what) {
+    PyObject *t = PySequence_Tuple(names);
+    if (!t) return NULL;
+    if (PyTuple_GET_SIZE(t) != n) {
+        PyErr_Format(PyExc_ValueError, "expected %zd %s names, got %zd", n, what,
+                     PyTuple_GET_SIZE(t));
+        Py_DECREF(t);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *s = PyTuple_GET_ITEM(t, i);
+        if (!PyUnicode_Check(s) || !PyUnicode_IS_ASCII(s)) {
+            PyErr_Format(PyExc_ValueError, "%s name %zd must be an ASCII str", what, i);
+            Py_DECREF(t);
+            return NULL;
+        }
+        const char *c = PyUnicode_AsUTF8(s);
+        for (; *c; c++)
+            if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) {
+                PyErr_Format(PyExc_ValueError, "%s name %zd has a character JSON escapes", what,
+                             i);
+                Py_DECREF(t);
+                return NULL;
+            }
+    }
+    return t;
+}
+
+static int *feature_picks(PyObject *features, int nfields, const char *what) {
+    PyObject *seq = PySequence_Fast(features, "feature indexes must be a sequence of int");
+    if (!seq) return NULL;
+    if (PySequence_Fast_GET_SIZE(seq) != nfields) {
+        PyErr_Format(PyExc_ValueError, "the %s filter has %d fields, got %zd feature indexes",
+                     what, nfields, PySequence_Fast_GET_SIZE(seq));
+        Py_DECREF(seq);
+        return NULL;
+    }
+    int *pick = PyMem_Calloc(nfields ? (size_t)nfields : 1, sizeof(int));
+    if (!pick) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (int i = 0; i < nfields; i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) goto fail;
+        if (v < 0 || v >= N_FEATURES) {
+            PyErr_Format(PyExc_ValueError, "%s filter field %d: no feature %ld", what, i, v);
+            goto fail;
+        }
+        pick[i] = (int)v;
+    }
+    Py_DECREF(seq);
+    return pick;
+fail:
+    Py_DECREF(seq);
+    PyMem_Free(pick);
+    return NULL;
+}
+
+static int Record_init(RecordObject *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"person",       "person_features", "address",
+                             "address_features", "exact",     "exact_names",
+                             "blocking",     "blocking_names",  "blocking_parts",
+                             NULL};
+    PyObject *person, *pf, *address, *af, *exact, *en, *blocking, *bn, *bp;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OO!OO!OO", kwlist, &KernelType, &person,
+                                     &pf, &KernelType, &address, &af, &TokensType, &exact, &en,
+                                     &TokensType, &blocking, &bn, &bp))
+        return -1;
+    if (self->filter[0]) {
+        PyErr_SetString(PyExc_TypeError, "RecordKernel is already initialised");
+        return -1;
+    }
+    KernelObject *ks[2] = {(KernelObject *)person, (KernelObject *)address};
+    PyObject *fs[2] = {pf, af};
+    const char *what[2] = {"person", "address"};
+    for (int f = 0; f < 2; f++) {
+        if (!ks[f]->fields) {
+            PyErr_Format(PyExc_TypeError, "the %s FilterKernel is not initialised", what[f]);
+            return -1;
+        }
+        self->pick[f] = feature_picks(fs[f], ks[f]->nfields, what[f]);
+        if (!self->pick[f]) return -1;
+        Py_INCREF(ks[f]);
+        self->filter[f] = ks[f];
+    }
+    self->exact = (TokensObject *)exact;
+    Py_INCREF(exact);
+    self->blocking = (TokensObject *)blocking;
+    Py_INCREF(blocking);
+    self->exact_names = json_names(en, self->exact->n, "exact token");
+    if (!self->exact_names) return -1;
+    self->blocking_names = json_names(bn, self->blocking->n, "blocking key");
+    if (!self->blocking_names) return -1;
+    Py_ssize_t nkeys = self->blocking->n;
+    PyObject *seq = PySequence_Fast(bp, "blocking_parts must be a sequence of part indexes");
+    if (!seq) return -1;
+    if (PySequence_Fast_GET_SIZE(seq) != nkeys) {
+        PyErr_Format(PyExc_ValueError, "expected parts for %zd blocking keys, got %zd", nkeys,
+                     PySequence_Fast_GET_SIZE(seq));
+        Py_DECREF(seq);
+        return -1;
+    }
+    self->parts = PyMem_Malloc((nkeys ? (size_t)nkeys : 1) * N_PARTS * sizeof(int));
+    if (!self->parts) {
+        Py_DECREF(seq);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < nkeys; k++) {
+        int *row = self->parts + k * N_PARTS;
+        for (int j = 0; j < N_PARTS; j++) row[j] = -1;
+        PyObject *ps = PySequence_Fast(PySequence_Fast_GET_ITEM(seq, k),
+                                       "each blocking key's parts must be a sequence of int");
+        if (!ps) goto fail;
+        Py_ssize_t np = PySequence_Fast_GET_SIZE(ps);
+        if (np < 1 || np > N_PARTS) {
+            PyErr_Format(PyExc_ValueError, "blocking key %zd: 1 to %d parts, got %zd", k, N_PARTS,
+                         np);
+            Py_DECREF(ps);
+            goto fail;
+        }
+        for (Py_ssize_t j = 0; j < np; j++) {
+            long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(ps, j));
+            if ((v == -1 && PyErr_Occurred()) || v < 0 || v >= N_PARTS) {
+                if (!PyErr_Occurred())
+                    PyErr_Format(PyExc_ValueError, "blocking key %zd: no part %ld", k, v);
+                Py_DECREF(ps);
+                goto fail;
+            }
+            row[j] = (int)v;
+        }
+        Py_DECREF(ps);
+    }
+    Py_DECREF(seq);
+    return 0;
+fail:
+    Py_DECREF(seq);
+    return -1;
+}
+
+/* A str or None; anything else is a TypeError naming the feature. */
+static int str_or_none(PyObject *v, const char *what) {
+    if (v == Py_None || PyUnicode_Check(v)) return 0;
+    PyErr_Format(PyExc_TypeError, "%s must be str or None, not %.100s", what,
+                 Py_TYPE(v)->tp_name);
+    return -1;
+}
+
+static int present(PyObject *v) { return v != Py_None && PyUnicode_GET_LENGTH(v) > 0; }
+
+/* Soundex of the letters a-z of v (as _normalise.soundex); writes 4 chars or none. */
+static size_t soundex(PyObject *v, char *out) {
+    /* a b c d e f g h i j k l m n o p q r s t u v w x y z */
+    static const char codes[26] = {0,   '1', '2', '3', 0,   '1', '2', 0,   0,
+                                   '2', '2', '4', '5', '5', 0,   '1', '2', '6',
+                                   '2', '3', 0,   '1', 0,   '2', 0,   '2'};
+    Py_ssize_t n = PyUnicode_GET_LENGTH(v);
+    int kind = PyUnicode_KIND(v);
+    const void *data = PyUnicode_DATA(v);
+    size_t len = 0;
+    char last = 0;
+    for (Py_ssize_t i = 0; i < n && len < 4; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if (c < 'a' || c > 'z') continue;
+        char digit = codes[c - 'a'];
+        if (len == 0) {
+            out[len++] = (char)(c - 'a' + 'A');
+        } else if (c == 'h' || c == 'w') {
+            continue; /* h and w do not separate letters with the same code */
+        } else if (digit && digit != last) {
+            out[len++] = digit;
+        }
+        last = digit;
+    }
+    if (len == 0) return 0;
+    while (len < 4) out[len++] = '0';
+    return len;
+}
+
+/* Append `,"name":{"k":"token",...}` for the present values; nothing if none. */
+static int put_tokens(buf_t *o, const char *name, TokensObject *tok, PyObject *names,
+                      const unsigned char *const *vals, const size_t *lens) {
+    int first = 1;
+    for (Py_ssize_t i = 0; i < tok->n; i++) {
+        if (!vals[i]) continue;
+        unsigned char text[TOKEN_TEXT];
+        int n = token_b64(tok, i, vals[i], lens[i], text);
+        if (n < 0) return -1;
+        Py_ssize_t klen;
+        const char *key = PyUnicode_AsUTF8AndSize(PyTuple_GET_ITEM(names, i), &klen);
+        if (first && (buf_ascii(o, ",\"", 2) || buf_ascii(o, name, strlen(name)) ||
+                      buf_ascii(o, "\":{", 3)))
+            return -1;
+        if ((!first && buf_ascii(o, ",", 1)) || buf_ascii(o, "\"", 1) ||
+            buf_ascii(o, key, (size_t)klen) || buf_ascii(o, "\":\"", 3) ||
+            buf_ascii(o, (const char *)text, (size_t)n) || buf_ascii(o, "\"", 1))
+            return -1;
+        first = 0;
+    }
+    return first ? 0 : buf_ascii(o, "}", 1);
+}
+
+static int put_filter(RecordObject *self, int f, PyObject *const *features, const char *name,
+                      buf_t *o, buf_t *scratch) {
+    KernelObject *k = self->filter[f];
+    PyObject *vals[255];
+    unsigned char bits[8192];
+    unsigned char text[4 * (8192 + 2) / 3 + 4];
+    for (int i = 0; i < k->nfields; i++) vals[i] = features[self->pick[f][i]];
+    if (kernel_fill(k, vals, bits, scratch)) return -1;
+    int n = EVP_EncodeBlock(text, bits, k->length_bits / 8);
+    return buf_ascii(o, ",\"", 2) || buf_ascii(o, name, strlen(name)) ||
+           buf_ascii(o, "\":\"", 3) || buf_ascii(o, (const char *)text, (size_t)n) ||
+           buf_ascii(o, "\"", 1);
+}
+
+PyDoc_STRVAR(record_doc,
+             "encode(features, postcode_district, exact_values) -> str\n\n"
+             "The JSON members of one record the encoder makes, each preceded by a comma:\n"
+             "clk, address_clk (when there is an address line or a postcode), exact_tokens\n"
+             "and blocking_keys (when any). features is in _encoder._FEATURE_ORDER;\n"
+             "exact_values[i] is the i-th exact identifier's normalised value or None.");
+
+static PyObject *Record_encode(RecordObject *self, PyObject *args) {
+    PyObject *features, *outward, *exact_values;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyTuple_Type, &features, &outward, &exact_values))
+        return NULL;
+    if (!self->filter[0]) {
+        PyErr_SetString(PyExc_TypeError, "RecordKernel is not initialised");
+        return NULL;
+    }
+    if (PyTuple_GET_SIZE(features) != N_FEATURES) {
+        PyErr_Format(PyExc_ValueError, "expected %d features, got %zd", N_FEATURES,
+                     PyTuple_GET_SIZE(features));
+        return NULL;
+    }
+    PyObject *const *ft = &PyTuple_GET_ITEM(features, 0);
+    PyObject *given = ft[F_GIVEN], *family = ft[F_FAMILY], *dob8 = ft[F_DOB], *sex = ft[F_SEX];
+    if (str_or_none(given, "given name") || str_or_none(family, "family name") ||
+        str_or_none(dob8, "date of birth") || str_or_none(sex, "sex") ||
+        str_or_none(ft[F_STREET], "street line") || str_or_none(outward, "postcode district"))
+        return NULL;
+    if (present(dob8) && (!PyUnicode_IS_ASCII(dob8) || PyUnicode_GET_LENGTH(dob8) != 8)) {
+        PyErr_SetString(PyExc_ValueError, "date of birth must be 8 ASCII digits (yyyymmdd)");
+        return NULL;
+    }
+    PyObject *ev = PySequence_Fast(exact_values, "exact_values must be a sequence");
+    if (!ev) return NULL;
+    if (PySequence_Fast_GET_SIZE(ev) != self->exact->n) {
+        PyErr_Format(PyExc_ValueError, "expected %zd exact values, got %zd", self->exact->n,
+                     PySequence_Fast_GET_SIZE(ev));
+        Py_DECREF(ev);
+        return NULL;
+    }
+    buf_t o, scratch, parts;
+    buf_init(&o);
+    buf_init(&scratch);
+    buf_init(&parts);
+    PyObject *result = NULL;
+
+    if (put_filter(self, 0, ft, "clk", &o, &scratch)) goto done;
+    if (present(ft[F_STREET]) || ft[F_POSTCODE] != Py_None)
+        if (put_filter(self, 1, ft, "address_clk", &o, &scratch)) goto done;
+
+    /* exact tokens: present values, in the given order */
+    {
+        const unsigned char *vals[64] = {0};
+        size_t lens[64] = {0};
+        if (self->exact->n > 64) {
+            PyErr_SetString(PyExc_ValueError, "at most 64 exact identifiers");
+            goto done;
+        }
+        for (Py_ssize_t i = 0; i < self->exact->n; i++) {
+            PyObject *v = PySequence_Fast_GET_ITEM(ev, i);
+            if (str_or_none(v, "exact value")) goto done;
+            if (!present(v)) continue;
+            Py_ssize_t len;
+            vals[i] = (const unsigned char *)PyUnicode_AsUTF8AndSize(v, &len);
+            if (!vals[i]) goto done;
+            lens[i] = (size_t)len;
+        }
+        if (put_tokens(&o, "exact_tokens", self->exact, self->exact_names, vals, lens)) goto done;
+    }
+
+    /* blocking parts in _PART_ORDER, as UTF-8 slices of one buffer; length 0: missing */
+    {
+        size_t off[N_PARTS] = {0}, len[N_PARTS] = {0};
+        char code[4];
+        size_t at;
+#define PART(i, EXPR)                                                                         \
+    do {                                                                                      \
+        at = parts.len;                                                                       \
+        if (EXPR) goto done;                                                                  \
+        off[i] = at;                                                                          \
+        len[i] = parts.len - at;                                                              \
+    } while (0)
+        if (present(given)) {
+            size_t n = soundex(given, code);
+            PART(0, buf_ascii(&parts, code, n));
+            PART(2, buf_slice(&parts, given, 0, 1));
+        }
+        if (present(family)) {
+            size_t n = soundex(family, code);
+            PART(1, buf_ascii(&parts, code, n));
+            PART(3, buf_slice(&parts, family, 0, 1));
+        }
+        if (present(dob8)) {
+            const char *d = PyUnicode_AsUTF8(dob8); /* yyyymmdd */
+            int day_first = memcmp(d + 6, d + 4, 2) <= 0;
+            PART(4, buf_ascii(&parts, d, 8));
+            PART(5, buf_ascii(&parts, d, 4));
+            PART(6, buf_ascii(&parts, day_first ? d + 6 : d + 4, 2) ||
+                        buf_ascii(&parts, day_first ? d + 4 : d + 6, 2));
+        }
+        if (present(sex)) PART(7, buf_slice(&parts, sex, 0, PyUnicode_GET_LENGTH(sex)));
+        if (present(outward))
+            PART(8, buf_slice(&parts, outward, 0, PyUnicode_GET_LENGTH(outward)));
+#undef PART
+        Py_ssize_t nkeys = self->blocking->n;
+        if (nkeys > 64) {
+            PyErr_SetString(PyExc_ValueError, "at most 64 blocking keys");
+            goto done;
+        }
+        buf_t joined;
+        buf_init(&joined);
+        size_t start[64] = {0}, klen[64] = {0};
+        int has[64] = {0};
+        for (Py_ssize_t k = 0; k < nkeys; k++) {
+            const int *row = self->parts + k * N_PARTS;
+            int all = 1;
+            for (int j = 0; j < N_PARTS && row[j] >= 0; j++) all &= len[row[j]] > 0;
+            if (!all) continue;
+            start[k] = joined.len;
+            for (int j = 0; j < N_PARTS && row[j] >= 0; j++) {
+                if ((j && buf_ascii(&joined, "\x1f", 1)) ||
+                    buf_ascii(&joined, (const char *)parts.p + off[row[j]], len[row[j]])) {
+                    buf_free(&joined);
+                    goto done;
+                }
+            }
+            klen[k] = joined.len - start[k];
+            has[k] = 1;
+        }
+        const unsigned char *vals[64] = {0};
+        for (Py_ssize_t k = 0; k < nkeys; k++)
+            if (has[k]) vals[k] = joined.p + start[k];
+        int rc = put_tokens(&o, "blocking_keys", self->blocking, self->blocking_names, vals, klen);
+        buf_free(&joined);
+        if (rc) goto done;
+    }
+    result = PyUnicode_FromStringAndSize((const char *)o.p, (Py_ssize_t)o.len);
+done:
+    buf_free(&o);
+    buf_free(&scratch);
+    buf_free(&parts);
+    Py_DECREF(ev);
+    return result;
+}
+
+static PyMethodDef Record_methods[] = {
+    {"encode", (PyCFunction)Record_encode, METH_VARARGS, record_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RecordType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "agency_client._bloom.RecordKernel",
+    .tp_basicsize = sizeof(RecordObject),
+    .tp_dealloc = (destructor)Record_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RecordKernel(person, person_features, address, address_features, exact,\n"
+              "             exact_names, blocking, blocking_names, blocking_parts)\n\n"
+              "A record's filters and tokens in one call, for unhardened, unsalted filters.",
+    .tp_methods = Record_methods,
+    .tp_init = (initproc)Record_init,
+    .tp_new = PyType_GenericNew,
+};
+
 static struct PyModuleDef bloom_module = {
     PyModuleDef_HEAD_INIT, .m_name = "agency_client._bloom",
     .m_doc = "Compiled keyed Bloom-filter kernel (OpenSSL BLAKE2BMAC); see _encoder.",
@@ -771,10 +1205,13 @@ PyMODINIT_FUNC PyInit__bloom(void) {
         PyErr_SetString(PyExc_ImportError, "OpenSSL has no BLAKE2BMAC (OpenSSL 3 is required)");
         return NULL;
     }
-    if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&TokensType) < 0) return NULL;
+    if (PyType_Ready(&KernelType) < 0 || PyType_Ready(&TokensType) < 0 ||
+        PyType_Ready(&RecordType) < 0)
+        return NULL;
     PyObject *m = PyModule_Create(&bloom_module);
     if (!m) return NULL;
-    if (PyModule_AddType(m, &KernelType) < 0 || PyModule_AddType(m, &TokensType) < 0) {
+    if (PyModule_AddType(m, &KernelType) < 0 || PyModule_AddType(m, &TokensType) < 0 ||
+        PyModule_AddType(m, &RecordType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

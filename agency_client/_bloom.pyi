@@ -23,3 +23,23 @@ class FilterKernel:
 class KeyedTokens:
     def __init__(self, keys: Sequence[tuple[bytes, int]]) -> None: ...
     def encode(self, values: Sequence[str | None]) -> list[str | None]: ...
+
+class RecordKernel:
+    def __init__(
+        self,
+        person: FilterKernel,
+        person_features: Sequence[int],
+        address: FilterKernel,
+        address_features: Sequence[int],
+        exact: KeyedTokens,
+        exact_names: Sequence[str],
+        blocking: KeyedTokens,
+        blocking_names: Sequence[str],
+        blocking_parts: Sequence[Sequence[int]],
+    ) -> None: ...
+    def encode(
+        self,
+        features: tuple[str | tuple[str, ...] | None, ...],
+        postcode_district: str | None,
+        exact_values: Sequence[str | None],
+    ) -> str: ...

@@ -17,6 +17,7 @@ Bit order: filter bit ``i`` is bit ``i % 8`` (least significant first) of byte
 
 from __future__ import annotations
 
+import binascii
 import datetime as dt
 import hashlib
 import operator
@@ -38,7 +39,7 @@ from protocols import (
 )
 
 from . import _bloom
-from ._bloom import FilterKernel, KeyedTokens
+from ._bloom import FilterKernel, KeyedTokens, RecordKernel
 from ._normalise import Postcode, soundex
 
 KDF_SALT = b"family-linkage/kdf/v1"
@@ -84,7 +85,7 @@ class FilterEncoder:
         self.spec = spec
         self._n = spec.length_bits
         indexes = [_FEATURE_ORDER.index(f.feature) for f in spec.fields]
-        self._pick: Callable[[_FeatureValues], Sequence[str | tuple[str, ...] | None]] = (
+        self._pick: Callable[[FeatureValues], Sequence[str | tuple[str, ...] | None]] = (
             operator.itemgetter(*indexes) if len(indexes) > 1 else lambda row: (row[indexes[0]],)
         )
         self._secret = secret
@@ -127,7 +128,7 @@ class FilterEncoder:
             kernel = self._salted[salt] = self._new_kernel(f":salt={salt}")
         return kernel
 
-    def encode_values(self, row: _FeatureValues, salt: str | None) -> bytes:
+    def encode_values(self, row: FeatureValues, salt: str | None) -> bytes:
         """The hardened filter of one identity's feature values (from _feature_values)."""
         raw = self.kernel(salt).encode(self._pick(row))
         if self.spec.hardening is Hardening.NONE:
@@ -218,10 +219,11 @@ _FEATURE_ORDER: tuple[PersonFeature | AddressFeature, ...] = (
     AddressFeature.POSTCODE_SECTOR,
 )
 
-_FeatureValues = tuple[str | tuple[str, ...] | None, ...]
+FeatureValues = tuple[str | tuple[str, ...] | None, ...]
+_GIVEN, _FAMILY, _DOB, _SEX, _STREET, _POSTCODE = 0, 3, 5, 6, 7, 9  # in _FEATURE_ORDER
 
 
-def _feature_values(ident: NormalisedIdentity, dob8: str | None) -> _FeatureValues:
+def feature_values(ident: NormalisedIdentity) -> FeatureValues:
     """The values of every feature in _FEATURE_ORDER (missing: None or "")."""
     pc = ident.postcode
     return (
@@ -230,7 +232,7 @@ def _feature_values(ident: NormalisedIdentity, dob8: str | None) -> _FeatureValu
         (" ".join(ident.middle),) if ident.middle else None,
         ident.family,
         ident.family_parts,
-        dob8,
+        dob8(ident.dob),
         ident.sex,
         ident.address,
         ident.house_number,
@@ -239,24 +241,34 @@ def _feature_values(ident: NormalisedIdentity, dob8: str | None) -> _FeatureValu
     )
 
 
-def _dob8(dob: dt.date | None) -> str | None:
+def dob8(dob: dt.date | None) -> str | None:
+    """A date of birth as the encoder hashes it: yyyymmdd."""
     return f"{dob.year:04d}{dob.month:02d}{dob.day:02d}" if dob else None
 
 
 class Encoder:
-    """Turns normalised identities into filters, exact tokens and blocking keys."""
+    """Turns normalised identities into filters, exact tokens and blocking keys.
 
-    def __init__(self, schema: LinkageSchema, secret: bytes):
+    Two ways in: :meth:`encode` (an identity -> an :class:`Encoding`) and
+    :meth:`record_json` (feature values -> the members of an extract line, what
+    the agency client's row encoder uses). With unhardened, unsalted filters
+    (the default schema) :meth:`record_json` is one call into the compiled
+    :class:`~agency_client._bloom.RecordKernel`; otherwise it formats
+    :meth:`encode_features`' result in Python. Both write the same bytes
+    (tests/agency_client/test_encoder.py).
+    """
+
+    def __init__(self, schema: LinkageSchema, secret: bytes, *, compiled: bool = True):
         self.schema = schema
         fp = schema.fingerprint()
         self.fingerprint = fp
         self._person = FilterEncoder(schema.person_filter, secret, fp, "person")
         self._address = FilterEncoder(schema.address_filter, secret, fp, "address")
-        self._exact_types = {ident: i for i, ident in enumerate(schema.exact_identifiers)}
+        self.exact_order: tuple[ExactIdentifier, ...] = tuple(schema.exact_identifiers)
         self._exact = KeyedTokens(
             [
                 (derive_key(secret, fp, f"exact:{ident.value}"), EXACT_TOKEN_BYTES)
-                for ident in schema.exact_identifiers
+                for ident in self.exact_order
             ]
         )
         self._blocking = [
@@ -269,43 +281,80 @@ class Encoder:
                 for spec in schema.blocking_keys
             ]
         )
+        plain = all(
+            spec.hardening is Hardening.NONE and spec.salt == "none"
+            for spec in (schema.person_filter, schema.address_filter)
+        )
+        self._record: RecordKernel | None = None
+        if compiled and plain:
+            self._record = RecordKernel(
+                self._person.kernel(None),
+                [_FEATURE_ORDER.index(f.feature) for f in schema.person_filter.fields],
+                self._address.kernel(None),
+                [_FEATURE_ORDER.index(f.feature) for f in schema.address_filter.fields],
+                self._exact,
+                [ident.value for ident in self.exact_order],
+                self._blocking_tokens,
+                [name for name, _ in self._blocking],
+                [indexes for _, indexes in self._blocking],
+            )
 
     def encode(self, ident: NormalisedIdentity) -> Encoding:
         """Encode one identity."""
-        dob8 = _dob8(ident.dob)
-        row = _feature_values(ident, dob8)
-        clk = self._person.encode_values(row, self._salt(self.schema.person_filter, ident))
+        return self.encode_features(
+            feature_values(ident),
+            ident.postcode.outward if ident.postcode else None,
+            [ident.identifiers.get(kind) for kind in self.exact_order],
+        )
+
+    def encode_features(
+        self, features: FeatureValues, outward: str | None, exact_values: Sequence[str | None]
+    ) -> Encoding:
+        """Encode one identity given as feature values (see :func:`feature_values`).
+
+        ``outward`` is the postcode district; ``exact_values[i]`` the normalised value of
+        the identifier ``exact_order[i]`` or ``None``.
+        """
+        dob8, sex = _text(features[_DOB]), _text(features[_SEX])
+        clk = self._person.encode_values(features, _salt(self.schema.person_filter, dob8, sex))
         address_clk = None
-        if ident.address or ident.postcode:
+        if features[_STREET] or features[_POSTCODE]:
             address_clk = self._address.encode_values(
-                row, self._salt(self.schema.address_filter, ident)
+                features, _salt(self.schema.address_filter, dob8, sex)
             )
-        exact: dict[str, str] = {}
-        if ident.identifiers:
-            values: list[str | None] = [None] * len(self._exact_types)
-            for ident_type, value in ident.identifiers.items():
-                i = self._exact_types.get(ident_type)
-                if i is not None and value:
-                    values[i] = value
-            tokens = self._exact.encode(values)
-            # in the identity's order, as the extract has always listed them
-            for ident_type in ident.identifiers:
-                i = self._exact_types.get(ident_type)
-                token = tokens[i] if i is not None else None
-                if token is not None:
-                    exact[ident_type.value] = token
-        return Encoding(clk, address_clk, exact, self._blocking_keys(ident, dob8))
+        values = [v or None for v in exact_values]
+        exact = {
+            kind.value: token
+            for kind, token in zip(self.exact_order, self._exact.encode(values), strict=True)
+            if token is not None
+        }
+        return Encoding(clk, address_clk, exact, self._blocking_keys(features, outward))
 
-    @staticmethod
-    def _salt(spec: FilterSpec, ident: NormalisedIdentity) -> str | None:
-        if spec.salt == "dob_year":
-            return str(ident.dob.year) if ident.dob else "-"
-        if spec.salt == "sex":
-            return ident.sex or "-"
-        return None
+    def record_json(
+        self, features: FeatureValues, outward: str | None, exact_values: Sequence[str | None]
+    ) -> str:
+        """The encoder's members of an extract line, each preceded by a comma.
 
-    def _blocking_keys(self, ident: NormalisedIdentity, dob8: str | None) -> dict[str, str]:
-        parts = _blocking_parts(ident, dob8)
+        ``,"clk":"..."``, then ``address_clk`` when there is an address line or a
+        postcode, then ``exact_tokens`` and ``blocking_keys`` when there are any.
+        """
+        if self._record is not None:
+            return self._record.encode(features, outward, exact_values)
+        enc = self.encode_features(features, outward, exact_values)
+        out = [',"clk":"', _b64(enc.clk), '"']
+        if enc.address_clk is not None:
+            out += [',"address_clk":"', _b64(enc.address_clk), '"']
+        for name, tokens in (
+            ("exact_tokens", enc.exact_tokens),
+            ("blocking_keys", enc.blocking_keys),
+        ):
+            if tokens:
+                pairs = ",".join(f'"{k}":"{v}"' for k, v in tokens.items())
+                out += [',"', name, '":{', pairs, "}"]
+        return "".join(out)
+
+    def _blocking_keys(self, features: FeatureValues, outward: str | None) -> dict[str, str]:
+        parts = _blocking_parts(features, outward)
         joined: list[str | None] = []
         for _, indexes in self._blocking:
             values = [parts[i] for i in indexes]
@@ -316,6 +365,18 @@ class Encoder:
             for (name, _), token in zip(self._blocking, tokens, strict=True)
             if token is not None
         }
+
+
+def _salt(spec: FilterSpec, dob8: str | None, sex: str | None) -> str | None:
+    if spec.salt == "dob_year":
+        return str(int(dob8[:4])) if dob8 else "-"
+    if spec.salt == "sex":
+        return sex or "-"
+    return None
+
+
+def _b64(raw: bytes) -> str:
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 _PART_ORDER = (
@@ -331,11 +392,19 @@ _PART_ORDER = (
 )
 
 
-def _blocking_parts(ident: NormalisedIdentity, dob8: str | None) -> tuple[str | None, ...]:
-    """Every blocking part of an identity, in _PART_ORDER (``dob8``: its yyyymmdd)."""
-    given, family = ident.given, ident.family
+def _text(value: str | tuple[str, ...] | None) -> str | None:
+    """A single-valued feature (given, family, date of birth, sex): a str or None."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"expected a str or None, got {type(value).__name__}")
+    return value or None
+
+
+def _blocking_parts(features: FeatureValues, outward: str | None) -> tuple[str | None, ...]:
+    """Every blocking part of an identity, in _PART_ORDER (RecordKernel computes the same)."""
+    given, family = _text(features[_GIVEN]), _text(features[_FAMILY])
+    dob8, sex = _text(features[_DOB]), _text(features[_SEX])
     year = day_month = None
-    if dob8 is not None:
+    if dob8:
         year = dob8[:4]
         dd, mm = dob8[6:], dob8[4:6]
         day_month = dd + mm if dd <= mm else mm + dd
@@ -347,8 +416,8 @@ def _blocking_parts(ident: NormalisedIdentity, dob8: str | None) -> tuple[str | 
         dob8,
         year,
         day_month,
-        ident.sex,
-        ident.postcode.outward if ident.postcode else None,
+        sex,
+        outward or None,
     )
 
 

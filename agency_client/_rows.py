@@ -12,17 +12,19 @@ from __future__ import annotations
 import binascii
 import csv
 import datetime as dt
+import hashlib
 import io
 import json
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from nacl.public import PublicKey
 
 from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
 
 from . import _normalise as norm
-from ._encoder import Encoder, NormalisedIdentity, keyed_token
+from ._encoder import Encoder, keyed_token
 from ._mapping import AgencyMapping, IndicatorColumn
 from ._seal import IdentitySealer
 
@@ -95,6 +97,69 @@ def record_ref(key: bytes, agency_id: str, system_id: str) -> str:
     return keyed_token(key, f"{agency_id}\x1f{system_id}", 16).hex()
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Bounded(dict[_K, _V]):
+    """A dict that empties itself when it reaches ``limit`` entries (memory stays flat)."""
+
+    def __init__(self, limit: int = 1 << 16) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: _K, value: _V) -> _V:
+        if len(self) >= self.limit:
+            self.clear()
+        self[key] = value
+        return value
+
+
+def _yyyymmdd(d: dt.date) -> str:
+    return f"{d.year:04d}{d.month:02d}{d.day:02d}"  # _encoder.dob8, for a date that is there
+
+
+@dataclass(frozen=True, slots=True)
+class _Dob:
+    """A good date of birth and what a record line derives from it."""
+
+    date: dt.date
+    dob8: str  # yyyymmdd, as the encoder hashes it
+    iso: str  # as the sealed identity carries it
+    age: str  # whole years at the extract date
+
+
+def _given_features(raw: str | None) -> tuple[str | None, tuple[str, ...], tuple[str] | None]:
+    """(first given name, every given name's canonical form, the middle names joined)."""
+    words = norm.given_names(raw)
+    return (
+        words[0] if words else None,
+        tuple([norm.canonical_forename(w) for w in words]),
+        (" ".join(words[1:]),) if len(words) > 1 else None,
+    )
+
+
+def _family_features(
+    family_raw: str | None, former_raw: str | None
+) -> tuple[str | None, tuple[str, ...]]:
+    """(the family name, the parts of the current and former family names)."""
+    return (
+        norm.family_name(family_raw),
+        norm.family_name_parts(family_raw) + norm.family_name_parts(former_raw),
+    )
+
+
+def _address_features(cells: tuple[str, ...]) -> tuple[str | None, str | None, str]:
+    """(normalised address line, house number, the JSON array of the non-blank lines)."""
+    address = norm.address_line(cells) if cells else None
+    lines = [c for c in cells if c]
+    return (
+        address,
+        norm.house_number(address),
+        ("[" + ",".join(map(_json_str, lines)) + "]") if lines else "",
+    )
+
+
 class RowEncoder:
     """Encodes rows of one CSV under one mapping and schema."""
 
@@ -115,22 +180,47 @@ class RowEncoder:
             for ic in ctx.mapping.indicators
         ]
         self._sex_cache: dict[str, str | None] = {}  # a handful of codes per agency
+        # Derived values of repeated cells (names, dates, a household's address): the
+        # same bytes as deriving them afresh, kept per worker and bounded.
+        self._given_cache: _Bounded[
+            str | None, tuple[str | None, tuple[str, ...], tuple[str] | None]
+        ] = _Bounded()
+        self._family_cache: _Bounded[
+            tuple[str | None, str | None], tuple[str | None, tuple[str, ...]]
+        ] = _Bounded()
+        self._dob_cache: _Bounded[str, _Dob] = _Bounded()
+        self._address_cache: _Bounded[tuple[str, ...], tuple[str | None, str | None, str]] = (
+            _Bounded()
+        )
+        # record_ref's keyed hash, keyed once: each row copies it and adds its system id
+        self._ref_hash = hashlib.blake2b(
+            f"{ctx.agency_id}\x1f".encode(), key=ctx.record_ref_key, digest_size=16
+        )
         # IdentityPayload's first keys, constant for the extract (see _encode_row)
         self._identity_head = (
             f'{{"format":{_json_str(IDENTITY_FORMAT)},"agency_id":{_json_str(ctx.agency_id)},'
             f'"extract_id":{_json_str(ctx.extract_id)},"record_ref":'
         )
         self._today = dt.date.today()
+        order = self._encoder.exact_order
+        self._exact_slots = order
+        # (column key, parser, position in the encoder's exact values or None)
         self._identifiers = [
-            (ExactIdentifier.NHS_NUMBER, "nhs_number", norm.nhs_number),
-            (ExactIdentifier.NI_NUMBER, "ni_number", norm.ni_number),
-            (ExactIdentifier.UPN, "upn", norm.upn),
+            (kind.value, parse, order.index(kind) if kind in order else None)
+            for kind, parse in (
+                (ExactIdentifier.NHS_NUMBER, norm.nhs_number),
+                (ExactIdentifier.NI_NUMBER, norm.ni_number),
+                (ExactIdentifier.UPN, norm.upn),
+            )
         ]
 
     def encode_block(self, first_line: int, text: str) -> ChunkResult:
         """Parse and encode a block of whole CSV rows starting at physical line ``first_line``."""
         out = ChunkResult([], [], 0, 0)
-        self._today = dt.date.today()  # for two-digit years: the clock once per block
+        today = dt.date.today()  # for two-digit years: the clock once per block
+        if today != self._today:
+            self._dob_cache.clear()  # a two-digit year may now pivot differently
+            self._today = today
         width = len(self.ctx.columns)
         mapping = self.ctx.mapping.csv
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter, strict=True)
@@ -185,35 +275,35 @@ class RowEncoder:
     def _encode_row(self, line: int, cells: list[str], problems: list[Problem]) -> str:
         ctx = self.ctx
         ident_map = ctx.mapping.identity
+        opt = self._opt
         system_id = cells[self._system_id].strip()
         if not system_id:
             raise _RowProblem(ident_map.system_id, "system id is blank")
-        ref = record_ref(ctx.record_ref_key, ctx.agency_id, system_id)
+        ref_hash = self._ref_hash.copy()
+        ref_hash.update(system_id.encode())
+        ref = ref_hash.hexdigest()
 
         given_raw = " ".join(c for c in (cells[i].strip() for i in self._given) if c) or None
-        words = norm.given_names(given_raw)
-        given = words[0] if words else None
+        given_f = self._given_cache.get(given_raw)
+        if given_f is None:
+            given_f = self._given_cache.put(given_raw, _given_features(given_raw))
+        given, canonical, middle = given_f
         family_raw = self._cell(cells, "family_name")
         former_raw = self._cell(cells, "former_family_names")
-        family = norm.family_name(family_raw)
-        parts = norm.family_name_parts(family_raw) + norm.family_name_parts(former_raw)
+        family_f = self._family_cache.get((family_raw, former_raw))
+        if family_f is None:
+            family_f = self._family_cache.put(
+                (family_raw, former_raw), _family_features(family_raw, former_raw)
+            )
+        family, parts = family_f
 
-        dob: dt.date | None = None
+        dob_f: _Dob | None = None
         dob_raw = self._cell(cells, "date_of_birth")
         if dob_raw is not None:
-            try:
-                dob = norm.parse_date(dob_raw, ident_map.date_format, today=self._today)
-            except norm.NormaliseError as exc:
-                self._bad(problems, line, self._field("date_of_birth"), str(exc))
-            if dob is not None and not (MIN_BIRTH_YEAR <= dob.year and dob <= ctx.extract_date):
-                self._bad(
-                    problems,
-                    line,
-                    self._field("date_of_birth"),
-                    f"date of birth {dob.isoformat()} is not between {MIN_BIRTH_YEAR} "
-                    f"and the extract date {ctx.extract_date.isoformat()}",
-                )
-                dob = None
+            dob_f = self._dob_cache.get(dob_raw)
+            if dob_f is None:
+                dob_f = self._parse_dob(line, dob_raw, problems)
+        dob = dob_f.date if dob_f is not None else None
 
         sex: str | None = None
         sex_raw = self._cell(cells, "sex")
@@ -227,19 +317,25 @@ class RowEncoder:
                 except norm.NormaliseError as exc:
                     self._bad(problems, line, self._field("sex"), str(exc))
 
-        address_raw = [cells[i].strip() for i in self._address]
-        address = norm.address_line(address_raw) if address_raw else None
+        address_raw = tuple([cells[i].strip() for i in self._address])
+        address_f = self._address_cache.get(address_raw)
+        if address_f is None:
+            address_f = self._address_cache.put(address_raw, _address_features(address_raw))
+        address, house_no, address_lines = address_f
         postcode: norm.Postcode | None = None
-        try:
-            postcode = norm.postcode(self._cell(cells, "postcode"))
-        except norm.NormaliseError as exc:
-            self._bad(problems, line, self._field("postcode"), str(exc))
+        postcode_raw = self._cell(cells, "postcode")
+        if postcode_raw is not None:
+            try:
+                postcode = norm.postcode(postcode_raw)
+            except norm.NormaliseError as exc:
+                self._bad(problems, line, self._field("postcode"), str(exc))
 
-        identifiers: dict[ExactIdentifier, str] = {}
+        exact: list[str | None] = [None] * len(self._exact_slots)
         raw_ids: dict[str, str] = {}
-        for ident_type, key, parse in self._identifiers:
-            raw = self._cell(cells, key)
-            if raw is None:
+        for key, parse, slot in self._identifiers:
+            idx = opt.get(key)
+            raw = cells[idx].strip() if idx is not None else None
+            if not raw:
                 continue
             try:
                 value = parse(raw)
@@ -247,25 +343,28 @@ class RowEncoder:
                 self._bad(problems, line, self._field(key), str(exc))
                 continue
             if value:
-                identifiers[ident_type] = value
                 raw_ids[key] = value
+                if slot is not None:
+                    exact[slot] = value
 
-        indicators = self._read_indicators(line, cells, dob, problems)
+        indicators = self._read_indicators(line, cells, dob, problems) if self._indicators else []
 
-        identity = NormalisedIdentity(
-            given=given,
-            given_canonical=tuple(norm.canonical_forename(w) for w in words),
-            middle=words[1:],
-            family=family,
-            family_parts=parts,
-            dob=dob,
-            sex=sex,
-            address=address,
-            house_number=norm.house_number(address),
-            postcode=postcode,
-            identifiers=identifiers,
+        # The encoder's features (_encoder._FEATURE_ORDER), built here rather than
+        # through a NormalisedIdentity: this is the hot loop of an encode.
+        features = (
+            given,
+            canonical,
+            middle,
+            family,
+            parts,
+            dob_f.dob8 if dob_f is not None else None,
+            sex,
+            address,
+            house_no,
+            (postcode.unit,) if postcode else None,
+            (postcode.sector,) if postcode else None,
         )
-        enc = self._encoder.encode(identity)
+        encoded = self._encoder.record_json(features, postcode.outward if postcode else None, exact)
 
         # The compact JSON of IdentityPayload, built by hand: json.dumps made a new
         # encoder per call. Same escaping function and key order as identity_bytes,
@@ -275,15 +374,14 @@ class RowEncoder:
             ("given_names", given_raw),
             ("family_name", family_raw),
             ("former_family_names", former_raw),
-            ("date_of_birth", dob.isoformat() if dob else None),
+            ("date_of_birth", dob_f.iso if dob_f is not None else None),
             ("sex", sex),
-            ("postcode", postcode.unit if postcode else self._cell(cells, "postcode")),
+            ("postcode", postcode.unit if postcode else postcode_raw),
         ):
             if value is not None:
                 js += [',"', key, '":', _json_str(value)]
-        lines = [a for a in address_raw if a]
-        if lines:
-            js += [',"address_lines":[', ",".join(map(_json_str, lines)), "]"]
+        if address_lines:
+            js += [',"address_lines":', address_lines]
         for key, value in raw_ids.items():
             js += [',"', key, '":', _json_str(value)]
         js.append("}")
@@ -295,15 +393,9 @@ class RowEncoder:
         # Built by hand: every value is base64, hex, a number or a fixed vocabulary
         # word, none needs escaping, and json.dumps was the slowest step of a row.
         # tests/agency_client/test_extract.py validates every line against the model.
-        out = ['{"record_ref":"', ref, '","clk":"', _b64(enc.clk), '"']
-        if enc.address_clk is not None:
-            out += [',"address_clk":"', _b64(enc.address_clk), '"']
-        if enc.exact_tokens:
-            out += [',"exact_tokens":{', _pairs(enc.exact_tokens), "}"]
-        if enc.blocking_keys:
-            out += [',"blocking_keys":{', _pairs(enc.blocking_keys), "}"]
-        if dob is not None:
-            out += [',"age":', str(_age(dob, ctx.extract_date))]
+        out = ['{"record_ref":"', ref, '"', encoded]
+        if dob_f is not None:
+            out += [',"age":', dob_f.age]
         if sex is not None:
             out += [',"sex":"', sex, '"']
         if postcode is not None:
@@ -312,6 +404,29 @@ class RowEncoder:
             out += [',"indicators":[', ",".join(indicators), "]"]
         out += [',"sealed_identity":"', _b64(sealed), '"}']
         return "".join(out)
+
+    def _parse_dob(self, line: int, raw: str, problems: list[Problem]) -> _Dob | None:
+        """Parse and check a date of birth; cache it when it is good."""
+        ctx = self.ctx
+        try:
+            dob = norm.parse_date(raw, ctx.mapping.identity.date_format, today=self._today)
+        except norm.NormaliseError as exc:
+            self._bad(problems, line, self._field("date_of_birth"), str(exc))
+            return None
+        if dob is None:
+            return None
+        if not (MIN_BIRTH_YEAR <= dob.year and dob <= ctx.extract_date):
+            self._bad(
+                problems,
+                line,
+                self._field("date_of_birth"),
+                f"date of birth {dob.isoformat()} is not between {MIN_BIRTH_YEAR} "
+                f"and the extract date {ctx.extract_date.isoformat()}",
+            )
+            return None
+        return self._dob_cache.put(
+            raw, _Dob(dob, _yyyymmdd(dob), dob.isoformat(), str(_age(dob, ctx.extract_date)))
+        )
 
     def _field(self, key: str) -> str:
         return f"{key} (column {self.ctx.mapping.identity.columns()[key]!r})"
@@ -387,10 +502,6 @@ _json_str = json.encoder.encode_basestring
 
 def _b64(raw: bytes) -> str:
     return binascii.b2a_base64(raw, newline=False).decode("ascii")
-
-
-def _pairs(items: dict[str, str]) -> str:
-    return ",".join(f'"{k}":"{v}"' for k, v in items.items())
 
 
 def _age(dob: dt.date, at: dt.date) -> int:

@@ -8,6 +8,8 @@ Each encoding process makes one ephemeral X25519 key pair per extract and
 precomputes the box key with the unlock service's public key, so sealing a
 record is one XSalsa20-Poly1305 encryption with a fresh random nonce (a sealed
 box per record costs an X25519 scalar multiplication each, about 30x slower).
+Nonces are drawn from the OS in batches of 1,024 (one system call per batch
+rather than per record); each is used once.
 The ephemeral private key never leaves memory. Every blob carries its own
 ephemeral public key, so each record opens on its own.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 
 from nacl.bindings import (
     crypto_box_beforenm,
@@ -32,7 +35,6 @@ from nacl.bindings import (
 )
 from nacl.exceptions import CryptoError
 from nacl.public import Box, PrivateKey, PublicKey
-from nacl.utils import random as random_bytes
 from pydantic import ValidationError
 
 from protocols import IdentityPayload
@@ -41,6 +43,7 @@ from ._errors import ExtractError
 
 SEAL_VERSION = 1
 _HEADER = 1 + 32 + Box.NONCE_SIZE
+_NONCE_BATCH = 1024
 _MAC_BYTES = crypto_box_ZEROBYTES - crypto_box_BOXZEROBYTES  # Poly1305 tag: 16
 
 
@@ -58,6 +61,8 @@ class IdentitySealer:
         self._key = crypto_box_beforenm(bytes(unlock_public_key), bytes(ephemeral))
         self._prefix = bytes([SEAL_VERSION]) + bytes(ephemeral.public_key)
         self._pad = pad_bytes
+        self._nonces = b""
+        self._next = 0
 
     def seal(self, payload: bytes) -> bytes:
         """Pad and encrypt one canonical identity payload."""
@@ -66,7 +71,11 @@ class IdentitySealer:
                 f"identity is {len(payload)} bytes; the schema pads to {self._pad - 2} at most"
             )
         padded = len(payload).to_bytes(2, "big") + payload + bytes(self._pad - 2 - len(payload))
-        nonce = random_bytes(Box.NONCE_SIZE)
+        at = self._next
+        if at >= len(self._nonces):
+            self._nonces, at = os.urandom(_NONCE_BATCH * Box.NONCE_SIZE), 0
+        self._next = at + Box.NONCE_SIZE
+        nonce = self._nonces[at : at + Box.NONCE_SIZE]
         return self._prefix + nonce + crypto_box_easy_afternm(padded, nonce, self._key)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 import pytest
 from hypothesis import given, settings
@@ -201,3 +202,110 @@ def test_a_bare_str_is_one_value_and_empty_or_none_is_missing(values):
     assert kernel.encode(values) == reference_encode(
         1024, [(b"k", 20, t) for t in TOKENIZERS], as_lists
     )
+
+
+# --- the record kernel: one call for a record's filters and tokens ---------------------
+
+NAME = st.one_of(
+    st.none(),
+    st.just(""),
+    st.text(alphabet=st.sampled_from("abchwyz aeiou-éß1"), max_size=12),
+    TEXT,
+)
+DOB8 = st.one_of(st.none(), st.dates().map(lambda d: f"{d.year:04d}{d.month:02d}{d.day:02d}"))
+WORDS = st.lists(st.text(alphabet="abcdefghij", min_size=1, max_size=6), max_size=3).map(tuple)
+ONE = st.one_of(st.none(), st.text(alphabet="ABC0123 ", min_size=1, max_size=8).map(lambda v: (v,)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.tuples(
+        NAME,
+        WORDS,
+        ONE,
+        NAME,
+        WORDS,
+        DOB8,
+        st.sampled_from([None, "", "M", "F"]),
+        NAME,
+        st.one_of(st.none(), st.sampled_from(["10", "2/10", "7a"])),
+        ONE,
+        ONE,
+    ),
+    st.one_of(st.none(), st.just(""), st.sampled_from(["LS6", "M1", "SW1A"])),
+    st.lists(st.one_of(st.none(), st.just(""), st.text(max_size=12)), min_size=3, max_size=3),
+)
+def test_record_kernel_writes_what_the_python_path_writes(features, outward, exact):
+    from agency_client._encoder import Encoder
+    from protocols import default_schema
+
+    schema = default_schema()
+    compiled = Encoder(schema, b"s" * 32)
+    python = Encoder(schema, b"s" * 32, compiled=False)
+    assert compiled._record is not None and python._record is None
+    want = python.record_json(features, outward, exact[: len(python.exact_order)])
+    assert compiled.record_json(features, outward, exact[: len(compiled.exact_order)]) == want
+
+
+def test_record_kernel_soundex_matches_normalise():
+    from agency_client._encoder import Encoder
+    from agency_client._normalise import soundex
+    from protocols import BlockingKeySpec, BlockingPart, default_schema
+
+    # one blocking key per phonetic part: the key's token pins the C soundex to Python's
+    schema = default_schema().model_copy(
+        update={
+            "blocking_keys": (
+                BlockingKeySpec(name="g", parts=(BlockingPart.GIVEN_PHONETIC,)),
+                BlockingKeySpec(name="f", parts=(BlockingPart.FAMILY_PHONETIC,)),
+            )
+        }
+    )
+    compiled = Encoder(schema, b"s" * 32)
+    python = Encoder(schema, b"s" * 32, compiled=False)
+    words = ["ashcraft", "tymczak", "pfister", "honeyman", "robert", "rupert", "lee", "a"]
+    words += ["hhh", "whw", "o'brien", "x1y2", "éa", "1234", "ßmith", "ghw-gw"]
+    for word in words:
+        features = (word, (), None, word, (), None, None, None, None, None, None)
+        line = compiled.record_json(features, None, [None] * 3)
+        assert line == python.record_json(features, None, [None] * 3), word
+        keys = json.loads("{" + line[1:] + "}").get("blocking_keys", {})
+        assert set(keys) == ({"g", "f"} if soundex(word) else set()), word
+
+
+def test_record_kernel_refuses_bad_set_ups_and_inputs():
+    person = FilterKernel(64, [(b"k", 2, _bloom.EXACT)])
+    tokens = KeyedTokens([(b"k", 12)])
+    ok = dict(
+        person=person,
+        person_features=[0],
+        address=person,
+        address_features=[7],
+        exact=tokens,
+        exact_names=["nhs_number"],
+        blocking=tokens,
+        blocking_names=["b"],
+        blocking_parts=[[0, 4]],
+    )
+    kernel = _bloom.RecordKernel(**ok)
+    for bad, message in (
+        ({"person_features": [11]}, "no feature 11"),
+        ({"person_features": [0, 1]}, "1 fields, got 2"),
+        ({"exact_names": ["a", "b"]}, "expected 1 exact token names"),
+        ({"exact_names": ['na"me']}, "JSON escapes"),
+        ({"blocking_names": ["é"]}, "ASCII"),
+        ({"blocking_parts": [[9]]}, "no part 9"),
+        ({"blocking_parts": [[]]}, "1 to 9 parts"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            _bloom.RecordKernel(**{**ok, **bad})
+    row = ("a", (), None, "b", (), "20120304", "M", None, None, None, None)
+    assert kernel.encode(row, None, [None]).startswith(',"clk":"')
+    with pytest.raises(ValueError, match="expected 11 features"):
+        kernel.encode(row[:5], None, [None])
+    with pytest.raises(ValueError, match="8 ASCII digits"):
+        kernel.encode(row[:5] + ("2012-03-04",) + row[6:], None, [None])
+    with pytest.raises(TypeError, match="given name must be str or None"):
+        kernel.encode((1,) + row[1:], None, [None])
+    with pytest.raises(ValueError, match="expected 1 exact values"):
+        kernel.encode(row, None, [])
