@@ -265,13 +265,6 @@ class RowEncoder:
             return
         raise _RowProblem(field, problem)
 
-    def _cell(self, cells: list[str], key: str) -> str | None:
-        idx = self._opt.get(key)
-        if idx is None:
-            return None
-        value = cells[idx].strip()
-        return value or None
-
     def _encode_row(self, line: int, cells: list[str], problems: list[Problem]) -> str:
         ctx = self.ctx
         ident_map = ctx.mapping.identity
@@ -283,13 +276,22 @@ class RowEncoder:
         ref_hash.update(system_id.encode())
         ref = ref_hash.hexdigest()
 
-        given_raw = " ".join(c for c in (cells[i].strip() for i in self._given) if c) or None
+        if len(self._given) == 1:
+            given_raw = cells[self._given[0]].strip() or None
+        else:
+            given_raw = " ".join([c for c in [cells[i].strip() for i in self._given] if c]) or None
         given_f = self._given_cache.get(given_raw)
         if given_f is None:
             given_f = self._given_cache.put(given_raw, _given_features(given_raw))
         given, canonical, middle = given_f
-        family_raw = self._cell(cells, "family_name")
-        former_raw = self._cell(cells, "former_family_names")
+        family_raw = (
+            (cells[i].strip() or None) if (i := opt.get("family_name")) is not None else None
+        )
+        former_raw = (
+            (cells[i].strip() or None)
+            if (i := opt.get("former_family_names")) is not None
+            else None
+        )
         family_f = self._family_cache.get((family_raw, former_raw))
         if family_f is None:
             family_f = self._family_cache.put(
@@ -298,7 +300,9 @@ class RowEncoder:
         family, parts = family_f
 
         dob_f: _Dob | None = None
-        dob_raw = self._cell(cells, "date_of_birth")
+        dob_raw = (
+            (cells[i].strip() or None) if (i := opt.get("date_of_birth")) is not None else None
+        )
         if dob_raw is not None:
             dob_f = self._dob_cache.get(dob_raw)
             if dob_f is None:
@@ -306,7 +310,7 @@ class RowEncoder:
         dob = dob_f.date if dob_f is not None else None
 
         sex: str | None = None
-        sex_raw = self._cell(cells, "sex")
+        sex_raw = (cells[i].strip() or None) if (i := opt.get("sex")) is not None else None
         if sex_raw is not None:
             try:
                 sex = self._sex_cache[sex_raw]
@@ -323,7 +327,9 @@ class RowEncoder:
             address_f = self._address_cache.put(address_raw, _address_features(address_raw))
         address, house_no, address_lines = address_f
         postcode: norm.Postcode | None = None
-        postcode_raw = self._cell(cells, "postcode")
+        postcode_raw = (
+            (cells[i].strip() or None) if (i := opt.get("postcode")) is not None else None
+        )
         if postcode_raw is not None:
             try:
                 postcode = norm.postcode(postcode_raw)
