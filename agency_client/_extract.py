@@ -52,8 +52,8 @@ from ._rows import (
     encode_block_or_stop,
 )
 
-BLOCK_CHARS = 256 * 1024  # about 1,500 rows of a typical agency CSV
-MAX_BLOCK_CHARS = 64 * 1024 * 1024  # a quoted field longer than this is a broken file
+BLOCK_BYTES = 256 * 1024  # about 1,500 rows of a typical agency CSV
+MAX_BLOCK_BYTES = 64 * 1024 * 1024  # a quoted field longer than this is a broken file
 SPAWN_AFTER_BLOCKS = 5  # below about 7,500 rows one process is faster
 MAX_LINE_BYTES = 64 * 1024
 
@@ -177,23 +177,25 @@ def encode_csv(
 class _open_csv:
     """Context manager: open a CSV, check its header against the mapping.
 
-    Yields the column index and an iterator of ``(first line, text)`` blocks of
+    Yields the column index and an iterator of ``(first line, bytes)`` blocks of
     whole rows. Blocks are cut at a newline outside any quoted field (an even
-    number of quote characters before it), so a row is never split, and parsing
-    happens in the workers: the main process only reads and cuts text.
+    number of quote bytes before it), so a row is never split. The main process
+    only reads and cuts bytes: decoding and parsing happen in the workers. That
+    is safe because the mapping's encoding is ASCII-compatible, so newline and
+    quote bytes are never part of another character (CsvSection checks it).
     """
 
     def __init__(self, path: Path, mapping: AgencyMapping) -> None:
         self.path = path
         self.mapping = mapping
 
-    def __enter__(self) -> tuple[dict[str, int], Iterator[tuple[int, str]]]:
+    def __enter__(self) -> tuple[dict[str, int], Iterator[tuple[int, bytes]]]:
         try:
-            self.fh = self.path.open("r", encoding=self.mapping.csv.encoding, newline="")
+            self.fh = self.path.open("rb")
         except OSError as exc:
             raise InputError(str(self.path), 0, None, f"cannot open: {exc.strerror}") from exc
         try:
-            first = self.fh.readline()
+            first = self.fh.readline(MAX_BLOCK_BYTES).decode(self.mapping.csv.encoding)
             head = next(csv.reader([first], delimiter=self.mapping.csv.delimiter, strict=True), [])
         except (csv.Error, UnicodeDecodeError) as exc:
             self.fh.close()
@@ -225,32 +227,24 @@ class _open_csv:
                 )
         return columns, self._blocks()
 
-    def _blocks(self) -> Iterator[tuple[int, str]]:
+    def _blocks(self) -> Iterator[tuple[int, bytes]]:
         line = 2
-        buf = ""
+        buf = b""
         while True:
-            try:
-                data = self.fh.read(BLOCK_CHARS)
-            except UnicodeDecodeError as exc:
-                raise InputError(
-                    str(self.path),
-                    line,
-                    None,
-                    f"not valid {self.mapping.csv.encoding} text: {exc.reason}",
-                ) from exc
+            data = self.fh.read(BLOCK_BYTES)
             if not data:
                 break
             buf += data
-            cut = buf.rfind("\n")
-            while cut != -1 and buf.count('"', 0, cut) % 2:
-                cut = buf.rfind("\n", 0, cut)
+            cut = buf.rfind(b"\n")
+            while cut != -1 and buf.count(b'"', 0, cut) % 2:
+                cut = buf.rfind(b"\n", 0, cut)
             if cut == -1:
-                if len(buf) > MAX_BLOCK_CHARS:
+                if len(buf) > MAX_BLOCK_BYTES:
                     raise InputError(str(self.path), line, None, "unterminated quoted field")
                 continue
             block, buf = buf[: cut + 1], buf[cut + 1 :]
             yield line, block
-            line += block.count("\n")
+            line += block.count(b"\n")
         if buf.strip():
             yield line, buf
 
@@ -278,13 +272,13 @@ def _init_worker(ctx: RowContext) -> None:
     _WORKER = RowEncoder(ctx)
 
 
-def _work(first_line: int, text: str) -> ChunkResult:
+def _work(first_line: int, text: bytes) -> ChunkResult:
     assert _WORKER is not None
     return encode_block_or_stop(_WORKER, first_line, text)
 
 
 def _run_blocks(
-    ctx: RowContext, blocks: Iterator[tuple[int, str]], workers: int
+    ctx: RowContext, blocks: Iterator[tuple[int, bytes]], workers: int
 ) -> Iterator[ChunkResult]:
     """Encode blocks in order, in worker processes when ``workers > 1`` and the input is big."""
     head = list(itertools.islice(blocks, SPAWN_AFTER_BLOCKS))

@@ -7,6 +7,7 @@ format. This module only parses and validates the file; it never reads data.
 
 from __future__ import annotations
 
+import codecs
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -36,6 +37,31 @@ class CsvSection(BaseModel):
 
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8-sig"
+
+    @field_validator("encoding")
+    @classmethod
+    def _ascii_compatible(cls, name: str) -> str:
+        # The encoder cuts files into blocks at newline bytes outside quote bytes
+        # before decoding, so no byte below 0x80 may be part of another character:
+        # UTF-8 and the single-byte code pages (Windows-1252, Latin-1, ...) qualify;
+        # UTF-16, UTF-32 and the stateful East Asian encodings do not.
+        try:
+            codec = codecs.lookup(name)
+        except LookupError:
+            raise ValueError(f"unknown encoding {name!r}") from None
+        ascii_bytes = bytes(range(128))
+        if codec.name not in ("utf-8", "utf-8-sig"):
+            try:
+                single_byte = len(bytes(range(128, 256)).decode(codec.name, "replace")) == 128
+                ok = single_byte and ascii_bytes.decode(codec.name) == ascii_bytes.decode("ascii")
+            except (UnicodeDecodeError, ValueError):
+                ok = False
+            if not ok:
+                raise ValueError(
+                    f"encoding {name!r} is not supported: use UTF-8 or a single-byte code page "
+                    "such as cp1252 or latin-1 (convert the file first, e.g. with iconv)"
+                )
+        return name
 
 
 class IdentitySection(BaseModel):

@@ -214,9 +214,21 @@ class RowEncoder:
             )
         ]
 
-    def encode_block(self, first_line: int, text: str) -> ChunkResult:
-        """Parse and encode a block of whole CSV rows starting at physical line ``first_line``."""
+    def encode_block(self, first_line: int, text: str | bytes) -> ChunkResult:
+        """Parse and encode a block of whole CSV rows starting at physical line ``first_line``.
+
+        ``text`` is the rows' text, or their bytes in the mapping's encoding.
+        """
         out = ChunkResult([], [], 0, 0)
+        if isinstance(text, bytes):
+            raw, encoding = text, self.ctx.mapping.csv.encoding
+            try:
+                text = raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                line = first_line + raw.count(b"\n", 0, exc.start)
+                problem = f"not valid {encoding} text: {exc.reason} at byte {exc.start}"
+                out.problems.append(Problem(line, None, problem, "failed"))
+                raise _StopChunk(out) from exc
         today = dt.date.today()  # for two-digit years: the clock once per block
         if today != self._today:
             self._dob_cache.clear()  # a two-digit year may now pivot differently
@@ -514,7 +526,7 @@ def _age(dob: dt.date, at: dt.date) -> int:
     return at.year - dob.year - ((at.month, at.day) < (dob.month, dob.day))
 
 
-def encode_block_or_stop(encoder: RowEncoder, first_line: int, text: str) -> ChunkResult:
+def encode_block_or_stop(encoder: RowEncoder, first_line: int, text: str | bytes) -> ChunkResult:
     """Encode a block; under the FAIL policy the result ends at the first problem."""
     try:
         result = encoder.encode_block(first_line, text)

@@ -54,7 +54,7 @@ def encode(keys, school_csv, tmp_path):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_encode_and_verify(encode, keys, workers, monkeypatch):
     # tiny blocks so that two workers really run, in order, on three rows
-    monkeypatch.setattr("agency_client._extract.BLOCK_CHARS", 64)
+    monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
     summary, path = encode(workers=workers)
     assert summary.record_count == 3
@@ -176,6 +176,65 @@ def test_bad_date_postcode_and_short_row_name_line_and_field(encode):
     bad_flag[0][12] = "perhaps"
     with pytest.raises(InputError, match=r"indicator permanent_exclusion"):
         encode(rows=bad_flag)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_undecodable_bytes_name_their_line(
+    encode, school_csv, keys, tmp_path, monkeypatch, workers
+):
+    monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)
+    monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
+    csv_path, map_path = school_csv([r[:] for r in ROWS] * 3)
+    lines = csv_path.read_bytes().split(b"\n")
+    lines[7] = lines[7].replace(b"Smith", b"Sm\xffth")  # line 8 of the file
+    csv_path.write_bytes(b"\n".join(lines))
+    with pytest.raises(InputError, match=r"school.csv:8: not valid utf-8-sig text"):
+        encode_csv(
+            csv_path,
+            load_mapping(map_path),
+            default_schema(),
+            load_secret(keys["secret"]),
+            load_agency_key(keys["agency_key"]),
+            load_seal_public_key(keys["seal_pub"]),
+            tmp_path / "x.jsonl",
+            extract_date=EXTRACT_DATE,
+            workers=workers,
+            policy=BadRowPolicy.SKIP_ROW,  # undecodable text stops the run under any policy
+        )
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_single_byte_code_pages_are_read_and_other_encodings_refused(
+    encode, school_csv, keys, tmp_path
+):
+    from .conftest import MAPPING
+
+    def with_encoding(name: str) -> str:
+        return MAPPING.replace("[identity]", f'[csv]\nencoding = "{name}"\n\n[identity]', 1)
+
+    rows = [r[:] for r in ROWS]
+    rows[0][1] = "Zoë"
+    csv_path, map_path = school_csv(rows, mapping=with_encoding("cp1252"))
+    csv_path.write_bytes(csv_path.read_text(encoding="utf-8").encode("cp1252"))
+    summary = encode_csv(
+        csv_path,
+        load_mapping(map_path),
+        default_schema(),
+        load_secret(keys["secret"]),
+        load_agency_key(keys["agency_key"]),
+        load_seal_public_key(keys["seal_pub"]),
+        tmp_path / "x.jsonl",
+        extract_date=EXTRACT_DATE,
+        workers=1,
+    )
+    assert summary.record_count == 3
+    first = next(iter_records(summary.out_path))
+    ident = open_sealed_identity(first["sealed_identity"], load_seal_private_key(keys["seal_key"]))
+    assert ident.given_names == "Zoë"
+
+    for bad, message in (("utf-16", "not supported"), ("klingon", "unknown encoding")):
+        with pytest.raises(ConfigError, match=message):
+            encode(mapping=with_encoding(bad))
 
 
 def test_skip_and_drop_policies_report_problems(encode):
