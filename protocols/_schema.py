@@ -172,8 +172,12 @@ def default_schema() -> LinkageSchema:
             length_bits=1024,
             # Weights tuned on the synthetic population (bench/encoding_quality.py):
             # date parts and canonical forenames separate relatives (siblings share a
-            # family name and often a birth year). Not balanced: balancing makes two
-            # missing fields agree on their complement bits (docs/agency-client.md).
+            # family name and often a birth year); the exact family-name parts weigh
+            # more than their bigrams so that a record with no date of birth still
+            # scores above strangers who share a forename and a day and month of
+            # birth; sex weighs little because whole agencies (DWP) do not record it.
+            # Not balanced: balancing makes two missing fields agree on their
+            # complement bits (docs/agency-client.md).
             fields=(
                 FilterField(
                     feature=PersonFeature.GIVEN_NAME,
@@ -188,22 +192,22 @@ def default_schema() -> LinkageSchema:
                 FilterField(
                     feature=PersonFeature.FAMILY_NAME,
                     tokenizer=Tokenizer.BIGRAMS,
-                    bits_per_feature=20,
+                    bits_per_feature=15,
                 ),
                 FilterField(
                     feature=PersonFeature.FAMILY_NAME_PARTS,
                     tokenizer=Tokenizer.EXACT,
-                    bits_per_feature=15,
+                    bits_per_feature=60,
                 ),
                 FilterField(
                     feature=PersonFeature.DATE_OF_BIRTH,
                     tokenizer=Tokenizer.DATE_PARTS,
-                    bits_per_feature=90,
+                    bits_per_feature=70,
                 ),
                 FilterField(
                     feature=PersonFeature.SEX,
                     tokenizer=Tokenizer.EXACT,
-                    bits_per_feature=30,
+                    bits_per_feature=10,
                 ),
             ),
         ),

@@ -132,7 +132,7 @@ def test_person_filter_matches_reference_and_pinned_digest():
     assert hashlib.sha256(clk).hexdigest() == PINNED_WILLIAM
 
 
-PINNED_WILLIAM = "bf332bc9e725959d7e50c5d6b7a3e42bb8c1872d60a4e27280ed4814178234d4"
+PINNED_WILLIAM = "f4a70e87e799e9ef996f1ac1eb3528faa08482a32e1ce01601f68a0d096b0f67"
 
 
 def reference_balance(raw: bytes, perm: list[int]) -> bytes:
@@ -162,7 +162,7 @@ def test_balanced_filter_matches_reference():
     assert hashlib.sha256(balanced).hexdigest() == PINNED_WILLIAM_BALANCED
 
 
-PINNED_WILLIAM_BALANCED = "465ec73e62c88a5477dec5c2ce45266650373544e679aca0c1b277c186443844"
+PINNED_WILLIAM_BALANCED = "ef48c99f143852060a8a0f00b67fdcce7aa38c01bdaa73b11d8ed358bc8dc7b1"
 
 
 def test_similar_people_score_higher_than_strangers():
