@@ -1,8 +1,18 @@
-"""Build the compiled kernels (Dice, Bloom filters); all other metadata lives in pyproject.toml."""
+"""Build the compiled parts; all other metadata lives in pyproject.toml.
+
+Two C kernels (Dice, Bloom filters) and, with mypyc, the agency client's row
+encoder and normalisers: the same Python source compiled to C, about 15% less
+CPU per record (bench/encode_speed.py). After editing a compiled module, run
+``pip install -e .`` again: tests/conftest.py refuses to run on a stale build.
+"""
 
 import sys
 
+from mypyc.build import mypycify
 from setuptools import Extension, setup
+
+# The modules mypyc compiles (tests/conftest.py checks they are not stale).
+MYPYC_MODULES = ["agency_client/_rows.py", "agency_client/_normalise.py"]
 
 # -O3 for the loops; no -march: the module must run on any x86_64, and its SIMD
 # bodies are chosen at runtime (function-level target attributes in _dice.c).
@@ -10,6 +20,13 @@ extra = [] if sys.platform == "win32" else ["-O3", "-Wall", "-Wno-unused-functio
 
 setup(
     ext_modules=[
+        # In pip's isolated build only mypy is installed: the project's mypy config
+        # (with the pydantic plugin) is left out and other packages are typed as Any.
+        *mypycify(
+            ["--config-file=", "--ignore-missing-imports", *MYPYC_MODULES],
+            opt_level="3",
+            group_name="agency_client_compiled",
+        ),
         Extension(
             "linkage_service._dice",
             sources=["linkage_service/_dice.c"],

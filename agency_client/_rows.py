@@ -41,7 +41,7 @@ class BadRowPolicy(StrEnum):
     DROP_FIELD = "drop-field"  # keep the row without the bad field and report it
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Problem:
     """A bad cell or row: where it is and what is wrong."""
 
@@ -51,7 +51,7 @@ class Problem:
     action: str = "failed"
 
 
-@dataclass(frozen=True)
+@dataclass
 class RowContext:
     """Everything a worker process needs to encode rows (picklable)."""
 
@@ -405,8 +405,8 @@ class RowEncoder:
         js.append("}")
         try:
             sealed = self._sealer.seal("".join(js).encode())
-        except ValueError as exc:
-            raise _RowProblem("identity", str(exc)) from exc
+        except ValueError as too_big:
+            raise _RowProblem("identity", str(too_big)) from too_big
 
         # Built by hand: every value is base64, hex, a number or a fixed vocabulary
         # word, none needs escaping, and json.dumps was the slowest step of a row.

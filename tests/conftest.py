@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+# Compiled modules and their sources (setup.py). Python imports a module's
+# compiled form before its .py, so an edit to a source would go untested.
+COMPILED = {
+    "agency_client._rows": "agency_client/_rows.py",
+    "agency_client._normalise": "agency_client/_normalise.py",
+    "agency_client._bloom": "agency_client/_bloom.c",
+    "linkage_service._dice": "linkage_service/_dice.c",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a stale build: a compiled module older than its source."""
+    root = Path(__file__).resolve().parent.parent
+    for module, source in COMPILED.items():
+        spec = importlib.util.find_spec(module)
+        origin = Path(spec.origin) if spec and spec.origin else None
+        if origin is None or origin.suffix != ".so":
+            pytest.exit(f"{module} is not compiled: run .venv/bin/pip install -e '.[dev]'", 2)
+        if (root / source).stat().st_mtime > origin.stat().st_mtime:
+            pytest.exit(
+                f"{source} changed after {origin.name} was built: run "
+                ".venv/bin/pip install -e '.[dev]' to recompile it",
+                2,
+            )
 
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
