@@ -35,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
                 2,
             )
 
+
 PG_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
