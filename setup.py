@@ -1,8 +1,8 @@
 """Build the compiled parts; all other metadata lives in pyproject.toml.
 
 Two C kernels (Dice, Bloom filters) and, with mypyc, the agency client's row
-encoder and normalisers: the same Python source compiled to C, about 15% less
-CPU per record (bench/encode_speed.py). After editing a compiled module, run
+encoder, normalisers, encoder and sealer: the same Python source compiled to C,
+10-30% less CPU per record on one core (bench/encode_speed.py --workers 1). After editing a compiled module, run
 ``pip install -e .`` again: tests/conftest.py refuses to run on a stale build.
 """
 
@@ -12,7 +12,12 @@ from mypyc.build import mypycify
 from setuptools import Extension, setup
 
 # The modules mypyc compiles (tests/conftest.py checks they are not stale).
-MYPYC_MODULES = ["agency_client/_rows.py", "agency_client/_normalise.py"]
+MYPYC_MODULES = [
+    "agency_client/_rows.py",
+    "agency_client/_normalise.py",
+    "agency_client/_encoder.py",
+    "agency_client/_seal.py",
+]
 
 # -O3 for the loops; no -march: the module must run on any x86_64, and its SIMD
 # bodies are chosen at runtime (function-level target attributes in _dice.c).

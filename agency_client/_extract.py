@@ -14,6 +14,7 @@ import base64
 import binascii
 import csv
 import datetime as dt
+import gc
 import hashlib
 import itertools
 import json
@@ -274,7 +275,12 @@ def _init_worker(ctx: RowContext) -> None:
 
 def _work(first_line: int, text: bytes) -> ChunkResult:
     assert _WORKER is not None
-    return encode_block_or_stop(_WORKER, first_line, text)
+    result = encode_block_or_stop(_WORKER, first_line, text)
+    # What a block leaves behind is cache entries: set them aside from the cyclic
+    # collector for good (reference counting still frees them when evicted). Only
+    # here, in a worker process that does nothing but encode blocks.
+    gc.freeze()
+    return result
 
 
 def _run_blocks(
