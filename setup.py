@@ -2,8 +2,9 @@
 
 Two C kernels (Dice, Bloom filters) and, with mypyc, the agency client's row
 encoder, normalisers, encoder and sealer: the same Python source compiled to C,
-10-30% less CPU per record on one core (bench/encode_speed.py --workers 1). After editing a compiled module, run
-``pip install -e .`` again: tests/conftest.py refuses to run on a stale build.
+10-30% less CPU per record on one core (bench/encode_speed.py --workers 1).
+After editing a compiled module, run ``pip install -e .`` again:
+tests/conftest.py refuses to run on a stale build.
 """
 
 import sys

@@ -20,11 +20,14 @@
  *
  * Why compiled: per feature the Python encoder paid a dict lookup, a bytes
  * encode, a hashlib object and a big-int OR; a record has about 60 features.
- * Here a record's filter is one call. Feature -> positions results are kept in
- * a bounded per-kernel cache (names and dates repeat heavily): at most
- * cache_limit entries, dropped all at once when full, so memory stays flat.
- * The cache holds keyed-hash outputs of identity fragments; it lives and dies
- * with the process like the rest of the encoder's state and is never exported.
+ * Here a record's filter is one call. Two bounded per-kernel caches keep the
+ * results (names and dates repeat heavily): feature -> its k positions, and a
+ * whole value (a name, a date) -> the positions of all its features, so a
+ * repeated value is one lookup. Each holds at most cache_limit entries (the
+ * value cache also at most 16 MB) and is dropped all at once when full, so
+ * memory stays flat. The caches hold keyed-hash outputs of identity fragments;
+ * they live and die with the process like the rest of the encoder's state and
+ * are never exported.
  *
  * Nothing here logs, releases the GIL or keeps a Python object besides the
  * kernel itself.
@@ -49,6 +52,9 @@
 #define MAX_BLOCKS ((2 * MAX_K + 63) / 64)
 #define MAX_CACHED_FEATURE 512    /* longer features are hashed every time */
 #define DEFAULT_CACHE_LIMIT 65536 /* entries per kernel */
+#define MAX_CACHED_VALUE 256      /* longer values are split into features every time */
+#define MAX_VALUE_POSITIONS 2048  /* values with more feature positions are not cached */
+#define VALUE_ARENA_MAX (16u << 20) /* bytes of cached values per kernel */
 
 static EVP_MAC *blake2bmac; /* fetched once at import */
 
@@ -214,6 +220,48 @@ static const uint16_t *lookup(cache_t *c, field_t *fields, uint8_t fi, const uns
     return pos;
 }
 
+/* Value cache: (field, whole value) -> every position of every feature of the
+ * value, so a repeated name or date costs one lookup rather than one per
+ * feature. Entry: value bytes (padded to even), uint16 count, the positions. */
+static const uint16_t *vcache_find(cache_t *c, uint8_t fi, const unsigned char *data, size_t len,
+                                   uint64_t h) {
+    if (!c->cap) return NULL;
+    size_t j = (size_t)h & (c->cap - 1);
+    while (c->slots[j].used) {
+        slot_t *s = &c->slots[j];
+        if (s->hash == h && s->field == fi && s->len == len &&
+            memcmp(c->arena + s->off, data, len) == 0)
+            return (const uint16_t *)(c->arena + s->off + ((len + 1) & ~(size_t)1));
+        j = (j + 1) & (c->cap - 1);
+    }
+    return NULL;
+}
+
+static void vcache_put(cache_t *c, uint8_t fi, const unsigned char *data, size_t len, uint64_t h,
+                       const uint16_t *pos, size_t npos) {
+    size_t need = ((len + 1) & ~(size_t)1) + 2 * (1 + npos);
+    if (c->count >= c->limit || c->arena_len + need > VALUE_ARENA_MAX) cache_clear(c);
+    if (2 * (c->count + 1) > c->cap && cache_grow(c)) return; /* no memory: not cached */
+    if (c->arena_len + need > c->arena_cap) {
+        size_t cap = c->arena_cap ? c->arena_cap * 2 : 65536;
+        while (cap < c->arena_len + need) cap *= 2;
+        unsigned char *arena = realloc(c->arena, cap);
+        if (!arena) return;
+        c->arena = arena;
+        c->arena_cap = cap;
+    }
+    unsigned char *dst = c->arena + c->arena_len;
+    memcpy(dst, data, len);
+    uint16_t *stored = (uint16_t *)(dst + ((len + 1) & ~(size_t)1));
+    stored[0] = (uint16_t)npos;
+    memcpy(stored + 1, pos, 2 * npos);
+    size_t j = (size_t)h & (c->cap - 1);
+    while (c->slots[j].used) j = (j + 1) & (c->cap - 1);
+    c->slots[j] = (slot_t){h, (uint32_t)c->arena_len, (uint16_t)len, fi, 1};
+    c->arena_len += need;
+    c->count++;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Features of a value, assembled as UTF-8 in a growable buffer.             */
 
@@ -313,13 +361,19 @@ typedef struct {
     field_t *fields;
     int nfields;
     int length_bits;
-    cache_t cache;
+    cache_t cache;  /* feature -> positions */
+    cache_t values; /* whole value -> positions of all its features */
+    uint16_t *collect; /* positions of the value being encoded, for the value cache */
+    size_t ncollect;
+    int collecting;
 } KernelObject;
 
 static void Kernel_dealloc(KernelObject *self) {
     for (int i = 0; i < self->nfields; i++) field_free(&self->fields[i]);
     PyMem_Free(self->fields);
     cache_free(&self->cache);
+    cache_free(&self->values);
+    PyMem_Free(self->collect);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -385,6 +439,12 @@ static int Kernel_init(KernelObject *self, PyObject *args, PyObject *kwds) {
     Py_DECREF(seq);
     self->length_bits = length_bits;
     self->cache.limit = (size_t)cache_limit;
+    self->values.limit = (size_t)cache_limit;
+    self->collect = PyMem_Malloc(MAX_VALUE_POSITIONS * sizeof(uint16_t));
+    if (!self->collect) {
+        PyErr_NoMemory();
+        return -1;
+    }
     return 0;
 fail:
     Py_DECREF(seq);
@@ -399,6 +459,14 @@ static inline int set_feature(KernelObject *self, uint8_t fi, buf_t *b, unsigned
                                  self->length_bits - 1, scratch);
     if (!pos) return -1;
     for (int i = 0; i < f->k; i++) out[pos[i] >> 3] |= (unsigned char)(1u << (pos[i] & 7));
+    if (self->collecting) {
+        if (self->ncollect + (size_t)f->k > MAX_VALUE_POSITIONS) {
+            self->collecting = 0; /* too many to cache */
+        } else {
+            memcpy(self->collect + self->ncollect, pos, 2 * (size_t)f->k);
+            self->ncollect += (size_t)f->k;
+        }
+    }
     return 0;
 }
 
@@ -417,8 +485,8 @@ static int cmp_slices(PyObject *v, Py_ssize_t a0, Py_ssize_t a1, Py_ssize_t b0, 
 static Py_ssize_t clip(Py_ssize_t i, Py_ssize_t n) { return i < n ? i : n; }
 
 /* Every feature of one value of field fi. */
-static int encode_value(KernelObject *self, uint8_t fi, PyObject *value, buf_t *b,
-                        unsigned char *out) {
+static int encode_features(KernelObject *self, uint8_t fi, PyObject *value, buf_t *b,
+                           unsigned char *out) {
     if (!PyUnicode_Check(value)) {
         PyErr_Format(PyExc_TypeError, "field %d: values must be str, not %.100s", fi,
                      Py_TYPE(value)->tp_name);
@@ -488,6 +556,45 @@ static int encode_value(KernelObject *self, uint8_t fi, PyObject *value, buf_t *
         }
         return 0;
     }
+}
+
+/* One value of field fi: from the value cache, or feature by feature (then cached). */
+static int encode_value(KernelObject *self, uint8_t fi, PyObject *value, buf_t *b,
+                        unsigned char *out) {
+    if (!PyUnicode_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "field %d: values must be str, not %.100s", fi,
+                     Py_TYPE(value)->tp_name);
+        return -1;
+    }
+    /* an exact value is one feature: the feature cache already holds it */
+    if (self->fields[fi].tokenizer == TOK_EXACT || self->values.limit == 0)
+        return encode_features(self, fi, value, b, out);
+    buf_t key;
+    buf_init(&key);
+    if (buf_slice(&key, value, 0, PyUnicode_GET_LENGTH(value))) {
+        buf_free(&key);
+        return -1;
+    }
+    if (key.len > MAX_CACHED_VALUE) {
+        buf_free(&key);
+        return encode_features(self, fi, value, b, out);
+    }
+    uint64_t h = fnv1a(fi, key.p, key.len);
+    const uint16_t *hit = vcache_find(&self->values, fi, key.p, key.len, h);
+    if (hit) {
+        for (uint16_t i = 1; i <= hit[0]; i++)
+            out[hit[i] >> 3] |= (unsigned char)(1u << (hit[i] & 7));
+        buf_free(&key);
+        return 0;
+    }
+    self->collecting = 1;
+    self->ncollect = 0;
+    int rc = encode_features(self, fi, value, b, out);
+    if (rc == 0 && self->collecting)
+        vcache_put(&self->values, fi, key.p, key.len, h, self->collect, self->ncollect);
+    self->collecting = 0;
+    buf_free(&key);
+    return rc;
 }
 
 PyDoc_STRVAR(encode_doc,
@@ -592,6 +699,11 @@ static PyObject *Kernel_cache_entries(KernelObject *self, void *closure) {
     return PyLong_FromSize_t(self->cache.count);
 }
 
+static PyObject *Kernel_value_entries(KernelObject *self, void *closure) {
+    (void)closure;
+    return PyLong_FromSize_t(self->values.count);
+}
+
 static PyMethodDef Kernel_methods[] = {
     {"encode", (PyCFunction)Kernel_encode, METH_O, encode_doc},
     {"positions", (PyCFunction)Kernel_positions, METH_VARARGS, positions_doc},
@@ -600,6 +712,7 @@ static PyMethodDef Kernel_methods[] = {
 
 static PyGetSetDef Kernel_getset[] = {
     {"cache_entries", (getter)Kernel_cache_entries, NULL, "features cached now", NULL},
+    {"value_entries", (getter)Kernel_value_entries, NULL, "whole values cached now", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

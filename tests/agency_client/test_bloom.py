@@ -117,6 +117,23 @@ def test_cache_is_bounded_and_does_not_change_the_answer():
     assert big.cache_entries == 37
 
 
+def test_value_cache_gives_the_same_bits_and_skips_what_it_cannot_hold():
+    key = b"k" * 32
+    fields = [(key, 20, _bloom.BIGRAMS), (key, 128, _bloom.POSITIONAL_UNIGRAMS)]
+    cached = FilterKernel(1024, fields)
+    uncached = FilterKernel(1024, fields, cache_limit=0)
+    long_value = "x" * 300  # longer than a cached value may be
+    many = "abcdefghijklmnopq"  # 17 features of 128 bits: more positions than an entry holds
+    for values in ([["anna"], []], [["anna"], []], [[long_value], []], [[], [many]], [[], [many]]):
+        assert (
+            cached.encode(values)
+            == uncached.encode(values)
+            == reference_encode(1024, fields, values)
+        )
+    assert cached.value_entries == 1  # only "anna"; the repeat was a hit
+    assert uncached.value_entries == 0
+
+
 def test_missing_values_set_no_bits():
     kernel = FilterKernel(64, [(b"k", 20, t) for t in TOKENIZERS])
     assert kernel.encode([[], [], [], []]) == bytes(8)
