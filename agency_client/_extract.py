@@ -19,6 +19,8 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
+import tempfile
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
@@ -127,7 +129,7 @@ def encode_csv(
                 policy=policy,
             )
             out.write(header.model_dump_json().encode() + b"\n")
-            for result in _run_blocks(ctx, blocks, workers):
+            for result in _run_blocks(ctx, blocks, workers, out_path.parent):
                 n_rows = result.rows
                 rows_read += n_rows
                 fatal = [p for p in result.problems if p.action == "failed"]
@@ -273,18 +275,31 @@ def _init_worker(ctx: RowContext) -> None:
     _WORKER = RowEncoder(ctx)
 
 
-def _work(first_line: int, text: bytes) -> ChunkResult:
+def _work(first_line: int, text: bytes, part: str) -> ChunkResult:
     assert _WORKER is not None
     result = encode_block_or_stop(_WORKER, first_line, text)
     # What a block leaves behind is cache entries: set them aside from the cyclic
     # collector for good (reference counting still frees them when evicted). Only
     # here, in a worker process that does nothing but encode blocks.
     gc.freeze()
+    if result.count:
+        # The lines go back through a file, not the result pipe: one write and one
+        # read of a couple of MB rather than dozens of 64 KB pipe round trips.
+        with open(part, "wb") as fh:
+            fh.write(result.data)
+        result.data = b""
     return result
 
 
+def _parts_dir(out_dir: Path) -> Path:
+    """A private directory for the workers' encoded blocks: in memory if possible."""
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else out_dir
+    return Path(tempfile.mkdtemp(prefix=".family-linkage-encode-", dir=base))  # mode 0700
+
+
 def _run_blocks(
-    ctx: RowContext, blocks: Iterator[tuple[int, bytes]], workers: int
+    ctx: RowContext, blocks: Iterator[tuple[int, bytes]], workers: int, out_dir: Path
 ) -> Iterator[ChunkResult]:
     """Encode blocks in order, in worker processes when ``workers > 1`` and the input is big."""
     head = list(itertools.islice(blocks, SPAWN_AFTER_BLOCKS))
@@ -295,23 +310,37 @@ def _run_blocks(
             yield encode_block_or_stop(encoder, first_line, text)
         return
     blocks = itertools.chain(head, blocks)
-    with ProcessPoolExecutor(
-        max_workers=workers,
-        mp_context=_worker_context(),
-        initializer=_init_worker,
-        initargs=(ctx,),
-    ) as pool:
-        window: deque[Future[ChunkResult]] = deque()
-        try:
-            for first_line, text in blocks:
-                window.append(pool.submit(_work, first_line, text))
-                if len(window) >= 2 * workers + 1:  # bounded: memory stays flat
-                    yield window.popleft().result()
-            while window:
-                yield window.popleft().result()
-        finally:
-            for fut in window:
-                fut.cancel()
+    parts = _parts_dir(out_dir)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=_worker_context(),
+            initializer=_init_worker,
+            initargs=(ctx,),
+        ) as pool:
+            window: deque[tuple[Future[ChunkResult], Path]] = deque()
+            try:
+                for seq, (first_line, text) in enumerate(blocks):
+                    part = parts / str(seq)
+                    window.append((pool.submit(_work, first_line, text, str(part)), part))
+                    if len(window) >= 2 * workers + 1:  # bounded: memory stays flat
+                        yield _collect(*window.popleft())
+                while window:
+                    yield _collect(*window.popleft())
+            finally:
+                for fut, _ in window:
+                    fut.cancel()
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def _collect(fut: Future[ChunkResult], part: Path) -> ChunkResult:
+    """A worker's result with its lines read back from its part file."""
+    result = fut.result()
+    if result.count:
+        result.data = part.read_bytes()
+        part.unlink()
+    return result
 
 
 def _write_problems(path: Path, source: str, problems: list[Problem]) -> None:

@@ -187,8 +187,11 @@ class RowEncoder:
         self._i_dob = self._opt.get("date_of_birth", -1)
         self._i_sex = self._opt.get("sex", -1)
         self._i_postcode = self._opt.get("postcode", -1)
-        self._indicators = [
-            (ic, col[ic.column], col[ic.date_column] if ic.date_column else None)
+        # (column, its index, its date column's index or -1, cells -> JSON object and date)
+        self._indicators: list[
+            tuple[IndicatorColumn, int, int, _Bounded[tuple[str, str], tuple[str, dt.date]]]
+        ] = [
+            (ic, col[ic.column], col[ic.date_column] if ic.date_column else -1, _Bounded(4096))
             for ic in ctx.mapping.indicators
         ]
         self._sex_cache: dict[str, str | None] = {}  # a handful of codes per agency
@@ -244,7 +247,10 @@ class RowEncoder:
                 raise _StopChunk(out) from exc
         today = dt.date.today()  # for two-digit years: the clock once per block
         if today != self._today:
-            self._dob_cache.clear()  # a two-digit year may now pivot differently
+            # a two-digit year may now pivot differently
+            self._dob_cache.clear()
+            for _, _, _, cache in self._indicators:
+                cache.clear()
             self._today = today
         width = len(self.ctx.columns)
         mapping = self.ctx.mapping.csv
@@ -454,35 +460,51 @@ class RowEncoder:
         self, line: int, cells: list[str], dob: dt.date | None, problems: list[Problem]
     ) -> list[str]:
         out: list[str] = []
-        for ic, idx, date_idx in self._indicators:
+        for ic, idx, date_idx, cache in self._indicators:
             raw = cells[idx].strip()
             if not raw:
                 continue  # blank is "no" for a flag and nothing for a number
-            try:
-                value = _indicator_value(ic, raw)
-                if value is None:
+            date_cell = cells[date_idx] if date_idx >= 0 else ""
+            found = cache.get((raw, date_cell))
+            if found is None:
+                try:
+                    found = cache.put((raw, date_cell), self._indicator(ic, raw, date_cell))
+                except (ValueError, norm.NormaliseError) as exc:
+                    self._bad(problems, line, _indicator_field(ic), str(exc))
                     continue
-                when = self.ctx.extract_date
-                if date_idx is not None and cells[date_idx].strip():
-                    parsed = norm.parse_date(cells[date_idx], ic.date_format, today=self._today)
-                    if parsed is not None:
-                        when = parsed
-                if when > self.ctx.extract_date:
-                    raise ValueError(
-                        f"date {when.isoformat()} is after the extract date "
-                        f"{self.ctx.extract_date.isoformat()}"
-                    )
-                if dob is not None and when < dob:
-                    raise ValueError(f"date {when.isoformat()} is before the date of birth")
-            except (ValueError, norm.NormaliseError) as exc:
-                self._bad(
-                    problems, line, f"indicator {ic.type.value} (column {ic.column!r})", str(exc)
-                )
+            text, when = found
+            if not text:
+                continue  # a "no" flag or a zero count
+            if dob is not None and when < dob:
+                problem = f"date {when.isoformat()} is before the date of birth"
+                self._bad(problems, line, _indicator_field(ic), problem)
                 continue
-            out.append(
-                f'{{"type":"{ic.type.value}","value":{value!r},"date":"{when.isoformat()}"}}'
-            )
+            out.append(text)
         return out
+
+    def _indicator(self, ic: IndicatorColumn, raw: str, date_cell: str) -> tuple[str, dt.date]:
+        """An indicator cell and its date cell as a JSON object ("" for none) and its date.
+
+        Depends only on the two cells (and the extract date), so rows share the answer.
+        """
+        when = self.ctx.extract_date
+        value = _indicator_value(ic, raw)
+        if value is None:
+            return "", when
+        if date_cell.strip():
+            parsed = norm.parse_date(date_cell, ic.date_format, today=self._today)
+            if parsed is not None:
+                when = parsed
+        if when > self.ctx.extract_date:
+            raise ValueError(
+                f"date {when.isoformat()} is after the extract date "
+                f"{self.ctx.extract_date.isoformat()}"
+            )
+        return f'{{"type":"{ic.type.value}","value":{value!r},"date":"{when.isoformat()}"}}', when
+
+
+def _indicator_field(ic: IndicatorColumn) -> str:
+    return f"indicator {ic.type.value} (column {ic.column!r})"
 
 
 class _StopChunk(Exception):
