@@ -6,8 +6,9 @@ encode`` does: normalise, person and address filters, keyed tokens and
 blocking keys, sealed identity, signed extract, worker processes on every core.
 Each encode runs in a fresh child process so its peak memory (main process and
 worker processes separately) is its own. The main process's CPU per record is
-printed too; with ``--workers 1`` that is the whole pipeline's CPU cost, which
-does not depend on what else the machine is running.
+printed too; with ``--workers 1`` that is the whole pipeline's CPU cost. A CPU
+check (a fixed loop) before and after each encode shows how fast the machine
+was at the time: a shared or virtual machine's speed drifts by tens of percent.
 
     .venv/bin/python bench/encode_speed.py                      # 100k and 1M records
     .venv/bin/python bench/encode_speed.py --records 100000 --workers 1
@@ -89,6 +90,17 @@ def _run_sampled(cmd: list[str]) -> tuple[str, float, float]:
     return out, peak_total, peak_one
 
 
+def _cpu_check() -> float:
+    """Seconds of CPU for a fixed pure-Python loop: how fast this machine is right now.
+
+    Shared and virtual machines change speed from minute to minute (here by up to
+    half); printed beside each figure so runs can be compared fairly.
+    """
+    started = time.process_time()
+    sum(i * i for i in range(3_000_000))
+    return time.process_time() - started
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
@@ -119,6 +131,7 @@ def main() -> int:
                     generate_agency_key(agency, keys / agency)
             out = work / f"out-{target}"
             out.mkdir()
+            cpu_before = _cpu_check()
             stdout, peak_total, peak_one = _run_sampled(
                 [
                     sys.executable,
@@ -139,7 +152,8 @@ def main() -> int:
                 f"{r['rows'] / r['seconds']:,.0f} records/s; main process CPU "
                 f"{1e6 * r['main_cpu'] / r['rows']:.0f} us/record; peak RSS main process "
                 f"{r['main_peak_mb']:.0f} MB, all processes together {peak_total:.0f} MB "
-                f"(largest {peak_one:.0f} MB); extracts {size / 1e6:,.0f} MB"
+                f"(largest {peak_one:.0f} MB); extracts {size / 1e6:,.0f} MB; CPU check "
+                f"{cpu_before:.3f}s before, {_cpu_check():.3f}s after (lower is faster)"
             )
             shutil.rmtree(pop_dir, ignore_errors=True)
             shutil.rmtree(out, ignore_errors=True)
