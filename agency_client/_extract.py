@@ -323,7 +323,7 @@ def _run_blocks(
                 for seq, (first_line, text) in enumerate(blocks):
                     part = parts / str(seq)
                     window.append((pool.submit(_work, first_line, text, str(part)), part))
-                    if len(window) >= 2 * workers + 1:  # bounded: memory stays flat
+                    if len(window) >= 4 * workers:  # bounded: memory stays flat
                         yield _collect(*window.popleft())
                 while window:
                     yield _collect(*window.popleft())
