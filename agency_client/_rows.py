@@ -102,18 +102,18 @@ _K = TypeVar("_K")
 _V = TypeVar("_V")
 
 
-class _Bounded(dict[_K, _V]):
-    """A dict that empties itself when it reaches ``limit`` entries (memory stays flat)."""
+CACHE_LIMIT = 1 << 16  # entries per cache of derived values
 
-    def __init__(self, limit: int = 1 << 16) -> None:
-        super().__init__()
-        self.limit = limit
 
-    def put(self, key: _K, value: _V) -> _V:
-        if len(self) >= self.limit:
-            self.clear()
-        self[key] = value
-        return value
+def _remember(cache: dict[_K, _V], key: _K, value: _V, limit: int = CACHE_LIMIT) -> _V:
+    """Store ``value`` in a cache that empties itself at ``limit`` entries (memory stays flat).
+
+    Plain dicts rather than a dict subclass: compiled code looks them up directly.
+    """
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _yyyymmdd(d: dt.date) -> str:
@@ -189,24 +189,22 @@ class RowEncoder:
         self._i_postcode = self._opt.get("postcode", -1)
         # (column, its index, its date column's index or -1, cells -> JSON object and date)
         self._indicators: list[
-            tuple[IndicatorColumn, int, int, _Bounded[tuple[str, str], tuple[str, dt.date]]]
+            tuple[IndicatorColumn, int, int, dict[tuple[str, str], tuple[str, dt.date]]]
         ] = [
-            (ic, col[ic.column], col[ic.date_column] if ic.date_column else -1, _Bounded(4096))
+            (ic, col[ic.column], col[ic.date_column] if ic.date_column else -1, {})
             for ic in ctx.mapping.indicators
         ]
         self._sex_cache: dict[str, str | None] = {}  # a handful of codes per agency
         # Derived values of repeated cells (names, dates, a household's address): the
         # same bytes as deriving them afresh, kept per worker and bounded.
-        self._given_cache: _Bounded[
+        self._given_cache: dict[
             str | None, tuple[str | None, tuple[str, ...], tuple[str] | None]
-        ] = _Bounded()
-        self._family_cache: _Bounded[
+        ] = {}
+        self._family_cache: dict[
             tuple[str | None, str | None], tuple[str | None, tuple[str, ...]]
-        ] = _Bounded()
-        self._dob_cache: _Bounded[str, _Dob] = _Bounded()
-        self._address_cache: _Bounded[tuple[str, ...], tuple[str | None, str | None, str]] = (
-            _Bounded()
-        )
+        ] = {}
+        self._dob_cache: dict[str, _Dob] = {}
+        self._address_cache: dict[tuple[str, ...], tuple[str | None, str | None, str]] = {}
         # record_ref's keyed hash, keyed once: each row copies it and adds its system id
         self._ref_hash = hashlib.blake2b(
             f"{ctx.agency_id}\x1f".encode(), key=ctx.record_ref_key, digest_size=16
@@ -312,14 +310,16 @@ class RowEncoder:
             given_raw = " ".join([c for c in [cells[i].strip() for i in self._given] if c]) or None
         given_f = self._given_cache.get(given_raw)
         if given_f is None:
-            given_f = self._given_cache.put(given_raw, _given_features(given_raw))
+            given_f = _remember(self._given_cache, given_raw, _given_features(given_raw))
         given, canonical, middle = given_f
         family_raw = _cell(cells, self._i_family)
         former_raw = _cell(cells, self._i_former)
         family_f = self._family_cache.get((family_raw, former_raw))
         if family_f is None:
-            family_f = self._family_cache.put(
-                (family_raw, former_raw), _family_features(family_raw, former_raw)
+            family_f = _remember(
+                self._family_cache,
+                (family_raw, former_raw),
+                _family_features(family_raw, former_raw),
             )
         family, parts = family_f
 
@@ -346,7 +346,7 @@ class RowEncoder:
         address_raw = tuple([cells[i].strip() for i in self._address])
         address_f = self._address_cache.get(address_raw)
         if address_f is None:
-            address_f = self._address_cache.put(address_raw, _address_features(address_raw))
+            address_f = _remember(self._address_cache, address_raw, _address_features(address_raw))
         address, house_no, address_lines = address_f
         postcode: norm.Postcode | None = None
         postcode_raw = _cell(cells, self._i_postcode)
@@ -449,8 +449,10 @@ class RowEncoder:
                 f"and the extract date {ctx.extract_date.isoformat()}",
             )
             return None
-        return self._dob_cache.put(
-            raw, _Dob(dob, _yyyymmdd(dob), dob.isoformat(), str(_age(dob, ctx.extract_date)))
+        return _remember(
+            self._dob_cache,
+            raw,
+            _Dob(dob, _yyyymmdd(dob), dob.isoformat(), str(_age(dob, ctx.extract_date))),
         )
 
     def _field(self, key: str) -> str:
@@ -468,7 +470,9 @@ class RowEncoder:
             found = cache.get((raw, date_cell))
             if found is None:
                 try:
-                    found = cache.put((raw, date_cell), self._indicator(ic, raw, date_cell))
+                    found = _remember(
+                        cache, (raw, date_cell), self._indicator(ic, raw, date_cell), 4096
+                    )
                 except (ValueError, norm.NormaliseError) as exc:
                     self._bad(problems, line, _indicator_field(ic), str(exc))
                     continue
