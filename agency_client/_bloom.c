@@ -348,6 +348,10 @@ static int buf_slice(buf_t *b, PyObject *value, Py_ssize_t start, Py_ssize_t end
     int kind = PyUnicode_KIND(value);
     const void *data = PyUnicode_DATA(value);
     if (end > n) end = n;
+    if (PyUnicode_IS_ASCII(value)) { /* one byte per code point, already UTF-8 */
+        if (start >= end) return 0;
+        return buf_ascii(b, (const char *)data + start, (size_t)(end - start));
+    }
     for (Py_ssize_t i = start; i < end; i++)
         if (buf_put(b, PyUnicode_READ(kind, data, i), value, i)) return -1;
     return 0;
