@@ -21,7 +21,6 @@ and what was expected.
 from __future__ import annotations
 
 import datetime
-import operator
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -1112,7 +1111,6 @@ def ni_number(raw: str | None) -> str | None:
 _UPN_ALPHABET = "ABCDEFGHJKLMNPQRTUVWXYZ"  # DfE check letters: no I, O, S
 _UPN_VALUES = {c: i for i, c in enumerate(_UPN_ALPHABET)} | {str(d): d for d in range(10)}
 _UPN = re.compile(rf"[{_UPN_ALPHABET}][0-9]{{11}}[0-9{_UPN_ALPHABET}]")
-_UPN_WEIGHTS = tuple(range(2, 14))
 _UPN_UNKNOWN = re.compile(r"UN[1-5]")  # DfE codes for "UPN not known"
 
 
@@ -1129,7 +1127,9 @@ def upn(raw: str | None) -> str | None:
             "digit or letter (13 characters)"
         )
     # DfE: weights 2..13 over characters 2..13, sum mod 23 indexes the check letters.
-    total = sum(map(operator.mul, _UPN_WEIGHTS, map(_UPN_VALUES.__getitem__, text[1:])))
+    total = 0
+    for i in range(12):  # a plain loop: compiled, it is several times faster than map()
+        total += (i + 2) * _UPN_VALUES[text[i + 1]]
     if _UPN_ALPHABET[total % 23] != text[0]:
         raise NormaliseError(f"UPN {raw!r} has the wrong check letter")
     return text

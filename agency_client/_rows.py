@@ -31,6 +31,11 @@ from ._seal import IdentitySealer
 
 _TRUE = frozenset({"y", "yes", "true", "t", "1", "x"})
 _FALSE = frozenset({"", "n", "no", "false", "f", "0"})
+# Cells that _indicator_value turns into None, written as agencies write them.
+_NOTHING = {
+    "flag": frozenset(_FALSE | {v.upper() for v in _FALSE} | {v.title() for v in _FALSE}),
+    "count": frozenset({"0", "0.0", "00"}),
+}
 MIN_BIRTH_YEAR = 1900
 
 
@@ -187,11 +192,24 @@ class RowEncoder:
         self._i_dob = self._opt.get("date_of_birth", -1)
         self._i_sex = self._opt.get("sex", -1)
         self._i_postcode = self._opt.get("postcode", -1)
-        # (column, its index, its date column's index or -1, cells -> JSON object and date)
+        # (column, its index, its date column's index or -1, cells -> JSON object and
+        # date, the cells that mean "nothing to report" whatever their date)
         self._indicators: list[
-            tuple[IndicatorColumn, int, int, dict[tuple[str, str], tuple[str, dt.date]]]
+            tuple[
+                IndicatorColumn,
+                int,
+                int,
+                dict[tuple[str, str], tuple[str, dt.date]],
+                frozenset[str],
+            ]
         ] = [
-            (ic, col[ic.column], col[ic.date_column] if ic.date_column else -1, {})
+            (
+                ic,
+                col[ic.column],
+                col[ic.date_column] if ic.date_column else -1,
+                {},
+                _NOTHING.get(ic.kind, frozenset()),
+            )
             for ic in ctx.mapping.indicators
         ]
         self._sex_cache: dict[str, str | None] = {}  # a handful of codes per agency
@@ -247,7 +265,7 @@ class RowEncoder:
         if today != self._today:
             # a two-digit year may now pivot differently
             self._dob_cache.clear()
-            for _, _, _, cache in self._indicators:
+            for _, _, _, cache, _ in self._indicators:
                 cache.clear()
             self._today = today
         width = len(self.ctx.columns)
@@ -462,10 +480,10 @@ class RowEncoder:
         self, line: int, cells: list[str], dob: dt.date | None, problems: list[Problem]
     ) -> list[str]:
         out: list[str] = []
-        for ic, idx, date_idx, cache in self._indicators:
+        for ic, idx, date_idx, cache, nothing in self._indicators:
             raw = cells[idx].strip()
-            if not raw:
-                continue  # blank is "no" for a flag and nothing for a number
+            if not raw or raw in nothing:
+                continue  # blank, a "no" flag or a zero count: nothing to report
             date_cell = cells[date_idx] if date_idx >= 0 else ""
             found = cache.get((raw, date_cell))
             if found is None:
