@@ -341,3 +341,27 @@ def test_filter_is_deterministic_and_dice_is_one_with_itself(name):
     assert a == b
     if any(a):
         assert dice(a, a) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("hardening", "salt"),
+    [(Hardening.BALANCE, "none"), (Hardening.XOR_FOLD, "none"), (Hardening.NONE, "dob_year")],
+)
+def test_hardened_or_salted_schemas_take_the_python_path_and_write_its_encoding(hardening, salt):
+    import base64
+    import json
+
+    from agency_client._encoder import feature_values
+
+    schema = schema_with(hardening, salt)
+    enc = Encoder(schema, SECRET)
+    assert enc._record is None  # the compiled record kernel only knows plain filters
+    line = enc.record_json(
+        feature_values(WILLIAM), "LS6", [WILLIAM.identifiers.get(k) for k in enc.exact_order]
+    )
+    members = json.loads("{" + line[1:] + "}")
+    encoding = enc.encode(WILLIAM)
+    assert base64.b64decode(members["clk"]) == encoding.clk
+    assert len(encoding.clk) * 8 == schema.person_filter.output_bits
+    assert members["blocking_keys"] == encoding.blocking_keys
+    assert members.get("exact_tokens", {}) == encoding.exact_tokens

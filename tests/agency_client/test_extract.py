@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from agency_client import _extract as extract_module
 from agency_client._errors import ConfigError, ExtractError, InputError
 from agency_client._extract import encode_csv, iter_records, verify_extract
 from agency_client._keys import (
@@ -279,6 +280,33 @@ def test_failed_encode_leaves_previous_extract_intact_and_no_temp(encode, tmp_pa
         encode(rows=rows)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
+    encode, tmp_path, monkeypatch, fail
+):
+    # workers hand blocks back through files in a private directory (in /dev/shm
+    # when it is writable, else beside the extract): none may outlive the run
+    made: list[object] = []
+    real = extract_module._parts_dir
+
+    def spy(out_dir):
+        made.append(real(out_dir))
+        return made[-1]
+
+    monkeypatch.setattr(extract_module, "_parts_dir", spy)
+    monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)
+    monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
+    rows = [r[:] for _ in range(4) for r in ROWS]
+    if fail:
+        rows[-1][4] = "not a date"
+        with pytest.raises(InputError, match="school.csv:13"):
+            encode(rows=rows, workers=2)
+    else:
+        summary, _ = encode(rows=rows, workers=2)
+        assert summary.record_count == 12
+    assert len(made) == 1 and not os.path.exists(made[0])
 
 
 def test_agency_key_must_match_mapping(keys, school_csv, tmp_path):
