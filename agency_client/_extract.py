@@ -291,10 +291,25 @@ def _work(first_line: int, text: bytes, part: str) -> ChunkResult:
     return result
 
 
-def _parts_dir(out_dir: Path) -> Path:
-    """A private directory for the workers' encoded blocks: in memory if possible."""
+IN_FLIGHT_PER_WORKER = 4  # blocks queued or being encoded per worker
+PART_BYTES_BOUND = 32 * 1024 * 1024  # an encoded block is far smaller (about 2.5 MB)
+
+
+def _parts_dir(out_dir: Path, workers: int) -> Path:
+    """A private directory for the workers' encoded blocks: in memory if there is room.
+
+    /dev/shm when it is writable and has room for every block in flight (a
+    container's may be only 64 MB), else beside the extract.
+    """
     shm = Path("/dev/shm")
-    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else out_dir
+    base = out_dir
+    try:
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            free = os.statvfs(shm)
+            if free.f_bavail * free.f_frsize >= IN_FLIGHT_PER_WORKER * workers * PART_BYTES_BOUND:
+                base = shm
+    except OSError:
+        pass
     return Path(tempfile.mkdtemp(prefix=".family-linkage-encode-", dir=base))  # mode 0700
 
 
@@ -310,7 +325,7 @@ def _run_blocks(
             yield encode_block_or_stop(encoder, first_line, text)
         return
     blocks = itertools.chain(head, blocks)
-    parts = _parts_dir(out_dir)
+    parts = _parts_dir(out_dir, workers)
     try:
         with ProcessPoolExecutor(
             max_workers=workers,
@@ -323,7 +338,7 @@ def _run_blocks(
                 for seq, (first_line, text) in enumerate(blocks):
                     part = parts / str(seq)
                     window.append((pool.submit(_work, first_line, text, str(part)), part))
-                    if len(window) >= 4 * workers:  # bounded: memory stays flat
+                    if len(window) >= IN_FLIGHT_PER_WORKER * workers:  # bounded
                         yield _collect(*window.popleft())
                 while window:
                     yield _collect(*window.popleft())

@@ -291,8 +291,8 @@ def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
     made: list[object] = []
     real = extract_module._parts_dir
 
-    def spy(out_dir):
-        made.append(real(out_dir))
+    def spy(out_dir, workers):
+        made.append(real(out_dir, workers))
         return made[-1]
 
     monkeypatch.setattr(extract_module, "_parts_dir", spy)
@@ -307,6 +307,12 @@ def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
         summary, _ = encode(rows=rows, workers=2)
         assert summary.record_count == 12
     assert len(made) == 1 and not os.path.exists(made[0])
+
+
+def test_part_files_go_beside_the_extract_when_memory_has_no_room(tmp_path, monkeypatch):
+    monkeypatch.setattr(extract_module, "PART_BYTES_BOUND", 1 << 60)  # no tmpfs is that big
+    parts = extract_module._parts_dir(tmp_path, 2)
+    assert parts.parent == tmp_path and oct(parts.stat().st_mode & 0o777) == "0o700"
 
 
 def test_agency_key_must_match_mapping(keys, school_csv, tmp_path):
