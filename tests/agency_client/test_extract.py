@@ -29,13 +29,11 @@ from .conftest import EXTRACT_DATE, ROWS
 
 
 @pytest.fixture
-def encode(keys, school_csv, tmp_path):
-    """Factory: encode rows into tmp_path/out.jsonl and return (summary, path)."""
+def encode_file(keys):
+    """Factory: encode a CSV as it is on disk (with the school's keys) into ``target``."""
 
-    def run(rows=None, mapping=None, policy=BadRowPolicy.FAIL, workers=1, out=None):
-        csv_path, map_path = school_csv(rows, **({"mapping": mapping} if mapping else {}))
-        target = out or tmp_path / "out.jsonl"
-        summary = encode_csv(
+    def run(csv_path, map_path, target, policy=BadRowPolicy.FAIL, workers=1):
+        return encode_csv(
             csv_path,
             load_mapping(map_path),
             default_schema(),
@@ -47,7 +45,18 @@ def encode(keys, school_csv, tmp_path):
             policy=policy,
             workers=workers,
         )
-        return summary, target
+
+    return run
+
+
+@pytest.fixture
+def encode(encode_file, school_csv, tmp_path):
+    """Factory: encode rows into tmp_path/out.jsonl and return (summary, path)."""
+
+    def run(rows=None, mapping=None, policy=BadRowPolicy.FAIL, workers=1, out=None):
+        csv_path, map_path = school_csv(rows, **({"mapping": mapping} if mapping else {}))
+        target = out or tmp_path / "out.jsonl"
+        return encode_file(csv_path, map_path, target, policy, workers), target
 
     return run
 
@@ -180,9 +189,7 @@ def test_bad_date_postcode_and_short_row_name_line_and_field(encode):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_undecodable_bytes_name_their_line(
-    encode, school_csv, keys, tmp_path, monkeypatch, workers
-):
+def test_undecodable_bytes_name_their_line(encode_file, school_csv, tmp_path, monkeypatch, workers):
     monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
     csv_path, map_path = school_csv([r[:] for r in ROWS] * 3)
@@ -190,23 +197,13 @@ def test_undecodable_bytes_name_their_line(
     lines[7] = lines[7].replace(b"Smith", b"Sm\xffth")  # line 8 of the file
     csv_path.write_bytes(b"\n".join(lines))
     with pytest.raises(InputError, match=r"school.csv:8: not valid utf-8-sig text"):
-        encode_csv(
-            csv_path,
-            load_mapping(map_path),
-            default_schema(),
-            load_secret(keys["secret"]),
-            load_agency_key(keys["agency_key"]),
-            load_seal_public_key(keys["seal_pub"]),
-            tmp_path / "x.jsonl",
-            extract_date=EXTRACT_DATE,
-            workers=workers,
-            policy=BadRowPolicy.SKIP_ROW,  # undecodable text stops the run under any policy
-        )
+        # undecodable text stops the run under any policy
+        encode_file(csv_path, map_path, tmp_path / "x.jsonl", BadRowPolicy.SKIP_ROW, workers)
     assert not (tmp_path / "x.jsonl").exists()
 
 
 def test_single_byte_code_pages_are_read_and_other_encodings_refused(
-    encode, school_csv, keys, tmp_path
+    encode, encode_file, school_csv, keys, tmp_path
 ):
     from .conftest import MAPPING
 
@@ -217,17 +214,7 @@ def test_single_byte_code_pages_are_read_and_other_encodings_refused(
     rows[0][1] = "Zoë"
     csv_path, map_path = school_csv(rows, mapping=with_encoding("cp1252"))
     csv_path.write_bytes(csv_path.read_text(encoding="utf-8").encode("cp1252"))
-    summary = encode_csv(
-        csv_path,
-        load_mapping(map_path),
-        default_schema(),
-        load_secret(keys["secret"]),
-        load_agency_key(keys["agency_key"]),
-        load_seal_public_key(keys["seal_pub"]),
-        tmp_path / "x.jsonl",
-        extract_date=EXTRACT_DATE,
-        workers=1,
-    )
+    summary = encode_file(csv_path, map_path, tmp_path / "x.jsonl")
     assert summary.record_count == 3
     first = next(iter_records(summary.out_path))
     ident = open_sealed_identity(first["sealed_identity"], load_seal_private_key(keys["seal_key"]))
@@ -252,23 +239,13 @@ def test_skip_and_drop_policies_report_problems(encode):
     assert "age" not in list(iter_records(path))[1]  # the bad DOB is missing, not guessed
 
 
-def test_empty_and_header_only_files(encode, school_csv, keys, tmp_path):
+def test_empty_and_header_only_files(encode, encode_file, school_csv, tmp_path):
     with pytest.raises(InputError, match="header but no records"):
         encode(rows=[])
     csv_path, map_path = school_csv()
     csv_path.write_text("")
     with pytest.raises(InputError, match="empty: no header row"):
-        encode_csv(
-            csv_path,
-            load_mapping(map_path),
-            default_schema(),
-            load_secret(keys["secret"]),
-            load_agency_key(keys["agency_key"]),
-            load_seal_public_key(keys["seal_pub"]),
-            tmp_path / "x.jsonl",
-            extract_date=EXTRACT_DATE,
-            workers=1,
-        )
+        encode_file(csv_path, map_path, tmp_path / "x.jsonl")
 
 
 def test_failed_encode_leaves_previous_extract_intact_and_no_temp(encode, tmp_path):
