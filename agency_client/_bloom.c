@@ -172,59 +172,10 @@ static int cache_grow(cache_t *c) {
     return 0;
 }
 
-/* Cached positions of a feature, computing and storing them on a miss. */
-static const uint16_t *lookup(cache_t *c, field_t *fields, uint8_t fi, const unsigned char *data,
-                              size_t len, int mask, uint16_t *scratch) {
-    field_t *f = &fields[fi];
-    if (len > MAX_CACHED_FEATURE || c->limit == 0) {
-        return field_positions(f, data, len, mask, scratch) ? NULL : scratch;
-    }
-    uint64_t h = fnv1a(fi, data, len);
-    if (c->cap) {
-        size_t j = (size_t)h & (c->cap - 1);
-        while (c->slots[j].used) {
-            slot_t *s = &c->slots[j];
-            if (s->hash == h && s->field == fi && s->len == len &&
-                memcmp(c->arena + s->off, data, len) == 0)
-                return (const uint16_t *)(c->arena + s->off + ((len + 1) & ~(size_t)1));
-            j = (j + 1) & (c->cap - 1);
-        }
-    }
-    if (field_positions(f, data, len, mask, scratch)) return NULL;
-    if (c->count >= c->limit) cache_clear(c);
-    if (2 * (c->count + 1) > c->cap && cache_grow(c)) return scratch; /* no memory: uncached */
-    size_t need = ((len + 1) & ~(size_t)1) + 2 * (size_t)f->k;
-    if (c->arena_len + need > c->arena_cap) {
-        size_t cap = c->arena_cap ? c->arena_cap * 2 : 65536;
-        while (cap < c->arena_len + need) cap *= 2;
-        if (cap > UINT32_MAX) {
-            cache_clear(c);
-            cap = c->arena_cap;
-        }
-        if (cap != c->arena_cap) {
-            unsigned char *arena = realloc(c->arena, cap);
-            if (!arena) return scratch;
-            c->arena = arena;
-            c->arena_cap = cap;
-        }
-    }
-    unsigned char *dst = c->arena + c->arena_len;
-    memcpy(dst, data, len);
-    uint16_t *pos = (uint16_t *)(dst + ((len + 1) & ~(size_t)1));
-    memcpy(pos, scratch, 2 * (size_t)f->k);
-    size_t j = (size_t)h & (c->cap - 1);
-    while (c->slots[j].used) j = (j + 1) & (c->cap - 1);
-    c->slots[j] = (slot_t){h, (uint32_t)c->arena_len, (uint16_t)len, fi, 1};
-    c->arena_len += need;
-    c->count++;
-    return pos;
-}
-
-/* Value cache: (field, whole value) -> every position of every feature of the
- * value, so a repeated name or date costs one lookup rather than one per
- * feature. Entry: value bytes (padded to even), uint16 count, the positions. */
-static const uint16_t *vcache_find(cache_t *c, uint8_t fi, const unsigned char *data, size_t len,
-                                   uint64_t h) {
+/* The payload stored for (field, bytes), or NULL. Entry layout in the arena:
+ * the bytes (padded to even length), then the payload (uint16 words). */
+static const uint16_t *cache_find(cache_t *c, uint8_t fi, const unsigned char *data, size_t len,
+                                  uint64_t h) {
     if (!c->cap) return NULL;
     size_t j = (size_t)h & (c->cap - 1);
     while (c->slots[j].used) {
@@ -237,29 +188,49 @@ static const uint16_t *vcache_find(cache_t *c, uint8_t fi, const unsigned char *
     return NULL;
 }
 
-static void vcache_put(cache_t *c, uint8_t fi, const unsigned char *data, size_t len, uint64_t h,
-                       const uint16_t *pos, size_t npos) {
-    size_t need = ((len + 1) & ~(size_t)1) + 2 * (1 + npos);
-    if (c->count >= c->limit || c->arena_len + need > VALUE_ARENA_MAX) cache_clear(c);
-    if (2 * (c->count + 1) > c->cap && cache_grow(c)) return; /* no memory: not cached */
+/* Store (field, bytes) -> payload (nwords uint16 words); returns the stored copy,
+ * or NULL when there is no memory for it. The cache is emptied first when it
+ * holds limit entries or its arena would pass max_arena bytes. */
+static const uint16_t *cache_put(cache_t *c, uint8_t fi, const unsigned char *data, size_t len,
+                                 uint64_t h, const uint16_t *payload, size_t nwords,
+                                 size_t max_arena) {
+    size_t need = ((len + 1) & ~(size_t)1) + 2 * nwords;
+    if (c->count >= c->limit || c->arena_len + need > max_arena) cache_clear(c);
+    if (2 * (c->count + 1) > c->cap && cache_grow(c)) return NULL;
     if (c->arena_len + need > c->arena_cap) {
         size_t cap = c->arena_cap ? c->arena_cap * 2 : 65536;
         while (cap < c->arena_len + need) cap *= 2;
         unsigned char *arena = realloc(c->arena, cap);
-        if (!arena) return;
+        if (!arena) return NULL;
         c->arena = arena;
         c->arena_cap = cap;
     }
     unsigned char *dst = c->arena + c->arena_len;
     memcpy(dst, data, len);
     uint16_t *stored = (uint16_t *)(dst + ((len + 1) & ~(size_t)1));
-    stored[0] = (uint16_t)npos;
-    memcpy(stored + 1, pos, 2 * npos);
+    memcpy(stored, payload, 2 * nwords);
     size_t j = (size_t)h & (c->cap - 1);
     while (c->slots[j].used) j = (j + 1) & (c->cap - 1);
     c->slots[j] = (slot_t){h, (uint32_t)c->arena_len, (uint16_t)len, fi, 1};
     c->arena_len += need;
     c->count++;
+    return stored;
+}
+
+/* Cached positions of a feature, computing and storing them on a miss. */
+static const uint16_t *lookup(cache_t *c, field_t *fields, uint8_t fi, const unsigned char *data,
+                              size_t len, int mask, uint16_t *scratch) {
+    field_t *f = &fields[fi];
+    if (len > MAX_CACHED_FEATURE || c->limit == 0) {
+        return field_positions(f, data, len, mask, scratch) ? NULL : scratch;
+    }
+    uint64_t h = fnv1a(fi, data, len);
+    const uint16_t *hit = cache_find(c, fi, data, len, h);
+    if (hit) return hit;
+    if (field_positions(f, data, len, mask, scratch)) return NULL;
+    /* arena offsets are uint32 */
+    const uint16_t *stored = cache_put(c, fi, data, len, h, scratch, (size_t)f->k, UINT32_MAX);
+    return stored ? stored : scratch; /* no memory: uncached */
 }
 
 /* ------------------------------------------------------------------------ */
@@ -367,7 +338,7 @@ typedef struct {
     int length_bits;
     cache_t cache;  /* feature -> positions */
     cache_t values; /* whole value -> positions of all its features */
-    uint16_t *collect; /* positions of the value being encoded, for the value cache */
+    uint16_t *collect; /* the value cache's payload being built: count, then positions */
     size_t ncollect;
     int collecting;
 } KernelObject;
@@ -444,7 +415,7 @@ static int Kernel_init(KernelObject *self, PyObject *args, PyObject *kwds) {
     self->length_bits = length_bits;
     self->cache.limit = (size_t)cache_limit;
     self->values.limit = (size_t)cache_limit;
-    self->collect = PyMem_Malloc(MAX_VALUE_POSITIONS * sizeof(uint16_t));
+    self->collect = PyMem_Malloc((1 + MAX_VALUE_POSITIONS) * sizeof(uint16_t));
     if (!self->collect) {
         PyErr_NoMemory();
         return -1;
@@ -467,7 +438,7 @@ static inline int set_feature(KernelObject *self, uint8_t fi, buf_t *b, unsigned
         if (self->ncollect + (size_t)f->k > MAX_VALUE_POSITIONS) {
             self->collecting = 0; /* too many to cache */
         } else {
-            memcpy(self->collect + self->ncollect, pos, 2 * (size_t)f->k);
+            memcpy(self->collect + 1 + self->ncollect, pos, 2 * (size_t)f->k);
             self->ncollect += (size_t)f->k;
         }
     }
@@ -584,7 +555,9 @@ static int encode_value(KernelObject *self, uint8_t fi, PyObject *value, buf_t *
         return encode_features(self, fi, value, b, out);
     }
     uint64_t h = fnv1a(fi, key.p, key.len);
-    const uint16_t *hit = vcache_find(&self->values, fi, key.p, key.len, h);
+    /* value cache: (field, whole value) -> count, then every position of every
+     * feature of the value: a repeated name or date is one lookup, not one per feature */
+    const uint16_t *hit = cache_find(&self->values, fi, key.p, key.len, h);
     if (hit) {
         for (uint16_t i = 1; i <= hit[0]; i++)
             out[hit[i] >> 3] |= (unsigned char)(1u << (hit[i] & 7));
@@ -594,8 +567,11 @@ static int encode_value(KernelObject *self, uint8_t fi, PyObject *value, buf_t *
     self->collecting = 1;
     self->ncollect = 0;
     int rc = encode_features(self, fi, value, b, out);
-    if (rc == 0 && self->collecting)
-        vcache_put(&self->values, fi, key.p, key.len, h, self->collect, self->ncollect);
+    if (rc == 0 && self->collecting) {
+        self->collect[0] = (uint16_t)self->ncollect;
+        cache_put(&self->values, fi, key.p, key.len, h, self->collect, 1 + self->ncollect,
+                  VALUE_ARENA_MAX); /* not stored for want of memory: just not cached */
+    }
     self->collecting = 0;
     buf_free(&key);
     return rc;
