@@ -129,7 +129,7 @@ class FilterEncoder:
         return kernel
 
     def encode_values(self, row: FeatureValues, salt: str | None) -> bytes:
-        """The hardened filter of one identity's feature values (from _feature_values)."""
+        """The hardened filter of one identity's feature values (from feature_values)."""
         raw = self.kernel(salt).encode(self._pick(row))
         if self.spec.hardening is Hardening.NONE:
             return raw
@@ -241,9 +241,14 @@ def feature_values(ident: NormalisedIdentity) -> FeatureValues:
     )
 
 
+def yyyymmdd(day: dt.date) -> str:
+    """A date as the encoder hashes a date of birth."""
+    return f"{day.year:04d}{day.month:02d}{day.day:02d}"
+
+
 def dob8(dob: dt.date | None) -> str | None:
-    """A date of birth as the encoder hashes it: yyyymmdd."""
-    return f"{dob.year:04d}{dob.month:02d}{dob.day:02d}" if dob else None
+    """A date of birth as the encoder hashes it (yyyymmdd), or None."""
+    return yyyymmdd(dob) if dob else None
 
 
 class Encoder:
@@ -341,9 +346,9 @@ class Encoder:
         if self._record is not None:
             return self._record.encode(features, outward, exact_values)
         enc = self.encode_features(features, outward, exact_values)
-        out = [',"clk":"', _b64(enc.clk), '"']
+        out = [',"clk":"', b64(enc.clk), '"']
         if enc.address_clk is not None:
-            out += [',"address_clk":"', _b64(enc.address_clk), '"']
+            out += [',"address_clk":"', b64(enc.address_clk), '"']
         for name, tokens in (
             ("exact_tokens", enc.exact_tokens),
             ("blocking_keys", enc.blocking_keys),
@@ -375,7 +380,8 @@ def _salt(spec: FilterSpec, dob8: str | None, sex: str | None) -> str | None:
     return None
 
 
-def _b64(raw: bytes) -> str:
+def b64(raw: bytes) -> str:
+    """Standard, padded base64 without a newline, as extract lines carry bytes."""
     return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 

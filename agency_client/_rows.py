@@ -9,7 +9,6 @@ field (a dropped field is treated as missing and never counts as agreement).
 
 from __future__ import annotations
 
-import binascii
 import csv
 import datetime as dt
 import gc
@@ -25,7 +24,7 @@ from nacl.public import PublicKey
 from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
 
 from . import _normalise as norm
-from ._encoder import Encoder, keyed_token
+from ._encoder import Encoder, b64, keyed_token, yyyymmdd
 from ._mapping import AgencyMapping, IndicatorColumn
 from ._seal import IdentitySealer
 
@@ -119,10 +118,6 @@ def _remember(cache: dict[_K, _V], key: _K, value: _V, limit: int = CACHE_LIMIT)
         cache.clear()
     cache[key] = value
     return value
-
-
-def _yyyymmdd(d: dt.date) -> str:
-    return f"{d.year:04d}{d.month:02d}{d.day:02d}"  # _encoder.dob8, for a date that is there
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,7 +440,7 @@ class RowEncoder:
             out += [',"postcode_district":"', postcode.outward, '"']
         if indicators:
             out += [',"indicators":[', ",".join(indicators), "]"]
-        out += [',"sealed_identity":"', _b64(sealed), '"}']
+        out += [',"sealed_identity":"', b64(sealed), '"}']
         return "".join(out)
 
     def _parse_dob(self, line: int, raw: str, problems: list[Problem]) -> _Dob | None:
@@ -470,7 +465,7 @@ class RowEncoder:
         return _remember(
             self._dob_cache,
             raw,
-            _Dob(dob, _yyyymmdd(dob), dob.isoformat(), str(_age(dob, ctx.extract_date))),
+            _Dob(dob, yyyymmdd(dob), dob.isoformat(), str(_age(dob, ctx.extract_date))),
         )
 
     def _field(self, key: str) -> str:
@@ -561,10 +556,6 @@ def _indicator_value(ic: IndicatorColumn, raw: str) -> float | None:
 
 # The escaping json.dumps(..., ensure_ascii=False) applies to a str (C-accelerated).
 _json_str = json.encoder.encode_basestring
-
-
-def _b64(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 def _age(dob: dt.date, at: dt.date) -> int:
