@@ -229,7 +229,6 @@ class RowEncoder:
         )
         self._today = dt.date.today()
         order = self._encoder.exact_order
-        self._exact_slots = order
         # (column key, parser, position in the encoder's exact values or None, column)
         self._identifiers = [
             (kind.value, parse, order.index(kind) if kind in order else None, self._opt[kind.value])
@@ -369,7 +368,7 @@ class RowEncoder:
             except norm.NormaliseError as exc:
                 self._bad(problems, line, self._field("postcode"), str(exc))
 
-        exact: list[str | None] = [None] * len(self._exact_slots)
+        exact: list[str | None] = [None] * len(self._encoder.exact_order)
         raw_ids: dict[str, str] = {}
         for key, parse, slot, idx in self._identifiers:
             raw = cells[idx].strip()
