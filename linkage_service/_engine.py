@@ -46,14 +46,15 @@ from ._blocking import (
 )
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
+from ._matchmodel import FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
     Features,
     PairScores,
     ScalarScorer,
-    ScoreParams,
     birth_years,
     dice_one,
     kernel,
+    pattern_counts,
     score_pairs,
     score_pairs_above,
 )
@@ -62,30 +63,28 @@ I64 = npt.NDArray[np.int64]
 _CHUNK = 1 << 18  # pairs scored at a time (bounded temporaries)
 K = TypeVar("K", bound=Hashable)
 _T = TypeVar("_T", bound=np.generic)
-EXACT_TYPES = ("nhs_number", "ni_number", "upn")
+EXACT_TYPES = ("nhs_number", "ni_number", "upn")  # checked identifiers (check digits)
 
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """Thresholds and blocking parameters. The defaults are the tuned, shipped values."""
+    """Thresholds and blocking parameters. The defaults are the shipped values.
 
-    match_threshold: float = 0.8  # pair score at or above: same person
-    review_threshold: float = 0.7  # pair score at or above (below match): clerical review
+    Scores are match probabilities (:mod:`._matchmodel`), so the thresholds mean
+    the same on every data set; nothing here was fitted to one.
+    """
+
+    match_threshold: float = 0.5  # match probability at or above: same person (Bayes' rule)
+    review_threshold: float = 0.05  # at or above (below match): clerical review
+    nonmatch_threshold: float = 0.01  # a cross pair below this forbids a merge
     address_threshold: float = 0.97  # address-filter Dice at or above: same place
-    nonmatch_threshold: float = 0.6  # a cross pair below this forbids a merge
     address_nonmatch_threshold: float = 0.9  # ditto for places
-    token_bonus: float = 0.2  # same keyed exact token
-    token_penalty: float = 0.5  # different keyed exact token of the same type
-    sex_penalty: float = 0.05
-    age_penalty: float = 0.1
-    age_tolerance: float = 1.5  # years between implied birth times before age counts
-    # per keyed blocking key agreeing / present on both and differing: measured on
-    # 100k records, any weight here trades recall for precision at no gain in F1
-    key_bonus: float = 0.0
-    key_penalty: float = 0.0
-    address_bonus: float = 0.03  # address filters agree (Dice >= address_same)
-    address_penalty: float = 0.1  # both have an address and they differ
-    address_same: float = 0.9
+    search_dice: float = 0.7  # subject access: person-filter Dice worth returning
+    # the match model is (re)estimated when none was, or when the records held have
+    # grown by this factor since it was; from at least train_min_pairs candidates
+    retrain_growth: float = 2.0
+    train_min_pairs: int = 200
+    random_pairs: int = 200_000  # record pairs sampled for the non-match start of EM
     lsh_bands: int = 14
     lsh_bits: int = 22
     address_lsh_bands: int = 4
@@ -99,56 +98,52 @@ class EngineConfig:
         text = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
-    @property
-    def score_params(self) -> ScoreParams:
-        """The evidence weights for :func:`score_pairs`."""
-        return ScoreParams(
-            self.token_bonus,
-            self.token_penalty,
-            self.sex_penalty,
-            self.age_penalty,
-            self.age_tolerance,
-            self.key_bonus,
-            self.key_penalty,
-            self.address_bonus,
-            self.address_penalty,
-            self.address_same,
-        )
 
-
-_TOKEN_SETS = [
-    [EXACT_TYPES[t] for t in range(len(EXACT_TYPES)) if code >> t & 1]
-    for code in range(1 << len(EXACT_TYPES))
-]
 PairEvidence = tuple[int, int, float, dict[str, object]]
+_COLUMNS = (
+    "a",
+    "b",
+    "score",
+    "pattern",
+    "dice",
+    "agree",
+    "conflict",
+    "sex",
+    "gap",
+    "ka",
+    "kd",
+    "addr",
+)
+
+
+def _names(mask: int, names: Sequence[str]) -> list[str]:
+    return [name for t, name in enumerate(names) if mask >> t & 1]
 
 
 class Evidence(Sequence[PairEvidence]):
     """Pairs with their evidence, ``(record a, record b, score, evidence dict)``, built on access.
 
     Held as numpy columns: a million links as tuples of dicts would cost about
-    half a gigabyte, and the service only streams them into the database.
+    half a gigabyte, and the service only streams them into the database. The
+    evidence names the match model version and explains the score comparison by
+    comparison (level and weight in bits), so every link says why it was made.
     """
 
     _CHUNK = 1 << 14
 
-    def __init__(self, *columns: npt.NDArray[np.generic]) -> None:
-        (
-            self._a,
-            self._b,
-            self._score,
-            self._dice,
-            self._agree,
-            self._conflict,
-            self._sex,
-            self._gap,
-            self._ka,
-            self._kd,
-            self._addr,
-        ) = columns
+    def __init__(
+        self,
+        model: MatchModel | None,
+        token_names: Sequence[str],
+        *columns: npt.NDArray[np.generic],
+    ) -> None:
+        self._model = model
+        self._model_id = model.fingerprint()[:16] if model is not None else None
+        self._token_names = tuple(token_names)
+        self._cols = dict(zip(_COLUMNS, columns, strict=True))
 
     def __len__(self) -> int:
-        return int(self._a.shape[0])
+        return int(self._cols["a"].shape[0])
 
     @overload
     def __getitem__(self, k: int) -> PairEvidence: ...
@@ -168,43 +163,33 @@ class Evidence(Sequence[PairEvidence]):
             yield from self._rows(lo, lo + self._CHUNK)
 
     def _rows(self, lo: int, hi: int) -> Iterator[PairEvidence]:
-        cols = [
-            c[lo:hi].tolist()
-            for c in (
-                self._a,
-                self._b,
-                self._score,
-                self._dice,
-                self._agree,
-                self._conflict,
-                self._sex,
-                self._gap,
-                self._ka,
-                self._kd,
-                self._addr,
-            )
-        ]
-        for a, b, score, dice, ag, co, sx, gap, ka, kd, ad in zip(*cols, strict=True):
-            yield (
-                a,
-                b,
-                score,
-                {
-                    "dice": dice,
-                    "tokens_agreed": list(_TOKEN_SETS[ag]),
-                    "tokens_conflicting": list(_TOKEN_SETS[co]),
-                    "sex_disagrees": sx,
-                    "birth_year_gap": None if gap != gap else gap,
-                    "blocking_keys_agreed": ka,
-                    "blocking_keys_differing": kd,
-                    "address_dice": None if ad != ad else ad,
-                },
-            )
+        cols = [self._cols[name][lo:hi].tolist() for name in _COLUMNS]
+        names, model = self._token_names, self._model
+        explained: dict[int, dict[str, dict[str, object]]] = {}
+        for a, b, score, pat, dice, ag, co, sx, gap, ka, kd, ad in zip(*cols, strict=True):
+            evidence: dict[str, object] = {
+                "probability": score,
+                "dice": dice,
+                "tokens_agreed": _names(ag, names),
+                "tokens_conflicting": _names(co, names),
+                "sex_disagrees": sx,
+                "birth_year_gap": None if gap != gap else gap,
+                "blocking_keys_agreed": ka,
+                "blocking_keys_differing": kd,
+                "address_dice": None if ad != ad else ad,
+            }
+            if model is not None:
+                if pat not in explained:
+                    explained[pat] = model.explain(pat)
+                evidence["match_model"] = self._model_id
+                evidence["prior_weight"] = round(model.prior_weight, 3)
+                evidence["comparisons"] = explained[pat]
+            yield (a, b, score, evidence)
 
 
 def _empty_evidence() -> Evidence:
     e = np.zeros(0)
-    return Evidence(*([e] * 11))
+    return Evidence(None, (), *([e] * len(_COLUMNS)))
 
 
 @dataclass
@@ -221,6 +206,8 @@ class Delta:
     links: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     review: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     stats: dict[str, float] = field(default_factory=dict)
+    model: MatchModel | None = None  # a newly estimated match model, when this update made one
+    fit: FitReport | None = None  # how the estimation went, when one was tried
 
 
 def _default_id(prefix: str) -> str:
@@ -301,8 +288,13 @@ class LinkageEngine:
         config: EngineConfig = EngineConfig(),
         *,
         id_factory: Callable[[str], str] | None = None,
+        model: MatchModel | None = None,
     ) -> None:
         self.config = config
+        # the match model in force; None until estimated or given (scores then use
+        # the EM start, see _matchmodel.prior_model)
+        self.model: MatchModel | None = model
+        self._prior: MatchModel | None = None
         self._new_id = id_factory or _default_id
         self._positions = band_positions(1024, config.lsh_bands, config.lsh_bits, config.lsh_seed)
         self._addr_positions = band_positions(
@@ -315,6 +307,7 @@ class LinkageEngine:
         self.addr = np.zeros((0, self._words), dtype=np.uint64)
         self.has_addr = np.zeros(0, dtype=np.bool_)
         self.exact = np.zeros((0, len(EXACT_TYPES)), dtype=np.uint64)
+        self.exact_names: list[str] = list(EXACT_TYPES)  # then local identifiers, as seen
         self.block_keys: dict[str, npt.NDArray[np.uint64]] = {}
         self.lsh = np.zeros((0, config.lsh_bands), dtype=np.uint64)
         self.addr_lsh = np.zeros((0, config.address_lsh_bands), dtype=np.uint64)
@@ -338,6 +331,10 @@ class LinkageEngine:
         self.person_hid: dict[str, str] = {}
         self.hid_persons: dict[str, set[str]] = {}
 
+    def adopt_model(self, stored: Mapping[str, object]) -> None:
+        """Use a stored match model (its :meth:`MatchModel.to_json` form) from now on."""
+        self.model = MatchModel.from_json(stored)
+
     # ------------------------------------------------------------------ read helpers
     def person_records(self, person_id: str) -> list[int]:
         """Record ids of a person (empty if unknown)."""
@@ -360,7 +357,7 @@ class LinkageEngine:
         record that may concern the person, not only certain links) or when a keyed
         exact token agrees. Returns ``(record id, dice, person id)``, best first.
         """
-        limit = self.config.review_threshold if threshold is None else threshold
+        limit = self.config.search_dice if threshold is None else threshold
         found: dict[int, float] = {}
         if self._n and len(clk) == 8 * self._words:
             query = np.frombuffer(clk, dtype="<u8").reshape(1, self._words).astype(np.uint64)
@@ -368,7 +365,7 @@ class LinkageEngine:
             for r, sc in zip(rows.tolist(), scores.tolist(), strict=True):
                 if self.alive[r]:
                     found[int(r)] = float(sc)
-            for t, name in enumerate(EXACT_TYPES):
+            for t, name in enumerate(self.exact_names):
                 token = exact.get(name)
                 if token:
                     code = np.uint64(token_code(token))
@@ -392,6 +389,7 @@ class LinkageEngine:
         config: EngineConfig = EngineConfig(),
         *,
         id_factory: Callable[[str], str] | None = None,
+        model: MatchModel | None = None,
     ) -> LinkageEngine:
         """Rebuild from what the database holds, without relinking persons.
 
@@ -400,7 +398,7 @@ class LinkageEngine:
         (reported in that update's ``household_of``).
         Address places are recomputed (deterministic, from the address filters).
         """
-        eng = cls(config, id_factory=id_factory)
+        eng = cls(config, id_factory=id_factory, model=model)
         missing = [int(i) for i in batch.ids.tolist() if int(i) not in person_of]
         if missing:
             raise ValueError(f"{len(missing)} records have no person, e.g. record id {missing[0]}")
@@ -442,8 +440,12 @@ class LinkageEngine:
         if k and addr.shape[1] != self._words:
             raise ValueError(f"address filters have {addr.shape[1]} words, expected {self._words}")
         clk_present = kernel.popcounts(clk) > 0 if k else np.zeros(0, dtype=np.bool_)
-        exact = np.zeros((k, len(EXACT_TYPES)), dtype=np.uint64)
-        for t, name in enumerate(EXACT_TYPES):
+        for name in sorted(batch.exact):
+            if name not in self.exact_names:
+                self.exact_names.append(name)
+                self.exact = np.hstack([self.exact, np.zeros((n0, 1), dtype=np.uint64)])
+        exact = np.zeros((k, len(self.exact_names)), dtype=np.uint64)
+        for t, name in enumerate(self.exact_names):
             if name in batch.exact:
                 exact[:, t] = batch.exact[name]
         for name in batch.blocking:
@@ -500,10 +502,61 @@ class LinkageEngine:
             if names
             else np.zeros((self._n, 0), dtype=np.uint64)
         )
-        return Features(self.clk, self.exact, self.sex, self.birth, keys, self.addr, self.has_addr)
+        checked = np.asarray([name in EXACT_TYPES for name in self.exact_names], dtype=np.bool_)
+        return Features(
+            self.clk, self.exact, checked, self.sex, self.birth, keys, self.addr, self.has_addr
+        )
+
+    def _model(self) -> MatchModel:
+        """The model in force, or the EM start while none has been estimated."""
+        if self.model is not None:
+            return self.model
+        if self._prior is None:
+            self._prior = prior_model(self._random_counts(self._features()))
+        return self._prior
+
+    def _random_counts(self, f: Features) -> npt.NDArray[np.float64]:
+        """Pattern histogram of random pairs of live records (seeded: the same every run)."""
+        rows = np.flatnonzero(self.alive)
+        if rows.size < 2:
+            return np.zeros(0)
+        rng = np.random.default_rng(self.config.lsh_seed)
+        k = min(self.config.random_pairs, rows.size * (rows.size - 1) // 2)
+        a = rows[rng.integers(0, rows.size, k)]
+        b = rows[rng.integers(0, rows.size, k)]
+        keep = a != b
+        lo, hi = np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])
+        return pattern_counts(f, lo * max(self._n, 1) + hi, max(self._n, 1))
+
+    def _estimation_due(self) -> bool:
+        """Is the match model to be (re-)estimated at this update? (See EngineConfig.)"""
+        if self.model is not None and not self.model.trained_on.get("estimated"):
+            return False  # a model set by hand stays as it was set
+        held = float(self.alive.sum())
+        trained = self.model.trained_on.get("records", 0.0) if self.model is not None else 0.0
+        return self.model is None or held >= self.config.retrain_growth * trained
+
+    def _estimate(self, f: Features, codes: I64, delta: Delta) -> bool:
+        """Estimate the match model from the candidate pairs ``codes``; was one accepted?"""
+        held = float(self.alive.sum())
+        if codes.size < self.config.train_min_pairs:
+            return False
+        randoms = self._random_counts(f)
+        model, report = estimate(
+            pattern_counts(f, codes, max(self._n, 1)),
+            randoms,
+            min_pairs=self.config.train_min_pairs,
+        )
+        delta.fit = report
+        if model is not None:
+            self.model = MatchModel(
+                model.m, model.u, model.lam, {**model.trained_on, "records": held}
+            )
+            delta.model = self.model
+        return model is not None
 
     def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
-        scorer = ScalarScorer(f, self.config.score_params)
+        scorer = ScalarScorer(f, self._model())
         floor = self.config.nonmatch_threshold
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
@@ -535,7 +588,7 @@ class LinkageEngine:
         a = np.asarray(rows, dtype=np.int64)
         ii, jj = np.triu_indices(len(rows), 1)
         i, j = a[ii], a[jj]
-        s = score_pairs(f, i, j, self.config.score_params)
+        s = score_pairs(f, i, j, self._model())
         m = (s.score >= self.config.match_threshold) & ~s.conflict
         agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
 
@@ -610,6 +663,9 @@ class LinkageEngine:
         keys = [self.lsh[:, b] for b in range(cfg.lsh_bands)]
         keys += list(self.block_keys.values())
         keys += [self.exact[:, t] for t in range(self.exact.shape[1])]
+        # people at one address are candidates too: a typo in every name and a wrong
+        # date of birth still leave the address (the model weighs how much it says)
+        keys += [self.addr_lsh[:, b] for b in range(cfg.address_lsh_bands)]
         parts = (
             block_pairs(np.ascontiguousarray(k), is_new, cfg.block_window, alive) for k in keys
         )
@@ -692,12 +748,29 @@ class LinkageEngine:
         f_rows.update(new_rows.tolist())
         t1 = time.perf_counter()
         codes = self._candidate_codes(is_new)
-        n_candidates = int(codes.size)
         t2 = time.perf_counter()
         # 3. score and cluster; pairs below the review band are never looked at again
         f = self._features()
+        relink = False
+        if self._estimation_due():
+            # estimated from every candidate pair held, not only this update's; a
+            # model estimated while few records were held (one agency's, say) may
+            # have learnt the wrong thing, so when a new one is accepted every person
+            # is re-linked under it (ids stay wherever most of a person's records do)
+            held_before = n_old > 0 and bool(self.pid_root)
+            every = self._candidate_codes(self.alive) if held_before else codes
+            if self._estimate(f, every, delta) and held_before:
+                relink, codes = True, every
+                live = np.flatnonzero(self.alive).tolist()
+                touched_pids.update(self.pid_root)
+                self.persons = Clusters()
+                for r in live:
+                    self.persons.add([r])
+                f_rows.update(live)
+            del every
+        n_candidates = int(codes.size)
         floor = min(cfg.review_threshold, cfg.match_threshold)
-        i, j, s = score_pairs_above(f, codes, max(self._n, 1), cfg.score_params, floor)
+        i, j, s = score_pairs_above(f, codes, max(self._n, 1), self._model(), floor)
         del codes
         t3 = time.perf_counter()
         strong = s.score >= cfg.match_threshold
@@ -773,16 +846,21 @@ class LinkageEngine:
             "seconds_households": t6 - t5,
             "seconds_evidence": t7 - t6,
             "seconds_total": t7 - t_start,
+            "model_estimated": float(delta.model is not None),
+            "relinked_all": float(relink),
         }
         return delta
 
     def _evidence(self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]) -> Evidence:
         idx = np.nonzero(mask)[0]
-        weights = 1 << np.arange(len(EXACT_TYPES), dtype=np.int64)
+        weights = 1 << np.arange(len(self.exact_names), dtype=np.int64)
         return Evidence(
+            self._model(),
+            self.exact_names,
             self.ids[i[idx]],
             self.ids[j[idx]],
             s.score[idx],
+            s.pattern[idx],
             s.dice[idx],
             s.agree[idx] @ weights,
             s.disagree[idx] @ weights,
@@ -955,9 +1033,11 @@ class _Probe:
         same &= e.day[rows] == b.extract_day[ks]
         same &= e.dep[rows] == b.dependent_flag[ks]
         same &= e.exp[rows] == b.expectant_flag[ks]
-        for t, name in enumerate(EXACT_TYPES):
+        for t, name in enumerate(e.exact_names):
             col = b.exact.get(name)
             same &= e.exact[rows, t] == (col[ks] if col is not None else 0)
+        for name in b.exact.keys() - set(e.exact_names):
+            same &= b.exact[name][ks] == 0
         for name, held in e.block_keys.items():
             col = b.blocking.get(name)
             same &= held[rows] == (col[ks] if col is not None else 0)

@@ -309,9 +309,13 @@ class LinkageService:
                 batch, person_of, household_of = load_state(
                     conn, self._clk_bytes, self._address_bytes
                 )
+                stored_model = store.latest_match_model(conn)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot load the linkage state: {exc}") from exc
         engine = self._factory(batch, person_of, household_of)
+        adopt = getattr(engine, "adopt_model", None)
+        if stored_model is not None and adopt is not None:
+            adopt(stored_model)  # the version in force when the service stopped
         _logger.info(
             "engine built",
             extra={"records": len(batch), "seconds": round(time.monotonic() - started, 3)},
@@ -612,6 +616,10 @@ class LinkageService:
                 "link_seconds": round(link_seconds, 3),
                 "engine": {k: float(v) for k, v in delta.stats.items()},
             }
+            new_model = getattr(delta, "model", None)
+            if new_model is not None:
+                stats["match_model"] = new_model.to_json()
+                stats["match_model_id"] = new_model.fingerprint()[:16]
             conn.execute(
                 store.runs.insert().values(
                     id=run_id,

@@ -718,6 +718,24 @@ def list_runs(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
     return [_run_json(r) for r in rows]
 
 
+def latest_match_model(conn: Connection) -> dict[str, Any] | None:
+    """The match model the newest run that estimated one stored (its parameters), or None.
+
+    Each estimated model version is kept in the stats of the run that made it
+    (``stats.match_model``), so every version stays readable beside the run.
+    """
+    row = conn.execute(
+        sa.select(runs.c.stats)
+        .where(runs.c.status == "applied", runs.c.stats.like('%"match_model_id"%'))
+        .order_by(runs.c.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    found = json.loads(row.stats).get("match_model")
+    return found if isinstance(found, dict) else None
+
+
 def get_run(engine: Engine, run_id: int) -> dict[str, Any]:
     """One run by id."""
     try:

@@ -14,6 +14,7 @@ import pytest
 from evaluation._harness import Population, load_population
 from linkage_service._batch import RecordBatch, token_codes
 from linkage_service._engine import Delta, LinkageEngine
+from linkage_service._matchmodel import ADDRESS_CUTS, KEY_LEVELS, PERSON_CUTS, MatchModel
 
 HOUSEHOLDS = 2000
 SEED = 20261121
@@ -97,7 +98,7 @@ def counter_ids() -> object:
 
 
 def engine() -> LinkageEngine:
-    return LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    return LinkageEngine(id_factory=counter_ids(), model=dice_model())  # type: ignore[arg-type]
 
 
 def persons(eng: LinkageEngine, ids: Sequence[int]) -> list[str]:
@@ -124,3 +125,23 @@ def _population(workdir: str) -> Population:
 def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
     """The shared synthetic population (generated and encoded once per test session)."""
     return _population(str(tmp_path_factory.getbasetemp() / "engine-population"))
+
+
+def dice_model(match: float = 0.8, review: float = 0.7, address_same: float = 0.9) -> MatchModel:
+    """A hand-set match model for engine mechanics: the person filter's Dice decides.
+
+    Pairs at or above ``match`` score about 0.999, pairs in ``[review, match)`` about
+    0.2 (the review band), lower pairs about 0.001 (below the cohesion floor).
+    Addresses, sex and birth year weigh a little, checked identifiers a lot.
+    Only whole Dice bands of the model can be thresholds.
+    """
+    bands = [0.0, *PERSON_CUTS]
+    person = [
+        10.0 if lo >= match else -2.0 if lo >= review else -10.0
+        for lo in bands
+        for _ in range(KEY_LEVELS)
+    ]
+    address = [0.0] + [0.5 if lo >= address_same else -1.0 for lo in [0.0, *ADDRESS_CUTS]]
+    return MatchModel.from_weights(
+        [person, address, [0, 12, -12], [0, 4, -4], [0, 0.2, -2], [0, 0.5, -3, -6]], 0.0
+    )

@@ -10,12 +10,22 @@ from hypothesis import strategies as st
 from linkage_service._cluster import Clusters, agglomerate
 from linkage_service._engine import EngineConfig, LinkageEngine
 
-from ._engine_helpers import Rec, base_bits, batch, counter_ids, engine, persons, perturb
+from ._engine_helpers import (
+    Rec,
+    base_bits,
+    batch,
+    counter_ids,
+    dice_model,
+    engine,
+    persons,
+    perturb,
+)
 
 
 def test_no_chaining_through_a_bridge_record() -> None:
-    # A~B and B~C score 0.85, A vs C only 0.7: with a non-match floor of 0.75 the
-    # bridge B joins one side and A and C stay apart
+    # A~B and B~C have Dice 0.85 (a match), A vs C only 0.7 (the review band, about
+    # 0.2): with a non-match floor of 0.5 the bridge B joins one side and A and C
+    # stay apart
     b = base_bits(1, 400)
     rng = np.random.default_rng(2)
     members = sorted(b)
@@ -25,8 +35,8 @@ def test_no_chaining_through_a_bridge_record() -> None:
     add = rng.permutation(outside)
     a = (b - drop_a) | set(add[:60].tolist())
     c = (b - drop_c) | set(add[60:120].tolist())
-    cfg = EngineConfig(nonmatch_threshold=0.75)
-    eng = LinkageEngine(cfg, id_factory=counter_ids())  # type: ignore[arg-type]
+    cfg = EngineConfig(nonmatch_threshold=0.5)
+    eng = LinkageEngine(cfg, id_factory=counter_ids(), model=dice_model())  # type: ignore[arg-type]
     delta = eng.update(batch([Rec(1, a, agency=0), Rec(2, b, agency=1), Rec(3, c, agency=2)]), [])
     p = persons(eng, [1, 2, 3])
     assert p[0] != p[2]
@@ -95,7 +105,17 @@ def test_link_evidence_reads_the_same_by_index_slice_and_iteration() -> None:
     assert delta.links[-1] == links[-1] and delta.links[:2] == links[:2]
     a, b_, score, evidence = links[0]
     assert isinstance(a, int) and isinstance(score, float)
+    assert evidence["probability"] == score
+    # the score is explained comparison by comparison, and the weights add up to it
+    comparisons = evidence["comparisons"]
+    assert isinstance(comparisons, dict) and comparisons["checked_id"]["level"] == "agree"
+    weight = float(evidence["prior_weight"]) + sum(c["weight"] for c in comparisons.values())
+    assert score == pytest.approx(1 / (1 + 2**-weight), abs=1e-3)
     assert set(evidence) == {
+        "probability",
+        "match_model",
+        "prior_weight",
+        "comparisons",
         "dice",
         "tokens_agreed",
         "tokens_conflicting",

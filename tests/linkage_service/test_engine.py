@@ -10,7 +10,16 @@ import pytest
 from evaluation._harness import Population, pair_scores
 from linkage_service._engine import EngineConfig, LinkageEngine
 
-from ._engine_helpers import Rec, base_bits, batch, counter_ids, labels, perturb, population
+from ._engine_helpers import (
+    Rec,
+    base_bits,
+    batch,
+    counter_ids,
+    dice_model,
+    labels,
+    perturb,
+    population,
+)
 
 __all__ = ["population"]  # the fixture, imported for pytest
 
@@ -149,7 +158,7 @@ def test_a_changed_record_keeps_its_person() -> None:
 
 def test_a_new_record_joins_an_existing_person_and_merges_are_reported() -> None:
     me = base_bits(3)
-    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    eng = LinkageEngine(id_factory=counter_ids(), model=dice_model())  # type: ignore[arg-type]
     key = {"family_dob": b"f" * 12}
     # two records too far apart to link on their own, each its own person
     a, b = perturb(me, 70, 4), perturb(me, 70, 5)  # Dice about 0.76 apart, 0.86 to me

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from linkage_service._engine import EngineConfig
 from linkage_service._scoring import (
     Features,
     ScalarScorer,
@@ -14,6 +13,8 @@ from linkage_service._scoring import (
     score_pairs_above,
     score_pairs_chunked,
 )
+
+from ._engine_helpers import dice_model
 
 
 def _features(rng: np.random.Generator, n: int) -> Features:
@@ -30,7 +31,8 @@ def _features(rng: np.random.Generator, n: int) -> Features:
     addr = addr.astype(np.uint64)
     addr[: n // 2] = addr[n // 2 :]  # half the rows share an address with another
     has_addr = rng.random(n) < 0.8
-    return Features(clk, exact, sex, birth, keys, addr, has_addr)
+    checked = np.array([True, True, False])  # two checked identifier types and a local one
+    return Features(clk, exact, checked, sex, birth, keys, addr, has_addr)
 
 
 def test_scalar_scores_equal_vector_scores() -> None:
@@ -38,7 +40,7 @@ def test_scalar_scores_equal_vector_scores() -> None:
     n = 300
     f = _features(rng, n)
     clk = f.clk
-    p = EngineConfig(key_bonus=0.02, key_penalty=0.03, address_bonus=0.01).score_params
+    p = dice_model()
     i = rng.integers(0, n, 2000).astype(np.int64)
     j = rng.integers(0, n, 2000).astype(np.int64)
     s = score_pairs(f, i, j, p)
@@ -62,16 +64,16 @@ def test_scores_above_a_floor_are_the_full_scores_filtered() -> None:
     f = _features(rng, n)
     # near-copies, so that some pairs score high
     f.clk[n // 2 :] = f.clk[: n // 2]
-    p = EngineConfig().score_params
+    p = dice_model()
     ii, jj = np.triu_indices(n, 1)
     i, j = ii.astype(np.int64), jj.astype(np.int64)
     full = score_pairs(f, i, j, p)
     codes = i * n + j
-    for floor in (-10.0, 0.7, 0.95, 10.0):
+    for floor in (-1.0, 0.05, 0.5, 0.99, 2.0):
         ki, kj, kept = score_pairs_above(f, codes, n, p, floor, chunk=777)
         sel = full.score >= floor
         assert (ki == i[sel]).all() and (kj == j[sel]).all()
-        for name in ("score", "dice", "agree", "disagree", "keys_agreed"):
+        for name in ("score", "pattern", "dice", "agree", "disagree", "conflict", "keys_agreed"):
             assert (getattr(kept, name) == getattr(full, name)[sel]).all()
         assert np.array_equal(kept.address_dice, full.address_dice[sel], equal_nan=True)
-    assert 0 < int((full.score >= 0.7).sum()) < i.size  # the floors above do filter
+    assert 0 < int((full.score >= 0.5).sum()) < i.size  # the floors above do filter

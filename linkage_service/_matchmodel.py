@@ -1,0 +1,508 @@
+"""The match model: Fellegi–Sunter match probabilities estimated from the data held.
+
+Owns what a pair's score means. Each candidate pair is described by a
+*comparison vector*: one level per comparison, computed from encodings and
+coarse attributes only:
+
+===========  =====================================================================
+comparison   levels
+===========  =====================================================================
+person       Dice of the person filters in nine bands (below 0.60 ... 0.95 and
+             above), crossed with how many keyed blocking keys agree (0, 1, 2+):
+             the two are different views of the same names and dates, so they are
+             modelled jointly rather than counted twice
+address      missing, or address-filter Dice in five bands (below 0.70 ... 0.97+)
+checked_id   missing, agree, disagree: keyed NHS number, NI number or UPN
+local_id     missing, agree, disagree: any other keyed identifier the scheme declares
+sex          missing, agree, disagree
+birth_year   missing, within 1.5 years, within 10 years, further apart (from the
+             coarse age at the extract date)
+===========  =====================================================================
+
+For each comparison the model holds ``m`` (the level's probability among pairs
+of records of the same person) and ``u`` (among pairs of different people), and
+a prior ``lam``, the share of candidate pairs that are matches. A pair's match
+weight is ``log2(lam / (1 - lam)) + sum(log2(m / u))`` over its non-missing
+levels (a missing value says nothing, so its level weighs 0) and its score is the
+match probability ``1 / (1 + 2 ** -weight)``: a calibrated probability under the
+model's assumptions, the same scale on every data set, so one threshold serves
+all.
+
+The parameters are estimated without labels by expectation maximisation over
+the candidate pairs blocking produced (:func:`estimate`), as Fellegi–Sunter
+linkage has done since Winkler: the E step gives each distinct comparison
+pattern its match probability, the M step re-estimates ``m``, ``u`` and
+``lam`` from the expected counts. Patterns are counted once (a histogram over
+at most a few thousand patterns), so a million candidate pairs cost one
+``bincount``. ``u`` starts from random record pairs (almost all non-matches)
+and ``m`` from a weakly informative start that puts agreement above
+disagreement; a Dirichlet pseudo-count keeps every level's probability above
+zero. A fit that ends with ``m`` no more concentrated on the top person level
+than ``u`` (the classes swapped, or no matches found) is refused and the model
+it would replace stays in force.
+
+Must never: look at anything but encodings and coarse attributes, hold a secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "COMPARISONS",
+    "Comparison",
+    "FitReport",
+    "MatchModel",
+    "estimate",
+    "prior_model",
+]
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+PERSON_CUTS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
+ADDRESS_CUTS = (0.70, 0.80, 0.90, 0.97)
+KEY_LEVELS = 3  # blocking keys agreeing: 0, 1, 2 or more
+BIRTH_CLOSE, BIRTH_NEAR = 1.5, 10.0
+MODEL_FORMAT = "family-linkage/match-model/v1"
+
+
+def _bands(cuts: Sequence[float]) -> list[str]:
+    edges = [f"{c:.2f}" for c in cuts]
+    return (
+        [f"<{edges[0]}"]
+        + [f"{a}-{b}" for a, b in zip(edges, edges[1:], strict=False)]
+        + [f">={edges[-1]}"]
+    )
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison: its name, its level labels and which level (if any) means missing."""
+
+    name: str
+    levels: tuple[str, ...]
+    missing: int | None  # index of the "missing" level (weighs 0), or None
+
+
+def _person_levels() -> tuple[str, ...]:
+    return tuple(
+        f"dice {band}, {k if k < KEY_LEVELS - 1 else f'{k}+'} keys agree"
+        for band in _bands(PERSON_CUTS)
+        for k in range(KEY_LEVELS)
+    )
+
+
+COMPARISONS: tuple[Comparison, ...] = (
+    Comparison("person", _person_levels(), None),
+    Comparison("address", ("missing", *(f"dice {b}" for b in _bands(ADDRESS_CUTS))), 0),
+    Comparison("checked_id", ("missing", "agree", "disagree"), 0),
+    Comparison("local_id", ("missing", "agree", "disagree"), 0),
+    Comparison("sex", ("missing", "agree", "disagree"), 0),
+    Comparison("birth_year", ("missing", "within 1.5 years", "within 10 years", "further"), 0),
+)
+SIZES = tuple(len(c.levels) for c in COMPARISONS)
+PATTERNS = int(np.prod(SIZES))
+# mixed-radix place value of each comparison in a pattern number
+_PLACE = np.cumprod((1, *SIZES[:0:-1]))[::-1].astype(np.int64)
+_PLACE_LIST: list[int] = _PLACE.tolist()
+
+
+def person_level(dice: F64, keys_agreed: I64) -> I64:
+    """The person comparison's level of each pair."""
+    band = np.searchsorted(np.asarray(PERSON_CUTS), dice, side="right").astype(np.int64)
+    out: I64 = band * KEY_LEVELS + np.minimum(keys_agreed, KEY_LEVELS - 1)
+    return out
+
+
+def address_level(dice: F64) -> I64:
+    """The address comparison's level (0 where either has no address: ``dice`` is nan)."""
+    band = np.searchsorted(np.asarray(ADDRESS_CUTS), np.nan_to_num(dice, nan=0.0), side="right")
+    out: I64 = np.where(np.isnan(dice), 0, band + 1).astype(np.int64)
+    return out
+
+
+def token_level(agree: npt.NDArray[np.bool_], disagree: npt.NDArray[np.bool_]) -> I64:
+    """Missing 0, agree 1, disagree 2 (agreement on one type outweighs a conflict on another)."""
+    out: I64 = np.where(agree, 1, np.where(disagree, 2, 0)).astype(np.int64)
+    return out
+
+
+def sex_level(si: npt.NDArray[np.int8], sj: npt.NDArray[np.int8]) -> I64:
+    """Missing 0, agree 1, disagree 2."""
+    known = (si != 0) & (sj != 0)
+    out: I64 = np.where(known, np.where(si == sj, 1, 2), 0).astype(np.int64)
+    return out
+
+
+def birth_level(gap: F64) -> I64:
+    """Missing 0 (``gap`` nan), within 1.5 years 1, within 10 years 2, further 3."""
+    g = np.nan_to_num(gap, nan=-1.0)
+    out: I64 = np.where(
+        np.isnan(gap), 0, np.where(g <= BIRTH_CLOSE, 1, np.where(g <= BIRTH_NEAR, 2, 3))
+    ).astype(np.int64)
+    return out
+
+
+def pattern_of(
+    dice: float,
+    keys_agreed: int,
+    address_dice: float | None,
+    checked: int,
+    local: int,
+    sex: int,
+    birth_gap: float,
+) -> int:
+    """The pattern number of one pair (plain Python: the same levels as the array functions).
+
+    ``checked``, ``local`` and ``sex`` are levels already (0 missing, 1 agree,
+    2 disagree); ``birth_gap`` is nan when unknown.
+    """
+    person = bisect_right(PERSON_CUTS, dice) * KEY_LEVELS + min(keys_agreed, KEY_LEVELS - 1)
+    address = 0 if address_dice is None else bisect_right(ADDRESS_CUTS, address_dice) + 1
+    if birth_gap != birth_gap:
+        birth = 0
+    else:
+        birth = 1 if birth_gap <= BIRTH_CLOSE else 2 if birth_gap <= BIRTH_NEAR else 3
+    p = _PLACE_LIST
+    return (
+        person * p[0] + address * p[1] + checked * p[2] + local * p[3] + sex * p[4] + birth * p[5]
+    )
+
+
+def patterns(levels: Sequence[I64]) -> I64:
+    """Pattern numbers from per-comparison levels (in :data:`COMPARISONS` order)."""
+    out = np.zeros(levels[0].shape[0], dtype=np.int64)
+    for lv, place in zip(levels, _PLACE.tolist(), strict=True):
+        out += lv * place
+    return out
+
+
+def unpack(pattern: int) -> tuple[int, ...]:
+    """Per-comparison levels of one pattern number."""
+    return tuple(int(pattern // p % s) for p, s in zip(_PLACE.tolist(), SIZES, strict=True))
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How an estimation went: the data it saw and whether it converged."""
+
+    candidate_pairs: int
+    random_pairs: int
+    iterations: int
+    converged: bool
+    accepted: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class MatchModel:
+    """Fellegi–Sunter parameters: ``m`` and ``u`` per comparison level, and the prior."""
+
+    m: tuple[tuple[float, ...], ...]
+    u: tuple[tuple[float, ...], ...]
+    lam: float
+    trained_on: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.m) != len(COMPARISONS) or len(self.u) != len(COMPARISONS):
+            raise ValueError(f"a match model has {len(COMPARISONS)} comparisons")
+        for c, m, u in zip(COMPARISONS, self.m, self.u, strict=True):
+            if len(m) != len(c.levels) or len(u) != len(c.levels):
+                raise ValueError(f"comparison {c.name} has {len(c.levels)} levels")
+            if min(m) <= 0 or min(u) <= 0:
+                raise ValueError(f"comparison {c.name}: probabilities must be positive")
+        if not 0 < self.lam < 1:
+            raise ValueError("lam must be between 0 and 1")
+        table = np.zeros(PATTERNS, dtype=np.float64)
+        for k in range(len(COMPARISONS)):
+            w = self.level_weights(k)
+            table += np.repeat(np.tile(w, PATTERNS // (SIZES[k] * _PLACE[k])), _PLACE[k])
+        table += math.log2(self.lam / (1 - self.lam))
+        probability = 1.0 / (1.0 + np.exp2(-np.clip(table, -60.0, 60.0)))
+        object.__setattr__(self, "_table", table)
+        object.__setattr__(self, "_probability", probability)
+        object.__setattr__(self, "_probability_list", probability.tolist())
+
+    def level_weights(self, k: int) -> F64:
+        """log2(m/u) of each level of comparison ``k`` (0 for its missing level)."""
+        w: F64 = np.log2(np.asarray(self.m[k]) / np.asarray(self.u[k]))
+        missing = COMPARISONS[k].missing
+        if missing is not None:
+            w[missing] = 0.0
+        return w
+
+    @classmethod
+    def from_weights(cls, weights: Sequence[Sequence[float]], offset: float) -> MatchModel:
+        """A model whose level weights are exactly ``weights`` and whose prior weight is ``offset``.
+
+        For a model set by hand (tests, a scheme that fixes its weights). Each
+        comparison needs a level with a positive and one with a negative weight
+        (``m`` and ``u`` are both distributions, so ``m/u`` cannot be above 1, or
+        below 1, everywhere); a missing level's weight is ignored.
+        """
+        ms: list[tuple[float, ...]] = []
+        us: list[tuple[float, ...]] = []
+        for c, w in zip(COMPARISONS, weights, strict=True):
+            if len(w) != len(c.levels):
+                raise ValueError(f"comparison {c.name} has {len(c.levels)} levels")
+            live = [i for i in range(len(c.levels)) if i != c.missing]
+            pos = [i for i in live if w[i] > 0]
+            neg = [i for i in live if w[i] < 0]
+            if not pos or not neg:
+                raise ValueError(f"comparison {c.name}: needs a positive and a negative weight")
+            # u_i (2^w_i - 1) sums to 0, so m_i = u_i 2^w_i sums to 1 with u
+            raw = [0.0] * len(c.levels)
+            for i in pos:
+                raw[i] = 1.0 / (2.0 ** w[i] - 1.0)
+            for i in neg:
+                raw[i] = len(pos) / len(neg) / (1.0 - 2.0 ** w[i])
+            zero = [i for i in live if w[i] == 0]
+            for i in zero:
+                raw[i] = min(raw[j] for j in pos + neg)
+            z = sum(raw)
+            u = [1.0 if i == c.missing else raw[i] / z for i in range(len(c.levels))]
+            ms.append(
+                tuple(1.0 if i == c.missing else u[i] * 2.0 ** w[i] for i in range(len(c.levels)))
+            )
+            us.append(tuple(u))
+        odds = 2.0 ** max(min(offset, 50.0), -50.0)
+        return cls(tuple(ms), tuple(us), odds / (1 + odds), {"estimated": 0.0})
+
+    @property
+    def prior_weight(self) -> float:
+        """log2 of the prior odds of a match among candidate pairs."""
+        return math.log2(self.lam / (1 - self.lam))
+
+    def weights(self, pattern: I64) -> F64:
+        """Match weight (log2 odds) of each pattern number."""
+        table: F64 = self._table  # type: ignore[attr-defined]
+        out: F64 = table[pattern]
+        return out
+
+    def probability(self, pattern: I64) -> F64:
+        """Match probability of each pattern number."""
+        table: F64 = self._probability  # type: ignore[attr-defined]
+        out: F64 = table[pattern]
+        return out
+
+    def probability_of(self, pattern: int) -> float:
+        """Match probability of one pattern number (plain Python, the same value)."""
+        out: float = self._probability_list[pattern]  # type: ignore[attr-defined]
+        return out
+
+    def explain(self, pattern: int) -> dict[str, dict[str, object]]:
+        """Each comparison's level and weight for one pattern: the reason for a score."""
+        out: dict[str, dict[str, object]] = {}
+        for k, (c, lv) in enumerate(zip(COMPARISONS, unpack(pattern), strict=True)):
+            out[c.name] = {
+                "level": c.levels[lv],
+                "weight": round(float(self.level_weights(k)[lv]), 3),
+            }
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        """The parameters as plain JSON (what the service stores per model version)."""
+        return {
+            "format": MODEL_FORMAT,
+            "comparisons": {
+                c.name: {
+                    "levels": list(c.levels),
+                    "m": [round(x, 10) for x in m],
+                    "u": [round(x, 10) for x in u],
+                }
+                for c, m, u in zip(COMPARISONS, self.m, self.u, strict=True)
+            },
+            "lam": round(self.lam, 10),
+            "trained_on": dict(self.trained_on),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> MatchModel:
+        """The inverse of :meth:`to_json`; refuses another format or other comparisons."""
+        if data.get("format") != MODEL_FORMAT:
+            raise ValueError(f"not a {MODEL_FORMAT} document")
+        comps = data.get("comparisons")
+        if not isinstance(comps, dict) or sorted(comps) != sorted(c.name for c in COMPARISONS):
+            raise ValueError("the model's comparisons differ from this engine's")
+        for c in COMPARISONS:
+            if list(comps[c.name]["levels"]) != list(c.levels):
+                raise ValueError(f"comparison {c.name}: levels differ from this engine's")
+        lam = data.get("lam")
+        trained = data.get("trained_on", {})
+        if not isinstance(lam, float | int) or not isinstance(trained, dict):
+            raise ValueError("lam must be a number and trained_on an object")
+        return cls(
+            tuple(tuple(float(x) for x in comps[c.name]["m"]) for c in COMPARISONS),
+            tuple(tuple(float(x) for x in comps[c.name]["u"]) for c in COMPARISONS),
+            float(lam),
+            {str(k): float(v) for k, v in trained.items()},
+        )
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON: the model version runs and links refer to."""
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _start_m() -> list[F64]:
+    """A weakly informative start for ``m``: agreement likelier than disagreement."""
+    out: list[F64] = []
+    for c in COMPARISONS:
+        n = len(c.levels)
+        if c.name == "person":
+            band = np.arange(n) // KEY_LEVELS
+            keys = np.arange(n) % KEY_LEVELS
+            v = np.exp2(1.5 * band + keys).astype(np.float64)
+        elif c.name == "address":
+            v = np.exp2(np.arange(n, dtype=np.float64))
+        elif c.name == "birth_year":
+            v = np.array([1.0, 16.0, 2.0, 1.0])
+        else:
+            v = np.array([1.0, 16.0, 1.0])
+        if c.missing is not None:
+            v[c.missing] = 0.0
+        out.append(v / v.sum())
+    return out
+
+
+def _distributions(counts: F64, pseudo: float) -> list[F64]:
+    """Per-comparison level distributions of pattern ``counts`` (missing levels excluded)."""
+    out: list[F64] = []
+    for k, c in enumerate(COMPARISONS):
+        per_level = np.bincount(
+            (np.arange(PATTERNS) // _PLACE[k]) % SIZES[k], weights=counts, minlength=SIZES[k]
+        ).astype(np.float64)
+        per_level += pseudo
+        if c.missing is not None:
+            per_level[c.missing] = 0.0
+        out.append(per_level / per_level.sum())
+    return out
+
+
+def _with_missing(dists: list[F64]) -> tuple[tuple[float, ...], ...]:
+    """Distributions as model parameters: a missing level gets 1.0 (it weighs 0 either way)."""
+    out = []
+    for c, d in zip(COMPARISONS, dists, strict=True):
+        v = d.copy()
+        if c.missing is not None:
+            v[c.missing] = 1.0
+        out.append(tuple(float(x) for x in v))
+    return tuple(out)
+
+
+def _level_index() -> list[I64]:
+    return [
+        ((np.arange(PATTERNS) // _PLACE[k]) % SIZES[k]).astype(np.int64)
+        for k in range(len(COMPARISONS))
+    ]
+
+
+def prior_model(random_counts: F64 | None = None) -> MatchModel:
+    """The model before any estimation: the EM start (``u`` from random pairs when given)."""
+    m = _start_m()
+    if random_counts is not None and random_counts.sum() > 0:
+        u = _distributions(random_counts, 1.0)
+    else:
+        u = [np.where(np.arange(len(d)) == np.argmax(d), 0.0, 1.0) + 1e-3 for d in m]
+        u = [_fix_missing(c, x) for c, x in zip(COMPARISONS, u, strict=True)]
+    return MatchModel(_with_missing(m), _with_missing(u), 0.01, {"estimated": 0.0})
+
+
+def _fix_missing(c: Comparison, v: F64) -> F64:
+    w = v.copy()
+    if c.missing is not None:
+        w[c.missing] = 0.0
+    out: F64 = w / w.sum()
+    return out
+
+
+def estimate(
+    candidate_counts: F64,
+    random_counts: F64,
+    *,
+    max_iterations: int = 300,
+    tolerance: float = 1e-7,
+    pseudo: float = 1.0,
+    min_pairs: int = 200,
+) -> tuple[MatchModel | None, FitReport]:
+    """Estimate a model from pattern histograms of candidate pairs and of random pairs.
+
+    Returns ``(model, report)``; the model is None when the fit is refused (too few
+    candidate pairs, or an estimate that is not a match model: see the module
+    docstring), and the report says why.
+    """
+    n_cand, n_rand = float(candidate_counts.sum()), float(random_counts.sum())
+    if n_cand < min_pairs:
+        return None, FitReport(
+            int(n_cand), int(n_rand), 0, False, False, f"only {int(n_cand)} candidate pairs"
+        )
+    level_of = _level_index()
+    m = _start_m()
+    u = (
+        _distributions(random_counts, pseudo)
+        if n_rand
+        else _distributions(candidate_counts, pseudo)
+    )
+    lam = 0.1
+    observed = np.flatnonzero(candidate_counts)
+    counts = candidate_counts[observed]
+    levels = [lv[observed] for lv in level_of]
+    converged = False
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
+        log_m = np.zeros(observed.size)
+        log_u = np.zeros(observed.size)
+        for k, c in enumerate(COMPARISONS):
+            mk, uk = m[k].copy(), u[k].copy()
+            if c.missing is not None:
+                mk[c.missing] = uk[c.missing] = 1.0
+            log_m += np.log(mk[levels[k]])
+            log_u += np.log(uk[levels[k]])
+        a = np.log(lam) + log_m
+        b = np.log1p(-lam) + log_u
+        post = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))
+        wm = np.zeros(PATTERNS)
+        wu = np.zeros(PATTERNS)
+        wm[observed] = counts * post
+        wu[observed] = counts * (1.0 - post)
+        new_lam = float(np.clip(wm.sum() / n_cand, 1e-6, 1 - 1e-6))
+        new_m = _distributions(wm, pseudo)
+        new_u = _distributions(wu, pseudo)
+        change = max(
+            abs(new_lam - lam),
+            *(float(np.abs(x - y).max()) for x, y in zip(new_m, m, strict=True)),
+            *(float(np.abs(x - y).max()) for x, y in zip(new_u, u, strict=True)),
+        )
+        m, u, lam = new_m, new_u, new_lam
+        if change < tolerance:
+            converged = True
+            break
+    top = len(COMPARISONS[0].levels) - 1
+    trained = {
+        "estimated": 1.0,
+        "candidate_pairs": n_cand,
+        "random_pairs": n_rand,
+        "iterations": float(iterations),
+    }
+    model = MatchModel(_with_missing(m), _with_missing(u), lam, trained)
+    if lam * n_cand < 10 or m[0][top] <= u[0][top] or model.level_weights(0)[top] <= 0:
+        return None, FitReport(
+            int(n_cand),
+            int(n_rand),
+            iterations,
+            converged,
+            False,
+            "the estimate does not separate matches (fewer than 10 expected, or m <= u "
+            "at the top person level)",
+        )
+    return model, FitReport(int(n_cand), int(n_rand), iterations, converged, True, "accepted")
