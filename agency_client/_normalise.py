@@ -956,6 +956,7 @@ _STREET_TYPES = frozenset(v for v in _ADDRESS_WORDS.values() if v not in {"flat"
     "hill",
 }
 _FLOOR_WORDS = frozenset({"ground", "first", "second", "third", "top", "basement", "floor"})
+_UNIT_WORDS = _FLOOR_WORDS | {"flat", "unit", "room"}  # a part after the street that is kept
 _HOUSE_NO = re.compile(r"[0-9]+[a-z]?")
 _FLAT_ID = re.compile(r"[0-9]+[a-z]?|[a-z]")
 # "2/10 High Street" is flat 2 at number 10 (English convention).
@@ -1000,7 +1001,13 @@ def _address_words(words: list[str]) -> list[str]:
 
 
 def address_line(lines: Sequence[str | None]) -> str | None:
-    """Address lines joined, folded, abbreviations expanded and flats written 'flat N M ...'."""
+    """The street address: lines joined, folded, abbreviations expanded, flats 'flat N M ...'.
+
+    Whatever follows the first part (line or comma-separated piece) that names a
+    street type is left out: one agency writes "12 Rose St, Ashby" and another
+    "12 Rose Street", and the town (which the postcode stands for anyway) must
+    not make one address two.
+    """
     present = [line for line in lines if line and not line.isspace()]
     if not present:
         return None
@@ -1012,10 +1019,24 @@ def address_line(lines: Sequence[str | None]) -> str | None:
 def _address_line(joined: str) -> str | None:
     if "/" in joined:
         joined = _SLASH_FLAT.sub(r" flat \1 \2 ", joined)
-    folded = fold(joined)
-    if _is_placeholder(folded) or folded in {"nfa", "no fixed abode"}:
+    folded_whole = fold(joined)
+    if _is_placeholder(folded_whole) or folded_whole in {"nfa", "no fixed abode"}:
         return None
-    return " ".join(_address_words(folded.split()))
+    parts = [_address_words(fold(part).split()) for part in joined.split(",")]
+    # the street ends with the last part naming a street type or a house number
+    # ("Oak Court, 5 Elm Drive": the building, then the street); a later part is
+    # locality or town, unless it names a unit ("10 High Street, Flat 2")
+    last = max(
+        (
+            k
+            for k, ws in enumerate(parts)
+            if any(w in _STREET_TYPES for w in ws[1:]) or any(_HOUSE_NO.fullmatch(w) for w in ws)
+        ),
+        default=len(parts) - 1,
+    )
+    words = [w for ws in parts[: last + 1] for w in ws]
+    words += [w for ws in parts[last + 1 :] if ws and ws[0] in _UNIT_WORDS for w in ws]
+    return " ".join(_address_words(words)) or None
 
 
 def house_number(address: str | None) -> str | None:

@@ -552,9 +552,11 @@ def test_postcode_raises_only_normalise_error(text: str) -> None:
         (["Flat 2/10 High St"], "flat 2 10 high street"),
         (["Apartment 2", "10 High St"], "flat 2 10 high street"),
         (["Apt. 2, 10 High St."], "flat 2 10 high street"),
-        (["10 St Johns Rd", "London"], "10 saint johns road london"),
+        (["10 St Johns Rd", "London"], "10 saint johns road"),  # the town is left out
         (["St Marys Cl"], "saint marys close"),
-        (["10 Church St", None, "", "Leeds"], "10 church street leeds"),
+        (["10 Church St", None, "", "Leeds"], "10 church street"),
+        (["12 Rose St, Ashby"], "12 rose street"),  # the same address with or without its town
+        (["Oak Court, 5 Elm Drive", "Ashby"], "oak court 5 elm drive"),  # building, then street
         (["10A Park Ave"], "10a park avenue"),
         (["10 a Park Av"], "10a park avenue"),
         (["No. 10 Downing St"], "10 downing street"),
