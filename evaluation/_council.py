@@ -1641,7 +1641,9 @@ def generate_council(config: CouncilConfig = CouncilConfig()) -> CouncilPopulati
         rng.shuffle(records)
         for r in records:
             truth[(agency, r.system_id)] = (r.person.person_id, r.person.household_id)
-        extract = _plain(agency, records) if config.plain else _habits(agency, records, rng)
+        # formatting draws from its own stream, so both variants hold the same records
+        formatting = random.Random(f"{config.seed}:{agency}:format")
+        extract = _plain(agency, records) if config.plain else _habits(agency, records, formatting)
         rows = list(extract.rows)
         for i in range(len(rows) - 1, -1, -1):
             if rng.random() < 0.005:

@@ -1,0 +1,394 @@
+"""The independent council population: determinism, each agency's habits, the truth, the glue."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from agency_client import _normalise as norm
+from agency_client import load_mapping
+from evaluation._council import (
+    _NICKNAMES,
+    _TOWNS,
+    AGENCY_IDS,
+    CouncilConfig,
+    CouncilPopulation,
+    TruePerson,
+    generate_council,
+    write_council,
+)
+from evaluation._council_eval import (
+    EncodedCouncil,
+    assess_eligibility,
+    encode_council,
+    evaluate_council,
+)
+from protocols import IndicatorType
+
+AT = CouncilConfig().extract_date
+
+
+@pytest.fixture(scope="module")
+def council() -> CouncilPopulation:
+    return generate_council(CouncilConfig(households=400, seed=11))
+
+
+@pytest.fixture(scope="module")
+def plain() -> CouncilPopulation:
+    return generate_council(CouncilConfig(households=400, seed=11, plain=True))
+
+
+def _rows(pop: CouncilPopulation, agency: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(pop.extracts[agency].csv_text())))
+
+
+def _person(pop: CouncilPopulation, agency: str, sid: str) -> TruePerson:
+    pid = pop.truth[(agency, sid)][0]
+    return next(p for p in pop.persons() if p.person_id == pid)
+
+
+def _age(dob: dt.date) -> int:
+    return AT.year - dob.year - ((AT.month, AT.day) < (dob.month, dob.day))
+
+
+# --- determinism ----------------------------------------------------------------------
+
+
+def _digest(pop: CouncilPopulation) -> str:
+    h = hashlib.sha256()
+    for agency in sorted(pop.extracts):
+        h.update(pop.extracts[agency].csv_text().encode())
+        h.update(pop.extracts[agency].mapping_toml.encode())
+    h.update(repr(sorted(pop.truth.items())).encode())
+    return h.hexdigest()
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
+    a = generate_council(CouncilConfig(households=80, seed=3))
+    b = generate_council(CouncilConfig(households=80, seed=3))
+    c = generate_council(CouncilConfig(households=80, seed=4))
+    assert _digest(a) == _digest(b) != _digest(c)
+
+
+def test_same_bytes_under_another_hash_seed() -> None:
+    # the built-in hash() of str is salted per process: nothing may depend on it
+    code = (
+        "from evaluation._council import CouncilConfig, generate_council\n"
+        "import hashlib\n"
+        "p = generate_council(CouncilConfig(households=60, seed=9))\n"
+        "print(hashlib.sha256(''.join(p.extracts[a].csv_text() for a in sorted(p.extracts))"
+        ".encode()).hexdigest())\n"
+    )
+    out = set()
+    for seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        out.add(done.stdout.strip())
+    assert len(out) == 1
+
+
+def test_plain_variant_holds_the_same_records(
+    council: CouncilPopulation, plain: CouncilPopulation
+) -> None:
+    assert council.truth == plain.truth
+    for agency in AGENCY_IDS:
+        assert len(council.extracts[agency].rows) == len(plain.extracts[agency].rows)
+
+
+# --- the truth ------------------------------------------------------------------------
+
+
+def test_truth_covers_every_row_and_is_consistent(council: CouncilPopulation) -> None:
+    people = {p.person_id: p for p in council.persons()}
+    assert len(people) == len(council.persons())
+    for agency, extract in council.extracts.items():
+        sid_col = extract.header.index(
+            {
+                "school": "Adno",
+                "childrens_services": "PersonID",
+                "early_help": "Client No",
+                "police": "Nominal Ref",
+                "dwp": "CLAIMANT_REF",
+                "housing": "Tenant Ref",
+                "health": "Patient ID",
+            }[agency]
+        )
+        sids = {row[sid_col] for row in extract.rows}
+        assert sids == {sid for a, sid in council.truth if a == agency}
+    for (_agency, _sid), (pid, hid) in council.truth.items():
+        assert people[pid].household_id == hid
+    for h in council.households:
+        assert h.members and all(p.household_id == h.household_id for p in h.members)
+
+
+def test_families_follow_the_programme_definition(council: CouncilPopulation) -> None:
+    families = council.families()
+    for h in council.households:
+        expected = any(
+            p.expectant or _age(p.dob) <= 15 or (_age(p.dob) <= 18 and p.in_education)
+            for p in h.members
+        )
+        assert families[h.household_id] == expected
+    share = sum(families.values()) / len(families)
+    assert 0.35 < share < 0.8
+    assert any(p.expectant for p in council.persons())
+    # some households are no family at all, some people live alone
+    assert any(h.kind == "single" for h in council.households)
+    assert any(h.kind == "shared" and len(h.members) > 1 for h in council.households)
+
+
+def test_identifiers_and_postcodes_are_valid(council: CouncilPopulation) -> None:
+    districts: Counter[str] = Counter()
+    for h in council.households:
+        pc = norm.postcode(h.address.postcode)
+        assert pc is not None
+        districts[pc.outward] += 1
+        for p in h.members:
+            assert norm.nhs_number(p.nhs) == p.nhs
+            if p.nino:
+                assert norm.ni_number(p.nino) == p.nino[:8]
+            if p.upn:
+                assert norm.upn(p.upn) == p.upn
+    # a district is shared by many households
+    assert len(districts) >= 10
+    assert max(districts.values()) >= 20
+    assert {t for t, _, _ in _TOWNS} == {h.address.town for h in council.households}
+
+
+def test_households_move_and_agencies_lag(council: CouncilPopulation) -> None:
+    moved = [h for h in council.households if h.previous is not None]
+    assert 0.03 * len(council.households) < len(moved) < 0.15 * len(council.households)
+    old = {h.previous.postcode for h in moved if h.previous is not None}
+    new = {h.address.postcode for h in moved}
+    health = _rows(council, "health")
+    assert any(r["Postcode"] in old - new for r in health)
+
+
+def test_children_with_another_surname_and_married_names(council: CouncilPopulation) -> None:
+    other = 0
+    for h in council.households:
+        adults = [p for p in h.members if _age(p.dob) >= 18]
+        kids = [p for p in h.members if _age(p.dob) < 16]
+        if adults and any(k.family not in {a.family for a in adults} for k in kids):
+            other += 1
+    assert other >= 10
+    married = [p for p in council.persons() if p.birth_family]
+    assert len(married) >= 50
+    # some systems still hold the maiden name
+    police = _rows(council, "police")
+    assert any(
+        r["Surname"] == _person(council, "police", r["Nominal Ref"]).birth_family.upper()
+        for r in police
+    )
+
+
+# --- each agency's habits -------------------------------------------------------------
+
+
+def test_school_names_in_one_surname_comma_forename_column(council: CouncilPopulation) -> None:
+    header = council.extracts["school"].header
+    assert "Pupil Name" in header
+    assert not any("forename" in c.lower() or "given" in c.lower() for c in header)
+    rows = _rows(council, "school")
+    agree = 0
+    for r in rows:
+        family, sep, given = r["Pupil Name"].partition(", ")
+        assert sep and family and given
+        assert re.fullmatch(r"\d{4}-\d{2}-\d{2}", r["DOB"]) or not r["DOB"]
+        agree += family == _person(council, "school", r["Adno"]).family
+    assert agree > 0.9 * len(rows)
+    assert all(r["Contact Name"] for r in rows[:50])  # a parent contact on the row
+
+
+def test_social_care_upper_case_name_two_digit_years_and_one_address_cell(
+    council: CouncilPopulation,
+) -> None:
+    rows = _rows(council, "childrens_services")
+    assert rows
+    for r in rows:
+        assert r["Full Name"] == r["Full Name"].upper() and " " in r["Full Name"]
+        assert re.fullmatch(r"\d{2}/\d{2}/\d{2}", r["DOB"]) or not r["DOB"]
+        street, sep, town = r["Address"].partition(", ")
+        assert sep and town in {t for t, _, _ in _TOWNS}
+    assert {r["CIN"] for r in rows} == {"Y", "N"}
+    assert "Y" in {r["CP Plan"] for r in rows}
+
+
+def test_early_help_swaps_names_and_uses_nicknames(council: CouncilPopulation) -> None:
+    rows = _rows(council, "early_help")
+    swapped = nick = 0
+    for r in rows:
+        p = _person(council, "early_help", r["Client No"])
+        swapped += r["First Name"] == p.family and r["Last Name"] == p.given
+        nick += r["First Name"] in _NICKNAMES.get(p.given, ())
+    assert 0 < swapped < 0.08 * len(rows)
+    assert nick > 0
+
+
+def test_police_street_only_month_names_and_ocr_slips(council: CouncilPopulation) -> None:
+    header = council.extracts["police"].header
+    assert not any("town" in c.lower() for c in header)
+    rows = _rows(council, "police")
+    towns = {t for t, _, _ in _TOWNS}
+    assert not any(t in r["Street"] for r in rows for t in towns)
+    formats = Counter(
+        "mon"
+        if re.fullmatch(r"\d{2}-[A-Z][a-z]{2}-\d{4}", r["DOB"])
+        else "dmy"
+        if re.fullmatch(r"\d{2}/\d{2}/\d{4}", r["DOB"])
+        else r["DOB"]
+        for r in rows
+    )
+    assert formats["mon"] > formats["dmy"] > 0
+    assert set(formats) <= {"mon", "dmy", ""}
+    assert any(re.search(r"[0-9]", r["Surname"] + r["Forenames"]) for r in rows) or any(
+        "rn" in r["Forenames"] and "rn" not in _person(council, "police", r["Nominal Ref"]).given
+        for r in rows
+    )
+    assert sum(1 for r in rows if not r["Postcode"]) > 0.2 * len(rows)
+
+
+def test_dwp_has_no_sex_column_and_carries_ni_numbers(council: CouncilPopulation) -> None:
+    header = council.extracts["dwp"].header
+    assert not any(c.lower() in ("sex", "gender") for c in header)
+    rows = _rows(council, "dwp")
+    assert sum(1 for r in rows if r["NINO"]) > 0.95 * len(rows)
+    assert all(" " not in r["POSTCODE"] for r in rows)
+    assert {r["OUT_OF_WORK"] for r in rows} == {"Y", "N"}
+
+
+def test_housing_has_adults_only_and_some_blank_postcodes(council: CouncilPopulation) -> None:
+    rows = _rows(council, "housing")
+    assert all(_age(_person(council, "housing", r["Tenant Ref"]).dob) >= 18 for r in rows)
+    blank = sum(1 for r in rows if not r["Postcode"])
+    assert 0 < blank < 0.2 * len(rows)
+    tenancies = Counter(r["Tenancy Ref"] for r in rows)
+    assert max(tenancies.values()) >= 2  # several adults under one tenancy
+
+
+def test_health_transposes_some_days_and_months(council: CouncilPopulation) -> None:
+    rows = _rows(council, "health")
+    transposed = 0
+    for r in rows:
+        if not r["DOB"]:
+            continue
+        shown = dt.datetime.strptime(r["DOB"], "%d/%m/%Y").date()
+        true = _person(council, "health", r["Patient ID"]).dob
+        if true.day <= 12 and true.day != true.month:
+            transposed += shown == dt.date(true.year, true.day, true.month)
+    assert 0 < transposed < 0.05 * len(rows)
+    assert any(re.fullmatch(r"NHS:\d{10};EMIS:\d+", r["Identifiers"]) for r in rows)
+
+
+def test_duplicated_rows_and_one_id_used_twice(council: CouncilPopulation) -> None:
+    exact = reused = 0
+    for extract in council.extracts.values():
+        counts = Counter(extract.rows)
+        exact += sum(n - 1 for n in counts.values())
+        ids = Counter(row[0] for row in set(extract.rows))
+        reused += sum(1 for n in ids.values() if n > 1)
+    assert exact > 0 and reused > 0
+
+
+# --- mapping files --------------------------------------------------------------------
+
+_SPEC_DERIVE_KEYS = {
+    "name",
+    "from",
+    "split_name",
+    "part",
+    "split_address",
+    "separator",
+    "concat",
+    "regex",
+    "map",
+    "default",
+}
+
+
+def test_habit_mappings_name_only_existing_columns_or_derives(
+    council: CouncilPopulation,
+) -> None:
+    for agency, extract in council.extracts.items():
+        doc = tomllib.loads(extract.mapping_toml)
+        assert doc["agency"]["id"] == agency
+        derived = {d["name"] for d in doc.get("derive", ())}
+        known = set(extract.header) | derived
+        for d in doc.get("derive", ()):
+            assert set(d) <= _SPEC_DERIVE_KEYS
+            assert d["from"] in extract.header
+        identity = doc["identity"]
+        named = [identity["system_id"], *identity.get("given_names", ())]
+        keys = ("family_name", "former_family_names", "date_of_birth", "sex", "postcode")
+        named += [identity[k] for k in (*keys, "nhs_number", "ni_number", "upn") if k in identity]
+        named += identity.get("address_lines", [])
+        named += list(identity.get("identifiers", {}).values())
+        for column in named:
+            assert column in known, (agency, column)
+        for ind in doc["indicators"]:
+            assert IndicatorType(ind["type"])
+            assert ind["column"] in extract.header
+            assert ind.get("date_column", ind["column"]) in extract.header
+    assert "derive" in tomllib.loads(council.extracts["school"].mapping_toml)
+    assert "date_formats" in tomllib.loads(council.extracts["police"].mapping_toml)["identity"]
+
+
+def test_plain_mappings_load_with_todays_parser(plain: CouncilPopulation, tmp_path: Path) -> None:
+    out = write_council(plain, tmp_path / "council")
+    for agency in AGENCY_IDS:
+        mapping = load_mapping(out / f"{agency}.mapping.toml")
+        with (out / f"{agency}.csv").open(newline="") as fh:
+            header = next(csv.reader(fh))
+        assert set(mapping.identity.columns().values()) <= set(header)
+        assert (mapping.identity.sex is None) == (agency == "dwp")
+    with (out / "truth" / "records.csv").open(newline="") as fh:
+        assert sum(1 for _ in csv.DictReader(fh)) == len(plain.truth)
+
+
+# --- the glue, end to end -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> EncodedCouncil:
+    pop = generate_council(CouncilConfig(households=150, seed=7, plain=True))
+    return encode_council(pop, tmp_path_factory.mktemp("council"))
+
+
+def test_encoding_keeps_every_row_with_its_truth(encoded: EncodedCouncil) -> None:
+    n = len(encoded.batch)
+    assert n == len(encoded.records) == len(encoded.truth_person) == sum(encoded.rows_read.values())
+    assert set(encoded.rows_read) == set(AGENCY_IDS)
+    # a handful of cells are refused (bad postcodes, dates), never most of them
+    assert sum(encoded.fields_dropped.values()) < 0.05 * n
+
+
+def test_perfect_linkage_finds_every_eligible_family(encoded: EncodedCouncil) -> None:
+    perfect = assess_eligibility(encoded, encoded.truth_person, encoded.truth_household)
+    assert perfect.true_eligible > 0
+    assert perfect.recall == perfect.precision == 1.0
+    # every record on its own: no household holds a family's records, nothing is found
+    alone = [f"r{i}" for i in range(len(encoded.truth_person))]
+    assert assess_eligibility(encoded, alone, alone).found < perfect.found
+
+
+def test_evaluate_council_end_to_end(tmp_path: Path) -> None:
+    pop = generate_council(CouncilConfig(households=120, seed=5, plain=True))
+    scores = evaluate_council(pop, workdir=tmp_path)
+    for s in (scores.persons, scores.households):
+        assert 0 < s.f1 <= 1 and s.true_pairs > 0
+    assert scores.eligibility is not None
+    assert 0 <= scores.eligibility.recall <= 1 and 0 <= scores.eligibility.precision <= 1
+    assert scores.records == sum(scores.rows_read.values())
