@@ -529,11 +529,23 @@ class _World:
         return start + dt.timedelta(days=self.rng.randint(0, (end - start).days))
 
     def person(
-        self, hid: str, origin: str, sex: Sex, family: str, dob: dt.date, birth_family: str = ""
+        self,
+        hid: str,
+        origin: str,
+        sex: Sex,
+        family: str,
+        dob: dt.date,
+        birth_family: str = "",
+        taken: Sequence[str] = (),
     ) -> TruePerson:
+        """A new person; ``taken`` are forenames already used in the household."""
         rng = self.rng
         self.people += 1
         given = _pick(rng, _FORENAMES[origin][sex])
+        for _ in range(20):
+            if given not in taken:
+                break
+            given = _pick(rng, _FORENAMES[origin][sex])
         middle = ""
         if rng.random() < 0.45:
             middle_origin = origin if rng.random() < 0.8 else "british"
@@ -612,7 +624,10 @@ class _World:
             married = rng.random() < 0.65
             mother_name = _gendered(father_name, "F") if married else mother_birth
             adults.append(self.person(hid, origin, "F", mother_name, mother_dob, mother_birth))
-            adults.append(self.person(hid, partner_origin, "M", father_name, father_dob))
+            taken = [adults[0].given]
+            adults.append(
+                self.person(hid, partner_origin, "M", father_name, father_dob, taken=taken)
+            )
             if married or rng.random() < 0.6:
                 children_family = father_name
             elif rng.random() < 0.5:
@@ -624,30 +639,41 @@ class _World:
         if kind in ("couple_children", "lone_parent", "three_generations"):
             n = rng.choices((1, 2, 3, 4, 5), weights=(35, 38, 18, 6, 3))[0]
             mother_age = _age(mother.dob, self.today)
+            born: list[dt.date] = []
             for _ in range(n):
                 oldest = min(18, mother_age - 17)
                 if oldest < 0:
                     break
-                dob = self.dob(0, oldest)
+                # siblings other than twins are born at least ten months apart
+                for _ in range(30):
+                    dob = self.dob(0, oldest)
+                    if all(abs((dob - b).days) >= 300 for b in born):
+                        break
+                else:
+                    break
+                born.append(dob)
                 twins = rng.random() < 0.025
                 for _ in range(2 if twins else 1):
                     sex_c: Sex = rng.choice(("M", "F"))
                     fam = _gendered(children_family, sex_c)
                     if kind == "lone_parent" and rng.random() < 0.12:
                         fam = _gendered(mother.family, sex_c)  # a half-sibling
-                    h.members.append(self.person(hid, origin, sex_c, fam, dob))
+                    taken = [m.given for m in h.members]
+                    h.members.append(self.person(hid, origin, sex_c, fam, dob, taken=taken))
         if kind == "adult_children":
             for _ in range(rng.randint(1, 2)):
                 sex_a: Sex = rng.choice(("M", "F"))
                 dob = self.dob(19, max(19, min(30, _age(mother.dob, self.today) - 19)))
                 fam = _gendered(adults[-1].family if len(adults) > 1 else mother.family, sex_a)
-                h.members.append(self.person(hid, origin, sex_a, fam, dob))
+                taken = [m.given for m in h.members]
+                h.members.append(self.person(hid, origin, sex_a, fam, dob, taken=taken))
         if kind == "three_generations":
             sex_g: Sex = rng.choice(("M", "F"))
             base = _age(mother.dob, self.today)
             dob = self.dob(min(base + 18, 90), min(base + 35, 95))
             fam = _gendered(mother.birth_family or mother.family, sex_g)
-            h.members.append(self.person(hid, origin, sex_g, fam, dob))
+            taken = [m.given for m in h.members]
+            h.members.append(self.person(hid, origin, sex_g, fam, dob, taken=taken))
         # an expectant mother
         if 18 <= _age(mother.dob, self.today) <= 43 and rng.random() < 0.05:
             mother.expectant = True

@@ -127,7 +127,10 @@ def encode_council(
     *,
     workers: int = 1,
 ) -> EncodedCouncil:
-    """Write, encode (as each agency would, with its mapping file) and load ``population``."""
+    """Write, encode (as each agency would, with its mapping file) and load ``population``.
+
+    ``workdir`` must be empty or absent: each run draws its own keys and secret.
+    """
     from agency_client import (
         BadRowPolicy,
         encode_csv,
@@ -142,6 +145,8 @@ def encode_council(
     )
     from protocols import default_schema
 
+    if workdir.exists() and any(workdir.iterdir()):
+        raise ValueError(f"{workdir} is not empty: each run draws new keys into an empty directory")
     schema = schema or default_schema()
     at = population.config.extract_date
     data = write_council(population, workdir / "population")

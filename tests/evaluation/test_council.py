@@ -150,6 +150,20 @@ def test_families_follow_the_programme_definition(council: CouncilPopulation) ->
     assert any(h.kind == "shared" and len(h.members) > 1 for h in council.households)
 
 
+def test_households_are_plausible(council: CouncilPopulation) -> None:
+    twins = 0
+    for h in council.households:
+        if h.kind == "shared":
+            continue
+        names = [p.given for p in h.members]
+        assert len(names) == len(set(names)), names  # no two members share a forename
+        kids = sorted(p.dob for p in h.members if _age(p.dob) <= 18)
+        for a, b in zip(kids, kids[1:], strict=False):
+            assert a == b or (b - a).days >= 300  # twins, or ten months apart
+            twins += a == b
+    assert twins > 0
+
+
 def test_identifiers_and_postcodes_are_valid(council: CouncilPopulation) -> None:
     districts: Counter[str] = Counter()
     for h in council.households:
@@ -373,6 +387,12 @@ def test_encoding_keeps_every_row_with_its_truth(encoded: EncodedCouncil) -> Non
     assert set(encoded.rows_read) == set(AGENCY_IDS)
     # a handful of cells are refused (bad postcodes, dates), never most of them
     assert sum(encoded.fields_dropped.values()) < 0.05 * n
+
+
+def test_encoding_refuses_a_used_directory(encoded: EncodedCouncil) -> None:
+    pop = generate_council(CouncilConfig(households=5, seed=1, plain=True))
+    with pytest.raises(ValueError, match="not empty"):
+        encode_council(pop, encoded.workdir)
 
 
 def test_perfect_linkage_finds_every_eligible_family(encoded: EncodedCouncil) -> None:
