@@ -35,7 +35,8 @@ Agencies and their habits (default, ``plain=False``):
   with the town in the last non-blank one; postcode without its space;
   out-of-work benefits.
 - ``housing``: one row per adult of a tenancy (no children), "Mrs Sarah Khan"
-  in one column, DOB ``dd.mm.yyyy``, address "street, town" in one cell,
+  in one column and sex only as the title, DOB ``dd.mm.yyyy``, address
+  "street, town" in one cell,
   postcode blank in about 8% of rows; rent arrears, homelessness applications.
 - ``health``: NHS number inside an "Identifiers" cell (``NHS:9434765919;EMIS:...``),
   middle and previous surnames, day and month of birth transposed in about 2%
@@ -1022,7 +1023,8 @@ class _Agencies:
                 r.values["balance"] = balance
                 r.values["homeless"] = str(rng.randint(1, 2)) if homeless else "0"
                 r.extra["tenancy"] = tenancy
-                title = "Mr" if p.sex == "M" else rng.choice(("Mrs", "Ms", "Miss"))
+                # the title is the housing system's only record of sex
+                title = {"M": "Mr", "F": rng.choice(("Mrs", "Ms", "Miss")), "": ""}[r.sex]
                 r.extra["title"] = title
                 out.append(r)
         return out
@@ -1557,6 +1559,7 @@ def _habits(agency: str, records: Sequence[_Record], rng: random.Random) -> Agen
         header = [
             "Tenant Ref",
             "Tenancy Ref",
+            "Title",
             "Tenant",
             "Date of Birth",
             "Property",
@@ -1568,6 +1571,7 @@ def _habits(agency: str, records: Sequence[_Record], rng: random.Random) -> Agen
                 (
                     r.system_id,
                     r.extra.get("tenancy", ""),
+                    r.extra.get("title", ""),
                     f"{r.extra.get('title', '')} {r.given} {r.family}".strip(),
                     _dob(r, "dots"),
                     f"{r.address.line1}, {r.address.town}",
@@ -1578,13 +1582,17 @@ def _habits(agency: str, records: Sequence[_Record], rng: random.Random) -> Agen
         identity = (
             '[identity]\nsystem_id = "Tenant Ref"\ngiven_names = ["tenant_given"]\n'
             'family_name = "tenant_family"\ndate_of_birth = "Date of Birth"\n'
-            'date_format = "%d.%m.%Y"\naddress_lines = ["property_street", "property_town"]\n'
-            'postcode = "Postcode"\n'
+            'date_format = "%d.%m.%Y"\nsex = "sex_from_title"\n'
+            'address_lines = ["property_street", "property_town"]\npostcode = "Postcode"\n'
         )
         derives = _derive_name("tenant_given", "Tenant", "given_family", "given")
         derives += _derive_name("tenant_family", "Tenant", "given_family", "family")
         derives += _derive_address("property_street", "Property", "line1")
         derives += _derive_address("property_town", "Property", "last")
+        derives += (
+            '\n[[derive]]\nname = "sex_from_title"\nfrom = "Title"\n'
+            'map = { "Mr" = "M", "Mrs" = "F", "Ms" = "F", "Miss" = "F" }\ndefault = ""\n'
+        )
     elif agency == "health":
         header = [
             "Patient ID",
