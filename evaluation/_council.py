@@ -1312,41 +1312,67 @@ def _head(agency: str) -> str:
 
 
 def _plain(agency: str, records: Sequence[_Record]) -> AgencyExtract:
-    """Simple separate columns, day/month/year dates: today's mapping syntax only."""
-    has_sex = agency != "dwp"
-    ids = {
+    """Simple separate columns, day/month/year dates: today's mapping syntax only.
+
+    It carries what the agency's own file carries, no more: middle names only
+    where the agency keeps them, a previous surname only in health, no town
+    for the police, no sex for DWP.
+    """
+    has = {
+        "middle": agency in ("school", "police", "health"),
+        "former_family": agency == "health",
+        "sex": agency != "dwp",
+        "town": agency != "police",
         "nhs": agency in ("childrens_services", "health"),
         "nino": agency == "dwp",
         "upn": agency == "school",
     }
-    header = ["id", "given", "middle", "family", "former_family", "dob"]
-    header += ["sex"] if has_sex else []
-    header += ["street", "town", "postcode"] + [k for k, on in ids.items() if on]
+    columns = ["id", "given", "middle", "family", "former_family", "dob", "sex", "street"]
+    columns += ["town", "postcode", "nhs", "nino", "upn"]
+    header = [c for c in columns if has.get(c, True)]
     ind_names, ind_cells = _indicator_columns(agency)
-    header += ind_names
     rows: list[tuple[str, ...]] = []
     for r in records:
-        row = [r.system_id, r.given, r.middle, r.family, r.former, _dob(r, "dmy")]
-        row += [r.sex] if has_sex else []
-        row += [r.address.line1, r.address.town, r.postcode]
-        row += [getattr(r, k) for k, on in ids.items() if on]
-        row += ind_cells(r)
-        rows.append(tuple(row))
+        cells = {
+            "id": r.system_id,
+            "given": r.given,
+            "middle": r.middle,
+            "family": r.family,
+            "former_family": r.former,
+            "dob": _dob(r, "dmy"),
+            "sex": r.sex,
+            "street": r.address.line1,
+            "town": r.address.town,
+            "postcode": r.postcode,
+            "nhs": r.nhs,
+            "nino": r.nino,
+            "upn": r.upn,
+        }
+        rows.append(tuple([cells[c] for c in header] + ind_cells(r)))
+    given = ["given", "middle"] if has["middle"] else ["given"]
+    lines = ["street", "town"] if has["town"] else ["street"]
     identity = [
         "[identity]",
         'system_id = "id"',
-        'given_names = ["given", "middle"]',
+        f"given_names = {json.dumps(given)}",
         'family_name = "family"',
-        'former_family_names = "former_family"',
         'date_of_birth = "dob"',
         'date_format = "%d/%m/%Y"',
+        f"address_lines = {json.dumps(lines)}",
+        'postcode = "postcode"',
     ]
-    identity += ['sex = "sex"'] if has_sex else []
-    identity += ['address_lines = ["street", "town"]', 'postcode = "postcode"']
-    names = {"nhs": "nhs_number", "nino": "ni_number", "upn": "upn"}
-    identity += [f'{names[k]} = "{k}"' for k, on in ids.items() if on]
+    keys = {
+        "former_family": "former_family_names",
+        "sex": "sex",
+        "nhs": "nhs_number",
+        "nino": "ni_number",
+        "upn": "upn",
+    }
+    identity += [f'{key} = "{column}"' for column, key in keys.items() if has[column]]
     toml = _head(agency) + "\n" + "\n".join(identity) + "\n" + _indicator_toml(agency)
-    return AgencyExtract(agency, _EXTRACT_TYPES[agency], tuple(header), tuple(rows), toml)
+    return AgencyExtract(
+        agency, _EXTRACT_TYPES[agency], tuple(header + ind_names), tuple(rows), toml
+    )
 
 
 def _derive_name(name: str, column: str, style: str, part: str) -> str:
