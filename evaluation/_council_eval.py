@@ -10,11 +10,13 @@ and scores persons and households pairwise against the generator's truth.
 Eligibility: the programme's default ruleset and risk model assess every
 household twice over the same encoded records and indicators, once grouped
 as the engine linked them and once grouped by the truth. The truth's
-eligible families are the *truly eligible* ones; a truly eligible family is
-*found* when the predicted household holding more than half of its records
-is eligible, and a predicted eligible household is *correct* when the true
-household holding more than half of its records is truly eligible. What
-differs between the two assessments is the linkage alone.
+eligible families are the *truly eligible* ones. Each member of a household
+(a person with records) is placed in the other side's household holding most
+of its records; a truly eligible family is *found* when a predicted eligible
+household holds more than half of its members, and a predicted eligible
+household is *correct* when a truly eligible household holds more than half
+of its members. What differs between the two assessments is the linkage
+alone.
 
 For tests and benchmarks only; no service imports it.
 """
@@ -25,7 +27,7 @@ import datetime as dt
 import json
 import tempfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -286,13 +288,28 @@ def _eligible(families: Sequence[FamilyInput], as_at: dt.date) -> dict[str, bool
     }
 
 
-def _majority(overlap: Mapping[str, Counter[str]], sizes: Mapping[str, int]) -> dict[str, str]:
-    """Group -> the other side's group holding more than half of its records (if any)."""
+def _held_by(
+    person: Sequence[str], household: Sequence[str], other: Sequence[str]
+) -> dict[str, str]:
+    """Household -> the ``other`` household holding more than half of its members, if any.
+
+    ``person`` and ``household`` label the records on one side, ``other`` the
+    households on the other side; a member counts for the other side's household
+    holding most of its records.
+    """
+    votes: dict[str, Counter[str]] = {}
+    home: dict[str, str] = {}
+    for p, h, o in zip(person, household, other, strict=True):
+        votes.setdefault(p, Counter())[o] += 1
+        home[p] = h
+    members: dict[str, Counter[str]] = {}
+    for p, counter in votes.items():
+        members.setdefault(home[p], Counter())[counter.most_common(1)[0][0]] += 1
     out: dict[str, str] = {}
-    for group, votes in overlap.items():
-        best, n = votes.most_common(1)[0]
-        if 2 * n > sizes[group]:
-            out[group] = best
+    for h, counter in members.items():
+        best, n = counter.most_common(1)[0]
+        if 2 * n > counter.total():
+            out[h] = best
     return out
 
 
@@ -301,19 +318,11 @@ def assess_eligibility(
 ) -> EligibilityScores:
     """Eligibility of the predicted households against that of the true ones (module doc)."""
     at = encoded.extract_date
-    true_ok = _eligible(
-        _families(encoded.records, encoded.truth_person, encoded.truth_household, at), at
-    )
+    truth_p, truth_h = encoded.truth_person, encoded.truth_household
+    true_ok = _eligible(_families(encoded.records, truth_p, truth_h, at), at)
     pred_ok = _eligible(_families(encoded.records, person, household, at), at)
-    pred_of: dict[str, Counter[str]] = {}
-    true_of: dict[str, Counter[str]] = {}
-    for t, p in zip(encoded.truth_household, household, strict=True):
-        pred_of.setdefault(t, Counter())[p] += 1
-        true_of.setdefault(p, Counter())[t] += 1
-    true_size = Counter(encoded.truth_household)
-    pred_size = Counter(household)
-    holder = _majority(pred_of, true_size)
-    source = _majority(true_of, pred_size)
+    holder = _held_by(truth_p, truth_h, household)  # true household -> predicted
+    source = _held_by(person, household, truth_h)  # predicted household -> true
     true_eligible = [t for t, ok in true_ok.items() if ok]
     predicted_eligible = [p for p, ok in pred_ok.items() if ok]
     found = sum(1 for t in true_eligible if t in holder and pred_ok[holder[t]])

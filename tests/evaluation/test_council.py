@@ -31,6 +31,7 @@ from evaluation._council import (
 )
 from evaluation._council_eval import (
     EncodedCouncil,
+    _held_by,
     assess_eligibility,
     encode_council,
     evaluate_council,
@@ -394,6 +395,15 @@ def test_encoding_refuses_a_used_directory(encoded: EncodedCouncil) -> None:
     pop = generate_council(CouncilConfig(households=5, seed=1, plain=True))
     with pytest.raises(ValueError, match="not empty"):
         encode_council(pop, encoded.workdir)
+
+
+def test_held_by_needs_more_than_half_of_the_members() -> None:
+    # T1: a (two of three records in P1), b and c (in P2): P2 holds 2 of 3 members;
+    # T2: d alone, in P1; T3: e in P3 and f in P4, one each: no majority
+    person = ["a", "a", "a", "b", "c", "d", "e", "f"]
+    true_h = ["T1", "T1", "T1", "T1", "T1", "T2", "T3", "T3"]
+    pred_h = ["P1", "P1", "P2", "P2", "P2", "P1", "P3", "P4"]
+    assert _held_by(person, true_h, pred_h) == {"T1": "P2", "T2": "P1"}
 
 
 def test_perfect_linkage_finds_every_eligible_family(encoded: EncodedCouncil) -> None:
