@@ -22,17 +22,18 @@ Agencies and their habits (default, ``plain=False``):
   ``2010-04-03``; UPN; attendance %, fixed-term exclusions, permanent
   exclusion, post-16 learner; a parent contact (name and phone) on each row.
 - ``childrens_services`` (social care): "FORENAME SURNAME" upper case in one
-  column; DOB ``dd/mm/yy``; address "street, town" in one cell; CIN and CP
-  flags; the council's person id, shared with early help.
+  column; DOB ``dd/mm/yy``; address "street, town" in one cell; NHS number
+  spaced ``943 476 5919``; CIN and CP flags; the council's person id, shared
+  with early help.
 - ``early_help``: separate name columns but given and family names swapped in
   about 3% of rows; nicknames (Bill, Liz, Mo, Kasia) in about a quarter of the
   rows of people who have one; sex as 1/2/9.
-- ``police`` (police incidents): street line only, no town; postcode often
-  blank; DOB ``03-Apr-2010`` (older rows ``03/04/2010``); OCR-like
+- ``police`` (police incidents): street line only, no town, the kind of
+  street often shortened ("Mill Rd"); postcode often blank; DOB ``03-Apr-2010`` (older rows ``03/04/2010``); OCR-like
   substitutions (0/O, 1/l, rn/m) in about 2% of names; ASB, DV, call-outs,
   offences.
-- ``dwp`` (benefits): NI number; NO sex column; title; address in three lines
-  with the town in the last non-blank one; postcode without its space;
+- ``dwp`` (benefits): NI number; NO sex column; title; address in three upper-case
+  lines with the town in the last non-blank one, street kinds often shortened; postcode without its space;
   out-of-work benefits.
 - ``housing``: one row per adult of a tenancy (no children), "Mrs Sarah Khan"
   in one column and sex only as the title, DOB ``dd.mm.yyyy``, address
@@ -293,6 +294,20 @@ _STREET_WORDS = (
 _STREET_KINDS = (
     "Road Street Lane Avenue Close Drive Way Crescent Gardens Grove Terrace Court Place View Rise"
 ).split()
+# how clerks shorten the kind of street (the agency client's normaliser expands them)
+_STREET_SHORT = {
+    "Road": "Rd",
+    "Street": "St",
+    "Lane": "Ln",
+    "Avenue": "Ave",
+    "Close": "Cl",
+    "Drive": "Dr",
+    "Crescent": "Cres",
+    "Gardens": "Gdns",
+    "Terrace": "Terr",
+    "Court": "Ct",
+    "Place": "Pl",
+}
 _INWARD_LETTERS = "ABDEFGHJLNPQRSTUWXYZ"  # the letters Royal Mail uses in inward codes
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UPN_LETTERS = "ABCDEFGHJKLMNPQRTUVWXYZ"
@@ -778,6 +793,7 @@ class _Agencies:
         maiden_rate: float = 0.1,
         missing_dob: float = 0.01,
         missing_postcode: float = 0.03,
+        abbreviate_rate: float = 0.05,
     ) -> _Record:
         """The person as ``agency`` holds them, with the agency's usual slips."""
         rng = self.rng
@@ -801,6 +817,10 @@ class _Agencies:
         address = h.address
         if h.previous is not None and rng.random() < stale_rate:
             address = h.previous
+        kind = address.street.rsplit(" ", 1)[-1]
+        if kind in _STREET_SHORT and rng.random() < abbreviate_rate:
+            street = address.street[: -len(kind)] + _STREET_SHORT[kind]
+            address = dataclasses.replace(address, street=street)
         postcode = "" if rng.random() < missing_postcode else address.postcode
         if postcode and rng.random() < 0.01:
             # the last two letters swapped (still a valid postcode) or a keying slip
@@ -951,6 +971,7 @@ class _Agencies:
                     maiden_rate=0.2,
                     missing_dob=0.02,
                     missing_postcode=0.35,
+                    abbreviate_rate=0.4,
                 )
                 for attr in ("given", "family"):
                     if rng.random() < 0.02:
@@ -981,6 +1002,7 @@ class _Agencies:
                     nickname_rate=0.0,
                     stale_rate=0.25,
                     maiden_rate=0.05,
+                    abbreviate_rate=0.3,
                 )
                 r.nino = p.nino if rng.random() > 0.01 else ""
                 r.sex = ""
@@ -1457,7 +1479,7 @@ def _habits(agency: str, records: Sequence[_Record], rng: random.Random) -> Agen
                     sexes[r.sex],
                     f"{r.address.line1}, {r.address.town}",
                     r.postcode,
-                    r.nhs,
+                    f"{r.nhs[:3]} {r.nhs[3:6]} {r.nhs[6:]}" if r.nhs else "",
                     r.extra.get("role", ""),
                     *ind_cells(r),
                 )

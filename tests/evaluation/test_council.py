@@ -239,6 +239,7 @@ def test_social_care_upper_case_name_two_digit_years_and_one_address_cell(
         assert re.fullmatch(r"\d{2}/\d{2}/\d{2}", r["DOB"]) or not r["DOB"]
         street, sep, town = r["Address"].partition(", ")
         assert sep and town in {t for t, _, _ in _TOWNS}
+        assert re.fullmatch(r"\d{3} \d{3} \d{4}", r["NHS Number"]) or not r["NHS Number"]
     assert {r["CIN"] for r in rows} == {"Y", "N"}
     assert "Y" in {r["CP Plan"] for r in rows}
 
@@ -275,6 +276,11 @@ def test_police_street_only_month_names_and_ocr_slips(council: CouncilPopulation
         for r in rows
     )
     assert sum(1 for r in rows if not r["Postcode"]) > 0.2 * len(rows)
+    # clerks shorten street kinds ("Mill Rd")
+    short = sum(
+        1 for r in rows if re.search(r" (Rd|St|Ln|Ave|Cl|Dr|Cres|Gdns|Terr|Ct|Pl)$", r["Street"])
+    )
+    assert 0.1 * len(rows) < short < 0.5 * len(rows)
 
 
 def test_dwp_has_no_sex_column_and_carries_ni_numbers(council: CouncilPopulation) -> None:
@@ -500,7 +506,11 @@ def _identity(doc: dict[str, Any], row: dict[str, str]) -> dict[str, Any]:
         "street": lines[0] if lines else "",
         "lines": set(lines),
         "postcode": row[str(ident["postcode"])].replace(" ", "").upper(),
-        **{k: row[str(ident[k])] for k in ("nhs_number", "ni_number", "upn") if k in ident},
+        **{
+            k: row[str(ident[k])].replace(" ", "")
+            for k in ("nhs_number", "ni_number", "upn")
+            if k in ident
+        },
     }
 
 
