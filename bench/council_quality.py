@@ -10,8 +10,10 @@ default ruleset (see ``evaluation/_council_eval.py``).
 
 ``--habits`` writes the agencies' own layouts (one-column names, several date
 formats, derived columns); their mapping files need the ``[[derive]]``,
-``date_formats`` and ``[identity.identifiers]`` mapping syntax. Without it the
-same records are written in plain separate columns.
+``date_formats`` and ``[identity.identifiers]`` mapping syntax, and a schema
+(``--schema``) that declares the local identifier ``local_person_id`` (social
+care and early help key the council's person id). Without it the same records
+are written in plain separate columns.
 
     .venv/bin/python bench/council_quality.py                      # 3,000 households, plain
     .venv/bin/python bench/council_quality.py --seeds 1 2 3 --households 5000
@@ -35,8 +37,10 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[20261203])
     ap.add_argument("--habits", action="store_true", help="the agencies' own layouts")
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
     args = ap.parse_args()
 
+    from agency_client import load_schema
     from evaluation._council import CouncilConfig, generate_council
     from evaluation._council_eval import evaluate_council
 
@@ -52,13 +56,17 @@ def main() -> int:
         people = len(pop.persons())
         families = sum(pop.families().values())
         with tempfile.TemporaryDirectory(prefix="council-bench-") as work:
-            scores = evaluate_council(pop, workdir=Path(work), workers=args.workers)
+            scores = evaluate_council(
+                pop, load_schema(args.schema), workdir=Path(work), workers=args.workers
+            )
         rows = ", ".join(f"{a} {n:,}" for a, n in sorted(scores.rows_read.items()))
         dropped = sum(scores.fields_dropped.values())
+        repeats = sum(scores.repeats_removed.values())
         print(
             f"seed {seed}: {args.households:,} households ({families:,} families), "
-            f"{people:,} people, {scores.records:,} records ({rows}); "
-            f"{dropped} cells refused by the encoder; {time.perf_counter() - t0:.1f}s"
+            f"{people:,} people, {scores.records:,} records ({rows}); {repeats} rows with a "
+            f"repeated system id kept back; {dropped} cells refused by the encoder; "
+            f"{time.perf_counter() - t0:.1f}s"
         )
         print(f"    persons:     {scores.persons}")
         print(f"    households:  {scores.households}")

@@ -29,12 +29,12 @@ Agencies and their habits (default, ``plain=False``):
   about 3% of rows; nicknames (Bill, Liz, Mo, Kasia) in about a quarter of the
   rows of people who have one; sex as 1/2/9.
 - ``police`` (police incidents): street line only, no town, the kind of
-  street often shortened ("Mill Rd"); postcode often blank; DOB ``03-Apr-2010`` (older rows ``03/04/2010``); OCR-like
-  substitutions (0/O, 1/l, rn/m) in about 2% of names; ASB, DV, call-outs,
-  offences.
-- ``dwp`` (benefits): NI number; NO sex column; title; address in three upper-case
-  lines with the town in the last non-blank one, street kinds often shortened; postcode without its space;
-  out-of-work benefits.
+  street often shortened ("Mill Rd"); postcode often blank; DOB
+  ``03-Apr-2010`` (older rows ``03/04/2010``); OCR-like substitutions (0/O,
+  1/l, rn/m) in about 2% of names; ASB, DV, call-outs, offences.
+- ``dwp`` (benefits): NI number; NO sex column; title; address in three
+  upper-case lines with the town in the last non-blank one, street kinds
+  often shortened; postcode without its space; out-of-work benefits.
 - ``housing``: one row per adult of a tenancy (no children), "Mrs Sarah Khan"
   in one column and sex only as the title, DOB ``dd.mm.yyyy``, address
   "street, town" in one cell,

@@ -2,10 +2,11 @@
 
 :func:`evaluate_council` writes a generated council to disk, encodes every
 agency file through the real agency client with its mapping file (keys drawn
-fresh for the run, bad cells dropped as an agency running ``--on-bad
-drop-field`` would), loads the extracts with the harness's helpers, links them
-with :class:`linkage_service._engine.LinkageEngine` at its shipped defaults
-and scores persons and households pairwise against the generator's truth.
+fresh for the run, one row kept per system id as the linkage service demands,
+bad cells dropped as an agency running ``--on-bad drop-field`` would), loads
+the extracts with the harness's helpers, links them with
+:class:`linkage_service._engine.LinkageEngine` at its shipped defaults and
+scores persons and households pairwise against the generator's truth.
 
 Eligibility: the programme's default ruleset and risk model assess every
 household twice over the same encoded records and indicators, once grouped
@@ -23,9 +24,11 @@ For tests and benchmarks only; no service imports it.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import json
 import tempfile
+import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,7 +47,7 @@ from linkage_service._riskmodel import default_model
 from linkage_service._ruleset import default_ruleset
 from protocols import LinkageSchema
 
-from ._council import CouncilPopulation, write_council
+from ._council import AgencyExtract, CouncilPopulation, write_council
 from ._harness import EPOCH, PairScores, _record_lines, batch_from_lines, concat, pair_scores
 
 __all__ = [
@@ -79,7 +82,8 @@ class EncodedCouncil:
     records: list[EncodedRecord]
     truth_person: list[str]
     truth_household: list[str]
-    rows_read: dict[str, int]  # per agency
+    rows_read: dict[str, int]  # per agency: rows sent to the encoder
+    repeats_removed: dict[str, int]  # per agency: rows left out for a system id seen before
     fields_dropped: dict[str, int]  # per agency: cells the encoder refused
     extract_date: dt.date
     workdir: Path
@@ -118,8 +122,33 @@ class CouncilScores:
     households: PairScores
     records: int
     rows_read: dict[str, int]
+    repeats_removed: dict[str, int]
     fields_dropped: dict[str, int]
     eligibility: EligibilityScores | None
+
+
+def _first_row_per_id(extract: AgencyExtract, path: Path, removed: dict[str, int]) -> Path:
+    """The extract as the agency sends it: one row per system id, the first one kept.
+
+    The linkage service refuses an extract in which two records share a record
+    ref, so an agency whose file repeats a system id (a row exported twice, one
+    person keyed twice under one id) must drop the later rows before sending.
+    """
+    system_id = tomllib.loads(extract.mapping_toml)["identity"]["system_id"]
+    column = extract.header.index(system_id)
+    seen: set[str] = set()
+    rows = []
+    for row in extract.rows:
+        if row[column] not in seen:
+            seen.add(row[column])
+            rows.append(row)
+    removed[extract.agency_id] = len(extract.rows) - len(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\r\n")
+        writer.writerow(extract.header)
+        writer.writerows(rows)
+    return path
 
 
 def encode_council(
@@ -131,7 +160,12 @@ def encode_council(
 ) -> EncodedCouncil:
     """Write, encode (as each agency would, with its mapping file) and load ``population``.
 
-    ``workdir`` must be empty or absent: each run draws its own keys and secret.
+    The generated files (repeats and all) go to ``workdir/population``; what
+    each agency sends, one row per system id, to ``workdir/sent``. ``workdir``
+    must be empty or absent: each run draws its own keys and secret. The
+    habit-ful files of social care and early help key the council's person id
+    as ``identity.identifiers.local_person_id``: ``schema`` must then declare
+    that local identifier.
     """
     from agency_client import (
         BadRowPolicy,
@@ -162,6 +196,7 @@ def encode_council(
     truth_person: list[str] = []
     truth_household: list[str] = []
     rows_read: dict[str, int] = {}
+    removed: dict[str, int] = {}
     dropped: dict[str, int] = {}
     (workdir / "problems").mkdir(parents=True, exist_ok=True)
     next_id = 1
@@ -170,7 +205,7 @@ def encode_council(
         key = load_agency_key(keys / agency / "agency.key")
         out = workdir / "extracts" / f"{agency}.jsonl"
         summary = encode_csv(
-            data / f"{agency}.csv",
+            _first_row_per_id(extract, workdir / "sent" / f"{agency}.csv", removed),
             load_mapping(data / f"{agency}.mapping.toml"),
             schema,
             secret,
@@ -222,6 +257,7 @@ def encode_council(
         truth_person,
         truth_household,
         rows_read,
+        removed,
         dropped,
         at,
         workdir,
@@ -354,6 +390,7 @@ def evaluate_council(
         households=pair_scores(household, encoded.truth_household),
         records=len(batch),
         rows_read=encoded.rows_read,
+        repeats_removed=encoded.repeats_removed,
         fields_dropped=encoded.fields_dropped,
         eligibility=assess_eligibility(encoded, person, household) if eligibility else None,
     )

@@ -383,16 +383,26 @@ def test_plain_mappings_load_with_todays_parser(plain: CouncilPopulation, tmp_pa
 # --- the glue, end to end -------------------------------------------------------------
 
 
+SMALL = CouncilConfig(households=150, seed=7, plain=True)
+
+
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory: pytest.TempPathFactory) -> EncodedCouncil:
-    pop = generate_council(CouncilConfig(households=150, seed=7, plain=True))
-    return encode_council(pop, tmp_path_factory.mktemp("council"))
+    return encode_council(generate_council(SMALL), tmp_path_factory.mktemp("council"))
 
 
-def test_encoding_keeps_every_row_with_its_truth(encoded: EncodedCouncil) -> None:
+def test_encoding_sends_one_row_per_system_id_with_its_truth(encoded: EncodedCouncil) -> None:
     n = len(encoded.batch)
     assert n == len(encoded.records) == len(encoded.truth_person) == sum(encoded.rows_read.values())
     assert set(encoded.rows_read) == set(AGENCY_IDS)
+    # the linkage service refuses a repeated record ref: the repeats stay at the agency
+    assert len({(r.agency_id, r.record_ref) for r in encoded.records}) == n
+    pop = generate_council(SMALL)
+    for agency, extract in pop.extracts.items():
+        sent = encoded.rows_read[agency]
+        assert sent == len({row[0] for row in extract.rows})  # the id is the first column
+        assert sent + encoded.repeats_removed[agency] == len(extract.rows)
+    assert sum(encoded.repeats_removed.values()) > 0
     # a handful of cells are refused (bad postcodes, dates), never most of them
     assert sum(encoded.fields_dropped.values()) < 0.05 * n
 
