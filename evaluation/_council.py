@@ -451,7 +451,7 @@ def _feminine(surname: str) -> str:
 
 
 def _masculine(surname: str) -> str:
-    if surname.endswith("ka") and surname[-3] in "sc" or surname.endswith("dzka"):
+    if surname.endswith(("ska", "cka", "dzka")):
         return surname[:-1] + "i"
     return surname
 

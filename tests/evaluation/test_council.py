@@ -26,6 +26,7 @@ from evaluation._council import (
     CouncilConfig,
     CouncilPopulation,
     TruePerson,
+    _gendered,
     generate_council,
     write_council,
 )
@@ -164,6 +165,25 @@ def test_households_are_plausible(council: CouncilPopulation) -> None:
             assert a == b or (b - a).days >= 300  # twins, or ten months apart
             twins += a == b
     assert twins > 0
+
+
+def test_polish_surnames_follow_the_sex_of_their_bearer(council: CouncilPopulation) -> None:
+    assert _gendered("Kowalski", "F") == "Kowalska"
+    assert _gendered("Kowalska", "M") == "Kowalski"
+    assert _gendered("Nowicka", "M") == "Nowicki"
+    assert _gendered("Nowak", "F") == "Nowak"
+    assert _gendered("Smith-Kowalski", "F") == "Smith-Kowalska"
+    # a married Polish couple: one name in two forms
+    couples = [
+        (w, m)
+        for h in council.households
+        for w in h.members
+        for m in h.members
+        if w.sex == "F" and m.sex == "M" and w.birth_family and w.family.endswith("ska")
+    ]
+    assert couples and all(
+        w.family == _gendered(m.family, "F") for w, m in couples if m.family.endswith("ski")
+    )
 
 
 def test_identifiers_and_postcodes_are_valid(council: CouncilPopulation) -> None:
