@@ -374,9 +374,16 @@ def evaluate_council(
     workers: int = 1,
     eligibility: bool = True,
 ) -> CouncilScores:
-    """Encode, link and score ``population``: persons, households and (optionally) eligibility."""
-    work = workdir or Path(tempfile.mkdtemp(prefix="council-eval-"))
-    encoded = encode_council(population, work, schema, workers=workers)
+    """Encode, link and score ``population``: persons, households and (optionally) eligibility.
+
+    Without ``workdir`` the files go to a temporary directory removed at the end.
+    """
+    if workdir is None:
+        with tempfile.TemporaryDirectory(prefix="council-eval-") as tmp:
+            return evaluate_council(
+                population, schema, workdir=Path(tmp), workers=workers, eligibility=eligibility
+            )
+    encoded = encode_council(population, workdir, schema, workers=workers)
     batch = encoded.batch
     delta = LinkageEngine().update(batch, [])
     row_of = {int(r): i for i, r in enumerate(batch.ids.tolist())}

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 from collections import Counter
 from pathlib import Path
@@ -449,6 +450,16 @@ def test_perfect_linkage_finds_every_eligible_family(encoded: EncodedCouncil) ->
     # every record on its own: no household holds a family's records, nothing is found
     alone = [f"r{i}" for i in range(len(encoded.truth_person))]
     assert assess_eligibility(encoded, alone, alone).found < perfect.found
+
+
+def test_evaluate_council_leaves_no_temporary_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    pop = generate_council(CouncilConfig(households=30, seed=2, plain=True))
+    scores = evaluate_council(pop, eligibility=False)
+    assert scores.eligibility is None and scores.records > 0
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_evaluate_council_end_to_end(tmp_path: Path) -> None:
