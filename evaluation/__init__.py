@@ -9,9 +9,29 @@ plaintext, synthetic or real, is on any of the service's code paths.
 
 Where things live: the harness (population, ingest, pair quality, eligibility
 agreement) in ``_harness.py``; model cards and the bias report in
-``_modelcard.py``.
+``_modelcard.py``; a second council population written independently of the
+agency client's generator, with seven agencies' own export habits, in
+``_council.py``, and its evaluation (encode, link, pair and eligibility
+scores) in ``_council_eval.py``.
 """
 
+from ._council import (
+    AgencyExtract,
+    CouncilConfig,
+    CouncilPopulation,
+    TrueHousehold,
+    TruePerson,
+    generate_council,
+    write_council,
+)
+from ._council_eval import (
+    CouncilScores,
+    EligibilityScores,
+    EncodedCouncil,
+    assess_eligibility,
+    encode_council,
+    evaluate_council,
+)
 from ._harness import (
     PairScores,
     Population,
@@ -37,14 +57,26 @@ from ._modelcard import (
 
 __all__ = [
     "AGE_BANDS",
+    "AgencyExtract",
+    "CouncilConfig",
+    "CouncilPopulation",
+    "CouncilScores",
+    "EligibilityScores",
+    "EncodedCouncil",
     "PairScores",
     "Population",
+    "TrueHousehold",
+    "TruePerson",
+    "assess_eligibility",
     "batch_from_lines",
     "build_model_card",
     "completeness",
     "concat",
     "eligibility_agreement",
+    "encode_council",
+    "evaluate_council",
     "evaluate_model",
+    "generate_council",
     "household_overlap",
     "ingest_population",
     "load_population",
@@ -53,5 +85,6 @@ __all__ = [
     "render_markdown",
     "roc_auc",
     "score_summary",
+    "write_council",
     "write_model_card",
 ]
