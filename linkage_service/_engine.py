@@ -29,7 +29,7 @@ import hashlib
 import json
 import secrets
 import time
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar, overload
 
@@ -79,6 +79,9 @@ class EngineConfig:
     nonmatch_threshold: float = 0.01  # a cross pair below this forbids a merge
     address_threshold: float = 0.97  # address-filter Dice at or above: same place
     address_nonmatch_threshold: float = 0.9  # ditto for places
+    # two addresses of one person's records at or above this are one place written
+    # two ways (a typo, a blank postcode); neighbours on one street score about 0.75
+    address_person_threshold: float = 0.82
     search_dice: float = 0.7  # subject access: person-filter Dice worth returning
     # the match model is (re)estimated when none was, or when the records held have
     # grown by this factor since it was; from at least train_min_pairs candidates
@@ -412,6 +415,7 @@ class LinkageEngine:
             eng.pid_root[pid] = eng.persons.add(rs)
         is_new = np.ones(eng._n, dtype=np.bool_)
         eng._link_places(is_new)
+        eng._join_places_by_person(by_pid)
         for pid, rs in by_pid.items():
             eng.base_row[pid] = eng._current_row(rs)
         for pid in by_pid:
@@ -569,8 +573,8 @@ class LinkageEngine:
 
         return coheres
 
-    def _place_coheres(self) -> Callable[[list[int], list[int]], bool]:
-        floor = self.config.address_nonmatch_threshold
+    def _place_coheres(self, floor: float | None = None) -> Callable[[list[int], list[int]], bool]:
+        floor = self.config.address_nonmatch_threshold if floor is None else floor
         addr = self.addr
         cache: dict[int, tuple[int, int]] = {}
 
@@ -652,6 +656,48 @@ class LinkageEngine:
             )
         affected = {self.places.find(r) for r in new_rows.tolist()}
         return affected, int(codes.size)
+
+    def _residents_of(self, roots: Iterable[int]) -> set[str]:
+        """Persons with a live record at any of the places ``roots``."""
+        out: set[str] = set()
+        for root in roots:
+            for r in self.places.members(root):
+                pid = self.row_pid[r]
+                if pid is not None and self.alive[r]:
+                    out.add(pid)
+        return out
+
+    def _join_places_by_person(self, pids: Iterable[str]) -> set[int]:
+        """Join places that one person's records show to be one address written two ways.
+
+        A typo in the street, a blank postcode or a house name one agency keeps
+        leave two copies of an address below ``address_threshold`` but above
+        ``address_person_threshold``; when one person has records at both, they
+        are one place (a move to another address scores far lower). Returns the
+        places that grew.
+        """
+        cfg = self.config
+        ei: list[int] = []
+        ej: list[int] = []
+        for pid in sorted(pids):
+            rows = [r for r in self._rows_of(pid) if self.has_addr[r] and self.places.holds(r)]
+            if len(rows) < 2 or len({self.places.find(r) for r in rows}) < 2:
+                continue
+            for x, a in enumerate(rows):
+                for b in rows[x + 1 :]:
+                    if self.places.find(a) != self.places.find(b):
+                        ei.append(a)
+                        ej.append(b)
+        if not ei:
+            return set()
+        i = np.asarray(ei, dtype=np.int64)
+        j = np.asarray(ej, dtype=np.int64)
+        d = kernel.dice_pairs(self.addr, self.addr, i, j)
+        m = d >= cfg.address_person_threshold
+        agglomerate(
+            self.places, i[m], j[m], d[m], self._place_coheres(cfg.address_person_threshold)
+        )
+        return {self.places.find(r) for r in i[m].tolist()}
 
     def candidate_pairs(self, is_new: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
         """Candidate person pairs (i < j, rows) with at least one row in ``is_new``."""
@@ -806,6 +852,7 @@ class LinkageEngine:
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
         place_roots |= new_place_roots
         pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()
+        place_roots |= self._join_places_by_person(pending | self._residents_of(place_roots))
         self._unplaced = set()
         self._update_households(pending, set(retired), place_roots, delta)
         t6 = time.perf_counter()

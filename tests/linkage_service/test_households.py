@@ -5,7 +5,17 @@ from __future__ import annotations
 from evaluation._harness import Population, pair_scores
 from linkage_service._engine import LinkageEngine
 
-from ._engine_helpers import DAY, Rec, base_bits, batch, engine, labels, perturb, population
+from ._engine_helpers import (
+    DAY,
+    Rec,
+    base_bits,
+    batch,
+    engine,
+    labels,
+    perturb,
+    persons,
+    population,
+)
 
 __all__ = ["population"]  # the fixture, imported for pytest
 
@@ -106,3 +116,28 @@ def test_stale_copies_follow_a_household_that_moved() -> None:
     eng.update(batch(recs), [])
     assert _household(eng, 3) == _household(eng, 1) == _household(eng, 2)
     assert _household(eng, 1) == _household(eng, 11)
+
+
+def test_one_persons_records_join_an_address_written_two_ways() -> None:
+    # the same address with a street typo (Dice about 0.9, below the place threshold)
+    # is one place when one person has records at both; a neighbour is not
+    home = base_bits(40, 300)
+    typo = perturb(home, 30, 41)  # Dice 0.9
+    neighbour = perturb(home, 75, 42)  # Dice 0.75
+    me, child, other = base_bits(43), base_bits(44), base_bits(45)
+    eng = engine()
+    eng.update(
+        batch(
+            [
+                Rec(1, me, addr=home, agency=0),
+                Rec(2, perturb(me, 4, 46), addr=typo, agency=1),
+                Rec(3, child, addr=typo, agency=1, age=8),
+                Rec(4, other, addr=neighbour, agency=1),
+            ]
+        ),
+        [],
+    )
+    p = persons(eng, [1, 2, 3, 4])
+    assert p[0] == p[1]
+    hid = eng.person_hid
+    assert hid[p[0]] == hid[p[2]] != hid[p[3]]
