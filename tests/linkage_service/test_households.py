@@ -12,8 +12,8 @@ from ._engine_helpers import (
     batch,
     engine,
     labels,
-    perturb,
     persons,
+    perturb,
     population,
 )
 
@@ -129,7 +129,7 @@ def test_one_persons_records_join_an_address_written_two_ways() -> None:
     eng.update(
         batch(
             [
-                Rec(1, me, addr=home, agency=0),
+                Rec(1, me, addr=home, agency=0, day=DAY + 30),  # the newer record
                 Rec(2, perturb(me, 4, 46), addr=typo, agency=1),
                 Rec(3, child, addr=typo, agency=1, age=8),
                 Rec(4, other, addr=neighbour, agency=1),
