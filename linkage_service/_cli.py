@@ -46,6 +46,7 @@ from ._config import (
     valid_role,
 )
 from ._errors import ConfigError, LinkageError
+from ._matchmodel import MatchModel, render_markdown
 from ._riskmodel import load_model
 from ._ruleset import load_ruleset
 
@@ -85,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help="linkage run history")
     runs.add_argument("--limit", type=int, default=20)
     sub.add_parser("stats", help="record, person, household and link counts")
+    mm = sub.add_parser("match-model", help="the match model in force: m, u and weights")
+    mm.add_argument("--json", action="store_true", help="its stored JSON instead of a card")
     assess = sub.add_parser("assess", help="assess every family: snapshots, statuses, attestations")
     assess.add_argument("--as-at", type=_date, help="assessment date YYYY-MM-DD (default today)")
     assess.add_argument("--actor", default="cli", help="who runs it (recorded)")
@@ -319,6 +322,13 @@ def _run(args: argparse.Namespace) -> int:
                 )
         elif args.command == "stats":
             print(json.dumps(store.statistics(engine), indent=2, sort_keys=True))
+        elif args.command == "match-model":
+            with engine.connect() as conn:
+                stored = store.latest_match_model(conn)
+            if stored is None:
+                raise ConfigError("no match model yet: one is estimated at the first link")
+            match_model = MatchModel.from_json(stored)
+            print(json.dumps(stored, indent=2) if args.json else render_markdown(match_model))
         else:
             _programme_command(args, settings, engine)
     finally:

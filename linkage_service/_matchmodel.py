@@ -63,6 +63,7 @@ __all__ = [
     "MatchModel",
     "estimate",
     "prior_model",
+    "render_markdown",
 ]
 
 F64 = npt.NDArray[np.float64]
@@ -506,3 +507,39 @@ def estimate(
             "at the top person level)",
         )
     return model, FitReport(int(n_cand), int(n_rand), iterations, converged, True, "accepted")
+
+
+def render_markdown(model: MatchModel, title: str = "Match model") -> str:
+    """The model as a Markdown card: every comparison level's m, u and weight, and the prior."""
+    trained = model.trained_on
+    lines = [
+        f"# {title}",
+        "",
+        f"Version `{model.fingerprint()[:16]}` ({MODEL_FORMAT}). "
+        + (
+            f"Estimated by EM from {int(trained.get('candidate_pairs', 0)):,} candidate pairs "
+            f"and {int(trained.get('random_pairs', 0)):,} random pairs over "
+            f"{int(trained.get('records', 0)):,} records in "
+            f"{int(trained.get('iterations', 0))} iterations."
+            if trained.get("estimated")
+            else "Set by hand, not estimated."
+        ),
+        "",
+        f"Prior: {model.lam:.4%} of candidate pairs are matches "
+        f"(weight {model.prior_weight:+.2f} bits). A pair's match weight is the prior "
+        "plus the weight of each comparison's level; its score is the probability "
+        "1 / (1 + 2^-weight). A missing value weighs 0.",
+        "",
+    ]
+    for k, c in enumerate(COMPARISONS):
+        lines += [f"## {c.name}", "", "| level | m | u | weight (bits) |", "|---|---|---|---|"]
+        weights = model.level_weights(k)
+        for i, level in enumerate(c.levels):
+            if i == c.missing:
+                lines.append(f"| {level} | - | - | 0 |")
+            else:
+                lines.append(
+                    f"| {level} | {model.m[k][i]:.4g} | {model.u[k][i]:.4g} | {weights[i]:+.2f} |"
+                )
+        lines.append("")
+    return "\n".join(lines)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,20 @@ def test_the_service_keeps_its_model_across_a_restart(population, tmp_path) -> N
     runs = store.list_runs(sql)
     assert any(r["stats"].get("match_model_id") for r in runs)
     sql.dispose()
+
+
+def test_the_cli_shows_the_model_in_force(population, tmp_path, capsys) -> None:
+    from linkage_service._cli import main
+
+    config = tmp_path / "linkage.toml"
+    db = tmp_path / "l.db"
+    config.write_text(f'database_url = "sqlite:///{db}"\ntoken_file = "{tmp_path / "tokens"}"\n')
+    assert main(["--config", str(config), "migrate"]) == 0
+    assert main(["--config", str(config), "match-model"]) == 1  # none yet: a plain error
+    assert "no match model yet" in capsys.readouterr().err
+    ingest_population(population, f"sqlite:///{db}").dispose()
+    assert main(["--config", str(config), "match-model"]) == 0
+    card = capsys.readouterr().out
+    assert card.startswith("# Match model") and "## person" in card and "Estimated by EM" in card
+    assert main(["--config", str(config), "match-model", "--json"]) == 0
+    assert MatchModel.from_json(json.loads(capsys.readouterr().out)).lam > 0
