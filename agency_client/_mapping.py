@@ -311,7 +311,7 @@ class AgencyMapping(BaseModel):
                     wanted[f"{step.key}.concat[{j}]"] = col
             else:
                 wanted[f"{step.key}.from"] = step.sources[0]
-        wanted.update(self.identity.columns())
+        wanted.update({f"identity.{k}": col for k, col in self.identity.columns().items()})
         for ic in self.indicators:
             wanted[f"indicators.{ic.type.value}"] = ic.column
             if ic.date_column:
