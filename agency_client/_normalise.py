@@ -902,7 +902,7 @@ _ANY_POSTCODE = re.compile(r"[A-Z0-9]{3,10}")
 @lru_cache(maxsize=_CACHE)
 def _postcode_any(raw: str) -> Postcode | None:
     compact = "".join(raw.upper().split())
-    if not compact or _is_placeholder(compact.lower()):
+    if not compact or _is_placeholder(compact.lower()) or _NON_GEOGRAPHIC.fullmatch(compact):
         return None
     if not _ANY_POSTCODE.fullmatch(compact):
         raise NormaliseError(
@@ -1100,7 +1100,7 @@ def local_identifier(raw: str | None) -> str | None:
     """
     if raw is None:
         return None
-    compact = _NOT_ID.sub("", raw).upper()
+    compact = _NOT_ID.sub("", raw.upper())  # upper first: it may make combining marks
     if not compact or _ALL_ZERO.fullmatch(compact) or _is_placeholder(fold(raw)):
         return None
     return compact
