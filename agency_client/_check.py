@@ -6,8 +6,9 @@ the shapes that suggest the mapping does not fit the data: a given-name column
 holding commas, a family name empty in every row, names written "SURNAME,
 Forename" (split them with a derive), mixed address shapes, dates that parse
 two ways under the declared formats, derives that do not match, system ids that
-repeat. Errors are what ``encode`` refuses: a column missing from the header, a
-repeated system id, a derive that matches no row.
+repeat, rows of the wrong width, cells that do not parse. Errors are what
+``encode`` refuses whatever its ``--on-bad`` policy: a column missing from the
+header, a repeated system id, a derive that matches no row.
 
 Nothing is written and nothing is encoded: no key or secret is needed. The
 findings quote cell values and line numbers so someone can fix the source, so
@@ -316,9 +317,10 @@ def _scan(
     if short_rows:
         report.findings.append(
             Finding(
-                "error",
+                "warning",
                 "(rows)",
-                f"{len(short_rows)} rows do not have the header's {width} fields",
+                f"{len(short_rows)} rows do not have the header's {width} fields: encode "
+                "fails on them (--on-bad fail, the default) or leaves them out",
                 short_rows,
             )
         )
