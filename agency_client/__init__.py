@@ -6,10 +6,12 @@ indicators, and identities sealed so that only the unlock service can open them.
 
 Where things live: normalisation ``_normalise``, the encoder ``_encoder``,
 sealing ``_seal``, one CSV row ``_rows``, extract files ``_extract``, keys
-``_keys``, the mapping file ``_mapping``, the CLI ``_cli``, the synthetic
+``_keys``, the mapping file ``_mapping`` and its transforms ``_transforms``,
+the dry run ``_check``, the CLI ``_cli``, the synthetic
 population ``_synthetic``, leak scanning ``_privacy``.
 """
 
+from ._check import CheckReport, check_csv
 from ._encoder import Encoder, Encoding, NormalisedIdentity, derive_key, dice
 from ._errors import AgencyClientError, ConfigError, ExtractError, InputError, KeyFileError
 from ._extract import EncodeSummary, ExtractInfo, encode_csv, iter_records, verify_extract
@@ -40,6 +42,7 @@ __all__ = [
     "AgencyMapping",
     "AgencyPublicKey",
     "BadRowPolicy",
+    "CheckReport",
     "ConfigError",
     "EncodeSummary",
     "Encoder",
@@ -53,6 +56,7 @@ __all__ = [
     "NormalisedIdentity",
     "Scanner",
     "SealPublicKey",
+    "check_csv",
     "derive_key",
     "dice",
     "encode_csv",

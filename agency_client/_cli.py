@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from ._check import CheckReport, check_csv
 from ._errors import AgencyClientError
 from ._extract import ExtractInfo, encode_csv, verify_extract
 from ._keys import (
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--problems", type=Path, help="where to write the problem report (CSV)")
     e.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+
+    c = sub.add_parser(
+        "check", help="dry-run a mapping over a CSV: parse rates and suspicious shapes"
+    )
+    c.add_argument("--mapping", type=Path, required=True, help="the agency's TOML mapping file")
+    c.add_argument("--input", type=Path, required=True, help="the CSV to check")
+    c.add_argument("--schema", type=Path, help="linkage schema file (default: the shipped one)")
 
     i = sub.add_parser("inspect", help="verify an extract and show its statistics")
     i.add_argument("extract", type=Path)
@@ -161,6 +169,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         console.print(f"fingerprint {load_schema(args.schema).fingerprint()}")
     elif args.command == "encode":
         _encode(args, console)
+    elif args.command == "check":
+        report = check_csv(args.input, load_mapping(args.mapping), load_schema(args.schema))
+        _print_check(console, report)
+        return report.exit_status
     elif args.command == "inspect":
         info = verify_extract(
             args.extract,
@@ -253,6 +265,44 @@ def _encode(args: argparse.Namespace, console: Console) -> None:
     )
     if summary.problems_path:
         console.print(f"problems reported in {summary.problems_path}")
+
+
+def _print_check(console: Console, report: CheckReport) -> None:
+    console.print(
+        f"{report.csv_path}: {report.rows:,} rows checked against {report.mapping_path}",
+        soft_wrap=True,
+    )
+    if console.is_terminal:
+        t = Table(show_header=True, header_style="bold")
+        for name in ("mapping key", "column", "filled", "parsed"):
+            t.add_column(name, justify="right" if name in ("filled", "parsed") else "left")
+        for col in report.columns:
+            t.add_row(col.key, col.column, f"{col.filled:,}", col.rate())
+        console.print(t)
+    else:  # plain, one line per column: easy to grep or diff
+        for col in report.columns:
+            console.print(
+                f"{col.key}  column {col.column!r}  filled {col.filled}  parsed {col.rate()}",
+                soft_wrap=True,
+            )
+    for finding in report.findings:
+        style = "red" if finding.level == "error" else "yellow"
+        console.print(finding.text(), style=style, soft_wrap=True)
+    if report.errors:
+        console.print(
+            f"{len(report.errors)} errors, {len(report.warnings)} warnings: "
+            "encode would refuse this file",
+            style="bold red",
+            soft_wrap=True,
+        )
+    elif report.warnings:
+        console.print(
+            f"{len(report.warnings)} warnings, no errors: encode would accept this file",
+            style="bold yellow",
+            soft_wrap=True,
+        )
+    else:
+        console.print("clean: no errors, no warnings", style="green")
 
 
 def info_to_dict(info: ExtractInfo) -> dict[str, object]:

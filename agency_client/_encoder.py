@@ -7,7 +7,9 @@ another and a schema change re-keys everything. Features are hashed with keyed
 BLAKE2b: there is no unkeyed or double hashing anyone without the secret could
 replay. The filters themselves are built by the compiled kernel
 (:mod:`agency_client._bloom`, keyed BLAKE2b from OpenSSL), whose derivation
-tests/agency_client/test_encoder.py restates slowly in Python. This module never
+tests/agency_client/test_encoder.py restates slowly in Python. Agencies' own
+identifier types (the schema's ``local_identifiers``) are keyed the same way, one
+HKDF key per type, and hashed with keyed BLAKE2b in Python. This module never
 sees a file, never logs, and keeps no identity beyond the kernel's bounded
 caches of feature -> bit positions that die with the process.
 
@@ -276,6 +278,11 @@ class Encoder:
                 for ident in self.exact_order
             ]
         )
+        # Agencies' own identifiers: keyed per type like the built-in ones, in Python
+        # beside the kernel call (only mappings that declare them pay for them).
+        self._local_keys = {
+            name: derive_key(secret, fp, f"local-id:{name}") for name in schema.local_identifiers
+        }
         self._blocking = [
             (spec.name, tuple(_PART_ORDER.index(p) for p in spec.parts))
             for spec in schema.blocking_keys
@@ -311,6 +318,10 @@ class Encoder:
             ident.postcode.outward if ident.postcode else None,
             [ident.identifiers.get(kind) for kind in self.exact_order],
         )
+
+    def local_token(self, name: str, value: str) -> str:
+        """The keyed token (base64) of a normalised agency identifier of type ``name``."""
+        return b64(keyed_token(self._local_keys[name], value, EXACT_TOKEN_BYTES))
 
     def encode_features(
         self, features: FeatureValues, outward: str | None, exact_values: Sequence[str | None]

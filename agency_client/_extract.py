@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import uuid
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,6 +32,7 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 from pydantic import ValidationError
 
 from protocols import (
@@ -45,7 +47,7 @@ from protocols import (
 from ._encoder import BLOCKING_TOKEN_BYTES, EXACT_TOKEN_BYTES
 from ._errors import ConfigError, ExtractError, InputError
 from ._keys import AgencyKey, AgencyPublicKey, SealPublicKey
-from ._mapping import AgencyMapping
+from ._mapping import AgencyMapping, check_schema, resolve_columns
 from ._rows import (
     BadRowPolicy,
     ChunkResult,
@@ -90,13 +92,19 @@ def encode_csv(
     progress: Callable[[int], None] | None = None,
     problems_path: Path | None = None,
 ) -> EncodeSummary:
-    """Encode ``csv_path`` into a signed extract at ``out_path`` (atomically)."""
+    """Encode ``csv_path`` into a signed extract at ``out_path`` (atomically).
+
+    Refuses, before the extract is written, what ``check`` calls an error: a
+    column the mapping names missing from the header, a system id on two rows,
+    a derive that matches no row.
+    """
     started = dt.datetime.now(dt.UTC)
     if agency_key.agency_id != mapping.agency.id:
         raise ConfigError(
             f"the agency key is for {agency_key.agency_id!r} but the mapping is for "
             f"{mapping.agency.id!r}"
         )
+    check_schema(mapping, schema)
     extract_date = extract_date or started.date()
     header = ExtractHeader(
         agency_id=mapping.agency.id,
@@ -114,6 +122,10 @@ def encode_csv(
     problems: list[Problem] = []
     count = skipped = rows_read = 0
     digest = hashlib.sha256()
+    refs: array[int] = array("Q")  # first 8 bytes of each record ref, and its line
+    ref_lines: array[int] = array("Q")
+    derive_hits = [0] * len(mapping.derive)
+    derive_missed = [0] * len(mapping.derive)
     try:
         with _open_csv(csv_path, mapping) as (columns, blocks), tmp.open("wb") as out:
             ctx = RowContext(
@@ -138,6 +150,12 @@ def encode_csv(
                     raise InputError(str(csv_path), p.line, p.field, p.problem)
                 problems.extend(result.problems)
                 skipped += result.skipped
+                refs.extend(result.refs)
+                ref_lines.extend(result.ref_lines)
+                for k, hits in enumerate(result.derive_hits):
+                    derive_hits[k] += hits
+                    if result.derive_missed[k] and not derive_missed[k]:
+                        derive_missed[k] = result.derive_missed[k]
                 if result.data:
                     digest.update(result.data)
                     out.write(result.data)
@@ -146,6 +164,8 @@ def encode_csv(
                     progress(n_rows)
             if rows_read == 0:
                 raise InputError(str(csv_path), 2, None, "the file has a header but no records")
+            _refuse_unmatched_derives(csv_path, mapping, derive_hits, derive_missed)
+            _refuse_repeated_ids(csv_path, mapping, refs, ref_lines)
             if count == 0:
                 raise InputError(str(csv_path), 2, None, "every row was bad; nothing to send")
             message = signed_message(header, count, digest.hexdigest())
@@ -175,6 +195,52 @@ def encode_csv(
         problems_path=written_problems,
         seconds=(dt.datetime.now(dt.UTC) - started).total_seconds(),
     )
+
+
+def _refuse_unmatched_derives(
+    csv_path: Path, mapping: AgencyMapping, hits: list[int], missed: list[int]
+) -> None:
+    for step, n, line in zip(mapping.steps(), hits, missed, strict=True):
+        if n == 0:
+            why = (
+                f"e.g. line {line} has a value without the declared shape"
+                if line
+                else "its source is blank in every row"
+            )
+            raise ConfigError(
+                f"{mapping.path}: {step.describe()} matches no row of {csv_path} ({why}); "
+                "fix the derive (agency-client check shows what the rows hold)"
+            )
+
+
+def _refuse_repeated_ids(
+    csv_path: Path, mapping: AgencyMapping, refs: array[int], lines: array[int]
+) -> None:
+    """Stop when two encoded rows share a record ref (their system ids are the same).
+
+    Refs are compared by their first eight bytes, sorted; on a hit the CSV is read
+    again to name the repeated ids and their lines (and a chance 64-bit collision
+    of two different ids is let through).
+    """
+    codes = np.frombuffer(refs, dtype=np.uint64)
+    if codes.size < 2:
+        return
+    ordered = np.sort(codes, kind="stable")
+    if not bool(np.any(ordered[1:] == ordered[:-1])):
+        return
+    from ._check import describe_repeats, repeated_ids
+
+    repeats = repeated_ids(csv_path, mapping)
+    if repeats:
+        first = repeats[0][1]
+        raise InputError(
+            str(csv_path),
+            first[1],
+            f"system_id (column {mapping.identity.system_id!r})",
+            f"{len(repeats)} system ids appear on more than one row: {describe_repeats(repeats)}; "
+            "each record needs its own system id (the linkage service refuses repeated "
+            "record refs)",
+        )
 
 
 class _open_csv:
@@ -207,27 +273,17 @@ class _open_csv:
             self.fh.close()
             raise InputError(str(self.path), 1, None, "the file is empty: no header row")
         head = [h.strip() for h in head]
-        columns: dict[str, int] = {}
-        for i, name in enumerate(head):
-            if name in columns:
+        seen: set[str] = set()
+        for name in head:
+            if name in seen:
                 self.fh.close()
                 raise InputError(str(self.path), 1, name, "column name appears twice in the header")
-            columns[name] = i
-        wanted = dict(self.mapping.identity.columns())
-        for ic in self.mapping.indicators:
-            wanted[f"indicators.{ic.type.value}"] = ic.column
-            if ic.date_column:
-                wanted[f"indicators.{ic.type.value}.date_column"] = ic.date_column
-        for key, col in wanted.items():
-            if col not in columns:
-                self.fh.close()
-                raise InputError(
-                    str(self.path),
-                    1,
-                    col,
-                    f"the mapping's {key} names column {col!r}, which is not in the header "
-                    f"(columns: {', '.join(head)})",
-                )
+            seen.add(name)
+        try:
+            columns = resolve_columns(self.mapping, head, str(self.path))
+        except InputError:
+            self.fh.close()
+            raise
         return columns, self._blocks()
 
     def _blocks(self) -> Iterator[tuple[int, bytes]]:

@@ -3,9 +3,10 @@
 This module owns the rules that make two agencies' records of the same person
 produce the same features: folding text to ``[a-z0-9 ]``, given and family
 names (titles, placeholders, hyphens, particles, forename variants), dates in
-an agency's declared format, sex codes, UK postcodes, address lines and house
-numbers, and the checked identifiers (NHS number, National Insurance number,
-Unique Pupil Number).
+an agency's declared format, sex codes, UK postcodes (or any country's, for a
+schema with ``postcode_format = "any"``), address lines and house numbers, the
+checked identifiers (NHS number, National Insurance number, Unique Pupil
+Number) and agencies' own identifiers (compacted, unchecked).
 
 Every function is pure and deterministic: no I/O, no clock except the
 two-digit-year pivot in :func:`parse_date`, no configuration. Import builds
@@ -41,10 +42,12 @@ __all__ = [
     "fold",
     "given_names",
     "house_number",
+    "local_identifier",
     "nhs_number",
     "ni_number",
     "parse_date",
     "postcode",
+    "postcode_any",
     "sex",
     "soundex",
     "upn",
@@ -893,6 +896,33 @@ def postcode(raw: str | None) -> Postcode | None:
     return _postcode(raw)
 
 
+_ANY_POSTCODE = re.compile(r"[A-Z0-9]{3,10}")
+
+
+@lru_cache(maxsize=_CACHE)
+def _postcode_any(raw: str) -> Postcode | None:
+    compact = "".join(raw.upper().split())
+    if not compact or _is_placeholder(compact.lower()) or _NON_GEOGRAPHIC.fullmatch(compact):
+        return None
+    if not _ANY_POSTCODE.fullmatch(compact):
+        raise NormaliseError(
+            f"postcode {raw!r} is not 3 to 10 letters and digits (spaces are ignored)"
+        )
+    # No district: the outward code in clear is a UK notion (PostcodeDistrict).
+    return Postcode(unit=compact, outward="", sector=compact[:-1])
+
+
+def postcode_any(raw: str | None) -> Postcode | None:
+    """Any country's postcode: upper case without spaces, 3-10 letters and digits.
+
+    Its sector is the code without its last character; it has no district
+    (``outward`` is ""). None for blank or placeholder values.
+    """
+    if raw is None:
+        return None
+    return _postcode_any(raw)
+
+
 # ---------------------------------------------------------------------------
 # addresses
 # ---------------------------------------------------------------------------
@@ -1076,6 +1106,25 @@ def _compact_id(raw: str) -> str:
     if not text.isalnum():
         text = _ID_SEPARATORS.sub("", text)
     return text
+
+
+_NOT_ID = re.compile(r"[\W_]+")
+_ALL_ZERO = re.compile(r"0+")
+
+
+def local_identifier(raw: str | None) -> str | None:
+    """An agency's own identifier: spaces and punctuation removed, upper case; None if blank.
+
+    Unchecked (there is no check digit to test), so placeholders ("unknown",
+    "N/A") and all-zero values are refused as missing: two strangers must not
+    share a token.
+    """
+    if raw is None:
+        return None
+    compact = _NOT_ID.sub("", raw.upper())  # upper first: it may make combining marks
+    if not compact or _ALL_ZERO.fullmatch(compact) or _is_placeholder(fold(raw)):
+        return None
+    return compact
 
 
 def nhs_number(raw: str | None) -> str | None:

@@ -5,6 +5,11 @@ into filters and tokens, and the original values are sealed for the unlock
 service. Bad cells become :class:`Problem` values naming line, field and column;
 the caller's policy decides whether they fail the run, skip the row or drop the
 field (a dropped field is treated as missing and never counts as agreement).
+
+A mapping's ``[[derive]]`` columns are computed first and appended to the row's
+cells (one cache per derive, keyed by its source cells), so the identity fields
+read a derived column exactly as they read a CSV column; a mapping with no
+derives pays nothing for them.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import gc
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
 
@@ -25,8 +30,9 @@ from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
 
 from . import _normalise as norm
 from ._encoder import Encoder, b64, keyed_token, yyyymmdd
-from ._mapping import AgencyMapping, IndicatorColumn
+from ._mapping import AgencyMapping, IndicatorColumn, check_schema
 from ._seal import IdentitySealer
+from ._transforms import BLANK, MATCHED, StepFunction
 
 _TRUE = frozenset({"y", "yes", "true", "t", "1", "x"})
 _FALSE = frozenset({"", "n", "no", "false", "f", "0"})
@@ -68,7 +74,7 @@ class RowContext:
     agency_id: str
     extract_id: str
     extract_date: dt.date
-    columns: dict[str, int]  # header name -> index
+    columns: dict[str, int]  # header name -> index, then each derive's (resolve_columns)
     policy: BadRowPolicy
 
 
@@ -78,6 +84,11 @@ class ChunkResult:
 
     ``lines`` while encoding; :func:`encode_block_or_stop` then packs them into
     ``data`` (newline-terminated UTF-8) so a worker hands back one bytes object.
+    ``refs`` holds the first eight bytes of each encoded record's ref (as an
+    integer) and ``ref_lines`` its line, so the caller can find a system id that
+    appears twice in the file; ``derive_hits[i]`` counts the rows where derive
+    ``i`` matched and ``derive_missed[i]`` is the first line where its source was
+    filled but it did not match (0: none).
     """
 
     lines: list[str]
@@ -86,6 +97,10 @@ class ChunkResult:
     rows: int
     data: bytes = b""
     count: int = 0
+    refs: list[int] = field(default_factory=list)
+    ref_lines: list[int] = field(default_factory=list)
+    derive_hits: list[int] = field(default_factory=list)
+    derive_missed: list[int] = field(default_factory=list)
 
 
 class _RowProblem(Exception):
@@ -175,6 +190,18 @@ class RowEncoder:
         self._sealer = IdentitySealer(PublicKey(ctx.seal_public_key), ctx.schema.identity_pad_bytes)
         ident = ctx.mapping.identity
         col = ctx.columns
+        self._width = len(col) - len(ctx.mapping.derive)  # cells in a CSV row
+        # (step, its source cells' indexes, source text -> (value, status))
+        self._derives: list[tuple[StepFunction, list[int], dict[str, tuple[str, int]]]] = [
+            (step.compile(), [col[c] for c in step.sources], {}) for step in ctx.mapping.steps()
+        ]
+        self._dob_formats = ident.dob_formats
+        self._any_postcode = ctx.schema.postcode_format == "any"
+        check_schema(ctx.mapping, ctx.schema)
+        # (type name, column index, value -> (normalised value, token) or ("", ""))
+        self._local: list[tuple[str, int, dict[str, tuple[str, str]]]] = [
+            (name, col[column], {}) for name, column in ident.identifiers.items()
+        ]
         self._system_id = col[ident.system_id]
         self._given = [col[c] for c in ident.given_names]
         self._address = [col[c] for c in ident.address_lines]
@@ -262,7 +289,11 @@ class RowEncoder:
             for _, _, _, cache, _ in self._indicators:
                 cache.clear()
             self._today = today
-        width = len(self.ctx.columns)
+        width = self._width
+        derives = self._derives
+        if derives:
+            out.derive_hits = [0] * len(derives)
+            out.derive_missed = [0] * len(derives)
         mapping = self.ctx.mapping.csv
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=mapping.delimiter, strict=True)
         consumed = 0
@@ -285,12 +316,31 @@ class RowEncoder:
                     out, line, None, f"row has {len(cells)} fields, the header has {width}"
                 )
                 continue
+            if derives:
+                self._derive(line, cells, out)
             try:
                 problems: list[Problem] = []
-                out.lines.append(self._encode_row(line, cells, problems))
+                out.lines.append(self._encode_row(line, cells, problems, out))
                 out.problems.extend(problems)
             except _RowProblem as exc:
                 self._row_problem(out, line, exc.field, exc.problem)
+
+    def _derive(self, line: int, cells: list[str], out: ChunkResult) -> None:
+        """Append each derive's value to ``cells``, counting its matches and first miss."""
+        for k, (step, sources, cache) in enumerate(self._derives):
+            if len(sources) == 1:
+                key = cells[sources[0]]
+            else:
+                key = "\x1f".join([cells[i] for i in sources])
+            found = cache.get(key)
+            if found is None:
+                found = _remember(cache, key, step([cells[i] for i in sources]))
+            value, status = found
+            cells.append(value)
+            if status == MATCHED:
+                out.derive_hits[k] += 1
+            elif status != BLANK and not out.derive_missed[k]:
+                out.derive_missed[k] = line
 
     def _row_problem(self, out: ChunkResult, line: int, field: str | None, problem: str) -> None:
         if self.ctx.policy is BadRowPolicy.FAIL:
@@ -306,7 +356,9 @@ class RowEncoder:
             return
         raise _RowProblem(field, problem)
 
-    def _encode_row(self, line: int, cells: list[str], problems: list[Problem]) -> str:
+    def _encode_row(
+        self, line: int, cells: list[str], problems: list[Problem], out: ChunkResult
+    ) -> str:
         ctx = self.ctx
         ident_map = ctx.mapping.identity
         system_id = cells[self._system_id].strip()
@@ -314,7 +366,8 @@ class RowEncoder:
             raise _RowProblem(ident_map.system_id, "system id is blank")
         ref_hash = self._ref_hash.copy()
         ref_hash.update(system_id.encode())
-        ref = ref_hash.hexdigest()
+        ref_bytes = ref_hash.digest()
+        ref = ref_bytes.hex()
 
         if len(self._given) == 1:
             given_raw = cells[self._given[0]].strip() or None
@@ -364,7 +417,10 @@ class RowEncoder:
         postcode_raw = _cell(cells, self._i_postcode)
         if postcode_raw is not None:
             try:
-                postcode = norm.postcode(postcode_raw)
+                if self._any_postcode:
+                    postcode = norm.postcode_any(postcode_raw)
+                else:
+                    postcode = norm.postcode(postcode_raw)
             except norm.NormaliseError as exc:
                 self._bad(problems, line, self._field("postcode"), str(exc))
 
@@ -384,6 +440,19 @@ class RowEncoder:
                 if slot is not None:
                     exact[slot] = value
 
+        local_ids: list[tuple[str, str, str]] = []  # (type, value, token)
+        for name, idx, cache in self._local:
+            raw = cells[idx].strip()
+            if not raw:
+                continue
+            local = cache.get(raw)
+            if local is None:
+                value = norm.local_identifier(raw)
+                token = self._encoder.local_token(name, value) if value else ""
+                local = _remember(cache, raw, (value or "", token))
+            if local[0]:
+                local_ids.append((name, local[0], local[1]))
+
         indicators = self._read_indicators(line, cells, dob, problems) if self._indicators else []
 
         # The encoder's features (_encoder._FEATURE_ORDER), built here rather than
@@ -401,7 +470,8 @@ class RowEncoder:
             (postcode.unit,) if postcode else None,
             (postcode.sector,) if postcode else None,
         )
-        encoded = self._encoder.record_json(features, postcode.outward if postcode else None, exact)
+        district = postcode.outward if postcode is not None and postcode.outward else None
+        encoded = self._encoder.record_json(features, district, exact)
 
         # The compact JSON of IdentityPayload, built by hand: json.dumps made a new
         # encoder per call. Same escaping function and key order as identity_bytes,
@@ -421,6 +491,9 @@ class RowEncoder:
             js += [',"address_lines":', address_lines]
         for member, value in raw_ids.items():
             js += [',"', member, '":', _json_str(value)]
+        if local_ids:
+            pairs = ",".join([_json_str(n) + ":" + _json_str(v) for n, v, _ in local_ids])
+            js += [',"local_identifiers":{', pairs, "}"]
         js.append("}")
         try:
             sealed = self._sealer.seal("".join(js).encode())
@@ -430,23 +503,28 @@ class RowEncoder:
         # Built by hand: every value is base64, hex, a number or a fixed vocabulary
         # word, none needs escaping, and json.dumps was the slowest step of a row.
         # tests/agency_client/test_extract.py validates every line against the model.
-        out = ['{"record_ref":"', ref, '"', encoded]
+        line_out = ['{"record_ref":"', ref, '"', encoded]
+        if local_ids:
+            pairs = ",".join([f'"{n}":"{t}"' for n, _, t in local_ids])
+            line_out += [',"local_tokens":{', pairs, "}"]
         if dob_f is not None:
-            out += [',"age":', dob_f.age]
+            line_out += [',"age":', dob_f.age]
         if sex is not None:
-            out += [',"sex":"', sex, '"']
-        if postcode is not None:
-            out += [',"postcode_district":"', postcode.outward, '"']
+            line_out += [',"sex":"', sex, '"']
+        if district is not None:
+            line_out += [',"postcode_district":"', district, '"']
         if indicators:
-            out += [',"indicators":[', ",".join(indicators), "]"]
-        out += [',"sealed_identity":"', b64(sealed), '"}']
-        return "".join(out)
+            line_out += [',"indicators":[', ",".join(indicators), "]"]
+        line_out += [',"sealed_identity":"', b64(sealed), '"}']
+        out.refs.append(int.from_bytes(ref_bytes[:8], "little"))
+        out.ref_lines.append(line)
+        return "".join(line_out)
 
     def _parse_dob(self, line: int, raw: str, problems: list[Problem]) -> _Dob | None:
         """Parse and check a date of birth; cache it when it is good."""
         ctx = self.ctx
         try:
-            dob = norm.parse_date(raw, ctx.mapping.identity.date_format, today=self._today)
+            dob = parse_date_any(raw, self._dob_formats, self._today)
         except norm.NormaliseError as exc:
             self._bad(problems, line, self._field("date_of_birth"), str(exc))
             return None
@@ -517,6 +595,22 @@ class RowEncoder:
                 f"{self.ctx.extract_date.isoformat()}"
             )
         return f'{{"type":"{ic.type.value}","value":{value!r},"date":"{when.isoformat()}"}}', when
+
+
+def parse_date_any(
+    raw: str, formats: tuple[str, ...], today: dt.date | None = None
+) -> dt.date | None:
+    """A date under the first of ``formats`` it matches; None for blank or placeholder."""
+    if len(formats) == 1:
+        return norm.parse_date(raw, formats[0], today=today)
+    for fmt in formats:
+        try:
+            return norm.parse_date(raw, fmt, today=today)
+        except norm.NormaliseError:
+            continue
+    raise norm.NormaliseError(
+        f"date {raw!r} matches none of the expected formats {', '.join(map(repr, formats))}"
+    )
 
 
 def _indicator_field(ic: IndicatorColumn) -> str:

@@ -28,6 +28,9 @@ import numpy as np
 import numpy.typing as npt
 
 SEX_CODES = {"M": 1, "F": 2}
+# Key prefix in RecordBatch.exact of an agency-specific identifier type (the
+# schema's local_identifiers): "id:local_person_id" beside "nhs_number".
+LOCAL_TOKEN_PREFIX = "id:"
 U64 = npt.NDArray[np.uint64]
 
 
@@ -63,7 +66,9 @@ class RecordBatch:
     extract_day: npt.NDArray[np.int32]  # extract date as days since 1970-01-01 (recency)
     dependent_flag: npt.NDArray[np.bool_]  # 16-18 and in education/training (indicator)
     expectant_flag: npt.NDArray[np.bool_]  # expectant parent (indicator)
-    exact: dict[str, U64] = field(default_factory=dict)  # type -> token code per row, 0 = none
+    # identifier type -> token code per row, 0 = none: "nhs_number", "ni_number", "upn",
+    # and "id:<name>" for each of the schema's local identifiers
+    exact: dict[str, U64] = field(default_factory=dict)
     blocking: dict[str, U64] = field(default_factory=dict)  # name -> token code per row, 0 = none
 
     def __len__(self) -> int:

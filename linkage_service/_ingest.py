@@ -89,8 +89,13 @@ def b64(value: str, line: int, field: str) -> bytes:
 
 
 def content_digest(record: TokenisedRecord) -> bytes:
-    """SHA-256 of what linkage uses of a record: everything but the sealed identity."""
-    body = record.model_dump(mode="json", exclude={"sealed_identity"})
+    """SHA-256 of what linkage uses of a record: everything but the sealed identity.
+
+    ``local_tokens`` counts only when there are some, so a record without them has
+    the digest it had before the field existed (and is kept, not re-linked).
+    """
+    exclude = {"sealed_identity"} if record.local_tokens else {"sealed_identity", "local_tokens"}
+    body = record.model_dump(mode="json", exclude=exclude)
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
 
 
@@ -345,6 +350,14 @@ class ExtractReceiver:
             name = f"exact_tokens.{kind}"
             if kind not in schema.exact_identifiers:
                 raise IngestError("identifier type not in the schema", line=line, field=name)
+            if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
+                raise IngestError(
+                    f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name
+                )
+        for local, token in rec.local_tokens.items():
+            name = f"local_tokens.{local}"
+            if local not in schema.local_identifiers:
+                raise IngestError("local identifier type not in the schema", line=line, field=name)
             if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
                 raise IngestError(
                     f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name

@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocols import IndicatorType, LinkageSchema, SubjectQuery
 
 from . import _store as store
-from ._batch import SEX_CODES, RecordBatch, TokenColumns
+from ._batch import LOCAL_TOKEN_PREFIX, SEX_CODES, RecordBatch, TokenColumns
 from ._errors import (
     ConfigError,
     EngineError,
@@ -513,6 +513,10 @@ class LinkageService:
                     rid = next_id
                     next_id += 1
                     exact = {k: _b64(v) for k, v in rec.get("exact_tokens", {}).items()}
+                    # agencies' own identifiers beside the built-in ones, as "id:<type>"
+                    # (stored so in the exact_tokens column, read back as they are)
+                    for k, v in rec.get("local_tokens", {}).items():
+                        exact[f"{LOCAL_TOKEN_PREFIX}{k}"] = _b64(v)
                     blocking = {k: _b64(v) for k, v in rec.get("blocking_keys", {}).items()}
                     clk = _b64(rec["clk"])
                     addr = _b64(rec["address_clk"]) if rec.get("address_clk") else None

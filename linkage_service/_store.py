@@ -105,6 +105,8 @@ records = sa.Table(
     sa.Column("content_sha256", sa.LargeBinary(32), nullable=False),
     sa.Column("clk", sa.LargeBinary, nullable=False),
     sa.Column("address_clk", sa.LargeBinary),
+    # JSON {type: token hex}: the built-in identifiers by name and the agencies' own
+    # as "id:<name>" (_batch.LOCAL_TOKEN_PREFIX); no table change was needed for them
     sa.Column("exact_tokens", sa.Text, nullable=False),
     sa.Column("blocking_keys", sa.Text, nullable=False),
     sa.Column("age", sa.SmallInteger),

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ._canonical import canonical_json
 from ._indicators import Indicator
-from ._schema import ExactIdentifier
+from ._schema import ExactIdentifier, LocalIdentifierName
 
 EXTRACT_FORMAT: Final = "family-linkage/extract/v1"
 IDENTITY_FORMAT: Final = "family-linkage/identity/v1"
@@ -41,6 +41,7 @@ KeyId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16}$")]
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]{1,39}$")]
 RecordRef = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 BlockingKeyName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+# UK outward codes only: a schema with postcode_format "any" sends no district.
 PostcodeDistrict = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")]
 
 
@@ -69,6 +70,8 @@ class TokenisedRecord(BaseModel):
     clk: Base64
     address_clk: Base64 | None = None
     exact_tokens: dict[ExactIdentifier, Base64] = Field(default_factory=dict)
+    # keyed tokens of the schema's local_identifiers; absent from the line when empty
+    local_tokens: dict[LocalIdentifierName, Base64] = Field(default_factory=dict)
     blocking_keys: dict[BlockingKeyName, Base64] = Field(default_factory=dict)
     age: int | None = Field(default=None, ge=0, le=130)
     sex: Literal["M", "F"] | None = None
@@ -117,3 +120,5 @@ class IdentityPayload(BaseModel):
     nhs_number: str | None = None
     ni_number: str | None = None
     upn: str | None = None
+    # the agency's values of the schema's local_identifiers, normalised
+    local_identifiers: dict[str, str] = Field(default_factory=dict)

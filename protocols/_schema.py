@@ -10,9 +10,9 @@ encoded under different schemas are never compared.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ._canonical import canonical_json, sha256_hex
 
@@ -67,6 +67,11 @@ class ExactIdentifier(StrEnum):
     NHS_NUMBER = "nhs_number"
     NI_NUMBER = "ni_number"
     UPN = "upn"
+
+
+# An agency-specific identifier type (a local person id, a social security number):
+# declared in the schema so every agency keys it alike; never one of ExactIdentifier's.
+LocalIdentifierName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,30}$")]
 
 
 class Hardening(StrEnum):
@@ -141,6 +146,11 @@ class LinkageSchema(BaseModel):
     exact_identifiers: tuple[ExactIdentifier, ...] = tuple(ExactIdentifier)
     blocking_keys: tuple[BlockingKeySpec, ...] = ()
     identity_pad_bytes: int = Field(default=512, ge=128, le=8192)
+    # Keyed exact tokens of agency-specific identifiers (TokenisedRecord.local_tokens).
+    local_identifiers: tuple[LocalIdentifierName, ...] = ()
+    # "uk": validated UK postcodes, district in clear. "any": any 3-10 letters and
+    # digits (FEBRL's Australian postcodes, European codes), no district sent.
+    postcode_format: Literal["uk", "any"] = "uk"
 
     @model_validator(mode="after")
     def _feature_kinds(self) -> LinkageSchema:
@@ -153,11 +163,28 @@ class LinkageSchema(BaseModel):
         names = [b.name for b in self.blocking_keys]
         if len(set(names)) != len(names):
             raise ValueError("blocking key names must be unique")
+        reserved = {str(kind) for kind in ExactIdentifier}
+        for name in self.local_identifiers:
+            if name in reserved:
+                raise ValueError(
+                    f"local_identifiers: {name!r} is a built-in identifier (exact_identifiers)"
+                )
+        if len(set(self.local_identifiers)) != len(self.local_identifiers):
+            raise ValueError("local_identifiers must be unique")
         return self
 
     def canonical_bytes(self) -> bytes:
-        """The canonical JSON the fingerprint is computed over."""
-        return canonical_json(self.model_dump(mode="json"))
+        """The canonical JSON the fingerprint is computed over.
+
+        Options added after version 1 shipped are left out while they hold their
+        default, so a schema that does not use them keeps its fingerprint.
+        """
+        body: dict[str, Any] = self.model_dump(mode="json")
+        if not self.local_identifiers:
+            del body["local_identifiers"]
+        if self.postcode_format == "uk":
+            del body["postcode_format"]
+        return canonical_json(body)
 
     def fingerprint(self) -> str:
         """SHA-256 hex of the canonical JSON: extracts carry it, services pin it."""

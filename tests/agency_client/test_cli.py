@@ -287,6 +287,19 @@ def test_unknown_column_in_the_mapping(cli, encode_args, tmp_path):
     assert not (tmp_path / "extract.jsonl").exists()
 
 
+def test_a_repeated_system_id_fails_at_encode_naming_the_lines_and_the_id(
+    cli, encode_args, tmp_path
+):
+    from .conftest import ROWS
+
+    status, _, err = cli(*encode_args(rows=[*ROWS, list(ROWS[1])]))
+    assert status == 2
+    line = _one_line_error(err)
+    assert "school.csv:5: field system_id (column 'PupilID')" in line
+    assert "'P002' on lines 3 and 5" in line
+    assert not (tmp_path / "extract.jsonl").exists()
+
+
 def test_invalid_mapping_names_the_file_and_key(cli, encode_args):
     status, _, err = cli(*encode_args(mapping=MAPPING.replace('id = "school"', 'id = "School"')))
     assert status == 2

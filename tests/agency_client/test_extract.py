@@ -275,7 +275,7 @@ def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
     monkeypatch.setattr(extract_module, "_parts_dir", spy)
     monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
-    rows = [r[:] for _ in range(4) for r in ROWS]
+    rows = [[f"{r[0]}-{k}", *r[1:]] for k in range(4) for r in ROWS]  # ids must not repeat
     if fail:
         rows[-1][4] = "not a date"
         with pytest.raises(InputError, match="school.csv:13"):

@@ -22,10 +22,12 @@ from agency_client._normalise import (
     fold,
     given_names,
     house_number,
+    local_identifier,
     nhs_number,
     ni_number,
     parse_date,
     postcode,
+    postcode_any,
     sex,
     soundex,
     upn,
@@ -856,3 +858,88 @@ def test_normalise_error_is_a_value_error_and_a_package_error() -> None:
 def test_all_names_exist() -> None:
     for name in norm.__all__:
         assert hasattr(norm, name), name
+
+
+# ---------------------------------------------------------------------------
+# postcodes of any country (schema postcode_format = "any")
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "unit", "sector"),
+    [
+        ("2612", "2612", "261"),  # Australia (FEBRL)
+        ("75008", "75008", "7500"),  # France
+        (" 1012 ab ", "1012AB", "1012A"),  # the Netherlands
+        ("sw1a 1aa", "SW1A1AA", "SW1A1A"),  # a UK code is just letters and digits here
+        ("K1A 0B1", "K1A0B1", "K1A0B"),  # Canada
+    ],
+)
+def test_postcode_any_known_answers(raw: str, unit: str, sector: str) -> None:
+    assert postcode_any(raw) == Postcode(unit=unit, outward="", sector=sector)
+
+
+@pytest.mark.parametrize("raw", [None, "", "   ", "unknown", "N K", "NFA", "xxxx"])
+def test_postcode_any_missing_is_none(raw: str | None) -> None:
+    assert postcode_any(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["12", "26-12", "1234567890A", "D02 X285!", "Zürich"])
+def test_postcode_any_rejects_what_is_not_3_to_10_letters_and_digits(raw: str) -> None:
+    with pytest.raises(NormaliseError, match=re.escape(repr(raw)) + " is not 3 to 10"):
+        postcode_any(raw)
+
+
+@PROPERTY
+@given(st.from_regex(r"[A-Za-z0-9]{3,10}", fullmatch=True), st.data())
+def test_postcode_any_ignores_case_and_spacing(code: str, data: st.DataObject) -> None:
+    spaced = "".join(c + data.draw(st.sampled_from(["", "", " ", "\t"])) for c in code)
+    result = postcode_any(" " + spaced)
+    if result is None:  # a placeholder spelt in letters ("unknown", "none", "xxx")
+        assert norm._is_placeholder(code.lower()) or norm._NON_GEOGRAPHIC.fullmatch(code.upper())
+        return
+    assert result.unit == code.upper()
+    assert result.sector == code.upper()[:-1] and result.outward == ""
+
+
+@PROPERTY
+@given(st.text(max_size=14))
+def test_postcode_any_raises_only_normalise_error(text: str) -> None:
+    try:
+        postcode_any(text)
+    except NormaliseError:
+        pass
+
+
+# ---------------------------------------------------------------------------
+# agencies' own identifiers
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("la-0077", "LA0077"),
+        (" LA 0077 ", "LA0077"),
+        ("123-45-6789", "123456789"),
+        ("a/b.c_d", "ABCD"),
+        ("", None),
+        ("  ", None),
+        ("N/A", None),
+        ("unknown", None),
+        ("0000", None),
+        ("---", None),
+    ],
+)
+def test_local_identifier_known_answers(raw: str, expected: str | None) -> None:
+    assert local_identifier(raw) == expected
+
+
+@PROPERTY
+@given(st.text(max_size=20))
+def test_local_identifier_is_idempotent_and_compact(text: str) -> None:
+    value = local_identifier(text)
+    if value is None:
+        return
+    assert value == value.upper() and " " not in value and value.isalnum()
+    assert local_identifier(value) == value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import json
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from nacl.signing import SigningKey
 
 from linkage_service import _store as store
+from linkage_service._batch import RecordBatch, token_code
 from linkage_service._errors import (
     AuthError,
     IngestError,
@@ -19,8 +21,11 @@ from linkage_service._errors import (
     SignatureError,
     TooLarge,
 )
+from linkage_service._ingest import content_digest
+from linkage_service._service import LinkageService
+from protocols import TokenisedRecord
 
-from ._factories import build_extract, make_record
+from ._factories import SCHEMA, FakeEngine, build_extract, make_record, register
 from .conftest import ingest
 
 
@@ -354,3 +359,89 @@ def test_events_on_the_edges_of_the_allowed_dates_are_kept(make_service, school,
     ]
     ingest(svc, build_extract(school, ok))
     assert store.statistics(svc.sql)["active_records"] == 2
+
+
+# --- agencies' own identifiers (local_tokens) ------------------------------------------------
+
+LOCAL_SCHEMA = SCHEMA.model_copy(update={"local_identifiers": ("local_person_id",)})
+LOCAL_FP = LOCAL_SCHEMA.fingerprint()
+
+
+class _Recording(FakeEngine):
+    """The fake engine, keeping every batch it was built from or given."""
+
+    batches: list[RecordBatch] = []
+
+    def __init__(self, batch, person_of, household_of):
+        super().__init__(batch, person_of, household_of)
+        _Recording.batches.append(batch)
+
+    def update(self, added, removed):
+        _Recording.batches.append(added)
+        return super().update(added, removed)
+
+
+def _local_service(tmp_path, school):
+    sql = store.open_engine(f"sqlite:///{tmp_path / 'local.db'}")
+    register(sql, school)
+    svc = LinkageService(sql, {LOCAL_FP: LOCAL_SCHEMA}, _Recording, staging_dir=tmp_path)
+    svc.start()
+    return svc
+
+
+def test_local_tokens_are_verified_stored_and_batched_as_id_name(tmp_path, school, rng):
+    _Recording.batches = []
+    svc = _local_service(tmp_path, school)
+    token = rng.randbytes(24)
+    with_local = make_record(
+        rng, local_tokens={"local_person_id": base64.b64encode(token).decode()}
+    )
+    without = make_record(rng)
+    ingest(svc, build_extract(school, [with_local, without], fingerprint=LOCAL_FP))
+    added = _Recording.batches[-1]
+    assert set(added.exact) == {"nhs_number", "id:local_person_id"}
+    codes = dict(zip(added.ids.tolist(), added.exact["id:local_person_id"].tolist(), strict=True))
+    assert sorted(codes.values()) == [0, token_code(token)]
+    with svc.sql.connect() as c:
+        stored = [json.loads(t) for (t,) in c.execute(sa.select(store.records.c.exact_tokens))]
+    assert {"nhs_number", "id:local_person_id"} == set(stored[0]) | set(stored[1])
+    # a restarted service builds its engine from the database: the tokens are still there
+    svc.sql.dispose()
+    again = _local_service(tmp_path, school)
+    built = _Recording.batches[-1]
+    assert len(built) == 2 and sorted(built.exact["id:local_person_id"].tolist()) == sorted(
+        codes.values()
+    )
+    again.sql.dispose()
+
+
+@pytest.mark.parametrize(
+    ("tokens", "message"),
+    [
+        ({"soc_sec_id": base64.b64encode(b"x" * 24).decode()}, "not in the schema"),
+        ({"local_person_id": base64.b64encode(b"x" * 12).decode()}, "24-byte keyed token"),
+    ],
+)
+def test_bad_local_tokens_are_refused(tmp_path, school, rng, tokens, message):
+    svc = _local_service(tmp_path, school)
+    bad = make_record(rng, local_tokens=tokens)
+    with pytest.raises(IngestError, match=message) as info:
+        ingest(svc, build_extract(school, [bad], fingerprint=LOCAL_FP))
+    assert info.value.field == f"local_tokens.{next(iter(tokens))}"
+    svc.sql.dispose()
+
+
+def test_local_tokens_under_a_schema_without_them_are_refused(make_service, school, rng):
+    svc = make_service()
+    bad = make_record(rng, local_tokens={"local_person_id": base64.b64encode(b"x" * 24).decode()})
+    with pytest.raises(IngestError, match="local identifier type not in the schema"):
+        ingest(svc, build_extract(school, [bad]))
+
+
+def test_content_digest_of_a_record_without_local_tokens_is_unchanged(rng):
+    # what the digest was before local_tokens existed: the record without the field
+    rec = TokenisedRecord.model_validate(make_record(rng))
+    body = rec.model_dump(mode="json", exclude={"sealed_identity", "local_tokens"})
+    assert content_digest(rec) == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+    token = {"local_person_id": base64.b64encode(b"y" * 24).decode()}
+    assert content_digest(rec.model_copy(update={"local_tokens": token})) != content_digest(rec)

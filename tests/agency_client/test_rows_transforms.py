@@ -1,0 +1,355 @@
+"""Encoding through a mapping's derives, several date formats, local identifiers and any-country
+postcodes; and what encode refuses before anything is written."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from agency_client._encoder import Encoder, derive_key
+from agency_client._errors import ConfigError, InputError
+from agency_client._extract import encode_csv, iter_records, verify_extract
+from agency_client._keys import (
+    load_agency_key,
+    load_agency_public_key,
+    load_seal_private_key,
+    load_seal_public_key,
+    load_secret,
+)
+from agency_client._mapping import load_mapping
+from agency_client._rows import BadRowPolicy
+from agency_client._seal import open_sealed_identity
+from protocols import LinkageSchema, TokenisedRecord, default_schema
+
+from .conftest import EXTRACT_DATE, write_csv
+
+HEADER = ["Ref", "Client Name", "Address", "Postcode", "DOB", "Gender", "Identifiers", "LA_ID"]
+ROWS = [
+    [
+        "A1",
+        "SMITH, Benjamin John",
+        "10 High St, Leeds",
+        "LS6 2AB",
+        "03/04/2012",
+        "1",
+        "LA:77; NHS: 943 476 5919",
+        "la-0077",
+    ],
+    [
+        "A2",
+        "O'BRIEN, Mrs Zoë",
+        "Flat 2, 7 Mill Lane, Leeds",
+        "ls62ab",
+        "2016-02-29",
+        "2",
+        "",
+        "LA 0078",
+    ],
+    ["A3", "KHAN, Mohammed", "22 Park Road", "BD7 1AX", "01-Dec-2010", "9", "NHS:9434765919", ""],
+]
+MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "Ref"
+given_names = "given"
+family_name = "surname"
+date_of_birth = "DOB"
+date_formats = ["%d/%m/%Y", "%Y-%m-%d", "%d-%b-%Y"]
+sex = "sex_code"
+address_lines = ["street", "town"]
+postcode = "Postcode"
+nhs_number = "nhs"
+
+[identity.identifiers]
+local_person_id = "LA_ID"
+
+[[derive]]
+name = "surname"
+from = "Client Name"
+split_name = "family_comma_given"
+part = "family"
+
+[[derive]]
+name = "given"
+from = "Client Name"
+split_name = "family_comma_given"
+part = "given"
+
+[[derive]]
+name = "street"
+from = "Address"
+split_address = "street"
+
+[[derive]]
+name = "town"
+from = "Address"
+split_address = "town"
+
+[[derive]]
+name = "nhs"
+from = "Identifiers"
+regex = 'NHS:\\s*(\\d{3} ?\\d{3} ?\\d{4})'
+
+[[derive]]
+name = "sex_code"
+from = "Gender"
+map = { "1" = "M", "2" = "F", "9" = "" }
+default = ""
+"""
+# The same people in columns the plain mapping reads directly.
+PLAIN_HEADER = ["Ref", "Forename", "Surname", "Street", "Town", "Postcode", "DOB", "Sex", "NHS"]
+PLAIN_ROWS = [
+    [
+        "A1",
+        "Benjamin John",
+        "SMITH",
+        "10 High St",
+        "Leeds",
+        "LS6 2AB",
+        "03/04/2012",
+        "M",
+        "9434765919",
+    ],
+    ["A2", "Zoë", "O'BRIEN", "Flat 2, 7 Mill Lane", "Leeds", "ls62ab", "29/02/2016", "F", ""],
+    ["A3", "Mohammed", "KHAN", "22 Park Road", "", "BD7 1AX", "01/12/2010", "", "9434765919"],
+]
+PLAIN_MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "Ref"
+given_names = "Forename"
+family_name = "Surname"
+date_of_birth = "DOB"
+sex = "Sex"
+address_lines = ["Street", "Town"]
+postcode = "Postcode"
+nhs_number = "NHS"
+"""
+LOCAL_SCHEMA = LinkageSchema.model_validate(
+    {**default_schema().model_dump(), "local_identifiers": ["local_person_id"]}
+)
+ANY_SCHEMA = LinkageSchema.model_validate(
+    {**default_schema().model_dump(), "postcode_format": "any"}
+)
+
+
+@pytest.fixture
+def run(keys, tmp_path):
+    """Factory: encode rows under a mapping and schema; (summary, extract path)."""
+
+    def encode(rows=ROWS, mapping=MAPPING, schema=LOCAL_SCHEMA, header=HEADER, workers=1, name="x"):
+        csv_path = write_csv(tmp_path / f"{name}.csv", rows, header)
+        map_path = tmp_path / f"{name}.toml"
+        map_path.write_text(mapping, encoding="utf-8")
+        out = tmp_path / f"{name}.jsonl"
+        summary = encode_csv(
+            csv_path,
+            load_mapping(map_path),
+            schema,
+            load_secret(keys["secret"]),
+            load_agency_key(keys["agency_key"]),
+            load_seal_public_key(keys["seal_pub"]),
+            out,
+            extract_date=EXTRACT_DATE,
+            policy=BadRowPolicy.FAIL,
+            workers=workers,
+        )
+        return summary, out
+
+    return encode
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_derived_columns_round_trip_into_the_sealed_identity(run, keys, workers, monkeypatch):
+    monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)  # several blocks
+    monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
+    summary, out = run(workers=workers)
+    assert summary.record_count == 3
+    verify_extract(out, load_agency_public_key(keys["agency_pub"]), schema=LOCAL_SCHEMA)
+    seal_key = load_seal_private_key(keys["seal_key"])
+    opened = []
+    for raw in iter_records(out):
+        rec = TokenisedRecord.model_validate(raw)
+        opened.append(open_sealed_identity(rec.sealed_identity, seal_key))
+    a1, a2, a3 = opened
+    assert (a1.family_name, a1.given_names) == ("SMITH", "Benjamin John")
+    assert (a2.family_name, a2.given_names) == ("O'BRIEN", "Zoë")  # the title is gone
+    assert (a3.family_name, a3.given_names) == ("KHAN", "Mohammed")
+    assert a1.address_lines == ("10 High St", "Leeds")
+    assert a2.address_lines == ("Flat 2, 7 Mill Lane", "Leeds")
+    assert a3.address_lines == ("22 Park Road",)
+    assert [p.date_of_birth.isoformat() for p in opened if p.date_of_birth] == [
+        "2012-04-03",
+        "2016-02-29",
+        "2010-12-01",
+    ]
+    assert [p.sex for p in opened] == ["M", "F", None]
+    assert [p.nhs_number for p in opened] == ["9434765919", None, "9434765919"]
+    assert a1.local_identifiers == {"local_person_id": "LA0077"}
+    assert a3.local_identifiers == {}
+
+
+def test_derived_columns_encode_as_the_same_columns_read_directly(run):
+    _, derived = run()
+    plain_schema = LOCAL_SCHEMA  # the same keys: only the mapping differs
+    _, plain = run(PLAIN_ROWS, PLAIN_MAPPING, plain_schema, PLAIN_HEADER, name="plain")
+    same = ("record_ref", "clk", "address_clk", "exact_tokens", "blocking_keys", "age", "sex")
+    for a, b in zip(iter_records(derived), iter_records(plain), strict=True):
+        assert {k: a.get(k) for k in same} == {k: b.get(k) for k in same}
+        assert "local_tokens" not in b
+
+
+def test_local_identifier_tokens_are_keyed_per_type(run, keys):
+    _, out = run()
+    records = list(iter_records(out))
+    secret = load_secret(keys["secret"])
+    key = derive_key(secret, LOCAL_SCHEMA.fingerprint(), "local-id:local_person_id")
+    # restated slowly: keyed BLAKE2b-192 of the compacted, upper-cased identifier
+    expected = base64.b64encode(hashlib.blake2b(b"LA0077", key=key, digest_size=24).digest())
+    assert records[0]["local_tokens"] == {"local_person_id": expected.decode()}
+    assert records[0]["local_tokens"]["local_person_id"] == Encoder(
+        LOCAL_SCHEMA, secret
+    ).local_token("local_person_id", "LA0077")
+    assert records[1]["local_tokens"]["local_person_id"] != expected.decode()  # LA0078
+    assert "local_tokens" not in records[2]  # blank
+
+
+def test_local_identifiers_spelt_differently_share_a_token(run):
+    rows = [r[:] for r in ROWS]
+    rows[1][7] = " LA/0077 "
+    _, out = run(rows)
+    a, b, _ = iter_records(out)
+    assert a["local_tokens"] == b["local_tokens"]
+
+
+def test_local_identifier_not_in_the_schema_is_refused_before_writing(run, tmp_path):
+    with pytest.raises(ConfigError, match=r"identity\.identifiers\.local_person_id: the linkage"):
+        run(schema=default_schema())
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_repeated_system_id_fails_at_encode_naming_the_rows_and_the_id(run, tmp_path):
+    rows = [*ROWS, ROWS[0][:], ["A4", *ROWS[1][1:]], ROWS[0][:]]
+    with pytest.raises(InputError) as info:
+        run(rows)
+    message = str(info.value)
+    assert "x.csv:5: field system_id (column 'Ref')" in message
+    assert "1 system ids appear on more than one row: 'A1' on lines 2, 5 and 7" in message
+    assert not (tmp_path / "x.jsonl").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.jsonl")] == []
+
+
+def test_a_derive_that_matches_no_row_is_refused_before_writing(run, tmp_path):
+    mapping = MAPPING.replace("regex = 'NHS:", "regex = 'CHI:")
+    with pytest.raises(ConfigError) as info:
+        run(mapping=mapping)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'x.toml'}: derive[4] 'nhs' (regex on 'Identifiers')")
+    assert "matches no row of" in message and "e.g. line 2 has a value" in message
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_a_derive_whose_source_is_always_blank_is_refused(run):
+    rows = [[*r[:6], "", r[7]] for r in ROWS]
+    with pytest.raises(ConfigError, match="its source is blank in every row"):
+        run(rows)
+
+
+def test_a_derive_that_matches_some_rows_encodes(run):
+    rows = [r[:] for r in ROWS]
+    rows[2][1] = "Mohammed KHAN"  # not "SURNAME, Forename": no name for this row
+    summary, out = run(rows)
+    assert summary.record_count == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda m: m.replace('from = "Address"', 'from = "Adress"', 1),
+            r"x\.csv:1: field Adress: .*x\.toml: derive\[2\]\.from names column 'Adress', "
+            r"which is not in the header",
+        ),
+        (
+            lambda m: m.replace('name = "town"', 'name = "Postcode"').replace(
+                '"street", "town"', '"street"'
+            ),
+            r"derive\[3\]\.name: 'Postcode' is already a column of the CSV header",
+        ),
+        (
+            lambda m: m.replace('nhs_number = "nhs"', 'nhs_number = "NHS"'),
+            r"identity\.nhs_number names column 'NHS', which is not in the header",
+        ),
+    ],
+)
+def test_mapping_columns_missing_from_the_header(run, change, message):
+    with pytest.raises(InputError, match=message):
+        run(mapping=change(MAPPING))
+
+
+def test_date_formats_take_the_first_that_parses(run):
+    rows = [r[:] for r in ROWS]
+    rows[0][4] = "03/04/2012"
+    mapping = MAPPING.replace('"%d/%m/%Y", ', '"%d/%m/%Y", "%m/%d/%Y", ')
+    _, out = run(rows, mapping)
+    first = next(iter(iter_records(out)))
+    _, plain = run(PLAIN_ROWS[:1], PLAIN_MAPPING, LOCAL_SCHEMA, PLAIN_HEADER, name="p")
+    assert first["clk"] == next(iter(iter_records(plain)))["clk"]  # 3 April, not 4 March
+
+
+def test_a_date_in_none_of_the_formats_names_them_all(run):
+    rows = [r[:] for r in ROWS]
+    rows[1][4] = "29.02.2016"
+    with pytest.raises(
+        InputError,
+        match=r"x\.csv:3: field date_of_birth \(column 'DOB'\): "
+        r"date '29\.02\.2016' matches none of the expected formats '%d/%m/%Y'",
+    ):
+        run(rows)
+
+
+# --- postcodes of any country --------------------------------------------------------------
+
+FEBRL_HEADER = ["rec_id", "given_name", "surname", "postcode", "suburb", "address_1"]
+FEBRL_ROWS = [
+    ["rec-0-org", "michaela", "neumann", "4223", "winston hills", "8 stanley street"],
+    ["rec-1-org", "courtney", "painter", "2612", "richlands", "12 pinkerton circuit"],
+    ["rec-1-dup-0", "courtney", "painter", "2612", "richlands", "12 pinkertoncircuit"],
+]
+FEBRL_MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "rec_id"
+given_names = "given_name"
+family_name = "surname"
+address_lines = ["address_1", "suburb"]
+postcode = "postcode"
+"""
+
+
+def test_febrl_australian_postcodes_encode_under_postcode_format_any(run, keys):
+    _, out = run(FEBRL_ROWS, FEBRL_MAPPING, ANY_SCHEMA, FEBRL_HEADER)
+    records = list(iter_records(out))
+    assert all("postcode_district" not in r and r["address_clk"] for r in records)
+    seal_key = load_seal_private_key(keys["seal_key"])
+    assert open_sealed_identity(records[1]["sealed_identity"], seal_key).postcode == "2612"
+    with pytest.raises(InputError, match="'4223' is not a valid UK postcode"):
+        run(FEBRL_ROWS, FEBRL_MAPPING, default_schema(), FEBRL_HEADER, name="uk")
+
+
+def test_postcode_format_any_refuses_what_is_not_3_to_10_letters_and_digits(run):
+    rows = [r[:] for r in FEBRL_ROWS]
+    rows[2][3] = "26-12"
+    with pytest.raises(InputError, match=r"x\.csv:4: field postcode .*'26-12' is not 3 to 10"):
+        run(rows, FEBRL_MAPPING, ANY_SCHEMA, FEBRL_HEADER)
