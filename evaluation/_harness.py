@@ -30,6 +30,7 @@ import numpy.typing as npt
 from sqlalchemy.engine import Engine
 
 from linkage_service._batch import (
+    LOCAL_TOKEN_PREFIX,
     SEX_CODES,
     RecordBatch,
     TokenColumns,
@@ -149,6 +150,9 @@ def batch_from_lines(
             values = rec.get(key)
             if values:
                 table.put(n, {name: decode_token(v) for name, v in values.items()})
+        local = rec.get("local_tokens")
+        if local:  # the service batches a scheme's own identifiers as "id:<type>"
+            exact.put(n, {LOCAL_TOKEN_PREFIX + k: decode_token(v) for k, v in local.items()})
         n += 1
     clk, _ = pack_filters(clks, len(clks[0]) if clks else 128)
     del clks

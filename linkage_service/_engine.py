@@ -847,8 +847,15 @@ class LinkageEngine:
                     delta.person_of[int(self.ids[r])] = pid
         delta.persons_retired, delta.merges, delta.splits = retired, merges, splits
         t5 = time.perf_counter()
-        # 5. places and households
-        new_place_roots, addr_candidates = self._link_places(is_new)
+        # 5. places and households (all rebuilt after a re-link: places that persons
+        # linked under the old model joined may not hold under the new one)
+        if relink:
+            self.places = Clusters()
+            self.residents.clear()
+            self.chosen_row.clear()
+        new_place_roots, addr_candidates = self._link_places(
+            self.alive.copy() if relink else is_new
+        )
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
         place_roots |= new_place_roots
         pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()

@@ -375,14 +375,22 @@ def _start_m() -> list[F64]:
     return out
 
 
-def _distributions(counts: F64, pseudo: float) -> list[F64]:
-    """Per-comparison level distributions of pattern ``counts`` (missing levels excluded)."""
+def _distributions(
+    counts: F64, pseudo: float, prior: list[F64] | None = None, strength: float = 0.0
+) -> list[F64]:
+    """Per-comparison level distributions of pattern ``counts`` (missing levels excluded).
+
+    ``pseudo`` is added to every level; ``strength`` pairs distributed as ``prior``
+    are added too (a Dirichlet prior).
+    """
     out: list[F64] = []
     for k, c in enumerate(COMPARISONS):
         per_level = np.bincount(
             (np.arange(PATTERNS) // _PLACE[k]) % SIZES[k], weights=counts, minlength=SIZES[k]
         ).astype(np.float64)
         per_level += pseudo
+        if prior is not None:
+            per_level += strength * prior[k]
         if c.missing is not None:
             per_level[c.missing] = 0.0
         out.append(per_level / per_level.sum())
@@ -434,6 +442,7 @@ def estimate(
     tolerance: float = 1e-7,
     pseudo: float = 1.0,
     min_pairs: int = 200,
+    u_strength: float = 1000.0,
 ) -> tuple[MatchModel | None, FitReport]:
     """Estimate a model from pattern histograms of candidate pairs and of random pairs.
 
@@ -453,6 +462,7 @@ def estimate(
         if n_rand
         else _distributions(candidate_counts, pseudo)
     )
+    u_random = u if n_rand else None
     lam = 0.1
     observed = np.flatnonzero(candidate_counts)
     counts = candidate_counts[observed]
@@ -478,7 +488,7 @@ def estimate(
         wu[observed] = counts * (1.0 - post)
         new_lam = float(np.clip(wm.sum() / n_cand, 1e-6, 1 - 1e-6))
         new_m = _distributions(wm, pseudo)
-        new_u = _distributions(wu, pseudo)
+        new_u = _distributions(wu, pseudo, u_random, u_strength)
         change = max(
             abs(new_lam - lam),
             *(float(np.abs(x - y).max()) for x, y in zip(new_m, m, strict=True)),
