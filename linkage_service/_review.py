@@ -49,13 +49,24 @@ from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
 __all__ = [
+    "BAND_EDGES",
+    "EXPORT_COLUMNS",
     "IMPACTS",
+    "ComparisonLevels",
     "FamilyChange",
+    "FamilyImpact",
     "FamilyState",
+    "FamilyStateView",
+    "ImpactCounts",
+    "LevelCount",
     "PairImpact",
+    "ProbabilityBand",
+    "RecordRef",
+    "ReviewPair",
     "ReviewQueue",
     "ReviewSummary",
     "WhatIf",
+    "iter_queue",
     "merge_members",
     "queue_csv",
     "review_queue",
@@ -292,8 +303,16 @@ def update_impacts(
     what_if = WhatIf(families, assessed, ruleset, model, as_at, plan=plan, persons=persons)
     counts = Counter[str]()
     rows: list[store.ReviewImpactRow] = []
+    # an impact depends on the two persons only, and several record pairs often
+    # join the same two persons (one has records at two agencies)
+    known: dict[tuple[str | None, str | None], PairImpact | None] = {}
     for record_a, record_b, person_a, person_b in pairs:
-        found = what_if.impact(person_a, person_b)
+        persons_ = (person_a, person_b)
+        if person_a is not None and person_b is not None and person_b < person_a:
+            persons_ = (person_b, person_a)
+        if persons_ not in known:
+            known[persons_] = what_if.impact(*persons_)
+        found = known[persons_]
         if found is None:
             counts["not_assessed"] += 1
             rows.append(store.ReviewImpactRow(record_a, record_b, None, None))

@@ -382,3 +382,15 @@ def test_detail_holds_ids_and_numbers_only(db):
         for f in detail:
             assert set(f) == {"family_id", "household_id", "before", "after"}
             assert set(f["before"]) == set(f["after"]) == {"eligible", "score", "unlock"}
+
+
+def test_record_pairs_of_the_same_two_persons_share_one_what_if(tmp_path):
+    db = TinyDb(tmp_path / "twice.db")
+    case = build(db)
+    p, r = case["persons"], db.records
+    db.review(r[(p["mum1"], "police")], r[(p["single2"], "health")], 0.3)
+    stats = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test").stats["review"]
+    assert (stats["eligibility"], stats["households_reassessed"]) == (2, 5)
+    eligible = [c for c in review_queue(db.engine).candidates if c.impact == "eligibility"]
+    assert len(eligible) == 2 and eligible[0].families == eligible[1].families
+    assert eligible[0].families[0].family_id == case["family"][1]
