@@ -344,7 +344,7 @@ def create_app(
         cycle_id: int | None = None,
         eligible: bool | None = None,
         status: str | None = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Page = 100,
     ) -> dict[str, Any]:
         """A page of a cycle's families (the latest by default), highest score first."""

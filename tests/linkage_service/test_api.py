@@ -355,3 +355,13 @@ async def test_review_queue_parameters_are_bounded_and_answers_typed(app_client)
     for path, model in (("/review", "ReviewQueue"), ("/review/summary", "ReviewSummary")):
         schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema == {"$ref": f"#/components/schemas/{model}"}
+
+
+async def test_families_offset_is_bounded(app_client):
+    _app, client = app_client
+    r = await client.post("/assessments", json={"as_at": "2026-11-01"}, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    assert (await client.get("/families?offset=5", headers=auth("analyst"))).status_code == 200
+    # too big for a 64-bit OFFSET: refused as a bad parameter, not a server error
+    r = await client.get(f"/families?offset={10**30}", headers=auth("analyst"))
+    assert r.status_code == 422
