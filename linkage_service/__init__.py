@@ -9,7 +9,8 @@ Where things live: the **matcher** is ``_engine.py`` (candidate generation in
 ``_cluster.py``, households and families in ``_households.py``) over the
 compiled Dice kernel ``_kernel.py`` (C in ``_dice.c``; numpy reference in
 ``_kernel_ref.py``). The service shell: storage ``_store.py``, streamed ingest
-``_ingest.py``, applying an extract ``_service.py``, HTTP ``_api.py``, CLI
+``_ingest.py``, applying an extract ``_service.py``, the review queue ordered
+by impact on families ``_review.py``, HTTP ``_api.py``, CLI
 ``_cli.py``, settings and tokens ``_config.py``. Quality measurement against
 synthetic ground truth lives outside the service, in the ``evaluation`` package.
 

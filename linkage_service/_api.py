@@ -8,8 +8,8 @@ import.
 
 Every route authenticates a bearer token and checks its role:
 ``agency:<id>`` may only push extracts of its own agency; ``analyst``,
-``coordinator`` and ``admin`` may read persons, households, links, review
-candidates, runs, statistics, assessments, families and claims;
+``coordinator`` and ``admin`` may read persons, households, links, the review
+queue and its summary, runs, statistics, assessments, families and claims;
 ``coordinator`` (and ``admin``) may change a family's status and make claim
 batches; only ``admin`` runs an assessment; ``unlock_service`` alone may fetch
 a family's attestation and the sealed blobs it names, and run subject-access
@@ -41,6 +41,7 @@ from service_common import bearer_caller, instrument_app, require_roles
 from . import _assessment as assessment
 from . import _claims as claims_
 from . import _reports as reports
+from . import _review as review_
 from . import _store as store
 from ._config import (
     Caller,
@@ -62,6 +63,7 @@ from ._errors import (
     StorageError,
     TooLarge,
 )
+from ._review import ReviewQueue, ReviewSummary
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 from ._service import EngineFactory, LinkageService, default_engine_factory
@@ -69,6 +71,7 @@ from ._service import EngineFactory, LinkageService, default_engine_factory
 __all__ = ["create_app", "get_service", "get_settings"]
 
 MAX_PAGE = 1000
+MAX_OFFSET = 10_000_000  # far beyond any queue; bigger values are refused (422), not overflowed
 _logger = logging.getLogger("linkage_service.api")
 
 
@@ -101,6 +104,7 @@ UnlockService = Annotated[Caller, Depends(require_roles("unlock_service"))]
 AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 def _status(exc: LinkageError) -> int:
@@ -262,15 +266,21 @@ def create_app(
         """Link evidence and review candidates of one active record."""
         return store.record_links(service.sql, agency_id, record_ref)
 
-    @app.get("/review")
+    @app.get("/review", response_model=ReviewQueue)
     def review(
         _caller: Reader,
         service: ServiceDep,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Page = 100,
-    ) -> dict[str, Any]:
-        """Review-band candidate pairs, highest score first."""
-        return store.list_review(service.sql, offset, limit)
+        impactful_only: bool = False,
+    ) -> ReviewQueue:
+        """The review queue: pairs that would change a family first, then the least certain."""
+        return review_.review_queue(service.sql, offset, limit, impactful_only=impactful_only)
+
+    @app.get("/review/summary", response_model=ReviewSummary)
+    def review_summary(_caller: Reader, service: ServiceDep) -> ReviewSummary:
+        """How many review pairs, how many would change a family, and what the rest are."""
+        return review_.review_summary(service.sql)
 
     @app.get("/runs")
     def runs(_caller: Reader, service: ServiceDep, limit: Page = 100) -> dict[str, Any]:
@@ -334,7 +344,7 @@ def create_app(
         cycle_id: int | None = None,
         eligible: bool | None = None,
         status: str | None = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Page = 100,
     ) -> dict[str, Any]:
         """A page of a cycle's families (the latest by default), highest score first."""

@@ -5,8 +5,9 @@ their indicators, assesses every family with ``_programme.assess_family``
 under one ruleset and one risk model, ranks the cohort, compares each score
 with the family's previous cycle (step up / step down), signs an attestation
 for each family at or above the unlock threshold, moves families whose
-outcome plan is met to ``pending_claim`` (``_claims``), and writes the cycle,
-its snapshots, new statuses and attestations in ONE transaction: a failure
+outcome plan is met to ``pending_claim`` (``_claims``), stores what each review
+pair's match would change (``_review``), and writes the cycle, its snapshots,
+new statuses, attestations and review impacts in ONE transaction: a failure
 leaves no half-written cycle. The cycle row stores the ruleset and model
 content, names and SHA-256s, so any snapshot can be re-explained later.
 
@@ -61,6 +62,7 @@ from ._programme import (
     assess_family,
     rank,
 )
+from ._review import update_impacts
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
@@ -302,6 +304,10 @@ def run_cycle(
                     conn, cycle_id, ruleset, model, as_at, when, signer, cohort, assessed
                 )
             lap("attestations")
+            stats["review"] = update_impacts(
+                conn, cycle_id, families, assessed, ruleset, model, as_at, plan=plan
+            )
+            lap("review")
             stats["seconds"] = seconds
             conn.execute(
                 store.cycles.update()

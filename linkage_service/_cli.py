@@ -6,7 +6,8 @@ SHA-256 is stored in the 0600 token file), serve, and read run history and
 statistics. Agencies use ``push`` to stream an extract file to the service.
 Coordinators and analysts check rulesets, run assessments, list and inspect
 families, change statuses, make claim batches and export them, print reports
-(JSON or CSV).
+(JSON or CSV), summarise the review queue and export the pairs of it that
+would change a family (CSV).
 ``main`` parses arguments, calls library functions, prints results and turns
 ``LinkageError`` into a plain message and exit status 1.
 """
@@ -35,6 +36,7 @@ from service_common import ServiceCommonError, setup_telemetry, traced_transport
 from . import _assessment as assessment
 from . import _claims as claims
 from . import _reports as reports
+from . import _review as review
 from . import _store as store
 from ._config import (
     Settings,
@@ -122,6 +124,17 @@ def _parser() -> argparse.ArgumentParser:
     cexp.add_argument("--window", dest="window_id")
     cexp.add_argument("--sample-pct", type=float, default=100.0, help="e.g. 10 for a 10%% sample")
     cexp.add_argument("--seed", type=int, default=0, help="sample seed (reproducible)")
+    rv = sub.add_parser("review", help="the clerical review queue").add_subparsers(
+        dest="review_command", required=True
+    )
+    rsum = rv.add_parser(
+        "summary", help="review pairs: how many would change a family, and what the rest are"
+    )
+    rsum.add_argument("--json", action="store_true", help="the summary as JSON")
+    rexp = rv.add_parser(
+        "export", help="CSV of the queue's pairs that would change a family, in queue order"
+    )
+    rexp.add_argument("--all", action="store_true", help="every pair, not only impactful ones")
     rep = sub.add_parser("report", help="programme reports (JSON, or CSV with --csv)")
     rep.add_argument("name", choices=sorted(reports.REPORTS))
     rep.add_argument("--cycle", type=int, help="cycle id (default: the latest)")
@@ -396,3 +409,32 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
     elif args.command == "claims":
         rows = claims.list_claims(engine, args.window_id)
         print(claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed), end="")
+    elif args.command == "review" and args.review_command == "summary":
+        summary = review.review_summary(engine)
+        if args.json:
+            print(summary.model_dump_json(indent=2))
+        else:
+            print(_summary_text(summary), end="")
+    elif args.command == "review":
+        pairs = review.iter_queue(engine, impactful_only=not args.all)
+        print(review.queue_csv(pairs), end="")
+
+
+def _summary_text(s: review.ReviewSummary) -> str:
+    i = s.impact
+    cycle = "no assessment cycle yet" if s.cycle_id is None else f"assessment cycle {s.cycle_id}"
+    lines = [
+        f"review pairs: {s.pairs:,} (impact as of {cycle}; {i.not_assessed:,} not assessed in it)",
+        f"would change a family: {s.impactful:,} (eligibility {i.eligibility:,}, "
+        f"unlock threshold {i.threshold:,}, both {i.both:,}); "
+        f"families affected: {s.families_affected:,}; no change: {i.none:,}",
+        "match probability:",
+        *(f"  {b.low:.1f}-{b.high:.1f}  {b.pairs:>9,}" for b in s.probability),
+        "comparison levels:",
+    ]
+    for c in s.comparisons:
+        lines.append(f"  {c.comparison}")
+        lines.extend(f"    {lv.level:<32} {lv.pairs:>9,}" for lv in c.levels)
+    if s.unexplained:
+        lines.append(f"  (no comparison levels in the evidence of {s.unexplained:,} pairs)")
+    return "\n".join(lines) + "\n"

@@ -729,17 +729,19 @@ def _write_delta(conn: Connection, run_id: int, delta: Delta, removed: Sequence[
         rows = []
         for a, b, score, evidence in pairs:
             lo, hi = sorted((int(a), int(b)))
-            rows.append(
-                {
-                    "a": lo,
-                    "b": hi,
-                    "record_a": lo,
-                    "record_b": hi,
-                    "score": float(score),
-                    "evidence": _dumps(dict(evidence)),
-                    "run_id": run_id,
-                }
-            )
+            row: dict[str, object] = {
+                "a": lo,
+                "b": hi,
+                "record_a": lo,
+                "record_b": hi,
+                "score": float(score),
+                "evidence": _dumps(dict(evidence)),
+                "run_id": run_id,
+            }
+            if table is store.review:
+                # its queue order; its impact is unknown until the next assessment cycle
+                row["uncertainty"] = store.review_uncertainty(float(score))
+            rows.append(row)
         for batch in store.chunks(rows):
             keys = [{"a": x["a"], "b": x["b"]} for x in batch]
             for t in (table, other):

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -165,7 +165,7 @@ person_household = sa.Table(
 )
 
 
-def _pair_table(name: str) -> sa.Table:
+def _pair_table(name: str, *extra: sa.schema.SchemaItem) -> sa.Table:
     return sa.Table(
         name,
         metadata,
@@ -175,11 +175,34 @@ def _pair_table(name: str) -> sa.Table:
         sa.Column("evidence", sa.Text, nullable=False),
         sa.Column("run_id", sa.Integer, nullable=False),
         sa.Index(f"ix_{name}_record_b", "record_b"),
+        *extra,
     )
 
 
 links = _pair_table("links")
-review = _pair_table("review")
+# The review queue's order is stored, so reading a page is one index range scan:
+# queue_rank 0 for a pair whose match would change a family's eligibility or unlock
+# threshold status in the latest assessment cycle, 1 otherwise (or not assessed yet);
+# then uncertainty |probability - 0.5|, the least certain first. The impact columns
+# are written by each assessment cycle and reset (NULL, rank 1) when the engine
+# rewrites the pair; see ``_review``.
+review = _pair_table(
+    "review",
+    sa.Column("uncertainty", sa.Float, nullable=False),
+    sa.Column("queue_rank", sa.SmallInteger, nullable=False, server_default="1"),
+    sa.Column("impact", sa.String(12)),
+    sa.Column("impact_cycle", sa.Integer),
+    sa.Column("impact_detail", sa.Text),
+    sa.Index("ix_review_queue", "queue_rank", "uncertainty", "record_a", "record_b"),
+)
+REVIEW_CENTRE = 0.5  # the probability at which a pair is least certain
+
+
+def review_uncertainty(score: float) -> float:
+    """How far a review pair's match probability is from 0.5 (0 is the least certain)."""
+    return abs(float(score) - REVIEW_CENTRE)
+
+
 id_events = sa.Table(
     "id_events",
     metadata,
@@ -623,7 +646,8 @@ def get_household(engine: Engine, household_id: str) -> dict[str, Any]:
         raise StorageError(f"cannot read household {household_id!r}: {exc}") from exc
 
 
-def _pairs_json(conn: Connection, table: sa.Table, rows: Sequence[Any]) -> list[dict[str, Any]]:
+def _pair_refs(conn: Connection, rows: Sequence[Any]) -> Callable[[int], dict[str, Any]]:
+    """Record id -> ``{record_id, agency_id, record_ref}`` for the records of ``rows``."""
     ids = sorted({int(r.record_a) for r in rows} | {int(r.record_b) for r in rows})
     refs: dict[int, tuple[str, str]] = {}
     for part in chunks(ids):
@@ -636,6 +660,11 @@ def _pairs_json(conn: Connection, table: sa.Table, rows: Sequence[Any]) -> list[
         agency, record_ref = refs.get(rid, ("?", "?"))
         return {"record_id": rid, "agency_id": agency, "record_ref": record_ref}
 
+    return ref
+
+
+def _pairs_json(conn: Connection, table: sa.Table, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    ref = _pair_refs(conn, rows)
     return [
         {
             "a": ref(int(r.record_a)),
@@ -678,22 +707,190 @@ def record_links(engine: Engine, agency_id: str, record_ref: str) -> dict[str, A
         raise StorageError(f"cannot read links of {record_ref!r}: {exc}") from exc
 
 
-def list_review(engine: Engine, offset: int, limit: int) -> dict[str, Any]:
-    """Review-band candidate pairs, highest score first."""
+class ReviewImpactRow(NamedTuple):
+    """A review pair's impact in a cycle: kind (None: not assessed) and families JSON."""
+
+    record_a: int
+    record_b: int
+    impact: str | None
+    detail: str | None
+
+
+def review_pair_persons(conn: Connection) -> list[tuple[int, int, str | None, str | None]]:
+    """Every review pair with the current person of each of its records (None: none)."""
+    pa, pb = record_person.alias("pa"), record_person.alias("pb")
+    q = (
+        sa.select(review.c.record_a, review.c.record_b, pa.c.person_id, pb.c.person_id)
+        .outerjoin(pa, pa.c.record_id == review.c.record_a)
+        .outerjoin(pb, pb.c.record_id == review.c.record_b)
+        .order_by(review.c.record_a, review.c.record_b)
+    )
+    return [
+        (int(a), int(b), None if x is None else str(x), None if y is None else str(y))
+        for a, b, x, y in conn.execute(q, execution_options={"yield_per": 20_000})
+    ]
+
+
+def write_review_impacts(conn: Connection, cycle_id: int, rows: Sequence[ReviewImpactRow]) -> None:
+    """Store each pair's impact in cycle ``cycle_id`` and its queue rank (0: impactful)."""
+    stmt = (
+        review.update()
+        .where(review.c.record_a == sa.bindparam("a_"), review.c.record_b == sa.bindparam("b_"))
+        .values(
+            queue_rank=sa.bindparam("rank_"),
+            impact=sa.bindparam("impact_"),
+            impact_cycle=sa.bindparam("cycle_"),
+            impact_detail=sa.bindparam("detail_"),
+        )
+    )
+    for part in chunks(rows, 5 * CHUNK):
+        conn.execute(
+            stmt,
+            [
+                {
+                    "a_": r.record_a,
+                    "b_": r.record_b,
+                    "rank_": 0 if r.impact not in (None, "none") else 1,
+                    "impact_": r.impact,
+                    "cycle_": cycle_id if r.impact is not None else None,
+                    "detail_": r.detail,
+                }
+                for r in part
+            ],
+        )
+
+
+class ReviewRow(NamedTuple):
+    """One pair of the review queue as stored, with its records' agency and ref."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    score: float
+    uncertainty: float
+    impact: str | None
+    impact_cycle: int | None
+    impact_detail: str | None
+    evidence: str
+    run_id: int
+
+
+@dataclass(frozen=True)
+class ReviewPage:
+    """A page of the review queue and the latest assessment cycle's id."""
+
+    cycle_id: int | None
+    rows: list[ReviewRow]
+
+
+def list_review(
+    engine: Engine, offset: int, limit: int, *, impactful_only: bool = False
+) -> ReviewPage:
+    """A page of the review queue in its stored order: queue rank, then uncertainty."""
+    q = sa.select(review)
+    if impactful_only:
+        q = q.where(review.c.queue_rank == 0)
+    q = q.order_by(review.c.queue_rank, review.c.uncertainty, review.c.record_a, review.c.record_b)
     try:
         with _read(engine, "review") as conn:
-            rows = conn.execute(
-                sa.select(review)
-                .order_by(review.c.score.desc(), review.c.record_a, review.c.record_b)
-                .offset(offset)
-                .limit(limit)
-            ).all()
-            return {
-                "candidates": _pairs_json(conn, review, rows),
-                "next_offset": offset + limit if len(rows) == limit else None,
-            }
+            rows = conn.execute(q.offset(offset).limit(limit)).all()
+            latest = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+            ref = _pair_refs(conn, rows)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read review candidates: {exc}") from exc
+    out = []
+    for r in rows:
+        out.append(
+            ReviewRow(
+                a=ref(int(r.record_a)),
+                b=ref(int(r.record_b)),
+                score=float(r.score),
+                uncertainty=float(r.uncertainty),
+                impact=r.impact,
+                impact_cycle=r.impact_cycle,
+                impact_detail=r.impact_detail,
+                evidence=str(r.evidence),
+                run_id=int(r.run_id),
+            )
+        )
+    return ReviewPage(None if latest is None else int(latest), out)
+
+
+@dataclass(frozen=True)
+class ReviewStatistics:
+    """Raw counts of the review queue (``_review.review_summary`` shapes them)."""
+
+    pairs: int
+    cycle_id: int | None
+    by_impact: dict[str | None, int]
+    impactful_details: list[str]
+    bands: list[int]  # pairs per band of ``edges``
+    levels: dict[tuple[str, str], int]  # (comparison, level) -> pairs
+    unexplained: int
+
+
+def _comparison_levels(conn: Connection) -> tuple[dict[tuple[str, str], int], int]:
+    """Pairs per (comparison, level) of the evidence JSON, and pairs with no comparisons."""
+    if conn.dialect.name == "postgresql":
+        levels_sql = (
+            "SELECT j.key, j.value ->> 'level', count(*) FROM review, "
+            "jsonb_each(CAST(review.evidence AS jsonb) -> 'comparisons') AS j GROUP BY 1, 2"
+        )
+        missing_sql = (
+            "SELECT count(*) FROM review "
+            "WHERE CAST(review.evidence AS jsonb) -> 'comparisons' IS NULL"
+        )
+    else:
+        levels_sql = (
+            "SELECT j.key, json_extract(j.value, '$.level'), count(*) FROM review, "
+            "json_each(review.evidence, '$.comparisons') AS j GROUP BY 1, 2"
+        )
+        missing_sql = (
+            "SELECT count(*) FROM review WHERE json_type(review.evidence, '$.comparisons') IS NULL"
+        )
+    levels = {
+        (str(name), "(none)" if level is None else str(level)): int(n)
+        for name, level, n in conn.execute(sa.text(levels_sql))
+    }
+    return levels, int(conn.execute(sa.text(missing_sql)).scalar_one())
+
+
+def review_statistics(engine: Engine, edges: Sequence[float]) -> ReviewStatistics:
+    """Counts of the review queue: by impact, per probability band of ``edges``, per level."""
+    band = sa.case(
+        *((review.c.score < hi, k) for k, hi in enumerate(edges[1:-1])),
+        else_=len(edges) - 2,
+    ).label("band")
+    try:
+        with _read(engine, "review statistics") as conn:
+            pairs = int(conn.execute(sa.select(sa.func.count()).select_from(review)).scalar_one())
+            latest = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+            by_impact: dict[str | None, int] = {
+                None if i is None else str(i): int(n)
+                for i, n in conn.execute(
+                    sa.select(review.c.impact, sa.func.count()).group_by(review.c.impact)
+                )
+            }
+            details = [
+                str(d)
+                for (d,) in conn.execute(
+                    sa.select(review.c.impact_detail).where(review.c.queue_rank == 0)
+                )
+            ]
+            bands = [0] * (len(edges) - 1)
+            for k, n in conn.execute(sa.select(band, sa.func.count()).group_by(band)):
+                bands[int(k)] = int(n)
+            levels, unexplained = _comparison_levels(conn)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot count review candidates: {exc}") from exc
+    return ReviewStatistics(
+        pairs=pairs,
+        cycle_id=None if latest is None else int(latest),
+        by_impact=by_impact,
+        impactful_details=details,
+        bands=bands,
+        levels=levels,
+        unexplained=unexplained,
+    )
 
 
 def _run_json(r: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,10 +43,12 @@ class Member:
 
 
 class TinyDb:
-    """A SQLite linkage database written row by row."""
+    """A linkage database (SQLite unless given a URL) written row by row."""
 
-    def __init__(self, path: Path) -> None:
-        self.engine: Engine = store.open_engine(f"sqlite:///{path}")
+    def __init__(self, path: Path | str) -> None:
+        """A SQLite file at ``path``, or the (empty) database at the URL ``path``."""
+        url = path if isinstance(path, str) else f"sqlite:///{path}"
+        self.engine: Engine = store.open_engine(url)
         self._ids = itertools.count(1)
         self._ref = itertools.count(1)
         self.records: dict[tuple[str, str], int] = {}  # (person id, agency) -> record id
@@ -150,4 +153,19 @@ class TinyDb:
         with self.engine.begin() as conn:
             conn.execute(
                 i.delete().where(i.c.record_id == self.records[(pid, agency)], i.c.type == typ)
+            )
+
+    def review(self, record_a: int, record_b: int, score: float, **evidence: object) -> None:
+        """Put the pair of records up for review with match probability ``score``."""
+        lo, hi = sorted((record_a, record_b))
+        with self.engine.begin() as conn:
+            conn.execute(
+                store.review.insert().values(
+                    record_a=lo,
+                    record_b=hi,
+                    score=score,
+                    uncertainty=store.review_uncertainty(score),
+                    evidence=json.dumps({"probability": score, **evidence}),
+                    run_id=1,
+                )
             )

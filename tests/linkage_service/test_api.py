@@ -37,6 +37,7 @@ READ_ROUTES = {
     "/households/{household_id}",
     "/records/{agency_id}/{record_ref}/links",
     "/review",
+    "/review/summary",
     "/runs",
     "/runs/{run_id}",
     "/stats",
@@ -323,3 +324,44 @@ async def test_missing_token_file_fails_closed(tmp_path):
     with pytest.raises(ConfigError, match="chmod 600"):
         async with app.router.lifespan_context(app):
             pass
+
+
+async def test_review_queue_parameters_are_bounded_and_answers_typed(app_client):
+    app, client = app_client
+    h = auth("analyst")
+    for query in (
+        "offset=-1",
+        f"offset={10**30}",
+        "offset=10000001",
+        "limit=0",
+        "limit=1001",
+        f"limit={10**30}",
+        "impactful_only=maybe",
+        "offset=one",
+    ):
+        r = await client.get(f"/review?{query}", headers=h)
+        assert r.status_code == 422, query
+    r = await client.get("/review?offset=10000000&limit=1000&impactful_only=true", headers=h)
+    assert r.status_code == 200
+    assert r.json() == {
+        "cycle_id": None,
+        "impactful_only": True,
+        "candidates": [],
+        "next_offset": None,
+    }
+    summary = (await client.get("/review/summary", headers=h)).json()
+    assert summary["pairs"] == 0 and len(summary["probability"]) == 10
+    paths = app.openapi()["paths"]
+    for path, model in (("/review", "ReviewQueue"), ("/review/summary", "ReviewSummary")):
+        schema = paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema == {"$ref": f"#/components/schemas/{model}"}
+
+
+async def test_families_offset_is_bounded(app_client):
+    _app, client = app_client
+    r = await client.post("/assessments", json={"as_at": "2026-11-01"}, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    assert (await client.get("/families?offset=5", headers=auth("analyst"))).status_code == 200
+    # too big for a 64-bit OFFSET: refused as a bad parameter, not a server error
+    r = await client.get(f"/families?offset={10**30}", headers=auth("analyst"))
+    assert r.status_code == 422

@@ -158,3 +158,47 @@ def test_programme_commands(tmp_path, capsys):
     bad.write_text("name = ")
     assert main(["ruleset", "check", str(bad)]) == 1
     assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_review_summary_and_export(tmp_path, capsys):
+    from ._programme_helpers import AS_AT, TinyDb
+    from .test_review import build
+
+    db = TinyDb(tmp_path / "review.db")
+    case = build(db)
+    db.engine.dispose()
+    config = tmp_path / "r.toml"
+    config.write_text(
+        f'database_url = "sqlite:///{tmp_path / "review.db"}"\ntoken_file = "{tmp_path / "t"}"\n'
+    )
+    base = ["--config", str(config)]
+    assert main([*base, "review", "summary"]) == 0
+    out = capsys.readouterr().out
+    assert "review pairs: 5 (impact as of no assessment cycle yet; 5 not assessed in it)" in out
+    assert main([*base, "review", "export"]) == 0
+    assert capsys.readouterr().out.splitlines()[1:] == []  # nothing assessed: nothing impactful
+    assert main([*base, "assess", "--as-at", AS_AT.isoformat()]) == 0
+    capsys.readouterr()
+    assert main([*base, "review", "summary"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "review pairs: 5 (impact as of assessment cycle 1; 0 not assessed in it)"
+    assert lines[1] == (
+        "would change a family: 3 (eligibility 1, unlock threshold 1, both 1); "
+        "families affected: 3; no change: 2"
+    )
+    assert "  0.4-0.5          2" in lines
+    assert "    " + "agree".ljust(32) + " " + "3".rjust(9) in lines  # sex agrees in 3 pairs
+    assert main([*base, "review", "summary", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["impact"]["eligibility"] == 1
+    assert main([*base, "review", "export"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [r.split(",")[6] for r in rows[1:]] == ["threshold", "both", "eligibility"]
+    assert rows[3].split(",")[7] == case["family"][1]
+    assert main([*base, "review", "export", "--all"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 6
+
+
+def test_review_needs_a_subcommand(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["review"])
+    assert exit_.value.code == 2 and "review_command" in capsys.readouterr().err
