@@ -8,9 +8,10 @@ coarse attributes only:
 comparison   levels
 ===========  =====================================================================
 person       Dice of the person filters in nine bands (below 0.60 ... 0.95 and
-             above), crossed with how many keyed blocking keys agree (0, 1, 2+):
-             the two are different views of the same names and dates, so they are
-             modelled jointly rather than counted twice
+             above), crossed with how many keyed blocking keys agree (0, 1, 2+),
+             whether any differs, and whether a date of birth is missing: these
+             are views of the same names and dates, so they are modelled jointly
+             rather than counted twice
 address      missing, or address-filter Dice in five bands (below 0.70 ... 0.97+)
 checked_id   missing, agree, disagree: keyed NHS number, NI number or UPN
 local_id     missing, agree, disagree: any other keyed identifier the scheme declares
@@ -37,9 +38,9 @@ at most a few thousand patterns), so a million candidate pairs cost one
 ``bincount``. ``u`` starts from random record pairs (almost all non-matches)
 and ``m`` from a weakly informative start that puts agreement above
 disagreement; a Dirichlet pseudo-count keeps every level's probability above
-zero. A fit that ends with ``m`` no more concentrated on the top person level
-than ``u`` (the classes swapped, or no matches found) is refused and the model
-it would replace stays in force.
+zero. A fit that ends with ``m`` no more concentrated than ``u`` on the person
+level of two clean copies of one record (the classes swapped, or no matches
+found) is refused and the model it would replace stays in force.
 
 Must never: look at anything but encodings and coarse attributes, hold a secret.
 """
@@ -94,11 +95,23 @@ class Comparison:
     missing: int | None  # index of the "missing" level (weighs 0), or None
 
 
+# (lowest Dice of the band, blocking keys agreeing, any differing, a birth date missing)
+# of each person level, in level order
+PERSON_LEVELS: tuple[tuple[float, int, bool, bool], ...] = tuple(
+    (lo, agree, differ, missing)
+    for missing in (False, True)
+    for lo in (0.0, *PERSON_CUTS)
+    for agree in range(KEY_LEVELS)
+    for differ in (False, True)
+)
+
+
 def _person_levels() -> tuple[str, ...]:
+    bands = dict(zip((0.0, *PERSON_CUTS), _bands(PERSON_CUTS), strict=True))
     return tuple(
-        f"dice {band}, {k if k < KEY_LEVELS - 1 else f'{k}+'} keys agree"
-        for band in _bands(PERSON_CUTS)
-        for k in range(KEY_LEVELS)
+        f"dice {bands[lo]}, {agree if agree < KEY_LEVELS - 1 else f'{agree}+'} keys agree, "
+        f"{'some' if differ else 'none'} differ" + (", a date of birth missing" if missing else "")
+        for lo, agree, differ, missing in PERSON_LEVELS
     )
 
 
@@ -117,10 +130,21 @@ _PLACE = np.cumprod((1, *SIZES[:0:-1]))[::-1].astype(np.int64)
 _PLACE_LIST: list[int] = _PLACE.tolist()
 
 
-def person_level(dice: F64, keys_agreed: I64) -> I64:
-    """The person comparison's level of each pair."""
+def person_level(
+    dice: F64, keys_agreed: I64, keys_differing: I64, birth_missing: npt.NDArray[np.bool_]
+) -> I64:
+    """The person comparison's level of each pair.
+
+    Keys that differ tell twins (one family name and date of birth, two given
+    names) from one person whose other keys are missing; a missing date of birth
+    (no age either) takes its bits out of the filter, so its Dice bands are
+    modelled apart.
+    """
     band = np.searchsorted(np.asarray(PERSON_CUTS), dice, side="right").astype(np.int64)
-    out: I64 = band * KEY_LEVELS + np.minimum(keys_agreed, KEY_LEVELS - 1)
+    out: I64 = (
+        (birth_missing.astype(np.int64) * (len(PERSON_CUTS) + 1) + band) * KEY_LEVELS
+        + np.minimum(keys_agreed, KEY_LEVELS - 1)
+    ) * 2 + (keys_differing > 0)
     return out
 
 
@@ -156,6 +180,7 @@ def birth_level(gap: F64) -> I64:
 def pattern_of(
     dice: float,
     keys_agreed: int,
+    keys_differing: int,
     address_dice: float | None,
     checked: int,
     local: int,
@@ -167,7 +192,8 @@ def pattern_of(
     ``checked``, ``local`` and ``sex`` are levels already (0 missing, 1 agree,
     2 disagree); ``birth_gap`` is nan when unknown.
     """
-    person = bisect_right(PERSON_CUTS, dice) * KEY_LEVELS + min(keys_agreed, KEY_LEVELS - 1)
+    band = bisect_right(PERSON_CUTS, dice) + (len(PERSON_CUTS) + 1) * (birth_gap != birth_gap)
+    person = (band * KEY_LEVELS + min(keys_agreed, KEY_LEVELS - 1)) * 2 + (keys_differing > 0)
     address = 0 if address_dice is None else bisect_right(ADDRESS_CUTS, address_dice) + 1
     if birth_gap != birth_gap:
         birth = 0
@@ -360,9 +386,13 @@ def _start_m() -> list[F64]:
     for c in COMPARISONS:
         n = len(c.levels)
         if c.name == "person":
-            band = np.arange(n) // KEY_LEVELS
-            keys = np.arange(n) % KEY_LEVELS
-            v = np.exp2(1.5 * band + keys).astype(np.float64)
+            bands = [0.0, *PERSON_CUTS]
+            v = np.array(
+                [
+                    2.0 ** (1.5 * bands.index(lo) + agree - 2 * differ)
+                    for lo, agree, differ, _missing in PERSON_LEVELS
+                ]
+            )
         elif c.name == "address":
             v = np.exp2(np.arange(n, dtype=np.float64))
         elif c.name == "birth_year":
@@ -498,7 +528,8 @@ def estimate(
         if change < tolerance:
             converged = True
             break
-    top = len(COMPARISONS[0].levels) - 1
+    # the person level of two clean copies: the match class must favour it
+    top = PERSON_LEVELS.index((PERSON_CUTS[-1], KEY_LEVELS - 1, False, False))
     trained = {
         "estimated": 1.0,
         "candidate_pairs": n_cand,
@@ -514,7 +545,7 @@ def estimate(
             converged,
             False,
             "the estimate does not separate matches (fewer than 10 expected, or m <= u "
-            "at the top person level)",
+            "for two clean copies of one person)",
         )
     return model, FitReport(int(n_cand), int(n_rand), iterations, converged, True, "accepted")
 

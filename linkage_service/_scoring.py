@@ -102,7 +102,7 @@ def _patterns(f: Features, i: I64, j: I64) -> PairScores:
     adice = np.where(both_addr, kernel.dice_pairs(f.addr, f.addr, i, j), np.nan)
     pattern = mm.patterns(
         [
-            mm.person_level(dice, kagree),
+            mm.person_level(dice, kagree, kdiff, np.isnan(gap)),
             mm.address_level(adice),
             mm.token_level(agree[:, checked].any(axis=1), disagree[:, checked].any(axis=1)),
             mm.token_level(agree[:, local].any(axis=1), disagree[:, local].any(axis=1)),
@@ -185,6 +185,7 @@ class ScalarScorer:
                     l_agree |= x == y
                     l_dis |= x != y
         kagree = sum(1 for x, y in zip(ka, kb, strict=True) if x and x == y)
+        kdiff = sum(1 for x, y in zip(ka, kb, strict=True) if x and y and x != y)
         adice = (
             dice_one(self.f.addr, self._addr, a, b, self._cap)
             if self.f.has_addr[a] and self.f.has_addr[b]
@@ -193,6 +194,7 @@ class ScalarScorer:
         pattern = mm.pattern_of(
             dice,
             kagree,
+            kdiff,
             adice,
             1 if c_agree else 2 if c_dis else 0,
             1 if l_agree else 2 if l_dis else 0,

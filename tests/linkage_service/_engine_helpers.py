@@ -14,7 +14,7 @@ import pytest
 from evaluation._harness import Population, load_population
 from linkage_service._batch import RecordBatch, token_codes
 from linkage_service._engine import Delta, LinkageEngine
-from linkage_service._matchmodel import ADDRESS_CUTS, KEY_LEVELS, PERSON_CUTS, MatchModel
+from linkage_service._matchmodel import ADDRESS_CUTS, PERSON_LEVELS, MatchModel
 
 HOUSEHOLDS = 2000
 SEED = 20261121
@@ -135,11 +135,9 @@ def dice_model(match: float = 0.8, review: float = 0.7, address_same: float = 0.
     Addresses, sex and birth year weigh a little, checked identifiers a lot.
     Only whole Dice bands of the model can be thresholds.
     """
-    bands = [0.0, *PERSON_CUTS]
     person = [
         10.0 if lo >= match else -2.0 if lo >= review else -10.0
-        for lo in bands
-        for _ in range(KEY_LEVELS)
+        for lo, _agree, _differ, _missing in PERSON_LEVELS
     ]
     address = [0.0] + [0.5 if lo >= address_same else -1.0 for lo in [0.0, *ADDRESS_CUTS]]
     return MatchModel.from_weights(
