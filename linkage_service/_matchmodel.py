@@ -464,6 +464,63 @@ def _fix_missing(c: Comparison, v: F64) -> F64:
     return out
 
 
+def _em(
+    candidate_counts: F64,
+    m: list[F64],
+    u: list[F64],
+    u_prior: list[F64] | None,
+    u_strength: float,
+    *,
+    pseudo: float,
+    max_iterations: int,
+    tolerance: float,
+    m_prior: list[F64] | None = None,
+    m_strength: float = 0.0,
+    lam: float = 0.1,
+) -> tuple[list[F64], list[F64], float, int, bool]:
+    """Expectation maximisation from ``m``, ``u`` and ``lam``: (m, u, lam, iterations, converged).
+
+    ``u_prior`` / ``m_prior`` (with their strengths in pairs) are Dirichlet priors
+    the M step adds to the expected counts.
+    """
+    n_cand = float(candidate_counts.sum())
+    observed = np.flatnonzero(candidate_counts)
+    counts = candidate_counts[observed]
+    levels = [lv[observed] for lv in _level_index()]
+    converged = False
+    iterations = 0
+    while iterations < max_iterations:
+        iterations += 1
+        log_m = np.zeros(observed.size)
+        log_u = np.zeros(observed.size)
+        for k, c in enumerate(COMPARISONS):
+            mk, uk = m[k].copy(), u[k].copy()
+            if c.missing is not None:
+                mk[c.missing] = uk[c.missing] = 1.0
+            log_m += np.log(mk[levels[k]])
+            log_u += np.log(uk[levels[k]])
+        a = np.log(lam) + log_m
+        b = np.log1p(-lam) + log_u
+        post = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))
+        wm = np.zeros(PATTERNS)
+        wu = np.zeros(PATTERNS)
+        wm[observed] = counts * post
+        wu[observed] = counts * (1.0 - post)
+        new_lam = float(np.clip(wm.sum() / n_cand, 1e-6, 1 - 1e-6))
+        new_m = _distributions(wm, pseudo, m_prior, m_strength)
+        new_u = _distributions(wu, pseudo, u_prior, u_strength)
+        change = max(
+            abs(new_lam - lam),
+            *(float(np.abs(x - y).max()) for x, y in zip(new_m, m, strict=True)),
+            *(float(np.abs(x - y).max()) for x, y in zip(new_u, u, strict=True)),
+        )
+        m, u, lam = new_m, new_u, new_lam
+        if change < tolerance:
+            converged = True
+            break
+    return m, u, lam, iterations, converged
+
+
 def estimate(
     candidate_counts: F64,
     random_counts: F64,
@@ -485,49 +542,17 @@ def estimate(
         return None, FitReport(
             int(n_cand), int(n_rand), 0, False, False, f"only {int(n_cand)} candidate pairs"
         )
-    level_of = _level_index()
-    m = _start_m()
-    u = (
-        _distributions(random_counts, pseudo)
-        if n_rand
-        else _distributions(candidate_counts, pseudo)
+    u_start = _distributions(random_counts if n_rand else candidate_counts, pseudo)
+    m, u, lam, iterations, converged = _em(
+        candidate_counts,
+        _start_m(),
+        u_start,
+        u_start if n_rand else None,
+        u_strength,
+        pseudo=pseudo,
+        max_iterations=max_iterations,
+        tolerance=tolerance,
     )
-    u_random = u if n_rand else None
-    lam = 0.1
-    observed = np.flatnonzero(candidate_counts)
-    counts = candidate_counts[observed]
-    levels = [lv[observed] for lv in level_of]
-    converged = False
-    iterations = 0
-    while iterations < max_iterations:
-        iterations += 1
-        log_m = np.zeros(observed.size)
-        log_u = np.zeros(observed.size)
-        for k, c in enumerate(COMPARISONS):
-            mk, uk = m[k].copy(), u[k].copy()
-            if c.missing is not None:
-                mk[c.missing] = uk[c.missing] = 1.0
-            log_m += np.log(mk[levels[k]])
-            log_u += np.log(uk[levels[k]])
-        a = np.log(lam) + log_m
-        b = np.log1p(-lam) + log_u
-        post = 1.0 / (1.0 + np.exp(np.clip(b - a, -700, 700)))
-        wm = np.zeros(PATTERNS)
-        wu = np.zeros(PATTERNS)
-        wm[observed] = counts * post
-        wu[observed] = counts * (1.0 - post)
-        new_lam = float(np.clip(wm.sum() / n_cand, 1e-6, 1 - 1e-6))
-        new_m = _distributions(wm, pseudo)
-        new_u = _distributions(wu, pseudo, u_random, u_strength)
-        change = max(
-            abs(new_lam - lam),
-            *(float(np.abs(x - y).max()) for x, y in zip(new_m, m, strict=True)),
-            *(float(np.abs(x - y).max()) for x, y in zip(new_u, u, strict=True)),
-        )
-        m, u, lam = new_m, new_u, new_lam
-        if change < tolerance:
-            converged = True
-            break
     # the person level of two clean copies: the match class must favour it
     top = PERSON_LEVELS.index((PERSON_CUTS[-1], KEY_LEVELS - 1, False, False))
     trained = {
