@@ -459,6 +459,7 @@ class ExtractInfo:
     person_fill: FillStats = field(default_factory=FillStats)
     address_fill: FillStats = field(default_factory=FillStats)
     exact_tokens: Counter[str] = field(default_factory=Counter)
+    local_tokens: Counter[str] = field(default_factory=Counter)
     blocking_keys: Counter[str] = field(default_factory=Counter)
     indicators: Counter[str] = field(default_factory=Counter)
     sex: Counter[str] = field(default_factory=Counter)
@@ -503,6 +504,7 @@ def verify_extract(
         dupes = 0
         person, address = FillStats(), FillStats()
         exact: Counter[str] = Counter()
+        local: Counter[str] = Counter()
         blocking: Counter[str] = Counter()
         indicators: Counter[str] = Counter()
         sexes: Counter[str] = Counter()
@@ -536,6 +538,14 @@ def verify_extract(
                 for kind, token in rec.exact_tokens.items():
                     _token(path, line_no, f"exact_tokens.{kind}", token, EXACT_TOKEN_BYTES)
                     exact[str(kind)] += 1
+                for name, token in rec.local_tokens.items():
+                    _token(path, line_no, f"local_tokens.{name}", token, EXACT_TOKEN_BYTES)
+                    if schema is not None and name not in schema.local_identifiers:
+                        raise ExtractError(
+                            f"{path}:{line_no}: field 'local_tokens.{name}': the schema "
+                            "declares no such local identifier"
+                        )
+                    local[name] += 1
                 for name, token in rec.blocking_keys.items():
                     _token(path, line_no, f"blocking_keys.{name}", token, BLOCKING_TOKEN_BYTES)
                     blocking[name] += 1
@@ -568,6 +578,7 @@ def verify_extract(
             person_fill=person,
             address_fill=address,
             exact_tokens=exact,
+            local_tokens=local,
             blocking_keys=blocking,
             indicators=indicators,
             sex=sexes,

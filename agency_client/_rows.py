@@ -85,10 +85,10 @@ class ChunkResult:
     ``lines`` while encoding; :func:`encode_block_or_stop` then packs them into
     ``data`` (newline-terminated UTF-8) so a worker hands back one bytes object.
     ``refs`` holds the first eight bytes of each encoded record's ref, so the
-    caller can find a system id that appears twice in the file (bytes, not a list
-    of integers: cheap to hand back from a worker); ``derive_hits[i]`` counts the rows where derive
-    ``i`` matched and ``derive_missed[i]`` is the first line where its source was
-    filled but it did not match (0: none).
+    caller can find a system id that appears twice in the file (bytes, not a
+    list of integers: cheap to hand back from a worker). ``derive_hits[i]``
+    counts the rows where derive ``i`` matched and ``derive_missed[i]`` is the
+    first line where its source was filled but it did not match (0: none).
     """
 
     lines: list[str]

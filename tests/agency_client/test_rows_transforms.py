@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 
 import pytest
 
 from agency_client._encoder import Encoder, derive_key
-from agency_client._errors import ConfigError, InputError
+from agency_client._errors import ConfigError, ExtractError, InputError
 from agency_client._extract import encode_csv, iter_records, verify_extract
 from agency_client._keys import (
     load_agency_key,
@@ -173,7 +174,8 @@ def test_derived_columns_round_trip_into_the_sealed_identity(run, keys, workers,
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
     summary, out = run(workers=workers)
     assert summary.record_count == 3
-    verify_extract(out, load_agency_public_key(keys["agency_pub"]), schema=LOCAL_SCHEMA)
+    info = verify_extract(out, load_agency_public_key(keys["agency_pub"]), schema=LOCAL_SCHEMA)
+    assert info.local_tokens == {"local_person_id": 2}
     seal_key = load_seal_private_key(keys["seal_key"])
     opened = []
     for raw in iter_records(out):
@@ -220,6 +222,27 @@ def test_local_identifier_tokens_are_keyed_per_type(run, keys):
     ).local_token("local_person_id", "LA0077")
     assert records[1]["local_tokens"]["local_person_id"] != expected.decode()  # LA0078
     assert "local_tokens" not in records[2]  # blank
+
+
+def test_verify_refuses_local_tokens_the_schema_does_not_declare(run, keys):
+    _, out = run()
+    other = LinkageSchema.model_validate(
+        {**LOCAL_SCHEMA.model_dump(), "local_identifiers": ["soc_sec_id"]}
+    )
+    records = out.read_text(encoding="utf-8").splitlines()
+    header = json.loads(records[0])
+    header["schema_fingerprint"] = other.fingerprint()
+    relabelled = out.with_name("relabelled.jsonl")
+    relabelled.write_text(
+        "\n".join([json.dumps(header, separators=(",", ":")), *records[1:]]) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        ExtractError,
+        match=r"relabelled\.jsonl:2: field 'local_tokens\."
+        r"local_person_id': the schema declares no such local identifier",
+    ):
+        verify_extract(relabelled, None, schema=other)
 
 
 def test_local_identifiers_spelt_differently_share_a_token(run):
