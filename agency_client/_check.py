@@ -164,10 +164,16 @@ def repeated_ids(path: Path, mapping: AgencyMapping) -> list[tuple[str, list[int
     first: dict[str, int] = {}
     repeats: dict[str, list[int]] = {}
     with CsvRows(path, mapping) as rows:
-        index = resolve_columns(mapping, rows.header, str(path))[mapping.identity.system_id]
+        columns = resolve_columns(mapping, rows.header, str(path))
+        index = columns[mapping.identity.system_id]
+        width = len(rows.header)
+        # the system id may itself be derived: run the derives (a failure path only)
+        steps = [(step.compile(), [columns[c] for c in step.sources]) for step in mapping.steps()]
         for line, cells in rows:
-            if index >= len(cells):
-                continue
+            if len(cells) != width:
+                continue  # encode reported or skipped it
+            for run, sources in steps:
+                cells.append(run([cells[i] for i in sources])[0])
             value = cells[index].strip()
             if not value:
                 continue

@@ -270,6 +270,21 @@ def test_a_repeated_system_id_fails_at_encode_naming_the_rows_and_the_id(run, tm
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.jsonl")] == []
 
 
+def test_a_repeated_derived_system_id_is_named_too(run):
+    # the system id is the LA number inside the identifiers column
+    mapping = MAPPING.replace('system_id = "Ref"', 'system_id = "la_ref"') + (
+        '\n[[derive]]\nname = "la_ref"\nfrom = "LA_ID"\nregex = \'(\\d+)\'\n'
+    )
+    rows = [r[:] for r in ROWS]
+    rows[2][7] = "LA/0077"
+    with pytest.raises(
+        InputError,
+        match=r"x\.csv:4: field system_id \(column 'la_ref'\): "
+        r"1 system ids appear on more than one row: '0077' on lines 2 and 4",
+    ):
+        run(rows, mapping)
+
+
 def test_a_derive_that_matches_no_row_is_refused_before_writing(run, tmp_path):
     mapping = MAPPING.replace("regex = 'NHS:", "regex = 'CHI:")
     with pytest.raises(ConfigError) as info:
