@@ -4,10 +4,17 @@ postcodes; and what encode refuses before anything is written."""
 from __future__ import annotations
 
 import base64
+import csv
+import functools
 import hashlib
+import io
 import json
+import tomllib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.public import PrivateKey
 
 from agency_client._encoder import Encoder, derive_key
 from agency_client._errors import ConfigError, ExtractError, InputError
@@ -19,9 +26,10 @@ from agency_client._keys import (
     load_seal_public_key,
     load_secret,
 )
-from agency_client._mapping import load_mapping
-from agency_client._rows import BadRowPolicy
+from agency_client._mapping import AgencyMapping, load_mapping, resolve_columns
+from agency_client._rows import BadRowPolicy, RowContext, RowEncoder, encode_block_or_stop
 from agency_client._seal import open_sealed_identity
+from agency_client._transforms import SUFFIXES, TITLES
 from protocols import LinkageSchema, TokenisedRecord, default_schema
 
 from .conftest import EXTRACT_DATE, write_csv
@@ -391,3 +399,84 @@ def test_postcode_format_any_refuses_what_is_not_3_to_10_letters_and_digits(run)
     rows[2][3] = "26-12"
     with pytest.raises(InputError, match=r"x\.csv:4: field postcode .*'26-12' is not 3 to 10"):
         run(rows, FEBRL_MAPPING, ANY_SCHEMA, FEBRL_HEADER)
+
+
+# --- property: a split name encodes as the same name in two columns ------------------------
+
+_SPLIT_MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "Ref"
+given_names = "given"
+family_name = "family"
+
+[[derive]]
+name = "family"
+from = "Name"
+split_name = "family_comma_given"
+part = "family"
+
+[[derive]]
+name = "given"
+from = "Name"
+split_name = "family_comma_given"
+part = "given"
+"""
+_DIRECT_MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "Ref"
+given_names = "Given"
+family_name = "Family"
+"""
+
+
+@functools.cache
+def _row_encoder(mapping: str, header: tuple[str, ...]) -> RowEncoder:
+    parsed = AgencyMapping.model_validate(tomllib.loads(mapping))
+    ctx = RowContext(
+        mapping=parsed,
+        schema=default_schema(),
+        secret=hashlib.sha256(b"test linkage secret").digest(),
+        record_ref_key=hashlib.sha256(b"test record-ref key").digest(),
+        seal_public_key=bytes(PrivateKey(hashlib.sha256(b"seal").digest()).public_key),
+        agency_id="school",
+        extract_id="0" * 32,
+        extract_date=EXTRACT_DATE,
+        columns=resolve_columns(parsed, header, "<row>"),
+        policy=BadRowPolicy.FAIL,
+    )
+    return RowEncoder(ctx)
+
+
+def _encoded(mapping: str, header: tuple[str, ...], cells: list[str]) -> dict[str, object]:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(cells)
+    result = encode_block_or_stop(_row_encoder(mapping, header), 2, buf.getvalue())
+    assert result.problems == [] and result.count == 1
+    record: dict[str, object] = json.loads(result.data)
+    del record["sealed_identity"]  # a fresh nonce each time
+    return record
+
+
+_GIVEN_WORD = st.from_regex(r"[A-Z][a-z]{1,9}", fullmatch=True).filter(
+    lambda w: w.lower() not in TITLES | SUFFIXES
+)
+_FAMILY_WORD = st.from_regex(r"[A-Z]{2,10}(-[A-Z]{2,8})?", fullmatch=True).filter(
+    lambda w: w.lower() not in TITLES | SUFFIXES
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_GIVEN_WORD, min_size=1, max_size=3), _FAMILY_WORD, st.sampled_from(["", "Mr "]))
+def test_a_split_name_encodes_as_the_same_name_in_two_columns(given_words, family, title):
+    given_text = " ".join(given_words)
+    split = _encoded(_SPLIT_MAPPING, ("Ref", "Name"), ["R1", f"{family}, {title}{given_text}"])
+    direct = _encoded(_DIRECT_MAPPING, ("Ref", "Given", "Family"), ["R1", given_text, family])
+    assert split == direct
