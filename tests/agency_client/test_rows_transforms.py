@@ -27,6 +27,7 @@ from agency_client._keys import (
     load_secret,
 )
 from agency_client._mapping import AgencyMapping, load_mapping, resolve_columns
+from agency_client._privacy import identity_needles, scan_extract
 from agency_client._rows import BadRowPolicy, RowContext, RowEncoder, encode_block_or_stop
 from agency_client._seal import open_sealed_identity
 from agency_client._transforms import SUFFIXES, TITLES
@@ -480,3 +481,14 @@ def test_a_split_name_encodes_as_the_same_name_in_two_columns(given_words, famil
     split = _encoded(_SPLIT_MAPPING, ("Ref", "Name"), ["R1", f"{family}, {title}{given_text}"])
     direct = _encoded(_DIRECT_MAPPING, ("Ref", "Given", "Family"), ["R1", given_text, family])
     assert split == direct
+
+
+def test_no_plaintext_reaches_an_extract_encoded_through_derives(run, tmp_path):
+    _, out = run()
+    needles = identity_needles(tmp_path / "x.csv", load_mapping(tmp_path / "x.toml"))
+    # the derived values are needles: split names, the NHS number out of free text,
+    # dates in each format, the agency's own identifier as written and compacted
+    assert {"SMITH", "Benjamin", "John", "O'BRIEN", "Mohammed", "KHAN"} <= needles.names
+    assert {"2012-04-03", "2016-02-29", "2010-12-01"} <= needles.dates
+    assert {"943 476 5919", "9434765919", "la-0077", "LA0077", "LA 0078"} <= needles.identifiers
+    assert scan_extract(out, needles) == set()
