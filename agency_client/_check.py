@@ -164,10 +164,16 @@ def repeated_ids(path: Path, mapping: AgencyMapping) -> list[tuple[str, list[int
     first: dict[str, int] = {}
     repeats: dict[str, list[int]] = {}
     with CsvRows(path, mapping) as rows:
-        index = resolve_columns(mapping, rows.header, str(path))[mapping.identity.system_id]
+        columns = resolve_columns(mapping, rows.header, str(path))
+        index = columns[mapping.identity.system_id]
+        width = len(rows.header)
+        # the system id may itself be derived: run the derives (a failure path only)
+        steps = [(step.compile(), [columns[c] for c in step.sources]) for step in mapping.steps()]
         for line, cells in rows:
-            if index >= len(cells):
-                continue
+            if len(cells) != width:
+                continue  # encode reported or skipped it
+            for run, sources in steps:
+                cells.append(run([cells[i] for i in sources])[0])
             value = cells[index].strip()
             if not value:
                 continue
@@ -192,7 +198,8 @@ _Parser = Callable[[str], bool]  # raw cell -> parses as the field expects
 class _Column:
     """One mapped column being checked: its report and how a cell is judged."""
 
-    def __init__(self, key: str, column: str, index: int, parse: _Parser) -> None:
+    def __init__(self, field: str, key: str, column: str, index: int, parse: _Parser) -> None:
+        self.field = field  # "family_name", "given_names[0]", "indicators"
         self.report = ColumnReport(key, column)
         self.index = index
         self.parse = parse
@@ -238,14 +245,18 @@ def _scan(
     shapes: list[tuple[list[int], list[int]]] = [([], []) for _ in steps]
 
     checked = [
-        _Column(key, col, columns[col], _parser(key, mapping, schema, today))
+        _Column(key, f"identity.{key}", col, columns[col], _parser(key, mapping, schema, today))
         for key, col in ident.columns().items()
         if key != "system_id"
     ]
     for ic in mapping.indicators:
         checked.append(
             _Column(
-                f"indicators.{ic.type.value}", ic.column, columns[ic.column], _indicator_parser(ic)
+                "indicators",
+                f"indicators.{ic.type.value}",
+                ic.column,
+                columns[ic.column],
+                _indicator_parser(ic),
             )
         )
     dob_key = "date_of_birth"
@@ -306,7 +317,7 @@ def _scan(
                 col.comma_lines.append(line)
                 if SURNAME_COMMA.fullmatch(raw):
                     col.surname_comma += 1
-            if col.report.key == dob_key and len(ident.dob_formats) > 1:
+            if col.field == dob_key and len(ident.dob_formats) > 1:
                 reading = ambiguous.get(raw)
                 if reading is None:
                     reading = ambiguous[raw] = _two_ways(raw, ident.dob_formats, today)
@@ -399,10 +410,9 @@ def _findings(
                 )
             )
     for col in checked:
-        r = col.report
-        key = f"identity.{r.key}" if not r.key.startswith("indicators.") else r.key
-        name_column = r.key.startswith(("given_names", "family_name", "former_family_names"))
-        if r.key.startswith("given_names") and col.comma:
+        r, key, name = col.report, col.report.key, col.field
+        name_column = name.startswith(("given_names", "family_name", "former_family_names"))
+        if name.startswith("given_names") and col.comma:
             add(
                 Finding(
                     "warning",
@@ -422,9 +432,9 @@ def _findings(
                     col.comma_lines,
                 )
             )
-        if r.key == "family_name" and r.filled == 0 and report.rows:
+        if name == "family_name" and r.filled == 0 and report.rows:
             add(Finding("warning", key, f"family name column {r.column!r} is empty in every row"))
-        if r.key.startswith("address_lines") and len(mapping.identity.address_lines) == 1:
+        if name.startswith("address_lines") and len(mapping.identity.address_lines) == 1:
             if col.comma and col.comma < r.filled:
                 add(
                     Finding(

@@ -323,6 +323,7 @@ def info_to_dict(info: ExtractInfo) -> dict[str, object]:
             "fill_mean": round(info.address_fill.mean, 4),
         },
         "exact_tokens": dict(info.exact_tokens),
+        "local_tokens": dict(info.local_tokens),
         "blocking_keys": dict(info.blocking_keys),
         "indicators": dict(info.indicators),
         "sex": dict(info.sex),
@@ -355,6 +356,8 @@ def _print_info(console: Console, path: Path, info: ExtractInfo) -> None:
     t.add_row("sealed identity length(s)", ",".join(map(str, sorted(info.sealed_lengths))))
     for name, n in sorted(info.exact_tokens.items()):
         t.add_row(f"exact token {name}", f"{n:,}")
+    for name, n in sorted(info.local_tokens.items()):
+        t.add_row(f"local identifier token {name}", f"{n:,}")
     for name, n in sorted(info.blocking_keys.items()):
         t.add_row(f"blocking key {name}", f"{n:,}")
     for name, n in sorted(info.indicators.items()):

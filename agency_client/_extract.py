@@ -22,7 +22,6 @@ import os
 import shutil
 import tempfile
 import uuid
-from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -32,7 +31,6 @@ from multiprocessing.context import BaseContext
 from pathlib import Path
 from typing import TypeVar
 
-import numpy as np
 from pydantic import ValidationError
 
 from protocols import (
@@ -122,8 +120,7 @@ def encode_csv(
     problems: list[Problem] = []
     count = skipped = rows_read = 0
     digest = hashlib.sha256()
-    refs: array[int] = array("Q")  # first 8 bytes of each record ref, and its line
-    ref_lines: array[int] = array("Q")
+    refs = bytearray()  # the first 8 bytes of each record's ref
     derive_hits = [0] * len(mapping.derive)
     derive_missed = [0] * len(mapping.derive)
     try:
@@ -150,8 +147,7 @@ def encode_csv(
                     raise InputError(str(csv_path), p.line, p.field, p.problem)
                 problems.extend(result.problems)
                 skipped += result.skipped
-                refs.extend(result.refs)
-                ref_lines.extend(result.ref_lines)
+                refs += result.refs
                 for k, hits in enumerate(result.derive_hits):
                     derive_hits[k] += hits
                     if result.derive_missed[k] and not derive_missed[k]:
@@ -165,7 +161,7 @@ def encode_csv(
             if rows_read == 0:
                 raise InputError(str(csv_path), 2, None, "the file has a header but no records")
             _refuse_unmatched_derives(csv_path, mapping, derive_hits, derive_missed)
-            _refuse_repeated_ids(csv_path, mapping, refs, ref_lines)
+            _refuse_repeated_ids(csv_path, mapping, refs)
             if count == 0:
                 raise InputError(str(csv_path), 2, None, "every row was bad; nothing to send")
             message = signed_message(header, count, digest.hexdigest())
@@ -213,16 +209,16 @@ def _refuse_unmatched_derives(
             )
 
 
-def _refuse_repeated_ids(
-    csv_path: Path, mapping: AgencyMapping, refs: array[int], lines: array[int]
-) -> None:
+def _refuse_repeated_ids(csv_path: Path, mapping: AgencyMapping, refs: bytearray) -> None:
     """Stop when two encoded rows share a record ref (their system ids are the same).
 
     Refs are compared by their first eight bytes, sorted; on a hit the CSV is read
     again to name the repeated ids and their lines (and a chance 64-bit collision
     of two different ids is let through).
     """
-    codes = np.frombuffer(refs, dtype=np.uint64)
+    import numpy as np  # here, not at import: it costs the main process about 12 MB
+
+    codes = np.frombuffer(refs, dtype="<u8")
     if codes.size < 2:
         return
     ordered = np.sort(codes, kind="stable")
@@ -463,6 +459,7 @@ class ExtractInfo:
     person_fill: FillStats = field(default_factory=FillStats)
     address_fill: FillStats = field(default_factory=FillStats)
     exact_tokens: Counter[str] = field(default_factory=Counter)
+    local_tokens: Counter[str] = field(default_factory=Counter)
     blocking_keys: Counter[str] = field(default_factory=Counter)
     indicators: Counter[str] = field(default_factory=Counter)
     sex: Counter[str] = field(default_factory=Counter)
@@ -507,6 +504,7 @@ def verify_extract(
         dupes = 0
         person, address = FillStats(), FillStats()
         exact: Counter[str] = Counter()
+        local: Counter[str] = Counter()
         blocking: Counter[str] = Counter()
         indicators: Counter[str] = Counter()
         sexes: Counter[str] = Counter()
@@ -540,6 +538,14 @@ def verify_extract(
                 for kind, token in rec.exact_tokens.items():
                     _token(path, line_no, f"exact_tokens.{kind}", token, EXACT_TOKEN_BYTES)
                     exact[str(kind)] += 1
+                for name, token in rec.local_tokens.items():
+                    _token(path, line_no, f"local_tokens.{name}", token, EXACT_TOKEN_BYTES)
+                    if schema is not None and name not in schema.local_identifiers:
+                        raise ExtractError(
+                            f"{path}:{line_no}: field 'local_tokens.{name}': the schema "
+                            "declares no such local identifier"
+                        )
+                    local[name] += 1
                 for name, token in rec.blocking_keys.items():
                     _token(path, line_no, f"blocking_keys.{name}", token, BLOCKING_TOKEN_BYTES)
                     blocking[name] += 1
@@ -572,6 +578,7 @@ def verify_extract(
             person_fill=person,
             address_fill=address,
             exact_tokens=exact,
+            local_tokens=local,
             blocking_keys=blocking,
             indicators=indicators,
             sex=sexes,

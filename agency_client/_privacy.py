@@ -2,7 +2,8 @@
 
 :func:`identity_needles` collects every identifying value from an agency's source
 CSV (names, dates of birth in the source format and ISO, full postcodes with and
-without the space, NHS/NI/UPN numbers). :func:`scan_extract` and
+without the space, NHS/NI/UPN numbers and the agency's own identifiers), reading
+derived columns as the encoder does. :func:`scan_extract` and
 :func:`scan_text` look for them: in clear text as whole words, and inside
 decoded base64 fields for values long enough that a chance match is negligible.
 Coarse attributes the architecture allows in clear (postcode district, age,
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import json
 import re
 from collections.abc import Iterable
@@ -21,10 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import _normalise as norm
-from ._mapping import AgencyMapping
+from ._check import CsvRows
+from ._mapping import AgencyMapping, resolve_columns
 
 _BASE64_FIELDS = frozenset(
-    {"clk", "address_clk", "sealed_identity", "signature", "exact_tokens", "blocking_keys"}
+    {
+        "clk",
+        "address_clk",
+        "sealed_identity",
+        "signature",
+        "exact_tokens",
+        "local_tokens",
+        "blocking_keys",
+    }
 )
 MIN_BINARY_NEEDLE = 6  # shorter needles match random bytes by chance
 
@@ -51,34 +60,56 @@ class Needles:
 
 
 def identity_needles(csv_path: Path, mapping: AgencyMapping) -> Needles:
-    """Every identifying value in an agency CSV, as the needles to scan for."""
+    """Every identifying value in an agency CSV, as the needles to scan for.
+
+    Columns are read as the encoder reads them: a mapping's derived columns (a
+    surname split out of a whole name, an NHS number taken out of free text) are
+    computed first, and dates are tried in each of the mapping's formats.
+    """
     ident = mapping.identity
     out = Needles()
-    with csv_path.open(encoding=mapping.csv.encoding, newline="") as fh:
-        for row in csv.DictReader(fh, delimiter=mapping.csv.delimiter):
+    with CsvRows(csv_path, mapping) as rows:
+        columns = resolve_columns(mapping, rows.header, str(csv_path))
+        width = len(rows.header)
+        steps = [(step.compile(), [columns[c] for c in step.sources]) for step in mapping.steps()]
+
+        def get(cells: list[str], col: str | None) -> str:
+            index = columns.get(col, -1) if col else -1
+            return cells[index].strip() if 0 <= index < len(cells) else ""
+
+        for _, cells in rows:
+            if len(cells) == width:
+                for run, sources in steps:
+                    cells.append(run([cells[i] for i in sources])[0])
             for col in (*ident.given_names, ident.family_name, ident.former_family_names):
-                value = (row.get(col) or "").strip() if col else ""
-                for word in re.split(r"[\s\-]+", value):
+                for word in re.split(r"[\s\-]+", get(cells, col)):
                     if len(word) >= 3 and word.lower() not in {"mr", "mrs", "miss", "dr", "ms"}:
                         out.names.add(word)
-            if ident.date_of_birth and (raw := (row.get(ident.date_of_birth) or "").strip()):
+            if raw := get(cells, ident.date_of_birth):
                 out.dates.add(raw)
-                try:
-                    parsed = norm.parse_date(raw, ident.date_format)
-                except norm.NormaliseError:
-                    parsed = None
-                if parsed is not None:
-                    out.dates.add(parsed.isoformat())
-            if ident.postcode and (raw := (row.get(ident.postcode) or "").strip()):
-                try:
-                    pc = norm.postcode(raw)
-                except norm.NormaliseError:
-                    pc = None
-                if pc is not None:
-                    out.postcodes.update({pc.unit, pc.unit.replace(" ", "")})
+                for fmt in ident.dob_formats:
+                    try:
+                        parsed = norm.parse_date(raw, fmt)
+                    except norm.NormaliseError:
+                        continue
+                    if parsed is not None:
+                        out.dates.add(parsed.isoformat())
+            if raw := get(cells, ident.postcode):
+                for parse in (norm.postcode, norm.postcode_any):
+                    try:
+                        pc = parse(raw)
+                    except norm.NormaliseError:
+                        continue
+                    if pc is not None:
+                        out.postcodes.update({pc.unit, pc.unit.replace(" ", "")})
             for col in (ident.nhs_number, ident.ni_number, ident.upn, ident.system_id):
-                if col and (raw := (row.get(col) or "").strip()) and len(raw) >= 5:
+                if len(raw := get(cells, col)) >= 5:
                     out.identifiers.add(raw)
+            for col in ident.identifiers.values():
+                if len(raw := get(cells, col)) >= 5:
+                    out.identifiers.add(raw)
+                    if (value := norm.local_identifier(raw)) and len(value) >= 5:
+                        out.identifiers.add(value)
     return out
 
 

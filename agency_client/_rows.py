@@ -84,11 +84,11 @@ class ChunkResult:
 
     ``lines`` while encoding; :func:`encode_block_or_stop` then packs them into
     ``data`` (newline-terminated UTF-8) so a worker hands back one bytes object.
-    ``refs`` holds the first eight bytes of each encoded record's ref (as an
-    integer) and ``ref_lines`` its line, so the caller can find a system id that
-    appears twice in the file; ``derive_hits[i]`` counts the rows where derive
-    ``i`` matched and ``derive_missed[i]`` is the first line where its source was
-    filled but it did not match (0: none).
+    ``refs`` holds the first eight bytes of each encoded record's ref, so the
+    caller can find a system id that appears twice in the file (bytes, not a
+    list of integers: cheap to hand back from a worker). ``derive_hits[i]``
+    counts the rows where derive ``i`` matched and ``derive_missed[i]`` is the
+    first line where its source was filled but it did not match (0: none).
     """
 
     lines: list[str]
@@ -97,8 +97,7 @@ class ChunkResult:
     rows: int
     data: bytes = b""
     count: int = 0
-    refs: list[int] = field(default_factory=list)
-    ref_lines: list[int] = field(default_factory=list)
+    refs: bytearray = field(default_factory=bytearray)
     derive_hits: list[int] = field(default_factory=list)
     derive_missed: list[int] = field(default_factory=list)
 
@@ -516,8 +515,7 @@ class RowEncoder:
         if indicators:
             line_out += [',"indicators":[', ",".join(indicators), "]"]
         line_out += [',"sealed_identity":"', b64(sealed), '"}']
-        out.refs.append(int.from_bytes(ref_bytes[:8], "little"))
-        out.ref_lines.append(line)
+        out.refs += ref_bytes[:8]
         return "".join(line_out)
 
     def _parse_dob(self, line: int, raw: str, problems: list[Problem]) -> _Dob | None:

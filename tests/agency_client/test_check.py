@@ -62,8 +62,8 @@ def test_a_clean_file_exits_0_with_a_line_per_column(check):
     status, out = check(CLEAN_ROWS)
     assert status == 0
     assert "in.csv: 2 rows checked against" in out
-    assert "family_name  column 'Surname'  filled 2  parsed 100.0%" in out
-    assert "date_of_birth  column 'DOB'  filled 2  parsed 100.0%" in out
+    assert "identity.family_name  column 'Surname'  filled 2  parsed 100.0%" in out
+    assert "identity.date_of_birth  column 'DOB'  filled 2  parsed 100.0%" in out
     assert out.rstrip().endswith("clean: no errors, no warnings")
 
 
@@ -72,7 +72,7 @@ def test_derives_are_reported_with_their_match_rate(check):
     rows[2][1] = "Mohammed KHAN"  # not "SURNAME, Forename"
     status, out = check(rows, MAPPING, HEADER, SCHEMA_WITH_LOCAL)
     assert "derive[0]  column 'surname'  filled 3  parsed 66.7%" in out
-    assert "identifiers.local_person_id  column 'LA_ID'  filled 2  parsed 100.0%" in out
+    assert "identity.identifiers.local_person_id  column 'LA_ID'  filled 2  parsed 100.0%" in out
     assert (
         "warning: derive[0]: derive[0] 'surname' (split_name on 'Client Name') does not match "
         "1 of the 3 filled rows (line 4)"

@@ -174,7 +174,10 @@ def test_date_formats_and_identifiers(mapping_file):
             'date_format = "%d/%m/%Y"\ndate_formats = ["%Y-%m-%d"]\n',
             "identity.date_formats: give date_format or date_formats, not both",
         ),
-        ('date_formats = ["dd/mm/yyyy"]\n', "identity.date_formats: 'dd/mm/yyyy' is not a strptime"),
+        (
+            'date_formats = ["dd/mm/yyyy"]\n',
+            "identity.date_formats: 'dd/mm/yyyy' is not a strptime",
+        ),
         (
             '[identity.identifiers]\nnhs_number = "NHS"\n',
             "identity.identifiers.nhs_number: nhs_number is a built-in identifier",

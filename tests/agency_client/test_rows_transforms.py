@@ -4,12 +4,20 @@ postcodes; and what encode refuses before anything is written."""
 from __future__ import annotations
 
 import base64
+import csv
+import functools
 import hashlib
+import io
+import json
+import tomllib
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl.public import PrivateKey
 
 from agency_client._encoder import Encoder, derive_key
-from agency_client._errors import ConfigError, InputError
+from agency_client._errors import ConfigError, ExtractError, InputError
 from agency_client._extract import encode_csv, iter_records, verify_extract
 from agency_client._keys import (
     load_agency_key,
@@ -18,9 +26,11 @@ from agency_client._keys import (
     load_seal_public_key,
     load_secret,
 )
-from agency_client._mapping import load_mapping
-from agency_client._rows import BadRowPolicy
+from agency_client._mapping import AgencyMapping, load_mapping, resolve_columns
+from agency_client._privacy import identity_needles, scan_extract
+from agency_client._rows import BadRowPolicy, RowContext, RowEncoder, encode_block_or_stop
 from agency_client._seal import open_sealed_identity
+from agency_client._transforms import SUFFIXES, TITLES
 from protocols import LinkageSchema, TokenisedRecord, default_schema
 
 from .conftest import EXTRACT_DATE, write_csv
@@ -173,7 +183,8 @@ def test_derived_columns_round_trip_into_the_sealed_identity(run, keys, workers,
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
     summary, out = run(workers=workers)
     assert summary.record_count == 3
-    verify_extract(out, load_agency_public_key(keys["agency_pub"]), schema=LOCAL_SCHEMA)
+    info = verify_extract(out, load_agency_public_key(keys["agency_pub"]), schema=LOCAL_SCHEMA)
+    assert info.local_tokens == {"local_person_id": 2}
     seal_key = load_seal_private_key(keys["seal_key"])
     opened = []
     for raw in iter_records(out):
@@ -222,6 +233,27 @@ def test_local_identifier_tokens_are_keyed_per_type(run, keys):
     assert "local_tokens" not in records[2]  # blank
 
 
+def test_verify_refuses_local_tokens_the_schema_does_not_declare(run, keys):
+    _, out = run()
+    other = LinkageSchema.model_validate(
+        {**LOCAL_SCHEMA.model_dump(), "local_identifiers": ["soc_sec_id"]}
+    )
+    records = out.read_text(encoding="utf-8").splitlines()
+    header = json.loads(records[0])
+    header["schema_fingerprint"] = other.fingerprint()
+    relabelled = out.with_name("relabelled.jsonl")
+    relabelled.write_text(
+        "\n".join([json.dumps(header, separators=(",", ":")), *records[1:]]) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(
+        ExtractError,
+        match=r"relabelled\.jsonl:2: field 'local_tokens\."
+        r"local_person_id': the schema declares no such local identifier",
+    ):
+        verify_extract(relabelled, None, schema=other)
+
+
 def test_local_identifiers_spelt_differently_share_a_token(run):
     rows = [r[:] for r in ROWS]
     rows[1][7] = " LA/0077 "
@@ -245,6 +277,21 @@ def test_a_repeated_system_id_fails_at_encode_naming_the_rows_and_the_id(run, tm
     assert "1 system ids appear on more than one row: 'A1' on lines 2, 5 and 7" in message
     assert not (tmp_path / "x.jsonl").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".x.jsonl")] == []
+
+
+def test_a_repeated_derived_system_id_is_named_too(run):
+    # the system id is the LA number inside the identifiers column
+    mapping = MAPPING.replace('system_id = "Ref"', 'system_id = "la_ref"') + (
+        '\n[[derive]]\nname = "la_ref"\nfrom = "LA_ID"\nregex = \'(\\d+)\'\n'
+    )
+    rows = [r[:] for r in ROWS]
+    rows[2][7] = "LA/0077"
+    with pytest.raises(
+        InputError,
+        match=r"x\.csv:4: field system_id \(column 'la_ref'\): "
+        r"1 system ids appear on more than one row: '0077' on lines 2 and 4",
+    ):
+        run(rows, mapping)
 
 
 def test_a_derive_that_matches_no_row_is_refused_before_writing(run, tmp_path):
@@ -353,3 +400,95 @@ def test_postcode_format_any_refuses_what_is_not_3_to_10_letters_and_digits(run)
     rows[2][3] = "26-12"
     with pytest.raises(InputError, match=r"x\.csv:4: field postcode .*'26-12' is not 3 to 10"):
         run(rows, FEBRL_MAPPING, ANY_SCHEMA, FEBRL_HEADER)
+
+
+# --- property: a split name encodes as the same name in two columns ------------------------
+
+_SPLIT_MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "Ref"
+given_names = "given"
+family_name = "family"
+
+[[derive]]
+name = "family"
+from = "Name"
+split_name = "family_comma_given"
+part = "family"
+
+[[derive]]
+name = "given"
+from = "Name"
+split_name = "family_comma_given"
+part = "given"
+"""
+_DIRECT_MAPPING = """
+[agency]
+id = "school"
+extract_type = "education"
+
+[identity]
+system_id = "Ref"
+given_names = "Given"
+family_name = "Family"
+"""
+
+
+@functools.cache
+def _row_encoder(mapping: str, header: tuple[str, ...]) -> RowEncoder:
+    parsed = AgencyMapping.model_validate(tomllib.loads(mapping))
+    ctx = RowContext(
+        mapping=parsed,
+        schema=default_schema(),
+        secret=hashlib.sha256(b"test linkage secret").digest(),
+        record_ref_key=hashlib.sha256(b"test record-ref key").digest(),
+        seal_public_key=bytes(PrivateKey(hashlib.sha256(b"seal").digest()).public_key),
+        agency_id="school",
+        extract_id="0" * 32,
+        extract_date=EXTRACT_DATE,
+        columns=resolve_columns(parsed, header, "<row>"),
+        policy=BadRowPolicy.FAIL,
+    )
+    return RowEncoder(ctx)
+
+
+def _encoded(mapping: str, header: tuple[str, ...], cells: list[str]) -> dict[str, object]:
+    buf = io.StringIO()
+    csv.writer(buf).writerow(cells)
+    result = encode_block_or_stop(_row_encoder(mapping, header), 2, buf.getvalue())
+    assert result.problems == [] and result.count == 1
+    record: dict[str, object] = json.loads(result.data)
+    del record["sealed_identity"]  # a fresh nonce each time
+    return record
+
+
+_GIVEN_WORD = st.from_regex(r"[A-Z][a-z]{1,9}", fullmatch=True).filter(
+    lambda w: w.lower() not in TITLES | SUFFIXES
+)
+_FAMILY_WORD = st.from_regex(r"[A-Z]{2,10}(-[A-Z]{2,8})?", fullmatch=True).filter(
+    lambda w: w.lower() not in TITLES | SUFFIXES
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_GIVEN_WORD, min_size=1, max_size=3), _FAMILY_WORD, st.sampled_from(["", "Mr "]))
+def test_a_split_name_encodes_as_the_same_name_in_two_columns(given_words, family, title):
+    given_text = " ".join(given_words)
+    split = _encoded(_SPLIT_MAPPING, ("Ref", "Name"), ["R1", f"{family}, {title}{given_text}"])
+    direct = _encoded(_DIRECT_MAPPING, ("Ref", "Given", "Family"), ["R1", given_text, family])
+    assert split == direct
+
+
+def test_no_plaintext_reaches_an_extract_encoded_through_derives(run, tmp_path):
+    _, out = run()
+    needles = identity_needles(tmp_path / "x.csv", load_mapping(tmp_path / "x.toml"))
+    # the derived values are needles: split names, the NHS number out of free text,
+    # dates in each format, the agency's own identifier as written and compacted
+    assert {"SMITH", "Benjamin", "John", "O'BRIEN", "Mohammed", "KHAN"} <= needles.names
+    assert {"2012-04-03", "2016-02-29", "2010-12-01"} <= needles.dates
+    assert {"943 476 5919", "9434765919", "la-0077", "LA0077", "LA 0078"} <= needles.identifiers
+    assert scan_extract(out, needles) == set()

@@ -95,7 +95,9 @@ def test_family_given_round_trip(title, given_words, family):
     assert split_name(raw, "family_given") == (family, " ".join(given_words))
 
 
-@given(st.text(max_size=40), st.sampled_from(["family_comma_given", "given_family", "family_given"]))
+@given(
+    st.text(max_size=40), st.sampled_from(["family_comma_given", "given_family", "family_given"])
+)
 def test_split_name_never_loses_or_invents_words(raw, shape):
     split = split_name(raw, shape)
     if split is None:
