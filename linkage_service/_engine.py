@@ -30,7 +30,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TypeVar, overload
 
 import numpy as np
@@ -242,7 +242,8 @@ def reconcile(
 ) -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
     """Give every group an id, keeping the old id most of its members had.
 
-    Returns (id per group, retired old ids, merges (old, into), splits (old, new)).
+    Returns (id per group, retired old ids, merges (old, into), splits (old, the id of a
+    group now holding some of its records while the old id lives on)).
     ``touched`` are old ids that may have disappeared (e.g. all their records removed).
     """
     counts: list[dict[str, int]] = []
@@ -268,9 +269,11 @@ def reconcile(
     for gi, assigned in enumerate(ids):
         if assigned is None:
             assigned = new_id()
-            for old in sorted(counts[gi]):
-                if old in kept:
-                    splits.append((old, assigned))
+        # records of an id that lives on elsewhere now belong here: that id split
+        # (into a new group, or into one that kept its own id after a re-link)
+        for old in sorted(counts[gi]):
+            if old in kept and old != assigned:
+                splits.append((old, assigned))
         final.append(assigned)
     olds = touched | {old for c in counts for old in c}
     retired = sorted(olds - kept)
@@ -553,9 +556,7 @@ class LinkageEngine:
         )
         delta.fit = report
         if model is not None:
-            self.model = MatchModel(
-                model.m, model.u, model.lam, {**model.trained_on, "records": held}
-            )
+            self.model = replace(model, trained_on={**model.trained_on, "records": held})
             delta.model = self.model
         return model is not None
 

@@ -102,12 +102,11 @@ def _patterns(f: Features, i: I64, j: I64) -> PairScores:
     adice = np.where(both_addr, kernel.dice_pairs(f.addr, f.addr, i, j), np.nan)
     pattern = mm.patterns(
         [
-            mm.person_level(dice, kagree, kdiff, np.isnan(gap)),
+            mm.person_level(dice, kagree, kdiff, gap),
             mm.address_level(adice),
             mm.token_level(agree[:, checked].any(axis=1), disagree[:, checked].any(axis=1)),
             mm.token_level(agree[:, local].any(axis=1), disagree[:, local].any(axis=1)),
             mm.sex_level(si, sj),
-            mm.birth_level(gap),
         ]
     )
     conflict = disagree[:, checked].any(axis=1)
@@ -195,11 +194,11 @@ class ScalarScorer:
             dice,
             kagree,
             kdiff,
+            abs(ya - yb),
             adice,
             1 if c_agree else 2 if c_dis else 0,
             1 if l_agree else 2 if l_dis else 0,
             0 if not (sa and sb) else 1 if sa == sb else 2,
-            abs(ya - yb),
         )
         return self.model.probability_of(pattern), c_dis
 

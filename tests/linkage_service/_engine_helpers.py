@@ -136,10 +136,9 @@ def dice_model(match: float = 0.8, review: float = 0.7, address_same: float = 0.
     Only whole Dice bands of the model can be thresholds.
     """
     person = [
-        10.0 if lo >= match else -2.0 if lo >= review else -10.0
-        for lo, _agree, _differ, _missing in PERSON_LEVELS
+        (10.0 if lo >= match else -2.0 if lo >= review else -10.0)
+        + {"close": 0.5, "far": -8.0, "missing": 0.0}[birth]
+        for lo, _agree, _differ, birth in PERSON_LEVELS
     ]
     address = [0.0] + [0.5 if lo >= address_same else -1.0 for lo in [0.0, *ADDRESS_CUTS]]
-    return MatchModel.from_weights(
-        [person, address, [0, 12, -12], [0, 4, -4], [0, 0.2, -2], [0, 0.5, -3, -6]], 0.0
-    )
+    return MatchModel.from_weights([person, address, [0, 12, -12], [0, 4, -4], [0, 0.2, -2]], 0.0)
