@@ -38,7 +38,7 @@ from evaluation._council_eval import (
     encode_council,
     evaluate_council,
 )
-from protocols import IndicatorType
+from protocols import IndicatorType, default_schema
 
 AT = CouncilConfig().extract_date
 
@@ -584,3 +584,15 @@ def test_reference_name_and_address_splits() -> None:
     assert _split_name("SMITH Benjamin", "family_given", "family") == "SMITH"
     assert _split_address("14 Mill Lane, Wexham", "line1", ",") == "14 Mill Lane"
     assert _split_address("14 Mill Lane, Wexham", "last", ",") == "Wexham"
+
+
+@pytest.mark.slow
+def test_linkage_quality_on_the_independent_council(tmp_path: Path) -> None:
+    # issue 12's targets, through each agency's own mapping file at shipped defaults
+    pop = generate_council(CouncilConfig(households=2000, seed=11))
+    schema = default_schema().model_copy(update={"local_identifiers": ("local_person_id",)})
+    scores = evaluate_council(pop, schema, workdir=tmp_path)
+    assert scores.persons.f1 >= 0.98, scores.persons
+    assert scores.households.f1 >= 0.95, scores.households
+    assert scores.eligibility is not None
+    assert scores.eligibility.recall >= 0.95 and scores.eligibility.precision >= 0.97
