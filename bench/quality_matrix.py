@@ -18,6 +18,7 @@ draws fresh keys, so figures move by about +-0.002.
 
     .venv/bin/python bench/quality_matrix.py
     .venv/bin/python bench/quality_matrix.py --households 5000 --seed 7 --only febrl4 council
+    .venv/bin/python bench/quality_matrix.py --cards docs/model-cards   # and each estimated model
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def main() -> int:
     ap.add_argument("--households", type=int, default=3000, help="council and own generator")
     ap.add_argument("--seed", type=int, default=20261203)
     ap.add_argument("--only", nargs="+", choices=DATASETS, default=list(DATASETS))
+    ap.add_argument("--cards", type=Path, help="write each data set's estimated match model here")
     args = ap.parse_args()
 
     from evaluation._council import CouncilConfig, generate_council
@@ -56,7 +58,14 @@ def main() -> int:
     from evaluation._febrl import run_febrl
     from evaluation._harness import load_population, pair_scores
     from linkage_service._engine import LinkageEngine
+    from linkage_service._matchmodel import MatchModel, render_markdown
     from protocols import default_schema
+
+    def card(name: str, model: MatchModel | None) -> None:
+        if args.cards is not None and model is not None:
+            args.cards.mkdir(parents=True, exist_ok=True)
+            title = f"Match model estimated on {name} (bench/quality_matrix.py)"
+            (args.cards / f"match-model-{name}.md").write_text(render_markdown(model, title) + "\n")
 
     schema = default_schema()
     print(
@@ -72,6 +81,7 @@ def main() -> int:
     def febrl(name: str) -> None:
         t0 = time.perf_counter()
         r = run_febrl(name, schema)
+        card(name, r.model)
         print(_row(name, r.records, time.perf_counter() - t0, [_prf(r.persons), "-", "-"]))
 
     def council() -> None:
@@ -80,6 +90,7 @@ def main() -> int:
         local = schema.model_copy(update={"local_identifiers": ("local_person_id",)})
         with tempfile.TemporaryDirectory(prefix="matrix-council-") as work:
             s = evaluate_council(pop, local, workdir=Path(work))
+        card("council", s.model)
         e = s.eligibility
         elig = f"{e.recall:.4f} / {e.precision:.4f}" if e is not None else "-"
         seconds = time.perf_counter() - t0
@@ -91,6 +102,7 @@ def main() -> int:
             pop = load_population(args.households, args.seed, Path(work))
         engine = LinkageEngine()
         d = engine.update(pop.batch, [])
+        card("own", engine.model)
         person = [d.person_of[int(i)] for i in pop.batch.ids.tolist()]
         household = [engine.person_hid[p] for p in person]
         cells = [

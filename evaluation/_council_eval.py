@@ -36,6 +36,7 @@ from pathlib import Path
 
 from linkage_service._batch import RecordBatch
 from linkage_service._engine import LinkageEngine
+from linkage_service._matchmodel import MatchModel
 from linkage_service._programme import (
     Event,
     FamilyInput,
@@ -125,6 +126,7 @@ class CouncilScores:
     repeats_removed: dict[str, int]
     fields_dropped: dict[str, int]
     eligibility: EligibilityScores | None
+    model: MatchModel | None = None  # the match model the engine estimated
 
 
 def _first_row_per_id(extract: AgencyExtract, path: Path, removed: dict[str, int]) -> Path:
@@ -385,7 +387,8 @@ def evaluate_council(
             )
     encoded = encode_council(population, workdir, schema, workers=workers)
     batch = encoded.batch
-    delta = LinkageEngine().update(batch, [])
+    engine = LinkageEngine()
+    delta = engine.update(batch, [])
     row_of = {int(r): i for i, r in enumerate(batch.ids.tolist())}
     person = [""] * len(batch)
     for rid, pid in delta.person_of.items():
@@ -400,4 +403,5 @@ def evaluate_council(
         repeats_removed=encoded.repeats_removed,
         fields_dropped=encoded.fields_dropped,
         eligibility=assess_eligibility(encoded, person, household) if eligibility else None,
+        model=engine.model,
     )

@@ -30,6 +30,7 @@ import numpy as np
 
 from linkage_service._batch import RecordBatch
 from linkage_service._engine import EngineConfig, LinkageEngine
+from linkage_service._matchmodel import MatchModel
 from protocols import LinkageSchema
 
 from ._harness import EPOCH, PairScores, _record_lines, batch_from_lines, concat, pair_scores
@@ -121,6 +122,7 @@ class FebrlResult:
     stats: dict[str, float]
     review_pairs: int
     review_true: int
+    model: MatchModel | None  # the match model the engine estimated
 
 
 def encode_febrl(
@@ -210,6 +212,7 @@ def run_febrl(
         dict(delta.stats),
         len(delta.review),
         int(review_true),
+        engine.model,
     )
 
 
