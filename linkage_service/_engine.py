@@ -46,7 +46,7 @@ from ._blocking import (
 )
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
-from ._matchmodel import FitReport, MatchModel, estimate, prior_model
+from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
     Features,
     PairScores,
@@ -54,6 +54,7 @@ from ._scoring import (
     birth_years,
     dice_one,
     kernel,
+    pattern_array,
     pattern_counts,
     score_pairs,
     score_pairs_above,
@@ -94,6 +95,7 @@ class EngineConfig:
     address_lsh_bits: int = 30
     block_window: int = 40  # neighbours each side within an oversized block
     address_window: int = 4  # the same for address bands (a street is one block)
+    address_person_window: int = 12  # persons paired through an address band
     lsh_seed: int = 20261122
 
     def fingerprint(self) -> str:
@@ -543,14 +545,14 @@ class LinkageEngine:
         trained = self.model.trained_on.get("records", 0.0) if self.model is not None else 0.0
         return self.model is None or held >= self.config.retrain_growth * trained
 
-    def _estimate(self, f: Features, codes: I64, delta: Delta) -> bool:
-        """Estimate the match model from the candidate pairs ``codes``; was one accepted?"""
+    def _estimate(self, f: Features, patterns: npt.NDArray[np.int16], delta: Delta) -> bool:
+        """Estimate the match model from candidate pairs' ``patterns``; was one accepted?"""
         held = float(self.alive.sum())
-        if codes.size < self.config.train_min_pairs:
+        if patterns.size < self.config.train_min_pairs:
             return False
         randoms = self._random_counts(f)
         model, report = estimate(
-            pattern_counts(f, codes, max(self._n, 1)),
+            np.bincount(patterns, minlength=PATTERNS).astype(np.float64),
             randoms,
             min_pairs=self.config.train_min_pairs,
         )
@@ -710,13 +712,25 @@ class LinkageEngine:
         keys = [self.lsh[:, b] for b in range(cfg.lsh_bands)]
         keys += list(self.block_keys.values())
         keys += [self.exact[:, t] for t in range(self.exact.shape[1])]
-        # people at one address are candidates too: a typo in every name and a wrong
-        # date of birth still leave the address (the model weighs how much it says)
-        keys += [self.addr_lsh[:, b] for b in range(cfg.address_lsh_bands)]
-        parts = (
+        parts = [
             block_pairs(np.ascontiguousarray(k), is_new, cfg.block_window, alive) for k in keys
-        )
-        return unique_pair_codes(parts, max(self._n, 1))
+        ]
+        # people at one address are candidates too: a typo in every name and a wrong
+        # date of birth still leave the address (the model weighs how much it says).
+        # A band's block is a street: ordered by the next band, an address's copies
+        # sit together, so a household's worth of neighbours each side reach them
+        bands = cfg.address_lsh_bands
+        parts += [
+            block_pairs(
+                np.ascontiguousarray(self.addr_lsh[:, b]),
+                is_new,
+                cfg.address_person_window,
+                alive,
+                within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
+            )
+            for b in range(bands)
+        ]
+        return unique_pair_codes(iter(parts), max(self._n, 1))
 
     # ------------------------------------------------------------------ the update
     def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
@@ -799,6 +813,7 @@ class LinkageEngine:
         # 3. score and cluster; pairs below the review band are never looked at again
         f = self._features()
         relink = False
+        patterns: npt.NDArray[np.int16] | None = None
         if self._estimation_due():
             # estimated from every candidate pair held, not only this update's; a
             # model estimated while few records were held (one agency's, say) may
@@ -806,19 +821,25 @@ class LinkageEngine:
             # is re-linked under it (ids stay wherever most of a person's records do)
             held_before = n_old > 0 and bool(self.pid_root)
             every = self._candidate_codes(self.alive) if held_before else codes
-            if self._estimate(f, every, delta) and held_before:
-                relink, codes = True, every
+            every_patterns = pattern_array(f, every, max(self._n, 1))
+            accepted = self._estimate(f, every_patterns, delta)
+            if not held_before:
+                patterns = every_patterns  # the same candidates: compared once
+            if accepted and held_before:
+                relink, codes, patterns = True, every, every_patterns
                 live = np.flatnonzero(self.alive).tolist()
                 touched_pids.update(self.pid_root)
                 self.persons = Clusters()
                 for r in live:
                     self.persons.add([r])
                 f_rows.update(live)
-            del every
+            del every, every_patterns
         n_candidates = int(codes.size)
         floor = min(cfg.review_threshold, cfg.match_threshold)
-        i, j, s = score_pairs_above(f, codes, max(self._n, 1), self._model(), floor)
-        del codes
+        i, j, s = score_pairs_above(
+            f, codes, max(self._n, 1), self._model(), floor, patterns=patterns
+        )
+        del codes, patterns
         t3 = time.perf_counter()
         strong = s.score >= cfg.match_threshold
         m = strong & ~s.conflict  # a conflicting exact token is never a link

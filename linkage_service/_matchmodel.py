@@ -143,6 +143,8 @@ COMPARISONS: tuple[Comparison, ...] = (
 )
 SIZES = tuple(len(c.levels) for c in COMPARISONS)
 PATTERNS = int(np.prod(SIZES))
+if PATTERNS >= 2**15:
+    raise RuntimeError("pattern numbers must fit in int16 (see _scoring.pattern_array)")
 # mixed-radix place value of each comparison in a pattern number
 _PLACE = np.cumprod((1, *SIZES[:0:-1]))[::-1].astype(np.int64)
 _PLACE_LIST: list[int] = _PLACE.tolist()

@@ -35,6 +35,7 @@ __all__ = [
     "birth_years",
     "dice_one",
     "kernel",
+    "pattern_array",
     "pattern_counts",
     "score_pairs",
     "score_pairs_above",
@@ -124,13 +125,18 @@ def score_pairs(f: Features, i: I64, j: I64, model: MatchModel) -> PairScores:
     return s
 
 
-def pattern_counts(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> F64:
-    """Histogram of comparison patterns over the pairs coded ``codes`` (``i * n + j``)."""
-    out = np.zeros(mm.PATTERNS, dtype=np.float64)
+def pattern_array(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> npt.NDArray[np.int16]:
+    """The comparison pattern of each pair coded ``codes`` (``i * n + j``), two bytes a pair."""
+    out = np.zeros(codes.size, dtype=np.int16)  # PATTERNS < 2**15 (checked in _matchmodel)
     for k in range(0, codes.size, chunk):
         i, j = decode_pairs(codes[k : k + chunk], n)
-        out += np.bincount(_patterns(f, i, j).pattern, minlength=mm.PATTERNS)
+        out[k : k + chunk] = _patterns(f, i, j).pattern
     return out
+
+
+def pattern_counts(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> F64:
+    """Histogram of comparison patterns over the pairs coded ``codes`` (``i * n + j``)."""
+    return np.bincount(pattern_array(f, codes, n, chunk), minlength=mm.PATTERNS).astype(np.float64)
 
 
 class ScalarScorer:
@@ -252,15 +258,25 @@ def _take(s: PairScores, sel: I64) -> PairScores:
 
 
 def score_pairs_above(
-    f: Features, codes: I64, n: int, model: MatchModel, floor: float, chunk: int = 1 << 18
+    f: Features,
+    codes: I64,
+    n: int,
+    model: MatchModel,
+    floor: float,
+    chunk: int = 1 << 18,
+    patterns: npt.NDArray[np.int16] | None = None,
 ) -> tuple[I64, I64, PairScores]:
     """The pairs coded ``codes`` (``i * n + j``) scoring at least ``floor``, with their scores.
 
     Scores ``chunk`` pairs at a time and keeps only those at or above ``floor``, so
     neither the pairs nor their evidence are ever held for every candidate: most
-    candidates are clear non-matches that nothing after scoring looks at.
-    Returns ``(i, j, scores)`` in code order.
+    candidates are clear non-matches that nothing after scoring looks at. With
+    ``patterns`` (:func:`pattern_array` of ``codes``, already computed to estimate
+    the model) the candidates are filtered by pattern and only the kept ones are
+    compared again. Returns ``(i, j, scores)`` in code order.
     """
+    if patterns is not None:
+        codes = codes[model.probability(patterns.astype(np.int64)) >= floor]
     keep_i: list[I64] = []
     keep_j: list[I64] = []
     kept: list[PairScores] = []

@@ -9,6 +9,7 @@ from linkage_service._scoring import (
     ScalarScorer,
     dice_one,
     kernel,
+    pattern_array,
     score_pairs,
     score_pairs_above,
     score_pairs_chunked,
@@ -76,4 +77,9 @@ def test_scores_above_a_floor_are_the_full_scores_filtered() -> None:
         for name in ("score", "pattern", "dice", "agree", "disagree", "conflict", "keys_agreed"):
             assert (getattr(kept, name) == getattr(full, name)[sel]).all()
         assert np.array_equal(kept.address_dice, full.address_dice[sel], equal_nan=True)
+        # filtered by patterns computed beforehand (to estimate a model): the same pairs
+        pi, pj, pk = score_pairs_above(
+            f, codes, n, p, floor, chunk=777, patterns=pattern_array(f, codes, n, chunk=500)
+        )
+        assert (pi == ki).all() and (pj == kj).all() and (pk.score == kept.score).all()
     assert 0 < int((full.score >= 0.5).sum()) < i.size  # the floors above do filter
