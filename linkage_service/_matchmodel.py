@@ -495,7 +495,7 @@ def _em3(
     n_cand = float(candidate_counts.sum())
     observed = np.flatnonzero(candidate_counts)
     counts = candidate_counts[observed]
-    levels = [lv[observed] for lv in _level_index()]
+    levels = [lv[observed] for lv in _LEVEL_INDEX]
     m, r = _start_m(), _start_r()
     u = u_prior if u_prior is not None else _distributions(candidate_counts, pseudo)
     shares = np.array([0.1, 0.1, 0.8])
@@ -512,13 +512,12 @@ def _em3(
                 logs[x] += np.log(v[levels[k]])
             logs[x] += np.log(shares[x])
         post = np.exp(logs - np.logaddexp.reduce(logs, axis=0))
-        weighted = np.zeros((3, PATTERNS))
-        weighted[:, observed] = counts * post
+        weighted = counts * post  # expected pairs of each class, per observed pattern
         new_shares = np.clip(weighted.sum(axis=1) / n_cand, 1e-6, None)
         new_shares /= new_shares.sum()
-        new_m = _distributions(weighted[0], pseudo)
-        new_r = _distributions(weighted[1], pseudo)
-        new_u = _distributions(weighted[2], pseudo, u_prior, u_strength)
+        new_m = _distributions(weighted[0], pseudo, levels=levels)
+        new_r = _distributions(weighted[1], pseudo, levels=levels)
+        new_u = _distributions(weighted[2], pseudo, u_prior, u_strength, levels=levels)
         change = max(
             float(np.abs(new_shares - shares).max()),
             *(
@@ -535,18 +534,22 @@ def _em3(
 
 
 def _distributions(
-    counts: F64, pseudo: float, prior: list[F64] | None = None, strength: float = 0.0
+    counts: F64,
+    pseudo: float,
+    prior: list[F64] | None = None,
+    strength: float = 0.0,
+    levels: list[I64] | None = None,
 ) -> list[F64]:
     """Per-comparison level distributions of pattern ``counts`` (missing levels excluded).
 
     ``pseudo`` is added to every level; ``strength`` pairs distributed as ``prior``
-    are added too (a Dirichlet prior).
+    are added too (a Dirichlet prior). With ``levels`` (each comparison's level of
+    some patterns), ``counts`` are of those patterns only.
     """
     out: list[F64] = []
+    index = levels if levels is not None else _LEVEL_INDEX
     for k, c in enumerate(COMPARISONS):
-        per_level = np.bincount(
-            (np.arange(PATTERNS) // _PLACE[k]) % SIZES[k], weights=counts, minlength=SIZES[k]
-        ).astype(np.float64)
+        per_level = np.bincount(index[k], weights=counts, minlength=SIZES[k]).astype(np.float64)
         per_level += pseudo
         if prior is not None:
             per_level += strength * prior[k]
@@ -572,6 +575,9 @@ def _level_index() -> list[I64]:
         ((np.arange(PATTERNS) // _PLACE[k]) % SIZES[k]).astype(np.int64)
         for k in range(len(COMPARISONS))
     ]
+
+
+_LEVEL_INDEX = _level_index()  # each comparison's level of every pattern number
 
 
 def prior_model(random_counts: F64 | None = None) -> MatchModel:
