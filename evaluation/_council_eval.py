@@ -49,7 +49,15 @@ from linkage_service._ruleset import default_ruleset
 from protocols import LinkageSchema
 
 from ._council import AgencyExtract, CouncilPopulation, write_council
-from ._harness import EPOCH, PairScores, _record_lines, batch_from_lines, concat, pair_scores
+from ._harness import (
+    EPOCH,
+    PairScores,
+    SchemeKeys,
+    _record_lines,
+    batch_from_lines,
+    concat,
+    pair_scores,
+)
 
 __all__ = [
     "CouncilScores",
@@ -169,18 +177,7 @@ def encode_council(
     as ``identity.identifiers.local_person_id``: ``schema`` must then declare
     that local identifier.
     """
-    from agency_client import (
-        BadRowPolicy,
-        encode_csv,
-        generate_agency_key,
-        generate_seal_keypair,
-        generate_secret,
-        load_agency_key,
-        load_mapping,
-        load_seal_public_key,
-        load_secret,
-        record_ref,
-    )
+    from agency_client import record_ref
     from protocols import default_schema
 
     if workdir.exists() and any(workdir.iterdir()):
@@ -188,11 +185,7 @@ def encode_council(
     schema = schema or default_schema()
     at = population.config.extract_date
     data = write_council(population, workdir / "population")
-    keys = workdir / "keys"
-    generate_secret(keys / "secret")
-    generate_seal_keypair(keys / "unlock")
-    secret = load_secret(keys / "secret")
-    seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+    keys = SchemeKeys.make(workdir / "keys")
     batches: list[RecordBatch] = []
     records: list[EncodedRecord] = []
     truth_person: list[str] = []
@@ -203,21 +196,16 @@ def encode_council(
     (workdir / "problems").mkdir(parents=True, exist_ok=True)
     next_id = 1
     for index, (agency, extract) in enumerate(sorted(population.extracts.items())):
-        generate_agency_key(agency, keys / agency)
-        key = load_agency_key(keys / agency / "agency.key")
         out = workdir / "extracts" / f"{agency}.jsonl"
-        summary = encode_csv(
+        summary, key = keys.encode(
+            agency,
             _first_row_per_id(extract, workdir / "sent" / f"{agency}.csv", removed),
-            load_mapping(data / f"{agency}.mapping.toml"),
+            data / f"{agency}.mapping.toml",
             schema,
-            secret,
-            key,
-            seal,
             out,
-            extract_date=at,
-            policy=BadRowPolicy.DROP_FIELD,
+            at,
             workers=workers,
-            problems_path=workdir / "problems" / f"{agency}.csv",
+            problems=workdir / "problems" / f"{agency}.csv",
         )
         rows_read[agency] = summary.rows_read
         dropped[agency] = summary.fields_dropped

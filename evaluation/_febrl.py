@@ -33,7 +33,15 @@ from linkage_service._engine import EngineConfig, LinkageEngine
 from linkage_service._matchmodel import MatchModel
 from protocols import LinkageSchema
 
-from ._harness import EPOCH, PairScores, _record_lines, batch_from_lines, concat, pair_scores
+from ._harness import (
+    EPOCH,
+    PairScores,
+    SchemeKeys,
+    _record_lines,
+    batch_from_lines,
+    concat,
+    pair_scores,
+)
 
 EXTRACT_DATE = dt.date(2026, 1, 1)
 COLUMNS = (
@@ -129,27 +137,12 @@ def encode_febrl(
     dataset: str, schema: LinkageSchema, workdir: Path | None = None
 ) -> tuple[RecordBatch, list[str]]:
     """``dataset`` (``febrl4`` or ``febrl3``) encoded under ``schema``: batch and truth by row."""
-    from agency_client import (
-        BadRowPolicy,
-        encode_csv,
-        generate_agency_key,
-        generate_seal_keypair,
-        generate_secret,
-        load_agency_key,
-        load_mapping,
-        load_seal_public_key,
-        load_secret,
-        record_ref,
-    )
+    from agency_client import record_ref
 
     files = DATASETS[dataset]
     schema = febrl_schema(schema)
     work = workdir or Path(tempfile.mkdtemp(prefix=f"{dataset}-"))
-    keys = work / "keys"
-    generate_secret(keys / "secret")
-    generate_seal_keypair(keys / "unlock")
-    secret = load_secret(keys / "secret")
-    seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+    keys = SchemeKeys.make(work / "keys")
     batches = []
     truth: list[str] = []
     next_id = 1
@@ -165,21 +158,8 @@ def encode_febrl(
                 w.writerow([*(row[c] for c in COLUMNS), street])
         mapping_path = work / f"{agency}.mapping.toml"
         mapping_path.write_text(_mapping(agency, schema), encoding="utf-8")
-        generate_agency_key(agency, keys / agency)
-        key = load_agency_key(keys / agency / "agency.key")
         out = work / f"{agency}.jsonl"
-        encode_csv(
-            src,
-            load_mapping(mapping_path),
-            schema,
-            secret,
-            key,
-            seal,
-            out,
-            extract_date=EXTRACT_DATE,
-            policy=BadRowPolicy.DROP_FIELD,
-            workers=1,
-        )
+        _summary, key = keys.encode(agency, src, mapping_path, schema, out, EXTRACT_DATE)
         entity = {record_ref(key.record_ref_key, agency, r["rec_id"]): r["rec_id"] for r in rows}
         with out.open("rb") as fh:
             batch, refs = batch_from_lines(_record_lines(fh), index, next_id)

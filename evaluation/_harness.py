@@ -217,6 +217,71 @@ def concat(batches: Sequence[RecordBatch]) -> RecordBatch:
     )
 
 
+@dataclass
+class SchemeKeys:
+    """A fresh key ceremony for an evaluation: the linkage secret and the unlock seal key."""
+
+    directory: Path
+    secret: bytes
+    seal: Any  # the unlock service's public sealing key (nacl PublicKey)
+
+    @classmethod
+    def make(cls, directory: Path) -> SchemeKeys:
+        """Generate a linkage secret and an unlock key pair under ``directory``."""
+        from agency_client import (
+            generate_seal_keypair,
+            generate_secret,
+            load_seal_public_key,
+            load_secret,
+        )
+
+        generate_secret(directory / "secret")
+        generate_seal_keypair(directory / "unlock")
+        return cls(
+            directory,
+            load_secret(directory / "secret"),
+            load_seal_public_key(directory / "unlock" / "seal.pub"),
+        )
+
+    def encode(
+        self,
+        agency: str,
+        source: Path,
+        mapping: Path,
+        schema: LinkageSchema,
+        out: Path,
+        extract_date: dt.date,
+        *,
+        workers: int = 1,
+        problems: Path | None = None,
+    ) -> tuple[Any, Any]:
+        """Encode one agency's CSV with a new agency key: (encode summary, agency key)."""
+        from agency_client import (
+            BadRowPolicy,
+            encode_csv,
+            generate_agency_key,
+            load_agency_key,
+            load_mapping,
+        )
+
+        generate_agency_key(agency, self.directory / agency)
+        key = load_agency_key(self.directory / agency / "agency.key")
+        summary = encode_csv(
+            source,
+            load_mapping(mapping),
+            schema,
+            self.secret,
+            key,
+            self.seal,
+            out,
+            extract_date=extract_date,
+            policy=BadRowPolicy.DROP_FIELD,
+            workers=workers,
+            problems_path=problems,
+        )
+        return summary, key
+
+
 def load_population(
     households: int,
     seed: int = 20261121,
@@ -226,18 +291,7 @@ def load_population(
     schema: LinkageSchema | None = None,
 ) -> Population:
     """Generate, encode (as each agency would) and load a population with its truth."""
-    from agency_client import (
-        BadRowPolicy,
-        encode_csv,
-        generate_agency_key,
-        generate_seal_keypair,
-        generate_secret,
-        load_agency_key,
-        load_mapping,
-        load_seal_public_key,
-        load_secret,
-        record_ref,
-    )
+    from agency_client import load_agency_key, record_ref
     from agency_client._synthetic import PopulationConfig, generate_population
     from protocols import default_schema
 
@@ -262,8 +316,7 @@ def load_population(
             shutil.rmtree(marker.parent)
         pop = generate_population(config, work / "population")
         agencies, truth_dir = pop.agencies, pop.truth_dir
-        generate_secret(keys / "secret")
-        generate_seal_keypair(keys / "unlock")
+        ceremony = SchemeKeys.make(keys)
     truth: dict[str, dict[str, tuple[str, str]]] = {}  # agency -> system id -> labels
     with (truth_dir / "records.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):
@@ -279,23 +332,16 @@ def load_population(
     truth_by_ref: dict[tuple[str, str], tuple[str, str]] = {}
     next_id = 1
     day = (config.extract_date - EPOCH).days
-    if not reuse:
-        secret = load_secret(keys / "secret")
-        seal = load_seal_public_key(keys / "unlock" / "seal.pub")
     for index, agency in enumerate(agencies):
         out = work / "extracts" / f"{agency}.jsonl"
         if not reuse:
-            generate_agency_key(agency, keys / agency)
-            encode_csv(
+            ceremony.encode(
+                agency,
                 work / "population" / f"{agency}.csv",
-                load_mapping(work / "population" / f"{agency}.mapping.toml"),
+                work / "population" / f"{agency}.mapping.toml",
                 schema,
-                secret,
-                load_agency_key(keys / agency / "agency.key"),
-                seal,
                 out,
-                extract_date=config.extract_date,
-                policy=BadRowPolicy.DROP_FIELD,
+                config.extract_date,
                 workers=workers,
             )
         key = load_agency_key(keys / agency / "agency.key")

@@ -61,6 +61,7 @@ from ._scoring import (
 )
 
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 _CHUNK = 1 << 18  # pairs scored at a time (bounded temporaries)
 K = TypeVar("K", bound=Hashable)
 _T = TypeVar("_T", bound=np.generic)
@@ -95,7 +96,7 @@ class EngineConfig:
     address_lsh_bits: int = 30
     block_window: int = 40  # neighbours each side within an oversized block
     address_window: int = 4  # the same for address bands (a street is one block)
-    address_person_window: int = 12  # persons paired through an address band
+    address_person_window: int = 6  # persons paired through an address band
     lsh_seed: int = 20261122
 
     def fingerprint(self) -> str:
@@ -660,47 +661,58 @@ class LinkageEngine:
         affected = {self.places.find(r) for r in new_rows.tolist()}
         return affected, int(codes.size)
 
-    def _residents_of(self, roots: Iterable[int]) -> set[str]:
-        """Persons with a live record at any of the places ``roots``."""
-        out: set[str] = set()
-        for root in roots:
-            for r in self.places.members(root):
-                pid = self.row_pid[r]
-                if pid is not None and self.alive[r]:
-                    out.add(pid)
-        return out
-
     def _join_places_by_person(self, pids: Iterable[str]) -> set[int]:
         """Join places that one person's records show to be one address written two ways.
 
         A typo in the street, a blank postcode or a house name one agency keeps
         leave two copies of an address below ``address_threshold`` but above
         ``address_person_threshold``; when one person has records at both, they
-        are one place (a move to another address scores far lower). Returns the
-        places that grew.
+        are one place (a move to another address scores far lower). Every pair of
+        ``pids``' records is looked at (rebuilding from the database); an update
+        looks only at the links it made (:meth:`_join_places_by_links`). Returns
+        the places that grew.
         """
-        cfg = self.config
         ei: list[int] = []
         ej: list[int] = []
         for pid in sorted(pids):
             rows = [r for r in self._rows_of(pid) if self.has_addr[r] and self.places.holds(r)]
-            if len(rows) < 2 or len({self.places.find(r) for r in rows}) < 2:
-                continue
             for x, a in enumerate(rows):
                 for b in rows[x + 1 :]:
-                    if self.places.find(a) != self.places.find(b):
-                        ei.append(a)
-                        ej.append(b)
-        if not ei:
+                    ei.append(a)
+                    ej.append(b)
+        return self._join_places(np.asarray(ei, dtype=np.int64), np.asarray(ej, dtype=np.int64))
+
+    def _join_places_by_links(self, i: I64, j: I64, address_dice: F64) -> set[int]:
+        """:meth:`_join_places_by_person` for the record pairs this update linked."""
+        cfg = self.config
+        d = np.nan_to_num(address_dice, nan=0.0)
+        near = (d >= cfg.address_person_threshold) & (d < cfg.address_threshold)
+        find = self.persons.find
+        keep = [
+            k
+            for k in np.flatnonzero(near).tolist()
+            if find(int(i[k])) == find(int(j[k]))  # still one person after clustering
+        ]
+        return self._join_places(i[keep], j[keep])
+
+    def _join_places(self, i: I64, j: I64) -> set[int]:
+        """Join the places of record pairs (i, j) whose addresses agree to the person threshold."""
+        holds, find = self.places.holds, self.places.find
+        other = [
+            k
+            for k, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True))
+            if holds(a) and holds(b) and find(a) != find(b)
+        ]
+        if not other:
             return set()
-        i = np.asarray(ei, dtype=np.int64)
-        j = np.asarray(ej, dtype=np.int64)
+        i, j = i[other], j[other]
+        cfg = self.config
         d = kernel.dice_pairs(self.addr, self.addr, i, j)
         m = d >= cfg.address_person_threshold
         agglomerate(
             self.places, i[m], j[m], d[m], self._place_coheres(cfg.address_person_threshold)
         )
-        return {self.places.find(r) for r in i[m].tolist()}
+        return {find(r) for r in i[m].tolist()}
 
     def candidate_pairs(self, is_new: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
         """Candidate person pairs (i < j, rows) with at least one row in ``is_new``."""
@@ -845,6 +857,7 @@ class LinkageEngine:
         m = strong & ~s.conflict  # a conflicting exact token is never a link
         refused = strong & s.conflict
         refused[m] = agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
+        link_now = m & ~refused
         t4 = time.perf_counter()
         # 4. person ids
         groups_roots = sorted({self.persons.find(r) for r in f_rows})
@@ -881,7 +894,9 @@ class LinkageEngine:
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
         place_roots |= new_place_roots
         pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()
-        place_roots |= self._join_places_by_person(pending | self._residents_of(place_roots))
+        place_roots |= self._join_places_by_links(
+            i[link_now], j[link_now], s.address_dice[link_now]
+        )
         self._unplaced = set()
         self._update_households(pending, set(retired), place_roots, delta)
         t6 = time.perf_counter()
