@@ -14,8 +14,10 @@ predicted and true labels (no pair enumeration).
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
+import hashlib
 import json
 import shutil
 import tempfile
@@ -226,16 +228,30 @@ class SchemeKeys:
     seal: Any  # the unlock service's public sealing key (nacl PublicKey)
 
     @classmethod
-    def make(cls, directory: Path) -> SchemeKeys:
-        """Generate a linkage secret and an unlock key pair under ``directory``."""
+    def make(cls, directory: Path, secret_seed: int | None = None) -> SchemeKeys:
+        """Generate a linkage secret and an unlock key pair under ``directory``.
+
+        The linkage secret decides every filter bit, so linkage results vary a
+        little from secret to secret; a test that asserts a quality figure passes
+        ``secret_seed`` to make its secret, and so its result, the same every run.
+        """
         from agency_client import (
             generate_seal_keypair,
             generate_secret,
             load_seal_public_key,
             load_secret,
         )
+        from agency_client._keys import MIN_SECRET_BYTES, SECRET_FORMAT, write_private
 
-        generate_secret(directory / "secret")
+        if secret_seed is None:
+            generate_secret(directory / "secret")
+        else:
+            seeded = hashlib.shake_256(f"evaluation secret {secret_seed}".encode())
+            secret = seeded.digest(MIN_SECRET_BYTES)
+            write_private(
+                directory / "secret",
+                {"format": SECRET_FORMAT, "secret": base64.b64encode(secret).decode()},
+            )
         generate_seal_keypair(directory / "unlock")
         return cls(
             directory,
@@ -289,8 +305,12 @@ def load_population(
     workers: int = 1,
     *,
     schema: LinkageSchema | None = None,
+    secret_seed: int | None = None,
 ) -> Population:
-    """Generate, encode (as each agency would) and load a population with its truth."""
+    """Generate, encode (as each agency would) and load a population with its truth.
+
+    ``secret_seed`` fixes the linkage secret (see :meth:`SchemeKeys.make`).
+    """
     from agency_client import load_agency_key, record_ref
     from agency_client._synthetic import PopulationConfig, generate_population
     from protocols import default_schema
@@ -300,6 +320,8 @@ def load_population(
     marker = work / "population-done.json"
     schema = schema or default_schema()
     wanted: dict[str, object] = {"households": households, "seed": seed}
+    if secret_seed is not None:
+        wanted["secret_seed"] = secret_seed
     if schema != default_schema():
         wanted["schema"] = schema.fingerprint()  # a cache is for one schema
     reuse = marker.exists() and json.loads(marker.read_text()) == wanted
@@ -316,7 +338,7 @@ def load_population(
             shutil.rmtree(marker.parent)
         pop = generate_population(config, work / "population")
         agencies, truth_dir = pop.agencies, pop.truth_dir
-        ceremony = SchemeKeys.make(keys)
+        ceremony = SchemeKeys.make(keys, secret_seed)
     truth: dict[str, dict[str, tuple[str, str]]] = {}  # agency -> system id -> labels
     with (truth_dir / "records.csv").open(newline="") as fh:
         for row in csv.DictReader(fh):

@@ -362,8 +362,12 @@ def build_model_card(
     workdir: Path | None = None,
     margin: float = MARGIN,
     min_group: int = MIN_GROUP,
+    secret_seed: int | None = 1,
 ) -> dict[str, Any]:
     """The model card of ``model`` (the shipped one by default) as JSON-ready data.
+
+    The linkage secret is fixed by ``secret_seed`` (None: a fresh one) so that the
+    same code regenerates the same card.
 
     Generates the demo population (``households``, ``seed``), encodes and
     ingests it into a fresh SQLite database under ``workdir`` (a temporary
@@ -380,7 +384,9 @@ def build_model_card(
     facts = model_facts(model, ruleset)
     with tempfile.TemporaryDirectory(prefix="model-card-") as tmp:
         work = workdir or Path(tmp)
-        population = load_population(households, seed=seed, workdir=work / "population")
+        population = load_population(
+            households, seed=seed, workdir=work / "population", secret_seed=secret_seed
+        )
         db = work / "model-card.sqlite"
         db.unlink(missing_ok=True)
         engine = ingest_population(population, f"sqlite:///{db}")

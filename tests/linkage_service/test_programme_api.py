@@ -227,7 +227,7 @@ async def test_subject_access_finds_the_persons_records_and_family(client, linke
 
 @pytest.mark.slow
 def test_eligibility_agrees_with_the_ground_truth_for_99_percent_of_families(tmp_path):
-    pop = load_population(2000, seed=20261121, workdir=tmp_path / "pop")
+    pop = load_population(2000, seed=20261121, workdir=tmp_path / "pop", secret_seed=1)
     sql = ingest_population(pop, f"sqlite:///{tmp_path / 'l.db'}")
     result = run_cycle(
         sql, default_ruleset(), default_model(), AS_AT, actor="test", now=dt.datetime.now(dt.UTC)
