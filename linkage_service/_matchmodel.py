@@ -36,8 +36,9 @@ the model's assumptions, the same scale on every data set, so one threshold
 independent council population the "related" class took 71% of the candidates
 (household members and every other non-match that blocking brought together,
 alike in more than chance), leaving "unrelated" to pairs like random ones.
-Each comparison's weight ``log2(m / u)`` (against unrelated people) and ``log2(m / r)`` (against related ones) explains the score; with two
-classes only (``r`` absent, as in a model set by hand) the weights and the prior
+Each comparison's weight ``log2(m / u)`` (against unrelated people) and
+``log2(m / r)`` (against related ones) explains the score; with two classes
+only (``r`` absent, as in a model set by hand) the weights and the prior
 ``log2(lam / (1 - lam))`` add up to the score's log-odds exactly.
 
 The parameters are estimated without labels by expectation maximisation over
