@@ -97,6 +97,7 @@ class EngineConfig:
     block_window: int = 40  # neighbours each side within an oversized block
     address_window: int = 4  # the same for address bands (a street is one block)
     address_person_window: int = 6  # persons paired through an address band
+    address_person_bands: int = 4  # of the address bands, how many pair persons
     lsh_seed: int = 20261122
 
     def fingerprint(self) -> str:
@@ -740,7 +741,7 @@ class LinkageEngine:
                 alive,
                 within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
             )
-            for b in range(bands)
+            for b in range(min(bands, cfg.address_person_bands))
         ]
         return unique_pair_codes(iter(parts), max(self._n, 1))
 
