@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import tempfile
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -346,22 +347,19 @@ class ExtractReceiver:
                     line=line,
                     field="address_clk",
                 )
-        for kind, token in rec.exact_tokens.items():
-            name = f"exact_tokens.{kind}"
-            if kind not in schema.exact_identifiers:
-                raise IngestError("identifier type not in the schema", line=line, field=name)
-            if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
-                raise IngestError(
-                    f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name
-                )
-        for local, token in rec.local_tokens.items():
-            name = f"local_tokens.{local}"
-            if local not in schema.local_identifiers:
-                raise IngestError("local identifier type not in the schema", line=line, field=name)
-            if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
-                raise IngestError(
-                    f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name
-                )
+        tokens: tuple[tuple[str, Mapping[Any, str], Collection[object], str], ...] = (
+            ("exact_tokens", rec.exact_tokens, schema.exact_identifiers, "identifier type"),
+            ("local_tokens", rec.local_tokens, schema.local_identifiers, "local identifier type"),
+        )
+        for member, given, declared, what in tokens:
+            for kind, token in given.items():
+                name = f"{member}.{kind}"
+                if kind not in declared:
+                    raise IngestError(f"{what} not in the schema", line=line, field=name)
+                if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
+                    raise IngestError(
+                        f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name
+                    )
         names = {b.name for b in schema.blocking_keys}
         for key, token in rec.blocking_keys.items():
             name = f"blocking_keys.{key}"

@@ -68,7 +68,7 @@ import hashlib
 import json
 import math
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -433,52 +433,53 @@ class MatchModel:
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _start_m() -> list[F64]:
-    """A weakly informative start for ``m``: agreement likelier than disagreement."""
+def _start(
+    person: Callable[[int, int, bool, str], float],
+    address: float,
+    identifier: tuple[float, float, float],
+    sex: tuple[float, float, float],
+) -> list[F64]:
+    """A start for one class: ``person(band, agree, differ, birth)`` gives each person
+    level's relative weight, address bands grow by ``2**address`` per band, the
+    identifiers' and sex's (missing, agree, disagree) levels weigh as given."""
     out: list[F64] = []
+    bands = [0.0, *PERSON_CUTS]
     for c in COMPARISONS:
         n = len(c.levels)
         if c.name == "person":
-            bands = [0.0, *PERSON_CUTS]
-            v = np.array(
-                [
-                    2.0 ** (1.5 * bands.index(lo) + agree - 2 * differ - 4 * (birth == "far"))
-                    for lo, agree, differ, birth in PERSON_LEVELS
-                ]
-            )
+            v = np.array([person(bands.index(lo), a, d, b) for lo, a, d, b in PERSON_LEVELS])
         elif c.name == "address":
-            v = np.exp2(np.arange(n, dtype=np.float64))
+            v = np.exp2(address * np.arange(n, dtype=np.float64))
         else:
-            v = np.array([1.0, 16.0, 1.0])
+            v = np.array(identifier if c.name != "sex" else sex, dtype=np.float64)
         if c.missing is not None:
             v[c.missing] = 0.0
         out.append(v / v.sum())
     return out
+
+
+def _start_m() -> list[F64]:
+    """A weakly informative start for ``m``: agreement likelier than disagreement."""
+    return _start(
+        lambda band, agree, differ, birth: (
+            2.0 ** (1.5 * band + agree - 2 * differ - 4 * (birth == "far"))
+        ),
+        1.0,
+        (1.0, 16.0, 1.0),
+        (1.0, 16.0, 1.0),
+    )
 
 
 def _start_r() -> list[F64]:
     """The start of the related class: one address, a family name, other dates and names."""
-    out: list[F64] = []
-    for c in COMPARISONS:
-        n = len(c.levels)
-        if c.name == "person":
-            bands = [0.0, *PERSON_CUTS]
-            v = np.array(
-                [
-                    2.0 ** (-abs(bands.index(lo) - 2) + differ + 2 * (birth == "far")) / 2.0**agree
-                    for lo, agree, differ, birth in PERSON_LEVELS
-                ]
-            )
-        elif c.name == "address":
-            v = np.exp2(2.0 * np.arange(n, dtype=np.float64))
-        elif c.name in ("checked_id", "local_id"):
-            v = np.array([1.0, 1.0, 16.0])
-        else:
-            v = np.ones(n)
-        if c.missing is not None:
-            v[c.missing] = 0.0
-        out.append(v / v.sum())
-    return out
+    return _start(
+        lambda band, agree, differ, birth: (
+            2.0 ** (-abs(band - 2) + differ + 2 * (birth == "far") - agree)
+        ),
+        2.0,
+        (1.0, 1.0, 16.0),
+        (1.0, 1.0, 1.0),
+    )
 
 
 def _em3(
