@@ -21,8 +21,8 @@ from evaluation._modelcard import (
     build_model_card,
     write_model_card,
 )
-from linkage_service._riskmodel import default_model, load_model
-from linkage_service._ruleset import default_ruleset, load_ruleset
+from linkage_service.programme._riskmodel import default_model, load_model
+from linkage_service.programme._ruleset import default_ruleset, load_ruleset
 
 ROOT = Path(__file__).resolve().parent.parent
 

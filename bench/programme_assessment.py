@@ -171,10 +171,10 @@ def main() -> int:
     from agency_client._synthetic import PopulationConfig
     from evaluation._harness import load_population
     from linkage_service import _store as store
-    from linkage_service._assessment import list_families, run_cycle, set_status
-    from linkage_service._claims import create_claims
-    from linkage_service._riskmodel import default_model
-    from linkage_service._ruleset import default_ruleset
+    from linkage_service.programme._assessment import list_families, run_cycle, set_status
+    from linkage_service.programme._claims import create_claims
+    from linkage_service.programme._riskmodel import default_model
+    from linkage_service.programme._ruleset import default_ruleset
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)

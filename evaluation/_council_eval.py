@@ -37,15 +37,15 @@ from pathlib import Path
 from linkage_service._batch import RecordBatch
 from linkage_service._engine import LinkageEngine
 from linkage_service._matchmodel import MatchModel
-from linkage_service._programme import (
+from linkage_service.programme._programme import (
     Event,
     FamilyInput,
     MemberInput,
     Plan,
     assess_family,
 )
-from linkage_service._riskmodel import default_model
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
 from protocols import LinkageSchema
 
 from ._council import AgencyExtract, CouncilPopulation, write_council

@@ -37,8 +37,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from linkage_service import _store as store
-from linkage_service._riskmodel import RiskModel, default_model
-from linkage_service._ruleset import Ruleset, default_ruleset
+from linkage_service.programme._riskmodel import RiskModel, default_model
+from linkage_service.programme._ruleset import Ruleset, default_ruleset
 
 __all__ = [
     "AGE_BANDS",
@@ -375,7 +375,7 @@ def build_model_card(
     default) as at the population's extract date, and evaluates it.
     """
     from agency_client._synthetic import PopulationConfig
-    from linkage_service._assessment import run_cycle
+    from linkage_service.programme._assessment import run_cycle
 
     from ._harness import ingest_population, load_population
 

@@ -14,16 +14,13 @@ by impact on families ``_review.py``, HTTP ``_api.py``, CLI
 ``_cli.py``, settings and tokens ``_config.py``. Quality measurement against
 synthetic ground truth lives outside the service, in the ``evaluation`` package.
 
-The **programme engine**: the **ruleset** ``_ruleset.py`` (shipped files in
-``rulesets/``), the risk model ``_riskmodel.py`` (``rulesets/models/``),
-assessing one family ``_programme.py``, assessment cycles, statuses and
-attestations ``_assessment.py``, payment by results ``_claims.py``.
+The **programme engine** is its own subpackage, ``programme/``: the **ruleset**
+``programme/_ruleset.py`` (shipped files in ``programme/rulesets/``), the risk
+model, assessment cycles and attestations, payment by results and the returns.
 """
 
 from ._api import create_app
-from ._assessment import CycleResult, run_cycle, set_status
 from ._batch import RecordBatch, pack_filters
-from ._claims import create_claims, evaluate_outcomes
 from ._config import Settings, load_settings
 from ._engine import Delta, EngineConfig, LinkageEngine
 from ._errors import (
@@ -41,10 +38,12 @@ from ._errors import (
     StorageError,
     TooLarge,
 )
-from ._programme import Assessment, FamilyInput, MemberInput, assess_family
-from ._riskmodel import RiskModel, default_model, load_model
-from ._ruleset import Ruleset, default_ruleset, load_ruleset
 from ._service import LinkageService
+from .programme._assessment import CycleResult, run_cycle, set_status
+from .programme._claims import create_claims, evaluate_outcomes
+from .programme._programme import Assessment, FamilyInput, MemberInput, assess_family
+from .programme._riskmodel import RiskModel, default_model, load_model
+from .programme._ruleset import Ruleset, default_ruleset, load_ruleset
 
 __all__ = [
     "Assessment",

@@ -38,9 +38,6 @@ from starlette.concurrency import run_in_threadpool
 from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
 from service_common import bearer_caller, instrument_app, require_roles
 
-from . import _assessment as assessment
-from . import _claims as claims_
-from . import _reports as reports
 from . import _review as review_
 from . import _store as store
 from ._config import (
@@ -64,9 +61,12 @@ from ._errors import (
     TooLarge,
 )
 from ._review import ReviewQueue, ReviewSummary
-from ._riskmodel import RiskModel
-from ._ruleset import Ruleset
 from ._service import EngineFactory, LinkageService, default_engine_factory
+from .programme import _assessment as assessment
+from .programme import _claims as claims_
+from .programme import _reports as reports
+from .programme._riskmodel import RiskModel
+from .programme._ruleset import Ruleset
 
 __all__ = ["create_app", "get_service", "get_settings"]
 

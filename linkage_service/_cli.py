@@ -33,9 +33,6 @@ from sqlalchemy.engine import Engine
 from protocols import SecretFileError, key_id, write_private_file
 from service_common import ServiceCommonError, setup_telemetry, traced_transport
 
-from . import _assessment as assessment
-from . import _claims as claims
-from . import _reports as reports
 from . import _review as review
 from . import _store as store
 from ._config import (
@@ -49,8 +46,11 @@ from ._config import (
 )
 from ._errors import ConfigError, LinkageError
 from ._matchmodel import MatchModel, render_markdown
-from ._riskmodel import load_model
-from ._ruleset import load_ruleset
+from .programme import _assessment as assessment
+from .programme import _claims as claims
+from .programme import _reports as reports
+from .programme._riskmodel import load_model
+from .programme._ruleset import load_ruleset
 
 __all__ = ["main"]
 

@@ -33,8 +33,8 @@ from protocols import (
 from service_common import load_service_settings
 
 from ._errors import ConfigError
-from ._riskmodel import RiskModel, default_model, load_model
-from ._ruleset import Ruleset, default_ruleset, load_ruleset
+from .programme._riskmodel import RiskModel, default_model, load_model
+from .programme._ruleset import Ruleset, default_ruleset, load_ruleset
 
 __all__ = [
     "FIXED_ROLES",

@@ -44,9 +44,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from . import _store as store
 from ._matchmodel import COMPARISONS
-from ._programme import Assessment, FamilyInput, MemberInput, Plan, assess_family
-from ._riskmodel import RiskModel
-from ._ruleset import Ruleset
+from .programme._programme import Assessment, FamilyInput, MemberInput, Plan, assess_family
+from .programme._riskmodel import RiskModel
+from .programme._ruleset import Ruleset
 
 __all__ = [
     "BAND_EDGES",

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from evaluation import _modelcard as mc
-from linkage_service._riskmodel import RiskModel, default_model
-from linkage_service._ruleset import RulesetError, default_ruleset
+from linkage_service.programme._riskmodel import RiskModel, default_model
+from linkage_service.programme._ruleset import RulesetError, default_ruleset
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CARD = ROOT / "docs" / "model-cards" / "family-complexity-1.0.json"

@@ -12,7 +12,8 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from linkage_service import _store as store
-from linkage_service._assessment import (
+from linkage_service._errors import ConflictError, NotFound, RulesetError
+from linkage_service.programme._assessment import (
     current_attestation,
     family_blobs,
     family_view,
@@ -20,10 +21,9 @@ from linkage_service._assessment import (
     run_cycle,
     set_status,
 )
-from linkage_service._claims import create_claims, list_claims
-from linkage_service._errors import ConflictError, NotFound, RulesetError
-from linkage_service._riskmodel import default_model
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme._claims import create_claims, list_claims
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
 from protocols import Attestation, SignedAttestation, attestation_message, attestation_sha256
 
 from ._programme_helpers import AS_AT, Member, TinyDb
@@ -218,7 +218,7 @@ def test_statuses_baseline_progress_and_claims(db):
 
 def test_a_failing_cycle_writes_nothing(db, monkeypatch):
     db.household(1, complex_family())
-    import linkage_service._assessment as assessment
+    import linkage_service.programme._assessment as assessment
 
     def boom(*_a, **_k):
         raise sa.exc.OperationalError("insert", {}, Exception("disk full"))
@@ -243,7 +243,7 @@ def test_a_model_that_does_not_fit_the_ruleset_is_refused_before_anything_runs(d
         '[indicators.i]\ntitle = "i"\nmeasure = "m"\nop = ">"\nthreshold = 0\n'
         '[problems.p]\ntitle = "p"\nany_of = ["i"]\nsources = ["x_y"]\n'
     )
-    from linkage_service._ruleset import load_ruleset
+    from linkage_service.programme._ruleset import load_ruleset
 
     with pytest.raises(RulesetError, match="has no indicator"):
         run_cycle(db.engine, load_ruleset(tiny), MODEL, AS_AT, actor="t")

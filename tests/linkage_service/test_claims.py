@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from linkage_service._claims import Snap, evaluate_outcomes, export_claims
 from linkage_service._errors import ConflictError
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme._claims import Snap, evaluate_outcomes, export_claims
+from linkage_service.programme._ruleset import default_ruleset
 
 TF = default_ruleset("troubled-families-phase2")
 ATTACHED = dt.date(2026, 1, 10)

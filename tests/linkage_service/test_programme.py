@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from linkage_service._programme import (
+from linkage_service.programme._programme import (
     Event,
     FamilyInput,
     MemberInput,
@@ -16,8 +16,8 @@ from linkage_service._programme import (
     member_groups,
     rank,
 )
-from linkage_service._riskmodel import default_model
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
 from protocols import IndicatorType
 
 AS_AT = dt.date(2026, 11, 1)

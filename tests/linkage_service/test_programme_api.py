@@ -18,10 +18,10 @@ from agency_client._synthetic import PopulationConfig
 from evaluation._harness import eligibility_agreement, ingest_population, load_population
 from linkage_service import _store as store
 from linkage_service._api import create_app
-from linkage_service._assessment import run_cycle
 from linkage_service._config import Settings
-from linkage_service._riskmodel import default_model
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme._assessment import run_cycle
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
 from protocols import SignedAttestation, attestation_message, attestation_sha256, default_schema
 
 from ._factories import auth, write_tokens

@@ -39,11 +39,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from linkage_service import _reports as reports
 from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound
-from linkage_service._riskmodel import default_model
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme import _reports as reports
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
 
 RULESET = default_ruleset()
 MODEL = default_model()
@@ -530,7 +530,7 @@ def test_to_csv_flattens_rows_and_carries_provenance(db: sa.Engine) -> None:
 def harness_db(tmp_path_factory: pytest.TempPathFactory) -> sa.Engine:
     from agency_client._synthetic import PopulationConfig
     from evaluation._harness import ingest_population, load_population
-    from linkage_service._assessment import run_cycle
+    from linkage_service.programme._assessment import run_cycle
 
     work = tmp_path_factory.mktemp("reports-harness")
     pop = load_population(150, seed=7, workdir=work / "pop")

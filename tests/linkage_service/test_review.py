@@ -20,8 +20,6 @@ from alembic import command
 from alembic.config import Config
 
 from linkage_service import _store as store
-from linkage_service._assessment import load_families, run_cycle
-from linkage_service._programme import Event, MemberInput
 from linkage_service._review import (
     WhatIf,
     iter_queue,
@@ -30,8 +28,10 @@ from linkage_service._review import (
     review_queue,
     review_summary,
 )
-from linkage_service._riskmodel import default_model
-from linkage_service._ruleset import default_ruleset
+from linkage_service.programme._assessment import load_families, run_cycle
+from linkage_service.programme._programme import Event, MemberInput
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
 
 from ._programme_helpers import AS_AT, Member, TinyDb
 

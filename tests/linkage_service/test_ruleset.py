@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from linkage_service._riskmodel import default_model, load_model
-from linkage_service._ruleset import (
+from linkage_service.programme._riskmodel import default_model, load_model
+from linkage_service.programme._ruleset import (
     RulesetError,
     default_ruleset,
     load_ruleset,

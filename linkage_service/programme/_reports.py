@@ -37,10 +37,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import _store as store
+from .. import _store as store
+from .._errors import ConflictError, NotFound, StorageError
 from ._assessment import STATUSES
 from ._claims import _snaps, evaluate_outcomes
-from ._errors import ConflictError, NotFound, StorageError
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 

@@ -35,8 +35,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from . import _store as store
-from ._errors import ConflictError, NotFound, StorageError
+from .. import _store as store
+from .._errors import ConflictError, NotFound, StorageError
 from ._programme import compare
 from ._ruleset import Condition, Outcome, Ruleset
 

@@ -158,8 +158,8 @@ def load_model(path: Path) -> RiskModel:
 
 
 def default_model(name: str = DEFAULT_MODEL) -> RiskModel:
-    """A model shipped with the service (in ``linkage_service/rulesets/models``)."""
-    root = Path(str(resources.files("linkage_service").joinpath("rulesets", "models")))
+    """A model shipped with the service (in ``linkage_service/programme/rulesets/models``)."""
+    root = Path(str(resources.files("linkage_service.programme").joinpath("rulesets", "models")))
     path = root / f"{name}.toml"
     if not path.exists():
         shipped = sorted(p.stem for p in root.glob("*.toml"))

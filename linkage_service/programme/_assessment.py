@@ -50,9 +50,10 @@ from protocols import (
     key_id,
 )
 
-from . import _store as store
+from .. import _store as store
+from .._errors import ConflictError, NotFound, StorageError
+from .._review import update_impacts
 from ._claims import outcome_status
-from ._errors import ConflictError, NotFound, StorageError
 from ._programme import (
     Assessment,
     Event,
@@ -62,7 +63,6 @@ from ._programme import (
     assess_family,
     rank,
 )
-from ._review import update_impacts
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 

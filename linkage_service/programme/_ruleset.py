@@ -52,7 +52,7 @@ from pydantic import (
 
 from protocols import IndicatorType, describe_errors
 
-from ._errors import RulesetError
+from .._errors import RulesetError
 
 __all__ = [
     "Condition",
@@ -316,7 +316,7 @@ def load_ruleset(path: Path) -> Ruleset:
 
 def shipped_rulesets() -> dict[str, Path]:
     """Name -> path of the rulesets shipped with the service."""
-    root = Path(str(resources.files("linkage_service").joinpath(_SHIPPED)))
+    root = Path(str(resources.files("linkage_service.programme").joinpath(_SHIPPED)))
     return {p.stem: p for p in sorted(root.glob("*.toml")) if not p.stem.startswith("_")}
 
 

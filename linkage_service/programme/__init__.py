@@ -1,0 +1,13 @@
+"""The programme engine: who is eligible, how at risk, what has improved, what to claim.
+
+It reads what the matcher built (families and their members' indicators) and
+never touches encodings. Where things live: the **ruleset** ``_ruleset.py``
+(shipped files in ``rulesets/``), the risk model ``_riskmodel.py``
+(``rulesets/models/``), assessing one family ``_programme.py``, assessment
+cycles, statuses and attestations ``_assessment.py``, payment by results
+``_claims.py``, the returns councils file ``_reports.py``.
+"""
+
+# The public names are exported by ``linkage_service`` itself: importing them here
+# would make the matcher's review queue (which assesses what-ifs) import the
+# assessment cycle that imports it back.
