@@ -22,7 +22,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -423,6 +423,68 @@ def ingest_population(population: Population, database_url: str) -> Engine:
         finally:
             receiver.close()
     return sql
+
+
+def push_refresh(
+    population: Population,
+    service: Any,
+    extract_date: dt.date,
+    *,
+    keep: Callable[[str, bytes], bool] | None = None,
+) -> dict[str, Path]:
+    """Every agency encodes its CSV again at ``extract_date`` and pushes it to ``service``.
+
+    The same people and addresses a quarter on, say: what a refresh looks like to
+    the linkage service (new extracts, records changed because their dates are).
+    ``keep(agency, line)`` drops CSV lines from a refresh (a record leaving an
+    extract); the header is always kept.
+    Each agency signs with the key it has. Returns the extracts written.
+    """
+    from agency_client import (
+        BadRowPolicy,
+        encode_csv,
+        load_agency_key,
+        load_mapping,
+        load_seal_public_key,
+        load_secret,
+    )
+    from protocols import default_schema
+
+    keys = population.workdir / "keys"
+    secret = load_secret(keys / "secret")
+    seal = load_seal_public_key(keys / "unlock" / "seal.pub")
+    schema = default_schema()
+    out: dict[str, Path] = {}
+    stamp = extract_date.isoformat()
+    for agency in population.agencies:
+        source = population.workdir / "population" / f"{agency}.csv"
+        if keep is not None:
+            # bytes: each agency writes its own encoding
+            header, *lines = source.read_bytes().splitlines(keepends=True)
+            source = population.workdir / "extracts" / f"{agency}.{stamp}.csv"
+            source.write_bytes(header + b"".join(x for x in lines if keep(agency, x)))
+        path = population.workdir / "extracts" / f"{agency}.{stamp}.jsonl"
+        encode_csv(
+            source,
+            load_mapping(population.workdir / "population" / f"{agency}.mapping.toml"),
+            schema,
+            secret,
+            load_agency_key(keys / agency / "agency.key"),
+            seal,
+            path,
+            extract_date=extract_date,
+            policy=BadRowPolicy.DROP_FIELD,
+        )
+        receiver = service.receiver(agency)
+        try:
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    receiver.feed(chunk)
+            service.apply(receiver.finish())
+        finally:
+            receiver.close()
+        out[agency] = path
+    return out
 
 
 def household_overlap(population: Population, engine: Engine) -> Counter[tuple[str, str]]:

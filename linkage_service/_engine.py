@@ -746,9 +746,18 @@ class LinkageEngine:
         return unique_pair_codes(iter(parts), max(self._n, 1))
 
     # ------------------------------------------------------------------ the update
-    def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
+    def update(
+        self,
+        added: RecordBatch,
+        removed: Sequence[int],
+        previous: Mapping[int, str] | None = None,
+    ) -> Delta:
         """Link ``added`` against everything held and retire ``removed`` (record ids).
 
+        ``previous`` maps an added record id to the person its source record last
+        belonged to (an agency's changed record is stored under a new id; a record
+        that left an extract and came back, likewise): the person keeps that id
+        unless the new content links elsewhere, so a refresh does not churn ids.
         An empty engine keeps the first batch's filter arrays rather than copying
         them, and marks them read-only.
         """
@@ -778,11 +787,16 @@ class LinkageEngine:
             int(x): self.row_pid[r]
             for x, r in zip(removed_ids[found].tolist(), rows_out[found].tolist(), strict=True)
         }
+        if previous:
+            carried.update({int(k): v for k, v in previous.items()})
         removed_rows = sorted(rows_out[found].tolist())
 
         f_rows: set[int] = set()  # rows whose person must be reconciled
         touched_pids: set[str] = set()
         place_roots: set[int] = set()
+        # rows of places that lost a row: re-clustered above by address alone, so the
+        # joins their persons' records made (one address written two ways) are redone
+        rejoin: set[int] = set()
         followers: set[str] = set()
         # 1. retire removed rows; re-cluster what remains of their persons and places
         if removed_rows:
@@ -811,6 +825,7 @@ class LinkageEngine:
                     m = d >= cfg.address_threshold
                     agglomerate(self.places, a[ii][m], a[jj][m], d[m], self._place_coheres())
                 place_roots.update(self.places.find(r) for r in rest)
+                rejoin.update(rest)
         # 2. append and block
         n_old = self._n
         new_rows = self._append(added)
@@ -898,6 +913,11 @@ class LinkageEngine:
         place_roots |= self._join_places_by_links(
             i[link_now], j[link_now], s.address_dice[link_now]
         )
+        if rejoin and not relink:
+            place_roots |= self._join_places_by_person(
+                {p for r in rejoin if self.alive[r] and (p := self.row_pid[r]) is not None}
+                & self.pid_root.keys()
+            )
         self._unplaced = set()
         self._update_households(pending, set(retired), place_roots, delta)
         t6 = time.perf_counter()

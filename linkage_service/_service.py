@@ -69,8 +69,16 @@ class Delta(Protocol):
 class LinkEngine(Protocol):
     """The incremental linkage engine as the service uses it."""
 
-    def update(self, added: RecordBatch, removed: Sequence[int]) -> Delta:
-        """Link ``added`` records, forget ``removed`` ones; what changed."""
+    def update(
+        self,
+        added: RecordBatch,
+        removed: Sequence[int],
+        previous: Mapping[int, str] | None = None,
+    ) -> Delta:
+        """Link ``added`` records, forget ``removed`` ones; what changed.
+
+        ``previous``: added record id -> the person its source record last belonged to.
+        """
         ...
 
     def search(
@@ -482,6 +490,10 @@ class LinkageService:
             previous_active = len(current)
             builder = BatchBuilder(trailer.record_count, self._clk_bytes, self._address_bytes)
             removed: list[int] = []
+            # new record id -> the person its source record last belonged to: a
+            # changed record gets a new id, and so does one that left an extract and
+            # came back; the engine keeps their persons (and so their families) ids
+            previous: dict[int, str] = {}
             kept = changed = 0
             stage = received.stage
             stage.seek(0)
@@ -494,6 +506,8 @@ class LinkageService:
                 new_inds: list[dict[str, Any]] = []
                 keep_rows: list[dict[str, Any]] = []
                 retire_now: list[int] = []
+                replaces: dict[int, int] = {}  # new record id -> the active one it replaces
+                returning: dict[str, int] = {}  # record ref absent from the active set -> new id
                 for line in lines:
                     digest_hex, raw = line.split(b" ", 1)
                     digest = bytes.fromhex(digest_hex.decode())
@@ -507,11 +521,14 @@ class LinkageService:
                             {"rid": old[0], "xid": header.extract_id, "sealed": sealed}
                         )
                         continue
+                    rid = next_id
+                    next_id += 1
                     if old is not None:
                         changed += 1
                         retire_now.append(old[0])
-                    rid = next_id
-                    next_id += 1
+                        replaces[rid] = old[0]
+                    else:
+                        returning[ref] = rid
                     exact = {k: _b64(v) for k, v in rec.get("exact_tokens", {}).items()}
                     # agencies' own identifiers beside the built-in ones, as "id:<type>"
                     # (stored so in the exact_tokens column, read back as they are)
@@ -564,6 +581,7 @@ class LinkageService:
                         blocking=blocking,
                         indicator_types=[i["type"] for i in inds],
                     )
+                previous.update(_previous_persons(conn, header.agency_id, replaces, returning))
                 if retire_now:
                     _retire(conn, retire_now, header.extract_id)
                     removed.extend(retire_now)
@@ -596,7 +614,7 @@ class LinkageService:
             added = builder.build()
             touched[0] = True
             t0 = time.monotonic()
-            delta = engine.update(added, removed)
+            delta = engine.update(added, removed, previous)
             link_seconds = time.monotonic() - t0
             _write_delta(conn, run_id, delta, removed)
             stats: dict[str, Any] = {
@@ -667,6 +685,30 @@ class _AlreadyApplied(Exception):
 
 def _b64(value: str) -> bytes:
     return base64.b64decode(value)
+
+
+def _previous_persons(
+    conn: Connection, agency_id: str, replaces: Mapping[int, int], returning: Mapping[str, int]
+) -> dict[int, str]:
+    """New record id -> the person of the record it replaces, or of its ref's last record."""
+    rp, r = store.record_person, store.records
+    out: dict[int, str] = {}
+    by_old = {old: new for new, old in replaces.items()}
+    for part in store.chunks(sorted(by_old)):
+        for rid, pid in conn.execute(
+            sa.select(rp.c.record_id, rp.c.person_id).where(rp.c.record_id.in_(part))
+        ):
+            out[by_old[int(rid)]] = str(pid)
+    for refs in store.chunks(sorted(returning)):
+        rows = conn.execute(
+            sa.select(r.c.record_ref, rp.c.person_id)
+            .join(rp, rp.c.record_id == r.c.id)
+            .where(r.c.agency_id == agency_id, r.c.record_ref.in_(refs), ~r.c.active)
+            .order_by(r.c.id)
+        )
+        for ref, pid in rows:  # the latest record of a ref comes last
+            out[returning[str(ref)]] = str(pid)
+    return out
 
 
 def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:

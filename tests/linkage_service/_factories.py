@@ -174,8 +174,14 @@ class FakeEngine:
         self.updates = 0
         self.state_records = len(batch)
 
-    def update(self, added: RecordBatch, removed: Sequence[int]) -> FakeDelta:
+    def update(
+        self,
+        added: RecordBatch,
+        removed: Sequence[int],
+        previous: Mapping[int, str] | None = None,
+    ) -> FakeDelta:
         self.updates += 1
+        self.previous = dict(previous or {})
         d = FakeDelta()
         for rid in removed:
             pid = self.person_of.pop(rid, None)
@@ -211,8 +217,13 @@ class FailingEngine(FakeEngine):
 
     fail = True
 
-    def update(self, added: RecordBatch, removed: Sequence[int]) -> FakeDelta:
-        delta = super().update(added, removed)
+    def update(
+        self,
+        added: RecordBatch,
+        removed: Sequence[int],
+        previous: Mapping[int, str] | None = None,
+    ) -> FakeDelta:
+        delta = super().update(added, removed, previous)
         if FailingEngine.fail:
             raise RuntimeError("injected engine failure")
         return delta
@@ -224,7 +235,12 @@ class SlowEngine(FakeEngine):
     entered = threading.Event()
     release = threading.Event()
 
-    def update(self, added: RecordBatch, removed: Sequence[int]) -> FakeDelta:
+    def update(
+        self,
+        added: RecordBatch,
+        removed: Sequence[int],
+        previous: Mapping[int, str] | None = None,
+    ) -> FakeDelta:
         SlowEngine.entered.set()
         assert SlowEngine.release.wait(10)
-        return super().update(added, removed)
+        return super().update(added, removed, previous)

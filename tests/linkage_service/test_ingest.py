@@ -376,9 +376,9 @@ class _Recording(FakeEngine):
         super().__init__(batch, person_of, household_of)
         _Recording.batches.append(batch)
 
-    def update(self, added, removed):
+    def update(self, added, removed, previous=None):
         _Recording.batches.append(added)
-        return super().update(added, removed)
+        return super().update(added, removed, previous)
 
 
 def _local_service(tmp_path, school):
