@@ -58,6 +58,7 @@ from ._errors import (
     NotFound,
     ReplayError,
     StorageError,
+    Superseded,
     TooLarge,
 )
 from ._review import ReviewQueue, ReviewSummary
@@ -101,6 +102,9 @@ Reader = Annotated[Caller, Depends(require_roles("analyst", "coordinator", "admi
 Coordinator = Annotated[Caller, Depends(require_roles("coordinator", "admin"))]
 Admin = Annotated[Caller, Depends(require_roles("admin"))]
 UnlockService = Annotated[Caller, Depends(require_roles("unlock_service"))]
+Resolver = Annotated[
+    Caller, Depends(require_roles("analyst", "coordinator", "admin", "unlock_service"))
+]
 AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
@@ -116,6 +120,8 @@ def _status(exc: LinkageError) -> int:
         return 400
     if isinstance(exc, AuthError):
         return 403
+    if isinstance(exc, Superseded):
+        return 410
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, ConflictError):
@@ -199,6 +205,8 @@ def create_app(
         if isinstance(exc, IngestError):
             body["line"] = exc.line
             body["field"] = exc.field
+        if isinstance(exc, Superseded):
+            body["current"] = exc.current
         return JSONResponse(body, status_code=_status(exc))
 
     @app.post("/extracts")
@@ -241,6 +249,11 @@ def create_app(
     ) -> dict[str, Any]:
         """A page of current persons (ids, household, record count)."""
         return store.list_persons(service.sql, after, limit)
+
+    @app.get("/ids/{any_id}")
+    def resolve(_caller: Resolver, service: ServiceDep, any_id: str) -> dict[str, Any]:
+        """Where a person, household or family id ever issued lives now (its successors)."""
+        return store.resolve_id(service.sql, any_id)
 
     @app.get("/persons/{person_id}")
     def person(_caller: Reader, service: ServiceDep, person_id: str) -> dict[str, Any]:

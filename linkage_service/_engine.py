@@ -209,6 +209,8 @@ class Delta:
     splits: list[tuple[str, str]] = field(default_factory=list)
     household_of: dict[str, str] = field(default_factory=dict)
     households_retired: list[str] = field(default_factory=list)
+    household_merges: list[tuple[str, str]] = field(default_factory=list)
+    household_splits: list[tuple[str, str]] = field(default_factory=list)
     families: dict[str, bool] = field(default_factory=dict)
     links: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     review: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
@@ -1095,9 +1097,11 @@ class LinkageEngine:
             groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
-        ids, retired, _, _ = reconcile(
+        ids, retired, merges, splits = reconcile(
             groups, self.person_hid.get, lambda: self._new_id("hh_"), touched
         )
+        delta.household_merges.extend(merges)
+        delta.household_splits.extend(splits)
         for pid in retired_pids:
             gone = self.person_hid.pop(pid, None)
             if gone is not None and gone in self.hid_persons:

@@ -8,6 +8,7 @@ Hierarchy::
     ├── StorageError             the database refused or failed (maps to HTTP 503)
     ├── AuthError                the caller may not do this (maps to HTTP 403)
     ├── NotFound                 no such person, household, record or agency (HTTP 404)
+    │   └── Superseded           an id re-linking retired: names the ids it lives on as (410)
     ├── ConflictError            not possible in the current state: a status move that is not
     │                            allowed, a double claim, a family below threshold (HTTP 409)
     ├── EngineError              the linkage engine failed while applying an extract (HTTP 500)
@@ -36,6 +37,7 @@ __all__ = [
     "SchemaError",
     "SignatureError",
     "StorageError",
+    "Superseded",
     "TooLarge",
 ]
 
@@ -62,6 +64,14 @@ class AuthError(LinkageError):
 
 class NotFound(LinkageError):
     """The named person, household, record or agency does not exist."""
+
+
+class Superseded(NotFound):
+    """The id was issued but re-linking retired it; ``current`` are the ids it lives on as."""
+
+    def __init__(self, message: str, current: list[str]) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 class ConflictError(LinkageError):

@@ -61,6 +61,8 @@ class Delta(Protocol):
     splits: Sequence[tuple[str, str]]
     household_of: Mapping[str, str]
     households_retired: Sequence[str]
+    household_merges: Sequence[tuple[str, str]]
+    household_splits: Sequence[tuple[str, str]]
     links: Sequence[tuple[int, int, float, Mapping[str, Any]]]
     review: Sequence[tuple[int, int, float, Mapping[str, Any]]]
     stats: Mapping[str, float]
@@ -755,6 +757,14 @@ def _write_delta(conn: Connection, run_id: int, delta: Delta, removed: Sequence[
     events += [
         {"run_id": run_id, "kind": "household_retired", "from_id": x, "to_id": None}
         for x in hretired
+    ]
+    events += [
+        {"run_id": run_id, "kind": "household_merge", "from_id": a, "to_id": b}
+        for a, b in delta.household_merges
+    ]
+    events += [
+        {"run_id": run_id, "kind": "household_split", "from_id": a, "to_id": b}
+        for a, b in delta.household_splits
     ]
     if events:
         conn.execute(store.id_events.insert(), events)

@@ -302,6 +302,30 @@ claims = sa.Table(
 )
 
 
+# A family is attached and claimed once per programme phase, whatever its ids do when
+# records are re-linked: attachments and claims also belong to the people they were
+# made for, and these primary keys make a second attachment, or a second claim of a
+# kind, for any of the same people in a phase impossible (the phase is the ruleset's
+# name). ``family_id`` is the family's id now (carried when re-linking retires it).
+attached_persons = sa.Table(
+    "attached_persons",
+    metadata,
+    sa.Column("phase", sa.String(40), primary_key=True),
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("family_id", sa.String(64), nullable=False),
+    sa.Column("attached_on", sa.Date, nullable=False),
+    sa.Index("ix_attached_persons_family", "family_id"),
+)
+claimed_persons = sa.Table(
+    "claimed_persons",
+    metadata,
+    sa.Column("phase", sa.String(40), primary_key=True),
+    sa.Column("kind", sa.String(16), primary_key=True),
+    sa.Column("person_id", sa.String(64), primary_key=True),
+    sa.Column("claim_id", sa.Integer, sa.ForeignKey("claims.id"), nullable=False),
+)
+
+
 # --- engines and migrations -----------------------------------------------------------
 
 
@@ -570,6 +594,93 @@ def _retirement(conn: Connection, kind: str, from_id: str) -> dict[str, Any]:
         .order_by(id_events.c.id)
     ).all()
     return {"events": [{"kind": e.kind, "to": e.to_id, "run_id": e.run_id} for e in events]}
+
+
+def household_id_of(family_id: str) -> str:
+    """The household id of a family id (the inverse of :func:`family_id_of`)."""
+    return "hh_" + family_id.split("_", 1)[1]
+
+
+def successors(conn: Connection, any_id: str) -> tuple[str, list[str]] | None:
+    """Where an id ever issued lives now: (its state, the current ids it resolves to).
+
+    ``per_`` ids resolve through person merges and splits, ``hh_`` and ``fam_`` ids
+    through household ones (a family id is its household's). The state is
+    ``current`` (it resolves to itself), ``merged`` or ``split`` (retired, its
+    records now under the ids given), or ``retired`` (nothing of it is held any
+    more; no ids). None if the id was never issued.
+    """
+    out: Callable[[str], str] = str
+    if any_id.startswith("fam_"):
+        table, kind, start, out = households, "household", household_id_of(any_id), family_id_of
+    elif any_id.startswith("hh_"):
+        table, kind, start = households, "household", any_id
+    elif any_id.startswith("per_"):
+        table, kind, start = persons, "person", any_id
+    else:
+        return None
+    row = conn.execute(sa.select(table.c.retired_run).where(table.c.id == start)).first()
+    if row is None:
+        return None
+    if row.retired_run is None:
+        return "current", [out(start)]
+    seen = {start}
+    frontier = [start]
+    found: set[str] = set()
+    how = "retired"
+    while frontier:
+        q = sa.select(id_events.c.kind, id_events.c.to_id).where(
+            id_events.c.from_id.in_(frontier),
+            id_events.c.kind.in_([f"{kind}_merge", f"{kind}_split"]),
+            id_events.c.to_id.is_not(None),
+        )
+        nxt: list[str] = []
+        for k, to in conn.execute(q):
+            if how == "retired" or k.endswith("merge"):
+                how = "merged" if k.endswith("merge") else "split"
+            if to not in seen:
+                seen.add(to)
+                nxt.append(str(to))
+        if nxt:
+            live = {
+                str(i)
+                for (i,) in conn.execute(
+                    sa.select(table.c.id).where(table.c.id.in_(nxt), table.c.retired_run.is_(None))
+                )
+            }
+            found |= live
+        frontier = nxt
+    return how if found else "retired", sorted(out(x) for x in found)
+
+
+def phase_of(conn: Connection) -> str:
+    """The programme phase attachments and claims are counted in: the latest cycle's ruleset."""
+    name = conn.execute(
+        sa.select(cycles.c.ruleset_name).order_by(cycles.c.id.desc()).limit(1)
+    ).scalar()
+    if name is None:
+        raise NotFound("no assessment has been run")
+    return str(name)
+
+
+def members_of(conn: Connection, family_id: str) -> list[str]:
+    """The current persons of a family (its household's members)."""
+    ph = person_household
+    q = sa.select(ph.c.person_id).where(ph.c.household_id == household_id_of(family_id))
+    return sorted(str(p) for (p,) in conn.execute(q))
+
+
+def resolve_id(engine: Engine, any_id: str) -> dict[str, Any]:
+    """:func:`successors` as the API answers it; NotFound for an id never issued."""
+    try:
+        with _read(engine, "id") as conn:
+            got = successors(conn, any_id)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot resolve {any_id!r}: {exc}") from exc
+    if got is None:
+        raise NotFound(f"no id {any_id!r} was ever issued")
+    state, current = got
+    return {"id": any_id, "state": state, "current": current}
 
 
 def get_person(engine: Engine, person_id: str) -> dict[str, Any]:

@@ -108,6 +108,14 @@ class LinkageClient:
                 f"the linkage service knows no family {family_id}: {_detail(response)}",
                 "FAMILY_UNKNOWN",
             )
+        if response.status_code == 410:
+            # re-linking merged or split the family: the professional asks again for
+            # the family it lives on as now (a different set of people, so a new request)
+            raise AttestationUnavailable(
+                f"family {family_id} was re-linked: {_detail(response)}; request the "
+                "family it is now",
+                "FAMILY_SUPERSEDED",
+            )
         if response.status_code == 409:
             raise AttestationUnavailable(
                 f"family {family_id} is not above the unlock threshold: {_detail(response)}",

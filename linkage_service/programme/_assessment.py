@@ -37,7 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from protocols import (
     Attestation,
@@ -51,7 +51,7 @@ from protocols import (
 )
 
 from .. import _store as store
-from .._errors import ConflictError, NotFound, StorageError
+from .._errors import ConflictError, NotFound, StorageError, Superseded
 from .._review import update_impacts
 from ._claims import outcome_status
 from ._programme import (
@@ -295,6 +295,9 @@ def run_cycle(
                 previous,
             )
             lap("snapshots")
+            stats["statuses_carried"] = _carry_statuses(
+                conn, ruleset.name, cycle_id, cohort, actor, when
+            )
             stats.update(_update_statuses(conn, cycle_id, assessed, actor, when))
             lap("statuses")
             stats["pending_claim"] = outcome_status(conn, ruleset, cycle_id, as_at, actor, when)
@@ -435,6 +438,85 @@ def _record_status(
     )
 
 
+def _carry_statuses(
+    conn: Connection,
+    phase: str,
+    cycle_id: int,
+    cohort: Sequence[FamilyInput],
+    actor: str,
+    when: dt.datetime,
+) -> int:
+    """Move the status of attached families that re-linking retired to their successors.
+
+    An attachment belongs to the people it was made for: when their family id is
+    retired (merged into another household, or split), the family now holding most
+    of them takes over its status, baseline, earlier snapshots and claims, so it is
+    neither orphaned nor attached (and claimed) a second time. Returns how many moved.
+    """
+    a, fam = store.attached_persons, store.families
+    attached = {
+        str(p): str(f)
+        for p, f in conn.execute(sa.select(a.c.person_id, a.c.family_id).where(a.c.phase == phase))
+    }
+    if not attached:
+        return 0
+    held: dict[str, Counter[str]] = {}  # attached family id -> its people's families now
+    for family in cohort:
+        for m in family.members:
+            old = attached.get(m.person_id)
+            if old is not None and old != family.family_id:
+                held.setdefault(old, Counter())[family.family_id] += 1
+    if not held:
+        return 0
+    retired = {
+        store.family_id_of(str(h))
+        for part in store.chunks([store.household_id_of(x) for x in held])
+        for (h,) in conn.execute(
+            sa.select(store.households.c.id).where(
+                store.households.c.id.in_(part), store.households.c.retired_run.is_not(None)
+            )
+        )
+    }
+    moved = 0
+    for old in sorted(retired):
+        new = min(held[old].items(), key=lambda kv: (-kv[1], kv[0]))[0]
+        mine = conn.execute(sa.select(fam).where(fam.c.family_id == old)).first()
+        theirs = conn.execute(sa.select(fam).where(fam.c.family_id == new)).first()
+        conn.execute(a.update().where(a.c.family_id == old).values(family_id=new))
+        if mine is None or (theirs is not None and theirs.attached_on is not None):
+            continue  # both attached (two attached families merged): the people say so
+        if theirs is not None:
+            conn.execute(fam.delete().where(fam.c.family_id == new))
+        conn.execute(fam.update().where(fam.c.family_id == old).values(family_id=new))
+        have = {
+            str(k)
+            for (k,) in conn.execute(
+                sa.select(store.claims.c.kind).where(store.claims.c.family_id == new)
+            )
+        }
+        conn.execute(
+            store.claims.update()
+            .where(store.claims.c.family_id == old, store.claims.c.kind.not_in(have or {""}))
+            .values(family_id=new)
+        )
+        s = store.snapshots
+        cycles_new = {
+            int(c) for (c,) in conn.execute(sa.select(s.c.cycle_id).where(s.c.family_id == new))
+        }
+        earlier = [
+            {**row._asdict(), "family_id": new}
+            for row in conn.execute(
+                sa.select(s).where(s.c.family_id == old, s.c.cycle_id < cycle_id)
+            )
+            if int(row.cycle_id) not in cycles_new
+        ]
+        if earlier:
+            conn.execute(s.insert(), earlier)
+        _record_status(conn, new, str(mine.status), str(mine.status), actor, "RELINKED", when)
+        moved += 1
+    return moved
+
+
 def _update_statuses(
     conn: Connection, cycle_id: int, assessed: dict[str, Assessment], actor: str, when: dt.datetime
 ) -> dict[str, int]:
@@ -485,6 +567,39 @@ def _update_statuses(
     return {"identified": len(fresh) + len(back)}
 
 
+def _attach_people(conn: Connection, family_id: str, on: dt.date) -> None:
+    """Record the family's people as attached in this phase; refuse if any already are.
+
+    The primary key (phase, person) is what makes a second attachment impossible,
+    concurrent callers included; the check before it only gives the better message.
+    """
+    phase = store.phase_of(conn)
+    people = store.members_of(conn, family_id)
+    if not people:
+        raise unknown_family(conn, family_id, "with members now")
+    a = store.attached_persons
+    for part in store.chunks(people):
+        held = conn.execute(
+            sa.select(a.c.person_id, a.c.family_id).where(
+                a.c.phase == phase, a.c.person_id.in_(part)
+            )
+        ).first()
+        if held is not None:
+            raise ConflictError(
+                f"family {family_id}: its member {held.person_id} was already attached in "
+                f"{phase} with family {held.family_id}; a family is attached once per phase"
+            )
+    # a concurrent attachment of the same people fails here (IntegrityError, rolled
+    # back with the status change by the caller's transaction)
+    conn.execute(
+        a.insert(),
+        [
+            {"phase": phase, "person_id": p, "family_id": family_id, "attached_on": on}
+            for p in people
+        ],
+    )
+
+
 def set_status(
     engine: Engine,
     family_id: str,
@@ -526,6 +641,7 @@ def set_status(
             if status == "attached":
                 values["attached_on"] = on or when.date()
                 values["baseline_cycle"] = int(snap)
+                _attach_people(conn, family_id, values["attached_on"])
             if row is None:
                 conn.execute(
                     store.families.insert().values(
@@ -537,13 +653,27 @@ def set_status(
                     )
                 )
             else:
-                conn.execute(
+                # guarded: of two concurrent moves from the same status, one wins
+                moved = conn.execute(
                     store.families.update()
-                    .where(store.families.c.family_id == family_id)
+                    .where(
+                        store.families.c.family_id == family_id,
+                        store.families.c.status == old,
+                    )
                     .values(**values)
-                )
+                ).rowcount
+                if moved != 1:
+                    raise ConflictError(
+                        f"family {family_id}: its status changed while this request ran; "
+                        "read it again"
+                    )
             _record_status(conn, family_id, old, status, actor, reason, when)
             out = _status_row(conn, family_id)
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"family {family_id}: not changed to {status}; another request changed it or "
+            "attached some of its members at the same time"
+        ) from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"status of {family_id} not changed: {exc}") from exc
     return {
@@ -616,6 +746,19 @@ def _attest(
     return len(rows)
 
 
+def unknown_family(conn: Connection, family_id: str, where: str) -> NotFound:
+    """The error for a family id not found ``where``: Superseded if re-linking retired it."""
+    got = store.successors(conn, family_id)
+    if got is not None and got[1] and got[1] != [family_id]:
+        state, current = got
+        return Superseded(
+            f"family {family_id} was {state} when records were re-linked; it is now "
+            f"{', '.join(current)}",
+            current,
+        )
+    return NotFound(f"no family {family_id!r} {where}")
+
+
 def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
     """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
     try:
@@ -630,7 +773,7 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
                 ).first()
             )
             if snap is None:
-                raise NotFound(f"no family {family_id!r} in the latest assessment")
+                raise unknown_family(conn, family_id, "in the latest assessment")
             body = conn.execute(
                 sa.select(store.attestations.c.body).where(
                     store.attestations.c.family_id == family_id,
@@ -816,7 +959,8 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
                 .order_by(s.c.cycle_id)
             ).all()
             if not rows:
-                raise NotFound(f"no family {family_id!r} in any assessment")
+                raise unknown_family(conn, family_id, "in any assessment")
+            lineage = store.successors(conn, family_id)
             status = conn.execute(
                 sa.select(store.families).where(store.families.c.family_id == family_id)
             ).first()
@@ -839,9 +983,12 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read family {family_id}: {exc}") from exc
     latest = rows[-1]
+    state, current = lineage or ("retired", [])
     body: dict[str, Any] = {
         "family_id": family_id,
         "household_id": latest.household_id,
+        # re-linking may have merged or split it since: the ids it lives on as now
+        "lineage": {"state": state, "current": current},
         "as_at": latest.as_at.isoformat(),
         "latest": _snapshot_json(latest),
         "status": None if status is None else status.status,

@@ -306,6 +306,20 @@ def create_claims(
                 (str(a), str(b))
                 for a, b in conn.execute(sa.select(store.claims.c.family_id, store.claims.c.kind))
             }
+            phase = store.phase_of(conn)
+            taken = {
+                (str(k), str(p))
+                for k, p in conn.execute(
+                    sa.select(
+                        store.claimed_persons.c.kind, store.claimed_persons.c.person_id
+                    ).where(store.claimed_persons.c.phase == phase)
+                )
+            }
+
+            def already(fid: str, kind: str) -> bool:
+                """Whether any of the family's people were claimed for (any family id)."""
+                return bool(taken) and any((kind, p) in taken for p in store.members_of(conn, fid))
+
             if family_ids is not None:
                 for fid in family_ids:
                     row = rows.get(fid)
@@ -313,8 +327,11 @@ def create_claims(
                         raise ConflictError(
                             f"family {fid}: not attached to the programme, so nothing to claim"
                         )
-                    if (fid, "result") in claimed:
-                        raise ConflictError(f"family {fid}: a results claim was already made")
+                    if (fid, "result") in claimed or already(fid, "result"):
+                        raise ConflictError(
+                            f"family {fid}: a results claim was already made for its people "
+                            f"in {phase}"
+                        )
                     if row.status != "pending_claim":
                         raise ConflictError(
                             f"family {fid}: status {row.status}, no result to claim "
@@ -329,7 +346,11 @@ def create_claims(
             new: list[dict[str, Any]] = []
             for r in attached:
                 fid = str(r.family_id)
-                if (fid, "attachment") not in claimed and family_ids is None:
+                if (
+                    (fid, "attachment") not in claimed
+                    and family_ids is None
+                    and not already(fid, "attachment")
+                ):
                     new.append(
                         _claim_row(
                             fid,
@@ -347,7 +368,11 @@ def create_claims(
                         )
                     )
                 res = outcomes.get(fid)
-                if r.status == "pending_claim" and (fid, "result") not in claimed:
+                if (
+                    r.status == "pending_claim"
+                    and (fid, "result") not in claimed
+                    and not already(fid, "result")
+                ):
                     if res is None or res["result"] is None:
                         if family_ids is not None:
                             raise ConflictError(f"family {fid}: its result no longer holds")
@@ -367,6 +392,7 @@ def create_claims(
                     )
             for start in range(0, len(new), 1000):
                 conn.execute(store.claims.insert(), new[start : start + 1000])
+            claim_people(conn, stamp)
             results = [c["family_id"] for c in new if c["kind"] == "result"]
             for part in store.chunks(results):
                 conn.execute(
@@ -526,3 +552,24 @@ def family_outcomes(engine: Engine, family_id: str) -> dict[str, Any]:
             return _family_outcomes(conn, ruleset, [row])[family_id]
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot evaluate outcomes of {family_id}: {exc}") from exc
+
+
+def claim_people(conn: Connection, created_at: int) -> None:
+    """Record the people of the claims made at ``created_at`` as claimed for in this phase.
+
+    The primary key (phase, kind, person) makes a second claim of a kind for any of
+    the same people impossible, whatever their family ids became after a re-link;
+    it raises IntegrityError, which rolls the whole claim batch back.
+    """
+    phase = store.phase_of(conn)
+    c, cp = store.claims, store.claimed_persons
+    rows = []
+    for cid, fid, kind in conn.execute(
+        sa.select(c.c.id, c.c.family_id, c.c.kind).where(c.c.created_at == created_at)
+    ):
+        rows += [
+            {"phase": phase, "kind": kind, "person_id": p, "claim_id": cid}
+            for p in store.members_of(conn, str(fid))
+        ]
+    for start in range(0, len(rows), 1000):
+        conn.execute(cp.insert(), rows[start : start + 1000])

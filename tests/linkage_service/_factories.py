@@ -151,6 +151,8 @@ class FakeDelta:
     splits: list[tuple[str, str]] = field(default_factory=list)
     household_of: dict[str, str] = field(default_factory=dict)
     households_retired: list[str] = field(default_factory=list)
+    household_merges: list[tuple[str, str]] = field(default_factory=list)
+    household_splits: list[tuple[str, str]] = field(default_factory=list)
     links: list[tuple[int, int, float, dict[str, Any]]] = field(default_factory=list)
     review: list[tuple[int, int, float, dict[str, Any]]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)

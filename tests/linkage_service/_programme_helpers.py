@@ -147,6 +147,23 @@ class TinyDb:
                 )
             )
 
+    def relink(self, old: str, new: str, pids: list[str], kind: str = "merge") -> None:
+        """Re-linking moved ``pids`` from household ``old`` into ``new`` and retired ``old``."""
+        h, ph = store.households, store.person_household
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(h.c.id).where(h.c.id == new)).first() is None:
+                conn.execute(h.insert().values(id=new, created_run=1))
+            for pid in pids:
+                conn.execute(ph.update().where(ph.c.person_id == pid).values(household_id=new))
+            conn.execute(h.update().where(h.c.id == old).values(retired_run=1))
+            conn.execute(
+                store.id_events.insert(),
+                [
+                    {"run_id": 1, "kind": "household_retired", "from_id": old, "to_id": None},
+                    {"run_id": 1, "kind": f"household_{kind}", "from_id": old, "to_id": new},
+                ],
+            )
+
     def clear_events(self, pid: str, agency: str, typ: str) -> None:
         """Remove a person's events of one type at ``agency`` (a corrected record)."""
         i = store.indicators

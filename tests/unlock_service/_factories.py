@@ -156,6 +156,7 @@ class FakeLinkage:
     subject_matches: list[dict[str, Any]] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
     down: bool = False
+    superseded: dict[str, list[str]] = field(default_factory=dict)  # retired id -> now
     token: str = "linkage-token-for-unlock-service-0123456789"
 
     def attest(
@@ -210,6 +211,12 @@ class FakeLinkage:
             return httpx.Response(200, json={"matches": self.subject_matches})
         if len(parts) != 3 or parts[0] != "families":
             return httpx.Response(404, json={"detail": "no route"})
+        if parts[1] in self.superseded:
+            now = self.superseded[parts[1]]
+            return httpx.Response(
+                410,
+                json={"detail": f"family {parts[1]} was merged; it is now {now}", "current": now},
+            )
         family = self.families.get(parts[1])
         if family is None:
             return httpx.Response(404, json={"detail": f"no family {parts[1]}"})

@@ -128,6 +128,13 @@ def test_a_role_that_may_not_request_is_refused(env):
         (lambda env: env.add_family(below_threshold=True), "BELOW_THRESHOLD"),
         (lambda env: "fam_" + "0" * 16, "FAMILY_UNKNOWN"),
         (
+            lambda env: (
+                env.linkage.superseded.setdefault("fam_" + "2" * 16, [env.add_family()])
+                and "fam_" + "2" * 16
+            ),
+            "FAMILY_SUPERSEDED",
+        ),
+        (
             lambda env: env.add_family(assessed=env.clock() - dt.timedelta(days=31)),
             "ATTESTATION_STALE",
         ),
@@ -142,7 +149,16 @@ def test_a_role_that_may_not_request_is_refused(env):
         ),
         (lambda env: env.add_family(about="fam_" + "1" * 16), "ATTESTATION_WRONG_FAMILY"),
     ],
-    ids=["below", "unknown", "stale", "future", "forged", "wrong-key", "other-family"],
+    ids=[
+        "below",
+        "unknown",
+        "superseded",
+        "stale",
+        "future",
+        "forged",
+        "wrong-key",
+        "other-family",
+    ],
 )
 def test_attestation_problems_are_refused(env, setup, reason):
     pro = env.add_pro()

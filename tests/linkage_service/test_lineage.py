@@ -1,0 +1,137 @@
+"""Families that last: attachments and claims belong to people, ids resolve to successors.
+
+A re-link that retires an attached family's id must neither orphan the family
+nor let it be attached or claimed a second time; an old id still resolves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+import pytest
+import sqlalchemy as sa
+from nacl.signing import SigningKey
+
+from linkage_service import _store as store
+from linkage_service._errors import ConflictError, NotFound, Superseded
+from linkage_service.programme._assessment import (
+    current_attestation,
+    family_view,
+    run_cycle,
+    set_status,
+)
+from linkage_service.programme._claims import create_claims
+from linkage_service.programme._riskmodel import default_model
+from linkage_service.programme._ruleset import default_ruleset
+
+from ._programme_helpers import AS_AT, Member, TinyDb
+from .test_assessment import complex_family
+
+TF = default_ruleset("troubled-families-phase2")
+MODEL = default_model()
+SIGNER = SigningKey(bytes(range(32)))
+LATER = AS_AT + dt.timedelta(days=91)
+
+
+@pytest.fixture
+def db(tmp_path) -> TinyDb:
+    return TinyDb(tmp_path / "tiny.db")
+
+
+def fam(hid: str) -> str:
+    return "fam_" + hid[3:]
+
+
+def _cycle(db: TinyDb, as_at: dt.date = AS_AT):
+    return run_cycle(db.engine, TF, MODEL, as_at, actor="test", signer=SIGNER)
+
+
+def test_a_relinked_attached_family_keeps_its_status_baseline_and_claims(db):
+    hid, pids = db.household(1, complex_family())
+    _cycle(db)
+    old = fam(hid)
+    set_status(db.engine, old, "attached", actor="coordinator", reason="WORK_STARTED")
+    first = create_claims(db.engine, "2026-H2", actor="finance")
+    assert first["attachment_claims"] == 1  # the fee
+    # a re-link merges the family into a new household with one more person
+    new_hid, extra = db.household(2, [Member(3, "M", ("health",))])
+    db.relink(hid, new_hid, pids)
+    result = _cycle(db, LATER)
+    assert result.stats["statuses_carried"] == 1
+    new = fam(new_hid)
+    view = family_view(db.engine, new)
+    assert view["status"] == "attached" and view["baseline_cycle"] == 1
+    assert [c["kind"] for c in view["claims"]] == ["attachment"]
+    assert view["status_history"][-1]["reason"] == "RELINKED"
+    assert {s["cycle_id"] for s in view["scores"]} == {1, 2}  # the history came along
+    # no second attachment fee, whatever the id
+    again = create_claims(db.engine, "2027-H1", actor="finance")
+    assert again["attachment_claims"] == 0
+    # closed, re-identified and attached again in the same phase: refused
+    set_status(db.engine, new, "closed", actor="c", reason="DONE")
+    set_status(db.engine, new, "identified", actor="c", reason="AGAIN")
+    with pytest.raises(ConflictError, match="already attached"):
+        set_status(db.engine, new, "attached", actor="c", reason="AGAIN")
+    # the old id resolves to the new one
+    with pytest.raises(Superseded) as err:
+        current_attestation(db.engine, old)
+    assert err.value.current == [new]
+    assert store.resolve_id(db.engine, old) == {"id": old, "state": "merged", "current": [new]}
+    assert family_view(db.engine, old)["lineage"] == {"state": "merged", "current": [new]}
+    assert extra  # the newcomer is a member of the attached family now
+
+
+def test_the_same_people_cannot_be_attached_twice_in_a_phase(db):
+    hid, pids = db.household(1, complex_family())
+    _cycle(db)
+    set_status(db.engine, fam(hid), "attached", actor="c", reason="WORK_STARTED")
+    # one of them turns up in another family, which is then re-identified
+    other, _ = db.household(2, complex_family())
+    with db.engine.begin() as conn:
+        conn.execute(
+            store.person_household.update()
+            .where(store.person_household.c.person_id == pids[1])
+            .values(household_id=other)
+        )
+    _cycle(db, LATER)
+    with pytest.raises(ConflictError, match=f"{pids[1]} was already attached"):
+        set_status(db.engine, fam(other), "attached", actor="c", reason="WORK_STARTED")
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(store.attached_persons)).all()
+    assert sorted(r.person_id for r in rows) == sorted(pids)
+
+
+def test_concurrent_attachments_have_one_winner(db):
+    hid, _ = db.household(1, complex_family())
+    _cycle(db)
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def attach() -> None:
+        barrier.wait()
+        try:
+            set_status(db.engine, fam(hid), "attached", actor="c", reason="WORK_STARTED")
+            outcomes.append("won")
+        except ConflictError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=attach) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 3 + ["won"]
+    with db.engine.connect() as conn:
+        events = conn.execute(
+            sa.select(store.status_events).where(store.status_events.c.to_status == "attached")
+        ).all()
+    assert len(events) == 1
+
+
+def test_an_id_never_issued_is_not_found_and_a_current_one_resolves_to_itself(db):
+    hid, pids = db.household(1, complex_family())
+    with pytest.raises(NotFound):
+        store.resolve_id(db.engine, "fam_" + "9" * 16)
+    assert store.resolve_id(db.engine, fam(hid))["state"] == "current"
+    assert store.resolve_id(db.engine, pids[0])["current"] == [pids[0]]
