@@ -5,10 +5,11 @@ keyed Bloom filters, keyed tokens and blocking keys, coarse attributes,
 indicators, and identities sealed so that only the unlock service can open them.
 
 Where things live: normalisation ``_normalise``, the encoder ``_encoder``,
-sealing ``_seal``, one CSV row ``_rows``, extract files ``_extract``, keys
-``_keys``, the mapping file ``_mapping`` and its transforms ``_transforms``,
-the dry run ``_check``, the CLI ``_cli``, the synthetic
-population ``_synthetic``, leak scanning ``_privacy``.
+one CSV row ``_rows``, extract files ``_extract``, keys ``_keys``, the
+mapping file ``_mapping`` and its transforms ``_transforms``, the dry run
+``_check``, the CLI ``_cli``, the synthetic population ``_synthetic``, leak
+scanning ``_privacy``. The sealed-identity format (sealing, opening, the
+sealing key files) is shared with the unlock service: ``protocols._seal``.
 """
 
 from ._check import CheckReport, check_csv
@@ -32,7 +33,6 @@ from ._mapping import AgencyMapping, load_mapping
 from ._privacy import Needles, Scanner, identity_needles, scan_extract, scan_text
 from ._rows import BadRowPolicy, record_ref
 from ._schema_file import load_schema, write_schema
-from ._seal import IdentitySealer, open_sealed_identity
 from ._subject import IDENTITY_FIELDS, load_identity, subject_query
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "Encoding",
     "ExtractError",
     "ExtractInfo",
-    "IdentitySealer",
     "InputError",
     "KeyFileError",
     "Needles",
@@ -73,7 +72,6 @@ __all__ = [
     "load_seal_private_key",
     "load_seal_public_key",
     "load_secret",
-    "open_sealed_identity",
     "record_ref",
     "scan_extract",
     "scan_text",

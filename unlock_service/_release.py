@@ -6,10 +6,11 @@
   family asked for, and was assessed no longer ago than the policy allows.
   Each failure has its own reason code.
 * :class:`SealKeyring` holds the unlock service's X25519 private keys, one
-  directory per key (``<key id>/seal.key``, 0600, the format
-  ``agency-client seal-keygen`` writes) plus ``CURRENT`` naming the key new
-  extracts are sealed to. Old keys stay so blobs sealed before a rotation
-  still open. :func:`rotate_seal_key` adds a key and moves ``CURRENT``.
+  directory per key (``<key id>/seal.key``, 0600, the format of
+  :mod:`protocols._seal`, which ``agency-client seal-keygen`` also writes)
+  plus ``CURRENT`` naming the key new extracts are sealed to. Old keys stay
+  so blobs sealed before a rotation still open. :func:`rotate_seal_key` adds
+  a key and moves ``CURRENT``.
 * :func:`open_family` opens exactly the attested records' blobs and checks
   each payload names the agency and record ref of its blob;
   :func:`seal_release` seals the identities to the requesting professional.
@@ -39,19 +40,17 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import PrivateKey, SealedBox
 from nacl.signing import VerifyKey
 
-from agency_client import (
-    AgencyClientError,
-    generate_seal_keypair,
-    load_seal_private_key,
-    open_sealed_identity,
-)
 from protocols import (
     Attestation,
     FamilyBlobs,
     IdentityPayload,
+    SealError,
     SignedAttestation,
     attestation_message,
+    generate_seal_keypair,
     key_id,
+    load_seal_private_key,
+    open_sealed_identity,
 )
 
 from ._errors import ConfigError, ReleaseError
@@ -151,7 +150,7 @@ class SealKeyring:
                 continue
             try:
                 private = load_seal_private_key(sub / "seal.key")
-            except AgencyClientError as exc:
+            except SealError as exc:
                 raise ConfigError(f"seal key {sub.name}: {exc}") from exc
             kid = key_id(bytes(private.public_key))
             if kid != sub.name:
@@ -213,7 +212,7 @@ def rotate_seal_key(
     if old is not None:
         try:
             old_pub = bytes(load_seal_private_key(directory / old / "seal.key").public_key)
-        except AgencyClientError as exc:
+        except SealError as exc:
             raise ConfigError(f"current seal key {old}: {exc}") from exc
     staging = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))
     try:
@@ -221,7 +220,7 @@ def rotate_seal_key(
         new_pub = bytes(load_seal_private_key(private_path).public_key)
         if before_switch is not None:
             before_switch(old_pub, new_pub)
-    except AgencyClientError as exc:
+    except SealError as exc:
         shutil.rmtree(staging)
         raise ConfigError(f"cannot create a seal key in {directory}: {exc}") from exc
     except BaseException:
@@ -281,7 +280,7 @@ def open_family(
                     blob.sealed_identity, key, expect_record_ref=blob.record_ref
                 )
                 break
-            except AgencyClientError as exc:
+            except SealError as exc:
                 problem = str(exc)
         if payload is None:
             raise ReleaseError(f"{where} does not open: {problem}", "BLOB_DOES_NOT_OPEN")

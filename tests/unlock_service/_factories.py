@@ -22,16 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.public import PublicKey
 from nacl.signing import SigningKey
 
-from agency_client import IdentitySealer
-from agency_client._seal import identity_bytes
 from protocols import (
     Attestation,
     AttestedMember,
     FamilyBlobs,
+    IdentitySealer,
     SealedBlob,
     SignedAttestation,
     attestation_message,
     attestation_sha256,
+    identity_bytes,
     key_id,
 )
 
