@@ -14,6 +14,8 @@
 * :func:`open_family` opens exactly the attested records' blobs and checks
   each payload names the agency and record ref of its blob;
   :func:`seal_release` seals the identities to the requesting professional.
+* :func:`open_subject_blobs` opens exactly the records a subject access
+  answer holds; :func:`seal_subject_identities` seals them to the IG officer.
 
 Professionals register one Ed25519 key; identities are sealed (libsodium
 sealed box) to its X25519 form (``crypto_sign_ed25519_pk_to_curve25519``),
@@ -44,8 +46,11 @@ from protocols import (
     Attestation,
     FamilyBlobs,
     IdentityPayload,
+    SealedBlob,
     SealError,
     SignedAttestation,
+    SubjectAccessAnswer,
+    SubjectIdentities,
     attestation_message,
     generate_seal_keypair,
     key_id,
@@ -59,9 +64,12 @@ __all__ = [
     "RELEASE_FORMAT",
     "AttestationRefused",
     "SealKeyring",
+    "open_blob",
     "open_family",
+    "open_subject_blobs",
     "rotate_seal_key",
     "seal_release",
+    "seal_subject_identities",
     "verify_attestation",
 ]
 
@@ -257,37 +265,77 @@ def open_family(
             f"unattested, {len(got) - len(set(got))} duplicated)",
             "BLOBS_MISMATCH",
         )
-    payloads: list[IdentityPayload] = []
-    for blob in blobs.blobs:
-        where = f"blob of {blob.agency_id} record {blob.record_ref}"
-        candidates: Sequence[tuple[str, PrivateKey]]
-        if blob.seal_key_id is not None:
-            key = keyring.get(blob.seal_key_id)
-            if key is None:
-                raise ReleaseError(
-                    f"{where} is sealed to key {blob.seal_key_id}, which this service does "
-                    "not hold",
-                    "SEAL_KEY_UNKNOWN",
-                )
-            candidates = [(blob.seal_key_id, key)]
-        else:
-            candidates = keyring.all()
-        payload: IdentityPayload | None = None
-        problem = "no sealing key is held"
-        for _kid, key in candidates:
-            try:
-                payload = open_sealed_identity(
-                    blob.sealed_identity, key, expect_record_ref=blob.record_ref
-                )
-                break
-            except SealError as exc:
-                problem = str(exc)
-        if payload is None:
-            raise ReleaseError(f"{where} does not open: {problem}", "BLOB_DOES_NOT_OPEN")
-        if payload.agency_id != blob.agency_id or payload.record_ref != blob.record_ref:
-            raise ReleaseError(f"{where} holds another record's identity", "BLOB_MISPLACED")
-        payloads.append(payload)
-    return payloads
+    return [open_blob(blob, keyring) for blob in blobs.blobs]
+
+
+def open_blob(blob: SealedBlob, keyring: SealKeyring) -> IdentityPayload:
+    """Open one blob with the key it names (or any key held); ReleaseError if it will not."""
+    where = f"blob of {blob.agency_id} record {blob.record_ref}"
+    candidates: Sequence[tuple[str, PrivateKey]]
+    if blob.seal_key_id is not None:
+        key = keyring.get(blob.seal_key_id)
+        if key is None:
+            raise ReleaseError(
+                f"{where} is sealed to key {blob.seal_key_id}, which this service does not hold",
+                "SEAL_KEY_UNKNOWN",
+            )
+        candidates = [(blob.seal_key_id, key)]
+    else:
+        candidates = keyring.all()
+    payload: IdentityPayload | None = None
+    problem = "no sealing key is held"
+    for _kid, key in candidates:
+        try:
+            payload = open_sealed_identity(
+                blob.sealed_identity, key, expect_record_ref=blob.record_ref
+            )
+            break
+        except SealError as exc:
+            problem = str(exc)
+    if payload is None:
+        raise ReleaseError(f"{where} does not open: {problem}", "BLOB_DOES_NOT_OPEN")
+    if payload.agency_id != blob.agency_id or payload.record_ref != blob.record_ref:
+        raise ReleaseError(f"{where} holds another record's identity", "BLOB_MISPLACED")
+    return payload
+
+
+def open_subject_blobs(answer: SubjectAccessAnswer, keyring: SealKeyring) -> list[IdentityPayload]:
+    """Open the blobs of exactly the records a subject access answer holds; else ReleaseError."""
+    held = answer.held.record_keys()
+    got = [(b.agency_id, b.record_ref) for b in answer.blobs]
+    if len(set(got)) != len(got) or set(got) != held:
+        raise ReleaseError(
+            f"the linkage service's blobs are not exactly the {len(held)} records it says it "
+            f"holds ({len(held - set(got))} missing, {len(set(got) - held)} extra, "
+            f"{len(got) - len(set(got))} duplicated)",
+            "BLOBS_MISMATCH",
+        )
+    return [open_blob(blob, keyring) for blob in answer.blobs]
+
+
+def seal_subject_identities(
+    payloads: Sequence[IdentityPayload],
+    *,
+    query_sha256: str,
+    audit_index: int,
+    professional_key: bytes,
+) -> str:
+    """A subject access search's identities as one sealed box to the IG officer's key (base64)."""
+    body = SubjectIdentities(
+        query_sha256=query_sha256, audit_index=audit_index, identities=tuple(payloads)
+    )
+    return _seal_to(body.model_dump_json().encode("utf-8"), professional_key)
+
+
+def _seal_to(body: bytes, professional_key: bytes) -> str:
+    try:
+        recipient = VerifyKey(professional_key).to_curve25519_public_key()
+        sealed = SealedBox(recipient).encrypt(body)
+    except (CryptoError, ValueError) as exc:
+        raise ReleaseError(
+            "the professional's registered key cannot receive a sealed release", "BAD_KEY"
+        ) from exc
+    return base64.b64encode(sealed).decode("ascii")
 
 
 def seal_release(
@@ -308,11 +356,4 @@ def seal_release(
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    try:
-        recipient = VerifyKey(professional_key).to_curve25519_public_key()
-        sealed = SealedBox(recipient).encrypt(body)
-    except (CryptoError, ValueError) as exc:
-        raise ReleaseError(
-            "the professional's registered key cannot receive a sealed release", "BAD_KEY"
-        ) from exc
-    return base64.b64encode(sealed).decode("ascii")
+    return _seal_to(body, professional_key)

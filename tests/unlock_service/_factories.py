@@ -153,7 +153,10 @@ class FakeLinkage:
     key: SigningKey
     rng: random.Random
     families: dict[str, Family] = field(default_factory=dict)
-    subject_matches: list[dict[str, Any]] = field(default_factory=list)
+    # what POST /subject-access answers: a body (the wire model, or anything to
+    # test the contract) and its status
+    subject_answer: Any = None
+    subject_status: int = 200
     calls: list[str] = field(default_factory=list)
     down: bool = False
     token: str = "linkage-token-for-unlock-service-0123456789"
@@ -207,7 +210,10 @@ class FakeLinkage:
         parts = request.url.path.strip("/").split("/")
         if request.method == "POST" and parts == ["subject-access"]:
             json.loads(request.content)  # must be JSON
-            return httpx.Response(200, json={"matches": self.subject_matches})
+            body = self.subject_answer
+            if hasattr(body, "model_dump_json"):
+                return httpx.Response(self.subject_status, content=body.model_dump_json())
+            return httpx.Response(self.subject_status, json=body)
         if len(parts) != 3 or parts[0] != "families":
             return httpx.Response(404, json={"detail": "no route"})
         family = self.families.get(parts[1])
