@@ -12,6 +12,8 @@ scanning ``_privacy``. The sealed-identity format (sealing, opening, the
 sealing key files) is shared with the unlock service: ``protocols._seal``.
 """
 
+from protocols import SealPublicKey
+
 from ._check import CheckReport, check_csv
 from ._encoder import Encoder, Encoding, NormalisedIdentity, derive_key, dice
 from ._errors import AgencyClientError, ConfigError, ExtractError, InputError, KeyFileError
@@ -19,7 +21,6 @@ from ._extract import EncodeSummary, ExtractInfo, encode_csv, iter_records, veri
 from ._keys import (
     AgencyKey,
     AgencyPublicKey,
-    SealPublicKey,
     generate_agency_key,
     generate_seal_keypair,
     generate_secret,

@@ -225,12 +225,12 @@ def subject_answer(
         raise StorageError(f"cannot read what is held for a subject access query: {exc}") from exc
     persons = []
     for pid, found in by_person.items():
-        hid = household.get(pid) if pid is not None else None
+        home = household.get(pid) if pid is not None else None
         persons.append(
             HeldPerson(
                 person_id=pid,
-                household_id=hid,
-                family_ids=tuple(families_of.get(hid, ())) if hid is not None else (),
+                household_id=home,
+                family_ids=tuple(families_of.get(home, ())) if home is not None else (),
                 match=round(min(max(max(sc for _r, sc in found), 0.0), 1.0), 4),
                 records=tuple(records[rid] for rid, _sc in found),
             )
