@@ -1,8 +1,10 @@
 """Build the compiled parts; all other metadata lives in pyproject.toml.
 
 Two C kernels (Dice, Bloom filters) and, with mypyc, the agency client's row
-encoder, normalisers, encoder and sealer: the same Python source compiled to C,
-10-30% less CPU per record on one core (bench/encode_speed.py --workers 1).
+encoder, normalisers and encoder, and the shared sealer (``protocols/_seal.py``):
+the same Python source compiled to C, 10-30% less CPU per record on one core
+(bench/encode_speed.py --workers 1). The sealer is its own group, so the unlock
+service, which imports it, loads none of the encoder's compiled code.
 After editing a compiled module, run ``pip install -e .`` again:
 tests/conftest.py refuses to run on a stale build.
 """
@@ -17,8 +19,8 @@ MYPYC_MODULES = [
     "agency_client/_rows.py",
     "agency_client/_normalise.py",
     "agency_client/_encoder.py",
-    "agency_client/_seal.py",
 ]
+PROTOCOLS_MYPYC_MODULES = ["protocols/_seal.py"]
 
 # -O3 for the loops; no -march: the module must run on any x86_64, and its SIMD
 # bodies are chosen at runtime (function-level target attributes in _dice.c).
@@ -32,6 +34,11 @@ setup(
             ["--config-file=", "--ignore-missing-imports", *MYPYC_MODULES],
             opt_level="3",
             group_name="agency_client_compiled",
+        ),
+        *mypycify(
+            ["--config-file=", "--ignore-missing-imports", *PROTOCOLS_MYPYC_MODULES],
+            opt_level="3",
+            group_name="protocols_compiled",
         ),
         Extension(
             "linkage_service._dice",

@@ -5,11 +5,14 @@ keyed Bloom filters, keyed tokens and blocking keys, coarse attributes,
 indicators, and identities sealed so that only the unlock service can open them.
 
 Where things live: normalisation ``_normalise``, the encoder ``_encoder``,
-sealing ``_seal``, one CSV row ``_rows``, extract files ``_extract``, keys
-``_keys``, the mapping file ``_mapping`` and its transforms ``_transforms``,
-the dry run ``_check``, the CLI ``_cli``, the synthetic
-population ``_synthetic``, leak scanning ``_privacy``.
+one CSV row ``_rows``, extract files ``_extract``, keys ``_keys``, the
+mapping file ``_mapping`` and its transforms ``_transforms``, the dry run
+``_check``, the CLI ``_cli``, the synthetic population ``_synthetic``, leak
+scanning ``_privacy``. The sealed-identity format (sealing, opening, the
+sealing key files) is shared with the unlock service: ``protocols._seal``.
 """
+
+from protocols import SealPublicKey
 
 from ._check import CheckReport, check_csv
 from ._encoder import Encoder, Encoding, NormalisedIdentity, derive_key, dice
@@ -18,7 +21,6 @@ from ._extract import EncodeSummary, ExtractInfo, encode_csv, iter_records, veri
 from ._keys import (
     AgencyKey,
     AgencyPublicKey,
-    SealPublicKey,
     generate_agency_key,
     generate_seal_keypair,
     generate_secret,
@@ -32,7 +34,6 @@ from ._mapping import AgencyMapping, load_mapping
 from ._privacy import Needles, Scanner, identity_needles, scan_extract, scan_text
 from ._rows import BadRowPolicy, record_ref
 from ._schema_file import load_schema, write_schema
-from ._seal import IdentitySealer, open_sealed_identity
 from ._subject import IDENTITY_FIELDS, load_identity, subject_query
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
     "Encoding",
     "ExtractError",
     "ExtractInfo",
-    "IdentitySealer",
     "InputError",
     "KeyFileError",
     "Needles",
@@ -73,7 +73,6 @@ __all__ = [
     "load_seal_private_key",
     "load_seal_public_key",
     "load_secret",
-    "open_sealed_identity",
     "record_ref",
     "scan_extract",
     "scan_text",

@@ -14,6 +14,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from protocols import open_sealed_identity
+
 from ._extract import encode_csv, verify_extract
 from ._keys import (
     generate_agency_key,
@@ -29,7 +31,6 @@ from ._mapping import load_mapping
 from ._privacy import Needles, identity_needles, scan_extract
 from ._rows import BadRowPolicy
 from ._schema_file import load_schema
-from ._seal import open_sealed_identity
 from ._synthetic import GeneratedPopulation, PopulationConfig, generate_population
 
 

@@ -37,6 +37,7 @@ from protocols import (
     ExtractHeader,
     ExtractTrailer,
     LinkageSchema,
+    SealPublicKey,
     TokenisedRecord,
     field_path,
     signed_message,
@@ -44,7 +45,7 @@ from protocols import (
 
 from ._encoder import BLOCKING_TOKEN_BYTES, EXACT_TOKEN_BYTES
 from ._errors import ConfigError, ExtractError, InputError
-from ._keys import AgencyKey, AgencyPublicKey, SealPublicKey
+from ._keys import AgencyKey, AgencyPublicKey
 from ._mapping import AgencyMapping, check_schema, resolve_columns
 from ._rows import (
     BadRowPolicy,

@@ -17,18 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nacl.exceptions import BadSignatureError, CryptoError
-from nacl.public import PrivateKey, PublicKey
+from nacl.public import PrivateKey
 from nacl.signing import SigningKey, VerifyKey
 
-from protocols import SecretFileError, check_private_file, key_id, write_private_file
+import protocols
+from protocols import (
+    SealError,
+    SealPublicKey,
+    SecretFileError,
+    check_private_file,
+    key_id,
+    write_private_file,
+)
 
 from ._errors import KeyFileError
 
 AGENCY_KEY_FORMAT = "family-linkage/agency-key/v1"
 AGENCY_PUBLIC_FORMAT = "family-linkage/agency-public-key/v1"
 SECRET_FORMAT = "family-linkage/linkage-secret/v1"
-SEAL_PUBLIC_FORMAT = "family-linkage/seal-public-key/v1"
-SEAL_PRIVATE_FORMAT = "family-linkage/seal-private-key/v1"
 SECRET_ENV = "FAMILY_LINKAGE_SECRET_FILE"
 MIN_SECRET_BYTES = 32
 
@@ -207,47 +213,32 @@ def load_secret(path: Path | None) -> bytes:
     return secret
 
 
-# --- the unlock service's sealing key ----------------------------------------------
-
-
-@dataclass(frozen=True)
-class SealPublicKey:
-    """The unlock service's X25519 public key that identities are sealed to."""
-
-    public_key: PublicKey
-
-    @property
-    def key_id(self) -> str:
-        """Key id of the public key."""
-        return key_id(bytes(self.public_key))
+# --- the unlock service's sealing key (format and files: protocols._seal) -------------
 
 
 def generate_seal_keypair(directory: Path) -> tuple[Path, Path]:
     """Create the unlock service's ``seal.key`` (0600) and ``seal.pub``.
 
-    Belongs to the unlock service's key ceremony; it lives here so the demo and
-    tests can make one without the unlock service installed.
+    Belongs to the unlock service's key ceremony; agencies and tests can make
+    one without the unlock service installed.
     """
-    sk = PrivateKey.generate()
-    pub = bytes(sk.public_key)
-    private_path, public_path = directory / "seal.key", directory / "seal.pub"
-    write_private(
-        private_path,
-        {"format": SEAL_PRIVATE_FORMAT, "private_key": _b64e(bytes(sk)), "key_id": key_id(pub)},
-    )
-    write_public(
-        public_path, {"format": SEAL_PUBLIC_FORMAT, "public_key": _b64e(pub), "key_id": key_id(pub)}
-    )
-    return private_path, public_path
+    try:
+        return protocols.generate_seal_keypair(directory)
+    except SealError as exc:
+        raise KeyFileError(str(exc)) from exc
 
 
 def load_seal_public_key(path: Path) -> SealPublicKey:
     """Read the unlock service's public sealing key."""
-    data = _read_json(path, SEAL_PUBLIC_FORMAT, private=False)
-    return SealPublicKey(PublicKey(_b64d(data.get("public_key"), path, "public_key", 32)))
+    try:
+        return protocols.load_seal_public_key(path)
+    except SealError as exc:
+        raise KeyFileError(str(exc)) from exc
 
 
 def load_seal_private_key(path: Path) -> PrivateKey:
-    """Read the unlock service's private sealing key (unlock service only)."""
-    data = _read_json(path, SEAL_PRIVATE_FORMAT, private=True)
-    return PrivateKey(_b64d(data.get("private_key"), path, "private_key", 32))
+    """Read the unlock service's private sealing key (the demo and tests only)."""
+    try:
+        return protocols.load_seal_private_key(path)
+    except SealError as exc:
+        raise KeyFileError(str(exc)) from exc

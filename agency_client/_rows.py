@@ -27,11 +27,11 @@ from typing import TypeVar
 from nacl.public import PublicKey
 
 from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
+from protocols._seal import IdentitySealer
 
 from . import _normalise as norm
 from ._encoder import Encoder, b64, keyed_token, yyyymmdd
 from ._mapping import AgencyMapping, IndicatorColumn, check_schema
-from ._seal import IdentitySealer
 from ._transforms import BLANK, MATCHED, StepFunction
 
 _TRUE = frozenset({"y", "yes", "true", "t", "1", "x"})

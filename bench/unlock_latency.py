@@ -51,17 +51,17 @@ from fastapi.responses import Response  # noqa: E402
 from nacl.public import PublicKey  # noqa: E402
 from nacl.signing import SigningKey  # noqa: E402
 
-from agency_client import IdentitySealer  # noqa: E402
-from agency_client._seal import identity_bytes  # noqa: E402
 from audit_log import NoteSigner  # noqa: E402
-from protocols import (  # noqa: E402
+from protocols import (  # noqa: E402  # noqa: E402
     Attestation,
     AttestedMember,
     FamilyBlobs,
+    IdentitySealer,
     SealedBlob,
     SignedAttestation,
     attestation_message,
     attestation_sha256,
+    identity_bytes,
     key_id,
 )
 from unlock_service import TokenIssuer, UnlockClient, open_release  # noqa: E402

@@ -116,11 +116,13 @@ class DemoProfessional:
 
 # name, role, team, clearance: an administrator (bootstraps the registry), a
 # social worker cleared for every family the shipped risk model can produce
-# (levels 2-3), and one whose clearance 0 is too far below any family's.
+# (levels 2-3), one whose clearance 0 is too far below any family's, and an IG
+# officer (reviews, restrictions, subject access).
 DEMO_PROFESSIONALS = (
     ("admin", "admin", "ig-office", 9),
     ("social-worker", "social_worker", "north-early-help", 3),
     ("uncleared", "social_worker", "north-early-help", 0),
+    ("ig-officer", "ig_officer", "ig-office", 0),
 )
 
 

@@ -35,7 +35,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
+from protocols import FamilyBlobs, SignedAttestation, SubjectAccessAnswer, SubjectQuery
 from service_common import bearer_caller, instrument_app, require_roles
 
 from . import _review as review_
@@ -411,12 +411,22 @@ def create_app(
         )
         return out
 
-    @app.post("/subject-access")
+    @app.post("/subject-access", response_model=SubjectAccessAnswer)
     def subject_access(
-        _caller: UnlockService, service: ServiceDep, query: SubjectQuery
-    ) -> dict[str, Any]:
-        """Persons, families and records an encoded identity may match (unlock service only)."""
-        return service.search(query)
+        caller: UnlockService, service: ServiceDep, query: SubjectQuery
+    ) -> SubjectAccessAnswer:
+        """What is held about the person an encoded identity matches (unlock service only).
+
+        Records with their data and indicators, family memberships with every
+        assessment's score and reasons, status and claims, and the records'
+        sealed identity blobs, still sealed.
+        """
+        out = service.search(query)
+        _logger.info(
+            "subject access answered",
+            extra={"count": len(out.blobs), "role": caller.role},
+        )
+        return out
 
     @app.post("/claims")
     def make_claims(caller: Coordinator, service: ServiceDep, body: ClaimRequest) -> dict[str, Any]:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocols import IndicatorType, LinkageSchema, SubjectQuery
+from protocols import IndicatorType, LinkageSchema, SubjectAccessAnswer, SubjectQuery
 
 from . import _store as store
 from ._batch import LOCAL_TOKEN_PREFIX, SEX_CODES, RecordBatch, TokenColumns
@@ -43,6 +43,7 @@ from ._errors import (
     StorageError,
 )
 from ._ingest import ExtractReceiver, Received
+from ._subject import subject_answer
 
 __all__ = ["Delta", "EngineFactory", "LinkEngine", "LinkageService", "default_engine_factory"]
 
@@ -332,12 +333,13 @@ class LinkageService:
         )
         return engine
 
-    def search(self, query: SubjectQuery) -> dict[str, Any]:
-        """Subject access: the persons, families and records an encoded identity may match.
+    def search(self, query: SubjectQuery) -> SubjectAccessAnswer:
+        """Subject access: what is held about the persons an encoded identity may match.
 
         The query must be encoded with a pinned schema. Records are grouped by
-        person; each person carries their current family id (when their household
-        is a family in the latest assessment) and the best Dice seen.
+        person, with their data and indicators, the families of the person's
+        household in every assessment (scores, reasons, status, claims), and
+        the records' sealed blobs (see :mod:`linkage_service._subject`).
         """
         if query.schema_fingerprint not in self.schemas:
             raise IngestError(
@@ -354,7 +356,7 @@ class LinkageService:
             if self._engine is None:
                 self._engine = self._build()
             hits = self._engine.search(clk, exact)
-        return store.subject_matches(self.sql, hits)
+        return subject_answer(self.sql, hits, dt.datetime.now(dt.UTC))
 
     def exclusive(self, fn: Callable[[], _R]) -> _R:
         """Run ``fn`` while no extract is being applied (an assessment reads one state)."""

@@ -1099,68 +1099,6 @@ def statistics(engine: Engine) -> dict[str, Any]:
         raise StorageError(f"cannot compute statistics: {exc}") from exc
 
 
-def subject_matches(
-    engine: Engine, hits: Sequence[tuple[int, float, str | None]]
-) -> dict[str, Any]:
-    """Group subject-access hits by person with their records and current family id."""
-    ids = [rid for rid, _s, _p in hits]
-    best: dict[str, float] = {}
-    records_of: dict[str, list[dict[str, Any]]] = {}
-    try:
-        with _read(engine, "subject access matches") as conn:
-            refs: dict[int, tuple[str, str]] = {}
-            for part in chunks(ids):
-                q = sa.select(records.c.id, records.c.agency_id, records.c.record_ref).where(
-                    records.c.id.in_(part)
-                )
-                refs.update({int(i): (str(a), str(r)) for i, a, r in conn.execute(q)})
-            for rid, score, pid in hits:
-                if rid not in refs:
-                    continue
-                key = pid or f"(record {rid})"
-                best[key] = max(best.get(key, 0.0), score)
-                agency, ref = refs[rid]
-                records_of.setdefault(key, []).append(
-                    {"agency_id": agency, "record_ref": ref, "score": round(score, 4)}
-                )
-            persons_ = [p for p in best if not p.startswith("(")]
-            household = _households_of(conn, persons_)
-            latest = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
-            families_: set[str] = set()
-            if latest is not None:
-                hids = sorted(set(household.values()))
-                for hpart in chunks(hids):
-                    families_.update(
-                        str(h)
-                        for (h,) in conn.execute(
-                            sa.select(snapshots.c.household_id).where(
-                                snapshots.c.cycle_id == latest, snapshots.c.household_id.in_(hpart)
-                            )
-                        )
-                    )
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read subject access matches: {exc}") from exc
-
-    def family(pid: str) -> str | None:
-        hid = household.get(pid)
-        if hid is None or hid not in families_:
-            return None
-        return family_id_of(hid)
-
-    return {
-        "matches": [
-            {
-                "person_id": None if p.startswith("(") else p,
-                "family_id": None if p.startswith("(") else family(p),
-                "household_id": household.get(p),
-                "score": round(best[p], 4),
-                "records": records_of[p],
-            }
-            for p in sorted(best, key=lambda k: (-best[k], k))
-        ]
-    }
-
-
 def ping(engine: Engine) -> None:
     """StorageError unless the database answers a trivial query."""
     try:

@@ -16,7 +16,7 @@ COMPILED = {
     "agency_client._rows": "agency_client/_rows.py",
     "agency_client._normalise": "agency_client/_normalise.py",
     "agency_client._encoder": "agency_client/_encoder.py",
-    "agency_client._seal": "agency_client/_seal.py",
+    "protocols._seal": "protocols/_seal.py",
     "agency_client._bloom": "agency_client/_bloom.c",
     "linkage_service._dice": "linkage_service/_dice.c",
 }

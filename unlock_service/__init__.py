@@ -44,10 +44,11 @@ from ._errors import (
     StorageError,
     UnlockError,
 )
-from ._linkage import LinkageClient, SubjectMatch
+from ._linkage import LinkageClient
 from ._policy import Facts, Outcome, Policy, decide, load_policy
 from ._release import SealKeyring, verify_attestation
 from ._service import Pending, Release, UnlockService
+from ._subject import open_subject_identities, write_subject_access
 
 __all__ = [
     "AuditUnavailable",
@@ -69,7 +70,6 @@ __all__ = [
     "SealKeyring",
     "Settings",
     "StorageError",
-    "SubjectMatch",
     "TokenIssuer",
     "TokenVerifier",
     "UnlockClient",
@@ -84,10 +84,12 @@ __all__ = [
     "load_professional_key",
     "load_settings",
     "open_release",
+    "open_subject_identities",
     "rotate_professional_key",
     "rotate_sealing_key",
     "set_active",
     "set_clearance",
     "sign_request",
     "verify_attestation",
+    "write_subject_access",
 ]

@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 import audit_log
 from audit_log import AuditLog, AuditLogError, NoteSigner, WitnessEndpoint
 from audit_log._config import witness_verifier
-from protocols import SubjectQuery
+from protocols import SubjectAccessReport, SubjectQuery
 from service_common import Periodic, instrument_app, traced_transport
 
 from ._auth import SIGNATURE_HEADER, TokenVerifier
@@ -389,9 +389,12 @@ def create_app(
         """Lift a family's flag (IG; audited)."""
         return service.set_restriction(pro, family_id, None, body.note)
 
-    @app.post("/subject-access")
-    def subject_access(pro: Pro, service: ServiceDep, body: SubjectQuery) -> dict[str, Any]:
-        """Records and unlocks concerning an encoded identity (IG; audited)."""
+    @app.post("/subject-access", response_model=SubjectAccessReport)
+    def subject_access(pro: Pro, service: ServiceDep, body: SubjectQuery) -> SubjectAccessReport:
+        """What is held about an encoded identity, with its identities sealed to the caller.
+
+        IG officers only; audited before anything is returned.
+        """
         return service.subject_access(pro, body)
 
     if audit_app is not None:

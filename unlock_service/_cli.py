@@ -18,16 +18,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from pydantic import ValidationError
 
 from audit_log import AuditLog, AuditLogError, NoteSigner
+from protocols import (
+    SecretFileError,
+    SubjectAccessReport,
+    SubjectQuery,
+    check_private_file,
+    describe_errors,
+    write_private_file,
+)
 
 from . import _admin as admin
 from . import _store as store
 from ._api import build_service, close_service, create_app
 from ._auth import TokenIssuer
-from ._client import generate_professional_key
+from ._client import UnlockClient, generate_professional_key, load_professional_key
 from ._config import (
     Settings,
     load_audit_signer,
@@ -35,11 +45,12 @@ from ._config import (
     load_settings,
     write_secret,
 )
-from ._errors import ConfigError, Forbidden, NotFound, UnlockError
+from ._errors import ConfigError, Forbidden, NotFound, Refused, UnlockError
 from ._policy import load_policy
 from ._release import rotate_seal_key
 from ._service import UnlockService
 from ._store import Professional
+from ._subject import open_subject_identities, write_subject_access
 
 __all__ = ["build_parser", "main"]
 
@@ -96,6 +107,19 @@ def build_parser() -> argparse.ArgumentParser:
     ti = t.add_parser("issue", help="issue a short-lived token for a professional")
     ti.add_argument("--professional", required=True)
     ti.add_argument("--lifetime", type=int, default=300)
+    ti.add_argument("--out", type=Path, help="write the token to this file (0600) instead")
+
+    sa_ = sub.add_parser(
+        "subject-access",
+        help="IG officer: search for a subject and write what is held to hand over",
+    )
+    sa_.add_argument("--url", required=True, help="the unlock service, e.g. https://unlock:8443")
+    sa_.add_argument("--key", type=Path, required=True, help="your professional key file (0600)")
+    sa_.add_argument("--token-file", type=Path, required=True, help="your bearer token (0600)")
+    sa_.add_argument(
+        "--query", type=Path, required=True, help="the query from agency-client subject-query"
+    )
+    sa_.add_argument("--out", type=Path, required=True, help="directory for the files (0700)")
 
     ks = sub.add_parser("keys", help="the sealing key").add_subparsers(dest="action", required=True)
     kr = ks.add_parser("rotate", help="make a new X25519 sealing key current (old ones kept)")
@@ -198,6 +222,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "init":
         _init(args)
+        return 0
+    if command == "subject-access":
+        _subject_access(args)
         return 0
     if command == "professional" and args.action == "keygen":
         key = generate_professional_key(args.out)
@@ -324,7 +351,55 @@ def _token(settings: Settings, args: argparse.Namespace) -> None:
         raise NotFound(f"no active professional {args.professional}")
     lifetime = min(args.lifetime, settings.max_token_lifetime)
     issuer = TokenIssuer(key, settings.token_issuer, settings.token_audience)
-    print(issuer.issue(pro.professional_id, pro.public_key, lifetime=lifetime))
+    token = issuer.issue(pro.professional_id, pro.public_key, lifetime=lifetime)
+    if args.out is None:
+        print(token)
+        return
+    try:
+        write_private_file(args.out, token + "\n")
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    print(f"wrote a token for {pro.professional_id} to {args.out} (mode 600, {lifetime} s)")
+
+
+def _subject_access(args: argparse.Namespace) -> None:
+    key = load_professional_key(args.key)
+    try:
+        check_private_file(args.token_file, "token file")
+        token = args.token_file.read_text(encoding="utf-8").strip()
+        query = SubjectQuery.model_validate_json(args.query.read_bytes())
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        raise ConfigError(f"{args.query} is not a subject query: {describe_errors(exc)}") from exc
+    with UnlockClient(args.url, key, token) as client:
+        try:
+            response = client.subject_access(query)
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"cannot reach {args.url}: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise Refused(
+            f"the unlock service answered {response.status_code}: {response.text[:300]}",
+            "SUBJECT_ACCESS_FAILED",
+        )
+    try:
+        report = SubjectAccessReport.model_validate_json(response.content)
+    except ValidationError as exc:
+        raise ConfigError(f"the answer is not a subject access report: {exc}") from exc
+    identities = open_subject_identities(report, key)
+    written = write_subject_access(report, identities, args.out)
+    held = report.held
+    records = sum(len(p.records) for p in held.persons)
+    print(
+        f"search logged as audit entry {report.audit_index}: {len(held.persons)} persons, "
+        f"{records} records, {len(held.families)} families, {len(report.unlocks)} unlock "
+        f"requests; identities opened with your key"
+    )
+    for path in written:
+        print(f"wrote {path} (mode 600)")
+    print("check each record is the subject's before handing over (see summary.txt)")
 
 
 # Log fields that are pseudonymous ids or codes, never identities.

@@ -22,7 +22,13 @@ from nacl.public import SealedBox
 from nacl.signing import SigningKey
 from pydantic import ValidationError
 
-from protocols import IdentityPayload, SecretFileError, check_private_file, write_private_file
+from protocols import (
+    IdentityPayload,
+    SecretFileError,
+    SubjectQuery,
+    check_private_file,
+    write_private_file,
+)
 
 from ._auth import SIGNATURE_HEADER, sign_request
 from ._errors import ConfigError, ReleaseError
@@ -166,3 +172,7 @@ class UnlockClient:
     def release(self, request_id: str) -> httpx.Response:
         """Redeem a grant (after approval)."""
         return self.call("POST", f"/unlocks/{request_id}/release")
+
+    def subject_access(self, query: SubjectQuery) -> httpx.Response:
+        """Run a subject access search (IG officers); the identities come sealed to our key."""
+        return self.call("POST", "/subject-access", query.model_dump(mode="json"))

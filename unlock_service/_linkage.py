@@ -14,13 +14,13 @@ import re
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
-from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
+from protocols import FamilyBlobs, SignedAttestation, SubjectAccessAnswer, SubjectQuery
 
 from ._errors import LinkageError
 
-__all__ = ["AttestationUnavailable", "LinkageClient", "SubjectMatch", "SubjectRecord"]
+__all__ = ["AttestationUnavailable", "LinkageClient", "SubjectQueryRefused"]
 
 _FAMILY = re.compile(r"^fam_[0-9a-f]{16,64}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -33,30 +33,10 @@ class AttestationUnavailable(LinkageError):
     status = 403
 
 
-class SubjectRecord(BaseModel):
-    """One record of a matched person."""
+class SubjectQueryRefused(LinkageError):
+    """The linkage service refused the subject query as malformed (its 400 / 422)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    agency_id: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,39}$")
-    record_ref: str = Field(pattern=r"^[0-9a-f]{32}$")
-
-
-class SubjectMatch(BaseModel):
-    """A person the linkage service matched to a subject query."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    person_id: str = Field(pattern=r"^per_[0-9a-f]{16,64}$")
-    family_id: str | None = Field(default=None, pattern=r"^fam_[0-9a-f]{16,64}$")
-    score: float = Field(allow_inf_nan=False)
-    records: tuple[SubjectRecord, ...] = ()
-
-
-class _Matches(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    matches: tuple[SubjectMatch, ...]
+    status = 400
 
 
 def _detail(response: httpx.Response) -> str:
@@ -136,8 +116,8 @@ class LinkageClient:
             )
         return self._parse(response, FamilyBlobs, f"blobs of {family_id}")
 
-    def subject_access(self, query: SubjectQuery) -> tuple[SubjectMatch, ...]:
-        """Persons (and their families and records) matching an encoded identity."""
+    def subject_access(self, query: SubjectQuery) -> SubjectAccessAnswer:
+        """What the linkage service holds about the person an encoded identity matches."""
         try:
             response = self._http.post(
                 "/subject-access",
@@ -146,7 +126,12 @@ class LinkageClient:
             )
         except httpx.HTTPError as exc:
             raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
-        return self._parse(response, _Matches, "subject-access answer").matches
+        if response.status_code in (400, 422):
+            raise SubjectQueryRefused(
+                f"the linkage service refused the subject query: {_detail(response)}",
+                "SUBJECT_QUERY_REFUSED",
+            )
+        return self._parse(response, SubjectAccessAnswer, "subject-access answer")
 
     @staticmethod
     def _parse(response: httpx.Response, model: type[_M], what: str) -> _M:

@@ -6,13 +6,16 @@
   family asked for, and was assessed no longer ago than the policy allows.
   Each failure has its own reason code.
 * :class:`SealKeyring` holds the unlock service's X25519 private keys, one
-  directory per key (``<key id>/seal.key``, 0600, the format
-  ``agency-client seal-keygen`` writes) plus ``CURRENT`` naming the key new
-  extracts are sealed to. Old keys stay so blobs sealed before a rotation
-  still open. :func:`rotate_seal_key` adds a key and moves ``CURRENT``.
+  directory per key (``<key id>/seal.key``, 0600, the format of
+  :mod:`protocols._seal`, which ``agency-client seal-keygen`` also writes)
+  plus ``CURRENT`` naming the key new extracts are sealed to. Old keys stay
+  so blobs sealed before a rotation still open. :func:`rotate_seal_key` adds
+  a key and moves ``CURRENT``.
 * :func:`open_family` opens exactly the attested records' blobs and checks
   each payload names the agency and record ref of its blob;
   :func:`seal_release` seals the identities to the requesting professional.
+* :func:`open_subject_blobs` opens exactly the records a subject access
+  answer holds; :func:`seal_subject_identities` seals them to the IG officer.
 
 Professionals register one Ed25519 key; identities are sealed (libsodium
 sealed box) to its X25519 form (``crypto_sign_ed25519_pk_to_curve25519``),
@@ -39,19 +42,20 @@ from nacl.exceptions import BadSignatureError, CryptoError
 from nacl.public import PrivateKey, SealedBox
 from nacl.signing import VerifyKey
 
-from agency_client import (
-    AgencyClientError,
-    generate_seal_keypair,
-    load_seal_private_key,
-    open_sealed_identity,
-)
 from protocols import (
     Attestation,
     FamilyBlobs,
     IdentityPayload,
+    SealedBlob,
+    SealError,
     SignedAttestation,
+    SubjectAccessAnswer,
+    SubjectIdentities,
     attestation_message,
+    generate_seal_keypair,
     key_id,
+    load_seal_private_key,
+    open_sealed_identity,
 )
 
 from ._errors import ConfigError, ReleaseError
@@ -60,9 +64,12 @@ __all__ = [
     "RELEASE_FORMAT",
     "AttestationRefused",
     "SealKeyring",
+    "open_blob",
     "open_family",
+    "open_subject_blobs",
     "rotate_seal_key",
     "seal_release",
+    "seal_subject_identities",
     "verify_attestation",
 ]
 
@@ -151,7 +158,7 @@ class SealKeyring:
                 continue
             try:
                 private = load_seal_private_key(sub / "seal.key")
-            except AgencyClientError as exc:
+            except SealError as exc:
                 raise ConfigError(f"seal key {sub.name}: {exc}") from exc
             kid = key_id(bytes(private.public_key))
             if kid != sub.name:
@@ -213,7 +220,7 @@ def rotate_seal_key(
     if old is not None:
         try:
             old_pub = bytes(load_seal_private_key(directory / old / "seal.key").public_key)
-        except AgencyClientError as exc:
+        except SealError as exc:
             raise ConfigError(f"current seal key {old}: {exc}") from exc
     staging = Path(tempfile.mkdtemp(prefix=".new-", dir=directory))
     try:
@@ -221,7 +228,7 @@ def rotate_seal_key(
         new_pub = bytes(load_seal_private_key(private_path).public_key)
         if before_switch is not None:
             before_switch(old_pub, new_pub)
-    except AgencyClientError as exc:
+    except SealError as exc:
         shutil.rmtree(staging)
         raise ConfigError(f"cannot create a seal key in {directory}: {exc}") from exc
     except BaseException:
@@ -258,37 +265,77 @@ def open_family(
             f"unattested, {len(got) - len(set(got))} duplicated)",
             "BLOBS_MISMATCH",
         )
-    payloads: list[IdentityPayload] = []
-    for blob in blobs.blobs:
-        where = f"blob of {blob.agency_id} record {blob.record_ref}"
-        candidates: Sequence[tuple[str, PrivateKey]]
-        if blob.seal_key_id is not None:
-            key = keyring.get(blob.seal_key_id)
-            if key is None:
-                raise ReleaseError(
-                    f"{where} is sealed to key {blob.seal_key_id}, which this service does "
-                    "not hold",
-                    "SEAL_KEY_UNKNOWN",
-                )
-            candidates = [(blob.seal_key_id, key)]
-        else:
-            candidates = keyring.all()
-        payload: IdentityPayload | None = None
-        problem = "no sealing key is held"
-        for _kid, key in candidates:
-            try:
-                payload = open_sealed_identity(
-                    blob.sealed_identity, key, expect_record_ref=blob.record_ref
-                )
-                break
-            except AgencyClientError as exc:
-                problem = str(exc)
-        if payload is None:
-            raise ReleaseError(f"{where} does not open: {problem}", "BLOB_DOES_NOT_OPEN")
-        if payload.agency_id != blob.agency_id or payload.record_ref != blob.record_ref:
-            raise ReleaseError(f"{where} holds another record's identity", "BLOB_MISPLACED")
-        payloads.append(payload)
-    return payloads
+    return [open_blob(blob, keyring) for blob in blobs.blobs]
+
+
+def open_blob(blob: SealedBlob, keyring: SealKeyring) -> IdentityPayload:
+    """Open one blob with the key it names (or any key held); ReleaseError if it will not."""
+    where = f"blob of {blob.agency_id} record {blob.record_ref}"
+    candidates: Sequence[tuple[str, PrivateKey]]
+    if blob.seal_key_id is not None:
+        key = keyring.get(blob.seal_key_id)
+        if key is None:
+            raise ReleaseError(
+                f"{where} is sealed to key {blob.seal_key_id}, which this service does not hold",
+                "SEAL_KEY_UNKNOWN",
+            )
+        candidates = [(blob.seal_key_id, key)]
+    else:
+        candidates = keyring.all()
+    payload: IdentityPayload | None = None
+    problem = "no sealing key is held"
+    for _kid, key in candidates:
+        try:
+            payload = open_sealed_identity(
+                blob.sealed_identity, key, expect_record_ref=blob.record_ref
+            )
+            break
+        except SealError as exc:
+            problem = str(exc)
+    if payload is None:
+        raise ReleaseError(f"{where} does not open: {problem}", "BLOB_DOES_NOT_OPEN")
+    if payload.agency_id != blob.agency_id or payload.record_ref != blob.record_ref:
+        raise ReleaseError(f"{where} holds another record's identity", "BLOB_MISPLACED")
+    return payload
+
+
+def open_subject_blobs(answer: SubjectAccessAnswer, keyring: SealKeyring) -> list[IdentityPayload]:
+    """Open the blobs of exactly the records a subject access answer holds; else ReleaseError."""
+    held = answer.held.record_keys()
+    got = [(b.agency_id, b.record_ref) for b in answer.blobs]
+    if len(set(got)) != len(got) or set(got) != held:
+        raise ReleaseError(
+            f"the linkage service's blobs are not exactly the {len(held)} records it says it "
+            f"holds ({len(held - set(got))} missing, {len(set(got) - held)} extra, "
+            f"{len(got) - len(set(got))} duplicated)",
+            "BLOBS_MISMATCH",
+        )
+    return [open_blob(blob, keyring) for blob in answer.blobs]
+
+
+def seal_subject_identities(
+    payloads: Sequence[IdentityPayload],
+    *,
+    query_sha256: str,
+    audit_index: int,
+    professional_key: bytes,
+) -> str:
+    """A subject access search's identities as one sealed box to the IG officer's key (base64)."""
+    body = SubjectIdentities(
+        query_sha256=query_sha256, audit_index=audit_index, identities=tuple(payloads)
+    )
+    return _seal_to(body.model_dump_json().encode("utf-8"), professional_key)
+
+
+def _seal_to(body: bytes, professional_key: bytes) -> str:
+    try:
+        recipient = VerifyKey(professional_key).to_curve25519_public_key()
+        sealed = SealedBox(recipient).encrypt(body)
+    except (CryptoError, ValueError) as exc:
+        raise ReleaseError(
+            "the professional's registered key cannot receive a sealed release", "BAD_KEY"
+        ) from exc
+    return base64.b64encode(sealed).decode("ascii")
 
 
 def seal_release(
@@ -309,11 +356,4 @@ def seal_release(
         separators=(",", ":"),
         ensure_ascii=False,
     ).encode("utf-8")
-    try:
-        recipient = VerifyKey(professional_key).to_curve25519_public_key()
-        sealed = SealedBox(recipient).encrypt(body)
-    except (CryptoError, ValueError) as exc:
-        raise ReleaseError(
-            "the professional's registered key cannot receive a sealed release", "BAD_KEY"
-        ) from exc
-    return base64.b64encode(sealed).decode("ascii")
+    return _seal_to(body, professional_key)

@@ -52,7 +52,13 @@ from audit_log import (
     Review,
     UnlockRequest,
 )
-from protocols import SignedAttestation, SubjectQuery, attestation_sha256, canonical_json
+from protocols import (
+    SignedAttestation,
+    SubjectAccessReport,
+    SubjectQuery,
+    attestation_sha256,
+    canonical_json,
+)
 
 from . import _store as store
 from ._auth import TokenVerifier, jwk_thumbprint, verify_request_signature
@@ -83,10 +89,13 @@ from ._release import (
     AttestationRefused,
     SealKeyring,
     open_family,
+    open_subject_blobs,
     seal_release,
+    seal_subject_identities,
     verify_attestation,
 )
 from ._store import Professional, RequestRow
+from ._subject import held_unlock
 
 __all__ = ["NO_ATTESTATION", "Pending", "Release", "UnlockService", "micros", "utcnow"]
 
@@ -826,23 +835,54 @@ class UnlockService:
             self.engine, self.audit, pro.professional_id, family_id, flag, note, self._clock()
         )
 
-    def subject_access(self, pro: Professional, query: SubjectQuery) -> dict[str, Any]:
-        """The records matched to an encoded identity, and unlocks of their families."""
+    def subject_access(self, pro: Professional, query: SubjectQuery) -> SubjectAccessReport:
+        """What is held about an encoded identity, its families' unlocks, and its identities.
+
+        The matched records' blobs are opened (exactly the records the linkage
+        service says it holds) and sealed to the IG officer's own key. The
+        search is logged (``ig_access``/``SUBJECT_ACCESS``, the query's
+        SHA-256) before anything is returned; if the append fails, nothing is.
+        """
         self._ig(pro, "subject_access")
         query_sha = hashlib.sha256(canonical_json(query.model_dump(mode="json"))).hexdigest()
-        matches = self.linkage.subject_access(query)
-        families = sorted({m.family_id for m in matches if m.family_id is not None})
-        self._ig_access(pro, "SUBJECT_ACCESS", notes_sha256=query_sha)
+        answer = self.linkage.subject_access(query)
+        payloads = open_subject_blobs(answer, self.keyring)
+        now = self._clock()
+        (index,) = self._append(
+            [
+                IgAccess(
+                    time=now,
+                    actor_id=pro.professional_id,
+                    reason_code="SUBJECT_ACCESS",
+                    notes_sha256=query_sha,
+                )
+            ]
+        )
+        families = sorted({f.family_id for f in answer.held.families})
         unlocks = (
             store.requests_where(self.engine, store.requests.c.family_id.in_(families))
             if families
             else []
         )
-        return {
-            "query_sha256": query_sha,
-            "matches": [m.model_dump(mode="json") for m in matches],
-            "unlocks": [r.public() for r in unlocks],
-        }
+        sealed = (
+            seal_subject_identities(
+                payloads,
+                query_sha256=query_sha,
+                audit_index=index,
+                professional_key=pro.public_key,
+            )
+            if payloads
+            else None
+        )
+        del payloads
+        return SubjectAccessReport(
+            query_sha256=query_sha,
+            audit_index=index,
+            generated_at=now,
+            held=answer.held,
+            unlocks=tuple(held_unlock(r) for r in unlocks),
+            sealed_identities=sealed,
+        )
 
 
 def set_flag(

@@ -22,8 +22,7 @@ from agency_client._keys import (
 from agency_client._mapping import load_mapping
 from agency_client._privacy import identity_needles, scan_extract
 from agency_client._rows import BadRowPolicy
-from agency_client._seal import open_sealed_identity
-from protocols import TokenisedRecord, default_schema
+from protocols import TokenisedRecord, default_schema, open_sealed_identity
 
 from .conftest import EXTRACT_DATE, ROWS
 

@@ -28,8 +28,7 @@ from agency_client._rows import (
     encode_block_or_stop,
     record_ref,
 )
-from agency_client._seal import identity_bytes, open_sealed_identity
-from protocols import TokenisedRecord, default_schema
+from protocols import TokenisedRecord, default_schema, identity_bytes, open_sealed_identity
 
 from .conftest import EXTRACT_DATE, HEADER, MAPPING, ROWS
 
@@ -84,7 +83,7 @@ _LONG_LETTERS = re.compile(r"[^\W\d_]{8,}")
 
 
 def _sealed_plaintext(blob_b64: str) -> bytes:
-    """The unpadded plaintext of a sealed identity (format in agency_client/_seal.py)."""
+    """The unpadded plaintext of a sealed identity (format in protocols/_seal.py)."""
     blob = base64.b64decode(blob_b64)
     padded = Box(SEAL_KEY, PublicKey(blob[1:33])).decrypt(blob[33:])
     return padded[2 : 2 + int.from_bytes(padded[:2], "big")]

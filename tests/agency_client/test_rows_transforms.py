@@ -29,9 +29,8 @@ from agency_client._keys import (
 from agency_client._mapping import AgencyMapping, load_mapping, resolve_columns
 from agency_client._privacy import identity_needles, scan_extract
 from agency_client._rows import BadRowPolicy, RowContext, RowEncoder, encode_block_or_stop
-from agency_client._seal import open_sealed_identity
 from agency_client._transforms import SUFFIXES, TITLES
-from protocols import LinkageSchema, TokenisedRecord, default_schema
+from protocols import LinkageSchema, TokenisedRecord, default_schema, open_sealed_identity
 
 from .conftest import EXTRACT_DATE, write_csv
 

@@ -22,7 +22,13 @@ from linkage_service._config import Settings
 from linkage_service.programme._assessment import run_cycle
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
-from protocols import SignedAttestation, attestation_message, attestation_sha256, default_schema
+from protocols import (
+    SignedAttestation,
+    SubjectAccessAnswer,
+    attestation_message,
+    attestation_sha256,
+    default_schema,
+)
 
 from ._factories import auth, write_tokens
 
@@ -194,7 +200,6 @@ async def test_subject_access_finds_the_persons_records_and_family(client, linke
             .where(store.records.c.agency_id == "health", store.records.c.active)
             .limit(1)
         ).one()
-    sql.dispose()
     # the same identity encoded again gives the same filter and tokens
     query = {
         "schema_fingerprint": default_schema().fingerprint(),
@@ -207,10 +212,31 @@ async def test_subject_access_finds_the_persons_records_and_family(client, linke
     }
     r = await client.post("/subject-access", json=query, headers=auth("unlock_service"))
     assert r.status_code == 200, r.text
-    matches = r.json()["matches"]
-    assert matches and matches[0]["score"] == 1.0
-    assert any(rec["agency_id"] == "health" for rec in matches[0]["records"])
-    assert matches[0]["person_id"].startswith("per_")
+    answer = SubjectAccessAnswer.model_validate_json(r.content)
+    held = answer.held
+    best = held.persons[0]
+    assert best.match == 1.0 and best.person_id is not None
+    assert any(rec.agency_id == "health" and rec.age == row.age for rec in best.records)
+    # every record of the subject's person comes with its indicators as ingested
+    with sql.connect() as conn:
+        stored = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(store.indicators.join(store.records))
+            .join(store.record_person, store.record_person.c.record_id == store.records.c.id)
+            .where(store.record_person.c.person_id == best.person_id, store.records.c.active)
+        ).scalar()
+    sql.dispose()
+    assert sum(len(rec.indicators) for rec in best.records) == stored
+    # the family of the person's household, with its score and the reasons for it
+    assert best.family_ids and {f.family_id for f in held.families} >= set(best.family_ids)
+    family = next(f for f in held.families if f.family_id == best.family_ids[0])
+    latest = family.assessments[-1]
+    assert latest.subject_member and latest.cycle_id == 1
+    assert latest.score == sum(reason.points for reason in latest.reasons)
+    view = (await client.get(f"/families/{family.family_id}", headers=auth("admin"))).json()
+    assert view["latest"]["score"] == latest.score
+    # the sealed blobs of exactly the records held, and nothing else
+    assert {(b.agency_id, b.record_ref) for b in answer.blobs} == held.record_keys()
     r = await client.post("/subject-access", json=query, headers=auth("analyst"))
     assert r.status_code == 403
     r = await client.post(

@@ -22,16 +22,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nacl.public import PublicKey
 from nacl.signing import SigningKey
 
-from agency_client import IdentitySealer
-from agency_client._seal import identity_bytes
 from protocols import (
     Attestation,
     AttestedMember,
     FamilyBlobs,
+    IdentitySealer,
     SealedBlob,
     SignedAttestation,
     attestation_message,
     attestation_sha256,
+    identity_bytes,
     key_id,
 )
 
@@ -153,7 +153,10 @@ class FakeLinkage:
     key: SigningKey
     rng: random.Random
     families: dict[str, Family] = field(default_factory=dict)
-    subject_matches: list[dict[str, Any]] = field(default_factory=list)
+    # what POST /subject-access answers: a body (the wire model, or anything to
+    # test the contract) and its status
+    subject_answer: Any = None
+    subject_status: int = 200
     calls: list[str] = field(default_factory=list)
     down: bool = False
     superseded: dict[str, list[str]] = field(default_factory=dict)  # retired id -> now
@@ -208,7 +211,10 @@ class FakeLinkage:
         parts = request.url.path.strip("/").split("/")
         if request.method == "POST" and parts == ["subject-access"]:
             json.loads(request.content)  # must be JSON
-            return httpx.Response(200, json={"matches": self.subject_matches})
+            body = self.subject_answer
+            if hasattr(body, "model_dump_json"):
+                return httpx.Response(self.subject_status, content=body.model_dump_json())
+            return httpx.Response(self.subject_status, json=body)
         if len(parts) != 3 or parts[0] != "families":
             return httpx.Response(404, json={"detail": "no route"})
         if parts[1] in self.superseded:

@@ -519,29 +519,6 @@ def _only_request(env):
 # --- subject access, audit endpoints -----------------------------------------------------
 
 
-def test_subject_access_lists_matches_and_unlocks_of_their_families(env):
-    pro, ig = env.add_pro(), env.add_pro("ig_officer", 9)
-    family = env.add_family()
-    env.client(pro).unlock(family, "SAFEGUARDING", WHY)
-    env.linkage.subject_matches = [
-        {
-            "person_id": "per_" + "a" * 16,
-            "family_id": family,
-            "score": 0.97,
-            "records": [{"agency_id": "school", "record_ref": "c" * 32}],
-        }
-    ]
-    query = {"schema_fingerprint": "d" * 64, "clk": "AAAA", "age": 12, "sex": "F"}
-    r = env.client(ig).call("POST", "/subject-access", query)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert [m["family_id"] for m in body["matches"]] == [family]
-    assert [u["family_id"] for u in body["unlocks"]] == [family]
-    access = [e for e in _entries(env) if e.type == "ig_access"][-1]
-    assert access.reason_code == "SUBJECT_ACCESS" and access.notes_sha256 == body["query_sha256"]
-    assert env.client(pro).call("POST", "/subject-access", query).status_code == 403
-
-
 def test_audit_read_endpoints_are_served_from_the_same_log(make_env, tmp_path):
     from protocols import new_token, token_digest
     from unlock_service._config import write_secret
