@@ -43,11 +43,13 @@ def _isort_key(name: str) -> tuple[int, str]:
 
 
 def _private_modules(package: types.ModuleType) -> list[types.ModuleType]:
-    """Every ``_``-prefixed module of ``package``, imported."""
+    """Every ``_``-prefixed module of ``package`` and of its subpackages, imported."""
     return [
-        importlib.import_module(f"{package.__name__}.{info.name}")
-        for info in pkgutil.iter_modules(package.__path__)
-        if info.name.startswith("_")
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
+        if info.name.rsplit(".", 1)[1].startswith("_")
+        and not info.name.endswith("._migrations")
+        and "._migrations." not in info.name
     ]
 
 
