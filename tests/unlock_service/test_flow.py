@@ -416,7 +416,11 @@ def test_an_opt_out_after_the_grant_stops_the_release(env):
     env.client(ig).call("POST", "/restrictions", {"family_id": family, "flag": "RESTRICTED"})
     r = env.client(requester).release(request_id)
     assert r.status_code == 403 and r.json()["reason"] == "FAMILY_RESTRICTED"
-    assert _entries(env, request_id)[-1].decision == "refused"
+    # the grant is closed by an expiry entry naming the flag; the request keeps one decision
+    last = _entries(env, request_id)[-1]
+    assert last.type == "expiry" and last.reason_code == "FAMILY_RESTRICTED"
+    assert [e.type for e in _entries(env, request_id)].count("decision") == 1
+    assert _row(env, request_id)["status"] == "refused"
 
 
 # --- break-glass and review --------------------------------------------------------------
