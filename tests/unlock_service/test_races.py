@@ -12,6 +12,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
 import pytest
@@ -58,7 +59,7 @@ def test_approve_against_approve_has_one_winner_and_one_decision(race_env):
     for _ in range(TRIALS):
         request_id, _requester = _pending(env, family)
         answers = _at_once(
-            lambda: env.client(a).approve(request_id), lambda: env.client(b).approve(request_id)
+            partial(env.client(a).approve, request_id), partial(env.client(b).approve, request_id)
         )
         codes = sorted(r.status_code for r in answers)
         assert codes == [200, 409], [r.text for r in answers]
@@ -77,8 +78,8 @@ def test_approve_against_decline_has_one_winner_and_one_decision(race_env):
     for _ in range(TRIALS):
         request_id, _requester = _pending(env, family)
         answers = _at_once(
-            lambda: env.client(yes).approve(request_id),
-            lambda: env.client(no).approve(request_id, approve=False),
+            partial(env.client(yes).approve, request_id),
+            partial(env.client(no).approve, request_id, approve=False),
         )
         winners = [r for r in answers if r.status_code == 200]
         assert len(winners) == 1, [r.text for r in answers]
@@ -100,8 +101,8 @@ def test_release_against_release_releases_once(race_env):
         assert env.client(manager).approve(request_id).status_code == 200
         blob_calls = sum(c.endswith("/blobs") for c in env.linkage.calls)
         answers = _at_once(
-            lambda: env.client(requester).release(request_id),
-            lambda: env.client(requester).release(request_id),
+            partial(env.client(requester).release, request_id),
+            partial(env.client(requester).release, request_id),
         )
         assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
         assert next(r for r in answers if r.status_code == 409).json()["reason"] == "GRANT_USED"
@@ -119,7 +120,7 @@ def test_expiry_races_log_one_expiry(race_env):
         request_id, _requester = _pending(env, family)
         env.clock.advance(3601)  # past approval_wait_seconds
         answers = _at_once(
-            lambda: env.client(a).approve(request_id), lambda: env.client(b).approve(request_id)
+            partial(env.client(a).approve, request_id), partial(env.client(b).approve, request_id)
         )
         assert {r.status_code for r in answers} <= {410, 409}, [r.text for r in answers]
         assert 410 in {r.status_code for r in answers}
@@ -140,8 +141,8 @@ def test_review_close_against_review_close_logs_one_review(race_env):
         request_id = r.json()["request_id"]
         path = f"/reviews/{request_id}"
         answers = _at_once(
-            lambda: env.client(ig1).call("POST", path, {"outcome": "upheld", "notes": "ok"}),
-            lambda: env.client(ig2).call("POST", path, {"outcome": "not_upheld", "notes": "no"}),
+            partial(env.client(ig1).call, "POST", path, {"outcome": "upheld", "notes": "ok"}),
+            partial(env.client(ig2).call, "POST", path, {"outcome": "not_upheld", "notes": "no"}),
         )
         assert sorted(r.status_code for r in answers) == [200, 409], [r.text for r in answers]
         winner = next(r for r in answers if r.status_code == 200).json()
