@@ -246,6 +246,7 @@ def build_service(
         linkage_key=linkage_key,
         tokens=tokens,
         request_window=settings.request_window,
+        claim_lease=settings.claim_lease,
         clock=clock,
     )
 

@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
@@ -552,7 +552,7 @@ class UnlockService:
     def _review_us(self) -> int:
         return self.policy.rules.break_glass.review_days * 86_400 * 1_000_000
 
-    def _lost_claim(self, request_id: str, logged_grant: bool) -> None:
+    def _lost_claim(self, request_id: str, logged_grant: bool) -> NoReturn:
         # Our claim was taken over (we were slower than the lease) after our
         # entries were appended. If recovery adopted our decision, the row
         # carries it; otherwise a logged grant is closed in the log.
