@@ -18,6 +18,14 @@ service:
 
 Approvals, break-glass reviews, restriction flags and IG reads go through the
 same discipline: audit entry first, then the state change or the answer.
+
+Every change of a request's status is a guarded transition: a conditional
+UPDATE on the expected status decides the one winner among concurrent
+callers; transitions that append to the audit log first claim the request
+(a transitional status and a claim token), append, then settle the claim, so
+only the winner ever logs (one ``decision`` per request). Claims a stopped
+process left behind are settled from the log by :meth:`UnlockService.recover`
+(start-up, housekeeping) or lazily by the next caller.
 Plain identities exist only inside :meth:`UnlockService.release`, between
 opening the blobs and sealing them again; they are never stored, logged or
 put in an error.
