@@ -71,7 +71,8 @@ from audit_log._storage_errors import ConfigError, EntryError, StorageError, Tam
 
 # isort: split
 # --- entry types added for the unlock service (admin, restriction, IG reads) ---
-from audit_log._entries import IgAccess, ProfessionalChange, Restriction
+from audit_log._entries import Expiry, IgAccess, ProfessionalChange, Restriction
+from audit_log._review import granted_decisions, request_entries
 
 __all__ = [
     # --- cryptographic core (names above) ---
@@ -140,7 +141,10 @@ __all__ = [
     "verify_database",
     # --- end storage block ---
     # --- unlock-service entry types (names above) ---
+    "Expiry",
     "IgAccess",
     "ProfessionalChange",
     "Restriction",
+    "granted_decisions",
+    "request_entries",
 ]

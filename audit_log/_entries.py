@@ -148,6 +148,24 @@ class Review(_Base):
     notes_sha256: Sha256Hex
 
 
+class Expiry(_Base):
+    """A request or grant ended without a release, so a reviewer never has to guess.
+
+    ``reason_code`` says why: ``REQUEST_EXPIRED`` (no approval in time),
+    ``GRANT_EXPIRED`` (not redeemed in time), ``GRANT_ABANDONED`` /
+    ``REQUEST_ABANDONED`` (the service stopped mid-transition and recovery
+    closed it), or the flag that withdrew a grant (``FAMILY_OPTED_OUT``,
+    ``FAMILY_RESTRICTED``). It is not a decision: a request still has at
+    most one ``decision`` entry.
+    """
+
+    type: Literal["expiry"] = "expiry"
+    request_id: RequestId
+    professional_id: ProfessionalId
+    family_id: FamilyId
+    reason_code: Code
+
+
 class KeyRotation(_Base):
     """A signing or sealing key was replaced."""
 
@@ -230,7 +248,8 @@ Entry = Annotated[
     | ConfigChange
     | ProfessionalChange
     | Restriction
-    | IgAccess,
+    | IgAccess
+    | Expiry,
     Field(discriminator="type"),
 ]
 

@@ -3,8 +3,9 @@
 Plain functions shared by the HTTP review API and the ``audit-log`` CLI. They
 only read: nothing here can append, change or delete an entry. Anomalies are
 prompts for a human reviewer, not verdicts: too many unlocks by one
-professional in a period, unlocks outside working hours, and break-glass
-unlocks that nobody reviewed within the allowed number of days.
+professional in a period, unlocks outside working hours, every break-glass
+use (always worth a look, whatever the counts), and break-glass unlocks that
+nobody reviewed within the allowed number of days.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ __all__ = [
     "find_anomalies",
     "format_csv",
     "format_jsonl",
+    "granted_decisions",
+    "request_entries",
 ]
 
 # Every field any entry type has, in a stable order, so one CSV holds them all.
@@ -149,7 +152,12 @@ class AnomalyConfig:
 class Anomaly:
     """One finding for a reviewer: what kind, which entries, whom, and why."""
 
-    kind: Literal["unlocks_over_limit", "outside_working_hours", "break_glass_unreviewed"]
+    kind: Literal[
+        "unlocks_over_limit",
+        "outside_working_hours",
+        "break_glass_used",
+        "break_glass_unreviewed",
+    ]
     professional_id: str | None
     indices: tuple[int, ...]
     detail: str
@@ -236,6 +244,16 @@ def find_anomalies(
     overdue = now - timedelta(days=config.break_glass_review_days)
     for idx, professional, event_time, request_id in breaks:
         when = _from_micros(event_time)
+        # Flagged whatever the counts: the rate-limit-sized unlock threshold
+        # above never sees a burst of break-glass that stays under it.
+        found.append(
+            Anomaly(
+                "break_glass_used",
+                str(professional),
+                (int(idx),),
+                f"break-glass {request_id} at {when.isoformat(timespec='minutes')}",
+            )
+        )
         if request_id not in reviewed and when < overdue:
             found.append(
                 Anomaly(
@@ -248,6 +266,26 @@ def find_anomalies(
             )
     found.sort(key=lambda a: (a.indices[0], a.kind))
     return found
+
+
+def request_entries(engine: Engine, request_id: str) -> list[LeafRecord]:
+    """Every entry about ``request_id``, parsed from the stored leaf bytes, in index order."""
+    found = store.query_entries(engine, store.EntryFilter(request_id=request_id, limit=None))
+    records = [parse_leaf(e.leaf_data) for e in found]
+    return [r for r in records if getattr(r.entry, "request_id", None) == request_id]
+
+
+def granted_decisions(engine: Engine, start: int, end: int) -> list[LeafRecord]:
+    """Granted ``decision`` entries with index in [start, end), parsed from the leaf bytes."""
+    where = store.EntryFilter(
+        type="decision", decision="granted", start_index=start, end_index=end, limit=None
+    )
+    records = [parse_leaf(e.leaf_data) for e in store.query_entries(engine, where)]
+    return [
+        r
+        for r in records
+        if r.entry.type == "decision" and r.entry.decision == "granted"  # the bytes, not columns
+    ]
 
 
 def _from_micros(value: int) -> datetime:

@@ -46,7 +46,7 @@ from ._config import (
 )
 from ._errors import ConfigError, Refused, UnlockError
 from ._linkage import LinkageClient
-from ._policy import load_policy
+from ._policy import Policy, load_policy
 from ._release import SealKeyring
 from ._service import UnlockService, utcnow
 from ._store import Professional, open_engine
@@ -189,6 +189,7 @@ def _housekeeping(service: UnlockService, interval: float) -> Periodic:
         try:
             service.audit.checkpoint()
             service.purge_nonces()
+            service.recover()
         except (AuditLogError, UnlockError) as exc:
             _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
 
@@ -245,6 +246,7 @@ def build_service(
         linkage_key=linkage_key,
         tokens=tokens,
         request_window=settings.request_window,
+        claim_lease=settings.claim_lease,
         clock=clock,
     )
 
@@ -284,7 +286,7 @@ def create_app(
 ) -> FastAPI:
     """The unlock service HTTP app; the lifespan loads everything and fails closed."""
     audit_app = (
-        audit_log.create_app(audit_app_settings(settings))
+        audit_log.create_app(audit_app_settings(settings, None))
         if settings.audit_token_file is not None
         else None
     )
@@ -297,6 +299,16 @@ def create_app(
             else None
         )
         service = await run_in_threadpool(service_factory or build_service, settings)
+        try:
+            # Crash recovery before the first request: stale claims (requests
+            # a killed process left mid-transition) and logged grants without
+            # a row are settled, each abandoned one with an expiry entry.
+            recovered = await run_in_threadpool(service.recover, True)
+        except (AuditLogError, UnlockError):
+            close_service(service)
+            raise
+        if recovered:
+            _logger.warning("recovered requests at start-up", extra={"records": recovered})
         housekeeping = _housekeeping(service, settings.checkpoint_interval)
         housekeeping.start()
         app.state.settings = settings
@@ -304,7 +316,7 @@ def create_app(
         if audit_app is not None:
             # The mounted audit app's lifespan does not run; it serves the
             # log this service writes, with read-only tokens.
-            audit_app.state.settings = audit_app_settings(settings)
+            audit_app.state.settings = audit_app_settings(settings, service.policy)
             audit_app.state.tokens = audit_tokens
             audit_app.state.log = service.audit
         try:
@@ -407,11 +419,17 @@ def create_app(
     return app
 
 
-def audit_app_settings(settings: Settings) -> audit_log.Settings:
-    """The audit app's settings (its anomaly report uses the defaults)."""
+def audit_app_settings(settings: Settings, policy: Policy | None) -> audit_log.Settings:
+    """The audit app's settings: its anomaly report's break-glass review deadline is
+    the policy's (one deadline for the review task and the report); other
+    thresholds are the defaults."""
     assert settings.audit_token_file is not None
+    extra = (
+        {} if policy is None else {"break_glass_review_days": policy.rules.break_glass.review_days}
+    )
     return audit_log.Settings(
         db_url=settings.audit_database_url,
         key_file=settings.audit_key_file,
         token_file=settings.audit_token_file,
+        **extra,
     )

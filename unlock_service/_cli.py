@@ -461,6 +461,13 @@ window_seconds = 86400
 required = 1
 clearance_gap = 1
 
+[break_glass]               # emergency release without the second person
+max_uses = 2                # granted uses per professional per window
+window_seconds = 604800
+cooldown_seconds = 3600     # between two uses by one professional
+clearance_gap = 0           # ceiling: never above the requester's own clearance
+review_days = 3             # the IG review deadline (and the anomaly report's)
+
 [roles.admin]
 admin = true
 
@@ -489,7 +496,6 @@ approval = true
 description = "Immediate risk of serious harm: break-glass, reviewed by IG"
 roles = ["social_worker", "team_manager"]
 break_glass = true
-review_days = 3
 """
 
 

@@ -89,6 +89,11 @@ class Settings(BaseModel):
     clock_skew: int = Field(default=30, ge=0, le=300)
     # How old a request signature may be; nonces are remembered this long.
     request_window: int = Field(default=60, ge=5, le=600)
+    # How long a request may stay claimed mid-transition (evaluating, deciding,
+    # releasing, expiring) before recovery settles it from the audit log: longer
+    # than the slowest transition (linkage timeout + receipt), short enough
+    # that a crashed caller's grant is soon redeemable again.
+    claim_lease: float = Field(default=120, ge=5, le=3600)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     host: str = "127.0.0.1"
     port: int = Field(default=8800, ge=1, le=65535)

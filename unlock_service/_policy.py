@@ -19,8 +19,14 @@ failed (cheap, attributable checks first):
    by at most ``approval.clearance_gap`` levels, which then needs approval
    (``CLEARANCE_INSUFFICIENT``);
 8. break-glass, when asked for, only for purposes that allow it
-   (``BREAK_GLASS_NOT_ALLOWED``); it then replaces the second person and
-   opens a review task (``GRANTED_BREAK_GLASS``);
+   (``BREAK_GLASS_NOT_ALLOWED``), only up to its clearance ceiling (the
+   requester's own clearance plus ``break_glass.clearance_gap``, 0 by
+   default: break-glass replaces the second person, never the clearance;
+   ``BREAK_GLASS_CLEARANCE``), at most ``break_glass.max_uses`` granted uses
+   per professional per ``break_glass.window_seconds``
+   (``BREAK_GLASS_LIMIT``) and not within ``break_glass.cooldown_seconds`` of
+   the last one (``BREAK_GLASS_COOLDOWN``); it then opens a review task due
+   in ``break_glass.review_days`` (``GRANTED_BREAK_GLASS``);
 9. second-person approval for purposes that require it or a clearance gap:
    ``approval.required`` distinct approvers, none the requester, each with an
    approving role and clearance at least ``clearance_required``
@@ -39,7 +45,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from protocols import describe_errors
 
@@ -92,7 +105,15 @@ class PurposeRule(_Model):
     roles: tuple[RoleName, ...] = Field(min_length=1)
     approval: bool = False
     break_glass: bool = False
-    review_days: int = Field(default=3, ge=1, le=90)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_review_deadline(cls, data: object) -> object:
+        if isinstance(data, dict) and "review_days" in data:
+            raise ValueError(
+                "review_days is set once for all purposes, as [break_glass] review_days"
+            )
+        return data
 
 
 class Justification(_Model):
@@ -131,6 +152,22 @@ class ApprovalRule(_Model):
     clearance_gap: int = Field(default=1, ge=0, le=9)
 
 
+class BreakGlassRule(_Model):
+    """Limits on break-glass (which skips the second person) and its review deadline."""
+
+    # Granted break-glass uses one professional may make per window.
+    max_uses: int = Field(default=2, ge=1, le=100)
+    window_seconds: int = Field(default=7 * 86_400, ge=60)
+    # Least time between two granted break-glass uses by one professional.
+    cooldown_seconds: int = Field(default=3600, ge=0)
+    # The ceiling: break-glass opens a family only if its clearance_required is
+    # at most the requester's clearance plus this gap (0: their own level).
+    clearance_gap: int = Field(default=0, ge=0, le=9)
+    # The one review deadline: the review task's due date and the audit
+    # log's unreviewed-break-glass anomaly both use it.
+    review_days: int = Field(default=3, ge=1, le=90)
+
+
 class PolicyFile(_Model):
     """The whole policy file."""
 
@@ -140,6 +177,7 @@ class PolicyFile(_Model):
     grants: Grants = Grants()
     rate_limit: RateLimit = RateLimit()
     approval: ApprovalRule = ApprovalRule()
+    break_glass: BreakGlassRule = BreakGlassRule()
     roles: dict[RoleName, RoleRule] = Field(min_length=1)
     purposes: dict[Code, PurposeRule] = Field(min_length=1)
 
@@ -222,6 +260,10 @@ class Facts:
     attestation: AttestationCheck | None  # None: not looked at yet
     break_glass: bool = False
     approvals: tuple[ApproverFacts, ...] = ()
+    # granted break-glass uses by this professional in the break-glass window,
+    # and seconds since the latest (None: none in the window)
+    break_glass_recent: int = 0
+    break_glass_since_last: float | None = None
 
 
 @dataclass(frozen=True)
@@ -306,7 +348,17 @@ def decide(policy: Policy, facts: Facts) -> Outcome:
     if facts.break_glass:
         if not purpose.break_glass:
             return _refuse("BREAK_GLASS_NOT_ALLOWED")
-        return Outcome("grant", "GRANTED_BREAK_GLASS", True, purpose.review_days)
+        glass = rules.break_glass
+        if gap > glass.clearance_gap:
+            return _refuse("BREAK_GLASS_CLEARANCE")
+        if facts.break_glass_recent >= glass.max_uses:
+            return _refuse("BREAK_GLASS_LIMIT")
+        if (
+            facts.break_glass_since_last is not None
+            and facts.break_glass_since_last < glass.cooldown_seconds
+        ):
+            return _refuse("BREAK_GLASS_COOLDOWN")
+        return Outcome("grant", "GRANTED_BREAK_GLASS", True, glass.review_days)
     if purpose.approval or gap > 0:
         approvers = {
             a.approver_id

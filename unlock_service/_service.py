@@ -18,6 +18,14 @@ service:
 
 Approvals, break-glass reviews, restriction flags and IG reads go through the
 same discipline: audit entry first, then the state change or the answer.
+
+Every change of a request's status is a guarded transition: a conditional
+UPDATE on the expected status decides the one winner among concurrent
+callers; transitions that append to the audit log first claim the request
+(a transitional status and a claim token), append, then settle the claim, so
+only the winner ever logs (one ``decision`` per request). Claims a stopped
+process left behind are settled from the log by :meth:`UnlockService.recover`
+(start-up, housekeeping) or lazily by the next caller.
 Plain identities exist only inside :meth:`UnlockService.release`, between
 opening the blobs and sealing them again; they are never stored, logged or
 put in an error.
@@ -34,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from nacl.signing import VerifyKey
 from pydantic import ValidationError
@@ -47,10 +55,13 @@ from audit_log import (
     BreakGlass,
     Decision,
     Entry,
+    Expiry,
     IgAccess,
     Restriction,
     Review,
     UnlockRequest,
+    granted_decisions,
+    request_entries,
 )
 from protocols import (
     SignedAttestation,
@@ -94,7 +105,7 @@ from ._release import (
     seal_subject_identities,
     verify_attestation,
 )
-from ._store import Professional, RequestRow
+from ._store import Professional, RequestRow, ReviewRow
 from ._subject import held_unlock
 
 __all__ = ["NO_ATTESTATION", "Pending", "Release", "UnlockService", "micros", "utcnow"]
@@ -104,6 +115,9 @@ _logger = logging.getLogger("unlock_service")
 # any attestation was fetched (the entry field is mandatory).
 NO_ATTESTATION = "0" * 64
 FLAGS = ("OPT_OUT", "RESTRICTED")
+# Transitional statuses: a caller holds the request's claim while it appends
+# to the audit log; recovery settles claims older than the lease.
+CLAIMED = ("evaluating", "deciding", "releasing", "expiring")
 MAX_NOTES_CHARS = 4000
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{1,31}")
 
@@ -169,6 +183,7 @@ class UnlockService:
         linkage_key: VerifyKey,
         tokens: TokenVerifier,
         request_window: int = 60,
+        claim_lease: float = 120,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.engine = engine
@@ -179,6 +194,7 @@ class UnlockService:
         self._linkage_key = linkage_key
         self._tokens = tokens
         self._window = request_window
+        self._lease_us = int(claim_lease * 1_000_000)
         self._clock = clock
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -333,7 +349,8 @@ class UnlockService:
         if outcome.kind == "pending":
             assert row.expires_at is not None and row.request_index is not None
             return Pending(row.request_id, outcome.reason, row.expires_at, row.request_index)
-        return self._deliver(pro, row)
+        assert row.claim is not None
+        return self._deliver(pro, row, row.claim)
 
     def _decide_and_log(
         self,
@@ -353,6 +370,15 @@ class UnlockService:
                 conn, pro.professional_id, now_us - window_us, now_us + 1
             )
             flag = store.restriction(conn, family_id)
+            glass_uses, glass_last = (
+                store.last_break_glass(
+                    conn,
+                    pro.professional_id,
+                    now_us - rules.break_glass.window_seconds * 1_000_000,
+                )
+                if break_glass
+                else (0, None)
+            )
         facts = Facts(
             professional_id=pro.professional_id,
             role=pro.role,
@@ -364,6 +390,10 @@ class UnlockService:
             restriction=flag,
             attestation=None,
             break_glass=break_glass,
+            break_glass_recent=glass_uses,
+            break_glass_since_last=(
+                None if glass_last is None else (now_us - glass_last) / 1_000_000
+            ),
         )
         outcome = precheck(self.policy, facts)
         signed: SignedAttestation | None = None
@@ -423,6 +453,24 @@ class UnlockService:
                     break_glass=outcome.break_glass,
                 )
             )
+        # The request is stored first, claimed by this call ("evaluating"), so a
+        # logged decision always has its row: if this process dies between the
+        # append and the final update, recovery finds the row and settles it
+        # from the log.
+        token = secrets.token_hex(16)
+        values.update(
+            status="evaluating",
+            reason_code="EVALUATING",
+            claim=token,
+            claimed_at=now_us,
+            decided_at=None,
+            expires_at=None,
+            released_at=None,
+            request_index=None,
+            decision_index=None,
+        )
+        with store.transaction(self.engine) as conn:
+            store.insert_request(conn, **values)
         try:
             indexes = [a.index for a in self.audit.append_many(entries)]
         except AuditLogError as exc:
@@ -430,16 +478,19 @@ class UnlockService:
                 "audit append failed; nothing released",
                 extra={"request_id": request_id, "error": type(exc).__name__},
             )
-            with store.transaction(self.engine) as conn:
-                # recorded (so it counts against the rate limit), never granted
-                store.insert_request(
-                    conn, status="audit_failed", reason_code="AUDIT_UNAVAILABLE", **values
-                )
+            # recorded (so it counts against the rate limit), never granted
+            self._settle(
+                request_id,
+                token,
+                "evaluating",
+                status="audit_failed",
+                reason_code="AUDIT_UNAVAILABLE",
+            )
             raise AuditUnavailable(
                 "the decision could not be written to the audit log, so nothing was released"
             ) from exc
-        # A grant made here is redeemed by this same call: it is stored
-        # already claimed ("releasing"), so nobody else can redeem it.
+        # A grant made here is redeemed by this same call: it stays claimed
+        # ("releasing", same claim), so nobody else can redeem it.
         status = {"grant": "releasing", "refuse": "refused", "pending": "pending"}[outcome.kind]
         if outcome.granted:
             expires: int | None = now_us + rules.grants.ttl_seconds * 1_000_000
@@ -447,18 +498,21 @@ class UnlockService:
             expires = now_us + rules.grants.approval_wait_seconds * 1_000_000
         else:
             expires = None
-        values.update(
-            status=status,
-            reason_code=outcome.reason,
-            decided_at=None if outcome.kind == "pending" else now_us,
-            expires_at=expires,
-            released_at=None,
-            request_index=indexes[0],
-            decision_index=None if outcome.kind == "pending" else indexes[-1],
-        )
+        final: dict[str, Any] = {
+            "status": status,
+            "reason_code": outcome.reason,
+            "decided_at": None if outcome.kind == "pending" else now_us,
+            "expires_at": expires,
+            "request_index": indexes[0],
+            "decision_index": None if outcome.kind == "pending" else indexes[-1],
+        }
+        if not outcome.granted:
+            final.update(claim=None, claimed_at=None)
         with store.transaction(self.engine) as conn:
-            store.insert_request(conn, **values)
-            if outcome.break_glass:
+            settled = store.update_request(
+                conn, request_id, from_status=["evaluating"], holder=token, **final
+            )
+            if settled and outcome.break_glass:
                 store.insert_review(
                     conn,
                     request_id=request_id,
@@ -466,10 +520,92 @@ class UnlockService:
                     family_id=family_id,
                     purpose_code=_code(purpose_code),
                     opened_at=now_us,
-                    due_at=now_us + (outcome.review_days or 1) * 86_400 * 1_000_000,
+                    due_at=now_us + self._review_us(),
                     audit_index=indexes[-1],
                 )
+        if not settled:
+            self._lost_claim(request_id, outcome.granted)
+        values.update(final)
         return RequestRow(**values), outcome
+
+    # -- guarded transitions ----------------------------------------------------------------
+    #
+    # Every change of a request's status is a conditional UPDATE ... WHERE
+    # status = expected whose row count decides the winner. A transition that
+    # writes to the audit log first claims the request (a transitional status
+    # and a random claim token, committed), then appends, then settles the
+    # claim (WHERE claim = token). Only the claim's holder appends, so racing
+    # callers never log two decisions; a holder that dies leaves a stale claim
+    # that recovery settles from the log (see recover()).
+
+    def _claim(
+        self, request_id: str, from_status: Sequence[str], state: str, now_us: int
+    ) -> str | None:
+        token = secrets.token_hex(16)
+        with store.transaction(self.engine) as conn:
+            won = store.update_request(
+                conn,
+                request_id,
+                from_status=from_status,
+                status=state,
+                claim=token,
+                claimed_at=now_us,
+            )
+        return token if won else None
+
+    def _settle(self, request_id: str, token: str, state: str, **values: Any) -> bool:
+        values.setdefault("claim", None)
+        values.setdefault("claimed_at", None)
+        with store.transaction(self.engine) as conn:
+            return store.update_request(
+                conn, request_id, from_status=[state], holder=token, **values
+            )
+
+    def _stale(self, row: RequestRow, now_us: int) -> bool:
+        return row.status in CLAIMED and (
+            row.claimed_at is None or row.claimed_at < now_us - self._lease_us
+        )
+
+    def _review_us(self) -> int:
+        return self.policy.rules.break_glass.review_days * 86_400 * 1_000_000
+
+    def _lost_claim(self, request_id: str, logged_grant: bool) -> NoReturn:
+        # Our claim was taken over (we were slower than the lease) after our
+        # entries were appended. If recovery adopted our decision, the row
+        # carries it; otherwise a logged grant is closed in the log.
+        with store.reading(self.engine) as conn:
+            row = store.get_request(conn, request_id)
+        if logged_grant and row.status not in ("granted", "releasing", "released", "expired"):
+            self._append([self._expiry(row, "GRANT_ABANDONED")])
+        raise Conflict(
+            f"request {request_id} was settled by recovery while this call was slow; "
+            f"it is now {row.status}",
+            "CLAIM_LOST",
+        )
+
+    def _expiry(self, row: RequestRow, reason: str) -> Expiry:
+        return Expiry(
+            time=self._clock(),
+            request_id=row.request_id,
+            professional_id=row.professional_id,
+            family_id=row.family_id,
+            reason_code=reason,
+        )
+
+    def _expire_row(self, row: RequestRow, reason: str | None = None) -> bool:
+        """Expire a pending request or an unused grant, logging the expiry; whether this
+        caller was the one that expired it."""
+        if reason is None:
+            reason = "GRANT_EXPIRED" if row.status == "granted" else "REQUEST_EXPIRED"
+        token = self._claim(row.request_id, [row.status], "expiring", micros(self._clock()))
+        if token is None:
+            return False
+        try:
+            self._append([self._expiry(row, reason)])
+        except AuditUnavailable:
+            self._settle(row.request_id, token, "expiring", status=row.status)
+            raise
+        return self._settle(row.request_id, token, "expiring", status="expired", reason_code=reason)
 
     # -- approving ------------------------------------------------------------------------
 
@@ -477,16 +613,17 @@ class UnlockService:
         """A second person's answer to a pending request; the request's new state."""
         now = self._clock()
         now_us = micros(now)
-        with store.reading(self.engine) as conn:
-            row = store.get_request(conn, request_id)
-            answered = dict(store.approvals_for(conn, request_id))
+        row = self._current(request_id, now_us)
         if row.status != "pending":
+            if row.status == "deciding":
+                raise Conflict(
+                    f"another answer to request {request_id} is being recorded; try again",
+                    "DECISION_IN_PROGRESS",
+                )
             raise Conflict(f"request {request_id} is {row.status}, not pending", "NOT_PENDING")
         if row.expires_at is not None and row.expires_at <= now_us:
-            self._expire(request_id)
+            self._expire_row(row, "REQUEST_EXPIRED")
             raise Conflict(f"request {request_id} expired unapproved", "REQUEST_EXPIRED", 410)
-        if approver.professional_id in answered:
-            raise Conflict(f"you already answered request {request_id}", "ALREADY_ANSWERED")
         facts = ApproverFacts(
             approver.professional_id, approver.role, approver.clearance, approver.active
         )
@@ -506,6 +643,7 @@ class UnlockService:
             )
 
         if problem is not None:
+            # No state change: the refused approver is logged, the request waits on.
             (index,) = self._append([approval("refused", problem)])
             _logger.warning(
                 "approval refused",
@@ -521,64 +659,95 @@ class UnlockService:
                 request_id=request_id,
                 audit_index=index,
             )
-        if not approve:
-            refused = Outcome("refuse", "APPROVAL_DECLINED")
-            indexes = self._append(
-                [approval("refused", "APPROVAL_DECLINED"), self._decision(row, refused, now)]
+        token = self._claim(request_id, ["pending"], "deciding", now_us)
+        if token is None:
+            with store.reading(self.engine) as conn:
+                status = store.get_request(conn, request_id).status
+            if status == "deciding":
+                raise Conflict(
+                    f"another answer to request {request_id} is being recorded; try again",
+                    "DECISION_IN_PROGRESS",
+                )
+            raise Conflict(f"request {request_id} is {status}, not pending", "NOT_PENDING")
+        # From here this call alone may log an answer or a decision for the request.
+        try:
+            with store.reading(self.engine) as conn:
+                answered = dict(store.approvals_for(conn, request_id))
+            if approver.professional_id in answered:
+                raise Conflict(f"you already answered request {request_id}", "ALREADY_ANSWERED")
+            if approve:
+                outcome = self._reevaluate(row, answered, facts, now)
+                entries: list[Entry] = [approval("granted", "APPROVED")]
+            else:
+                outcome = Outcome("refuse", "APPROVAL_DECLINED")
+                entries = [approval("refused", "APPROVAL_DECLINED")]
+            if outcome.kind != "pending":
+                entries.append(self._decision(row, outcome, now))
+        except (UnlockError, ValidationError):
+            self._settle(request_id, token, "deciding", status="pending")
+            raise
+        try:
+            indexes = [a.index for a in self.audit.append_many(entries)]
+        except AuditLogError as exc:
+            _logger.error(
+                "audit append failed; request not decided",
+                extra={"request_id": request_id, "error": type(exc).__name__},
             )
-            with store.transaction(self.engine) as conn:
+            if outcome.kind == "pending":
+                self._settle(request_id, token, "deciding", status="pending")
+            else:
+                # a decision might have reached the log; never risk a second one
+                self._settle(
+                    request_id,
+                    token,
+                    "deciding",
+                    status="audit_failed",
+                    reason_code="AUDIT_UNAVAILABLE",
+                )
+            raise AuditUnavailable(
+                "the answer could not be written to the audit log, so nothing changed"
+            ) from exc
+        status = {"grant": "granted", "refuse": "refused", "pending": "pending"}[outcome.kind]
+        final: dict[str, Any] = {"status": status, "claim": None, "claimed_at": None}
+        if outcome.kind != "pending":
+            final.update(
+                reason_code=outcome.reason,
+                decided_at=now_us,
+                decision_index=indexes[-1],
+                expires_at=(
+                    now_us + self.policy.rules.grants.ttl_seconds * 1_000_000
+                    if outcome.granted
+                    else None
+                ),
+            )
+        with store.transaction(self.engine) as conn:
+            settled = store.update_request(
+                conn, request_id, from_status=["deciding"], holder=token, **final
+            )
+            if settled:
                 store.insert_approval(
                     conn,
                     request_id=request_id,
                     approver_id=approver.professional_id,
-                    decision="refused",
-                    reason_code="APPROVAL_DECLINED",
+                    decision="granted" if approve else "refused",
+                    reason_code="APPROVED" if approve else "APPROVAL_DECLINED",
                     created_at=now_us,
                     audit_index=indexes[0],
                 )
-                store.update_request(
-                    conn,
-                    request_id,
-                    from_status=["pending"],
-                    status="refused",
-                    reason_code="APPROVAL_DECLINED",
-                    decided_at=now_us,
-                    decision_index=indexes[-1],
-                    expires_at=None,
-                )
-            return {"request_id": request_id, "status": "refused", "reason": "APPROVAL_DECLINED"}
-        outcome = self._reevaluate(row, answered, facts, now)
-        entries: list[Entry] = [approval("granted", "APPROVED")]
-        if outcome.kind != "pending":
-            entries.append(self._decision(row, outcome, now))
-        indexes = self._append(entries)
-        status = {"grant": "granted", "refuse": "refused", "pending": "pending"}[outcome.kind]
-        with store.transaction(self.engine) as conn:
-            store.insert_approval(
-                conn,
-                request_id=request_id,
-                approver_id=approver.professional_id,
-                decision="granted",
-                reason_code="APPROVED",
-                created_at=now_us,
-                audit_index=indexes[0],
-            )
-            if outcome.kind != "pending":
-                store.update_request(
-                    conn,
-                    request_id,
-                    from_status=["pending"],
-                    status=status,
-                    reason_code=outcome.reason,
-                    decided_at=now_us,
-                    decision_index=indexes[-1],
-                    expires_at=(
-                        now_us + self.policy.rules.grants.ttl_seconds * 1_000_000
-                        if outcome.granted
-                        else None
-                    ),
-                )
+        if not settled:
+            self._lost_claim(request_id, outcome.granted)
         return {"request_id": request_id, "status": status, "reason": outcome.reason}
+
+    def _current(self, request_id: str, now_us: int) -> RequestRow:
+        # The request as it stands, after settling it if a stopped caller left
+        # it mid-transition (lazy crash recovery).
+        with store.reading(self.engine) as conn:
+            row = store.get_request(conn, request_id)
+        if self._stale(row, now_us):
+            self._recover_row(row)
+            with store.reading(self.engine) as conn:
+                row = store.get_request(conn, request_id)
+        return row
 
     def _reevaluate(
         self,
@@ -625,64 +794,57 @@ class UnlockService:
         )
         return decide(self.policy, facts)
 
-    def _expire(self, request_id: str) -> None:
-        with store.transaction(self.engine) as conn:
-            store.update_request(
-                conn, request_id, from_status=["pending", "granted"], status="expired"
-            )
-
     # -- releasing ------------------------------------------------------------------------
 
     def release(self, pro: Professional, request_id: str) -> Release:
         """Redeem a grant (once, before it expires): the sealed identities and the receipt."""
         now = self._clock()
         now_us = micros(now)
-        with store.reading(self.engine) as conn:
-            row = store.get_request(conn, request_id)
-            flag = store.restriction(conn, row.family_id)
+        row = self._current(request_id, now_us)
         if row.professional_id != pro.professional_id:
             raise Forbidden(
                 f"request {request_id} was made by another professional", "NOT_REQUESTER"
             )
-        if row.status == "released":
+        if row.status in ("released", "releasing"):
             raise Conflict(f"the grant of request {request_id} was already used", "GRANT_USED")
         if row.status != "granted":
             raise Conflict(f"request {request_id} is {row.status}, not granted", "NOT_GRANTED")
         if row.expires_at is None or row.expires_at <= now_us:
-            self._expire(request_id)
+            self._expire_row(row, "GRANT_EXPIRED")
             raise Conflict(f"the grant of request {request_id} has expired", "GRANT_EXPIRED", 410)
+        token = self._claim(request_id, ["granted"], "releasing", now_us)
+        if token is None:
+            raise Conflict(f"the grant of request {request_id} was already used", "GRANT_USED")
+        try:
+            with store.reading(self.engine) as conn:
+                flag = store.restriction(conn, row.family_id)
+        except StorageError:
+            self._settle(request_id, token, "releasing", status="granted")
+            raise
         if flag is not None:
-            # Flags are checked in real time: one set after the grant still stops it.
+            # Flags are checked in real time: one set after the grant still stops
+            # it. The grant is closed with an expiry entry naming the flag (the
+            # request keeps its one decision).
             reason = restriction_reason(flag)
-            (index,) = self._append(
-                [self._decision(row, Outcome("refuse", reason), now)], request_id
-            )
-            with store.transaction(self.engine) as conn:
-                store.update_request(
-                    conn,
-                    request_id,
-                    from_status=["granted"],
-                    status="refused",
-                    reason_code=reason,
-                    decision_index=index,
-                )
+            try:
+                (index,) = self._append([self._expiry(row, reason)])
+            except AuditUnavailable:
+                self._settle(request_id, token, "releasing", status="granted")
+                raise
+            self._settle(request_id, token, "releasing", status="refused", reason_code=reason)
             raise Refused(
                 f"family {row.family_id} was flagged after the grant",
                 reason,
                 request_id=request_id,
                 audit_index=index,
             )
-        with store.transaction(self.engine) as conn:
-            claimed = store.update_request(
-                conn, request_id, from_status=["granted"], status="releasing"
-            )
-        if not claimed:
-            raise Conflict(f"the grant of request {request_id} was already used", "GRANT_USED")
-        return self._deliver(pro, row)
+        return self._deliver(pro, row, token)
 
-    def _deliver(self, pro: Professional, row: RequestRow) -> Release:
-        # The grant is claimed (status "releasing"): fetch, open, re-seal. On
-        # any failure the claim is given back and nothing leaves.
+    def _deliver(self, pro: Professional, row: RequestRow, token: str) -> Release:
+        # The grant is claimed (status "releasing", claim ``token``): fetch,
+        # open, re-seal. On any failure the claim is given back and nothing
+        # leaves. "released" is committed before the answer is returned, so a
+        # grant found "releasing" after a crash never left the process.
         request_id = row.request_id
         now_us = micros(self._clock())
         assert row.attestation_json is not None and row.decision_index is not None
@@ -701,8 +863,7 @@ class UnlockService:
             receipt = self.audit.receipt(row.decision_index)
             leaf = self.audit.leaf(row.decision_index).decode("utf-8")
         except (UnlockError, AuditLogError, ValidationError) as exc:
-            with store.transaction(self.engine) as conn:
-                store.update_request(conn, request_id, from_status=["releasing"], status="granted")
+            self._settle(request_id, token, "releasing", status="granted")
             _logger.error(
                 "release failed; nothing released",
                 extra={"request_id": request_id, "error": type(exc).__name__},
@@ -714,10 +875,9 @@ class UnlockService:
             if isinstance(exc, ValidationError):
                 raise StorageError(f"stored attestation of {request_id} is unreadable") from exc
             raise
-        with store.transaction(self.engine) as conn:
-            store.update_request(
-                conn, request_id, from_status=["releasing"], status="released", released_at=now_us
-            )
+        if not self._settle(request_id, token, "releasing", status="released", released_at=now_us):
+            del sealed
+            self._lost_claim(request_id, logged_grant=False)
         _logger.info(
             "released",
             extra={
@@ -737,6 +897,192 @@ class UnlockService:
             receipt=receipt,
             reason=row.reason_code,
         )
+
+    # -- crash recovery -------------------------------------------------------------------
+
+    def recover(self, startup: bool = False) -> int:
+        """Settle what stopped callers left behind; how many requests and reviews changed.
+
+        Claims older than the lease are settled from the audit log
+        (:meth:`_recover_row`); pending requests and unused grants whose time
+        ran out are expired with an ``expiry`` entry; at start-up, granted
+        decisions logged since the last run that have no request row (a row
+        lost with the database's last commits) get a ``GRANT_ABANDONED``
+        expiry. Afterwards every logged grant is released, still redeemable,
+        or closed in the log.
+        """
+        now_us = micros(self._clock())
+        changed = 0
+        with store.reading(self.engine) as conn:
+            stale = store.stale_claims(conn, now_us - self._lease_us)
+            reviews = store.stale_reviews(conn, now_us - self._lease_us)
+        for row in stale:
+            changed += self._recover_row(row)
+        for review in reviews:
+            changed += self._recover_review(review)
+        with store.reading(self.engine) as conn:
+            lapsed = store.lapsed(conn, now_us)
+        for row in lapsed:
+            changed += self._expire_row(row)
+        if startup:
+            changed += self._reconcile_log()
+        return changed
+
+    def _recover_row(self, row: RequestRow) -> bool:
+        """Settle one request left mid-transition, from what the audit log holds."""
+        now_us = micros(self._clock())
+        token = secrets.token_hex(16)
+        with store.transaction(self.engine) as conn:
+            if not store.take_over(conn, row, token, now_us):
+                return False  # someone else settled or recovered it meanwhile
+        state = row.status
+        logged = request_entries(self.audit.engine, row.request_id)
+        kinds = {r.entry.type: r for r in logged}
+        expiry, decision = kinds.get("expiry"), kinds.get("decision")
+        _logger.warning(
+            "recovering a request left mid-transition",
+            extra={"request_id": row.request_id, "decision": state},
+        )
+        if expiry is not None:
+            assert expiry.entry.type == "expiry"
+            reason = expiry.entry.reason_code
+            final = "refused" if reason.startswith("FAMILY_") else "expired"
+            return self._settle(row.request_id, token, state, status=final, reason_code=reason)
+        if state == "releasing":
+            # "released" is committed before identities leave, so nothing left:
+            # the grant is given back (it expires on its own schedule).
+            return self._settle(row.request_id, token, state, status="granted")
+        if state == "expiring":
+            reason = "GRANT_EXPIRED" if row.decision_index is not None else "REQUEST_EXPIRED"
+            self._append([self._expiry(row, reason)])
+            return self._settle(row.request_id, token, state, status="expired", reason_code=reason)
+        request = kinds.get("unlock_request")
+        if decision is not None:
+            assert decision.entry.type == "decision"
+            decided = micros(decision.entry.time)
+            granted = decision.entry.decision == "granted"
+            values: dict[str, Any] = {
+                "status": "granted" if granted else "refused",
+                "reason_code": decision.entry.reason_code,
+                "decided_at": decided,
+                "decision_index": decision.index,
+                "expires_at": (
+                    decided + self.policy.rules.grants.ttl_seconds * 1_000_000 if granted else None
+                ),
+            }
+            if request is not None:
+                values["request_index"] = request.index
+            with store.transaction(self.engine) as conn:
+                settled = store.update_request(
+                    conn,
+                    row.request_id,
+                    from_status=[state],
+                    holder=token,
+                    claim=None,
+                    claimed_at=None,
+                    **values,
+                )
+                glass = kinds.get("break_glass")
+                if settled and glass is not None and not store.has_review(conn, row.request_id):
+                    store.insert_review(
+                        conn,
+                        request_id=row.request_id,
+                        professional_id=row.professional_id,
+                        family_id=row.family_id,
+                        purpose_code=row.purpose_code,
+                        opened_at=decided,
+                        due_at=decided + self._review_us(),
+                        audit_index=decision.index,
+                    )
+            return settled
+        if request is not None or state == "deciding":
+            # Logged but not decided: it waits for an approver again.
+            wait = self.policy.rules.grants.approval_wait_seconds * 1_000_000
+            values = {"status": "pending", "reason_code": "APPROVAL_REQUIRED"}
+            if state == "evaluating":
+                values.update(
+                    expires_at=row.created_at + wait,
+                    request_index=None if request is None else request.index,
+                )
+            return self._settle(row.request_id, token, state, **values)
+        # Nothing reached the log: the request never happened as far as the
+        # evidence goes, and nothing was released.
+        return self._settle(
+            row.request_id, token, state, status="audit_failed", reason_code="ABANDONED"
+        )
+
+    def _recover_review(self, review: ReviewRow) -> bool:
+        """Settle one review left ``closing``: closed if its entry is logged, else open."""
+        assert review.reviewer_id is not None and review.closed_at is not None
+        logged = [
+            r
+            for r in request_entries(self.audit.engine, review.request_id)
+            if r.entry.type == "review"
+        ]
+        with store.transaction(self.engine) as conn:
+            if logged and logged[-1].entry.type == "review":
+                entry = logged[-1].entry
+                return store.settle_review(
+                    conn,
+                    review.request_id,
+                    review.reviewer_id,
+                    review.closed_at,
+                    status="closed",
+                    outcome=entry.outcome,
+                    reviewer_id=entry.reviewer_id,
+                    closed_at=micros(entry.time),
+                    notes_sha256=entry.notes_sha256,
+                    audit_index=logged[-1].index,
+                )
+            return store.settle_review(
+                conn,
+                review.request_id,
+                review.reviewer_id,
+                review.closed_at,
+                status="open",
+                reviewer_id=None,
+                closed_at=None,
+            )
+
+    def _reconcile_log(self) -> int:
+        """Close, in the log, logged grants whose request row is missing."""
+        end = self.audit.size
+        with store.reading(self.engine) as conn:
+            start = store.reconciled_through(conn, "grants")
+        closed = 0
+        for record in granted_decisions(self.audit.engine, start, end):
+            entry = record.entry
+            assert entry.type == "decision"
+            with store.reading(self.engine) as conn:
+                try:
+                    store.get_request(conn, entry.request_id)
+                    continue
+                except NotFound:
+                    pass
+            if any(
+                r.entry.type == "expiry"
+                for r in request_entries(self.audit.engine, entry.request_id)
+            ):
+                continue
+            _logger.warning(
+                "a logged grant has no request row; closing it in the log",
+                extra={"request_id": entry.request_id},
+            )
+            self._append(
+                [
+                    Expiry(
+                        time=self._clock(),
+                        request_id=entry.request_id,
+                        professional_id=entry.professional_id,
+                        family_id=entry.family_id,
+                        reason_code="GRANT_ABANDONED",
+                    )
+                ]
+            )
+            closed += 1
+        with store.transaction(self.engine) as conn:
+            store.set_reconciled_through(conn, "grants", end)
+        return closed
 
     def get_request(self, pro: Professional, request_id: str) -> dict[str, Any]:
         """A request's state, for its requester, approvers and reviewers."""
@@ -780,36 +1126,61 @@ class UnlockService:
         if len(notes) > MAX_NOTES_CHARS:
             raise Refused(f"review notes are over {MAX_NOTES_CHARS} characters", "NOTES_TOO_LONG")
         now = self._clock()
-        with store.transaction(self.engine) as conn:
+        now_us = micros(now)
+        with store.reading(self.engine) as conn:
             review = store.get_review(conn, request_id)
-        if review.status != "open":
-            raise Conflict(f"the review of {request_id} is already closed", "REVIEW_CLOSED")
         if review.professional_id == pro.professional_id:
             raise Forbidden("nobody may review their own break-glass use", "SELF_REVIEW")
-        notes_sha = _sha256(notes)
-        (index,) = self._append(
-            [
-                Review(
-                    time=now,
-                    request_id=request_id,
-                    professional_id=review.professional_id,
-                    reviewer_id=pro.professional_id,
-                    outcome=outcome,
-                    notes_sha256=notes_sha,
-                )
-            ]
-        )
+        if review.status == "closing" and (review.closed_at or 0) < now_us - self._lease_us:
+            self._recover_review(review)
+        # The guarded transition: open -> closing for this reviewer; only the
+        # winner appends the review entry.
         with store.transaction(self.engine) as conn:
-            if not store.close_review(
+            won = store.claim_review(conn, request_id, pro.professional_id, now_us)
+        if not won:
+            raise Conflict(f"the review of {request_id} is already closed", "REVIEW_CLOSED")
+        notes_sha = _sha256(notes)
+        try:
+            (index,) = self._append(
+                [
+                    Review(
+                        time=now,
+                        request_id=request_id,
+                        professional_id=review.professional_id,
+                        reviewer_id=pro.professional_id,
+                        outcome=outcome,
+                        notes_sha256=notes_sha,
+                    )
+                ]
+            )
+        except AuditUnavailable:
+            with store.transaction(self.engine) as conn:
+                store.settle_review(
+                    conn,
+                    request_id,
+                    pro.professional_id,
+                    now_us,
+                    status="open",
+                    reviewer_id=None,
+                    closed_at=None,
+                )
+            raise
+        with store.transaction(self.engine) as conn:
+            settled = store.settle_review(
                 conn,
                 request_id,
+                pro.professional_id,
+                now_us,
+                status="closed",
                 outcome=outcome,
-                reviewer_id=pro.professional_id,
-                closed_at=micros(now),
                 notes_sha256=notes_sha,
                 audit_index=index,
-            ):
-                raise Conflict(f"the review of {request_id} is already closed", "REVIEW_CLOSED")
+            )
+        if not settled:
+            raise Conflict(
+                f"the review of {request_id} was settled by recovery while this call was slow",
+                "CLAIM_LOST",
+            )
         return {
             "request_id": request_id,
             "status": "closed",

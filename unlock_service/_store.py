@@ -87,7 +87,7 @@ requests = sa.Table(
     sa.Column("attestation_json", sa.Text),
     sa.Column("clearance_required", sa.SmallInteger),
     sa.Column("break_glass", sa.Boolean, nullable=False),
-    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, index=True),
     sa.Column("reason_code", sa.String(32), nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Column("decided_at", sa.BigInteger),
@@ -95,7 +95,18 @@ requests = sa.Table(
     sa.Column("released_at", sa.BigInteger),
     sa.Column("request_index", sa.BigInteger),
     sa.Column("decision_index", sa.BigInteger),
+    # The claim of the caller moving the request through a transitional state
+    # (evaluating, deciding, releasing, expiring) and when it was taken: the
+    # claim's owner finishes the transition; recovery takes over stale claims.
+    sa.Column("claim", sa.String(32)),
+    sa.Column("claimed_at", sa.BigInteger),
     sa.Index("ix_requests_professional_created", "professional_id", "created_at"),
+)
+reconciliation = sa.Table(
+    "reconciliation",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    sa.Column("audit_index", sa.BigInteger, nullable=False),
 )
 approvals = sa.Table(
     "approvals",
@@ -350,6 +361,8 @@ class RequestRow:
     released_at: int | None
     request_index: int | None
     decision_index: int | None
+    claim: str | None = None
+    claimed_at: int | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON form served to professionals and IG officers (no attestation body)."""
@@ -404,13 +417,94 @@ def get_request(conn: Connection, request_id: str) -> RequestRow:
 
 
 def update_request(
-    conn: Connection, request_id: str, *, from_status: Sequence[str] | None = None, **values: Any
+    conn: Connection,
+    request_id: str,
+    *,
+    from_status: Sequence[str] | None = None,
+    holder: str | None = None,
+    **values: Any,
 ) -> bool:
-    """Update a request, only if its status is one of ``from_status``; whether it changed."""
+    """Update a request, only if its status is one of ``from_status`` (and, given a
+    ``holder``, only if that claim still holds it); whether it changed.
+
+    This conditional UPDATE is the guard of every state transition: of callers
+    racing from the same state, exactly one sees True.
+    """
     query = requests.update().where(requests.c.request_id == request_id)
     if from_status is not None:
         query = query.where(requests.c.status.in_(list(from_status)))
+    if holder is not None:
+        query = query.where(requests.c.claim == holder)
     return bool(conn.execute(query.values(**values)).rowcount == 1)
+
+
+def take_over(conn: Connection, row: RequestRow, claim: str, now: int) -> bool:
+    """Take a stale claim over (status unchanged); whether this caller got it."""
+    query = requests.update().where(
+        requests.c.request_id == row.request_id, requests.c.status == row.status
+    )
+    for column, value in ((requests.c.claim, row.claim), (requests.c.claimed_at, row.claimed_at)):
+        query = query.where(column.is_(None) if value is None else column == value)
+    return bool(conn.execute(query.values(claim=claim, claimed_at=now)).rowcount == 1)
+
+
+def stale_claims(conn: Connection, claimed_before: int, limit: int = 1000) -> list[RequestRow]:
+    """Requests in a transitional state whose claim was taken before ``claimed_before``."""
+    rows = conn.execute(
+        sa.select(requests)
+        .where(
+            requests.c.status.in_(["evaluating", "deciding", "releasing", "expiring"]),
+            sa.or_(requests.c.claimed_at.is_(None), requests.c.claimed_at < claimed_before),
+        )
+        .order_by(requests.c.created_at)
+        .limit(limit)
+    )
+    return [_request(r) for r in rows]
+
+
+def lapsed(conn: Connection, now: int, limit: int = 1000) -> list[RequestRow]:
+    """Pending requests and unredeemed grants whose time ran out at ``now``."""
+    rows = conn.execute(
+        sa.select(requests)
+        .where(
+            requests.c.status.in_(["pending", "granted"]),
+            requests.c.expires_at.is_not(None),
+            requests.c.expires_at <= now,
+        )
+        .order_by(requests.c.expires_at)
+        .limit(limit)
+    )
+    return [_request(r) for r in rows]
+
+
+def last_break_glass(conn: Connection, professional_id: str, since: int) -> tuple[int, int | None]:
+    """(how many, latest time) of ``professional_id``'s granted break-glass since ``since``."""
+    row = conn.execute(
+        sa.select(sa.func.count(), sa.func.max(requests.c.created_at)).where(
+            requests.c.professional_id == professional_id,
+            requests.c.break_glass.is_(True),
+            requests.c.reason_code == "GRANTED_BREAK_GLASS",
+            requests.c.created_at >= since,
+        )
+    ).one()
+    return int(row[0]), None if row[1] is None else int(row[1])
+
+
+def reconciled_through(conn: Connection, name: str) -> int:
+    """The audit index up to which ``name`` reconciliation has run (0 at first)."""
+    value = conn.execute(
+        sa.select(reconciliation.c.audit_index).where(reconciliation.c.name == name)
+    ).scalar_one_or_none()
+    return 0 if value is None else int(value)
+
+
+def set_reconciled_through(conn: Connection, name: str, index: int) -> None:
+    """Move the ``name`` reconciliation mark to ``index``."""
+    done = conn.execute(
+        reconciliation.update().where(reconciliation.c.name == name).values(audit_index=index)
+    )
+    if done.rowcount != 1:
+        conn.execute(reconciliation.insert().values(name=name, audit_index=index))
 
 
 def requests_where(engine: Engine, *conditions: Any, limit: int = 1000) -> list[RequestRow]:
@@ -524,14 +618,50 @@ def get_review(conn: Connection, request_id: str) -> ReviewRow:
     return ReviewRow(**dict(row._mapping))
 
 
-def close_review(conn: Connection, request_id: str, **values: Any) -> bool:
-    """Close an open review; whether it was open."""
+def has_review(conn: Connection, request_id: str) -> bool:
+    """Whether ``request_id`` has a review task."""
+    found = conn.execute(
+        sa.select(reviews.c.request_id).where(reviews.c.request_id == request_id)
+    ).first()
+    return found is not None
+
+
+def claim_review(conn: Connection, request_id: str, reviewer_id: str, now: int) -> bool:
+    """Move an open review to ``closing`` for ``reviewer_id`` (the claim is the
+    reviewer and the time); whether this caller won it."""
     result = conn.execute(
         reviews.update()
         .where(reviews.c.request_id == request_id, reviews.c.status == "open")
-        .values(status="closed", **values)
+        .values(status="closing", reviewer_id=reviewer_id, closed_at=now)
     )
     return bool(result.rowcount == 1)
+
+
+def settle_review(
+    conn: Connection, request_id: str, holder: str, claimed_at: int, **values: Any
+) -> bool:
+    """Finish the ``closing`` claim (reviewer, time) with ``values``; whether it still held."""
+    result = conn.execute(
+        reviews.update()
+        .where(
+            reviews.c.request_id == request_id,
+            reviews.c.status == "closing",
+            reviews.c.reviewer_id == holder,
+            reviews.c.closed_at == claimed_at,
+        )
+        .values(**values)
+    )
+    return bool(result.rowcount == 1)
+
+
+def stale_reviews(conn: Connection, claimed_before: int) -> list[ReviewRow]:
+    """Reviews left ``closing`` by a caller that stopped before ``claimed_before``."""
+    rows = conn.execute(
+        sa.select(reviews).where(
+            reviews.c.status == "closing", reviews.c.closed_at < claimed_before
+        )
+    )
+    return [ReviewRow(**dict(r._mapping)) for r in rows]
 
 
 def dump_json(value: Any) -> str:

@@ -183,7 +183,12 @@ async def test_review_queries_and_anomalies(client: httpx.AsyncClient) -> None:
         "anomalies"
     ]
     kinds = sorted(a["kind"] for a in report)
-    assert kinds == ["break_glass_unreviewed", "outside_working_hours", "unlocks_over_limit"]
+    assert kinds == [
+        "break_glass_unreviewed",
+        "break_glass_used",
+        "outside_working_hours",
+        "unlocks_over_limit",
+    ]
     over = next(a for a in report if a["kind"] == "unlocks_over_limit")
     assert over["professional_id"] == pro
     assert over["indices"] == [0, 1, 2, 3]

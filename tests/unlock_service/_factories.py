@@ -62,6 +62,13 @@ window_seconds = 3600
 required = 1
 clearance_gap = 1
 
+[break_glass]
+max_uses = 2
+window_seconds = 86400
+cooldown_seconds = 60
+clearance_gap = 1
+review_days = 2
+
 [roles.admin]
 admin = true
 
@@ -90,7 +97,6 @@ approval = true
 description = "Immediate risk of harm"
 roles = ["social_worker", "team_manager"]
 break_glass = true
-review_days = 2
 """
 
 # Synthetic identities: none of these is a real person.

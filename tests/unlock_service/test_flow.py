@@ -432,7 +432,11 @@ def test_an_opt_out_after_the_grant_stops_the_release(env):
     env.client(ig).call("POST", "/restrictions", {"family_id": family, "flag": "RESTRICTED"})
     r = env.client(requester).release(request_id)
     assert r.status_code == 403 and r.json()["reason"] == "FAMILY_RESTRICTED"
-    assert _entries(env, request_id)[-1].decision == "refused"
+    # the grant is closed by an expiry entry naming the flag; the request keeps one decision
+    last = _entries(env, request_id)[-1]
+    assert last.type == "expiry" and last.reason_code == "FAMILY_RESTRICTED"
+    assert [e.type for e in _entries(env, request_id)].count("decision") == 1
+    assert _row(env, request_id)["status"] == "refused"
 
 
 # --- break-glass and review --------------------------------------------------------------
@@ -469,6 +473,40 @@ def test_break_glass_releases_and_opens_a_review_that_ig_closes(env):
     # every IG read was itself audited
     reads = [e.reason_code for e in _entries(env) if e.type == "ig_access"]
     assert reads == ["REVIEWS_LISTED", "REVIEWS_LISTED"]
+
+
+def test_break_glass_has_its_own_cap_cool_down_and_anomaly(make_env, tmp_path):
+    from protocols import new_token, token_digest
+    from unlock_service._config import write_secret
+
+    ig_token = new_token()
+    token_file = tmp_path / "audit-tokens"
+    write_secret(token_file, f"{token_digest(ig_token).hex()} ig_officer ig\n")
+    env = make_env(audit_token_file=token_file)
+    pro = env.add_pro("social_worker", 3)
+    families = [env.add_family(clearance=3) for _ in range(4)]
+
+    def glass(family):
+        return env.client(pro).unlock(family, "EMERGENCY", WHY, break_glass=True)
+
+    assert glass(families[0]).status_code == 200
+    r = glass(families[1])  # within the 60 s cool-down
+    assert r.status_code == 403 and r.json()["reason"] == "BREAK_GLASS_COOLDOWN"
+    env.clock.advance(61)
+    assert glass(families[1]).status_code == 200
+    env.clock.advance(61)
+    r = glass(families[2])  # max_uses = 2 per day, although the rate limit (5) has room
+    assert r.status_code == 403 and r.json()["reason"] == "BREAK_GLASS_LIMIT"
+    # (the clearance ceiling is covered in test_policy: this policy's ceiling equals
+    # its approval gap)
+    # every break-glass use is an anomaly at once; unreviewed ones after the policy's
+    # review_days (2), not a separate default
+    headers = {"Authorization": f"Bearer {ig_token}"}
+    report = env.http.get("/audit/reports/anomalies", headers=headers).json()["anomalies"]
+    used = [a for a in report if a["kind"] == "break_glass_used"]
+    assert [a["professional_id"] for a in used] == [pro.professional_id] * 2
+    mounted = next(r for r in env.app.routes if getattr(r, "path", "") == "/audit")
+    assert mounted.app.state.settings.break_glass_review_days == 2
 
 
 def test_ig_lists_a_professionals_unlocks_and_the_read_is_audited(env):

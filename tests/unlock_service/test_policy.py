@@ -80,9 +80,48 @@ def test_every_branch(change, kind, reason):
     assert outcome.break_glass == (reason == "GRANTED_BREAK_GLASS")
 
 
-def test_break_glass_carries_the_purposes_review_deadline():
+def test_break_glass_carries_the_policys_one_review_deadline():
     outcome = decide(P, replace(BASE, break_glass=True, purpose_code="EMERGENCY"))
-    assert outcome.review_days == 2
+    assert outcome.review_days == P.rules.break_glass.review_days == 2
+
+
+GLASS = replace(BASE, break_glass=True, purpose_code="EMERGENCY")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        # the test policy: max_uses 2, cooldown 60 s, clearance_gap 1
+        ({"break_glass_recent": 1, "break_glass_since_last": 61.0}, "GRANTED_BREAK_GLASS"),
+        ({"break_glass_recent": 2, "break_glass_since_last": 3600.0}, "BREAK_GLASS_LIMIT"),
+        ({"break_glass_recent": 1, "break_glass_since_last": 59.0}, "BREAK_GLASS_COOLDOWN"),
+        ({"clearance": 2}, "GRANTED_BREAK_GLASS"),  # family needs 3: within the gap of 1
+    ],
+)
+def test_break_glass_cap_and_cool_down(change, reason):
+    assert decide(P, replace(GLASS, **change)).reason == reason
+
+
+def test_break_glass_never_reaches_above_its_clearance_ceiling():
+    # default ceiling: the requester's own clearance (break_glass.clearance_gap = 0),
+    # even where the approval route would allow a gap of 1
+    strict = parse_policy(POLICY.replace("clearance_gap = 1\nreview_days", "review_days").encode())
+    assert strict.rules.break_glass.clearance_gap == 0
+    assert decide(strict, replace(GLASS, clearance=2)).reason == "BREAK_GLASS_CLEARANCE"
+    assert decide(strict, replace(GLASS, clearance=3)).reason == "GRANTED_BREAK_GLASS"
+    # without break-glass the same request waits for a second person instead
+    assert decide(strict, replace(BASE, clearance=2)).reason == "APPROVAL_REQUIRED"
+
+
+def test_break_glass_defaults_are_finite():
+    block = (
+        "[break_glass]\nmax_uses = 2\nwindow_seconds = 86400\ncooldown_seconds = 60\n"
+        "clearance_gap = 1\nreview_days = 2\n"
+    )
+    assert block in POLICY
+    rules = parse_policy(POLICY.replace(block, "").encode()).rules.break_glass
+    assert (rules.max_uses, rules.cooldown_seconds, rules.clearance_gap) == (2, 3600, 0)
+    assert rules.review_days == 3
 
 
 @pytest.mark.parametrize(
@@ -134,6 +173,11 @@ def test_the_policy_hash_is_of_the_exact_file_bytes():
         (lambda t: t.replace("min_chars = 10", "min_chars = 500"), "min_chars"),
         (lambda t: t + "\n[surprise]\nx = 1\n", "surprise"),
         (lambda t: t.replace("[policy]", "[policy"), "TOML"),
+        (
+            lambda t: t.replace("break_glass = true\n", "break_glass = true\nreview_days = 7\n"),
+            "set once for all purposes",
+        ),
+        (lambda t: t.replace("max_uses = 2", "max_uses = 0"), "max_uses"),
     ],
 )
 def test_bad_policy_files_are_refused_naming_the_problem(edit, message):
