@@ -67,6 +67,12 @@ def test_sigkill_mid_append_loses_no_acknowledged_entry(
             "postgresql://", "postgresql+psycopg://"
         )
     )
+    if backend == "postgres":  # the session's database: other tests' logs may be in it
+        engine = _store.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
+            conn.exec_driver_sql("CREATE SCHEMA public")
+        engine.dispose()
     all_acked: set[int] = set()
     for kill_after in (150, 600):
         acked = _run_and_kill(url, skey, kill_after)
