@@ -68,7 +68,7 @@ from .programme import _assessment as assessment
 from .programme import _claims as claims_
 from .programme import _reports as reports
 from .programme._riskmodel import RiskModel
-from .programme._ruleset import Ruleset, default_ruleset
+from .programme._ruleset import Ruleset, default_ruleset, shipped_rulesets
 
 __all__ = ["create_app", "get_service", "get_settings"]
 
@@ -325,6 +325,12 @@ def create_app(
         caller: Admin, request: Request, service: ServiceDep, body: RulesetSwitch
     ) -> dict[str, Any]:
         """Switch the active ruleset (a shipped one) between cycles, without a restart."""
+        if body.ruleset not in shipped_rulesets():
+            raise NotFound(
+                f"no shipped ruleset {body.ruleset!r}; shipped: "
+                f"{', '.join(sorted(shipped_rulesets()))} (a council's own file: "
+                "linkage-service ruleset use FILE)"
+            )
         new = default_ruleset(body.ruleset)
         configured: Ruleset = request.app.state.ruleset
 

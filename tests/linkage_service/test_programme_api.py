@@ -126,7 +126,10 @@ async def test_assess_review_attach_attest_and_release(client):
     # claims: attachment fee for the attached family
     r = await client.post("/claims", json={"window_id": "2026-H2"}, headers=auth("coordinator"))
     assert r.status_code == 200 and r.json()["attachment_claims"] == 1
-    r = await client.post("/claims", json={"window_id": "2026-H3"}, headers=auth("coordinator"))
+    for window in ("2026-H3", "2019-H1"):
+        r = await client.post("/claims", json={"window_id": window}, headers=auth("coordinator"))
+        assert r.status_code == 409 and window in r.json()["detail"]
+    r = await client.post("/claims", json={"window_id": "2026-X"}, headers=auth("coordinator"))
     assert r.status_code == 422
     claims = (await client.get("/claims", headers=auth("analyst"))).json()["claims"]
     assert [c["family_id"] for c in claims] == [fid]
