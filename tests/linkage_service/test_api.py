@@ -47,6 +47,7 @@ READ_ROUTES = {
     "/families/{family_id}",
     "/families/{family_id}/outcomes",
     "/claims",
+    "/claims/export",
     "/reports/{name}",
 }
 UNLOCK_ROUTES = {
@@ -126,7 +127,12 @@ async def test_every_route_refuses_unauthenticated_callers(app_client):
 async def test_every_route_checks_the_role(app_client):
     app, client = app_client
     routes = _routes(app)
-    known = READ_ROUTES | UNLOCK_ROUTES | {"/extracts", "/health", "/families/{family_id}/status"}
+    known = READ_ROUTES | UNLOCK_ROUTES | {
+        "/extracts",
+        "/health",
+        "/families/{family_id}/status",
+        "/programme/ruleset",
+    }
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
         if path == "/health":
@@ -135,7 +141,7 @@ async def test_every_route_checks_the_role(app_client):
             allowed = {"agency:school", "agency:police"}
         elif path in UNLOCK_ROUTES:
             allowed = {"unlock_service"}
-        elif (method, path) == ("POST", "/assessments"):
+        elif (method, path) in (("POST", "/assessments"), ("POST", "/programme/ruleset")):
             allowed = {"admin"}
         elif method == "POST":  # status changes and claim batches
             allowed = {"coordinator", "admin"}
