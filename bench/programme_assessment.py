@@ -227,7 +227,9 @@ def main() -> int:
         f"pending claim {s2['pending_claim']:,} in {t_second:.1f} s"
     )
     t0 = time.perf_counter()
-    batch = create_claims(sql, "2027-H1", actor="bench")
+    window = ruleset.calendar.window_of(later)
+    assert window is not None
+    batch = create_claims(sql, window.window_id, actor="bench")
     t_claims = time.perf_counter() - t0
     print(
         f"(3) claim batch: {batch['attachment_claims']:,} attachment, "

@@ -11,7 +11,8 @@ Every route authenticates a bearer token and checks its role:
 ``coordinator`` and ``admin`` may read persons, households, links, the review
 queue and its summary, runs, statistics, assessments, families and claims;
 ``coordinator`` (and ``admin``) may change a family's status and make claim
-batches; only ``admin`` runs an assessment; ``unlock_service`` alone may fetch
+batches; only ``admin`` runs an assessment or switches the active ruleset
+(between cycles, no restart); ``unlock_service`` alone may fetch
 a family's attestation and the sealed blobs it names, and run subject-access
 searches. No route returns or accepts a plaintext identifier; only the
 unlock service's blob route returns sealed identities, which this service
@@ -63,11 +64,12 @@ from ._errors import (
 )
 from ._review import ReviewQueue, ReviewSummary
 from ._service import EngineFactory, LinkageService, default_engine_factory
+from .programme import _active as active
 from .programme import _assessment as assessment
 from .programme import _claims as claims_
 from .programme import _reports as reports
 from .programme._riskmodel import RiskModel
-from .programme._ruleset import Ruleset
+from .programme._ruleset import Ruleset, default_ruleset, shipped_rulesets
 
 __all__ = ["create_app", "get_service", "get_settings"]
 
@@ -160,8 +162,18 @@ class ClaimRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    window_id: str = Field(pattern=r"^[0-9]{4}-H[12]$")
+    # checked against the active programme calendar (YYYY-H1, YYYY-Q3 ...)
+    window_id: str = Field(pattern=r"^[0-9]{4}-[A-Z][0-9]{1,2}$")
     family_ids: list[str] | None = Field(default=None, max_length=10_000)
+
+
+class RulesetSwitch(BaseModel):
+    """Switch the active ruleset (a shipped name) from the next cycle on, with a reason code."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ruleset: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,39}$")
+    reason: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
 
 
 def create_app(
@@ -311,14 +323,43 @@ def create_app(
         return store.statistics(service.sql)
 
     @app.get("/programme")
-    def programme(_caller: Reader, request: Request) -> dict[str, Any]:
+    def programme(_caller: Reader, request: Request, service: ServiceDep) -> dict[str, Any]:
         """The ruleset and risk model in force: names, versions, SHA-256 and content."""
-        ruleset: Ruleset = request.app.state.ruleset
+        ruleset = active.active_ruleset(service.sql, request.app.state.ruleset)
         model: RiskModel = request.app.state.model
         return {
             "ruleset": {"sha256": ruleset.sha256(), **ruleset.model_dump(mode="json")},
             "model": {"sha256": model.sha256(), **model.model_dump(mode="json")},
+            "switches": active.ruleset_switches(service.sql),
         }
+
+    @app.post("/programme/ruleset")
+    async def switch_ruleset(
+        caller: Admin, request: Request, service: ServiceDep, body: RulesetSwitch
+    ) -> dict[str, Any]:
+        """Switch the active ruleset (a shipped one) between cycles, without a restart."""
+        if body.ruleset not in shipped_rulesets():
+            raise NotFound(
+                f"no shipped ruleset {body.ruleset!r}; shipped: "
+                f"{', '.join(sorted(shipped_rulesets()))} (a council's own file: "
+                "linkage-service ruleset use FILE)"
+            )
+        new = default_ruleset(body.ruleset)
+        configured: Ruleset = request.app.state.ruleset
+
+        def run() -> dict[str, Any]:
+            return active.switch_ruleset(
+                service.sql,
+                new,
+                request.app.state.model,
+                configured,
+                actor=_who(caller),
+                reason=body.reason,
+            )
+
+        out = await run_in_threadpool(service.exclusive, run)
+        _logger.info("ruleset switched", extra={"ruleset": new.name, "role": caller.role})
+        return out
 
     @app.post("/assessments")
     async def assess(
@@ -333,7 +374,7 @@ def create_app(
         def run() -> dict[str, Any]:
             result = assessment.run_cycle(
                 service.sql,
-                request.app.state.ruleset,
+                active.active_ruleset(service.sql, request.app.state.ruleset),
                 request.app.state.model,
                 as_at,
                 actor=_who(caller),
@@ -441,6 +482,30 @@ def create_app(
     ) -> dict[str, Any]:
         """Claims (of one window, or all) with their evidence."""
         return {"claims": claims_.list_claims(service.sql, window_id)}
+
+    @app.get("/claims/export")
+    def export_claims(
+        _caller: Reader,
+        service: ServiceDep,
+        window_id: str | None = None,
+        format: Literal["csv", "json"] = "csv",
+        sample_pct: Annotated[float, Query(gt=0, le=100)] = 100.0,
+        seed: int = 0,
+    ) -> PlainTextResponse:
+        """Claims for internal audit as a file: CSV, one row per evidence item, or JSON."""
+        rows = claims_.list_claims(service.sql, window_id)
+        name = f"claims-{window_id or 'all'}"
+        if format == "json":
+            text = claims_.export_claims_json(rows, sample_pct=sample_pct, seed=seed)
+            media = "application/json"
+        else:
+            text = claims_.export_claims(rows, sample_pct=sample_pct, seed=seed)
+            media = "text/csv"
+        return PlainTextResponse(
+            text,
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'},
+        )
 
     @app.get("/reports/{name}")
     def report(

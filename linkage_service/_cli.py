@@ -46,11 +46,12 @@ from ._config import (
 )
 from ._errors import ConfigError, LinkageError
 from ._matchmodel import MatchModel, render_markdown
+from .programme import _active as active
 from .programme import _assessment as assessment
 from .programme import _claims as claims
 from .programme import _reports as reports
 from .programme._riskmodel import load_model
-from .programme._ruleset import load_ruleset
+from .programme._ruleset import default_ruleset, load_ruleset
 
 __all__ = ["main"]
 
@@ -99,7 +100,11 @@ def _parser() -> argparse.ArgumentParser:
     check = rs.add_parser("check", help="validate a ruleset file (and a model file against it)")
     check.add_argument("ruleset_file", type=Path)
     check.add_argument("--model", type=Path, help="a risk model file to check against it")
-    rs.add_parser("show", help="the configured ruleset and model: versions and SHA-256")
+    rs.add_parser("show", help="the active ruleset and the model: versions and SHA-256")
+    use = rs.add_parser("use", help="switch the active ruleset from the next cycle on")
+    use.add_argument("ruleset", help="a shipped ruleset name or a ruleset .toml file")
+    use.add_argument("--reason", required=True, help="reason code, e.g. PROGRAMME_PHASE")
+    use.add_argument("--actor", default="cli", help="who switches it (recorded)")
     fam = sub.add_parser("families", help="families of the latest assessment")
     fam.add_argument("--eligible", action="store_true", help="eligible families only")
     fam.add_argument("--status", help="families with this status only")
@@ -117,11 +122,16 @@ def _parser() -> argparse.ArgumentParser:
         dest="claims_command", required=True
     )
     crun = claim.add_parser("run", help="make the claim batch for a claim window")
-    crun.add_argument("window_id", help="YYYY-H1 or YYYY-H2")
+    crun.add_argument("window_id", help="a window of the ruleset's calendar, e.g. 2026-H2")
     crun.add_argument("--family", action="append", dest="family_ids", help="only this family")
     crun.add_argument("--actor", default="cli")
-    cexp = claim.add_parser("export", help="CSV of claims for internal audit")
+    cexp = claim.add_parser(
+        "export", help="claims for internal audit: CSV, one row per evidence item, and JSON"
+    )
     cexp.add_argument("--window", dest="window_id")
+    cexp.add_argument(
+        "--out", type=Path, help="write FILE.csv and FILE.json beside it (default: CSV to stdout)"
+    )
     cexp.add_argument("--sample-pct", type=float, default=100.0, help="e.g. 10 for a 10%% sample")
     cexp.add_argument("--seed", type=int, default=0, help="sample seed (reproducible)")
     rv = sub.add_parser("review", help="the clerical review queue").add_subparsers(
@@ -269,11 +279,6 @@ def _run(args: argparse.Namespace) -> int:
             print(f"{args.model}: {model.name} {model.version} sha256 {model.sha256()}")
         return 0
     settings = _settings(args)
-    if args.command == "ruleset":
-        ruleset, model = load_programme(settings)
-        print(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256()}")
-        print(f"model {model.name} {model.version} sha256 {model.sha256()}")
-        return 0
     if args.command == "token":
         if not valid_role(args.role):
             raise ConfigError(
@@ -350,8 +355,25 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _programme_command(args: argparse.Namespace, settings: Settings, engine: Engine) -> None:
-    if args.command == "assess":
-        ruleset, model = load_programme(settings)
+    if args.command == "ruleset" and args.ruleset_command == "use":
+        configured, model = load_programme(settings)
+        new = (
+            load_ruleset(Path(args.ruleset))
+            if args.ruleset.endswith(".toml")
+            else default_ruleset(args.ruleset)
+        )
+        switched = active.switch_ruleset(
+            engine, new, model, configured, actor=args.actor, reason=args.reason
+        )
+        print(json.dumps(switched, indent=2, sort_keys=True))
+    elif args.command == "ruleset":
+        configured, model = load_programme(settings)
+        ruleset = active.active_ruleset(engine, configured)
+        print(f"ruleset {ruleset.name} {ruleset.version} sha256 {ruleset.sha256()}")
+        print(f"model {model.name} {model.version} sha256 {model.sha256()}")
+    elif args.command == "assess":
+        configured, model = load_programme(settings)
+        ruleset = active.active_ruleset(engine, configured)
         signer = (
             None
             if settings.attestation_key_file is None
@@ -408,7 +430,18 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             print(json.dumps(report, indent=2, sort_keys=True))
     elif args.command == "claims":
         rows = claims.list_claims(engine, args.window_id)
-        print(claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed), end="")
+        text = claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed)
+        if args.out is None:
+            print(text, end="")
+        else:
+            body = claims.export_claims_json(rows, sample_pct=args.sample_pct, seed=args.seed)
+            csv_path, json_path = args.out.with_suffix(".csv"), args.out.with_suffix(".json")
+            try:
+                csv_path.write_text(text, encoding="utf-8")
+                json_path.write_text(body, encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(f"cannot write the claims export {args.out}: {exc}") from exc
+            print(f"{csv_path}\n{json_path}")
     elif args.command == "review" and args.review_command == "summary":
         summary = review.review_summary(engine)
         if args.json:

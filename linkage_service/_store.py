@@ -300,6 +300,21 @@ claims = sa.Table(
     sa.UniqueConstraint("family_id", "kind", name="uq_claims_family_kind"),
     sa.Index("ix_claims_window", "window_id"),
 )
+# The active programme ruleset, switched between cycles without a restart: the
+# latest row is in force; the id is the previous row's plus one (one winner).
+ruleset_switches = sa.Table(
+    "ruleset_switches",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("ruleset_name", sa.String(40), nullable=False),
+    sa.Column("ruleset_version", sa.String(20), nullable=False),
+    sa.Column("ruleset_sha256", sa.String(64), nullable=False),
+    sa.Column("ruleset", sa.Text, nullable=False),
+    sa.Column("previous_sha256", sa.String(64), nullable=False),
+    sa.Column("switched_at", sa.BigInteger, nullable=False),
+    sa.Column("switched_by", sa.String(80), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+)
 
 
 # A family is attached and claimed once per programme phase, whatever its ids do when

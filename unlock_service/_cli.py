@@ -447,7 +447,9 @@ min_chars = 20
 max_chars = 1000
 
 [attestation]
-max_age_days = 30
+# An attestation is fresh while its assessment cycle is the linkage service's
+# latest (so it follows the cycle cadence); max_age_days adds an age limit.
+# max_age_days = 120
 
 [grants]
 ttl_seconds = 900

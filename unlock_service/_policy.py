@@ -13,8 +13,9 @@ failed (cheap, attributable checks first):
 4. the professional's requests in the rate-limit window (``RATE_LIMITED``);
 5. no opt-out or restriction flag on the family (``FAMILY_OPTED_OUT``,
    ``FAMILY_RESTRICTED``);
-6. a valid, fresh attestation for this family signed by the pinned linkage key
-   (the attestation check's own code, e.g. ``ATTESTATION_STALE``);
+6. a valid, fresh attestation for this family signed by the pinned linkage key,
+   from the linkage service's latest assessment cycle (the attestation check's
+   own code, e.g. ``ATTESTATION_STALE``);
 7. clearance: at or above the attestation's ``clearance_required``, or below it
    by at most ``approval.clearance_gap`` levels, which then needs approval
    (``CLEARANCE_INSUFFICIENT``);
@@ -124,9 +125,16 @@ class Justification(_Model):
 
 
 class AttestationRule(_Model):
-    """How old an attestation's ``assessed_at`` may be."""
+    """When an attestation is fresh: while its cycle is the latest, and optionally an age limit.
 
-    max_age_days: float = Field(default=30, gt=0, le=366)
+    The linkage service serves only its latest cycle's attestation, and a
+    request waiting for approval is checked against the latest cycle again, so
+    freshness follows the council's cycle cadence (monthly, quarterly ...).
+    ``max_age_days``, when set, also refuses an attestation whose
+    ``assessed_at`` is older, however recent the cycle.
+    """
+
+    max_age_days: float | None = Field(default=None, gt=0, le=366)
 
 
 class Grants(_Model):

@@ -3,7 +3,9 @@
 * :func:`verify_attestation` accepts a linkage attestation only if it is
   signed by the pinned linkage key (Ed25519 over
   :func:`protocols.attestation_message`), names that key's id, is about the
-  family asked for, and was assessed no longer ago than the policy allows.
+  family asked for, is from the linkage service's latest assessment cycle
+  (when the caller says which) and, if the policy sets an age limit, was
+  assessed no longer ago than that.
   Each failure has its own reason code.
 * :class:`SealKeyring` holds the unlock service's X25519 private keys, one
   directory per key (``<key id>/seal.key``, 0600, the format of
@@ -87,12 +89,18 @@ def verify_attestation(
     signed: SignedAttestation,
     pinned: VerifyKey,
     family_id: str,
-    max_age: dt.timedelta,
+    max_age: dt.timedelta | None,
     now: dt.datetime,
     *,
     skew: dt.timedelta = dt.timedelta(minutes=5),
+    latest_cycle: int | None = None,
 ) -> Attestation:
-    """The attestation, if genuine, current and about ``family_id``; else AttestationRefused."""
+    """The attestation, if genuine, current and about ``family_id``; else AttestationRefused.
+
+    Current: from ``latest_cycle`` when given (an attestation is valid while
+    its cycle is the linkage service's latest, whatever the cycle cadence), and
+    no older than ``max_age`` when the policy sets one.
+    """
     att = signed.attestation
     if att.key_id != key_id(bytes(pinned)):
         raise AttestationRefused(
@@ -123,7 +131,13 @@ def verify_attestation(
             f"attestation {att.attestation_id} is dated in the future ({assessed.isoformat()})",
             "ATTESTATION_FUTURE",
         )
-    if now - assessed > max_age:
+    if latest_cycle is not None and att.cycle_id != latest_cycle:
+        raise AttestationRefused(
+            f"attestation {att.attestation_id} is from assessment cycle {att.cycle_id}; the "
+            f"latest cycle is {latest_cycle}",
+            "ATTESTATION_STALE",
+        )
+    if max_age is not None and now - assessed > max_age:
         raise AttestationRefused(
             f"attestation {att.attestation_id} was assessed {(now - assessed).days} days ago; "
             f"the policy accepts at most {max_age.days}",

@@ -285,12 +285,19 @@ class UnlockService:
         return self._verify(signed, family_id, now)
 
     def _verify(
-        self, signed: SignedAttestation, family_id: str, now: dt.datetime
+        self,
+        signed: SignedAttestation,
+        family_id: str,
+        now: dt.datetime,
+        latest_cycle: int | None = None,
     ) -> tuple[AttestationCheck, SignedAttestation | None, str]:
         sha = attestation_sha256(signed.attestation)
-        max_age = dt.timedelta(days=self.policy.rules.attestation.max_age_days)
+        days = self.policy.rules.attestation.max_age_days
+        max_age = None if days is None else dt.timedelta(days=days)
         try:
-            att = verify_attestation(signed, self._linkage_key, family_id, max_age, now)
+            att = verify_attestation(
+                signed, self._linkage_key, family_id, max_age, now, latest_cycle=latest_cycle
+            )
         except AttestationRefused as exc:
             return AttestationCheck(exc.reason), signed, sha
         return AttestationCheck(None, att.clearance_required), signed, sha
@@ -778,7 +785,11 @@ class UnlockService:
         if requester is None or row.attestation_json is None:
             return Outcome("refuse", "ATTESTATION_MISSING")
         signed = SignedAttestation.model_validate_json(row.attestation_json)
-        check, _, _ = self._verify(signed, row.family_id, now)
+        # fresh while its cycle is the latest: the family must still be attested now
+        check, latest, _ = self._check_attestation(row.family_id, now)
+        if check.reason is None and latest is not None:
+            cycle = latest.attestation.cycle_id
+            check, _, _ = self._verify(signed, row.family_id, now, latest_cycle=cycle)
         facts = Facts(
             professional_id=requester.professional_id,
             role=requester.role,

@@ -14,7 +14,9 @@ content, names and SHA-256s, so any snapshot can be re-explained later.
 Family status: ``identified`` (first found eligible) -> ``attached`` (work
 starts; the baseline is fixed to the latest snapshot) -> ``in_progress`` ->
 ``pending_claim`` -> ``claimed`` -> ``closed``; every change is a row in
-``status_events`` with who made it, when and a reason code.
+``status_events`` with who made it, when and a reason code. Only an
+assessment moves a family to ``pending_claim`` by its outcome plan, and only a
+claim batch (``_claims``) to ``claimed``.
 
 Must never: read or return a sealed blob except in :func:`family_blobs`,
 which only the unlock service's role reaches, and only for the records an
@@ -53,6 +55,7 @@ from protocols import (
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError, Superseded
 from .._review import update_impacts
+from ._active import rederive_detail, rescore_previous
 from ._claims import outcome_status
 from ._programme import (
     Assessment,
@@ -271,6 +274,8 @@ def run_cycle(
                         sa.select(s.c.family_id, s.c.score).where(s.c.cycle_id == previous_cycle)
                     )
                 }
+                # after a ruleset switch, compare with the previous cycle re-scored under it
+                previous = rescore_previous(conn, int(previous_cycle), ruleset, model, previous)
             presume = ruleset.eligibility.presume_in_education_to_age
             cohort = [
                 f for f in families if f.is_family(presume) or not ruleset.eligibility.families_only
@@ -628,6 +633,11 @@ def set_status(
             old = None if row is None else str(row.status)
             if status == old:
                 raise ConflictError(f"family {family_id} is already {status}")
+            if status == "claimed":
+                raise ConflictError(
+                    f"family {family_id}: claimed is reached only through a claim batch "
+                    "(POST /claims or linkage-service claims run WINDOW), never set by hand"
+                )
             if status not in TRANSITIONS[old]:
                 raise ConflictError(
                     f"family {family_id} cannot go from {old or '(none)'} to {status}; "
@@ -1030,6 +1040,8 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
 def _progress(base: Any, now: Any) -> dict[str, Any]:
     ruleset = Ruleset.model_validate_json(now.ruleset)
     b, n = json.loads(base.detail), json.loads(now.detail)
+    if base.ruleset != now.ruleset:  # a switch since: the baseline under the rules in force
+        b = rederive_detail(b, ruleset)
     domains = {
         p: {
             "baseline": b["domains"].get(p, 1),

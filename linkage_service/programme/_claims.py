@@ -6,14 +6,25 @@ either significant and sustained progress on **every** problem the family had
 each problem's outcome rule in the ruleset says, or the continuous-employment
 result. :func:`evaluate_outcomes` is a pure function over the baseline and the
 snapshots after it; it returns, condition by condition, the values it looked
-at, so every claim carries its own evidence.
+at, so every claim carries its own evidence, and for every rule not met a
+reason code (``TOO_SOON``, ``NOT_SUSTAINED``, ``BASELINE_MISSING`` ...) and why,
+in words.
 
-:func:`create_claims` makes a claim batch for a claim window: an attachment
+Rules are stated in calendar months and decided from whatever snapshots exist
+(monthly, quarterly or irregular cycles): see :func:`_condition` for the exact
+meaning of ``months_since_attachment`` and ``sustained_months``. Snapshots of
+cycles that used another ruleset (before a switch) are re-derived under the
+ruleset in force (``_active``), so a switch never resets a baseline.
+
+:func:`create_claims` makes a claim batch for a claim window of the ruleset's
+calendar (the window must hold the latest assessment's date): an attachment
 claim for each attached family that has none, and a results claim for each
-family in ``pending_claim`` whose result still holds. A family is claimed for
-each kind at most once (a unique constraint backs the check), and a claim for
-a family that is not attached is refused by name. :func:`export_claims` writes
-CSV for internal audit with a reproducible sample (about 10% by default).
+family in ``pending_claim`` whose result still holds; only a batch moves a
+family to ``claimed``. A family is claimed for each kind at most once (a
+unique constraint backs the check), and a claim for a family that is not
+attached is refused by name. :func:`export_claims` writes CSV for internal
+audit, one row per evidence item, with a reproducible sample (about 10% by
+default); :func:`export_claims_json` the same claims as JSON.
 
 Must never: claim without evidence, or change a family's status without a
 ``status_events`` row.
@@ -26,7 +37,6 @@ import datetime as dt
 import io
 import json
 import random
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -37,20 +47,25 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
+from ._active import rederive_detail
 from ._programme import compare
-from ._ruleset import Condition, Outcome, Ruleset
+from ._ruleset import Calendar, ClaimWindow, Condition, Outcome, Ruleset, add_months
 
 __all__ = [
+    "EVIDENCE_COLUMNS",
     "Snap",
+    "claim_window",
     "create_claims",
     "evaluate_outcomes",
+    "evidence_items",
     "export_claims",
+    "export_claims_json",
     "family_outcomes",
     "list_claims",
     "outcome_status",
+    "sample_claims",
 ]
 
-WINDOW = re.compile(r"^[0-9]{4}-H[12]$")
 CLAIM_STATUSES = ("attached", "in_progress", "pending_claim", "claimed", "closed")
 
 
@@ -72,48 +87,153 @@ def _value(snap: Snap, cond: Condition) -> float | None:
     return v
 
 
+def _fall(base: float | None, v: float | None) -> float | None:
+    return None if not base or v is None else round(100.0 * (base - v) / base, 2)
+
+
+def _holds(cond: Condition, snap: Snap, base: float | None) -> tuple[bool, float | None]:
+    """Whether ``cond`` holds at ``snap``, and the number compared (value or % fall)."""
+    v = _value(snap, cond)
+    if cond.compare == "fall_pct":
+        v = _fall(base, v)
+    return compare(v, cond.op, float(cond.value)), v
+
+
+def _at(s: Snap) -> str:
+    return f"cycle {s.cycle_id} ({s.as_at.isoformat()})"
+
+
+def _unmet(out: dict[str, Any], code: str, why: str) -> dict[str, Any]:
+    out["met"] = False
+    out["reason"] = code
+    out["why_not"] = why
+    return out
+
+
 def _condition(
-    cond: Condition, baseline: Snap, after: Sequence[Snap], attached_on: dt.date
+    cond: Condition,
+    baseline: Snap,
+    after: Sequence[Snap],
+    attached_on: dt.date,
+    cal: Calendar,
 ) -> dict[str, Any]:
+    """One condition against the snapshots since the baseline, with a reason when unmet.
+
+    Calendar time: with ``months_since_attachment = M`` the latest snapshot must
+    be dated on or after attachment + M calendar months; with
+    ``sustained_months = N`` the condition must hold at the latest snapshot
+    and at every snapshot since the baseline back to one dated on or before
+    latest - N months (the *run*; a snapshot where it did not hold ends the
+    run). Both allow ``cal.gap_tolerance_days``, since cycles are rarely
+    exactly whole months apart. Only snapshots after the baseline count.
+    """
+    raw = baseline.measures.get(cond.measure)
+    base = _value(baseline, cond)
     out: dict[str, Any] = {
         "measure": cond.measure,
         "compare": cond.compare,
         "op": cond.op,
         "value": cond.value,
-        "baseline": _value(baseline, cond),
+        "sustained_months": cond.sustained_months,
+        "months_since_attachment": cond.months_since_attachment,
+        "missing_as_zero": cond.missing_as_zero,
+        "baseline": base,
+        "baseline_cycle": baseline.cycle_id,
     }
+    want = f"{cond.measure} {cond.op} {cond.value}"
     if cond.compare == "baseline":
-        out["met"] = compare(out["baseline"], cond.op, float(cond.value))
+        out["met"] = compare(base, cond.op, float(cond.value))
+        if not out["met"]:
+            if base is None:
+                return _unmet(
+                    out,
+                    "BASELINE_MISSING",
+                    f"{cond.measure} had no value at the baseline, {_at(baseline)}, "
+                    f"and the rule needs it {cond.op} {cond.value} there",
+                )
+            return _unmet(
+                out,
+                "BASELINE_NOT_MET",
+                f"{cond.measure} was {base:g} at the baseline, {_at(baseline)}; "
+                f"the rule needs {cond.op} {cond.value} there",
+            )
         return out
-    window = list(after[-cond.snapshots :])
-    out["snapshots"] = [
-        {"cycle_id": s.cycle_id, "as_at": s.as_at.isoformat(), "value": _value(s, cond)}
-        for s in window
-    ]
-    why = None
-    if len(window) < cond.snapshots:
-        why = f"needs {cond.snapshots} snapshots after attachment, has {len(window)}"
-    elif (window[-1].as_at - window[0].as_at).days < cond.span_days:
-        why = f"snapshots span {(window[-1].as_at - window[0].as_at).days} days < {cond.span_days}"
-    elif (window[-1].as_at - attached_on).days < cond.min_days_since_attachment:
-        why = (
-            f"{(window[-1].as_at - attached_on).days} days since attachment "
-            f"< {cond.min_days_since_attachment}"
+    if cond.compare == "fall_pct" and not base:
+        if raw is None:
+            return _unmet(
+                out,
+                "BASELINE_MISSING",
+                f"{cond.measure} had no value at the baseline, {_at(baseline)} (no event in its "
+                f"look-back window before attachment), so a {cond.value}% fall cannot be "
+                "measured: the problem was found by a measure over a longer window",
+            )
+        return _unmet(
+            out,
+            "BASELINE_ZERO",
+            f"{cond.measure} was 0 at the baseline, {_at(baseline)}: nothing to fall "
+            f"{cond.value}% from",
         )
-    if why is not None:
-        out["met"] = False
-        out["why_not"] = why
-        return out
-    ok = True
-    for s in window:
-        v = _value(s, cond)
-        if cond.compare == "value":
-            ok &= compare(v, cond.op, float(cond.value))
-        else:  # fall_pct: percentage fall from a positive baseline
-            b = out["baseline"]
-            fall = None if not b or v is None else 100.0 * (b - v) / b
-            ok &= compare(fall, cond.op, float(cond.value))
-    out["met"] = ok
+    if not after:
+        return _unmet(
+            out,
+            "NO_SNAPSHOT_SINCE_BASELINE",
+            f"no assessment since the baseline, {_at(baseline)}",
+        )
+    held = [_holds(cond, s, base) for s in after]
+    out["snapshots"] = [
+        {
+            "cycle_id": s.cycle_id,
+            "as_at": s.as_at.isoformat(),
+            "value": _value(s, cond),
+            **({"fall_pct": n} if cond.compare == "fall_pct" else {}),
+            "held": ok,
+        }
+        for s, (ok, n) in zip(after, held, strict=True)
+    ]
+    latest = after[-1]
+    tolerance = dt.timedelta(days=cal.gap_tolerance_days)
+    ok, number = held[-1]
+    if not ok:
+        if _value(latest, cond) is None:
+            return _unmet(
+                out,
+                "VALUE_MISSING",
+                f"{cond.measure} has no value at {_at(latest)} (no event in its window) and "
+                "the ruleset does not read that as 0 (missing_as_zero)",
+            )
+        shown = f"fell {number:g}%" if cond.compare == "fall_pct" else f"is {number:g}"
+        need = f"a fall of {cond.op} {cond.value}%" if cond.compare == "fall_pct" else want
+        return _unmet(out, "NOT_MET", f"{cond.measure} {shown} at {_at(latest)}; needs {need}")
+    if cond.months_since_attachment:
+        due = add_months(attached_on, cond.months_since_attachment)
+        out["due_on"] = due.isoformat()
+        if latest.as_at + tolerance < due:
+            return _unmet(
+                out,
+                "TOO_SOON",
+                f"the latest snapshot, {_at(latest)}, is too soon: the rule needs "
+                f"{cond.months_since_attachment} months since attachment on "
+                f"{attached_on.isoformat()}, a snapshot on or after {due - tolerance} "
+                f"({cal.gap_tolerance_days} days' allowance for cycle dates)",
+            )
+    if cond.sustained_months:
+        k = len(after) - 1
+        while k > 0 and held[k - 1][0]:
+            k -= 1
+        first = after[k]
+        until = add_months(first.as_at, cond.sustained_months)
+        out["held_since"] = {"cycle_id": first.cycle_id, "as_at": first.as_at.isoformat()}
+        out["sustained_until"] = until.isoformat()
+        if latest.as_at + tolerance < until:
+            broke = "" if k == 0 else f" (it did not hold at {_at(after[k - 1])})"
+            return _unmet(
+                out,
+                "NOT_SUSTAINED",
+                f"{want} has held at every snapshot since {_at(first)}{broke}; the rule needs "
+                f"{cond.sustained_months} months, so a snapshot on or after "
+                f"{until - tolerance} with it still holding",
+            )
+    out["met"] = True
     return out
 
 
@@ -135,14 +255,18 @@ def _identified(problem: str, snaps: Sequence[Snap]) -> dict[str, Any]:
 
 
 def _outcome(
-    outcome: Outcome, baseline: Snap, after: Sequence[Snap], attached_on: dt.date
+    outcome: Outcome, baseline: Snap, after: Sequence[Snap], attached_on: dt.date, cal: Calendar
 ) -> dict[str, Any]:
-    conditions = [_condition(c, baseline, after, attached_on) for c in outcome.all_of]
-    return {
+    conditions = [_condition(c, baseline, after, attached_on, cal) for c in outcome.all_of]
+    out: dict[str, Any] = {
         "title": outcome.title,
         "met": all(c["met"] for c in conditions),
         "conditions": conditions,
     }
+    if not out["met"]:
+        first = next(c for c in conditions if not c["met"])
+        out["reason"], out["why_not"] = first["reason"], first["why_not"]
+    return out
 
 
 def evaluate_outcomes(
@@ -152,8 +276,11 @@ def evaluate_outcomes(
 
     ``after`` are the snapshots after the baseline, oldest first. Returns the
     problems considered, each one's outcome evaluation, the employment result,
-    and ``result``: ``"progress"``, ``"employment"`` or None.
+    ``result`` (``"progress"``, ``"employment"`` or None) and, without a
+    result, ``unmet``: for each problem (and the employment result) not met,
+    a reason code and why, in words.
     """
+    cal = ruleset.calendar
     had = list(baseline.problems)
     for s in after:
         had += [p for p in s.problems if p not in had]
@@ -161,43 +288,80 @@ def evaluate_outcomes(
     for p in had:
         outcome = ruleset.outcomes.get(p)
         if outcome is None:
-            per_problem[p] = {"met": False, "why_not": "no outcome rule for this problem"}
+            per_problem[p] = {
+                "met": False,
+                "reason": "NO_OUTCOME_RULE",
+                "why_not": f"the ruleset {ruleset.name} {ruleset.version} has no outcome rule "
+                f"for problem {p}",
+            }
         else:
-            per_problem[p] = _outcome(outcome, baseline, after, attached_on)
+            per_problem[p] = _outcome(outcome, baseline, after, attached_on, cal)
         per_problem[p].update(_identified(p, [baseline, *after]))
     progress = bool(had) and all(v["met"] for v in per_problem.values())
     employment = (
         None
         if ruleset.employment is None
-        else _outcome(ruleset.employment, baseline, after, attached_on)
+        else _outcome(ruleset.employment, baseline, after, attached_on, cal)
     )
     result = "progress" if progress else None
     if result is None and employment is not None and employment["met"]:
         result = "employment"
+    unmet: list[dict[str, Any]] = []
+    if result is None:
+        if not had:
+            unmet.append(
+                {
+                    "problem": None,
+                    "reason": "NO_PROBLEM",
+                    "why_not": "no problem at baseline or since: no progress to show",
+                }
+            )
+        unmet += [
+            {"problem": p, "reason": v["reason"], "why_not": v["why_not"]}
+            for p, v in per_problem.items()
+            if not v["met"]
+        ]
+        if employment is not None:
+            unmet.append(
+                {
+                    "problem": "(employment)",
+                    "reason": employment["reason"],
+                    "why_not": employment["why_not"],
+                }
+            )
     return {
         "problems": per_problem,
         "employment": employment,
         "result": result,
+        "unmet": unmet,
         "baseline_cycle": baseline.cycle_id,
         "latest_cycle": after[-1].cycle_id if after else baseline.cycle_id,
+        "as_at": (after[-1] if after else baseline).as_at.isoformat(),
     }
 
 
 # --- reading snapshots ------------------------------------------------------------------
 
 
-def _snaps(conn: Connection, family_ids: Sequence[str]) -> dict[str, list[Snap]]:
+def _snaps(
+    conn: Connection, family_ids: Sequence[str], ruleset: Ruleset | None = None
+) -> dict[str, list[Snap]]:
+    """Each family's snapshots, oldest first; with ``ruleset``, those of cycles that used
+    another ruleset are re-derived under it from their measures (see ``_active``)."""
     s, c = store.snapshots, store.cycles
+    sha = None if ruleset is None else ruleset.sha256()
     out: dict[str, list[Snap]] = {}
     for part in store.chunks(list(family_ids)):
         q = (
-            sa.select(s.c.family_id, s.c.cycle_id, c.c.as_at, s.c.detail)
+            sa.select(s.c.family_id, s.c.cycle_id, c.c.as_at, c.c.ruleset_sha256, s.c.detail)
             .join(c, c.c.id == s.c.cycle_id)
             .where(s.c.family_id.in_(part))
             .order_by(s.c.family_id, c.c.as_at, s.c.cycle_id)
         )
-        for fid, cid, as_at, detail in conn.execute(q):
+        for fid, cid, as_at, cycle_sha, detail in conn.execute(q):
             d = json.loads(detail)
+            if ruleset is not None and cycle_sha != sha:
+                d = rederive_detail(d, ruleset)
             out.setdefault(str(fid), []).append(
                 Snap(
                     cycle_id=int(cid),
@@ -214,7 +378,7 @@ def _family_outcomes(
     conn: Connection, ruleset: Ruleset, rows: Sequence[Any]
 ) -> dict[str, dict[str, Any]]:
     """family id -> outcome evaluation, for attached families ``rows`` (families table)."""
-    snaps = _snaps(conn, [str(r.family_id) for r in rows])
+    snaps = _snaps(conn, [str(r.family_id) for r in rows], ruleset)
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
         history = snaps.get(str(r.family_id), [])
@@ -290,14 +454,13 @@ def create_claims(
     With ``family_ids``, only those families are claimed, and each one that
     cannot be (not attached, no result, already claimed) is an error naming it.
     """
-    if not WINDOW.match(window_id):
-        raise ConflictError(f"claim window {window_id!r}: expected YYYY-H1 or YYYY-H2")
     when = now or dt.datetime.now(dt.UTC)
     stamp = int(when.timestamp() * 1_000_000)
     f = store.families
     try:
         with engine.begin() as conn:
             cycle_id, ruleset = _latest_cycle(conn)
+            _check_window(conn, ruleset, cycle_id, window_id)
             q = sa.select(f)
             if family_ids is not None:
                 q = q.where(f.c.family_id.in_(list(family_ids)))
@@ -432,6 +595,32 @@ def create_claims(
     }
 
 
+def claim_window(ruleset: Ruleset, window_id: str) -> ClaimWindow:
+    """The calendar's claim window ``window_id``; ConflictError naming the calendar if none."""
+    window = ruleset.calendar.window(window_id)
+    if window is None:
+        raise ConflictError(
+            f"claim window {window_id!r} is not in the calendar of {ruleset.name} "
+            f"{ruleset.version}: {ruleset.calendar.describe()}"
+        )
+    return window
+
+
+def _check_window(conn: Connection, ruleset: Ruleset, cycle_id: int, window_id: str) -> None:
+    window = claim_window(ruleset, window_id)
+    row = store.cycle_row(conn, cycle_id)
+    assert row is not None  # the caller read it in this transaction
+    as_at: dt.date = row.as_at
+    if not window.opens <= as_at <= window.closes:
+        held = ruleset.calendar.window_of(as_at)
+        raise ConflictError(
+            f"claim window {window_id} runs {window.opens} to {window.closes}, but the latest "
+            f"assessment (cycle {cycle_id}) is as at {as_at}"
+            + (f", in window {held.window_id}" if held else ", outside the calendar")
+            + ": a claim batch names the window of the assessment it claims from"
+        )
+
+
 def _claim_row(
     family_id: str,
     kind: str,
@@ -484,57 +673,170 @@ def list_claims(engine: Engine, window_id: str | None = None) -> list[dict[str, 
     ]
 
 
-def export_claims(
+EVIDENCE_COLUMNS = (
+    "claim_id",
+    "window_id",
+    "family_id",
+    "kind",
+    "result",
+    "amount_gbp",
+    "claim_cycle_id",
+    "created_at",
+    "created_by",
+    "item",
+    "problem",
+    "indicators",
+    "measure",
+    "cycle_id",
+    "as_at",
+    "value",
+    "baseline",
+    "op",
+    "threshold",
+    "met",
+    "reason",
+    "agency_id",
+    "record_ref",
+    "event_type",
+    "note",
+)
+
+
+def sample_claims(
     claims: Sequence[dict[str, Any]], *, sample_pct: float = 100.0, seed: int = 0
-) -> str:
-    """CSV of ``claims`` (a reproducible ``sample_pct`` sample for internal audit)."""
+) -> list[dict[str, Any]]:
+    """A reproducible ``sample_pct`` sample of ``claims`` (all at 100), in claim order."""
     if not 0 < sample_pct <= 100:
         raise ConflictError(f"sample_pct {sample_pct}: expected more than 0 and at most 100")
     chosen = list(claims)
     if sample_pct < 100:
         k = max(1, round(len(chosen) * sample_pct / 100)) if chosen else 0
         chosen = sorted(random.Random(seed).sample(chosen, k), key=lambda c: c["claim_id"])
-    out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(
-        [
-            "claim_id",
-            "window_id",
-            "family_id",
-            "kind",
-            "result",
-            "amount_gbp",
-            "cycle_id",
-            "created_at",
-            "created_by",
-            "problems",
-            "source_agencies",
-            "evidence_json",
-        ]
-    )
-    for c in chosen:
-        ev = c["evidence"]
-        problems = sorted(ev.get("problems", {}))
-        agencies: set[str] = set()
-        for p in ev.get("problems", {}).values():
-            agencies.update(p.get("source_agencies", []))
-        w.writerow(
-            [
-                c["claim_id"],
-                c["window_id"],
-                c["family_id"],
-                c["kind"],
-                c["result"] or "",
-                c["amount_gbp"],
-                c["cycle_id"],
-                c["created_at"],
-                c["created_by"],
-                ";".join(problems),
-                ";".join(sorted(agencies)),
-                json.dumps(ev, sort_keys=True),
-            ]
+    return chosen
+
+
+def _condition_items(problem: str, cond: dict[str, Any]) -> list[dict[str, Any]]:
+    notes = []
+    if cond.get("sustained_months"):
+        notes.append(f"sustained {cond['sustained_months']} months")
+    if cond.get("months_since_attachment"):
+        notes.append(f"{cond['months_since_attachment']} months after attachment")
+    if "held_since" in cond:
+        notes.append(f"held since {cond['held_since']['as_at']}")
+    if cond.get("why_not"):
+        notes.append(cond["why_not"])
+    items = [
+        {
+            "item": "condition",
+            "problem": problem,
+            "measure": cond["measure"],
+            "baseline": cond.get("baseline"),
+            "op": cond["op"],
+            "threshold": cond["value"],
+            "met": cond["met"],
+            "reason": cond.get("reason"),
+            "cycle_id": cond.get("baseline_cycle"),
+            "note": f"{cond['compare']}; " + "; ".join(notes) if notes else cond["compare"],
+        }
+    ]
+    for obs in cond.get("snapshots", []):
+        items.append(
+            {
+                "item": "observation",
+                "problem": problem,
+                "measure": cond["measure"],
+                "cycle_id": obs["cycle_id"],
+                "as_at": obs["as_at"],
+                "value": obs["value"],
+                "baseline": cond.get("baseline"),
+                "op": cond["op"],
+                "threshold": cond["value"],
+                "met": obs["held"],
+                "note": f"fall {obs['fall_pct']}%" if obs.get("fall_pct") is not None else None,
+            }
         )
+    return items
+
+
+def evidence_items(claim: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per item of a claim's evidence: what was identified, events, conditions, values."""
+    ev = claim["evidence"]
+    if claim["kind"] == "attachment":
+        return [
+            {
+                "item": "attachment",
+                "cycle_id": ev.get("baseline_cycle"),
+                "as_at": ev.get("attached_on"),
+                "note": "attached to the programme; baseline fixed to this cycle",
+            }
+        ]
+    items: list[dict[str, Any]] = []
+    for problem, p in sorted(ev.get("problems", {}).items()):
+        items.append(
+            {
+                "item": "identified",
+                "problem": problem,
+                "indicators": ";".join(p.get("indicators", [])),
+                "cycle_id": p.get("identified_cycle"),
+                "as_at": p.get("identified_as_at"),
+                "agency_id": ";".join(p.get("source_agencies", [])),
+                "met": p.get("met"),
+                "reason": p.get("reason"),
+                "note": p.get("title"),
+            }
+        )
+        for e in p.get("events", []):
+            items.append(
+                {
+                    "item": "event",
+                    "problem": problem,
+                    "as_at": e.get("date"),
+                    "value": e.get("value"),
+                    "agency_id": e.get("agency_id"),
+                    "record_ref": e.get("record_ref"),
+                    "event_type": e.get("type"),
+                }
+            )
+        for cond in p.get("conditions", []):
+            items += _condition_items(problem, cond)
+    employment = ev.get("employment")
+    if claim.get("result") == "employment" and employment:
+        for cond in employment.get("conditions", []):
+            items += _condition_items("(employment)", cond)
+    return items
+
+
+def export_claims(
+    claims: Sequence[dict[str, Any]], *, sample_pct: float = 100.0, seed: int = 0
+) -> str:
+    """CSV for internal audit: one row per evidence item of each (sampled) claim."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=EVIDENCE_COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for c in sample_claims(claims, sample_pct=sample_pct, seed=seed):
+        head = {
+            "claim_id": c["claim_id"],
+            "window_id": c["window_id"],
+            "family_id": c["family_id"],
+            "kind": c["kind"],
+            "result": c["result"],
+            "amount_gbp": c["amount_gbp"],
+            "claim_cycle_id": c["cycle_id"],
+            "created_at": c["created_at"],
+            "created_by": c["created_by"],
+        }
+        for item in evidence_items(c):
+            row = {**head, **item}
+            w.writerow({k: "" if row.get(k) is None else row[k] for k in EVIDENCE_COLUMNS})
     return out.getvalue()
+
+
+def export_claims_json(
+    claims: Sequence[dict[str, Any]], *, sample_pct: float = 100.0, seed: int = 0
+) -> str:
+    """JSON alongside the CSV: the same (sampled) claims with their whole evidence."""
+    chosen = sample_claims(claims, sample_pct=sample_pct, seed=seed)
+    return json.dumps({"claims": chosen}, indent=2, sort_keys=True) + "\n"
 
 
 def family_outcomes(engine: Engine, family_id: str) -> dict[str, Any]:

@@ -14,7 +14,10 @@ A ruleset (TOML) declares, by id:
   the extract types that report on them (to tell "no data" from "no problem");
 * **eligibility**: how many problems make a family eligible;
 * **outcomes**: payment-by-results rules per problem, plus the alternative
-  continuous-employment result (see ``_claims``).
+  continuous-employment result (see ``_claims``), stated in calendar months
+  (``sustained_months``, ``months_since_attachment``);
+* **calendar**: the programme's claim windows (``2026-H1`` ...) and how many
+  days short of a stated number of months a run of cycles may fall.
 
 A ruleset may name a ``base`` file in the same directory: its measures and
 indicators are added to or overridden id by id; any other section it gives
@@ -31,9 +34,12 @@ the files it is given.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import re
 import tomllib
+from calendar import monthrange
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -55,6 +61,8 @@ from protocols import IndicatorType, describe_errors
 from .._errors import RulesetError
 
 __all__ = [
+    "Calendar",
+    "ClaimWindow",
     "Condition",
     "Eligibility",
     "Indicator",
@@ -64,6 +72,7 @@ __all__ = [
     "Problem",
     "Ruleset",
     "RulesetError",
+    "add_months",
     "default_ruleset",
     "load_ruleset",
     "shipped_rulesets",
@@ -143,25 +152,54 @@ class Eligibility(_Model):
     presume_in_education_to_age: StrictInt = Field(default=17, ge=15, le=18)
 
 
+# Condition fields of rulesets written before outcome rules were stated in months.
+# Files must use the month fields; cycles stored before are read with the days
+# converted (rounded to whole months) so they can still be re-explained.
+_LEGACY_CONDITION = {
+    "snapshots": "sustained_months",
+    "span_days": "sustained_months",
+    "min_days_since_attachment": "months_since_attachment",
+}
+_DAYS_PER_MONTH = 365.25 / 12
+
+
 class Condition(_Model):
-    """One test of a payment-by-results outcome over the family's snapshots.
+    """One test of a payment-by-results outcome over the family's snapshots since baseline.
 
     ``compare = "value"`` tests the measure's value; ``"baseline"`` tests the value
     at the baseline snapshot; ``"fall_pct"`` tests the percentage fall from
-    baseline (a baseline of 0 or missing never passes). It must hold in each of
-    the latest ``snapshots`` snapshots, whose dates must span at least
-    ``span_days``, and the latest must be at least ``min_days_since_attachment``
-    after attachment.
+    baseline (a baseline of 0 or missing never passes, and says so).
+
+    Calendar time (see ``_claims`` for the exact rule): the latest snapshot must
+    be at least ``months_since_attachment`` calendar months after attachment, and
+    with ``sustained_months = N`` the condition must have held at every snapshot
+    since the baseline from one at least N months before the latest (the
+    calendar's ``gap_tolerance_days`` allows for cycles that run a few days
+    early). ``missing_as_zero``: a measure with no event in its window is 0
+    (offending stopped, no incident reported), not missing.
     """
 
     measure: Id
     compare: Literal["value", "baseline", "fall_pct"] = "value"
     op: Op
     value: Number
-    snapshots: StrictInt = Field(default=1, ge=1, le=12)
-    span_days: StrictInt = Field(default=0, ge=0, le=3660)
-    min_days_since_attachment: StrictInt = Field(default=0, ge=0, le=3660)
+    sustained_months: StrictInt = Field(default=0, ge=0, le=60)
+    months_since_attachment: StrictInt = Field(default=0, ge=0, le=60)
     missing_as_zero: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_days(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in data for k in _LEGACY_CONDITION):
+            return data
+        out = {k: v for k, v in data.items() if k not in _LEGACY_CONDITION}
+        span = data.get("span_days", 0)
+        since = data.get("min_days_since_attachment", 0)
+        if isinstance(span, int) and span and "sustained_months" not in out:
+            out["sustained_months"] = round(span / _DAYS_PER_MONTH)
+        if isinstance(since, int) and since and "months_since_attachment" not in out:
+            out["months_since_attachment"] = round(since / _DAYS_PER_MONTH)
+        return out
 
 
 class Outcome(_Model):
@@ -178,6 +216,80 @@ class Payments(_Model):
     result_gbp: StrictInt = Field(default=800, ge=0)
 
 
+class ClaimWindow(_Model):
+    """One claim window of the programme calendar: its label and dates (inclusive)."""
+
+    window_id: str
+    opens: dt.date
+    closes: dt.date
+
+
+class Calendar(_Model):
+    """The programme's calendar: claim windows and the allowance for cycle dates.
+
+    ``claim_windows``: ``half-years`` (``YYYY-H1`` = 1 January to 30 June,
+    ``YYYY-H2`` = 1 July to 31 December) or ``quarters`` (``YYYY-Q1`` ..
+    ``YYYY-Q4``), from the window holding ``starts`` to the one holding ``ends``
+    (open-ended without). ``gap_tolerance_days``: how many days short of a
+    stated number of months a run of snapshots may fall and still count,
+    because cycles are rarely exactly a calendar month apart (a monthly cycle
+    every 30 days reaches six months 2 or 3 days short).
+    """
+
+    claim_windows: Literal["half-years", "quarters"] = "half-years"
+    starts: dt.date = dt.date(2015, 1, 1)
+    ends: dt.date | None = None
+    gap_tolerance_days: StrictInt = Field(default=7, ge=0, le=31)
+
+    @model_validator(mode="after")
+    def _order(self) -> Calendar:
+        if self.ends is not None and self.ends < self.starts:
+            raise ValueError(f"calendar.ends {self.ends} is before calendar.starts {self.starts}")
+        return self
+
+    def _span(self) -> tuple[str, int]:
+        return ("H", 6) if self.claim_windows == "half-years" else ("Q", 3)
+
+    def window_of(self, day: dt.date) -> ClaimWindow | None:
+        """The claim window holding ``day``, or None if it is outside the calendar."""
+        letter, months = self._span()
+        k = (day.month - 1) // months + 1
+        return self.window(f"{day.year}-{letter}{k}")
+
+    def window(self, window_id: str) -> ClaimWindow | None:
+        """The claim window labelled ``window_id``, or None if the calendar has no such window."""
+        letter, months = self._span()
+        m = re.fullmatch(rf"([0-9]{{4}})-{letter}([1-9])", window_id)
+        if m is None or not 1 <= int(m.group(2)) <= 12 // months:
+            return None
+        year, k = int(m.group(1)), int(m.group(2))
+        opens = dt.date(year, (k - 1) * months + 1, 1)
+        closes = add_months(opens, months) - dt.timedelta(days=1)
+        if closes < self.starts or (self.ends is not None and opens > self.ends):
+            return None
+        return ClaimWindow(window_id=window_id, opens=opens, closes=closes)
+
+    def describe(self) -> str:
+        """The calendar's windows in words, for error messages."""
+        letter, months = self._span()
+        first = self.window_of(self.starts)
+        last = None if self.ends is None else self.window_of(self.ends)
+        labels = "H1 or H2" if letter == "H" else "Q1 to Q4"
+        return (
+            f"{self.claim_windows} YYYY-{labels} ({months} months each), from "
+            f"{first.window_id if first else self.starts} to "
+            f"{last.window_id if last else 'no end'}"
+        )
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` plus a number of calendar months (the last day of a shorter month)."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    last = monthrange(year, month + 1)[1]
+    return dt.date(year, month + 1, min(day.day, last))
+
+
 class Ruleset(_Model):
     """A resolved ruleset: every reference checked."""
 
@@ -192,6 +304,7 @@ class Ruleset(_Model):
     outcomes: dict[Id, Outcome] = Field(default_factory=dict)
     employment: Outcome | None = None
     payments: Payments = Payments()
+    calendar: Calendar = Calendar()
 
     @model_validator(mode="after")
     def _references(self) -> Ruleset:
@@ -308,10 +421,27 @@ def load_ruleset(path: Path) -> Ruleset:
         raise RulesetError(
             f"ruleset file {path}: format {data.get('format')!r}, expected {RULESET_FORMAT!r}"
         )
+    _refuse_legacy_days(path, data)
     try:
         return Ruleset.model_validate(data)
     except ValidationError as exc:
         raise RulesetError(f"ruleset file {path}: {describe_errors(exc, '(top)')}") from exc
+
+
+def _refuse_legacy_days(path: Path, data: dict[str, Any]) -> None:
+    outcomes = data.get("outcomes")
+    sections: list[tuple[str, Any]] = []
+    if isinstance(outcomes, dict):
+        sections += [(f"outcomes.{oid}", o) for oid, o in outcomes.items()]
+    sections.append(("employment", data.get("employment")))
+    for where, outcome in sections:
+        conditions = outcome.get("all_of") if isinstance(outcome, dict) else None
+        for k, cond in enumerate(conditions if isinstance(conditions, list) else []):
+            for old in sorted(set(cond) & set(_LEGACY_CONDITION) if isinstance(cond, dict) else ()):
+                raise RulesetError(
+                    f"ruleset file {path}: {where}.all_of.{k}.{old}: outcome rules are stated "
+                    f"in calendar months now; use {_LEGACY_CONDITION[old]} instead"
+                )
 
 
 def shipped_rulesets() -> dict[str, Path]:

@@ -47,6 +47,7 @@ READ_ROUTES = {
     "/families/{family_id}",
     "/families/{family_id}/outcomes",
     "/claims",
+    "/claims/export",
     "/reports/{name}",
 }
 UNLOCK_ROUTES = {
@@ -127,8 +128,17 @@ async def test_every_route_refuses_unauthenticated_callers(app_client):
 async def test_every_route_checks_the_role(app_client):
     app, client = app_client
     routes = _routes(app)
-    known = READ_ROUTES | UNLOCK_ROUTES | {"/extracts", "/health", "/families/{family_id}/status"}
-    known |= {"/ids/{any_id}"}
+    known = (
+        READ_ROUTES
+        | UNLOCK_ROUTES
+        | {
+            "/extracts",
+            "/health",
+            "/families/{family_id}/status",
+            "/programme/ruleset",
+            "/ids/{any_id}",
+        }
+    )
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
         if path == "/health":
@@ -139,7 +149,7 @@ async def test_every_route_checks_the_role(app_client):
             allowed = {"unlock_service"}
         elif path == "/ids/{any_id}":  # the unlock service resolves ids it was given too
             allowed = {"analyst", "coordinator", "admin", "unlock_service"}
-        elif (method, path) == ("POST", "/assessments"):
+        elif (method, path) in (("POST", "/assessments"), ("POST", "/programme/ruleset")):
             allowed = {"admin"}
         elif method == "POST":  # status changes and claim batches
             allowed = {"coordinator", "admin"}

@@ -166,10 +166,10 @@ def test_statuses_baseline_progress_and_claims(db):
     hid, pids = db.household(1, complex_family())
     fid = "fam_" + hid[3:]
     run_cycle(db.engine, TF, MODEL, AS_AT, actor="t")
-    with pytest.raises(ConflictError, match="cannot go from identified to claimed"):
+    with pytest.raises(ConflictError, match="claimed is reached only through a claim batch"):
         set_status(db.engine, fid, "claimed", actor="coordinator:a", reason="X_X")
     with pytest.raises(ConflictError, match="not attached"):
-        create_claims(db.engine, "2027-H1", actor="c", family_ids=[fid])
+        create_claims(db.engine, "2026-H2", actor="c", family_ids=[fid])
     attached = set_status(
         db.engine, fid, "attached", actor="coordinator:a", reason="WORK_STARTED", on=AS_AT
     )
@@ -178,10 +178,15 @@ def test_statuses_baseline_progress_and_claims(db):
     # attachment fee claimed once, in the first batch only
     first = create_claims(db.engine, "2026-H2", actor="coordinator:a")
     assert (first["attachment_claims"], first["result_claims"], first["amount_gbp"]) == (1, 0, 1000)
-    again = create_claims(db.engine, "2027-H1", actor="coordinator:a")
+    again = create_claims(db.engine, "2026-H2", actor="coordinator:a")
     assert again["attachment_claims"] == 0 and again["amount_gbp"] == 0
     with pytest.raises(ConflictError, match="no result to claim"):
-        create_claims(db.engine, "2027-H1", actor="c", family_ids=[fid])
+        create_claims(db.engine, "2026-H2", actor="c", family_ids=[fid])
+    # the claim window must hold the latest assessment (2026-11-01)
+    with pytest.raises(ConflictError, match="in window 2026-H2"):
+        create_claims(db.engine, "2027-H1", actor="c")
+    with pytest.raises(ConflictError, match="not in the calendar"):
+        create_claims(db.engine, "2014-H1", actor="c")
     # six months later every problem is turned around: DV gone, health halved, off benefits
     for agency, typ in [
         ("police", "dv_incidents"),
@@ -210,7 +215,7 @@ def test_statuses_baseline_progress_and_claims(db):
     assert evidence["domestic_abuse"]["source_agencies"] == ["police"]
     assert evidence["domestic_abuse"]["events"][0]["type"] == "dv_incidents"
     with pytest.raises(ConflictError, match="already made"):
-        create_claims(db.engine, "2027-H2", actor="c", family_ids=[fid])
+        create_claims(db.engine, "2027-H1", actor="c", family_ids=[fid])
     history = [(h["from"], h["to"], h["reason"]) for h in view["status_history"]]
     assert history[0] == (None, "identified", "ELIGIBLE")
     assert ("in_progress", "pending_claim", "RESULT_PROGRESS") in history

@@ -148,10 +148,30 @@ def test_programme_commands(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["baseline_cycle"] == 1
     assert main([*base, "status", fid, "attached", "--reason", "WORK_STARTED"]) == 1
     assert "already attached" in capsys.readouterr().err
-    assert main([*base, "claims", "run", "2027-H1"]) == 0
+    assert main([*base, "claims", "run", "2027-H1"]) == 1
+    assert "latest assessment (cycle 1) is as at 2026-11-01, in window 2026-H2" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "claims", "run", "2026-H2"]) == 0
     assert json.loads(capsys.readouterr().out)["attachment_claims"] == 1
-    assert main([*base, "claims", "export", "--window", "2027-H1"]) == 0
+    assert main([*base, "claims", "export", "--window", "2026-H2"]) == 0
     assert fid in capsys.readouterr().out
+    out = tmp_path / "audit" / "claims-2026-H2"
+    out.parent.mkdir()
+    assert main([*base, "claims", "export", "--window", "2026-H2", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.split() == [f"{out}.csv", f"{out}.json"]
+    assert (tmp_path / "audit" / "claims-2026-H2.csv").read_text().count("\n") == 2
+    claimed = json.loads((tmp_path / "audit" / "claims-2026-H2.json").read_text())["claims"]
+    assert [c["family_id"] for c in claimed] == [fid]
+    assert main([*base, "status", fid, "claimed", "--reason", "BY_HAND"]) == 1
+    assert "only through a claim batch" in capsys.readouterr().err
+    # switching the ruleset: the next cycle uses it, no restart
+    assert main([*base, "ruleset", "use", "supporting-families-2022", "--reason", "PHASE"]) == 0
+    assert json.loads(capsys.readouterr().out)["previous"]["name"] == "troubled-families-phase2"
+    assert main([*base, "ruleset", "show"]) == 0
+    assert "ruleset supporting-families-2022 1.0" in capsys.readouterr().out
+    assert main([*base, "ruleset", "use", "supporting-families-2022", "--reason", "PHASE"]) == 1
+    assert "already the active ruleset" in capsys.readouterr().err
     assert main([*base, "report", "status", "--csv"]) == 0
     assert "attached" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"

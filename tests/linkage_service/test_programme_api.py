@@ -132,7 +132,10 @@ async def test_assess_review_attach_attest_and_release(client):
     # claims: attachment fee for the attached family
     r = await client.post("/claims", json={"window_id": "2026-H2"}, headers=auth("coordinator"))
     assert r.status_code == 200 and r.json()["attachment_claims"] == 1
-    r = await client.post("/claims", json={"window_id": "2026-H3"}, headers=auth("coordinator"))
+    for window in ("2026-H3", "2019-H1"):
+        r = await client.post("/claims", json={"window_id": window}, headers=auth("coordinator"))
+        assert r.status_code == 409 and window in r.json()["detail"]
+    r = await client.post("/claims", json={"window_id": "2026-X"}, headers=auth("coordinator"))
     assert r.status_code == 422
     claims = (await client.get("/claims", headers=auth("analyst"))).json()["claims"]
     assert [c["family_id"] for c in claims] == [fid]
@@ -262,3 +265,31 @@ def test_eligibility_agrees_with_the_ground_truth_for_99_percent_of_families(tmp
     sql.dispose()
     assert agreement["families"] > 1000
     assert agreement["rate"] >= 0.99, agreement["disagreements"][:10]
+
+
+async def test_an_admin_switches_the_ruleset_without_a_restart(client):
+    r = await client.post("/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin"))
+    assert r.status_code == 200 and r.json()["ruleset"] == "troubled-families-phase2 1.0"
+    body = {"ruleset": "supporting-families-2022", "reason": "NEW_PHASE"}
+    r = await client.post("/programme/ruleset", json=body, headers=auth("coordinator"))
+    assert r.status_code == 403
+    r = await client.post(
+        "/programme/ruleset", json={**body, "ruleset": "our-rules"}, headers=auth("admin")
+    )
+    assert r.status_code == 404 and "no shipped ruleset 'our-rules'" in r.json()["detail"]
+    r = await client.post("/programme/ruleset", json=body, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    assert r.json()["previous"]["name"] == "troubled-families-phase2"
+    programme = (await client.get("/programme", headers=auth("analyst"))).json()
+    assert programme["ruleset"]["name"] == "supporting-families-2022"
+    assert programme["switches"][0]["switched_by"].startswith("admin:")
+    r = await client.post("/programme/ruleset", json=body, headers=auth("admin"))
+    assert r.status_code == 409 and "already the active ruleset" in r.json()["detail"]
+    later = (AS_AT + dt.timedelta(days=1)).isoformat()
+    r = await client.post("/assessments", json={"as_at": later}, headers=auth("admin"))
+    stats = r.json()
+    assert stats["ruleset"] == "supporting-families-2022 1.0"
+    assert stats["step_up"] == 0  # the switch alone raises no step-up
+    r = await client.get("/claims/export?format=json", headers=auth("analyst"))
+    assert r.status_code == 200 and r.json() == {"claims": []}
+    assert 'filename="claims-all.json"' in r.headers["content-disposition"]

@@ -178,6 +178,7 @@ class FakeLinkage:
         key: SigningKey | None = None,
         about: str | None = None,
         tamper: bool = False,
+        cycle: int = 4,
     ) -> SignedAttestation:
         """A signed attestation of ``members`` ((agency id, record ref) pairs)."""
         signing = key or self.key
@@ -197,7 +198,7 @@ class FakeLinkage:
             model_name="risk",
             model_version="2.1",
             model_sha256="b" * 64,
-            cycle_id=4,
+            cycle_id=cycle,
             assessed_at=assessed,
             issued_at=assessed,
             key_id=key_id(bytes(signing.verify_key)),

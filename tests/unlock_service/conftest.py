@@ -185,12 +185,17 @@ def current_seal_public(directory: Path) -> bytes:
 
 
 def write_config(
-    tmp: Path, rng: random.Random, db_url: str, audit_url: str, **extra: Any
+    tmp: Path,
+    rng: random.Random,
+    db_url: str,
+    audit_url: str,
+    policy: str = POLICY,
+    **extra: Any,
 ) -> tuple[Settings, FakeLinkage, TokenIssuer]:
     """Key files, a policy and settings in ``tmp``."""
     linkage = FakeLinkage(SigningKey(rng.randbytes(32)), rng)
     issuer_key, issuer_pub = ed25519_seed_key(rng)
-    (tmp / "policy.toml").write_text(POLICY)
+    (tmp / "policy.toml").write_text(policy)
     (tmp / "linkage.pub").write_text(b64(bytes(linkage.key.verify_key)))
     (tmp / "issuer.pub").write_text(b64(issuer_pub))
     write_secret(tmp / "linkage.token", linkage.token)
@@ -228,7 +233,12 @@ def make_env(tmp_path: Path, rng: random.Random) -> Iterator[Callable[..., Env]]
     portal_cm = start_blocking_portal()
     portal = portal_cm.__enter__()
 
-    def make(db_url: str | None = None, audit_url: str | None = None, **extra: Any) -> Env:
+    def make(
+        db_url: str | None = None,
+        audit_url: str | None = None,
+        policy: str = POLICY,
+        **extra: Any,
+    ) -> Env:
         tmp = tmp_path / f"env{len(stack)}"
         tmp.mkdir()
         settings, linkage, issuer = write_config(
@@ -236,6 +246,7 @@ def make_env(tmp_path: Path, rng: random.Random) -> Iterator[Callable[..., Env]]
             rng,
             db_url or f"sqlite:///{tmp / 'unlock.db'}",
             audit_url or f"sqlite:///{tmp / 'audit.db'}",
+            policy,
             **extra,
         )
         clock = Clock()

@@ -406,6 +406,33 @@ def test_a_clearance_gap_needs_approval_and_a_decline_refuses(env):
     assert env.client(requester).release(request_id).status_code == 409
 
 
+def test_attestation_freshness_follows_the_cycle_cadence(make_env):
+    from ._factories import POLICY
+
+    env = make_env(policy=POLICY.replace("max_age_days = 30\n", ""))
+    requester, manager = env.add_pro(), env.add_pro("team_manager", 6)
+    # quarterly cycles: the latest cycle was assessed 80 days ago; still valid
+    family = env.add_family(assessed=env.clock() - dt.timedelta(days=80))
+    r = env.client(requester).unlock(family, "SAFEGUARDING", WHY)
+    assert r.status_code == 200, r.text
+    # a request waiting for approval when a new cycle is assessed: still above
+    # the threshold, but the request's attestation is no longer the latest
+    request_id = _pending(env, requester, family)
+    refs = [(b.agency_id, b.record_ref) for b in env.linkage.families[family].blobs]
+    env.linkage.families[family].signed = env.linkage.attest(
+        family, refs, assessed=env.clock() - dt.timedelta(hours=1), cycle=5
+    )
+    r = env.client(manager).approve(request_id)
+    assert r.json()["reason"] == "ATTESTATION_STALE", r.text
+    # asked again, the request carries the latest cycle's attestation
+    request_id = _pending(env, requester, family)
+    assert env.client(manager).approve(request_id).json()["status"] == "granted"
+    # below the threshold at the latest cycle: nothing to approve
+    request_id = _pending(env, requester, family)
+    env.linkage.families[family].signed = None
+    assert env.client(manager).approve(request_id).json()["reason"] == "BELOW_THRESHOLD"
+
+
 def test_pending_requests_and_grants_expire(env):
     requester, manager = env.add_pro(), env.add_pro("team_manager", 6)
     family = env.add_family()

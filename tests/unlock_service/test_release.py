@@ -51,6 +51,19 @@ def test_bad_attestations_are_refused(linkage, kwargs, family, reason):
     assert info.value.reason == reason
 
 
+def test_freshness_follows_the_cycle_not_a_fixed_age(linkage):
+    # quarterly cycles: assessed 80 days ago, still the latest cycle (4)
+    signed = linkage.attest(FAM, MEMBERS, assessed=T0 - dt.timedelta(days=80), cycle=4)
+    key = linkage.key.verify_key
+    assert verify_attestation(signed, key, FAM, None, T0, latest_cycle=4).cycle_id == 4
+    with pytest.raises(AttestationRefused, match="from assessment cycle 4; the latest cycle is 5"):
+        verify_attestation(signed, key, FAM, None, T0, latest_cycle=5)
+    # a policy's age limit still applies on top
+    with pytest.raises(AttestationRefused) as info:
+        verify_attestation(signed, key, FAM, MAX, T0, latest_cycle=4)
+    assert info.value.reason == "ATTESTATION_STALE"
+
+
 def test_a_signature_by_another_key_that_claims_the_pinned_key_id_is_forged(linkage):
     other = SigningKey(b"y" * 32)
     signed = linkage.attest(FAM, MEMBERS)

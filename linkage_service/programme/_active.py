@@ -1,0 +1,267 @@
+"""The active ruleset: which ruleset the next cycle uses, switched without a restart.
+
+The settings name the ruleset a fresh service starts with. An admin may switch
+the active ruleset between cycles (``POST /programme/ruleset`` or
+``linkage-service ruleset use``), e.g. from Troubled Families Phase 2 to
+Supporting Families 2022; each switch is a row in ``ruleset_switches`` with its
+full content, who and when, and the latest row is what the next cycle uses.
+
+A switch never resets anything. Everything that compares a snapshot with a
+later one (outcome plans against the baseline, distance travelled, step-up and
+step-down flags) reads the earlier snapshot **re-derived** under the ruleset in
+force: its stored measures are re-evaluated into indicators, problems, domain
+scores and (with the risk model) the score, by :func:`rederive_detail`. That is
+exact only when the new ruleset defines each measure it uses as the old one
+did, so :func:`switch_ruleset` refuses a switch whose measures differ from
+those of a cycle holding an attached family's baseline, naming each one.
+
+Must never: change a stored snapshot (re-derivations are computed when read).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from .. import _store as store
+from .._errors import ConflictError, StorageError
+from ._programme import Plan, _score, compare
+from ._riskmodel import RiskModel
+from ._ruleset import Ruleset
+
+__all__ = [
+    "active_ruleset",
+    "measure_differences",
+    "rederive_detail",
+    "rescore_previous",
+    "ruleset_switches",
+    "switch_ruleset",
+]
+
+_MEASURE_KEYS = ("events", "window_days", "aggregate", "members")
+
+
+def rederive_detail(
+    detail: dict[str, Any], ruleset: Ruleset, model: RiskModel | None = None
+) -> dict[str, Any]:
+    """A snapshot's detail with indicators, problems and domains re-evaluated under ``ruleset``.
+
+    The stored measures are kept; a problem's ``met_by`` comes from the stored
+    evidence of the indicators that meet it; with ``model``, the score and
+    reason codes are recomputed too (``score`` and ``reasons``).
+    """
+    measures: dict[str, float] = detail.get("measures", {})
+    plan = Plan.build(ruleset)
+    met: dict[str, bool] = {}
+    for iid, measure, op, threshold, any_of, all_of in plan.indicators:
+        if measure is not None:
+            assert op is not None
+            met[iid] = compare(measures.get(measure), op, threshold)
+        else:
+            met[iid] = (not any_of or any(met[r] for r in any_of)) and all(met[r] for r in all_of)
+    met_ids = [i for i in plan.indicator_ids if met[i]]
+    evidence: dict[str, list[dict[str, Any]]] = detail.get("evidence", {})
+    problems: dict[str, dict[str, Any]] = {}
+    domains: dict[str, int] = {}
+    for pid, any_of, _sources in plan.problems:
+        hits = [i for i in any_of if met[i]]
+        problems[pid] = {
+            "met": bool(hits),
+            "indicators": hits,
+            "met_by": sorted({e["agency_id"] for i in hits for e in evidence.get(i, [])}),
+            "data_from": [],
+        }
+        domains[pid] = max((ruleset.indicators[i].severity for i in hits), default=1)
+    out = {
+        **detail,
+        "indicators": met_ids,
+        "problems": {p: v for p, v in problems.items() if v["met"]},
+        "domains": domains,
+        "evidence": {i: evidence[i] for i in met_ids if i in evidence},
+        "rederived": {
+            "ruleset": ruleset.name,
+            "version": ruleset.version,
+            "sha256": ruleset.sha256(),
+        },
+    }
+    if model is not None:
+        holds = frozenset(
+            [f"indicator:{i}" for i in met_ids]
+            + [f"problem:{p}" for p, v in problems.items() if v["met"]]
+        )
+        reasons, score = _score(model, holds)
+        out["score"] = score
+        out["reasons"] = [r.as_json() for r in reasons]
+    return out
+
+
+def measure_differences(old: Ruleset, new: Ruleset) -> list[str]:
+    """Measures ``new`` defines that ``old`` did not, or defined otherwise; in words."""
+    out: list[str] = []
+    for mid, m in new.measures.items():
+        before = old.measures.get(mid)
+        if before is None:
+            out.append(f"measure {mid} is not in {old.name} {old.version}")
+            continue
+        for key in _MEASURE_KEYS:
+            a, b = getattr(before, key), getattr(m, key)
+            if a != b:
+                out.append(f"measure {mid}: {key} {a!r} in {old.name} {old.version}, {b!r} now")
+    return out
+
+
+def rescore_previous(
+    conn: Connection,
+    previous_cycle: int,
+    ruleset: Ruleset,
+    model: RiskModel,
+    previous: dict[str, int],
+) -> dict[str, int]:
+    """Previous-cycle scores to compare with, re-derived if it used another ruleset or model.
+
+    Step-up and step-down flags compare like with like: after a switch the
+    previous snapshot is re-scored under the new ruleset and model from its
+    measures, so the switch itself raises no flag.
+    """
+    c = store.cycles
+    row = conn.execute(
+        sa.select(c.c.ruleset_sha256, c.c.model_sha256).where(c.c.id == previous_cycle)
+    ).first()
+    if row is None or (row.ruleset_sha256, row.model_sha256) == (ruleset.sha256(), model.sha256()):
+        return previous
+    s = store.snapshots
+    out: dict[str, int] = {}
+    q = sa.select(s.c.family_id, s.c.detail).where(s.c.cycle_id == previous_cycle)
+    for fid, detail in conn.execute(q, execution_options={"yield_per": 20_000}):
+        out[str(fid)] = int(rederive_detail(json.loads(detail), ruleset, model)["score"])
+    return out
+
+
+# --- the active ruleset --------------------------------------------------------------------
+
+
+def _latest(conn: Connection) -> Any:
+    t = store.ruleset_switches
+    return conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
+
+
+def active_ruleset(engine: Engine, configured: Ruleset) -> Ruleset:
+    """The ruleset the next cycle uses: the latest switch, else the configured one."""
+    try:
+        with engine.connect() as conn:
+            row = _latest(conn)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the active ruleset: {exc}") from exc
+    return configured if row is None else Ruleset.model_validate_json(row.ruleset)
+
+
+def _baseline_rulesets(conn: Connection) -> Iterable[Ruleset]:
+    """The rulesets of the cycles holding attached families' baselines and of the latest cycle."""
+    f, c = store.families, store.cycles
+    baseline_cycles = sa.select(f.c.baseline_cycle).where(f.c.baseline_cycle.is_not(None))
+    latest = sa.select(sa.func.max(c.c.id)).scalar_subquery()
+    q = (
+        sa.select(c.c.ruleset_sha256, sa.func.min(c.c.id))
+        .where(sa.or_(c.c.id.in_(baseline_cycles), c.c.id == latest))
+        .group_by(c.c.ruleset_sha256)
+    )
+    for _sha, cycle_id in conn.execute(q).all():
+        body = conn.execute(sa.select(c.c.ruleset).where(c.c.id == cycle_id)).scalar_one()
+        yield Ruleset.model_validate_json(body)
+
+
+def switch_ruleset(
+    engine: Engine,
+    ruleset: Ruleset,
+    model: RiskModel,
+    configured: Ruleset,
+    *,
+    actor: str,
+    reason: str,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Make ``ruleset`` the one the next cycle uses; refused if baselines cannot follow it.
+
+    One guarded transition: the new row's id is the previous switch's plus one,
+    so of two concurrent switches exactly one is stored and the other is refused.
+    """
+    model.check_against(ruleset)
+    when = now or dt.datetime.now(dt.UTC)
+    t = store.ruleset_switches
+    try:
+        with engine.begin() as conn:
+            last = _latest(conn)
+            current = configured if last is None else Ruleset.model_validate_json(last.ruleset)
+            if current.sha256() == ruleset.sha256():
+                raise ConflictError(
+                    f"ruleset {ruleset.name} {ruleset.version} (sha256 {ruleset.sha256()[:12]}) "
+                    "is already the active ruleset"
+                )
+            problems = [
+                d for old in _baseline_rulesets(conn) for d in measure_differences(old, ruleset)
+            ]
+            if problems:
+                raise ConflictError(
+                    f"ruleset {ruleset.name} {ruleset.version} refused: stored snapshots cannot be "
+                    "re-derived under it, so baselines would not be comparable: "
+                    + "; ".join(sorted(set(problems)))
+                )
+            conn.execute(
+                t.insert().values(
+                    id=1 if last is None else int(last.id) + 1,
+                    ruleset_name=ruleset.name,
+                    ruleset_version=ruleset.version,
+                    ruleset_sha256=ruleset.sha256(),
+                    ruleset=json.dumps(ruleset.model_dump(mode="json"), sort_keys=True),
+                    previous_sha256=current.sha256(),
+                    switched_at=int(when.timestamp() * 1_000_000),
+                    switched_by=actor,
+                    reason=reason,
+                )
+            )
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"ruleset switch to {ruleset.name} refused: another switch was stored at the same "
+            "time; read the active ruleset and try again"
+        ) from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"ruleset switch to {ruleset.name} not stored: {exc}") from exc
+    return {
+        "ruleset": {"name": ruleset.name, "version": ruleset.version, "sha256": ruleset.sha256()},
+        "previous": {"name": current.name, "version": current.version, "sha256": current.sha256()},
+        "switched_at": when.isoformat(),
+        "switched_by": actor,
+        "reason": reason,
+    }
+
+
+def ruleset_switches(engine: Engine) -> list[dict[str, Any]]:
+    """Every switch of the active ruleset, newest first."""
+    t = store.ruleset_switches
+    cols = [col for col in t.c if col.name != "ruleset"]
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).order_by(t.c.id.desc())).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read ruleset switches: {exc}") from exc
+    return [
+        {
+            "switch_id": r.id,
+            "ruleset": {
+                "name": r.ruleset_name,
+                "version": r.ruleset_version,
+                "sha256": r.ruleset_sha256,
+            },
+            "previous_sha256": r.previous_sha256,
+            "switched_at": store.iso(r.switched_at),
+            "switched_by": r.switched_by,
+            "reason": r.reason,
+        }
+        for r in rows
+    ]
