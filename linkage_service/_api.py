@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -65,6 +65,7 @@ from ._service import EngineFactory, LinkageService, default_engine_factory
 from .programme import _assessment as assessment
 from .programme import _claims as claims_
 from .programme import _reports as reports
+from .programme import _restrictions as restrictions_
 from .programme._riskmodel import RiskModel
 from .programme._ruleset import Ruleset
 
@@ -101,6 +102,10 @@ Reader = Annotated[Caller, Depends(require_roles("analyst", "coordinator", "admi
 Coordinator = Annotated[Caller, Depends(require_roles("coordinator", "admin"))]
 Admin = Annotated[Caller, Depends(require_roles("admin"))]
 UnlockService = Annotated[Caller, Depends(require_roles("unlock_service"))]
+RestrictionReader = Annotated[
+    Caller, Depends(require_roles("analyst", "coordinator", "admin", "unlock_service"))
+]
+FAMILY_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
@@ -156,6 +161,14 @@ class ClaimRequest(BaseModel):
 
     window_id: str = Field(pattern=r"^[0-9]{4}-H[12]$")
     family_ids: list[str] | None = Field(default=None, max_length=10_000)
+
+
+class RestrictionRequest(BaseModel):
+    """A family's opt-out / restriction flag, as the unlock service records it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
 
 
 def create_app(
@@ -312,6 +325,7 @@ def create_app(
         caller: Admin,
         request: Request,
         service: ServiceDep,
+        settings: SettingsDep,
         body: Annotated[AssessRequest | None, Body()] = None,
     ) -> dict[str, Any]:
         """Assess every family now (or as at a date): snapshots, statuses, attestations."""
@@ -325,6 +339,7 @@ def create_app(
                 as_at,
                 actor=_who(caller),
                 signer=request.app.state.attestation_key,
+                restrictions=settings.restrictions,
             )
             return result.stats
 
@@ -406,11 +421,49 @@ def create_app(
         return service.search(query)
 
     @app.post("/claims")
-    def make_claims(caller: Coordinator, service: ServiceDep, body: ClaimRequest) -> dict[str, Any]:
+    def make_claims(
+        caller: Coordinator, service: ServiceDep, settings: SettingsDep, body: ClaimRequest
+    ) -> dict[str, Any]:
         """A claim batch for a window: attachment fees and results with their evidence."""
         return claims_.create_claims(
-            service.sql, body.window_id, actor=_who(caller), family_ids=body.family_ids
+            service.sql,
+            body.window_id,
+            actor=_who(caller),
+            family_ids=body.family_ids,
+            restrictions=settings.restrictions,
         )
+
+    @app.put("/restrictions/{family_id}")
+    def put_restriction(
+        caller: UnlockService,
+        service: ServiceDep,
+        settings: SettingsDep,
+        family_id: Annotated[str, Path(pattern=FAMILY_ID)],
+        body: RestrictionRequest,
+    ) -> dict[str, Any]:
+        """Set a family's opt-out / restriction flag (forwarded by the unlock service)."""
+        return restrictions_.set_restriction(
+            service.sql, family_id, body.kind, settings.restrictions, actor=_who(caller)
+        )
+
+    @app.delete("/restrictions/{family_id}")
+    def lift_restriction(
+        _caller: UnlockService,
+        service: ServiceDep,
+        family_id: Annotated[str, Path(pattern=FAMILY_ID)],
+    ) -> dict[str, Any]:
+        """Lift a family's flag (forwarded by the unlock service)."""
+        return restrictions_.lift_restriction(service.sql, family_id)
+
+    @app.get("/restrictions")
+    def restrictions(
+        _caller: RestrictionReader, service: ServiceDep, settings: SettingsDep
+    ) -> dict[str, Any]:
+        """Flags in force and what each kind stops under the configured rules."""
+        return {
+            "rules": {k: v.model_dump() for k, v in sorted(settings.restrictions.items())},
+            "restrictions": restrictions_.list_restrictions(service.sql, settings.restrictions),
+        }
 
     @app.get("/claims")
     def list_claims(

@@ -358,7 +358,13 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             else load_attestation_key(settings.attestation_key_file)
         )
         result = assessment.run_cycle(
-            engine, ruleset, model, args.as_at or dt.date.today(), actor=args.actor, signer=signer
+            engine,
+            ruleset,
+            model,
+            args.as_at or dt.date.today(),
+            actor=args.actor,
+            signer=signer,
+            restrictions=settings.restrictions,
         )
         print(json.dumps(result.stats, indent=2, sort_keys=True))
     elif args.command == "families":
@@ -395,7 +401,11 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         print(json.dumps(changed, sort_keys=True))
     elif args.command == "claims" and args.claims_command == "run":
         batch = claims.create_claims(
-            engine, args.window_id, actor=args.actor, family_ids=args.family_ids
+            engine,
+            args.window_id,
+            actor=args.actor,
+            family_ids=args.family_ids,
+            restrictions=settings.restrictions,
         )
         print(json.dumps(batch, indent=2, sort_keys=True))
     elif args.command == "report":

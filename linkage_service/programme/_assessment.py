@@ -30,7 +30,7 @@ import json
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +54,7 @@ from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from .._review import update_impacts
 from ._claims import outcome_status
+from . import _restrictions as restrictions_
 from ._programme import (
     Assessment,
     Event,
@@ -64,6 +65,7 @@ from ._programme import (
     rank,
 )
 from ._riskmodel import RiskModel
+from ._restrictions import RestrictionEffects
 from ._ruleset import Ruleset
 
 __all__ = [
@@ -238,8 +240,15 @@ def run_cycle(
     actor: str,
     signer: SigningKey | None = None,
     now: dt.datetime | None = None,
+    restrictions: Mapping[str, RestrictionEffects] | None = None,
 ) -> CycleResult:
-    """Assess every family as at ``as_at`` and store the cycle atomically; its result."""
+    """Assess every family as at ``as_at`` and store the cycle atomically; its result.
+
+    Families whose opt-out or restriction flag stops profiling (``restrictions``,
+    the configured rule per kind; defaults when None) are left out: no
+    assessment, snapshot, rank or attestation; ``stats["restrictions"]`` counts
+    them by kind, and the families whose flags stop claims.
+    """
     model.check_against(ruleset)
     when = now or dt.datetime.now(dt.UTC)
     seconds: dict[str, float] = {}
@@ -275,6 +284,8 @@ def run_cycle(
             cohort = [
                 f for f in families if f.is_family(presume) or not ruleset.eligibility.families_only
             ]
+            flagged = restrictions_.flags(conn, restrictions)
+            cohort, excluded, no_claims = _apply_flags(flagged, families, cohort)
             plan = Plan.build(ruleset)
             assessed = {
                 f.family_id: assess_family(f, ruleset, model, as_at, plan=plan) for f in cohort
@@ -297,15 +308,24 @@ def run_cycle(
             lap("snapshots")
             stats.update(_update_statuses(conn, cycle_id, assessed, actor, when))
             lap("statuses")
-            stats["pending_claim"] = outcome_status(conn, ruleset, cycle_id, as_at, actor, when)
+            stats["restrictions"] = {
+                "excluded": len(excluded),
+                "excluded_by_kind": dict(sorted(Counter(excluded.values()).items())),
+                "claims_blocked_by_kind": dict(sorted(Counter(no_claims.values()).items())),
+            }
+            stats["pending_claim"] = outcome_status(
+                conn, ruleset, cycle_id, as_at, actor, when, skip=set(no_claims)
+            )
             lap("outcomes")
             if signer is not None:
                 stats["attestations"] = _attest(
                     conn, cycle_id, ruleset, model, as_at, when, signer, cohort, assessed
                 )
             lap("attestations")
+            # an opted-out household is not profiled in what-ifs either
+            open_families = [f for f in families if f.family_id not in excluded]
             stats["review"] = update_impacts(
-                conn, cycle_id, families, assessed, ruleset, model, as_at, plan=plan
+                conn, cycle_id, open_families, assessed, ruleset, model, as_at, plan=plan
             )
             lap("review")
             stats["seconds"] = seconds
@@ -320,6 +340,30 @@ def run_cycle(
         if collecting:
             gc.enable()
     return CycleResult(cycle_id, assessed, stats)
+
+
+def _apply_flags(
+    flagged: restrictions_.Flags, families: Sequence[FamilyInput], cohort: list[FamilyInput]
+) -> tuple[list[FamilyInput], dict[str, str], dict[str, str]]:
+    """The cohort without families whose flags stop profiling; those (id -> kind);
+    id -> kind for every family (current or flagged by id) whose flags stop claims."""
+    if not flagged:
+        return cohort, {}, {}
+    persons = {f.family_id: [m.person_id for m in f.members] for f in families}
+    excluded: dict[str, str] = {}
+    kept = []
+    for f in cohort:
+        kind = flagged.blocking(f.family_id, persons[f.family_id], "profiling")
+        if kind is None:
+            kept.append(f)
+        else:
+            excluded[f.family_id] = kind
+    no_claims = {}
+    for fid in sorted(set(persons) | set(flagged.by_family)):
+        kind = flagged.blocking(fid, persons.get(fid, ()), "claims")
+        if kind is not None:
+            no_claims[fid] = kind
+    return kept, excluded, no_claims
 
 
 def _write_cycle(
@@ -616,6 +660,12 @@ def _attest(
     return len(rows)
 
 
+def _refuse_flagged(conn: Connection, family_id: str) -> None:
+    kind = restrictions_.release_block(conn, family_id)
+    if kind is not None:
+        raise ConflictError(f"family {family_id} carries a {kind} flag: nothing is released")
+
+
 def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
     """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
     try:
@@ -629,6 +679,7 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
                     sa.select(s.c.score).where(s.c.cycle_id == latest, s.c.family_id == family_id)
                 ).first()
             )
+            _refuse_flagged(conn, family_id)
             if snap is None:
                 raise NotFound(f"no family {family_id!r} in the latest assessment")
             body = conn.execute(
@@ -660,6 +711,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
             ).scalar()
             if body is None:
                 raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
+            _refuse_flagged(conn, family_id)
             att = SignedAttestation.model_validate_json(body).attestation
             blobs: list[SealedBlob] = []
             for m in att.members:
