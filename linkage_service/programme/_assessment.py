@@ -53,8 +53,8 @@ from protocols import (
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from .._review import update_impacts
-from ._claims import outcome_status
 from . import _restrictions as restrictions_
+from ._claims import outcome_status
 from ._programme import (
     Assessment,
     Event,
@@ -64,8 +64,8 @@ from ._programme import (
     assess_family,
     rank,
 )
-from ._riskmodel import RiskModel
 from ._restrictions import RestrictionEffects
+from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
 __all__ = [
