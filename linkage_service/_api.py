@@ -163,6 +163,37 @@ class ClaimRequest(BaseModel):
     family_ids: list[str] | None = Field(default=None, max_length=10_000)
 
 
+class ReportQuery(BaseModel):
+    """A report's query: cycle, format, and the parameters (each report takes some)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cycle_id: int | None = Field(default=None, ge=1)
+    format: Literal["json", "csv"] = "json"
+
+    problem: str | None = Field(default=None, max_length=48)
+    limit: int | None = Field(default=None, ge=1, le=100_000)
+    cohort: str | None = Field(default=None, pattern=r"^[0-9]{4}-Q[1-4]$")
+    by: Literal["area", "age_band", "lead_professional", "status"] | None = None
+    cadence_days: int | None = Field(default=None, ge=1, le=366)
+    horizon_cycles: int | None = Field(default=None, ge=1, le=24)
+    unlock_margin: int | None = Field(default=None, ge=0, le=100)
+    margin_pct: float | None = Field(default=None, gt=0, le=50)
+    average_gbp: int | None = Field(default=None, ge=0)
+    multiple_needs_gbp: int | None = Field(default=None, ge=0)
+    multiple_needs_from: int | None = Field(default=None, ge=1, le=20)
+    years: float | None = Field(default=None, gt=0, le=10)
+    intervention_gbp: int | None = Field(default=None, ge=0)
+
+
+class LeadRequest(BaseModel):
+    """A family's lead professional: a professional id or team code (None clears it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str | None = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
 class RestrictionRequest(BaseModel):
     """A family's opt-out / restriction flag, as the unlock service records it."""
 
@@ -477,16 +508,23 @@ def create_app(
         _caller: Reader,
         service: ServiceDep,
         name: str,
-        cycle_id: int | None = None,
-        problem: str | None = None,
-        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-        format: Literal["json", "csv"] = "json",
+        query: Annotated[ReportQuery, Query()],
     ) -> Any:
         """A programme report for coordinators (JSON, or CSV with ``format=csv``)."""
-        out = reports.run_report(service.sql, name, cycle_id, problem=problem, limit=limit)
-        if format == "csv":
+        params = query.model_dump(exclude={"cycle_id", "format"})
+        out = reports.run_report(service.sql, name, query.cycle_id, **params)
+        if query.format == "csv":
             return PlainTextResponse(reports.to_csv(out), media_type="text/csv")
         return out
+
+    @app.post("/families/{family_id}/lead-professional")
+    def lead_professional(
+        caller: Coordinator, service: ServiceDep, family_id: str, body: LeadRequest
+    ) -> dict[str, Any]:
+        """Record (or clear) a family's lead professional: a code, never a name."""
+        return assessment.set_lead_professional(
+            service.sql, family_id, body.code, actor=_who(caller)
+        )
 
     @app.get("/health")
     def health(caller: AnyCaller, service: ServiceDep) -> dict[str, Any]:

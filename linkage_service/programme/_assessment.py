@@ -27,6 +27,7 @@ import base64
 import datetime as dt
 import gc
 import json
+import re
 import secrets
 import time
 from collections import Counter
@@ -78,6 +79,7 @@ __all__ = [
     "list_families",
     "load_families",
     "run_cycle",
+    "set_lead_professional",
     "set_status",
 ]
 
@@ -597,6 +599,39 @@ def set_status(
         "baseline_cycle": out.baseline_cycle,
         "updated_by": out.updated_by,
     }
+
+
+LEAD_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def set_lead_professional(
+    engine: Engine,
+    family_id: str,
+    code: str | None,
+    *,
+    actor: str,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Record (or clear, with None) the family's lead professional: a code, never a name."""
+    if code is not None and not LEAD_CODE.match(code):
+        raise ConflictError(
+            f"lead professional {code!r}: expected a professional id or team code "
+            "(letters, digits, _ . : -, at most 64)"
+        )
+    when = now or dt.datetime.now(dt.UTC)
+    f = store.families
+    try:
+        with engine.begin() as conn:
+            done = conn.execute(
+                f.update()
+                .where(f.c.family_id == family_id)
+                .values(lead_professional=code, updated_at=_micros(when), updated_by=actor)
+            ).rowcount
+    except SQLAlchemyError as exc:
+        raise StorageError(f"lead professional of {family_id} not recorded: {exc}") from exc
+    if not done:
+        raise NotFound(f"no family {family_id!r} with a status: identify or attach it first")
+    return {"family_id": family_id, "lead_professional": code}
 
 
 # --- attestations -------------------------------------------------------------------------

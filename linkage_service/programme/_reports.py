@@ -49,6 +49,7 @@ from ._ruleset import Ruleset
 __all__ = [
     "AVERAGE_FAMILY_GBP",
     "BREAKDOWNS",
+    "PARAMETERS",
     "MULTIPLE_NEEDS_GBP",
     "REPORTS",
     "age_band",
@@ -1401,6 +1402,19 @@ REPORTS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
     "forecast": forecast,
     "cusp": on_the_cusp,
 }
+
+
+# Every keyword parameter some report takes (the API and CLI pass these through).
+PARAMETERS: Final = tuple(
+    sorted(
+        {
+            p.name
+            for fn in REPORTS.values()
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is p.KEYWORD_ONLY
+        }
+    )
+)
 
 
 def run_report(
