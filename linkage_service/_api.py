@@ -10,12 +10,13 @@ Every route authenticates a bearer token and checks its role:
 ``agency:<id>`` may only push extracts of its own agency; ``analyst``,
 ``coordinator`` and ``admin`` may read persons, households, links, the review
 queue and its summary, runs, statistics, assessments, families and claims;
-``coordinator`` (and ``admin``) may change a family's status and make claim
-batches; only ``admin`` runs an assessment; ``unlock_service`` alone may fetch
-a family's attestation and the sealed blobs it names, and run subject-access
-searches. No route returns or accepts a plaintext identifier; only the
-unlock service's blob route returns sealed identities, which this service
-cannot open.
+``coordinator`` (and ``admin``) may change a family's status and lead
+professional and make claim batches; only ``admin`` runs an assessment;
+``unlock_service`` alone may fetch a family's attestation and the sealed blobs
+it names, run subject-access searches, and set or lift a family's opt-out /
+restriction flag (readers and it may list them). No route returns or accepts a
+plaintext identifier; only the unlock service's blob route returns sealed
+identities, which this service cannot open.
 
 A push is read chunk by chunk and parsed in a worker thread; the extract is
 applied in a worker thread under the service's lock, so reads keep being

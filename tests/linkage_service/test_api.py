@@ -126,18 +126,22 @@ async def test_every_route_refuses_unauthenticated_callers(app_client):
 async def test_every_route_checks_the_role(app_client):
     app, client = app_client
     routes = _routes(app)
-    known = READ_ROUTES | UNLOCK_ROUTES | {"/extracts", "/health", "/families/{family_id}/status"}
+    known = READ_ROUTES | UNLOCK_ROUTES | {"/extracts", "/health", "/restrictions"}
+    known |= {"/restrictions/{family_id}"}
+    known |= {"/families/{family_id}/status", "/families/{family_id}/lead-professional"}
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
         if path == "/health":
             allowed = set(ROLES)
         elif path == "/extracts":
             allowed = {"agency:school", "agency:police"}
-        elif path in UNLOCK_ROUTES:
+        elif path in UNLOCK_ROUTES or path == "/restrictions/{family_id}":
             allowed = {"unlock_service"}
+        elif path == "/restrictions":
+            allowed = {"analyst", "coordinator", "admin", "unlock_service"}
         elif (method, path) == ("POST", "/assessments"):
             allowed = {"admin"}
-        elif method == "POST":  # status changes and claim batches
+        elif method == "POST":  # status changes, lead professionals and claim batches
             allowed = {"coordinator", "admin"}
         else:
             allowed = {"analyst", "coordinator", "admin"}
