@@ -10,13 +10,14 @@ Every route authenticates a bearer token and checks its role:
 ``agency:<id>`` may only push extracts of its own agency; ``analyst``,
 ``coordinator`` and ``admin`` may read persons, households, links, the review
 queue and its summary, runs, statistics, assessments, families and claims;
-``coordinator`` (and ``admin``) may change a family's status and make claim
-batches; only ``admin`` runs an assessment or switches the active ruleset
-(between cycles, no restart); ``unlock_service`` alone may fetch
-a family's attestation and the sealed blobs it names, and run subject-access
-searches. No route returns or accepts a plaintext identifier; only the
-unlock service's blob route returns sealed identities, which this service
-cannot open.
+``coordinator`` (and ``admin``) may change a family's status and lead
+professional and make claim batches; only ``admin`` runs an assessment or
+switches the active ruleset (between cycles, no restart); ``unlock_service``
+alone may fetch a family's attestation and the sealed blobs it names, run
+subject-access searches, and set or lift a family's opt-out / restriction flag
+(readers and it may list them). No route returns or accepts a plaintext
+identifier; only the unlock service's blob route returns sealed identities,
+which this service cannot open.
 
 A push is read chunk by chunk and parsed in a worker thread; the extract is
 applied in a worker thread under the service's lock, so reads keep being
@@ -31,7 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -68,6 +69,7 @@ from .programme import _active as active
 from .programme import _assessment as assessment
 from .programme import _claims as claims_
 from .programme import _reports as reports
+from .programme import _restrictions as restrictions_
 from .programme._riskmodel import RiskModel
 from .programme._ruleset import Ruleset, default_ruleset, shipped_rulesets
 
@@ -107,6 +109,10 @@ UnlockService = Annotated[Caller, Depends(require_roles("unlock_service"))]
 Resolver = Annotated[
     Caller, Depends(require_roles("analyst", "coordinator", "admin", "unlock_service"))
 ]
+RestrictionReader = Annotated[
+    Caller, Depends(require_roles("analyst", "coordinator", "admin", "unlock_service"))
+]
+FAMILY_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
@@ -174,6 +180,45 @@ class RulesetSwitch(BaseModel):
 
     ruleset: str = Field(pattern=r"^[a-z][a-z0-9_-]{1,39}$")
     reason: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
+
+
+class ReportQuery(BaseModel):
+    """A report's query: cycle, format, and the parameters (each report takes some)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cycle_id: int | None = Field(default=None, ge=1)
+    format: Literal["json", "csv"] = "json"
+
+    problem: str | None = Field(default=None, max_length=48)
+    limit: int | None = Field(default=None, ge=1, le=100_000)
+    cohort: str | None = Field(default=None, pattern=r"^[0-9]{4}-Q[1-4]$")
+    by: Literal["area", "age_band", "lead_professional", "status"] | None = None
+    cadence_days: int | None = Field(default=None, ge=1, le=366)
+    horizon_cycles: int | None = Field(default=None, ge=1, le=24)
+    unlock_margin: int | None = Field(default=None, ge=0, le=100)
+    margin_pct: float | None = Field(default=None, gt=0, le=50)
+    average_gbp: int | None = Field(default=None, ge=0)
+    multiple_needs_gbp: int | None = Field(default=None, ge=0)
+    multiple_needs_from: int | None = Field(default=None, ge=1, le=20)
+    years: float | None = Field(default=None, gt=0, le=10)
+    intervention_gbp: int | None = Field(default=None, ge=0)
+
+
+class LeadRequest(BaseModel):
+    """A family's lead professional: a professional id or team code (None clears it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str | None = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class RestrictionRequest(BaseModel):
+    """A family's opt-out / restriction flag, as the unlock service records it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")
 
 
 def create_app(
@@ -366,6 +411,7 @@ def create_app(
         caller: Admin,
         request: Request,
         service: ServiceDep,
+        settings: SettingsDep,
         body: Annotated[AssessRequest | None, Body()] = None,
     ) -> dict[str, Any]:
         """Assess every family now (or as at a date): snapshots, statuses, attestations."""
@@ -379,6 +425,7 @@ def create_app(
                 as_at,
                 actor=_who(caller),
                 signer=request.app.state.attestation_key,
+                restrictions=settings.restrictions,
             )
             return result.stats
 
@@ -470,11 +517,49 @@ def create_app(
         return out
 
     @app.post("/claims")
-    def make_claims(caller: Coordinator, service: ServiceDep, body: ClaimRequest) -> dict[str, Any]:
+    def make_claims(
+        caller: Coordinator, service: ServiceDep, settings: SettingsDep, body: ClaimRequest
+    ) -> dict[str, Any]:
         """A claim batch for a window: attachment fees and results with their evidence."""
         return claims_.create_claims(
-            service.sql, body.window_id, actor=_who(caller), family_ids=body.family_ids
+            service.sql,
+            body.window_id,
+            actor=_who(caller),
+            family_ids=body.family_ids,
+            restrictions=settings.restrictions,
         )
+
+    @app.put("/restrictions/{family_id}")
+    def put_restriction(
+        caller: UnlockService,
+        service: ServiceDep,
+        settings: SettingsDep,
+        family_id: Annotated[str, Path(pattern=FAMILY_ID)],
+        body: RestrictionRequest,
+    ) -> dict[str, Any]:
+        """Set a family's opt-out / restriction flag (forwarded by the unlock service)."""
+        return restrictions_.set_restriction(
+            service.sql, family_id, body.kind, settings.restrictions, actor=_who(caller)
+        )
+
+    @app.delete("/restrictions/{family_id}")
+    def lift_restriction(
+        _caller: UnlockService,
+        service: ServiceDep,
+        family_id: Annotated[str, Path(pattern=FAMILY_ID)],
+    ) -> dict[str, Any]:
+        """Lift a family's flag (forwarded by the unlock service)."""
+        return restrictions_.lift_restriction(service.sql, family_id)
+
+    @app.get("/restrictions")
+    def restrictions(
+        _caller: RestrictionReader, service: ServiceDep, settings: SettingsDep
+    ) -> dict[str, Any]:
+        """Flags in force and what each kind stops under the configured rules."""
+        return {
+            "rules": {k: v.model_dump() for k, v in sorted(settings.restrictions.items())},
+            "restrictions": restrictions_.list_restrictions(service.sql, settings.restrictions),
+        }
 
     @app.get("/claims")
     def list_claims(
@@ -512,16 +597,23 @@ def create_app(
         _caller: Reader,
         service: ServiceDep,
         name: str,
-        cycle_id: int | None = None,
-        problem: str | None = None,
-        limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
-        format: Literal["json", "csv"] = "json",
+        query: Annotated[ReportQuery, Query()],
     ) -> Any:
         """A programme report for coordinators (JSON, or CSV with ``format=csv``)."""
-        out = reports.run_report(service.sql, name, cycle_id, problem=problem, limit=limit)
-        if format == "csv":
+        params = query.model_dump(exclude={"cycle_id", "format"})
+        out = reports.run_report(service.sql, name, query.cycle_id, **params)
+        if query.format == "csv":
             return PlainTextResponse(reports.to_csv(out), media_type="text/csv")
         return out
+
+    @app.post("/families/{family_id}/lead-professional")
+    def lead_professional(
+        caller: Coordinator, service: ServiceDep, family_id: str, body: LeadRequest
+    ) -> dict[str, Any]:
+        """Record (or clear) a family's lead professional: a code, never a name."""
+        return assessment.set_lead_professional(
+            service.sql, family_id, body.code, actor=_who(caller)
+        )
 
     @app.get("/health")
     def health(caller: AnyCaller, service: ServiceDep) -> dict[str, Any]:

@@ -150,7 +150,20 @@ def _parser() -> argparse.ArgumentParser:
     rep.add_argument("--cycle", type=int, help="cycle id (default: the latest)")
     rep.add_argument("--problem", help="work-list: families with this problem first")
     rep.add_argument("--limit", type=int)
+    rep.add_argument("--cohort", help="progress-data, distance-travelled: YYYY-Qn of attachment")
+    rep.add_argument("--by", choices=reports.BREAKDOWNS, help="breakdowns: one dimension")
+    rep.add_argument("--cadence-days", type=int, help="forecast: days between reviews")
+    rep.add_argument("--horizon-cycles", type=int, help="forecast: reviews to look ahead")
+    rep.add_argument("--unlock-margin", type=int, help="cusp: points below the unlock threshold")
+    rep.add_argument("--margin-pct", type=float, help="cusp: percent of an indicator's threshold")
+    for flag in ("average-gbp", "multiple-needs-gbp", "multiple-needs-from", "intervention-gbp"):
+        rep.add_argument(f"--{flag}", type=int, help="cost-avoidance parameter")
+    rep.add_argument("--years", type=float, help="cost-avoidance: years a saving lasts")
     rep.add_argument("--csv", action="store_true", help="CSV rows instead of JSON")
+    lead = sub.add_parser("lead", help="record a family's lead professional (a code, not a name)")
+    lead.add_argument("family_id")
+    lead.add_argument("code", help="professional id or team code; '-' clears it")
+    lead.add_argument("--actor", default="cli")
     return p
 
 
@@ -380,7 +393,13 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             else load_attestation_key(settings.attestation_key_file)
         )
         result = assessment.run_cycle(
-            engine, ruleset, model, args.as_at or dt.date.today(), actor=args.actor, signer=signer
+            engine,
+            ruleset,
+            model,
+            args.as_at or dt.date.today(),
+            actor=args.actor,
+            signer=signer,
+            restrictions=settings.restrictions,
         )
         print(json.dumps(result.stats, indent=2, sort_keys=True))
     elif args.command == "families":
@@ -415,14 +434,25 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             engine, args.family_id, args.status, actor=args.actor, reason=args.reason, on=args.on
         )
         print(json.dumps(changed, sort_keys=True))
+    elif args.command == "lead":
+        code = None if args.code == "-" else args.code
+        lead = assessment.set_lead_professional(engine, args.family_id, code, actor=args.actor)
+        print(json.dumps(lead, sort_keys=True))
     elif args.command == "claims" and args.claims_command == "run":
         batch = claims.create_claims(
-            engine, args.window_id, actor=args.actor, family_ids=args.family_ids
+            engine,
+            args.window_id,
+            actor=args.actor,
+            family_ids=args.family_ids,
+            restrictions=settings.restrictions,
         )
         print(json.dumps(batch, indent=2, sort_keys=True))
     elif args.command == "report":
         report = reports.run_report(
-            engine, args.name, args.cycle, problem=args.problem, limit=args.limit
+            engine,
+            args.name,
+            args.cycle,
+            **{k: getattr(args, k, None) for k in reports.PARAMETERS},
         )
         if args.csv:
             print(reports.to_csv(report), end="")

@@ -33,6 +33,7 @@ from protocols import (
 from service_common import load_service_settings
 
 from ._errors import ConfigError
+from .programme._restrictions import DEFAULT_RESTRICTIONS, RestrictionPolicy
 from .programme._riskmodel import RiskModel, default_model, load_model
 from .programme._ruleset import Ruleset, default_ruleset, load_ruleset
 
@@ -75,6 +76,9 @@ class Settings(BaseModel):
     # The programme ruleset and risk model: a shipped name or a path to a TOML file.
     ruleset: str = "troubled-families-phase2"
     risk_model: str = "family-complexity"
+    # What each kind of opt-out / restriction flag stops (profiling, claims, release);
+    # OPT_OUT and RESTRICTED need a rule and every kind must block release.
+    restrictions: RestrictionPolicy = Field(default_factory=lambda: dict(DEFAULT_RESTRICTIONS))
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
 

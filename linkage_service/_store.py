@@ -261,6 +261,19 @@ families = sa.Table(
     sa.Column("baseline_cycle", sa.Integer),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
     sa.Column("updated_by", sa.String(80), nullable=False),
+    # a professional id or team code (never a name), for the returns' breakdowns
+    sa.Column("lead_professional", sa.String(64)),
+)
+# Opt-out / restriction flags forwarded by the unlock service; ``persons`` (JSON list)
+# are the family's person ids when the flag was set, so the flag follows the people.
+restrictions = sa.Table(
+    "restrictions",
+    metadata,
+    sa.Column("family_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("persons", sa.Text, nullable=False),
+    sa.Column("set_at", sa.BigInteger, nullable=False),
+    sa.Column("set_by", sa.String(80), nullable=False),
 )
 status_events = sa.Table(
     "status_events",

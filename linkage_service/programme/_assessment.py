@@ -29,10 +29,11 @@ import base64
 import datetime as dt
 import gc
 import json
+import re
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,6 +56,7 @@ from protocols import (
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError, Superseded
 from .._review import update_impacts
+from . import _restrictions as restrictions_
 from ._active import rederive_detail, rescore_previous
 from ._claims import outcome_status
 from ._programme import (
@@ -66,6 +68,7 @@ from ._programme import (
     assess_family,
     rank,
 )
+from ._restrictions import RestrictionEffects
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
@@ -79,6 +82,7 @@ __all__ = [
     "list_families",
     "load_families",
     "run_cycle",
+    "set_lead_professional",
     "set_status",
 ]
 
@@ -241,8 +245,15 @@ def run_cycle(
     actor: str,
     signer: SigningKey | None = None,
     now: dt.datetime | None = None,
+    restrictions: Mapping[str, RestrictionEffects] | None = None,
 ) -> CycleResult:
-    """Assess every family as at ``as_at`` and store the cycle atomically; its result."""
+    """Assess every family as at ``as_at`` and store the cycle atomically; its result.
+
+    Families whose opt-out or restriction flag stops profiling (``restrictions``,
+    the configured rule per kind; defaults when None) are left out: no
+    assessment, snapshot, rank or attestation; ``stats["restrictions"]`` counts
+    them by kind, and the families whose flags stop claims.
+    """
     model.check_against(ruleset)
     when = now or dt.datetime.now(dt.UTC)
     seconds: dict[str, float] = {}
@@ -280,6 +291,8 @@ def run_cycle(
             cohort = [
                 f for f in families if f.is_family(presume) or not ruleset.eligibility.families_only
             ]
+            flagged = restrictions_.flags(conn, restrictions)
+            cohort, excluded, no_claims = _apply_flags(flagged, families, cohort)
             plan = Plan.build(ruleset)
             assessed = {
                 f.family_id: assess_family(f, ruleset, model, as_at, plan=plan) for f in cohort
@@ -305,15 +318,24 @@ def run_cycle(
             )
             stats.update(_update_statuses(conn, cycle_id, assessed, actor, when))
             lap("statuses")
-            stats["pending_claim"] = outcome_status(conn, ruleset, cycle_id, as_at, actor, when)
+            stats["restrictions"] = {
+                "excluded": len(excluded),
+                "excluded_by_kind": dict(sorted(Counter(excluded.values()).items())),
+                "claims_blocked_by_kind": dict(sorted(Counter(no_claims.values()).items())),
+            }
+            stats["pending_claim"] = outcome_status(
+                conn, ruleset, cycle_id, as_at, actor, when, skip=set(no_claims)
+            )
             lap("outcomes")
             if signer is not None:
                 stats["attestations"] = _attest(
                     conn, cycle_id, ruleset, model, as_at, when, signer, cohort, assessed
                 )
             lap("attestations")
+            # an opted-out household is not profiled in what-ifs either
+            open_families = [f for f in families if f.family_id not in excluded]
             stats["review"] = update_impacts(
-                conn, cycle_id, families, assessed, ruleset, model, as_at, plan=plan
+                conn, cycle_id, open_families, assessed, ruleset, model, as_at, plan=plan
             )
             lap("review")
             stats["seconds"] = seconds
@@ -328,6 +350,30 @@ def run_cycle(
         if collecting:
             gc.enable()
     return CycleResult(cycle_id, assessed, stats)
+
+
+def _apply_flags(
+    flagged: restrictions_.Flags, families: Sequence[FamilyInput], cohort: list[FamilyInput]
+) -> tuple[list[FamilyInput], dict[str, str], dict[str, str]]:
+    """The cohort without families whose flags stop profiling; those (id -> kind);
+    id -> kind for every family (current or flagged by id) whose flags stop claims."""
+    if not flagged:
+        return cohort, {}, {}
+    persons = {f.family_id: [m.person_id for m in f.members] for f in families}
+    excluded: dict[str, str] = {}
+    kept = []
+    for f in cohort:
+        kind = flagged.blocking(f.family_id, persons[f.family_id], "profiling")
+        if kind is None:
+            kept.append(f)
+        else:
+            excluded[f.family_id] = kind
+    no_claims = {}
+    for fid in sorted(set(persons) | set(flagged.by_family)):
+        kind = flagged.blocking(fid, persons.get(fid, ()), "claims")
+        if kind is not None:
+            no_claims[fid] = kind
+    return kept, excluded, no_claims
 
 
 def _write_cycle(
@@ -695,6 +741,39 @@ def set_status(
     }
 
 
+LEAD_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+def set_lead_professional(
+    engine: Engine,
+    family_id: str,
+    code: str | None,
+    *,
+    actor: str,
+    now: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """Record (or clear, with None) the family's lead professional: a code, never a name."""
+    if code is not None and not LEAD_CODE.match(code):
+        raise ConflictError(
+            f"lead professional {code!r}: expected a professional id or team code "
+            "(letters, digits, _ . : -, at most 64)"
+        )
+    when = now or dt.datetime.now(dt.UTC)
+    f = store.families
+    try:
+        with engine.begin() as conn:
+            done = conn.execute(
+                f.update()
+                .where(f.c.family_id == family_id)
+                .values(lead_professional=code, updated_at=_micros(when), updated_by=actor)
+            ).rowcount
+    except SQLAlchemyError as exc:
+        raise StorageError(f"lead professional of {family_id} not recorded: {exc}") from exc
+    if not done:
+        raise NotFound(f"no family {family_id!r} with a status: identify or attach it first")
+    return {"family_id": family_id, "lead_professional": code}
+
+
 # --- attestations -------------------------------------------------------------------------
 
 
@@ -769,6 +848,12 @@ def unknown_family(conn: Connection, family_id: str, where: str) -> NotFound:
     return NotFound(f"no family {family_id!r} {where}")
 
 
+def _refuse_flagged(conn: Connection, family_id: str) -> None:
+    kind = restrictions_.release_block(conn, family_id)
+    if kind is not None:
+        raise ConflictError(f"family {family_id} carries a {kind} flag: nothing is released")
+
+
 def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
     """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
     try:
@@ -782,6 +867,7 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
                     sa.select(s.c.score).where(s.c.cycle_id == latest, s.c.family_id == family_id)
                 ).first()
             )
+            _refuse_flagged(conn, family_id)
             if snap is None:
                 raise unknown_family(conn, family_id, "in the latest assessment")
             body = conn.execute(
@@ -813,6 +899,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
             ).scalar()
             if body is None:
                 raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
+            _refuse_flagged(conn, family_id)
             att = SignedAttestation.model_validate_json(body).attestation
             blobs: list[SealedBlob] = []
             for m in att.members:

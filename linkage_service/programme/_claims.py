@@ -37,7 +37,7 @@ import datetime as dt
 import io
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,8 +47,10 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
+from . import _restrictions as restrictions_
 from ._active import rederive_detail
 from ._programme import compare
+from ._restrictions import RestrictionEffects
 from ._ruleset import Calendar, ClaimWindow, Condition, Outcome, Ruleset, add_months
 
 __all__ = [
@@ -397,14 +399,23 @@ def outcome_status(
     as_at: dt.date,
     actor: str,
     when: dt.datetime,
+    *,
+    skip: Collection[str] = (),
 ) -> int:
-    """Inside an assessment: move attached families whose result holds to pending_claim."""
+    """Inside an assessment: move attached families whose result holds to pending_claim.
+
+    Families in ``skip`` (their restriction flags stop claims) stay where they are.
+    """
     f = store.families
-    rows = conn.execute(
-        sa.select(f).where(
-            f.c.status.in_(("attached", "in_progress")), f.c.baseline_cycle.is_not(None)
+    rows = [
+        r
+        for r in conn.execute(
+            sa.select(f).where(
+                f.c.status.in_(("attached", "in_progress")), f.c.baseline_cycle.is_not(None)
+            )
         )
-    ).all()
+        if str(r.family_id) not in skip
+    ]
     results = _family_outcomes(conn, ruleset, rows)
     moved = 0
     stamp = int(when.timestamp() * 1_000_000)
@@ -448,11 +459,14 @@ def create_claims(
     actor: str,
     family_ids: Sequence[str] | None = None,
     now: dt.datetime | None = None,
+    restrictions: Mapping[str, RestrictionEffects] | None = None,
 ) -> dict[str, Any]:
     """A claim batch for ``window_id`` (``YYYY-H1``/``H2``) in one transaction.
 
     With ``family_ids``, only those families are claimed, and each one that
-    cannot be (not attached, no result, already claimed) is an error naming it.
+    cannot be (not attached, no result, already claimed, a restriction flag
+    that stops claims) is an error naming it. Without, flagged families are
+    left out and counted in ``restricted``.
     """
     when = now or dt.datetime.now(dt.UTC)
     stamp = int(when.timestamp() * 1_000_000)
@@ -465,6 +479,20 @@ def create_claims(
             if family_ids is not None:
                 q = q.where(f.c.family_id.in_(list(family_ids)))
             rows = {str(r.family_id): r for r in conn.execute(q)}
+            flagged = restrictions_.blocked(
+                conn,
+                restrictions_.flags(conn, restrictions),
+                [fid for fid, r in rows.items() if r.attached_on is not None],
+                "claims",
+            )
+            if family_ids is not None:
+                for fid in family_ids:
+                    if fid in flagged:
+                        raise ConflictError(
+                            f"family {fid}: its {flagged[fid]} flag stops claims, so nothing "
+                            "is claimed for it"
+                        )
+            rows = {fid: r for fid, r in rows.items() if fid not in flagged}
             claimed = {
                 (str(a), str(b))
                 for a, b in conn.execute(sa.select(store.claims.c.family_id, store.claims.c.kind))
@@ -592,6 +620,7 @@ def create_claims(
         "progress": sum(1 for c in new if c["result"] == "progress"),
         "employment": sum(1 for c in new if c["result"] == "employment"),
         "amount_gbp": sum(int(c["amount_gbp"]) for c in new),
+        "restricted": len(flagged),
     }
 
 

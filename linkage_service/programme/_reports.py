@@ -25,9 +25,11 @@ names a person (reports carry pseudonymous family and person ids only).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import inspect
 import io
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,15 +42,26 @@ from sqlalchemy.exc import SQLAlchemyError
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from ._assessment import STATUSES
-from ._claims import _snaps, evaluate_outcomes
+from ._claims import Snap, _snaps, evaluate_outcomes
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
 __all__ = [
     "AVERAGE_FAMILY_GBP",
+    "BREAKDOWNS",
+    "PARAMETERS",
     "MULTIPLE_NEEDS_GBP",
     "REPORTS",
+    "age_band",
+    "breakdowns",
+    "claim_window_of",
+    "cohort_of",
     "cost_avoidance",
+    "distance_travelled",
+    "forecast",
+    "on_the_cusp",
+    "progress_data",
+    "report_card",
     "data_coverage",
     "longest",
     "needs_breakdown",
@@ -479,57 +492,92 @@ def cost_avoidance(
     *,
     average_gbp: int = AVERAGE_FAMILY_GBP,
     multiple_needs_gbp: int = MULTIPLE_NEEDS_GBP,
-    multiple_needs_from: int = 3,
+    multiple_needs_from: int | None = None,
     years: float = 1.0,
+    intervention_gbp: int = 0,
 ) -> dict[str, Any]:
-    """Public spend avoided by families with a result claim (a gross, upper-bound estimate).
+    """Public spend avoided by families turned around (a gross, upper-bound estimate).
 
-    Assumption: each family with a result claim made up to the cycle no longer
-    incurs ``years`` of the public spend of a family like it: ``multiple_needs_gbp``
-    a year when it had at least ``multiple_needs_from`` problems (those in its
-    claim's evidence: baseline and found later), else ``average_gbp``. No
-    counterfactual, no cost of the intervention, no discounting.
+    The seeds' method (Cambridgeshire's estimate): a family with multiple needs
+    costs about ``multiple_needs_gbp`` a year, an average family about
+    ``average_gbp``; a family turned around (a result claim made up to the
+    cycle) saves at most the difference for each of ``years`` years. A family
+    counts as one with multiple needs when its claim's evidence shows at least
+    ``multiple_needs_from`` problems (default: the ruleset's eligibility
+    minimum); a result for a family with fewer is not counted. The net figure
+    takes off ``intervention_gbp`` per family counted. No counterfactual, no
+    discounting.
     """
+    for name, value in (
+        ("average_gbp", average_gbp),
+        ("multiple_needs_gbp", multiple_needs_gbp),
+        ("intervention_gbp", intervention_gbp),
+    ):
+        if value < 0:
+            raise ConflictError(f"{name} {value}: expected 0 or more")
+    if multiple_needs_gbp < average_gbp:
+        raise ConflictError(
+            f"multiple_needs_gbp {multiple_needs_gbp} is below average_gbp {average_gbp}: "
+            "a family with multiple needs is expected to cost more"
+        )
+    if not 0 < years <= 10:
+        raise ConflictError(f"years {years}: expected more than 0 and at most 10")
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        least = multiple_needs_from or cyc.ruleset.eligibility.min_problems
         c = store.claims
-        bands: Counter[str] = Counter()
+        counted: Counter[str] = Counter()
+        not_counted = 0
         income = 0
-        for kind, amount, evidence in conn.execute(
-            sa.select(c.c.kind, c.c.amount_gbp, c.c.evidence).where(c.c.cycle_id <= cyc.id)
+        for kind, result, amount, evidence in conn.execute(
+            sa.select(c.c.kind, c.c.result, c.c.amount_gbp, c.c.evidence).where(
+                c.c.cycle_id <= cyc.id
+            )
         ):
             income += int(amount)
-            if kind == "result":
-                n = len(json.loads(evidence).get("problems", {}))
-                bands["multiple_needs" if n >= multiple_needs_from else "average"] += 1
-        per = {"average": average_gbp, "multiple_needs": multiple_needs_gbp}
+            if kind != "result":
+                continue
+            if len(json.loads(evidence).get("problems", {})) >= least:
+                counted[str(result)] += 1
+            else:
+                not_counted += 1
+        saving = multiple_needs_gbp - average_gbp
         rows = [
             {
-                "band": band,
-                "families": bands[band],
-                "gbp_per_family_year": per[band],
+                "result": result,
+                "families": counted[result],
+                "gbp_per_family_year": saving,
                 "years": years,
-                "gbp": round(bands[band] * per[band] * years),
+                "gross_gbp": round(counted[result] * saving * years),
+                "intervention_gbp": counted[result] * intervention_gbp,
+                "net_gbp": round(counted[result] * (saving * years - intervention_gbp)),
             }
-            for band in ("average", "multiple_needs")
+            for result in ("progress", "employment")
         ]
+        families = sum(counted.values())
         return _report(
             "cost_avoidance",
             cyc,
             rows,
             assumption=(
-                f"each family with a result claim avoids {years:g} year(s) of public spend: "
-                f"GBP {multiple_needs_gbp:,} a year with {multiple_needs_from}+ problems, "
-                f"else GBP {average_gbp:,}; gross, no counterfactual, no intervention cost"
+                f"each family turned around (a result claim) with {least}+ problems saves at "
+                f"most GBP {saving:,} a year (GBP {multiple_needs_gbp:,} for a family with "
+                f"multiple needs less GBP {average_gbp:,} for an average family) for "
+                f"{years:g} year(s), less GBP {intervention_gbp:,} of intervention per family; "
+                "an upper bound: no counterfactual, no discounting"
             ),
             parameters={
                 "average_gbp": average_gbp,
                 "multiple_needs_gbp": multiple_needs_gbp,
-                "multiple_needs_from": multiple_needs_from,
+                "multiple_needs_from": least,
                 "years": years,
+                "intervention_gbp": intervention_gbp,
+                "saving_per_family_year_gbp": saving,
             },
-            families=sum(bands.values()),
-            total_gbp=sum(r["gbp"] for r in rows),
+            families=families,
+            not_counted=not_counted,
+            gross_gbp=sum(r["gross_gbp"] for r in rows),
+            total_gbp=sum(r["net_gbp"] for r in rows),
             claimed_income_gbp=income,
         )
 
@@ -746,6 +794,596 @@ def steps(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
     return result
 
 
+# --- the returns councils file ---------------------------------------------------------------
+
+AGE_BANDS: Final = ((0, 4, "0-4"), (5, 10, "5-10"), (11, 15, "11-15"), (16, 18, "16-18"))
+NO_CHILD: Final = "(no child)"
+NO_LEAD: Final = "(none recorded)"
+BREAKDOWNS: Final = ("area", "age_band", "lead_professional", "status")
+_OPEN = ("attached", "in_progress", "pending_claim")
+
+
+def cohort_of(attached_on: dt.date) -> str:
+    """The cohort of a family: the quarter it was attached in (``2026-Q1``)."""
+    return f"{attached_on.year}-Q{(attached_on.month - 1) // 3 + 1}"
+
+
+def claim_window_of(day: dt.date) -> str:
+    """The half-year claim window a date falls in (``YYYY-H1`` January-June, else ``H2``)."""
+    return f"{day.year}-H{1 if day.month <= 6 else 2}"
+
+
+def age_band(ages: Iterable[int | None]) -> str:
+    """The band of the family's youngest member under 19, or ``(no child)``."""
+    young = [a for a in ages if a is not None and a <= 18]
+    if not young:
+        return NO_CHILD
+    youngest = min(young)
+    return next(label for lo, hi, label in AGE_BANDS if lo <= youngest <= hi)
+
+
+@dataclass(frozen=True)
+class _Attached:
+    """A family attached by the cycle: baseline, snapshots since (up to the cycle), status."""
+
+    family_id: str
+    attached_on: dt.date
+    cohort: str
+    status: str
+    lead_professional: str
+    baseline: Snap
+    after: list[Snap]
+
+    @property
+    def latest(self) -> Snap:
+        return self.after[-1] if self.after else self.baseline
+
+
+def _attached(
+    conn: Connection, cyc: _Cycle, history: Mapping[str, list[tuple[int, str]]]
+) -> list[_Attached]:
+    f = store.families
+    rows = conn.execute(
+        sa.select(f.c.family_id, f.c.attached_on, f.c.baseline_cycle, f.c.lead_professional)
+        .where(f.c.baseline_cycle.is_not(None), f.c.baseline_cycle <= cyc.id)
+        .order_by(f.c.family_id)
+    ).all()
+    snaps = _snaps(conn, [str(r.family_id) for r in rows])
+    out = []
+    for r in rows:
+        fid = str(r.family_id)
+        mine = [x for x in snaps.get(fid, []) if x.cycle_id <= cyc.id]
+        base = [x for x in mine if x.cycle_id == r.baseline_cycle]
+        if not base or r.attached_on is None:
+            continue
+        events = history.get(fid)
+        out.append(
+            _Attached(
+                family_id=fid,
+                attached_on=r.attached_on,
+                cohort=cohort_of(r.attached_on),
+                status=events[-1][1] if events else NO_STATUS,
+                lead_professional=r.lead_professional or NO_LEAD,
+                baseline=base[0],
+                after=[x for x in mine if x.cycle_id > r.baseline_cycle],
+            )
+        )
+    return out
+
+
+def _cohort(
+    conn: Connection, cyc: _Cycle, cohort: str | None
+) -> tuple[list[_Attached], dict[str, list[tuple[int, str]]]]:
+    if cohort is not None and not re.fullmatch(r"[0-9]{4}-Q[1-4]", cohort):
+        raise ConflictError(f"cohort {cohort!r}: expected YYYY-Qn, the quarter of attachment")
+    history = _history(conn, cyc.cutoff)
+    fams = [a for a in _attached(conn, cyc, history) if cohort is None or a.cohort == cohort]
+    return fams, history
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def _domain_mean(snap: Snap, problems: Iterable[str]) -> float:
+    domains = snap.detail.get("domains", {})
+    scores = [int(domains.get(p, 1)) for p in problems]
+    return sum(scores) / len(scores) if scores else 1.0
+
+
+def progress_data(
+    engine: Engine, cycle_id: int | None = None, *, cohort: str | None = None
+) -> dict[str, Any]:
+    """The Family Progress Data cohort return: the 13 measures at baseline and now.
+
+    Over the families attached by the cycle (one cohort, the quarter of
+    attachment, with ``cohort``): for each Family Progress Data measure of the
+    ruleset, how many families it was reported for at baseline and at their
+    latest snapshot up to the cycle, how many had an issue (a value above 0),
+    the totals, and, for families with a value at both, how many improved
+    (lower now), worsened or stayed the same. ``cleared``: a value above 0 at
+    baseline and none reported now (no event in the measure's window: resolved,
+    or no longer reported); ``new``: none at baseline, above 0 now. Every
+    Family Progress Data measure counts something bad, so lower is better.
+    """
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        fams, _history_ = _cohort(conn, cyc, cohort)
+        rows = []
+        for mid, m in cyc.ruleset.measures.items():
+            if m.progress is None:
+                continue
+            c: Counter[str] = Counter()
+            base_total = now_total = 0.0
+            for a in fams:
+                b, n = a.baseline.measures.get(mid), a.latest.measures.get(mid)
+                c["baseline_reported"] += b is not None
+                c["baseline_with_issue"] += b is not None and b > 0
+                c["now_reported"] += n is not None
+                c["now_with_issue"] += n is not None and n > 0
+                base_total += b or 0.0
+                now_total += n or 0.0
+                if b is not None and n is not None:
+                    c["improved" if n < b else "worsened" if n > b else "unchanged"] += 1
+                elif b is not None and b > 0:
+                    c["cleared"] += 1
+                elif n is not None and n > 0:
+                    c["new"] += 1
+            rows.append(
+                {
+                    "measure": mid,
+                    "category": m.progress,
+                    "title": m.title,
+                    "families": len(fams),
+                    **{
+                        k: c[k]
+                        for k in ("baseline_reported", "baseline_with_issue", "now_reported")
+                    },
+                    "now_with_issue": c["now_with_issue"],
+                    "baseline_total": round(base_total, 2),
+                    "now_total": round(now_total, 2),
+                    **{k: c[k] for k in ("improved", "unchanged", "worsened", "cleared", "new")},
+                }
+            )
+        return _report(
+            "progress_data",
+            cyc,
+            rows,
+            cohort=cohort,
+            families=len(fams),
+            measures=len(rows),
+        )
+
+    result: dict[str, Any] = _read(engine, cycle_id, "progress data", build)
+    return result
+
+
+def distance_travelled(
+    engine: Engine, cycle_id: int | None = None, *, cohort: str | None = None
+) -> dict[str, Any]:
+    """Cohort distance travelled: each problem's 1 (none) .. 5 (critical) score, baseline and now.
+
+    Over the families attached by the cycle (or one cohort): per problem of the
+    ruleset, the mean domain score at baseline and at the latest snapshot up to
+    the cycle, how many families improved (lower), stayed or worsened, and the
+    distribution of scores 1..5 at each end. ``mean_baseline`` / ``mean_now``
+    average each family's mean domain score.
+    """
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        fams, _history_ = _cohort(conn, cyc, cohort)
+        problems = list(cyc.ruleset.problems)
+        rows = []
+        for p in problems:
+            base = [int(a.baseline.detail.get("domains", {}).get(p, 1)) for a in fams]
+            now = [int(a.latest.detail.get("domains", {}).get(p, 1)) for a in fams]
+            pairs = list(zip(base, now, strict=True))
+            rows.append(
+                {
+                    "problem": p,
+                    "families": len(fams),
+                    "baseline_mean": _mean(base),
+                    "now_mean": _mean(now),
+                    "change": None if not fams else round((sum(now) - sum(base)) / len(fams), 3),
+                    "improved": sum(1 for b, n in pairs if n < b),
+                    "unchanged": sum(1 for b, n in pairs if n == b),
+                    "worsened": sum(1 for b, n in pairs if n > b),
+                    "baseline_scores": {str(k): base.count(k) for k in range(1, 6)},
+                    "now_scores": {str(k): now.count(k) for k in range(1, 6)},
+                    "title": _problem_title(cyc.ruleset, p),
+                }
+            )
+        return _report(
+            "distance_travelled",
+            cyc,
+            rows,
+            cohort=cohort,
+            families=len(fams),
+            mean_baseline=_mean([_domain_mean(a.baseline, problems) for a in fams]),
+            mean_now=_mean([_domain_mean(a.latest, problems) for a in fams]),
+        )
+
+    result: dict[str, Any] = _read(engine, cycle_id, "distance travelled", build)
+    return result
+
+
+def breakdowns(
+    engine: Engine, cycle_id: int | None = None, *, by: str | None = None
+) -> dict[str, Any]:
+    """The programme's families by area, age band, lead professional and status.
+
+    Over the cycle's families that are eligible or have a status. ``area`` is
+    the postcode district (the coarsest place the service holds); ``age_band``
+    the band of the youngest member under 19 (0-4, 5-10, 11-15, 16-18);
+    ``lead_professional`` the code a coordinator recorded; ``status`` as in the
+    status report. Per group: families, eligible, attached by the cycle, open
+    (attached, in progress, pending claim), pending claim, claimed, closed,
+    mean score, result claims, and the attached families' mean change in mean
+    domain score since baseline (negative is better). ``by`` gives one dimension.
+    """
+    if by is not None and by not in BREAKDOWNS:
+        raise ConflictError(f"breakdown by {by!r}: expected one of {', '.join(BREAKDOWNS)}")
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        history = _history(conn, cyc.cutoff)
+        attached = {a.family_id: a for a in _attached(conn, cyc, history)}
+        f = store.families
+        leads = {
+            str(fid): str(lead)
+            for fid, lead in conn.execute(
+                sa.select(f.c.family_id, f.c.lead_professional).where(
+                    f.c.lead_professional.is_not(None)
+                )
+            )
+        }
+        c = store.claims
+        results = {
+            str(fid)
+            for (fid,) in conn.execute(
+                sa.select(c.c.family_id).where(c.c.kind == "result", c.c.cycle_id <= cyc.id)
+            )
+        }
+        problems = list(cyc.ruleset.problems)
+        groups: dict[tuple[str, str], list[_Snapshot]] = {}
+        for s in _snapshots(conn, cyc.id):
+            status = _status(s, history)
+            if not s.eligible and status in (NOT_ELIGIBLE, NO_STATUS):
+                continue
+            keys = {
+                "area": s.district,
+                "age_band": age_band(m.get("age") for m in s.detail.get("members", ())),
+                "lead_professional": leads.get(s.family_id, NO_LEAD),
+                "status": status,
+            }
+            for dim in BREAKDOWNS if by is None else (by,):
+                groups.setdefault((dim, keys[dim]), []).append(s)
+        rows = []
+        for (dim, group), snaps in sorted(
+            groups.items(), key=lambda x: (BREAKDOWNS.index(x[0][0]), x[0][1])
+        ):
+            statuses = Counter(_status(s, history) for s in snaps)
+            mine = [attached[s.family_id] for s in snaps if s.family_id in attached]
+            rows.append(
+                {
+                    "dimension": dim,
+                    "group": group,
+                    "families": len(snaps),
+                    "eligible": sum(1 for s in snaps if s.eligible),
+                    "attached": len(mine),
+                    "open": sum(statuses[k] for k in _OPEN),
+                    "pending_claim": statuses["pending_claim"],
+                    "claimed": statuses["claimed"],
+                    "closed": statuses["closed"],
+                    "mean_score": _mean([s.score for s in snaps]),
+                    "result_claims": sum(1 for s in snaps if s.family_id in results),
+                    "mean_domain_change": _mean(
+                        [
+                            round(
+                                _domain_mean(a.latest, problems)
+                                - _domain_mean(a.baseline, problems),
+                                6,
+                            )
+                            for a in mine
+                        ]
+                    ),
+                }
+            )
+        return _report(
+            "breakdowns", cyc, rows, by=by, dimensions=list(BREAKDOWNS if by is None else (by,))
+        )
+
+    result: dict[str, Any] = _read(engine, cycle_id, "breakdowns", build)
+    return result
+
+
+def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+    """A report card per cohort (quarter of attachment), one row each.
+
+    Families attached, by status at the cycle; attachment and result claims
+    made up to the cycle (progress, employment) and the income claimed; the
+    share with a result (claimed or pending claim); the cohort's mean domain
+    score at baseline and now; and, over the Family Progress Data measures
+    with an issue at baseline, the share improved or cleared.
+    """
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        history = _history(conn, cyc.cutoff)
+        fams = _attached(conn, cyc, history)
+        c = store.claims
+        claims: dict[str, list[tuple[str, str | None, int]]] = {}
+        for fid, kind, result, amount in conn.execute(
+            sa.select(c.c.family_id, c.c.kind, c.c.result, c.c.amount_gbp).where(
+                c.c.cycle_id <= cyc.id
+            )
+        ):
+            claims.setdefault(str(fid), []).append((str(kind), result, int(amount)))
+        problems = list(cyc.ruleset.problems)
+        fpd = [mid for mid, m in cyc.ruleset.measures.items() if m.progress is not None]
+        by_cohort: dict[str, list[_Attached]] = {}
+        for a in fams:
+            by_cohort.setdefault(a.cohort, []).append(a)
+        rows = []
+        for name in sorted(by_cohort):
+            members = by_cohort[name]
+            statuses = Counter(a.status for a in members)
+            made = [x for a in members for x in claims.get(a.family_id, [])]
+            results = Counter(str(r) for k, r, _amt in made if k == "result")
+            with_result = sum(
+                1
+                for a in members
+                if a.status == "pending_claim"
+                or any(k == "result" for k, _r, _amt in claims.get(a.family_id, []))
+            )
+            issues = improved = 0
+            for a in members:
+                for mid in fpd:
+                    b, n = a.baseline.measures.get(mid), a.latest.measures.get(mid)
+                    if b is not None and b > 0:
+                        issues += 1
+                        improved += n is None or n < b
+            rows.append(
+                {
+                    "cohort": name,
+                    "families": len(members),
+                    **{k: statuses[k] for k in (*_OPEN, "claimed", "closed")},
+                    "attachment_claims": sum(1 for k, _r, _amt in made if k == "attachment"),
+                    "result_claims": sum(results.values()),
+                    "progress": results["progress"],
+                    "employment": results["employment"],
+                    "claimed_income_gbp": sum(amt for _k, _r, amt in made),
+                    "with_result": with_result,
+                    "result_rate": round(with_result / len(members), 4),
+                    "domain_mean_baseline": _mean(
+                        [_domain_mean(a.baseline, problems) for a in members]
+                    ),
+                    "domain_mean_now": _mean([_domain_mean(a.latest, problems) for a in members]),
+                    "fpd_issues_at_baseline": issues,
+                    "fpd_improved_or_cleared": improved,
+                    "fpd_improved_share": round(improved / issues, 4) if issues else None,
+                }
+            )
+        return _report("report_card", cyc, rows, cohorts=len(rows), families=len(fams))
+
+    result: dict[str, Any] = _read(engine, cycle_id, "report card", build)
+    return result
+
+
+def _cadence(conn: Connection, cyc: _Cycle) -> int:
+    """The median number of days between the cycles up to this one (91 with one cycle)."""
+    c = store.cycles
+    dates = sorted({d for (d,) in conn.execute(sa.select(c.c.as_at).where(c.c.id <= cyc.id))})
+    gaps = sorted((b - a).days for a, b in zip(dates, dates[1:], strict=False) if (b - a).days > 0)
+    return gaps[len(gaps) // 2] if gaps else 91
+
+
+def forecast(
+    engine: Engine,
+    cycle_id: int | None = None,
+    *,
+    cadence_days: int | None = None,
+    horizon_cycles: int = 8,
+) -> dict[str, Any]:
+    """Results and claim-window forecast, if every family's latest values hold.
+
+    For each family attached by the cycle without a results claim, the outcome
+    plan is evaluated (``_claims.evaluate_outcomes``) on its snapshots so far
+    and then on projected ones: the latest snapshot repeated every
+    ``cadence_days`` (default: the median gap between the cycles so far) for
+    up to ``horizon_cycles`` cycles. The first projected cycle with a result
+    gives the forecast date and claim window; a family with no result by the
+    horizon is ``not_on_track`` with the problems still unmet. Attachment fees
+    not yet claimed fall in the window of the cycle's date. It is a projection
+    of "nothing changes", not a prediction: values that move change it.
+    """
+    if cadence_days is not None and not 1 <= cadence_days <= 366:
+        raise ConflictError(f"cadence_days {cadence_days}: expected 1 to 366")
+    if not 1 <= horizon_cycles <= 24:
+        raise ConflictError(f"horizon_cycles {horizon_cycles}: expected 1 to 24")
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        history = _history(conn, cyc.cutoff)
+        fams = _attached(conn, cyc, history)
+        cadence = cadence_days or _cadence(conn, cyc)
+        c = store.claims
+        made = {
+            (str(fid), str(kind))
+            for fid, kind in conn.execute(
+                sa.select(c.c.family_id, c.c.kind).where(c.c.cycle_id <= cyc.id)
+            )
+        }
+        as_at = dt.date.fromisoformat(cyc.as_at)
+        payments = cyc.ruleset.payments
+        windows: dict[str, Counter[str]] = {}
+        rows = []
+        for a in fams:
+            if a.status not in _OPEN:
+                continue
+            if (a.family_id, "attachment") not in made:
+                windows.setdefault(claim_window_of(as_at), Counter())["attachment_claims"] += 1
+            if (a.family_id, "result") in made:
+                continue
+            projected = list(a.after)
+            ev = evaluate_outcomes(cyc.ruleset, a.baseline, projected, a.attached_on)
+            ahead = 0
+            while ev["result"] is None and ahead < horizon_cycles:
+                ahead += 1
+                last = a.latest
+                projected.append(
+                    Snap(
+                        cycle_id=cyc.id + ahead,
+                        as_at=as_at + dt.timedelta(days=cadence * ahead),
+                        measures=last.measures,
+                        problems=last.problems,
+                        detail=last.detail,
+                    )
+                )
+                ev = evaluate_outcomes(cyc.ruleset, a.baseline, projected, a.attached_on)
+            when = as_at + dt.timedelta(days=cadence * ahead)
+            on_track = ev["result"] is not None
+            if on_track:
+                tally = windows.setdefault(claim_window_of(when), Counter())
+                tally["result_claims"] += 1
+                tally[str(ev["result"])] += 1
+            rows.append(
+                {
+                    "family_id": a.family_id,
+                    "cohort": a.cohort,
+                    "status": a.status,
+                    "forecast": ev["result"] or "not_on_track",
+                    "forecast_as_at": when.isoformat() if on_track else None,
+                    "claim_window": claim_window_of(when) if on_track else None,
+                    "cycles_ahead": ahead if on_track else None,
+                    "unmet": sorted(p for p, v in ev["problems"].items() if not v.get("met")),
+                    "lead_professional": a.lead_professional,
+                }
+            )
+        rows.sort(
+            key=lambda r: (r["forecast_as_at"] is None, r["forecast_as_at"] or "", r["family_id"])
+        )
+        by_window = []
+        for w in sorted(windows):
+            due = windows[w]
+            by_window.append(
+                {
+                    "window_id": w,
+                    "attachment_claims": due["attachment_claims"],
+                    "result_claims": due["result_claims"],
+                    "progress": due["progress"],
+                    "employment": due["employment"],
+                    "amount_gbp": due["attachment_claims"] * payments.attachment_gbp
+                    + due["result_claims"] * payments.result_gbp,
+                }
+            )
+        return _report(
+            "forecast",
+            cyc,
+            rows,
+            parameters={"cadence_days": cadence, "horizon_cycles": horizon_cycles},
+            assumption=(
+                f"each family's latest values hold at a review every {cadence} days for "
+                f"{horizon_cycles} cycles; claim windows are half-years (H1 January-June)"
+            ),
+            by_window=by_window,
+            on_track=sum(1 for r in rows if r["forecast"] != "not_on_track"),
+            not_on_track=sum(1 for r in rows if r["forecast"] == "not_on_track"),
+        )
+
+    result: dict[str, Any] = _read(engine, cycle_id, "forecast", build)
+    return result
+
+
+def _near(op: str, threshold: float, value: float, margin: float) -> bool:
+    """Whether ``value`` misses ``op threshold`` by no more than ``margin``."""
+    if op == ">=":
+        return threshold - margin <= value < threshold
+    if op == ">":
+        return threshold - margin < value <= threshold
+    if op == "<":
+        return threshold <= value <= threshold + margin
+    if op == "<=":
+        return threshold < value <= threshold + margin
+    return False
+
+
+def on_the_cusp(
+    engine: Engine,
+    cycle_id: int | None = None,
+    *,
+    unlock_margin: int = 5,
+    margin_pct: float = 5.0,
+) -> dict[str, Any]:
+    """Families just below a threshold: unlock, eligibility, or an indicator's.
+
+    ``unlock``: scoring within ``unlock_margin`` points below the unlock
+    threshold. ``eligibility``: one problem short of the ruleset's minimum.
+    ``indicator``: a measure within ``margin_pct`` percent of an indicator's
+    threshold without meeting it (e.g. lowest attendance 90-94.5% against
+    persistent absence below 90%). Measures are per family (e.g. the lowest
+    attendance of any child), so a row names the family, not the child.
+    """
+    if not 0 <= unlock_margin <= 100:
+        raise ConflictError(f"unlock_margin {unlock_margin}: expected 0 to 100")
+    if not 0 < margin_pct <= 50:
+        raise ConflictError(f"margin_pct {margin_pct}: expected more than 0 and at most 50")
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        history = _history(conn, cyc.cutoff)
+        unlock = cyc.model.thresholds.unlock
+        least = cyc.ruleset.eligibility.min_problems
+        simple = [
+            (iid, ind)
+            for iid, ind in cyc.ruleset.indicators.items()
+            if ind.measure is not None and ind.threshold is not None and ind.op is not None
+        ]
+        rows: list[dict[str, Any]] = []
+        for s in _snapshots(conn, cyc.id):
+            base = {"family_id": s.family_id, "score": s.score, "n_problems": s.n_problems}
+            tail = {"status": _status(s, history), "district": s.district}
+            found: list[tuple[str, str, float, float]] = []
+            if unlock - unlock_margin <= s.score < unlock:
+                found.append(("unlock", "unlock threshold", s.score, unlock))
+            if not s.eligible and s.n_problems == least - 1:
+                found.append(("eligibility", "problems", s.n_problems, least))
+            met = set(s.detail.get("indicators", ()))
+            measures = s.detail.get("measures", {})
+            for iid, ind in simple:
+                value = measures.get(ind.measure)
+                threshold = float(ind.threshold)  # type: ignore[arg-type]
+                if iid in met or value is None:
+                    continue
+                margin = abs(threshold) * margin_pct / 100
+                if margin and _near(str(ind.op), threshold, float(value), margin):
+                    found.append(("indicator", iid, float(value), threshold))
+            for kind, what, value, threshold in found:
+                rows.append(
+                    {
+                        **base,
+                        "kind": kind,
+                        "what": what,
+                        "value": value,
+                        "threshold": threshold,
+                        "gap": round(abs(float(threshold) - float(value)), 4),
+                        **tail,
+                    }
+                )
+        order = {"unlock": 0, "eligibility": 1, "indicator": 2}
+        rows.sort(
+            key=lambda r: (order[r["kind"]], r["gap"], -r["score"], r["family_id"], r["what"])
+        )
+        return _report(
+            "cusp",
+            cyc,
+            rows,
+            parameters={"unlock_margin": unlock_margin, "margin_pct": margin_pct},
+            thresholds={"unlock": unlock, "min_problems": least},
+            families=len({r["family_id"] for r in rows}),
+            by_kind={k: sum(1 for r in rows if r["kind"] == k) for k in order},
+        )
+
+    result: dict[str, Any] = _read(engine, cycle_id, "on the cusp", build)
+    return result
+
+
 REPORTS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
     "status": status_counts,
     "needs": needs_breakdown,
@@ -757,7 +1395,26 @@ REPORTS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
     "previously-worked": previously_worked,
     "steps": steps,
     "cost-avoidance": cost_avoidance,
+    "progress-data": progress_data,
+    "distance-travelled": distance_travelled,
+    "breakdowns": breakdowns,
+    "report-card": report_card,
+    "forecast": forecast,
+    "cusp": on_the_cusp,
 }
+
+
+# Every keyword parameter some report takes (the API and CLI pass these through).
+PARAMETERS: Final = tuple(
+    sorted(
+        {
+            p.name
+            for fn in REPORTS.values()
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is p.KEYWORD_ONLY
+        }
+    )
+)
 
 
 def run_report(

@@ -174,6 +174,19 @@ def test_programme_commands(tmp_path, capsys):
     assert "already the active ruleset" in capsys.readouterr().err
     assert main([*base, "report", "status", "--csv"]) == 0
     assert "attached" in capsys.readouterr().out
+    assert main([*base, "lead", fid, "team_north"]) == 0
+    assert json.loads(capsys.readouterr().out)["lead_professional"] == "team_north"
+    assert main([*base, "lead", fid, "Ms Smith"]) == 1
+    assert "expected a professional id or team code" in capsys.readouterr().err
+    assert main([*base, "report", "progress-data", "--cohort", "2026-Q4", "--csv"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 14 and rows[0].startswith("measure,category")
+    assert main([*base, "report", "breakdowns", "--by", "lead_professional"]) == 0
+    assert json.loads(capsys.readouterr().out)["rows"][0]["group"] == "team_north"
+    assert main([*base, "report", "cost-avoidance", "--years", "2", "--average-gbp", "9000"]) == 0
+    assert json.loads(capsys.readouterr().out)["parameters"]["saving_per_family_year_gbp"] == 67190
+    assert main([*base, "report", "status", "--years", "2"]) == 1
+    assert "report status takes no years" in capsys.readouterr().err
     bad = tmp_path / "bad.toml"
     bad.write_text("name = ")
     assert main(["ruleset", "check", str(bad)]) == 1

@@ -155,6 +155,71 @@ async def test_assess_review_attach_attest_and_release(client):
     assert r.status_code == 404
     r = await client.get("/reports/status", headers=auth("unlock_service"))
     assert r.status_code == 403
+    # the returns: a lead professional, then each report as JSON and CSV with its parameters
+    body = {"code": "team_north"}
+    r = await client.post(f"/families/{fid}/lead-professional", json=body, headers=auth("analyst"))
+    assert r.status_code == 403
+    r = await client.post(
+        f"/families/{fid}/lead-professional", json={"code": "Ms Smith"}, headers=auth("admin")
+    )
+    assert r.status_code == 422
+    r = await client.post(
+        f"/families/{fid}/lead-professional", json=body, headers=auth("coordinator")
+    )
+    assert r.status_code == 200 and r.json()["lead_professional"] == "team_north"
+    r = await client.get(
+        "/reports/breakdowns", params={"by": "lead_professional"}, headers=auth("analyst")
+    )
+    leads = {x["group"]: x for x in r.json()["rows"]}
+    assert leads["team_north"]["attached"] == 1
+    cohort = f"{AS_AT.year}-Q{(AS_AT.month - 1) // 3 + 1}"
+    r = await client.get(
+        "/reports/progress-data", params={"cohort": cohort}, headers=auth("analyst")
+    )
+    assert r.status_code == 200 and r.json()["families"] == 1 and len(r.json()["rows"]) == 13
+    for name in ("distance-travelled", "report-card", "forecast", "cusp"):
+        r = await client.get(f"/reports/{name}", params={"format": "csv"}, headers=auth("analyst"))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv"), name
+    r = await client.get(
+        "/reports/cost-avoidance",
+        params={"years": 2, "intervention_gbp": 5000},
+        headers=auth("analyst"),
+    )
+    assert r.json()["parameters"]["years"] == 2 and r.json()["total_gbp"] == 0
+    r = await client.get("/reports/status", params={"years": 2}, headers=auth("analyst"))
+    assert r.status_code == 409 and "report status takes no years" in r.json()["detail"]
+    r = await client.get("/reports/forecast", params={"cohort": "2026"}, headers=auth("analyst"))
+    assert r.status_code == 422
+
+
+async def test_restrictions_are_forwarded_and_stop_profiling_and_release(client):
+    r = await client.post("/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin"))
+    first = r.json()
+    page = (await client.get("/families?eligible=true&limit=2", headers=auth("analyst"))).json()
+    fid = page["families"][0]["family_id"]
+    put = {"kind": "OPT_OUT"}
+    for role in ("analyst", "coordinator", "admin"):
+        r = await client.put(f"/restrictions/{fid}", json=put, headers=auth(role))
+        assert r.status_code == 403, role
+    r = await client.put(
+        f"/restrictions/{fid}", json={"kind": "GAGGED"}, headers=auth("unlock_service")
+    )
+    assert r.status_code == 409 and "no rule" in r.json()["detail"]
+    r = await client.put(f"/restrictions/{fid}", json=put, headers=auth("unlock_service"))
+    assert r.status_code == 200 and r.json()["stops"] == ["profiling", "release"]
+    listed = (await client.get("/restrictions", headers=auth("analyst"))).json()
+    assert listed["rules"]["RESTRICTED"] == {"profiling": True, "claims": True, "release": True}
+    assert [x["family_id"] for x in listed["restrictions"]] == [fid]
+    r = await client.get(f"/families/{fid}/attestation", headers=auth("unlock_service"))
+    assert r.status_code == 409 and "OPT_OUT" in r.json()["detail"]
+    later = (AS_AT + dt.timedelta(days=1)).isoformat()
+    stats = (await client.post("/assessments", json={"as_at": later}, headers=auth("admin"))).json()
+    assert stats["restrictions"]["excluded_by_kind"] == {"OPT_OUT": 1}
+    assert stats["families"] == first["families"] - 1
+    r = await client.delete(f"/restrictions/{fid}", headers=auth("unlock_service"))
+    assert r.status_code == 200 and r.json()["lifted"] == "OPT_OUT"
+    r = await client.delete(f"/restrictions/{fid}", headers=auth("unlock_service"))
+    assert r.status_code == 404
 
 
 async def test_the_review_queue_of_a_linked_population(client):

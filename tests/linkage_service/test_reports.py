@@ -21,6 +21,10 @@ F      B13       yes       crime_asb, education                            ident
                                                                            identified (cycle 2)
 =====  ========  ========  ==============================================  ===================
 
+A and C are attached on 2025-06-01 (cohort 2025-Q2) with cycle 1 as baseline;
+their Family Progress Data measures: A's DV incidents 3 -> 1 and police
+call-outs 2 -> none reported; C's rent arrears 500 -> 500 and months of mental
+health issues none -> 2. Members' ages (cycle 2): A 34, 9, 3; B 40, 12; C 45, 17.
 G has a status but no snapshot in cycle 2. Claims: F (progress on crime_asb,
 education, health) and H (employment; two problems), each with an attachment
 claim of GBP 1,000 and a result claim of GBP 800.
@@ -110,7 +114,7 @@ CYCLE2: list[tuple[str, str | None, bool, Problems, list[Any], int | None, str |
         ],
         50,
         "up",
-        {"crime_asb_6m": 1.0, "domestic_abuse_6m": 2.0},
+        {"crime_asb_6m": 1.0, "domestic_abuse_6m": 2.0, "dv_incidents_12m": 1.0},
     ),
     (
         "fam_b",
@@ -145,7 +149,12 @@ CYCLE2: list[tuple[str, str | None, bool, Problems, list[Any], int | None, str |
         [("CHILD_IN_NEED", 12, _ind("child_in_need")), ("BREADTH", 12, [])],
         40,
         "down",
-        {"out_of_work_adults_6m": 1.0, "attendance_min_term": 85.0},
+        {
+            "out_of_work_adults_6m": 1.0,
+            "attendance_min_term": 85.0,
+            "months_mental_health_12m": 2.0,
+            "rent_arrears_gbp": 500.0,
+        },
     ),
     ("fam_d", None, False, {}, [], None, None, {}),
     ("fam_e", "B13", False, {"health": ((), ["health"])}, [], None, None, {}),
@@ -172,7 +181,12 @@ CYCLE1: list[tuple[str, str, Problems, dict[str, float]]] = [
             "crime_asb": (["adult_offending"], ["police"]),
             "domestic_abuse": (["domestic_violence"], ["police"]),
         },
-        {"crime_asb_6m": 5.0, "domestic_abuse_6m": 3.0},
+        {
+            "crime_asb_6m": 5.0,
+            "domestic_abuse_6m": 3.0,
+            "dv_incidents_12m": 3.0,
+            "police_callouts_12m": 2.0,
+        },
     ),
     (
         "fam_c",
@@ -181,9 +195,11 @@ CYCLE1: list[tuple[str, str, Problems, dict[str, float]]] = [
             "education": (["persistent_absence"], ["school"]),
             "work_finance": (["out_of_work"], ["dwp"]),
         },
-        {"out_of_work_adults_6m": 2.0, "attendance_min_term": 80.0},
+        {"out_of_work_adults_6m": 2.0, "attendance_min_term": 80.0, "rent_arrears_gbp": 500.0},
     ),
 ]
+# members' ages in cycle 2 (the others have none linked)
+AGES = {"fam_a": [34, 9, 3], "fam_b": [40, 12], "fam_c": [45, 17]}
 # (family, status, at); every cycle's own status changes are stamped with its creation time
 EVENTS = [
     ("fam_f", "identified", T1 - 400 * DAY),
@@ -279,6 +295,10 @@ def db(tmp_path: Path) -> sa.Engine:
         scores = []
         for fid, district, eligible, problems, reasons, prev, step, measures in CYCLE2:
             detail = _detail(problems, reasons, measures)
+            detail["members"] = [
+                {"person_id": f"per_{fid}_{k}", "age": age, "sex": "F", "records": []}
+                for k, age in enumerate(AGES.get(fid, []))
+            ]
             scores.append(sum(r["points"] for r in detail["reasons"]))
             rows.append(_snapshot(2, fid, district, eligible, detail, 0, prev, step))
         for row in rows:
@@ -503,13 +523,34 @@ def test_outcomes_from_claims_and_attached_families(db: sa.Engine) -> None:
     assert {x["problem"] for x in r["rows"][:2]} == {"children_need_help", "crime_asb"}
 
 
-def test_cost_avoidance_by_number_of_problems(db: sa.Engine) -> None:
+def test_cost_avoidance_saves_at_most_the_difference_per_family_year(db: sa.Engine) -> None:
     r = reports.cost_avoidance(db)
     assert r["families"] == 2 and r["claimed_income_gbp"] == 3600
-    assert r["total_gbp"] == 76190 + 7795  # F had 3 problems, H had 2
-    r = reports.cost_avoidance(db, multiple_needs_from=4, years=0.5, average_gbp=8000)
-    assert r["total_gbp"] == 8000 and r["parameters"]["years"] == 0.5
-    assert "8,000" in r["assumption"]
+    # F (progress, 3 problems) and H (employment, 2 problems: the TF minimum) are counted
+    assert r["parameters"] == {
+        "average_gbp": 7795,
+        "multiple_needs_gbp": 76190,
+        "multiple_needs_from": 2,
+        "years": 1.0,
+        "intervention_gbp": 0,
+        "saving_per_family_year_gbp": 68395,
+    }
+    assert r["total_gbp"] == r["gross_gbp"] == 2 * 68395
+    assert [(x["result"], x["families"], x["net_gbp"]) for x in r["rows"]] == [
+        ("progress", 1, 68395),
+        ("employment", 1, 68395),
+    ]
+    assert "at most GBP 68,395 a year" in r["assumption"]
+    r = reports.cost_avoidance(db, multiple_needs_from=3)
+    assert (r["families"], r["not_counted"], r["total_gbp"]) == (1, 1, 68395)
+    r = reports.cost_avoidance(db, years=0.5, intervention_gbp=10000, average_gbp=8000)
+    assert r["gross_gbp"] == round(2 * (76190 - 8000) * 0.5)
+    assert r["total_gbp"] == 2 * (34095 - 10000)
+    assert "GBP 10,000 of intervention" in r["assumption"]
+    with pytest.raises(ConflictError, match="multiple_needs_gbp 5000 is below average_gbp"):
+        reports.cost_avoidance(db, multiple_needs_gbp=5000)
+    with pytest.raises(ConflictError, match="years 0: expected more than 0"):
+        reports.cost_avoidance(db, years=0)
 
 
 def test_to_csv_flattens_rows_and_carries_provenance(db: sa.Engine) -> None:
@@ -585,3 +626,259 @@ def test_outcomes_by_the_agency_that_reported_the_need(db: sa.Engine) -> None:
         overall = next(x for x in r["rows"] if x["problem"] == problem)
         assert row["attached_with_problem"] <= overall["attached_with_problem"]
         assert row["outcome_met"] <= row["attached_with_problem"]
+
+
+# --- the returns councils file ---------------------------------------------------------------
+
+
+def _add_family(
+    db: sa.Engine,
+    fid: str,
+    snaps: Sequence[tuple[int, str, bool, Problems, list[Any], dict[str, float]]],
+    attached_on: dt.date | None = None,
+) -> None:
+    """One more family: its snapshots (cycle, district, eligible, ...) and, if attached, status."""
+    with db.begin() as conn:
+        for cycle_id, district, eligible, problems, reasons, measures in snaps:
+            detail = _detail(problems, reasons, measures)
+            conn.execute(
+                store.snapshots.insert(), [_snapshot(cycle_id, fid, district, eligible, detail, 9)]
+            )
+        if attached_on is not None:
+            conn.execute(
+                store.families.insert().values(
+                    family_id=fid,
+                    status="attached",
+                    identified_cycle=1,
+                    attached_on=attached_on,
+                    baseline_cycle=snaps[0][0],
+                    updated_at=T2,
+                    updated_by="t",
+                )
+            )
+            conn.execute(
+                store.status_events.insert().values(
+                    family_id=fid, to_status="attached", at=T2 - DAY, by="t", reason="TEST"
+                )
+            )
+
+
+def test_progress_data_return_counts_the_thirteen_measures(db: sa.Engine) -> None:
+    r = reports.progress_data(db)
+    assert (r["families"], r["measures"]) == (2, 13)  # A and C, the 13 FPD measures
+    rows = {x["measure"]: x for x in r["rows"]}
+    assert {x["category"] for x in r["rows"]} == {
+        "crime",
+        "health",
+        "housing",
+        "employment",
+        "education",
+    }
+    dv = rows["dv_incidents_12m"]
+    assert (dv["baseline_with_issue"], dv["now_with_issue"]) == (1, 1)
+    assert (dv["baseline_total"], dv["now_total"], dv["improved"]) == (3.0, 1.0, 1)
+    calls = rows["police_callouts_12m"]
+    assert (calls["baseline_total"], calls["now_reported"], calls["cleared"]) == (2.0, 0, 1)
+    assert calls["improved"] == 0  # none reported now is "cleared", not read as 0
+    mh = rows["months_mental_health_12m"]
+    assert (mh["baseline_reported"], mh["now_with_issue"], mh["new"]) == (0, 1, 1)
+    rent = rows["rent_arrears_gbp"]
+    assert (rent["unchanged"], rent["baseline_total"], rent["now_total"]) == (1, 500.0, 500.0)
+    neet = rows["months_neet_12m"]
+    assert neet["baseline_reported"] == neet["now_reported"] == 0
+    assert reports.progress_data(db, cohort="2025-Q2")["families"] == 2
+    assert reports.progress_data(db, cohort="2025-Q3")["families"] == 0
+    with pytest.raises(ConflictError, match="cohort '2025-06': expected YYYY-Qn"):
+        reports.progress_data(db, cohort="2025-06")
+
+
+def test_distance_travelled_per_domain(db: sa.Engine) -> None:
+    r = reports.distance_travelled(db)
+    rows = {x["problem"]: x for x in r["rows"]}
+    # A: crime 4 -> 4 (adult offending), DA 4 -> 5 (MARAC), children 1 -> 5 (protection plan)
+    # C: education 3 -> 3, work 2 -> 2, children 1 -> 4 (child in need)
+    assert rows["crime_asb"]["baseline_mean"] == rows["crime_asb"]["now_mean"] == 2.5
+    cnh = rows["children_need_help"]
+    assert (cnh["baseline_mean"], cnh["now_mean"], cnh["change"], cnh["worsened"]) == (
+        1.0,
+        4.5,
+        3.5,
+        2,
+    )
+    assert cnh["baseline_scores"] == {"1": 2, "2": 0, "3": 0, "4": 0, "5": 0}
+    assert cnh["now_scores"] == {"1": 0, "2": 0, "3": 0, "4": 1, "5": 1}
+    da = rows["domestic_abuse"]
+    assert (da["worsened"], da["unchanged"], da["now_mean"]) == (1, 1, 3.0)
+    # family means: A 12/6 -> 17/6, C 9/6 -> 12/6
+    assert r["mean_baseline"] == round((12 / 6 + 9 / 6) / 2, 3)
+    assert r["mean_now"] == round((17 / 6 + 12 / 6) / 2, 3)
+    assert reports.distance_travelled(db, 1)["mean_now"] == r["mean_baseline"]
+
+
+def test_breakdowns_by_area_age_band_lead_professional_and_status(db: sa.Engine) -> None:
+    with db.begin() as conn:
+        f = store.families
+        conn.execute(
+            f.update().where(f.c.family_id == "fam_a").values(lead_professional="team_north")
+        )
+    r = reports.breakdowns(db)
+    rows = {(x["dimension"], x["group"]): x for x in r["rows"]}
+    # A, B, C, E (closed) and F; D is neither eligible nor has a status
+    for dim in reports.BREAKDOWNS:
+        assert sum(x["families"] for x in r["rows"] if x["dimension"] == dim) == 5
+    m4 = rows[("area", "M4")]
+    assert (m4["families"], m4["eligible"], m4["attached"], m4["open"]) == (2, 2, 1, 1)
+    assert (m4["mean_score"], m4["mean_domain_change"]) == (74.5, round(5 / 6, 3))
+    b13 = rows[("area", "B13")]
+    assert (b13["families"], b13["eligible"], b13["pending_claim"], b13["closed"]) == (
+        3,
+        2,
+        1,
+        1,
+    )
+    assert (b13["result_claims"], b13["mean_score"]) == (1, round(44 / 3, 3))  # F's claim
+    assert b13["mean_domain_change"] == round(3 / 6, 3)
+    bands = {g: x["families"] for (d, g), x in rows.items() if d == "age_band"}
+    assert bands == {"0-4": 1, "11-15": 1, "16-18": 1, "(no child)": 2}
+    leads = {g: x["families"] for (d, g), x in rows.items() if d == "lead_professional"}
+    assert leads == {"team_north": 1, "(none recorded)": 4}
+    statuses = {g: x["families"] for (d, g), x in rows.items() if d == "status"}
+    assert statuses == {"attached": 1, "identified": 2, "pending_claim": 1, "closed": 1}
+    only = reports.breakdowns(db, by="status")
+    assert {x["dimension"] for x in only["rows"]} == {"status"}
+    with pytest.raises(ConflictError, match="breakdown by 'ward'"):
+        reports.breakdowns(db, by="ward")
+
+
+def test_report_card_per_cohort(db: sa.Engine) -> None:
+    _add_family(
+        db,
+        "fam_k",
+        [(2, "M4", True, {"crime_asb": (["youth_offending"], ["police"])}, [], {})],
+        attached_on=dt.date(2025, 12, 31),
+    )
+    r = reports.report_card(db)
+    assert (r["cohorts"], r["families"]) == (2, 3)
+    q2, q4 = r["rows"]
+    assert (q2["cohort"], q2["families"], q2["attached"], q2["pending_claim"]) == (
+        "2025-Q2",
+        2,
+        1,
+        1,
+    )
+    assert (q2["with_result"], q2["result_rate"], q2["result_claims"]) == (1, 0.5, 0)
+    assert (q2["domain_mean_baseline"], q2["domain_mean_now"]) == (
+        round((12 / 6 + 9 / 6) / 2, 3),
+        round((17 / 6 + 12 / 6) / 2, 3),
+    )
+    # A's DV improved and call-outs cleared; C's rent arrears unchanged
+    assert (q2["fpd_issues_at_baseline"], q2["fpd_improved_or_cleared"]) == (3, 2)
+    assert q2["fpd_improved_share"] == round(2 / 3, 4)
+    assert (q4["cohort"], q4["families"], q4["attached"], q4["fpd_improved_share"]) == (
+        "2025-Q4",
+        1,
+        1,
+        None,
+    )
+
+
+def test_forecast_projects_latest_values_to_a_claim_window(db: sa.Engine) -> None:
+    # K: attached 2025-10-01 with offending 10 at baseline, 2 now (an 80% fall), but only
+    # 91 days after attachment at cycle 2: the crime outcome needs 182
+    crime = {"crime_asb": (["youth_offending"], ["police"])}
+    _add_family(
+        db,
+        "fam_k",
+        [
+            (1, "M4", True, crime, [], {"crime_asb_6m": 10.0}),
+            (2, "M4", True, crime, [], {"crime_asb_6m": 2.0}),
+        ],
+        attached_on=dt.date(2025, 10, 1),
+    )
+    r = reports.forecast(db)
+    assert r["parameters"] == {"cadence_days": 213, "horizon_cycles": 8}  # 06-01 -> 12-31
+    rows = {x["family_id"]: x for x in r["rows"]}
+    k = rows["fam_k"]
+    assert (k["forecast"], k["forecast_as_at"], k["claim_window"], k["cycles_ahead"]) == (
+        "progress",
+        "2026-08-01",
+        "2026-H2",
+        1,
+    )
+    assert k["cohort"] == "2025-Q4" and k["unmet"] == []
+    # A still has domestic abuse reported (2 in 6 months): no result if nothing changes
+    a = rows["fam_a"]
+    assert a["forecast"] == "not_on_track" and a["claim_window"] is None
+    assert "domestic_abuse" in a["unmet"] and "crime_asb" not in a["unmet"]
+    assert rows["fam_c"]["forecast"] == "not_on_track"  # attendance 85% < 90%
+    assert [x["family_id"] for x in r["rows"]][0] == "fam_k"
+    assert (r["on_track"], r["not_on_track"]) == (1, 2)
+    assert r["by_window"] == [
+        {
+            "window_id": "2025-H2",
+            "attachment_claims": 3,
+            "result_claims": 0,
+            "progress": 0,
+            "employment": 0,
+            "amount_gbp": 3000,
+        },
+        {
+            "window_id": "2026-H2",
+            "attachment_claims": 0,
+            "result_claims": 1,
+            "progress": 1,
+            "employment": 0,
+            "amount_gbp": 800,
+        },
+    ]
+    # quarterly reviews: 2026-04-01 is 182 days after attachment, in the first half
+    k = {x["family_id"]: x for x in reports.forecast(db, cadence_days=91)["rows"]}["fam_k"]
+    assert (k["forecast_as_at"], k["claim_window"]) == ("2026-04-01", "2026-H1")
+    # a horizon too short to get there
+    short = reports.forecast(db, cadence_days=30, horizon_cycles=2)["rows"]
+    assert {x["family_id"]: x for x in short}["fam_k"]["forecast"] == "not_on_track"
+    with pytest.raises(ConflictError, match="horizon_cycles 30"):
+        reports.forecast(db, horizon_cycles=30)
+
+
+def test_on_the_cusp_of_unlock_eligibility_and_an_indicator(db: sa.Engine) -> None:
+    _add_family(
+        db,
+        "fam_m",
+        [
+            (
+                2,
+                "B13",
+                False,
+                {"work_finance": (["out_of_work"], ["dwp"])},
+                [("OUT_OF_WORK", 37, _ind("out_of_work"))],
+                {"attendance_min_12m": 92.0, "rent_arrears_gbp": 0.0},
+            )
+        ],
+    )
+    r = reports.on_the_cusp(db)
+    assert r["thresholds"] == {"unlock": 40, "min_problems": 2}
+    assert [(x["family_id"], x["kind"], x["what"], x["value"], x["gap"]) for x in r["rows"]] == [
+        ("fam_m", "unlock", "unlock threshold", 37, 3),
+        ("fam_m", "eligibility", "problems", 1, 1),
+        ("fam_m", "indicator", "persistent_absence", 92.0, 2.0),
+    ]
+    assert r["by_kind"] == {"unlock": 1, "eligibility": 1, "indicator": 1}
+    # a 2% margin: attendance must be within 1.8 points of 90; 20 points below unlock: C and F
+    wide = reports.on_the_cusp(db, unlock_margin=20, margin_pct=2)
+    assert [(x["family_id"], x["gap"]) for x in wide["rows"] if x["kind"] == "unlock"] == [
+        ("fam_m", 3),
+        ("fam_c", 16),
+        ("fam_f", 20),
+    ]
+    assert wide["by_kind"]["indicator"] == 0
+
+
+def test_every_returns_report_exports_csv(db: sa.Engine) -> None:
+    for name in ("progress-data", "distance-travelled", "breakdowns", "report-card", "forecast"):
+        report = reports.run_report(db, name)
+        rows = list(csv.DictReader(io.StringIO(reports.to_csv(report))))
+        assert len(rows) == len(report["rows"]) > 0, name
+        assert rows[0]["cycle_id"] == "2"
+    text = reports.to_csv(reports.distance_travelled(db))
+    assert "1:2;2:0;3:0;4:0;5:0" in text  # children_need_help at baseline
