@@ -1,6 +1,6 @@
 """Build the compiled parts; all other metadata lives in pyproject.toml.
 
-Two C kernels (Dice, Bloom filters) and, with mypyc, the agency client's row
+Three C kernels (Dice, Bloom filters, the audit log's leaf scan) and, with mypyc, the agency client's row
 encoder, normalisers, encoder and sealer: the same Python source compiled to C,
 10-30% less CPU per record on one core (bench/encode_speed.py --workers 1).
 After editing a compiled module, run ``pip install -e .`` again:
@@ -43,6 +43,13 @@ setup(
         Extension(
             "agency_client._bloom",
             sources=["agency_client/_bloom.c"],
+            libraries=["crypto"],
+            extra_compile_args=extra,
+        ),
+        # The audit log's start-up check and Merkle hashing: SHA-256 from OpenSSL 3.
+        Extension(
+            "audit_log._leafscan",
+            sources=["audit_log/_leafscan.c"],
             libraries=["crypto"],
             extra_compile_args=extra,
         ),
