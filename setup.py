@@ -1,8 +1,9 @@
 """Build the compiled parts; all other metadata lives in pyproject.toml.
 
-Three C kernels (Dice, Bloom filters, the audit log's leaf scan) and, with mypyc, the agency client's row
-encoder, normalisers, encoder and sealer: the same Python source compiled to C,
-10-30% less CPU per record on one core (bench/encode_speed.py --workers 1).
+Three C kernels (Dice, Bloom filters, the audit log's leaf scan) and, with
+mypyc, the agency client's row encoder, normalisers, encoder and sealer: the
+same Python source compiled to C, 10-30% less CPU per record on one core
+(bench/encode_speed.py --workers 1).
 After editing a compiled module, run ``pip install -e .`` again:
 tests/conftest.py refuses to run on a stale build.
 """

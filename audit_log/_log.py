@@ -630,9 +630,9 @@ def verify_database(
             tree.append(store.stored_bytes(row.leaf_hash, i, "leaf_hash"))
             if progress is not None and tree.size % 10_000 == 0:
                 progress(tree.size)
+        if progress is not None:
+            progress(tree.size)
         stored = store.all_checkpoints(connection)
-    if progress is not None:
-        progress(tree.size)
     for note in expected:
         seen, _ = open_checkpoint(note, verifier)
         stored.append((seen.size, note))

@@ -61,9 +61,7 @@ def _entries(start: int, count: int) -> list[Entry]:
                 )
             )
         elif n % 1000 == 999:
-            out.append(
-                BreakGlass(**ids, purpose_code="EMERGENCY", justification_sha256=digest)
-            )
+            out.append(BreakGlass(**ids, purpose_code="EMERGENCY", justification_sha256=digest))
         else:
             out.append(
                 Decision(
