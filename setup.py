@@ -1,10 +1,11 @@
 """Build the compiled parts; all other metadata lives in pyproject.toml.
 
-Two C kernels (Dice, Bloom filters) and, with mypyc, the agency client's row
-encoder, normalisers and encoder, and the shared sealer (``protocols/_seal.py``):
-the same Python source compiled to C, 10-30% less CPU per record on one core
-(bench/encode_speed.py --workers 1). The sealer is its own group, so the unlock
-service, which imports it, loads none of the encoder's compiled code.
+Three C kernels (Dice, Bloom filters, the audit log's leaf scan) and, with
+mypyc, the agency client's row encoder, normalisers and encoder, and the shared
+sealer (``protocols/_seal.py``): the same Python source compiled to C, 10-30%
+less CPU per record on one core (bench/encode_speed.py --workers 1). The sealer
+is its own group, so the unlock service, which imports it, loads none of the
+encoder's compiled code.
 After editing a compiled module, run ``pip install -e .`` again:
 tests/conftest.py refuses to run on a stale build.
 """
@@ -50,6 +51,13 @@ setup(
         Extension(
             "agency_client._bloom",
             sources=["agency_client/_bloom.c"],
+            libraries=["crypto"],
+            extra_compile_args=extra,
+        ),
+        # The audit log's start-up check and Merkle hashing: SHA-256 from OpenSSL 3.
+        Extension(
+            "audit_log._leafscan",
+            sources=["audit_log/_leafscan.c"],
             libraries=["crypto"],
             extra_compile_args=extra,
         ),

@@ -242,6 +242,7 @@ def create_app(
         found = store.query_entries(log.engine, where)
         items = []
         for e in found:
+            log.check_leaf(e.index, e.leaf_data)  # never serve a row changed since start-up
             item = {"leaf": e.leaf_data.decode("utf-8"), **entry_record(e.leaf_data)}
             if proof_size is not None:
                 item["inclusion_proof"] = _b64(log.inclusion_proof(e.index, proof_size))
@@ -264,7 +265,7 @@ def create_app(
         limits = config.anomaly_config()
         if max_unlocks is not None:
             limits = dataclasses.replace(limits, max_unlocks_per_period=max_unlocks)
-        found = find_anomalies(log.engine, limits, since, until)
+        found = find_anomalies(log.verified_leaves(), limits, since, until)
         return {"anomalies": [a.to_json() for a in found]}
 
     @app.post("/entries", status_code=201)

@@ -11,9 +11,22 @@ signed checkpoint, and stored before they are published. When witnesses are
 configured, a checkpoint is published (served by ``published_checkpoint``)
 only once it carries valid cosignatures from ``witness_quorum`` of them.
 
+Opening a log trusts nothing stored either: in one read snapshot it re-hashes
+every entry's bytes (RFC 6962 leaf hash), checks the hash, the index and the
+indexed columns of each row against those bytes, rebuilds the tree and checks
+it against the latest signed checkpoint (entries after that checkpoint, which
+no signature covers yet, are also parsed in full). Any mismatch stops the log
+with a ``TamperError`` naming the entry index and what differs. The per-row
+checks run in ``audit_log._leafscan`` (C, OpenSSL's SHA-256) so a million
+entries open in seconds; a row it cannot vouch for is re-checked here, in
+Python, which names the problem. Once open, leaves are served and reported
+on only after their bytes hash to the verified tree (``verified_leaves``).
+
 ``verify_database`` is the independent check an IG officer runs: it trusts
-nothing in the database, recomputes every leaf hash and root, and names the
-first bad index. This module must never update or delete a stored row.
+nothing in the database, parses every leaf in full, recomputes every leaf hash
+and root against every stored checkpoint, and names the first bad index. Both
+read entries and checkpoints in one snapshot, so they can run beside live
+appends. This module must never update or delete a stored row.
 """
 
 from __future__ import annotations
@@ -21,7 +34,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,7 +42,7 @@ from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from . import _store as store
@@ -43,7 +56,9 @@ from ._checkpoint import (
 )
 from ._entries import Entry, entry_columns, leaf_bytes, parse_leaf
 from ._errors import AuditLogError, ProofError, WitnessError
-from ._merkle import EMPTY_ROOT, MerkleTree, leaf_hash, verify_consistency
+from ._leafscan import leaf_hashes as packed_leaf_hashes
+from ._leafscan import scan as scan_rows_compiled
+from ._merkle import EMPTY_ROOT, HASH_SIZE, MerkleTree, leaf_hash, verify_consistency
 from ._note import NoteSigner, NoteVerifier, add_signatures
 from ._storage_errors import ConfigError, EntryError, StorageError, TamperError
 
@@ -125,8 +140,7 @@ class AuditLog:
         self._cp_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | None] = queue.Queue()
         self._closed = False
-        self._tree = self._load_tree()
-        self._signed = self._load_signed()
+        self._tree, self._signed = self._load()
         self._published = self._load_published()
         if self._signed is None:
             # A fresh log starts with a signed checkpoint (of size 0 when
@@ -185,44 +199,33 @@ class AuditLog:
 
     # -- loading and start-up checks ------------------------------------
 
-    def _load_tree(self) -> MerkleTree:
-        tree = MerkleTree()
-        for idx, hashed in store.leaf_hashes(self._engine):
-            if idx != tree.size:
-                raise TamperError(
-                    f"entry {tree.size} is missing: the next stored row has index {idx}; "
-                    "refusing to start",
-                    index=tree.size,
-                )
+    def _load(self) -> tuple[MerkleTree, _Signed | None]:
+        # One snapshot, so the checkpoint and the entries are of the same moment.
+        refusing = "; refusing to start"
+        with store.snapshot(self._engine) as connection:
+            latest = store.latest_checkpoint(connection)
+            cp = (
+                None
+                if latest is None
+                else _open_stored_checkpoint(*latest, self._verifier, self.origin)
+            )
             try:
-                tree.append(hashed)
-            except ProofError as exc:
-                raise TamperError(f"entry {idx}: {exc}; refusing to start", index=idx) from exc
-        return tree
-
-    def _load_signed(self) -> _Signed | None:
-        latest = store.latest_checkpoint(self._engine)
-        if latest is None:
-            return None
-        size, note = latest
-        cp = _open_stored_checkpoint(size, note, self._verifier, self.origin)
-        if cp.size > self._tree.size:
-            raise TamperError(
-                f"log truncated: checkpoint of size {cp.size} is signed but only "
-                f"{self._tree.size} entries are stored; first missing index {self._tree.size}; "
-                "refusing to start",
-                index=self._tree.size,
-                size=cp.size,
-            )
-        if self._tree.root(cp.size) != cp.root_hash:
-            # Name the first bad index with the full check before refusing.
-            verify_database(self._engine, self._verifier, self.origin)
-            raise TamperError(
-                f"stored entries do not match the signed checkpoint of size {cp.size}; "
-                "refusing to start",
-                size=cp.size,
-            )
-        return _Signed(cp.size, cp.root_hash, note)
+                tree = _verified_tree(connection, vouched=0 if cp is None else cp.size)
+            except TamperError as exc:
+                raise TamperError(f"{exc}{refusing}", index=exc.index, size=exc.size) from exc
+            if cp is None or latest is None:
+                return tree, None
+            if cp.size > tree.size:
+                raise TamperError(
+                    f"log truncated: checkpoint of size {cp.size} is signed but only "
+                    f"{tree.size} entries are stored; first missing index {tree.size}{refusing}",
+                    index=tree.size,
+                    size=cp.size,
+                )
+            if tree.root(cp.size) != cp.root_hash:
+                found = _locate_mismatch(connection, tree, cp, self._verifier, self.origin)
+                raise TamperError(f"{found}{refusing}", index=found.index, size=found.size)
+            return tree, _Signed(cp.size, cp.root_hash, latest[1])
 
     def _load_published(self) -> _Signed | None:
         if self._signed is None:
@@ -504,11 +507,60 @@ class AuditLog:
             return self._tree.consistency_proof(size1, size2)
 
     def leaf(self, index: int) -> bytes:
-        """The stored leaf data at ``index``."""
+        """The stored leaf data at ``index``, once it hashes to the verified tree."""
         data = store.get_leaf(self._engine, index)
         if data is None:
             raise ProofError(f"entry {index} is not in the log of {self.size} entries")
+        self.check_leaf(index, data)
         return data
+
+    def check_leaf(self, index: int, data: bytes) -> None:
+        """Raise TamperError unless ``data`` is the leaf the verified tree holds at ``index``."""
+        with self._tree_lock:
+            if index >= self._tree.size:
+                raise TamperError(
+                    f"entry {index} is stored but not in the verified tree of "
+                    f"{self._tree.size} entries",
+                    index=index,
+                )
+            expected = self._tree.leaf(index)
+        if leaf_hash(data) != expected:
+            raise TamperError(
+                f"entry {index}: stored leaf data no longer hashes to the verified leaf "
+                "(row changed while the log was running)",
+                index=index,
+            )
+
+    def verified_leaves(self, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Leaf bytes of ``[start, end)`` (default: the whole tree), each checked against the tree.
+
+        Readers that decide something from entries (the anomaly report) use
+        this rather than the database's indexed columns, which no signature
+        covers. Raises TamperError at the first row that differs or is missing.
+        """
+        with self._tree_lock:
+            size = self._tree.size
+        end = size if end is None else min(end, size)
+        if start >= end:
+            return
+        next_index = start
+        for batch in store.leaf_batches(self._engine, start, end):
+            if batch[0][0] != next_index or batch[-1][0] != next_index + len(batch) - 1:
+                missing = next(
+                    (next_index + k for k, (i, _) in enumerate(batch) if i != next_index + k),
+                    next_index + len(batch),
+                )
+                raise TamperError(f"entry {missing} is missing from the database", index=missing)
+            datas = [data for _, data in batch]
+            with self._tree_lock:
+                expected = self._tree.leaf_range(next_index, next_index + len(batch))
+            if packed_leaf_hashes(datas) != expected:
+                for k, data in enumerate(datas):
+                    self.check_leaf(next_index + k, data)
+            yield from datas
+            next_index += len(batch)
+        if next_index != end:
+            raise TamperError(f"entry {next_index} is missing from the database", index=next_index)
 
 
 def _checkpoint_body(note: str) -> str:
@@ -562,22 +614,25 @@ def verify_database(
     ``expected`` are checkpoint notes the caller saw elsewhere (an IG officer's
     state file): the stored entries must extend them too, which catches a
     truncation that also removed the checkpoints vouching for the lost rows.
+    Entries and checkpoints are read in one snapshot, so a live log verifies
+    as of one moment.
     """
     origin = origin or str(verifier.name)
     tree = MerkleTree()
     row_problem: TamperError | None = None
-    for row in store.entry_rows(engine):
-        i = tree.size
-        problem = _check_row(i, row)
-        if problem is not None:
-            row_problem = problem
-            break
-        tree.append(store.stored_bytes(row.leaf_hash, i, "leaf_hash"))
-        if progress is not None and tree.size % 10_000 == 0:
+    with store.snapshot(engine) as connection:
+        for row in store.entry_rows(connection):
+            i = tree.size
+            problem = _check_row(i, dict(row._mapping))
+            if problem is not None:
+                row_problem = problem
+                break
+            tree.append(store.stored_bytes(row.leaf_hash, i, "leaf_hash"))
+            if progress is not None and tree.size % 10_000 == 0:
+                progress(tree.size)
+        if progress is not None:
             progress(tree.size)
-    if progress is not None:
-        progress(tree.size)
-    stored = store.all_checkpoints(engine)
+        stored = store.all_checkpoints(connection)
     for note in expected:
         seen, _ = open_checkpoint(note, verifier)
         stored.append((seen.size, note))
@@ -598,13 +653,7 @@ def verify_database(
                 size=cp.size,
             )
         if tree.root(cp.size) != cp.root_hash:
-            raise TamperError(
-                f"entries {ok_size}..{cp.size - 1} do not match the signed checkpoint of size "
-                f"{cp.size} (the last matching checkpoint has size {ok_size}); "
-                f"first bad index is at or after {ok_size}",
-                index=ok_size,
-                size=cp.size,
-            )
+            raise _mismatch(ok_size, cp.size)
         ok_size = cp.size
         latest = cp
     if row_problem is not None:
@@ -614,14 +663,95 @@ def verify_database(
     )
 
 
-def _check_row(i: int, row: Any) -> TamperError | None:
-    if row.idx != i:
+def _mismatch(ok_size: int, bad_size: int) -> TamperError:
+    return TamperError(
+        f"entries {ok_size}..{bad_size - 1} do not match the signed checkpoint of size "
+        f"{bad_size} (the last matching checkpoint has size {ok_size}); "
+        f"first bad index is at or after {ok_size}",
+        index=ok_size,
+        size=bad_size,
+    )
+
+
+def _verified_tree(connection: Connection, vouched: int) -> MerkleTree:
+    """The tree of every stored entry, each row checked against its own bytes.
+
+    Every row's leaf hash is recomputed and must equal the stored one, its
+    index must be the next, and its indexed columns must be the ones its leaf
+    gives; rows from ``vouched`` on (no signed checkpoint covers them yet) are
+    also parsed in full. Raises TamperError naming the first bad row.
+    """
+    hashes = bytearray()
+    count = 0
+    for rows in store.scan_rows(connection):
+        first = 0
+        while first < len(rows):
+            accepted = scan_rows_compiled(rows, first, count, hashes)
+            count += accepted
+            first += accepted
+            if first == len(rows):
+                break
+            # The compiled scan stopped: name what differs, or accept a row
+            # that was only unusual (an escaped string, an unexpected type).
+            row = dict(zip(store.SCAN_COLUMNS, rows[first], strict=True))
+            problem = _check_row(count, row)
+            if problem is not None:
+                raise problem
+            hashes += leaf_hash(store.stored_bytes(row["leaf_data"], count, "leaf_data"))
+            count += 1
+            first += 1
+        batch_start = count - len(rows)
+        for offset in range(max(0, vouched - batch_start), len(rows)):
+            row = dict(zip(store.SCAN_COLUMNS, rows[offset], strict=True))
+            problem = _check_row(batch_start + offset, row)
+            if problem is not None:
+                raise problem
+    tree = MerkleTree()
+    tree.extend_packed(hashes)
+    assert tree.size == count and len(hashes) == count * HASH_SIZE
+    return tree
+
+
+def _locate_mismatch(
+    connection: Connection,
+    tree: MerkleTree,
+    latest: Checkpoint,
+    verifier: NoteVerifier,
+    origin: str,
+) -> TamperError:
+    """The error naming the first range of entries no stored checkpoint vouches for.
+
+    Checkpoints only ever extend each other, so the ones the tree matches are
+    a prefix of the stored sizes: a binary search opens O(log n) of them.
+    """
+    sizes = [s for s in store.checkpoint_sizes(connection) if 0 < s < latest.size]
+    lo, hi = 0, len(sizes)  # sizes[:lo] match, sizes[hi:] (and latest) do not
+    while lo < hi:
+        mid = (lo + hi) // 2
+        note = store.checkpoint_note(connection, sizes[mid])
+        if note is None:
+            raise TamperError(
+                f"the checkpoint of size {sizes[mid]} vanished during the check", size=sizes[mid]
+            )
+        cp = _open_stored_checkpoint(sizes[mid], note, verifier, origin)
+        if tree.root(cp.size) == cp.root_hash:
+            lo = mid + 1
+        else:
+            hi = mid
+    ok_size = sizes[lo - 1] if lo else 0
+    bad_size = sizes[lo] if lo < len(sizes) else latest.size
+    return _mismatch(ok_size, bad_size)
+
+
+def _check_row(i: int, row: Mapping[str, Any]) -> TamperError | None:
+    if row["idx"] != i:
         return TamperError(
-            f"entry {i} is missing: the next stored row has index {row.idx} (row deleted)", index=i
+            f"entry {i} is missing: the next stored row has index {row['idx']} (row deleted)",
+            index=i,
         )
     try:
-        data = store.stored_bytes(row.leaf_data, i, "leaf_data")
-        stored_hash = store.stored_bytes(row.leaf_hash, i, "leaf_hash")
+        data = store.stored_bytes(row["leaf_data"], i, "leaf_data")
+        stored_hash = store.stored_bytes(row["leaf_hash"], i, "leaf_hash")
     except TamperError as exc:
         return exc
     if leaf_hash(data) != stored_hash:
@@ -638,9 +768,9 @@ def _check_row(i: int, row: Any) -> TamperError | None:
             index=i,
         )
     for column, value in entry_columns(record.entry).items():
-        if getattr(row, column) != value:
+        if row[column] != value:
             return TamperError(
-                f"entry {i}: column {column} is {getattr(row, column)!r} but the signed leaf "
+                f"entry {i}: column {column} is {row[column]!r} but the signed leaf "
                 f"says {value!r} (row changed)",
                 index=i,
             )

@@ -5,6 +5,11 @@ an in-memory append-only tree that serves roots, inclusion proofs and
 consistency proofs for any earlier size, and the two verification algorithms
 of RFC 9162 §2.1.3.2 and §2.1.4.2.
 
+Leaf and node hashes over many inputs at once (building a tree of a million
+leaves at start-up) go through ``audit_log._leafscan``, which calls OpenSSL's
+SHA-256 in a C loop; ``leaf_hash`` and ``node_hash`` here are the same
+functions one at a time (tests check the two agree).
+
 It must never do I/O, never know what an entry means, and never report a
 verification result as a boolean a caller could ignore: verifiers return
 ``None`` on success and raise ``ProofError`` naming the reason otherwise.
@@ -16,6 +21,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 
 from audit_log._errors import ProofError
+from audit_log._leafscan import node_hashes
 
 __all__ = [
     "EMPTY_ROOT",
@@ -82,27 +88,51 @@ class MerkleTree:
                 f"leaf hash for index {self._size} must be {HASH_SIZE} bytes, got {len(leaf_hash)}"
             )
         index = self._size
-        self._levels[0] += leaf_hash
-        self._size += 1
-        # Each time a level gains an even count, its last two slots close a
-        # complete subtree one level up; carry like binary addition.
-        level = 0
-        count = self._size
-        while count % 2 == 0:
-            row = self._levels[level]
-            right = bytes(row[-HASH_SIZE:])
-            left = bytes(row[-2 * HASH_SIZE : -HASH_SIZE])
-            if level + 1 == len(self._levels):
-                self._levels.append(bytearray())
-            self._levels[level + 1] += node_hash(left, right)
-            level += 1
-            count //= 2
+        self.extend_packed(leaf_hash)
         return index
 
     def extend(self, leaf_hashes: Iterable[bytes]) -> None:
         """Append leaf hashes in order."""
+        packed = bytearray()
         for h in leaf_hashes:
-            self.append(h)
+            if len(h) != HASH_SIZE:
+                raise ProofError(
+                    f"leaf hash for index {self._size + len(packed) // HASH_SIZE} must be "
+                    f"{HASH_SIZE} bytes, got {len(h)}"
+                )
+            packed += h
+        self.extend_packed(packed)
+
+    def extend_packed(self, packed: bytes | bytearray) -> None:
+        """Append leaf hashes given back to back (32 bytes each) in one buffer."""
+        if len(packed) % HASH_SIZE:
+            raise ProofError(
+                f"packed leaf hashes must be a multiple of {HASH_SIZE} bytes, got {len(packed)}"
+            )
+        if not packed:
+            return
+        self._levels[0] += packed
+        self._size += len(packed) // HASH_SIZE
+        # Every two slots of a level close one complete subtree a level up;
+        # hash the pairs that are new, level by level, until a level gains none.
+        level = 0
+        while True:
+            pairs = len(self._levels[level]) // (2 * HASH_SIZE)
+            if level + 1 == len(self._levels):
+                if pairs == 0:
+                    break
+                self._levels.append(bytearray())
+            done = len(self._levels[level + 1]) // HASH_SIZE
+            if pairs == done:
+                break
+            self._levels[level + 1] += node_hashes(self._levels[level], done, pairs - done)
+            level += 1
+
+    def leaf_range(self, start: int, end: int) -> bytes:
+        """The leaf hashes of ``[start, end)`` back to back."""
+        if not 0 <= start <= end <= self._size:
+            raise ProofError(f"leaf range {start}..{end} out of range for tree size {self._size}")
+        return bytes(self._levels[0][start * HASH_SIZE : end * HASH_SIZE])
 
     def leaf(self, index: int) -> bytes:
         """Return the leaf hash stored at ``index``."""

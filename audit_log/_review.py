@@ -4,8 +4,14 @@ Plain functions shared by the HTTP review API and the ``audit-log`` CLI. They
 only read: nothing here can append, change or delete an entry. Anomalies are
 prompts for a human reviewer, not verdicts: too many unlocks by one
 professional in a period, unlocks outside working hours, every break-glass
-use (always worth a look, whatever the counts), and break-glass unlocks that
-nobody reviewed within the allowed number of days.
+unlock (always, however few), and break-glass uses that nobody reviewed within
+the allowed number of days.
+
+The anomaly report decides from the entries themselves: it is given leaf
+bytes already checked against the verified tree (``AuditLog.verified_leaves``)
+and reads what they say, never the database's indexed columns (``type``,
+``decision``, ``event_time`` ...), which no signature covers and which anyone
+with write access to the database could change.
 """
 
 from __future__ import annotations
@@ -20,13 +26,12 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import sqlalchemy as sa
+from pydantic_core import from_json
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from . import _store as store
 from ._entries import LeafRecord, entry_columns, micros, parse_leaf
-from ._storage_errors import ConfigError, StorageError
+from ._storage_errors import ConfigError, EntryError
 
 __all__ = [
     "Anomaly",
@@ -155,7 +160,7 @@ class Anomaly:
     kind: Literal[
         "unlocks_over_limit",
         "outside_working_hours",
-        "break_glass_used",
+        "break_glass_unlock",
         "break_glass_unreviewed",
     ]
     professional_id: str | None
@@ -176,48 +181,84 @@ def _period_start(when: datetime, period: str) -> str:
     return when.date().isoformat()
 
 
+@dataclass(frozen=True)
+class _Fields:
+    """The fields of one entry the anomaly rules read."""
+
+    index: int
+    type: str
+    time: datetime
+    professional_id: str
+    request_id: str
+    family_id: str | None
+    decision: str | None
+    break_glass: bool
+
+
+def _fields(leaf: bytes) -> _Fields:
+    # The bytes hash to the verified tree, so they are a leaf the log itself
+    # wrote from a validated entry: reading its JSON is enough (a full model
+    # validation per entry would make a report over a million entries slow).
+    try:
+        record = from_json(leaf)
+        entry = record["entry"]
+        return _Fields(
+            index=int(record["index"]),
+            type=str(entry["type"]),
+            time=datetime.fromisoformat(entry["time"]),
+            professional_id=str(entry.get("professional_id") or entry.get("actor_id")),
+            request_id=str(entry.get("request_id")),
+            family_id=entry.get("family_id"),
+            decision=entry.get("decision"),
+            break_glass=entry.get("break_glass") is True,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise EntryError(f"cannot read a verified leaf for the anomaly report: {exc}") from exc
+
+
 def find_anomalies(
-    engine: Engine,
+    leaves: Iterable[bytes],
     config: AnomalyConfig,
     since: datetime | None = None,
     until: datetime | None = None,
     now: datetime | None = None,
 ) -> list[Anomaly]:
-    """Anomalies among entries with event time in [since, until)."""
+    """Anomalies among entries with event time in [since, until).
+
+    ``leaves`` are verified leaf bytes in index order (``AuditLog.verified_leaves``);
+    a break-glass use counts as reviewed by a review entry anywhere in them.
+    """
     zone = config.zone()
     now = now or datetime.now(UTC)
-    e = store.entries.c
-    where = [e.event_time >= micros(since)] if since else []
-    if until:
-        where.append(e.event_time < micros(until))
-    granted = sa.select(e.idx, e.professional_id, e.event_time).where(
-        e.type == "decision", e.decision == "granted", *where
-    )
-    glass = sa.select(e.idx, e.professional_id, e.event_time, e.request_id).where(
-        e.type == "break_glass", *where
-    )
-    try:
-        with engine.connect() as connection:
-            unlocks = connection.execute(granted.order_by(e.idx)).all()
-            breaks = connection.execute(glass.order_by(e.idx)).all()
-            request_ids = [row.request_id for row in breaks]
-            reviewed = {
-                rid
-                for (rid,) in connection.execute(
-                    sa.select(e.request_id).where(e.type == "review", e.request_id.in_(request_ids))
-                )
-            }
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read entries for anomaly report: {exc}") from exc
+    unlocks: list[_Fields] = []
+    breaks: list[_Fields] = []
+    glass_index: dict[str, int] = {}
+    reviewed: set[str] = set()
+    for leaf in leaves:
+        entry = _fields(leaf)
+        if entry.type == "review":
+            reviewed.add(entry.request_id)
+            continue
+        if entry.type not in ("decision", "break_glass"):
+            continue
+        if (since is not None and entry.time < since) or (
+            until is not None and entry.time >= until
+        ):
+            continue
+        if entry.type == "break_glass":
+            breaks.append(entry)
+            glass_index[entry.request_id] = entry.index
+        elif entry.decision == "granted":
+            unlocks.append(entry)
 
     found: list[Anomaly] = []
     per_period: Counter[tuple[str, str]] = Counter()
     members: dict[tuple[str, str], list[int]] = {}
-    for idx, professional, event_time in unlocks:
-        local = _from_micros(event_time).astimezone(zone)
-        key = (str(professional), _period_start(local, config.period))
+    for unlock in unlocks:
+        local = unlock.time.astimezone(zone)
+        key = (unlock.professional_id, _period_start(local, config.period))
         per_period[key] += 1
-        members.setdefault(key, []).append(int(idx))
+        members.setdefault(key, []).append(unlock.index)
         if (
             local.weekday() not in config.working_days
             or not config.working_start <= local.time() < config.working_end
@@ -225,9 +266,21 @@ def find_anomalies(
             found.append(
                 Anomaly(
                     "outside_working_hours",
-                    str(professional),
-                    (int(idx),),
+                    unlock.professional_id,
+                    (unlock.index,),
                     f"unlock granted at {local.isoformat(timespec='minutes')} local time",
+                )
+            )
+        if unlock.break_glass:
+            # Always flagged, whatever the counts: break-glass skips approval.
+            used_at = glass_index.get(unlock.request_id)
+            found.append(
+                Anomaly(
+                    "break_glass_unlock",
+                    unlock.professional_id,
+                    (unlock.index,) if used_at is None else (used_at, unlock.index),
+                    f"break-glass unlock {unlock.request_id} of {unlock.family_id} granted at "
+                    f"{local.isoformat(timespec='minutes')} local time",
                 )
             )
     for key, count in per_period.items():
@@ -242,26 +295,15 @@ def find_anomalies(
                 )
             )
     overdue = now - timedelta(days=config.break_glass_review_days)
-    for idx, professional, event_time, request_id in breaks:
-        when = _from_micros(event_time)
-        # Flagged whatever the counts: the rate-limit-sized unlock threshold
-        # above never sees a burst of break-glass that stays under it.
-        found.append(
-            Anomaly(
-                "break_glass_used",
-                str(professional),
-                (int(idx),),
-                f"break-glass {request_id} at {when.isoformat(timespec='minutes')}",
-            )
-        )
-        if request_id not in reviewed and when < overdue:
+    for use in breaks:
+        if use.request_id not in reviewed and use.time < overdue:
             found.append(
                 Anomaly(
                     "break_glass_unreviewed",
-                    str(professional),
-                    (int(idx),),
-                    f"break-glass {request_id} at {when.isoformat(timespec='minutes')} has no "
-                    f"review after {config.break_glass_review_days} days",
+                    use.professional_id,
+                    (use.index,),
+                    f"break-glass {use.request_id} at {use.time.isoformat(timespec='minutes')} "
+                    f"has no review after {config.break_glass_review_days} days",
                 )
             )
     found.sort(key=lambda a: (a.indices[0], a.kind))

@@ -10,6 +10,11 @@ TRUNCATE on PostgreSQL) of every table, so even a buggy caller cannot rewrite
 history through this module; a database owner can still drop the triggers,
 which is why verification never trusts the database and recomputes the tree.
 
+Whatever must agree with itself (the entries and the checkpoints that vouch
+for them) is read inside ``snapshot``: one read transaction that sees a single
+committed state, so a verifier racing live appends never sees a checkpoint
+newer than the entries it read.
+
 This module knows nothing of signatures or Merkle trees and must never
 modify or delete a row.
 """
@@ -17,12 +22,13 @@ modify or delete a row.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from service_common import (
@@ -36,6 +42,7 @@ from ._entries import micros
 from ._storage_errors import StorageError, TamperError
 
 __all__ = [
+    "SCAN_COLUMNS",
     "VERSION_TABLE",
     "EntryFilter",
     "StoredEntry",
@@ -43,6 +50,8 @@ __all__ = [
     "cosignatures",
     "entries",
     "open_engine",
+    "scan_rows",
+    "snapshot",
     "stored_bytes",
 ]
 
@@ -138,6 +147,91 @@ def insert_entries(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
         raise StorageError(f"cannot append entries from index {first}: {exc}") from exc
 
 
+Bind = Engine | Connection
+
+
+@contextmanager
+def _connected(bind: Bind) -> Iterator[Connection]:
+    # A caller inside ``snapshot`` passes its connection; others get a fresh one.
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection whose every read sees one committed state.
+
+    PostgreSQL: a REPEATABLE READ, READ ONLY transaction (its snapshot is taken
+    at the first statement). SQLite: pysqlite starts no transaction for a
+    SELECT, so each statement would see the newest state; an explicit BEGIN
+    makes the reads one transaction, whose WAL snapshot is fixed by its first
+    read. Writers are not blocked either way.
+    """
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execution_options(isolation_level="REPEATABLE READ")
+                with connection.begin():
+                    connection.exec_driver_sql("SET TRANSACTION READ ONLY")
+                    yield connection
+            else:
+                connection.exec_driver_sql("BEGIN")
+                try:
+                    yield connection
+                finally:
+                    connection.rollback()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read a consistent snapshot of the log: {exc}") from exc
+
+
+# What scan_rows yields per entry, in this order (audit_log._leafscan reads
+# rows by position).
+SCAN_COLUMNS = (
+    "idx",
+    "leaf_data",
+    "leaf_hash",
+    "type",
+    "professional_id",
+    "family_id",
+    "purpose_code",
+    "decision",
+    "request_id",
+    "event_time",
+)
+
+
+def scan_rows(
+    connection: Connection, start: int = 0, batch: int = 10_000
+) -> Iterator[list[tuple[Any, ...]]]:
+    """Every entry row from ``start`` in index order, as lists of plain tuples.
+
+    The start-up check reads every row, so this goes to the driver's own
+    cursor (a server-side one on PostgreSQL): SQLAlchemy's row objects would
+    cost more than the checks themselves. Use it inside ``snapshot``.
+    """
+    dialect = connection.dialect
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = f"SELECT {', '.join(SCAN_COLUMNS)} FROM {entries.name} WHERE idx >= {mark} ORDER BY idx"
+    driver_error: type[Exception] = dialect.loaded_dbapi.Error
+    try:
+        dbapi = connection.connection.dbapi_connection
+        assert dbapi is not None
+        # A named (server-side) cursor on PostgreSQL, so rows arrive batch by batch.
+        named = {"name": "audit_log_scan"} if dialect.name == "postgresql" else {}
+        cursor: Any = dbapi.cursor(**named)
+        try:
+            cursor.execute(sql, (start,))
+            while rows := cursor.fetchmany(batch):
+                yield list(rows)
+        finally:
+            cursor.close()
+    except (SQLAlchemyError, driver_error) as exc:
+        raise StorageError(f"cannot read entries from index {start}: {exc}") from exc
+
+
 def leaf_hashes(engine: Engine) -> Iterator[tuple[int, bytes]]:
     """Yield ``(index, leaf_hash)`` of every stored entry in index order."""
     query = sa.select(entries.c.idx, entries.c.leaf_hash).order_by(entries.c.idx)
@@ -150,11 +244,11 @@ def leaf_hashes(engine: Engine) -> Iterator[tuple[int, bytes]]:
         raise StorageError(f"cannot read leaf hashes: {exc}") from exc
 
 
-def entry_rows(engine: Engine, start: int = 0) -> Iterator[sa.Row[Any]]:
+def entry_rows(bind: Bind, start: int = 0) -> Iterator[sa.Row[Any]]:
     """Yield every stored entry row (all columns) from ``start`` in index order."""
     query = sa.select(entries).where(entries.c.idx >= start).order_by(entries.c.idx)
     try:
-        with engine.connect() as connection:
+        with _connected(bind) as connection:
             yield from connection.execution_options(yield_per=5_000).execute(query)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read entries: {exc}") from exc
@@ -169,6 +263,24 @@ def count_entries(engine: Engine) -> int:
             )
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot count entries: {exc}") from exc
+
+
+def leaf_batches(
+    bind: Bind, start: int, end: int, batch: int = 10_000
+) -> Iterator[list[tuple[int, bytes]]]:
+    """``(index, leaf_data)`` of entries in ``[start, end)`` in index order, in batches."""
+    query = (
+        sa.select(entries.c.idx, entries.c.leaf_data)
+        .where(entries.c.idx >= start, entries.c.idx < end)
+        .order_by(entries.c.idx)
+    )
+    try:
+        with _connected(bind) as connection:
+            result = connection.execution_options(yield_per=batch).execute(query)
+            for part in result.partitions():
+                yield [(int(i), stored_bytes(data, int(i), "leaf_data")) for i, data in part]
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read entries {start}..{end - 1}: {exc}") from exc
 
 
 def get_leaf(engine: Engine, index: int) -> bytes | None:
@@ -208,10 +320,10 @@ def insert_cosignature(engine: Engine, size: int, witness: str, line: str) -> No
         ) from exc
 
 
-def all_checkpoints(engine: Engine) -> list[tuple[int, str]]:
+def all_checkpoints(bind: Bind) -> list[tuple[int, str]]:
     """Every stored ``(size, note)`` in size order."""
     try:
-        with engine.connect() as connection:
+        with _connected(bind) as connection:
             rows = connection.execute(
                 sa.select(checkpoints.c.size, checkpoints.c.note).order_by(checkpoints.c.size)
             ).all()
@@ -220,10 +332,34 @@ def all_checkpoints(engine: Engine) -> list[tuple[int, str]]:
     return [(int(size), str(note)) for size, note in rows]
 
 
-def latest_checkpoint(engine: Engine) -> tuple[int, str] | None:
+def checkpoint_sizes(bind: Bind) -> list[int]:
+    """The size of every stored checkpoint, ascending."""
+    try:
+        with _connected(bind) as connection:
+            sizes = connection.execute(
+                sa.select(checkpoints.c.size).order_by(checkpoints.c.size)
+            ).scalars()
+            return [int(size) for size in sizes]
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read checkpoint sizes: {exc}") from exc
+
+
+def checkpoint_note(bind: Bind, size: int) -> str | None:
+    """The stored checkpoint note of ``size``, or None."""
+    try:
+        with _connected(bind) as connection:
+            note = connection.execute(
+                sa.select(checkpoints.c.note).where(checkpoints.c.size == size)
+            ).scalar_one_or_none()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the checkpoint of size {size}: {exc}") from exc
+    return None if note is None else str(note)
+
+
+def latest_checkpoint(bind: Bind) -> tuple[int, str] | None:
     """The stored checkpoint with the largest size, or None."""
     try:
-        with engine.connect() as connection:
+        with _connected(bind) as connection:
             row = connection.execute(
                 sa.select(checkpoints.c.size, checkpoints.c.note)
                 .order_by(checkpoints.c.size.desc())

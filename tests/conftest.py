@@ -19,6 +19,7 @@ COMPILED = {
     "protocols._seal": "protocols/_seal.py",
     "agency_client._bloom": "agency_client/_bloom.c",
     "linkage_service._dice": "linkage_service/_dice.c",
+    "audit_log._leafscan": "audit_log/_leafscan.c",
 }
 
 

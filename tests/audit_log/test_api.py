@@ -183,12 +183,8 @@ async def test_review_queries_and_anomalies(client: httpx.AsyncClient) -> None:
         "anomalies"
     ]
     kinds = sorted(a["kind"] for a in report)
-    assert kinds == [
-        "break_glass_unreviewed",
-        "break_glass_used",
-        "outside_working_hours",
-        "unlocks_over_limit",
-    ]
+    # the break-glass use here has no granted decision: unreviewed, not an unlock
+    assert kinds == ["break_glass_unreviewed", "outside_working_hours", "unlocks_over_limit"]
     over = next(a for a in report if a["kind"] == "unlocks_over_limit")
     assert over["professional_id"] == pro
     assert over["indices"] == [0, 1, 2, 3]
@@ -235,3 +231,49 @@ async def test_entries_with_proofs_verify_against_the_checkpoint(
     too_big = await client.get("/entries?proof_size=99", headers=auth("ig_officer"))
     assert too_big.status_code == 400
     assert "proof_size 99" in too_big.json()["detail"]
+
+
+def _tamper(path: Path, sql: str, *params: object) -> None:
+    import sqlite3
+
+    with sqlite3.connect(path) as raw:
+        raw.execute("DROP TRIGGER IF EXISTS entries_no_update")
+        raw.execute(sql, params)
+
+
+async def test_a_row_changed_under_the_running_service_is_not_served(
+    client: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    for n in range(3):
+        await _append(client, n=n + 1, decision="granted")
+    leaf = (await client.get("/leaves/1", headers=auth("ig_officer"))).text
+    _tamper(
+        tmp_path / "api.db",
+        "UPDATE entries SET leaf_data = ? WHERE idx = 1",
+        leaf.replace('"granted"', '"refused"').encode(),
+    )
+    for path in ("/leaves/1", "/entries", "/reports/anomalies"):
+        response = await client.get(path, headers=auth("ig_officer"))
+        assert response.status_code == 500, path
+        assert "entry 1: stored leaf data no longer hashes" in response.json()["detail"]
+    assert (await client.get("/leaves/0", headers=auth("ig_officer"))).status_code == 200
+
+
+async def test_the_service_refuses_to_start_on_a_rewritten_decision_column(
+    tmp_path: Path, signer: NoteSigner
+) -> None:
+    from audit_log._log import AuditLog
+    from audit_log._storage_errors import TamperError
+
+    path = tmp_path / "started.db"
+    with AuditLog.open(str(path), signer) as log:
+        log.append_many([make_entry("decision", n, decision="granted") for n in range(4)])
+        log.checkpoint()
+    _tamper(path, "UPDATE entries SET decision = 'refused' WHERE idx = 2")
+    token_file = tmp_path / "tokens"
+    token_file.write_text(f"{hashlib.sha256(b'x').hexdigest()} reader r\n")
+    token_file.chmod(0o600)
+    app = create_app(Settings(db_url=f"sqlite:///{path}", token_file=token_file), signer=signer)
+    with pytest.raises(TamperError, match="entry 2: column decision .* refusing to start"):
+        async with app.router.lifespan_context(app):
+            pass

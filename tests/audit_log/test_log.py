@@ -310,3 +310,225 @@ def test_missing_checkpoints_are_not_verified(tmp_path: Path, signer: NoteSigner
     with pytest.raises(TamperError, match="no signed checkpoint"):
         verify_database(engine, signer.verifier())
     engine.dispose()
+
+
+# -- start-up re-hashes every entry (issue 14, item 3) -------------------------
+
+
+def _granted_decision_index(path: Path) -> int:
+    with sqlite3.connect(path) as raw:
+        (index,) = raw.execute(
+            "SELECT min(idx) FROM entries WHERE type = 'decision' AND decision = 'granted'"
+        ).fetchone()
+    assert index is not None
+    return int(index)
+
+
+def test_start_refuses_entry_bytes_rewritten_with_the_stored_hash_kept(
+    tampered_db: Callable[..., Path], signer: NoteSigner
+) -> None:
+    path = tampered_db()
+    index = _granted_decision_index(path)
+    with _raw(path) as raw:
+        (data,) = raw.execute("SELECT leaf_data FROM entries WHERE idx = ?", (index,)).fetchone()
+        forged = data.replace(b'"decision":"granted"', b'"decision":"refused"')
+        assert forged != data
+        raw.execute(
+            "UPDATE entries SET leaf_data = ?, decision = 'refused' WHERE idx = ?", (forged, index)
+        )
+    with pytest.raises(TamperError, match=f"entry {index}: leaf data does not match") as info:
+        AuditLog.open(str(path), signer)
+    assert info.value.index == index
+    assert "refusing to start" in str(info.value)
+
+
+def test_start_refuses_a_rewritten_decision_column(
+    tampered_db: Callable[..., Path], signer: NoteSigner
+) -> None:
+    path = tampered_db()
+    index = _granted_decision_index(path)
+    with _raw(path) as raw:
+        raw.execute("UPDATE entries SET decision = 'refused' WHERE idx = ?", (index,))
+    with pytest.raises(
+        TamperError,
+        match=f"entry {index}: column decision is 'refused' but the signed leaf says 'granted'",
+    ) as info:
+        AuditLog.open(str(path), signer)
+    assert info.value.index == index
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("type", "review"), ("event_time", 0), ("professional_id", None), ("request_id", "req_0")],
+)
+def test_start_refuses_any_rewritten_column(
+    tampered_db: Callable[..., Path], signer: NoteSigner, column: str, value: object
+) -> None:
+    path = tampered_db()
+    with _raw(path) as raw:
+        raw.execute(f"UPDATE entries SET {column} = ? WHERE idx = 13", (value,))
+    with pytest.raises(TamperError, match=f"entry 13: column {column}") as info:
+        AuditLog.open(str(path), signer)
+    assert info.value.index == 13
+
+
+def test_start_names_the_checkpoint_range_of_a_consistent_rewrite(
+    tampered_db: Callable[..., Path], signer: NoteSigner
+) -> None:
+    path = tampered_db()  # checkpoints at 10 and 20
+    with _raw(path) as raw:
+        (data,) = raw.execute("SELECT leaf_data FROM entries WHERE idx = 12").fetchone()
+        record = parse_leaf(data)
+        forged = record.entry.model_copy(update={"time": T0})
+        new = leaf_bytes(12, record.logged_at, forged)
+        raw.execute(
+            "UPDATE entries SET leaf_data = ?, leaf_hash = ?, event_time = ? WHERE idx = 12",
+            (new, leaf_hash(new), entry_columns(forged)["event_time"]),
+        )
+    with pytest.raises(
+        TamperError,
+        match=r"entries 10\.\.19 do not match the signed checkpoint "
+        "of size 20",
+    ) as info:
+        AuditLog.open(str(path), signer)
+    assert (info.value.index, info.value.size) == (10, 20)
+
+
+def test_start_parses_unsigned_entries_in_full(tmp_path: Path, signer: NoteSigner) -> None:
+    # Past the latest checkpoint no signature vouches for the bytes, so a
+    # consistently rewritten row there must at least be a valid canonical leaf.
+    path = tmp_path / "tail.db"
+    with AuditLog.open(str(path), signer) as log:
+        log.append_many(mixed_entries(5))
+        log.checkpoint()
+        log.append_many(mixed_entries(4, seed=9))
+    with _raw(path) as raw:
+        (data,) = raw.execute("SELECT leaf_data FROM entries WHERE idx = 7").fetchone()
+        spaced = data.replace(b'{"entry":{', b'{"entry": {')
+        raw.execute(
+            "UPDATE entries SET leaf_data = ?, leaf_hash = ? WHERE idx = 7",
+            (spaced, leaf_hash(spaced)),
+        )
+    with pytest.raises(TamperError, match="entry 7: leaf data is not in canonical form") as info:
+        AuditLog.open(str(path), signer)
+    assert info.value.index == 7
+
+
+def test_start_rebuilds_the_same_tree_on_both_backends(
+    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog]
+) -> None:
+    from audit_log import _store
+    from audit_log._leafscan import scan
+
+    url = db_url_factory()
+    log = open_log(url)
+    log.append_many(mixed_entries(300, seed=5))
+    log.checkpoint()
+    log.append_many(mixed_entries(30, seed=6))  # an unsigned tail
+    root = log._tree.root()
+    log.close()
+    again = open_log(url)
+    assert again.size == 330 and again._tree.root() == root
+    # The driver's types take the compiled path on this backend (no row left
+    # to the slow Python check).
+    with _store.snapshot(again.engine) as connection:
+        for rows in _store.scan_rows(connection, batch=64):
+            assert scan(rows, 0, rows[0][0], bytearray()) == len(rows)
+
+
+def test_a_row_changed_while_running_is_not_served(tmp_path: Path, signer: NoteSigner) -> None:
+    path = tmp_path / "live.db"
+    with AuditLog.open(str(path), signer) as log:
+        done = log.append_many(mixed_entries(12))
+        assert [*log.verified_leaves()] == [a.leaf for a in done]
+        assert [*log.verified_leaves(3, 5)] == [done[3].leaf, done[4].leaf]
+        with _raw(path) as raw:
+            raw.execute(
+                "UPDATE entries SET leaf_data = ? WHERE idx = 4",
+                (done[4].leaf.replace(b'"v":1', b'"v":2'),),
+            )
+        with pytest.raises(TamperError, match="entry 4: stored leaf data no longer hashes"):
+            log.leaf(4)
+        with pytest.raises(TamperError, match="entry 4") as info:
+            list(log.verified_leaves())
+        assert info.value.index == 4
+        assert log.leaf(3) == done[3].leaf
+        with _raw(path) as raw:
+            raw.execute("DELETE FROM entries WHERE idx = 8")
+        with pytest.raises(TamperError, match="entry 8 is missing"):
+            list(log.verified_leaves(5))
+
+
+# -- verify-db beside live appends (issue 14, item 6) --------------------------
+
+
+def test_verify_db_beside_concurrent_appends(
+    db_url_factory: Callable[[], str],
+    open_log: Callable[..., AuditLog],
+    signer: NoteSigner,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import io
+
+    from audit_log._cli import main
+
+    url = db_url_factory()
+    vkey = tmp_path / "log.vkey"
+    vkey.write_text(signer.vkey + "\n")
+    log = open_log(url, batch_size=8)
+    log.append_many(mixed_entries(50))
+    log.checkpoint()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        # Appends and signs as fast as it can: each checkpoint lands right
+        # after the entries it covers, the race a split read loses.
+        n = 0
+        try:
+            while not stop.is_set():
+                log.append_many(mixed_entries(3, seed=n))
+                log.checkpoint()
+                n += 1
+        except BaseException as exc:  # surfaced in the main thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    sizes = []
+    try:
+        for _ in range(25):
+            out = io.StringIO()
+            status = main(["verify-db", "--db", url, "--vkey", str(vkey)], stdout=out)
+            assert status == 0, capsys.readouterr().err
+            sizes.append(int(out.getvalue().split("verified: ", 1)[1].split(" ", 1)[0]))
+    finally:
+        stop.set()
+        thread.join()
+    assert not failures
+    assert sizes == sorted(sizes) and sizes[-1] > sizes[0]  # the log really grew meanwhile
+
+
+def test_verify_database_reads_entries_and_checkpoints_of_one_moment(
+    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog], signer: NoteSigner
+) -> None:
+    # Deterministic form of the race: the log grows and signs a larger
+    # checkpoint after verify has read the entries but before it reads the
+    # checkpoints. Read apart, that looks like a truncated log.
+    url = db_url_factory()
+    log = open_log(url)
+    log.append_many(mixed_entries(20))
+    log.checkpoint()
+    grown: list[int] = []
+
+    def grow(done: int) -> None:
+        if not grown:
+            log.append_many(mixed_entries(5, seed=2))
+            log.checkpoint()
+            grown.append(log.size)
+
+    result = verify_database(log.engine, signer.verifier(), progress=grow)
+    assert grown == [25]
+    assert (result.size, result.latest_checkpoint_size) == (20, 20)
+    assert verify_database(log.engine, signer.verifier()).size == 25

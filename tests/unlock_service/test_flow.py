@@ -530,7 +530,7 @@ def test_break_glass_has_its_own_cap_cool_down_and_anomaly(make_env, tmp_path):
     # review_days (2), not a separate default
     headers = {"Authorization": f"Bearer {ig_token}"}
     report = env.http.get("/audit/reports/anomalies", headers=headers).json()["anomalies"]
-    used = [a for a in report if a["kind"] == "break_glass_used"]
+    used = [a for a in report if a["kind"] == "break_glass_unlock"]
     assert [a["professional_id"] for a in used] == [pro.professional_id] * 2
     mounted = next(r for r in env.app.routes if getattr(r, "path", "") == "/audit")
     assert mounted.app.state.settings.break_glass_review_days == 2
