@@ -30,13 +30,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
-from service_common import bearer_caller, instrument_app, require_roles
+from service_common import (
+    MAX_SQL_INT,
+    NO_PUBLIC_DOCS,
+    bearer_caller,
+    instrument_app,
+    require_roles,
+    serve_openapi,
+)
 
 from . import _assessment as assessment
 from . import _claims as claims_
@@ -105,6 +112,8 @@ AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+# Ids are bounded so no value a database integer cannot hold reaches a query (422).
+CycleId = Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)]
 
 
 def _status(exc: LinkageError) -> int:
@@ -181,6 +190,7 @@ def create_app(
                 engine_factory,
                 max_body_bytes=settings.max_upload_bytes,
                 max_line_bytes=settings.max_line_bytes,
+                max_records=settings.max_records_per_push,
                 staging_dir=settings.staging_dir,
             )
             await run_in_threadpool(service.start)
@@ -191,7 +201,9 @@ def create_app(
         finally:
             sql.dispose()
 
-    app = FastAPI(title="linkage-service", lifespan=lifespan)
+    # No public schema and no CDN-backed /docs page: /openapi.json needs a token.
+    app = FastAPI(title="linkage-service", lifespan=lifespan, **NO_PUBLIC_DOCS)
+    serve_openapi(app, bearer_caller)
 
     @app.exception_handler(LinkageError)
     async def package_error(_request: Request, exc: LinkageError) -> JSONResponse:
@@ -210,7 +222,7 @@ def create_app(
         if length is not None and length.isdigit() and int(length) > service.max_body_bytes:
             raise TooLarge(
                 f"the upload is {length} bytes, larger than the limit of "
-                f"{service.max_body_bytes} bytes"
+                f"{service.max_body_bytes} bytes (max_upload_bytes)"
             )
         agency_id = agency_of(caller)
         assert agency_id is not None
@@ -288,7 +300,9 @@ def create_app(
         return {"runs": store.list_runs(service.sql, limit)}
 
     @app.get("/runs/{run_id}")
-    def run(_caller: Reader, service: ServiceDep, run_id: int) -> dict[str, Any]:
+    def run(
+        _caller: Reader, service: ServiceDep, run_id: Annotated[int, Path(ge=1, le=MAX_SQL_INT)]
+    ) -> dict[str, Any]:
         """One linkage run."""
         return store.get_run(service.sql, run_id)
 
@@ -341,7 +355,7 @@ def create_app(
     def families(
         _caller: Reader,
         service: ServiceDep,
-        cycle_id: int | None = None,
+        cycle_id: CycleId = None,
         eligible: bool | None = None,
         status: str | None = None,
         offset: Offset = 0,
@@ -424,7 +438,7 @@ def create_app(
         _caller: Reader,
         service: ServiceDep,
         name: str,
-        cycle_id: int | None = None,
+        cycle_id: CycleId = None,
         problem: str | None = None,
         limit: Annotated[int | None, Query(ge=1, le=100_000)] = None,
         format: Literal["json", "csv"] = "json",

@@ -44,6 +44,8 @@ from ._secrets import (
     key_id,
     load_token_file,
     new_token,
+    open_private,
+    private_dir,
     token_digest,
     write_private_file,
 )
@@ -91,6 +93,8 @@ __all__ = [
     "key_id",
     "load_token_file",
     "new_token",
+    "open_private",
+    "private_dir",
     "sha256_hex",
     "signed_message",
     "token_digest",

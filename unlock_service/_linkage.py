@@ -20,7 +20,14 @@ from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
 
 from ._errors import LinkageError
 
-__all__ = ["AttestationUnavailable", "LinkageClient", "SubjectMatch", "SubjectRecord"]
+__all__ = [
+    "AttestationNotCurrent",
+    "AttestationUnavailable",
+    "LinkageClient",
+    "QueryRefused",
+    "SubjectMatch",
+    "SubjectRecord",
+]
 
 _FAMILY = re.compile(r"^fam_[0-9a-f]{16,64}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -31,6 +38,20 @@ class AttestationUnavailable(LinkageError):
     """The linkage service has no releasable attestation for the family (404 / 409)."""
 
     status = 403
+
+
+class AttestationNotCurrent(LinkageError):
+    """The linkage service no longer accepts the grant's attestation (409): a newer
+    assessment superseded it, so the grant cannot be redeemed; ask again."""
+
+    status = 409
+
+
+class QueryRefused(LinkageError):
+    """The linkage service refused the caller's query as malformed (its 400 or 422):
+    the caller's fault, passed on as 422, not the linkage service failing."""
+
+    status = 422
 
 
 class SubjectRecord(BaseModel):
@@ -121,7 +142,7 @@ class LinkageClient:
             raise LinkageError("malformed family id or attestation hash")
         response = self._get(f"/families/{family_id}/blobs", attestation_sha256=attestation_sha256)
         if response.status_code == 409:
-            raise LinkageError(
+            raise AttestationNotCurrent(
                 f"the linkage service does not accept attestation {attestation_sha256[:16]}… "
                 f"for {family_id}: {_detail(response)}",
                 "ATTESTATION_NOT_CURRENT",
@@ -138,6 +159,11 @@ class LinkageClient:
             )
         except httpx.HTTPError as exc:
             raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+        if response.status_code in (400, 422):
+            raise QueryRefused(
+                f"the linkage service refused the subject query: {_detail(response)}",
+                "SUBJECT_QUERY_INVALID",
+            )
         return self._parse(response, _Matches, "subject-access answer").matches
 
     @staticmethod

@@ -154,6 +154,8 @@ class FakeLinkage:
     rng: random.Random
     families: dict[str, Family] = field(default_factory=dict)
     subject_matches: list[dict[str, Any]] = field(default_factory=list)
+    # the linkage service's 400 detail for the next subject query (None: it answers)
+    subject_refusal: str | None = None
     calls: list[str] = field(default_factory=list)
     down: bool = False
     token: str = "linkage-token-for-unlock-service-0123456789"
@@ -207,6 +209,8 @@ class FakeLinkage:
         parts = request.url.path.strip("/").split("/")
         if request.method == "POST" and parts == ["subject-access"]:
             json.loads(request.content)  # must be JSON
+            if self.subject_refusal is not None:
+                return httpx.Response(400, json={"detail": self.subject_refusal})
             return httpx.Response(200, json={"matches": self.subject_matches})
         if len(parts) != 3 or parts[0] != "families":
             return httpx.Response(404, json={"detail": "no route"})
