@@ -154,8 +154,7 @@ class ExtractReceiver:
         self._size += len(chunk)
         if self._size > self._max_body:
             raise TooLarge(
-                f"the upload is larger than the limit of {self._max_body} bytes "
-                "(max_upload_bytes)"
+                f"the upload is larger than the limit of {self._max_body} bytes (max_upload_bytes)"
             )
         self._body.update(chunk)
         self._buf += chunk
