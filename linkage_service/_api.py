@@ -17,9 +17,11 @@ searches. No route returns or accepts a plaintext identifier; only the
 unlock service's blob route returns sealed identities, which this service
 cannot open.
 
-A push is read chunk by chunk and parsed in a worker thread; the extract is
-applied in a worker thread under the service's lock, so reads keep being
-answered while an extract is linked.
+A push is read chunk by chunk and parsed in a worker thread, capped by
+``max_upload_bytes`` and ``max_records_per_push`` (413); every other request
+body is capped by ``max_body_bytes`` (413). The extract is applied in a worker
+thread under the service's lock, so reads keep being answered while an
+extract is linked.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from protocols import FamilyBlobs, SignedAttestation, SubjectQuery
 from service_common import (
     MAX_SQL_INT,
     NO_PUBLIC_DOCS,
+    BodyLimit,
     bearer_caller,
     instrument_app,
     require_roles,
@@ -458,4 +461,7 @@ def create_app(
     # Spans for every request, continuing the caller's W3C traceparent (the
     # global providers: quiet until the serve command sets telemetry up).
     instrument_app(app, "linkage-service")
+    # Outermost: no route but the streamed push (capped by max_upload_bytes and
+    # max_records_per_push) reads a body over max_body_bytes.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=("/extracts",))
     return app

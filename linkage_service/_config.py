@@ -72,6 +72,8 @@ class Settings(BaseModel):
     # Caps on one push (413 naming the limit; nothing is stored from a refused push).
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1024)
     max_records_per_push: int = Field(default=DEFAULT_MAX_RECORDS, ge=1)
+    # Every other request body (assessments, status changes, claims, subject queries).
+    max_body_bytes: int = Field(default=1024**2, ge=1024)
     max_line_bytes: int = Field(default=64 * 1024, ge=1024)
     staging_dir: Path | None = None
     attestation_key_file: Path | None = None

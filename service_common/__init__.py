@@ -12,8 +12,8 @@ here reads configuration or creates a provider at import time.
 
 ``_database`` holds what every service's storage shares: URL handling, SQLite
 durability pragmas, alembic upgrades (each service passes its own error types).
-``_http`` holds what every HTTP shell shares: the bound on integer parameters
-and the OpenAPI schema served to authenticated callers only.
+``_http`` holds what every HTTP shell shares: the bound on integer parameters,
+the request body cap and the OpenAPI schema served to authenticated callers only.
 
 Errors: :class:`ServiceCommonError` is the base of everything raised here
 (see ``_errors`` for the hierarchy).
@@ -28,7 +28,7 @@ from ._database import (
     redact_url,
 )
 from ._errors import ServiceCommonError, TelemetryConfigError
-from ._http import MAX_SQL_INT, NO_PUBLIC_DOCS, serve_openapi
+from ._http import MAX_SQL_INT, NO_PUBLIC_DOCS, BodyLimit, serve_openapi
 from ._logging import BASE_SAFE_FIELDS, JsonFormatter, TraceContextFilter, configure_logging
 from ._metrics import Metrics, metrics
 from ._periodic import Periodic
@@ -46,6 +46,7 @@ __all__ = [
     "BASE_SAFE_FIELDS",
     "MAX_SQL_INT",
     "NO_PUBLIC_DOCS",
+    "BodyLimit",
     "JsonFormatter",
     "Metrics",
     "Periodic",

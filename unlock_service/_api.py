@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -28,7 +28,6 @@ from fastapi import Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import audit_log
 from audit_log import AuditLog, AuditLogError, NoteSigner, WitnessEndpoint
@@ -36,6 +35,7 @@ from audit_log._config import witness_verifier
 from protocols import SubjectQuery
 from service_common import (
     NO_PUBLIC_DOCS,
+    BodyLimit,
     Periodic,
     instrument_app,
     serve_openapi,
@@ -147,50 +147,6 @@ async def authenticated(request: Request) -> Professional:
 
 ServiceDep = Annotated[UnlockService, Depends(get_service)]
 Pro = Annotated[Professional, Depends(authenticated)]
-
-
-class _BodyLimit:
-    """Refuse request bodies over ``limit`` bytes (413), counted as they arrive."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            await _too_large(self.limit)(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(self.limit)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _too_large(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    return JSONResponse(
-        {"detail": f"request body over {limit} bytes", "reason": "BODY_TOO_LARGE"},
-        status_code=413,
-    )
 
 
 def _housekeeping(service: UnlockService, interval: float) -> Periodic:
@@ -417,7 +373,7 @@ def create_app(
     # global providers: quiet until the serve command sets telemetry up).
     instrument_app(app, "unlock-service")
     # Outermost: the body cap applies before anything reads the body.
-    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 

@@ -263,6 +263,34 @@ async def test_too_many_records_is_413_naming_the_limit_and_stores_nothing(tmp_p
         assert r.status_code == 200 and r.json()["records_added"] == 3, r.text
 
 
+async def test_other_bodies_over_max_body_bytes_are_413(tmp_path):
+    settings = _settings(tmp_path, max_body_bytes=2048)
+    app = create_app(settings, engine_factory=FakeEngine)
+    async for client in _client(app):
+        body = {"window_id": "2026-H2", "family_ids": ["fam_" + "0" * 16] * 200}
+        r = await client.post("/claims", json=body, headers=auth("coordinator"))
+        assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"], r.text
+
+        async def chunks():  # no content-length: counted as it arrives
+            yield b'{"window_id": "2026-H2", "family_ids": ['
+            for _ in range(200):
+                yield b'"fam_0000000000000000",'
+            yield b'"fam_0000000000000000"]}'
+
+        r = await client.post("/claims", content=chunks(), headers=auth("coordinator"))
+        assert r.status_code == 413, r.text
+        # the push is not counted against it: it has its own caps
+        school = agency("school", 1)
+        sql = store.open_engine(settings.database_url)
+        register(sql, school)
+        sql.dispose()
+        rng = random.Random(5)
+        extract = build_extract(school, [make_record(rng) for _ in range(3)])
+        assert len(extract) > 2048
+        r = await client.post("/extracts", content=extract, headers=auth("agency:school"))
+        assert r.status_code == 200, r.text
+
+
 def test_push_caps_default_to_1_gib_and_500k_records(tmp_path):
     settings = _settings(tmp_path)
     assert settings.max_upload_bytes == 1024**3
