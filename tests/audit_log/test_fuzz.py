@@ -14,7 +14,7 @@ from .._fuzz import fuzz, operation_count, running
 from ._factories import make_entry
 
 TOKENS = {"writer": "w-token", "ig_officer": "ig-token", "reader": "r-token"}
-EXAMPLES = 60
+EXAMPLES = 100
 
 
 def test_no_route_answers_5xx_to_fuzzed_requests(tmp_path: Path) -> None:

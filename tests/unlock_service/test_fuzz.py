@@ -19,7 +19,7 @@ from unlock_service._auth import SIGNATURE_HEADER
 from .._fuzz import fuzz, operation_count
 from .conftest import Env
 
-EXAMPLES = 40
+EXAMPLES = 100
 WHY = "Safeguarding strategy meeting for the children in this household today."
 
 
