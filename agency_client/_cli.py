@@ -19,6 +19,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from protocols import open_private
+
 from ._check import CheckReport, check_csv
 from ._errors import AgencyClientError
 from ._extract import ExtractInfo, encode_csv, verify_extract
@@ -207,7 +209,8 @@ def _subject_query(args: argparse.Namespace, console: Console) -> None:
     )
     text = query.model_dump_json(indent=2)
     if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+        with open_private(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
         console.print(f"wrote {args.out} (encodings only; give it to the IG officer)")
     else:
         print(text)

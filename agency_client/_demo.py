@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from protocols import open_sealed_identity
+from protocols import open_sealed_identity, private_dir
 
 from ._extract import encode_csv, verify_extract
 from ._keys import (
@@ -72,6 +72,9 @@ def run_demo(out: Path, households: int, seed: int, console: Console) -> int:
     from ._cli import progress_bar
 
     console.rule("1. synthetic population (plaintext, stays inside each agency)")
+    # The demo's own directories: owner-only, also when left by an earlier run.
+    for directory in (out, out / "population", out / "extracts"):
+        private_dir(directory, own=True)
     pop = generate(out / "population", households, seed, 1.0, console)
 
     console.rule("2. keys")

@@ -40,6 +40,8 @@ from protocols import (
     SealPublicKey,
     TokenisedRecord,
     field_path,
+    open_private,
+    private_dir,
     signed_message,
 )
 
@@ -117,7 +119,7 @@ def encode_csv(
     )
     workers = workers if workers is not None else (os.cpu_count() or 1)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(out_path.parent)
     problems: list[Problem] = []
     count = skipped = rows_read = 0
     digest = hashlib.sha256()
@@ -125,7 +127,7 @@ def encode_csv(
     derive_hits = [0] * len(mapping.derive)
     derive_missed = [0] * len(mapping.derive)
     try:
-        with _open_csv(csv_path, mapping) as (columns, blocks), tmp.open("wb") as out:
+        with _open_csv(csv_path, mapping) as (columns, blocks), open_private(tmp, "wb") as out:
             ctx = RowContext(
                 mapping=mapping,
                 schema=schema,
@@ -413,7 +415,8 @@ def _collect(fut: Future[ChunkResult], part: Path) -> ChunkResult:
 
 def _write_problems(path: Path, source: str, problems: list[Problem]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    # 0600: the problems quote raw values (NHS numbers, UPNs) of the agency's rows.
+    with open_private(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "line", "field", "problem", "action"])
         for p in problems:

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from protocols import IndicatorType, ProblemArea
+from protocols import IndicatorType, ProblemArea, open_private, private_dir
 
 from . import _synthetic_names as names
 from ._errors import AgencyClientError
@@ -1929,7 +1929,8 @@ class _Output:
 
     def open(self, final: Path, encoding: str = "utf-8", delimiter: str = ",") -> _Sink:
         temp = final.with_name(f".{final.name}.{os.getpid()}.tmp")
-        handle = open(temp, "w", encoding=encoding, errors="replace", newline="")  # noqa: SIM115
+        # 0600: a population is plaintext identities (names, dates of birth, addresses).
+        handle = open_private(temp, "w", encoding=encoding, errors="replace", newline="")
         sink = _Sink(final, temp, handle, csv.writer(handle, delimiter=delimiter))
         self.sinks.append(sink)
         return sink
@@ -2113,7 +2114,10 @@ def generate_population(
     out_dir = Path(out_dir)
     truth_dir = out_dir / "truth"
     try:
-        truth_dir.mkdir(parents=True, exist_ok=True)
+        # 0700: the truth files are the generator's own; the caller's directory is
+        # made 0700 when this creates it, and left alone when it was handed over.
+        private_dir(out_dir)
+        private_dir(truth_dir, own=True)
     except OSError as exc:
         raise AgencyClientError(f"{out_dir}: cannot create output directory: {exc}") from exc
     n_workers = _default_workers(config.households) if workers is None else max(1, workers)

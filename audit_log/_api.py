@@ -23,11 +23,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AwareDatetime
 
-from service_common import Periodic, require_roles
+from service_common import MAX_SQL_INT, NO_PUBLIC_DOCS, Periodic, require_roles, serve_openapi
 
 from . import _store as store
 from ._config import (
@@ -76,6 +76,11 @@ IgOfficer = Annotated[Caller, Depends(require("ig_officer"))]
 # may read them, a witness or monitor (reader) needs only hashes and proofs.
 EntryReader = Annotated[Caller, Depends(require("ig_officer", "writer"))]
 Writer = Annotated[Caller, Depends(require("writer"))]
+# Every index and size is bounded so no value a database integer cannot hold
+# reaches a query (422 naming the parameter, not a driver error).
+Index = Annotated[int, Query(ge=0, le=MAX_SQL_INT)]
+Size = Annotated[int, Query(ge=1, le=MAX_SQL_INT)]
+LeafIndex = Annotated[int, Path(ge=0, le=MAX_SQL_INT)]
 
 
 def _status(exc: AuditLogError) -> int:
@@ -155,7 +160,9 @@ def create_app(
             checkpointer.stop()
             log.close()
 
-    app = FastAPI(title="audit-log", lifespan=lifespan)
+    # No public schema and no CDN-backed /docs page: /openapi.json needs a token.
+    app = FastAPI(title="audit-log", lifespan=lifespan, **NO_PUBLIC_DOCS)
+    serve_openapi(app, require("reader", "ig_officer", "writer"))
 
     @app.exception_handler(AuditLogError)
     async def package_error(_request: Request, exc: AuditLogError) -> JSONResponse:
@@ -173,8 +180,8 @@ def create_app(
     def inclusion(
         _caller: AnyReader,
         log: LogDep,
-        index: Annotated[int, Query(ge=0)],
-        size: Annotated[int, Query(ge=1)],
+        index: Index,
+        size: Size,
     ) -> dict[str, Any]:
         """Inclusion proof of ``index`` in the tree of ``size``."""
         return {"index": index, "size": size, "hashes": _b64(log.inclusion_proof(index, size))}
@@ -183,19 +190,19 @@ def create_app(
     def consistency(
         _caller: AnyReader,
         log: LogDep,
-        old: Annotated[int, Query(ge=0)],
-        new: Annotated[int, Query(ge=0)],
+        old: Index,
+        new: Index,
     ) -> dict[str, Any]:
         """Consistency proof from tree size ``old`` to ``new``."""
         return {"old": old, "new": new, "hashes": _b64(log.consistency_proof(old, new))}
 
     @app.get("/receipts/{index}", response_class=PlainTextResponse)
-    def receipt(_caller: AnyReader, log: LogDep, index: int) -> PlainTextResponse:
+    def receipt(_caller: AnyReader, log: LogDep, index: LeafIndex) -> PlainTextResponse:
         """The tlog-proof receipt of entry ``index``."""
         return PlainTextResponse(log.receipt(index))
 
     @app.get("/leaves/{index}", response_class=PlainTextResponse)
-    def leaf(_caller: EntryReader, log: LogDep, index: int) -> PlainTextResponse:
+    def leaf(_caller: EntryReader, log: LogDep, index: LeafIndex) -> PlainTextResponse:
         """The exact leaf bytes of entry ``index`` (hash them to check a receipt)."""
         return PlainTextResponse(log.leaf(index).decode("utf-8"))
 
@@ -211,9 +218,9 @@ def create_app(
         request_id: str | None = None,
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
-        start: Annotated[int, Query(ge=0)] = 0,
-        end: Annotated[int | None, Query(ge=0)] = None,
-        proof_size: Annotated[int | None, Query(ge=1)] = None,
+        start: Index = 0,
+        end: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
+        proof_size: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
     ) -> dict[str, Any]:
         """Entries matching the filters with index in [start, end), one page at a time.
@@ -259,7 +266,7 @@ def create_app(
         config: SettingsDep,
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
-        max_unlocks: Annotated[int | None, Query(ge=0)] = None,
+        max_unlocks: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
     ) -> dict[str, Any]:
         """Anomaly report over entries with event time in [since, until)."""
         limits = config.anomaly_config()

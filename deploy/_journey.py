@@ -48,6 +48,7 @@ from agency_client import (
     load_secret,
 )
 from agency_client._synthetic import GeneratedPopulation, PopulationConfig, generate_population
+from protocols import private_dir
 from service_common import Telemetry, setup_telemetry, traced_transport
 
 from ._errors import StackError
@@ -118,6 +119,7 @@ def _check(response: httpx.Response, what: str) -> dict[str, Any]:
 def make_population(out: Path, households: int, seed: int) -> GeneratedPopulation:
     """The synthetic population, its events dated up to today (so attestations are fresh)."""
     config = PopulationConfig(households=households, seed=seed, extract_date=dt.date.today())
+    private_dir(out, own=True)  # plaintext identities: owner-only, also when left by a run
     return generate_population(config, out)
 
 
@@ -126,7 +128,7 @@ def encode_extracts(
 ) -> tuple[dict[str, Path], int]:
     """Each agency encodes and signs its CSV with its own ceremony bundle; paths and records."""
     schema = load_schema(None)
-    out.mkdir(parents=True, exist_ok=True)
+    private_dir(out, own=True)  # extracts: sealed identities and record refs, owner-only
     extracts: dict[str, Path] = {}
     records = 0
     extract_date = dt.date.today()

@@ -19,9 +19,11 @@ subject-access searches, and set or lift a family's opt-out / restriction flag
 identifier; only the unlock service's blob route returns sealed identities,
 which this service cannot open.
 
-A push is read chunk by chunk and parsed in a worker thread; the extract is
-applied in a worker thread under the service's lock, so reads keep being
-answered while an extract is linked.
+A push is read chunk by chunk and parsed in a worker thread, capped by
+``max_upload_bytes`` and ``max_records_per_push`` (413); every other request
+body is capped by ``max_body_bytes`` (413). The extract is applied in a worker
+thread under the service's lock, so reads keep being answered while an
+extract is linked.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from protocols import FamilyBlobs, SignedAttestation, SubjectAccessAnswer, SubjectQuery
-from service_common import bearer_caller, instrument_app, require_roles
+from service_common import (
+    MAX_SQL_INT,
+    NO_PUBLIC_DOCS,
+    BodyLimit,
+    bearer_caller,
+    instrument_app,
+    require_roles,
+    serve_openapi,
+)
 
 from . import _review as review_
 from . import _store as store
@@ -117,6 +127,8 @@ AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+# Ids are bounded so no value a database integer cannot hold reaches a query (422).
+CycleId = Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)]
 
 
 def _status(exc: LinkageError) -> int:
@@ -187,7 +199,7 @@ class ReportQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    cycle_id: int | None = Field(default=None, ge=1)
+    cycle_id: int | None = Field(default=None, ge=1, le=MAX_SQL_INT)
     format: Literal["json", "csv"] = "json"
 
     problem: str | None = Field(default=None, max_length=48)
@@ -244,6 +256,7 @@ def create_app(
                 engine_factory,
                 max_body_bytes=settings.max_upload_bytes,
                 max_line_bytes=settings.max_line_bytes,
+                max_records=settings.max_records_per_push,
                 staging_dir=settings.staging_dir,
             )
             await run_in_threadpool(service.start)
@@ -254,7 +267,9 @@ def create_app(
         finally:
             sql.dispose()
 
-    app = FastAPI(title="linkage-service", lifespan=lifespan)
+    # No public schema and no CDN-backed /docs page: /openapi.json needs a token.
+    app = FastAPI(title="linkage-service", lifespan=lifespan, **NO_PUBLIC_DOCS)
+    serve_openapi(app, bearer_caller)
 
     @app.exception_handler(LinkageError)
     async def package_error(_request: Request, exc: LinkageError) -> JSONResponse:
@@ -275,7 +290,7 @@ def create_app(
         if length is not None and length.isdigit() and int(length) > service.max_body_bytes:
             raise TooLarge(
                 f"the upload is {length} bytes, larger than the limit of "
-                f"{service.max_body_bytes} bytes"
+                f"{service.max_body_bytes} bytes (max_upload_bytes)"
             )
         agency_id = agency_of(caller)
         assert agency_id is not None
@@ -358,7 +373,9 @@ def create_app(
         return {"runs": store.list_runs(service.sql, limit)}
 
     @app.get("/runs/{run_id}")
-    def run(_caller: Reader, service: ServiceDep, run_id: int) -> dict[str, Any]:
+    def run(
+        _caller: Reader, service: ServiceDep, run_id: Annotated[int, Path(ge=1, le=MAX_SQL_INT)]
+    ) -> dict[str, Any]:
         """One linkage run."""
         return store.get_run(service.sql, run_id)
 
@@ -442,7 +459,7 @@ def create_app(
     def families(
         _caller: Reader,
         service: ServiceDep,
-        cycle_id: int | None = None,
+        cycle_id: CycleId = None,
         eligible: bool | None = None,
         status: str | None = None,
         offset: Offset = 0,
@@ -624,4 +641,7 @@ def create_app(
     # Spans for every request, continuing the caller's W3C traceparent (the
     # global providers: quiet until the serve command sets telemetry up).
     instrument_app(app, "linkage-service")
+    # Outermost: no route but the streamed push (capped by max_upload_bytes and
+    # max_records_per_push) reads a body over max_body_bytes.
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=("/extracts",))
     return app

@@ -33,6 +33,7 @@ from protocols import (
 from service_common import load_service_settings
 
 from ._errors import ConfigError
+from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES
 from .programme._restrictions import DEFAULT_RESTRICTIONS, RestrictionPolicy
 from .programme._riskmodel import RiskModel, default_model, load_model
 from .programme._ruleset import Ruleset, default_ruleset, load_ruleset
@@ -69,7 +70,11 @@ class Settings(BaseModel):
     # during a migration window); empty means the shipped default schema only.
     schema_fingerprints: tuple[str, ...] = ()
     schema_files: tuple[Path, ...] = ()
-    max_upload_bytes: int = Field(default=4 * 1024**3, ge=1024)
+    # Caps on one push (413 naming the limit; nothing is stored from a refused push).
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, ge=1024)
+    max_records_per_push: int = Field(default=DEFAULT_MAX_RECORDS, ge=1)
+    # Every other request body (assessments, status changes, claims, subject queries).
+    max_body_bytes: int = Field(default=1024**2, ge=1024)
     max_line_bytes: int = Field(default=64 * 1024, ge=1024)
     staging_dir: Path | None = None
     attestation_key_file: Path | None = None

@@ -54,7 +54,13 @@ from ._errors import (
     TooLarge,
 )
 
-__all__ = ["ExtractReceiver", "Received"]
+__all__ = ["DEFAULT_MAX_RECORDS", "DEFAULT_MAX_UPLOAD_BYTES", "ExtractReceiver", "Received"]
+
+# One push: a record line is about 2 KB with the default schema (two 1,024-bit
+# filters, a 512-byte padded sealed identity), so 500,000 records fit in 1 GiB;
+# both limits are settings (max_records_per_push, max_upload_bytes).
+DEFAULT_MAX_UPLOAD_BYTES = 1024**3
+DEFAULT_MAX_RECORDS = 500_000
 
 EXACT_TOKEN_BYTES = 24
 BLOCKING_TOKEN_BYTES = 12
@@ -111,6 +117,7 @@ class ExtractReceiver:
         schemas: dict[str, LinkageSchema],
         max_body_bytes: int,
         max_line_bytes: int,
+        max_records: int | None = None,
         staging_dir: Path | None = None,
     ) -> None:
         self._agency_id = agency_id
@@ -118,6 +125,7 @@ class ExtractReceiver:
         self._schemas = schemas
         self._max_body = max_body_bytes
         self._max_line = max_line_bytes
+        self._max_records = max_records
         self._buf = bytearray()
         self._size = 0
         self._line = 0
@@ -145,7 +153,9 @@ class ExtractReceiver:
         """Take the next chunk of the body."""
         self._size += len(chunk)
         if self._size > self._max_body:
-            raise TooLarge(f"the upload is larger than the limit of {self._max_body} bytes")
+            raise TooLarge(
+                f"the upload is larger than the limit of {self._max_body} bytes (max_upload_bytes)"
+            )
         self._body.update(chunk)
         self._buf += chunk
         start = 0
@@ -310,6 +320,12 @@ class ExtractReceiver:
     def _on_record(self, raw: bytes, line: int) -> None:
         self._records.update(raw)
         self._count += 1
+        if self._max_records is not None and self._count > self._max_records:
+            raise TooLarge(
+                f"the extract has more than {self._max_records} records, the limit of one push "
+                "(max_records_per_push): split it or ask the operator to raise the limit",
+                line=line,
+            )
         if self._replay is not None:
             return  # only byte-identity with the earlier upload matters now
         try:

@@ -42,7 +42,7 @@ from ._errors import (
     ReplayError,
     StorageError,
 )
-from ._ingest import ExtractReceiver, Received
+from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES, ExtractReceiver, Received
 from ._subject import subject_answer
 
 __all__ = ["Delta", "EngineFactory", "LinkEngine", "LinkageService", "default_engine_factory"]
@@ -289,8 +289,9 @@ class LinkageService:
         schemas: dict[str, LinkageSchema],
         engine_factory: EngineFactory = default_engine_factory,
         *,
-        max_body_bytes: int = 4 * 1024**3,
+        max_body_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
         max_line_bytes: int = 64 * 1024,
+        max_records: int | None = DEFAULT_MAX_RECORDS,
         staging_dir: Any = None,
     ) -> None:
         if not schemas:
@@ -305,6 +306,7 @@ class LinkageService:
         self._engine: LinkEngine | None = None
         self.max_body_bytes = max_body_bytes
         self.max_line_bytes = max_line_bytes
+        self.max_records = max_records
         self.staging_dir = staging_dir
         self.busy = threading.Event()
 
@@ -371,6 +373,7 @@ class LinkageService:
             schemas=self.schemas,
             max_body_bytes=self.max_body_bytes,
             max_line_bytes=self.max_line_bytes,
+            max_records=self.max_records,
             staging_dir=self.staging_dir,
         )
 

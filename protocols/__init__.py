@@ -59,6 +59,8 @@ from ._secrets import (
     key_id,
     load_token_file,
     new_token,
+    open_private,
+    private_dir,
     token_digest,
     write_private_file,
 )
@@ -148,7 +150,9 @@ __all__ = [
     "load_seal_public_key",
     "load_token_file",
     "new_token",
+    "open_private",
     "open_sealed_identity",
+    "private_dir",
     "sealed_length",
     "sha256_hex",
     "signed_message",

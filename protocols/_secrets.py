@@ -7,6 +7,10 @@ line or an unknown role is refused with the file and line named. Token files
 hold only SHA-256 digests of the tokens; tokens are compared in constant time
 against every entry.
 
+Plaintext and identifying outputs (a synthetic population, extracts, problem
+reports) are written through :func:`open_private` (0600) into directories made
+by :func:`private_dir` (0700).
+
 Errors are :class:`SecretFileError`; each package translates it into its own
 configuration error at the boundary.
 """
@@ -21,6 +25,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any
 
 
 class SecretFileError(ValueError):
@@ -44,9 +49,45 @@ def check_private_file(path: Path, what: str) -> None:
         )
 
 
+def private_dir(path: Path, *, own: bool = False) -> Path:
+    """Create ``path`` and any missing parent with mode 0700; ``path`` itself on return.
+
+    An existing directory is left as it is unless ``own`` (the caller made it
+    for its own outputs, a demo's run directory say): then it is narrowed to
+    0700 too. A directory the caller was merely handed (``/tmp``) is never
+    changed; the files written in it are 0600 anyway (:func:`open_private`).
+    """
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is masked by the umask, never widened
+    if own and not missing:
+        path.chmod(0o700)
+    return path
+
+
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
+    """Open ``path`` for writing (truncated) with mode 0600, also when it already existed."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"open_private writes ('w' or 'wb'), not {mode!r}")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an earlier file of that name may have been wider
+        return os.fdopen(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def write_private_file(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 holding ``text``; never overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError as exc:

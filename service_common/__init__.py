@@ -12,6 +12,8 @@ here reads configuration or creates a provider at import time.
 
 ``_database`` holds what every service's storage shares: URL handling, SQLite
 durability pragmas, alembic upgrades (each service passes its own error types).
+``_http`` holds what every HTTP shell shares: the bound on integer parameters,
+the request body cap and the OpenAPI schema served to authenticated callers only.
 
 Errors: :class:`ServiceCommonError` is the base of everything raised here
 (see ``_errors`` for the hierarchy).
@@ -26,6 +28,7 @@ from ._database import (
     redact_url,
 )
 from ._errors import ServiceCommonError, TelemetryConfigError
+from ._http import MAX_SQL_INT, NO_PUBLIC_DOCS, BodyLimit, serve_openapi
 from ._logging import BASE_SAFE_FIELDS, JsonFormatter, TraceContextFilter, configure_logging
 from ._metrics import Metrics, metrics
 from ._periodic import Periodic
@@ -41,6 +44,9 @@ from ._telemetry import (
 
 __all__ = [
     "BASE_SAFE_FIELDS",
+    "MAX_SQL_INT",
+    "NO_PUBLIC_DOCS",
+    "BodyLimit",
     "JsonFormatter",
     "Metrics",
     "Periodic",
@@ -60,6 +66,7 @@ __all__ = [
     "open_database",
     "redact_url",
     "require_roles",
+    "serve_openapi",
     "setup_telemetry",
     "traced_async_transport",
     "traced_transport",

@@ -20,21 +20,27 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 import audit_log
 from audit_log import AuditLog, AuditLogError, NoteSigner, WitnessEndpoint
 from audit_log._config import witness_verifier
 from protocols import SubjectAccessReport, SubjectQuery
-from service_common import Periodic, instrument_app, traced_transport
+from service_common import (
+    NO_PUBLIC_DOCS,
+    BodyLimit,
+    Periodic,
+    instrument_app,
+    serve_openapi,
+    traced_transport,
+)
 
 from ._auth import SIGNATURE_HEADER, TokenVerifier
 from ._config import (
@@ -56,6 +62,11 @@ __all__ = ["create_app", "get_service", "get_settings"]
 _logger = logging.getLogger("unlock_service.api")
 FamilyIdField = Annotated[str, Field(pattern=r"^fam_[0-9a-f]{16,64}$")]
 CodeField = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")]
+# Path ids have the audit log's own patterns, so a malformed one is the caller's
+# 422 here rather than an entry that fails validation deep in the service.
+RequestId = Annotated[str, Path(pattern=r"^req_[0-9a-f]{16,64}$")]
+ProfessionalId = Annotated[str, Path(pattern=r"^pro_[0-9a-f]{16,64}$")]
+FamilyIdPath = Annotated[str, Path(pattern=r"^fam_[0-9a-f]{16,64}$")]
 
 
 class UnlockBody(BaseModel):
@@ -136,50 +147,6 @@ async def authenticated(request: Request) -> Professional:
 
 ServiceDep = Annotated[UnlockService, Depends(get_service)]
 Pro = Annotated[Professional, Depends(authenticated)]
-
-
-class _BodyLimit:
-    """Refuse request bodies over ``limit`` bytes (413), counted as they arrive."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.limit:
-            await _too_large(self.limit)(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> MutableMapping[str, Any]:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await _too_large(self.limit)(scope, receive, send)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _too_large(limit: int) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
-    return JSONResponse(
-        {"detail": f"request body over {limit} bytes", "reason": "BODY_TOO_LARGE"},
-        status_code=413,
-    )
 
 
 def _housekeeping(service: UnlockService, interval: float) -> Periodic:
@@ -325,7 +292,9 @@ def create_app(
             housekeeping.stop()
             close_service(service)
 
-    app = FastAPI(title="unlock-service", lifespan=lifespan)
+    # No public schema and no CDN-backed /docs page: /openapi.json is a signed request.
+    app = FastAPI(title="unlock-service", lifespan=lifespan, **NO_PUBLIC_DOCS)
+    serve_openapi(app, authenticated)
 
     @app.exception_handler(UnlockError)
     async def package_error(request: Request, exc: UnlockError) -> JSONResponse:
@@ -356,19 +325,19 @@ def create_app(
         return JSONResponse(result.to_json(), status_code=status)
 
     @app.get("/unlocks/{request_id}")
-    def request_state(pro: Pro, service: ServiceDep, request_id: str) -> dict[str, Any]:
+    def request_state(pro: Pro, service: ServiceDep, request_id: RequestId) -> dict[str, Any]:
         """Where a request stands."""
         return service.get_request(pro, request_id)
 
     @app.post("/unlocks/{request_id}/approvals")
     def approve(
-        pro: Pro, service: ServiceDep, request_id: str, body: ApprovalBody
+        pro: Pro, service: ServiceDep, request_id: RequestId, body: ApprovalBody
     ) -> dict[str, Any]:
         """A second professional approves or declines a pending request."""
         return service.approve(pro, request_id, body.decision == "approve")
 
     @app.post("/unlocks/{request_id}/release")
-    def release(pro: Pro, service: ServiceDep, request_id: str) -> dict[str, Any]:
+    def release(pro: Pro, service: ServiceDep, request_id: RequestId) -> dict[str, Any]:
         """Redeem a grant once: the identities sealed to the requester, with the receipt."""
         return service.release(pro, request_id).to_json()
 
@@ -381,13 +350,15 @@ def create_app(
 
     @app.post("/reviews/{request_id}")
     def close_review(
-        pro: Pro, service: ServiceDep, request_id: str, body: ReviewBody
+        pro: Pro, service: ServiceDep, request_id: RequestId, body: ReviewBody
     ) -> dict[str, Any]:
         """Close a break-glass review with an outcome (IG; audited)."""
         return service.close_review(pro, request_id, body.outcome, body.notes)
 
     @app.get("/professionals/{professional_id}/unlocks")
-    def professional_unlocks(pro: Pro, service: ServiceDep, professional_id: str) -> dict[str, Any]:
+    def professional_unlocks(
+        pro: Pro, service: ServiceDep, professional_id: ProfessionalId
+    ) -> dict[str, Any]:
         """Every request one professional made (IG; audited)."""
         return {"requests": service.professional_unlocks(pro, professional_id)}
 
@@ -397,7 +368,9 @@ def create_app(
         return service.set_restriction(pro, body.family_id, body.flag, body.note)
 
     @app.post("/restrictions/{family_id}/lift")
-    def lift(pro: Pro, service: ServiceDep, family_id: str, body: LiftBody) -> dict[str, Any]:
+    def lift(
+        pro: Pro, service: ServiceDep, family_id: FamilyIdPath, body: LiftBody
+    ) -> dict[str, Any]:
         """Lift a family's flag (IG; audited)."""
         return service.set_restriction(pro, family_id, None, body.note)
 
@@ -415,7 +388,7 @@ def create_app(
     # global providers: quiet until the serve command sets telemetry up).
     instrument_app(app, "unlock-service")
     # Outermost: the body cap applies before anything reads the body.
-    app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     return app
 
 

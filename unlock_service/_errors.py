@@ -13,7 +13,10 @@ Hierarchy::
     ├── Refused                  the policy refused; carries the reason code, the request
     │                            id and the audit index of the logged refusal (HTTP 403,
     │                            429 for a rate limit)
-    ├── LinkageError             the linkage service failed or answered out of contract (502)
+    ├── LinkageError             the linkage service failed or answered out of contract (502);
+    │                            ``_linkage`` adds the answers that are not failures: no
+    │                            releasable attestation (403), an attestation superseded
+    │                            since the grant (409), a query it refused as malformed (422)
     ├── AuditUnavailable         the audit append failed, so nothing was released (503)
     └── ReleaseError             a sealed blob did not open or did not match the attestation;
                                  nothing was released (502)

@@ -20,7 +20,12 @@ from protocols import FamilyBlobs, SignedAttestation, SubjectAccessAnswer, Subje
 
 from ._errors import LinkageError
 
-__all__ = ["AttestationUnavailable", "LinkageClient", "SubjectQueryRefused"]
+__all__ = [
+    "AttestationNotCurrent",
+    "AttestationUnavailable",
+    "LinkageClient",
+    "SubjectQueryRefused",
+]
 
 _FAMILY = re.compile(r"^fam_[0-9a-f]{16,64}$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -37,6 +42,13 @@ class SubjectQueryRefused(LinkageError):
     """The linkage service refused the subject query as malformed (its 400 / 422)."""
 
     status = 400
+
+
+class AttestationNotCurrent(LinkageError):
+    """The linkage service no longer accepts the grant's attestation (409): a newer
+    assessment superseded it, so the grant cannot be redeemed; ask again."""
+
+    status = 409
 
 
 def _detail(response: httpx.Response) -> str:
@@ -109,7 +121,7 @@ class LinkageClient:
             raise LinkageError("malformed family id or attestation hash")
         response = self._get(f"/families/{family_id}/blobs", attestation_sha256=attestation_sha256)
         if response.status_code == 409:
-            raise LinkageError(
+            raise AttestationNotCurrent(
                 f"the linkage service does not accept attestation {attestation_sha256[:16]}… "
                 f"for {family_id}: {_detail(response)}",
                 "ATTESTATION_NOT_CURRENT",

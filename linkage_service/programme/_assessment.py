@@ -887,20 +887,32 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
 
 
 def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
-    """The sealed blobs of exactly the records the attestation ``sha256`` names."""
-    r, x = store.records, store.extracts
+    """The sealed blobs of exactly the records the attestation ``sha256`` names.
+
+    Only an attestation of the latest assessment cycle releases anything: one
+    from an earlier cycle (the family may have dropped below the threshold, or
+    changed members, since) is refused with ConflictError, as is a hash that is
+    no attestation of this family.
+    """
+    r, x, a = store.records, store.extracts, store.attestations
     try:
         with engine.connect() as conn:
-            body = conn.execute(
-                sa.select(store.attestations.c.body).where(
-                    store.attestations.c.sha256 == sha256,
-                    store.attestations.c.family_id == family_id,
+            found = conn.execute(
+                sa.select(a.c.body, a.c.cycle_id).where(
+                    a.c.sha256 == sha256, a.c.family_id == family_id
                 )
-            ).scalar()
-            if body is None:
+            ).first()
+            if found is None:
                 raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
             _refuse_flagged(conn, family_id)
-            att = SignedAttestation.model_validate_json(body).attestation
+            latest = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
+            if found.cycle_id != latest:
+                raise ConflictError(
+                    f"attestation {sha256[:16]}… of family {family_id} was signed in cycle "
+                    f"{found.cycle_id} and is superseded by cycle {latest}: only the latest "
+                    "assessment's attestation releases blobs (fetch the current attestation)"
+                )
+            att = SignedAttestation.model_validate_json(found.body).attestation
             blobs: list[SealedBlob] = []
             for m in att.members:
                 row = conn.execute(

@@ -396,6 +396,12 @@ def test_demo_runs_and_is_repeatable(cli, tmp_path):
     key_files = sorted(p for p in keys.rglob("*") if p.is_file())
     before = {p: p.read_bytes() for p in key_files}
     assert all(_mode(p) == 0o600 for p in key_files if p.suffix in (".key", ".secret"))
+    # plaintext and identifying outputs: 0600 files in 0700 directories
+    for sub in ("population", "extracts"):
+        assert _mode(out_dir / sub) == 0o700, sub
+        outputs = [p for p in (out_dir / sub).rglob("*") if p.is_file()]
+        assert outputs and all(_mode(p) == 0o600 for p in outputs), sub
+    assert _mode(out_dir) == 0o700 and _mode(keys) == 0o700
 
     status, out, err = cli("demo", "--households", 60, "--seed", 11, "--out", out_dir)
     assert (status, err) == (0, "")

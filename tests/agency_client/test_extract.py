@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import stat
 
 import pytest
 
@@ -317,6 +318,30 @@ def test_schema_mismatch_is_caught_on_verify(encode, keys):
 def test_output_file_mode_is_not_world_writable(encode):
     _, path = encode()
     assert not os.stat(path).st_mode & 0o002
+
+
+def test_extract_and_problems_are_owner_only_in_an_owner_only_directory(encode, tmp_path):
+    rows = [r[:] for r in ROWS]
+    rows[1][4] = "31/31/2016"  # a problem report, which quotes the agency's raw values
+    old = os.umask(0o022)
+    try:
+        # an earlier, looser file of the same name is narrowed, not kept
+        (tmp_path / "new").mkdir(mode=0o755)
+        (tmp_path / "new" / "out.jsonl.problems.csv").write_text("old")
+        os.chmod(tmp_path / "new" / "out.jsonl.problems.csv", 0o644)
+        summary, path = encode(
+            rows=rows, policy=BadRowPolicy.SKIP_ROW, out=tmp_path / "new" / "out.jsonl"
+        )
+        summary2, path2 = encode(out=tmp_path / "made" / "deeper" / "out.jsonl")
+    finally:
+        os.umask(old)
+    assert summary.problems_path is not None
+    for f in (path, summary.problems_path, path2):
+        assert stat.S_IMODE(os.stat(f).st_mode) == 0o600, f
+    # directories it made are 0700; one it was handed is left as it was
+    for d in (tmp_path / "made", tmp_path / "made" / "deeper"):
+        assert stat.S_IMODE(os.stat(d).st_mode) == 0o700, d
+    assert stat.S_IMODE(os.stat(tmp_path / "new").st_mode) == 0o755
 
 
 def _resign(path, keys, edit):

@@ -633,3 +633,20 @@ def test_nhs_check_digit_matches_reference(body: str) -> None:
     else:
         assert nhs_valid(body + str(check))
         assert [d for d in range(10) if nhs_valid(body + str(d))] == [check]
+
+
+def test_the_population_is_owner_only(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        pop = generate_population(PopulationConfig(households=20), tmp_path / "pop", workers=1)
+    finally:
+        os.umask(old)
+    files = [p for p in pop.out_dir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".csv" for p in files) and (pop.out_dir / "truth").is_dir()
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    for d in (pop.out_dir, pop.out_dir / "truth"):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d

@@ -84,6 +84,7 @@ async def _append(
         ("GET", "/entries"),
         ("GET", "/reports/anomalies"),
         ("POST", "/entries"),
+        ("GET", "/openapi.json"),
     ],
 )
 async def test_unauthenticated_callers_are_refused(
@@ -115,6 +116,28 @@ async def test_wrong_roles_are_refused(
     body = make_entry().model_dump(mode="json") if method == "POST" else None
     response = await client.request(method, path, headers=auth(role), json=body)
     assert response.status_code == 403
+
+
+async def test_the_api_schema_is_for_callers_only_and_there_is_no_docs_page(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/openapi.json", headers=auth("reader"))
+    assert response.status_code == 200 and "/checkpoint" in response.json()["paths"]
+    for page in ("/docs", "/redoc"):
+        assert (await client.get(page, headers=auth("ig_officer"))).status_code == 404
+
+
+async def test_indexes_a_database_integer_cannot_hold_are_422(client: httpx.AsyncClient) -> None:
+    too_big = 2**63
+    for url in (
+        f"/leaves/{too_big}",
+        f"/receipts/{too_big}",
+        f"/entries?start={too_big}",
+        f"/entries?end={too_big}",
+        f"/proof/inclusion?index={too_big}&size=1",
+    ):
+        response = await client.get(url, headers=auth("ig_officer"))
+        assert response.status_code == 422, (url, response.text)
 
 
 async def test_append_returns_a_receipt_that_verifies(

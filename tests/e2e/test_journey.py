@@ -44,6 +44,14 @@ def test_the_whole_journey_releases_one_family_and_the_ig_officer_verifies_it(wo
     assert "cosigned by family-linkage/ig-witness" in j.ig_receipt
 
 
+def test_the_plaintext_population_and_the_extracts_are_owner_only(world):
+    run_dir = world.stack.run_dir
+    for sub in ("population", "extracts"):
+        assert (run_dir / sub).stat().st_mode & 0o777 == 0o700, sub
+        files = [p for p in (run_dir / sub).rglob("*") if p.is_file()]
+        assert files and all(p.stat().st_mode & 0o777 == 0o600 for p in files), sub
+
+
 def test_a_professional_without_clearance_is_refused_and_it_is_logged(world):
     uncleared = world.pros["uncleared"]
     refused = unlock(world.stack, uncleared, world.journey.family_above)

@@ -141,9 +141,10 @@ async def test_every_route_checks_the_role(app_client):
     )
     known |= {"/restrictions", "/restrictions/{family_id}"}
     known |= {"/families/{family_id}/status", "/families/{family_id}/lead-professional"}
+    known |= {"/openapi.json"}
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
-        if path == "/health":
+        if path in ("/health", "/openapi.json"):
             allowed = set(ROLES)
         elif path == "/extracts":
             allowed = {"agency:school", "agency:police"}
@@ -248,6 +249,86 @@ async def test_oversized_body_is_413(app_client):
 
     r = await client.post("/extracts", content=chunks(), headers=auth("agency:school"))
     assert r.status_code == 413
+
+
+async def test_too_many_records_is_413_naming_the_limit_and_stores_nothing(tmp_path):
+    settings = _settings(tmp_path, max_records_per_push=3)
+    sql = store.open_engine(settings.database_url)
+    school = agency("school", 1)
+    register(sql, school)
+    sql.dispose()
+    app = create_app(settings, engine_factory=FakeEngine)
+    rng = random.Random(11)
+    async for client in _client(app):
+        r = await client.post(
+            "/extracts",
+            content=build_extract(school, [make_record(rng) for _ in range(4)]),
+            headers=auth("agency:school"),
+        )
+        assert r.status_code == 413, r.text
+        body = r.json()
+        assert "more than 3 records" in body["detail"] and "max_records_per_push" in body["detail"]
+        assert body["line"] == 5  # the fourth record
+        stats = (await client.get("/stats", headers=auth("analyst"))).json()
+        assert stats["active_records"] == 0 and stats["runs"] == 0, stats
+        r = await client.post(
+            "/extracts",
+            content=build_extract(school, [make_record(rng) for _ in range(3)]),
+            headers=auth("agency:school"),
+        )
+        assert r.status_code == 200 and r.json()["records_added"] == 3, r.text
+
+
+async def test_other_bodies_over_max_body_bytes_are_413(tmp_path):
+    settings = _settings(tmp_path, max_body_bytes=2048)
+    app = create_app(settings, engine_factory=FakeEngine)
+    async for client in _client(app):
+        body = {"window_id": "2026-H2", "family_ids": ["fam_" + "0" * 16] * 200}
+        r = await client.post("/claims", json=body, headers=auth("coordinator"))
+        assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"], r.text
+
+        async def chunks():  # no content-length: counted as it arrives
+            yield b'{"window_id": "2026-H2", "family_ids": ['
+            for _ in range(200):
+                yield b'"fam_0000000000000000",'
+            yield b'"fam_0000000000000000"]}'
+
+        r = await client.post("/claims", content=chunks(), headers=auth("coordinator"))
+        assert r.status_code == 413, r.text
+        # the push is not counted against it: it has its own caps
+        school = agency("school", 1)
+        sql = store.open_engine(settings.database_url)
+        register(sql, school)
+        sql.dispose()
+        rng = random.Random(5)
+        extract = build_extract(school, [make_record(rng) for _ in range(3)])
+        assert len(extract) > 2048
+        r = await client.post("/extracts", content=extract, headers=auth("agency:school"))
+        assert r.status_code == 200, r.text
+
+
+def test_push_caps_default_to_1_gib_and_500k_records(tmp_path):
+    settings = _settings(tmp_path)
+    assert settings.max_upload_bytes == 1024**3
+    assert settings.max_records_per_push == 500_000
+
+
+async def test_the_api_schema_needs_a_token_and_there_is_no_docs_page(app_client):
+    _, client = app_client
+    assert (await client.get("/openapi.json")).status_code == 401
+    r = await client.get("/openapi.json", headers=auth("agency:school"))
+    assert r.status_code == 200 and "/extracts" in r.json()["paths"]
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert (await client.get(page, headers=auth("admin"))).status_code == 404
+
+
+async def test_ids_a_database_integer_cannot_hold_are_422(app_client):
+    _, client = app_client
+    for url in ("/runs/9223372036854775808", "/families?cycle_id=9223372036854775808"):
+        r = await client.get(url, headers=auth("analyst"))
+        assert r.status_code == 422 and "less than or equal" in r.text, (url, r.text)
+    r = await client.get("/runs/9223372036854775807", headers=auth("analyst"))
+    assert r.status_code == 404
 
 
 async def test_engine_failure_leaves_previous_state_intact(tmp_path):

@@ -130,6 +130,28 @@ def test_attestations_verify_and_fail_on_any_change(db):
     assert SignedAttestation.model_validate_json(signed.model_dump_json()) == signed
 
 
+def test_a_superseded_attestation_releases_no_blobs(db):
+    hid, _ = db.household(1, complex_family())
+    fid = "fam_" + hid[3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
+    first = attestation_sha256(current_attestation(db.engine, fid).attestation)
+    blobs = len(family_blobs(db.engine, fid, first).blobs)
+    assert blobs == 5  # one per record of the two members
+    # a later cycle attests the family again: only the new attestation releases blobs
+    run_cycle(db.engine, TF, MODEL, AS_AT + dt.timedelta(days=1), actor="test", signer=SIGNER)
+    second = attestation_sha256(current_attestation(db.engine, fid).attestation)
+    assert second != first
+    with pytest.raises(ConflictError, match="superseded by cycle 2") as refused:
+        family_blobs(db.engine, fid, first)
+    assert "cycle 1" in str(refused.value)
+    assert len(family_blobs(db.engine, fid, second).blobs) == blobs
+    # a cycle that does not attest the family (no signing key) leaves neither current
+    run_cycle(db.engine, TF, MODEL, AS_AT + dt.timedelta(days=2), actor="test")
+    for sha in (first, second):
+        with pytest.raises(ConflictError, match="superseded by cycle 3"):
+            family_blobs(db.engine, fid, sha)
+
+
 def test_no_attestation_below_threshold_or_for_unknown_families(db):
     hid, _ = db.household(2, quiet_family())
     run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)

@@ -222,6 +222,30 @@ async def test_restrictions_are_forwarded_and_stop_profiling_and_release(client)
     assert r.status_code == 404
 
 
+async def test_blobs_of_a_superseded_attestation_are_refused(client):
+    unlock = auth("unlock_service")
+    r = await client.post("/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    page = (await client.get("/families?eligible=true&limit=1", headers=auth("analyst"))).json()
+    fid = page["families"][0]["family_id"]
+    old = (await client.get(f"/families/{fid}/attestation", headers=unlock)).json()
+    old_sha = attestation_sha256(SignedAttestation.model_validate(old).attestation)
+    later = (AS_AT + dt.timedelta(days=1)).isoformat()
+    r = await client.post("/assessments", json={"as_at": later}, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    r = await client.get(
+        f"/families/{fid}/blobs", params={"attestation_sha256": old_sha}, headers=unlock
+    )
+    assert r.status_code == 409 and "superseded" in r.json()["detail"], r.text
+    assert "blobs" not in r.json()
+    new = (await client.get(f"/families/{fid}/attestation", headers=unlock)).json()
+    new_sha = attestation_sha256(SignedAttestation.model_validate(new).attestation)
+    r = await client.get(
+        f"/families/{fid}/blobs", params={"attestation_sha256": new_sha}, headers=unlock
+    )
+    assert r.status_code == 200 and r.json()["blobs"], r.text
+
+
 async def test_the_review_queue_of_a_linked_population(client):
     # real engine evidence: the summary's counts add up and the queue is in its order
     h = auth("coordinator")

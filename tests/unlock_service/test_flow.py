@@ -369,6 +369,22 @@ def test_second_person_approval_then_single_use_release(env):
     ]
 
 
+def test_a_grant_whose_attestation_was_superseded_is_not_released(env):
+    requester = env.add_pro("social_worker", 5)
+    manager = env.add_pro("team_manager", 5)
+    family = env.add_family(clearance=3)
+    request_id = _pending(env, requester, family)
+    assert env.client(manager).approve(request_id).status_code == 200
+    # a new assessment signs a new attestation before the requester redeems the grant
+    old = env.linkage.families[family]
+    refs = [(m.agency_id, m.record_ref) for m in old.signed.attestation.members]
+    old.signed = env.linkage.attest(family, refs, clearance=3, assessed=env.clock())
+    r = env.client(requester).release(request_id)
+    assert r.status_code == 409, r.text
+    assert r.json()["reason"] == "ATTESTATION_NOT_CURRENT" and "sealed_identities" not in r.text
+    assert _row(env, request_id)["status"] == "granted"  # the claim was given back
+
+
 def test_self_approval_and_unqualified_approvers_are_refused_and_logged(env):
     requester = env.add_pro("team_manager", 5)  # may approve, but not their own request
     worker = env.add_pro("social_worker", 9)  # role may not approve
@@ -582,6 +598,32 @@ def _only_request(env):
 
 
 # --- subject access, audit endpoints -----------------------------------------------------
+
+
+def test_malformed_ids_in_paths_are_422_not_500(env):
+    ig = env.add_pro("ig_officer", 9)
+    client = env.client(ig)
+    for method, path, body in [
+        ("GET", "/professionals/not-a-professional/unlocks", None),
+        ("GET", "/unlocks/req_x", None),
+        ("POST", "/unlocks/1/approvals", {"decision": "approve"}),
+        ("POST", "/unlocks/req_/release", None),
+        ("POST", "/reviews/x", {"outcome": "upheld", "notes": ""}),
+        ("POST", "/restrictions/fam_zz/lift", {"note": ""}),
+    ]:
+        r = client.call(method, path, body)
+        assert r.status_code == 422, (path, r.text)
+    # nothing about them reached the audit log
+    assert [e for e in _entries(env) if e.type == "ig_access"] == []
+
+
+def test_the_api_schema_needs_a_signed_request_and_there_is_no_docs_page(env):
+    pro = env.add_pro()
+    assert env.http.get("/openapi.json").status_code == 401
+    r = env.client(pro).call("GET", "/openapi.json")
+    assert r.status_code == 200 and "/unlocks" in r.json()["paths"]
+    for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert env.http.get(page).status_code == 404
 
 
 def test_audit_read_endpoints_are_served_from_the_same_log(make_env, tmp_path):
