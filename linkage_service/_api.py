@@ -127,6 +127,8 @@ AnyCaller = Annotated[Caller, Depends(bearer_caller)]
 AgencyCaller = Annotated[Caller, Depends(require_agency)]
 Page = Annotated[int, Query(ge=1, le=MAX_PAGE)]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+WINDOW_ID = r"^[0-9]{4}-[A-Z][0-9]{1,2}$"  # a claim window label (YYYY-H1, YYYY-Q3 ...)
+WindowId = Annotated[str | None, Query(pattern=WINDOW_ID)]
 # Ids are bounded so no value a database integer cannot hold reaches a query (422).
 CycleId = Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)]
 
@@ -181,7 +183,7 @@ class ClaimRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # checked against the active programme calendar (YYYY-H1, YYYY-Q3 ...)
-    window_id: str = Field(pattern=r"^[0-9]{4}-[A-Z][0-9]{1,2}$")
+    window_id: str = Field(pattern=WINDOW_ID)
     family_ids: list[str] | None = Field(default=None, max_length=10_000)
 
 
@@ -580,7 +582,7 @@ def create_app(
 
     @app.get("/claims")
     def list_claims(
-        _caller: Reader, service: ServiceDep, window_id: str | None = None
+        _caller: Reader, service: ServiceDep, window_id: WindowId = None
     ) -> dict[str, Any]:
         """Claims (of one window, or all) with their evidence."""
         return {"claims": claims_.list_claims(service.sql, window_id)}
@@ -589,10 +591,10 @@ def create_app(
     def export_claims(
         _caller: Reader,
         service: ServiceDep,
-        window_id: str | None = None,
+        window_id: WindowId = None,
         format: Literal["csv", "json"] = "csv",
         sample_pct: Annotated[float, Query(gt=0, le=100)] = 100.0,
-        seed: int = 0,
+        seed: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
     ) -> PlainTextResponse:
         """Claims for internal audit as a file: CSV, one row per evidence item, or JSON."""
         rows = claims_.list_claims(service.sql, window_id)
