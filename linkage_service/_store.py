@@ -698,6 +698,33 @@ def members_of(conn: Connection, family_id: str) -> list[str]:
     return sorted(str(p) for (p,) in conn.execute(q))
 
 
+class FamilyRecord(NamedTuple):
+    """What the programme holds about a family id besides its snapshots."""
+
+    status: Any | None  # its ``families`` row
+    history: list[Any]  # ``status_events`` rows, oldest first
+    claims: list[Any]  # ``claims`` rows, oldest first
+
+
+def family_record(conn: Connection, family_id: str) -> FamilyRecord:
+    """The family's status row, status history and claims (the family view, subject access)."""
+    return FamilyRecord(
+        conn.execute(sa.select(families).where(families.c.family_id == family_id)).first(),
+        list(
+            conn.execute(
+                sa.select(status_events)
+                .where(status_events.c.family_id == family_id)
+                .order_by(status_events.c.id)
+            )
+        ),
+        list(
+            conn.execute(
+                sa.select(claims).where(claims.c.family_id == family_id).order_by(claims.c.id)
+            )
+        ),
+    )
+
+
 def resolve_id(engine: Engine, any_id: str) -> dict[str, Any]:
     """:func:`successors` as the API answers it; NotFound for an id never issued."""
     try:

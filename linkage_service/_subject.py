@@ -123,19 +123,7 @@ def _family(conn: Connection, family_id: str, person_ids: set[str]) -> HeldFamil
     ).all()
     if not snaps:
         return None
-    status = conn.execute(
-        sa.select(store.families).where(store.families.c.family_id == family_id)
-    ).first()
-    history = conn.execute(
-        sa.select(store.status_events)
-        .where(store.status_events.c.family_id == family_id)
-        .order_by(store.status_events.c.id)
-    ).all()
-    claims = conn.execute(
-        sa.select(store.claims)
-        .where(store.claims.c.family_id == family_id)
-        .order_by(store.claims.c.id)
-    ).all()
+    status, history, claims = store.family_record(conn, family_id)
     assessments: list[HeldAssessment] = []
     members = 0
     for snap in snaps:

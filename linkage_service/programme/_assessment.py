@@ -1070,25 +1070,7 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
             if not rows:
                 raise unknown_family(conn, family_id, "in any assessment")
             lineage = store.successors(conn, family_id)
-            status = conn.execute(
-                sa.select(store.families).where(store.families.c.family_id == family_id)
-            ).first()
-            history = conn.execute(
-                sa.select(store.status_events)
-                .where(store.status_events.c.family_id == family_id)
-                .order_by(store.status_events.c.id)
-            ).all()
-            claims = conn.execute(
-                sa.select(
-                    store.claims.c.id,
-                    store.claims.c.kind,
-                    store.claims.c.result,
-                    store.claims.c.window_id,
-                    store.claims.c.amount_gbp,
-                )
-                .where(store.claims.c.family_id == family_id)
-                .order_by(store.claims.c.id)
-            ).all()
+            status, history, claims = store.family_record(conn, family_id)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read family {family_id}: {exc}") from exc
     latest = rows[-1]
