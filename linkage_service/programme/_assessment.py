@@ -213,7 +213,26 @@ class CycleResult:
     stats: dict[str, Any]
 
 
-def _detail(a: Assessment, family: FamilyInput, eligible_evidence: bool) -> str:
+def _previous_members(
+    conn: Connection, cycle_id: int, family_ids: Sequence[str]
+) -> dict[str, frozenset[str]]:
+    """The person ids each family had in cycle ``cycle_id``'s snapshot."""
+    s = store.snapshots
+    out: dict[str, frozenset[str]] = {}
+    for part in store.chunks(list(family_ids)):
+        for fid, detail in conn.execute(
+            sa.select(s.c.family_id, s.c.detail).where(
+                s.c.cycle_id == cycle_id, s.c.family_id.in_(part)
+            )
+        ):
+            members = json.loads(detail).get("members", [])
+            out[str(fid)] = frozenset(str(m["person_id"]) for m in members)
+    return out
+
+
+def _detail(
+    a: Assessment, family: FamilyInput, eligible_evidence: bool, step_source: str | None = None
+) -> str:
     body: dict[str, Any] = {
         "indicators": list(a.indicators),
         "problems": {p: v for p, v in a.problems.items() if v["met"] or v["data_from"]},
@@ -233,6 +252,8 @@ def _detail(a: Assessment, family: FamilyInput, eligible_evidence: bool) -> str:
     }
     if eligible_evidence:
         body["evidence"] = a.evidence
+    if step_source is not None:
+        body["step_source"] = step_source  # "data": the same people; "relink": members changed
     return json.dumps(body, sort_keys=True, separators=(",", ":"))
 
 
@@ -409,16 +430,27 @@ def _write_cycle(
     t = model.thresholds
     rows: list[dict[str, Any]] = []
     steps = Counter[str]()
+    step_of: dict[str, str] = {}
     for family in cohort:
         a = assessed[family.family_id]
         before = previous.get(family.family_id)
-        step = None
         if before is not None and a.score - before >= t.step_up:
-            step = "up"
+            step_of[family.family_id] = "up"
         elif before is not None and before - a.score >= t.step_down:
-            step = "down"
+            step_of[family.family_id] = "down"
+    # a step is the family's risk changing only if its people are the ones scored
+    # last cycle; otherwise re-linking (a member joined or left) moved the score
+    was = _previous_members(conn, cycle_id - 1, sorted(step_of))
+    for family in cohort:
+        a = assessed[family.family_id]
+        before = previous.get(family.family_id)
+        step = step_of.get(family.family_id)
+        source = None
         if step:
+            same = was.get(family.family_id) == frozenset(m.person_id for m in family.members)
+            source = "data" if same else "relink"
             steps[step] += 1
+            steps[f"{step}_{source}"] += 1
         rk, pct = ranks[family.family_id]
         rows.append(
             {
@@ -434,7 +466,7 @@ def _write_cycle(
                 "previous_score": before,
                 "step": step,
                 "clearance_required": a.clearance_required,
-                "detail": _detail(a, family, a.eligible or a.score >= t.unlock),
+                "detail": _detail(a, family, a.eligible or a.score >= t.unlock, source),
             }
         )
         if len(rows) >= _INSERT_BATCH:
@@ -451,6 +483,9 @@ def _write_cycle(
         "above_unlock": sum(1 for a in assessed.values() if a.score >= t.unlock),
         "step_up": steps["up"],
         "step_down": steps["down"],
+        # of those, how many because re-linking changed the family's members
+        "step_up_relinked": steps["up_relink"],
+        "step_down_relinked": steps["down_relink"],
         "ruleset": f"{ruleset.name} {ruleset.version}",
         "ruleset_sha256": ruleset.sha256(),
         "model": f"{model.name} {model.version}",

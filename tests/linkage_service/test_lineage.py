@@ -135,3 +135,35 @@ def test_an_id_never_issued_is_not_found_and_a_current_one_resolves_to_itself(db
         store.resolve_id(db.engine, "fam_" + "9" * 16)
     assert store.resolve_id(db.engine, fam(hid))["state"] == "current"
     assert store.resolve_id(db.engine, pids[0])["current"] == [pids[0]]
+
+
+def test_a_step_says_whether_the_risk_or_the_members_changed(db):
+    h1, _ = db.household(1, [Member(40, "M", ("dwp",)), Member(7, "F", ("school",))])
+    _, p2 = db.household(2, complex_family())
+    h3, p3 = db.household(3, [Member(30, "F", ("health", "police")), Member(5, "M", ("school",))])
+    _cycle(db)
+    # re-linking moves household 2's mother into household 1: its score jumps
+    with db.engine.begin() as conn:
+        conn.execute(
+            store.person_household.update()
+            .where(store.person_household.c.person_id == p2[0])
+            .values(household_id=h1)
+        )
+    # household 3's mother has new problems: its own risk, the same people
+    for typ in ("months_alcohol_misuse", "months_drug_misuse", "months_mental_health"):
+        db.add_event(p3[0], "health", typ, 6, AS_AT + dt.timedelta(days=20))
+    db.add_event(p3[0], "police", "dv_incidents", 3, AS_AT + dt.timedelta(days=20))
+    result = _cycle(db, LATER)
+    up = {f["family_id"]: f for f in _snapshots(db, 2) if f["step"] == "up"}
+    assert up[fam(h1)]["step_source"] == "relink"
+    assert up[fam(h3)]["step_source"] == "data"
+    assert result.stats["step_up_relinked"] == 1 and result.stats["step_up"] >= 2
+
+
+def _snapshots(db: TinyDb, cycle_id: int) -> list[dict]:
+    import json
+
+    s = store.snapshots
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(s).where(s.c.cycle_id == cycle_id)).all()
+    return [{"family_id": r.family_id, "step": r.step, **json.loads(r.detail)} for r in rows]
