@@ -77,6 +77,7 @@ from ._review import ReviewQueue, ReviewSummary
 from ._service import EngineFactory, LinkageService, default_engine_factory
 from .programme import _active as active
 from .programme import _assessment as assessment
+from .programme import _attestations as attestations
 from .programme import _claims as claims_
 from .programme import _reports as reports
 from .programme import _restrictions as restrictions_
@@ -501,7 +502,7 @@ def create_app(
         _caller: UnlockService, service: ServiceDep, family_id: str
     ) -> SignedAttestation:
         """The family's signed attestation from the latest assessment (unlock service only)."""
-        return assessment.current_attestation(service.sql, family_id)
+        return attestations.current_attestation(service.sql, family_id)
 
     @app.get("/families/{family_id}/blobs")
     def blobs(
@@ -511,7 +512,7 @@ def create_app(
         attestation_sha256: Annotated[str, Query(pattern=r"^[0-9a-f]{64}$")],
     ) -> FamilyBlobs:
         """The sealed blobs of exactly the records the attestation names (unlock service only)."""
-        out = assessment.family_blobs(service.sql, family_id, attestation_sha256)
+        out = attestations.family_blobs(service.sql, family_id, attestation_sha256)
         _logger.info(
             "sealed blobs released",
             extra={"family_id": family_id, "count": len(out.blobs), "role": caller.role},

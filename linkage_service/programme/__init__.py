@@ -4,7 +4,9 @@ It reads what the matcher built (families and their members' indicators) and
 never touches encodings. Where things live: the **ruleset** ``_ruleset.py``
 (shipped files in ``rulesets/``), the risk model ``_riskmodel.py``
 (``rulesets/models/``), assessing one family ``_programme.py``, assessment
-cycles, statuses and attestations ``_assessment.py``, payment by results
+cycles and statuses ``_assessment.py``, attestations and the blobs they
+release ``_attestations.py``, opt-out and restrictions ``_restrictions.py``,
+the active ruleset ``_active.py``, payment by results
 ``_claims.py``, the returns councils file ``_reports.py``.
 """
 

@@ -18,22 +18,19 @@ starts; the baseline is fixed to the latest snapshot) -> ``in_progress`` ->
 assessment moves a family to ``pending_claim`` by its outcome plan, and only a
 claim batch (``_claims``) to ``claimed``.
 
-Must never: read or return a sealed blob except in :func:`family_blobs`,
-which only the unlock service's role reaches, and only for the records an
-attestation names.
+Attestations are signed, and the blobs they name released, in ``_attestations``;
+nothing here reads a sealed blob.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import gc
 import json
 import re
-import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,22 +39,13 @@ from nacl.signing import SigningKey
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from protocols import (
-    Attestation,
-    AttestedMember,
-    FamilyBlobs,
-    SealedBlob,
-    SignedAttestation,
-    attestation_message,
-    attestation_sha256,
-    key_id,
-)
-
 from .. import _store as store
-from .._errors import ConflictError, NotFound, StorageError, Superseded
+from .._errors import ConflictError, NotFound, StorageError
 from .._review import update_impacts
 from . import _restrictions as restrictions_
 from ._active import rederive_detail, rescore_previous
+from ._attestations import attest as _attest
+from ._attestations import unknown_family
 from ._claims import outcome_status
 from ._programme import (
     Assessment,
@@ -75,8 +63,6 @@ from ._ruleset import Ruleset
 __all__ = [
     "STATUSES",
     "TRANSITIONS",
-    "current_attestation",
-    "family_blobs",
     "family_view",
     "list_cycles",
     "list_families",
@@ -807,170 +793,6 @@ def set_lead_professional(
     if not done:
         raise NotFound(f"no family {family_id!r} with a status: identify or attach it first")
     return {"family_id": family_id, "lead_professional": code}
-
-
-# --- attestations -------------------------------------------------------------------------
-
-
-def _attest(
-    conn: Connection,
-    cycle_id: int,
-    ruleset: Ruleset,
-    model: RiskModel,
-    as_at: dt.date,
-    when: dt.datetime,
-    signer: SigningKey,
-    cohort: Iterable[FamilyInput],
-    assessed: dict[str, Assessment],
-) -> int:
-    kid = key_id(bytes(signer.verify_key))
-    assessed_at = dt.datetime.combine(as_at, dt.time(), dt.UTC)
-    ruleset_sha, model_sha = ruleset.sha256(), model.sha256()
-    rows = []
-    for family in cohort:
-        a = assessed[family.family_id]
-        if a.score < model.thresholds.unlock:
-            continue
-        members = tuple(
-            AttestedMember(person_id=m.person_id, agency_id=ag, record_ref=ref)
-            for m in family.members
-            for ag, ref, _t in m.records
-        )
-        att = Attestation(
-            attestation_id="att_" + secrets.token_hex(16),
-            family_id=family.family_id,
-            members=members,
-            score=float(a.score),
-            threshold=float(model.thresholds.unlock),
-            clearance_required=a.clearance_required,
-            ruleset_name=ruleset.name,
-            ruleset_version=ruleset.version,
-            ruleset_sha256=ruleset_sha,
-            model_name=model.name,
-            model_version=model.version,
-            model_sha256=model_sha,
-            cycle_id=cycle_id,
-            assessed_at=assessed_at,
-            issued_at=when,
-            key_id=kid,
-        )
-        signature = signer.sign(attestation_message(att)).signature
-        signed = SignedAttestation(attestation=att, signature=base64.b64encode(signature).decode())
-        rows.append(
-            {
-                "attestation_id": att.attestation_id,
-                "family_id": family.family_id,
-                "cycle_id": cycle_id,
-                "sha256": attestation_sha256(att),
-                "body": signed.model_dump_json(),
-            }
-        )
-    for start in range(0, len(rows), _INSERT_BATCH):
-        conn.execute(store.attestations.insert(), rows[start : start + _INSERT_BATCH])
-    return len(rows)
-
-
-def unknown_family(conn: Connection, family_id: str, where: str) -> NotFound:
-    """The error for a family id not found ``where``: Superseded if re-linking retired it."""
-    got = store.successors(conn, family_id)
-    if got is not None and got[1] and got[1] != [family_id]:
-        state, current = got
-        return Superseded(
-            f"family {family_id} was {state} when records were re-linked; it is now "
-            f"{', '.join(current)}",
-            current,
-        )
-    return NotFound(f"no family {family_id!r} {where}")
-
-
-def _refuse_flagged(conn: Connection, family_id: str) -> None:
-    kind = restrictions_.release_block(conn, family_id)
-    if kind is not None:
-        raise ConflictError(f"family {family_id} carries a {kind} flag: nothing is released")
-
-
-def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
-    """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
-    try:
-        with engine.connect() as conn:
-            latest = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
-            s = store.snapshots
-            snap = (
-                None
-                if latest is None
-                else conn.execute(
-                    sa.select(s.c.score).where(s.c.cycle_id == latest, s.c.family_id == family_id)
-                ).first()
-            )
-            _refuse_flagged(conn, family_id)
-            if snap is None:
-                raise unknown_family(conn, family_id, "in the latest assessment")
-            body = conn.execute(
-                sa.select(store.attestations.c.body).where(
-                    store.attestations.c.family_id == family_id,
-                    store.attestations.c.cycle_id == latest,
-                )
-            ).scalar()
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the attestation of {family_id}: {exc}") from exc
-    if body is None:
-        raise ConflictError(
-            f"family {family_id} scores {snap.score} in cycle {latest}: below the unlock "
-            "threshold (or no attestation key is configured), so no attestation"
-        )
-    return SignedAttestation.model_validate_json(body)
-
-
-def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
-    """The sealed blobs of exactly the records the attestation ``sha256`` names.
-
-    Only an attestation of the latest assessment cycle releases anything: one
-    from an earlier cycle (the family may have dropped below the threshold, or
-    changed members, since) is refused with ConflictError, as is a hash that is
-    no attestation of this family.
-    """
-    r, x, a = store.records, store.extracts, store.attestations
-    try:
-        with engine.connect() as conn:
-            found = conn.execute(
-                sa.select(a.c.body, a.c.cycle_id).where(
-                    a.c.sha256 == sha256, a.c.family_id == family_id
-                )
-            ).first()
-            if found is None:
-                raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
-            _refuse_flagged(conn, family_id)
-            latest = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
-            if found.cycle_id != latest:
-                raise ConflictError(
-                    f"attestation {sha256[:16]}… of family {family_id} was signed in cycle "
-                    f"{found.cycle_id} and is superseded by cycle {latest}: only the latest "
-                    "assessment's attestation releases blobs (fetch the current attestation)"
-                )
-            att = SignedAttestation.model_validate_json(found.body).attestation
-            blobs: list[SealedBlob] = []
-            for m in att.members:
-                row = conn.execute(
-                    sa.select(r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id)
-                    .join(x, x.c.extract_id == r.c.extract_id)
-                    .where(r.c.agency_id == m.agency_id, r.c.record_ref == m.record_ref)
-                    .order_by(r.c.active.desc(), r.c.id.desc())
-                    .limit(1)
-                ).first()
-                if row is None:
-                    continue  # a record deleted since: nothing to release for it
-                blobs.append(
-                    SealedBlob(
-                        agency_id=m.agency_id,
-                        record_ref=m.record_ref,
-                        extract_id=str(row.extract_id),
-                        seal_key_id=row.seal_key_id,
-                        sealed_identity=base64.b64encode(bytes(row.sealed_identity)).decode(),
-                    )
-                )
-    except SQLAlchemyError as exc:
-        raise StorageError(f"cannot read the blobs of {family_id}: {exc}") from exc
-    return FamilyBlobs(family_id=family_id, attestation_sha256=sha256, blobs=tuple(blobs))
 
 
 # --- reads ----------------------------------------------------------------------------------

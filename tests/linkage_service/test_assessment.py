@@ -14,13 +14,12 @@ from nacl.signing import SigningKey, VerifyKey
 from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, RulesetError
 from linkage_service.programme._assessment import (
-    current_attestation,
-    family_blobs,
     family_view,
     list_families,
     run_cycle,
     set_status,
 )
+from linkage_service.programme._attestations import current_attestation, family_blobs
 from linkage_service.programme._claims import create_claims, list_claims
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset

@@ -16,11 +16,11 @@ from nacl.signing import SigningKey
 from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, Superseded
 from linkage_service.programme._assessment import (
-    current_attestation,
     family_view,
     run_cycle,
     set_status,
 )
+from linkage_service.programme._attestations import current_attestation
 from linkage_service.programme._claims import create_claims
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset

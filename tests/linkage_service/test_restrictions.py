@@ -14,11 +14,10 @@ from linkage_service import _store as store
 from linkage_service._config import Settings
 from linkage_service._errors import ConflictError, NotFound
 from linkage_service.programme._assessment import (
-    current_attestation,
-    family_blobs,
     run_cycle,
     set_status,
 )
+from linkage_service.programme._attestations import current_attestation, family_blobs
 from linkage_service.programme._claims import create_claims
 from linkage_service.programme._restrictions import (
     DEFAULT_RESTRICTIONS,
