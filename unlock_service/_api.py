@@ -150,13 +150,15 @@ Pro = Annotated[Professional, Depends(authenticated)]
 
 
 def _housekeeping(service: UnlockService, interval: float) -> Periodic:
-    """Signs a checkpoint and forgets old nonces every ``interval`` seconds."""
+    """Signs a checkpoint, forgets old nonces, settles stale claims and re-sends the
+    opt-out / restriction flags the linkage service missed, every ``interval`` seconds."""
 
     def tick() -> None:
         try:
             service.audit.checkpoint()
             service.purge_nonces()
             service.recover()
+            service.sync_restrictions()
         except (AuditLogError, UnlockError) as exc:
             _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
 

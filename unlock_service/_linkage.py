@@ -145,6 +145,36 @@ class LinkageClient:
             )
         return self._parse(response, SubjectAccessAnswer, "subject-access answer")
 
+    def restrictions(self) -> dict[str, str]:
+        """The flags the linkage service enforces: family id -> kind."""
+        response = self._get("/restrictions")
+        if response.status_code != 200:
+            raise LinkageError(
+                f"the linkage service answered {response.status_code} for its restrictions: "
+                f"{_detail(response)}"
+            )
+        try:
+            rows = response.json()["restrictions"]
+            return {str(r["family_id"]): str(r["kind"]) for r in rows}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LinkageError("the linkage service's restrictions are malformed") from exc
+
+    def restrict(self, family_id: str, kind: str | None) -> None:
+        """Set (``kind``) or lift (None) a family's flag at the linkage service."""
+        try:
+            if kind is None:
+                response = self._http.delete(f"/restrictions/{family_id}")
+            else:
+                response = self._http.put(f"/restrictions/{family_id}", json={"kind": kind})
+        except httpx.HTTPError as exc:
+            raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+        lifted_already = kind is None and response.status_code == 404
+        if response.status_code != 200 and not lifted_already:
+            raise LinkageError(
+                f"the linkage service answered {response.status_code} to the flag of "
+                f"{family_id}: {_detail(response)}"
+            )
+
     @staticmethod
     def _parse(response: httpx.Response, model: type[_M], what: str) -> _M:
         if response.status_code != 200:

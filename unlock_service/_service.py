@@ -1213,9 +1213,33 @@ class UnlockService:
     ) -> dict[str, Any]:
         """Set (``flag``) or lift (None) a family's opt-out / restriction flag (audited)."""
         self._ig(pro, "restrict")
-        return set_flag(
+        out = set_flag(
             self.engine, self.audit, pro.professional_id, family_id, flag, note, self._clock()
         )
+        # the flag already stops release here; the linkage service needs it to stop
+        # profiling and claims. If it cannot be told now, housekeeping tells it later.
+        try:
+            self.linkage.restrict(family_id, flag)
+            out["linkage_synced"] = True
+        except LinkageError as exc:
+            _logger.warning(
+                "flag not yet forwarded to the linkage service",
+                extra={"family_id": family_id, "error": type(exc).__name__},
+            )
+            out["linkage_synced"] = False
+        return out
+
+    def sync_restrictions(self) -> int:
+        """Make the linkage service's flags those recorded here; how many were changed."""
+        here = {str(r["family_id"]): str(r["flag"]) for r in store.list_restrictions(self.engine)}
+        there = self.linkage.restrictions()
+        changed = 0
+        for family_id in sorted(here.keys() | there.keys()):
+            want = here.get(family_id)
+            if there.get(family_id) != want:
+                self.linkage.restrict(family_id, want)
+                changed += 1
+        return changed
 
     def subject_access(self, pro: Professional, query: SubjectQuery) -> SubjectAccessReport:
         """What is held about an encoded identity, its families' unlocks, and its identities.

@@ -166,6 +166,7 @@ class FakeLinkage:
     calls: list[str] = field(default_factory=list)
     down: bool = False
     superseded: dict[str, list[str]] = field(default_factory=dict)  # retired id -> now
+    restrictions: dict[str, str] = field(default_factory=dict)  # flags it was told of
     token: str = "linkage-token-for-unlock-service-0123456789"
 
     def attest(
@@ -216,6 +217,17 @@ class FakeLinkage:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             return httpx.Response(401, json={"detail": "bad token"})
         parts = request.url.path.strip("/").split("/")
+        if parts[0] == "restrictions":
+            if request.method == "GET" and len(parts) == 1:
+                rows = [{"family_id": f, "kind": k} for f, k in sorted(self.restrictions.items())]
+                return httpx.Response(200, json={"restrictions": rows})
+            if request.method == "PUT" and len(parts) == 2:
+                self.restrictions[parts[1]] = json.loads(request.content)["kind"]
+                return httpx.Response(200, json={"family_id": parts[1]})
+            if request.method == "DELETE" and len(parts) == 2:
+                if self.restrictions.pop(parts[1], None) is None:
+                    return httpx.Response(404, json={"detail": "no restriction"})
+                return httpx.Response(200, json={"family_id": parts[1]})
         if request.method == "POST" and parts == ["subject-access"]:
             json.loads(request.content)  # must be JSON
             body = self.subject_answer

@@ -210,6 +210,23 @@ def test_opt_out_is_checked_in_real_time(env):
     assert kinds == ["OPT_OUT_ADDED", "OPT_OUT_REMOVED"]
 
 
+def test_flags_reach_the_linkage_service_now_or_at_the_next_housekeeping(env):
+    ig = env.add_pro("ig_officer", 9)
+    family, other = env.add_family(), env.add_family()
+    r = env.client(ig).call("POST", "/restrictions", {"family_id": family, "flag": "OPT_OUT"})
+    assert r.status_code == 200 and r.json()["linkage_synced"] is True
+    assert env.linkage.restrictions == {family: "OPT_OUT"}
+    env.linkage.down = True  # missed: recorded here (release stops), sent later
+    r = env.client(ig).call("POST", "/restrictions", {"family_id": other, "flag": "RESTRICTED"})
+    assert r.status_code == 200 and r.json()["linkage_synced"] is False
+    r = env.client(ig).call("POST", f"/restrictions/{family}/lift", {"note": "consent given"})
+    assert r.status_code == 200
+    env.linkage.down = False
+    assert env.service.sync_restrictions() == 2
+    assert env.linkage.restrictions == {other: "RESTRICTED"}
+    assert env.service.sync_restrictions() == 0
+
+
 def test_only_ig_may_set_flags(env):
     pro = env.add_pro()
     r = env.client(pro).call(
