@@ -490,6 +490,28 @@ class LocalStack:
             self.stop()
             raise
 
+    def kill(self, name: str) -> int | None:
+        """SIGKILL one running service (a crash, for recovery tests); its exit status."""
+        service = self.services.get(name)
+        if service is None or service.process is None:
+            raise StackError(f"{name} is not running")
+        if service.process.poll() is None:
+            service.process.kill()
+        code = service.process.wait()
+        if service._log is not None:
+            service._log.close()
+            service._log = None
+        del self.services[name]
+        return code
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Start one service again (after :meth:`kill`) and wait until it is healthy."""
+        if name in self.services:
+            raise StackError(f"{name} is still running: kill or stop it first")
+        argv, env = self._commands()[name]
+        self._spawn(name, argv, env)
+        self.wait_healthy(timeout)
+
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("ab")
