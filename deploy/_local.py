@@ -75,6 +75,14 @@ _PROGRAMS = {
     "audit-log": "audit_log._cli",
 }
 _PR_SET_PDEATHSIG = 1
+# The unlock-service settings the stack writes itself (``unlock_settings`` adds others).
+_UNLOCK_WRITTEN = frozenset(
+    {
+        "database_url", "policy_file", "seal_key_dir", "audit_database_url", "audit_key_file",
+        "audit_token_file", "checkpoint_interval", "linkage_url", "linkage_token_file",
+        "linkage_public_key_file", "issuer_public_key_file", "issuer_key_file", "host", "port",
+    }
+)  # fmt: skip
 
 
 @dataclass
@@ -154,6 +162,12 @@ def _toml_str(value: object) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
+def _toml_value(value: float | int | str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return _toml_str(value) if isinstance(value, str) else repr(value)
+
+
 def database_names(prefix: str) -> dict[str, str]:
     """The PostgreSQL database of each store for a run with this prefix."""
     return {
@@ -219,6 +233,7 @@ class LocalStack:
         agencies: Sequence[str] = AGENCIES,
         checkpoint_interval: float = 0.5,
         extra_env: Mapping[str, str] | None = None,
+        unlock_settings: Mapping[str, float | int | str] | None = None,
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.keys = (keys_dir or self.run_dir / "keys").resolve()
@@ -231,6 +246,12 @@ class LocalStack:
         self.agencies = tuple(agencies)
         self.checkpoint_interval = checkpoint_interval
         self.extra_env = dict(extra_env or {})
+        # More top-level unlock-service settings (``claim_lease`` for a crash
+        # test, say); the settings loader still validates every one at start-up.
+        self.unlock_settings = dict(unlock_settings or {})
+        clash = _UNLOCK_WRITTEN & set(self.unlock_settings)
+        if clash:
+            raise StackError(f"unlock_settings may not override {sorted(clash)}")
         if database_url_base is not None:
             if not database_url_base.startswith(("postgresql://", "postgres://")):
                 raise StackError(
@@ -325,6 +346,7 @@ class LocalStack:
             f"issuer_key_file = {_toml_str(unlock_dir / 'issuer.key')}",
             f"host = {_toml_str(HOST)}",
             f"port = {self.ports['unlock-service']}",
+            *(f"{name} = {_toml_value(v)}" for name, v in self.unlock_settings.items()),
             "",
             "[[audit_witnesses]]",
             f"url = {_toml_str(self.url('witness'))}",
@@ -467,6 +489,28 @@ class LocalStack:
         except BaseException:
             self.stop()
             raise
+
+    def kill(self, name: str) -> int | None:
+        """SIGKILL one running service (a crash, for recovery tests); its exit status."""
+        service = self.services.get(name)
+        if service is None or service.process is None:
+            raise StackError(f"{name} is not running")
+        if service.process.poll() is None:
+            service.process.kill()
+        code = service.process.wait()
+        if service._log is not None:
+            service._log.close()
+            service._log = None
+        del self.services[name]
+        return code
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Start one service again (after :meth:`kill`) and wait until it is healthy."""
+        if name in self.services:
+            raise StackError(f"{name} is still running: kill or stop it first")
+        argv, env = self._commands()[name]
+        self._spawn(name, argv, env)
+        self.wait_healthy(timeout)
 
     def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         log_path = self.log_dir / f"{name}.log"
