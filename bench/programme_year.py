@@ -6,8 +6,8 @@ ingested (``evaluation._harness``); cycle 0 assesses it and attaches a share of
 the eligible families. Then, each quarter, every agency re-encodes its CSV at an
 extract date one quarter on and pushes it (``push_refresh``), with scripted
 changes (``evaluation._year.YearScript``): some people leave every extract for a
-quarter and come back, some members move out, babies are born, and half of
-the attached families' problems stop. After each refresh an assessment cycle
+quarter and come back, some members move out, babies are born, and the problems
+of attached families with only plain outcome rules stop. After each refresh an assessment cycle
 runs and a claim batch is made in the claim window of the ruleset's calendar
 holding the cycle's date. Printed per cycle: time of the refresh and of the
 cycle, the share of families with unchanged members that kept their id,
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = sorted(eligible)[:: max(1, round(1 / args.attach_share))] if eligible else []
     for fid in chosen:
         set_status(sql, fid, "attached", actor=ACTOR, reason="ATTACHED", on=dates[0])
-    # the script: half the attached families without a sustained-months problem stop
+    # the script: the attached families whose outcome rules need no baseline fall or
+    # sustained run (evaluation._year.plain_problems) stop
     # their problems from quarter 1; 0.5% of families have someone leave for a quarter;
     # 0.2% have a member move out at quarter 2 and 0.2% a baby at quarter 3
     contents = year.family_contents(sql)
@@ -109,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     csvs = {a: pop.workdir / "population" / f"{a}.csv" for a in pop.agencies}
     sids = year.sids_by_ref(csvs, keys)
     script = year.YearScript()
-    stopping = [f for f in chosen if "education" not in eligible[f]][::2]
+    plain = year.plain_problems(ruleset)
+    stopping = [f for f in chosen if eligible[f] <= plain]
     for fid in stopping:
         for ref in year.refs_of(contents, fid):
             script.clear[(ref[0], sids[ref])] = 1

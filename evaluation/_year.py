@@ -78,6 +78,17 @@ def moved(agency: str, line: bytes) -> bytes:
     return _unparse(agency, row)
 
 
+def moved_to(agency: str, line: bytes, donor: bytes) -> bytes:
+    """The line with the person at the donor record's address (address lines and postcode)."""
+    spec = SPECS[agency]
+    row, other = _parse(agency, line), _parse(agency, donor)
+    cols = spec.identity["address_lines"]
+    for col in [*(cols if isinstance(cols, list) else [cols]), spec.identity["postcode"]]:
+        i = spec.header.index(col)
+        row[i] = other[i]
+    return _unparse(agency, row)
+
+
 def newborn(agency: str, parent_line: bytes, new_id: str, given: str, born: dt.date) -> bytes:
     """A new record for a baby at the parent's address: the parent's line, renamed and re-dated.
 
@@ -206,12 +217,14 @@ class YearScript:
         self.clear: dict[tuple[str, str], int] = {}
         self.move: dict[tuple[str, str], int] = {}
         self.born: list[tuple[str, str, str, str, dt.date, int]] = []
+        self.join: dict[tuple[str, str], tuple[str, int]] = {}  # -> (donor system id, quarter)
 
     def lines(self, agency: str, lines: list[bytes], quarter: int, as_at: dt.date) -> list[bytes]:
         """The CSV record lines ``agency`` sends at ``quarter`` (dated ``as_at``)."""
         out: list[bytes] = []
         parents: dict[str, bytes] = {}
         wanted = {parent for a, parent, _, _, _, q in self.born if a == agency and q <= quarter}
+        wanted |= {d for (a, _), (d, q) in self.join.items() if a == agency and q <= quarter}
         for line in lines:
             sid = system_id(agency, line)
             key = (agency, sid)
@@ -225,6 +238,12 @@ class YearScript:
             if self.move.get(key, quarter + 1) <= quarter:
                 line = moved(agency, line)
             out.append(line)
+        out = [
+            moved_to(agency, x, parents[self.join[(agency, system_id(agency, x))][0]])
+            if self.join.get((agency, system_id(agency, x)), ("", quarter + 1))[1] <= quarter
+            else x
+            for x in out
+        ]
         for a, parent, new_id, given, born, q in self.born:
             if a == agency and q <= quarter and parent in parents:
                 out.append(newborn(agency, parents[parent], new_id, given, born))
@@ -258,3 +277,13 @@ def due_quarter(ruleset: Any, attached_on: dt.date, dates: list[dt.date]) -> int
     )
     due = add_months(attached_on, months) - dt.timedelta(days=ruleset.calendar.gap_tolerance_days)
     return next((i for i, d in enumerate(dates) if d >= due), None)
+
+
+def plain_problems(ruleset: Any) -> set[str]:
+    """Problems whose outcome needs only time since attachment and the measure at 0 or below
+    a bound: no "fall" from a baseline (which may be missing) and no sustained run."""
+    return {
+        p
+        for p, o in ruleset.outcomes.items()
+        if all(c.compare != "fall_pct" and not c.sustained_months for c in o.all_of)
+    }
