@@ -431,14 +431,17 @@ def push_refresh(
     extract_date: dt.date,
     *,
     keep: Callable[[str, bytes], bool] | None = None,
+    rewrite: Callable[[str, list[bytes]], list[bytes]] | None = None,
 ) -> dict[str, Path]:
     """Every agency encodes its CSV again at ``extract_date`` and pushes it to ``service``.
 
     The same people and addresses a quarter on, say: what a refresh looks like to
     the linkage service (new extracts, records changed because their dates are).
     ``keep(agency, line)`` drops CSV lines from a refresh (a record leaving an
-    extract); the header is always kept.
-    Each agency signs with the key it has. Returns the extracts written.
+    extract); the header is always kept. ``rewrite(agency, lines)`` then gives the
+    record lines to encode instead (changed, dropped or added: see
+    :func:`scripted_csv`). Each agency signs with the key it has. Returns the
+    extracts written.
     """
     from agency_client import (
         BadRowPolicy,
@@ -458,11 +461,15 @@ def push_refresh(
     stamp = extract_date.isoformat()
     for agency in population.agencies:
         source = population.workdir / "population" / f"{agency}.csv"
-        if keep is not None:
+        if keep is not None or rewrite is not None:
             # bytes: each agency writes its own encoding
             header, *lines = source.read_bytes().splitlines(keepends=True)
+            if keep is not None:
+                lines = [x for x in lines if keep(agency, x)]
+            if rewrite is not None:
+                lines = rewrite(agency, lines)
             source = population.workdir / "extracts" / f"{agency}.{stamp}.csv"
-            source.write_bytes(header + b"".join(x for x in lines if keep(agency, x)))
+            source.write_bytes(header + b"".join(lines))
         path = population.workdir / "extracts" / f"{agency}.{stamp}.jsonl"
         encode_csv(
             source,

@@ -64,9 +64,10 @@ def _subject(world: World) -> tuple[dict[str, str], str, set[tuple[str, str]]]:
     return person, postcode, keys
 
 
-def test_the_ig_officer_gets_what_is_held_about_a_subject_as_files(world, tmp_path):
-    stack, j = world.stack, world.journey
-    person, postcode, true_records = _subject(world)
+def subject_access(
+    stack, ig, person: dict[str, str], postcode: str, tmp_path
+) -> tuple[dict, object]:
+    """The IG officer's search for ``person`` with the CLIs: (subject-access.json, out dir)."""
     # 1. an agency holding the linkage secret encodes the subject's identity
     identity = tmp_path / "subject.toml"
     identity.write_text(
@@ -92,7 +93,6 @@ def test_the_ig_officer_gets_what_is_held_about_a_subject_as_files(world, tmp_pa
     assert person["family_name"] not in query.read_text()
     # 2. the officer's token from the (local) issuer, written 0600
     token = tmp_path / "ig.token"
-    ig = world.pros["ig-officer"]
     config = str(stack.config_path("unlock-service"))
     done = run_cli(
         "unlock-service",
@@ -129,8 +129,14 @@ def test_the_ig_officer_gets_what_is_held_about_a_subject_as_files(world, tmp_pa
     files = sorted(p.name for p in out.iterdir())
     assert files == ["indicators.csv", "records.csv", "subject-access.json", "summary.txt"]
     assert all((out / name).stat().st_mode & 0o777 == 0o600 for name in files)
+    return json.loads((out / "subject-access.json").read_text()), out
 
-    data = json.loads((out / "subject-access.json").read_text())
+
+def test_the_ig_officer_gets_what_is_held_about_a_subject_as_files(world, tmp_path):
+    stack, j = world.stack, world.journey
+    person, postcode, true_records = _subject(world)
+    ig = world.pros["ig-officer"]
+    data, out = subject_access(stack, ig, person, postcode, tmp_path)
     best = data["persons"][0]
     # the subject's records, with the identities their agencies hold, opened by the officer
     found = {(r["agency_id"], r["identity"]["system_id"]) for r in best["records"]}
