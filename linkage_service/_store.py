@@ -868,6 +868,23 @@ def record_links(engine: Engine, agency_id: str, record_ref: str) -> dict[str, A
                 sa.select(record_person.c.person_id).where(record_person.c.record_id == rid)
             ).scalar_one_or_none()
             out["person_id"] = person
+            d = review_decisions
+            out["decisions"] = [
+                {
+                    "record_a": int(x.record_a),
+                    "record_b": int(x.record_b),
+                    "version": int(x.version),
+                    "decision": x.decision,
+                    "reason": x.reason,
+                    "decided_at": iso(int(x.decided_at)),
+                    "decided_by": x.decided_by,
+                }
+                for x in conn.execute(
+                    sa.select(d)
+                    .where(sa.or_(d.c.record_a == rid, d.c.record_b == rid))
+                    .order_by(d.c.id)
+                )
+            ]
             return out
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read links of {record_ref!r}: {exc}") from exc

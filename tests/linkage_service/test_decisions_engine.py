@@ -105,3 +105,15 @@ def test_decisions_are_checked() -> None:
         eng.set_decisions({(1, 1): "match"})
     assert eng.decisions == {}
     assert not eng._decided_mask(np.array([0]), np.array([1])).any()
+
+
+def test_a_cannot_linked_pair_of_new_records_is_never_one_person() -> None:
+    me = base_bits(51)
+    eng = _engine()
+    eng.set_decisions({(1, 2): "non_match"})
+    d = eng.update(batch([Rec(1, me), Rec(2, perturb(me, 10, 52), agency=1)]), [])
+    assert d.person_of[1] != d.person_of[2]
+    assert not list(d.links) and not list(d.review)
+    # both re-sent changed, alone: the edge between two lone records is dropped too
+    eng.update(batch([Rec(1, perturb(me, 3, 53)), Rec(2, perturb(me, 9, 54), agency=1)]), [])
+    assert len(set(persons(eng, [1, 2]))) == 2
