@@ -63,6 +63,7 @@ from ._config import (
     load_schemas,
     load_tokens,
 )
+from ._decisions import REASON_PATTERN, DecisionList, DecisionView
 from ._errors import (
     AuthError,
     ConflictError,
@@ -75,7 +76,6 @@ from ._errors import (
     Superseded,
     TooLarge,
 )
-from ._decisions import REASON_PATTERN, DecisionList, DecisionView
 from ._review import ReviewQueue, ReviewSummary
 from ._service import EngineFactory, LinkageService, default_engine_factory
 from .programme import _active as active

@@ -96,7 +96,7 @@ def _view(row: store.DecisionRow) -> DecisionView:
         a=RecordRef.model_validate(row.a),
         b=RecordRef.model_validate(row.b),
         version=row.version,
-        decision=row.decision,  # type: ignore[arg-type]  # the table's check constraint
+        decision=row.decision,  # the table's check constraint: match or non_match
         reason=row.reason,
         decided_at=store.iso(row.decided_at) or "",
         decided_by=row.decided_by,

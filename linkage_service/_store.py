@@ -217,9 +217,7 @@ review_decisions = sa.Table(
     sa.Column("decided_by", sa.String(80), nullable=False),
     sa.UniqueConstraint("record_a", "record_b", "version", name="uq_review_decisions_version"),
     sa.CheckConstraint("record_a < record_b", name="ck_review_decisions_order"),
-    sa.CheckConstraint(
-        "decision IN ('match', 'non_match')", name="ck_review_decisions_decision"
-    ),
+    sa.CheckConstraint("decision IN ('match', 'non_match')", name="ck_review_decisions_decision"),
     sa.Index("ix_review_decisions_record_b", "record_b"),
 )
 REVIEW_CENTRE = 0.5  # the probability at which a pair is least certain

@@ -472,11 +472,13 @@ async def test_a_reviewer_decides_a_pair_once_and_changes_it_on_the_record(app_c
     rng = random.Random(11)
     a, b = make_record(rng), make_record(rng)
     r = await client.post(
-        "/extracts", content=build_extract(agency("school", 1), [a, b]), headers=auth("agency:school")
+        "/extracts",
+        content=build_extract(agency("school", 1), [a, b]),
+        headers=auth("agency:school"),
     )
     assert r.status_code == 200, r.text
-    ra = (await client.get(f"/records/school/{a['record_ref']}/links", headers=auth("analyst")))
-    rb = (await client.get(f"/records/school/{b['record_ref']}/links", headers=auth("analyst")))
+    ra = await client.get(f"/records/school/{a['record_ref']}/links", headers=auth("analyst"))
+    rb = await client.get(f"/records/school/{b['record_ref']}/links", headers=auth("analyst"))
     ida, idb = ra.json()["record_id"], rb.json()["record_id"]
     url = f"/review/{idb}/{ida}/decision"
     body = {"decision": "match", "reason": "SAME_PERSON"}
@@ -495,7 +497,9 @@ async def test_a_reviewer_decides_a_pair_once_and_changes_it_on_the_record(app_c
     assert r.status_code == 200, r.text
     first = r.json()
     assert first["decision"] == "match" and first["version"] == 1
-    assert first["decided_by"].startswith("coordinator:") and first["a"]["record_id"] == min(ida, idb)
+    assert first["decided_by"].startswith("coordinator:") and first["a"]["record_id"] == min(
+        ida, idb
+    )
     again = await client.post(url, json={**body, "decision": "non_match"}, headers=auth("admin"))
     assert again.status_code == 409 and "change=true" in again.text
     change = {"decision": "non_match", "reason": "TWINS", "change": True}

@@ -120,9 +120,7 @@ def test_a_second_decision_is_refused_unless_it_is_a_recorded_change(
         decide(real.sql, ra, ra, "match", "X1", actor="a")
     with pytest.raises(NotFound, match="record 999999"):
         decide(real.sql, ra, 999999, "match", "X1", actor="a")
-    changed = decide(
-        real.sql, rb, ra, "non_match", "TWINS", actor="coordinator:lee", change=True
-    )
+    changed = decide(real.sql, rb, ra, "non_match", "TWINS", actor="coordinator:lee", change=True)
     assert changed.version == 2 and changed.current
     history = list_decisions(real.sql).decisions
     assert [(d.version, d.decision, d.current, d.effect) for d in history] == [

@@ -7,7 +7,7 @@ import pytest
 
 from linkage_service._engine import LinkageEngine
 
-from ._engine_helpers import Rec, base_bits, batch, counter_ids, dice_model, perturb, persons
+from ._engine_helpers import Rec, base_bits, batch, counter_ids, dice_model, persons, perturb
 
 
 def _engine() -> LinkageEngine:

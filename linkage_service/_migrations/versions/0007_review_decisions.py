@@ -40,9 +40,7 @@ def upgrade() -> None:
         sa.Column("evidence", sa.Text),
         sa.Column("decided_at", sa.BigInteger, nullable=False),
         sa.Column("decided_by", sa.String(80), nullable=False),
-        sa.UniqueConstraint(
-            "record_a", "record_b", "version", name="uq_review_decisions_version"
-        ),
+        sa.UniqueConstraint("record_a", "record_b", "version", name="uq_review_decisions_version"),
         sa.CheckConstraint("record_a < record_b", name="ck_review_decisions_order"),
         sa.CheckConstraint(
             "decision IN ('match', 'non_match')", name="ck_review_decisions_decision"
