@@ -169,3 +169,26 @@ def test_review_scores_are_probabilities(real: LinkageService) -> None:
                 record_a=1, record_b=2, score=1.03, evidence="{}", run_id=1, uncertainty=0.53
             )
         )
+
+
+def test_migration_0007_removes_review_rows_scored_before_probabilities(tmp_path: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    engine = store.create_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", "linkage_service:_migrations")
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0006")
+        conn.execute(
+            sa.text(
+                "INSERT INTO review (record_a, record_b, score, evidence, run_id, uncertainty) "
+                "VALUES (1, 2, 1.03, '{}', 1, 0.53), (3, 4, 0.6, '{}', 1, 0.1)"
+            )
+        )
+    store.migrate(engine)
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(store.review.c.record_a, store.review.c.score)).all()
+    engine.dispose()
+    assert [(a, s) for a, s in kept] == [(3, 0.6)]
