@@ -515,11 +515,11 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         found: list[decisions.DecisionView] = []
         after = 0
         while True:
-            page = decisions.list_decisions(engine, current_only=args.current, after=after)
-            found.extend(page.decisions)
-            if page.next_after is None:
+            chunk = decisions.list_decisions(engine, current_only=args.current, after=after)
+            found.extend(chunk.decisions)
+            if chunk.next_after is None:
                 break
-            after = page.next_after
+            after = chunk.next_after
         if args.json:
             print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
         else:
