@@ -11,7 +11,8 @@ Every route authenticates a bearer token and checks its role:
 ``coordinator`` and ``admin`` may read persons, households, links, the review
 queue and its summary, runs, statistics, assessments, families and claims;
 ``coordinator`` (and ``admin``) may change a family's status and lead
-professional and make claim batches; only ``admin`` runs an assessment or
+professional, make claim batches and record clerical decisions on review
+pairs (readers list them); only ``admin`` runs an assessment or
 switches the active ruleset (between cycles, no restart); ``unlock_service``
 alone may fetch a family's attestation and the sealed blobs it names, run
 subject-access searches, and set or lift a family's opt-out / restriction flag
@@ -50,6 +51,7 @@ from service_common import (
     serve_openapi,
 )
 
+from . import _decisions as decisions_
 from . import _review as review_
 from . import _store as store
 from ._config import (
@@ -61,6 +63,7 @@ from ._config import (
     load_schemas,
     load_tokens,
 )
+from ._decisions import REASON_PATTERN, DecisionList, DecisionView
 from ._errors import (
     AuthError,
     ConflictError,
@@ -158,6 +161,19 @@ def _status(exc: LinkageError) -> int:
 
 def _who(caller: Caller) -> str:
     return f"{caller.role}:{caller.label}"[:80]
+
+
+RecordId = Annotated[int, Path(ge=1, le=MAX_SQL_INT)]
+
+
+class DecisionRequest(BaseModel):
+    """A reviewer's decision on a record pair, with a reason code; ``change`` replaces one."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decision: Literal["match", "non_match"]
+    reason: str = Field(pattern=REASON_PATTERN)
+    change: bool = False
 
 
 class AssessRequest(BaseModel):
@@ -369,6 +385,49 @@ def create_app(
     def review_summary(_caller: Reader, service: ServiceDep) -> ReviewSummary:
         """How many review pairs, how many would change a family, and what the rest are."""
         return review_.review_summary(service.sql)
+
+    @app.post("/review/{record_a}/{record_b}/decision", response_model=DecisionView)
+    def decide(
+        caller: Coordinator,
+        service: ServiceDep,
+        record_a: RecordId,
+        record_b: RecordId,
+        body: DecisionRequest,
+    ) -> DecisionView:
+        """Record match / non-match on a pair (409 if decided, unless an explicit change)."""
+        if record_a == record_b:
+            raise HTTPException(422, f"record {record_a} cannot be decided against itself")
+        # between extracts: a push never reads the decisions while one is being stored
+        view = service.exclusive(
+            lambda: decisions_.decide(
+                service.sql,
+                record_a,
+                record_b,
+                body.decision,
+                body.reason,
+                actor=_who(caller),
+                change=body.change,
+            )
+        )
+        _logger.info(
+            "review decision",
+            extra={"decision_id": view.id, "decision": view.decision, "role": caller.role},
+        )
+        return view
+
+    @app.get("/review/decisions", response_model=DecisionList)
+    def decisions(
+        _caller: Reader,
+        service: ServiceDep,
+        record_id: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
+        current_only: bool = False,
+        after: Annotated[int, Query(ge=0, le=MAX_SQL_INT)] = 0,
+        limit: Page = 1000,
+    ) -> DecisionList:
+        """Clerical decisions, oldest first: who, when, why, and their effect now."""
+        return decisions_.list_decisions(
+            service.sql, record_id=record_id, current_only=current_only, after=after, limit=limit
+        )
 
     @app.get("/runs")
     def runs(_caller: Reader, service: ServiceDep, limit: Page = 100) -> dict[str, Any]:

@@ -7,7 +7,9 @@ statistics. Agencies use ``push`` to stream an extract file to the service.
 Coordinators and analysts check rulesets, run assessments, list and inspect
 families, change statuses, make claim batches and export them, print reports
 (JSON or CSV), summarise the review queue and export the pairs of it that
-would change a family (CSV).
+would change a family (CSV), record clerical decisions on review pairs
+(``review decide``; the running service applies them at its next push) and
+export every decision with who and when (``review decisions``).
 ``main`` parses arguments, calls library functions, prints results and turns
 ``LinkageError`` into a plain message and exit status 1.
 """
@@ -22,6 +24,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -33,6 +36,7 @@ from sqlalchemy.engine import Engine
 from protocols import SecretFileError, key_id, write_private_file
 from service_common import ServiceCommonError, setup_telemetry, traced_transport
 
+from . import _decisions as decisions
 from . import _review as review
 from . import _store as store
 from ._config import (
@@ -145,6 +149,20 @@ def _parser() -> argparse.ArgumentParser:
         "export", help="CSV of the queue's pairs that would change a family, in queue order"
     )
     rexp.add_argument("--all", action="store_true", help="every pair, not only impactful ones")
+    rdec = rv.add_parser(
+        "decide", help="record a clerical decision, match or non-match, on a pair of records"
+    )
+    rdec.add_argument("record_a", type=int, help="record id (as in the queue)")
+    rdec.add_argument("record_b", type=int, help="record id (as in the queue)")
+    rdec.add_argument("decision", choices=decisions.DECISIONS)
+    rdec.add_argument("--reason", required=True, help="reason code, e.g. SAME_PERSON")
+    rdec.add_argument("--actor", required=True, help="who decides (recorded), e.g. coordinator:kim")
+    rdec.add_argument(
+        "--change", action="store_true", help="replace the pair's decision (recorded as a change)"
+    )
+    rlist = rv.add_parser("decisions", help="every clerical decision, for audit (CSV or JSON)")
+    rlist.add_argument("--json", action="store_true", help="JSON instead of CSV")
+    rlist.add_argument("--current", action="store_true", help="only the decisions in force")
     rep = sub.add_parser("report", help="programme reports (JSON, or CSV with --csv)")
     rep.add_argument("name", choices=sorted(reports.REPORTS))
     rep.add_argument("--cycle", type=int, help="cycle id (default: the latest)")
@@ -478,6 +496,34 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             print(summary.model_dump_json(indent=2))
         else:
             print(_summary_text(summary), end="")
+    elif args.command == "review" and args.review_command == "decide":
+        if not re.fullmatch(decisions.REASON_PATTERN, args.reason):
+            raise ConfigError(f"--reason {args.reason!r} is not a reason code like SAME_PERSON")
+        if not args.actor or len(args.actor) > 80:
+            raise ConfigError("--actor must name who decides, in at most 80 characters")
+        view = decisions.decide(
+            engine,
+            args.record_a,
+            args.record_b,
+            args.decision,
+            args.reason,
+            actor=args.actor,
+            change=args.change,
+        )
+        print(view.model_dump_json(indent=2))
+    elif args.command == "review" and args.review_command == "decisions":
+        found: list[decisions.DecisionView] = []
+        after = 0
+        while True:
+            chunk = decisions.list_decisions(engine, current_only=args.current, after=after)
+            found.extend(chunk.decisions)
+            if chunk.next_after is None:
+                break
+            after = chunk.next_after
+        if args.json:
+            print(json.dumps([d.model_dump(mode="json") for d in found], indent=2))
+        else:
+            print(decisions.decisions_csv(found), end="")
     elif args.command == "review":
         pairs = review.iter_queue(engine, impactful_only=not args.all)
         print(review.queue_csv(pairs), end="")

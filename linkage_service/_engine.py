@@ -20,6 +20,13 @@ scratch is an update of an empty engine. Stages:
 5. ids: every new group of records keeps the id most of its records had
    (merges and splits are reported), so a new extract never renumbers the world.
 
+Clerical decisions (:meth:`LinkageEngine.set_decisions`) bind every update:
+a ``match`` pair is a must-link (its records' persons are merged before any
+scored edge), a ``non_match`` pair a cannot-link (its edge is dropped and the
+cohesion check refuses any merge that would put the two records in one
+person; a person holding both is split at the next update). Decided pairs
+never enter the review queue, and their evidence names the decision.
+
 Must never: do I/O, log record content, hold a secret or a plaintext identifier.
 """
 
@@ -143,8 +150,10 @@ class Evidence(Sequence[PairEvidence]):
         model: MatchModel | None,
         token_names: Sequence[str],
         *columns: npt.NDArray[np.generic],
+        decisions: Mapping[tuple[int, int], bool] | None = None,
     ) -> None:
         self._model = model
+        self._decisions = dict(decisions or {})
         self._model_id = model.fingerprint()[:16] if model is not None else None
         self._token_names = tuple(token_names)
         self._cols = dict(zip(_COLUMNS, columns, strict=True))
@@ -191,6 +200,9 @@ class Evidence(Sequence[PairEvidence]):
                 evidence["match_model"] = self._model_id
                 evidence["prior_weight"] = round(model.prior_weight, 3)
                 evidence["comparisons"] = explained[pat]
+            decided = self._decisions.get((a, b) if a < b else (b, a))
+            if decided is not None:
+                evidence["clerical_decision"] = "match" if decided else "non_match"
             yield (a, b, score, evidence)
 
 
@@ -342,6 +354,35 @@ class LinkageEngine:
         self._unplaced: set[str] = set()  # persons loaded without a household
         self.person_hid: dict[str, str] = {}
         self.hid_persons: dict[str, set[str]] = {}
+        # clerical decisions by record-id pair (lo, hi): True must-link, False cannot-link
+        self.decisions: dict[tuple[int, int], bool] = {}
+        self._cannot: dict[int, set[int]] = {}
+        self._decisions_due: set[tuple[int, int]] = set()  # changed since the last update
+
+    def set_decisions(self, decisions: Mapping[tuple[int, int], str]) -> None:
+        """The clerical decisions in force: ``(record a, record b) -> "match" | "non_match"``.
+
+        Replaces the decisions held; those new or changed are applied at the next
+        update (a person holding a cannot-linked pair is split then), and all of
+        them bind every update after.
+        """
+        new: dict[tuple[int, int], bool] = {}
+        for (a, b), decision in decisions.items():
+            if decision not in ("match", "non_match"):
+                raise ValueError(f"decision on ({a}, {b}) is {decision!r}, not match or non_match")
+            if a == b:
+                raise ValueError(f"decision on record {a} against itself")
+            new[(a, b) if a < b else (b, a)] = decision == "match"
+        self._decisions_due |= {
+            k for k in new.keys() | self.decisions.keys() if new.get(k) != self.decisions.get(k)
+        }
+        self.decisions = new
+        cannot: dict[int, set[int]] = {}
+        for (a, b), match in new.items():
+            if not match:
+                cannot.setdefault(a, set()).add(b)
+                cannot.setdefault(b, set()).add(a)
+        self._cannot = cannot
 
     def adopt_model(self, stored: Mapping[str, object]) -> None:
         """Use a stored match model (its :meth:`MatchModel.to_json` form) from now on."""
@@ -402,6 +443,7 @@ class LinkageEngine:
         *,
         id_factory: Callable[[str], str] | None = None,
         model: MatchModel | None = None,
+        decisions: Mapping[tuple[int, int], str] | None = None,
     ) -> LinkageEngine:
         """Rebuild from what the database holds, without relinking persons.
 
@@ -409,8 +451,11 @@ class LinkageEngine:
         from ``household_of`` are placed by their current address at the next update
         (reported in that update's ``household_of``).
         Address places are recomputed (deterministic, from the address filters).
+        ``decisions`` are the clerical decisions in force (:meth:`set_decisions`).
         """
         eng = cls(config, id_factory=id_factory, model=model)
+        if decisions:
+            eng.set_decisions(decisions)
         missing = [int(i) for i in batch.ids.tolist() if int(i) not in person_of]
         if missing:
             raise ValueError(f"{len(missing)} records have no person, e.g. record id {missing[0]}")
@@ -569,8 +614,11 @@ class LinkageEngine:
     def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
         scorer = ScalarScorer(f, self._model())
         floor = self.config.nonmatch_threshold
+        cannot_between = self._cannot_between
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
+            if cannot_between(ma, mb):
+                return False
             for a in ma:
                 for b in mb:
                     score, conflict = scorer.score(a, b)
@@ -579,6 +627,78 @@ class LinkageEngine:
             return True
 
         return coheres
+
+    def _cannot_between(self, ma: Sequence[int], mb: Sequence[int]) -> bool:
+        """Whether a clerical non-match joins a row of ``ma`` and a row of ``mb``."""
+        cannot = self._cannot
+        if not cannot:
+            return False
+        ids = self.ids
+        barred: set[int] = set()
+        for r in ma:
+            barred |= cannot.get(int(ids[r]), set())
+        return bool(barred) and any(int(ids[r]) in barred for r in mb)
+
+    def _decided_mask(self, i: I64, j: I64, match: bool | None = None) -> npt.NDArray[np.bool_]:
+        """Which row pairs (i, j) are decided (``match`` None), or decided ``match``."""
+        out = np.zeros(i.shape[0], dtype=np.bool_)
+        if not self.decisions or not i.size:
+            return out
+        decided = {x for pair in self.decisions for x in pair}
+        ia, ja = self.ids[i], self.ids[j]
+        near = np.flatnonzero(
+            np.isin(ia, np.fromiter(decided, np.int64, len(decided)))
+            & np.isin(ja, np.fromiter(decided, np.int64, len(decided)))
+        )
+        for k in near.tolist():
+            a, b = int(ia[k]), int(ja[k])
+            got = self.decisions.get((a, b) if a < b else (b, a))
+            out[k] = got is not None and (match is None or got == match)
+        return out
+
+    def _apply_decisions(self, f: Features) -> set[int]:
+        """Split persons holding a newly cannot-linked pair, merge must-linked persons.
+
+        Returns the rows whose person may have changed (to reconcile). A must-link
+        that would put a cannot-linked pair in one person is not applied (the
+        non-match wins; the pair stays apart).
+        """
+        touched: set[int] = set()
+        find, members = self.persons.find, self.persons.members
+        due = sorted(self._decisions_due)
+        self._decisions_due = set()
+        if not self.decisions:
+            return touched
+        pairs = np.asarray(sorted(self.decisions), dtype=np.int64).reshape(-1, 2)
+        rows = self._alive_rows_of(pairs.reshape(-1)).reshape(-1, 2)
+        at = {
+            (int(a), int(b)): (int(ra), int(rb))
+            for (a, b), (ra, rb) in zip(pairs.tolist(), rows.tolist(), strict=True)
+            if ra >= 0 and rb >= 0
+        }
+        for key in due:
+            if self.decisions.get(key) is not False or key not in at:
+                continue
+            ra, rb = at[key]
+            root = find(ra)
+            if root != find(rb):
+                continue
+            rest = self._detach(self.persons, root)
+            self._recluster_persons(rest, f)
+            touched.update(rest)
+        for key, (ra, rb) in sorted(at.items()):
+            if not self.decisions[key]:
+                continue
+            ca, cb = find(ra), find(rb)
+            if ca == cb:
+                continue
+            ma, mb = members(ca), members(cb)
+            if self._cannot_between(ma, mb):
+                continue
+            touched.update(ma)
+            touched.update(mb)
+            self.persons.union(ca, cb)
+        return touched
 
     def _place_coheres(self, floor: float | None = None) -> Callable[[list[int], list[int]], bool]:
         floor = self.config.address_nonmatch_threshold if floor is None else floor
@@ -601,6 +721,7 @@ class LinkageEngine:
         i, j = a[ii], a[jj]
         s = score_pairs(f, i, j, self._model())
         m = (s.score >= self.config.match_threshold) & ~s.conflict
+        m &= ~self._decided_mask(i, j, match=False)
         agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
 
     def _detach(self, clusters: Clusters, root: int) -> list[int]:
@@ -871,8 +992,11 @@ class LinkageEngine:
         )
         del codes, patterns
         t3 = time.perf_counter()
+        # clerical decisions first: must-links are the strongest edges there are
+        f_rows.update(r for r in self._apply_decisions(f) if self.alive[r])
         strong = s.score >= cfg.match_threshold
         m = strong & ~s.conflict  # a conflicting exact token is never a link
+        m &= ~self._decided_mask(i, j, match=False)  # nor is a clerical non-match
         refused = strong & s.conflict
         refused[m] = agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
         link_now = m & ~refused
@@ -932,7 +1056,9 @@ class LinkageEngine:
             find(a) == find(b) for a, b in zip(i[sel].tolist(), j[sel].tolist(), strict=True)
         ]
         link_mask = m & same
+        # a decided pair has left the review queue for good
         review_mask = ((s.score >= cfg.review_threshold) | refused) & ~same
+        review_mask &= ~self._decided_mask(i, j)
         delta.links = self._evidence(s, i, j, link_mask)
         delta.review = self._evidence(s, i, j, review_mask)
         t7 = time.perf_counter()
@@ -983,6 +1109,7 @@ class LinkageEngine:
             s.keys_agreed[idx],
             s.keys_differing[idx],
             np.round(s.address_dice[idx], 4),
+            decisions=self.decisions,
         )
 
     def _rows_of(self, pid: str) -> list[int]:

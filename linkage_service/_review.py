@@ -25,7 +25,8 @@ This module makes the queue workable:
 Must never: see or return a plaintext identifier (there is none to see; only
 record, person, household and family ids, scores and indicators pass through
 here), decide a pair or change a person: an impact is a what-if, stored
-beside the pair, and nothing else is written.
+beside the pair, and nothing else is written. Decided pairs have left the
+queue (``_decisions``); the summary counts them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "IMPACTS",
     "ComparisonLevels",
+    "DecisionCounts",
     "FamilyChange",
     "FamilyImpact",
     "FamilyState",
@@ -417,6 +419,21 @@ class ComparisonLevels(_Model):
     levels: list[LevelCount]
 
 
+class DecisionCounts(_Model):
+    """Clerical decisions in force (pairs no longer in the queue) and what they did.
+
+    ``applied``: the engine has merged a match's persons / kept a non-match's
+    apart; ``pending``: until the next update; ``changes``: decisions that
+    replaced an earlier one.
+    """
+
+    match: int
+    non_match: int
+    applied: int
+    pending: int
+    changes: int
+
+
 class ReviewSummary(_Model):
     """What the review queue holds, without working it."""
 
@@ -428,6 +445,7 @@ class ReviewSummary(_Model):
     probability: list[ProbabilityBand]
     comparisons: list[ComparisonLevels]
     unexplained: int  # pairs whose evidence names no comparison levels (no match model)
+    decisions: DecisionCounts
 
 
 def _state(raw: Mapping[str, Any]) -> FamilyStateView:
@@ -527,6 +545,22 @@ def review_summary(engine: Engine) -> ReviewSummary:
             for name in sorted(comparisons, key=comparison_key)
         ],
         unexplained=raw.unexplained,
+        decisions=_decision_counts(engine),
+    )
+
+
+def _decision_counts(engine: Engine) -> DecisionCounts:
+    rows = store.list_decisions(engine, current_only=True)
+    applied = sum(
+        (r.person_a is not None and r.person_a == r.person_b) == (r.decision == "match")
+        for r in rows
+    )
+    return DecisionCounts(
+        match=sum(r.decision == "match" for r in rows),
+        non_match=sum(r.decision == "non_match" for r in rows),
+        applied=applied,
+        pending=len(rows) - applied,
+        changes=sum(r.version > 1 for r in rows),
     )
 
 

@@ -4,7 +4,8 @@
 (built from the stored state at start) and a lock so one extract applies at a
 time. :meth:`LinkageService.apply` does everything in ONE database
 transaction: insert the new and changed records, retire the agency's records
-that are absent or changed, supersede its previous extract, call
+that are absent or changed, supersede its previous extract, hand the
+engine the clerical decisions in force, call
 ``engine.update(added, removed)`` and write the returned delta (persons,
 households, links, review candidates, id events) and the run. Any failure
 rolls the transaction back and rebuilds the engine from the database, so the
@@ -323,12 +324,14 @@ class LinkageService:
                     conn, self._clk_bytes, self._address_bytes
                 )
                 stored_model = store.latest_match_model(conn)
+                decisions = store.current_decisions(conn)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot load the linkage state: {exc}") from exc
         engine = self._factory(batch, person_of, household_of)
         adopt = getattr(engine, "adopt_model", None)
         if stored_model is not None and adopt is not None:
             adopt(stored_model)  # the version in force when the service stopped
+        _set_decisions(engine, decisions)
         _logger.info(
             "engine built",
             extra={"records": len(batch), "seconds": round(time.monotonic() - started, 3)},
@@ -619,7 +622,10 @@ class LinkageService:
                 .values(status="superseded")
             ).rowcount
             added = builder.build()
+            # the clerical decisions in force bind this update (one may have been
+            # recorded since the last, by the API or the command line)
             touched[0] = True
+            _set_decisions(engine, store.current_decisions(conn))
             t0 = time.monotonic()
             delta = engine.update(added, removed, previous)
             link_seconds = time.monotonic() - t0
@@ -680,6 +686,18 @@ class LinkageService:
                 )
             )
         return {**stats, "run_id": run_id, "idempotent": False}
+
+
+def _set_decisions(engine: LinkEngine, decisions: Mapping[tuple[int, int], str]) -> None:
+    """Hand the clerical decisions in force to an engine that honours them."""
+    setter = getattr(engine, "set_decisions", None)
+    if setter is not None:
+        setter(decisions)
+    elif decisions:
+        raise ConfigError(
+            f"the linkage engine {type(engine).__name__} cannot honour clerical decisions, "
+            f"and {len(decisions)} are in force"
+        )
 
 
 class _AlreadyApplied(Exception):

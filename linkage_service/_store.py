@@ -32,7 +32,7 @@ from service_common import (
     redact_url,
 )
 
-from ._errors import ConfigError, NotFound, StorageError
+from ._errors import ConfigError, ConflictError, NotFound, StorageError
 
 __all__ = [
     "VERSION_TABLE",
@@ -194,6 +194,31 @@ review = _pair_table(
     sa.Column("impact_cycle", sa.Integer),
     sa.Column("impact_detail", sa.Text),
     sa.Index("ix_review_queue", "queue_rank", "uncertainty", "record_a", "record_b"),
+    # a match probability; pairs scored by the retired Dice-plus-bonus scorer (up to
+    # 1.03 and more) are removed by migration 0007 and can never be written again
+    sa.CheckConstraint("score >= 0 AND score <= 1", name="ck_review_probability"),
+)
+# Clerical decisions on record pairs (``_decisions``): append-only. A pair's first
+# decision is version 1 and each recorded change the next version; the unique
+# (pair, version) makes concurrent deciders of one pair have exactly one winner.
+# The decision in force is the pair's highest version.
+review_decisions = sa.Table(
+    "review_decisions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("record_a", sa.BigInteger, nullable=False),
+    sa.Column("record_b", sa.BigInteger, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("decision", sa.String(12), nullable=False),
+    sa.Column("reason", sa.String(32), nullable=False),
+    sa.Column("score", sa.Float),  # the pair's probability when decided (None: not scored)
+    sa.Column("evidence", sa.Text),  # the pair's evidence when decided (JSON)
+    sa.Column("decided_at", sa.BigInteger, nullable=False),
+    sa.Column("decided_by", sa.String(80), nullable=False),
+    sa.UniqueConstraint("record_a", "record_b", "version", name="uq_review_decisions_version"),
+    sa.CheckConstraint("record_a < record_b", name="ck_review_decisions_order"),
+    sa.CheckConstraint("decision IN ('match', 'non_match')", name="ck_review_decisions_decision"),
+    sa.Index("ix_review_decisions_record_b", "record_b"),
 )
 REVIEW_CENTRE = 0.5  # the probability at which a pair is least certain
 
@@ -868,6 +893,23 @@ def record_links(engine: Engine, agency_id: str, record_ref: str) -> dict[str, A
                 sa.select(record_person.c.person_id).where(record_person.c.record_id == rid)
             ).scalar_one_or_none()
             out["person_id"] = person
+            d = review_decisions
+            out["decisions"] = [
+                {
+                    "record_a": int(x.record_a),
+                    "record_b": int(x.record_b),
+                    "version": int(x.version),
+                    "decision": x.decision,
+                    "reason": x.reason,
+                    "decided_at": iso(int(x.decided_at)),
+                    "decided_by": x.decided_by,
+                }
+                for x in conn.execute(
+                    sa.select(d)
+                    .where(sa.or_(d.c.record_a == rid, d.c.record_b == rid))
+                    .order_by(d.c.id)
+                )
+            ]
             return out
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read links of {record_ref!r}: {exc}") from exc
@@ -1057,6 +1099,190 @@ def review_statistics(engine: Engine, edges: Sequence[float]) -> ReviewStatistic
         levels=levels,
         unexplained=unexplained,
     )
+
+
+# --- clerical decisions --------------------------------------------------------------------
+
+
+class DecisionRow(NamedTuple):
+    """One stored decision with its pair's records and their current persons."""
+
+    id: int
+    a: dict[str, Any]
+    b: dict[str, Any]
+    version: int
+    decision: str
+    reason: str
+    score: float | None
+    evidence: str | None
+    decided_at: int
+    decided_by: str
+    person_a: str | None
+    person_b: str | None
+    current: bool  # the pair's highest version: the decision in force
+
+
+def record_decision(
+    engine: Engine,
+    record_a: int,
+    record_b: int,
+    decision: str,
+    reason: str,
+    actor: str,
+    *,
+    change: bool,
+) -> int:
+    """Store a decision on the pair (``record_a`` < ``record_b``) in one guarded transaction.
+
+    Both records must be active (else :class:`NotFound`). A pair already decided
+    takes a new decision only as an explicit ``change`` to a different one, and
+    a change needs a decision to change (else :class:`ConflictError`); of two
+    concurrent deciders the unique (pair, version) lets exactly one commit.
+    The pair leaves the review queue. Returns the new decision's id.
+    """
+    d = review_decisions
+    try:
+        with engine.begin() as conn:
+            active = {
+                int(x)
+                for (x,) in conn.execute(
+                    sa.select(records.c.id).where(
+                        records.c.id.in_((record_a, record_b)), records.c.active
+                    )
+                )
+            }
+            for rid in (record_a, record_b):
+                if rid not in active:
+                    raise NotFound(f"record {rid} is not an active record")
+            last = conn.execute(
+                sa.select(d.c.version, d.c.decision)
+                .where(d.c.record_a == record_a, d.c.record_b == record_b)
+                .order_by(d.c.version.desc())
+                .limit(1)
+            ).first()
+            pair = f"pair ({record_a}, {record_b})"
+            if last is not None and not change:
+                raise ConflictError(
+                    f"{pair} was already decided {last.decision} (version {last.version}); "
+                    "send change=true to record a change"
+                )
+            if last is None and change:
+                raise ConflictError(f"{pair} has no decision to change")
+            if last is not None and last.decision == decision:
+                raise ConflictError(f"{pair} is already decided {decision}")
+            held = None
+            for table in (review, links):
+                held = conn.execute(
+                    sa.select(table.c.score, table.c.evidence).where(
+                        table.c.record_a == record_a, table.c.record_b == record_b
+                    )
+                ).first()
+                if held is not None:
+                    break
+            new_id = conn.execute(
+                d.insert().values(
+                    record_a=record_a,
+                    record_b=record_b,
+                    version=1 if last is None else int(last.version) + 1,
+                    decision=decision,
+                    reason=reason,
+                    score=None if held is None else float(held.score),
+                    evidence=None if held is None else str(held.evidence),
+                    decided_at=now_micros(),
+                    decided_by=actor,
+                )
+            ).inserted_primary_key
+            conn.execute(
+                review.delete().where(review.c.record_a == record_a, review.c.record_b == record_b)
+            )
+            assert new_id is not None
+            return int(new_id[0])
+    except IntegrityError as exc:
+        raise ConflictError(
+            f"pair ({record_a}, {record_b}) was decided by someone else at the same time; "
+            "read its decision and send a change if it is wrong"
+        ) from exc
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot store the decision on ({record_a}, {record_b}): {exc}") from exc
+
+
+def _latest_versions() -> Any:
+    d = review_decisions
+    return (
+        sa.select(d.c.record_a, d.c.record_b, sa.func.max(d.c.version).label("version"))
+        .group_by(d.c.record_a, d.c.record_b)
+        .subquery("latest")
+    )
+
+
+def current_decisions(conn: Connection) -> dict[tuple[int, int], str]:
+    """The decision in force on every decided pair: (record a, record b) -> decision."""
+    d, latest = review_decisions, _latest_versions()
+    q = sa.select(d.c.record_a, d.c.record_b, d.c.decision).join(
+        latest,
+        sa.and_(
+            d.c.record_a == latest.c.record_a,
+            d.c.record_b == latest.c.record_b,
+            d.c.version == latest.c.version,
+        ),
+    )
+    return {(int(a), int(b)): str(x) for a, b, x in conn.execute(q)}
+
+
+def list_decisions(
+    engine: Engine,
+    *,
+    record_id: int | None = None,
+    current_only: bool = False,
+    after: int = 0,
+    limit: int | None = None,
+) -> list[DecisionRow]:
+    """Stored decisions in the order they were made (ids above ``after``), with persons now."""
+    d, latest = review_decisions, _latest_versions()
+    pa, pb = record_person.alias("pa"), record_person.alias("pb")
+    q = (
+        sa.select(
+            d,
+            pa.c.person_id.label("pa"),
+            pb.c.person_id.label("pb"),
+            latest.c.version.label("latest_version"),
+        )
+        .join(latest, sa.and_(d.c.record_a == latest.c.record_a, d.c.record_b == latest.c.record_b))
+        .outerjoin(pa, pa.c.record_id == d.c.record_a)
+        .outerjoin(pb, pb.c.record_id == d.c.record_b)
+        .where(d.c.id > after)
+        .order_by(d.c.id)
+    )
+    if record_id is not None:
+        q = q.where(sa.or_(d.c.record_a == record_id, d.c.record_b == record_id))
+    if current_only:
+        q = q.where(d.c.version == latest.c.version)
+    if limit is not None:
+        q = q.limit(limit)
+    try:
+        with _read(engine, "review decisions") as conn:
+            rows = conn.execute(q).all()
+            ref = _pair_refs(conn, rows)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read review decisions: {exc}") from exc
+    return [
+        DecisionRow(
+            id=int(r.id),
+            a=ref(int(r.record_a)),
+            b=ref(int(r.record_b)),
+            version=int(r.version),
+            decision=str(r.decision),
+            reason=str(r.reason),
+            score=None if r.score is None else float(r.score),
+            evidence=r.evidence,
+            decided_at=int(r.decided_at),
+            decided_by=str(r.decided_by),
+            person_a=r.pa,
+            person_b=r.pb,
+            current=int(r.version) == int(r.latest_version),
+        )
+        for r in rows
+    ]
 
 
 def _run_json(r: Any) -> dict[str, Any]:

@@ -38,6 +38,7 @@ READ_ROUTES = {
     "/records/{agency_id}/{record_ref}/links",
     "/review",
     "/review/summary",
+    "/review/decisions",
     "/runs",
     "/runs/{run_id}",
     "/stats",
@@ -103,6 +104,8 @@ def _concrete(path: str) -> str:
         .replace("{family_id}", "fam_" + "0" * 16)
         .replace("{name}", "needs")
         .replace("{any_id}", "fam_" + "0" * 16)
+        .replace("{record_a}", "1")
+        .replace("{record_b}", "2")
     )
 
 
@@ -141,7 +144,7 @@ async def test_every_route_checks_the_role(app_client):
     )
     known |= {"/restrictions", "/restrictions/{family_id}"}
     known |= {"/families/{family_id}/status", "/families/{family_id}/lead-professional"}
-    known |= {"/openapi.json"}
+    known |= {"/openapi.json", "/review/{record_a}/{record_b}/decision"}
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
         if path in ("/health", "/openapi.json"):
@@ -154,7 +157,7 @@ async def test_every_route_checks_the_role(app_client):
             allowed = {"analyst", "coordinator", "admin", "unlock_service"}
         elif (method, path) in (("POST", "/assessments"), ("POST", "/programme/ruleset")):
             allowed = {"admin"}
-        elif method == "POST":  # status changes, lead professionals and claim batches
+        elif method == "POST":  # status changes, lead professionals, claims, decisions
             allowed = {"coordinator", "admin"}
         else:
             allowed = {"analyst", "coordinator", "admin"}
@@ -462,3 +465,55 @@ async def test_families_offset_is_bounded(app_client):
     # too big for a 64-bit OFFSET: refused as a bad parameter, not a server error
     r = await client.get(f"/families?offset={10**30}", headers=auth("analyst"))
     assert r.status_code == 422
+
+
+async def test_a_reviewer_decides_a_pair_once_and_changes_it_on_the_record(app_client):
+    _, client = app_client
+    rng = random.Random(11)
+    a, b = make_record(rng), make_record(rng)
+    r = await client.post(
+        "/extracts",
+        content=build_extract(agency("school", 1), [a, b]),
+        headers=auth("agency:school"),
+    )
+    assert r.status_code == 200, r.text
+    ra = await client.get(f"/records/school/{a['record_ref']}/links", headers=auth("analyst"))
+    rb = await client.get(f"/records/school/{b['record_ref']}/links", headers=auth("analyst"))
+    ida, idb = ra.json()["record_id"], rb.json()["record_id"]
+    url = f"/review/{idb}/{ida}/decision"
+    body = {"decision": "match", "reason": "SAME_PERSON"}
+    for bad in (
+        {"decision": "maybe", "reason": "SAME_PERSON"},
+        {"decision": "match", "reason": "same person"},
+        {"decision": "match"},
+        {**body, "extra": 1},
+    ):
+        assert (await client.post(url, json=bad, headers=auth("coordinator"))).status_code == 422
+    same = await client.post(f"/review/{ida}/{ida}/decision", json=body, headers=auth("admin"))
+    assert same.status_code == 422 and "itself" in same.text
+    gone = await client.post(f"/review/{ida}/999999/decision", json=body, headers=auth("admin"))
+    assert gone.status_code == 404 and "999999" in gone.text
+    r = await client.post(url, json=body, headers=auth("coordinator"))
+    assert r.status_code == 200, r.text
+    first = r.json()
+    assert first["decision"] == "match" and first["version"] == 1
+    assert first["decided_by"].startswith("coordinator:") and first["a"]["record_id"] == min(
+        ida, idb
+    )
+    again = await client.post(url, json={**body, "decision": "non_match"}, headers=auth("admin"))
+    assert again.status_code == 409 and "change=true" in again.text
+    change = {"decision": "non_match", "reason": "TWINS", "change": True}
+    r = await client.post(url, json=change, headers=auth("admin"))
+    assert r.status_code == 200 and r.json()["version"] == 2
+    listed = (await client.get("/review/decisions", headers=auth("analyst"))).json()
+    assert [(d["version"], d["current"], d["reason"]) for d in listed["decisions"]] == [
+        (1, False, "SAME_PERSON"),
+        (2, True, "TWINS"),
+    ]
+    current = await client.get("/review/decisions?current_only=true", headers=auth("analyst"))
+    assert [d["version"] for d in current.json()["decisions"]] == [2]
+    summary = (await client.get("/review/summary", headers=auth("analyst"))).json()
+    assert summary["decisions"]["non_match"] == 1 and summary["decisions"]["changes"] == 1
+    for query in ("after=-1", "limit=0", "record_id=0", "record_id=99999999999999999999"):
+        r = await client.get(f"/review/decisions?{query}", headers=auth("analyst"))
+        assert r.status_code == 422, query

@@ -229,6 +229,23 @@ def test_review_summary_and_export(tmp_path, capsys):
     assert rows[3].split(",")[7] == case["family"][1]
     assert main([*base, "review", "export", "--all"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 6
+    # a clerical decision takes the pair out of the queue and is exported for audit
+    a, b, _p = case["pairs"]["both"]
+    decide = [*base, "review", "decide", str(b), str(a), "match", "--actor", "coordinator:kim"]
+    assert main([*decide, "--reason", "same person"]) == 1
+    assert "reason code" in capsys.readouterr().err
+    assert main([*decide, "--reason", "SAME_PERSON"]) == 0
+    assert json.loads(capsys.readouterr().out)["effect"] == "pending"
+    assert main([*decide, "--reason", "SAME_PERSON"]) == 1
+    assert "already decided match" in capsys.readouterr().err
+    assert main([*base, "review", "export", "--all"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+    assert main([*base, "review", "decisions"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[8:12][0] == "match"
+    assert ",coordinator:kim," in rows[1]
+    assert main([*base, "review", "decisions", "--json", "--current"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["reason"] == "SAME_PERSON"
 
 
 def test_review_needs_a_subcommand(tmp_path, capsys):
