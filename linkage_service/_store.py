@@ -1216,17 +1216,55 @@ def _latest_versions() -> Any:
 
 
 def current_decisions(conn: Connection) -> dict[tuple[int, int], str]:
-    """The decision in force on every decided pair: (record a, record b) -> decision."""
+    """The decision in force on every decided pair: (record a, record b) -> decision.
+
+    A decision is about two agencies' source records, not about the row ids
+    they had that day: an agency's refresh stores a changed record under a new
+    id, so each side is the record that now stands for the same (agency, record
+    ref) when there is one (the later decision wins where two land on one pair).
+    """
     d, latest = review_decisions, _latest_versions()
-    q = sa.select(d.c.record_a, d.c.record_b, d.c.decision).join(
-        latest,
-        sa.and_(
-            d.c.record_a == latest.c.record_a,
-            d.c.record_b == latest.c.record_b,
-            d.c.version == latest.c.version,
-        ),
+    q = (
+        sa.select(d.c.record_a, d.c.record_b, d.c.decision)
+        .join(
+            latest,
+            sa.and_(
+                d.c.record_a == latest.c.record_a,
+                d.c.record_b == latest.c.record_b,
+                d.c.version == latest.c.version,
+            ),
+        )
+        .order_by(d.c.id)
     )
-    return {(int(a), int(b)): str(x) for a, b, x in conn.execute(q)}
+    decided = [(int(a), int(b), str(x)) for a, b, x in conn.execute(q)]
+    now = _standing_for(conn, {r for a, b, _ in decided for r in (a, b)})
+    out: dict[tuple[int, int], str] = {}
+    for a, b, x in decided:
+        a2, b2 = now.get(a, a), now.get(b, b)
+        if a2 != b2:
+            out[(min(a2, b2), max(a2, b2))] = x
+    return out
+
+
+def _standing_for(conn: Connection, record_ids: Iterable[int]) -> dict[int, int]:
+    """Record id -> the active record with the same agency and record ref (if another)."""
+    old, now = records.alias("old"), records.alias("now")
+    out: dict[int, int] = {}
+    for part in chunks(sorted(record_ids)):
+        q = (
+            sa.select(old.c.id, now.c.id)
+            .join(
+                now,
+                sa.and_(
+                    now.c.agency_id == old.c.agency_id,
+                    now.c.record_ref == old.c.record_ref,
+                    now.c.active == sa.true(),
+                ),
+            )
+            .where(old.c.id.in_(part), old.c.id != now.c.id)
+        )
+        out.update({int(a): int(b) for a, b in conn.execute(q)})
+    return out
 
 
 def list_decisions(

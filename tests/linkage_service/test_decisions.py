@@ -102,6 +102,33 @@ def test_a_non_match_decision_splits_a_linked_pair_and_it_stays_split(
     assert [d["decision"] for d in links["decisions"]] == ["non_match"]
 
 
+def test_a_decision_holds_for_the_source_records_when_a_refresh_changes_them(
+    real: LinkageService, school: Agency, police: Agency, rng: random.Random
+) -> None:
+    a = make_record(rng)
+    twin = {**a, "record_ref": rng.randbytes(16).hex()}
+    _push(real, school, [a])
+    _push(real, police, [twin])
+    ids = _ids(real)
+    decide(real.sql, ids[a["record_ref"]], ids[twin["record_ref"]], "non_match", "TWINS", actor="c")
+    _push(real, school, [a, make_record(rng)])
+    # a quarter on, both agencies send them again changed: stored under new record ids
+    older = {**a, "age": a["age"] + 1}
+    _push(real, school, [older])
+    _push(real, police, [{**twin, "age": twin["age"] + 1}])
+    now = _active(real)
+    assert now[a["record_ref"]] != ids[a["record_ref"]], "the refresh made new record ids"
+    persons = _persons(real)
+    assert persons[now[a["record_ref"]]] != persons[now[twin["record_ref"]]]
+
+
+def _active(svc: LinkageService) -> dict[str, int]:
+    r = store.records
+    with svc.sql.connect() as c:
+        rows = c.execute(sa.select(r.c.record_ref, r.c.id).where(r.c.active == sa.true())).all()
+    return {str(ref): int(i) for ref, i in rows}
+
+
 def test_a_second_decision_is_refused_unless_it_is_a_recorded_change(
     real: LinkageService, school: Agency, rng: random.Random
 ) -> None:
