@@ -36,6 +36,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TypeVar, overload
@@ -257,8 +258,13 @@ def reconcile(
     prev: Callable[[K], str | None],
     new_id: Callable[[], str],
     touched: set[str],
+    age: Callable[[str], int] = lambda _: 0,
 ) -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
     """Give every group an id, keeping the old id most of its members had.
+
+    Between two old ids with as many members in a group, the older one (lower
+    ``age``: the order ids were made in) is kept, so a group that split and came
+    back together keeps the id it had, not the one the split made.
 
     Returns (id per group, retired old ids, merges (old, into), splits (old, the id of a
     group now holding some of its records while the old id lives on)).
@@ -274,7 +280,7 @@ def reconcile(
         counts.append(c)
     triples = sorted(
         ((n, old, gi) for gi, c in enumerate(counts) for old, n in c.items()),
-        key=lambda t: (-t[0], t[1], t[2]),
+        key=lambda t: (-t[0], age(t[1]), t[1], t[2]),
     )
     ids: list[str | None] = [None] * len(groups)
     kept: set[str] = set()
@@ -353,6 +359,15 @@ class LinkageEngine:
         self.residents: dict[int, set[str]] = {}  # row -> persons whose chosen row it is
         self._unplaced: set[str] = set()  # persons loaded without a household
         self.person_hid: dict[str, str] = {}
+        # person -> the household id they had before their current one: a household
+        # that re-forms after a passing merge (agencies refresh one at a time, so
+        # for a while one holds newer addresses than the others) gets its id back
+        self.person_last_hid: dict[str, str] = {}
+        # the order ids were made in by updates after the first (ids of the first
+        # load, or loaded from the database, count as oldest): ties in reconcile
+        # keep the older id
+        self._born: dict[str, int] = {}
+        self._births = False
         self.hid_persons: dict[str, set[str]] = {}
         # clerical decisions by record-id pair (lo, hi): True must-link, False cannot-link
         self.decisions: dict[tuple[int, int], bool] = {}
@@ -951,6 +966,7 @@ class LinkageEngine:
                 rejoin.update(rest)
         # 2. append and block
         n_old = self._n
+        self._births = n_old > 0  # the first load's ids all count as oldest
         new_rows = self._append(added)
         is_new = np.zeros(self._n, dtype=np.bool_)
         is_new[n_old:] = True
@@ -1010,7 +1026,11 @@ class LinkageEngine:
                 if pid is not None:
                     touched_pids.add(pid)
         ids, retired, merges, splits = reconcile(
-            groups, lambda r: self.row_pid[r], lambda: self._new_id("per_"), touched_pids
+            groups,
+            lambda r: self.row_pid[r],
+            lambda: self._make_id("per_"),
+            touched_pids,
+            self._id_age,
         )
         for pid in retired:
             self.pid_root.pop(pid, None)
@@ -1224,12 +1244,22 @@ class LinkageEngine:
             groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
+        fresh: set[str] = set()
+
+        def new_hid() -> str:
+            hid = self._make_id("hh_")
+            fresh.add(hid)
+            return hid
+
         ids, retired, merges, splits = reconcile(
-            groups, self.person_hid.get, lambda: self._new_id("hh_"), touched
+            groups, self.person_hid.get, new_hid, touched, self._id_age
         )
+        if fresh:
+            ids = self._revive(groups, ids, fresh, set(retired))
         delta.household_merges.extend(merges)
         delta.household_splits.extend(splits)
         for pid in retired_pids:
+            self.person_last_hid.pop(pid, None)
             gone = self.person_hid.pop(pid, None)
             if gone is not None and gone in self.hid_persons:
                 self.hid_persons[gone].discard(pid)
@@ -1244,6 +1274,8 @@ class LinkageEngine:
                 if old != hid:
                     if old is not None and old in self.hid_persons:
                         self.hid_persons[old].discard(pid)
+                    if old is not None:
+                        self.person_last_hid[pid] = old
                     self.person_hid[pid] = hid
                     delta.household_of[pid] = hid
             self.hid_persons[hid] = now
@@ -1258,6 +1290,44 @@ class LinkageEngine:
                     )
                     for p in members
                 )
+
+    def _make_id(self, prefix: str) -> str:
+        new = self._new_id(prefix)
+        if self._births:
+            self._born[new] = len(self._born) + 1
+        return new
+
+    def _id_age(self, any_id: str) -> int:
+        return self._born.get(any_id, 0)
+
+    def _revive(
+        self, groups: Sequence[Sequence[str]], ids: list[str], fresh: set[str], retired: set[str]
+    ) -> list[str]:
+        """Give a group that got a new id the retired id most of its people had before.
+
+        Only an id nobody holds now (retired in an earlier update, not this one) is
+        revived, and only for a group in which it is the previous household of at
+        least half the people.
+        """
+        taken = set(ids)
+        out = list(ids)
+        for gi, hid in enumerate(ids):
+            if hid not in fresh:
+                continue
+            counts = Counter(
+                h
+                for p in groups[gi]
+                if (h := self.person_last_hid.get(p)) is not None
+                and h not in taken
+                and h not in retired
+                and h not in self.hid_persons
+            )
+            if counts:
+                best, n = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+                if 2 * n >= len(groups[gi]):
+                    out[gi] = best
+                    taken.add(best)
+        return out
 
 
 class _Probe:
