@@ -60,22 +60,23 @@ from agency_client import (  # noqa: E402
     load_secret,
 )
 from agency_client._synthetic import AGENCIES  # noqa: E402
-from audit_log import AuditLog  # noqa: E402
 from deploy import LocalStack  # noqa: E402
-from deploy._journey import assess, make_population, push_extracts, register_agencies  # noqa: E402
+from deploy._journey import (  # noqa: E402
+    assess,
+    families_at_threshold,
+    make_population,
+    push_extracts,
+    register_agencies,
+)
 from linkage_service import _store as linkage_store  # noqa: E402
 from linkage_service._cli import push  # noqa: E402
 from unlock_service import (  # noqa: E402
     TokenIssuer,
     UnlockClient,
-    add_professional,
-    generate_professional_key,
-    load_policy,
     load_settings,
     open_release,
 )
-from unlock_service._config import load_audit_signer, load_issuer_private_key  # noqa: E402
-from unlock_service._store import open_engine  # noqa: E402
+from unlock_service._config import load_issuer_private_key  # noqa: E402
 
 EXTRA_AGENCY = "school_b"
 POLICY = """\
@@ -145,48 +146,6 @@ def encode(stack: LocalStack, agency: str, csv: Path, mapping_path: Path, out: P
     return out
 
 
-def register_clients(stack: LocalStack, admin_id: str, count: int) -> list[tuple[str, Path]]:
-    """``count`` social workers (clearance 9) registered before the unlock service starts."""
-    settings = load_settings(stack.config_path("unlock-service"), environ={})
-    policy = load_policy(settings.policy_file)
-    engine = open_engine(settings.database_url)
-    out = []
-    try:
-        with AuditLog.open(
-            settings.audit_database_url, load_audit_signer(settings.audit_key_file)
-        ) as audit:
-            for n in range(count):
-                key_file = stack.pro_dir / f"bench-{n}.key"
-                key_file.unlink(missing_ok=True)
-                key = generate_professional_key(key_file)
-                pro = add_professional(
-                    engine, audit, policy, actor_id=admin_id, role="social_worker",
-                    team="bench", clearance=9, public_key=bytes(key.verify_key),
-                )  # fmt: skip
-                out.append((pro.professional_id, key_file))
-    finally:
-        engine.dispose()
-    return out
-
-
-def attested_families(stack: LocalStack) -> list[str]:
-    """Every family at or above the unlock threshold in the latest assessment."""
-    token = stack.secret("operators", "linkage-analyst-token")
-    with httpx.Client(
-        base_url=stack.url("linkage-service"),
-        headers={"Authorization": f"Bearer {token}"},
-        timeout=60,
-    ) as http:
-        threshold = float(http.get("/programme").json()["model"]["thresholds"]["unlock"])
-        out: list[str] = []
-        offset: int | None = 0
-        while offset is not None:
-            page = http.get("/families", params={"offset": offset, "limit": 500}).json()
-            out += [f["family_id"] for f in page["families"] if float(f["score"]) >= threshold]
-            offset = page.get("next_offset")
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="unlock-load-")).resolve()
     stack = LocalStack(
@@ -202,7 +161,9 @@ def run(args: argparse.Namespace) -> int:
         (stack.config_dir / "policy.toml").write_text(POLICY, encoding="utf-8")
         stack.prepare(fresh=True)
         demo = {p.name: p for p in stack.register_professionals()}
-        clients = register_clients(stack, demo["admin"].professional_id, args.clients)
+        clients = stack.register_workers(
+            demo["admin"].professional_id, args.clients, prefix="bench", team="bench"
+        )
         stack.start()
 
         t0 = time.perf_counter()
@@ -226,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
             sql.dispose()
         push_extracts(stack, first)
         cycle = assess(stack)
-        families = attested_families(stack)
+        families = families_at_threshold(stack)
         print(
             f"set-up: {pop.record_count:,} records from {len(pop.agencies)} agencies pushed, "
             f"cycle {cycle.get('cycle_id')}: {len(families)} families attested at or above the "

@@ -59,6 +59,7 @@ __all__ = [
     "Unlocked",
     "assess",
     "encode_extracts",
+    "families_at_threshold",
     "ig_checkpoint",
     "ig_verify_receipt",
     "make_population",
@@ -216,6 +217,22 @@ def assess(stack: LocalStack, telemetry: Telemetry | None = None) -> dict[str, A
     """An assessment of every family as at today (admin): the cycle's counts."""
     with _linkage(stack, "admin", telemetry) as http:
         return _check(http.post("/assessments", json={}), "POST /assessments")
+
+
+def families_at_threshold(stack: LocalStack) -> list[str]:
+    """Every family at or above the unlock threshold in the latest assessment."""
+    with _linkage(stack, "analyst") as http:
+        programme = _check(http.get("/programme"), "GET /programme")
+        threshold = float(programme["model"]["thresholds"]["unlock"])
+        out: list[str] = []
+        offset: int | None = 0
+        while offset is not None:
+            page = _check(
+                http.get("/families", params={"offset": offset, "limit": 500}), "GET /families"
+            )
+            out += [f["family_id"] for f in page["families"] if float(f["score"]) >= threshold]
+            offset = page.get("next_offset")
+    return out
 
 
 def pick_families(

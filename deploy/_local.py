@@ -434,6 +434,53 @@ class LocalStack:
         )
         return made
 
+    def register_workers(
+        self,
+        admin_id: str,
+        count: int,
+        *,
+        prefix: str,
+        team: str,
+        role: str = "social_worker",
+        clearance: int = 9,
+    ) -> list[tuple[str, Path]]:
+        """``count`` more professionals (id, key file), registered before the unlock service
+        starts (load and crash runs: many clients, each with its own key)."""
+        if self.services.get("unlock-service") is not None:
+            raise StackError("register professionals before the unlock service starts")
+        from audit_log import AuditLog
+        from unlock_service import add_professional, generate_professional_key, load_policy
+        from unlock_service import load_settings as load_unlock_settings
+        from unlock_service._config import load_audit_signer
+        from unlock_service._store import open_engine
+
+        settings = load_unlock_settings(self.config_path("unlock-service"), environ={})
+        policy = load_policy(settings.policy_file)
+        engine = open_engine(settings.database_url)
+        out = []
+        try:
+            with AuditLog.open(
+                settings.audit_database_url, load_audit_signer(settings.audit_key_file)
+            ) as audit:
+                for n in range(count):
+                    key_file = self.pro_dir / f"{prefix}-{n}.key"
+                    key_file.unlink(missing_ok=True)
+                    key = generate_professional_key(key_file)
+                    pro = add_professional(
+                        engine,
+                        audit,
+                        policy,
+                        actor_id=admin_id,
+                        role=role,
+                        team=team,
+                        clearance=clearance,
+                        public_key=bytes(key.verify_key),
+                    )
+                    out.append((pro.professional_id, key_file))
+        finally:
+            engine.dispose()
+        return out
+
     # -- processes --------------------------------------------------------------
 
     def _commands(self) -> dict[str, tuple[list[str], dict[str, str]]]:

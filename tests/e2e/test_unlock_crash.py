@@ -16,19 +16,18 @@ import random
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
-from audit_log import AuditLog
 from audit_log import _store as audit_store
 from audit_log._review import granted_decisions, request_entries
 from deploy import LocalStack
 from deploy._journey import (
     assess,
     encode_extracts,
+    families_at_threshold,
     make_population,
     push_extracts,
     register_agencies,
@@ -36,14 +35,10 @@ from deploy._journey import (
 from unlock_service import (
     TokenIssuer,
     UnlockClient,
-    add_professional,
-    generate_professional_key,
-    load_policy,
     load_professional_key,
     load_settings,
 )
-from unlock_service._config import load_audit_signer, load_issuer_private_key
-from unlock_service._store import open_engine
+from unlock_service._config import load_issuer_private_key
 
 from .conftest import run_cli
 
@@ -88,37 +83,6 @@ roles = ["social_worker"]
 """
 
 
-def _register(stack: LocalStack, admin_id: str) -> list[tuple[str, Path]]:
-    settings = load_settings(stack.config_path("unlock-service"), environ={})
-    policy = load_policy(settings.policy_file)
-    engine = open_engine(settings.database_url)
-    out = []
-    try:
-        with AuditLog.open(
-            settings.audit_database_url, load_audit_signer(settings.audit_key_file)
-        ) as audit:
-            for n in range(CLIENTS):
-                key_file = stack.pro_dir / f"crash-{n}.key"
-                key = generate_professional_key(key_file)
-                pro = add_professional(
-                    engine, audit, policy, actor_id=admin_id, role="social_worker",
-                    team="crash", clearance=9, public_key=bytes(key.verify_key),
-                )  # fmt: skip
-                out.append((pro.professional_id, key_file))
-    finally:
-        engine.dispose()
-    return out
-
-
-def _families(stack: LocalStack) -> list[str]:
-    token = stack.secret("operators", "linkage-analyst-token")
-    headers = {"Authorization": f"Bearer {token}"}
-    with httpx.Client(base_url=stack.url("linkage-service"), headers=headers) as http:
-        threshold = float(http.get("/programme").json()["model"]["thresholds"]["unlock"])
-        page = http.get("/families", params={"limit": 200}).json()["families"]
-    return [f["family_id"] for f in page if float(f["score"]) >= threshold]
-
-
 def _rows(url: str) -> dict[str, tuple[str, str]]:
     engine = sa.create_engine(url)
     try:
@@ -139,14 +103,16 @@ def test_ten_sigkills_during_bursts_leave_every_logged_grant_settled(tmp_path):
         (stack.config_dir / "policy.toml").write_text(POLICY, encoding="utf-8")
         stack.prepare(fresh=True)
         demo = {p.name: p for p in stack.register_professionals()}
-        clients = _register(stack, demo["admin"].professional_id)
+        clients = stack.register_workers(
+            demo["admin"].professional_id, CLIENTS, prefix="crash", team="crash"
+        )
         stack.start()
         pop = make_population(stack.run_dir / "population", 400, 20261121)
         extracts, _ = encode_extracts(stack, pop, stack.run_dir / "extracts")
         register_agencies(stack, pop)
         push_extracts(stack, extracts)
         assess(stack)
-        families = _families(stack)
+        families = families_at_threshold(stack)
         assert families, "no family reached the unlock threshold"
 
         settings = load_settings(stack.config_path("unlock-service"), environ={})
