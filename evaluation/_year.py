@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Hashable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -113,34 +113,45 @@ def newborn(agency: str, parent_line: bytes, new_id: str, given: str, born: dt.d
 Contents = dict[str, frozenset[frozenset[tuple[str, str]]]]
 
 
-def family_contents(engine: Engine) -> Contents:
-    """Family id -> its current persons, each as the set of its active records' (agency, ref)."""
-    r, rp, ph, p = store.records, store.record_person, store.person_household, store.persons
+def person_contents(engine: Engine) -> dict[str, frozenset[tuple[str, str]]]:
+    """Person id -> the (agency, ref) of its active records."""
+    r, rp = store.records, store.record_person
     refs: dict[str, set[tuple[str, str]]] = {}
-    members: dict[str, set[frozenset[tuple[str, str]]]] = {}
+    q = (
+        sa.select(rp.c.person_id, r.c.agency_id, r.c.record_ref)
+        .join(r, r.c.id == rp.c.record_id)
+        .where(r.c.active == sa.true())
+    )
     with engine.connect() as conn:
-        q = (
-            sa.select(rp.c.person_id, r.c.agency_id, r.c.record_ref)
-            .join(r, r.c.id == rp.c.record_id)
-            .where(r.c.active == sa.true())
-        )
         for pid, agency, ref in conn.execute(q):
             refs.setdefault(str(pid), set()).add((str(agency), str(ref)))
-        q2 = (
-            sa.select(ph.c.person_id, ph.c.household_id)
-            .join(p, p.c.id == ph.c.person_id)
-            .where(p.c.retired_run.is_(None))
-        )
-        for pid, hid in conn.execute(q2):
+    return {k: frozenset(v) for k, v in refs.items()}
+
+
+def family_contents(engine: Engine) -> Contents:
+    """Family id -> its current persons, each as the set of its active records' (agency, ref)."""
+    ph, p = store.person_household, store.persons
+    refs = person_contents(engine)
+    members: dict[str, set[frozenset[tuple[str, str]]]] = {}
+    q = (
+        sa.select(ph.c.person_id, ph.c.household_id)
+        .join(p, p.c.id == ph.c.person_id)
+        .where(p.c.retired_run.is_(None))
+    )
+    with engine.connect() as conn:
+        for pid, hid in conn.execute(q):
             if str(pid) in refs:
-                members.setdefault(store.family_id_of(str(hid)), set()).add(
-                    frozenset(refs[str(pid)])
-                )
+                members.setdefault(store.family_id_of(str(hid)), set()).add(refs[str(pid)])
     return {k: frozenset(v) for k, v in members.items()}
 
 
-def kept_ids(before: Contents, after: Contents) -> tuple[int, int, list[str]]:
-    """(families unchanged in members that kept their id, families unchanged, ids lost)."""
+def kept_ids(
+    before: Mapping[str, Hashable], after: Mapping[str, Hashable]
+) -> tuple[int, int, list[str]]:
+    """(ids whose content is unchanged that kept their id, contents unchanged, ids lost).
+
+    For families (:func:`family_contents`) or persons (:func:`person_contents`).
+    """
     contents = set(after.values())
     same = [k for k, v in before.items() if v in contents]
     lost = [k for k in same if after.get(k) != before[k]]
