@@ -37,7 +37,7 @@ import datetime as dt
 import io
 import json
 import random
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -507,9 +507,16 @@ def create_claims(
                 )
             }
 
+            members: dict[str, list[str]] = {}
+
+            def people(fid: str) -> list[str]:
+                if fid not in members:
+                    members[fid] = store.members_of(conn, fid)
+                return members[fid]
+
             def already(fid: str, kind: str) -> bool:
                 """Whether any of the family's people were claimed for (any family id)."""
-                return bool(taken) and any((kind, p) in taken for p in store.members_of(conn, fid))
+                return bool(taken) and any((kind, p) in taken for p in people(fid))
 
             if family_ids is not None:
                 for fid in family_ids:
@@ -583,7 +590,7 @@ def create_claims(
                     )
             for start in range(0, len(new), 1000):
                 conn.execute(store.claims.insert(), new[start : start + 1000])
-            claim_people(conn, stamp)
+            claim_people(conn, stamp, phase, people)
             results = [c["family_id"] for c in new if c["kind"] == "result"]
             for part in store.chunks(results):
                 conn.execute(
@@ -885,14 +892,15 @@ def family_outcomes(engine: Engine, family_id: str) -> dict[str, Any]:
         raise StorageError(f"cannot evaluate outcomes of {family_id}: {exc}") from exc
 
 
-def claim_people(conn: Connection, created_at: int) -> None:
+def claim_people(
+    conn: Connection, created_at: int, phase: str, people: Callable[[str], list[str]]
+) -> None:
     """Record the people of the claims made at ``created_at`` as claimed for in this phase.
 
     The primary key (phase, kind, person) makes a second claim of a kind for any of
     the same people impossible, whatever their family ids became after a re-link;
     it raises IntegrityError, which rolls the whole claim batch back.
     """
-    phase = store.phase_of(conn)
     c, cp = store.claims, store.claimed_persons
     rows = []
     for cid, fid, kind in conn.execute(
@@ -900,7 +908,7 @@ def claim_people(conn: Connection, created_at: int) -> None:
     ):
         rows += [
             {"phase": phase, "kind": kind, "person_id": p, "claim_id": cid}
-            for p in store.members_of(conn, str(fid))
+            for p in people(str(fid))
         ]
     for start in range(0, len(rows), 1000):
         conn.execute(cp.insert(), rows[start : start + 1000])
