@@ -36,7 +36,6 @@ import hashlib
 import json
 import secrets
 import time
-from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import TypeVar, overload
@@ -359,10 +358,6 @@ class LinkageEngine:
         self.residents: dict[int, set[str]] = {}  # row -> persons whose chosen row it is
         self._unplaced: set[str] = set()  # persons loaded without a household
         self.person_hid: dict[str, str] = {}
-        # person -> the household id they had before their current one: a household
-        # that re-forms after a passing merge (agencies refresh one at a time, so
-        # for a while one holds newer addresses than the others) gets its id back
-        self.person_last_hid: dict[str, str] = {}
         # the order ids were made in by updates after the first (ids of the first
         # load, or loaded from the database, count as oldest): ties in reconcile
         # keep the older id
@@ -1244,22 +1239,12 @@ class LinkageEngine:
             groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
-        fresh: set[str] = set()
-
-        def new_hid() -> str:
-            hid = self._make_id("hh_")
-            fresh.add(hid)
-            return hid
-
         ids, retired, merges, splits = reconcile(
-            groups, self.person_hid.get, new_hid, touched, self._id_age
+            groups, self.person_hid.get, lambda: self._make_id("hh_"), touched, self._id_age
         )
-        if fresh:
-            ids = self._revive(groups, ids, fresh, set(retired))
         delta.household_merges.extend(merges)
         delta.household_splits.extend(splits)
         for pid in retired_pids:
-            self.person_last_hid.pop(pid, None)
             gone = self.person_hid.pop(pid, None)
             if gone is not None and gone in self.hid_persons:
                 self.hid_persons[gone].discard(pid)
@@ -1274,8 +1259,6 @@ class LinkageEngine:
                 if old != hid:
                     if old is not None and old in self.hid_persons:
                         self.hid_persons[old].discard(pid)
-                    if old is not None:
-                        self.person_last_hid[pid] = old
                     self.person_hid[pid] = hid
                     delta.household_of[pid] = hid
             self.hid_persons[hid] = now
@@ -1299,35 +1282,6 @@ class LinkageEngine:
 
     def _id_age(self, any_id: str) -> int:
         return self._born.get(any_id, 0)
-
-    def _revive(
-        self, groups: Sequence[Sequence[str]], ids: list[str], fresh: set[str], retired: set[str]
-    ) -> list[str]:
-        """Give a group that got a new id the retired id most of its people had before.
-
-        Only an id nobody holds now (retired in an earlier update, not this one) is
-        revived, and only for a group in which it is the previous household of at
-        least half the people.
-        """
-        taken = set(ids)
-        out = list(ids)
-        for gi, hid in enumerate(ids):
-            if hid not in fresh:
-                continue
-            counts = Counter(
-                h
-                for p in groups[gi]
-                if (h := self.person_last_hid.get(p)) is not None
-                and h not in taken
-                and h not in retired
-                and h not in self.hid_persons
-            )
-            if counts:
-                best, n = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-                if 2 * n >= len(groups[gi]):
-                    out[gi] = best
-                    taken.add(best)
-        return out
 
 
 class _Probe:
