@@ -72,6 +72,8 @@ __all__ = [
     "set_status",
 ]
 
+# statuses of a family attached and not yet closed: assessed every cycle until closed
+WORKING_STATUSES = ("attached", "in_progress", "pending_claim", "claimed")
 STATUSES = ("identified", "attached", "in_progress", "pending_claim", "claimed", "closed")
 # Allowed moves; any status may be closed, and a closed family may be re-identified.
 TRANSITIONS: dict[str | None, tuple[str, ...]] = {
@@ -295,8 +297,23 @@ def run_cycle(
                 # after a ruleset switch, compare with the previous cycle re-scored under it
                 previous = rescore_previous(conn, int(previous_cycle), ruleset, model, previous)
             presume = ruleset.eligibility.presume_in_education_to_age
+            # a family being worked with stays assessed until it is closed, even if it
+            # stops looking like a family (a child turns 19, leaves education): its
+            # outcomes are measured at every cycle
+            working = {
+                str(f)
+                for (f,) in conn.execute(
+                    sa.select(store.families.c.family_id).where(
+                        store.families.c.status.in_(WORKING_STATUSES)
+                    )
+                )
+            }
             cohort = [
-                f for f in families if f.is_family(presume) or not ruleset.eligibility.families_only
+                f
+                for f in families
+                if f.is_family(presume)
+                or not ruleset.eligibility.families_only
+                or f.family_id in working
             ]
             flagged = restrictions_.flags(conn, restrictions)
             cohort, excluded, no_claims = _apply_flags(flagged, families, cohort)

@@ -167,3 +167,16 @@ def _snapshots(db: TinyDb, cycle_id: int) -> list[dict]:
     with db.engine.connect() as conn:
         rows = conn.execute(sa.select(s).where(s.c.cycle_id == cycle_id)).all()
     return [{"family_id": r.family_id, "step": r.step, **json.loads(r.detail)} for r in rows]
+
+
+def test_an_attached_family_stays_assessed_when_it_stops_looking_like_a_family(db):
+    hid, pids = db.household(1, complex_family())
+    _cycle(db)
+    set_status(db.engine, fam(hid), "attached", actor="c", reason="WORK_STARTED")
+    # the child leaves: the household is one adult, no longer a family by the rules
+    with db.engine.begin() as conn:
+        conn.execute(
+            store.person_household.delete().where(store.person_household.c.person_id == pids[1])
+        )
+    _cycle(db, LATER)
+    assert {s["cycle_id"] for s in family_view(db.engine, fam(hid))["scores"]} == {1, 2}
