@@ -1,0 +1,1 @@
+"""Alembic scripts of the web service's database (forward only)."""
