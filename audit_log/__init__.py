@@ -74,6 +74,11 @@ from audit_log._storage_errors import ConfigError, EntryError, StorageError, Tam
 from audit_log._entries import Expiry, IgAccess, ProfessionalChange, Restriction
 from audit_log._review import granted_decisions, request_entries
 
+# isort: split
+# --- IG officer's checks over a remote log (web pages and CLI share them) ---
+from audit_log._remote import ReceiptCheck, check_cosignatures, check_successor, verify_receipt
+from audit_log._review import DailyUnlocks, anomaly_report
+
 __all__ = [
     # --- cryptographic core (names above) ---
     "EMPTY_ROOT",
@@ -147,4 +152,11 @@ __all__ = [
     "Restriction",
     "granted_decisions",
     "request_entries",
+    # --- IG officer's checks (names above) ---
+    "DailyUnlocks",
+    "ReceiptCheck",
+    "anomaly_report",
+    "check_cosignatures",
+    "check_successor",
+    "verify_receipt",
 ]

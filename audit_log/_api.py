@@ -42,7 +42,7 @@ from ._entries import Entry
 from ._errors import AuditLogError, ProofError, WitnessError
 from ._log import AuditLog, WitnessEndpoint
 from ._note import NoteSigner
-from ._review import entry_record, find_anomalies
+from ._review import anomaly_report, entry_record
 from ._storage_errors import ConfigError, StorageError
 
 __all__ = ["create_app", "get_settings"]
@@ -268,12 +268,19 @@ def create_app(
         until: AwareDatetime | None = None,
         max_unlocks: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
     ) -> dict[str, Any]:
-        """Anomaly report over entries with event time in [since, until)."""
+        """Anomaly report over entries with event time in [since, until), with the
+        granted unlocks per local day and professional."""
         limits = config.anomaly_config()
         if max_unlocks is not None:
             limits = dataclasses.replace(limits, max_unlocks_per_period=max_unlocks)
-        found = find_anomalies(log.verified_leaves(), limits, since, until)
-        return {"anomalies": [a.to_json() for a in found]}
+        found, daily = anomaly_report(log.verified_leaves(), limits, since, until)
+        return {
+            "anomalies": [a.to_json() for a in found],
+            "unlocks_per_day": [d.to_json() for d in daily],
+            "timezone": limits.timezone,
+            "limit": limits.max_unlocks_per_period,
+            "period": limits.period,
+        }
 
     @app.post("/entries", status_code=201)
     def append(_caller: Writer, log: LogDep, entry: Entry) -> dict[str, Any]:

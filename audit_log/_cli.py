@@ -31,7 +31,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from protocols import field_path
 
 from . import _store as store
-from ._checkpoint import CosignatureSigner, parse_tlog_proof, verify_tlog_proof
+from ._checkpoint import CosignatureSigner
 from ._config import (
     Settings,
     WitnessSettings,
@@ -48,9 +48,9 @@ from ._note import NoteSigner
 from ._remote import (
     PAGE,
     check_checkpoint,
-    check_cosignatures,
     fetch_checkpoint,
     verified_leaves,
+    verify_receipt,
 )
 from ._review import format_csv, format_jsonl
 from ._storage_errors import ConfigError
@@ -476,17 +476,16 @@ def main(
             except (OSError, UnicodeDecodeError) as exc:
                 raise ConfigError(f"cannot read receipt or entry: {exc}") from exc
             try:
-                cp = verify_tlog_proof(receipt, entry, log_verifier(args.vkey))
+                checked = verify_receipt(receipt, entry, args.vkey, args.witness_vkey)
             except ProofError as exc:
                 raise ProofError(
                     f"{args.entry} is not the entry {args.receipt} proves (or the receipt was "
                     f"altered): {exc}"
                 ) from exc
-            proof = parse_tlog_proof(receipt)
-            names = check_cosignatures(proof.checkpoint_note, cp, args.witness_vkey)
-            cosigned = f", cosigned by {', '.join(names)}" if names else ""
+            cp = checked.checkpoint
+            cosigned = f", cosigned by {', '.join(checked.witnesses)}" if checked.witnesses else ""
             console.print(
-                f"verified: entry {proof.index} is in the log of size {cp.size} "
+                f"verified: entry {checked.index} is in the log of size {cp.size} "
                 f"({cp.origin}){cosigned}"
             )
         elif args.command in ("entries", "export"):

@@ -29,16 +29,17 @@ import binascii
 import dataclasses
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from . import _store as store
-from ._checkpoint import Checkpoint, open_checkpoint
-from ._config import witness_verifier
-from ._entries import parse_leaf
+from ._checkpoint import Checkpoint, open_checkpoint, parse_tlog_proof, verify_tlog_proof
+from ._config import log_verifier, witness_verifier
+from ._entries import LeafRecord, parse_leaf
 from ._errors import AuditLogError, CheckpointError, ProofError
 from ._merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from ._note import NoteVerifier
@@ -47,11 +48,14 @@ from ._storage_errors import ConfigError, EntryError, StorageError, TamperError
 
 __all__ = [
     "PAGE",
+    "ReceiptCheck",
     "check_checkpoint",
     "check_cosignatures",
+    "check_successor",
     "fetch_checkpoint",
     "http_get",
     "verified_leaves",
+    "verify_receipt",
 ]
 
 PAGE = 1000
@@ -111,6 +115,50 @@ def check_cosignatures(note: str, checkpoint: Checkpoint, witnesses: Sequence[st
     return names
 
 
+@dataclass(frozen=True)
+class ReceiptCheck:
+    """A receipt that verified: the entry, the checkpoint it is in, who cosigned it."""
+
+    index: int
+    checkpoint: Checkpoint
+    witnesses: list[str]
+    record: LeafRecord
+
+
+def verify_receipt(
+    receipt: str, entry: bytes, log_vkey: str, witnesses: Sequence[str] = ()
+) -> ReceiptCheck:
+    """Verify a tlog-proof receipt offline against the exact leaf bytes ``entry``.
+
+    The checkpoint must carry the pinned log key's signature (``log_vkey``,
+    inline or a file) and a cosignature from each of ``witnesses``, and the
+    inclusion proof must lead from ``entry`` to its root. Raises
+    ``CheckpointError``/``NoteError`` for a bad checkpoint or signature,
+    ``ProofError`` when the proof does not prove this entry, ``EntryError``
+    when the bytes are not a log entry, ``ConfigError`` for an unusable key.
+    """
+    checkpoint = verify_tlog_proof(receipt, entry, log_verifier(log_vkey))
+    proof = parse_tlog_proof(receipt)
+    names = check_cosignatures(proof.checkpoint_note, checkpoint, witnesses)
+    record = parse_leaf(entry)
+    return ReceiptCheck(proof.index, checkpoint, names, record)
+
+
+def check_successor(
+    old: Checkpoint, new: Checkpoint, consistency: Callable[[int, int], Sequence[bytes]]
+) -> None:
+    """Raise ProofError unless ``new`` extends ``old``: no rollback, no fork, and
+    ``consistency(old.size, new.size)`` (the log's proof hashes, fetched only when
+    both trees are non-empty and differ in size) proves the older tree a prefix."""
+    if new.size < old.size:
+        raise ProofError(f"the log rolled back: it now shows size {new.size}, you saw {old.size}")
+    if new.size == old.size and new.root_hash != old.root_hash:
+        raise ProofError(f"the log forked: two different roots for size {new.size}")
+    if 0 < old.size < new.size:
+        proof = list(consistency(old.size, new.size))
+        verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+
+
 def fetch_checkpoint(
     client: httpx.Client, verifier: NoteVerifier, witnesses: Sequence[str] = ()
 ) -> tuple[Checkpoint, str]:
@@ -153,22 +201,18 @@ def check_checkpoint(
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"cannot read state file {state}: {exc}") from exc
         old, _ = open_checkpoint(old_note, verifier)
-        if new.size < old.size:
-            raise ProofError(
-                f"the log rolled back: it now shows size {new.size}, you saw {old.size}"
-            )
-        if new.size == old.size and new.root_hash != old.root_hash:
-            raise ProofError(f"the log forked: two different roots for size {new.size}")
-        if 0 < old.size < new.size:
+
+        def consistency(old_size: int, new_size: int) -> list[bytes]:
             body = _json(
-                http_get(client, "/proof/consistency", old=old.size, new=new.size),
+                http_get(client, "/proof/consistency", old=old_size, new=new_size),
                 "consistency proof",
             )
             try:
-                proof = _hashes(body.get("hashes"), "consistency proof")
+                return _hashes(body.get("hashes"), "consistency proof")
             except TamperError as exc:
                 raise ProofError(f"malformed consistency proof from the log: {exc}") from exc
-            verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
+
+        check_successor(old, new, consistency)
     _atomic_write(state, note)
     return new, old
 

@@ -37,6 +37,8 @@ __all__ = [
     "Anomaly",
     "AnomalyConfig",
     "CSV_COLUMNS",
+    "DailyUnlocks",
+    "anomaly_report",
     "entry_record",
     "filter_mismatch",
     "find_anomalies",
@@ -216,6 +218,19 @@ def _fields(leaf: bytes) -> _Fields:
         raise EntryError(f"cannot read a verified leaf for the anomaly report: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class DailyUnlocks:
+    """How many unlocks one professional was granted on one local day."""
+
+    day: str  # ISO date in the report's time zone
+    professional_id: str
+    unlocks: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return asdict(self)
+
+
 def find_anomalies(
     leaves: Iterable[bytes],
     config: AnomalyConfig,
@@ -228,6 +243,18 @@ def find_anomalies(
     ``leaves`` are verified leaf bytes in index order (``AuditLog.verified_leaves``);
     a break-glass use counts as reviewed by a review entry anywhere in them.
     """
+    return anomaly_report(leaves, config, since, until, now)[0]
+
+
+def anomaly_report(
+    leaves: Iterable[bytes],
+    config: AnomalyConfig,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> tuple[list[Anomaly], list[DailyUnlocks]]:
+    """``find_anomalies`` and, from the same single pass over ``leaves``, the granted
+    unlocks per local day and professional (by day, then professional)."""
     zone = config.zone()
     now = now or datetime.now(UTC)
     unlocks: list[_Fields] = []
@@ -252,12 +279,14 @@ def find_anomalies(
             unlocks.append(entry)
 
     found: list[Anomaly] = []
+    per_day: Counter[tuple[str, str]] = Counter()
     per_period: Counter[tuple[str, str]] = Counter()
     members: dict[tuple[str, str], list[int]] = {}
     for unlock in unlocks:
         local = unlock.time.astimezone(zone)
         key = (unlock.professional_id, _period_start(local, config.period))
         per_period[key] += 1
+        per_day[(local.date().isoformat(), unlock.professional_id)] += 1
         members.setdefault(key, []).append(unlock.index)
         if (
             local.weekday() not in config.working_days
@@ -307,7 +336,8 @@ def find_anomalies(
                 )
             )
     found.sort(key=lambda a: (a.indices[0], a.kind))
-    return found
+    daily = [DailyUnlocks(day, pro, count) for (day, pro), count in sorted(per_day.items())]
+    return found, daily
 
 
 def request_entries(engine: Engine, request_id: str) -> list[LeafRecord]:

@@ -208,6 +208,10 @@ async def test_review_queries_and_anomalies(client: httpx.AsyncClient) -> None:
     kinds = sorted(a["kind"] for a in report)
     # the break-glass use here has no granted decision: unreviewed, not an unlock
     assert kinds == ["break_glass_unreviewed", "outside_working_hours", "unlocks_over_limit"]
+    daily = (await client.get("/reports/anomalies", headers=auth("ig_officer"))).json()[
+        "unlocks_per_day"
+    ]
+    assert {"day": "2026-03-02", "professional_id": pro, "unlocks": 4} in daily
     over = next(a for a in report if a["kind"] == "unlocks_over_limit")
     assert over["professional_id"] == pro
     assert over["indices"] == [0, 1, 2, 3]
