@@ -1,6 +1,7 @@
-"""The web service's own database: sign-in accounts, and nothing else.
+"""The web service's own database: sign-in accounts, and the last audit-log
+checkpoint the IG pages verified.
 
-Typed rows (sqlmodel) for the account table; every query of this package is
+Typed rows (sqlmodel) for both tables; every query of this package is
 here. The schema is created and upgraded by the alembic scripts in
 ``_migrations`` (forward only). Accounts hold no plaintext secret: the password
 as an argon2id hash, the TOTP seed and the user's service credential sealed
@@ -24,12 +25,15 @@ from ._errors import StorageError
 __all__ = [
     "VERSION_TABLE",
     "Account",
+    "SeenCheckpoint",
     "get_account",
+    "get_seen_checkpoint",
     "insert_account",
     "list_accounts",
     "open_engine",
     "record_failure",
     "record_success",
+    "save_seen_checkpoint",
     "session",
     "set_active",
     "set_secrets",
@@ -60,6 +64,20 @@ class Account(SQLModel, table=True):
     locked_until: int = 0
     active: bool = True
     created_at: int
+    version: int = 0
+
+
+class SeenCheckpoint(SQLModel, table=True):
+    """The newest audit-log checkpoint (per log origin) that the IG pages verified:
+    the next one must be proven consistent with it. Only the signed note is kept;
+    it is opened and checked again with the pinned key whenever it is used."""
+
+    __tablename__ = "seen_checkpoints"
+
+    origin: str = Field(primary_key=True, max_length=255)
+    size: int
+    note: str
+    verified_at: int
     version: int = 0
 
 
@@ -156,3 +174,44 @@ def set_secrets(
         failed_sign_ins=0,
         locked_until=0,
     )
+
+
+def get_seen_checkpoint(db: Session, origin: str) -> SeenCheckpoint | None:
+    """The last verified checkpoint of the log ``origin``, if any."""
+    return db.get(SeenCheckpoint, origin)
+
+
+def save_seen_checkpoint(
+    db: Session,
+    origin: str,
+    *,
+    size: int,
+    note: str,
+    verified_at: int,
+    previous: SeenCheckpoint | None,
+) -> bool:
+    """Remember a newly verified checkpoint; False (nothing written) if another
+    request stored one meanwhile or ``size`` is smaller than the stored size."""
+    table = SeenCheckpoint.__table__  # type: ignore[attr-defined]
+    conn = db.connection()
+    if previous is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    table.insert().values(
+                        origin=origin, size=size, note=note, verified_at=verified_at, version=0
+                    )
+                )
+        except sa.exc.IntegrityError:
+            return False
+        return True
+    result = conn.execute(
+        table.update()
+        .where(
+            table.c.origin == origin,
+            table.c.version == previous.version,
+            table.c.size <= size,
+        )
+        .values(size=size, note=note, verified_at=verified_at, version=previous.version + 1)
+    )
+    return bool(result.rowcount == 1)
