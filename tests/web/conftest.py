@@ -138,9 +138,11 @@ def page(browser: Any) -> Iterator[Any]:
         "console",
         # An HTTP error status is the test's to assert; anything else logged as an
         # error (a CSP violation, a script error) fails the test.
-        lambda m: problems.append(m.text)
-        if m.type == "error" and not m.text.startswith("Failed to load resource")
-        else None,
+        lambda m: (
+            problems.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.problems = problems
