@@ -40,8 +40,11 @@ from audit_log import (
     ProofError,
     check_cosignatures,
     check_successor,
+    leaf_hash,
     open_checkpoint,
+    parse_leaf,
     parse_tlog_proof,
+    verify_inclusion,
     verify_receipt,
 )
 
@@ -56,6 +59,7 @@ __all__ = [
     "ReceiptResult",
     "check_checkpoint",
     "check_receipt",
+    "verified_entries",
     "describe",
     "plain_code",
     "proof_hashes",
@@ -296,6 +300,58 @@ def proof_hashes(body: Any) -> list[bytes]:
         raise ProofError(
             f"the log's consistency proof holds a hash that is not base64: {exc}"
         ) from exc
+
+
+FILTER_FIELDS = ("type", "professional_id", "family_id", "purpose_code", "decision")
+
+
+def verified_entries(
+    items: Sequence[Any],
+    checkpoint: Checkpoint,
+    filters: dict[str, str],
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+) -> list[EntryView]:
+    """The log's answer to a filtered ``GET /entries?proof_size=``, each entry
+    proven to be in ``checkpoint`` (a verified one) and read from its own leaf
+    bytes, never from the server's extra JSON. Raises ProofError naming the first
+    entry whose proof fails, that is not a leaf, or that does not match
+    ``filters`` (a genuine entry that was not asked for is still a wrong answer)."""
+    views = []
+    for item in items:
+        index = item.get("index") if isinstance(item, dict) else None
+        leaf = item.get("leaf") if isinstance(item, dict) else None
+        proof = item.get("inclusion_proof") if isinstance(item, dict) else None
+        if not isinstance(index, int) or not isinstance(leaf, str):
+            raise ProofError("an entry in the log's answer has no index or leaf")
+        data = leaf.encode("utf-8")
+        try:
+            verify_inclusion(
+                leaf_hash(data),
+                index,
+                checkpoint.size,
+                proof_hashes({"hashes": proof}),
+                checkpoint.root_hash,
+            )
+        except ProofError as exc:
+            raise ProofError(f"entry {index} is not in the signed tree: {exc}") from exc
+        try:
+            record = parse_leaf(data)
+        except EntryError as exc:
+            raise ProofError(f"entry {index} is not a log entry: {exc}") from exc
+        if record.index != index:
+            raise ProofError(f"entry {index} holds the leaf of entry {record.index}")
+        entry = record.entry.model_dump(mode="json")
+        for name, wanted in filters.items():
+            if name in FILTER_FIELDS and wanted and entry.get(name) != wanted:
+                raise ProofError(
+                    f"entry {index} has {name} {entry.get(name)!r}, but {wanted!r} was asked for"
+                )
+        moment = record.entry.time
+        if (since is not None and moment < since) or (until is not None and moment >= until):
+            raise ProofError(f"entry {index} at {moment.isoformat()} is outside the dates asked")
+        views.append(describe(index, record.logged_at.isoformat(), entry))
+    return views
 
 
 class ReceiptProblem(Exception):

@@ -335,6 +335,65 @@ def test_filters_are_applied_by_the_log(stack: Stack) -> None:
     assert rows(page) == list(range(14, 38))
 
 
+def test_entries_are_verified_against_the_checkpoint(stack: Stack) -> None:
+    page = stack.ig.get("/audit").text
+    assert "Each entry below was checked against the log's checkpoint" in page
+
+    def rewrite_entries(change: Callable[[dict[str, Any]], None]) -> Callable[..., httpx.Response]:
+        def rewrite(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+            if request.url.path != "/entries":
+                return response
+            body = response.json()
+            change(body)
+            return httpx.Response(200, json=body)
+
+        return rewrite
+
+    def alter_leaf(body: dict[str, Any]) -> None:
+        item = body["entries"][3]
+        item["leaf"] = item["leaf"].replace('"SAFEGUARDING"', '"EARLY_HELP"')
+
+    def drop_proof_hash(body: dict[str, Any]) -> None:
+        body["entries"][0]["inclusion_proof"] = body["entries"][0]["inclusion_proof"][1:]
+
+    def slip_in_another_professional(body: dict[str, Any]) -> None:
+        # a genuine entry with a genuine proof, but not one the filter asked for
+        size = int(_as_ig(stack, "/checkpoint").split("\n")[1])
+        proof = json.loads(_as_ig(stack, f"/proof/inclusion?index=0&size={size}"))["hashes"]
+        body["entries"].append(
+            {"index": 0, "leaf": _as_ig(stack, "/leaves/0"), "inclusion_proof": proof}
+        )
+
+    cases = [
+        ({}, alter_leaf, "entry 3"),
+        ({}, drop_proof_hash, "entry 0 is not in the signed tree"),
+        ({"professional": PRO[1]}, slip_in_another_professional, "was asked for"),
+    ]
+    for params, change, named in cases:
+        stack.tamper.rewrite = rewrite_entries(change)
+        try:
+            page = stack.ig.get("/audit", params=params).text
+        finally:
+            stack.tamper.rewrite = None
+        assert "Entries cannot be shown" in page, change.__name__
+        assert "failed verification against its signed checkpoint" in page
+        assert named in page
+        assert rows(page) == [], change.__name__
+
+    def tampered(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path == "/checkpoint":
+            return httpx.Response(200, text=_flip_root(response.text))
+        return response
+
+    stack.tamper.rewrite = tampered
+    try:
+        page = stack.ig.get("/audit").text
+    finally:
+        stack.tamper.rewrite = None
+    assert "Entries cannot be shown" in page and "did not verify" in page
+    assert rows(page) == []
+
+
 def test_bad_filters_get_an_error_summary_linked_to_the_field(stack: Stack) -> None:
     r = stack.ig.get(
         "/audit",

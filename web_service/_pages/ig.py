@@ -19,18 +19,22 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, File, Request, UploadFile
 from fastapi.responses import HTMLResponse
 
+from audit_log import AuditLogError
+
 from .._app import CsrfChecked, render
 from .._audit import (
     TYPE_NAMES,
+    CheckpointStatus,
     ReceiptProblem,
     check_checkpoint,
     check_receipt,
-    describe,
     proof_hashes,
     read_vkeys,
+    verified_entries,
 )
 from .._charts import bar_chart
 from .._errors import ConfigError
+from .._sessions import Session
 from ._common import IgSession, backend
 
 __all__ = ["router"]
@@ -143,22 +147,46 @@ def audit_entries(
     since, until = _date_range(form, errors)
     entries: list[Any] = []
     next_start = None
+    problem = None
+    status: CheckpointStatus | None = None
     if not errors:
+        status, problem = _verified_checkpoint(request, session)
+        if status is not None and not status.verified:
+            problem = f"The log's latest checkpoint did not verify. {status.problem}"
+    if status is not None and status.verified and status.checkpoint is not None:
+        lower = dt.datetime.combine(since, dt.time(0), dt.UTC) if since else None
+        upper = (
+            dt.datetime.combine(until + dt.timedelta(days=1), dt.time(0), dt.UTC) if until else None
+        )
+        filters = {
+            "professional_id": form["professional"],
+            "family_id": form["family"],
+            "purpose_code": form["purpose"],
+            "decision": form["decision"],
+            "type": form["type"],
+        }
         answer = backend(request, "audit").get_json(
             "/entries",
             session.user.credential,
-            professional_id=form["professional"],
-            family_id=form["family"],
-            purpose_code=form["purpose"],
-            decision=form["decision"],
-            type=form["type"],
-            since=_midnight(since) if since else None,
-            until=_midnight(until + dt.timedelta(days=1)) if until else None,
+            **filters,
+            since=lower.isoformat() if lower else None,
+            until=upper.isoformat() if upper else None,
             start=max(0, start),
             limit=PAGE,
+            proof_size=status.checkpoint.size,
         )
-        entries = [describe(e["index"], e["logged_at"], e["entry"]) for e in answer["entries"]]
-        next_start = answer.get("next_start")
+        try:
+            entries = verified_entries(
+                answer.get("entries", []), status.checkpoint, filters, lower, upper
+            )
+        except AuditLogError as exc:
+            problem = (
+                "The audit log's answer failed verification against its signed checkpoint, "
+                f"so no entry is shown: {exc}"
+            )
+            entries = []
+        else:
+            next_start = answer.get("next_start")
     kept = {k: v for k, v in form.items() if v}
     previous = [int(s) for s in trail.split(",") if s.isdigit()]
     links: dict[str, str] = {}
@@ -183,26 +211,37 @@ def audit_entries(
         page_number=len(previous) + 1 if start > 0 else 1,
         types=TYPE_NAMES,
         filtered=bool(kept),
+        problem=problem,
+        checkpoint=status.checkpoint if status and status.verified else None,
     )
 
 
 @router.get("/audit/checkpoint", response_class=HTMLResponse)
 def checkpoint(request: Request, session: IgSession) -> HTMLResponse:
     """The latest checkpoint, verified with the pinned keys and against the last one seen."""
+    status, config_problem = _verified_checkpoint(request, session)
+    return render(
+        request,
+        "ig/checkpoint.html",
+        503 if config_problem else 200,
+        title="Checkpoint status",
+        status=status,
+        config_problem=config_problem,
+    )
+
+
+def _verified_checkpoint(
+    request: Request, session: Session
+) -> tuple[CheckpointStatus | None, str | None]:
+    """The log's latest checkpoint checked with the pinned keys and against the last
+    one verified here; (None, why) when the keys are not set up."""
     settings = request.app.state.settings
     try:
         log_vkey, witness_vkeys = read_vkeys(
             settings.audit_log_vkey_file, settings.witness_vkey_file
         )
     except ConfigError as exc:
-        return render(
-            request,
-            "ig/checkpoint.html",
-            503,
-            title="Checkpoint status",
-            config_problem=str(exc),
-            status=None,
-        )
+        return None, str(exc)
     audit = backend(request, "audit")
     token = session.user.credential
     note = audit.call("GET", "/checkpoint", token).text
@@ -211,13 +250,7 @@ def checkpoint(request: Request, session: IgSession) -> HTMLResponse:
         return proof_hashes(audit.get_json("/proof/consistency", token, old=old, new=new))
 
     status = check_checkpoint(request.app.state.engine, note, log_vkey, witness_vkeys, consistency)
-    return render(
-        request,
-        "ig/checkpoint.html",
-        title="Checkpoint status",
-        status=status,
-        config_problem=None,
-    )
+    return status, None
 
 
 @router.get("/audit/receipt", response_class=HTMLResponse)
