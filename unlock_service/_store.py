@@ -519,6 +519,64 @@ def requests_where(engine: Engine, *conditions: Any, limit: int = 1000) -> list[
         return [_request(r) for r in rows]
 
 
+def requests_page(
+    engine: Engine, professional_id: str, limit: int, before: str | None = None
+) -> list[RequestRow]:
+    """``professional_id``'s requests, newest first, after request ``before`` (keyset
+    paging on (created_at, request_id), stable while new requests arrive); NotFound if
+    ``before`` is not one of theirs."""
+    query = sa.select(requests).where(requests.c.professional_id == professional_id)
+    with reading(engine) as conn:
+        if before is not None:
+            mark = conn.execute(
+                sa.select(requests.c.created_at).where(
+                    requests.c.request_id == before,
+                    requests.c.professional_id == professional_id,
+                )
+            ).scalar_one_or_none()
+            if mark is None:
+                raise NotFound(f"no request {before} of {professional_id} to page on from")
+            query = query.where(
+                sa.or_(
+                    requests.c.created_at < mark,
+                    sa.and_(requests.c.created_at == mark, requests.c.request_id < before),
+                )
+            )
+        rows = conn.execute(
+            query.order_by(requests.c.created_at.desc(), requests.c.request_id.desc()).limit(limit)
+        )
+        return [_request(r) for r in rows]
+
+
+def awaiting_approval(
+    conn: Connection, approver_id: str, now: int, limit: int = 500
+) -> list[tuple[RequestRow, int]]:
+    """Pending, unexpired requests of others that ``approver_id`` has not answered, soonest
+    to expire first, each with its number of approvals so far (the policy filters further)."""
+    answered = sa.select(approvals.c.request_id).where(approvals.c.approver_id == approver_id)
+    granted = (
+        sa.select(sa.func.count())
+        .select_from(approvals)
+        .where(
+            approvals.c.request_id == requests.c.request_id,
+            approvals.c.decision == "granted",
+        )
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(requests, granted.label("approvals_so_far"))
+        .where(
+            requests.c.status == "pending",
+            requests.c.expires_at > now,
+            requests.c.professional_id != approver_id,
+            requests.c.request_id.not_in(answered),
+        )
+        .order_by(requests.c.expires_at, requests.c.request_id)
+        .limit(limit)
+    )
+    return [(_request(r), int(r.approvals_so_far)) for r in rows]
+
+
 # --- approvals -------------------------------------------------------------------------
 
 
