@@ -84,7 +84,6 @@ _TEXT: dict[str, str] = {
     "SUBJECT_ACCESS": "An information governance officer searched for what is held about a person.",
     "SUBJECT_QUERY_REFUSED": "The linkage service could not read the subject access search; encode it again with the agency client.",
     "SUBJECT_ACCESS_FAILED": "The subject access search failed; nothing was returned.",
-    "SUBJECT_FILE_FORMAT": "The subject access file is not in the expected format.",
     # -- administration ---------------------------------------------------------------------
     "NOT_ADMIN": "Only an administrator may do this.",
     "REGISTERED": "The professional was registered.",

@@ -674,13 +674,30 @@ def test_audit_read_endpoints_are_served_from_the_same_log(make_env, tmp_path):
 def test_no_identity_is_written_to_the_databases_or_the_logs(env, caplog):
     caplog.set_level(logging.DEBUG)
     pro, manager, ig = env.add_pro(), env.add_pro("team_manager", 6), env.add_pro("ig_officer", 9)
-    family = env.add_family(members=3)
-    assert env.client(pro).unlock(family, "SAFEGUARDING", WHY).status_code == 200
+    family = env.add_family(members=3, persons=[0, 0, 1])
+    answers = []  # every answer body, with the sealed release taken out
+    first = env.client(pro).unlock(family, "SAFEGUARDING", WHY)
+    assert first.status_code == 200 and first.json()["person_count"] == 2
+    answers.append(first)
     request_id = _pending(env, pro, family)
-    env.client(manager).approve(request_id)
-    assert env.client(pro).release(request_id).status_code == 200
+    answers.append(env.client(manager).approvals())
+    answers.append(env.client(manager).approve(request_id))
+    released = env.client(pro).release(request_id)
+    assert released.status_code == 200
+    answers.append(released)
     assert env.client(pro).unlock(family, "EMERGENCY", WHY, break_glass=True).status_code == 200
-    env.client(ig).call("GET", "/reviews")
+    answers.append(env.client(ig).call("GET", "/reviews"))
+    answers.append(env.client(pro).requests())
+    answers.append(env.client(pro).request(request_id))
+    answers.append(env.client(ig).call("GET", f"/professionals/{pro.professional_id}/unlocks"))
+    outside = []
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        body.pop("sealed_identities", None)
+        outside.append(json.dumps(body))
+    for needle in NEEDLES:
+        assert not [a for a in outside if needle in a], f"{needle} answered outside the seal"
     dumped = []
     for engine in (env.service.engine, env.service.audit.engine):
         with engine.connect() as c:
