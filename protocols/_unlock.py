@@ -148,9 +148,10 @@ class RequestPage(BaseModel):
 class PendingApproval(BaseModel):
     """A request awaiting a second person that the caller may approve.
 
-    The justification itself is not kept (only its SHA-256, which the audit
-    log also holds), so the approver reads it from the requester and can
-    check it against ``justification_sha256``.
+    ``justification`` is the requester's text (free text: it may name people),
+    kept by the unlock service only while the request waits for approval;
+    None for a request made before it was kept. The audit log holds only
+    ``justification_sha256``.
     """
 
     model_config = _MODEL
@@ -161,6 +162,7 @@ class PendingApproval(BaseModel):
     requester_role: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
     purpose_code: PurposeCode
     purpose: Annotated[str, StringConstraints(max_length=200)]  # the policy's description
+    justification: Annotated[str, StringConstraints(max_length=20_000)] | None
     justification_sha256: Hex64
     clearance_required: int | None = Field(ge=0, le=9)
     approvals: int = Field(ge=0)  # approvals recorded so far

@@ -74,9 +74,11 @@ __all__ = [
     "AttestationRefused",
     "SealKeyring",
     "open_blob",
+    "open_for_service",
     "open_family",
     "open_subject_blobs",
     "rotate_seal_key",
+    "seal_for_service",
     "seal_release",
     "seal_subject_identities",
     "verify_attestation",
@@ -261,6 +263,30 @@ def rotate_seal_key(
     tmp.write_text(new + "\n", encoding="utf-8")
     os.replace(tmp, directory / "CURRENT")
     return old, new, old_pub, new_pub
+
+
+def seal_for_service(text: str, keyring: SealKeyring) -> str:
+    """``text`` sealed to the service's current key: ``<key id>:<base64 sealed box>``."""
+    kid = keyring.current_id
+    key = keyring.get(kid)
+    if key is None:
+        raise ReleaseError(f"the current seal key {kid} is not held", "SEAL_KEY_UNKNOWN")
+    sealed = SealedBox(key.public_key).encrypt(text.encode("utf-8"))
+    return f"{kid}:{base64.b64encode(sealed).decode('ascii')}"
+
+
+def open_for_service(sealed: str, keyring: SealKeyring) -> str:
+    """Open what :func:`seal_for_service` sealed; ReleaseError if it will not open."""
+    kid, _, body = sealed.partition(":")
+    key = keyring.get(kid) if _KEY_DIR.match(kid) else None
+    if key is None:
+        raise ReleaseError(
+            f"sealed to key {kid!r}, which this service does not hold", "SEAL_KEY_UNKNOWN"
+        )
+    try:
+        return SealedBox(key).decrypt(base64.b64decode(body, validate=True)).decode("utf-8")
+    except (CryptoError, binascii.Error, ValueError) as exc:
+        raise ReleaseError("the sealed text does not open", "BLOB_DOES_NOT_OPEN") from exc
 
 
 # --- opening and re-sealing -----------------------------------------------------------

@@ -92,6 +92,7 @@ from ._errors import (
     LinkageError,
     NotFound,
     Refused,
+    ReleaseError,
     StorageError,
     UnlockError,
 )
@@ -112,7 +113,9 @@ from ._release import (
     AttestationRefused,
     SealKeyring,
     open_family,
+    open_for_service,
     open_subject_blobs,
+    seal_for_service,
     seal_release,
     seal_subject_identities,
     verify_attestation,
@@ -464,6 +467,11 @@ class UnlockService:
             ),
             "break_glass": break_glass,
             "created_at": now_us,
+            # Approvers must read the justification: kept, sealed to the service's
+            # own key, only for a request that waits for them (cleared when decided).
+            "sealed_justification": (
+                seal_for_service(justification, self.keyring) if outcome.kind == "pending" else None
+            ),
         }
         entries: list[Entry] = [
             UnlockRequest(
@@ -1174,9 +1182,11 @@ class UnlockService:
         Exactly those :meth:`approve` would accept from them: the policy's
         approver check (role, clearance for the family's case, never their own
         request, active) against each pending, unexpired request they have not
-        answered yet. A role that may not approve gets Forbidden. Not audited,
-        like :meth:`get_request`, which an approver may already call on each
-        of these (the approval itself is logged).
+        answered yet, with the requester's justification (kept sealed to the
+        service's key while the request waits). A role that may not approve
+        gets Forbidden. Not audited, like :meth:`get_request`, which an
+        approver may already call on each of these (the approval itself is
+        logged).
         """
         if not self.policy.role(pro.role).approve:
             raise Forbidden(f"role {pro.role!r} may not approve requests")
@@ -1205,6 +1215,7 @@ class UnlockService:
                     requester_role=requester.role if requester is not None else "unknown",
                     purpose_code=row.purpose_code,
                     purpose=purpose.description if purpose is not None else "",
+                    justification=self._justification(row),
                     justification_sha256=row.justification_sha256,
                     clearance_required=required,
                     approvals=approved,
@@ -1231,6 +1242,19 @@ class UnlockService:
                 )
             ]
         )
+
+    def _justification(self, row: RequestRow) -> str | None:
+        # None: a request made before justifications were kept, or one whose key is gone
+        if row.sealed_justification is None:
+            return None
+        try:
+            return open_for_service(row.sealed_justification, self.keyring)
+        except ReleaseError as exc:
+            _logger.warning(
+                "a pending request's justification does not open",
+                extra={"request_id": row.request_id, "reason": exc.reason},
+            )
+            return None
 
     def list_reviews(self, pro: Professional, status: str | None) -> ReviewList:
         """Break-glass review tasks (audited)."""

@@ -9,7 +9,10 @@ database, owned by :mod:`audit_log`.
 What is stored: pseudonymous ids, roles, clearances, public keys, codes,
 hashes, times, and the attestation JSON (pseudonymous ids and record refs
 only). Never an identity: this module has no column an identity could go in,
-and a test searches every table for the demo identities after releases.
+and a test searches every table for the demo identities after releases. The
+one free text, a pending request's justification (which approvers must
+read), is stored only sealed to the service's own key and is cleared by the
+transition that decides the request.
 Times are integer microseconds since the Unix epoch.
 """
 
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 VERSION_TABLE = "unlock_service_alembic_version"
+
+# Statuses after which nobody approves the request any more.
+DECIDED = frozenset({"granted", "releasing", "released", "refused", "expired", "audit_failed"})
 
 normalise_url = normalise_database_url
 redact = redact_url
@@ -100,6 +106,9 @@ requests = sa.Table(
     # claim's owner finishes the transition; recovery takes over stale claims.
     sa.Column("claim", sa.String(32)),
     sa.Column("claimed_at", sa.BigInteger),
+    # the justification of a request awaiting approval, sealed to the service's
+    # own X25519 key ("<key id>:<base64>"); NULL once the request is decided
+    sa.Column("sealed_justification", sa.Text),
     sa.Index("ix_requests_professional_created", "professional_id", "created_at"),
 )
 reconciliation = sa.Table(
@@ -363,6 +372,7 @@ class RequestRow:
     decision_index: int | None
     claim: str | None = None
     claimed_at: int | None = None
+    sealed_justification: str | None = None
 
     def public(self) -> dict[str, Any]:
         """The JSON form served to professionals and IG officers (no attestation body)."""
@@ -430,6 +440,9 @@ def update_request(
     This conditional UPDATE is the guard of every state transition: of callers
     racing from the same state, exactly one sees True.
     """
+    if values.get("status") in DECIDED:
+        # the justification is kept (sealed) only while approvers may need it
+        values["sealed_justification"] = None
     query = requests.update().where(requests.c.request_id == request_id)
     if from_status is not None:
         query = query.where(requests.c.status.in_(list(from_status)))

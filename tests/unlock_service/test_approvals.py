@@ -52,8 +52,8 @@ def test_an_approver_sees_the_pending_requests_they_may_approve(env):
     assert item.requester_role == "social_worker"
     assert item.purpose_code == "CASE_ALLOCATION"
     assert item.purpose == "Allocating a key worker to the family"
-    # the justification is kept only as its hash: the approver can check the one they are told
-    assert item.justification_sha256 == sha(WHY)
+    # the approver reads the justification (the audit log holds only its hash)
+    assert item.justification == WHY and item.justification_sha256 == sha(WHY)
     assert (item.approvals, item.approvals_required) == (0, 1)
     assert item.reason == "APPROVAL_REQUIRED" and item.reason_text == reason_text(
         "APPROVAL_REQUIRED"
@@ -205,3 +205,67 @@ def test_the_schema_describes_both_decisions_of_a_request(env):
     assert responses["429"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorAnswer"
     }
+
+
+def _stored(env, request_id):
+    import sqlalchemy as sa
+
+    from unlock_service._store import requests
+
+    with env.service.engine.connect() as c:
+        row = c.execute(sa.select(requests).where(requests.c.request_id == request_id)).one()
+        dump = "\n".join(
+            repr(tuple(r))
+            for table in sa.inspect(env.service.engine).get_table_names()
+            for r in c.execute(sa.text(f'SELECT * FROM "{table}"'))
+        )
+    return row, dump
+
+
+@pytest.mark.parametrize("answer", ["approve", "decline", "expire"])
+def test_the_justification_is_kept_sealed_only_until_the_request_is_decided(env, answer):
+    requester, manager = env.add_pro("social_worker", 5), env.add_pro("team_manager", 5)
+    why = "Allocating a key worker after the strategy meeting on Tuesday"
+    granted = env.client(requester).unlock(env.add_family(), "SAFEGUARDING", why)
+    pending = _pending(env, requester, env.add_family(), why=why)
+    row, dump = _stored(env, pending.request_id)
+    assert row.sealed_justification is not None
+    assert why not in dump  # sealed, never plain
+    # a request decided at once never kept it
+    assert _stored(env, granted.json()["request_id"])[0].sealed_justification is None
+    if answer == "expire":
+        env.clock.advance(3601)
+        env.service.recover()
+    else:
+        env.client(manager).approve(pending.request_id, approve=answer == "approve")
+    row, _ = _stored(env, pending.request_id)
+    assert row.status in ("granted", "refused", "expired")
+    assert row.sealed_justification is None
+
+
+def test_a_justification_sealed_before_a_key_rotation_still_opens(env):
+    from unlock_service._release import rotate_seal_key
+
+    requester, manager = env.add_pro("social_worker", 5), env.add_pro("team_manager", 5)
+    pending = _pending(env, requester, env.add_family())
+    rotate_seal_key(env.settings.seal_key_dir)
+    env.service.keyring.reload()
+    (item,) = _approvals(env, manager)
+    assert item.request_id == pending.request_id and item.justification == WHY
+
+
+def test_a_justification_that_does_not_open_is_left_out_not_an_error(env, caplog):
+
+    from unlock_service._store import requests
+
+    requester, manager = env.add_pro("social_worker", 5), env.add_pro("team_manager", 5)
+    pending = _pending(env, requester, env.add_family())
+    with env.service.engine.begin() as c:
+        c.execute(
+            requests.update()
+            .where(requests.c.request_id == pending.request_id)
+            .values(sealed_justification="0123456789abcdef:AAAA")
+        )
+    (item,) = _approvals(env, manager)
+    assert item.justification is None and item.justification_sha256 == sha(WHY)
+    assert "justification does not open" in caplog.text
