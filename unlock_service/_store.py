@@ -374,26 +374,6 @@ class RequestRow:
     claimed_at: int | None = None
     sealed_justification: str | None = None
 
-    def public(self) -> dict[str, Any]:
-        """The JSON form served to professionals and IG officers (no attestation body)."""
-        return {
-            "request_id": self.request_id,
-            "professional_id": self.professional_id,
-            "family_id": self.family_id,
-            "purpose_code": self.purpose_code,
-            "status": self.status,
-            "reason": self.reason_code,
-            "break_glass": self.break_glass,
-            "clearance_required": self.clearance_required,
-            "attestation_sha256": self.attestation_sha256,
-            "created_at": self.created_at,
-            "decided_at": self.decided_at,
-            "expires_at": self.expires_at,
-            "released_at": self.released_at,
-            "request_index": self.request_index,
-            "decision_index": self.decision_index,
-        }
-
 
 def _request(row: Any) -> RequestRow:
     return RequestRow(**{c.name: getattr(row, c.name) for c in requests.columns})
@@ -661,10 +641,6 @@ class ReviewRow:
     closed_at: int | None
     notes_sha256: str | None
     audit_index: int | None
-
-    def public(self) -> dict[str, Any]:
-        """JSON form."""
-        return dict(self.__dict__)
 
 
 def insert_review(conn: Connection, **values: Any) -> None:

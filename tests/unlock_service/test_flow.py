@@ -63,9 +63,10 @@ def test_grant_releases_sealed_identities_with_a_verifiable_receipt(env):
 
 def _row(env, request_id):
     from unlock_service._store import get_request, transaction
+    from unlock_service._views import request_view
 
     with transaction(env.service.engine) as c:
-        return get_request(c, request_id).public()
+        return request_view(get_request(c, request_id)).model_dump(mode="json")
 
 
 def test_the_release_cannot_be_opened_by_another_professional(env):
