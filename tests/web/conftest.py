@@ -188,7 +188,7 @@ def screenshot(page: Any, name: str) -> Path:
 def assert_no_plaintext(text: str, web: WebStack) -> None:
     """No name of the synthetic population appears in ``text`` (a response or page
     the server produced): identities are opened only in the browser."""
-    names = _population_names(web)
+    names = population_names(web)
     leaked = [n for n in names if n in text]
     assert not leaked, f"plaintext identities in a server response: {leaked[:5]}"
 
@@ -196,7 +196,7 @@ def assert_no_plaintext(text: str, web: WebStack) -> None:
 _NAMES: dict[str, list[str]] = {}
 
 
-def _population_names(web: WebStack) -> list[str]:
+def population_names(web: WebStack) -> list[str]:
     key = str(web.stack.run_dir)
     if key not in _NAMES:
         import csv
