@@ -93,3 +93,112 @@ def test_ig_officer_journey(
     assert page.get_by_role("table").filter(has_text="Unlocks granted per professional").count()
     check_accessible(page)
     screenshot(page, "ig-anomalies.png")
+
+
+def _load_key(page: Any, web: WebStack, name: str) -> None:
+    key_file, token_file = web.files(name)
+    page.set_input_files("#key-file", str(key_file))
+    page.set_input_files("#token-file", str(token_file))
+    page.get_by_role("button", name="Load key").click()
+    page.get_by_role("button", name="Forget them").wait_for()
+
+
+def _break_glass(web: WebStack, name: str) -> str:
+    """``name`` uses break-glass on the demo family (opening a review task); the request id."""
+    from unlock_service import TokenIssuer, UnlockClient, load_professional_key, load_settings
+    from unlock_service._config import load_issuer_private_key
+
+    stack = web.stack
+    settings = load_settings(stack.config_path("unlock-service"), environ={})
+    assert settings.issuer_key_file is not None
+    issuer = TokenIssuer(
+        load_issuer_private_key(settings.issuer_key_file),
+        settings.token_issuer,
+        settings.token_audience,
+    )
+    pro = web.professionals[name]
+    key = load_professional_key(pro.key_file)
+    token = issuer.issue(pro.professional_id, bytes(key.verify_key), lifetime=300)
+    with UnlockClient(stack.url("unlock-service"), key, token) as client:
+        answer = client.unlock(
+            web.family_id,
+            "EMERGENCY",
+            "Police report an immediate risk to a child tonight; no manager is reachable.",
+            break_glass=True,
+        )
+    assert answer.status_code == 200, answer.text
+    request_id: str = answer.json()["request_id"]
+    return request_id
+
+
+def test_ig_officer_reviews_a_break_glass_use(web_stack: WebStack, page: Any) -> None:
+    request_id = _break_glass(web_stack, "team-manager")
+    sign_in(page, web_stack, "ig-officer")
+    page.goto(f"{web_stack.url}/audit/reviews")
+    check_accessible(page)  # the key panel
+    _load_key(page, web_stack, "ig-officer")
+    card = page.locator(".govuk-summary-card").filter(has_text=request_id)
+    card.wait_for()
+    assert card.get_by_text("Due in 3 days").is_visible()
+    check_accessible(page)
+    screenshot(page, "ig-reviews.png")
+    # nothing chosen: an error summary linked to the fields
+    card.get_by_role("button", name="Record the outcome").click()
+    summary = page.locator(".govuk-error-summary")
+    assert "Choose whether the break-glass use" in summary.inner_text()
+    check_accessible(page)
+    card.get_by_label("Yes: uphold it").check()
+    card.get_by_label("Review notes").fill("Police log confirms the risk; manager unreachable.")
+    card.get_by_role("button", name="Record the outcome").click()
+    page.get_by_text(f"Review of {request_id} recorded (Upheld)").wait_for()
+    closed = page.get_by_role("table").filter(has_text="Reviewed")
+    closed.get_by_text(request_id).wait_for()  # the lists load after the banner
+    assert page.locator(".govuk-summary-card").filter(has_text=request_id).count() == 0
+    check_accessible(page)
+
+
+def test_ig_officer_runs_a_subject_access_search(
+    web_stack: WebStack, page: Any, tmp_path: Path
+) -> None:
+    import csv
+
+    from agency_client import load_schema, load_secret
+    from agency_client._subject import subject_query
+
+    truth = web_stack.stack.run_dir / "population" / "truth"
+    with (truth / "persons.csv").open(newline="") as handle:
+        person = next(csv.DictReader(handle))
+    with (truth / "households.csv").open(newline="") as handle:
+        postcode = next(
+            h["postcode"]
+            for h in csv.DictReader(handle)
+            if h["household_id"] == person["household_id"]
+        )
+    query = subject_query(
+        {
+            "given_names": person["given_name"],
+            "family_name": person["family_name"],
+            "date_of_birth": person["date_of_birth"],
+            "sex": person["sex"],
+            "postcode": postcode,
+        },
+        load_schema(None),
+        load_secret(web_stack.stack.key("agency-health", "linkage-secret.json")),
+    )
+    query_file = tmp_path / "query.json"
+    query_file.write_text(query.model_dump_json())
+    assert person["family_name"] not in query_file.read_text()
+
+    sign_in(page, web_stack, "ig-officer")
+    page.goto(f"{web_stack.url}/audit/subject-access")
+    _load_key(page, web_stack, "ig-officer")
+    check_accessible(page)
+    page.get_by_role("button", name="Search").click()  # no file: error summary
+    assert "Choose the subject query file" in page.locator(".govuk-error-summary").inner_text()
+    page.set_input_files("#query-file", str(query_file))
+    page.get_by_role("button", name="Search").click()
+    page.get_by_role("heading", name="What is held").wait_for()
+    identities = page.get_by_role("table").filter(has_text="Identities the agencies hold")
+    assert identities.get_by_text(person["family_name"]).first.is_visible()
+    check_accessible(page)
+    screenshot(page, "ig-subject-access.png")

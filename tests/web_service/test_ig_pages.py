@@ -53,6 +53,14 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PRO = [hex_id("pro", n) for n in range(3)]
 FAM = [hex_id("fam", n) for n in range(5)]
 ENTRIES = 66  # more than one page
+PAGES = (
+    "/audit",
+    "/audit/checkpoint",
+    "/audit/receipt",
+    "/audit/anomalies",
+    "/audit/reviews",
+    "/audit/subject-access",
+)
 
 
 class Tamper(httpx.BaseTransport):
@@ -259,7 +267,7 @@ def error_summary(html: str) -> list[tuple[str, str]]:
 
 
 def test_every_page_renders_for_the_ig_officer(stack: Stack) -> None:
-    for path in ("/audit", "/audit/checkpoint", "/audit/receipt", "/audit/anomalies"):
+    for path in PAGES:
         r = stack.ig.get(path)
         assert r.status_code == 200, (path, r.text[-2000:])
         assert "<h1" in r.text and "There is a problem" not in r.text, path
@@ -270,7 +278,7 @@ def test_a_coordinator_gets_403_and_no_session_goes_to_sign_in(stack: Stack) -> 
     with httpx.Client(transport=stack.web_transport, base_url="http://web") as cora:
         r = cora.post("/sign-in", data={"username": "cora", "password": PASSWORD, "next": "/"})
         assert r.status_code == 303
-        for path in ("/audit", "/audit/checkpoint", "/audit/receipt", "/audit/anomalies"):
+        for path in PAGES:
             r = cora.get(path)
             assert r.status_code == 403, path
             assert "You cannot do this" in r.text
@@ -285,6 +293,16 @@ def test_a_coordinator_gets_403_and_no_session_goes_to_sign_in(stack: Stack) -> 
     with httpx.Client(transport=stack.web_transport, base_url="http://web") as nobody:
         r = nobody.get("/audit")
         assert r.status_code == 303 and r.headers["location"].startswith("/sign-in")
+
+
+def test_the_browser_signed_pages_are_shells_with_the_key_panel(stack: Stack) -> None:
+    for path, name in (("/audit/reviews", "reviews"), ("/audit/subject-access", "subject-access")):
+        page = stack.ig.get(path).text
+        assert f'data-page="{name}"' in page
+        assert 'id="key-panel"' in page
+        assert '<script type="module" src="/static/ig.js">' in page
+        assert 'data-professional-id="pro_' in page  # the key panel checks the token's subject
+    assert stack.ig.get("/static/ig.js").status_code == 200
 
 
 # -- the log browser -------------------------------------------------------------

@@ -403,3 +403,15 @@ def anomalies(
 def _day_label(day: str) -> str:
     value = dt.date.fromisoformat(day)
     return f"{value:%a} {value.day} {value:%b %Y}"
+
+
+@router.get("/audit/reviews", response_class=HTMLResponse)
+def reviews(request: Request, session: IgSession) -> HTMLResponse:
+    """Break-glass review tasks with their deadlines (signed in the browser: ig.js)."""
+    return render(request, "ig/reviews.html", title="Break-glass reviews")
+
+
+@router.get("/audit/subject-access", response_class=HTMLResponse)
+def subject_access(request: Request, session: IgSession) -> HTMLResponse:
+    """A subject access search (signed and opened in the browser: ig.js)."""
+    return render(request, "ig/subject_access.html", title="Subject access")

@@ -235,3 +235,17 @@ export function keyPanel (panel, onReady) {
     }
   })
 }
+
+// Open any box sealed to this professional's key (a subject access report's
+// identities); the parsed JSON. The caller checks what it holds.
+export async function openSealed (sealed) {
+  const s = await sodium()
+  const pair = await keyPair()
+  const pk = s.crypto_sign_ed25519_pk_to_curve25519(pair.publicKey)
+  const sk = s.crypto_sign_ed25519_sk_to_curve25519(pair.privateKey)
+  try {
+    return JSON.parse(new TextDecoder().decode(s.crypto_box_seal_open(b64decode(sealed), pk, sk)))
+  } catch (e) {
+    throw new Error('The sealed identities do not open with your key')
+  }
+}
