@@ -372,6 +372,7 @@ class ReceiptResult:
     origin: str
     root_hash: str
     witnesses: list[str]
+    entry_from_log: bool = False
 
 
 def _text(data: bytes, field_name: str, what: str) -> str:
@@ -382,13 +383,19 @@ def _text(data: bytes, field_name: str, what: str) -> str:
 
 
 def check_receipt(
-    receipt: bytes, entry: bytes | None, log_vkey: str, witness_vkeys: Sequence[str]
+    receipt: bytes,
+    entry: bytes | None,
+    log_vkey: str,
+    witness_vkeys: Sequence[str],
+    fetch_entry: Callable[[int], bytes] | None = None,
 ) -> ReceiptResult:
     """Verify an uploaded receipt as ``audit-log verify-receipt`` does.
 
     ``receipt`` is the tlog-proof text, or a release as the unlock service
     answered it (JSON holding ``receipt`` and ``leaf``), in which case ``entry``
-    may be left out. ``entry`` is the exact leaf bytes the receipt is for.
+    may be left out. ``entry`` is the exact leaf bytes the receipt is for; when
+    it is missing, ``fetch_entry(index)`` asks the log for them (the proof then
+    shows the log still holds, unchanged, the entry the receipt was issued for).
     Raises ReceiptProblem naming the field at fault.
     """
     text = _text(receipt, "receipt", "receipt")
@@ -415,6 +422,9 @@ def check_receipt(
         raise ReceiptProblem(
             "receipt", f"The selected file is not an audit log receipt: {exc}"
         ) from exc
+    fetched = False
+    if entry is None and fetch_entry is not None:
+        entry, fetched = fetch_entry(proof.index), True
     if entry is None:
         raise ReceiptProblem(
             "entry", f"Select the entry file the receipt is for (entry-{proof.index}.json)"
@@ -436,6 +446,12 @@ def check_receipt(
             ) from exc
         raise ReceiptProblem("receipt", f"The receipt's checkpoint is not valid ({exc})") from exc
     except ProofError as exc:
+        if fetched:
+            raise ReceiptProblem(
+                "receipt",
+                f"The receipt does not match entry {proof.index} as the audit log holds it: "
+                f"the receipt was altered, or the log's entry was changed ({exc})",
+            ) from exc
         raise ReceiptProblem(
             "entry",
             f"The receipt does not prove this entry is in the log: the entry file is not "
@@ -454,4 +470,5 @@ def check_receipt(
         origin=checked.checkpoint.origin,
         root_hash=base64.b64encode(checked.checkpoint.root_hash).decode(),
         witnesses=checked.witnesses,
+        entry_from_log=fetched,
     )

@@ -74,6 +74,15 @@ def test_ig_officer_journey(
     check_accessible(page)
     screenshot(page, "ig-receipt.png")
 
+    # the receipt alone, as the professional downloads it: the entry is read from the log
+    alone = tmp_path / f"receipt-{released['request_id']}.txt"
+    alone.write_text(released["receipt"], encoding="utf-8")
+    page.get_by_label("Receipt file").set_input_files(str(alone))
+    page.get_by_role("button", name="Check receipt").click()
+    page.wait_for_load_state("networkidle")
+    assert page.get_by_role("heading", name="Receipt verified").is_visible()
+    assert page.get_by_text("the entry was read from the audit log").is_visible()
+
     # a forged file: an error summary naming the problem, still accessible
     forged = tmp_path / "forged.proof"
     forged.write_text(released["receipt"].replace(f"index {index}", f"index {index + 1}", 1))

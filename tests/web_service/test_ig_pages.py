@@ -653,10 +653,29 @@ def test_bad_files_name_the_problem(
     assert message in found[field], found
 
 
-def test_a_receipt_without_its_entry_asks_for_the_entry(stack: Stack) -> None:
-    receipt = _as_ig(stack, "/receipts/7").encode()
-    found = _problem(upload(stack, {"receipt": ("receipt-7.proof", receipt)}))
-    assert "entry-7.json" in found["entry"]
+def test_a_receipt_alone_is_checked_against_the_entry_the_log_holds(stack: Stack) -> None:
+    receipt = _as_ig(stack, "/receipts/7")
+    r = upload(stack, {"receipt": ("receipt-req_7.txt", receipt.encode())})
+    assert r.status_code == 200, r.text[-1500:]
+    assert "Entry 7 is in the audit log" in r.text
+    assert "the entry was read from the audit log" in r.text
+
+    # the log answers with another entry than the one the receipt was issued for
+    def swap_leaf(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        if request.url.path == "/leaves/7":
+            return httpx.Response(200, text=_as_ig(stack, "/leaves/8"))
+        return response
+
+    stack.tamper.rewrite = swap_leaf
+    try:
+        found = _problem(upload(stack, {"receipt": ("receipt.txt", receipt.encode())}))
+    finally:
+        stack.tamper.rewrite = None
+    assert "does not match entry 7 as the audit log holds it" in found["receipt"]
+    # a receipt naming an entry the log does not have
+    beyond = receipt.replace("index 7\n", "index 9999\n", 1)
+    found = _problem(upload(stack, {"receipt": ("receipt.txt", beyond.encode())}))
+    assert "holds no entry 9999" in found["receipt"]
 
 
 def test_uploads_need_the_csrf_token(stack: Stack) -> None:

@@ -33,7 +33,7 @@ from .._audit import (
     verified_entries,
 )
 from .._charts import bar_chart
-from .._errors import ConfigError
+from .._errors import BackendError, ConfigError
 from .._sessions import Session
 from ._common import IgSession, backend
 
@@ -310,7 +310,21 @@ def receipt_check(
                 message=f"The keys to check receipts with are not set up: {exc}.",
             )
         try:
-            result = check_receipt(receipt_bytes, entry_bytes, log_vkey, witness_vkeys)
+            audit = backend(request, "audit")
+
+            def fetch_entry(index: int) -> bytes:
+                try:
+                    leaf = audit.call("GET", f"/leaves/{index}", session.user.credential)
+                except BackendError as exc:
+                    if exc.status not in (400, 404, 422):
+                        raise
+                    raise ReceiptProblem(
+                        "receipt",
+                        f"The audit log holds no entry {index}: the receipt is not from this log",
+                    ) from exc
+                return leaf.content
+
+            result = check_receipt(receipt_bytes, entry_bytes, log_vkey, witness_vkeys, fetch_entry)
         except ReceiptProblem as problem:
             errors[problem.field] = problem.message
     return render(
