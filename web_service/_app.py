@@ -77,7 +77,7 @@ ROLE_NAMES = {
 # may call through the relay (the unlock service still checks each one).
 RELAY_PATHS = re.compile(
     r"^/(unlocks(/req_[0-9a-f]{16,64}(/approvals|/release)?)?"
-    r"|approvals|reviews(/req_[0-9a-f]{16,64})?|subject-access"
+    r"|approvals|purposes|reviews(/req_[0-9a-f]{16,64})?|subject-access"
     r"|restrictions(/fam_[0-9a-f]{16,64}/lift)?"
     r"|professionals/pro_[0-9a-f]{16,64}/unlocks)(\?[A-Za-z0-9_=&.-]{0,200})?$"
 )
