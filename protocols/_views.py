@@ -24,6 +24,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
+from ._review import RecordRef
+
 __all__ = [
     "ClaimBatch",
     "ClaimList",
@@ -58,7 +60,6 @@ __all__ = [
     "ReasonView",
     "RecordIndicatorView",
     "RecordLinks",
-    "RecordRef",
     "RecordView",
     "ReportCycle",
     "ReportView",
@@ -177,14 +178,6 @@ class HouseholdView(_View):
     created_run: int
     retired_run: int | None
     persons: list[HouseholdPersonView]
-
-
-class RecordRef(_View):
-    """A record by id, agency and the agency's own (pseudonymous) record ref."""
-
-    record_id: int
-    agency_id: str
-    record_ref: str
 
 
 class PairView(_View):

@@ -8,12 +8,12 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from protocols import DecisionList, DecisionView, ReviewQueue, ReviewSummary
 from service_common import MAX_SQL_INT
 
 from .. import _decisions as decisions_
 from .. import _review as review_
-from .._decisions import REASON_PATTERN, DecisionList, DecisionView
-from .._review import ReviewQueue, ReviewSummary
+from .._decisions import REASON_PATTERN
 from .deps import Coordinator, Offset, Page, Reader, RecordId, ServiceDep, who
 
 __all__ = ["DecisionRequest", "router"]

@@ -105,6 +105,10 @@ def test_read_routes_answer_a_named_component(schema, route, name):
 
 def test_nested_views_are_named_components_too(schema):
     components = schema["components"]["schemas"]
+    # one class per name: two models both called RecordRef would get module-qualified names
+    assert all(name.isidentifier() and "__" not in name for name in components)
+    pair = components["ReviewPair"]["properties"]["a"]
+    assert pair == {"$ref": "#/components/schemas/RecordRef"}
     family = components["FamilyView"]["properties"]
     assert family["latest"] == {"$ref": "#/components/schemas/FamilySnapshot"}
     assert components["FamilySnapshot"]["additionalProperties"] is False
