@@ -173,6 +173,27 @@ class PendingApproval(BaseModel):
     expires_at: dt.datetime
 
 
+class PurposeView(BaseModel):
+    """A purpose the caller's role may state, and what it requires."""
+
+    model_config = _MODEL
+
+    code: PurposeCode
+    description: Annotated[str, StringConstraints(max_length=200)]
+    approval: bool  # always needs a second professional's approval
+    break_glass: bool  # may be used as break-glass
+    min_justification: int = Field(ge=0)
+
+
+class PurposeList(BaseModel):
+    """The purposes of the unlock policy the caller may state."""
+
+    model_config = _MODEL
+
+    policy: Annotated[str, StringConstraints(max_length=200)]
+    purposes: tuple[PurposeView, ...]
+
+
 class ApprovalList(BaseModel):
     """The pending requests the caller may approve, soonest to expire first."""
 

@@ -40,6 +40,7 @@ from protocols import (
     FlagChange,
     Health,
     PendingAnswer,
+    PurposeList,
     ReleasedAnswer,
     RequestPage,
     RequestView,
@@ -368,6 +369,11 @@ def create_app(
     ) -> RequestPage:
         """The caller's own requests, newest first; page on with ``before=<next_before>``."""
         return service.own_requests(pro, limit, before)
+
+    @app.get("/purposes", response_model=PurposeList)
+    def purposes(pro: Pro, service: ServiceDep) -> PurposeList:
+        """The policy's purposes the caller's role may state (for a request form)."""
+        return service.purposes_for(pro)
 
     @app.get("/approvals", response_model=ApprovalList)
     def approvals(pro: Pro, service: ServiceDep) -> ApprovalList:

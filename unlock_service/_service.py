@@ -69,6 +69,8 @@ from protocols import (
     FlagChange,
     PendingAnswer,
     PendingApproval,
+    PurposeList,
+    PurposeView,
     ReleasedAnswer,
     RequestPage,
     RequestView,
@@ -1174,6 +1176,25 @@ class UnlockService:
         return RequestPage(
             requests=tuple(request_view(r) for r in rows),
             next_before=rows[-1].request_id if more else None,
+        )
+
+    def purposes_for(self, pro: Professional) -> PurposeList:
+        """The purposes ``pro``'s role may state, in the policy's order (not audited:
+        the policy is no secret, and stating one is)."""
+        rules = self.policy.rules
+        return PurposeList(
+            policy=f"{rules.policy.name} {rules.policy.version}",
+            purposes=tuple(
+                PurposeView(
+                    code=code,
+                    description=rule.description,
+                    approval=rule.approval,
+                    break_glass=rule.break_glass,
+                    min_justification=rules.justification.min_chars,
+                )
+                for code, rule in rules.purposes.items()
+                if pro.role in rule.roles
+            ),
         )
 
     def approvals_for(self, pro: Professional) -> ApprovalList:

@@ -269,3 +269,21 @@ def test_a_justification_that_does_not_open_is_left_out_not_an_error(env, caplog
     (item,) = _approvals(env, manager)
     assert item.justification is None and item.justification_sha256 == sha(WHY)
     assert "justification does not open" in caplog.text
+
+
+def test_purposes_lists_what_the_callers_role_may_state(env):
+    from protocols import PurposeList
+
+    worker = env.add_pro("social_worker", 3)
+    answer = env.client(worker).call("GET", "/purposes")
+    assert answer.status_code == 200, answer.text
+    listed = PurposeList.model_validate_json(answer.content)
+    by_code = {p.code: p for p in listed.purposes}
+    assert set(by_code) == {"SAFEGUARDING", "CASE_ALLOCATION", "EMERGENCY"}
+    assert by_code["CASE_ALLOCATION"].approval and not by_code["SAFEGUARDING"].approval
+    assert by_code["EMERGENCY"].break_glass
+    assert by_code["SAFEGUARDING"].min_justification > 0
+    ig = env.add_pro("ig_officer", 0)
+    answer = env.client(ig).call("GET", "/purposes")
+    assert answer.status_code == 200
+    assert PurposeList.model_validate_json(answer.content).purposes == ()  # states none

@@ -125,11 +125,10 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies, no session storage) and page, with
+def new_page(browser: Any) -> Any:
+    """A page in a fresh browser context (no cookies, no session storage), with
     axe-core injected by the browser itself (not subject to the page's CSP) and
-    every CSP violation or script error recorded: the test fails on any."""
+    every CSP violation or script error recorded in ``page.problems``."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_init_script(path=str(AXE))
     page = context.new_page()
@@ -146,9 +145,17 @@ def page(browser: Any) -> Iterator[Any]:
     )
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.problems = problems
+    return page
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; the test fails if the browser reported a CSP violation or a
+    script error."""
+    page = new_page(browser)
     yield page
-    context.close()
-    assert not problems, f"the browser reported errors: {problems}"
+    page.context.close()
+    assert not page.problems, f"the browser reported errors: {page.problems}"
 
 
 def sign_in(page: Any, web: WebStack, username: str) -> None:
@@ -203,10 +210,17 @@ def population_names(web: WebStack) -> list[str]:
 
         names: set[str] = set()
         for path in (web.stack.run_dir / "population").glob("*.csv"):
-            with path.open(encoding="utf-8") as handle:
+            # some agencies' extracts are not UTF-8 (their own habits)
+            with path.open(encoding="utf-8", errors="replace") as handle:
                 for row in csv.DictReader(handle):
                     for column, value in row.items():
-                        if column and "name" in column.lower() and value and len(value) >= 5:
+                        if (
+                            column
+                            and "name" in column.lower()
+                            and value
+                            and len(value) >= 5
+                            and "\ufffd" not in value
+                        ):
                             names.add(value)
         _NAMES[key] = sorted(names)
     return _NAMES[key]

@@ -15,6 +15,7 @@ from .conftest import (
     WebStack,
     assert_no_plaintext,
     check_accessible,
+    new_page,
     population_names,
     screenshot,
     sign_in,
@@ -85,10 +86,9 @@ def test_social_worker_asks_for_a_family_and_opens_it_in_the_browser(
 def test_a_request_needing_approval_is_approved_on_the_approvals_page(
     web_stack: WebStack, browser: Any
 ) -> None:
-    worker = browser.new_context()
-    manager = browser.new_context()
+    page = new_page(browser)
+    other = new_page(browser)
     try:
-        page = worker.new_page()
         sign_in(page, web_stack, "social-worker")
         page.goto(f"{web_stack.url}/requests/new?family={web_stack.family_id}")
         _load_key(page, web_stack, "social-worker")
@@ -102,7 +102,6 @@ def test_a_request_needing_approval_is_approved_on_the_approvals_page(
         page.locator("#decision dl").wait_for()
         assert "Pending" in page.locator("#decision").inner_text()
 
-        other = manager.new_page()
         sign_in(other, web_stack, "team-manager")
         other.goto(f"{web_stack.url}/approvals")
         _load_key(other, web_stack, "team-manager")
@@ -117,9 +116,10 @@ def test_a_request_needing_approval_is_approved_on_the_approvals_page(
         page.get_by_role("button", name="Release and open the identities").click()
         page.get_by_role("heading", name="Receipt").wait_for()
         assert page.locator("#release .govuk-summary-card").count() >= 2
+        assert not page.problems and not other.problems
     finally:
-        worker.close()
-        manager.close()
+        page.context.close()
+        other.context.close()
 
 
 def test_a_refusal_says_why_in_plain_language(web_stack: WebStack, page: Any) -> None:

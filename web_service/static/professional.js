@@ -106,6 +106,11 @@ async function newPage () {
   })
 }
 
+// dwp -> DWP, early_help -> Early help
+function agency (id) {
+  return id.length <= 3 ? id.toUpperCase() : label(id)
+}
+
 function person (index, p, records) {
   const ids = records.map((r) => r.identity)
   const uniq = (values) => [...new Set(values.filter(Boolean))]
@@ -115,7 +120,7 @@ function person (index, p, records) {
     i.nhs_number && 'NHS ' + i.nhs_number, i.ni_number && 'NI ' + i.ni_number, i.upn && 'UPN ' + i.upn,
     ...Object.entries(i.local_identifiers || {}).map(([k, v]) => k + ' ' + v)]))
   const knownTo = el('ul', { class: 'govuk-list' },
-    p.records.map((r) => el('li', {}, label(r.agency_id) + ' (record ', el('span', { class: 'app-mono', text: r.record_ref }), ')')))
+    p.records.map((r) => el('li', {}, agency(r.agency_id) + ' (record ', el('span', { class: 'app-mono', text: r.record_ref }), ')')))
   return el('div', { class: 'govuk-summary-card' },
     el('div', { class: 'govuk-summary-card__title-wrapper' },
       el('h3', { class: 'govuk-summary-card__title', text: (names[0] || 'Person ' + index) })),
