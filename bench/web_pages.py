@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'page':<52} {'server p50':>10} {'p95':>8} {'max':>8} {'wall p95':>9}")
             worst = 0.0
             for role, (client, paths) in pages.items():
-                with client:
+                with closing(client):  # already used to sign in: close, never reopen
                     for path in paths:
                         server, wall = _measure(client, path, args.repeat)
                         worst = max(worst, _p(server, 0.95))
