@@ -12,8 +12,9 @@ touches a signature or a hash itself.
 
 This module also turns entries into plain language for the pages: what
 happened, to whom (pseudonymous ids only: entries hold nothing else), when.
-It never raises on a bad checkpoint or receipt: it returns what failed, in a
-sentence an IG officer can act on.
+A bad checkpoint is a result (``CheckpointStatus`` with the problem), a bad
+receipt a ``ReceiptProblem`` naming the form field: either way, what failed is
+said in a sentence an IG officer can act on.
 """
 
 from __future__ import annotations
