@@ -194,12 +194,12 @@ class Export:
         self.rows = 0
         self._pages = pages
 
-    def _models(self) -> Iterator[BaseModel]:
+    def _models(self) -> Iterator[list[BaseModel]]:
         model = ROW_MODELS[self.kind]
         for page in self._pages:
-            for r in page:
-                yield model.model_validate(r)
-                self.rows += 1
+            models = [model.model_validate(r) for r in page]
+            self.rows += len(models)
+            yield models
 
     def __iter__(self) -> Iterator[bytes]:
         if self.format == "ndjson":
@@ -219,14 +219,9 @@ def stream(engine: Engine, kind: ExportKind, fmt: ExportFormat, *, page_size: in
     return Export(kind, fmt, itertools.chain([first], pages))
 
 
-def _batched(rows: Iterator[BaseModel], size: int) -> Iterator[list[BaseModel]]:
-    while batch := list(itertools.islice(rows, size)):
-        yield batch
-
-
-def _ndjson(rows: Iterator[BaseModel]) -> Iterator[bytes]:
-    for batch in _batched(rows, PAGE):
-        yield b"".join(r.model_dump_json().encode() + b"\n" for r in batch)
+def _ndjson(pages: Iterator[list[BaseModel]]) -> Iterator[bytes]:
+    for page in pages:
+        yield b"".join(r.model_dump_json().encode() + b"\n" for r in page)
 
 
 class _Sink(io.RawIOBase):
@@ -263,16 +258,20 @@ def parquet_row(row: BaseModel) -> dict[str, Any]:
     return out
 
 
-def _parquet(kind: ExportKind, rows: Iterator[BaseModel]) -> Iterator[bytes]:
+def _parquet(kind: ExportKind, pages: Iterator[list[BaseModel]]) -> Iterator[bytes]:
     schema = SCHEMAS[kind]
     sink = _Sink()
     writer = pq.ParquetWriter(sink, schema, compression="zstd")
+    group: list[dict[str, Any]] = []
     try:
-        for batch in _batched(rows, ROW_GROUP):
-            writer.write_batch(
-                pa.RecordBatch.from_pylist([parquet_row(r) for r in batch], schema=schema)
-            )
-            yield sink.drain()
+        for page in pages:
+            group.extend(parquet_row(r) for r in page)
+            if len(group) >= ROW_GROUP:
+                writer.write_batch(pa.RecordBatch.from_pylist(group, schema=schema))
+                group.clear()
+                yield sink.drain()
+        if group:
+            writer.write_batch(pa.RecordBatch.from_pylist(group, schema=schema))
     finally:
         writer.close()
     yield sink.drain()
