@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pydantic_core
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
@@ -252,9 +252,11 @@ class _Sink(io.RawIOBase):
 
 def parquet_row(row: BaseModel) -> dict[str, Any]:
     """A row model as a Parquet row: its JSON form, with ``evidence`` as JSON text."""
-    out = row.model_dump(mode="json")
-    if "evidence" in out:
-        out["evidence"] = json.dumps(out["evidence"], sort_keys=True, separators=(",", ":"))
+    evidence = getattr(row, "evidence", None)
+    if evidence is None:
+        return row.model_dump(mode="json")
+    out = row.model_dump(mode="json", exclude={"evidence"})
+    out["evidence"] = pydantic_core.to_json(evidence).decode()
     return out
 
 

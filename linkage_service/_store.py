@@ -1256,21 +1256,28 @@ def export_persons_page(engine: Engine, after: str | None, limit: int) -> list[d
             if after is not None:
                 q = q.where(persons.c.id > after)
             ids = [str(p) for (p,) in conn.execute(q.order_by(persons.c.id).limit(limit))]
-            refs: dict[str, list[dict[str, Any]]] = {}
+            # Two primary-key/index reads, not a join: SQLite's planner would drive a
+            # join (or ``id IN ... AND active``) from the ``active`` index and scan every
+            # active record for each page.
+            rp = record_person
+            person_of: dict[int, str] = {}
             for part in chunks(ids):
-                q2 = (
+                q2 = sa.select(rp.c.record_id, rp.c.person_id).where(rp.c.person_id.in_(part))
+                person_of.update({int(r): str(p) for r, p in conn.execute(q2)})
+            refs: dict[str, list[dict[str, Any]]] = {}
+            for rids in chunks(sorted(person_of)):
+                # ``active`` is filtered here, not in SQL, for the same reason
+                q3 = (
                     sa.select(
-                        record_person.c.person_id,
-                        records.c.id,
-                        records.c.agency_id,
-                        records.c.record_ref,
+                        records.c.id, records.c.agency_id, records.c.record_ref, records.c.active
                     )
-                    .join(records, records.c.id == record_person.c.record_id)
-                    .where(record_person.c.person_id.in_(part), records.c.active)
+                    .where(records.c.id.in_(rids))
                     .order_by(records.c.id)
                 )
-                for pid, rid, agency_id, ref in conn.execute(q2):
-                    refs.setdefault(str(pid), []).append(
+                for rid, agency_id, ref, active in conn.execute(q3):
+                    if not active:
+                        continue
+                    refs.setdefault(person_of[int(rid)], []).append(
                         {"record_id": int(rid), "agency_id": str(agency_id), "record_ref": str(ref)}
                     )
             hh = _households_of(conn, ids)

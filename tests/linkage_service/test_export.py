@@ -343,3 +343,25 @@ def test_cli_export_errors_are_plain(tmp_path, capsys):
     missing = tmp_path / "no-such-dir" / "persons.ndjson"
     assert main(["--config", str(config), "export", "persons", "--out", str(missing)]) == 1
     assert f"cannot write the persons export to {missing}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", EXPORT_KINDS)
+def test_no_export_page_scans_the_records_table(engine, kind):
+    # a page's cost must not grow with the database: records are read by primary key,
+    # never through a scan or the ``active`` index (every active record, every page)
+    statements: list[tuple[str, Any]] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def _keep(_conn, _cursor, statement, parameters, *_args):  # type: ignore[no-untyped-def]
+        if not statement.startswith("EXPLAIN"):
+            statements.append((statement, parameters))
+
+    assert b"".join(export_.stream(engine, kind, "ndjson", page_size=PAGE))
+    sa.event.remove(engine, "before_cursor_execute", _keep)
+    plans = []
+    with engine.connect() as conn:
+        for statement, parameters in statements:
+            plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+            plans += [str(row[-1]) for row in plan]
+    assert plans
+    assert not [p for p in plans if p.startswith("SCAN records") or "ix_records_active" in p]
