@@ -10,6 +10,7 @@ error; the rest streams one keyset page at a time.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -23,6 +24,7 @@ from .deps import Reader, ServiceDep, SettingsDep
 __all__ = ["router"]
 
 router = APIRouter(tags=["export"])
+_logger = logging.getLogger("linkage_service.api")
 
 
 def _negotiate(requested: ExportFormat | None, accept: str) -> ExportFormat:
@@ -42,7 +44,7 @@ def _negotiate(requested: ExportFormat | None, accept: str) -> ExportFormat:
     },
 )
 def export(
-    _caller: Reader,
+    caller: Reader,
     service: ServiceDep,
     settings: SettingsDep,
     request: Request,
@@ -52,6 +54,9 @@ def export(
     """Every current row of ``kind``, streamed: persons, households, families, links, review."""
     fmt = _negotiate(format_, request.headers.get("accept", ""))
     stream = export_.stream(service.sql, kind, fmt, page_size=settings.export_page_size)
+    _logger.info(
+        "bulk export", extra={"export_kind": kind, "export_format": fmt, "role": caller.role}
+    )
     return StreamingResponse(
         iter(stream),
         media_type=stream.media_type,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -259,15 +260,20 @@ async def test_http_export_streams_the_same_rows_in_either_format(client, engine
 
 
 @pytest.mark.anyio
-async def test_http_export_authenticates_and_authorises(client):
+async def test_http_export_authenticates_and_authorises(client, caplog):
     assert (await client.get("/export/persons")).status_code == 401
     bad = {"authorization": "Bearer wrong"}
     assert (await client.get("/export/persons", headers=bad)).status_code == 401
     for role in ("agency:school", "unlock_service"):
         r = await client.get("/export/links", params={"format": "parquet"}, headers=auth(role))
         assert r.status_code == 403, role
+    caplog.set_level(logging.INFO, logger="linkage_service.api")
     for role in ("analyst", "coordinator", "admin"):
         assert (await client.get("/export/households", headers=auth(role))).status_code == 200
+    logged = [r for r in caplog.records if r.getMessage() == "bulk export"]
+    assert [(r.export_kind, r.export_format, r.role) for r in logged] == [  # type: ignore[attr-defined]
+        ("households", "ndjson", role) for role in ("analyst", "coordinator", "admin")
+    ]
 
 
 @pytest.mark.anyio
