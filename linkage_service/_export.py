@@ -5,7 +5,7 @@ records' agency and record ref, current households with their persons, the
 latest assessment cycle's families (members, score, eligibility, status now),
 links and review pairs (records, probability, evidence). Rows are read one
 keyset page at a time by the store modules and written as NDJSON (one row model
-per line) or Parquet (one row group per :data:`ROW_GROUP` rows, the pairs'
+per line) or Parquet (a row group per :data:`ROW_GROUP` rows or so, the pairs'
 evidence as a JSON text column), so memory holds one page and one row group
 whatever the size of the export. The HTTP route and the CLI both call
 :func:`stream`.
@@ -221,7 +221,8 @@ def stream(engine: Engine, kind: ExportKind, fmt: ExportFormat, *, page_size: in
 
 def _ndjson(pages: Iterator[list[BaseModel]]) -> Iterator[bytes]:
     for page in pages:
-        yield b"".join(r.model_dump_json().encode() + b"\n" for r in page)
+        if page:
+            yield b"".join(r.model_dump_json().encode() + b"\n" for r in page)
 
 
 class _Sink(io.RawIOBase):

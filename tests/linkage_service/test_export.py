@@ -371,3 +371,25 @@ def test_no_export_page_scans_the_records_table(engine, kind):
             plans += [str(row[-1]) for row in plan]
     assert plans
     assert not [p for p in plans if p.startswith("SCAN records") or "ix_records_active" in p]
+
+
+@pytest.mark.postgres
+def test_every_kind_exports_from_postgresql(postgres_url, tmp_path):
+    url = store.normalise_url(postgres_url)
+    fresh = sa.create_engine(url)  # the session database, emptied for this test
+    with fresh.begin() as c:
+        c.execute(sa.text("DROP SCHEMA public CASCADE"))
+        c.execute(sa.text("CREATE SCHEMA public"))
+    fresh.dispose()
+    pop = load_population(150, seed=11, workdir=tmp_path / "pop")
+    sql = ingest_population(pop, url)
+    try:
+        run_cycle(sql, default_ruleset(), default_model(), AS_AT, actor="test")
+        for kind in EXPORT_KINDS:
+            rows = _ndjson_rows(kind, b"".join(export_.stream(sql, kind, "ndjson", page_size=7)))
+            parquet = b"".join(export_.stream(sql, kind, "parquet", page_size=7))
+            assert _parquet_rows(kind, parquet) == rows, kind
+            keys = [_key(kind, r) for r in rows]
+            assert len(rows) == _expected_count(sql, kind) > 7 and keys == sorted(set(keys)), kind
+    finally:
+        sql.dispose()
