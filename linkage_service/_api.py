@@ -11,7 +11,8 @@ import), the mapping of package errors to status codes, and the middleware.
 Every route authenticates a bearer token and checks its role:
 ``agency:<id>`` may only push extracts of its own agency; ``analyst``,
 ``coordinator`` and ``admin`` may read persons, households, links, the review
-queue and its summary, runs, statistics, assessments, families and claims;
+queue and its summary, runs, statistics, assessments, families and claims, and
+export persons, households, families, links and review pairs in bulk;
 ``coordinator`` (and ``admin``) may change a family's status and lead
 professional, make claim batches and record clerical decisions on review
 pairs (readers list them); only ``admin`` runs an assessment or

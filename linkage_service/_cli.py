@@ -6,10 +6,12 @@ SHA-256 is stored in the 0600 token file), serve, and read run history and
 statistics. Agencies use ``push`` to stream an extract file to the service.
 Coordinators and analysts check rulesets, run assessments, list and inspect
 families, change statuses, make claim batches and export them, print reports
-(JSON or CSV), summarise the review queue and export the pairs of it that
-would change a family (CSV), record clerical decisions on review pairs
-(``review decide``; the running service applies them at its next push) and
-export every decision with who and when (``review decisions``).
+(JSON or CSV), export persons, households, families, links or review pairs in
+bulk (``export``: NDJSON or Parquet, streamed page by page), summarise the
+review queue and export the pairs of it that would change a family (CSV),
+record clerical decisions on review pairs (``review decide``; the running
+service applies them at its next push) and export every decision with who and
+when (``review decisions``).
 ``main`` parses arguments, calls library functions, prints results and turns
 ``LinkageError`` into a plain message and exit status 1.
 """
@@ -33,10 +35,20 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from protocols import DecisionView, ReviewSummary, SecretFileError, key_id, write_private_file
+from protocols import (
+    EXPORT_FORMATS,
+    EXPORT_KINDS,
+    DecisionView,
+    ExportFormat,
+    ReviewSummary,
+    SecretFileError,
+    key_id,
+    write_private_file,
+)
 from service_common import ServiceCommonError, setup_telemetry, traced_transport
 
 from . import _decisions as decisions
+from . import _export as export_
 from . import _review as review
 from . import _store as store
 from ._config import (
@@ -178,6 +190,20 @@ def _parser() -> argparse.ArgumentParser:
         rep.add_argument(f"--{flag}", type=int, help="cost-avoidance parameter")
     rep.add_argument("--years", type=float, help="cost-avoidance: years a saving lasts")
     rep.add_argument("--csv", action="store_true", help="CSV rows instead of JSON")
+    exp = sub.add_parser(
+        "export", help="bulk export, streamed: persons, households, families, links or review"
+    )
+    exp.add_argument("kind", choices=EXPORT_KINDS)
+    exp.add_argument("--out", required=True, type=Path, help="the file to write (mode 600)")
+    exp.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        dest="export_format",
+        help="ndjson (default) or parquet; a .parquet --out means parquet",
+    )
+    exp.add_argument(
+        "--page-size", type=int, default=export_.PAGE, help="rows per keyset page (one read each)"
+    )
     lead = sub.add_parser("lead", help="record a family's lead professional (a code, not a name)")
     lead.add_argument("family_id")
     lead.add_argument("code", help="professional id or team code; '-' clears it")
@@ -369,6 +395,12 @@ def _run(args: argparse.Namespace) -> int:
                     f"{r['run_id']}\t{r['status']}\t{r['agency_id']}\t{r['extract_id']}\t"
                     f"{r['finished_at']}\t{json.dumps(r['stats'], sort_keys=True)}"
                 )
+        elif args.command == "export":
+            fmt: ExportFormat = args.export_format or (
+                "parquet" if args.out.suffix == ".parquet" else "ndjson"
+            )
+            rows = export_.write_export(engine, args.kind, fmt, args.out, page_size=args.page_size)
+            print(f"{rows} {args.kind} rows ({fmt}) written to {args.out}")
         elif args.command == "stats":
             print(json.dumps(store.statistics(engine), indent=2, sort_keys=True))
         elif args.command == "match-model":

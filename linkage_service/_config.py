@@ -84,6 +84,8 @@ class Settings(BaseModel):
     # What each kind of opt-out / restriction flag stops (profiling, claims, release);
     # OPT_OUT and RESTRICTED need a rule and every kind must block release.
     restrictions: RestrictionPolicy = Field(default_factory=lambda: dict(DEFAULT_RESTRICTIONS))
+    # Rows per keyset page of a bulk export (``/export/{kind}``): one short read each.
+    export_page_size: int = Field(default=1000, ge=1, le=100_000)
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
 

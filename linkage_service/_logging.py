@@ -18,6 +18,8 @@ SAFE_FIELDS = frozenset(
         "agency_id",
         "cycle_id",
         "extract_id",
+        "export_kind",  # persons, households, families, links, review
+        "export_format",  # ndjson, parquet
         "family_id",
         "records",
         "records_received",

@@ -1237,3 +1237,109 @@ def ping(engine: Engine) -> None:
             conn.execute(sa.text("SELECT 1"))
     except SQLAlchemyError as exc:
         raise StorageError(f"database unavailable: {exc}") from exc
+
+
+# --- bulk export: one keyset page at a time (``_export`` streams them) --------------------
+#
+# Each page is one short read on its own connection, keyed on the table's primary key
+# (``id > after``, ``(record_a, record_b) > after``), so an export of any size holds
+# one page in memory, never a long read transaction, and a push between two pages
+# neither repeats nor skips a row that exists throughout (rows added or retired
+# meanwhile may or may not appear).
+
+
+def export_persons_page(engine: Engine, after: str | None, limit: int) -> list[dict[str, Any]]:
+    """Current persons with ids above ``after`` (at most ``limit``): household, active records."""
+    try:
+        with _read(engine, "persons") as conn:
+            q = sa.select(persons.c.id).where(persons.c.retired_run.is_(None))
+            if after is not None:
+                q = q.where(persons.c.id > after)
+            ids = [str(p) for (p,) in conn.execute(q.order_by(persons.c.id).limit(limit))]
+            # Two primary-key/index reads, not a join: SQLite's planner would drive a
+            # join (or ``id IN ... AND active``) from the ``active`` index and scan every
+            # active record for each page.
+            rp = record_person
+            person_of: dict[int, str] = {}
+            for part in chunks(ids):
+                q2 = sa.select(rp.c.record_id, rp.c.person_id).where(rp.c.person_id.in_(part))
+                person_of.update({int(r): str(p) for r, p in conn.execute(q2)})
+            refs: dict[str, list[dict[str, Any]]] = {}
+            for rids in chunks(sorted(person_of)):
+                # ``active`` is filtered here, not in SQL, for the same reason
+                q3 = (
+                    sa.select(
+                        records.c.id, records.c.agency_id, records.c.record_ref, records.c.active
+                    )
+                    .where(records.c.id.in_(rids))
+                    .order_by(records.c.id)
+                )
+                for rid, agency_id, ref, active in conn.execute(q3):
+                    if not active:
+                        continue
+                    refs.setdefault(person_of[int(rid)], []).append(
+                        {"record_id": int(rid), "agency_id": str(agency_id), "record_ref": str(ref)}
+                    )
+            hh = _households_of(conn, ids)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot export persons after {after!r}: {exc}") from exc
+    return [{"person_id": p, "household_id": hh.get(p), "records": refs.get(p, [])} for p in ids]
+
+
+def export_households_page(engine: Engine, after: str | None, limit: int) -> list[dict[str, Any]]:
+    """Current households with ids above ``after`` (at most ``limit``) and their persons."""
+    ph = person_household
+    try:
+        with _read(engine, "households") as conn:
+            q = sa.select(households.c.id).where(households.c.retired_run.is_(None))
+            if after is not None:
+                q = q.where(households.c.id > after)
+            ids = [str(h) for (h,) in conn.execute(q.order_by(households.c.id).limit(limit))]
+            members: dict[str, list[str]] = {}
+            for part in chunks(ids):
+                q2 = (
+                    sa.select(ph.c.household_id, ph.c.person_id)
+                    .where(ph.c.household_id.in_(part))
+                    .order_by(ph.c.household_id, ph.c.person_id)
+                )
+                for hid, pid in conn.execute(q2):
+                    members.setdefault(str(hid), []).append(str(pid))
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot export households after {after!r}: {exc}") from exc
+    return [{"household_id": h, "persons": members.get(h, [])} for h in ids]
+
+
+def export_pairs_page(
+    engine: Engine, kind: str, after: tuple[int, int] | None, limit: int
+) -> list[dict[str, Any]]:
+    """Pairs of ``links`` or ``review`` above ``after`` in (record a, record b) order.
+
+    Each pair names its records by id, agency and record ref, with its score,
+    evidence (decoded JSON) and run; a review pair also its uncertainty and impact.
+    """
+    table = {"links": links, "review": review}[kind]
+    q = sa.select(table)
+    if after is not None:
+        q = q.where(sa.tuple_(table.c.record_a, table.c.record_b) > sa.tuple_(*after))
+    q = q.order_by(table.c.record_a, table.c.record_b).limit(limit)
+    try:
+        with _read(engine, kind) as conn:
+            rows = conn.execute(q).all()
+            ref = _pair_refs(conn, rows)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot export {kind} after {after}: {exc}") from exc
+    out = []
+    for r in rows:
+        row = {
+            "a": ref(int(r.record_a)),
+            "b": ref(int(r.record_b)),
+            "score": float(r.score),
+            "evidence": json.loads(r.evidence),
+            "run_id": int(r.run_id),
+        }
+        if table is review:
+            row["uncertainty"] = float(r.uncertainty)
+            row["impact"] = r.impact
+            row["impact_cycle"] = r.impact_cycle
+        out.append(row)
+    return out

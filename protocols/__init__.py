@@ -13,6 +13,17 @@ from ._attestation import (
     attestation_sha256,
 )
 from ._canonical import canonical_json, sha256_hex
+from ._export import (
+    EXPORT_FORMATS,
+    EXPORT_KINDS,
+    ExportFamily,
+    ExportFormat,
+    ExportHousehold,
+    ExportKind,
+    ExportPair,
+    ExportPerson,
+    ExportReviewPair,
+)
 from ._extract import (
     EXTRACT_FORMAT,
     IDENTITY_FORMAT,
@@ -185,6 +196,8 @@ from ._views import (
 
 __all__ = [
     "ATTESTATION_FORMAT",
+    "EXPORT_FORMATS",
+    "EXPORT_KINDS",
     "EXTRACT_FORMAT",
     "IDENTITY_FORMAT",
     "INDICATOR_INFO",
@@ -217,6 +230,13 @@ __all__ = [
     "DecisionView",
     "ErrorAnswer",
     "ExactIdentifier",
+    "ExportFamily",
+    "ExportFormat",
+    "ExportHousehold",
+    "ExportKind",
+    "ExportPair",
+    "ExportPerson",
+    "ExportReviewPair",
     "ExtractHeader",
     "ExtractTrailer",
     "FamilyBlobs",

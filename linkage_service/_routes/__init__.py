@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from . import (
     claims,
+    export,
     extracts,
     families,
     health,
@@ -42,5 +43,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     restrictions.router,
     subject.router,
     reports.router,
+    export.router,
     health.router,
 )

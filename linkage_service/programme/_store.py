@@ -14,12 +14,14 @@ a person (family and person ids are pseudonymous).
 
 from __future__ import annotations
 
+import json
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from .._errors import NotFound
+from .._errors import NotFound, StorageError
 from .._store import metadata
 
 __all__ = [
@@ -31,8 +33,10 @@ __all__ = [
     "cycle_row",
     "cycle_versions",
     "cycles",
+    "export_families_page",
     "families",
     "family_record",
+    "latest_cycle_id",
     "phase_of",
     "restrictions",
     "ruleset_switches",
@@ -238,3 +242,70 @@ def family_record(conn: Connection, family_id: str) -> FamilyRecord:
             )
         ),
     )
+
+
+# --- bulk export ---------------------------------------------------------------------
+
+
+def latest_cycle_id(engine: Engine) -> int:
+    """The newest assessment cycle's id; NotFound if no assessment has been run."""
+    try:
+        with engine.connect() as conn:
+            found = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read the assessment cycles: {exc}") from exc
+    if found is None:
+        raise NotFound("no assessment has been run: there are no families to export")
+    return int(found)
+
+
+def export_families_page(
+    engine: Engine, cycle_id: int, after: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """Families of cycle ``cycle_id`` with ids above ``after`` (at most ``limit``), id order.
+
+    One keyset page over the snapshots' primary key: the cycle's score, rank,
+    eligibility and members (the persons it assessed), and each family's status now.
+    """
+    s, f = snapshots, families
+    q = (
+        sa.select(
+            s.c.family_id,
+            s.c.household_id,
+            s.c.eligible,
+            s.c.n_problems,
+            s.c.score,
+            s.c.rank,
+            s.c.percentile,
+            s.c.clearance_required,
+            s.c.district,
+            s.c.detail,
+            f.c.status,
+        )
+        .outerjoin(f, f.c.family_id == s.c.family_id)
+        .where(s.c.cycle_id == cycle_id)
+    )
+    if after is not None:
+        q = q.where(s.c.family_id > after)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(q.order_by(s.c.family_id).limit(limit)).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot export families of cycle {cycle_id}: {exc}") from exc
+    return [
+        {
+            "family_id": str(r.family_id),
+            "household_id": str(r.household_id),
+            "cycle_id": cycle_id,
+            "members": sorted(str(m["person_id"]) for m in json.loads(r.detail).get("members", ())),
+            "eligible": bool(r.eligible),
+            "problems": int(r.n_problems),
+            "score": int(r.score),
+            "rank": int(r.rank),
+            "percentile": float(r.percentile),
+            "clearance_required": int(r.clearance_required),
+            "postcode_district": r.district,
+            "status": r.status,
+        }
+        for r in rows
+    ]

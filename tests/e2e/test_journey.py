@@ -10,6 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
@@ -17,7 +20,7 @@ from agency_client import Needles, Scanner, identity_needles, load_mapping
 from deploy._journey import unlock
 from linkage_service import _store as store
 from linkage_service import default_model, default_ruleset
-from protocols import IndicatorType
+from protocols import EXPORT_FORMATS, EXPORT_KINDS, IndicatorType
 
 from .conftest import World, log_lines, run_cli, running_journey, wait_for_log
 
@@ -110,7 +113,8 @@ def test_the_audit_log_verifies_with_the_audit_log_command(world):
         assert done.returncode == 0, done.stderr
 
 
-def test_no_plaintext_identity_in_the_linkage_database_or_any_log(world):
+def _needles(world: World) -> Scanner:
+    """A scanner for every name, date of birth and address of the journey's population."""
     pop = world.journey.population
     needles = Needles()
     for agency in pop.agencies:
@@ -118,12 +122,23 @@ def test_no_plaintext_identity_in_the_linkage_database_or_any_log(world):
             identity_needles(pop.csv_paths[agency], load_mapping(pop.mapping_paths[agency]))
         )
     assert len(needles.names) > 100 and len(needles.dates) > 100 and needles.postcodes
-    scan = Scanner(needles)
-    programme = {
-        "ruleset": default_ruleset().model_dump(mode="json"),
-        "model": default_model().model_dump(mode="json"),
-    }
-    vocabulary = {t.value for t in IndicatorType} | _strings(programme)
+    return Scanner(needles)
+
+
+_PROGRAMME = {
+    "ruleset": default_ruleset().model_dump(mode="json"),
+    "model": default_model().model_dump(mode="json"),
+}
+
+
+def _vocabulary() -> set[str]:
+    return {t.value for t in IndicatorType} | _strings(_PROGRAMME)
+
+
+def test_no_plaintext_identity_in_the_linkage_database_or_any_log(world):
+    scan = _needles(world)
+    programme = _PROGRAMME
+    vocabulary = _vocabulary()
     found: set[str] = set()
     text_cells = blob_cells = 0
     sql = store.open_engine(world.stack.database_urls["linkage"], migrate_schema=False)
@@ -159,6 +174,36 @@ def test_no_plaintext_identity_in_the_linkage_database_or_any_log(world):
             lines += 1
             found |= _scan(scan, _parsed(line), vocabulary)
     assert lines > 10
+    assert found == set()
+
+
+def test_no_plaintext_identity_in_any_bulk_export(world):
+    scan = _needles(world)
+    vocabulary = _vocabulary()
+    token = world.stack.secret("operators", "linkage-analyst-token")
+    found: set[str] = set()
+    rows: dict[tuple[str, str], int] = {}
+    with httpx.Client(
+        base_url=world.stack.url("linkage-service"),
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=60,
+    ) as http:
+        for kind in EXPORT_KINDS:
+            for fmt in EXPORT_FORMATS:
+                r = http.get(f"/export/{kind}", params={"format": fmt})
+                assert r.status_code == 200, (kind, fmt, r.text)
+                if fmt == "ndjson":
+                    values = [json.loads(line) for line in r.content.splitlines()]
+                else:
+                    values = [
+                        {k: _parsed(v) for k, v in row.items()}
+                        for row in pq.read_table(pa.BufferReader(r.content)).to_pylist()
+                    ]
+                rows[kind, fmt] = len(values)
+                for value in values:
+                    found |= _scan(scan, value, vocabulary)
+    assert all(n > 0 for n in rows.values()), rows  # every export had rows to scan
+    assert rows["persons", "ndjson"] == rows["persons", "parquet"] > 500
     assert found == set()
 
 

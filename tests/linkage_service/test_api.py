@@ -50,6 +50,7 @@ READ_ROUTES = {
     "/claims",
     "/claims/export",
     "/reports/{name}",
+    "/export/{kind}",
 }
 UNLOCK_ROUTES = {
     "/families/{family_id}/attestation",
@@ -103,6 +104,7 @@ def _concrete(path: str) -> str:
         .replace("{run_id}", "1")
         .replace("{family_id}", "fam_" + "0" * 16)
         .replace("{name}", "needs")
+        .replace("{kind}", "persons")
         .replace("{any_id}", "fam_" + "0" * 16)
         .replace("{record_a}", "1")
         .replace("{record_b}", "2")

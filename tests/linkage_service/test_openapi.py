@@ -58,7 +58,7 @@ UNTYPED = {
     ("post", "/assessments"),
 }
 # Routes that answer a file, not JSON.
-FILES = {("get", "/claims/export")}
+FILES = {("get", "/claims/export"), ("get", "/export/{kind}")}
 # Components whose shape is open on purpose (a report's own fields differ by report).
 OPEN = {"ReportView"}
 
@@ -128,3 +128,14 @@ def test_untyped_routes_are_the_listed_ones(schema, route):
 def test_csv_report_is_described(schema):
     content = _operations(schema)[("get", "/reports/{name}")]["responses"]["200"]["content"]
     assert "text/csv" in content
+
+
+def test_bulk_export_is_described_as_ndjson_or_parquet(schema):
+    op = _operations(schema)[("get", "/export/{kind}")]
+    assert set(op["responses"]["200"]["content"]) == {
+        "application/x-ndjson",
+        "application/vnd.apache.parquet",
+    }
+    params = {p["name"]: p["schema"] for p in op["parameters"]}
+    assert params["kind"]["enum"] == ["persons", "households", "families", "links", "review"]
+    assert params["format"]["anyOf"][0]["enum"] == ["ndjson", "parquet"]
