@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from protocols import open_private
+from protocols import open_private, pipe_safe
 
 from ._check import CheckReport, check_csv
 from ._errors import AgencyClientError
@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``agency-client``."""
     args = build_parser().parse_args(argv)

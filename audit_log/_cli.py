@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn
 
-from protocols import field_path
+from protocols import field_path, pipe_safe
 
 from . import _store as store
 from ._checkpoint import CosignatureSigner
@@ -443,6 +443,7 @@ def _verify_db(args: argparse.Namespace, console: Console) -> None:
     )
 
 
+@pipe_safe
 def main(
     argv: Sequence[str] | None = None,
     *,

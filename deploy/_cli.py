@@ -18,6 +18,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from protocols import pipe_safe
+
 from ._ceremony import CeremonyItem
 from ._ceremony import main as ceremony_main
 from ._errors import DeployError
@@ -69,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``family-linkage``."""
     args_list = list(sys.argv[1:] if argv is None else argv)

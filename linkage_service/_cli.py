@@ -43,6 +43,7 @@ from protocols import (
     ReviewSummary,
     SecretFileError,
     key_id,
+    pipe_safe,
     write_private_file,
 )
 from service_common import ServiceCommonError, setup_telemetry, traced_transport
@@ -304,6 +305,7 @@ def push(path: Path, url: str, token: str, client: httpx.Client | None = None) -
     return body
 
 
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``linkage-service`` command."""
     args = _parser().parse_args(argv)

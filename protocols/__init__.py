@@ -94,6 +94,7 @@ from ._secrets import (
     token_digest,
     write_private_file,
 )
+from ._stdio import pipe_safe
 from ._subject import (
     SUBJECT_ACCESS_FORMAT,
     SUBJECT_IDENTITIES_FORMAT,
@@ -366,6 +367,7 @@ __all__ = [
     "new_token",
     "open_private",
     "open_sealed_identity",
+    "pipe_safe",
     "private_dir",
     "reason_text",
     "sealed_length",

@@ -31,6 +31,7 @@ from protocols import (
     SubjectQuery,
     check_private_file,
     describe_errors,
+    pipe_safe,
     write_private_file,
 )
 
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``unlock-service``."""
     args = build_parser().parse_args(argv)

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from protocols import SecretFileError, check_private_file
+from protocols import SecretFileError, check_private_file, pipe_safe
 
 from . import _store as store
 from ._accounts import ROLES, create_account, reset_account
@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@pipe_safe
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``web-service``."""
     args = build_parser().parse_args(argv)
