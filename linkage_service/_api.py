@@ -524,6 +524,10 @@ def create_app(
         cycle_id: CycleId = None,
         eligible: bool | None = None,
         status: str | None = None,
+        district: Annotated[str | None, Query(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")] = None,
+        problem: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,47}$")] = None,
+        min_score: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
+        max_score: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
         offset: Offset = 0,
         limit: Page = 100,
     ) -> dict[str, Any]:
@@ -533,6 +537,10 @@ def create_app(
             cycle_id=cycle_id,
             eligible=eligible,
             status=status,
+            district=district,
+            problem=problem,
+            min_score=min_score,
+            max_score=max_score,
             offset=offset,
             limit=limit,
         )
