@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
@@ -64,11 +64,11 @@ def _svg(title: str, desc: str, height: float, body: list[str]) -> Markup:
 def _nice_max(value: float) -> float:
     if value <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1, 2, 2.5, 5, 10):
+    power = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
         if value <= step * power:
             return step * power
-    return 10 * power
+    return 10.0 * power
 
 
 def bar_chart(
@@ -97,7 +97,9 @@ def bar_chart(
         y = i * (bar_h + gap) + 4
         w = plot * abs(value) / span
         x = x0 if value >= 0 else x0 - w
-        short = label if len(label) * CHAR <= label_w - 10 else label[: int(label_w / CHAR) - 2] + "…"
+        short = (
+            label if len(label) * CHAR <= label_w - 10 else label[: int(label_w / CHAR) - 2] + "…"
+        )
         body.append(
             f'<text x="{label_w - 8:.1f}" y="{y + 16}" text-anchor="end">{escape(short)}</text>'
             f'<rect x="{x:.1f}" y="{y}" width="{max(w, 1):.1f}" height="{bar_h}" '
@@ -173,9 +175,9 @@ def histogram(
         )
     for k, (label, n) in enumerate(counted):
         x = left + k * bin_width * per_unit
-        h = plot_h * n / top_count
+        h, w = plot_h * n / top_count, bin_width * per_unit - 2
         body.append(
-            f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{bin_width * per_unit - 2:.1f}" '
+            f'<rect x="{x + 1:.1f}" y="{top + plot_h - h:.1f}" width="{w:.1f}" '
             f'height="{h:.1f}" fill="{BLUE}"><title>{escape(label)}: {int(n)}</title></rect>'
         )
     every = max(1, math.ceil(len(counted) * 50 / plot_w))
@@ -218,7 +220,7 @@ def _marker(shape: str, x: float, y: float, colour: str, tip: str) -> str:
 
 def line_chart(
     title: str,
-    series: dict[str, Sequence[tuple[str, float]]],
+    series: Mapping[str, Sequence[tuple[str, float]]],
     *,
     reference: float | None = None,
     reference_label: str = "baseline",
@@ -251,13 +253,13 @@ def line_chart(
     body: list[str] = []
     for k, (name, _) in enumerate(named):
         colour, dash, shape = SERIES[k]
-        y = 14 + 26 * k
+        ly = 14.0 + 26 * k
         body.append(
-            f'<line x1="10" y1="{y}" x2="50" y2="{y}" stroke="{colour}" stroke-width="3"'
+            f'<line x1="10" y1="{ly}" x2="50" y2="{ly}" stroke="{colour}" stroke-width="3"'
             + (f' stroke-dasharray="{dash}"' if dash else "")
             + "/>"
-            + _marker(shape, 30, y, colour, name)
-            + f'<text x="58" y="{y + 5}">{escape(name)}</text>'
+            + _marker(shape, 30, ly, colour, name)
+            + f'<text x="58" y="{ly + 5}">{escape(name)}</text>'
         )
     for tick in range(5):
         value = low + span * tick / 4

@@ -11,7 +11,6 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -100,7 +99,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             httpx.Client(transport=PortalTransport(portal, web_app), base_url="http://web") as web,
         ):
             transport = PortalTransport(portal, web_app)
-            r = linkage.post("/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin"))
+            r = linkage.post(
+                "/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin")
+            )
             assert r.status_code == 200, r.text
             assert pro.totp_uri is not None
             yield Stack(web, linkage, engine, portal, web_app, pro.totp_uri, transport)
@@ -229,7 +230,9 @@ def test_attach_with_csrf_then_claims_and_csv(stack, cora):
     r = cora.post(f"/families/{fid}/status", data={**form, "csrf_token": "forged"})
     assert r.status_code == 403
     assert families_json(stack, status="identified", eligible="true")[-1]["family_id"] == fid
-    r = cora.post(f"/families/{fid}/status", data={**form, "reason": "lower case", "csrf_token": token})
+    r = cora.post(
+        f"/families/{fid}/status", data={**form, "reason": "lower case", "csrf_token": token}
+    )
     assert r.status_code == 400 and "Enter a reason code" in r.text and 'href="#reason"' in r.text
     r = cora.post(f"/families/{fid}/status", data={**form, "on": "1/11/26", "csrf_token": token})
     assert r.status_code == 400 and "YYYY-MM-DD" in r.text
@@ -272,7 +275,9 @@ def test_review_decision_needs_csrf(stack, cora):
     a, b = pair.groups()
     form = {"decision": "non_match", "reason": "DIFFERENT_PERSON"}
     assert cora.post(f"/review/{a}/{b}/decision", data=form).status_code == 403
-    r = cora.post(f"/review/{a}/{b}/decision", data={**form, "reason": "", "csrf_token": csrf_of(page)})
+    r = cora.post(
+        f"/review/{a}/{b}/decision", data={**form, "reason": "", "csrf_token": csrf_of(page)}
+    )
     assert r.status_code == 400 and "reason code" in r.text
     r = cora.post(f"/review/{a}/{b}/decision", data={**form, "csrf_token": csrf_of(page)})
     assert r.status_code == 303
@@ -282,7 +287,8 @@ def test_review_decision_needs_csrf(stack, cora):
         "/review/decisions", params={"record_id": a}, headers=auth("analyst")
     ).json()["decisions"]
     assert any(
-        d["decision"] == "non_match" and {d["a"]["record_id"], d["b"]["record_id"]} == {int(a), int(b)}
+        d["decision"] == "non_match"
+        and {d["a"]["record_id"], d["b"]["record_id"]} == {int(a), int(b)}
         for d in decisions
     )
 
@@ -310,9 +316,19 @@ def test_charts_are_accessible_svg_with_escaped_text():
     assert "<title id=" in svg and "<desc id=" in svg and "M15 &amp; co" in svg
     assert "&lt;by&gt;" in svg and "<by>" not in svg and "style=" not in svg
     assert "3 families" in svg and "-2 families" in svg  # values as text, not colour alone
-    assert bins([0, 9, 10, 41, 45], 10) == [("0–9", 2), ("10–19", 1), ("20–29", 0), ("30–39", 0), ("40–49", 2)]
-    hist = str(histogram("Scores", [1, 12, 44], bin_width=10, threshold=40, threshold_label="unlock"))
+    assert bins([0, 9, 10, 41, 45], 10) == [
+        ("0–9", 2),
+        ("10–19", 1),
+        ("20–29", 0),
+        ("30–39", 0),
+        ("40–49", 2),
+    ]
+    hist = str(
+        histogram("Scores", [1, 12, 44], bin_width=10, threshold=40, threshold_label="unlock")
+    )
     assert "unlock (40)" in hist and 'stroke-dasharray="6 4"' in hist
-    line = str(line_chart("Scores", {"A": [("c1", 1.0), ("c2", 3.0)], "B": [("c1", 2.0)]}, reference=2))
+    line = str(
+        line_chart("Scores", {"A": [("c1", 1.0), ("c2", 3.0)], "B": [("c1", 2.0)]}, reference=2)
+    )
     assert "<polyline" in line and "baseline (2)" in line and ">A<" in line and ">B<" in line
     assert "No data" in str(bar_chart("Empty", []))

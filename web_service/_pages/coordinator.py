@@ -394,7 +394,7 @@ def claims(request: Request, session: CoordinatorSession, window_id: str = "") -
         errors["window_id"] = "Enter a claim window like 2026-H2"
     linkage = _linkage(request)
     every: list[dict[str, Any]] = linkage.get_json("/claims", session.user.credential)["claims"]
-    windows: dict[str, dict[str, float]] = defaultdict(lambda: Counter[str]())
+    windows: defaultdict[str, Counter[str]] = defaultdict(Counter)
     for c in every:
         w = windows[c["window_id"]]
         w["claims"] += 1
@@ -443,7 +443,9 @@ def reports_index(request: Request, _session: CoordinatorSession) -> HTMLRespons
     return render(request, "coordinator/reports.html", title="Reports", reports=REPORTS)
 
 
-def _report_params(name: str, problem: str, cohort: str, by: str) -> tuple[dict[str, str], dict]:
+def _report_params(
+    name: str, problem: str, cohort: str, by: str
+) -> tuple[dict[str, str], dict[str, str]]:
     errors: dict[str, str] = {}
     params: dict[str, str] = {}
     wanted = REPORTS[name].params
@@ -476,8 +478,13 @@ def report_csv(
         return render(request, "error.html", 404, title="Not found", message=f"No report {name}")
     params, errors = _report_params(name, problem, cohort, by)
     if errors:
-        return render(request, "error.html", 400, title="Check the report's filters",
-                      message="; ".join(errors.values()))
+        return render(
+            request,
+            "error.html",
+            400,
+            title="Check the report's filters",
+            message="; ".join(errors.values()),
+        )
     answer = _linkage(request).call(
         "GET", f"/reports/{name}", session.user.credential, params={**params, "format": "csv"}
     )
@@ -659,7 +666,9 @@ def charts_page(request: Request, session: CoordinatorSession) -> HTMLResponse:
     windows = [(w, float(per_window[w])) for w in sorted(per_window)]
     distance = linkage.get_json("/reports/distance-travelled", token)
     cohort_rows = distance.get("rows", [])
-    runs = [r for r in linkage.get_json("/runs", token, limit=30)["runs"] if r["status"] == "applied"]
+    runs = [
+        r for r in linkage.get_json("/runs", token, limit=30)["runs"] if r["status"] == "applied"
+    ]
     runs.reverse()
     quality = {
         "Links (record pairs joined)": [
