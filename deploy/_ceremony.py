@@ -66,7 +66,7 @@ DESTINATIONS = {
     "unlock-service": "the unlock service host: /etc/family-linkage/unlock-service/",
     "witness": "the IG office's witness host: /etc/family-linkage/witness/",
     "ig-office": "IG officers' workstations (verifier keys are public; the token is not)",
-    "operators": "the linkage service's operators (admin) and analysts, one token each",
+    "operators": "linkage service operators (admin), analysts and coordinators: one token each",
 }
 
 
@@ -464,7 +464,7 @@ def _make(run: _Run, agencies: Sequence[str], log_origin: str, witness_name: str
         "ceremony-unlock-service",
         "bearer token for the linkage service (attestations, sealed blobs)",
     )
-    for role in ("admin", "analyst"):
+    for role in ("admin", "analyst", "coordinator"):
         run.token(
             "operators",
             ops / f"linkage-{role}-token",

@@ -1,7 +1,7 @@
 """``family-linkage``: the key ceremony, the local run, and the whole demo journey.
 
 ``family-linkage keys``  the key ceremony (``_ceremony``);
-``family-linkage up``    the three services on loopback until Ctrl-C (``_local``);
+``family-linkage up``    the services and the web pages on loopback until Ctrl-C (``_local``);
 ``family-linkage demo``  the README's journey on a fresh local run (``_journey``).
 
 ``main`` parses arguments, calls the library, prints a short summary and turns
@@ -22,7 +22,7 @@ from ._ceremony import CeremonyItem
 from ._ceremony import main as ceremony_main
 from ._errors import DeployError
 from ._journey import rel
-from ._local import LocalStack, ServiceProcess, terminate_on_signals
+from ._local import LocalStack, ServiceProcess, WebAccount, terminate_on_signals
 
 __all__ = ["main"]
 
@@ -49,17 +49,23 @@ def _parser() -> argparse.ArgumentParser:
         )
         q.add_argument("--database-prefix", default=prefix, help=f"database names ({prefix}_*)")
 
-    up = sub.add_parser("up", help="run the three services on loopback until Ctrl-C")
+    up = sub.add_parser("up", help="run the services and the web pages on loopback until Ctrl-C")
     stack_options(up, "local-run", "family_linkage")
     up.add_argument("--linkage-port", type=int, help="default: a free port")
     up.add_argument("--unlock-port", type=int, help="default: a free port")
     up.add_argument("--witness-port", type=int, help="default: a free port")
+    up.add_argument("--web-port", type=int, help="default: a free port")
     up.add_argument("--fresh", action="store_true", help="remove the previous state first")
 
     demo = sub.add_parser("demo", help="the whole journey on a fresh local run, then stop")
     stack_options(demo, "demo-run", "family_linkage_demo")
     demo.add_argument("--households", type=int, default=DEMO_HOUSEHOLDS)
     demo.add_argument("--seed", type=int, default=DEMO_SEED)
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the services and the web pages running after the journey, until Ctrl-C",
+    )
     return p
 
 
@@ -125,6 +131,7 @@ def _up(args: argparse.Namespace) -> int:
         "linkage-service": args.linkage_port,
         "unlock-service": args.unlock_port,
         "witness": args.witness_port,
+        "web-service": args.web_port,
     }
     stack = LocalStack(
         args.dir,
@@ -137,6 +144,8 @@ def _up(args: argparse.Namespace) -> int:
         print(_ceremony_summary(stack.ceremony(), stack.keys))
         stack.prepare(fresh=args.fresh)
         pros = stack.register_professionals()
+        accounts = stack.register_web_accounts(pros)
+        stack.issue_tokens(pros)
         stack.start()
         print(f"databases: {_where(stack)}; settings in {rel(stack.config_dir)}")
         for service in stack.services.values():
@@ -148,9 +157,10 @@ def _up(args: argparse.Namespace) -> int:
             "a token: unlock-service --config "
             f"{rel(stack.config_path('unlock-service'))} token issue --professional <id>"
         )
+        print(_web_lines(stack, accounts))
         try:
             # announced inside the try: a Ctrl-C right after the line is read still stops cleanly
-            print("Ctrl-C stops all three.", flush=True)
+            print("Ctrl-C stops them all.", flush=True)
             while True:
                 stack.check_running()
                 time.sleep(1.0)
@@ -161,12 +171,24 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
+def _web_lines(stack: LocalStack, accounts: list[WebAccount]) -> str:
+    lines = [f"web pages: {stack.url('web-service')} (sign in as one of these demo accounts)"]
+    for a in accounts:
+        totp = ", with a TOTP code" if a.totp_seed else ""
+        lines.append(f"  {a.username:<14} {a.role}{totp}")
+    lines.append(
+        f"  passwords and TOTP seeds: {rel(stack.pro_dir / 'web-accounts.json')}; professionals "
+        f"load their key and token files ({rel(stack.pro_dir)}/<name>.key, .token) in the browser"
+    )
+    return "\n".join(lines)
+
+
 def _demo(args: argparse.Namespace) -> int:
     from ._journey import PURPOSE, run_journey
 
     started = time.perf_counter()
     steps = ["keys", "services", "population", "encode", "push + link", "assess", "unlock"]
-    steps.append("verify")
+    steps += ["verify", "web"]
     seen: set[str] = set()
 
     def report(step: str, line: str) -> None:
@@ -191,8 +213,10 @@ def _demo(args: argparse.Namespace) -> int:
         report("keys", _ceremony_summary(stack.ceremony(), stack.keys))
         stack.prepare(fresh=True)
         pros = stack.register_professionals()
+        accounts = stack.register_web_accounts(pros)
+        stack.issue_tokens(pros)
         stack.start()
-        report("services", f"3 processes on 127.0.0.1, {_where(stack)}")
+        report("services", f"{len(stack.services)} processes on 127.0.0.1, {_where(stack)}")
         for service in stack.services.values():
             print(f"{'':<18}{_services_line(service)}")
         admin = next(p for p in pros if p.role == "admin")
@@ -202,8 +226,22 @@ def _demo(args: argparse.Namespace) -> int:
             f"social worker {cleared.professional_id} (clearance {cleared.clearance})"
         )
         journey = run_journey(
-            stack, pros, households=args.households, seed=args.seed, report=report
+            stack,
+            pros,
+            households=args.households,
+            seed=args.seed,
+            report=report,
+            web_accounts=accounts,
         )
+        if args.serve:
+            print(_web_lines(stack, accounts))
+            try:
+                print("the services keep running for the pages: Ctrl-C stops them.", flush=True)
+                while True:
+                    stack.check_running()
+                    time.sleep(1.0)
+            except KeyboardInterrupt:
+                pass
         codes = stack.stop()
     seconds = time.perf_counter() - started
     print(

@@ -52,7 +52,7 @@ from protocols import private_dir
 from service_common import Telemetry, setup_telemetry, traced_transport
 
 from ._errors import StackError
-from ._local import DemoProfessional, LocalStack
+from ._local import DemoProfessional, LocalStack, WebAccount
 
 __all__ = [
     "Journey",
@@ -102,6 +102,7 @@ class Journey:
     family_above_score: float = 0.0
     family_below: str | None = None
     professionals: dict[str, DemoProfessional] = field(default_factory=dict)
+    web_accounts: list[WebAccount] = field(default_factory=list)
     released: Unlocked | None = None
     ig_before: str = ""
     ig_after: str = ""
@@ -382,6 +383,35 @@ def ig_verify_receipt(stack: LocalStack, released: Unlocked, directory: Path) ->
         raise StackError(f"audit-log verify-receipt: {exc}") from exc
 
 
+def web_check(stack: LocalStack, accounts: list[WebAccount], family: str) -> str:
+    """Sign in to the web pages as the coordinator, over HTTP like a browser, and
+    find ``family`` on the families list; a line for the demo's output."""
+    coordinator = next(a for a in accounts if a.role == "coordinator")
+    url = stack.url("web-service")
+    with httpx.Client(base_url=url, timeout=30.0) as web:
+        signed = web.post(
+            "/sign-in",
+            data={"username": coordinator.username, "password": coordinator.password},
+        )
+        # The cookie is Secure: a browser sends it to 127.0.0.1 over plain HTTP
+        # (a secure context), httpx's cookie jar does not, so it is sent by hand.
+        cookie = signed.headers.get("set-cookie", "").split(";", 1)[0]
+        listed = web.get("/families", params={"eligible": "yes"}, headers={"Cookie": cookie})
+        found = family in listed.text
+        if signed.status_code != 303 or listed.status_code != 200:
+            raise StackError(
+                f"the web pages did not work for the coordinator: sign-in HTTP "
+                f"{signed.status_code}, families page HTTP {listed.status_code}"
+            )
+    pages = len(accounts)
+    return (
+        f"{url} signed in as {coordinator.username}: the families list "
+        f"{'shows' if found else 'lists the eligible families, not on its first page'} "
+        f"{family}; {pages} demo accounts "
+        f"(passwords and TOTP seeds in {rel(stack.pro_dir / 'web-accounts.json')})"
+    )
+
+
 def run_journey(
     stack: LocalStack,
     professionals: list[DemoProfessional],
@@ -390,10 +420,13 @@ def run_journey(
     seed: int,
     report: Callable[[str, str], None] = lambda _step, _line: None,
     telemetry: Telemetry | None = None,
+    web_accounts: list[WebAccount] | tuple[WebAccount, ...] = (),
 ) -> Journey:
     """Every step after the stack started, in order; ``report(step, line)`` after each."""
     telemetry = telemetry or setup_telemetry("family-linkage-demo", set_global=False)
-    journey = Journey(professionals={p.name: p for p in professionals})
+    journey = Journey(
+        professionals={p.name: p for p in professionals}, web_accounts=list(web_accounts)
+    )
     ig_dir = stack.run_dir / "ig-office"
     ig_dir.mkdir(exist_ok=True)
     ig_state = ig_dir / "last-seen.checkpoint"
@@ -491,6 +524,9 @@ def run_journey(
         report("verify", f"audit-log checkpoint: {journey.ig_before}")
         report("verify", f"audit-log checkpoint: {journey.ig_after}")
         report("verify", f"audit-log verify-receipt: {journey.ig_receipt}")
+
+        if journey.web_accounts:
+            report("web", web_check(stack, journey.web_accounts, family))
     return journey
 
 

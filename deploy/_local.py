@@ -1,4 +1,4 @@
-"""The local run: the three services as separate processes on loopback, one run directory.
+"""The local run: the services as separate processes on loopback, one run directory.
 
 :class:`LocalStack` lays out a run directory::
 
@@ -8,14 +8,16 @@
     <run>/state/     SQLite databases, the witness's state, the linkage staging dir
     <run>/logs/      each service's standard error: JSON lines with trace ids
     <run>/professionals/  demo professionals' key files and ids (0600)
+    <run>/professionals/web-accounts.json  the demo's web sign-in accounts (0600)
 
 and runs ``linkage-service serve``, ``unlock-service serve`` (the audit log is
 inside it, mounted at ``/audit``, and asks the witness to cosign each
-checkpoint) and ``audit-log witness serve`` as child processes on 127.0.0.1,
+checkpoint), ``audit-log witness serve`` and ``web-service serve`` (the pages
+for coordinators, professionals and IG officers) as child processes on 127.0.0.1,
 on free ports unless given. Databases are SQLite files by default; with
 ``database_url_base`` (``postgresql://user@host:5432/``) each service gets its
 own PostgreSQL database, ``<prefix>_linkage``, ``<prefix>_unlock`` and
-``<prefix>_audit``, created if missing.
+``<prefix>_audit`` and ``<prefix>_web``, created if missing.
 
 Processes are stopped with SIGTERM, then SIGKILL after a grace period, in
 :meth:`LocalStack.stop`, which the context manager always calls (also on
@@ -36,6 +38,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -51,12 +54,14 @@ from typing import IO
 import httpx
 
 from agency_client._synthetic import AGENCIES
+from protocols import write_private_file
 
 from ._ceremony import CeremonyItem, run_ceremony
 from ._errors import StackError
 
 __all__ = [
     "DemoProfessional",
+    "WebAccount",
     "LocalStack",
     "ServiceProcess",
     "database_names",
@@ -65,7 +70,7 @@ __all__ = [
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 HOST = "127.0.0.1"
-SERVICES = ("witness", "linkage-service", "unlock-service")
+SERVICES = ("witness", "linkage-service", "unlock-service", "web-service")
 WITNESS_TOKEN_ENV = "AUDIT_LOG_WITNESS_TOKEN"
 # Which programs run each service, and the module whose main() runs it where
 # the console script is not beside this interpreter (python -m deploy from a checkout).
@@ -73,6 +78,7 @@ _PROGRAMS = {
     "linkage-service": "linkage_service._cli",
     "unlock-service": "unlock_service._cli",
     "audit-log": "audit_log._cli",
+    "web-service": "web_service._cli",
 }
 _PR_SET_PDEATHSIG = 1
 # The unlock-service settings the stack writes itself (``unlock_settings`` adds others).
@@ -109,6 +115,17 @@ class ServiceProcess:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+@dataclass(frozen=True)
+class WebAccount:
+    """A demo sign-in account of the web service (password and TOTP seed for the demo)."""
+
+    username: str
+    role: str
+    password: str
+    totp_seed: str | None
+    professional_id: str | None
 
 
 @dataclass(frozen=True)
@@ -174,6 +191,7 @@ def database_names(prefix: str) -> dict[str, str]:
         "linkage": f"{prefix}_linkage",
         "unlock": f"{prefix}_unlock",
         "audit": f"{prefix}_audit",
+        "web": f"{prefix}_web",
     }
 
 
@@ -274,12 +292,13 @@ class LocalStack:
 
     @property
     def database_urls(self) -> dict[str, str]:
-        """The URL of each store: ``linkage``, ``unlock``, ``audit``."""
+        """The URL of each store: ``linkage``, ``unlock``, ``audit``, ``web``."""
         if self.database_url_base is None:
             return {
                 "linkage": f"sqlite:///{self.state_dir / 'linkage.sqlite'}",
                 "unlock": f"sqlite:///{self.state_dir / 'unlock.sqlite'}",
                 "audit": f"sqlite:///{self.state_dir / 'unlock-audit.sqlite'}",
+                "web": f"sqlite:///{self.state_dir / 'web.sqlite'}",
             }
         base = self.database_url_base.rstrip("/")
         return {k: f"{base}/{v}" for k, v in database_names(self.database_prefix).items()}
@@ -346,6 +365,12 @@ class LocalStack:
             f"issuer_key_file = {_toml_str(unlock_dir / 'issuer.key')}",
             f"host = {_toml_str(HOST)}",
             f"port = {self.ports['unlock-service']}",
+            # The demo professionals' browsers load an hour's JWT with their key.
+            *(
+                []
+                if "max_token_lifetime" in self.unlock_settings
+                else ["max_token_lifetime = 3600"]
+            ),
             *(f"{name} = {_toml_value(v)}" for name, v in self.unlock_settings.items()),
             "",
             "[[audit_witnesses]]",
@@ -362,10 +387,21 @@ class LocalStack:
             f"host = {_toml_str(HOST)}",
             f"port = {self.ports['witness']}",
         ]
+        web = [
+            "# Web service settings for the local run (written by family-linkage).",
+            f"database_url = {_toml_str(urls['web'])}",
+            f"linkage_url = {_toml_str(self.url('linkage-service'))}",
+            f"unlock_url = {_toml_str(self.url('unlock-service'))}",
+            f"audit_log_vkey_file = {_toml_str(self.key('ig-office', 'audit-log.vkey'))}",
+            f"witness_vkey_file = {_toml_str(self.key('ig-office', 'witness.vkey'))}",
+            f"host = {_toml_str(HOST)}",
+            f"port = {self.ports['web-service']}",
+        ]
         for name, lines in (
             ("linkage-service", linkage),
             ("unlock-service", unlock),
             ("witness", witness),
+            ("web-service", web),
         ):
             self.config_path(name).write_text("\n".join(lines) + "\n", encoding="utf-8")
         policy = self.config_dir / "policy.toml"
@@ -433,6 +469,87 @@ class LocalStack:
             encoding="utf-8",
         )
         return made
+
+    def register_web_accounts(self, pros: Sequence[DemoProfessional]) -> list[WebAccount]:
+        """The demo's web sign-in accounts (made once; kept in ``web-accounts.json``).
+
+        A coordinator with the operators' linkage coordinator token, one
+        professional account per demo professional and an IG officer with the
+        IG office's audit token. Passwords and TOTP seeds are random and written
+        to the 0600 file for the demo user: a real user would be given them and
+        enrol the seed in an authenticator app. Each professional also gets a
+        JWT of the longest lifetime the unlock service accepts, in
+        ``professionals/<name>.token``, loaded by their browser with the key.
+        """
+        import pyotp
+
+        from web_service import WebError, create_account
+        from web_service import _store as web_store
+        from web_service import load_settings as web_settings
+
+        record = self.pro_dir / "web-accounts.json"
+        if record.exists():
+            return [WebAccount(**a) for a in json.loads(record.read_text(encoding="utf-8"))]
+        wanted: list[tuple[str, str, str, str | None, str | None]] = [
+            ("coordinator", "coordinator", "Casey Coordinator", None,
+             self.secret("operators", "linkage-coordinator-token")),
+        ]  # fmt: skip
+        for pro in pros:
+            if pro.role == "ig_officer":
+                wanted.append(
+                    (pro.name, "ig_officer", "Indira IG Officer", pro.professional_id,
+                     self.secret("ig-office", "audit-token"))
+                )  # fmt: skip
+            else:
+                name = pro.name.replace("-", " ").title()
+                wanted.append((pro.name, "professional", name, pro.professional_id, None))
+        made: list[WebAccount] = []
+        try:
+            engine = web_store.open_engine(
+                web_settings(self.config_path("web-service"), environ={}).database_url
+            )
+            try:
+                for username, role, display, pro_id, credential in wanted:
+                    password = secrets.token_urlsafe(15)
+                    account = create_account(
+                        engine,
+                        username=username,
+                        role=role,
+                        display_name=display,
+                        password=password,
+                        professional_id=pro_id,
+                        credential=credential,
+                    )
+                    seed = pyotp.parse_uri(account.totp_uri).secret if account.totp_uri else None
+                    made.append(WebAccount(username, role, password, seed, pro_id))
+            finally:
+                engine.dispose()
+        except WebError as exc:
+            raise StackError(f"cannot create the demo's web accounts: {exc}") from exc
+        write_private_file(record, json.dumps([a.__dict__ for a in made], indent=2) + "\n")
+        return made
+
+    def issue_tokens(self, pros: Sequence[DemoProfessional], lifetime: int = 3600) -> None:
+        """A JWT for each demo professional in ``professionals/<name>.token`` (0600)."""
+        from unlock_service import load_professional_key, load_settings
+        from unlock_service._auth import TokenIssuer
+        from unlock_service._config import load_issuer_private_key
+
+        settings = load_settings(self.config_path("unlock-service"), environ={})
+        if settings.issuer_key_file is None:
+            raise StackError("the unlock service's settings name no issuer key")
+        issuer = TokenIssuer(
+            load_issuer_private_key(settings.issuer_key_file),
+            settings.token_issuer,
+            settings.token_audience,
+        )
+        life = min(lifetime, settings.max_token_lifetime)
+        for pro in pros:
+            key = load_professional_key(pro.key_file)
+            token = issuer.issue(pro.professional_id, bytes(key.verify_key), lifetime=life)
+            path = self.pro_dir / f"{pro.name}.token"
+            path.unlink(missing_ok=True)
+            write_private_file(path, token + "\n")
 
     def register_workers(
         self,
@@ -514,17 +631,24 @@ class LocalStack:
             str(self.config_path("unlock-service")),
             "serve",
         ]
+        web = [
+            *_program("web-service"),
+            "--config",
+            str(self.config_path("web-service")),
+            "serve",
+        ]
         unlock_env = {**base, WITNESS_TOKEN_ENV: self.secret("unlock-service", "witness-token")}
-        # The settings files are complete; an operator's UNLOCK_SERVICE_* or
-        # LINKAGE_SERVICE_* variables must not redirect the local run.
+        # The settings files are complete; an operator's LINKAGE_SERVICE_*,
+        # UNLOCK_SERVICE_* or WEB_SERVICE_* variables must not redirect the local run.
         for env in (base, unlock_env):
             for name in list(env):
-                if name.startswith(("LINKAGE_SERVICE_", "UNLOCK_SERVICE_")):
+                if name.startswith(("LINKAGE_SERVICE_", "UNLOCK_SERVICE_", "WEB_SERVICE_")):
                     del env[name]
         return {
             "witness": (witness, dict(base)),
             "linkage-service": (linkage, dict(base)),
             "unlock-service": (unlock, unlock_env),
+            "web-service": (web, dict(base)),
         }
 
     def start(self, timeout: float = 60.0) -> None:
@@ -585,7 +709,7 @@ class LocalStack:
                 token = self.secret("operators", "linkage-admin-token")
                 r = client.get(f"{url}/health", headers={"Authorization": f"Bearer {token}"})
                 return r.status_code == 200
-            if name == "unlock-service":
+            if name in ("unlock-service", "web-service"):
                 return client.get(f"{url}/health").status_code == 200
             # The witness serves only POST /add-checkpoint: any HTTP answer means it is up.
             client.get(f"{url}/")
