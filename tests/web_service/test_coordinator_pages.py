@@ -249,9 +249,14 @@ def test_attach_with_csrf_then_claims_and_csv(stack, cora):
     assert r.status_code == 409 and "already attached" in r.text
     # a claim batch, then the claims page and the evidence export
     window = f"{AS_AT.year}-H{1 if AS_AT.month <= 6 else 2}"
-    r = stack.linkage.post("/claims", json={"window_id": window}, headers=auth("coordinator"))
-    assert r.status_code == 200, r.text
+    claims_page = cora.get("/claims").text
+    assert cora.post("/claims", data={"window_id": window}).status_code == 403
+    r = cora.post("/claims", data={"window_id": "soon", "csrf_token": csrf_of(claims_page)})
+    assert r.status_code == 400 and "Enter a claim window" in r.text
+    r = cora.post("/claims", data={"window_id": window, "csrf_token": csrf_of(claims_page)})
+    assert r.status_code == 303 and r.headers["location"] == f"/claims?window_id={window}"
     page = cora.get("/claims", params={"window_id": window}).text
+    assert f"Claims for {window}: 1 attachment, 0 result, £1,000 in all." in page
     assert fid in page and "£1,000" in page and "Evidence for claim" in page
     r = cora.get("/claims/export.csv", params={"window_id": window})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")

@@ -417,6 +417,33 @@ def claims(request: Request, session: CoordinatorSession, window_id: str = "") -
     )
 
 
+@router.post("/claims", response_class=HTMLResponse)
+def make_claims(
+    request: Request,
+    session: CoordinatorSession,
+    _csrf: CsrfChecked,
+    window_id: Annotated[str, Form(max_length=16)] = "",
+) -> Response:
+    """A claim batch for a window: attachment fees and results with their evidence."""
+    window_id = window_id.strip().upper()
+    if not WINDOW.match(window_id):
+        return render(
+            request,
+            "error.html",
+            400,
+            title="No claims were made",
+            message=f"Enter a claim window like 2026-H2 (you entered {window_id or 'nothing'}).",
+        )
+    batch = _linkage(request).post_json(
+        "/claims", session.user.credential, {"window_id": window_id}
+    )
+    session.flash.append(
+        f"Claims for {window_id}: {batch['attachment_claims']} attachment, "
+        f"{batch['result_claims']} result, £{batch['amount_gbp']:,} in all."
+    )
+    return RedirectResponse(f"/claims?window_id={window_id}", status_code=303)
+
+
 @router.get("/claims/export.csv")
 def claims_export(
     request: Request,
