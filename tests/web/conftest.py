@@ -200,13 +200,18 @@ def _population_names(web: WebStack) -> list[str]:
     key = str(web.stack.run_dir)
     if key not in _NAMES:
         import csv
+        import io
 
         names: set[str] = set()
         for path in (web.stack.run_dir / "population").glob("*.csv"):
-            with path.open(encoding="utf-8") as handle:
-                for row in csv.DictReader(handle):
-                    for column, value in row.items():
-                        if column and "name" in column.lower() and value and len(value) >= 5:
-                            names.add(value)
+            raw = path.read_bytes()
+            try:  # some agencies' synthetic extracts are Windows-1252, as real ones are
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                text = raw.decode("cp1252", errors="replace")
+            for row in csv.DictReader(io.StringIO(text)):
+                for column, value in row.items():
+                    if column and "name" in column.lower() and value and len(value) >= 5:
+                        names.add(value)
         _NAMES[key] = sorted(names)
     return _NAMES[key]
