@@ -280,10 +280,11 @@ def test_review_decision_needs_csrf(stack, cora):
     a, b = pair.groups()
     form = {"decision": "non_match", "reason": "DIFFERENT_PERSON"}
     assert cora.post(f"/review/{a}/{b}/decision", data=form).status_code == 403
-    r = cora.post(
-        f"/review/{a}/{b}/decision", data={**form, "reason": "", "csrf_token": csrf_of(page)}
-    )
-    assert r.status_code == 400 and "reason code" in r.text
+    bad = {"reason": "no reason!", "csrf_token": csrf_of(page)}
+    r = cora.post(f"/review/{a}/{b}/decision", data=bad)
+    assert r.status_code == 400 and "There is a problem" in r.text
+    assert f'href="#pair-{a}-{b}-match"' in r.text and f'id="pair-{a}-{b}-match"' in r.text
+    assert f'href="#pair-{a}-{b}-reason"' in r.text and 'value="NO REASON!"' in r.text
     r = cora.post(f"/review/{a}/{b}/decision", data={**form, "csrf_token": csrf_of(page)})
     assert r.status_code == 303
     after = cora.get("/review").text

@@ -235,7 +235,7 @@ def families(
     """The latest cycle's families, highest score first, filtered."""
     programme = _programme(request, session)
     titles = _titles(programme)
-    combinations = set(programme["model"].get("combinations", {}))
+    combinations: dict[str, Any] = programme["model"].get("combinations", {})
     all_bands = bands(int(programme["model"]["thresholds"]["unlock"]))
     filters = parse_filters(area, problem, status, band, eligible, offset, titles)
     answer: dict[str, Any] = {}
@@ -257,7 +257,11 @@ def families(
         {
             **f,
             "band": band_of(int(f["score"]), all_bands),
-            "critical": [c for c in f.get("reason_codes", []) if c in combinations],
+            "critical": [
+                str(combinations[c].get("title", c))
+                for c in f.get("reason_codes", [])
+                if c in combinations
+            ],
         }
         for f in answer.get("families", [])
     ]
@@ -582,23 +586,29 @@ def report(
 # --- review ----------------------------------------------------------------------------
 
 
-@router.get("/review", response_class=HTMLResponse)
-def review(
-    request: Request, session: CoordinatorSession, offset: str = "", impactful: str = ""
+def _offset(value: str, errors: dict[str, str]) -> int:
+    if not value:
+        return 0
+    if value.isdigit() and len(value) <= 9:
+        return int(value)
+    errors["offset"] = "The page number in the address is not a whole number"
+    return 0
+
+
+def _review_page(
+    request: Request,
+    session: Session,
+    offset: str,
+    impactful: str,
+    errors: dict[str, str],
+    form: dict[str, str] | None = None,
 ) -> HTMLResponse:
-    """The clerical review queue, pairs that would change a family first."""
-    errors: dict[str, str] = {}
-    start = 0
-    if offset:
-        if offset.isdigit() and len(offset) <= 9:
-            start = int(offset)
-        else:
-            errors["offset"] = "The page number in the address is not a whole number"
+    start = _offset(offset, errors)
     linkage = _linkage(request)
     token = session.user.credential
     summary = linkage.get_json("/review/summary", token)
     queue: dict[str, Any] = {}
-    if not errors:
+    if "offset" not in errors:
         queue = linkage.get_json(
             "/review",
             token,
@@ -612,6 +622,7 @@ def review(
         400 if errors else 200,
         title="Review",
         errors=errors,
+        form=form or {},
         summary=summary,
         queue=queue,
         offset=start,
@@ -628,6 +639,14 @@ def review(
     )
 
 
+@router.get("/review", response_class=HTMLResponse)
+def review(
+    request: Request, session: CoordinatorSession, offset: str = "", impactful: str = ""
+) -> HTMLResponse:
+    """The clerical review queue, pairs that would change a family first."""
+    return _review_page(request, session, offset, impactful, {})
+
+
 @router.post("/review/{record_a}/{record_b}/decision", response_class=HTMLResponse)
 def decide(
     request: Request,
@@ -638,22 +657,25 @@ def decide(
     decision: Annotated[str, Form(max_length=16)] = "",
     reason: Annotated[str, Form(max_length=64)] = "",
     change: Annotated[str, Form(max_length=8)] = "",
+    offset: Annotated[str, Form(max_length=12)] = "",
+    impactful: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
     """Record match / non-match on a pair, with a reason code."""
     reason = reason.strip().upper()
-    problems = []
+    pair = f"pair-{record_a}-{record_b}"
+    errors: dict[str, str] = {}
     if decision not in REVIEW_REASONS:
-        problems.append("choose match or not a match")
-    if not REASON.match(reason):
-        problems.append("give a reason code like SAME_PERSON")
-    if problems:
-        return render(
-            request,
-            "error.html",
-            400,
-            title="The decision was not recorded",
-            message=f"For records {record_a} and {record_b}: " + " and ".join(problems) + ".",
+        errors[f"{pair}-match"] = (
+            f"Choose whether records {record_a} and {record_b} are the same person"
         )
+    if not REASON.match(reason):
+        errors[f"{pair}-reason"] = (
+            f"Enter a reason code for records {record_a} and {record_b}, "
+            "capital letters and underscores like SAME_PERSON"
+        )
+    if errors:
+        form = {"pair": pair, "decision": decision, "reason": reason}
+        return _review_page(request, session, offset, impactful, errors, form)
     _linkage(request).post_json(
         f"/review/{record_a}/{record_b}/decision",
         session.user.credential,
@@ -663,7 +685,15 @@ def decide(
         f"Records {record_a} and {record_b}: "
         f"{'the same person' if decision == 'match' else 'not the same person'} ({reason})."
     )
-    return RedirectResponse("/review", status_code=303)
+    back = "&".join(
+        part
+        for part in (
+            f"offset={offset}" if offset.isdigit() else "",
+            "impactful=yes" if impactful == "yes" else "",
+        )
+        if part
+    )
+    return RedirectResponse("/review" + (f"?{back}" if back else ""), status_code=303)
 
 
 # --- charts ----------------------------------------------------------------------------
