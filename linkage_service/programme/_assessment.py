@@ -923,8 +923,7 @@ def list_families(
                 "step": r.step,
                 "clearance_required": r.clearance_required,
                 "status": r.status,
-                "problems_met": _problems_met(r.detail),
-                "reason_codes": [x["code"] for x in json.loads(r.detail).get("reasons", [])],
+                **_row_detail(r.detail),
             }
             for r in rows
         ],
@@ -932,8 +931,18 @@ def list_families(
     }
 
 
-def _problems_met(detail: str) -> list[str]:
-    return [p for p, v in json.loads(detail).get("problems", {}).items() if v.get("met")]
+def _problems_met(detail: str | dict[str, Any]) -> list[str]:
+    body = json.loads(detail) if isinstance(detail, str) else detail
+    return [p for p, v in body.get("problems", {}).items() if v.get("met")]
+
+
+def _row_detail(detail: str) -> dict[str, list[str]]:
+    """What a list row shows of a snapshot's detail: problems met, reason codes."""
+    body = json.loads(detail)
+    return {
+        "problems_met": _problems_met(body),
+        "reason_codes": [x["code"] for x in body.get("reasons", [])],
+    }
 
 
 def _snapshot_json(row: Any) -> dict[str, Any]:
