@@ -37,8 +37,8 @@ from agency_client import load_agency_key  # noqa: E402
 from agency_client._synthetic import PopulationConfig  # noqa: E402
 from evaluation import _year as year  # noqa: E402
 from evaluation._harness import ingest_population, load_population, push_refresh  # noqa: E402
-from linkage_service import _store as store  # noqa: E402
 from linkage_service._service import LinkageService  # noqa: E402
+from linkage_service.programme import _store as pstore  # noqa: E402
 from linkage_service.programme._assessment import run_cycle, set_status  # noqa: E402
 from linkage_service.programme._claims import create_claims  # noqa: E402
 from linkage_service.programme._riskmodel import default_model  # noqa: E402
@@ -50,7 +50,7 @@ ACTOR = "bench-coordinator"
 
 def _eligible(sql: sa.Engine, cycle_id: int) -> dict[str, set[str]]:
     """Eligible families of a cycle -> the problems they have."""
-    s = store.snapshots
+    s = pstore.snapshots
     out: dict[str, set[str]] = {}
     with sql.connect() as conn:
         q = sa.select(s.c.family_id, s.c.detail).where(s.c.cycle_id == cycle_id, s.c.eligible)
@@ -61,7 +61,7 @@ def _eligible(sql: sa.Engine, cycle_id: int) -> dict[str, set[str]]:
 
 
 def _statuses(sql: sa.Engine) -> dict[str, str]:
-    f = store.families
+    f = pstore.families
     with sql.connect() as conn:
         return {str(a): str(b) for a, b in conn.execute(sa.select(f.c.family_id, f.c.status))}
 

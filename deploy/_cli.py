@@ -253,4 +253,9 @@ def _demo(args: argparse.Namespace) -> int:
         f"grep it in {rel(stack.log_dir)}/*.log"
     )
     print(_stopped(codes))
+    if not args.serve:
+        print(
+            f"to use the web pages on this run's data: {PROG} up --dir {rel(stack.run_dir)} "
+            f"(or {PROG} demo --serve), then open the web-service URL it prints"
+        )
     return 0

@@ -80,6 +80,8 @@ class Unlocked:
     status_code: int
     body: dict[str, Any]
     identities: int = 0
+    # people the released records belong to, counted from the opened release
+    people: int = 0
 
     @property
     def reason(self) -> str:
@@ -280,7 +282,7 @@ def unlock(
         UnlockError,
         load_professional_key,
         load_settings,
-        open_release,
+        open_release_body,
     )
     from unlock_service._config import load_issuer_private_key
 
@@ -304,11 +306,12 @@ def unlock(
         body: dict[str, Any] = response.json()
         if response.status_code != 200:
             return Unlocked(response.status_code, body)
-        identities = open_release(body["sealed_identities"], key, body["request_id"])
+        release = open_release_body(body["sealed_identities"], key, body["request_id"])
     except UnlockError as exc:
         raise StackError(f"unlock request of {pro.professional_id}: {exc}") from exc
-    # Only a count leaves: the names stay in this function's memory.
-    return Unlocked(response.status_code, body, identities=len(identities))
+    # Only counts leave: the names stay in this function's memory.
+    people = len(getattr(release, "people", ()))
+    return Unlocked(response.status_code, body, identities=len(release.identities), people=people)
 
 
 def _audit_log(argv: list[str], http: httpx.Client | None = None) -> str:

@@ -141,12 +141,14 @@ class DemoProfessional:
 
 # name, role, team, clearance: an administrator (bootstraps the registry), a
 # social worker cleared for every family the shipped risk model can produce
-# (levels 2-3), one whose clearance 0 is too far below any family's, and an IG
+# (levels 2-3), one whose clearance 0 is too far below any family's, a team
+# manager who approves requests that need a second professional, and an IG
 # officer (reviews, restrictions, subject access).
 DEMO_PROFESSIONALS = (
     ("admin", "admin", "ig-office", 9),
     ("social-worker", "social_worker", "north-early-help", 3),
     ("uncleared", "social_worker", "north-early-help", 0),
+    ("team-manager", "team_manager", "north-early-help", 4),
     ("ig-officer", "ig_officer", "ig-office", 0),
 )
 
@@ -442,6 +444,8 @@ class LocalStack:
                 ) as audit:
                     actor: str | None = None
                     for name, role, team, clearance in DEMO_PROFESSIONALS:
+                        if role not in policy.rules.roles:
+                            continue  # a test's own policy without this role
                         key_file = self.pro_dir / f"{name}.key"
                         key_file.unlink(missing_ok=True)
                         key = generate_professional_key(key_file)

@@ -531,15 +531,15 @@ def eligibility_agreement(population: Population, engine: Engine, cycle_id: int)
     """
     import sqlalchemy as sa
 
-    from linkage_service import _store as store
+    from linkage_service.programme import _store as pstore
 
     truth = population.households_truth()
     with engine.connect() as conn:
         snaps = {
             str(f): bool(e)
             for f, e in conn.execute(
-                sa.select(store.snapshots.c.household_id, store.snapshots.c.eligible).where(
-                    store.snapshots.c.cycle_id == cycle_id
+                sa.select(pstore.snapshots.c.household_id, pstore.snapshots.c.eligible).where(
+                    pstore.snapshots.c.cycle_id == cycle_id
                 )
             )
         }

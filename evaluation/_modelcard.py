@@ -36,7 +36,7 @@ import numpy.typing as npt
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from linkage_service import _store as store
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._riskmodel import RiskModel, default_model
 from linkage_service.programme._ruleset import Ruleset, default_ruleset
 
@@ -250,15 +250,15 @@ def evaluate_model(
 
     truth = population.households_truth()
     with engine.connect() as conn:
-        cycle = conn.execute(sa.select(store.cycles).where(store.cycles.c.id == cycle_id)).one()
+        cycle = conn.execute(sa.select(pstore.cycles).where(pstore.cycles.c.id == cycle_id)).one()
         snaps = conn.execute(
             sa.select(
-                store.snapshots.c.household_id,
-                store.snapshots.c.district,
-                store.snapshots.c.score,
-                store.snapshots.c.eligible,
-                store.snapshots.c.detail,
-            ).where(store.snapshots.c.cycle_id == cycle_id)
+                pstore.snapshots.c.household_id,
+                pstore.snapshots.c.district,
+                pstore.snapshots.c.score,
+                pstore.snapshots.c.eligible,
+                pstore.snapshots.c.detail,
+            ).where(pstore.snapshots.c.cycle_id == cycle_id)
         ).all()
     unlock = int(json.loads(cycle.model)["thresholds"]["unlock"])
     overlap = household_overlap(population, engine)

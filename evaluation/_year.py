@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 
 from agency_client._synthetic import SPECS
 from linkage_service import _store as store
+from linkage_service.programme import _store as pstore
 
 MOVED_ADDRESS = "Flat 9 Quarry House"
 
@@ -171,7 +172,7 @@ def duplicate_claims(engine: Engine) -> dict[str, int]:
     ids) or the people recorded for them share anyone; and per person, more than one
     claim of a kind in a phase, or more than one attachment.
     """
-    c, cp, ap = store.claims, store.claimed_persons, store.attached_persons
+    c, cp, ap = pstore.claims, pstore.claimed_persons, pstore.attached_persons
     out = {"attachment": 0, "result": 0, "persons": 0, "attached_persons": 0}
     with engine.connect() as conn:
         people: dict[int, set[str]] = {}

@@ -10,13 +10,15 @@ Where things live: the **matcher** is ``_engine.py`` (candidate generation in
 compiled Dice kernel ``_kernel.py`` (C in ``_dice.c``; numpy reference in
 ``_kernel_ref.py``). The service shell: storage ``_store.py``, streamed ingest
 ``_ingest.py``, applying an extract ``_service.py``, the review queue ordered
-by impact on families ``_review.py``, HTTP ``_api.py``, CLI
+by impact on families ``_review.py``, HTTP ``_api.py`` (one router per
+resource in ``_routes/``, answering the read views of ``protocols``), CLI
 ``_cli.py``, settings and tokens ``_config.py``. Quality measurement against
 synthetic ground truth lives outside the service, in the ``evaluation`` package.
 
 The **programme engine** is its own subpackage, ``programme/``: the **ruleset**
 ``programme/_ruleset.py`` (shipped files in ``programme/rulesets/``), the risk
-model, assessment cycles and attestations, payment by results and the returns.
+model, assessment cycles and attestations, payment by results and the returns;
+its tables and shared reads are in ``programme/_store.py``.
 """
 
 from ._api import create_app

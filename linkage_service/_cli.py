@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from sqlalchemy.engine import Engine
 
-from protocols import SecretFileError, key_id, write_private_file
+from protocols import DecisionView, ReviewSummary, SecretFileError, key_id, write_private_file
 from service_common import ServiceCommonError, setup_telemetry, traced_transport
 
 from . import _decisions as decisions
@@ -512,7 +512,7 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         )
         print(view.model_dump_json(indent=2))
     elif args.command == "review" and args.review_command == "decisions":
-        found: list[decisions.DecisionView] = []
+        found: list[DecisionView] = []
         after = 0
         while True:
             chunk = decisions.list_decisions(engine, current_only=args.current, after=after)
@@ -529,7 +529,7 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         print(review.queue_csv(pairs), end="")
 
 
-def _summary_text(s: review.ReviewSummary) -> str:
+def _summary_text(s: ReviewSummary) -> str:
     i = s.impact
     cycle = "no assessment cycle yet" if s.cycle_id is None else f"assessment cycle {s.cycle_id}"
     lines = [

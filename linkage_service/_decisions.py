@@ -25,60 +25,27 @@ import csv
 import io
 import json
 from collections.abc import Iterable
-from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Engine
+
+from protocols import DecisionList, DecisionView, RecordRef, ReviewDecision, ReviewEffect
 
 from . import _store as store
 from ._errors import ConflictError
-from ._review import RecordRef
 
 __all__ = [
     "DECISIONS",
     "DECISION_COLUMNS",
     "REASON_PATTERN",
-    "DecisionList",
-    "DecisionView",
     "decide",
     "decisions_csv",
     "list_decisions",
 ]
 
-Decision = Literal["match", "non_match"]
+Decision = ReviewDecision
 DECISIONS: tuple[Decision, ...] = ("match", "non_match")
-Effect = Literal["merged", "apart", "pending", "superseded"]
+Effect = ReviewEffect
 REASON_PATTERN = r"^[A-Z][A-Z0-9_]{1,31}$"
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DecisionView(_Model):
-    """One decision as stored, and its effect on the two records' persons now."""
-
-    id: int
-    a: RecordRef
-    b: RecordRef
-    version: int  # 1: the pair's first decision; each recorded change the next
-    decision: Decision
-    reason: str
-    decided_at: str  # ISO 8601 UTC
-    decided_by: str  # role:label of the reviewer
-    current: bool  # the decision in force on the pair
-    effect: Effect
-    person_a: str | None
-    person_b: str | None
-    score: float | None  # the pair's match probability when decided (None: not scored)
-    evidence: dict[str, Any] | None  # the pair's evidence when decided
-
-
-class DecisionList(_Model):
-    """Decisions in the order they were made, with the id to continue after."""
-
-    decisions: list[DecisionView]
-    next_after: int | None
 
 
 def _effect(row: store.DecisionRow) -> Effect:

@@ -38,10 +38,23 @@ import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.engine import Connection, Engine
+
+from protocols import (
+    ComparisonLevels,
+    DecisionCounts,
+    FamilyImpact,
+    FamilyStateView,
+    ImpactCounts,
+    LevelCount,
+    ProbabilityBand,
+    ReviewImpact,
+    ReviewPair,
+    ReviewQueue,
+    ReviewSummary,
+)
 
 from . import _store as store
 from ._matchmodel import COMPARISONS
@@ -53,20 +66,9 @@ __all__ = [
     "BAND_EDGES",
     "EXPORT_COLUMNS",
     "IMPACTS",
-    "ComparisonLevels",
-    "DecisionCounts",
     "FamilyChange",
-    "FamilyImpact",
     "FamilyState",
-    "FamilyStateView",
-    "ImpactCounts",
-    "LevelCount",
     "PairImpact",
-    "ProbabilityBand",
-    "RecordRef",
-    "ReviewPair",
-    "ReviewQueue",
-    "ReviewSummary",
     "WhatIf",
     "iter_queue",
     "merge_members",
@@ -76,7 +78,7 @@ __all__ = [
     "update_impacts",
 ]
 
-Impact = Literal["none", "eligibility", "threshold", "both"]
+Impact = ReviewImpact
 IMPACTS: tuple[Impact, ...] = ("none", "eligibility", "threshold", "both")
 # Probability bands of the summary's histogram: [0.0, 0.1), ..., [0.9, 1.0].
 BAND_EDGES = tuple(round(k / 10, 1) for k in range(11))
@@ -331,121 +333,6 @@ def update_impacts(
 
 
 # --- reads: the queue and its summary ------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RecordRef(_Model):
-    """One record of a pair: the service's id, the agency and the agency's record ref."""
-
-    record_id: int
-    agency_id: str
-    record_ref: str
-
-
-class FamilyStateView(_Model):
-    """A family's eligibility, score and unlock status (score None: not a family)."""
-
-    eligible: bool
-    score: int | None
-    at_unlock_threshold: bool
-
-
-class FamilyImpact(_Model):
-    """A family a pair's match would touch: as assessed, and with the match."""
-
-    family_id: str
-    household_id: str
-    before: FamilyStateView
-    after: FamilyStateView
-    eligibility_changes: bool
-    threshold_changes: bool
-
-
-class ReviewPair(_Model):
-    """One pair in the queue: its records, probability, evidence and impact."""
-
-    a: RecordRef
-    b: RecordRef
-    score: float  # the match probability
-    uncertainty: float  # |score - 0.5|
-    impact: Impact | None  # None: not assessed since the engine wrote the pair
-    impact_cycle: int | None
-    families: list[FamilyImpact]
-    evidence: dict[str, Any]
-    run_id: int
-
-
-class ReviewQueue(_Model):
-    """A page of the review queue: impactful pairs first, then the least certain."""
-
-    cycle_id: int | None  # the latest assessment cycle (impacts are relative to it)
-    impactful_only: bool
-    candidates: list[ReviewPair]
-    next_offset: int | None
-
-
-class ImpactCounts(_Model):
-    """Review pairs by impact; ``not_assessed``: written since the latest cycle, or no cycle."""
-
-    none: int
-    eligibility: int
-    threshold: int
-    both: int
-    not_assessed: int
-
-
-class ProbabilityBand(_Model):
-    """Pairs with match probability in ``[low, high)`` (the last band includes 1.0)."""
-
-    low: float
-    high: float
-    pairs: int
-
-
-class LevelCount(_Model):
-    """Pairs at one level of one comparison."""
-
-    level: str
-    pairs: int
-
-
-class ComparisonLevels(_Model):
-    """One comparison of the match model and how many pairs sit at each of its levels."""
-
-    comparison: str
-    levels: list[LevelCount]
-
-
-class DecisionCounts(_Model):
-    """Clerical decisions in force (pairs no longer in the queue) and what they did.
-
-    ``applied``: the engine has merged a match's persons / kept a non-match's
-    apart; ``pending``: until the next update; ``changes``: decisions that
-    replaced an earlier one.
-    """
-
-    match: int
-    non_match: int
-    applied: int
-    pending: int
-    changes: int
-
-
-class ReviewSummary(_Model):
-    """What the review queue holds, without working it."""
-
-    pairs: int
-    cycle_id: int | None
-    impactful: int  # eligibility + threshold + both
-    impact: ImpactCounts
-    families_affected: int  # distinct families an impactful pair would change
-    probability: list[ProbabilityBand]
-    comparisons: list[ComparisonLevels]
-    unexplained: int  # pairs whose evidence names no comparison levels (no match model)
-    decisions: DecisionCounts
 
 
 def _state(raw: Mapping[str, Any]) -> FamilyStateView:

@@ -3,7 +3,8 @@
 SQLite (one file, WAL) by default and PostgreSQL by URL, through SQLAlchemy
 Core: ingest writes hundreds of thousands of rows with ``executemany`` in one
 transaction, which SQLModel's per-row ORM objects would only slow down. The
-tables are declared here and created by the alembic migrations in
+matcher's tables are declared here (the programme's in ``programme/_store.py``, on
+the same ``metadata``) and created by the alembic migrations in
 ``_migrations`` (a test checks the two agree).
 
 What is stored: encodings, keyed tokens, coarse attributes, indicators and
@@ -240,145 +241,6 @@ id_events = sa.Table(
 )
 
 
-# --- programme engine (assessments, statuses, attestations, claims) -------------------
-cycles = sa.Table(
-    "cycles",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("as_at", sa.Date, nullable=False),
-    sa.Column("ruleset_name", sa.String(40), nullable=False),
-    sa.Column("ruleset_version", sa.String(20), nullable=False),
-    sa.Column("ruleset_sha256", sa.String(64), nullable=False),
-    sa.Column("ruleset", sa.Text, nullable=False),
-    sa.Column("model_name", sa.String(40), nullable=False),
-    sa.Column("model_version", sa.String(20), nullable=False),
-    sa.Column("model_sha256", sa.String(64), nullable=False),
-    sa.Column("model", sa.Text, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("created_by", sa.String(80), nullable=False),
-    sa.Column("stats", sa.Text, nullable=False),
-)
-snapshots = sa.Table(
-    "snapshots",
-    metadata,
-    sa.Column("cycle_id", sa.Integer, sa.ForeignKey("cycles.id"), primary_key=True),
-    sa.Column("family_id", sa.String(64), primary_key=True),
-    sa.Column("household_id", sa.String(64), nullable=False),
-    sa.Column("district", sa.String(4)),
-    sa.Column("eligible", sa.Boolean, nullable=False),
-    sa.Column("n_problems", sa.SmallInteger, nullable=False),
-    sa.Column("score", sa.Integer, nullable=False),
-    sa.Column("rank", sa.Integer, nullable=False),
-    sa.Column("percentile", sa.Float, nullable=False),
-    sa.Column("previous_score", sa.Integer),
-    sa.Column("step", sa.String(4)),
-    sa.Column("clearance_required", sa.SmallInteger, nullable=False),
-    sa.Column("detail", sa.Text, nullable=False),
-    sa.Index("ix_snapshots_family", "family_id", "cycle_id"),
-)
-families = sa.Table(
-    "families",
-    metadata,
-    sa.Column("family_id", sa.String(64), primary_key=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("identified_cycle", sa.Integer, nullable=False),
-    sa.Column("attached_on", sa.Date),
-    sa.Column("baseline_cycle", sa.Integer),
-    sa.Column("updated_at", sa.BigInteger, nullable=False),
-    sa.Column("updated_by", sa.String(80), nullable=False),
-    # a professional id or team code (never a name), for the returns' breakdowns
-    sa.Column("lead_professional", sa.String(64)),
-)
-# Opt-out / restriction flags forwarded by the unlock service; ``persons`` (JSON list)
-# are the family's person ids when the flag was set, so the flag follows the people.
-restrictions = sa.Table(
-    "restrictions",
-    metadata,
-    sa.Column("family_id", sa.String(64), primary_key=True),
-    sa.Column("kind", sa.String(32), nullable=False),
-    sa.Column("persons", sa.Text, nullable=False),
-    sa.Column("set_at", sa.BigInteger, nullable=False),
-    sa.Column("set_by", sa.String(80), nullable=False),
-)
-status_events = sa.Table(
-    "status_events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("family_id", sa.String(64), nullable=False),
-    sa.Column("from_status", sa.String(16)),
-    sa.Column("to_status", sa.String(16), nullable=False),
-    sa.Column("at", sa.BigInteger, nullable=False),
-    sa.Column("by", sa.String(80), nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-    sa.Index("ix_status_events_family", "family_id"),
-)
-attestations = sa.Table(
-    "attestations",
-    metadata,
-    sa.Column("attestation_id", sa.String(36), primary_key=True),
-    sa.Column("family_id", sa.String(64), nullable=False),
-    sa.Column("cycle_id", sa.Integer, sa.ForeignKey("cycles.id"), nullable=False),
-    sa.Column("sha256", sa.String(64), nullable=False, unique=True),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Index("ix_attestations_family", "family_id", "cycle_id"),
-)
-claims = sa.Table(
-    "claims",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("family_id", sa.String(64), nullable=False),
-    sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("result", sa.String(16)),
-    sa.Column("window_id", sa.String(16), nullable=False),
-    sa.Column("cycle_id", sa.Integer, sa.ForeignKey("cycles.id"), nullable=False),
-    sa.Column("amount_gbp", sa.Integer, nullable=False),
-    sa.Column("evidence", sa.Text, nullable=False),
-    sa.Column("created_at", sa.BigInteger, nullable=False),
-    sa.Column("created_by", sa.String(80), nullable=False),
-    sa.UniqueConstraint("family_id", "kind", name="uq_claims_family_kind"),
-    sa.Index("ix_claims_window", "window_id"),
-)
-# The active programme ruleset, switched between cycles without a restart: the
-# latest row is in force; the id is the previous row's plus one (one winner).
-ruleset_switches = sa.Table(
-    "ruleset_switches",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-    sa.Column("ruleset_name", sa.String(40), nullable=False),
-    sa.Column("ruleset_version", sa.String(20), nullable=False),
-    sa.Column("ruleset_sha256", sa.String(64), nullable=False),
-    sa.Column("ruleset", sa.Text, nullable=False),
-    sa.Column("previous_sha256", sa.String(64), nullable=False),
-    sa.Column("switched_at", sa.BigInteger, nullable=False),
-    sa.Column("switched_by", sa.String(80), nullable=False),
-    sa.Column("reason", sa.String(32), nullable=False),
-)
-
-
-# A family is attached and claimed once per programme phase, whatever its ids do when
-# records are re-linked: attachments and claims also belong to the people they were
-# made for, and these primary keys make a second attachment, or a second claim of a
-# kind, for any of the same people in a phase impossible (the phase is the ruleset's
-# name). ``family_id`` is the family's id now (carried when re-linking retires it).
-attached_persons = sa.Table(
-    "attached_persons",
-    metadata,
-    sa.Column("phase", sa.String(40), primary_key=True),
-    sa.Column("person_id", sa.String(64), primary_key=True),
-    sa.Column("family_id", sa.String(64), nullable=False),
-    sa.Column("attached_on", sa.Date, nullable=False),
-    sa.Index("ix_attached_persons_family", "family_id"),
-)
-claimed_persons = sa.Table(
-    "claimed_persons",
-    metadata,
-    sa.Column("phase", sa.String(40), primary_key=True),
-    sa.Column("kind", sa.String(16), primary_key=True),
-    sa.Column("person_id", sa.String(64), primary_key=True),
-    sa.Column("claim_id", sa.Integer, sa.ForeignKey("claims.id"), nullable=False),
-)
-
-
 # --- engines and migrations -----------------------------------------------------------
 
 
@@ -401,28 +263,6 @@ def migrate(engine: Engine) -> None:
 def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
     """Create an engine for ``url`` and (by default) migrate its schema."""
     return open_database(create_engine, migrate, url, migrate_schema=migrate_schema)
-
-
-def cycle_row(conn: Connection, cycle_id: int | None) -> Any | None:
-    """The assessment cycle ``cycle_id`` (the latest when None), or None if there is none."""
-    q = sa.select(cycles)
-    if cycle_id is None:
-        q = q.order_by(cycles.c.id.desc()).limit(1)
-    else:
-        q = q.where(cycles.c.id == cycle_id)
-    return conn.execute(q).first()
-
-
-def cycle_versions(row: Any) -> dict[str, Any]:
-    """The ruleset and model names, versions and SHA-256 a cycle row was assessed with."""
-    return {
-        "ruleset": {
-            "name": row.ruleset_name,
-            "version": row.ruleset_version,
-            "sha256": row.ruleset_sha256,
-        },
-        "model": {"name": row.model_name, "version": row.model_version, "sha256": row.model_sha256},
-    }
 
 
 def family_id_of(household_id: str) -> str:
@@ -706,48 +546,11 @@ def successors(conn: Connection, any_id: str) -> tuple[str, list[str]] | None:
     return how if found else "retired", sorted(out(x) for x in found)
 
 
-def phase_of(conn: Connection) -> str:
-    """The programme phase attachments and claims are counted in: the latest cycle's ruleset."""
-    name = conn.execute(
-        sa.select(cycles.c.ruleset_name).order_by(cycles.c.id.desc()).limit(1)
-    ).scalar()
-    if name is None:
-        raise NotFound("no assessment has been run")
-    return str(name)
-
-
 def members_of(conn: Connection, family_id: str) -> list[str]:
     """The current persons of a family (its household's members)."""
     ph = person_household
     q = sa.select(ph.c.person_id).where(ph.c.household_id == household_id_of(family_id))
     return sorted(str(p) for (p,) in conn.execute(q))
-
-
-class FamilyRecord(NamedTuple):
-    """What the programme holds about a family id besides its snapshots."""
-
-    status: Any | None  # its ``families`` row
-    history: list[Any]  # ``status_events`` rows, oldest first
-    claims: list[Any]  # ``claims`` rows, oldest first
-
-
-def family_record(conn: Connection, family_id: str) -> FamilyRecord:
-    """The family's status row, status history and claims (the family view, subject access)."""
-    return FamilyRecord(
-        conn.execute(sa.select(families).where(families.c.family_id == family_id)).first(),
-        list(
-            conn.execute(
-                sa.select(status_events)
-                .where(status_events.c.family_id == family_id)
-                .order_by(status_events.c.id)
-            )
-        ),
-        list(
-            conn.execute(
-                sa.select(claims).where(claims.c.family_id == family_id).order_by(claims.c.id)
-            )
-        ),
-    )
 
 
 def resolve_id(engine: Engine, any_id: str) -> dict[str, Any]:
@@ -968,6 +771,15 @@ def write_review_impacts(conn: Connection, cycle_id: int, rows: Sequence[ReviewI
         )
 
 
+def _latest_cycle_id(conn: Connection) -> int | None:
+    """The newest assessment cycle's id (the review queue's impacts are as of it), or None."""
+    # the programme's table, imported here: programme._store builds on this module
+    from .programme._store import cycles
+
+    found = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+    return None if found is None else int(found)
+
+
 class ReviewRow(NamedTuple):
     """One pair of the review queue as stored, with its records' agency and ref."""
 
@@ -1001,7 +813,7 @@ def list_review(
     try:
         with _read(engine, "review") as conn:
             rows = conn.execute(q.offset(offset).limit(limit)).all()
-            latest = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+            latest = _latest_cycle_id(conn)
             ref = _pair_refs(conn, rows)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read review candidates: {exc}") from exc
@@ -1071,7 +883,7 @@ def review_statistics(engine: Engine, edges: Sequence[float]) -> ReviewStatistic
     try:
         with _read(engine, "review statistics") as conn:
             pairs = int(conn.execute(sa.select(sa.func.count()).select_from(review)).scalar_one())
-            latest = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+            latest = _latest_cycle_id(conn)
             by_impact: dict[str | None, int] = {
                 None if i is None else str(i): int(n)
                 for i, n in conn.execute(

@@ -40,6 +40,7 @@ from protocols import (
 
 from . import _store as store
 from ._errors import StorageError
+from .programme import _store as pstore
 
 __all__ = ["subject_answer"]
 
@@ -114,7 +115,7 @@ def _records(
 
 
 def _family(conn: Connection, family_id: str, person_ids: set[str]) -> HeldFamily | None:
-    s, c = store.snapshots, store.cycles
+    s, c = pstore.snapshots, pstore.cycles
     snaps = conn.execute(
         sa.select(s, c.c.as_at, c.c.ruleset_name, c.c.ruleset_version)
         .join(c, c.c.id == s.c.cycle_id)
@@ -123,7 +124,7 @@ def _family(conn: Connection, family_id: str, person_ids: set[str]) -> HeldFamil
     ).all()
     if not snaps:
         return None
-    status, history, claims = store.family_record(conn, family_id)
+    status, history, claims = pstore.family_record(conn, family_id)
     assessments: list[HeldAssessment] = []
     members = 0
     for snap in snaps:
@@ -198,10 +199,10 @@ def subject_answer(
                 families_of[hid] = [
                     str(f)
                     for (f,) in conn.execute(
-                        sa.select(store.snapshots.c.family_id)
-                        .where(store.snapshots.c.household_id == hid)
-                        .group_by(store.snapshots.c.family_id)
-                        .order_by(store.snapshots.c.family_id)
+                        sa.select(pstore.snapshots.c.family_id)
+                        .where(pstore.snapshots.c.household_id == hid)
+                        .group_by(pstore.snapshots.c.family_id)
+                        .order_by(pstore.snapshots.c.family_id)
                     )
                 ]
             families = [

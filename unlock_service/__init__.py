@@ -11,7 +11,8 @@ Where things live: settings and key files ``_config``, tokens and request
 signatures ``_auth``, the policy ``_policy``, the flow ``_service``,
 attestation checks, key custody and sealing ``_release``, the linkage client
 ``_linkage``, administration ``_admin``, storage ``_store``, the HTTP app
-``_api``, the professional's client ``_client``, the CLI ``_cli``. Errors
+``_api``, the professional's client ``_client``, rows as wire models ``_views``, the CLI
+``_cli``; the wire models and reason sentences are in ``protocols``. Errors
 derive from :class:`UnlockError` (hierarchy in ``_errors``).
 """
 
@@ -26,9 +27,11 @@ from ._api import create_app
 from ._auth import Claims, TokenIssuer, TokenVerifier, jwk_thumbprint, sign_request
 from ._client import (
     UnlockClient,
+    describe_release,
     generate_professional_key,
     load_professional_key,
     open_release,
+    open_release_body,
 )
 from ._config import Settings, load_settings
 from ._errors import (
@@ -78,12 +81,14 @@ __all__ = [
     "add_professional",
     "create_app",
     "decide",
+    "describe_release",
     "generate_professional_key",
     "jwk_thumbprint",
     "load_policy",
     "load_professional_key",
     "load_settings",
     "open_release",
+    "open_release_body",
     "open_subject_identities",
     "rotate_professional_key",
     "rotate_sealing_key",

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Path, Request
+from fastapi import Depends, FastAPI, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +32,24 @@ from starlette.concurrency import run_in_threadpool
 import audit_log
 from audit_log import AuditLog, AuditLogError, NoteSigner, WitnessEndpoint
 from audit_log._config import witness_verifier
-from protocols import SubjectAccessReport, SubjectQuery
+from protocols import (
+    ApprovalAnswer,
+    ApprovalList,
+    DecisionAnswer,
+    ErrorAnswer,
+    FlagChange,
+    Health,
+    PendingAnswer,
+    PurposeList,
+    ReleasedAnswer,
+    RequestPage,
+    RequestView,
+    ReviewClosed,
+    ReviewList,
+    SubjectAccessReport,
+    SubjectQuery,
+    reason_text,
+)
 from service_common import (
     NO_PUBLIC_DOCS,
     BodyLimit,
@@ -54,7 +71,7 @@ from ._errors import ConfigError, Refused, UnlockError
 from ._linkage import LinkageClient
 from ._policy import Policy, load_policy
 from ._release import SealKeyring
-from ._service import UnlockService, utcnow
+from ._service import Pending, UnlockService, utcnow
 from ._store import Professional, open_engine
 
 __all__ = ["create_app", "get_service", "get_settings"]
@@ -67,6 +84,8 @@ CodeField = Annotated[str, Field(pattern=r"^[A-Z][A-Z0-9_]{1,31}$")]
 RequestId = Annotated[str, Path(pattern=r"^req_[0-9a-f]{16,64}$")]
 ProfessionalId = Annotated[str, Path(pattern=r"^pro_[0-9a-f]{16,64}$")]
 FamilyIdPath = Annotated[str, Path(pattern=r"^fam_[0-9a-f]{16,64}$")]
+# Statuses answered with an ErrorAnswer (the package error handler), for the schema.
+_ERROR_STATUSES = (401, 403, 404, 409, 410, 429, 502, 503)
 
 
 class UnlockBody(BaseModel):
@@ -295,84 +314,117 @@ def create_app(
             close_service(service)
 
     # No public schema and no CDN-backed /docs page: /openapi.json is a signed request.
-    app = FastAPI(title="unlock-service", lifespan=lifespan, **NO_PUBLIC_DOCS)
+    app = FastAPI(
+        title="unlock-service",
+        lifespan=lifespan,
+        responses={code: {"model": ErrorAnswer} for code in _ERROR_STATUSES},
+        **NO_PUBLIC_DOCS,
+    )
     serve_openapi(app, authenticated)
 
     @app.exception_handler(UnlockError)
     async def package_error(request: Request, exc: UnlockError) -> JSONResponse:
-        body: dict[str, Any] = {"detail": str(exc), "reason": exc.reason}
-        if isinstance(exc, Refused):
-            body["request_id"] = exc.request_id
-            body["audit_index"] = exc.audit_index
+        body = ErrorAnswer(
+            detail=str(exc),
+            reason=exc.reason,
+            reason_text=reason_text(exc.reason),
+            request_id=exc.request_id if isinstance(exc, Refused) else None,
+            audit_index=exc.audit_index if isinstance(exc, Refused) else None,
+        )
         if exc.status == 401:
             _logger.warning(
                 "authentication refused", extra={"reason": exc.reason, "path": request.url.path}
             )
         elif exc.status >= 500:
             _logger.error("request failed", extra={"reason": exc.reason, "path": request.url.path})
-        return JSONResponse(body, status_code=exc.status)
+        return JSONResponse(body.model_dump(mode="json"), status_code=exc.status)
 
-    @app.get("/health")
-    def health() -> dict[str, str]:
+    @app.get("/health", response_model=Health)
+    def health() -> Health:
         """Liveness."""
-        return {"status": "ok"}
+        return Health()
 
-    @app.post("/unlocks")
-    def unlock(pro: Pro, service: ServiceDep, body: UnlockBody) -> JSONResponse:
+    @app.post(
+        "/unlocks",
+        response_model=DecisionAnswer,
+        responses={202: {"model": PendingAnswer, "description": "Awaiting approval"}},
+    )
+    def unlock(
+        pro: Pro, service: ServiceDep, body: UnlockBody, response: Response
+    ) -> ReleasedAnswer | PendingAnswer:
         """Ask for a family's identities: 200 released, 202 awaiting approval, 403/429 refused."""
         result = service.request_unlock(
             pro, body.family_id, body.purpose_code, body.justification, break_glass=body.break_glass
         )
-        status = 200 if result.to_json()["status"] == "released" else 202
-        return JSONResponse(result.to_json(), status_code=status)
+        if isinstance(result, Pending):
+            response.status_code = 202
+        return result.to_model()
 
-    @app.get("/unlocks/{request_id}")
-    def request_state(pro: Pro, service: ServiceDep, request_id: RequestId) -> dict[str, Any]:
+    @app.get("/unlocks", response_model=RequestPage)
+    def own_requests(
+        pro: Pro,
+        service: ServiceDep,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        before: Annotated[str | None, Query(pattern=r"^req_[0-9a-f]{16,64}$")] = None,
+    ) -> RequestPage:
+        """The caller's own requests, newest first; page on with ``before=<next_before>``."""
+        return service.own_requests(pro, limit, before)
+
+    @app.get("/purposes", response_model=PurposeList)
+    def purposes(pro: Pro, service: ServiceDep) -> PurposeList:
+        """The policy's purposes the caller's role may state (for a request form)."""
+        return service.purposes_for(pro)
+
+    @app.get("/approvals", response_model=ApprovalList)
+    def approvals(pro: Pro, service: ServiceDep) -> ApprovalList:
+        """The pending requests the caller may approve (policy decides; never their own)."""
+        return service.approvals_for(pro)
+
+    @app.get("/unlocks/{request_id}", response_model=RequestView)
+    def request_state(pro: Pro, service: ServiceDep, request_id: RequestId) -> RequestView:
         """Where a request stands."""
         return service.get_request(pro, request_id)
 
-    @app.post("/unlocks/{request_id}/approvals")
+    @app.post("/unlocks/{request_id}/approvals", response_model=ApprovalAnswer)
     def approve(
         pro: Pro, service: ServiceDep, request_id: RequestId, body: ApprovalBody
-    ) -> dict[str, Any]:
+    ) -> ApprovalAnswer:
         """A second professional approves or declines a pending request."""
         return service.approve(pro, request_id, body.decision == "approve")
 
-    @app.post("/unlocks/{request_id}/release")
-    def release(pro: Pro, service: ServiceDep, request_id: RequestId) -> dict[str, Any]:
+    @app.post("/unlocks/{request_id}/release", response_model=ReleasedAnswer)
+    def release(pro: Pro, service: ServiceDep, request_id: RequestId) -> ReleasedAnswer:
         """Redeem a grant once: the identities sealed to the requester, with the receipt."""
-        return service.release(pro, request_id).to_json()
+        return service.release(pro, request_id).to_model()
 
-    @app.get("/reviews")
+    @app.get("/reviews", response_model=ReviewList)
     def reviews(
         pro: Pro, service: ServiceDep, status: Literal["open", "closed"] | None = "open"
-    ) -> dict[str, Any]:
+    ) -> ReviewList:
         """Break-glass review tasks (IG; audited)."""
-        return {"reviews": service.list_reviews(pro, status)}
+        return service.list_reviews(pro, status)
 
-    @app.post("/reviews/{request_id}")
+    @app.post("/reviews/{request_id}", response_model=ReviewClosed)
     def close_review(
         pro: Pro, service: ServiceDep, request_id: RequestId, body: ReviewBody
-    ) -> dict[str, Any]:
+    ) -> ReviewClosed:
         """Close a break-glass review with an outcome (IG; audited)."""
         return service.close_review(pro, request_id, body.outcome, body.notes)
 
-    @app.get("/professionals/{professional_id}/unlocks")
+    @app.get("/professionals/{professional_id}/unlocks", response_model=RequestPage)
     def professional_unlocks(
         pro: Pro, service: ServiceDep, professional_id: ProfessionalId
-    ) -> dict[str, Any]:
+    ) -> RequestPage:
         """Every request one professional made (IG; audited)."""
-        return {"requests": service.professional_unlocks(pro, professional_id)}
+        return service.professional_unlocks(pro, professional_id)
 
-    @app.post("/restrictions")
-    def restrict(pro: Pro, service: ServiceDep, body: FlagBody) -> dict[str, Any]:
+    @app.post("/restrictions", response_model=FlagChange)
+    def restrict(pro: Pro, service: ServiceDep, body: FlagBody) -> FlagChange:
         """Set a family's opt-out or restriction flag (IG; audited; effective at once)."""
         return service.set_restriction(pro, body.family_id, body.flag, body.note)
 
-    @app.post("/restrictions/{family_id}/lift")
-    def lift(
-        pro: Pro, service: ServiceDep, family_id: FamilyIdPath, body: LiftBody
-    ) -> dict[str, Any]:
+    @app.post("/restrictions/{family_id}/lift", response_model=FlagChange)
+    def lift(pro: Pro, service: ServiceDep, family_id: FamilyIdPath, body: LiftBody) -> FlagChange:
         """Lift a family's flag (IG; audited)."""
         return service.set_restriction(pro, family_id, None, body.note)
 

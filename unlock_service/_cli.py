@@ -21,10 +21,11 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from audit_log import AuditLog, AuditLogError, NoteSigner
 from protocols import (
+    ReleasedAnswer,
     SecretFileError,
     SubjectAccessReport,
     SubjectQuery,
@@ -37,7 +38,13 @@ from . import _admin as admin
 from . import _store as store
 from ._api import build_service, close_service, create_app
 from ._auth import TokenIssuer
-from ._client import UnlockClient, generate_professional_key, load_professional_key
+from ._client import (
+    UnlockClient,
+    describe_release,
+    generate_professional_key,
+    load_professional_key,
+    open_release_body,
+)
 from ._config import (
     Settings,
     load_audit_signer,
@@ -121,6 +128,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sa_.add_argument("--out", type=Path, required=True, help="directory for the files (0700)")
 
+    orl = sub.add_parser(
+        "open-release",
+        help="professional: open a release with your key and show it person by person",
+    )
+    orl.add_argument("--key", type=Path, required=True, help="your professional key file (0600)")
+    orl.add_argument(
+        "--answer",
+        type=Path,
+        required=True,
+        help="the service's JSON answer to the release (status released)",
+    )
+    orl.add_argument("--out", type=Path, help="write the text to this file (0600), not stdout")
+
     ks = sub.add_parser("keys", help="the sealing key").add_subparsers(dest="action", required=True)
     kr = ks.add_parser("rotate", help="make a new X25519 sealing key current (old ones kept)")
     kr.add_argument("--actor", required=True)
@@ -189,6 +209,8 @@ def _public_key(value: str) -> bytes:
 
 
 def _print(data: Any) -> None:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     print(json.dumps(data, indent=2, default=str))
 
 
@@ -225,6 +247,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if command == "subject-access":
         _subject_access(args)
+        return 0
+    if command == "open-release":
+        _open_release(args)
         return 0
     if command == "professional" and args.action == "keygen":
         key = generate_professional_key(args.out)
@@ -400,6 +425,31 @@ def _subject_access(args: argparse.Namespace) -> None:
     for path in written:
         print(f"wrote {path} (mode 600)")
     print("check each record is the subject's before handing over (see summary.txt)")
+
+
+def _open_release(args: argparse.Namespace) -> None:
+    key = load_professional_key(args.key)
+    try:
+        answer = ReleasedAnswer.model_validate_json(args.answer.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read {args.answer}: {exc.strerror}") from exc
+    except ValidationError as exc:
+        raise ConfigError(
+            f"{args.answer} is not a released answer: {describe_errors(exc)}"
+        ) from exc
+    release = open_release_body(answer.sealed_identities, key, answer.request_id)
+    text = (
+        f"released {answer.released_at.isoformat()} (audit entry {answer.audit_index}): "
+        f"{answer.reason_text}\n" + describe_release(release)
+    )
+    if args.out is None:
+        print(text, end="")
+        return
+    try:
+        write_private_file(args.out, text)
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    print(f"wrote {args.out} (mode 600)")
 
 
 # Log fields that are pseudonymous ids or codes, never identities.

@@ -20,10 +20,15 @@ import httpx
 from nacl.exceptions import CryptoError
 from nacl.public import SealedBox
 from nacl.signing import SigningKey
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from protocols import (
+    RELEASE_FORMAT_V1,
+    RELEASE_FORMAT_V2,
     IdentityPayload,
+    ReleaseV1,
+    ReleaseV2,
+    SealedRelease,
     SecretFileError,
     SubjectQuery,
     check_private_file,
@@ -32,14 +37,15 @@ from protocols import (
 
 from ._auth import SIGNATURE_HEADER, sign_request
 from ._errors import ConfigError, ReleaseError
-from ._release import RELEASE_FORMAT
 
 __all__ = [
     "PROFESSIONAL_KEY_FORMAT",
     "UnlockClient",
+    "describe_release",
     "generate_professional_key",
     "load_professional_key",
     "open_release",
+    "open_release_body",
 ]
 
 PROFESSIONAL_KEY_FORMAT = "family-linkage/professional-key/v1"
@@ -75,8 +81,14 @@ def load_professional_key(path: Path) -> SigningKey:
     return SigningKey(seed)
 
 
-def open_release(sealed_identities: str, key: SigningKey, request_id: str) -> list[IdentityPayload]:
-    """Open a release sealed to ``key``; ReleaseError if it is not for this request."""
+_RELEASE = TypeAdapter(SealedRelease)
+
+
+def open_release_body(
+    sealed_identities: str, key: SigningKey, request_id: str
+) -> ReleaseV1 | ReleaseV2:
+    """Open a release sealed to ``key``: v2 groups the records into people (v1 does not);
+    ReleaseError if it does not open or is not the release of ``request_id``."""
     try:
         raw = SealedBox(key.to_curve25519_private_key()).decrypt(
             base64.b64decode(sealed_identities, validate=True)
@@ -84,12 +96,77 @@ def open_release(sealed_identities: str, key: SigningKey, request_id: str) -> li
         body = json.loads(raw)
     except (CryptoError, binascii.Error, ValueError) as exc:
         raise ReleaseError("the release does not open with this key", "BAD_RELEASE") from exc
-    if body.get("format") != RELEASE_FORMAT or body.get("request_id") != request_id:
+    if not isinstance(body, dict) or body.get("request_id") != request_id:
         raise ReleaseError(f"the release is not the one for {request_id}", "BAD_RELEASE")
+    if body.get("format") not in (RELEASE_FORMAT_V1, RELEASE_FORMAT_V2):
+        raise ReleaseError(
+            f"the release's format {body.get('format')!r} is not one this client reads",
+            "BAD_RELEASE",
+        )
     try:
-        return [IdentityPayload.model_validate(item) for item in body["identities"]]
-    except (ValidationError, KeyError, TypeError) as exc:
+        return _RELEASE.validate_python(body)
+    except ValidationError as exc:
         raise ReleaseError("the release's identities are malformed", "BAD_RELEASE") from exc
+
+
+def open_release(sealed_identities: str, key: SigningKey, request_id: str) -> list[IdentityPayload]:
+    """Open a release sealed to ``key``: its identities (either format), ungrouped;
+    ReleaseError if it is not for this request. :func:`open_release_body` gives the people."""
+    return list(open_release_body(sealed_identities, key, request_id).identities)
+
+
+def describe_release(release: ReleaseV1 | ReleaseV2) -> str:
+    """The release as text, one block per person with the agencies that knew them.
+
+    A v1 release has no person ids: each record is its own block.
+    """
+    lines = [f"family {release.family_id}  request {release.request_id}"]
+    groups: list[tuple[str | None, list[IdentityPayload]]]
+    if isinstance(release, ReleaseV1):
+        lines.append(f"{len(release.identities)} agency records (not grouped into people)")
+        groups = [(None, [i]) for i in release.identities]
+    else:
+        agencies = {r.identity.agency_id for r in release.records}
+        lines.append(
+            f"{len(release.people)} people in {len(release.records)} agency records "
+            f"from {len(agencies)} agencies"
+        )
+        groups = [(p.person_id, ids) for p, ids in release.person_identities()]
+    for n, (person_id, identities) in enumerate(groups, 1):
+        known = ", ".join(sorted({i.agency_id for i in identities}))
+        head = f"person {n}" + (f" ({person_id})" if person_id else "")
+        lines.append(f"\n{head}: known to {known}")
+        for ident in identities:
+            lines.append(
+                f"  {ident.agency_id} record {ident.record_ref} (system id {ident.system_id})"
+            )
+            lines.extend(f"    {line}" for line in _identity_lines(ident))
+    return "\n".join(lines) + "\n"
+
+
+def _identity_lines(ident: IdentityPayload) -> list[str]:
+    name = " ".join(x for x in (ident.given_names, ident.family_name) if x)
+    out = []
+    if name:
+        out.append(f"name: {name}")
+    if ident.former_family_names:
+        out.append(f"former family names: {ident.former_family_names}")
+    if ident.date_of_birth is not None:
+        out.append(f"date of birth: {ident.date_of_birth.isoformat()}")
+    if ident.sex:
+        out.append(f"sex: {ident.sex}")
+    address = ", ".join([*ident.address_lines, *([ident.postcode] if ident.postcode else [])])
+    if address:
+        out.append(f"address: {address}")
+    for label, value in (
+        ("NHS number", ident.nhs_number),
+        ("NI number", ident.ni_number),
+        ("UPN", ident.upn),
+    ):
+        if value:
+            out.append(f"{label}: {value}")
+    out.extend(f"{k}: {v}" for k, v in sorted(ident.local_identifiers.items()))
+    return out
 
 
 class UnlockClient:
@@ -168,6 +245,19 @@ class UnlockClient:
             f"/unlocks/{request_id}/approvals",
             {"decision": "approve" if approve else "decline"},
         )
+
+    def approvals(self) -> httpx.Response:
+        """The pending requests we may approve."""
+        return self.call("GET", "/approvals")
+
+    def requests(self, limit: int = 50, before: str | None = None) -> httpx.Response:
+        """Our own requests, newest first (``before``: the ``next_before`` of the last page)."""
+        params = httpx.QueryParams({"limit": limit, **({"before": before} if before else {})})
+        return self.call("GET", f"/unlocks?{params}")
+
+    def request(self, request_id: str) -> httpx.Response:
+        """Where one request stands."""
+        return self.call("GET", f"/unlocks/{request_id}")
 
     def release(self, request_id: str) -> httpx.Response:
         """Redeem a grant (after approval)."""

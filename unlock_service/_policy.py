@@ -118,7 +118,8 @@ class PurposeRule(_Model):
 
 
 class Justification(_Model):
-    """Length bounds of the free-text justification (stored only as a hash)."""
+    """Length bounds of the free-text justification (logged only as a hash; kept, sealed,
+    only while a request waits for approval)."""
 
     min_chars: int = Field(default=20, ge=1)
     max_chars: int = Field(default=1000, ge=1, le=10_000)

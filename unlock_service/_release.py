@@ -15,7 +15,9 @@
   a key and moves ``CURRENT``.
 * :func:`open_family` opens exactly the attested records' blobs and checks
   each payload names the agency and record ref of its blob;
-  :func:`seal_release` seals the identities to the requesting professional.
+  :func:`seal_release` seals the identities to the requesting professional
+  (release format v2: each record with its attested person id, and the
+  people with the agency records that name each).
 * :func:`open_subject_blobs` opens exactly the records a subject access
   answer holds; :func:`seal_subject_identities` seals them to the IG officer.
 
@@ -31,7 +33,6 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -45,9 +46,14 @@ from nacl.public import PrivateKey, SealedBox
 from nacl.signing import VerifyKey
 
 from protocols import (
+    RELEASE_FORMAT_V2,
+    AgencyRecord,
     Attestation,
+    AttestedMember,
     FamilyBlobs,
     IdentityPayload,
+    ReleasedRecord,
+    ReleaseV2,
     SealedBlob,
     SealError,
     SignedAttestation,
@@ -55,6 +61,7 @@ from protocols import (
     SubjectIdentities,
     attestation_message,
     generate_seal_keypair,
+    group_people,
     key_id,
     load_seal_private_key,
     open_sealed_identity,
@@ -67,15 +74,17 @@ __all__ = [
     "AttestationRefused",
     "SealKeyring",
     "open_blob",
+    "open_for_service",
     "open_family",
     "open_subject_blobs",
     "rotate_seal_key",
+    "seal_for_service",
     "seal_release",
     "seal_subject_identities",
     "verify_attestation",
 ]
 
-RELEASE_FORMAT = "family-linkage/release/v1"
+RELEASE_FORMAT = RELEASE_FORMAT_V2
 _KEY_DIR = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -256,6 +265,30 @@ def rotate_seal_key(
     return old, new, old_pub, new_pub
 
 
+def seal_for_service(text: str, keyring: SealKeyring) -> str:
+    """``text`` sealed to the service's current key: ``<key id>:<base64 sealed box>``."""
+    kid = keyring.current_id
+    key = keyring.get(kid)
+    if key is None:
+        raise ReleaseError(f"the current seal key {kid} is not held", "SEAL_KEY_UNKNOWN")
+    sealed = SealedBox(key.public_key).encrypt(text.encode("utf-8"))
+    return f"{kid}:{base64.b64encode(sealed).decode('ascii')}"
+
+
+def open_for_service(sealed: str, keyring: SealKeyring) -> str:
+    """Open what :func:`seal_for_service` sealed; ReleaseError if it will not open."""
+    kid, _, body = sealed.partition(":")
+    key = keyring.get(kid) if _KEY_DIR.match(kid) else None
+    if key is None:
+        raise ReleaseError(
+            f"sealed to key {kid!r}, which this service does not hold", "SEAL_KEY_UNKNOWN"
+        )
+    try:
+        return SealedBox(key).decrypt(base64.b64decode(body, validate=True)).decode("utf-8")
+    except (CryptoError, binascii.Error, ValueError) as exc:
+        raise ReleaseError("the sealed text does not open", "BLOB_DOES_NOT_OPEN") from exc
+
+
 # --- opening and re-sealing -----------------------------------------------------------
 
 
@@ -358,16 +391,33 @@ def seal_release(
     request_id: str,
     family_id: str,
     professional_key: bytes,
-) -> str:
-    """The identities as one sealed box to the professional's key (base64)."""
-    body = json.dumps(
-        {
-            "format": RELEASE_FORMAT,
-            "request_id": request_id,
-            "family_id": family_id,
-            "identities": [p.model_dump(mode="json", exclude_defaults=True) for p in payloads],
-        },
-        separators=(",", ":"),
-        ensure_ascii=False,
-    ).encode("utf-8")
-    return _seal_to(body, professional_key)
+    members: Sequence[AttestedMember],
+) -> tuple[str, int]:
+    """The identities, grouped into the attested people, as one sealed box to the
+    professional's key (base64, release format v2); and how many people.
+
+    Each record's person id comes from the signed attestation (``members``),
+    which names exactly the records opened (:func:`open_family` checked).
+    """
+    person_of = {(m.agency_id, m.record_ref): m.person_id for m in members}
+    try:
+        records = tuple(
+            ReleasedRecord(person_id=person_of[(p.agency_id, p.record_ref)], identity=p)
+            for p in payloads
+        )
+    except KeyError as exc:
+        raise ReleaseError(
+            "an opened record is not one the attestation names", "BLOBS_MISMATCH"
+        ) from exc
+    people = group_people(
+        [
+            (
+                r.person_id,
+                AgencyRecord(agency_id=r.identity.agency_id, record_ref=r.identity.record_ref),
+            )
+            for r in records
+        ]
+    )
+    body = ReleaseV2(request_id=request_id, family_id=family_id, records=records, people=people)
+    raw = body.model_dump_json().encode("utf-8")
+    return _seal_to(raw, professional_key), len(people)

@@ -64,11 +64,24 @@ from audit_log import (
     request_entries,
 )
 from protocols import (
+    ApprovalAnswer,
+    ApprovalList,
+    FlagChange,
+    PendingAnswer,
+    PendingApproval,
+    PurposeList,
+    PurposeView,
+    ReleasedAnswer,
+    RequestPage,
+    RequestView,
+    ReviewClosed,
+    ReviewList,
     SignedAttestation,
     SubjectAccessReport,
     SubjectQuery,
     attestation_sha256,
     canonical_json,
+    reason_text,
 )
 
 from . import _store as store
@@ -81,6 +94,7 @@ from ._errors import (
     LinkageError,
     NotFound,
     Refused,
+    ReleaseError,
     StorageError,
     UnlockError,
 )
@@ -97,16 +111,20 @@ from ._policy import (
     restriction_reason,
 )
 from ._release import (
+    RELEASE_FORMAT,
     AttestationRefused,
     SealKeyring,
     open_family,
+    open_for_service,
     open_subject_blobs,
+    seal_for_service,
     seal_release,
     seal_subject_identities,
     verify_attestation,
 )
 from ._store import Professional, RequestRow, ReviewRow
 from ._subject import held_unlock
+from ._views import at, request_view, review_view
 
 __all__ = ["NO_ATTESTATION", "Pending", "Release", "UnlockService", "micros", "utcnow"]
 
@@ -145,14 +163,33 @@ class Release:
     family_id: str
     sealed_identities: str
     identity_count: int
+    person_count: int
     audit_index: int
     leaf: str
     receipt: str
     reason: str
+    released_at: int  # microseconds since the epoch
+
+    def to_model(self) -> ReleasedAnswer:
+        """The wire form (ISO times, the reason's sentence)."""
+        return ReleasedAnswer(
+            request_id=self.request_id,
+            family_id=self.family_id,
+            sealed_identities=self.sealed_identities,
+            release_format=RELEASE_FORMAT,
+            identity_count=self.identity_count,
+            person_count=self.person_count,
+            audit_index=self.audit_index,
+            leaf=self.leaf,
+            receipt=self.receipt,
+            reason=self.reason,
+            reason_text=reason_text(self.reason),
+            released_at=at(self.released_at),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {"status": "released", **self.__dict__}
+        return self.to_model().model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -161,12 +198,22 @@ class Pending:
 
     request_id: str
     reason: str
-    expires_at: int
+    expires_at: int  # microseconds since the epoch
     audit_index: int
+
+    def to_model(self) -> PendingAnswer:
+        """The wire form (ISO times, the reason's sentence)."""
+        return PendingAnswer(
+            request_id=self.request_id,
+            reason=self.reason,
+            reason_text=reason_text(self.reason),
+            expires_at=at(self.expires_at),
+            audit_index=self.audit_index,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {"status": "awaiting_approval", **self.__dict__}
+        return self.to_model().model_dump(mode="json")
 
 
 class UnlockService:
@@ -422,6 +469,11 @@ class UnlockService:
             ),
             "break_glass": break_glass,
             "created_at": now_us,
+            # Approvers must read the justification: kept, sealed to the service's
+            # own key, only for a request that waits for them (cleared when decided).
+            "sealed_justification": (
+                seal_for_service(justification, self.keyring) if outcome.kind == "pending" else None
+            ),
         }
         entries: list[Entry] = [
             UnlockRequest(
@@ -616,7 +668,7 @@ class UnlockService:
 
     # -- approving ------------------------------------------------------------------------
 
-    def approve(self, approver: Professional, request_id: str, approve: bool) -> dict[str, Any]:
+    def approve(self, approver: Professional, request_id: str, approve: bool) -> ApprovalAnswer:
         """A second person's answer to a pending request; the request's new state."""
         now = self._clock()
         now_us = micros(now)
@@ -743,7 +795,12 @@ class UnlockService:
                 )
         if not settled:
             self._lost_claim(request_id, outcome.granted)
-        return {"request_id": request_id, "status": status, "reason": outcome.reason}
+        return ApprovalAnswer(
+            request_id=request_id,
+            status=status,
+            reason=outcome.reason,
+            reason_text=reason_text(outcome.reason),
+        )
 
     def _current(self, request_id: str, now_us: int) -> RequestRow:
         # The request as it stands, after settling it if a stopped caller left
@@ -863,11 +920,12 @@ class UnlockService:
             signed = SignedAttestation.model_validate_json(row.attestation_json)
             blobs = self.linkage.blobs(row.family_id, row.attestation_sha256)
             payloads = open_family(blobs, signed.attestation, row.attestation_sha256, self.keyring)
-            sealed = seal_release(
+            sealed, people = seal_release(
                 payloads,
                 request_id=request_id,
                 family_id=row.family_id,
                 professional_key=pro.public_key,
+                members=signed.attestation.members,
             )
             count = len(payloads)
             del payloads
@@ -903,10 +961,12 @@ class UnlockService:
             family_id=row.family_id,
             sealed_identities=sealed,
             identity_count=count,
+            person_count=people,
             audit_index=row.decision_index,
             leaf=leaf,
             receipt=receipt,
             reason=row.reason_code,
+            released_at=now_us,
         )
 
     # -- crash recovery -------------------------------------------------------------------
@@ -1095,14 +1155,99 @@ class UnlockService:
             store.set_reconciled_through(conn, "grants", end)
         return closed
 
-    def get_request(self, pro: Professional, request_id: str) -> dict[str, Any]:
+    def get_request(self, pro: Professional, request_id: str) -> RequestView:
         """A request's state, for its requester, approvers and reviewers."""
         with store.reading(self.engine) as conn:
             row = store.get_request(conn, request_id)
         role = self.policy.role(pro.role)
         if row.professional_id != pro.professional_id and not (role.approve or role.review):
             raise Forbidden(f"{pro.professional_id} may not see request {request_id}")
-        return row.public()
+        return request_view(row)
+
+    def own_requests(self, pro: Professional, limit: int, before: str | None) -> RequestPage:
+        """The caller's own requests, newest first, ``limit`` at a time after ``before``.
+
+        Not audited, like :meth:`get_request`: a professional reading their own
+        requests; IG reads of someone else's (:meth:`professional_unlocks`) are.
+        """
+        rows = store.requests_page(self.engine, pro.professional_id, limit + 1, before)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return RequestPage(
+            requests=tuple(request_view(r) for r in rows),
+            next_before=rows[-1].request_id if more else None,
+        )
+
+    def purposes_for(self, pro: Professional) -> PurposeList:
+        """The purposes ``pro``'s role may state, in the policy's order (not audited:
+        the policy is no secret, and stating one is)."""
+        rules = self.policy.rules
+        return PurposeList(
+            policy=f"{rules.policy.name} {rules.policy.version}",
+            purposes=tuple(
+                PurposeView(
+                    code=code,
+                    description=rule.description,
+                    approval=rule.approval,
+                    break_glass=rule.break_glass,
+                    min_justification=rules.justification.min_chars,
+                )
+                for code, rule in rules.purposes.items()
+                if pro.role in rule.roles
+            ),
+        )
+
+    def approvals_for(self, pro: Professional) -> ApprovalList:
+        """The pending requests ``pro`` may approve now, soonest to expire first.
+
+        Exactly those :meth:`approve` would accept from them: the policy's
+        approver check (role, clearance for the family's case, never their own
+        request, active) against each pending, unexpired request they have not
+        answered yet, with the requester's justification (kept sealed to the
+        service's key while the request waits). A role that may not approve
+        gets Forbidden. Not audited, like :meth:`get_request`, which an
+        approver may already call on each of these (the approval itself is
+        logged).
+        """
+        if not self.policy.role(pro.role).approve:
+            raise Forbidden(f"role {pro.role!r} may not approve requests")
+        facts = ApproverFacts(pro.professional_id, pro.role, pro.clearance, pro.active)
+        rules = self.policy.rules
+        with store.reading(self.engine) as conn:
+            waiting = store.awaiting_approval(conn, pro.professional_id, micros(self._clock()))
+            requesters = {
+                row.professional_id: store.get_professional(conn, row.professional_id)
+                for row, _ in waiting
+            }
+        out = []
+        for row, approved in waiting:
+            required = row.clearance_required
+            if required is None or row.expires_at is None:
+                continue  # never pending without an attestation; skip rather than guess
+            if check_approver(self.policy, row.professional_id, facts, required) is not None:
+                continue
+            requester = requesters[row.professional_id]
+            purpose = rules.purposes.get(row.purpose_code)
+            out.append(
+                PendingApproval(
+                    request_id=row.request_id,
+                    family_id=row.family_id,
+                    requester_id=row.professional_id,
+                    requester_role=requester.role if requester is not None else "unknown",
+                    purpose_code=row.purpose_code,
+                    purpose=purpose.description if purpose is not None else "",
+                    justification=self._justification(row),
+                    justification_sha256=row.justification_sha256,
+                    clearance_required=required,
+                    approvals=approved,
+                    approvals_required=rules.approval.required,
+                    reason=row.reason_code,
+                    reason_text=reason_text(row.reason_code),
+                    created_at=at(row.created_at),
+                    expires_at=at(row.expires_at),
+                )
+            )
+        return ApprovalList(approvals=tuple(out))
 
     # -- IG officers ----------------------------------------------------------------------
 
@@ -1119,11 +1264,26 @@ class UnlockService:
             ]
         )
 
-    def list_reviews(self, pro: Professional, status: str | None) -> list[dict[str, Any]]:
+    def _justification(self, row: RequestRow) -> str | None:
+        # None: a request made before justifications were kept, or one whose key is gone
+        if row.sealed_justification is None:
+            return None
+        try:
+            return open_for_service(row.sealed_justification, self.keyring)
+        except ReleaseError as exc:
+            _logger.warning(
+                "a pending request's justification does not open",
+                extra={"request_id": row.request_id, "reason": exc.reason},
+            )
+            return None
+
+    def list_reviews(self, pro: Professional, status: str | None) -> ReviewList:
         """Break-glass review tasks (audited)."""
         self._ig(pro, "review")
         self._ig_access(pro, "REVIEWS_LISTED")
-        return [r.public() for r in store.list_reviews(self.engine, status)]
+        return ReviewList(
+            reviews=tuple(review_view(r) for r in store.list_reviews(self.engine, status))
+        )
 
     def close_review(
         self,
@@ -1131,7 +1291,7 @@ class UnlockService:
         request_id: str,
         outcome: Literal["upheld", "not_upheld"],
         notes: str,
-    ) -> dict[str, Any]:
+    ) -> ReviewClosed:
         """Close a break-glass review with an outcome; the notes are logged only as a hash."""
         self._ig(pro, "review")
         if len(notes) > MAX_NOTES_CHARS:
@@ -1192,25 +1352,20 @@ class UnlockService:
                 f"the review of {request_id} was settled by recovery while this call was slow",
                 "CLAIM_LOST",
             )
-        return {
-            "request_id": request_id,
-            "status": "closed",
-            "outcome": outcome,
-            "audit_index": index,
-        }
+        return ReviewClosed(request_id=request_id, outcome=outcome, audit_index=index)
 
-    def professional_unlocks(self, pro: Professional, professional_id: str) -> list[dict[str, Any]]:
-        """Every request one professional made (audited)."""
+    def professional_unlocks(self, pro: Professional, professional_id: str) -> RequestPage:
+        """Every request one professional made, newest first (audited)."""
         self._ig(pro, "review")
         self._ig_access(pro, "UNLOCKS_LISTED", professional_id=professional_id)
         rows = store.requests_where(
             self.engine, store.requests.c.professional_id == professional_id
         )
-        return [r.public() for r in rows]
+        return RequestPage(requests=tuple(request_view(r) for r in rows))
 
     def set_restriction(
         self, pro: Professional, family_id: str, flag: str | None, note: str
-    ) -> dict[str, Any]:
+    ) -> FlagChange:
         """Set (``flag``) or lift (None) a family's opt-out / restriction flag (audited)."""
         self._ig(pro, "restrict")
         out = set_flag(
@@ -1220,14 +1375,21 @@ class UnlockService:
         # profiling and claims. If it cannot be told now, housekeeping tells it later.
         try:
             self.linkage.restrict(family_id, flag)
-            out["linkage_synced"] = True
+            synced = True
         except LinkageError as exc:
             _logger.warning(
                 "flag not yet forwarded to the linkage service",
                 extra={"family_id": family_id, "error": type(exc).__name__},
             )
-            out["linkage_synced"] = False
-        return out
+            synced = False
+        return FlagChange(
+            family_id=family_id,
+            flag=flag,
+            reason=out["reason"],
+            reason_text=reason_text(out["reason"]),
+            audit_index=out["audit_index"],
+            linkage_synced=synced,
+        )
 
     def sync_restrictions(self) -> int:
         """Make the linkage service's flags those recorded here; how many were changed."""

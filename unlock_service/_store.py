@@ -9,7 +9,10 @@ database, owned by :mod:`audit_log`.
 What is stored: pseudonymous ids, roles, clearances, public keys, codes,
 hashes, times, and the attestation JSON (pseudonymous ids and record refs
 only). Never an identity: this module has no column an identity could go in,
-and a test searches every table for the demo identities after releases.
+and a test searches every table for the demo identities after releases. The
+one free text, a pending request's justification (which approvers must
+read), is stored only sealed to the service's own key and is cleared by the
+transition that decides the request.
 Times are integer microseconds since the Unix epoch.
 """
 
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 VERSION_TABLE = "unlock_service_alembic_version"
+
+# Statuses after which nobody approves the request any more.
+DECIDED = frozenset({"granted", "releasing", "released", "refused", "expired", "audit_failed"})
 
 normalise_url = normalise_database_url
 redact = redact_url
@@ -100,6 +106,9 @@ requests = sa.Table(
     # claim's owner finishes the transition; recovery takes over stale claims.
     sa.Column("claim", sa.String(32)),
     sa.Column("claimed_at", sa.BigInteger),
+    # the justification of a request awaiting approval, sealed to the service's
+    # own X25519 key ("<key id>:<base64>"); NULL once the request is decided
+    sa.Column("sealed_justification", sa.Text),
     sa.Index("ix_requests_professional_created", "professional_id", "created_at"),
 )
 reconciliation = sa.Table(
@@ -363,26 +372,7 @@ class RequestRow:
     decision_index: int | None
     claim: str | None = None
     claimed_at: int | None = None
-
-    def public(self) -> dict[str, Any]:
-        """The JSON form served to professionals and IG officers (no attestation body)."""
-        return {
-            "request_id": self.request_id,
-            "professional_id": self.professional_id,
-            "family_id": self.family_id,
-            "purpose_code": self.purpose_code,
-            "status": self.status,
-            "reason": self.reason_code,
-            "break_glass": self.break_glass,
-            "clearance_required": self.clearance_required,
-            "attestation_sha256": self.attestation_sha256,
-            "created_at": self.created_at,
-            "decided_at": self.decided_at,
-            "expires_at": self.expires_at,
-            "released_at": self.released_at,
-            "request_index": self.request_index,
-            "decision_index": self.decision_index,
-        }
+    sealed_justification: str | None = None
 
 
 def _request(row: Any) -> RequestRow:
@@ -430,6 +420,9 @@ def update_request(
     This conditional UPDATE is the guard of every state transition: of callers
     racing from the same state, exactly one sees True.
     """
+    if values.get("status") in DECIDED:
+        # the justification is kept (sealed) only while approvers may need it
+        values["sealed_justification"] = None
     query = requests.update().where(requests.c.request_id == request_id)
     if from_status is not None:
         query = query.where(requests.c.status.in_(list(from_status)))
@@ -519,6 +512,64 @@ def requests_where(engine: Engine, *conditions: Any, limit: int = 1000) -> list[
         return [_request(r) for r in rows]
 
 
+def requests_page(
+    engine: Engine, professional_id: str, limit: int, before: str | None = None
+) -> list[RequestRow]:
+    """``professional_id``'s requests, newest first, after request ``before`` (keyset
+    paging on (created_at, request_id), stable while new requests arrive); NotFound if
+    ``before`` is not one of theirs."""
+    query = sa.select(requests).where(requests.c.professional_id == professional_id)
+    with reading(engine) as conn:
+        if before is not None:
+            mark = conn.execute(
+                sa.select(requests.c.created_at).where(
+                    requests.c.request_id == before,
+                    requests.c.professional_id == professional_id,
+                )
+            ).scalar_one_or_none()
+            if mark is None:
+                raise NotFound(f"no request {before} of {professional_id} to page on from")
+            query = query.where(
+                sa.or_(
+                    requests.c.created_at < mark,
+                    sa.and_(requests.c.created_at == mark, requests.c.request_id < before),
+                )
+            )
+        rows = conn.execute(
+            query.order_by(requests.c.created_at.desc(), requests.c.request_id.desc()).limit(limit)
+        )
+        return [_request(r) for r in rows]
+
+
+def awaiting_approval(
+    conn: Connection, approver_id: str, now: int, limit: int = 500
+) -> list[tuple[RequestRow, int]]:
+    """Pending, unexpired requests of others that ``approver_id`` has not answered, soonest
+    to expire first, each with its number of approvals so far (the policy filters further)."""
+    answered = sa.select(approvals.c.request_id).where(approvals.c.approver_id == approver_id)
+    granted = (
+        sa.select(sa.func.count())
+        .select_from(approvals)
+        .where(
+            approvals.c.request_id == requests.c.request_id,
+            approvals.c.decision == "granted",
+        )
+        .scalar_subquery()
+    )
+    rows = conn.execute(
+        sa.select(requests, granted.label("approvals_so_far"))
+        .where(
+            requests.c.status == "pending",
+            requests.c.expires_at > now,
+            requests.c.professional_id != approver_id,
+            requests.c.request_id.not_in(answered),
+        )
+        .order_by(requests.c.expires_at, requests.c.request_id)
+        .limit(limit)
+    )
+    return [(_request(r), int(r.approvals_so_far)) for r in rows]
+
+
 # --- approvals -------------------------------------------------------------------------
 
 
@@ -590,10 +641,6 @@ class ReviewRow:
     closed_at: int | None
     notes_sha256: str | None
     audit_index: int | None
-
-    def public(self) -> dict[str, Any]:
-        """JSON form."""
-        return dict(self.__dict__)
 
 
 def insert_review(conn: Connection, **values: Any) -> None:

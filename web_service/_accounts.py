@@ -175,6 +175,7 @@ def reset_account(
         _check(username, account.role, password, account.professional_id, credential)
         totp = pyotp.random_base32() if account.totp_required else None
         salt, sealed = _seal(password, {"totp": totp, "credential": credential})
+        role = account.role
         if not store.set_secrets(
             db, account, password_hash=_HASHER.hash(password), seal_salt=salt, sealed=sealed
         ):
@@ -184,7 +185,7 @@ def reset_account(
         if totp is not None
         else None
     )
-    return NewAccount(username, account.role, uri)
+    return NewAccount(username, role, uri)
 
 
 _REFUSED = "the user name, password or code is not right, or the account is locked"

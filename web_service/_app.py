@@ -20,6 +20,7 @@ import binascii
 import json
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -78,7 +79,7 @@ ROLE_NAMES = {
 # may call through the relay (the unlock service still checks each one).
 RELAY_PATHS = re.compile(
     r"^/(unlocks(/req_[0-9a-f]{16,64}(/approvals|/release)?)?"
-    r"|approvals|reviews(/req_[0-9a-f]{16,64})?|subject-access"
+    r"|approvals|purposes|reviews(/req_[0-9a-f]{16,64})?|subject-access"
     r"|restrictions(/fam_[0-9a-f]{16,64}/lift)?"
     r"|professionals/pro_[0-9a-f]{16,64}/unlocks)(\?[A-Za-z0-9_=&.-]{0,200})?$"
 )
@@ -234,7 +235,10 @@ def create_app(
     ) -> Response:
         nonce = secrets.token_urlsafe(16)
         request.state.nonce = nonce
+        started = time.perf_counter()
         response = await call_next(request)
+        # W3C Server-Timing: what bench/web_pages.py reads as the page's server time.
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.1f}"
         response.headers["Content-Security-Policy"] = (
             f"default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; "
             "style-src 'self'; img-src 'self' data:; font-src 'self'; connect-src 'self'; "

@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import _store as store
 from .._errors import ConflictError, StorageError
+from . import _store as pstore
 from ._programme import Plan, _score, compare
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
@@ -129,13 +130,13 @@ def rescore_previous(
     previous snapshot is re-scored under the new ruleset and model from its
     measures, so the switch itself raises no flag.
     """
-    c = store.cycles
+    c = pstore.cycles
     row = conn.execute(
         sa.select(c.c.ruleset_sha256, c.c.model_sha256).where(c.c.id == previous_cycle)
     ).first()
     if row is None or (row.ruleset_sha256, row.model_sha256) == (ruleset.sha256(), model.sha256()):
         return previous
-    s = store.snapshots
+    s = pstore.snapshots
     out: dict[str, int] = {}
     q = sa.select(s.c.family_id, s.c.detail).where(s.c.cycle_id == previous_cycle)
     for fid, detail in conn.execute(q, execution_options={"yield_per": 20_000}):
@@ -147,7 +148,7 @@ def rescore_previous(
 
 
 def _latest(conn: Connection) -> Any:
-    t = store.ruleset_switches
+    t = pstore.ruleset_switches
     return conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
 
 
@@ -163,7 +164,7 @@ def active_ruleset(engine: Engine, configured: Ruleset) -> Ruleset:
 
 def _baseline_rulesets(conn: Connection) -> Iterable[Ruleset]:
     """The rulesets of the cycles holding attached families' baselines and of the latest cycle."""
-    f, c = store.families, store.cycles
+    f, c = pstore.families, pstore.cycles
     baseline_cycles = sa.select(f.c.baseline_cycle).where(f.c.baseline_cycle.is_not(None))
     latest = sa.select(sa.func.max(c.c.id)).scalar_subquery()
     q = (
@@ -193,7 +194,7 @@ def switch_ruleset(
     """
     model.check_against(ruleset)
     when = now or dt.datetime.now(dt.UTC)
-    t = store.ruleset_switches
+    t = pstore.ruleset_switches
     try:
         with engine.begin() as conn:
             last = _latest(conn)
@@ -243,7 +244,7 @@ def switch_ruleset(
 
 def ruleset_switches(engine: Engine) -> list[dict[str, Any]]:
     """Every switch of the active ruleset, newest first."""
-    t = store.ruleset_switches
+    t = pstore.ruleset_switches
     cols = [col for col in t.c if col.name != "ruleset"]
     try:
         with engine.connect() as conn:

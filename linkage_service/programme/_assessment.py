@@ -44,6 +44,7 @@ from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from .._review import update_impacts
 from . import _restrictions as restrictions_
+from . import _store as pstore
 from ._active import rederive_detail, rescore_previous
 from ._attestations import attest as _attest
 from ._attestations import unknown_family
@@ -206,7 +207,7 @@ def _previous_members(
     conn: Connection, cycle_id: int, family_ids: Sequence[str]
 ) -> dict[str, frozenset[str]]:
     """The person ids each family had in cycle ``cycle_id``'s snapshot."""
-    s = store.snapshots
+    s = pstore.snapshots
     out: dict[str, frozenset[str]] = {}
     for part in store.chunks(list(family_ids)):
         for fid, detail in conn.execute(
@@ -284,11 +285,11 @@ def run_cycle(
         with engine.begin() as conn:
             families = load_families(conn)
             lap("load")
-            previous_cycle = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
+            previous_cycle = conn.execute(sa.select(sa.func.max(pstore.cycles.c.id))).scalar()
             cycle_id = int(previous_cycle or 0) + 1
             previous: dict[str, int] = {}
             if previous_cycle is not None:
-                s = store.snapshots
+                s = pstore.snapshots
                 previous = {
                     str(f): int(sc)
                     for f, sc in conn.execute(
@@ -304,8 +305,8 @@ def run_cycle(
             working = {
                 str(f)
                 for (f,) in conn.execute(
-                    sa.select(store.families.c.family_id).where(
-                        store.families.c.status.in_(WORKING_STATUSES)
+                    sa.select(pstore.families.c.family_id).where(
+                        pstore.families.c.status.in_(WORKING_STATUSES)
                     )
                 )
             }
@@ -365,8 +366,8 @@ def run_cycle(
             lap("review")
             stats["seconds"] = seconds
             conn.execute(
-                store.cycles.update()
-                .where(store.cycles.c.id == cycle_id)
+                pstore.cycles.update()
+                .where(pstore.cycles.c.id == cycle_id)
                 .values(stats=json.dumps(stats, sort_keys=True))
             )
     except SQLAlchemyError as exc:
@@ -415,7 +416,7 @@ def _write_cycle(
     previous: dict[str, int],
 ) -> dict[str, Any]:
     conn.execute(
-        store.cycles.insert().values(
+        pstore.cycles.insert().values(
             id=cycle_id,
             as_at=as_at,
             ruleset_name=ruleset.name,
@@ -474,10 +475,10 @@ def _write_cycle(
             }
         )
         if len(rows) >= _INSERT_BATCH:
-            conn.execute(store.snapshots.insert(), rows)
+            conn.execute(pstore.snapshots.insert(), rows)
             rows = []
     if rows:
-        conn.execute(store.snapshots.insert(), rows)
+        conn.execute(pstore.snapshots.insert(), rows)
     eligible = sum(1 for a in assessed.values() if a.eligible)
     return {
         "cycle_id": cycle_id,
@@ -503,7 +504,7 @@ def _micros(when: dt.datetime) -> int:
 
 def _status_row(conn: Connection, family_id: str) -> Any:
     return conn.execute(
-        sa.select(store.families).where(store.families.c.family_id == family_id)
+        sa.select(pstore.families).where(pstore.families.c.family_id == family_id)
     ).first()
 
 
@@ -517,7 +518,7 @@ def _record_status(
     when: dt.datetime,
 ) -> None:
     conn.execute(
-        store.status_events.insert().values(
+        pstore.status_events.insert().values(
             family_id=family_id,
             from_status=old,
             to_status=new,
@@ -543,7 +544,7 @@ def _carry_statuses(
     of them takes over its status, baseline, earlier snapshots and claims, so it is
     neither orphaned nor attached (and claimed) a second time. Returns how many moved.
     """
-    a, fam = store.attached_persons, store.families
+    a, fam = pstore.attached_persons, pstore.families
     attached = {
         str(p): str(f)
         for p, f in conn.execute(sa.select(a.c.person_id, a.c.family_id).where(a.c.phase == phase))
@@ -581,15 +582,15 @@ def _carry_statuses(
         have = {
             str(k)
             for (k,) in conn.execute(
-                sa.select(store.claims.c.kind).where(store.claims.c.family_id == new)
+                sa.select(pstore.claims.c.kind).where(pstore.claims.c.family_id == new)
             )
         }
         conn.execute(
-            store.claims.update()
-            .where(store.claims.c.family_id == old, store.claims.c.kind.not_in(have or {""}))
+            pstore.claims.update()
+            .where(pstore.claims.c.family_id == old, pstore.claims.c.kind.not_in(have or {""}))
             .values(family_id=new)
         )
-        s = store.snapshots
+        s = pstore.snapshots
         cycles_new = {
             int(c) for (c,) in conn.execute(sa.select(s.c.cycle_id).where(s.c.family_id == new))
         }
@@ -610,7 +611,7 @@ def _carry_statuses(
 def _update_statuses(
     conn: Connection, cycle_id: int, assessed: dict[str, Assessment], actor: str, when: dt.datetime
 ) -> dict[str, int]:
-    f = store.families
+    f = pstore.families
     known = {str(r.family_id): str(r.status) for r in conn.execute(sa.select(f))}
     fresh = [fid for fid, a in assessed.items() if a.eligible and fid not in known]
     back = [fid for fid, a in assessed.items() if a.eligible and known.get(fid) == "closed"]
@@ -640,7 +641,7 @@ def _update_statuses(
         for fid in (*fresh, *back)
     ]
     for start in range(0, len(events), _INSERT_BATCH):
-        conn.execute(store.status_events.insert(), events[start : start + _INSERT_BATCH])
+        conn.execute(pstore.status_events.insert(), events[start : start + _INSERT_BATCH])
     for part in store.chunks(back):
         conn.execute(
             f.update()
@@ -663,11 +664,11 @@ def _attach_people(conn: Connection, family_id: str, on: dt.date) -> None:
     The primary key (phase, person) is what makes a second attachment impossible,
     concurrent callers included; the check before it only gives the better message.
     """
-    phase = store.phase_of(conn)
+    phase = pstore.phase_of(conn)
     people = store.members_of(conn, family_id)
     if not people:
         raise unknown_family(conn, family_id, "with members now")
-    a = store.attached_persons
+    a = pstore.attached_persons
     for part in store.chunks(people):
         held = conn.execute(
             sa.select(a.c.person_id, a.c.family_id).where(
@@ -707,9 +708,9 @@ def set_status(
     try:
         with engine.begin() as conn:
             snap = conn.execute(
-                sa.select(store.snapshots.c.cycle_id)
-                .where(store.snapshots.c.family_id == family_id)
-                .order_by(store.snapshots.c.cycle_id.desc())
+                sa.select(pstore.snapshots.c.cycle_id)
+                .where(pstore.snapshots.c.family_id == family_id)
+                .order_by(pstore.snapshots.c.cycle_id.desc())
                 .limit(1)
             ).scalar()
             if snap is None:
@@ -739,7 +740,7 @@ def set_status(
                 _attach_people(conn, family_id, values["attached_on"])
             if row is None:
                 conn.execute(
-                    store.families.insert().values(
+                    pstore.families.insert().values(
                         family_id=family_id,
                         identified_cycle=int(snap),
                         attached_on=values.pop("attached_on", None),
@@ -750,10 +751,10 @@ def set_status(
             else:
                 # guarded: of two concurrent moves from the same status, one wins
                 moved = conn.execute(
-                    store.families.update()
+                    pstore.families.update()
                     .where(
-                        store.families.c.family_id == family_id,
-                        store.families.c.status == old,
+                        pstore.families.c.family_id == family_id,
+                        pstore.families.c.status == old,
                     )
                     .values(**values)
                 ).rowcount
@@ -798,7 +799,7 @@ def set_lead_professional(
             "(letters, digits, _ . : -, at most 64)"
         )
     when = now or dt.datetime.now(dt.UTC)
-    f = store.families
+    f = pstore.families
     try:
         with engine.begin() as conn:
             done = conn.execute(
@@ -820,7 +821,7 @@ def _cycle_json(row: Any) -> dict[str, Any]:
     return {
         "cycle_id": row.id,
         "as_at": row.as_at.isoformat(),
-        **store.cycle_versions(row),
+        **pstore.cycle_versions(row),
         "created_at": store.iso(row.created_at),
         "created_by": row.created_by,
         "stats": json.loads(row.stats),
@@ -829,7 +830,7 @@ def _cycle_json(row: Any) -> dict[str, Any]:
 
 def list_cycles(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
     """Assessment cycles, newest first."""
-    c = store.cycles
+    c = pstore.cycles
     cols = [col for col in c.c if col.name not in ("ruleset", "model")]
     try:
         with engine.connect() as conn:
@@ -840,7 +841,7 @@ def list_cycles(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
 
 
 def _cycle(conn: Connection, cycle_id: int | None) -> Any:
-    row = store.cycle_row(conn, cycle_id)
+    row = pstore.cycle_row(conn, cycle_id)
     if row is None:
         raise NotFound("no assessment has been run" if cycle_id is None else f"no cycle {cycle_id}")
     return row
@@ -865,7 +866,7 @@ def list_families(
     the cycle's ruleset) and a score range (inclusive). Each row names the
     problems met and the reason codes of its score.
     """
-    s, f = store.snapshots, store.families
+    s, f = pstore.snapshots, pstore.families
     try:
         with engine.connect() as conn:
             cyc = _cycle(conn, cycle_id)
@@ -968,19 +969,19 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
     critical) at baseline and now, and each Family Progress Data measure of
     the ruleset at baseline and now.
     """
-    s = store.snapshots
+    s = pstore.snapshots
     try:
         with engine.connect() as conn:
             rows = conn.execute(
-                sa.select(s, store.cycles.c.as_at, store.cycles.c.ruleset)
-                .join(store.cycles, store.cycles.c.id == s.c.cycle_id)
+                sa.select(s, pstore.cycles.c.as_at, pstore.cycles.c.ruleset)
+                .join(pstore.cycles, pstore.cycles.c.id == s.c.cycle_id)
                 .where(s.c.family_id == family_id)
                 .order_by(s.c.cycle_id)
             ).all()
             if not rows:
                 raise unknown_family(conn, family_id, "in any assessment")
             lineage = store.successors(conn, family_id)
-            status, history, claims = store.family_record(conn, family_id)
+            status, history, claims = pstore.family_record(conn, family_id)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read family {family_id}: {exc}") from exc
     latest = rows[-1]

@@ -34,6 +34,7 @@ from protocols import (
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError, Superseded
 from . import _restrictions as restrictions_
+from . import _store as pstore
 from ._programme import (
     Assessment,
     FamilyInput,
@@ -100,7 +101,7 @@ def attest(
             }
         )
     for start in range(0, len(rows), _INSERT_BATCH):
-        conn.execute(store.attestations.insert(), rows[start : start + _INSERT_BATCH])
+        conn.execute(pstore.attestations.insert(), rows[start : start + _INSERT_BATCH])
     return len(rows)
 
 
@@ -127,8 +128,8 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
     """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
     try:
         with engine.connect() as conn:
-            latest = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
-            s = store.snapshots
+            latest = conn.execute(sa.select(sa.func.max(pstore.cycles.c.id))).scalar()
+            s = pstore.snapshots
             snap = (
                 None
                 if latest is None
@@ -140,9 +141,9 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
             if snap is None:
                 raise unknown_family(conn, family_id, "in the latest assessment")
             body = conn.execute(
-                sa.select(store.attestations.c.body).where(
-                    store.attestations.c.family_id == family_id,
-                    store.attestations.c.cycle_id == latest,
+                sa.select(pstore.attestations.c.body).where(
+                    pstore.attestations.c.family_id == family_id,
+                    pstore.attestations.c.cycle_id == latest,
                 )
             ).scalar()
     except SQLAlchemyError as exc:
@@ -163,7 +164,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
     changed members, since) is refused with ConflictError, as is a hash that is
     no attestation of this family.
     """
-    r, x, a = store.records, store.extracts, store.attestations
+    r, x, a = store.records, store.extracts, pstore.attestations
     try:
         with engine.connect() as conn:
             found = conn.execute(
@@ -174,7 +175,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
             if found is None:
                 raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
             _refuse_flagged(conn, family_id)
-            latest = conn.execute(sa.select(sa.func.max(store.cycles.c.id))).scalar()
+            latest = conn.execute(sa.select(sa.func.max(pstore.cycles.c.id))).scalar()
             if found.cycle_id != latest:
                 raise ConflictError(
                     f"attestation {sha256[:16]}… of family {family_id} was signed in cycle "

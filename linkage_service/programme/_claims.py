@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from . import _restrictions as restrictions_
+from . import _store as pstore
 from ._active import rederive_detail
 from ._programme import compare
 from ._restrictions import RestrictionEffects
@@ -350,7 +351,7 @@ def _snaps(
 ) -> dict[str, list[Snap]]:
     """Each family's snapshots, oldest first; with ``ruleset``, those of cycles that used
     another ruleset are re-derived under it from their measures (see ``_active``)."""
-    s, c = store.snapshots, store.cycles
+    s, c = pstore.snapshots, pstore.cycles
     sha = None if ruleset is None else ruleset.sha256()
     out: dict[str, list[Snap]] = {}
     for part in store.chunks(list(family_ids)):
@@ -406,7 +407,7 @@ def outcome_status(
 
     Families in ``skip`` (their restriction flags stop claims) stay where they are.
     """
-    f = store.families
+    f = pstore.families
     rows = [
         r
         for r in conn.execute(
@@ -429,7 +430,7 @@ def outcome_status(
             .values(status="pending_claim", updated_at=stamp, updated_by=actor)
         )
         conn.execute(
-            store.status_events.insert().values(
+            pstore.status_events.insert().values(
                 family_id=r.family_id,
                 from_status=r.status,
                 to_status="pending_claim",
@@ -446,7 +447,7 @@ def outcome_status(
 
 
 def _latest_cycle(conn: Connection) -> tuple[int, Ruleset]:
-    row = store.cycle_row(conn, None)
+    row = pstore.cycle_row(conn, None)
     if row is None:
         raise ConflictError("no assessment has been run: nothing to claim")
     return int(row.id), Ruleset.model_validate_json(row.ruleset)
@@ -470,7 +471,7 @@ def create_claims(
     """
     when = now or dt.datetime.now(dt.UTC)
     stamp = int(when.timestamp() * 1_000_000)
-    f = store.families
+    f = pstore.families
     try:
         with engine.begin() as conn:
             cycle_id, ruleset = _latest_cycle(conn)
@@ -495,15 +496,15 @@ def create_claims(
             rows = {fid: r for fid, r in rows.items() if fid not in flagged}
             claimed = {
                 (str(a), str(b))
-                for a, b in conn.execute(sa.select(store.claims.c.family_id, store.claims.c.kind))
+                for a, b in conn.execute(sa.select(pstore.claims.c.family_id, pstore.claims.c.kind))
             }
-            phase = store.phase_of(conn)
+            phase = pstore.phase_of(conn)
             taken = {
                 (str(k), str(p))
                 for k, p in conn.execute(
                     sa.select(
-                        store.claimed_persons.c.kind, store.claimed_persons.c.person_id
-                    ).where(store.claimed_persons.c.phase == phase)
+                        pstore.claimed_persons.c.kind, pstore.claimed_persons.c.person_id
+                    ).where(pstore.claimed_persons.c.phase == phase)
                 )
             }
 
@@ -589,7 +590,7 @@ def create_claims(
                         )
                     )
             for start in range(0, len(new), 1000):
-                conn.execute(store.claims.insert(), new[start : start + 1000])
+                conn.execute(pstore.claims.insert(), new[start : start + 1000])
             claim_people(conn, stamp, phase, people)
             results = [c["family_id"] for c in new if c["kind"] == "result"]
             for part in store.chunks(results):
@@ -600,7 +601,7 @@ def create_claims(
                 )
             if results:
                 conn.execute(
-                    store.status_events.insert(),
+                    pstore.status_events.insert(),
                     [
                         {
                             "family_id": fid,
@@ -644,7 +645,7 @@ def claim_window(ruleset: Ruleset, window_id: str) -> ClaimWindow:
 
 def _check_window(conn: Connection, ruleset: Ruleset, cycle_id: int, window_id: str) -> None:
     window = claim_window(ruleset, window_id)
-    row = store.cycle_row(conn, cycle_id)
+    row = pstore.cycle_row(conn, cycle_id)
     assert row is not None  # the caller read it in this transaction
     as_at: dt.date = row.as_at
     if not window.opens <= as_at <= window.closes:
@@ -683,7 +684,7 @@ def _claim_row(
 
 def list_claims(engine: Engine, window_id: str | None = None) -> list[dict[str, Any]]:
     """Claims (of one window, or all), oldest first, with their evidence."""
-    c = store.claims
+    c = pstore.claims
     q = sa.select(c).order_by(c.c.id)
     if window_id is not None:
         q = q.where(c.c.window_id == window_id)
@@ -881,7 +882,7 @@ def family_outcomes(engine: Engine, family_id: str) -> dict[str, Any]:
         with engine.connect() as conn:
             _cycle, ruleset = _latest_cycle(conn)
             row = conn.execute(
-                sa.select(store.families).where(store.families.c.family_id == family_id)
+                sa.select(pstore.families).where(pstore.families.c.family_id == family_id)
             ).first()
             if row is None:
                 raise NotFound(f"no family {family_id!r} with a status")
@@ -901,7 +902,7 @@ def claim_people(
     the same people impossible, whatever their family ids became after a re-link;
     it raises IntegrityError, which rolls the whole claim batch back.
     """
-    c, cp = store.claims, store.claimed_persons
+    c, cp = pstore.claims, pstore.claimed_persons
     rows = []
     for cid, fid, kind in conn.execute(
         sa.select(c.c.id, c.c.family_id, c.c.kind).where(c.c.created_at == created_at)

@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
+from . import _store as pstore
 from ._assessment import STATUSES
 from ._claims import Snap, _snaps, evaluate_outcomes
 from ._riskmodel import RiskModel
@@ -120,8 +121,8 @@ class _Snapshot:
 
 
 def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
-    c = store.cycles
-    row = store.cycle_row(conn, cycle_id)
+    c = pstore.cycles
+    row = pstore.cycle_row(conn, cycle_id)
     if row is None:
         if cycle_id is None:
             raise ConflictError("no assessment has been run: nothing to report")
@@ -133,12 +134,16 @@ def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
         cutoff=None if cutoff is None else int(cutoff),
         ruleset=Ruleset.model_validate_json(row.ruleset),
         model=RiskModel.model_validate_json(row.model),
-        provenance={"id": int(row.id), "as_at": row.as_at.isoformat(), **store.cycle_versions(row)},
+        provenance={
+            "id": int(row.id),
+            "as_at": row.as_at.isoformat(),
+            **pstore.cycle_versions(row),
+        },
     )
 
 
 def _snapshots(conn: Connection, cycle_id: int) -> list[_Snapshot]:
-    s = store.snapshots
+    s = pstore.snapshots
     q = sa.select(
         s.c.family_id,
         s.c.district,
@@ -170,7 +175,7 @@ def _snapshots(conn: Connection, cycle_id: int) -> list[_Snapshot]:
 
 def _history(conn: Connection, cutoff: int | None) -> dict[str, list[tuple[int, str]]]:
     """Family id -> its status events (time, new status), oldest first, before ``cutoff``."""
-    e = store.status_events
+    e = pstore.status_events
     q = sa.select(e.c.family_id, e.c.at, e.c.to_status).order_by(e.c.at, e.c.id)
     if cutoff is not None:
         q = q.where(e.c.at < cutoff)
@@ -407,7 +412,7 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
     """
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
-        c = store.claims
+        c = pstore.claims
         claimed: Counter[str] = Counter()
         results: Counter[str] = Counter()
         for result, evidence in conn.execute(
@@ -417,7 +422,7 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
             for p, v in json.loads(evidence).get("problems", {}).items():
                 if v.get("met"):
                     claimed[p] += 1
-        f = store.families
+        f = pstore.families
         attached = conn.execute(
             sa.select(f.c.family_id, f.c.attached_on, f.c.baseline_cycle).where(
                 f.c.baseline_cycle.is_not(None), f.c.baseline_cycle <= cyc.id
@@ -525,7 +530,7 @@ def cost_avoidance(
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         least = multiple_needs_from or cyc.ruleset.eligibility.min_problems
-        c = store.claims
+        c = pstore.claims
         counted: Counter[str] = Counter()
         not_counted = 0
         income = 0
@@ -718,7 +723,7 @@ def previously_worked(engine: Engine, cycle_id: int | None = None) -> dict[str, 
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         history = _history(conn, cyc.cutoff)
-        c = store.claims
+        c = pstore.claims
         claims: Counter[str] = Counter(
             str(fid)
             for (fid,) in conn.execute(
@@ -842,7 +847,7 @@ class _Attached:
 def _attached(
     conn: Connection, cyc: _Cycle, history: Mapping[str, list[tuple[int, str]]]
 ) -> list[_Attached]:
-    f = store.families
+    f = pstore.families
     rows = conn.execute(
         sa.select(f.c.family_id, f.c.attached_on, f.c.baseline_cycle, f.c.lead_professional)
         .where(f.c.baseline_cycle.is_not(None), f.c.baseline_cycle <= cyc.id)
@@ -1027,7 +1032,7 @@ def breakdowns(
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         history = _history(conn, cyc.cutoff)
         attached = {a.family_id: a for a in _attached(conn, cyc, history)}
-        f = store.families
+        f = pstore.families
         leads = {
             str(fid): str(lead)
             for fid, lead in conn.execute(
@@ -1036,7 +1041,7 @@ def breakdowns(
                 )
             )
         }
-        c = store.claims
+        c = pstore.claims
         results = {
             str(fid)
             for (fid,) in conn.execute(
@@ -1109,7 +1114,7 @@ def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         history = _history(conn, cyc.cutoff)
         fams = _attached(conn, cyc, history)
-        c = store.claims
+        c = pstore.claims
         claims: dict[str, list[tuple[str, str | None, int]]] = {}
         for fid, kind, result, amount in conn.execute(
             sa.select(c.c.family_id, c.c.kind, c.c.result, c.c.amount_gbp).where(
@@ -1170,7 +1175,7 @@ def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
 
 def _cadence(conn: Connection, cyc: _Cycle) -> int:
     """The median number of days between the cycles up to this one (91 with one cycle)."""
-    c = store.cycles
+    c = pstore.cycles
     dates = sorted({d for (d,) in conn.execute(sa.select(c.c.as_at).where(c.c.id <= cyc.id))})
     gaps = sorted((b - a).days for a, b in zip(dates, dates[1:], strict=False) if (b - a).days > 0)
     return gaps[len(gaps) // 2] if gaps else 91
@@ -1204,7 +1209,7 @@ def forecast(
         history = _history(conn, cyc.cutoff)
         fams = _attached(conn, cyc, history)
         cadence = cadence_days or _cadence(conn, cyc)
-        c = store.claims
+        c = pstore.claims
         made = {
             (str(fid), str(kind))
             for fid, kind in conn.execute(

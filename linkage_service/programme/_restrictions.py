@@ -44,6 +44,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
+from . import _store as pstore
 
 __all__ = [
     "DEFAULT_RESTRICTIONS",
@@ -151,7 +152,7 @@ class Flags:
 
 def flags(conn: Connection, policy: Mapping[str, RestrictionEffects] | None = None) -> Flags:
     """Every flag in force, read inside the caller's transaction."""
-    r = store.restrictions
+    r = pstore.restrictions
     by_family: dict[str, str] = {}
     by_person: dict[str, set[str]] = {}
     rows = conn.execute(sa.select(r.c.family_id, r.c.kind, r.c.persons).order_by(r.c.family_id))
@@ -168,7 +169,7 @@ def flags(conn: Connection, policy: Mapping[str, RestrictionEffects] | None = No
 
 def family_persons(conn: Connection, family_id: str) -> list[str]:
     """The person ids of the family's latest snapshot (empty if it was never assessed)."""
-    s = store.snapshots
+    s = pstore.snapshots
     detail = conn.execute(
         sa.select(s.c.detail)
         .where(s.c.family_id == family_id)
@@ -219,7 +220,7 @@ def set_restriction(
             f"kinds: {', '.join(sorted(policy))}"
         )
     when = now or dt.datetime.now(dt.UTC)
-    r = store.restrictions
+    r = pstore.restrictions
     try:
         with engine.begin() as conn:
             persons = family_persons(conn, family_id)
@@ -249,7 +250,7 @@ def set_restriction(
 
 def lift_restriction(engine: Engine, family_id: str) -> dict[str, Any]:
     """Lift a family's flag; NotFound if it carries none."""
-    r = store.restrictions
+    r = pstore.restrictions
     try:
         with engine.begin() as conn:
             kind = conn.execute(sa.select(r.c.kind).where(r.c.family_id == family_id)).scalar()
@@ -268,7 +269,7 @@ def list_restrictions(
 ) -> list[dict[str, Any]]:
     """Every flag in force with what it stops under ``policy``."""
     rules = DEFAULT_RESTRICTIONS if policy is None else policy
-    r = store.restrictions
+    r = pstore.restrictions
     try:
         with engine.connect() as conn:
             rows = conn.execute(sa.select(r).order_by(r.c.family_id)).all()

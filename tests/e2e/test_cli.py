@@ -36,16 +36,17 @@ def test_the_demo_runs_twice_and_leaves_nothing_running(tmp_path):
     run = tmp_path / "demo-run"
     first = run_cli("family-linkage", "demo", "--dir", str(run), "--households", "400")
     assert first.returncode == 0, first.stdout + first.stderr
-    for step in ("[1/8] keys", "[5/8] push + link", "[7/8] unlock", "[8/8] verify"):
+    for step in ("[1/9] keys", "[5/9] push + link", "[7/9] unlock", "[8/9] verify", "[9/9] web"):
         assert step in first.stdout
     assert "GRANTED" in first.stdout and "cosigned by family-linkage/ig-witness" in first.stdout
-    assert "stopped all 3 services cleanly" in first.stdout
+    assert "signed in as coordinator" in first.stdout
+    assert "stopped all 4 services cleanly" in first.stdout
     second = run_cli("family-linkage", "demo", "--dir", str(run), "--households", "400")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "keys are reused" in second.stdout and "none replaced" in second.stdout
     assert "first checkpoint seen" in second.stdout  # a fresh log, verified afresh
     pids = _pids(first.stdout) + _pids(second.stdout)
-    assert len(pids) == 6 and not any(_alive(p) for p in pids)
+    assert len(pids) == 8 and not any(_alive(p) for p in pids)
 
 
 def test_up_serves_until_ctrl_c_then_stops_every_service(tmp_path):
@@ -64,10 +65,11 @@ def test_up_serves_until_ctrl_c_then_stops_every_service(tmp_path):
             if not line:
                 break
             lines.append(line)
-            if line.startswith("Ctrl-C stops all three"):
+            if line.startswith("Ctrl-C stops them all"):
                 break
         pids = _pids("".join(lines))
-        assert len(pids) == 3 and all(_alive(p) for p in pids), "".join(lines)
+        assert len(pids) == 4 and all(_alive(p) for p in pids), "".join(lines)
+        assert "web pages: http://127.0.0.1:" in "".join(lines)
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
     finally:
@@ -75,5 +77,5 @@ def test_up_serves_until_ctrl_c_then_stops_every_service(tmp_path):
             process.kill()
             process.wait()
     assert process.returncode == 0, "".join(lines) + rest
-    assert "stopped all 3 services cleanly" in rest
+    assert "stopped all 4 services cleanly" in rest
     assert not any(_alive(p) for p in pids)

@@ -38,6 +38,8 @@ def test_the_whole_journey_releases_one_family_and_the_ig_officer_verifies_it(wo
     assert released is not None and released.status_code == 200
     assert released.reason == "GRANTED" and released.body["family_id"] == j.family_above
     assert released.identities == released.body["identity_count"] > 0
+    # grouped into people by the real linkage service's signed person ids
+    assert 0 < released.people == released.body["person_count"] <= released.identities
     assert "first checkpoint seen" in j.ig_before
     assert "consistent with size" in j.ig_after
     assert j.ig_receipt.startswith(f"verified: entry {released.body['audit_index']} is in")
@@ -149,7 +151,8 @@ def test_no_plaintext_identity_in_the_linkage_database_or_any_log(world):
         sql.dispose()
     assert text_cells > 1000 and blob_cells > 1000  # the scan really covered the data
     logs = sorted(world.stack.log_dir.glob("*.log"))
-    assert {p.stem for p in logs} == {"linkage-service", "unlock-service", "witness"}
+    # every process's log, the web service's too: it relays sealed releases only
+    assert {p.stem for p in logs} == {"linkage-service", "unlock-service", "witness", "web-service"}
     lines = 0
     for path in logs:
         for line in path.read_text(encoding="utf-8").splitlines():

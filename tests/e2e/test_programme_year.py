@@ -33,6 +33,7 @@ from deploy._journey import push_extracts, register_agencies
 from evaluation import _year as year
 from linkage_service import _store as store
 from linkage_service import default_ruleset
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._ruleset import add_months
 from protocols import private_dir
 
@@ -106,7 +107,7 @@ def _db(stack: LocalStack) -> sa.Engine:
 
 
 def _eligible(sql: sa.Engine) -> dict[str, set[str]]:
-    s = store.snapshots
+    s = pstore.snapshots
     with sql.connect() as conn:
         latest = conn.execute(sa.select(sa.func.max(s.c.cycle_id))).scalar()
         rows = conn.execute(
@@ -120,7 +121,7 @@ def _eligible(sql: sa.Engine) -> dict[str, set[str]]:
 
 def _holders(sql: sa.Engine, families: list[str], people: dict[str, set[str]]) -> dict[str, str]:
     """Each attached family -> the family id its attached people are held under now."""
-    a = store.attached_persons
+    a = pstore.attached_persons
     with sql.connect() as conn:
         now = dict(conn.execute(sa.select(a.c.person_id, a.c.family_id)).all())
     out = {}
@@ -131,7 +132,7 @@ def _holders(sql: sa.Engine, families: list[str], people: dict[str, set[str]]) -
 
 
 def _statuses(sql: sa.Engine) -> dict[str, str]:
-    f = store.families
+    f = pstore.families
     with sql.connect() as conn:
         return {str(a): str(b) for a, b in conn.execute(sa.select(f.c.family_id, f.c.status))}
 
@@ -212,7 +213,7 @@ def the_year(tmp_path_factory) -> Year:
                 assert done.status_code == 200, done.text
             script = _script(the, sql, chosen, eligible)
             with sql.connect() as conn:
-                a = store.attached_persons
+                a = pstore.attached_persons
                 people = {
                     fid: {str(p) for (p,) in conn.execute(
                         sa.select(a.c.person_id).where(a.c.family_id == fid)
@@ -257,7 +258,7 @@ def test_no_one_is_claimed_for_twice(the_year):
         with sql.connect() as conn:
             kinds = dict(
                 conn.execute(
-                    sa.select(store.claims.c.kind, sa.func.count()).group_by(store.claims.c.kind)
+                    sa.select(pstore.claims.c.kind, sa.func.count()).group_by(pstore.claims.c.kind)
                 ).all()
             )
     finally:

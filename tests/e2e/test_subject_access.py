@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from agency_client import load_agency_key, record_ref
 from linkage_service import _store as store
+from linkage_service.programme import _store as pstore
 
 from .conftest import World, run_cli, running_journey
 
@@ -35,9 +36,9 @@ def _subject(world: World) -> tuple[dict[str, str], str, set[tuple[str, str]]]:
     try:
         with sql.connect() as conn:
             body = conn.execute(
-                sa.select(store.attestations.c.body)
-                .where(store.attestations.c.family_id == j.family_above)
-                .order_by(store.attestations.c.cycle_id.desc())
+                sa.select(pstore.attestations.c.body)
+                .where(pstore.attestations.c.family_id == j.family_above)
+                .order_by(pstore.attestations.c.cycle_id.desc())
             ).scalar()
     finally:
         sql.dispose()

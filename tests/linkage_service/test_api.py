@@ -109,13 +109,20 @@ def _concrete(path: str) -> str:
     )
 
 
-def _routes(app) -> list[tuple[str, str]]:
-    out = []
-    for r in app.routes:
+def _api_routes(routes) -> list[APIRoute]:
+    # FastAPI >= 0.165 keeps an included router as one entry (its routes under
+    # ``original_router``); older versions copy its routes into the app's list.
+    out: list[APIRoute] = []
+    for r in routes:
         if isinstance(r, APIRoute):
-            for m in r.methods:
-                out.append((m, r.path))
-    return sorted(out)
+            out.append(r)
+        elif getattr(r, "original_router", None) is not None:
+            out += _api_routes(r.original_router.routes)
+    return out
+
+
+def _routes(app) -> list[tuple[str, str]]:
+    return sorted((m, r.path) for r in _api_routes(app.routes) for m in r.methods)
 
 
 async def test_every_route_refuses_unauthenticated_callers(app_client):

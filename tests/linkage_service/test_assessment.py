@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, RulesetError
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
     family_view,
     list_families,
@@ -77,7 +77,7 @@ def test_a_cycle_snapshots_ranks_and_attests(db):
     assert first["status"] == "identified" and first["clearance_required"] == 3
     assert page["families"][1]["score"] == 0 and page["families"][1]["percentile"] == 0.0
     with db.engine.connect() as conn:
-        cycle = conn.execute(sa.select(store.cycles)).one()
+        cycle = conn.execute(sa.select(pstore.cycles)).one()
     assert json.loads(cycle.ruleset)["name"] == TF.name  # the content is kept
     view = family_view(db.engine, first["family_id"])
     reasons = view["latest"]["reasons"]
@@ -253,7 +253,7 @@ def test_a_failing_cycle_writes_nothing(db, monkeypatch):
     with pytest.raises(Exception, match="not stored"):
         run_cycle(db.engine, TF, MODEL, AS_AT, actor="t", signer=SIGNER)
     with db.engine.connect() as conn:
-        for table in (store.cycles, store.snapshots, store.families, store.status_events):
+        for table in (pstore.cycles, pstore.snapshots, pstore.families, pstore.status_events):
             assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
 
 

@@ -18,8 +18,8 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from linkage_service import _store as store
 from linkage_service._errors import ConflictError
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._active import (
     active_ruleset,
     rederive_detail,
@@ -188,7 +188,7 @@ def test_switching_the_ruleset_rederives_baselines_and_raises_no_false_step(tmp_
     ).stats
     assert stats["ruleset"] == "supporting-families-2022 1.0"
     with db.engine.connect() as conn:
-        s = store.snapshots
+        s = pstore.snapshots
         scores = dict(
             conn.execute(sa.select(s.c.cycle_id, s.c.score).where(s.c.family_id == fid)).all()
         )

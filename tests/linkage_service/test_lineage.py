@@ -15,6 +15,7 @@ from nacl.signing import SigningKey
 
 from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, Superseded
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
     family_view,
     run_cycle,
@@ -98,7 +99,7 @@ def test_the_same_people_cannot_be_attached_twice_in_a_phase(db):
     with pytest.raises(ConflictError, match=f"{pids[1]} was already attached"):
         set_status(db.engine, fam(other), "attached", actor="c", reason="WORK_STARTED")
     with db.engine.connect() as conn:
-        rows = conn.execute(sa.select(store.attached_persons)).all()
+        rows = conn.execute(sa.select(pstore.attached_persons)).all()
     assert sorted(r.person_id for r in rows) == sorted(pids)
 
 
@@ -124,7 +125,7 @@ def test_concurrent_attachments_have_one_winner(db):
     assert sorted(outcomes) == ["refused"] * 3 + ["won"]
     with db.engine.connect() as conn:
         events = conn.execute(
-            sa.select(store.status_events).where(store.status_events.c.to_status == "attached")
+            sa.select(pstore.status_events).where(pstore.status_events.c.to_status == "attached")
         ).all()
     assert len(events) == 1
 
@@ -163,7 +164,7 @@ def test_a_step_says_whether_the_risk_or_the_members_changed(db):
 def _snapshots(db: TinyDb, cycle_id: int) -> list[dict]:
     import json
 
-    s = store.snapshots
+    s = pstore.snapshots
     with db.engine.connect() as conn:
         rows = conn.execute(sa.select(s).where(s.c.cycle_id == cycle_id)).all()
     return [{"family_id": r.family_id, "step": r.step, **json.loads(r.detail)} for r in rows]

@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound
 from linkage_service.programme import _reports as reports
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
 
@@ -222,7 +223,7 @@ EVENTS = [
 
 def _insert_cycle(conn: sa.Connection, cycle_id: int, as_at: dt.date, created: int) -> None:
     conn.execute(
-        store.cycles.insert().values(
+        pstore.cycles.insert().values(
             id=cycle_id,
             as_at=as_at,
             ruleset_name=RULESET.name,
@@ -290,7 +291,7 @@ def db(tmp_path: Path) -> sa.Engine:
         _insert_cycle(conn, 2, dt.date(2025, 12, 31), T2)
         for k, (fid, district, problems, measures) in enumerate(CYCLE1, start=1):
             detail = _detail(problems, [("BREADTH", 8, [])], measures)
-            conn.execute(store.snapshots.insert(), [_snapshot(1, fid, district, True, detail, k)])
+            conn.execute(pstore.snapshots.insert(), [_snapshot(1, fid, district, True, detail, k)])
         rows = []
         scores = []
         for fid, district, eligible, problems, reasons, prev, step, measures in CYCLE2:
@@ -303,9 +304,9 @@ def db(tmp_path: Path) -> sa.Engine:
             rows.append(_snapshot(2, fid, district, eligible, detail, 0, prev, step))
         for row in rows:
             row["rank"] = 1 + sum(1 for s in scores if s > row["score"])
-        conn.execute(store.snapshots.insert(), rows)
+        conn.execute(pstore.snapshots.insert(), rows)
         conn.execute(
-            store.status_events.insert(),
+            pstore.status_events.insert(),
             [
                 {"family_id": f, "from_status": None, "to_status": s, "at": at, "by": "t"}
                 | {"reason": "TEST"}
@@ -316,7 +317,7 @@ def db(tmp_path: Path) -> sa.Engine:
         for f, s, _at in EVENTS:
             last[f] = s
         conn.execute(
-            store.families.insert(),
+            pstore.families.insert(),
             [
                 {
                     "family_id": f,
@@ -332,7 +333,7 @@ def db(tmp_path: Path) -> sa.Engine:
         )
         met = {"met": True}
         conn.execute(
-            store.claims.insert(),
+            pstore.claims.insert(),
             [
                 _claim("fam_f", "attachment", None, {}),
                 _claim(
@@ -585,8 +586,8 @@ def harness_db(tmp_path_factory: pytest.TempPathFactory) -> sa.Engine:
 
 def test_reports_agree_with_the_stored_cycle(harness_db: sa.Engine) -> None:
     with harness_db.connect() as conn:
-        stats = json.loads(conn.execute(sa.select(store.cycles.c.stats)).scalar_one())
-        snaps = conn.execute(sa.select(store.snapshots)).all()
+        stats = json.loads(conn.execute(sa.select(pstore.cycles.c.stats)).scalar_one())
+        snaps = conn.execute(sa.select(pstore.snapshots)).all()
     status = reports.status_counts(harness_db)["totals"]
     assert status["total"] == stats["families"] and status["identified"] == stats["eligible"]
     assert status["not_eligible"] == stats["families"] - stats["eligible"]
@@ -642,11 +643,11 @@ def _add_family(
         for cycle_id, district, eligible, problems, reasons, measures in snaps:
             detail = _detail(problems, reasons, measures)
             conn.execute(
-                store.snapshots.insert(), [_snapshot(cycle_id, fid, district, eligible, detail, 9)]
+                pstore.snapshots.insert(), [_snapshot(cycle_id, fid, district, eligible, detail, 9)]
             )
         if attached_on is not None:
             conn.execute(
-                store.families.insert().values(
+                pstore.families.insert().values(
                     family_id=fid,
                     status="attached",
                     identified_cycle=1,
@@ -657,7 +658,7 @@ def _add_family(
                 )
             )
             conn.execute(
-                store.status_events.insert().values(
+                pstore.status_events.insert().values(
                     family_id=fid, to_status="attached", at=T2 - DAY, by="t", reason="TEST"
                 )
             )
@@ -717,7 +718,7 @@ def test_distance_travelled_per_domain(db: sa.Engine) -> None:
 
 def test_breakdowns_by_area_age_band_lead_professional_and_status(db: sa.Engine) -> None:
     with db.begin() as conn:
-        f = store.families
+        f = pstore.families
         conn.execute(
             f.update().where(f.c.family_id == "fam_a").values(lead_professional="team_north")
         )

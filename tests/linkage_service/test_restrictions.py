@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from linkage_service import _store as store
 from linkage_service._config import Settings
 from linkage_service._errors import ConflictError, NotFound
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
     run_cycle,
     set_status,
@@ -119,7 +120,7 @@ def test_an_opt_out_leaves_the_family_out_of_scoring_ranking_and_attestation(db:
     }
     assert (stats["families"], stats["eligible"], stats["attestations"]) == (1, 1, 1)
     with db.engine.connect() as conn:
-        s = store.snapshots
+        s = pstore.snapshots
         rows = conn.execute(
             sa.select(s.c.family_id, s.c.rank).where(s.c.cycle_id == stats["cycle_id"])
         ).all()
@@ -128,7 +129,7 @@ def test_an_opt_out_leaves_the_family_out_of_scoring_ranking_and_attestation(db:
     with pytest.raises(ConflictError, match="carries a OPT_OUT flag: nothing is released"):
         current_attestation(db.engine, fam(2))
     with db.engine.connect() as conn:
-        a = store.attestations
+        a = pstore.attestations
         old = conn.execute(sa.select(a.c.sha256).where(a.c.family_id == fam(2))).scalar_one()
     with pytest.raises(ConflictError, match="nothing is released"):
         family_blobs(db.engine, fam(2), old)
@@ -175,7 +176,7 @@ def test_a_restriction_on_processing_blocks_claims_an_opt_out_does_not(db: TinyD
     batch = create_claims(db.engine, "2026-H2", actor="c")
     assert (batch["attachment_claims"], batch["restricted"]) == (2, 1)
     with db.engine.connect() as conn:
-        claimed = sorted(conn.execute(sa.select(store.claims.c.family_id)).scalars())
+        claimed = sorted(conn.execute(sa.select(pstore.claims.c.family_id)).scalars())
     assert claimed == [fam(1), fam(2)]
     # a configuration where an opt-out also stops claims
     strict = {**DEFAULT_RESTRICTIONS, "OPT_OUT": RestrictionEffects(profiling=True, claims=True)}

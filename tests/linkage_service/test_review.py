@@ -28,6 +28,7 @@ from linkage_service._review import (
     review_queue,
     review_summary,
 )
+from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import load_families, run_cycle
 from linkage_service.programme._programme import Event, MemberInput
 from linkage_service.programme._riskmodel import default_model
@@ -191,7 +192,7 @@ def test_a_match_that_would_make_a_family_eligible_and_one_that_changes_nothing(
     assert state(inside.families[0].after) == (False, 0, False)
     # the snapshots are the "before" the impacts were measured against
     with db.engine.connect() as c:
-        s = store.snapshots
+        s = pstore.snapshots
         q = sa.select(s.c.family_id, s.c.score).where(s.c.cycle_id == result.cycle_id)
         rows = {str(f): int(score) for f, score in c.execute(q)}
     assert (rows[fam[1]], rows[fam[3]], rows[fam[5]], rows[fam[7]]) == (18, 28, 24, 0)

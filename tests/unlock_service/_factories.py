@@ -180,15 +180,20 @@ class FakeLinkage:
         about: str | None = None,
         tamper: bool = False,
         cycle: int = 4,
+        persons: list[int] | None = None,
     ) -> SignedAttestation:
-        """A signed attestation of ``members`` ((agency id, record ref) pairs)."""
+        """A signed attestation of ``members`` ((agency id, record ref) pairs); ``persons``
+        gives each member's person number (members with one number are one person;
+        default: each member its own person)."""
         signing = key or self.key
+        numbers = persons if persons is not None else list(range(len(members)))
+        person_ids = {n: hexid("per", self.rng) for n in sorted(set(numbers))}
         att = Attestation(
             attestation_id=hexid("att", self.rng, 32),
             family_id=about or family_id,
             members=tuple(
-                AttestedMember(person_id=hexid("per", self.rng), agency_id=a, record_ref=r)
-                for a, r in members
+                AttestedMember(person_id=person_ids[n], agency_id=a, record_ref=r)
+                for (a, r), n in zip(members, numbers, strict=True)
             ),
             score=7.5,
             threshold=5.0,

@@ -141,14 +141,18 @@ class Env:
         *,
         clearance: int = 3,
         below_threshold: bool = False,
+        agencies: list[str] | None = None,
+        identities: list[int] | None = None,
         **attest: Any,
     ) -> str:
+        """A family of ``members`` records (``agencies``: each record's agency,
+        ``identities``: each record's index into IDENTITIES; ``persons=`` groups
+        the records into people in the attestation)."""
         family_id = hexid("fam", self.rng)
         seal_pub = current_seal_public(self.settings.seal_key_dir)
-        refs = [
-            ("school" if i % 2 == 0 else "police", hexid("r", self.rng, 32)[2:])
-            for i in range(members)
-        ]
+        agency_of = agencies or ["school" if i % 2 == 0 else "police" for i in range(members)]
+        refs = [(agency_of[i], hexid("r", self.rng, 32)[2:]) for i in range(members)]
+        which = identities or list(range(members))
         blobs = []
         from protocols import SealedBlob
 
@@ -163,7 +167,7 @@ class Env:
                     extract_id="e" * 32,
                     seal_key_id=kid,
                     sealed_identity=seal_identity(
-                        seal_pub, agency, ref, IDENTITIES[i % len(IDENTITIES)]
+                        seal_pub, agency, ref, IDENTITIES[which[i] % len(IDENTITIES)]
                     ),
                 )
             )

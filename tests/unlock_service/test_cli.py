@@ -224,7 +224,7 @@ def test_flags_and_reviews_from_the_command_line(config, tmp_path, capsys):
     assert main(["optout", "remove", "--actor", ig, "--family", family]) == 0
     assert _json(capsys)["reason"] == "OPT_OUT_REMOVED"
     assert main(["review", "list", "--actor", ig]) == 0
-    assert _json(capsys) == []
+    assert _json(capsys) == {"reviews": []}
 
 
 def test_missing_settings_fail_plainly(tmp_path, capsys, monkeypatch):

@@ -13,6 +13,7 @@ from nacl.signing import SigningKey
 
 from audit_log import parse_leaf, verify_tlog_proof
 from audit_log._store import entries
+from protocols import reason_text
 from unlock_service import open_release
 from unlock_service._auth import SIGNATURE_HEADER
 
@@ -62,9 +63,10 @@ def test_grant_releases_sealed_identities_with_a_verifiable_receipt(env):
 
 def _row(env, request_id):
     from unlock_service._store import get_request, transaction
+    from unlock_service._views import request_view
 
     with transaction(env.service.engine) as c:
-        return get_request(c, request_id).public()
+        return request_view(get_request(c, request_id)).model_dump(mode="json")
 
 
 def test_the_release_cannot_be_opened_by_another_professional(env):
@@ -370,6 +372,7 @@ def test_second_person_approval_then_single_use_release(env):
         "request_id": request_id,
         "status": "granted",
         "reason": "GRANTED_WITH_APPROVAL",
+        "reason_text": reason_text("GRANTED_WITH_APPROVAL"),
     }
     # only the requester may redeem, once
     assert env.client(manager).release(request_id).status_code == 403
@@ -515,8 +518,10 @@ def test_break_glass_releases_and_opens_a_review_that_ig_closes(env):
     assert _entries(env, request_id)[-1].break_glass is True
     reviews = env.client(ig).call("GET", "/reviews").json()["reviews"]
     assert [x["request_id"] for x in reviews] == [request_id]
-    due = reviews[0]["due_at"] - reviews[0]["opened_at"]
-    assert due == 2 * 86_400 * 1_000_000  # review_days = 2 for EMERGENCY
+    due = dt.datetime.fromisoformat(reviews[0]["due_at"]) - dt.datetime.fromisoformat(
+        reviews[0]["opened_at"]
+    )
+    assert due == dt.timedelta(days=2)  # review_days = 2 for EMERGENCY
     # the professional cannot review themselves or list reviews
     assert env.client(pro).call("GET", "/reviews").status_code == 403
     r = env.client(ig).call(
@@ -670,13 +675,30 @@ def test_audit_read_endpoints_are_served_from_the_same_log(make_env, tmp_path):
 def test_no_identity_is_written_to_the_databases_or_the_logs(env, caplog):
     caplog.set_level(logging.DEBUG)
     pro, manager, ig = env.add_pro(), env.add_pro("team_manager", 6), env.add_pro("ig_officer", 9)
-    family = env.add_family(members=3)
-    assert env.client(pro).unlock(family, "SAFEGUARDING", WHY).status_code == 200
+    family = env.add_family(members=3, persons=[0, 0, 1])
+    answers = []  # every answer body, with the sealed release taken out
+    first = env.client(pro).unlock(family, "SAFEGUARDING", WHY)
+    assert first.status_code == 200 and first.json()["person_count"] == 2
+    answers.append(first)
     request_id = _pending(env, pro, family)
-    env.client(manager).approve(request_id)
-    assert env.client(pro).release(request_id).status_code == 200
+    answers.append(env.client(manager).approvals())
+    answers.append(env.client(manager).approve(request_id))
+    released = env.client(pro).release(request_id)
+    assert released.status_code == 200
+    answers.append(released)
     assert env.client(pro).unlock(family, "EMERGENCY", WHY, break_glass=True).status_code == 200
-    env.client(ig).call("GET", "/reviews")
+    answers.append(env.client(ig).call("GET", "/reviews"))
+    answers.append(env.client(pro).requests())
+    answers.append(env.client(pro).request(request_id))
+    answers.append(env.client(ig).call("GET", f"/professionals/{pro.professional_id}/unlocks"))
+    outside = []
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        body.pop("sealed_identities", None)
+        outside.append(json.dumps(body))
+    for needle in NEEDLES:
+        assert not [a for a in outside if needle in a], f"{needle} answered outside the seal"
     dumped = []
     for engine in (env.service.engine, env.service.audit.engine):
         with engine.connect() as c:

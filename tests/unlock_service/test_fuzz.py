@@ -13,6 +13,7 @@ import time
 
 import httpx
 
+from protocols import SubjectAccessAnswer, SubjectHeld
 from unlock_service import sign_request
 from unlock_service._auth import SIGNATURE_HEADER
 
@@ -34,6 +35,12 @@ def test_no_route_answers_5xx_to_fuzzed_requests(env: Env) -> None:
     worker = env.client(pros["social_worker"])
     assert worker.unlock(env.add_family(), "SAFEGUARDING", WHY).status_code == 200
     assert worker.unlock(env.add_family(), "CASE_ALLOCATION", WHY).status_code == 202
+    # the fake linkage service answers a well-formed subject query as the real one does
+    # when nothing matches (without this, a query the fuzzer gets right enough to be
+    # forwarded met an empty body, a correct 502 that failed the run)
+    env.linkage.subject_answer = SubjectAccessAnswer(
+        held=SubjectHeld(searched_at=env.clock(), persons=(), families=()), blobs=()
+    )
     started = time.monotonic()
 
     def send(caller: str | None, request: httpx.Request) -> httpx.Response:

@@ -125,11 +125,10 @@ def browser() -> Iterator[Any]:
         browser.close()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh browser context (no cookies, no session storage) and page, with
+def new_page(browser: Any) -> Any:
+    """A page in a fresh browser context (no cookies, no session storage), with
     axe-core injected by the browser itself (not subject to the page's CSP) and
-    every CSP violation or script error recorded: the test fails on any."""
+    every CSP violation or script error recorded in ``page.problems``."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_init_script(path=str(AXE))
     page = context.new_page()
@@ -146,9 +145,17 @@ def page(browser: Any) -> Iterator[Any]:
     )
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.problems = problems
+    return page
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh page; the test fails if the browser reported a CSP violation or a
+    script error."""
+    page = new_page(browser)
     yield page
-    context.close()
-    assert not problems, f"the browser reported errors: {problems}"
+    page.context.close()
+    assert not page.problems, f"the browser reported errors: {page.problems}"
 
 
 def sign_in(page: Any, web: WebStack, username: str) -> None:
@@ -188,7 +195,7 @@ def screenshot(page: Any, name: str) -> Path:
 def assert_no_plaintext(text: str, web: WebStack) -> None:
     """No name of the synthetic population appears in ``text`` (a response or page
     the server produced): identities are opened only in the browser."""
-    names = _population_names(web)
+    names = population_names(web)
     leaked = [n for n in names if n in text]
     assert not leaked, f"plaintext identities in a server response: {leaked[:5]}"
 
@@ -196,22 +203,24 @@ def assert_no_plaintext(text: str, web: WebStack) -> None:
 _NAMES: dict[str, list[str]] = {}
 
 
-def _population_names(web: WebStack) -> list[str]:
+def population_names(web: WebStack) -> list[str]:
     key = str(web.stack.run_dir)
     if key not in _NAMES:
         import csv
-        import io
 
         names: set[str] = set()
         for path in (web.stack.run_dir / "population").glob("*.csv"):
-            raw = path.read_bytes()
-            try:  # some agencies' synthetic extracts are Windows-1252, as real ones are
-                text = raw.decode("utf-8-sig")
-            except UnicodeDecodeError:
-                text = raw.decode("cp1252", errors="replace")
-            for row in csv.DictReader(io.StringIO(text)):
-                for column, value in row.items():
-                    if column and "name" in column.lower() and value and len(value) >= 5:
-                        names.add(value)
+            # some agencies' extracts are not UTF-8 (their own habits)
+            with path.open(encoding="utf-8", errors="replace") as handle:
+                for row in csv.DictReader(handle):
+                    for column, value in row.items():
+                        if (
+                            column
+                            and "name" in column.lower()
+                            and value
+                            and len(value) >= 5
+                            and "\ufffd" not in value
+                        ):
+                            names.add(value)
         _NAMES[key] = sorted(names)
     return _NAMES[key]

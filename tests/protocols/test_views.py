@@ -1,0 +1,116 @@
+"""The linkage service's read views: closed, frozen, and the JSON they were given back."""
+
+from __future__ import annotations
+
+import pydantic
+import pytest
+
+from protocols import FamilyOutcomes, LinkageStatistics, PersonView, ReportView, StatusChangeView
+
+PERSON = {
+    "person_id": "per_0001",
+    "created_run": 1,
+    "retired_run": None,
+    "household_id": "hh_0001",
+    "records": [
+        {
+            "record_id": 7,
+            "agency_id": "school",
+            "record_ref": "r1",
+            "extract_id": "e1",
+            "active": True,
+            "age": 9,
+            "sex": "F",
+            "postcode_district": "LS6",
+            "extract_date": "2026-01-31",
+            "indicators": [{"type": "attendance_pct", "value": 81.5, "date": "2026-01-10"}],
+        }
+    ],
+}
+
+
+def test_a_view_gives_back_exactly_the_json_it_was_given():
+    view = PersonView.model_validate(PERSON)
+    # "events" is only in a retired person's answer: not set, not written
+    assert view.model_dump(mode="json", exclude_unset=True) == PERSON
+
+
+def test_a_retired_persons_events_are_kept():
+    retired = {
+        **PERSON,
+        "retired_run": 3,
+        "events": [{"kind": "person_merge", "to": "per_9", "run_id": 3}],
+    }
+    assert PersonView.model_validate(retired).model_dump(mode="json", exclude_unset=True) == retired
+
+
+def test_an_unknown_field_is_refused_and_views_are_frozen():
+    with pytest.raises(pydantic.ValidationError, match="nickname"):
+        PersonView.model_validate({**PERSON, "nickname": "x"})
+    view = PersonView.model_validate(PERSON)
+    with pytest.raises(pydantic.ValidationError):
+        view.person_id = "per_2"  # type: ignore[misc]
+
+
+def test_status_change_is_written_with_the_key_from():
+    row = {
+        "from": None,
+        "to": "identified",
+        "at": "2026-01-01T00:00:00+00:00",
+        "by": "admin:a",
+        "reason": "NEW",
+    }
+    view = StatusChangeView.model_validate(row)
+    assert view.from_ is None
+    assert view.model_dump(mode="json", by_alias=True) == row
+
+
+def test_counts_per_agency_must_be_whole_numbers():
+    stats = {
+        "active_records": 2,
+        "active_records_by_agency": {"school": 2},
+        "retired_records": 0,
+        "persons": 2,
+        "households": 1,
+        "links": 0,
+        "review_candidates": 0,
+        "runs": 1,
+        "failed_runs": 0,
+        "last_run": None,
+    }
+    assert LinkageStatistics.model_validate(stats).model_dump(mode="json") == stats
+    with pytest.raises(pydantic.ValidationError, match="active_records_by_agency"):
+        LinkageStatistics.model_validate({**stats, "active_records_by_agency": {"school": "two"}})
+
+
+def test_an_outcome_result_is_one_of_the_two_kinds():
+    base = {
+        "problems": {},
+        "employment": None,
+        "result": "progress",
+        "unmet": [],
+        "baseline_cycle": 1,
+        "latest_cycle": 2,
+        "as_at": "2026-06-30",
+    }
+    assert FamilyOutcomes.model_validate(base).result == "progress"
+    with pytest.raises(pydantic.ValidationError, match="result"):
+        FamilyOutcomes.model_validate({**base, "result": "paid"})
+
+
+def test_a_reports_own_fields_are_kept_as_they_are():
+    cycle = {
+        "id": 3,
+        "as_at": "2026-06-30",
+        "ruleset": {"name": "sf", "version": "1", "sha256": "a" * 64},
+        "model": {"name": "m", "version": "1", "sha256": "b" * 64},
+    }
+    body = {
+        "report": "coverage",
+        "cycle": cycle,
+        "families": 12,
+        "rows": [{"agency": "school", "n": 3}],
+    }
+    assert ReportView.model_validate(body).model_dump(mode="json") == body
+    with pytest.raises(pydantic.ValidationError, match="cycle"):
+        ReportView.model_validate({**body, "cycle": {**cycle, "extra": 1}})

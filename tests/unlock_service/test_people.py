@@ -1,0 +1,201 @@
+"""A release groups the family's agency records into people (release format v2), from the
+signed attestation's person ids, and says which agency knew each; v1 releases still open."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from nacl.public import SealedBox
+from pydantic import ValidationError
+
+from protocols import (
+    AgencyRecord,
+    IdentityPayload,
+    ReleasedAnswer,
+    ReleasedPerson,
+    ReleasedRecord,
+    ReleaseV1,
+    ReleaseV2,
+    write_private_file,
+)
+from unlock_service import (
+    ReleaseError,
+    describe_release,
+    open_release,
+    open_release_body,
+)
+from unlock_service._cli import main
+
+from ._factories import IDENTITIES
+
+WHY = "child seen with injuries at school"
+# six records of three people: the first known to three agencies, the second to two
+AGENCIES = ["school", "police", "health", "school", "police", "school"]
+PERSONS = [0, 0, 0, 1, 1, 2]
+
+
+def _family(env):
+    family = env.add_family(
+        members=6, agencies=AGENCIES, identities=PERSONS, persons=PERSONS, clearance=3
+    )
+    attestation = env.linkage.families[family].signed.attestation
+    return family, attestation
+
+
+def _release(env, pro, family):
+    r = env.client(pro).unlock(family, "SAFEGUARDING", WHY)
+    assert r.status_code == 200, r.text
+    return ReleasedAnswer.model_validate_json(r.content)
+
+
+def test_records_of_one_person_are_grouped_with_the_agencies_that_knew_them(env):
+    pro = env.add_pro("social_worker", 5)
+    family, attestation = _family(env)
+    answer = _release(env, pro, family)
+    assert answer.release_format == "family-linkage/release/v2"
+    assert (answer.identity_count, answer.person_count) == (6, 3)
+    release = open_release_body(answer.sealed_identities, pro.key, answer.request_id)
+    assert isinstance(release, ReleaseV2)
+    # the person ids are exactly the signed attestation's
+    attested = {(m.agency_id, m.record_ref): m.person_id for m in attestation.members}
+    assert {
+        (r.identity.agency_id, r.identity.record_ref): r.person_id for r in release.records
+    } == (attested)
+    people = {p.person_id: p for p in release.people}
+    assert len(people) == 3
+    first = attestation.members[0].person_id
+    assert {r.agency_id for r in people[first].records} == {"school", "police", "health"}
+    assert len(people[first].records) == 3
+    grouped = {p.person_id: ids for p, ids in release.person_identities()}
+    assert {i.given_names for i in grouped[first]} == {IDENTITIES[0]["given_names"]}
+    sizes = sorted(len(ids) for ids in grouped.values())
+    assert sizes == [1, 2, 3]
+    # the v1 view still lists every record
+    assert len(open_release(answer.sealed_identities, pro.key, answer.request_id)) == 6
+
+
+def test_the_description_shows_one_block_per_person(env):
+    pro = env.add_pro("social_worker", 5)
+    family, attestation = _family(env)
+    answer = _release(env, pro, family)
+    text = describe_release(open_release_body(answer.sealed_identities, pro.key, answer.request_id))
+    assert "3 people in 6 agency records from 3 agencies" in text
+    blocks = text.split("\nperson ")[1:]
+    assert len(blocks) == 3
+    first = next(b for b in blocks if attestation.members[0].person_id in b)
+    assert "known to health, police, school" in first
+    assert first.count(IDENTITIES[0]["given_names"]) == 3
+    assert IDENTITIES[1]["given_names"] not in first
+
+
+def test_the_cli_opens_a_saved_answer_person_by_person(env, tmp_path, capsys):
+    pro = env.add_pro("social_worker", 5)
+    family, _ = _family(env)
+    answer = _release(env, pro, family)
+    key_file = tmp_path / "pro.key"
+    write_private_file(
+        key_file,
+        json.dumps(
+            {
+                "format": "family-linkage/professional-key/v1",
+                "signing_seed": base64.b64encode(bytes(pro.key)).decode(),
+                "public_key": base64.b64encode(bytes(pro.key.verify_key)).decode(),
+            }
+        ),
+    )
+    saved = tmp_path / "answer.json"
+    saved.write_text(answer.model_dump_json())
+    assert main(["open-release", "--key", str(key_file), "--answer", str(saved)]) == 0
+    out = capsys.readouterr().out
+    assert "3 people in 6 agency records" in out and answer.reason_text in out
+    out_file = tmp_path / "release.txt"
+    assert main(["open-release", "--key", str(key_file), "--answer", str(saved), "--out",
+                 str(out_file)]) == 0  # fmt: skip
+    assert out_file.stat().st_mode & 0o077 == 0
+    assert "known to health, police, school" in out_file.read_text()
+
+
+def _seal(pro, body):
+    sealed = SealedBox(pro.key.verify_key.to_curve25519_public_key()).encrypt(
+        json.dumps(body).encode()
+    )
+    return base64.b64encode(sealed).decode()
+
+
+def _identity(agency="school", ref="a" * 32):
+    return IdentityPayload(
+        agency_id=agency, extract_id="e" * 32, record_ref=ref, system_id="S1", given_names="Ada"
+    )
+
+
+def test_a_v1_release_still_opens(env):
+    pro = env.add_pro()
+    request_id = "req_" + "1" * 32
+    v1 = ReleaseV1(request_id=request_id, family_id="fam_" + "2" * 16, identities=(_identity(),))
+    sealed = _seal(pro, v1.model_dump(mode="json"))
+    assert [i.given_names for i in open_release(sealed, pro.key, request_id)] == ["Ada"]
+    body = open_release_body(sealed, pro.key, request_id)
+    assert isinstance(body, ReleaseV1)
+    assert "1 agency records (not grouped into people)" in describe_release(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"format": "family-linkage/release/v9"},
+        {"format": "family-linkage/release/v2", "identities": []},
+        {"format": "family-linkage/release/v1", "identities": [{"agency_id": "x"}]},
+    ],
+    ids=["unknown_format", "v2_without_people", "v1_malformed_identity"],
+)
+def test_unreadable_releases_are_refused(env, body):
+    pro = env.add_pro()
+    request_id = "req_" + "1" * 32
+    body = {"request_id": request_id, "family_id": "fam_" + "2" * 16, **body}
+    with pytest.raises(ReleaseError) as caught:
+        open_release_body(_seal(pro, body), pro.key, request_id)
+    assert caught.value.reason == "BAD_RELEASE"
+
+
+P1, P2 = "per_" + "1" * 16, "per_" + "2" * 16
+A, B = _identity("school", "a" * 32), _identity("police", "b" * 32)
+
+
+def _rec(identity):
+    return AgencyRecord(agency_id=identity.agency_id, record_ref=identity.record_ref)
+
+
+@pytest.mark.parametrize(
+    "people",
+    [
+        (ReleasedPerson(person_id=P1, records=(_rec(A),)),),  # a record left out
+        (ReleasedPerson(person_id=P1, records=(_rec(A), _rec(B))),),  # B under the wrong person
+        (
+            ReleasedPerson(person_id=P1, records=(_rec(A),)),
+            ReleasedPerson(person_id=P2, records=(_rec(B), _rec(B))),  # listed twice
+        ),
+        (
+            ReleasedPerson(person_id=P1, records=(_rec(A),)),
+            ReleasedPerson(person_id=P1, records=(_rec(A),)),  # person twice, B missing
+        ),
+    ],
+    ids=["missing_record", "wrong_person", "duplicated_record", "duplicated_person"],
+)
+def test_people_must_group_exactly_the_released_records(people):
+    records = (ReleasedRecord(person_id=P1, identity=A), ReleasedRecord(person_id=P2, identity=B))
+    with pytest.raises(ValidationError):
+        ReleaseV2(
+            request_id="req_" + "1" * 32,
+            family_id="fam_" + "2" * 16,
+            records=records,
+            people=people,
+        )
+    good = (
+        ReleasedPerson(person_id=P1, records=(_rec(A),)),
+        ReleasedPerson(person_id=P2, records=(_rec(B),)),
+    )
+    ReleaseV2(
+        request_id="req_" + "1" * 32, family_id="fam_" + "2" * 16, records=records, people=good
+    )
