@@ -322,7 +322,8 @@ class CycleList(_View):
 
 
 class FamilyRow(_View):
-    """A family in a cycle's page: score, rank, step, clearance and status."""
+    """A family in a cycle's page: score, rank, step, clearance and status, the
+    problems it meets and the reason codes of its score."""
 
     family_id: str
     household_id: str
@@ -336,6 +337,8 @@ class FamilyRow(_View):
     step: str | None
     clearance_required: int
     status: str | None
+    problems_met: list[str]
+    reason_codes: list[str]
 
 
 class FamilyPage(_View):

@@ -54,6 +54,7 @@ NAV = {
         ("Review", "/review"),
         ("Claims", "/claims"),
         ("Reports", "/reports"),
+        ("Charts", "/charts"),
     ],
     "professional": [
         ("Your requests", "/requests"),

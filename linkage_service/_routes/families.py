@@ -19,6 +19,7 @@ from protocols import (
     SignedAttestation,
     StatusView,
 )
+from service_common import MAX_SQL_INT
 
 from ..programme import _assessment as assessment
 from ..programme import _attestations as attestations
@@ -56,16 +57,25 @@ def families(
     cycle_id: CycleId = None,
     eligible: bool | None = None,
     status: str | None = None,
+    district: Annotated[str | None, Query(pattern=r"^[A-Z]{1,2}[0-9][0-9A-Z]?$")] = None,
+    problem: Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,47}$")] = None,
+    min_score: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
+    max_score: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
     offset: Offset = 0,
     limit: Page = 100,
 ) -> FamilyPage:
-    """A page of a cycle's families (the latest by default), highest score first."""
+    """A page of a cycle's families (the latest by default), highest score first;
+    filters: eligibility, status, postcode district, a problem met, a score range."""
     return FamilyPage.model_validate(
         assessment.list_families(
             service.sql,
             cycle_id=cycle_id,
             eligible=eligible,
             status=status,
+            district=district,
+            problem=problem,
+            min_score=min_score,
+            max_score=max_score,
             offset=offset,
             limit=limit,
         )

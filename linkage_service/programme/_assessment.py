@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gc
+import itertools
 import json
 import re
 import time
@@ -852,10 +853,19 @@ def list_families(
     cycle_id: int | None = None,
     eligible: bool | None = None,
     status: str | None = None,
+    district: str | None = None,
+    problem: str | None = None,
+    min_score: int | None = None,
+    max_score: int | None = None,
     offset: int = 0,
     limit: int = 100,
 ) -> dict[str, Any]:
-    """A page of a cycle's families (latest by default), highest score first."""
+    """A page of a cycle's families (latest by default), highest score first.
+
+    Filters: eligibility, status, postcode district, a problem met (an id of
+    the cycle's ruleset) and a score range (inclusive). Each row names the
+    problems met and the reason codes of its score.
+    """
     s, f = pstore.snapshots, pstore.families
     try:
         with engine.connect() as conn:
@@ -873,6 +883,7 @@ def list_families(
                     s.c.step,
                     s.c.previous_score,
                     s.c.clearance_required,
+                    s.c.detail,
                     f.c.status,
                 )
                 .outerjoin(f, f.c.family_id == s.c.family_id)
@@ -882,9 +893,19 @@ def list_families(
                 q = q.where(s.c.eligible == eligible)
             if status is not None:
                 q = q.where(f.c.status == status)
-            rows = conn.execute(
-                q.order_by(s.c.score.desc(), s.c.family_id).offset(offset).limit(limit)
-            ).all()
+            if district is not None:
+                q = q.where(s.c.district == district)
+            if min_score is not None:
+                q = q.where(s.c.score >= min_score)
+            if max_score is not None:
+                q = q.where(s.c.score <= max_score)
+            q = q.order_by(s.c.score.desc(), s.c.family_id)
+            if problem is None:
+                rows = conn.execute(q.offset(offset).limit(limit)).all()
+            else:
+                # problems met live in the snapshot's detail: filtered here, then paged
+                met = (r for r in conn.execute(q) if problem in _problems_met(r.detail))
+                rows = list(itertools.islice(met, offset, offset + limit))
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot list families: {exc}") from exc
     return {
@@ -903,10 +924,25 @@ def list_families(
                 "step": r.step,
                 "clearance_required": r.clearance_required,
                 "status": r.status,
+                **_row_detail(r.detail),
             }
             for r in rows
         ],
         "next_offset": offset + limit if len(rows) == limit else None,
+    }
+
+
+def _problems_met(detail: str | dict[str, Any]) -> list[str]:
+    body = json.loads(detail) if isinstance(detail, str) else detail
+    return [p for p, v in body.get("problems", {}).items() if v.get("met")]
+
+
+def _row_detail(detail: str) -> dict[str, list[str]]:
+    """What a list row shows of a snapshot's detail: problems met, reason codes."""
+    body = json.loads(detail)
+    return {
+        "problems_met": _problems_met(body),
+        "reason_codes": [x["code"] for x in body.get("reasons", [])],
     }
 
 

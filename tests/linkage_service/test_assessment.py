@@ -273,3 +273,23 @@ def test_a_model_that_does_not_fit_the_ruleset_is_refused_before_anything_runs(d
 
     with pytest.raises(RulesetError, match="has no indicator"):
         run_cycle(db.engine, load_ruleset(tiny), MODEL, AS_AT, actor="t")
+
+
+def test_family_list_filters_by_district_problem_and_score(db):
+    hid, _ = db.household(1, complex_family())
+    db.household(2, quiet_family())
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test")
+    fid = "fam_" + hid[3:]
+    everyone = list_families(db.engine)["families"]
+    top = everyone[0]
+    assert top["family_id"] == fid and "domestic_abuse" in top["problems_met"]
+    assert "TOXIC_TRIO" in top["reason_codes"] and everyone[1]["problems_met"] == []
+    ids = lambda **kw: [r["family_id"] for r in list_families(db.engine, **kw)["families"]]  # noqa: E731
+    assert ids(problem="domestic_abuse") == [fid]
+    assert ids(problem="domestic_abuse", offset=1) == []
+    assert ids(problem="no_such_problem") == []
+    assert ids(min_score=top["score"]) == [fid]
+    assert ids(max_score=top["score"] - 1) == [everyone[1]["family_id"]]
+    assert ids(min_score=1, max_score=top["score"]) == [fid]
+    assert ids(district="M15") == [r["family_id"] for r in everyone]  # the helper's district
+    assert ids(district="ZZ99") == []

@@ -31,6 +31,12 @@ def web(tmp_path):
 
     def linkage(request: httpx.Request) -> httpx.Response:
         seen.append(request)
+        if request.url.path == "/programme":  # what the families page reads first
+            programme = {
+                "ruleset": {"problems": {}},
+                "model": {"thresholds": {"unlock": 40}, "combinations": {}},
+            }
+            return httpx.Response(200, json=programme)
         return httpx.Response(200, json={"cycle": None, "families": [], "next_offset": None})
 
     def unlock(request: httpx.Request) -> httpx.Response:
