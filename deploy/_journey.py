@@ -401,16 +401,18 @@ def web_check(stack: LocalStack, accounts: list[WebAccount], family: str) -> str
         cookie = signed.headers.get("set-cookie", "").split(";", 1)[0]
         listed = web.get("/families", params={"eligible": "yes"}, headers={"Cookie": cookie})
         found = family in listed.text
-        if signed.status_code != 303 or listed.status_code != 200:
+        page = web.get(f"/families/{family}", headers={"Cookie": cookie})
+        if signed.status_code != 303 or listed.status_code != 200 or page.status_code != 200:
             raise StackError(
                 f"the web pages did not work for the coordinator: sign-in HTTP "
-                f"{signed.status_code}, families page HTTP {listed.status_code}"
+                f"{signed.status_code}, families page HTTP {listed.status_code}, the "
+                f"family's page HTTP {page.status_code}"
             )
     pages = len(accounts)
     return (
         f"{url} signed in as {coordinator.username}: the families list "
         f"{'shows' if found else 'lists the eligible families, not on its first page'} "
-        f"{family}; {pages} demo accounts "
+        f"{family} and its page opens; {pages} demo accounts "
         f"(passwords and TOTP seeds in {rel(stack.pro_dir / 'web-accounts.json')})"
     )
 
