@@ -3,7 +3,10 @@
 :func:`encode_csv` streams a CSV through worker processes into a temporary file
 beside the output, signs the trailer, fsyncs and renames: a reader sees either
 the previous file or a complete signed extract, never half of one. Memory stays
-flat: at most a few chunks of rows are in flight. :func:`verify_extract`
+flat: at most a few chunks of rows are in flight. The records are written in a
+fresh, cryptographically random order (:class:`_Shuffle`), never in the CSV's:
+agencies' files are often sorted by household or address, and the linkage
+operator must not learn who lives with whom from where a line sits. :func:`verify_extract`
 streams an extract back, checks every line against the wire models, the record
 digest and the agency's signature, and gathers the statistics ``inspect`` shows.
 """
@@ -19,6 +22,7 @@ import hashlib
 import itertools
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import uuid
@@ -29,7 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from pydantic import ValidationError
 
@@ -120,6 +124,7 @@ def encode_csv(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     private_dir(out_path.parent)
+    shuffle = _Shuffle(out_path.parent, _bucket_count(csv_path))
     problems: list[Problem] = []
     count = skipped = rows_read = 0
     digest = hashlib.sha256()
@@ -156,8 +161,7 @@ def encode_csv(
                     if result.derive_missed[k] and not derive_missed[k]:
                         derive_missed[k] = result.derive_missed[k]
                 if result.data:
-                    digest.update(result.data)
-                    out.write(result.data)
+                    shuffle.add(result.data)
                     count += result.count
                 if progress is not None:
                     progress(n_rows)
@@ -167,6 +171,9 @@ def encode_csv(
             _refuse_repeated_ids(csv_path, mapping, refs)
             if count == 0:
                 raise InputError(str(csv_path), 2, None, "every row was bad; nothing to send")
+            for data in shuffle.shuffled():
+                digest.update(data)
+                out.write(data)
             message = signed_message(header, count, digest.hexdigest())
             signature = agency_key.signing_key.sign(message).signature
             trailer = ExtractTrailer(
@@ -179,6 +186,7 @@ def encode_csv(
             os.fsync(out.fileno())
         os.replace(tmp, out_path)
     finally:
+        shuffle.close()
         tmp.unlink(missing_ok=True)
     written_problems = None
     if problems:
@@ -194,6 +202,85 @@ def encode_csv(
         problems_path=written_problems,
         seconds=(dt.datetime.now(dt.UTC) - started).total_seconds(),
     )
+
+
+SHUFFLE_CSV_BYTES_PER_BUCKET = 4 * 1024 * 1024  # about 20,000 rows, 40 MB of lines
+SHUFFLE_FLUSH_BYTES = 256 * 1024  # lines held per bucket before they go to its file
+
+
+def _bucket_count(csv_path: Path) -> int:
+    """How many buckets the shuffle spreads an extract over: one per few MB of CSV."""
+    try:
+        size = csv_path.stat().st_size
+    except OSError:
+        size = 0  # _open_csv names the file that cannot be read
+    return 1 + size // SHUFFLE_CSV_BYTES_PER_BUCKET
+
+
+class _Shuffle:
+    """Puts an extract's record lines in a uniformly random order, in bounded memory.
+
+    Each line goes to one of ``buckets`` files chosen at random; each bucket is
+    then read back whole and shuffled (Fisher-Yates) before the next: the
+    Rao-Sandelius external shuffle, every order of the lines equally likely, with
+    no more than one bucket (tens of MB) in memory. Randomness comes from the
+    operating system (``secrets.SystemRandom``), a fresh permutation per extract,
+    never seeded: the order must say nothing of the CSV's, and a second encode of
+    the same file must not repeat the first one's order. The buckets hold encoded
+    lines only (what the extract holds), in a private directory beside it.
+    """
+
+    def __init__(self, out_dir: Path, buckets: int) -> None:
+        self._rng = secrets.SystemRandom()
+        self._dir = Path(tempfile.mkdtemp(prefix=".family-linkage-shuffle-", dir=out_dir))
+        self._files: list[IO[bytes]] = []
+        try:
+            for k in range(max(1, buckets)):
+                self._files.append(open_private(self._dir / str(k), "wb"))
+        except OSError:
+            self.close()
+            raise
+        self._held: list[list[bytes]] = [[] for _ in self._files]
+        self._held_bytes = [0] * len(self._files)
+
+    def add(self, data: bytes) -> None:
+        """Scatter newline-terminated lines over the buckets."""
+        lines = data.split(b"\n")
+        lines.pop()  # data ends with a newline: the last piece is empty
+        n = len(self._files)
+        pick = self._rng.randrange
+        for line in lines:
+            k = pick(n) if n > 1 else 0
+            self._held[k].append(line)
+            self._held_bytes[k] += len(line) + 1
+            if self._held_bytes[k] >= SHUFFLE_FLUSH_BYTES:
+                self._flush(k)
+
+    def _flush(self, k: int) -> None:
+        if self._held[k]:
+            self._files[k].write(b"\n".join(self._held[k]) + b"\n")
+            self._held[k] = []
+            self._held_bytes[k] = 0
+
+    def shuffled(self) -> Iterator[bytes]:
+        """Every line added, in random order, as newline-terminated chunks."""
+        for k, fh in enumerate(self._files):
+            self._flush(k)
+            fh.close()
+        for k in range(len(self._files)):
+            part = self._dir / str(k)
+            lines = part.read_bytes().split(b"\n")
+            part.unlink()
+            lines.pop()
+            self._rng.shuffle(lines)
+            for start in range(0, len(lines), 4096):
+                yield b"\n".join(lines[start : start + 4096]) + b"\n"
+
+    def close(self) -> None:
+        """Remove the bucket files (the extract, if written, holds their lines)."""
+        for fh in self._files:
+            fh.close()
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 def _refuse_unmatched_derives(

@@ -111,6 +111,7 @@ def build_database(pop, url: str) -> None:  # type: ignore[no-untyped-def]
                 recs.append(
                     {
                         "id": next_id,
+                        "seq": next_id,
                         "agency_id": agency,
                         "record_ref": r["record_ref"],
                         "extract_id": header["extract_id"],

@@ -12,7 +12,8 @@ agreement) in ``_harness.py``; model cards and the bias report in
 ``_modelcard.py``; a second council population written independently of the
 agency client's generator, with seven agencies' own export habits, in
 ``_council.py``, and its evaluation (encode, link, pair and eligibility
-scores) in ``_council_eval.py``.
+scores) in ``_council_eval.py``; whether extract order says anything about
+households (rank correlation of position and true household) in ``_order.py``.
 """
 
 from ._council import (
@@ -54,6 +55,14 @@ from ._modelcard import (
     score_summary,
     write_model_card,
 )
+from ._order import (
+    ExtractOrder,
+    OrderSignal,
+    measure_council,
+    measure_synthetic,
+    order_signal,
+    spearman,
+)
 
 __all__ = [
     "AGE_BANDS",
@@ -63,6 +72,8 @@ __all__ = [
     "CouncilScores",
     "EligibilityScores",
     "EncodedCouncil",
+    "ExtractOrder",
+    "OrderSignal",
     "PairScores",
     "Population",
     "TrueHousehold",
@@ -80,11 +91,15 @@ __all__ = [
     "household_overlap",
     "ingest_population",
     "load_population",
+    "measure_council",
+    "measure_synthetic",
     "model_facts",
+    "order_signal",
     "pair_scores",
     "render_markdown",
     "roc_auc",
     "score_summary",
+    "spearman",
     "write_council",
     "write_model_card",
 ]

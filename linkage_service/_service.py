@@ -233,7 +233,7 @@ def load_state(
         )
         .join(a, a.c.agency_id == r.c.agency_id)
         .where(r.c.active)
-        .order_by(r.c.id)
+        .order_by(r.c.seq)  # arrival order: the order the engine held them in
     )
     for row in conn.execute(q, execution_options={"yield_per": 10_000}):
         builder.add(
@@ -485,10 +485,12 @@ class LinkageService:
                 )
                 + 1
             )
-            next_id = (
-                int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(r.c.id), 0))).scalar_one())
+            # arrival order, kept inside the database; the ids themselves are random
+            next_seq = (
+                int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(r.c.seq), 0))).scalar_one())
                 + 1
             )
+            taken: set[int] = set()
             current: dict[str, tuple[int, bytes]] = {
                 str(ref): (int(rid), bytes(digest))
                 for rid, ref, digest in conn.execute(
@@ -518,6 +520,7 @@ class LinkageService:
                 retire_now: list[int] = []
                 replaces: dict[int, int] = {}  # new record id -> the active one it replaces
                 returning: dict[str, int] = {}  # record ref absent from the active set -> new id
+                fresh_ids = iter(store.new_record_ids(conn, len(lines), taken))
                 for line in lines:
                     digest_hex, raw = line.split(b" ", 1)
                     digest = bytes.fromhex(digest_hex.decode())
@@ -531,8 +534,9 @@ class LinkageService:
                             {"rid": old[0], "xid": header.extract_id, "sealed": sealed}
                         )
                         continue
-                    rid = next_id
-                    next_id += 1
+                    rid = next(fresh_ids)
+                    seq = next_seq
+                    next_seq += 1
                     if old is not None:
                         changed += 1
                         retire_now.append(old[0])
@@ -551,6 +555,7 @@ class LinkageService:
                     new_rows.append(
                         {
                             "id": rid,
+                            "seq": seq,
                             "agency_id": header.agency_id,
                             "record_ref": ref,
                             "extract_id": header.extract_id,
@@ -729,7 +734,7 @@ def _previous_persons(
             sa.select(r.c.record_ref, rp.c.person_id)
             .join(rp, rp.c.record_id == r.c.id)
             .where(r.c.agency_id == agency_id, r.c.record_ref.in_(refs), ~r.c.active)
-            .order_by(r.c.id)
+            .order_by(r.c.seq)
         )
         for ref, pid in rows:  # the latest record of a ref comes last
             out[returning[str(ref)]] = str(pid)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
@@ -96,7 +97,10 @@ extracts = sa.Table(
 records = sa.Table(
     "records",
     metadata,
+    # A random id (new_record_ids): the API shows it, so it must not tell the
+    # order records arrived in. That order is ``seq``, which never leaves the database.
     sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
     sa.Column("agency_id", sa.String(40), sa.ForeignKey("agencies.agency_id"), nullable=False),
     sa.Column("record_ref", sa.String(32), nullable=False),
     sa.Column("extract_id", sa.String(32), nullable=False),
@@ -125,6 +129,7 @@ records = sa.Table(
     ),
     sa.Index("ix_records_agency_ref", "agency_id", "record_ref"),
     sa.Index("ix_records_active", "active"),
+    sa.Index("uq_records_seq", "seq", unique=True),
 )
 indicators = sa.Table(
     "indicators",
@@ -268,6 +273,32 @@ def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
 def family_id_of(household_id: str) -> str:
     """The family id of a household (the same hex, prefix ``fam_``)."""
     return "fam_" + household_id.split("_", 1)[1]
+
+
+MAX_RECORD_ID = 2**53 - 1  # JSON clients (browsers) read ids as doubles: exact up to 2^53
+
+
+def new_record_ids(conn: Connection, n: int, taken: set[int]) -> list[int]:
+    """``n`` random record ids, none held by a stored record nor in ``taken`` (then added).
+
+    Record ids are shown by the API (review pairs, decisions, id lookups) and
+    records used to be numbered in the order their lines arrived, which was the
+    order of the agency's rows: a random id says nothing of either. Drawn from
+    the operating system's generator; a clash (about n^2 / 2^54) is drawn again.
+    """
+    out: list[int] = []
+    while len(out) < n:
+        drawn = {secrets.randbelow(MAX_RECORD_ID) + 1 for _ in range(n - len(out))} - taken
+        held = {
+            int(i)
+            for part in chunks(sorted(drawn))
+            for i in conn.execute(sa.select(records.c.id).where(records.c.id.in_(part))).scalars()
+        }
+        fresh = sorted(drawn - held)
+        secrets.SystemRandom().shuffle(fresh)  # sorted for the query; not in that order
+        taken.update(fresh)
+        out.extend(fresh)
+    return out
 
 
 def now_micros() -> int:

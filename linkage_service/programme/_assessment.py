@@ -114,6 +114,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
             r.c.district,
             r.c.extract_date,
             x.c.extract_type,
+            r.c.seq,
         )
         .join(rp, rp.c.record_id == r.c.id)
         .join(x, x.c.extract_id == r.c.extract_id)
@@ -121,7 +122,8 @@ def load_families(conn: Connection) -> list[FamilyInput]:
         # instead of through the partial index (5x faster at a million records)
         .where(r.c.active == sa.true())
     )
-    # (id, person, agency, ref, age, sex, district, extract date, extract type) by record id
+    # (id, person, agency, ref, age, sex, district, extract date, extract type, arrival
+    # order) by record id
     record_rows: dict[int, tuple[Any, ...]] = {}
     by_person: dict[str, list[tuple[Any, ...]]] = {}
     for row in conn.execute(q_records, execution_options={"yield_per": 20_000}):
@@ -148,7 +150,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
         latest = rows[0]
         if len(rows) > 1:
             for w in rows:
-                if (w[7], w[0]) > (latest[7], latest[0]):
+                if (w[7], w[9]) > (latest[7], latest[9]):  # the latest extract, then arrival
                     latest = w
         evs = tuple(e for w in rows for e in events.get(w[0], ()))
         types = {e.type for e in evs}

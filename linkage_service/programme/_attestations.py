@@ -189,7 +189,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
                     sa.select(r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id)
                     .join(x, x.c.extract_id == r.c.extract_id)
                     .where(r.c.agency_id == m.agency_id, r.c.record_ref == m.record_ref)
-                    .order_by(r.c.active.desc(), r.c.id.desc())
+                    .order_by(r.c.active.desc(), r.c.seq.desc())
                     .limit(1)
                 ).first()
                 if row is None:

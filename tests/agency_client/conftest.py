@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 
-from agency_client._keys import generate_agency_key, generate_seal_keypair, generate_secret
+from agency_client._extract import iter_records
+from agency_client._keys import (
+    generate_agency_key,
+    generate_seal_keypair,
+    generate_secret,
+    load_agency_key,
+)
+from agency_client._rows import record_ref
 
 HEADER = [
     "PupilID",
@@ -101,6 +108,21 @@ type = "permanent_exclusion"
 kind = "flag"
 """
 EXTRACT_DATE = dt.date(2026, 11, 1)
+
+
+def in_row_order(
+    path: Path, agency_key: Path, system_ids: Iterable[str]
+) -> list[dict[str, object]]:
+    """An extract's records in the order of the CSV rows with these system ids.
+
+    Extracts are shuffled; the agency finds a row's record by its ref, which it
+    derives from the row's system id (``record_ref``), as these tests do. A row
+    that was not encoded (skipped) is left out.
+    """
+    key = load_agency_key(agency_key)
+    by_ref = {str(r["record_ref"]): r for r in iter_records(path)}
+    refs = (record_ref(key.record_ref_key, key.agency_id, sid) for sid in system_ids)
+    return [by_ref[ref] for ref in refs if ref in by_ref]
 
 
 def write_csv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:

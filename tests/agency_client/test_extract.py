@@ -25,7 +25,7 @@ from agency_client._privacy import identity_needles, scan_extract
 from agency_client._rows import BadRowPolicy
 from protocols import TokenisedRecord, default_schema, open_sealed_identity
 
-from .conftest import EXTRACT_DATE, ROWS
+from .conftest import EXTRACT_DATE, ROWS, in_row_order
 
 
 @pytest.fixture
@@ -77,7 +77,8 @@ def test_encode_and_verify(encode, keys, workers, monkeypatch):
     records = list(iter_records(path))
     for raw in records:
         TokenisedRecord.model_validate(raw)  # every written line is a valid wire record
-    first = records[0]
+    assert len({r["record_ref"] for r in records}) == 3  # every row once, none twice
+    first = in_row_order(path, keys["agency_key"], ["P001"])[0]
     assert first["age"] == 14 and first["sex"] == "M" and first["postcode_district"] == "LS6"
     attendance = [i for i in first["indicators"] if i["type"] == "attendance_pct"][0]
     assert attendance == {"type": "attendance_pct", "value": 86.5, "date": "2026-07-31"}
@@ -86,7 +87,7 @@ def test_encode_and_verify(encode, keys, workers, monkeypatch):
 def test_sealed_identity_holds_the_original_values(encode, keys):
     _, path = encode()
     sk = load_seal_private_key(keys["seal_key"])
-    rec = list(iter_records(path))[1]
+    rec = in_row_order(path, keys["agency_key"], ["P002"])[0]
     ident = open_sealed_identity(rec["sealed_identity"], sk, expect_record_ref=rec["record_ref"])
     assert ident.given_names == "Zoë" and ident.family_name == "O'Brien"
     assert ident.former_family_names == "Kelly" and ident.postcode == "LS6 2AB"
@@ -97,7 +98,7 @@ def test_record_refs_are_stable_and_pseudonymous(encode, tmp_path):
     _, a = encode(out=tmp_path / "a.jsonl")
     _, b = encode(out=tmp_path / "b.jsonl")
     refs_a = [r["record_ref"] for r in iter_records(a)]
-    assert refs_a == [r["record_ref"] for r in iter_records(b)]
+    assert sorted(refs_a) == sorted(r["record_ref"] for r in iter_records(b))
     assert not any("P00" in r for r in refs_a)
 
 
@@ -216,7 +217,7 @@ def test_single_byte_code_pages_are_read_and_other_encodings_refused(
     csv_path.write_bytes(csv_path.read_text(encoding="utf-8").encode("cp1252"))
     summary = encode_file(csv_path, map_path, tmp_path / "x.jsonl")
     assert summary.record_count == 3
-    first = next(iter_records(summary.out_path))
+    first = in_row_order(summary.out_path, keys["agency_key"], ["P001"])[0]
     ident = open_sealed_identity(first["sealed_identity"], load_seal_private_key(keys["seal_key"]))
     assert ident.given_names == "Zoë"
 
@@ -225,7 +226,7 @@ def test_single_byte_code_pages_are_read_and_other_encodings_refused(
             encode(mapping=with_encoding(bad))
 
 
-def test_skip_and_drop_policies_report_problems(encode):
+def test_skip_and_drop_policies_report_problems(encode, keys):
     rows = [r[:] for r in ROWS]
     rows[1][4] = "31/31/2016"
     summary, path = encode(rows=rows, policy=BadRowPolicy.SKIP_ROW)
@@ -236,7 +237,8 @@ def test_skip_and_drop_policies_report_problems(encode):
 
     summary, path = encode(rows=rows, policy=BadRowPolicy.DROP_FIELD)
     assert summary.record_count == 3 and summary.fields_dropped == 1
-    assert "age" not in list(iter_records(path))[1]  # the bad DOB is missing, not guessed
+    zoe = in_row_order(path, keys["agency_key"], ["P002"])[0]
+    assert "age" not in zoe  # the bad DOB is missing, not guessed
 
 
 def test_empty_and_header_only_files(encode, encode_file, school_csv, tmp_path):
@@ -257,6 +259,7 @@ def test_failed_encode_leaves_previous_extract_intact_and_no_temp(encode, tmp_pa
         encode(rows=rows)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    assert [p.name for p in tmp_path.iterdir() if "shuffle" in p.name] == []  # buckets gone
 
 
 @pytest.mark.parametrize("fail", [False, True])
@@ -284,6 +287,70 @@ def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
         summary, _ = encode(rows=rows, workers=2)
         assert summary.record_count == 12
     assert len(made) == 1 and not os.path.exists(made[0])
+
+
+def _content(path):
+    """Each record's encodings by ref (the sealed blob is randomised, so not compared)."""
+    return {
+        r["record_ref"]: {k: v for k, v in r.items() if k != "sealed_identity"}
+        for r in iter_records(path)
+    }
+
+
+def _many_rows(n):
+    return [[f"{r[0]}-{k}", *r[1:]] for k in range(n // len(ROWS)) for r in ROWS]
+
+
+def test_two_encodes_of_one_csv_write_the_same_records_in_different_orders(encode, tmp_path):
+    rows = _many_rows(60)
+    _, a = encode(rows=rows, out=tmp_path / "a.jsonl")
+    _, b = encode(rows=rows, out=tmp_path / "b.jsonl")
+    refs_a = [r["record_ref"] for r in iter_records(a)]
+    refs_b = [r["record_ref"] for r in iter_records(b)]
+    assert sorted(refs_a) == sorted(refs_b) and len(set(refs_a)) == 60
+    # a fresh permutation per extract: the same order twice has chance 1/60!
+    assert refs_a != refs_b
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_encode_writes_every_record_once_in_an_order_unlike_the_csv(
+    encode, keys, tmp_path, monkeypatch, workers
+):
+    # many blocks (two workers really run) and several shuffle buckets
+    monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 256)
+    monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
+    monkeypatch.setattr("agency_client._extract.SHUFFLE_CSV_BYTES_PER_BUCKET", 1024)
+    monkeypatch.setattr("agency_client._extract.SHUFFLE_FLUSH_BYTES", 4096)
+    rows = _many_rows(90)
+    _, one = encode(rows=rows, out=tmp_path / "one.jsonl")
+    summary, path = encode(rows=rows, workers=workers, out=tmp_path / "many.jsonl")
+    assert summary.record_count == 90
+    info = verify_extract(path, load_agency_public_key(keys["agency_pub"]), schema=default_schema())
+    assert info.signature_checked and info.duplicate_refs == 0
+    assert _content(path) == _content(one)  # the same records, whatever the workers
+    in_rows = [
+        r["record_ref"] for r in in_row_order(path, keys["agency_key"], [r[0] for r in rows])
+    ]
+    assert len(in_rows) == 90
+    assert [r["record_ref"] for r in iter_records(path)] != in_rows  # chance 1/90!
+
+
+def test_shuffle_makes_every_order_about_equally_often(tmp_path):
+    lines = [b"a", b"b", b"c", b"d"]
+    seen: dict[bytes, int] = {}
+    for _ in range(2400):
+        shuffle = extract_module._Shuffle(tmp_path, buckets=3)
+        try:
+            shuffle.add(b"\n".join(lines[:3]) + b"\n")
+            shuffle.add(lines[3] + b"\n")
+            out = b"".join(shuffle.shuffled())
+        finally:
+            shuffle.close()
+        assert sorted(out.splitlines()) == lines
+        seen[out] = seen.get(out, 0) + 1
+    # 24 orders, 100 each expected (binomial sd about 10): a biased shuffle misses or doubles some
+    assert len(seen) == 24 and all(50 <= n <= 160 for n in seen.values()), seen
+    assert list(tmp_path.iterdir()) == []  # every bucket directory removed
 
 
 def test_part_files_go_beside_the_extract_when_memory_has_no_room(tmp_path, monkeypatch):
@@ -368,14 +435,21 @@ def _resign(path, keys, edit):
 def test_plaintext_smuggled_into_token_fields_is_refused_even_when_signed(encode, keys):
     public = load_agency_public_key(keys["agency_pub"])
     _, path = encode()
-    _resign(path, keys, lambda r: r["blocking_keys"].update(family_dob="smith"))
+    _resign(path, keys, lambda r: r.setdefault("blocking_keys", {}).update(family_dob="smith"))
     with pytest.raises(ExtractError, match="blocking_keys"):
         verify_extract(path, public)
     _, path = encode()
-    _resign(path, keys, lambda r: r["blocking_keys"].update(family_dob="U01JVEg="))  # "SMITH"
+    _resign(  # "SMITH"
+        path, keys, lambda r: r.setdefault("blocking_keys", {}).update(family_dob="U01JVEg=")
+    )
     with pytest.raises(ExtractError, match="12-byte keyed token"):
         verify_extract(path, public)
     _, path = encode()
-    _resign(path, keys, lambda r: r["exact_tokens"].update(nhs_number="OTQzNDc2NTkxOQ=="))
+    # the first line is any of the three rows (shuffled), not only the one with an NHS number
+    _resign(
+        path,
+        keys,
+        lambda r: r.setdefault("exact_tokens", {}).update(nhs_number="OTQzNDc2NTkxOQ=="),
+    )
     with pytest.raises(ExtractError, match="24-byte keyed token"):
         verify_extract(path, public)

@@ -118,6 +118,7 @@ class TinyDb:
         conn.execute(
             store.records.insert().values(
                 id=rid,
+                seq=rid,
                 agency_id=agency,
                 record_ref=ref,
                 extract_id=f"{idx:032x}",

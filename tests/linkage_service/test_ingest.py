@@ -112,7 +112,8 @@ def test_identical_filters_are_linked_across_agencies(make_service, school, poli
     b = make_record(rng, clk=a["clk"])
     ingest(svc, build_extract(police, [b], extract_type="police"), agency_id="police")
     links = store.record_links(svc.sql, "police", b["record_ref"])
-    assert links["links"][0]["a"]["record_ref"] == a["record_ref"]
+    pair = links["links"][0]  # a and b in id order, and ids are random
+    assert {pair["a"]["record_ref"], pair["b"]["record_ref"]} == {a["record_ref"], b["record_ref"]}
     assert links["links"][0]["evidence"]["tokens_agreed"] == ["nhs_number"]
     person = store.get_person(svc.sql, links["person_id"])
     assert {r["agency_id"] for r in person["records"]} == {"school", "police"}
@@ -445,3 +446,37 @@ def test_content_digest_of_a_record_without_local_tokens_is_unchanged(rng):
     assert content_digest(rec) == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
     token = {"local_person_id": base64.b64encode(b"y" * 24).decode()}
     assert content_digest(rec.model_copy(update={"local_tokens": token})) != content_digest(rec)
+
+
+def test_record_ids_do_not_follow_arrival_order(make_service, school, rng):
+    svc = make_service()
+    recs = [make_record(rng) for _ in range(200)]
+    ingest(svc, build_extract(school, recs))
+    more = [make_record(rng) for _ in range(50)]
+    ingest(svc, build_extract(school, recs + more))
+    r = store.records
+    with svc.sql.connect() as c:
+        held = {ref: (i, s) for ref, i, s in c.execute(sa.select(r.c.record_ref, r.c.id, r.c.seq))}
+    ids = [held[x["record_ref"]][0] for x in recs + more]  # in the order the lines arrived
+    seqs = [held[x["record_ref"]][1] for x in recs + more]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 250  # arrival order, inside the database
+    assert all(1 <= i <= store.MAX_RECORD_ID for i in ids) and len(set(ids)) == 250
+    # a random order rises at about half of its steps (sd about 4.6 for 250); a count
+    # from 1 rises at every one, and so would ids that follow arrival in any way
+    rises = sum(a < b for a, b in zip(ids, ids[1:], strict=False))
+    assert 85 <= rises <= 164, rises
+    assert max(ids[200:]) > min(ids[:200])  # the second extract's ids are not all above
+
+
+def test_new_record_ids_skip_ids_already_held(make_service, school, rng, monkeypatch):
+    svc = make_service()
+    recs = [make_record(rng) for _ in range(3)]
+    ingest(svc, build_extract(school, recs))
+    held = sorted(_active(svc).values())
+    # randbelow(n) + 1 is the id: two held ids, 7 twice, 8 (taken by this ingest), 9
+    draws = iter([held[0] - 1, held[1] - 1, 6, 6, 7, 8])
+    monkeypatch.setattr(store.secrets, "randbelow", lambda n: next(draws))
+    taken = {8}
+    with svc.sql.connect() as c:
+        got = store.new_record_ids(c, 2, taken)
+    assert sorted(got) == [7, 9] and taken == {7, 8, 9}

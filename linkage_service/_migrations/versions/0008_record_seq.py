@@ -1,0 +1,41 @@
+"""Record ids no longer follow arrival order: ``records.seq`` keeps that order inside.
+
+Record ids were numbered in the order extract lines arrived, which was the
+order of each agency's rows (often by household), and the API shows them
+(review pairs, decisions, id lookups). New records get random ids
+(``_store.new_record_ids``); the order they arrived in, which the engine and
+"the latest record of a ref" need, moves to ``seq``, which no API returns.
+Ids already given out stay as they are: reviewers' decisions and every report
+that quoted them name them, and ids that last are the point. Existing rows get
+``seq = id`` (their arrival order, as it was).
+
+Revision ID: 0008
+Revises: 0007
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    """Add ``records.seq``, filled from the old sequential ids, unique and not null."""
+    with op.batch_alter_table("records") as batch:
+        batch.add_column(sa.Column("seq", sa.BigInteger, nullable=True))
+    op.execute("UPDATE records SET seq = id")
+    with op.batch_alter_table("records") as batch:
+        batch.alter_column("seq", existing_type=sa.BigInteger, nullable=False)
+    op.create_index("uq_records_seq", "records", ["seq"], unique=True)
+
+
+def downgrade() -> None:
+    """Drop ``seq`` (random ids given out since stay random)."""
+    op.drop_index("uq_records_seq", table_name="records")
+    with op.batch_alter_table("records") as batch:
+        batch.drop_column("seq")
