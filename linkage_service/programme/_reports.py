@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import functools
 import inspect
 import io
 import json
@@ -107,7 +108,14 @@ class _Snapshot:
     percentile: float
     previous_score: int | None
     step: str | None
-    detail: dict[str, Any]
+    raw_detail: str
+
+    @functools.cached_property
+    def detail(self) -> dict[str, Any]:
+        """The snapshot's JSON detail, parsed on first use: most reports look at
+        the eligible families' only, and parsing was most of a report's time."""
+        parsed: dict[str, Any] = json.loads(self.raw_detail)
+        return parsed
 
     @property
     def problems(self) -> list[str]:
@@ -142,7 +150,7 @@ def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
     )
 
 
-def _snapshots(conn: Connection, cycle_id: int) -> list[_Snapshot]:
+def _snapshots(conn: Connection, cycle_id: int, *, eligible_only: bool = False) -> list[_Snapshot]:
     s = pstore.snapshots
     q = sa.select(
         s.c.family_id,
@@ -156,6 +164,8 @@ def _snapshots(conn: Connection, cycle_id: int) -> list[_Snapshot]:
         s.c.step,
         s.c.detail,
     ).where(s.c.cycle_id == cycle_id)
+    if eligible_only:
+        q = q.where(s.c.eligible)
     return [
         _Snapshot(
             family_id=str(r.family_id),
@@ -167,7 +177,7 @@ def _snapshots(conn: Connection, cycle_id: int) -> list[_Snapshot]:
             percentile=float(r.percentile),
             previous_score=None if r.previous_score is None else int(r.previous_score),
             step=r.step,
-            detail=json.loads(r.detail),
+            raw_detail=r.detail,
         )
         for r in conn.execute(q, execution_options={"yield_per": 10_000})
     ]
@@ -263,7 +273,7 @@ def needs_breakdown(engine: Engine, cycle_id: int | None = None) -> dict[str, An
     """Eligible families per problem, and per combination of problems met."""
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
-        eligible = [s for s in _snapshots(conn, cyc.id) if s.eligible]
+        eligible = _snapshots(conn, cyc.id, eligible_only=True)
         per_problem: Counter[str] = Counter()
         combos: Counter[tuple[str, ...]] = Counter()
         order = list(cyc.ruleset.problems)
@@ -365,7 +375,7 @@ def social_care(
                 raise NotFound(
                     f"ruleset {cyc.ruleset.name} {cyc.ruleset.version} has no indicator {iid!r}"
                 )
-        eligible = [s for s in _snapshots(conn, cyc.id) if s.eligible]
+        eligible = _snapshots(conn, cyc.id, eligible_only=True)
         by_district: dict[str, Counter[str]] = {}
         for s in eligible:
             ind = set(s.detail.get("indicators", ()))
@@ -637,8 +647,8 @@ def work_list(
         history = _history(conn, cyc.cutoff)
         chosen = [
             s
-            for s in _snapshots(conn, cyc.id)
-            if s.eligible and (problem is None or problem in s.problems)
+            for s in _snapshots(conn, cyc.id, eligible_only=True)
+            if problem is None or problem in s.problems
         ]
         keyed = [
             (0 if problem is None else _problem_points(s, problem, related), s) for s in chosen
@@ -1054,14 +1064,9 @@ def breakdowns(
             status = _status(s, history)
             if not s.eligible and status in (NOT_ELIGIBLE, NO_STATUS):
                 continue
-            keys = {
-                "area": s.district,
-                "age_band": age_band(m.get("age") for m in s.detail.get("members", ())),
-                "lead_professional": leads.get(s.family_id, NO_LEAD),
-                "status": status,
-            }
             for dim in BREAKDOWNS if by is None else (by,):
-                groups.setdefault((dim, keys[dim]), []).append(s)
+                key = _group_key(dim, s, status, leads)
+                groups.setdefault((dim, key), []).append(s)
         rows = []
         for (dim, group), snaps in sorted(
             groups.items(), key=lambda x: (BREAKDOWNS.index(x[0][0]), x[0][1])
@@ -1099,6 +1104,18 @@ def breakdowns(
 
     result: dict[str, Any] = _read(engine, cycle_id, "breakdowns", build)
     return result
+
+
+def _group_key(dim: str, s: _Snapshot, status: str, leads: Mapping[str, str]) -> str:
+    """A family's group in one breakdown dimension (only ``age_band`` parses the
+    snapshot's detail, so the others never do)."""
+    if dim == "area":
+        return s.district
+    if dim == "age_band":
+        return age_band(m.get("age") for m in s.detail.get("members", ()))
+    if dim == "lead_professional":
+        return leads.get(s.family_id, NO_LEAD)
+    return status
 
 
 def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
