@@ -287,9 +287,18 @@ async def test_subject_access_finds_the_persons_records_and_family(client, linke
     db = tmp_path / "linkage.db"
     sql = store.open_engine(f"sqlite:///{db}")
     with sql.connect() as conn:
+        # a health record of someone whose household is an assessed family (record
+        # ids are random, so "the first record" would be anyone's)
+        from linkage_service.programme import _store as pstore
+
+        rec, rp, ph = store.records, store.record_person, store.person_household
         row = conn.execute(
-            sa.select(store.records.c.clk, store.records.c.exact_tokens, store.records.c.age)
-            .where(store.records.c.agency_id == "health", store.records.c.active)
+            sa.select(rec.c.clk, rec.c.exact_tokens, rec.c.age)
+            .join(rp, rp.c.record_id == rec.c.id)
+            .join(ph, ph.c.person_id == rp.c.person_id)
+            .join(pstore.snapshots, pstore.snapshots.c.household_id == ph.c.household_id)
+            .where(rec.c.agency_id == "health", rec.c.active)
+            .order_by(rec.c.record_ref)
             .limit(1)
         ).one()
     # the same identity encoded again gives the same filter and tokens
