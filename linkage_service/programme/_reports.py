@@ -70,6 +70,7 @@ __all__ = [
     "outcomes_achieved",
     "previously_worked",
     "run_report",
+    "score_distribution",
     "social_care",
     "status_counts",
     "steps",
@@ -623,6 +624,36 @@ def _problem_points(snap: _Snapshot, problem: str, related: set[str]) -> int:
         for r in snap.detail.get("reasons", ())
         if r["code"] != "BREADTH" and refs & set(r.get("because", ()))
     )
+
+
+def score_distribution(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+    """Eligible families per score, lowest first, against the unlock threshold (one
+    grouped query: what a chart of the distribution needs, without the work list)."""
+
+    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+        s = pstore.snapshots
+        unlock = cyc.model.thresholds.unlock
+        counted = conn.execute(
+            sa.select(s.c.score, sa.func.count())
+            .where(s.c.cycle_id == cyc.id, s.c.eligible)
+            .group_by(s.c.score)
+            .order_by(s.c.score)
+        ).all()
+        rows = [
+            {"score": int(score), "families": int(n), "at_or_above_unlock": score >= unlock}
+            for score, n in counted
+        ]
+        return _report(
+            "scores",
+            cyc,
+            rows,
+            eligible=sum(r["families"] for r in rows),
+            unlock_threshold=unlock,
+            at_or_above_unlock=sum(r["families"] for r in rows if r["at_or_above_unlock"]),
+        )
+
+    result: dict[str, Any] = _read(engine, cycle_id, "scores", build)
+    return result
 
 
 def work_list(
@@ -1413,6 +1444,7 @@ REPORTS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
     "social-care": social_care,
     "outcomes": outcomes_achieved,
     "work-list": work_list,
+    "scores": score_distribution,
     "longest": longest,
     "previously-worked": previously_worked,
     "steps": steps,

@@ -486,6 +486,18 @@ def test_longest_sums_domain_scores(db: sa.Engine) -> None:
     assert reports.longest(db, limit=1)["rows"][0]["family_id"] == rows[0]["family_id"]
 
 
+def test_score_distribution_counts_the_work_lists_scores(db: sa.Engine) -> None:
+    r = reports.score_distribution(db)
+    work = reports.work_list(db)["rows"]
+    expanded = sorted(x["score"] for x in r["rows"] for _ in range(x["families"]))
+    assert expanded == sorted(x["score"] for x in work)
+    assert r["eligible"] == len(work)
+    threshold = r["unlock_threshold"]
+    assert r["at_or_above_unlock"] == sum(1 for x in work if x["score"] >= threshold)
+    assert all(x["at_or_above_unlock"] == (x["score"] >= threshold) for x in r["rows"])
+    assert [x["score"] for x in r["rows"]] == sorted({x["score"] for x in r["rows"]})
+
+
 def test_previously_worked_finds_families_back_after_a_claim(db: sa.Engine) -> None:
     rows = reports.previously_worked(db)["rows"]
     assert len(rows) == 1  # E was closed but is not eligible now

@@ -88,6 +88,7 @@ REPORTS: dict[str, Report] = {
     "social-care": Report("Open to social care", "Eligible families on a plan or in need, by area"),
     "outcomes": Report("Outcomes achieved", "Which outcomes do we achieve most, and least?"),
     "work-list": Report("Work list", "Which families to work with first?", ("problem",)),
+    "scores": Report("Score distribution", "How are eligible families' scores spread?"),
     "longest": Report("Longest to turn around", "Which families will take longest?"),
     "previously-worked": Report("Previously worked", "Who was worked with in an earlier episode?"),
     "steps": Report("Step up and step down", "Whose risk is rising, whose falling?"),
@@ -707,8 +708,8 @@ def charts_page(request: Request, session: CoordinatorSession) -> HTMLResponse:
     programme = _programme(request, session)
     titles = _titles(programme)
     unlock = int(programme["model"]["thresholds"]["unlock"])
-    work = linkage.get_json("/reports/work-list", token)
-    scores = [float(r["score"]) for r in work.get("rows", [])]
+    distribution = linkage.get_json("/reports/scores", token)
+    scores = [float(r["score"]) for r in distribution["rows"] for _ in range(r["families"])]
     score_bins = charts.bins(scores, 10)
     needs = [r for r in linkage.get_json("/reports/needs", token)["rows"] if r["kind"] == "problem"]
     by_problem = [(titles.get(r["problems"], r["problems"]), float(r["families"])) for r in needs]
