@@ -173,6 +173,15 @@ def sign_in(page: Any, web: WebStack, username: str) -> None:
     assert "/sign-in" not in page.url, page.content()[:2000]
 
 
+def load_key(page: Any, web: WebStack, name: str) -> None:
+    """Load professional ``name``'s key and token files through the page's key panel."""
+    key_file, token_file = web.files(name)
+    page.set_input_files("#key-file", str(key_file))
+    page.set_input_files("#token-file", str(token_file))
+    page.get_by_role("button", name="Load key").click()
+    page.get_by_role("button", name="Forget them").wait_for()
+
+
 def check_accessible(page: Any) -> None:
     """axe-core on the current page: no WCAG 2.2 A/AA violation."""
     result = page.evaluate(

@@ -12,7 +12,7 @@ import pytest
 
 from deploy._journey import unlock
 
-from .conftest import WebStack, check_accessible, screenshot, sign_in
+from .conftest import WebStack, check_accessible, load_key, screenshot, sign_in
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +104,6 @@ def test_ig_officer_journey(
     screenshot(page, "ig-anomalies.png")
 
 
-def _load_key(page: Any, web: WebStack, name: str) -> None:
-    key_file, token_file = web.files(name)
-    page.set_input_files("#key-file", str(key_file))
-    page.set_input_files("#token-file", str(token_file))
-    page.get_by_role("button", name="Load key").click()
-    page.get_by_role("button", name="Forget them").wait_for()
-
-
 def _break_glass(web: WebStack, name: str) -> str:
     """``name`` uses break-glass on the demo family (opening a review task); the request id."""
     from unlock_service import TokenIssuer, UnlockClient, load_professional_key, load_settings
@@ -145,7 +137,7 @@ def test_ig_officer_reviews_a_break_glass_use(web_stack: WebStack, page: Any) ->
     sign_in(page, web_stack, "ig-officer")
     page.goto(f"{web_stack.url}/audit/reviews")
     check_accessible(page)  # the key panel
-    _load_key(page, web_stack, "ig-officer")
+    load_key(page, web_stack, "ig-officer")
     card = page.locator(".govuk-summary-card").filter(has_text=request_id)
     card.wait_for()
     assert card.get_by_text("Due in 3 days").is_visible()
@@ -200,7 +192,7 @@ def test_ig_officer_runs_a_subject_access_search(
 
     sign_in(page, web_stack, "ig-officer")
     page.goto(f"{web_stack.url}/audit/subject-access")
-    _load_key(page, web_stack, "ig-officer")
+    load_key(page, web_stack, "ig-officer")
     check_accessible(page)
     page.get_by_role("button", name="Search").click()  # no file: error summary
     assert "Choose the subject query file" in page.locator(".govuk-error-summary").inner_text()

@@ -15,6 +15,7 @@ from .conftest import (
     WebStack,
     assert_no_plaintext,
     check_accessible,
+    load_key,
     new_page,
     population_names,
     screenshot,
@@ -36,14 +37,6 @@ def _record_responses(page: Any, web: WebStack) -> list[str]:
     return bodies
 
 
-def _load_key(page: Any, web: WebStack, name: str) -> None:
-    key_file, token_file = web.files(name)
-    page.set_input_files("#key-file", str(key_file))
-    page.set_input_files("#token-file", str(token_file))
-    page.get_by_role("button", name="Load key").click()
-    page.get_by_role("button", name="Forget them").wait_for()
-
-
 def test_social_worker_asks_for_a_family_and_opens_it_in_the_browser(
     web_stack: WebStack, page: Any
 ) -> None:
@@ -52,7 +45,7 @@ def test_social_worker_asks_for_a_family_and_opens_it_in_the_browser(
     assert page.url.endswith("/requests")
     page.goto(f"{web_stack.url}/requests/new?family={web_stack.family_id}")
     check_accessible(page)  # the key panel
-    _load_key(page, web_stack, "social-worker")
+    load_key(page, web_stack, "social-worker")
     page.get_by_label("Child safeguarding enquiry").check()
     page.get_by_label("Justification").fill(
         "Section 47 enquiry opened today after a referral from the school."
@@ -91,7 +84,7 @@ def test_a_request_needing_approval_is_approved_on_the_approvals_page(
     try:
         sign_in(page, web_stack, "social-worker")
         page.goto(f"{web_stack.url}/requests/new?family={web_stack.family_id}")
-        _load_key(page, web_stack, "social-worker")
+        load_key(page, web_stack, "social-worker")
         page.get_by_label("Allocating a key worker").check()
         page.get_by_label("Justification").fill(
             "The family met the threshold; allocating a key worker this week."
@@ -104,7 +97,7 @@ def test_a_request_needing_approval_is_approved_on_the_approvals_page(
 
         sign_in(other, web_stack, "team-manager")
         other.goto(f"{web_stack.url}/approvals")
-        _load_key(other, web_stack, "team-manager")
+        load_key(other, web_stack, "team-manager")
         card = other.locator(".govuk-summary-card", has_text=request_id)
         card.wait_for()
         check_accessible(other)
@@ -125,7 +118,7 @@ def test_a_request_needing_approval_is_approved_on_the_approvals_page(
 def test_a_refusal_says_why_in_plain_language(web_stack: WebStack, page: Any) -> None:
     sign_in(page, web_stack, "uncleared")
     page.goto(f"{web_stack.url}/requests/new?family={web_stack.family_id}")
-    _load_key(page, web_stack, "uncleared")
+    load_key(page, web_stack, "uncleared")
     page.get_by_label("Child safeguarding enquiry").check()
     page.get_by_label("Justification").fill("Checking the family for a safeguarding enquiry now.")
     page.get_by_role("button", name="Send the request").click()
