@@ -24,6 +24,7 @@ names a person (reports carry pseudonymous family and person ids only).
 
 from __future__ import annotations
 
+import copy
 import csv
 import datetime as dt
 import functools
@@ -31,6 +32,8 @@ import inspect
 import io
 import json
 import re
+import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -203,12 +206,42 @@ def _status(snap: _Snapshot, history: Mapping[str, list[tuple[int, str]]]) -> st
     return NO_STATUS if snap.eligible else NOT_ELIGIBLE
 
 
+# Reports whose inputs are only one stored cycle (its snapshots, ruleset and
+# model, written once by the assessment and never changed) are kept per engine
+# and cycle: computed once, however often a page asks. Weak keys: a disposed
+# engine's entries go with it.
+_PER_CYCLE: weakref.WeakKeyDictionary[Engine, dict[tuple[str, int], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+_PER_CYCLE_LOCK = threading.Lock()
+_PER_CYCLE_KEEP = 8  # reports x cycles kept per engine
+
+
 def _read(
-    engine: Engine, cycle_id: int | None, what: str, fn: Callable[[Connection, _Cycle], Any]
+    engine: Engine,
+    cycle_id: int | None,
+    what: str,
+    fn: Callable[[Connection, _Cycle], Any],
+    *,
+    cycle_only: bool = False,
 ) -> Any:
+    """``fn`` over one cycle (the latest by default); with ``cycle_only`` (``fn``
+    reads nothing but that cycle's snapshots and versions) the answer is kept."""
     try:
         with engine.connect() as conn:
-            return fn(conn, _cycle(conn, cycle_id))
+            cyc = _cycle(conn, cycle_id)
+            if not cycle_only:
+                return fn(conn, cyc)
+            with _PER_CYCLE_LOCK:
+                kept = _PER_CYCLE.setdefault(engine, {})
+                found = kept.get((what, cyc.id))
+            if found is None:
+                found = fn(conn, cyc)
+                with _PER_CYCLE_LOCK:
+                    if len(kept) >= _PER_CYCLE_KEEP:
+                        kept.pop(next(iter(kept)))
+                    kept[(what, cyc.id)] = found
+            return copy.deepcopy(found)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the {what} report: {exc}") from exc
 
@@ -311,7 +344,7 @@ def needs_breakdown(engine: Engine, cycle_id: int | None = None) -> dict[str, An
             by_number_of_problems={str(k): by_count[k] for k in sorted(by_count)},
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "needs", build)
+    result: dict[str, Any] = _read(engine, cycle_id, "needs", build, cycle_only=True)
     return result
 
 
@@ -643,16 +676,23 @@ def score_distribution(engine: Engine, cycle_id: int | None = None) -> dict[str,
             {"score": int(score), "families": int(n), "at_or_above_unlock": score >= unlock}
             for score, n in counted
         ]
+        districts = conn.execute(
+            sa.select(s.c.district, sa.func.count())
+            .where(s.c.cycle_id == cyc.id, s.c.eligible)
+            .group_by(s.c.district)
+            .order_by(s.c.district)
+        ).all()
         return _report(
             "scores",
             cyc,
             rows,
+            by_district={str(d or UNKNOWN_DISTRICT): int(n) for d, n in districts},
             eligible=sum(r["families"] for r in rows),
             unlock_threshold=unlock,
             at_or_above_unlock=sum(r["families"] for r in rows if r["at_or_above_unlock"]),
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "scores", build)
+    result: dict[str, Any] = _read(engine, cycle_id, "scores", build, cycle_only=True)
     return result
 
 

@@ -498,6 +498,36 @@ def test_score_distribution_counts_the_work_lists_scores(db: sa.Engine) -> None:
     assert [x["score"] for x in r["rows"]] == sorted({x["score"] for x in r["rows"]})
 
 
+def test_score_distribution_counts_eligible_families_per_district(db: sa.Engine) -> None:
+    r = reports.score_distribution(db)
+    work = reports.work_list(db)["rows"]
+    from collections import Counter
+
+    assert r["by_district"] == dict(Counter(x["district"] for x in work))
+
+
+def test_per_cycle_reports_are_computed_once_and_handed_out_as_copies(
+    db: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = reports.needs_breakdown(db)
+    calls: list[int] = []
+    real = reports._snapshots
+
+    def counting(conn: Any, cycle_id: int, **kw: Any) -> Any:
+        calls.append(cycle_id)
+        return real(conn, cycle_id, **kw)
+
+    monkeypatch.setattr(reports, "_snapshots", counting)
+    again = reports.needs_breakdown(db)
+    assert again == first and calls == []  # kept: the cycle's snapshots never change
+    again["rows"].clear()  # a caller's change does not reach the kept answer
+    assert reports.needs_breakdown(db) == first
+    older = reports.needs_breakdown(db, 1)  # another cycle is computed for itself
+    assert calls == [1] and older["cycle"]["id"] == 1
+    reports.work_list(db)  # a report that reads statuses is never kept
+    assert len(calls) == 2
+
+
 def test_previously_worked_finds_families_back_after_a_claim(db: sa.Engine) -> None:
     rows = reports.previously_worked(db)["rows"]
     assert len(rows) == 1  # E was closed but is not eligible now

@@ -713,12 +713,7 @@ def charts_page(request: Request, session: CoordinatorSession) -> HTMLResponse:
     score_bins = charts.bins(scores, 10)
     needs = [r for r in linkage.get_json("/reports/needs", token)["rows"] if r["kind"] == "problem"]
     by_problem = [(titles.get(r["problems"], r["problems"]), float(r["families"])) for r in needs]
-    areas = [
-        r
-        for r in linkage.get_json("/reports/breakdowns", token, by="area")["rows"]
-        if r["dimension"] == "area" and r["eligible"]
-    ]
-    by_area = [(str(r["group"]), float(r["eligible"])) for r in areas]
+    by_area = [(str(d), float(n)) for d, n in distribution["by_district"].items() if n]
     claims_rows = linkage.get_json("/claims", token)["claims"]
     per_window = Counter[str](c["window_id"] for c in claims_rows)
     windows = [(w, float(per_window[w])) for w in sorted(per_window)]
