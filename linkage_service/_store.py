@@ -100,7 +100,9 @@ records = sa.Table(
     # A random id (new_record_ids): the API shows it, so it must not tell the
     # order records arrived in. That order is ``seq``, which never leaves the database.
     sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("seq", sa.BigInteger, nullable=False),
+    # Nullable in the schema only: migration 0008 adds it in place (a rebuild of
+    # records would break the foreign keys into it); every insert sets it.
+    sa.Column("seq", sa.BigInteger, nullable=True),
     sa.Column("agency_id", sa.String(40), sa.ForeignKey("agencies.agency_id"), nullable=False),
     sa.Column("record_ref", sa.String(32), nullable=False),
     sa.Column("extract_id", sa.String(32), nullable=False),

@@ -25,12 +25,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Add ``records.seq``, filled from the old sequential ids, unique (and not null on
-    PostgreSQL).
+    """Add ``records.seq``, filled from the old sequential ids, unique.
 
     No table rebuild: SQLite adds the column in place (a rebuild of ``records``
-    would break the foreign keys that point at it), so on SQLite the column
-    stays nullable in the schema; every insert sets it. The steps are safe to
+    would break the foreign keys that point at it), so the column is nullable
+    in the schema, on both databases alike; every insert sets it. The steps are safe to
     repeat on a database a failed earlier attempt left with the column added
     (SQLite's Python driver commits DDL outside the migration's transaction).
     """
@@ -39,8 +38,6 @@ def upgrade() -> None:
     if "seq" not in columns:
         op.add_column("records", sa.Column("seq", sa.BigInteger, nullable=True))
     op.execute("UPDATE records SET seq = id WHERE seq IS NULL")
-    if bind.dialect.name == "postgresql":
-        op.alter_column("records", "seq", existing_type=sa.BigInteger, nullable=False)
     indexes = {i["name"] for i in sa.inspect(bind).get_indexes("records")}
     if "uq_records_seq" not in indexes:
         op.create_index("uq_records_seq", "records", ["seq"], unique=True)
