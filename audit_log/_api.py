@@ -20,7 +20,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated
 
 import httpx
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -44,6 +44,14 @@ from ._log import AuditLog, WitnessEndpoint
 from ._note import NoteSigner
 from ._review import anomaly_report, entry_record
 from ._storage_errors import ConfigError, StorageError
+from ._views import (
+    AnomalyReport,
+    Appended,
+    ConsistencyProof,
+    EntryItem,
+    EntryPage,
+    InclusionProof,
+)
 
 __all__ = ["create_app", "get_settings"]
 
@@ -176,25 +184,25 @@ def create_app(
             raise HTTPException(503, "no checkpoint has been published yet")
         return PlainTextResponse(note)
 
-    @app.get("/proof/inclusion")
+    @app.get("/proof/inclusion", response_model=InclusionProof)
     def inclusion(
         _caller: AnyReader,
         log: LogDep,
         index: Index,
         size: Size,
-    ) -> dict[str, Any]:
+    ) -> InclusionProof:
         """Inclusion proof of ``index`` in the tree of ``size``."""
-        return {"index": index, "size": size, "hashes": _b64(log.inclusion_proof(index, size))}
+        return InclusionProof(index=index, size=size, hashes=_b64(log.inclusion_proof(index, size)))
 
-    @app.get("/proof/consistency")
+    @app.get("/proof/consistency", response_model=ConsistencyProof)
     def consistency(
         _caller: AnyReader,
         log: LogDep,
         old: Index,
         new: Index,
-    ) -> dict[str, Any]:
+    ) -> ConsistencyProof:
         """Consistency proof from tree size ``old`` to ``new``."""
-        return {"old": old, "new": new, "hashes": _b64(log.consistency_proof(old, new))}
+        return ConsistencyProof(old=old, new=new, hashes=_b64(log.consistency_proof(old, new)))
 
     @app.get("/receipts/{index}", response_class=PlainTextResponse)
     def receipt(_caller: AnyReader, log: LogDep, index: LeafIndex) -> PlainTextResponse:
@@ -206,7 +214,9 @@ def create_app(
         """The exact leaf bytes of entry ``index`` (hash them to check a receipt)."""
         return PlainTextResponse(log.leaf(index).decode("utf-8"))
 
-    @app.get("/entries")
+    # Fields left unset (an entry's proof when none was asked for, a receipt error
+    # when there was none) are left out of the answer, as they always were.
+    @app.get("/entries", response_model=EntryPage, response_model_exclude_unset=True)
     def entries(
         _caller: IgOfficer,
         log: LogDep,
@@ -222,7 +232,7 @@ def create_app(
         end: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
         proof_size: Annotated[int | None, Query(ge=1, le=MAX_SQL_INT)] = None,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    ) -> dict[str, Any]:
+    ) -> EntryPage:
         """Entries matching the filters with index in [start, end), one page at a time.
 
         With ``proof_size`` each entry carries its inclusion proof in the tree
@@ -250,16 +260,18 @@ def create_app(
         items = []
         for e in found:
             log.check_leaf(e.index, e.leaf_data)  # never serve a row changed since start-up
-            item = {"leaf": e.leaf_data.decode("utf-8"), **entry_record(e.leaf_data)}
+            item: dict[str, object] = {
+                "leaf": e.leaf_data.decode("utf-8"),
+                **entry_record(e.leaf_data),
+            }
             if proof_size is not None:
                 item["inclusion_proof"] = _b64(log.inclusion_proof(e.index, proof_size))
-            items.append(item)
-        return {
-            "entries": items,
-            "next_start": found[-1].index + 1 if len(found) == limit else None,
-        }
+            items.append(EntryItem.model_validate(item))
+        return EntryPage(
+            entries=items, next_start=found[-1].index + 1 if len(found) == limit else None
+        )
 
-    @app.get("/reports/anomalies")
+    @app.get("/reports/anomalies", response_model=AnomalyReport)
     def anomalies(
         _caller: IgOfficer,
         log: LogDep,
@@ -267,32 +279,34 @@ def create_app(
         since: AwareDatetime | None = None,
         until: AwareDatetime | None = None,
         max_unlocks: Annotated[int | None, Query(ge=0, le=MAX_SQL_INT)] = None,
-    ) -> dict[str, Any]:
+    ) -> AnomalyReport:
         """Anomaly report over entries with event time in [since, until), with the
         granted unlocks per local day and professional."""
         limits = config.anomaly_config()
         if max_unlocks is not None:
             limits = dataclasses.replace(limits, max_unlocks_per_period=max_unlocks)
         found, daily = anomaly_report(log.verified_leaves(), limits, since, until)
-        return {
-            "anomalies": [a.to_json() for a in found],
-            "unlocks_per_day": [d.to_json() for d in daily],
-            "timezone": limits.timezone,
-            "limit": limits.max_unlocks_per_period,
-            "period": limits.period,
-        }
+        return AnomalyReport.model_validate(
+            {
+                "anomalies": [a.to_json() for a in found],
+                "unlocks_per_day": [d.to_json() for d in daily],
+                "timezone": limits.timezone,
+                "limit": limits.max_unlocks_per_period,
+                "period": limits.period,
+            }
+        )
 
-    @app.post("/entries", status_code=201)
-    def append(_caller: Writer, log: LogDep, entry: Entry) -> dict[str, Any]:
+    @app.post(
+        "/entries", status_code=201, response_model=Appended, response_model_exclude_unset=True
+    )
+    def append(_caller: Writer, log: LogDep, entry: Entry) -> Appended:
         """Append one entry; answer once it is durable, with its receipt when published."""
         appended = log.append(entry)
-        body: dict[str, Any] = {"index": appended.index, "leaf": appended.leaf.decode("utf-8")}
+        leaf = appended.leaf.decode("utf-8")
         try:
-            body["receipt"] = log.receipt(appended.index)
+            return Appended(index=appended.index, leaf=leaf, receipt=log.receipt(appended.index))
         except WitnessError as exc:
             # The entry is durable either way; the receipt follows once cosigned.
-            body["receipt"] = None
-            body["receipt_error"] = str(exc)
-        return body
+            return Appended(index=appended.index, leaf=leaf, receipt=None, receipt_error=str(exc))
 
     return app

@@ -127,6 +127,24 @@ async def test_the_api_schema_is_for_callers_only_and_there_is_no_docs_page(
         assert (await client.get(page, headers=auth("ig_officer"))).status_code == 404
 
 
+async def test_the_json_answers_are_described_by_named_models(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json", headers=auth("reader"))).json()
+    named = {
+        ("get", "/entries"): "EntryPage",
+        ("get", "/reports/anomalies"): "AnomalyReport",
+        ("get", "/proof/inclusion"): "InclusionProof",
+        ("get", "/proof/consistency"): "ConsistencyProof",
+        ("post", "/entries"): "Appended",
+    }
+    for (method, path), model in named.items():
+        answers = schema["paths"][path][method]["responses"]
+        body = next(a for code, a in answers.items() if code.startswith("2"))
+        ref = body["content"]["application/json"]["schema"]["$ref"]
+        assert ref.endswith(f"/{model}"), (path, ref)
+    entry = schema["components"]["schemas"]["EntryItem"]["properties"]["entry"]
+    assert "oneOf" in entry or "discriminator" in entry or "anyOf" in entry  # every entry type
+
+
 async def test_indexes_a_database_integer_cannot_hold_are_422(client: httpx.AsyncClient) -> None:
     too_big = 2**63
     for url in (
