@@ -206,8 +206,10 @@ def sign_in(
     with store.session(engine) as db:
         account = store.get_account(db, username.strip().lower())
         if account is None:
-            # the same work as a real check, so timing does not tell who exists
+            # the same work as a real check (a password hash and the seal key's
+            # derivation), so timing does not tell who exists
             _HASHER.hash(password)
+            _seal_key(password, bytes(16))
             raise SignInError(_REFUSED)
         if not account.active or account.locked_until > moment:
             raise SignInError(_REFUSED)

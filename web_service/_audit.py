@@ -92,11 +92,6 @@ def plain_code(code: str | None) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _reason(code: str | None) -> str:
-    """The reason code in words."""
-    return plain_code(code)
-
-
 @dataclass(frozen=True)
 class EntryView:
     """One audit-log entry as a page shows it."""
@@ -154,7 +149,7 @@ def describe(index: int, logged_at: str, entry: dict[str, Any]) -> EntryView:
         purpose=plain_code(entry.get("purpose_code")),
         decision=DECISIONS.get(str(decision), "–") if decision else "–",
         reason_code=entry.get("reason_code"),
-        reason=_reason(entry.get("reason_code")),
+        reason=plain_code(entry.get("reason_code")),
         break_glass=entry.get("break_glass") is True or kind == "break_glass",
         details=details,
     )
