@@ -22,11 +22,13 @@ from typing import Any
 import httpx
 import requests
 import schemathesis
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+
+from tests._inprocess import PortalTransport
 
 # A request as ``requests`` would send it (what schemathesis serialises a case to).
 _REQUEST_KEYS = ("method", "url", "headers", "params", "json", "data", "files", "cookies")
@@ -181,35 +183,11 @@ def _fuzz_operation(
     one()
 
 
-class PortalTransport(httpx.BaseTransport):
-    """A synchronous transport into an ASGI app on an anyio portal's event loop.
-
-    App exceptions come back as the 500 the server would send, not raised.
-    """
-
-    def __init__(self, app: FastAPI, portal: BlockingPortal) -> None:
-        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        self._portal = portal
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        content = request.read()
-
-        async def run() -> httpx.Response:
-            inner = httpx.Request(
-                request.method, request.url, headers=request.headers, content=content
-            )
-            response = await self._asgi.handle_async_request(inner)
-            body = await response.aread()
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-
-        return self._portal.call(run)
-
-
 @contextmanager
 def running(app: FastAPI) -> Iterator[httpx.Client]:
     """``app`` started (its lifespan run) and a client into it."""
     with start_blocking_portal() as portal:
         with portal.wrap_async_context_manager(app.router.lifespan_context(app)):
-            transport = PortalTransport(app, portal)
+            transport = PortalTransport(app, portal, raise_app_exceptions=False)
             with httpx.Client(transport=transport, base_url="http://testserver") as client:
                 yield client

@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from nacl.signing import SigningKey
 
 from audit_log import NoteSigner
+from tests._inprocess import PortalTransport
 from unlock_service import TokenIssuer, UnlockClient, UnlockService
 from unlock_service import _admin as admin
 from unlock_service._api import build_service, create_app
@@ -28,27 +29,6 @@ from unlock_service._release import rotate_seal_key
 from unlock_service._store import normalise_url
 
 from ._factories import IDENTITIES, POLICY, T0, FakeLinkage, Family, b64, ed25519_seed_key, hexid
-
-
-class PortalTransport(httpx.BaseTransport):
-    """A synchronous transport into an ASGI app running on an anyio portal's loop."""
-
-    def __init__(self, app: FastAPI, portal: BlockingPortal) -> None:
-        self._asgi = httpx.ASGITransport(app=app)
-        self._portal = portal
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        content = request.read()
-
-        async def run() -> httpx.Response:
-            inner = httpx.Request(
-                request.method, request.url, headers=request.headers, content=content
-            )
-            response = await self._asgi.handle_async_request(inner)
-            body = await response.aread()
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-
-        return self._portal.call(run)
 
 
 class Clock:

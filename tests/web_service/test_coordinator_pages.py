@@ -22,6 +22,7 @@ from evaluation._harness import ingest_population, load_population
 from linkage_service._api import create_app as create_linkage_app
 from linkage_service._config import Settings as LinkageSettings
 from linkage_service.programme._assessment import TRANSITIONS as LINKAGE_TRANSITIONS
+from tests._inprocess import PortalTransport, lifespans, start_blocking_portal
 from tests.linkage_service._factories import TOKENS, auth, write_tokens
 from web_service import _store as web_store
 from web_service._accounts import create_account
@@ -29,8 +30,6 @@ from web_service._app import create_app as create_web_app
 from web_service._charts import bar_chart, bins, histogram, line_chart
 from web_service._config import Settings as WebSettings
 from web_service._pages.coordinator import REPORTS, TRANSITIONS
-
-from ._inprocess import PortalTransport, lifespans, start_blocking_portal
 
 AS_AT = PopulationConfig(households=1).extract_date
 PASSWORD = "correct horse battery staple"
@@ -89,16 +88,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 cookie_secure=False,
             ),
             engine=engine,
-            transports={"linkage": PortalTransport(portal, linkage_app)},
+            transports={"linkage": PortalTransport(linkage_app, portal)},
         )
         with (
             lifespans(portal, linkage_app, web_app),
             httpx.Client(
-                transport=PortalTransport(portal, linkage_app), base_url="http://linkage"
+                transport=PortalTransport(linkage_app, portal), base_url="http://linkage"
             ) as linkage,
-            httpx.Client(transport=PortalTransport(portal, web_app), base_url="http://web") as web,
+            httpx.Client(transport=PortalTransport(web_app, portal), base_url="http://web") as web,
         ):
-            transport = PortalTransport(portal, web_app)
+            transport = PortalTransport(web_app, portal)
             r = linkage.post(
                 "/assessments", json={"as_at": AS_AT.isoformat()}, headers=auth("admin")
             )

@@ -36,14 +36,13 @@ from audit_log import (
 from audit_log._api import create_app as create_audit_app
 from audit_log._config import Settings as AuditSettings
 from audit_log._config import WitnessSettings
+from tests._inprocess import PortalTransport, lifespans, start_blocking_portal
 from tests.audit_log._factories import T0, hex_id, make_entry
 from web_service import _store as web_store
 from web_service._accounts import create_account
 from web_service._app import create_app as create_web_app
 from web_service._config import Settings as WebSettings
 from web_service._pages.ig import MAX_UPLOAD, PAGE
-
-from ._inprocess import PortalTransport, lifespans, start_blocking_portal
 
 ORIGIN = "audit.example.gov.uk/log"
 PASSWORD = "correct horse battery staple"
@@ -168,7 +167,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     assert officer.totp_uri is not None
     try:
         with start_blocking_portal() as portal:
-            tamper = Tamper(PortalTransport(portal, audit_app))
+            tamper = Tamper(PortalTransport(audit_app, portal))
             web_app = create_web_app(
                 WebSettings(
                     linkage_url="http://linkage",
@@ -181,11 +180,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 engine=engine,
                 transports={"audit": tamper},
             )
-            web_transport = PortalTransport(portal, web_app)
+            web_transport = PortalTransport(web_app, portal)
             with (
                 lifespans(portal, audit_app, web_app),
                 httpx.Client(
-                    transport=PortalTransport(portal, audit_app), base_url="http://audit"
+                    transport=PortalTransport(audit_app, portal), base_url="http://audit"
                 ) as audit,
                 httpx.Client(transport=web_transport, base_url="http://web") as ig,
             ):

@@ -1,6 +1,6 @@
 """Sync HTTP into ASGI apps for in-process tests: one event loop in a blocking
-portal runs the apps; ``PortalTransport`` lets a sync ``httpx.Client`` (the
-web service's backends, or the test's own client) call them."""
+portal runs the apps; ``PortalTransport`` lets a sync ``httpx.Client`` (a
+service's own backend client, or the test's client) call them."""
 
 from __future__ import annotations
 
@@ -13,21 +13,28 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 
 class PortalTransport(httpx.BaseTransport):
-    """A sync transport into an ASGI app running on the portal's loop."""
+    """A synchronous transport into an ASGI app running on an anyio portal's loop.
 
-    def __init__(self, portal: BlockingPortal, app: Any) -> None:
+    With ``raise_app_exceptions=False`` an app exception comes back as the 500
+    the server would send instead of being raised (the fuzz runs want that).
+    """
+
+    def __init__(self, app: Any, portal: BlockingPortal, *, raise_app_exceptions: bool = True):
+        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=raise_app_exceptions)
         self._portal = portal
-        self._inner = httpx.ASGITransport(app=app)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        request.read()
+        content = request.read()
 
-        async def go() -> httpx.Response:
-            response = await self._inner.handle_async_request(request)
+        async def run() -> httpx.Response:
+            inner = httpx.Request(
+                request.method, request.url, headers=request.headers, content=content
+            )
+            response = await self._asgi.handle_async_request(inner)
             body = await response.aread()
             return httpx.Response(response.status_code, headers=response.headers, content=body)
 
-        return self._portal.call(go)
+        return self._portal.call(run)
 
 
 @contextmanager
