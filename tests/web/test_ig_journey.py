@@ -106,20 +106,12 @@ def test_ig_officer_journey(
 
 def _break_glass(web: WebStack, name: str) -> str:
     """``name`` uses break-glass on the demo family (opening a review task); the request id."""
-    from unlock_service import TokenIssuer, UnlockClient, load_professional_key, load_settings
-    from unlock_service._config import load_issuer_private_key
+    from unlock_service import UnlockClient, load_professional_key
 
     stack = web.stack
-    settings = load_settings(stack.config_path("unlock-service"), environ={})
-    assert settings.issuer_key_file is not None
-    issuer = TokenIssuer(
-        load_issuer_private_key(settings.issuer_key_file),
-        settings.token_issuer,
-        settings.token_audience,
-    )
-    pro = web.professionals[name]
-    key = load_professional_key(pro.key_file)
-    token = issuer.issue(pro.professional_id, bytes(key.verify_key), lifetime=300)
+    key_file, token_file = web.files(name)  # the JWT the stack issued at start
+    key = load_professional_key(key_file)
+    token = token_file.read_text(encoding="utf-8").strip()
     with UnlockClient(stack.url("unlock-service"), key, token) as client:
         answer = client.unlock(
             web.family_id,
