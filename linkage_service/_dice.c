@@ -570,6 +570,92 @@ done:
     return result;
 }
 
+/* Is the Dice of every pair (a, b), a in rows_a, b in rows_b, at least `floor`?
+ * For cluster cohesion checks: a handful of rows each side, so one call per check
+ * rather than one per pair; stops at the first pair below. Dice is computed as
+ * (2.0 * common) / (set bits of a + set bits of b), 0.0 when both are empty:
+ * the same double as the Python and numpy paths. */
+static int rows_of(PyObject *seq, Py_ssize_t n, const char *arg, int64_t *out, Py_ssize_t cap,
+                   Py_ssize_t *k) {
+    PyObject *fast = PySequence_Fast(seq, "expected a sequence of row numbers");
+    if (!fast) return -1;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+    if (m > cap) {
+        Py_DECREF(fast);
+        return 1; /* too many for the stack buffer: caller falls back */
+    }
+    for (Py_ssize_t t = 0; t < m; t++) {
+        long long v = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, t));
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+        if (v < 0 || v >= n) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] = %lld is out of bounds for %zd rows", arg,
+                         t, v, n);
+            Py_DECREF(fast);
+            return -1;
+        }
+        out[t] = (int64_t)v;
+    }
+    *k = m;
+    Py_DECREF(fast);
+    return 0;
+}
+
+static uint32_t row_bits(const uint64_t *x, Py_ssize_t w) {
+    uint32_t c = 0;
+    for (Py_ssize_t t = 0; t < w; t++) c += (uint32_t)__builtin_popcountll(x[t]);
+    return c;
+}
+
+#define COHERE_ROWS 256
+
+static PyObject *py_dice_all_at_least(PyObject *self, PyObject *args) {
+    PyObject *fo, *ao, *bo;
+    double floor;
+    if (!PyArg_ParseTuple(args, "OOOd:dice_all_at_least", &fo, &ao, &bo, &floor)) return NULL;
+    Py_buffer f;
+    if (get_filters(fo, &f, "filters")) return NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n = f.shape[0], w = f.shape[1], ka = 0, kb = 0;
+    int64_t ra[COHERE_ROWS], rb[COHERE_ROWS];
+    int rc = rows_of(ao, n, "rows_a", ra, COHERE_ROWS, &ka);
+    if (rc == 0) rc = rows_of(bo, n, "rows_b", rb, COHERE_ROWS, &kb);
+    if (rc < 0) goto done;
+    if (rc > 0) {
+        PyErr_Format(PyExc_ValueError, "dice_all_at_least: at most %d rows a side",
+                     COHERE_ROWS);
+        goto done;
+    }
+    {
+        const uint64_t *base = f.buf;
+        uint32_t cb[COHERE_ROWS];
+        for (Py_ssize_t y = 0; y < kb; y++) cb[y] = row_bits(base + rb[y] * w, w);
+        int ok = 1;
+        for (Py_ssize_t x = 0; x < ka && ok; x++) {
+            const uint64_t *p = base + ra[x] * w;
+            uint32_t ca = row_bits(p, w);
+            for (Py_ssize_t y = 0; y < kb; y++) {
+                const uint64_t *q = base + rb[y] * w;
+                uint32_t common = 0;
+                for (Py_ssize_t t = 0; t < w; t++)
+                    common += (uint32_t)__builtin_popcountll(p[t] & q[t]);
+                uint32_t total = ca + cb[y];
+                double d = total ? 2.0 * (double)common / (double)total : 0.0;
+                if (!(d >= floor)) {
+                    ok = 0;
+                    break;
+                }
+            }
+        }
+        result = PyBool_FromLong(ok);
+    }
+done:
+    PyBuffer_Release(&f);
+    return result;
+}
+
 static PyObject *py_implementations(PyObject *self, PyObject *unused) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
@@ -596,6 +682,9 @@ static PyMethodDef methods[] = {
     {"dice_above", (PyCFunction)(void (*)(void))py_dice_above, METH_VARARGS | METH_KEYWORDS,
      "dice_above(a, b, threshold, *, impl=None) -> (i, j, s) as bytearrays of int64, "
      "int64, float64."},
+    {"dice_all_at_least", py_dice_all_at_least, METH_VARARGS,
+     "dice_all_at_least(filters, rows_a, rows_b, floor) -> whether every cross pair's Dice "
+     "is at least floor (at most 256 rows a side)."},
     {"implementations", py_implementations, METH_NOARGS,
      "implementations() -> names usable on this CPU, fastest first."},
     {NULL, NULL, 0, NULL},

@@ -59,7 +59,6 @@ from ._scoring import (
     PairScores,
     ScalarScorer,
     birth_years,
-    dice_one,
     kernel,
     pattern_array,
     pattern_counts,
@@ -711,12 +710,11 @@ class LinkageEngine:
         return touched
 
     def _place_coheres(self, floor: float | None = None) -> Callable[[list[int], list[int]], bool]:
-        floor = self.config.address_nonmatch_threshold if floor is None else floor
+        at_least = self.config.address_nonmatch_threshold if floor is None else floor
         addr = self.addr
-        cache: dict[int, tuple[int, int]] = {}
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
-            return all(dice_one(addr, cache, a, b) >= floor for a in ma for b in mb)
+            return kernel.dice_all_at_least(addr, ma, mb, at_least)
 
         return coheres
 
@@ -1142,7 +1140,7 @@ class LinkageEngine:
             self.chosen_row[pid] = row
             self.residents.setdefault(row, set()).add(pid)
 
-    def _follow(self, pid: str) -> int | None:
+    def _follow(self, pid: str, view: _PlaceView | None = None) -> int | None:
         """The row standing for the place a person lives at.
 
         Their own current address, unless their records there look like stale copies
@@ -1150,20 +1148,20 @@ class LinkageEngine:
         lives at one other place (the movers: two people at least, since one person
         moving out is not a household move) or, like this person, was seen nowhere
         else; and nobody was seen at the old place more recently than the movers at
-        the new one.
+        the new one. ``view`` carries what is read about places between calls while
+        places, base rows and liveness stand still (one household update).
         """
         row = self.base_row.get(pid)
         if row is None:
             return None
-        here = self.places.find(row)
+        v = view if view is not None else _PlaceView(self)
+        find = self.places.find
+        here = find(row)
         others: set[str] = set()
         last_here = -(2**31)
-        for x in self.places.members(here):
-            q = self.row_pid[x]
-            if q is None or not self.alive[x]:
-                continue
+        for q, day in v.people(here):
             if q == pid:
-                last_here = max(last_here, int(self.day[x]))
+                last_here = max(last_here, day)
             else:
                 others.add(q)
         movers: list[str] = []
@@ -1172,51 +1170,51 @@ class LinkageEngine:
             b = self.base_row.get(q)
             if b is None:
                 return row
-            place = self.places.find(b)
+            place = find(b)
             if place != here:
                 movers.append(q)
                 there.add(place)
-            elif any(
-                self.places.holds(r) and self.places.find(r) != here for r in self._rows_of(q)
-            ):
+            elif v.places_of(q) - {here}:
                 return row  # someone seen elsewhere too still counts this place as home
         if len(there) != 1:
             return row
         target = there.pop()
-        last_there = max(int(self.day[x]) for x in self.places.members(target))
-        if len(movers) >= 2 and last_there >= last_here:
+        if len(movers) >= 2 and v.last_day(target) >= last_here:
             return target
         return row
 
     def _update_households(
         self, changed_pids: set[str], retired_pids: set[str], place_roots: set[int], delta: Delta
     ) -> None:
+        view = _PlaceView(self)
+        alive, row_pid = view.alive, self.row_pid
+        at_place, find, holds = self.places.members, self.places.find, self.places.holds
         affected = set(changed_pids)
         for root in place_roots:
-            for r in self.places.members(root):
-                pid = self.row_pid[r]
-                if pid is not None and self.alive[r]:
+            for r in at_place(root):
+                pid = row_pid[r]
+                if pid is not None and alive[r]:
                     affected.add(pid)
         for pid in retired_pids:
             self._set_chosen(pid, None)
             self.base_row.pop(pid, None)
         affected &= self.pid_root.keys()
         for pid in affected:
-            self.base_row[pid] = self._current_row(self._rows_of(pid))
-        # whoever shares a place with an affected person may follow (or stop following) them
+            self.base_row[pid] = self._current_row(view.rows_of(pid))
+        # whoever shares a place with an affected person may follow (or stop following)
+        # them: everyone alive at the places of affected persons' records
+        homes = {find(r) for pid in affected for r in view.rows_of(pid) if holds(r)}
         ring: set[str] = set()
-        for pid in affected:
-            for r in self._rows_of(pid):
-                if self.places.holds(r):
-                    for x in self.places.members(self.places.find(r)):
-                        q = self.row_pid[x]
-                        if q is not None and self.alive[x]:
-                            ring.add(q)
+        for root in homes:
+            for x in at_place(root):
+                q = row_pid[x]
+                if q is not None and alive[x]:
+                    ring.add(q)
         for pid in ring - affected:
-            self.base_row[pid] = self._current_row(self._rows_of(pid))
+            self.base_row[pid] = self._current_row(view.rows_of(pid))
         affected |= ring
         for pid in sorted(affected):
-            self._set_chosen(pid, self._follow(pid))
+            self._set_chosen(pid, self._follow(pid, view))
         # everyone who shared a household with an affected person is affected too
         old_hids = {self.person_hid[p] for p in affected | retired_pids if p in self.person_hid}
         everyone = {p for p in affected if p in self.pid_root}
@@ -1265,7 +1263,7 @@ class LinkageEngine:
             if now != before:
                 delta.families[hid] = any(
                     is_dependent_or_expectant(
-                        [r for r in self.persons.members(self.pid_root[p]) if self.alive[r]],
+                        view.rows_of(p),
                         self.age,
                         self.day,
                         self.dep,
@@ -1282,6 +1280,66 @@ class LinkageEngine:
 
     def _id_age(self, any_id: str) -> int:
         return self._born.get(any_id, 0)
+
+
+class _PlaceView:
+    """What a household update reads about places and persons, read once.
+
+    Valid while places, persons, base rows and liveness stand still: within one
+    pass of :meth:`LinkageEngine._update_households` (or one :meth:`_follow`).
+    Liveness and extract days are read as Python lists once, not element by element.
+    """
+
+    def __init__(self, engine: LinkageEngine) -> None:
+        self._e = engine
+        self.alive: list[bool] = engine.alive.tolist()
+        self._day: list[int] | None = None
+        self._people: dict[int, list[tuple[str, int]]] = {}
+        self._last: dict[int, int] = {}
+        self._places: dict[str, set[int]] = {}
+        self._rows: dict[str, list[int]] = {}
+
+    @property
+    def day(self) -> list[int]:
+        if self._day is None:
+            self._day = self._e.day.tolist()
+        return self._day
+
+    def rows_of(self, pid: str) -> list[int]:
+        """A person's alive rows."""
+        got = self._rows.get(pid)
+        if got is None:
+            e, alive = self._e, self.alive
+            got = self._rows[pid] = [r for r in e.persons.members(e.pid_root[pid]) if alive[r]]
+        return got
+
+    def people(self, root: int) -> list[tuple[str, int]]:
+        """(person, extract day) of each alive row with a person at the place ``root``."""
+        got = self._people.get(root)
+        if got is None:
+            e, alive, day = self._e, self.alive, self.day
+            got = self._people[root] = [
+                (q, day[x])
+                for x in e.places.members(root)
+                if (q := e.row_pid[x]) is not None and alive[x]
+            ]
+        return got
+
+    def last_day(self, root: int) -> int:
+        """The latest extract day of any row at the place ``root``, alive or not."""
+        got = self._last.get(root)
+        if got is None:
+            day = self.day
+            got = self._last[root] = max(day[x] for x in self._e.places.members(root))
+        return got
+
+    def places_of(self, pid: str) -> set[int]:
+        """The places of a person's alive rows."""
+        got = self._places.get(pid)
+        if got is None:
+            places = self._e.places
+            got = self._places[pid] = {places.find(r) for r in self.rows_of(pid) if places.holds(r)}
+        return got
 
 
 class _Probe:

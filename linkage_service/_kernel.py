@@ -1,6 +1,6 @@
 """The Dice kernel the linkage engine uses: compiled, GIL-free, exact.
 
-Same three functions, signatures and results (bit for bit) as the numpy oracle
+Same four functions, signatures and results (bit for bit) as the numpy oracle
 :mod:`linkage_service._kernel_ref`, backed by the C extension
 ``linkage_service._dice``, which picks the fastest body this CPU supports at run
 time (AVX-512 VPOPCNTQ, then scalar hardware popcount, then portable C). The
@@ -19,6 +19,8 @@ The optional ``impl`` keyword exists for tests and benchmarks that pin one body.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -33,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 U64 = npt.NDArray[np.uint64]
 
-__all__ = ["dice_above", "dice_pairs", "implementations", "popcounts"]
+__all__ = ["dice_above", "dice_all_at_least", "dice_pairs", "implementations", "popcounts"]
 
 
 def implementations() -> tuple[str, ...]:
@@ -72,6 +74,25 @@ def dice_above(
         np.frombuffer(bj, dtype=np.int64),
         np.frombuffer(bs, dtype=np.float64),
     )
+
+
+_COHERE_ROWS = 256  # the C check's stack buffers; larger clusters take dice_pairs
+
+
+def dice_all_at_least(
+    filters: U64, rows_a: Sequence[int], rows_b: Sequence[int], floor: float
+) -> bool:
+    """Whether every pair (a, b) of ``rows_a`` x ``rows_b`` has Dice >= ``floor``.
+
+    One call per cluster cohesion check (a handful of rows a side), stopping at
+    the first pair below; clusters of more than 256 rows are checked in one
+    :func:`dice_pairs` call instead.
+    """
+    if len(rows_a) <= _COHERE_ROWS and len(rows_b) <= _COHERE_ROWS:
+        return _dice.dice_all_at_least(filters, rows_a, rows_b, float(floor))
+    ia = np.repeat(np.asarray(rows_a, dtype=np.int64), len(rows_b))
+    ib = np.tile(np.asarray(rows_b, dtype=np.int64), len(rows_a))
+    return bool((dice_pairs(filters, filters, ia, ib) >= floor).all())
 
 
 def _rows(arr: object, name: str) -> int:

@@ -8,6 +8,8 @@ filters are empty). Tests cross-check the two on random and edge-case inputs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -50,3 +52,12 @@ def dice_above(
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, np.zeros(0, dtype=np.float64)
     return np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_s)
+
+
+def dice_all_at_least(
+    filters: U64, rows_a: Sequence[int], rows_b: Sequence[int], floor: float
+) -> bool:
+    """Whether every pair (a, b) of ``rows_a`` x ``rows_b`` has Dice >= ``floor``."""
+    ia = np.repeat(np.asarray(rows_a, dtype=np.int64), len(rows_b))
+    ib = np.tile(np.asarray(rows_b, dtype=np.int64), len(rows_a))
+    return bool((dice_pairs(filters, filters, ia, ib) >= floor).all())

@@ -238,3 +238,40 @@ def test_bad_other_arguments() -> None:
         _kernel.dice_above([[1]], f16, 0.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="impl: unknown implementation 'sse9'"):
         _kernel.popcounts(f16, impl="sse9")
+
+
+@given(
+    words=st.integers(0, 20),
+    rows=st.integers(1, 12),
+    data=st.data(),
+)
+@settings(max_examples=150, deadline=None)
+def test_dice_all_at_least_matches_reference(words: int, rows: int, data: st.DataObject) -> None:
+    # The cohesion check: every cross pair at or above the floor, the same doubles as
+    # dice_pairs (so a floor equal to a pair's score keeps it).
+    elems = st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 1, 2**63, 2**64 - 1]))
+    f = data.draw(hnp.arrays(np.uint64, (rows, words), elements=elems))
+    ra = data.draw(st.lists(st.integers(0, rows - 1), min_size=1, max_size=6))
+    rb = data.draw(st.lists(st.integers(0, rows - 1), min_size=1, max_size=6))
+    ia = np.repeat(np.asarray(ra, dtype=np.int64), len(rb))
+    ib = np.tile(np.asarray(rb, dtype=np.int64), len(ra))
+    scores = _kernel_ref.dice_pairs(f, f, ia, ib).tolist()
+    floor = data.draw(st.one_of(st.sampled_from(scores), st.floats(-0.5, 1.5)))
+    want = _kernel_ref.dice_all_at_least(f, ra, rb, floor)
+    assert want == all(s >= floor for s in scores)
+    assert _kernel.dice_all_at_least(f, ra, rb, floor) is want
+
+
+def test_dice_all_at_least_large_clusters_and_bad_rows(make_filters) -> None:
+    f = make_filters(600, 16, 11)
+    f[300:] = f[0]  # 300 copies of one filter: every pair among them scores 1.0
+    copies = list(range(300, 600))
+    assert _kernel.dice_all_at_least(f, copies, [0], 1.0)  # beyond the C buffers
+    assert not _kernel.dice_all_at_least(f, copies, [1], 0.9)
+    assert _kernel.dice_all_at_least(f, copies[:5], copies[5:9], 1.0)
+    with pytest.raises(ValueError, match=r"rows_b\[1\] = 600 is out of bounds for 600 rows"):
+        _kernel.dice_all_at_least(f, [0], [1, 600], 0.5)
+    with pytest.raises(ValueError, match=r"rows_a\[0\] = -1 is out of bounds"):
+        _kernel.dice_all_at_least(f, [-1], [1], 0.5)
+    with pytest.raises(ValueError, match="^filters: .*wrong dtype"):
+        _kernel.dice_all_at_least(f.astype(np.int64), [0], [1], 0.5)
