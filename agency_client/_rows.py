@@ -26,7 +26,14 @@ from typing import TypeVar
 
 from nacl.public import PublicKey
 
-from protocols import IDENTITY_FORMAT, ExactIdentifier, LinkageSchema
+from protocols import (
+    IDENTITY_FORMAT,
+    ExactIdentifier,
+    IndicatorType,
+    LinkageSchema,
+    clear_age,
+    sends_district,
+)
 from protocols._seal import IdentitySealer
 
 from . import _normalise as norm
@@ -141,7 +148,8 @@ class _Dob:
     date: dt.date
     dob8: str  # yyyymmdd, as the encoder hashes it
     iso: str  # as the sealed identity carries it
-    age: str  # whole years at the extract date
+    clear: str  # the record line's age member: ',"age":N' (under 25) or ',"age_band":"..."'
+    district: bool  # young enough for the record to carry its district (sends_district)
 
 
 def _cell(cells: list[str], index: int) -> str | None:
@@ -507,10 +515,14 @@ class RowEncoder:
             pairs = ",".join([f'"{n}":"{t}"' for n, _, t in local_ids])
             line_out += [',"local_tokens":{', pairs, "}"]
         if dob_f is not None:
-            line_out += [',"age":', dob_f.age]
+            line_out.append(dob_f.clear)
         if sex is not None:
             line_out += [',"sex":"', sex, '"']
-        if district is not None:
+        # need to know (protocols.sends_district): a child's or an expectant parent's
+        if district is not None and (
+            (dob_f is not None and dob_f.district)
+            or (indicators and any(i.startswith(_EXPECTANT) for i in indicators))
+        ):
             line_out += [',"postcode_district":"', district, '"']
         if indicators:
             line_out += [',"indicators":[', ",".join(indicators), "]"]
@@ -537,10 +549,11 @@ class RowEncoder:
                 f"and the extract date {ctx.extract_date.isoformat()}",
             )
             return None
+        age, band = clear_age(_age(dob, ctx.extract_date))
+        clear = f',"age":{age}' if band is None else f',"age_band":"{band}"'
+        district = sends_district(age, False)
         return _remember(
-            self._dob_cache,
-            raw,
-            _Dob(dob, yyyymmdd(dob), dob.isoformat(), str(_age(dob, ctx.extract_date))),
+            self._dob_cache, raw, _Dob(dob, yyyymmdd(dob), dob.isoformat(), clear, district)
         )
 
     def _field(self, key: str) -> str:
@@ -644,6 +657,9 @@ def _indicator_value(ic: IndicatorColumn, raw: str) -> float | None:
         return None
     return value
 
+
+# How an expectant-parent indicator starts in a record line (_indicator's JSON).
+_EXPECTANT = f'{{"type":"{IndicatorType.EXPECTANT_PARENT.value}"'
 
 # The escaping json.dumps(..., ensure_ascii=False) applies to a str (C-accelerated).
 _json_str = json.encoder.encode_basestring

@@ -122,6 +122,7 @@ def build_database(pop, url: str) -> None:  # type: ignore[no-untyped-def]
                         "exact_tokens": "{}",
                         "blocking_keys": "{}",
                         "age": r.get("age"),
+                        "age_band": r.get("age_band"),
                         "sex": r.get("sex"),
                         "district": r.get("postcode_district"),
                         "extract_date": extract_date,

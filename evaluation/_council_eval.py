@@ -81,6 +81,7 @@ class EncodedRecord:
     sex: str | None
     district: str | None
     events: tuple[Event, ...]
+    age_band: str | None = None  # from 25 (extract v2) a band instead of an age
 
 
 @dataclass
@@ -236,6 +237,7 @@ def encode_council(
                     rec.get("sex") or None,
                     rec.get("postcode_district") or None,
                     events,
+                    rec.get("age_band"),
                 )
             )
             person, household = truth[ref]
@@ -284,6 +286,7 @@ def _families(
             MemberInput(
                 person_id=pid,
                 age=latest.age,
+                age_band=latest.age_band,
                 age_date=as_at,
                 sex=sex,
                 records=tuple(sorted((r.agency_id, r.record_ref, r.extract_type) for r in recs)),

@@ -40,7 +40,7 @@ from linkage_service._batch import (
     district_column,
     pack_filters,
 )
-from protocols import LinkageSchema
+from protocols import LinkageSchema, age_span
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -142,7 +142,9 @@ def batch_from_lines(
         clks.append(decode_token(rec["clk"]))
         a = rec.get("address_clk")
         addrs.append(decode_token(a) if a else None)
-        ages.append(rec.get("age", -1))
+        # the service's age column: whole years, or the floor of the band from 25
+        span = age_span(rec.get("age"), rec.get("age_band"))
+        ages.append(-1 if span is None else span[0])
         sexes.append(SEX_CODES.get(rec.get("sex") or "", 0))
         districts.append(rec.get("postcode_district"))
         types = {i["type"] for i in rec.get("indicators", ())}

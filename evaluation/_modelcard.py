@@ -39,6 +39,7 @@ from sqlalchemy.engine import Engine
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._riskmodel import RiskModel, default_model
 from linkage_service.programme._ruleset import Ruleset, default_ruleset
+from protocols import age_span
 
 __all__ = [
     "AGE_BANDS",
@@ -51,6 +52,8 @@ __all__ = [
     "write_model_card",
 ]
 
+# From 25 these are the bands agencies send instead of an age (protocols.AGE_BANDS):
+# the report can only be as fine as what the service holds.
 AGE_BANDS: Final = ((18, 24), (25, 34), (35, 49), (50, None))
 UNKNOWN: Final = "(unknown)"
 DEMO_HOUSEHOLDS: Final = 2000
@@ -183,9 +186,23 @@ def _age_band(age: int | None) -> str:
     return UNKNOWN
 
 
+def _youngest_possible(member: Mapping[str, Any]) -> int | None:
+    """A member's age, or from 25 (extract v2) the floor of their age band."""
+    span = age_span(member.get("age"), member.get("age_band"))
+    return None if span is None else span[0]
+
+
+def _member_band(member: Mapping[str, Any]) -> str:
+    """The bias report's band of a member: their age band as sent, else from their age."""
+    band = member.get("age_band")
+    return str(band) if band is not None else _age_band(member.get("age"))
+
+
 def _oldest_adult(members: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    adults = [m for m in members if m.get("age") is not None and int(m["age"]) >= 18]
-    return max(adults, key=lambda m: (int(m["age"]), str(m["person_id"])), default=None)
+    aged = [(_youngest_possible(m), m) for m in members]
+    adults = [(a, m) for a, m in aged if a is not None and a >= 18]
+    best = max(adults, key=lambda am: (am[0], str(am[1]["person_id"])), default=None)
+    return None if best is None else best[1]
 
 
 @dataclass(frozen=True)
@@ -301,7 +318,7 @@ def evaluate_model(
                 score=int(s.score),
                 eligible=bool(s.eligible),
                 sex=str(oldest.get("sex") or UNKNOWN) if oldest else UNKNOWN,
-                age_band=_age_band(int(oldest["age"])) if oldest else UNKNOWN,
+                age_band=_member_band(oldest) if oldest else UNKNOWN,
                 district=s.district or UNKNOWN,
                 complex_truth=None if t is None else int(t["tf_problem_count"]) >= complex_from,
             )

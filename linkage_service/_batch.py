@@ -60,7 +60,9 @@ class RecordBatch:
     clk: U64  # (n, words) person filters
     address_clk: U64  # (n, words) address filters, zero rows where absent
     has_address: npt.NDArray[np.bool_]
-    age: npt.NDArray[np.int16]  # whole years at the extract date, -1 when unknown
+    # whole years at the extract date under 25; from 25 the floor of the record's
+    # band (25, 35, 50: protocols.AGE_BANDS); -1 when unknown
+    age: npt.NDArray[np.int16]
     sex: npt.NDArray[np.int8]  # 0 unknown, 1 M, 2 F
     district: npt.NDArray[np.str_]  # postcode district (outward code, "U4"), "" when unknown
     extract_day: npt.NDArray[np.int32]  # extract date as days since 1970-01-01 (recency)

@@ -58,6 +58,7 @@ from ._scoring import (
     Features,
     PairScores,
     ScalarScorer,
+    birth_width,
     birth_years,
     kernel,
     pattern_array,
@@ -346,6 +347,7 @@ class LinkageEngine:
         self.dep = np.zeros(0, dtype=np.bool_)
         self.exp = np.zeros(0, dtype=np.bool_)
         self.birth = np.zeros(0, dtype=np.float64)
+        self.birth_width = np.zeros(0, dtype=np.float64)
         self.alive = np.zeros(0, dtype=np.bool_)
         self._id_index: tuple[I64, I64] | None = None  # (sorted ids, their rows), alive rows
         self.row_pid: list[str | None] = []
@@ -541,6 +543,7 @@ class LinkageEngine:
         self.dep = np.concatenate([self.dep, batch.dependent_flag.astype(np.bool_)])
         self.exp = np.concatenate([self.exp, batch.expectant_flag.astype(np.bool_)])
         self.birth = np.concatenate([self.birth, birth_years(batch.age, batch.extract_day)])
+        self.birth_width = np.concatenate([self.birth_width, birth_width(batch.age)])
         self.alive = np.concatenate([self.alive, np.ones(k, dtype=np.bool_)])
         self.row_pid.extend([None] * k)
         self._id_index = None
@@ -571,7 +574,15 @@ class LinkageEngine:
         )
         checked = np.asarray([name in EXACT_TYPES for name in self.exact_names], dtype=np.bool_)
         return Features(
-            self.clk, self.exact, checked, self.sex, self.birth, keys, self.addr, self.has_addr
+            self.clk,
+            self.exact,
+            checked,
+            self.sex,
+            self.birth,
+            self.birth_width,
+            keys,
+            self.addr,
+            self.has_addr,
         )
 
     def _model(self) -> MatchModel:

@@ -39,6 +39,7 @@ from protocols import (
     ExtractTrailer,
     LinkageSchema,
     TokenisedRecord,
+    age_span,
     field_path,
     signed_message,
 )
@@ -401,13 +402,14 @@ class ExtractReceiver:
 def _check_event_dates(rec: TokenisedRecord, extract_date: dt.date, line: int) -> None:
     """Refuse an indicator dated after the extract date, or before the person was born.
 
-    The service knows only the age in whole years at the extract date, so "before
-    birth" means earlier than ``age + 1`` years before the extract date: certainly
-    before birth, whatever the birthday.
+    The service knows only the age in whole years at the extract date (or, from 25,
+    its band), so "before birth" means earlier than ``oldest + 1`` years before the
+    extract date: certainly before birth, whatever the birthday.
     """
     earliest = None
-    if rec.age is not None:
-        years = rec.age + 1
+    span = age_span(rec.age, rec.age_band)
+    if span is not None:
+        years = span[1] + 1
         try:
             earliest = extract_date.replace(year=extract_date.year - years)
         except ValueError:  # 29 February
@@ -424,7 +426,8 @@ def _check_event_dates(rec: TokenisedRecord, extract_date: dt.date, line: int) -
         if earliest is not None and ind.date < earliest:
             raise IngestError(
                 f"record {rec.record_ref}: {ind.type.value} dated {ind.date}, before the "
-                f"person was born (aged {rec.age} on {extract_date})",
+                f"person was born (aged {rec.age if rec.age is not None else rec.age_band} "
+                f"on {extract_date})",
                 line=line,
                 field=field,
             )

@@ -109,6 +109,7 @@ def merge_members(home: MemberInput, other: MemberInput) -> MemberInput:
     return MemberInput(
         person_id=home.person_id,
         age=first.age,
+        age_band=first.age_band,
         age_date=day,
         sex=first.sex or (other.sex if first is home else home.sex),
         records=tuple(sorted(set(home.records) | set(other.records))),
@@ -274,8 +275,9 @@ class WhatIf:
 
 def _counts_alike(a: MemberInput, b: MemberInput) -> bool:
     """Whether an assessment reads the two members alike (it reads no record refs or sex)."""
-    return (a.age, a.age_date, a.dependent, a.expectant, a.events) == (
+    return (a.age, a.age_band, a.age_date, a.dependent, a.expectant, a.events) == (
         b.age,
+        b.age_band,
         b.age_date,
         b.dependent,
         b.expectant,

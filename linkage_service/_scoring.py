@@ -4,9 +4,10 @@ Owns the pair score of the matching engine. For each pair it computes the
 evidence the encodings carry — Dice of the person filters (computed by the Dice
 kernel), how many keyed blocking keys agree and differ, keyed exact tokens
 (checked NHS number, NI number and UPN, and any local identifier the scheme
-declares), sex, the birth years implied by age at the extract date, Dice of the
-address filters — turns it into a comparison pattern and scores the pattern
-with the :class:`~._matchmodel.MatchModel`: the score is the match probability.
+declares), sex, the birth years implied by age at the extract date (an interval
+where the age is a band), Dice of the address filters — turns it into a
+comparison pattern and scores the pattern with the
+:class:`~._matchmodel.MatchModel`: the score is the match probability.
 
 A checked identifier (one with a check digit) present on both records and
 different makes the pair a *conflict*, which clustering never merges across:
@@ -23,15 +24,24 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from protocols import AGE_BANDS
+
 from . import _kernel as kernel
 from . import _matchmodel as mm
 from ._blocking import U64, decode_pairs
 from ._matchmodel import MatchModel
 
+# The bands ages of 25 and over travel as (protocols.AGE_BANDS): floor -> width in
+# years. Repeated here as numbers: the engine's age column holds a band's floor.
+_BAND_FLOORS = np.asarray([lo for lo, _, _ in AGE_BANDS], dtype=np.int16)
+_BAND_WIDTHS = np.asarray([hi - lo for lo, hi, _ in AGE_BANDS], dtype=np.float64)
+
 __all__ = [
     "Features",
     "PairScores",
     "ScalarScorer",
+    "birth_gap",
+    "birth_width",
     "birth_years",
     "dice_one",
     "kernel",
@@ -56,6 +66,9 @@ class Features:
     checked: npt.NDArray[np.bool_]  # (types,) which token types carry a check digit
     sex: npt.NDArray[np.int8]  # 0 unknown
     birth: F64  # implied birth time in years (extract day / 365.25 - age); nan unknown
+    # the width of the birth interval ending at ``birth``: 0 for an age in whole
+    # years, the band's width for an age band (the age column holds its floor)
+    birth_width: F64
     keys: U64  # (n, keys) keyed blocking-key codes, 0 = missing
     addr: U64  # (n, words) address filters, zero rows where absent
     has_addr: npt.NDArray[np.bool_]
@@ -85,6 +98,23 @@ def birth_years(age: npt.NDArray[np.int16], extract_day: npt.NDArray[np.int32]) 
     return out
 
 
+def birth_width(age: npt.NDArray[np.int16]) -> F64:
+    """Years of birth times an age allows beyond its floor: 0 for whole years, else the band's."""
+    band = np.searchsorted(_BAND_FLOORS, age, side="right") - 1
+    width = _BAND_WIDTHS[np.maximum(band, 0)]
+    out: F64 = np.where(band >= 0, width, 0.0)
+    return out
+
+
+def birth_gap(birth_i: F64, width_i: F64, birth_j: F64, width_j: F64) -> F64:
+    """Years between two birth intervals ``[birth - width, birth]`` (0 when they overlap).
+
+    With whole-year ages on both sides (widths 0) this is ``|birth_i - birth_j|``.
+    """
+    out: F64 = np.maximum(0.0, np.maximum(birth_i - width_i - birth_j, birth_j - width_j - birth_i))
+    return out
+
+
 def _patterns(f: Features, i: I64, j: I64) -> PairScores:
     """Everything but the score."""
     dice = kernel.dice_pairs(f.clk, f.clk, i, j)
@@ -94,7 +124,7 @@ def _patterns(f: Features, i: I64, j: I64) -> PairScores:
     disagree = both & (ei != ej)
     checked, local = f.checked, ~f.checked
     si, sj = f.sex[i], f.sex[j]
-    gap = np.abs(f.birth[i] - f.birth[j])
+    gap = birth_gap(f.birth[i], f.birth_width[i], f.birth[j], f.birth_width[j])
     ki, kj = f.keys[i], f.keys[j]
     kboth = (ki != 0) & (kj != 0)
     kagree = (kboth & (ki == kj)).sum(axis=1, dtype=np.int64)
@@ -139,6 +169,11 @@ def pattern_counts(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> F64
     return np.bincount(pattern_array(f, codes, n, chunk), minlength=mm.PATTERNS).astype(np.float64)
 
 
+_NAN = float("nan")
+# a cached row: filter bits, popcount, exact token codes, sex, birth, birth width, keys
+_Row = tuple[int, int, tuple[int, ...], int, float, float, tuple[int, ...]]
+
+
 class ScalarScorer:
     """The same score as :func:`score_pairs`, one pair at a time, for cohesion checks.
 
@@ -153,11 +188,11 @@ class ScalarScorer:
 
     def __init__(self, f: Features, model: MatchModel, cache_rows: int = CACHE_ROWS) -> None:
         self.f, self.model, self._cap = f, model, cache_rows
-        self._rows: dict[int, tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]] = {}
+        self._rows: dict[int, _Row] = {}
         self._addr: dict[int, tuple[int, int]] = {}
         self._checked = f.checked.tolist()
 
-    def _row(self, r: int) -> tuple[int, int, tuple[int, ...], int, float, tuple[int, ...]]:
+    def _row(self, r: int) -> _Row:
         got = self._rows.get(r)
         if got is None:
             if len(self._rows) >= self._cap:
@@ -169,6 +204,7 @@ class ScalarScorer:
                 tuple(self.f.exact[r].tolist()),
                 int(self.f.sex[r]),
                 float(self.f.birth[r]),
+                float(self.f.birth_width[r]),
                 tuple(self.f.keys[r].tolist()),
             )
             self._rows[r] = got
@@ -176,8 +212,8 @@ class ScalarScorer:
 
     def score(self, a: int, b: int) -> tuple[float, bool]:
         """(match probability, conflicting checked identifier) of rows ``a`` and ``b``."""
-        ba, pa, ea, sa, ya, ka = self._row(a)
-        bb, pb, eb, sb, yb, kb = self._row(b)
+        ba, pa, ea, sa, ya, wa, ka = self._row(a)
+        bb, pb, eb, sb, yb, wb, kb = self._row(b)
         total = pa + pb
         dice = 2.0 * (ba & bb).bit_count() / total if total else 0.0
         c_agree = c_dis = l_agree = l_dis = False
@@ -200,7 +236,7 @@ class ScalarScorer:
             dice,
             kagree,
             kdiff,
-            abs(ya - yb),
+            _NAN if ya != ya or yb != yb else max(0.0, ya - wa - yb, yb - wb - ya),
             adice,
             1 if c_agree else 2 if c_dis else 0,
             1 if l_agree else 2 if l_dis else 0,

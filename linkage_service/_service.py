@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocols import IndicatorType, LinkageSchema, SubjectAccessAnswer, SubjectQuery
+from protocols import IndicatorType, LinkageSchema, SubjectAccessAnswer, SubjectQuery, age_span
 
 from . import _store as store
 from ._batch import LOCAL_TOKEN_PREFIX, SEX_CODES, RecordBatch, TokenColumns
@@ -144,6 +144,7 @@ class BatchBuilder:
         district: str | None,
         extract_date: dt.date,
         exact: Mapping[str, bytes],
+        age_band: str | None = None,
         blocking: Mapping[str, bytes],
         indicator_types: Iterable[str],
     ) -> None:
@@ -160,7 +161,9 @@ class BatchBuilder:
         if address_clk is not None and len(address_clk) == self._ab:
             self.address[k] = np.frombuffer(address_clk, dtype="<u8")
             self.has_address[k] = True
-        self.age[k] = -1 if age is None else age
+        # the engine's age column: whole years, or the floor of the band from 25
+        span = age_span(age, age_band)
+        self.age[k] = -1 if span is None else span[0]
         self.sex[k] = SEX_CODES.get(sex or "", 0)
         self.district[k] = district or ""
         self.day[k] = (extract_date - _EPOCH).days
@@ -225,6 +228,7 @@ def load_state(
             r.c.clk,
             r.c.address_clk,
             r.c.age,
+            r.c.age_band,
             r.c.sex,
             r.c.district,
             r.c.extract_date,
@@ -242,6 +246,7 @@ def load_state(
             clk=bytes(row.clk),
             address_clk=None if row.address_clk is None else bytes(row.address_clk),
             age=row.age,
+            age_band=row.age_band,
             sex=row.sex,
             district=row.district,
             extract_date=row.extract_date,
@@ -568,6 +573,7 @@ class LinkageService:
                             "exact_tokens": json.dumps({k: v.hex() for k, v in exact.items()}),
                             "blocking_keys": json.dumps({k: v.hex() for k, v in blocking.items()}),
                             "age": rec.get("age"),
+                            "age_band": rec.get("age_band"),
                             "sex": rec.get("sex"),
                             "district": rec.get("postcode_district"),
                             "extract_date": header.extract_date,
@@ -589,6 +595,7 @@ class LinkageService:
                         clk=clk,
                         address_clk=addr,
                         age=rec.get("age"),
+                        age_band=rec.get("age_band"),
                         sex=rec.get("sex"),
                         district=rec.get("postcode_district"),
                         extract_date=header.extract_date,

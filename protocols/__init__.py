@@ -25,12 +25,19 @@ from ._export import (
     ExportReviewPair,
 )
 from ._extract import (
+    AGE_BANDS,
+    DISTRICT_AGE_BELOW,
+    EXACT_AGE_BELOW,
     EXTRACT_FORMAT,
     IDENTITY_FORMAT,
+    AgeBand,
     ExtractHeader,
     ExtractTrailer,
     IdentityPayload,
     TokenisedRecord,
+    age_span,
+    clear_age,
+    sends_district,
     signed_message,
 )
 from ._indicators import INDICATOR_INFO, Indicator, IndicatorType, ProblemArea
@@ -196,7 +203,10 @@ from ._views import (
 )
 
 __all__ = [
+    "AGE_BANDS",
     "ATTESTATION_FORMAT",
+    "DISTRICT_AGE_BELOW",
+    "EXACT_AGE_BELOW",
     "EXPORT_FORMATS",
     "EXPORT_KINDS",
     "EXTRACT_FORMAT",
@@ -211,6 +221,7 @@ __all__ = [
     "SUBJECT_ACCESS_FORMAT",
     "SUBJECT_IDENTITIES_FORMAT",
     "AddressFeature",
+    "AgeBand",
     "AgencyRecord",
     "ApprovalAnswer",
     "ApprovalList",
@@ -350,10 +361,12 @@ __all__ = [
     "Tokenizer",
     "UnmetOutcome",
     "VersionRef",
+    "age_span",
     "attestation_message",
     "attestation_sha256",
     "canonical_json",
     "check_private_file",
+    "clear_age",
     "default_schema",
     "describe_errors",
     "field_path",
@@ -371,6 +384,7 @@ __all__ = [
     "private_dir",
     "reason_text",
     "sealed_length",
+    "sends_district",
     "sha256_hex",
     "signed_message",
     "token_digest",

@@ -11,20 +11,31 @@ An extract is a JSON Lines file:
 Records never contain a plaintext identifier: names, dates of birth, addresses
 and system ids travel only inside ``sealed_identity``, which only the unlock
 service can open. The :class:`IdentityPayload` is the plaintext inside that seal.
+
+Coarse attributes in clear are sent on a need-to-know basis (format v2, issue
+17): ``age`` in whole years at the extract date only under
+:data:`EXACT_AGE_BELOW` (every age threshold of the programme's rules and
+reports is at or below it, and ages must be rolled forward to later cycle
+dates); 25 and over travel as an :data:`AgeBand` only; ``postcode_district``
+only on records of a person under :data:`DISTRICT_AGE_BELOW` or an expectant
+parent (the records a family's district is read from); ``sex`` as before. The
+v1 format, which sent exact ages of adults and every district, is refused with
+an error that says so.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from ._canonical import canonical_json
-from ._indicators import Indicator
+from ._indicators import Indicator, IndicatorType
 from ._schema import ExactIdentifier, LocalIdentifierName
 
-EXTRACT_FORMAT: Final = "family-linkage/extract/v1"
+EXTRACT_FORMAT: Final = "family-linkage/extract/v2"
+RETIRED_EXTRACT_FORMATS: Final = frozenset({"family-linkage/extract/v1"})
 IDENTITY_FORMAT: Final = "family-linkage/identity/v1"
 SIGNATURE_CONTEXT = b"family-linkage extract signature v1\n"
 
@@ -44,13 +55,54 @@ BlockingKeyName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,3
 # UK outward codes only: a schema with postcode_format "any" sends no district.
 PostcodeDistrict = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")]
 
+# Need-to-know clear attributes (format v2): the largest age any rule or report
+# compares against is 25 (``young_people`` 16-24), so whole years are sent below it
+# and bands above it (the bias report's adult bands, evaluation/_modelcard.py).
+EXACT_AGE_BELOW: Final = 25
+# A family's district is read from its children's (0-18) or an expectant parent's
+# records (DOMAIN.md: a family has a dependent child or an expectant parent).
+DISTRICT_AGE_BELOW: Final = 19
+MAX_AGE: Final = 130
+AgeBand = Literal["25-34", "35-49", "50+"]
+AGE_BANDS: Final[tuple[tuple[int, int, AgeBand], ...]] = (
+    (25, 34, "25-34"),
+    (35, 49, "35-49"),
+    (50, MAX_AGE, "50+"),
+)
+
+
+def clear_age(age: int) -> tuple[int | None, AgeBand | None]:
+    """What a record sends of an age in whole years: ``(age, None)`` or ``(None, band)``."""
+    if age < 0 or age > MAX_AGE:
+        raise ValueError(f"age {age} is not between 0 and {MAX_AGE}")
+    if age < EXACT_AGE_BELOW:
+        return age, None
+    return None, next(label for lo, hi, label in AGE_BANDS if lo <= age <= hi)
+
+
+def age_span(age: int | None, band: str | None) -> tuple[int, int] | None:
+    """The ages in whole years a record's clear attributes allow (None when unknown)."""
+    if age is not None:
+        return age, age
+    for lo, hi, label in AGE_BANDS:
+        if label == band:
+            return lo, hi
+    if band is not None:
+        raise ValueError(f"unknown age band {band!r}")
+    return None
+
+
+def sends_district(age: int | None, expectant: bool) -> bool:
+    """Whether a record carries its postcode district (a child's, or an expectant parent's)."""
+    return expectant or (age is not None and age < DISTRICT_AGE_BELOW)
+
 
 class ExtractHeader(BaseModel):
     """First line of an extract: everything known before the first record."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    format: Literal["family-linkage/extract/v1"] = EXTRACT_FORMAT
+    format: Literal["family-linkage/extract/v2"] = EXTRACT_FORMAT
     agency_id: AgencyId
     extract_id: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
     extract_type: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,39}$")]
@@ -59,6 +111,17 @@ class ExtractHeader(BaseModel):
     schema_fingerprint: Hex64
     signing_key_id: KeyId
     seal_key_id: KeyId
+
+    @model_validator(mode="before")
+    @classmethod
+    def _retired_format(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("format") in RETIRED_EXTRACT_FORMATS:
+            raise ValueError(
+                f"extract format {data['format']} is retired: it sent exact ages of adults "
+                f"and every postcode district in clear; re-encode with an agency client "
+                f"that writes {EXTRACT_FORMAT}"
+            )
+        return data
 
 
 class TokenisedRecord(BaseModel):
@@ -73,11 +136,27 @@ class TokenisedRecord(BaseModel):
     # keyed tokens of the schema's local_identifiers; absent from the line when empty
     local_tokens: dict[LocalIdentifierName, Base64] = Field(default_factory=dict)
     blocking_keys: dict[BlockingKeyName, Base64] = Field(default_factory=dict)
-    age: int | None = Field(default=None, ge=0, le=130)
+    # whole years at the extract date, under EXACT_AGE_BELOW only; older: age_band
+    age: int | None = Field(default=None, ge=0, lt=EXACT_AGE_BELOW)
+    age_band: AgeBand | None = None
     sex: Literal["M", "F"] | None = None
+    # only for a person under DISTRICT_AGE_BELOW or an expectant parent (sends_district)
     postcode_district: PostcodeDistrict | None = None
     indicators: tuple[Indicator, ...] = ()
     sealed_identity: Base64
+
+    @model_validator(mode="after")
+    def _need_to_know(self) -> TokenisedRecord:
+        if self.age is not None and self.age_band is not None:
+            raise ValueError("a record sends age or age_band, not both")
+        if self.postcode_district is not None:
+            expectant = any(i.type is IndicatorType.EXPECTANT_PARENT for i in self.indicators)
+            if not sends_district(self.age, expectant):
+                raise ValueError(
+                    f"postcode_district is sent only for a person under {DISTRICT_AGE_BELOW} "
+                    f"or an expectant parent (age {self.age}, age_band {self.age_band})"
+                )
+        return self
 
 
 class ExtractTrailer(BaseModel):

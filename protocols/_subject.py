@@ -74,6 +74,7 @@ class HeldRecord(BaseModel):
     # identifier agreed exactly is held whatever its Dice).
     match: float = Field(ge=0.0, le=1.0)
     age: int | None = Field(default=None, ge=0, le=130)
+    age_band: str | None = Field(default=None, max_length=5)  # from 25 (extract v2)
     sex: Literal["M", "F"] | None = None
     postcode_district: str | None = Field(default=None, max_length=4)
     # Names of the keyed identifier tokens held (the tokens are keyed hashes).

@@ -109,9 +109,10 @@ class RecordView(_View):
     record_ref: str
     extract_id: str
     active: bool
-    age: int | None
+    age: int | None  # whole years at the extract date, under 25 (extract v2)
+    age_band: str | None = None  # from 25: "25-34", "35-49", "50+"
     sex: str | None
-    postcode_district: str | None
+    postcode_district: str | None  # a child's or an expectant parent's record only
     extract_date: str
     indicators: list[RecordIndicatorView]
 
@@ -373,6 +374,7 @@ class FamilyMemberView(_View):
 
     person_id: str
     age: int | None
+    age_band: str | None = None  # from 25 (extract v2)
     sex: str | None
     records: list[list[str]]
 

@@ -194,7 +194,7 @@ def _summary(report: SubjectAccessReport, identities: SubjectIdentities) -> str:
             identity = by_record[(record.agency_id, record.record_ref)]
             name = " ".join(x for x in (identity.given_names, identity.family_name) if x)
             born = identity.date_of_birth.isoformat() if identity.date_of_birth else "-"
-            age = "-" if record.age is None else str(record.age)
+            age = str(record.age) if record.age is not None else record.age_band or "-"
             lines.append(
                 f"  {record.agency_id} record {record.record_ref} (their id {identity.system_id}),"
                 f" match {record.match:.3f}: {name or '-'}, born {born}; extract of "
@@ -278,7 +278,7 @@ def write_subject_access(
                     r.record_ref,
                     f"{r.match:.4f}",
                     *_identity_cells(identity),
-                    "" if r.age is None else r.age,
+                    r.age if r.age is not None else r.age_band or "",
                     r.postcode_district or "",
                     r.extract_type,
                     r.extract_date.isoformat(),

@@ -115,6 +115,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
             r.c.extract_date,
             x.c.extract_type,
             r.c.seq,
+            r.c.age_band,
         )
         .join(rp, rp.c.record_id == r.c.id)
         .join(x, x.c.extract_id == r.c.extract_id)
@@ -123,7 +124,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
         .where(r.c.active == sa.true())
     )
     # (id, person, agency, ref, age, sex, district, extract date, extract type, arrival
-    # order) by record id
+    # order, age band) by record id
     record_rows: dict[int, tuple[Any, ...]] = {}
     by_person: dict[str, list[tuple[Any, ...]]] = {}
     for row in conn.execute(q_records, execution_options={"yield_per": 20_000}):
@@ -172,6 +173,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
             MemberInput(
                 person_id=pid,
                 age=latest[4],
+                age_band=latest[10],
                 age_date=day,
                 sex=sex,
                 records=tuple(held),
@@ -238,6 +240,8 @@ def _detail(
                 "age": m.age,
                 "sex": m.sex,
                 "records": [[ag, ref] for ag, ref, _t in m.records],
+                # only when set: snapshots from before extract v2 have no band
+                **({"age_band": m.age_band} if m.age_band is not None else {}),
             }
             for m in family.members
         ],

@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+from protocols import age_span
+
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
@@ -77,13 +79,15 @@ class MemberInput(NamedTuple):
     """One member: pseudonymous id, coarse attributes and what agencies report."""
 
     person_id: str
-    age: int | None  # whole years at ``age_date`` (the latest record's extract date)
+    age: int | None  # whole years at ``age_date`` (the latest record's extract date), under 25
     age_date: dt.date
     sex: str | None
     records: tuple[tuple[str, str, str], ...]  # (agency_id, record_ref, extract_type)
     events: tuple[Event, ...]
     dependent: bool = False  # a child, or 16-18 in education or training
     expectant: bool = False
+    # from 25 agencies send a band, not an age (protocols.AGE_BANDS): "25-34", ...
+    age_band: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,11 +157,17 @@ class Assessment:
 
 
 def age_at(member: MemberInput, as_at: dt.date) -> int | None:
-    """The member's age in whole years at ``as_at`` (from the age at their latest record)."""
-    if member.age is None:
+    """The member's age in whole years at ``as_at`` (from the age at their latest record).
+
+    For a member whose records give an age band (25 and over), the youngest age
+    the band allows: every rule's threshold is at or below 25, so the groups it
+    falls in are the same whatever the age in the band.
+    """
+    span = age_span(member.age, member.age_band)
+    if span is None:
         return None
     elapsed = (as_at - member.age_date).days
-    return max(0, member.age + int(elapsed // 365.25))
+    return max(0, span[0] + int(elapsed // 365.25))
 
 
 def member_groups(age: int | None) -> frozenset[str]:

@@ -24,7 +24,14 @@ from nacl.signing import SigningKey
 
 from linkage_service import _store as store
 from linkage_service._batch import RecordBatch
-from protocols import ExtractHeader, ExtractTrailer, default_schema, signed_message
+from protocols import (
+    ExtractHeader,
+    ExtractTrailer,
+    clear_age,
+    default_schema,
+    sends_district,
+    signed_message,
+)
 
 SCHEMA = default_schema()
 FP = SCHEMA.fingerprint()
@@ -99,6 +106,15 @@ def make_record(rng: random.Random, ref: str | None = None, **over: Any) -> dict
         "sealed_identity": _b64(b"\x01" + rng.randbytes(SEAL_LEN - 1)),
     }
     rec.update(over)
+    # extract v2 sends whole years under 25 only, and a district only for a child
+    # (or an expectant parent): a factory age of 25+ becomes its band
+    if isinstance(rec["age"], int) and "age_band" not in over:
+        rec["age"], band = clear_age(rec["age"])
+        if band is not None:
+            rec["age_band"] = band
+    expectant = any(i["type"] == "expectant_parent" for i in rec["indicators"])
+    if "postcode_district" not in over and not sends_district(rec["age"], expectant):
+        del rec["postcode_district"]
     return rec
 
 

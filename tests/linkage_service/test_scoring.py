@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from linkage_service._scoring import (
     Features,
     ScalarScorer,
+    birth_gap,
+    birth_width,
+    birth_years,
     dice_one,
     kernel,
     pattern_array,
@@ -26,6 +30,8 @@ def _features(rng: np.random.Generator, n: int) -> Features:
     exact = rng.integers(0, 3, (n, 3)).astype(np.uint64)  # 0 = missing; few values: agreements
     sex = rng.integers(0, 3, n).astype(np.int8)
     birth = np.where(rng.random(n) < 0.1, np.nan, rng.uniform(30, 33, n))
+    # a third are age bands (the birth interval is 10 or 15 years wide)
+    width = np.where(rng.random(n) < 0.33, rng.choice([9.0, 14.0], n), 0.0)
     keys = rng.integers(0, 3, (n, 4)).astype(np.uint64)
     abits = rng.random((n, 1024)) < 0.3
     addr = np.ascontiguousarray(np.packbits(abits, axis=1, bitorder="little").view("<u8"))
@@ -33,7 +39,7 @@ def _features(rng: np.random.Generator, n: int) -> Features:
     addr[: n // 2] = addr[n // 2 :]  # half the rows share an address with another
     has_addr = rng.random(n) < 0.8
     checked = np.array([True, True, False])  # two checked identifier types and a local one
-    return Features(clk, exact, checked, sex, birth, keys, addr, has_addr)
+    return Features(clk, exact, checked, sex, birth, width, keys, addr, has_addr)
 
 
 def test_scalar_scores_equal_vector_scores() -> None:
@@ -83,3 +89,30 @@ def test_scores_above_a_floor_are_the_full_scores_filtered() -> None:
         )
         assert (pi == ki).all() and (pj == kj).all() and (pk.score == kept.score).all()
     assert 0 < int((full.score >= 0.5).sum()) < i.size  # the floors above do filter
+
+
+def test_birth_gap_of_whole_years_is_the_difference() -> None:
+    zero = np.zeros(3)
+    gap = birth_gap(np.array([30.2, 31.9, np.nan]), zero, np.array([31.9, 29.0, 30.0]), zero)
+    assert gap[:2] == pytest.approx([1.7, 2.9])
+    assert np.isnan(gap[2])  # unknown stays unknown (the "missing" level)
+
+
+@pytest.mark.parametrize(
+    ("age_i", "age_j", "expected"),
+    [
+        (30, 25, 0.0),  # both in 25-34 (the column holds the floor): intervals overlap
+        (24, 25, 1.0),  # 24 in whole years against 25-34: a year apart at least
+        (10, 25, 15.0),  # a child of 10 and an adult of 25-34: 15 years at least
+        (25, 50, 16.0),  # 25-34 and 50+: born 16 years apart at least
+        (50, 50, 0.0),
+    ],
+)
+def test_birth_gap_of_bands_is_the_distance_between_intervals(
+    age_i: int, age_j: int, expected: float
+) -> None:
+    ages = np.array([age_i, age_j], dtype=np.int16)
+    day = np.full(2, 20_000, dtype=np.int32)
+    birth, width = birth_years(ages, day), birth_width(ages)
+    gap = birth_gap(birth[:1], width[:1], birth[1:], width[1:])
+    assert gap[0] == pytest.approx(expected)

@@ -19,7 +19,9 @@ from protocols import (
     IndicatorType,
     ProblemArea,
     TokenisedRecord,
+    age_span,
     canonical_json,
+    clear_age,
     signed_message,
 )
 from protocols._extract import SIGNATURE_CONTEXT
@@ -97,7 +99,7 @@ def test_header_accepts_valid_data(header_data):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("format", "family-linkage/extract/v2"),
+        ("format", "family-linkage/extract/v3"),
         ("agency_id", "School"),
         ("agency_id", "s"),
         ("agency_id", "1school"),
@@ -116,6 +118,11 @@ def test_header_rejects_bad_values(header_data, field, value):
     with pytest.raises(ValidationError) as exc:
         ExtractHeader.model_validate(header_data(**{field: value}))
     assert exc.value.errors()[0]["loc"] == (field,)
+
+
+def test_header_refuses_the_retired_v1_format_saying_why(header_data):
+    with pytest.raises(ValidationError, match="retired: it sent exact ages of adults"):
+        ExtractHeader.model_validate(header_data(format="family-linkage/extract/v1"))
 
 
 def test_header_rejects_unknown_fields(header_data):
@@ -150,9 +157,73 @@ def test_record_accepts_postcode_districts(record_data, district):
     assert TokenisedRecord.model_validate(record_data(postcode_district=district))
 
 
-@pytest.mark.parametrize("age", [0, 130])
+@pytest.mark.parametrize("age", [0, 18])
 def test_record_accepts_ages_at_the_limits(record_data, age):
     assert TokenisedRecord.model_validate(record_data(age=age)).age == age
+
+
+def test_record_sends_whole_years_only_under_25(record_data):
+    adult = record_data(age=24, postcode_district=None)
+    assert TokenisedRecord.model_validate(adult).age == 24
+    with pytest.raises(ValidationError) as exc:
+        TokenisedRecord.model_validate(record_data(age=25, postcode_district=None))
+    assert exc.value.errors()[0]["loc"] == ("age",)
+
+
+@pytest.mark.parametrize("band", ["25-34", "35-49", "50+"])
+def test_record_accepts_age_bands(record_data, band):
+    data = record_data(age=None, age_band=band, postcode_district=None)
+    assert TokenisedRecord.model_validate(data).age_band == band
+
+
+@pytest.mark.parametrize("band", ["18-24", "25-35", "50-"])
+def test_record_rejects_other_bands(record_data, band):
+    with pytest.raises(ValidationError):
+        TokenisedRecord.model_validate(record_data(age=None, age_band=band, postcode_district=None))
+
+
+def test_record_sends_an_age_or_a_band_not_both(record_data):
+    with pytest.raises(ValidationError, match="age or age_band, not both"):
+        TokenisedRecord.model_validate(
+            record_data(age=20, age_band="25-34", postcode_district=None)
+        )
+
+
+@pytest.mark.parametrize(
+    ("age", "band", "indicators", "allowed"),
+    [
+        (18, None, [], True),  # a child's record: the family's district comes from it
+        (19, None, [], False),
+        (None, "35-49", [], False),
+        (None, None, [], False),  # no age: not known to be a child
+        (None, "25-34", [{"type": "expectant_parent", "value": 1, "date": "2026-07-31"}], True),
+    ],
+)
+def test_record_carries_a_district_only_for_a_child_or_an_expectant_parent(
+    record_data, age, band, indicators, allowed
+):
+    data = record_data(age=age, age_band=band, indicators=indicators)
+    if allowed:
+        assert TokenisedRecord.model_validate(data).postcode_district == "LS6"
+    else:
+        with pytest.raises(ValidationError, match="postcode_district is sent only"):
+            TokenisedRecord.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("age", "sent"),
+    [(0, (0, None)), (24, (24, None)), (25, (None, "25-34")), (34, (None, "25-34"))]
+    + [(35, (None, "35-49")), (49, (None, "35-49")), (50, (None, "50+")), (130, (None, "50+"))],
+)
+def test_clear_age_bands_from_25(age, sent):
+    assert clear_age(age) == sent
+    low, high = age_span(*sent) or (-1, -1)
+    assert low <= age <= high
+
+
+def test_clear_age_refuses_impossible_ages():
+    with pytest.raises(ValueError, match="age 131"):
+        clear_age(131)
 
 
 BAD_RECORDS = {
