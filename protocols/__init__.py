@@ -139,6 +139,13 @@ from ._unlock import (
     SealedRelease,
     group_people,
 )
+from ._upload import (
+    CONTENT_DIGEST_HEADER,
+    UPLOAD_OFFSET_HEADER,
+    UploadStart,
+    UploadState,
+    UploadStatus,
+)
 from ._validation import describe_errors, field_path
 from ._views import (
     ClaimBatch,
@@ -197,6 +204,7 @@ from ._views import (
 
 __all__ = [
     "ATTESTATION_FORMAT",
+    "CONTENT_DIGEST_HEADER",
     "EXPORT_FORMATS",
     "EXPORT_KINDS",
     "EXTRACT_FORMAT",
@@ -210,6 +218,7 @@ __all__ = [
     "SEAL_VERSION",
     "SUBJECT_ACCESS_FORMAT",
     "SUBJECT_IDENTITIES_FORMAT",
+    "UPLOAD_OFFSET_HEADER",
     "AddressFeature",
     "AgencyRecord",
     "ApprovalAnswer",
@@ -349,6 +358,9 @@ __all__ = [
     "TokenisedRecord",
     "Tokenizer",
     "UnmetOutcome",
+    "UploadStart",
+    "UploadState",
+    "UploadStatus",
     "VersionRef",
     "attestation_message",
     "attestation_sha256",
