@@ -8,15 +8,23 @@ Where things live: normalisation ``_normalise``, the encoder ``_encoder``,
 one CSV row ``_rows``, extract files ``_extract``, keys ``_keys``, the
 mapping file ``_mapping`` and its transforms ``_transforms``, the dry run
 ``_check``, the CLI ``_cli``, the synthetic population ``_synthetic``, leak
-scanning ``_privacy``. The sealed-identity format (sealing, opening, the
-sealing key files) is shared with the unlock service: ``protocols._seal``.
+scanning ``_privacy``, pushing an extract to the linkage service ``_push``.
+The sealed-identity format (sealing, opening, the sealing key files) is shared
+with the unlock service: ``protocols._seal``.
 """
 
 from protocols import SealPublicKey
 
 from ._check import CheckReport, check_csv
 from ._encoder import Encoder, Encoding, NormalisedIdentity, derive_key, dice
-from ._errors import AgencyClientError, ConfigError, ExtractError, InputError, KeyFileError
+from ._errors import (
+    AgencyClientError,
+    ConfigError,
+    ExtractError,
+    InputError,
+    KeyFileError,
+    PushError,
+)
 from ._extract import EncodeSummary, ExtractInfo, encode_csv, iter_records, verify_extract
 from ._keys import (
     AgencyKey,
@@ -32,6 +40,7 @@ from ._keys import (
 )
 from ._mapping import AgencyMapping, load_mapping
 from ._privacy import Needles, Scanner, identity_needles, scan_extract, scan_text
+from ._push import push_extract
 from ._rows import BadRowPolicy, record_ref
 from ._schema_file import load_schema, write_schema
 from ._subject import IDENTITY_FIELDS, load_identity, subject_query
@@ -54,6 +63,7 @@ __all__ = [
     "KeyFileError",
     "Needles",
     "NormalisedIdentity",
+    "PushError",
     "Scanner",
     "SealPublicKey",
     "check_csv",
@@ -73,6 +83,7 @@ __all__ = [
     "load_seal_private_key",
     "load_seal_public_key",
     "load_secret",
+    "push_extract",
     "record_ref",
     "scan_extract",
     "scan_text",

@@ -14,15 +14,24 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from protocols import open_private, pipe_safe
 
 from ._check import CheckReport, check_csv
-from ._errors import AgencyClientError
+from ._errors import AgencyClientError, PushError
 from ._extract import ExtractInfo, encode_csv, verify_extract
 from ._keys import (
     CUSTODY_WARNING,
@@ -35,9 +44,12 @@ from ._keys import (
     load_secret,
 )
 from ._mapping import load_mapping
+from ._push import push_extract
 from ._rows import BadRowPolicy
 from ._schema_file import load_schema, write_schema
 from ._subject import IDENTITY_FIELDS, load_identity, subject_query
+
+TOKEN_ENV = "AGENCY_CLIENT_TOKEN"
 
 
 def _date(text: str) -> dt.date:
@@ -129,6 +141,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--as-at", type=_date, help="date ages are computed at (default: today)")
     q.add_argument("--out", type=Path, help="write the query JSON here (default: stdout)")
 
+    u = sub.add_parser(
+        "push", help="upload an extract to the linkage service (resumes after a dropped link)"
+    )
+    u.add_argument("extract", type=Path)
+    u.add_argument("--url", required=True, help="the linkage service, e.g. https://linkage:8700")
+    u.add_argument(
+        "--token-file", type=Path, help=f"0600 file with the agency's token (or ${TOKEN_ENV})"
+    )
+    u.add_argument("--chunk-mib", type=int, default=8, help="bytes per request, in MiB")
+
     d = sub.add_parser("demo", help="generate a population, encode every agency, inspect")
     d.add_argument("--out", type=Path, default=Path("demo-out"))
     d.add_argument("--households", type=int, default=2000)
@@ -192,6 +214,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         from ._demo import generate
 
         generate(args.out, args.households, args.seed, args.error_rate, console)
+    elif args.command == "push":
+        _push(args, console)
     elif args.command == "demo":
         from ._demo import run_demo
 
@@ -215,6 +239,51 @@ def _subject_query(args: argparse.Namespace, console: Console) -> None:
         console.print(f"wrote {args.out} (encodings only; give it to the IG officer)")
     else:
         print(text)
+
+
+def _read_token(path: Path | None) -> str:
+    if path is None:
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if not token:
+            raise PushError(f"no token: give --token-file or set {TOKEN_ENV}")
+        return token
+    try:
+        if path.stat().st_mode & 0o077:
+            raise PushError(f"token file {path} must be mode 600")
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise PushError(f"cannot read token file {path}: {exc.strerror}") from exc
+
+
+def _push(args: argparse.Namespace, console: Console, client: httpx.Client | None = None) -> None:
+    token = _read_token(args.token_file)
+    size = args.extract.stat().st_size if args.extract.is_file() else 0
+    bar = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+    with bar:
+        task = bar.add_task(f"uploading {args.extract.name}", total=size)
+        summary = push_extract(
+            args.extract,
+            args.url,
+            token,
+            client=client,
+            chunk_bytes=args.chunk_mib * 1024**2,
+            progress=lambda sent, _size: bar.update(task, completed=sent),
+        )
+    console.print(
+        f"applied {args.extract.name}: run {summary.get('run_id')}, "
+        f"{summary.get('records_added', 0)} records added, "
+        f"{summary.get('records_kept', 0)} kept, {summary.get('records_retired', 0)} retired"
+        + (" (already applied)" if summary.get("idempotent") else ""),
+        soft_wrap=True,
+    )
 
 
 def progress_bar(console: Console) -> Progress:

@@ -6,7 +6,8 @@ Hierarchy::
     ├── ConfigError              mapping or schema file is wrong (names file and key)
     ├── KeyFileError             a key file is missing, malformed or too readable
     ├── InputError               a CSV row or field is bad (names file, line, field)
-    └── ExtractError             an extract is malformed, tampered or mis-signed
+    ├── ExtractError             an extract is malformed, tampered or mis-signed
+    └── PushError                the linkage service refused an upload or cannot be reached
 """
 
 from __future__ import annotations
@@ -38,3 +39,7 @@ class InputError(AgencyClientError):
 
 class ExtractError(AgencyClientError):
     """An extract file is malformed, tampered with, or not signed by the key given."""
+
+
+class PushError(AgencyClientError):
+    """The linkage service refused the upload (its reason) or stayed unreachable."""

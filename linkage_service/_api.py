@@ -24,8 +24,10 @@ identifier; only the unlock service's blob route returns sealed identities,
 which this service cannot open.
 
 A push is read chunk by chunk and parsed in a worker thread, capped by
-``max_upload_bytes`` and ``max_records_per_push`` (413); every other request
-body is capped by ``max_body_bytes`` (413). The extract is applied in a worker
+``max_upload_bytes`` and ``max_records_per_push`` (413); a resumable upload
+(``/uploads``, see ``_uploads``) takes the same extract in chunks of at most
+``max_chunk_bytes`` over several requests, each checked as it arrives; every
+other request body is capped by ``max_body_bytes`` (413). The extract is applied in a worker
 thread under the service's lock, so reads keep being answered while an
 extract is linked.
 """
@@ -55,10 +57,12 @@ from ._errors import (
     StorageError,
     Superseded,
     TooLarge,
+    UploadError,
 )
 from ._routes import ROUTERS
 from ._routes.deps import get_service, get_settings
 from ._service import EngineFactory, LinkageService, default_engine_factory
+from ._uploads import Uploads
 
 __all__ = ["create_app", "get_service", "get_settings"]
 
@@ -66,6 +70,8 @@ __all__ = ["create_app", "get_service", "get_settings"]
 def _status(exc: LinkageError) -> int:
     if isinstance(exc, TooLarge):
         return 413
+    if isinstance(exc, UploadError):
+        return 422
     if isinstance(exc, ReplayError):
         return 409
     if isinstance(exc, IngestError):
@@ -115,6 +121,14 @@ def create_app(
             app.state.settings = settings
             app.state.tokens = tokens
             app.state.service = service
+            app.state.uploads = Uploads(
+                service.receiver,
+                service.apply,
+                max_upload_bytes=settings.max_upload_bytes,
+                max_chunk_bytes=settings.max_chunk_bytes,
+                max_sessions=settings.max_upload_sessions,
+                idle_seconds=settings.upload_idle_seconds,
+            )
             yield
         finally:
             sql.dispose()
@@ -141,5 +155,11 @@ def create_app(
     instrument_app(app, "linkage-service")
     # Outermost: no route but the streamed push (capped by max_upload_bytes and
     # max_records_per_push) reads a body over max_body_bytes.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, exempt=("/extracts",))
+    # Resumable upload chunks are capped by max_chunk_bytes in their route.
+    app.add_middleware(
+        BodyLimit,
+        limit=settings.max_body_bytes,
+        exempt=("/extracts",),
+        exempt_prefixes=("/uploads/",),
+    )
     return app

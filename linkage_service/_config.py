@@ -34,6 +34,7 @@ from service_common import load_service_settings
 
 from ._errors import ConfigError
 from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES
+from ._uploads import DEFAULT_MAX_CHUNK_BYTES
 from .programme._restrictions import DEFAULT_RESTRICTIONS, RestrictionPolicy
 from .programme._riskmodel import RiskModel, default_model, load_model
 from .programme._ruleset import Ruleset, default_ruleset, load_ruleset
@@ -76,6 +77,11 @@ class Settings(BaseModel):
     # Every other request body (assessments, status changes, claims, subject queries).
     max_body_bytes: int = Field(default=1024**2, ge=1024)
     max_line_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Resumable uploads (/uploads): the largest chunk, the uploads one agency may
+    # hold open at once, and how long an idle one is kept before it is discarded.
+    max_chunk_bytes: int = Field(default=DEFAULT_MAX_CHUNK_BYTES, ge=1024)
+    max_upload_sessions: int = Field(default=4, ge=1, le=64)
+    upload_idle_seconds: float = Field(default=3600.0, gt=0)
     staging_dir: Path | None = None
     attestation_key_file: Path | None = None
     # The programme ruleset and risk model: a shipped name or a path to a TOML file.

@@ -16,7 +16,9 @@ Hierarchy::
         ├── ReplayError          extract id already seen with different bytes (HTTP 409)
         ├── SchemaError          stale or mismatched schema fingerprint (HTTP 400)
         ├── SignatureError       signature, key id, count or digest does not verify (HTTP 400)
-        └── TooLarge             body or line bigger than allowed (HTTP 413)
+        ├── TooLarge             body or line bigger than allowed (HTTP 413)
+        └── UploadError          a resumable upload's chunk or whole does not match what was
+                                 declared: digest, size, offset header (HTTP 422)
 
 Messages name what was wrong (agency, extract id, line, field, expected value)
 and never quote record content beyond record refs.
@@ -39,6 +41,7 @@ __all__ = [
     "StorageError",
     "Superseded",
     "TooLarge",
+    "UploadError",
 ]
 
 
@@ -111,3 +114,7 @@ class SignatureError(IngestError):
 
 class TooLarge(IngestError):
     """The upload or one of its lines is larger than the configured limit."""
+
+
+class UploadError(IngestError):
+    """A chunk or a whole resumable upload does not match its declared digest or size."""

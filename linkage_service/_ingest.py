@@ -16,16 +16,16 @@ Errors name the line and field; they never quote record content.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 import hashlib
 import json
+import marshal
 import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import sqlalchemy as sa
 from nacl.exceptions import BadSignatureError
@@ -45,6 +45,7 @@ from protocols import (
 )
 
 from . import _store as store
+from ._batch import LOCAL_TOKEN_PREFIX
 from ._errors import (
     AuthError,
     IngestError,
@@ -55,7 +56,13 @@ from ._errors import (
     TooLarge,
 )
 
-__all__ = ["DEFAULT_MAX_RECORDS", "DEFAULT_MAX_UPLOAD_BYTES", "ExtractReceiver", "Received"]
+__all__ = [
+    "DEFAULT_MAX_RECORDS",
+    "DEFAULT_MAX_UPLOAD_BYTES",
+    "ExtractReceiver",
+    "Received",
+    "StagedRecord",
+]
 
 # One push: a record line is about 2 KB with the default schema (two 1,024-bit
 # filters, a 512-byte padded sealed identity), so 500,000 records fit in 1 GiB;
@@ -66,11 +73,35 @@ DEFAULT_MAX_RECORDS = 500_000
 EXACT_TOKEN_BYTES = 24
 BLOCKING_TOKEN_BYTES = 12
 _SEAL_OVERHEAD = 1 + 32 + 24 + 16  # version, ephemeral key, nonce, MAC
+# Staged records are written in marshal blocks of this many (the staging file is
+# this process's own anonymous temporary file, read back only by ``Received``)
+_STAGE_BLOCK = 2000
+
+
+class StagedRecord(NamedTuple):
+    """One checked record as staged: decoded once here, so applying it parses nothing.
+
+    ``exact`` holds the built-in identifiers by name and the agency's own as
+    ``id:<name>``; ``indicators`` are ``(type, value, ISO date)``.
+    """
+
+    digest: bytes
+    record_ref: str
+    clk: bytes
+    address_clk: bytes | None
+    exact: dict[str, bytes]
+    blocking: dict[str, bytes]
+    age: int | None
+    age_band: str | None
+    sex: str | None
+    district: str | None
+    indicators: tuple[tuple[str, float, str], ...]
+    sealed: bytes
 
 
 @dataclass
 class Received:
-    """A fully checked extract, its records staged in ``stage`` (one line each)."""
+    """A fully checked extract, its records staged in ``stage`` (:meth:`records` reads them)."""
 
     header: ExtractHeader
     trailer: ExtractTrailer
@@ -84,14 +115,22 @@ class Received:
         """Discard the staged records."""
         self.stage.close()
 
+    def records(self) -> Iterator[StagedRecord]:
+        """The staged records in the order of their lines."""
+        self.stage.seek(0)
+        while head := self.stage.read(8):
+            block = self.stage.read(int.from_bytes(head, "little"))
+            for fields in marshal.loads(block):
+                yield StagedRecord(*fields)
+
 
 def b64(value: str, line: int, field: str) -> bytes:
     """Strict, canonical base64 (the wire model checks the grammar; this the value)."""
     try:
-        raw = base64.b64decode(value, validate=True)
+        raw = binascii.a2b_base64(value, strict_mode=True)
     except binascii.Error as exc:
         raise IngestError("not valid base64", line=line, field=field) from exc
-    if base64.b64encode(raw).decode("ascii") != value:
+    if binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
         raise IngestError("not canonical base64", line=line, field=field)
     return raw
 
@@ -139,6 +178,7 @@ class ExtractReceiver:
         self._records = hashlib.sha256()
         self._count = 0
         self._seen: dict[bytes, int] = {}
+        self._block: list[tuple[Any, ...]] = []
         self._stage: IO[bytes] = tempfile.TemporaryFile(dir=staging_dir, prefix="linkage-stage-")
 
     @property
@@ -230,6 +270,7 @@ class ExtractReceiver:
                 line=self._line,
                 field="signature",
             ) from exc
+        self._flush_block()
         self._stage.flush()
         self._stage.seek(0)
         return Received(self._header, trailer, body_sha, self._size, self._stage)
@@ -355,6 +396,7 @@ class ExtractReceiver:
                 line=line,
                 field="clk",
             )
+        addr = None
         if rec.address_clk is not None:
             addr = b64(rec.address_clk, line, "address_clk")
             if len(addr) * 8 != schema.address_filter.output_bits:
@@ -364,28 +406,40 @@ class ExtractReceiver:
                     line=line,
                     field="address_clk",
                 )
-        tokens: tuple[tuple[str, Mapping[Any, str], Collection[object], str], ...] = (
-            ("exact_tokens", rec.exact_tokens, schema.exact_identifiers, "identifier type"),
-            ("local_tokens", rec.local_tokens, schema.local_identifiers, "local identifier type"),
+        tokens: tuple[tuple[str, Mapping[Any, str], Collection[object], str, str], ...] = (
+            ("exact_tokens", rec.exact_tokens, schema.exact_identifiers, "identifier type", ""),
+            (
+                "local_tokens",
+                rec.local_tokens,
+                schema.local_identifiers,
+                "local identifier type",
+                LOCAL_TOKEN_PREFIX,
+            ),
         )
-        for member, given, declared, what in tokens:
+        exact: dict[str, bytes] = {}
+        for member, given, declared, what, prefix in tokens:
             for kind, token in given.items():
                 name = f"{member}.{kind}"
                 if kind not in declared:
                     raise IngestError(f"{what} not in the schema", line=line, field=name)
-                if len(b64(token, line, name)) != EXACT_TOKEN_BYTES:
+                raw_token = b64(token, line, name)
+                if len(raw_token) != EXACT_TOKEN_BYTES:
                     raise IngestError(
                         f"must be a {EXACT_TOKEN_BYTES}-byte keyed token", line=line, field=name
                     )
+                exact[prefix + str(kind)] = raw_token
         names = {b.name for b in schema.blocking_keys}
+        blocking: dict[str, bytes] = {}
         for key, token in rec.blocking_keys.items():
             name = f"blocking_keys.{key}"
             if names and key not in names:
                 raise IngestError("blocking key not in the schema", line=line, field=name)
-            if len(b64(token, line, name)) != BLOCKING_TOKEN_BYTES:
+            raw_token = b64(token, line, name)
+            if len(raw_token) != BLOCKING_TOKEN_BYTES:
                 raise IngestError(
                     f"must be a {BLOCKING_TOKEN_BYTES}-byte keyed token", line=line, field=name
                 )
+            blocking[key] = raw_token
         assert self._header is not None
         _check_event_dates(rec, self._header.extract_date, line)
         sealed = b64(rec.sealed_identity, line, "sealed_identity")
@@ -396,7 +450,31 @@ class ExtractReceiver:
                 line=line,
                 field="sealed_identity",
             )
-        self._stage.write(content_digest(rec).hex().encode() + b" " + raw)
+        self._block.append(
+            (
+                content_digest(rec),
+                rec.record_ref,
+                clk,
+                addr,
+                exact,
+                blocking,
+                rec.age,
+                rec.age_band,
+                rec.sex,
+                rec.postcode_district,
+                tuple((i.type.value, float(i.value), i.date.isoformat()) for i in rec.indicators),
+                sealed,
+            )
+        )
+        if len(self._block) >= _STAGE_BLOCK:
+            self._flush_block()
+
+    def _flush_block(self) -> None:
+        """Write the staged records held so far as one length-prefixed marshal block."""
+        if self._block:
+            data = marshal.dumps(self._block)
+            self._stage.write(len(data).to_bytes(8, "little") + data)
+            self._block = []
 
 
 def _check_event_dates(rec: TokenisedRecord, extract_date: dt.date, line: int) -> None:

@@ -32,6 +32,7 @@ SAFE_FIELDS = frozenset(
         "links",
         "review",
         "link_seconds",
+        "upload_id",  # a random session id, bound to the agency that opened it
     }
 )
 

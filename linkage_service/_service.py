@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import importlib
+import itertools
 import json
 import logging
 import threading
@@ -34,7 +35,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocols import IndicatorType, LinkageSchema, SubjectAccessAnswer, SubjectQuery, age_span
 
 from . import _store as store
-from ._batch import LOCAL_TOKEN_PREFIX, SEX_CODES, RecordBatch, TokenColumns
+from ._batch import SEX_CODES, RecordBatch, TokenColumns
 from ._errors import (
     ConfigError,
     EngineError,
@@ -51,7 +52,51 @@ __all__ = ["Delta", "EngineFactory", "LinkEngine", "LinkageService", "default_en
 _logger = logging.getLogger("linkage_service.ingest")
 _R = TypeVar("_R")
 _EPOCH = dt.date(1970, 1, 1)
-_WRITE_BATCH = 1000
+_WRITE_BATCH = 20_000  # staged records written per round (bounds the rows held in memory)
+_RECORD_COLUMNS = (
+    "id",
+    "seq",
+    "agency_id",
+    "record_ref",
+    "extract_id",
+    "first_extract_id",
+    "retired_by",
+    "active",
+    "content_sha256",
+    "clk",
+    "address_clk",
+    "exact_tokens",
+    "blocking_keys",
+    "age",
+    "age_band",
+    "sex",
+    "district",
+    "extract_date",
+    "sealed_identity",
+)
+_INDICATOR_COLUMNS = ("record_id", "type", "value", "date")
+# the tables an apply writes and the read routes query
+_ANALYZED = (
+    store.records,
+    store.indicators,
+    store.record_person,
+    store.persons,
+    store.person_household,
+    store.households,
+    store.links,
+    store.review,
+    store.id_events,
+)
+_PAIR_COLUMNS = ("record_a", "record_b", "score", "evidence", "run_id")
+# a kept record now belongs to the new extract and carries its freshly sealed identity
+_KEEP_SQL = (
+    "UPDATE records SET extract_id = ?, sealed_identity = ? WHERE id = ?",
+    "UPDATE records SET extract_id = %s, sealed_identity = %s WHERE id = %s",
+)
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
 
 
 class Delta(Protocol):
@@ -396,6 +441,7 @@ class LinkageService:
             touched = [False]
             try:
                 summary = self._apply_locked(received, started, touched)
+                self._refresh_statistics()
             except _AlreadyApplied as done:
                 return self._idempotent(header.extract_id, done.run_id)
             except Exception as exc:
@@ -416,6 +462,21 @@ class LinkageService:
                 self.busy.clear()
         _logger.info("extract applied", extra=summary)
         return summary
+
+    def _refresh_statistics(self) -> None:
+        """Keep the planner's statistics current after an apply (reads stay on their indexes).
+
+        Committed already: a failure here leaves the applied extract as it is and
+        is logged, not raised (the next apply tries again).
+        """
+        t0 = time.monotonic()
+        try:
+            with self.sql.begin() as conn:
+                store.analyze(conn, _ANALYZED)
+        except SQLAlchemyError as exc:
+            _logger.error("statistics not refreshed", extra={"error": type(exc).__name__})
+            return
+        _logger.info("statistics refreshed", extra={"seconds": round(time.monotonic() - t0, 3)})
 
     def _idempotent(self, extract_id: str, run_id: int) -> dict[str, Any]:
         run = store.get_run(self.sql, run_id)
@@ -495,7 +556,6 @@ class LinkageService:
                 int(conn.execute(sa.select(sa.func.coalesce(sa.func.max(r.c.seq), 0))).scalar_one())
                 + 1
             )
-            taken: set[int] = set()
             current: dict[str, tuple[int, bytes]] = {
                 str(ref): (int(rid), bytes(digest))
                 for rid, ref, digest in conn.execute(
@@ -512,32 +572,24 @@ class LinkageService:
             # came back; the engine keeps their persons (and so their families) ids
             previous: dict[int, str] = {}
             kept = changed = 0
-            stage = received.stage
-            stage.seek(0)
+            fresh_ids = iter(store.fresh_record_ids(conn, trailer.record_count))
+            xid, extract_date = header.extract_id, header.extract_date.isoformat()
+            records = received.records()
             while True:
-                lines = [stage.readline() for _ in range(_WRITE_BATCH)]
-                lines = [x for x in lines if x]
-                if not lines:
+                batch = list(itertools.islice(records, _WRITE_BATCH))
+                if not batch:
                     break
-                new_rows: list[dict[str, Any]] = []
-                new_inds: list[dict[str, Any]] = []
-                keep_rows: list[dict[str, Any]] = []
+                new_rows: list[tuple[Any, ...]] = []
+                new_inds: list[tuple[Any, ...]] = []
+                keep_rows: list[tuple[Any, ...]] = []
                 retire_now: list[int] = []
                 replaces: dict[int, int] = {}  # new record id -> the active one it replaces
                 returning: dict[str, int] = {}  # record ref absent from the active set -> new id
-                fresh_ids = iter(store.new_record_ids(conn, len(lines), taken))
-                for line in lines:
-                    digest_hex, raw = line.split(b" ", 1)
-                    digest = bytes.fromhex(digest_hex.decode())
-                    rec = json.loads(raw)
-                    ref = rec["record_ref"]
-                    sealed = _b64(rec["sealed_identity"])
-                    old = current.pop(ref, None)
-                    if old is not None and old[1] == digest:
+                for rec in batch:
+                    old = current.pop(rec.record_ref, None)
+                    if old is not None and old[1] == rec.digest:
                         kept += 1
-                        keep_rows.append(
-                            {"rid": old[0], "xid": header.extract_id, "sealed": sealed}
-                        )
+                        keep_rows.append((xid, rec.sealed, old[0]))
                         continue
                     rid = next(fresh_ids)
                     seq = next_seq
@@ -547,80 +599,55 @@ class LinkageService:
                         retire_now.append(old[0])
                         replaces[rid] = old[0]
                     else:
-                        returning[ref] = rid
-                    exact = {k: _b64(v) for k, v in rec.get("exact_tokens", {}).items()}
-                    # agencies' own identifiers beside the built-in ones, as "id:<type>"
-                    # (stored so in the exact_tokens column, read back as they are)
-                    for k, v in rec.get("local_tokens", {}).items():
-                        exact[f"{LOCAL_TOKEN_PREFIX}{k}"] = _b64(v)
-                    blocking = {k: _b64(v) for k, v in rec.get("blocking_keys", {}).items()}
-                    clk = _b64(rec["clk"])
-                    addr = _b64(rec["address_clk"]) if rec.get("address_clk") else None
-                    inds = rec.get("indicators", [])
+                        returning[rec.record_ref] = rid
                     new_rows.append(
-                        {
-                            "id": rid,
-                            "seq": seq,
-                            "agency_id": header.agency_id,
-                            "record_ref": ref,
-                            "extract_id": header.extract_id,
-                            "first_extract_id": header.extract_id,
-                            "retired_by": None,
-                            "active": True,
-                            "content_sha256": digest,
-                            "clk": clk,
-                            "address_clk": addr,
-                            "exact_tokens": json.dumps({k: v.hex() for k, v in exact.items()}),
-                            "blocking_keys": json.dumps({k: v.hex() for k, v in blocking.items()}),
-                            "age": rec.get("age"),
-                            "age_band": rec.get("age_band"),
-                            "sex": rec.get("sex"),
-                            "district": rec.get("postcode_district"),
-                            "extract_date": header.extract_date,
-                            "sealed_identity": sealed,
-                        }
-                    )
-                    for ind in inds:
-                        new_inds.append(
-                            {
-                                "record_id": rid,
-                                "type": ind["type"],
-                                "value": float(ind["value"]),
-                                "date": dt.date.fromisoformat(ind["date"]),
-                            }
+                        (
+                            rid,
+                            seq,
+                            header.agency_id,
+                            rec.record_ref,
+                            xid,
+                            xid,
+                            None,
+                            True,
+                            rec.digest,
+                            rec.clk,
+                            rec.address_clk,
+                            json.dumps({k: v.hex() for k, v in rec.exact.items()}),
+                            json.dumps({k: v.hex() for k, v in rec.blocking.items()}),
+                            rec.age,
+                            rec.age_band,
+                            rec.sex,
+                            rec.district,
+                            extract_date,
+                            rec.sealed,
                         )
+                    )
+                    new_inds.extend((rid, t, v, d) for t, v, d in rec.indicators)
                     builder.add(
                         record_id=rid,
                         agency_idx=agency.idx,
-                        clk=clk,
-                        address_clk=addr,
-                        age=rec.get("age"),
-                        age_band=rec.get("age_band"),
-                        sex=rec.get("sex"),
-                        district=rec.get("postcode_district"),
+                        clk=rec.clk,
+                        address_clk=rec.address_clk,
+                        age=rec.age,
+                        age_band=rec.age_band,
+                        sex=rec.sex,
+                        district=rec.district,
                         extract_date=header.extract_date,
-                        exact=exact,
-                        blocking=blocking,
-                        indicator_types=[i["type"] for i in inds],
+                        exact=rec.exact,
+                        blocking=rec.blocking,
+                        indicator_types=[t for t, _, _ in rec.indicators],
                     )
                 previous.update(_previous_persons(conn, header.agency_id, replaces, returning))
+                # the records a changed one replaces retire first: one active row per ref
                 if retire_now:
-                    _retire(conn, retire_now, header.extract_id)
+                    _retire(conn, retire_now, xid)
                     removed.extend(retire_now)
-                if new_rows:
-                    conn.execute(r.insert(), new_rows)
-                if new_inds:
-                    conn.execute(store.indicators.insert(), new_inds)
+                new_rows.sort(key=_first)  # in key order: appends to the id index, less seeking
+                store.bulk_insert(conn, r, _RECORD_COLUMNS, new_rows)
+                store.bulk_insert(conn, store.indicators, _INDICATOR_COLUMNS, new_inds)
                 if keep_rows:
-                    conn.execute(
-                        r.update()
-                        .where(r.c.id == sa.bindparam("rid"))
-                        .values(
-                            extract_id=sa.bindparam("xid"),
-                            sealed_identity=sa.bindparam("sealed"),
-                        ),
-                        keep_rows,
-                    )
+                    conn.exec_driver_sql(_KEEP_SQL[conn.dialect.name == "postgresql"], keep_rows)
             absent = [rid for rid, _ in current.values()]
             if absent:
                 _retire(conn, absent, header.extract_id)
@@ -641,7 +668,7 @@ class LinkageService:
             t0 = time.monotonic()
             delta = engine.update(added, removed, previous)
             link_seconds = time.monotonic() - t0
-            _write_delta(conn, run_id, delta, removed)
+            _write_delta(conn, run_id, delta, removed, set(added.ids.tolist()))
             stats: dict[str, Any] = {
                 "agency_id": header.agency_id,
                 "extract_id": header.extract_id,
@@ -754,16 +781,24 @@ def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:
         conn.execute(r.update().where(r.c.id.in_(part)).values(active=False, retired_by=extract_id))
 
 
-def _write_delta(conn: Connection, run_id: int, delta: Delta, removed: Sequence[int]) -> None:
+def _write_delta(
+    conn: Connection, run_id: int, delta: Delta, removed: Sequence[int], added: set[int]
+) -> None:
+    """Store what ``engine.update`` changed; ``added`` are the ids of the records just inserted.
+
+    Rows keyed by a record (or person) that did not exist before this transaction
+    cannot be in any table yet, so only the others are deleted before being
+    written again; everything is inserted in bulk.
+    """
     p, h = store.persons, store.households
     rp, ph = store.record_person, store.person_household
     # persons: create new ids, revive any that come back, then map records
     person_ids = sorted(set(delta.person_of.values()))
-    _ensure_ids(conn, p, person_ids, run_id)
+    new_persons = _ensure_ids(conn, p, person_ids, run_id)
     items = sorted(delta.person_of.items())
-    for ipart in store.chunks(items):
-        conn.execute(rp.delete().where(rp.c.record_id.in_([int(k) for k, _ in ipart])))
-        conn.execute(rp.insert(), [{"record_id": int(k), "person_id": v} for k, v in ipart])
+    for ids in store.chunks([int(k) for k, _ in items if int(k) not in added]):
+        conn.execute(rp.delete().where(rp.c.record_id.in_(ids)))
+    store.bulk_insert(conn, rp, ("record_id", "person_id"), [(int(k), v) for k, v in items])
     retired = sorted(set(delta.persons_retired))
     for part in store.chunks(retired):
         conn.execute(p.update().where(p.c.id.in_(part)).values(retired_run=run_id))
@@ -782,9 +817,9 @@ def _write_delta(conn: Connection, run_id: int, delta: Delta, removed: Sequence[
     # households
     _ensure_ids(conn, h, sorted(set(delta.household_of.values())), run_id)
     hitems = sorted(delta.household_of.items())
-    for hpart in store.chunks(hitems):
-        conn.execute(ph.delete().where(ph.c.person_id.in_([k for k, _ in hpart])))
-        conn.execute(ph.insert(), [{"person_id": k, "household_id": v} for k, v in hpart])
+    for pids in store.chunks([k for k, _ in hitems if k not in new_persons]):
+        conn.execute(ph.delete().where(ph.c.person_id.in_(pids)))
+    store.bulk_insert(conn, ph, ("person_id", "household_id"), hitems)
     hretired = sorted(set(delta.households_retired))
     for part in store.chunks(hretired):
         conn.execute(h.update().where(h.c.id.in_(part)).values(retired_run=run_id))
@@ -813,47 +848,39 @@ def _write_delta(conn: Connection, run_id: int, delta: Delta, removed: Sequence[
         (store.links, store.review, delta.links),
         (store.review, store.links, delta.review),
     ):
-        rows = []
+        rows: list[tuple[Any, ...]] = []
+        old_keys: list[dict[str, int]] = []
         for a, b, score, evidence in pairs:
             lo, hi = sorted((int(a), int(b)))
-            row: dict[str, object] = {
-                "a": lo,
-                "b": hi,
-                "record_a": lo,
-                "record_b": hi,
-                "score": float(score),
-                "evidence": _dumps(dict(evidence)),
-                "run_id": run_id,
-            }
+            row: tuple[Any, ...] = (lo, hi, float(score), _dumps(dict(evidence)), run_id)
             if table is store.review:
                 # its queue order; its impact is unknown until the next assessment cycle
-                row["uncertainty"] = store.review_uncertainty(float(score))
+                row += (store.review_uncertainty(float(score)),)
             rows.append(row)
-        for batch in store.chunks(rows):
-            keys = [{"a": x["a"], "b": x["b"]} for x in batch]
+            if lo not in added and hi not in added:
+                old_keys.append({"a": lo, "b": hi})
+        for keys in store.chunks(old_keys):
             for t in (table, other):
                 conn.execute(
                     t.delete().where(
                         t.c.record_a == sa.bindparam("a"), t.c.record_b == sa.bindparam("b")
                     ),
-                    keys,
+                    list(keys),
                 )
-            conn.execute(
-                table.insert(),
-                [{k: v for k, v in x.items() if k not in ("a", "b")} for x in batch],
-            )
+        columns = _PAIR_COLUMNS + (("uncertainty",) if table is store.review else ())
+        store.bulk_insert(conn, table, columns, rows)
 
 
-def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: int) -> None:
+def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: int) -> set[str]:
+    """Create the ids ``table`` does not hold and revive retired ones; the ids created."""
+    created: set[str] = set()
     for part in store.chunks(list(ids)):
         existing = {
             str(i) for (i,) in conn.execute(sa.select(table.c.id).where(table.c.id.in_(part)))
         }
-        fresh = [
-            {"id": i, "created_run": run_id, "retired_run": None} for i in part if i not in existing
-        ]
-        if fresh:
-            conn.execute(table.insert(), fresh)
+        fresh = [(i, run_id, None) for i in part if i not in existing]
+        created.update(i for i, _, _ in fresh)
+        store.bulk_insert(conn, table, ("id", "created_run", "retired_run"), fresh)
         back = [i for i in part if i in existing]
         if back:
             conn.execute(
@@ -861,3 +888,4 @@ def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: i
                 .where(table.c.id.in_(back), table.c.retired_run.is_not(None))
                 .values(retired_run=None)
             )
+    return created

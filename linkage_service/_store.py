@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
+import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -47,6 +48,7 @@ __all__ = [
 
 VERSION_TABLE = "linkage_service_alembic_version"
 CHUNK = 500  # IN-list size: well under SQLite's and PostgreSQL's parameter limits
+ANALYSIS_LIMIT = 1000  # rows SQLite's ANALYZE reads per index (PRAGMA analysis_limit)
 
 normalise_url = normalise_database_url
 redact = redact_url
@@ -304,6 +306,71 @@ def new_record_ids(conn: Connection, n: int, taken: set[int]) -> list[int]:
         taken.update(fresh)
         out.extend(fresh)
     return out
+
+
+def fresh_record_ids(conn: Connection, n: int) -> list[int]:
+    """``n`` random record ids held by no stored record (the bulk form of new_record_ids).
+
+    The same distribution as :func:`new_record_ids` (uniform on 1 .. 2^53 - 1,
+    from the operating system's generator: 53 bits of ``secrets.token_bytes``
+    per id, zero drawn again), checked against every stored id at once.
+    """
+    held = np.fromiter(conn.exec_driver_sql("SELECT id FROM records").scalars(), dtype=np.int64)
+    held.sort()
+    out: list[int] = []
+    seen: set[int] = set()
+    while len(out) < n:
+        raw = np.frombuffer(secrets.token_bytes(8 * (n - len(out))), dtype="<u8")
+        drawn = (raw & np.uint64(MAX_RECORD_ID)).astype(np.int64)
+        drawn = drawn[drawn != 0]
+        if held.size:
+            at = np.minimum(np.searchsorted(held, drawn), held.size - 1)
+            drawn = drawn[held[at] != drawn]
+        for rid in drawn.tolist():
+            if rid not in seen:
+                seen.add(rid)
+                out.append(rid)
+    return out
+
+
+def bulk_insert(
+    conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` (tuples in ``columns`` order) in bulk, inside the caller's transaction.
+
+    PostgreSQL: one ``COPY ... FROM STDIN``; SQLite: one ``executemany`` of a
+    prepared insert. Values go to the driver as they are: dates as ISO text
+    (what SQLAlchemy stores on SQLite; PostgreSQL's COPY parses it), booleans
+    as ``bool``, binary as ``bytes``.
+    """
+    if not rows:
+        return
+    names = ", ".join(columns)
+    if conn.dialect.name == "postgresql":
+        driver: Any = conn.connection.driver_connection
+        with driver.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+
+
+def analyze(conn: Connection, tables: Sequence[sa.Table]) -> None:
+    """Bring the planner's statistics of ``tables`` up to date, cheaply.
+
+    SQLite: ``ANALYZE`` with ``analysis_limit`` (each index sampled, not read
+    whole); PostgreSQL: ``ANALYZE`` of each table (a fixed-size row sample).
+    Without current statistics SQLite's planner drives reads of one person
+    from the ``active`` index, scanning every active record.
+    """
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.exec_driver_sql(f"ANALYZE {table.name}")
+        return
+    conn.exec_driver_sql(f"PRAGMA analysis_limit={ANALYSIS_LIMIT}")
+    for table in tables:
+        conn.exec_driver_sql(f"ANALYZE {table.name}")
 
 
 def now_micros() -> int:

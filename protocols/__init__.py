@@ -146,6 +146,13 @@ from ._unlock import (
     SealedRelease,
     group_people,
 )
+from ._upload import (
+    CONTENT_DIGEST_HEADER,
+    UPLOAD_OFFSET_HEADER,
+    UploadStart,
+    UploadState,
+    UploadStatus,
+)
 from ._validation import describe_errors, field_path
 from ._views import (
     ClaimBatch,
@@ -205,6 +212,7 @@ from ._views import (
 __all__ = [
     "AGE_BANDS",
     "ATTESTATION_FORMAT",
+    "CONTENT_DIGEST_HEADER",
     "DISTRICT_AGE_BELOW",
     "EXACT_AGE_BELOW",
     "EXPORT_FORMATS",
@@ -220,6 +228,7 @@ __all__ = [
     "SEAL_VERSION",
     "SUBJECT_ACCESS_FORMAT",
     "SUBJECT_IDENTITIES_FORMAT",
+    "UPLOAD_OFFSET_HEADER",
     "AddressFeature",
     "AgeBand",
     "AgencyRecord",
@@ -360,6 +369,9 @@ __all__ = [
     "TokenisedRecord",
     "Tokenizer",
     "UnmetOutcome",
+    "UploadStart",
+    "UploadState",
+    "UploadStatus",
     "VersionRef",
     "age_span",
     "attestation_message",

@@ -47,7 +47,8 @@ def serve_openapi(app: FastAPI, authenticate: Callable[..., Any]) -> None:
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``limit`` bytes (413), counted as they arrive.
 
-    Paths in ``exempt`` (a streamed upload with its own cap) pass untouched.
+    Paths in ``exempt`` (a streamed upload with its own cap) pass untouched, and
+    so do paths under a prefix in ``exempt_prefixes`` (resumable upload chunks).
     Add it last, so it is the outermost of the app's own middleware.
     """
 
@@ -58,11 +59,13 @@ class BodyLimit:
         *,
         setting: str = "max_body_bytes",
         exempt: tuple[str, ...] = (),
+        exempt_prefixes: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.limit = limit
         self.setting = setting
         self.exempt = exempt
+        self.exempt_prefixes = exempt_prefixes
 
     def _refusal(self) -> JSONResponse:
         return JSONResponse(
@@ -74,7 +77,12 @@ class BodyLimit:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in self.exempt:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if (
+            scope["type"] != "http"
+            or path in self.exempt
+            or (self.exempt_prefixes and path.startswith(self.exempt_prefixes))
+        ):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])

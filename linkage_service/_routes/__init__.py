@@ -26,12 +26,14 @@ from . import (
     review,
     runs,
     subject,
+    uploads,
 )
 
 __all__ = ["ROUTERS"]
 
 ROUTERS: tuple[APIRouter, ...] = (
     extracts.router,
+    uploads.router,
     persons.router,
     ids.router,
     households.router,

@@ -24,6 +24,7 @@ from service_common import MAX_SQL_INT, bearer_caller, require_roles
 
 from .._config import Caller, Settings, agency_of
 from .._service import LinkageService
+from .._uploads import Uploads
 from ..programme._riskmodel import RiskModel
 from ..programme._ruleset import Ruleset
 
@@ -50,12 +51,14 @@ __all__ = [
     "SettingsDep",
     "SignerDep",
     "UnlockService",
+    "UploadsDep",
     "WindowId",
     "get_attestation_key",
     "get_model",
     "get_ruleset",
     "get_service",
     "get_settings",
+    "get_uploads",
     "require_agency",
     "who",
 ]
@@ -76,6 +79,12 @@ def get_service(request: Request) -> LinkageService:
     """The running linkage service."""
     service: LinkageService = request.app.state.service
     return service
+
+
+def get_uploads(request: Request) -> Uploads:
+    """The service's open resumable uploads."""
+    uploads: Uploads = request.app.state.uploads
+    return uploads
 
 
 def get_ruleset(request: Request) -> Ruleset:
@@ -111,6 +120,7 @@ def who(caller: Caller) -> str:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServiceDep = Annotated[LinkageService, Depends(get_service)]
+UploadsDep = Annotated[Uploads, Depends(get_uploads)]
 ConfiguredRuleset = Annotated[Ruleset, Depends(get_ruleset)]
 ModelDep = Annotated[RiskModel, Depends(get_model)]
 SignerDep = Annotated[SigningKey | None, Depends(get_attestation_key)]

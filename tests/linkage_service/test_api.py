@@ -57,6 +57,7 @@ UNLOCK_ROUTES = {
     "/families/{family_id}/blobs",
     "/subject-access",
 }
+UPLOAD_ROUTES = {"/uploads", "/uploads/{upload_id}", "/uploads/{upload_id}/complete"}
 ROLES = ("agency:school", "agency:police", "analyst", "coordinator", "admin", "unlock_service")
 
 
@@ -108,6 +109,7 @@ def _concrete(path: str) -> str:
         .replace("{any_id}", "fam_" + "0" * 16)
         .replace("{record_a}", "1")
         .replace("{record_b}", "2")
+        .replace("{upload_id}", "u" * 24)
     )
 
 
@@ -154,11 +156,12 @@ async def test_every_route_checks_the_role(app_client):
     known |= {"/restrictions", "/restrictions/{family_id}"}
     known |= {"/families/{family_id}/status", "/families/{family_id}/lead-professional"}
     known |= {"/openapi.json", "/review/{record_a}/{record_b}/decision"}
+    known |= UPLOAD_ROUTES
     assert {p for _, p in routes} <= known, "a new route needs a role decision in this test"
     for method, path in routes:
         if path in ("/health", "/openapi.json"):
             allowed = set(ROLES)
-        elif path == "/extracts":
+        elif path == "/extracts" or path in UPLOAD_ROUTES:
             allowed = {"agency:school", "agency:police"}
         elif path in UNLOCK_ROUTES or path == "/restrictions/{family_id}":
             allowed = {"unlock_service"}

@@ -49,11 +49,17 @@ TYPED = {
     ("delete", "/restrictions/{family_id}"): "RestrictionLifted",
     ("get", "/reports/{name}"): "ReportView",
     ("get", "/health"): "HealthView",
+    ("get", "/uploads/{upload_id}"): "UploadStatus",
+    ("patch", "/uploads/{upload_id}"): "UploadStatus",
 }
+# Routes that answer 201 Created with a named component, and 204 No Content.
+CREATED = {("post", "/uploads"): "UploadStatus"}
+NO_CONTENT = {("delete", "/uploads/{upload_id}")}
 # JSON routes that still answer an open mapping, and why:
 UNTYPED = {
     # the run summary: the run's own counters, which grow with the engine (open by design)
     ("post", "/extracts"),
+    ("post", "/uploads/{upload_id}/complete"),  # the same run summary
     # the cycle's counters (families, steps, restrictions, attestations, review impacts ...)
     ("post", "/assessments"),
 }
@@ -90,7 +96,16 @@ def _json_schema(op: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def test_every_route_is_accounted_for(schema):
-    assert set(_operations(schema)) == set(TYPED) | UNTYPED | FILES
+    assert set(_operations(schema)) == set(TYPED) | set(CREATED) | NO_CONTENT | UNTYPED | FILES
+
+
+def test_created_and_no_content_routes(schema):
+    ops = _operations(schema)
+    for route, name in CREATED.items():
+        got = ops[route]["responses"]["201"]["content"]["application/json"]["schema"]
+        assert got == {"$ref": f"#/components/schemas/{name}"}
+    for route in NO_CONTENT:
+        assert "204" in ops[route]["responses"]
 
 
 @pytest.mark.parametrize(("route", "name"), sorted(TYPED.items()), ids=lambda v: str(v))

@@ -1,0 +1,203 @@
+"""Ingest speed: a synthetic council pushed over HTTP to a real linkage-service process and linked.
+
+Generates and encodes the synthetic population once (cached under bench/out/,
+as bench/linkage_scale.py does: seven agencies' extracts), starts
+``linkage-service serve`` as its own process on loopback, registers the
+agencies, and pushes each agency's extract with ``agency_client.push_extract``
+(the resumable upload ``agency-client push`` uses), one after another, each
+linked by the real engine as it is applied. Runs on SQLite (a new file) and on
+PostgreSQL (a database it creates and drops; skipped if the server is not
+reachable). Prints per extract and in total: records/s end to end, and the
+split: upload (chunks sent, each checked by the service as it arrives),
+verify (the service's time checking lines, inside upload, and the trailer and
+signature at completion), apply (completion: insert, link, write the links,
+statistics) and link (the engine's share of apply).
+
+    .venv/bin/python bench/ingest_speed.py                      # 1M records
+    .venv/bin/python bench/ingest_speed.py --records 200000 --databases sqlite
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tokens(path: Path, agencies: tuple[str, ...]) -> dict[str, str]:
+    tokens = {a: f"bench-{a}-{uuid.uuid4().hex}" for a in agencies}
+    lines = [
+        f"{hashlib.sha256(t.encode()).hexdigest()} agency:{a} bench\n" for a, t in tokens.items()
+    ]
+    path.write_text("".join(lines))
+    path.chmod(0o600)
+    return tokens
+
+
+def _register(url: str, pop: Any) -> None:
+    from agency_client import load_agency_public_key, load_mapping
+    from linkage_service import _store as store
+
+    sql = store.open_engine(url)
+    try:
+        for a in pop.agencies:
+            pub = load_agency_public_key(pop.workdir / "keys" / a / "agency.pub")
+            mapping = load_mapping(pop.workdir / "population" / f"{a}.mapping.toml")
+            store.add_agency(sql, a, pub.public_key, pub.key_id, [mapping.agency.extract_type])
+    finally:
+        sql.dispose()
+
+
+def run(database_url: str, label: str, pop: Any, work: Path) -> None:
+    """Serve on ``database_url``, push every agency's extract, print the figures."""
+    from agency_client import push_extract
+
+    _register(database_url, pop)
+    tokens = _tokens(work / f"tokens-{label}", pop.agencies)
+    port = _free_port()
+    config = work / f"linkage-{label}.toml"
+    config.write_text(
+        f'database_url = "{database_url}"\n'
+        f'token_file = "{work / f"tokens-{label}"}"\n'
+        f'staging_dir = "{work}"\n'
+        f"port = {port}\n"
+        "max_records_per_push = 2000000\n"
+        f"max_upload_bytes = {4 * 1024**3}\n"
+    )
+    log = (work / f"service-{label}.log").open("wb")
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "linkage-service"), "--config", str(config), "serve"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"linkage-service exited: see {log.name}")
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code < 500:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        print(f"[{label}] service up in {time.perf_counter() - started:.1f}s")
+        total = {"records": 0, "seconds": 0.0, "upload": 0.0, "verify": 0.0, "apply": 0.0}
+        total["link"] = 0.0
+        with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
+            for agency in pop.agencies:
+                path = pop.extract_paths[agency]
+                marks: dict[str, float] = {}
+
+                def progress(sent: int, size: int, marks: dict[str, float] = marks) -> None:
+                    if sent == size:
+                        marks["uploaded"] = time.perf_counter()
+
+                t0 = time.perf_counter()
+                summary = push_extract(path, base, tokens[agency], client=http, progress=progress)
+                t1 = time.perf_counter()
+                upload = marks["uploaded"] - t0
+                n = int(summary["records_received"])
+                row = {
+                    "records": n,
+                    "seconds": t1 - t0,
+                    "upload": upload,
+                    "verify": float(summary["verify_seconds"]),
+                    "apply": t1 - marks["uploaded"],
+                    "link": float(summary["link_seconds"]),
+                }
+                for k, v in row.items():
+                    total[k] += v
+                print(
+                    f"[{label}] {agency:<11} {n:>8,} records {row['seconds']:6.1f}s "
+                    f"({n / row['seconds']:>7,.0f}/s): upload {upload:5.1f}s "
+                    f"(verify {row['verify']:5.1f}s), apply {row['apply']:5.1f}s "
+                    f"(link {row['link']:5.1f}s)"
+                )
+        n, s = int(total["records"]), total["seconds"]
+        print(
+            f"[{label}] TOTAL {n:,} records pushed and linked in {s:.1f}s = {n / s:,.0f} "
+            f"records/s; upload {total['upload']:.1f}s (verify {total['verify']:.1f}s), "
+            f"apply {total['apply']:.1f}s (link {total['link']:.1f}s, insert/write/statistics "
+            f"{total['apply'] - total['link']:.1f}s)"
+        )
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=20261121)
+    ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
+    ap.add_argument("--databases", default="sqlite,postgresql")
+    args = ap.parse_args()
+
+    from evaluation._harness import load_population
+
+    t0 = time.perf_counter()
+    pop = load_population(
+        max(int(args.records / 5.19), 100),
+        args.seed,
+        args.cache / f"linkage-{args.records}-{args.seed}",
+        workers=os.cpu_count() or 1,
+    )
+    print(
+        f"population: {len(pop.batch):,} records in {len(pop.agencies)} extracts "
+        f"(ready in {time.perf_counter() - t0:.0f}s; cached)"
+    )
+    with tempfile.TemporaryDirectory(prefix="ingest-speed-") as tmp:
+        work = Path(tmp)
+        for db in args.databases.split(","):
+            if db == "sqlite":
+                run(f"sqlite:///{work / 'linkage.sqlite'}", "sqlite", pop, work)
+            elif db == "postgresql":
+                import psycopg
+
+                name = f"bench_ingest_{uuid.uuid4().hex[:10]}"
+                try:
+                    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+                except psycopg.OperationalError as exc:
+                    print(f"[postgresql] skipped: {exc}")
+                    continue
+                with admin:
+                    admin.execute(f'CREATE DATABASE "{name}"')
+                try:
+                    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+                    run(
+                        url.replace("postgresql://", "postgresql+psycopg://"),
+                        "postgresql",
+                        pop,
+                        work,
+                    )
+                finally:
+                    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            else:
+                raise SystemExit(f"unknown database {db!r}: sqlite or postgresql")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
