@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hardening", choices=("none", "balance", "xor_fold"))
     ap.add_argument("--salt", choices=("none", "dob_year", "sex"))
     ap.add_argument("--mining-seconds", type=float, default=180.0)
+    ap.add_argument(
+        "--closure",
+        type=float,
+        default=0.97,
+        help="share of an atom's members holding each bit (lower: blurred patterns too)",
+    )
     ap.add_argument("--write-card", type=Path, help="write privacy-<schema>.md in this directory")
     args = ap.parse_args(argv)
 
@@ -125,13 +131,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     out(
-        f"encoded: agency client generator, seed {args.seed}, {households:,} households, "
+        f"mining closure {args.closure:g}; encoded: agency client generator, seed {args.seed}, "
+        f"{households:,} households, "
         f"{len(view):,} records of {len(set(truth.person)):,} persons"
     )
     out(f"public list: {public.source}")
 
     t0 = time.process_time()
-    atoms = mine(view, schema, MiningConfig(seconds=args.mining_seconds))
+    atoms = mine(view, schema, MiningConfig(seconds=args.mining_seconds, closure=args.closure))
     mined = time.process_time() - t0
     truths = [atom_truth(a, truth) for a in atoms]
     clean = [t for t in truths if t.clean]

@@ -196,6 +196,9 @@ class MiningConfig:
     partners: int = 3  # seeds per bit: its most correlated partners
     max_steps: int = 16  # greedy growth steps per seed
     seconds: float = 240.0  # time limit for all rounds
+    # share of an atom's members that must hold each of its bits (and of its bits
+    # a member must hold); below 1 it finds patterns hardening only blurs
+    closure: float = 0.97
 
 
 def mine_atoms(bits: U8, config: MiningConfig = MiningConfig()) -> list[Atom]:
@@ -259,22 +262,24 @@ def _grow(
         share = residual[rows].sum(axis=0, dtype=np.int64) / len(rows)
         share[chosen] = -1.0
         best = int(np.argmax(share / safe_p))
-        if share[best] >= 0.98 and len(chosen) >= 6:
+        if share[best] >= min(0.98, config.closure + 0.01) and len(chosen) >= 6:
             break
         chosen.append(best)
         rows = rows[rcols[best][rows]]
     if len(rows) < config.min_support:
         return None
-    bits = np.nonzero(x[rows].sum(axis=0, dtype=np.int64) >= 0.97 * len(rows))[0]
+    closure = config.closure
+    bits = np.nonzero(x[rows].sum(axis=0, dtype=np.int64) >= closure * len(rows))[0]
     for _ in range(4):
         if len(bits) < config.min_bits:
             return None
-        slack = max(1, len(bits) // 20)  # a missing sex or a collision costs a bit or two
+        # a missing sex or a collision costs a bit or two
+        slack = max(1, len(bits) // 20, int((1 - closure) * len(bits)))
         held = x[:, bits].sum(axis=1, dtype=np.int64)
         members = np.nonzero(held >= len(bits) - slack)[0]
         if len(members) < config.min_support:
             return None
-        again = np.nonzero(x[members].sum(axis=0, dtype=np.int64) >= 0.97 * len(members))[0]
+        again = np.nonzero(x[members].sum(axis=0, dtype=np.int64) >= closure * len(members))[0]
         if np.array_equal(again, bits):
             break
         bits = again
@@ -334,13 +339,14 @@ def mine(
             partners=config.partners,
             max_steps=config.max_steps,
             seconds=max(1.0, config.seconds * share),
+            closure=config.closure,
         )
         whole = not salted and len(group) == len(view)
         for found in mine_atoms(bits[group], cfg):
             if salted or whole:
                 atom = Atom(found.bits, group[found.members])
             else:
-                slack = max(1, len(found.bits) // 20)
+                slack = max(1, len(found.bits) // 20, int((1 - config.closure) * len(found.bits)))
                 held = bits[:, found.bits].sum(axis=1, dtype=np.int64)
                 atom = Atom(found.bits, np.nonzero(held >= len(found.bits) - slack)[0])
             if _duplicate(atom, atoms, by_bit):
