@@ -19,6 +19,12 @@ draws fresh keys, so figures move by about +-0.002.
     .venv/bin/python bench/quality_matrix.py
     .venv/bin/python bench/quality_matrix.py --households 5000 --seed 7 --only febrl4 council
     .venv/bin/python bench/quality_matrix.py --cards docs/model-cards   # and each estimated model
+    .venv/bin/python bench/quality_matrix.py --schema hardened.json     # another encoding
+
+``--schema`` replaces the shipped schema (a LinkageSchema JSON file, as
+``agency-client encode --schema`` takes) on every row, with the same per-data-set
+declarations added; it is how an encoding option (hardening, salt, weights) is
+compared with the shipped one (docs/agency-client.md, "Hardening").
 """
 
 from __future__ import annotations
@@ -51,15 +57,16 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261203)
     ap.add_argument("--only", nargs="+", choices=DATASETS, default=list(DATASETS))
     ap.add_argument("--cards", type=Path, help="write each data set's estimated match model here")
+    ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
     args = ap.parse_args()
 
+    from agency_client import load_schema
     from evaluation._council import CouncilConfig, generate_council
     from evaluation._council_eval import evaluate_council
     from evaluation._febrl import run_febrl
     from evaluation._harness import load_population, pair_scores
     from linkage_service._engine import LinkageEngine
     from linkage_service._matchmodel import MatchModel, render_markdown
-    from protocols import default_schema
 
     def card(name: str, model: MatchModel | None) -> None:
         if args.cards is not None and model is not None:
@@ -67,10 +74,12 @@ def main() -> int:
             title = f"Match model estimated on {name} (bench/quality_matrix.py)"
             (args.cards / f"match-model-{name}.md").write_text(render_markdown(model, title) + "\n")
 
-    schema = default_schema()
+    schema = load_schema(args.schema)
+    which = "shipped defaults" if args.schema is None else f"schema {args.schema}"
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{sys.version.split()[0]}, {dt.date.today().isoformat()}; shipped defaults"
+        f"{sys.version.split()[0]}, {dt.date.today().isoformat()}; {which} "
+        f"({schema.name}, {schema.fingerprint()[:16]}...)"
     )
     print(
         "| data set | records | persons P / R / F1 | households P / R / F1 "
@@ -99,7 +108,7 @@ def main() -> int:
     def own() -> None:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="matrix-own-") as work:
-            pop = load_population(args.households, args.seed, Path(work))
+            pop = load_population(args.households, args.seed, Path(work), schema=schema)
         engine = LinkageEngine()
         d = engine.update(pop.batch, [])
         card("own", engine.model)
