@@ -165,41 +165,40 @@ def _member_blobs(conn: Connection, members: Sequence[AttestedMember]) -> list[S
     member whose record is gone since is left out (nothing to release for it).
     """
     r, x = store.records, store.extracts
-    wanted: dict[str, set[str]] = {}
-    for m in members:
-        wanted.setdefault(m.agency_id, set()).add(m.record_ref)
+    wanted = {(m.agency_id, m.record_ref) for m in members}
     if not wanted:
         return []
+    # One statement shape whatever the family (so its compiled form is cached):
+    # both IN lists use the (agency_id, record_ref) index; pairs outside the
+    # family that the cross product lets through are dropped below.
     rows = conn.execute(
         sa.select(
             r.c.agency_id, r.c.record_ref, r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id
         )
         .join(x, x.c.extract_id == r.c.extract_id)
         .where(
-            sa.or_(
-                *(
-                    sa.and_(r.c.agency_id == agency, r.c.record_ref.in_(sorted(refs)))
-                    for agency, refs in sorted(wanted.items())
-                )
-            )
+            r.c.agency_id.in_(sorted({a for a, _ in wanted})),
+            r.c.record_ref.in_(sorted({ref for _, ref in wanted})),
         )
         .order_by(r.c.agency_id, r.c.record_ref, r.c.active.desc(), r.c.seq.desc())
     ).all()
     first: dict[tuple[str, str], Any] = {}
     for row in rows:
-        first.setdefault((row.agency_id, row.record_ref), row)
+        key = (row.agency_id, row.record_ref)
+        if key in wanted:
+            first.setdefault(key, row)
     blobs: list[SealedBlob] = []
     for m in members:
-        row = first.get((m.agency_id, m.record_ref))
-        if row is None:
+        found = first.get((m.agency_id, m.record_ref))
+        if found is None:
             continue
         blobs.append(
             SealedBlob(
                 agency_id=m.agency_id,
                 record_ref=m.record_ref,
-                extract_id=str(row.extract_id),
-                seal_key_id=row.seal_key_id,
-                sealed_identity=base64.b64encode(bytes(row.sealed_identity)).decode(),
+                extract_id=str(found.extract_id),
+                seal_key_id=found.seal_key_id,
+                sealed_identity=base64.b64encode(bytes(found.sealed_identity)).decode(),
             )
         )
     return blobs

@@ -182,8 +182,15 @@ def test_blobs_follow_the_members_and_take_each_records_current_row(db):
         conn.execute(
             r.delete().where(r.c.agency_id == last.agency_id, r.c.record_ref == last.record_ref)
         )
+        # a record of the first member's agency that carries another agency's
+        # member's ref is no member: the one query must not let it through
+        other = next(m for m in att.members if m.agency_id != first.agency_id)
+        decoy = dict(row._mapping)
+        decoy.update(id=10_100, seq=10_100, record_ref=other.record_ref, sealed_identity=b"decoy")
+        conn.execute(r.insert().values(**decoy))
     blobs = family_blobs(db.engine, fid, sha).blobs
     assert [(b.agency_id, b.record_ref) for b in blobs] == members[:-1]
+    assert all(base64.b64decode(b.sealed_identity) != b"decoy" for b in blobs)
     assert base64.b64decode(blobs[0].sealed_identity) == bytes(row.sealed_identity)
     # with no active row left, the newest (highest seq) row is the one released
     with db.engine.begin() as conn:
