@@ -483,19 +483,12 @@ class AuditLog:
 
     # -- proofs ---------------------------------------------------------
 
-    def receipt(self, index: int, *, linger: float = 0.0) -> str:
-        """A C2SP tlog-proof for entry ``index`` against a published checkpoint.
-
-        When no published checkpoint covers ``index`` yet, wait ``linger``
-        seconds before signing one, so that entries appended meanwhile (other
-        callers' receipts) share one signature and one witness round trip.
-        """
+    def receipt(self, index: int) -> str:
+        """A C2SP tlog-proof for entry ``index`` against a published checkpoint."""
         published = self._published
         if published is None or published.size <= index:
             if not 0 <= index < self.size:
                 raise ProofError(f"entry {index} is not in the log of {self.size} entries")
-            if linger > 0:
-                time.sleep(linger)
             self.checkpoint(covering=index + 1)
             published = self._published
             assert published is not None

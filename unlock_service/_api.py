@@ -235,7 +235,6 @@ def build_service(
         tokens=tokens,
         request_window=settings.request_window,
         claim_lease=settings.claim_lease,
-        receipt_linger=settings.receipt_linger,
         clock=clock,
     )
 
@@ -263,7 +262,6 @@ def _ed25519(raw: bytes) -> Any:
 
 def close_service(service: UnlockService) -> None:
     """Release the service's databases and connections."""
-    service.close()
     service.linkage.close()
     service.audit.close()
     service.engine.dispose()

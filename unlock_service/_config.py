@@ -66,10 +66,6 @@ class Settings(BaseModel):
     audit_token_file: Path | None = None
     audit_batch_wait: float = Field(default=0.0, ge=0)
     checkpoint_interval: float = Field(default=1.0, gt=0)
-    # How long a release waits before signing a checkpoint for its receipt, so
-    # concurrent releases share one (and one witness round trip). The wait
-    # overlaps the blob fetch, which takes longer, so it costs no latency.
-    receipt_linger: float = Field(default=0.01, ge=0, le=1.0)
     # IG witnesses asked to cosign each checkpoint ([[audit_witnesses]] tables:
     # url, vkey (inline or a file), token_env naming the variable that holds
     # our bearer token for it). With witnesses a checkpoint, and so a receipt,

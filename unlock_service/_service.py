@@ -40,7 +40,6 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Literal, NoReturn
@@ -232,7 +231,6 @@ class UnlockService:
         tokens: TokenVerifier,
         request_window: int = 60,
         claim_lease: float = 120,
-        receipt_linger: float = 0.0,
         clock: Callable[[], dt.datetime] = utcnow,
     ) -> None:
         self.engine = engine
@@ -244,18 +242,9 @@ class UnlockService:
         self._tokens = tokens
         self._window = request_window
         self._lease_us = int(claim_lease * 1_000_000)
-        self._receipt_linger = receipt_linger
         self._clock = clock
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
-        # Receipts are prepared while the blobs are fetched and opened (the
-        # decision is durable by then): signing a checkpoint and asking the
-        # witnesses to cosign it is waiting, not computing.
-        self._receipts = ThreadPoolExecutor(max_workers=4, thread_name_prefix="unlock-receipt")
-
-    def close(self) -> None:
-        """Stop the receipt threads (after the requests in flight finish)."""
-        self._receipts.shutdown(wait=True)
 
     # -- authentication -----------------------------------------------------------------
 
@@ -927,9 +916,6 @@ class UnlockService:
         request_id = row.request_id
         now_us = micros(self._clock())
         assert row.attestation_json is not None and row.decision_index is not None
-        receipt_of: Future[tuple[str, str]] = self._receipts.submit(
-            self._receipt, row.decision_index
-        )
         try:
             signed = SignedAttestation.model_validate_json(row.attestation_json)
             blobs = self.linkage.blobs(row.family_id, row.attestation_sha256)
@@ -943,7 +929,10 @@ class UnlockService:
             )
             count = len(payloads)
             del payloads
-            receipt, leaf = receipt_of.result()
+            # Asked for last, so the checkpoint also covers the decisions made
+            # while these blobs were fetched: concurrent releases share it.
+            receipt = self.audit.receipt(row.decision_index)
+            leaf = self.audit.leaf(row.decision_index).decode("utf-8")
         except (UnlockError, AuditLogError, ValidationError) as exc:
             self._settle(request_id, token, "releasing", status="granted")
             _logger.error(
@@ -981,11 +970,6 @@ class UnlockService:
             reason=row.reason_code,
             released_at=now_us,
         )
-
-    def _receipt(self, index: int) -> tuple[str, str]:
-        # The decision's receipt (a published checkpoint covering it) and its leaf.
-        receipt = self.audit.receipt(index, linger=self._receipt_linger)
-        return receipt, self.audit.leaf(index).decode("utf-8")
 
     # -- crash recovery -------------------------------------------------------------------
 

@@ -82,42 +82,6 @@ def test_appends_receipts_and_reopen(
     assert verify_database(again.engine, again.verifier).size == 31
 
 
-def _receipts_for_six(log: AuditLog, linger: float, together: bool) -> int:
-    """Six callers each append one entry and take its receipt; how many checkpoints
-    were signed for them (each receipt checked)."""
-    from audit_log import _store as store
-
-    before = len(store.all_checkpoints(log.engine))
-    got: list[tuple[str, int, bytes]] = []
-    lock = threading.Lock()
-
-    def worker(k: int) -> None:
-        appended = log.append(make_entry("decision", k))
-        receipt = log.receipt(appended.index, linger=linger)
-        with lock:
-            got.append((receipt, appended.index, appended.leaf))
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(6)]
-    for t in threads:
-        t.start()
-        if not together:
-            t.join()
-    for t in threads:
-        t.join()
-    for receipt, index, leaf in got:
-        assert verify_tlog_proof(receipt, leaf, log.verifier).size > index
-    return len(store.all_checkpoints(log.engine)) - before
-
-
-def test_receipts_that_linger_share_one_checkpoint(
-    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog]
-) -> None:
-    # Callers whose entries land within one linger share a signed checkpoint;
-    # one after another, each signs its own.
-    assert _receipts_for_six(open_log(db_url_factory()), 0.3, together=True) == 1
-    assert _receipts_for_six(open_log(db_url_factory()), 0.0, together=False) == 6
-
-
 def test_concurrent_appenders_get_distinct_contiguous_indices(
     db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog]
 ) -> None:
