@@ -2,21 +2,22 @@
 
 Sets up the real local stack as ``bench/unlock_load.py`` does (linkage service,
 witness, a pushed and assessed population), then stops the ``unlock-service``
-process and runs the same service in this process (``create_app`` over the
-same settings, through ``TestClient``: routing, authentication, the unlock
-flow, the real linkage service and witness over loopback, the audit log
-fsynced), so every stage can be timed. ``--requests`` unlocks are made one
-after another, each by one of ``--clients`` professionals, for a random
-attested family, under cProfile twice: once with wall time (where a request
-waits: linkage calls, the audit fsync, the witness) and once with this thread's
-CPU time (what it computes). The other services' CPU per request is read from
-/proc.
+process and builds the same service in this process over the same settings,
+databases and keys (the real linkage service and witness over loopback, the
+audit log fsynced). ``--requests`` unlocks are made one after another, each by
+one of ``--clients`` professionals for a random attested family, by calling
+what the route calls (authenticate, request_unlock, the answer's JSON), under
+cProfile twice: once with wall time (where a request waits: linkage calls, the
+audit fsync, the witness) and once with this thread's CPU time (what it
+computes). With ``--concurrency N``, N threads then do the same for
+``--seconds`` with each stage timed by a wrapper (cProfile sees one thread),
+which shows where concurrent requests wait. Last, ``--requests`` unlocks go
+through the ASGI app unprofiled, for the whole process's CPU per unlock (the
+audit writer thread and the client's token, signature and opening included)
+and the linkage service's and witness's, read from /proc.
 
-It prints, per stage, the mean wall ms and CPU ms per request, the whole
-process's CPU per request (the audit writer thread included), and the linkage
-service's and witness's CPU per request.
-
-Run: .venv/bin/python bench/unlock_profile.py [--requests 300] [--top 0]
+Run: .venv/bin/python bench/unlock_profile.py [--requests 300] [--clients 50]
+     [--concurrency 50] [--top 40]
 """
 
 from __future__ import annotations
@@ -320,7 +321,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=300)
     p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--clients", type=int, default=10)
+    p.add_argument("--clients", type=int, default=50)
     p.add_argument("--households", type=int, default=600)
     p.add_argument("--seed", type=int, default=20261121)
     p.add_argument(
