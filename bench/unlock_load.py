@@ -59,7 +59,7 @@ from agency_client import (  # noqa: E402
     load_seal_public_key,
     load_secret,
 )
-from agency_client._synthetic import AGENCIES  # noqa: E402
+from agency_client._synthetic import AGENCIES, GeneratedPopulation  # noqa: E402
 from deploy import LocalStack  # noqa: E402
 from deploy._journey import (  # noqa: E402
     assess,
@@ -118,6 +118,17 @@ roles = ["social_worker"]
 WHY = "benchmark: child seen with injuries at school, s.47 enquiry"
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux /proc), 0 if unknown."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -146,6 +157,53 @@ def encode(stack: LocalStack, agency: str, csv: Path, mapping_path: Path, out: P
     return out
 
 
+def set_up(
+    stack: LocalStack, args: argparse.Namespace, run_dir: Path
+) -> tuple[GeneratedPopulation, list[str], list[tuple[str, Path]]]:
+    """Keys, policy, ``args.clients`` registered professionals, the running stack, and a
+    pushed and assessed population; the attested family ids and the professionals."""
+    stack.ceremony()
+    stack.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    (stack.config_dir / "policy.toml").write_text(POLICY, encoding="utf-8")
+    stack.prepare(fresh=True)
+    demo = {p.name: p for p in stack.register_professionals()}
+    clients = stack.register_workers(
+        demo["admin"].professional_id, args.clients, prefix="bench", team="bench"
+    )
+    stack.start()
+
+    t0 = time.perf_counter()
+    pop = make_population(run_dir / "population", args.households, args.seed)
+    extracts_dir = run_dir / "extracts"
+    first = {
+        a: encode(stack, a, pop.csv_paths[a], pop.mapping_paths[a], extracts_dir / f"{a}.jsonl")
+        for a in pop.agencies
+    }
+    register_agencies(stack, pop)
+    sql = linkage_store.open_engine(stack.database_urls["linkage"])
+    try:
+        school = load_mapping(pop.mapping_paths["school"])
+        pub = load_agency_public_key(
+            stack.key("linkage-service", "agencies", f"{EXTRA_AGENCY}.pub")
+        )
+        linkage_store.add_agency(
+            sql, EXTRA_AGENCY, pub.public_key, pub.key_id, [school.agency.extract_type]
+        )
+    finally:
+        sql.dispose()
+    push_extracts(stack, first)
+    cycle = assess(stack)
+    families = families_at_threshold(stack)
+    print(
+        f"set-up: {pop.record_count:,} records from {len(pop.agencies)} agencies pushed, "
+        f"cycle {cycle.get('cycle_id')}: {len(families)} families attested at or above the "
+        f"unlock threshold ({time.perf_counter() - t0:.0f}s)"
+    )
+    if not families:
+        raise SystemExit("no family reached the unlock threshold: use more --households")
+    return pop, families, clients
+
+
 def run(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="unlock-load-")).resolve()
     stack = LocalStack(
@@ -156,45 +214,8 @@ def run(args: argparse.Namespace) -> int:
     )
     load_before = os.getloadavg()
     with stack:
-        stack.ceremony()
-        stack.config_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        (stack.config_dir / "policy.toml").write_text(POLICY, encoding="utf-8")
-        stack.prepare(fresh=True)
-        demo = {p.name: p for p in stack.register_professionals()}
-        clients = stack.register_workers(
-            demo["admin"].professional_id, args.clients, prefix="bench", team="bench"
-        )
-        stack.start()
-
-        t0 = time.perf_counter()
-        pop = make_population(run_dir / "population", args.households, args.seed)
+        pop, families, clients = set_up(stack, args, run_dir)
         extracts_dir = run_dir / "extracts"
-        first = {
-            a: encode(stack, a, pop.csv_paths[a], pop.mapping_paths[a], extracts_dir / f"{a}.jsonl")
-            for a in pop.agencies
-        }
-        register_agencies(stack, pop)
-        sql = linkage_store.open_engine(stack.database_urls["linkage"])
-        try:
-            school = load_mapping(pop.mapping_paths["school"])
-            pub = load_agency_public_key(
-                stack.key("linkage-service", "agencies", f"{EXTRA_AGENCY}.pub")
-            )
-            linkage_store.add_agency(
-                sql, EXTRA_AGENCY, pub.public_key, pub.key_id, [school.agency.extract_type]
-            )
-        finally:
-            sql.dispose()
-        push_extracts(stack, first)
-        cycle = assess(stack)
-        families = families_at_threshold(stack)
-        print(
-            f"set-up: {pop.record_count:,} records from {len(pop.agencies)} agencies pushed, "
-            f"cycle {cycle.get('cycle_id')}: {len(families)} families attested at or above the "
-            f"unlock threshold ({time.perf_counter() - t0:.0f}s)"
-        )
-        if not families:
-            raise SystemExit("no family reached the unlock threshold: use more --households")
 
         # The pushes of the run, encoded now so encoding does not compete for the CPU.
         rounds = int(args.seconds // args.push_interval) + 1
@@ -297,11 +318,16 @@ def run(args: argparse.Namespace) -> int:
         for t in threads:
             t.start()
         stop_at[0] = time.perf_counter() + args.seconds + 0.5
+        pids = {name: svc.pid for name, svc in stack.services.items()}
         gate.wait()
         t_start = time.perf_counter()
+        cpu_start = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        own_start = time.process_time()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t_start
+        cpu_used = {name: cpu_seconds(pid) - cpu_start[name] for name, pid in pids.items()}
+        cpu_used["bench (clients + pushers)"] = time.process_time() - own_start
         load_after = os.getloadavg()
 
         ms = [x * 1000 for x in latencies]
@@ -327,6 +353,14 @@ def run(args: argparse.Namespace) -> int:
                 f"max {max(ms):.1f} ms; {len(ms) / wall:.1f} unlocks/s"
             )
         print(f"  pushes: {sum(pushes.values())} ({dict(sorted(pushes.items()))})")
+        if ms:
+            # CPU time (user + system) is less noisy than wall time on a shared machine.
+            print(
+                "  CPU per released unlock (user + sys over the run / released): "
+                + ", ".join(
+                    f"{name} {1000 * used / len(ms):.1f} ms" for name, used in cpu_used.items()
+                )
+            )
         print(f"  errors: {sum(errors.values())} {dict(errors.most_common())}")
 
         vkey = stack.key("ig-office", "audit-log.vkey")

@@ -10,8 +10,9 @@ through here: blobs are still sealed, subject queries are encodings.
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -73,22 +74,51 @@ class LinkageClient:
         timeout: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self._http = httpx.Client(
-            base_url=base_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}"},
-            timeout=timeout,
-            transport=transport,
-        )
+        # Requests go straight to the transport (its connection pool is shared by
+        # every thread): two calls per unlock, and httpx.Client's per-request
+        # work (URL merging, cookie jar, redirect and auth handling) cost more
+        # CPU than the transport itself while this client needs none of it.
+        self._base = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        self._timeout = httpx.Timeout(timeout).as_dict()
+        self._transport = transport or httpx.HTTPTransport()
 
     def close(self) -> None:
         """Close the connection pool."""
-        self._http.close()
+        self._transport.close()
 
-    def _get(self, path: str, **params: Any) -> httpx.Response:
+    def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        headers = self._headers
+        if content is not None:
+            headers = {**headers, "Content-Type": "application/json"}
+        request = httpx.Request(
+            method,
+            self._base + path,
+            params=params,
+            headers=headers,
+            content=content,
+            extensions={"timeout": self._timeout},
+        )
         try:
-            return self._http.get(path, params=params or None)
+            response = self._transport.handle_request(request)
+            response.request = request
+            try:
+                response.read()
+            finally:
+                response.close()
         except httpx.HTTPError as exc:
             raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+        return response
+
+    def _get(self, path: str, **params: str) -> httpx.Response:
+        return self._send("GET", path, params=params or None)
 
     def attestation(self, family_id: str) -> SignedAttestation:
         """The family's current signed attestation."""
@@ -130,14 +160,9 @@ class LinkageClient:
 
     def subject_access(self, query: SubjectQuery) -> SubjectAccessAnswer:
         """What the linkage service holds about the person an encoded identity matches."""
-        try:
-            response = self._http.post(
-                "/subject-access",
-                content=query.model_dump_json(),
-                headers={"Content-Type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+        response = self._send(
+            "POST", "/subject-access", content=query.model_dump_json().encode("utf-8")
+        )
         if response.status_code in (400, 422):
             raise SubjectQueryRefused(
                 f"the linkage service refused the subject query: {_detail(response)}",
@@ -161,13 +186,11 @@ class LinkageClient:
 
     def restrict(self, family_id: str, kind: str | None) -> None:
         """Set (``kind``) or lift (None) a family's flag at the linkage service."""
-        try:
-            if kind is None:
-                response = self._http.delete(f"/restrictions/{family_id}")
-            else:
-                response = self._http.put(f"/restrictions/{family_id}", json={"kind": kind})
-        except httpx.HTTPError as exc:
-            raise LinkageError(f"cannot reach the linkage service: {type(exc).__name__}") from exc
+        if kind is None:
+            response = self._send("DELETE", f"/restrictions/{family_id}")
+        else:
+            body = json.dumps({"kind": kind}, separators=(",", ":")).encode("utf-8")
+            response = self._send("PUT", f"/restrictions/{family_id}", content=body)
         lifted_already = kind is None and response.status_code == 404
         if response.status_code != 200 and not lifted_already:
             raise LinkageError(

@@ -99,6 +99,10 @@ class RoleRule(_Model):
     subject_access: bool = False  # IG: run subject access searches
 
 
+# What a role the policy does not name may do: nothing (one frozen instance).
+_NO_ROLE = RoleRule()
+
+
 class PurposeRule(_Model):
     """One purpose professionals may state, and what it requires."""
 
@@ -205,7 +209,8 @@ class Policy:
 
     def role(self, name: str) -> RoleRule:
         """The rule of role ``name`` (a role the policy does not name may do nothing)."""
-        return self.rules.roles.get(name, RoleRule())
+        found = self.rules.roles.get(name)
+        return _NO_ROLE if found is None else found
 
 
 def parse_policy(data: bytes, source: str = "policy") -> Policy:

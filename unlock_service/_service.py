@@ -929,6 +929,8 @@ class UnlockService:
             )
             count = len(payloads)
             del payloads
+            # Asked for last, so the checkpoint also covers the decisions made
+            # while these blobs were fetched: concurrent releases share it.
             receipt = self.audit.receipt(row.decision_index)
             leaf = self.audit.leaf(row.decision_index).decode("utf-8")
         except (UnlockError, AuditLogError, ValidationError) as exc:

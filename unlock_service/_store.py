@@ -18,6 +18,7 @@ Times are integer microseconds since the Unix epoch.
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import weakref
@@ -329,9 +330,8 @@ def use_nonce(engine: Engine, nonce: str, professional_id: str, expires_at: int)
     try:
         with transaction(engine) as conn:
             conn.execute(
-                nonces.insert().values(
-                    nonce=nonce, professional_id=professional_id, expires_at=expires_at
-                )
+                nonces.insert(),
+                {"nonce": nonce, "professional_id": professional_id, "expires_at": expires_at},
             )
     except StorageError as exc:
         if isinstance(exc.__cause__, IntegrityError):
@@ -393,9 +393,18 @@ def count_recent_requests(conn: Connection, professional_id: str, since: int, be
     return int(conn.execute(query).scalar_one())
 
 
+def _check_columns(values: dict[str, Any], what: str) -> None:
+    # Statements take their columns from the parameters, which SQLAlchemy does
+    # not check against the table: a misspelt column must fail, not be dropped.
+    unknown = sorted(set(values) - {c.name for c in requests.columns})
+    if unknown or not values:
+        raise TypeError(f"request {what}: unknown columns {unknown}" if unknown else "no values")
+
+
 def insert_request(conn: Connection, **values: Any) -> None:
     """Record a new request (status ``evaluating``)."""
-    conn.execute(requests.insert().values(**values))
+    _check_columns(values, "insert")
+    conn.execute(requests.insert(), values)
 
 
 def get_request(conn: Connection, request_id: str) -> RequestRow:
@@ -423,12 +432,27 @@ def update_request(
     if values.get("status") in DECIDED:
         # the justification is kept (sealed) only while approvers may need it
         values["sealed_justification"] = None
-    query = requests.update().where(requests.c.request_id == request_id)
+    _check_columns(values, "update")
+    params = {**values, "b_request_id": request_id}
     if from_status is not None:
-        query = query.where(requests.c.status.in_(list(from_status)))
+        params["b_from_status"] = list(from_status)
     if holder is not None:
-        query = query.where(requests.c.claim == holder)
-    return bool(conn.execute(query.values(**values)).rowcount == 1)
+        params["b_holder"] = holder
+    query = _guarded_update(from_status is not None, holder is not None)
+    return bool(conn.execute(query, params).rowcount == 1)
+
+
+@functools.cache
+def _guarded_update(by_status: bool, by_holder: bool) -> sa.Update:
+    # Built once per shape, with bound parameters (the SET columns come from
+    # the execute parameters): a request's transitions are the hot path, and
+    # building the statement each time cost several times executing it.
+    query = requests.update().where(requests.c.request_id == sa.bindparam("b_request_id"))
+    if by_status:
+        query = query.where(requests.c.status.in_(sa.bindparam("b_from_status", expanding=True)))
+    if by_holder:
+        query = query.where(requests.c.claim == sa.bindparam("b_holder"))
+    return query
 
 
 def take_over(conn: Connection, row: RequestRow, claim: str, now: int) -> bool:

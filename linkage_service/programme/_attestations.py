@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from nacl.signing import SigningKey
@@ -156,6 +157,53 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
     return SignedAttestation.model_validate_json(body)
 
 
+def _member_blobs(conn: Connection, members: Sequence[AttestedMember]) -> list[SealedBlob]:
+    """Each member's sealed blob (its active row first, then the newest), in member order.
+
+    One query for the whole family rather than one per member: the database
+    orders each record's rows, the first row per record is taken here. A
+    member whose record is gone since is left out (nothing to release for it).
+    """
+    r, x = store.records, store.extracts
+    wanted = {(m.agency_id, m.record_ref) for m in members}
+    if not wanted:
+        return []
+    # One statement shape whatever the family (so its compiled form is cached):
+    # both IN lists use the (agency_id, record_ref) index; pairs outside the
+    # family that the cross product lets through are dropped below.
+    rows = conn.execute(
+        sa.select(
+            r.c.agency_id, r.c.record_ref, r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id
+        )
+        .join(x, x.c.extract_id == r.c.extract_id)
+        .where(
+            r.c.agency_id.in_(sorted({a for a, _ in wanted})),
+            r.c.record_ref.in_(sorted({ref for _, ref in wanted})),
+        )
+        .order_by(r.c.agency_id, r.c.record_ref, r.c.active.desc(), r.c.seq.desc())
+    ).all()
+    first: dict[tuple[str, str], Any] = {}
+    for row in rows:
+        key = (row.agency_id, row.record_ref)
+        if key in wanted:
+            first.setdefault(key, row)
+    blobs: list[SealedBlob] = []
+    for m in members:
+        found = first.get((m.agency_id, m.record_ref))
+        if found is None:
+            continue
+        blobs.append(
+            SealedBlob(
+                agency_id=m.agency_id,
+                record_ref=m.record_ref,
+                extract_id=str(found.extract_id),
+                seal_key_id=found.seal_key_id,
+                sealed_identity=base64.b64encode(bytes(found.sealed_identity)).decode(),
+            )
+        )
+    return blobs
+
+
 def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
     """The sealed blobs of exactly the records the attestation ``sha256`` names.
 
@@ -164,7 +212,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
     changed members, since) is refused with ConflictError, as is a hash that is
     no attestation of this family.
     """
-    r, x, a = store.records, store.extracts, pstore.attestations
+    a = pstore.attestations
     try:
         with engine.connect() as conn:
             found = conn.execute(
@@ -183,26 +231,7 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
                     "assessment's attestation releases blobs (fetch the current attestation)"
                 )
             att = SignedAttestation.model_validate_json(found.body).attestation
-            blobs: list[SealedBlob] = []
-            for m in att.members:
-                row = conn.execute(
-                    sa.select(r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id)
-                    .join(x, x.c.extract_id == r.c.extract_id)
-                    .where(r.c.agency_id == m.agency_id, r.c.record_ref == m.record_ref)
-                    .order_by(r.c.active.desc(), r.c.seq.desc())
-                    .limit(1)
-                ).first()
-                if row is None:
-                    continue  # a record deleted since: nothing to release for it
-                blobs.append(
-                    SealedBlob(
-                        agency_id=m.agency_id,
-                        record_ref=m.record_ref,
-                        extract_id=str(row.extract_id),
-                        seal_key_id=row.seal_key_id,
-                        sealed_identity=base64.b64encode(bytes(row.sealed_identity)).decode(),
-                    )
-                )
+            blobs = _member_blobs(conn, att.members)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the blobs of {family_id}: {exc}") from exc
     return FamilyBlobs(family_id=family_id, attestation_sha256=sha256, blobs=tuple(blobs))

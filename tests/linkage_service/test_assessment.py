@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
+from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, RulesetError
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
@@ -149,6 +150,53 @@ def test_a_superseded_attestation_releases_no_blobs(db):
     for sha in (first, second):
         with pytest.raises(ConflictError, match="superseded by cycle 3"):
             family_blobs(db.engine, fid, sha)
+
+
+def test_blobs_follow_the_members_and_take_each_records_current_row(db):
+    # family_blobs reads all members' rows in one query; the answer is what one
+    # query per member gave: member order, the active row (then the newest seq)
+    # of each record, and nothing for a record deleted since the attestation.
+    hid, _ = db.household(1, complex_family())
+    fid = "fam_" + hid[3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
+    att = current_attestation(db.engine, fid).attestation
+    sha = attestation_sha256(att)
+    members = [(m.agency_id, m.record_ref) for m in att.members]
+    assert [(b.agency_id, b.record_ref) for b in family_blobs(db.engine, fid, sha).blobs] == (
+        members
+    )
+    first, last = att.members[0], att.members[-1]
+    r = store.records
+    with db.engine.begin() as conn:
+        row = conn.execute(
+            sa.select(r).where(r.c.agency_id == first.agency_id, r.c.record_ref == first.record_ref)
+        ).one()
+        # an older, inactive row of the same record with a newer seq, and a
+        # second inactive row: the active row still wins
+        for k, seq in enumerate((10_000, 10_001), start=1):
+            values = dict(row._mapping)
+            values.update(
+                id=10_000 + k, seq=seq, active=False, sealed_identity=b"\x02old" + bytes([k])
+            )
+            conn.execute(r.insert().values(**values))
+        conn.execute(
+            r.delete().where(r.c.agency_id == last.agency_id, r.c.record_ref == last.record_ref)
+        )
+        # a record of the first member's agency that carries another agency's
+        # member's ref is no member: the one query must not let it through
+        other = next(m for m in att.members if m.agency_id != first.agency_id)
+        decoy = dict(row._mapping)
+        decoy.update(id=10_100, seq=10_100, record_ref=other.record_ref, sealed_identity=b"decoy")
+        conn.execute(r.insert().values(**decoy))
+    blobs = family_blobs(db.engine, fid, sha).blobs
+    assert [(b.agency_id, b.record_ref) for b in blobs] == members[:-1]
+    assert all(base64.b64decode(b.sealed_identity) != b"decoy" for b in blobs)
+    assert base64.b64decode(blobs[0].sealed_identity) == bytes(row.sealed_identity)
+    # with no active row left, the newest (highest seq) row is the one released
+    with db.engine.begin() as conn:
+        conn.execute(r.update().where(r.c.id == row.id).values(active=False))
+    blobs = family_blobs(db.engine, fid, sha).blobs
+    assert base64.b64decode(blobs[0].sealed_identity) == b"\x02old\x02"
 
 
 def test_no_attestation_below_threshold_or_for_unknown_families(db):

@@ -19,7 +19,7 @@ from unlock_service._errors import UnlockError
 CODE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
 # Upper-case strings in the source that are not reason codes.
 NOT_REASONS = {
-    "POST", "OKP", "CURRENT", "NORMAL",  # HTTP method, JWK key type, key file, SQLite pragma
+    "POST", "DELETE", "OKP", "CURRENT", "NORMAL",  # HTTP methods, JWK kty, key file, pragma
     "OPT_OUT", "RESTRICTED",  # flag kinds (their reasons are *_ADDED / *_REMOVED)
     "INVALID_PURPOSE",  # stands in for a malformed purpose code
     "SEAL_KEY_NAME", "VERSION_TABLE", "UNLOCK_SERVICE_", "FAMILY_",  # names, prefixes

@@ -49,6 +49,58 @@ def test_a_nonce_is_accepted_once(tmp_path):
         engine.dispose()
 
 
+def _request_values(request_id: str) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "professional_id": "pro_" + "1" * 16,
+        "family_id": "fam_" + "2" * 16,
+        "purpose_code": "SAFEGUARDING",
+        "justification_sha256": "0" * 64,
+        "attestation_sha256": "1" * 64,
+        "attestation_json": None,
+        "clearance_required": 1,
+        "break_glass": False,
+        "status": "pending",
+        "reason_code": "APPROVAL_REQUIRED",
+        "created_at": 1,
+        "sealed_justification": "k:sealed",
+    }
+
+
+def test_a_guarded_update_changes_only_the_expected_status_and_claim(tmp_path):
+    # update_request's statement is built once per shape with bound parameters:
+    # each guard still decides, and the columns set are exactly those given.
+    engine = store.open_engine(f"sqlite:///{tmp_path / 'u.db'}")
+    rid = "req_" + "3" * 32
+    try:
+        with store.transaction(engine) as conn:
+            store.insert_request(conn, **_request_values(rid))
+            assert not store.update_request(conn, rid, from_status=["granted"], status="x")
+            assert store.update_request(
+                conn, rid, from_status=["pending"], status="deciding", claim="c1", claimed_at=5
+            )
+            assert not store.update_request(
+                conn, rid, from_status=["deciding"], holder="c2", status="granted"
+            )
+            assert not store.update_request(conn, "req_" + "4" * 32, status="granted")
+            assert store.update_request(
+                conn, rid, from_status=["pending", "deciding"], holder="c1", status="granted"
+            )
+            row = store.get_request(conn, rid)
+        assert (row.status, row.claim, row.claimed_at) == ("granted", "c1", 5)
+        assert row.reason_code == "APPROVAL_REQUIRED"
+        assert row.sealed_justification is None  # decided: the sealed justification goes
+        with store.transaction(engine) as conn:
+            with pytest.raises(TypeError, match=r"unknown columns \['statsu'\]"):
+                store.update_request(conn, rid, statsu="released")
+            with pytest.raises(TypeError, match="no values"):
+                store.update_request(conn, rid, from_status=["granted"])
+            with pytest.raises(TypeError, match=r"unknown columns \['bogus'\]"):
+                store.insert_request(conn, **_request_values("req_" + "5" * 32), bogus=1)
+    finally:
+        engine.dispose()
+
+
 def test_unsupported_database_urls_are_refused():
     with pytest.raises(ConfigError, match="unsupported"):
         store.create_engine("mysql://u:secret@h/db")
