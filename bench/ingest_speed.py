@@ -33,8 +33,6 @@ from typing import Any
 
 import httpx
 
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -155,6 +153,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from evaluation._harness import load_population
+    from evaluation._scratch_db import scratch_postgres
 
     t0 = time.perf_counter()
     pop = load_population(
@@ -173,27 +172,9 @@ def main() -> int:
             if db == "sqlite":
                 run(f"sqlite:///{work / 'linkage.sqlite'}", "sqlite", pop, work)
             elif db == "postgresql":
-                import psycopg
-
-                name = f"bench_ingest_{uuid.uuid4().hex[:10]}"
-                try:
-                    admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-                except psycopg.OperationalError as exc:
-                    print(f"[postgresql] skipped: {exc}")
-                    continue
-                with admin:
-                    admin.execute(f'CREATE DATABASE "{name}"')
-                try:
-                    url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-                    run(
-                        url.replace("postgresql://", "postgresql+psycopg://"),
-                        "postgresql",
-                        pop,
-                        work,
-                    )
-                finally:
-                    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                with scratch_postgres("bench_ingest") as url:
+                    if url is not None:
+                        run(url.replace("postgresql://", "postgresql+psycopg://"), db, pop, work)
             else:
                 raise SystemExit(f"unknown database {db!r}: sqlite or postgresql")
     return 0

@@ -21,12 +21,9 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _load(url: str, pop: Any, staging: Path) -> Any:
@@ -114,6 +111,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from evaluation._harness import load_population
+    from evaluation._scratch_db import scratch_postgres
 
     pop = load_population(
         max(int(args.records / 5.19), 100),
@@ -129,22 +127,9 @@ def main() -> int:
                 continue
             if db != "postgresql":
                 raise SystemExit(f"unknown database {db!r}: sqlite or postgresql")
-            import psycopg
-
-            name = f"bench_reads_{uuid.uuid4().hex[:10]}"
-            try:
-                admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-            except psycopg.OperationalError as exc:
-                print(f"[postgresql] skipped: {exc}")
-                continue
-            with admin:
-                admin.execute(f'CREATE DATABASE "{name}"')
-            try:
-                url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
-                measure(url, "postgresql", pop, work, args.samples)
-            finally:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            with scratch_postgres("bench_reads") as url:
+                if url is not None:
+                    measure(url, "postgresql", pop, work, args.samples)
     return 0
 
 
