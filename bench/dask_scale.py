@@ -26,6 +26,10 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from linkage_service._engine import Delta
 
 
 def peak_mib() -> float:
@@ -75,6 +79,7 @@ def main() -> int:
             delta = engine.update(pop.batch, [])
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             worker_peaks = pairs.client.run(peak_mib)
+            worker_cpu = pairs.client.run(time.process_time)
         st = delta.stats
         print(
             f"  dask: {n:,} records in {wall:.1f}s (driver CPU {cpu:.1f}s); "
@@ -84,19 +89,27 @@ def main() -> int:
             f"{st['persons']:,.0f} persons, {st['households']:,.0f} households"
         )
         peaks = ", ".join(f"{v:,.0f}" for v in worker_peaks.values())
-        print(f"  peak RSS per worker (MiB): {peaks}; driver so far {peak_mib():,.0f} MiB")
+        cpus = ", ".join(f"{v:,.1f}" for v in worker_cpu.values())
+        print(
+            f"  peak RSS per worker (MiB): {peaks}; worker CPU seconds (with start-up): {cpus}; "
+            f"driver peak so far {peak_mib():,.0f} MiB"
+        )
         rows.append((n, wall))
         if args.check:
             t0 = time.perf_counter()
+            c0 = time.process_time()
             here = LinkageEngine().update(pop.batch, [])
+            hs = here.stats
             same_persons = _partition(here.person_of) == _partition(delta.person_of)
             same_households = _partition(
                 {r: here.household_of[p] for r, p in here.person_of.items()}
             ) == _partition({r: delta.household_of[p] for r, p in delta.person_of.items()})
             print(
-                f"  in-process: {time.perf_counter() - t0:.1f}s; same persons {same_persons}, "
-                f"same households {same_households}, same links "
-                f"{len(here.links) == len(delta.links)}"
+                f"  in-process: {time.perf_counter() - t0:.1f}s "
+                f"(CPU {time.process_time() - c0:.1f}s; "
+                f"blocking {hs['seconds_blocking']:.1f}s, scoring {hs['seconds_scoring']:.1f}s); "
+                f"same persons {same_persons}, "
+                f"same households {same_households}, same links {_edges(here) == _edges(delta)}"
             )
         del engine, delta, pop
     if len(rows) > 1:
@@ -104,6 +117,11 @@ def main() -> int:
         growth = ", ".join(f"{n / n0:.1f}x records: {s / s0:.2f}x time" for n, s in rows[1:])
         print(f"growth against {n0:,} records: {growth}")
     return 0
+
+
+def _edges(delta: Delta) -> list[tuple[int, int, float]]:
+    """(record, record, score) of every link and review pair, in order."""
+    return [(a, b, s) for seq in (delta.links, delta.review) for a, b, s, _ in seq]
 
 
 def _partition(label_of: dict[int, str]) -> set[frozenset[int]]:

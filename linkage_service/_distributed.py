@@ -173,7 +173,7 @@ class DaskPairs:
                     threads_per_worker=threads_per_worker,
                     memory_limit=memory_limit,
                     processes=processes,
-                    dashboard_address=None,
+                    dashboard_address="127.0.0.1:0",  # a free loopback port, never 8787
                 )
                 client = Client(cluster)  # type: ignore[no-untyped-call]
                 return cls(client, partitions=partitions, cluster=cluster)

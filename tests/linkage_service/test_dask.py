@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import Engine
 
-from evaluation._harness import Population
+from evaluation._harness import Population, ingest_population, load_population
+from linkage_service import _export as export_
+from linkage_service._api import open_dask
+from linkage_service._config import Settings
 from linkage_service._distributed import DaskPairs
 from linkage_service._engine import Delta, LinkageEngine
+from linkage_service._service import dask_engine_factory
+from protocols import ExportPerson
 
 from ._engine_helpers import counter_ids, population
 
@@ -86,3 +93,40 @@ def test_from_state_on_dask_places_as_in_process(
     assert sorted(map(sorted, here.places.clusters())) == sorted(
         map(sorted, there.places.clusters())
     )
+
+
+def _grouping(db: Engine) -> tuple[set[frozenset[str]], set[frozenset[frozenset[str]]]]:
+    """Persons as sets of record refs, households as sets of persons (ids are random)."""
+    persons: dict[str, frozenset[str]] = {}
+    household: dict[str, list[frozenset[str]]] = {}
+    for chunk in export_.stream(db, "persons", "ndjson"):
+        for line in chunk.splitlines():
+            row = ExportPerson.model_validate_json(line)
+            # record ids are drawn at random per database; agency and ref are the record
+            refs = frozenset(f"{r.agency_id}/{r.record_ref}" for r in row.records)
+            persons[row.person_id] = refs
+            household.setdefault(row.household_id or row.person_id, []).append(refs)
+    return set(persons.values()), {frozenset(h) for h in household.values()}
+
+
+def test_the_service_on_dask_stores_what_it_stores_in_process(
+    tmp_path: Path, dask_pairs: DaskPairs
+) -> None:
+    pop = load_population(120, seed=5, workdir=tmp_path / "pop")
+    here = ingest_population(pop, f"sqlite:///{tmp_path / 'here.db'}")
+    there = ingest_population(
+        pop, f"sqlite:///{tmp_path / 'there.db'}", dask_engine_factory(dask_pairs)
+    )
+    try:
+        assert _grouping(here) == _grouping(there)
+        assert len(_grouping(here)[0]) > 100
+    finally:
+        here.dispose()
+        there.dispose()
+
+
+def test_settings_open_a_local_cluster(tmp_path: Path) -> None:
+    settings = Settings(token_file=tmp_path / "tokens", dask_scheduler="local", dask_workers=1)
+    with open_dask(settings) as pairs:
+        assert len(pairs.client.nthreads()) == 1
+        assert pairs.partitions() == 2
