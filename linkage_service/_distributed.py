@@ -51,6 +51,11 @@ __all__ = ["BlockSpec", "Candidates", "DaskPairs", "DistributedError"]
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 _CHUNK = 1 << 18  # pairs compared at a time inside a task (bounded temporaries)
+_MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads key values over the shares
+# rows of one key column blocked by one task: a block task's temporaries grow with
+# the pairs its blocks make (up to 2 * window + 1 a row), so a bigger column is
+# blocked in hash shares of its key values, each share whole blocks
+ROWS_PER_BLOCK_TASK = 1_000_000
 
 
 class DistributedError(EngineError):
@@ -68,9 +73,32 @@ class Candidates:
 
 # ---------------------------------------------------------------- task bodies (run on workers)
 def _bounds(n: int, partitions: int) -> I64:
-    """Code boundaries of ``partitions`` row ranges of ``n`` rows (``i * n`` at each cut)."""
-    rows = np.linspace(0, n, partitions + 1).astype(np.int64)
+    """Code boundaries of ``partitions`` row ranges of ``n`` rows (``i * n`` at each cut).
+
+    A pair is filed under its lower row, and the lower of two rows of a block is
+    more often an early one (for uniform rows, a fraction ``1 - (1 - x)**2`` of
+    pairs has its lower row below ``x * n``), so equal row ranges would give the
+    first range several times the pairs of the last; the cuts at
+    ``1 - sqrt(1 - k / partitions)`` give each range about as many pairs.
+    """
+    k = np.arange(partitions + 1, dtype=np.float64) / partitions
+    rows = np.round((1.0 - np.sqrt(1.0 - k)) * n).astype(np.int64)
+    rows[0], rows[-1] = 0, n
     return rows * np.int64(n)
+
+
+def _key_share(key: U64, share: int, shares: int) -> U64:
+    """``key`` with every value outside hash share ``share`` of ``shares`` set to 0 (no key).
+
+    A block is all the rows with one key value, so each share holds whole blocks
+    and the shares' pairs together are exactly the key's pairs.
+    """
+    if shares == 1:
+        return key
+    with np.errstate(over="ignore"):
+        h = (key * np.uint64(_MIX)) >> np.uint64(33)
+    out: U64 = np.where(h % np.uint64(shares) == np.uint64(share), key, np.uint64(0))
+    return out
 
 
 def _block_task(
@@ -81,9 +109,11 @@ def _block_task(
     alive: npt.NDArray[np.bool_],
     n: int,
     partitions: int,
+    share: int = 0,
+    shares: int = 1,
 ) -> list[I64]:
-    """One key's distinct pair codes, cut into the row ranges."""
-    a, b = block_pairs(key, is_new, window, alive, within=within)
+    """One key's (hash share's) distinct pair codes, cut into the row ranges."""
+    a, b = block_pairs(_key_share(key, share, shares), is_new, window, alive, within=within)
     codes = a * np.int64(n) + b
     del a, b
     codes.sort()
@@ -141,13 +171,23 @@ class DaskPairs:
 
     ``partitions`` row ranges per update (at least one per worker thread, more to
     bound each task's memory: a range holds about ``candidates / partitions``
-    codes while it is deduplicated and scored).
+    codes while it is deduplicated and scored). A key column of more than
+    ``rows_per_block_task`` live rows is blocked in that many hash shares of its
+    key values, one task each (a block is never split, so the pairs are the same).
     """
 
-    def __init__(self, client: Any, *, partitions: int | None = None, cluster: Any = None) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        partitions: int | None = None,
+        cluster: Any = None,
+        rows_per_block_task: int = ROWS_PER_BLOCK_TASK,
+    ) -> None:
         self.client = client
         self._cluster = cluster
         self._partitions = partitions
+        self._rows_per_task = rows_per_block_task
 
     @classmethod
     def connect(
@@ -159,6 +199,7 @@ class DaskPairs:
         memory_limit: str | float = "auto",
         processes: bool = True,
         partitions: int | None = None,
+        rows_per_block_task: int = ROWS_PER_BLOCK_TASK,
     ) -> DaskPairs:
         """A backend on the scheduler at ``address``, or on a new LocalCluster when None."""
         try:
@@ -176,9 +217,14 @@ class DaskPairs:
                     dashboard_address="127.0.0.1:0",  # a free loopback port, never 8787
                 )
                 client = Client(cluster)  # type: ignore[no-untyped-call]
-                return cls(client, partitions=partitions, cluster=cluster)
+                return cls(
+                    client,
+                    partitions=partitions,
+                    cluster=cluster,
+                    rows_per_block_task=rows_per_block_task,
+                )
             remote = Client(address, timeout="30s")  # type: ignore[no-untyped-call]
-            return cls(remote, partitions=partitions)
+            return cls(remote, partitions=partitions, rows_per_block_task=rows_per_block_task)
         except (OSError, TimeoutError) as exc:
             where = address or "a LocalCluster"
             raise DistributedError(f"cannot reach the Dask scheduler at {where}: {exc}") from exc
@@ -223,20 +269,16 @@ class DaskPairs:
         def sent(col: U64 | None) -> Any:
             return None if col is None else client.scatter(col, hash=False)
 
-        keyed = [
-            client.submit(
-                _block_task,
-                sent(s.key),
-                sent(s.within),
-                s.window,
-                flags[0],
-                flags[1],
-                n,
-                parts,
-                pure=False,
-            )
-            for s in specs
-        ]
+        shares = max(1, -(-int(alive.sum()) // self._rows_per_task))
+        keyed = []
+        for s in specs:
+            key, within = sent(s.key), sent(s.within)
+            keyed += [
+                client.submit(
+                    _block_task, key, within, s.window, *flags, n, parts, h, shares, pure=False
+                )
+                for h in range(shares)
+            ]
         pieces = [
             [client.submit(operator.getitem, k, p, pure=False) for k in keyed] for p in range(parts)
         ]

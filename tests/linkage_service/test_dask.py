@@ -13,7 +13,7 @@ from evaluation._harness import Population, ingest_population, load_population
 from linkage_service import _export as export_
 from linkage_service._api import open_dask
 from linkage_service._config import Settings
-from linkage_service._distributed import DaskPairs
+from linkage_service._distributed import DaskPairs, _block_task
 from linkage_service._engine import Delta, LinkageEngine
 from linkage_service._service import dask_engine_factory
 from protocols import ExportPerson
@@ -29,8 +29,11 @@ pytest.importorskip("distributed")
 def dask_pairs() -> Iterator[DaskPairs]:
     # real worker processes, as on several machines: features and codes are
     # pickled across, so nothing can be shared by accident. Seven row ranges (not
-    # a multiple of the workers) so that ranges are uneven and some nearly empty.
-    with DaskPairs.connect(workers=2, threads_per_worker=1, partitions=7) as pairs:
+    # a multiple of the workers) so that ranges are uneven and some nearly empty;
+    # key columns blocked in hash shares of 3,000 rows (several shares per key).
+    with DaskPairs.connect(
+        workers=2, threads_per_worker=1, partitions=7, rows_per_block_task=3000
+    ) as pairs:
         yield pairs
 
 
@@ -130,3 +133,21 @@ def test_settings_open_a_local_cluster(tmp_path: Path) -> None:
     with open_dask(settings) as pairs:
         assert len(pairs.client.nthreads()) == 1
         assert pairs.partitions() == 2
+
+
+def test_hash_shares_of_a_key_make_exactly_its_pairs() -> None:
+    rng = np.random.default_rng(3)
+    n = 5000
+    key = rng.integers(1, 400, n).astype(np.uint64)
+    key[rng.random(n) < 0.1] = 0  # no key
+    within = rng.integers(0, 2**60, n).astype(np.uint64)
+    is_new = rng.random(n) < 0.5
+    alive = rng.random(n) < 0.95
+    whole = _block_task(key, within, 6, is_new, alive, n, 3)
+    shares = [_block_task(key, within, 6, is_new, alive, n, 3, h, 5) for h in range(5)]
+    assert all(s.size for s in whole)
+    for p in range(3):
+        got = np.concatenate([s[p] for s in shares])
+        assert np.array_equal(np.sort(got), whole[p])  # each pair in one share only
+    assert sum(s[p].size for s in shares for p in range(3)) == sum(w.size for w in whole)
+    assert min(sum(s[p].size for p in range(3)) for s in shares) > 0
