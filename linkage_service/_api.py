@@ -100,11 +100,10 @@ def _status(exc: LinkageError) -> int:
 def open_dask(settings: Settings) -> DaskPairs:
     """The Dask backend the settings name (``dask_scheduler``: "local" or an address)."""
     local = settings.dask_scheduler == "local"
-    memory: str | float = settings.dask_memory_limit
     return DaskPairs.connect(
         None if local else settings.dask_scheduler,
         workers=settings.dask_workers,
-        memory_limit=memory,
+        memory_limit=settings.dask_memory_limit,
         partitions=settings.dask_partitions or None,
     )
 

@@ -249,9 +249,17 @@ class DaskPairs:
         return 2 * threads
 
     def _gather(self, futures: Sequence[Any]) -> list[Any]:
+        from distributed import KilledWorker
+
         try:
             return list(self.client.gather(list(futures)))
-        except (OSError, TimeoutError) as exc:
+        except KilledWorker as exc:
+            # a worker died under the task (over its memory limit, most often)
+            raise DistributedError(
+                f"a Dask worker died running {exc.task}: raise its memory limit or "
+                f"dask_partitions ({exc})"
+            ) from exc
+        except (OSError, TimeoutError, MemoryError) as exc:
             raise DistributedError(f"a Dask task failed: {exc}") from exc
 
     # ------------------------------------------------------------ stages
