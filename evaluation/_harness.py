@@ -431,11 +431,14 @@ def load_population(
     )
 
 
-def ingest_population(population: Population, database_url: str) -> Engine:
+def ingest_population(
+    population: Population, database_url: str, engine_factory: Any = None
+) -> Engine:
     """Register the population's agencies and apply their extracts through the service.
 
     The database ends up as a running service's would after each agency pushed
     its extract: records, persons, households and links. Returns its engine.
+    ``engine_factory``: the service's (its default when None).
     """
     import tomllib
 
@@ -453,7 +456,10 @@ def ingest_population(population: Population, database_url: str) -> Engine:
     from protocols import default_schema
 
     schema = default_schema()
-    service = LinkageService(sql, {schema.fingerprint(): schema})
+    if engine_factory is None:
+        service = LinkageService(sql, {schema.fingerprint(): schema})
+    else:
+        service = LinkageService(sql, {schema.fingerprint(): schema}, engine_factory)
     service.start()
     for agency in population.agencies:
         receiver = service.receiver(agency)

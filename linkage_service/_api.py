@@ -46,6 +46,7 @@ from service_common import NO_PUBLIC_DOCS, BodyLimit, bearer_caller, instrument_
 
 from . import _store as store
 from ._config import Settings, load_attestation_key, load_programme, load_schemas, load_tokens
+from ._distributed import DaskPairs
 from ._errors import (
     AuthError,
     ConflictError,
@@ -61,7 +62,12 @@ from ._errors import (
 )
 from ._routes import ROUTERS
 from ._routes.deps import get_service, get_settings
-from ._service import EngineFactory, LinkageService, default_engine_factory
+from ._service import (
+    EngineFactory,
+    LinkageService,
+    dask_engine_factory,
+    default_engine_factory,
+)
 from ._uploads import Uploads
 
 __all__ = ["create_app", "get_service", "get_settings"]
@@ -91,6 +97,17 @@ def _status(exc: LinkageError) -> int:
     return 500
 
 
+def open_dask(settings: Settings) -> DaskPairs:
+    """The Dask backend the settings name (``dask_scheduler``: "local" or an address)."""
+    local = settings.dask_scheduler == "local"
+    return DaskPairs.connect(
+        None if local else settings.dask_scheduler,
+        workers=settings.dask_workers,
+        memory_limit=settings.dask_memory_limit,
+        partitions=settings.dask_partitions or None,
+    )
+
+
 def create_app(
     settings: Settings,
     *,
@@ -106,12 +123,17 @@ def create_app(
         app.state.attestation_key = None
         if settings.attestation_key_file is not None:
             app.state.attestation_key = load_attestation_key(settings.attestation_key_file)
+        pairs = None
+        factory = engine_factory
+        if settings.dask_scheduler and engine_factory is default_engine_factory:
+            pairs = await run_in_threadpool(open_dask, settings)
+            factory = dask_engine_factory(pairs)
         sql = store.open_engine(settings.database_url)
         try:
             service = LinkageService(
                 sql,
                 schemas,
-                engine_factory,
+                factory,
                 max_body_bytes=settings.max_upload_bytes,
                 max_line_bytes=settings.max_line_bytes,
                 max_records=settings.max_records_per_push,
@@ -132,6 +154,8 @@ def create_app(
             yield
         finally:
             sql.dispose()
+            if pairs is not None:
+                pairs.close()
 
     # No public schema and no CDN-backed /docs page: /openapi.json needs a token.
     app = FastAPI(title="linkage-service", lifespan=lifespan, **NO_PUBLIC_DOCS)

@@ -17,6 +17,7 @@ Must never: hold or derive the linkage secret, look at anything but encodings.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ import numpy.typing as npt
 from ._batch import token_codes
 
 __all__ = [
+    "BlockSpec",
     "band_positions",
     "block_pairs",
     "decode_pairs",
@@ -36,6 +38,16 @@ __all__ = [
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
 _SALT_MULT = 0x9E3779B97F4A7C15
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One blocking key for :func:`block_pairs`: its column, the column ordering its blocks
+    (None: row order), and the window."""
+
+    key: U64
+    within: U64 | None
+    window: int
 
 
 def band_positions(bits: int, bands: int, bits_per_band: int, seed: int) -> npt.NDArray[np.int64]:

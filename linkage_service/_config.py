@@ -92,6 +92,15 @@ class Settings(BaseModel):
     restrictions: RestrictionPolicy = Field(default_factory=lambda: dict(DEFAULT_RESTRICTIONS))
     # Rows per keyset page of a bulk export (``/export/{kind}``): one short read each.
     export_page_size: int = Field(default=1000, ge=1, le=100_000)
+    # Blocking and scoring as Dask tasks (docs/scale.md): "" links in this process,
+    # "local" starts a LocalCluster of dask_workers processes, anything else is the
+    # address of a running scheduler (tcp://host:8786). The links are the same.
+    dask_scheduler: str = ""
+    dask_workers: int = Field(default=2, ge=1, le=256)  # LocalCluster only
+    # memory each LocalCluster worker may use (bytes, or "auto": RAM / workers);
+    # workers of a remote cluster are bounded where they are started
+    dask_memory_limit: str = "auto"
+    dask_partitions: int = Field(default=0, ge=0, le=100_000)  # row ranges; 0: 2 per thread
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
 

@@ -38,13 +38,14 @@ import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from ._batch import RecordBatch, token_code
 from ._blocking import (
+    BlockSpec,
     band_positions,
     block_pairs,
     decode_pairs,
@@ -66,6 +67,9 @@ from ._scoring import (
     score_pairs,
     score_pairs_above,
 )
+
+if TYPE_CHECKING:
+    from ._distributed import DaskPairs
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -318,8 +322,12 @@ class LinkageEngine:
         *,
         id_factory: Callable[[str], str] | None = None,
         model: MatchModel | None = None,
+        pairs: DaskPairs | None = None,
     ) -> None:
         self.config = config
+        # where blocking and scoring run: in this process (None) or as Dask tasks
+        # (:mod:`._distributed`); the results are the same either way
+        self.pairs = pairs
         # the match model in force; None until estimated or given (scores then use
         # the EM start, see _matchmodel.prior_model)
         self.model: MatchModel | None = model
@@ -455,6 +463,7 @@ class LinkageEngine:
         id_factory: Callable[[str], str] | None = None,
         model: MatchModel | None = None,
         decisions: Mapping[tuple[int, int], str] | None = None,
+        pairs: DaskPairs | None = None,
     ) -> LinkageEngine:
         """Rebuild from what the database holds, without relinking persons.
 
@@ -463,8 +472,9 @@ class LinkageEngine:
         (reported in that update's ``household_of``).
         Address places are recomputed (deterministic, from the address filters).
         ``decisions`` are the clerical decisions in force (:meth:`set_decisions`).
+        ``pairs``: run blocking and scoring as Dask tasks (see :class:`LinkageEngine`).
         """
-        eng = cls(config, id_factory=id_factory, model=model)
+        eng = cls(config, id_factory=id_factory, model=model, pairs=pairs)
         if decisions:
             eng.set_decisions(decisions)
         missing = [int(i) for i in batch.ids.tolist() if int(i) not in person_of]
@@ -614,14 +624,14 @@ class LinkageEngine:
         trained = self.model.trained_on.get("records", 0.0) if self.model is not None else 0.0
         return self.model is None or held >= self.config.retrain_growth * trained
 
-    def _estimate(self, f: Features, patterns: npt.NDArray[np.int16], delta: Delta) -> bool:
-        """Estimate the match model from candidate pairs' ``patterns``; was one accepted?"""
+    def _estimate(self, f: Features, counts: F64, delta: Delta) -> bool:
+        """Estimate the match model from candidate pairs' pattern ``counts``; was one accepted?"""
         held = float(self.alive.sum())
-        if patterns.size < self.config.train_min_pairs:
+        if counts.sum() < self.config.train_min_pairs:
             return False
         randoms = self._random_counts(f)
         model, report = estimate(
-            np.bincount(patterns, minlength=PATTERNS).astype(np.float64),
+            counts,
             randoms,
             min_pairs=self.config.train_min_pairs,
         )
@@ -769,30 +779,37 @@ class LinkageEngine:
         # address with a typo sits beside the copies it still agrees with there
         bands = cfg.address_lsh_bands
 
-        def parts() -> Iterator[tuple[I64, I64]]:
+        def specs() -> Iterator[BlockSpec]:
             for b in range(bands):
-                yield block_pairs(
+                yield BlockSpec(
                     np.ascontiguousarray(self.addr_lsh[:, b]),
-                    is_new,
+                    np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
                     cfg.address_window,
-                    live,
-                    within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
                 )
-            yield block_pairs(self.addr_code, is_new, cfg.block_window, live)
+            yield BlockSpec(self.addr_code, None, cfg.block_window)
 
         width = max(self._n, 1)
-        codes = unique_pair_codes(parts(), width)
         # only edges at or above the threshold are kept, a slice of candidates at a time
         ei: list[I64] = []
         ej: list[I64] = []
         ed: list[npt.NDArray[np.float64]] = []
-        for k in range(0, codes.size, _CHUNK):
-            i, j = decode_pairs(codes[k : k + _CHUNK], width)
-            d = kernel.dice_pairs(self.addr, self.addr, i, j)
-            m = d >= cfg.address_threshold
-            ei.append(i[m])
-            ej.append(j[m])
-            ed.append(d[m])
+        if self.pairs is not None:
+            held = self.pairs.candidates(specs(), is_new, live, width)
+            n_codes = held.size
+            i, j, d = self.pairs.dice_above(held, self.addr, cfg.address_threshold)
+            del held
+            ei, ej, ed = [i], [j], [d]
+        else:
+            parts = (block_pairs(s.key, is_new, s.window, live, within=s.within) for s in specs())
+            codes = unique_pair_codes(parts, width)
+            n_codes = int(codes.size)
+            for k in range(0, codes.size, _CHUNK):
+                i, j = decode_pairs(codes[k : k + _CHUNK], width)
+                d = kernel.dice_pairs(self.addr, self.addr, i, j)
+                m = d >= cfg.address_threshold
+                ei.append(i[m])
+                ej.append(j[m])
+                ed.append(d[m])
         if ei:
             agglomerate(
                 self.places,
@@ -802,7 +819,7 @@ class LinkageEngine:
                 self._place_coheres(),
             )
         affected = {self.places.find(r) for r in new_rows.tolist()}
-        return affected, int(codes.size)
+        return affected, n_codes
 
     def _join_places_by_person(self, pids: Iterable[str]) -> set[int]:
         """Join places that one person's records show to be one address written two ways.
@@ -863,29 +880,118 @@ class LinkageEngine:
 
     def _candidate_codes(self, is_new: npt.NDArray[np.bool_]) -> I64:
         """:meth:`candidate_pairs` as sorted codes ``i * n + j`` (half the memory)."""
-        cfg, alive = self.config, self.alive
+        parts = (
+            block_pairs(s.key, is_new, s.window, self.alive, within=s.within)
+            for s in self._person_blocks()
+        )
+        return unique_pair_codes(parts, max(self._n, 1))
+
+    def _person_blocks(self) -> Iterator[BlockSpec]:
+        """The blocking keys of person candidates, one :class:`BlockSpec` each.
+
+        A generator: each key's contiguous copy is made only when its turn comes.
+        """
+        cfg = self.config
         keys = [self.lsh[:, b] for b in range(cfg.lsh_bands)]
         keys += list(self.block_keys.values())
         keys += [self.exact[:, t] for t in range(self.exact.shape[1])]
-        parts = [
-            block_pairs(np.ascontiguousarray(k), is_new, cfg.block_window, alive) for k in keys
-        ]
+        for k in keys:
+            yield BlockSpec(np.ascontiguousarray(k), None, cfg.block_window)
         # people at one address are candidates too: a typo in every name and a wrong
         # date of birth still leave the address (the model weighs how much it says).
         # A band's block is a street: ordered by the next band, an address's copies
         # sit together, so a household's worth of neighbours each side reach them
         bands = cfg.address_lsh_bands
-        parts += [
-            block_pairs(
+        for b in range(min(bands, cfg.address_person_bands)):
+            yield BlockSpec(
                 np.ascontiguousarray(self.addr_lsh[:, b]),
-                is_new,
+                np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
                 cfg.address_person_window,
-                alive,
-                within=np.ascontiguousarray(self.addr_lsh[:, (b + 1) % bands]),
             )
-            for b in range(min(bands, cfg.address_person_bands))
-        ]
-        return unique_pair_codes(iter(parts), max(self._n, 1))
+
+    def _pairs_here(
+        self,
+        f: Features,
+        is_new: npt.NDArray[np.bool_],
+        n_old: int,
+        delta: Delta,
+        touched_pids: set[str],
+        f_rows: set[int],
+    ) -> tuple[I64, I64, PairScores, int, bool, float]:
+        """Blocking, estimation when due, and scoring in this process.
+
+        Returns the pairs at or above the review floor with their scores, the
+        number of candidates, whether every person is re-linked, and when blocking ended.
+        """
+        cfg = self.config
+        codes = self._candidate_codes(is_new)
+        t2 = time.perf_counter()
+        # 3. score and cluster; pairs below the review band are never looked at again
+        relink = False
+        patterns: npt.NDArray[np.int16] | None = None
+        if self._estimation_due():
+            # estimated from every candidate pair held, not only this update's; a
+            # model estimated while few records were held (one agency's, say) may
+            # have learnt the wrong thing, so when a new one is accepted every person
+            # is re-linked under it (ids stay wherever most of a person's records do)
+            held_before = n_old > 0 and bool(self.pid_root)
+            every = self._candidate_codes(self.alive) if held_before else codes
+            every_patterns = pattern_array(f, every, max(self._n, 1))
+            counts = np.bincount(every_patterns, minlength=PATTERNS).astype(np.float64)
+            accepted = self._estimate(f, counts, delta)
+            if not held_before:
+                patterns = every_patterns  # the same candidates: compared once
+            if accepted and held_before:
+                relink, codes, patterns = True, every, every_patterns
+                self._relink_all(touched_pids, f_rows)
+            del every, every_patterns
+        n_candidates = int(codes.size)
+        floor = min(cfg.review_threshold, cfg.match_threshold)
+        i, j, s = score_pairs_above(
+            f, codes, max(self._n, 1), self._model(), floor, patterns=patterns
+        )
+        del codes, patterns
+        return i, j, s, n_candidates, relink, t2
+
+    def _pairs_on_dask(
+        self,
+        pairs: DaskPairs,
+        f: Features,
+        is_new: npt.NDArray[np.bool_],
+        n_old: int,
+        delta: Delta,
+        touched_pids: set[str],
+        f_rows: set[int],
+    ) -> tuple[I64, I64, PairScores, int, bool, float]:
+        """:meth:`_pairs_here` as Dask tasks (:mod:`._distributed`); the same answer."""
+        cfg, width = self.config, max(self._n, 1)
+        held = pairs.candidates(self._person_blocks(), is_new, self.alive, width)
+        t2 = time.perf_counter()
+        relink = False
+        if self._estimation_due():
+            held_before = n_old > 0 and bool(self.pid_root)
+            every = (
+                pairs.candidates(self._person_blocks(), self.alive, self.alive, width)
+                if held_before
+                else held
+            )
+            accepted = self._estimate(f, pairs.pattern_counts(every, f), delta)
+            if accepted and held_before:
+                relink, held = True, every
+                self._relink_all(touched_pids, f_rows)
+            del every
+        floor = min(cfg.review_threshold, cfg.match_threshold)
+        i, j, s = pairs.score_above(held, f, self._model(), floor)
+        return i, j, s, held.size, relink, t2
+
+    def _relink_all(self, touched_pids: set[str], f_rows: set[int]) -> None:
+        """Forget every person: each live row alone, to be clustered again."""
+        live = np.flatnonzero(self.alive).tolist()
+        touched_pids.update(self.pid_root)
+        self.persons = Clusters()
+        for r in live:
+            self.persons.add([r])
+        f_rows.update(live)
 
     # ------------------------------------------------------------------ the update
     def update(
@@ -979,38 +1085,15 @@ class LinkageEngine:
             self.row_pid[r] = carried.get(int(self.ids[r]))
         f_rows.update(new_rows.tolist())
         t1 = time.perf_counter()
-        codes = self._candidate_codes(is_new)
-        t2 = time.perf_counter()
-        # 3. score and cluster; pairs below the review band are never looked at again
         f = self._features()
-        relink = False
-        patterns: npt.NDArray[np.int16] | None = None
-        if self._estimation_due():
-            # estimated from every candidate pair held, not only this update's; a
-            # model estimated while few records were held (one agency's, say) may
-            # have learnt the wrong thing, so when a new one is accepted every person
-            # is re-linked under it (ids stay wherever most of a person's records do)
-            held_before = n_old > 0 and bool(self.pid_root)
-            every = self._candidate_codes(self.alive) if held_before else codes
-            every_patterns = pattern_array(f, every, max(self._n, 1))
-            accepted = self._estimate(f, every_patterns, delta)
-            if not held_before:
-                patterns = every_patterns  # the same candidates: compared once
-            if accepted and held_before:
-                relink, codes, patterns = True, every, every_patterns
-                live = np.flatnonzero(self.alive).tolist()
-                touched_pids.update(self.pid_root)
-                self.persons = Clusters()
-                for r in live:
-                    self.persons.add([r])
-                f_rows.update(live)
-            del every, every_patterns
-        n_candidates = int(codes.size)
-        floor = min(cfg.review_threshold, cfg.match_threshold)
-        i, j, s = score_pairs_above(
-            f, codes, max(self._n, 1), self._model(), floor, patterns=patterns
-        )
-        del codes, patterns
+        if self.pairs is not None:
+            i, j, s, n_candidates, relink, t2 = self._pairs_on_dask(
+                self.pairs, f, is_new, n_old, delta, touched_pids, f_rows
+            )
+        else:
+            i, j, s, n_candidates, relink, t2 = self._pairs_here(
+                f, is_new, n_old, delta, touched_pids, f_rows
+            )
         t3 = time.perf_counter()
         # clerical decisions first: must-links are the strongest edges there are
         f_rows.update(r for r in self._apply_decisions(f) if self.alive[r])

@@ -47,7 +47,14 @@ from ._errors import (
 from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES, ExtractReceiver, Received
 from ._subject import subject_answer
 
-__all__ = ["Delta", "EngineFactory", "LinkEngine", "LinkageService", "default_engine_factory"]
+__all__ = [
+    "Delta",
+    "EngineFactory",
+    "LinkEngine",
+    "LinkageService",
+    "dask_engine_factory",
+    "default_engine_factory",
+]
 
 _logger = logging.getLogger("linkage_service.ingest")
 _R = TypeVar("_R")
@@ -144,14 +151,26 @@ def default_engine_factory(
     batch: RecordBatch, person_of: dict[int, str], household_of: dict[str, str]
 ) -> LinkEngine:
     """``linkage_service._engine.LinkageEngine.from_state`` with its default config."""
-    try:
-        module: Any = importlib.import_module("linkage_service._engine")
-    except ImportError as exc:
-        raise ConfigError(f"the linkage engine is not available: {exc}") from exc
-    engine: LinkEngine = module.LinkageEngine.from_state(
-        batch, person_of, household_of, module.EngineConfig()
-    )
-    return engine
+    return dask_engine_factory(None)(batch, person_of, household_of)
+
+
+def dask_engine_factory(pairs: object | None) -> EngineFactory:
+    """:func:`default_engine_factory` running blocking and scoring on ``pairs``
+    (a :class:`linkage_service._distributed.DaskPairs`; None: in this process)."""
+
+    def make(
+        batch: RecordBatch, person_of: dict[int, str], household_of: dict[str, str]
+    ) -> LinkEngine:
+        try:
+            module: Any = importlib.import_module("linkage_service._engine")
+        except ImportError as exc:
+            raise ConfigError(f"the linkage engine is not available: {exc}") from exc
+        engine: LinkEngine = module.LinkageEngine.from_state(
+            batch, person_of, household_of, module.EngineConfig(), pairs=pairs
+        )
+        return engine
+
+    return make
 
 
 # --- record batches ---------------------------------------------------------------------

@@ -1,0 +1,334 @@
+"""The engine's pair stages as Dask tasks, for linkages beyond one process or machine.
+
+Owns :class:`DaskPairs`, the optional backend of :class:`._engine.LinkageEngine`
+that runs candidate generation, deduplication, model-estimation counts and
+scoring on a ``dask.distributed`` cluster (a :class:`~distributed.LocalCluster`
+by default, any scheduler by address). The plan of one update:
+
+1. *blocking*: one task per blocking key (an LSH band, an agency's blocking key,
+   an exact-token type, an address band), each running :func:`._blocking.block_pairs`
+   on that key's column alone and cutting its pair codes ``i * n + j`` into
+   ``partitions`` ranges of ``i`` (row ranges, so code ranges);
+2. *deduplication*: one task per range gathers that range's piece of every key
+   and keeps each code once: distinct within a range is distinct overall;
+3. *estimation* (when the model is due): one task per range counts comparison
+   patterns; the driver sums the histograms and runs EM as before;
+4. *scoring*: one task per range scores its codes against the record features
+   (sent once to each worker) and returns only the pairs at or above the review
+   floor.
+
+The driver concatenates the ranges in order, which is the code order the
+in-process engine produces, then clusters, names and groups into households
+exactly as it does: results are identical by construction (clustering sorts
+its edges by score and rows, not by arrival). Codes stay on the workers between
+stages; only the pairs worth clustering come back.
+
+Errors: a cluster that cannot be reached or fails a task raises
+:class:`DistributedError` (a :class:`._errors.EngineError`).
+
+Must never: send anything but encodings and coarse attributes to a worker (the
+same columns the in-process engine holds), log record content, hold a secret.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _kernel as kernel
+from ._blocking import U64, BlockSpec, block_pairs, decode_pairs
+from ._errors import EngineError
+from ._matchmodel import MatchModel
+from ._scoring import Features, PairScores, _concat, pattern_counts, score_pairs_above
+
+__all__ = ["BlockSpec", "Candidates", "DaskPairs", "DistributedError"]
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+_CHUNK = 1 << 18  # pairs compared at a time inside a task (bounded temporaries)
+_MIX = 0x9E3779B97F4A7C15  # Fibonacci hashing: spreads key values over the shares
+# rows of one key column blocked by one task: a block task's temporaries grow with
+# the pairs its blocks make (up to 2 * window + 1 a row), so a bigger column is
+# blocked in hash shares of its key values, each share whole blocks
+ROWS_PER_BLOCK_TASK = 1_000_000
+
+
+class DistributedError(EngineError):
+    """The Dask cluster could not be reached, or a task on it failed."""
+
+
+@dataclass
+class Candidates:
+    """Distinct candidate pair codes held on the workers, one future per row range."""
+
+    parts: list[Any]  # distributed.Future of an I64 of sorted distinct codes
+    size: int
+    n: int
+
+
+# ---------------------------------------------------------------- task bodies (run on workers)
+def _bounds(n: int, partitions: int) -> I64:
+    """Code boundaries of ``partitions`` row ranges of ``n`` rows (``i * n`` at each cut).
+
+    A pair is filed under its lower row, and the lower of two rows of a block is
+    more often an early one (for uniform rows, a fraction ``1 - (1 - x)**2`` of
+    pairs has its lower row below ``x * n``), so equal row ranges would give the
+    first range several times the pairs of the last; the cuts at
+    ``1 - sqrt(1 - k / partitions)`` give each range about as many pairs.
+    """
+    k = np.arange(partitions + 1, dtype=np.float64) / partitions
+    rows = np.round((1.0 - np.sqrt(1.0 - k)) * n).astype(np.int64)
+    rows[0], rows[-1] = 0, n
+    return rows * np.int64(n)
+
+
+def _key_share(key: U64, share: int, shares: int) -> U64:
+    """``key`` with every value outside hash share ``share`` of ``shares`` set to 0 (no key).
+
+    A block is all the rows with one key value, so each share holds whole blocks
+    and the shares' pairs together are exactly the key's pairs.
+    """
+    if shares == 1:
+        return key
+    with np.errstate(over="ignore"):
+        h = (key * np.uint64(_MIX)) >> np.uint64(33)
+    out: U64 = np.where(h % np.uint64(shares) == np.uint64(share), key, np.uint64(0))
+    return out
+
+
+def _block_task(
+    key: U64,
+    within: U64 | None,
+    window: int,
+    is_new: npt.NDArray[np.bool_],
+    alive: npt.NDArray[np.bool_],
+    n: int,
+    partitions: int,
+    share: int = 0,
+    shares: int = 1,
+) -> list[I64]:
+    """One key's (hash share's) distinct pair codes, cut into the row ranges."""
+    a, b = block_pairs(_key_share(key, share, shares), is_new, window, alive, within=within)
+    codes = a * np.int64(n) + b
+    del a, b
+    codes.sort()
+    if codes.size:
+        keep = np.empty(codes.size, dtype=np.bool_)
+        keep[0] = True
+        np.not_equal(codes[1:], codes[:-1], out=keep[1:])
+        codes = codes[keep]
+    cuts = np.searchsorted(codes, _bounds(n, partitions)[1:-1])
+    return [c.copy() for c in np.split(codes, cuts)]
+
+
+def _merge_task(*pieces: I64) -> I64:
+    """One row range's codes from every key, each once, sorted."""
+    out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+    out.sort()
+    if out.size:
+        keep = np.empty(out.size, dtype=np.bool_)
+        keep[0] = True
+        np.not_equal(out[1:], out[:-1], out=keep[1:])
+        out = out[keep]
+    return out
+
+
+def _counts_task(f: Features, codes: I64, n: int) -> F64:
+    return pattern_counts(f, codes, n)
+
+
+def _score_task(
+    f: Features, codes: I64, n: int, model: MatchModel, floor: float
+) -> tuple[I64, I64, PairScores]:
+    return score_pairs_above(f, codes, n, model, floor)
+
+
+def _dice_task(addr: U64, codes: I64, n: int, threshold: float) -> tuple[I64, I64, F64]:
+    ei: list[I64] = []
+    ej: list[I64] = []
+    ed: list[F64] = []
+    for k in range(0, codes.size, _CHUNK):
+        i, j = decode_pairs(codes[k : k + _CHUNK], n)
+        d = kernel.dice_pairs(addr, addr, i, j)
+        m = d >= threshold
+        ei.append(i[m])
+        ej.append(j[m])
+        ed.append(d[m])
+    if not ei:
+        e = np.zeros(0, dtype=np.int64)
+        return e, e.copy(), np.zeros(0)
+    return np.concatenate(ei), np.concatenate(ej), np.concatenate(ed)
+
+
+# ---------------------------------------------------------------- the backend
+class DaskPairs:
+    """Runs the engine's pair stages on a Dask cluster (see the module docstring).
+
+    ``partitions`` row ranges per update (at least one per worker thread, more to
+    bound each task's memory: a range holds about ``candidates / partitions``
+    codes while it is deduplicated and scored). A key column of more than
+    ``rows_per_block_task`` live rows is blocked in that many hash shares of its
+    key values, one task each (a block is never split, so the pairs are the same).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        partitions: int | None = None,
+        cluster: Any = None,
+        rows_per_block_task: int = ROWS_PER_BLOCK_TASK,
+    ) -> None:
+        self.client = client
+        self._cluster = cluster
+        self._partitions = partitions
+        self._rows_per_task = rows_per_block_task
+
+    @classmethod
+    def connect(
+        cls,
+        address: str | None = None,
+        *,
+        workers: int = 2,
+        threads_per_worker: int = 1,
+        memory_limit: str | float = "auto",
+        processes: bool = True,
+        partitions: int | None = None,
+        rows_per_block_task: int = ROWS_PER_BLOCK_TASK,
+    ) -> DaskPairs:
+        """A backend on the scheduler at ``address``, or on a new LocalCluster when None."""
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise DistributedError(f"dask.distributed is not installed: {exc}") from exc
+        try:
+            if address is None:
+                # distributed's constructors carry no annotations
+                cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=workers,
+                    threads_per_worker=threads_per_worker,
+                    memory_limit=memory_limit,
+                    processes=processes,
+                    dashboard_address="127.0.0.1:0",  # a free loopback port, never 8787
+                )
+                client = Client(cluster)  # type: ignore[no-untyped-call]
+                return cls(
+                    client,
+                    partitions=partitions,
+                    cluster=cluster,
+                    rows_per_block_task=rows_per_block_task,
+                )
+            remote = Client(address, timeout="30s")  # type: ignore[no-untyped-call]
+            return cls(remote, partitions=partitions, rows_per_block_task=rows_per_block_task)
+        except (OSError, TimeoutError) as exc:
+            where = address or "a LocalCluster"
+            raise DistributedError(f"cannot reach the Dask scheduler at {where}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the client (and the LocalCluster this backend started)."""
+        self.client.close()
+        if self._cluster is not None:
+            self._cluster.close()
+
+    def __enter__(self) -> DaskPairs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def partitions(self, n_pairs_hint: int = 0) -> int:
+        """Row ranges per update: the configured number, else two per worker thread."""
+        if self._partitions:
+            return self._partitions
+        threads = sum(self.client.nthreads().values()) or 1
+        return 2 * threads
+
+    def _gather(self, futures: Sequence[Any]) -> list[Any]:
+        from distributed import KilledWorker
+
+        try:
+            return list(self.client.gather(list(futures)))
+        except KilledWorker as exc:
+            # a worker died under the task (over its memory limit, most often)
+            raise DistributedError(
+                f"a Dask worker died running {exc.task}: raise its memory limit or "
+                f"dask_partitions ({exc})"
+            ) from exc
+        except (OSError, TimeoutError, MemoryError) as exc:
+            raise DistributedError(f"a Dask task failed: {exc}") from exc
+
+    # ------------------------------------------------------------ stages
+    def candidates(
+        self,
+        specs: Iterable[BlockSpec],
+        is_new: npt.NDArray[np.bool_],
+        alive: npt.NDArray[np.bool_],
+        n: int,
+    ) -> Candidates:
+        """Distinct codes of every spec's block pairs, left on the workers by row range."""
+        client, parts = self.client, self.partitions()
+        flags = client.scatter([is_new, alive], broadcast=True, hash=False)
+
+        def sent(col: U64 | None) -> Any:
+            return None if col is None else client.scatter(col, hash=False)
+
+        shares = max(1, -(-int(alive.sum()) // self._rows_per_task))
+        keyed = []
+        for s in specs:
+            key, within = sent(s.key), sent(s.within)
+            keyed += [
+                client.submit(
+                    _block_task, key, within, s.window, *flags, n, parts, h, shares, pure=False
+                )
+                for h in range(shares)
+            ]
+        pieces = [
+            [client.submit(operator.getitem, k, p, pure=False) for k in keyed] for p in range(parts)
+        ]
+        merged = [client.submit(_merge_task, *row, pure=False) for row in pieces]
+        sizes = self._gather([client.submit(len, m, pure=False) for m in merged])
+        del keyed, pieces, flags
+        return Candidates(merged, int(sum(sizes)), n)
+
+    def pattern_counts(self, c: Candidates, f: Features) -> F64:
+        """Histogram of comparison patterns over every candidate (summed over ranges)."""
+        client = self.client
+        ff = client.scatter(f, broadcast=True, hash=False)
+        counts = self._gather(
+            [client.submit(_counts_task, ff, p, c.n, pure=False) for p in c.parts]
+        )
+        total: F64 = np.sum(counts, axis=0)
+        return total
+
+    def score_above(
+        self, c: Candidates, f: Features, model: MatchModel, floor: float
+    ) -> tuple[I64, I64, PairScores]:
+        """The candidates scoring at least ``floor``, in code order (as the in-process engine)."""
+        client = self.client
+        ff = client.scatter(f, broadcast=True, hash=False)
+        got = self._gather(
+            [client.submit(_score_task, ff, p, c.n, model, floor, pure=False) for p in c.parts]
+        )
+        return (
+            np.concatenate([g[0] for g in got]),
+            np.concatenate([g[1] for g in got]),
+            _concat([g[2] for g in got]),
+        )
+
+    def dice_above(self, c: Candidates, addr: U64, threshold: float) -> tuple[I64, I64, F64]:
+        """The candidates whose address filters' Dice is at least ``threshold``, in code order."""
+        client = self.client
+        fa = client.scatter(addr, broadcast=True, hash=False)
+        got = self._gather(
+            [client.submit(_dice_task, fa, p, c.n, threshold, pure=False) for p in c.parts]
+        )
+        return (
+            np.concatenate([g[0] for g in got]),
+            np.concatenate([g[1] for g in got]),
+            np.concatenate([g[2] for g in got]),
+        )
