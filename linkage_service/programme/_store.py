@@ -15,12 +15,14 @@ a person (family and person ids are pseudonymous).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import _store as mstore
 from .._errors import NotFound, StorageError
 from .._store import metadata
 
@@ -309,3 +311,210 @@ def export_families_page(
         }
         for r in rows
     ]
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+
+def max_cycle_id(conn: Connection) -> int | None:
+    """The newest assessment cycle's id, or None before the first assessment."""
+    found = conn.execute(sa.select(sa.func.max(cycles.c.id))).scalar()
+    return None if found is None else int(found)
+
+
+def cycle_shas(conn: Connection, cycle_id: int) -> tuple[str, str] | None:
+    """The ruleset and model SHA-256 cycle ``cycle_id`` was assessed with (None if no cycle)."""
+    c = cycles
+    row = conn.execute(
+        sa.select(c.c.ruleset_sha256, c.c.model_sha256).where(c.c.id == cycle_id)
+    ).first()
+    return None if row is None else (str(row.ruleset_sha256), str(row.model_sha256))
+
+
+def snapshot_details(conn: Connection, cycle_id: int) -> Iterator[tuple[str, str]]:
+    """(family id, detail JSON) of every snapshot of cycle ``cycle_id``, streamed."""
+    s = snapshots
+    q = sa.select(s.c.family_id, s.c.detail).where(s.c.cycle_id == cycle_id)
+    for fid, detail in conn.execute(q, execution_options={"yield_per": 20_000}):
+        yield str(fid), str(detail)
+
+
+def latest_detail(conn: Connection, family_id: str) -> str | None:
+    """The detail JSON of the family's latest snapshot, or None if it was never assessed."""
+    s = snapshots
+    found = conn.execute(
+        sa.select(s.c.detail)
+        .where(s.c.family_id == family_id)
+        .order_by(s.c.cycle_id.desc())
+        .limit(1)
+    ).scalar()
+    return None if found is None else str(found)
+
+
+# --- the active ruleset --------------------------------------------------------------------
+
+
+class SwitchRow(NamedTuple):
+    """One switch of the active ruleset (``ruleset`` is its JSON; empty in listings)."""
+
+    id: int
+    ruleset_name: str
+    ruleset_version: str
+    ruleset_sha256: str
+    previous_sha256: str
+    switched_at: int
+    switched_by: str
+    reason: str
+    ruleset: str
+
+
+def latest_switch(conn: Connection) -> SwitchRow | None:
+    """The ruleset switch in force (the latest), or None if the ruleset was never switched."""
+    t = ruleset_switches
+    row = conn.execute(sa.select(*_switch_cols(), t.c.ruleset).order_by(t.c.id.desc()).limit(1))
+    found = row.first()
+    return None if found is None else SwitchRow._make(found)
+
+
+def _switch_cols() -> list[sa.Column[Any]]:
+    t = ruleset_switches
+    return [
+        t.c.id,
+        t.c.ruleset_name,
+        t.c.ruleset_version,
+        t.c.ruleset_sha256,
+        t.c.previous_sha256,
+        t.c.switched_at,
+        t.c.switched_by,
+        t.c.reason,
+    ]
+
+
+def list_switches(conn: Connection) -> list[SwitchRow]:
+    """Every switch of the active ruleset, newest first, without the rulesets' content."""
+    t = ruleset_switches
+    rows = conn.execute(sa.select(*_switch_cols()).order_by(t.c.id.desc())).all()
+    return [SwitchRow._make((*r, "")) for r in rows]
+
+
+def add_switch(conn: Connection, switch: SwitchRow) -> None:
+    """Store a switch; IntegrityError if another switch took its id (the guard: one winner)."""
+    conn.execute(ruleset_switches.insert().values(**switch._asdict()))
+
+
+def baseline_ruleset_texts(conn: Connection) -> Iterator[str]:
+    """The rulesets (JSON) of the cycles holding attached families' baselines and the latest."""
+    f, c = families, cycles
+    baseline_cycles = sa.select(f.c.baseline_cycle).where(f.c.baseline_cycle.is_not(None))
+    latest = sa.select(sa.func.max(c.c.id)).scalar_subquery()
+    q = (
+        sa.select(c.c.ruleset_sha256, sa.func.min(c.c.id))
+        .where(sa.or_(c.c.id.in_(baseline_cycles), c.c.id == latest))
+        .group_by(c.c.ruleset_sha256)
+    )
+    for _sha, cycle_id in conn.execute(q).all():
+        yield str(conn.execute(sa.select(c.c.ruleset).where(c.c.id == cycle_id)).scalar_one())
+
+
+# --- restrictions ---------------------------------------------------------------------------
+
+
+class RestrictionRow(NamedTuple):
+    """A family's restriction flag; ``persons`` is the JSON list of its person ids then."""
+
+    family_id: str
+    kind: str
+    persons: str
+    set_at: int
+    set_by: str
+
+
+def restriction_rows(conn: Connection) -> list[RestrictionRow]:
+    """Every flag in force, by family id."""
+    r = restrictions
+    q = sa.select(r.c.family_id, r.c.kind, r.c.persons, r.c.set_at, r.c.set_by)
+    return [RestrictionRow._make(row) for row in conn.execute(q.order_by(r.c.family_id))]
+
+
+def put_restriction(conn: Connection, flag: RestrictionRow) -> None:
+    """Replace the family's flag with ``flag`` (delete then insert, in the caller's transaction)."""
+    r = restrictions
+    conn.execute(r.delete().where(r.c.family_id == flag.family_id))
+    conn.execute(r.insert().values(**flag._asdict()))
+
+
+def delete_restriction(conn: Connection, family_id: str) -> str | None:
+    """Lift the family's flag; the kind lifted, or None if it carried none (or lost a race)."""
+    r = restrictions
+    kind = conn.execute(sa.select(r.c.kind).where(r.c.family_id == family_id)).scalar()
+    gone = conn.execute(r.delete().where(r.c.family_id == family_id, r.c.kind == kind)).rowcount
+    return None if kind is None or gone == 0 else str(kind)
+
+
+# --- attestations ----------------------------------------------------------------------------
+
+
+class AttestationRow(NamedTuple):
+    """A stored signed attestation: ``body`` is the SignedAttestation JSON."""
+
+    attestation_id: str
+    family_id: str
+    cycle_id: int
+    sha256: str
+    body: str
+
+
+def add_attestations(conn: Connection, rows: Sequence[AttestationRow], batch: int = 2000) -> None:
+    """Store signed attestations, ``batch`` rows per executemany."""
+    for start in range(0, len(rows), batch):
+        conn.execute(attestations.insert(), [r._asdict() for r in rows[start : start + batch]])
+
+
+def snapshot_score(conn: Connection, cycle_id: int, family_id: str) -> int | None:
+    """The family's score in cycle ``cycle_id``, or None if that cycle has no snapshot of it."""
+    s = snapshots
+    found = conn.execute(
+        sa.select(s.c.score).where(s.c.cycle_id == cycle_id, s.c.family_id == family_id)
+    ).first()
+    return None if found is None else int(found.score)
+
+
+def attestation_body(conn: Connection, family_id: str, cycle_id: int) -> str | None:
+    """The family's signed attestation (JSON) of cycle ``cycle_id``, or None."""
+    a = attestations
+    found = conn.execute(
+        sa.select(a.c.body).where(a.c.family_id == family_id, a.c.cycle_id == cycle_id)
+    ).scalar()
+    return None if found is None else str(found)
+
+
+def attestation_by_hash(conn: Connection, family_id: str, sha256: str) -> tuple[str, int] | None:
+    """(body JSON, cycle id) of the family's attestation with hash ``sha256``, or None."""
+    a = attestations
+    found = conn.execute(
+        sa.select(a.c.body, a.c.cycle_id).where(a.c.sha256 == sha256, a.c.family_id == family_id)
+    ).first()
+    return None if found is None else (str(found.body), int(found.cycle_id))
+
+
+class SealedRow(NamedTuple):
+    """The sealed identity of a record's newest version, with its extract's seal key id."""
+
+    extract_id: str
+    sealed_identity: bytes
+    seal_key_id: str
+
+
+def sealed_blob(conn: Connection, agency_id: str, record_ref: str) -> SealedRow | None:
+    """The sealed identity of the record (active version first, then newest), or None."""
+    r, x = mstore.records, mstore.extracts
+    row = conn.execute(
+        sa.select(r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id)
+        .join(x, x.c.extract_id == r.c.extract_id)
+        .where(r.c.agency_id == agency_id, r.c.record_ref == record_ref)
+        .order_by(r.c.active.desc(), r.c.seq.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return SealedRow(str(row.extract_id), bytes(row.sealed_identity), str(row.seal_key_id))
