@@ -14,6 +14,7 @@ a person (family and person ids are pseudonymous).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
@@ -518,3 +519,74 @@ def sealed_blob(conn: Connection, agency_id: str, record_ref: str) -> SealedRow 
     if row is None:
         return None
     return SealedRow(str(row.extract_id), bytes(row.sealed_identity), str(row.seal_key_id))
+
+
+# --- family statuses -----------------------------------------------------------------------
+
+
+class FamilyRow(NamedTuple):
+    """A family's programme status (its ``families`` row)."""
+
+    family_id: str
+    status: str
+    identified_cycle: int
+    attached_on: dt.date | None
+    baseline_cycle: int | None
+    updated_at: int
+    updated_by: str
+    lead_professional: str | None
+
+
+def _family_rows(q: sa.Select[Any], conn: Connection) -> list[FamilyRow]:
+    return [FamilyRow._make(r) for r in conn.execute(q)]
+
+
+def family_row(conn: Connection, family_id: str) -> FamilyRow | None:
+    """The family's status row, or None if it has none."""
+    found = _family_rows(sa.select(families).where(families.c.family_id == family_id), conn)
+    return found[0] if found else None
+
+
+def family_rows(conn: Connection, family_ids: Sequence[str] | None = None) -> list[FamilyRow]:
+    """The status rows of ``family_ids`` (of every family when None)."""
+    q = sa.select(families)
+    if family_ids is not None:
+        q = q.where(families.c.family_id.in_(list(family_ids)))
+    return _family_rows(q, conn)
+
+
+def attached_in(conn: Connection, statuses: Sequence[str]) -> list[FamilyRow]:
+    """Families with a baseline whose status is one of ``statuses``."""
+    f = families
+    q = sa.select(f).where(f.c.status.in_(list(statuses)), f.c.baseline_cycle.is_not(None))
+    return _family_rows(q, conn)
+
+
+class StatusEvent(NamedTuple):
+    """One move of a family's status (a ``status_events`` row)."""
+
+    family_id: str
+    from_status: str | None
+    to_status: str
+    at: int
+    by: str
+    reason: str
+
+
+def add_status_events(conn: Connection, events: Sequence[StatusEvent], batch: int = 2000) -> None:
+    """Record status moves, ``batch`` rows per executemany."""
+    for start in range(0, len(events), batch):
+        conn.execute(status_events.insert(), [e._asdict() for e in events[start : start + batch]])
+
+
+def move_statuses(
+    conn: Connection, family_ids: Sequence[str], to_status: str, stamp: int, actor: str
+) -> None:
+    """Set the status of ``family_ids`` to ``to_status`` (the caller has checked each one's)."""
+    f = families
+    for part in mstore.chunks(list(family_ids)):
+        conn.execute(
+            f.update()
+            .where(f.c.family_id.in_(part))
+            .values(status=to_status, updated_at=stamp, updated_by=actor)
+        )
