@@ -188,17 +188,50 @@ claimed_persons = sa.Table(
 # --- shared reads ------------------------------------------------------------------
 
 
-def cycle_row(conn: Connection, cycle_id: int | None) -> Any | None:
+class CycleRow(NamedTuple):
+    """An assessment cycle: its date, the ruleset and model (JSON) it used, who ran it.
+
+    ``ruleset`` and ``model`` are empty in listings (:func:`cycle_rows`); ``stats``
+    is the cycle's summary JSON.
+    """
+
+    id: int
+    as_at: dt.date
+    ruleset_name: str
+    ruleset_version: str
+    ruleset_sha256: str
+    ruleset: str
+    model_name: str
+    model_version: str
+    model_sha256: str
+    model: str
+    created_at: int
+    created_by: str
+    stats: str
+
+
+def cycle_row(conn: Connection, cycle_id: int | None) -> CycleRow | None:
     """The assessment cycle ``cycle_id`` (the latest when None), or None if there is none."""
     q = sa.select(cycles)
     if cycle_id is None:
         q = q.order_by(cycles.c.id.desc()).limit(1)
     else:
         q = q.where(cycles.c.id == cycle_id)
-    return conn.execute(q).first()
+    found = conn.execute(q).first()
+    return None if found is None else CycleRow._make(found)
 
 
-def cycle_versions(row: Any) -> dict[str, Any]:
+def cycle_rows(conn: Connection, limit: int) -> list[CycleRow]:
+    """The newest ``limit`` cycles, newest first, without their ruleset and model content."""
+    c = cycles
+    cols = [
+        sa.literal("").label(col.name) if col.name in ("ruleset", "model") else col for col in c.c
+    ]
+    rows = conn.execute(sa.select(*cols).order_by(c.c.id.desc()).limit(limit))
+    return [CycleRow._make(r) for r in rows]
+
+
+def cycle_versions(row: CycleRow) -> dict[str, Any]:
     """The ruleset and model names, versions and SHA-256 a cycle row was assessed with."""
     return {
         "ruleset": {
