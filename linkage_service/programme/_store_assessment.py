@@ -72,23 +72,17 @@ def current_households(conn: Connection) -> dict[str, str]:
         .join(p, p.c.id == ph.c.person_id)
         .where(p.c.retired_run.is_(None))
     )
-    return {str(a): str(b) for a, b in conn.execute(q)}
+    found: dict[str, str] = dict(conn.execute(q).all())
+    return found
 
 
-class ActiveRecord(NamedTuple):
-    """An active record with its person, as the assessment reads it."""
-
-    record_id: int
-    person_id: str
-    agency_id: str
-    record_ref: str
-    age: int | None
-    sex: str | None
-    district: str | None
-    extract_date: dt.date
-    extract_type: str
-    seq: int
-    age_band: str | None
+# An active record with its person, as the assessment reads it: (record id, person id,
+# agency id, record ref, age, sex, postcode district, extract date, extract type,
+# arrival order, age band). A plain tuple, not a NamedTuple: a cycle reads a
+# million of them and building a NamedTuple per row doubled the read's CPU time.
+ActiveRecord = tuple[
+    int, str, str, str, int | None, str | None, str | None, dt.date, str, int, str | None
+]
 
 
 def active_records(conn: Connection) -> Iterator[ActiveRecord]:
@@ -114,9 +108,7 @@ def active_records(conn: Connection) -> Iterator[ActiveRecord]:
         # instead of through the partial index (5x faster at a million records)
         .where(r.c.active == sa.true())
     )
-    make = ActiveRecord._make
-    for row in conn.execute(q, execution_options={"yield_per": 20_000}):
-        yield make(row)
+    yield from map(tuple, conn.execute(q, execution_options={"yield_per": 20_000}))
 
 
 def active_events(conn: Connection) -> Iterator[tuple[int, str, float, dt.date]]:
@@ -127,8 +119,7 @@ def active_events(conn: Connection) -> Iterator[tuple[int, str, float, dt.date]]
         .join(r, r.c.id == i.c.record_id)
         .where(r.c.active)
     )
-    for rid, typ, value, date in conn.execute(q, execution_options={"yield_per": 50_000}):
-        yield rid, typ, value, date
+    yield from map(tuple, conn.execute(q, execution_options={"yield_per": 50_000}))
 
 
 def retired_households(conn: Connection, household_ids: Iterable[str]) -> list[str]:
