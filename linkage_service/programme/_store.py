@@ -1,4 +1,12 @@
-"""Storage of the programme engine: its tables and the reads every programme module shares.
+"""Storage of the programme engine: its tables, the reads every programme module shares.
+
+The programme's SQL lives only in ``_store.py`` and its siblings
+``_store_assessment.py`` (cycles, snapshots, status moves), ``_store_claims.py``
+(claims) and ``_store_reports.py`` (the returns' reads); every other programme
+module calls their named functions, which take the caller's connection (the
+caller keeps the transaction) and answer with typed rows (``NamedTuple``), and
+``tests/linkage_service/test_layout.py`` keeps it so. This module also holds the
+statuses, attestations, restriction flags and ruleset switches.
 
 The programme's tables (assessment cycles and snapshots, family statuses and
 their history, attestations, claims, restriction flags, ruleset switches and
@@ -6,7 +14,9 @@ the people attached and claimed for in a phase) are declared here, on the
 linkage service's one ``metadata`` so the migrations in
 ``linkage_service._migrations`` create them with the matcher's tables (a test
 checks the two agree). The matcher's tables and reads stay in
-``linkage_service._store``; this module only reads those through its helpers.
+``linkage_service._store``; the programme's store modules read a few of them
+(records and extracts, for sealed blobs; persons, households, indicators, for a
+cycle) and never write one.
 
 Must never: create or migrate a schema of its own, or hold anything that names
 a person (family and person ids are pseudonymous).
@@ -28,21 +38,51 @@ from .._errors import NotFound, StorageError
 from .._store import metadata
 
 __all__ = [
+    "AttestationRow",
+    "Claim",
+    "CycleRow",
     "FamilyRecord",
+    "FamilyRow",
+    "RestrictionRow",
+    "SealedRow",
+    "StatusEvent",
+    "SwitchRow",
+    "add_attestations",
+    "add_status_events",
+    "add_switch",
+    "attached_in",
     "attached_persons",
+    "attestation_body",
+    "attestation_by_hash",
     "attestations",
+    "baseline_ruleset_texts",
     "claimed_persons",
     "claims",
     "cycle_row",
+    "cycle_rows",
+    "cycle_shas",
     "cycle_versions",
     "cycles",
+    "delete_restriction",
     "export_families_page",
     "families",
     "family_record",
+    "family_row",
+    "family_rows",
     "latest_cycle_id",
+    "latest_detail",
+    "latest_switch",
+    "list_switches",
+    "max_cycle_id",
+    "move_statuses",
     "phase_of",
+    "put_restriction",
+    "restriction_rows",
     "restrictions",
     "ruleset_switches",
+    "sealed_blob",
+    "snapshot_details",
+    "snapshot_score",
     "snapshots",
     "status_events",
 ]
@@ -253,30 +293,44 @@ def phase_of(conn: Connection) -> str:
     return str(name)
 
 
+class Claim(NamedTuple):
+    """A stored claim (a ``claims`` row; ``evidence`` is its JSON)."""
+
+    id: int
+    family_id: str
+    kind: str
+    result: str | None
+    window_id: str
+    cycle_id: int
+    amount_gbp: int
+    evidence: str
+    created_at: int
+    created_by: str
+
+
 class FamilyRecord(NamedTuple):
     """What the programme holds about a family id besides its snapshots."""
 
-    status: Any | None  # its ``families`` row
-    history: list[Any]  # ``status_events`` rows, oldest first
-    claims: list[Any]  # ``claims`` rows, oldest first
+    status: FamilyRow | None
+    history: list[StatusEvent]  # oldest first
+    claims: list[Claim]  # oldest first
 
 
 def family_record(conn: Connection, family_id: str) -> FamilyRecord:
     """The family's status row, status history and claims (the family view, subject access)."""
+    e = status_events
+    events = conn.execute(
+        sa.select(e.c.family_id, e.c.from_status, e.c.to_status, e.c.at, e.c.by, e.c.reason)
+        .where(e.c.family_id == family_id)
+        .order_by(e.c.id)
+    )
+    made = conn.execute(
+        sa.select(claims).where(claims.c.family_id == family_id).order_by(claims.c.id)
+    )
     return FamilyRecord(
-        conn.execute(sa.select(families).where(families.c.family_id == family_id)).first(),
-        list(
-            conn.execute(
-                sa.select(status_events)
-                .where(status_events.c.family_id == family_id)
-                .order_by(status_events.c.id)
-            )
-        ),
-        list(
-            conn.execute(
-                sa.select(claims).where(claims.c.family_id == family_id).order_by(claims.c.id)
-            )
-        ),
+        family_row(conn, family_id),
+        [StatusEvent._make(r) for r in events],
+        [Claim._make(r) for r in made],
     )
 
 

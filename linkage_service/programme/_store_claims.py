@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .. import _store as mstore
-from ._store import claimed_persons, claims, cycles, snapshots
+from ._store import Claim, claimed_persons, claims, cycles, snapshots
 
 __all__ = [
     "Claim",
@@ -62,21 +62,6 @@ def snap_rows(conn: Connection, family_ids: Sequence[str]) -> Iterator[SnapRow]:
 class NewClaim(NamedTuple):
     """A claim to store; ``evidence`` is its JSON."""
 
-    family_id: str
-    kind: str
-    result: str | None
-    window_id: str
-    cycle_id: int
-    amount_gbp: int
-    evidence: str
-    created_at: int
-    created_by: str
-
-
-class Claim(NamedTuple):
-    """A stored claim (a ``claims`` row)."""
-
-    id: int
     family_id: str
     kind: str
     result: str | None
