@@ -90,3 +90,20 @@ def test_the_check_sees_each_kind_of_violation():
     ]
     assert violations("from sqlalchemy import select\n") == ["line 1: from sqlalchemy import ..."]
     assert violations("from sqlalchemy.exc import SQLAlchemyError\n") == []
+
+
+def test_the_typed_rows_name_their_tables_columns_in_order():
+    # rows read with ``select(table)`` are made positionally (``_make``): a column
+    # added to or moved in a table without its row type would mislabel values
+    from linkage_service.programme import _store as pstore
+    from linkage_service.programme import _store_assessment as astore
+
+    pairs = [
+        (pstore.CycleRow, pstore.cycles),
+        (pstore.FamilyRow, pstore.families),
+        (pstore.Claim, pstore.claims),
+        (astore.SnapshotRow, pstore.snapshots),
+    ]
+    for row, table in pairs:
+        assert list(row._fields) == [c.name for c in table.c], row.__name__
+    assert astore.FamilySnapshot._fields[: len(pstore.snapshots.c)] == astore.SnapshotRow._fields
