@@ -18,7 +18,8 @@ synthetic ground truth lives outside the service, in the ``evaluation`` package.
 The **programme engine** is its own subpackage, ``programme/``: the **ruleset**
 ``programme/_ruleset.py`` (shipped files in ``programme/rulesets/``), the risk
 model, assessment cycles and attestations, payment by results and the returns;
-its tables and shared reads are in ``programme/_store.py``.
+its SQL is only in ``programme/_store*.py`` (tables and shared reads in
+``programme/_store.py``).
 """
 
 from ._api import create_app

@@ -25,7 +25,6 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -130,33 +129,23 @@ def rescore_previous(
     previous snapshot is re-scored under the new ruleset and model from its
     measures, so the switch itself raises no flag.
     """
-    c = pstore.cycles
-    row = conn.execute(
-        sa.select(c.c.ruleset_sha256, c.c.model_sha256).where(c.c.id == previous_cycle)
-    ).first()
-    if row is None or (row.ruleset_sha256, row.model_sha256) == (ruleset.sha256(), model.sha256()):
+    shas = pstore.cycle_shas(conn, previous_cycle)
+    if shas is None or shas == (ruleset.sha256(), model.sha256()):
         return previous
-    s = pstore.snapshots
     out: dict[str, int] = {}
-    q = sa.select(s.c.family_id, s.c.detail).where(s.c.cycle_id == previous_cycle)
-    for fid, detail in conn.execute(q, execution_options={"yield_per": 20_000}):
-        out[str(fid)] = int(rederive_detail(json.loads(detail), ruleset, model)["score"])
+    for fid, detail in pstore.snapshot_details(conn, previous_cycle):
+        out[fid] = int(rederive_detail(json.loads(detail), ruleset, model)["score"])
     return out
 
 
 # --- the active ruleset --------------------------------------------------------------------
 
 
-def _latest(conn: Connection) -> Any:
-    t = pstore.ruleset_switches
-    return conn.execute(sa.select(t).order_by(t.c.id.desc()).limit(1)).first()
-
-
 def active_ruleset(engine: Engine, configured: Ruleset) -> Ruleset:
     """The ruleset the next cycle uses: the latest switch, else the configured one."""
     try:
         with engine.connect() as conn:
-            row = _latest(conn)
+            row = pstore.latest_switch(conn)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the active ruleset: {exc}") from exc
     return configured if row is None else Ruleset.model_validate_json(row.ruleset)
@@ -164,16 +153,7 @@ def active_ruleset(engine: Engine, configured: Ruleset) -> Ruleset:
 
 def _baseline_rulesets(conn: Connection) -> Iterable[Ruleset]:
     """The rulesets of the cycles holding attached families' baselines and of the latest cycle."""
-    f, c = pstore.families, pstore.cycles
-    baseline_cycles = sa.select(f.c.baseline_cycle).where(f.c.baseline_cycle.is_not(None))
-    latest = sa.select(sa.func.max(c.c.id)).scalar_subquery()
-    q = (
-        sa.select(c.c.ruleset_sha256, sa.func.min(c.c.id))
-        .where(sa.or_(c.c.id.in_(baseline_cycles), c.c.id == latest))
-        .group_by(c.c.ruleset_sha256)
-    )
-    for _sha, cycle_id in conn.execute(q).all():
-        body = conn.execute(sa.select(c.c.ruleset).where(c.c.id == cycle_id)).scalar_one()
+    for body in pstore.baseline_ruleset_texts(conn):
         yield Ruleset.model_validate_json(body)
 
 
@@ -194,10 +174,9 @@ def switch_ruleset(
     """
     model.check_against(ruleset)
     when = now or dt.datetime.now(dt.UTC)
-    t = pstore.ruleset_switches
     try:
         with engine.begin() as conn:
-            last = _latest(conn)
+            last = pstore.latest_switch(conn)
             current = configured if last is None else Ruleset.model_validate_json(last.ruleset)
             if current.sha256() == ruleset.sha256():
                 raise ConflictError(
@@ -213,18 +192,19 @@ def switch_ruleset(
                     "re-derived under it, so baselines would not be comparable: "
                     + "; ".join(sorted(set(problems)))
                 )
-            conn.execute(
-                t.insert().values(
-                    id=1 if last is None else int(last.id) + 1,
+            pstore.add_switch(
+                conn,
+                pstore.SwitchRow(
+                    id=1 if last is None else last.id + 1,
                     ruleset_name=ruleset.name,
                     ruleset_version=ruleset.version,
                     ruleset_sha256=ruleset.sha256(),
-                    ruleset=json.dumps(ruleset.model_dump(mode="json"), sort_keys=True),
                     previous_sha256=current.sha256(),
                     switched_at=int(when.timestamp() * 1_000_000),
                     switched_by=actor,
                     reason=reason,
-                )
+                    ruleset=json.dumps(ruleset.model_dump(mode="json"), sort_keys=True),
+                ),
             )
     except IntegrityError as exc:
         raise ConflictError(
@@ -244,11 +224,9 @@ def switch_ruleset(
 
 def ruleset_switches(engine: Engine) -> list[dict[str, Any]]:
     """Every switch of the active ruleset, newest first."""
-    t = pstore.ruleset_switches
-    cols = [col for col in t.c if col.name != "ruleset"]
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(*cols).order_by(t.c.id.desc())).all()
+            rows = pstore.list_switches(conn)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read ruleset switches: {exc}") from exc
     return [

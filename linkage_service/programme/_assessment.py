@@ -35,7 +35,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -45,6 +44,7 @@ from .._errors import ConflictError, NotFound, StorageError
 from .._review import update_impacts
 from . import _restrictions as restrictions_
 from . import _store as pstore
+from . import _store_assessment as astore
 from ._active import rederive_detail, rescore_previous
 from ._attestations import attest as _attest
 from ._attestations import unknown_family
@@ -95,53 +95,19 @@ _INSERT_BATCH = 2000
 
 def load_families(conn: Connection) -> list[FamilyInput]:
     """Every current household with its members, their active records and events."""
-    r, rp, ph, x = store.records, store.record_person, store.person_household, store.extracts
-    p = store.persons
-    q_members = (
-        sa.select(ph.c.person_id, ph.c.household_id)
-        .join(p, p.c.id == ph.c.person_id)
-        .where(p.c.retired_run.is_(None))
-    )
-    household_of: dict[str, str] = dict(conn.execute(q_members).all())
-    q_records = (
-        sa.select(
-            r.c.id,
-            rp.c.person_id,
-            r.c.agency_id,
-            r.c.record_ref,
-            r.c.age,
-            r.c.sex,
-            r.c.district,
-            r.c.extract_date,
-            x.c.extract_type,
-            r.c.seq,
-            r.c.age_band,
-        )
-        .join(rp, rp.c.record_id == r.c.id)
-        .join(x, x.c.extract_id == r.c.extract_id)
-        # "= true" rather than the bare column: SQLite then reads the table in order
-        # instead of through the partial index (5x faster at a million records)
-        .where(r.c.active == sa.true())
-    )
+    household_of = astore.current_households(conn)
     # (id, person, agency, ref, age, sex, district, extract date, extract type, arrival
     # order, age band) by record id
-    record_rows: dict[int, tuple[Any, ...]] = {}
-    by_person: dict[str, list[tuple[Any, ...]]] = {}
-    for row in conn.execute(q_records, execution_options={"yield_per": 20_000}):
-        pid = row[1]
+    record_rows: dict[int, astore.ActiveRecord] = {}
+    by_person: dict[str, list[astore.ActiveRecord]] = {}
+    for t in astore.active_records(conn):
+        pid = t[1]
         if pid not in household_of:
             continue
-        t = tuple(row)
         record_rows[t[0]] = t
         by_person.setdefault(pid, []).append(t)
     events: dict[int, list[Event]] = {}
-    i = store.indicators
-    q_events = (
-        sa.select(i.c.record_id, i.c.type, i.c.value, i.c.date)
-        .join(r, r.c.id == i.c.record_id)
-        .where(r.c.active)
-    )
-    for rid, typ, value, date in conn.execute(q_events, execution_options={"yield_per": 50_000}):
+    for rid, typ, value, date in astore.active_events(conn):
         rec = record_rows.get(rid)
         if rec is not None:
             events.setdefault(rid, []).append(Event(typ, float(value), date, rec[2], rec[3]))
@@ -211,16 +177,10 @@ def _previous_members(
     conn: Connection, cycle_id: int, family_ids: Sequence[str]
 ) -> dict[str, frozenset[str]]:
     """The person ids each family had in cycle ``cycle_id``'s snapshot."""
-    s = pstore.snapshots
     out: dict[str, frozenset[str]] = {}
-    for part in store.chunks(list(family_ids)):
-        for fid, detail in conn.execute(
-            sa.select(s.c.family_id, s.c.detail).where(
-                s.c.cycle_id == cycle_id, s.c.family_id.in_(part)
-            )
-        ):
-            members = json.loads(detail).get("members", [])
-            out[str(fid)] = frozenset(str(m["person_id"]) for m in members)
+    for fid, detail in astore.snapshot_details_of(conn, cycle_id, family_ids):
+        members = json.loads(detail).get("members", [])
+        out[fid] = frozenset(str(m["person_id"]) for m in members)
     return out
 
 
@@ -291,31 +251,18 @@ def run_cycle(
         with engine.begin() as conn:
             families = load_families(conn)
             lap("load")
-            previous_cycle = conn.execute(sa.select(sa.func.max(pstore.cycles.c.id))).scalar()
-            cycle_id = int(previous_cycle or 0) + 1
+            previous_cycle = pstore.max_cycle_id(conn)
+            cycle_id = (previous_cycle or 0) + 1
             previous: dict[str, int] = {}
             if previous_cycle is not None:
-                s = pstore.snapshots
-                previous = {
-                    str(f): int(sc)
-                    for f, sc in conn.execute(
-                        sa.select(s.c.family_id, s.c.score).where(s.c.cycle_id == previous_cycle)
-                    )
-                }
+                previous = astore.cycle_scores(conn, previous_cycle)
                 # after a ruleset switch, compare with the previous cycle re-scored under it
-                previous = rescore_previous(conn, int(previous_cycle), ruleset, model, previous)
+                previous = rescore_previous(conn, previous_cycle, ruleset, model, previous)
             presume = ruleset.eligibility.presume_in_education_to_age
             # a family being worked with stays assessed until it is closed, even if it
             # stops looking like a family (a child turns 19, leaves education): its
             # outcomes are measured at every cycle
-            working = {
-                str(f)
-                for (f,) in conn.execute(
-                    sa.select(pstore.families.c.family_id).where(
-                        pstore.families.c.status.in_(WORKING_STATUSES)
-                    )
-                )
-            }
+            working = astore.ids_in_status(conn, WORKING_STATUSES)
             cohort = [
                 f
                 for f in families
@@ -371,11 +318,7 @@ def run_cycle(
             )
             lap("review")
             stats["seconds"] = seconds
-            conn.execute(
-                pstore.cycles.update()
-                .where(pstore.cycles.c.id == cycle_id)
-                .values(stats=json.dumps(stats, sort_keys=True))
-            )
+            astore.set_cycle_stats(conn, cycle_id, json.dumps(stats, sort_keys=True))
     except SQLAlchemyError as exc:
         raise StorageError(f"assessment as at {as_at} not stored: {exc}") from exc
     finally:
@@ -421,8 +364,9 @@ def _write_cycle(
     ranks: dict[str, tuple[int, float]],
     previous: dict[str, int],
 ) -> dict[str, Any]:
-    conn.execute(
-        pstore.cycles.insert().values(
+    astore.add_cycle(
+        conn,
+        pstore.CycleRow(
             id=cycle_id,
             as_at=as_at,
             ruleset_name=ruleset.name,
@@ -436,10 +380,10 @@ def _write_cycle(
             created_at=_micros(when),
             created_by=actor,
             stats="{}",
-        )
+        ),
     )
     t = model.thresholds
-    rows: list[dict[str, Any]] = []
+    rows: list[astore.SnapshotRow] = []
     steps = Counter[str]()
     step_of: dict[str, str] = {}
     for family in cohort:
@@ -464,27 +408,26 @@ def _write_cycle(
             steps[f"{step}_{source}"] += 1
         rk, pct = ranks[family.family_id]
         rows.append(
-            {
-                "cycle_id": cycle_id,
-                "family_id": family.family_id,
-                "household_id": family.household_id,
-                "district": family.district,
-                "eligible": a.eligible,
-                "n_problems": len(a.problems_met),
-                "score": a.score,
-                "rank": rk,
-                "percentile": pct,
-                "previous_score": before,
-                "step": step,
-                "clearance_required": a.clearance_required,
-                "detail": _detail(a, family, a.eligible or a.score >= t.unlock, source),
-            }
+            astore.SnapshotRow(
+                cycle_id=cycle_id,
+                family_id=family.family_id,
+                household_id=family.household_id,
+                district=family.district,
+                eligible=a.eligible,
+                n_problems=len(a.problems_met),
+                score=a.score,
+                rank=rk,
+                percentile=pct,
+                previous_score=before,
+                step=step,
+                clearance_required=a.clearance_required,
+                detail=_detail(a, family, a.eligible or a.score >= t.unlock, source),
+            )
         )
         if len(rows) >= _INSERT_BATCH:
-            conn.execute(pstore.snapshots.insert(), rows)
+            astore.add_snapshots(conn, rows)
             rows = []
-    if rows:
-        conn.execute(pstore.snapshots.insert(), rows)
+    astore.add_snapshots(conn, rows)
     eligible = sum(1 for a in assessed.values() if a.eligible)
     return {
         "cycle_id": cycle_id,
@@ -508,12 +451,6 @@ def _micros(when: dt.datetime) -> int:
     return int(when.timestamp() * 1_000_000)
 
 
-def _status_row(conn: Connection, family_id: str) -> Any:
-    return conn.execute(
-        sa.select(pstore.families).where(pstore.families.c.family_id == family_id)
-    ).first()
-
-
 def _record_status(
     conn: Connection,
     family_id: str,
@@ -523,15 +460,8 @@ def _record_status(
     reason: str,
     when: dt.datetime,
 ) -> None:
-    conn.execute(
-        pstore.status_events.insert().values(
-            family_id=family_id,
-            from_status=old,
-            to_status=new,
-            at=_micros(when),
-            by=actor,
-            reason=reason,
-        )
+    pstore.add_status_events(
+        conn, [pstore.StatusEvent(family_id, old, new, _micros(when), actor, reason)]
     )
 
 
@@ -550,11 +480,7 @@ def _carry_statuses(
     of them takes over its status, baseline, earlier snapshots and claims, so it is
     neither orphaned nor attached (and claimed) a second time. Returns how many moved.
     """
-    a, fam = pstore.attached_persons, pstore.families
-    attached = {
-        str(p): str(f)
-        for p, f in conn.execute(sa.select(a.c.person_id, a.c.family_id).where(a.c.phase == phase))
-    }
+    attached = astore.attached_people(conn, phase)
     if not attached:
         return 0
     held: dict[str, Counter[str]] = {}  # attached family id -> its people's families now
@@ -566,50 +492,19 @@ def _carry_statuses(
     if not held:
         return 0
     retired = {
-        store.family_id_of(str(h))
-        for part in store.chunks([store.household_id_of(x) for x in held])
-        for (h,) in conn.execute(
-            sa.select(store.households.c.id).where(
-                store.households.c.id.in_(part), store.households.c.retired_run.is_not(None)
-            )
-        )
+        store.family_id_of(h)
+        for h in astore.retired_households(conn, [store.household_id_of(x) for x in held])
     }
     moved = 0
     for old in sorted(retired):
         new = min(held[old].items(), key=lambda kv: (-kv[1], kv[0]))[0]
-        mine = conn.execute(sa.select(fam).where(fam.c.family_id == old)).first()
-        theirs = conn.execute(sa.select(fam).where(fam.c.family_id == new)).first()
-        conn.execute(a.update().where(a.c.family_id == old).values(family_id=new))
+        mine = pstore.family_row(conn, old)
+        theirs = pstore.family_row(conn, new)
+        astore.reassign_attached(conn, old, new)
         if mine is None or (theirs is not None and theirs.attached_on is not None):
             continue  # both attached (two attached families merged): the people say so
-        if theirs is not None:
-            conn.execute(fam.delete().where(fam.c.family_id == new))
-        conn.execute(fam.update().where(fam.c.family_id == old).values(family_id=new))
-        have = {
-            str(k)
-            for (k,) in conn.execute(
-                sa.select(pstore.claims.c.kind).where(pstore.claims.c.family_id == new)
-            )
-        }
-        conn.execute(
-            pstore.claims.update()
-            .where(pstore.claims.c.family_id == old, pstore.claims.c.kind.not_in(have or {""}))
-            .values(family_id=new)
-        )
-        s = pstore.snapshots
-        cycles_new = {
-            int(c) for (c,) in conn.execute(sa.select(s.c.cycle_id).where(s.c.family_id == new))
-        }
-        earlier = [
-            {**row._asdict(), "family_id": new}
-            for row in conn.execute(
-                sa.select(s).where(s.c.family_id == old, s.c.cycle_id < cycle_id)
-            )
-            if int(row.cycle_id) not in cycles_new
-        ]
-        if earlier:
-            conn.execute(s.insert(), earlier)
-        _record_status(conn, new, str(mine.status), str(mine.status), actor, "RELINKED", when)
+        astore.carry_over(conn, old, new, cycle_id, replace=theirs is not None)
+        _record_status(conn, new, mine.status, mine.status, actor, "RELINKED", when)
         moved += 1
     return moved
 
@@ -617,50 +512,36 @@ def _carry_statuses(
 def _update_statuses(
     conn: Connection, cycle_id: int, assessed: dict[str, Assessment], actor: str, when: dt.datetime
 ) -> dict[str, int]:
-    f = pstore.families
-    known = {str(r.family_id): str(r.status) for r in conn.execute(sa.select(f))}
+    known = astore.family_statuses(conn)
     fresh = [fid for fid, a in assessed.items() if a.eligible and fid not in known]
     back = [fid for fid, a in assessed.items() if a.eligible and known.get(fid) == "closed"]
     rows = [
-        {
-            "family_id": fid,
-            "status": "identified",
-            "identified_cycle": cycle_id,
-            "attached_on": None,
-            "baseline_cycle": None,
-            "updated_at": _micros(when),
-            "updated_by": actor,
-        }
+        pstore.FamilyRow(
+            family_id=fid,
+            status="identified",
+            identified_cycle=cycle_id,
+            attached_on=None,
+            baseline_cycle=None,
+            updated_at=_micros(when),
+            updated_by=actor,
+            lead_professional=None,
+        )
         for fid in fresh
     ]
-    for start in range(0, len(rows), _INSERT_BATCH):
-        conn.execute(f.insert(), rows[start : start + _INSERT_BATCH])
+    astore.add_families(conn, rows, _INSERT_BATCH)
     events = [
-        {
-            "family_id": fid,
-            "from_status": known.get(fid),
-            "to_status": "identified",
-            "at": _micros(when),
-            "by": actor,
-            "reason": "ELIGIBLE",
-        }
+        pstore.StatusEvent(
+            family_id=fid,
+            from_status=known.get(fid),
+            to_status="identified",
+            at=_micros(when),
+            by=actor,
+            reason="ELIGIBLE",
+        )
         for fid in (*fresh, *back)
     ]
-    for start in range(0, len(events), _INSERT_BATCH):
-        conn.execute(pstore.status_events.insert(), events[start : start + _INSERT_BATCH])
-    for part in store.chunks(back):
-        conn.execute(
-            f.update()
-            .where(f.c.family_id.in_(part))
-            .values(
-                status="identified",
-                identified_cycle=cycle_id,
-                attached_on=None,
-                baseline_cycle=None,
-                updated_at=_micros(when),
-                updated_by=actor,
-            )
-        )
+    pstore.add_status_events(conn, events, _INSERT_BATCH)
+    astore.reidentify(conn, back, cycle_id, _micros(when), actor)
     return {"identified": len(fresh) + len(back)}
 
 
@@ -674,27 +555,15 @@ def _attach_people(conn: Connection, family_id: str, on: dt.date) -> None:
     people = store.members_of(conn, family_id)
     if not people:
         raise unknown_family(conn, family_id, "with members now")
-    a = pstore.attached_persons
-    for part in store.chunks(people):
-        held = conn.execute(
-            sa.select(a.c.person_id, a.c.family_id).where(
-                a.c.phase == phase, a.c.person_id.in_(part)
-            )
-        ).first()
-        if held is not None:
-            raise ConflictError(
-                f"family {family_id}: its member {held.person_id} was already attached in "
-                f"{phase} with family {held.family_id}; a family is attached once per phase"
-            )
+    held = astore.attached_holder(conn, phase, people)
+    if held is not None:
+        raise ConflictError(
+            f"family {family_id}: its member {held[0]} was already attached in "
+            f"{phase} with family {held[1]}; a family is attached once per phase"
+        )
     # a concurrent attachment of the same people fails here (IntegrityError, rolled
     # back with the status change by the caller's transaction)
-    conn.execute(
-        a.insert(),
-        [
-            {"phase": phase, "person_id": p, "family_id": family_id, "attached_on": on}
-            for p in people
-        ],
-    )
+    astore.add_attached_persons(conn, phase, family_id, people, on)
 
 
 def set_status(
@@ -713,16 +582,11 @@ def set_status(
     when = now or dt.datetime.now(dt.UTC)
     try:
         with engine.begin() as conn:
-            snap = conn.execute(
-                sa.select(pstore.snapshots.c.cycle_id)
-                .where(pstore.snapshots.c.family_id == family_id)
-                .order_by(pstore.snapshots.c.cycle_id.desc())
-                .limit(1)
-            ).scalar()
+            snap = astore.latest_snapshot_cycle(conn, family_id)
             if snap is None:
                 raise NotFound(f"no family {family_id!r} in any assessment")
-            row = _status_row(conn, family_id)
-            old = None if row is None else str(row.status)
+            row = pstore.family_row(conn, family_id)
+            old = None if row is None else row.status
             if status == old:
                 raise ConflictError(f"family {family_id} is already {status}")
             if status == "claimed":
@@ -735,42 +599,41 @@ def set_status(
                     f"family {family_id} cannot go from {old or '(none)'} to {status}; "
                     f"allowed: {', '.join(TRANSITIONS[old]) or 'nothing'}"
                 )
-            values: dict[str, Any] = {
-                "status": status,
-                "updated_at": _micros(when),
-                "updated_by": actor,
-            }
+            attach = None
             if status == "attached":
-                values["attached_on"] = on or when.date()
-                values["baseline_cycle"] = int(snap)
-                _attach_people(conn, family_id, values["attached_on"])
+                attach = (on or when.date(), snap)
+                _attach_people(conn, family_id, attach[0])
             if row is None:
-                conn.execute(
-                    pstore.families.insert().values(
-                        family_id=family_id,
-                        identified_cycle=int(snap),
-                        attached_on=values.pop("attached_on", None),
-                        baseline_cycle=values.pop("baseline_cycle", None),
-                        **values,
-                    )
+                # a second concurrent insert fails on the primary key (IntegrityError)
+                astore.add_families(
+                    conn,
+                    [
+                        pstore.FamilyRow(
+                            family_id=family_id,
+                            status=status,
+                            identified_cycle=snap,
+                            attached_on=None if attach is None else attach[0],
+                            baseline_cycle=None if attach is None else attach[1],
+                            updated_at=_micros(when),
+                            updated_by=actor,
+                            lead_professional=None,
+                        )
+                    ],
                 )
             else:
                 # guarded: of two concurrent moves from the same status, one wins
-                moved = conn.execute(
-                    pstore.families.update()
-                    .where(
-                        pstore.families.c.family_id == family_id,
-                        pstore.families.c.status == old,
-                    )
-                    .values(**values)
-                ).rowcount
-                if moved != 1:
+                assert old is not None
+                moved = astore.guarded_move(
+                    conn, family_id, old, status, _micros(when), actor, attach=attach
+                )
+                if not moved:
                     raise ConflictError(
                         f"family {family_id}: its status changed while this request ran; "
                         "read it again"
                     )
             _record_status(conn, family_id, old, status, actor, reason, when)
-            out = _status_row(conn, family_id)
+            out = pstore.family_row(conn, family_id)
+            assert out is not None  # stored just now, in this transaction
     except IntegrityError as exc:
         raise ConflictError(
             f"family {family_id}: not changed to {status}; another request changed it or "
@@ -805,14 +668,9 @@ def set_lead_professional(
             "(letters, digits, _ . : -, at most 64)"
         )
     when = now or dt.datetime.now(dt.UTC)
-    f = pstore.families
     try:
         with engine.begin() as conn:
-            done = conn.execute(
-                f.update()
-                .where(f.c.family_id == family_id)
-                .values(lead_professional=code, updated_at=_micros(when), updated_by=actor)
-            ).rowcount
+            done = astore.set_lead(conn, family_id, code, _micros(when), actor)
     except SQLAlchemyError as exc:
         raise StorageError(f"lead professional of {family_id} not recorded: {exc}") from exc
     if not done:
@@ -823,7 +681,7 @@ def set_lead_professional(
 # --- reads ----------------------------------------------------------------------------------
 
 
-def _cycle_json(row: Any) -> dict[str, Any]:
+def _cycle_json(row: pstore.CycleRow) -> dict[str, Any]:
     return {
         "cycle_id": row.id,
         "as_at": row.as_at.isoformat(),
@@ -836,17 +694,15 @@ def _cycle_json(row: Any) -> dict[str, Any]:
 
 def list_cycles(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
     """Assessment cycles, newest first."""
-    c = pstore.cycles
-    cols = [col for col in c.c if col.name not in ("ruleset", "model")]
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(*cols).order_by(c.c.id.desc()).limit(limit)).all()
+            rows = pstore.cycle_rows(conn, limit)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read assessment cycles: {exc}") from exc
     return [_cycle_json(r) for r in rows]
 
 
-def _cycle(conn: Connection, cycle_id: int | None) -> Any:
+def _cycle(conn: Connection, cycle_id: int | None) -> pstore.CycleRow:
     row = pstore.cycle_row(conn, cycle_id)
     if row is None:
         raise NotFound("no assessment has been run" if cycle_id is None else f"no cycle {cycle_id}")
@@ -872,45 +728,22 @@ def list_families(
     the cycle's ruleset) and a score range (inclusive). Each row names the
     problems met and the reason codes of its score.
     """
-    s, f = pstore.snapshots, pstore.families
     try:
         with engine.connect() as conn:
             cyc = _cycle(conn, cycle_id)
-            q = (
-                sa.select(
-                    s.c.family_id,
-                    s.c.household_id,
-                    s.c.district,
-                    s.c.eligible,
-                    s.c.n_problems,
-                    s.c.score,
-                    s.c.rank,
-                    s.c.percentile,
-                    s.c.step,
-                    s.c.previous_score,
-                    s.c.clearance_required,
-                    s.c.detail,
-                    f.c.status,
-                )
-                .outerjoin(f, f.c.family_id == s.c.family_id)
-                .where(s.c.cycle_id == cyc.id)
-            )
-            if eligible is not None:
-                q = q.where(s.c.eligible == eligible)
-            if status is not None:
-                q = q.where(f.c.status == status)
-            if district is not None:
-                q = q.where(s.c.district == district)
-            if min_score is not None:
-                q = q.where(s.c.score >= min_score)
-            if max_score is not None:
-                q = q.where(s.c.score <= max_score)
-            q = q.order_by(s.c.score.desc(), s.c.family_id)
+            filters: dict[str, Any] = {
+                "eligible": eligible,
+                "status": status,
+                "district": district,
+                "min_score": min_score,
+                "max_score": max_score,
+            }
             if problem is None:
-                rows = conn.execute(q.offset(offset).limit(limit)).all()
+                rows = astore.listed_snapshots(conn, cyc.id, page=(offset, limit), **filters)
             else:
                 # problems met live in the snapshot's detail: filtered here, then paged
-                met = (r for r in conn.execute(q) if problem in _problems_met(r.detail))
+                every = astore.listed_snapshots(conn, cyc.id, **filters)
+                met = (r for r in every if problem in _problems_met(r.detail))
                 rows = list(itertools.islice(met, offset, offset + limit))
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot list families: {exc}") from exc
@@ -952,7 +785,7 @@ def _row_detail(detail: str) -> dict[str, list[str]]:
     }
 
 
-def _snapshot_json(row: Any) -> dict[str, Any]:
+def _snapshot_json(row: astore.FamilySnapshot) -> dict[str, Any]:
     return {
         "cycle_id": row.cycle_id,
         "eligible": bool(row.eligible),
@@ -975,15 +808,9 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
     critical) at baseline and now, and each Family Progress Data measure of
     the ruleset at baseline and now.
     """
-    s = pstore.snapshots
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                sa.select(s, pstore.cycles.c.as_at, pstore.cycles.c.ruleset)
-                .join(pstore.cycles, pstore.cycles.c.id == s.c.cycle_id)
-                .where(s.c.family_id == family_id)
-                .order_by(s.c.cycle_id)
-            ).all()
+            rows = astore.family_snapshots(conn, family_id)
             if not rows:
                 raise unknown_family(conn, family_id, "in any assessment")
             lineage = store.successors(conn, family_id)
@@ -1035,7 +862,7 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
     return body
 
 
-def _progress(base: Any, now: Any) -> dict[str, Any]:
+def _progress(base: astore.FamilySnapshot, now: astore.FamilySnapshot) -> dict[str, Any]:
     ruleset = Ruleset.model_validate_json(now.ruleset)
     b, n = json.loads(base.detail), json.loads(now.detail)
     if base.ruleset != now.ruleset:  # a switch since: the baseline under the rules in force

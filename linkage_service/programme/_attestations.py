@@ -13,10 +13,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
-import sqlalchemy as sa
 from nacl.signing import SigningKey
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -93,16 +91,15 @@ def attest(
         signature = signer.sign(attestation_message(att)).signature
         signed = SignedAttestation(attestation=att, signature=base64.b64encode(signature).decode())
         rows.append(
-            {
-                "attestation_id": att.attestation_id,
-                "family_id": family.family_id,
-                "cycle_id": cycle_id,
-                "sha256": attestation_sha256(att),
-                "body": signed.model_dump_json(),
-            }
+            pstore.AttestationRow(
+                attestation_id=att.attestation_id,
+                family_id=family.family_id,
+                cycle_id=cycle_id,
+                sha256=attestation_sha256(att),
+                body=signed.model_dump_json(),
+            )
         )
-    for start in range(0, len(rows), _INSERT_BATCH):
-        conn.execute(pstore.attestations.insert(), rows[start : start + _INSERT_BATCH])
+    pstore.add_attestations(conn, rows, _INSERT_BATCH)
     return len(rows)
 
 
@@ -129,79 +126,20 @@ def current_attestation(engine: Engine, family_id: str) -> SignedAttestation:
     """The family's attestation from the latest cycle; ConflictError if it is below threshold."""
     try:
         with engine.connect() as conn:
-            latest = conn.execute(sa.select(sa.func.max(pstore.cycles.c.id))).scalar()
-            s = pstore.snapshots
-            snap = (
-                None
-                if latest is None
-                else conn.execute(
-                    sa.select(s.c.score).where(s.c.cycle_id == latest, s.c.family_id == family_id)
-                ).first()
-            )
+            latest = pstore.max_cycle_id(conn)
+            score = None if latest is None else pstore.snapshot_score(conn, latest, family_id)
             _refuse_flagged(conn, family_id)
-            if snap is None:
+            if latest is None or score is None:
                 raise unknown_family(conn, family_id, "in the latest assessment")
-            body = conn.execute(
-                sa.select(pstore.attestations.c.body).where(
-                    pstore.attestations.c.family_id == family_id,
-                    pstore.attestations.c.cycle_id == latest,
-                )
-            ).scalar()
+            body = pstore.attestation_body(conn, family_id, latest)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the attestation of {family_id}: {exc}") from exc
     if body is None:
         raise ConflictError(
-            f"family {family_id} scores {snap.score} in cycle {latest}: below the unlock "
+            f"family {family_id} scores {score} in cycle {latest}: below the unlock "
             "threshold (or no attestation key is configured), so no attestation"
         )
     return SignedAttestation.model_validate_json(body)
-
-
-def _member_blobs(conn: Connection, members: Sequence[AttestedMember]) -> list[SealedBlob]:
-    """Each member's sealed blob (its active row first, then the newest), in member order.
-
-    One query for the whole family rather than one per member: the database
-    orders each record's rows, the first row per record is taken here. A
-    member whose record is gone since is left out (nothing to release for it).
-    """
-    r, x = store.records, store.extracts
-    wanted = {(m.agency_id, m.record_ref) for m in members}
-    if not wanted:
-        return []
-    # One statement shape whatever the family (so its compiled form is cached):
-    # both IN lists use the (agency_id, record_ref) index; pairs outside the
-    # family that the cross product lets through are dropped below.
-    rows = conn.execute(
-        sa.select(
-            r.c.agency_id, r.c.record_ref, r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id
-        )
-        .join(x, x.c.extract_id == r.c.extract_id)
-        .where(
-            r.c.agency_id.in_(sorted({a for a, _ in wanted})),
-            r.c.record_ref.in_(sorted({ref for _, ref in wanted})),
-        )
-        .order_by(r.c.agency_id, r.c.record_ref, r.c.active.desc(), r.c.seq.desc())
-    ).all()
-    first: dict[tuple[str, str], Any] = {}
-    for row in rows:
-        key = (row.agency_id, row.record_ref)
-        if key in wanted:
-            first.setdefault(key, row)
-    blobs: list[SealedBlob] = []
-    for m in members:
-        found = first.get((m.agency_id, m.record_ref))
-        if found is None:
-            continue
-        blobs.append(
-            SealedBlob(
-                agency_id=m.agency_id,
-                record_ref=m.record_ref,
-                extract_id=str(found.extract_id),
-                seal_key_id=found.seal_key_id,
-                sealed_identity=base64.b64encode(bytes(found.sealed_identity)).decode(),
-            )
-        )
-    return blobs
 
 
 def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
@@ -212,26 +150,36 @@ def family_blobs(engine: Engine, family_id: str, sha256: str) -> FamilyBlobs:
     changed members, since) is refused with ConflictError, as is a hash that is
     no attestation of this family.
     """
-    a = pstore.attestations
     try:
         with engine.connect() as conn:
-            found = conn.execute(
-                sa.select(a.c.body, a.c.cycle_id).where(
-                    a.c.sha256 == sha256, a.c.family_id == family_id
-                )
-            ).first()
+            found = pstore.attestation_by_hash(conn, family_id, sha256)
             if found is None:
                 raise ConflictError(f"{sha256} is not an attestation of family {family_id}")
+            body, signed_in = found
             _refuse_flagged(conn, family_id)
-            latest = conn.execute(sa.select(sa.func.max(pstore.cycles.c.id))).scalar()
-            if found.cycle_id != latest:
+            latest = pstore.max_cycle_id(conn)
+            if signed_in != latest:
                 raise ConflictError(
                     f"attestation {sha256[:16]}… of family {family_id} was signed in cycle "
-                    f"{found.cycle_id} and is superseded by cycle {latest}: only the latest "
+                    f"{signed_in} and is superseded by cycle {latest}: only the latest "
                     "assessment's attestation releases blobs (fetch the current attestation)"
                 )
-            att = SignedAttestation.model_validate_json(found.body).attestation
-            blobs = _member_blobs(conn, att.members)
+            att = SignedAttestation.model_validate_json(body).attestation
+            held = pstore.sealed_blobs(conn, {(m.agency_id, m.record_ref) for m in att.members})
+            blobs: list[SealedBlob] = []
+            for m in att.members:
+                row = held.get((m.agency_id, m.record_ref))
+                if row is None:
+                    continue  # a record deleted since: nothing to release for it
+                blobs.append(
+                    SealedBlob(
+                        agency_id=m.agency_id,
+                        record_ref=m.record_ref,
+                        extract_id=row.extract_id,
+                        seal_key_id=row.seal_key_id,
+                        sealed_identity=base64.b64encode(row.sealed_identity).decode(),
+                    )
+                )
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the blobs of {family_id}: {exc}") from exc
     return FamilyBlobs(family_id=family_id, attestation_sha256=sha256, blobs=tuple(blobs))

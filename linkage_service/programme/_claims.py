@@ -41,7 +41,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -49,6 +48,7 @@ from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from . import _restrictions as restrictions_
 from . import _store as pstore
+from . import _store_claims as cstore
 from ._active import rederive_detail
 from ._programme import compare
 from ._restrictions import RestrictionEffects
@@ -351,45 +351,39 @@ def _snaps(
 ) -> dict[str, list[Snap]]:
     """Each family's snapshots, oldest first; with ``ruleset``, those of cycles that used
     another ruleset are re-derived under it from their measures (see ``_active``)."""
-    s, c = pstore.snapshots, pstore.cycles
     sha = None if ruleset is None else ruleset.sha256()
     out: dict[str, list[Snap]] = {}
-    for part in store.chunks(list(family_ids)):
-        q = (
-            sa.select(s.c.family_id, s.c.cycle_id, c.c.as_at, c.c.ruleset_sha256, s.c.detail)
-            .join(c, c.c.id == s.c.cycle_id)
-            .where(s.c.family_id.in_(part))
-            .order_by(s.c.family_id, c.c.as_at, s.c.cycle_id)
-        )
-        for fid, cid, as_at, cycle_sha, detail in conn.execute(q):
-            d = json.loads(detail)
-            if ruleset is not None and cycle_sha != sha:
-                d = rederive_detail(d, ruleset)
-            out.setdefault(str(fid), []).append(
-                Snap(
-                    cycle_id=int(cid),
-                    as_at=as_at,
-                    measures={k: float(v) for k, v in d["measures"].items()},
-                    problems=tuple(p for p, v in d["problems"].items() if v["met"]),
-                    detail=d,
-                )
+    for row in cstore.snap_rows(conn, family_ids):
+        d = json.loads(row.detail)
+        if ruleset is not None and row.ruleset_sha256 != sha:
+            d = rederive_detail(d, ruleset)
+        out.setdefault(row.family_id, []).append(
+            Snap(
+                cycle_id=row.cycle_id,
+                as_at=row.as_at,
+                measures={k: float(v) for k, v in d["measures"].items()},
+                problems=tuple(p for p, v in d["problems"].items() if v["met"]),
+                detail=d,
             )
+        )
     return out
 
 
 def _family_outcomes(
-    conn: Connection, ruleset: Ruleset, rows: Sequence[Any]
+    conn: Connection, ruleset: Ruleset, rows: Sequence[pstore.FamilyRow]
 ) -> dict[str, dict[str, Any]]:
     """family id -> outcome evaluation, for attached families ``rows`` (families table)."""
-    snaps = _snaps(conn, [str(r.family_id) for r in rows], ruleset)
+    snaps = _snaps(conn, [r.family_id for r in rows], ruleset)
     out: dict[str, dict[str, Any]] = {}
     for r in rows:
-        history = snaps.get(str(r.family_id), [])
+        if r.baseline_cycle is None or r.attached_on is None:
+            continue  # not attached (attaching sets both)
+        history = snaps.get(r.family_id, [])
         base = [x for x in history if x.cycle_id == r.baseline_cycle]
         if not base:
             continue
         after = [x for x in history if x.cycle_id > r.baseline_cycle]
-        out[str(r.family_id)] = evaluate_outcomes(ruleset, base[0], after, r.attached_on)
+        out[r.family_id] = evaluate_outcomes(ruleset, base[0], after, r.attached_on)
     return out
 
 
@@ -407,15 +401,8 @@ def outcome_status(
 
     Families in ``skip`` (their restriction flags stop claims) stay where they are.
     """
-    f = pstore.families
     rows = [
-        r
-        for r in conn.execute(
-            sa.select(f).where(
-                f.c.status.in_(("attached", "in_progress")), f.c.baseline_cycle.is_not(None)
-            )
-        )
-        if str(r.family_id) not in skip
+        r for r in pstore.attached_in(conn, ("attached", "in_progress")) if r.family_id not in skip
     ]
     results = _family_outcomes(conn, ruleset, rows)
     moved = 0
@@ -424,20 +411,19 @@ def outcome_status(
         res = results.get(str(r.family_id))
         if res is None or res["result"] is None:
             continue
-        conn.execute(
-            f.update()
-            .where(f.c.family_id == r.family_id)
-            .values(status="pending_claim", updated_at=stamp, updated_by=actor)
-        )
-        conn.execute(
-            pstore.status_events.insert().values(
-                family_id=r.family_id,
-                from_status=r.status,
-                to_status="pending_claim",
-                at=stamp,
-                by=actor,
-                reason="RESULT_" + str(res["result"]).upper(),
-            )
+        pstore.move_statuses(conn, [r.family_id], "pending_claim", stamp, actor)
+        pstore.add_status_events(
+            conn,
+            [
+                pstore.StatusEvent(
+                    family_id=r.family_id,
+                    from_status=r.status,
+                    to_status="pending_claim",
+                    at=stamp,
+                    by=actor,
+                    reason="RESULT_" + str(res["result"]).upper(),
+                )
+            ],
         )
         moved += 1
     return moved
@@ -471,15 +457,11 @@ def create_claims(
     """
     when = now or dt.datetime.now(dt.UTC)
     stamp = int(when.timestamp() * 1_000_000)
-    f = pstore.families
     try:
         with engine.begin() as conn:
             cycle_id, ruleset = _latest_cycle(conn)
             _check_window(conn, ruleset, cycle_id, window_id)
-            q = sa.select(f)
-            if family_ids is not None:
-                q = q.where(f.c.family_id.in_(list(family_ids)))
-            rows = {str(r.family_id): r for r in conn.execute(q)}
+            rows = {r.family_id: r for r in pstore.family_rows(conn, family_ids)}
             flagged = restrictions_.blocked(
                 conn,
                 restrictions_.flags(conn, restrictions),
@@ -494,19 +476,9 @@ def create_claims(
                             "is claimed for it"
                         )
             rows = {fid: r for fid, r in rows.items() if fid not in flagged}
-            claimed = {
-                (str(a), str(b))
-                for a, b in conn.execute(sa.select(pstore.claims.c.family_id, pstore.claims.c.kind))
-            }
+            claimed = cstore.claimed_kinds(conn)
             phase = pstore.phase_of(conn)
-            taken = {
-                (str(k), str(p))
-                for k, p in conn.execute(
-                    sa.select(
-                        pstore.claimed_persons.c.kind, pstore.claimed_persons.c.person_id
-                    ).where(pstore.claimed_persons.c.phase == phase)
-                )
-            }
+            taken = cstore.taken_people(conn, phase)
 
             members: dict[str, list[str]] = {}
 
@@ -542,9 +514,10 @@ def create_claims(
             outcomes = _family_outcomes(
                 conn, ruleset, [r for r in attached if r.status == "pending_claim"]
             )
-            new: list[dict[str, Any]] = []
+            new: list[cstore.NewClaim] = []
             for r in attached:
-                fid = str(r.family_id)
+                fid = r.family_id
+                assert r.attached_on is not None  # ``attached`` holds attached families only
                 if (
                     (fid, "attachment") not in claimed
                     and family_ids is None
@@ -589,31 +562,24 @@ def create_claims(
                             actor,
                         )
                     )
-            for start in range(0, len(new), 1000):
-                conn.execute(pstore.claims.insert(), new[start : start + 1000])
+            cstore.add_claims(conn, new)
             claim_people(conn, stamp, phase, people)
-            results = [c["family_id"] for c in new if c["kind"] == "result"]
-            for part in store.chunks(results):
-                conn.execute(
-                    f.update()
-                    .where(f.c.family_id.in_(part))
-                    .values(status="claimed", updated_at=stamp, updated_by=actor)
-                )
-            if results:
-                conn.execute(
-                    pstore.status_events.insert(),
-                    [
-                        {
-                            "family_id": fid,
-                            "from_status": "pending_claim",
-                            "to_status": "claimed",
-                            "at": stamp,
-                            "by": actor,
-                            "reason": "CLAIM_" + window_id.replace("-", "_"),
-                        }
-                        for fid in results
-                    ],
-                )
+            results = [c.family_id for c in new if c.kind == "result"]
+            pstore.move_statuses(conn, results, "claimed", stamp, actor)
+            pstore.add_status_events(
+                conn,
+                [
+                    pstore.StatusEvent(
+                        family_id=fid,
+                        from_status="pending_claim",
+                        to_status="claimed",
+                        at=stamp,
+                        by=actor,
+                        reason="CLAIM_" + window_id.replace("-", "_"),
+                    )
+                    for fid in results
+                ],
+            )
     except IntegrityError as exc:
         raise ConflictError(
             f"claim batch {window_id} refused: a double claim ({exc.orig})"
@@ -623,11 +589,11 @@ def create_claims(
     return {
         "window_id": window_id,
         "cycle_id": cycle_id,
-        "attachment_claims": sum(1 for c in new if c["kind"] == "attachment"),
+        "attachment_claims": sum(1 for c in new if c.kind == "attachment"),
         "result_claims": len(results),
-        "progress": sum(1 for c in new if c["result"] == "progress"),
-        "employment": sum(1 for c in new if c["result"] == "employment"),
-        "amount_gbp": sum(int(c["amount_gbp"]) for c in new),
+        "progress": sum(1 for c in new if c.result == "progress"),
+        "employment": sum(1 for c in new if c.result == "employment"),
+        "amount_gbp": sum(c.amount_gbp for c in new),
         "restricted": len(flagged),
     }
 
@@ -668,29 +634,25 @@ def _claim_row(
     evidence: dict[str, Any],
     stamp: int,
     actor: str,
-) -> dict[str, Any]:
-    return {
-        "family_id": family_id,
-        "kind": kind,
-        "result": result,
-        "window_id": window_id,
-        "cycle_id": cycle_id,
-        "amount_gbp": amount,
-        "evidence": json.dumps(evidence, sort_keys=True),
-        "created_at": stamp,
-        "created_by": actor,
-    }
+) -> cstore.NewClaim:
+    return cstore.NewClaim(
+        family_id=family_id,
+        kind=kind,
+        result=result,
+        window_id=window_id,
+        cycle_id=cycle_id,
+        amount_gbp=amount,
+        evidence=json.dumps(evidence, sort_keys=True),
+        created_at=stamp,
+        created_by=actor,
+    )
 
 
 def list_claims(engine: Engine, window_id: str | None = None) -> list[dict[str, Any]]:
     """Claims (of one window, or all), oldest first, with their evidence."""
-    c = pstore.claims
-    q = sa.select(c).order_by(c.c.id)
-    if window_id is not None:
-        q = q.where(c.c.window_id == window_id)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(q).all()
+            rows = cstore.claim_rows(conn, window_id)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read claims: {exc}") from exc
     return [
@@ -881,9 +843,7 @@ def family_outcomes(engine: Engine, family_id: str) -> dict[str, Any]:
     try:
         with engine.connect() as conn:
             _cycle, ruleset = _latest_cycle(conn)
-            row = conn.execute(
-                sa.select(pstore.families).where(pstore.families.c.family_id == family_id)
-            ).first()
+            row = pstore.family_row(conn, family_id)
             if row is None:
                 raise NotFound(f"no family {family_id!r} with a status")
             if row.baseline_cycle is None:
@@ -902,14 +862,9 @@ def claim_people(
     the same people impossible, whatever their family ids became after a re-link;
     it raises IntegrityError, which rolls the whole claim batch back.
     """
-    c, cp = pstore.claims, pstore.claimed_persons
-    rows = []
-    for cid, fid, kind in conn.execute(
-        sa.select(c.c.id, c.c.family_id, c.c.kind).where(c.c.created_at == created_at)
-    ):
-        rows += [
-            {"phase": phase, "kind": kind, "person_id": p, "claim_id": cid}
-            for p in people(str(fid))
-        ]
-    for start in range(0, len(rows), 1000):
-        conn.execute(cp.insert(), rows[start : start + 1000])
+    rows = [
+        cstore.ClaimedPerson(phase=phase, kind=kind, person_id=p, claim_id=cid)
+        for cid, fid, kind in cstore.claims_made_at(conn, created_at)
+        for p in people(fid)
+    ]
+    cstore.add_claimed_persons(conn, rows)

@@ -39,13 +39,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from . import _store as pstore
+from . import _store_reports as rstore
 from ._assessment import STATUSES
 from ._claims import Snap, _snaps, evaluate_outcomes
 from ._riskmodel import RiskModel
@@ -133,17 +133,16 @@ class _Snapshot:
 
 
 def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
-    c = pstore.cycles
     row = pstore.cycle_row(conn, cycle_id)
     if row is None:
         if cycle_id is None:
             raise ConflictError("no assessment has been run: nothing to report")
         raise NotFound(f"no assessment cycle {cycle_id}")
-    cutoff = conn.execute(sa.select(sa.func.min(c.c.created_at)).where(c.c.id > row.id)).scalar()
+    cutoff = rstore.next_cycle_cutoff(conn, int(row.id))
     return _Cycle(
         id=int(row.id),
         as_at=row.as_at.isoformat(),
-        cutoff=None if cutoff is None else int(cutoff),
+        cutoff=cutoff,
         ruleset=Ruleset.model_validate_json(row.ruleset),
         model=RiskModel.model_validate_json(row.model),
         provenance={
@@ -155,21 +154,6 @@ def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
 
 
 def _snapshots(conn: Connection, cycle_id: int, *, eligible_only: bool = False) -> list[_Snapshot]:
-    s = pstore.snapshots
-    q = sa.select(
-        s.c.family_id,
-        s.c.district,
-        s.c.eligible,
-        s.c.n_problems,
-        s.c.score,
-        s.c.rank,
-        s.c.percentile,
-        s.c.previous_score,
-        s.c.step,
-        s.c.detail,
-    ).where(s.c.cycle_id == cycle_id)
-    if eligible_only:
-        q = q.where(s.c.eligible)
     return [
         _Snapshot(
             family_id=str(r.family_id),
@@ -183,19 +167,15 @@ def _snapshots(conn: Connection, cycle_id: int, *, eligible_only: bool = False) 
             step=r.step,
             raw_detail=r.detail,
         )
-        for r in conn.execute(q, execution_options={"yield_per": 10_000})
+        for r in rstore.report_snapshots(conn, cycle_id, eligible_only=eligible_only)
     ]
 
 
 def _history(conn: Connection, cutoff: int | None) -> dict[str, list[tuple[int, str]]]:
     """Family id -> its status events (time, new status), oldest first, before ``cutoff``."""
-    e = pstore.status_events
-    q = sa.select(e.c.family_id, e.c.at, e.c.to_status).order_by(e.c.at, e.c.id)
-    if cutoff is not None:
-        q = q.where(e.c.at < cutoff)
     out: dict[str, list[tuple[int, str]]] = {}
-    for fid, at, to in conn.execute(q):
-        out.setdefault(str(fid), []).append((int(at), str(to)))
+    for fid, at, to in rstore.status_history(conn, cutoff):
+        out.setdefault(fid, []).append((at, to))
     return out
 
 
@@ -456,32 +436,24 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
     """
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
-        c = pstore.claims
         claimed: Counter[str] = Counter()
         results: Counter[str] = Counter()
-        for result, evidence in conn.execute(
-            sa.select(c.c.result, c.c.evidence).where(c.c.kind == "result", c.c.cycle_id <= cyc.id)
-        ):
-            results[str(result)] += 1
-            for p, v in json.loads(evidence).get("problems", {}).items():
+        for claim in rstore.claims_up_to(conn, cyc.id, kind="result", with_evidence=True):
+            results[str(claim.result)] += 1
+            for p, v in json.loads(claim.evidence or "{}").get("problems", {}).items():
                 if v.get("met"):
                     claimed[p] += 1
-        f = pstore.families
-        attached = conn.execute(
-            sa.select(f.c.family_id, f.c.attached_on, f.c.baseline_cycle).where(
-                f.c.baseline_cycle.is_not(None), f.c.baseline_cycle <= cyc.id
-            )
-        ).all()
-        snaps = _snaps(conn, [str(r.family_id) for r in attached])
+        attached = rstore.attached_up_to(conn, cyc.id)
+        snaps = _snaps(conn, [r.family_id for r in attached])
         had: Counter[str] = Counter()
         met: Counter[str] = Counter()
         by_agency_had: Counter[tuple[str, str]] = Counter()
         by_agency_met: Counter[tuple[str, str]] = Counter()
         employment = 0
         for r in attached:
-            history = [x for x in snaps.get(str(r.family_id), []) if x.cycle_id <= cyc.id]
+            history = [x for x in snaps.get(r.family_id, []) if x.cycle_id <= cyc.id]
             base = [x for x in history if x.cycle_id == r.baseline_cycle]
-            if not base:
+            if not base or r.attached_on is None:  # attaching sets both
                 continue
             after = [x for x in history if x.cycle_id > r.baseline_cycle]
             ev = evaluate_outcomes(cyc.ruleset, base[0], after, r.attached_on)
@@ -574,19 +546,15 @@ def cost_avoidance(
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         least = multiple_needs_from or cyc.ruleset.eligibility.min_problems
-        c = pstore.claims
         counted: Counter[str] = Counter()
         not_counted = 0
         income = 0
-        for kind, result, amount, evidence in conn.execute(
-            sa.select(c.c.kind, c.c.result, c.c.amount_gbp, c.c.evidence).where(
-                c.c.cycle_id <= cyc.id
-            )
-        ):
-            income += int(amount)
-            if kind != "result":
+        for claim in rstore.claims_up_to(conn, cyc.id, with_evidence=True):
+            income += claim.amount_gbp
+            if claim.kind != "result":
                 continue
-            if len(json.loads(evidence).get("problems", {})) >= least:
+            result = claim.result
+            if len(json.loads(claim.evidence or "{}").get("problems", {})) >= least:
                 counted[str(result)] += 1
             else:
                 not_counted += 1
@@ -664,24 +632,13 @@ def score_distribution(engine: Engine, cycle_id: int | None = None) -> dict[str,
     grouped query: what a chart of the distribution needs, without the work list)."""
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
-        s = pstore.snapshots
         unlock = cyc.model.thresholds.unlock
-        counted = conn.execute(
-            sa.select(s.c.score, sa.func.count())
-            .where(s.c.cycle_id == cyc.id, s.c.eligible)
-            .group_by(s.c.score)
-            .order_by(s.c.score)
-        ).all()
+        counted = rstore.score_counts(conn, cyc.id)
         rows = [
             {"score": int(score), "families": int(n), "at_or_above_unlock": score >= unlock}
             for score, n in counted
         ]
-        districts = conn.execute(
-            sa.select(s.c.district, sa.func.count())
-            .where(s.c.cycle_id == cyc.id, s.c.eligible)
-            .group_by(s.c.district)
-            .order_by(s.c.district)
-        ).all()
+        districts = rstore.district_counts(conn, cyc.id)
         return _report(
             "scores",
             cyc,
@@ -804,12 +761,8 @@ def previously_worked(engine: Engine, cycle_id: int | None = None) -> dict[str, 
 
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         history = _history(conn, cyc.cutoff)
-        c = pstore.claims
         claims: Counter[str] = Counter(
-            str(fid)
-            for (fid,) in conn.execute(
-                sa.select(c.c.family_id).where(c.c.kind == "result", c.c.cycle_id <= cyc.id)
-            )
+            c.family_id for c in rstore.claims_up_to(conn, cyc.id, kind="result")
         )
         rows: list[dict[str, Any]] = []
         for s in _snapshots(conn, cyc.id):
@@ -928,13 +881,8 @@ class _Attached:
 def _attached(
     conn: Connection, cyc: _Cycle, history: Mapping[str, list[tuple[int, str]]]
 ) -> list[_Attached]:
-    f = pstore.families
-    rows = conn.execute(
-        sa.select(f.c.family_id, f.c.attached_on, f.c.baseline_cycle, f.c.lead_professional)
-        .where(f.c.baseline_cycle.is_not(None), f.c.baseline_cycle <= cyc.id)
-        .order_by(f.c.family_id)
-    ).all()
-    snaps = _snaps(conn, [str(r.family_id) for r in rows])
+    rows = rstore.attached_up_to(conn, cyc.id)
+    snaps = _snaps(conn, [r.family_id for r in rows])
     out = []
     for r in rows:
         fid = str(r.family_id)
@@ -1113,22 +1061,8 @@ def breakdowns(
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         history = _history(conn, cyc.cutoff)
         attached = {a.family_id: a for a in _attached(conn, cyc, history)}
-        f = pstore.families
-        leads = {
-            str(fid): str(lead)
-            for fid, lead in conn.execute(
-                sa.select(f.c.family_id, f.c.lead_professional).where(
-                    f.c.lead_professional.is_not(None)
-                )
-            )
-        }
-        c = pstore.claims
-        results = {
-            str(fid)
-            for (fid,) in conn.execute(
-                sa.select(c.c.family_id).where(c.c.kind == "result", c.c.cycle_id <= cyc.id)
-            )
-        }
+        leads = rstore.lead_professionals(conn)
+        results = {c.family_id for c in rstore.claims_up_to(conn, cyc.id, kind="result")}
         problems = list(cyc.ruleset.problems)
         groups: dict[tuple[str, str], list[_Snapshot]] = {}
         for s in _snapshots(conn, cyc.id):
@@ -1202,14 +1136,9 @@ def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
     def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
         history = _history(conn, cyc.cutoff)
         fams = _attached(conn, cyc, history)
-        c = pstore.claims
         claims: dict[str, list[tuple[str, str | None, int]]] = {}
-        for fid, kind, result, amount in conn.execute(
-            sa.select(c.c.family_id, c.c.kind, c.c.result, c.c.amount_gbp).where(
-                c.c.cycle_id <= cyc.id
-            )
-        ):
-            claims.setdefault(str(fid), []).append((str(kind), result, int(amount)))
+        for c in rstore.claims_up_to(conn, cyc.id):
+            claims.setdefault(c.family_id, []).append((c.kind, c.result, c.amount_gbp))
         problems = list(cyc.ruleset.problems)
         fpd = [mid for mid, m in cyc.ruleset.measures.items() if m.progress is not None]
         by_cohort: dict[str, list[_Attached]] = {}
@@ -1263,8 +1192,7 @@ def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
 
 def _cadence(conn: Connection, cyc: _Cycle) -> int:
     """The median number of days between the cycles up to this one (91 with one cycle)."""
-    c = pstore.cycles
-    dates = sorted({d for (d,) in conn.execute(sa.select(c.c.as_at).where(c.c.id <= cyc.id))})
+    dates = sorted(rstore.cycle_dates(conn, cyc.id))
     gaps = sorted((b - a).days for a, b in zip(dates, dates[1:], strict=False) if (b - a).days > 0)
     return gaps[len(gaps) // 2] if gaps else 91
 
@@ -1297,13 +1225,7 @@ def forecast(
         history = _history(conn, cyc.cutoff)
         fams = _attached(conn, cyc, history)
         cadence = cadence_days or _cadence(conn, cyc)
-        c = pstore.claims
-        made = {
-            (str(fid), str(kind))
-            for fid, kind in conn.execute(
-                sa.select(c.c.family_id, c.c.kind).where(c.c.cycle_id <= cyc.id)
-            )
-        }
+        made = {(c.family_id, c.kind) for c in rstore.claims_up_to(conn, cyc.id)}
         as_at = dt.date.fromisoformat(cyc.as_at)
         payments = cyc.ruleset.payments
         windows: dict[str, Counter[str]] = {}

@@ -37,7 +37,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal
 
-import sqlalchemy as sa
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -152,14 +151,12 @@ class Flags:
 
 def flags(conn: Connection, policy: Mapping[str, RestrictionEffects] | None = None) -> Flags:
     """Every flag in force, read inside the caller's transaction."""
-    r = pstore.restrictions
     by_family: dict[str, str] = {}
     by_person: dict[str, set[str]] = {}
-    rows = conn.execute(sa.select(r.c.family_id, r.c.kind, r.c.persons).order_by(r.c.family_id))
-    for fid, kind, persons in rows:
-        by_family[str(fid)] = str(kind)
-        for pid in json.loads(persons):
-            by_person.setdefault(str(pid), set()).add(str(kind))
+    for row in pstore.restriction_rows(conn):
+        by_family[row.family_id] = row.kind
+        for pid in json.loads(row.persons):
+            by_person.setdefault(str(pid), set()).add(row.kind)
     return Flags(
         by_family,
         {p: frozenset(k) for p, k in by_person.items()},
@@ -169,13 +166,7 @@ def flags(conn: Connection, policy: Mapping[str, RestrictionEffects] | None = No
 
 def family_persons(conn: Connection, family_id: str) -> list[str]:
     """The person ids of the family's latest snapshot (empty if it was never assessed)."""
-    s = pstore.snapshots
-    detail = conn.execute(
-        sa.select(s.c.detail)
-        .where(s.c.family_id == family_id)
-        .order_by(s.c.cycle_id.desc())
-        .limit(1)
-    ).scalar()
+    detail = pstore.latest_detail(conn, family_id)
     if detail is None:
         return []
     return sorted(str(m["person_id"]) for m in json.loads(detail).get("members", ()))
@@ -220,19 +211,18 @@ def set_restriction(
             f"kinds: {', '.join(sorted(policy))}"
         )
     when = now or dt.datetime.now(dt.UTC)
-    r = pstore.restrictions
     try:
         with engine.begin() as conn:
             persons = family_persons(conn, family_id)
-            conn.execute(r.delete().where(r.c.family_id == family_id))
-            conn.execute(
-                r.insert().values(
+            pstore.put_restriction(
+                conn,
+                pstore.RestrictionRow(
                     family_id=family_id,
                     kind=kind,
                     persons=json.dumps(persons),
                     set_at=int(when.timestamp() * 1_000_000),
                     set_by=actor[:80],
-                )
+                ),
             )
     except IntegrityError as exc:
         raise ConflictError(
@@ -250,16 +240,12 @@ def set_restriction(
 
 def lift_restriction(engine: Engine, family_id: str) -> dict[str, Any]:
     """Lift a family's flag; NotFound if it carries none."""
-    r = pstore.restrictions
     try:
         with engine.begin() as conn:
-            kind = conn.execute(sa.select(r.c.kind).where(r.c.family_id == family_id)).scalar()
-            gone = conn.execute(
-                r.delete().where(r.c.family_id == family_id, r.c.kind == kind)
-            ).rowcount
+            kind = pstore.delete_restriction(conn, family_id)
     except SQLAlchemyError as exc:
         raise StorageError(f"flag of {family_id} not lifted: {exc}") from exc
-    if kind is None or gone == 0:
+    if kind is None:
         raise NotFound(f"family {family_id} carries no restriction")
     return {"family_id": family_id, "lifted": str(kind)}
 
@@ -269,10 +255,9 @@ def list_restrictions(
 ) -> list[dict[str, Any]]:
     """Every flag in force with what it stops under ``policy``."""
     rules = DEFAULT_RESTRICTIONS if policy is None else policy
-    r = pstore.restrictions
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.select(r).order_by(r.c.family_id)).all()
+            rows = pstore.restriction_rows(conn)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read restrictions: {exc}") from exc
     return [
