@@ -870,8 +870,9 @@ static PyTypeObject TokensType = {
 /* (both filters, exact tokens, blocking keys), as one JSON fragment.        */
 /*                                                                           */
 /* The features tuple is _encoder._FEATURE_ORDER; blocking parts are          */
-/* _encoder._PART_ORDER. The Python path in _encoder (used for hardened or    */
-/* salted filters) writes the same bytes: tests/agency_client/test_bloom.py.  */
+/* _encoder._PART_ORDER. Filters may be XOR-folded (person_fold,             */
+/* address_fold). The Python path in _encoder (used for balanced or salted    */
+/* filters) writes the same bytes: tests/agency_client/test_bloom.py.         */
 
 #define N_FEATURES 11
 #define F_GIVEN 0
