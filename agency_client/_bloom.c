@@ -870,8 +870,9 @@ static PyTypeObject TokensType = {
 /* (both filters, exact tokens, blocking keys), as one JSON fragment.        */
 /*                                                                           */
 /* The features tuple is _encoder._FEATURE_ORDER; blocking parts are          */
-/* _encoder._PART_ORDER. The Python path in _encoder (used for hardened or    */
-/* salted filters) writes the same bytes: tests/agency_client/test_bloom.py.  */
+/* _encoder._PART_ORDER. Filters may be XOR-folded (person_fold,             */
+/* address_fold). The Python path in _encoder (used for balanced or salted    */
+/* filters) writes the same bytes: tests/agency_client/test_bloom.py.         */
 
 #define N_FEATURES 11
 #define F_GIVEN 0
@@ -891,6 +892,7 @@ typedef struct {
     TokensObject *blocking;
     PyObject *blocking_names; /* tuple of str */
     int *parts;               /* blocking->n rows of N_PARTS part indexes, -1 ends a row */
+    int fold[2];              /* XOR-fold the person/address filter in half (xor_fold) */
 } RecordObject;
 
 static void Record_dealloc(RecordObject *self) {
@@ -971,11 +973,13 @@ static int Record_init(RecordObject *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"person",       "person_features", "address",
                              "address_features", "exact",     "exact_names",
                              "blocking",     "blocking_names",  "blocking_parts",
-                             NULL};
+                             "person_fold",  "address_fold",    NULL};
     PyObject *person, *pf, *address, *af, *exact, *en, *blocking, *bn, *bp;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OO!OO!OO", kwlist, &KernelType, &person,
-                                     &pf, &KernelType, &address, &af, &TokensType, &exact, &en,
-                                     &TokensType, &blocking, &bn, &bp))
+    int fold_person = 0, fold_address = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!OO!OO!OO!OO|$pp", kwlist, &KernelType,
+                                     &person, &pf, &KernelType, &address, &af, &TokensType,
+                                     &exact, &en, &TokensType, &blocking, &bn, &bp, &fold_person,
+                                     &fold_address))
         return -1;
     if (self->filter[0]) {
         PyErr_SetString(PyExc_TypeError, "RecordKernel is already initialised");
@@ -994,6 +998,8 @@ static int Record_init(RecordObject *self, PyObject *args, PyObject *kwds) {
         Py_INCREF(ks[f]);
         self->filter[f] = ks[f];
     }
+    self->fold[0] = fold_person;
+    self->fold[1] = fold_address;
     self->exact = (TokensObject *)exact;
     Py_INCREF(exact);
     self->blocking = (TokensObject *)blocking;
@@ -1119,7 +1125,13 @@ static int put_filter(RecordObject *self, int f, PyObject *const *features, cons
     unsigned char text[4 * (8192 + 2) / 3 + 4];
     for (int i = 0; i < k->nfields; i++) vals[i] = features[self->pick[f][i]];
     if (kernel_fill(k, vals, bits, scratch)) return -1;
-    int n = EVP_EncodeBlock(text, bits, k->length_bits / 8);
+    int nbytes = k->length_bits / 8;
+    if (self->fold[f]) {
+        /* xor_fold: the low half XOR the high half, as _encoder.FilterEncoder._harden */
+        nbytes /= 2;
+        for (int i = 0; i < nbytes; i++) bits[i] ^= bits[i + nbytes];
+    }
+    int n = EVP_EncodeBlock(text, bits, nbytes);
     return buf_ascii(o, ",\"", 2) || buf_ascii(o, name, strlen(name)) ||
            buf_ascii(o, "\":\"", 3) || buf_ascii(o, (const char *)text, (size_t)n) ||
            buf_ascii(o, "\"", 1);
@@ -1279,8 +1291,10 @@ static PyTypeObject RecordType = {
     .tp_dealloc = (destructor)Record_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "RecordKernel(person, person_features, address, address_features, exact,\n"
-              "             exact_names, blocking, blocking_names, blocking_parts)\n\n"
-              "A record's filters and tokens in one call, for unhardened, unsalted filters.",
+              "             exact_names, blocking, blocking_names, blocking_parts, *,\n"
+              "             person_fold=False, address_fold=False)\n\n"
+              "A record's filters and tokens in one call, for unsalted filters that are\n"
+              "unhardened or XOR-folded (person_fold, address_fold).",
     .tp_methods = Record_methods,
     .tp_init = (initproc)Record_init,
     .tp_new = PyType_GenericNew,

@@ -38,6 +38,9 @@ class RecordKernel:
         blocking: KeyedTokens,
         blocking_names: Sequence[str],
         blocking_parts: Sequence[Sequence[int]],
+        *,
+        person_fold: bool = False,
+        address_fold: bool = False,
     ) -> None: ...
     def encode(
         self,

@@ -258,8 +258,8 @@ class Encoder:
 
     Two ways in: :meth:`encode` (an identity -> an :class:`Encoding`) and
     :meth:`record_json` (feature values -> the members of an extract line, what
-    the agency client's row encoder uses). With unhardened, unsalted filters
-    (the default schema) :meth:`record_json` is one call into the compiled
+    the agency client's row encoder uses). With unsalted filters, unhardened or
+    XOR-folded (the default schema), :meth:`record_json` is one call into the compiled
     :class:`~agency_client._bloom.RecordKernel`; otherwise it formats
     :meth:`encode_features`' result in Python. Both write the same bytes
     (tests/agency_client/test_encoder.py).
@@ -293,8 +293,9 @@ class Encoder:
                 for spec in schema.blocking_keys
             ]
         )
+        # The kernel folds (xor_fold) itself; balancing and salting take the Python path.
         plain = all(
-            spec.hardening is Hardening.NONE and spec.salt == "none"
+            spec.hardening in (Hardening.NONE, Hardening.XOR_FOLD) and spec.salt == "none"
             for spec in (schema.person_filter, schema.address_filter)
         )
         self._record: RecordKernel | None = None
@@ -309,6 +310,8 @@ class Encoder:
                 self._blocking_tokens,
                 [name for name, _ in self._blocking],
                 [indexes for _, indexes in self._blocking],
+                person_fold=schema.person_filter.hardening is Hardening.XOR_FOLD,
+                address_fold=schema.address_filter.hardening is Hardening.XOR_FOLD,
             )
 
     def encode(self, ident: NormalisedIdentity) -> Encoding:

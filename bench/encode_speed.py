@@ -13,6 +13,7 @@ was at the time: a shared or virtual machine's speed drifts by tens of percent.
     .venv/bin/python bench/encode_speed.py                      # 100k and 1M records
     .venv/bin/python bench/encode_speed.py --records 100000 --workers 1
     .venv/bin/python bench/encode_speed.py --agencies csc --derives   # one agency, through derives
+    .venv/bin/python bench/encode_speed.py --records 100000 --workers 1 --schema FILE  # another
 
 ``--derives`` rewrites the children's social care mapping so its identity goes
 through ``[[derive]]`` transforms (its one-cell address split into street and
@@ -39,9 +40,10 @@ from agency_client import *
 from agency_client._synthetic import PopulationConfig
 pop, keys, out, workers = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
 agencies = sys.argv[5].split(",")
+schema_file = Path(sys.argv[6]) if sys.argv[6] else None
 secret = load_secret(keys / "secret")
 seal = load_seal_public_key(keys / "unlock" / "seal.pub")
-schema = load_schema(None)
+schema = load_schema(schema_file)
 rows = records = 0
 started, cpu_started = time.perf_counter(), time.process_time()
 for agency in agencies:
@@ -145,6 +147,7 @@ def main() -> int:
     ap.add_argument(
         "--derives", action="store_true", help="the csc mapping reads its identity through derives"
     )
+    ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
     args = ap.parse_args()
 
     from agency_client import generate_agency_key, generate_seal_keypair, generate_secret
@@ -152,7 +155,8 @@ def main() -> int:
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{sys.version.split()[0]}; workers {args.workers}"
+        f"{sys.version.split()[0]}; workers {args.workers}; schema "
+        f"{args.schema or 'shipped'}"
     )
     work = Path(tempfile.mkdtemp(prefix="encode-speed-"))
     try:
@@ -184,6 +188,7 @@ def main() -> int:
                     str(out),
                     str(args.workers),
                     ",".join(agencies),
+                    str(args.schema or ""),
                 ]
             )
             r = json.loads(stdout.strip().splitlines()[-1])

@@ -251,12 +251,20 @@ ONE = st.one_of(st.none(), st.text(alphabet="ABC0123 ", min_size=1, max_size=8).
     ),
     st.one_of(st.none(), st.just(""), st.sampled_from(["LS6", "M1", "SW1A"])),
     st.lists(st.one_of(st.none(), st.just(""), st.text(max_size=12)), min_size=3, max_size=3),
+    st.booleans(),
 )
-def test_record_kernel_writes_what_the_python_path_writes(features, outward, exact):
+def test_record_kernel_writes_what_the_python_path_writes(features, outward, exact, fold):
     from agency_client._encoder import Encoder
-    from protocols import default_schema
+    from protocols import Hardening, default_schema
 
     schema = default_schema()
+    if fold:  # the kernel XOR-folds both filters itself
+        schema = schema.model_copy(
+            update={
+                name: getattr(schema, name).model_copy(update={"hardening": Hardening.XOR_FOLD})
+                for name in ("person_filter", "address_filter")
+            }
+        )
     compiled = Encoder(schema, b"s" * 32)
     python = Encoder(schema, b"s" * 32, compiled=False)
     assert compiled._record is not None and python._record is None
