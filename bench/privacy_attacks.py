@@ -220,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
             "`evaluation/_attacks.py`; definitions in its module docstring and in "
             'docs/agency-client.md, "Hardening"). The figures are for one synthetic '
             "population and one public list: a lower bound on what a better-informed "
-            "attacker could do.\n\n```\n" + body + "\n```\n",
+            "attacker could do.\n\n```\n" + body + "\n```\n\n"
+            "What the service holds in clear beside the filters (age under 25 or an age "
+            "band, sex, a child's district) and the persons unique on it (k-anonymity, "
+            "`bench/quasi_identifiers.py`): [docs/privacy.md](../privacy.md).\n",
             encoding="utf-8",
         )
         print(f"wrote {path}")
