@@ -83,34 +83,47 @@ def lsh_signatures(
     return out
 
 
+def block_order(
+    keys: U64, alive: npt.NDArray[np.bool_] | None = None, within: U64 | None = None
+) -> tuple[I64, U64]:
+    """The rows :func:`block_pairs` pairs, in block order, and their keys.
+
+    Rows with a non-zero key (and ``alive``), sorted by key, then by ``within``,
+    then by row. Exposed so that two callers blocking on the same columns with
+    the same rows (persons and places on an address band) sort once.
+    """
+    ok = keys != 0
+    if alive is not None:
+        ok &= alive
+    rows = np.nonzero(ok)[0].astype(np.int64)
+    k = keys[rows]
+    if within is None:
+        order = np.argsort(k, kind="stable")
+    else:
+        order = np.lexsort((within[rows], k))
+    return rows[order], k[order]
+
+
 def block_pairs(
     keys: U64,
     is_new: npt.NDArray[np.bool_],
     window: int,
     alive: npt.NDArray[np.bool_] | None = None,
     within: U64 | None = None,
+    ordered: tuple[I64, U64] | None = None,
 ) -> tuple[I64, I64]:
     """Pairs (i, j), i < j, of rows sharing a non-zero key where at least one row is new.
 
     ``keys`` is one key column (length n). Within a block the rows are ordered by
     ``within`` (e.g. another band's signature, so similar rows sit together), then
     by row; each new row pairs with the rows of its block at most ``window``
-    positions away.
+    positions away. ``ordered`` is :func:`block_order` of the same arguments, when
+    the caller has it already.
     """
-    n = keys.shape[0]
-    ok = keys != 0
-    if alive is not None:
-        ok &= alive
-    rows = np.nonzero(ok)[0].astype(np.int64)
+    rows, k = ordered if ordered is not None else block_order(keys, alive, within)
     if rows.size < 2:
         e = np.zeros(0, dtype=np.int64)
         return e, e.copy()
-    k = keys[rows]
-    if within is None:
-        order = np.argsort(k, kind="stable")
-    else:
-        order = np.lexsort((within[rows], k))
-    rows, k = rows[order], k[order]
     m = rows.size
     boundary = np.ones(m, dtype=np.bool_)
     boundary[1:] = k[1:] != k[:-1]
@@ -136,7 +149,6 @@ def block_pairs(
     # both new: keep each pair once (from the smaller row); new-old: keep always
     sel = (a != b) & ((~is_new[b]) | (a < b))
     a, b = a[sel], b[sel]
-    del n
     return np.minimum(a, b), np.maximum(a, b)
 
 

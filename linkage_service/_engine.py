@@ -47,6 +47,7 @@ from ._batch import RecordBatch, token_code
 from ._blocking import (
     BlockSpec,
     band_positions,
+    block_order,
     block_pairs,
     decode_pairs,
     lsh_signatures,
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from ._distributed import DaskPairs
 
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 F64 = npt.NDArray[np.float64]
 _CHUNK = 1 << 18  # pairs scored at a time (bounded temporaries)
 K = TypeVar("K", bound=Hashable)
@@ -377,6 +379,8 @@ class LinkageEngine:
         self.decisions: dict[tuple[int, int], bool] = {}
         self._cannot: dict[int, set[int]] = {}
         self._decisions_due: set[tuple[int, int]] = set()  # changed since the last update
+        # address bands' block orders, shared by persons and places within one update
+        self._band_orders: dict[int, tuple[I64, U64]] | None = None
 
     def set_decisions(self, decisions: Mapping[tuple[int, int], str]) -> None:
         """The clerical decisions in force: ``(record a, record b) -> "match" | "non_match"``.
@@ -800,7 +804,10 @@ class LinkageEngine:
             del held
             ei, ej, ed = [i], [j], [d]
         else:
-            parts = (block_pairs(s.key, is_new, s.window, live, within=s.within) for s in specs())
+            parts = (
+                block_pairs(s.key, is_new, s.window, live, s.within, self._band_order(b, s, live))
+                for b, s in enumerate(specs())
+            )
             codes = unique_pair_codes(parts, width)
             n_codes = int(codes.size)
             for k in range(0, codes.size, _CHUNK):
@@ -880,11 +887,38 @@ class LinkageEngine:
 
     def _candidate_codes(self, is_new: npt.NDArray[np.bool_]) -> I64:
         """:meth:`candidate_pairs` as sorted codes ``i * n + j`` (half the memory)."""
+        cfg = self.config
+        first_band = cfg.lsh_bands + len(self.block_keys) + self.exact.shape[1]
         parts = (
-            block_pairs(s.key, is_new, s.window, self.alive, within=s.within)
-            for s in self._person_blocks()
+            block_pairs(
+                s.key,
+                is_new,
+                s.window,
+                self.alive,
+                s.within,
+                self._band_order(b - first_band, s, self.alive) if b >= first_band else None,
+            )
+            for b, s in enumerate(self._person_blocks())
         )
         return unique_pair_codes(parts, max(self._n, 1))
+
+    def _band_order(
+        self, band: int, spec: BlockSpec, mask: npt.NDArray[np.bool_]
+    ) -> tuple[I64, U64] | None:
+        """The block order of address band ``band``, sorted once per update.
+
+        Persons and places block on the same address bands with the same rows
+        (a band's key is 0 exactly where there is no address, so alive rows with a
+        key are the alive addressed ones), so the sort is shared within an update;
+        None (sort here) outside one, or for a band past the address bands.
+        """
+        cache = self._band_orders
+        if cache is None or spec.within is None or band >= self.config.address_lsh_bands:
+            return None
+        got = cache.get(band)
+        if got is None:
+            got = cache[band] = block_order(spec.key, mask, spec.within)
+        return got
 
     def _person_blocks(self) -> Iterator[BlockSpec]:
         """The blocking keys of person candidates, one :class:`BlockSpec` each.
@@ -1085,6 +1119,7 @@ class LinkageEngine:
             self.row_pid[r] = carried.get(int(self.ids[r]))
         f_rows.update(new_rows.tolist())
         t1 = time.perf_counter()
+        self._band_orders = {}  # alive and the bands stand still from here to the places
         f = self._features()
         if self.pairs is not None:
             i, j, s, n_candidates, relink, t2 = self._pairs_on_dask(
@@ -1196,6 +1231,7 @@ class LinkageEngine:
             "model_estimated": float(delta.model is not None),
             "relinked_all": float(relink),
         }
+        self._band_orders = None
         return delta
 
     def _evidence(self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]) -> Evidence:
