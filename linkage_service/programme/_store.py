@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -80,6 +80,7 @@ __all__ = [
     "restriction_rows",
     "restrictions",
     "ruleset_switches",
+    "insert_rows",
     "sealed_blobs",
     "snapshot_details",
     "snapshot_score",
@@ -552,10 +553,21 @@ class AttestationRow(NamedTuple):
     body: str
 
 
+class _TableRow(Protocol):
+    """A typed row named like its table's columns (the NamedTuples here)."""
+
+    def _asdict(self) -> dict[str, Any]: ...
+
+
+def insert_rows(conn: Connection, table: sa.Table, rows: Sequence[_TableRow], batch: int) -> None:
+    """Insert typed rows into ``table``, ``batch`` rows per executemany."""
+    for start in range(0, len(rows), batch):
+        conn.execute(table.insert(), [r._asdict() for r in rows[start : start + batch]])
+
+
 def add_attestations(conn: Connection, rows: Sequence[AttestationRow], batch: int = 2000) -> None:
     """Store signed attestations, ``batch`` rows per executemany."""
-    for start in range(0, len(rows), batch):
-        conn.execute(attestations.insert(), [r._asdict() for r in rows[start : start + batch]])
+    insert_rows(conn, attestations, rows, batch)
 
 
 def snapshot_score(conn: Connection, cycle_id: int, family_id: str) -> int | None:

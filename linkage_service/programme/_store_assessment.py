@@ -27,6 +27,7 @@ from ._store import (
     claims,
     cycles,
     families,
+    insert_rows,
     snapshots,
 )
 
@@ -320,8 +321,7 @@ def ids_in_status(conn: Connection, statuses: Sequence[str]) -> set[str]:
 
 def add_families(conn: Connection, rows: Sequence[FamilyRow], batch: int = 2000) -> None:
     """Give families their first status row; IntegrityError if one already has one."""
-    for start in range(0, len(rows), batch):
-        conn.execute(families.insert(), [r._asdict() for r in rows[start : start + batch]])
+    insert_rows(conn, families, rows, batch)
 
 
 def reidentify(

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .. import _store as mstore
-from ._store import Claim, claimed_persons, claims, cycles, snapshots
+from ._store import Claim, claimed_persons, claims, cycles, insert_rows, snapshots
 
 __all__ = [
     "Claim",
@@ -75,8 +75,7 @@ class NewClaim(NamedTuple):
 
 def add_claims(conn: Connection, rows: Sequence[NewClaim], batch: int = 1000) -> None:
     """Store claims; IntegrityError on a second claim of a kind for a family."""
-    for start in range(0, len(rows), batch):
-        conn.execute(claims.insert(), [r._asdict() for r in rows[start : start + batch]])
+    insert_rows(conn, claims, rows, batch)
 
 
 def claim_rows(conn: Connection, window_id: str | None = None) -> list[Claim]:
@@ -118,5 +117,4 @@ class ClaimedPerson(NamedTuple):
 
 def add_claimed_persons(conn: Connection, rows: Sequence[ClaimedPerson], batch: int = 1000) -> None:
     """Record people as claimed for; IntegrityError if any already was, for that kind and phase."""
-    for start in range(0, len(rows), batch):
-        conn.execute(claimed_persons.insert(), [r._asdict() for r in rows[start : start + batch]])
+    insert_rows(conn, claimed_persons, rows, batch)
