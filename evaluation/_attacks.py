@@ -499,16 +499,25 @@ def kind(s: AtomShape, schema: LinkageSchema) -> str:
     return "family"
 
 
-def label_blind(
-    atoms: Sequence[Atom], view: AttackView, public: PublicList, schema: LinkageSchema
-) -> list[Label | None]:
-    """Label atoms by frequency rank against the public list (given names per sex)."""
+def _years_labelled(
+    atoms: Sequence[Atom], view: AttackView, schema: LinkageSchema
+) -> tuple[list[AtomShape], list[str], list[Label | None]]:
+    """Each atom's shape and kind, and its labels with the birth-year atoms named by
+    their shape's year (both labellers start from these)."""
     shapes = [shape(a, view) for a in atoms]
     kinds = [kind(s, schema) for s in shapes]
     labels: list[Label | None] = [None] * len(atoms)
     for i, k in enumerate(kinds):
         if k == "year":
             labels[i] = ("year", shapes[i].year)
+    return shapes, kinds, labels
+
+
+def label_blind(
+    atoms: Sequence[Atom], view: AttackView, public: PublicList, schema: LinkageSchema
+) -> list[Label | None]:
+    """Label atoms by frequency rank against the public list (given names per sex)."""
+    shapes, kinds, labels = _years_labelled(atoms, view, schema)
     pools: list[tuple[str, Callable[[int], bool], Counter[str]]] = [
         ("given", lambda i: kinds[i] == "given" and shapes[i].male >= 0.5, public.given_counts(1)),
         ("given", lambda i: kinds[i] == "given" and shapes[i].male < 0.5, public.given_counts(2)),
@@ -611,12 +620,7 @@ def graph_match(
     atoms: Sequence[Atom], view: AttackView, public: PublicList, schema: LinkageSchema
 ) -> list[Label | None]:
     """Match name atoms to public names by node features of two similarity graphs."""
-    shapes = [shape(a, view) for a in atoms]
-    kinds = [kind(s, schema) for s in shapes]
-    labels: list[Label | None] = [None] * len(atoms)
-    for i, k in enumerate(kinds):
-        if k == "year":
-            labels[i] = ("year", shapes[i].year)
+    shapes, kinds, labels = _years_labelled(atoms, view, schema)
     for feature in ("given", "family"):
         chosen = [i for i, k in enumerate(kinds) if k == feature]
         if not chosen:
