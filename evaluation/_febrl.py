@@ -134,15 +134,21 @@ class FebrlResult:
 
 
 def encode_febrl(
-    dataset: str, schema: LinkageSchema, workdir: Path | None = None
+    dataset: str,
+    schema: LinkageSchema,
+    workdir: Path | None = None,
+    secret_seed: int | None = None,
 ) -> tuple[RecordBatch, list[str]]:
-    """``dataset`` (``febrl4`` or ``febrl3``) encoded under ``schema``: batch and truth by row."""
+    """``dataset`` (``febrl4`` or ``febrl3``) encoded under ``schema``: batch and truth by row.
+
+    ``secret_seed`` fixes the linkage secret (None: a fresh one; see
+    :meth:`SchemeKeys.make`)."""
     from agency_client import record_ref
 
     files = DATASETS[dataset]
     schema = febrl_schema(schema)
     work = workdir or Path(tempfile.mkdtemp(prefix=f"{dataset}-"))
-    keys = SchemeKeys.make(work / "keys")
+    keys = SchemeKeys.make(work / "keys", secret_seed)
     batches = []
     truth: list[str] = []
     next_id = 1
@@ -175,9 +181,10 @@ def run_febrl(
     schema: LinkageSchema,
     config: EngineConfig | None = None,
     workdir: Path | None = None,
+    secret_seed: int | None = None,
 ) -> FebrlResult:
     """Encode ``dataset`` (``febrl4`` or ``febrl3``) under ``schema``, link it, score it."""
-    batch, truth = encode_febrl(dataset, schema, workdir)
+    batch, truth = encode_febrl(dataset, schema, workdir, secret_seed)
     engine = LinkageEngine(config or EngineConfig())
     delta = engine.update(batch, [])
     predicted = [delta.person_of[int(i)] for i in batch.ids.tolist()]

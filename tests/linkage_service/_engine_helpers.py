@@ -127,13 +127,16 @@ def population(tmp_path_factory: pytest.TempPathFactory) -> Population:
     return _population(str(tmp_path_factory.getbasetemp() / "engine-population"))
 
 
-def dice_model(match: float = 0.8, review: float = 0.7, address_same: float = 0.9) -> MatchModel:
+def dice_model(
+    match: float = 0.8, review: float = 0.7, address_same: float = 0.9, prior: float = 0.0
+) -> MatchModel:
     """A hand-set match model for engine mechanics: the person filter's Dice decides.
 
     Pairs at or above ``match`` score about 0.999, pairs in ``[review, match)`` about
     0.2 (the review band), lower pairs about 0.001 (below the cohesion floor).
     Addresses, sex and birth year weigh a little, checked identifiers a lot.
-    Only whole Dice bands of the model can be thresholds.
+    Only whole Dice bands of the model can be thresholds. ``prior`` is the prior
+    weight in bits (0: even odds; log2(19): 95% of candidates are matches).
     """
     person = [
         (10.0 if lo >= match else -2.0 if lo >= review else -10.0)
@@ -141,4 +144,4 @@ def dice_model(match: float = 0.8, review: float = 0.7, address_same: float = 0.
         for lo, _agree, _differ, birth in PERSON_LEVELS
     ]
     address = [0.0] + [0.5 if lo >= address_same else -1.0 for lo in [0.0, *ADDRESS_CUTS]]
-    return MatchModel.from_weights([person, address, [0, 12, -12], [0, 4, -4], [0, 0.2, -2]], 0.0)
+    return MatchModel.from_weights([person, address, [0, 12, -12], [0, 4, -4], [0, 0.2, -2]], prior)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -43,6 +45,26 @@ def test_no_chaining_through_a_bridge_record() -> None:
     assert p[1] in (p[0], p[2])
     # the refused edge is put up for review, not decided
     assert any({x, y} in ({1, 3}, {2, 3}, {1, 2}) for x, y, _, _ in delta.review)
+
+
+@pytest.mark.parametrize("prior", [0.0, math.log2(19)])
+def test_the_prior_never_carries_a_clear_non_match_into_a_person(prior: float) -> None:
+    # A~B and B~C match, A vs C is a clear non-match by its own evidence (about -10
+    # bits). At even odds it scores 0.001; where 95% of candidates are matches (a
+    # file of duplicates) the prior lifts it to 0.018, above the 1% floor, and A, B
+    # and C used to become one person. The floor is judged at even odds there.
+    b = base_bits(1, 400)
+    rng = np.random.default_rng(2)
+    members = sorted(b)
+    outside = rng.permutation(sorted(set(range(1024)) - b))
+    a = (b - set(members[:75])) | set(outside[:75].tolist())  # Dice 0.81 to b
+    c = (b - set(members[75:150])) | set(outside[75:150].tolist())  # 0.81 to b, 0.63 to a
+    eng = LinkageEngine(id_factory=counter_ids(), model=dice_model(prior=prior))  # type: ignore[arg-type]
+    eng.update(batch([Rec(1, a, agency=0), Rec(2, b, agency=1), Rec(3, c, agency=2)]), [])
+    p = persons(eng, [1, 2, 3])
+    assert p[0] != p[2] and p[1] in (p[0], p[2])
+    floor = eng._person_floor(eng._model())
+    assert floor == pytest.approx(0.01 if prior == 0 else 0.01 * 19 / (0.01 * 19 + 0.99))
 
 
 def test_duplicates_inside_one_agency_merge() -> None:
