@@ -22,10 +22,10 @@ import hashlib
 import itertools
 import json
 import os
-import secrets
 import shutil
 import tempfile
 import uuid
+from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from multiprocessing.context import BaseContext
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 from pydantic import ValidationError
 
@@ -146,7 +146,7 @@ def encode_csv(
                 policy=policy,
             )
             out.write(header.model_dump_json().encode() + b"\n")
-            for result in _run_blocks(ctx, blocks, workers, out_path.parent):
+            for result in _run_blocks(ctx, blocks, workers, shuffle):
                 n_rows = result.rows
                 rows_read += n_rows
                 fatal = [p for p in result.problems if p.action == "failed"]
@@ -160,9 +160,7 @@ def encode_csv(
                     derive_hits[k] += hits
                     if result.derive_missed[k] and not derive_missed[k]:
                         derive_missed[k] = result.derive_missed[k]
-                if result.data:
-                    shuffle.add(result.data)
-                    count += result.count
+                count += result.count
                 if progress is not None:
                     progress(n_rows)
             if rows_read == 0:
@@ -205,7 +203,6 @@ def encode_csv(
 
 
 SHUFFLE_CSV_BYTES_PER_BUCKET = 4 * 1024 * 1024  # about 20,000 rows, 40 MB of lines
-SHUFFLE_FLUSH_BYTES = 256 * 1024  # lines held per bucket before they go to its file
 
 
 def _bucket_count(csv_path: Path) -> int:
@@ -220,67 +217,75 @@ def _bucket_count(csv_path: Path) -> int:
 class _Shuffle:
     """Puts an extract's record lines in a uniformly random order, in bounded memory.
 
-    Each line goes to one of ``buckets`` files chosen at random; each bucket is
-    then read back whole and shuffled (Fisher-Yates) before the next: the
-    Rao-Sandelius external shuffle, every order of the lines equally likely, with
-    no more than one bucket (tens of MB) in memory. Randomness comes from the
-    operating system (``secrets.SystemRandom``), a fresh permutation per extract,
-    never seeded: the order must say nothing of the CSV's, and a second encode of
-    the same file must not repeat the first one's order. The buckets hold encoded
-    lines only (what the extract holds), in a private directory beside it.
+    Each line goes to one of ``buckets`` files chosen at random (:func:`_scatter`,
+    run by whichever process encoded the line, so the lines never travel back
+    through this one); each bucket is then read back whole and put in a random
+    order before the next: the Rao-Sandelius external shuffle, every order of
+    the lines equally likely, with no more than one bucket (tens of MB) in
+    memory. Randomness comes from the operating system (``os.urandom``), a fresh
+    permutation per extract, never seeded: the order must say nothing of the
+    CSV's, and a second encode of the same file must not repeat the first one's
+    order. The buckets hold encoded lines only (what the extract holds), in a
+    private directory beside it.
     """
 
     def __init__(self, out_dir: Path, buckets: int) -> None:
-        self._rng = secrets.SystemRandom()
-        self._dir = Path(tempfile.mkdtemp(prefix=".family-linkage-shuffle-", dir=out_dir))
-        self._files: list[IO[bytes]] = []
-        try:
-            for k in range(max(1, buckets)):
-                self._files.append(open_private(self._dir / str(k), "wb"))
-        except OSError:
-            self.close()
-            raise
-        self._held: list[list[bytes]] = [[] for _ in self._files]
-        self._held_bytes = [0] * len(self._files)
-
-    def add(self, data: bytes) -> None:
-        """Scatter newline-terminated lines over the buckets."""
-        lines = data.split(b"\n")
-        lines.pop()  # data ends with a newline: the last piece is empty
-        n = len(self._files)
-        pick = self._rng.randrange
-        for line in lines:
-            k = pick(n) if n > 1 else 0
-            self._held[k].append(line)
-            self._held_bytes[k] += len(line) + 1
-            if self._held_bytes[k] >= SHUFFLE_FLUSH_BYTES:
-                self._flush(k)
-
-    def _flush(self, k: int) -> None:
-        if self._held[k]:
-            self._files[k].write(b"\n".join(self._held[k]) + b"\n")
-            self._held[k] = []
-            self._held_bytes[k] = 0
+        self.dir = tempfile.mkdtemp(prefix=".family-linkage-shuffle-", dir=out_dir)  # 0700
+        self.buckets = max(1, buckets)
 
     def shuffled(self) -> Iterator[bytes]:
-        """Every line added, in random order, as newline-terminated chunks."""
-        for k, fh in enumerate(self._files):
-            self._flush(k)
-            fh.close()
-        for k in range(len(self._files)):
-            part = self._dir / str(k)
-            lines = part.read_bytes().split(b"\n")
-            part.unlink()
-            lines.pop()
-            self._rng.shuffle(lines)
-            for start in range(0, len(lines), 4096):
-                yield b"\n".join(lines[start : start + 4096]) + b"\n"
+        """Every line scattered, in random order, as newline-terminated chunks."""
+        import numpy as np  # here, not at import: worker processes never need its 12 MB
+
+        names = sorted(os.listdir(self.dir))
+        for k in range(self.buckets):
+            lines: list[bytes] = []
+            for name in names:
+                if name.split(".", 1)[0] == str(k):
+                    part = os.path.join(self.dir, name)
+                    with open(part, "rb") as fh:
+                        got = fh.read().split(b"\n")
+                    os.unlink(part)
+                    got.pop()  # each part ends with a newline: the last piece is empty
+                    lines += got
+            # a uniformly random order: sort by 64-bit keys from the OS (a tie, which
+            # would favour the earlier line, has odds below 1 in 10^10 per bucket)
+            keys = np.frombuffer(os.urandom(8 * len(lines)), dtype="<u8")
+            order = np.argsort(keys, kind="stable").tolist()
+            for start in range(0, len(order), 4096):
+                yield b"\n".join([lines[i] for i in order[start : start + 4096]]) + b"\n"
 
     def close(self) -> None:
         """Remove the bucket files (the extract, if written, holds their lines)."""
-        for fh in self._files:
-            fh.close()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _scatter(directory: str, buckets: int, data: bytes, writer: str) -> None:
+    """Append each of ``data``'s newline-terminated lines to a random bucket's file.
+
+    Each process appends to files of its own (``<bucket>.<writer>``), so no two
+    processes write one file; each append is one unbuffered write, so nothing is
+    left in a buffer when a worker process exits.
+    """
+    lines = data.split(b"\n")
+    lines.pop()  # data ends with a newline: the last piece is empty
+    if buckets == 1:
+        groups = [lines]
+    else:
+        groups = [[] for _ in range(buckets)]
+        for line, k in zip(lines, array("I", os.urandom(4 * len(lines))), strict=True):
+            groups[k % buckets].append(line)
+    for k, group in enumerate(groups):
+        if group:
+            fd = os.open(
+                os.path.join(directory, f"{k}.{writer}"),
+                os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                0o600,
+            )
+            try:
+                os.write(fd, b"\n".join(group) + b"\n")
+            finally:
+                os.close(fd)
 
 
 def _refuse_unmatched_derives(
@@ -417,7 +422,7 @@ def _init_worker(ctx: RowContext) -> None:
     _WORKER = RowEncoder(ctx)
 
 
-def _work(first_line: int, text: bytes, part: str) -> ChunkResult:
+def _work(first_line: int, text: bytes, shuffle_dir: str, buckets: int) -> ChunkResult:
     assert _WORKER is not None
     result = encode_block_or_stop(_WORKER, first_line, text)
     # What a block leaves behind is cache entries: set them aside from the cyclic
@@ -425,79 +430,52 @@ def _work(first_line: int, text: bytes, part: str) -> ChunkResult:
     # here, in a worker process that does nothing but encode blocks.
     gc.freeze()
     if result.count:
-        # The lines go back through a file, not the result pipe: one write and one
-        # read of a couple of MB rather than dozens of 64 KB pipe round trips.
-        with open(part, "wb") as fh:
-            fh.write(result.data)
+        # the lines go straight to the shuffle's buckets, not back to the main process
+        _scatter(shuffle_dir, buckets, result.data, str(os.getpid()))
         result.data = b""
     return result
 
 
 IN_FLIGHT_PER_WORKER = 4  # blocks queued or being encoded per worker
-PART_BYTES_BOUND = 32 * 1024 * 1024  # an encoded block is far smaller (about 2.5 MB)
-
-
-def _parts_dir(out_dir: Path, workers: int) -> Path:
-    """A private directory for the workers' encoded blocks: in memory if there is room.
-
-    /dev/shm when it is writable and has room for every block in flight (a
-    container's may be only 64 MB), else beside the extract.
-    """
-    shm = Path("/dev/shm")
-    base = out_dir
-    try:
-        if shm.is_dir() and os.access(shm, os.W_OK):
-            free = os.statvfs(shm)
-            if free.f_bavail * free.f_frsize >= IN_FLIGHT_PER_WORKER * workers * PART_BYTES_BOUND:
-                base = shm
-    except OSError:
-        pass
-    return Path(tempfile.mkdtemp(prefix=".family-linkage-encode-", dir=base))  # mode 0700
 
 
 def _run_blocks(
-    ctx: RowContext, blocks: Iterator[tuple[int, bytes]], workers: int, out_dir: Path
+    ctx: RowContext, blocks: Iterator[tuple[int, bytes]], workers: int, shuffle: _Shuffle
 ) -> Iterator[ChunkResult]:
-    """Encode blocks in order, in worker processes when ``workers > 1`` and the input is big."""
+    """Encode blocks in order, in worker processes when ``workers > 1`` and the input is big.
+
+    Each block's lines are scattered over ``shuffle``'s buckets by the process that
+    encoded them; the results carry counts, problems and refs only.
+    """
     head = list(itertools.islice(blocks, SPAWN_AFTER_BLOCKS))
     if workers <= 1 or len(head) < SPAWN_AFTER_BLOCKS:
         # starting worker processes costs about a second: not worth it for small files
         encoder = RowEncoder(ctx)
         for first_line, text in itertools.chain(head, blocks):
-            yield encode_block_or_stop(encoder, first_line, text)
+            result = encode_block_or_stop(encoder, first_line, text)
+            if result.count:
+                _scatter(shuffle.dir, shuffle.buckets, result.data, "main")
+                result.data = b""
+            yield result
         return
     blocks = itertools.chain(head, blocks)
-    parts = _parts_dir(out_dir, workers)
-    try:
-        with ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=_worker_context(),
-            initializer=_init_worker,
-            initargs=(ctx,),
-        ) as pool:
-            window: deque[tuple[Future[ChunkResult], Path]] = deque()
-            try:
-                for seq, (first_line, text) in enumerate(blocks):
-                    part = parts / str(seq)
-                    window.append((pool.submit(_work, first_line, text, str(part)), part))
-                    if len(window) >= IN_FLIGHT_PER_WORKER * workers:  # bounded
-                        yield _collect(*window.popleft())
-                while window:
-                    yield _collect(*window.popleft())
-            finally:
-                for fut, _ in window:
-                    fut.cancel()
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
-
-
-def _collect(fut: Future[ChunkResult], part: Path) -> ChunkResult:
-    """A worker's result with its lines read back from its part file."""
-    result = fut.result()
-    if result.count:
-        result.data = part.read_bytes()
-        part.unlink()
-    return result
+    with ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=_worker_context(),
+        initializer=_init_worker,
+        initargs=(ctx,),
+    ) as pool:
+        window: deque[Future[ChunkResult]] = deque()
+        try:
+            for first_line, text in blocks:
+                window.append(pool.submit(_work, first_line, text, shuffle.dir, shuffle.buckets))
+                if len(window) >= IN_FLIGHT_PER_WORKER * workers:  # bounded
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for fut in window:
+                fut.cancel()
 
 
 def _write_problems(path: Path, source: str, problems: list[Problem]) -> None:

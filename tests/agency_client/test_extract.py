@@ -263,21 +263,28 @@ def test_failed_encode_leaves_previous_extract_intact_and_no_temp(encode, tmp_pa
 
 
 @pytest.mark.parametrize("fail", [False, True])
-def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
+def test_the_shuffle_buckets_are_removed_whether_the_run_succeeds_or_fails(
     encode, tmp_path, monkeypatch, fail
 ):
-    # workers hand blocks back through files in a private directory (in /dev/shm
-    # when it is writable, else beside the extract): none may outlive the run
-    made: list[object] = []
-    real = extract_module._parts_dir
+    # worker processes append their encoded lines to bucket files in a private
+    # directory beside the extract: none may outlive the run
+    made: list[str] = []
+    written: list[str] = []
+    real_init, real_scatter = extract_module._Shuffle.__init__, extract_module._scatter
 
-    def spy(out_dir, workers):
-        made.append(real(out_dir, workers))
-        return made[-1]
+    def spy_init(self, out_dir, buckets):
+        real_init(self, out_dir, buckets)
+        made.append(self.dir)
 
-    monkeypatch.setattr(extract_module, "_parts_dir", spy)
+    def spy_scatter(directory, buckets, data, writer):
+        real_scatter(directory, buckets, data, writer)
+        written.extend(os.listdir(directory))
+
+    monkeypatch.setattr(extract_module._Shuffle, "__init__", spy_init)
+    monkeypatch.setattr(extract_module, "_scatter", spy_scatter)
     monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 64)
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
+    monkeypatch.setattr("agency_client._extract.SHUFFLE_CSV_BYTES_PER_BUCKET", 256)
     rows = [[f"{r[0]}-{k}", *r[1:]] for k in range(4) for r in ROWS]  # ids must not repeat
     if fail:
         rows[-1][4] = "not a date"
@@ -287,6 +294,24 @@ def test_workers_part_files_are_removed_whether_the_run_succeeds_or_fails(
         summary, _ = encode(rows=rows, workers=2)
         assert summary.record_count == 12
     assert len(made) == 1 and not os.path.exists(made[0])
+    # the spy runs in the main process only; workers scatter in their own processes
+    assert not written
+
+
+def test_worker_processes_scatter_into_buckets_of_their_own(tmp_path):
+    d = tmp_path / "buckets"
+    d.mkdir()
+    lines = [f"line {k}".encode() for k in range(2000)]
+    extract_module._scatter(str(d), 4, b"\n".join(lines[:1000]) + b"\n", "101")
+    extract_module._scatter(str(d), 4, b"\n".join(lines[1000:]) + b"\n", "102")
+    names = sorted(os.listdir(d))
+    assert {n.split(".")[1] for n in names} == {"101", "102"}
+    assert all(os.stat(d / n).st_mode & 0o777 == 0o600 for n in names)
+    shuffle = extract_module._Shuffle.__new__(extract_module._Shuffle)
+    shuffle.dir, shuffle.buckets = str(d), 4
+    out = b"".join(shuffle.shuffled()).split(b"\n")[:-1]
+    assert sorted(out) == sorted(lines) and out != lines
+    assert not os.listdir(d)  # each bucket's parts are removed as they are read
 
 
 def _content(path):
@@ -320,7 +345,6 @@ def test_encode_writes_every_record_once_in_an_order_unlike_the_csv(
     monkeypatch.setattr("agency_client._extract.BLOCK_BYTES", 256)
     monkeypatch.setattr("agency_client._extract.SPAWN_AFTER_BLOCKS", 2)
     monkeypatch.setattr("agency_client._extract.SHUFFLE_CSV_BYTES_PER_BUCKET", 1024)
-    monkeypatch.setattr("agency_client._extract.SHUFFLE_FLUSH_BYTES", 4096)
     rows = _many_rows(90)
     _, one = encode(rows=rows, out=tmp_path / "one.jsonl")
     summary, path = encode(rows=rows, workers=workers, out=tmp_path / "many.jsonl")
@@ -340,9 +364,9 @@ def test_shuffle_makes_every_order_about_equally_often(tmp_path):
     seen: dict[bytes, int] = {}
     for _ in range(2400):
         shuffle = extract_module._Shuffle(tmp_path, buckets=3)
-        try:
-            shuffle.add(b"\n".join(lines[:3]) + b"\n")
-            shuffle.add(lines[3] + b"\n")
+        try:  # two writers, as two worker processes
+            extract_module._scatter(shuffle.dir, 3, b"\n".join(lines[:3]) + b"\n", "1")
+            extract_module._scatter(shuffle.dir, 3, lines[3] + b"\n", "2")
             out = b"".join(shuffle.shuffled())
         finally:
             shuffle.close()
@@ -353,10 +377,14 @@ def test_shuffle_makes_every_order_about_equally_often(tmp_path):
     assert list(tmp_path.iterdir()) == []  # every bucket directory removed
 
 
-def test_part_files_go_beside_the_extract_when_memory_has_no_room(tmp_path, monkeypatch):
-    monkeypatch.setattr(extract_module, "PART_BYTES_BOUND", 1 << 60)  # no tmpfs is that big
-    parts = extract_module._parts_dir(tmp_path, 2)
-    assert parts.parent == tmp_path and oct(parts.stat().st_mode & 0o777) == "0o700"
+def test_the_shuffle_buckets_are_private_and_beside_the_extract(tmp_path):
+    shuffle = extract_module._Shuffle(tmp_path, 2)
+    try:
+        assert os.path.dirname(shuffle.dir) == str(tmp_path)
+        assert oct(os.stat(shuffle.dir).st_mode & 0o777) == "0o700"
+    finally:
+        shuffle.close()
+    assert not os.path.exists(shuffle.dir)
 
 
 def test_agency_key_must_match_mapping(keys, school_csv, tmp_path):
