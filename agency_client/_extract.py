@@ -283,7 +283,9 @@ def _scatter(directory: str, buckets: int, data: bytes, writer: str) -> None:
                 0o600,
             )
             try:
-                os.write(fd, b"\n".join(group) + b"\n")
+                left = memoryview(b"\n".join(group) + b"\n")
+                while left:  # a write to a regular file may, rarely, be short
+                    left = left[os.write(fd, left) :]
             finally:
                 os.close(fd)
 
