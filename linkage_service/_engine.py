@@ -32,6 +32,7 @@ Must never: do I/O, log record content, hold a secret or a plaintext identifier.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -499,8 +500,9 @@ class LinkageEngine:
         eng._join_places_by_person(by_pid)
         for pid, rs in by_pid.items():
             eng.base_row[pid] = eng._current_row(rs)
+        view = _PlaceView(eng)  # places, base rows and liveness stand still from here
         for pid in by_pid:
-            eng._set_chosen(pid, eng._follow(pid))
+            eng._set_chosen(pid, eng._follow(pid, view))
             hid = household_of.get(pid)
             if hid is not None:
                 eng.person_hid[pid] = hid
@@ -783,14 +785,9 @@ class LinkageEngine:
         return [r for r in rows if self.alive[r]]
 
     def _current_row(self, rows: Sequence[int]) -> int | None:
-        place_of: dict[int, int] = {}
-        size: dict[int, int] = {}
-        for r in rows:
-            if self.places.holds(r):
-                root = self.places.find(r)
-                place_of[r] = root
-                size[root] = len(self.places.members(root))
-        return current_row(rows, place_of, self.day, size)
+        places = self.places
+        place_of = {r: places.find(r) for r in rows if places.holds(r)}
+        return current_row(rows, place_of, self.day, lambda root: len(places.members(root)))
 
     def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int]:
         """Add new addressed rows to places and merge; returns (affected roots, candidates)."""
@@ -1305,8 +1302,10 @@ class LinkageEngine:
         if row is None:
             return None
         v = view if view is not None else _PlaceView(self)
-        find = self.places.find
-        here = find(row)
+        root_of = v.roots
+        here = root_of[row]
+        if not v.has_mover(here):
+            return row  # everyone seen here lives here (most places): nobody to follow
         others: set[str] = set()
         last_here = -(2**31)
         for q, day in v.people(here):
@@ -1320,7 +1319,7 @@ class LinkageEngine:
             b = self.base_row.get(q)
             if b is None:
                 return row
-            place = find(b)
+            place = root_of[b]
             if place != here:
                 movers.append(q)
                 there.add(place)
@@ -1337,8 +1336,8 @@ class LinkageEngine:
         self, changed_pids: set[str], retired_pids: set[str], place_roots: set[int], delta: Delta
     ) -> None:
         view = _PlaceView(self)
-        alive, row_pid = view.alive, self.row_pid
-        at_place, find, holds = self.places.members, self.places.find, self.places.holds
+        alive, row_pid, root_of = view.alive, self.row_pid, view.roots
+        at_place = self.places.members
         affected = set(changed_pids)
         for root in place_roots:
             for r in at_place(root):
@@ -1350,10 +1349,10 @@ class LinkageEngine:
             self.base_row.pop(pid, None)
         affected &= self.pid_root.keys()
         for pid in affected:
-            self.base_row[pid] = self._current_row(view.rows_of(pid))
+            self.base_row[pid] = view.current_row(pid)
         # whoever shares a place with an affected person may follow (or stop following)
         # them: everyone alive at the places of affected persons' records
-        homes = {find(r) for pid in affected for r in view.rows_of(pid) if holds(r)}
+        homes = {root_of[r] for pid in affected for r in view.rows_of(pid)} - {-1}
         ring: set[str] = set()
         for root in homes:
             for x in at_place(root):
@@ -1361,7 +1360,7 @@ class LinkageEngine:
                 if q is not None and alive[x]:
                     ring.add(q)
         for pid in ring - affected:
-            self.base_row[pid] = self._current_row(view.rows_of(pid))
+            self.base_row[pid] = view.current_row(pid)
         affected |= ring
         for pid in sorted(affected):
             self._set_chosen(pid, self._follow(pid, view))
@@ -1378,12 +1377,15 @@ class LinkageEngine:
             if row is None:
                 solo.append(pid)
             else:
-                roots.add(self.places.find(row))
+                roots.add(root_of[row])
         groups: list[list[str]] = []
+        residents = self.residents
         for root in sorted(roots):
             at: set[str] = set()
             for r in self.places.members(root):
-                at |= self.residents.get(r, set())
+                here = residents.get(r)
+                if here:
+                    at |= here
             groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
@@ -1412,13 +1414,7 @@ class LinkageEngine:
             self.hid_persons[hid] = now
             if now != before:
                 delta.families[hid] = any(
-                    is_dependent_or_expectant(
-                        view.rows_of(p),
-                        self.age,
-                        self.day,
-                        self.dep,
-                        self.exp,
-                    )
+                    is_dependent_or_expectant(view.rows_of(p), *view.family_columns)
                     for p in members
                 )
 
@@ -1448,12 +1444,31 @@ class _PlaceView:
         self._last: dict[int, int] = {}
         self._places: dict[str, set[int]] = {}
         self._rows: dict[str, list[int]] = {}
+        self._mover: dict[int, bool] = {}
 
     @property
     def day(self) -> list[int]:
         if self._day is None:
             self._day = self._e.day.tolist()
         return self._day
+
+    @functools.cached_property
+    def roots(self) -> list[int]:
+        """The place root of every row (-1: no place)."""
+        roots = self._e.places.roots()
+        return roots + [-1] * (self._e._n - len(roots))  # rows after the last placed one
+
+    def current_row(self, pid: str) -> int | None:
+        """The row of a person's current address (see :func:`._households.current_row`)."""
+        rows, root_of, members = self.rows_of(pid), self.roots, self._e.places.members
+        place_of = {r: root_of[r] for r in rows if root_of[r] >= 0}
+        return current_row(rows, place_of, self._e.day, lambda root: len(members(root)))
+
+    @functools.cached_property
+    def family_columns(self) -> tuple[list[int], list[int], list[bool], list[bool]]:
+        """Age, extract day, dependent and expectant flags of every row, as lists."""
+        e = self._e
+        return e.age.tolist(), self.day, e.dep.tolist(), e.exp.tolist()
 
     def rows_of(self, pid: str) -> list[int]:
         """A person's alive rows."""
@@ -1483,12 +1498,30 @@ class _PlaceView:
             got = self._last[root] = max(day[x] for x in self._e.places.members(root))
         return got
 
+    def has_mover(self, root: int) -> bool:
+        """Whether someone seen at the place ``root`` has a current address elsewhere.
+
+        When nobody has, :meth:`LinkageEngine._follow` stays at ``root`` for anyone
+        living there, whatever else it would weigh.
+        """
+        got = self._mover.get(root)
+        if got is None:
+            base, root_of = self._e.base_row, self.roots
+            got = False
+            for q, _day in self.people(root):
+                b = base.get(q)
+                if b is not None and root_of[b] != root:
+                    got = True
+                    break
+            self._mover[root] = got
+        return got
+
     def places_of(self, pid: str) -> set[int]:
         """The places of a person's alive rows."""
         got = self._places.get(pid)
         if got is None:
-            places = self._e.places
-            got = self._places[pid] = {places.find(r) for r in self.rows_of(pid) if places.holds(r)}
+            root_of = self.roots
+            got = self._places[pid] = {root_of[r] for r in self.rows_of(pid)} - {-1}
         return got
 
 

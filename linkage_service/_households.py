@@ -19,7 +19,7 @@ Must never: look at anything but encodings and coarse attributes, log values.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -29,15 +29,18 @@ def current_row(
     rows: Sequence[int],
     place_of: dict[int, int],
     extract_day: npt.NDArray[np.int32],
-    place_size: dict[int, int],
+    place_size: Callable[[int], int],
 ) -> int | None:
     """The row holding the person's current address among ``rows`` (None if no address).
 
-    ``place_of`` maps rows with an address to their place root.
+    ``place_of`` maps rows with an address to their place root; ``place_size`` gives
+    a place's number of records.
     """
     addressed = [r for r in rows if r in place_of]
     if not addressed:
         return None
+    if len({place_of[r] for r in addressed}) == 1:
+        return min(addressed)  # one place (most people): its first row, as ranked below
     votes: dict[int, int] = {}
     latest: dict[int, int] = {}
     first: dict[int, int] = {}
@@ -49,37 +52,37 @@ def current_row(
             latest[pl] = d
         if r < first.get(pl, 2**62):
             first[pl] = r
+    size = {pl: place_size(pl) for pl in votes}
 
     def rank(pl: int) -> tuple[int, bool, int, int, int]:
-        size = place_size.get(pl, 0)
-        return (latest[pl], size > votes[pl], votes[pl], size, -first[pl])
+        return (latest[pl], size[pl] > votes[pl], votes[pl], size[pl], -first[pl])
 
     best = max(votes, key=rank)
     return first[best]
 
 
 def is_dependent_or_expectant(
-    rows: Iterable[int],
-    age: npt.NDArray[np.int16],
-    extract_day: npt.NDArray[np.int32],
-    dependent_flag: npt.NDArray[np.bool_],
-    expectant_flag: npt.NDArray[np.bool_],
+    rows: Sequence[int],
+    age: Sequence[int],
+    extract_day: Sequence[int],
+    dependent_flag: Sequence[bool],
+    expectant_flag: Sequence[bool],
 ) -> bool:
     """Whether a person (their records' rows) makes a household a family.
 
     Age is read from the person's most recent records; the flags from any record.
+    The columns are read a row at a time: Python lists are fastest (numpy arrays
+    give the same answer, slowly).
     """
-    rs = list(rows)
-    if not rs:
+    if not rows:
         return False
-    if bool(expectant_flag[rs].any()):
+    if any(expectant_flag[r] for r in rows):
         return True
-    days = extract_day[rs]
-    recent = [r for r, d in zip(rs, days.tolist(), strict=True) if d == int(days.max())]
-    for r in recent:
-        a = int(age[r])
-        if 0 <= a <= 15:
-            return True
-        if 16 <= a <= 18 and bool(dependent_flag[rs].any()):
-            return True
+    last = max(extract_day[r] for r in rows)
+    in_education = any(dependent_flag[r] for r in rows)
+    for r in rows:
+        if extract_day[r] == last:
+            a = age[r]
+            if 0 <= a <= 15 or (16 <= a <= 18 and in_education):
+                return True
     return False

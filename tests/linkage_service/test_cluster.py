@@ -284,3 +284,16 @@ def test_clusters_match_a_reference_partition(
         with pytest.raises(KeyError):
             clusters.find(outside)
         assert clusters.members(outside) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), max_size=60))
+def test_roots_of_every_row_at_once_agree_with_find(edges: list[tuple[int, int]]) -> None:
+    c = Clusters()
+    for r in range(0, 42, 2):  # odd rows are never held
+        c.add([r])
+    for a, b in edges:
+        if c.holds(a) and c.holds(b) and c.find(a) != c.find(b):
+            c.union(c.find(a), c.find(b))
+    roots = c.roots()
+    assert roots == [c.find(r) if c.holds(r) else -1 for r in range(len(roots))]
