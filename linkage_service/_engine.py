@@ -47,11 +47,11 @@ from ._batch import RecordBatch, token_code
 from ._blocking import (
     BlockSpec,
     band_positions,
+    block_codes,
     block_order,
-    block_pairs,
     decode_pairs,
     lsh_signatures,
-    unique_pair_codes,
+    unique_codes,
 )
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
@@ -825,10 +825,10 @@ class LinkageEngine:
             ei, ej, ed = [i], [j], [d]
         else:
             parts = (
-                block_pairs(s.key, is_new, s.window, live, s.within, self._band_order(b, s, live))
+                block_codes(s.key, is_new, s.window, live, s.within, self._band_order(b, s, live))
                 for b, s in enumerate(specs())
             )
-            codes = unique_pair_codes(parts, width)
+            codes = unique_codes(parts)
             n_codes = int(codes.size)
             for k in range(0, codes.size, _CHUNK):
                 i, j = decode_pairs(codes[k : k + _CHUNK], width)
@@ -910,7 +910,7 @@ class LinkageEngine:
         cfg = self.config
         first_band = cfg.lsh_bands + len(self.block_keys) + self.exact.shape[1]
         parts = (
-            block_pairs(
+            block_codes(
                 s.key,
                 is_new,
                 s.window,
@@ -920,7 +920,7 @@ class LinkageEngine:
             )
             for b, s in enumerate(self._person_blocks())
         )
-        return unique_pair_codes(parts, max(self._n, 1))
+        return unique_codes(parts)
 
     def _band_order(
         self, band: int, spec: BlockSpec, mask: npt.NDArray[np.bool_]

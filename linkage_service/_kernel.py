@@ -35,7 +35,17 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 U64 = npt.NDArray[np.uint64]
 
-__all__ = ["dice_above", "dice_all_at_least", "dice_pairs", "implementations", "popcounts"]
+__all__ = [
+    "block_codes",
+    "block_order",
+    "dice_above",
+    "dice_all_at_least",
+    "dice_pairs",
+    "implementations",
+    "lsh_signatures",
+    "popcounts",
+]
+I64 = npt.NDArray[np.int64]
 
 
 def implementations() -> tuple[str, ...]:
@@ -93,6 +103,39 @@ def dice_all_at_least(
     ia = np.repeat(np.asarray(rows_a, dtype=np.int64), len(rows_b))
     ib = np.tile(np.asarray(rows_b, dtype=np.int64), len(rows_a))
     return bool((dice_pairs(filters, filters, ia, ib) >= floor).all())
+
+
+def lsh_signatures(
+    filters: U64,
+    positions: npt.NDArray[np.int64],
+    salts: U64,
+    present: npt.NDArray[np.bool_],
+) -> U64:
+    """``(n, bands)`` band signatures: the bits at ``positions[b]`` packed, plus
+    ``salts[b]``, forced odd; 0 where not ``present`` (see :mod:`._blocking`)."""
+    out = np.empty((_rows(filters, "filters"), positions.shape[0]), dtype=np.uint64)
+    _dice.lsh_signatures(
+        filters,
+        np.ascontiguousarray(positions, dtype=np.int64),
+        salts,
+        np.ascontiguousarray(present, dtype=np.bool_),
+        out,
+    )
+    return out
+
+
+def block_order(keys: U64, within: U64 | None, rows: I64) -> tuple[I64, U64]:
+    """``rows`` (ascending) sorted by key, then ``within``, then row; and their keys."""
+    out_rows = np.empty(_rows(rows, "rows"), dtype=np.int64)
+    out_keys = np.empty(out_rows.size, dtype=np.uint64)
+    _dice.block_order(keys, within, rows, out_rows, out_keys)
+    return out_rows, out_keys
+
+
+def block_codes(rows: I64, keys: U64, is_new: npt.NDArray[np.bool_], window: int, n: int) -> I64:
+    """Pair codes ``min * n + max`` of rows in block order (see :func:`._blocking.block_pairs`)."""
+    got = _dice.block_codes(rows, keys, np.ascontiguousarray(is_new, dtype=np.bool_), window, n)
+    return np.frombuffer(got, dtype=np.int64)
 
 
 def _rows(arr: object, name: str) -> int:
