@@ -895,6 +895,293 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Comparison patterns (linkage_service._scoring / _matchmodel), one pass a  */
+/* pair: the same levels as the numpy code, the level boundaries passed in.  */
+
+typedef struct {
+    Py_buffer clk, addr, has_addr, exact, checked, sex, birth, width, keys;
+    Py_buffer person_cuts, address_cuts, places;
+    int got;
+    Py_ssize_t n, w, types, nkeys, npc, nac;
+    long key_levels;
+    double birth_close;
+} features_t;
+
+static void features_release(features_t *f) {
+    Py_buffer *all[] = {&f->clk,    &f->addr,  &f->has_addr, &f->exact,       &f->checked,
+                        &f->sex,    &f->birth, &f->width,    &f->keys,        &f->person_cuts,
+                        &f->address_cuts, &f->places};
+    for (int k = 0; k < f->got; k++) PyBuffer_Release(all[k]);
+    f->got = 0;
+}
+
+/* features = (clk, addr, has_addr, exact, checked, sex, birth, width, keys);
+ * levels = (person_cuts, address_cuts, places, key_levels, birth_close). */
+static int features_get(PyObject *fo, PyObject *lo, features_t *f) {
+    memset(f, 0, sizeof(*f));
+    PyObject *clk, *addr, *has, *exact, *checked, *sex, *birth, *width, *keys;
+    PyObject *pc, *ac, *pl;
+    if (!PyArg_ParseTuple(fo, "OOOOOOOOO:features", &clk, &addr, &has, &exact, &checked, &sex,
+                          &birth, &width, &keys))
+        return -1;
+    if (!PyArg_ParseTuple(lo, "OOOld:levels", &pc, &ac, &pl, &f->key_levels, &f->birth_close))
+        return -1;
+    if (get_filters(clk, &f->clk, "clk")) return -1;
+    f->got = 1;
+    if (get_filters(addr, &f->addr, "addr")) goto fail;
+    f->got = 2;
+    if (get_buf(has, &f->has_addr, "has_addr", 1, "?bB", 1, "1-D bool", 0)) goto fail;
+    f->got = 3;
+    if (get_buf(exact, &f->exact, "exact", 2, U64_CODES, 8, "2-D uint64", 0)) goto fail;
+    f->got = 4;
+    if (get_buf(checked, &f->checked, "checked", 1, "?bB", 1, "1-D bool", 0)) goto fail;
+    f->got = 5;
+    if (get_buf(sex, &f->sex, "sex", 1, "bB", 1, "1-D int8", 0)) goto fail;
+    f->got = 6;
+    if (get_buf(birth, &f->birth, "birth", 1, "d", 8, "1-D float64", 0)) goto fail;
+    f->got = 7;
+    if (get_buf(width, &f->width, "birth_width", 1, "d", 8, "1-D float64", 0)) goto fail;
+    f->got = 8;
+    if (get_buf(keys, &f->keys, "keys", 2, U64_CODES, 8, "2-D uint64", 0)) goto fail;
+    f->got = 9;
+    if (get_buf(pc, &f->person_cuts, "person_cuts", 1, "d", 8, "1-D float64", 0)) goto fail;
+    f->got = 10;
+    if (get_buf(ac, &f->address_cuts, "address_cuts", 1, "d", 8, "1-D float64", 0)) goto fail;
+    f->got = 11;
+    if (get_buf(pl, &f->places, "places", 1, I64_CODES, 8, "1-D int64", 0)) goto fail;
+    f->got = 12;
+    f->n = f->clk.shape[0];
+    f->w = f->clk.shape[1];
+    f->types = f->exact.shape[1];
+    f->nkeys = f->keys.shape[1];
+    f->npc = f->person_cuts.shape[0];
+    f->nac = f->address_cuts.shape[0];
+    if (f->addr.shape[0] != f->n || f->addr.shape[1] != f->w || f->has_addr.shape[0] != f->n ||
+        f->exact.shape[0] != f->n || f->checked.shape[0] != f->types ||
+        f->sex.shape[0] != f->n || f->birth.shape[0] != f->n || f->width.shape[0] != f->n ||
+        f->keys.shape[0] != f->n || f->places.shape[0] != 5 || f->key_levels < 1) {
+        PyErr_SetString(PyExc_ValueError, "features: shapes do not agree");
+        goto fail;
+    }
+    return 0;
+fail:
+    features_release(f);
+    return -1;
+}
+
+/* How many of the ascending cuts are <= x (numpy searchsorted side="right"). */
+static inline long cuts_at_or_below(const double *cuts, Py_ssize_t k, double x) {
+    long c = 0;
+    while (c < k && cuts[c] <= x) c++;
+    return c;
+}
+
+#define PATTERN_KERNELS(NAME, ATTR) \
+static ATTR inline double dice_rows_##NAME(const uint64_t *p, const uint64_t *q, Py_ssize_t w) { \
+    uint64_t inter = 0, total = 0;                                                               \
+    for (Py_ssize_t t = 0; t < w; t++) {                                                         \
+        inter += (uint64_t)__builtin_popcountll(p[t] & q[t]);                                    \
+        total += (uint64_t)__builtin_popcountll(p[t]) + (uint64_t)__builtin_popcountll(q[t]);    \
+    }                                                                                            \
+    return dice_of(inter, total);                                                                \
+}                                                                                                \
+                                                                                                 \
+/* The pattern number of rows a and b; *conflict: a checked identifier disagrees. */             \
+static ATTR int64_t pattern_at_##NAME(const features_t *f, int64_t a, int64_t b, int *conflict) { \
+    Py_ssize_t w = f->w;                                                                         \
+    const uint64_t *clk = f->clk.buf, *addr = f->addr.buf;                                       \
+    double dice = dice_rows_##NAME(clk + a * w, clk + b * w, w);                                 \
+    const uint64_t *ka = (const uint64_t *)f->keys.buf + a * f->nkeys;                           \
+    const uint64_t *kb = (const uint64_t *)f->keys.buf + b * f->nkeys;                           \
+    long kagree = 0, kdiff = 0;                                                                  \
+    for (Py_ssize_t t = 0; t < f->nkeys; t++) {                                                  \
+        if (ka[t] && kb[t]) {                                                                    \
+            if (ka[t] == kb[t])                                                                  \
+                kagree++;                                                                        \
+            else                                                                                 \
+                kdiff++;                                                                         \
+        }                                                                                        \
+    }                                                                                            \
+    const double *birth = f->birth.buf, *width = f->width.buf;                                   \
+    double x = birth[a] - width[a] - birth[b], y = birth[b] - width[b] - birth[a];               \
+    long bl;                                                                                     \
+    if (x != x || y != y) {                                                                      \
+        bl = 2;                                                                                  \
+    } else {                                                                                     \
+        double gap = x > y ? x : y;                                                              \
+        if (gap < 0.0) gap = 0.0;                                                                \
+        bl = gap <= f->birth_close ? 0 : 1;                                                      \
+    }                                                                                            \
+    long band = cuts_at_or_below(f->person_cuts.buf, f->npc, dice);                              \
+    long person = ((bl * (f->npc + 1) + band) * f->key_levels +                                  \
+                   (kagree < f->key_levels - 1 ? kagree : f->key_levels - 1)) * 2 +              \
+                  (kdiff > 0);                                                                   \
+    const uint8_t *has = f->has_addr.buf;                                                        \
+    long address = 0;                                                                            \
+    if (has[a] && has[b])                                                                        \
+        address = cuts_at_or_below(f->address_cuts.buf, f->nac,                                  \
+                                   dice_rows_##NAME(addr + a * w, addr + b * w, w)) + 1;         \
+    const uint64_t *ea = (const uint64_t *)f->exact.buf + a * f->types;                          \
+    const uint64_t *eb = (const uint64_t *)f->exact.buf + b * f->types;                          \
+    const uint8_t *checked = f->checked.buf;                                                     \
+    int c_agree = 0, c_dis = 0, l_agree = 0, l_dis = 0;                                          \
+    for (Py_ssize_t t = 0; t < f->types; t++) {                                                  \
+        if (ea[t] && eb[t]) {                                                                    \
+            int same = ea[t] == eb[t];                                                           \
+            if (checked[t]) {                                                                    \
+                c_agree |= same;                                                                 \
+                c_dis |= !same;                                                                  \
+            } else {                                                                             \
+                l_agree |= same;                                                                 \
+                l_dis |= !same;                                                                  \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    const int8_t *sex = f->sex.buf;                                                              \
+    long sl = (sex[a] && sex[b]) ? (sex[a] == sex[b] ? 1 : 2) : 0;                               \
+    const int64_t *pl = f->places.buf;                                                           \
+    *conflict = c_dis;                                                                           \
+    return person * pl[0] + address * pl[1] + (c_agree ? 1 : c_dis ? 2 : 0) * pl[2] +            \
+           (l_agree ? 1 : l_dis ? 2 : 0) * pl[3] + sl * pl[4];                                   \
+}                                                                                                \
+
+PATTERN_KERNELS(portable, )
+#if DICE_X86
+PATTERN_KERNELS(popcnt, __attribute__((target("popcnt"))))
+#endif
+
+#define PREFETCH 12
+
+typedef int64_t (*pattern_fn)(const features_t *, int64_t, int64_t, int *);
+
+static pattern_fn pick_pattern(void) {
+#if DICE_X86
+    if (__builtin_cpu_supports("popcnt")) return pattern_at_popcnt;
+#endif
+    return pattern_at_portable;
+}
+
+/* pair_patterns(features, levels, codes, n, out): pattern of each pair code i * n + j
+ * into out (int16). */
+static PyObject *py_pair_patterns(PyObject *self, PyObject *args) {
+    PyObject *fo, *lo, *co, *oo;
+    long long n;
+    if (!PyArg_ParseTuple(args, "O!O!OLO:pair_patterns", &PyTuple_Type, &fo, &PyTuple_Type, &lo,
+                          &co, &n, &oo))
+        return NULL;
+    features_t f;
+    if (features_get(fo, lo, &f)) return NULL;
+    Py_buffer c = {0}, o = {0};
+    int got = 0;
+    if (get_buf(co, &c, "codes", 1, I64_CODES, 8, "1-D int64", 0)) goto done;
+    got = 1;
+    if (get_buf(oo, &o, "out", 1, "h", 2, "1-D int16", 1)) goto done;
+    got = 2;
+    {
+        Py_ssize_t k = c.shape[0];
+        const int64_t *codes = c.buf;
+        if (o.shape[0] != k || n < 1) {
+            PyErr_SetString(PyExc_ValueError, "pair_patterns: shapes do not agree");
+            goto done;
+        }
+        for (Py_ssize_t t = 0; t < k; t++) {
+            if (codes[t] < 0 || codes[t] / n >= f.n || codes[t] % n >= f.n) {
+                PyErr_Format(PyExc_ValueError, "codes[%zd] = %lld names a row past %zd", t,
+                             (long long)codes[t], f.n);
+                goto done;
+            }
+        }
+        int16_t *out = o.buf;
+        pattern_fn pattern_at = pick_pattern();
+        Py_BEGIN_ALLOW_THREADS
+        /* pairs name rows all over the arrays: fetch the rows of the pair PREFETCH
+         * ahead while this one is compared (twice as fast at a million rows) */
+        const uint64_t *clk = f.clk.buf, *addr = f.addr.buf, *exact = f.exact.buf;
+        const uint64_t *keys = f.keys.buf;
+        const double *birth = f.birth.buf, *width = f.width.buf;
+        for (Py_ssize_t t = 0; t < k; t++) {
+            if (t + PREFETCH < k) {
+                int64_t c2 = codes[t + PREFETCH], i2 = c2 / n, j2 = c2 % n;
+                for (int h = 0; h < 2; h++) {
+                    int64_t r = h ? j2 : i2;
+                    for (Py_ssize_t x = 0; x < f.w; x += 8) {
+                        __builtin_prefetch(clk + r * f.w + x);
+                        __builtin_prefetch(addr + r * f.w + x);
+                    }
+                    __builtin_prefetch(exact + r * f.types);
+                    __builtin_prefetch(keys + r * f.nkeys);
+                    __builtin_prefetch(birth + r);
+                    __builtin_prefetch(width + r);
+                }
+            }
+            int conflict;
+            out[t] = (int16_t)pattern_at(&f, codes[t] / n, codes[t] % n, &conflict);
+        }
+        Py_END_ALLOW_THREADS
+    }
+done:
+    if (got >= 2) PyBuffer_Release(&o);
+    if (got >= 1) PyBuffer_Release(&c);
+    features_release(&f);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
+/* patterns_all_at_least(features, levels, probability, rows_a, rows_b, floor): whether
+ * every pair (a, b) has no conflicting checked identifier and a probability (the
+ * table, indexed by pattern) at least floor. For person cohesion checks. */
+static PyObject *py_patterns_all_at_least(PyObject *self, PyObject *args) {
+    PyObject *fo, *lo, *po, *ao, *bo;
+    double floor;
+    if (!PyArg_ParseTuple(args, "O!O!OOOd:patterns_all_at_least", &PyTuple_Type, &fo,
+                          &PyTuple_Type, &lo, &po, &ao, &bo, &floor))
+        return NULL;
+    features_t f;
+    if (features_get(fo, lo, &f)) return NULL;
+    Py_buffer p = {0};
+    PyObject *result = NULL;
+    int got = 0;
+    int64_t ra[COHERE_ROWS], rb[COHERE_ROWS];
+    Py_ssize_t ka = 0, kb = 0;
+    if (get_buf(po, &p, "probability", 1, "d", 8, "1-D float64", 0)) goto done;
+    got = 1;
+    int rc = rows_of(ao, f.n, "rows_a", ra, COHERE_ROWS, &ka);
+    if (rc == 0) rc = rows_of(bo, f.n, "rows_b", rb, COHERE_ROWS, &kb);
+    if (rc < 0) goto done;
+    if (rc > 0) {
+        PyErr_Format(PyExc_ValueError, "patterns_all_at_least: at most %d rows a side",
+                     COHERE_ROWS);
+        goto done;
+    }
+    {
+        const double *prob = p.buf;
+        Py_ssize_t np_ = p.shape[0];
+        pattern_fn pattern_at = pick_pattern();
+        int ok = 1;
+        for (Py_ssize_t x = 0; x < ka && ok; x++) {
+            for (Py_ssize_t y = 0; y < kb; y++) {
+                int conflict;
+                int64_t pat = pattern_at(&f, ra[x], rb[y], &conflict);
+                if (pat < 0 || pat >= np_) {
+                    PyErr_Format(PyExc_ValueError, "pattern %lld past the probability table",
+                                 (long long)pat);
+                    goto done;
+                }
+                if (conflict || !(prob[pat] >= floor)) {
+                    ok = 0;
+                    break;
+                }
+            }
+        }
+        result = PyBool_FromLong(ok);
+    }
+done:
+    if (got >= 1) PyBuffer_Release(&p);
+    features_release(&f);
+    return result;
+}
+
 static PyObject *py_implementations(PyObject *self, PyObject *unused) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
@@ -930,6 +1217,10 @@ static PyMethodDef methods[] = {
      "block_order(keys, within, rows, out_rows, out_keys): rows sorted by key, within, row."},
     {"block_codes", py_block_codes, METH_VARARGS,
      "block_codes(rows, keys, is_new, window, n) -> pair codes of ordered rows (bytearray)."},
+    {"pair_patterns", py_pair_patterns, METH_VARARGS,
+     "pair_patterns(features, levels, codes, n, out): comparison pattern of each pair code."},
+    {"patterns_all_at_least", py_patterns_all_at_least, METH_VARARGS,
+     "patterns_all_at_least(features, levels, probability, rows_a, rows_b, floor) -> bool."},
     {"implementations", py_implementations, METH_NOARGS,
      "implementations() -> names usable on this CPU, fastest first."},
     {NULL, NULL, 0, NULL},

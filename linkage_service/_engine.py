@@ -57,9 +57,9 @@ from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
 from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
+    CohesionCheck,
     Features,
     PairScores,
-    ScalarScorer,
     birth_width,
     birth_years,
     kernel,
@@ -666,19 +666,11 @@ class LinkageEngine:
 
     def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
         model = self._model()
-        scorer = ScalarScorer(f, model)
-        floor = self._person_floor(model)
+        scores_at_least = CohesionCheck(f, model, self._person_floor(model))
         cannot_between = self._cannot_between
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
-            if cannot_between(ma, mb):
-                return False
-            for a in ma:
-                for b in mb:
-                    score, conflict = scorer.score(a, b)
-                    if conflict or score < floor:
-                        return False
-            return True
+            return not cannot_between(ma, mb) and scores_at_least(ma, mb)
 
         return coheres
 

@@ -43,6 +43,8 @@ __all__ = [
     "dice_pairs",
     "implementations",
     "lsh_signatures",
+    "pair_patterns",
+    "patterns_all_at_least",
     "popcounts",
 ]
 I64 = npt.NDArray[np.int64]
@@ -86,7 +88,7 @@ def dice_above(
     )
 
 
-_COHERE_ROWS = 256  # the C check's stack buffers; larger clusters take dice_pairs
+COHERE_ROWS = 256  # the C checks' stack buffers; larger clusters take numpy
 
 
 def dice_all_at_least(
@@ -98,7 +100,7 @@ def dice_all_at_least(
     the first pair below; clusters of more than 256 rows are checked in one
     :func:`dice_pairs` call instead.
     """
-    if len(rows_a) <= _COHERE_ROWS and len(rows_b) <= _COHERE_ROWS:
+    if len(rows_a) <= COHERE_ROWS and len(rows_b) <= COHERE_ROWS:
         return _dice.dice_all_at_least(filters, rows_a, rows_b, float(floor))
     ia = np.repeat(np.asarray(rows_a, dtype=np.int64), len(rows_b))
     ib = np.tile(np.asarray(rows_b, dtype=np.int64), len(rows_a))
@@ -136,6 +138,34 @@ def block_codes(rows: I64, keys: U64, is_new: npt.NDArray[np.bool_], window: int
     """Pair codes ``min * n + max`` of rows in block order (see :func:`._blocking.block_pairs`)."""
     got = _dice.block_codes(rows, keys, np.ascontiguousarray(is_new, dtype=np.bool_), window, n)
     return np.frombuffer(got, dtype=np.int64)
+
+
+def pair_patterns(
+    features: tuple[npt.NDArray[np.generic], ...],
+    levels: tuple[object, ...],
+    codes: I64,
+    n: int,
+    out: npt.NDArray[np.int16],
+) -> None:
+    """Comparison pattern of each pair code ``i * n + j`` into ``out`` (see :mod:`._scoring`).
+
+    ``features``: clk, addr, has_addr, exact, checked, sex, birth, birth_width, keys;
+    ``levels``: person cuts, address cuts, place values, key levels, birth close.
+    """
+    _dice.pair_patterns(features, levels, codes, n, out)
+
+
+def patterns_all_at_least(
+    features: tuple[npt.NDArray[np.generic], ...],
+    levels: tuple[object, ...],
+    probability: npt.NDArray[np.float64],
+    rows_a: Sequence[int],
+    rows_b: Sequence[int],
+    floor: float,
+) -> bool:
+    """Whether every pair of ``rows_a`` x ``rows_b`` (at most 256 a side) has no
+    conflicting checked identifier and ``probability[pattern] >= floor``."""
+    return _dice.patterns_all_at_least(features, levels, probability, rows_a, rows_b, float(floor))
 
 
 def _rows(arr: object, name: str) -> int:
