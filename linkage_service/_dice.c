@@ -1049,15 +1049,32 @@ static ATTR int64_t pattern_at_##NAME(const features_t *f, int64_t a, int64_t b,
 PATTERN_KERNELS(portable, )
 #if DICE_X86
 PATTERN_KERNELS(popcnt, __attribute__((target("popcnt"))))
+PATTERN_KERNELS(avx512, AVX512)
 #endif
 
 #define PREFETCH 12
+
+/* Pair codes i * n + j into (i, j): sorted codes mostly keep their i, so the
+ * division (dozens of cycles) is done only when i changes. */
+typedef struct {
+    int64_t i, base;
+} decoder_t;
+
+static inline void decode(decoder_t *d, int64_t code, int64_t n, int64_t *i, int64_t *j) {
+    if (code < d->base || code - d->base >= n) {
+        d->i = code / n;
+        d->base = d->i * n;
+    }
+    *i = d->i;
+    *j = code - d->base;
+}
 
 typedef int64_t (*pattern_fn)(const features_t *, int64_t, int64_t, int *);
 
 static pattern_fn pick_pattern(void) {
 #if DICE_X86
-    if (__builtin_cpu_supports("popcnt")) return pattern_at_popcnt;
+    if (has_avx512()) return pattern_at_avx512;
+    if (has_popcnt()) return pattern_at_popcnt;
 #endif
     return pattern_at_portable;
 }
@@ -1085,8 +1102,9 @@ static PyObject *py_pair_patterns(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_ValueError, "pair_patterns: shapes do not agree");
             goto done;
         }
+        /* i < rows exactly when code < rows * n; j < n <= rows needs no division */
         for (Py_ssize_t t = 0; t < k; t++) {
-            if (codes[t] < 0 || codes[t] / n >= f.n || codes[t] % n >= f.n) {
+            if (codes[t] < 0 || codes[t] >= (int64_t)f.n * n || (n > f.n && codes[t] % n >= f.n)) {
                 PyErr_Format(PyExc_ValueError, "codes[%zd] = %lld names a row past %zd", t,
                              (long long)codes[t], f.n);
                 goto done;
@@ -1100,9 +1118,11 @@ static PyObject *py_pair_patterns(PyObject *self, PyObject *args) {
         const uint64_t *clk = f.clk.buf, *addr = f.addr.buf, *exact = f.exact.buf;
         const uint64_t *keys = f.keys.buf;
         const double *birth = f.birth.buf, *width = f.width.buf;
+        decoder_t now = {0, 0}, ahead = {0, 0};
         for (Py_ssize_t t = 0; t < k; t++) {
             if (t + PREFETCH < k) {
-                int64_t c2 = codes[t + PREFETCH], i2 = c2 / n, j2 = c2 % n;
+                int64_t i2, j2;
+                decode(&ahead, codes[t + PREFETCH], n, &i2, &j2);
                 for (int h = 0; h < 2; h++) {
                     int64_t r = h ? j2 : i2;
                     for (Py_ssize_t x = 0; x < f.w; x += 8) {
@@ -1116,7 +1136,9 @@ static PyObject *py_pair_patterns(PyObject *self, PyObject *args) {
                 }
             }
             int conflict;
-            out[t] = (int16_t)pattern_at(&f, codes[t] / n, codes[t] % n, &conflict);
+            int64_t i, j;
+            decode(&now, codes[t], n, &i, &j);
+            out[t] = (int16_t)pattern_at(&f, i, j, &conflict);
         }
         Py_END_ALLOW_THREADS
     }
