@@ -22,15 +22,19 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from . import _kernel as kernel
 from ._batch import token_codes
 
 __all__ = [
     "BlockSpec",
     "band_positions",
+    "block_codes",
+    "block_order",
     "block_pairs",
     "decode_pairs",
     "lsh_signatures",
     "token_codes",
+    "unique_codes",
     "unique_pair_codes",
     "unique_pairs",
 ]
@@ -66,21 +70,13 @@ def lsh_signatures(
     A signature is the band's sampled bits packed into a uint64, mixed with the band
     index (so band keys never collide across bands) and forced non-zero.
     """
-    n = filters.shape[0]
     bands, k = positions.shape
     if k > 56:
         raise ValueError("at most 56 bits per band")
-    out = np.zeros((n, bands), dtype=np.uint64)
-    for b in range(bands):
-        sig = np.zeros(n, dtype=np.uint64)
-        for t, pos in enumerate(positions[b].tolist()):
-            bit = (filters[:, pos // 64] >> np.uint64(pos % 64)) & np.uint64(1)
-            sig |= bit << np.uint64(t)
-        salt = np.uint64((b + 1) * _SALT_MULT % 2**64)
-        with np.errstate(over="ignore"):
-            mixed = (sig + salt) | np.uint64(1)
-        out[:, b] = np.where(present, mixed, np.uint64(0))
-    return out
+    salts = np.asarray([(b + 1) * _SALT_MULT % 2**64 for b in range(bands)], dtype=np.uint64)
+    return kernel.lsh_signatures(
+        np.ascontiguousarray(filters, dtype=np.uint64), positions, salts, present
+    )
 
 
 def block_order(
@@ -92,16 +88,30 @@ def block_order(
     then by row. Exposed so that two callers blocking on the same columns with
     the same rows (persons and places on an address band) sort once.
     """
+    keys = np.ascontiguousarray(keys, dtype=np.uint64)
     ok = keys != 0
     if alive is not None:
         ok &= alive
-    rows = np.nonzero(ok)[0].astype(np.int64)
-    k = keys[rows]
-    if within is None:
-        order = np.argsort(k, kind="stable")
-    else:
-        order = np.lexsort((within[rows], k))
-    return rows[order], k[order]
+    if within is not None:
+        within = np.ascontiguousarray(within, dtype=np.uint64)
+    return kernel.block_order(keys, within, np.flatnonzero(ok))
+
+
+def block_codes(
+    keys: U64,
+    is_new: npt.NDArray[np.bool_],
+    window: int,
+    alive: npt.NDArray[np.bool_] | None = None,
+    within: U64 | None = None,
+    ordered: tuple[I64, U64] | None = None,
+) -> I64:
+    """:func:`block_pairs` as codes ``i * n + j`` (``n`` the length of ``keys``), unsorted.
+
+    Each pair once, in no particular order; the pairs come straight out of the
+    kernel's walk over the block order, never as two arrays of rows.
+    """
+    rows, k = ordered if ordered is not None else block_order(keys, alive, within)
+    return kernel.block_codes(rows, k, is_new, window, keys.shape[0])
 
 
 def block_pairs(
@@ -118,53 +128,30 @@ def block_pairs(
     ``within`` (e.g. another band's signature, so similar rows sit together), then
     by row; each new row pairs with the rows of its block at most ``window``
     positions away. ``ordered`` is :func:`block_order` of the same arguments, when
-    the caller has it already.
+    the caller has it already. Each pair once, in no particular order.
     """
-    rows, k = ordered if ordered is not None else block_order(keys, alive, within)
-    if rows.size < 2:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e.copy()
-    m = rows.size
-    boundary = np.ones(m, dtype=np.bool_)
-    boundary[1:] = k[1:] != k[:-1]
-    run_id = np.cumsum(boundary) - 1
-    run_start = np.nonzero(boundary)[0]
-    run_end = np.append(run_start[1:], m)
-    size = (run_end - run_start)[run_id]
-    pos = np.arange(m, dtype=np.int64)
-    keep = (size > 1) & is_new[rows]
-    p = pos[keep]
-    if p.size == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e.copy()
-    lo = np.maximum(run_start[run_id[p]], p - window)
-    hi = np.minimum(run_end[run_id[p]], p + window + 1)
-    counts = hi - lo
-    src = np.repeat(p, counts)
-    offs = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(
-        np.cumsum(counts) - counts, counts
-    )
-    dst = np.repeat(lo, counts) + offs
-    a, b = rows[src], rows[dst]
-    # both new: keep each pair once (from the smaller row); new-old: keep always
-    sel = (a != b) & ((~is_new[b]) | (a < b))
-    a, b = a[sel], b[sel]
-    return np.minimum(a, b), np.maximum(a, b)
+    codes = block_codes(keys, is_new, window, alive, within, ordered)
+    return decode_pairs(codes, max(keys.shape[0], 1))
 
 
 def unique_pair_codes(parts: Iterable[tuple[I64, I64]], n: int) -> I64:
     """Sorted distinct codes ``i * n + j`` of the pairs of all ``parts``.
 
     ``parts`` may be a generator: each part is reduced to its codes (8 bytes a pair
-    instead of 16) before the next is made, and the codes are gathered into one
-    array part by part, each part freed once copied, so the peak stays near the
-    size of all codes rather than twice that.
+    instead of 16) before the next is made (see :func:`unique_codes`).
     """
     width = np.int64(n)
-    codes: list[I64] = []
-    for a, b in parts:
-        codes.append(a.astype(np.int64, copy=False) * width + b)
-        del a, b
+    return unique_codes(a.astype(np.int64, copy=False) * width + b for a, b in parts)
+
+
+def unique_codes(parts: Iterable[I64]) -> I64:
+    """Sorted distinct codes of all ``parts``.
+
+    ``parts`` may be a generator: the codes are gathered into one array part by
+    part, each part freed once copied, so the peak stays near the size of all
+    codes rather than twice that.
+    """
+    codes: list[I64] = list(parts)
     total = sum(c.size for c in codes)
     out = np.empty(total, dtype=np.int64)
     at = 0

@@ -6,7 +6,7 @@ scoring on a ``dask.distributed`` cluster (a :class:`~distributed.LocalCluster`
 by default, any scheduler by address). The plan of one update:
 
 1. *blocking*: one task per blocking key (an LSH band, an agency's blocking key,
-   an exact-token type, an address band), each running :func:`._blocking.block_pairs`
+   an exact-token type, an address band), each running :func:`._blocking.block_codes`
    on that key's column alone and cutting its pair codes ``i * n + j`` into
    ``partitions`` ranges of ``i`` (row ranges, so code ranges);
 2. *deduplication*: one task per range gathers that range's piece of every key
@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernel as kernel
-from ._blocking import U64, BlockSpec, block_pairs, decode_pairs
+from ._blocking import U64, BlockSpec, block_codes, decode_pairs
 from ._errors import EngineError
 from ._matchmodel import MatchModel
 from ._scoring import Features, PairScores, _concat, pattern_counts, score_pairs_above
@@ -113,9 +113,7 @@ def _block_task(
     shares: int = 1,
 ) -> list[I64]:
     """One key's (hash share's) distinct pair codes, cut into the row ranges."""
-    a, b = block_pairs(_key_share(key, share, shares), is_new, window, alive, within=within)
-    codes = a * np.int64(n) + b
-    del a, b
+    codes = block_codes(_key_share(key, share, shares), is_new, window, alive, within=within)
     codes.sort()
     if codes.size:
         keep = np.empty(codes.size, dtype=np.bool_)

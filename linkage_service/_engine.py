@@ -48,19 +48,19 @@ from ._batch import RecordBatch, token_code
 from ._blocking import (
     BlockSpec,
     band_positions,
+    block_codes,
     block_order,
-    block_pairs,
     decode_pairs,
     lsh_signatures,
-    unique_pair_codes,
+    unique_codes,
 )
 from ._cluster import Clusters, agglomerate
 from ._households import current_row, is_dependent_or_expectant
 from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
+    CohesionCheck,
     Features,
     PairScores,
-    ScalarScorer,
     birth_width,
     birth_years,
     kernel,
@@ -668,19 +668,11 @@ class LinkageEngine:
 
     def _person_coheres(self, f: Features) -> Callable[[list[int], list[int]], bool]:
         model = self._model()
-        scorer = ScalarScorer(f, model)
-        floor = self._person_floor(model)
+        scores_at_least = CohesionCheck(f, model, self._person_floor(model))
         cannot_between = self._cannot_between
 
         def coheres(ma: list[int], mb: list[int]) -> bool:
-            if cannot_between(ma, mb):
-                return False
-            for a in ma:
-                for b in mb:
-                    score, conflict = scorer.score(a, b)
-                    if conflict or score < floor:
-                        return False
-            return True
+            return not cannot_between(ma, mb) and scores_at_least(ma, mb)
 
         return coheres
 
@@ -822,10 +814,10 @@ class LinkageEngine:
             ei, ej, ed = [i], [j], [d]
         else:
             parts = (
-                block_pairs(s.key, is_new, s.window, live, s.within, self._band_order(b, s, live))
+                block_codes(s.key, is_new, s.window, live, s.within, self._band_order(b, s, live))
                 for b, s in enumerate(specs())
             )
-            codes = unique_pair_codes(parts, width)
+            codes = unique_codes(parts)
             n_codes = int(codes.size)
             for k in range(0, codes.size, _CHUNK):
                 i, j = decode_pairs(codes[k : k + _CHUNK], width)
@@ -907,7 +899,7 @@ class LinkageEngine:
         cfg = self.config
         first_band = cfg.lsh_bands + len(self.block_keys) + self.exact.shape[1]
         parts = (
-            block_pairs(
+            block_codes(
                 s.key,
                 is_new,
                 s.window,
@@ -917,7 +909,7 @@ class LinkageEngine:
             )
             for b, s in enumerate(self._person_blocks())
         )
-        return unique_pair_codes(parts, max(self._n, 1))
+        return unique_codes(parts)
 
     def _band_order(
         self, band: int, spec: BlockSpec, mask: npt.NDArray[np.bool_]

@@ -35,7 +35,19 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 
 U64 = npt.NDArray[np.uint64]
 
-__all__ = ["dice_above", "dice_all_at_least", "dice_pairs", "implementations", "popcounts"]
+__all__ = [
+    "block_codes",
+    "block_order",
+    "dice_above",
+    "dice_all_at_least",
+    "dice_pairs",
+    "implementations",
+    "lsh_signatures",
+    "pair_patterns",
+    "patterns_all_at_least",
+    "popcounts",
+]
+I64 = npt.NDArray[np.int64]
 
 
 def implementations() -> tuple[str, ...]:
@@ -76,7 +88,7 @@ def dice_above(
     )
 
 
-_COHERE_ROWS = 256  # the C check's stack buffers; larger clusters take dice_pairs
+COHERE_ROWS = 256  # the C checks' stack buffers; larger clusters take numpy
 
 
 def dice_all_at_least(
@@ -88,11 +100,72 @@ def dice_all_at_least(
     the first pair below; clusters of more than 256 rows are checked in one
     :func:`dice_pairs` call instead.
     """
-    if len(rows_a) <= _COHERE_ROWS and len(rows_b) <= _COHERE_ROWS:
+    if len(rows_a) <= COHERE_ROWS and len(rows_b) <= COHERE_ROWS:
         return _dice.dice_all_at_least(filters, rows_a, rows_b, float(floor))
     ia = np.repeat(np.asarray(rows_a, dtype=np.int64), len(rows_b))
     ib = np.tile(np.asarray(rows_b, dtype=np.int64), len(rows_a))
     return bool((dice_pairs(filters, filters, ia, ib) >= floor).all())
+
+
+def lsh_signatures(
+    filters: U64,
+    positions: npt.NDArray[np.int64],
+    salts: U64,
+    present: npt.NDArray[np.bool_],
+) -> U64:
+    """``(n, bands)`` band signatures: the bits at ``positions[b]`` packed, plus
+    ``salts[b]``, forced odd; 0 where not ``present`` (see :mod:`._blocking`)."""
+    out = np.empty((_rows(filters, "filters"), positions.shape[0]), dtype=np.uint64)
+    _dice.lsh_signatures(
+        filters,
+        np.ascontiguousarray(positions, dtype=np.int64),
+        salts,
+        np.ascontiguousarray(present, dtype=np.bool_),
+        out,
+    )
+    return out
+
+
+def block_order(keys: U64, within: U64 | None, rows: I64) -> tuple[I64, U64]:
+    """``rows`` (ascending) sorted by key, then ``within``, then row; and their keys."""
+    out_rows = np.empty(_rows(rows, "rows"), dtype=np.int64)
+    out_keys = np.empty(out_rows.size, dtype=np.uint64)
+    _dice.block_order(keys, within, rows, out_rows, out_keys)
+    return out_rows, out_keys
+
+
+def block_codes(rows: I64, keys: U64, is_new: npt.NDArray[np.bool_], window: int, n: int) -> I64:
+    """Pair codes ``min * n + max`` of rows in block order (see :func:`._blocking.block_pairs`)."""
+    got = _dice.block_codes(rows, keys, np.ascontiguousarray(is_new, dtype=np.bool_), window, n)
+    return np.frombuffer(got, dtype=np.int64)
+
+
+def pair_patterns(
+    features: tuple[npt.NDArray[np.generic], ...],
+    levels: tuple[object, ...],
+    codes: I64,
+    n: int,
+    out: npt.NDArray[np.int16],
+) -> None:
+    """Comparison pattern of each pair code ``i * n + j`` into ``out`` (see :mod:`._scoring`).
+
+    ``features``: clk, addr, has_addr, exact, checked, sex, birth, birth_width, keys;
+    ``levels``: person cuts, address cuts, place values, key levels, birth close.
+    """
+    _dice.pair_patterns(features, levels, codes, n, out)
+
+
+def patterns_all_at_least(
+    features: tuple[npt.NDArray[np.generic], ...],
+    levels: tuple[object, ...],
+    probability: npt.NDArray[np.float64],
+    rows_a: Sequence[int],
+    rows_b: Sequence[int],
+    floor: float,
+) -> bool:
+    """Whether every pair of ``rows_a`` x ``rows_b`` (at most 256 a side) has no
+    conflicting checked identifier and ``probability[pattern] >= floor``."""
+    return _dice.patterns_all_at_least(features, levels, probability, rows_a, rows_b, float(floor))
 
 
 def _rows(arr: object, name: str) -> int:

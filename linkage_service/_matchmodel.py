@@ -152,6 +152,7 @@ if PATTERNS >= 2**15:
 # mixed-radix place value of each comparison in a pattern number
 _PLACE = np.cumprod((1, *SIZES[:0:-1]))[::-1].astype(np.int64)
 _PLACE_LIST: list[int] = _PLACE.tolist()
+PLACES = tuple(_PLACE_LIST)  # the place values, for the compiled kernel
 
 
 def person_level(dice: F64, keys_agreed: I64, keys_differing: I64, birth_gap: F64) -> I64:

@@ -19,6 +19,7 @@ Must never: look at anything but encodings and coarse attributes, log values.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,7 @@ _BAND_FLOORS = np.asarray([lo for lo, _, _ in AGE_BANDS], dtype=np.int16)
 _BAND_WIDTHS = np.asarray([hi - lo for lo, hi, _ in AGE_BANDS], dtype=np.float64)
 
 __all__ = [
+    "CohesionCheck",
     "Features",
     "PairScores",
     "ScalarScorer",
@@ -155,13 +157,69 @@ def score_pairs(f: Features, i: I64, j: I64, model: MatchModel) -> PairScores:
     return s
 
 
+def _kernel_features(f: Features) -> tuple[npt.NDArray[np.generic], ...]:
+    """The feature columns in the order the compiled pattern kernel takes them."""
+    c = np.ascontiguousarray
+    return (
+        c(f.clk, dtype=np.uint64),
+        c(f.addr, dtype=np.uint64),
+        c(f.has_addr, dtype=np.bool_),
+        c(f.exact, dtype=np.uint64),
+        c(f.checked, dtype=np.bool_),
+        c(f.sex, dtype=np.int8),
+        c(f.birth, dtype=np.float64),
+        c(f.birth_width, dtype=np.float64),
+        c(f.keys, dtype=np.uint64),
+    )
+
+
+# the level boundaries of :mod:`._matchmodel`, as the compiled pattern kernel takes them
+_LEVELS = (
+    np.asarray(mm.PERSON_CUTS, dtype=np.float64),
+    np.asarray(mm.ADDRESS_CUTS, dtype=np.float64),
+    np.asarray(mm.PLACES, dtype=np.int64),
+    mm.KEY_LEVELS,
+    mm.BIRTH_CLOSE,
+)
+
+
 def pattern_array(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> npt.NDArray[np.int16]:
-    """The comparison pattern of each pair coded ``codes`` (``i * n + j``), two bytes a pair."""
+    """The comparison pattern of each pair coded ``codes`` (``i * n + j``), two bytes a pair.
+
+    Computed by the compiled kernel in one pass a pair (the same levels as
+    :func:`score_pairs`, cross-checked by the tests); ``chunk`` pairs a call.
+    """
     out = np.zeros(codes.size, dtype=np.int16)  # PATTERNS < 2**15 (checked in _matchmodel)
+    feats = _kernel_features(f)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
     for k in range(0, codes.size, chunk):
-        i, j = decode_pairs(codes[k : k + chunk], n)
-        out[k : k + chunk] = _patterns(f, i, j).pattern
+        kernel.pair_patterns(feats, _LEVELS, codes[k : k + chunk], n, out[k : k + chunk])
     return out
+
+
+class CohesionCheck:
+    """Whether every cross pair of two clusters scores at least ``floor`` without a conflict.
+
+    The same scores as :func:`score_pairs`, computed by the compiled kernel one
+    call per check (a handful of rows a side); clusters of more than 256 rows
+    are scored with :func:`score_pairs` instead.
+    """
+
+    def __init__(self, f: Features, model: MatchModel, floor: float) -> None:
+        self.f, self.model, self.floor = f, model, floor
+        self._feats = _kernel_features(f)
+        self._table = np.ascontiguousarray(model.probability(np.arange(mm.PATTERNS)))
+
+    def __call__(self, ma: Sequence[int], mb: Sequence[int]) -> bool:
+        """Whether every pair (a, b) of ``ma`` x ``mb`` coheres."""
+        if len(ma) <= kernel.COHERE_ROWS and len(mb) <= kernel.COHERE_ROWS:
+            return kernel.patterns_all_at_least(
+                self._feats, _LEVELS, self._table, ma, mb, self.floor
+            )
+        i = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
+        j = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
+        s = score_pairs(self.f, i, j, self.model)
+        return bool(((s.score >= self.floor) & ~s.conflict).all())
 
 
 def pattern_counts(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> F64:
@@ -308,11 +366,13 @@ def score_pairs_above(
     neither the pairs nor their evidence are ever held for every candidate: most
     candidates are clear non-matches that nothing after scoring looks at. With
     ``patterns`` (:func:`pattern_array` of ``codes``, already computed to estimate
-    the model) the candidates are filtered by pattern and only the kept ones are
-    compared again. Returns ``(i, j, scores)`` in code order.
+    the model) the candidates are filtered by pattern; without, the patterns are
+    computed here (the compiled kernel, one pass a pair). Only the kept ones are
+    compared again for their evidence. Returns ``(i, j, scores)`` in code order.
     """
-    if patterns is not None:
-        codes = codes[model.probability(patterns.astype(np.int64)) >= floor]
+    if patterns is None:
+        patterns = pattern_array(f, codes, n, chunk)
+    codes = codes[model.probability(patterns.astype(np.int64)) >= floor]
     keep_i: list[I64] = []
     keep_j: list[I64] = []
     kept: list[PairScores] = []

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from linkage_service import _blocking_ref as ref
 from linkage_service._blocking import (
     band_positions,
+    block_codes,
+    block_order,
     block_pairs,
     decode_pairs,
     lsh_signatures,
@@ -117,3 +121,56 @@ def test_engine_reports_blocking_stats_and_finds_exact_copies() -> None:
     i, j = eng.candidate_pairs(np.ones(40, dtype=np.bool_))
     found = set(zip(i.tolist(), j.tolist(), strict=True))
     assert all((2 * k, 2 * k + 1) in found for k in range(20))
+
+
+# The compiled blocking (lsh_signatures, block_order, block_pairs / block_codes)
+# cross-checked against the numpy reference it replaced (_blocking_ref).
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 6), st.integers(0, 3), st.booleans(), st.booleans()), max_size=80
+    ),
+    st.integers(0, 6),
+    st.sampled_from([1, 0x9E3779B97F4A7C15, 1 << 40]),
+)
+def test_compiled_blocking_matches_the_reference(
+    rows_: list[tuple[int, int, bool, bool]], window: int, scale: int
+) -> None:
+    # keys and within scaled so that every 16-bit digit of the radix sort is exercised
+    with np.errstate(over="ignore"):
+        keys = np.array([k for k, _, _, _ in rows_], dtype=np.uint64) * np.uint64(scale)
+        within = np.array([w for _, w, _, _ in rows_], dtype=np.uint64) * np.uint64(scale)
+    is_new = np.array([x for _, _, x, _ in rows_], dtype=np.bool_)
+    alive = np.array([x for _, _, _, x in rows_], dtype=np.bool_)
+    for w in (None, within):
+        for al in (None, alive):
+            got, want = block_order(keys, al, w), ref.block_order(keys, al, w)
+            assert got[0].tolist() == want[0].tolist()
+            assert got[1].tolist() == want[1].tolist()
+            gi, gj = block_pairs(keys, is_new, window, al, w)
+            ri, rj = ref.block_pairs(keys, is_new, window, al, w)
+            got_pairs = list(zip(gi.tolist(), gj.tolist(), strict=True))
+            assert sorted(got_pairs) == sorted(zip(ri.tolist(), rj.tolist(), strict=True))
+            codes = block_codes(keys, is_new, window, al, w)
+            assert sorted(codes.tolist()) == sorted(a * len(rows_) + b for a, b in got_pairs)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 60), st.integers(1, 56), st.integers(0, 2**31), st.integers(1, 3))
+def test_compiled_signatures_match_the_reference(n: int, bits: int, seed: int, bands: int) -> None:
+    rng = np.random.default_rng(seed)
+    filters = rng.integers(0, 2**63, size=(n, 16), dtype=np.int64).astype(np.uint64)
+    filters[: n // 3] |= np.uint64(1 << 63)
+    present = rng.random(n) < 0.8
+    pos = band_positions(1024, bands, bits, seed)
+    got = lsh_signatures(filters, pos, present)
+    assert got.tolist() == ref.lsh_signatures(filters, pos, present).tolist()
+
+
+def test_signatures_refuse_more_than_56_bits_a_band() -> None:
+    with pytest.raises(ValueError, match="56 bits"):
+        lsh_signatures(
+            np.zeros((2, 16), np.uint64), band_positions(1024, 1, 57, 1), np.ones(2, bool)
+        )

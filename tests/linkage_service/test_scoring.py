@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from linkage_service._scoring import (
+    CohesionCheck,
     Features,
     ScalarScorer,
     birth_gap,
@@ -63,6 +64,38 @@ def test_scalar_scores_equal_vector_scores() -> None:
             assert conflict == s.conflict[k]
             assert dice_one(clk, cache, a, b, cache_rows) == d[k]
             assert len(cache) <= max(cache_rows, 2) + 1
+
+
+@pytest.mark.parametrize("keys", [4, 0])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_compiled_patterns_equal_vector_patterns(seed: int, keys: int) -> None:
+    # the compiled kernel (pattern_array, CohesionCheck) against the numpy levels
+    rng = np.random.default_rng(seed)
+    n = 250
+    f = _features(rng, n)
+    f.keys = np.ascontiguousarray(f.keys[:, :keys])
+    f.clk[n // 2 :] = f.clk[: n // 2]  # near-copies: the high Dice bands are reached
+    i = rng.integers(0, n, 3000).astype(np.int64)
+    j = rng.integers(0, n, 3000).astype(np.int64)
+    s = score_pairs(f, i, j, dice_model())
+    assert (pattern_array(f, i * n + j, n, chunk=999) == s.pattern).all()
+    assert len(set(s.pattern.tolist())) > 50  # many levels of every comparison were met
+    p = dice_model()
+    for floor in (0.01, 0.5, 0.9):
+        check = CohesionCheck(f, p, floor)
+        for _ in range(200):
+            ma = rng.integers(0, n, int(rng.integers(1, 4))).tolist()
+            mb = rng.integers(0, n, int(rng.integers(1, 4))).tolist()
+            a = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
+            b = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
+            full = score_pairs(f, a, b, p)
+            assert check(ma, mb) == bool(((full.score >= floor) & ~full.conflict).all())
+    # clusters past the kernel's 256 rows a side take the numpy path: the same answer
+    big = list(range(n))
+    loose = CohesionCheck(f, p, -1.0)
+    assert loose(big, [0]) == (
+        not score_pairs(f, np.arange(n), np.zeros(n, np.int64), p).conflict.any()
+    )
 
 
 def test_scores_above_a_floor_are_the_full_scores_filtered() -> None:
