@@ -20,19 +20,30 @@ draws fresh keys, so figures move by about +-0.002.
     .venv/bin/python bench/quality_matrix.py --households 5000 --seed 7 --only febrl4 council
     .venv/bin/python bench/quality_matrix.py --cards docs/model-cards   # and each estimated model
     .venv/bin/python bench/quality_matrix.py --schema hardened.json     # another encoding
+    .venv/bin/python bench/quality_matrix.py --secrets 8 --json out.json   # 8 seeded secrets
 
 ``--schema`` replaces the shipped schema (a LinkageSchema JSON file, as
 ``agency-client encode --schema`` takes) on every row, with the same per-data-set
 declarations added; it is how an encoding option (hardening, salt, weights) is
 compared with the shipped one (docs/agency-client.md, "Hardening").
+
+``--secrets N`` links every row under N seeded secrets (seeds ``--first-secret``
+onwards, each also fixing the order of the extracts' records) instead of one
+fresh secret, and prints each secret's row and then the mean and the worst
+(lowest of each figure on its own). The figures repeat from run to run, and two
+schemas run with the same seeds are paired: ``--json`` writes every secret's
+figures, and ``bench/quality_paired.py`` prints the paired differences of two
+such files.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -40,15 +51,35 @@ from collections.abc import Callable
 from pathlib import Path
 
 DATASETS = ("febrl4", "febrl3", "council", "own")
+FIGURES = ("persons", "households", "eligibility")  # each a (P, R, F1) or (recall, precision)
+
+Figures = dict[str, tuple[float, ...]]
 
 
-def _row(name: str, records: int, seconds: float, cells: list[str]) -> str:
+def _cell(figures: Figures, kind: str) -> str:
+    values = figures.get(kind)
+    return "-" if values is None else " / ".join(f"{v:.4f}" for v in values)
+
+
+def _row(name: str, records: int, seconds: float, figures: Figures) -> str:
+    cells = [_cell(figures, kind) for kind in FIGURES]
     return f"| {name} | {records:,} | " + " | ".join(cells) + f" | {seconds:.1f} |"
 
 
-def _prf(s: object) -> str:
-    p, r, f = (getattr(s, k) for k in ("precision", "recall", "f1"))
-    return f"{p:.4f} / {r:.4f} / {f:.4f}"
+def _prf(s: object) -> tuple[float, ...]:
+    return tuple(float(getattr(s, k)) for k in ("precision", "recall", "f1"))
+
+
+def summarise(runs: list[Figures]) -> tuple[Figures, Figures]:
+    """The mean and the worst (lowest of each figure on its own) of several runs of one row."""
+    mean: Figures = {}
+    worst: Figures = {}
+    for kind in FIGURES:
+        if all(kind in r for r in runs):
+            columns = list(zip(*(r[kind] for r in runs), strict=True))
+            mean[kind] = tuple(statistics.fmean(c) for c in columns)
+            worst[kind] = tuple(min(c) for c in columns)
+    return mean, worst
 
 
 def main() -> int:
@@ -58,6 +89,11 @@ def main() -> int:
     ap.add_argument("--only", nargs="+", choices=DATASETS, default=list(DATASETS))
     ap.add_argument("--cards", type=Path, help="write each data set's estimated match model here")
     ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
+    ap.add_argument(
+        "--secrets", type=int, default=0, help="link under this many seeded secrets (0: one fresh)"
+    )
+    ap.add_argument("--first-secret", type=int, default=1, help="the first secret seed")
+    ap.add_argument("--json", type=Path, help="write every run's figures here")
     args = ap.parse_args()
 
     from agency_client import load_schema
@@ -76,10 +112,15 @@ def main() -> int:
 
     schema = load_schema(args.schema)
     which = "shipped defaults" if args.schema is None else f"schema {args.schema}"
+    secrets = (
+        f"secrets {args.first_secret}..{args.first_secret + args.secrets - 1}"
+        if args.secrets
+        else "a fresh secret"
+    )
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{sys.version.split()[0]}, {dt.date.today().isoformat()}; {which} "
-        f"({schema.name}, {schema.fingerprint()[:16]}...)"
+        f"({schema.name}, {schema.fingerprint()[:16]}...), {secrets}"
     )
     print(
         "| data set | records | persons P / R / F1 | households P / R / F1 "
@@ -87,49 +128,76 @@ def main() -> int:
     )
     print("|---|---|---|---|---|---|")
 
-    def febrl(name: str) -> None:
-        t0 = time.perf_counter()
-        r = run_febrl(name, schema)
+    def febrl(name: str, secret: int | None) -> tuple[int, Figures]:
+        with tempfile.TemporaryDirectory(prefix=f"matrix-{name}-") as work:
+            r = run_febrl(name, schema, workdir=Path(work), secret_seed=secret)
         card(name, r.model)
-        print(_row(name, r.records, time.perf_counter() - t0, [_prf(r.persons), "-", "-"]))
+        return r.records, {"persons": _prf(r.persons)}
 
-    def council() -> None:
-        t0 = time.perf_counter()
+    def council(secret: int | None) -> tuple[int, Figures]:
         pop = generate_council(CouncilConfig(households=args.households, seed=args.seed))
         local = schema.model_copy(update={"local_identifiers": ("local_person_id",)})
         with tempfile.TemporaryDirectory(prefix="matrix-council-") as work:
-            s = evaluate_council(pop, local, workdir=Path(work))
+            s = evaluate_council(pop, local, workdir=Path(work), secret_seed=secret)
         card("council", s.model)
-        e = s.eligibility
-        elig = f"{e.recall:.4f} / {e.precision:.4f}" if e is not None else "-"
-        seconds = time.perf_counter() - t0
-        print(_row("council", s.records, seconds, [_prf(s.persons), _prf(s.households), elig]))
+        figures = {"persons": _prf(s.persons), "households": _prf(s.households)}
+        if s.eligibility is not None:
+            figures["eligibility"] = (s.eligibility.recall, s.eligibility.precision)
+        return s.records, figures
 
-    def own() -> None:
-        t0 = time.perf_counter()
+    def own(secret: int | None) -> tuple[int, Figures]:
         with tempfile.TemporaryDirectory(prefix="matrix-own-") as work:
-            pop = load_population(args.households, args.seed, Path(work), schema=schema)
+            pop = load_population(
+                args.households, args.seed, Path(work), schema=schema, secret_seed=secret
+            )
         engine = LinkageEngine()
         d = engine.update(pop.batch, [])
         card("own", engine.model)
         person = [d.person_of[int(i)] for i in pop.batch.ids.tolist()]
         household = [engine.person_hid[p] for p in person]
-        cells = [
-            _prf(pair_scores(person, pop.truth_person)),
-            _prf(pair_scores(household, pop.truth_household)),
-            "-",
-        ]
-        print(_row("own", len(pop.batch), time.perf_counter() - t0, cells))
+        return len(pop.batch), {
+            "persons": _prf(pair_scores(person, pop.truth_person)),
+            "households": _prf(pair_scores(household, pop.truth_household)),
+        }
 
-    runs: dict[str, Callable[[], None]] = {
-        "febrl4": lambda: febrl("febrl4"),
-        "febrl3": lambda: febrl("febrl3"),
+    runs: dict[str, Callable[[int | None], tuple[int, Figures]]] = {
+        "febrl4": lambda secret: febrl("febrl4", secret),
+        "febrl3": lambda secret: febrl("febrl3", secret),
         "council": council,
         "own": own,
     }
+    seeds: list[int | None] = (
+        list(range(args.first_secret, args.first_secret + args.secrets)) if args.secrets else [None]
+    )
+    written: dict[str, object] = {
+        "schema": str(args.schema) if args.schema else None,
+        "fingerprint": schema.fingerprint(),
+        "households": args.households,
+        "seed": args.seed,
+        "runs": [],
+    }
     for name in DATASETS:
-        if name in args.only:
-            runs[name]()
+        if name not in args.only:
+            continue
+        figures: list[Figures] = []
+        total = 0.0
+        for secret in seeds:
+            t0 = time.perf_counter()
+            records, f = runs[name](secret)
+            seconds = time.perf_counter() - t0
+            total += seconds
+            figures.append(f)
+            label = name if secret is None else f"{name} #{secret}"
+            print(_row(label, records, seconds, f), flush=True)
+            runs_out = written["runs"]
+            assert isinstance(runs_out, list)
+            runs_out.append({"data_set": name, "secret": secret, "records": records, **f})
+            if args.json is not None:
+                args.json.write_text(json.dumps(written, indent=1) + "\n")
+        if len(figures) > 1:
+            mean, worst = summarise(figures)
+            print(_row(f"{name} mean of {len(figures)}", records, total / len(figures), mean))
+            print(_row(f"{name} worst of {len(figures)}", records, total / len(figures), worst))
     return 0
 
 

@@ -56,6 +56,7 @@ from ._harness import (
     _record_lines,
     batch_from_lines,
     concat,
+    fixed_order,
     pair_scores,
 )
 
@@ -168,6 +169,7 @@ def encode_council(
     schema: LinkageSchema | None = None,
     *,
     workers: int = 1,
+    secret_seed: int | None = None,
 ) -> EncodedCouncil:
     """Write, encode (as each agency would, with its mapping file) and load ``population``.
 
@@ -176,7 +178,9 @@ def encode_council(
     must be empty or absent: each run draws its own keys and secret. The
     habit-ful files of social care and early help key the council's person id
     as ``identity.identifiers.local_person_id``: ``schema`` must then declare
-    that local identifier.
+    that local identifier. ``secret_seed`` fixes the linkage secret (see
+    :meth:`SchemeKeys.make`) and the order of each extract's records
+    (:func:`fixed_order`): the same figures every run.
     """
     from agency_client import record_ref
     from protocols import default_schema
@@ -186,7 +190,7 @@ def encode_council(
     schema = schema or default_schema()
     at = population.config.extract_date
     data = write_council(population, workdir / "population")
-    keys = SchemeKeys.make(workdir / "keys")
+    keys = SchemeKeys.make(workdir / "keys", secret_seed)
     batches: list[RecordBatch] = []
     records: list[EncodedRecord] = []
     truth_person: list[str] = []
@@ -208,6 +212,8 @@ def encode_council(
             workers=workers,
             problems=workdir / "problems" / f"{agency}.csv",
         )
+        if secret_seed is not None:
+            fixed_order(out, key, secret_seed)
         rows_read[agency] = summary.rows_read
         dropped[agency] = summary.fields_dropped
         truth = {
@@ -366,17 +372,24 @@ def evaluate_council(
     workdir: Path | None = None,
     workers: int = 1,
     eligibility: bool = True,
+    secret_seed: int | None = None,
 ) -> CouncilScores:
     """Encode, link and score ``population``: persons, households and (optionally) eligibility.
 
-    Without ``workdir`` the files go to a temporary directory removed at the end.
+    Without ``workdir`` the files go to a temporary directory removed at the end;
+    ``secret_seed`` makes the figures repeat (:func:`encode_council`).
     """
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="council-eval-") as tmp:
             return evaluate_council(
-                population, schema, workdir=Path(tmp), workers=workers, eligibility=eligibility
+                population,
+                schema,
+                workdir=Path(tmp),
+                workers=workers,
+                eligibility=eligibility,
+                secret_seed=secret_seed,
             )
-    encoded = encode_council(population, workdir, schema, workers=workers)
+    encoded = encode_council(population, workdir, schema, workers=workers, secret_seed=secret_seed)
     batch = encoded.batch
     engine = LinkageEngine()
     delta = engine.update(batch, [])

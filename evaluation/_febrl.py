@@ -40,6 +40,7 @@ from ._harness import (
     _record_lines,
     batch_from_lines,
     concat,
+    fixed_order,
     pair_scores,
 )
 
@@ -142,7 +143,8 @@ def encode_febrl(
     """``dataset`` (``febrl4`` or ``febrl3``) encoded under ``schema``: batch and truth by row.
 
     ``secret_seed`` fixes the linkage secret (None: a fresh one; see
-    :meth:`SchemeKeys.make`)."""
+    :meth:`SchemeKeys.make`) and the order of each file's records
+    (:func:`fixed_order`): the same figures every run."""
     from agency_client import record_ref
 
     files = DATASETS[dataset]
@@ -166,6 +168,8 @@ def encode_febrl(
         mapping_path.write_text(_mapping(agency, schema), encoding="utf-8")
         out = work / f"{agency}.jsonl"
         _summary, key = keys.encode(agency, src, mapping_path, schema, out, EXTRACT_DATE)
+        if secret_seed is not None:
+            fixed_order(out, key, secret_seed)
         entity = {record_ref(key.record_ref_key, agency, r["rec_id"]): r["rec_id"] for r in rows}
         with out.open("rb") as fh:
             batch, refs = batch_from_lines(_record_lines(fh), index, next_id)
