@@ -560,20 +560,38 @@ def list_persons(engine: Engine, after: str | None, limit: int) -> dict[str, Any
     """A page of current persons with their household and number of active records."""
     try:
         with _read(engine, "persons") as conn:
-            q = sa.select(persons.c.id).where(persons.c.retired_run.is_(None))
+            # one statement: the page by key, each person's household and a count of
+            # their active records (by the person index, never the records' scan)
+            active = (
+                sa.select(sa.func.count())
+                .select_from(record_person.join(records, records.c.id == record_person.c.record_id))
+                .where(record_person.c.person_id == persons.c.id, records.c.active)
+                .scalar_subquery()
+            )
+            q = (
+                sa.select(persons.c.id, person_household.c.household_id, active)
+                .select_from(
+                    persons.outerjoin(
+                        person_household, person_household.c.person_id == persons.c.id
+                    )
+                )
+                .where(persons.c.retired_run.is_(None))
+            )
             if after is not None:
                 q = q.where(persons.c.id > after)
-            ids = [str(r[0]) for r in conn.execute(q.order_by(persons.c.id).limit(limit))]
-            recs = _active_records_of(conn, ids)
-            hh = _households_of(conn, ids)
+            rows = conn.execute(q.order_by(persons.c.id).limit(limit)).all()
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot list persons: {exc}") from exc
     return {
         "persons": [
-            {"person_id": p, "household_id": hh.get(p), "records": len(recs.get(p, []))}
-            for p in ids
+            {
+                "person_id": str(p),
+                "household_id": None if h is None else str(h),
+                "records": int(n),
+            }
+            for p, h, n in rows
         ],
-        "next_after": ids[-1] if len(ids) == limit else None,
+        "next_after": str(rows[-1][0]) if len(rows) == limit else None,
     }
 
 
