@@ -67,7 +67,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -196,29 +195,6 @@ def _birth(gap: F64) -> I64:
     """Index into :data:`BIRTH`: close 0, far 1, missing 2 (``gap`` nan)."""
     out: I64 = np.where(np.isnan(gap), 2, np.where(np.nan_to_num(gap) <= BIRTH_CLOSE, 0, 1))
     return out.astype(np.int64)
-
-
-def pattern_of(
-    dice: float,
-    keys_agreed: int,
-    keys_differing: int,
-    birth_gap: float,
-    address_dice: float | None,
-    checked: int,
-    local: int,
-    sex: int,
-) -> int:
-    """The pattern number of one pair (plain Python: the same levels as the array functions).
-
-    ``checked``, ``local`` and ``sex`` are levels already (0 missing, 1 agree,
-    2 disagree); ``birth_gap`` is nan when unknown.
-    """
-    birth = 2 if birth_gap != birth_gap else 0 if birth_gap <= BIRTH_CLOSE else 1
-    band = bisect_right(PERSON_CUTS, dice) + (len(PERSON_CUTS) + 1) * birth
-    person = (band * KEY_LEVELS + min(keys_agreed, KEY_LEVELS - 1)) * 2 + (keys_differing > 0)
-    address = 0 if address_dice is None else bisect_right(ADDRESS_CUTS, address_dice) + 1
-    p = _PLACE_LIST
-    return person * p[0] + address * p[1] + checked * p[2] + local * p[3] + sex * p[4]
 
 
 def patterns(levels: Sequence[I64]) -> I64:

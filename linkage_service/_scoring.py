@@ -41,11 +41,9 @@ __all__ = [
     "CohesionCheck",
     "Features",
     "PairScores",
-    "ScalarScorer",
     "birth_gap",
     "birth_width",
     "birth_years",
-    "dice_one",
     "kernel",
     "pattern_array",
     "pattern_counts",
@@ -56,7 +54,6 @@ __all__ = [
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
-CACHE_ROWS = 1 << 16  # rows a one-pair scorer keeps as Python integers
 
 
 @dataclass
@@ -225,105 +222,6 @@ class CohesionCheck:
 def pattern_counts(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> F64:
     """Histogram of comparison patterns over the pairs coded ``codes`` (``i * n + j``)."""
     return np.bincount(pattern_array(f, codes, n, chunk), minlength=mm.PATTERNS).astype(np.float64)
-
-
-_NAN = float("nan")
-# a cached row: filter bits, popcount, exact token codes, sex, birth, birth width, keys
-_Row = tuple[int, int, tuple[int, ...], int, float, float, tuple[int, ...]]
-
-
-class ScalarScorer:
-    """The same score as :func:`score_pairs`, one pair at a time, for cohesion checks.
-
-    Clusters are small, so checking a merge means scoring a handful of pairs; a
-    numpy call per handful costs more than the arithmetic. Filters become Python
-    integers (cached per row) and popcounts ``int.bit_count``; levels are the
-    model's, so results are equal to :func:`score_pairs`. The cache holds at most
-    ``cache_rows`` rows (it is emptied when full): a cached row costs about 700
-    bytes, and at a million records an unbounded cache grew to half a gigabyte for
-    a hit rate a small one nearly matches.
-    """
-
-    def __init__(self, f: Features, model: MatchModel, cache_rows: int = CACHE_ROWS) -> None:
-        self.f, self.model, self._cap = f, model, cache_rows
-        self._rows: dict[int, _Row] = {}
-        self._addr: dict[int, tuple[int, int]] = {}
-        self._checked = f.checked.tolist()
-
-    def _row(self, r: int) -> _Row:
-        got = self._rows.get(r)
-        if got is None:
-            if len(self._rows) >= self._cap:
-                self._rows.clear()
-            bits = int.from_bytes(self.f.clk[r].tobytes(), "little")
-            got = (
-                bits,
-                bits.bit_count(),
-                tuple(self.f.exact[r].tolist()),
-                int(self.f.sex[r]),
-                float(self.f.birth[r]),
-                float(self.f.birth_width[r]),
-                tuple(self.f.keys[r].tolist()),
-            )
-            self._rows[r] = got
-        return got
-
-    def score(self, a: int, b: int) -> tuple[float, bool]:
-        """(match probability, conflicting checked identifier) of rows ``a`` and ``b``."""
-        ba, pa, ea, sa, ya, wa, ka = self._row(a)
-        bb, pb, eb, sb, yb, wb, kb = self._row(b)
-        total = pa + pb
-        dice = 2.0 * (ba & bb).bit_count() / total if total else 0.0
-        c_agree = c_dis = l_agree = l_dis = False
-        for x, y, checked in zip(ea, eb, self._checked, strict=True):
-            if x and y:
-                if checked:
-                    c_agree |= x == y
-                    c_dis |= x != y
-                else:
-                    l_agree |= x == y
-                    l_dis |= x != y
-        kagree = sum(1 for x, y in zip(ka, kb, strict=True) if x and x == y)
-        kdiff = sum(1 for x, y in zip(ka, kb, strict=True) if x and y and x != y)
-        adice = (
-            dice_one(self.f.addr, self._addr, a, b, self._cap)
-            if self.f.has_addr[a] and self.f.has_addr[b]
-            else None
-        )
-        pattern = mm.pattern_of(
-            dice,
-            kagree,
-            kdiff,
-            _NAN if ya != ya or yb != yb else max(0.0, ya - wa - yb, yb - wb - ya),
-            adice,
-            1 if c_agree else 2 if c_dis else 0,
-            1 if l_agree else 2 if l_dis else 0,
-            0 if not (sa and sb) else 1 if sa == sb else 2,
-        )
-        return self.model.probability_of(pattern), c_dis
-
-
-def dice_one(
-    filters: U64,
-    cache: dict[int, tuple[int, int]],
-    a: int,
-    b: int,
-    cache_rows: int = CACHE_ROWS,
-) -> float:
-    """Dice of rows ``a`` and ``b`` of ``filters`` (Python integers cached in ``cache``).
-
-    ``cache`` is emptied when it holds ``cache_rows`` rows (see :class:`ScalarScorer`).
-    """
-    if len(cache) >= cache_rows:
-        cache.clear()
-    for r in (a, b):
-        if r not in cache:
-            bits = int.from_bytes(filters[r].tobytes(), "little")
-            cache[r] = (bits, bits.bit_count())
-    ba, pa = cache[a]
-    bb, pb = cache[b]
-    total = pa + pb
-    return 2.0 * (ba & bb).bit_count() / total if total else 0.0
 
 
 def score_pairs_chunked(
