@@ -1071,10 +1071,14 @@ static inline void decode(decoder_t *d, int64_t code, int64_t n, int64_t *i, int
 
 typedef int64_t (*pattern_fn)(const features_t *, int64_t, int64_t, int *);
 
-static pattern_fn pick_pattern(void) {
+/* The pattern body of an implementation (impl: None for the best this CPU supports,
+ * as pick_impl resolves it); NULL with an exception set for a bad name. */
+static pattern_fn pick_pattern(PyObject *name) {
+    const impl_t *impl = pick_impl(name);
+    if (!impl) return NULL;
 #if DICE_X86
-    if (has_avx512()) return pattern_at_avx512;
-    if (has_popcnt()) return pattern_at_popcnt;
+    if (strcmp(impl->name, "avx512") == 0) return pattern_at_avx512;
+    if (strcmp(impl->name, "popcnt") == 0) return pattern_at_popcnt;
 #endif
     return pattern_at_portable;
 }
@@ -1082,11 +1086,13 @@ static pattern_fn pick_pattern(void) {
 /* pair_patterns(features, levels, codes, n, out): pattern of each pair code i * n + j
  * into out (int16). */
 static PyObject *py_pair_patterns(PyObject *self, PyObject *args) {
-    PyObject *fo, *lo, *co, *oo;
+    PyObject *fo, *lo, *co, *oo, *io = NULL;
     long long n;
-    if (!PyArg_ParseTuple(args, "O!O!OLO:pair_patterns", &PyTuple_Type, &fo, &PyTuple_Type, &lo,
-                          &co, &n, &oo))
+    if (!PyArg_ParseTuple(args, "O!O!OLO|O:pair_patterns", &PyTuple_Type, &fo, &PyTuple_Type,
+                          &lo, &co, &n, &oo, &io))
         return NULL;
+    pattern_fn pattern_at = pick_pattern(io);
+    if (!pattern_at) return NULL;
     features_t f;
     if (features_get(fo, lo, &f)) return NULL;
     Py_buffer c = {0}, o = {0};
@@ -1111,7 +1117,6 @@ static PyObject *py_pair_patterns(PyObject *self, PyObject *args) {
             }
         }
         int16_t *out = o.buf;
-        pattern_fn pattern_at = pick_pattern();
         Py_BEGIN_ALLOW_THREADS
         /* pairs name rows all over the arrays: fetch the rows of the pair PREFETCH
          * ahead while this one is compared (twice as fast at a million rows) */
@@ -1154,11 +1159,13 @@ done:
  * every pair (a, b) has no conflicting checked identifier and a probability (the
  * table, indexed by pattern) at least floor. For person cohesion checks. */
 static PyObject *py_patterns_all_at_least(PyObject *self, PyObject *args) {
-    PyObject *fo, *lo, *po, *ao, *bo;
+    PyObject *fo, *lo, *po, *ao, *bo, *io = NULL;
     double floor;
-    if (!PyArg_ParseTuple(args, "O!O!OOOd:patterns_all_at_least", &PyTuple_Type, &fo,
-                          &PyTuple_Type, &lo, &po, &ao, &bo, &floor))
+    if (!PyArg_ParseTuple(args, "O!O!OOOd|O:patterns_all_at_least", &PyTuple_Type, &fo,
+                          &PyTuple_Type, &lo, &po, &ao, &bo, &floor, &io))
         return NULL;
+    pattern_fn pattern_at = pick_pattern(io);
+    if (!pattern_at) return NULL;
     features_t f;
     if (features_get(fo, lo, &f)) return NULL;
     Py_buffer p = {0};
@@ -1179,7 +1186,6 @@ static PyObject *py_patterns_all_at_least(PyObject *self, PyObject *args) {
     {
         const double *prob = p.buf;
         Py_ssize_t np_ = p.shape[0];
-        pattern_fn pattern_at = pick_pattern();
         int ok = 1;
         for (Py_ssize_t x = 0; x < ka && ok; x++) {
             for (Py_ssize_t y = 0; y < kb; y++) {
@@ -1240,9 +1246,11 @@ static PyMethodDef methods[] = {
     {"block_codes", py_block_codes, METH_VARARGS,
      "block_codes(rows, keys, is_new, window, n) -> pair codes of ordered rows (bytearray)."},
     {"pair_patterns", py_pair_patterns, METH_VARARGS,
-     "pair_patterns(features, levels, codes, n, out): comparison pattern of each pair code."},
+     "pair_patterns(features, levels, codes, n, out, impl=None): comparison pattern of each "
+     "pair code."},
     {"patterns_all_at_least", py_patterns_all_at_least, METH_VARARGS,
-     "patterns_all_at_least(features, levels, probability, rows_a, rows_b, floor) -> bool."},
+     "patterns_all_at_least(features, levels, probability, rows_a, rows_b, floor, impl=None) "
+     "-> bool."},
     {"implementations", py_implementations, METH_NOARGS,
      "implementations() -> names usable on this CPU, fastest first."},
     {NULL, NULL, 0, NULL},

@@ -146,13 +146,15 @@ def pair_patterns(
     codes: I64,
     n: int,
     out: npt.NDArray[np.int16],
+    impl: str | None = None,
 ) -> None:
     """Comparison pattern of each pair code ``i * n + j`` into ``out`` (see :mod:`._scoring`).
 
     ``features``: clk, addr, has_addr, exact, checked, sex, birth, birth_width, keys;
     ``levels``: person cuts, address cuts, place values, key levels, birth close.
+    ``impl``: one of :func:`implementations` (None: the best this CPU supports).
     """
-    _dice.pair_patterns(features, levels, codes, n, out)
+    _dice.pair_patterns(features, levels, codes, n, out, impl)
 
 
 def patterns_all_at_least(
@@ -162,10 +164,13 @@ def patterns_all_at_least(
     rows_a: Sequence[int],
     rows_b: Sequence[int],
     floor: float,
+    impl: str | None = None,
 ) -> bool:
     """Whether every pair of ``rows_a`` x ``rows_b`` (at most 256 a side) has no
     conflicting checked identifier and ``probability[pattern] >= floor``."""
-    return _dice.patterns_all_at_least(features, levels, probability, rows_a, rows_b, float(floor))
+    return _dice.patterns_all_at_least(
+        features, levels, probability, rows_a, rows_b, float(floor), impl
+    )
 
 
 def _rows(arr: object, name: str) -> int:

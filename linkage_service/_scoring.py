@@ -180,17 +180,20 @@ _LEVELS = (
 )
 
 
-def pattern_array(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> npt.NDArray[np.int16]:
+def pattern_array(
+    f: Features, codes: I64, n: int, chunk: int = 1 << 18, impl: str | None = None
+) -> npt.NDArray[np.int16]:
     """The comparison pattern of each pair coded ``codes`` (``i * n + j``), two bytes a pair.
 
     Computed by the compiled kernel in one pass a pair (the same levels as
-    :func:`score_pairs`, cross-checked by the tests); ``chunk`` pairs a call.
+    :func:`score_pairs`, cross-checked by the tests); ``chunk`` pairs a call;
+    ``impl`` picks the kernel's body (None: the best this CPU supports).
     """
     out = np.zeros(codes.size, dtype=np.int16)  # PATTERNS < 2**15 (checked in _matchmodel)
     feats = _kernel_features(f)
     codes = np.ascontiguousarray(codes, dtype=np.int64)
     for k in range(0, codes.size, chunk):
-        kernel.pair_patterns(feats, _LEVELS, codes[k : k + chunk], n, out[k : k + chunk])
+        kernel.pair_patterns(feats, _LEVELS, codes[k : k + chunk], n, out[k : k + chunk], impl)
     return out
 
 
@@ -202,8 +205,10 @@ class CohesionCheck:
     are scored with :func:`score_pairs` instead.
     """
 
-    def __init__(self, f: Features, model: MatchModel, floor: float) -> None:
-        self.f, self.model, self.floor = f, model, floor
+    def __init__(
+        self, f: Features, model: MatchModel, floor: float, impl: str | None = None
+    ) -> None:
+        self.f, self.model, self.floor, self.impl = f, model, floor, impl
         self._feats = _kernel_features(f)
         self._table = np.ascontiguousarray(model.probability(np.arange(mm.PATTERNS)))
 
@@ -211,7 +216,7 @@ class CohesionCheck:
         """Whether every pair (a, b) of ``ma`` x ``mb`` coheres."""
         if len(ma) <= kernel.COHERE_ROWS and len(mb) <= kernel.COHERE_ROWS:
             return kernel.patterns_all_at_least(
-                self._feats, _LEVELS, self._table, ma, mb, self.floor
+                self._feats, _LEVELS, self._table, ma, mb, self.floor, self.impl
             )
         i = np.repeat(np.asarray(ma, dtype=np.int64), len(mb))
         j = np.tile(np.asarray(mb, dtype=np.int64), len(ma))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from linkage_service import _kernel as kernel
 from linkage_service._scoring import (
     CohesionCheck,
     Features,
@@ -52,10 +53,12 @@ def test_scores_in_slices_equal_scores_at_once() -> None:
     assert (chunked.score == s.score).all() and (chunked.agree == s.agree).all()
 
 
+@pytest.mark.parametrize("impl", kernel.implementations())
 @pytest.mark.parametrize("keys", [4, 0])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_compiled_patterns_equal_vector_patterns(seed: int, keys: int) -> None:
-    # the compiled kernel (pattern_array, CohesionCheck) against the numpy levels
+def test_compiled_patterns_equal_vector_patterns(seed: int, keys: int, impl: str) -> None:
+    # each body of the compiled kernel this CPU runs (pattern_array, CohesionCheck)
+    # against the numpy levels
     rng = np.random.default_rng(seed)
     n = 250
     f = _features(rng, n)
@@ -64,11 +67,11 @@ def test_compiled_patterns_equal_vector_patterns(seed: int, keys: int) -> None:
     i = rng.integers(0, n, 3000).astype(np.int64)
     j = rng.integers(0, n, 3000).astype(np.int64)
     s = score_pairs(f, i, j, dice_model())
-    assert (pattern_array(f, i * n + j, n, chunk=999) == s.pattern).all()
+    assert (pattern_array(f, i * n + j, n, chunk=999, impl=impl) == s.pattern).all()
     assert len(set(s.pattern.tolist())) > 50  # many levels of every comparison were met
     p = dice_model()
     for floor in (0.01, 0.5, 0.9):
-        check = CohesionCheck(f, p, floor)
+        check = CohesionCheck(f, p, floor, impl)
         for _ in range(200):
             ma = rng.integers(0, n, int(rng.integers(1, 4))).tolist()
             mb = rng.integers(0, n, int(rng.integers(1, 4))).tolist()
@@ -76,6 +79,8 @@ def test_compiled_patterns_equal_vector_patterns(seed: int, keys: int) -> None:
             b = np.tile(np.asarray(mb, dtype=np.int64), len(ma))
             full = score_pairs(f, a, b, p)
             assert check(ma, mb) == bool(((full.score >= floor) & ~full.conflict).all())
+    with pytest.raises(ValueError, match="unknown implementation"):
+        pattern_array(f, i * n + j, n, impl="sse9")
     # clusters past the kernel's 256 rows a side take the numpy path: the same answer
     big = list(range(n))
     loose = CohesionCheck(f, p, -1.0)
