@@ -560,26 +560,23 @@ def list_persons(engine: Engine, after: str | None, limit: int) -> dict[str, Any
     """A page of current persons with their household and number of active records."""
     try:
         with _read(engine, "persons") as conn:
-            # one statement: the page by key, each person's household and a count of
-            # their active records (by the person index, never the records' scan)
+            # one statement: the page by key first (a limited subquery, so that no
+            # planner joins the whole table before limiting), then each person's
+            # household and a count of their active records by the person index
+            page = sa.select(persons.c.id).where(persons.c.retired_run.is_(None))
+            if after is not None:
+                page = page.where(persons.c.id > after)
+            ids = page.order_by(persons.c.id).limit(limit).subquery()
             active = (
                 sa.select(sa.func.count())
                 .select_from(record_person.join(records, records.c.id == record_person.c.record_id))
-                .where(record_person.c.person_id == persons.c.id, records.c.active)
+                .where(record_person.c.person_id == ids.c.id, records.c.active)
                 .scalar_subquery()
             )
-            q = (
-                sa.select(persons.c.id, person_household.c.household_id, active)
-                .select_from(
-                    persons.outerjoin(
-                        person_household, person_household.c.person_id == persons.c.id
-                    )
-                )
-                .where(persons.c.retired_run.is_(None))
+            q = sa.select(ids.c.id, person_household.c.household_id, active).select_from(
+                ids.outerjoin(person_household, person_household.c.person_id == ids.c.id)
             )
-            if after is not None:
-                q = q.where(persons.c.id > after)
-            rows = conn.execute(q.order_by(persons.c.id).limit(limit)).all()
+            rows = conn.execute(q.order_by(ids.c.id)).all()
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot list persons: {exc}") from exc
     return {
