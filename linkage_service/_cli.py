@@ -62,7 +62,7 @@ from ._config import (
     valid_role,
 )
 from ._errors import ConfigError, LinkageError
-from ._matchmodel import LayoutError, MatchModel, fingerprint_of, render_markdown
+from ._matchmodel import MatchModel, render_markdown
 from .programme import _active as active
 from .programme import _assessment as assessment
 from .programme import _claims as claims
@@ -410,14 +410,7 @@ def _run(args: argparse.Namespace) -> int:
                 stored = store.latest_match_model(conn)
             if stored is None:
                 raise ConfigError("no match model yet: one is estimated at the first link")
-            try:
-                match_model = MatchModel.from_json(stored)
-            except LayoutError as exc:
-                raise ConfigError(
-                    f"the stored match model {fingerprint_of(stored)[:16]} has another level"
-                    f" layout than this version's ({exc}): the next linkage run estimates a new"
-                    " one"
-                ) from exc
+            match_model = MatchModel.from_json(stored)
             print(json.dumps(stored, indent=2) if args.json else render_markdown(match_model))
         else:
             _programme_command(args, settings, engine)

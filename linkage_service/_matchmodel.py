@@ -7,10 +7,8 @@ coarse attributes only:
 ===========  =====================================================================
 comparison   levels
 ===========  =====================================================================
-person       Dice of the person filters in eleven bands (below 0.50, 0.50-0.55
-             ... 0.95 and above: the bands below 0.60 keep unrelated pairs of
-             xor-folded filters, near Dice 0.5, apart from corrupted matches),
-             crossed with how many keyed blocking keys agree (0, 1, 2+),
+person       Dice of the person filters in nine bands (below 0.60 ... 0.95 and
+             above), crossed with how many keyed blocking keys agree (0, 1, 2+),
              whether any differs, and the birth years implied by the coarse ages
              (within 1.5 years, further apart, or a date of birth missing): all
              are views of the same names and dates, so they are modelled jointly
@@ -50,7 +48,7 @@ data with households took parents and children for one person (pairwise
 precision 0.89 on our own generator; 0.996 with it). The E step gives each
 distinct comparison pattern its class probabilities, the M step re-estimates
 every class's parameters and share from the expected counts. Patterns are
-counted once (a histogram over some thirty-two thousand patterns), so a
+counted once (a histogram over some twenty-five thousand patterns), so a
 million candidate pairs cost one ``bincount``. ``u`` starts from random record
 pairs (almost all unrelated) and is drawn towards them by a Dirichlet prior
 worth 1,000 pairs (without it, a single source whose candidates are mostly
@@ -79,10 +77,8 @@ __all__ = [
     "COMPARISONS",
     "Comparison",
     "FitReport",
-    "LayoutError",
     "MatchModel",
     "estimate",
-    "fingerprint_of",
     "prior_model",
     "render_markdown",
 ]
@@ -90,7 +86,7 @@ __all__ = [
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
-PERSON_CUTS = (0.50, 0.55, 0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
+PERSON_CUTS = (0.60, 0.65, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95)
 ADDRESS_CUTS = (0.70, 0.80, 0.90, 0.97)
 KEY_LEVELS = 3  # blocking keys agreeing: 0, 1, 2 or more
 BIRTH_CLOSE = 1.5  # years between implied birth years that still agree
@@ -104,10 +100,6 @@ def _bands(cuts: Sequence[float]) -> list[str]:
         + [f"{a}-{b}" for a, b in zip(edges, edges[1:], strict=False)]
         + [f">={edges[-1]}"]
     )
-
-
-class LayoutError(ValueError):
-    """A stored model's comparisons or levels are not this engine's (the cuts have changed)."""
 
 
 @dataclass(frozen=True)
@@ -389,10 +381,10 @@ class MatchModel:
             raise ValueError(f"not a {MODEL_FORMAT} document")
         comps = data.get("comparisons")
         if not isinstance(comps, dict) or sorted(comps) != sorted(c.name for c in COMPARISONS):
-            raise LayoutError("the model's comparisons differ from this engine's")
+            raise ValueError("the model's comparisons differ from this engine's")
         for c in COMPARISONS:
             if list(comps[c.name]["levels"]) != list(c.levels):
-                raise LayoutError(f"comparison {c.name}: levels differ from this engine's")
+                raise ValueError(f"comparison {c.name}: levels differ from this engine's")
         lam = data.get("lam")
         trained = data.get("trained_on", {})
         if not isinstance(lam, float | int) or not isinstance(trained, dict):
@@ -414,13 +406,8 @@ class MatchModel:
 
     def fingerprint(self) -> str:
         """SHA-256 of the canonical JSON: the model version runs and links refer to."""
-        return fingerprint_of(self.to_json())
-
-
-def fingerprint_of(data: Mapping[str, object]) -> str:
-    """:meth:`MatchModel.fingerprint` of a stored model, read or not (its JSON round-trips)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+        text = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _start(

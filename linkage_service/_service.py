@@ -45,7 +45,6 @@ from ._errors import (
     StorageError,
 )
 from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES, ExtractReceiver, Received
-from ._matchmodel import LayoutError, fingerprint_of
 from ._subject import subject_answer
 
 __all__ = [
@@ -400,16 +399,7 @@ class LinkageService:
         engine = self._factory(batch, person_of, household_of)
         adopt = getattr(engine, "adopt_model", None)
         if stored_model is not None and adopt is not None:
-            try:
-                adopt(stored_model)  # the version in force when the service stopped
-            except LayoutError:
-                # stored under other level cuts (an upgrade changed them): no model is
-                # in force, so the next update estimates one and re-links every person
-                _logger.warning(
-                    "stored model v%s has another level layout; the next update estimates"
-                    " a new one",
-                    fingerprint_of(stored_model)[:16],
-                )
+            adopt(stored_model)  # the version in force when the service stopped
         _set_decisions(engine, decisions)
         _logger.info(
             "engine built",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import numpy as np
 import pytest
-import sqlalchemy as sa
 
-from evaluation._harness import ingest_population, pair_scores, push_refresh
+from evaluation._harness import ingest_population, pair_scores
 from linkage_service import _matchmodel as mm
 from linkage_service import _store as store
 from linkage_service._engine import LinkageEngine
@@ -151,74 +149,3 @@ def test_the_cli_shows_the_model_in_force(population, tmp_path, capsys) -> None:
     assert card.startswith("# Match model") and "## person" in card and "Estimated by EM" in card
     assert main(["--config", str(config), "match-model", "--json"]) == 0
     assert MatchModel.from_json(json.loads(capsys.readouterr().out)).lam > 0
-
-
-def _old_layout(stored: dict) -> dict:
-    """``stored`` as the service kept it before person bands from 0.50 and 0.55 existed."""
-    person = stored["comparisons"]["person"]
-    keep = [not lv.startswith(("dice 0.50-", "dice 0.55-")) for lv in person["levels"]]
-    old = {k: [x for x, k_ in zip(v, keep, strict=True) if k_] for k, v in person.items()}
-    old["levels"] = [lv.replace("dice <0.50", "dice <0.60") for lv in old["levels"]]
-    return {**stored, "comparisons": {**stored["comparisons"], "person": old}}
-
-
-def _store_old_layout(sql) -> str:
-    """Rewrite the newest stored model in the old level layout; returns its version."""
-    with sql.begin() as conn:
-        row = conn.execute(
-            sa.select(store.runs.c.id, store.runs.c.stats)
-            .where(store.runs.c.stats.like('%"match_model_id"%'))
-            .order_by(store.runs.c.id.desc())
-            .limit(1)
-        ).one()
-        stats = json.loads(row.stats)
-        stats["match_model"] = _old_layout(stats["match_model"])
-        conn.execute(
-            sa.update(store.runs).where(store.runs.c.id == row.id).values(stats=json.dumps(stats))
-        )
-    return mm.fingerprint_of(stats["match_model"])[:16]
-
-
-def test_a_stored_model_of_another_level_layout_is_re_estimated(
-    population, tmp_path, caplog
-) -> None:
-    sql = ingest_population(population, f"sqlite:///{tmp_path / 'l.db'}")
-    version = _store_old_layout(sql)
-    with sql.connect() as conn:
-        with pytest.raises(mm.LayoutError, match="person: levels differ"):
-            MatchModel.from_json(store.latest_match_model(conn))
-    service = LinkageService(sql, {default_schema().fingerprint(): default_schema()})
-    with caplog.at_level("WARNING", logger="linkage_service.ingest"):
-        service.start()  # starts: the old model is set aside, not adopted
-    assert f"stored model v{version} has another level layout" in caplog.text
-    assert service._engine.model is None
-    before = max(r["run_id"] for r in store.list_runs(sql))
-    push_refresh(population, service, dt.date(2027, 3, 31))
-    first = min(
-        (r for r in store.list_runs(sql) if r["run_id"] > before), key=lambda r: r["run_id"]
-    )
-    # the next update estimated a model in the new layout and re-linked every person
-    assert first["stats"]["match_model_id"] == service._engine.model.fingerprint()[:16]
-    assert first["stats"]["engine"]["relinked_all"] == 1.0
-    with sql.connect() as conn:
-        assert MatchModel.from_json(store.latest_match_model(conn)).lam > 0
-    sql.dispose()
-
-
-def test_the_cli_refuses_a_stored_model_of_another_level_layout_plainly(
-    population, tmp_path, capsys
-) -> None:
-    from linkage_service._cli import main
-
-    config = tmp_path / "linkage.toml"
-    db = tmp_path / "l.db"
-    config.write_text(f'database_url = "sqlite:///{db}"\ntoken_file = "{tmp_path / "tokens"}"\n')
-    assert main(["--config", str(config), "migrate"]) == 0
-    sql = ingest_population(population, f"sqlite:///{db}")
-    version = _store_old_layout(sql)
-    sql.dispose()
-    capsys.readouterr()
-    assert main(["--config", str(config), "match-model"]) == 1
-    err = capsys.readouterr().err
-    assert f"stored match model {version} has another level layout" in err
-    assert "the next linkage run estimates a new one" in err and "Traceback" not in err
