@@ -22,7 +22,8 @@ def test_the_febrl_files_are_read_with_their_truth() -> None:
 @pytest.mark.parametrize(("dataset", "target"), [("febrl4", 0.99), ("febrl3", 0.97)])
 def test_linkage_quality_on_febrl(dataset: str, target: float, secret_seed: int, tmp_path) -> None:
     # the secret decides every filter bit, so results move from secret to secret
-    # (bench/febrl_secrets.py prints the spread); fixed secrets make the test repeatable
+    # (bench/quality_matrix.py --secrets N prints the spread); fixed secrets make
+    # the test repeatable
     result = run_febrl(dataset, default_schema(), workdir=tmp_path, secret_seed=secret_seed)
     assert result.persons.f1 >= target, result.persons
     assert result.persons.precision >= 0.98, result.persons
