@@ -220,44 +220,77 @@ class _Shuffle:
     Each line goes to one of ``buckets`` files chosen at random (:func:`_scatter`,
     run by whichever process encoded the line, so the lines never travel back
     through this one); each bucket is then read back whole and put in a random
-    order before the next: the Rao-Sandelius external shuffle, every order of
-    the lines equally likely, with no more than one bucket (tens of MB) in
-    memory. Randomness comes from the operating system (``os.urandom``), a fresh
-    permutation per extract, never seeded: the order must say nothing of the
-    CSV's, and a second encode of the same file must not repeat the first one's
-    order. The buckets hold encoded lines only (what the extract holds), in a
-    private directory beside it.
+    order (:func:`_order_bucket`): the Rao-Sandelius external shuffle, every order
+    of the lines equally likely, with no more than one bucket (tens of MB) in a
+    process's memory. The worker processes order the buckets too, one each, while
+    the main process hashes and writes the ones before. Randomness comes from the
+    operating system (``os.urandom``), a fresh permutation per extract, never
+    seeded: the order must say nothing of the CSV's, and a second encode of the
+    same file must not repeat the first one's order. The buckets hold encoded
+    lines only (what the extract holds), in a private directory beside it.
     """
 
     def __init__(self, out_dir: Path, buckets: int) -> None:
         self.dir = tempfile.mkdtemp(prefix=".family-linkage-shuffle-", dir=out_dir)  # 0700
         self.buckets = max(1, buckets)
+        # worker processes putting each bucket in order, when the encode had them
+        self.pool: ProcessPoolExecutor | None = None
+        self.ordering: list[Future[None]] = []
 
     def shuffled(self) -> Iterator[bytes]:
-        """Every line scattered, in random order, as newline-terminated chunks."""
-        import numpy as np  # here, not at import: worker processes never need its 12 MB
+        """Every line scattered, in random order, as newline-terminated chunks.
 
-        names = sorted(os.listdir(self.dir))
+        Buckets the worker processes have put in order already (:func:`_order_bucket`)
+        are read as they are; any other is put in order here first.
+        """
         for k in range(self.buckets):
-            lines: list[bytes] = []
-            for name in names:
-                if name.split(".", 1)[0] == str(k):
-                    part = os.path.join(self.dir, name)
-                    with open(part, "rb") as fh:
-                        got = fh.read().split(b"\n")
-                    os.unlink(part)
-                    got.pop()  # each part ends with a newline: the last piece is empty
-                    lines += got
-            # a uniformly random order: sort by 64-bit keys from the OS (a tie, which
-            # would favour the earlier line, has odds below 1 in 10^10 per bucket)
-            keys = np.frombuffer(os.urandom(8 * len(lines)), dtype="<u8")
-            order = np.argsort(keys, kind="stable").tolist()
-            for start in range(0, len(order), 4096):
-                yield b"\n".join([lines[i] for i in order[start : start + 4096]]) + b"\n"
+            ordered = os.path.join(self.dir, f"{k}.ordered")
+            if self.ordering:
+                self.ordering[k].result()  # a worker's error surfaces here
+            elif not os.path.exists(ordered):
+                _order_bucket(self.dir, k)
+            with open(ordered, "rb") as fh:
+                while chunk := fh.read(SHUFFLE_CHUNK_BYTES):
+                    yield chunk
+            os.unlink(ordered)
 
     def close(self) -> None:
-        """Remove the bucket files (the extract, if written, holds their lines)."""
+        """Stop the workers; remove the buckets (the extract, if written, holds their lines)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+SHUFFLE_CHUNK_BYTES = 4 * 1024 * 1024  # read back from an ordered bucket at a time
+
+
+def _order_bucket(directory: str, k: int) -> None:
+    """Put bucket ``k``'s lines (every process's part) in a uniformly random order.
+
+    The lines are sorted by 64-bit keys from the OS (a tie, which would favour the
+    earlier line, has odds below 1 in 10^10 per bucket) and written to
+    ``<k>.ordered``; the parts are removed. Run by a worker process at the end of
+    an encode, one bucket each, while the main process writes the ones before.
+    """
+    prefix = f"{k}."
+    lines: list[bytes] = []
+    for name in sorted(os.listdir(directory)):
+        if name.startswith(prefix) and name != f"{k}.ordered":
+            part = os.path.join(directory, name)
+            with open(part, "rb") as fh:
+                got = fh.read().split(b"\n")
+            os.unlink(part)
+            got.pop()  # each part ends with a newline: the last piece is empty
+            lines += got
+    keys = array("Q", os.urandom(8 * len(lines)))
+    order = sorted(range(len(lines)), key=keys.__getitem__)
+    fd = os.open(
+        os.path.join(directory, f"{k}.ordered"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600
+    )
+    with os.fdopen(fd, "wb") as out:
+        for start in range(0, len(order), 4096):
+            out.write(b"\n".join([lines[i] for i in order[start : start + 4096]]) + b"\n")
 
 
 def _scatter(directory: str, buckets: int, data: bytes, writer: str) -> None:
@@ -461,23 +494,32 @@ def _run_blocks(
             yield result
         return
     blocks = itertools.chain(head, blocks)
-    with ProcessPoolExecutor(
+    pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=_worker_context(),
         initializer=_init_worker,
         initargs=(ctx,),
-    ) as pool:
-        window: deque[Future[ChunkResult]] = deque()
-        try:
-            for first_line, text in blocks:
-                window.append(pool.submit(_work, first_line, text, shuffle.dir, shuffle.buckets))
-                if len(window) >= IN_FLIGHT_PER_WORKER * workers:  # bounded
-                    yield window.popleft().result()
-            while window:
+    )
+    handed = False
+    window: deque[Future[ChunkResult]] = deque()
+    try:
+        for first_line, text in blocks:
+            window.append(pool.submit(_work, first_line, text, shuffle.dir, shuffle.buckets))
+            if len(window) >= IN_FLIGHT_PER_WORKER * workers:  # bounded
                 yield window.popleft().result()
-        finally:
-            for fut in window:
-                fut.cancel()
+        while window:
+            yield window.popleft().result()
+        # every line is in its bucket: the workers put the buckets in order too,
+        # while the main process writes the ones before (the shuffle owns the pool now)
+        shuffle.ordering = [
+            pool.submit(_order_bucket, shuffle.dir, k) for k in range(shuffle.buckets)
+        ]
+        shuffle.pool, handed = pool, True
+    finally:
+        for fut in window:
+            fut.cancel()
+        if not handed:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_problems(path: Path, source: str, problems: list[Problem]) -> None:

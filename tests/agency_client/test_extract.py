@@ -6,6 +6,7 @@ import json
 import os
 import random
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -299,19 +300,20 @@ def test_the_shuffle_buckets_are_removed_whether_the_run_succeeds_or_fails(
 
 
 def test_worker_processes_scatter_into_buckets_of_their_own(tmp_path):
-    d = tmp_path / "buckets"
-    d.mkdir()
+    shuffle = extract_module._Shuffle(tmp_path, 4)
+    d = Path(shuffle.dir)
     lines = [f"line {k}".encode() for k in range(2000)]
     extract_module._scatter(str(d), 4, b"\n".join(lines[:1000]) + b"\n", "101")
     extract_module._scatter(str(d), 4, b"\n".join(lines[1000:]) + b"\n", "102")
     names = sorted(os.listdir(d))
     assert {n.split(".")[1] for n in names} == {"101", "102"}
     assert all(os.stat(d / n).st_mode & 0o777 == 0o600 for n in names)
-    shuffle = extract_module._Shuffle.__new__(extract_module._Shuffle)
-    shuffle.dir, shuffle.buckets = str(d), 4
+    extract_module._order_bucket(str(d), 2)  # as a worker process does, one bucket
+    assert "2.ordered" in os.listdir(d) and not any(n.startswith("2.1") for n in os.listdir(d))
     out = b"".join(shuffle.shuffled()).split(b"\n")[:-1]
     assert sorted(out) == sorted(lines) and out != lines
-    assert not os.listdir(d)  # each bucket's parts are removed as they are read
+    assert not os.listdir(d)  # each bucket's files are removed as they are read
+    shuffle.close()
 
 
 def _content(path):
