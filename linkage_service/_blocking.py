@@ -33,6 +33,7 @@ __all__ = [
     "block_pairs",
     "decode_pairs",
     "lsh_signatures",
+    "sorted_distinct",
     "token_codes",
     "unique_codes",
     "unique_pair_codes",
@@ -160,13 +161,18 @@ def unique_codes(parts: Iterable[I64]) -> I64:
         out[at : at + c.size] = c
         at += c.size
         del c
-    out.sort()
-    if out.size:
-        keep = np.empty(out.size, dtype=np.bool_)
+    return sorted_distinct(out)
+
+
+def sorted_distinct(codes: I64) -> I64:
+    """``codes`` sorted (in place) with repeats dropped."""
+    codes.sort()
+    if codes.size:
+        keep = np.empty(codes.size, dtype=np.bool_)
         keep[0] = True
-        np.not_equal(out[1:], out[:-1], out=keep[1:])
-        out = out[keep]
-    return out
+        np.not_equal(codes[1:], codes[:-1], out=keep[1:])
+        codes = codes[keep]
+    return codes
 
 
 def decode_pairs(codes: I64, n: int) -> tuple[I64, I64]:

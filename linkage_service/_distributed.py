@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _kernel as kernel
-from ._blocking import U64, BlockSpec, block_codes, decode_pairs
+from ._blocking import U64, BlockSpec, block_codes, decode_pairs, sorted_distinct
 from ._errors import EngineError
 from ._matchmodel import MatchModel
 from ._scoring import Features, PairScores, _concat, pattern_counts, score_pairs_above
@@ -114,26 +114,14 @@ def _block_task(
 ) -> list[I64]:
     """One key's (hash share's) distinct pair codes, cut into the row ranges."""
     codes = block_codes(_key_share(key, share, shares), is_new, window, alive, within=within)
-    codes.sort()
-    if codes.size:
-        keep = np.empty(codes.size, dtype=np.bool_)
-        keep[0] = True
-        np.not_equal(codes[1:], codes[:-1], out=keep[1:])
-        codes = codes[keep]
+    codes = sorted_distinct(codes)
     cuts = np.searchsorted(codes, _bounds(n, partitions)[1:-1])
     return [c.copy() for c in np.split(codes, cuts)]
 
 
 def _merge_task(*pieces: I64) -> I64:
     """One row range's codes from every key, each once, sorted."""
-    out = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
-    out.sort()
-    if out.size:
-        keep = np.empty(out.size, dtype=np.bool_)
-        keep[0] = True
-        np.not_equal(out[1:], out[:-1], out=keep[1:])
-        out = out[keep]
-    return out
+    return sorted_distinct(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64))
 
 
 def _counts_task(f: Features, codes: I64, n: int) -> F64:
