@@ -498,9 +498,9 @@ class LinkageEngine:
         is_new = np.ones(eng._n, dtype=np.bool_)
         eng._link_places(is_new)
         eng._join_places_by_person(by_pid)
-        for pid, rs in by_pid.items():
-            eng.base_row[pid] = eng._current_row(rs)
-        view = _PlaceView(eng)  # places, base rows and liveness stand still from here
+        view = _PlaceView(eng)  # places, persons and liveness stand still from here
+        for pid in by_pid:
+            eng.base_row[pid] = view.current_row(pid)
         for pid in by_pid:
             eng._set_chosen(pid, eng._follow(pid, view))
             hid = household_of.get(pid)
@@ -775,11 +775,6 @@ class LinkageEngine:
         """Remove a cluster; returns its alive rows (dead rows are forgotten)."""
         rows = clusters.remove(root)
         return [r for r in rows if self.alive[r]]
-
-    def _current_row(self, rows: Sequence[int]) -> int | None:
-        places = self.places
-        place_of = {r: places.find(r) for r in rows if places.holds(r)}
-        return current_row(rows, place_of, self.day, lambda root: len(places.members(root)))
 
     def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int]:
         """Add new addressed rows to places and merge; returns (affected roots, candidates)."""
