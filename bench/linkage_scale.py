@@ -15,6 +15,7 @@ window (sampled) starts after (b)'s engine and the ground truth are freed.
 
     .venv/bin/python bench/linkage_scale.py                     # 1M records
     .venv/bin/python bench/linkage_scale.py --records 100000
+    .venv/bin/python bench/linkage_scale.py --schema docs/schemas/person-unhardened-v1.json
 """
 
 from __future__ import annotations
@@ -75,20 +76,22 @@ def main() -> int:
     ap.add_argument("--changed", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
+    ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
     args = ap.parse_args()
 
+    from agency_client import load_schema
     from evaluation._harness import load_population, pair_scores
     from linkage_service._engine import LinkageEngine
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)
+    schema = load_schema(args.schema)
+    cache = args.cache / f"linkage-{args.records}-{args.seed}"
+    if args.schema is not None:
+        cache = cache.with_name(f"{cache.name}-{schema.fingerprint()[:12]}")
+    print(f"schema: {schema.name} ({schema.fingerprint()[:16]}...)")
     t0 = time.perf_counter()
-    pop = load_population(
-        households,
-        args.seed,
-        args.cache / f"linkage-{args.records}-{args.seed}",
-        workers=os.cpu_count() or 1,
-    )
+    pop = load_population(households, args.seed, cache, workers=os.cpu_count() or 1, schema=schema)
     n = len(pop.batch)
     print(
         f"population: {n:,} records from {len(pop.agencies)} agencies "
