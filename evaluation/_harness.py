@@ -111,6 +111,7 @@ class Population:
     extract_paths: dict[str, Path]
     workdir: Path
     truth_by_ref: dict[tuple[str, str], tuple[str, str]]  # (agency, ref) -> (person, household)
+    schema: LinkageSchema | None = None  # what the extracts were encoded with (None: the default)
 
     def households_truth(self) -> dict[str, dict[str, str]]:
         """The generator's ``truth/households.csv``, by household id."""
@@ -427,7 +428,7 @@ def load_population(
     if not reuse:
         marker.write_text(json.dumps(wanted))
     return Population(
-        concat(batches), truth_person, truth_household, agencies, paths, work, truth_by_ref
+        concat(batches), truth_person, truth_household, agencies, paths, work, truth_by_ref, schema
     )
 
 
@@ -455,7 +456,7 @@ def ingest_population(
         store.add_agency(sql, agency, pub.public_key, pub.key_id, [extract_type])
     from protocols import default_schema
 
-    schema = default_schema()
+    schema = population.schema or default_schema()
     if engine_factory is None:
         service = LinkageService(sql, {schema.fingerprint(): schema})
     else:
