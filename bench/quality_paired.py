@@ -7,10 +7,10 @@ schemas share drops out of the comparison. For each data set and figure this
 prints the mean of ``other - base``, its standard deviation, the lowest and
 highest single difference, and how many secrets lost more than ``--margin``.
 
-    .venv/bin/python bench/quality_matrix.py --secrets 8 --json base.json
-    .venv/bin/python bench/quality_matrix.py --secrets 8 --json fold.json \\
-        --schema docs/schemas/person-xor-fold.json
-    .venv/bin/python bench/quality_paired.py base.json fold.json
+    .venv/bin/python bench/quality_matrix.py --secrets 8 --json v1.json \\
+        --schema docs/schemas/person-unhardened-v1.json
+    .venv/bin/python bench/quality_matrix.py --secrets 8 --json v2.json
+    .venv/bin/python bench/quality_paired.py v1.json v2.json
 """
 
 from __future__ import annotations

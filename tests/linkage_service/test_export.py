@@ -35,7 +35,7 @@ from protocols import EXPORT_KINDS, ExportKind
 from ._factories import auth, write_tokens
 
 AS_AT = PopulationConfig(households=1).extract_date
-PAGE = 19  # rows per page: small, so every kind spans several pages
+PAGE = 7  # rows per page: small, so every kind (review pairs are the fewest) spans several pages
 
 
 @pytest.fixture(scope="module")

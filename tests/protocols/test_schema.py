@@ -6,6 +6,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -114,16 +115,30 @@ def test_canonical_bytes_known_answer():
     assert schema.fingerprint() == hashlib.sha256(expected).hexdigest()
 
 
-# The default schema's fingerprint as the code computed it before local_identifiers
-# and postcode_format existed (commit 72690fb; docs/agency-client.md quotes its first
-# 16 digits). Options added since must leave it alone while they hold their defaults.
-DEFAULT_FINGERPRINT = "073bd62b1f39d1747058ef2229a1d32f79d98fa08810cc2497dd51e1f4b17625"
+# Schema v1's fingerprint as the code computed it before local_identifiers and
+# postcode_format existed (commit 72690fb). v1 is kept as a file for comparisons
+# (docs/schemas/person-unhardened-v1.json); options added since must leave it alone
+# while they hold their defaults.
+V1_FINGERPRINT = "073bd62b1f39d1747058ef2229a1d32f79d98fa08810cc2497dd51e1f4b17625"
+V1_FILE = Path(__file__).parents[2] / "docs" / "schemas" / "person-unhardened-v1.json"
+# The shipped default (v2, XOR-folded person filters): a change here re-keys and
+# re-encodes every deployment, so it is pinned.
+DEFAULT_FINGERPRINT = "7eeaefebc0be94c7d9e3c19f8bbe767e13bb0e053bab047c226fdb4b06ccb88b"
 
 
 def test_default_fingerprint_known_answer():
     assert default_schema().fingerprint() == DEFAULT_FINGERPRINT
     body = json.loads(default_schema().canonical_bytes())
     assert "local_identifiers" not in body and "postcode_format" not in body
+
+
+def test_schema_v1_file_keeps_its_fingerprint():
+    v1 = LinkageSchema.model_validate_json(V1_FILE.read_bytes())
+    assert v1.fingerprint() == V1_FINGERPRINT
+    # v2 differs from v1 in the person filter alone
+    v2 = default_schema()
+    assert v1.model_copy(update={"name": v2.name, "person_filter": v2.person_filter}) == v2
+    assert v1.person_filter.output_bits == v2.person_filter.output_bits == 1024
 
 
 @pytest.mark.parametrize(
@@ -134,14 +149,15 @@ def test_default_fingerprint_known_answer():
     ],
 )
 def test_later_options_change_the_fingerprint_only_when_used(update, member):
-    schema = LinkageSchema.model_validate({**default_schema().model_dump(), **update})
+    v1 = LinkageSchema.model_validate_json(V1_FILE.read_bytes())
+    schema = LinkageSchema.model_validate({**v1.model_dump(), **update})
     assert member in schema.canonical_bytes().decode()
-    assert schema.fingerprint() != DEFAULT_FINGERPRINT
-    # stated at their defaults, they are the default schema
+    assert schema.fingerprint() != V1_FINGERPRINT
+    # stated at their defaults, they are schema v1 as it was
     again = LinkageSchema.model_validate(
-        {**default_schema().model_dump(), "local_identifiers": [], "postcode_format": "uk"}
+        {**v1.model_dump(), "local_identifiers": [], "postcode_format": "uk"}
     )
-    assert again.fingerprint() == DEFAULT_FINGERPRINT
+    assert again.fingerprint() == V1_FINGERPRINT
 
 
 def test_local_identifiers_are_checked():
@@ -186,15 +202,15 @@ CHANGES = {
     "address bits_per_feature": (("address_filter", "fields", 1, "bits_per_feature"), 61),
     "person tokenizer": (("person_filter", "fields", 0, "tokenizer"), "positional_unigrams"),
     "person feature": (("person_filter", "fields", 0, "feature"), "middle_names"),
-    "person length": (("person_filter", "length_bits"), 2048),
+    "person length": (("person_filter", "length_bits"), 1024),
     "address length": (("address_filter", "length_bits"), 512),
-    "person hardening": (("person_filter", "hardening"), "xor_fold"),
+    "person hardening": (("person_filter", "hardening"), "none"),
     "address salt": (("address_filter", "salt"), "sex"),
     "blocking key part": (("blocking_keys", 0, "parts", 1), "dob_year"),
     "blocking key name": (("blocking_keys", 0, "name"), "family_dob2"),
     "exact identifiers": (("exact_identifiers",), ["nhs_number", "ni_number"]),
     "identity_pad_bytes": (("identity_pad_bytes",), 1024),
-    "name": (("name",), "family-linkage default v1 (copy)"),
+    "name": (("name",), "family-linkage default v2 (copy)"),
 }
 
 
