@@ -363,8 +363,8 @@ def load_population(
     wanted: dict[str, object] = {"households": households, "seed": seed}
     if secret_seed is not None:
         wanted["secret_seed"] = secret_seed
-    if schema != default_schema():
-        wanted["schema"] = schema.fingerprint()  # a cache is for one schema
+    # a cache is for one schema: the default's too, which changes between versions
+    wanted["schema"] = schema.fingerprint()
     reuse = marker.exists() and json.loads(marker.read_text()) == wanted
     keys = work / "keys"
     if reuse:
@@ -505,7 +505,7 @@ def push_refresh(
     keys = population.workdir / "keys"
     secret = load_secret(keys / "secret")
     seal = load_seal_public_key(keys / "unlock" / "seal.pub")
-    schema = default_schema()
+    schema = population.schema or default_schema()
     out: dict[str, Path] = {}
     stamp = extract_date.isoformat()
     for agency in population.agencies:
