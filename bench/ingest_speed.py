@@ -11,7 +11,9 @@ reachable). Prints per extract and in total: records/s end to end, and the
 split: upload (chunks sent, each checked by the service as it arrives),
 verify (the service's time checking lines, inside upload, and the trailer and
 signature at completion), apply (completion: insert, link, write the links,
-statistics) and link (the engine's share of apply).
+statistics) and link (the engine's share of apply). On Linux it also prints
+the service process's CPU time (user + system, from /proc), which a shared
+machine disturbs less than wall time.
 
     .venv/bin/python bench/ingest_speed.py                      # 1M records
     .venv/bin/python bench/ingest_speed.py --records 200000 --databases sqlite
@@ -64,6 +66,15 @@ def _register(url: str, pop: Any) -> None:
         sql.dispose()
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(database_url: str, label: str, pop: Any, work: Path) -> None:
     """Serve on ``database_url``, push every agency's extract, print the figures."""
     from agency_client import push_extract
@@ -99,6 +110,7 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
                 pass
             time.sleep(0.2)
         print(f"[{label}] service up in {time.perf_counter() - started:.1f}s")
+        cpu_start = _cpu_seconds(proc.pid)
         total = {"records": 0, "seconds": 0.0, "upload": 0.0, "verify": 0.0, "apply": 0.0}
         total["link"] = 0.0
         with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
@@ -138,6 +150,9 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
             f"apply {total['apply']:.1f}s (link {total['link']:.1f}s, insert/write/statistics "
             f"{total['apply'] - total['link']:.1f}s)"
         )
+        cpu_end = _cpu_seconds(proc.pid)
+        if cpu_start is not None and cpu_end is not None:
+            print(f"[{label}] service CPU time (user + system): {cpu_end - cpu_start:.1f}s")
     finally:
         proc.terminate()
         proc.wait(30)

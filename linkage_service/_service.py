@@ -22,12 +22,14 @@ import importlib
 import itertools
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -350,6 +352,24 @@ def _dumps(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=_jsonable)
 
 
+_FAST_JSON = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def _dumps_fast(value: object) -> str:
+    """Compact JSON of link evidence (one per link): what readers ``json.loads`` back.
+
+    orjson, several times faster than ``json`` here; unlike ``_dumps`` it writes
+    no NaN or infinity (as null): evidence has none (missing gaps are None
+    already, match model weights are finite).
+    """
+    return orjson.dumps(value, default=_jsonable, option=_FAST_JSON).decode()
+
+
+def _token_json(tokens: Mapping[str, bytes]) -> str:
+    """A record's exact or blocking tokens as stored: ``{name: hex}`` in compact JSON."""
+    return orjson.dumps({k: v.hex() for k, v in tokens.items()}).decode()
+
+
 class LinkageService:
     """Database + linkage engine + the apply lock. Thread-safe."""
 
@@ -593,100 +613,121 @@ class LinkageService:
             kept = changed = 0
             fresh_ids = iter(store.fresh_record_ids(conn, trailer.record_count))
             xid, extract_date = header.extract_id, header.extract_date.isoformat()
+            keep_sql = _KEEP_SQL[conn.dialect.name == "postgresql"]
             records = received.records()
-            while True:
-                batch = list(itertools.islice(records, _WRITE_BATCH))
-                if not batch:
-                    break
-                new_rows: list[tuple[Any, ...]] = []
-                new_inds: list[tuple[Any, ...]] = []
-                keep_rows: list[tuple[Any, ...]] = []
-                retire_now: list[int] = []
-                replaces: dict[int, int] = {}  # new record id -> the active one it replaces
-                returning: dict[str, int] = {}  # record ref absent from the active set -> new id
-                for rec in batch:
-                    old = current.pop(rec.record_ref, None)
-                    if old is not None and old[1] == rec.digest:
-                        kept += 1
-                        keep_rows.append((xid, rec.sealed, old[0]))
-                        continue
-                    rid = next(fresh_ids)
-                    seq = next_seq
-                    next_seq += 1
-                    if old is not None:
-                        changed += 1
-                        retire_now.append(old[0])
-                        replaces[rid] = old[0]
-                    else:
-                        returning[rec.record_ref] = rid
-                    new_rows.append(
-                        (
-                            rid,
-                            seq,
-                            header.agency_id,
-                            rec.record_ref,
-                            xid,
-                            xid,
-                            None,
-                            True,
-                            rec.digest,
-                            rec.clk,
-                            rec.address_clk,
-                            json.dumps({k: v.hex() for k, v in rec.exact.items()}),
-                            json.dumps({k: v.hex() for k, v in rec.blocking.items()}),
-                            rec.age,
-                            rec.age_band,
-                            rec.sex,
-                            rec.district,
-                            extract_date,
-                            rec.sealed,
+            # the bulk writes run in a thread of their own, in order, while this one
+            # prepares the next batch and the engine links; every other use of the
+            # connection meanwhile holds writer.lock (one statement at a time)
+            with _Writer(_threaded_writes(conn)) as writer:
+                while True:
+                    batch = list(itertools.islice(records, _WRITE_BATCH))
+                    if not batch:
+                        break
+                    new_rows: list[tuple[Any, ...]] = []
+                    new_inds: list[tuple[Any, ...]] = []
+                    keep_rows: list[tuple[Any, ...]] = []
+                    retire_now: list[int] = []
+                    replaces: dict[int, int] = {}  # new record id -> the active one it replaces
+                    returning: dict[
+                        str, int
+                    ] = {}  # record ref absent from the active set -> new id
+                    for rec in batch:
+                        old = current.pop(rec.record_ref, None)
+                        if old is not None and old[1] == rec.digest:
+                            kept += 1
+                            keep_rows.append((xid, rec.sealed, old[0]))
+                            continue
+                        rid = next(fresh_ids)
+                        seq = next_seq
+                        next_seq += 1
+                        if old is not None:
+                            changed += 1
+                            retire_now.append(old[0])
+                            replaces[rid] = old[0]
+                        else:
+                            returning[rec.record_ref] = rid
+                        new_rows.append(
+                            (
+                                rid,
+                                seq,
+                                header.agency_id,
+                                rec.record_ref,
+                                xid,
+                                xid,
+                                None,
+                                True,
+                                rec.digest,
+                                rec.clk,
+                                rec.address_clk,
+                                _token_json(rec.exact),
+                                _token_json(rec.blocking),
+                                rec.age,
+                                rec.age_band,
+                                rec.sex,
+                                rec.district,
+                                extract_date,
+                                rec.sealed,
+                            )
                         )
+                        new_inds.extend((rid, t, v, d) for t, v, d in rec.indicators)
+                        builder.add(
+                            record_id=rid,
+                            agency_idx=agency.idx,
+                            clk=rec.clk,
+                            address_clk=rec.address_clk,
+                            age=rec.age,
+                            age_band=rec.age_band,
+                            sex=rec.sex,
+                            district=rec.district,
+                            extract_date=header.extract_date,
+                            exact=rec.exact,
+                            blocking=rec.blocking,
+                            indicator_types=[t for t, _, _ in rec.indicators],
+                        )
+                    with writer.lock:
+                        previous.update(
+                            _previous_persons(conn, header.agency_id, replaces, returning)
+                        )
+                        # the records a changed one replaces retire first (one active row
+                        # per ref): before this batch's rows are queued
+                        if retire_now:
+                            _retire(conn, retire_now, xid)
+                            removed.extend(retire_now)
+                    new_rows.sort(key=_first)  # in key order: appends to the id index
+                    writer.put(store.bulk_insert, conn, r, _RECORD_COLUMNS, new_rows)
+                    writer.put(
+                        store.bulk_insert, conn, store.indicators, _INDICATOR_COLUMNS, new_inds
                     )
-                    new_inds.extend((rid, t, v, d) for t, v, d in rec.indicators)
-                    builder.add(
-                        record_id=rid,
-                        agency_idx=agency.idx,
-                        clk=rec.clk,
-                        address_clk=rec.address_clk,
-                        age=rec.age,
-                        age_band=rec.age_band,
-                        sex=rec.sex,
-                        district=rec.district,
-                        extract_date=header.extract_date,
-                        exact=rec.exact,
-                        blocking=rec.blocking,
-                        indicator_types=[t for t, _, _ in rec.indicators],
-                    )
-                previous.update(_previous_persons(conn, header.agency_id, replaces, returning))
-                # the records a changed one replaces retire first: one active row per ref
-                if retire_now:
-                    _retire(conn, retire_now, xid)
-                    removed.extend(retire_now)
-                new_rows.sort(key=_first)  # in key order: appends to the id index, less seeking
-                store.bulk_insert(conn, r, _RECORD_COLUMNS, new_rows)
-                store.bulk_insert(conn, store.indicators, _INDICATOR_COLUMNS, new_inds)
-                if keep_rows:
-                    conn.exec_driver_sql(_KEEP_SQL[conn.dialect.name == "postgresql"], keep_rows)
-            absent = [rid for rid, _ in current.values()]
-            if absent:
-                _retire(conn, absent, header.extract_id)
-                removed.extend(absent)
-            superseded = conn.execute(
-                store.extracts.update()
-                .where(
-                    store.extracts.c.agency_id == header.agency_id,
-                    store.extracts.c.status == "applied",
-                )
-                .values(status="superseded")
-            ).rowcount
-            added = builder.build()
-            # the clerical decisions in force bind this update (one may have been
-            # recorded since the last, by the API or the command line)
-            touched[0] = True
-            _set_decisions(engine, store.current_decisions(conn))
-            t0 = time.monotonic()
-            delta = engine.update(added, removed, previous)
-            link_seconds = time.monotonic() - t0
+                    if keep_rows:
+                        writer.put(conn.exec_driver_sql, keep_sql, keep_rows)
+                with writer.lock:
+                    absent = [rid for rid, _ in current.values()]
+                    if absent:
+                        _retire(conn, absent, header.extract_id)
+                        removed.extend(absent)
+                    superseded = conn.execute(
+                        store.extracts.update()
+                        .where(
+                            store.extracts.c.agency_id == header.agency_id,
+                            store.extracts.c.status == "applied",
+                        )
+                        .values(status="superseded")
+                    ).rowcount
+                    decided = store.has_decisions(conn)
+                # the clerical decisions in force bind this update (one may have been
+                # recorded since the last, by the API or the command line); they follow
+                # the source records to their new ids, so need every record stored
+                decisions: dict[tuple[int, int], str] = {}
+                if decided:
+                    writer.finish()
+                    decisions = store.current_decisions(conn)
+                added = builder.build()
+                touched[0] = True
+                _set_decisions(engine, decisions)
+                t0 = time.monotonic()
+                delta = engine.update(added, removed, previous)
+                link_seconds = time.monotonic() - t0
+                writer.finish()  # every record is stored (or its error raised) before the delta
             _write_delta(conn, run_id, delta, removed, set(added.ids.tolist()))
             stats: dict[str, Any] = {
                 "agency_id": header.agency_id,
@@ -746,6 +787,79 @@ class LinkageService:
         return {**stats, "run_id": run_id, "idempotent": False}
 
 
+class _Writer:
+    """The apply's bulk writes, run in order on its connection by a thread of its own.
+
+    SQLite's driver releases the GIL inside each step and psycopg while the server
+    works, so a batch's insert proceeds while the next batch is prepared and while
+    the engine links. The writes stay in the caller's transaction: the caller holds
+    ``lock`` for any other use of the connection until :meth:`finish`, which
+    re-raises the first write that failed (the writes after it are skipped).
+    Leaving the ``with`` block always waits for the thread, so a failure on
+    either side rolls back a connection that no thread is using.
+    ``threaded=False`` runs each write at once, in the caller's thread.
+    """
+
+    def __init__(self, threaded: bool = True) -> None:
+        self.lock = threading.Lock()
+        self._error: BaseException | None = None
+        self._jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=3)
+        self._thread: threading.Thread | None = None
+        if threaded:
+            self._thread = threading.Thread(target=self._run, name="apply-writes", daemon=True)
+            self._thread.start()
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop()
+
+    def put(self, fn: Callable[..., object], *args: Any) -> None:
+        """Queue ``fn(*args)`` (bound in order); raise now if an earlier write failed."""
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            with self.lock:
+                fn(*args)
+            return
+        self._jobs.put(lambda: fn(*args))
+
+    def finish(self) -> None:
+        """Wait for every queued write; re-raise the first that failed."""
+        self._stop()
+        if self._error is not None:
+            raise self._error
+
+    def _stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is not None:
+                continue  # drain, so the caller never blocks on a full queue
+            try:
+                with self.lock:
+                    job()
+            except BaseException as exc:  # re-raised in the caller's thread by finish()
+                self._error = exc
+
+
+def _threaded_writes(conn: Connection) -> bool:
+    """Whether the writes of an apply may run in a second thread on ``conn``.
+
+    Not on an in-memory SQLite database: its connection belongs to one thread.
+    """
+    return conn.dialect.name == "postgresql" or conn.engine.url.database not in (
+        None,
+        "",
+        ":memory:",
+    )
+
+
 def _set_decisions(engine: LinkEngine, decisions: Mapping[tuple[int, int], str]) -> None:
     """Hand the clerical decisions in force to an engine that honours them."""
     setter = getattr(engine, "set_decisions", None)
@@ -777,16 +891,20 @@ def _previous_persons(
     rp, r = store.record_person, store.records
     out: dict[int, str] = {}
     by_old = {old: new for new, old in replaces.items()}
-    for part in store.chunks(sorted(by_old)):
+    for part in store.key_chunks(conn, sorted(by_old)):
         for rid, pid in conn.execute(
-            sa.select(rp.c.record_id, rp.c.person_id).where(rp.c.record_id.in_(part))
+            sa.select(rp.c.record_id, rp.c.person_id).where(
+                store.key_in(conn, rp.c.record_id, part)
+            )
         ):
             out[by_old[int(rid)]] = str(pid)
-    for refs in store.chunks(sorted(returning)):
+    for refs in store.key_chunks(conn, sorted(returning)):
         rows = conn.execute(
             sa.select(r.c.record_ref, rp.c.person_id)
             .join(rp, rp.c.record_id == r.c.id)
-            .where(r.c.agency_id == agency_id, r.c.record_ref.in_(refs), ~r.c.active)
+            .where(
+                r.c.agency_id == agency_id, store.key_in(conn, r.c.record_ref, refs), ~r.c.active
+            )
             .order_by(r.c.seq)
         )
         for ref, pid in rows:  # the latest record of a ref comes last
@@ -796,8 +914,12 @@ def _previous_persons(
 
 def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:
     r = store.records
-    for part in store.chunks(list(ids)):
-        conn.execute(r.update().where(r.c.id.in_(part)).values(active=False, retired_by=extract_id))
+    for part in store.key_chunks(conn, list(ids)):
+        conn.execute(
+            r.update()
+            .where(store.key_in(conn, r.c.id, part))
+            .values(active=False, retired_by=extract_id)
+        )
 
 
 def _write_delta(
@@ -815,13 +937,13 @@ def _write_delta(
     person_ids = sorted(set(delta.person_of.values()))
     new_persons = _ensure_ids(conn, p, person_ids, run_id)
     items = sorted(delta.person_of.items())
-    for ids in store.chunks([int(k) for k, _ in items if int(k) not in added]):
-        conn.execute(rp.delete().where(rp.c.record_id.in_(ids)))
+    for ids in store.key_chunks(conn, [int(k) for k, _ in items if int(k) not in added]):
+        conn.execute(rp.delete().where(store.key_in(conn, rp.c.record_id, ids)))
     store.bulk_insert(conn, rp, ("record_id", "person_id"), [(int(k), v) for k, v in items])
     retired = sorted(set(delta.persons_retired))
-    for part in store.chunks(retired):
-        conn.execute(p.update().where(p.c.id.in_(part)).values(retired_run=run_id))
-        conn.execute(ph.delete().where(ph.c.person_id.in_(part)))
+    for part in store.key_chunks(conn, retired):
+        conn.execute(p.update().where(store.key_in(conn, p.c.id, part)).values(retired_run=run_id))
+        conn.execute(ph.delete().where(store.key_in(conn, ph.c.person_id, part)))
     events = [
         {"run_id": run_id, "kind": "person_retired", "from_id": x, "to_id": None} for x in retired
     ]
@@ -836,13 +958,13 @@ def _write_delta(
     # households
     _ensure_ids(conn, h, sorted(set(delta.household_of.values())), run_id)
     hitems = sorted(delta.household_of.items())
-    for pids in store.chunks([k for k, _ in hitems if k not in new_persons]):
-        conn.execute(ph.delete().where(ph.c.person_id.in_(pids)))
+    for pids in store.key_chunks(conn, [k for k, _ in hitems if k not in new_persons]):
+        conn.execute(ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))
     store.bulk_insert(conn, ph, ("person_id", "household_id"), hitems)
     hretired = sorted(set(delta.households_retired))
-    for part in store.chunks(hretired):
-        conn.execute(h.update().where(h.c.id.in_(part)).values(retired_run=run_id))
-        conn.execute(ph.delete().where(ph.c.household_id.in_(part)))
+    for part in store.key_chunks(conn, hretired):
+        conn.execute(h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id))
+        conn.execute(ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
     events += [
         {"run_id": run_id, "kind": "household_retired", "from_id": x, "to_id": None}
         for x in hretired
@@ -859,9 +981,14 @@ def _write_delta(
         conn.execute(store.id_events.insert(), events)
     # links and review candidates: forget pairs of removed records, then upsert
     for table in (store.links, store.review):
-        for ids in store.chunks(list(removed)):
+        for ids in store.key_chunks(conn, list(removed)):
             conn.execute(
-                table.delete().where(sa.or_(table.c.record_a.in_(ids), table.c.record_b.in_(ids)))
+                table.delete().where(
+                    sa.or_(
+                        store.key_in(conn, table.c.record_a, ids),
+                        store.key_in(conn, table.c.record_b, ids),
+                    )
+                )
             )
     for table, other, pairs in (
         (store.links, store.review, delta.links),
@@ -871,7 +998,7 @@ def _write_delta(
         old_keys: list[dict[str, int]] = []
         for a, b, score, evidence in pairs:
             lo, hi = sorted((int(a), int(b)))
-            row: tuple[Any, ...] = (lo, hi, float(score), _dumps(dict(evidence)), run_id)
+            row: tuple[Any, ...] = (lo, hi, float(score), _dumps_fast(dict(evidence)), run_id)
             if table is store.review:
                 # its queue order; its impact is unknown until the next assessment cycle
                 row += (store.review_uncertainty(float(score)),)
@@ -893,18 +1020,24 @@ def _write_delta(
 def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: int) -> set[str]:
     """Create the ids ``table`` does not hold and revive retired ones; the ids created."""
     created: set[str] = set()
-    for part in store.chunks(list(ids)):
+    for part in store.key_chunks(conn, list(ids)):
+        # id -> whether it is retired; only those are revived (most are live already)
         existing = {
-            str(i) for (i,) in conn.execute(sa.select(table.c.id).where(table.c.id.in_(part)))
+            str(i): retired is not None
+            for i, retired in conn.execute(
+                sa.select(table.c.id, table.c.retired_run).where(
+                    store.key_in(conn, table.c.id, part)
+                )
+            )
         }
-        fresh = [(i, run_id, None) for i in part if i not in existing]
-        created.update(i for i, _, _ in fresh)
-        store.bulk_insert(conn, table, ("id", "created_run", "retired_run"), fresh)
-        back = [i for i in part if i in existing]
+        created.update(i for i in part if i not in existing)
+        back = [i for i in part if existing.get(i)]
         if back:
             conn.execute(
                 table.update()
-                .where(table.c.id.in_(back), table.c.retired_run.is_not(None))
+                .where(store.key_in(conn, table.c.id, back), table.c.retired_run.is_not(None))
                 .values(retired_run=None)
             )
+    fresh = [(i, run_id, None) for i in ids if i in created]  # one bulk insert, in order
+    store.bulk_insert(conn, table, ("id", "created_run", "retired_run"), fresh)
     return created

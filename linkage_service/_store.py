@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -48,7 +49,21 @@ __all__ = [
 
 VERSION_TABLE = "linkage_service_alembic_version"
 CHUNK = 500  # IN-list size: well under SQLite's and PostgreSQL's parameter limits
+ARRAY_CHUNK = 50_000  # values per PostgreSQL array parameter (key_in)
 ANALYSIS_LIMIT = 1000  # rows SQLite's ANALYZE reads per index (PRAGMA analysis_limit)
+# columns PostgreSQL's ANALYZE after an apply skips (no query's predicate uses them)
+UNANALYZED = frozenset(
+    {
+        "clk",
+        "address_clk",
+        "sealed_identity",
+        "exact_tokens",
+        "blocking_keys",
+        "content_sha256",
+        "evidence",
+        "impact_detail",
+    }
+)
 
 normalise_url = normalise_database_url
 redact = redact_url
@@ -392,6 +407,24 @@ def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
     """``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def key_chunks(conn: Connection, items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    """``items`` in slices for :func:`key_in` on ``conn``: :data:`CHUNK` on SQLite,
+    :data:`ARRAY_CHUNK` on PostgreSQL (one array parameter, whatever its length)."""
+    return chunks(items, ARRAY_CHUNK if conn.dialect.name == "postgresql" else CHUNK)
+
+
+def key_in(conn: Connection, column: sa.Column[Any], values: Sequence[Any]) -> Any:
+    """``column IN values`` for a slice from :func:`key_chunks`.
+
+    PostgreSQL: ``column = ANY(array)``, one parameter, so neither SQLAlchemy nor
+    psycopg renders and converts a placeholder per value (that was most of the
+    time of an apply's id look-ups there); SQLite: an ``IN`` list.
+    """
+    if conn.dialect.name == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(values)
 
 
 # --- agency registry -------------------------------------------------------------------
@@ -1145,6 +1178,11 @@ def _latest_versions() -> Any:
         .group_by(d.c.record_a, d.c.record_b)
         .subquery("latest")
     )
+
+
+def has_decisions(conn: Connection) -> bool:
+    """Whether any clerical decision was ever recorded (else none can be in force)."""
+    return conn.execute(sa.select(review_decisions.c.id).limit(1)).first() is not None
 
 
 def current_decisions(conn: Connection) -> dict[tuple[int, int], str]:

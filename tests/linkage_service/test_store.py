@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from linkage_service import _store as store
-from linkage_service._errors import ConfigError, EngineError
+from linkage_service._errors import ConfigError, EngineError, StorageError
 
 from ._factories import FailingEngine, build_extract, make_record
 from .conftest import ingest
@@ -87,6 +87,35 @@ def test_failure_mid_apply_rolls_back_everything(db_url, make_service, school, r
     assert after["failed_runs"] == 1
     with svc.sql.connect() as c:
         assert c.execute(sa.select(sa.func.count()).select_from(store.extracts)).scalar() == 1
+
+
+def test_failed_insert_in_the_write_thread_rolls_back_everything(
+    db_url, make_service, school, rng, monkeypatch
+):
+    # the indicators' insert fails in the apply's write thread after the records' one
+    # succeeded: nothing of the extract is stored, and the next extract applies
+    svc = make_service(db_url)
+    recs = [make_record(rng) for _ in range(5)]
+    ingest(svc, build_extract(school, recs))
+    before = store.statistics(svc.sql)
+    real = store.bulk_insert
+
+    def failing(conn, table, columns, rows):
+        if table is store.indicators:
+            raise sa.exc.OperationalError("INSERT INTO indicators", {}, Exception("disk full"))
+        real(conn, table, columns, rows)
+
+    monkeypatch.setattr(store, "bulk_insert", failing)
+    fresh = [make_record(rng) for _ in range(3)]
+    with pytest.raises(StorageError, match="not applied, database error"):
+        ingest(svc, build_extract(school, recs[:2] + fresh))
+    monkeypatch.setattr(store, "bulk_insert", real)
+    after = store.statistics(svc.sql)
+    for key in ("active_records", "retired_records", "persons", "households", "links"):
+        assert after[key] == before[key], key
+    assert after["failed_runs"] == 1
+    summary = ingest(svc, build_extract(school, recs[:2] + fresh))
+    assert (summary["records_added"], summary["records_retired"]) == (3, 3)
 
 
 def test_restart_rebuilds_engine_from_database(db_url, make_service, school, rng):
