@@ -1447,9 +1447,15 @@ class _PlaceView:
 
     def current_row(self, pid: str) -> int | None:
         """The row of a person's current address (see :func:`._households.current_row`)."""
-        rows, root_of, members = self.rows_of(pid), self.roots, self._e.places.members
-        place_of = {r: root_of[r] for r in rows if root_of[r] >= 0}
-        return current_row(rows, place_of, self._e.day, lambda root: len(members(root)))
+        root_of, members = self.roots, self._e.places.members
+        addressed = [r for r in self.rows_of(pid) if root_of[r] >= 0]
+        if not addressed:
+            return None
+        here = root_of[addressed[0]]
+        if all(root_of[r] == here for r in addressed):
+            return min(addressed)  # one place (most people), as current_row ranks it
+        place_of = {r: root_of[r] for r in addressed}
+        return current_row(addressed, place_of, self._e.day, lambda root: len(members(root)))
 
     @functools.cached_property
     def family_columns(self) -> tuple[list[int], list[int], list[bool], list[bool]]:
@@ -1493,13 +1499,17 @@ class _PlaceView:
         """
         got = self._mover.get(root)
         if got is None:
-            base, root_of = self._e.base_row, self.roots
+            e, alive, root_of = self._e, self.alive, self.roots
+            base, row_pid = e.base_row, e.row_pid
             got = False
-            for q, _day in self.people(root):
-                b = base.get(q)
-                if b is not None and root_of[b] != root:
-                    got = True
-                    break
+            # the place's rows read directly, not through people(): most places have
+            # no mover, and their (person, day) list would be built for nothing
+            for x in e.places.members(root):
+                if alive[x] and (q := row_pid[x]) is not None:
+                    b = base.get(q)
+                    if b is not None and root_of[b] != root:
+                        got = True
+                        break
             self._mover[root] = got
         return got
 
