@@ -1447,15 +1447,8 @@ class _PlaceView:
 
     def current_row(self, pid: str) -> int | None:
         """The row of a person's current address (see :func:`._households.current_row`)."""
-        root_of, members = self.roots, self._e.places.members
-        addressed = [r for r in self.rows_of(pid) if root_of[r] >= 0]
-        if not addressed:
-            return None
-        here = root_of[addressed[0]]
-        if all(root_of[r] == here for r in addressed):
-            return min(addressed)  # one place (most people), as current_row ranks it
-        place_of = {r: root_of[r] for r in addressed}
-        return current_row(addressed, place_of, self._e.day, lambda root: len(members(root)))
+        members = self._e.places.members
+        return current_row(self.rows_of(pid), self.roots, self._e.day, lambda r: len(members(r)))
 
     @functools.cached_property
     def family_columns(self) -> tuple[list[int], list[int], list[bool], list[bool]]:

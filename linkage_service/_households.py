@@ -27,19 +27,20 @@ import numpy.typing as npt
 
 def current_row(
     rows: Sequence[int],
-    place_of: dict[int, int],
+    place_of: Sequence[int],
     extract_day: npt.NDArray[np.int32],
     place_size: Callable[[int], int],
 ) -> int | None:
     """The row holding the person's current address among ``rows`` (None if no address).
 
-    ``place_of`` maps rows with an address to their place root; ``place_size`` gives
+    ``place_of`` gives every row's place root (-1: no address); ``place_size`` gives
     a place's number of records.
     """
-    addressed = [r for r in rows if r in place_of]
+    addressed = [r for r in rows if place_of[r] >= 0]
     if not addressed:
         return None
-    if len({place_of[r] for r in addressed}) == 1:
+    here = place_of[addressed[0]]
+    if all(place_of[r] == here for r in addressed):
         return min(addressed)  # one place (most people): its first row, as ranked below
     votes: dict[int, int] = {}
     latest: dict[int, int] = {}
