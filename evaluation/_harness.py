@@ -111,7 +111,7 @@ class Population:
     extract_paths: dict[str, Path]
     workdir: Path
     truth_by_ref: dict[tuple[str, str], tuple[str, str]]  # (agency, ref) -> (person, household)
-    schema: LinkageSchema | None = None  # what the extracts were encoded with (None: the default)
+    schema: LinkageSchema  # what the extracts were encoded with
 
     def households_truth(self) -> dict[str, dict[str, str]]:
         """The generator's ``truth/households.csv``, by household id."""
@@ -454,9 +454,7 @@ def ingest_population(
         mapping_file = population.workdir / "population" / f"{agency}.mapping.toml"
         extract_type = tomllib.loads(mapping_file.read_text())["agency"]["extract_type"]
         store.add_agency(sql, agency, pub.public_key, pub.key_id, [extract_type])
-    from protocols import default_schema
-
-    schema = population.schema or default_schema()
+    schema = population.schema
     if engine_factory is None:
         service = LinkageService(sql, {schema.fingerprint(): schema})
     else:
@@ -500,12 +498,11 @@ def push_refresh(
         load_seal_public_key,
         load_secret,
     )
-    from protocols import default_schema
 
     keys = population.workdir / "keys"
     secret = load_secret(keys / "secret")
     seal = load_seal_public_key(keys / "unlock" / "seal.pub")
-    schema = population.schema or default_schema()
+    schema = population.schema
     out: dict[str, Path] = {}
     stamp = extract_date.isoformat()
     for agency in population.agencies:
