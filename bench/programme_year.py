@@ -60,12 +60,6 @@ def _eligible(sql: sa.Engine, cycle_id: int) -> dict[str, set[str]]:
     return out
 
 
-def _statuses(sql: sa.Engine) -> dict[str, str]:
-    f = pstore.families
-    with sql.connect() as conn:
-        return {str(a): str(b) for a, b in conn.execute(sa.select(f.c.family_id, f.c.status))}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--households", type=int, default=25_000)
@@ -137,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(script.born)} babies"
     )
     due = year.due_quarter(ruleset, dates[0], dates)
+    people = year.attached_people(sql, stopping)
     reached: dict[str, int] = {}
     failures = 0
     for q in range(1, 5):
@@ -154,10 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         cycle = run_cycle(sql, ruleset, model, dates[q], actor=ACTOR)
         cycle_s = time.perf_counter() - started
-        statuses = _statuses(sql)
+        statuses = year.statuses(sql)
         pending = [f for f, s in statuses.items() if s == "pending_claim"]
+        holder = year.holders(sql, people)  # a family whose id was retired: its people's
         for fid in stopping:
-            if statuses.get(fid) == "pending_claim":
+            if statuses.get(holder[fid]) == "pending_claim":
                 reached.setdefault(fid, q)
         window = ruleset.calendar.window_of(dates[q])
         assert window is not None
@@ -172,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{made['result_claims']} results; duplicates {sum(dups.values())}"
         )
     on_time = sum(1 for f in stopping if reached.get(f) == due)
+    late = {f: (reached.get(f), holder[f]) for f in stopping if reached.get(f) != due}
     print(
         f"families whose problems stopped: {on_time} of {len(stopping)} reached pending_claim "
         f"at quarter {due} as the rules give ({dates[due] if due is not None else '-'}); "
         f"by quarter: {sorted(reached.values())}"
     )
+    for fid, (when, now) in sorted(late.items()):
+        print(f"  {fid} (now {now}, {statuses.get(now)}): reached at quarter {when}")
     return 1 if failures else 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections import Counter
 from collections.abc import Collection, Hashable, Iterable, Mapping
 from typing import Any
 
@@ -157,6 +158,42 @@ def kept_ids(
     same = [k for k, v in before.items() if v in contents]
     lost = [k for k in same if after.get(k) != before[k]]
     return len(same) - len(lost), len(same), lost
+
+
+def attached_people(engine: Engine, family_ids: Iterable[str]) -> dict[str, set[str]]:
+    """Each attached family -> the person ids attached with it (as recorded at attachment)."""
+    a = pstore.attached_persons
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(a.c.family_id, a.c.person_id)).all()
+    wanted = set(family_ids)
+    out: dict[str, set[str]] = {f: set() for f in wanted}
+    for fid, pid in rows:
+        if str(fid) in wanted:
+            out[str(fid)].add(str(pid))
+    return out
+
+
+def holders(engine: Engine, people: Mapping[str, set[str]]) -> dict[str, str]:
+    """Each attached family -> the family id most of its attached people are held under now.
+
+    Attachments belong to the people, so a family whose id was retired by a merge
+    or split is followed to the family that now holds its people.
+    """
+    a = pstore.attached_persons
+    with engine.connect() as conn:
+        now = {str(p): str(f) for p, f in conn.execute(sa.select(a.c.person_id, a.c.family_id))}
+    out = {}
+    for fid, who in people.items():
+        held = Counter(now[p] for p in who if p in now)
+        out[fid] = held.most_common(1)[0][0] if held else fid
+    return out
+
+
+def statuses(engine: Engine) -> dict[str, str]:
+    """Every family id in the families table -> its programme status."""
+    f = pstore.families
+    with engine.connect() as conn:
+        return {str(a): str(b) for a, b in conn.execute(sa.select(f.c.family_id, f.c.status))}
 
 
 def refs_of(contents: Contents, family_id: str) -> set[tuple[str, str]]:

@@ -18,7 +18,6 @@ import csv
 import datetime as dt
 import json
 import subprocess
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,24 +118,6 @@ def _eligible(sql: sa.Engine) -> dict[str, set[str]]:
         }
 
 
-def _holders(sql: sa.Engine, families: list[str], people: dict[str, set[str]]) -> dict[str, str]:
-    """Each attached family -> the family id its attached people are held under now."""
-    a = pstore.attached_persons
-    with sql.connect() as conn:
-        now = dict(conn.execute(sa.select(a.c.person_id, a.c.family_id)).all())
-    out = {}
-    for fid in families:
-        held = Counter(now[p] for p in people[fid] if p in now)
-        out[fid] = held.most_common(1)[0][0] if held else fid
-    return out
-
-
-def _statuses(sql: sa.Engine) -> dict[str, str]:
-    f = pstore.families
-    with sql.connect() as conn:
-        return {str(a): str(b) for a, b in conn.execute(sa.select(f.c.family_id, f.c.status))}
-
-
 def _script(the: Year, sql: sa.Engine, chosen: list[str], eligible) -> year.YearScript:
     """The year's changes, chosen from the families as linked at cycle 0."""
     contents = year.family_contents(sql)
@@ -212,14 +193,7 @@ def the_year(tmp_path_factory) -> Year:
                 done = admin.post(f"/families/{fid}/status", json=body)
                 assert done.status_code == 200, done.text
             script = _script(the, sql, chosen, eligible)
-            with sql.connect() as conn:
-                a = pstore.attached_persons
-                people = {
-                    fid: {str(p) for (p,) in conn.execute(
-                        sa.select(a.c.person_id).where(a.c.family_id == fid)
-                    )}
-                    for fid in the.stopping
-                }  # fmt: skip
+            people = year.attached_people(sql, the.stopping)
             the.due = year.due_quarter(default_ruleset(), dates[0], dates)
             for q in range(1, 5):
                 before = year.family_contents(sql)
@@ -227,8 +201,8 @@ def the_year(tmp_path_factory) -> Year:
                 the.kept.append(year.kept_ids(before, year.family_contents(sql)))
                 done = admin.post("/assessments", json={"as_at": dates[q].isoformat()})
                 assert done.status_code == 200, done.text
-                statuses = _statuses(sql)
-                the.holder = _holders(sql, the.stopping, people)
+                statuses = year.statuses(sql)
+                the.holder = year.holders(sql, people)
                 for fid in the.stopping:
                     if statuses.get(the.holder[fid]) == "pending_claim":
                         the.reached.setdefault(fid, q)
