@@ -176,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for fid, (when, now) in sorted(late.items()):
         print(f"  {fid} (now {now}, {statuses.get(now)}): reached at quarter {when}")
+    failures += on_time < len(stopping)
     return 1 if failures else 0
 
 
