@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import gc
 import hashlib
 import io
 import json
@@ -32,6 +31,7 @@ from protocols import (
     IndicatorType,
     LinkageSchema,
     clear_age,
+    gc_paused,
     sends_district,
 )
 from protocols._seal import IdentitySealer
@@ -674,15 +674,11 @@ def encode_block_or_stop(encoder: RowEncoder, first_line: int, text: str | bytes
     # The cyclic garbage collector would walk the bounded caches (hundreds of
     # thousands of objects) over and over while a block allocates; rows make no
     # reference cycles, so it waits until the block is done (about 5% of the CPU).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        result = encoder.encode_block(first_line, text)
-    except _StopChunk as stop:
-        result = stop.result
-    finally:
-        if collecting:
-            gc.enable()
+    with gc_paused():
+        try:
+            result = encoder.encode_block(first_line, text)
+        except _StopChunk as stop:
+            result = stop.result
     if result.lines:
         result.data = ("\n".join(result.lines) + "\n").encode()
         result.count = len(result.lines)

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, TypeVar, overload
 import numpy as np
 import numpy.typing as npt
 
+from protocols import gc_paused
+
 from ._batch import RecordBatch, token_code
 from ._blocking import (
     BlockSpec,
@@ -1045,8 +1047,18 @@ class LinkageEngine:
         that left an extract and came back, likewise): the person keeps that id
         unless the new content links elsewhere, so a refresh does not churn ids.
         An empty engine keeps the first batch's filter arrays rather than copying
-        them, and marks them read-only.
+        them, and marks them read-only. The cyclic garbage collector is paused
+        meanwhile (:func:`protocols.gc_paused`).
         """
+        with gc_paused():
+            return self._update(added, removed, previous)
+
+    def _update(
+        self,
+        added: RecordBatch,
+        removed: Sequence[int],
+        previous: Mapping[int, str] | None,
+    ) -> Delta:
         cfg = self.config
         delta = Delta()
         t_start = time.perf_counter()

@@ -40,6 +40,7 @@ from ._extract import (
     sends_district,
     signed_message,
 )
+from ._gc import gc_paused
 from ._indicators import INDICATOR_INFO, Indicator, IndicatorType, ProblemArea
 from ._reasons import REASON_TEXT, reason_text
 from ._review import (
@@ -210,6 +211,7 @@ from ._views import (
 )
 
 __all__ = [
+    "gc_paused",
     "AGE_BANDS",
     "ATTESTATION_FORMAT",
     "CONTENT_DIGEST_HEADER",
