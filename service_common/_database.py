@@ -103,11 +103,21 @@ def create_database_engine(
 
 def migrate_database(engine: Engine, script_location: str, what: str, error: ErrorType) -> None:
     """Bring ``what``'s schema to the newest revision of the alembic scripts at
-    ``script_location`` (``package:_migrations``); ``error`` on failure."""
+    ``script_location`` (``package:_migrations``); ``error`` on failure.
+
+    Every pending revision runs in one transaction, on SQLite as on PostgreSQL: an
+    upgrade that fails part way leaves the schema and its data as they were.
+    """
     config = Config()
     config.set_main_option("script_location", script_location)
     try:
         with engine.begin() as connection:
+            if connection.dialect.name == "sqlite":
+                # Python's sqlite3 opens a transaction only before INSERT, UPDATE and
+                # DELETE, so DDL would run and stay outside it: a revision failing half
+                # way would leave the tables before it created. One explicit BEGIN puts
+                # the whole upgrade, DDL and data, in the one transaction.
+                connection.exec_driver_sql("BEGIN")
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:

@@ -61,3 +61,72 @@ def test_a_failed_upgrade_disposes_the_engine_and_raises(tmp_path):
     assert len(made) == 1
     engine = open_database(create, upgrade, str(tmp_path / "z.db"), migrate_schema=False)
     assert engine.dialect.name == "sqlite"
+
+
+_ENV = """
+from alembic import context
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection)
+with context.begin_transaction():
+    context.run_migrations()
+"""
+
+_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = {rev!r}
+down_revision = {down!r}
+
+
+def upgrade():
+    op.create_table({table!r}, sa.Column("id", sa.Integer, primary_key=True))
+    op.execute("INSERT INTO {table} (id) VALUES (1)")
+    {fail}
+"""
+
+
+def _scripts(root, *, second_fails: bool):
+    (root / "versions").mkdir(parents=True)
+    (root / "env.py").write_text(_ENV)
+    (root / "versions" / "r1.py").write_text(
+        _REVISION.format(rev="r1", down=None, table="first", fail="")
+    )
+    fail = 'raise RuntimeError("the second revision fails")' if second_fails else ""
+    (root / "versions" / "r2.py").write_text(
+        _REVISION.format(rev="r2", down="r1", table="second", fail=fail)
+    )
+    return str(root)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_database(request, tmp_path):
+    if request.param == "sqlite":
+        yield str(tmp_path / "m.db")
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def _tables(engine: sa.Engine) -> set[str]:
+    return set(sa.inspect(engine).get_table_names())
+
+
+def test_an_upgrade_that_fails_part_way_leaves_the_schema_as_it_was(any_database, tmp_path):
+    """DDL and data of every revision of one upgrade commit together or not at all
+    (SQLite included, whose driver would otherwise run DDL outside a transaction)."""
+    engine = create_database_engine(any_database, error=Oops)
+    try:
+        with engine.begin() as conn:
+            for table in ("second", "first", "alembic_version"):
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {table}")
+        failing = _scripts(tmp_path / "failing", second_fails=True)
+        with pytest.raises(RuntimeError, match="second revision fails"):
+            migrate_database(engine, failing, "test database", Oops)
+        assert not _tables(engine) & {"first", "second", "alembic_version"}
+        migrate_database(engine, _scripts(tmp_path / "good", second_fails=False), "db", Oops)
+        assert {"first", "second", "alembic_version"} <= _tables(engine)
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "r2"
+    finally:
+        engine.dispose()
