@@ -2,15 +2,16 @@
 
 These are the shapes a web front end, the unlock service and the CLIs read
 back: persons, households, runs, statistics, the programme in force,
-assessment cycles, families, outcomes, claims, restriction flags, reports,
-id resolution and health. Every id is pseudonymous; no model here has a field
-for a name, a date of birth or an address, and none carries a sealed blob.
+assessment cycles, families, outcomes, claims, restriction flags, id
+resolution and health (the reports are in ``_reports``). Every id is
+pseudonymous; no model here has a field for a name, a date of birth or an
+address, and none carries a sealed blob.
 
 Field names and nesting are exactly the JSON the service answered before these
 models existed. Where the service answers an open-ended mapping (records per
-agency, a run's counters, a ruleset's full content, a report's own fields) the
-model says so (``dict[str, int]``, ``dict[str, JsonValue]``) rather than
-inventing a closed shape. Keys that the service adds only in some cases (a
+agency, a run's counters, a ruleset's full content) the model says so
+(``dict[str, int]``, ``dict[str, JsonValue]``) rather than inventing a closed
+shape. Keys that the service adds only in some cases (a
 retired person's ``events``, an attached family's ``progress``) default to
 None and are left out of the JSON when absent (the routes serialise with
 ``exclude_unset``).
@@ -61,8 +62,6 @@ __all__ = [
     "RecordIndicatorView",
     "RecordLinks",
     "RecordView",
-    "ReportCycle",
-    "ReportView",
     "RestrictionLifted",
     "RestrictionList",
     "RestrictionRuleView",
@@ -624,31 +623,3 @@ class ClaimBatch(_View):
     employment: int
     amount_gbp: int
     restricted: int
-
-
-# --- reports --------------------------------------------------------------------------------
-
-
-class ReportCycle(_View):
-    """The cycle a report was computed from, with the ruleset and model it used."""
-
-    id: int
-    as_at: str
-    ruleset: VersionRef
-    model: VersionRef
-
-
-class ReportView(BaseModel):
-    """A programme report: its name, the cycle it read, its own fields, and its table.
-
-    Each report adds fields of its own (totals, parameters, breakdowns) beside
-    ``rows``; those differ by report and are kept as they are (extra fields,
-    JSON values), so this one model is open where the others are closed.
-    """
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    __pydantic_extra__: dict[str, JsonValue] = Field(init=False)
-
-    report: str
-    cycle: ReportCycle
-    rows: list[dict[str, JsonValue]]

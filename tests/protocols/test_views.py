@@ -5,7 +5,15 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from protocols import FamilyOutcomes, LinkageStatistics, PersonView, ReportView, StatusChangeView
+from protocols import (
+    CuspRow,
+    FamilyOutcomes,
+    LinkageStatistics,
+    PersonView,
+    ReportView,
+    StatusChangeView,
+    WorkListReport,
+)
 
 PERSON = {
     "person_id": "per_0001",
@@ -98,19 +106,51 @@ def test_an_outcome_result_is_one_of_the_two_kinds():
         FamilyOutcomes.model_validate({**base, "result": "paid"})
 
 
-def test_a_reports_own_fields_are_kept_as_they_are():
+def test_a_report_is_read_as_the_model_its_tag_names():
     cycle = {
         "id": 3,
         "as_at": "2026-06-30",
         "ruleset": {"name": "sf", "version": "1", "sha256": "a" * 64},
         "model": {"name": "m", "version": "1", "sha256": "b" * 64},
     }
-    body = {
-        "report": "coverage",
-        "cycle": cycle,
-        "families": 12,
-        "rows": [{"agency": "school", "n": 3}],
+    row = {
+        "position": 1,
+        "family_id": "fam_a",
+        "score": 76,
+        "rank": 1,
+        "percentile": 99.5,
+        "n_problems": 3,
+        "problems": ["crime_asb", "domestic_abuse"],
+        "top_reasons": ["CHILD_PROTECTION:20"],
+        "step": "up",
+        "status": "attached",
+        "district": "M4",
     }
-    assert ReportView.model_validate(body).model_dump(mode="json") == body
+    body = {"report": "work_list", "cycle": cycle, "problem": None, "eligible": 4, "rows": [row]}
+    report = ReportView.model_validate(body).root
+    assert isinstance(report, WorkListReport) and report.rows[0].family_id == "fam_a"
+    # a column left unset stays out of the JSON, so the answer reads back as it was
+    assert report.model_dump(mode="json", exclude_unset=True) == body
+    with_points = {**body, "rows": [{**row, "problem_points": 36}]}
+    assert ReportView.model_validate(with_points).root.rows[0].problem_points == 36
+    with pytest.raises(pydantic.ValidationError, match="does not match any of the expected tags"):
+        ReportView.model_validate({**body, "report": "work-list"})
+    with pytest.raises(pydantic.ValidationError, match="rows.0.colour"):
+        ReportView.model_validate({**body, "rows": [{**row, "colour": "red"}]})
     with pytest.raises(pydantic.ValidationError, match="cycle"):
         ReportView.model_validate({**body, "cycle": {**cycle, "extra": 1}})
+    # a figure taken as given stays an int when it was one
+    cusp = {
+        "family_id": "fam_m",
+        "score": 37,
+        "n_problems": 1,
+        "kind": "unlock",
+        "what": "unlock threshold",
+        "value": 37,
+        "threshold": 40,
+        "gap": 3.0,
+        "status": "no_status",
+        "district": "B13",
+    }
+    assert CuspRow.model_validate(cusp).model_dump() == cusp
+    assert type(CuspRow.model_validate({**cusp, "value": 92.0}).value) is float
