@@ -509,7 +509,8 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         if args.csv:
             print(reports.to_csv(report), end="")
         else:
-            print(json.dumps(report, indent=2, sort_keys=True))
+            answer = report.model_dump(mode="json", exclude_unset=True)
+            print(json.dumps(answer, indent=2, sort_keys=True))
     elif args.command == "claims":
         rows = claims.list_claims(engine, args.window_id)
         text = claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed)

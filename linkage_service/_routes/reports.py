@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,12 @@ from .deps import Reader, ServiceDep
 __all__ = ["ReportQuery", "router"]
 
 router = APIRouter(tags=["reports"])
+
+_NAMES = (
+    f"The report: one of {', '.join(reports.REPORTS)}. Its JSON is the report of the same "
+    'name with underscores (`work-list`: `WorkListReport`, tagged `"report": "work_list"`); '
+    "another name is a 404 that lists these."
+)
 
 
 class ReportQuery(BaseModel):
@@ -45,17 +51,29 @@ class ReportQuery(BaseModel):
 @router.get(
     "/reports/{name}",
     response_model=ReportView,
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    # the work list's problem_points is a column of the one-problem list only
+    response_model_exclude_unset=True,
+    responses={
+        200: {
+            "description": "The report named by its `report` tag (JSON), or its table as CSV.",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        },
+    },
 )
 def report(
     _caller: Reader,
     service: ServiceDep,
-    name: str,
+    name: Annotated[str, Path(description=_NAMES)],
     query: Annotated[ReportQuery, Query()],
 ) -> ReportView | PlainTextResponse:
-    """A programme report for coordinators (JSON, or CSV with ``format=csv``)."""
+    """A programme report for coordinators (JSON, or CSV with ``format=csv``).
+
+    The JSON is one of the reports of the ``ReportView`` union, told apart by
+    its ``report`` tag (``work-list`` answers ``"report": "work_list"``); each
+    report's ``rows`` item schema lists its columns, as in the CSV.
+    """
     params = query.model_dump(exclude={"cycle_id", "format"})
     out = reports.run_report(service.sql, name, query.cycle_id, **params)
     if query.format == "csv":
         return PlainTextResponse(reports.to_csv(out), media_type="text/csv")
-    return ReportView.model_validate(out)
+    return ReportView(out)

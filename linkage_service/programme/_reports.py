@@ -2,15 +2,18 @@
 
 Each report is a plain function ``report(engine, cycle_id=None, ...)`` over the
 stored cycles, snapshots, statuses and claims; it reads the latest cycle unless
-given one, and returns a JSON-ready dict::
+given one, and returns the report's wire model (``protocols._reports``: one
+model per report, tagged by ``report``)::
 
     {"report": name, "cycle": {id, as_at, ruleset {name, version, sha256},
-     model {name, version, sha256}}, ...report fields..., "rows": [flat dicts]}
+     model {name, version, sha256}}, ...report fields..., "rows": [row, ...]}
 
-``rows`` is the report's table; :func:`to_csv` writes it (with the cycle's
-provenance in trailing columns) for the CLI's CSV export. The ruleset and the
-model are read from the cycle row itself, so a report on an old cycle uses the
-rules that cycle was computed with.
+``rows`` is the report's table, one row model per line; :func:`to_csv` writes
+it (the row model's fields as columns, the cycle's provenance in trailing
+columns) for the CSV export. Its JSON is ``model_dump(exclude_unset=True)``:
+a column a report fills only in some cases is left out when unset. The
+ruleset and the model are read from the cycle row itself, so a report on an
+old cycle uses the rules that cycle was computed with.
 
 A family's *status* in a report is the last status in ``status_events`` before
 the next cycle was run (for the latest cycle: the current status), so an old
@@ -37,10 +40,61 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast, get_args
 
+from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
+
+from protocols import (
+    BreakdownRow,
+    BreakdownsReport,
+    CostAvoidanceParameters,
+    CostAvoidanceReport,
+    CostAvoidanceRow,
+    CoverageReport,
+    CoverageRow,
+    CuspCounts,
+    CuspParameters,
+    CuspReport,
+    CuspRow,
+    CuspThresholds,
+    DistanceTravelledReport,
+    DistanceTravelledRow,
+    ForecastParameters,
+    ForecastReport,
+    ForecastRow,
+    ForecastWindow,
+    LongestReport,
+    LongestRow,
+    NeedsReport,
+    NeedsRow,
+    OutcomeByAgency,
+    OutcomesReport,
+    OutcomesRow,
+    PreviouslyWorkedReport,
+    PreviouslyWorkedRow,
+    ProgressDataReport,
+    ProgressDataRow,
+    Report,
+    ReportCardReport,
+    ReportCardRow,
+    ReportCycle,
+    ScoresReport,
+    ScoresRow,
+    SocialCareCounts,
+    SocialCareIndicators,
+    SocialCareReport,
+    SocialCareRow,
+    StatusCounts,
+    StatusReport,
+    StatusRow,
+    StepsReport,
+    StepsRow,
+    StepThresholds,
+    WorkListReport,
+    WorkListRow,
+)
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
@@ -61,12 +115,14 @@ __all__ = [
     "breakdowns",
     "claim_window_of",
     "cohort_of",
+    "columns",
     "cost_avoidance",
     "distance_travelled",
     "forecast",
     "on_the_cusp",
     "progress_data",
     "report_card",
+    "row_model",
     "data_coverage",
     "longest",
     "needs_breakdown",
@@ -98,7 +154,7 @@ class _Cycle:
     cutoff: int | None  # status events before this (the next cycle's creation) count
     ruleset: Ruleset
     model: RiskModel
-    provenance: dict[str, Any]
+    provenance: ReportCycle
 
 
 @dataclass(frozen=True)
@@ -145,11 +201,9 @@ def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
         cutoff=cutoff,
         ruleset=Ruleset.model_validate_json(row.ruleset),
         model=RiskModel.model_validate_json(row.model),
-        provenance={
-            "id": int(row.id),
-            "as_at": row.as_at.isoformat(),
-            **pstore.cycle_versions(row),
-        },
+        provenance=ReportCycle.model_validate(
+            {"id": int(row.id), "as_at": row.as_at.isoformat(), **pstore.cycle_versions(row)}
+        ),
     )
 
 
@@ -190,21 +244,24 @@ def _status(snap: _Snapshot, history: Mapping[str, list[tuple[int, str]]]) -> st
 # model, written once by the assessment and never changed) are kept per engine
 # and cycle: computed once, however often a page asks. Weak keys: a disposed
 # engine's entries go with it.
-_PER_CYCLE: weakref.WeakKeyDictionary[Engine, dict[tuple[str, int], Any]] = (
+_PER_CYCLE: weakref.WeakKeyDictionary[Engine, dict[tuple[str, int], BaseModel]] = (
     weakref.WeakKeyDictionary()
 )
 _PER_CYCLE_LOCK = threading.Lock()
 _PER_CYCLE_KEEP = 8  # reports x cycles kept per engine
 
 
+_R = TypeVar("_R", bound=BaseModel)
+
+
 def _read(
     engine: Engine,
     cycle_id: int | None,
     what: str,
-    fn: Callable[[Connection, _Cycle], Any],
+    fn: Callable[[Connection, _Cycle], _R],
     *,
     cycle_only: bool = False,
-) -> Any:
+) -> _R:
     """``fn`` over one cycle (the latest by default); with ``cycle_only`` (``fn``
     reads nothing but that cycle's snapshots and versions) the answer is kept."""
     try:
@@ -221,13 +278,10 @@ def _read(
                     if len(kept) >= _PER_CYCLE_KEEP:
                         kept.pop(next(iter(kept)))
                     kept[(what, cyc.id)] = found
-            return copy.deepcopy(found)
+            # frozen models, but their lists are not: a caller's change must not reach the kept one
+            return cast(_R, copy.deepcopy(found))
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read the {what} report: {exc}") from exc
-
-
-def _report(name: str, cyc: _Cycle, rows: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
-    return {"report": name, "cycle": cyc.provenance, **fields, "rows": rows}
 
 
 def _problem_title(ruleset: Ruleset, problem: str) -> str:
@@ -245,10 +299,10 @@ def _check_problem(ruleset: Ruleset, problem: str) -> None:
 # --- counts by status and district -----------------------------------------------------------
 
 
-def status_counts(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def status_counts(engine: Engine, cycle_id: int | None = None) -> StatusReport:
     """Families of the cycle by status, in total and by postcode district."""
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> StatusReport:
         history = _history(conn, cyc.cutoff)
         snaps = _snapshots(conn, cyc.id)
         by_district: dict[str, Counter[str]] = {}
@@ -260,33 +314,32 @@ def status_counts(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]
             counts = by_district[district]
             totals.update(counts)
             rows.append(
-                {
-                    "district": district,
+                StatusRow(
+                    district=district,
                     **{k: counts[k] for k in STATUS_COLUMNS},
-                    "total": sum(counts.values()),
-                }
+                    total=sum(counts.values()),
+                )
             )
         in_cycle = {s.family_id for s in snaps}
-        return _report(
-            "status",
-            cyc,
-            rows,
-            totals={**{k: totals[k] for k in STATUS_COLUMNS}, "total": len(snaps)},
+        return StatusReport(
+            report="status",
+            cycle=cyc.provenance,
+            totals=StatusCounts(**{k: totals[k] for k in STATUS_COLUMNS}, total=len(snaps)),
             # families with a status whose household is not in this cycle (moved, dissolved)
             not_in_cycle=sum(1 for f in history if f not in in_cycle),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "status", build)
-    return result
+    return _read(engine, cycle_id, "status", build)
 
 
 # --- needs -------------------------------------------------------------------------------
 
 
-def needs_breakdown(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def needs_breakdown(engine: Engine, cycle_id: int | None = None) -> NeedsReport:
     """Eligible families per problem, and per combination of problems met."""
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> NeedsReport:
         eligible = _snapshots(conn, cyc.id, eligible_only=True)
         per_problem: Counter[str] = Counter()
         combos: Counter[tuple[str, ...]] = Counter()
@@ -295,40 +348,39 @@ def needs_breakdown(engine: Engine, cycle_id: int | None = None) -> dict[str, An
             met = tuple(p for p in order if p in s.problems)
             per_problem.update(met)
             combos[met] += 1
-        rows: list[dict[str, Any]] = [
-            {
-                "kind": "problem",
-                "problems": p,
-                "n_problems": 1,
-                "families": per_problem[p],
-                "title": _problem_title(cyc.ruleset, p),
-            }
+        rows = [
+            NeedsRow(
+                kind="problem",
+                problems=p,
+                n_problems=1,
+                families=per_problem[p],
+                title=_problem_title(cyc.ruleset, p),
+            )
             for p in order
         ]
         for met, n in sorted(combos.items(), key=lambda x: (-x[1], len(x[0]), x[0])):
             rows.append(
-                {
-                    "kind": "combination",
-                    "problems": "+".join(met),
-                    "n_problems": len(met),
-                    "families": n,
-                    "title": "",
-                }
+                NeedsRow(
+                    kind="combination",
+                    problems="+".join(met),
+                    n_problems=len(met),
+                    families=n,
+                    title="",
+                )
             )
         by_count = Counter(len(met) for met in combos.elements())
-        return _report(
-            "needs",
-            cyc,
-            rows,
+        return NeedsReport(
+            report="needs",
+            cycle=cyc.provenance,
             eligible=len(eligible),
             by_number_of_problems={str(k): by_count[k] for k in sorted(by_count)},
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "needs", build, cycle_only=True)
-    return result
+    return _read(engine, cycle_id, "needs", build, cycle_only=True)
 
 
-def data_coverage(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def data_coverage(engine: Engine, cycle_id: int | None = None) -> CoverageReport:
     """ "No data or no problem?": per problem, families with it, with data but not it, no data.
 
     Over every family in the cycle. *No data* means no member has a record in
@@ -336,7 +388,7 @@ def data_coverage(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]
     the families it holds such records for.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> CoverageReport:
         snaps = _snapshots(conn, cyc.id)
         rows = []
         for p in cyc.ruleset.problems:
@@ -353,21 +405,22 @@ def data_coverage(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]
                 else:
                     data_only += 1
             rows.append(
-                {
-                    "problem": p,
-                    "families": len(snaps),
-                    "with_problem": met,
-                    "data_no_problem": data_only,
-                    "no_data": no_data,
-                    "no_data_share": round(no_data / len(snaps), 4) if snaps else 0.0,
-                    "agencies": dict(sorted(agencies.items())),
-                    "title": _problem_title(cyc.ruleset, p),
-                }
+                CoverageRow(
+                    problem=p,
+                    families=len(snaps),
+                    with_problem=met,
+                    data_no_problem=data_only,
+                    no_data=no_data,
+                    no_data_share=round(no_data / len(snaps), 4) if snaps else 0.0,
+                    agencies=dict(sorted(agencies.items())),
+                    title=_problem_title(cyc.ruleset, p),
+                )
             )
-        return _report("coverage", cyc, rows, families=len(snaps))
+        return CoverageReport(
+            report="coverage", cycle=cyc.provenance, families=len(snaps), rows=rows
+        )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "coverage", build)
-    return result
+    return _read(engine, cycle_id, "coverage", build)
 
 
 def social_care(
@@ -376,14 +429,14 @@ def social_care(
     *,
     child_protection: str = "child_protection",
     child_in_need: str = "child_in_need",
-) -> dict[str, Any]:
+) -> SocialCareReport:
     """Eligible families open to social care: on a protection plan, or child in need only.
 
     A family with both indicators counts under child protection (the statutory
     level above child in need); ``both`` says how many of those also have one.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> SocialCareReport:
         for iid in (child_protection, child_in_need):
             if iid not in cyc.ruleset.indicators:
                 raise NotFound(
@@ -405,23 +458,26 @@ def social_care(
         rows = []
         for district in sorted(by_district):
             totals.update(by_district[district])
-            rows.append({"district": district, **{k: by_district[district][k] for k in keys}})
-        return _report(
-            "social_care",
-            cyc,
-            rows,
-            indicators={"child_protection": child_protection, "child_in_need": child_in_need},
-            totals={k: totals[k] for k in keys},
+            rows.append(
+                SocialCareRow(district=district, **{k: by_district[district][k] for k in keys})
+            )
+        return SocialCareReport(
+            report="social_care",
+            cycle=cyc.provenance,
+            indicators=SocialCareIndicators(
+                child_protection=child_protection, child_in_need=child_in_need
+            ),
+            totals=SocialCareCounts(**{k: totals[k] for k in keys}),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "social care", build)
-    return result
+    return _read(engine, cycle_id, "social care", build)
 
 
 # --- outcomes and claims ---------------------------------------------------------------------
 
 
-def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> OutcomesReport:
     """Outcomes achieved most and least, per problem.
 
     Two sources: result claims made up to the cycle (how many claims show the
@@ -435,7 +491,7 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
     interventions a family received, only who reported the need).
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> OutcomesReport:
         claimed: Counter[str] = Counter()
         results: Counter[str] = Counter()
         for claim in rstore.claims_up_to(conn, cyc.id, kind="result", with_evidence=True):
@@ -464,47 +520,46 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> dict[str, 
                     by_agency_had[(p, agency)] += 1
                     by_agency_met[(p, agency)] += bool(v.get("met"))
             employment += bool(ev["employment"] and ev["employment"]["met"])
-        rows: list[dict[str, Any]] = [
-            {
-                "problem": p,
-                "attached_with_problem": had[p],
-                "outcome_met": met[p],
-                "rate": round(met[p] / had[p], 4) if had[p] else None,
-                "result_claims_showing_outcome": claimed[p],
-                "title": (
+        rows = [
+            OutcomesRow(
+                problem=p,
+                attached_with_problem=had[p],
+                outcome_met=met[p],
+                rate=round(met[p] / had[p], 4) if had[p] else None,
+                result_claims_showing_outcome=claimed[p],
+                title=(
                     cyc.ruleset.outcomes[p].title
                     if p in cyc.ruleset.outcomes
                     else "(no outcome rule)"
                 ),
-            }
+            )
             for p in cyc.ruleset.problems
         ]
-        rows.sort(key=lambda r: (r["rate"] is None, -(r["rate"] or 0.0), r["problem"]))
-        rates = [r["rate"] for r in rows if r["rate"] is not None]
+        rows.sort(key=lambda r: (r.rate is None, -(r.rate or 0.0), r.problem))
+        rates = [r.rate for r in rows if r.rate is not None]
         top, bottom = (max(rates), min(rates)) if rates else (None, None)
-        return _report(
-            "outcomes",
-            cyc,
-            rows,
+        return OutcomesReport(
+            report="outcomes",
+            cycle=cyc.provenance,
             attached_families=len(attached),
             employment_met=employment,
             by_agency=[
-                {
-                    "problem": p,
-                    "agency_id": a,
-                    "attached_with_problem": n,
-                    "outcome_met": by_agency_met[(p, a)],
-                    "rate": round(by_agency_met[(p, a)] / n, 4),
-                }
+                OutcomeByAgency(
+                    problem=p,
+                    agency_id=a,
+                    attached_with_problem=n,
+                    outcome_met=by_agency_met[(p, a)],
+                    rate=round(by_agency_met[(p, a)] / n, 4),
+                )
                 for (p, a), n in sorted(by_agency_had.items())
             ],
             result_claims={k: results[k] for k in sorted(results)},
-            most=[r["problem"] for r in rows if rates and r["rate"] == top],
-            least=[r["problem"] for r in rows if top != bottom and r["rate"] == bottom],
+            most=[r.problem for r in rows if rates and r.rate == top],
+            least=[r.problem for r in rows if top != bottom and r.rate == bottom],
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "outcomes", build)
-    return result
+    return _read(engine, cycle_id, "outcomes", build)
 
 
 def cost_avoidance(
@@ -516,7 +571,7 @@ def cost_avoidance(
     multiple_needs_from: int | None = None,
     years: float = 1.0,
     intervention_gbp: int = 0,
-) -> dict[str, Any]:
+) -> CostAvoidanceReport:
     """Public spend avoided by families turned around (a gross, upper-bound estimate).
 
     The seeds' method (Cambridgeshire's estimate): a family with multiple needs
@@ -544,7 +599,7 @@ def cost_avoidance(
     if not 0 < years <= 10:
         raise ConflictError(f"years {years}: expected more than 0 and at most 10")
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> CostAvoidanceReport:
         least = multiple_needs_from or cyc.ruleset.eligibility.min_problems
         counted: Counter[str] = Counter()
         not_counted = 0
@@ -560,22 +615,21 @@ def cost_avoidance(
                 not_counted += 1
         saving = multiple_needs_gbp - average_gbp
         rows = [
-            {
-                "result": result,
-                "families": counted[result],
-                "gbp_per_family_year": saving,
-                "years": years,
-                "gross_gbp": round(counted[result] * saving * years),
-                "intervention_gbp": counted[result] * intervention_gbp,
-                "net_gbp": round(counted[result] * (saving * years - intervention_gbp)),
-            }
+            CostAvoidanceRow(
+                result=result,
+                families=counted[result],
+                gbp_per_family_year=saving,
+                years=years,
+                gross_gbp=round(counted[result] * saving * years),
+                intervention_gbp=counted[result] * intervention_gbp,
+                net_gbp=round(counted[result] * (saving * years - intervention_gbp)),
+            )
             for result in ("progress", "employment")
         ]
         families = sum(counted.values())
-        return _report(
-            "cost_avoidance",
-            cyc,
-            rows,
+        return CostAvoidanceReport(
+            report="cost_avoidance",
+            cycle=cyc.provenance,
             assumption=(
                 f"each family turned around (a result claim) with {least}+ problems saves at "
                 f"most GBP {saving:,} a year (GBP {multiple_needs_gbp:,} for a family with "
@@ -583,23 +637,23 @@ def cost_avoidance(
                 f"{years:g} year(s), less GBP {intervention_gbp:,} of intervention per family; "
                 "an upper bound: no counterfactual, no discounting"
             ),
-            parameters={
-                "average_gbp": average_gbp,
-                "multiple_needs_gbp": multiple_needs_gbp,
-                "multiple_needs_from": least,
-                "years": years,
-                "intervention_gbp": intervention_gbp,
-                "saving_per_family_year_gbp": saving,
-            },
+            parameters=CostAvoidanceParameters(
+                average_gbp=average_gbp,
+                multiple_needs_gbp=multiple_needs_gbp,
+                multiple_needs_from=least,
+                years=years,
+                intervention_gbp=intervention_gbp,
+                saving_per_family_year_gbp=saving,
+            ),
             families=families,
             not_counted=not_counted,
-            gross_gbp=sum(r["gross_gbp"] for r in rows),
-            total_gbp=sum(r["net_gbp"] for r in rows),
+            gross_gbp=sum(r.gross_gbp for r in rows),
+            total_gbp=sum(r.net_gbp for r in rows),
             claimed_income_gbp=income,
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "cost avoidance", build)
-    return result
+    return _read(engine, cycle_id, "cost avoidance", build)
 
 
 # --- family lists -----------------------------------------------------------------------------
@@ -627,30 +681,29 @@ def _problem_points(snap: _Snapshot, problem: str, related: set[str]) -> int:
     )
 
 
-def score_distribution(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def score_distribution(engine: Engine, cycle_id: int | None = None) -> ScoresReport:
     """Eligible families per score, lowest first, against the unlock threshold (one
     grouped query: what a chart of the distribution needs, without the work list)."""
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> ScoresReport:
         unlock = cyc.model.thresholds.unlock
         counted = rstore.score_counts(conn, cyc.id)
         rows = [
-            {"score": int(score), "families": int(n), "at_or_above_unlock": score >= unlock}
+            ScoresRow(score=int(score), families=int(n), at_or_above_unlock=score >= unlock)
             for score, n in counted
         ]
         districts = rstore.district_counts(conn, cyc.id)
-        return _report(
-            "scores",
-            cyc,
-            rows,
+        return ScoresReport(
+            report="scores",
+            cycle=cyc.provenance,
             by_district={str(d or UNKNOWN_DISTRICT): int(n) for d, n in districts},
-            eligible=sum(r["families"] for r in rows),
+            eligible=sum(r.families for r in rows),
             unlock_threshold=unlock,
-            at_or_above_unlock=sum(r["families"] for r in rows if r["at_or_above_unlock"]),
+            at_or_above_unlock=sum(r.families for r in rows if r.at_or_above_unlock),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "scores", build, cycle_only=True)
-    return result
+    return _read(engine, cycle_id, "scores", build, cycle_only=True)
 
 
 def work_list(
@@ -659,7 +712,7 @@ def work_list(
     *,
     problem: str | None = None,
     limit: int | None = None,
-) -> dict[str, Any]:
+) -> WorkListReport:
     """Eligible families to work with first: highest score first, with reasons and status.
 
     With ``problem``, only families meeting it, sorted by the points of their
@@ -668,7 +721,7 @@ def work_list(
     biggest domestic-abuse concerns first.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> WorkListReport:
         if problem is not None:
             _check_problem(cyc.ruleset, problem)
         related = set() if problem is None else _related_indicators(cyc.ruleset, problem)
@@ -684,44 +737,45 @@ def work_list(
         keyed.sort(key=lambda x: (-x[0], -x[1].score, x[1].family_id))
         if limit is not None:
             keyed = keyed[:limit]
-        rows = []
-        for position, (points, s) in enumerate(keyed, start=1):
-            row: dict[str, Any] = {
-                "position": position,
-                "family_id": s.family_id,
-                "score": s.score,
-                "rank": s.rank,
-                "percentile": s.percentile,
-            }
-            if problem is not None:
-                row["problem_points"] = points
-            row.update(
-                {
-                    "n_problems": s.n_problems,
-                    "problems": s.problems,
-                    "top_reasons": s.top_reasons(),
-                    "step": s.step or "",
-                    "status": _status(s, history),
-                    "district": s.district,
-                }
+        rows = [
+            WorkListRow(
+                position=position,
+                family_id=s.family_id,
+                score=s.score,
+                rank=s.rank,
+                percentile=s.percentile,
+                # a column of the one-problem list only: left unset (out of the JSON) otherwise
+                **({} if problem is None else {"problem_points": points}),
+                n_problems=s.n_problems,
+                problems=s.problems,
+                top_reasons=s.top_reasons(),
+                step=s.step or "",
+                status=_status(s, history),
+                district=s.district,
             )
-            rows.append(row)
-        return _report("work_list", cyc, rows, problem=problem, eligible=len(chosen))
+            for position, (points, s) in enumerate(keyed, start=1)
+        ]
+        return WorkListReport(
+            report="work_list",
+            cycle=cyc.provenance,
+            problem=problem,
+            eligible=len(chosen),
+            rows=rows,
+        )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "work list", build)
-    return result
+    return _read(engine, cycle_id, "work list", build)
 
 
 def longest(
     engine: Engine, cycle_id: int | None = None, *, limit: int | None = None
-) -> dict[str, Any]:
+) -> LongestReport:
     """Eligible families likely to take longest: highest sum of domain scores, most problems.
 
     ``domain_total`` sums the family's 1 (none) .. 5 (critical) domain scores
     over every problem of the ruleset; ties go to more problems, then the score.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> LongestReport:
         history = _history(conn, cyc.cutoff)
         keyed = []
         for s in _snapshots(conn, cyc.id):
@@ -732,25 +786,24 @@ def longest(
         if limit is not None:
             keyed = keyed[:limit]
         rows = [
-            {
-                "position": k,
-                "family_id": s.family_id,
-                "domain_total": total,
-                "n_problems": s.n_problems,
-                "domains": {p: d for p, d in sorted(domains.items()) if d > 1},
-                "score": s.score,
-                "status": _status(s, history),
-                "district": s.district,
-            }
+            LongestRow(
+                position=k,
+                family_id=s.family_id,
+                domain_total=total,
+                n_problems=s.n_problems,
+                domains={p: d for p, d in sorted(domains.items()) if d > 1},
+                score=s.score,
+                status=_status(s, history),
+                district=s.district,
+            )
             for k, (total, domains, s) in enumerate(keyed, start=1)
         ]
-        return _report("longest", cyc, rows)
+        return LongestReport(report="longest", cycle=cyc.provenance, rows=rows)
 
-    result: dict[str, Any] = _read(engine, cycle_id, "longest", build)
-    return result
+    return _read(engine, cycle_id, "longest", build)
 
 
-def previously_worked(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def previously_worked(engine: Engine, cycle_id: int | None = None) -> PreviouslyWorkedReport:
     """Eligible families whose status history reached claimed or closed before now.
 
     A family counts when, before the cycle's period ended, it was claimed or
@@ -759,12 +812,12 @@ def previously_worked(engine: Engine, cycle_id: int | None = None) -> dict[str, 
     episode got as far as attachment (work with the family started).
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> PreviouslyWorkedReport:
         history = _history(conn, cyc.cutoff)
         claims: Counter[str] = Counter(
             c.family_id for c in rstore.claims_up_to(conn, cyc.id, kind="result")
         )
-        rows: list[dict[str, Any]] = []
+        rows: list[PreviouslyWorkedRow] = []
         for s in _snapshots(conn, cyc.id):
             events = history.get(s.family_id, [])
             ended = [k for k, (_at, to) in enumerate(events) if to in ("claimed", "closed")]
@@ -772,30 +825,29 @@ def previously_worked(engine: Engine, cycle_id: int | None = None) -> dict[str, 
                 continue
             earlier = events[: ended[-1] + 1]
             rows.append(
-                {
-                    "family_id": s.family_id,
-                    "status": events[-1][1],
-                    "earlier_statuses": [to for _at, to in earlier],
-                    "last_ended": store.iso(earlier[-1][0]),
-                    "attached_before": any(to == "attached" for _at, to in earlier),
-                    "claimed_before": any(to == "claimed" for _at, to in earlier),
-                    "result_claims": claims[s.family_id],
-                    "score": s.score,
-                    "n_problems": s.n_problems,
-                    "district": s.district,
-                }
+                PreviouslyWorkedRow(
+                    family_id=s.family_id,
+                    status=events[-1][1],
+                    earlier_statuses=[to for _at, to in earlier],
+                    last_ended=store.iso(earlier[-1][0]),
+                    attached_before=any(to == "attached" for _at, to in earlier),
+                    claimed_before=any(to == "claimed" for _at, to in earlier),
+                    result_claims=claims[s.family_id],
+                    score=s.score,
+                    n_problems=s.n_problems,
+                    district=s.district,
+                )
             )
-        rows.sort(key=lambda r: (-r["score"], r["family_id"]))
-        return _report("previously_worked", cyc, rows)
+        rows.sort(key=lambda r: (-r.score, r.family_id))
+        return PreviouslyWorkedReport(report="previously_worked", cycle=cyc.provenance, rows=rows)
 
-    result: dict[str, Any] = _read(engine, cycle_id, "previously worked", build)
-    return result
+    return _read(engine, cycle_id, "previously worked", build)
 
 
-def steps(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def steps(engine: Engine, cycle_id: int | None = None) -> StepsReport:
     """Families whose score rose (step up) or fell (step down) past the model's deltas."""
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> StepsReport:
         history = _history(conn, cyc.cutoff)
         moved = [s for s in _snapshots(conn, cyc.id) if s.step in ("up", "down")]
         moved.sort(
@@ -806,31 +858,30 @@ def steps(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
             )
         )
         rows = [
-            {
-                "step": s.step,
-                "family_id": s.family_id,
-                "previous_score": s.previous_score,
-                "score": s.score,
-                "change": s.score - (s.previous_score or 0),
-                "eligible": s.eligible,
-                "top_reasons": s.top_reasons(),
-                "status": _status(s, history),
-                "district": s.district,
-            }
+            StepsRow(
+                step=s.step,
+                family_id=s.family_id,
+                previous_score=s.previous_score,
+                score=s.score,
+                change=s.score - (s.previous_score or 0),
+                eligible=s.eligible,
+                top_reasons=s.top_reasons(),
+                status=_status(s, history),
+                district=s.district,
+            )
             for s in moved
         ]
         t = cyc.model.thresholds
-        return _report(
-            "steps",
-            cyc,
-            rows,
-            thresholds={"step_up": t.step_up, "step_down": t.step_down},
+        return StepsReport(
+            report="steps",
+            cycle=cyc.provenance,
+            thresholds=StepThresholds(step_up=t.step_up, step_down=t.step_down),
             step_up=sum(1 for s in moved if s.step == "up"),
             step_down=sum(1 for s in moved if s.step == "down"),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "steps", build)
-    return result
+    return _read(engine, cycle_id, "steps", build)
 
 
 # --- the returns councils file ---------------------------------------------------------------
@@ -927,7 +978,7 @@ def _domain_mean(snap: Snap, problems: Iterable[str]) -> float:
 
 def progress_data(
     engine: Engine, cycle_id: int | None = None, *, cohort: str | None = None
-) -> dict[str, Any]:
+) -> ProgressDataReport:
     """The Family Progress Data cohort return: the 13 measures at baseline and now.
 
     Over the families attached by the cycle (one cohort, the quarter of
@@ -941,7 +992,7 @@ def progress_data(
     Family Progress Data measure counts something bad, so lower is better.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> ProgressDataReport:
         fams, _history_ = _cohort(conn, cyc, cohort)
         rows = []
         for mid, m in cyc.ruleset.measures.items():
@@ -964,37 +1015,39 @@ def progress_data(
                 elif n is not None and n > 0:
                     c["new"] += 1
             rows.append(
-                {
-                    "measure": mid,
-                    "category": m.progress,
-                    "title": m.title,
-                    "families": len(fams),
-                    **{
-                        k: c[k]
-                        for k in ("baseline_reported", "baseline_with_issue", "now_reported")
-                    },
-                    "now_with_issue": c["now_with_issue"],
-                    "baseline_total": round(base_total, 2),
-                    "now_total": round(now_total, 2),
-                    **{k: c[k] for k in ("improved", "unchanged", "worsened", "cleared", "new")},
-                }
+                ProgressDataRow(
+                    measure=mid,
+                    category=m.progress,
+                    title=m.title,
+                    families=len(fams),
+                    baseline_reported=c["baseline_reported"],
+                    baseline_with_issue=c["baseline_with_issue"],
+                    now_reported=c["now_reported"],
+                    now_with_issue=c["now_with_issue"],
+                    baseline_total=round(base_total, 2),
+                    now_total=round(now_total, 2),
+                    improved=c["improved"],
+                    unchanged=c["unchanged"],
+                    worsened=c["worsened"],
+                    cleared=c["cleared"],
+                    new=c["new"],
+                )
             )
-        return _report(
-            "progress_data",
-            cyc,
-            rows,
+        return ProgressDataReport(
+            report="progress_data",
+            cycle=cyc.provenance,
             cohort=cohort,
             families=len(fams),
             measures=len(rows),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "progress data", build)
-    return result
+    return _read(engine, cycle_id, "progress data", build)
 
 
 def distance_travelled(
     engine: Engine, cycle_id: int | None = None, *, cohort: str | None = None
-) -> dict[str, Any]:
+) -> DistanceTravelledReport:
     """Cohort distance travelled: each problem's 1 (none) .. 5 (critical) score, baseline and now.
 
     Over the families attached by the cycle (or one cohort): per problem of the
@@ -1004,7 +1057,7 @@ def distance_travelled(
     average each family's mean domain score.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> DistanceTravelledReport:
         fams, _history_ = _cohort(conn, cyc, cohort)
         problems = list(cyc.ruleset.problems)
         rows = []
@@ -1013,37 +1066,36 @@ def distance_travelled(
             now = [int(a.latest.detail.get("domains", {}).get(p, 1)) for a in fams]
             pairs = list(zip(base, now, strict=True))
             rows.append(
-                {
-                    "problem": p,
-                    "families": len(fams),
-                    "baseline_mean": _mean(base),
-                    "now_mean": _mean(now),
-                    "change": None if not fams else round((sum(now) - sum(base)) / len(fams), 3),
-                    "improved": sum(1 for b, n in pairs if n < b),
-                    "unchanged": sum(1 for b, n in pairs if n == b),
-                    "worsened": sum(1 for b, n in pairs if n > b),
-                    "baseline_scores": {str(k): base.count(k) for k in range(1, 6)},
-                    "now_scores": {str(k): now.count(k) for k in range(1, 6)},
-                    "title": _problem_title(cyc.ruleset, p),
-                }
+                DistanceTravelledRow(
+                    problem=p,
+                    families=len(fams),
+                    baseline_mean=_mean(base),
+                    now_mean=_mean(now),
+                    change=None if not fams else round((sum(now) - sum(base)) / len(fams), 3),
+                    improved=sum(1 for b, n in pairs if n < b),
+                    unchanged=sum(1 for b, n in pairs if n == b),
+                    worsened=sum(1 for b, n in pairs if n > b),
+                    baseline_scores={str(k): base.count(k) for k in range(1, 6)},
+                    now_scores={str(k): now.count(k) for k in range(1, 6)},
+                    title=_problem_title(cyc.ruleset, p),
+                )
             )
-        return _report(
-            "distance_travelled",
-            cyc,
-            rows,
+        return DistanceTravelledReport(
+            report="distance_travelled",
+            cycle=cyc.provenance,
             cohort=cohort,
             families=len(fams),
             mean_baseline=_mean([_domain_mean(a.baseline, problems) for a in fams]),
             mean_now=_mean([_domain_mean(a.latest, problems) for a in fams]),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "distance travelled", build)
-    return result
+    return _read(engine, cycle_id, "distance travelled", build)
 
 
 def breakdowns(
     engine: Engine, cycle_id: int | None = None, *, by: str | None = None
-) -> dict[str, Any]:
+) -> BreakdownsReport:
     """The programme's families by area, age band, lead professional and status.
 
     Over the cycle's families that are eligible or have a status. ``area`` is
@@ -1058,7 +1110,7 @@ def breakdowns(
     if by is not None and by not in BREAKDOWNS:
         raise ConflictError(f"breakdown by {by!r}: expected one of {', '.join(BREAKDOWNS)}")
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> BreakdownsReport:
         history = _history(conn, cyc.cutoff)
         attached = {a.family_id: a for a in _attached(conn, cyc, history)}
         leads = rstore.lead_professionals(conn)
@@ -1079,19 +1131,19 @@ def breakdowns(
             statuses = Counter(_status(s, history) for s in snaps)
             mine = [attached[s.family_id] for s in snaps if s.family_id in attached]
             rows.append(
-                {
-                    "dimension": dim,
-                    "group": group,
-                    "families": len(snaps),
-                    "eligible": sum(1 for s in snaps if s.eligible),
-                    "attached": len(mine),
-                    "open": sum(statuses[k] for k in _OPEN),
-                    "pending_claim": statuses["pending_claim"],
-                    "claimed": statuses["claimed"],
-                    "closed": statuses["closed"],
-                    "mean_score": _mean([s.score for s in snaps]),
-                    "result_claims": sum(1 for s in snaps if s.family_id in results),
-                    "mean_domain_change": _mean(
+                BreakdownRow(
+                    dimension=dim,
+                    group=group,
+                    families=len(snaps),
+                    eligible=sum(1 for s in snaps if s.eligible),
+                    attached=len(mine),
+                    open=sum(statuses[k] for k in _OPEN),
+                    pending_claim=statuses["pending_claim"],
+                    claimed=statuses["claimed"],
+                    closed=statuses["closed"],
+                    mean_score=_mean([s.score for s in snaps]),
+                    result_claims=sum(1 for s in snaps if s.family_id in results),
+                    mean_domain_change=_mean(
                         [
                             round(
                                 _domain_mean(a.latest, problems)
@@ -1101,14 +1153,17 @@ def breakdowns(
                             for a in mine
                         ]
                     ),
-                }
+                )
             )
-        return _report(
-            "breakdowns", cyc, rows, by=by, dimensions=list(BREAKDOWNS if by is None else (by,))
+        return BreakdownsReport(
+            report="breakdowns",
+            cycle=cyc.provenance,
+            by=by,
+            dimensions=list(BREAKDOWNS if by is None else (by,)),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "breakdowns", build)
-    return result
+    return _read(engine, cycle_id, "breakdowns", build)
 
 
 def _group_key(dim: str, s: _Snapshot, status: str, leads: Mapping[str, str]) -> str:
@@ -1123,7 +1178,7 @@ def _group_key(dim: str, s: _Snapshot, status: str, leads: Mapping[str, str]) ->
     return status
 
 
-def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
+def report_card(engine: Engine, cycle_id: int | None = None) -> ReportCardReport:
     """A report card per cohort (quarter of attachment), one row each.
 
     Families attached, by status at the cycle; attachment and result claims
@@ -1133,7 +1188,7 @@ def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
     with an issue at baseline, the share improved or cleared.
     """
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> ReportCardReport:
         history = _history(conn, cyc.cutoff)
         fams = _attached(conn, cyc, history)
         claims: dict[str, list[tuple[str, str | None, int]]] = {}
@@ -1164,30 +1219,39 @@ def report_card(engine: Engine, cycle_id: int | None = None) -> dict[str, Any]:
                         issues += 1
                         improved += n is None or n < b
             rows.append(
-                {
-                    "cohort": name,
-                    "families": len(members),
-                    **{k: statuses[k] for k in (*_OPEN, "claimed", "closed")},
-                    "attachment_claims": sum(1 for k, _r, _amt in made if k == "attachment"),
-                    "result_claims": sum(results.values()),
-                    "progress": results["progress"],
-                    "employment": results["employment"],
-                    "claimed_income_gbp": sum(amt for _k, _r, amt in made),
-                    "with_result": with_result,
-                    "result_rate": round(with_result / len(members), 4),
-                    "domain_mean_baseline": _mean(
+                ReportCardRow(
+                    cohort=name,
+                    families=len(members),
+                    attached=statuses["attached"],
+                    in_progress=statuses["in_progress"],
+                    pending_claim=statuses["pending_claim"],
+                    claimed=statuses["claimed"],
+                    closed=statuses["closed"],
+                    attachment_claims=sum(1 for k, _r, _amt in made if k == "attachment"),
+                    result_claims=sum(results.values()),
+                    progress=results["progress"],
+                    employment=results["employment"],
+                    claimed_income_gbp=sum(amt for _k, _r, amt in made),
+                    with_result=with_result,
+                    result_rate=round(with_result / len(members), 4),
+                    domain_mean_baseline=_mean(
                         [_domain_mean(a.baseline, problems) for a in members]
                     ),
-                    "domain_mean_now": _mean([_domain_mean(a.latest, problems) for a in members]),
-                    "fpd_issues_at_baseline": issues,
-                    "fpd_improved_or_cleared": improved,
-                    "fpd_improved_share": round(improved / issues, 4) if issues else None,
-                }
+                    domain_mean_now=_mean([_domain_mean(a.latest, problems) for a in members]),
+                    fpd_issues_at_baseline=issues,
+                    fpd_improved_or_cleared=improved,
+                    fpd_improved_share=round(improved / issues, 4) if issues else None,
+                )
             )
-        return _report("report_card", cyc, rows, cohorts=len(rows), families=len(fams))
+        return ReportCardReport(
+            report="report_card",
+            cycle=cyc.provenance,
+            cohorts=len(rows),
+            families=len(fams),
+            rows=rows,
+        )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "report card", build)
-    return result
+    return _read(engine, cycle_id, "report card", build)
 
 
 def _cadence(conn: Connection, cyc: _Cycle) -> int:
@@ -1203,7 +1267,7 @@ def forecast(
     *,
     cadence_days: int | None = None,
     horizon_cycles: int = 8,
-) -> dict[str, Any]:
+) -> ForecastReport:
     """Results and claim-window forecast, if every family's latest values hold.
 
     For each family attached by the cycle without a results claim, the outcome
@@ -1221,7 +1285,7 @@ def forecast(
     if not 1 <= horizon_cycles <= 24:
         raise ConflictError(f"horizon_cycles {horizon_cycles}: expected 1 to 24")
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> ForecastReport:
         history = _history(conn, cyc.cutoff)
         fams = _attached(conn, cyc, history)
         cadence = cadence_days or _cadence(conn, cyc)
@@ -1260,51 +1324,46 @@ def forecast(
                 tally["result_claims"] += 1
                 tally[str(ev["result"])] += 1
             rows.append(
-                {
-                    "family_id": a.family_id,
-                    "cohort": a.cohort,
-                    "status": a.status,
-                    "forecast": ev["result"] or "not_on_track",
-                    "forecast_as_at": when.isoformat() if on_track else None,
-                    "claim_window": claim_window_of(when) if on_track else None,
-                    "cycles_ahead": ahead if on_track else None,
-                    "unmet": sorted(p for p, v in ev["problems"].items() if not v.get("met")),
-                    "lead_professional": a.lead_professional,
-                }
+                ForecastRow(
+                    family_id=a.family_id,
+                    cohort=a.cohort,
+                    status=a.status,
+                    forecast=ev["result"] or "not_on_track",
+                    forecast_as_at=when.isoformat() if on_track else None,
+                    claim_window=claim_window_of(when) if on_track else None,
+                    cycles_ahead=ahead if on_track else None,
+                    unmet=sorted(p for p, v in ev["problems"].items() if not v.get("met")),
+                    lead_professional=a.lead_professional,
+                )
             )
-        rows.sort(
-            key=lambda r: (r["forecast_as_at"] is None, r["forecast_as_at"] or "", r["family_id"])
-        )
-        by_window = []
-        for w in sorted(windows):
-            due = windows[w]
-            by_window.append(
-                {
-                    "window_id": w,
-                    "attachment_claims": due["attachment_claims"],
-                    "result_claims": due["result_claims"],
-                    "progress": due["progress"],
-                    "employment": due["employment"],
-                    "amount_gbp": due["attachment_claims"] * payments.attachment_gbp
-                    + due["result_claims"] * payments.result_gbp,
-                }
+        rows.sort(key=lambda r: (r.forecast_as_at is None, r.forecast_as_at or "", r.family_id))
+        by_window = [
+            ForecastWindow(
+                window_id=w,
+                attachment_claims=due["attachment_claims"],
+                result_claims=due["result_claims"],
+                progress=due["progress"],
+                employment=due["employment"],
+                amount_gbp=due["attachment_claims"] * payments.attachment_gbp
+                + due["result_claims"] * payments.result_gbp,
             )
-        return _report(
-            "forecast",
-            cyc,
-            rows,
-            parameters={"cadence_days": cadence, "horizon_cycles": horizon_cycles},
+            for w, due in sorted(windows.items())
+        ]
+        return ForecastReport(
+            report="forecast",
+            cycle=cyc.provenance,
+            parameters=ForecastParameters(cadence_days=cadence, horizon_cycles=horizon_cycles),
             assumption=(
                 f"each family's latest values hold at a review every {cadence} days for "
                 f"{horizon_cycles} cycles; claim windows are half-years (H1 January-June)"
             ),
             by_window=by_window,
-            on_track=sum(1 for r in rows if r["forecast"] != "not_on_track"),
-            not_on_track=sum(1 for r in rows if r["forecast"] == "not_on_track"),
+            on_track=sum(1 for r in rows if r.forecast != "not_on_track"),
+            not_on_track=sum(1 for r in rows if r.forecast == "not_on_track"),
+            rows=rows,
         )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "forecast", build)
-    return result
+    return _read(engine, cycle_id, "forecast", build)
 
 
 def _near(op: str, threshold: float, value: float, margin: float) -> bool:
@@ -1326,7 +1385,7 @@ def on_the_cusp(
     *,
     unlock_margin: int = 5,
     margin_pct: float = 5.0,
-) -> dict[str, Any]:
+) -> CuspReport:
     """Families just below a threshold: unlock, eligibility, or an indicator's.
 
     ``unlock``: scoring within ``unlock_margin`` points below the unlock
@@ -1341,7 +1400,7 @@ def on_the_cusp(
     if not 0 < margin_pct <= 50:
         raise ConflictError(f"margin_pct {margin_pct}: expected more than 0 and at most 50")
 
-    def build(conn: Connection, cyc: _Cycle) -> dict[str, Any]:
+    def build(conn: Connection, cyc: _Cycle) -> CuspReport:
         history = _history(conn, cyc.cutoff)
         unlock = cyc.model.thresholds.unlock
         least = cyc.ruleset.eligibility.min_problems
@@ -1350,10 +1409,8 @@ def on_the_cusp(
             for iid, ind in cyc.ruleset.indicators.items()
             if ind.measure is not None and ind.threshold is not None and ind.op is not None
         ]
-        rows: list[dict[str, Any]] = []
+        rows: list[CuspRow] = []
         for s in _snapshots(conn, cyc.id):
-            base = {"family_id": s.family_id, "score": s.score, "n_problems": s.n_problems}
-            tail = {"status": _status(s, history), "district": s.district}
             found: list[tuple[str, str, float, float]] = []
             if unlock - unlock_margin <= s.score < unlock:
                 found.append(("unlock", "unlock threshold", s.score, unlock))
@@ -1369,37 +1426,41 @@ def on_the_cusp(
                 margin = abs(threshold) * margin_pct / 100
                 if margin and _near(str(ind.op), threshold, float(value), margin):
                     found.append(("indicator", iid, float(value), threshold))
-            for kind, what, value, threshold in found:
-                rows.append(
-                    {
-                        **base,
-                        "kind": kind,
-                        "what": what,
-                        "value": value,
-                        "threshold": threshold,
-                        "gap": round(abs(float(threshold) - float(value)), 4),
-                        **tail,
-                    }
+            if not found:
+                continue
+            status = _status(s, history)
+            rows.extend(
+                CuspRow(
+                    family_id=s.family_id,
+                    score=s.score,
+                    n_problems=s.n_problems,
+                    kind=kind,
+                    what=what,
+                    value=value,
+                    threshold=threshold,
+                    gap=round(abs(float(threshold) - float(value)), 4),
+                    status=status,
+                    district=s.district,
                 )
+                for kind, what, value, threshold in found
+            )
         order = {"unlock": 0, "eligibility": 1, "indicator": 2}
-        rows.sort(
-            key=lambda r: (order[r["kind"]], r["gap"], -r["score"], r["family_id"], r["what"])
+        rows.sort(key=lambda r: (order[r.kind], r.gap, -r.score, r.family_id, r.what))
+        by_kind: Counter[str] = Counter(r.kind for r in rows)
+        return CuspReport(
+            report="cusp",
+            cycle=cyc.provenance,
+            parameters=CuspParameters(unlock_margin=unlock_margin, margin_pct=margin_pct),
+            thresholds=CuspThresholds(unlock=unlock, min_problems=least),
+            families=len({r.family_id for r in rows}),
+            by_kind=CuspCounts(**{k: by_kind[k] for k in order}),
+            rows=rows,
         )
-        return _report(
-            "cusp",
-            cyc,
-            rows,
-            parameters={"unlock_margin": unlock_margin, "margin_pct": margin_pct},
-            thresholds={"unlock": unlock, "min_problems": least},
-            families=len({r["family_id"] for r in rows}),
-            by_kind={k: sum(1 for r in rows if r["kind"] == k) for k in order},
-        )
 
-    result: dict[str, Any] = _read(engine, cycle_id, "on the cusp", build)
-    return result
+    return _read(engine, cycle_id, "on the cusp", build)
 
 
-REPORTS: Final[dict[str, Callable[..., dict[str, Any]]]] = {
+REPORTS: Final[dict[str, Callable[..., Report]]] = {
     "status": status_counts,
     "needs": needs_breakdown,
     "coverage": data_coverage,
@@ -1433,9 +1494,7 @@ PARAMETERS: Final = tuple(
 )
 
 
-def run_report(
-    engine: Engine, name: str, cycle_id: int | None = None, **params: Any
-) -> dict[str, Any]:
+def run_report(engine: Engine, name: str, cycle_id: int | None = None, **params: object) -> Report:
     """The report called ``name`` (a key of :data:`REPORTS`) with the parameters it takes.
 
     Parameters left as None are dropped; one the report does not take is a
@@ -1458,7 +1517,7 @@ def run_report(
 # --- CSV --------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -1470,32 +1529,44 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    seen: dict[str, None] = {}
-    for row in rows:
-        seen.update(dict.fromkeys(row))
-    return list(seen)
+def row_model(report: Report) -> type[BaseModel]:
+    """The model of one row of ``report`` (its fields are the report's columns)."""
+    row: type[BaseModel] = get_args(type(report).model_fields["rows"].annotation)[0]
+    return row
 
 
-def to_csv(report: Mapping[str, Any]) -> str:
+def columns(report: Report) -> list[str]:
+    """The report's columns: its row model's fields, in order.
+
+    A field with a default (a column the report fills in some cases only, such
+    as the work list's ``problem_points``) is a column when some row has it set.
+    """
+    return [
+        name
+        for name, field in row_model(report).model_fields.items()
+        if field.is_required() or any(name in r.model_fields_set for r in report.rows)
+    ]
+
+
+def to_csv(report: Report) -> str:
     """The report's rows as CSV, the cycle's id, date, ruleset and model in trailing columns.
 
-    Lists are joined with ``;``, mappings written ``key:value;...``.
+    The columns are :func:`columns` (a report with no rows still has its
+    header). Lists are joined with ``;``, mappings written ``key:value;...``.
     """
-    rows: Sequence[Mapping[str, Any]] = report["rows"]
-    cyc = report["cycle"]
-    provenance = {
-        "cycle_id": cyc["id"],
-        "as_at": cyc["as_at"],
-        "ruleset": f"{cyc['ruleset']['name']} {cyc['ruleset']['version']}",
-        "ruleset_sha256": cyc["ruleset"]["sha256"],
-        "model": f"{cyc['model']['name']} {cyc['model']['version']}",
-        "model_sha256": cyc["model"]["sha256"],
-    }
-    columns = _columns(rows)
+    cyc = report.cycle
+    provenance = (
+        cyc.id,
+        cyc.as_at,
+        f"{cyc.ruleset.name} {cyc.ruleset.version}",
+        cyc.ruleset.sha256,
+        f"{cyc.model.name} {cyc.model.version}",
+        cyc.model.sha256,
+    )
+    names = columns(report)
     out = io.StringIO()
     w = csv.writer(out, lineterminator="\n")
-    w.writerow([*columns, *provenance])
-    for row in rows:
-        w.writerow([*(_cell(row.get(k)) for k in columns), *provenance.values()])
+    w.writerow([*names, "cycle_id", "as_at", "ruleset", "ruleset_sha256", "model", "model_sha256"])
+    for row in report.rows:
+        w.writerow([*(_cell(getattr(row, k)) for k in names), *provenance])
     return out.getvalue()

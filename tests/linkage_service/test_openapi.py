@@ -65,8 +65,9 @@ UNTYPED = {
 }
 # Routes that answer a file, not JSON.
 FILES = {("get", "/claims/export"), ("get", "/export/{kind}")}
-# Components whose shape is open on purpose (a report's own fields differ by report).
-OPEN = {"ReportView"}
+# Components that are a union of named components, told apart by a tag (a report answers
+# the model of the report it is).
+UNIONS = {"ReportView": "report"}
 
 
 @pytest.fixture(scope="module")
@@ -112,10 +113,19 @@ def test_created_and_no_content_routes(schema):
 def test_read_routes_answer_a_named_component(schema, route, name):
     got = _json_schema(_operations(schema)[route])
     assert got == {"$ref": f"#/components/schemas/{name}"}
-    component = schema["components"]["schemas"][name]
-    assert component["properties"], name
-    if name not in OPEN:
-        assert component.get("additionalProperties") is False, name
+    components = schema["components"]["schemas"]
+    if name in UNIONS:
+        component = components[name]
+        assert component["discriminator"]["propertyName"] == UNIONS[name]
+        members = [ref["$ref"].rsplit("/", 1)[1] for ref in component["oneOf"]]
+        assert sorted(component["discriminator"]["mapping"].values()) == sorted(
+            f"#/components/schemas/{m}" for m in members
+        )
+    else:
+        members = [name]
+    for member in members:
+        assert components[member]["properties"], member
+        assert components[member].get("additionalProperties") is False, member
 
 
 def test_nested_views_are_named_components_too(schema):
@@ -138,6 +148,56 @@ def test_untyped_routes_are_the_listed_ones(schema, route):
     # if one of these gains a model, move it to TYPED
     got = _json_schema(_operations(schema)[route])
     assert got is not None and "$ref" not in got
+
+
+def test_every_report_is_documented_with_its_columns(schema):
+    from linkage_service.programme import _reports as reports
+
+    components = schema["components"]["schemas"]
+    mapping = components["ReportView"]["discriminator"]["mapping"]
+    # the tag of a report is its name with underscores (work-list answers "work_list")
+    assert set(mapping) == {name.replace("-", "_") for name in reports.REPORTS}
+    columns = {}
+    for tag, ref in mapping.items():
+        report = components[ref.rsplit("/", 1)[1]]
+        assert report["properties"]["report"]["const"] == tag
+        assert set(report["required"]) >= {"report", "cycle", "rows"}
+        row = report["properties"]["rows"]["items"]["$ref"].rsplit("/", 1)[1]
+        columns[tag] = list(components[row]["properties"])
+    assert columns["work_list"] == [
+        "position",
+        "family_id",
+        "score",
+        "rank",
+        "percentile",
+        "problem_points",  # with ?problem= only: not required
+        "n_problems",
+        "problems",
+        "top_reasons",
+        "step",
+        "status",
+        "district",
+    ]
+    assert "problem_points" not in components["WorkListRow"]["required"]
+    assert columns["status"] == [
+        "district",
+        "identified",
+        "attached",
+        "in_progress",
+        "pending_claim",
+        "claimed",
+        "closed",
+        "not_eligible",
+        "no_status",
+        "total",
+    ]
+    op = _operations(schema)[("get", "/reports/{name}")]
+    path_name = next(p for p in op["parameters"] if p["name"] == "name")
+    assert all(name in path_name["description"] for name in reports.REPORTS)
+    cusp = components["CuspRow"]["properties"]
+    assert cusp["kind"]["enum"] == ["unlock", "eligibility", "indicator"]
+    # a measured value stays an int when it was one (a score against the unlock threshold)
+    assert cusp["value"]["anyOf"] == [{"type": "integer"}, {"type": "number"}]
 
 
 def test_csv_report_is_described(schema):

@@ -49,6 +49,7 @@ from linkage_service.programme import _reports as reports
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
+from protocols import Report, ReportView, StatusCounts, StatusRow, WorkListRow
 
 RULESET = default_ruleset()
 MODEL = default_model()
@@ -87,6 +88,11 @@ def _detail(
     body["measures"] = measures or {}
     body["members"] = []
     return body
+
+
+def _json(report: Report) -> dict[str, Any]:
+    """A report as the service answers it in JSON (a column left unset is left out)."""
+    return report.model_dump(mode="json", exclude_unset=True)
 
 
 def _ind(*names: str) -> list[str]:
@@ -356,14 +362,15 @@ def db(tmp_path: Path) -> sa.Engine:
 
 def test_every_report_names_its_cycle_ruleset_and_model(db: sa.Engine) -> None:
     for name, fn in reports.REPORTS.items():
-        r = fn(db)
+        r = _json(fn(db))
+        assert r["report"] == name.replace("-", "_")  # the tag of its model in the union
         assert r["cycle"] == {
             "id": 2,
             "as_at": "2025-12-31",
             "ruleset": {"name": RULESET.name, "version": "1.0", "sha256": RULESET.sha256()},
             "model": {"name": MODEL.name, "version": "1.0", "sha256": MODEL.sha256()},
         }, name
-        assert fn(db, 1)["cycle"]["id"] == 1
+        assert fn(db, 1).cycle.id == 1
 
 
 def test_no_cycle_and_unknown_cycle_are_errors(tmp_path: Path, db: sa.Engine) -> None:
@@ -379,7 +386,7 @@ def test_no_cycle_and_unknown_cycle_are_errors(tmp_path: Path, db: sa.Engine) ->
 
 
 def test_status_counts_by_district_and_period(db: sa.Engine) -> None:
-    r = reports.status_counts(db)
+    r = _json(reports.status_counts(db))
     zero = dict.fromkeys(reports.STATUS_COLUMNS, 0)
     assert r["rows"] == [
         {"district": "(unknown)", **zero, "not_eligible": 1, "total": 1},
@@ -397,13 +404,13 @@ def test_status_counts_by_district_and_period(db: sa.Engine) -> None:
     }
     assert r["not_in_cycle"] == 1  # fam_g
     # cycle 1's period ends when cycle 2 runs: C was in progress then, not pending a claim
-    one = reports.status_counts(db, 1)
+    one = _json(reports.status_counts(db, 1))
     assert one["totals"]["in_progress"] == 1 and one["totals"]["attached"] == 1
     assert one["totals"]["pending_claim"] == 0 and one["totals"]["total"] == 2
 
 
 def test_needs_breakdown_counts_problems_and_combinations(db: sa.Engine) -> None:
-    r = reports.needs_breakdown(db)
+    r = _json(reports.needs_breakdown(db))
     assert r["eligible"] == 4
     per = {x["problems"]: x["families"] for x in r["rows"] if x["kind"] == "problem"}
     assert per == {
@@ -425,7 +432,7 @@ def test_needs_breakdown_counts_problems_and_combinations(db: sa.Engine) -> None
 
 
 def test_data_coverage_tells_no_data_from_no_problem(db: sa.Engine) -> None:
-    rows = {x["problem"]: x for x in reports.data_coverage(db)["rows"]}
+    rows = {x["problem"]: x for x in _json(reports.data_coverage(db))["rows"]}
     edu = rows["education"]
     assert (edu["with_problem"], edu["data_no_problem"], edu["no_data"]) == (2, 1, 3)
     assert edu["agencies"] == {"school": 3}
@@ -437,7 +444,7 @@ def test_data_coverage_tells_no_data_from_no_problem(db: sa.Engine) -> None:
 
 
 def test_social_care_splits_protection_from_need(db: sa.Engine) -> None:
-    r = reports.social_care(db)
+    r = _json(reports.social_care(db))
     assert r["totals"] == {
         "eligible": 4,
         "open_to_social_care": 3,
@@ -450,7 +457,7 @@ def test_social_care_splits_protection_from_need(db: sa.Engine) -> None:
 
 
 def test_work_list_orders_by_score_and_by_problem_points(db: sa.Engine) -> None:
-    r = reports.work_list(db)
+    r = _json(reports.work_list(db))
     assert [x["family_id"] for x in r["rows"]] == ["fam_a", "fam_b", "fam_c", "fam_f"]
     a = r["rows"][0]
     assert (a["score"], a["rank"], a["step"], a["status"], a["district"]) == (
@@ -461,17 +468,17 @@ def test_work_list_orders_by_score_and_by_problem_points(db: sa.Engine) -> None:
         "M4",
     )
     assert a["top_reasons"] == ["CHILD_PROTECTION:20", "DOMESTIC_VIOLENCE:14", "BREADTH:12"]
-    assert reports.work_list(db, limit=2)["eligible"] == 4
-    assert len(reports.work_list(db, limit=2)["rows"]) == 2
+    assert _json(reports.work_list(db, limit=2))["eligible"] == 4
+    assert len(_json(reports.work_list(db, limit=2))["rows"]) == 2
     # domestic abuse: A's DV points (14 + 12 MARAC + 10 with protection) outrank B's call-outs
-    da = reports.work_list(db, problem="domestic_abuse")["rows"]
+    da = _json(reports.work_list(db, problem="domestic_abuse"))["rows"]
     assert [(x["family_id"], x["problem_points"]) for x in da] == [("fam_a", 36), ("fam_b", 5)]
-    health = reports.work_list(db, problem="health")["rows"]
+    health = _json(reports.work_list(db, problem="health"))["rows"]
     assert [(x["family_id"], x["problem_points"]) for x in health] == [("fam_b", 6)]
 
 
 def test_longest_sums_domain_scores(db: sa.Engine) -> None:
-    rows = reports.longest(db)["rows"]
+    rows = _json(reports.longest(db))["rows"]
     # A: crime 3 (adult offending) + DA 5 (MARAC) + children 5 (CP) + 3 ones = 16
     totals = {x["family_id"]: x["domain_total"] for x in rows}
     sev = RULESET.indicators
@@ -483,12 +490,12 @@ def test_longest_sums_domain_scores(db: sa.Engine) -> None:
     )
     assert [x["position"] for x in rows] == [1, 2, 3, 4]
     assert [x["domain_total"] for x in rows] == sorted(totals.values(), reverse=True)
-    assert reports.longest(db, limit=1)["rows"][0]["family_id"] == rows[0]["family_id"]
+    assert _json(reports.longest(db, limit=1))["rows"][0]["family_id"] == rows[0]["family_id"]
 
 
 def test_score_distribution_counts_the_work_lists_scores(db: sa.Engine) -> None:
-    r = reports.score_distribution(db)
-    work = reports.work_list(db)["rows"]
+    r = _json(reports.score_distribution(db))
+    work = _json(reports.work_list(db))["rows"]
     expanded = sorted(x["score"] for x in r["rows"] for _ in range(x["families"]))
     assert expanded == sorted(x["score"] for x in work)
     assert r["eligible"] == len(work)
@@ -499,8 +506,8 @@ def test_score_distribution_counts_the_work_lists_scores(db: sa.Engine) -> None:
 
 
 def test_score_distribution_counts_eligible_families_per_district(db: sa.Engine) -> None:
-    r = reports.score_distribution(db)
-    work = reports.work_list(db)["rows"]
+    r = _json(reports.score_distribution(db))
+    work = _json(reports.work_list(db))["rows"]
     from collections import Counter
 
     assert r["by_district"] == dict(Counter(x["district"] for x in work))
@@ -520,27 +527,27 @@ def test_per_cycle_reports_are_computed_once_and_handed_out_as_copies(
     monkeypatch.setattr(reports, "_snapshots", counting)
     again = reports.needs_breakdown(db)
     assert again == first and calls == []  # kept: the cycle's snapshots never change
-    again["rows"].clear()  # a caller's change does not reach the kept answer
-    assert reports.needs_breakdown(db) == first
+    again.rows.clear()  # a caller's change does not reach the kept answer
+    assert reports.needs_breakdown(db) == first and first.rows
     older = reports.needs_breakdown(db, 1)  # another cycle is computed for itself
-    assert calls == [1] and older["cycle"]["id"] == 1
+    assert calls == [1] and older.cycle.id == 1
     reports.work_list(db)  # a report that reads statuses is never kept
     assert len(calls) == 2
 
 
 def test_previously_worked_finds_families_back_after_a_claim(db: sa.Engine) -> None:
-    rows = reports.previously_worked(db)["rows"]
+    rows = _json(reports.previously_worked(db))["rows"]
     assert len(rows) == 1  # E was closed but is not eligible now
     f = rows[0]
     assert f["family_id"] == "fam_f" and f["status"] == "identified"
     assert f["earlier_statuses"] == ["identified", "attached", "claimed", "closed"]
     assert f["attached_before"] and f["claimed_before"] and f["result_claims"] == 1
     # F was not in cycle 1
-    assert reports.previously_worked(db, 1)["rows"] == []
+    assert _json(reports.previously_worked(db, 1))["rows"] == []
 
 
 def test_steps_lists_up_then_down(db: sa.Engine) -> None:
-    r = reports.steps(db)
+    r = _json(reports.steps(db))
     assert (r["step_up"], r["step_down"]) == (1, 1)
     assert [(x["step"], x["family_id"], x["change"]) for x in r["rows"]] == [
         ("up", "fam_a", 26),
@@ -549,7 +556,7 @@ def test_steps_lists_up_then_down(db: sa.Engine) -> None:
 
 
 def test_outcomes_from_claims_and_attached_families(db: sa.Engine) -> None:
-    r = reports.outcomes_achieved(db)
+    r = _json(reports.outcomes_achieved(db))
     rows = {x["problem"]: x for x in r["rows"]}
     assert r["attached_families"] == 2 and r["result_claims"] == {"employment": 1, "progress": 1}
     # A: crime and ASB fell 5 -> 1 (80% >= 60%), 213 days after attachment: met
@@ -567,7 +574,7 @@ def test_outcomes_from_claims_and_attached_families(db: sa.Engine) -> None:
 
 
 def test_cost_avoidance_saves_at_most_the_difference_per_family_year(db: sa.Engine) -> None:
-    r = reports.cost_avoidance(db)
+    r = _json(reports.cost_avoidance(db))
     assert r["families"] == 2 and r["claimed_income_gbp"] == 3600
     # F (progress, 3 problems) and H (employment, 2 problems: the TF minimum) are counted
     assert r["parameters"] == {
@@ -584,9 +591,9 @@ def test_cost_avoidance_saves_at_most_the_difference_per_family_year(db: sa.Engi
         ("employment", 1, 68395),
     ]
     assert "at most GBP 68,395 a year" in r["assumption"]
-    r = reports.cost_avoidance(db, multiple_needs_from=3)
+    r = _json(reports.cost_avoidance(db, multiple_needs_from=3))
     assert (r["families"], r["not_counted"], r["total_gbp"]) == (1, 1, 68395)
-    r = reports.cost_avoidance(db, years=0.5, intervention_gbp=10000, average_gbp=8000)
+    r = _json(reports.cost_avoidance(db, years=0.5, intervention_gbp=10000, average_gbp=8000))
     assert r["gross_gbp"] == round(2 * (76190 - 8000) * 0.5)
     assert r["total_gbp"] == 2 * (34095 - 10000)
     assert "GBP 10,000 of intervention" in r["assumption"]
@@ -606,7 +613,55 @@ def test_to_csv_flattens_rows_and_carries_provenance(db: sa.Engine) -> None:
     cov = list(csv.DictReader(io.StringIO(reports.to_csv(reports.data_coverage(db)))))
     assert cov[0]["problem"] == "crime_asb" and cov[0]["agencies"] == "police:2"
     for fn in reports.REPORTS.values():
-        assert reports.to_csv(fn(db)).count("\n") == len(fn(db)["rows"]) + 1
+        assert reports.to_csv(fn(db)).count("\n") == len(fn(db).rows) + 1
+
+
+PROVENANCE = ["cycle_id", "as_at", "ruleset", "ruleset_sha256", "model", "model_sha256"]
+
+
+def _header(report: Report) -> list[str]:
+    return reports.to_csv(report).splitlines()[0].split(",")
+
+
+def test_csv_columns_are_the_row_models_fields_in_order(db: sa.Engine) -> None:
+    for name, fn in reports.REPORTS.items():
+        report = fn(db)
+        fields = list(reports.row_model(report).model_fields)
+        assert _header(report) == [*reports.columns(report), *PROVENANCE], name
+        assert reports.columns(report) == [f for f in fields if f != "problem_points"], name
+        for row in _json(report)["rows"]:  # the JSON row has the same keys in the same order
+            assert list(row) == reports.columns(report), name
+    # a report with no rows still says what its columns are
+    none = reports.previously_worked(db, 1)
+    assert none.rows == [] and _header(none)[:3] == ["family_id", "status", "earlier_statuses"]
+
+
+def test_problem_points_is_a_column_of_the_one_problem_work_list_only(db: sa.Engine) -> None:
+    every = reports.work_list(db)
+    assert all("problem_points" not in row for row in _json(every)["rows"])
+    assert "problem_points" not in _header(every)
+    one = reports.work_list(db, problem="domestic_abuse")
+    assert [row["problem_points"] for row in _json(one)["rows"]] == [36, 5]
+    header = _header(one)
+    assert header[header.index("percentile") + 1] == "problem_points"
+    assert list(WorkListRow.model_fields).index("problem_points") == 5  # after percentile
+
+
+def test_the_status_models_have_a_column_per_status(db: sa.Engine) -> None:
+    assert list(StatusRow.model_fields) == ["district", *reports.STATUS_COLUMNS, "total"]
+    assert list(StatusCounts.model_fields) == [*reports.STATUS_COLUMNS, "total"]
+
+
+def test_a_reports_json_reads_back_into_its_own_model(db: sa.Engine) -> None:
+    for name, fn in reports.REPORTS.items():
+        report = fn(db)
+        back = ReportView.model_validate(_json(report)).root
+        assert type(back) is type(report) and back == report, name
+    for params in ({}, {"problem": "health"}):
+        report = reports.work_list(db, **params)
+        assert ReportView.model_validate_json(report.model_dump_json(exclude_unset=True)).root == (
+            report
+        )
 
 
 # --- on a harness-built database: reports agree with what the cycle stored ------------------
@@ -630,24 +685,24 @@ def test_reports_agree_with_the_stored_cycle(harness_db: sa.Engine) -> None:
     with harness_db.connect() as conn:
         stats = json.loads(conn.execute(sa.select(pstore.cycles.c.stats)).scalar_one())
         snaps = conn.execute(sa.select(pstore.snapshots)).all()
-    status = reports.status_counts(harness_db)["totals"]
+    status = _json(reports.status_counts(harness_db))["totals"]
     assert status["total"] == stats["families"] and status["identified"] == stats["eligible"]
     assert status["not_eligible"] == stats["families"] - stats["eligible"]
-    needs = reports.needs_breakdown(harness_db)
+    needs = _json(reports.needs_breakdown(harness_db))
     per = sum(x["families"] for x in needs["rows"] if x["kind"] == "problem")
     assert per == sum(s.n_problems for s in snaps if s.eligible)
-    work = reports.work_list(harness_db)["rows"]
+    work = _json(reports.work_list(harness_db))["rows"]
     assert len(work) == stats["eligible"] > 0
     assert [x["score"] for x in work] == sorted((x["score"] for x in work), reverse=True)
-    cov = reports.data_coverage(harness_db)["rows"]
+    cov = _json(reports.data_coverage(harness_db))["rows"]
     for x in cov:
         assert x["with_problem"] + x["data_no_problem"] + x["no_data"] == stats["families"]
 
 
 def test_run_report_passes_only_the_parameters_a_report_takes(db: sa.Engine) -> None:
-    da = reports.run_report(db, "work-list", None, problem="domestic_abuse", limit=None)
+    da = _json(reports.run_report(db, "work-list", None, problem="domestic_abuse", limit=None))
     assert [x["family_id"] for x in da["rows"]] == ["fam_a", "fam_b"]
-    assert reports.run_report(db, "status", 1, problem=None)["cycle"]["id"] == 1
+    assert _json(reports.run_report(db, "status", 1, problem=None))["cycle"]["id"] == 1
     with pytest.raises(ConflictError, match="report status takes no problem; it takes: nothing"):
         reports.run_report(db, "status", problem="health")
     with pytest.raises(NotFound, match="no report 'bogus'; reports: status, needs"):
@@ -655,7 +710,7 @@ def test_run_report_passes_only_the_parameters_a_report_takes(db: sa.Engine) -> 
 
 
 def test_outcomes_by_the_agency_that_reported_the_need(db: sa.Engine) -> None:
-    r = reports.outcomes_achieved(db)
+    r = _json(reports.outcomes_achieved(db))
     by = {(x["problem"], x["agency_id"]): x for x in r["by_agency"]}
     assert by[("crime_asb", "police")]["rate"] == 1.0
     assert by[("children_need_help", "csc")] == {
@@ -707,7 +762,7 @@ def _add_family(
 
 
 def test_progress_data_return_counts_the_thirteen_measures(db: sa.Engine) -> None:
-    r = reports.progress_data(db)
+    r = _json(reports.progress_data(db))
     assert (r["families"], r["measures"]) == (2, 13)  # A and C, the 13 FPD measures
     rows = {x["measure"]: x for x in r["rows"]}
     assert {x["category"] for x in r["rows"]} == {
@@ -729,14 +784,14 @@ def test_progress_data_return_counts_the_thirteen_measures(db: sa.Engine) -> Non
     assert (rent["unchanged"], rent["baseline_total"], rent["now_total"]) == (1, 500.0, 500.0)
     neet = rows["months_neet_12m"]
     assert neet["baseline_reported"] == neet["now_reported"] == 0
-    assert reports.progress_data(db, cohort="2025-Q2")["families"] == 2
-    assert reports.progress_data(db, cohort="2025-Q3")["families"] == 0
+    assert _json(reports.progress_data(db, cohort="2025-Q2"))["families"] == 2
+    assert _json(reports.progress_data(db, cohort="2025-Q3"))["families"] == 0
     with pytest.raises(ConflictError, match="cohort '2025-06': expected YYYY-Qn"):
         reports.progress_data(db, cohort="2025-06")
 
 
 def test_distance_travelled_per_domain(db: sa.Engine) -> None:
-    r = reports.distance_travelled(db)
+    r = _json(reports.distance_travelled(db))
     rows = {x["problem"]: x for x in r["rows"]}
     # A: crime 4 -> 4 (adult offending), DA 4 -> 5 (MARAC), children 1 -> 5 (protection plan)
     # C: education 3 -> 3, work 2 -> 2, children 1 -> 4 (child in need)
@@ -755,7 +810,7 @@ def test_distance_travelled_per_domain(db: sa.Engine) -> None:
     # family means: A 12/6 -> 17/6, C 9/6 -> 12/6
     assert r["mean_baseline"] == round((12 / 6 + 9 / 6) / 2, 3)
     assert r["mean_now"] == round((17 / 6 + 12 / 6) / 2, 3)
-    assert reports.distance_travelled(db, 1)["mean_now"] == r["mean_baseline"]
+    assert _json(reports.distance_travelled(db, 1))["mean_now"] == r["mean_baseline"]
 
 
 def test_breakdowns_by_area_age_band_lead_professional_and_status(db: sa.Engine) -> None:
@@ -764,7 +819,7 @@ def test_breakdowns_by_area_age_band_lead_professional_and_status(db: sa.Engine)
         conn.execute(
             f.update().where(f.c.family_id == "fam_a").values(lead_professional="team_north")
         )
-    r = reports.breakdowns(db)
+    r = _json(reports.breakdowns(db))
     rows = {(x["dimension"], x["group"]): x for x in r["rows"]}
     # A, B, C, E (closed) and F; D is neither eligible nor has a status
     for dim in reports.BREAKDOWNS:
@@ -787,7 +842,7 @@ def test_breakdowns_by_area_age_band_lead_professional_and_status(db: sa.Engine)
     assert leads == {"team_north": 1, "(none recorded)": 4}
     statuses = {g: x["families"] for (d, g), x in rows.items() if d == "status"}
     assert statuses == {"attached": 1, "identified": 2, "pending_claim": 1, "closed": 1}
-    only = reports.breakdowns(db, by="status")
+    only = _json(reports.breakdowns(db, by="status"))
     assert {x["dimension"] for x in only["rows"]} == {"status"}
     with pytest.raises(ConflictError, match="breakdown by 'ward'"):
         reports.breakdowns(db, by="ward")
@@ -800,7 +855,7 @@ def test_report_card_per_cohort(db: sa.Engine) -> None:
         [(2, "M4", True, {"crime_asb": (["youth_offending"], ["police"])}, [], {})],
         attached_on=dt.date(2025, 12, 31),
     )
-    r = reports.report_card(db)
+    r = _json(reports.report_card(db))
     assert (r["cohorts"], r["families"]) == (2, 3)
     q2, q4 = r["rows"]
     assert (q2["cohort"], q2["families"], q2["attached"], q2["pending_claim"]) == (
@@ -838,7 +893,7 @@ def test_forecast_projects_latest_values_to_a_claim_window(db: sa.Engine) -> Non
         ],
         attached_on=dt.date(2025, 10, 1),
     )
-    r = reports.forecast(db)
+    r = _json(reports.forecast(db))
     assert r["parameters"] == {"cadence_days": 213, "horizon_cycles": 8}  # 06-01 -> 12-31
     rows = {x["family_id"]: x for x in r["rows"]}
     k = rows["fam_k"]
@@ -875,10 +930,10 @@ def test_forecast_projects_latest_values_to_a_claim_window(db: sa.Engine) -> Non
         },
     ]
     # quarterly reviews: 2026-04-01 is 182 days after attachment, in the first half
-    k = {x["family_id"]: x for x in reports.forecast(db, cadence_days=91)["rows"]}["fam_k"]
+    k = {x["family_id"]: x for x in _json(reports.forecast(db, cadence_days=91))["rows"]}["fam_k"]
     assert (k["forecast_as_at"], k["claim_window"]) == ("2026-04-01", "2026-H1")
     # a horizon too short to get there
-    short = reports.forecast(db, cadence_days=30, horizon_cycles=2)["rows"]
+    short = _json(reports.forecast(db, cadence_days=30, horizon_cycles=2))["rows"]
     assert {x["family_id"]: x for x in short}["fam_k"]["forecast"] == "not_on_track"
     with pytest.raises(ConflictError, match="horizon_cycles 30"):
         reports.forecast(db, horizon_cycles=30)
@@ -899,7 +954,7 @@ def test_on_the_cusp_of_unlock_eligibility_and_an_indicator(db: sa.Engine) -> No
             )
         ],
     )
-    r = reports.on_the_cusp(db)
+    r = _json(reports.on_the_cusp(db))
     assert r["thresholds"] == {"unlock": 40, "min_problems": 2}
     assert [(x["family_id"], x["kind"], x["what"], x["value"], x["gap"]) for x in r["rows"]] == [
         ("fam_m", "unlock", "unlock threshold", 37, 3),
@@ -908,7 +963,7 @@ def test_on_the_cusp_of_unlock_eligibility_and_an_indicator(db: sa.Engine) -> No
     ]
     assert r["by_kind"] == {"unlock": 1, "eligibility": 1, "indicator": 1}
     # a 2% margin: attendance must be within 1.8 points of 90; 20 points below unlock: C and F
-    wide = reports.on_the_cusp(db, unlock_margin=20, margin_pct=2)
+    wide = _json(reports.on_the_cusp(db, unlock_margin=20, margin_pct=2))
     assert [(x["family_id"], x["gap"]) for x in wide["rows"] if x["kind"] == "unlock"] == [
         ("fam_m", 3),
         ("fam_c", 16),
@@ -921,7 +976,52 @@ def test_every_returns_report_exports_csv(db: sa.Engine) -> None:
     for name in ("progress-data", "distance-travelled", "breakdowns", "report-card", "forecast"):
         report = reports.run_report(db, name)
         rows = list(csv.DictReader(io.StringIO(reports.to_csv(report))))
-        assert len(rows) == len(report["rows"]) > 0, name
+        assert len(rows) == len(report.rows) > 0, name
         assert rows[0]["cycle_id"] == "2"
     text = reports.to_csv(reports.distance_travelled(db))
     assert "1:2;2:0;3:0;4:0;5:0" in text  # children_need_help at baseline
+
+
+# --- over HTTP: the route answers the report's JSON ------------------------------------------
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_the_route_answers_the_reports_json_and_names_an_unknown_report(
+    db: sa.Engine, tmp_path: Path
+) -> None:
+    import httpx
+
+    from linkage_service._api import create_app
+    from linkage_service._config import Settings
+
+    from ._factories import auth, write_tokens
+
+    settings = Settings(
+        database_url=str(db.url),
+        token_file=write_tokens(tmp_path / "tokens"),
+        staging_dir=tmp_path,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://linkage") as client:
+            headers = auth("analyst")
+            for name, params in (("work-list", {}), ("work-list", {"problem": "health"})):
+                r = await client.get(f"/reports/{name}", params=params, headers=headers)
+                assert r.status_code == 200, r.text
+                assert r.json() == _json(reports.run_report(db, name, **params))
+            # the column of the one-problem list is left out of the every-family list
+            every = (await client.get("/reports/work-list", headers=headers)).json()
+            assert every["rows"] and all("problem_points" not in row for row in every["rows"])
+            r = await client.get("/reports/cusp", params={"format": "csv"}, headers=headers)
+            assert r.text == reports.to_csv(reports.on_the_cusp(db))
+            r = await client.get("/reports/bogus", headers=headers)
+            assert r.status_code == 404
+            assert r.json()["detail"] == (
+                f"no report 'bogus'; reports: {', '.join(reports.REPORTS)}"
+            )
