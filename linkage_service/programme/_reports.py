@@ -38,7 +38,7 @@ import re
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, cast, get_args
 
@@ -207,9 +207,14 @@ def _cycle(conn: Connection, cycle_id: int | None) -> _Cycle:
     )
 
 
-def _snapshots(conn: Connection, cycle_id: int, *, eligible_only: bool = False) -> list[_Snapshot]:
-    return [
-        _Snapshot(
+def _each_snapshot(
+    conn: Connection, cycle_id: int, *, eligible_only: bool = False
+) -> Iterator[_Snapshot]:
+    """The cycle's snapshots one at a time: a report that reads each once lets each go
+    (with its parsed detail) before the next, which keeps the garbage collector's work
+    small (on 3,000 families it was half of a report's time with them all kept)."""
+    for r in rstore.report_snapshots(conn, cycle_id, eligible_only=eligible_only):
+        yield _Snapshot(
             family_id=str(r.family_id),
             district=r.district or UNKNOWN_DISTRICT,
             eligible=bool(r.eligible),
@@ -221,8 +226,10 @@ def _snapshots(conn: Connection, cycle_id: int, *, eligible_only: bool = False) 
             step=r.step,
             raw_detail=r.detail,
         )
-        for r in rstore.report_snapshots(conn, cycle_id, eligible_only=eligible_only)
-    ]
+
+
+def _snapshots(conn: Connection, cycle_id: int, *, eligible_only: bool = False) -> list[_Snapshot]:
+    return list(_each_snapshot(conn, cycle_id, eligible_only=eligible_only))
 
 
 def _history(conn: Connection, cutoff: int | None) -> dict[str, list[tuple[int, str]]]:
@@ -1410,7 +1417,7 @@ def on_the_cusp(
             if ind.measure is not None and ind.threshold is not None and ind.op is not None
         ]
         rows: list[CuspRow] = []
-        for s in _snapshots(conn, cyc.id):
+        for s in _each_snapshot(conn, cyc.id):
             found: list[tuple[str, str, float, float]] = []
             if unlock - unlock_margin <= s.score < unlock:
                 found.append(("unlock", "unlock threshold", s.score, unlock))
