@@ -733,20 +733,16 @@ def work_list(
             _check_problem(cyc.ruleset, problem)
         related = set() if problem is None else _related_indicators(cyc.ruleset, problem)
         history = _history(conn, cyc.cutoff)
-        chosen = [
-            s
-            for s in _snapshots(conn, cyc.id, eligible_only=True)
-            if problem is None or problem in s.problems
-        ]
-        keyed = [
-            (0 if problem is None else _problem_points(s, problem, related), s) for s in chosen
-        ]
-        keyed.sort(key=lambda x: (-x[0], -x[1].score, x[1].family_id))
-        if limit is not None:
-            keyed = keyed[:limit]
-        rows = [
-            WorkListRow(
-                position=position,
+        # a row as each snapshot streams past, so its parsed detail goes with it; the
+        # positions are set once the list is sorted
+        keyed: list[tuple[int, WorkListRow]] = []
+        for s in _each_snapshot(conn, cyc.id, eligible_only=True):
+            problems = s.problems
+            if problem is not None and problem not in problems:
+                continue
+            points = 0 if problem is None else _problem_points(s, problem, related)
+            row = WorkListRow(
+                position=0,
                 family_id=s.family_id,
                 score=s.score,
                 rank=s.rank,
@@ -754,19 +750,26 @@ def work_list(
                 # a column of the one-problem list only: left unset (out of the JSON) otherwise
                 **({} if problem is None else {"problem_points": points}),
                 n_problems=s.n_problems,
-                problems=s.problems,
+                problems=problems,
                 top_reasons=s.top_reasons(),
                 step=s.step or "",
                 status=_status(s, history),
                 district=s.district,
             )
-            for position, (points, s) in enumerate(keyed, start=1)
+            keyed.append((points, row))
+        keyed.sort(key=lambda x: (-x[0], -x[1].score, x[1].family_id))
+        chosen = len(keyed)
+        if limit is not None:
+            keyed = keyed[:limit]
+        rows = [
+            row.model_copy(update={"position": position})
+            for position, (_points, row) in enumerate(keyed, start=1)
         ]
         return WorkListReport(
             report="work_list",
             cycle=cyc.provenance,
             problem=problem,
-            eligible=len(chosen),
+            eligible=chosen,
             rows=rows,
         )
 
@@ -784,27 +787,28 @@ def longest(
 
     def build(conn: Connection, cyc: _Cycle) -> LongestReport:
         history = _history(conn, cyc.cutoff)
-        keyed = []
-        for s in _snapshots(conn, cyc.id):
+        # a row as each snapshot streams past, so its parsed detail goes with it; the
+        # positions are set once the list is sorted
+        keyed: list[LongestRow] = []
+        for s in _each_snapshot(conn, cyc.id):
             if s.eligible:
                 domains = {p: int(v) for p, v in s.detail.get("domains", {}).items()}
-                keyed.append((sum(domains.values()), domains, s))
-        keyed.sort(key=lambda x: (-x[0], -x[2].n_problems, -x[2].score, x[2].family_id))
+                keyed.append(
+                    LongestRow(
+                        position=0,
+                        family_id=s.family_id,
+                        domain_total=sum(domains.values()),
+                        n_problems=s.n_problems,
+                        domains={p: d for p, d in sorted(domains.items()) if d > 1},
+                        score=s.score,
+                        status=_status(s, history),
+                        district=s.district,
+                    )
+                )
+        keyed.sort(key=lambda r: (-r.domain_total, -r.n_problems, -r.score, r.family_id))
         if limit is not None:
             keyed = keyed[:limit]
-        rows = [
-            LongestRow(
-                position=k,
-                family_id=s.family_id,
-                domain_total=total,
-                n_problems=s.n_problems,
-                domains={p: d for p, d in sorted(domains.items()) if d > 1},
-                score=s.score,
-                status=_status(s, history),
-                district=s.district,
-            )
-            for k, (total, domains, s) in enumerate(keyed, start=1)
-        ]
+        rows = [r.model_copy(update={"position": k}) for k, r in enumerate(keyed, start=1)]
         return LongestReport(report="longest", cycle=cyc.provenance, rows=rows)
 
     return _read(engine, cycle_id, "longest", build)
@@ -856,14 +860,7 @@ def steps(engine: Engine, cycle_id: int | None = None) -> StepsReport:
 
     def build(conn: Connection, cyc: _Cycle) -> StepsReport:
         history = _history(conn, cyc.cutoff)
-        moved = [s for s in _snapshots(conn, cyc.id) if s.step in ("up", "down")]
-        moved.sort(
-            key=lambda s: (
-                s.step != "up",
-                -abs(s.score - (s.previous_score or 0)),
-                s.family_id,
-            )
-        )
+        # a row as each snapshot streams past, so its parsed detail goes with it
         rows = [
             StepsRow(
                 step=s.step,
@@ -876,15 +873,17 @@ def steps(engine: Engine, cycle_id: int | None = None) -> StepsReport:
                 status=_status(s, history),
                 district=s.district,
             )
-            for s in moved
+            for s in _each_snapshot(conn, cyc.id)
+            if s.step in ("up", "down")
         ]
+        rows.sort(key=lambda r: (r.step != "up", -abs(r.change), r.family_id))
         t = cyc.model.thresholds
         return StepsReport(
             report="steps",
             cycle=cyc.provenance,
             thresholds=StepThresholds(step_up=t.step_up, step_down=t.step_down),
-            step_up=sum(1 for s in moved if s.step == "up"),
-            step_down=sum(1 for s in moved if s.step == "down"),
+            step_up=sum(1 for r in rows if r.step == "up"),
+            step_down=sum(1 for r in rows if r.step == "down"),
             rows=rows,
         )
 

@@ -518,13 +518,13 @@ def test_per_cycle_reports_are_computed_once_and_handed_out_as_copies(
 ) -> None:
     first = reports.needs_breakdown(db)
     calls: list[int] = []
-    real = reports._snapshots
+    real = reports._each_snapshot
 
     def counting(conn: Any, cycle_id: int, **kw: Any) -> Any:
         calls.append(cycle_id)
         return real(conn, cycle_id, **kw)
 
-    monkeypatch.setattr(reports, "_snapshots", counting)
+    monkeypatch.setattr(reports, "_each_snapshot", counting)
     again = reports.needs_breakdown(db)
     assert again == first and calls == []  # kept: the cycle's snapshots never change
     again.rows.clear()  # a caller's change does not reach the kept answer
