@@ -14,7 +14,10 @@ agency, a run's counters, a ruleset's full content) the model says so
 shape. Keys that the service adds only in some cases (a
 retired person's ``events``, an attached family's ``progress``) default to
 None and are left out of the JSON when absent (the routes serialise with
-``exclude_unset``).
+``exclude_unset``). Keys that are only ever absent, never null, are also left
+out when None (``exclude_if``), so their JSON does not depend on how the model
+was built; the same holds for keys the service added later, which older stored
+JSON (a claim's evidence, a cycle's counts) does not have.
 
 Must never: import anything but pydantic and the standard library.
 """
@@ -28,11 +31,16 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from ._review import RecordRef
 
 __all__ = [
+    "AttachmentEvidence",
     "ClaimBatch",
     "ClaimList",
     "ClaimView",
+    "ConditionOutcome",
     "CycleList",
+    "CycleRestrictions",
+    "CycleStats",
     "CycleView",
+    "EvidenceEvent",
     "FamilyClaimView",
     "FamilyMemberView",
     "FamilyOutcomes",
@@ -42,6 +50,7 @@ __all__ = [
     "FamilySnapshot",
     "FamilyView",
     "HealthView",
+    "HeldSince",
     "HouseholdPage",
     "HouseholdPersonView",
     "HouseholdRow",
@@ -52,11 +61,14 @@ __all__ = [
     "Lineage",
     "LinkageStatistics",
     "MeasureProgress",
+    "Observation",
+    "OutcomeEvaluation",
     "PairDecisionView",
     "PairView",
     "PersonPage",
     "PersonRow",
     "PersonView",
+    "ProblemOutcome",
     "ProgrammeView",
     "ReasonView",
     "RecordIndicatorView",
@@ -87,6 +99,11 @@ Number = int | float  # as the service computed it: an int stays an int in the J
 
 class _View(BaseModel):
     model_config = _VIEW
+
+
+def _absent(value: object) -> bool:
+    """``exclude_if`` of a key that is left out rather than written as null."""
+    return value is None
 
 
 # --- persons and households ------------------------------------------------------------
@@ -300,6 +317,47 @@ class ProgrammeView(_View):
     switches: list[RulesetSwitchView]
 
 
+class CycleRestrictions(_View):
+    """Families a cycle left out because their flags stop profiling, and those whose flags
+    stop claims, by kind of flag."""
+
+    excluded: int
+    excluded_by_kind: dict[str, int]
+    claims_blocked_by_kind: dict[str, int]
+
+
+class CycleStats(_View):
+    """What an assessment cycle counted, stored with it: families, eligibility, steps,
+    statuses, restrictions, results, attestations, review impacts and seconds per phase.
+
+    ``attestations`` only for a cycle that signed them. The keys that default to
+    None were added after the first cycles (re-linked steps, carried statuses,
+    restrictions, review impacts, timings), so a cycle stored before them has none.
+    """
+
+    cycle_id: int
+    as_at: str
+    families: int
+    eligible: int
+    above_unlock: int
+    step_up: int
+    step_down: int
+    # of the steps, how many because re-linking changed the family's members
+    step_up_relinked: int | None = Field(default=None, exclude_if=_absent)
+    step_down_relinked: int | None = Field(default=None, exclude_if=_absent)
+    ruleset: str  # "name version"
+    ruleset_sha256: str
+    model: str
+    model_sha256: str
+    statuses_carried: int | None = Field(default=None, exclude_if=_absent)
+    identified: int
+    restrictions: CycleRestrictions | None = Field(default=None, exclude_if=_absent)
+    pending_claim: int
+    attestations: int | None = Field(default=None, exclude_if=_absent)
+    review: dict[str, int] | None = Field(default=None, exclude_if=_absent)  # pairs by impact
+    seconds: dict[str, float] | None = Field(default=None, exclude_if=_absent)  # per phase
+
+
 class CycleView(_View):
     """An assessment cycle: date, ruleset and model it used, who ran it, its counts."""
 
@@ -309,7 +367,7 @@ class CycleView(_View):
     model: VersionRef
     created_at: str | None
     created_by: str
-    stats: dict[str, JsonValue]
+    stats: CycleStats
 
 
 class CycleList(_View):
@@ -359,6 +417,17 @@ class SnapshotProblem(_View):
     no_data: bool
 
 
+class EvidenceEvent(_View):
+    """A dated event that met an indicator: member, agency, record ref, event type, value."""
+
+    person_id: str
+    agency_id: str
+    record_ref: str
+    type: str
+    value: Number
+    date: str
+
+
 class ReasonView(_View):
     """One term of a score: reason code, points, title and the indicators behind it."""
 
@@ -373,7 +442,7 @@ class FamilyMemberView(_View):
 
     person_id: str
     age: int | None
-    age_band: str | None = None  # from 25 (extract v2)
+    age_band: str | None = Field(default=None, exclude_if=_absent)  # from 25 (extract v2)
     sex: str | None
     records: list[list[str]]
 
@@ -402,8 +471,8 @@ class FamilySnapshot(_View):
     measures: dict[str, Number]
     reasons: list[ReasonView]
     members: list[FamilyMemberView]
-    evidence: dict[str, list[dict[str, JsonValue]]] | None = None
-    step_source: str | None = None
+    evidence: dict[str, list[EvidenceEvent]] | None = Field(default=None, exclude_if=_absent)
+    step_source: str | None = Field(default=None, exclude_if=_absent)
 
 
 class Lineage(_View):
@@ -488,7 +557,7 @@ class FamilyView(_View):
     status_history: list[StatusChangeView]
     scores: list[ScorePoint]
     claims: list[FamilyClaimView]
-    progress: FamilyProgress | None = None
+    progress: FamilyProgress | None = Field(default=None, exclude_if=_absent)
 
 
 class UnmetOutcome(_View):
@@ -499,21 +568,110 @@ class UnmetOutcome(_View):
     why_not: str
 
 
+class HeldSince(_View):
+    """The snapshot since which a sustained condition has held at every snapshot."""
+
+    cycle_id: int
+    as_at: str
+
+
+class Observation(_View):
+    """A condition's measure at one snapshot since the baseline, and whether it held there.
+
+    ``fall_pct`` is set for a percentage-fall condition only (None there: no value
+    to fall to), so it is written only when set (``exclude_unset``).
+    """
+
+    cycle_id: int
+    as_at: str
+    value: Number | None
+    fall_pct: Number | None = None
+    held: bool | None = Field(default=None, exclude_if=_absent)  # claims before Dec 2026: none
+
+
+class ConditionOutcome(_View):
+    """One condition of an outcome rule evaluated: the rule, the baseline value, the values
+    since (``snapshots``), the dates it needs, and for a condition not met its reason code
+    (``TOO_SOON``, ``NOT_SUSTAINED``, ``BASELINE_MISSING`` ...) and why, in words.
+
+    Claims made before outcome rules were stated in calendar months (December
+    2026) carry no months, ``missing_as_zero``, baseline cycle, reason code or dates.
+    """
+
+    measure: str
+    compare: Literal["value", "baseline", "fall_pct"]
+    op: Literal["<", "<=", ">", ">=", "==", "!="]
+    value: Number
+    sustained_months: int | None = Field(default=None, exclude_if=_absent)
+    months_since_attachment: int | None = Field(default=None, exclude_if=_absent)
+    missing_as_zero: bool | None = Field(default=None, exclude_if=_absent)
+    baseline: Number | None
+    baseline_cycle: int | None = Field(default=None, exclude_if=_absent)
+    met: bool
+    reason: str | None = Field(default=None, exclude_if=_absent)
+    why_not: str | None = Field(default=None, exclude_if=_absent)
+    snapshots: list[Observation] | None = Field(default=None, exclude_if=_absent)
+    due_on: str | None = Field(default=None, exclude_if=_absent)
+    held_since: HeldSince | None = Field(default=None, exclude_if=_absent)
+    sustained_until: str | None = Field(default=None, exclude_if=_absent)
+
+
+class OutcomeEvaluation(_View):
+    """An outcome rule against the snapshots since baseline: met when every condition is;
+    when not, the first unmet condition's reason code and why."""
+
+    title: str
+    met: bool
+    conditions: list[ConditionOutcome]
+    reason: str | None = Field(default=None, exclude_if=_absent)
+    why_not: str | None = Field(default=None, exclude_if=_absent)
+
+
+class ProblemOutcome(_View):
+    """One problem's outcome evaluation, and where the problem was first identified: the
+    cycle, the indicators met, the agencies whose events met them, and those events.
+
+    A problem the ruleset has no outcome rule for has no title or conditions, only
+    ``met`` False and its reason (``NO_OUTCOME_RULE``).
+    """
+
+    title: str | None = Field(default=None, exclude_if=_absent)
+    met: bool
+    conditions: list[ConditionOutcome] | None = Field(default=None, exclude_if=_absent)
+    reason: str | None = Field(default=None, exclude_if=_absent)
+    why_not: str | None = Field(default=None, exclude_if=_absent)
+    identified_cycle: int
+    identified_as_at: str
+    indicators: list[str]
+    source_agencies: list[str]
+    events: list[EvidenceEvent]
+
+
 class FamilyOutcomes(_View):
     """An attached family's outcome plan evaluated against its snapshots since baseline.
 
-    ``problems`` maps each problem to its evaluation (conditions with the values
-    that held, when, and for a problem not met the reason code and why); the
-    conditions differ by outcome rule, so each evaluation is carried as JSON.
+    ``problems`` maps each problem the family had (at baseline or since) to its
+    evaluation; ``employment`` is the continuous-employment result's (None: the
+    ruleset has none). Without a result, ``unmet`` says for each problem not met
+    (and the employment result) the reason code and why. A results claim's
+    evidence is this evaluation as it stood; claims made before December 2026
+    have no ``unmet`` or ``as_at``.
     """
 
-    problems: dict[str, dict[str, JsonValue]]
-    employment: dict[str, JsonValue] | None
+    problems: dict[str, ProblemOutcome]
+    employment: OutcomeEvaluation | None
     result: Literal["progress", "employment"] | None
-    unmet: list[UnmetOutcome]
+    unmet: list[UnmetOutcome] | None = Field(default=None, exclude_if=_absent)
     baseline_cycle: int
     latest_cycle: int
-    as_at: str
+    as_at: str | None = Field(default=None, exclude_if=_absent)
+
+
+class AttachmentEvidence(_View):
+    """An attachment claim's evidence: when the family was attached and its baseline cycle."""
+
+    attached_on: str
+    baseline_cycle: int
 
 
 # --- claims and restrictions --------------------------------------------------------------
@@ -531,7 +689,7 @@ class ClaimView(_View):
     amount_gbp: int
     created_at: str | None
     created_by: str
-    evidence: dict[str, JsonValue]
+    evidence: AttachmentEvidence | FamilyOutcomes  # a results claim: the outcomes as they stood
 
 
 class ClaimList(_View):
