@@ -207,16 +207,16 @@ def main() -> int:
     t_first = time.perf_counter() - t0
     s = first.stats
     print(
-        f"(1) assessment: {s['families']:,} families, {s['eligible']:,} eligible, "
-        f"{s['above_unlock']:,} above unlock, {s['attestations']:,} attestations signed "
+        f"(1) assessment: {s.families:,} families, {s.eligible:,} eligible, "
+        f"{s.above_unlock:,} above unlock, {s.attestations or 0:,} attestations signed "
         f"in {t_first:.1f} s"
     )
-    print(f"    phases (s): {s['seconds']}")
-    eligible = list_families(sql, eligible=True, limit=1_000_000)["families"]
+    print(f"    phases (s): {s.seconds}")
+    eligible = list_families(sql, eligible=True, limit=1_000_000).families
     chosen = eligible[::10]
     t0 = time.perf_counter()
     for f in chosen:
-        set_status(sql, f["family_id"], "attached", actor="bench", reason="WORK_STARTED", on=as_at)
+        set_status(sql, f.family_id, "attached", actor="bench", reason="WORK_STARTED", on=as_at)
     t_attach = time.perf_counter() - t0
     later = as_at + dt.timedelta(days=200)
     t0 = time.perf_counter()
@@ -225,8 +225,8 @@ def main() -> int:
     s2 = second.stats
     print(
         f"(2) {len(chosen):,} families attached ({t_attach:.1f} s); second assessment with "
-        f"outcome plans: step up {s2['step_up']:,}, step down {s2['step_down']:,}, "
-        f"pending claim {s2['pending_claim']:,} in {t_second:.1f} s"
+        f"outcome plans: step up {s2.step_up:,}, step down {s2.step_down:,}, "
+        f"pending claim {s2.pending_claim:,} in {t_second:.1f} s"
     )
     t0 = time.perf_counter()
     window = ruleset.calendar.window_of(later)
@@ -234,8 +234,8 @@ def main() -> int:
     batch = create_claims(sql, window.window_id, actor="bench")
     t_claims = time.perf_counter() - t0
     print(
-        f"(3) claim batch: {batch['attachment_claims']:,} attachment, "
-        f"{batch['result_claims']:,} results, GBP {batch['amount_gbp']:,} in {t_claims:.1f} s"
+        f"(3) claim batch: {batch.attachment_claims:,} attachment, "
+        f"{batch.result_claims:,} results, GBP {batch.amount_gbp:,} in {t_claims:.1f} s"
     )
     total = t_first + t_claims
     print(

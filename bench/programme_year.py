@@ -164,8 +164,8 @@ def main(argv: list[str] | None = None) -> int:
             f"quarter {q} ({dates[q]}): refresh {refresh_s:.1f}s, cycle {cycle_s:.1f}s; "
             f"{kept:,}/{same:,} unchanged families kept their id "
             f"({100 * kept / same if same else 100:.2f}%); {len(pending)} pending_claim; "
-            f"claims in {window.window_id}: {made['attachment_claims']} attachment, "
-            f"{made['result_claims']} results; duplicates {sum(dups.values())}"
+            f"claims in {window.window_id}: {made.attachment_claims} attachment, "
+            f"{made.result_claims} results; duplicates {sum(dups.values())}"
         )
     on_time = sum(1 for f in stopping if reached.get(f) == due)
     late = {f: (reached.get(f), holder[f]) for f in stopping if reached.get(f) != due}

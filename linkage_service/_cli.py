@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from protocols import (
@@ -419,6 +420,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json(view: BaseModel, indent: int | None = None) -> str:
+    """A service answer as its route writes it (aliases, keys left out when absent), sorted."""
+    body = view.model_dump(mode="json", by_alias=True, exclude_unset=True)
+    return json.dumps(body, indent=indent, sort_keys=True)
+
+
 def _programme_command(args: argparse.Namespace, settings: Settings, engine: Engine) -> None:
     if args.command == "ruleset" and args.ruleset_command == "use":
         configured, model = load_programme(settings)
@@ -430,7 +437,7 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         switched = active.switch_ruleset(
             engine, new, model, configured, actor=args.actor, reason=args.reason
         )
-        print(json.dumps(switched, indent=2, sort_keys=True))
+        print(_json(switched, indent=2))
     elif args.command == "ruleset":
         configured, model = load_programme(settings)
         ruleset = active.active_ruleset(engine, configured)
@@ -453,7 +460,7 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             signer=signer,
             restrictions=settings.restrictions,
         )
-        print(json.dumps(result.stats, indent=2, sort_keys=True))
+        print(_json(result.stats, indent=2))
     elif args.command == "families":
         page = assessment.list_families(
             engine,
@@ -461,7 +468,7 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             status=args.status,
             limit=args.limit,
         )
-        rows = page["families"]
+        rows = page.families
         columns = [
             "family_id",
             "score",
@@ -477,19 +484,20 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
         writer = csv.writer(out, delimiter="," if args.csv else "\t", lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
-            writer.writerow(["" if r[c] is None else r[c] for c in columns])
+            values = [getattr(r, c) for c in columns]
+            writer.writerow(["" if v is None else v for v in values])
         print(out.getvalue(), end="")
     elif args.command == "family":
-        print(json.dumps(assessment.family_view(engine, args.family_id), indent=2, sort_keys=True))
+        print(_json(assessment.family_view(engine, args.family_id), indent=2))
     elif args.command == "status":
         changed = assessment.set_status(
             engine, args.family_id, args.status, actor=args.actor, reason=args.reason, on=args.on
         )
-        print(json.dumps(changed, sort_keys=True))
+        print(_json(changed))
     elif args.command == "lead":
         code = None if args.code == "-" else args.code
         lead = assessment.set_lead_professional(engine, args.family_id, code, actor=args.actor)
-        print(json.dumps(lead, sort_keys=True))
+        print(_json(lead))
     elif args.command == "claims" and args.claims_command == "run":
         batch = claims.create_claims(
             engine,
@@ -498,7 +506,7 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             family_ids=args.family_ids,
             restrictions=settings.restrictions,
         )
-        print(json.dumps(batch, indent=2, sort_keys=True))
+        print(_json(batch, indent=2))
     elif args.command == "report":
         report = reports.run_report(
             engine,
@@ -512,12 +520,12 @@ def _programme_command(args: argparse.Namespace, settings: Settings, engine: Eng
             answer = report.model_dump(mode="json", exclude_unset=True)
             print(json.dumps(answer, indent=2, sort_keys=True))
     elif args.command == "claims":
-        rows = claims.list_claims(engine, args.window_id)
-        text = claims.export_claims(rows, sample_pct=args.sample_pct, seed=args.seed)
+        made = claims.list_claims(engine, args.window_id)
+        text = claims.export_claims(made, sample_pct=args.sample_pct, seed=args.seed)
         if args.out is None:
             print(text, end="")
         else:
-            body = claims.export_claims_json(rows, sample_pct=args.sample_pct, seed=args.seed)
+            body = claims.export_claims_json(made, sample_pct=args.sample_pct, seed=args.seed)
             csv_path, json_path = args.out.with_suffix(".csv"), args.out.with_suffix(".json")
             try:
                 csv_path.write_text(text, encoding="utf-8")

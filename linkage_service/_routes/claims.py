@@ -34,21 +34,20 @@ def make_claims(
     caller: Coordinator, service: ServiceDep, settings: SettingsDep, body: ClaimRequest
 ) -> ClaimBatch:
     """A claim batch for a window: attachment fees and results with their evidence."""
-    return ClaimBatch.model_validate(
-        claims_.create_claims(
-            service.sql,
-            body.window_id,
-            actor=who(caller),
-            family_ids=body.family_ids,
-            restrictions=settings.restrictions,
-        )
+    return claims_.create_claims(
+        service.sql,
+        body.window_id,
+        actor=who(caller),
+        family_ids=body.family_ids,
+        restrictions=settings.restrictions,
     )
 
 
-@router.get("/claims", response_model=ClaimList)
+# exclude_unset: an observation's fall_pct is written only for a percentage-fall condition
+@router.get("/claims", response_model=ClaimList, response_model_exclude_unset=True)
 def list_claims(_caller: Reader, service: ServiceDep, window_id: WindowId = None) -> ClaimList:
     """Claims (of one window, or all) with their evidence."""
-    return ClaimList.model_validate({"claims": claims_.list_claims(service.sql, window_id)})
+    return ClaimList(claims=claims_.list_claims(service.sql, window_id))
 
 
 @router.get(

@@ -66,32 +66,35 @@ def families(
 ) -> FamilyPage:
     """A page of a cycle's families (the latest by default), highest score first;
     filters: eligibility, status, postcode district, a problem met, a score range."""
-    return FamilyPage.model_validate(
-        assessment.list_families(
-            service.sql,
-            cycle_id=cycle_id,
-            eligible=eligible,
-            status=status,
-            district=district,
-            problem=problem,
-            min_score=min_score,
-            max_score=max_score,
-            offset=offset,
-            limit=limit,
-        )
+    return assessment.list_families(
+        service.sql,
+        cycle_id=cycle_id,
+        eligible=eligible,
+        status=status,
+        district=district,
+        problem=problem,
+        min_score=min_score,
+        max_score=max_score,
+        offset=offset,
+        limit=limit,
     )
 
 
 @router.get("/families/{family_id}", response_model=FamilyView, response_model_exclude_unset=True)
 def family(_caller: Reader, service: ServiceDep, family_id: str) -> FamilyView:
     """A family: score with reason codes, problems with evidence, status, progress."""
-    return FamilyView.model_validate(assessment.family_view(service.sql, family_id))
+    return assessment.family_view(service.sql, family_id)
 
 
-@router.get("/families/{family_id}/outcomes", response_model=FamilyOutcomes)
+# exclude_unset: an observation's fall_pct is written only for a percentage-fall condition
+@router.get(
+    "/families/{family_id}/outcomes",
+    response_model=FamilyOutcomes,
+    response_model_exclude_unset=True,
+)
 def outcomes(_caller: Reader, service: ServiceDep, family_id: str) -> FamilyOutcomes:
     """The attached family's outcome plan against its snapshots since baseline."""
-    return FamilyOutcomes.model_validate(claims_.family_outcomes(service.sql, family_id))
+    return claims_.family_outcomes(service.sql, family_id)
 
 
 @router.post("/families/{family_id}/status", response_model=StatusView)
@@ -99,10 +102,8 @@ def change_status(
     caller: Coordinator, service: ServiceDep, family_id: str, body: StatusRequest
 ) -> StatusView:
     """Move a family to a new status (attaching fixes its baseline)."""
-    return StatusView.model_validate(
-        assessment.set_status(
-            service.sql, family_id, body.status, actor=who(caller), reason=body.reason, on=body.on
-        )
+    return assessment.set_status(
+        service.sql, family_id, body.status, actor=who(caller), reason=body.reason, on=body.on
     )
 
 
@@ -111,9 +112,7 @@ def lead_professional(
     caller: Coordinator, service: ServiceDep, family_id: str, body: LeadRequest
 ) -> LeadProfessionalView:
     """Record (or clear) a family's lead professional: a code, never a name."""
-    return LeadProfessionalView.model_validate(
-        assessment.set_lead_professional(service.sql, family_id, body.code, actor=who(caller))
-    )
+    return assessment.set_lead_professional(service.sql, family_id, body.code, actor=who(caller))
 
 
 @router.get("/families/{family_id}/attestation", response_model=SignedAttestation)

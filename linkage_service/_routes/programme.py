@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from protocols import CycleList, ProgrammeView, RulesetSwitched
+from protocols import CycleList, CycleStats, ProgrammeView, RulesetSwitched
 
 from .._errors import NotFound
 from ..programme import _active as active
@@ -57,12 +57,10 @@ def programme(
 ) -> ProgrammeView:
     """The ruleset and risk model in force: names, versions, SHA-256 and content."""
     ruleset = active.active_ruleset(service.sql, configured)
-    return ProgrammeView.model_validate(
-        {
-            "ruleset": {"sha256": ruleset.sha256(), **ruleset.model_dump(mode="json")},
-            "model": {"sha256": model.sha256(), **model.model_dump(mode="json")},
-            "switches": active.ruleset_switches(service.sql),
-        }
+    return ProgrammeView(
+        ruleset={"sha256": ruleset.sha256(), **ruleset.model_dump(mode="json")},
+        model={"sha256": model.sha256(), **model.model_dump(mode="json")},
+        switches=active.ruleset_switches(service.sql),
     )
 
 
@@ -83,17 +81,17 @@ async def switch_ruleset(
         )
     new = default_ruleset(body.ruleset)
 
-    def run() -> dict[str, Any]:
+    def run() -> RulesetSwitched:
         return active.switch_ruleset(
             service.sql, new, model, configured, actor=who(caller), reason=body.reason
         )
 
     out = await run_in_threadpool(service.exclusive, run)
     _logger.info("ruleset switched", extra={"ruleset": new.name, "role": caller.role})
-    return RulesetSwitched.model_validate(out)
+    return out
 
 
-@router.post("/assessments")
+@router.post("/assessments", response_model=CycleStats)
 async def assess(
     caller: Admin,
     service: ServiceDep,
@@ -102,11 +100,11 @@ async def assess(
     model: ModelDep,
     signer: SignerDep,
     body: Annotated[AssessRequest | None, Body()] = None,
-) -> dict[str, Any]:
+) -> CycleStats:
     """Assess every family now (or as at a date): snapshots, statuses, attestations."""
     as_at = (body.as_at if body else None) or dt.date.today()
 
-    def run() -> dict[str, Any]:
+    def run() -> CycleStats:
         result = assessment.run_cycle(
             service.sql,
             active.active_ruleset(service.sql, configured),
@@ -119,11 +117,11 @@ async def assess(
         return result.stats
 
     stats = await run_in_threadpool(service.exclusive, run)
-    _logger.info("assessment stored", extra={"cycle_id": stats["cycle_id"]})
+    _logger.info("assessment stored", extra={"cycle_id": stats.cycle_id})
     return stats
 
 
 @router.get("/assessments", response_model=CycleList)
 def assessments(_caller: Reader, service: ServiceDep, limit: Page = 100) -> CycleList:
     """Assessment cycles, newest first, with ruleset and model versions and counts."""
-    return CycleList.model_validate({"cycles": assessment.list_cycles(service.sql, limit)})
+    return CycleList(cycles=assessment.list_cycles(service.sql, limit))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from protocols import RestrictionLifted, RestrictionList, RestrictionSet
+from protocols import RestrictionLifted, RestrictionList, RestrictionRuleView, RestrictionSet
 
 from ..programme import _restrictions as restrictions_
 from .deps import FamilyId, RestrictionReader, ServiceDep, SettingsDep, UnlockService, who
@@ -32,10 +32,8 @@ def put_restriction(
     body: RestrictionRequest,
 ) -> RestrictionSet:
     """Set a family's opt-out / restriction flag (forwarded by the unlock service)."""
-    return RestrictionSet.model_validate(
-        restrictions_.set_restriction(
-            service.sql, family_id, body.kind, settings.restrictions, actor=who(caller)
-        )
+    return restrictions_.set_restriction(
+        service.sql, family_id, body.kind, settings.restrictions, actor=who(caller)
     )
 
 
@@ -44,7 +42,7 @@ def lift_restriction(
     _caller: UnlockService, service: ServiceDep, family_id: FamilyId
 ) -> RestrictionLifted:
     """Lift a family's flag (forwarded by the unlock service)."""
-    return RestrictionLifted.model_validate(restrictions_.lift_restriction(service.sql, family_id))
+    return restrictions_.lift_restriction(service.sql, family_id)
 
 
 @router.get("/restrictions", response_model=RestrictionList)
@@ -52,9 +50,10 @@ def restrictions(
     _caller: RestrictionReader, service: ServiceDep, settings: SettingsDep
 ) -> RestrictionList:
     """Flags in force and what each kind stops under the configured rules."""
-    return RestrictionList.model_validate(
-        {
-            "rules": {k: v.model_dump() for k, v in sorted(settings.restrictions.items())},
-            "restrictions": restrictions_.list_restrictions(service.sql, settings.restrictions),
-        }
+    return RestrictionList(
+        rules={
+            k: RestrictionRuleView(profiling=v.profiling, claims=v.claims, release=v.release)
+            for k, v in sorted(settings.restrictions.items())
+        },
+        restrictions=restrictions_.list_restrictions(service.sql, settings.restrictions),
     )

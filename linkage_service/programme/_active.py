@@ -23,15 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
+from protocols import EvidenceEvent, RulesetSwitched, RulesetSwitchView, SnapshotProblem, VersionRef
+
 from .. import _store as store
 from .._errors import ConflictError, StorageError
 from . import _store as pstore
-from ._programme import Plan, _score, compare
+from ._programme import OutcomeDetail, Plan, _score, compare, parse_detail
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
@@ -39,6 +40,7 @@ __all__ = [
     "active_ruleset",
     "measure_differences",
     "rederive_detail",
+    "rederived_score",
     "rescore_previous",
     "ruleset_switches",
     "switch_ruleset",
@@ -47,17 +49,7 @@ __all__ = [
 _MEASURE_KEYS = ("events", "window_days", "aggregate", "members")
 
 
-def rederive_detail(
-    detail: dict[str, Any], ruleset: Ruleset, model: RiskModel | None = None
-) -> dict[str, Any]:
-    """A snapshot's detail with indicators, problems and domains re-evaluated under ``ruleset``.
-
-    The stored measures are kept; a problem's ``met_by`` comes from the stored
-    evidence of the indicators that meet it; with ``model``, the score and
-    reason codes are recomputed too (``score`` and ``reasons``).
-    """
-    measures: dict[str, float] = detail.get("measures", {})
-    plan = Plan.build(ruleset)
+def _met_indicators(measures: dict[str, float], plan: Plan) -> dict[str, bool]:
     met: dict[str, bool] = {}
     for iid, measure, op, threshold, any_of, all_of in plan.indicators:
         if measure is not None:
@@ -65,40 +57,55 @@ def rederive_detail(
             met[iid] = compare(measures.get(measure), op, threshold)
         else:
             met[iid] = (not any_of or any(met[r] for r in any_of)) and all(met[r] for r in all_of)
+    return met
+
+
+def rederive_detail(detail: OutcomeDetail, ruleset: Ruleset) -> OutcomeDetail:
+    """A snapshot's detail with problems and domains re-evaluated under ``ruleset``.
+
+    The stored measures are kept; a problem's ``met_by`` comes from the stored
+    evidence of the indicators that meet it (no ``data_from``: which agencies
+    could have reported it is not stored); only problems met are kept, and the
+    evidence of the indicators met.
+    """
+    plan = Plan.build(ruleset)
+    met = _met_indicators(detail.measures, plan)
     met_ids = [i for i in plan.indicator_ids if met[i]]
-    evidence: dict[str, list[dict[str, Any]]] = detail.get("evidence", {})
-    problems: dict[str, dict[str, Any]] = {}
+    evidence: dict[str, list[EvidenceEvent]] = detail.evidence or {}
+    problems: dict[str, SnapshotProblem] = {}
     domains: dict[str, int] = {}
     for pid, any_of, _sources in plan.problems:
         hits = [i for i in any_of if met[i]]
-        problems[pid] = {
-            "met": bool(hits),
-            "indicators": hits,
-            "met_by": sorted({e["agency_id"] for i in hits for e in evidence.get(i, [])}),
-            "data_from": [],
-        }
+        if hits:
+            problems[pid] = SnapshotProblem(
+                met=True,
+                indicators=hits,
+                data_from=[],
+                met_by=sorted({e.agency_id for i in hits for e in evidence.get(i, [])}),
+                no_data=False,
+            )
         domains[pid] = max((ruleset.indicators[i].severity for i in hits), default=1)
-    out = {
-        **detail,
-        "indicators": met_ids,
-        "problems": {p: v for p, v in problems.items() if v["met"]},
-        "domains": domains,
-        "evidence": {i: evidence[i] for i in met_ids if i in evidence},
-        "rederived": {
-            "ruleset": ruleset.name,
-            "version": ruleset.version,
-            "sha256": ruleset.sha256(),
-        },
-    }
-    if model is not None:
-        holds = frozenset(
-            [f"indicator:{i}" for i in met_ids]
-            + [f"problem:{p}" for p, v in problems.items() if v["met"]]
-        )
-        reasons, score = _score(model, holds)
-        out["score"] = score
-        out["reasons"] = [r.as_json() for r in reasons]
-    return out
+    return OutcomeDetail(
+        problems=problems,
+        domains=domains,
+        measures=detail.measures,
+        evidence=None
+        if detail.evidence is None
+        else {i: evidence[i] for i in met_ids if i in evidence},
+        rederived=VersionRef(name=ruleset.name, version=ruleset.version, sha256=ruleset.sha256()),
+    )
+
+
+def rederived_score(detail: OutcomeDetail, ruleset: Ruleset, model: RiskModel) -> int:
+    """The score of a snapshot re-derived from its stored measures under ``ruleset`` and
+    ``model`` (as :func:`rederive_detail` re-derives its problems)."""
+    plan = Plan.build(ruleset)
+    met = _met_indicators(detail.measures, plan)
+    holds = frozenset(
+        [f"indicator:{i}" for i in plan.indicator_ids if met[i]]
+        + [f"problem:{p}" for p, any_of, _s in plan.problems if any(met[i] for i in any_of)]
+    )
+    return _score(model, holds)[1]
 
 
 def measure_differences(old: Ruleset, new: Ruleset) -> list[str]:
@@ -133,8 +140,9 @@ def rescore_previous(
     if shas is None or shas == (ruleset.sha256(), model.sha256()):
         return previous
     out: dict[str, int] = {}
-    for fid, detail in pstore.snapshot_details(conn, previous_cycle):
-        out[fid] = int(rederive_detail(json.loads(detail), ruleset, model)["score"])
+    for fid, text in pstore.snapshot_details(conn, previous_cycle):
+        detail = parse_detail(OutcomeDetail, text, fid, previous_cycle)
+        out[fid] = rederived_score(detail, ruleset, model)
     return out
 
 
@@ -166,7 +174,7 @@ def switch_ruleset(
     actor: str,
     reason: str,
     now: dt.datetime | None = None,
-) -> dict[str, Any]:
+) -> RulesetSwitched:
     """Make ``ruleset`` the one the next cycle uses; refused if baselines cannot follow it.
 
     One guarded transition: the new row's id is the previous switch's plus one,
@@ -213,16 +221,16 @@ def switch_ruleset(
         ) from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"ruleset switch to {ruleset.name} not stored: {exc}") from exc
-    return {
-        "ruleset": {"name": ruleset.name, "version": ruleset.version, "sha256": ruleset.sha256()},
-        "previous": {"name": current.name, "version": current.version, "sha256": current.sha256()},
-        "switched_at": when.isoformat(),
-        "switched_by": actor,
-        "reason": reason,
-    }
+    return RulesetSwitched(
+        ruleset=VersionRef(name=ruleset.name, version=ruleset.version, sha256=ruleset.sha256()),
+        previous=VersionRef(name=current.name, version=current.version, sha256=current.sha256()),
+        switched_at=when.isoformat(),
+        switched_by=actor,
+        reason=reason,
+    )
 
 
-def ruleset_switches(engine: Engine) -> list[dict[str, Any]]:
+def ruleset_switches(engine: Engine) -> list[RulesetSwitchView]:
     """Every switch of the active ruleset, newest first."""
     try:
         with engine.connect() as conn:
@@ -230,17 +238,15 @@ def ruleset_switches(engine: Engine) -> list[dict[str, Any]]:
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read ruleset switches: {exc}") from exc
     return [
-        {
-            "switch_id": r.id,
-            "ruleset": {
-                "name": r.ruleset_name,
-                "version": r.ruleset_version,
-                "sha256": r.ruleset_sha256,
-            },
-            "previous_sha256": r.previous_sha256,
-            "switched_at": store.iso(r.switched_at),
-            "switched_by": r.switched_by,
-            "reason": r.reason,
-        }
+        RulesetSwitchView(
+            switch_id=r.id,
+            ruleset=VersionRef(
+                name=r.ruleset_name, version=r.ruleset_version, sha256=r.ruleset_sha256
+            ),
+            previous_sha256=r.previous_sha256,
+            switched_at=store.iso(r.switched_at),
+            switched_by=r.switched_by,
+            reason=r.reason,
+        )
         for r in rows
     ]

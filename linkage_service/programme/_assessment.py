@@ -31,13 +31,35 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import NamedTuple
 
 from nacl.signing import SigningKey
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from protocols import (
+    CycleRestrictions,
+    CycleStats,
+    CycleView,
+    FamilyClaimView,
+    FamilyPage,
+    FamilyProgress,
+    FamilyRow,
+    FamilySnapshot,
+    FamilyView,
+    LeadProfessionalView,
+    Lineage,
+    MeasureProgress,
+    ScoreChange,
+    ScorePoint,
+    StatusChangeView,
+    StatusView,
+    VersionRef,
+    describe_errors,
+)
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
@@ -51,11 +73,16 @@ from ._attestations import unknown_family
 from ._claims import outcome_status
 from ._programme import (
     Assessment,
+    DetailJson,
     Event,
     FamilyInput,
     MemberInput,
+    MemberJson,
+    OutcomeDetail,
     Plan,
+    SnapshotDetail,
     assess_family,
+    parse_detail,
     rank,
 )
 from ._restrictions import RestrictionEffects
@@ -170,7 +197,21 @@ class CycleResult:
 
     cycle_id: int
     assessments: dict[str, Assessment]
-    stats: dict[str, Any]
+    stats: CycleStats
+
+
+class _Person(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    person_id: str
+
+
+class _Members(BaseModel):
+    """The members of a snapshot's detail, nothing else of it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    members: list[_Person]
 
 
 def _previous_members(
@@ -179,32 +220,34 @@ def _previous_members(
     """The person ids each family had in cycle ``cycle_id``'s snapshot."""
     out: dict[str, frozenset[str]] = {}
     for fid, detail in astore.snapshot_details_of(conn, cycle_id, family_ids):
-        members = json.loads(detail).get("members", [])
-        out[fid] = frozenset(str(m["person_id"]) for m in members)
+        members = parse_detail(_Members, detail, fid, cycle_id).members
+        out[fid] = frozenset(m.person_id for m in members)
+    return out
+
+
+def _member(m: MemberInput) -> MemberJson:
+    out: MemberJson = {
+        "person_id": m.person_id,
+        "age": m.age,
+        "sex": m.sex,
+        "records": [[ag, ref] for ag, ref, _t in m.records],
+    }
+    if m.age_band is not None:  # only when set: snapshots from before extract v2 have no band
+        out["age_band"] = m.age_band
     return out
 
 
 def _detail(
     a: Assessment, family: FamilyInput, eligible_evidence: bool, step_source: str | None = None
 ) -> str:
-    body: dict[str, Any] = {
+    body: DetailJson = {
         "indicators": list(a.indicators),
         "problems": {p: v for p, v in a.problems.items() if v["met"] or v["data_from"]},
         "no_data": [p for p, v in a.problems.items() if v["no_data"]],
         "domains": a.domains,
         "measures": {k: v for k, v in a.measures.items() if v is not None},
         "reasons": [r.as_json() for r in a.reasons],
-        "members": [
-            {
-                "person_id": m.person_id,
-                "age": m.age,
-                "sex": m.sex,
-                "records": [[ag, ref] for ag, ref, _t in m.records],
-                # only when set: snapshots from before extract v2 have no band
-                **({"age_band": m.age_band} if m.age_band is not None else {}),
-            }
-            for m in family.members
-        ],
+        "members": [_member(m) for m in family.members],
     }
     if eligible_evidence:
         body["evidence"] = a.evidence
@@ -228,7 +271,7 @@ def run_cycle(
 
     Families whose opt-out or restriction flag stops profiling (``restrictions``,
     the configured rule per kind; defaults when None) are left out: no
-    assessment, snapshot, rank or attestation; ``stats["restrictions"]`` counts
+    assessment, snapshot, rank or attestation; ``stats.restrictions`` counts
     them by kind, and the families whose flags stop claims.
     """
     model.check_against(ruleset)
@@ -278,7 +321,7 @@ def run_cycle(
             }
             ranks = rank([(fid, a.score) for fid, a in assessed.items()])
             lap("assess")
-            stats = _write_cycle(
+            written = _write_cycle(
                 conn,
                 cycle_id,
                 ruleset,
@@ -292,33 +335,54 @@ def run_cycle(
                 previous,
             )
             lap("snapshots")
-            stats["statuses_carried"] = _carry_statuses(
-                conn, ruleset.name, cycle_id, cohort, actor, when
-            )
-            stats.update(_update_statuses(conn, cycle_id, assessed, actor, when))
+            carried = _carry_statuses(conn, ruleset.name, cycle_id, cohort, actor, when)
+            identified = _update_statuses(conn, cycle_id, assessed, actor, when)
             lap("statuses")
-            stats["restrictions"] = {
-                "excluded": len(excluded),
-                "excluded_by_kind": dict(sorted(Counter(excluded.values()).items())),
-                "claims_blocked_by_kind": dict(sorted(Counter(no_claims.values()).items())),
-            }
-            stats["pending_claim"] = outcome_status(
+            pending = outcome_status(
                 conn, ruleset, cycle_id, as_at, actor, when, skip=set(no_claims)
             )
             lap("outcomes")
+            attested = None
             if signer is not None:
-                stats["attestations"] = _attest(
+                attested = _attest(
                     conn, cycle_id, ruleset, model, as_at, when, signer, cohort, assessed
                 )
             lap("attestations")
             # an opted-out household is not profiled in what-ifs either
             open_families = [f for f in families if f.family_id not in excluded]
-            stats["review"] = update_impacts(
+            review = update_impacts(
                 conn, cycle_id, open_families, assessed, ruleset, model, as_at, plan=plan
             )
             lap("review")
-            stats["seconds"] = seconds
-            astore.set_cycle_stats(conn, cycle_id, json.dumps(stats, sort_keys=True))
+            stats = CycleStats(
+                cycle_id=cycle_id,
+                as_at=as_at.isoformat(),
+                families=len(cohort),
+                eligible=written.eligible,
+                above_unlock=written.above_unlock,
+                step_up=written.step_up,
+                step_down=written.step_down,
+                step_up_relinked=written.step_up_relinked,
+                step_down_relinked=written.step_down_relinked,
+                ruleset=f"{ruleset.name} {ruleset.version}",
+                ruleset_sha256=ruleset.sha256(),
+                model=f"{model.name} {model.version}",
+                model_sha256=model.sha256(),
+                statuses_carried=carried,
+                identified=identified,
+                restrictions=CycleRestrictions(
+                    excluded=len(excluded),
+                    excluded_by_kind=dict(sorted(Counter(excluded.values()).items())),
+                    claims_blocked_by_kind=dict(sorted(Counter(no_claims.values()).items())),
+                ),
+                pending_claim=pending,
+                attestations=attested,
+                review=review,
+                seconds=seconds,
+            )
+            astore.set_cycle_stats(
+                conn, cycle_id, json.dumps(stats.model_dump(mode="json"), sort_keys=True)
+            )
     except SQLAlchemyError as exc:
         raise StorageError(f"assessment as at {as_at} not stored: {exc}") from exc
     finally:
@@ -351,6 +415,18 @@ def _apply_flags(
     return kept, excluded, no_claims
 
 
+class _Written(NamedTuple):
+    """What writing a cycle's snapshots counted (steps: of those, how many because
+    re-linking changed the family's members)."""
+
+    eligible: int
+    above_unlock: int
+    step_up: int
+    step_down: int
+    step_up_relinked: int
+    step_down_relinked: int
+
+
 def _write_cycle(
     conn: Connection,
     cycle_id: int,
@@ -363,7 +439,7 @@ def _write_cycle(
     assessed: dict[str, Assessment],
     ranks: dict[str, tuple[int, float]],
     previous: dict[str, int],
-) -> dict[str, Any]:
+) -> _Written:
     astore.add_cycle(
         conn,
         pstore.CycleRow(
@@ -428,23 +504,14 @@ def _write_cycle(
             astore.add_snapshots(conn, rows)
             rows = []
     astore.add_snapshots(conn, rows)
-    eligible = sum(1 for a in assessed.values() if a.eligible)
-    return {
-        "cycle_id": cycle_id,
-        "as_at": as_at.isoformat(),
-        "families": len(cohort),
-        "eligible": eligible,
-        "above_unlock": sum(1 for a in assessed.values() if a.score >= t.unlock),
-        "step_up": steps["up"],
-        "step_down": steps["down"],
-        # of those, how many because re-linking changed the family's members
-        "step_up_relinked": steps["up_relink"],
-        "step_down_relinked": steps["down_relink"],
-        "ruleset": f"{ruleset.name} {ruleset.version}",
-        "ruleset_sha256": ruleset.sha256(),
-        "model": f"{model.name} {model.version}",
-        "model_sha256": model.sha256(),
-    }
+    return _Written(
+        eligible=sum(1 for a in assessed.values() if a.eligible),
+        above_unlock=sum(1 for a in assessed.values() if a.score >= t.unlock),
+        step_up=steps["up"],
+        step_down=steps["down"],
+        step_up_relinked=steps["up_relink"],
+        step_down_relinked=steps["down_relink"],
+    )
 
 
 def _micros(when: dt.datetime) -> int:
@@ -511,7 +578,8 @@ def _carry_statuses(
 
 def _update_statuses(
     conn: Connection, cycle_id: int, assessed: dict[str, Assessment], actor: str, when: dt.datetime
-) -> dict[str, int]:
+) -> int:
+    """Identify the newly eligible families (and closed ones eligible again); how many."""
     known = astore.family_statuses(conn)
     fresh = [fid for fid, a in assessed.items() if a.eligible and fid not in known]
     back = [fid for fid, a in assessed.items() if a.eligible and known.get(fid) == "closed"]
@@ -542,7 +610,7 @@ def _update_statuses(
     ]
     pstore.add_status_events(conn, events, _INSERT_BATCH)
     astore.reidentify(conn, back, cycle_id, _micros(when), actor)
-    return {"identified": len(fresh) + len(back)}
+    return len(fresh) + len(back)
 
 
 def _attach_people(conn: Connection, family_id: str, on: dt.date) -> None:
@@ -575,7 +643,7 @@ def set_status(
     reason: str,
     on: dt.date | None = None,
     now: dt.datetime | None = None,
-) -> dict[str, Any]:
+) -> StatusView:
     """Move a family to ``status`` if the move is allowed; attaching fixes the baseline."""
     if status not in STATUSES:
         raise ConflictError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
@@ -641,13 +709,13 @@ def set_status(
         ) from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"status of {family_id} not changed: {exc}") from exc
-    return {
-        "family_id": family_id,
-        "status": out.status,
-        "attached_on": out.attached_on.isoformat() if out.attached_on else None,
-        "baseline_cycle": out.baseline_cycle,
-        "updated_by": out.updated_by,
-    }
+    return StatusView(
+        family_id=family_id,
+        status=out.status,
+        attached_on=out.attached_on.isoformat() if out.attached_on else None,
+        baseline_cycle=out.baseline_cycle,
+        updated_by=out.updated_by,
+    )
 
 
 LEAD_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -660,7 +728,7 @@ def set_lead_professional(
     *,
     actor: str,
     now: dt.datetime | None = None,
-) -> dict[str, Any]:
+) -> LeadProfessionalView:
     """Record (or clear, with None) the family's lead professional: a code, never a name."""
     if code is not None and not LEAD_CODE.match(code):
         raise ConflictError(
@@ -675,24 +743,33 @@ def set_lead_professional(
         raise StorageError(f"lead professional of {family_id} not recorded: {exc}") from exc
     if not done:
         raise NotFound(f"no family {family_id!r} with a status: identify or attach it first")
-    return {"family_id": family_id, "lead_professional": code}
+    return LeadProfessionalView(family_id=family_id, lead_professional=code)
 
 
 # --- reads ----------------------------------------------------------------------------------
 
 
-def _cycle_json(row: pstore.CycleRow) -> dict[str, Any]:
-    return {
-        "cycle_id": row.id,
-        "as_at": row.as_at.isoformat(),
-        **pstore.cycle_versions(row),
-        "created_at": store.iso(row.created_at),
-        "created_by": row.created_by,
-        "stats": json.loads(row.stats),
-    }
+def _cycle_json(row: pstore.CycleRow) -> CycleView:
+    try:
+        stats = CycleStats.model_validate_json(row.stats)
+    except ValidationError as exc:
+        raise StorageError(
+            f"cycle {row.id}: stored counts do not parse: {describe_errors(exc, '(top)')}"
+        ) from exc
+    return CycleView(
+        cycle_id=row.id,
+        as_at=row.as_at.isoformat(),
+        ruleset=VersionRef(
+            name=row.ruleset_name, version=row.ruleset_version, sha256=row.ruleset_sha256
+        ),
+        model=VersionRef(name=row.model_name, version=row.model_version, sha256=row.model_sha256),
+        created_at=store.iso(row.created_at),
+        created_by=row.created_by,
+        stats=stats,
+    )
 
 
-def list_cycles(engine: Engine, limit: int = 100) -> list[dict[str, Any]]:
+def list_cycles(engine: Engine, limit: int = 100) -> list[CycleView]:
     """Assessment cycles, newest first."""
     try:
         with engine.connect() as conn:
@@ -709,6 +786,31 @@ def _cycle(conn: Connection, cycle_id: int | None) -> pstore.CycleRow:
     return row
 
 
+class _Met(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    met: bool
+
+
+class _Code(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: str
+
+
+class _Listed(BaseModel):
+    """What a list row shows of a snapshot's detail: problems met, reason codes."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    problems: dict[str, _Met]
+    reasons: list[_Code]
+
+    @property
+    def problems_met(self) -> list[str]:
+        return [p for p, v in self.problems.items() if v.met]
+
+
 def list_families(
     engine: Engine,
     *,
@@ -721,7 +823,7 @@ def list_families(
     max_score: int | None = None,
     offset: int = 0,
     limit: int = 100,
-) -> dict[str, Any]:
+) -> FamilyPage:
     """A page of a cycle's families (latest by default), highest score first.
 
     Filters: eligibility, status, postcode district, a problem met (an id of
@@ -731,77 +833,76 @@ def list_families(
     try:
         with engine.connect() as conn:
             cyc = _cycle(conn, cycle_id)
-            filters: dict[str, Any] = {
-                "eligible": eligible,
-                "status": status,
-                "district": district,
-                "min_score": min_score,
-                "max_score": max_score,
-            }
-            if problem is None:
-                rows = astore.listed_snapshots(conn, cyc.id, page=(offset, limit), **filters)
-            else:
+
+            snaps = astore.listed_snapshots(
+                conn,
+                cyc.id,
+                eligible=eligible,
+                status=status,
+                district=district,
+                min_score=min_score,
+                max_score=max_score,
+                page=(offset, limit) if problem is None else None,
+            )
+            found: Iterable[tuple[astore.ListedSnapshot, _Listed]] = (
+                (r, parse_detail(_Listed, r.detail, r.family_id, cyc.id)) for r in snaps
+            )
+            if problem is not None:
                 # problems met live in the snapshot's detail: filtered here, then paged
-                every = astore.listed_snapshots(conn, cyc.id, **filters)
-                met = (r for r in every if problem in _problems_met(r.detail))
-                rows = list(itertools.islice(met, offset, offset + limit))
+                met = ((r, d) for r, d in found if problem in d.problems_met)
+                found = itertools.islice(met, offset, offset + limit)
+            rows = list(found)
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot list families: {exc}") from exc
-    return {
-        "cycle": _cycle_json(cyc),
-        "families": [
-            {
-                "family_id": r.family_id,
-                "household_id": r.household_id,
-                "postcode_district": r.district,
-                "eligible": bool(r.eligible),
-                "problems": r.n_problems,
-                "score": r.score,
-                "rank": r.rank,
-                "percentile": r.percentile,
-                "previous_score": r.previous_score,
-                "step": r.step,
-                "clearance_required": r.clearance_required,
-                "status": r.status,
-                **_row_detail(r.detail),
-            }
-            for r in rows
+    return FamilyPage(
+        cycle=_cycle_json(cyc),
+        families=[
+            FamilyRow(
+                family_id=r.family_id,
+                household_id=r.household_id,
+                postcode_district=r.district,
+                eligible=bool(r.eligible),
+                problems=r.n_problems,
+                score=r.score,
+                rank=r.rank,
+                percentile=r.percentile,
+                previous_score=r.previous_score,
+                step=r.step,
+                clearance_required=r.clearance_required,
+                status=r.status,
+                problems_met=d.problems_met,
+                reason_codes=[x.code for x in d.reasons],
+            )
+            for r, d in rows
         ],
-        "next_offset": offset + limit if len(rows) == limit else None,
-    }
+        next_offset=offset + limit if len(rows) == limit else None,
+    )
 
 
-def _problems_met(detail: str | dict[str, Any]) -> list[str]:
-    body = json.loads(detail) if isinstance(detail, str) else detail
-    return [p for p, v in body.get("problems", {}).items() if v.get("met")]
+def _snapshot_view(row: astore.FamilySnapshot, d: SnapshotDetail) -> FamilySnapshot:
+    return FamilySnapshot(
+        cycle_id=row.cycle_id,
+        eligible=bool(row.eligible),
+        problems=d.problems,
+        score=row.score,
+        rank=row.rank,
+        percentile=row.percentile,
+        previous_score=row.previous_score,
+        step=row.step,
+        clearance_required=row.clearance_required,
+        postcode_district=row.district,
+        indicators=d.indicators,
+        no_data=d.no_data,
+        domains=d.domains,
+        measures=d.measures,
+        reasons=d.reasons,
+        members=d.members,
+        evidence=d.evidence,
+        step_source=d.step_source,
+    )
 
 
-def _row_detail(detail: str) -> dict[str, list[str]]:
-    """What a list row shows of a snapshot's detail: problems met, reason codes."""
-    body = json.loads(detail)
-    return {
-        "problems_met": _problems_met(body),
-        "reason_codes": [x["code"] for x in body.get("reasons", [])],
-    }
-
-
-def _snapshot_json(row: astore.FamilySnapshot) -> dict[str, Any]:
-    return {
-        "cycle_id": row.cycle_id,
-        "eligible": bool(row.eligible),
-        "problems": row.n_problems,
-        "score": row.score,
-        "rank": row.rank,
-        "percentile": row.percentile,
-        "previous_score": row.previous_score,
-        "step": row.step,
-        "clearance_required": row.clearance_required,
-        "postcode_district": row.district,
-        **json.loads(row.detail),
-    }
-
-
-def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
+def family_view(engine: Engine, family_id: str) -> FamilyView:
     """A family's latest snapshot, status and history, and progress against its baseline.
 
     Progress (distance travelled): each problem's domain score (1 none .. 5
@@ -818,77 +919,75 @@ def family_view(engine: Engine, family_id: str) -> dict[str, Any]:
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read family {family_id}: {exc}") from exc
     latest = rows[-1]
+    detail = parse_detail(SnapshotDetail, latest.detail, family_id, latest.cycle_id)
     state, current = lineage or ("retired", [])
-    body: dict[str, Any] = {
-        "family_id": family_id,
-        "household_id": latest.household_id,
+    base = [r for r in rows if status is not None and r.cycle_id == status.baseline_cycle]
+    return FamilyView(
+        family_id=family_id,
+        household_id=latest.household_id,
         # re-linking may have merged or split it since: the ids it lives on as now
-        "lineage": {"state": state, "current": current},
-        "as_at": latest.as_at.isoformat(),
-        "latest": _snapshot_json(latest),
-        "status": None if status is None else status.status,
-        "attached_on": None
+        lineage=Lineage(state=state, current=current),
+        as_at=latest.as_at.isoformat(),
+        latest=_snapshot_view(latest, detail),
+        status=None if status is None else status.status,
+        attached_on=None
         if status is None or status.attached_on is None
         else status.attached_on.isoformat(),
-        "baseline_cycle": None if status is None else status.baseline_cycle,
-        "status_history": [
-            {
-                "from": h.from_status,
-                "to": h.to_status,
-                "at": store.iso(h.at),
-                "by": h.by,
-                "reason": h.reason,
-            }
+        baseline_cycle=None if status is None else status.baseline_cycle,
+        status_history=[
+            StatusChangeView(
+                from_=h.from_status, to=h.to_status, at=store.iso(h.at), by=h.by, reason=h.reason
+            )
             for h in history
         ],
-        "scores": [
-            {"cycle_id": r.cycle_id, "as_at": r.as_at.isoformat(), "score": r.score, "step": r.step}
+        scores=[
+            ScorePoint(cycle_id=r.cycle_id, as_at=r.as_at.isoformat(), score=r.score, step=r.step)
             for r in rows
         ],
-        "claims": [
-            {
-                "claim_id": c.id,
-                "kind": c.kind,
-                "result": c.result,
-                "window_id": c.window_id,
-                "amount_gbp": c.amount_gbp,
-            }
+        claims=[
+            FamilyClaimView(
+                claim_id=c.id,
+                kind=c.kind,
+                result=c.result,
+                window_id=c.window_id,
+                amount_gbp=c.amount_gbp,
+            )
             for c in claims
         ],
-    }
-    base = [r for r in rows if status is not None and r.cycle_id == status.baseline_cycle]
-    if base:
-        body["progress"] = _progress(base[0], latest)
-    return body
+        progress=_progress(base[0], latest, detail) if base else None,
+    )
 
 
-def _progress(base: astore.FamilySnapshot, now: astore.FamilySnapshot) -> dict[str, Any]:
+def _progress(
+    base: astore.FamilySnapshot, now: astore.FamilySnapshot, n: OutcomeDetail
+) -> FamilyProgress:
+    """Distance travelled from ``base`` to ``now`` (``n``: its detail) under ``now``'s ruleset."""
     ruleset = Ruleset.model_validate_json(now.ruleset)
-    b, n = json.loads(base.detail), json.loads(now.detail)
+    b = parse_detail(OutcomeDetail, base.detail, base.family_id, base.cycle_id)
     if base.ruleset != now.ruleset:  # a switch since: the baseline under the rules in force
         b = rederive_detail(b, ruleset)
     domains = {
-        p: {
-            "baseline": b["domains"].get(p, 1),
-            "now": n["domains"].get(p, 1),
-            "change": n["domains"].get(p, 1) - b["domains"].get(p, 1),
-        }
+        p: ScoreChange(
+            baseline=b.domains.get(p, 1),
+            now=n.domains.get(p, 1),
+            change=n.domains.get(p, 1) - b.domains.get(p, 1),
+        )
         for p in ruleset.problems
     }
     measures = {
-        mid: {
-            "category": m.progress,
-            "title": m.title,
-            "baseline": b["measures"].get(mid),
-            "now": n["measures"].get(mid),
-        }
+        mid: MeasureProgress(
+            category=m.progress,
+            title=m.title,
+            baseline=b.measures.get(mid),
+            now=n.measures.get(mid),
+        )
         for mid, m in ruleset.measures.items()
         if m.progress is not None
     }
-    return {
-        "baseline_cycle": base.cycle_id,
-        "latest_cycle": now.cycle_id,
-        "score": {"baseline": base.score, "now": now.score, "change": now.score - base.score},
-        "domains": domains,
-        "family_progress_data": measures,
-    }
+    return FamilyProgress(
+        baseline_cycle=base.cycle_id,
+        latest_cycle=now.cycle_id,
+        score=ScoreChange(baseline=base.score, now=now.score, change=now.score - base.score),
+        domains=domains,
+        family_progress_data=measures,
+    )

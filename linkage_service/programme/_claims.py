@@ -26,6 +26,12 @@ attached is refused by name. :func:`export_claims` writes CSV for internal
 audit, one row per evidence item, with a reproducible sample (about 10% by
 default); :func:`export_claims_json` the same claims as JSON.
 
+Evaluations and claims are the wire models of ``protocols`` (``FamilyOutcomes``,
+``ClaimView``). A results claim's evidence is the evaluation as it stood,
+stored as JSON with sorted keys, exactly the text the dict implementation
+stored; claims stored before outcome rules were in calendar months (no
+reason codes, months or ``unmet``) still read, and are written back unchanged.
+
 Must never: claim without evidence, or change a family's status without a
 ``status_events`` row.
 """
@@ -39,10 +45,26 @@ import json
 import random
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Literal, NamedTuple
 
+from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from protocols import (
+    AttachmentEvidence,
+    ClaimBatch,
+    ClaimView,
+    ConditionOutcome,
+    EvidenceEvent,
+    FamilyOutcomes,
+    HeldSince,
+    Observation,
+    OutcomeEvaluation,
+    ProblemOutcome,
+    UnmetOutcome,
+    describe_errors,
+)
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
@@ -50,12 +72,13 @@ from . import _restrictions as restrictions_
 from . import _store as pstore
 from . import _store_claims as cstore
 from ._active import rederive_detail
-from ._programme import compare
+from ._programme import OutcomeDetail, compare, parse_detail
 from ._restrictions import RestrictionEffects
 from ._ruleset import Calendar, ClaimWindow, Condition, Outcome, Ruleset, add_months
 
 __all__ = [
     "EVIDENCE_COLUMNS",
+    "EvidenceItem",
     "Snap",
     "claim_window",
     "create_claims",
@@ -80,7 +103,7 @@ class Snap:
     as_at: dt.date
     measures: dict[str, float]
     problems: tuple[str, ...]  # met
-    detail: dict[str, Any]
+    detail: OutcomeDetail
 
 
 def _value(snap: Snap, cond: Condition) -> float | None:
@@ -106,20 +129,13 @@ def _at(s: Snap) -> str:
     return f"cycle {s.cycle_id} ({s.as_at.isoformat()})"
 
 
-def _unmet(out: dict[str, Any], code: str, why: str) -> dict[str, Any]:
-    out["met"] = False
-    out["reason"] = code
-    out["why_not"] = why
-    return out
-
-
 def _condition(
     cond: Condition,
     baseline: Snap,
     after: Sequence[Snap],
     attached_on: dt.date,
     cal: Calendar,
-) -> dict[str, Any]:
+) -> ConditionOutcome:
     """One condition against the snapshots since the baseline, with a reason when unmet.
 
     Calendar time: with ``months_since_attachment = M`` the latest snapshot must
@@ -132,65 +148,84 @@ def _condition(
     """
     raw = baseline.measures.get(cond.measure)
     base = _value(baseline, cond)
-    out: dict[str, Any] = {
-        "measure": cond.measure,
-        "compare": cond.compare,
-        "op": cond.op,
-        "value": cond.value,
-        "sustained_months": cond.sustained_months,
-        "months_since_attachment": cond.months_since_attachment,
-        "missing_as_zero": cond.missing_as_zero,
-        "baseline": base,
-        "baseline_cycle": baseline.cycle_id,
-    }
+    # what the evaluation has looked at so far: each return below reports it
+    seen: list[Observation] | None = None
+    due_on: str | None = None
+    since: HeldSince | None = None
+    until: str | None = None
+
+    def result(
+        met: bool, reason: str | None = None, why_not: str | None = None
+    ) -> ConditionOutcome:
+        return ConditionOutcome(
+            measure=cond.measure,
+            compare=cond.compare,
+            op=cond.op,
+            value=cond.value,
+            sustained_months=cond.sustained_months,
+            months_since_attachment=cond.months_since_attachment,
+            missing_as_zero=cond.missing_as_zero,
+            baseline=base,
+            baseline_cycle=baseline.cycle_id,
+            met=met,
+            reason=reason,
+            why_not=why_not,
+            snapshots=seen,
+            due_on=due_on,
+            held_since=since,
+            sustained_until=until,
+        )
+
     want = f"{cond.measure} {cond.op} {cond.value}"
     if cond.compare == "baseline":
-        out["met"] = compare(base, cond.op, float(cond.value))
-        if not out["met"]:
-            if base is None:
-                return _unmet(
-                    out,
-                    "BASELINE_MISSING",
-                    f"{cond.measure} had no value at the baseline, {_at(baseline)}, "
-                    f"and the rule needs it {cond.op} {cond.value} there",
-                )
-            return _unmet(
-                out,
-                "BASELINE_NOT_MET",
-                f"{cond.measure} was {base:g} at the baseline, {_at(baseline)}; "
-                f"the rule needs {cond.op} {cond.value} there",
+        if compare(base, cond.op, float(cond.value)):
+            return result(True)
+        if base is None:
+            return result(
+                False,
+                "BASELINE_MISSING",
+                f"{cond.measure} had no value at the baseline, {_at(baseline)}, "
+                f"and the rule needs it {cond.op} {cond.value} there",
             )
-        return out
+        return result(
+            False,
+            "BASELINE_NOT_MET",
+            f"{cond.measure} was {base:g} at the baseline, {_at(baseline)}; "
+            f"the rule needs {cond.op} {cond.value} there",
+        )
     if cond.compare == "fall_pct" and not base:
         if raw is None:
-            return _unmet(
-                out,
+            return result(
+                False,
                 "BASELINE_MISSING",
                 f"{cond.measure} had no value at the baseline, {_at(baseline)} (no event in its "
                 f"look-back window before attachment), so a {cond.value}% fall cannot be "
                 "measured: the problem was found by a measure over a longer window",
             )
-        return _unmet(
-            out,
+        return result(
+            False,
             "BASELINE_ZERO",
             f"{cond.measure} was 0 at the baseline, {_at(baseline)}: nothing to fall "
             f"{cond.value}% from",
         )
     if not after:
-        return _unmet(
-            out,
+        return result(
+            False,
             "NO_SNAPSHOT_SINCE_BASELINE",
             f"no assessment since the baseline, {_at(baseline)}",
         )
     held = [_holds(cond, s, base) for s in after]
-    out["snapshots"] = [
-        {
-            "cycle_id": s.cycle_id,
-            "as_at": s.as_at.isoformat(),
-            "value": _value(s, cond),
-            **({"fall_pct": n} if cond.compare == "fall_pct" else {}),
-            "held": ok,
-        }
+    seen = [
+        # a percentage fall is written beside the value (None: no value to fall to)
+        Observation(cycle_id=s.cycle_id, as_at=s.as_at.isoformat(), value=_value(s, cond), held=ok)
+        if cond.compare != "fall_pct"
+        else Observation(
+            cycle_id=s.cycle_id,
+            as_at=s.as_at.isoformat(),
+            value=_value(s, cond),
+            fall_pct=n,
+            held=ok,
+        )
         for s, (ok, n) in zip(after, held, strict=True)
     ]
     latest = after[-1]
@@ -198,21 +233,21 @@ def _condition(
     ok, number = held[-1]
     if not ok:
         if _value(latest, cond) is None:
-            return _unmet(
-                out,
+            return result(
+                False,
                 "VALUE_MISSING",
                 f"{cond.measure} has no value at {_at(latest)} (no event in its window) and "
                 "the ruleset does not read that as 0 (missing_as_zero)",
             )
         shown = f"fell {number:g}%" if cond.compare == "fall_pct" else f"is {number:g}"
         need = f"a fall of {cond.op} {cond.value}%" if cond.compare == "fall_pct" else want
-        return _unmet(out, "NOT_MET", f"{cond.measure} {shown} at {_at(latest)}; needs {need}")
+        return result(False, "NOT_MET", f"{cond.measure} {shown} at {_at(latest)}; needs {need}")
     if cond.months_since_attachment:
         due = add_months(attached_on, cond.months_since_attachment)
-        out["due_on"] = due.isoformat()
+        due_on = due.isoformat()
         if latest.as_at + tolerance < due:
-            return _unmet(
-                out,
+            return result(
+                False,
                 "TOO_SOON",
                 f"the latest snapshot, {_at(latest)}, is too soon: the rule needs "
                 f"{cond.months_since_attachment} months since attachment on "
@@ -224,57 +259,102 @@ def _condition(
         while k > 0 and held[k - 1][0]:
             k -= 1
         first = after[k]
-        until = add_months(first.as_at, cond.sustained_months)
-        out["held_since"] = {"cycle_id": first.cycle_id, "as_at": first.as_at.isoformat()}
-        out["sustained_until"] = until.isoformat()
-        if latest.as_at + tolerance < until:
+        ends = add_months(first.as_at, cond.sustained_months)
+        since = HeldSince(cycle_id=first.cycle_id, as_at=first.as_at.isoformat())
+        until = ends.isoformat()
+        if latest.as_at + tolerance < ends:
             broke = "" if k == 0 else f" (it did not hold at {_at(after[k - 1])})"
-            return _unmet(
-                out,
+            return result(
+                False,
                 "NOT_SUSTAINED",
                 f"{want} has held at every snapshot since {_at(first)}{broke}; the rule needs "
                 f"{cond.sustained_months} months, so a snapshot on or after "
-                f"{until - tolerance} with it still holding",
+                f"{ends - tolerance} with it still holding",
             )
-    out["met"] = True
-    return out
+    return result(True)
 
 
-def _identified(problem: str, snaps: Sequence[Snap]) -> dict[str, Any]:
+class _Identified(NamedTuple):
     """Where a problem was first seen: cycle, indicators, source agencies, events."""
-    for s in snaps:
-        if problem in s.problems:
-            info = s.detail.get("problems", {}).get(problem, {})
-            indicators = list(info.get("indicators", []))
-            events = s.detail.get("evidence", {})
-            return {
-                "identified_cycle": s.cycle_id,
-                "identified_as_at": s.as_at.isoformat(),
-                "indicators": indicators,
-                "source_agencies": list(info.get("met_by", [])),
-                "events": [e for i in indicators for e in events.get(i, [])],
-            }
-    return {}
+
+    cycle_id: int
+    as_at: str
+    indicators: list[str]
+    source_agencies: list[str]
+    events: list[EvidenceEvent]
+
+
+def _identified(problem: str, snaps: Sequence[Snap]) -> _Identified:
+    """The first of ``snaps`` (oldest first) where ``problem`` is met; it is met in one."""
+    s = next(s for s in snaps if problem in s.problems)
+    info = s.detail.problems.get(problem)
+    indicators = [] if info is None else list(info.indicators)
+    events = s.detail.evidence or {}
+    return _Identified(
+        cycle_id=s.cycle_id,
+        as_at=s.as_at.isoformat(),
+        indicators=indicators,
+        source_agencies=[] if info is None else list(info.met_by),
+        events=[e for i in indicators for e in events.get(i, [])],
+    )
 
 
 def _outcome(
     outcome: Outcome, baseline: Snap, after: Sequence[Snap], attached_on: dt.date, cal: Calendar
-) -> dict[str, Any]:
+) -> OutcomeEvaluation:
     conditions = [_condition(c, baseline, after, attached_on, cal) for c in outcome.all_of]
-    out: dict[str, Any] = {
-        "title": outcome.title,
-        "met": all(c["met"] for c in conditions),
-        "conditions": conditions,
-    }
-    if not out["met"]:
-        first = next(c for c in conditions if not c["met"])
-        out["reason"], out["why_not"] = first["reason"], first["why_not"]
-    return out
+    first = next((c for c in conditions if not c.met), None)
+    return OutcomeEvaluation(
+        title=outcome.title,
+        met=first is None,
+        conditions=conditions,
+        reason=None if first is None else first.reason,
+        why_not=None if first is None else first.why_not,
+    )
+
+
+def _problem(
+    ruleset: Ruleset, problem: str, baseline: Snap, after: Sequence[Snap], attached_on: dt.date
+) -> ProblemOutcome:
+    """The outcome of one problem the family had, and where it was first identified."""
+    found = _identified(problem, [baseline, *after])
+    outcome = ruleset.outcomes.get(problem)
+    if outcome is None:
+        return ProblemOutcome(
+            met=False,
+            reason="NO_OUTCOME_RULE",
+            why_not=f"the ruleset {ruleset.name} {ruleset.version} has no outcome rule "
+            f"for problem {problem}",
+            identified_cycle=found.cycle_id,
+            identified_as_at=found.as_at,
+            indicators=found.indicators,
+            source_agencies=found.source_agencies,
+            events=found.events,
+        )
+    ev = _outcome(outcome, baseline, after, attached_on, ruleset.calendar)
+    return ProblemOutcome(
+        title=ev.title,
+        met=ev.met,
+        conditions=ev.conditions,
+        reason=ev.reason,
+        why_not=ev.why_not,
+        identified_cycle=found.cycle_id,
+        identified_as_at=found.as_at,
+        indicators=found.indicators,
+        source_agencies=found.source_agencies,
+        events=found.events,
+    )
+
+
+def _unmet(problem: str, ev: ProblemOutcome | OutcomeEvaluation) -> UnmetOutcome:
+    # every evaluation not met carries the reason code and words of its first unmet rule
+    assert ev.reason is not None and ev.why_not is not None, problem
+    return UnmetOutcome(problem=problem, reason=ev.reason, why_not=ev.why_not)
 
 
 def evaluate_outcomes(
     ruleset: Ruleset, baseline: Snap, after: Sequence[Snap], attached_on: dt.date
-) -> dict[str, Any]:
+) -> FamilyOutcomes:
     """The family's outcome plan against its snapshots since the baseline.
 
     ``after`` are the snapshots after the baseline, oldest first. Returns the
@@ -283,64 +363,41 @@ def evaluate_outcomes(
     result, ``unmet``: for each problem (and the employment result) not met,
     a reason code and why, in words.
     """
-    cal = ruleset.calendar
     had = list(baseline.problems)
     for s in after:
         had += [p for p in s.problems if p not in had]
-    per_problem: dict[str, Any] = {}
-    for p in had:
-        outcome = ruleset.outcomes.get(p)
-        if outcome is None:
-            per_problem[p] = {
-                "met": False,
-                "reason": "NO_OUTCOME_RULE",
-                "why_not": f"the ruleset {ruleset.name} {ruleset.version} has no outcome rule "
-                f"for problem {p}",
-            }
-        else:
-            per_problem[p] = _outcome(outcome, baseline, after, attached_on, cal)
-        per_problem[p].update(_identified(p, [baseline, *after]))
-    progress = bool(had) and all(v["met"] for v in per_problem.values())
+    per_problem = {p: _problem(ruleset, p, baseline, after, attached_on) for p in had}
+    progress = bool(had) and all(v.met for v in per_problem.values())
     employment = (
         None
         if ruleset.employment is None
-        else _outcome(ruleset.employment, baseline, after, attached_on, cal)
+        else _outcome(ruleset.employment, baseline, after, attached_on, ruleset.calendar)
     )
-    result = "progress" if progress else None
-    if result is None and employment is not None and employment["met"]:
+    result: Literal["progress", "employment"] | None = "progress" if progress else None
+    if result is None and employment is not None and employment.met:
         result = "employment"
-    unmet: list[dict[str, Any]] = []
+    unmet: list[UnmetOutcome] = []
     if result is None:
         if not had:
             unmet.append(
-                {
-                    "problem": None,
-                    "reason": "NO_PROBLEM",
-                    "why_not": "no problem at baseline or since: no progress to show",
-                }
+                UnmetOutcome(
+                    problem=None,
+                    reason="NO_PROBLEM",
+                    why_not="no problem at baseline or since: no progress to show",
+                )
             )
-        unmet += [
-            {"problem": p, "reason": v["reason"], "why_not": v["why_not"]}
-            for p, v in per_problem.items()
-            if not v["met"]
-        ]
+        unmet += [_unmet(p, v) for p, v in per_problem.items() if not v.met]
         if employment is not None:
-            unmet.append(
-                {
-                    "problem": "(employment)",
-                    "reason": employment["reason"],
-                    "why_not": employment["why_not"],
-                }
-            )
-    return {
-        "problems": per_problem,
-        "employment": employment,
-        "result": result,
-        "unmet": unmet,
-        "baseline_cycle": baseline.cycle_id,
-        "latest_cycle": after[-1].cycle_id if after else baseline.cycle_id,
-        "as_at": (after[-1] if after else baseline).as_at.isoformat(),
-    }
+            unmet.append(_unmet("(employment)", employment))
+    return FamilyOutcomes(
+        problems=per_problem,
+        employment=employment,
+        result=result,
+        unmet=unmet,
+        baseline_cycle=baseline.cycle_id,
+        latest_cycle=after[-1].cycle_id if after else baseline.cycle_id,
+        as_at=(after[-1] if after else baseline).as_at.isoformat(),
+    )
 
 
 # --- reading snapshots ------------------------------------------------------------------
@@ -354,15 +411,15 @@ def _snaps(
     sha = None if ruleset is None else ruleset.sha256()
     out: dict[str, list[Snap]] = {}
     for row in cstore.snap_rows(conn, family_ids):
-        d = json.loads(row.detail)
+        d = parse_detail(OutcomeDetail, row.detail, row.family_id, row.cycle_id)
         if ruleset is not None and row.ruleset_sha256 != sha:
             d = rederive_detail(d, ruleset)
         out.setdefault(row.family_id, []).append(
             Snap(
                 cycle_id=row.cycle_id,
                 as_at=row.as_at,
-                measures={k: float(v) for k, v in d["measures"].items()},
-                problems=tuple(p for p, v in d["problems"].items() if v["met"]),
+                measures=d.measures,
+                problems=tuple(p for p, v in d.problems.items() if v.met),
                 detail=d,
             )
         )
@@ -371,10 +428,10 @@ def _snaps(
 
 def _family_outcomes(
     conn: Connection, ruleset: Ruleset, rows: Sequence[pstore.FamilyRow]
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, FamilyOutcomes]:
     """family id -> outcome evaluation, for attached families ``rows`` (families table)."""
     snaps = _snaps(conn, [r.family_id for r in rows], ruleset)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, FamilyOutcomes] = {}
     for r in rows:
         if r.baseline_cycle is None or r.attached_on is None:
             continue  # not attached (attaching sets both)
@@ -409,7 +466,7 @@ def outcome_status(
     stamp = int(when.timestamp() * 1_000_000)
     for r in rows:
         res = results.get(str(r.family_id))
-        if res is None or res["result"] is None:
+        if res is None or res.result is None:
             continue
         pstore.move_statuses(conn, [r.family_id], "pending_claim", stamp, actor)
         pstore.add_status_events(
@@ -421,7 +478,7 @@ def outcome_status(
                     to_status="pending_claim",
                     at=stamp,
                     by=actor,
-                    reason="RESULT_" + str(res["result"]).upper(),
+                    reason="RESULT_" + res.result.upper(),
                 )
             ],
         )
@@ -447,7 +504,7 @@ def create_claims(
     family_ids: Sequence[str] | None = None,
     now: dt.datetime | None = None,
     restrictions: Mapping[str, RestrictionEffects] | None = None,
-) -> dict[str, Any]:
+) -> ClaimBatch:
     """A claim batch for ``window_id`` (``YYYY-H1``/``H2``) in one transaction.
 
     With ``family_ids``, only those families are claimed, and each one that
@@ -517,7 +574,8 @@ def create_claims(
             new: list[cstore.NewClaim] = []
             for r in attached:
                 fid = r.family_id
-                assert r.attached_on is not None  # ``attached`` holds attached families only
+                # ``attached`` holds attached families only, and attaching sets both
+                assert r.attached_on is not None and r.baseline_cycle is not None
                 if (
                     (fid, "attachment") not in claimed
                     and family_ids is None
@@ -531,10 +589,10 @@ def create_claims(
                             window_id,
                             cycle_id,
                             ruleset.payments.attachment_gbp,
-                            {
-                                "attached_on": r.attached_on.isoformat(),
-                                "baseline_cycle": r.baseline_cycle,
-                            },
+                            AttachmentEvidence(
+                                attached_on=r.attached_on.isoformat(),
+                                baseline_cycle=r.baseline_cycle,
+                            ),
                             stamp,
                             actor,
                         )
@@ -545,7 +603,7 @@ def create_claims(
                     and (fid, "result") not in claimed
                     and not already(fid, "result")
                 ):
-                    if res is None or res["result"] is None:
+                    if res is None or res.result is None:
                         if family_ids is not None:
                             raise ConflictError(f"family {fid}: its result no longer holds")
                         continue
@@ -553,7 +611,7 @@ def create_claims(
                         _claim_row(
                             fid,
                             "result",
-                            res["result"],
+                            res.result,
                             window_id,
                             cycle_id,
                             ruleset.payments.result_gbp,
@@ -586,16 +644,16 @@ def create_claims(
         ) from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"claim batch {window_id} not stored: {exc}") from exc
-    return {
-        "window_id": window_id,
-        "cycle_id": cycle_id,
-        "attachment_claims": sum(1 for c in new if c.kind == "attachment"),
-        "result_claims": len(results),
-        "progress": sum(1 for c in new if c.result == "progress"),
-        "employment": sum(1 for c in new if c.result == "employment"),
-        "amount_gbp": sum(c.amount_gbp for c in new),
-        "restricted": len(flagged),
-    }
+    return ClaimBatch(
+        window_id=window_id,
+        cycle_id=cycle_id,
+        attachment_claims=sum(1 for c in new if c.kind == "attachment"),
+        result_claims=len(results),
+        progress=sum(1 for c in new if c.result == "progress"),
+        employment=sum(1 for c in new if c.result == "employment"),
+        amount_gbp=sum(c.amount_gbp for c in new),
+        restricted=len(flagged),
+    )
 
 
 def claim_window(ruleset: Ruleset, window_id: str) -> ClaimWindow:
@@ -631,7 +689,7 @@ def _claim_row(
     window_id: str,
     cycle_id: int,
     amount: int,
-    evidence: dict[str, Any],
+    evidence: AttachmentEvidence | FamilyOutcomes,
     stamp: int,
     actor: str,
 ) -> cstore.NewClaim:
@@ -642,13 +700,36 @@ def _claim_row(
         window_id=window_id,
         cycle_id=cycle_id,
         amount_gbp=amount,
-        evidence=json.dumps(evidence, sort_keys=True),
+        evidence=_evidence_json(evidence),
         created_at=stamp,
         created_by=actor,
     )
 
 
-def list_claims(engine: Engine, window_id: str | None = None) -> list[dict[str, Any]]:
+def _evidence_json(evidence: AttachmentEvidence | FamilyOutcomes) -> str:
+    """A claim's evidence as stored: sorted keys, ``json`` module spacing and numbers.
+
+    Exactly the text claims were stored with before the evidence had models, so
+    a claim read back and written out again is the same text.
+    """
+    return json.dumps(evidence.model_dump(mode="json", exclude_unset=True), sort_keys=True)
+
+
+def _stored_evidence(claim: cstore.Claim) -> AttachmentEvidence | FamilyOutcomes:
+    """A stored claim's evidence, by its kind (StorageError naming the claim if it does not
+    parse)."""
+    try:
+        if claim.kind == "attachment":
+            return AttachmentEvidence.model_validate_json(claim.evidence)
+        return FamilyOutcomes.model_validate_json(claim.evidence)
+    except ValidationError as exc:
+        raise StorageError(
+            f"claim {claim.id} ({claim.kind}, family {claim.family_id}): stored evidence does "
+            f"not parse: {describe_errors(exc, '(top)')}"
+        ) from exc
+
+
+def list_claims(engine: Engine, window_id: str | None = None) -> list[ClaimView]:
     """Claims (of one window, or all), oldest first, with their evidence."""
     try:
         with engine.connect() as conn:
@@ -656,23 +737,52 @@ def list_claims(engine: Engine, window_id: str | None = None) -> list[dict[str, 
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read claims: {exc}") from exc
     return [
-        {
-            "claim_id": r.id,
-            "family_id": r.family_id,
-            "kind": r.kind,
-            "result": r.result,
-            "window_id": r.window_id,
-            "cycle_id": r.cycle_id,
-            "amount_gbp": r.amount_gbp,
-            "created_at": store.iso(r.created_at),
-            "created_by": r.created_by,
-            "evidence": json.loads(r.evidence),
-        }
+        ClaimView(
+            claim_id=r.id,
+            family_id=r.family_id,
+            kind=r.kind,
+            result=r.result,
+            window_id=r.window_id,
+            cycle_id=r.cycle_id,
+            amount_gbp=r.amount_gbp,
+            created_at=store.iso(r.created_at),
+            created_by=r.created_by,
+            evidence=_stored_evidence(r),
+        )
         for r in rows
     ]
 
 
-EVIDENCE_COLUMNS = (
+class EvidenceItem(BaseModel):
+    """One item of a claim's evidence, a row of the audit CSV after the claim's own columns.
+
+    ``item`` says which: ``attachment``, ``identified`` (a problem and where it was
+    first seen), ``event`` (an event behind it), ``condition`` (an outcome rule)
+    or ``observation`` (the rule's measure at one snapshot).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    item: str
+    problem: str | None = None
+    indicators: str | None = None  # ";"-joined
+    measure: str | None = None
+    cycle_id: int | None = None
+    as_at: str | None = None
+    value: int | float | None = None
+    baseline: int | float | None = None
+    op: str | None = None
+    threshold: int | float | None = None
+    met: bool | None = None
+    reason: str | None = None
+    agency_id: str | None = None  # ";"-joined for an identified problem
+    record_ref: str | None = None
+    event_type: str | None = None
+    note: str | None = None
+
+
+# the claim's own columns, then its evidence item's
+_CLAIM_COLUMNS = (
     "claim_id",
     "window_id",
     "family_id",
@@ -682,163 +792,146 @@ EVIDENCE_COLUMNS = (
     "claim_cycle_id",
     "created_at",
     "created_by",
-    "item",
-    "problem",
-    "indicators",
-    "measure",
-    "cycle_id",
-    "as_at",
-    "value",
-    "baseline",
-    "op",
-    "threshold",
-    "met",
-    "reason",
-    "agency_id",
-    "record_ref",
-    "event_type",
-    "note",
 )
+EVIDENCE_COLUMNS = (*_CLAIM_COLUMNS, *EvidenceItem.model_fields)
 
 
 def sample_claims(
-    claims: Sequence[dict[str, Any]], *, sample_pct: float = 100.0, seed: int = 0
-) -> list[dict[str, Any]]:
+    claims: Sequence[ClaimView], *, sample_pct: float = 100.0, seed: int = 0
+) -> list[ClaimView]:
     """A reproducible ``sample_pct`` sample of ``claims`` (all at 100), in claim order."""
     if not 0 < sample_pct <= 100:
         raise ConflictError(f"sample_pct {sample_pct}: expected more than 0 and at most 100")
     chosen = list(claims)
     if sample_pct < 100:
         k = max(1, round(len(chosen) * sample_pct / 100)) if chosen else 0
-        chosen = sorted(random.Random(seed).sample(chosen, k), key=lambda c: c["claim_id"])
+        chosen = sorted(random.Random(seed).sample(chosen, k), key=lambda c: c.claim_id)
     return chosen
 
 
-def _condition_items(problem: str, cond: dict[str, Any]) -> list[dict[str, Any]]:
+def _condition_items(problem: str, cond: ConditionOutcome) -> list[EvidenceItem]:
     notes = []
-    if cond.get("sustained_months"):
-        notes.append(f"sustained {cond['sustained_months']} months")
-    if cond.get("months_since_attachment"):
-        notes.append(f"{cond['months_since_attachment']} months after attachment")
-    if "held_since" in cond:
-        notes.append(f"held since {cond['held_since']['as_at']}")
-    if cond.get("why_not"):
-        notes.append(cond["why_not"])
+    if cond.sustained_months:
+        notes.append(f"sustained {cond.sustained_months} months")
+    if cond.months_since_attachment:
+        notes.append(f"{cond.months_since_attachment} months after attachment")
+    if cond.held_since is not None:
+        notes.append(f"held since {cond.held_since.as_at}")
+    if cond.why_not:
+        notes.append(cond.why_not)
     items = [
-        {
-            "item": "condition",
-            "problem": problem,
-            "measure": cond["measure"],
-            "baseline": cond.get("baseline"),
-            "op": cond["op"],
-            "threshold": cond["value"],
-            "met": cond["met"],
-            "reason": cond.get("reason"),
-            "cycle_id": cond.get("baseline_cycle"),
-            "note": f"{cond['compare']}; " + "; ".join(notes) if notes else cond["compare"],
-        }
+        EvidenceItem(
+            item="condition",
+            problem=problem,
+            measure=cond.measure,
+            baseline=cond.baseline,
+            op=cond.op,
+            threshold=cond.value,
+            met=cond.met,
+            reason=cond.reason,
+            cycle_id=cond.baseline_cycle,
+            note=f"{cond.compare}; " + "; ".join(notes) if notes else cond.compare,
+        )
     ]
-    for obs in cond.get("snapshots", []):
+    for obs in cond.snapshots or ():
         items.append(
-            {
-                "item": "observation",
-                "problem": problem,
-                "measure": cond["measure"],
-                "cycle_id": obs["cycle_id"],
-                "as_at": obs["as_at"],
-                "value": obs["value"],
-                "baseline": cond.get("baseline"),
-                "op": cond["op"],
-                "threshold": cond["value"],
-                "met": obs["held"],
-                "note": f"fall {obs['fall_pct']}%" if obs.get("fall_pct") is not None else None,
-            }
+            EvidenceItem(
+                item="observation",
+                problem=problem,
+                measure=cond.measure,
+                cycle_id=obs.cycle_id,
+                as_at=obs.as_at,
+                value=obs.value,
+                baseline=cond.baseline,
+                op=cond.op,
+                threshold=cond.value,
+                met=obs.held,
+                note=f"fall {obs.fall_pct}%" if obs.fall_pct is not None else None,
+            )
         )
     return items
 
 
-def evidence_items(claim: dict[str, Any]) -> list[dict[str, Any]]:
+def evidence_items(claim: ClaimView) -> list[EvidenceItem]:
     """One row per item of a claim's evidence: what was identified, events, conditions, values."""
-    ev = claim["evidence"]
-    if claim["kind"] == "attachment":
+    ev = claim.evidence
+    if isinstance(ev, AttachmentEvidence):
         return [
-            {
-                "item": "attachment",
-                "cycle_id": ev.get("baseline_cycle"),
-                "as_at": ev.get("attached_on"),
-                "note": "attached to the programme; baseline fixed to this cycle",
-            }
-        ]
-    items: list[dict[str, Any]] = []
-    for problem, p in sorted(ev.get("problems", {}).items()):
-        items.append(
-            {
-                "item": "identified",
-                "problem": problem,
-                "indicators": ";".join(p.get("indicators", [])),
-                "cycle_id": p.get("identified_cycle"),
-                "as_at": p.get("identified_as_at"),
-                "agency_id": ";".join(p.get("source_agencies", [])),
-                "met": p.get("met"),
-                "reason": p.get("reason"),
-                "note": p.get("title"),
-            }
-        )
-        for e in p.get("events", []):
-            items.append(
-                {
-                    "item": "event",
-                    "problem": problem,
-                    "as_at": e.get("date"),
-                    "value": e.get("value"),
-                    "agency_id": e.get("agency_id"),
-                    "record_ref": e.get("record_ref"),
-                    "event_type": e.get("type"),
-                }
+            EvidenceItem(
+                item="attachment",
+                cycle_id=ev.baseline_cycle,
+                as_at=ev.attached_on,
+                note="attached to the programme; baseline fixed to this cycle",
             )
-        for cond in p.get("conditions", []):
+        ]
+    items: list[EvidenceItem] = []
+    for problem, p in sorted(ev.problems.items()):
+        items.append(
+            EvidenceItem(
+                item="identified",
+                problem=problem,
+                indicators=";".join(p.indicators),
+                cycle_id=p.identified_cycle,
+                as_at=p.identified_as_at,
+                agency_id=";".join(p.source_agencies),
+                met=p.met,
+                reason=p.reason,
+                note=p.title,
+            )
+        )
+        for e in p.events:
+            items.append(
+                EvidenceItem(
+                    item="event",
+                    problem=problem,
+                    as_at=e.date,
+                    value=e.value,
+                    agency_id=e.agency_id,
+                    record_ref=e.record_ref,
+                    event_type=e.type,
+                )
+            )
+        for cond in p.conditions or ():
             items += _condition_items(problem, cond)
-    employment = ev.get("employment")
-    if claim.get("result") == "employment" and employment:
-        for cond in employment.get("conditions", []):
+    if claim.result == "employment" and ev.employment is not None:
+        for cond in ev.employment.conditions:
             items += _condition_items("(employment)", cond)
     return items
 
 
-def export_claims(
-    claims: Sequence[dict[str, Any]], *, sample_pct: float = 100.0, seed: int = 0
-) -> str:
+def export_claims(claims: Sequence[ClaimView], *, sample_pct: float = 100.0, seed: int = 0) -> str:
     """CSV for internal audit: one row per evidence item of each (sampled) claim."""
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=EVIDENCE_COLUMNS, lineterminator="\n")
-    w.writeheader()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(EVIDENCE_COLUMNS)
     for c in sample_claims(claims, sample_pct=sample_pct, seed=seed):
-        head = {
-            "claim_id": c["claim_id"],
-            "window_id": c["window_id"],
-            "family_id": c["family_id"],
-            "kind": c["kind"],
-            "result": c["result"],
-            "amount_gbp": c["amount_gbp"],
-            "claim_cycle_id": c["cycle_id"],
-            "created_at": c["created_at"],
-            "created_by": c["created_by"],
-        }
+        head = (
+            c.claim_id,
+            c.window_id,
+            c.family_id,
+            c.kind,
+            c.result,
+            c.amount_gbp,
+            c.cycle_id,
+            c.created_at,
+            c.created_by,
+        )
         for item in evidence_items(c):
-            row = {**head, **item}
-            w.writerow({k: "" if row.get(k) is None else row[k] for k in EVIDENCE_COLUMNS})
+            row = (*head, *(getattr(item, k) for k in EvidenceItem.model_fields))
+            w.writerow(["" if v is None else v for v in row])
     return out.getvalue()
 
 
 def export_claims_json(
-    claims: Sequence[dict[str, Any]], *, sample_pct: float = 100.0, seed: int = 0
+    claims: Sequence[ClaimView], *, sample_pct: float = 100.0, seed: int = 0
 ) -> str:
     """JSON alongside the CSV: the same (sampled) claims with their whole evidence."""
     chosen = sample_claims(claims, sample_pct=sample_pct, seed=seed)
-    return json.dumps({"claims": chosen}, indent=2, sort_keys=True) + "\n"
+    body = [c.model_dump(mode="json", exclude_unset=True) for c in chosen]
+    return json.dumps({"claims": body}, indent=2, sort_keys=True) + "\n"
 
 
-def family_outcomes(engine: Engine, family_id: str) -> dict[str, Any]:
+def family_outcomes(engine: Engine, family_id: str) -> FamilyOutcomes:
     """The outcome plan evaluation of one attached family as of the latest cycle."""
     try:
         with engine.connect() as conn:

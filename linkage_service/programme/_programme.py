@@ -16,6 +16,13 @@ problem, nor as agreement.
 that hold a record of a family member in one of the problem's source extract
 types (they could have reported it) and the agencies whose events met it.
 
+An assessment's problems, evidence and reasons are typed dicts (:class:`ProblemFinding`,
+:class:`EventJson`, :class:`ReasonJson`): a cycle makes millions of them and
+writes them straight to JSON, and a dict costs a tenth of a model to build.
+What a cycle stores of them, the snapshot's *detail*, is read back as models:
+:class:`SnapshotDetail`, all of it, or :class:`OutcomeDetail`, what outcome
+rules, distance travelled and re-derivation read (the rest is skipped unparsed).
+
 Must never: see a plaintext identifier (there is none to see), do I/O.
 """
 
@@ -25,24 +32,43 @@ import datetime as dt
 import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import NamedTuple, NotRequired, TypedDict, TypeVar
 
-from protocols import age_span
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from protocols import (
+    EvidenceEvent,
+    FamilyMemberView,
+    ReasonView,
+    SnapshotProblem,
+    VersionRef,
+    age_span,
+    describe_errors,
+)
+
+from .._errors import StorageError
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
 __all__ = [
     "Assessment",
+    "DetailJson",
     "Event",
+    "EventJson",
     "FamilyInput",
     "MemberInput",
+    "MemberJson",
+    "OutcomeDetail",
     "Plan",
+    "ProblemFinding",
     "Reason",
+    "ReasonJson",
+    "SnapshotDetail",
     "age_at",
     "assess_family",
     "compare",
     "member_groups",
+    "parse_detail",
     "rank",
 ]
 
@@ -115,6 +141,110 @@ class FamilyInput:
         return False
 
 
+class ReasonJson(TypedDict):
+    """A reason as the snapshot detail stores it (read back as ``protocols.ReasonView``)."""
+
+    code: str
+    points: int
+    title: str
+    because: list[str]
+
+
+class ProblemFinding(TypedDict):
+    """One problem area of an assessment: met, by which indicators, the agencies that could
+    have reported it (``data_from``) and those whose events met it; ``no_data``: neither.
+    Read back from a snapshot as ``protocols.SnapshotProblem``."""
+
+    met: bool
+    indicators: list[str]
+    data_from: list[str]
+    met_by: list[str]
+    no_data: bool
+
+
+class EventJson(TypedDict):
+    """A counted event behind an indicator met (read back as ``protocols.EvidenceEvent``)."""
+
+    person_id: str
+    agency_id: str
+    record_ref: str
+    type: str
+    value: float
+    date: str  # ISO
+
+
+class MemberJson(TypedDict):
+    """A member as a snapshot stores it: ``[agency, ref]`` records; ``age_band`` only when
+    set (snapshots from before extract v2 have none)."""
+
+    person_id: str
+    age: int | None
+    sex: str | None
+    records: list[list[str]]
+    age_band: NotRequired[str]
+
+
+class DetailJson(TypedDict):
+    """A snapshot's detail as a cycle writes it (see :class:`SnapshotDetail`)."""
+
+    indicators: list[str]
+    problems: dict[str, ProblemFinding]  # those met or with an agency that could report them
+    no_data: list[str]
+    domains: dict[str, int]
+    measures: dict[str, float]
+    reasons: list[ReasonJson]
+    members: list[MemberJson]
+    evidence: NotRequired[dict[str, list[EventJson]]]  # eligible or above the unlock threshold
+    step_source: NotRequired[str]  # "data": the same people; "relink": members changed
+
+
+class OutcomeDetail(BaseModel):
+    """What outcome rules, distance travelled and re-derivation read of a snapshot's detail.
+
+    Problems (met, indicators, the agencies behind them), domain scores (1 none
+    .. 5 critical), measures, and the events of the indicators met (None: not
+    kept, the family was neither eligible nor above the unlock threshold).
+    Other keys are skipped unparsed: this is read for every snapshot of every
+    attached family in each cycle and report. ``rederived`` names the ruleset a
+    detail was re-derived under (``_active``); a stored detail has none.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    problems: dict[str, SnapshotProblem]
+    domains: dict[str, int]
+    measures: dict[str, float]
+    evidence: dict[str, list[EvidenceEvent]] | None = None
+    rederived: VersionRef | None = None
+
+
+class SnapshotDetail(OutcomeDetail):
+    """A snapshot's whole detail JSON as stored (:class:`DetailJson`); no other key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    indicators: list[str]
+    no_data: list[str]
+    reasons: list[ReasonView]
+    members: list[FamilyMemberView]
+    step_source: str | None = None
+
+
+_D = TypeVar("_D", bound=BaseModel)
+
+
+def parse_detail(model: type[_D], text: str, family_id: str, cycle_id: int) -> _D:
+    """A snapshot's stored detail JSON as ``model`` (:class:`SnapshotDetail`, :class:`OutcomeDetail`
+    or a narrower read); StorageError naming the snapshot and the fields if it is not one."""
+    try:
+        return model.model_validate_json(text)
+    except ValidationError as exc:
+        raise StorageError(
+            f"snapshot of {family_id} in cycle {cycle_id}: stored detail does not parse: "
+            f"{describe_errors(exc, '(top)')}"
+        ) from exc
+
+
 @dataclass(frozen=True, slots=True)
 class Reason:
     """One term of a score: a reason code, its points and the indicators behind it."""
@@ -124,7 +254,7 @@ class Reason:
     title: str
     because: tuple[str, ...]
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> ReasonJson:
         """JSON-ready form."""
         return {
             "code": self.code,
@@ -143,12 +273,12 @@ class Assessment:
     eligible: bool
     measures: dict[str, float | None]
     indicators: tuple[str, ...]  # met, in ruleset order
-    problems: dict[str, dict[str, Any]]  # id -> met, indicators, data_from, met_by, no_data
+    problems: dict[str, ProblemFinding]
     domains: dict[str, int]  # problem -> 1 none .. 5 critical
     score: int
     reasons: tuple[Reason, ...]
     clearance_required: int
-    evidence: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # indicator -> events
+    evidence: dict[str, list[EventJson]] = field(default_factory=dict)  # indicator -> events
 
     @property
     def problems_met(self) -> list[str]:
@@ -258,7 +388,7 @@ def _measure(
     return float(max(e.value for _, e in counted if e.date == latest)), counted
 
 
-def _evidence(counted: Iterable[tuple[str, Event]]) -> list[dict[str, Any]]:
+def _evidence(counted: Iterable[tuple[str, Event]]) -> list[EventJson]:
     return [
         {
             "person_id": pid,
@@ -311,7 +441,7 @@ def assess_family(
             met[iid] = (not any_of or any(met[r] for r in any_of)) and all(met[r] for r in all_of)
     met_ids = tuple(i for i in plan.indicator_ids if met[i])
 
-    evidence: dict[str, list[dict[str, Any]]] = {}
+    evidence: dict[str, list[EventJson]] = {}
     if with_evidence:
         for iid in met_ids:
             source = plan.measure_of.get(iid)
@@ -322,7 +452,7 @@ def assess_family(
     for member in family.members:
         for agency_id, _ref, extract_type in member.records:
             records_by_type.setdefault(extract_type, set()).add(agency_id)
-    problems: dict[str, dict[str, Any]] = {}
+    problems: dict[str, ProblemFinding] = {}
     domains: dict[str, int] = {}
     for pid, any_of, sources in plan.problems:
         hits = [i for i in any_of if met[i]]

@@ -520,13 +520,13 @@ def outcomes_achieved(engine: Engine, cycle_id: int | None = None) -> OutcomesRe
                 continue
             after = [x for x in history if x.cycle_id > r.baseline_cycle]
             ev = evaluate_outcomes(cyc.ruleset, base[0], after, r.attached_on)
-            for p, v in ev["problems"].items():
+            for p, v in ev.problems.items():
                 had[p] += 1
-                met[p] += bool(v.get("met"))
-                for agency in v.get("source_agencies", []):
+                met[p] += v.met
+                for agency in v.source_agencies:
                     by_agency_had[(p, agency)] += 1
-                    by_agency_met[(p, agency)] += bool(v.get("met"))
-            employment += bool(ev["employment"] and ev["employment"]["met"])
+                    by_agency_met[(p, agency)] += v.met
+            employment += ev.employment is not None and ev.employment.met
         rows = [
             OutcomesRow(
                 problem=p,
@@ -977,7 +977,7 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def _domain_mean(snap: Snap, problems: Iterable[str]) -> float:
-    domains = snap.detail.get("domains", {})
+    domains = snap.detail.domains
     scores = [int(domains.get(p, 1)) for p in problems]
     return sum(scores) / len(scores) if scores else 1.0
 
@@ -1068,8 +1068,8 @@ def distance_travelled(
         problems = list(cyc.ruleset.problems)
         rows = []
         for p in problems:
-            base = [int(a.baseline.detail.get("domains", {}).get(p, 1)) for a in fams]
-            now = [int(a.latest.detail.get("domains", {}).get(p, 1)) for a in fams]
+            base = [a.baseline.detail.domains.get(p, 1) for a in fams]
+            now = [a.latest.detail.domains.get(p, 1) for a in fams]
             pairs = list(zip(base, now, strict=True))
             rows.append(
                 DistanceTravelledRow(
@@ -1310,7 +1310,7 @@ def forecast(
             projected = list(a.after)
             ev = evaluate_outcomes(cyc.ruleset, a.baseline, projected, a.attached_on)
             ahead = 0
-            while ev["result"] is None and ahead < horizon_cycles:
+            while ev.result is None and ahead < horizon_cycles:
                 ahead += 1
                 last = a.latest
                 projected.append(
@@ -1324,21 +1324,21 @@ def forecast(
                 )
                 ev = evaluate_outcomes(cyc.ruleset, a.baseline, projected, a.attached_on)
             when = as_at + dt.timedelta(days=cadence * ahead)
-            on_track = ev["result"] is not None
+            on_track = ev.result is not None
             if on_track:
                 tally = windows.setdefault(claim_window_of(when), Counter())
                 tally["result_claims"] += 1
-                tally[str(ev["result"])] += 1
+                tally[str(ev.result)] += 1
             rows.append(
                 ForecastRow(
                     family_id=a.family_id,
                     cohort=a.cohort,
                     status=a.status,
-                    forecast=ev["result"] or "not_on_track",
+                    forecast=ev.result or "not_on_track",
                     forecast_as_at=when.isoformat() if on_track else None,
                     claim_window=claim_window_of(when) if on_track else None,
                     cycles_ahead=ahead if on_track else None,
-                    unmet=sorted(p for p, v in ev["problems"].items() if not v.get("met")),
+                    unmet=sorted(p for p, v in ev.problems.items() if not v.met),
                     lead_professional=a.lead_professional,
                 )
             )

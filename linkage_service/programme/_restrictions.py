@@ -35,11 +35,13 @@ import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from protocols import RestrictionLifted, RestrictionSet, RestrictionView
 
 from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
@@ -203,7 +205,7 @@ def set_restriction(
     *,
     actor: str,
     now: dt.datetime | None = None,
-) -> dict[str, Any]:
+) -> RestrictionSet:
     """Set (or replace) a family's flag; idempotent for the same kind. One transaction."""
     if kind not in policy:
         raise ConflictError(
@@ -230,15 +232,12 @@ def set_restriction(
         ) from exc
     except SQLAlchemyError as exc:
         raise StorageError(f"flag of {family_id} not stored: {exc}") from exc
-    return {
-        "family_id": family_id,
-        "kind": kind,
-        "persons": len(persons),
-        "stops": list(policy[kind].stops()),
-    }
+    return RestrictionSet(
+        family_id=family_id, kind=kind, persons=len(persons), stops=list(policy[kind].stops())
+    )
 
 
-def lift_restriction(engine: Engine, family_id: str) -> dict[str, Any]:
+def lift_restriction(engine: Engine, family_id: str) -> RestrictionLifted:
     """Lift a family's flag; NotFound if it carries none."""
     try:
         with engine.begin() as conn:
@@ -247,12 +246,12 @@ def lift_restriction(engine: Engine, family_id: str) -> dict[str, Any]:
         raise StorageError(f"flag of {family_id} not lifted: {exc}") from exc
     if kind is None:
         raise NotFound(f"family {family_id} carries no restriction")
-    return {"family_id": family_id, "lifted": str(kind)}
+    return RestrictionLifted(family_id=family_id, lifted=str(kind))
 
 
 def list_restrictions(
     engine: Engine, policy: Mapping[str, RestrictionEffects] | None = None
-) -> list[dict[str, Any]]:
+) -> list[RestrictionView]:
     """Every flag in force with what it stops under ``policy``."""
     rules = DEFAULT_RESTRICTIONS if policy is None else policy
     try:
@@ -261,13 +260,13 @@ def list_restrictions(
     except SQLAlchemyError as exc:
         raise StorageError(f"cannot read restrictions: {exc}") from exc
     return [
-        {
-            "family_id": row.family_id,
-            "kind": row.kind,
-            "persons": len(json.loads(row.persons)),
-            "set_at": store.iso(row.set_at),
-            "set_by": row.set_by,
-            "stops": list(rules[row.kind].stops()) if row.kind in rules else list(EFFECTS),
-        }
+        RestrictionView(
+            family_id=row.family_id,
+            kind=row.kind,
+            persons=len(json.loads(row.persons)),
+            set_at=store.iso(row.set_at),
+            set_by=row.set_by,
+            stops=list(rules[row.kind].stops()) if row.kind in rules else list(EFFECTS),
+        )
         for row in rows
     ]

@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Collection, Iterator, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -41,12 +41,14 @@ __all__ = [
     "AttestationRow",
     "Claim",
     "CycleRow",
+    "CycleVersions",
     "FamilyRecord",
     "FamilyRow",
     "RestrictionRow",
     "SealedRow",
     "StatusEvent",
     "SwitchRow",
+    "VersionJson",
     "add_attestations",
     "add_status_events",
     "add_switch",
@@ -272,7 +274,22 @@ def cycle_rows(conn: Connection, limit: int) -> list[CycleRow]:
     return [CycleRow._make(r) for r in rows]
 
 
-def cycle_versions(row: CycleRow) -> dict[str, Any]:
+class VersionJson(TypedDict):
+    """A ruleset or risk model by name, version and SHA-256 (``protocols.VersionRef``)."""
+
+    name: str
+    version: str
+    sha256: str
+
+
+class CycleVersions(TypedDict):
+    """The ruleset and model of a cycle, as a report's provenance spells them."""
+
+    ruleset: VersionJson
+    model: VersionJson
+
+
+def cycle_versions(row: CycleRow) -> CycleVersions:
     """The ruleset and model names, versions and SHA-256 a cycle row was assessed with."""
     return {
         "ruleset": {

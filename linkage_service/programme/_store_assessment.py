@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -360,12 +360,14 @@ def guarded_move(
     its status was no longer ``expected`` (another move won).
     """
     f = families
-    values: dict[str, Any] = {"status": status, "updated_at": stamp, "updated_by": actor}
+    q = (
+        f.update()
+        .where(f.c.family_id == family_id, f.c.status == expected)
+        .values(status=status, updated_at=stamp, updated_by=actor)
+    )
     if attach is not None:
-        values["attached_on"], values["baseline_cycle"] = attach
-    moved = conn.execute(
-        f.update().where(f.c.family_id == family_id, f.c.status == expected).values(**values)
-    ).rowcount
+        q = q.values(attached_on=attach[0], baseline_cycle=attach[1])
+    moved = conn.execute(q).rowcount
     return bool(moved == 1)
 
 

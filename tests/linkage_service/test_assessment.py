@@ -24,7 +24,13 @@ from linkage_service.programme._attestations import current_attestation, family_
 from linkage_service.programme._claims import create_claims, list_claims
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
-from protocols import Attestation, SignedAttestation, attestation_message, attestation_sha256
+from protocols import (
+    Attestation,
+    ScoreChange,
+    SignedAttestation,
+    attestation_message,
+    attestation_sha256,
+)
 
 from ._programme_helpers import AS_AT, Member, TinyDb
 
@@ -69,21 +75,21 @@ def test_a_cycle_snapshots_ranks_and_attests(db):
     db.household(3, [Member(70, "F", ("health",))])  # not a family: no dependent child
     result = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
     stats = result.stats
-    assert (stats["families"], stats["eligible"], stats["above_unlock"]) == (2, 1, 1)
-    assert stats["attestations"] == 1 and stats["identified"] == 1
-    assert stats["ruleset_sha256"] == TF.sha256() and stats["model_sha256"] == MODEL.sha256()
+    assert (stats.families, stats.eligible, stats.above_unlock) == (2, 1, 1)
+    assert stats.attestations == 1 and stats.identified == 1
+    assert stats.ruleset_sha256 == TF.sha256() and stats.model_sha256 == MODEL.sha256()
     page = list_families(db.engine)
-    first = page["families"][0]
-    assert first["family_id"] == "fam_" + hid[3:] and first["rank"] == 1
-    assert first["status"] == "identified" and first["clearance_required"] == 3
-    assert page["families"][1]["score"] == 0 and page["families"][1]["percentile"] == 0.0
+    first = page.families[0]
+    assert first.family_id == "fam_" + hid[3:] and first.rank == 1
+    assert first.status == "identified" and first.clearance_required == 3
+    assert page.families[1].score == 0 and page.families[1].percentile == 0.0
     with db.engine.connect() as conn:
         cycle = conn.execute(sa.select(pstore.cycles)).one()
     assert json.loads(cycle.ruleset)["name"] == TF.name  # the content is kept
-    view = family_view(db.engine, first["family_id"])
-    reasons = view["latest"]["reasons"]
-    assert sum(r["points"] for r in reasons) == view["latest"]["score"]
-    assert "TOXIC_TRIO" in {r["code"] for r in reasons}
+    view = family_view(db.engine, first.family_id)
+    reasons = view.latest.reasons
+    assert sum(r.points for r in reasons) == view.latest.score
+    assert "TOXIC_TRIO" in {r.code for r in reasons}
 
 
 def test_attestations_verify_and_fail_on_any_change(db):
@@ -216,19 +222,19 @@ def test_step_up_and_step_down_fire_on_constructed_histories(db):
     later = AS_AT + dt.timedelta(days=90)
     db.add_event(pids[1], "school", "child_protection_plan", 1, later - dt.timedelta(days=5))
     run_cycle(db.engine, TF, MODEL, later, actor="t")
-    up = list_families(db.engine)["families"][0]
-    assert (up["step"], up["previous_score"], up["score"]) == ("up", 0, 24)
+    up = list_families(db.engine).families[0]
+    assert (up.step, up.previous_score, up.score) == ("up", 0, 24)
     # a rise smaller than step_up does not fire
     db.add_event(pids[0], "dwp", "out_of_work_benefits", 1, later)
     run_cycle(db.engine, TF, MODEL, later + dt.timedelta(days=1), actor="t")
-    small = list_families(db.engine)["families"][0]
-    assert small["step"] is None and small["score"] - small["previous_score"] == 7
+    small = list_families(db.engine).families[0]
+    assert small.step is None and small.score - small.previous_score == 7
     # the plan ends: the score falls by at least step_down
     db.clear_events(pids[1], "school", "child_protection_plan")
     run_cycle(db.engine, TF, MODEL, later + dt.timedelta(days=2), actor="t")
-    down = list_families(db.engine)["families"][0]
-    assert down["step"] == "down" and down["previous_score"] - down["score"] >= 10
-    assert [s["step"] for s in family_view(db.engine, fid)["scores"]] == [None, "up", None, "down"]
+    down = list_families(db.engine).families[0]
+    assert down.step == "down" and down.previous_score - down.score >= 10
+    assert [s.step for s in family_view(db.engine, fid).scores] == [None, "up", None, "down"]
 
 
 def test_statuses_baseline_progress_and_claims(db):
@@ -242,13 +248,13 @@ def test_statuses_baseline_progress_and_claims(db):
     attached = set_status(
         db.engine, fid, "attached", actor="coordinator:a", reason="WORK_STARTED", on=AS_AT
     )
-    assert attached["baseline_cycle"] == 1 and attached["attached_on"] == AS_AT.isoformat()
+    assert attached.baseline_cycle == 1 and attached.attached_on == AS_AT.isoformat()
     set_status(db.engine, fid, "in_progress", actor="coordinator:a", reason="PLAN_AGREED")
     # attachment fee claimed once, in the first batch only
     first = create_claims(db.engine, "2026-H2", actor="coordinator:a")
-    assert (first["attachment_claims"], first["result_claims"], first["amount_gbp"]) == (1, 0, 1000)
+    assert (first.attachment_claims, first.result_claims, first.amount_gbp) == (1, 0, 1000)
     again = create_claims(db.engine, "2026-H2", actor="coordinator:a")
-    assert again["attachment_claims"] == 0 and again["amount_gbp"] == 0
+    assert again.attachment_claims == 0 and again.amount_gbp == 0
     with pytest.raises(ConflictError, match="no result to claim"):
         create_claims(db.engine, "2026-H2", actor="c", family_ids=[fid])
     # the claim window must hold the latest assessment (2026-11-01)
@@ -267,25 +273,26 @@ def test_statuses_baseline_progress_and_claims(db):
         db.clear_events(pids[0] if agency != "csc" else pids[1], agency, typ)
     db.add_event(pids[0], "health", "months_mental_health", 1, AS_AT + dt.timedelta(days=150))
     run_cycle(db.engine, TF, MODEL, AS_AT + dt.timedelta(days=100), actor="t")
-    assert family_view(db.engine, fid)["status"] == "in_progress"  # 100 days: too soon
+    assert family_view(db.engine, fid).status == "in_progress"  # 100 days: too soon
     stats = run_cycle(db.engine, TF, MODEL, AS_AT + dt.timedelta(days=200), actor="t").stats
-    assert stats["pending_claim"] == 1
+    assert stats.pending_claim == 1
     view = family_view(db.engine, fid)
-    assert view["status"] == "pending_claim"
-    assert view["progress"]["domains"]["domestic_abuse"] == {"baseline": 4, "now": 1, "change": -3}
-    fpd = view["progress"]["family_progress_data"]
-    assert len(fpd) == 13 and fpd["dv_incidents_12m"]["baseline"] == 3
+    assert view.status == "pending_claim"
+    assert view.progress is not None
+    assert view.progress.domains["domestic_abuse"] == ScoreChange(baseline=4, now=1, change=-3)
+    fpd = view.progress.family_progress_data
+    assert len(fpd) == 13 and fpd["dv_incidents_12m"].baseline == 3
     batch = create_claims(db.engine, "2027-H1", actor="coordinator:a")
-    assert (batch["result_claims"], batch["progress"], batch["amount_gbp"]) == (1, 1, 800)
-    assert family_view(db.engine, fid)["status"] == "claimed"
-    claim = [c for c in list_claims(db.engine, "2027-H1") if c["kind"] == "result"][0]
-    evidence = claim["evidence"]["problems"]
+    assert (batch.result_claims, batch.progress, batch.amount_gbp) == (1, 1, 800)
+    assert family_view(db.engine, fid).status == "claimed"
+    claim = [c for c in list_claims(db.engine, "2027-H1") if c.kind == "result"][0]
+    evidence = claim.evidence.problems
     assert set(evidence) == {"domestic_abuse", "health", "work_finance", "children_need_help"}
-    assert evidence["domestic_abuse"]["source_agencies"] == ["police"]
-    assert evidence["domestic_abuse"]["events"][0]["type"] == "dv_incidents"
+    assert evidence["domestic_abuse"].source_agencies == ["police"]
+    assert evidence["domestic_abuse"].events[0].type == "dv_incidents"
     with pytest.raises(ConflictError, match="already made"):
         create_claims(db.engine, "2027-H1", actor="c", family_ids=[fid])
-    history = [(h["from"], h["to"], h["reason"]) for h in view["status_history"]]
+    history = [(h.from_, h.to, h.reason) for h in view.status_history]
     assert history[0] == (None, "identified", "ELIGIBLE")
     assert ("in_progress", "pending_claim", "RESULT_PROGRESS") in history
 
@@ -328,16 +335,16 @@ def test_family_list_filters_by_district_problem_and_score(db):
     db.household(2, quiet_family())
     run_cycle(db.engine, TF, MODEL, AS_AT, actor="test")
     fid = "fam_" + hid[3:]
-    everyone = list_families(db.engine)["families"]
+    everyone = list_families(db.engine).families
     top = everyone[0]
-    assert top["family_id"] == fid and "domestic_abuse" in top["problems_met"]
-    assert "TOXIC_TRIO" in top["reason_codes"] and everyone[1]["problems_met"] == []
-    ids = lambda **kw: [r["family_id"] for r in list_families(db.engine, **kw)["families"]]  # noqa: E731
+    assert top.family_id == fid and "domestic_abuse" in top.problems_met
+    assert "TOXIC_TRIO" in top.reason_codes and everyone[1].problems_met == []
+    ids = lambda **kw: [r.family_id for r in list_families(db.engine, **kw).families]  # noqa: E731
     assert ids(problem="domestic_abuse") == [fid]
     assert ids(problem="domestic_abuse", offset=1) == []
     assert ids(problem="no_such_problem") == []
-    assert ids(min_score=top["score"]) == [fid]
-    assert ids(max_score=top["score"] - 1) == [everyone[1]["family_id"]]
-    assert ids(min_score=1, max_score=top["score"]) == [fid]
-    assert ids(district="M15") == [r["family_id"] for r in everyone]  # the helper's district
+    assert ids(min_score=top.score) == [fid]
+    assert ids(max_score=top.score - 1) == [everyone[1].family_id]
+    assert ids(min_score=1, max_score=top.score) == [fid]
+    assert ids(district="M15") == [r.family_id for r in everyone]  # the helper's district
     assert ids(district="ZZ99") == []

@@ -23,6 +23,8 @@ from linkage_service.programme._claims import (
     export_claims,
     export_claims_json,
 )
+from linkage_service.programme._programme import OutcomeDetail
+from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import (
     Calendar,
     Ruleset,
@@ -31,23 +33,46 @@ from linkage_service.programme._ruleset import (
     load_ruleset,
     shipped_rulesets,
 )
+from protocols import (
+    AttachmentEvidence,
+    ClaimView,
+    ConditionOutcome,
+    EvidenceEvent,
+    FamilyOutcomes,
+    HeldSince,
+    SnapshotProblem,
+)
 
 TF = default_ruleset("troubled-families-phase2")
+MODEL = default_model()
 ATTACHED = dt.date(2026, 1, 10)
 D = dt.date
 
 
-def snap(cycle: int, day: dt.date, problems: tuple[str, ...] = (), **measures: float) -> Snap:
+def met(*indicators: str, by: tuple[str, ...] = ()) -> SnapshotProblem:
+    return SnapshotProblem(
+        met=True, indicators=list(indicators), data_from=list(by), met_by=list(by), no_data=False
+    )
+
+
+def snap(
+    cycle: int,
+    day: dt.date,
+    problems: tuple[str, ...] = (),
+    detail: OutcomeDetail | None = None,
+    **measures: float,
+) -> Snap:
     return Snap(
         cycle_id=cycle,
         as_at=day,
         measures=dict(measures),
         problems=problems,
-        detail={"problems": {p: {"met": True, "indicators": [], "met_by": []} for p in problems}},
+        detail=detail
+        or OutcomeDetail(problems={p: met() for p in problems}, domains={}, measures=measures),
     )
 
 
-def crime(day: dt.date, baseline: float | None, now: float | None) -> dict:
+def crime(day: dt.date, baseline: float | None, now: float | None) -> FamilyOutcomes:
     base = snap(
         1, ATTACHED, ("crime_asb",), **({} if baseline is None else {"crime_asb_6m": baseline})
     )
@@ -55,8 +80,10 @@ def crime(day: dt.date, baseline: float | None, now: float | None) -> dict:
     return evaluate_outcomes(TF, base, [later], ATTACHED)
 
 
-def cond(out: dict, problem: str, k: int = 0) -> dict:
-    return out["problems"][problem]["conditions"][k]
+def cond(out: FamilyOutcomes, problem: str, k: int = 0) -> ConditionOutcome:
+    conditions = out.problems[problem].conditions
+    assert conditions is not None
+    return conditions[k]
 
 
 def test_add_months_keeps_the_day_or_takes_the_month_end():
@@ -66,45 +93,46 @@ def test_add_months_keeps_the_day_or_takes_the_month_end():
 
 
 def test_crime_needs_a_sixty_percent_fall_six_months_after_attachment():
-    assert crime(D(2026, 7, 10), 10, 4)["result"] == "progress"  # exactly 60%
+    assert crime(D(2026, 7, 10), 10, 4).result == "progress"  # exactly 60%
     out = crime(D(2026, 7, 10), 10, 4.1)  # 59%
-    assert out["result"] is None
-    assert cond(out, "crime_asb")["reason"] == "NOT_MET"
-    assert "fell 59%" in cond(out, "crime_asb")["why_not"]
-    assert crime(D(2026, 7, 3), 10, 0)["result"] == "progress"  # inside the 7 days' allowance
+    assert out.result is None
+    assert cond(out, "crime_asb").reason == "NOT_MET"
+    assert "fell 59%" in cond(out, "crime_asb").why_not
+    assert crime(D(2026, 7, 3), 10, 0).result == "progress"  # inside the 7 days' allowance
     out = crime(D(2026, 7, 2), 10, 0)  # one day before the allowance
-    assert out["result"] is None
+    assert out.result is None
     c = cond(out, "crime_asb")
-    assert c["reason"] == "TOO_SOON" and c["due_on"] == "2026-07-10"
-    assert "on or after 2026-07-03" in c["why_not"]
-    assert out["unmet"][0]["problem"] == "crime_asb" and out["unmet"][0]["reason"] == "TOO_SOON"
+    assert c.reason == "TOO_SOON" and c.due_on == "2026-07-10"
+    assert "on or after 2026-07-03" in c.why_not
+    assert out.unmet[0].problem == "crime_asb" and out.unmet[0].reason == "TOO_SOON"
 
 
 def test_offending_that_stops_is_a_hundred_percent_fall_not_missing():
     out = crime(D(2026, 8, 1), 5, None)  # no incident at all in the last 6 months
-    assert out["result"] == "progress"
+    assert out.result == "progress"
     c = cond(out, "crime_asb")
-    assert c["snapshots"][0]["value"] == 0.0 and c["snapshots"][0]["fall_pct"] == 100.0
+    assert c.snapshots is not None
+    assert c.snapshots[0].value == 0.0 and c.snapshots[0].fall_pct == 100.0
 
 
 def test_a_missing_or_zero_baseline_is_explained():
     out = crime(D(2026, 8, 1), None, None)
     c = cond(out, "crime_asb")
-    assert out["result"] is None and c["reason"] == "BASELINE_MISSING"
-    assert "no value at the baseline, cycle 1 (2026-01-10)" in c["why_not"]
-    assert "60% fall cannot be measured" in c["why_not"]
+    assert out.result is None and c.reason == "BASELINE_MISSING"
+    assert "no value at the baseline, cycle 1 (2026-01-10)" in c.why_not
+    assert "60% fall cannot be measured" in c.why_not
     zero = cond(crime(D(2026, 8, 1), 0, 0), "crime_asb")
-    assert zero["reason"] == "BASELINE_ZERO" and "nothing to fall" in zero["why_not"]
+    assert zero.reason == "BASELINE_ZERO" and "nothing to fall" in zero.why_not
 
 
 def test_value_missing_without_missing_as_zero_says_so():
     base = snap(1, ATTACHED, ("education",), attendance_min_term=80)
     out = evaluate_outcomes(TF, base, [snap(2, D(2026, 9, 1))], ATTACHED)
     c = cond(out, "education")
-    assert c["reason"] == "VALUE_MISSING" and "missing_as_zero" in c["why_not"]
+    assert c.reason == "VALUE_MISSING" and "missing_as_zero" in c.why_not
 
 
-def terms(*days_values: tuple[dt.date, float], exclusions: float = 0.0) -> dict:
+def terms(*days_values: tuple[dt.date, float], exclusions: float = 0.0) -> FamilyOutcomes:
     base = snap(1, ATTACHED, ("education",), attendance_min_term=80)
     after = [
         snap(2 + k, d, (), attendance_min_term=v, fixed_term_exclusions_3_terms=exclusions)
@@ -117,30 +145,30 @@ def test_education_sustained_six_months_from_the_first_snapshot_of_the_run():
     # quarterly: held at 1 April, 1 July and 1 October -> six months on 1 October
     quarterly = [(D(2026, 4, 1), 91.0), (D(2026, 7, 1), 92.0), (D(2026, 10, 1), 93.0)]
     out = terms(*quarterly)
-    assert out["result"] == "progress"
+    assert out.result == "progress"
     c = cond(out, "education")
-    assert c["held_since"] == {"cycle_id": 2, "as_at": "2026-04-01"}
-    assert c["sustained_until"] == "2026-10-01"
+    assert c.held_since == HeldSince(cycle_id=2, as_at="2026-04-01")
+    assert c.sustained_until == "2026-10-01"
     # the 7 days' allowance: 24 September counts, 23 September does not
-    assert terms(*quarterly[:2], (D(2026, 9, 24), 93.0))["result"] == "progress"
+    assert terms(*quarterly[:2], (D(2026, 9, 24), 93.0)).result == "progress"
     short = terms(*quarterly[:2], (D(2026, 9, 23), 93.0))
-    assert short["result"] is None
+    assert short.result is None
     c = cond(short, "education")
-    assert c["reason"] == "NOT_SUSTAINED"
-    assert "since cycle 2 (2026-04-01)" in c["why_not"] and "2026-09-24" in c["why_not"]
+    assert c.reason == "NOT_SUSTAINED"
+    assert "since cycle 2 (2026-04-01)" in c.why_not and "2026-09-24" in c.why_not
     # one term below 90% restarts the run
     broken = terms((D(2026, 4, 1), 91.0), (D(2026, 7, 1), 89.9), (D(2026, 10, 1), 93.0))
     c = cond(broken, "education")
-    assert c["reason"] == "NOT_SUSTAINED" and "did not hold at cycle 3 (2026-07-01)" in c["why_not"]
+    assert c.reason == "NOT_SUSTAINED" and "did not hold at cycle 3 (2026-07-01)" in c.why_not
     # the latest below 90% is plainly not met
-    assert cond(terms(*quarterly[:2], (D(2026, 10, 1), 85.0)), "education")["reason"] == "NOT_MET"
+    assert cond(terms(*quarterly[:2], (D(2026, 10, 1), 85.0)), "education").reason == "NOT_MET"
 
 
 def test_education_exclusions_across_three_terms():
     quarterly = [(D(2026, 4, 1), 91.0), (D(2026, 7, 1), 92.0), (D(2026, 10, 1), 93.0)]
-    assert terms(*quarterly, exclusions=2)["result"] == "progress"  # fewer than 3
+    assert terms(*quarterly, exclusions=2).result == "progress"  # fewer than 3
     out = terms(*quarterly, exclusions=3)
-    assert out["result"] is None and cond(out, "education", 1)["reason"] == "NOT_MET"
+    assert out.result is None and cond(out, "education", 1).reason == "NOT_MET"
 
 
 def test_sustained_is_decided_from_monthly_and_irregular_cycles_alike():
@@ -148,38 +176,38 @@ def test_sustained_is_decided_from_monthly_and_irregular_cycles_alike():
     # (180 days, 1 day short of 1 August, inside the allowance)
     monthly = [(D(2026, 2, 1) + dt.timedelta(days=30 * k), 95.0) for k in range(7)]
     assert monthly[-1][0] == D(2026, 7, 31)
-    assert terms(*monthly)["result"] == "progress"
-    assert terms(*monthly[:-1])["result"] is None  # 30 June: five months
+    assert terms(*monthly).result == "progress"
+    assert terms(*monthly[:-1]).result is None  # 30 June: five months
     # irregular: 20 February, 3 May, 29 August
     irregular = [(D(2026, 2, 20), 95.0), (D(2026, 5, 3), 96.0), (D(2026, 8, 29), 97.0)]
-    assert terms(*irregular)["result"] == "progress"  # 6 months and 9 days
-    assert terms(*irregular[:2], (D(2026, 8, 12), 97.0))["result"] is None  # 8 days short
+    assert terms(*irregular).result == "progress"  # 6 months and 9 days
+    assert terms(*irregular[:2], (D(2026, 8, 12), 97.0)).result is None  # 8 days short
 
 
 def test_every_problem_including_ones_found_later_must_be_met():
     base = snap(1, ATTACHED, ("domestic_abuse",), domestic_abuse_6m=3)
     quiet = {"domestic_abuse_6m": 0.0}
     after = [snap(2, D(2026, 4, 10), (), **quiet), snap(3, D(2026, 7, 10), (), **quiet)]
-    assert evaluate_outcomes(TF, base, after, ATTACHED)["result"] == "progress"
+    assert evaluate_outcomes(TF, base, after, ATTACHED).result == "progress"
     # a health problem found at the first review must be turned around too
     after = [
         snap(2, D(2026, 4, 10), ("health",), health_months_6m=6, **quiet),
         snap(3, D(2026, 7, 10), (), health_months_6m=6, **quiet),
     ]
     out = evaluate_outcomes(TF, base, after, ATTACHED)
-    assert set(out["problems"]) == {"domestic_abuse", "health"}
-    assert out["problems"]["domestic_abuse"]["met"] and not out["problems"]["health"]["met"]
-    assert out["problems"]["health"]["identified_cycle"] == 2
+    assert set(out.problems) == {"domestic_abuse", "health"}
+    assert out.problems["domestic_abuse"].met and not out.problems["health"].met
+    assert out.problems["health"].identified_cycle == 2
     # health at baseline (cycle 1) had no value: the fall is measured from the baseline
-    assert out["problems"]["health"]["reason"] == "BASELINE_MISSING"
-    assert out["result"] is None and {u["problem"] for u in out["unmet"]} >= {"health"}
+    assert out.problems["health"].reason == "BASELINE_MISSING"
+    assert out.result is None and {u.problem for u in out.unmet} >= {"health"}
 
 
 def test_no_incident_reported_is_zero_where_the_ruleset_says_so():
     base = snap(1, ATTACHED, ("domestic_abuse",), domestic_abuse_6m=3)
-    assert evaluate_outcomes(TF, base, [snap(2, D(2026, 7, 10))], ATTACHED)["result"] == "progress"
+    assert evaluate_outcomes(TF, base, [snap(2, D(2026, 7, 10))], ATTACHED).result == "progress"
     out = evaluate_outcomes(TF, base, [snap(2, D(2026, 4, 10))], ATTACHED)
-    assert out["problems"]["domestic_abuse"]["reason"] == "TOO_SOON"
+    assert out.problems["domestic_abuse"].reason == "TOO_SOON"
 
 
 def test_continuous_employment_is_the_alternative_result():
@@ -189,34 +217,34 @@ def test_continuous_employment_is_the_alternative_result():
     job = {"continuous_employment_adults": 1.0, "health_months_6m": 4.0}
     on = [snap(2, D(2026, 2, 10), (), **job), snap(3, D(2026, 8, 10), (), **job)]
     out = evaluate_outcomes(TF, base, on, ATTACHED)
-    assert out["result"] == "employment" and out["employment"]["met"]
+    assert out.result == "employment" and out.employment.met
     short = [snap(2, D(2026, 2, 10), (), **job), snap(3, D(2026, 8, 2), (), **job)]
     out = evaluate_outcomes(TF, base, short, ATTACHED)
-    assert out["result"] is None
-    assert out["employment"]["reason"] == "NOT_SUSTAINED"
+    assert out.result is None
+    assert out.employment.reason == "NOT_SUSTAINED"
     never_on_benefits = snap(1, ATTACHED, ("health",), health_months_6m=4)
     none = evaluate_outcomes(TF, never_on_benefits, on, ATTACHED)
-    assert none["result"] is None
-    assert none["employment"]["reason"] == "BASELINE_MISSING"
+    assert none.result is None
+    assert none.employment.reason == "BASELINE_MISSING"
 
 
 def test_a_family_with_no_problem_has_no_result_and_says_why():
     out = evaluate_outcomes(TF, snap(1, ATTACHED), [snap(2, D(2027, 3, 1))], ATTACHED)
-    assert out["result"] is None and out["unmet"][0]["reason"] == "NO_PROBLEM"
+    assert out.result is None and out.unmet[0].reason == "NO_PROBLEM"
 
 
 def test_no_snapshot_since_baseline():
     base = snap(1, ATTACHED, ("domestic_abuse",), domestic_abuse_6m=3)
     out = evaluate_outcomes(TF, base, [], ATTACHED)
-    assert out["problems"]["domestic_abuse"]["reason"] == "NO_SNAPSHOT_SINCE_BASELINE"
+    assert out.problems["domestic_abuse"].reason == "NO_SNAPSHOT_SINCE_BASELINE"
 
 
 def test_every_unmet_rule_has_a_code_and_words():
     base = snap(1, ATTACHED, ("crime_asb", "education", "health", "work_finance"))
     out = evaluate_outcomes(TF, base, [snap(2, D(2026, 3, 1))], ATTACHED)
-    assert out["result"] is None and out["unmet"]
-    for u in out["unmet"]:
-        assert u["reason"].isupper() and len(u["why_not"]) > 20
+    assert out.result is None and out.unmet
+    for u in out.unmet:
+        assert u.reason.isupper() and len(u.why_not) > 20
 
 
 # --- the calendar -------------------------------------------------------------------------
@@ -290,44 +318,41 @@ def test_rule_files_must_state_months_and_stored_rulesets_in_days_still_load(tmp
 # --- exports --------------------------------------------------------------------------------
 
 
-def _claims() -> list[dict]:
-    base = snap(1, ATTACHED, ("domestic_abuse",), domestic_abuse_6m=3)
-    base.detail["problems"]["domestic_abuse"] = {
-        "met": True,
-        "indicators": ["domestic_violence"],
-        "met_by": ["police"],
-    }
-    base.detail["evidence"] = {
-        "domestic_violence": [
-            {
-                "person_id": "per_1",
-                "agency_id": "police",
-                "record_ref": "ref-7",
-                "type": "dv_incidents",
-                "value": 3.0,
-                "date": "2025-12-01",
-            }
-        ]
-    }
+def _claims() -> list[ClaimView]:
+    event = EvidenceEvent(
+        person_id="per_1",
+        agency_id="police",
+        record_ref="ref-7",
+        type="dv_incidents",
+        value=3.0,
+        date="2025-12-01",
+    )
+    detail = OutcomeDetail(
+        problems={"domestic_abuse": met("domestic_violence", by=("police",))},
+        domains={},
+        measures={"domestic_abuse_6m": 3.0},
+        evidence={"domestic_violence": [event]},
+    )
+    base = snap(1, ATTACHED, ("domestic_abuse",), detail, domestic_abuse_6m=3)
     evidence = evaluate_outcomes(TF, base, [snap(2, D(2026, 7, 10))], ATTACHED)
     out = []
     for k in range(1, 41):
         result = k % 2 == 0
         out.append(
-            {
-                "claim_id": k,
-                "window_id": "2026-H2",
-                "family_id": f"fam_{k:016x}",
-                "kind": "result" if result else "attachment",
-                "result": "progress" if result else None,
-                "amount_gbp": 800 if result else 1000,
-                "cycle_id": 2,
-                "created_at": "2026-07-11T00:00:00+00:00",
-                "created_by": "coordinator:test",
-                "evidence": evidence
+            ClaimView(
+                claim_id=k,
+                window_id="2026-H2",
+                family_id=f"fam_{k:016x}",
+                kind="result" if result else "attachment",
+                result="progress" if result else None,
+                amount_gbp=800 if result else 1000,
+                cycle_id=2,
+                created_at="2026-07-11T00:00:00+00:00",
+                created_by="coordinator:test",
+                evidence=evidence
                 if result
-                else {"attached_on": "2026-01-10", "baseline_cycle": 1},
-            }
+                else AttachmentEvidence(attached_on="2026-01-10", baseline_cycle=1),
+            )
         )
     return out
 

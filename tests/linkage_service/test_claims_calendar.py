@@ -13,7 +13,6 @@ the 80%, i.e. the first snapshot after 14 April. So the family reaches
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 import sqlalchemy as sa
@@ -23,13 +22,16 @@ from linkage_service.programme import _store as pstore
 from linkage_service.programme._active import (
     active_ruleset,
     rederive_detail,
+    rederived_score,
     ruleset_switches,
     switch_ruleset,
 )
 from linkage_service.programme._assessment import family_view, list_families, run_cycle, set_status
 from linkage_service.programme._claims import create_claims, family_outcomes, list_claims
+from linkage_service.programme._programme import OutcomeDetail
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import Ruleset, add_months, default_ruleset
+from protocols import FamilyOutcomes
 
 from ._programme_helpers import Member, TinyDb
 
@@ -94,12 +96,12 @@ def test_a_family_meeting_every_outcome_reaches_pending_claim_when_the_rules_say
     set_status(db.engine, fid, "attached", actor="c", reason="WORK_STARTED", on=T0)
     for day in cycles[1:]:
         run_cycle(db.engine, TF, MODEL, day, actor="t")
-        status = family_view(db.engine, fid)["status"]
+        status = family_view(db.engine, fid).status
         if day < pending_on:
             assert status == "attached", day
             out = family_outcomes(db.engine, fid)
-            assert out["result"] is None and out["unmet"]
-            assert {u["reason"] for u in out["unmet"]} <= {
+            assert out.result is None and out.unmet
+            assert {u.reason for u in out.unmet} <= {
                 "TOO_SOON",
                 "NOT_SUSTAINED",
                 "NOT_MET",
@@ -110,15 +112,20 @@ def test_a_family_meeting_every_outcome_reaches_pending_claim_when_the_rules_say
         if day == pending_on:
             assert TF.calendar.window_of(day).window_id == window
             out = family_outcomes(db.engine, fid)
-            assert out["result"] == "progress"
-            assert set(out["problems"]) == {"crime_asb", "domestic_abuse", "education"}
+            assert out.result == "progress"
+            assert set(out.problems) == {"crime_asb", "domestic_abuse", "education"}
             batch = create_claims(db.engine, window, actor="coordinator:a")
-            assert batch["result_claims"] == 1
-            assert family_view(db.engine, fid)["status"] == "claimed"
-    claims = {c["kind"]: c for c in list_claims(db.engine)}
-    assert claims["result"]["window_id"] == window
-    education = claims["result"]["evidence"]["problems"]["education"]["conditions"][0]
-    assert education["met"] and education["sustained_until"] <= pending_on.isoformat()
+            assert batch.result_claims == 1
+            assert family_view(db.engine, fid).status == "claimed"
+    claims = {c.kind: c for c in list_claims(db.engine)}
+    assert claims["result"].window_id == window
+    evidence = claims["result"].evidence
+    assert isinstance(evidence, FamilyOutcomes)
+    conditions = evidence.problems["education"].conditions
+    assert conditions is not None
+    education = conditions[0]
+    assert education.met and education.sustained_until is not None
+    assert education.sustained_until <= pending_on.isoformat()
 
 
 def test_the_quarterly_family_says_why_it_is_not_yet_a_result(tmp_path):
@@ -128,15 +135,17 @@ def test_the_quarterly_family_says_why_it_is_not_yet_a_result(tmp_path):
     set_status(db.engine, fid, "attached", actor="c", reason="WORK_STARTED", on=T0)
     run_cycle(db.engine, TF, MODEL, D(2026, 4, 1), actor="t")
     out = family_outcomes(db.engine, fid)
-    reasons = {u["problem"]: u["reason"] for u in out["unmet"]}
+    assert out.unmet is not None
+    reasons = {u.problem: u.reason for u in out.unmet}
     # December's offence, incident and 80% are still inside the 6-month and term windows
     assert reasons["crime_asb"] == reasons["domestic_abuse"] == reasons["education"] == "NOT_MET"
-    assert "fell 0%" in out["problems"]["crime_asb"]["why_not"]
+    assert "fell 0%" in str(out.problems["crime_asb"].why_not)
     run_cycle(db.engine, TF, MODEL, D(2026, 7, 1), actor="t")
     out = family_outcomes(db.engine, fid)
-    assert [u["problem"] for u in out["unmet"] if u["problem"] != "(employment)"] == ["education"]
-    edu = out["problems"]["education"]
-    assert edu["reason"] == "NOT_SUSTAINED" and "2026-12-25" in edu["why_not"]
+    assert out.unmet is not None
+    assert [u.problem for u in out.unmet if u.problem != "(employment)"] == ["education"]
+    edu = out.problems["education"]
+    assert edu.reason == "NOT_SUSTAINED" and "2026-12-25" in str(edu.why_not)
 
 
 # --- switching the ruleset between cycles ---------------------------------------------------
@@ -179,20 +188,20 @@ def test_switching_the_ruleset_rederives_baselines_and_raises_no_false_step(tmp_
     run_cycle(db.engine, TF, MODEL, T0 + dt.timedelta(days=1), actor="t")
     assert active_ruleset(db.engine, TF) is TF
     switched = switch_ruleset(db.engine, SF, MODEL, TF, actor="admin:a", reason="NEW_PHASE")
-    assert switched["previous"]["name"] == "troubled-families-phase2"
+    assert switched.previous.name == "troubled-families-phase2"
     assert active_ruleset(db.engine, TF).sha256() == SF.sha256()
-    assert [s["ruleset"]["name"] for s in ruleset_switches(db.engine)] == [SF.name]
+    assert [s.ruleset.name for s in ruleset_switches(db.engine)] == [SF.name]
     # the next cycle (the service reads the active ruleset for it) uses Supporting Families
     stats = run_cycle(
         db.engine, active_ruleset(db.engine, TF), MODEL, T0 + dt.timedelta(days=2), actor="t"
     ).stats
-    assert stats["ruleset"] == "supporting-families-2022 1.0"
+    assert stats.ruleset == "supporting-families-2022 1.0"
     with db.engine.connect() as conn:
         s = pstore.snapshots
         scores = dict(
             conn.execute(sa.select(s.c.cycle_id, s.c.score).where(s.c.family_id == fid)).all()
         )
-        detail = json.loads(
+        detail = OutcomeDetail.model_validate_json(
             conn.execute(
                 sa.select(s.c.detail).where(s.c.family_id == fid, s.c.cycle_id == 1)
             ).scalar_one()
@@ -200,24 +209,25 @@ def test_switching_the_ruleset_rederives_baselines_and_raises_no_false_step(tmp_
     # the score rose with the rules alone (seven needs, not three) ...
     assert scores[3] - scores[2] >= MODEL.thresholds.step_up
     # ... and no step-up is raised: the previous cycle was re-scored under the new rules
-    fam = list_families(db.engine)["families"][0]
-    assert fam["family_id"] == fid and fam["step"] is None and fam["previous_score"] == scores[3]
-    assert stats["step_up"] == stats["step_down"] == 0
+    fam = list_families(db.engine).families[0]
+    assert fam.family_id == fid and fam.step is None and fam.previous_score == scores[3]
+    assert stats.step_up == stats.step_down == 0
     # the baseline is re-derived from the attachment snapshot, not reset to 1
-    progress = family_view(db.engine, fid)["progress"]
-    assert progress["baseline_cycle"] == 1
-    domains = progress["domains"]
+    progress = family_view(db.engine, fid).progress
+    assert progress is not None and progress.baseline_cycle == 1
+    domains = progress.domains
     assert set(domains) == set(SF.problems)
-    assert domains["children_safe"]["baseline"] == 5  # child protection plan
-    assert domains["substance_use"]["baseline"] == 4
-    assert domains["secure_housing"]["baseline"] == 2
-    assert all(d["change"] == 0 for d in domains.values())
-    rederived = rederive_detail(detail, SF, MODEL)
-    assert len(rederived["problems"]) == 7 and rederived["score"] == scores[3]
+    assert domains["children_safe"].baseline == 5  # child protection plan
+    assert domains["substance_use"].baseline == 4
+    assert domains["secure_housing"].baseline == 2
+    assert all(d.change == 0 for d in domains.values())
+    rederived = rederive_detail(detail, SF)
+    assert len(rederived.problems) == 7 and rederived_score(detail, SF, MODEL) == scores[3]
+    assert rederived.rederived is not None and rederived.rederived.sha256 == SF.sha256()
     # the outcome plan reads the baseline under the new rules: SF problems, SF outcomes
     out = family_outcomes(db.engine, fid)
-    assert set(out["problems"]) == set(rederived["problems"])
-    assert all(v.get("reason") != "NO_OUTCOME_RULE" for v in out["problems"].values())
+    assert set(out.problems) == set(rederived.problems)
+    assert all(v.reason != "NO_OUTCOME_RULE" for v in out.problems.values())
 
 
 def test_a_switch_that_cannot_rederive_baselines_is_refused(tmp_path):
@@ -240,5 +250,5 @@ def test_a_switch_that_cannot_rederive_baselines_is_refused(tmp_path):
     body["title"] = "Troubled Families Phase 2, our outcome plan"
     switch_ruleset(db.engine, Ruleset.model_validate(body), MODEL, TF, actor="a:a", reason="EDIT")
     switch_ruleset(db.engine, TF, MODEL, TF, actor="a:a", reason="BACK")
-    assert [s["switch_id"] for s in ruleset_switches(db.engine)] == [2, 1]
+    assert [s.switch_id for s in ruleset_switches(db.engine)] == [2, 1]
     assert active_ruleset(db.engine, SF).sha256() == TF.sha256()

@@ -25,6 +25,7 @@ from linkage_service.programme._attestations import current_attestation
 from linkage_service.programme._claims import create_claims
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
+from protocols import Lineage
 
 from ._programme_helpers import AS_AT, Member, TinyDb
 from .test_assessment import complex_family
@@ -54,21 +55,21 @@ def test_a_relinked_attached_family_keeps_its_status_baseline_and_claims(db):
     old = fam(hid)
     set_status(db.engine, old, "attached", actor="coordinator", reason="WORK_STARTED")
     first = create_claims(db.engine, "2026-H2", actor="finance")
-    assert first["attachment_claims"] == 1  # the fee
+    assert first.attachment_claims == 1  # the fee
     # a re-link merges the family into a new household with one more person
     new_hid, extra = db.household(2, [Member(3, "M", ("health",))])
     db.relink(hid, new_hid, pids)
     result = _cycle(db, LATER)
-    assert result.stats["statuses_carried"] == 1
+    assert result.stats.statuses_carried == 1
     new = fam(new_hid)
     view = family_view(db.engine, new)
-    assert view["status"] == "attached" and view["baseline_cycle"] == 1
-    assert [c["kind"] for c in view["claims"]] == ["attachment"]
-    assert view["status_history"][-1]["reason"] == "RELINKED"
-    assert {s["cycle_id"] for s in view["scores"]} == {1, 2}  # the history came along
+    assert view.status == "attached" and view.baseline_cycle == 1
+    assert [c.kind for c in view.claims] == ["attachment"]
+    assert view.status_history[-1].reason == "RELINKED"
+    assert {s.cycle_id for s in view.scores} == {1, 2}  # the history came along
     # no second attachment fee, whatever the id
     again = create_claims(db.engine, "2027-H1", actor="finance")
-    assert again["attachment_claims"] == 0
+    assert again.attachment_claims == 0
     # closed, re-identified and attached again in the same phase: refused
     set_status(db.engine, new, "closed", actor="c", reason="DONE")
     set_status(db.engine, new, "identified", actor="c", reason="AGAIN")
@@ -79,7 +80,7 @@ def test_a_relinked_attached_family_keeps_its_status_baseline_and_claims(db):
         current_attestation(db.engine, old)
     assert err.value.current == [new]
     assert store.resolve_id(db.engine, old) == {"id": old, "state": "merged", "current": [new]}
-    assert family_view(db.engine, old)["lineage"] == {"state": "merged", "current": [new]}
+    assert family_view(db.engine, old).lineage == Lineage(state="merged", current=[new])
     assert extra  # the newcomer is a member of the attached family now
 
 
@@ -158,7 +159,7 @@ def test_a_step_says_whether_the_risk_or_the_members_changed(db):
     up = {f["family_id"]: f for f in _snapshots(db, 2) if f["step"] == "up"}
     assert up[fam(h1)]["step_source"] == "relink"
     assert up[fam(h3)]["step_source"] == "data"
-    assert result.stats["step_up_relinked"] == 1 and result.stats["step_up"] >= 2
+    assert result.stats.step_up_relinked == 1 and result.stats.step_up >= 2
 
 
 def _snapshots(db: TinyDb, cycle_id: int) -> list[dict]:
@@ -180,4 +181,4 @@ def test_an_attached_family_stays_assessed_when_it_stops_looking_like_a_family(d
             store.person_household.delete().where(store.person_household.c.person_id == pids[1])
         )
     _cycle(db, LATER)
-    assert {s["cycle_id"] for s in family_view(db.engine, fam(hid))["scores"]} == {1, 2}
+    assert {s.cycle_id for s in family_view(db.engine, fam(hid)).scores} == {1, 2}

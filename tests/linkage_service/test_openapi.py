@@ -33,6 +33,7 @@ TYPED = {
     ("get", "/stats"): "LinkageStatistics",
     ("get", "/programme"): "ProgrammeView",
     ("post", "/programme/ruleset"): "RulesetSwitched",
+    ("post", "/assessments"): "CycleStats",
     ("get", "/assessments"): "CycleList",
     ("get", "/families"): "FamilyPage",
     ("get", "/families/{family_id}"): "FamilyView",
@@ -60,8 +61,6 @@ UNTYPED = {
     # the run summary: the run's own counters, which grow with the engine (open by design)
     ("post", "/extracts"),
     ("post", "/uploads/{upload_id}/complete"),  # the same run summary
-    # the cycle's counters (families, steps, restrictions, attestations, review impacts ...)
-    ("post", "/assessments"),
 }
 # Routes that answer a file, not JSON.
 FILES = {("get", "/claims/export"), ("get", "/export/{kind}")}
@@ -141,6 +140,42 @@ def test_nested_views_are_named_components_too(schema):
     assert "from" in components["StatusChangeView"]["properties"]
     stats = components["LinkageStatistics"]["properties"]["active_records_by_agency"]
     assert stats["additionalProperties"] == {"type": "integer"}
+    # a claim's evidence and an outcome plan's evaluation are closed shapes, not open JSON
+    evidence = components["ClaimView"]["properties"]["evidence"]
+    assert evidence["anyOf"] == [
+        {"$ref": "#/components/schemas/AttachmentEvidence"},
+        {"$ref": "#/components/schemas/FamilyOutcomes"},
+    ]
+    problems = components["FamilyOutcomes"]["properties"]["problems"]
+    assert problems["additionalProperties"] == {"$ref": "#/components/schemas/ProblemOutcome"}
+    for name in (
+        "ProblemOutcome",
+        "ConditionOutcome",
+        "Observation",
+        "EvidenceEvent",
+        "CycleStats",
+    ):
+        assert components[name]["additionalProperties"] is False, name
+    assert components["CycleView"]["properties"]["stats"] == {
+        "$ref": "#/components/schemas/CycleStats"
+    }
+
+
+def test_every_reference_names_a_component(schema):
+    components = schema["components"]["schemas"]
+
+    def refs(node: Any) -> list[str]:
+        if isinstance(node, dict):
+            here = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+            return here + [r for v in node.values() for r in refs(v)]
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        return []
+
+    found = refs(schema)
+    assert found
+    prefix = "#/components/schemas/"
+    assert all(r.startswith(prefix) and r[len(prefix) :] in components for r in found)
 
 
 @pytest.mark.parametrize("route", sorted(UNTYPED), ids=str)

@@ -29,6 +29,7 @@ from linkage_service.programme._restrictions import (
 )
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
+from protocols import CycleRestrictions, RestrictionLifted, RestrictionSet
 
 from ._programme_helpers import AS_AT, Member, TinyDb
 
@@ -98,31 +99,26 @@ def test_defaults_and_validation() -> None:
 
 def test_an_opt_out_leaves_the_family_out_of_scoring_ranking_and_attestation(db: TinyDb) -> None:
     first = cycle(db)
-    assert first["restrictions"] == {
-        "excluded": 0,
-        "excluded_by_kind": {},
-        "claims_blocked_by_kind": {},
-    }
-    assert (first["families"], first["eligible"], first["attestations"]) == (3, 3, 3)
+    assert first.restrictions == CycleRestrictions(
+        excluded=0, excluded_by_kind={}, claims_blocked_by_kind={}
+    )
+    assert (first.families, first.eligible, first.attestations) == (3, 3, 3)
     out = set_restriction(db.engine, fam(2), "OPT_OUT", DEFAULT_RESTRICTIONS, actor="ig")
-    assert out == {
-        "family_id": fam(2),
-        "kind": "OPT_OUT",
-        "persons": 2,
-        "stops": ["profiling", "release"],
-    }
+    assert out == RestrictionSet(
+        family_id=fam(2), kind="OPT_OUT", persons=2, stops=["profiling", "release"]
+    )
     set_restriction(db.engine, fam(3), "RESTRICTED", DEFAULT_RESTRICTIONS, actor="ig")
     stats = cycle(db, AS_AT + dt.timedelta(days=1))
-    assert stats["restrictions"] == {
-        "excluded": 2,
-        "excluded_by_kind": {"OPT_OUT": 1, "RESTRICTED": 1},
-        "claims_blocked_by_kind": {"RESTRICTED": 1},
-    }
-    assert (stats["families"], stats["eligible"], stats["attestations"]) == (1, 1, 1)
+    assert stats.restrictions == CycleRestrictions(
+        excluded=2,
+        excluded_by_kind={"OPT_OUT": 1, "RESTRICTED": 1},
+        claims_blocked_by_kind={"RESTRICTED": 1},
+    )
+    assert (stats.families, stats.eligible, stats.attestations) == (1, 1, 1)
     with db.engine.connect() as conn:
         s = pstore.snapshots
         rows = conn.execute(
-            sa.select(s.c.family_id, s.c.rank).where(s.c.cycle_id == stats["cycle_id"])
+            sa.select(s.c.family_id, s.c.rank).where(s.c.cycle_id == stats.cycle_id)
         ).all()
     assert [(r.family_id, r.rank) for r in rows] == [(fam(1), 1)]
     # nothing is released for a flagged family, even from an older attestation
@@ -133,16 +129,18 @@ def test_an_opt_out_leaves_the_family_out_of_scoring_ranking_and_attestation(db:
         old = conn.execute(sa.select(a.c.sha256).where(a.c.family_id == fam(2))).scalar_one()
     with pytest.raises(ConflictError, match="nothing is released"):
         family_blobs(db.engine, fam(2), old)
-    assert [(r["family_id"], r["kind"]) for r in list_restrictions(db.engine)] == [
+    assert [(r.family_id, r.kind) for r in list_restrictions(db.engine)] == [
         (fam(2), "OPT_OUT"),
         (fam(3), "RESTRICTED"),
     ]
     # lifted: profiled and released again
-    assert lift_restriction(db.engine, fam(2)) == {"family_id": fam(2), "lifted": "OPT_OUT"}
+    assert lift_restriction(db.engine, fam(2)) == RestrictionLifted(
+        family_id=fam(2), lifted="OPT_OUT"
+    )
     with pytest.raises(NotFound, match="carries no restriction"):
         lift_restriction(db.engine, fam(2))
     third = cycle(db, AS_AT + dt.timedelta(days=2))
-    assert third["restrictions"]["excluded_by_kind"] == {"RESTRICTED": 1}
+    assert third.restrictions.excluded_by_kind == {"RESTRICTED": 1}
     assert current_attestation(db.engine, fam(2)).attestation.family_id == fam(2)
 
 
@@ -159,7 +157,7 @@ def test_a_flag_follows_the_people_into_another_family(db: TinyDb) -> None:
             .values(household_id="hh_" + "9" * 16)
         )
     stats = cycle(db, AS_AT + dt.timedelta(days=1))
-    assert stats["restrictions"]["excluded_by_kind"] == {"OPT_OUT": 1}
+    assert stats.restrictions.excluded_by_kind == {"OPT_OUT": 1}
     # never snapshotted, so never attested
     with pytest.raises(NotFound, match="no family 'fam_9999999999999999' in the latest"):
         current_attestation(db.engine, "fam_" + "9" * 16)
@@ -174,7 +172,7 @@ def test_a_restriction_on_processing_blocks_claims_an_opt_out_does_not(db: TinyD
     with pytest.raises(ConflictError, match=f"family {fam(3)}: its RESTRICTED flag stops claims"):
         create_claims(db.engine, "2026-H2", actor="c", family_ids=[fam(3)])
     batch = create_claims(db.engine, "2026-H2", actor="c")
-    assert (batch["attachment_claims"], batch["restricted"]) == (2, 1)
+    assert (batch.attachment_claims, batch.restricted) == (2, 1)
     with db.engine.connect() as conn:
         claimed = sorted(conn.execute(sa.select(pstore.claims.c.family_id)).scalars())
     assert claimed == [fam(1), fam(2)]

@@ -151,7 +151,7 @@ def state(f: Any) -> tuple[bool, int | None, bool]:
 def test_a_match_that_would_make_a_family_eligible_and_one_that_changes_nothing(db):
     case = build(db)
     result = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test")
-    assert result.stats["review"] == {
+    assert result.stats.review == {
         "none": 2,
         "eligibility": 1,
         "threshold": 1,
@@ -390,7 +390,7 @@ def test_record_pairs_of_the_same_two_persons_share_one_what_if(tmp_path):
     case = build(db)
     p, r = case["persons"], db.records
     db.review(r[(p["mum1"], "police")], r[(p["single2"], "health")], 0.3)
-    stats = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test").stats["review"]
+    stats = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test").stats.review
     assert (stats["eligibility"], stats["households_reassessed"]) == (2, 5)
     eligible = [c for c in review_queue(db.engine).candidates if c.impact == "eligibility"]
     assert len(eligible) == 2 and eligible[0].families == eligible[1].families
