@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -12,20 +13,23 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from linkage_service import _store as store
-from linkage_service._errors import ConflictError, NotFound, RulesetError
+from linkage_service._errors import ConflictError, NotFound, RulesetError, StorageError
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
     family_view,
+    list_cycles,
     list_families,
     run_cycle,
     set_status,
 )
 from linkage_service.programme._attestations import current_attestation, family_blobs
 from linkage_service.programme._claims import create_claims, list_claims
+from linkage_service.programme._programme import SnapshotDetail
 from linkage_service.programme._riskmodel import default_model
 from linkage_service.programme._ruleset import default_ruleset
 from protocols import (
     Attestation,
+    CycleStats,
     ScoreChange,
     SignedAttestation,
     attestation_message,
@@ -348,3 +352,113 @@ def test_family_list_filters_by_district_problem_and_score(db):
     assert ids(min_score=1, max_score=top.score) == [fid]
     assert ids(district="M15") == [r.family_id for r in everyone]  # the helper's district
     assert ids(district="ZZ99") == []
+
+
+# --- what a cycle stores, read back as models ----------------------------------------------
+
+
+def _details(db: TinyDb, cycle_id: int) -> dict[str, str]:
+    s = pstore.snapshots
+    with db.engine.connect() as conn:
+        q = sa.select(s.c.family_id, s.c.detail).where(s.c.cycle_id == cycle_id)
+        return {str(f): str(d) for f, d in conn.execute(q)}
+
+
+def _set_detail(db: TinyDb, family_id: str, detail: str) -> None:
+    s = pstore.snapshots
+    with db.engine.begin() as conn:
+        conn.execute(s.update().where(s.c.family_id == family_id).values(detail=detail))
+
+
+def test_every_stored_detail_is_a_snapshot_detail_and_the_view_is_it(db):
+    hid, _ = db.household(1, complex_family())
+    db.household(2, quiet_family())
+    db.household(3, [Member(30, "F", ("health",)), Member(2, "M", ("health",))])
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test", signer=SIGNER)
+    details = _details(db, 1)
+    assert len(details) == 3
+    for fid, text in details.items():
+        # the writer's keys are the model's: nothing left over, nothing missing
+        detail = SnapshotDetail.model_validate_json(text)
+        assert detail.model_dump(mode="json", exclude_unset=True) == json.loads(text)
+        # the family's answer carries the stored detail as it is, beside the row's columns
+        latest = family_view(db.engine, fid).latest.model_dump(mode="json", exclude_unset=True)
+        assert {k: v for k, v in latest.items() if k in json.loads(text)} == json.loads(text)
+    assert "evidence" in json.loads(details["fam_" + hid[3:]])  # eligible: its events kept
+
+
+def test_a_members_age_band_is_written_only_where_the_snapshot_has_one(db):
+    hid, _ = db.household(1, complex_family())
+    fid = "fam_" + hid[3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test")
+    stored = json.loads(_details(db, 1)[fid])
+    # snapshots from before extract v2 (and members under 25) have no band; from 25 a band
+    assert all("age_band" not in m for m in stored["members"])
+    stored["members"][0] |= {"age": None, "age_band": "25-34"}
+    _set_detail(db, fid, json.dumps(stored, sort_keys=True, separators=(",", ":")))
+    members = family_view(db.engine, fid).latest.members
+    written = [m.model_dump(mode="json", exclude_unset=True) for m in members]
+    assert written == stored["members"]
+    assert written[0]["age_band"] == "25-34" and "age_band" not in written[1]
+    # a band of None (as a model built by hand may have) is left out, not written as null
+    assert "age_band" not in members[1].model_copy(update={"age_band": None}).model_dump()
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "wrong"),
+    [
+        # a dict read these on and answered them; the models name the field instead
+        (lambda d: {**d, "measures": {"dv_incidents_6m": "three"}}, "measures.dv_incidents_6m"),
+        (lambda d: {**d, "nickname": "x"}, "nickname: Extra inputs are not permitted"),
+        (lambda d: {k: v for k, v in d.items() if k != "domains"}, "domains: Field required"),
+    ],
+    ids=["measure_not_a_number", "unknown_key", "no_domains"],
+)
+def test_a_stored_detail_that_is_no_snapshot_is_refused_by_name(db, corrupt, wrong):
+    hid, _ = db.household(1, complex_family())
+    fid = "fam_" + hid[3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="test")
+    _set_detail(db, fid, json.dumps(corrupt(json.loads(_details(db, 1)[fid]))))
+    with pytest.raises(StorageError, match=re.escape(f"snapshot of {fid} in cycle 1: ")) as err:
+        family_view(db.engine, fid)
+    assert wrong in str(err.value)
+
+
+FIRST_CYCLE_STATS = {
+    # the counts of the first engine's cycles (commit a970895): no re-linked steps, carried
+    # statuses, restrictions, review impacts or timings yet
+    "cycle_id": 1,
+    "as_at": "2026-11-01",
+    "families": 2,
+    "eligible": 1,
+    "above_unlock": 1,
+    "step_up": 0,
+    "step_down": 0,
+    "ruleset": "troubled-families-phase2 1.0",
+    "ruleset_sha256": "a" * 64,
+    "model": "family-complexity 1.0",
+    "model_sha256": "b" * 64,
+    "identified": 1,
+    "pending_claim": 0,
+}
+
+
+def test_cycle_counts_stored_by_the_first_engine_still_read(db):
+    db.household(1, complex_family())
+    result = run_cycle(db.engine, TF, MODEL, AS_AT, actor="test")
+    with db.engine.connect() as conn:
+        now = conn.execute(sa.select(pstore.cycles.c.stats)).scalar_one()
+    # the counts are stored as the dict implementation stored them: sorted keys, json spacing
+    assert now == json.dumps(json.loads(now), sort_keys=True)
+    assert CycleStats.model_validate_json(now) == result.stats
+    assert result.stats.attestations is None and "attestations" not in json.loads(now)
+    with db.engine.begin() as conn:
+        conn.execute(pstore.cycles.update().values(stats=json.dumps(FIRST_CYCLE_STATS)))
+    (cycle,) = list_cycles(db.engine)
+    assert cycle.stats.restrictions is None and cycle.stats.seconds is None
+    assert cycle.stats.model_dump(mode="json") == FIRST_CYCLE_STATS
+    with db.engine.begin() as conn:
+        bad = {**FIRST_CYCLE_STATS, "familes": 2}
+        conn.execute(pstore.cycles.update().values(stats=json.dumps(bad)))
+    with pytest.raises(StorageError, match="cycle 1: stored counts do not parse: familes"):
+        list_cycles(db.engine)

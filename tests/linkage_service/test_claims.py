@@ -11,17 +11,24 @@ import csv
 import datetime as dt
 import io
 import json
+import re
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
-from linkage_service._errors import ConflictError, RulesetError
+from linkage_service._errors import ConflictError, RulesetError, StorageError
+from linkage_service.programme import _store as pstore
+from linkage_service.programme._assessment import run_cycle
 from linkage_service.programme._claims import (
     EVIDENCE_COLUMNS,
     Snap,
+    _evidence_json,
     claim_window,
     evaluate_outcomes,
     export_claims,
     export_claims_json,
+    list_claims,
 )
 from linkage_service.programme._programme import OutcomeDetail
 from linkage_service.programme._riskmodel import default_model
@@ -35,6 +42,7 @@ from linkage_service.programme._ruleset import (
 )
 from protocols import (
     AttachmentEvidence,
+    ClaimList,
     ClaimView,
     ConditionOutcome,
     EvidenceEvent,
@@ -42,6 +50,8 @@ from protocols import (
     HeldSince,
     SnapshotProblem,
 )
+
+from ._programme_helpers import Member, TinyDb
 
 TF = default_ruleset("troubled-families-phase2")
 MODEL = default_model()
@@ -409,3 +419,208 @@ def test_export_samples_reproducibly():
     assert [str(c["claim_id"]) for c in picked] == a
     with pytest.raises(ConflictError, match="sample_pct"):
         export_claims(claims, sample_pct=0)
+
+
+# --- stored evidence: the text claims were stored with, read back whatever its age ---------
+
+TESTDATA = Path(__file__).parent / "testdata"
+
+
+def test_evidence_is_stored_as_the_dict_implementation_stored_it():
+    # testdata/README.md: the same scenario evaluated by the implementation before models
+    body = TF.model_dump(mode="json")
+    body["outcomes"]["crime_asb"]["all_of"][0]["missing_as_zero"] = False
+    ruleset = Ruleset.model_validate(body)
+    event = EvidenceEvent(
+        person_id="per_1",
+        agency_id="police",
+        record_ref="ref-7",
+        type="dv_incidents",
+        value=3.0,
+        date="2025-12-01",
+    )
+
+    def at(cycle: int, day: dt.date, problems: tuple[str, ...], **measures: float) -> Snap:
+        found = {
+            p: SnapshotProblem(
+                met=True,
+                indicators=["dv"] if p == "domestic_abuse" else [],
+                data_from=["police"],
+                met_by=["police"],
+                no_data=False,
+            )
+            for p in problems
+        }
+        detail = OutcomeDetail(
+            problems=found, domains={}, measures=measures, evidence={"dv": [event]}
+        )
+        return snap(cycle, day, problems, detail, **measures)
+
+    base = at(
+        1,
+        ATTACHED,
+        ("crime_asb", "domestic_abuse", "education", "work_finance"),
+        crime_asb_6m=10.0,
+        domestic_abuse_6m=3.0,
+        attendance_min_term=80.0,
+        out_of_work_adults_12m=1.0,
+    )
+    after = [
+        at(
+            2,
+            D(2026, 4, 10),
+            ("no_such",),
+            attendance_min_term=91.0,
+            continuous_employment_adults=1.0,
+        ),
+        at(
+            3,
+            D(2026, 7, 2),
+            (),
+            crime_asb_6m=0.0,
+            attendance_min_term=95.0,
+            continuous_employment_adults=1.0,
+        ),
+    ]
+    out = evaluate_outcomes(ruleset, base, after, ATTACHED)
+    expected = (TESTDATA / "claim_evidence_months.json").read_text().removesuffix("\n")
+    assert _evidence_json(out) == expected
+    # a percentage fall with no value to fall to is null; a plain value condition has none
+    crime = cond(out, "crime_asb")
+    assert crime.snapshots is not None and crime.snapshots[0].fall_pct is None
+    assert '"fall_pct": null' in expected
+    assert cond(out, "education").snapshots[0].model_dump(exclude_unset=True).keys() == {
+        "cycle_id",
+        "as_at",
+        "value",
+        "held",
+    }
+    # read back and written out again: the same text
+    assert _evidence_json(FamilyOutcomes.model_validate_json(expected)) == expected
+
+
+LEGACY_ATTACHMENT = '{"attached_on": "2026-01-10", "baseline_cycle": 1}'
+
+
+def _stored(db: TinyDb, *rows: tuple[str, str | None, str]) -> None:
+    """Claims stored as rows (kind, result, evidence text) for a family of cycle 1."""
+    with db.engine.begin() as conn:
+        for k, (kind, result, evidence) in enumerate(rows, start=1):
+            conn.execute(
+                pstore.claims.insert().values(
+                    family_id=f"fam_{k:016x}",
+                    kind=kind,
+                    result=result,
+                    window_id="2026-H2",
+                    cycle_id=1,
+                    amount_gbp=800 if kind == "result" else 1000,
+                    evidence=evidence,
+                    created_at=1_790_000_000_000_000,
+                    created_by="coordinator:old",
+                )
+            )
+
+
+@pytest.fixture
+def db(tmp_path) -> TinyDb:
+    out = TinyDb(tmp_path / "claims.db")
+    out.household(1, [Member(34, "F", ("health",)), Member(9, "M", ("school",))])
+    run_cycle(out.engine, TF, MODEL, ATTACHED, actor="test")
+    return out
+
+
+def test_claims_stored_before_outcome_rules_were_in_months_still_read(db):
+    days = (TESTDATA / "claim_evidence_days.json").read_text().removesuffix("\n")
+    _stored(db, ("attachment", None, LEGACY_ATTACHMENT), ("result", "employment", days))
+    attachment, result = list_claims(db.engine)
+    assert attachment.evidence == AttachmentEvidence(attached_on="2026-01-10", baseline_cycle=1)
+    ev = result.evidence
+    assert isinstance(ev, FamilyOutcomes) and ev.result == "employment"
+    assert ev.unmet is None and ev.as_at is None  # not in the evidence of those days
+    assert ev.problems["no_such"].reason is None
+    assert ev.problems["no_such"].why_not == "no outcome rule for this problem"
+    assert ev.employment is not None and ev.employment.conditions[0].snapshots is None
+    # what the routes and the export write is the stored evidence, key for key
+    for claim, text in ((attachment, LEGACY_ATTACHMENT), (result, days)):
+        assert _evidence_json(claim.evidence) == text
+        listed = ClaimList(claims=[claim]).model_dump(mode="json", exclude_unset=True)
+        assert listed["claims"][0]["evidence"] == json.loads(text)
+    exported = json.loads(export_claims_json([attachment, result]))["claims"]
+    assert [c["evidence"] for c in exported] == [json.loads(LEGACY_ATTACHMENT), json.loads(days)]
+    rows = list(csv.DictReader(io.StringIO(export_claims([attachment, result]))))
+    items = [r["item"] for r in rows if r["claim_id"] == str(result.claim_id)]
+    assert items[0] == "identified" and items.count("condition") == 4  # 2 problems + employment
+    assert "observation" in items and "event" in items
+
+
+@pytest.mark.parametrize(
+    ("kind", "evidence", "wrong"),
+    [
+        # a key no version ever wrote (a typo, a hand edit): a dict passed it on unread
+        (
+            "attachment",
+            '{"attached_on": "2026-01-10", "baseline_cycle": 1, "by": "x"}',
+            "by: Extra inputs are not permitted",
+        ),
+        (
+            "attachment",
+            '{"attached_on": "2026-01-10", "baseline_cycle": "first"}',
+            "baseline_cycle: Input should be a valid integer",
+        ),
+        (
+            "result",
+            '{"baseline_cycle": 1, "employment": null, "latest_cycle": 2, "problems": {}, '
+            '"result": "paid"}',
+            "result: Input should be 'progress' or 'employment'",
+        ),
+    ],
+    ids=["unknown_key", "cycle_not_a_number", "result_not_a_kind"],
+)
+def test_stored_evidence_that_is_no_claim_is_refused_by_name(db, kind, evidence, wrong):
+    _stored(db, (kind, None, evidence))
+    prefix = f"claim 1 ({kind}, family fam_{1:016x}): stored evidence does not parse: "
+    with pytest.raises(StorageError, match=re.escape(prefix + wrong)):
+        list_claims(db.engine)
+
+
+def test_an_evaluation_is_refused_a_shape_no_rule_makes():
+    ok = crime(D(2026, 7, 10), 10, 4)
+    body = ok.model_dump(mode="json", exclude_unset=True)
+    body["problems"]["crime_asb"]["conditions"][0]["op"] = "=~"
+    with pytest.raises(ValidationError, match="op"):
+        FamilyOutcomes.model_validate(body)
+    body = ok.model_dump(mode="json", exclude_unset=True)
+    body["problems"]["crime_asb"]["conditions"][0]["snapshots"][0]["held"] = "maybe"
+    with pytest.raises(ValidationError, match="held"):
+        FamilyOutcomes.model_validate(body)
+
+
+def test_the_audit_csv_columns_are_fixed():
+    # the internal-audit file's header: a change here is a change of file format
+    assert EVIDENCE_COLUMNS == (
+        "claim_id",
+        "window_id",
+        "family_id",
+        "kind",
+        "result",
+        "amount_gbp",
+        "claim_cycle_id",
+        "created_at",
+        "created_by",
+        "item",
+        "problem",
+        "indicators",
+        "measure",
+        "cycle_id",
+        "as_at",
+        "value",
+        "baseline",
+        "op",
+        "threshold",
+        "met",
+        "reason",
+        "agency_id",
+        "record_ref",
+        "event_type",
+        "note",
+    )

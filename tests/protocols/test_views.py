@@ -6,9 +6,12 @@ import pydantic
 import pytest
 
 from protocols import (
+    ConditionOutcome,
     CuspRow,
+    CycleStats,
     FamilyOutcomes,
     LinkageStatistics,
+    Observation,
     PersonView,
     ReportView,
     StatusChangeView,
@@ -154,3 +157,57 @@ def test_a_report_is_read_as_the_model_its_tag_names():
     }
     assert CuspRow.model_validate(cusp).model_dump() == cusp
     assert type(CuspRow.model_validate({**cusp, "value": 92.0}).value) is float
+
+
+def test_keys_that_do_not_apply_are_left_out_not_written_as_null():
+    met = ConditionOutcome(
+        measure="m",
+        compare="fall_pct",
+        op=">=",
+        value=60,
+        sustained_months=0,
+        months_since_attachment=6,
+        missing_as_zero=False,
+        baseline=4.0,
+        baseline_cycle=1,
+        met=True,
+        reason=None,  # only a condition not met has a reason: None is not written
+        why_not=None,
+        snapshots=[
+            # a percentage fall with no value to fall to: null, and written
+            Observation(cycle_id=2, as_at="2026-07-01", value=None, fall_pct=None, held=False),
+            # a plain value condition's observation has no fall at all: not written
+            Observation(cycle_id=3, as_at="2026-10-01", value=1.0, held=True),
+        ],
+    )
+    body = met.model_dump(mode="json", exclude_unset=True)
+    assert "reason" not in body and "why_not" not in body and "due_on" not in body
+    assert body["snapshots"] == [
+        {"cycle_id": 2, "as_at": "2026-07-01", "value": None, "fall_pct": None, "held": False},
+        {"cycle_id": 3, "as_at": "2026-10-01", "value": 1.0, "held": True},
+    ]
+    assert body["value"] == 60 and isinstance(body["value"], int)  # as the ruleset said it
+    assert ConditionOutcome.model_validate(body).model_dump(mode="json", exclude_unset=True) == body
+
+
+def test_a_cycles_counts_are_whole_numbers_under_known_names():
+    counts = {
+        "cycle_id": 1,
+        "as_at": "2026-11-01",
+        "families": 2,
+        "eligible": 1,
+        "above_unlock": 1,
+        "step_up": 0,
+        "step_down": 0,
+        "ruleset": "tf 1.0",
+        "ruleset_sha256": "a" * 64,
+        "model": "m 1.0",
+        "model_sha256": "b" * 64,
+        "identified": 1,
+        "pending_claim": 0,
+    }
+    assert CycleStats.model_validate(counts).model_dump(mode="json") == counts
+    with pytest.raises(pydantic.ValidationError, match="eligible"):
+        CycleStats.model_validate({**counts, "eligible": "one"})
+    with pytest.raises(pydantic.ValidationError, match="attested"):
+        CycleStats.model_validate({**counts, "attested": 1})
