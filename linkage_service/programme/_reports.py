@@ -40,7 +40,7 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast, get_args
+from typing import Final, TypeVar, cast, get_args
 
 from pydantic import BaseModel
 from sqlalchemy.engine import Connection, Engine
@@ -94,6 +94,7 @@ from protocols import (
     StepThresholds,
     WorkListReport,
     WorkListRow,
+    gc_paused,
 )
 
 from .. import _store as store
@@ -102,6 +103,7 @@ from . import _store as pstore
 from . import _store_reports as rstore
 from ._assessment import STATUSES
 from ._claims import Snap, _snaps, evaluate_outcomes
+from ._programme import SnapshotDetail, parse_detail
 from ._riskmodel import RiskModel
 from ._ruleset import Ruleset
 
@@ -160,6 +162,7 @@ class _Cycle:
 @dataclass(frozen=True)
 class _Snapshot:
     family_id: str
+    cycle_id: int
     district: str
     eligible: bool
     n_problems: int
@@ -171,18 +174,17 @@ class _Snapshot:
     raw_detail: str
 
     @functools.cached_property
-    def detail(self) -> dict[str, Any]:
-        """The snapshot's JSON detail, parsed on first use: most reports look at
-        the eligible families' only, and parsing was most of a report's time."""
-        parsed: dict[str, Any] = json.loads(self.raw_detail)
-        return parsed
+    def detail(self) -> SnapshotDetail:
+        """The snapshot's detail, parsed on first use: most reports look at the
+        eligible families' only, and parsing was most of a report's time."""
+        return parse_detail(SnapshotDetail, self.raw_detail, self.family_id, self.cycle_id)
 
     @property
     def problems(self) -> list[str]:
-        return [p for p, v in self.detail.get("problems", {}).items() if v.get("met")]
+        return [p for p, v in self.detail.problems.items() if v.met]
 
     def top_reasons(self, n: int = _TOP_REASONS) -> list[str]:
-        return [f"{r['code']}:{r['points']}" for r in self.detail.get("reasons", [])[:n]]
+        return [f"{r.code}:{r.points}" for r in self.detail.reasons[:n]]
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -216,6 +218,7 @@ def _each_snapshot(
     for r in rstore.report_snapshots(conn, cycle_id, eligible_only=eligible_only):
         yield _Snapshot(
             family_id=str(r.family_id),
+            cycle_id=cycle_id,
             district=r.district or UNKNOWN_DISTRICT,
             eligible=bool(r.eligible),
             n_problems=int(r.n_problems),
@@ -270,9 +273,14 @@ def _read(
     cycle_only: bool = False,
 ) -> _R:
     """``fn`` over one cycle (the latest by default); with ``cycle_only`` (``fn``
-    reads nothing but that cycle's snapshots and versions) the answer is kept."""
+    reads nothing but that cycle's snapshots and versions) the answer is kept.
+
+    The cyclic garbage collector is paused meanwhile (:func:`protocols.gc_paused`):
+    a report keeps thousands of parsed snapshot details, which it would otherwise
+    rescan over and over.
+    """
     try:
-        with engine.connect() as conn:
+        with gc_paused(), engine.connect() as conn:
             cyc = _cycle(conn, cycle_id)
             if not cycle_only:
                 return fn(conn, cyc)
@@ -402,12 +410,12 @@ def data_coverage(engine: Engine, cycle_id: int | None = None) -> CoverageReport
             met = data_only = no_data = 0
             agencies: Counter[str] = Counter()
             for s in snaps:
-                info = s.detail.get("problems", {}).get(p)
-                if info is None or p in s.detail.get("no_data", ()):
+                info = s.detail.problems.get(p)
+                if info is None or p in s.detail.no_data:
                     no_data += 1
                     continue
-                agencies.update(info.get("data_from", ()))
-                if info.get("met"):
+                agencies.update(info.data_from)
+                if info.met:
                     met += 1
                 else:
                     data_only += 1
@@ -452,7 +460,7 @@ def social_care(
         eligible = _snapshots(conn, cyc.id, eligible_only=True)
         by_district: dict[str, Counter[str]] = {}
         for s in eligible:
-            ind = set(s.detail.get("indicators", ()))
+            ind = set(s.detail.indicators)
             cp, cin = child_protection in ind, child_in_need in ind
             counts = by_district.setdefault(s.district, Counter())
             counts["eligible"] += 1
@@ -682,9 +690,7 @@ def _related_indicators(ruleset: Ruleset, problem: str) -> set[str]:
 def _problem_points(snap: _Snapshot, problem: str, related: set[str]) -> int:
     refs = {f"indicator:{i}" for i in related} | {f"problem:{problem}"}
     return sum(
-        int(r["points"])
-        for r in snap.detail.get("reasons", ())
-        if r["code"] != "BREADTH" and refs & set(r.get("because", ()))
+        r.points for r in snap.detail.reasons if r.code != "BREADTH" and refs & set(r.because)
     )
 
 
@@ -792,7 +798,7 @@ def longest(
         keyed: list[LongestRow] = []
         for s in _each_snapshot(conn, cyc.id):
             if s.eligible:
-                domains = {p: int(v) for p, v in s.detail.get("domains", {}).items()}
+                domains = dict(s.detail.domains)
                 keyed.append(
                     LongestRow(
                         position=0,
@@ -1178,7 +1184,7 @@ def _group_key(dim: str, s: _Snapshot, status: str, leads: Mapping[str, str]) ->
     if dim == "area":
         return s.district
     if dim == "age_band":
-        return age_band(m.get("age") for m in s.detail.get("members", ()))
+        return age_band(m.age for m in s.detail.members)
     if dim == "lead_professional":
         return leads.get(s.family_id, NO_LEAD)
     return status
@@ -1411,7 +1417,7 @@ def on_the_cusp(
         unlock = cyc.model.thresholds.unlock
         least = cyc.ruleset.eligibility.min_problems
         simple = [
-            (iid, ind)
+            (iid, ind.measure, float(ind.threshold), str(ind.op))
             for iid, ind in cyc.ruleset.indicators.items()
             if ind.measure is not None and ind.threshold is not None and ind.op is not None
         ]
@@ -1422,15 +1428,14 @@ def on_the_cusp(
                 found.append(("unlock", "unlock threshold", s.score, unlock))
             if not s.eligible and s.n_problems == least - 1:
                 found.append(("eligibility", "problems", s.n_problems, least))
-            met = set(s.detail.get("indicators", ()))
-            measures = s.detail.get("measures", {})
-            for iid, ind in simple:
-                value = measures.get(ind.measure)
-                threshold = float(ind.threshold)  # type: ignore[arg-type]
+            met = set(s.detail.indicators)
+            measures = s.detail.measures
+            for iid, measure, threshold, op in simple:
+                value = measures.get(measure)
                 if iid in met or value is None:
                     continue
                 margin = abs(threshold) * margin_pct / 100
-                if margin and _near(str(ind.op), threshold, float(value), margin):
+                if margin and _near(op, threshold, float(value), margin):
                     found.append(("indicator", iid, float(value), threshold))
             if not found:
                 continue

@@ -44,7 +44,7 @@ import pytest
 import sqlalchemy as sa
 
 from linkage_service import _store as store
-from linkage_service._errors import ConflictError, NotFound
+from linkage_service._errors import ConflictError, NotFound, StorageError
 from linkage_service.programme import _reports as reports
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._riskmodel import default_model
@@ -383,6 +383,25 @@ def test_no_cycle_and_unknown_cycle_are_errors(tmp_path: Path, db: sa.Engine) ->
         reports.work_list(db, problem="gambling")
     with pytest.raises(NotFound, match="no indicator 'child_on_plan'"):
         reports.social_care(db, child_protection="child_on_plan")
+
+
+def test_a_stored_detail_that_does_not_parse_names_the_snapshot_and_field(db: sa.Engine) -> None:
+    s = pstore.snapshots
+    with db.begin() as conn:
+        fid = conn.execute(sa.select(s.c.family_id).where(s.c.cycle_id == 2, s.c.eligible)).scalar()
+        detail = json.loads(
+            conn.execute(
+                sa.select(s.c.detail).where(s.c.cycle_id == 2, s.c.family_id == fid)
+            ).scalar_one()
+        )
+        detail["no_data"] = "education"  # a string where a list of problems belongs
+        conn.execute(
+            s.update()
+            .where(s.c.cycle_id == 2, s.c.family_id == fid)
+            .values(detail=json.dumps(detail))
+        )
+    with pytest.raises(StorageError, match=rf"{fid} in cycle 2.*no_data"):
+        reports.data_coverage(db)
 
 
 def test_status_counts_by_district_and_period(db: sa.Engine) -> None:
