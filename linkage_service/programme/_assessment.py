@@ -25,7 +25,6 @@ nothing here reads a sealed blob.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import itertools
 import json
 import re
@@ -59,6 +58,7 @@ from protocols import (
     StatusView,
     VersionRef,
     describe_errors,
+    gc_paused,
 )
 
 from .. import _store as store
@@ -288,10 +288,8 @@ def run_cycle(
     # Millions of small objects are built and kept for the whole cycle: the cyclic
     # garbage collector would rescan them again and again (most of the time at 1M
     # records) while nothing here makes reference cycles, so it is paused.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
-        with engine.begin() as conn:
+        with gc_paused(), engine.begin() as conn:
             families = load_families(conn)
             lap("load")
             previous_cycle = pstore.max_cycle_id(conn)
@@ -385,9 +383,6 @@ def run_cycle(
             )
     except SQLAlchemyError as exc:
         raise StorageError(f"assessment as at {as_at} not stored: {exc}") from exc
-    finally:
-        if collecting:
-            gc.enable()
     return CycleResult(cycle_id, assessed, stats)
 
 
