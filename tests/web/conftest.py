@@ -183,7 +183,13 @@ def load_key(page: Any, web: WebStack, name: str) -> None:
 
 
 def check_accessible(page: Any) -> None:
-    """axe-core on the current page: no WCAG 2.2 A/AA violation."""
+    """axe-core on the current page: no WCAG 2.2 A/AA violation.
+
+    Waits for the page to have loaded first: right after a click on a link the old
+    document may be gone before the new one exists (seen under load: axe found
+    no ``document``).
+    """
+    page.wait_for_load_state("load")
     result = page.evaluate(
         "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
         WCAG,

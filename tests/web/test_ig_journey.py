@@ -63,6 +63,7 @@ def test_ig_officer_journey(
     entry = tmp_path / f"entry-{index}.json"
     entry.write_bytes(released["leaf"].encode("utf-8"))
     page.get_by_role("link", name="Receipts").click()
+    page.get_by_label("Receipt file").wait_for()  # the receipts page, not the one before
     check_accessible(page)
     page.get_by_label("Receipt file").set_input_files(str(receipt))
     page.get_by_label("Entry file").set_input_files(str(entry))
