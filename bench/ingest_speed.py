@@ -11,9 +11,14 @@ reachable). Prints per extract and in total: records/s end to end, and the
 split: upload (chunks sent, each checked by the service as it arrives),
 verify (the service's time checking lines, inside upload, and the trailer and
 signature at completion), apply (completion: insert, link, write the links,
-statistics) and link (the engine's share of apply). On Linux it also prints
-the service process's CPU time (user + system, from /proc), which a shared
-machine disturbs less than wall time.
+statistics) and link (the engine's share of apply), with the engine's stages
+summed over the pushes. On Linux it also prints the service process's CPU time
+(user + system, from /proc), which a shared machine disturbs less than wall
+time. Last, it reads the result back from the database: person and household
+pair F1 against the population's truth, and a digest of the partitions (records
+by person, persons by household, by record ref) and of the links and review
+pairs with their scores and evidence, which any change that keeps the results
+must leave as they are (the ids are random; the digest does not use them).
 
     .venv/bin/python bench/ingest_speed.py                      # 1M records
     .venv/bin/python bench/ingest_speed.py --records 200000 --databases sqlite
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -75,6 +81,55 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _results(url: str, pop: Any) -> str:
+    """F1 against the truth and a digest of what the pushes linked (see the module docstring)."""
+    import sqlalchemy as sa
+
+    from evaluation._harness import pair_scores
+    from linkage_service import _store as store
+
+    sql = store.open_engine(url)
+    try:
+        with sql.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT r.id, r.agency_id, r.record_ref, rp.person_id, ph.household_id "
+                    "FROM records r JOIN record_person rp ON rp.record_id = r.id "
+                    "LEFT JOIN person_household ph ON ph.person_id = rp.person_id "
+                    "WHERE r.active"
+                )
+            ).all()
+            pairs = {
+                table: conn.execute(
+                    sa.text(f"SELECT record_a, record_b, score, evidence FROM {table}")
+                ).all()
+                for table in ("links", "review")
+            }
+    finally:
+        sql.dispose()
+    ref = {int(r.id): f"{r.agency_id}/{r.record_ref}" for r in rows}
+    digest = hashlib.sha256()
+    for column in (3, 4):
+        groups: dict[str, list[str]] = {}
+        for r in rows:
+            groups.setdefault(str(r[column]), []).append(ref[int(r.id)])
+        digest.update(repr(sorted(sorted(g) for g in groups.values())).encode())
+    for table in ("links", "review"):
+        canon = sorted(
+            (*sorted((ref[int(a)], ref[int(b)])), repr(score), json.loads(evidence))
+            for a, b, score, evidence in pairs[table]
+        )
+        digest.update(json.dumps(canon, sort_keys=True).encode())
+    truth = [pop.truth_by_ref[(r.agency_id, r.record_ref)] for r in rows]
+    person = pair_scores([r.person_id for r in rows], [t[0] for t in truth])
+    household = pair_scores([str(r.household_id) for r in rows], [t[1] for t in truth])
+    return (
+        f"persons F1 {person.f1:.4f}, households F1 {household.f1:.4f}; "
+        f"{len(rows):,} records, {len(pairs['links']):,} links, {len(pairs['review']):,} "
+        f"review; results digest {digest.hexdigest()[:16]}"
+    )
+
+
 def run(database_url: str, label: str, pop: Any, work: Path) -> None:
     """Serve on ``database_url``, push every agency's extract, print the figures."""
     from agency_client import push_extract
@@ -113,6 +168,7 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
         cpu_start = _cpu_seconds(proc.pid)
         total = {"records": 0, "seconds": 0.0, "upload": 0.0, "verify": 0.0, "apply": 0.0}
         total["link"] = 0.0
+        stages: dict[str, float] = {}
         with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
             for agency in pop.agencies:
                 path = pop.extract_paths[agency]
@@ -137,6 +193,9 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
                 }
                 for k, v in row.items():
                     total[k] += v
+                for k, v in summary.get("engine", {}).items():
+                    if k.startswith("seconds_") and k != "seconds_total":
+                        stages[k[8:]] = stages.get(k[8:], 0.0) + float(v)
                 print(
                     f"[{label}] {agency:<11} {n:>8,} records {row['seconds']:6.1f}s "
                     f"({n / row['seconds']:>7,.0f}/s): upload {upload:5.1f}s "
@@ -150,9 +209,11 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
             f"apply {total['apply']:.1f}s (link {total['link']:.1f}s, insert/write/statistics "
             f"{total['apply'] - total['link']:.1f}s)"
         )
+        print(f"[{label}] link stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
         cpu_end = _cpu_seconds(proc.pid)
         if cpu_start is not None and cpu_end is not None:
             print(f"[{label}] service CPU time (user + system): {cpu_end - cpu_start:.1f}s")
+        print(f"[{label}] {_results(database_url, pop)}")
     finally:
         proc.terminate()
         proc.wait(30)
