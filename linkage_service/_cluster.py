@@ -79,6 +79,11 @@ class Clusters:
         pointer jumping over the parent array, a few numpy steps for all rows rather
         than a :meth:`find` per row.
         """
+        out: list[int] = self.root_array().tolist()
+        return out
+
+    def root_array(self) -> I64:
+        """:meth:`roots` as an array (one slot per row up to the highest row held)."""
         up = np.frombuffer(self._parent, dtype=np.int64).copy()
         held = np.flatnonzero(up >= 0)
         while held.size:
@@ -86,8 +91,7 @@ class Clusters:
             moved = nxt != up[held]
             up[held] = nxt
             held = held[moved]
-        out: list[int] = up.tolist()
-        return out
+        return up
 
     def members(self, root: int) -> list[int]:
         """Rows of the cluster rooted at ``root`` (empty if ``root`` is not a root).

@@ -57,7 +57,7 @@ from ._blocking import (
     unique_codes,
 )
 from ._cluster import Clusters, agglomerate
-from ._households import current_row, is_dependent_or_expectant
+from ._households import current_row, current_rows, dependents_or_expectants
 from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
     CohesionCheck,
@@ -483,6 +483,23 @@ class LinkageEngine:
         ``decisions`` are the clerical decisions in force (:meth:`set_decisions`).
         ``pairs``: run blocking and scoring as Dask tasks (see :class:`LinkageEngine`).
         """
+        with gc_paused():
+            return cls._from_state(
+                batch, person_of, household_of, config, id_factory, model, decisions, pairs
+            )
+
+    @classmethod
+    def _from_state(
+        cls,
+        batch: RecordBatch,
+        person_of: dict[int, str],
+        household_of: dict[str, str],
+        config: EngineConfig,
+        id_factory: Callable[[str], str] | None,
+        model: MatchModel | None,
+        decisions: Mapping[tuple[int, int], str] | None,
+        pairs: DaskPairs | None,
+    ) -> LinkageEngine:
         eng = cls(config, id_factory=id_factory, model=model, pairs=pairs)
         if decisions:
             eng.set_decisions(decisions)
@@ -501,8 +518,7 @@ class LinkageEngine:
         eng._link_places(is_new)
         eng._join_places_by_person(by_pid)
         view = _PlaceView(eng)  # places, persons and liveness stand still from here
-        for pid in by_pid:
-            eng.base_row[pid] = view.current_row(pid)
+        eng.base_row.update(view.current_rows(by_pid))
         for pid in by_pid:
             eng._set_chosen(pid, eng._follow(pid, view))
             hid = household_of.get(pid)
@@ -1347,22 +1363,22 @@ class LinkageEngine:
             self._set_chosen(pid, None)
             self.base_row.pop(pid, None)
         affected &= self.pid_root.keys()
-        for pid in affected:
-            self.base_row[pid] = view.current_row(pid)
+        self.base_row.update(view.current_rows(affected))
         # whoever shares a place with an affected person may follow (or stop following)
         # them: everyone alive at the places of affected persons' records
-        homes = {root_of[r] for pid in affected for r in view.rows_of(pid)} - {-1}
-        ring: set[str] = set()
-        for root in homes:
-            for x in at_place(root):
-                q = row_pid[x]
-                if q is not None and alive[x]:
-                    ring.add(q)
-        for pid in ring - affected:
-            self.base_row[pid] = view.current_row(pid)
+        ring = view.people_at(view.homes(affected))
+        self.base_row.update(view.current_rows(ring - affected))
         affected |= ring
-        for pid in sorted(affected):
-            self._set_chosen(pid, self._follow(pid, view))
+        # a person living where nobody has moved away from stays there (_follow's
+        # first answer), found for every place at once; the others are followed
+        base, chosen = self.base_row, self.chosen_row
+        stays = view.without_movers({row for pid in affected if (row := base.get(pid)) is not None})
+        for pid in affected:
+            row = base.get(pid)
+            if row is not None and root_of[row] not in stays:
+                row = self._follow(pid, view)
+            if chosen.get(pid) != row:
+                self._set_chosen(pid, row)
         # everyone who shared a household with an affected person is affected too
         old_hids = {self.person_hid[p] for p in affected | retired_pids if p in self.person_hid}
         everyone = {p for p in affected if p in self.pid_root}
@@ -1400,6 +1416,7 @@ class LinkageEngine:
         for h in retired:
             self.hid_persons.pop(h, None)
         delta.households_retired = retired
+        changed: list[tuple[str, list[str]]] = []
         for members, hid in zip(groups, ids, strict=True):
             before = self.hid_persons.get(hid, set())
             now = set(members)
@@ -1412,10 +1429,8 @@ class LinkageEngine:
                     delta.household_of[pid] = hid
             self.hid_persons[hid] = now
             if now != before:
-                delta.families[hid] = any(
-                    is_dependent_or_expectant(view.rows_of(p), *view.family_columns)
-                    for p in members
-                )
+                changed.append((hid, members))
+        delta.families.update(view.families(changed))
 
     def _make_id(self, prefix: str) -> str:
         new = self._new_id(prefix)
@@ -1425,6 +1440,13 @@ class LinkageEngine:
 
     def _id_age(self, any_id: str) -> int:
         return self._born.get(any_id, 0)
+
+
+def _padded(roots: I64, n: int) -> I64:
+    """``roots`` extended with -1 to ``n`` rows (rows after the last one a clustering holds)."""
+    if roots.size >= n:
+        return roots[:n]
+    return np.concatenate([roots, np.full(n - roots.size, -1, dtype=np.int64)])
 
 
 class _PlaceView:
@@ -1452,21 +1474,111 @@ class _PlaceView:
         return self._day
 
     @functools.cached_property
+    def place(self) -> I64:
+        """The place root of every row (-1: no place), as an array."""
+        return _padded(self._e.places.root_array(), self._e._n)
+
+    @functools.cached_property
     def roots(self) -> list[int]:
         """The place root of every row (-1: no place)."""
-        roots = self._e.places.roots()
-        return roots + [-1] * (self._e._n - len(roots))  # rows after the last placed one
+        out: list[int] = self.place.tolist()
+        return out
+
+    @functools.cached_property
+    def _person(self) -> I64:
+        """The person root of every row (-1: no person)."""
+        return _padded(self._e.persons.root_array(), self._e._n)
+
+    @functools.cached_property
+    def _alive(self) -> npt.NDArray[np.bool_]:
+        return self._e.alive.copy()
 
     def current_row(self, pid: str) -> int | None:
         """The row of a person's current address (see :func:`._households.current_row`)."""
         members = self._e.places.members
         return current_row(self.rows_of(pid), self.roots, self._e.day, lambda r: len(members(r)))
 
-    @functools.cached_property
-    def family_columns(self) -> tuple[list[int], list[int], list[bool], list[bool]]:
-        """Age, extract day, dependent and expectant flags of every row, as lists."""
+    def current_rows(self, pids: Iterable[str]) -> dict[str, int | None]:
+        """:meth:`current_row` of each of ``pids``, all at once (:func:`current_rows`)."""
+        pids = list(pids)
+        if not pids:
+            return {}
         e = self._e
-        return e.age.tolist(), self.day, e.dep.tolist(), e.exp.tolist()
+        roots = np.fromiter((e.pid_root[p] for p in pids), dtype=np.int64, count=len(pids))
+        uniq, inv = np.unique(roots, return_inverse=True)
+        rows = self._rows_of_roots(uniq)
+        who = np.searchsorted(uniq, self._person[rows])
+        place = self.place[rows]
+        sizes = np.bincount(self.place[self.place >= 0], minlength=e._n)
+        best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], uniq.size)[
+            inv
+        ].tolist()
+        return {p: (None if b < 0 else b) for p, b in zip(pids, best, strict=True)}
+
+    def _rows_of_roots(self, roots: I64) -> I64:
+        """The alive rows of the persons rooted at ``roots`` (sorted, unique)."""
+        return np.flatnonzero(self._alive & np.isin(self._person, roots))
+
+    def homes(self, pids: Iterable[str]) -> I64:
+        """The places of the alive rows of ``pids`` (sorted, unique)."""
+        roots = np.fromiter((self._e.pid_root[p] for p in pids), dtype=np.int64)
+        place = self.place[self._rows_of_roots(roots)]
+        return np.unique(place[place >= 0])
+
+    def people_at(self, places: I64) -> set[str]:
+        """The persons of the alive rows at ``places``."""
+        row_pid = self._e.row_pid
+        rows = np.flatnonzero(self._alive & np.isin(self.place, places)).tolist()
+        return {q for x in rows if (q := row_pid[x]) is not None}
+
+    def without_movers(self, rows: Iterable[int]) -> set[int]:
+        """Of the places of ``rows``, those where :meth:`has_mover` is false, all at once."""
+        e = self._e
+        places = np.unique(self.place[np.fromiter(rows, dtype=np.int64)])
+        places = places[places >= 0]
+        at = np.flatnonzero(self._alive & np.isin(self.place, places))
+        base, row_pid = e.base_row, e.row_pid
+        based = np.fromiter(
+            # "" is nobody's id: a row without a person has no base row
+            (-1 if (b := base.get(row_pid[x] or "")) is None else b for x in at.tolist()),
+            dtype=np.int64,
+            count=at.size,
+        )
+        here = self.place[at]
+        moved = (based >= 0) & (self.place[np.maximum(based, 0)] != here)
+        with_mover = np.unique(here[moved])
+        for root in with_mover.tolist():
+            self._mover[root] = True
+        stay = np.setdiff1d(places, with_mover, assume_unique=True).tolist()
+        for root in stay:
+            self._mover[root] = False
+        return set(stay)
+
+    def families(self, households: Sequence[tuple[str, Sequence[str]]]) -> dict[str, bool]:
+        """Whether each ``(household, its persons)`` is a family, all at once.
+
+        A family holds a person for whom :func:`._households.is_dependent_or_expectant`
+        holds (:func:`._households.dependents_or_expectants` for every person here).
+        """
+        if not households:
+            return {}
+        e = self._e
+        pids = [p for _, members in households for p in members]
+        # -1, no rows: a person not held (there is none in a household)
+        roots = np.fromiter((e.pid_root.get(p, -1) for p in pids), dtype=np.int64, count=len(pids))
+        uniq, inv = np.unique(roots, return_inverse=True)
+        rows = self._rows_of_roots(uniq)
+        who = np.searchsorted(uniq, self._person[rows])
+        flag = dependents_or_expectants(
+            who, e.age[rows], e.day[rows], e.dep[rows], e.exp[rows], uniq.size
+        )[inv]
+        # any member's flag, household by household (their members lie one after another)
+        sizes = np.fromiter((len(m) for _, m in households), dtype=np.int64, count=len(households))
+        starts = np.r_[0, np.cumsum(sizes)[:-1]]
+        nonempty = sizes > 0
+        family = np.zeros(len(households), dtype=np.bool_)
+        family[nonempty] = np.logical_or.reduceat(flag, starts[nonempty]) if flag.size else False
+        return {hid: f for (hid, _), f in zip(households, family.tolist(), strict=True)}
 
     def rows_of(self, pid: str) -> list[int]:
         """A person's alive rows."""

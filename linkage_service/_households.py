@@ -24,6 +24,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+I64 = npt.NDArray[np.int64]
+
 
 def current_row(
     rows: Sequence[int],
@@ -62,6 +64,43 @@ def current_row(
     return first[best]
 
 
+def current_rows(
+    person: I64,
+    rows: I64,
+    place_of: I64,
+    extract_day: npt.NDArray[np.integer],
+    place_size: I64,
+    persons: int,
+) -> I64:
+    """:func:`current_row` of ``persons`` persons at once (-1 where a person has no address).
+
+    Row ``rows[k]`` belongs to person ``person[k]`` (0 to ``persons - 1``), is at the
+    place ``place_of[k]`` (-1: no address), which holds ``place_size[k]`` records,
+    and was extracted on day ``extract_day[k]``. The same ranking as
+    :func:`current_row`, by sorting: a person's places are grouped and the best
+    ranked taken, for every person in a few array steps.
+    """
+    out = np.full(persons, -1, dtype=np.int64)
+    keep = place_of >= 0
+    if not keep.any():
+        return out
+    p, r, pl = person[keep], rows[keep], place_of[keep]
+    d, sz = extract_day[keep].astype(np.int64), place_size[keep]
+    order = np.lexsort((pl, p))
+    p, r, pl, d, sz = p[order], r[order], pl[order], d[order], sz[order]
+    start = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (pl[1:] != pl[:-1])])
+    votes = np.diff(np.r_[start, p.size])
+    latest = np.maximum.reduceat(d, start)
+    first = np.minimum.reduceat(r, start)
+    size, owner = sz[start], p[start]
+    # the highest (latest, size > votes, votes, size, -first) of each person; the
+    # first rows of two places differ, so there are no ties
+    best = np.lexsort((-first, size, votes, size > votes, latest, owner))
+    last = best[np.r_[owner[best][1:] != owner[best][:-1], True]]
+    out[owner[last]] = first[last]
+    return out
+
+
 def is_dependent_or_expectant(
     rows: Sequence[int],
     age: Sequence[int],
@@ -87,3 +126,27 @@ def is_dependent_or_expectant(
             if 0 <= a <= 15 or (16 <= a <= 18 and in_education):
                 return True
     return False
+
+
+def dependents_or_expectants(
+    person: I64,
+    age: npt.NDArray[np.integer],
+    extract_day: npt.NDArray[np.integer],
+    dependent_flag: npt.NDArray[np.bool_],
+    expectant_flag: npt.NDArray[np.bool_],
+    persons: int,
+) -> npt.NDArray[np.bool_]:
+    """:func:`is_dependent_or_expectant` of ``persons`` persons at once.
+
+    Row ``k`` of the columns belongs to person ``person[k]`` (0 to ``persons - 1``).
+    """
+    expectant = np.bincount(person, weights=expectant_flag, minlength=persons) > 0
+    in_education = np.bincount(person, weights=dependent_flag, minlength=persons) > 0
+    last = np.full(persons, np.iinfo(np.int64).min, dtype=np.int64)
+    day = extract_day.astype(np.int64)
+    np.maximum.at(last, person, day)
+    a = age.astype(np.int64)
+    child = (a >= 0) & (a <= 15) | (a >= 16) & (a <= 18) & in_education[person]
+    latest_child = np.bincount(person, weights=child & (day == last[person]), minlength=persons)
+    out: npt.NDArray[np.bool_] = expectant | (latest_child > 0)
+    return out

@@ -34,7 +34,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from protocols import IndicatorType, LinkageSchema, SubjectAccessAnswer, SubjectQuery, age_span
+from protocols import (
+    IndicatorType,
+    LinkageSchema,
+    SubjectAccessAnswer,
+    SubjectQuery,
+    age_span,
+    gc_paused,
+)
 
 from . import _store as store
 from ._batch import SEX_CODES, RecordBatch, TokenColumns
@@ -46,6 +53,7 @@ from ._errors import (
     ReplayError,
     StorageError,
 )
+
 from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES, ExtractReceiver, Received
 from ._subject import subject_answer
 
@@ -402,7 +410,7 @@ class LinkageService:
 
     def start(self) -> None:
         """Build the linkage engine from the stored state."""
-        with self._lock:
+        with self._lock, gc_paused():
             self._engine = self._build()
 
     def _build(self) -> LinkEngine:
@@ -479,7 +487,8 @@ class LinkageService:
             started = store.now_micros()
             touched = [False]
             try:
-                summary = self._apply_locked(received, started, touched)
+                with gc_paused():
+                    summary = self._apply_locked(received, started, touched)
                 self._refresh_statistics()
             except _AlreadyApplied as done:
                 return self._idempotent(header.extract_id, done.run_id)
