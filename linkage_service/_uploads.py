@@ -66,7 +66,6 @@ class UploadSession:
     verify_seconds: float = 0.0  # time spent checking lines as chunks arrived
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event = field(default_factory=threading.Event)
-    _digest: Any = field(default_factory=hashlib.sha256)
 
     def refuse(self, exc: LinkageError) -> None:
         """Mark refused with ``exc`` and discard the staged records."""
@@ -198,7 +197,6 @@ class Uploads:
                 session.refuse(exc)
                 raise
             session.verify_seconds += time.perf_counter() - started
-            session._digest.update(data)
             session.offset += len(data)
             session.touched = self._clock()
         return session
@@ -227,7 +225,8 @@ class Uploads:
         receiver = session.receiver
         assert receiver is not None
         try:
-            if session._digest.hexdigest() != session.sha256:
+            # the receiver hashes every byte fed to it (the same bytes, in order)
+            if receiver.body_sha256() != session.sha256:
                 raise UploadError(
                     f"the {session.size} bytes received do not have the SHA-256 declared when "
                     "the upload was opened",

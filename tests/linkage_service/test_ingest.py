@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import datetime as dt
 import hashlib
 import json
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from nacl.signing import SigningKey
 
 from linkage_service import _store as store
@@ -21,9 +24,9 @@ from linkage_service._errors import (
     SignatureError,
     TooLarge,
 )
-from linkage_service._ingest import content_digest
+from linkage_service._ingest import b64, content_digest
 from linkage_service._service import LinkageService
-from protocols import TokenisedRecord
+from protocols import Indicator, IndicatorType, TokenisedRecord
 
 from ._factories import SCHEMA, FakeEngine, build_extract, make_record, register
 from .conftest import ingest
@@ -446,6 +449,109 @@ def test_content_digest_of_a_record_without_local_tokens_is_unchanged(rng):
     assert content_digest(rec) == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
     token = {"local_person_id": base64.b64encode(b"y" * 24).decode()}
     assert content_digest(rec.model_copy(update={"local_tokens": token})) != content_digest(rec)
+
+
+def _digest_reference(record: TokenisedRecord) -> bytes:
+    """The content digest as first defined: the model's JSON dump through ``json.dumps``."""
+    exclude = {"sealed_identity"} if record.local_tokens else {"sealed_identity", "local_tokens"}
+    body = record.model_dump(mode="json", exclude=exclude)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).digest()
+
+
+def test_content_digest_knows_every_field_of_a_record():
+    # content_digest writes the fields one by one: a new field must be added there
+    assert set(TokenisedRecord.model_fields) == {
+        "record_ref",
+        "clk",
+        "address_clk",
+        "exact_tokens",
+        "local_tokens",
+        "blocking_keys",
+        "age",
+        "age_band",
+        "sex",
+        "postcode_district",
+        "indicators",
+        "sealed_identity",
+    }
+    assert set(Indicator.model_fields) == {"type", "value", "date"}
+
+
+_B64 = st.binary(min_size=0, max_size=40).map(lambda b: base64.b64encode(b).decode())
+_NAME = st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True)
+
+
+@st.composite
+def _records(draw: st.DrawFn) -> TokenisedRecord:
+    age = draw(st.none() | st.integers(0, 24))
+    band = None if age is not None else draw(st.none() | st.sampled_from(["25-34", "35-49", "50+"]))
+    indicators = draw(
+        st.lists(
+            st.builds(
+                dict,
+                type=st.sampled_from(list(IndicatorType)).map(str),
+                value=st.floats(min_value=0, allow_nan=False, allow_infinity=False)
+                | st.integers(0, 10**20),
+                date=st.dates(dt.date(1900, 1, 1), dt.date(2100, 1, 1)),
+            ),
+            max_size=4,
+        )
+    )
+    expectant = any(i["type"] == "expectant_parent" for i in indicators)
+    district = None
+    if expectant or (age is not None and age < 19):
+        district = draw(st.none() | st.from_regex(r"[A-Z]{1,2}[0-9][A-Z0-9]?", fullmatch=True))
+    return TokenisedRecord.model_validate(
+        {
+            "record_ref": draw(st.binary(min_size=16, max_size=16)).hex(),
+            "clk": draw(_B64),
+            "address_clk": draw(st.none() | _B64),
+            "exact_tokens": draw(
+                st.dictionaries(st.sampled_from(["nhs_number", "ni_number", "upn"]), _B64)
+            ),
+            "local_tokens": draw(st.dictionaries(_NAME.filter(lambda n: len(n) > 1), _B64)),
+            "blocking_keys": draw(st.dictionaries(_NAME, _B64, max_size=5)),
+            "age": age,
+            "age_band": band,
+            "sex": draw(st.none() | st.sampled_from(["M", "F"])),
+            "postcode_district": district,
+            "indicators": indicators,
+            "sealed_identity": draw(_B64),
+        }
+    )
+
+
+@settings(max_examples=500, deadline=None)
+@given(_records())
+def test_content_digest_is_the_model_dump_digest_for_any_record(record):
+    # the digests are stored and compared with every later extract's: the fast form
+    # must give the bytes the model_dump form gave, whatever the record holds
+    assert content_digest(record) == _digest_reference(record)
+
+
+def _b64_reference(value: str) -> bytes | str:
+    """What b64 did first: strict decode, then always encode again and compare."""
+    try:
+        raw = binascii.a2b_base64(value, strict_mode=True)
+    except binascii.Error:
+        return "not valid base64"
+    if binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
+        return "not canonical base64"
+    return raw
+
+
+@settings(max_examples=1000, deadline=None)
+@given(
+    st.text("ABCDQRab019+/=\n ", max_size=14)
+    | _B64.map(lambda v: v[:-2] + "R=" if v.endswith("==") else v)
+)
+def test_b64_refuses_exactly_what_a_full_round_trip_refuses(value):
+    try:
+        got: bytes | str = b64(value, 2, "clk")
+    except IngestError as exc:
+        got = str(exc).rsplit(": ", 1)[-1]
+        assert exc.line == 2 and exc.field == "clk"
+    assert got == _b64_reference(value)
 
 
 def test_record_ids_do_not_follow_arrival_order(make_service, school, rng):
