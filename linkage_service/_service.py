@@ -576,7 +576,7 @@ class LinkageService:
             self._engine = self._build()
         engine = self._engine
         r = store.records
-        with self.sql.begin() as conn:
+        with store.bulk_transaction(self.sql) as conn:
             prior = conn.execute(
                 sa.select(store.extracts.c.body_sha256, store.extracts.c.run_id).where(
                     store.extracts.c.extract_id == header.extract_id

@@ -18,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
+import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -51,6 +53,8 @@ VERSION_TABLE = "linkage_service_alembic_version"
 CHUNK = 500  # IN-list size: well under SQLite's and PostgreSQL's parameter limits
 ARRAY_CHUNK = 50_000  # values per PostgreSQL array parameter (key_in)
 ANALYSIS_LIMIT = 1000  # rows SQLite's ANALYZE reads per index (PRAGMA analysis_limit)
+# SQLite page cache of an apply's connection while it writes (KiB; 2 MiB otherwise)
+BULK_CACHE_KIB = 256 * 1024
 # columns PostgreSQL's ANALYZE after an apply skips (no query's predicate uses them)
 UNANALYZED = frozenset(
     {
@@ -290,6 +294,33 @@ def migrate(engine: Engine) -> None:
 def open_engine(url: str, *, migrate_schema: bool = True) -> Engine:
     """Create an engine for ``url`` and (by default) migrate its schema."""
     return open_database(create_engine, migrate, url, migrate_schema=migrate_schema)
+
+
+@contextmanager
+def bulk_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction for bulk writes (an apply), committed on success.
+
+    SQLite: the connection's page cache is :data:`BULK_CACHE_KIB` until the
+    transaction ends, then back to what it was. With the default 2 MiB, inserts
+    with random keys (record ids, refs, person ids) into indexes of tens of MB
+    read most index pages back from the file: a 100,000-record insert at 200,000
+    held took 40% less CPU with 64 MiB or more.
+    """
+    with engine.connect() as conn:
+        raw: Any = conn.connection.driver_connection if conn.dialect.name == "sqlite" else None
+        before = 0
+        if raw is not None:
+            before = int(raw.execute("PRAGMA cache_size").fetchone()[0])
+            raw.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            if raw is not None:
+                try:
+                    raw.execute(f"PRAGMA cache_size={before}")
+                except sqlite3.Error:
+                    conn.invalidate()  # broken with the transaction: not back to the pool
 
 
 def family_id_of(household_id: str) -> str:

@@ -127,6 +127,36 @@ def test_restart_rebuilds_engine_from_database(db_url, make_service, school, rng
     assert summary["records_retired"] == 2 and summary["persons_retired"] == 2
 
 
+def test_a_bulk_transaction_widens_sqlites_page_cache_only_while_it_lasts(tmp_path):
+    sql = store.open_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
+
+    def cache() -> int:
+        with sql.connect() as c:
+            return int(c.exec_driver_sql("PRAGMA cache_size").scalar_one())
+
+    before = cache()
+    assert before != -store.BULK_CACHE_KIB
+    with store.bulk_transaction(sql) as conn:
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar_one() == -store.BULK_CACHE_KIB
+        conn.execute(
+            store.runs.insert().values(
+                id=1, kind="ingest", status="applied", started_at=1, stats="{}"
+            )
+        )
+    assert cache() == before
+    with pytest.raises(RuntimeError), store.bulk_transaction(sql) as conn:
+        conn.execute(
+            store.runs.insert().values(
+                id=2, kind="ingest", status="applied", started_at=1, stats="{}"
+            )
+        )
+        raise RuntimeError("mid-apply")
+    assert cache() == before
+    with sql.connect() as c:  # the first committed, the second rolled back
+        assert c.execute(sa.select(store.runs.c.id)).scalars().all() == [1]
+    sql.dispose()
+
+
 def test_unsupported_database_url():
     with pytest.raises(ConfigError, match="unsupported database"):
         store.create_engine("mysql://u@h/db")
