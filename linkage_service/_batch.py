@@ -119,28 +119,43 @@ def district_column(values: Iterable[str | None]) -> npt.NDArray[np.str_]:
 
 
 class TokenColumns:
-    """Keyed-token code columns filled record by record (missing = 0), growing as needed.
+    """Keyed-token code columns filled record by record (missing = 0).
 
-    A token type first seen at row ``k`` reads 0 for rows before ``k``.
+    A token type first seen at row ``k`` reads 0 for rows before ``k``. Each
+    type's rows and first eight token bytes are appended as they come and turned
+    into codes (:func:`token_code`) for all rows at once by :meth:`build`.
     """
 
     def __init__(self, capacity: int = 1024) -> None:
-        self._cap = max(capacity, 1)
-        self.columns: dict[str, U64] = {}
+        del capacity  # columns grow as rows come; kept for the callers that size them
+        self._rows: dict[str, list[int]] = {}
+        self._heads: dict[str, bytearray] = {}  # 8 bytes a row: the token's first 8, padded
+        self._empty: dict[str, list[int]] = {}  # positions (in _rows) of empty tokens
 
     def put(self, row: int, tokens: Mapping[str, bytes]) -> None:
         """Record the tokens of row ``row`` (name -> token bytes)."""
-        if row >= self._cap:
-            self._cap = max(2 * self._cap, row + 1)
-            for name, col in self.columns.items():
-                grown = np.zeros(self._cap, dtype=np.uint64)
-                grown[: col.size] = col
-                self.columns[name] = grown
         for name, token in tokens.items():
-            if name not in self.columns:
-                self.columns[name] = np.zeros(self._cap, dtype=np.uint64)
-            self.columns[name][row] = token_code(token) if token else 0
+            rows = self._rows.get(name)
+            if rows is None:
+                rows = self._rows[name] = []
+                self._heads[name] = bytearray()
+                self._empty[name] = []
+            if not token:
+                self._empty[name].append(len(rows))
+            rows.append(row)
+            self._heads[name] += token[:8].ljust(8, b"\0")
 
     def build(self, n: int) -> dict[str, U64]:
         """The first ``n`` rows of every column, by name."""
-        return {name: self.columns[name][:n].copy() for name in sorted(self.columns)}
+        out: dict[str, U64] = {}
+        for name in sorted(self._rows):
+            rows = np.asarray(self._rows[name], dtype=np.int64)
+            codes = np.frombuffer(self._heads[name], dtype="<u8").astype(np.uint64) | np.uint64(1)
+            codes[self._empty[name]] = 0
+            # a row given twice keeps its last token (as one assignment after another)
+            last = rows.size - 1 - np.unique(rows[::-1], return_index=True)[1]
+            keep = last[rows[last] < n]
+            col = np.zeros(n, dtype=np.uint64)
+            col[rows[keep]] = codes[keep]
+            out[name] = col
+        return out

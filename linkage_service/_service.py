@@ -187,24 +187,31 @@ def dask_engine_factory(pairs: object | None) -> EngineFactory:
 
 
 class BatchBuilder:
-    """Fills the columns of a :class:`RecordBatch` row by row into preallocated arrays."""
+    """Collects the columns of a :class:`RecordBatch` row by row; :meth:`build` makes the arrays.
+
+    Rows are appended to lists and byte buffers (a numpy element assignment per
+    field per record cost more than the rest of staging a record), so
+    ``capacity`` is only a hint.
+    """
 
     def __init__(self, capacity: int, clk_bytes: int, address_bytes: int) -> None:
+        del capacity
         self.n = 0
         self._cb, self._ab = clk_bytes, address_bytes
-        self.ids = np.zeros(capacity, dtype=np.int64)
-        self.agency = np.zeros(capacity, dtype=np.int16)
-        self.clk = np.zeros((capacity, clk_bytes // 8), dtype=np.uint64)
-        self.address = np.zeros((capacity, address_bytes // 8), dtype=np.uint64)
-        self.has_address = np.zeros(capacity, dtype=np.bool_)
-        self.age = np.full(capacity, -1, dtype=np.int16)
-        self.sex = np.zeros(capacity, dtype=np.int8)
-        self.district = np.zeros(capacity, dtype="U4")  # "" = unknown
-        self.day = np.zeros(capacity, dtype=np.int32)
-        self.dependent = np.zeros(capacity, dtype=np.bool_)
-        self.expectant = np.zeros(capacity, dtype=np.bool_)
-        self.exact = TokenColumns(capacity)
-        self.blocking = TokenColumns(capacity)
+        self._no_address = bytes(address_bytes)
+        self._ids: list[int] = []
+        self._agency: list[int] = []
+        self._clk = bytearray()
+        self._address = bytearray()
+        self._has_address: list[bool] = []
+        self._age: list[int] = []
+        self._sex: list[int] = []
+        self._district: list[str] = []  # "" = unknown
+        self._day: list[int] = []
+        self._dependent: list[bool] = []
+        self._expectant: list[bool] = []
+        self.exact = TokenColumns()
+        self.blocking = TokenColumns()
 
     def add(
         self,
@@ -229,25 +236,31 @@ class BatchBuilder:
                 f"record {record_id}: person filter of {len(clk)} bytes, expected {self._cb} "
                 "(records of two schemas cannot be linked together)"
             )
-        self.ids[k] = record_id
-        self.agency[k] = agency_idx
-        self.clk[k] = np.frombuffer(clk, dtype="<u8")
+        self._ids.append(record_id)
+        self._agency.append(agency_idx)
+        self._clk += clk
         if address_clk is not None and len(address_clk) == self._ab:
-            self.address[k] = np.frombuffer(address_clk, dtype="<u8")
-            self.has_address[k] = True
+            self._address += address_clk
+            self._has_address.append(True)
+        else:
+            self._address += self._no_address
+            self._has_address.append(False)
         # the engine's age column: whole years, or the floor of the band from 25
-        span = age_span(age, age_band)
-        self.age[k] = -1 if span is None else span[0]
-        self.sex[k] = SEX_CODES.get(sex or "", 0)
-        self.district[k] = district or ""
-        self.day[k] = (extract_date - _EPOCH).days
-        types = set(indicator_types)
-        self.dependent[k] = (
-            IndicatorType.IN_EDUCATION_OR_TRAINING.value in types
-            and age is not None
-            and 16 <= age <= 18
+        if age is not None or age_band is None:
+            self._age.append(-1 if age is None else age)
+        else:
+            span = age_span(None, age_band)
+            self._age.append(-1 if span is None else span[0])
+        self._sex.append(SEX_CODES.get(sex or "", 0))
+        self._district.append(district or "")
+        self._day.append((extract_date - _EPOCH).days)
+        types = (
+            indicator_types
+            if isinstance(indicator_types, set | frozenset)
+            else set(indicator_types)
         )
-        self.expectant[k] = IndicatorType.EXPECTANT_PARENT.value in types
+        self._dependent.append(_IN_EDUCATION in types and age is not None and 16 <= age <= 18)
+        self._expectant.append(_EXPECTANT in types)
         if exact:
             self.exact.put(k, exact)
         if blocking:
@@ -258,22 +271,26 @@ class BatchBuilder:
         """The batch of the rows added so far."""
         n = self.n
         return RecordBatch(
-            ids=self.ids[:n].copy(),
-            agency=self.agency[:n].copy(),
-            clk=np.ascontiguousarray(self.clk[:n]),
-            address_clk=np.ascontiguousarray(self.address[:n]),
-            has_address=self.has_address[:n].copy(),
-            age=self.age[:n].copy(),
-            sex=self.sex[:n].copy(),
-            district=self.district[:n].copy(),
-            extract_day=self.day[:n].copy(),
-            dependent_flag=self.dependent[:n].copy(),
-            expectant_flag=self.expectant[:n].copy(),
+            ids=np.asarray(self._ids, dtype=np.int64),
+            agency=np.asarray(self._agency, dtype=np.int16),
+            clk=np.frombuffer(self._clk, dtype="<u8").reshape(n, self._cb // 8).astype(np.uint64),
+            address_clk=np.frombuffer(self._address, dtype="<u8")
+            .reshape(n, self._ab // 8)
+            .astype(np.uint64),
+            has_address=np.asarray(self._has_address, dtype=np.bool_),
+            age=np.asarray(self._age, dtype=np.int16),
+            sex=np.asarray(self._sex, dtype=np.int8),
+            district=np.asarray(self._district, dtype="U4"),
+            extract_day=np.asarray(self._day, dtype=np.int32),
+            dependent_flag=np.asarray(self._dependent, dtype=np.bool_),
+            expectant_flag=np.asarray(self._expectant, dtype=np.bool_),
             exact=self.exact.build(n),
             blocking=self.blocking.build(n),
         )
 
 
+_IN_EDUCATION = IndicatorType.IN_EDUCATION_OR_TRAINING.value
+_EXPECTANT = IndicatorType.EXPECTANT_PARENT.value
 _FLAG_TYPES = (
     IndicatorType.IN_EDUCATION_OR_TRAINING.value,
     IndicatorType.EXPECTANT_PARENT.value,

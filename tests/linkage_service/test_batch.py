@@ -53,6 +53,33 @@ def test_token_columns_match_per_record_codes(rows: list[dict[str, bytes]], capa
         assert col.tolist() == token_codes([r.get(name) for r in rows]).tolist()
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 12),
+            st.dictionaries(st.sampled_from(["a", "b"]), st.binary(min_size=0, max_size=10)),
+        ),
+        max_size=30,
+    ),
+    st.integers(0, 14),
+)
+def test_token_columns_are_puts_applied_one_after_another(
+    puts: list[tuple[int, dict[str, bytes]]], n: int
+) -> None:
+    # rows in any order and given twice, short and empty tokens, rows past n
+    cols = TokenColumns()
+    want: dict[str, dict[int, int]] = {}
+    for row, tokens in puts:
+        cols.put(row, tokens)
+        for name, token in tokens.items():
+            want.setdefault(name, {})[row] = token_code(token) if token else 0
+    built = cols.build(n)
+    assert list(built) == sorted(want)
+    for name, col in built.items():
+        assert col.tolist() == [want[name].get(r, 0) for r in range(n)]
+
+
 def test_district_column_is_fixed_width_with_empty_for_unknown() -> None:
     col = district_column(["LS6", None, "SW1A"])
     assert col.dtype == np.dtype("U4")
