@@ -53,7 +53,6 @@ from ._errors import (
     ReplayError,
     StorageError,
 )
-
 from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES, ExtractReceiver, Received
 from ._subject import subject_answer
 
