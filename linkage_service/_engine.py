@@ -462,6 +462,7 @@ class LinkageEngine:
 
     # ------------------------------------------------------------------ state loading
     @classmethod
+    @gc_paused()
     def from_state(
         cls,
         batch: RecordBatch,
@@ -482,24 +483,8 @@ class LinkageEngine:
         Address places are recomputed (deterministic, from the address filters).
         ``decisions`` are the clerical decisions in force (:meth:`set_decisions`).
         ``pairs``: run blocking and scoring as Dask tasks (see :class:`LinkageEngine`).
+        The cyclic garbage collector is paused meanwhile (:func:`protocols.gc_paused`).
         """
-        with gc_paused():
-            return cls._from_state(
-                batch, person_of, household_of, config, id_factory, model, decisions, pairs
-            )
-
-    @classmethod
-    def _from_state(
-        cls,
-        batch: RecordBatch,
-        person_of: dict[int, str],
-        household_of: dict[str, str],
-        config: EngineConfig,
-        id_factory: Callable[[str], str] | None,
-        model: MatchModel | None,
-        decisions: Mapping[tuple[int, int], str] | None,
-        pairs: DaskPairs | None,
-    ) -> LinkageEngine:
         eng = cls(config, id_factory=id_factory, model=model, pairs=pairs)
         if decisions:
             eng.set_decisions(decisions)
@@ -1050,6 +1035,7 @@ class LinkageEngine:
         f_rows.update(live)
 
     # ------------------------------------------------------------------ the update
+    @gc_paused()
     def update(
         self,
         added: RecordBatch,
@@ -1066,15 +1052,6 @@ class LinkageEngine:
         them, and marks them read-only. The cyclic garbage collector is paused
         meanwhile (:func:`protocols.gc_paused`).
         """
-        with gc_paused():
-            return self._update(added, removed, previous)
-
-    def _update(
-        self,
-        added: RecordBatch,
-        removed: Sequence[int],
-        previous: Mapping[int, str] | None,
-    ) -> Delta:
         cfg = self.config
         delta = Delta()
         t_start = time.perf_counter()

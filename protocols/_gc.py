@@ -21,6 +21,7 @@ def gc_paused() -> Iterator[None]:
     """Pause the cyclic collector inside the block; restore its state on the way out.
 
     Nested use is safe: only the outermost block that found it enabled re-enables it.
+    Also a decorator (``@gc_paused()``): each call of the function runs paused.
     """
     collecting = gc.isenabled()
     gc.disable()

@@ -37,3 +37,17 @@ def test_a_collector_disabled_by_the_caller_stays_disabled():
     with gc_paused():
         pass
     assert not gc.isenabled()
+
+
+def test_as_a_decorator_each_call_runs_paused():
+    seen = []
+
+    @gc_paused()
+    def work(n: int) -> int:
+        seen.append(gc.isenabled())
+        return n * 2
+
+    assert work(2) == 4
+    assert work(3) == 6
+    assert seen == [False, False]
+    assert gc.isenabled()
