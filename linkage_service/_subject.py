@@ -41,6 +41,7 @@ from protocols import (
 from . import _store as store
 from ._errors import StorageError
 from .programme import _store as pstore
+from .programme._programme import SnapshotDetail, parse_detail
 
 __all__ = ["subject_answer"]
 
@@ -130,8 +131,8 @@ def _family(conn: Connection, family_id: str, person_ids: set[str]) -> HeldFamil
     assessments: list[HeldAssessment] = []
     members = 0
     for snap in snaps:
-        detail = json.loads(snap.detail)
-        in_family = {str(m["person_id"]) for m in detail.get("members", ())}
+        detail = parse_detail(SnapshotDetail, snap.detail, family_id, snap.cycle_id)
+        in_family = {m.person_id for m in detail.members}
         members = len(in_family)
         assessments.append(
             HeldAssessment(
@@ -139,14 +140,17 @@ def _family(conn: Connection, family_id: str, person_ids: set[str]) -> HeldFamil
                 as_at=snap.as_at,
                 ruleset=f"{snap.ruleset_name} {snap.ruleset_version}",
                 eligible=bool(snap.eligible),
-                problems_met=tuple(
-                    p for p, v in sorted(detail.get("problems", {}).items()) if v.get("met")
-                ),
-                indicators_met=tuple(detail.get("indicators", ())),
+                problems_met=tuple(p for p, v in sorted(detail.problems.items()) if v.met),
+                indicators_met=tuple(detail.indicators),
                 score=snap.score,
                 step=snap.step,
                 clearance_required=snap.clearance_required,
-                reasons=tuple(HeldReason.model_validate(r) for r in detail.get("reasons", ())),
+                reasons=tuple(
+                    HeldReason(
+                        code=r.code, points=r.points, title=r.title, because=tuple(r.because)
+                    )
+                    for r in detail.reasons
+                ),
                 subject_member=bool(in_family & person_ids),
             )
         )

@@ -45,6 +45,7 @@ import sqlalchemy as sa
 
 from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, StorageError
+from linkage_service._subject import _family as _subject_family
 from linkage_service.programme import _reports as reports
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._riskmodel import default_model
@@ -402,6 +403,26 @@ def test_a_stored_detail_that_does_not_parse_names_the_snapshot_and_field(db: sa
         )
     with pytest.raises(StorageError, match=rf"{fid} in cycle 2.*no_data"):
         reports.data_coverage(db)
+
+
+def test_subject_access_names_a_stored_detail_that_does_not_parse(db: sa.Engine) -> None:
+    # the answer itself is checked over the real services (tests/e2e/test_subject_access.py)
+    s = pstore.snapshots
+    with db.begin() as conn:
+        fid = conn.execute(sa.select(s.c.family_id).where(s.c.cycle_id == 2, s.c.eligible)).scalar()
+        stored = json.loads(
+            conn.execute(
+                sa.select(s.c.detail).where(s.c.cycle_id == 2, s.c.family_id == fid)
+            ).scalar_one()
+        )
+        stored["members"] = [{"person": "p_1"}]  # no person_id
+        conn.execute(
+            s.update()
+            .where(s.c.cycle_id == 2, s.c.family_id == fid)
+            .values(detail=json.dumps(stored))
+        )
+        with pytest.raises(StorageError, match=rf"{fid} in cycle 2.*members"):
+            _subject_family(conn, str(fid), set())
 
 
 def test_status_counts_by_district_and_period(db: sa.Engine) -> None:
