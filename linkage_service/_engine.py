@@ -34,12 +34,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, TypeVar, overload
+from typing import TYPE_CHECKING, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -1330,55 +1331,89 @@ class LinkageEngine:
         view = _PlaceView(self)
         alive, row_pid, root_of = view.alive, self.row_pid, view.roots
         at_place = self.places.members
-        affected = set(changed_pids)
-        for root in place_roots:
-            for r in at_place(root):
-                pid = row_pid[r]
-                if pid is not None and alive[r]:
-                    affected.add(pid)
+        affected = changed_pids & self.pid_root.keys()
+        # every person held (a link from scratch, a re-link): the places' persons and
+        # the ring below can add nobody
+        whole = len(affected) == len(self.pid_root)
+        if not whole:
+            affected = set(changed_pids)
+            for root in place_roots:
+                for r in at_place(root):
+                    pid = row_pid[r]
+                    if pid is not None and alive[r]:
+                        affected.add(pid)
         for pid in retired_pids:
             self._set_chosen(pid, None)
             self.base_row.pop(pid, None)
-        affected &= self.pid_root.keys()
+        if not whole:
+            affected &= self.pid_root.keys()
         self.base_row.update(view.current_rows(affected))
-        # whoever shares a place with an affected person may follow (or stop following)
-        # them: everyone alive at the places of affected persons' records
-        ring = view.people_at(view.homes(affected))
-        self.base_row.update(view.current_rows(ring - affected))
-        affected |= ring
+        if not whole:
+            # whoever shares a place with an affected person may follow (or stop
+            # following) them: everyone alive at the places of affected persons' records
+            # (all of them held: current_rows looks each up)
+            ring = view.people_at(view.homes(affected))
+            self.base_row.update(view.current_rows(ring - affected))
+            affected |= ring
         # a person living where nobody has moved away from stays there (_follow's
         # first answer), found for every place at once; the others are followed
-        base, chosen = self.base_row, self.chosen_row
-        stays = view.without_movers({row for pid in affected if (row := base.get(pid)) is not None})
+        base, chosen, residents = self.base_row, self.chosen_row, self.residents
+        stays = view.without_movers({row for row in map(base.get, affected) if row is not None})
+        follow = self._follow
         for pid in affected:
             row = base.get(pid)
             if row is not None and root_of[row] not in stays:
-                row = self._follow(pid, view)
-            if chosen.get(pid) != row:
-                self._set_chosen(pid, row)
+                row = follow(pid, view)
+            was = chosen.get(pid)
+            if was != row:
+                if was is None and row is not None:  # _set_chosen's work, nothing to undo
+                    chosen[pid] = row
+                    at_row = residents.get(row)
+                    if at_row is None:
+                        residents[row] = {pid}
+                    else:
+                        at_row.add(pid)
+                else:
+                    self._set_chosen(pid, row)
         # everyone who shared a household with an affected person is affected too
-        old_hids = {self.person_hid[p] for p in affected | retired_pids if p in self.person_hid}
-        everyone = {p for p in affected if p in self.pid_root}
+        hid_of = self.person_hid.get
+        old_hids = {
+            h for h in map(hid_of, itertools.chain(affected, retired_pids)) if h is not None
+        }
+        # affected persons are all held (current_rows looked up every one of them)
+        everyone = set(affected)
         for h in old_hids:
             everyone |= self.hid_persons.get(h, set())
         everyone -= retired_pids
         roots: set[int] = set()
         solo: list[str] = []
-        for pid in everyone:
-            row = self.chosen_row.get(pid)
+        for pid, row in zip(everyone, map(chosen.get, everyone), strict=True):
             if row is None:
                 solo.append(pid)
             else:
                 roots.add(root_of[row])
         groups: list[list[str]] = []
-        residents = self.residents
-        for root in sorted(roots):
-            at: set[str] = set()
-            for r in self.places.members(root):
-                here = residents.get(r)
-                if here:
-                    at |= here
-            groups.append(sorted(at))
+        if whole:
+            # most places hold someone: read the residents once rather than every row
+            # of every place (the rows of a place are those whose root it is)
+            found: dict[int, set[str]] = {}
+            for r, those in residents.items():
+                root = root_of[r]
+                if root >= 0 and root in roots and those:
+                    got = found.get(root)
+                    if got is None:
+                        found[root] = set(those)
+                    else:
+                        got |= those
+            groups.extend(sorted(found.get(root, ())) for root in sorted(roots))
+        else:
+            for root in sorted(roots):
+                at: set[str] = set()
+                for r in self.places.members(root):
+                    here = residents.get(r)
+                    if here:
+                        at |= here
+                groups.append(sorted(at))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
         ids, retired, merges, splits = reconcile(
@@ -1394,17 +1429,22 @@ class LinkageEngine:
             self.hid_persons.pop(h, None)
         delta.households_retired = retired
         changed: list[tuple[str, list[str]]] = []
+        person_hid, hid_persons, household_of = (
+            self.person_hid,
+            self.hid_persons,
+            delta.household_of,
+        )
         for members, hid in zip(groups, ids, strict=True):
-            before = self.hid_persons.get(hid, set())
+            before = hid_persons.get(hid, set())
             now = set(members)
             for pid in members:
-                old = self.person_hid.get(pid)
+                old = person_hid.get(pid)
                 if old != hid:
-                    if old is not None and old in self.hid_persons:
-                        self.hid_persons[old].discard(pid)
-                    self.person_hid[pid] = hid
-                    delta.household_of[pid] = hid
-            self.hid_persons[hid] = now
+                    if old is not None and old in hid_persons:
+                        hid_persons[old].discard(pid)
+                    person_hid[pid] = hid
+                    household_of[pid] = hid
+            hid_persons[hid] = now
             if now != before:
                 changed.append((hid, members))
         delta.families.update(view.families(changed))
@@ -1481,7 +1521,7 @@ class _PlaceView:
         if not pids:
             return {}
         e = self._e
-        roots = np.fromiter((e.pid_root[p] for p in pids), dtype=np.int64, count=len(pids))
+        roots = np.fromiter(map(e.pid_root.__getitem__, pids), dtype=np.int64, count=len(pids))
         uniq, inv = np.unique(roots, return_inverse=True)
         rows = self._rows_of_roots(uniq)
         who = np.searchsorted(uniq, self._person[rows])
@@ -1490,22 +1530,23 @@ class _PlaceView:
         best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], uniq.size)[
             inv
         ].tolist()
-        return {p: (None if b < 0 else b) for p, b in zip(pids, best, strict=True)}
+        return dict(zip(pids, [None if b < 0 else b for b in best], strict=True))
 
     def _rows_of_roots(self, roots: I64) -> I64:
         """The alive rows of the persons rooted at ``roots`` (sorted, unique)."""
-        return np.flatnonzero(self._alive & np.isin(self._person, roots))
+        # a table over row numbers: one pass, not a sort of every row
+        return np.flatnonzero(self._alive & np.isin(self._person, roots, kind="table"))
 
     def homes(self, pids: Iterable[str]) -> I64:
         """The places of the alive rows of ``pids`` (sorted, unique)."""
-        roots = np.fromiter((self._e.pid_root[p] for p in pids), dtype=np.int64)
+        roots = np.fromiter(map(self._e.pid_root.__getitem__, pids), dtype=np.int64)
         place = self.place[self._rows_of_roots(roots)]
         return np.unique(place[place >= 0])
 
     def people_at(self, places: I64) -> set[str]:
         """The persons of the alive rows at ``places``."""
         row_pid = self._e.row_pid
-        rows = np.flatnonzero(self._alive & np.isin(self.place, places)).tolist()
+        rows = np.flatnonzero(self._alive & np.isin(self.place, places, kind="table")).tolist()
         return {q for x in rows if (q := row_pid[x]) is not None}
 
     def without_movers(self, rows: Iterable[int]) -> set[int]:
@@ -1513,14 +1554,15 @@ class _PlaceView:
         e = self._e
         places = np.unique(self.place[np.fromiter(rows, dtype=np.int64)])
         places = places[places >= 0]
-        at = np.flatnonzero(self._alive & np.isin(self.place, places))
-        base, row_pid = e.base_row, e.row_pid
-        based = np.fromiter(
-            # "" is nobody's id: a row without a person has no base row
-            (-1 if (b := base.get(row_pid[x] or "")) is None else b for x in at.tolist()),
-            dtype=np.int64,
+        at = np.flatnonzero(self._alive & np.isin(self.place, places, kind="table"))
+        # None (no person: nobody's id; or no base row) reads as NaN, then -1
+        base_of = cast("Callable[[str | None], int | None]", e.base_row.get)
+        got = np.fromiter(
+            map(base_of, map(e.row_pid.__getitem__, at.tolist())),
+            dtype=np.float64,
             count=at.size,
         )
+        based = np.where(np.isnan(got), -1, got).astype(np.int64)
         here = self.place[at]
         moved = (based >= 0) & (self.place[np.maximum(based, 0)] != here)
         with_mover = np.unique(here[moved])
@@ -1542,7 +1584,9 @@ class _PlaceView:
         e = self._e
         pids = [p for _, members in households for p in members]
         # -1, no rows: a person not held (there is none in a household)
-        roots = np.fromiter((e.pid_root.get(p, -1) for p in pids), dtype=np.int64, count=len(pids))
+        roots = np.fromiter(
+            map(e.pid_root.get, pids, itertools.repeat(-1)), dtype=np.int64, count=len(pids)
+        )
         uniq, inv = np.unique(roots, return_inverse=True)
         rows = self._rows_of_roots(uniq)
         who = np.searchsorted(uniq, self._person[rows])
