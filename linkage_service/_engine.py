@@ -1345,23 +1345,33 @@ class LinkageEngine:
         for pid in retired_pids:
             self._set_chosen(pid, None)
             self.base_row.pop(pid, None)
-        if not whole:
+        base, chosen, residents = self.base_row, self.chosen_row, self.residents
+        pids: list[str]
+        if whole:
+            # every person's current row, in pid_root's order: no id looked up
+            pids = list(self.pid_root)
+            roots_of = np.fromiter(self.pid_root.values(), dtype=np.int64, count=len(pids))
+            bases = view.current_row_list(pids, roots_of)
+            base.update(zip(pids, bases, strict=True))
+        else:
             affected &= self.pid_root.keys()
-        self.base_row.update(view.current_rows(affected))
-        if not whole:
+            base.update(view.current_rows(affected))
             # whoever shares a place with an affected person may follow (or stop
             # following) them: everyone alive at the places of affected persons' records
             # (all of them held: current_rows looks each up)
             ring = view.people_at(view.homes(affected))
-            self.base_row.update(view.current_rows(ring - affected))
+            base.update(view.current_rows(ring - affected))
             affected |= ring
+            pids = list(affected)
+            bases = list(map(base.get, pids))
         # a person living where nobody has moved away from stays there (_follow's
         # first answer), found for every place at once; the others are followed
-        base, chosen, residents = self.base_row, self.chosen_row, self.residents
-        stays = view.without_movers({row for row in map(base.get, affected) if row is not None})
+        stays = view.without_movers({row for row in bases if row is not None})
         follow = self._follow
-        for pid in affected:
-            row = base.get(pid)
+        # where each affected person now lives: a place root, or alone
+        roots: set[int] = set()
+        solo: list[str] = []
+        for pid, row in zip(pids, bases, strict=True):
             if row is not None and root_of[row] not in stays:
                 row = follow(pid, view)
             was = chosen.get(pid)
@@ -1375,23 +1385,29 @@ class LinkageEngine:
                         at_row.add(pid)
                 else:
                     self._set_chosen(pid, row)
-        # everyone who shared a household with an affected person is affected too
-        hid_of = self.person_hid.get
-        old_hids = {
-            h for h in map(hid_of, itertools.chain(affected, retired_pids)) if h is not None
-        }
-        # affected persons are all held (current_rows looked up every one of them)
-        everyone = set(affected)
-        for h in old_hids:
-            everyone |= self.hid_persons.get(h, set())
-        everyone -= retired_pids
-        roots: set[int] = set()
-        solo: list[str] = []
-        for pid, row in zip(everyone, map(chosen.get, everyone), strict=True):
             if row is None:
                 solo.append(pid)
             else:
                 roots.add(root_of[row])
+        # everyone who shared a household with an affected person is affected too
+        # (affected persons are all held: none of them is retired)
+        old_hids: set[str] = set()
+        if self.person_hid:
+            hid_of = self.person_hid.get
+            old_hids = {
+                h for h in map(hid_of, itertools.chain(pids, retired_pids)) if h is not None
+            }
+        if old_hids:
+            extra: set[str] = set()
+            for h in old_hids:
+                extra |= self.hid_persons.get(h, set())
+            extra -= affected
+            extra -= retired_pids
+            for pid, row in zip(extra, map(chosen.get, extra), strict=True):
+                if row is None:
+                    solo.append(pid)
+                else:
+                    roots.add(root_of[row])
         groups: list[list[str]] = []
         if whole:
             # most places hold someone: read the residents once rather than every row
@@ -1520,8 +1536,16 @@ class _PlaceView:
         pids = list(pids)
         if not pids:
             return {}
+        roots = np.fromiter(
+            map(self._e.pid_root.__getitem__, pids), dtype=np.int64, count=len(pids)
+        )
+        return dict(zip(pids, self.current_row_list(pids, roots), strict=True))
+
+    def current_row_list(self, pids: Sequence[str], roots: I64) -> list[int | None]:
+        """:meth:`current_rows` as a list, given each person's root in ``roots``."""
+        if not pids:
+            return []
         e = self._e
-        roots = np.fromiter(map(e.pid_root.__getitem__, pids), dtype=np.int64, count=len(pids))
         uniq, inv = np.unique(roots, return_inverse=True)
         rows = self._rows_of_roots(uniq)
         who = np.searchsorted(uniq, self._person[rows])
@@ -1530,7 +1554,7 @@ class _PlaceView:
         best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], uniq.size)[
             inv
         ].tolist()
-        return dict(zip(pids, [None if b < 0 else b for b in best], strict=True))
+        return [None if b < 0 else b for b in best]
 
     def _rows_of_roots(self, roots: I64) -> I64:
         """The alive rows of the persons rooted at ``roots`` (sorted, unique)."""
