@@ -36,6 +36,7 @@ import functools
 import hashlib
 import itertools
 import json
+import operator
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -284,8 +285,7 @@ def reconcile(
     counts: list[dict[str, int]] = []
     for g in groups:
         c: dict[str, int] = {}
-        for key in g:
-            p = prev(key)
+        for p in map(prev, g):
             if p is not None:
                 c[p] = c.get(p, 0) + 1
         counts.append(c)
@@ -306,9 +306,10 @@ def reconcile(
             assigned = new_id()
         # records of an id that lives on elsewhere now belong here: that id split
         # (into a new group, or into one that kept its own id after a re-link)
-        for old in sorted(counts[gi]):
-            if old in kept and old != assigned:
-                splits.append((old, assigned))
+        if counts[gi]:
+            for old in sorted(counts[gi]):
+                if old in kept and old != assigned:
+                    splits.append((old, assigned))
         final.append(assigned)
     olds = touched | {old for c in counts for old in c}
     retired = sorted(olds - kept)
@@ -1618,7 +1619,9 @@ class _PlaceView:
             who, e.age[rows], e.day[rows], e.dep[rows], e.exp[rows], uniq.size
         )[inv]
         # any member's flag, household by household (their members lie one after another)
-        sizes = np.fromiter((len(m) for _, m in households), dtype=np.int64, count=len(households))
+        sizes = np.fromiter(
+            map(len, map(operator.itemgetter(1), households)), dtype=np.int64, count=len(households)
+        )
         starts = np.r_[0, np.cumsum(sizes)[:-1]]
         nonempty = sizes > 0
         family = np.zeros(len(households), dtype=np.bool_)

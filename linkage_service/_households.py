@@ -86,18 +86,27 @@ def current_rows(
         return out
     p, r, pl = person[keep], rows[keep], place_of[keep]
     d, sz = extract_day[keep].astype(np.int64), place_size[keep]
-    order = np.lexsort((pl, p))
+    # grouped by (person, place) with one key (rows of a group may come in any order:
+    # only the group's count, latest day and first row are read)
+    order = np.argsort(p * (int(pl.max()) + 1) + pl)
     p, r, pl, d, sz = p[order], r[order], pl[order], d[order], sz[order]
     start = np.flatnonzero(np.r_[True, (p[1:] != p[:-1]) | (pl[1:] != pl[:-1])])
     votes = np.diff(np.r_[start, p.size])
     latest = np.maximum.reduceat(d, start)
     first = np.minimum.reduceat(r, start)
     size, owner = sz[start], p[start]
-    # the highest (latest, size > votes, votes, size, -first) of each person; the
-    # first rows of two places differ, so there are no ties
-    best = np.lexsort((-first, size, votes, size > votes, latest, owner))
-    last = best[np.r_[owner[best][1:] != owner[best][:-1], True]]
-    out[owner[last]] = first[last]
+    # a person with one place (most people) lives there; the others at the highest
+    # (latest, size > votes, votes, size, -first) of their places: the first rows of
+    # two places differ, so there are no ties
+    alone = np.r_[True, owner[1:] != owner[:-1]] & np.r_[owner[1:] != owner[:-1], True]
+    out[owner[alone]] = first[alone]
+    several = np.flatnonzero(~alone)
+    if several.size:
+        first, size, votes = first[several], size[several], votes[several]
+        latest, owner = latest[several], owner[several]
+        best = np.lexsort((-first, size, votes, size > votes, latest, owner))
+        last = best[np.r_[owner[best][1:] != owner[best][:-1], True]]
+        out[owner[last]] = first[last]
     return out
 
 
