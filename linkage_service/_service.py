@@ -68,7 +68,11 @@ __all__ = [
 _logger = logging.getLogger("linkage_service.ingest")
 _R = TypeVar("_R")
 _EPOCH = dt.date(1970, 1, 1)
-_WRITE_BATCH = 20_000  # staged records written per round (bounds the rows held in memory)
+_WRITE_BATCH = 20_000  # staged records written per round
+# rounds queued for the writer thread at most (up to 3 writes each): the apply
+# reads ahead of the inserts by this much and starts linking while they finish;
+# it bounds the rows held in memory (at most 160,000 records' rows)
+_WRITE_AHEAD = 8
 _RECORD_COLUMNS = (
     "id",
     "seq",
@@ -629,6 +633,16 @@ class LinkageService:
                 )
             }
             previous_active = len(current)
+            # a ref absent from the active set may have been held before: only an
+            # agency that has sent an extract before has such records to look up
+            sent_before = (
+                conn.execute(
+                    sa.select(store.extracts.c.extract_id)
+                    .where(store.extracts.c.agency_id == header.agency_id)
+                    .limit(1)
+                ).first()
+                is not None
+            )
             builder = BatchBuilder(trailer.record_count, self._clk_bytes, self._address_bytes)
             removed: list[int] = []
             # new record id -> the person its source record last belonged to: a
@@ -643,7 +657,7 @@ class LinkageService:
             # the bulk writes run in a thread of their own, in order, while this one
             # prepares the next batch and the engine links; every other use of the
             # connection meanwhile holds writer.lock (one statement at a time)
-            with _Writer(_threaded_writes(conn)) as writer:
+            with _Writer(_threaded_writes(conn), ahead=3 * _WRITE_AHEAD) as writer:
                 while True:
                     batch = list(itertools.islice(records, _WRITE_BATCH))
                     if not batch:
@@ -669,7 +683,7 @@ class LinkageService:
                             changed += 1
                             retire_now.append(old[0])
                             replaces[rid] = old[0]
-                        else:
+                        elif sent_before:
                             returning[rec.record_ref] = rid
                         new_rows.append(
                             (
@@ -709,15 +723,16 @@ class LinkageService:
                             blocking=rec.blocking,
                             indicator_types=[t for t, _, _ in rec.indicators],
                         )
-                    with writer.lock:
-                        previous.update(
-                            _previous_persons(conn, header.agency_id, replaces, returning)
-                        )
-                        # the records a changed one replaces retire first (one active row
-                        # per ref): before this batch's rows are queued
-                        if retire_now:
-                            _retire(conn, retire_now, xid)
-                            removed.extend(retire_now)
+                    if replaces or returning or retire_now:
+                        with writer.lock:
+                            previous.update(
+                                _previous_persons(conn, header.agency_id, replaces, returning)
+                            )
+                            # the records a changed one replaces retire first (one active
+                            # row per ref): before this batch's rows are queued
+                            if retire_now:
+                                _retire(conn, retire_now, xid)
+                                removed.extend(retire_now)
                     new_rows.sort(key=_first)  # in key order: appends to the id index
                     writer.put(store.bulk_insert, conn, r, _RECORD_COLUMNS, new_rows)
                     writer.put(
@@ -822,13 +837,14 @@ class _Writer:
     re-raises the first write that failed (the writes after it are skipped).
     Leaving the ``with`` block always waits for the thread, so a failure on
     either side rolls back a connection that no thread is using.
-    ``threaded=False`` runs each write at once, in the caller's thread.
+    ``threaded=False`` runs each write at once, in the caller's thread. At most
+    ``ahead`` writes wait in the queue; :meth:`put` blocks while it is full.
     """
 
-    def __init__(self, threaded: bool = True) -> None:
+    def __init__(self, threaded: bool = True, ahead: int = 3) -> None:
         self.lock = threading.Lock()
         self._error: BaseException | None = None
-        self._jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=3)
+        self._jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(maxsize=ahead)
         self._thread: threading.Thread | None = None
         if threaded:
             self._thread = threading.Thread(target=self._run, name="apply-writes", daemon=True)
