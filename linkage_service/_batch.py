@@ -126,8 +126,7 @@ class TokenColumns:
     into codes (:func:`token_code`) for all rows at once by :meth:`build`.
     """
 
-    def __init__(self, capacity: int = 1024) -> None:
-        del capacity  # columns grow as rows come; kept for the callers that size them
+    def __init__(self) -> None:
         self._rows: dict[str, list[int]] = {}
         self._heads: dict[str, bytearray] = {}  # 8 bytes a row: the token's first 8, padded
         self._empty: dict[str, list[int]] = {}  # positions (in _rows) of empty tokens

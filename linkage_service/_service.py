@@ -193,12 +193,10 @@ class BatchBuilder:
     """Collects the columns of a :class:`RecordBatch` row by row; :meth:`build` makes the arrays.
 
     Rows are appended to lists and byte buffers (a numpy element assignment per
-    field per record cost more than the rest of staging a record), so
-    ``capacity`` is only a hint.
+    field per record cost more than the rest of staging a record).
     """
 
-    def __init__(self, capacity: int, clk_bytes: int, address_bytes: int) -> None:
-        del capacity
+    def __init__(self, clk_bytes: int, address_bytes: int) -> None:
         self.n = 0
         self._cb, self._ab = clk_bytes, address_bytes
         self._no_address = bytes(address_bytes)
@@ -249,19 +247,12 @@ class BatchBuilder:
             self._address += self._no_address
             self._has_address.append(False)
         # the engine's age column: whole years, or the floor of the band from 25
-        if age is not None or age_band is None:
-            self._age.append(-1 if age is None else age)
-        else:
-            span = age_span(None, age_band)
-            self._age.append(-1 if span is None else span[0])
+        span = age_span(age, age_band)
+        self._age.append(-1 if span is None else span[0])
         self._sex.append(SEX_CODES.get(sex or "", 0))
         self._district.append(district or "")
         self._day.append((extract_date - _EPOCH).days)
-        types = (
-            indicator_types
-            if isinstance(indicator_types, set | frozenset)
-            else set(indicator_types)
-        )
+        types = set(indicator_types)
         self._dependent.append(_IN_EDUCATION in types and age is not None and 16 <= age <= 18)
         self._expectant.append(_EXPECTANT in types)
         if exact:
@@ -294,10 +285,7 @@ class BatchBuilder:
 
 _IN_EDUCATION = IndicatorType.IN_EDUCATION_OR_TRAINING.value
 _EXPECTANT = IndicatorType.EXPECTANT_PARENT.value
-_FLAG_TYPES = (
-    IndicatorType.IN_EDUCATION_OR_TRAINING.value,
-    IndicatorType.EXPECTANT_PARENT.value,
-)
+_FLAG_TYPES = (_IN_EDUCATION, _EXPECTANT)
 
 
 def load_state(
@@ -305,7 +293,6 @@ def load_state(
 ) -> tuple[RecordBatch, dict[int, str], dict[str, str]]:
     """Every active record as a batch, with the stored record -> person -> household maps."""
     r, a = store.records, store.agencies
-    n = int(conn.execute(sa.select(sa.func.count()).select_from(r).where(r.c.active)).scalar_one())
     flags: dict[int, set[str]] = {}
     q_flags = (
         sa.select(store.indicators.c.record_id, store.indicators.c.type)
@@ -314,7 +301,7 @@ def load_state(
     )
     for rid, typ in conn.execute(q_flags):
         flags.setdefault(int(rid), set()).add(str(typ))
-    builder = BatchBuilder(n, clk_bytes, address_bytes)
+    builder = BatchBuilder(clk_bytes, address_bytes)
     q = (
         sa.select(
             r.c.id,
@@ -643,7 +630,7 @@ class LinkageService:
                 ).first()
                 is not None
             )
-            builder = BatchBuilder(trailer.record_count, self._clk_bytes, self._address_bytes)
+            builder = BatchBuilder(self._clk_bytes, self._address_bytes)
             removed: list[int] = []
             # new record id -> the person its source record last belonged to: a
             # changed record gets a new id, and so does one that left an extract and
