@@ -386,43 +386,32 @@ def test_no_cycle_and_unknown_cycle_are_errors(tmp_path: Path, db: sa.Engine) ->
         reports.social_care(db, child_protection="child_on_plan")
 
 
-def test_a_stored_detail_that_does_not_parse_names_the_snapshot_and_field(db: sa.Engine) -> None:
+def _spoil_detail(conn: sa.Connection, key: str, value: Any) -> str:
+    """Set ``key`` of a cycle-2 eligible snapshot's stored detail to ``value``; its family."""
     s = pstore.snapshots
+    fid = conn.execute(sa.select(s.c.family_id).where(s.c.cycle_id == 2, s.c.eligible)).scalar()
+    assert fid is not None
+    where = (s.c.cycle_id == 2, s.c.family_id == fid)
+    detail = json.loads(conn.execute(sa.select(s.c.detail).where(*where)).scalar_one())
+    detail[key] = value
+    conn.execute(s.update().where(*where).values(detail=json.dumps(detail)))
+    return str(fid)
+
+
+def test_a_stored_detail_that_does_not_parse_names_the_snapshot_and_field(db: sa.Engine) -> None:
     with db.begin() as conn:
-        fid = conn.execute(sa.select(s.c.family_id).where(s.c.cycle_id == 2, s.c.eligible)).scalar()
-        detail = json.loads(
-            conn.execute(
-                sa.select(s.c.detail).where(s.c.cycle_id == 2, s.c.family_id == fid)
-            ).scalar_one()
-        )
-        detail["no_data"] = "education"  # a string where a list of problems belongs
-        conn.execute(
-            s.update()
-            .where(s.c.cycle_id == 2, s.c.family_id == fid)
-            .values(detail=json.dumps(detail))
-        )
+        # a string where a list of problems belongs
+        fid = _spoil_detail(conn, "no_data", "education")
     with pytest.raises(StorageError, match=rf"{fid} in cycle 2.*no_data"):
         reports.data_coverage(db)
 
 
 def test_subject_access_names_a_stored_detail_that_does_not_parse(db: sa.Engine) -> None:
     # the answer itself is checked over the real services (tests/e2e/test_subject_access.py)
-    s = pstore.snapshots
     with db.begin() as conn:
-        fid = conn.execute(sa.select(s.c.family_id).where(s.c.cycle_id == 2, s.c.eligible)).scalar()
-        stored = json.loads(
-            conn.execute(
-                sa.select(s.c.detail).where(s.c.cycle_id == 2, s.c.family_id == fid)
-            ).scalar_one()
-        )
-        stored["members"] = [{"person": "p_1"}]  # no person_id
-        conn.execute(
-            s.update()
-            .where(s.c.cycle_id == 2, s.c.family_id == fid)
-            .values(detail=json.dumps(stored))
-        )
+        fid = _spoil_detail(conn, "members", [{"person": "p_1"}])  # no person_id
         with pytest.raises(StorageError, match=rf"{fid} in cycle 2.*members"):
-            _subject_family(conn, str(fid), set())
+            _subject_family(conn, fid, set())
 
 
 def test_status_counts_by_district_and_period(db: sa.Engine) -> None:
