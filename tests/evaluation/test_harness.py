@@ -39,3 +39,12 @@ def test_population_loads_with_truth_row_for_row():
     household_of = {}
     for person, household in zip(pop.truth_person, pop.truth_household, strict=True):
         assert household_of.setdefault(person, household) == household
+
+
+def test_population_without_truth_has_the_same_records(tmp_path):
+    with_truth = load_population(120, seed=3, workdir=tmp_path)
+    without = load_population(120, seed=3, workdir=tmp_path, truth=False)  # the cache, reused
+    assert without.truth_person == without.truth_household == [] and not without.truth_by_ref
+    assert len(with_truth.truth_by_ref) == len(with_truth.batch) == len(without.batch)
+    for column in ("ids", "clk", "address_clk", "age", "sex", "extract_day"):
+        assert (getattr(with_truth.batch, column) == getattr(without.batch, column)).all()
