@@ -1,27 +1,35 @@
 """Ingest speed: a synthetic council pushed over HTTP to a real linkage-service process and linked.
 
 Generates and encodes the synthetic population once (cached under bench/out/,
-as bench/linkage_scale.py does: seven agencies' extracts), starts
-``linkage-service serve`` as its own process on loopback, registers the
-agencies, and pushes each agency's extract with ``agency_client.push_extract``
-(the resumable upload ``agency-client push`` uses), one after another, each
-linked by the real engine as it is applied. Runs on SQLite (a new file) and on
-PostgreSQL (a database it creates and drops; skipped if the server is not
-reachable). Prints per extract and in total: records/s end to end, and the
-split: upload (chunks sent, each checked by the service as it arrives),
-verify (the service's time checking lines, inside upload, and the trailer and
-signature at completion), apply (completion: insert, link, write the links,
-statistics) and link (the engine's share of apply), with the engine's stages
-summed over the pushes. On Linux it also prints the service process's CPU time
-(user + system, from /proc), which a shared machine disturbs less than wall
-time. Last, it reads the result back from the database: person and household
-pair F1 against the population's truth, and a digest of the partitions (records
-by person, persons by household, by record ref) and of the links and review
-pairs with their scores and evidence, which any change that keeps the results
-must leave as they are (the ids are random; the digest does not use them).
+as bench/linkage_scale.py does: seven agencies' extracts), starts ``linkage-
+service serve`` as its own process on loopback, registers the agencies, and
+pushes each agency's extract with ``agency_client.push_extract`` (the resumable
+upload ``agency-client push`` uses), one after another, each linked by the real
+engine as it is applied; or, with ``--at-once N``, up to N agencies pushing at
+the same time, each with its own connection, as agencies sending their extracts
+on the same day would (the service checks one agency's chunks while it applies
+another's extract; applies still run one at a time, in the order the uploads
+complete, so the results digest of such a run may differ from a one-at-a-time
+run's). Runs on SQLite (a new file) and on PostgreSQL (a database it creates
+and drops; skipped if the server is not reachable). Prints per extract and in
+total: records/s end to end, and the split: upload (chunks sent, each checked
+by the service as it arrives), verify (the service's time checking lines,
+inside upload, and the trailer and signature at completion), apply (completion:
+insert, link, write the links, statistics; with ``--at-once``, waiting for
+another agency's apply too) and link (the engine's share of apply), with the
+engine's stages summed over the pushes; the total's records/s is the records
+over the wall time of all pushes. On Linux it also prints the service process's
+CPU time (user + system, from /proc), which a shared machine disturbs less than
+wall time. Last, it reads the result back from the database: person and
+household pair F1 against the population's truth, and a digest of the
+partitions (records by person, persons by household, by record ref) and of the
+links and review pairs with their scores and evidence, which any change that
+keeps the results must leave as they are (the ids are random; the digest does
+not use them).
 
     .venv/bin/python bench/ingest_speed.py                      # 1M records
     .venv/bin/python bench/ingest_speed.py --records 200000 --databases sqlite
+    .venv/bin/python bench/ingest_speed.py --at-once 2
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -130,8 +140,11 @@ def _results(url: str, pop: Any) -> str:
     )
 
 
-def run(database_url: str, label: str, pop: Any, work: Path) -> None:
-    """Serve on ``database_url``, push every agency's extract, print the figures."""
+def run(database_url: str, label: str, pop: Any, work: Path, at_once: int = 1) -> None:
+    """Serve on ``database_url``, push every agency's extract, print the figures.
+
+    ``at_once``: how many agencies push at the same time (each its own client).
+    """
     from agency_client import push_extract
 
     _register(database_url, pop)
@@ -169,28 +182,32 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
         total = {"records": 0, "seconds": 0.0, "upload": 0.0, "verify": 0.0, "apply": 0.0}
         total["link"] = 0.0
         stages: dict[str, float] = {}
-        with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
-            for agency in pop.agencies:
-                path = pop.extract_paths[agency]
-                marks: dict[str, float] = {}
+        lock = threading.Lock()
 
-                def progress(sent: int, size: int, marks: dict[str, float] = marks) -> None:
-                    if sent == size:
-                        marks["uploaded"] = time.perf_counter()
+        def push(agency: str) -> None:
+            """Push one agency's extract and print its row (rows in the order they end)."""
+            path = pop.extract_paths[agency]
+            marks: dict[str, float] = {}
 
-                t0 = time.perf_counter()
+            def progress(sent: int, size: int) -> None:
+                if sent == size:
+                    marks["uploaded"] = time.perf_counter()
+
+            t0 = time.perf_counter()
+            with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
                 summary = push_extract(path, base, tokens[agency], client=http, progress=progress)
-                t1 = time.perf_counter()
-                upload = marks["uploaded"] - t0
-                n = int(summary["records_received"])
-                row = {
-                    "records": n,
-                    "seconds": t1 - t0,
-                    "upload": upload,
-                    "verify": float(summary["verify_seconds"]),
-                    "apply": t1 - marks["uploaded"],
-                    "link": float(summary["link_seconds"]),
-                }
+            t1 = time.perf_counter()
+            upload = marks["uploaded"] - t0
+            n = int(summary["records_received"])
+            row = {
+                "records": n,
+                "seconds": t1 - t0,
+                "upload": upload,
+                "verify": float(summary["verify_seconds"]),
+                "apply": t1 - marks["uploaded"],
+                "link": float(summary["link_seconds"]),
+            }
+            with lock:
                 for k, v in row.items():
                     total[k] += v
                 for k, v in summary.get("engine", {}).items():
@@ -200,12 +217,21 @@ def run(database_url: str, label: str, pop: Any, work: Path) -> None:
                     f"[{label}] {agency:<11} {n:>8,} records {row['seconds']:6.1f}s "
                     f"({n / row['seconds']:>7,.0f}/s): upload {upload:5.1f}s "
                     f"(verify {row['verify']:5.1f}s), apply {row['apply']:5.1f}s "
-                    f"(link {row['link']:5.1f}s)"
+                    f"(link {row['link']:5.1f}s)",
+                    flush=True,
                 )
-        n, s = int(total["records"]), total["seconds"]
+
+        wall0 = time.perf_counter()
+        with ThreadPoolExecutor(at_once) as pool:
+            for done in [pool.submit(push, agency) for agency in pop.agencies]:
+                done.result()
+        wall = time.perf_counter() - wall0
+        n = int(total["records"])
+        how = "one agency at a time" if at_once == 1 else f"up to {at_once} agencies at once"
         print(
-            f"[{label}] TOTAL {n:,} records pushed and linked in {s:.1f}s = {n / s:,.0f} "
-            f"records/s; upload {total['upload']:.1f}s (verify {total['verify']:.1f}s), "
+            f"[{label}] TOTAL {n:,} records pushed and linked in {wall:.1f}s ({how}) = "
+            f"{n / wall:,.0f} records/s; summed over the pushes: upload {total['upload']:.1f}s "
+            f"(verify {total['verify']:.1f}s), "
             f"apply {total['apply']:.1f}s (link {total['link']:.1f}s, insert/write/statistics "
             f"{total['apply'] - total['link']:.1f}s)"
         )
@@ -226,6 +252,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
     ap.add_argument("--databases", default="sqlite,postgresql")
+    ap.add_argument(
+        "--at-once",
+        type=int,
+        default=1,
+        help="agencies pushing at the same time (1: one after another, in a fixed order)",
+    )
     args = ap.parse_args()
 
     from evaluation._harness import load_population
@@ -246,11 +278,12 @@ def main() -> int:
         work = Path(tmp)
         for db in args.databases.split(","):
             if db == "sqlite":
-                run(f"sqlite:///{work / 'linkage.sqlite'}", "sqlite", pop, work)
+                run(f"sqlite:///{work / 'linkage.sqlite'}", "sqlite", pop, work, args.at_once)
             elif db == "postgresql":
                 with scratch_postgres("bench_ingest") as url:
                     if url is not None:
-                        run(url.replace("postgresql://", "postgresql+psycopg://"), db, pop, work)
+                        url = url.replace("postgresql://", "postgresql+psycopg://")
+                        run(url, db, pop, work, args.at_once)
             else:
                 raise SystemExit(f"unknown database {db!r}: sqlite or postgresql")
     return 0
