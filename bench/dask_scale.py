@@ -21,6 +21,7 @@ figures, and the growth line compares their sum.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import resource
@@ -64,7 +65,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
     args = ap.parse_args()
 
-    from evaluation._harness import load_population
+    from evaluation._harness import load_population, release_free_memory
     from linkage_service._distributed import DaskPairs
     from linkage_service._engine import LinkageEngine
 
@@ -132,6 +133,8 @@ def main() -> int:
                 f"same households {same_households}, same links {_edges(here) == _edges(delta)}"
             )
         del engine, delta, pop
+        gc.collect()
+        release_free_memory()  # the next size starts from what is held, not this one's peak
     if len(rows) > 1:
         n0, s0 = rows[0]
         growth = ", ".join(f"{n / n0:.1f}x records: {s / s0:.2f}x CPU" for n, s in rows[1:])
