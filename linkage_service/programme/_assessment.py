@@ -120,6 +120,21 @@ _INSERT_BATCH = 2000
 # --- loading ------------------------------------------------------------------------------
 
 
+def family_district(districts: Iterable[str]) -> str | None:
+    """A family's postcode district: the one most of its members give, ties to the first
+    in order; None when no member gives one.
+
+    Each member counts once (their latest record's district). Not "the first member
+    read": members are read in record-id order, and record ids are random, so two
+    runs on the same extracts would place a family whose members differ in
+    different districts.
+    """
+    counts = Counter(districts)
+    if not counts:
+        return None
+    return min(counts, key=lambda d: (-counts[d], d))
+
+
 def load_families(conn: Connection) -> list[FamilyInput]:
     """Every current household with its members, their active records and events."""
     household_of = astore.current_households(conn)
@@ -139,7 +154,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
         if rec is not None:
             events.setdefault(rid, []).append(Event(typ, float(value), date, rec[2], rec[3]))
     members: dict[str, list[MemberInput]] = {}
-    district_of: dict[str, str] = {}
+    districts: dict[str, list[str]] = {}  # household -> its members' districts
     for pid, rows in by_person.items():
         latest = rows[0]
         if len(rows) > 1:
@@ -157,8 +172,8 @@ def load_families(conn: Connection) -> list[FamilyInput]:
         sex = latest[5] or next((w[5] for w in rows if w[5]), None)
         district = latest[6] or next((w[6] for w in rows if w[6]), None)
         hid = household_of[pid]
-        if district and hid not in district_of:
-            district_of[hid] = district
+        if district:
+            districts.setdefault(hid, []).append(district)
         held = [(w[2], w[3], w[8]) for w in rows]
         if len(held) > 1:
             held.sort()
@@ -181,7 +196,7 @@ def load_families(conn: Connection) -> list[FamilyInput]:
             FamilyInput(
                 family_id=store.family_id_of(hid),
                 household_id=hid,
-                district=district_of.get(hid),
+                district=family_district(districts.get(hid, ())),
                 members=tuple(sorted(members[hid], key=lambda m: m.person_id)),
             )
         )

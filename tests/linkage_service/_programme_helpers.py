@@ -40,6 +40,7 @@ class Member:
     agencies: tuple[str, ...] = ("health",)
     # (agency, indicator type, value, date)
     events: list[tuple[str, str, float, dt.date]] = field(default_factory=list)
+    district: str | None = "M15"  # on each of the person's records
 
 
 class TinyDb:
@@ -101,7 +102,7 @@ class TinyDb:
                     store.person_household.insert().values(person_id=pid, household_id=hid)
                 )
                 for agency in sorted(set(m.agencies) | {e[0] for e in m.events}):
-                    rid = self.add_record(conn, pid, agency, m.age, m.sex)
+                    rid = self.add_record(conn, pid, agency, m.age, m.sex, m.district)
                     for ag, typ, value, date in m.events:
                         if ag == agency:
                             conn.execute(
@@ -111,7 +112,15 @@ class TinyDb:
                             )
         return hid, pids
 
-    def add_record(self, conn: sa.Connection, pid: str, agency: str, age: int, sex: str) -> int:
+    def add_record(
+        self,
+        conn: sa.Connection,
+        pid: str,
+        agency: str,
+        age: int,
+        sex: str,
+        district: str | None = "M15",
+    ) -> int:
         rid = next(self._ids)
         idx = list(EXTRACT_TYPES).index(agency) + 1
         ref = f"{next(self._ref):032x}"
@@ -130,7 +139,7 @@ class TinyDb:
                 blocking_keys="{}",
                 age=age,
                 sex=sex,
-                district="M15",
+                district=district,
                 extract_date=AS_AT,
                 sealed_identity=b"\x01" + bytes(16) + ref.encode(),
             )

@@ -16,9 +16,11 @@ from linkage_service import _store as store
 from linkage_service._errors import ConflictError, NotFound, RulesetError, StorageError
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
+    family_district,
     family_view,
     list_cycles,
     list_families,
+    load_families,
     run_cycle,
     set_status,
 )
@@ -462,3 +464,22 @@ def test_cycle_counts_stored_by_the_first_engine_still_read(db):
         conn.execute(pstore.cycles.update().values(stats=json.dumps(bad)))
     with pytest.raises(StorageError, match="cycle 1: stored counts do not parse: familes"):
         list_cycles(db.engine)
+
+
+def test_a_familys_district_is_the_one_most_members_give(db):
+    # the B7 member's record is read first (lowest record id): no longer what decides
+    hid, _ = db.household(
+        1,
+        [Member(40, district="B7"), Member(38, district="LS1"), Member(9, district="LS1")],
+    )
+    tie, _ = db.household(2, [Member(33, district="M2"), Member(30, district="B7")])
+    none, _ = db.household(3, [Member(41, district=None)])
+    with db.engine.connect() as conn:
+        district = {f.household_id: f.district for f in load_families(conn)}
+    assert district == {hid: "LS1", tie: "B7", none: None}
+
+
+def test_family_district_ties_go_to_the_first_code_in_any_order():
+    assert family_district([]) is None
+    assert family_district(["M2", "B7"]) == family_district(["B7", "M2"]) == "B7"
+    assert family_district(["M2", "B7", "M2"]) == "M2"
