@@ -230,6 +230,8 @@ class SchemeKeys:
     directory: Path
     secret: bytes
     seal: Any  # the unlock service's public sealing key (nacl PublicKey)
+    # seeds the agencies' record-ref keys too (see make), or None: fresh ones
+    seed: int | None = None
 
     @classmethod
     def make(cls, directory: Path, secret_seed: int | None = None) -> SchemeKeys:
@@ -238,6 +240,8 @@ class SchemeKeys:
         The linkage secret decides every filter bit, so linkage results vary a
         little from secret to secret; a test that asserts a quality figure passes
         ``secret_seed`` to make its secret, and so its result, the same every run.
+        The seed also fixes each agency's record-ref key (:meth:`encode`), so the
+        record refs, and whatever is ordered by them, repeat too.
         """
         from agency_client import (
             generate_seal_keypair,
@@ -261,6 +265,7 @@ class SchemeKeys:
             directory,
             load_secret(directory / "secret"),
             load_seal_public_key(directory / "unlock" / "seal.pub"),
+            secret_seed,
         )
 
     def encode(
@@ -285,6 +290,15 @@ class SchemeKeys:
         )
 
         generate_agency_key(agency, self.directory / agency)
+        if self.seed is not None:  # evaluation only: refs that repeat from run to run
+            from agency_client._keys import write_private
+
+            path = self.directory / agency / "agency.key"
+            data = json.loads(path.read_text())
+            seeded = hashlib.shake_256(f"evaluation record refs {self.seed} {agency}".encode())
+            data["record_ref_key"] = base64.b64encode(seeded.digest(32)).decode()
+            path.unlink()
+            write_private(path, data)
         key = load_agency_key(self.directory / agency / "agency.key")
         summary = encode_csv(
             source,
@@ -310,8 +324,8 @@ def fixed_order(extract: Path, key: Any, seed: int) -> None:
     records arrived in: a quality figure then moves a little from run to run
     (by one family in 1,190 at 2,000 households). With a fixed secret
     (``secret_seed``) the encodings are the same every run, so ordering the
-    lines by a seeded hash of their encodings (not the record ref, which the
-    agency's fresh key changes, nor the sealed blob, which is random) makes the
+    lines by a seeded hash of their encodings (not the record ref, which only
+    the agency's ref key decides, nor the sealed blob, which is random) makes the
     figure repeat. The order is still unrelated to the CSV's. Evaluation only:
     ``key`` is the agency's signing key, which re-signs the reordered records.
     """

@@ -199,10 +199,27 @@ def _member_band(member: Mapping[str, Any]) -> str:
 
 
 def _oldest_adult(members: Iterable[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The adult who stands for the family in the bias report: the oldest.
+
+    From 25 only an age band's floor is known, so adults of one band tie often
+    (a couple). The tie goes to the adult with the smallest ``[agency, record
+    ref]``: refs are keyed hashes, unrelated to sex or age, and the same in every
+    run on the same extracts. Person ids are drawn afresh by every run, so a tie
+    broken by them moved the sex breakdown by about ten families between runs.
+    """
     aged = [(_youngest_possible(m), m) for m in members]
     adults = [(a, m) for a, m in aged if a is not None and a >= 18]
-    best = max(adults, key=lambda am: (am[0], str(am[1]["person_id"])), default=None)
-    return None if best is None else best[1]
+    if not adults:
+        return None
+    oldest = max(a for a, _ in adults)
+    tied = [m for a, m in adults if a == oldest]
+    return min(tied, key=lambda m: (_first_record(m), str(m["person_id"])))
+
+
+def _first_record(member: Mapping[str, Any]) -> tuple[str, str]:
+    """A member's smallest ``(agency, record ref)``; ``("", "")`` when none is stored."""
+    refs = [(str(ag), str(ref)) for ag, ref in member.get("records") or ()]
+    return min(refs, default=("", ""))
 
 
 @dataclass(frozen=True)

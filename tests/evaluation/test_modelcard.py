@@ -179,3 +179,19 @@ def test_shipped_card_is_for_the_shipped_model_and_ruleset() -> None:
     assert shipped["ruleset"]["sha256"] == default_ruleset().sha256()
     md = SHIPPED_CARD.with_suffix(".md").read_text()
     assert md == mc.render_markdown(shipped)  # the Markdown is generated from the JSON
+
+
+def test_oldest_adult_tie_goes_by_record_ref_not_person_id() -> None:
+    # a couple in one age band: only the band's floor is known, so they tie
+    woman = {"person_id": "p_zz", "age": None, "age_band": "25-34", "sex": "F"}
+    man = {"person_id": "p_aa", "age": None, "age_band": "25-34", "sex": "M"}
+    woman["records"] = [["school", "9f00"], ["health", "03aa"]]
+    man["records"] = [["health", "77b1"]]
+    assert mc._oldest_adult([man, woman]) is woman  # ("health", "03aa") is the smallest
+    # another run draws other person ids: the same adult stands for the family
+    rerun = [{**man, "person_id": "p_zz"}, {**woman, "person_id": "p_aa"}]
+    assert mc._oldest_adult(rerun) is rerun[1]
+    # an older adult still wins whatever the refs
+    elder = {"person_id": "p_e", "age": None, "age_band": "35-49", "sex": "M"}
+    elder["records"] = [["police", "ffff"]]
+    assert mc._oldest_adult([man, woman, elder]) is elder
