@@ -284,6 +284,8 @@ def _push(args: argparse.Namespace, console: Console, client: httpx.Client | Non
         + (" (already applied)" if summary.get("idempotent") else ""),
         soft_wrap=True,
     )
+    if summary.get("warning"):
+        console.print(f"warning: {summary['warning']}", soft_wrap=True, markup=False)
 
 
 def progress_bar(console: Console) -> Progress:

@@ -32,6 +32,7 @@ SAFE_FIELDS = frozenset(
         "links",
         "review",
         "link_seconds",
+        "schemas_held",  # schema fingerprint prefix -> agency ids, while several are current
         "upload_id",  # a random session id, bound to the agency that opened it
     }
 )

@@ -516,6 +516,11 @@ class LinkageService:
             finally:
                 self.busy.clear()
         _logger.info("extract applied", extra=summary)
+        if "warning" in summary:
+            _logger.warning(
+                "extracts of several schemas held",
+                extra={"schemas_held": summary["schemas_held"], "extract_id": header.extract_id},
+            )
         return summary
 
     def _refresh_statistics(self) -> None:
@@ -781,6 +786,7 @@ class LinkageService:
             if new_model is not None:
                 stats["match_model"] = new_model.to_json()
                 stats["match_model_id"] = new_model.fingerprint()[:16]
+            stats.update(_schemas_notice(conn, header.agency_id, header.schema_fingerprint))
             conn.execute(
                 store.runs.insert().values(
                     id=run_id,
@@ -812,6 +818,36 @@ class LinkageService:
                 )
             )
         return {**stats, "run_id": run_id, "idempotent": False}
+
+
+def _schemas_notice(conn: Connection, agency_id: str, fingerprint: str) -> dict[str, Any]:
+    """``schemas_held`` and a ``warning`` when the current extracts use several schemas.
+
+    During a move to a new schema both are pinned while the agencies re-encode;
+    a filter of one schema compared with a filter of another scores as strangers
+    do, so links between agencies on different schemas are missing until the last
+    one has pushed. Every apply in that window says so (run summary, log, the
+    ``agency-client push`` output). Empty when one schema is held. Called after
+    this agency's earlier extract was superseded, before this one is recorded.
+    """
+    x = store.extracts
+    held: dict[str, set[str]] = {fingerprint: {agency_id}}
+    for fp, agency in conn.execute(
+        sa.select(x.c.schema_fingerprint, x.c.agency_id).where(x.c.status == "applied")
+    ):
+        held.setdefault(fp, set()).add(agency)
+    if len(held) == 1:
+        return {}
+    by_schema = {fp[:16]: sorted(agencies) for fp, agencies in sorted(held.items())}
+    named = "; ".join(f"schema {fp}: {', '.join(a)}" for fp, a in by_schema.items())
+    return {
+        "schemas_held": by_schema,
+        "warning": (
+            f"the current extracts use {len(held)} schemas ({named}): records of different "
+            "schemas cannot match, so links between these agencies are missing until every "
+            "agency has pushed under one schema"
+        ),
+    }
 
 
 class _Writer:

@@ -28,7 +28,7 @@ from linkage_service._ingest import b64, content_digest
 from linkage_service._service import LinkageService
 from protocols import Indicator, IndicatorType, TokenisedRecord
 
-from ._factories import SCHEMA, FakeEngine, build_extract, make_record, register
+from ._factories import FP, SCHEMA, FakeEngine, build_extract, make_record, register
 from .conftest import ingest
 
 
@@ -586,3 +586,39 @@ def test_new_record_ids_skip_ids_already_held(make_service, school, rng, monkeyp
     with svc.sql.connect() as c:
         got = store.new_record_ids(c, 2, taken)
     assert sorted(got) == [7, 9] and taken == {7, 8, 9}
+
+
+def test_extracts_of_two_schemas_held_at_once_are_named_in_every_run(tmp_path, school, police, rng):
+    # a move to a new schema: both pinned while agencies re-encode, links across missing
+    from linkage_service._service import _schemas_notice
+
+    new = SCHEMA.model_copy(update={"name": SCHEMA.name + " (re-keyed)"})
+    assert new.fingerprint() != FP
+    sql = store.open_engine(f"sqlite:///{tmp_path / 'two.db'}")
+    register(sql, school)
+    register(sql, police)
+    svc = LinkageService(sql, {FP: SCHEMA, new.fingerprint(): new}, FakeEngine)
+    svc.start()
+    first = ingest(svc, build_extract(school, [make_record(rng)]))
+    assert "warning" not in first and "schemas_held" not in first
+    second = ingest(
+        svc,
+        build_extract(
+            police, [make_record(rng)], extract_type="police", fingerprint=new.fingerprint()
+        ),
+        "police",
+    )
+    assert second["schemas_held"] == {
+        fp[:16]: [agency] for fp, agency in sorted([(FP, "school"), (new.fingerprint(), "police")])
+    }
+    assert "2 schemas" in second["warning"] and "missing" in second["warning"]
+    assert store.get_run(sql, second["run_id"])["stats"]["warning"] == second["warning"]
+    # the school re-encodes under the new schema: one schema again, no warning
+    third = ingest(
+        svc,
+        build_extract(school, [make_record(rng)], fingerprint=new.fingerprint()),
+    )
+    assert "warning" not in third
+    with sql.connect() as conn:
+        assert _schemas_notice(conn, "police", new.fingerprint()) == {}
+    sql.dispose()

@@ -250,3 +250,25 @@ def test_the_push_command_shows_a_progress_bar(service, tmp_path):
     assert "uploading extract.jsonl" in text and "━" in text  # the bar, drawn while it ran
     assert f"{len(body) / 1000:.1f} kB" in text  # the extract's size, as the bar shows it
     assert "applied extract.jsonl" in text and "40 records added" in text
+
+
+def test_the_push_command_prints_the_services_warning(tmp_path, monkeypatch):
+    # the run summary's warning (extracts of two schemas held) reaches the agency's screen
+    import agency_client._cli as cli
+
+    warning = "the current extracts use 2 schemas (schema [ab]: school): links are missing"
+    monkeypatch.setattr(
+        cli, "push_extract", lambda *a, **k: {"run_id": 7, "records_added": 3, "warning": warning}
+    )
+    path = tmp_path / "extract.jsonl"
+    path.write_bytes(b"x")
+    token = tmp_path / "token"
+    token.write_text(TOKENS["agency:school"])
+    token.chmod(0o600)
+    args = build_parser().parse_args(
+        ["push", str(path), "--url", "http://linkage", "--token-file", str(token)]
+    )
+    out = io.StringIO()
+    _push(args, Console(file=out, width=200, highlight=False), client=None)
+    assert "applied extract.jsonl: run 7, 3 records added" in out.getvalue()
+    assert f"warning: {warning}" in out.getvalue()  # printed as it is, brackets and all
