@@ -232,17 +232,22 @@ def test_push_reports_the_service_refusal(service, tmp_path):
         push_extract(path, "http://linkage", TOKENS["agency:school"], client=client)
 
 
-def test_the_push_command_shows_a_progress_bar(service, tmp_path):
-    client, _, _ = service
+def _push_args(tmp_path: Path, body: bytes) -> Any:
+    """``agency-client push`` arguments for ``body`` written as extract.jsonl, as the school."""
     path = tmp_path / "extract.jsonl"
-    body = _extract()
     path.write_bytes(body)
     token = tmp_path / "token"
     token.write_text(TOKENS["agency:school"])
     token.chmod(0o600)
-    args = build_parser().parse_args(
+    return build_parser().parse_args(
         ["push", str(path), "--url", "http://linkage", "--token-file", str(token)]
     )
+
+
+def test_the_push_command_shows_a_progress_bar(service, tmp_path):
+    client, _, _ = service
+    body = _extract()
+    args = _push_args(tmp_path, body)
     out = io.StringIO()
     console = Console(file=out, force_terminal=True, width=120, highlight=False)
     _push(args, console, client=client)
@@ -260,15 +265,7 @@ def test_the_push_command_prints_the_services_warning(tmp_path, monkeypatch):
     monkeypatch.setattr(
         cli, "push_extract", lambda *a, **k: {"run_id": 7, "records_added": 3, "warning": warning}
     )
-    path = tmp_path / "extract.jsonl"
-    path.write_bytes(b"x")
-    token = tmp_path / "token"
-    token.write_text(TOKENS["agency:school"])
-    token.chmod(0o600)
-    args = build_parser().parse_args(
-        ["push", str(path), "--url", "http://linkage", "--token-file", str(token)]
-    )
     out = io.StringIO()
-    _push(args, Console(file=out, width=200, highlight=False), client=None)
+    _push(_push_args(tmp_path, b"x"), Console(file=out, width=200, highlight=False), client=None)
     assert "applied extract.jsonl: run 7, 3 records added" in out.getvalue()
     assert f"warning: {warning}" in out.getvalue()  # printed as it is, brackets and all
