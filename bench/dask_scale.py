@@ -6,7 +6,9 @@ scratch with the engine's blocking and scoring as Dask tasks on a LocalCluster
 of --workers worker processes (one thread each). Prints, per size, the seconds
 of the whole update and of each stage, the peak resident memory of each worker
 process (its VmHWM, read on the worker at the end of the size; a new cluster
-per size, so each figure is that size's own), the driver's peak,
+per size, so each figure is that size's own), the driver's peak, the
+machine's lowest available memory and most swap in use during the update
+(the driver and the workers do not peak at the same time),
 and whether the persons and households equal the in-process engine's
 (--check, which links the size a second time in this process).
 
@@ -26,6 +28,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,6 +55,49 @@ def hwm_mib() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+class MemoryWatch:
+    """The machine's lowest available memory and highest swap use while it runs (Linux).
+
+    Samples ``/proc/meminfo`` twice a second in a thread: the driver's and the
+    workers' peaks need not coincide, so whether a size fits is read here, not
+    from the sum of the peaks. ``None`` figures where there is no /proc.
+    """
+
+    def __init__(self) -> None:
+        self.lowest_available: int | None = None  # MiB
+        self.most_swap: int | None = None  # MiB
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def _sample() -> tuple[int, int] | None:
+        try:
+            with open("/proc/meminfo") as fh:
+                kib = {k: int(v.split()[0]) for k, v in (line.split(":", 1) for line in fh)}
+        except OSError:
+            return None
+        return kib["MemAvailable"] // 1024, (kib["SwapTotal"] - kib["SwapFree"]) // 1024
+
+    def _run(self) -> None:
+        while True:
+            got = self._sample()
+            if got is not None:
+                avail, swap = got
+                low, most = self.lowest_available, self.most_swap
+                self.lowest_available = avail if low is None else min(low, avail)
+                self.most_swap = swap if most is None else max(most, swap)
+            if self._stop.wait(0.5):
+                return
+
+    def __enter__(self) -> MemoryWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def main() -> int:
@@ -95,7 +141,8 @@ def main() -> int:
             engine = LinkageEngine(pairs=pairs)
             cpu_before = pairs.client.run(time.process_time)
             t0, c0 = time.perf_counter(), time.process_time()
-            delta = engine.update(pop.batch, [])
+            with MemoryWatch() as memory:
+                delta = engine.update(pop.batch, [])
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             worker_peaks = pairs.client.run(hwm_mib)
             worker_cpu = {
@@ -115,6 +162,11 @@ def main() -> int:
             f"  peak RSS per worker (MiB): {peaks}; worker CPU seconds: {cpus}; "
             f"driver peak so far {peak_mib():,.0f} MiB"
         )
+        if memory.lowest_available is not None:
+            print(
+                f"  during the update: lowest available memory {memory.lowest_available:,} MiB, "
+                f"most swap in use {memory.most_swap:,} MiB"
+            )
         rows.append((n, cpu + sum(worker_cpu.values())))
         if args.check:
             t0 = time.perf_counter()
