@@ -1375,17 +1375,8 @@ class LinkageEngine:
         for pid, row in zip(pids, bases, strict=True):
             if row is not None and root_of[row] not in stays:
                 row = follow(pid, view)
-            was = chosen.get(pid)
-            if was != row:
-                if was is None and row is not None:  # _set_chosen's work, nothing to undo
-                    chosen[pid] = row
-                    at_row = residents.get(row)
-                    if at_row is None:
-                        residents[row] = {pid}
-                    else:
-                        at_row.add(pid)
-                else:
-                    self._set_chosen(pid, row)
+            if chosen.get(pid) != row:
+                self._set_chosen(pid, row)
             if row is None:
                 solo.append(pid)
             else:
