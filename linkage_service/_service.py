@@ -1059,7 +1059,7 @@ def _write_delta(
         (store.review, store.links, delta.review),
     ):
         rows: list[tuple[Any, ...]] = []
-        old_keys: list[dict[str, int]] = []
+        old_keys: list[tuple[int, int]] = []
         for a, b, score, evidence in pairs:
             lo, hi = sorted((int(a), int(b)))
             row: tuple[Any, ...] = (lo, hi, float(score), _dumps_fast(dict(evidence)), run_id)
@@ -1068,15 +1068,10 @@ def _write_delta(
                 row += (store.review_uncertainty(float(score)),)
             rows.append(row)
             if lo not in added and hi not in added:
-                old_keys.append({"a": lo, "b": hi})
-        for keys in store.chunks(old_keys):
-            for t in (table, other):
-                conn.execute(
-                    t.delete().where(
-                        t.c.record_a == sa.bindparam("a"), t.c.record_b == sa.bindparam("b")
-                    ),
-                    list(keys),
-                )
+                old_keys.append((lo, hi))
+        # a pair now in one table leaves the other (and its old row in this one)
+        for t in (table, other):
+            store.delete_pairs(conn, t, old_keys)
         columns = _PAIR_COLUMNS + (("uncertainty",) if table is store.review else ())
         store.bulk_insert(conn, table, columns, rows)
 

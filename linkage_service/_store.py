@@ -402,6 +402,26 @@ def bulk_insert(
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
 
 
+def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, int]]) -> None:
+    """Delete the rows of a pair table (links, review) keyed ``(record_a, record_b)`` in ``pairs``.
+
+    PostgreSQL: one ``DELETE ... USING unnest`` of two array parameters; SQLite:
+    one ``executemany`` of a prepared delete on the primary key. Neither renders
+    or converts parameters per pair in SQLAlchemy (that was most of the time of
+    writing a large push's links).
+    """
+    if not pairs:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"DELETE FROM {table.name} AS t USING unnest(%s::bigint[], %s::bigint[]) AS k(a, b) "
+            "WHERE t.record_a = k.a AND t.record_b = k.b",
+            ([a for a, _ in pairs], [b for _, b in pairs]),
+        )
+        return
+    conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE record_a = ? AND record_b = ?", pairs)
+
+
 def analyze(conn: Connection, tables: Sequence[sa.Table]) -> None:
     """Bring the planner's statistics of ``tables`` up to date, cheaply.
 

@@ -59,6 +59,22 @@ def test_agency_registry(db_url):
         engine.dispose()
 
 
+def test_delete_pairs_deletes_exactly_the_pairs_named(db_url):
+    engine = store.open_engine(db_url)
+    columns = ("record_a", "record_b", "score", "evidence", "run_id")
+    try:
+        with engine.begin() as conn:
+            held = [(1, 2), (1, 3), (2, 3), (3, 4), (5, 1)]
+            store.bulk_insert(conn, store.links, columns, [(a, b, 0.9, "{}", 1) for a, b in held])
+            # (2, 1) is not (1, 2): a pair is keyed in the order it is stored; (7, 8) is not held
+            store.delete_pairs(conn, store.links, [(1, 3), (3, 4), (2, 1), (7, 8)])
+            store.delete_pairs(conn, store.links, [])
+            left = conn.execute(sa.select(store.links.c.record_a, store.links.c.record_b)).all()
+        assert sorted(tuple(r) for r in left) == [(1, 2), (2, 3), (5, 1)]
+    finally:
+        engine.dispose()
+
+
 def test_apply_supersede_and_rollback(db_url, make_service, school, rng):
     svc = make_service(db_url)
     recs = [make_record(rng) for _ in range(6)]
