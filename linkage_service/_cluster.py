@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator
 import numpy as np
 import numpy.typing as npt
 
+from . import _dice
+
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 CohereCheck = Callable[[list[int], list[int]], bool]
@@ -139,7 +141,24 @@ def agglomerate(
     pass the check on its own (two single rows are joined without calling it). Returns, per edge,
     whether it was refused by the check (both ends still in different clusters
     because the clusters do not cohere).
+
+    The loop over the edges is compiled (``_dice.agglomerate``): the same steps as
+    :func:`agglomerate_reference`, which the tests hold it to, without a Python
+    call per edge; ``coheres`` is still called for every edge between clusters
+    of which one has more than one row.
     """
+    i = np.ascontiguousarray(i, dtype=np.int64)
+    j = np.ascontiguousarray(j, dtype=np.int64)
+    refused = np.zeros(i.shape[0], dtype=np.bool_)
+    order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
+    _dice.agglomerate(clusters._parent, clusters._groups, i, j, order, refused, coheres)
+    return refused
+
+
+def agglomerate_reference(
+    clusters: Clusters, i: I64, j: I64, score: F64, coheres: CohereCheck
+) -> npt.NDArray[np.bool_]:
+    """:func:`agglomerate` in Python: slow, obvious, and the oracle for the compiled loop."""
     refused = np.zeros(i.shape[0], dtype=np.bool_)
     order = np.lexsort((j, i, -score))
     find, members = clusters.find, clusters.members

@@ -1228,6 +1228,177 @@ static PyObject *py_implementations(PyObject *self, PyObject *unused) {
     return t;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Agglomeration: the edge loop of linkage_service._cluster.agglomerate over  */
+/* a Clusters' parent array (array('q'), -1 = row not held) and its member    */
+/* lists (dict root -> list, clusters of two rows or more). The same steps as  */
+/* agglomerate_reference there, which the tests hold it to: find with path    */
+/* compression, the cohesion callback when either side has more than one row, */
+/* union by size (ties to the smaller root), members of the survivor first.   */
+
+static int64_t uf_find(int64_t *parent, Py_ssize_t n, int64_t r) {
+    int64_t root = (r >= 0 && r < n) ? parent[r] : -1;
+    if (root < 0) return -1;
+    if (root == r) return r;
+    while (parent[root] != root) root = parent[root];
+    while (parent[r] != root) {
+        int64_t next = parent[r];
+        parent[r] = root;
+        r = next;
+    }
+    return root;
+}
+
+/* The members of the cluster rooted at `root`: its list in groups (a new
+ * reference to it), or a new one-row list. NULL with an exception on failure. */
+static PyObject *uf_members(PyObject *groups, PyObject *key, int64_t root, Py_ssize_t *len) {
+    PyObject *got = PyDict_GetItemWithError(groups, key);
+    if (got != NULL) {
+        if (!PyList_Check(got)) {
+            PyErr_SetString(PyExc_TypeError, "agglomerate: member lists must be lists");
+            return NULL;
+        }
+        *len = PyList_GET_SIZE(got);
+        Py_INCREF(got);
+        return got;
+    }
+    if (PyErr_Occurred()) return NULL;
+    PyObject *one = PyList_New(1);
+    if (one == NULL) return NULL;
+    PyObject *r = PyLong_FromLongLong(root);
+    if (r == NULL) {
+        Py_DECREF(one);
+        return NULL;
+    }
+    PyList_SET_ITEM(one, 0, r);
+    *len = 1;
+    return one;
+}
+
+static int int64_buffer(PyObject *o, Py_buffer *b, const char *name, int writable) {
+    if (PyObject_GetBuffer(o, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT |
+                                     (writable ? PyBUF_WRITABLE : 0)) < 0)
+        return -1;
+    if (b->itemsize != 8 || b->format == NULL ||
+        (strcmp(b->format, "q") != 0 && strcmp(b->format, "l") != 0 &&
+         strcmp(b->format, "<q") != 0 && strcmp(b->format, "=q") != 0)) {
+        PyErr_Format(PyExc_TypeError, "agglomerate: %s must be int64", name);
+        PyBuffer_Release(b);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *py_agglomerate(PyObject *self, PyObject *args) {
+    PyObject *po, *groups, *io, *jo, *oo, *ro, *coheres;
+    if (!PyArg_ParseTuple(args, "OO!OOOOO:agglomerate", &po, &PyDict_Type, &groups, &io, &jo,
+                          &oo, &ro, &coheres))
+        return NULL;
+    Py_buffer pb = {0}, ib = {0}, jb = {0}, ob = {0}, rb = {0};
+    PyObject *result = NULL;
+    if (int64_buffer(po, &pb, "parent", 1)) return NULL;
+    if (int64_buffer(io, &ib, "i", 0)) goto release_p;
+    if (int64_buffer(jo, &jb, "j", 0)) goto release_i;
+    if (int64_buffer(oo, &ob, "order", 0)) goto release_j;
+    if (PyObject_GetBuffer(ro, &rb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto release_o;
+    {
+        int64_t *parent = pb.buf;
+        const int64_t *I = ib.buf, *J = jb.buf, *order = ob.buf;
+        unsigned char *refused = rb.buf;
+        Py_ssize_t n = pb.len / 8, m = ib.len / 8, edges = ob.len / 8;
+        if (jb.len / 8 != m || rb.len != m) {
+            PyErr_SetString(PyExc_ValueError, "agglomerate: i, j and refused differ in length");
+            goto release_r;
+        }
+        for (Py_ssize_t k = 0; k < edges; k++) {
+            int64_t e = order[k];
+            if (e < 0 || e >= m) {
+                PyErr_SetString(PyExc_IndexError, "agglomerate: order names no edge");
+                goto release_r;
+            }
+            int64_t ra = uf_find(parent, n, I[e]), rb_ = uf_find(parent, n, J[e]);
+            if (ra < 0 || rb_ < 0) {
+                PyObject *missing = PyLong_FromLongLong(ra < 0 ? I[e] : J[e]);
+                if (missing != NULL) {
+                    PyErr_SetObject(PyExc_KeyError, missing);
+                    Py_DECREF(missing);
+                }
+                goto release_r;
+            }
+            if (ra == rb_) continue;
+            PyObject *ka = PyLong_FromLongLong(ra), *kb = PyLong_FromLongLong(rb_);
+            PyObject *ma = NULL, *mb = NULL;
+            Py_ssize_t la = 0, lb = 0;
+            int ok = 1;
+            if (ka == NULL || kb == NULL) goto edge_fail;
+            ma = uf_members(groups, ka, ra, &la);
+            if (ma == NULL) goto edge_fail;
+            mb = uf_members(groups, kb, rb_, &lb);
+            if (mb == NULL) goto edge_fail;
+            if (la > 1 || lb > 1) {
+                PyObject *answer = PyObject_CallFunctionObjArgs(coheres, ma, mb, NULL);
+                if (answer == NULL) goto edge_fail;
+                ok = PyObject_IsTrue(answer);
+                Py_DECREF(answer);
+                if (ok < 0) goto edge_fail;
+            }
+            if (!ok) {
+                refused[e] = 1;
+            } else {
+                /* union: the larger survives, or of two the same size the smaller root */
+                if (la < lb || (la == lb && ra > rb_)) {
+                    int64_t tr = ra;
+                    ra = rb_;
+                    rb_ = tr;
+                    PyObject *t = ka;
+                    ka = kb;
+                    kb = t;
+                    t = ma;
+                    ma = mb;
+                    mb = t;
+                }
+                parent[rb_] = ra;
+                PyObject *held = PyDict_GetItemWithError(groups, ka);
+                if (held == NULL) {
+                    if (PyErr_Occurred()) goto edge_fail;
+                    /* ma is a new one-row list here: it becomes the survivor's own */
+                    if (PyDict_SetItem(groups, ka, ma) < 0) goto edge_fail;
+                    held = ma;
+                }
+                if (PyList_SetSlice(held, PY_SSIZE_T_MAX, PY_SSIZE_T_MAX, mb) < 0)
+                    goto edge_fail;
+                if (PyDict_DelItem(groups, kb) < 0) {
+                    if (!PyErr_ExceptionMatches(PyExc_KeyError)) goto edge_fail;
+                    PyErr_Clear();
+                }
+            }
+            Py_DECREF(ka);
+            Py_DECREF(kb);
+            Py_DECREF(ma);
+            Py_DECREF(mb);
+            continue;
+        edge_fail:
+            Py_XDECREF(ka);
+            Py_XDECREF(kb);
+            Py_XDECREF(ma);
+            Py_XDECREF(mb);
+            goto release_r;
+        }
+        result = Py_NewRef(Py_None);
+    }
+release_r:
+    PyBuffer_Release(&rb);
+release_o:
+    PyBuffer_Release(&ob);
+release_j:
+    PyBuffer_Release(&jb);
+release_i:
+    PyBuffer_Release(&ib);
+release_p:
+    PyBuffer_Release(&pb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"popcounts", (PyCFunction)(void (*)(void))py_popcounts, METH_VARARGS | METH_KEYWORDS,
      "popcounts(filters, out, *, impl=None): set bits of each row into out (uint32)."},
@@ -1251,6 +1422,9 @@ static PyMethodDef methods[] = {
     {"patterns_all_at_least", py_patterns_all_at_least, METH_VARARGS,
      "patterns_all_at_least(features, levels, probability, rows_a, rows_b, floor, impl=None) "
      "-> bool."},
+    {"agglomerate", py_agglomerate, METH_VARARGS,
+     "agglomerate(parent, groups, i, j, order, refused, coheres): apply the edges in order "
+     "to a Clusters' parent array and member lists (see linkage_service._cluster)."},
     {"implementations", py_implementations, METH_NOARGS,
      "implementations() -> names usable on this CPU, fastest first."},
     {NULL, NULL, 0, NULL},

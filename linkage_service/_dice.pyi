@@ -24,4 +24,14 @@ def patterns_all_at_least(
     impl: str | None = None,
     /,
 ) -> bool: ...
+def agglomerate(
+    parent: Any,
+    groups: dict[int, list[int]],
+    i: Any,
+    j: Any,
+    order: Any,
+    refused: Any,
+    coheres: Any,
+    /,
+) -> None: ...
 def implementations() -> tuple[str, ...]: ...

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linkage_service._cluster import Clusters, agglomerate
+from linkage_service._cluster import Clusters, agglomerate, agglomerate_reference
 from linkage_service._engine import EngineConfig, LinkageEngine
 
 from ._engine_helpers import (
@@ -238,6 +238,76 @@ def test_agglomerate_respects_the_cohesion_check(
     assert rows == list(range(20))
     for m in clusters.clusters():
         assert clusters.members(clusters.find(m[0])) == m
+
+
+def _grouped(groups: list[list[int]]) -> Clusters:
+    c = Clusters()
+    for g in groups:
+        c.add(g)
+    return c
+
+
+@st.composite
+def _start_and_edges(draw: st.DrawFn) -> tuple[list[list[int]], list[tuple[int, int, float]]]:
+    rows = draw(st.lists(st.integers(0, 60), min_size=2, max_size=40, unique=True))
+    cuts = sorted(draw(st.lists(st.integers(1, len(rows) - 1), max_size=12, unique=True)))
+    groups = [rows[a:b] for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True)]
+    # scores from a few values, so that ties (ordered by rows) are common
+    edges = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(rows), st.sampled_from(rows), st.sampled_from([0.5, 0.7, 0.9])
+            ),
+            max_size=80,
+        )
+    )
+    return groups, edges
+
+
+@settings(max_examples=300, deadline=None)
+@given(_start_and_edges(), st.integers(2, 6), st.integers(0, 60))
+def test_the_compiled_agglomerate_does_what_the_reference_does(
+    start: tuple[list[list[int]], list[tuple[int, int, float]]], largest: int, banned: int
+) -> None:
+    groups, edges = start
+    i = np.array([e[0] for e in edges], dtype=np.int64)
+    j = np.array([e[1] for e in edges], dtype=np.int64)
+    s = np.array([e[2] for e in edges], dtype=np.float64)
+    runs = []
+    for fn in (agglomerate, agglomerate_reference):
+        clusters = _grouped(groups)
+        calls: list[tuple[list[int], list[int]]] = []
+
+        def coheres(a: list[int], b: list[int], calls=calls) -> bool:
+            calls.append((list(a), list(b)))
+            return len(a) + len(b) <= largest and not (banned in a and banned + 1 in b)
+
+        refused = fn(clusters, i, j, s, coheres)
+        runs.append(
+            (
+                refused.tolist(),
+                calls,
+                clusters.roots(),
+                [clusters.members(r) for r in sorted(set(clusters.roots())) if r >= 0],
+            )
+        )
+    # the same refusals, the same questions asked in the same order, the same
+    # roots and member lists in the same order
+    assert runs[0] == runs[1]
+
+
+def test_the_compiled_agglomerate_raises_what_the_reference_raises() -> None:
+    for fn in (agglomerate, agglomerate_reference):
+        clusters = _grouped([[0, 1], [2], [3]])
+        edge = (np.array([0, 2], dtype=np.int64), np.array([2, 9], dtype=np.int64))
+        with pytest.raises(KeyError):  # row 9 is not held
+            fn(clusters, *edge, np.array([0.9, 0.8]), lambda a, b: True)
+
+        def broken(a: list[int], b: list[int]) -> bool:
+            raise RuntimeError("the check failed")
+
+        with pytest.raises(RuntimeError, match="the check failed"):
+            fn(_grouped([[0, 1], [2]]), *edge, np.array([0.9, 0.8]), broken)
 
 
 @settings(max_examples=100, deadline=None)
