@@ -5,12 +5,17 @@
  * popcounts, Dice of listed pairs, and all pairs of a x b at or above a
  * threshold. Results are bit-for-bit those of linkage_service._kernel_ref:
  * Dice = (2.0 * (double)inter) / (double)(count_a + count_b), 0.0 when both
- * rows are empty, compared with >=. It never allocates numpy arrays and never
- * holds the GIL while looping.
+ * rows are empty, compared with >=. It never allocates numpy arrays and, but
+ * for agglomeration (below), never holds the GIL while looping.
  *
  * Blocking's loops live here too (band signatures, the block order as a stable
  * radix sort, the pairs of each block): the same results as the numpy
  * reference linkage_service._blocking_ref, several times faster at a million rows.
+ *
+ * And the edge loop of agglomeration (linkage_service._cluster.agglomerate):
+ * the one loop here that holds the GIL throughout, since it works on the
+ * clusters' Python member lists and calls the Python cohesion check; its
+ * reference is agglomerate_reference in the same module.
  *
  * Why the plain C API with the buffer protocol (not cffi, not numpy's C API):
  * numpy arrays export PEP 3118 buffers carrying shape, strides and format, which
