@@ -16,8 +16,11 @@ Must never: hold or derive the linkage secret, look at anything but encodings.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +37,7 @@ __all__ = [
     "decode_pairs",
     "lsh_signatures",
     "sorted_distinct",
+    "threaded_map",
     "token_codes",
     "unique_codes",
     "unique_pair_codes",
@@ -42,6 +46,8 @@ __all__ = [
 
 U64 = npt.NDArray[np.uint64]
 I64 = npt.NDArray[np.int64]
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 _SALT_MULT = 0x9E3779B97F4A7C15
 
 
@@ -143,6 +149,28 @@ def unique_pair_codes(parts: Iterable[tuple[I64, I64]], n: int) -> I64:
     """
     width = np.int64(n)
     return unique_codes(a.astype(np.int64, copy=False) * width + b for a, b in parts)
+
+
+def threaded_map(fn: Callable[[_A], _R], items: Iterable[_A], threads: int) -> Iterator[_R]:
+    """``map(fn, items)`` with up to ``threads`` calls running at once; results in order.
+
+    For calls whose work is in the compiled kernels and numpy, which let go of
+    the interpreter lock: each blocking key's block order and pair codes, so
+    the keys are worked through on every core. At most ``threads`` items are
+    taken ahead of the results, so a generator of large items (a key's
+    contiguous copy) stays bounded. ``threads`` of 1 or less: plain ``map``.
+    """
+    if threads <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="blocking") as pool:
+        pending: deque[Future[_R]] = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= threads:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def unique_codes(parts: Iterable[I64]) -> I64:

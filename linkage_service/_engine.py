@@ -37,6 +37,7 @@ import hashlib
 import itertools
 import json
 import operator
+import os
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -56,6 +57,7 @@ from ._blocking import (
     block_order,
     decode_pairs,
     lsh_signatures,
+    threaded_map,
     unique_codes,
 )
 from ._cluster import Clusters, agglomerate
@@ -244,6 +246,12 @@ class Delta:
     fit: FitReport | None = None  # how the estimation went, when one was tried
 
 
+def default_threads() -> int:
+    """Threads for blocking in this process: the cores this process may use, at most 4."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(4, cores or 1))
+
+
 def _default_id(prefix: str) -> str:
     return prefix + secrets.token_hex(8)
 
@@ -332,8 +340,12 @@ class LinkageEngine:
         id_factory: Callable[[str], str] | None = None,
         model: MatchModel | None = None,
         pairs: DaskPairs | None = None,
+        threads: int | None = None,
     ) -> None:
         self.config = config
+        # blocking keys worked through at once in this process (the kernels let go
+        # of the interpreter lock); None: one a core, up to 4. The links are the same.
+        self.threads = default_threads() if threads is None else threads
         # where blocking and scoring run: in this process (None) or as Dask tasks
         # (:mod:`._distributed`); the results are the same either way
         self.pairs = pairs
@@ -813,11 +825,13 @@ class LinkageEngine:
             del held
             ei, ej, ed = [i], [j], [d]
         else:
-            parts = (
-                block_codes(s.key, is_new, s.window, live, s.within, self._band_order(b, s, live))
-                for b, s in enumerate(specs())
-            )
-            codes = unique_codes(parts)
+
+            def place_codes(spec: tuple[int, BlockSpec]) -> I64:
+                b, s = spec
+                order = self._band_order(b, s, live)
+                return block_codes(s.key, is_new, s.window, live, s.within, order)
+
+            codes = unique_codes(threaded_map(place_codes, enumerate(specs()), self.threads))
             n_codes = int(codes.size)
             for k in range(0, codes.size, _CHUNK):
                 i, j = decode_pairs(codes[k : k + _CHUNK], width)
@@ -898,18 +912,13 @@ class LinkageEngine:
         """:meth:`candidate_pairs` as sorted codes ``i * n + j`` (half the memory)."""
         cfg = self.config
         first_band = cfg.lsh_bands + len(self.block_keys) + self.exact.shape[1]
-        parts = (
-            block_codes(
-                s.key,
-                is_new,
-                s.window,
-                self.alive,
-                s.within,
-                self._band_order(b - first_band, s, self.alive) if b >= first_band else None,
-            )
-            for b, s in enumerate(self._person_blocks())
-        )
-        return unique_codes(parts)
+
+        def codes(spec: tuple[int, BlockSpec]) -> I64:
+            b, s = spec
+            order = self._band_order(b - first_band, s, self.alive) if b >= first_band else None
+            return block_codes(s.key, is_new, s.window, self.alive, s.within, order)
+
+        return unique_codes(threaded_map(codes, enumerate(self._person_blocks()), self.threads))
 
     def _band_order(
         self, band: int, spec: BlockSpec, mask: npt.NDArray[np.bool_]
@@ -979,7 +988,7 @@ class LinkageEngine:
             # is re-linked under it (ids stay wherever most of a person's records do)
             held_before = n_old > 0 and bool(self.pid_root)
             every = self._candidate_codes(self.alive) if held_before else codes
-            every_patterns = pattern_array(f, every, max(self._n, 1))
+            every_patterns = pattern_array(f, every, max(self._n, 1), threads=self.threads)
             counts = np.bincount(every_patterns, minlength=PATTERNS).astype(np.float64)
             accepted = self._estimate(f, counts, delta)
             if not held_before:
@@ -991,7 +1000,7 @@ class LinkageEngine:
         n_candidates = int(codes.size)
         floor = min(cfg.review_threshold, cfg.match_threshold)
         i, j, s = score_pairs_above(
-            f, codes, max(self._n, 1), self._model(), floor, patterns=patterns
+            f, codes, max(self._n, 1), self._model(), floor, patterns=patterns, threads=self.threads
         )
         del codes, patterns
         return i, j, s, n_candidates, relink, t2

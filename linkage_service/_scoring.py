@@ -29,7 +29,7 @@ from protocols import AGE_BANDS
 
 from . import _kernel as kernel
 from . import _matchmodel as mm
-from ._blocking import U64, decode_pairs
+from ._blocking import U64, decode_pairs, threaded_map
 from ._matchmodel import MatchModel
 
 # The bands ages of 25 and over travel as (protocols.AGE_BANDS): floor -> width in
@@ -181,19 +181,30 @@ _LEVELS = (
 
 
 def pattern_array(
-    f: Features, codes: I64, n: int, chunk: int = 1 << 18, impl: str | None = None
+    f: Features,
+    codes: I64,
+    n: int,
+    chunk: int = 1 << 18,
+    impl: str | None = None,
+    threads: int = 1,
 ) -> npt.NDArray[np.int16]:
     """The comparison pattern of each pair coded ``codes`` (``i * n + j``), two bytes a pair.
 
     Computed by the compiled kernel in one pass a pair (the same levels as
-    :func:`score_pairs`, cross-checked by the tests); ``chunk`` pairs a call;
-    ``impl`` picks the kernel's body (None: the best this CPU supports).
+    :func:`score_pairs`, cross-checked by the tests); ``chunk`` pairs a call,
+    up to ``threads`` calls at once (the kernel lets go of the interpreter
+    lock; each call writes its own slice); ``impl`` picks the kernel's body
+    (None: the best this CPU supports).
     """
     out = np.zeros(codes.size, dtype=np.int16)  # PATTERNS < 2**15 (checked in _matchmodel)
     feats = _kernel_features(f)
     codes = np.ascontiguousarray(codes, dtype=np.int64)
-    for k in range(0, codes.size, chunk):
+
+    def one(k: int) -> None:
         kernel.pair_patterns(feats, _LEVELS, codes[k : k + chunk], n, out[k : k + chunk], impl)
+
+    for _ in threaded_map(one, range(0, codes.size, chunk), threads):
+        pass
     return out
 
 
@@ -262,6 +273,7 @@ def score_pairs_above(
     floor: float,
     chunk: int = 1 << 18,
     patterns: npt.NDArray[np.int16] | None = None,
+    threads: int = 1,
 ) -> tuple[I64, I64, PairScores]:
     """The pairs coded ``codes`` (``i * n + j``) scoring at least ``floor``, with their scores.
 
@@ -272,9 +284,10 @@ def score_pairs_above(
     the model) the candidates are filtered by pattern; without, the patterns are
     computed here (the compiled kernel, one pass a pair). Only the kept ones are
     compared again for their evidence. Returns ``(i, j, scores)`` in code order.
+    ``threads``: see :func:`pattern_array`.
     """
     if patterns is None:
-        patterns = pattern_array(f, codes, n, chunk)
+        patterns = pattern_array(f, codes, n, chunk, threads=threads)
     codes = codes[model.probability(patterns.astype(np.int64)) >= floor]
     keep_i: list[I64] = []
     keep_j: list[I64] = []

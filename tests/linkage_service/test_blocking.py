@@ -15,6 +15,7 @@ from linkage_service._blocking import (
     block_pairs,
     decode_pairs,
     lsh_signatures,
+    threaded_map,
     token_codes,
     unique_pair_codes,
     unique_pairs,
@@ -174,3 +175,30 @@ def test_signatures_refuse_more_than_56_bits_a_band() -> None:
         lsh_signatures(
             np.zeros((2, 16), np.uint64), band_positions(1024, 1, 57, 1), np.ones(2, bool)
         )
+
+
+@pytest.mark.parametrize("threads", [0, 1, 2, 5])
+def test_threaded_map_keeps_the_order_and_takes_few_items_ahead(threads: int) -> None:
+    drawn: list[int] = []
+
+    def items():
+        for k in range(40):
+            drawn.append(k)
+            yield k
+
+    got = []
+    for r in threaded_map(lambda k: k * k, items(), threads):
+        # never more than `threads` items taken beyond the results handed out
+        assert len(drawn) - len(got) <= max(threads, 1)
+        got.append(r)
+    assert got == [k * k for k in range(40)]
+
+
+def test_threaded_map_raises_what_a_call_raises() -> None:
+    def fail(k: int) -> int:
+        if k == 3:
+            raise ValueError("call 3 failed")
+        return k
+
+    with pytest.raises(ValueError, match="call 3 failed"):
+        list(threaded_map(fail, range(10), 2))
