@@ -116,6 +116,17 @@ def labels(delta: Delta, batch_: RecordBatch) -> tuple[list[str], list[str]]:
     return person, [delta.household_of[p] for p in person]
 
 
+def load_relink_remove(pop: Population) -> list[tuple[RecordBatch, list[int]]]:
+    """Three updates of ``pop``: (added, removed) for a first load (agencies 0-2), a
+    second load (the rest; it re-estimates the model and re-links everyone) and
+    the removal of agency 1's records."""
+    first = np.nonzero(pop.batch.agency < 3)[0]
+    rest = np.nonzero(pop.batch.agency >= 3)[0]
+    gone = [int(i) for i in pop.batch.ids[pop.batch.agency == 1]]
+    empty = pop.batch.take(np.zeros(0, dtype=np.int64))
+    return [(pop.batch.take(first), []), (pop.batch.take(rest), []), (empty, gone)]
+
+
 @functools.cache
 def _population(workdir: str) -> Population:
     return load_population(HOUSEHOLDS, SEED, Path(workdir))

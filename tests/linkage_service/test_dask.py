@@ -18,7 +18,7 @@ from linkage_service._engine import Delta, LinkageEngine
 from linkage_service._service import dask_engine_factory
 from protocols import ExportPerson
 
-from ._engine_helpers import counter_ids, population
+from ._engine_helpers import counter_ids, load_relink_remove, population
 
 __all__ = ["population"]  # the fixture, imported for pytest
 
@@ -59,20 +59,16 @@ def _same(a: Delta, b: Delta) -> None:
 def test_dask_links_identically_to_one_process(
     population: Population, dask_pairs: DaskPairs
 ) -> None:
-    pop = population
-    first = np.nonzero(pop.batch.agency < 3)[0]
-    rest = np.nonzero(pop.batch.agency >= 3)[0]
-    gone = [int(i) for i in pop.batch.ids[pop.batch.agency == 1]]
-    empty = pop.batch.take(np.zeros(0, dtype=np.int64))
     here = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
     there = LinkageEngine(id_factory=counter_ids(), pairs=dask_pairs)  # type: ignore[arg-type]
     # a first load (the model estimated), a second that re-estimates and re-links
     # everyone, and a removal
-    for added, removed in ((pop.batch.take(first), []), (pop.batch.take(rest), []), (empty, gone)):
+    steps = load_relink_remove(population)
+    for added, removed in steps:
         a = here.update(added, removed)
         b = there.update(added, removed)
         _same(a, b)
-    assert a.stats["records_removed"] == len(gone)
+    assert a.stats["records_removed"] == len(steps[-1][1])
     assert here.pid_root.keys() == there.pid_root.keys()
     assert here.person_hid == there.person_hid
 

@@ -17,6 +17,7 @@ from ._engine_helpers import (
     counter_ids,
     dice_model,
     labels,
+    load_relink_remove,
     perturb,
     population,
 )
@@ -197,15 +198,10 @@ def test_records_are_found_by_id_through_replacements_and_removals() -> None:
 def test_blocking_and_scoring_on_several_threads_link_as_one_thread(
     population: Population,
 ) -> None:
-    pop = population
-    first = np.nonzero(pop.batch.agency < 3)[0]
-    rest = np.nonzero(pop.batch.agency >= 3)[0]
-    gone = [int(i) for i in pop.batch.ids[pop.batch.agency == 1]]
-    empty = pop.batch.take(np.zeros(0, dtype=np.int64))
     one = LinkageEngine(id_factory=counter_ids(), threads=1)  # type: ignore[arg-type]
     three = LinkageEngine(id_factory=counter_ids(), threads=3)  # type: ignore[arg-type]
     # a first load, a second that re-estimates the model and re-links, a removal
-    for added, removed in ((pop.batch.take(first), []), (pop.batch.take(rest), []), (empty, gone)):
+    for added, removed in load_relink_remove(population):
         a, b = one.update(added, removed), three.update(added, removed)
         assert (a.person_of, a.household_of, a.families) == (
             b.person_of,
