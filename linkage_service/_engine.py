@@ -825,13 +825,7 @@ class LinkageEngine:
             del held
             ei, ej, ed = [i], [j], [d]
         else:
-
-            def place_codes(spec: tuple[int, BlockSpec]) -> I64:
-                b, s = spec
-                order = self._band_order(b, s, live)
-                return block_codes(s.key, is_new, s.window, live, s.within, order)
-
-            codes = unique_codes(threaded_map(place_codes, enumerate(specs()), self.threads))
+            codes = self._block_codes(specs(), is_new, live, first_band=0)
             n_codes = int(codes.size)
             for k in range(0, codes.size, _CHUNK):
                 i, j = decode_pairs(codes[k : k + _CHUNK], width)
@@ -912,13 +906,28 @@ class LinkageEngine:
         """:meth:`candidate_pairs` as sorted codes ``i * n + j`` (half the memory)."""
         cfg = self.config
         first_band = cfg.lsh_bands + len(self.block_keys) + self.exact.shape[1]
+        return self._block_codes(self._person_blocks(), is_new, self.alive, first_band)
+
+    def _block_codes(
+        self,
+        specs: Iterable[BlockSpec],
+        is_new: npt.NDArray[np.bool_],
+        mask: npt.NDArray[np.bool_],
+        first_band: int,
+    ) -> I64:
+        """Sorted distinct pair codes of the blocking keys ``specs`` over the rows in ``mask``.
+
+        The keys are worked through on :attr:`threads` threads; from ``first_band``
+        on, the specs are the address bands, whose block orders the persons and
+        places of one update share (:meth:`_band_order`).
+        """
 
         def codes(spec: tuple[int, BlockSpec]) -> I64:
             b, s = spec
-            order = self._band_order(b - first_band, s, self.alive) if b >= first_band else None
-            return block_codes(s.key, is_new, s.window, self.alive, s.within, order)
+            order = self._band_order(b - first_band, s, mask) if b >= first_band else None
+            return block_codes(s.key, is_new, s.window, mask, s.within, order)
 
-        return unique_codes(threaded_map(codes, enumerate(self._person_blocks()), self.threads))
+        return unique_codes(threaded_map(codes, enumerate(specs), self.threads))
 
     def _band_order(
         self, band: int, spec: BlockSpec, mask: npt.NDArray[np.bool_]
