@@ -121,8 +121,8 @@ _INSERT_BATCH = 2000
 
 
 def family_district(districts: Iterable[str]) -> str | None:
-    """A family's postcode district: the one most of its members give, ties to the first
-    in order; None when no member gives one.
+    """A family's postcode district: the one most of its members give, a tie going to the
+    alphabetically first; None when no member gives one.
 
     Each member counts once (their latest record's district). Not "the first member
     read": members are read in record-id order, and record ids are random, so two
