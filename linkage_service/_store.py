@@ -22,6 +22,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -379,15 +380,23 @@ def fresh_record_ids(conn: Connection, n: int) -> list[int]:
     return out
 
 
+# Rows in one SQLite insert statement of bulk_insert (fewer if the driver's limit on
+# parameters is lower)
+SQLITE_ROWS_PER_INSERT = 500
+
+
 def bulk_insert(
     conn: Connection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
 ) -> None:
     """Insert ``rows`` (tuples in ``columns`` order) in bulk, inside the caller's transaction.
 
-    PostgreSQL: one ``COPY ... FROM STDIN``; SQLite: one ``executemany`` of a
-    prepared insert. Values go to the driver as they are: dates as ISO text
-    (what SQLAlchemy stores on SQLite; PostgreSQL's COPY parses it), booleans
-    as ``bool``, binary as ``bytes``.
+    PostgreSQL: one ``COPY ... FROM STDIN``; SQLite: an ``executemany`` of a
+    prepared insert of up to :data:`SQLITE_ROWS_PER_INSERT` rows at a time (the
+    driver lets go of the interpreter lock for each statement it steps and must
+    win it back after: one row a statement, an insert running in a thread
+    beside busy Python waited for the lock once per row). Values go to the
+    driver as they are: dates as ISO text (what SQLAlchemy stores on SQLite;
+    PostgreSQL's COPY parses it), booleans as ``bool``, binary as ``bytes``.
     """
     if not rows:
         return
@@ -398,8 +407,24 @@ def bulk_insert(
             for row in rows:
                 copy.write_row(row)
         return
-    marks = ", ".join("?" for _ in columns)
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    raw: Any = conn.connection.driver_connection
+    per = max(
+        1,
+        min(
+            SQLITE_ROWS_PER_INSERT,
+            raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns),
+        ),
+    )
+    one = "(" + ", ".join("?" for _ in columns) + ")"
+    full = len(rows) - len(rows) % per
+    if full:
+        flat = chain.from_iterable
+        conn.exec_driver_sql(
+            f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join([one] * per),
+            [tuple(flat(rows[k : k + per])) for k in range(0, full, per)],
+        )
+    if full < len(rows):
+        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES {one}", rows[full:])
 
 
 def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, int]]) -> None:
