@@ -32,6 +32,7 @@ Must never: do I/O, log record content, hold a secret or a plaintext identifier.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import itertools
@@ -239,6 +240,11 @@ class Delta:
     household_merges: list[tuple[str, str]] = field(default_factory=list)
     household_splits: list[tuple[str, str]] = field(default_factory=list)
     families: dict[str, bool] = field(default_factory=dict)
+    # ids given out by this update that the engine did not hold before it (made
+    # now, or an old id coming back): every other id in person_of and household_of
+    # was live before, so the store needs to create or revive only these
+    persons_unheld: set[str] = field(default_factory=set)
+    households_unheld: set[str] = field(default_factory=set)
     links: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     review: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     stats: dict[str, float] = field(default_factory=dict)
@@ -278,18 +284,23 @@ def reconcile(
     prev: Callable[[K], str | None],
     new_id: Callable[[], str],
     touched: set[str],
-    age: Callable[[str], int] = lambda _: 0,
+    age: Mapping[str, int] | None = None,
 ) -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
     """Give every group an id, keeping the old id most of its members had.
 
-    Between two old ids with as many members in a group, the older one (lower
-    ``age``: the order ids were made in) is kept, so a group that split and came
-    back together keeps the id it had, not the one the split made.
+    Old ids are given out greedily: the (members, old id, group) with the most
+    members first, and between two old ids with as many members in a group, the
+    older one (lower ``age``: the order ids were made in; 0 when not listed), so
+    a group that split and came back together keeps the id it had, not the one
+    the split made; then by old id and group. A group whose members had one old
+    id that no other group's members had (most groups) keeps it without taking
+    part in that ordering: nothing else claims either.
 
     Returns (id per group, retired old ids, merges (old, into), splits (old, the id of a
     group now holding some of its records while the old id lives on)).
     ``touched`` are old ids that may have disappeared (e.g. all their records removed).
     """
+    born = age or {}
     counts: list[dict[str, int]] = []
     for g in groups:
         c: dict[str, int] = {}
@@ -297,13 +308,23 @@ def reconcile(
             if p is not None:
                 c[p] = c.get(p, 0) + 1
         counts.append(c)
-    triples = sorted(
-        ((n, old, gi) for gi, c in enumerate(counts) for old, n in c.items()),
-        key=lambda t: (-t[0], age(t[1]), t[1], t[2]),
-    )
+    spread = collections.Counter(itertools.chain.from_iterable(counts))  # groups per old id
     ids: list[str | None] = [None] * len(groups)
     kept: set[str] = set()
-    for _, old, gi in triples:
+    contested: list[int] = []
+    for gi, c in enumerate(counts):
+        if len(c) == 1:
+            (old,) = c
+            if spread[old] == 1:
+                ids[gi] = old
+                kept.add(old)
+                continue
+        if c:
+            contested.append(gi)
+    triples = sorted(
+        (-n, born.get(old, 0), old, gi) for gi in contested for old, n in counts[gi].items()
+    )
+    for _, _, old, gi in triples:
         if ids[gi] is None and old not in kept:
             ids[gi] = old
             kept.add(old)
@@ -314,16 +335,17 @@ def reconcile(
             assigned = new_id()
         # records of an id that lives on elsewhere now belong here: that id split
         # (into a new group, or into one that kept its own id after a re-link)
-        if counts[gi]:
-            for old in sorted(counts[gi]):
+        c = counts[gi]
+        if c and (len(c) > 1 or assigned not in c):
+            for old in sorted(c):
                 if old in kept and old != assigned:
                     splits.append((old, assigned))
         final.append(assigned)
-    olds = touched | {old for c in counts for old in c}
-    retired = sorted(olds - kept)
+    retired = sorted((touched | spread.keys()) - kept)
+    # a retired old id was in contested groups only (an uncontested one is kept)
     best: dict[str, tuple[int, str]] = {}
-    for gi, c in enumerate(counts):
-        for old, n in c.items():
+    for gi in contested:
+        for old, n in counts[gi].items():
             if old not in kept and (n, final[gi]) > best.get(old, (0, "")):
                 best[old] = (n, final[gi])
     merges = [(old, best[old][1]) for old in retired if old in best]
@@ -1171,20 +1193,19 @@ class LinkageEngine:
         # 4. person ids
         groups_roots = sorted({self.persons.find(r) for r in f_rows})
         groups = [sorted(self.persons.members(g)) for g in groups_roots]
-        for g in groups_roots:
-            for r in self.persons.members(g):
-                pid = self.row_pid[r]
-                if pid is not None:
-                    touched_pids.add(pid)
+        # (the groups' members' own ids are old ids to reconcile already: touched
+        # adds those of persons who lost rows to removals and re-clustering)
         ids, retired, merges, splits = reconcile(
             groups,
-            lambda r: self.row_pid[r],
+            self.row_pid.__getitem__,
             lambda: self._make_id("per_"),
             touched_pids,
-            self._id_age,
+            self._born,
         )
+        pid_root = self.pid_root
+        delta.persons_unheld = {pid for pid in ids if pid not in pid_root}
         for pid in retired:
-            self.pid_root.pop(pid, None)
+            pid_root.pop(pid, None)
         changed_pids: set[str] = set()
         for root, rows, pid in zip(groups_roots, groups, ids, strict=True):
             self.pid_root[pid] = root
@@ -1443,10 +1464,11 @@ class LinkageEngine:
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
         ids, retired, merges, splits = reconcile(
-            groups, self.person_hid.get, lambda: self._make_id("hh_"), touched, self._id_age
+            groups, self.person_hid.get, lambda: self._make_id("hh_"), touched, self._born
         )
         delta.household_merges.extend(merges)
         delta.household_splits.extend(splits)
+        delta.households_unheld = {h for h in ids if h not in self.hid_persons}
         for pid in retired_pids:
             gone = self.person_hid.pop(pid, None)
             if gone is not None and gone in self.hid_persons:
@@ -1480,9 +1502,6 @@ class LinkageEngine:
         if self._births:
             self._born[new] = len(self._born) + 1
         return new
-
-    def _id_age(self, any_id: str) -> int:
-        return self._born.get(any_id, 0)
 
 
 def _padded(roots: I64, n: int) -> I64:
