@@ -25,7 +25,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -130,6 +130,10 @@ class Delta(Protocol):
     households_retired: Sequence[str]
     household_merges: Sequence[tuple[str, str]]
     household_splits: Sequence[tuple[str, str]]
+    # the ids of person_of and household_of the engine did not hold before the
+    # update (made by it, or coming back); the others are live in the store
+    persons_unheld: Collection[str]
+    households_unheld: Collection[str]
     links: Sequence[tuple[int, int, float, Mapping[str, Any]]]
     review: Sequence[tuple[int, int, float, Mapping[str, Any]]]
     stats: Mapping[str, float]
@@ -997,9 +1001,9 @@ def _write_delta(
     """
     p, h = store.persons, store.households
     rp, ph = store.record_person, store.person_household
-    # persons: create new ids, revive any that come back, then map records
-    person_ids = sorted(set(delta.person_of.values()))
-    new_persons = _ensure_ids(conn, p, person_ids, run_id)
+    # persons: create new ids, revive any that come back, then map records (an id
+    # the engine held before this update is live here: only the others are looked up)
+    new_persons = _ensure_ids(conn, p, sorted(delta.persons_unheld), run_id)
     items = sorted(delta.person_of.items())
     for ids in store.key_chunks(conn, [int(k) for k, _ in items if int(k) not in added]):
         conn.execute(rp.delete().where(store.key_in(conn, rp.c.record_id, ids)))
@@ -1020,7 +1024,7 @@ def _write_delta(
         for a, b in delta.splits
     ]
     # households
-    _ensure_ids(conn, h, sorted(set(delta.household_of.values())), run_id)
+    _ensure_ids(conn, h, sorted(delta.households_unheld), run_id)
     hitems = sorted(delta.household_of.items())
     for pids in store.key_chunks(conn, [k for k, _ in hitems if k not in new_persons]):
         conn.execute(ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))

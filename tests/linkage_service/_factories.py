@@ -169,6 +169,8 @@ class FakeDelta:
     households_retired: list[str] = field(default_factory=list)
     household_merges: list[tuple[str, str]] = field(default_factory=list)
     household_splits: list[tuple[str, str]] = field(default_factory=list)
+    persons_unheld: set[str] = field(default_factory=set)
+    households_unheld: set[str] = field(default_factory=set)
     links: list[tuple[int, int, float, dict[str, Any]]] = field(default_factory=list)
     review: list[tuple[int, int, float, dict[str, Any]]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
@@ -222,6 +224,8 @@ class FakeEngine:
                 pid = f"p{rid:06d}"
                 self.person_by_key[key] = pid
                 d.household_of[pid] = "h-" + pid
+                d.persons_unheld.add(pid)
+                d.households_unheld.add("h-" + pid)
             self.members.setdefault(pid, set()).add(rid)
             self.person_of[rid] = pid
             self.key_of[rid] = key

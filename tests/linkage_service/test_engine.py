@@ -57,7 +57,14 @@ def test_incremental_matches_linking_at_once_and_keeps_ids(population: Populatio
     eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
     d1 = eng.update(pop.batch.take(first), [])
     before = dict(d1.person_of)
+    assert d1.persons_unheld == set(d1.person_of.values())
+    assert d1.households_unheld == set(d1.household_of.values())
+    held_persons, held_households = set(eng.pid_root), set(eng.hid_persons)
     d2 = eng.update(pop.batch.take(rest), [])
+    # the ids the store must create (or revive): exactly those not held before
+    assert d2.persons_unheld == set(d2.person_of.values()) - held_persons
+    assert d2.households_unheld == set(d2.household_of.values()) - held_households
+    assert d2.persons_unheld and d2.persons_unheld != set(d2.person_of.values())
     person, household = _labels_now(eng, pop)
     assert pair_scores(person, pop.truth_person).f1 >= 0.98
     assert pair_scores(household, pop.truth_household).f1 >= 0.95

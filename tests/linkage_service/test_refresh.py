@@ -71,6 +71,16 @@ def test_a_record_that_leaves_and_comes_back_keeps_its_person(year):
     push_refresh(pop, service, dt.date(2027, 9, 30), keep=not_this_pupil)
     gone = person_contents(sql)
     assert pid not in gone
+    assert _retired_run(sql, pid) is not None
     push_refresh(pop, service, dt.date(2027, 12, 31))
     back = person_contents(sql)
     assert back.get(pid) == refs, "the pupil came back under a new person id"
+    # the engine did not hold the id when it came back: the store revived its row
+    assert _retired_run(sql, pid) is None
+
+
+def _retired_run(sql: sa.Engine, pid: str) -> int | None:
+    p = store.persons
+    with sql.connect() as conn:
+        got = conn.execute(sa.select(p.c.retired_run).where(p.c.id == pid)).scalar_one()
+    return None if got is None else int(got)
