@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 
@@ -18,40 +19,30 @@ def greedy(
     touched: set[str],
     age: Mapping[str, int],
 ) -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
-    """The rule as stated: every (members, old id, group) in one greedy order."""
-    counts: list[dict[str, int]] = []
-    for g in groups:
-        c: dict[str, int] = {}
-        for p in map(prev, g):
-            if p is not None:
-                c[p] = c.get(p, 0) + 1
-        counts.append(c)
-    triples = sorted(
-        ((n, old, gi) for gi, c in enumerate(counts) for old, n in c.items()),
-        key=lambda t: (-t[0], age.get(t[1], 0), t[1], t[2]),
-    )
-    ids: list[str | None] = [None] * len(groups)
-    kept: set[str] = set()
-    for _, old, gi in triples:
-        if ids[gi] is None and old not in kept:
-            ids[gi] = old
-            kept.add(old)
-    splits: list[tuple[str, str]] = []
-    final: list[str] = []
-    for gi, assigned in enumerate(ids):
-        if assigned is None:
-            assigned = new_id()
-        for old in sorted(counts[gi]):
-            if old in kept and old != assigned:
-                splits.append((old, assigned))
-        final.append(assigned)
-    retired = sorted((touched | {old for c in counts for old in c}) - kept)
-    best: dict[str, tuple[int, str]] = {}
-    for gi, c in enumerate(counts):
-        for old, n in c.items():
-            if old not in kept and (n, final[gi]) > best.get(old, (0, "")):
-                best[old] = (n, final[gi])
-    merges = [(old, best[old][1]) for old in retired if old in best]
+    """The rule as stated, by selection: take the best claim left until none is left."""
+    members = [collections.Counter(p for p in map(prev, g) if p is not None) for g in groups]
+    claims = {(gi, old): n for gi, c in enumerate(members) for old, n in c.items()}
+    ids: dict[int, str] = {}
+    while claims:
+        gi, old = min(claims, key=lambda k: (-claims[k], age.get(k[1], 0), k[1], k[0]))
+        ids[gi] = old
+        claims = {k: n for k, n in claims.items() if k[0] != gi and k[1] != old}
+    final = [ids[gi] if gi in ids else new_id() for gi in range(len(groups))]
+    kept = set(ids.values())
+    splits = [
+        (old, final[gi])
+        for gi, c in enumerate(members)
+        for old in sorted(c)
+        if old in kept and old != final[gi]
+    ]
+    olds = touched | {old for c in members for old in c}
+    retired = sorted(olds - kept)
+    # each retired id merged into the group holding most of its members (ties: larger id)
+    merges = []
+    for old in retired:
+        holders = [(c[old], final[gi]) for gi, c in enumerate(members) if old in c]
+        if holders:
+            merges.append((old, max(holders)[1]))
     return final, retired, merges, splits
 
 
