@@ -416,15 +416,18 @@ def bulk_insert(
         ),
     )
     one = "(" + ", ".join("?" for _ in columns) + ")"
+
+    def insert(n: int) -> str:
+        return f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join([one] * n)
+
+    flat = chain.from_iterable
     full = len(rows) - len(rows) % per
     if full:
-        flat = chain.from_iterable
         conn.exec_driver_sql(
-            f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join([one] * per),
-            [tuple(flat(rows[k : k + per])) for k in range(0, full, per)],
+            insert(per), [tuple(flat(rows[k : k + per])) for k in range(0, full, per)]
         )
-    if full < len(rows):
-        conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES {one}", rows[full:])
+    if full < len(rows):  # the rest in one statement too, not a statement a row
+        conn.exec_driver_sql(insert(len(rows) - full), tuple(flat(rows[full:])))
 
 
 def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, int]]) -> None:
