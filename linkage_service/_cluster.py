@@ -60,6 +60,18 @@ class Clusters:
             self._groups[root] = rows
         return root
 
+    def add_alone(self, rows: I64) -> None:
+        """Add each of ``rows`` (distinct, none held yet) as a cluster of its own.
+
+        :meth:`add` of one row each, for a whole batch in one numpy step.
+        """
+        if not rows.size:
+            return
+        short = int(rows.max()) + 1 - len(self._parent)
+        if short > 0:
+            self._parent.extend(array("q", [-1]) * short)
+        np.frombuffer(self._parent, dtype=np.int64)[rows] = rows
+
     def find(self, r: int) -> int:
         """Root of the cluster holding row ``r`` (``KeyError`` if no cluster does)."""
         parent = self._parent
@@ -94,6 +106,13 @@ class Clusters:
             up[held] = nxt
             held = held[moved]
         return up
+
+    def roots_of(self, rows: I64) -> I64:
+        """The root of each of ``rows`` (all held): :meth:`find` for a few rows,
+        :meth:`root_array` once for many."""
+        if rows.size > len(self._parent) >> 6:
+            return self.root_array()[rows]
+        return np.fromiter(map(self.find, rows.tolist()), dtype=np.int64, count=rows.size)
 
     def members(self, root: int) -> list[int]:
         """Rows of the cluster rooted at ``root`` (empty if ``root`` is not a root).
@@ -152,6 +171,26 @@ def agglomerate(
     refused = np.zeros(i.shape[0], dtype=np.bool_)
     order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
     _dice.agglomerate(clusters._parent, clusters._groups, i, j, order, refused, coheres)
+    return refused
+
+
+def agglomerate_by_dice(
+    clusters: Clusters, i: I64, j: I64, score: F64, filters: npt.NDArray[np.uint64], floor: float
+) -> npt.NDArray[np.bool_]:
+    """:func:`agglomerate` whose check is "every cross pair's Dice over ``filters`` is
+    at least ``floor``" (``kernel.dice_all_at_least``), with no cap on a cluster's size.
+
+    The same steps and answers, but the check is compiled with the loop, which runs
+    without the interpreter lock: places are clustered on one core while the
+    persons' Python runs on another. Nothing else may touch ``clusters`` meanwhile.
+    """
+    i = np.ascontiguousarray(i, dtype=np.int64)
+    j = np.ascontiguousarray(j, dtype=np.int64)
+    refused = np.zeros(i.shape[0], dtype=np.bool_)
+    order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
+    _dice.agglomerate_dice(
+        clusters._parent, clusters._groups, i, j, order, refused, filters, float(floor)
+    )
     return refused
 
 

@@ -1404,6 +1404,327 @@ release_p:
     return result;
 }
 
+/* agglomerate_dice: agglomerate with the cohesion check "every cross pair's Dice
+ * over `filters` is at least `floor`" done here, so that the loop over the edges
+ * runs without the interpreter lock (the places of an update are clustered on one
+ * core while the persons' Python runs on the other). The same steps and answers
+ * as agglomerate with that check as its callback (kernel.dice_all_at_least), and
+ * no cap on a cluster's size.
+ *
+ * Work is in proportion to the edges and the rows of the clusters they touch,
+ * never to all rows held (an update's retired places call it once each). The
+ * clusters the edges start in are read in first, with the lock, and numbered
+ * 0..k-1 (sorted by root row); the loop joins those numbers, each keeping its
+ * root row, size and member chain (slots into one array of rows); at the end the
+ * parent array and the member lists of the clusters that changed are written. */
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The number of root row `r` among the k sorted roots. */
+static Py_ssize_t root_number(const int64_t *roots, Py_ssize_t k, int64_t r) {
+    Py_ssize_t lo = 0, hi = k;
+    while (lo < hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (roots[mid] < r)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static Py_ssize_t local_find(Py_ssize_t *up, Py_ssize_t c) {
+    Py_ssize_t root = c;
+    while (up[root] != root) root = up[root];
+    while (up[c] != root) {
+        Py_ssize_t next = up[c];
+        up[c] = root;
+        c = next;
+    }
+    return root;
+}
+
+static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
+    PyObject *po, *groups, *io, *jo, *oo, *ro, *fo;
+    double floor;
+    if (!PyArg_ParseTuple(args, "OO!OOOOOd:agglomerate_dice", &po, &PyDict_Type, &groups, &io,
+                          &jo, &oo, &ro, &fo, &floor))
+        return NULL;
+    Py_buffer pb = {0}, ib = {0}, jb = {0}, ob = {0}, rb = {0}, fb = {0};
+    PyObject *result = NULL;
+    /* per edge: the numbers of its ends' clusters; per cluster: root row, union-find
+     * parent, size at the start and now, first and last member slot; per slot: row
+     * and next slot (-1 at the end) */
+    int64_t *roots = NULL, *ea = NULL, *eb = NULL, *rows = NULL, *next = NULL, *num = NULL;
+    Py_ssize_t *up = NULL, *start = NULL, *size = NULL, *head = NULL, *tail = NULL;
+    if (int64_buffer(po, &pb, "parent", 1)) return NULL;
+    if (int64_buffer(io, &ib, "i", 0)) goto release;
+    if (int64_buffer(jo, &jb, "j", 0)) goto release;
+    if (int64_buffer(oo, &ob, "order", 0)) goto release;
+    if (PyObject_GetBuffer(ro, &rb, PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) goto release;
+    if (get_filters(fo, &fb, "filters")) goto release;
+    {
+        int64_t *parent = pb.buf;
+        const int64_t *I = ib.buf, *J = jb.buf, *order = ob.buf;
+        unsigned char *refused = rb.buf;
+        const uint64_t *base = fb.buf;
+        Py_ssize_t n = pb.len / 8, m = ib.len / 8, edges = ob.len / 8;
+        Py_ssize_t nf = fb.shape[0], w = fb.shape[1];
+        if (jb.len / 8 != m || rb.len != m) {
+            PyErr_SetString(PyExc_ValueError,
+                            "agglomerate_dice: i, j and refused differ in length");
+            goto release;
+        }
+        size_t cap = (size_t)(2 * edges + 1);
+        roots = PyMem_RawMalloc(cap * 8);
+        ea = PyMem_RawMalloc(cap * 8);
+        eb = PyMem_RawMalloc(cap * 8);
+        /* many edges for the rows held (a link from scratch): clusters are numbered
+         * through a map of every row rather than by sorting */
+        int dense = (Py_ssize_t)cap > n / 16;
+        if (dense) num = PyMem_RawCalloc((size_t)(n ? n : 1), 8);
+        if (!roots || !ea || !eb || (dense && !num)) {
+            PyErr_NoMemory();
+            goto release;
+        }
+        /* every edge's ends and the clusters they are in now (no Python here: the
+         * lock is let go, and the first bad edge is named after) */
+        Py_ssize_t k = 0, bad = -1;
+        int64_t missing = 0;
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t t = 0; t < edges && bad < 0; t++) {
+            int64_t e = order[t];
+            if (e < 0 || e >= m) {
+                bad = t;
+                break;
+            }
+            for (int side = 0; side < 2; side++) {
+                int64_t row = side ? J[e] : I[e];
+                int64_t root = uf_find(parent, n, row);
+                if (root < 0 || root >= nf) {
+                    bad = t;
+                    missing = row;
+                    break;
+                }
+                if (dense) {
+                    if (num[root] == 0) {
+                        roots[k] = root;
+                        num[root] = ++k;
+                    }
+                } else {
+                    roots[k++] = root;
+                }
+                (side ? eb : ea)[t] = root;
+            }
+        }
+        if (bad < 0) {
+            if (dense) {
+                for (Py_ssize_t t = 0; t < edges; t++) {
+                    ea[t] = num[ea[t]] - 1;
+                    eb[t] = num[eb[t]] - 1;
+                }
+            } else {
+                qsort(roots, (size_t)k, 8, cmp_i64);
+                Py_ssize_t kk = 0;
+                for (Py_ssize_t t = 0; t < k; t++)
+                    if (kk == 0 || roots[t] != roots[kk - 1]) roots[kk++] = roots[t];
+                k = kk;
+                for (Py_ssize_t t = 0; t < edges; t++) {
+                    ea[t] = root_number(roots, k, ea[t]);
+                    eb[t] = root_number(roots, k, eb[t]);
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+        if (bad >= 0) {
+            int64_t e = order[bad];
+            if (e < 0 || e >= m) {
+                PyErr_SetString(PyExc_IndexError, "agglomerate_dice: order names no edge");
+            } else if (uf_find(parent, n, missing) < 0) {
+                PyObject *row = PyLong_FromLongLong(missing);
+                if (row != NULL) {
+                    PyErr_SetObject(PyExc_KeyError, row);
+                    Py_DECREF(row);
+                }
+            } else {
+                PyErr_Format(PyExc_ValueError, "agglomerate_dice: row %lld lies past the filters",
+                             (long long)missing);
+            }
+            goto release;
+        }
+        up = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
+        start = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
+        size = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
+        head = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
+        tail = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
+        if (!up || !start || !size || !head || !tail) {
+            PyErr_NoMemory();
+            goto release;
+        }
+        /* the member lists of those clusters, as chains of slots */
+        Py_ssize_t slots = 0, slot_cap = k + 1;
+        rows = PyMem_RawMalloc((size_t)slot_cap * 8);
+        next = PyMem_RawMalloc((size_t)slot_cap * 8);
+        if (!rows || !next) {
+            PyErr_NoMemory();
+            goto release;
+        }
+        int any_lists = PyDict_GET_SIZE(groups) > 0;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            int64_t root = roots[c];
+            PyObject *got = NULL;
+            if (any_lists) {
+                PyObject *key = PyLong_FromLongLong(root);
+                if (key == NULL) goto release;
+                got = PyDict_GetItemWithError(groups, key);
+                Py_DECREF(key);
+                if (got == NULL && PyErr_Occurred()) goto release;
+            }
+            Py_ssize_t len = 1;
+            if (got != NULL) {
+                if (!PyList_Check(got) || PyList_GET_SIZE(got) < 1) {
+                    PyErr_SetString(PyExc_TypeError,
+                                    "agglomerate_dice: member lists must be lists");
+                    goto release;
+                }
+                len = PyList_GET_SIZE(got);
+            }
+            if (slots + len > slot_cap) {
+                while (slots + len > slot_cap) slot_cap *= 2;
+                int64_t *r2 = PyMem_RawRealloc(rows, (size_t)slot_cap * 8);
+                if (r2) rows = r2;
+                int64_t *n2 = r2 ? PyMem_RawRealloc(next, (size_t)slot_cap * 8) : NULL;
+                if (n2) next = n2;
+                if (!r2 || !n2) {
+                    PyErr_NoMemory();
+                    goto release;
+                }
+            }
+            head[c] = slots;
+            for (Py_ssize_t t = 0; t < len; t++) {
+                int64_t v = root;
+                if (got != NULL) {
+                    long long x = PyLong_AsLongLong(PyList_GET_ITEM(got, t));
+                    if (x == -1 && PyErr_Occurred()) goto release;
+                    v = (int64_t)x;
+                }
+                if (v < 0 || v >= nf || (t == 0 && v != root)) {
+                    PyErr_Format(PyExc_ValueError,
+                                 "agglomerate_dice: the members of %lld are not its own or "
+                                 "lie past the filters",
+                                 (long long)root);
+                    goto release;
+                }
+                rows[slots] = v;
+                next[slots] = t + 1 < len ? slots + 1 : -1;
+                slots++;
+            }
+            tail[c] = slots - 1;
+            up[c] = c;
+            start[c] = size[c] = len;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t t = 0; t < edges; t++) {
+            Py_ssize_t ca = local_find(up, (Py_ssize_t)ea[t]);
+            Py_ssize_t cb = local_find(up, (Py_ssize_t)eb[t]);
+            if (ca == cb) continue;
+            int ok = 1;
+            if (size[ca] > 1 || size[cb] > 1) {
+                for (int64_t x = head[ca]; x >= 0 && ok; x = next[x]) {
+                    const uint64_t *p = base + rows[x] * w;
+                    uint32_t bx = row_bits(p, w);
+                    for (int64_t y = head[cb]; y >= 0; y = next[y]) {
+                        const uint64_t *q = base + rows[y] * w;
+                        uint32_t common = 0;
+                        for (Py_ssize_t u = 0; u < w; u++)
+                            common += (uint32_t)__builtin_popcountll(p[u] & q[u]);
+                        uint32_t total = bx + row_bits(q, w);
+                        double d = total ? 2.0 * (double)common / (double)total : 0.0;
+                        if (!(d >= floor)) {
+                            ok = 0;
+                            break;
+                        }
+                    }
+                }
+            }
+            if (!ok) {
+                refused[order[t]] = 1;
+                continue;
+            }
+            /* union: the larger survives, or of two the same size the smaller root
+             * row; the survivor's members first */
+            if (size[ca] < size[cb] || (size[ca] == size[cb] && roots[ca] > roots[cb])) {
+                Py_ssize_t tmp = ca;
+                ca = cb;
+                cb = tmp;
+            }
+            up[cb] = ca;
+            next[tail[ca]] = head[cb];
+            tail[ca] = tail[cb];
+            size[ca] += size[cb];
+        }
+        Py_END_ALLOW_THREADS
+        /* with the lock again: the parent array, and the member lists that changed */
+        for (Py_ssize_t c = 0; c < k; c++) {
+            Py_ssize_t top = local_find(up, c);
+            if (top == c && size[c] == start[c]) continue; /* untouched */
+            PyObject *key = PyLong_FromLongLong(roots[c]);
+            if (key == NULL) goto release;
+            int rc = 0;
+            if (top != c) {
+                parent[roots[c]] = roots[top];
+                if (PyDict_DelItem(groups, key) < 0) {
+                    if (PyErr_ExceptionMatches(PyExc_KeyError))
+                        PyErr_Clear();
+                    else
+                        rc = -1;
+                }
+            } else {
+                PyObject *list = PyList_New(size[c]);
+                if (list == NULL) {
+                    rc = -1;
+                } else {
+                    Py_ssize_t at = 0;
+                    for (int64_t x = head[c]; x >= 0 && rc == 0; x = next[x]) {
+                        PyObject *v = PyLong_FromLongLong(rows[x]);
+                        if (v == NULL)
+                            rc = -1;
+                        else
+                            PyList_SET_ITEM(list, at++, v);
+                    }
+                    if (rc == 0) rc = PyDict_SetItem(groups, key, list);
+                    Py_DECREF(list);
+                }
+            }
+            Py_DECREF(key);
+            if (rc < 0) goto release;
+        }
+        result = Py_NewRef(Py_None);
+    }
+release:
+    PyMem_RawFree(roots);
+    PyMem_RawFree(num);
+    PyMem_RawFree(ea);
+    PyMem_RawFree(eb);
+    PyMem_RawFree(rows);
+    PyMem_RawFree(next);
+    PyMem_RawFree(up);
+    PyMem_RawFree(start);
+    PyMem_RawFree(size);
+    PyMem_RawFree(head);
+    PyMem_RawFree(tail);
+    if (fb.obj) PyBuffer_Release(&fb);
+    if (rb.obj) PyBuffer_Release(&rb);
+    if (ob.obj) PyBuffer_Release(&ob);
+    if (jb.obj) PyBuffer_Release(&jb);
+    if (ib.obj) PyBuffer_Release(&ib);
+    PyBuffer_Release(&pb);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"popcounts", (PyCFunction)(void (*)(void))py_popcounts, METH_VARARGS | METH_KEYWORDS,
      "popcounts(filters, out, *, impl=None): set bits of each row into out (uint32)."},
@@ -1430,6 +1751,9 @@ static PyMethodDef methods[] = {
     {"agglomerate", py_agglomerate, METH_VARARGS,
      "agglomerate(parent, groups, i, j, order, refused, coheres): apply the edges in order "
      "to a Clusters' parent array and member lists (see linkage_service._cluster)."},
+    {"agglomerate_dice", py_agglomerate_dice, METH_VARARGS,
+     "agglomerate_dice(parent, groups, i, j, order, refused, filters, floor): agglomerate "
+     "under 'every cross pair's Dice is at least floor', without the interpreter lock."},
     {"implementations", py_implementations, METH_NOARGS,
      "implementations() -> names usable on this CPU, fastest first."},
     {NULL, NULL, 0, NULL},

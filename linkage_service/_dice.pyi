@@ -34,4 +34,15 @@ def agglomerate(
     coheres: Any,
     /,
 ) -> None: ...
+def agglomerate_dice(
+    parent: Any,
+    groups: dict[int, list[int]],
+    i: Any,
+    j: Any,
+    order: Any,
+    refused: Any,
+    filters: Any,
+    floor: float,
+    /,
+) -> None: ...
 def implementations() -> tuple[str, ...]: ...

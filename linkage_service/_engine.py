@@ -42,6 +42,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, TypeVar, cast, overload
 
@@ -61,7 +62,7 @@ from ._blocking import (
     threaded_map,
     unique_codes,
 )
-from ._cluster import Clusters, agglomerate
+from ._cluster import Clusters, agglomerate, agglomerate_by_dice
 from ._households import current_row, current_rows, dependents_or_expectants
 from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
@@ -787,19 +788,9 @@ class LinkageEngine:
             self.persons.union(ca, cb)
         return touched
 
-    def _place_coheres(self, floor: float | None = None) -> Callable[[list[int], list[int]], bool]:
-        at_least = self.config.address_nonmatch_threshold if floor is None else floor
-        addr = self.addr
-
-        def coheres(ma: list[int], mb: list[int]) -> bool:
-            return kernel.dice_all_at_least(addr, ma, mb, at_least)
-
-        return coheres
-
     def _recluster_persons(self, rows: list[int], f: Features) -> None:
         """Re-cluster ``rows`` (all alive, already detached) among themselves."""
-        for r in rows:
-            self.persons.add([r])
+        self.persons.add_alone(np.asarray(rows, dtype=np.int64))
         if len(rows) < 2:
             return
         a = np.asarray(rows, dtype=np.int64)
@@ -815,12 +806,13 @@ class LinkageEngine:
         rows = clusters.remove(root)
         return [r for r in rows if self.alive[r]]
 
-    def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int]:
-        """Add new addressed rows to places and merge; returns (affected roots, candidates)."""
+    def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int, float]:
+        """Add new addressed rows to places and merge; returns (affected roots,
+        candidates, seconds taken)."""
+        t0 = time.perf_counter()
         cfg = self.config
-        new_rows = np.nonzero(is_new & self.has_addr & self.alive)[0]
-        for r in new_rows.tolist():
-            self.places.add([r])
+        new_rows = np.flatnonzero(is_new & self.has_addr & self.alive)
+        self.places.add_alone(new_rows)
         live = self.alive & self.has_addr
         # a band's block is a whole street: order it by the next band, so that an
         # address with a typo sits beside the copies it still agrees with there
@@ -857,15 +849,16 @@ class LinkageEngine:
                 ej.append(j[m])
                 ed.append(d[m])
         if ei:
-            agglomerate(
+            agglomerate_by_dice(
                 self.places,
                 np.concatenate(ei),
                 np.concatenate(ej),
                 np.concatenate(ed),
-                self._place_coheres(),
+                self.addr,
+                cfg.address_nonmatch_threshold,
             )
-        affected = {self.places.find(r) for r in new_rows.tolist()}
-        return affected, n_codes
+        affected = set(np.unique(self.places.roots_of(new_rows)).tolist())
+        return affected, n_codes, time.perf_counter() - t0
 
     def _join_places_by_person(self, pids: Iterable[str]) -> set[int]:
         """Join places that one person's records show to be one address written two ways.
@@ -915,9 +908,7 @@ class LinkageEngine:
         cfg = self.config
         d = kernel.dice_pairs(self.addr, self.addr, i, j)
         m = d >= cfg.address_person_threshold
-        agglomerate(
-            self.places, i[m], j[m], d[m], self._place_coheres(cfg.address_person_threshold)
-        )
+        agglomerate_by_dice(self.places, i[m], j[m], d[m], self.addr, cfg.address_person_threshold)
         return {find(r) for r in i[m].tolist()}
 
     def candidate_pairs(self, is_new: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
@@ -1069,12 +1060,11 @@ class LinkageEngine:
 
     def _relink_all(self, touched_pids: set[str], f_rows: set[int]) -> None:
         """Forget every person: each live row alone, to be clustered again."""
-        live = np.flatnonzero(self.alive).tolist()
+        live = np.flatnonzero(self.alive)
         touched_pids.update(self.pid_root)
         self.persons = Clusters()
-        for r in live:
-            self.persons.add([r])
-        f_rows.update(live)
+        self.persons.add_alone(live)
+        f_rows.update(live.tolist())
 
     # ------------------------------------------------------------------ the update
     @gc_paused()
@@ -1149,14 +1139,20 @@ class LinkageEngine:
             pl_roots = {self.places.find(r) for r in removed_rows if self.places.holds(r)}
             for root in sorted(pl_roots):
                 rest = self._detach(self.places, root)
-                for r in rest:
-                    self.places.add([r])
+                a = np.asarray(rest, dtype=np.int64)
+                self.places.add_alone(a)
                 if len(rest) > 1:
-                    a = np.asarray(rest, dtype=np.int64)
                     ii, jj = np.triu_indices(len(rest), 1)
                     d = kernel.dice_pairs(self.addr, self.addr, a[ii], a[jj])
                     m = d >= cfg.address_threshold
-                    agglomerate(self.places, a[ii][m], a[jj][m], d[m], self._place_coheres())
+                    agglomerate_by_dice(
+                        self.places,
+                        a[ii][m],
+                        a[jj][m],
+                        d[m],
+                        self.addr,
+                        cfg.address_nonmatch_threshold,
+                    )
                 place_roots.update(self.places.find(r) for r in rest)
                 rejoin.update(rest)
         # 2. append and block
@@ -1165,9 +1161,10 @@ class LinkageEngine:
         new_rows = self._append(added)
         is_new = np.zeros(self._n, dtype=np.bool_)
         is_new[n_old:] = True
-        for r in new_rows.tolist():
-            self.persons.add([r])
-            self.row_pid[r] = carried.get(int(self.ids[r]))
+        self.persons.add_alone(new_rows)
+        if carried:
+            for r, x in zip(new_rows.tolist(), self.ids[new_rows].tolist(), strict=True):
+                self.row_pid[r] = carried.get(x)
         f_rows.update(new_rows.tolist())
         t1 = time.perf_counter()
         self._band_orders = {}  # alive and the bands stand still from here to the places
@@ -1181,50 +1178,22 @@ class LinkageEngine:
                 f, is_new, n_old, delta, touched_pids, f_rows
             )
         t3 = time.perf_counter()
-        # clerical decisions first: must-links are the strongest edges there are
-        f_rows.update(r for r in self._apply_decisions(f) if self.alive[r])
-        strong = s.score >= cfg.match_threshold
-        m = strong & ~s.conflict  # a conflicting exact token is never a link
-        m &= ~self._decided_mask(i, j, match=False)  # nor is a clerical non-match
-        refused = strong & s.conflict
-        refused[m] = agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
-        link_now = m & ~refused
-        t4 = time.perf_counter()
-        # 4. person ids
-        groups_roots = sorted({self.persons.find(r) for r in f_rows})
-        groups = [sorted(self.persons.members(g)) for g in groups_roots]
-        # (the groups' members' own ids are old ids to reconcile already: touched
-        # adds those of persons who lost rows to removals and re-clustering)
-        ids, retired, merges, splits = reconcile(
-            groups,
-            self.row_pid.__getitem__,
-            lambda: self._make_id("per_"),
-            touched_pids,
-            self._born,
-        )
-        pid_root = self.pid_root
-        delta.persons_unheld = {pid for pid in ids if pid not in pid_root}
-        for pid in retired:
-            pid_root.pop(pid, None)
-        changed_pids: set[str] = set()
-        for root, rows, pid in zip(groups_roots, groups, ids, strict=True):
-            self.pid_root[pid] = root
-            changed_pids.add(pid)
-            for r in rows:
-                if self.row_pid[r] != pid or r >= n_old:
-                    self.row_pid[r] = pid
-                    delta.person_of[int(self.ids[r])] = pid
-        delta.persons_retired, delta.merges, delta.splits = retired, merges, splits
-        t5 = time.perf_counter()
-        # 5. places and households (all rebuilt after a re-link: places that persons
-        # linked under the old model joined may not hold under the new one)
+        # 3-5. places are clustered by address alone (all of them again after a
+        # re-link: places that persons linked under the old model joined may not hold
+        # under the new one) on a thread of their own, while persons are clustered and
+        # named on this one: the places' loops let go of the interpreter lock, so the
+        # two run on both cores. Neither reads what the other writes.
         if relink:
             self.places = Clusters()
             self.residents.clear()
             self.chosen_row.clear()
-        new_place_roots, addr_candidates = self._link_places(
-            self.alive.copy() if relink else is_new
-        )
+        with ThreadPoolExecutor(1, thread_name_prefix="places") as pool:
+            placing = pool.submit(self._link_places, self.alive.copy() if relink else is_new)
+            m, refused, link_now = self._cluster_persons(f, i, j, s, f_rows)
+            t4 = time.perf_counter()
+            changed_pids = self._name_persons(f_rows, touched_pids, n_old, delta)
+            t5 = time.perf_counter()
+        new_place_roots, addr_candidates, seconds_places = placing.result()
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
         place_roots |= new_place_roots
         pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()
@@ -1237,7 +1206,7 @@ class LinkageEngine:
                 & self.pid_root.keys()
             )
         self._unplaced = set()
-        self._update_households(pending, set(retired), place_roots, delta)
+        self._update_households(pending, set(delta.persons_retired), place_roots, delta)
         t6 = time.perf_counter()
         # 6. evidence for links and review
         interesting = m | refused | (s.score >= cfg.review_threshold)
@@ -1276,6 +1245,7 @@ class LinkageEngine:
             "seconds_clustering": t4 - t3,
             "seconds_ids": t5 - t4,
             "seconds_households": t6 - t5,
+            "seconds_places": seconds_places,
             "seconds_evidence": t7 - t6,
             "seconds_total": t7 - t_start,
             "model_estimated": float(delta.model is not None),
@@ -1283,6 +1253,53 @@ class LinkageEngine:
         }
         self._band_orders = None
         return delta
+
+    def _cluster_persons(
+        self, f: Features, i: I64, j: I64, s: PairScores, f_rows: set[int]
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Clerical decisions, then the pairs at or above the match threshold, into
+        persons; returns (match edges, refused edges, edges linked now)."""
+        cfg = self.config
+        # clerical decisions first: must-links are the strongest edges there are
+        f_rows.update(r for r in self._apply_decisions(f) if self.alive[r])
+        strong = s.score >= cfg.match_threshold
+        m = strong & ~s.conflict  # a conflicting exact token is never a link
+        m &= ~self._decided_mask(i, j, match=False)  # nor is a clerical non-match
+        refused = strong & s.conflict
+        refused[m] = agglomerate(self.persons, i[m], j[m], s.score[m], self._person_coheres(f))
+        return m, refused, m & ~refused
+
+    def _name_persons(
+        self, f_rows: set[int], touched_pids: set[str], n_old: int, delta: Delta
+    ) -> set[str]:
+        """Give the persons holding ``f_rows`` their ids (:func:`reconcile`); records
+        the changes in ``delta`` and returns the ids given."""
+        rows_in = np.fromiter(f_rows, dtype=np.int64, count=len(f_rows))
+        groups_roots = np.unique(self.persons.roots_of(rows_in)).tolist()
+        groups = [sorted(self.persons.members(g)) for g in groups_roots]
+        # (the groups' members' own ids are old ids to reconcile already: touched
+        # adds those of persons who lost rows to removals and re-clustering)
+        ids, retired, merges, splits = reconcile(
+            groups,
+            self.row_pid.__getitem__,
+            lambda: self._make_id("per_"),
+            touched_pids,
+            self._born,
+        )
+        pid_root = self.pid_root
+        delta.persons_unheld = {pid for pid in ids if pid not in pid_root}
+        for pid in retired:
+            pid_root.pop(pid, None)
+        changed_pids: set[str] = set()
+        for root, rows, pid in zip(groups_roots, groups, ids, strict=True):
+            pid_root[pid] = root
+            changed_pids.add(pid)
+            for r in rows:
+                if self.row_pid[r] != pid or r >= n_old:
+                    self.row_pid[r] = pid
+                    delta.person_of[int(self.ids[r])] = pid
+        delta.persons_retired, delta.merges, delta.splits = retired, merges, splits
+        return changed_pids
 
     def _evidence(self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]) -> Evidence:
         idx = np.nonzero(mask)[0]

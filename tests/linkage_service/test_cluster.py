@@ -9,7 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from linkage_service._cluster import Clusters, agglomerate, agglomerate_reference
+from linkage_service import _kernel_ref
+from linkage_service._cluster import (
+    Clusters,
+    agglomerate,
+    agglomerate_by_dice,
+    agglomerate_reference,
+)
 from linkage_service._engine import EngineConfig, LinkageEngine
 
 from ._engine_helpers import (
@@ -296,6 +302,82 @@ def test_the_compiled_agglomerate_does_what_the_reference_does(
     assert runs[0] == runs[1]
 
 
+def _filters(seed: int, rows: int) -> np.ndarray:
+    """Address-like filters: a few streets' worth of patterns, each row one with noise,
+    so that cross pairs fall on both sides of a floor."""
+    rng = np.random.default_rng(seed)
+    bases = rng.integers(0, 2**63, size=(4, 2), dtype=np.uint64)
+    noise = rng.integers(0, 2**63, size=(rows, 2), dtype=np.uint64)
+    keep = rng.integers(0, 2**63, size=(rows, 2), dtype=np.uint64)
+    out = bases[rng.integers(0, 4, size=rows)] & (keep | keep >> np.uint64(1))
+    out |= noise & (noise >> np.uint64(3)) & (noise >> np.uint64(7))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    _start_and_edges(),
+    st.integers(0, 2**16),
+    st.sampled_from([0.0, 0.3, 0.5, 0.6, 1.0]),
+    st.booleans(),
+)
+def test_agglomerate_by_dice_does_what_the_reference_does_with_the_dice_check(
+    start: tuple[list[list[int]], list[tuple[int, int, float]]],
+    seed: int,
+    floor: float,
+    far: bool,
+) -> None:
+    groups, edges = start
+    # far: one more row held far away, so that the edges are few for the rows held
+    # (the compiled loop numbers clusters by sorting then, not through a map of rows)
+    filters = _filters(seed, 4001 if far else 61)
+    if far:
+        groups = [*groups, [4000]]
+    i = np.array([e[0] for e in edges], dtype=np.int64)
+    j = np.array([e[1] for e in edges], dtype=np.int64)
+    s = np.array([e[2] for e in edges], dtype=np.float64)
+    compiled = _grouped(groups)
+    refused = agglomerate_by_dice(compiled, i, j, s, filters, floor)
+    reference = _grouped(groups)
+    expected = agglomerate_reference(
+        reference, i, j, s, lambda a, b: _kernel_ref.dice_all_at_least(filters, a, b, floor)
+    )
+    assert refused.tolist() == expected.tolist()
+    assert compiled.roots() == reference.roots()
+    roots = sorted({r for r in reference.roots() if r >= 0})
+    # the same member lists, in the same order, and no list left for a row that
+    # is no longer a root
+    assert [compiled.members(r) for r in roots] == [reference.members(r) for r in roots]
+    assert compiled._groups.keys() == reference._groups.keys()
+
+
+def test_agglomerate_by_dice_has_no_cap_on_a_cluster_s_size() -> None:
+    # 600 copies of one address and one other: the dict callback's kernel checks at
+    # most 256 rows a side in one call; the compiled check has no such limit
+    filters = np.zeros((601, 2), dtype=np.uint64)
+    filters[:600] = [0xFFFF, 0xFF]
+    filters[600] = [0xFFFF0000, 0xFF00]
+    rows = np.arange(601, dtype=np.int64)
+    c = Clusters()
+    c.add_alone(rows)
+    i, j = np.zeros(600, dtype=np.int64), rows[1:]
+    s = np.linspace(1.0, 0.5, 600)
+    refused = agglomerate_by_dice(c, i, j, s, filters, 0.5)
+    assert c.members(0) == list(range(600))
+    assert refused.tolist() == [False] * 599 + [True]  # 600 is another address
+    assert c.find(600) == 600 and c.members(600) == [600]
+
+
+def test_agglomerate_by_dice_names_the_row_no_cluster_holds() -> None:
+    filters = _filters(1, 12)
+    c = _grouped([[0, 1], [2], [3]])
+    edge = (np.array([0, 2], dtype=np.int64), np.array([2, 9], dtype=np.int64))
+    with pytest.raises(KeyError, match="9"):
+        agglomerate_by_dice(c, *edge, np.array([0.9, 0.8]), filters, 0.0)
+    # checked before any edge is applied: nothing changed
+    assert c.roots() == [0, 0, 2, 3] and c._groups == {0: [0, 1]}
+
+
 def test_the_compiled_agglomerate_raises_what_the_reference_raises() -> None:
     for fn in (agglomerate, agglomerate_reference):
         clusters = _grouped([[0, 1], [2], [3]])
@@ -367,3 +449,17 @@ def test_roots_of_every_row_at_once_agree_with_find(edges: list[tuple[int, int]]
             c.union(c.find(a), c.find(b))
     roots = c.roots()
     assert roots == [c.find(r) if c.holds(r) else -1 for r in range(len(roots))]
+    # of a few rows (find each) and of many (the whole array once)
+    held = np.arange(0, 42, 2, dtype=np.int64)
+    for rows in (held[:1], held[::-1], np.repeat(held, 3)):
+        assert c.roots_of(rows).tolist() == [c.find(r) for r in rows.tolist()]
+
+
+def test_rows_added_alone_are_clusters_of_one_row() -> None:
+    c = Clusters()
+    c.add([3, 5])
+    c.add_alone(np.array([9, 0, 7], dtype=np.int64))
+    c.add_alone(np.zeros(0, dtype=np.int64))
+    assert c.roots() == [0, -1, -1, 3, -1, 3, -1, 7, -1, 9]
+    assert [c.members(r) for r in (0, 7, 9)] == [[0], [7], [9]]
+    assert not c.holds(8) and not c.holds(10)
