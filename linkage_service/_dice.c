@@ -1436,17 +1436,6 @@ static Py_ssize_t root_number(const int64_t *roots, Py_ssize_t k, int64_t r) {
     return lo;
 }
 
-static Py_ssize_t local_find(Py_ssize_t *up, Py_ssize_t c) {
-    Py_ssize_t root = c;
-    while (up[root] != root) root = up[root];
-    while (up[c] != root) {
-        Py_ssize_t next = up[c];
-        up[c] = root;
-        c = next;
-    }
-    return root;
-}
-
 static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
     PyObject *po, *groups, *io, *jo, *oo, *ro, *fo;
     double floor;
@@ -1459,7 +1448,8 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
      * parent, size at the start and now, first and last member slot; per slot: row
      * and next slot (-1 at the end) */
     int64_t *roots = NULL, *ea = NULL, *eb = NULL, *rows = NULL, *next = NULL, *num = NULL;
-    Py_ssize_t *up = NULL, *start = NULL, *size = NULL, *head = NULL, *tail = NULL;
+    int64_t *up = NULL;
+    Py_ssize_t *start = NULL, *size = NULL, *head = NULL, *tail = NULL;
     if (int64_buffer(po, &pb, "parent", 1)) return NULL;
     if (int64_buffer(io, &ib, "i", 0)) goto release;
     if (int64_buffer(jo, &jb, "j", 0)) goto release;
@@ -1555,7 +1545,7 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
             }
             goto release;
         }
-        up = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
+        up = PyMem_RawMalloc((size_t)(k + 1) * 8);
         start = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
         size = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
         head = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
@@ -1628,8 +1618,8 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
         }
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t t = 0; t < edges; t++) {
-            Py_ssize_t ca = local_find(up, (Py_ssize_t)ea[t]);
-            Py_ssize_t cb = local_find(up, (Py_ssize_t)eb[t]);
+            /* the clusters' own union-find: the same find as the rows' */
+            int64_t ca = uf_find(up, k, ea[t]), cb = uf_find(up, k, eb[t]);
             if (ca == cb) continue;
             int ok = 1;
             if (size[ca] > 1 || size[cb] > 1) {
@@ -1657,7 +1647,7 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
             /* union: the larger survives, or of two the same size the smaller root
              * row; the survivor's members first */
             if (size[ca] < size[cb] || (size[ca] == size[cb] && roots[ca] > roots[cb])) {
-                Py_ssize_t tmp = ca;
+                int64_t tmp = ca;
                 ca = cb;
                 cb = tmp;
             }
@@ -1669,7 +1659,7 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
         Py_END_ALLOW_THREADS
         /* with the lock again: the parent array, and the member lists that changed */
         for (Py_ssize_t c = 0; c < k; c++) {
-            Py_ssize_t top = local_find(up, c);
+            int64_t top = uf_find(up, k, c);
             if (top == c && size[c] == start[c]) continue; /* untouched */
             PyObject *key = PyLong_FromLongLong(roots[c]);
             if (key == NULL) goto release;
