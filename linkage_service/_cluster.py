@@ -108,10 +108,15 @@ class Clusters:
         return up
 
     def roots_of(self, rows: I64) -> I64:
-        """The root of each of ``rows`` (all held): :meth:`find` for a few rows,
-        :meth:`root_array` once for many."""
+        """The root of each of ``rows``: :meth:`find` for a few rows, :meth:`root_array`
+        once for many (``KeyError`` naming a row no cluster holds, as :meth:`find`)."""
         if rows.size > len(self._parent) >> 6:
-            return self.root_array()[rows]
+            inside = (rows >= 0) & (rows < len(self._parent))
+            got = np.full(rows.size, -1, dtype=np.int64)
+            got[inside] = self.root_array()[rows[inside]]
+            if (got < 0).any():
+                raise KeyError(int(rows[np.argmax(got < 0)]))
+            return got
         return np.fromiter(map(self.find, rows.tolist()), dtype=np.int64, count=rows.size)
 
     def members(self, root: int) -> list[int]:

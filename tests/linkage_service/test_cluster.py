@@ -453,6 +453,11 @@ def test_roots_of_every_row_at_once_agree_with_find(edges: list[tuple[int, int]]
     held = np.arange(0, 42, 2, dtype=np.int64)
     for rows in (held[:1], held[::-1], np.repeat(held, 3)):
         assert c.roots_of(rows).tolist() == [c.find(r) for r in rows.tolist()]
+    # a row no cluster holds is named, whichever way the roots are read
+    for outside in (1, 41, 500, -1):
+        for rows in (np.array([outside]), np.r_[np.repeat(held, 3), outside]):
+            with pytest.raises(KeyError, match=str(outside)):
+                c.roots_of(rows)
 
 
 def test_rows_added_alone_are_clusters_of_one_row() -> None:
