@@ -156,6 +156,15 @@ class Clusters:
                 yield self.members(r)
 
 
+def _edges(i: I64, j: I64, score: F64) -> tuple[I64, I64, I64, npt.NDArray[np.bool_]]:
+    """The edges as the compiled loops take them: contiguous int64 ends, the order
+    they are applied in (strongest first, ties by rows) and a refusal flag each."""
+    i = np.ascontiguousarray(i, dtype=np.int64)
+    j = np.ascontiguousarray(j, dtype=np.int64)
+    order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
+    return i, j, order, np.zeros(i.shape[0], dtype=np.bool_)
+
+
 def agglomerate(
     clusters: Clusters, i: I64, j: I64, score: F64, coheres: CohereCheck
 ) -> npt.NDArray[np.bool_]:
@@ -171,10 +180,7 @@ def agglomerate(
     call per edge; ``coheres`` is still called for every edge between clusters
     of which one has more than one row.
     """
-    i = np.ascontiguousarray(i, dtype=np.int64)
-    j = np.ascontiguousarray(j, dtype=np.int64)
-    refused = np.zeros(i.shape[0], dtype=np.bool_)
-    order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
+    i, j, order, refused = _edges(i, j, score)
     _dice.agglomerate(clusters._parent, clusters._groups, i, j, order, refused, coheres)
     return refused
 
@@ -189,10 +195,7 @@ def agglomerate_by_dice(
     without the interpreter lock: places are clustered on one core while the
     persons' Python runs on another. Nothing else may touch ``clusters`` meanwhile.
     """
-    i = np.ascontiguousarray(i, dtype=np.int64)
-    j = np.ascontiguousarray(j, dtype=np.int64)
-    refused = np.zeros(i.shape[0], dtype=np.bool_)
-    order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
+    i, j, order, refused = _edges(i, j, score)
     _dice.agglomerate_dice(
         clusters._parent, clusters._groups, i, j, order, refused, filters, float(floor)
     )

@@ -618,6 +618,18 @@ static uint32_t row_bits(const uint64_t *x, Py_ssize_t w) {
     return c;
 }
 
+/* Whether the Dice of rows p and q (with pb and qb set bits) is at least `floor`:
+ * (2.0 * common) / (pb + qb), 0.0 when both are empty, the same double as the
+ * Python and numpy paths. The one pair check of every cohesion check here. */
+static int dice_at_least(const uint64_t *p, const uint64_t *q, Py_ssize_t w, uint32_t pb,
+                         uint32_t qb, double floor) {
+    uint32_t common = 0;
+    for (Py_ssize_t t = 0; t < w; t++) common += (uint32_t)__builtin_popcountll(p[t] & q[t]);
+    uint32_t total = pb + qb;
+    double d = total ? 2.0 * (double)common / (double)total : 0.0;
+    return d >= floor;
+}
+
 #define COHERE_ROWS 256
 
 static PyObject *py_dice_all_at_least(PyObject *self, PyObject *args) {
@@ -646,13 +658,7 @@ static PyObject *py_dice_all_at_least(PyObject *self, PyObject *args) {
             const uint64_t *p = base + ra[x] * w;
             uint32_t ca = row_bits(p, w);
             for (Py_ssize_t y = 0; y < kb; y++) {
-                const uint64_t *q = base + rb[y] * w;
-                uint32_t common = 0;
-                for (Py_ssize_t t = 0; t < w; t++)
-                    common += (uint32_t)__builtin_popcountll(p[t] & q[t]);
-                uint32_t total = ca + cb[y];
-                double d = total ? 2.0 * (double)common / (double)total : 0.0;
-                if (!(d >= floor)) {
+                if (!dice_at_least(p, base + rb[y] * w, w, ca, cb[y], floor)) {
                     ok = 0;
                     break;
                 }
@@ -1628,12 +1634,7 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
                     uint32_t bx = row_bits(p, w);
                     for (int64_t y = head[cb]; y >= 0; y = next[y]) {
                         const uint64_t *q = base + rows[y] * w;
-                        uint32_t common = 0;
-                        for (Py_ssize_t u = 0; u < w; u++)
-                            common += (uint32_t)__builtin_popcountll(p[u] & q[u]);
-                        uint32_t total = bx + row_bits(q, w);
-                        double d = total ? 2.0 * (double)common / (double)total : 0.0;
-                        if (!(d >= floor)) {
+                        if (!dice_at_least(p, q, w, bx, row_bits(q, w), floor)) {
                             ok = 0;
                             break;
                         }

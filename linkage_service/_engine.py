@@ -790,10 +790,10 @@ class LinkageEngine:
 
     def _recluster_persons(self, rows: list[int], f: Features) -> None:
         """Re-cluster ``rows`` (all alive, already detached) among themselves."""
-        self.persons.add_alone(np.asarray(rows, dtype=np.int64))
+        a = np.asarray(rows, dtype=np.int64)
+        self.persons.add_alone(a)
         if len(rows) < 2:
             return
-        a = np.asarray(rows, dtype=np.int64)
         ii, jj = np.triu_indices(len(rows), 1)
         i, j = a[ii], a[jj]
         s = score_pairs(f, i, j, self._model())
