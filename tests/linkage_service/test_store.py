@@ -219,7 +219,7 @@ def _bulk_roundtrip(url: str, limit: int | None = None) -> None:
 
 
 def test_bulk_insert_writes_every_row_once(db_url):
-    """1,234 rows: on SQLite two full statements of 500 rows and 234 one at a time."""
+    """1,234 rows: on SQLite two full statements of 500 rows and one of the 234 left."""
     _bulk_roundtrip(db_url)
 
 
