@@ -42,7 +42,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from service_common import NO_PUBLIC_DOCS, BodyLimit, bearer_caller, instrument_app, serve_openapi
+from service_common import (
+    NO_PUBLIC_DOCS,
+    BackgroundCheckpoints,
+    BodyLimit,
+    bearer_caller,
+    instrument_app,
+    serve_openapi,
+)
 
 from . import _store as store
 from ._config import Settings, load_attestation_key, load_programme, load_schemas, load_tokens
@@ -129,7 +136,11 @@ def create_app(
             pairs = await run_in_threadpool(open_dask, settings)
             factory = dask_engine_factory(pairs)
         sql = store.open_engine(settings.database_url)
+        # SQLite: an apply's pages are copied from the log into the file on a thread
+        # of their own, not on the apply's (the agency's answer need not wait for it)
+        checkpoints = BackgroundCheckpoints(sql)
         try:
+            checkpoints.start()
             service = LinkageService(
                 sql,
                 schemas,
@@ -153,6 +164,7 @@ def create_app(
             )
             yield
         finally:
+            checkpoints.close()
             sql.dispose()
             if pairs is not None:
                 pairs.close()

@@ -73,6 +73,7 @@ _WRITE_BATCH = 20_000  # staged records written per round
 # reads ahead of the inserts by this much and starts linking while they finish;
 # it bounds the rows held in memory (at most 160,000 records' rows)
 _WRITE_AHEAD = 8
+_DELTA_ROWS = 50_000  # rows of the delta (person, household, pair) built per queued insert
 _RECORD_COLUMNS = (
     "id",
     "seq",
@@ -763,8 +764,8 @@ class LinkageService:
                 t0 = time.monotonic()
                 delta = engine.update(added, removed, previous)
                 link_seconds = time.monotonic() - t0
-                writer.finish()  # every record is stored (or its error raised) before the delta
-            _write_delta(conn, run_id, delta, removed, set(added.ids.tolist()))
+                _write_delta(conn, writer, run_id, delta, removed, set(added.ids.tolist()))
+                writer.finish()  # every write is done (or its error raised) before the run
             stats: dict[str, Any] = {
                 "agency_id": header.agency_id,
                 "extract_id": header.extract_id,
@@ -991,27 +992,44 @@ def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:
 
 
 def _write_delta(
-    conn: Connection, run_id: int, delta: Delta, removed: Sequence[int], added: set[int]
+    conn: Connection,
+    writer: _Writer,
+    run_id: int,
+    delta: Delta,
+    removed: Sequence[int],
+    added: set[int],
 ) -> None:
     """Store what ``engine.update`` changed; ``added`` are the ids of the records just inserted.
 
     Rows keyed by a record (or person) that did not exist before this transaction
     cannot be in any table yet, so only the others are deleted before being
-    written again; everything is inserted in bulk.
+    written again; everything is inserted in bulk. The writes go to ``writer``'s
+    thread, in the order they are made here, while this thread builds the next
+    rows (the link evidence's JSON, the pairs' keys): on SQLite the inserts were
+    two thirds of this stage and the rows' building the rest, one after the other.
+    Only the look-ups of which ids exist run here, holding ``writer.lock``; they
+    read tables no write queued before them touches.
     """
     p, h = store.persons, store.households
     rp, ph = store.record_person, store.person_household
+    put = writer.put
     # persons: create new ids, revive any that come back, then map records (an id
     # the engine held before this update is live here: only the others are looked up)
-    new_persons = _ensure_ids(conn, p, sorted(delta.persons_unheld), run_id)
+    with writer.lock:
+        new_persons = _ensure_ids(conn, p, sorted(delta.persons_unheld), run_id)
     items = sorted(delta.person_of.items())
     for ids in store.key_chunks(conn, [int(k) for k, _ in items if int(k) not in added]):
-        conn.execute(rp.delete().where(store.key_in(conn, rp.c.record_id, ids)))
-    store.bulk_insert(conn, rp, ("record_id", "person_id"), [(int(k), v) for k, v in items])
+        put(conn.execute, rp.delete().where(store.key_in(conn, rp.c.record_id, ids)))
+    for lo in range(0, len(items), _DELTA_ROWS):
+        rows = [(int(k), v) for k, v in items[lo : lo + _DELTA_ROWS]]
+        put(store.bulk_insert, conn, rp, ("record_id", "person_id"), rows)
     retired = sorted(set(delta.persons_retired))
     for part in store.key_chunks(conn, retired):
-        conn.execute(p.update().where(store.key_in(conn, p.c.id, part)).values(retired_run=run_id))
-        conn.execute(ph.delete().where(store.key_in(conn, ph.c.person_id, part)))
+        put(
+            conn.execute,
+            p.update().where(store.key_in(conn, p.c.id, part)).values(retired_run=run_id),
+        )
+        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, part)))
     events = [
         {"run_id": run_id, "kind": "person_retired", "from_id": x, "to_id": None} for x in retired
     ]
@@ -1023,16 +1041,27 @@ def _write_delta(
         {"run_id": run_id, "kind": "person_split", "from_id": a, "to_id": b}
         for a, b in delta.splits
     ]
-    # households
-    _ensure_ids(conn, h, sorted(delta.households_unheld), run_id)
+    # households (no write queued above touches the households table)
+    with writer.lock:
+        _ensure_ids(conn, h, sorted(delta.households_unheld), run_id)
     hitems = sorted(delta.household_of.items())
     for pids in store.key_chunks(conn, [k for k, _ in hitems if k not in new_persons]):
-        conn.execute(ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))
-    store.bulk_insert(conn, ph, ("person_id", "household_id"), hitems)
+        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))
+    for lo in range(0, len(hitems), _DELTA_ROWS):
+        put(
+            store.bulk_insert,
+            conn,
+            ph,
+            ("person_id", "household_id"),
+            hitems[lo : lo + _DELTA_ROWS],
+        )
     hretired = sorted(set(delta.households_retired))
     for part in store.key_chunks(conn, hretired):
-        conn.execute(h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id))
-        conn.execute(ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
+        put(
+            conn.execute,
+            h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id),
+        )
+        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
     events += [
         {"run_id": run_id, "kind": "household_retired", "from_id": x, "to_id": None}
         for x in hretired
@@ -1046,23 +1075,25 @@ def _write_delta(
         for a, b in delta.household_splits
     ]
     if events:
-        conn.execute(store.id_events.insert(), events)
+        put(conn.execute, store.id_events.insert(), events)
     # links and review candidates: forget pairs of removed records, then upsert
     for table in (store.links, store.review):
         for ids in store.key_chunks(conn, list(removed)):
-            conn.execute(
+            put(
+                conn.execute,
                 table.delete().where(
                     sa.or_(
                         store.key_in(conn, table.c.record_a, ids),
                         store.key_in(conn, table.c.record_b, ids),
                     )
-                )
+                ),
             )
     for table, other, pairs in (
         (store.links, store.review, delta.links),
         (store.review, store.links, delta.review),
     ):
-        rows: list[tuple[Any, ...]] = []
+        columns = _PAIR_COLUMNS + (("uncertainty",) if table is store.review else ())
+        rows_: list[tuple[Any, ...]] = []
         old_keys: list[tuple[int, int]] = []
         for a, b, score, evidence in pairs:
             lo, hi = sorted((int(a), int(b)))
@@ -1070,14 +1101,29 @@ def _write_delta(
             if table is store.review:
                 # its queue order; its impact is unknown until the next assessment cycle
                 row += (store.review_uncertainty(float(score)),)
-            rows.append(row)
+            rows_.append(row)
             if lo not in added and hi not in added:
                 old_keys.append((lo, hi))
-        # a pair now in one table leaves the other (and its old row in this one)
-        for t in (table, other):
-            store.delete_pairs(conn, t, old_keys)
-        columns = _PAIR_COLUMNS + (("uncertainty",) if table is store.review else ())
-        store.bulk_insert(conn, table, columns, rows)
+            if len(rows_) == _DELTA_ROWS:
+                _put_pairs(writer, conn, table, other, columns, rows_, old_keys)
+                rows_, old_keys = [], []
+        _put_pairs(writer, conn, table, other, columns, rows_, old_keys)
+
+
+def _put_pairs(
+    writer: _Writer,
+    conn: Connection,
+    table: sa.Table,
+    other: sa.Table,
+    columns: tuple[str, ...],
+    rows: list[tuple[Any, ...]],
+    old_keys: list[tuple[int, int]],
+) -> None:
+    """Queue the upsert of pair ``rows`` into ``table``: a pair now in one table leaves
+    the other (and its old row in this one), then the rows go in."""
+    for t in (table, other):
+        writer.put(store.delete_pairs, conn, t, old_keys)
+    writer.put(store.bulk_insert, conn, table, columns, rows)
 
 
 def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: int) -> set[str]:

@@ -21,6 +21,7 @@ Errors: :class:`ServiceCommonError` is the base of everything raised here
 
 from ._bearer import bearer_caller, require_roles
 from ._database import (
+    BackgroundCheckpoints,
     create_database_engine,
     migrate_database,
     normalise_database_url,
@@ -44,6 +45,7 @@ from ._telemetry import (
 
 __all__ = [
     "BASE_SAFE_FIELDS",
+    "BackgroundCheckpoints",
     "MAX_SQL_INT",
     "NO_PUBLIC_DOCS",
     "BodyLimit",

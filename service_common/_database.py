@@ -13,6 +13,9 @@ Must never: log or return a URL with its password.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -23,6 +26,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 __all__ = [
+    "BackgroundCheckpoints",
     "create_database_engine",
     "migrate_database",
     "normalise_database_url",
@@ -31,6 +35,7 @@ __all__ = [
 ]
 
 ErrorType = Callable[[str], Exception]
+_logger = logging.getLogger(__name__)
 
 
 def normalise_database_url(url: str) -> str:
@@ -140,3 +145,106 @@ def open_database(
             engine.dispose()
             raise
     return engine
+
+
+class BackgroundCheckpoints:
+    """Moves an SQLite engine's WAL checkpoints off the threads that commit.
+
+    In WAL mode a commit appends pages to the ``-wal`` file, fsynced before the
+    commit returns (``synchronous=FULL``); copying them back into the database
+    file, the checkpoint, is done by whichever commit takes the log past
+    ``wal_autocheckpoint`` pages, on the thread that committed. After a bulk
+    write that is most of what the transaction wrote: 3.9 s after the 1.8 s
+    commit of an extract of 348,000 records, on the thread that applies
+    extracts, while the agency waits for its answer. Here the engine's
+    connections never checkpoint on commit (``PRAGMA wal_autocheckpoint=0``,
+    set on each new connection; :meth:`start` empties the pool so none is
+    left without it), and a thread of its own runs a passive checkpoint each
+    time a connection goes back to the pool (so after its transaction has
+    ended); those returned while one runs are covered by one more run.
+
+    Durability and what readers see are unchanged: a commit is in the fsynced
+    log before it returns, and readers read the log. A passive checkpoint
+    never waits for readers or writers, and one with nothing to copy costs a
+    look at the log's index; a failed one is logged and the next return of a
+    connection tries again. On PostgreSQL (which checkpoints by itself) this
+    does nothing. :meth:`close` stops the thread and gives commits their
+    checkpoints back; the last connection to close checkpoints what is left,
+    as SQLite always does.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.runs = 0  # checkpoints run (for tests and figures)
+        self._active = engine.dialect.name == "sqlite"
+        self._cond = threading.Condition()
+        self._asked = 0  # connections returned to the pool
+        self._done = 0  # of those, how many a finished checkpoint came after
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
+
+    def start(self) -> None:
+        """Stop commits checkpointing and start the thread (SQLite only)."""
+        if not self._active:
+            return
+        sa.event.listen(self.engine, "connect", _no_autocheckpoint)
+        sa.event.listen(self.engine, "checkin", self._returned)
+        self.engine.dispose()  # pooled connections were opened before the listener
+        self._thread.start()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until a checkpoint has run after every connection returned so far.
+
+        True at once when the thread is not running; False on timeout.
+        """
+        with self._cond:
+            target = self._asked
+            return self._cond.wait_for(
+                lambda: self._done >= target or not self._thread.is_alive(), timeout
+            )
+
+    def close(self) -> None:
+        """Stop the thread (a running checkpoint finishes first); commits checkpoint again."""
+        if not self._thread.is_alive():
+            return
+        sa.event.remove(self.engine, "checkin", self._returned)
+        sa.event.remove(self.engine, "connect", _no_autocheckpoint)
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        self.engine.dispose()  # new connections checkpoint on commit again
+
+    def _returned(self, _dbapi_connection: Any, _record: Any) -> None:
+        if threading.get_ident() == self._thread.ident:
+            return  # the checkpoint's own connection
+        with self._cond:
+            self._asked += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._closing or self._asked > self._done)
+                if self._closing:
+                    return
+                target = self._asked
+            try:
+                self._checkpoint()
+                self.runs += 1
+            except (SQLAlchemyError, sqlite3.Error) as exc:
+                _logger.error("WAL checkpoint failed", extra={"error": type(exc).__name__})
+            with self._cond:
+                self._done = target
+                self._cond.notify_all()
+
+    def _checkpoint(self) -> None:
+        raw = self.engine.raw_connection()
+        try:
+            raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
+        finally:
+            raw.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -529,3 +530,13 @@ async def test_a_reviewer_decides_a_pair_once_and_changes_it_on_the_record(app_c
     for query in ("after=-1", "limit=0", "record_id=0", "record_id=99999999999999999999"):
         r = await client.get(f"/review/decisions?{query}", headers=auth("analyst"))
         assert r.status_code == 422, query
+
+
+async def test_the_service_checkpoints_sqlites_log_on_a_thread_of_its_own(app_client):
+    # an apply's commit does not copy its pages into the database file on the
+    # apply's thread (the agency's answer would wait for it): a background thread does
+    app, _client = app_client
+    sql = app.state.service.sql
+    with sql.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    assert "wal-checkpoints" in {t.name for t in threading.enumerate()}

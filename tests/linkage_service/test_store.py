@@ -107,21 +107,23 @@ def test_failure_mid_apply_rolls_back_everything(db_url, make_service, school, r
         assert c.execute(sa.select(sa.func.count()).select_from(store.extracts)).scalar() == 1
 
 
+@pytest.mark.parametrize("table", ["indicators", "record_person", "person_household", "links"])
 def test_failed_insert_in_the_write_thread_rolls_back_everything(
-    db_url, make_service, school, rng, monkeypatch
+    db_url, make_service, school, rng, monkeypatch, table
 ):
-    # the indicators' insert fails in the apply's write thread after the records' one
-    # succeeded: nothing of the extract is stored, and the next extract applies
+    # an insert fails in the apply's write thread after the records' one succeeded
+    # (the indicators' while the records are read; the others' while the delta is
+    # written): nothing of the extract is stored, and the next extract applies
     svc = make_service(db_url)
     recs = [make_record(rng) for _ in range(5)]
     ingest(svc, build_extract(school, recs))
     before = store.statistics(svc.sql)
     real = store.bulk_insert
 
-    def failing(conn, table, columns, rows):
-        if table is store.indicators:
-            raise sa.exc.OperationalError("INSERT INTO indicators", {}, Exception("disk full"))
-        real(conn, table, columns, rows)
+    def failing(conn, into, columns, rows):
+        if into.name == table:
+            raise sa.exc.OperationalError(f"INSERT INTO {table}", {}, Exception("disk full"))
+        real(conn, into, columns, rows)
 
     monkeypatch.setattr(store, "bulk_insert", failing)
     fresh = [make_record(rng) for _ in range(3)]

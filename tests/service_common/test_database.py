@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
+
 import pytest
 import sqlalchemy as sa
 
 from service_common import (
+    BackgroundCheckpoints,
     create_database_engine,
     migrate_database,
     normalise_database_url,
@@ -130,3 +135,116 @@ def test_an_upgrade_that_fails_part_way_leaves_the_schema_as_it_was(any_database
             assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "r2"
     finally:
         engine.dispose()
+
+
+# --- WAL checkpoints off the committing thread ------------------------------------------
+
+_ROWS, _BLOB = 800, 4096  # about 3.2 MB: some 800 pages, past an autocheckpoint of 500
+
+
+def _big_commit(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (b BLOB)")
+        conn.exec_driver_sql(
+            "WITH RECURSIVE n(k) AS (SELECT 1 UNION ALL SELECT k + 1 FROM n WHERE k < ?) "
+            "INSERT INTO t SELECT randomblob(?) FROM n",
+            (_ROWS, _BLOB),
+        )
+
+
+class _Gated(BackgroundCheckpoints):
+    """Checkpoints that wait for the test's word (or fail, when told to)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        super().__init__(engine)
+        self.gate = threading.Event()
+        self.fail_next = False
+
+    def _checkpoint(self) -> None:
+        self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise sqlite3.OperationalError("database is locked")
+        super()._checkpoint()
+
+
+def _autocheckpoint_500(dbapi_connection, _record) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=500")
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_commits_leave_the_checkpoint_to_the_background_thread(tmp_path, background):
+    path = tmp_path / "c.db"
+    engine = create_database_engine(str(path), error=Oops)
+    sa.event.listen(engine, "connect", _autocheckpoint_500)  # SQLite's default is 1000 pages
+    checkpoints = _Gated(engine)
+    if background:
+        checkpoints.start()
+    try:
+        _big_commit(engine)
+        size_after_commit = path.stat().st_size
+        with engine.connect() as conn:
+            asked = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        if not background:  # the control: SQLite copies the log into the file at commit
+            assert asked == 500
+            assert size_after_commit > _ROWS * _BLOB
+            return
+        assert asked == 0
+        assert size_after_commit < _ROWS * _BLOB  # the pages are still in the log only
+        assert not checkpoints.flush(timeout=0.2)  # the thread waits at the gate
+        checkpoints.gate.set()
+        assert checkpoints.flush(timeout=30)
+        assert path.stat().st_size > _ROWS * _BLOB
+        assert checkpoints.runs >= 1
+        with engine.connect() as conn:  # every row is there, whichever file holds it
+            assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == _ROWS
+    finally:
+        checkpoints.gate.set()
+        checkpoints.close()
+        engine.dispose()
+
+
+def test_a_failed_checkpoint_is_logged_and_the_next_commit_tries_again(tmp_path, caplog):
+    path = tmp_path / "f.db"
+    engine = create_database_engine(str(path), error=Oops)
+    checkpoints = _Gated(engine)
+    checkpoints.fail_next = True
+    checkpoints.gate.set()
+    checkpoints.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="service_common._database"):
+            _big_commit(engine)
+            assert checkpoints.flush(timeout=30)
+        assert [r.getMessage() for r in caplog.records] == ["WAL checkpoint failed"]
+        assert caplog.records[0].error == "OperationalError"
+        assert path.stat().st_size < _ROWS * _BLOB  # not copied: that run failed
+        _big_commit(engine)
+        assert checkpoints.flush(timeout=30)
+        assert path.stat().st_size > 2 * _ROWS * _BLOB
+    finally:
+        checkpoints.close()
+        engine.dispose()
+
+
+def test_closed_checkpoints_give_commits_theirs_back(tmp_path):
+    engine = create_database_engine(str(tmp_path / "g.db"), error=Oops)
+    checkpoints = BackgroundCheckpoints(engine)
+    assert checkpoints.flush(timeout=0)  # not started: nothing to wait for
+    checkpoints.start()
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+    checkpoints.close()
+    checkpoints.close()  # twice is harmless
+    assert checkpoints.flush(timeout=0)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+    engine.dispose()
+
+
+def test_checkpoints_do_nothing_on_postgresql():
+    engine = create_database_engine("postgresql://u@127.0.0.1:1/none", error=Oops)
+    checkpoints = BackgroundCheckpoints(engine)
+    checkpoints.start()  # connects to nothing, starts nothing
+    assert checkpoints.flush(timeout=0)
+    checkpoints.close()
+    engine.dispose()
