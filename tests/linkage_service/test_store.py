@@ -11,10 +11,12 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
+from linkage_service import _service
 from linkage_service import _store as store
 from linkage_service._errors import ConfigError, EngineError, StorageError
+from linkage_service._service import default_engine_factory
 
-from ._factories import FailingEngine, build_extract, make_record
+from ._factories import FailingEngine, FakeEngine, build_extract, make_record
 from .conftest import ingest
 
 
@@ -107,14 +109,16 @@ def test_failure_mid_apply_rolls_back_everything(db_url, make_service, school, r
         assert c.execute(sa.select(sa.func.count()).select_from(store.extracts)).scalar() == 1
 
 
+@pytest.mark.parametrize("real_engine", [False, True])
 @pytest.mark.parametrize("table", ["indicators", "record_person", "person_household", "links"])
 def test_failed_insert_in_the_write_thread_rolls_back_everything(
-    db_url, make_service, school, rng, monkeypatch, table
+    db_url, make_service, school, rng, monkeypatch, table, real_engine
 ):
     # an insert fails in the apply's write thread after the records' one succeeded
     # (the indicators' while the records are read; the others' while the delta is
-    # written): nothing of the extract is stored, and the next extract applies
-    svc = make_service(db_url)
+    # written, the persons' while the real engine still works out the households):
+    # nothing of the extract is stored, and the next extract applies
+    svc = make_service(db_url, factory=default_engine_factory if real_engine else FakeEngine)
     recs = [make_record(rng) for _ in range(5)]
     ingest(svc, build_extract(school, recs))
     before = store.statistics(svc.sql)
@@ -134,6 +138,34 @@ def test_failed_insert_in_the_write_thread_rolls_back_everything(
     for key in ("active_records", "retired_records", "persons", "households", "links"):
         assert after[key] == before[key], key
     assert after["failed_runs"] == 1
+    summary = ingest(svc, build_extract(school, recs[:2] + fresh))
+    assert (summary["records_added"], summary["records_retired"]) == (3, 3)
+
+
+def test_a_failure_looking_up_person_ids_rolls_back_everything(
+    db_url, make_service, school, rng, monkeypatch
+):
+    # the delta's id look-ups run on the apply's thread while the writer thread
+    # inserts: a database error there fails the apply whole, and the engine is rebuilt
+    svc = make_service(db_url, factory=default_engine_factory)
+    recs = [make_record(rng) for _ in range(5)]
+    ingest(svc, build_extract(school, recs))
+    before = store.statistics(svc.sql)
+    ensure = _service._ensure_ids
+
+    def failing(conn, table, ids, run_id):
+        if table is store.persons:
+            raise sa.exc.OperationalError("SELECT persons", {}, Exception("disk I/O error"))
+        return ensure(conn, table, ids, run_id)
+
+    monkeypatch.setattr(_service, "_ensure_ids", failing)
+    fresh = [make_record(rng) for _ in range(3)]
+    with pytest.raises(StorageError, match="not applied, database error"):
+        ingest(svc, build_extract(school, recs[:2] + fresh))
+    monkeypatch.setattr(_service, "_ensure_ids", ensure)
+    after = store.statistics(svc.sql)
+    for key in ("active_records", "retired_records", "persons", "households", "links"):
+        assert after[key] == before[key], key
     summary = ingest(svc, build_extract(school, recs[:2] + fresh))
     assert (summary["records_added"], summary["records_retired"]) == (3, 3)
 
