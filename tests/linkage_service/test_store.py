@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import pytest
@@ -109,31 +111,15 @@ def test_failure_mid_apply_rolls_back_everything(db_url, make_service, school, r
         assert c.execute(sa.select(sa.func.count()).select_from(store.extracts)).scalar() == 1
 
 
-@pytest.mark.parametrize("real_engine", [False, True])
-@pytest.mark.parametrize("table", ["indicators", "record_person", "person_household", "links"])
-def test_failed_insert_in_the_write_thread_rolls_back_everything(
-    db_url, make_service, school, rng, monkeypatch, table, real_engine
-):
-    # an insert fails in the apply's write thread after the records' one succeeded
-    # (the indicators' while the records are read; the others' while the delta is
-    # written, the persons' while the real engine still works out the households):
-    # nothing of the extract is stored, and the next extract applies
-    svc = make_service(db_url, factory=default_engine_factory if real_engine else FakeEngine)
+def _fails_whole_then_applies(svc, school, rng, patch) -> None:
+    """An apply failing under ``patch`` (a context manager) stores nothing of its
+    extract; the same extract applies once the patch is gone."""
     recs = [make_record(rng) for _ in range(5)]
     ingest(svc, build_extract(school, recs))
     before = store.statistics(svc.sql)
-    real = store.bulk_insert
-
-    def failing(conn, into, columns, rows):
-        if into.name == table:
-            raise sa.exc.OperationalError(f"INSERT INTO {table}", {}, Exception("disk full"))
-        real(conn, into, columns, rows)
-
-    monkeypatch.setattr(store, "bulk_insert", failing)
     fresh = [make_record(rng) for _ in range(3)]
-    with pytest.raises(StorageError, match="not applied, database error"):
+    with patch, pytest.raises(StorageError, match="not applied, database error"):
         ingest(svc, build_extract(school, recs[:2] + fresh))
-    monkeypatch.setattr(store, "bulk_insert", real)
     after = store.statistics(svc.sql)
     for key in ("active_records", "retired_records", "persons", "households", "links"):
         assert after[key] == before[key], key
@@ -142,15 +128,29 @@ def test_failed_insert_in_the_write_thread_rolls_back_everything(
     assert (summary["records_added"], summary["records_retired"]) == (3, 3)
 
 
-def test_a_failure_looking_up_person_ids_rolls_back_everything(
-    db_url, make_service, school, rng, monkeypatch
+@pytest.mark.parametrize("real_engine", [False, True])
+@pytest.mark.parametrize("table", ["indicators", "record_person", "person_household", "links"])
+def test_failed_insert_in_the_write_thread_rolls_back_everything(
+    db_url, make_service, school, rng, table, real_engine
 ):
+    # an insert fails in the apply's write thread after the records' one succeeded
+    # (the indicators' while the records are read; the others' while the delta is
+    # written): nothing of the extract is stored, and the next extract applies
+    svc = make_service(db_url, factory=default_engine_factory if real_engine else FakeEngine)
+    real = store.bulk_insert
+
+    def failing(conn, into, columns, rows):
+        if into.name == table:
+            raise sa.exc.OperationalError(f"INSERT INTO {table}", {}, Exception("disk full"))
+        real(conn, into, columns, rows)
+
+    _fails_whole_then_applies(svc, school, rng, _patched(store, "bulk_insert", failing))
+
+
+def test_a_failure_looking_up_person_ids_rolls_back_everything(db_url, make_service, school, rng):
     # the delta's id look-ups run on the apply's thread while the writer thread
     # inserts: a database error there fails the apply whole, and the engine is rebuilt
     svc = make_service(db_url, factory=default_engine_factory)
-    recs = [make_record(rng) for _ in range(5)]
-    ingest(svc, build_extract(school, recs))
-    before = store.statistics(svc.sql)
     ensure = _service._ensure_ids
 
     def failing(conn, table, ids, run_id):
@@ -158,16 +158,14 @@ def test_a_failure_looking_up_person_ids_rolls_back_everything(
             raise sa.exc.OperationalError("SELECT persons", {}, Exception("disk I/O error"))
         return ensure(conn, table, ids, run_id)
 
-    monkeypatch.setattr(_service, "_ensure_ids", failing)
-    fresh = [make_record(rng) for _ in range(3)]
-    with pytest.raises(StorageError, match="not applied, database error"):
-        ingest(svc, build_extract(school, recs[:2] + fresh))
-    monkeypatch.setattr(_service, "_ensure_ids", ensure)
-    after = store.statistics(svc.sql)
-    for key in ("active_records", "retired_records", "persons", "households", "links"):
-        assert after[key] == before[key], key
-    summary = ingest(svc, build_extract(school, recs[:2] + fresh))
-    assert (summary["records_added"], summary["records_retired"]) == (3, 3)
+    _fails_whole_then_applies(svc, school, rng, _patched(_service, "_ensure_ids", failing))
+
+
+@contextmanager
+def _patched(owner: object, name: str, value: object) -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(owner, name, value)
+        yield
 
 
 def test_restart_rebuilds_engine_from_database(db_url, make_service, school, rng):
