@@ -45,9 +45,9 @@ from ._telemetry import (
 
 __all__ = [
     "BASE_SAFE_FIELDS",
-    "BackgroundCheckpoints",
     "MAX_SQL_INT",
     "NO_PUBLIC_DOCS",
+    "BackgroundCheckpoints",
     "BodyLimit",
     "JsonFormatter",
     "Metrics",
