@@ -253,16 +253,6 @@ class Delta:
     fit: FitReport | None = None  # how the estimation went, when one was tried
 
 
-# The share of the persons held that, changed by an update, makes its household
-# pass go over every person rather than over those the changes reach (their
-# places, and everyone at those places). The two give the same households (a
-# test checks both against a full pass after every push); the whole pass costs
-# about 7 us a person held, the reaching one about 14 us a person changed
-# (1M population pushed agency by agency: an update changing 69% of the persons
-# 4.9 s -> 3.5 s; one changing 33%, 2.1 s -> 2.5 s, so not lower).
-WHOLE_PASS_SHARE = 0.5
-
-
 def default_threads() -> int:
     """Threads for blocking in this process: the cores this process may use, at most 4."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -1400,9 +1390,8 @@ class LinkageEngine:
         at_place = self.places.members
         affected = changed_pids & self.pid_root.keys()
         # every person held (a link from scratch, a re-link): the places' persons and
-        # the ring below can add nobody; past WHOLE_PASS_SHARE of them, passing over
-        # every person costs less than finding who else the changes reach
-        whole = len(affected) >= WHOLE_PASS_SHARE * len(self.pid_root)
+        # the ring below can add nobody
+        whole = len(affected) == len(self.pid_root)
         if not whole:
             affected = set(changed_pids)
             for root in place_roots:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from evaluation._harness import Population, pair_scores
-from linkage_service import _engine as engine_module
 from linkage_service._engine import LinkageEngine, _PlaceView
 from linkage_service._households import (
     current_row,
@@ -237,15 +235,11 @@ def _full_pass(eng: LinkageEngine) -> set[frozenset[str]]:
     return {frozenset(g) for g in at.values()}
 
 
-@pytest.mark.parametrize("share", [engine_module.WHOLE_PASS_SHARE, 1.0])
 def test_incremental_households_equal_a_full_pass_after_every_push(
-    population: Population, monkeypatch: pytest.MonkeyPatch, share: float
+    population: Population,
 ) -> None:
     # agency by agency, as the service links pushes: each update's household pass
-    # looks only at what it touched (share 1.0: on every push that does not change
-    # every person, the default: on those changing less than half), and must
-    # leave what a full pass would
-    monkeypatch.setattr(engine_module, "WHOLE_PASS_SHARE", share)
+    # looks only at what it touched, and must leave what a full pass would
     eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
     agencies = population.batch.agency
     for k in range(int(agencies.max()) + 1):
