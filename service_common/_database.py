@@ -14,7 +14,6 @@ Must never: log or return a URL with its password.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any, Literal
@@ -187,7 +186,7 @@ class BackgroundCheckpoints:
         """Stop commits checkpointing and start the thread (SQLite only)."""
         if not self._active:
             return
-        sa.event.listen(self.engine, "connect", _no_autocheckpoint)
+        sa.event.listen(self.engine, "connect", self._connected)
         sa.event.listen(self.engine, "checkin", self._returned)
         self.engine.dispose()  # pooled connections were opened before the listener
         self._thread.start()
@@ -207,17 +206,21 @@ class BackgroundCheckpoints:
         """Stop the thread (a running checkpoint finishes first); commits checkpoint again."""
         if not self._thread.is_alive():
             return
-        sa.event.remove(self.engine, "checkin", self._returned)
-        sa.event.remove(self.engine, "connect", _no_autocheckpoint)
         with self._cond:
             self._closing = True
             self._cond.notify_all()
         self._thread.join()
+        # the listeners stay (removing one while another thread opens a connection
+        # would change the list SQLAlchemy is iterating) but do nothing from now on
         self.engine.dispose()  # new connections checkpoint on commit again
 
+    def _connected(self, dbapi_connection: Any, _record: Any) -> None:
+        if not self._closing:
+            dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
     def _returned(self, _dbapi_connection: Any, _record: Any) -> None:
-        if threading.get_ident() == self._thread.ident:
-            return  # the checkpoint's own connection
+        if self._closing or threading.get_ident() == self._thread.ident:
+            return  # closed, or the checkpoint's own connection
         with self._cond:
             self._asked += 1
             self._cond.notify_all()
@@ -232,7 +235,7 @@ class BackgroundCheckpoints:
             try:
                 self._checkpoint()
                 self.runs += 1
-            except (SQLAlchemyError, sqlite3.Error) as exc:
+            except Exception as exc:  # the next return of a connection tries again
                 _logger.error("WAL checkpoint failed", extra={"error": type(exc).__name__})
             with self._cond:
                 self._done = target
@@ -244,7 +247,3 @@ class BackgroundCheckpoints:
             raw.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[union-attr]
         finally:
             raw.close()
-
-
-def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")

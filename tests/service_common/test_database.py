@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -247,4 +248,37 @@ def test_checkpoints_do_nothing_on_postgresql():
     checkpoints.start()  # connects to nothing, starts nothing
     assert checkpoints.flush(timeout=0)
     checkpoints.close()
+    engine.dispose()
+
+
+def test_closing_beside_commits_on_other_threads_is_quiet(tmp_path):
+    # close() used to remove its listeners while the thread (or a committing one)
+    # opened a connection: SQLAlchemy's listener list changed under its iteration
+    engine = create_database_engine(str(tmp_path / "h.db"), error=Oops, pool_size=5)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+    checkpoints = BackgroundCheckpoints(engine)
+    checkpoints.start()
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def commit_and_reconnect() -> None:
+        try:
+            while not stop.is_set():
+                with engine.begin() as conn:
+                    conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+                engine.dispose()  # the next commit opens a new connection
+        except BaseException as exc:  # reported below, not lost in the thread
+            failures.append(exc)
+
+    workers = [threading.Thread(target=commit_and_reconnect) for _ in range(2)]
+    for w in workers:
+        w.start()
+    time.sleep(0.3)
+    checkpoints.close()
+    stop.set()
+    for w in workers:
+        w.join()
+    assert failures == []
+    assert checkpoints.runs >= 1
     engine.dispose()
