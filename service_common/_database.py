@@ -35,6 +35,7 @@ __all__ = [
 
 ErrorType = Callable[[str], Exception]
 _logger = logging.getLogger(__name__)
+_CHANGES_SEEN = "service_common.total_changes"  # a pooled connection's info key
 
 
 def normalise_database_url(url: str) -> str:
@@ -159,8 +160,11 @@ class BackgroundCheckpoints:
     connections never checkpoint on commit (``PRAGMA wal_autocheckpoint=0``,
     set on each new connection; :meth:`start` empties the pool so none is
     left without it), and a thread of its own runs a passive checkpoint each
-    time a connection goes back to the pool (so after its transaction has
-    ended); those returned while one runs are covered by one more run.
+    time a connection that changed rows goes back to the pool (so after its
+    transaction has ended; SQLite's ``total_changes`` says whether it did, so
+    reads start nothing); those returned while one runs are covered by one more
+    run. A transaction that changes no row (DDL, ``ANALYZE``) leaves its pages
+    in the log for the next writer's checkpoint.
 
     Durability and what readers see are unchanged: a commit is in the fsynced
     log before it returns, and readers read the log. A passive checkpoint
@@ -177,7 +181,7 @@ class BackgroundCheckpoints:
         self.runs = 0  # checkpoints run (for tests and figures)
         self._active = engine.dialect.name == "sqlite"
         self._cond = threading.Condition()
-        self._asked = 0  # connections returned to the pool
+        self._asked = 0  # writing connections returned to the pool
         self._done = 0  # of those, how many a finished checkpoint came after
         self._closing = False
         self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
@@ -192,7 +196,7 @@ class BackgroundCheckpoints:
         self._thread.start()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until a checkpoint has run after every connection returned so far.
+        """Wait until a checkpoint has run after every writing connection returned so far.
 
         True at once when the thread is not running; False on timeout.
         """
@@ -218,9 +222,14 @@ class BackgroundCheckpoints:
         if not self._closing:
             dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
-    def _returned(self, _dbapi_connection: Any, _record: Any) -> None:
+    def _returned(self, dbapi_connection: Any, record: Any) -> None:
         if self._closing or threading.get_ident() == self._thread.ident:
             return  # closed, or the checkpoint's own connection
+        if dbapi_connection is not None:
+            changes = dbapi_connection.total_changes
+            if record.info.get(_CHANGES_SEEN, 0) == changes:
+                return  # no row changed since it last came back: nothing new in the log
+            record.info[_CHANGES_SEEN] = changes
         with self._cond:
             self._asked += 1
             self._cond.notify_all()

@@ -282,3 +282,26 @@ def test_closing_beside_commits_on_other_threads_is_quiet(tmp_path):
     assert failures == []
     assert checkpoints.runs >= 1
     engine.dispose()
+
+
+def test_reads_start_no_checkpoint(tmp_path):
+    # every request returns a connection to the pool: only one that changed rows
+    # gives the thread anything to copy, so reads leave it idle
+    engine = create_database_engine(str(tmp_path / "r.db"), error=Oops)
+    checkpoints = BackgroundCheckpoints(engine)
+    checkpoints.start()
+    try:
+        _big_commit(engine)
+        assert checkpoints.flush(timeout=30)
+        runs = checkpoints.runs
+        for _ in range(20):
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT count(*) FROM t").scalar() == _ROWS
+        assert checkpoints.flush(timeout=30)
+        assert checkpoints.runs == runs
+        _big_commit(engine)
+        assert checkpoints.flush(timeout=30)
+        assert checkpoints.runs == runs + 1
+    finally:
+        checkpoints.close()
+        engine.dispose()
