@@ -1551,7 +1551,7 @@ static PyObject *py_agglomerate_dice(PyObject *self, PyObject *args) {
             }
             goto release;
         }
-        up = PyMem_RawMalloc((size_t)(k + 1) * 8);
+        up = PyMem_RawMalloc((size_t)(k + 1) * sizeof(int64_t));
         start = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
         size = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
         head = PyMem_RawMalloc((size_t)(k + 1) * sizeof(Py_ssize_t));
