@@ -293,7 +293,11 @@ def reconcile(
     members first, and between two old ids with as many members in a group, the
     older one (lower ``age``: the order ids were made in; 0 when not listed), so
     a group that split and came back together keeps the id it had, not the one
-    the split made; then by old id and group. A group whose members had one old
+    the split made; then by old id; then, between groups holding as many of an
+    id's members, the group with fewer members of other old ids (so when a
+    family's members part, the id stays with those who are among their own, not
+    with one who joined a neighbour's group, whose id that group can keep); then
+    by group. A group whose members had one old
     id that no other group's members had (most groups) keeps it without taking
     part in that ordering: nothing else claims either.
 
@@ -322,10 +326,13 @@ def reconcile(
                 continue
         if c:
             contested.append(gi)
-    triples = sorted(
-        (-n, born.get(old, 0), old, gi) for gi in contested for old, n in counts[gi].items()
+    held = [sum(c.values()) for c in counts]
+    claims = sorted(
+        (-n, born.get(old, 0), old, held[gi] - n, gi)
+        for gi in contested
+        for old, n in counts[gi].items()
     )
-    for _, _, old, gi in triples:
+    for _, _, old, _, gi in claims:
         if ids[gi] is None and old not in kept:
             ids[gi] = old
             kept.add(old)

@@ -23,8 +23,12 @@ def greedy(
     members = [collections.Counter(p for p in map(prev, g) if p is not None) for g in groups]
     claims = {(gi, old): n for gi, c in enumerate(members) for old, n in c.items()}
     ids: dict[int, str] = {}
+    held = [sum(c.values()) for c in members]
     while claims:
-        gi, old = min(claims, key=lambda k: (-claims[k], age.get(k[1], 0), k[1], k[0]))
+        gi, old = min(
+            claims,
+            key=lambda k: (-claims[k], age.get(k[1], 0), k[1], held[k[0]] - claims[k], k[0]),
+        )
         ids[gi] = old
         claims = {k: n for k, n in claims.items() if k[0] != gi and k[1] != old}
     final = [ids[gi] if gi in ids else new_id() for gi in range(len(groups))]
@@ -81,3 +85,21 @@ def test_a_split_and_a_merge() -> None:
     assert retired == ["w", "y"]
     assert merges == [("y", "z")]
     assert splits == [("x", "n1")]
+
+
+def test_when_a_family_parts_its_id_stays_with_those_among_their_own() -> None:
+    # x was {0, 1}, y was {2}; 1 is grouped with y's member for a while, 0 alone
+    groups = [[1, 2], [0]]
+    prev = ["x", "x", "y"]
+    made = iter(["n1"])
+    ids, retired, merges, splits = reconcile(
+        groups, prev.__getitem__, lambda: next(made), set(), {"x": 1, "y": 2}
+    )
+    # both ids live on: nobody's id went to a stranger, nothing was retired
+    assert ids == ["y", "x"] and retired == [] and merges == []
+    assert splits == [("x", "y")]
+    # when 1 comes home, nobody changes id
+    ids, retired, _, splits = reconcile(
+        [[2], [0, 1]], ["x", "y", "y"].__getitem__, lambda: next(made), set(), {"x": 1, "y": 2}
+    )
+    assert ids == ["y", "x"] and retired == [] and splits == [("y", "x")]
