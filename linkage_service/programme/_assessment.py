@@ -553,18 +553,28 @@ def _carry_statuses(
     """Move the status of attached families that re-linking retired to their successors.
 
     An attachment belongs to the people it was made for: when their family id is
-    retired (merged into another household, or split), the family now holding most
-    of them takes over its status, baseline, earlier snapshots and claims, so it is
-    neither orphaned nor attached (and claimed) a second time. Returns how many moved.
+    retired (merged into another household, or split), or lives on holding none of
+    them, the family now holding most of them takes over its status, baseline,
+    earlier snapshots and claims, so it is neither orphaned nor attached (and
+    claimed) a second time. When that family is
+    attached itself (two attached families merged), it keeps its own attachment,
+    which now covers the people of both, and the retired one, holding nobody, is
+    closed (reason ``MERGED``; its claims and snapshots stay with it as history).
+    Returns how many moved.
     """
     attached = astore.attached_people(conn, phase)
     if not attached:
         return 0
     held: dict[str, Counter[str]] = {}  # attached family id -> its people's families now
+    stayed: set[str] = set()  # attached family ids still holding some of their people
     for family in cohort:
         for m in family.members:
             old = attached.get(m.person_id)
-            if old is not None and old != family.family_id:
+            if old is None:
+                continue
+            if old == family.family_id:
+                stayed.add(old)
+            else:
                 held.setdefault(old, Counter())[family.family_id] += 1
     if not held:
         return 0
@@ -572,14 +582,24 @@ def _carry_statuses(
         store.family_id_of(h)
         for h in astore.retired_households(conn, [store.household_id_of(x) for x in held])
     }
+    # an id that lives on holding none of its people now (re-linking gave it to others)
+    # is no more theirs than a retired one
     moved = 0
-    for old in sorted(retired):
+    for old in sorted(retired | (held.keys() - stayed)):
         new = min(held[old].items(), key=lambda kv: (-kv[1], kv[0]))[0]
         mine = pstore.family_row(conn, old)
         theirs = pstore.family_row(conn, new)
         astore.reassign_attached(conn, old, new)
-        if mine is None or (theirs is not None and theirs.attached_on is not None):
-            continue  # both attached (two attached families merged): the people say so
+        if mine is None:
+            continue
+        if theirs is not None and theirs.attached_on is not None:
+            # one family now, attached once: an open status left on the retired id would
+            # keep it in every cohort and let a claim batch claim it (for nobody)
+            if mine.status != "closed" and astore.guarded_move(
+                conn, old, mine.status, "closed", _micros(when), actor
+            ):
+                _record_status(conn, old, mine.status, "closed", actor, "MERGED", when)
+            continue
         astore.carry_over(conn, old, new, cycle_id, replace=theirs is not None)
         _record_status(conn, new, mine.status, mine.status, actor, "RELINKED", when)
         moved += 1

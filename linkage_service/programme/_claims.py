@@ -2,9 +2,10 @@
 
 A family attached to the programme has a baseline snapshot. A *result* is
 either significant and sustained progress on **every** problem the family had
-(met at baseline or in any snapshot since, so problems found later count) as
-each problem's outcome rule in the ruleset says, or the continuous-employment
-result. :func:`evaluate_outcomes` is a pure function over the baseline and the
+(met at baseline or in any snapshot since, so problems found later count; each
+of those is measured from the snapshot where it was found) as each problem's
+outcome rule in the ruleset says, or the continuous-employment result.
+:func:`evaluate_outcomes` is a pure function over the baseline and the
 snapshots after it; it returns, condition by condition, the values it looked
 at, so every claim carries its own evidence, and for every rule not met a
 reason code (``TOO_SOON``, ``NOT_SUSTAINED``, ``BASELINE_MISSING`` ...) and why,
@@ -70,6 +71,7 @@ from .. import _store as store
 from .._errors import ConflictError, NotFound, StorageError
 from . import _restrictions as restrictions_
 from . import _store as pstore
+from . import _store_assessment as astore
 from . import _store_claims as cstore
 from ._active import rederive_detail
 from ._programme import OutcomeDetail, compare, parse_detail
@@ -316,8 +318,18 @@ def _outcome(
 def _problem(
     ruleset: Ruleset, problem: str, baseline: Snap, after: Sequence[Snap], attached_on: dt.date
 ) -> ProblemOutcome:
-    """The outcome of one problem the family had, and where it was first identified."""
+    """The outcome of one problem the family had, and where it was first identified.
+
+    A problem found after attachment is measured from the snapshot where it was
+    found (its own baseline, named in each condition's ``baseline_cycle``): the
+    family's baseline knew nothing of it, so a fall measured from there could
+    never be shown (``BASELINE_MISSING`` for good). Time since attachment is still
+    counted from the attachment.
+    """
     found = _identified(problem, [baseline, *after])
+    if found.cycle_id != baseline.cycle_id:
+        k = next(i for i, s in enumerate(after) if s.cycle_id == found.cycle_id)
+        baseline, after = after[k], after[k + 1 :]
     outcome = ruleset.outcomes.get(problem)
     if outcome is None:
         return ProblemOutcome(
@@ -544,6 +556,12 @@ def create_claims(
                     members[fid] = store.members_of(conn, fid)
                 return members[fid]
 
+            attached_with = astore.attached_people(conn, phase)
+
+            def holds_attached(fid: str) -> bool:
+                """Whether any of the people attached with the family are in it now."""
+                return any(attached_with.get(p) == fid for p in people(fid))
+
             def already(fid: str, kind: str) -> bool:
                 """Whether any of the family's people were claimed for (any family id)."""
                 return bool(taken) and any((kind, p) in taken for p in people(fid))
@@ -555,6 +573,8 @@ def create_claims(
                         raise ConflictError(
                             f"family {fid}: not attached to the programme, so nothing to claim"
                         )
+                    if not holds_attached(fid):
+                        raise ConflictError(_nobody(conn, fid))
                     if (fid, "result") in claimed or already(fid, "result"):
                         raise ConflictError(
                             f"family {fid}: a results claim was already made for its people "
@@ -576,6 +596,10 @@ def create_claims(
                 fid = r.family_id
                 # ``attached`` holds attached families only, and attaching sets both
                 assert r.attached_on is not None and r.baseline_cycle is not None
+                if not holds_attached(fid):
+                    # a re-link moved its people on (the family holding them carries
+                    # the attachment): a claim here would be for nobody, or for others
+                    continue
                 if (
                     (fid, "attachment") not in claimed
                     and family_ids is None
@@ -653,6 +677,20 @@ def create_claims(
         employment=sum(1 for c in new if c.result == "employment"),
         amount_gbp=sum(c.amount_gbp for c in new),
         restricted=len(flagged),
+    )
+
+
+def _nobody(conn: Connection, family_id: str) -> str:
+    """Why ``family_id``, attached but holding none of its attached people now, is not
+    claimed."""
+    lineage = store.successors(conn, family_id)
+    if lineage is not None and lineage[0] != "current":
+        where = f"re-linking retired its id; it lives on as {', '.join(lineage[1]) or 'nobody'}"
+    else:
+        where = "re-linking moved them to another family, which carries the attachment"
+    return (
+        f"family {family_id}: none of the people attached with it are in it now ({where}), "
+        "so nothing is claimed for it"
     )
 
 

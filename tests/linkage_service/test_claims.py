@@ -208,9 +208,22 @@ def test_every_problem_including_ones_found_later_must_be_met():
     assert set(out.problems) == {"domestic_abuse", "health"}
     assert out.problems["domestic_abuse"].met and not out.problems["health"].met
     assert out.problems["health"].identified_cycle == 2
-    # health at baseline (cycle 1) had no value: the fall is measured from the baseline
-    assert out.problems["health"].reason == "BASELINE_MISSING"
+    # measured from where it was found (cycle 2), not from the family's baseline, which
+    # had no value for it: no fall yet
+    assert out.problems["health"].reason == "NOT_MET"
+    assert {c.baseline_cycle for c in out.problems["health"].conditions or []} == {2}
+    assert cond(out, "domestic_abuse").baseline_cycle == 1
     assert out.result is None and {u.problem for u in out.unmet} >= {"health"}
+    # it halves, six months after attachment: every problem is turned around
+    after[-1] = snap(3, D(2026, 7, 10), (), health_months_6m=3, **quiet)
+    out = evaluate_outcomes(TF, base, after, ATTACHED)
+    assert out.problems["health"].met and out.result == "progress"
+    assert cond(out, "health").baseline == 6
+    # found only at the latest snapshot: nothing to measure its fall against yet
+    latest = snap(3, D(2026, 7, 10), ("crime_asb",), health_months_6m=3, crime_asb_6m=2, **quiet)
+    out = evaluate_outcomes(TF, base, [after[0], latest], ATTACHED)
+    assert out.problems["crime_asb"].reason == "NO_SNAPSHOT_SINCE_BASELINE"
+    assert "cycle 3" in (out.problems["crime_asb"].why_not or "")
 
 
 def test_no_incident_reported_is_zero_where_the_ruleset_says_so():

@@ -84,6 +84,77 @@ def test_a_relinked_attached_family_keeps_its_status_baseline_and_claims(db):
     assert extra  # the newcomer is a member of the attached family now
 
 
+def _claimed(db: TinyDb) -> list[tuple[str, str, list[str]]]:
+    """(family id, kind, people) of every claim, oldest first."""
+    c, cp = pstore.claims, pstore.claimed_persons
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(c.c.id, c.c.family_id, c.c.kind).order_by(c.c.id)).all()
+        people = conn.execute(sa.select(cp.c.claim_id, cp.c.person_id)).all()
+    return [(str(f), str(k), sorted(str(p) for cid, p in people if cid == i)) for i, f, k in rows]
+
+
+@pytest.mark.parametrize("claimed_first", [False, True])
+def test_two_attached_families_that_merge_are_one_family_attached_and_claimed_once(
+    db, claimed_first
+):
+    h1, p1 = db.household(1, complex_family())
+    h2, p2 = db.household(2, complex_family())
+    _cycle(db)
+    for hid in (h1, h2):
+        set_status(db.engine, fam(hid), "attached", actor="c", reason="WORK_STARTED")
+    if claimed_first:
+        assert create_claims(db.engine, "2026-H2", actor="finance").attachment_claims == 2
+    # a re-link finds they are one household: h1's people join h2, h1 is retired
+    db.relink(h1, h2, p1)
+    result = _cycle(db, LATER)
+    assert result.stats.statuses_carried == 0  # h2 keeps its own attachment
+    gone = family_view(db.engine, fam(h1))
+    assert gone.status == "closed" and gone.status_history[-1].reason == "MERGED"
+    assert gone.lineage == Lineage(state="merged", current=[fam(h2)])
+    assert family_view(db.engine, fam(h2)).status == "attached"
+    batch = create_claims(db.engine, "2027-H1", actor="finance")
+    claims = _claimed(db)
+    if claimed_first:
+        # both were families when claimed: those claims stand, and nothing is added
+        assert batch.attachment_claims == 0
+        assert claims == [
+            (fam(h1), "attachment", sorted(p1)),
+            (fam(h2), "attachment", sorted(p2)),
+        ]
+    else:
+        # one family by the time of the first claim batch: one fee, for all its people
+        assert batch.attachment_claims == 1
+        assert claims == [(fam(h2), "attachment", sorted(p1 + p2))]
+    refused = rf"{fam(h1)}: none of the people .* lives on as {fam(h2)}"
+    with pytest.raises(ConflictError, match=refused):
+        create_claims(db.engine, "2027-H1", actor="finance", family_ids=[fam(h1)])
+    # the next cycle leaves the closed id alone
+    assert _cycle(db, LATER + dt.timedelta(days=91)).stats.statuses_carried == 0
+    assert family_view(db.engine, fam(h1)).status_history[-1].reason == "MERGED"
+
+
+def test_an_attachment_follows_its_people_when_their_family_id_goes_to_others(db):
+    h1, p1 = db.household(1, complex_family())
+    h3, (lodger,) = db.household(3, [Member(70, "M", ("dwp",))])
+    h4, (stranger,) = db.household(4, [Member(52, "F", ("police",))])
+    _cycle(db)
+    set_status(db.engine, fam(h1), "attached", actor="c", reason="WORK_STARTED")
+    # a re-link moves the family in with the lodger, and h1 lives on with a stranger
+    ph = store.person_household
+    with db.engine.begin() as conn:
+        for pid in p1:
+            conn.execute(ph.update().where(ph.c.person_id == pid).values(household_id=h3))
+        conn.execute(ph.update().where(ph.c.person_id == stranger).values(household_id=h1))
+    assert _cycle(db, LATER).stats.statuses_carried == 1
+    view = family_view(db.engine, fam(h3))
+    assert view.status == "attached" and view.baseline_cycle == 1
+    assert view.status_history[-1].reason == "RELINKED"
+    assert family_view(db.engine, fam(h1)).status is None  # the stranger's, not attached
+    create_claims(db.engine, "2027-H1", actor="finance")
+    assert _claimed(db) == [(fam(h3), "attachment", sorted([*p1, lodger]))]
+    assert h4
+
+
 def test_the_same_people_cannot_be_attached_twice_in_a_phase(db):
     hid, pids = db.household(1, complex_family())
     _cycle(db)
