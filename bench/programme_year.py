@@ -13,7 +13,11 @@ holding the cycle's date. Printed per cycle: time of the refresh and of the
 cycle, the share of families with unchanged members that kept their id,
 claims made, duplicate claims (must be 0) and families in ``pending_claim``;
 and whether the families whose problems stopped reached ``pending_claim`` at
-the cycle the rules give.
+the cycle the rules give. A family that re-linking brought a problem after
+attachment (a member found later, a person split) is not due then: each late
+family is listed with any such problem, and only late families without one
+fail the run. ``--attach-share 0.5`` attaches half the eligible families, so
+attached families meet (merge, part) far more often.
 
     .venv/bin/python bench/programme_year.py                   # ~100k records
     .venv/bin/python bench/programme_year.py --households 5000
@@ -169,14 +173,24 @@ def main(argv: list[str] | None = None) -> int:
         )
     on_time = sum(1 for f in stopping if reached.get(f) == due)
     late = {f: (reached.get(f), holder[f]) for f in stopping if reached.get(f) != due}
+    # a re-link can bring a family a problem after attachment (a member found later,
+    # a person split): the script never stops it, so that family is not due
+    gained = {f: year.problems_found_later(sql, now) for f, (_, now) in late.items()}
     print(
         f"families whose problems stopped: {on_time} of {len(stopping)} reached pending_claim "
         f"at quarter {due} as the rules give ({dates[due] if due is not None else '-'}); "
         f"by quarter: {sorted(reached.values())}"
     )
     for fid, (when, now) in sorted(late.items()):
-        print(f"  {fid} (now {now}, {statuses.get(now)}): reached at quarter {when}")
-    failures += on_time < len(stopping)
+        found = ", ".join(f"{p} at cycle {c}" for p, c in gained[fid].items())
+        why = f"; found after attachment: {found}" if found else ""
+        print(f"  {fid} (now {now}, {statuses.get(now)}): reached at quarter {when}{why}")
+    unexplained = sum(1 for f in late if not gained[f])
+    print(
+        f"late: {len(late)}, of which {len(late) - unexplained} gained a problem after "
+        f"attachment (not due, by the rules) and {unexplained} did not (must be 0)"
+    )
+    failures += unexplained > 0
     return 1 if failures else 0
 
 

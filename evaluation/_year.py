@@ -196,6 +196,23 @@ def statuses(engine: Engine) -> dict[str, str]:
         return {str(a): str(b) for a, b in conn.execute(sa.select(f.c.family_id, f.c.status))}
 
 
+def problems_found_later(engine: Engine, family_id: str) -> dict[str, int]:
+    """Problems of an attached family first met after its baseline -> the cycle found
+    (nothing for a family not attached, or not held)."""
+    from linkage_service._errors import ConflictError, NotFound
+    from linkage_service.programme._claims import family_outcomes
+
+    try:
+        out = family_outcomes(engine, family_id)
+    except (ConflictError, NotFound):
+        return {}
+    return {
+        p: v.identified_cycle
+        for p, v in out.problems.items()
+        if v.identified_cycle > out.baseline_cycle
+    }
+
+
 def refs_of(contents: Contents, family_id: str) -> set[tuple[str, str]]:
     """Every (agency, ref) of a family's people."""
     return {ref for person in contents.get(family_id, ()) for ref in person}
@@ -204,30 +221,57 @@ def refs_of(contents: Contents, family_id: str) -> set[tuple[str, str]]:
 def duplicate_claims(engine: Engine) -> dict[str, int]:
     """Claims made twice for the same people, by kind; every count must be 0.
 
-    Checked independently of the constraints that should prevent them: two claims
-    of a kind are a duplicate when their families (each resolved to its current
-    ids) or the people recorded for them share anyone; and per person, more than one
-    claim of a kind in a phase, or more than one attachment.
+    Checked independently of the constraints that should prevent them. Taking
+    each kind's claims in the order they were made, a claim is a duplicate when
+    it was made for nobody (no people recorded: its family held no one), when it
+    shares a person with an earlier claim of the kind, or when its family and an
+    earlier claim's are one family now (each resolved to its current ids) and
+    re-linking had retired either id before this claim was made. Two families
+    claimed while they were separate, which a later re-link merged, are not a
+    duplicate: each was a family when claimed. Per person: more than one claim of
+    a kind in a phase, or more than one attachment.
     """
     c, cp, ap = pstore.claims, pstore.claimed_persons, pstore.attached_persons
+    h, r = store.households, store.runs
     out = {"attachment": 0, "result": 0, "persons": 0, "attached_persons": 0}
     with engine.connect() as conn:
         people: dict[int, set[str]] = {}
         for cid, pid in conn.execute(sa.select(cp.c.claim_id, cp.c.person_id)):
             people.setdefault(int(cid), set()).add(str(pid))
-        by_kind: dict[str, list[set[str]]] = {}
-        for cid, fid, kind in conn.execute(sa.select(c.c.id, c.c.family_id, c.c.kind)):
-            who = set(people.get(int(cid), set()))
-            resolved = store.successors(conn, str(fid))
-            for current in resolved[1] if resolved else []:
-                who |= set(store.members_of(conn, current))
-            by_kind.setdefault(str(kind), []).append(who | {f"family:{fid}"})
-        for kind, groups in by_kind.items():
-            seen: set[str] = set()
-            for who in groups:
-                if who & seen:
-                    out[kind] = out.get(kind, 0) + 1
-                seen |= who
+        retired_at = {
+            store.family_id_of(str(hid)): int(at)
+            for hid, at in conn.execute(
+                sa.select(h.c.id, sa.func.coalesce(r.c.finished_at, r.c.started_at))
+                .join(r, r.c.id == h.c.retired_run)
+                .where(h.c.retired_run.is_not(None))
+            )
+        }
+        never = 1 << 62
+        held: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, person) -> family, made
+        now_of: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (kind, current id) -> ...
+        q = sa.select(c.c.id, c.c.family_id, c.c.kind, c.c.created_at).order_by(
+            c.c.created_at, c.c.id
+        )
+        for cid, fid, kind, made in conn.execute(q):
+            fid, kind, made = str(fid), str(kind), int(made)
+            who = people.get(int(cid), set())
+            lineage = store.successors(conn, fid)
+            current = lineage[1] if lineage else []
+            earlier = [now_of.get((kind, x), []) for x in current]
+            dup = (
+                not who
+                or any((kind, p) in held for p in who)
+                or any(
+                    min(retired_at.get(other, never), retired_at.get(fid, never)) < made
+                    for claims in earlier
+                    for other, _ in claims
+                )
+            )
+            out[kind] = out.get(kind, 0) + dup
+            for p in who:
+                held.setdefault((kind, p), (fid, made))
+            for x in current:
+                now_of.setdefault((kind, x), []).append((fid, made))
         out["persons"] = _repeats(
             conn, sa.select(cp.c.phase, cp.c.kind, cp.c.person_id), "claimed_persons"
         )
