@@ -34,6 +34,7 @@ extract is linked.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -115,6 +116,13 @@ def open_dask(settings: Settings) -> DaskPairs:
     )
 
 
+def verify_workers(settings: Settings) -> int:
+    """The verify worker processes the settings give (None: cores - 1, at most 3)."""
+    if settings.verify_workers is not None:
+        return settings.verify_workers
+    return max(0, min(3, (os.cpu_count() or 1) - 1))
+
+
 def create_app(
     settings: Settings,
     *,
@@ -139,6 +147,7 @@ def create_app(
         # SQLite: an apply's pages are copied from the log into the file on a thread
         # of their own, not on the apply's (the agency's answer need not wait for it)
         checkpoints = BackgroundCheckpoints(sql)
+        service: LinkageService | None = None
         try:
             checkpoints.start()
             service = LinkageService(
@@ -149,6 +158,7 @@ def create_app(
                 max_line_bytes=settings.max_line_bytes,
                 max_records=settings.max_records_per_push,
                 staging_dir=settings.staging_dir,
+                verify_workers=verify_workers(settings),
             )
             await run_in_threadpool(service.start)
             app.state.settings = settings
@@ -164,6 +174,8 @@ def create_app(
             )
             yield
         finally:
+            if service is not None:
+                service.close()
             checkpoints.close()
             sql.dispose()
             if pairs is not None:

@@ -83,6 +83,10 @@ class Settings(BaseModel):
     max_upload_sessions: int = Field(default=4, ge=1, le=64)
     upload_idle_seconds: float = Field(default=3600.0, gt=0)
     staging_dir: Path | None = None
+    # Worker processes checking a large upload chunk's lines beside the thread that
+    # receives it (docs/linkage-service.md, "Fast ingest"); None: one fewer than the
+    # machine's cores, at most 3. 0 checks every line on the receiving thread.
+    verify_workers: int | None = Field(default=None, ge=0, le=64)
     attestation_key_file: Path | None = None
     # The programme ruleset and risk model: a shipped name or a path to a TOML file.
     ruleset: str = "troubled-families-phase2"

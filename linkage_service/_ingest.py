@@ -20,9 +20,15 @@ import binascii
 import datetime as dt
 import hashlib
 import json
+import logging
 import marshal
+import multiprocessing
+import os
+import shutil
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -59,10 +65,14 @@ from ._errors import (
 __all__ = [
     "DEFAULT_MAX_RECORDS",
     "DEFAULT_MAX_UPLOAD_BYTES",
+    "DEFAULT_SPLIT_BYTES",
     "ExtractReceiver",
     "Received",
     "StagedRecord",
+    "VerifyPool",
 ]
+
+_logger = logging.getLogger("linkage_service.ingest")
 
 # One push: a record line is about 2 KB with the default schema (two 1,024-bit
 # filters, a 512-byte padded sealed identity), so 500,000 records fit in 1 GiB;
@@ -76,6 +86,9 @@ _SEAL_OVERHEAD = 1 + 32 + 24 + 16  # version, ephemeral key, nonce, MAC
 # Staged records are written in marshal blocks of this many (the staging file is
 # this process's own anonymous temporary file, read back only by ``Received``)
 _STAGE_BLOCK = 2000
+# With a VerifyPool, a chunk's complete lines from this many bytes up are checked in
+# parts, the receiver's thread taking the first and the pool's workers the others.
+DEFAULT_SPLIT_BYTES = 1024**2
 
 
 class StagedRecord(NamedTuple):
@@ -204,8 +217,12 @@ class ExtractReceiver:
         max_line_bytes: int,
         max_records: int | None = None,
         staging_dir: Path | None = None,
+        verify_pool: VerifyPool | None = None,
+        split_bytes: int = DEFAULT_SPLIT_BYTES,
     ) -> None:
         self._agency_id = agency_id
+        self._pool = verify_pool
+        self._split_bytes = split_bytes
         self._engine = engine
         self._schemas = schemas
         self._max_body = max_body_bytes
@@ -250,6 +267,12 @@ class ExtractReceiver:
         self._buf += chunk
         start = 0
         while True:
+            if self._pool is not None and self._header is not None and self._replay is None:
+                end = self._buf.rfind(b"\n") + 1
+                if end - start >= self._split_bytes:
+                    self._on_lines(bytes(self._buf[start:end]))
+                    start = end
+                    break
             nl = self._buf.find(b"\n", start)
             if nl == -1:
                 break
@@ -337,6 +360,73 @@ class ExtractReceiver:
             self._on_record(self._pending, self._line - 1)
         self._pending = raw
 
+    def _on_lines(self, region: bytes) -> None:
+        """Complete lines after the header, checked in parts beside the pool's workers.
+
+        What the receiver finds is what :meth:`_on_line` line by line would: the
+        same staged records in the same order, and on a bad line the same error
+        (the earliest line's, each line's checks in the same order).
+        """
+        lines = region.splitlines(keepends=True)
+        if max(map(len, lines)) > self._max_line:
+            for raw in lines:
+                self._on_line(raw)  # the limit's error names its line
+            return
+        first = self._line + 1 - (self._pending is not None)  # line of the first record
+        records = [self._pending, *lines[:-1]] if self._pending is not None else lines[:-1]
+        self._line += len(lines)
+        self._pending = lines[-1]  # the trailer, if it is the last line
+        if not records:
+            return
+        pool, shape, header = self._pool, self._shape, self._header
+        assert pool is not None and shape is not None and header is not None
+        size = -(-len(records) // (pool.workers + 1))
+        later: list[tuple[int, int, bytes, _Pending | None]] = []
+        for k in range(size, len(records), size):
+            data = b"".join(records[k : k + size])
+            at = first + k
+            later.append(
+                (
+                    at,
+                    len(records[k : k + size]),
+                    data,
+                    pool.submit(data, at, shape, header.extract_date),
+                )
+            )
+        try:
+            for k, raw in enumerate(records[:size]):
+                self._on_record(raw, first + k)
+            self._flush_block()
+            for at, count, data, pending in later:
+                part = pool.result(pending, data, at, shape, header.extract_date)
+                self._take(at, count, data, part)
+        finally:
+            for *_, pending in later:  # parts not read (a bad line before them): dropped
+                pool.forget(pending)
+
+    def _take(self, first: int, count: int, data: bytes, part: _Part) -> None:
+        """A worker's part (``count`` record lines from line ``first``), in line order."""
+        self._records.update(data)
+        over = None  # the line at which the count passes the limit
+        if self._max_records is not None and self._count + count > self._max_records:
+            over = first + self._max_records - self._count
+        refs = part.refs
+        for k in range(len(refs) // 16):
+            if over is not None and over <= first + k:
+                raise self._too_many(over)
+            ref = refs[16 * k : 16 * k + 16]
+            self._first_use(ref, ref.hex(), first + k)
+        if part.error is not None:
+            assert part.error.line is not None
+            if over is not None and over <= part.error.line:
+                raise self._too_many(over)
+            raise part.error
+        if over is not None:
+            raise self._too_many(over)
+        self._count += count
+        self._stage.write(len(part.block).to_bytes(8, "little"))
+        self._stage.write(part.block)
+
     def _on_header(self, raw: bytes) -> None:
         try:
             header = ExtractHeader.model_validate_json(raw)
@@ -412,105 +502,34 @@ class ExtractReceiver:
         self._records.update(raw)
         self._count += 1
         if self._max_records is not None and self._count > self._max_records:
-            raise TooLarge(
-                f"the extract has more than {self._max_records} records, the limit of one push "
-                "(max_records_per_push): split it or ask the operator to raise the limit",
-                line=line,
-            )
+            raise self._too_many(line)
         if self._replay is not None:
             return  # only byte-identity with the earlier upload matters now
-        try:
-            rec = TokenisedRecord.model_validate_json(raw)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = field_path(err["loc"], "(line)")
-            what = "the line is not a JSON record" if err["type"] == "json_invalid" else err["msg"]
-            raise IngestError(what, line=line, field=loc) from exc
-        shape = self._shape
-        assert shape is not None and self._header is not None
-        ref = bytes.fromhex(rec.record_ref)
+        rec = _parse_record(raw, line)
+        self._first_use(bytes.fromhex(rec.record_ref), rec.record_ref, line)
+        shape, header = self._shape, self._header
+        assert shape is not None and header is not None
+        self._block.append(_staged(rec, line, shape, header.extract_date))
+        if len(self._block) >= _STAGE_BLOCK:
+            self._flush_block()
+
+    def _too_many(self, line: int) -> TooLarge:
+        return TooLarge(
+            f"the extract has more than {self._max_records} records, the limit of one push "
+            "(max_records_per_push): split it or ask the operator to raise the limit",
+            line=line,
+        )
+
+    def _first_use(self, ref: bytes, record_ref: str, line: int) -> None:
+        """Refuse a record ref already on an earlier line."""
         first = self._seen.get(ref)
         if first is not None:
             raise IngestError(
-                f"record_ref {rec.record_ref} appears twice (first on line {first})",
+                f"record_ref {record_ref} appears twice (first on line {first})",
                 line=line,
                 field="record_ref",
             )
         self._seen[ref] = line
-        clk = b64(rec.clk, line, "clk")
-        if len(clk) * 8 != shape.clk_bits:
-            raise IngestError(
-                f"filter has {len(clk) * 8} bits, the schema says {shape.clk_bits}",
-                line=line,
-                field="clk",
-            )
-        addr = None
-        if rec.address_clk is not None:
-            addr = b64(rec.address_clk, line, "address_clk")
-            if len(addr) * 8 != shape.address_bits:
-                raise IngestError(
-                    f"filter has {len(addr) * 8} bits, the schema says {shape.address_bits}",
-                    line=line,
-                    field="address_clk",
-                )
-        exact: dict[str, bytes] = {}
-        if rec.exact_tokens:
-            _tokens(
-                exact, rec.exact_tokens, shape.exact, "exact_tokens", "identifier type", "", line
-            )
-        if rec.local_tokens:
-            _tokens(
-                exact,
-                rec.local_tokens,
-                shape.local,
-                "local_tokens",
-                "local identifier type",
-                LOCAL_TOKEN_PREFIX,
-                line,
-            )
-        blocking: dict[str, bytes] = {}
-        names = shape.blocking
-        for key, token in rec.blocking_keys.items():
-            if names and key not in names:
-                raise IngestError(
-                    "blocking key not in the schema", line=line, field=f"blocking_keys.{key}"
-                )
-            raw_token = b64(token, line, f"blocking_keys.{key}")
-            if len(raw_token) != BLOCKING_TOKEN_BYTES:
-                raise IngestError(
-                    f"must be a {BLOCKING_TOKEN_BYTES}-byte keyed token",
-                    line=line,
-                    field=f"blocking_keys.{key}",
-                )
-            blocking[key] = raw_token
-        if rec.indicators:
-            _check_event_dates(rec, self._header.extract_date, line)
-        sealed = b64(rec.sealed_identity, line, "sealed_identity")
-        if len(sealed) != shape.sealed_bytes or sealed[0] != 1:
-            raise IngestError(
-                f"sealed blob has {len(sealed)} bytes, expected a version-1 blob of "
-                f"{shape.sealed_bytes}",
-                line=line,
-                field="sealed_identity",
-            )
-        self._block.append(
-            (
-                content_digest(rec),
-                rec.record_ref,
-                clk,
-                addr,
-                exact,
-                blocking,
-                rec.age,
-                rec.age_band,
-                rec.sex,
-                rec.postcode_district,
-                tuple((i.type.value, i.value, i.date.isoformat()) for i in rec.indicators),
-                sealed,
-            )
-        )
-        if len(self._block) >= _STAGE_BLOCK:
-            self._flush_block()
 
     def _flush_block(self) -> None:
         """Write the staged records held so far as one length-prefixed marshal block."""
@@ -540,6 +559,245 @@ class _Shape(NamedTuple):
             frozenset(b.name for b in schema.blocking_keys),
             _SEAL_OVERHEAD + schema.identity_pad_bytes,
         )
+
+
+def _parse_record(raw: bytes, line: int) -> TokenisedRecord:
+    """The record line as the wire model; IngestError naming the line and field."""
+    try:
+        return TokenisedRecord.model_validate_json(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = field_path(err["loc"], "(line)")
+        what = "the line is not a JSON record" if err["type"] == "json_invalid" else err["msg"]
+        raise IngestError(what, line=line, field=loc) from exc
+
+
+def _staged(
+    rec: TokenisedRecord, line: int, shape: _Shape, extract_date: dt.date
+) -> tuple[Any, ...]:
+    """A parsed record checked against the schema's shape: its staged fields (StagedRecord)."""
+    clk = b64(rec.clk, line, "clk")
+    if len(clk) * 8 != shape.clk_bits:
+        raise IngestError(
+            f"filter has {len(clk) * 8} bits, the schema says {shape.clk_bits}",
+            line=line,
+            field="clk",
+        )
+    addr = None
+    if rec.address_clk is not None:
+        addr = b64(rec.address_clk, line, "address_clk")
+        if len(addr) * 8 != shape.address_bits:
+            raise IngestError(
+                f"filter has {len(addr) * 8} bits, the schema says {shape.address_bits}",
+                line=line,
+                field="address_clk",
+            )
+    exact: dict[str, bytes] = {}
+    if rec.exact_tokens:
+        _tokens(exact, rec.exact_tokens, shape.exact, "exact_tokens", "identifier type", "", line)
+    if rec.local_tokens:
+        _tokens(
+            exact,
+            rec.local_tokens,
+            shape.local,
+            "local_tokens",
+            "local identifier type",
+            LOCAL_TOKEN_PREFIX,
+            line,
+        )
+    blocking: dict[str, bytes] = {}
+    names = shape.blocking
+    for key, token in rec.blocking_keys.items():
+        if names and key not in names:
+            raise IngestError(
+                "blocking key not in the schema", line=line, field=f"blocking_keys.{key}"
+            )
+        raw_token = b64(token, line, f"blocking_keys.{key}")
+        if len(raw_token) != BLOCKING_TOKEN_BYTES:
+            raise IngestError(
+                f"must be a {BLOCKING_TOKEN_BYTES}-byte keyed token",
+                line=line,
+                field=f"blocking_keys.{key}",
+            )
+        blocking[key] = raw_token
+    if rec.indicators:
+        _check_event_dates(rec, extract_date, line)
+    sealed = b64(rec.sealed_identity, line, "sealed_identity")
+    if len(sealed) != shape.sealed_bytes or sealed[0] != 1:
+        raise IngestError(
+            f"sealed blob has {len(sealed)} bytes, expected a version-1 blob of "
+            f"{shape.sealed_bytes}",
+            line=line,
+            field="sealed_identity",
+        )
+    return (
+        content_digest(rec),
+        rec.record_ref,
+        clk,
+        addr,
+        exact,
+        blocking,
+        rec.age,
+        rec.age_band,
+        rec.sex,
+        rec.postcode_district,
+        tuple((i.type.value, i.value, i.date.isoformat()) for i in rec.indicators),
+        sealed,
+    )
+
+
+class _Part(NamedTuple):
+    """What checking a run of record lines found (see :func:`_check_part`)."""
+
+    block: bytes  # the staged fields of every line, one marshal block (empty on error)
+    refs: bytes  # the 16-byte record ref of each line parsed, in order, the failing one's too
+    error: IngestError | None  # the first line's error, if any
+    parsed: bool  # whether the failing line parsed (its error came after the ref check)
+
+
+def _check_part(data: bytes, first_line: int, shape: _Shape, extract_date: dt.date) -> _Part:
+    """Check record lines ``data`` (line ``first_line`` on) as the receiver does.
+
+    Everything but what needs the lines before them (the record count, refs seen
+    earlier, the records' digest): the receiver does those, in line order.
+    """
+    rows: list[tuple[Any, ...]] = []
+    refs = bytearray()
+    for line, raw in enumerate(data.splitlines(keepends=True), start=first_line):
+        try:
+            rec = _parse_record(raw, line)
+        except IngestError as exc:
+            return _Part(b"", bytes(refs), exc, False)
+        refs += bytes.fromhex(rec.record_ref)
+        try:
+            rows.append(_staged(rec, line, shape, extract_date))
+        except IngestError as exc:
+            return _Part(b"", bytes(refs), exc, True)
+    return _Part(marshal.dumps(rows), bytes(refs), None, False)
+
+
+def _check_file(
+    lines: str, staged: str, first_line: int, shape: _Shape, extract_date: dt.date
+) -> _Part:
+    """In a worker: :func:`_check_part` of the lines in file ``lines``, the block written to
+    file ``staged`` rather than returned (bulk bytes go through files, not the pool's pipes,
+    which the receiving thread, busy with its own part, would drain slowly)."""
+    with open(lines, "rb") as fh:
+        part = _check_part(fh.read(), first_line, shape, extract_date)
+    with open(staged, "wb") as fh:
+        fh.write(part.block)
+    return part._replace(block=b"")
+
+
+class _Pending(NamedTuple):
+    """A part handed to a worker: its files and the future of what it found."""
+
+    lines: Path
+    staged: Path
+    future: Future[_Part] | None
+
+
+class VerifyPool:
+    """Worker processes that check record lines while a receiver's thread checks others.
+
+    Checking a line (parsing it against the wire model, decoding its base64, its
+    content digest) takes one core; with a pool, a large chunk is checked on
+    several at once (:meth:`ExtractReceiver._on_lines`). The processes start on
+    first use, by ``spawn`` (a fresh interpreter, safe beside the server's
+    threads); a part's lines and staged fields pass through files in a private
+    directory (under ``directory``: the staging directory), removed as soon as
+    they are read and with the directory at :meth:`close`. A worker that dies
+    costs time, never a check: its lines are checked by the receiver itself and
+    the pool is started again at the next use.
+    """
+
+    def __init__(self, workers: int, directory: Path | str | None = None) -> None:
+        if workers < 1:
+            raise ValueError(f"a verify pool needs at least one worker, not {workers}")
+        self.workers = workers
+        self._parent = directory
+        self._dir: Path | None = None
+        self._lock = threading.Lock()
+        self._pool: ProcessPoolExecutor | None = None
+        self._closed = False
+
+    def submit(
+        self, data: bytes, first_line: int, shape: _Shape, extract_date: dt.date
+    ) -> _Pending | None:
+        """Hand ``data`` to a worker (:func:`_check_file`); None if the pool cannot take it."""
+        with self._lock:
+            if self._closed:
+                return None
+            if self._dir is None:
+                self._dir = Path(tempfile.mkdtemp(prefix="linkage-verify-", dir=self._parent))
+            if self._pool is None:
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+            pool, where = self._pool, self._dir
+        fd, name = tempfile.mkstemp(dir=where, suffix=".lines")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        lines = Path(name)
+        staged = lines.with_suffix(".staged")
+        try:
+            future = pool.submit(_check_file, name, str(staged), first_line, shape, extract_date)
+        except RuntimeError:  # broken (a worker died) or shut down
+            with self._lock:
+                self._drop(pool)
+            future = None
+        return _Pending(lines, staged, future)
+
+    def result(
+        self,
+        pending: _Pending | None,
+        data: bytes,
+        first_line: int,
+        shape: _Shape,
+        extract_date: dt.date,
+    ) -> _Part:
+        """The part's result; checked here, in this thread, if the worker could not."""
+        if pending is None:
+            return _check_part(data, first_line, shape, extract_date)
+        try:
+            if pending.future is not None:
+                try:
+                    part = pending.future.result()
+                    return part._replace(block=pending.staged.read_bytes())
+                except Exception:  # noqa: BLE001 (any failure of the pool, not of the lines)
+                    _logger.warning("verify worker failed; checking its lines here", exc_info=True)
+                    with self._lock:
+                        self._drop(self._pool)
+            return _check_part(data, first_line, shape, extract_date)
+        finally:
+            self.forget(pending)
+
+    @staticmethod
+    def forget(pending: _Pending | None) -> None:
+        """Drop a part whose result is not wanted (again: nothing), with its files."""
+        if pending is None:
+            return
+        pending.lines.unlink(missing_ok=True)
+        pending.staged.unlink(missing_ok=True)
+        future = pending.future
+        if future is not None and not future.cancel():
+            # running: its staged file may be written after this; it goes when it is
+            future.add_done_callback(lambda _f: pending.staged.unlink(missing_ok=True))
+
+    def _drop(self, pool: ProcessPoolExecutor | None) -> None:
+        if pool is not None and pool is self._pool:
+            self._pool = None
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        """Stop the workers and remove their files; later parts are checked by the receivers."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+            where, self._dir = self._dir, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if where is not None:
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def _tokens(

@@ -53,7 +53,13 @@ from ._errors import (
     ReplayError,
     StorageError,
 )
-from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES, ExtractReceiver, Received
+from ._ingest import (
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    ExtractReceiver,
+    Received,
+    VerifyPool,
+)
 from ._subject import subject_answer
 
 __all__ = [
@@ -403,6 +409,7 @@ class LinkageService:
         max_line_bytes: int = 64 * 1024,
         max_records: int | None = DEFAULT_MAX_RECORDS,
         staging_dir: Any = None,
+        verify_workers: int = 0,
     ) -> None:
         if not schemas:
             raise ConfigError("no schema is pinned: the service could accept no extract")
@@ -418,12 +425,19 @@ class LinkageService:
         self.max_line_bytes = max_line_bytes
         self.max_records = max_records
         self.staging_dir = staging_dir
+        # worker processes checking large chunks beside the receiving thread (0: none)
+        self.verify_pool = VerifyPool(verify_workers, staging_dir) if verify_workers > 0 else None
         self.busy = threading.Event()
 
     def start(self) -> None:
         """Build the linkage engine from the stored state."""
         with self._lock, gc_paused():
             self._engine = self._build()
+
+    def close(self) -> None:
+        """Stop the verify workers, if any (the engine and the database are the caller's)."""
+        if self.verify_pool is not None:
+            self.verify_pool.close()
 
     def _build(self) -> LinkEngine:
         started = time.monotonic()
@@ -487,6 +501,7 @@ class LinkageService:
             max_line_bytes=self.max_line_bytes,
             max_records=self.max_records,
             staging_dir=self.staging_dir,
+            verify_pool=self.verify_pool,
         )
 
     def apply(self, received: Received) -> dict[str, Any]:

@@ -1,0 +1,177 @@
+"""Checking a chunk's lines in worker processes finds exactly what one thread would.
+
+The same extract fed to a receiver with a :class:`VerifyPool` and to one without
+must stage the same records in the same order, and a bad extract must be refused
+with the same error (type, words, line, field), wherever the bad line falls
+among the parts the workers take.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from linkage_service._api import verify_workers
+from linkage_service._config import Settings
+from linkage_service._errors import IngestError
+from linkage_service._ingest import ExtractReceiver, VerifyPool, _Pending
+from linkage_service._service import LinkageService
+
+from ._factories import FP, SCHEMA, build_extract, make_record, record_line
+
+SPLIT = 4000  # bytes: a few records a part, so small extracts take several parts
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VerifyPool]:
+    where = tmp_path_factory.mktemp("verify")
+    workers = VerifyPool(2, where)
+    yield workers
+    workers.close()
+    assert list(where.iterdir()) == []  # each part's files went as they were read
+
+
+def _receive(
+    svc: LinkageService,
+    body: bytes,
+    pool: VerifyPool | None,
+    chunk: int,
+    max_records: int | None = None,
+) -> list[Any] | tuple[str, str, int | None, str | None]:
+    """The staged records, or the error (type, words, line, field) refusing ``body``."""
+    receiver = ExtractReceiver(
+        agency_id="school",
+        engine=svc.sql,
+        schemas={FP: SCHEMA},
+        max_body_bytes=1 << 30,
+        max_line_bytes=64 * 1024,
+        max_records=max_records,
+        verify_pool=pool,
+        split_bytes=SPLIT,
+    )
+    try:
+        for i in range(0, len(body), chunk):
+            receiver.feed(body[i : i + chunk])
+        return list(receiver.finish().records())
+    except IngestError as exc:
+        return (type(exc).__name__, str(exc), exc.line, exc.field)
+    finally:
+        receiver.close()
+
+
+@pytest.mark.parametrize("chunk", [997, 20_000, 1 << 30])
+def test_the_same_records_are_staged_in_the_same_order(make_service, school, rng, pool, chunk):
+    svc = make_service()
+    body = build_extract(school, [make_record(rng) for _ in range(120)])
+    alone = _receive(svc, body, None, chunk)
+    assert isinstance(alone, list) and len(alone) == 120
+    assert _receive(svc, body, pool, chunk) == alone
+
+
+def _bad(rng: Any, kind: str, at: int, n: int = 60) -> list[Any]:
+    """``n`` records with a fault of ``kind`` at record ``at`` (line ``at + 2``)."""
+    recs: list[Any] = [make_record(rng) for _ in range(n)]
+    if kind == "json":
+        recs[at] = b'{"record_ref": "oops\n'
+    elif kind == "clk":
+        recs[at] = make_record(rng, clk=base64.b64encode(rng.randbytes(64)).decode())
+    elif kind == "sealed":
+        recs[at] = make_record(rng, sealed_identity=base64.b64encode(b"\x01" * 100).decode())
+    elif kind == "extra":
+        recs[at] = make_record(rng, name="never")
+    elif kind == "duplicate":
+        recs[at] = make_record(rng, ref=recs[at // 3]["record_ref"])
+    elif kind == "duplicate-and-clk":  # the duplicate is met first on its line
+        recs[at] = make_record(
+            rng,
+            ref=recs[0]["record_ref"],
+            clk=base64.b64encode(rng.randbytes(64)).decode(),
+        )
+    elif kind == "two":  # two bad lines: the earlier one is named
+        recs[at] = make_record(rng, clk=base64.b64encode(rng.randbytes(64)).decode())
+        recs[min(at + 25, n - 1)] = b"not json\n"
+    return recs
+
+
+@pytest.mark.parametrize(
+    "kind", ["json", "clk", "sealed", "extra", "duplicate", "duplicate-and-clk", "two"]
+)
+@pytest.mark.parametrize("at", [1, 17, 31, 45, 59])
+def test_a_bad_line_is_refused_with_the_same_error(make_service, school, rng, pool, kind, at):
+    svc = make_service()
+    body = build_extract(school, _bad(rng, kind, at))
+    alone = _receive(svc, body, None, 50_000)
+    assert isinstance(alone, tuple), kind
+    assert _receive(svc, body, pool, 50_000) == alone
+
+
+@pytest.mark.parametrize("limit", [5, 30, 41, 44, 50, 59])
+@pytest.mark.parametrize("bad", [None, 20, 40, 50])
+def test_the_record_limit_falls_where_one_thread_would_find_it(
+    make_service, school, rng, pool, limit, bad
+):
+    svc = make_service()
+    recs: list[Any] = [make_record(rng) for _ in range(60)]
+    if bad is not None:
+        recs[bad] = b"not json\n"
+    body = build_extract(school, recs)
+    alone = _receive(svc, body, None, 50_000, max_records=limit)
+    assert isinstance(alone, tuple) and alone[0] in ("TooLarge", "IngestError")
+    assert _receive(svc, body, pool, 50_000, max_records=limit) == alone
+
+
+def test_a_failed_worker_costs_time_not_a_check(
+    make_service, school, rng, caplog, monkeypatch, tmp_path
+):
+    svc = make_service()
+    good = build_extract(school, [make_record(rng) for _ in range(40)])
+    bad = build_extract(school, _bad(rng, "clk", 33))
+    alone = [_receive(svc, body, None, 50_000) for body in (good, bad)]
+    broken = VerifyPool(1, tmp_path)
+    handed: list[_Pending] = []
+
+    def dead(data: bytes, *_args: Any) -> _Pending:
+        failed: Future[Any] = Future()
+        failed.set_exception(RuntimeError("worker died"))
+        lines = tmp_path / f"part{len(handed)}.lines"
+        lines.write_bytes(data)
+        handed.append(_Pending(lines, lines.with_suffix(".staged"), failed))
+        return handed[-1]
+
+    monkeypatch.setattr(broken, "submit", dead)
+    with caplog.at_level(logging.WARNING, logger="linkage_service.ingest"):
+        assert [_receive(svc, body, broken, 50_000) for body in (good, bad)] == alone
+    assert "verify worker failed" in caplog.text
+    assert handed and not any(h.lines.exists() for h in handed)  # its files are gone
+    # a closed pool takes nothing: the receiver checks every part itself
+    closed = VerifyPool(1)
+    closed.close()
+    assert [_receive(svc, body, closed, 50_000) for body in (good, bad)] == alone
+
+
+def test_the_service_owns_its_pool_and_settings_size_it(make_service, school, rng, monkeypatch):
+    svc = make_service(verify_workers=1)
+    assert svc.verify_pool is not None and svc.verify_pool.workers == 1
+    line = record_line(make_record(rng))
+    body = build_extract(school, [make_record(rng) for _ in range(1 + (1 << 20) // len(line))])
+    receiver = svc.receiver("school")
+    try:
+        receiver.feed(body)  # over DEFAULT_SPLIT_BYTES: checked in parts
+        assert len(list(receiver.finish().records())) > 500
+    finally:
+        receiver.close()
+    svc.close()
+    assert make_service().verify_pool is None  # the class default: none
+    settings = Settings(token_file="t.json")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert verify_workers(settings) == 1
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    assert verify_workers(settings) == 3
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
+    assert verify_workers(settings) == 0
+    assert verify_workers(Settings(token_file="t.json", verify_workers=2)) == 2
