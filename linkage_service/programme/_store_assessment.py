@@ -386,10 +386,14 @@ def set_lead(conn: Connection, family_id: str, code: str | None, stamp: int, act
 
 
 def attached_people(conn: Connection, phase: str) -> dict[str, str]:
-    """Person id -> the family id they are attached with, in ``phase``."""
+    """Person id -> the family id they are attached with: in ``phase``, or for a person
+    not attached in it, in the earlier phase they were last attached in (a family
+    attached before a ruleset switch stays attached after it)."""
     a = attached_persons
-    q = sa.select(a.c.person_id, a.c.family_id).where(a.c.phase == phase)
-    return {str(p): str(f) for p, f in conn.execute(q)}
+    q = sa.select(a.c.person_id, a.c.family_id).order_by(
+        sa.case((a.c.phase == phase, 1), else_=0), a.c.attached_on, a.c.phase
+    )
+    return {str(p): str(f) for p, f in conn.execute(q)}  # later rows win
 
 
 def attached_holder(conn: Connection, phase: str, people: Sequence[str]) -> tuple[str, str] | None:

@@ -228,6 +228,12 @@ def test_switching_the_ruleset_rederives_baselines_and_raises_no_false_step(tmp_
     out = family_outcomes(db.engine, fid)
     assert set(out.problems) == set(rederived.problems)
     assert all(v.reason != "NO_OUTCOME_RULE" for v in out.problems.values())
+    # attached before the switch, it is still claimed for (once), in the new phase
+    window = SF.calendar.window_of(T0 + dt.timedelta(days=2))
+    assert window is not None
+    made = create_claims(db.engine, window.window_id, actor="finance")
+    assert made.attachment_claims == 1
+    assert create_claims(db.engine, window.window_id, actor="finance").attachment_claims == 0
 
 
 def test_a_switch_that_cannot_rederive_baselines_is_refused(tmp_path):
