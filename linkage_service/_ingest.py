@@ -383,23 +383,17 @@ class ExtractReceiver:
         size = -(-len(records) // (pool.workers + 1))
         later: list[tuple[int, int, bytes, _Pending | None]] = []
         for k in range(size, len(records), size):
-            data = b"".join(records[k : k + size])
-            at = first + k
-            later.append(
-                (
-                    at,
-                    len(records[k : k + size]),
-                    data,
-                    pool.submit(data, at, shape, header.extract_date),
-                )
-            )
+            part = records[k : k + size]
+            data = b"".join(part)
+            pending = pool.submit(data, first + k, shape, header.extract_date)
+            later.append((first + k, len(part), data, pending))
         try:
             for k, raw in enumerate(records[:size]):
                 self._on_record(raw, first + k)
             self._flush_block()
             for at, count, data, pending in later:
-                part = pool.result(pending, data, at, shape, header.extract_date)
-                self._take(at, count, data, part)
+                found = pool.result(pending, data, at, shape, header.extract_date)
+                self._take(at, count, data, found)
         finally:
             for *_, pending in later:  # parts not read (a bad line before them): dropped
                 pool.forget(pending)
