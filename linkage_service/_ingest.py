@@ -566,26 +566,24 @@ def _parse_record(raw: bytes, line: int) -> TokenisedRecord:
         raise IngestError(what, line=line, field=loc) from exc
 
 
+def _filter(value: str, bits: int, line: int, field: str) -> bytes:
+    """A Bloom filter's bytes, refused unless it has the schema's ``bits``."""
+    raw = b64(value, line, field)
+    if len(raw) * 8 != bits:
+        raise IngestError(
+            f"filter has {len(raw) * 8} bits, the schema says {bits}", line=line, field=field
+        )
+    return raw
+
+
 def _staged(
     rec: TokenisedRecord, line: int, shape: _Shape, extract_date: dt.date
 ) -> tuple[Any, ...]:
     """A parsed record checked against the schema's shape: its staged fields (StagedRecord)."""
-    clk = b64(rec.clk, line, "clk")
-    if len(clk) * 8 != shape.clk_bits:
-        raise IngestError(
-            f"filter has {len(clk) * 8} bits, the schema says {shape.clk_bits}",
-            line=line,
-            field="clk",
-        )
+    clk = _filter(rec.clk, shape.clk_bits, line, "clk")
     addr = None
     if rec.address_clk is not None:
-        addr = b64(rec.address_clk, line, "address_clk")
-        if len(addr) * 8 != shape.address_bits:
-            raise IngestError(
-                f"filter has {len(addr) * 8} bits, the schema says {shape.address_bits}",
-                line=line,
-                field="address_clk",
-            )
+        addr = _filter(rec.address_clk, shape.address_bits, line, "address_clk")
     exact: dict[str, bytes] = {}
     if rec.exact_tokens:
         _tokens(exact, rec.exact_tokens, shape.exact, "exact_tokens", "identifier type", "", line)
@@ -600,20 +598,17 @@ def _staged(
             line,
         )
     blocking: dict[str, bytes] = {}
-    names = shape.blocking
-    for key, token in rec.blocking_keys.items():
-        if names and key not in names:
-            raise IngestError(
-                "blocking key not in the schema", line=line, field=f"blocking_keys.{key}"
-            )
-        raw_token = b64(token, line, f"blocking_keys.{key}")
-        if len(raw_token) != BLOCKING_TOKEN_BYTES:
-            raise IngestError(
-                f"must be a {BLOCKING_TOKEN_BYTES}-byte keyed token",
-                line=line,
-                field=f"blocking_keys.{key}",
-            )
-        blocking[key] = raw_token
+    _tokens(
+        blocking,
+        rec.blocking_keys,
+        shape.blocking,
+        "blocking_keys",
+        "blocking key",
+        "",
+        line,
+        size=BLOCKING_TOKEN_BYTES,
+        any_name=not shape.blocking,  # a schema naming no blocking key takes any
+    )
     if rec.indicators:
         _check_event_dates(rec, extract_date, line)
     sealed = b64(rec.sealed_identity, line, "sealed_identity")
@@ -802,17 +797,19 @@ def _tokens(
     what: str,
     prefix: str,
     line: int,
+    *,
+    size: int = EXACT_TOKEN_BYTES,
+    any_name: bool = False,
 ) -> None:
-    """Decode a record's keyed tokens of one kind into ``out`` (named ``prefix + kind``)."""
+    """Decode a record's keyed tokens of one kind into ``out`` (named ``prefix + kind``),
+    each ``size`` bytes and named in ``declared`` (unless ``any_name``)."""
     for kind, token in given.items():
-        if kind not in declared:
+        if not any_name and kind not in declared:
             raise IngestError(f"{what} not in the schema", line=line, field=f"{member}.{kind}")
         raw_token = b64(token, line, f"{member}.{kind}")
-        if len(raw_token) != EXACT_TOKEN_BYTES:
+        if len(raw_token) != size:
             raise IngestError(
-                f"must be a {EXACT_TOKEN_BYTES}-byte keyed token",
-                line=line,
-                field=f"{member}.{kind}",
+                f"must be a {size}-byte keyed token", line=line, field=f"{member}.{kind}"
             )
         out[prefix + str(kind)] = raw_token
 

@@ -247,6 +247,19 @@ def test_wrong_token_length_is_refused(make_service, school, rng):
     assert info.value.field == "exact_tokens.nhs_number"
 
 
+def test_bad_blocking_keys_are_refused(make_service, school, rng):
+    svc = make_service()
+    name = SCHEMA.blocking_keys[0].name
+    unknown = make_record(rng, blocking_keys={"shoe_size": base64.b64encode(b"x" * 12).decode()})
+    with pytest.raises(IngestError, match="blocking key not in the schema") as info:
+        ingest(svc, build_extract(school, [unknown]))
+    assert (info.value.line, info.value.field) == (2, "blocking_keys.shoe_size")
+    short = make_record(rng, blocking_keys={name: base64.b64encode(b"x" * 8).decode()})
+    with pytest.raises(IngestError, match="12-byte keyed token") as info:
+        ingest(svc, build_extract(school, [make_record(rng), short]))
+    assert (info.value.line, info.value.field) == (3, f"blocking_keys.{name}")
+
+
 def test_wrong_sealed_length_is_refused(make_service, school, rng):
     svc = make_service()
     bad = make_record(rng, sealed_identity=base64.b64encode(b"\x01" * 100).decode())
