@@ -93,14 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     cycle = run_cycle(sql, ruleset, model, dates[0], actor=ACTOR)
     cycle_s = time.perf_counter() - started
     eligible = _eligible(sql, cycle.cycle_id)
-    chosen = sorted(eligible)[:: max(1, round(1 / args.attach_share))] if eligible else []
+    # families picked by their records, not their (random) ids: a run can be repeated
+    contents = year.family_contents(sql)
+    step = max(1, round(1 / args.attach_share))
+    chosen = year.by_records(contents, eligible)[::step] if eligible else []
     for fid in chosen:
         set_status(sql, fid, "attached", actor=ACTOR, reason="ATTACHED", on=dates[0])
     # the script: the attached families whose outcome rules need no baseline fall or
     # sustained run (evaluation._year.plain_problems) stop
     # their problems from quarter 1; 0.5% of families have someone leave for a quarter;
     # 0.2% have a member move out at quarter 2 and 0.2% a baby at quarter 3
-    contents = year.family_contents(sql)
     keys = {
         a: load_agency_key(pop.workdir / "keys" / a / "agency.key").record_ref_key
         for a in pop.agencies
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     for fid in stopping:
         for ref in year.refs_of(contents, fid):
             script.clear[(ref[0], sids[ref])] = 1
-    others = sorted(set(contents) - set(chosen))
+    others = year.by_records(contents, set(contents) - set(chosen))
     for n, fid in enumerate(others[::200]):
         person = sorted(sorted(x) for x in contents[fid])[0]
         for ref in person:

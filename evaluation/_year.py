@@ -147,6 +147,18 @@ def family_contents(engine: Engine) -> Contents:
     return {k: frozenset(v) for k, v in members.items()}
 
 
+def by_records(contents: Contents, family_ids: Iterable[str]) -> list[str]:
+    """``family_ids`` in an order that does not depend on the random ids: by each family's
+    first record (agency, ref), so a run on the same population picks the same families;
+    ids ``contents`` lacks go last, by id."""
+
+    def key(fid: str) -> tuple[int, tuple[str, str]]:
+        people = contents.get(fid)
+        return (0, min(min(person) for person in people)) if people else (1, ("", fid))
+
+    return sorted(family_ids, key=key)
+
+
 def kept_ids(
     before: Mapping[str, Hashable], after: Mapping[str, Hashable]
 ) -> tuple[int, int, list[str]]:

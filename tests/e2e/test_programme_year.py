@@ -128,7 +128,7 @@ def _script(the: Year, sql: sa.Engine, chosen: list[str], eligible) -> year.Year
     for fid in the.stopping:
         for agency, ref in year.refs_of(contents, fid):
             script.clear[(agency, the.sids[(agency, ref)])] = 1
-    others = sorted(f for f in contents if f not in eligible)
+    others = year.by_records(contents, (f for f in contents if f not in eligible))
     singles = [f for f in others if len(contents[f]) == 1]
     couples = [f for f in others if len(contents[f]) >= 2]
     # a person known to one agency leaves every extract at quarter 1 and is back at 2
@@ -186,8 +186,10 @@ def the_year(tmp_path_factory) -> Year:
             assert admin.post("/assessments", json={"as_at": dates[0].isoformat()}).is_success
             eligible = _eligible(sql)
             plain = year.plain_problems(default_ruleset())
-            simple = [f for f in sorted(eligible) if eligible[f] <= plain][:2]
-            chosen = simple + [f for f in sorted(eligible)[::3] if f not in simple][:4]
+            # by their records, not their random ids (year.by_records)
+            ordered = year.by_records(year.family_contents(sql), eligible)
+            simple = [f for f in ordered if eligible[f] <= plain][:2]
+            chosen = simple + [f for f in ordered[::3] if f not in simple][:4]
             for fid in chosen:
                 body = {"status": "attached", "reason": "ATTACHED", "on": dates[0].isoformat()}
                 done = admin.post(f"/families/{fid}/status", json=body)
