@@ -777,6 +777,11 @@ class VerifyPool:
             self._pool = None
             pool.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the pool then takes no part)."""
+        return self._closed
+
     def close(self) -> None:
         """Stop the workers and remove their files; later parts are checked by the receivers."""
         with self._lock:

@@ -540,3 +540,14 @@ async def test_the_service_checkpoints_sqlites_log_on_a_thread_of_its_own(app_cl
     with sql.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
     assert "wal-checkpoints" in {t.name for t in threading.enumerate()}
+
+
+async def test_the_lifespan_sizes_the_verify_pool_and_stops_it(tmp_path):
+    app = create_app(_settings(tmp_path, verify_workers=1), engine_factory=FakeEngine)
+    async for _c in _client(app):
+        pool = app.state.service.verify_pool
+        assert pool is not None and pool.workers == 1 and not pool.closed
+    assert pool.closed
+    app = create_app(_settings(tmp_path, verify_workers=0), engine_factory=FakeEngine)
+    async for _c in _client(app):
+        assert app.state.service.verify_pool is None
