@@ -556,11 +556,11 @@ def _carry_statuses(
     retired (merged into another household, or split), or lives on holding none of
     them, the family now holding most of them takes over its status, baseline,
     earlier snapshots and claims, so it is neither orphaned nor attached (and
-    claimed) a second time. When that family is
-    attached itself (two attached families merged), it keeps its own attachment,
-    which now covers the people of both, and the retired one, holding nobody, is
-    closed (reason ``MERGED``; its claims and snapshots stay with it as history).
-    Returns how many moved.
+    claimed) a second time. When that family is attached itself (two attached
+    families merged), it keeps its own attachment, which now covers the people of
+    both, and the old id, holding none of its people, is closed (reason
+    ``MERGED``; its claims and snapshots stay with it as history). Returns how
+    many moved.
     """
     attached = astore.attached_people(conn, phase)
     if not attached:
@@ -593,8 +593,8 @@ def _carry_statuses(
         if mine is None:
             continue
         if theirs is not None and theirs.attached_on is not None:
-            # one family now, attached once: an open status left on the retired id would
-            # keep it in every cohort and let a claim batch claim it (for nobody)
+            # one family now, attached once: an open status left on the old id would keep
+            # it in every cohort and let a claim batch claim it (for nobody, or others)
             if mine.status != "closed" and astore.guarded_move(
                 conn, old, mine.status, "closed", _micros(when), actor
             ):
