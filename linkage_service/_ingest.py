@@ -641,7 +641,6 @@ class _Part(NamedTuple):
     block: bytes  # the staged fields of every line, one marshal block (empty on error)
     refs: bytes  # the 16-byte record ref of each line parsed, in order, the failing one's too
     error: IngestError | None  # the first line's error, if any
-    parsed: bool  # whether the failing line parsed (its error came after the ref check)
 
 
 def _check_part(data: bytes, first_line: int, shape: _Shape, extract_date: dt.date) -> _Part:
@@ -656,13 +655,13 @@ def _check_part(data: bytes, first_line: int, shape: _Shape, extract_date: dt.da
         try:
             rec = _parse_record(raw, line)
         except IngestError as exc:
-            return _Part(b"", bytes(refs), exc, False)
+            return _Part(b"", bytes(refs), exc)
         refs += bytes.fromhex(rec.record_ref)
         try:
             rows.append(_staged(rec, line, shape, extract_date))
         except IngestError as exc:
-            return _Part(b"", bytes(refs), exc, True)
-    return _Part(marshal.dumps(rows), bytes(refs), None, False)
+            return _Part(b"", bytes(refs), exc)  # its ref is in: a repeat is named first
+    return _Part(marshal.dumps(rows), bytes(refs), None)
 
 
 def _check_file(
