@@ -683,6 +683,7 @@ class _Pending(NamedTuple):
     lines: Path
     staged: Path
     future: Future[_Part] | None
+    pool: ProcessPoolExecutor | None  # the pool it went to (the one to drop if it failed)
 
 
 class VerifyPool:
@@ -733,7 +734,7 @@ class VerifyPool:
             with self._lock:
                 self._drop(pool)
             future = None
-        return _Pending(lines, staged, future)
+        return _Pending(lines, staged, future, pool)
 
     def result(
         self,
@@ -754,7 +755,7 @@ class VerifyPool:
                 except Exception:  # noqa: BLE001 (any failure of the pool, not of the lines)
                     _logger.warning("verify worker failed; checking its lines here", exc_info=True)
                     with self._lock:
-                        self._drop(self._pool)
+                        self._drop(pending.pool)  # not a pool started since
             return _check_part(data, first_line, shape, extract_date)
         finally:
             self.forget(pending)

@@ -140,7 +140,7 @@ def test_a_failed_worker_costs_time_not_a_check(
         failed.set_exception(RuntimeError("worker died"))
         lines = tmp_path / f"part{len(handed)}.lines"
         lines.write_bytes(data)
-        handed.append(_Pending(lines, lines.with_suffix(".staged"), failed))
+        handed.append(_Pending(lines, lines.with_suffix(".staged"), failed, None))
         return handed[-1]
 
     monkeypatch.setattr(broken, "submit", dead)
