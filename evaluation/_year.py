@@ -259,8 +259,8 @@ def duplicate_claims(engine: Engine) -> dict[str, int]:
             )
         }
         never = 1 << 62
-        held: dict[tuple[str, str], tuple[str, int]] = {}  # (kind, person) -> family, made
-        now_of: dict[tuple[str, str], list[tuple[str, int]]] = {}  # (kind, current id) -> ...
+        held: set[tuple[str, str]] = set()  # (kind, person) of the claims so far
+        now_of: dict[tuple[str, str], list[str]] = {}  # (kind, current id) -> claimed families
         q = sa.select(c.c.id, c.c.family_id, c.c.kind, c.c.created_at).order_by(
             c.c.created_at, c.c.id
         )
@@ -276,14 +276,13 @@ def duplicate_claims(engine: Engine) -> dict[str, int]:
                 or any(
                     min(retired_at.get(other, never), retired_at.get(fid, never)) < made
                     for claims in earlier
-                    for other, _ in claims
+                    for other in claims
                 )
             )
             out[kind] = out.get(kind, 0) + dup
-            for p in who:
-                held.setdefault((kind, p), (fid, made))
+            held.update((kind, p) for p in who)
             for x in current:
-                now_of.setdefault((kind, x), []).append((fid, made))
+                now_of.setdefault((kind, x), []).append(fid)
         out["persons"] = _repeats(
             conn, sa.select(cp.c.phase, cp.c.kind, cp.c.person_id), "claimed_persons"
         )
