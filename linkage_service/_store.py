@@ -146,16 +146,25 @@ records = sa.Table(
     sa.Column("extract_date", sa.Date, nullable=False),
     sa.Column("sealed_identity", sa.LargeBinary, nullable=False),
     sa.Column("age_band", sa.String(5)),
+    # Partial indexes are used only by a query whose WHERE holds their condition as
+    # written: SQLAlchemy writes ``active`` as ``active = 1`` and ``~active`` as
+    # ``active = 0`` on SQLite (migration 0010).
     sa.Index(
         "uq_records_active_ref",
         "agency_id",
         "record_ref",
         unique=True,
-        sqlite_where=sa.text("active"),
+        sqlite_where=sa.text("active = 1"),
         postgresql_where=sa.text("active"),
     ),
-    sa.Index("ix_records_agency_ref", "agency_id", "record_ref"),
-    sa.Index("ix_records_active", "active"),
+    # the same key for retired records (a record is inserted active: inserts skip it)
+    sa.Index(
+        "ix_records_retired_ref",
+        "agency_id",
+        "record_ref",
+        sqlite_where=sa.text("active = 0"),
+        postgresql_where=sa.text("NOT active"),
+    ),
     sa.Index("uq_records_seq", "seq", unique=True),
 )
 indicators = sa.Table(

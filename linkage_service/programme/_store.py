@@ -628,32 +628,45 @@ def sealed_blobs(
     """The sealed identity of each (agency, record ref): its active version first, then
     the newest; a record gone since is absent.
 
-    One query for a whole family rather than one per member: the database orders
-    each record's rows and the first row per record is taken here.
+    One query for a whole family rather than one per member (the active rows and
+    the retired ones, each through its index); each record's best row is taken here.
     """
     if not wanted:
         return {}
     r, x = mstore.records, mstore.extracts
-    # One statement shape whatever the family (so its compiled form is cached):
-    # both IN lists use the (agency_id, record_ref) index; pairs outside the
-    # family that the cross product lets through are dropped below.
-    rows = conn.execute(
-        sa.select(
-            r.c.agency_id, r.c.record_ref, r.c.extract_id, r.c.sealed_identity, x.c.seal_key_id
+
+    def held(state: sa.ColumnElement[bool]) -> sa.Select[Any]:
+        # One statement shape whatever the family (so its compiled form is cached):
+        # both IN lists use the (agency_id, record_ref) index of the active records,
+        # or of the retired ones; pairs outside the family that the cross product
+        # lets through are dropped below.
+        return (
+            sa.select(
+                r.c.agency_id,
+                r.c.record_ref,
+                r.c.extract_id,
+                r.c.sealed_identity,
+                x.c.seal_key_id,
+                r.c.active,
+                r.c.seq,
+            )
+            .join(x, x.c.extract_id == r.c.extract_id)
+            .where(
+                state,
+                r.c.agency_id.in_(sorted({a for a, _ in wanted})),
+                r.c.record_ref.in_(sorted({ref for _, ref in wanted})),
+            )
         )
-        .join(x, x.c.extract_id == r.c.extract_id)
-        .where(
-            r.c.agency_id.in_(sorted({a for a, _ in wanted})),
-            r.c.record_ref.in_(sorted({ref for _, ref in wanted})),
-        )
-        .order_by(r.c.agency_id, r.c.record_ref, r.c.active.desc(), r.c.seq.desc())
-    )
-    first: dict[tuple[str, str], SealedRow] = {}
-    for agency_id, record_ref, extract_id, sealed, seal_key_id in rows:
+
+    best: dict[tuple[str, str], tuple[tuple[bool, int], SealedRow]] = {}
+    for agency_id, record_ref, extract_id, sealed, seal_key_id, active, seq in conn.execute(
+        sa.union_all(held(r.c.active), held(~r.c.active))
+    ):
         key = (agency_id, record_ref)
-        if key in wanted and key not in first:
-            first[key] = SealedRow(str(extract_id), bytes(sealed), str(seal_key_id))
-    return first
+        rank = (bool(active), int(seq))
+        if key in wanted and (key not in best or rank > best[key][0]):
+            best[key] = (rank, SealedRow(str(extract_id), bytes(sealed), str(seal_key_id)))
+    return {key: row for key, (_, row) in best.items()}
 
 
 # --- family statuses -----------------------------------------------------------------------
