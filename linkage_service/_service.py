@@ -22,6 +22,7 @@ import importlib
 import itertools
 import json
 import logging
+import operator
 import queue
 import threading
 import time
@@ -124,6 +125,9 @@ _KEEP_SQL = (
 
 def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
+
+
+_pair_key = operator.itemgetter(0, 1)  # a pair row's (record_a, record_b)
 
 
 class Delta(Protocol):
@@ -1135,9 +1139,12 @@ def _put_pairs(
     old_keys: list[tuple[int, int]],
 ) -> None:
     """Queue the upsert of pair ``rows`` into ``table``: a pair now in one table leaves
-    the other (and its old row in this one), then the rows go in."""
+    the other (and its old row in this one), then the rows go in, in key order (the
+    engine gives pairs in no order; SQLite's inserts of a 1M push's links took a
+    quarter less time in key order)."""
     for t in (table, other):
         writer.put(store.delete_pairs, conn, t, old_keys)
+    rows.sort(key=_pair_key)
     writer.put(store.bulk_insert, conn, table, columns, rows)
 
 
