@@ -7,15 +7,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from linkage_service import _store as store
 
-AGENCY = (
-    "INSERT INTO agencies (agency_id, idx, public_key, key_id, extract_types, registered_at) "
-    "VALUES ('school', 0, x'00', 'k', '[]', 0)"
-)
+from ._migrating import at_revision
+
 RECORD = (
     "INSERT INTO records (id, seq, agency_id, record_ref, extract_id, first_extract_id, active, "
     "content_sha256, clk, exact_tokens, blocking_keys, extract_date, sealed_identity) "
@@ -25,13 +21,7 @@ RECORD = (
 
 
 def _at_0009(path: Any, *, half_done: bool) -> sa.Engine:
-    engine = store.create_engine(f"sqlite:///{path}")
-    config = Config()
-    config.set_main_option("script_location", "linkage_service:_migrations")
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0009")
-        conn.execute(sa.text(AGENCY))
+    with at_revision(path, "0009") as (engine, conn):
         # r1 held twice (retired, then active again), r2 retired, r3 active
         for record_id, ref, active in ((1, "r1", 0), (2, "r1", 1), (3, "r2", 0), (4, "r3", 1)):
             conn.execute(sa.text(RECORD.format(id=record_id, ref=ref, active=active)))

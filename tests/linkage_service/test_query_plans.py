@@ -87,14 +87,21 @@ def database(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     return url
 
 
-def test_no_read_route_query_scans_the_records_table(make_service, school, police, database):
-    svc = make_service(database)
-    rng = random.Random(11)
+def _two_agencies(
+    svc: Any, school: Any, police: Any, rng: random.Random
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """1,500 records of the school's and 1,500 of the police's, ingested."""
     recs = [make_record(rng) for _ in range(1500)]
     ingest(svc, build_extract(school, recs))
-    # a second agency's records, some retired by a refresh: active is not selective
     other = [make_record(rng) for _ in range(1500)]
     ingest(svc, build_extract(police, other, extract_type="police"), "police")
+    return recs, other
+
+
+def test_no_read_route_query_scans_the_records_table(make_service, school, police, database):
+    svc = make_service(database)
+    recs, other = _two_agencies(svc, school, police, random.Random(11))
+    # some of the police's retired by a refresh: active is not selective
     ingest(svc, build_extract(police, other[:300], extract_type="police"), "police")
     refs = [r["record_ref"] for r in recs]
     checked = 0
@@ -114,10 +121,7 @@ def test_a_refresh_and_a_familys_sealed_identities_search_records_by_key(
 ):
     svc = make_service(database)
     rng = random.Random(12)
-    recs = [make_record(rng) for _ in range(1500)]
-    ingest(svc, build_extract(school, recs))
-    other = [make_record(rng) for _ in range(1500)]
-    ingest(svc, build_extract(police, other, extract_type="police"), "police")
+    recs, other = _two_agencies(svc, school, police, rng)
     refreshed = [make_record(rng) for _ in range(20)] + other[:300]
     with _captured(svc.sql) as seen:
         # a refresh: 1,200 records retired, 20 new; then 1,200 of them come back
