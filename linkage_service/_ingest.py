@@ -654,13 +654,11 @@ def _check_part(data: bytes, first_line: int, shape: _Shape, extract_date: dt.da
     for line, raw in enumerate(data.splitlines(keepends=True), start=first_line):
         try:
             rec = _parse_record(raw, line)
-        except IngestError as exc:
-            return _Part(b"", bytes(refs), exc)
-        refs += bytes.fromhex(rec.record_ref)
-        try:
+            # in before the line's other checks: a repeated ref is named first
+            refs += bytes.fromhex(rec.record_ref)
             rows.append(_staged(rec, line, shape, extract_date))
         except IngestError as exc:
-            return _Part(b"", bytes(refs), exc)  # its ref is in: a repeat is named first
+            return _Part(b"", bytes(refs), exc)
     return _Part(marshal.dumps(rows), bytes(refs), None)
 
 
