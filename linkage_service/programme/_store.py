@@ -634,6 +634,8 @@ def sealed_blobs(
     if not wanted:
         return {}
     r, x = mstore.records, mstore.extracts
+    agencies = sorted({a for a, _ in wanted})
+    refs = sorted({ref for _, ref in wanted})
 
     def held(state: sa.ColumnElement[bool]) -> sa.Select[Any]:
         # One statement shape whatever the family (so its compiled form is cached):
@@ -651,11 +653,7 @@ def sealed_blobs(
                 r.c.seq,
             )
             .join(x, x.c.extract_id == r.c.extract_id)
-            .where(
-                state,
-                r.c.agency_id.in_(sorted({a for a, _ in wanted})),
-                r.c.record_ref.in_(sorted({ref for _, ref in wanted})),
-            )
+            .where(state, r.c.agency_id.in_(agencies), r.c.record_ref.in_(refs))
         )
 
     best: dict[tuple[str, str], tuple[tuple[bool, int], SealedRow]] = {}
