@@ -387,15 +387,17 @@ class ExtractReceiver:
             data = b"".join(part)
             pending = pool.submit(data, first + k, shape, header.extract_date)
             later.append((first + k, len(part), data, pending))
+        read = 0  # parts whose result was read (result() forgets each)
         try:
             for k, raw in enumerate(records[:size]):
                 self._on_record(raw, first + k)
             self._flush_block()
             for at, count, data, pending in later:
+                read += 1
                 found = pool.result(pending, data, at, shape, header.extract_date)
                 self._take(at, count, data, found)
         finally:
-            for *_, pending in later:  # parts not read (a bad line before them): dropped
+            for *_, pending in later[read:]:  # parts not read (a bad line before them)
                 pool.forget(pending)
 
     def _take(self, first: int, count: int, data: bytes, part: _Part) -> None:
