@@ -127,6 +127,7 @@ def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
 
 
+_EVENT_COLUMNS = ("run_id", "kind", "from_id", "to_id")
 _pair_key = operator.itemgetter(0, 1)  # a pair row's (record_a, record_b)
 
 
@@ -1049,17 +1050,12 @@ def _write_delta(
             p.update().where(store.key_in(conn, p.c.id, part)).values(retired_run=run_id),
         )
         put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, part)))
-    events = [
-        {"run_id": run_id, "kind": "person_retired", "from_id": x, "to_id": None} for x in retired
+    # (run_id, kind, from_id, to_id), in the order they are read back (by id)
+    events: list[tuple[int, str, str, str | None]] = [
+        (run_id, "person_retired", x, None) for x in retired
     ]
-    events += [
-        {"run_id": run_id, "kind": "person_merge", "from_id": a, "to_id": b}
-        for a, b in delta.merges
-    ]
-    events += [
-        {"run_id": run_id, "kind": "person_split", "from_id": a, "to_id": b}
-        for a, b in delta.splits
-    ]
+    events += [(run_id, "person_merge", a, b) for a, b in delta.merges]
+    events += [(run_id, "person_split", a, b) for a, b in delta.splits]
     # households (no write queued above touches the households table)
     with writer.lock:
         _ensure_ids(conn, h, sorted(delta.households_unheld), run_id)
@@ -1081,20 +1077,12 @@ def _write_delta(
             h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id),
         )
         put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
-    events += [
-        {"run_id": run_id, "kind": "household_retired", "from_id": x, "to_id": None}
-        for x in hretired
-    ]
-    events += [
-        {"run_id": run_id, "kind": "household_merge", "from_id": a, "to_id": b}
-        for a, b in delta.household_merges
-    ]
-    events += [
-        {"run_id": run_id, "kind": "household_split", "from_id": a, "to_id": b}
-        for a, b in delta.household_splits
-    ]
-    if events:
-        put(conn.execute, store.id_events.insert(), events)
+    events += [(run_id, "household_retired", x, None) for x in hretired]
+    events += [(run_id, "household_merge", a, b) for a, b in delta.household_merges]
+    events += [(run_id, "household_split", a, b) for a, b in delta.household_splits]
+    # in bulk: as an executemany, each event was a statement whose step let go of the
+    # interpreter lock, and won it back only after the busy thread beside it let go
+    put(store.bulk_insert, conn, store.id_events, _EVENT_COLUMNS, events)
     # links and review candidates: forget pairs of removed records, then upsert
     for table in (store.links, store.review):
         for ids in store.key_chunks(conn, list(removed)):

@@ -177,6 +177,35 @@ def test_restart_rebuilds_engine_from_database(db_url, make_service, school, rng
     assert summary["records_retired"] == 2 and summary["persons_retired"] == 2
 
 
+def test_an_apply_records_its_id_events_in_order(db_url, make_service, school, rng):
+    """Retired persons before retired households, each sorted, all under the apply's run."""
+    svc = make_service(db_url)
+    recs = [make_record(rng) for _ in range(4)]
+    ingest(svc, build_extract(school, recs))
+    ingest(svc, build_extract(school, recs[:1]))
+    e = store.open_engine(db_url)
+    try:
+        with e.connect() as conn:
+            events = conn.execute(
+                sa.select(
+                    store.id_events.c.run_id,
+                    store.id_events.c.kind,
+                    store.id_events.c.from_id,
+                    store.id_events.c.to_id,
+                ).order_by(store.id_events.c.id)
+            ).all()
+            run = conn.execute(sa.select(sa.func.max(store.runs.c.id))).scalar_one()
+    finally:
+        e.dispose()
+    kinds = [k for _, k, _, _ in events]
+    assert kinds == ["person_retired"] * 3 + ["household_retired"] * 3
+    persons = [f for _, k, f, _ in events if k == "person_retired"]
+    households = [f for _, k, f, _ in events if k == "household_retired"]
+    assert persons == sorted(persons) and households == sorted(households)
+    assert households == ["h-" + p for p in persons]
+    assert {r for r, *_ in events} == {run} and {t for *_, t in events} == {None}
+
+
 def test_a_bulk_transaction_widens_sqlites_page_cache_only_while_it_lasts(tmp_path):
     sql = store.open_engine(f"sqlite:///{tmp_path / 'bulk.db'}")
 
