@@ -119,7 +119,7 @@ extracts = sa.Table(
 records = sa.Table(
     "records",
     metadata,
-    # A random id (new_record_ids): the API shows it, so it must not tell the
+    # A random id (fresh_record_ids): the API shows it, so it must not tell the
     # order records arrived in. That order is ``seq``, which never leaves the database.
     sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
     # Nullable in the schema only: migration 0008 adds it in place (a rebuild of
@@ -341,35 +341,15 @@ def family_id_of(household_id: str) -> str:
 MAX_RECORD_ID = 2**53 - 1  # JSON clients (browsers) read ids as doubles: exact up to 2^53
 
 
-def new_record_ids(conn: Connection, n: int, taken: set[int]) -> list[int]:
-    """``n`` random record ids, none held by a stored record nor in ``taken`` (then added).
+def fresh_record_ids(conn: Connection, n: int) -> list[int]:
+    """``n`` distinct random record ids held by no stored record.
 
     Record ids are shown by the API (review pairs, decisions, id lookups) and
     records used to be numbered in the order their lines arrived, which was the
-    order of the agency's rows: a random id says nothing of either. Drawn from
-    the operating system's generator; a clash (about n^2 / 2^54) is drawn again.
-    """
-    out: list[int] = []
-    while len(out) < n:
-        drawn = {secrets.randbelow(MAX_RECORD_ID) + 1 for _ in range(n - len(out))} - taken
-        held = {
-            int(i)
-            for part in chunks(sorted(drawn))
-            for i in conn.execute(sa.select(records.c.id).where(records.c.id.in_(part))).scalars()
-        }
-        fresh = sorted(drawn - held)
-        secrets.SystemRandom().shuffle(fresh)  # sorted for the query; not in that order
-        taken.update(fresh)
-        out.extend(fresh)
-    return out
-
-
-def fresh_record_ids(conn: Connection, n: int) -> list[int]:
-    """``n`` random record ids held by no stored record (the bulk form of new_record_ids).
-
-    The same distribution as :func:`new_record_ids` (uniform on 1 .. 2^53 - 1,
-    from the operating system's generator: 53 bits of ``secrets.token_bytes``
-    per id, zero drawn again), checked against every stored id at once.
+    order of the agency's rows: a random id says nothing of either. Uniform on
+    1 .. 2^53 - 1, from the operating system's generator (53 bits of
+    ``secrets.token_bytes`` per id; zero, a held id or one drawn already is
+    drawn again), checked against every stored id at once.
     """
     held = np.fromiter(conn.exec_driver_sql("SELECT id FROM records").scalars(), dtype=np.int64)
     held.sort()

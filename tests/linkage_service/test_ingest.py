@@ -587,18 +587,27 @@ def test_record_ids_do_not_follow_arrival_order(make_service, school, rng):
     assert max(ids[200:]) > min(ids[:200])  # the second extract's ids are not all above
 
 
-def test_new_record_ids_skip_ids_already_held(make_service, school, rng, monkeypatch):
+def test_fresh_record_ids_skip_ids_already_held_drawn_twice_or_zero(
+    make_service, school, rng, monkeypatch
+):
     svc = make_service()
     recs = [make_record(rng) for _ in range(3)]
     ingest(svc, build_extract(school, recs))
     held = sorted(_active(svc).values())
-    # randbelow(n) + 1 is the id: two held ids, 7 twice, 8 (taken by this ingest), 9
-    draws = iter([held[0] - 1, held[1] - 1, 6, 6, 7, 8])
-    monkeypatch.setattr(store.secrets, "randbelow", lambda n: next(draws))
-    taken = {8}
+    # each round draws as many ids as are still wanted: a held id and 7; then 7 again
+    # (drawn this time already); then 0 (never an id); then a held id's bits above
+    # MAX_RECORD_ID (masked off: held again); then 9
+    rounds = iter([[held[0], 7], [7], [0], [held[1] | 1 << 60], [9]])
+
+    def token_bytes(n: int) -> bytes:
+        got = next(rounds)
+        assert n == 8 * len(got)
+        return b"".join(x.to_bytes(8, "little") for x in got)
+
+    monkeypatch.setattr(store.secrets, "token_bytes", token_bytes)
     with svc.sql.connect() as c:
-        got = store.new_record_ids(c, 2, taken)
-    assert sorted(got) == [7, 9] and taken == {7, 8, 9}
+        assert store.fresh_record_ids(c, 2) == [7, 9]
+    assert next(rounds, None) is None
 
 
 def test_extracts_of_two_schemas_held_at_once_are_named_in_every_run(tmp_path, school, police, rng):

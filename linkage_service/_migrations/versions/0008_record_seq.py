@@ -3,7 +3,7 @@
 Record ids were numbered in the order extract lines arrived, which was the
 order of each agency's rows (often by household), and the API shows them
 (review pairs, decisions, id lookups). New records get random ids
-(``_store.new_record_ids``); the order they arrived in, which the engine and
+(``_store.fresh_record_ids``); the order they arrived in, which the engine and
 "the latest record of a ref" need, moves to ``seq``, which no API returns.
 Ids already given out stay as they are: reviewers' decisions and every report
 that quoted them name them, and ids that last are the point. Existing rows get
