@@ -39,7 +39,7 @@ import itertools
 import json
 import operator
 import os
-import secrets
+import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -259,8 +259,35 @@ def default_threads() -> int:
     return max(1, min(4, cores or 1))
 
 
-def _default_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(8)
+class _RandomIds:
+    """``prefix`` + 16 random hex digits, the random bytes read from the OS a block at a time.
+
+    A system call an id (``secrets.token_hex``) was a sixth of naming a large push's
+    persons. The ids are as random (``os.urandom``); a forked child starts with an
+    empty block, so it never hands out its parent's ids.
+    """
+
+    _BLOCK = 4096
+
+    def __init__(self) -> None:
+        self._forget()
+        os.register_at_fork(after_in_child=self._forget)
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()  # (a fork may have copied it held)
+        self._block = b""
+        self._at = 0
+
+    def __call__(self, prefix: str) -> str:
+        with self._lock:
+            if self._at + 8 > len(self._block):
+                self._block, self._at = os.urandom(self._BLOCK), 0
+            at = self._at
+            self._at = at + 8
+            return prefix + self._block[at : at + 8].hex()
+
+
+_default_id = _RandomIds()
 
 
 def _address_codes(
