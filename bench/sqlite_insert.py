@@ -5,7 +5,10 @@ links on another (``linkage_service._service``). Python's sqlite3 driver lets
 go of the interpreter lock while SQLite steps a statement and must win it
 back after; with one row a statement, a writer beside a thread running
 Python waits for the lock once a row. ``store.bulk_insert`` writes up to
-``store.SQLITE_ROWS_PER_INSERT`` rows a statement.
+``store.SQLITE_ROWS_PER_INSERT`` rows a statement. The driver also binds a
+``bytes`` value (and a None) through its adapter registry, a ``bytearray``
+directly: the apply passes a record's binary values as ``bytearray``; the
+third way here passes them as ``bytes``.
 
 Inserts ``--rows`` record-shaped rows (random ids, 32-byte digest, two
 128-byte filters, a 585-byte sealed blob; the records table of the service's
@@ -16,6 +19,7 @@ much Python the busy thread got done.
 
     .venv/bin/python bench/sqlite_insert.py
     .venv/bin/python bench/sqlite_insert.py --rows 50000   # one row a statement: minutes
+    .venv/bin/python bench/sqlite_insert.py --rows 200000 --bulk-only
 """
 
 from __future__ import annotations
@@ -30,17 +34,22 @@ from typing import Any
 
 
 def _rows(n: int) -> list[tuple[Any, ...]]:
+    """Rows in ``_service._RECORD_COLUMNS`` order, as the apply builds them."""
     out = []
     for seq in range(1, n + 1):
         rid = int.from_bytes(os.urandom(7), "little") | 1
         out.append(
-            (rid, seq, "school", os.urandom(16).hex(), "x" * 32, "x" * 32, None, True)
-            + (os.urandom(32), os.urandom(128), os.urandom(128))
+            (rid, seq, "school", os.urandom(16).hex(), "x" * 32, "x" * 32, True)
+            + tuple(bytearray(os.urandom(k)) for k in (32, 128, 128))
             + ('{"nhs_number": "' + os.urandom(24).hex() + '"}', '{"k": "' + "cd" * 12 + '"}')
-            + (30, None, "F", None, "2026-09-30", os.urandom(585))
+            + (30, None, "F", None, "2026-09-30", bytearray(os.urandom(585)))
         )
     out.sort()  # as the apply sorts them: appends to the id index
     return out
+
+
+def _as_bytes(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    return [tuple(bytes(v) if isinstance(v, bytearray) else v for v in row) for row in rows]
 
 
 def _run(rows: list[tuple[Any, ...]], way: str, busy: bool, work: Path) -> str:
@@ -66,7 +75,9 @@ def _run(rows: list[tuple[Any, ...]], way: str, busy: bool, work: Path) -> str:
         t0, c0 = time.perf_counter(), time.thread_time()
         for k in range(0, len(rows), 20_000):  # the apply's rounds
             part = rows[k : k + 20_000]
-            if way == "one row a statement":
+            if way == "bulk_insert, blobs as bytes":
+                store.bulk_insert(conn, store.records, _RECORD_COLUMNS, _as_bytes(part))
+            elif way == "one row a statement":
                 marks = ", ".join("?" for _ in _RECORD_COLUMNS)
                 conn.exec_driver_sql(
                     f"INSERT INTO records ({', '.join(_RECORD_COLUMNS)}) VALUES ({marks})", part
@@ -74,23 +85,31 @@ def _run(rows: list[tuple[Any, ...]], way: str, busy: bool, work: Path) -> str:
             else:
                 store.bulk_insert(conn, store.records, _RECORD_COLUMNS, part)
         wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        if way == "bulk_insert, blobs as bytes":  # less the conversion's own time
+            t1, c1 = time.perf_counter(), time.thread_time()
+            for k in range(0, len(rows), 20_000):
+                _as_bytes(rows[k : k + 20_000])
+            wall -= time.perf_counter() - t1
+            cpu -= time.thread_time() - c1
         stop.set()
         if busy:
             spinner.join()
     sql.dispose()
     where = "beside busy Python" if busy else "alone"
     beside = f", busy thread {done[0]:,} rounds" if busy else ""
-    return f"{way:>22}, {where:>18}: {wall:6.2f}s wall, writer CPU {cpu:5.2f}s{beside}"
+    return f"{way:>27}, {where:>18}: {wall:6.2f}s wall, writer CPU {cpu:5.2f}s{beside}"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--bulk-only", action="store_true", help="leave out one row a statement")
     args = ap.parse_args()
     rows = _rows(args.rows)
     print(f"{args.rows:,} record rows")
     with tempfile.TemporaryDirectory(prefix="sqlite-insert-") as tmp:
-        for way in ("one row a statement", "bulk_insert"):
+        ways = ("one row a statement", "bulk_insert, blobs as bytes", "bulk_insert")
+        for way in ways[1:] if args.bulk_only else ways:
             for busy in (False, True):
                 print(_run(rows, way, busy, Path(tmp)), flush=True)
     return 0

@@ -81,6 +81,10 @@ _WRITE_BATCH = 20_000  # staged records written per round
 # it bounds the rows held in memory (at most 160,000 records' rows)
 _WRITE_AHEAD = 8
 _DELTA_ROWS = 50_000  # rows of the delta (person, household, pair) built per queued insert
+# A record's row as inserted: ``retired_by`` is left NULL, and its binary values go
+# in as ``bytearray`` (both drivers store either as a blob): SQLite's driver binds a
+# ``bytes`` or a None through its adapter registry (about 0.7 and 0.4 us a value,
+# against 0.2 for a bytearray), which took a tenth of a million records' insert.
 _RECORD_COLUMNS = (
     "id",
     "seq",
@@ -88,7 +92,6 @@ _RECORD_COLUMNS = (
     "record_ref",
     "extract_id",
     "first_extract_id",
-    "retired_by",
     "active",
     "content_sha256",
     "clk",
@@ -710,11 +713,10 @@ class LinkageService:
                                 rec.record_ref,
                                 xid,
                                 xid,
-                                None,
                                 True,
-                                rec.digest,
-                                rec.clk,
-                                rec.address_clk,
+                                bytearray(rec.digest),
+                                bytearray(rec.clk),
+                                None if rec.address_clk is None else bytearray(rec.address_clk),
                                 _token_json(rec.exact),
                                 _token_json(rec.blocking),
                                 rec.age,
@@ -722,7 +724,7 @@ class LinkageService:
                                 rec.sex,
                                 rec.district,
                                 extract_date,
-                                rec.sealed,
+                                bytearray(rec.sealed),
                             )
                         )
                         new_inds.extend((rid, t, v, d) for t, v, d in rec.indicators)
