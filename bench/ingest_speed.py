@@ -30,11 +30,17 @@ not use them).
     .venv/bin/python bench/ingest_speed.py                      # 1M records
     .venv/bin/python bench/ingest_speed.py --records 200000 --databases sqlite
     .venv/bin/python bench/ingest_speed.py --at-once 2
+    .venv/bin/python bench/ingest_speed.py --databases sqlite --refresh   # then a quarter on
+
+``--refresh [DAYS]`` then has every agency encode its CSV again DAYS (91)
+later and push it: the quarterly refresh a council runs, where most records
+come again unchanged (kept) and those whose age moved are changed (re-linked).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import hashlib
 import json
 import os
@@ -140,13 +146,144 @@ def _results(url: str, pop: Any) -> str:
     )
 
 
-def run(database_url: str, label: str, pop: Any, work: Path, at_once: int = 1) -> None:
-    """Serve on ``database_url``, push every agency's extract, print the figures.
-
-    ``at_once``: how many agencies push at the same time (each its own client).
-    """
+def _push_all(
+    base: str,
+    tokens: dict[str, str],
+    paths: dict[str, Path],
+    label: str,
+    title: str,
+    at_once: int,
+    service_pid: int,
+) -> None:
+    """Push every agency's extract in ``paths`` and print a row each, then the totals."""
     from agency_client import push_extract
 
+    cpu_start = _cpu_seconds(service_pid)
+    total = {"records": 0, "seconds": 0.0, "upload": 0.0, "verify": 0.0, "apply": 0.0}
+    total["link"] = 0.0
+    stages: dict[str, float] = {}
+    kept = changed = 0
+    lock = threading.Lock()
+
+    def push(agency: str) -> None:
+        """Push one agency's extract and print its row (rows in the order they end)."""
+        nonlocal kept, changed
+        marks: dict[str, float] = {}
+
+        def progress(sent: int, size: int) -> None:
+            if sent == size:
+                marks["uploaded"] = time.perf_counter()
+
+        t0 = time.perf_counter()
+        with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
+            summary = push_extract(
+                paths[agency], base, tokens[agency], client=http, progress=progress
+            )
+        t1 = time.perf_counter()
+        upload = marks["uploaded"] - t0
+        n = int(summary["records_received"])
+        row = {
+            "records": n,
+            "seconds": t1 - t0,
+            "upload": upload,
+            "verify": float(summary["verify_seconds"]),
+            "apply": t1 - marks["uploaded"],
+            "link": float(summary["link_seconds"]),
+        }
+        with lock:
+            for k, v in row.items():
+                total[k] += v
+            kept += int(summary.get("records_kept", 0))
+            changed += int(summary.get("records_changed", 0))
+            for k, v in summary.get("engine", {}).items():
+                if k.startswith("seconds_") and k != "seconds_total":
+                    stages[k[8:]] = stages.get(k[8:], 0.0) + float(v)
+            print(
+                f"[{label}] {title}{agency:<11} {n:>8,} records {row['seconds']:6.1f}s "
+                f"({n / row['seconds']:>7,.0f}/s): upload {upload:5.1f}s "
+                f"(verify {row['verify']:5.1f}s), apply {row['apply']:5.1f}s "
+                f"(link {row['link']:5.1f}s)",
+                flush=True,
+            )
+
+    wall0 = time.perf_counter()
+    with ThreadPoolExecutor(at_once) as pool:
+        for done in [pool.submit(push, agency) for agency in paths]:
+            done.result()
+    wall = time.perf_counter() - wall0
+    n = int(total["records"])
+    how = "one agency at a time" if at_once == 1 else f"up to {at_once} agencies at once"
+    what = (
+        "pushed and linked" if not title else f"pushed again ({kept:,} kept, {changed:,} changed)"
+    )
+    print(
+        f"[{label}] {title.upper()}TOTAL {n:,} records {what} in {wall:.1f}s ({how}) = "
+        f"{n / wall:,.0f} records/s; summed over the pushes: upload {total['upload']:.1f}s "
+        f"(verify {total['verify']:.1f}s), "
+        f"apply {total['apply']:.1f}s (link {total['link']:.1f}s, insert/write/statistics "
+        f"{total['apply'] - total['link']:.1f}s)"
+    )
+    print(f"[{label}] {title}link stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
+    cpu_end = _cpu_seconds(service_pid)
+    if cpu_start is not None and cpu_end is not None:
+        print(f"[{label}] {title}service CPU time (user + system): {cpu_end - cpu_start:.1f}s")
+
+
+def _refresh_extracts(pop: Any, days: int) -> dict[str, Path]:
+    """Every agency's CSV encoded again ``days`` after the load's extract date (cached).
+
+    The same people a quarter on: what a refresh looks like to the service (a
+    record whose age or age band moved is changed; the others are re-sent unchanged).
+    """
+    from agency_client import (
+        BadRowPolicy,
+        encode_csv,
+        load_agency_key,
+        load_mapping,
+        load_seal_public_key,
+        load_secret,
+    )
+    from agency_client._synthetic import PopulationConfig
+
+    when = PopulationConfig().extract_date + dt.timedelta(days=days)
+    keys = pop.workdir / "keys"
+    out: dict[str, Path] = {}
+    t0 = time.perf_counter()
+    for agency in pop.agencies:
+        path = pop.workdir / "extracts" / f"{agency}.refresh-{when.isoformat()}.jsonl"
+        done = path.with_suffix(".done")
+        if not done.exists():
+            encode_csv(
+                pop.workdir / "population" / f"{agency}.csv",
+                load_mapping(pop.workdir / "population" / f"{agency}.mapping.toml"),
+                pop.schema,
+                load_secret(keys / "secret"),
+                load_agency_key(keys / agency / "agency.key"),
+                load_seal_public_key(keys / "unlock" / "seal.pub"),
+                path,
+                extract_date=when,
+                policy=BadRowPolicy.DROP_FIELD,
+                workers=os.cpu_count() or 1,
+            )
+            done.touch()
+        out[agency] = path
+    print(f"refresh extracts at {when} ready in {time.perf_counter() - t0:.0f}s (cached)")
+    return out
+
+
+def run(
+    database_url: str,
+    label: str,
+    pop: Any,
+    work: Path,
+    at_once: int = 1,
+    refresh: int | None = None,
+) -> None:
+    """Serve on ``database_url``, push every agency's extract, print the figures.
+
+    ``at_once``: how many agencies push at the same time (each its own client);
+    ``refresh``: then every agency pushes again, its CSV encoded that many days on.
+    """
     _register(database_url, pop)
     tokens = _tokens(work / f"tokens-{label}", pop.agencies)
     port = _free_port()
@@ -178,68 +315,12 @@ def run(database_url: str, label: str, pop: Any, work: Path, at_once: int = 1) -
                 pass
             time.sleep(0.2)
         print(f"[{label}] service up in {time.perf_counter() - started:.1f}s")
-        cpu_start = _cpu_seconds(proc.pid)
-        total = {"records": 0, "seconds": 0.0, "upload": 0.0, "verify": 0.0, "apply": 0.0}
-        total["link"] = 0.0
-        stages: dict[str, float] = {}
-        lock = threading.Lock()
-
-        def push(agency: str) -> None:
-            """Push one agency's extract and print its row (rows in the order they end)."""
-            path = pop.extract_paths[agency]
-            marks: dict[str, float] = {}
-
-            def progress(sent: int, size: int) -> None:
-                if sent == size:
-                    marks["uploaded"] = time.perf_counter()
-
-            t0 = time.perf_counter()
-            with httpx.Client(timeout=httpx.Timeout(60.0, read=None)) as http:
-                summary = push_extract(path, base, tokens[agency], client=http, progress=progress)
-            t1 = time.perf_counter()
-            upload = marks["uploaded"] - t0
-            n = int(summary["records_received"])
-            row = {
-                "records": n,
-                "seconds": t1 - t0,
-                "upload": upload,
-                "verify": float(summary["verify_seconds"]),
-                "apply": t1 - marks["uploaded"],
-                "link": float(summary["link_seconds"]),
-            }
-            with lock:
-                for k, v in row.items():
-                    total[k] += v
-                for k, v in summary.get("engine", {}).items():
-                    if k.startswith("seconds_") and k != "seconds_total":
-                        stages[k[8:]] = stages.get(k[8:], 0.0) + float(v)
-                print(
-                    f"[{label}] {agency:<11} {n:>8,} records {row['seconds']:6.1f}s "
-                    f"({n / row['seconds']:>7,.0f}/s): upload {upload:5.1f}s "
-                    f"(verify {row['verify']:5.1f}s), apply {row['apply']:5.1f}s "
-                    f"(link {row['link']:5.1f}s)",
-                    flush=True,
-                )
-
-        wall0 = time.perf_counter()
-        with ThreadPoolExecutor(at_once) as pool:
-            for done in [pool.submit(push, agency) for agency in pop.agencies]:
-                done.result()
-        wall = time.perf_counter() - wall0
-        n = int(total["records"])
-        how = "one agency at a time" if at_once == 1 else f"up to {at_once} agencies at once"
-        print(
-            f"[{label}] TOTAL {n:,} records pushed and linked in {wall:.1f}s ({how}) = "
-            f"{n / wall:,.0f} records/s; summed over the pushes: upload {total['upload']:.1f}s "
-            f"(verify {total['verify']:.1f}s), "
-            f"apply {total['apply']:.1f}s (link {total['link']:.1f}s, insert/write/statistics "
-            f"{total['apply'] - total['link']:.1f}s)"
-        )
-        print(f"[{label}] link stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in stages.items()))
-        cpu_end = _cpu_seconds(proc.pid)
-        if cpu_start is not None and cpu_end is not None:
-            print(f"[{label}] service CPU time (user + system): {cpu_end - cpu_start:.1f}s")
+        _push_all(base, tokens, pop.extract_paths, label, "", at_once, proc.pid)
         print(f"[{label}] {_results(database_url, pop)}")
+        if refresh is not None:
+            paths = _refresh_extracts(pop, refresh)
+            _push_all(base, tokens, paths, label, "refresh ", at_once, proc.pid)
+            print(f"[{label}] after the refresh: {_results(database_url, pop)}")
     finally:
         proc.terminate()
         proc.wait(30)
@@ -257,6 +338,14 @@ def main() -> int:
         type=int,
         default=1,
         help="agencies pushing at the same time (1: one after another, in a fixed order)",
+    )
+    ap.add_argument(
+        "--refresh",
+        type=int,
+        nargs="?",
+        const=91,
+        metavar="DAYS",
+        help="then push every agency's extract again, encoded DAYS (default 91) later",
     )
     args = ap.parse_args()
 
@@ -278,12 +367,19 @@ def main() -> int:
         work = Path(tmp)
         for db in args.databases.split(","):
             if db == "sqlite":
-                run(f"sqlite:///{work / 'linkage.sqlite'}", "sqlite", pop, work, args.at_once)
+                run(
+                    f"sqlite:///{work / 'linkage.sqlite'}",
+                    "sqlite",
+                    pop,
+                    work,
+                    args.at_once,
+                    args.refresh,
+                )
             elif db == "postgresql":
                 with scratch_postgres("bench_ingest") as url:
                     if url is not None:
                         url = url.replace("postgresql://", "postgresql+psycopg://")
-                        run(url, db, pop, work, args.at_once)
+                        run(url, db, pop, work, args.at_once, args.refresh)
             else:
                 raise SystemExit(f"unknown database {db!r}: sqlite or postgresql")
     return 0
