@@ -119,11 +119,6 @@ _ANALYZED = (
     store.id_events,
 )
 _PAIR_COLUMNS = ("record_a", "record_b", "score", "evidence", "run_id")
-# a kept record now belongs to the new extract and carries its freshly sealed identity
-_KEEP_SQL = (
-    "UPDATE records SET extract_id = ?, sealed_identity = ? WHERE id = ?",
-    "UPDATE records SET extract_id = %s, sealed_identity = %s WHERE id = %s",
-)
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -672,7 +667,6 @@ class LinkageService:
             kept = changed = 0
             fresh_ids = iter(store.fresh_record_ids(conn, trailer.record_count))
             xid, extract_date = header.extract_id, header.extract_date.isoformat()
-            keep_sql = _KEEP_SQL[conn.dialect.name == "postgresql"]
             records = received.records()
             # the bulk writes run in a thread of their own, in order, while this one
             # prepares the next batch and the engine links; every other use of the
@@ -684,7 +678,7 @@ class LinkageService:
                         break
                     new_rows: list[tuple[Any, ...]] = []
                     new_inds: list[tuple[Any, ...]] = []
-                    keep_rows: list[tuple[Any, ...]] = []
+                    keep_rows: list[tuple[int, bytes]] = []
                     retire_now: list[int] = []
                     replaces: dict[int, int] = {}  # new record id -> the active one it replaces
                     returning: dict[
@@ -694,7 +688,8 @@ class LinkageService:
                         old = current.pop(rec.record_ref, None)
                         if old is not None and old[1] == rec.digest:
                             kept += 1
-                            keep_rows.append((xid, rec.sealed, old[0]))
+                            # it now belongs to this extract, with its freshly sealed identity
+                            keep_rows.append((old[0], rec.sealed))
                             continue
                         rid = next(fresh_ids)
                         seq = next_seq
@@ -758,7 +753,7 @@ class LinkageService:
                         store.bulk_insert, conn, store.indicators, _INDICATOR_COLUMNS, new_inds
                     )
                     if keep_rows:
-                        writer.put(conn.exec_driver_sql, keep_sql, keep_rows)
+                        writer.put(store.keep_records, conn, xid, keep_rows)
                 with writer.lock:
                     absent = [rid for rid, _ in current.values()]
                     if absent:

@@ -419,6 +419,51 @@ def bulk_insert(
         conn.exec_driver_sql(insert(len(rows) - full), tuple(flat(rows[full:])))
 
 
+def keep_records(
+    conn: Connection, extract_id: str, kept: Sequence[tuple[int, bytes | bytearray]]
+) -> None:
+    """Mark records re-sent unchanged as held by ``extract_id``, each with its new sealed blob.
+
+    ``kept`` is ``(record id, sealed identity)``. PostgreSQL: one ``UPDATE ...
+    FROM unnest`` of two array parameters; SQLite: an ``UPDATE ... FROM (VALUES
+    ...)`` of up to :data:`SQLITE_ROWS_PER_INSERT` records a statement (as an
+    executemany, each record was a statement whose step let go of the
+    interpreter lock and waited to win it back: a refresh's kept records are
+    most of its records).
+    """
+    if not kept:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "UPDATE records AS r SET extract_id = %s, sealed_identity = k.sealed "
+            "FROM unnest(%s::bigint[], %s::bytea[]) AS k(id, sealed) WHERE r.id = k.id",
+            (extract_id, [i for i, _ in kept], [bytes(b) for _, b in kept]),
+        )
+        return
+    raw: Any = conn.connection.driver_connection
+    per = max(
+        1,
+        min(SQLITE_ROWS_PER_INSERT, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 2 - 1),
+    )
+
+    def update(n: int) -> str:
+        return (
+            "UPDATE records SET extract_id = ?, sealed_identity = k.column2 FROM (VALUES "
+            + ", ".join(["(?, ?)"] * n)
+            + ") AS k WHERE records.id = k.column1"
+        )
+
+    flat = chain.from_iterable
+    full = len(kept) - len(kept) % per
+    if full:
+        conn.exec_driver_sql(
+            update(per),
+            [(extract_id, *flat(kept[k : k + per])) for k in range(0, full, per)],
+        )
+    if full < len(kept):
+        conn.exec_driver_sql(update(len(kept) - full), (extract_id, *flat(kept[full:])))
+
+
 def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, int]]) -> None:
     """Delete the rows of a pair table (links, review) keyed ``(record_a, record_b)`` in ``pairs``.
 

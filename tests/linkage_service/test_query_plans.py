@@ -29,11 +29,14 @@ from .conftest import ingest
 
 
 @contextmanager
-def _captured(engine: sa.Engine) -> Iterator[list[tuple[str, Any]]]:
+def _captured(
+    engine: sa.Engine, kinds: tuple[str, ...] = ("SELECT",)
+) -> Iterator[list[tuple[str, Any]]]:
+    """The statements run on ``engine`` that start with one of ``kinds``, with their parameters."""
     seen: list[tuple[str, Any]] = []
 
     def grab(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if not many and statement.lstrip().upper().startswith("SELECT"):
+        if not many and statement.lstrip().upper().startswith(kinds):
             seen.append((statement, params))
 
     sa.event.listen(engine, "before_cursor_execute", grab)
@@ -123,8 +126,8 @@ def test_a_refresh_and_a_familys_sealed_identities_search_records_by_key(
     rng = random.Random(12)
     recs, other = _two_agencies(svc, school, police, rng)
     refreshed = [make_record(rng) for _ in range(20)] + other[:300]
-    with _captured(svc.sql) as seen:
-        # a refresh: 1,200 records retired, 20 new; then 1,200 of them come back
+    with _captured(svc.sql, ("SELECT", "UPDATE RECORDS")) as seen:
+        # a refresh: 1,200 records retired, 20 new, 300 kept; then 1,200 of them come back
         ingest(svc, build_extract(police, refreshed, extract_type="police"), "police")
         ingest(svc, build_extract(police, other, extract_type="police"), "police")
         refs = [("police", r["record_ref"]) for r in other[:5]]
@@ -138,5 +141,8 @@ def test_a_refresh_and_a_familys_sealed_identities_search_records_by_key(
         if "record_ref" in statement and "FROM records" in statement
     ]
     assert len(keyed) >= 3  # the apply's reads by ref and the sealed identities'
-    for statement, params in keyed:
+    # the kept records' update (store.keep_records) finds each record by its id
+    kept = [(statement, params) for statement, params in seen if "sealed_identity =" in statement]
+    assert kept
+    for statement, params in keyed + kept:
         assert _bad_steps(svc.sql, statement, params) == [], statement

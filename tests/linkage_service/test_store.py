@@ -286,3 +286,41 @@ def test_bulk_insert_writes_every_row_once(db_url):
 
 def test_bulk_insert_takes_fewer_rows_a_statement_where_sqlite_allows_fewer_parameters(tmp_path):
     _bulk_roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit=12)  # 2 rows of 5 a statement
+
+
+def _record_rows(n: int) -> list[tuple[object, ...]]:
+    """``n`` record rows in ``_service._RECORD_COLUMNS`` order, ids 1 .. n."""
+    return [
+        (k, k, "school", f"{k:032x}", "x1", "x1", True, bytes(32), bytes(16), None, "{}", "{}")
+        + (30, None, "F", None, "2026-09-30", b"old")
+        for k in range(1, n + 1)
+    ]
+
+
+@pytest.mark.parametrize("limit", [None, 12])
+def test_keep_records_marks_exactly_the_records_named(db_url, limit):
+    """1,234 records, 1,001 of them kept: on SQLite two full statements of 500 and one
+    of 1 (or, allowed 12 parameters, 5 records a statement)."""
+    if limit is not None and not db_url.startswith("sqlite"):
+        pytest.skip("a driver limit of SQLite's")
+    engine = store.open_engine(db_url)
+    try:
+        store.add_agency(engine, "school", b"k" * 32, "1" * 16, ["education"])
+        kept = [(k, f"new{k}".encode()) for k in range(1, 1235) if k % 6 != 0][:1001]
+        with engine.begin() as conn:
+            store.bulk_insert(conn, store.records, _service._RECORD_COLUMNS, _record_rows(1234))
+            if limit is not None:
+                raw = conn.connection.driver_connection
+                raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+            store.keep_records(conn, "x2", kept)
+            store.keep_records(conn, "x3", [])
+            r = store.records.c
+            got = {
+                i: (x, bytes(s))
+                for i, x, s in conn.execute(sa.select(r.id, r.extract_id, r.sealed_identity))
+            }
+        want = {k: ("x1", b"old") for k in range(1, 1235)}
+        want.update({k: ("x2", s) for k, s in kept})
+        assert got == want
+    finally:
+        engine.dispose()
