@@ -18,7 +18,7 @@ Must never: depend on record content beyond the callback, use randomness.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -154,6 +154,28 @@ class Clusters:
         for r, p in enumerate(self._parent):
             if p == r:
                 yield self.members(r)
+
+
+def pairs_within(groups: Sequence[Sequence[int]]) -> tuple[I64, I64]:
+    """Every pair of rows ``(a, b)`` inside one of ``groups``, ``a`` listed before ``b``.
+
+    The groups of one size are paired in one numpy step (sizes are few), not a
+    step each; the pairs come grouped by size, in no other order.
+    """
+    by_size: dict[int, list[Sequence[int]]] = {}
+    for g in groups:
+        if len(g) > 1:
+            by_size.setdefault(len(g), []).append(g)
+    ii: list[I64] = []
+    jj: list[I64] = []
+    for size, same in sorted(by_size.items()):
+        rows = np.asarray(same, dtype=np.int64).reshape(len(same), size)
+        a, b = np.triu_indices(size, 1)
+        ii.append(rows[:, a].reshape(-1))
+        jj.append(rows[:, b].reshape(-1))
+    if not ii:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(ii), np.concatenate(jj)
 
 
 def _edges(i: I64, j: I64, score: F64) -> tuple[I64, I64, I64, npt.NDArray[np.bool_]]:

@@ -62,7 +62,7 @@ from ._blocking import (
     threaded_map,
     unique_codes,
 )
-from ._cluster import Clusters, agglomerate, agglomerate_by_dice
+from ._cluster import Clusters, agglomerate, agglomerate_by_dice, pairs_within
 from ._households import current_row, current_rows, dependents_or_expectants
 from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
@@ -806,7 +806,7 @@ class LinkageEngine:
             if root != find(rb):
                 continue
             rest = self._detach(self.persons, root)
-            self._recluster_persons(rest, f)
+            self._recluster_persons([rest], f)
             touched.update(rest)
         for key, (ra, rb) in sorted(at.items()):
             if not self.decisions[key]:
@@ -822,14 +822,12 @@ class LinkageEngine:
             self.persons.union(ca, cb)
         return touched
 
-    def _recluster_persons(self, rows: list[int], f: Features) -> None:
-        """Re-cluster ``rows`` (all alive, already detached) among themselves."""
-        a = np.asarray(rows, dtype=np.int64)
-        self.persons.add_alone(a)
-        if len(rows) < 2:
+    def _recluster_persons(self, groups: Sequence[Sequence[int]], f: Features) -> None:
+        """Re-cluster each of ``groups`` (rows all alive, already detached) within itself."""
+        self.persons.add_alone(np.fromiter(itertools.chain.from_iterable(groups), dtype=np.int64))
+        i, j = pairs_within(groups)
+        if not i.size:
             return
-        ii, jj = np.triu_indices(len(rows), 1)
-        i, j = a[ii], a[jj]
         s = score_pairs(f, i, j, self._model())
         m = (s.score >= self.config.match_threshold) & ~s.conflict
         m &= ~self._decided_mask(i, j, match=False)
@@ -1162,33 +1160,37 @@ class LinkageEngine:
             for r in removed_rows:  # persons who lived at a retired row's place
                 followers.update(self.residents.get(r, ()))
             f = self._features()
-            p_roots = {self.persons.find(r) for r in removed_rows}
-            for root in sorted(p_roots):
+            # every person and place that lost a row is re-clustered at once: they are
+            # disjoint, and agglomeration takes edges in one total order (score, rows),
+            # so one pass over all their edges makes the same clusters as one pass
+            # each (a numpy call or two a person was most of a refresh's link)
+            rests: list[list[int]] = []
+            for root in sorted({self.persons.find(r) for r in removed_rows}):
                 pid = self.row_pid[root]
                 if pid is not None:
                     touched_pids.add(pid)
-                rest = self._detach(self.persons, root)
-                self._recluster_persons(rest, f)
+                rests.append(self._detach(self.persons, root))
+            self._recluster_persons(rests, f)
+            for rest in rests:
                 f_rows.update(rest)
             pl_roots = {self.places.find(r) for r in removed_rows if self.places.holds(r)}
-            for root in sorted(pl_roots):
-                rest = self._detach(self.places, root)
-                a = np.asarray(rest, dtype=np.int64)
-                self.places.add_alone(a)
-                if len(rest) > 1:
-                    ii, jj = np.triu_indices(len(rest), 1)
-                    d = kernel.dice_pairs(self.addr, self.addr, a[ii], a[jj])
-                    m = d >= cfg.address_threshold
-                    agglomerate_by_dice(
-                        self.places,
-                        a[ii][m],
-                        a[jj][m],
-                        d[m],
-                        self.addr,
-                        cfg.address_nonmatch_threshold,
-                    )
-                place_roots.update(self.places.find(r) for r in rest)
-                rejoin.update(rest)
+            rests = [self._detach(self.places, root) for root in sorted(pl_roots)]
+            left = np.fromiter(itertools.chain.from_iterable(rests), dtype=np.int64)
+            self.places.add_alone(left)
+            ai, aj = pairs_within(rests)
+            if ai.size:
+                dice = kernel.dice_pairs(self.addr, self.addr, ai, aj)
+                near = dice >= cfg.address_threshold
+                agglomerate_by_dice(
+                    self.places,
+                    ai[near],
+                    aj[near],
+                    dice[near],
+                    self.addr,
+                    cfg.address_nonmatch_threshold,
+                )
+            place_roots.update(self.places.roots_of(left).tolist())
+            rejoin.update(left.tolist())
         # 2. append and block
         n_old = self._n
         self._births = n_old > 0  # the first load's ids all count as oldest

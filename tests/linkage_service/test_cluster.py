@@ -15,6 +15,7 @@ from linkage_service._cluster import (
     agglomerate,
     agglomerate_by_dice,
     agglomerate_reference,
+    pairs_within,
 )
 from linkage_service._engine import EngineConfig, LinkageEngine
 
@@ -468,3 +469,48 @@ def test_rows_added_alone_are_clusters_of_one_row() -> None:
     assert c.roots() == [0, -1, -1, 3, -1, 3, -1, 7, -1, 9]
     assert [c.members(r) for r in (0, 7, 9)] == [[0], [7], [9]]
     assert not c.holds(8) and not c.holds(10)
+
+
+def test_pairs_within_gives_each_groups_pairs_once() -> None:
+    groups = [[4], [9, 2], [], [7, 3, 5], [1, 8, 0, 6], [10, 11, 12]]
+    i, j = pairs_within(groups)
+    want = {(g[a], g[b]) for g in groups for a in range(len(g)) for b in range(a + 1, len(g))}
+    assert sorted(zip(i.tolist(), j.tolist(), strict=True)) == sorted(want)
+    assert len(i) == len(want) == 1 + 3 + 6 + 3
+    assert pairs_within([[1], []])[0].size == 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.integers(0, 5), min_size=24, max_size=24),
+    st.lists(st.sampled_from([0.2, 0.5, 0.5, 0.7, 0.9, 0.9]), min_size=300, max_size=300),
+    st.integers(0, 23),
+)
+def test_disjoint_groups_agglomerate_in_one_pass_as_one_pass_each(
+    label: list[int], scores: list[float], banned: int
+) -> None:
+    """What lets a removal re-cluster every person (and place) it touched in one call."""
+    groups = [[r for r in range(24) if label[r] == g] for g in range(6)]
+    i, j = pairs_within(groups)
+    s = np.asarray(scores[: i.size], dtype=np.float64)
+    other = (banned + 1) % 24
+
+    def coheres(a: list[int], b: list[int]) -> bool:
+        sa, sb = set(a), set(b)
+        return not ((banned in sa and other in sb) or (banned in sb and other in sa))
+
+    keep = ~(((i == banned) & (j == other)) | ((i == other) & (j == banned)))
+    i, j, s = i[keep], j[keep], s[keep]
+    at_once, each = Clusters(), Clusters()
+    for c in (at_once, each):
+        for r in range(24):
+            c.add([r])
+    refused_once = agglomerate(at_once, i, j, s, coheres)
+    refused_each = np.zeros(i.size, dtype=np.bool_)
+    for g in groups:
+        mine = np.isin(i, g)
+        refused_each[mine] = agglomerate(each, i[mine], j[mine], s[mine], coheres)
+    assert (refused_once == refused_each).all()
+    for r in range(24):
+        assert at_once.find(r) == each.find(r)
+        assert at_once.members(at_once.find(r)) == each.members(each.find(r))
