@@ -351,7 +351,15 @@ def fresh_record_ids(conn: Connection, n: int) -> list[int]:
     ``secrets.token_bytes`` per id; zero, a held id or one drawn already is
     drawn again), checked against every stored id at once.
     """
-    held = np.fromiter(conn.exec_driver_sql("SELECT id FROM records").scalars(), dtype=np.int64)
+    # read on the driver's own cursor, flattened in C: through SQLAlchemy's result,
+    # a row at a time, a refresh's seven pushes spent 4.6 s reading a million ids
+    raw: Any = conn.connection.driver_connection
+    cur = raw.cursor()
+    try:
+        cur.execute("SELECT id FROM records")
+        held = np.fromiter(chain.from_iterable(cur), dtype=np.int64)
+    finally:
+        cur.close()
     held.sort()
     out: list[int] = []
     seen: set[int] = set()
