@@ -262,7 +262,7 @@ def default_threads() -> int:
 class _RandomIds:
     """``prefix`` + 16 random hex digits, the random bytes read from the OS a block at a time.
 
-    A system call an id (``secrets.token_hex``) was a sixth of naming a large push's
+    A system call an id (``secrets.token_hex``) was about a seventh of naming a large push's
     persons. The ids are as random (``os.urandom``); a forked child starts with an
     empty block, so it never hands out its parent's ids.
     """
