@@ -432,20 +432,20 @@ def keep_records(
 ) -> None:
     """Mark records re-sent unchanged as held by ``extract_id``, each with its new sealed blob.
 
-    ``kept`` is ``(record id, sealed identity)``. PostgreSQL: one ``UPDATE ...
-    FROM unnest`` of two array parameters; SQLite: an ``UPDATE ... FROM (VALUES
-    ...)`` of up to :data:`SQLITE_ROWS_PER_INSERT` records a statement (as an
-    executemany, each record was a statement whose step let go of the
+    ``kept`` is ``(record id, sealed identity)``. SQLite: an ``UPDATE ... FROM
+    (VALUES ...)`` of up to :data:`SQLITE_ROWS_PER_INSERT` records a statement
+    (as an executemany, each record was a statement whose step let go of the
     interpreter lock and waited to win it back: a refresh's kept records are
-    most of its records).
+    most of its records). PostgreSQL: an executemany, which psycopg pipelines
+    (one ``UPDATE ... FROM unnest`` of arrays took a third longer: 250,000
+    records 14.1-15.6 s against 10.6-12.6 s).
     """
     if not kept:
         return
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
-            "UPDATE records AS r SET extract_id = %s, sealed_identity = k.sealed "
-            "FROM unnest(%s::bigint[], %s::bytea[]) AS k(id, sealed) WHERE r.id = k.id",
-            (extract_id, [i for i, _ in kept], [bytes(b) for _, b in kept]),
+            "UPDATE records SET extract_id = %s, sealed_identity = %s WHERE id = %s",
+            [(extract_id, sealed, rid) for rid, sealed in kept],
         )
         return
     raw: Any = conn.connection.driver_connection

@@ -32,12 +32,13 @@ from .conftest import ingest
 def _captured(
     engine: sa.Engine, kinds: tuple[str, ...] = ("SELECT",)
 ) -> Iterator[list[tuple[str, Any]]]:
-    """The statements run on ``engine`` that start with one of ``kinds``, with their parameters."""
+    """The statements run on ``engine`` that start with one of ``kinds``, with their
+    parameters (an executemany's first set)."""
     seen: list[tuple[str, Any]] = []
 
     def grab(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
-        if not many and statement.lstrip().upper().startswith(kinds):
-            seen.append((statement, params))
+        if statement.lstrip().upper().startswith(kinds) and (params or not many):
+            seen.append((statement, params[0] if many else params))
 
     sa.event.listen(engine, "before_cursor_execute", grab)
     try:
