@@ -235,36 +235,17 @@ def _refresh_extracts(pop: Any, days: int) -> dict[str, Path]:
     The same people a quarter on: what a refresh looks like to the service (a
     record whose age or age band moved is changed; the others are re-sent unchanged).
     """
-    from agency_client import (
-        BadRowPolicy,
-        encode_csv,
-        load_agency_key,
-        load_mapping,
-        load_seal_public_key,
-        load_secret,
-    )
     from agency_client._synthetic import PopulationConfig
+    from evaluation._harness import encode_again
 
     when = PopulationConfig().extract_date + dt.timedelta(days=days)
-    keys = pop.workdir / "keys"
     out: dict[str, Path] = {}
     t0 = time.perf_counter()
     for agency in pop.agencies:
         path = pop.workdir / "extracts" / f"{agency}.refresh-{when.isoformat()}.jsonl"
         done = path.with_suffix(".done")
         if not done.exists():
-            encode_csv(
-                pop.workdir / "population" / f"{agency}.csv",
-                load_mapping(pop.workdir / "population" / f"{agency}.mapping.toml"),
-                pop.schema,
-                load_secret(keys / "secret"),
-                load_agency_key(keys / agency / "agency.key"),
-                load_seal_public_key(keys / "unlock" / "seal.pub"),
-                path,
-                extract_date=when,
-                policy=BadRowPolicy.DROP_FIELD,
-                workers=os.cpu_count() or 1,
-            )
+            encode_again(pop, agency, when, path, workers=os.cpu_count() or 1)
             done.touch()
         out[agency] = path
     print(f"refresh extracts at {when} ready in {time.perf_counter() - t0:.0f}s (cached)")

@@ -506,6 +506,44 @@ def ingest_population(
     return sql
 
 
+def encode_again(
+    population: Population,
+    agency: str,
+    extract_date: dt.date,
+    out: Path,
+    source: Path | None = None,
+    workers: int = 1,
+) -> Path:
+    """``agency`` encodes ``source`` (its CSV by default) at ``extract_date`` into ``out``.
+
+    With the scheme's secret, the unlock service's seal key and the key the agency
+    has (its record refs stay the same): a refresh of its extract. Returns ``out``.
+    """
+    from agency_client import (
+        BadRowPolicy,
+        encode_csv,
+        load_agency_key,
+        load_mapping,
+        load_seal_public_key,
+        load_secret,
+    )
+
+    keys = population.workdir / "keys"
+    encode_csv(
+        source or population.workdir / "population" / f"{agency}.csv",
+        load_mapping(population.workdir / "population" / f"{agency}.mapping.toml"),
+        population.schema,
+        load_secret(keys / "secret"),
+        load_agency_key(keys / agency / "agency.key"),
+        load_seal_public_key(keys / "unlock" / "seal.pub"),
+        out,
+        extract_date=extract_date,
+        policy=BadRowPolicy.DROP_FIELD,
+        workers=workers,
+    )
+    return out
+
+
 def push_refresh(
     population: Population,
     service: Any,
@@ -524,19 +562,6 @@ def push_refresh(
     :func:`scripted_csv`). Each agency signs with the key it has. Returns the
     extracts written.
     """
-    from agency_client import (
-        BadRowPolicy,
-        encode_csv,
-        load_agency_key,
-        load_mapping,
-        load_seal_public_key,
-        load_secret,
-    )
-
-    keys = population.workdir / "keys"
-    secret = load_secret(keys / "secret")
-    seal = load_seal_public_key(keys / "unlock" / "seal.pub")
-    schema = population.schema
     out: dict[str, Path] = {}
     stamp = extract_date.isoformat()
     for agency in population.agencies:
@@ -551,17 +576,7 @@ def push_refresh(
             source = population.workdir / "extracts" / f"{agency}.{stamp}.csv"
             source.write_bytes(header + b"".join(lines))
         path = population.workdir / "extracts" / f"{agency}.{stamp}.jsonl"
-        encode_csv(
-            source,
-            load_mapping(population.workdir / "population" / f"{agency}.mapping.toml"),
-            schema,
-            secret,
-            load_agency_key(keys / agency / "agency.key"),
-            seal,
-            path,
-            extract_date=extract_date,
-            policy=BadRowPolicy.DROP_FIELD,
-        )
+        encode_again(population, agency, extract_date, path, source)
         receiver = service.receiver(agency)
         try:
             with path.open("rb") as fh:
