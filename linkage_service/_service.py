@@ -84,7 +84,8 @@ _DELTA_ROWS = 50_000  # rows of the delta (person, household, pair) built per qu
 # A record's row as inserted: ``retired_by`` is left NULL, and its binary values go
 # in as ``bytearray`` (both drivers store either as a blob): SQLite's driver binds a
 # ``bytes`` or a None through its adapter registry (about 0.7 and 0.4 us a value,
-# against 0.2 for a bytearray), which took a tenth of a million records' insert.
+# against 0.2 for a bytearray): a quarter of a record row's insert
+# (bench/sqlite_insert.py --bulk-only).
 _RECORD_COLUMNS = (
     "id",
     "seq",
