@@ -393,7 +393,8 @@ def bulk_insert(
     win it back after: one row a statement, an insert running in a thread
     beside busy Python waited for the lock once per row). Values go to the
     driver as they are: dates as ISO text (what SQLAlchemy stores on SQLite;
-    PostgreSQL's COPY parses it), booleans as ``bool``, binary as ``bytes``.
+    PostgreSQL's COPY parses it), booleans as ``bool``, binary as ``bytes`` or
+    ``bytearray`` (which SQLite's driver binds without its adapter look-up).
     """
     if not rows:
         return
@@ -404,27 +405,38 @@ def bulk_insert(
             for row in rows:
                 copy.write_row(row)
         return
-    raw: Any = conn.connection.driver_connection
-    per = max(
-        1,
-        min(
-            SQLITE_ROWS_PER_INSERT,
-            raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns),
-        ),
-    )
     one = "(" + ", ".join("?" for _ in columns) + ")"
+    _sqlite_rows_a_statement(
+        conn,
+        lambda n: f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join([one] * n),
+        rows,
+        len(columns),
+    )
 
-    def insert(n: int) -> str:
-        return f"INSERT INTO {table.name} ({names}) VALUES " + ", ".join([one] * n)
 
+def _sqlite_rows_a_statement(
+    conn: Connection,
+    statement: Callable[[int], str],
+    rows: Sequence[tuple[Any, ...]],
+    width: int,
+    head: tuple[Any, ...] = (),
+) -> None:
+    """Run ``statement(n)`` (``head``'s parameters, then ``n`` rows of ``width``) over
+    ``rows``, up to :data:`SQLITE_ROWS_PER_INSERT` rows a statement (fewer if the
+    driver's limit on parameters is lower): one executemany of the full statements,
+    then one statement of the rest, never a statement a row (the driver lets go of
+    the interpreter lock in each statement's step and must win it back after)."""
+    raw: Any = conn.connection.driver_connection
+    limit = raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per = max(1, min(SQLITE_ROWS_PER_INSERT, (limit - len(head)) // width))
     flat = chain.from_iterable
     full = len(rows) - len(rows) % per
     if full:
         conn.exec_driver_sql(
-            insert(per), [tuple(flat(rows[k : k + per])) for k in range(0, full, per)]
+            statement(per), [(*head, *flat(rows[k : k + per])) for k in range(0, full, per)]
         )
-    if full < len(rows):  # the rest in one statement too, not a statement a row
-        conn.exec_driver_sql(insert(len(rows) - full), tuple(flat(rows[full:])))
+    if full < len(rows):
+        conn.exec_driver_sql(statement(len(rows) - full), (*head, *flat(rows[full:])))
 
 
 def keep_records(
@@ -448,28 +460,17 @@ def keep_records(
             [(extract_id, sealed, rid) for rid, sealed in kept],
         )
         return
-    raw: Any = conn.connection.driver_connection
-    per = max(
-        1,
-        min(SQLITE_ROWS_PER_INSERT, raw.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // 2 - 1),
-    )
-
-    def update(n: int) -> str:
-        return (
+    _sqlite_rows_a_statement(
+        conn,
+        lambda n: (
             "UPDATE records SET extract_id = ?, sealed_identity = k.column2 FROM (VALUES "
             + ", ".join(["(?, ?)"] * n)
             + ") AS k WHERE records.id = k.column1"
-        )
-
-    flat = chain.from_iterable
-    full = len(kept) - len(kept) % per
-    if full:
-        conn.exec_driver_sql(
-            update(per),
-            [(extract_id, *flat(kept[k : k + per])) for k in range(0, full, per)],
-        )
-    if full < len(kept):
-        conn.exec_driver_sql(update(len(kept) - full), (extract_id, *flat(kept[full:])))
+        ),
+        kept,
+        2,
+        (extract_id,),
+    )
 
 
 def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, int]]) -> None:
