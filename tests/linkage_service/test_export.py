@@ -374,13 +374,8 @@ def test_no_export_page_scans_the_records_table(engine, kind):
 
 
 @pytest.mark.postgres
-def test_every_kind_exports_from_postgresql(postgres_url, tmp_path):
-    url = store.normalise_url(postgres_url)
-    fresh = sa.create_engine(url)  # the session database, emptied for this test
-    with fresh.begin() as c:
-        c.execute(sa.text("DROP SCHEMA public CASCADE"))
-        c.execute(sa.text("CREATE SCHEMA public"))
-    fresh.dispose()
+def test_every_kind_exports_from_postgresql(empty_postgres_url, tmp_path):
+    url = empty_postgres_url
     pop = load_population(150, seed=11, workdir=tmp_path / "pop")
     sql = ingest_population(pop, url)
     try:

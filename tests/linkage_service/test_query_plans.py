@@ -87,7 +87,7 @@ def _reads(svc: Any, school_refs: list[str]) -> list[Callable[[], Any]]:
 def database(request: pytest.FixtureRequest, tmp_path: Any) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'plans.db'}"
-    url: str = request.getfixturevalue("postgres_url")
+    url: str = request.getfixturevalue("empty_postgres_url")
     return url
 
 

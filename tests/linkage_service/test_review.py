@@ -49,13 +49,7 @@ def db(request, tmp_path) -> Any:
     if request.param == "sqlite":
         tiny = TinyDb(tmp_path / "review.db")
     else:
-        url = store.normalise_url(request.getfixturevalue("postgres_url"))
-        engine = sa.create_engine(url)
-        with engine.begin() as c:
-            c.execute(sa.text("DROP SCHEMA public CASCADE"))
-            c.execute(sa.text("CREATE SCHEMA public"))
-        engine.dispose()
-        tiny = TinyDb(url)
+        tiny = TinyDb(request.getfixturevalue("empty_postgres_url"))
     yield tiny
     tiny.engine.dispose()
 

@@ -26,14 +26,8 @@ from .conftest import ingest
 def db_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
-    base = request.getfixturevalue("postgres_url")
-    # a fresh schema-free database per test: reuse the session database, emptied
-    engine = sa.create_engine(store.normalise_url(base))
-    with engine.begin() as c:
-        c.execute(sa.text("DROP SCHEMA public CASCADE"))
-        c.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-    return store.normalise_url(base)
+    url: str = request.getfixturevalue("empty_postgres_url")
+    return url
 
 
 def test_migrations_create_exactly_the_declared_tables(db_url):
