@@ -495,6 +495,16 @@ class LinkageEngine:
             return []
         return sorted(int(self.ids[r]) for r in self.persons.members(root) if self.alive[r])
 
+    def record_persons(self, record_ids: Sequence[int]) -> dict[int, str]:
+        """The person of each live record among ``record_ids`` (others are left out)."""
+        ids = np.asarray(record_ids, dtype=np.int64)
+        out: dict[int, str] = {}
+        for x, r in zip(ids.tolist(), self._alive_rows_of(ids).tolist(), strict=True):
+            pid = self.row_pid[r] if r >= 0 else None
+            if pid is not None:
+                out[x] = pid
+        return out
+
     def household_persons(self, household_id: str) -> list[str]:
         """Person ids of a household (empty if unknown)."""
         return sorted(self.hid_persons.get(household_id, ()))

@@ -165,6 +165,10 @@ class LinkEngine(Protocol):
         """
         ...
 
+    def record_persons(self, record_ids: Sequence[int]) -> Mapping[int, str]:
+        """The person of each live record among ``record_ids`` (others are left out)."""
+        ...
+
     def search(
         self, clk: bytes, exact: Mapping[str, bytes], threshold: float | None = None
     ) -> list[tuple[int, float, str | None]]:
@@ -738,16 +742,20 @@ class LinkageService:
                             blocking=rec.blocking,
                             indicator_types=[t for t, _, _ in rec.indicators],
                         )
-                    if replaces or returning or retire_now:
+                    if replaces:
+                        # the engine holds the person of every active record
+                        held = engine.record_persons(list(replaces.values()))
+                        previous.update(
+                            {new: held[old] for new, old in replaces.items() if old in held}
+                        )
+                    if returning:
                         with writer.lock:
-                            previous.update(
-                                _previous_persons(conn, header.agency_id, replaces, returning)
-                            )
-                            # the records a changed one replaces retire first (one active
-                            # row per ref): before this batch's rows are queued
-                            if retire_now:
-                                _retire(conn, retire_now, xid)
-                                removed.extend(retire_now)
+                            previous.update(_returning_persons(conn, header.agency_id, returning))
+                    if retire_now:
+                        # the records a changed one replaces retire first (one active
+                        # row per ref): queued before this batch's rows
+                        writer.put(_retire, conn, retire_now, xid)
+                        removed.extend(retire_now)
                     new_rows.sort(key=_first)  # in key order: appends to the id index
                     writer.put(store.bulk_insert, conn, r, _RECORD_COLUMNS, new_rows)
                     writer.put(
@@ -971,20 +979,13 @@ def _b64(value: str) -> bytes:
     return base64.b64decode(value)
 
 
-def _previous_persons(
-    conn: Connection, agency_id: str, replaces: Mapping[int, int], returning: Mapping[str, int]
+def _returning_persons(
+    conn: Connection, agency_id: str, returning: Mapping[str, int]
 ) -> dict[int, str]:
-    """New record id -> the person of the record it replaces, or of its ref's last record."""
+    """New record id -> the person of its ref's last record (retired, so not in the
+    engine), for refs absent from the agency's active records."""
     rp, r = store.record_person, store.records
     out: dict[int, str] = {}
-    by_old = {old: new for new, old in replaces.items()}
-    for part in store.key_chunks(conn, sorted(by_old)):
-        for rid, pid in conn.execute(
-            sa.select(rp.c.record_id, rp.c.person_id).where(
-                store.key_in(conn, rp.c.record_id, part)
-            )
-        ):
-            out[by_old[int(rid)]] = str(pid)
     for refs in store.key_chunks(conn, sorted(returning)):
         rows = conn.execute(
             sa.select(r.c.record_ref, rp.c.person_id)

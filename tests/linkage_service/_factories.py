@@ -233,6 +233,9 @@ class FakeEngine:
         d.stats = {"added": float(len(added)), "removed": float(len(removed))}
         return d
 
+    def record_persons(self, record_ids: Sequence[int]) -> dict[int, str]:
+        return {r: self.person_of[r] for r in record_ids if r in self.person_of}
+
 
 class FailingEngine(FakeEngine):
     """Raises inside ``update`` after changing its own state (like a real crash would)."""

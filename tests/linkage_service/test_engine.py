@@ -102,6 +102,13 @@ def test_removing_an_agency_retires_its_records(population: Population) -> None:
     assert only_there <= set(d2.persons_retired)
     assert all(eng.person_records(p) == [] for p in only_there)
     person_of = {rid: pid for pid in eng.pid_root for rid in eng.person_records(pid)}
+    # the person of each live record, as the service asks it for a changed record's
+    # predecessor; retired and unknown ids are left out
+    some = sorted(person_of)[:50]
+    unknown = max(person_of) + 1
+    assert unknown not in person_of
+    assert eng.record_persons([*some, *gone[:5], unknown]) == {r: person_of[r] for r in some}
+    assert eng.record_persons([]) == {}
     keep = np.nonzero(pop.batch.agency != 0)[0].tolist()
     person = [person_of[int(pop.batch.ids[k])] for k in keep]
     assert pair_scores(person, [pop.truth_person[k] for k in keep]).f1 >= 0.98
