@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evaluation._harness import Population, pair_scores
-from linkage_service._engine import EngineConfig, LinkageEngine
+from linkage_service._engine import EngineConfig, LinkageEngine, _grow
 
 from ._engine_helpers import (
     Rec,
@@ -247,3 +247,47 @@ def test_default_ids_are_distinct_random_and_not_repeated_by_a_forked_child():
     os.waitpid(pid, 0)
     parent = [_default_id("per_") for _ in range(10)]
     assert len(child) == 10 and not set(child) & set(parent) and not set(child) & set(first)
+
+
+def test_grow_appends_in_room_and_leaves_earlier_views_alone() -> None:
+    room: dict[object, np.ndarray] = {}
+    first = np.arange(8, dtype=np.int64).reshape(4, 2)
+    held = _grow(np.zeros((0, 2), dtype=np.int64), first, room, "c")
+    assert held is first and not room  # the first rows are kept as they are
+    parts = [first]
+    views = [held]
+    for k in (3, 1, 0, 5, 40):
+        more = np.arange(100 * len(parts), 100 * len(parts) + 2 * k, dtype=np.int64).reshape(k, 2)
+        before = room.get("c")
+        held = _grow(held, more, room, "c")
+        parts.append(more)
+        np.testing.assert_array_equal(held, np.concatenate(parts))
+        assert held.base is room["c"] and held.flags.c_contiguous
+        # a part that fits is written in the room held, not copied with every row
+        fits = before is not None and before.shape[0] >= sum(map(len, parts))
+        assert (room["c"] is before) == fits
+        views.append(held)
+    # every earlier view still reads what it held
+    for view, n in zip(views, np.cumsum([len(p) for p in parts]), strict=True):
+        np.testing.assert_array_equal(view, np.concatenate(parts)[:n])
+    # a column replaced since (not a view of its buffer) starts a new buffer
+    replaced = np.hstack([held, np.zeros((len(held), 1), dtype=np.int64)])
+    grown = _grow(replaced, np.ones((2, 3), dtype=np.int64), room, "c")
+    np.testing.assert_array_equal(grown[: len(held), :2], held)
+    assert grown.shape == (len(held) + 2, 3) and grown.base is room["c"]
+
+
+def test_pushes_give_the_columns_of_one_load(population: Population) -> None:
+    pop = population
+    whole = LinkageEngine()
+    whole._append(pop.batch)
+    pushed = LinkageEngine()
+    for k in sorted(set(pop.batch.agency.tolist())):
+        pushed._append(pop.batch.take(np.flatnonzero(pop.batch.agency == k)))
+    order = np.argsort(pushed.ids, kind="stable")
+    back = np.argsort(np.argsort(whole.ids, kind="stable"))  # rows of whole, by id
+    for column in ("ids", "clk", "addr", "exact", "lsh", "addr_lsh", "age", "day", "alive"):
+        got, want = getattr(pushed, column), getattr(whole, column)
+        np.testing.assert_array_equal(got[order][back], want, err_msg=column)
+    for name, col in whole.block_keys.items():
+        np.testing.assert_array_equal(pushed.block_keys[name][order][back], col, err_msg=name)
