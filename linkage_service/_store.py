@@ -477,9 +477,11 @@ def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, i
     """Delete the rows of a pair table (links, review) keyed ``(record_a, record_b)`` in ``pairs``.
 
     PostgreSQL: one ``DELETE ... USING unnest`` of two array parameters; SQLite:
-    one ``executemany`` of a prepared delete on the primary key. Neither renders
-    or converts parameters per pair in SQLAlchemy (that was most of the time of
-    writing a large push's links).
+    a delete of up to :data:`SQLITE_ROWS_PER_INSERT` pairs a statement, each
+    found on the primary key (a statement a pair waited, beside busy Python, to
+    win back the interpreter lock after each step). Neither renders or converts
+    parameters per pair in SQLAlchemy (that was most of the time of writing a
+    large push's links).
     """
     if not pairs:
         return
@@ -490,7 +492,18 @@ def delete_pairs(conn: Connection, table: sa.Table, pairs: Sequence[tuple[int, i
             ([a for a, _ in pairs], [b for _, b in pairs]),
         )
         return
-    conn.exec_driver_sql(f"DELETE FROM {table.name} WHERE record_a = ? AND record_b = ?", pairs)
+    # by rowid, each found on the key: SQLite scans the table for a row value IN (VALUES ...)
+    _sqlite_rows_a_statement(
+        conn,
+        lambda n: (
+            f"DELETE FROM {table.name} WHERE rowid IN (SELECT {table.name}.rowid FROM (VALUES "
+            + ", ".join(["(?, ?)"] * n)
+            + f") AS k JOIN {table.name} ON {table.name}.record_a = k.column1 "
+            f"AND {table.name}.record_b = k.column2)"
+        ),
+        pairs,
+        2,
+    )
 
 
 def analyze(conn: Connection, tables: Sequence[sa.Table]) -> None:

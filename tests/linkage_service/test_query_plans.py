@@ -47,7 +47,7 @@ def _captured(
         sa.event.remove(engine, "before_cursor_execute", grab)
 
 
-def _bad_steps(engine: sa.Engine, statement: str, params: Any) -> list[str]:
+def _bad_steps(engine: sa.Engine, statement: str, params: Any, table: str = "records") -> list[str]:
     with engine.connect() as conn:
         raw = conn.connection.driver_connection
         assert raw is not None
@@ -56,10 +56,10 @@ def _bad_steps(engine: sa.Engine, statement: str, params: Any) -> list[str]:
             cur.execute("SET enable_seqscan = off")
             cur.execute("EXPLAIN " + statement, params)
             lines = [str(r[0]) for r in cur.fetchall()]
-            return [x for x in lines if "Seq Scan on records" in x]
+            return [x for x in lines if f"Seq Scan on {table}" in x]
         cur.execute("EXPLAIN QUERY PLAN " + statement, params)
         lines = [str(r[-1]) for r in cur.fetchall()]
-        return [x for x in lines if "SCAN records" in x]
+        return [x for x in lines if f"SCAN {table}" in x]
 
 
 def _reads(svc: Any, school_refs: list[str]) -> list[Callable[[], Any]]:
@@ -147,3 +147,28 @@ def test_a_refresh_and_a_familys_sealed_identities_search_records_by_key(
     assert kept
     for statement, params in keyed + kept:
         assert _bad_steps(svc.sql, statement, params) == [], statement
+
+
+@pytest.mark.parametrize("table", [store.links, store.review], ids=["links", "review"])
+def test_deleting_pairs_finds_each_pair_by_its_key(database, table):
+    """``store.delete_pairs`` (a pair rescored into the other table, or rewritten) never
+    scans a pair table; on SQLite a row value ``IN (VALUES ...)`` would."""
+    sql = store.open_engine(database)
+    try:
+        columns = ("record_a", "record_b", "score", "evidence", "run_id")
+        if table is store.review:
+            columns += ("uncertainty",)
+        rows = [
+            (a, a + 1, 0.9, "{}", 1) + ((0.4,) if table is store.review else ())
+            for a in range(1, 3000)
+        ]
+        with sql.begin() as conn:
+            store.bulk_insert(conn, table, columns, rows)
+            store.analyze(conn, [table])
+        with _captured(sql, ("DELETE",)) as seen, sql.begin() as conn:
+            store.delete_pairs(conn, table, [(a, a + 1) for a in range(1, 1200, 2)])
+        assert seen
+        for statement, params in seen:
+            assert _bad_steps(sql, statement, params, table.name) == [], statement
+    finally:
+        sql.dispose()

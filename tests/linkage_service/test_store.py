@@ -75,6 +75,35 @@ def test_delete_pairs_deletes_exactly_the_pairs_named(db_url):
         engine.dispose()
 
 
+def test_delete_pairs_in_several_statements_deletes_exactly_those(db_url):
+    """1,203 pairs named, 1,001 held: on SQLite two full statements of 500 and one of 203."""
+    _delete_roundtrip(db_url)
+
+
+def test_delete_pairs_takes_fewer_pairs_a_statement_where_sqlite_allows_fewer_parameters(
+    tmp_path,
+):
+    _delete_roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit=9)  # 4 pairs a statement
+
+
+def _delete_roundtrip(db_url: str, limit: int | None = None) -> None:
+    engine = store.open_engine(db_url)
+    columns = ("record_a", "record_b", "score", "evidence", "run_id")
+    held = [(a, a + d) for a in range(1, 800) for d in (1, 2)]
+    named = held[::2][:1001] + [(b, a) for a, b in held[1::2][:202]]  # reversed: not held
+    try:
+        with engine.begin() as conn:
+            store.bulk_insert(conn, store.links, columns, [(a, b, 0.9, "{}", 1) for a, b in held])
+            if limit is not None:
+                raw = conn.connection.driver_connection
+                raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+            store.delete_pairs(conn, store.links, named)
+            left = conn.execute(sa.select(store.links.c.record_a, store.links.c.record_b)).all()
+        assert sorted(tuple(r) for r in left) == sorted(set(held) - set(named))
+    finally:
+        engine.dispose()
+
+
 def test_apply_supersede_and_rollback(db_url, make_service, school, rng):
     svc = make_service(db_url)
     recs = [make_record(rng) for _ in range(6)]
