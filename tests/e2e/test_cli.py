@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 
 from .conftest import console_script, run_cli
@@ -49,9 +50,20 @@ def test_the_demo_runs_twice_and_leaves_nothing_running(tmp_path):
     assert len(pids) == 8 and not any(_alive(p) for p in pids)
 
 
+# SIGINT at its default, as in a terminal, then the command. A shell starts a
+# background job (``pytest ... &``) with SIGINT ignored, the command would inherit
+# that, and Python raises no KeyboardInterrupt for an ignored signal. (A disposition
+# set to the default survives exec; preexec_fn is not safe beside threads.)
+_CTRL_C_DEFAULT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
 def test_up_serves_until_ctrl_c_then_stops_every_service(tmp_path):
     process = subprocess.Popen(
-        [console_script("family-linkage"), "up", "--dir", str(tmp_path / "local-run")],
+        [sys.executable, "-c", _CTRL_C_DEFAULT, console_script("family-linkage"), "up"]
+        + ["--dir", str(tmp_path / "local-run")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -76,6 +88,8 @@ def test_up_serves_until_ctrl_c_then_stops_every_service(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
     assert process.returncode == 0, "".join(lines) + rest
     assert "stopped all 4 services cleanly" in rest
     assert not any(_alive(p) for p in pids)
