@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import random
 import re
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -170,10 +169,9 @@ def test_different_seed_gives_different_files(tmp_path: Path) -> None:
 
 
 def test_scale_smoke_and_progress(tmp_path: Path) -> None:
+    # no time limit here: speed is measured by bench/encode_speed.py, not a unit test
     seen: list[int] = []
-    started = time.perf_counter()
     pop = generate_population(PopulationConfig(households=300), tmp_path, progress=seen.append)
-    assert time.perf_counter() - started < 10
     assert sum(seen) == 300
     assert pop.household_count == 300
     assert pop.agencies == AGENCIES
