@@ -65,3 +65,17 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> str:
+    """The session's PostgreSQL database emptied for this test (schema ``public``
+    made again: another test's tables may be in it), as a SQLAlchemy URL."""
+    import psycopg
+
+    from service_common import normalise_database_url
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA public CASCADE")
+        conn.execute("CREATE SCHEMA public")
+    return normalise_database_url(postgres_url)

@@ -60,19 +60,12 @@ def test_sigkill_mid_append_loses_no_acknowledged_entry(
     skey = tmp_path / "log.skey"
     skey.write_text(signer.skey)
     skey.chmod(0o600)
+    # on PostgreSQL the session's database, emptied: other tests' logs may be in it
     url = (
         f"sqlite:///{tmp_path / 'crash.db'}"
         if backend == "sqlite"
-        else request.getfixturevalue("postgres_url").replace(
-            "postgresql://", "postgresql+psycopg://"
-        )
+        else request.getfixturevalue("empty_postgres_url")
     )
-    if backend == "postgres":  # the session's database: other tests' logs may be in it
-        engine = _store.create_engine(url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("DROP SCHEMA public CASCADE")
-            conn.exec_driver_sql("CREATE SCHEMA public")
-        engine.dispose()
     all_acked: set[int] = set()
     for kill_after in (150, 600):
         acked = _run_and_kill(url, skey, kill_after)

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from linkage_service import _store as store
 from linkage_service._service import LinkageService
@@ -63,15 +62,3 @@ def ingest(svc: LinkageService, body: bytes, agency_id: str = "school", chunk: i
         return svc.apply(receiver.finish())
     finally:
         receiver.close()
-
-
-@pytest.fixture
-def empty_postgres_url(postgres_url: str) -> str:
-    """The session's PostgreSQL database emptied for this test (its schema made again)."""
-    url = store.normalise_url(postgres_url)
-    engine = sa.create_engine(url)
-    with engine.begin() as c:
-        c.execute(sa.text("DROP SCHEMA public CASCADE"))
-        c.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
-    return url

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from anyio.from_thread import start_blocking_portal
 from fastapi import FastAPI
 from nacl.signing import SigningKey
@@ -26,7 +25,6 @@ from unlock_service import _admin as admin
 from unlock_service._api import build_service, create_app
 from unlock_service._config import Settings, write_secret
 from unlock_service._release import rotate_seal_key
-from unlock_service._store import normalise_url
 
 from ._factories import IDENTITIES, POLICY, T0, FakeLinkage, Family, b64, ed25519_seed_key, hexid
 
@@ -270,10 +268,5 @@ def db_urls(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
     """(unlock URL, audit URL) on each backend, both empty."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'u.db'}", f"sqlite:///{tmp_path / 'a.db'}"
-    base = normalise_url(request.getfixturevalue("postgres_url"))
-    engine = sa.create_engine(base)
-    with engine.begin() as c:
-        c.execute(sa.text("DROP SCHEMA public CASCADE"))
-        c.execute(sa.text("CREATE SCHEMA public"))
-    engine.dispose()
+    base: str = request.getfixturevalue("empty_postgres_url")
     return base, base
