@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 import pytest
@@ -75,17 +76,6 @@ def test_delete_pairs_deletes_exactly_the_pairs_named(db_url):
         engine.dispose()
 
 
-def test_delete_pairs_in_several_statements_deletes_exactly_those(db_url):
-    """1,203 pairs named, 1,001 held: on SQLite two full statements of 500 and one of 203."""
-    _delete_roundtrip(db_url)
-
-
-def test_delete_pairs_takes_fewer_pairs_a_statement_where_sqlite_allows_fewer_parameters(
-    tmp_path,
-):
-    _delete_roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit=9)  # 4 pairs a statement
-
-
 def _delete_roundtrip(db_url: str, limit: int | None = None) -> None:
     engine = store.open_engine(db_url)
     columns = ("record_a", "record_b", "score", "evidence", "run_id")
@@ -94,9 +84,7 @@ def _delete_roundtrip(db_url: str, limit: int | None = None) -> None:
     try:
         with engine.begin() as conn:
             store.bulk_insert(conn, store.links, columns, [(a, b, 0.9, "{}", 1) for a, b in held])
-            if limit is not None:
-                raw = conn.connection.driver_connection
-                raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+            _few_parameters(conn, limit)
             store.delete_pairs(conn, store.links, named)
             left = conn.execute(sa.select(store.links.c.record_a, store.links.c.record_b)).all()
         assert sorted(tuple(r) for r in left) == sorted(set(held) - set(named))
@@ -285,9 +273,7 @@ def _bulk_roundtrip(url: str, limit: int | None = None) -> None:
     rows = [(k, k + 1, k / 2000, f'{{"k": {k}}}', 7) for k in range(1, 1235)]
     try:
         with engine.begin() as conn:
-            if limit is not None:
-                raw = conn.connection.driver_connection
-                raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+            _few_parameters(conn, limit)
             store.bulk_insert(conn, store.links, columns, rows)
             got = conn.execute(sa.select(*(store.links.c[c] for c in columns))).all()
         assert sorted(tuple(r) for r in got) == rows
@@ -302,15 +288,6 @@ def _bulk_roundtrip(url: str, limit: int | None = None) -> None:
         engine.dispose()
 
 
-def test_bulk_insert_writes_every_row_once(db_url):
-    """1,234 rows: on SQLite two full statements of 500 rows and one of the 234 left."""
-    _bulk_roundtrip(db_url)
-
-
-def test_bulk_insert_takes_fewer_rows_a_statement_where_sqlite_allows_fewer_parameters(tmp_path):
-    _bulk_roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit=12)  # 2 rows of 5 a statement
-
-
 def _record_rows(n: int) -> list[tuple[object, ...]]:
     """``n`` record rows in ``_service._RECORD_COLUMNS`` order, ids 1 .. n."""
     return [
@@ -320,17 +297,6 @@ def _record_rows(n: int) -> list[tuple[object, ...]]:
     ]
 
 
-def test_keep_records_marks_exactly_the_records_named(db_url):
-    """1,234 records, 1,001 of them kept: on SQLite two full statements of 500 and one of 1."""
-    _keep_roundtrip(db_url)
-
-
-def test_keep_records_takes_fewer_records_a_statement_where_sqlite_allows_fewer_parameters(
-    tmp_path,
-):
-    _keep_roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit=12)  # 5 records a statement
-
-
 def _keep_roundtrip(db_url: str, limit: int | None = None) -> None:
     engine = store.open_engine(db_url)
     try:
@@ -338,9 +304,7 @@ def _keep_roundtrip(db_url: str, limit: int | None = None) -> None:
         kept = [(k, f"new{k}".encode()) for k in range(1, 1235) if k % 6 != 0][:1001]
         with engine.begin() as conn:
             store.bulk_insert(conn, store.records, _service._RECORD_COLUMNS, _record_rows(1234))
-            if limit is not None:
-                raw = conn.connection.driver_connection
-                raw.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+            _few_parameters(conn, limit)
             store.keep_records(conn, "x2", kept)
             store.keep_records(conn, "x3", [])
             r = store.records.c
@@ -353,3 +317,35 @@ def _keep_roundtrip(db_url: str, limit: int | None = None) -> None:
         assert got == want
     finally:
         engine.dispose()
+
+
+def _few_parameters(conn: Any, limit: int | None) -> None:
+    """Lower SQLite's limit on a statement's parameters to ``limit`` (None: leave it)."""
+    if limit is not None:
+        conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+
+
+# The store's batched writes (on SQLite, SQLITE_ROWS_PER_INSERT rows a statement), each
+# checked end to end, and the parameter limit that leaves it only a few rows a statement.
+_BATCHED: dict[str, tuple[Callable[..., None], int]] = {
+    # 1,234 rows: two full statements of 500 and one of 234; at 12, 2 rows of 5
+    "bulk_insert": (_bulk_roundtrip, 12),
+    # 1,001 of 1,234 records kept: 500, 500 and 1; at 12, 5 records a statement
+    "keep_records": (_keep_roundtrip, 12),
+    # 1,203 pairs named, 1,001 held: 500, 500 and 203; at 9, 4 pairs a statement
+    "delete_pairs": (_delete_roundtrip, 9),
+}
+
+
+@pytest.mark.parametrize("write", sorted(_BATCHED))
+def test_batched_writes_change_exactly_the_rows_named(db_url, write):
+    roundtrip, _ = _BATCHED[write]
+    roundtrip(db_url)
+
+
+@pytest.mark.parametrize("write", sorted(_BATCHED))
+def test_batched_writes_take_fewer_rows_a_statement_where_sqlite_allows_fewer_parameters(
+    tmp_path, write
+):
+    roundtrip, limit = _BATCHED[write]
+    roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit)
