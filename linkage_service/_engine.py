@@ -467,7 +467,6 @@ class LinkageEngine:
         self.pid_root: dict[str, int] = {}
         self.base_row: dict[str, int | None] = {}  # row of the person's own current address
         self.chosen_row: dict[str, int] = {}  # a row of the place the person lives at
-        self.residents: dict[int, set[str]] = {}  # row -> persons whose chosen row it is
         self._unplaced: set[str] = set()  # persons loaded without a household
         self.person_hid: dict[str, str] = {}
         # the order ids were made in by updates after the first (ids of the first
@@ -611,7 +610,9 @@ class LinkageEngine:
         view = _PlaceView(eng)  # places, persons and liveness stand still from here
         eng.base_row.update(view.current_rows(by_pid))
         for pid in by_pid:
-            eng._set_chosen(pid, eng._follow(pid, view))
+            row = eng._follow(pid, view)
+            if row is not None:
+                eng.chosen_row[pid] = row
             hid = household_of.get(pid)
             if hid is not None:
                 eng.person_hid[pid] = hid
@@ -1197,8 +1198,7 @@ class LinkageEngine:
         if removed_rows:
             self.alive[np.asarray(removed_rows, dtype=np.int64)] = False
             self._id_index = None
-            for r in removed_rows:  # persons who lived at a retired row's place
-                followers.update(self.residents.get(r, ()))
+            followers = self._living_at(removed_rows)
             f = self._features()
             # every person and place that lost a row is re-clustered at once: they are
             # disjoint, and agglomeration takes edges in one total order (score, rows),
@@ -1261,7 +1261,6 @@ class LinkageEngine:
         # two run on both cores. Neither reads what the other writes.
         if relink:
             self.places = Clusters()
-            self.residents.clear()
             self.chosen_row.clear()
         with ThreadPoolExecutor(1, thread_name_prefix="places") as pool:
             placing = pool.submit(self._link_places, self.alive.copy() if relink else is_new)
@@ -1351,8 +1350,16 @@ class LinkageEngine:
         """Give the persons holding ``f_rows`` their ids (:func:`reconcile`); records
         the changes in ``delta`` and returns the ids given."""
         rows_in = np.fromiter(f_rows, dtype=np.int64, count=len(f_rows))
-        groups_roots = np.unique(self.persons.roots_of(rows_in)).tolist()
-        groups = [sorted(self.persons.members(g)) for g in groups_roots]
+        root_of = self.persons.root_array()
+        roots = np.unique(root_of[rows_in])
+        # every row of those persons, person by person (by root), each in row order
+        rows = np.flatnonzero(np.isin(root_of, roots, kind="table"))
+        rows = rows[np.argsort(root_of[rows], kind="stable")]
+        flat = rows.tolist()
+        at = root_of[rows]
+        cuts = np.flatnonzero(np.r_[True, at[1:] != at[:-1], True]).tolist() if flat else [0]
+        groups = [flat[a:b] for a, b in itertools.pairwise(cuts)]
+        groups_roots = roots.tolist()
         # (the groups' members' own ids are old ids to reconcile already: touched
         # adds those of persons who lost rows to removals and re-clustering)
         ids, retired, merges, splits = reconcile(
@@ -1366,16 +1373,21 @@ class LinkageEngine:
         delta.persons_unheld = {pid for pid in ids if pid not in pid_root}
         for pid in retired:
             pid_root.pop(pid, None)
-        changed_pids: set[str] = set()
-        for root, rows, pid in zip(groups_roots, groups, ids, strict=True):
-            pid_root[pid] = root
-            changed_pids.add(pid)
-            for r in rows:
-                if self.row_pid[r] != pid or r >= n_old:
-                    self.row_pid[r] = pid
-                    delta.person_of[int(self.ids[r])] = pid
+        pid_root.update(zip(ids, groups_roots, strict=True))
+        # each row's id, where it changed (or the row is new), all rows at once
+        row_pid = self.row_pid
+        given = list(
+            itertools.chain.from_iterable(map(itertools.repeat, ids, np.diff(cuts).tolist()))
+        )
+        had = np.fromiter(map(row_pid.__getitem__, flat), dtype=object, count=len(flat))
+        now = np.fromiter(given, dtype=object, count=len(given))
+        change = np.flatnonzero((had != now) | (rows >= n_old)).tolist()
+        for k in change:
+            row_pid[flat[k]] = given[k]
+        record_ids = self.ids[rows].tolist()
+        delta.person_of.update((record_ids[k], given[k]) for k in change)
         delta.persons_retired, delta.merges, delta.splits = retired, merges, splits
-        return changed_pids
+        return set(ids)
 
     def _evidence(self, s: PairScores, i: I64, j: I64, mask: npt.NDArray[np.bool_]) -> Evidence:
         idx = np.nonzero(mask)[0]
@@ -1401,17 +1413,15 @@ class LinkageEngine:
     def _rows_of(self, pid: str) -> list[int]:
         return [r for r in self.persons.members(self.pid_root[pid]) if self.alive[r]]
 
-    def _set_chosen(self, pid: str, row: int | None) -> None:
-        old = self.chosen_row.pop(pid, None)
-        if old is not None:
-            at = self.residents.get(old)
-            if at is not None:
-                at.discard(pid)
-                if not at:
-                    del self.residents[old]
-        if row is not None:
-            self.chosen_row[pid] = row
-            self.residents.setdefault(row, set()).add(pid)
+    def _living_at(self, rows: Sequence[int]) -> set[str]:
+        """The persons whose chosen row is one of ``rows`` (who lived at a retired row's place)."""
+        chosen = self.chosen_row
+        at = np.fromiter(chosen.values(), dtype=np.int64, count=len(chosen))
+        hit = np.flatnonzero(np.isin(at, np.asarray(rows, dtype=np.int64))).tolist()
+        if not hit:
+            return set()
+        who = list(chosen)
+        return {who[k] for k in hit}
 
     def _follow(self, pid: str, view: _PlaceView | None = None) -> int | None:
         """The row standing for the place a person lives at.
@@ -1461,99 +1471,68 @@ class LinkageEngine:
     def _update_households(
         self, changed_pids: set[str], retired_pids: set[str], place_roots: set[int], delta: Delta
     ) -> None:
+        """Re-home the persons ``changed_pids`` and whoever may follow them, and give the
+        households they make their ids (:func:`reconcile`), recording the changes in
+        ``delta``.
+
+        Persons are numbered for the pass (:attr:`_PlaceView.pids`) and worked on as
+        arrays of those numbers; only persons whose chosen row changes are written
+        back one by one, and only those at places someone moved away from are
+        followed (:meth:`_follow`) one by one.
+        """
         view = _PlaceView(self)
-        alive, row_pid, root_of = view.alive, self.row_pid, view.roots
-        at_place = self.places.members
-        affected = changed_pids & self.pid_root.keys()
-        # every person held (a link from scratch, a re-link): the places' persons and
-        # the ring below can add nobody
-        whole = len(affected) == len(self.pid_root)
-        if not whole:
-            affected = set(changed_pids)
-            for root in place_roots:
-                for r in at_place(root):
-                    pid = row_pid[r]
-                    if pid is not None and alive[r]:
-                        affected.add(pid)
+        chosen = self.chosen_row
         for pid in retired_pids:
-            self._set_chosen(pid, None)
+            chosen.pop(pid, None)
             self.base_row.pop(pid, None)
-        base, chosen, residents = self.base_row, self.chosen_row, self.residents
-        pids: list[str]
-        if whole:
-            # every person's current row, in pid_root's order: no id looked up
-            pids = list(self.pid_root)
-            roots_of = np.fromiter(self.pid_root.values(), dtype=np.int64, count=len(pids))
-            bases = view.current_row_list(pids, roots_of)
-            base.update(zip(pids, bases, strict=True))
-        else:
-            affected &= self.pid_root.keys()
-            base.update(view.current_rows(affected))
-            # whoever shares a place with an affected person may follow (or stop
-            # following) them: everyone alive at the places of affected persons' records
-            # (all of them held: current_rows looks each up)
-            ring = view.people_at(view.homes(affected))
-            base.update(view.current_rows(ring - affected))
-            affected |= ring
-            pids = list(affected)
-            bases = list(map(base.get, pids))
+        place = view.place
+        pids = view.pids
+        sel = view.affected(changed_pids, place_roots)
+        sel_pids = [pids[k] for k in sel.tolist()]
+        bases = view.current_row_array(view.person_roots[sel])
+        self.base_row.update(
+            zip(sel_pids, [None if b < 0 else b for b in bases.tolist()], strict=True)
+        )
         # a person living where nobody has moved away from stays there (_follow's
         # first answer), found for every place at once; the others are followed
-        stays = view.without_movers({row for row in bases if row is not None})
-        follow = self._follow
-        # where each affected person now lives: a place root, or alone
-        roots: set[int] = set()
-        solo: list[str] = []
-        for pid, row in zip(pids, bases, strict=True):
-            if row is not None and root_of[row] not in stays:
-                row = follow(pid, view)
-            if chosen.get(pid) != row:
-                self._set_chosen(pid, row)
-            if row is None:
-                solo.append(pid)
-            else:
-                roots.add(root_of[row])
+        rows = bases.copy()
+        addressed = np.flatnonzero(bases >= 0)
+        for k in addressed[view.have_movers(place[bases[addressed]])].tolist():
+            got = self._follow(sel_pids[k], view)
+            rows[k] = -1 if got is None else got
+        was = np.fromiter(
+            map(chosen.get, sel_pids, itertools.repeat(-1)), dtype=np.int64, count=len(sel_pids)
+        )
+        moved = np.flatnonzero(was != rows)
+        for k in moved[rows[moved] < 0].tolist():
+            del chosen[sel_pids[k]]
+        there = moved[rows[moved] >= 0]
+        chosen.update(zip([sel_pids[k] for k in there.tolist()], rows[there].tolist(), strict=True))
+        homes = [place[rows[rows >= 0]]]
+        solo = [sel_pids[k] for k in np.flatnonzero(rows < 0).tolist()]
         # everyone who shared a household with an affected person is affected too
         # (affected persons are all held: none of them is retired)
         old_hids: set[str] = set()
         if self.person_hid:
-            hid_of = self.person_hid.get
-            old_hids = {
-                h for h in map(hid_of, itertools.chain(pids, retired_pids)) if h is not None
-            }
+            # (a household id is never empty)
+            old_hids = set(
+                filter(None, map(self.person_hid.get, itertools.chain(sel_pids, retired_pids)))
+            )
         if old_hids:
             extra: set[str] = set()
             for h in old_hids:
                 extra |= self.hid_persons.get(h, set())
-            extra -= affected
             extra -= retired_pids
-            for pid, row in zip(extra, map(chosen.get, extra), strict=True):
-                if row is None:
-                    solo.append(pid)
-                else:
-                    roots.add(root_of[row])
-        groups: list[list[str]] = []
-        if whole:
-            # most places hold someone: read the residents once rather than every row
-            # of every place (the rows of a place are those whose root it is)
-            found: dict[int, set[str]] = {}
-            for r, those in residents.items():
-                root = root_of[r]
-                if root >= 0 and root in roots and those:
-                    got = found.get(root)
-                    if got is None:
-                        found[root] = set(those)
-                    else:
-                        got |= those
-            groups.extend(sorted(found.get(root, ())) for root in sorted(roots))
-        else:
-            for root in sorted(roots):
-                at: set[str] = set()
-                for r in self.places.members(root):
-                    here = residents.get(r)
-                    if here:
-                        at |= here
-                groups.append(sorted(at))
+            extra.difference_update(sel_pids)
+            ordered = list(extra)
+            at = np.fromiter(
+                map(chosen.get, ordered, itertools.repeat(-1)), dtype=np.int64, count=len(ordered)
+            )
+            homes.append(place[at[at >= 0]])
+            solo.extend(ordered[k] for k in np.flatnonzero(at < 0).tolist())
+        # a household is everyone whose chosen row is at one of these places (by place,
+        # then by id), then each person living nowhere alone
+        groups = view.residents_of(np.concatenate(homes))
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
         ids, retired, merges, splits = reconcile(
@@ -1577,6 +1556,8 @@ class LinkageEngine:
         )
         for members, hid in zip(groups, ids, strict=True):
             before = hid_persons.get(hid, set())
+            if len(before) == len(members) and before.issuperset(members):
+                continue  # the same household as before: its members all hold its id
             now = set(members)
             for pid in members:
                 old = person_hid.get(pid)
@@ -1661,63 +1642,128 @@ class _PlaceView:
         roots = np.fromiter(
             map(self._e.pid_root.__getitem__, pids), dtype=np.int64, count=len(pids)
         )
-        return dict(zip(pids, self.current_row_list(pids, roots), strict=True))
+        best = self.current_row_array(roots).tolist()
+        return {pid: None if b < 0 else b for pid, b in zip(pids, best, strict=True)}
 
-    def current_row_list(self, pids: Sequence[str], roots: I64) -> list[int | None]:
-        """:meth:`current_rows` as a list, given each person's root in ``roots``."""
-        if not pids:
-            return []
+    def current_row_array(self, roots: I64) -> I64:
+        """The current row of the persons rooted at ``roots`` (-1: no address), at once."""
+        if not roots.size:
+            return np.zeros(0, dtype=np.int64)
         e = self._e
         uniq, inv = np.unique(roots, return_inverse=True)
         rows = self._rows_of_roots(uniq)
         who = np.searchsorted(uniq, self._person[rows])
         place = self.place[rows]
         sizes = np.bincount(self.place[self.place >= 0], minlength=e._n)
-        best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], uniq.size)[
-            inv
-        ].tolist()
-        return [None if b < 0 else b for b in best]
+        best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], uniq.size)
+        out: I64 = best[inv]
+        return out
 
     def _rows_of_roots(self, roots: I64) -> I64:
         """The alive rows of the persons rooted at ``roots`` (sorted, unique)."""
         # a table over row numbers: one pass, not a sort of every row
         return np.flatnonzero(self._alive & np.isin(self._person, roots, kind="table"))
 
-    def homes(self, pids: Iterable[str]) -> I64:
-        """The places of the alive rows of ``pids`` (sorted, unique)."""
-        roots = np.fromiter(map(self._e.pid_root.__getitem__, pids), dtype=np.int64)
-        place = self.place[self._rows_of_roots(roots)]
-        return np.unique(place[place >= 0])
+    @functools.cached_property
+    def pids(self) -> list[str]:
+        """Every person held, in ``pid_root``'s order: person number k is ``pids[k]``."""
+        return list(self._e.pid_root)
 
-    def people_at(self, places: I64) -> set[str]:
-        """The persons of the alive rows at ``places``."""
-        row_pid = self._e.row_pid
-        rows = np.flatnonzero(self._alive & np.isin(self.place, places, kind="table")).tolist()
-        return {q for x in rows if (q := row_pid[x]) is not None}
+    @functools.cached_property
+    def person_roots(self) -> I64:
+        """The root row of each person number."""
+        roots = self._e.pid_root.values()
+        return np.fromiter(roots, dtype=np.int64, count=len(roots))
 
-    def without_movers(self, rows: Iterable[int]) -> set[int]:
-        """Of the places of ``rows``, those where :meth:`has_mover` is false, all at once."""
+    @functools.cached_property
+    def number(self) -> I64:
+        """The person number of every row, then a last slot: -1 for a dead row, a row
+        no person holds, and the last slot (so that ``number[-1]`` reads -1)."""
+        n = self._e._n
+        of_root = np.full(n + 1, -1, dtype=np.int64)
+        of_root[self.person_roots] = np.arange(self.person_roots.size, dtype=np.int64)
+        out = of_root[self._person]  # the person root -1 (no person) reads the last slot
+        out[~self._alive] = -1
+        return np.append(out, np.int64(-1))
+
+    def _numbers_at(self, places: I64) -> I64:
+        """The person numbers of the alive rows at ``places`` (with repeats)."""
+        if not places.size:
+            return np.zeros(0, dtype=np.int64)
+        got = self.number[:-1][np.isin(self.place, places, kind="table")]
+        return got[got >= 0]
+
+    def affected(self, changed_pids: set[str], place_roots: set[int]) -> I64:
+        """The person numbers whose household may change (sorted).
+
+        ``changed_pids`` (those held) and the persons alive at ``place_roots``; then
+        whoever shares a place with one of them may follow (or stop following) them:
+        everyone alive at the places of their records. Every person when every person
+        is changed (a link from scratch, a re-link).
+        """
         e = self._e
-        places = np.unique(self.place[np.fromiter(rows, dtype=np.int64)])
-        places = places[places >= 0]
-        at = np.flatnonzero(self._alive & np.isin(self.place, places, kind="table"))
-        # None (no person: nobody's id; or no base row) reads as NaN, then -1
-        base_of = cast("Callable[[str | None], int | None]", e.base_row.get)
-        got = np.fromiter(
-            map(base_of, map(e.row_pid.__getitem__, at.tolist())),
-            dtype=np.float64,
-            count=at.size,
+        n_persons = len(self.pids)
+        roots = np.fromiter(
+            map(e.pid_root.get, changed_pids, itertools.repeat(-1)),
+            dtype=np.int64,
+            count=len(changed_pids),
         )
-        based = np.where(np.isnan(got), -1, got).astype(np.int64)
+        roots = roots[roots >= 0]
+        if roots.size == n_persons:
+            return np.arange(n_persons, dtype=np.int64)
+        mark = np.zeros(n_persons + 1, dtype=np.bool_)  # the last slot: no person
+        mark[self.number[roots]] = True
+        mark[self._numbers_at(np.fromiter(place_roots, dtype=np.int64))] = True
+        mark[-1] = False  # (number[roots] of a dead root reads -1)
+        # the places of the marked persons' alive records, and everyone alive there
+        theirs = mark[self.number[:-1]] & (self.place >= 0)
+        mark[self._numbers_at(self.place[theirs])] = True
+        return np.flatnonzero(mark[:-1])
+
+    def have_movers(self, places: I64) -> npt.NDArray[np.bool_]:
+        """:meth:`has_mover` of each of ``places``, all at once (base rows as they stand)."""
+        if not places.size:
+            return np.zeros(0, dtype=np.bool_)
+        e = self._e
+        at = np.flatnonzero(self._alive & np.isin(self.place, places, kind="table"))
+        who = self.number[at]
+        seen = np.zeros(len(self.pids) + 1, dtype=np.bool_)
+        seen[who] = True
+        held = np.flatnonzero(seen[:-1])
+        # None (no base row) reads as NaN, then -1
+        base_of = cast("Callable[[str], int | None]", e.base_row.get)
+        got = np.fromiter(
+            map(base_of, map(self.pids.__getitem__, held.tolist())),
+            dtype=np.float64,
+            count=held.size,
+        )
+        base = np.full(len(self.pids) + 1, -1, dtype=np.int64)
+        base[held] = np.where(np.isnan(got), -1, got).astype(np.int64)
+        based = base[who]
         here = self.place[at]
         moved = (based >= 0) & (self.place[np.maximum(based, 0)] != here)
         with_mover = np.unique(here[moved])
         for root in with_mover.tolist():
             self._mover[root] = True
-        stay = np.setdiff1d(places, with_mover, assume_unique=True).tolist()
-        for root in stay:
-            self._mover[root] = False
-        return set(stay)
+        return np.isin(places, with_mover)
+
+    def residents_of(self, places: I64) -> list[list[str]]:
+        """The persons whose chosen row is at each of ``places`` with someone living
+        there: one list a place, in place order, each sorted."""
+        chosen = self._e.chosen_row
+        who = list(chosen)
+        rows = np.fromiter(chosen.values(), dtype=np.int64, count=len(who))
+        wanted = np.zeros(self._e._n + 1, dtype=np.bool_)
+        wanted[places] = True
+        wanted[-1] = False
+        at = self.place[rows]
+        keep = np.flatnonzero(wanted[at])
+        at = at[keep]
+        order = np.argsort(at, kind="stable")
+        members = [who[k] for k in keep[order].tolist()]
+        at = at[order]
+        cuts = np.flatnonzero(np.r_[True, at[1:] != at[:-1], True]).tolist() if at.size else [0]
+        return [sorted(members[a:b]) for a, b in itertools.pairwise(cuts)]
 
     def families(self, households: Sequence[tuple[str, Sequence[str]]]) -> dict[str, bool]:
         """Whether each ``(household, its persons)`` is a family, all at once.
