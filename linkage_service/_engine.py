@@ -944,15 +944,11 @@ class LinkageEngine:
         looks only at the links it made (:meth:`_join_places_by_links`). Returns
         the places that grew.
         """
-        ei: list[int] = []
-        ej: list[int] = []
-        for pid in sorted(pids):
-            rows = [r for r in self._rows_of(pid) if self.has_addr[r] and self.places.holds(r)]
-            for x, a in enumerate(rows):
-                for b in rows[x + 1 :]:
-                    ei.append(a)
-                    ej.append(b)
-        return self._join_places(np.asarray(ei, dtype=np.int64), np.asarray(ej, dtype=np.int64))
+        placed = _padded(self.places.root_array(), self._n) >= 0
+        ok = (self.alive & self.has_addr & placed).tolist()
+        members, pid_root = self.persons.members, self.pid_root
+        rows = [[r for r in members(pid_root[pid]) if ok[r]] for pid in pids]
+        return self._join_places(*pairs_within(rows))
 
     def _join_places_by_links(self, i: I64, j: I64, address_dice: F64) -> set[int]:
         """:meth:`_join_places_by_person` for the record pairs this update linked."""
@@ -969,20 +965,19 @@ class LinkageEngine:
 
     def _join_places(self, i: I64, j: I64) -> set[int]:
         """Join the places of record pairs (i, j) whose addresses agree to the person threshold."""
-        holds, find = self.places.holds, self.places.find
-        other = [
-            k
-            for k, (a, b) in enumerate(zip(i.tolist(), j.tolist(), strict=True))
-            if holds(a) and holds(b) and find(a) != find(b)
-        ]
-        if not other:
+        if not i.size:
+            return set()
+        root = _padded(self.places.root_array(), self._n)  # -1: in no place
+        ra, rb = root[i], root[j]
+        other = (ra >= 0) & (rb >= 0) & (ra != rb)
+        if not other.any():
             return set()
         i, j = i[other], j[other]
         cfg = self.config
         d = kernel.dice_pairs(self.addr, self.addr, i, j)
         m = d >= cfg.address_person_threshold
         agglomerate_by_dice(self.places, i[m], j[m], d[m], self.addr, cfg.address_person_threshold)
-        return {find(r) for r in i[m].tolist()}
+        return set(self.places.roots_of(i[m]).tolist())
 
     def candidate_pairs(self, is_new: npt.NDArray[np.bool_]) -> tuple[I64, I64]:
         """Candidate person pairs (i < j, rows) with at least one row in ``is_new``."""
@@ -1409,9 +1404,6 @@ class LinkageEngine:
             np.round(s.address_dice[idx], 4),
             decisions=self.decisions,
         )
-
-    def _rows_of(self, pid: str) -> list[int]:
-        return [r for r in self.persons.members(self.pid_root[pid]) if self.alive[r]]
 
     def _living_at(self, rows: Sequence[int]) -> set[str]:
         """The persons whose chosen row is one of ``rows`` (who lived at a retired row's place)."""
