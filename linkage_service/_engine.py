@@ -246,6 +246,10 @@ class Delta:
     # was live before, so the store needs to create or revive only these
     persons_unheld: set[str] = field(default_factory=set)
     households_unheld: set[str] = field(default_factory=set)
+    # of those, the ids this update made: random (:class:`_RandomIds`), so no store
+    # holds them and the store creates them without looking them up first
+    persons_made: set[str] = field(default_factory=set)
+    households_made: set[str] = field(default_factory=set)
     links: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     review: Sequence[PairEvidence] = field(default_factory=_empty_evidence)
     stats: dict[str, float] = field(default_factory=dict)
@@ -1360,7 +1364,7 @@ class LinkageEngine:
         ids, retired, merges, splits = reconcile(
             groups,
             self.row_pid.__getitem__,
-            lambda: self._make_id("per_"),
+            lambda: self._make_id("per_", delta.persons_made),
             touched_pids,
             self._born,
         )
@@ -1528,7 +1532,11 @@ class LinkageEngine:
         groups.extend([p] for p in sorted(solo))
         touched = old_hids
         ids, retired, merges, splits = reconcile(
-            groups, self.person_hid.get, lambda: self._make_id("hh_"), touched, self._born
+            groups,
+            self.person_hid.get,
+            lambda: self._make_id("hh_", delta.households_made),
+            touched,
+            self._born,
         )
         delta.household_merges.extend(merges)
         delta.household_splits.extend(splits)
@@ -1563,8 +1571,10 @@ class LinkageEngine:
                 changed.append((hid, members))
         delta.families.update(view.families(changed))
 
-    def _make_id(self, prefix: str) -> str:
+    def _make_id(self, prefix: str, made: set[str]) -> str:
+        """A new id, added to ``made``."""
         new = self._new_id(prefix)
+        made.add(new)
         if self._births:
             self._born[new] = len(self._born) + 1
         return new

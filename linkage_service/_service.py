@@ -127,6 +127,7 @@ def _first(row: tuple[Any, ...]) -> Any:
 
 
 _EVENT_COLUMNS = ("run_id", "kind", "from_id", "to_id")
+_ID_COLUMNS = ("id", "created_run", "retired_run")  # persons and households
 _pair_key = operator.itemgetter(0, 1)  # a pair row's (record_a, record_b)
 
 
@@ -145,6 +146,9 @@ class Delta(Protocol):
     # update (made by it, or coming back); the others are live in the store
     persons_unheld: Collection[str]
     households_unheld: Collection[str]
+    # of those, the ids the update made (new everywhere: created without a look-up)
+    persons_made: Collection[str]
+    households_made: Collection[str]
     links: Sequence[tuple[int, int, float, Mapping[str, Any]]]
     review: Sequence[tuple[int, int, float, Mapping[str, Any]]]
     stats: Mapping[str, float]
@@ -533,7 +537,7 @@ class LinkageService:
                 self._after_failure(received, started, exc, touched[0])
                 if isinstance(exc, LinkageError):
                     raise
-                if isinstance(exc, SQLAlchemyError):
+                if isinstance(exc, store.DATABASE_ERRORS):
                     raise StorageError(
                         f"extract {header.extract_id} not applied, database error: {exc}"
                     ) from exc
@@ -1034,8 +1038,11 @@ def _write_delta(
     put = writer.put
     # persons: create new ids, revive any that come back, then map records (an id
     # the engine held before this update is live here: only the others are looked up)
+    made = set(delta.persons_made)
     with writer.lock:
-        new_persons = _ensure_ids(conn, p, sorted(delta.persons_unheld), run_id)
+        new_persons = _ensure_ids(conn, p, sorted(set(delta.persons_unheld) - made), run_id)
+    _create_ids(writer, conn, p, made, run_id)
+    new_persons |= made
     items = sorted(delta.person_of.items())
     for ids in store.key_chunks(conn, [int(k) for k, _ in items if int(k) not in added]):
         put(conn.execute, rp.delete().where(store.key_in(conn, rp.c.record_id, ids)))
@@ -1056,8 +1063,10 @@ def _write_delta(
     events += [(run_id, "person_merge", a, b) for a, b in delta.merges]
     events += [(run_id, "person_split", a, b) for a, b in delta.splits]
     # households (no write queued above touches the households table)
+    made = set(delta.households_made)
     with writer.lock:
-        _ensure_ids(conn, h, sorted(delta.households_unheld), run_id)
+        _ensure_ids(conn, h, sorted(set(delta.households_unheld) - made), run_id)
+    _create_ids(writer, conn, h, made, run_id)
     hitems = sorted(delta.household_of.items())
     for pids in store.key_chunks(conn, [k for k, _ in hitems if k not in new_persons]):
         put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))
@@ -1135,6 +1144,16 @@ def _put_pairs(
     writer.put(store.bulk_insert, conn, table, columns, rows)
 
 
+def _create_ids(
+    writer: _Writer, conn: Connection, table: sa.Table, ids: Collection[str], run_id: int
+) -> None:
+    """Queue the creation of ``ids``, which no row of ``table`` holds (the engine made
+    them this update): no look-up first, one bulk insert in key order. Were one held
+    after all, the insert fails and the whole apply with it."""
+    rows = [(i, run_id, None) for i in sorted(ids)]
+    writer.put(store.bulk_insert, conn, table, _ID_COLUMNS, rows)
+
+
 def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: int) -> set[str]:
     """Create the ids ``table`` does not hold and revive retired ones; the ids created."""
     created: set[str] = set()
@@ -1157,5 +1176,5 @@ def _ensure_ids(conn: Connection, table: sa.Table, ids: Sequence[str], run_id: i
                 .values(retired_run=None)
             )
     fresh = [(i, run_id, None) for i in ids if i in created]  # one bulk insert, in order
-    store.bulk_insert(conn, table, ("id", "created_run", "retired_run"), fresh)
+    store.bulk_insert(conn, table, _ID_COLUMNS, fresh)
     return created

@@ -26,6 +26,7 @@ from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
@@ -40,6 +41,10 @@ from service_common import (
 )
 
 from ._errors import ConfigError, ConflictError, NotFound, StorageError
+
+# what a failed statement raises: SQLAlchemy's errors, and the drivers' own where
+# a bulk write talks to the driver directly (PostgreSQL's COPY)
+DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
 
 __all__ = [
     "VERSION_TABLE",

@@ -171,6 +171,8 @@ class FakeDelta:
     household_splits: list[tuple[str, str]] = field(default_factory=list)
     persons_unheld: set[str] = field(default_factory=set)
     households_unheld: set[str] = field(default_factory=set)
+    persons_made: set[str] = field(default_factory=set)
+    households_made: set[str] = field(default_factory=set)
     links: list[tuple[int, int, float, dict[str, Any]]] = field(default_factory=list)
     review: list[tuple[int, int, float, dict[str, Any]]] = field(default_factory=list)
     stats: dict[str, float] = field(default_factory=dict)
@@ -226,6 +228,8 @@ class FakeEngine:
                 d.household_of[pid] = "h-" + pid
                 d.persons_unheld.add(pid)
                 d.households_unheld.add("h-" + pid)
+                d.persons_made.add(pid)
+                d.households_made.add("h-" + pid)
             self.members.setdefault(pid, set()).add(rid)
             self.person_of[rid] = pid
             self.key_of[rid] = key

@@ -65,6 +65,10 @@ def test_incremental_matches_linking_at_once_and_keeps_ids(population: Populatio
     assert d2.persons_unheld == set(d2.person_of.values()) - held_persons
     assert d2.households_unheld == set(d2.household_of.values()) - held_households
     assert d2.persons_unheld and d2.persons_unheld != set(d2.person_of.values())
+    # of them, those made now (no store holds them: created without a look-up)
+    assert d1.persons_made == d1.persons_unheld and d1.households_made == d1.households_unheld
+    assert d2.persons_made == d2.persons_unheld - set(before.values())
+    assert d2.households_made == d2.households_unheld - set(d1.household_of.values())
     person, household = _labels_now(eng, pop)
     assert pair_scores(person, pop.truth_person).f1 >= 0.98
     assert pair_scores(household, pop.truth_household).f1 >= 0.95

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from linkage_service import _service
+from linkage_service import _engine, _service
 from linkage_service import _store as store
 from linkage_service._errors import ConfigError, EngineError, StorageError
 from linkage_service._service import default_engine_factory
@@ -140,7 +140,10 @@ def _fails_whole_then_applies(svc, school, rng, patch) -> None:
 
 
 @pytest.mark.parametrize("real_engine", [False, True])
-@pytest.mark.parametrize("table", ["indicators", "record_person", "person_household", "links"])
+@pytest.mark.parametrize(
+    "table",
+    ["indicators", "persons", "households", "record_person", "person_household", "links"],
+)
 def test_failed_insert_in_the_write_thread_rolls_back_everything(
     db_url, make_service, school, rng, table, real_engine
 ):
@@ -170,6 +173,25 @@ def test_a_failure_looking_up_person_ids_rolls_back_everything(db_url, make_serv
         return ensure(conn, table, ids, run_id)
 
     _fails_whole_then_applies(svc, school, rng, _patched(_service, "_ensure_ids", failing))
+
+
+def test_a_made_id_the_store_holds_fails_the_apply_whole(db_url, make_service, school, rng):
+    # ids the engine makes are inserted without a look-up (64 random bits): were one
+    # held after all, its insert fails, nothing of the extract is stored, and the
+    # same extract applies once ids are random again
+    svc = make_service(db_url, factory=default_engine_factory)
+    real = _engine._RandomIds.__call__
+    clashed: list[str] = []
+
+    def clash(self: object, prefix: str) -> str:
+        if prefix == "per_" and not clashed:
+            with svc.sql.connect() as c:
+                clashed.append(c.execute(sa.select(sa.func.min(store.persons.c.id))).scalar_one())
+            return clashed[0]
+        return real(self, prefix)  # type: ignore[arg-type]
+
+    _fails_whole_then_applies(svc, school, rng, _patched(_engine._RandomIds, "__call__", clash))
+    assert clashed
 
 
 @contextmanager
