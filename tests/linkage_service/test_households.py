@@ -246,3 +246,48 @@ def test_incremental_households_equal_a_full_pass_after_every_push(
         eng.update(population.batch.take(np.flatnonzero(agencies == k)), [])
         held = {frozenset(ps) for ps in eng.hid_persons.values() if ps}
         assert held == _full_pass(eng), f"after agency {k}"
+
+
+def test_the_array_steps_of_a_household_pass_answer_as_the_reads_a_person_at_a_time(
+    population: Population,
+) -> None:
+    # the pass works on arrays of person numbers (_PlaceView.affected, have_movers,
+    # residents_of, current_row_array); each must answer what reading the engine's
+    # dicts and clusters one person (or place) at a time answers
+    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    agencies = population.batch.agency
+    for k in range(int(agencies.max()) + 1):
+        eng.update(population.batch.take(np.flatnonzero(agencies == k)), [])
+    view, fresh = _PlaceView(eng), _PlaceView(eng)
+    alive = eng.alive.tolist()
+    places = np.unique(view.place[view.place >= 0])
+    assert view.have_movers(places).tolist() == [fresh.has_mover(p) for p in places.tolist()]
+    assert view.have_movers(places).any() and not view.have_movers(places).all()
+    at: dict[int, list[str]] = {}
+    for pid, row in sorted(eng.chosen_row.items()):
+        at.setdefault(view.roots[row], []).append(pid)
+    assert view.residents_of(places) == [at[p] for p in sorted(at)]
+    pids = sorted(eng.pid_root)
+    roots = np.asarray([eng.pid_root[p] for p in pids], dtype=np.int64)
+    best = view.current_row_array(roots).tolist()
+    assert best == [-1 if (r := view.current_row(p)) is None else r for p in pids]
+    rng = np.random.default_rng(5)
+    for _ in range(5):
+        changed = set(rng.choice(pids, size=50, replace=False).tolist()) | {"per_not_held"}
+        place_roots = set(rng.choice(places, size=20, replace=False).tolist())
+        want = (changed & eng.pid_root.keys()) | {
+            q
+            for r, q in enumerate(eng.row_pid)
+            if q is not None and alive[r] and view.roots[r] in place_roots
+        }
+        homes = {
+            view.roots[r] for p in want for r in eng.persons.members(eng.pid_root[p]) if alive[r]
+        }
+        want |= {
+            q
+            for r, q in enumerate(eng.row_pid)
+            if q is not None and alive[r] and view.roots[r] in homes - {-1}
+        }
+        got = view.affected(changed, place_roots).tolist()
+        assert {view.pids[k] for k in got} == want and len(got) == len(want)
+    assert view.affected(set(pids), set()).tolist() == list(range(len(pids)))
