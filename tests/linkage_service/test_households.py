@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -235,15 +237,22 @@ def _full_pass(eng: LinkageEngine) -> set[frozenset[str]]:
     return {frozenset(g) for g in at.values()}
 
 
-def test_incremental_households_equal_a_full_pass_after_every_push(
-    population: Population,
-) -> None:
-    # agency by agency, as the service links pushes: each update's household pass
-    # looks only at what it touched, and must leave what a full pass would
+def _pushed(population: Population) -> Iterator[tuple[int, LinkageEngine]]:
+    """An engine given the population agency by agency, as the service links pushes:
+    (agency, the engine) after each push."""
     eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
     agencies = population.batch.agency
     for k in range(int(agencies.max()) + 1):
         eng.update(population.batch.take(np.flatnonzero(agencies == k)), [])
+        yield k, eng
+
+
+def test_incremental_households_equal_a_full_pass_after_every_push(
+    population: Population,
+) -> None:
+    # each update's household pass looks only at what it touched, and must leave
+    # what a full pass would
+    for k, eng in _pushed(population):
         held = {frozenset(ps) for ps in eng.hid_persons.values() if ps}
         assert held == _full_pass(eng), f"after agency {k}"
 
@@ -254,10 +263,7 @@ def test_the_array_steps_of_a_household_pass_answer_as_the_reads_a_person_at_a_t
     # the pass works on arrays of person numbers (_PlaceView.affected, have_movers,
     # residents_of, current_row_array); each must answer what reading the engine's
     # dicts and clusters one person (or place) at a time answers
-    eng = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
-    agencies = population.batch.agency
-    for k in range(int(agencies.max()) + 1):
-        eng.update(population.batch.take(np.flatnonzero(agencies == k)), [])
+    *_, (_, eng) = _pushed(population)
     view, fresh = _PlaceView(eng), _PlaceView(eng)
     alive = eng.alive.tolist()
     places = np.unique(view.place[view.place >= 0])
