@@ -537,7 +537,7 @@ class LinkageService:
                 self._after_failure(received, started, exc, touched[0])
                 if isinstance(exc, LinkageError):
                     raise
-                if isinstance(exc, store.DATABASE_ERRORS):
+                if isinstance(exc, SQLAlchemyError):
                     raise StorageError(
                         f"extract {header.extract_id} not applied, database error: {exc}"
                     ) from exc

@@ -42,10 +42,6 @@ from service_common import (
 
 from ._errors import ConfigError, ConflictError, NotFound, StorageError
 
-# what a failed statement raises: SQLAlchemy's errors, and the drivers' own where
-# a bulk write talks to the driver directly (PostgreSQL's COPY)
-DATABASE_ERRORS: tuple[type[Exception], ...] = (SQLAlchemyError, psycopg.Error, sqlite3.Error)
-
 __all__ = [
     "VERSION_TABLE",
     "Agency",
@@ -400,15 +396,21 @@ def bulk_insert(
     driver as they are: dates as ISO text (what SQLAlchemy stores on SQLite;
     PostgreSQL's COPY parses it), booleans as ``bool``, binary as ``bytes`` or
     ``bytearray`` (which SQLite's driver binds without its adapter look-up).
+    A failure raises SQLAlchemy's error, as every other statement does (the COPY
+    talks to psycopg directly: its error is wrapped as SQLAlchemy would wrap it).
     """
     if not rows:
         return
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
         driver: Any = conn.connection.driver_connection
-        with driver.cursor() as cur, cur.copy(f"COPY {table.name} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
+        copying = f"COPY {table.name} ({names}) FROM STDIN"
+        try:
+            with driver.cursor() as cur, cur.copy(copying) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(copying, None, exc, psycopg.Error) from exc
         return
     one = "(" + ", ".join("?" for _ in columns) + ")"
     _sqlite_rows_a_statement(
