@@ -87,6 +87,7 @@ F64 = npt.NDArray[np.float64]
 _CHUNK = 1 << 18  # pairs scored at a time (bounded temporaries)
 K = TypeVar("K", bound=Hashable)
 _T = TypeVar("_T", bound=np.generic)
+_V = TypeVar("_V")
 EXACT_TYPES = ("nhs_number", "ni_number", "upn")  # checked identifiers (check digits)
 
 
@@ -948,8 +949,8 @@ class LinkageEngine:
         looks only at the links it made (:meth:`_join_places_by_links`). Returns
         the places that grew.
         """
-        placed = _padded(self.places.root_array(), self._n) >= 0
-        ok = (self.alive & self.has_addr & placed).tolist()
+        # (a pair with a row in no place is dropped by _join_places)
+        ok = (self.alive & self.has_addr).tolist()
         members, pid_root = self.persons.members, self.pid_root
         rows = [[r for r in members(pid_root[pid]) if ok[r]] for pid in pids]
         return self._join_places(*pairs_within(rows))
@@ -1355,9 +1356,7 @@ class LinkageEngine:
         rows = np.flatnonzero(np.isin(root_of, roots, kind="table"))
         rows = rows[np.argsort(root_of[rows], kind="stable")]
         flat = rows.tolist()
-        at = root_of[rows]
-        cuts = np.flatnonzero(np.r_[True, at[1:] != at[:-1], True]).tolist() if flat else [0]
-        groups = [flat[a:b] for a, b in itertools.pairwise(cuts)]
+        groups = _runs(root_of[rows], flat)
         groups_roots = roots.tolist()
         # (the groups' members' own ids are old ids to reconcile already: touched
         # adds those of persons who lost rows to removals and re-clustering)
@@ -1375,9 +1374,7 @@ class LinkageEngine:
         pid_root.update(zip(ids, groups_roots, strict=True))
         # each row's id, where it changed (or the row is new), all rows at once
         row_pid = self.row_pid
-        given = list(
-            itertools.chain.from_iterable(map(itertools.repeat, ids, np.diff(cuts).tolist()))
-        )
+        given = list(itertools.chain.from_iterable(map(itertools.repeat, ids, map(len, groups))))
         had = np.fromiter(map(row_pid.__getitem__, flat), dtype=object, count=len(flat))
         now = np.fromiter(given, dtype=object, count=len(given))
         change = np.flatnonzero((had != now) | (rows >= n_old)).tolist()
@@ -1580,6 +1577,15 @@ class LinkageEngine:
         return new
 
 
+def _runs(keys: I64, items: Sequence[_V]) -> list[list[_V]]:
+    """``items`` cut where ``keys`` (sorted, one per item) change: a list each run of
+    equal keys, in order."""
+    if not keys.size:
+        return []
+    cuts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1], True]).tolist()
+    return [list(items[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
 def _padded(roots: I64, n: int) -> I64:
     """``roots`` extended with -1 to ``n`` rows (rows after the last one a clustering holds)."""
     if roots.size >= n:
@@ -1763,9 +1769,7 @@ class _PlaceView:
         at = at[keep]
         order = np.argsort(at, kind="stable")
         members = [who[k] for k in keep[order].tolist()]
-        at = at[order]
-        cuts = np.flatnonzero(np.r_[True, at[1:] != at[:-1], True]).tolist() if at.size else [0]
-        return [sorted(members[a:b]) for a, b in itertools.pairwise(cuts)]
+        return [sorted(run) for run in _runs(at[order], members)]
 
     def families(self, households: Sequence[tuple[str, Sequence[str]]]) -> dict[str, bool]:
         """Whether each ``(household, its persons)`` is a family, all at once.
