@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import functools
 import hashlib
-import json
 import logging
 import marshal
 import multiprocessing
@@ -154,19 +154,16 @@ def b64(value: str, line: int, field: str) -> bytes:
     return raw
 
 
-# the JSON string of a str exactly as json.dumps writes it (ensure_ascii, C-accelerated)
-_quote = json.encoder.encode_basestring_ascii
-
-
 def _tokens_json(tokens: Mapping[Any, str]) -> str:
-    return "{" + ", ".join(f"{_quote(k)}: {_quote(tokens[k])}" for k in sorted(tokens)) + "}"
+    # names and values need no escape (the wire model's patterns: see content_digest)
+    return "{" + ", ".join([f'"{k}": "{tokens[k]}"' for k in sorted(tokens)]) + "}"
 
 
 def _scalar_json(value: str | int | None) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        return _quote(value)
+        return f'"{value}"'
     return int.__repr__(value)
 
 
@@ -176,14 +173,17 @@ def content_digest(record: TokenisedRecord) -> bytes:
     The digested bytes are ``json.dumps(record.model_dump(mode="json",
     exclude=...), sort_keys=True)``, written here field by field rather than
     through the model's serialiser (a third of the time checking a record took):
-    keys sorted, ``", "`` and ``": "`` between items, strings as ``json`` writes
-    them, indicator values (finite floats) as ``repr``. ``local_tokens`` counts
-    only when there are some, so a record without them has the digest it had
-    before the field existed (and is kept, not re-linked). The digests are
-    stored: a test holds this to the ``model_dump`` form for any record.
+    keys sorted, ``", "`` and ``": "`` between items, indicator values (finite
+    floats) as ``repr``, and every string between quotes as it is: the wire
+    model lets no string hold a character ``json`` would escape (base64, hex,
+    lower-case names, districts, age bands, sexes, enum values and ISO dates).
+    ``local_tokens`` counts only when there are some, so a record without them
+    has the digest it had before the field existed (and is kept, not
+    re-linked). The digests are stored: a test holds this to the ``model_dump``
+    form for any record.
     """
     indicators = ", ".join(
-        f'{{"date": "{i.date.isoformat()}", "type": {_quote(i.type.value)}, '
+        f'{{"date": "{i.date.isoformat()}", "type": "{i.type.value}", '
         f'"value": {float.__repr__(i.value)}}}'
         for i in record.indicators
     )
@@ -193,12 +193,12 @@ def content_digest(record: TokenisedRecord) -> bytes:
         f'"age": {_scalar_json(record.age)}, '
         f'"age_band": {_scalar_json(record.age_band)}, '
         f'"blocking_keys": {_tokens_json(record.blocking_keys)}, '
-        f'"clk": {_quote(record.clk)}, '
+        f'"clk": "{record.clk}", '
         f'"exact_tokens": {_tokens_json(record.exact_tokens)}, '
         f'"indicators": [{indicators}], '
         f"{local}"
         f'"postcode_district": {_scalar_json(record.postcode_district)}, '
-        f'"record_ref": {_quote(record.record_ref)}, '
+        f'"record_ref": "{record.record_ref}", '
         f'"sex": {_scalar_json(record.sex)}}}'
     )
     return hashlib.sha256(body.encode("ascii")).digest()
@@ -819,6 +819,20 @@ def _tokens(
         out[prefix + str(kind)] = raw_token
 
 
+@functools.lru_cache(maxsize=256)
+def _born_after(extract_date: dt.date, age: int | None, band: str | None) -> dt.date | None:
+    """The earliest date a record of ``age`` or ``band`` on ``extract_date`` is certainly
+    alive at (see :func:`_check_event_dates`); None when neither is known."""
+    span = age_span(age, band)
+    if span is None:
+        return None
+    years = span[1] + 1
+    try:
+        return extract_date.replace(year=extract_date.year - years)
+    except ValueError:  # 29 February
+        return extract_date.replace(year=extract_date.year - years, day=28)
+
+
 def _check_event_dates(rec: TokenisedRecord, extract_date: dt.date, line: int) -> None:
     """Refuse an indicator dated after the extract date, or before the person was born.
 
@@ -826,14 +840,7 @@ def _check_event_dates(rec: TokenisedRecord, extract_date: dt.date, line: int) -
     its band), so "before birth" means earlier than ``oldest + 1`` years before the
     extract date: certainly before birth, whatever the birthday.
     """
-    earliest = None
-    span = age_span(rec.age, rec.age_band)
-    if span is not None:
-        years = span[1] + 1
-        try:
-            earliest = extract_date.replace(year=extract_date.year - years)
-        except ValueError:  # 29 February
-            earliest = extract_date.replace(year=extract_date.year - years, day=28)
+    earliest = _born_after(extract_date, rec.age, rec.age_band)
     for k, ind in enumerate(rec.indicators):
         field = f"indicators.{k}.date"
         if ind.date > extract_date:
