@@ -17,6 +17,7 @@ Errors name the line and field; they never quote record content.
 from __future__ import annotations
 
 import binascii
+import contextlib
 import datetime as dt
 import functools
 import hashlib
@@ -28,8 +29,8 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -677,13 +678,59 @@ def _check_file(
     return part._replace(block=b"")
 
 
+def _serve_checks(conn: Connection) -> None:
+    """A verify worker's loop: check each part sent (:func:`_check_file`) and reply.
+
+    A reply is ``(True, part)``, or ``(False, what went wrong)`` when checking
+    failed for a reason other than its lines (whose faults are in the part).
+    ``None`` or a closed pipe ends it.
+    """
+    while True:
+        try:
+            task = conn.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        try:
+            reply: tuple[bool, Any] = (True, _check_file(*task))
+        except Exception as exc:  # noqa: BLE001 (any failure: the receiver checks the part)
+            reply = (False, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+
+
+class _Worker:
+    """One verify process and this end of its pipe."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_serve_checks, args=(child,), name="linkage-verify", daemon=True
+        )
+        self.process.start()
+        child.close()
+
+    def stop(self) -> None:
+        """Ask it to end, then make sure it has (a worker mid-part is killed)."""
+        with contextlib.suppress(OSError, ValueError):
+            self.conn.send(None)
+        self.process.join(timeout=2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
 class _Pending(NamedTuple):
-    """A part handed to a worker: its files and the future of what it found."""
+    """A part handed to a worker: its files and the worker checking it."""
 
     lines: Path
     staged: Path
-    future: Future[_Part] | None
-    pool: ProcessPoolExecutor | None  # the pool it went to (the one to drop if it failed)
+    worker: _Worker | None  # None: the pool could not take it (it is checked here)
 
 
 class VerifyPool:
@@ -693,11 +740,17 @@ class VerifyPool:
     content digest) takes one core; with a pool, a large chunk is checked on
     several at once (:meth:`ExtractReceiver._on_lines`). The processes start on
     first use, by ``spawn`` (a fresh interpreter, safe beside the server's
-    threads); a part's lines and staged fields pass through files in a private
+    threads). A part is sent to an idle worker over its own pipe by the
+    receiver's thread itself, so the worker starts at once: with a
+    ``ProcessPoolExecutor`` the hand-over went through the executor's own
+    threads, which had to win the interpreter lock from the receiver's thread,
+    busy checking its own part, and a worker often started only when that part
+    was done. A part's lines and staged fields pass through files in a private
     directory (under ``directory``: the staging directory), removed as soon as
-    they are read and with the directory at :meth:`close`. A worker that dies
-    costs time, never a check: its lines are checked by the receiver itself and
-    the pool is started again at the next use.
+    they are read and with the directory at :meth:`close`. When every worker is
+    busy (several uploads at once) the part is checked by the receiver. A worker
+    that fails or dies costs time, never a check: its lines are checked by the
+    receiver itself, and a dead worker is replaced at the next use.
     """
 
     def __init__(self, workers: int, directory: Path | str | None = None) -> None:
@@ -707,34 +760,41 @@ class VerifyPool:
         self._parent = directory
         self._dir: Path | None = None
         self._lock = threading.Lock()
-        self._pool: ProcessPoolExecutor | None = None
+        self._idle: list[_Worker] = []
+        self._running: set[_Worker] = set()  # started and not stopped, idle ones too
         self._closed = False
 
     def submit(
         self, data: bytes, first_line: int, shape: _Shape, extract_date: dt.date
     ) -> _Pending | None:
-        """Hand ``data`` to a worker (:func:`_check_file`); None if the pool cannot take it."""
+        """Hand ``data`` to an idle worker (:func:`_check_file`); None if none can take it."""
         with self._lock:
             if self._closed:
                 return None
             if self._dir is None:
                 self._dir = Path(tempfile.mkdtemp(prefix="linkage-verify-", dir=self._parent))
-            if self._pool is None:
-                context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
-            pool, where = self._pool, self._dir
+            where = self._dir
+            if self._idle:
+                worker: _Worker | None = self._idle.pop()
+            elif len(self._running) < self.workers:
+                worker = None  # a new one, started below (outside the lock)
+            else:
+                return None
+            if worker is None:
+                worker = _Worker()
+                self._running.add(worker)
         fd, name = tempfile.mkstemp(dir=where, suffix=".lines")
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
         lines = Path(name)
         staged = lines.with_suffix(".staged")
         try:
-            future = pool.submit(_check_file, name, str(staged), first_line, shape, extract_date)
-        except RuntimeError:  # broken (a worker died) or shut down
-            with self._lock:
-                self._drop(pool)
-            future = None
-        return _Pending(lines, staged, future, pool)
+            worker.conn.send((name, str(staged), first_line, shape, extract_date))
+        except (OSError, ValueError):  # it died (or the pool was closed meanwhile)
+            _logger.warning("verify worker gone; checking its lines here", exc_info=True)
+            self._discard(worker)
+            return _Pending(lines, staged, None)
+        return _Pending(lines, staged, worker)
 
     def result(
         self,
@@ -748,34 +808,48 @@ class VerifyPool:
         if pending is None:
             return _check_part(data, first_line, shape, extract_date)
         try:
-            if pending.future is not None:
-                try:
-                    part = pending.future.result()
+            if pending.worker is not None:
+                reply = self._reply(pending.worker)
+                if reply is not None and reply[0]:
+                    part: _Part = reply[1]
                     return part._replace(block=pending.staged.read_bytes())
-                except Exception:  # noqa: BLE001 (any failure of the pool, not of the lines)
-                    _logger.warning("verify worker failed; checking its lines here", exc_info=True)
-                    with self._lock:
-                        self._drop(pending.pool)  # not a pool started since
+                _logger.warning(
+                    "verify worker failed; checking its lines here: %s",
+                    "it died" if reply is None else reply[1],
+                )
             return _check_part(data, first_line, shape, extract_date)
         finally:
-            self.forget(pending)
+            pending.lines.unlink(missing_ok=True)
+            pending.staged.unlink(missing_ok=True)
 
-    @staticmethod
-    def forget(pending: _Pending | None) -> None:
-        """Drop a part whose result is not wanted (again: nothing), with its files."""
+    def forget(self, pending: _Pending | None) -> None:
+        """Drop a part whose result is not wanted, with its files (the worker's reply is
+        awaited first, so that it is idle again: at most the rest of one part)."""
         if pending is None:
             return
+        if pending.worker is not None:
+            self._reply(pending.worker)
         pending.lines.unlink(missing_ok=True)
         pending.staged.unlink(missing_ok=True)
-        future = pending.future
-        if future is not None and not future.cancel():
-            # running: its staged file may be written after this; it goes when it is
-            future.add_done_callback(lambda _f: pending.staged.unlink(missing_ok=True))
 
-    def _drop(self, pool: ProcessPoolExecutor | None) -> None:
-        if pool is not None and pool is self._pool:
-            self._pool = None
-            pool.shutdown(wait=False, cancel_futures=True)
+    def _reply(self, worker: _Worker) -> tuple[bool, Any] | None:
+        """The worker's reply to its part (it is idle again), or None if it died."""
+        try:
+            reply: tuple[bool, Any] = worker.conn.recv()
+        except (EOFError, OSError, ValueError):
+            self._discard(worker)
+            return None
+        with self._lock:
+            if self._closed or worker not in self._running:
+                worker.stop()  # close() came meanwhile: it stops here
+            else:
+                self._idle.append(worker)
+        return reply
+
+    def _discard(self, worker: _Worker) -> None:
+        with self._lock:
+            self._running.discard(worker)
+        worker.stop()
 
     @property
     def closed(self) -> bool:
@@ -783,13 +857,16 @@ class VerifyPool:
         return self._closed
 
     def close(self) -> None:
-        """Stop the workers and remove their files; later parts are checked by the receivers."""
+        """Stop the workers and remove their files; later parts are checked by the receivers.
+
+        A worker still checking a part stops when that part's reply is read."""
         with self._lock:
             self._closed = True
-            pool, self._pool = self._pool, None
+            idle, self._idle = self._idle, []
+            self._running.difference_update(idle)
             where, self._dir = self._dir, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        for worker in idle:
+            worker.stop()
         if where is not None:
             shutil.rmtree(where, ignore_errors=True)
 

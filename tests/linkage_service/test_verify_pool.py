@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator
-from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -125,29 +124,65 @@ def test_the_record_limit_falls_where_one_thread_would_find_it(
     assert _receive(svc, body, pool, 50_000, max_records=limit) == alone
 
 
-def test_a_failed_worker_costs_time_not_a_check(
+def test_a_failed_or_dead_worker_costs_time_not_a_check(
     make_service, school, rng, caplog, monkeypatch, tmp_path
 ):
     svc = make_service()
     good = build_extract(school, [make_record(rng) for _ in range(40)])
     bad = build_extract(school, _bad(rng, "clk", 33))
     alone = [_receive(svc, body, None, 50_000) for body in (good, bad)]
-    broken = VerifyPool(1, tmp_path)
     handed: list[_Pending] = []
 
-    def dead(data: bytes, *_args: Any) -> _Pending:
-        failed: Future[Any] = Future()
-        failed.set_exception(RuntimeError("worker died"))
-        lines = tmp_path / f"part{len(handed)}.lines"
-        lines.write_bytes(data)
-        handed.append(_Pending(lines, lines.with_suffix(".staged"), failed, None))
+    # a worker whose check fails for a reason other than the lines (here: no shape)
+    failing = VerifyPool(1, tmp_path)
+    submit = failing.submit
+
+    def without_shape(data: bytes, first: int, _shape: Any, date: Any) -> _Pending | None:
+        handed.append(submit(data, first, None, date))  # type: ignore[arg-type]
         return handed[-1]
 
-    monkeypatch.setattr(broken, "submit", dead)
+    monkeypatch.setattr(failing, "submit", without_shape)
     with caplog.at_level(logging.WARNING, logger="linkage_service.ingest"):
-        assert [_receive(svc, body, broken, 50_000) for body in (good, bad)] == alone
-    assert "verify worker failed" in caplog.text
-    assert handed and not any(h.lines.exists() for h in handed)  # its files are gone
+        assert [_receive(svc, body, failing, 50_000) for body in (good, bad)] == alone
+    assert "verify worker failed; checking its lines here: AttributeError" in caplog.text
+    failing.close()
+
+    # a worker that dies while it holds a part; the pool starts another for the next
+    caplog.clear()
+    dying = VerifyPool(1, tmp_path)
+    submit_dying = dying.submit
+    killed: list[int] = []
+
+    def then_killed(data: bytes, *args: Any) -> _Pending | None:
+        pending = submit_dying(data, *args)
+        assert pending is not None and pending.worker is not None
+        pending.worker.process.kill()
+        pending.worker.process.join()
+        killed.append(pending.worker.process.pid or 0)
+        handed.append(pending)
+        return pending
+
+    monkeypatch.setattr(dying, "submit", then_killed)
+    with caplog.at_level(logging.WARNING, logger="linkage_service.ingest"):
+        assert [_receive(svc, body, dying, 50_000) for body in (good, bad)] == alone
+    assert "verify worker failed; checking its lines here: it died" in caplog.text
+    assert len(set(killed)) == len(killed) > 1  # a new worker each time
+    dying.close()
+
+    # a worker found dead when a part is sent to it
+    caplog.clear()
+    gone = VerifyPool(1, tmp_path)
+    started = gone.submit(b"", 2, None, None)  # type: ignore[arg-type]
+    gone.result(started, b"", 2, None, None)  # type: ignore[arg-type]
+    (worker,) = gone._idle
+    worker.process.kill()
+    worker.process.join()
+    with caplog.at_level(logging.WARNING, logger="linkage_service.ingest"):
+        assert [_receive(svc, body, gone, 50_000) for body in (good, bad)] == alone
+    assert "verify worker gone; checking its lines here" in caplog.text
+    gone.close()
+
+    assert handed and not any(h.lines.exists() or h.staged.exists() for h in handed)
     # a closed pool takes nothing: the receiver checks every part itself
     closed = VerifyPool(1)
     closed.close()
