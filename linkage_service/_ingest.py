@@ -362,7 +362,8 @@ class ExtractReceiver:
         self._pending = raw
 
     def _on_lines(self, region: bytes) -> None:
-        """Complete lines after the header, checked in parts beside the pool's workers.
+        """Complete lines after the header, checked in parts: the first here, the others by
+        the pool's workers meanwhile; each part then taken in line order (:meth:`_take`).
 
         What the receiver finds is what :meth:`_on_line` line by line would: the
         same staged records in the same order, and on a bad line the same error
@@ -390,9 +391,10 @@ class ExtractReceiver:
             later.append((first + k, len(part), data, pending))
         read = 0  # parts whose result was read (result() forgets each)
         try:
-            for k, raw in enumerate(records[:size]):
-                self._on_record(raw, first + k)
-            self._flush_block()
+            own = b"".join(records[:size])
+            self._flush_block()  # records staged line by line before these come first
+            checked = _check_part(own, first, shape, header.extract_date)
+            self._take(first, min(size, len(records)), own, checked)
             for at, count, data, pending in later:
                 read += 1
                 found = pool.result(pending, data, at, shape, header.extract_date)
@@ -402,7 +404,8 @@ class ExtractReceiver:
                 pool.forget(pending)
 
     def _take(self, first: int, count: int, data: bytes, part: _Part) -> None:
-        """A worker's part (``count`` record lines from line ``first``), in line order."""
+        """A part checked by :func:`_check_part`, here or by a worker (``count`` record
+        lines from line ``first``), in line order."""
         self._records.update(data)
         over = None  # the line at which the count passes the limit
         if self._max_records is not None and self._count + count > self._max_records:
