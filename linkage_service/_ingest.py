@@ -784,7 +784,11 @@ class VerifyPool:
             else:
                 return None
             if worker is None:
-                worker = _Worker()
+                try:
+                    worker = _Worker()
+                except OSError:  # no process to be had (limits): checked here
+                    _logger.warning("cannot start a verify worker", exc_info=True)
+                    return None
                 self._running.add(worker)
         fd, name = tempfile.mkstemp(dir=where, suffix=".lines")
         with os.fdopen(fd, "wb") as fh:

@@ -189,6 +189,24 @@ def test_a_failed_or_dead_worker_costs_time_not_a_check(
     assert [_receive(svc, body, closed, 50_000) for body in (good, bad)] == alone
 
 
+def test_a_worker_that_cannot_start_costs_time_not_a_check(
+    make_service, school, rng, caplog, monkeypatch, tmp_path
+):
+    svc = make_service()
+    body = build_extract(school, _bad(rng, "clk", 33))
+    alone = _receive(svc, body, None, 50_000)
+
+    def no_process() -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr("linkage_service._ingest._Worker", no_process)
+    pool = VerifyPool(1, tmp_path)
+    with caplog.at_level(logging.WARNING, logger="linkage_service.ingest"):
+        assert _receive(svc, body, pool, 50_000) == alone
+    assert "cannot start a verify worker" in caplog.text
+    pool.close()
+
+
 def test_the_service_owns_its_pool_and_settings_size_it(make_service, school, rng, monkeypatch):
     svc = make_service(verify_workers=1)
     assert svc.verify_pool is not None and svc.verify_pool.workers == 1
