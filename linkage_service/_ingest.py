@@ -780,7 +780,7 @@ class VerifyPool:
             if self._idle:
                 worker: _Worker | None = self._idle.pop()
             elif len(self._running) < self.workers:
-                worker = None  # a new one, started below (outside the lock)
+                worker = None  # a new one, started just below
             else:
                 return None
             if worker is None:
