@@ -26,7 +26,6 @@ from itertools import chain
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
-import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection, Engine
@@ -403,6 +402,8 @@ def bulk_insert(
         return
     names = ", ".join(columns)
     if conn.dialect.name == "postgresql":
+        import psycopg  # loaded already (the connection is psycopg's); SQLite never needs it
+
         driver: Any = conn.connection.driver_connection
         copying = f"COPY {table.name} ({names}) FROM STDIN"
         try:
