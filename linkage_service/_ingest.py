@@ -28,7 +28,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -391,10 +391,10 @@ class ExtractReceiver:
             later.append((first + k, len(part), data, pending))
         read = 0  # parts whose result was read (result() forgets each)
         try:
-            own = b"".join(records[:size])
+            own = records[:size]
             self._flush_block()  # records staged line by line before these come first
-            checked = _check_part(own, first, shape, header.extract_date)
-            self._take(first, min(size, len(records)), own, checked)
+            checked = _check_lines(own, first, shape, header.extract_date)
+            self._take(first, len(own), b"".join(own), checked)
             for at, count, data, pending in later:
                 read += 1
                 found = pool.result(pending, data, at, shape, header.extract_date)
@@ -655,9 +655,16 @@ def _check_part(data: bytes, first_line: int, shape: _Shape, extract_date: dt.da
     Everything but what needs the lines before them (the record count, refs seen
     earlier, the records' digest): the receiver does those, in line order.
     """
+    return _check_lines(data.splitlines(keepends=True), first_line, shape, extract_date)
+
+
+def _check_lines(
+    lines: Sequence[bytes], first_line: int, shape: _Shape, extract_date: dt.date
+) -> _Part:
+    """:func:`_check_part` of lines already split."""
     rows: list[tuple[Any, ...]] = []
     refs = bytearray()
-    for line, raw in enumerate(data.splitlines(keepends=True), start=first_line):
+    for line, raw in enumerate(lines, start=first_line):
         try:
             rec = _parse_record(raw, line)
             # in before the line's other checks: a repeated ref is named first
@@ -734,6 +741,10 @@ class _Pending(NamedTuple):
     lines: Path
     staged: Path
     worker: _Worker | None  # None: the pool could not take it (it is checked here)
+
+    def remove_files(self) -> None:
+        self.lines.unlink(missing_ok=True)
+        self.staged.unlink(missing_ok=True)
 
 
 class VerifyPool:
@@ -826,8 +837,7 @@ class VerifyPool:
                 )
             return _check_part(data, first_line, shape, extract_date)
         finally:
-            pending.lines.unlink(missing_ok=True)
-            pending.staged.unlink(missing_ok=True)
+            pending.remove_files()
 
     def forget(self, pending: _Pending | None) -> None:
         """Drop a part whose result is not wanted, with its files (the worker's reply is
@@ -836,8 +846,7 @@ class VerifyPool:
             return
         if pending.worker is not None:
             self._reply(pending.worker)
-        pending.lines.unlink(missing_ok=True)
-        pending.staged.unlink(missing_ok=True)
+        pending.remove_files()
 
     def _reply(self, worker: _Worker) -> tuple[bool, Any] | None:
         """The worker's reply to its part (it is idle again), or None if it died."""
