@@ -48,6 +48,7 @@ from ._push import push_extract
 from ._rows import BadRowPolicy
 from ._schema_file import load_schema, write_schema
 from ._subject import IDENTITY_FIELDS, load_identity, subject_query
+from ._synthetic_names import SURNAME_SOURCES
 
 TOKEN_ENV = "AGENCY_CLIENT_TOKEN"
 
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--households", type=int, default=2000)
     g.add_argument("--seed", type=int, default=20261121)
     g.add_argument("--error-rate", type=float, default=1.0)
+    g.add_argument(
+        "--surnames",
+        choices=SURNAME_SOURCES,
+        default="lists",
+        help="long-tail: British surnames by published frequency, not only the fixed list",
+    )
     g.add_argument("--out", type=Path, required=True)
 
     q = sub.add_parser(
@@ -213,7 +220,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "generate":
         from ._demo import generate
 
-        generate(args.out, args.households, args.seed, args.error_rate, console)
+        generate(args.out, args.households, args.seed, args.error_rate, console, args.surnames)
     elif args.command == "push":
         _push(args, console)
     elif args.command == "demo":

@@ -35,7 +35,12 @@ from ._synthetic import GeneratedPopulation, PopulationConfig, generate_populati
 
 
 def generate(
-    out: Path, households: int, seed: int, error_rate: float, console: Console
+    out: Path,
+    households: int,
+    seed: int,
+    error_rate: float,
+    console: Console,
+    surnames: str = "lists",
 ) -> GeneratedPopulation:
     """Generate the synthetic population with a progress bar and a summary line."""
     from ._cli import progress_bar
@@ -44,7 +49,9 @@ def generate(
     with progress_bar(console) as bar:
         task = bar.add_task("generating households", total=households)
         pop = generate_population(
-            PopulationConfig(households=households, seed=seed, error_rate=error_rate),
+            PopulationConfig(
+                households=households, seed=seed, error_rate=error_rate, surnames=surnames
+            ),
             out,
             progress=lambda n: bar.advance(task, n),
         )

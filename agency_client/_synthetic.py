@@ -32,6 +32,7 @@ import datetime
 import functools
 import itertools
 import json
+import math
 import multiprocessing
 import operator
 import os
@@ -47,6 +48,7 @@ from protocols import IndicatorType, ProblemArea, open_private, private_dir
 
 from . import _synthetic_names as names
 from ._errors import AgencyClientError
+from ._synthetic_names import SURNAME_SOURCES
 
 __all__ = [
     "AGENCIES",
@@ -134,6 +136,12 @@ class PopulationConfig:
     seed: int = 20261121
     extract_date: datetime.date = datetime.date(2026, 11, 1)
     error_rate: float = 1.0  # scales all corruption probabilities; 0 = clean copies
+    # "lists": every surname from the fixed lists in _synthetic_names.py (a few
+    # hundred a background), as the tests and the demo use. "long-tail": British
+    # and Caribbean surnames follow published British surname frequencies down to
+    # about rank 40,000, past the list with made-up names, so a bigger population
+    # meets more distinct surnames, as a real one does (see _long_tail_surnames).
+    surnames: str = "lists"
 
 
 @dataclass(frozen=True)
@@ -555,7 +563,53 @@ def _forename(rng: random.Random, culture: str, sex: str, age: int, avoid: set[s
     return name
 
 
-def _surname(rng: random.Random, culture: str) -> str:
+_LONG_TAIL_CULTURES = frozenset({"british", "caribbean"})
+
+
+@functools.cache
+def _long_tail_surnames() -> _Pool:
+    """British surnames by published frequency, the list's names then made-up ones.
+
+    Rank r's weight is interpolated on log-log axes between the points of
+    ``BRITISH_SURNAME_FREQUENCY`` (past the last, its last slope goes on). Ranks
+    1 to ``len(BRITISH_SURNAMES)`` are the list's names in its order; later ranks
+    are made-up names from ``SURNAME_*_PARTS``, in a fixed shuffled order so
+    that how common a made-up name is has nothing to do with how it is spelt.
+    """
+    n = names
+    listed = tuple(dict.fromkeys(n.BRITISH_SURNAMES))
+    seen = set(listed)
+    made: list[str] = []
+    for first in n.SURNAME_FIRST_PARTS:
+        for middle in ("", *n.SURNAME_MIDDLE_PARTS):
+            for last in n.SURNAME_LAST_PARTS:
+                name = first + middle + last
+                if name not in seen:
+                    seen.add(name)
+                    made.append(name)
+    random.Random(20261207).shuffle(made)
+    items = listed + tuple(made)
+    points = n.BRITISH_SURNAME_FREQUENCY
+    weights = []
+    segment = 0
+    for rank in range(1, len(items) + 1):
+        while segment < len(points) - 2 and rank > points[segment + 1][0]:
+            segment += 1
+        (r0, f0), (r1, f1) = points[segment], points[segment + 1]
+        slope = math.log(f1 / f0) / math.log(r1 / r0)
+        weights.append(f0 * (rank / r0) ** slope)
+    total = sum(weights)
+    running = 0.0
+    cum = []
+    for w in weights:
+        running += w / total
+        cum.append(running)
+    return _Pool(items, tuple(cum))
+
+
+def _surname(rng: random.Random, culture: str, long_tail: bool = False) -> str:
+    if long_tail and culture in _LONG_TAIL_CULTURES:
+        return _long_tail_surnames().pick(rng)
     return _tables().surnames[culture].pick(rng)
 
 
@@ -663,6 +717,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
     t = _tables()
     hh_id = f"H{index + 1:07d}"
     culture = t.cultures.pick(rng)
+    draw_surname = functools.partial(_surname, rng, culture, config.surnames == "long-tail")
     # Neighbouring households share a street. Slots past the longest street are
     # never occupied now, so a previous address never collides with a current one.
     address, la_code = _address(seed, *_street_and_slot(seed, index))
@@ -686,7 +741,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
         members.append(p)
         return p
 
-    surname = _surname(rng, culture)
+    surname = draw_surname()
     u = rng.random()
     married = False
     if u < 0.56:
@@ -711,14 +766,14 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
                 "parent",
             )
             if lone_sex == "F" and rng.random() < 0.3:
-                parent.former = _feminine(_surname(rng, culture), culture)  # kept ex's name
+                parent.former = _feminine(draw_surname(), culture)  # kept ex's name
             parent.title = _title(parent, bool(parent.former), rng)
-            fathers_name = surname if rng.random() < 0.55 else _surname(rng, culture)
+            fathers_name = surname if rng.random() < 0.55 else draw_surname()
         else:
             father = add("M", max(18, mother_age + rng.randint(-3, 8)), surname, "parent")
             father.title = _title(father, True, rng)
             married = rng.random() < 0.65
-            maiden = _feminine(_surname(rng, culture), culture)
+            maiden = _feminine(draw_surname(), culture)
             if married and maiden != _feminine(surname, culture):
                 mother = add("F", mother_age, _feminine(surname, culture), "parent")
                 mother.former = maiden
@@ -733,7 +788,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
         if not single and not married and r < 0.15:
             child_name = members[1].family
         elif r > 0.96 and "-" not in child_name:
-            other = _surname(rng, culture)
+            other = draw_surname()
             if other != child_name:
                 child_name = f"{other}-{child_name}"
         twins_at = rng.randrange(1, n_children) if n_children >= 2 and rng.random() < 0.04 else -1
@@ -741,7 +796,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
             sex = "M" if rng.random() < 0.512 else "F"
             fam = child_name
             if single and ci > 0 and rng.random() < 0.15:
-                fam = _surname(rng, culture)  # half-sibling with another father's name
+                fam = draw_surname()  # half-sibling with another father's name
             if sex == "F":
                 fam = _feminine(fam, culture)
                 if fam == "Singh":
@@ -767,7 +822,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
         if rng.random() < 0.6:
             father = add("M", mother_age + rng.randint(-2, 6), surname, "parent")
             father.title = _title(father, False, rng)
-        mother = add("F", mother_age, _feminine(_surname(rng, culture), culture), "parent")
+        mother = add("F", mother_age, _feminine(draw_surname(), culture), "parent")
         mother.title = _title(mother, False, rng)
     elif u < 0.85:
         kind = "adults"
@@ -775,7 +830,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
         base_age = rng.randint(19, 64)
         for ai in range(n_adults):
             sex = "M" if rng.random() < 0.5 else "F"
-            fam = surname if ai == 0 or rng.random() < 0.5 else _surname(rng, culture)
+            fam = surname if ai == 0 or rng.random() < 0.5 else draw_surname()
             p = add(
                 sex,
                 max(19, min(80, base_age + rng.randint(-6, 6))),
@@ -798,7 +853,7 @@ def _make_household(config: PopulationConfig, index: int, rng: random.Random) ->
                 "adult",
             )
             if sex == "F" and n_adults == 2:
-                p.former = _feminine(_surname(rng, culture), culture)
+                p.former = _feminine(draw_surname(), culture)
             p.title = _title(p, bool(p.former), rng)
     for m in members:
         if m.former == m.family:
@@ -2111,6 +2166,10 @@ def generate_population(
         )
     if not 0.0 <= config.error_rate <= 20.0:
         raise AgencyClientError(f"error_rate must be between 0 and 20, got {config.error_rate}")
+    if config.surnames not in SURNAME_SOURCES:
+        raise AgencyClientError(
+            f"surnames must be one of {', '.join(SURNAME_SOURCES)}, got {config.surnames!r}"
+        )
     out_dir = Path(out_dir)
     truth_dir = out_dir / "truth"
     try:

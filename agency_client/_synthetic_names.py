@@ -547,3 +547,46 @@ ACCENT_FOLD = str.maketrans(
         "ă": "a",
     }
 )
+
+# PopulationConfig.surnames: the fixed lists only, or British surnames by frequency
+SURNAME_SOURCES = ("lists", "long-tail")
+
+# British surnames' published frequencies, as (rank, bearers per million) points
+# between which a rank's frequency is interpolated on log-log axes. Rank 1 is
+# Smith at about 1.2% of the 1996 electoral register; the others are the
+# surname profiler's figures for Allen, Burton, Giles, Hallam, Lewin, Handy,
+# Strain, Tidball and Came, as quoted at http://www.ing.iac.es/~crb/ftr/names.html
+# (the leading names' table: http://homepages.newnet.co.uk/dance/webpjd/offstats/comtable.htm).
+# Real names thin out past the last point; the generator's open tail stops at
+# the last made-up name (below), about rank 40,000.
+BRITISH_SURNAME_FREQUENCY = (
+    (1, 12000.0),
+    (49, 2082.0),
+    (128, 942.0),
+    (390, 420.0),
+    (788, 206.0),
+    (1942, 86.0),
+    (3680, 38.0),
+    (5799, 22.0),
+    (11886, 9.0),
+    (16554, 5.0),
+)
+
+# Parts of made-up English-looking surnames (place-name and trade shapes) for the
+# open tail past BRITISH_SURNAMES: first part + last part, or first + middle + last.
+SURNAME_FIRST_PARTS = tuple(
+    """
+    Ash Brad Whit Hol Lang Thorn Brook Hart Stan Bur Cal Mar Ken Win Har Red Black
+    Fair Gil Hal Ing Kirk Lind Mel Nor Ox Pen Ram Shel Stock Tre Wal Wey Ald Bel Cran
+    Dun Ed Frank Gar Hay Hun Kel Lock Mor Pax Rad Saw Tal Wes Yar Bram Chad Dar Elm Fen
+    Gold Hump Lay Pil Quar Rook Sud Tut
+    """.split()
+)
+SURNAME_MIDDLE_PARTS = tuple("er ing el an en ow ell ers ald ock il am ith ut ick om".split())
+SURNAME_LAST_PARTS = tuple(
+    """
+    ley ton ford field worth by ham well wood man more ridge stone dale son croft hurst
+    combe den thorpe wick stead burn gate shaw cott low land sey bury brook hill mead
+    house way lock gill ey ard ings
+    """.split()
+)

@@ -109,6 +109,12 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="also link in-process and compare")
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
+    ap.add_argument(
+        "--surnames",
+        choices=("lists", "long-tail"),
+        default="lists",
+        help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
+    )
     args = ap.parse_args()
 
     from evaluation._harness import load_population, release_free_memory
@@ -120,6 +126,8 @@ def main() -> int:
         f"LocalCluster of {args.workers} worker processes x 1 thread, "
         f"memory_limit {args.memory_limit}"
     )
+    suffix = "" if args.surnames == "lists" else f"-{args.surnames}"
+    print(f"surnames: {args.surnames}")
     rows: list[tuple[int, float]] = []
     for records in args.records:
         households = max(int(records / 5.19), 100)
@@ -127,9 +135,10 @@ def main() -> int:
         pop = load_population(
             households,
             args.seed,
-            args.cache / f"linkage-{records}-{args.seed}",
+            args.cache / f"linkage-{records}-{args.seed}{suffix}",
             workers=os.cpu_count() or 1,
             truth=False,  # the check compares with the in-process engine, not the truth
+            surnames=args.surnames,
         )
         n = len(pop.batch)
         print(f"population: {n:,} records (ready in {time.perf_counter() - t0:.0f}s)")

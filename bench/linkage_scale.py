@@ -76,6 +76,12 @@ def main() -> int:
     ap.add_argument("--changed", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
+    ap.add_argument(
+        "--surnames",
+        choices=("lists", "long-tail"),
+        default="lists",
+        help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
+    )
     ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
     args = ap.parse_args()
 
@@ -89,9 +95,19 @@ def main() -> int:
     cache = args.cache / f"linkage-{args.records}-{args.seed}"
     if args.schema is not None:
         cache = cache.with_name(f"{cache.name}-{schema.fingerprint()[:12]}")
+    if args.surnames != "lists":
+        cache = cache.with_name(f"{cache.name}-{args.surnames}")
+        print(f"surnames: {args.surnames}")
     print(f"schema: {schema.name} ({schema.fingerprint()[:16]}...)")
     t0 = time.perf_counter()
-    pop = load_population(households, args.seed, cache, workers=os.cpu_count() or 1, schema=schema)
+    pop = load_population(
+        households,
+        args.seed,
+        cache,
+        workers=os.cpu_count() or 1,
+        schema=schema,
+        surnames=args.surnames,
+    )
     n = len(pop.batch)
     print(
         f"population: {n:,} records from {len(pop.agencies)} agencies "

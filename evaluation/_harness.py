@@ -361,6 +361,7 @@ def load_population(
     schema: LinkageSchema | None = None,
     secret_seed: int | None = None,
     truth: bool = True,
+    surnames: str = "lists",
 ) -> Population:
     """Generate, encode (as each agency would) and load a population with its truth.
 
@@ -368,18 +369,22 @@ def load_population(
     the order of each extract's records (:func:`fixed_order`): the same figures
     every run. ``truth=False`` leaves the truth out (its fields empty): at ten
     million records its labels take more memory than the encodings.
+    ``surnames`` is :class:`PopulationConfig`'s: ``"long-tail"`` draws British
+    surnames by their published frequencies rather than from the fixed list.
     """
     from agency_client import load_agency_key, record_ref
     from agency_client._synthetic import PopulationConfig, generate_population
     from protocols import default_schema
 
     work = workdir or Path(tempfile.mkdtemp(prefix="linkage-eval-"))
-    config = PopulationConfig(households=households, seed=seed)
+    config = PopulationConfig(households=households, seed=seed, surnames=surnames)
     marker = work / "population-done.json"
     schema = schema or default_schema()
     wanted: dict[str, object] = {"households": households, "seed": seed}
     if secret_seed is not None:
         wanted["secret_seed"] = secret_seed
+    if surnames != "lists":
+        wanted["surnames"] = surnames
     # a cache is for one schema: the default's too, which changes between versions
     wanted["schema"] = schema.fingerprint()
     reuse = marker.exists() and json.loads(marker.read_text()) == wanted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import random
 import re
 from collections import Counter, defaultdict
@@ -22,12 +23,19 @@ from agency_client._synthetic import (
     GeneratedPopulation,
     PopulationConfig,
     _corrupt_postcode,
+    _long_tail_surnames,
     _typo,
     generate_population,
     nhs_check_digit,
     upn_check_letter,
 )
-from agency_client._synthetic_names import COUNCILS, CP1252_FOLD, NICKNAMES
+from agency_client._synthetic_names import (
+    BRITISH_SURNAME_FREQUENCY,
+    BRITISH_SURNAMES,
+    COUNCILS,
+    CP1252_FOLD,
+    NICKNAMES,
+)
 from protocols import INDICATOR_INFO, IndicatorType
 
 EXTRACT = PopulationConfig().extract_date
@@ -186,6 +194,50 @@ def test_invalid_config_is_refused(tmp_path: Path) -> None:
         generate_population(PopulationConfig(households=0), tmp_path)
     with pytest.raises(AgencyClientError, match="error_rate"):
         generate_population(PopulationConfig(error_rate=-1.0), tmp_path)
+    with pytest.raises(AgencyClientError, match="surnames must be one of lists, long-tail"):
+        generate_population(PopulationConfig(surnames="long"), tmp_path)
+
+
+# ----------------------------------------------------------------- long-tail surnames
+def test_long_tail_pool_follows_the_published_frequencies() -> None:
+    pool = _long_tail_surnames()
+    listed = tuple(dict.fromkeys(BRITISH_SURNAMES))
+    assert pool.items[: len(listed)] == listed
+    made = pool.items[len(listed) :]
+    assert len(set(pool.items)) == len(pool.items) > 40_000
+    assert all(re.fullmatch(r"[A-Z][a-z]+", name) for name in made)
+    share = [pool.cum[0]] + [b - a for a, b in itertools.pairwise(pool.cum)]
+    assert pool.cum[-1] == pytest.approx(1.0)
+    assert share[0] == pytest.approx(0.0117, abs=0.0005)  # Smith: about 1.2%
+    # between two published points the ratio of shares is the ratio of frequencies
+    (r0, f0), (r1, f1) = BRITISH_SURNAME_FREQUENCY[1], BRITISH_SURNAME_FREQUENCY[3]
+    assert share[r0 - 1] / share[r1 - 1] == pytest.approx(f0 / f1, rel=1e-6)
+    assert all(a >= b for a, b in itertools.pairwise(share))
+    assert 0.40 < pool.cum[len(listed) - 1] < 0.48  # the list's names: under half of people
+
+
+def test_long_tail_population_meets_more_surnames_the_bigger_it_grows(tmp_path: Path) -> None:
+    def surnames(config: PopulationConfig, name: str) -> Counter[str]:
+        pop = generate_population(config, tmp_path / name)
+        return Counter(p["family_name"] for p in truth(pop, "persons"))
+
+    small = surnames(PopulationConfig(households=300, surnames="long-tail"), "small")
+    big = surnames(PopulationConfig(households=3000, surnames="long-tail"), "big")
+    listed = surnames(PopulationConfig(households=3000), "listed")
+    made_up = set(_long_tail_surnames().items) - set(BRITISH_SURNAMES)
+    # about 56% of British and Caribbean persons (75% of persons) carry a made-up name
+    share = sum(n for s, n in big.items() if s in made_up) / big.total()
+    assert 0.3 < share < 0.5
+    assert not made_up & set(listed)
+    assert len(big) > 2.5 * len(listed)
+    assert len(big) > 4 * len(small)
+
+
+def test_long_tail_output_is_the_same_whatever_the_worker_count(tmp_path: Path) -> None:
+    config = PopulationConfig(households=2100, seed=5, surnames="long-tail")
+    generate_population(config, tmp_path / "a", workers=1)
+    generate_population(config, tmp_path / "b", workers=2)
+    assert all_files(tmp_path / "a") == all_files(tmp_path / "b")
 
 
 # ----------------------------------------------------------------- atomic output
