@@ -110,6 +110,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
     ap.add_argument(
+        "--lsh-bits",
+        type=int,
+        default=None,
+        help="bits per person LSH band (EngineConfig.lsh_bits; default: the shipped one)",
+    )
+    ap.add_argument(
         "--surnames",
         choices=("lists", "long-tail"),
         default="lists",
@@ -119,7 +125,11 @@ def main() -> int:
 
     from evaluation._harness import load_population, release_free_memory
     from linkage_service._distributed import DaskPairs
-    from linkage_service._engine import LinkageEngine
+    from linkage_service._engine import EngineConfig, LinkageEngine
+
+    config = EngineConfig() if args.lsh_bits is None else EngineConfig(lsh_bits=args.lsh_bits)
+    if args.lsh_bits is not None:
+        print(f"lsh_bits: {config.lsh_bits}")
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; "
@@ -147,7 +157,7 @@ def main() -> int:
             memory_limit=args.memory_limit,
             partitions=args.partitions or None,
         ) as pairs:
-            engine = LinkageEngine(pairs=pairs)
+            engine = LinkageEngine(config, pairs=pairs)
             cpu_before = pairs.client.run(time.process_time)
             t0, c0 = time.perf_counter(), time.process_time()
             with MemoryWatch() as memory:
@@ -180,7 +190,7 @@ def main() -> int:
         if args.check:
             t0 = time.perf_counter()
             c0 = time.process_time()
-            here = LinkageEngine().update(pop.batch, [])
+            here = LinkageEngine(config).update(pop.batch, [])
             hs = here.stats
             same_persons = _partition(here.person_of) == _partition(delta.person_of)
             same_households = _partition(

@@ -77,6 +77,12 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
     ap.add_argument(
+        "--lsh-bits",
+        type=int,
+        default=None,
+        help="bits per person LSH band (EngineConfig.lsh_bits; default: the shipped one)",
+    )
+    ap.add_argument(
         "--surnames",
         choices=("lists", "long-tail"),
         default="lists",
@@ -87,7 +93,11 @@ def main() -> int:
 
     from agency_client import load_schema
     from evaluation._harness import load_population, pair_scores
-    from linkage_service._engine import LinkageEngine
+    from linkage_service._engine import EngineConfig, LinkageEngine
+
+    config = EngineConfig() if args.lsh_bits is None else EngineConfig(lsh_bits=args.lsh_bits)
+    if args.lsh_bits is not None:
+        print(f"lsh_bits: {config.lsh_bits}")
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)
@@ -116,7 +126,7 @@ def main() -> int:
     )
 
     # (b) from scratch
-    engine = LinkageEngine()
+    engine = LinkageEngine(config)
     t0 = time.perf_counter()
     delta = engine.update(pop.batch, [])
     link_s = time.perf_counter() - t0
@@ -147,7 +157,7 @@ def main() -> int:
     added, base = batch.take(held), batch.take(rest)
     del batch
     with PeakSampler() as window:
-        engine = LinkageEngine()
+        engine = LinkageEngine(config)
         engine.update(base, [])
         del base
         t0 = time.perf_counter()

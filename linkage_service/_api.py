@@ -140,9 +140,11 @@ def create_app(
             app.state.attestation_key = load_attestation_key(settings.attestation_key_file)
         pairs = None
         factory = engine_factory
-        if settings.dask_scheduler and engine_factory is default_engine_factory:
-            pairs = await run_in_threadpool(open_dask, settings)
-            factory = dask_engine_factory(pairs)
+        if engine_factory is default_engine_factory:
+            if settings.dask_scheduler:
+                pairs = await run_in_threadpool(open_dask, settings)
+            if pairs is not None or settings.lsh_bits is not None:
+                factory = dask_engine_factory(pairs, settings.lsh_bits)
         sql = store.open_engine(settings.database_url)
         # SQLite: an apply's pages are copied from the log into the file on a thread
         # of their own, not on the apply's (the agency's answer need not wait for it)

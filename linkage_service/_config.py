@@ -105,6 +105,10 @@ class Settings(BaseModel):
     # workers of a remote cluster are bounded where they are started
     dask_memory_limit: str = "auto"
     dask_partitions: int = Field(default=0, ge=0, le=100_000)  # row ranges; 0: 2 per thread
+    # Bits per person LSH band (EngineConfig.lsh_bits); None: the engine's default.
+    # Unrelated records meet by chance about bands * records / 2**bits times each,
+    # so beyond a few million records one more bit halves that work (docs/scale.md).
+    lsh_bits: int | None = Field(default=None, ge=16, le=40)
     host: str = "127.0.0.1"
     port: int = Field(default=8700, ge=1, le=65535)
 

@@ -190,9 +190,10 @@ def default_engine_factory(
     return dask_engine_factory(None)(batch, person_of, household_of)
 
 
-def dask_engine_factory(pairs: object | None) -> EngineFactory:
+def dask_engine_factory(pairs: object | None, lsh_bits: int | None = None) -> EngineFactory:
     """:func:`default_engine_factory` running blocking and scoring on ``pairs``
-    (a :class:`linkage_service._distributed.DaskPairs`; None: in this process)."""
+    (a :class:`linkage_service._distributed.DaskPairs`; None: in this process),
+    with ``lsh_bits`` bits per person LSH band (None: the engine's default)."""
 
     def make(
         batch: RecordBatch, person_of: dict[int, str], household_of: dict[str, str]
@@ -201,8 +202,11 @@ def dask_engine_factory(pairs: object | None) -> EngineFactory:
             module: Any = importlib.import_module("linkage_service._engine")
         except ImportError as exc:
             raise ConfigError(f"the linkage engine is not available: {exc}") from exc
+        config = module.EngineConfig()
+        if lsh_bits is not None:
+            config = module.EngineConfig(lsh_bits=lsh_bits)
         engine: LinkEngine = module.LinkageEngine.from_state(
-            batch, person_of, household_of, module.EngineConfig(), pairs=pairs
+            batch, person_of, household_of, config, pairs=pairs
         )
         return engine
 

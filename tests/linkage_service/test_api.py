@@ -551,3 +551,17 @@ async def test_the_lifespan_sizes_the_verify_pool_and_stops_it(tmp_path):
     app = create_app(_settings(tmp_path, verify_workers=0), engine_factory=FakeEngine)
     async for _c in _client(app):
         assert app.state.service.verify_pool is None
+
+
+async def test_lsh_bits_setting_reaches_the_engine(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    from linkage_service._engine import EngineConfig
+
+    for bits, want in ((None, EngineConfig().lsh_bits), (25, 25)):
+        (tmp_path / str(bits)).mkdir()
+        app = create_app(_settings(tmp_path / str(bits), lsh_bits=bits))
+        async with app.router.lifespan_context(app):  # builds the engine from the store
+            assert app.state.service._engine.config.lsh_bits == want
+    with pytest.raises(ValidationError, match="lsh_bits"):
+        Settings(token_file=tmp_path / "t", lsh_bits=8)
