@@ -139,7 +139,7 @@ class PopulationConfig:
     # "lists": every surname from the fixed lists in _synthetic_names.py (a few
     # hundred a background), as the tests and the demo use. "long-tail": British
     # and Caribbean surnames follow published British surname frequencies down to
-    # about rank 40,000, past the list with made-up names, so a bigger population
+    # about rank 44,000, past the list with made-up names, so a bigger population
     # meets more distinct surnames, as a real one does (see _long_tail_surnames).
     surnames: str = "lists"
 

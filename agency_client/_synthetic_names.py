@@ -558,7 +558,7 @@ SURNAME_SOURCES = ("lists", "long-tail")
 # Strain, Tidball and Came, as quoted at http://www.ing.iac.es/~crb/ftr/names.html
 # (the leading names' table: http://homepages.newnet.co.uk/dance/webpjd/offstats/comtable.htm).
 # Real names thin out past the last point; the generator's open tail stops at
-# the last made-up name (below), about rank 40,000.
+# the last made-up name (below), about rank 44,000.
 BRITISH_SURNAME_FREQUENCY = (
     (1, 12000.0),
     (49, 2082.0),

@@ -18,6 +18,8 @@ figures, and the growth line compares their sum.
 
     .venv/bin/python bench/dask_scale.py --records 1000000 3000000 10000000
     .venv/bin/python bench/dask_scale.py --records 200000 --check
+    .venv/bin/python bench/dask_scale.py --lsh-bits 25   # wider person bands (docs/scale.md)
+    .venv/bin/python bench/dask_scale.py --records 1000000 3000000 --surnames long-tail
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from agency_client._synthetic_names import SURNAME_SOURCES
 
 if TYPE_CHECKING:
     from linkage_service._engine import Delta
@@ -117,7 +121,7 @@ def main() -> int:
     )
     ap.add_argument(
         "--surnames",
-        choices=("lists", "long-tail"),
+        choices=SURNAME_SOURCES,
         default="lists",
         help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
     )

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from agency_client._synthetic_names import SURNAME_SOURCES
+
 
 def rss_mib() -> float:
     """Current resident memory of this process (MiB)."""
@@ -84,7 +86,7 @@ def main() -> int:
     )
     ap.add_argument(
         "--surnames",
-        choices=("lists", "long-tail"),
+        choices=SURNAME_SOURCES,
         default="lists",
         help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
     )
