@@ -278,14 +278,7 @@ class _Pool:
 def _zipf_pool(items: Sequence[str], exponent: float, offset: float = 0.0) -> _Pool:
     """Rank-frequency weights 1 / (rank + offset) ** exponent (Zipf-Mandelbrot)."""
     unique = tuple(dict.fromkeys(items))
-    weights = [1.0 / (rank + 1 + offset) ** exponent for rank in range(len(unique))]
-    total = sum(weights)
-    running = 0.0
-    cum = []
-    for w in weights:
-        running += w / total
-        cum.append(running)
-    return _Pool(unique, tuple(cum))
+    return _weighted_pool([(s, 1.0 / (r + 1 + offset) ** exponent) for r, s in enumerate(unique)])
 
 
 def _weighted_pool(pairs: Sequence[tuple[str, float]]) -> _Pool:
@@ -598,13 +591,7 @@ def _long_tail_surnames() -> _Pool:
         (r0, f0), (r1, f1) = points[segment], points[segment + 1]
         slope = math.log(f1 / f0) / math.log(r1 / r0)
         weights.append(f0 * (rank / r0) ** slope)
-    total = sum(weights)
-    running = 0.0
-    cum = []
-    for w in weights:
-        running += w / total
-        cum.append(running)
-    return _Pool(items, tuple(cum))
+    return _weighted_pool(list(zip(items, weights, strict=True)))
 
 
 def _surname(rng: random.Random, culture: str, long_tail: bool = False) -> str:

@@ -35,8 +35,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agency_client._synthetic_names import SURNAME_SOURCES
-
 if TYPE_CHECKING:
     from linkage_service._engine import Delta
 
@@ -113,27 +111,20 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="also link in-process and compare")
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
-    ap.add_argument(
-        "--lsh-bits",
-        type=int,
-        default=None,
-        help="bits per person LSH band (EngineConfig.lsh_bits; default: the shipped one)",
+    from evaluation._harness import (
+        add_scale_options,
+        load_population,
+        release_free_memory,
+        scale_engine_config,
     )
-    ap.add_argument(
-        "--surnames",
-        choices=SURNAME_SOURCES,
-        default="lists",
-        help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
-    )
+
+    add_scale_options(ap)
     args = ap.parse_args()
 
-    from evaluation._harness import load_population, release_free_memory
     from linkage_service._distributed import DaskPairs
-    from linkage_service._engine import EngineConfig, LinkageEngine
+    from linkage_service._engine import LinkageEngine
 
-    config = EngineConfig() if args.lsh_bits is None else EngineConfig(lsh_bits=args.lsh_bits)
-    if args.lsh_bits is not None:
-        print(f"lsh_bits: {config.lsh_bits}")
+    config = scale_engine_config(args)
 
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}; "

@@ -31,8 +31,6 @@ from pathlib import Path
 
 import numpy as np
 
-from agency_client._synthetic_names import SURNAME_SOURCES
-
 
 def rss_mib() -> float:
     """Current resident memory of this process (MiB)."""
@@ -78,28 +76,21 @@ def main() -> int:
     ap.add_argument("--changed", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=20261121)
     ap.add_argument("--cache", type=Path, default=Path(__file__).parent / "out")
-    ap.add_argument(
-        "--lsh-bits",
-        type=int,
-        default=None,
-        help="bits per person LSH band (EngineConfig.lsh_bits; default: the shipped one)",
-    )
-    ap.add_argument(
-        "--surnames",
-        choices=SURNAME_SOURCES,
-        default="lists",
-        help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
-    )
     ap.add_argument("--schema", type=Path, help="a linkage schema file (default: the shipped one)")
+    from evaluation._harness import (
+        add_scale_options,
+        load_population,
+        pair_scores,
+        scale_engine_config,
+    )
+
+    add_scale_options(ap)
     args = ap.parse_args()
 
     from agency_client import load_schema
-    from evaluation._harness import load_population, pair_scores
-    from linkage_service._engine import EngineConfig, LinkageEngine
+    from linkage_service._engine import LinkageEngine
 
-    config = EngineConfig() if args.lsh_bits is None else EngineConfig(lsh_bits=args.lsh_bits)
-    if args.lsh_bits is not None:
-        print(f"lsh_bits: {config.lsh_bits}")
+    config = scale_engine_config(args)
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)

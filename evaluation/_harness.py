@@ -14,6 +14,7 @@ predicted and true labels (no pair enumeration).
 
 from __future__ import annotations
 
+import argparse
 import base64
 import csv
 import ctypes
@@ -26,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -42,6 +43,9 @@ from linkage_service._batch import (
     pack_filters,
 )
 from protocols import LinkageSchema, age_span
+
+if TYPE_CHECKING:
+    from linkage_service._engine import EngineConfig
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -455,6 +459,34 @@ def load_population(
     del batches
     release_free_memory()
     return population
+
+
+def add_scale_options(parser: argparse.ArgumentParser) -> None:
+    """``--lsh-bits`` and ``--surnames``, as the scale benches take them."""
+    from agency_client._synthetic_names import SURNAME_SOURCES
+
+    parser.add_argument(
+        "--lsh-bits",
+        type=int,
+        default=None,
+        help="bits per person LSH band (EngineConfig.lsh_bits; default: the shipped one)",
+    )
+    parser.add_argument(
+        "--surnames",
+        choices=SURNAME_SOURCES,
+        default="lists",
+        help="long-tail: British surnames by published frequency (PopulationConfig.surnames)",
+    )
+
+
+def scale_engine_config(args: argparse.Namespace) -> EngineConfig:
+    """The engine configuration ``--lsh-bits`` asks for; says so when it is not the default."""
+    from linkage_service._engine import EngineConfig
+
+    if args.lsh_bits is None:
+        return EngineConfig()
+    print(f"lsh_bits: {args.lsh_bits}")
+    return EngineConfig(lsh_bits=args.lsh_bits)
 
 
 def release_free_memory() -> None:
