@@ -68,7 +68,7 @@ __all__ = [
     "EngineFactory",
     "LinkEngine",
     "LinkageService",
-    "dask_engine_factory",
+    "configured_engine_factory",
     "default_engine_factory",
 ]
 
@@ -187,13 +187,13 @@ def default_engine_factory(
     batch: RecordBatch, person_of: dict[int, str], household_of: dict[str, str]
 ) -> LinkEngine:
     """``linkage_service._engine.LinkageEngine.from_state`` with its default config."""
-    return dask_engine_factory(None)(batch, person_of, household_of)
+    return configured_engine_factory(None)(batch, person_of, household_of)
 
 
-def dask_engine_factory(pairs: object | None, lsh_bits: int | None = None) -> EngineFactory:
-    """:func:`default_engine_factory` running blocking and scoring on ``pairs``
-    (a :class:`linkage_service._distributed.DaskPairs`; None: in this process),
-    with ``lsh_bits`` bits per person LSH band (None: the engine's default)."""
+def configured_engine_factory(pairs: object | None, lsh_bits: int | None = None) -> EngineFactory:
+    """:func:`default_engine_factory` as the settings configure it: blocking and
+    scoring on ``pairs`` (a :class:`linkage_service._distributed.DaskPairs`; None:
+    in this process), ``lsh_bits`` bits per person LSH band (None: the engine's default)."""
 
     def make(
         batch: RecordBatch, person_of: dict[int, str], household_of: dict[str, str]

@@ -15,7 +15,7 @@ from linkage_service._api import open_dask
 from linkage_service._config import Settings
 from linkage_service._distributed import DaskPairs, _block_task
 from linkage_service._engine import Delta, LinkageEngine
-from linkage_service._service import dask_engine_factory
+from linkage_service._service import configured_engine_factory
 from protocols import ExportPerson
 
 from ._engine_helpers import counter_ids, load_relink_remove, population
@@ -114,7 +114,7 @@ def test_the_service_on_dask_stores_what_it_stores_in_process(
     pop = load_population(120, seed=5, workdir=tmp_path / "pop")
     here = ingest_population(pop, f"sqlite:///{tmp_path / 'here.db'}")
     there = ingest_population(
-        pop, f"sqlite:///{tmp_path / 'there.db'}", dask_engine_factory(dask_pairs)
+        pop, f"sqlite:///{tmp_path / 'there.db'}", configured_engine_factory(dask_pairs)
     )
     try:
         assert _grouping(here) == _grouping(there)
