@@ -114,6 +114,7 @@ def main() -> int:
     from evaluation._harness import (
         add_scale_options,
         load_population,
+        population_dir,
         release_free_memory,
         scale_engine_config,
     )
@@ -131,7 +132,6 @@ def main() -> int:
         f"LocalCluster of {args.workers} worker processes x 1 thread, "
         f"memory_limit {args.memory_limit}"
     )
-    suffix = "" if args.surnames == "lists" else f"-{args.surnames}"
     print(f"surnames: {args.surnames}")
     rows: list[tuple[int, float]] = []
     for records in args.records:
@@ -140,7 +140,7 @@ def main() -> int:
         pop = load_population(
             households,
             args.seed,
-            args.cache / f"linkage-{records}-{args.seed}{suffix}",
+            population_dir(args.cache, records, args.seed, args.surnames),
             workers=os.cpu_count() or 1,
             truth=False,  # the check compares with the in-process engine, not the truth
             surnames=args.surnames,

@@ -330,14 +330,14 @@ def main() -> int:
     )
     args = ap.parse_args()
 
-    from evaluation._harness import load_population
+    from evaluation._harness import load_population, population_dir
     from evaluation._scratch_db import scratch_postgres
 
     t0 = time.perf_counter()
     pop = load_population(
         max(int(args.records / 5.19), 100),
         args.seed,
-        args.cache / f"linkage-{args.records}-{args.seed}",
+        population_dir(args.cache, args.records, args.seed),
         workers=os.cpu_count() or 1,
     )
     print(

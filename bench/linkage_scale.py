@@ -81,6 +81,7 @@ def main() -> int:
         add_scale_options,
         load_population,
         pair_scores,
+        population_dir,
         scale_engine_config,
     )
 
@@ -95,12 +96,10 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     households = max(int(args.records / 5.19), 100)
     schema = load_schema(args.schema)
-    cache = args.cache / f"linkage-{args.records}-{args.seed}"
+    cache = population_dir(args.cache, args.records, args.seed, args.surnames)
     if args.schema is not None:
         cache = cache.with_name(f"{cache.name}-{schema.fingerprint()[:12]}")
-    if args.surnames != "lists":
-        cache = cache.with_name(f"{cache.name}-{args.surnames}")
-        print(f"surnames: {args.surnames}")
+    print(f"surnames: {args.surnames}")
     print(f"schema: {schema.name} ({schema.fingerprint()[:16]}...)")
     t0 = time.perf_counter()
     pop = load_population(

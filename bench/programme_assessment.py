@@ -171,7 +171,7 @@ def main() -> int:
     from nacl.signing import SigningKey
 
     from agency_client._synthetic import PopulationConfig
-    from evaluation._harness import load_population
+    from evaluation._harness import load_population, population_dir
     from linkage_service import _store as store
     from linkage_service.programme._assessment import list_families, run_cycle, set_status
     from linkage_service.programme._claims import create_claims
@@ -184,7 +184,7 @@ def main() -> int:
     pop = load_population(
         households,
         args.seed,
-        args.cache / f"linkage-{args.records}-{args.seed}",
+        population_dir(args.cache, args.records, args.seed),
         workers=os.cpu_count() or 1,
     )
     print(f"population: {len(pop.batch):,} records ({time.perf_counter() - t0:.0f} s, cached)")

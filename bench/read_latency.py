@@ -110,13 +110,13 @@ def main() -> int:
     ap.add_argument("--databases", default="sqlite,postgresql")
     args = ap.parse_args()
 
-    from evaluation._harness import load_population
+    from evaluation._harness import load_population, population_dir
     from evaluation._scratch_db import scratch_postgres
 
     pop = load_population(
         max(int(args.records / 5.19), 100),
         args.seed,
-        args.cache / f"linkage-{args.records}-{args.seed}",
+        population_dir(args.cache, args.records, args.seed),
         workers=os.cpu_count() or 1,
     )
     with tempfile.TemporaryDirectory(prefix="read-latency-") as tmp:

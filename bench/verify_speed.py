@@ -42,14 +42,14 @@ def main() -> int:
     args = ap.parse_args()
 
     from agency_client import load_schema
-    from evaluation._harness import load_population
+    from evaluation._harness import load_population, population_dir
     from linkage_service import _store as store
     from linkage_service._ingest import ExtractReceiver, VerifyPool
 
     sys.path.insert(0, str(Path(__file__).parent))
     from ingest_speed import _register
 
-    cache = args.cache / f"linkage-{args.records}-{args.seed}"
+    cache = population_dir(args.cache, args.records, args.seed)
     pop = load_population(
         max(int(args.records / 5.19), 100), args.seed, cache, workers=os.cpu_count() or 1
     )

@@ -461,6 +461,13 @@ def load_population(
     return population
 
 
+def population_dir(cache: Path, records: int, seed: int, surnames: str = "lists") -> Path:
+    """Where the benches cache the population of about ``records`` records (see
+    :func:`load_population`), one directory for each surname source."""
+    name = f"linkage-{records}-{seed}"
+    return cache / (name if surnames == "lists" else f"{name}-{surnames}")
+
+
 def add_scale_options(parser: argparse.ArgumentParser) -> None:
     """``--lsh-bits`` and ``--surnames``, as the scale benches take them."""
     from agency_client._synthetic_names import SURNAME_SOURCES
