@@ -143,8 +143,7 @@ def create_app(
         if engine_factory is default_engine_factory:
             if settings.dask_scheduler:
                 pairs = await run_in_threadpool(open_dask, settings)
-            if pairs is not None or settings.lsh_bits is not None:
-                factory = configured_engine_factory(pairs, settings.lsh_bits)
+            factory = configured_engine_factory(pairs, settings.lsh_bits)
         sql = store.open_engine(settings.database_url)
         # SQLite: an apply's pages are copied from the log into the file on a thread
         # of their own, not on the apply's (the agency's answer need not wait for it)
