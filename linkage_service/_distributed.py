@@ -11,11 +11,17 @@ by default, any scheduler by address). The plan of one update:
    ``partitions`` ranges of ``i`` (row ranges, so code ranges);
 2. *deduplication*: one task per range gathers that range's piece of every key
    and keeps each code once: distinct within a range is distinct overall;
-3. *estimation* (when the model is due): one task per range counts comparison
-   patterns; the driver sums the histograms and runs EM as before;
+3. *estimation* (when the model is due): one task per range computes the
+   comparison pattern of each of its codes (two bytes a pair, kept on the
+   worker beside the codes) and another counts them; the driver sums the
+   histograms and runs EM as before;
 4. *scoring*: one task per range scores its codes against the record features
-   (sent once to each worker) and returns only the pairs at or above the review
-   floor.
+   and returns only the pairs at or above the review floor, filtering by the
+   patterns kept at estimation when it has them (each pair compared once, as the
+   in-process engine does).
+
+The record features go to each worker once an update (:meth:`DaskPairs.send`),
+not once a stage.
 
 The driver concatenates the ranges in order, which is the code order the
 in-process engine produces, then clusters, names and groups into households
@@ -43,8 +49,8 @@ import numpy.typing as npt
 from . import _kernel as kernel
 from ._blocking import U64, BlockSpec, block_codes, decode_pairs, sorted_distinct
 from ._errors import EngineError
-from ._matchmodel import MatchModel
-from ._scoring import Features, PairScores, _concat, pattern_counts, score_pairs_above
+from ._matchmodel import PATTERNS, MatchModel
+from ._scoring import Features, PairScores, _concat, pattern_array, score_pairs_above
 
 __all__ = ["BlockSpec", "Candidates", "DaskPairs", "DistributedError"]
 
@@ -69,6 +75,8 @@ class Candidates:
     parts: list[Any]  # distributed.Future of an I64 of sorted distinct codes
     size: int
     n: int
+    # distributed.Future of each part's int16 comparison patterns, once counted
+    patterns: list[Any] | None = None
 
 
 # ---------------------------------------------------------------- task bodies (run on workers)
@@ -124,14 +132,23 @@ def _merge_task(*pieces: I64) -> I64:
     return sorted_distinct(np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64))
 
 
-def _counts_task(f: Features, codes: I64, n: int) -> F64:
-    return pattern_counts(f, codes, n)
+def _patterns_task(f: Features, codes: I64, n: int) -> npt.NDArray[np.int16]:
+    return pattern_array(f, codes, n)
+
+
+def _counts_task(patterns: npt.NDArray[np.int16]) -> F64:
+    return np.bincount(patterns, minlength=PATTERNS).astype(np.float64)
 
 
 def _score_task(
-    f: Features, codes: I64, n: int, model: MatchModel, floor: float
+    f: Features,
+    codes: I64,
+    n: int,
+    model: MatchModel,
+    floor: float,
+    patterns: npt.NDArray[np.int16] | None,
 ) -> tuple[I64, I64, PairScores]:
-    return score_pairs_above(f, codes, n, model, floor)
+    return score_pairs_above(f, codes, n, model, floor, patterns=patterns)
 
 
 def _dice_task(addr: U64, codes: I64, n: int, threshold: float) -> tuple[I64, I64, F64]:
@@ -281,24 +298,41 @@ class DaskPairs:
         del keyed, pieces, flags
         return Candidates(merged, int(sum(sizes)), n)
 
-    def pattern_counts(self, c: Candidates, f: Features) -> F64:
-        """Histogram of comparison patterns over every candidate (summed over ranges)."""
+    def send(self, f: Features) -> Any:
+        """``f`` copied to every worker, for the stages of one update that take features.
+
+        At 10M records the features are over a gigabyte: sent once a stage, the
+        second copy alone held the driver 17 s while the workers waited.
+        """
+        return self.client.scatter(f, broadcast=True, hash=False)
+
+    def pattern_counts(self, c: Candidates, sent: Any) -> F64:
+        """Histogram of comparison patterns over every candidate (summed over ranges).
+
+        ``sent``: the features as :meth:`send` returned them. The patterns stay on
+        the workers with ``c`` (``c.patterns``), for :meth:`score_above`.
+        """
         client = self.client
-        ff = client.scatter(f, broadcast=True, hash=False)
-        counts = self._gather(
-            [client.submit(_counts_task, ff, p, c.n, pure=False) for p in c.parts]
-        )
+        c.patterns = [client.submit(_patterns_task, sent, p, c.n, pure=False) for p in c.parts]
+        counts = self._gather([client.submit(_counts_task, p, pure=False) for p in c.patterns])
         total: F64 = np.sum(counts, axis=0)
         return total
 
     def score_above(
-        self, c: Candidates, f: Features, model: MatchModel, floor: float
+        self, c: Candidates, sent: Any, model: MatchModel, floor: float
     ) -> tuple[I64, I64, PairScores]:
-        """The candidates scoring at least ``floor``, in code order (as the in-process engine)."""
+        """The candidates scoring at least ``floor``, in code order (as the in-process engine).
+
+        ``sent``: the features as :meth:`send` returned them. Filters by the patterns
+        :meth:`pattern_counts` left on the workers when ``c`` has them.
+        """
         client = self.client
-        ff = client.scatter(f, broadcast=True, hash=False)
+        patterns = c.patterns or [None] * len(c.parts)
         got = self._gather(
-            [client.submit(_score_task, ff, p, c.n, model, floor, pure=False) for p in c.parts]
+            [
+                client.submit(_score_task, sent, p, c.n, model, floor, q, pure=False)
+                for p, q in zip(c.parts, patterns, strict=True)
+            ]
         )
         return (
             np.concatenate([g[0] for g in got]),

@@ -1114,6 +1114,7 @@ class LinkageEngine:
         cfg, width = self.config, max(self._n, 1)
         held = pairs.candidates(self._person_blocks(), is_new, self.alive, width)
         t2 = time.perf_counter()
+        sent = pairs.send(f)  # once for the estimation's counts and the scoring
         relink = False
         if self._estimation_due():
             held_before = n_old > 0 and bool(self.pid_root)
@@ -1122,13 +1123,15 @@ class LinkageEngine:
                 if held_before
                 else held
             )
-            accepted = self._estimate(f, pairs.pattern_counts(every, f), delta)
+            # the patterns counted stay with ``every``: scored from them if it is held
+            accepted = self._estimate(f, pairs.pattern_counts(every, sent), delta)
             if accepted and held_before:
                 relink, held = True, every
                 self._relink_all(touched_pids, f_rows)
             del every
         floor = min(cfg.review_threshold, cfg.match_threshold)
-        i, j, s = pairs.score_above(held, f, self._model(), floor)
+        i, j, s = pairs.score_above(held, sent, self._model(), floor)
+        del sent
         return i, j, s, held.size, relink, t2
 
     def _relink_all(self, touched_pids: set[str], f_rows: set[int]) -> None:

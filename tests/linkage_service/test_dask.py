@@ -147,3 +147,25 @@ def test_hash_shares_of_a_key_make_exactly_its_pairs() -> None:
         assert np.array_equal(np.sort(got), whole[p])  # each pair in one share only
     assert sum(s[p].size for s in shares for p in range(3)) == sum(w.size for w in whole)
     assert min(sum(s[p].size for p in range(3)) for s in shares) > 0
+
+
+def test_scoring_from_the_kept_patterns_equals_scoring_afresh(
+    population: Population, dask_pairs: DaskPairs
+) -> None:
+    # the estimation's patterns stay on the workers with their candidates and the
+    # scoring filters by them; a candidate set never counted is compared afresh
+    eng = LinkageEngine(pairs=dask_pairs)
+    eng.update(population.batch, [])
+    f, n = eng._features(), eng._n
+    sent = dask_pairs.send(f)
+    counted = dask_pairs.candidates(eng._person_blocks(), eng.alive, eng.alive, n)
+    fresh = dask_pairs.candidates(eng._person_blocks(), eng.alive, eng.alive, n)
+    counts = dask_pairs.pattern_counts(counted, sent)
+    assert counted.patterns is not None and fresh.patterns is None
+    assert counts.sum() == counted.size > 0
+    model, floor = eng._model(), 0.05
+    kept = dask_pairs.score_above(counted, sent, model, floor)
+    afresh = dask_pairs.score_above(fresh, sent, model, floor)
+    assert kept[0].size > 0
+    assert np.array_equal(kept[0], afresh[0]) and np.array_equal(kept[1], afresh[1])
+    assert np.array_equal(kept[2].score, afresh[2].score)
