@@ -21,7 +21,8 @@ by default, any scheduler by address). The plan of one update:
    in-process engine does).
 
 The record features go to each worker once an update (:meth:`DaskPairs.send`),
-not once a stage.
+not once a stage: the estimation, the scoring and the places' address
+comparisons (:meth:`DaskPairs.dice_above`) all read that copy.
 
 The driver concatenates the ranges in order, which is the code order the
 in-process engine produces, then clusters, names and groups into households
@@ -151,7 +152,8 @@ def _score_task(
     return score_pairs_above(f, codes, n, model, floor, patterns=patterns)
 
 
-def _dice_task(addr: U64, codes: I64, n: int, threshold: float) -> tuple[I64, I64, F64]:
+def _dice_task(f: Features, codes: I64, n: int, threshold: float) -> tuple[I64, I64, F64]:
+    addr = f.addr
     ei: list[I64] = []
     ej: list[I64] = []
     ed: list[F64] = []
@@ -340,12 +342,14 @@ class DaskPairs:
             _concat([g[2] for g in got]),
         )
 
-    def dice_above(self, c: Candidates, addr: U64, threshold: float) -> tuple[I64, I64, F64]:
-        """The candidates whose address filters' Dice is at least ``threshold``, in code order."""
+    def dice_above(self, c: Candidates, sent: Any, threshold: float) -> tuple[I64, I64, F64]:
+        """The candidates whose address filters' Dice is at least ``threshold``, in code order.
+
+        ``sent``: the features as :meth:`send` returned them (the update's, already there).
+        """
         client = self.client
-        fa = client.scatter(addr, broadcast=True, hash=False)
         got = self._gather(
-            [client.submit(_dice_task, fa, p, c.n, threshold, pure=False) for p in c.parts]
+            [client.submit(_dice_task, sent, p, c.n, threshold, pure=False) for p in c.parts]
         )
         return (
             np.concatenate([g[0] for g in got]),

@@ -884,9 +884,15 @@ class LinkageEngine:
         rows = clusters.remove(root)
         return [r for r in rows if self.alive[r]]
 
-    def _link_places(self, is_new: npt.NDArray[np.bool_]) -> tuple[set[int], int, float]:
+    def _link_places(
+        self, is_new: npt.NDArray[np.bool_], sent: Any = None
+    ) -> tuple[set[int], int, float]:
         """Add new addressed rows to places and merge; returns (affected roots,
-        candidates, seconds taken)."""
+        candidates, seconds taken).
+
+        ``sent``: on Dask, the features already on the workers (:meth:`DaskPairs.send`),
+        whose address filters the places compare; None sends them.
+        """
         t0 = time.perf_counter()
         cfg = self.config
         new_rows = np.flatnonzero(is_new & self.has_addr & self.alive)
@@ -913,7 +919,9 @@ class LinkageEngine:
         if self.pairs is not None:
             held = self.pairs.candidates(specs(), is_new, live, width)
             n_codes = held.size
-            i, j, d = self.pairs.dice_above(held, self.addr, cfg.address_threshold)
+            if sent is None:
+                sent = self.pairs.send(self._features())
+            i, j, d = self.pairs.dice_above(held, sent, cfg.address_threshold)
             del held
             ei, ej, ed = [i], [j], [d]
         else:
@@ -1109,8 +1117,9 @@ class LinkageEngine:
         delta: Delta,
         touched_pids: set[str],
         f_rows: set[int],
-    ) -> tuple[I64, I64, PairScores, int, bool, float]:
-        """:meth:`_pairs_here` as Dask tasks (:mod:`._distributed`); the same answer."""
+    ) -> tuple[I64, I64, PairScores, int, bool, float, Any]:
+        """:meth:`_pairs_here` as Dask tasks (:mod:`._distributed`); the same answer, and
+        the features as sent to the workers (for the places)."""
         cfg, width = self.config, max(self._n, 1)
         held = pairs.candidates(self._person_blocks(), is_new, self.alive, width)
         t2 = time.perf_counter()
@@ -1131,8 +1140,7 @@ class LinkageEngine:
             del every
         floor = min(cfg.review_threshold, cfg.match_threshold)
         i, j, s = pairs.score_above(held, sent, self._model(), floor)
-        del sent
-        return i, j, s, held.size, relink, t2
+        return i, j, s, held.size, relink, t2, sent
 
     def _relink_all(self, touched_pids: set[str], f_rows: set[int]) -> None:
         """Forget every person: each live row alone, to be clustered again."""
@@ -1248,8 +1256,9 @@ class LinkageEngine:
         t1 = time.perf_counter()
         self._band_orders = {}  # alive and the bands stand still from here to the places
         f = self._features()
+        sent = None  # on Dask, the features on the workers, for the places too
         if self.pairs is not None:
-            i, j, s, n_candidates, relink, t2 = self._pairs_on_dask(
+            i, j, s, n_candidates, relink, t2, sent = self._pairs_on_dask(
                 self.pairs, f, is_new, n_old, delta, touched_pids, f_rows
             )
         else:
@@ -1266,12 +1275,13 @@ class LinkageEngine:
             self.places = Clusters()
             self.chosen_row.clear()
         with ThreadPoolExecutor(1, thread_name_prefix="places") as pool:
-            placing = pool.submit(self._link_places, self.alive.copy() if relink else is_new)
+            placing = pool.submit(self._link_places, self.alive.copy() if relink else is_new, sent)
             m, refused, link_now = self._cluster_persons(f, i, j, s, f_rows)
             t4 = time.perf_counter()
             changed_pids = self._name_persons(f_rows, touched_pids, n_old, delta)
             t5 = time.perf_counter()
         new_place_roots, addr_candidates, seconds_places = placing.result()
+        del sent
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
         place_roots |= new_place_roots
         pending = (changed_pids | followers | self._unplaced) & self.pid_root.keys()
