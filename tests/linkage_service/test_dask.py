@@ -13,7 +13,7 @@ from evaluation._harness import Population, ingest_population, load_population
 from linkage_service import _export as export_
 from linkage_service._api import open_dask
 from linkage_service._config import Settings
-from linkage_service._distributed import DaskPairs, _block_task
+from linkage_service._distributed import DaskPairs, _block_task, _bounds, _cut
 from linkage_service._engine import Delta, LinkageEngine
 from linkage_service._service import configured_engine_factory
 from protocols import ExportPerson
@@ -142,9 +142,13 @@ def test_hash_shares_of_a_key_make_exactly_its_pairs() -> None:
     whole = _block_task(key, within, 6, is_new, alive, n, 3)
     shares = [_block_task(key, within, 6, is_new, alive, n, 3, h, 5) for h in range(5)]
     assert all(s.size for s in whole)
+    assert np.unique(np.concatenate(whole)).size == sum(w.size for w in whole)  # each once
+    bounds = _bounds(n, 3)
     for p in range(3):
+        # row range p is codes bounds[p] <= c < bounds[p + 1]
+        assert ((whole[p] >= bounds[p]) & (whole[p] < bounds[p + 1])).all()
         got = np.concatenate([s[p] for s in shares])
-        assert np.array_equal(np.sort(got), whole[p])  # each pair in one share only
+        assert np.array_equal(np.sort(got), np.sort(whole[p]))  # each pair in one share only
     assert sum(s[p].size for s in shares for p in range(3)) == sum(w.size for w in whole)
     assert min(sum(s[p].size for p in range(3)) for s in shares) > 0
 
@@ -169,3 +173,16 @@ def test_scoring_from_the_kept_patterns_equals_scoring_afresh(
     assert kept[0].size > 0
     assert np.array_equal(kept[0], afresh[0]) and np.array_equal(kept[1], afresh[1])
     assert np.array_equal(kept[2].score, afresh[2].score)
+
+
+@pytest.mark.parametrize("ranges", [1, 3, 40])
+def test_cut_files_each_code_under_its_row_range(ranges: int) -> None:
+    # fewer than 16 ranges by masks, more by a stable sort of the range numbers
+    n = 1000
+    codes = np.random.default_rng(ranges).integers(0, n * n, 20_000)
+    bounds = _bounds(n, ranges)
+    parts = _cut(codes, bounds[1:-1])
+    assert len(parts) == ranges
+    for p, part in enumerate(parts):
+        assert ((part >= bounds[p]) & (part < bounds[p + 1])).all()
+        assert np.array_equal(part, codes[(codes >= bounds[p]) & (codes < bounds[p + 1])])
