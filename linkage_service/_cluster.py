@@ -183,8 +183,21 @@ def _edges(i: I64, j: I64, score: F64) -> tuple[I64, I64, I64, npt.NDArray[np.bo
     they are applied in (strongest first, ties by rows) and a refusal flag each."""
     i = np.ascontiguousarray(i, dtype=np.int64)
     j = np.ascontiguousarray(j, dtype=np.int64)
-    order = np.lexsort((j, i, -score)).astype(np.int64, copy=False)
-    return i, j, order, np.zeros(i.shape[0], dtype=np.bool_)
+    if _in_row_order(i, j):
+        # scored pairs come in code order, (i, j) sorted: a stable sort by score
+        # alone keeps them so within a score, a quarter of lexsort's time
+        order = np.argsort(-score, kind="stable")
+    else:
+        order = np.lexsort((j, i, -score))
+    return i, j, order.astype(np.int64, copy=False), np.zeros(i.shape[0], dtype=np.bool_)
+
+
+def _in_row_order(i: I64, j: I64) -> bool:
+    """Whether the pairs (i, j) are sorted by i, then j."""
+    if i.size < 2:
+        return True
+    di = i[1:] - i[:-1]
+    return bool(((di > 0) | ((di == 0) & (j[1:] >= j[:-1]))).all())
 
 
 def agglomerate(

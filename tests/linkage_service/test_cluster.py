@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from linkage_service import _kernel_ref
 from linkage_service._cluster import (
     Clusters,
+    _edges,
+    _in_row_order,
     agglomerate,
     agglomerate_by_dice,
     agglomerate_reference,
@@ -514,3 +516,18 @@ def test_disjoint_groups_agglomerate_in_one_pass_as_one_pass_each(
     for r in range(24):
         assert at_once.find(r) == each.find(r)
         assert at_once.members(at_once.find(r)) == each.members(each.find(r))
+
+
+@pytest.mark.parametrize("sort_rows", [True, False])
+def test_edges_are_applied_strongest_first_then_by_rows(sort_rows: bool) -> None:
+    # pairs in code order take the stable sort by score alone; others, lexsort
+    rng = np.random.default_rng(7)
+    i = rng.integers(0, 50, 5000)
+    j = rng.integers(0, 50, 5000)
+    score = rng.integers(0, 8, 5000) / 8.0  # many ties
+    if sort_rows:
+        by_rows = np.lexsort((j, i))
+        i, j, score = i[by_rows], j[by_rows], score[by_rows]
+    assert _in_row_order(i, j) is sort_rows
+    _, _, order, _ = _edges(i, j, score)
+    assert np.array_equal(order, np.lexsort((j, i, -score)))
