@@ -35,6 +35,9 @@ __all__ = [
     "block_order",
     "block_pairs",
     "decode_pairs",
+    "distinct",
+    "distinct_inverse",
+    "distinct_rows",
     "lsh_signatures",
     "sorted_distinct",
     "threaded_map",
@@ -201,6 +204,36 @@ def sorted_distinct(codes: I64) -> I64:
         np.not_equal(codes[1:], codes[:-1], out=keep[1:])
         codes = codes[keep]
     return codes
+
+
+def distinct(values: I64) -> I64:
+    """``np.unique(values)`` of integers, by sorting a copy.
+
+    numpy 2.3 and later find unique integers with a hash table, then sort them:
+    ten times slower than a sort (10M row numbers: 7.7 s against 0.65 s here).
+    """
+    return sorted_distinct(np.array(values, dtype=np.int64))
+
+
+def distinct_inverse(values: I64) -> tuple[I64, I64]:
+    """``np.unique(values, return_inverse=True)`` of integers, by sorting (see :func:`distinct`)."""
+    values = np.asarray(values, dtype=np.int64)
+    order = np.argsort(values)
+    ordered = values[order]
+    first = np.empty(ordered.size, dtype=np.bool_)
+    first[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(values.size, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def distinct_rows(rows: I64, n: int) -> I64:
+    """``np.unique(rows)`` of row numbers ``0 <= row < n``: a pass over a table of ``n``
+    flags rather than a sort."""
+    seen = np.zeros(n, dtype=np.bool_)
+    seen[rows] = True
+    return np.flatnonzero(seen)
 
 
 def decode_pairs(codes: I64, n: int) -> tuple[I64, I64]:

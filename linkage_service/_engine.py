@@ -58,6 +58,9 @@ from ._blocking import (
     block_codes,
     block_order,
     decode_pairs,
+    distinct,
+    distinct_inverse,
+    distinct_rows,
     lsh_signatures,
     threaded_map,
     unique_codes,
@@ -943,7 +946,7 @@ class LinkageEngine:
                 self.addr,
                 cfg.address_nonmatch_threshold,
             )
-        affected = set(np.unique(self.places.roots_of(new_rows)).tolist())
+        affected = set(distinct_rows(self.places.roots_of(new_rows), self._n).tolist())
         return affected, n_codes, time.perf_counter() - t0
 
     def _join_places_by_person(self, pids: Iterable[str]) -> set[int]:
@@ -1172,11 +1175,11 @@ class LinkageEngine:
         delta = Delta()
         t_start = time.perf_counter()
         added_ids = added.ids.astype(np.int64)
-        if np.unique(added_ids).size != added_ids.size:
+        if distinct(added_ids).size != added_ids.size:
             raise ValueError("the added batch holds a record id twice")
         # a record re-sent unchanged is a no-op; a changed one is replaced
         keep = np.ones(len(added), dtype=np.bool_)
-        retire = np.unique(np.asarray([int(x) for x in removed], dtype=np.int64))
+        retire = distinct(np.asarray([int(x) for x in removed], dtype=np.int64))
         rows_in = self._alive_rows_of(added_ids)
         ks = np.flatnonzero((rows_in >= 0) & ~np.isin(added_ids, retire))
         replace = np.zeros(0, dtype=np.int64)
@@ -1364,7 +1367,7 @@ class LinkageEngine:
         the changes in ``delta`` and returns the ids given."""
         rows_in = np.fromiter(f_rows, dtype=np.int64, count=len(f_rows))
         root_of = self.persons.root_array()
-        roots = np.unique(root_of[rows_in])
+        roots = distinct_rows(root_of[rows_in], root_of.size)
         # every row of those persons, person by person (by root), each in row order
         rows = np.flatnonzero(np.isin(root_of, roots, kind="table"))
         rows = rows[np.argsort(root_of[rows], kind="stable")]
@@ -1671,7 +1674,7 @@ class _PlaceView:
         if not roots.size:
             return np.zeros(0, dtype=np.int64)
         e = self._e
-        uniq, inv = np.unique(roots, return_inverse=True)
+        uniq, inv = distinct_inverse(roots)
         rows = self._rows_of_roots(uniq)
         who = np.searchsorted(uniq, self._person[rows])
         place = self.place[rows]
@@ -1763,7 +1766,7 @@ class _PlaceView:
         based = base[who]
         here = self.place[at]
         moved = (based >= 0) & (self.place[np.maximum(based, 0)] != here)
-        with_mover = np.unique(here[moved])
+        with_mover = distinct(here[moved])
         for root in with_mover.tolist():
             self._mover[root] = True
         return np.isin(places, with_mover)
@@ -1798,7 +1801,7 @@ class _PlaceView:
         roots = np.fromiter(
             map(e.pid_root.get, pids, itertools.repeat(-1)), dtype=np.int64, count=len(pids)
         )
-        uniq, inv = np.unique(roots, return_inverse=True)
+        uniq, inv = distinct_inverse(roots)
         rows = self._rows_of_roots(uniq)
         who = np.searchsorted(uniq, self._person[rows])
         flag = dependents_or_expectants(
