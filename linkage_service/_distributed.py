@@ -50,8 +50,15 @@ import numpy.typing as npt
 from . import _kernel as kernel
 from ._blocking import U64, BlockSpec, block_codes, decode_pairs, sorted_distinct
 from ._errors import EngineError
-from ._matchmodel import PATTERNS, MatchModel
-from ._scoring import Features, PairScores, _concat, pattern_array, score_pairs_above
+from ._matchmodel import MatchModel
+from ._scoring import (
+    Features,
+    PairScores,
+    _concat,
+    pattern_array,
+    pattern_histogram,
+    score_pairs_above,
+)
 
 __all__ = ["BlockSpec", "Candidates", "DaskPairs", "DistributedError"]
 
@@ -153,10 +160,6 @@ def _patterns_task(f: Features, codes: I64, n: int) -> npt.NDArray[np.int16]:
     return pattern_array(f, codes, n)
 
 
-def _counts_task(patterns: npt.NDArray[np.int16]) -> F64:
-    return np.bincount(patterns, minlength=PATTERNS).astype(np.float64)
-
-
 def _score_task(
     f: Features,
     codes: I64,
@@ -168,8 +171,10 @@ def _score_task(
     return score_pairs_above(f, codes, n, model, floor, patterns=patterns)
 
 
-def _dice_task(f: Features, codes: I64, n: int, threshold: float) -> tuple[I64, I64, F64]:
-    addr = f.addr
+def _dice_task(
+    filters: Features | U64, codes: I64, n: int, threshold: float
+) -> tuple[I64, I64, F64]:
+    addr = filters.addr if isinstance(filters, Features) else filters
     ei: list[I64] = []
     ej: list[I64] = []
     ed: list[F64] = []
@@ -316,8 +321,9 @@ class DaskPairs:
         del keyed, pieces, flags
         return Candidates(merged, int(sum(sizes)), n)
 
-    def send(self, f: Features) -> Any:
-        """``f`` copied to every worker, for the stages of one update that take features.
+    def send(self, f: Features | U64) -> Any:
+        """``f`` copied to every worker, for the stages of one update that take features
+        (or, for :meth:`dice_above` alone, the address filters).
 
         At 10M records the features are over a gigabyte: sent once a stage, the
         second copy alone held the driver 17 s while the workers waited.
@@ -332,7 +338,7 @@ class DaskPairs:
         """
         client = self.client
         c.patterns = [client.submit(_patterns_task, sent, p, c.n, pure=False) for p in c.parts]
-        counts = self._gather([client.submit(_counts_task, p, pure=False) for p in c.patterns])
+        counts = self._gather([client.submit(pattern_histogram, p, pure=False) for p in c.patterns])
         total: F64 = np.sum(counts, axis=0)
         return total
 
@@ -361,7 +367,7 @@ class DaskPairs:
     def dice_above(self, c: Candidates, sent: Any, threshold: float) -> tuple[I64, I64, F64]:
         """The candidates whose address filters' Dice is at least ``threshold``, in code order.
 
-        ``sent``: the features as :meth:`send` returned them (the update's, already there).
+        ``sent``: the features, or the address filters alone, as :meth:`send` returned them.
         """
         client = self.client
         got = self._gather(

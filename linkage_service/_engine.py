@@ -67,7 +67,7 @@ from ._blocking import (
 )
 from ._cluster import Clusters, agglomerate, agglomerate_by_dice, pairs_within
 from ._households import current_row, current_rows, dependents_or_expectants
-from ._matchmodel import PATTERNS, FitReport, MatchModel, estimate, prior_model
+from ._matchmodel import FitReport, MatchModel, estimate, prior_model
 from ._scoring import (
     CohesionCheck,
     Features,
@@ -77,6 +77,7 @@ from ._scoring import (
     kernel,
     pattern_array,
     pattern_counts,
+    pattern_histogram,
     score_pairs,
     score_pairs_above,
 )
@@ -894,7 +895,7 @@ class LinkageEngine:
         candidates, seconds taken).
 
         ``sent``: on Dask, the features already on the workers (:meth:`DaskPairs.send`),
-        whose address filters the places compare; None sends them.
+        whose address filters the places compare; None sends the address filters alone.
         """
         t0 = time.perf_counter()
         cfg = self.config
@@ -922,9 +923,9 @@ class LinkageEngine:
         if self.pairs is not None:
             held = self.pairs.candidates(specs(), is_new, live, width)
             n_codes = held.size
-            if sent is None:
-                sent = self.pairs.send(self._features())
-            i, j, d = self.pairs.dice_above(held, sent, cfg.address_threshold)
+            # the update's features are on the workers already; else only the filters go
+            on_workers = self.pairs.send(self.addr) if sent is None else sent
+            i, j, d = self.pairs.dice_above(held, on_workers, cfg.address_threshold)
             del held
             ei, ej, ed = [i], [j], [d]
         else:
@@ -1095,8 +1096,7 @@ class LinkageEngine:
             held_before = n_old > 0 and bool(self.pid_root)
             every = self._candidate_codes(self.alive) if held_before else codes
             every_patterns = pattern_array(f, every, max(self._n, 1), threads=self.threads)
-            counts = np.bincount(every_patterns, minlength=PATTERNS).astype(np.float64)
-            accepted = self._estimate(f, counts, delta)
+            accepted = self._estimate(f, pattern_histogram(every_patterns), delta)
             if not held_before:
                 patterns = every_patterns  # the same candidates: compared once
             if accepted and held_before:

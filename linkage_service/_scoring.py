@@ -46,6 +46,7 @@ __all__ = [
     "birth_years",
     "kernel",
     "pattern_array",
+    "pattern_histogram",
     "pattern_counts",
     "score_pairs",
     "score_pairs_above",
@@ -237,7 +238,12 @@ class CohesionCheck:
 
 def pattern_counts(f: Features, codes: I64, n: int, chunk: int = 1 << 18) -> F64:
     """Histogram of comparison patterns over the pairs coded ``codes`` (``i * n + j``)."""
-    return np.bincount(pattern_array(f, codes, n, chunk), minlength=mm.PATTERNS).astype(np.float64)
+    return pattern_histogram(pattern_array(f, codes, n, chunk))
+
+
+def pattern_histogram(patterns: npt.NDArray[np.int16]) -> F64:
+    """How many pairs have each comparison pattern, as EM takes it."""
+    return np.bincount(patterns, minlength=mm.PATTERNS).astype(np.float64)
 
 
 def score_pairs_chunked(
