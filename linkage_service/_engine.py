@@ -59,7 +59,6 @@ from ._blocking import (
     block_order,
     decode_pairs,
     distinct,
-    distinct_inverse,
     distinct_rows,
     lsh_signatures,
     threaded_map,
@@ -1283,6 +1282,22 @@ class LinkageEngine:
             t4 = time.perf_counter()
             changed_pids = self._name_persons(f_rows, touched_pids, n_old, delta)
             t5 = time.perf_counter()
+            # 6. evidence for links and review (persons are final; places are not read),
+            # while the places' thread may still run
+            interesting = m | refused | (s.score >= cfg.review_threshold)
+            same = np.zeros(i.size, dtype=np.bool_)
+            find = self.persons.find
+            sel = np.nonzero(interesting)[0]
+            same[sel] = [
+                find(a) == find(b) for a, b in zip(i[sel].tolist(), j[sel].tolist(), strict=True)
+            ]
+            link_mask = m & same
+            # a decided pair has left the review queue for good
+            review_mask = ((s.score >= cfg.review_threshold) | refused) & ~same
+            review_mask &= ~self._decided_mask(i, j)
+            delta.links = self._evidence(s, i, j, link_mask)
+            delta.review = self._evidence(s, i, j, review_mask)
+            t6 = time.perf_counter()
         new_place_roots, addr_candidates, seconds_places = placing.result()
         del sent
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
@@ -1298,21 +1313,6 @@ class LinkageEngine:
             )
         self._unplaced = set()
         self._update_households(pending, set(delta.persons_retired), place_roots, delta)
-        t6 = time.perf_counter()
-        # 6. evidence for links and review
-        interesting = m | refused | (s.score >= cfg.review_threshold)
-        same = np.zeros(i.size, dtype=np.bool_)
-        find = self.persons.find
-        sel = np.nonzero(interesting)[0]
-        same[sel] = [
-            find(a) == find(b) for a, b in zip(i[sel].tolist(), j[sel].tolist(), strict=True)
-        ]
-        link_mask = m & same
-        # a decided pair has left the review queue for good
-        review_mask = ((s.score >= cfg.review_threshold) | refused) & ~same
-        review_mask &= ~self._decided_mask(i, j)
-        delta.links = self._evidence(s, i, j, link_mask)
-        delta.review = self._evidence(s, i, j, review_mask)
         t7 = time.perf_counter()
         n_alive = int(self.alive.sum())
         n_new = int(new_rows.size)
@@ -1335,9 +1335,9 @@ class LinkageEngine:
             "seconds_scoring": t3 - t2,
             "seconds_clustering": t4 - t3,
             "seconds_ids": t5 - t4,
-            "seconds_households": t6 - t5,
+            "seconds_evidence": t6 - t5,
             "seconds_places": seconds_places,
-            "seconds_evidence": t7 - t6,
+            "seconds_households": t7 - t6,
             "seconds_total": t7 - t_start,
             "model_estimated": float(delta.model is not None),
             "relinked_all": float(relink),
@@ -1674,19 +1674,29 @@ class _PlaceView:
         if not roots.size:
             return np.zeros(0, dtype=np.int64)
         e = self._e
-        uniq, inv = distinct_inverse(roots)
-        rows = self._rows_of_roots(uniq)
-        who = np.searchsorted(uniq, self._person[rows])
+        inv, rows, who, m = self._numbered(roots)
         place = self.place[rows]
         sizes = np.bincount(self.place[self.place >= 0], minlength=e._n)
-        best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], uniq.size)
-        out: I64 = best[inv]
+        best = current_rows(who, rows, place, e.day[rows], sizes[np.maximum(place, 0)], m)
+        out: I64 = np.append(best, np.int64(-1))[inv]
         return out
 
-    def _rows_of_roots(self, roots: I64) -> I64:
-        """The alive rows of the persons rooted at ``roots`` (sorted, unique)."""
-        # a table over row numbers: one pass, not a sort of every row
-        return np.flatnonzero(self._alive & np.isin(self._person, roots, kind="table"))
+    def _numbered(self, roots: I64) -> tuple[I64, I64, I64, int]:
+        """The distinct persons rooted at ``roots`` numbered 0 to ``m - 1`` in root order,
+        and their alive rows: ``(number of each root, rows, number of each row, m)``.
+
+        Rows are sorted and unique; a root -1 (no person) numbers -1 and has no rows.
+        Tables over row numbers, not sorts or searches.
+        """
+        n = self._e._n
+        slot = np.zeros(n + 1, dtype=np.int64)  # root -> its number + 1; -1 reads slot n
+        slot[roots] = 1
+        slot[n] = 0
+        held = np.flatnonzero(slot)
+        slot[held] = np.arange(1, held.size + 1, dtype=np.int64)
+        of_row = slot[self._person]  # (a row with no person reads slot n: 0)
+        rows = np.flatnonzero(self._alive & (of_row > 0))
+        return slot[roots] - 1, rows, of_row[rows] - 1, held.size
 
     @functools.cached_property
     def pids(self) -> list[str]:
@@ -1727,14 +1737,14 @@ class _PlaceView:
         """
         e = self._e
         n_persons = len(self.pids)
+        if len(changed_pids) >= n_persons and e.pid_root.keys() <= changed_pids:
+            return np.arange(n_persons, dtype=np.int64)  # (a set comparison: no look-ups)
         roots = np.fromiter(
             map(e.pid_root.get, changed_pids, itertools.repeat(-1)),
             dtype=np.int64,
             count=len(changed_pids),
         )
         roots = roots[roots >= 0]
-        if roots.size == n_persons:
-            return np.arange(n_persons, dtype=np.int64)
         mark = np.zeros(n_persons + 1, dtype=np.bool_)  # the last slot: no person
         mark[self.number[roots]] = True
         mark[self._numbers_at(np.fromiter(place_roots, dtype=np.int64))] = True
@@ -1801,11 +1811,10 @@ class _PlaceView:
         roots = np.fromiter(
             map(e.pid_root.get, pids, itertools.repeat(-1)), dtype=np.int64, count=len(pids)
         )
-        uniq, inv = distinct_inverse(roots)
-        rows = self._rows_of_roots(uniq)
-        who = np.searchsorted(uniq, self._person[rows])
-        flag = dependents_or_expectants(
-            who, e.age[rows], e.day[rows], e.dep[rows], e.exp[rows], uniq.size
+        inv, rows, who, m = self._numbered(roots)
+        flag = np.append(
+            dependents_or_expectants(who, e.age[rows], e.day[rows], e.dep[rows], e.exp[rows], m),
+            False,
         )[inv]
         # any member's flag, household by household (their members lie one after another)
         sizes = np.fromiter(
