@@ -39,7 +39,6 @@ import itertools
 import json
 import operator
 import os
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -250,7 +249,7 @@ class Delta:
     # was live before, so the store needs to create or revive only these
     persons_unheld: set[str] = field(default_factory=set)
     households_unheld: set[str] = field(default_factory=set)
-    # of those, the ids this update made: random (:class:`_RandomIds`), so no store
+    # of those, the ids this update made: random (:func:`random_ids`), so no store
     # holds them and the store creates them without looking them up first
     persons_made: set[str] = field(default_factory=set)
     households_made: set[str] = field(default_factory=set)
@@ -267,35 +266,17 @@ def default_threads() -> int:
     return max(1, min(4, cores or 1))
 
 
-class _RandomIds:
-    """``prefix`` + 16 random hex digits, the random bytes read from the OS a block at a time.
+def random_ids(prefix: str, k: int) -> list[str]:
+    """``k`` ids, each ``prefix`` + 16 random hex digits, from one read of ``8 * k`` bytes
+    from the OS (``os.urandom``).
 
-    A system call an id (``secrets.token_hex``) was about a seventh of naming a large push's
-    persons. The ids are as random (``os.urandom``); a forked child starts with an
-    empty block, so it never hands out its parent's ids.
+    An id at a time was three calls and a lock an id, about a third of naming a
+    large link's persons (a system call an id, ``secrets.token_hex``, before
+    that). Nothing is kept between calls, so a forked child never repeats its
+    parent's ids.
     """
-
-    _BLOCK = 4096
-
-    def __init__(self) -> None:
-        self._forget()
-        os.register_at_fork(after_in_child=self._forget)
-
-    def _forget(self) -> None:
-        self._lock = threading.Lock()  # (a fork may have copied it held)
-        self._block = b""
-        self._at = 0
-
-    def __call__(self, prefix: str) -> str:
-        with self._lock:
-            if self._at + 8 > len(self._block):
-                self._block, self._at = os.urandom(self._BLOCK), 0
-            at = self._at
-            self._at = at + 8
-            return prefix + self._block[at : at + 8].hex()
-
-
-_default_id = _RandomIds()
+    digits = os.urandom(8 * k).hex()
+    return [prefix + digits[at : at + 16] for at in range(0, 16 * k, 16)]
 
 
 def _address_codes(
@@ -341,7 +322,7 @@ def _grow(
 def reconcile(
     groups: Sequence[Sequence[K]],
     prev: Callable[[K], str | None],
-    new_id: Callable[[], str],
+    new_ids: Callable[[int], list[str]],
     touched: set[str],
     age: Mapping[str, int] | None = None,
 ) -> tuple[list[str], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
@@ -362,6 +343,7 @@ def reconcile(
     Returns (id per group, retired old ids, merges (old, into), splits (old, the id of a
     group now holding some of its records while the old id lives on)).
     ``touched`` are old ids that may have disappeared (e.g. all their records removed).
+    ``new_ids(k)`` makes ``k`` new ids at once, handed out in group order.
     """
     born = age or {}
     counts: list[dict[str, int]] = []
@@ -396,9 +378,10 @@ def reconcile(
             kept.add(old)
     splits: list[tuple[str, str]] = []
     final: list[str] = []
+    fresh = iter(new_ids(ids.count(None)))
     for gi, assigned in enumerate(ids):
         if assigned is None:
-            assigned = new_id()
+            assigned = next(fresh)
         # records of an id that lives on elsewhere now belong here: that id split
         # (into a new group, or into one that kept its own id after a re-link)
         c = counts[gi]
@@ -441,7 +424,7 @@ class LinkageEngine:
         # the EM start, see _matchmodel.prior_model)
         self.model: MatchModel | None = model
         self._prior: MatchModel | None = None
-        self._new_id = id_factory or _default_id
+        self._id_factory = id_factory  # None: random ids (random_ids)
         self._positions = band_positions(1024, config.lsh_bands, config.lsh_bits, config.lsh_seed)
         self._addr_positions = band_positions(
             1024, config.address_lsh_bands, config.address_lsh_bits, config.lsh_seed + 1
@@ -1379,7 +1362,7 @@ class LinkageEngine:
         ids, retired, merges, splits = reconcile(
             groups,
             self.row_pid.__getitem__,
-            lambda: self._make_id("per_", delta.persons_made),
+            lambda k: self._make_ids("per_", k, delta.persons_made),
             touched_pids,
             self._born,
         )
@@ -1547,7 +1530,7 @@ class LinkageEngine:
         ids, retired, merges, splits = reconcile(
             groups,
             self.person_hid.get,
-            lambda: self._make_id("hh_", delta.households_made),
+            lambda k: self._make_ids("hh_", k, delta.households_made),
             touched,
             self._born,
         )
@@ -1567,29 +1550,43 @@ class LinkageEngine:
             self.hid_persons,
             delta.household_of,
         )
-        for members, hid in zip(groups, ids, strict=True):
-            before = hid_persons.get(hid, set())
-            if len(before) == len(members) and before.issuperset(members):
-                continue  # the same household as before: its members all hold its id
-            now = set(members)
-            for pid in members:
-                old = person_hid.get(pid)
-                if old != hid:
-                    if old is not None and old in hid_persons:
-                        hid_persons[old].discard(pid)
-                    person_hid[pid] = hid
-                    household_of[pid] = hid
-            hid_persons[hid] = now
-            if now != before:
-                changed.append((hid, members))
+        if not person_hid and not hid_persons:
+            # the first households (a link from scratch): every group is new and nobody
+            # had a household, so the loop below would only add; added in bulk
+            hid_persons.update(zip(ids, map(set, groups), strict=True))
+            flat = list(itertools.chain.from_iterable(groups))
+            hid_of = list(
+                itertools.chain.from_iterable(map(itertools.repeat, ids, map(len, groups)))
+            )
+            person_hid.update(zip(flat, hid_of, strict=True))
+            household_of.update(zip(flat, hid_of, strict=True))
+            changed = list(zip(ids, groups, strict=True))
+        else:
+            for members, hid in zip(groups, ids, strict=True):
+                before = hid_persons.get(hid, set())
+                if len(before) == len(members) and before.issuperset(members):
+                    continue  # the same household as before: its members all hold its id
+                now = set(members)
+                for pid in members:
+                    old = person_hid.get(pid)
+                    if old != hid:
+                        if old is not None and old in hid_persons:
+                            hid_persons[old].discard(pid)
+                        person_hid[pid] = hid
+                        household_of[pid] = hid
+                hid_persons[hid] = now
+                if now != before:
+                    changed.append((hid, members))
         delta.families.update(view.families(changed))
 
-    def _make_id(self, prefix: str, made: set[str]) -> str:
-        """A new id, added to ``made``."""
-        new = self._new_id(prefix)
-        made.add(new)
+    def _make_ids(self, prefix: str, k: int, made: set[str]) -> list[str]:
+        """``k`` new ids, added to ``made`` (and to the births, in order, after the first load)."""
+        factory = self._id_factory
+        new = random_ids(prefix, k) if factory is None else [factory(prefix) for _ in range(k)]
+        made.update(new)
         if self._births:
-            self._born[new] = len(self._born) + 1
+            born = len(self._born) + 1
+            self._born.update(zip(new, range(born, born + k), strict=True))
         return new
 
 

@@ -231,26 +231,14 @@ def test_blocking_and_scoring_on_several_threads_link_as_one_thread(
             assert a.stats[key] == b.stats[key], key
 
 
-def test_default_ids_are_distinct_random_and_not_repeated_by_a_forked_child():
-    """Ids come from a block of random bytes; a child forked mid-block draws its own."""
-    import os
+def test_default_ids_are_distinct_and_random() -> None:
+    from linkage_service._engine import random_ids
 
-    from linkage_service._engine import _default_id
-
-    first = [_default_id("per_") for _ in range(1000)]  # across blocks of 512 ids
+    first = random_ids("per_", 1000)
     assert all(PER.match(p) for p in first) and len(set(first)) == len(first)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: its next ids, then out without pytest's clean-up
-        os.close(read)
-        os.write(write, " ".join(_default_id("per_") for _ in range(10)).encode())
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read) as fh:
-        child = fh.read().split()
-    os.waitpid(pid, 0)
-    parent = [_default_id("per_") for _ in range(10)]
-    assert len(child) == 10 and not set(child) & set(parent) and not set(child) & set(first)
+    again = random_ids("per_", 1000)
+    assert not set(first) & set(again)
+    assert random_ids("hh_", 0) == [] and random_ids("hh_", 1)[0].startswith("hh_")
 
 
 def test_grow_appends_in_room_and_leaves_earlier_views_alone() -> None:

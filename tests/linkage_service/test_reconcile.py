@@ -66,11 +66,17 @@ def test_reconcile_is_the_greedy_rule(
     bounds = sorted({0, len(previous), *(min(c, len(previous)) for c in cuts)})
     groups = [list(range(lo, hi)) for lo, hi in itertools.pairwise(bounds)]
 
-    def run(fn: Callable[..., object]) -> object:
+    def one() -> Callable[[], str]:
         made = itertools.count(1)
-        return fn(groups, previous.__getitem__, lambda: f"new{next(made)}", set(touched), ages)
+        return lambda: f"new{next(made)}"
 
-    assert run(reconcile) == run(greedy)
+    batch = one()
+
+    def many(k: int) -> list[str]:
+        return [batch() for _ in range(k)]
+
+    got = reconcile(groups, previous.__getitem__, many, set(touched), ages)
+    assert got == greedy(groups, previous.__getitem__, one(), set(touched), ages)
 
 
 def test_a_split_and_a_merge() -> None:
@@ -79,7 +85,7 @@ def test_a_split_and_a_merge() -> None:
     prev = ["x", "x", None, "x", "y", "z", "z"]
     made = iter(["n1", "n2"])
     ids, retired, merges, splits = reconcile(
-        groups, prev.__getitem__, lambda: next(made), {"w"}, {"y": 1, "z": 2}
+        groups, prev.__getitem__, lambda k: [next(made) for _ in range(k)], {"w"}, {"y": 1, "z": 2}
     )
     assert ids == ["x", "n1", "z"]
     assert retired == ["w", "y"]
@@ -92,14 +98,18 @@ def test_when_a_family_parts_its_id_stays_with_those_among_their_own() -> None:
     groups = [[1, 2], [0]]
     prev = ["x", "x", "y"]
     made = iter(["n1"])
+
+    def new_ids(k: int) -> list[str]:
+        return [next(made) for _ in range(k)]
+
     ids, retired, merges, splits = reconcile(
-        groups, prev.__getitem__, lambda: next(made), set(), {"x": 1, "y": 2}
+        groups, prev.__getitem__, new_ids, set(), {"x": 1, "y": 2}
     )
     # both ids live on: nobody's id went to a stranger, nothing was retired
     assert ids == ["y", "x"] and retired == [] and merges == []
     assert splits == [("x", "y")]
     # when 1 comes home, nobody changes id
     ids, retired, _, splits = reconcile(
-        [[2], [0, 1]], ["x", "y", "y"].__getitem__, lambda: next(made), set(), {"x": 1, "y": 2}
+        [[2], [0, 1]], ["x", "y", "y"].__getitem__, new_ids, set(), {"x": 1, "y": 2}
     )
     assert ids == ["y", "x"] and retired == [] and splits == [("y", "x")]

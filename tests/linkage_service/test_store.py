@@ -180,17 +180,18 @@ def test_a_made_id_the_store_holds_fails_the_apply_whole(db_url, make_service, s
     # held after all, its insert fails, nothing of the extract is stored, and the
     # same extract applies once ids are random again
     svc = make_service(db_url, factory=default_engine_factory)
-    real = _engine._RandomIds.__call__
+    real = _engine.random_ids
     clashed: list[str] = []
 
-    def clash(self: object, prefix: str) -> str:
-        if prefix == "per_" and not clashed:
+    def clash(prefix: str, k: int) -> list[str]:
+        made = real(prefix, k)
+        if prefix == "per_" and made and not clashed:
             with svc.sql.connect() as c:
                 clashed.append(c.execute(sa.select(sa.func.min(store.persons.c.id))).scalar_one())
-            return clashed[0]
-        return real(self, prefix)  # type: ignore[arg-type]
+            made[0] = clashed[0]
+        return made
 
-    _fails_whole_then_applies(svc, school, rng, _patched(_engine._RandomIds, "__call__", clash))
+    _fails_whole_then_applies(svc, school, rng, _patched(_engine, "random_ids", clash))
     assert clashed
 
 
