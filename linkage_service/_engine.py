@@ -1254,8 +1254,9 @@ class LinkageEngine:
         # 3-5. places are clustered by address alone (all of them again after a
         # re-link: places that persons linked under the old model joined may not hold
         # under the new one) on a thread of their own, while persons are clustered and
-        # named on this one: the places' loops let go of the interpreter lock, so the
-        # two run on both cores. Neither reads what the other writes.
+        # named, and the evidence built, on this one: the places' loops let go of the
+        # interpreter lock, so the two run on both cores. Neither reads what the other
+        # writes.
         if relink:
             self.places = Clusters()
             self.chosen_row.clear()
