@@ -277,6 +277,15 @@ def test_the_array_steps_of_a_household_pass_answer_as_the_reads_a_person_at_a_t
     roots = np.asarray([eng.pid_root[p] for p in pids], dtype=np.int64)
     best = view.current_row_array(roots).tolist()
     assert best == [-1 if (r := view.current_row(p)) is None else r for p in pids]
+    # roots repeated, in any order, and a root of no person (-1: no address)
+    mixed = np.r_[roots[::-1][:7], -1, roots[:3]]
+    assert view.current_row_array(mixed).tolist() == [*best[::-1][:7], -1, *best[:3]]
+    # a person not held counts for nothing in a household's family flag
+    families = view.families([(f"hh_{k}", [p]) for k, p in enumerate(pids)])
+    assert any(families.values()) and not all(families.values())
+    for k, p in enumerate(pids[:40]):
+        flag = view.families([("hh", [p, "per_not_held"]), ("hh_alone", ["per_not_held"])])
+        assert flag == {"hh": families[f"hh_{k}"], "hh_alone": False}
     rng = np.random.default_rng(5)
     for _ in range(5):
         changed = set(rng.choice(pids, size=50, replace=False).tolist()) | {"per_not_held"}
@@ -297,3 +306,5 @@ def test_the_array_steps_of_a_household_pass_answer_as_the_reads_a_person_at_a_t
         got = view.affected(changed, place_roots).tolist()
         assert {view.pids[k] for k in got} == want and len(got) == len(want)
     assert view.affected(set(pids), set()).tolist() == list(range(len(pids)))
+    everyone = view.affected(set(pids) | {"per_not_held"}, set()).tolist()
+    assert everyone == list(range(len(pids)))
