@@ -345,11 +345,16 @@ def reconcile(
     ``touched`` are old ids that may have disappeared (e.g. all their records removed).
     ``new_ids(k)`` makes ``k`` new ids at once, handed out in group order.
     """
+    olds = list(map(prev, itertools.chain.from_iterable(groups)))
+    if olds.count(None) == len(olds):
+        # nobody had an id (a first link): every group is new, nothing split or merged
+        return new_ids(len(groups)), sorted(touched), [], []
     born = age or {}
     counts: list[dict[str, int]] = []
+    each = iter(olds)
     for g in groups:
         c: dict[str, int] = {}
-        for p in map(prev, g):
+        for p in itertools.islice(each, len(g)):
             if p is not None:
                 c[p] = c.get(p, 0) + 1
         counts.append(c)
