@@ -1556,33 +1556,21 @@ class LinkageEngine:
             self.hid_persons,
             delta.household_of,
         )
-        if not person_hid and not hid_persons:
-            # the first households (a link from scratch): every group is new and nobody
-            # had a household, so the loop below would only add; added in bulk
-            hid_persons.update(zip(ids, map(set, groups), strict=True))
-            flat = list(itertools.chain.from_iterable(groups))
-            hid_of = list(
-                itertools.chain.from_iterable(map(itertools.repeat, ids, map(len, groups)))
-            )
-            person_hid.update(zip(flat, hid_of, strict=True))
-            household_of.update(zip(flat, hid_of, strict=True))
-            changed = list(zip(ids, groups, strict=True))
-        else:
-            for members, hid in zip(groups, ids, strict=True):
-                before = hid_persons.get(hid, set())
-                if len(before) == len(members) and before.issuperset(members):
-                    continue  # the same household as before: its members all hold its id
-                now = set(members)
-                for pid in members:
-                    old = person_hid.get(pid)
-                    if old != hid:
-                        if old is not None and old in hid_persons:
-                            hid_persons[old].discard(pid)
-                        person_hid[pid] = hid
-                        household_of[pid] = hid
-                hid_persons[hid] = now
-                if now != before:
-                    changed.append((hid, members))
+        for members, hid in zip(groups, ids, strict=True):
+            before = hid_persons.get(hid, set())
+            if len(before) == len(members) and before.issuperset(members):
+                continue  # the same household as before: its members all hold its id
+            now = set(members)
+            for pid in members:
+                old = person_hid.get(pid)
+                if old != hid:
+                    if old is not None and old in hid_persons:
+                        hid_persons[old].discard(pid)
+                    person_hid[pid] = hid
+                    household_of[pid] = hid
+            hid_persons[hid] = now
+            if now != before:
+                changed.append((hid, members))
         delta.families.update(view.families(changed))
 
     def _make_ids(self, prefix: str, k: int, made: set[str]) -> list[str]:
