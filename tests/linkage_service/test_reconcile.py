@@ -50,6 +50,11 @@ def greedy(
     return final, retired, merges, splits
 
 
+def in_batches(new_id: Callable[[], str]) -> Callable[[int], list[str]]:
+    """``new_id`` as reconcile asks for new ids: ``k`` at once."""
+    return lambda k: [new_id() for _ in range(k)]
+
+
 OLD = st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "e", "f"]))
 
 
@@ -70,12 +75,7 @@ def test_reconcile_is_the_greedy_rule(
         made = itertools.count(1)
         return lambda: f"new{next(made)}"
 
-    batch = one()
-
-    def many(k: int) -> list[str]:
-        return [batch() for _ in range(k)]
-
-    got = reconcile(groups, previous.__getitem__, many, set(touched), ages)
+    got = reconcile(groups, previous.__getitem__, in_batches(one()), set(touched), ages)
     assert got == greedy(groups, previous.__getitem__, one(), set(touched), ages)
 
 
@@ -85,7 +85,7 @@ def test_a_split_and_a_merge() -> None:
     prev = ["x", "x", None, "x", "y", "z", "z"]
     made = iter(["n1", "n2"])
     ids, retired, merges, splits = reconcile(
-        groups, prev.__getitem__, lambda k: [next(made) for _ in range(k)], {"w"}, {"y": 1, "z": 2}
+        groups, prev.__getitem__, in_batches(made.__next__), {"w"}, {"y": 1, "z": 2}
     )
     assert ids == ["x", "n1", "z"]
     assert retired == ["w", "y"]
@@ -97,11 +97,7 @@ def test_when_a_family_parts_its_id_stays_with_those_among_their_own() -> None:
     # x was {0, 1}, y was {2}; 1 is grouped with y's member for a while, 0 alone
     groups = [[1, 2], [0]]
     prev = ["x", "x", "y"]
-    made = iter(["n1"])
-
-    def new_ids(k: int) -> list[str]:
-        return [next(made) for _ in range(k)]
-
+    new_ids = in_batches(iter(["n1"]).__next__)
     ids, retired, merges, splits = reconcile(
         groups, prev.__getitem__, new_ids, set(), {"x": 1, "y": 2}
     )
