@@ -1147,6 +1147,7 @@ class LinkageEngine:
         added: RecordBatch,
         removed: Sequence[int],
         previous: Mapping[int, str] | None = None,
+        persons_ready: Callable[[Delta], None] | None = None,
     ) -> Delta:
         """Link ``added`` against everything held and retire ``removed`` (record ids).
 
@@ -1157,6 +1158,12 @@ class LinkageEngine:
         An empty engine keeps the first batch's filter arrays rather than copying
         them, and marks them read-only. The cyclic garbage collector is paused
         meanwhile (:func:`protocols.gc_paused`).
+
+        ``persons_ready``, if given, is called once with the delta as soon as its
+        persons (``person_of``, the retired, merges, splits and the ids made or
+        unheld), ``links`` and ``review`` are final, before the households are
+        worked out (their fields, ``families`` and ``stats`` are not set yet): a
+        caller can start storing those meanwhile.
         """
         cfg = self.config
         delta = Delta()
@@ -1287,6 +1294,9 @@ class LinkageEngine:
             delta.links = self._evidence(s, i, j, link_mask)
             delta.review = self._evidence(s, i, j, review_mask)
             t6 = time.perf_counter()
+            if persons_ready is not None:
+                persons_ready(delta)
+            t6b = time.perf_counter()
         new_place_roots, addr_candidates, seconds_places = placing.result()
         del sent
         place_roots = {self.places.find(r) for r in place_roots if self.places.holds(r)}
@@ -1326,7 +1336,8 @@ class LinkageEngine:
             "seconds_ids": t5 - t4,
             "seconds_evidence": t6 - t5,
             "seconds_places": seconds_places,
-            "seconds_households": t7 - t6,
+            "seconds_persons_ready": t6b - t6,
+            "seconds_households": t7 - t6b,
             "seconds_total": t7 - t_start,
             "model_estimated": float(delta.model is not None),
             "relinked_all": float(relink),

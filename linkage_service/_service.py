@@ -6,8 +6,9 @@ time. :meth:`LinkageService.apply` does everything in ONE database
 transaction: insert the new and changed records, retire the agency's records
 that are absent or changed, supersede its previous extract, hand the
 engine the clerical decisions in force, call
-``engine.update(added, removed)`` and write the returned delta (persons,
-households, links, review candidates, id events) and the run. Any failure
+``engine.update(added, removed)`` and write what changed (persons, links and
+review candidates as soon as the engine has them final, then households and
+id events) and the run. Any failure
 rolls the transaction back and rebuilds the engine from the database, so the
 previous state is intact in both. A failed run is then recorded on its own.
 
@@ -162,10 +163,14 @@ class LinkEngine(Protocol):
         added: RecordBatch,
         removed: Sequence[int],
         previous: Mapping[int, str] | None = None,
+        persons_ready: Callable[[Delta], None] | None = None,
     ) -> Delta:
         """Link ``added`` records, forget ``removed`` ones; what changed.
 
         ``previous``: added record id -> the person its source record last belonged to.
+        ``persons_ready``: called once, before returning, with the delta whose persons,
+        links and review are final (the service stores them while the households
+        are worked out).
         """
         ...
 
@@ -795,10 +800,20 @@ class LinkageService:
                 added = builder.build()
                 touched[0] = True
                 _set_decisions(engine, decisions)
+                added_ids = set(added.ids.tolist())
+                new_persons: list[set[str]] = []
+
+                def persons_ready(d: Delta) -> None:
+                    new_persons.append(_write_persons(conn, writer, run_id, d, removed, added_ids))
+
                 t0 = time.monotonic()
-                delta = engine.update(added, removed, previous)
+                delta = engine.update(added, removed, previous, persons_ready)
                 link_seconds = time.monotonic() - t0
-                _write_delta(conn, writer, run_id, delta, removed, set(added.ids.tolist()))
+                if len(new_persons) != 1:
+                    raise RuntimeError(
+                        f"the engine called persons_ready {len(new_persons)} times, not once"
+                    )
+                _write_households(conn, writer, run_id, delta, new_persons[0])
                 writer.finish()  # every write is done (or its error raised) before the run
             stats: dict[str, Any] = {
                 "agency_id": header.agency_id,
@@ -1018,27 +1033,29 @@ def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:
         )
 
 
-def _write_delta(
+def _write_persons(
     conn: Connection,
     writer: _Writer,
     run_id: int,
     delta: Delta,
     removed: Sequence[int],
     added: set[int],
-) -> None:
-    """Store what ``engine.update`` changed; ``added`` are the ids of the records just inserted.
+) -> set[str]:
+    """Store the persons, links and review pairs ``engine.update`` changed (its
+    ``persons_ready`` call, while it works out the households); ``added`` are the ids
+    of the records just inserted. Returns the person ids that are new to the store.
 
     Rows keyed by a record (or person) that did not exist before this transaction
     cannot be in any table yet, so only the others are deleted before being
     written again; everything is inserted in bulk. The writes go to ``writer``'s
     thread, in the order they are made here, while this thread builds the next
-    rows (the link evidence's JSON, the pairs' keys): on SQLite the inserts were
-    two thirds of this stage and the rows' building the rest, one after the other.
-    Only the look-ups of which ids exist run here, holding ``writer.lock``; they
-    read tables no write queued before them touches.
+    rows (the link evidence's JSON, the pairs' keys) and then the engine works out
+    the households: on SQLite the inserts are the apply's longest path, so they
+    start as soon as what they write is final. Only the look-ups of which ids
+    exist run here, holding ``writer.lock``; they read tables no write queued
+    before them touches.
     """
-    p, h = store.persons, store.households
-    rp, ph = store.record_person, store.person_household
+    p, rp, ph = store.persons, store.record_person, store.person_household
     put = writer.put
     # persons: create new ids, revive any that come back, then map records (an id
     # the engine held before this update is live here: only the others are looked up)
@@ -1060,38 +1077,13 @@ def _write_delta(
             p.update().where(store.key_in(conn, p.c.id, part)).values(retired_run=run_id),
         )
         put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, part)))
-    # (run_id, kind, from_id, to_id), in the order they are read back (by id)
+    # (run_id, kind, from_id, to_id), in the order they are read back (by id): the
+    # households' events follow in _write_households
     events: list[tuple[int, str, str, str | None]] = [
         (run_id, "person_retired", x, None) for x in retired
     ]
     events += [(run_id, "person_merge", a, b) for a, b in delta.merges]
     events += [(run_id, "person_split", a, b) for a, b in delta.splits]
-    # households (no write queued above touches the households table)
-    made = set(delta.households_made)
-    with writer.lock:
-        _ensure_ids(conn, h, sorted(set(delta.households_unheld) - made), run_id)
-    _create_ids(writer, conn, h, made, run_id)
-    hitems = sorted(delta.household_of.items())
-    for pids in store.key_chunks(conn, [k for k, _ in hitems if k not in new_persons]):
-        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))
-    for lo in range(0, len(hitems), _DELTA_ROWS):
-        put(
-            store.bulk_insert,
-            conn,
-            ph,
-            ("person_id", "household_id"),
-            hitems[lo : lo + _DELTA_ROWS],
-        )
-    hretired = sorted(set(delta.households_retired))
-    for part in store.key_chunks(conn, hretired):
-        put(
-            conn.execute,
-            h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id),
-        )
-        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
-    events += [(run_id, "household_retired", x, None) for x in hretired]
-    events += [(run_id, "household_merge", a, b) for a, b in delta.household_merges]
-    events += [(run_id, "household_split", a, b) for a, b in delta.household_splits]
     # in bulk: as an executemany, each event was a statement whose step let go of the
     # interpreter lock, and won it back only after the busy thread beside it let go
     put(store.bulk_insert, conn, store.id_events, _EVENT_COLUMNS, events)
@@ -1127,6 +1119,46 @@ def _write_delta(
                 _put_pairs(writer, conn, table, other, columns, rows_, old_keys)
                 rows_, old_keys = [], []
         _put_pairs(writer, conn, table, other, columns, rows_, old_keys)
+    return new_persons
+
+
+def _write_households(
+    conn: Connection, writer: _Writer, run_id: int, delta: Delta, new_persons: set[str]
+) -> None:
+    """Store the households ``engine.update`` changed, after :func:`_write_persons`
+    (``new_persons``: the person ids it found new to the store, who have no
+    household row to delete)."""
+    h, ph = store.households, store.person_household
+    put = writer.put
+    # (no write queued before touches the households table)
+    made = set(delta.households_made)
+    with writer.lock:
+        _ensure_ids(conn, h, sorted(set(delta.households_unheld) - made), run_id)
+    _create_ids(writer, conn, h, made, run_id)
+    hitems = sorted(delta.household_of.items())
+    for pids in store.key_chunks(conn, [k for k, _ in hitems if k not in new_persons]):
+        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, pids)))
+    for lo in range(0, len(hitems), _DELTA_ROWS):
+        put(
+            store.bulk_insert,
+            conn,
+            ph,
+            ("person_id", "household_id"),
+            hitems[lo : lo + _DELTA_ROWS],
+        )
+    hretired = sorted(set(delta.households_retired))
+    for part in store.key_chunks(conn, hretired):
+        put(
+            conn.execute,
+            h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id),
+        )
+        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
+    events: list[tuple[int, str, str, str | None]] = [
+        (run_id, "household_retired", x, None) for x in hretired
+    ]
+    events += [(run_id, "household_merge", a, b) for a, b in delta.household_merges]
+    events += [(run_id, "household_split", a, b) for a, b in delta.household_splits]
+    put(store.bulk_insert, conn, store.id_events, _EVENT_COLUMNS, events)
 
 
 def _put_pairs(

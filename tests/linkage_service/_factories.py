@@ -14,7 +14,7 @@ import hashlib
 import random
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -201,6 +201,7 @@ class FakeEngine:
         added: RecordBatch,
         removed: Sequence[int],
         previous: Mapping[int, str] | None = None,
+        persons_ready: Callable[[FakeDelta], None] | None = None,
     ) -> FakeDelta:
         self.updates += 1
         self.previous = dict(previous or {})
@@ -234,6 +235,8 @@ class FakeEngine:
             self.person_of[rid] = pid
             self.key_of[rid] = key
             d.person_of[rid] = pid
+        if persons_ready is not None:
+            persons_ready(d)
         d.stats = {"added": float(len(added)), "removed": float(len(removed))}
         return d
 
@@ -251,8 +254,9 @@ class FailingEngine(FakeEngine):
         added: RecordBatch,
         removed: Sequence[int],
         previous: Mapping[int, str] | None = None,
+        persons_ready: Callable[[FakeDelta], None] | None = None,
     ) -> FakeDelta:
-        delta = super().update(added, removed, previous)
+        delta = super().update(added, removed, previous, persons_ready)
         if FailingEngine.fail:
             raise RuntimeError("injected engine failure")
         return delta
@@ -269,7 +273,8 @@ class SlowEngine(FakeEngine):
         added: RecordBatch,
         removed: Sequence[int],
         previous: Mapping[int, str] | None = None,
+        persons_ready: Callable[[FakeDelta], None] | None = None,
     ) -> FakeDelta:
         SlowEngine.entered.set()
         assert SlowEngine.release.wait(10)
-        return super().update(added, removed, previous)
+        return super().update(added, removed, previous, persons_ready)

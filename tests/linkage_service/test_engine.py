@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evaluation._harness import Population, pair_scores
-from linkage_service._engine import EngineConfig, LinkageEngine, _grow
+from linkage_service._engine import Delta, EngineConfig, LinkageEngine, _grow
 
 from ._engine_helpers import (
     Rec,
@@ -80,6 +80,52 @@ def test_incremental_matches_linking_at_once_and_keeps_ids(population: Populatio
     assert set(d2.persons_retired) == merged - {b for _, b in d2.merges}
     # every new record got a person
     assert {int(i) for i in pop.batch.ids[rest]} <= set(d2.person_of)
+
+
+def test_persons_ready_hands_over_final_persons_before_the_households(
+    population: Population,
+) -> None:
+    # the service stores persons, links and review while the households are worked
+    # out: what it is handed must be what the update ends with, and handed over once
+    with_hook = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    without = LinkageEngine(id_factory=counter_ids())  # type: ignore[arg-type]
+    for added, removed in load_relink_remove(population):
+        seen: list[tuple[object, ...]] = []
+
+        def ready(d: Delta, seen: list[tuple[object, ...]] = seen) -> None:
+            assert not d.household_of and not d.households_retired and not d.families
+            seen.append(
+                (
+                    dict(d.person_of),
+                    list(d.persons_retired),
+                    list(d.merges),
+                    list(d.splits),
+                    set(d.persons_unheld),
+                    set(d.persons_made),
+                    list(d.links),
+                    list(d.review),
+                )
+            )
+
+        d = with_hook.update(added, removed, persons_ready=ready)
+        final = (
+            d.person_of,
+            d.persons_retired,
+            d.merges,
+            d.splits,
+            d.persons_unheld,
+            d.persons_made,
+            list(d.links),
+            list(d.review),
+        )
+        assert seen == [final]
+        plain = without.update(added, removed)
+        assert (d.person_of, d.household_of, d.families) == (
+            plain.person_of,
+            plain.household_of,
+            plain.families,
+        )
+        assert d.household_of or removed  # the households came after the hand-over
 
 
 def test_reapplying_the_same_batch_changes_nothing(population: Population) -> None:

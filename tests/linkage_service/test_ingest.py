@@ -393,9 +393,9 @@ class _Recording(FakeEngine):
         super().__init__(batch, person_of, household_of)
         _Recording.batches.append(batch)
 
-    def update(self, added, removed, previous=None):
+    def update(self, added, removed, previous=None, persons_ready=None):
         _Recording.batches.append(added)
-        return super().update(added, removed, previous)
+        return super().update(added, removed, previous, persons_ready)
 
 
 def _local_service(tmp_path, school):

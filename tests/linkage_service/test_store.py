@@ -122,6 +122,26 @@ def test_failure_mid_apply_rolls_back_everything(db_url, make_service, school, r
         assert c.execute(sa.select(sa.func.count()).select_from(store.extracts)).scalar() == 1
 
 
+class _SilentEngine(FakeEngine):
+    """Links, but never hands its persons over before returning."""
+
+    def update(self, added, removed, previous=None, persons_ready=None):
+        return super().update(added, removed, previous)
+
+
+def test_an_engine_that_never_hands_over_its_persons_stores_nothing(
+    db_url, make_service, school, rng
+):
+    # the persons, links and review are stored from the engine's persons_ready call;
+    # an engine that returns without making it fails the apply whole
+    svc = make_service(db_url, factory=_SilentEngine)
+    with pytest.raises(EngineError, match="persons_ready 0 times"):
+        ingest(svc, build_extract(school, [make_record(rng) for _ in range(4)]))
+    stats = store.statistics(svc.sql)
+    assert (stats["active_records"], stats["persons"], stats["households"]) == (0, 0, 0)
+    assert stats["failed_runs"] == 1
+
+
 def _fails_whole_then_applies(svc, school, rng, patch) -> None:
     """An apply failing under ``patch`` (a context manager) stores nothing of its
     extract; the same extract applies once the patch is gone."""
