@@ -28,7 +28,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 import orjson
@@ -1055,7 +1055,7 @@ def _write_persons(
     exist run here, holding ``writer.lock``; they read tables no write queued
     before them touches.
     """
-    p, rp, ph = store.persons, store.record_person, store.person_household
+    p, rp = store.persons, store.record_person
     put = writer.put
     # persons: create new ids, revive any that come back, then map records (an id
     # the engine held before this update is live here: only the others are looked up)
@@ -1070,23 +1070,7 @@ def _write_persons(
     for lo in range(0, len(items), _DELTA_ROWS):
         rows = [(int(k), v) for k, v in items[lo : lo + _DELTA_ROWS]]
         put(store.bulk_insert, conn, rp, ("record_id", "person_id"), rows)
-    retired = sorted(set(delta.persons_retired))
-    for part in store.key_chunks(conn, retired):
-        put(
-            conn.execute,
-            p.update().where(store.key_in(conn, p.c.id, part)).values(retired_run=run_id),
-        )
-        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.person_id, part)))
-    # (run_id, kind, from_id, to_id), in the order they are read back (by id): the
-    # households' events follow in _write_households
-    events: list[tuple[int, str, str, str | None]] = [
-        (run_id, "person_retired", x, None) for x in retired
-    ]
-    events += [(run_id, "person_merge", a, b) for a, b in delta.merges]
-    events += [(run_id, "person_split", a, b) for a, b in delta.splits]
-    # in bulk: as an executemany, each event was a statement whose step let go of the
-    # interpreter lock, and won it back only after the busy thread beside it let go
-    put(store.bulk_insert, conn, store.id_events, _EVENT_COLUMNS, events)
+    _retire_ids(writer, conn, run_id, "person", delta.persons_retired, delta.merges, delta.splits)
     # links and review candidates: forget pairs of removed records, then upsert
     for table in (store.links, store.review):
         for ids in store.key_chunks(conn, list(removed)):
@@ -1146,19 +1130,52 @@ def _write_households(
             ("person_id", "household_id"),
             hitems[lo : lo + _DELTA_ROWS],
         )
-    hretired = sorted(set(delta.households_retired))
-    for part in store.key_chunks(conn, hretired):
-        put(
+    _retire_ids(
+        writer,
+        conn,
+        run_id,
+        "household",
+        delta.households_retired,
+        delta.household_merges,
+        delta.household_splits,
+    )
+
+
+def _retire_ids(
+    writer: _Writer,
+    conn: Connection,
+    run_id: int,
+    kind: Literal["person", "household"],
+    retired: Iterable[str],
+    merges: Iterable[tuple[str, str]],
+    splits: Iterable[tuple[str, str]],
+) -> None:
+    """Queue the retirement of the ``kind`` ("person" or "household") ids ``retired``
+    (their household memberships go with them) and the id events of the update: the
+    retired, then ``merges`` and ``splits`` (from, to)."""
+    table, member = (
+        (store.persons, store.person_household.c.person_id)
+        if kind == "person"
+        else (store.households, store.person_household.c.household_id)
+    )
+    gone = sorted(set(retired))
+    for part in store.key_chunks(conn, gone):
+        writer.put(
             conn.execute,
-            h.update().where(store.key_in(conn, h.c.id, part)).values(retired_run=run_id),
+            table.update().where(store.key_in(conn, table.c.id, part)).values(retired_run=run_id),
         )
-        put(conn.execute, ph.delete().where(store.key_in(conn, ph.c.household_id, part)))
+        writer.put(
+            conn.execute, store.person_household.delete().where(store.key_in(conn, member, part))
+        )
+    # (run_id, kind, from_id, to_id), in the order they are read back (by id)
     events: list[tuple[int, str, str, str | None]] = [
-        (run_id, "household_retired", x, None) for x in hretired
+        (run_id, f"{kind}_retired", x, None) for x in gone
     ]
-    events += [(run_id, "household_merge", a, b) for a, b in delta.household_merges]
-    events += [(run_id, "household_split", a, b) for a, b in delta.household_splits]
-    put(store.bulk_insert, conn, store.id_events, _EVENT_COLUMNS, events)
+    events += [(run_id, f"{kind}_merge", a, b) for a, b in merges]
+    events += [(run_id, f"{kind}_split", a, b) for a, b in splits]
+    # in bulk: as an executemany, each event was a statement whose step let go of the
+    # interpreter lock, and won it back only after the busy thread beside it let go
+    writer.put(store.bulk_insert, conn, store.id_events, _EVENT_COLUMNS, events)
 
 
 def _put_pairs(
