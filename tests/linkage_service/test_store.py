@@ -368,8 +368,9 @@ def _few_parameters(conn: Any, limit: int | None) -> None:
         conn.connection.driver_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
 
 
-# The store's batched writes (on SQLite, SQLITE_ROWS_PER_INSERT rows a statement), each
-# checked end to end, and the parameter limit that leaves it only a few rows a statement.
+# The store's batched writes (on SQLite, SQLITE_ROWS_PER_INSERT rows a statement: 500
+# here, so a thousand rows make full statements and a partial one), each checked end
+# to end, and the parameter limit that leaves it only a few rows a statement.
 _BATCHED: dict[str, tuple[Callable[..., None], int]] = {
     # 1,234 rows: two full statements of 500 and one of 234; at 12, 2 rows of 5
     "bulk_insert": (_bulk_roundtrip, 12),
@@ -380,15 +381,20 @@ _BATCHED: dict[str, tuple[Callable[..., None], int]] = {
 }
 
 
+@pytest.fixture
+def rows_500(monkeypatch):
+    monkeypatch.setattr(store, "SQLITE_ROWS_PER_INSERT", 500)
+
+
 @pytest.mark.parametrize("write", sorted(_BATCHED))
-def test_batched_writes_change_exactly_the_rows_named(db_url, write):
+def test_batched_writes_change_exactly_the_rows_named(db_url, write, rows_500):
     roundtrip, _ = _BATCHED[write]
     roundtrip(db_url)
 
 
 @pytest.mark.parametrize("write", sorted(_BATCHED))
 def test_batched_writes_take_fewer_rows_a_statement_where_sqlite_allows_fewer_parameters(
-    tmp_path, write
+    tmp_path, write, rows_500
 ):
     roundtrip, limit = _BATCHED[write]
     roundtrip(f"sqlite:///{tmp_path / 'few.db'}", limit)
