@@ -20,6 +20,10 @@ much Python the busy thread got done.
     .venv/bin/python bench/sqlite_insert.py
     .venv/bin/python bench/sqlite_insert.py --rows 50000   # one row a statement: minutes
     .venv/bin/python bench/sqlite_insert.py --rows 200000 --bulk-only
+    .venv/bin/python bench/sqlite_insert.py --rows 200000 --bulk-only --rows-per-statement 500 5000
+
+``--rows-per-statement`` runs the bulk ways once for each value of
+``store.SQLITE_ROWS_PER_INSERT`` given (the driver's limit on parameters still caps it).
 """
 
 from __future__ import annotations
@@ -104,14 +108,27 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000)
     ap.add_argument("--bulk-only", action="store_true", help="leave out one row a statement")
+    ap.add_argument(
+        "--rows-per-statement",
+        type=int,
+        nargs="+",
+        help="store.SQLITE_ROWS_PER_INSERT values to run the bulk ways with (default: as shipped)",
+    )
     args = ap.parse_args()
+    from linkage_service import _store as store
+
     rows = _rows(args.rows)
     print(f"{args.rows:,} record rows")
     with tempfile.TemporaryDirectory(prefix="sqlite-insert-") as tmp:
         ways = ("one row a statement", "bulk_insert, blobs as bytes", "bulk_insert")
-        for way in ways[1:] if args.bulk_only else ways:
-            for busy in (False, True):
-                print(_run(rows, way, busy, Path(tmp)), flush=True)
+        for per in args.rows_per_statement or [store.SQLITE_ROWS_PER_INSERT]:
+            store.SQLITE_ROWS_PER_INSERT = per
+            print(f"bulk_insert at up to {per:,} rows a statement")
+            work = Path(tmp) / str(per)  # a new database file for each run
+            work.mkdir()
+            for way in ways[1:] if args.bulk_only else ways:
+                for busy in (False, True):
+                    print(_run(rows, way, busy, work), flush=True)
     return 0
 
 

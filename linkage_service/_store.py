@@ -380,8 +380,8 @@ def fresh_record_ids(conn: Connection, n: int) -> list[int]:
 # Rows in one SQLite insert statement of bulk_insert (fewer if the driver's limit on
 # parameters is lower). The driver lets go of the interpreter lock for each statement
 # it steps and, beside a thread running Python, waits up to the switch interval (5 ms)
-# to win it back: 200,000 record rows beside busy Python took 8.5-9.5 s at 500 rows a
-# statement, 4.3-5.4 s at 5,000 (bench/sqlite_insert.py's rows, ad hoc).
+# to win it back: 200,000 record rows beside busy Python took 5.9-9.5 s at 500 rows a
+# statement, 3.3-5.4 s at 5,000 (bench/sqlite_insert.py --rows-per-statement).
 SQLITE_ROWS_PER_INSERT = 5000
 
 
