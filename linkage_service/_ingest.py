@@ -44,6 +44,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocols import (
     ExtractHeader,
     ExtractTrailer,
+    IndicatorType,
     LinkageSchema,
     TokenisedRecord,
     age_span,
@@ -90,6 +91,9 @@ _STAGE_BLOCK = 2000
 # With a VerifyPool, a chunk's complete lines from this many bytes up are checked in
 # parts, the receiver's thread taking the first and the pool's workers the others.
 DEFAULT_SPLIT_BYTES = 1024**2
+# an indicator type's wire name as a plain str (``.value`` of an enum member is a
+# property, three times slower to read than this look-up; marshal takes only a str)
+_TYPE_NAME: dict[IndicatorType, str] = {t: t.value for t in IndicatorType}
 
 
 class StagedRecord(NamedTuple):
@@ -142,17 +146,31 @@ def b64(value: str, line: int, field: str) -> bytes:
     """Strict, canonical base64 (the wire model checks the grammar; this the value).
 
     Strict decoding refuses everything but whole groups with padding only at the
-    end; of what it takes, only a padded value can be written two ways (the
-    unused bits of its last character), so only a padded one is encoded again
-    and compared.
+    end; of what it takes, only a padded value can be written two ways: the
+    last character before the padding carries bits beyond the data (2 before
+    ``=``, 4 before ``==``), which the canonical form leaves at zero.
     """
     try:
         raw = binascii.a2b_base64(value, strict_mode=True)
     except binascii.Error as exc:
         raise IngestError("not valid base64", line=line, field=field) from exc
-    if value[-1:] == "=" and binascii.b2a_base64(raw, newline=False) != value.encode("ascii"):
+    if value[-1:] == "=" and not _canonical_padding(value, len(raw)):
         raise IngestError("not canonical base64", line=line, field=field)
     return raw
+
+
+def _canonical_padding(value: str, n: int) -> bool:
+    """Whether padded base64 ``value`` of ``n`` bytes is as it would be encoded."""
+    pad = -n % 3  # the "="s of the canonical form
+    if pad == 0 or len(value) != (n + pad) // 3 * 4:
+        return False
+    return value[-1 - pad] in (_PAD1_LAST if pad == 1 else _PAD2_LAST)
+
+
+# base64 characters whose low 2 (before "=") or 4 (before "==") bits are zero
+_B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_PAD1_LAST = frozenset(_B64_ALPHABET[::4])
+_PAD2_LAST = frozenset(_B64_ALPHABET[::16])
 
 
 def _tokens_json(tokens: Mapping[Any, str]) -> str:
@@ -184,7 +202,7 @@ def content_digest(record: TokenisedRecord) -> bytes:
     form for any record.
     """
     indicators = ", ".join(
-        f'{{"date": "{i.date.isoformat()}", "type": "{i.type.value}", '
+        f'{{"date": "{i.date.isoformat()}", "type": "{_TYPE_NAME[i.type]}", '
         f'"value": {float.__repr__(i.value)}}}'
         for i in record.indicators
     )
@@ -411,11 +429,14 @@ class ExtractReceiver:
         if self._max_records is not None and self._count + count > self._max_records:
             over = first + self._max_records - self._count
         refs = part.refs
-        for k in range(len(refs) // 16):
-            if over is not None and over <= first + k:
-                raise self._too_many(over)
-            ref = refs[16 * k : 16 * k + 16]
-            self._first_use(ref, ref.hex(), first + k)
+        each = [refs[k : k + 16] for k in range(0, len(refs), 16)]
+        if over is None and len(set(each)) == len(each) and self._seen.keys().isdisjoint(each):
+            self._seen.update(zip(each, range(first, first + len(each)), strict=True))
+        else:  # line by line: the error names the first line at fault
+            for k, ref in enumerate(each):
+                if over is not None and over <= first + k:
+                    raise self._too_many(over)
+                self._first_use(ref, ref.hex(), first + k)
         if part.error is not None:
             assert part.error.line is not None
             if over is not None and over <= part.error.line:
@@ -636,7 +657,7 @@ def _staged(
         rec.age_band,
         rec.sex,
         rec.postcode_district,
-        tuple((i.type.value, i.value, i.date.isoformat()) for i in rec.indicators),
+        tuple((_TYPE_NAME[i.type], i.value, i.date.isoformat()) for i in rec.indicators),
         sealed,
     )
 

@@ -149,14 +149,22 @@ class TokenisedRecord(BaseModel):
     def _need_to_know(self) -> TokenisedRecord:
         if self.age is not None and self.age_band is not None:
             raise ValueError("a record sends age or age_band, not both")
-        if self.postcode_district is not None:
-            expectant = any(i.type is IndicatorType.EXPECTANT_PARENT for i in self.indicators)
-            if not sends_district(self.age, expectant):
-                raise ValueError(
-                    f"postcode_district is sent only for a person under {DISTRICT_AGE_BELOW} "
-                    f"or an expectant parent (age {self.age}, age_band {self.age_band})"
-                )
+        if self.postcode_district is not None and not (
+            # a child's first: most districts are, and the indicators need no look
+            sends_district(self.age, False) or _expectant(self.indicators)
+        ):
+            raise ValueError(
+                f"postcode_district is sent only for a person under {DISTRICT_AGE_BELOW} "
+                f"or an expectant parent (age {self.age}, age_band {self.age_band})"
+            )
         return self
+
+
+_EXPECTANT: Final = IndicatorType.EXPECTANT_PARENT  # an enum member's look-up is not free
+
+
+def _expectant(indicators: tuple[Indicator, ...]) -> bool:
+    return any(i.type is _EXPECTANT for i in indicators)
 
 
 class ExtractTrailer(BaseModel):
