@@ -60,6 +60,16 @@ def _date(text: str) -> dt.date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date in YYYY-MM-DD form") from None
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     p = argparse.ArgumentParser(
@@ -157,6 +167,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-file", type=Path, help=f"0600 file with the agency's token (or ${TOKEN_ENV})"
     )
     u.add_argument("--chunk-mib", type=int, default=8, help="bytes per request, in MiB")
+    u.add_argument(
+        "--in-flight",
+        type=_at_least_one,
+        default=2,
+        help="chunks on their way at once (the next is sent while one is checked)",
+    )
 
     d = sub.add_parser("demo", help="generate a population, encode every agency, inspect")
     d.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -282,6 +298,7 @@ def _push(args: argparse.Namespace, console: Console, client: httpx.Client | Non
             token,
             client=client,
             chunk_bytes=args.chunk_mib * 1024**2,
+            in_flight=args.in_flight,
             progress=lambda sent, _size: bar.update(task, completed=sent),
         )
     console.print(

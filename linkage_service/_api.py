@@ -172,6 +172,7 @@ def create_app(
                 max_chunk_bytes=settings.max_chunk_bytes,
                 max_sessions=settings.max_upload_sessions,
                 idle_seconds=settings.upload_idle_seconds,
+                ahead_wait=settings.upload_ahead_wait_seconds,
             )
             yield
         finally:

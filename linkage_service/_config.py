@@ -34,7 +34,7 @@ from service_common import load_service_settings
 
 from ._errors import ConfigError
 from ._ingest import DEFAULT_MAX_RECORDS, DEFAULT_MAX_UPLOAD_BYTES
-from ._uploads import DEFAULT_MAX_CHUNK_BYTES
+from ._uploads import DEFAULT_AHEAD_WAIT, DEFAULT_MAX_CHUNK_BYTES
 from .programme._restrictions import DEFAULT_RESTRICTIONS, RestrictionPolicy
 from .programme._riskmodel import RiskModel, default_model, load_model
 from .programme._ruleset import Ruleset, default_ruleset, load_ruleset
@@ -78,10 +78,12 @@ class Settings(BaseModel):
     max_body_bytes: int = Field(default=1024**2, ge=1024)
     max_line_bytes: int = Field(default=64 * 1024, ge=1024)
     # Resumable uploads (/uploads): the largest chunk, the uploads one agency may
-    # hold open at once, and how long an idle one is kept before it is discarded.
+    # hold open at once, how long an idle one is kept before it is discarded, and
+    # how long a chunk sent ahead of the upload's offset waits for the ones before.
     max_chunk_bytes: int = Field(default=DEFAULT_MAX_CHUNK_BYTES, ge=1024)
     max_upload_sessions: int = Field(default=4, ge=1, le=64)
     upload_idle_seconds: float = Field(default=3600.0, gt=0)
+    upload_ahead_wait_seconds: float = Field(default=DEFAULT_AHEAD_WAIT, ge=0, le=300)
     staging_dir: Path | None = None
     # Worker processes checking a large upload chunk's lines beside the thread that
     # receives it (docs/linkage-service.md, "Fast ingest"); None: one fewer than the

@@ -8,6 +8,11 @@ as they arrive (the same checks as a single-request push). Each chunk:
 
 - must start at the session's offset (``ConflictError`` naming the offset to
   resume from otherwise: a replayed or out-of-order chunk changes nothing);
+  a client may send the next chunk while the one before it is checked (the
+  agency client keeps two on their way), so a chunk that starts ahead of the
+  offset waits up to ``ahead_wait`` seconds for the chunks before it to be
+  taken, rather than being refused at once (at most ``MAX_WAITING`` chunks of
+  a session wait; more are refused at once);
 - must match its ``Content-Digest`` (``UploadError`` otherwise: nothing of it is
   taken), so a chunk cut short or altered in transit is never appended;
 - is fed whole or the session is refused (a bad record refuses the extract).
@@ -40,13 +45,21 @@ from protocols import UploadState, UploadStatus
 from ._errors import ConflictError, LinkageError, NotFound, TooLarge, UploadError
 from ._ingest import ExtractReceiver
 
-__all__ = ["DEFAULT_MAX_CHUNK_BYTES", "UploadSession", "Uploads"]
+__all__ = [
+    "DEFAULT_AHEAD_WAIT",
+    "DEFAULT_MAX_CHUNK_BYTES",
+    "MAX_WAITING",
+    "UploadSession",
+    "Uploads",
+]
 
 _logger = logging.getLogger("linkage_service.ingest")
 
 DEFAULT_MAX_CHUNK_BYTES = 16 * 1024**2
 DEFAULT_MAX_SESSIONS = 4  # per agency
 DEFAULT_IDLE_SECONDS = 3600.0
+DEFAULT_AHEAD_WAIT = 10.0  # seconds a chunk ahead of the offset waits for its turn
+MAX_WAITING = 4  # chunks of one session waiting at once
 
 
 @dataclass
@@ -56,7 +69,7 @@ class UploadSession:
     upload_id: str
     agency_id: str
     size: int
-    sha256: str
+    sha256: str | None  # None until given on completing
     receiver: ExtractReceiver | None
     touched: float
     offset: int = 0
@@ -66,10 +79,16 @@ class UploadSession:
     verify_seconds: float = 0.0  # time spent checking lines as chunks arrived
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: threading.Event = field(default_factory=threading.Event)
+    waiting: int = 0  # chunks ahead of the offset waiting for their turn
+    turn: threading.Condition = field(init=False)  # notified when the offset or state moves
+
+    def __post_init__(self) -> None:
+        self.turn = threading.Condition(self.lock)
 
     def refuse(self, exc: LinkageError) -> None:
         """Mark refused with ``exc`` and discard the staged records."""
         self.state, self.error = "refused", exc
+        self.turn.notify_all()  # called with the lock held
         if self.receiver is not None:
             self.receiver.close()
             self.receiver = None
@@ -88,6 +107,7 @@ class Uploads:
         max_chunk_bytes: int = DEFAULT_MAX_CHUNK_BYTES,
         max_sessions: int = DEFAULT_MAX_SESSIONS,
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        ahead_wait: float = DEFAULT_AHEAD_WAIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._receiver = receiver
@@ -96,6 +116,7 @@ class Uploads:
         self.max_chunk_bytes = max_chunk_bytes
         self._max_sessions = max_sessions
         self._idle = idle_seconds
+        self._ahead_wait = ahead_wait
         self._clock = clock
         self._lock = threading.Lock()
         self._sessions: dict[str, UploadSession] = {}
@@ -111,8 +132,9 @@ class Uploads:
             error=None if session.error is None else str(session.error),
         )
 
-    def start(self, agency_id: str, size: int, sha256: str) -> UploadSession:
-        """Open a session for an extract of ``size`` bytes with SHA-256 ``sha256``."""
+    def start(self, agency_id: str, size: int, sha256: str | None = None) -> UploadSession:
+        """Open a session for an extract of ``size`` bytes with SHA-256 ``sha256`` (or None:
+        given on completing)."""
         if size > self.max_upload_bytes:
             raise TooLarge(
                 f"the upload is {size} bytes, larger than the limit of "
@@ -171,6 +193,20 @@ class Uploads:
                 field="Content-Digest",
             )
         with session.lock:
+            if (
+                offset > session.offset
+                and session.state == "receiving"
+                and session.waiting < MAX_WAITING
+            ):
+                # sent while the chunks before it are on their way or being checked
+                session.waiting += 1
+                try:
+                    session.turn.wait_for(
+                        lambda: session.offset >= offset or session.state != "receiving",
+                        self._ahead_wait,
+                    )
+                finally:
+                    session.waiting -= 1
             if session.state == "refused":
                 assert session.error is not None
                 raise session.error
@@ -199,10 +235,15 @@ class Uploads:
             session.verify_seconds += time.perf_counter() - started
             session.offset += len(data)
             session.touched = self._clock()
+            session.turn.notify_all()
         return session
 
-    def complete(self, agency_id: str, upload_id: str) -> dict[str, Any]:
-        """Check the whole upload and apply it once; the run summary (again on a repeat)."""
+    def complete(self, agency_id: str, upload_id: str, sha256: str | None = None) -> dict[str, Any]:
+        """Check the whole upload and apply it once; the run summary (again on a repeat).
+
+        ``sha256``: the upload's SHA-256 (hex), if it was not given on opening
+        (if it was, this must be the same or None).
+        """
         session = self.get(agency_id, upload_id)
         with session.lock:
             first = session.state == "receiving"
@@ -211,6 +252,17 @@ class Uploads:
                     raise ConflictError(
                         f"upload {upload_id} has {session.offset} of {session.size} bytes: "
                         f"send from offset {session.offset} before completing"
+                    )
+                if sha256 is not None and session.sha256 not in (None, sha256):
+                    raise UploadError(
+                        "the SHA-256 given on completing is not the one given on opening",
+                        field="sha256",
+                    )
+                session.sha256 = session.sha256 or sha256
+                if session.sha256 is None:  # the session stays open: complete with it
+                    raise UploadError(
+                        "no SHA-256 of the upload: give it on completing (or on opening)",
+                        field="sha256",
                     )
                 session.state = "applying"
         if first:
@@ -228,8 +280,8 @@ class Uploads:
             # the receiver hashes every byte fed to it (the same bytes, in order)
             if receiver.body_sha256() != session.sha256:
                 raise UploadError(
-                    f"the {session.size} bytes received do not have the SHA-256 declared when "
-                    "the upload was opened",
+                    f"the {session.size} bytes received do not have the SHA-256 declared for "
+                    "the upload",
                     field="sha256",
                 )
             started = time.perf_counter()

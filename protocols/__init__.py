@@ -200,6 +200,7 @@ from ._unlock import (
 from ._upload import (
     CONTENT_DIGEST_HEADER,
     UPLOAD_OFFSET_HEADER,
+    UploadComplete,
     UploadStart,
     UploadState,
     UploadStatus,
@@ -480,6 +481,7 @@ __all__ = [
     "TokenisedRecord",
     "Tokenizer",
     "UnmetOutcome",
+    "UploadComplete",
     "UploadStart",
     "UploadState",
     "UploadStatus",

@@ -1,6 +1,7 @@
 """``/uploads``: an agency sends one signed extract in chunks and resumes after a dropped link.
 
-``POST /uploads`` opens a session (size and SHA-256 of the extract); ``PATCH
+``POST /uploads`` opens a session (size of the extract, and its SHA-256 here or
+on completing); ``PATCH
 /uploads/{id}`` appends one chunk at ``Upload-Offset`` with its RFC 9530
 ``Content-Digest``; ``GET /uploads/{id}`` says how many bytes are accepted (send
 from there); ``POST /uploads/{id}/complete`` checks and applies the extract
@@ -18,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from protocols import UploadStart, UploadStatus
+from protocols import UploadComplete, UploadStart, UploadStatus
 from service_common import MAX_SQL_INT
 
 from .._config import agency_of
@@ -79,7 +80,8 @@ async def _read_chunk(request: Request, limit: int) -> bytes:
 async def open_upload(
     start: UploadStart, caller: AgencyCaller, uploads: UploadsDep, response: Response
 ) -> UploadStatus:
-    """Open a resumable upload of one extract of ``size`` bytes with SHA-256 ``sha256``."""
+    """Open a resumable upload of one extract of ``size`` bytes, with SHA-256 ``sha256`` (or
+    give that on completing)."""
     session = await run_in_threadpool(uploads.start, _agency(caller), start.size, start.sha256)
     response.headers["Location"] = f"/uploads/{session.upload_id}"
     return uploads.status(session)
@@ -113,12 +115,18 @@ async def append_chunk(
 
 @router.post("/uploads/{upload_id}/complete")
 async def complete_upload(
-    upload_id: UploadId, caller: AgencyCaller, uploads: UploadsDep
+    upload_id: UploadId,
+    caller: AgencyCaller,
+    uploads: UploadsDep,
+    body: UploadComplete | None = None,
 ) -> dict[str, Any]:
-    """Check the whole upload (size, SHA-256, trailer, signature) and apply it once."""
+    """Check the whole upload (size, SHA-256, trailer, signature) and apply it once.
+
+    The body may give the upload's SHA-256, if opening did not."""
     agency_id = _agency(caller)
+    sha256 = None if body is None else body.sha256
     result: dict[str, Any] = await _logged(
-        agency_id, upload_id, uploads.complete, agency_id, upload_id
+        agency_id, upload_id, uploads.complete, agency_id, upload_id, sha256
     )
     return result
 
