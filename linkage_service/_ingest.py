@@ -145,10 +145,12 @@ class Received:
 def b64(value: str, line: int, field: str) -> bytes:
     """Strict, canonical base64 (the wire model checks the grammar; this the value).
 
-    Strict decoding refuses everything but whole groups with padding only at the
-    end; of what it takes, only a padded value can be written two ways: the
-    last character before the padding carries bits beyond the data (2 before
-    ``=``, 4 before ``==``), which the canonical form leaves at zero.
+    Strict decoding refuses misplaced padding and characters outside the
+    alphabet; what it takes may still differ from the encoding of its bytes
+    only when padded: padding after a whole group (``0000=``), or bits set
+    beyond the data in the last character before the padding (2 before ``=``,
+    4 before ``==``), which the canonical form leaves at zero. A test holds
+    this to encoding the bytes again and comparing.
     """
     try:
         raw = binascii.a2b_base64(value, strict_mode=True)
