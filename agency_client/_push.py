@@ -36,7 +36,6 @@ from ._errors import PushError
 __all__ = ["DEFAULT_CHUNK_BYTES", "push_extract"]
 
 DEFAULT_CHUNK_BYTES = 8 * 1024**2
-_PIECE = 1024**2  # a chunk's body is written in pieces of this size
 
 
 def _detail(response: httpx.Response) -> str:
@@ -190,9 +189,7 @@ def _send_chunks(
             written = threading.Event()
 
             def body() -> Iterator[bytes]:
-                view = memoryview(chunk)
-                for k in range(0, len(chunk), _PIECE):
-                    yield bytes(view[k : k + _PIECE])
+                yield chunk  # asked for more only once the transport has written it
                 written.set()
 
             sending = pool.submit(call, "PATCH", where, content=body(), headers=headers)

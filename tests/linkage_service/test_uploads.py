@@ -87,6 +87,15 @@ def _patch(client: httpx.Client, uid: str, offset: int, data: bytes, digest: str
     return client.patch(f"/uploads/{uid}", content=data, headers=headers)
 
 
+def _push_through(transport: httpx.BaseTransport, tmp_path: Path, body: bytes, **kw: Any):
+    path = tmp_path / "extract.jsonl"
+    path.write_bytes(body)
+    with httpx.Client(transport=transport, base_url="http://linkage") as http:
+        return push_extract(
+            path, "http://linkage", TOKENS["agency:school"], client=http, chunk_bytes=4096, **kw
+        )
+
+
 class Flaky(httpx.BaseTransport):
     """Drops chosen PATCH requests: before they reach the service, or after (answer lost).
 
@@ -123,20 +132,11 @@ class Flaky(httpx.BaseTransport):
 def test_push_resumes_from_the_service_offset_without_resending_accepted_bytes(service, tmp_path):
     client, _, url = service
     body = _extract()
-    path = tmp_path / "extract.jsonl"
-    path.write_bytes(body)
     flaky = Flaky(client._transport, before={3}, after={2, 5})
     seen: list[int] = []
-    with httpx.Client(transport=flaky, base_url="http://linkage") as http:
-        summary = push_extract(
-            path,
-            "http://linkage",
-            TOKENS["agency:school"],
-            client=http,
-            chunk_bytes=4096,
-            backoff=0,
-            progress=lambda sent, size: seen.append(sent),
-        )
+    summary = _push_through(
+        flaky, tmp_path, body, backoff=0, progress=lambda sent, size: seen.append(sent)
+    )
     assert summary["records_added"] == 40 and summary["idempotent"] is False
     assert _records(url) == 40
     # the chunks whose answer was lost were accepted and not sent again
@@ -176,15 +176,6 @@ class Overtaken(httpx.BaseTransport):
         finally:
             with self._lock:
                 self.now -= 1
-
-
-def _push_through(transport: httpx.BaseTransport, tmp_path: Path, body: bytes, **kw: Any):
-    path = tmp_path / "extract.jsonl"
-    path.write_bytes(body)
-    with httpx.Client(transport=transport, base_url="http://linkage") as http:
-        return push_extract(
-            path, "http://linkage", TOKENS["agency:school"], client=http, chunk_bytes=4096, **kw
-        )
 
 
 @pytest.mark.parametrize("in_flight", [1, 2, 3])
