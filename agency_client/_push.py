@@ -67,6 +67,8 @@ def push_extract(
     chunks are on their way at once, each on its own connection (see
     :func:`_send_chunks`); 1 sends one and waits for its answer.
     """
+    if in_flight < 1:
+        raise ValueError(f"in_flight must be at least 1, not {in_flight}")
     if not path.is_file():
         raise PushError(f"{path}: no such extract file")
     size = path.stat().st_size
@@ -82,22 +84,21 @@ def push_extract(
     def call(method: str, where: str, **kw: Any) -> httpx.Response:
         """One request; transport failures retried (with the caller's resync), up to ``retries``."""
         nonlocal failures
-        while True:
-            try:
-                response = http.request(
-                    method, base + where, headers={**auth, **kw.pop("headers", {})}, **kw
-                )
-            except httpx.TransportError as exc:
-                with counting:
-                    failures += 1
-                    tries = failures
-                if tries > retries:
-                    raise PushError(f"{path}: cannot reach {url} ({tries} tries): {exc}") from exc
-                time.sleep(backoff * tries)
-                raise _Retry from exc
+        try:
+            response = http.request(
+                method, base + where, headers={**auth, **kw.pop("headers", {})}, **kw
+            )
+        except httpx.TransportError as exc:
             with counting:
-                failures = 0
-            return response
+                failures += 1
+                tries = failures
+            if tries > retries:
+                raise PushError(f"{path}: cannot reach {url} ({tries} tries): {exc}") from exc
+            time.sleep(backoff * tries)
+            raise _Retry from exc
+        with counting:
+            failures = 0
+        return response
 
     try:
         # the SHA-256 of the whole is given on completing: hashed from the chunks as
@@ -108,9 +109,7 @@ def push_extract(
         status = UploadStatus.model_validate(opened.json())
         where = f"/uploads/{status.upload_id}"
         step = max(1, min(chunk_bytes, status.max_chunk_bytes))
-        whole = _send_chunks(
-            call, where, path, size, status.offset, step, max(1, in_flight), progress
-        )
+        whole = _send_chunks(call, where, path, size, status.offset, step, in_flight, progress)
         done = _call_until(call, "POST", where + "/complete", json={"sha256": whole})
         if done.status_code != 200:
             raise PushError(f"{path}: refused ({done.status_code}): {_detail(done)}")

@@ -461,6 +461,13 @@ def test_the_push_command_refuses_fewer_than_one_chunk_in_flight(tmp_path, capsy
     assert "--in-flight: must be a whole number of at least 1, not '0'" in capsys.readouterr().err
 
 
+def test_push_extract_refuses_fewer_than_one_chunk_in_flight(tmp_path):
+    # the library refuses what the command refuses, before opening an upload
+    (tmp_path / "x.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match="in_flight must be at least 1, not 0"):
+        push_extract(tmp_path / "x.jsonl", "http://l", "token", in_flight=0)
+
+
 def test_the_push_command_prints_the_services_warning(tmp_path, monkeypatch):
     # the run summary's warning (extracts of two schemas held) reaches the agency's screen
     import agency_client._cli as cli
