@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 
 from protocols import gc_paused
 
@@ -198,31 +199,82 @@ class Evidence(Sequence[PairEvidence]):
         for lo in range(0, len(self), self._CHUNK):
             yield from self._rows(lo, lo + self._CHUNK)
 
-    def _rows(self, lo: int, hi: int) -> Iterator[PairEvidence]:
+    def json_rows(self) -> Iterator[tuple[int, int, float, str]]:
+        """The pairs with their evidence as the service stores it: ``(a, b, score, JSON)``.
+
+        The JSON is what ``orjson`` writes of each evidence dict with sorted keys (a
+        test holds the two to each other), but each pattern's comparisons and each
+        set of token names is serialised once and included as it is: for a 1M
+        push's 700,000 links, about 1.6 s rather than 3.4-3.9 s (ad hoc, one core).
+        """
+        model, names = self._model, self._token_names
+        explained: dict[int, orjson.Fragment] = {}
+        named: dict[int, orjson.Fragment] = {}
+
+        def comparisons(pattern: int) -> object:
+            if pattern not in explained:
+                assert model is not None
+                text = orjson.dumps(model.explain(pattern), option=orjson.OPT_SORT_KEYS)
+                explained[pattern] = orjson.Fragment(text)
+            return explained[pattern]
+
+        def tokens(mask: int) -> object:
+            if mask not in named:
+                named[mask] = orjson.Fragment(orjson.dumps(_names(mask, names)))
+            return named[mask]
+
+        for lo in range(0, len(self), self._CHUNK):
+            for a, b, score, evidence in self._rows(lo, lo + self._CHUNK, comparisons, tokens):
+                yield (a, b, score, orjson.dumps(evidence).decode())
+
+    def _rows(
+        self,
+        lo: int,
+        hi: int,
+        comparisons: Callable[[int], object] | None = None,
+        tokens: Callable[[int], object] | None = None,
+    ) -> Iterator[PairEvidence]:
+        """Pairs ``lo:hi``; each evidence dict's keys in sorted order (:meth:`json_rows`
+        writes them as they come). ``comparisons(pattern)`` and ``tokens(mask)``
+        give those values (by default the model's explanation, shared by the pairs
+        of a pattern, and a list of token names)."""
         cols = [self._cols[name][lo:hi].tolist() for name in _COLUMNS]
-        names, model = self._token_names, self._model
-        explained: dict[int, dict[str, dict[str, object]]] = {}
+        model, names = self._model, self._token_names
+        if comparisons is None:
+            explained: dict[int, dict[str, dict[str, object]]] = {}
+
+            def comparisons(pattern: int) -> object:
+                assert model is not None
+                if pattern not in explained:
+                    explained[pattern] = model.explain(pattern)
+                return explained[pattern]
+
+        if tokens is None:
+
+            def tokens(mask: int) -> object:
+                return _names(mask, names)
+
+        prior = None if model is None else round(model.prior_weight, 3)
         for a, b, score, pat, dice, ag, co, sx, gap, ka, kd, ad in zip(*cols, strict=True):
             evidence: dict[str, object] = {
-                "probability": score,
-                "dice": dice,
-                "tokens_agreed": _names(ag, names),
-                "tokens_conflicting": _names(co, names),
-                "sex_disagrees": sx,
+                "address_dice": None if ad != ad else ad,
                 "birth_year_gap": None if gap != gap else gap,
                 "blocking_keys_agreed": ka,
                 "blocking_keys_differing": kd,
-                "address_dice": None if ad != ad else ad,
             }
-            if model is not None:
-                if pat not in explained:
-                    explained[pat] = model.explain(pat)
-                evidence["match_model"] = self._model_id
-                evidence["prior_weight"] = round(model.prior_weight, 3)
-                evidence["comparisons"] = explained[pat]
             decided = self._decisions.get((a, b) if a < b else (b, a))
             if decided is not None:
                 evidence["clerical_decision"] = "match" if decided else "non_match"
+            if model is not None:
+                evidence["comparisons"] = comparisons(pat)
+            evidence["dice"] = dice
+            if model is not None:
+                evidence["match_model"] = self._model_id
+                evidence["prior_weight"] = prior
+            evidence["probability"] = score
+            evidence["sex_disagrees"] = sx
+            evidence["tokens_agreed"] = tokens(ag)
+            evidence["tokens_conflicting"] = tokens(co)
             yield (a, b, score, evidence)
 
 

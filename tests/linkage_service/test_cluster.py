@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -19,7 +20,9 @@ from linkage_service._cluster import (
     agglomerate_reference,
     pairs_within,
 )
-from linkage_service._engine import EngineConfig, LinkageEngine
+from linkage_service._engine import EngineConfig, Evidence, LinkageEngine
+from linkage_service._matchmodel import SIZES, prior_model
+from linkage_service._service import _dumps_fast
 
 from ._engine_helpers import (
     Rec,
@@ -122,6 +125,48 @@ def test_shared_token_links_below_threshold() -> None:
     delta = eng.update(batch([Rec(1, b, exact=tok), Rec(2, far, agency=1, exact=tok)]), [])
     assert len(set(persons(eng, [1, 2]))) == 1
     assert delta.links[0][3]["tokens_agreed"] == ["nhs_number"]
+
+
+@pytest.mark.parametrize("model", ["none", "prior", "related", "dice"])
+def test_link_evidence_written_as_json_is_the_evidence_dict_as_the_service_stores_it(
+    model: str,
+) -> None:
+    # json_rows writes each pair's evidence without building its dict: the same text
+    # as the dict through the service's serialiser, for every field's odd values
+    # (missing gaps and addresses, decisions both ways, masks, many patterns)
+    rng = np.random.default_rng(7)
+    n = 3 * Evidence._CHUNK + 5  # several chunks and a partial one
+    patterns = int(np.prod(SIZES))
+    a = rng.permutation(n).astype(np.int64)
+    b = a + n
+    columns = [
+        a,
+        b,
+        rng.random(n),
+        rng.integers(0, patterns, n),
+        np.round(rng.random(n), 6),
+        rng.integers(0, 8, n),
+        rng.integers(0, 8, n),
+        rng.random(n) < 0.5,
+        np.where(rng.random(n) < 0.3, np.nan, np.round(rng.random(n) * 40, 2)),
+        rng.integers(0, 6, n),
+        rng.integers(0, 3, n),
+        np.where(rng.random(n) < 0.3, np.nan, np.round(rng.random(n), 4)),
+    ]
+    prior = prior_model()
+    chosen = {
+        "none": None,
+        "prior": prior,
+        "related": dataclasses.replace(prior, r=prior.u, rho=0.1),
+        "dice": dice_model(),
+    }[model]
+    decisions = {(int(a[0]), int(b[0])): True, (int(a[1]), int(b[1])): False}
+    evidence = Evidence(chosen, ("nhs_number", "upn", "id:case"), *columns, decisions=decisions)
+    written = list(evidence.json_rows())
+    assert written == [(x, y, s, _dumps_fast(dict(e))) for x, y, s, e in evidence]
+    assert '"clerical_decision":"match"' in written[0][3]
+    assert '"clerical_decision":"non_match"' in written[1][3]
+    assert ("comparisons" in written[2][3]) == (chosen is not None)
 
 
 def test_link_evidence_reads_the_same_by_index_slice_and_iteration() -> None:
