@@ -390,14 +390,16 @@ def bulk_insert(
 ) -> None:
     """Insert ``rows`` (tuples in ``columns`` order) in bulk, inside the caller's transaction.
 
-    PostgreSQL: one ``COPY ... FROM STDIN``; SQLite: an ``executemany`` of a
-    prepared insert of up to :data:`SQLITE_ROWS_PER_INSERT` rows at a time (the
-    driver lets go of the interpreter lock for each statement it steps and must
-    win it back after: one row a statement, an insert running in a thread
-    beside busy Python waited for the lock once per row). Values go to the
-    driver as they are: dates as ISO text (what SQLAlchemy stores on SQLite;
-    PostgreSQL's COPY parses it), booleans as ``bool``, binary as ``bytes`` or
-    ``bytearray`` (which SQLite's driver binds without its adapter look-up).
+    PostgreSQL: one ``COPY ... FROM STDIN (FORMAT BINARY)`` (:func:`_copy_types`;
+    the text format when a column's type has no binary form here); SQLite: an
+    ``executemany`` of a prepared insert of up to :data:`SQLITE_ROWS_PER_INSERT`
+    rows at a time (the driver lets go of the interpreter lock for each statement
+    it steps and must win it back after: one row a statement, an insert running
+    in a thread beside busy Python waited for the lock once per row). Values go
+    to the driver as they are: dates as ISO text (what SQLAlchemy stores on
+    SQLite; the binary COPY reads them as dates), booleans as ``bool``, binary
+    as ``bytes`` or ``bytearray`` (which SQLite's driver binds without its
+    adapter look-up).
     A failure raises SQLAlchemy's error, as every other statement does (the COPY
     talks to psycopg directly: its error is wrapped as SQLAlchemy would wrap it).
     """
@@ -408,11 +410,27 @@ def bulk_insert(
         import psycopg  # loaded already (the connection is psycopg's); SQLite never needs it
 
         driver: Any = conn.connection.driver_connection
-        copying = f"COPY {table.name} ({names}) FROM STDIN"
+        types = _copy_types(table, columns)
+        binary = " (FORMAT BINARY)" if types is not None else ""
+        copying = f"COPY {table.name} ({names}) FROM STDIN{binary}"
+        dates = [k for k, t in enumerate(types or ()) if t == "date"]
         try:
             with driver.cursor() as cur, cur.copy(copying) as copy:
+                if types is None:
+                    for row in rows:
+                        copy.write_row(row)
+                    return
+                copy.set_types(types)
+                if not dates:
+                    for row in rows:
+                        copy.write_row(row)
+                    return
                 for row in rows:
-                    copy.write_row(row)
+                    values = list(row)
+                    for k in dates:
+                        if isinstance(values[k], str):
+                            values[k] = dt.date.fromisoformat(values[k])
+                    copy.write_row(values)
         except psycopg.Error as exc:
             raise sa.exc.DBAPIError.instance(copying, None, exc, psycopg.Error) from exc
         return
@@ -423,6 +441,40 @@ def bulk_insert(
         rows,
         len(columns),
     )
+
+
+# PostgreSQL's binary COPY names each column's type; these are the types the bulk
+# inserts write (a subclass before its base: BigInteger is an Integer)
+_COPY_TYPES: tuple[tuple[type[sa.types.TypeEngine[Any]], str], ...] = (
+    (sa.BigInteger, "int8"),
+    (sa.SmallInteger, "int2"),
+    (sa.Integer, "int4"),
+    (sa.Boolean, "bool"),
+    (sa.LargeBinary, "bytea"),
+    (sa.Float, "float8"),
+    (sa.Date, "date"),
+    (sa.String, "text"),  # Text too; binary text and varchar are the same bytes
+)
+
+
+def _copy_types(table: sa.Table, columns: Sequence[str]) -> list[str] | None:
+    """The binary COPY type of each of ``columns``; None if one has none here.
+
+    Binary rather than text: the Bloom filters, digests and sealed blobs go as
+    their bytes rather than as hex the server must parse (200,000 record rows,
+    ad hoc: 1.2-1.35 s against 2.25-2.5 s, and less of the service's CPU)."""
+    found: list[str] = []
+    for name in columns:
+        kind = table.c[name].type
+        if isinstance(kind, sa.Float) and getattr(kind, "precision", None) is not None:
+            return None  # a Float(precision) may be a float4
+        for base, copy_type in _COPY_TYPES:
+            if isinstance(kind, base):
+                found.append(copy_type)
+                break
+        else:
+            return None
+    return found
 
 
 def _sqlite_rows_a_statement(
