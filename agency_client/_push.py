@@ -192,10 +192,10 @@ def _send_chunks(
                 written.set()
 
             sending = pool.submit(call, "PATCH", where, content=body(), headers=headers)
-            # the next chunk starts after this one's last byte: it reaches the service
-            # after this one, which the service then takes first
-            while not written.wait(0.05) and not sending.done():
-                pass
+            # the next chunk starts after this one's last byte (or its failure): it
+            # reaches the service after this one, which the service then takes first
+            sending.add_done_callback(lambda _: written.set())
+            written.wait()
             return sending
 
         while offset < size:

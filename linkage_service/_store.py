@@ -416,21 +416,10 @@ def bulk_insert(
         dates = [k for k, t in enumerate(types or ()) if t == "date"]
         try:
             with driver.cursor() as cur, cur.copy(copying) as copy:
-                if types is None:
-                    for row in rows:
-                        copy.write_row(row)
-                    return
-                copy.set_types(types)
-                if not dates:
-                    for row in rows:
-                        copy.write_row(row)
-                    return
+                if types is not None:
+                    copy.set_types(types)
                 for row in rows:
-                    values = list(row)
-                    for k in dates:
-                        if isinstance(values[k], str):
-                            values[k] = dt.date.fromisoformat(values[k])
-                    copy.write_row(values)
+                    copy.write_row(_with_dates(row, dates) if dates else row)
         except psycopg.Error as exc:
             raise sa.exc.DBAPIError.instance(copying, None, exc, psycopg.Error) from exc
         return
@@ -441,6 +430,15 @@ def bulk_insert(
         rows,
         len(columns),
     )
+
+
+def _with_dates(row: Sequence[Any], dates: Sequence[int]) -> list[Any]:
+    """``row`` with its ISO text at positions ``dates`` as dates (what a binary COPY takes)."""
+    values = list(row)
+    for k in dates:
+        if isinstance(values[k], str):
+            values[k] = dt.date.fromisoformat(values[k])
+    return values
 
 
 # PostgreSQL's binary COPY names each column's type; these are the types the bulk
