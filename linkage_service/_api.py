@@ -59,6 +59,7 @@ from ._errors import (
     AuthError,
     ConflictError,
     EngineError,
+    FieldError,
     IngestError,
     LinkageError,
     NotFound,
@@ -84,7 +85,7 @@ __all__ = ["create_app", "get_service", "get_settings"]
 def _status(exc: LinkageError) -> int:
     if isinstance(exc, TooLarge):
         return 413
-    if isinstance(exc, UploadError):
+    if isinstance(exc, (UploadError, FieldError)):
         return 422
     if isinstance(exc, ReplayError):
         return 409
@@ -192,6 +193,8 @@ def create_app(
         body: dict[str, Any] = {"detail": str(exc), "error": type(exc).__name__}
         if isinstance(exc, IngestError):
             body["line"] = exc.line
+            body["field"] = exc.field
+        if isinstance(exc, FieldError):
             body["field"] = exc.field
         if isinstance(exc, Superseded):
             body["current"] = exc.current

@@ -11,6 +11,8 @@ Hierarchy::
     │   └── Superseded           an id re-linking retired: names the ids it lives on as (410)
     ├── ConflictError            not possible in the current state: a status move that is not
     │                            allowed, a double claim, a family below threshold (HTTP 409)
+    ├── FieldError               a request's field holds a value refused here (HTTP 422);
+    │                            carries the field: an attachment date in the future
     ├── EngineError              the linkage engine failed while applying an extract (HTTP 500)
     └── IngestError              an extract was refused (HTTP 400); carries line and field
         ├── ReplayError          extract id already seen with different bytes (HTTP 409)
@@ -31,6 +33,7 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "EngineError",
+    "FieldError",
     "IngestError",
     "LinkageError",
     "NotFound",
@@ -79,6 +82,14 @@ class Superseded(NotFound):
 
 class ConflictError(LinkageError):
     """The request cannot be done in the current state (the message says why)."""
+
+
+class FieldError(LinkageError):
+    """A request's ``field`` holds a value the service refuses (the message says why)."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class EngineError(LinkageError):

@@ -74,14 +74,18 @@ class Backend:
         if response.is_success:
             return response
         detail: object
+        field: object = None
         try:
-            detail = response.json().get("detail", response.text[:300])
-        except ValueError:
+            answer = response.json()
+            detail = answer.get("detail", response.text[:300])
+            field = answer.get("field")
+        except (ValueError, AttributeError):
             detail = response.text[:300]
         raise BackendError(
             f"the {self.name} answered {response.status_code}: {detail}",
             status=response.status_code,
             detail=detail,
+            field=field if isinstance(field, str) else None,
         )
 
     def get_json(self, path: str, token: str | None, **params: Any) -> Any:

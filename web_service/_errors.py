@@ -49,7 +49,10 @@ class SignInError(WebError):
 class BackendError(WebError):
     """A call to the linkage service, the unlock service or the audit log failed."""
 
-    def __init__(self, message: str, status: int = 502, detail: object = None) -> None:
+    def __init__(
+        self, message: str, status: int = 502, detail: object = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.detail = detail
+        self.field = field  # the request field the service named, if it named one

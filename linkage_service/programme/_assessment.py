@@ -33,6 +33,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+from zoneinfo import ZoneInfo
 
 from nacl.signing import SigningKey
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -62,7 +63,7 @@ from protocols import (
 )
 
 from .. import _store as store
-from .._errors import ConflictError, NotFound, StorageError
+from .._errors import ConflictError, FieldError, NotFound, StorageError
 from .._review import update_impacts
 from . import _restrictions as restrictions_
 from . import _store as pstore
@@ -115,6 +116,8 @@ TRANSITIONS: dict[str | None, tuple[str, ...]] = {
     "closed": ("identified", "attached"),
 }
 _INSERT_BATCH = 2000
+# the programme runs in England: an attachment's "today" is the date there
+_ENGLAND = ZoneInfo("Europe/London")
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -664,6 +667,46 @@ def _attach_people(conn: Connection, family_id: str, on: dt.date) -> None:
     astore.add_attached_persons(conn, phase, family_id, people, on)
 
 
+def _attachment_date(
+    conn: Connection,
+    family_id: str,
+    on: dt.date | None,
+    identified_cycle: int,
+    when: dt.datetime,
+) -> dt.date:
+    """The day work started with the family (``on``, else today): FieldError unless it lies
+    between the family's identification and today.
+
+    "Today" is England's date at ``when``; the family was identified by the
+    assessment ``identified_cycle``, on the earlier of its as-at date and the
+    day it was run. The attachment starts the payment-by-results clock (the
+    attachment fee, and outcome rules counted in months since attachment), so a
+    date after today or before the family was identified would claim for work
+    that had not happened yet.
+    """
+    today = when.astimezone(_ENGLAND).date()
+    day = on or today
+    if day > today:
+        raise FieldError(
+            f"family {family_id}: attachment date {day.isoformat()} is after today "
+            f"({today.isoformat()}); enter the day work with the family started",
+            field="on",
+        )
+    cycle = pstore.cycle_row(conn, identified_cycle)
+    if cycle is None:
+        return day
+    run_on = dt.datetime.fromtimestamp(cycle.created_at / 1e6, dt.UTC).astimezone(_ENGLAND)
+    earliest = min(cycle.as_at, run_on.date())
+    if day < earliest:
+        raise FieldError(
+            f"family {family_id}: attachment date {day.isoformat()} is before the family "
+            f"was identified (assessment {cycle.id}, as at {cycle.as_at.isoformat()}, run "
+            f"on {run_on.date().isoformat()}); enter the day work with the family started",
+            field="on",
+        )
+    return day
+
+
 def set_status(
     engine: Engine,
     family_id: str,
@@ -699,7 +742,8 @@ def set_status(
                 )
             attach = None
             if status == "attached":
-                attach = (on or when.date(), snap)
+                identified = snap if row is None else row.identified_cycle
+                attach = (_attachment_date(conn, family_id, on, identified, when), snap)
                 _attach_people(conn, family_id, attach[0])
             if row is None:
                 # a second concurrent insert fails on the primary key (IntegrityError)

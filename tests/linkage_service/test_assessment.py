@@ -13,7 +13,13 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
 from linkage_service import _store as store
-from linkage_service._errors import ConflictError, NotFound, RulesetError, StorageError
+from linkage_service._errors import (
+    ConflictError,
+    FieldError,
+    NotFound,
+    RulesetError,
+    StorageError,
+)
 from linkage_service.programme import _store as pstore
 from linkage_service.programme._assessment import (
     family_district,
@@ -241,6 +247,34 @@ def test_step_up_and_step_down_fire_on_constructed_histories(db):
     down = list_families(db.engine).families[0]
     assert down.step == "down" and down.previous_score - down.score >= 10
     assert [s.step for s in family_view(db.engine, fid).scores] == [None, "up", None, "down"]
+
+
+def test_an_attachment_date_lies_between_identification_and_today(db):
+    """The date starts the payment-by-results clock: none after today (England's date) and
+    none before the family was identified; a refusal names the field and changes nothing."""
+    hid, _ = db.household(1, complex_family())
+    fid = "fam_" + hid[3:]
+    other = "fam_" + db.household(2, complex_family())[0][3:]
+    run_cycle(db.engine, TF, MODEL, AS_AT, actor="t")
+    # 23:30 UTC on 30 June is already 1 July in England (BST)
+    now = dt.datetime(AS_AT.year + 1, 6, 30, 23, 30, tzinfo=dt.UTC)
+    refusals = [
+        (dt.date(AS_AT.year + 1, 7, 2), "is after today \\(" + f"{AS_AT.year + 1}-07-01"),
+        (AS_AT - dt.timedelta(days=1), "before the family was identified \\(assessment 1"),
+        (dt.date(1999, 1, 1), "before the family was identified"),
+    ]
+    for day, why in refusals:
+        with pytest.raises(FieldError, match=why) as refused:
+            set_status(
+                db.engine, fid, "attached", actor="c", reason="WORK_STARTED", on=day, now=now
+            )
+        assert refused.value.field == "on"
+    assert family_view(db.engine, fid).status == "identified"
+    # today in England, and the day it was identified, are both fine
+    done = set_status(db.engine, fid, "attached", actor="c", reason="WORK_STARTED", now=now)
+    assert done.attached_on == f"{AS_AT.year + 1}-07-01"
+    first_day = set_status(db.engine, other, "attached", actor="c", reason="W", on=AS_AT, now=now)
+    assert first_day.attached_on == AS_AT.isoformat()
 
 
 def test_statuses_baseline_progress_and_claims(db):

@@ -90,6 +90,11 @@ async def test_assess_review_attach_attest_and_release(client):
     body = {"status": "attached", "reason": "WORK_STARTED", "on": AS_AT.isoformat()}
     r = await client.post(f"/families/{fid}/status", json=body, headers=auth("analyst"))
     assert r.status_code == 403
+    # an attachment date from before the family was identified is refused, naming the field
+    early = {**body, "on": "1999-01-01"}
+    r = await client.post(f"/families/{fid}/status", json=early, headers=auth("coordinator"))
+    assert r.status_code == 422 and r.json()["field"] == "on", r.text
+    assert "before the family was identified" in r.json()["detail"]
     r = await client.post(f"/families/{fid}/status", json=body, headers=auth("coordinator"))
     assert r.status_code == 200 and r.json()["baseline_cycle"] == stats["cycle_id"]
     r = await client.post(f"/families/{fid}/status", json=body, headers=auth("coordinator"))

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pyotp
@@ -32,6 +34,7 @@ from web_service._config import Settings as WebSettings
 from web_service._pages.coordinator import REPORTS, TRANSITIONS
 
 AS_AT = PopulationConfig(households=1).extract_date
+ENGLAND = ZoneInfo("Europe/London")
 PASSWORD = "correct horse battery staple"
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -235,6 +238,14 @@ def test_attach_with_csrf_then_claims_and_csv(stack, cora):
     assert r.status_code == 400 and "Enter a reason code" in r.text and 'href="#reason"' in r.text
     r = cora.post(f"/families/{fid}/status", data={**form, "on": "1/11/26", "csrf_token": token})
     assert r.status_code == 400 and "YYYY-MM-DD" in r.text
+    # dates the linkage service refuses, said beside the date with what was entered kept
+    tomorrow = (dt.datetime.now(ENGLAND).date() + dt.timedelta(days=1)).isoformat()
+    early = (AS_AT - dt.timedelta(days=400)).isoformat()
+    for day, why in ((tomorrow, "is after today"), (early, "before the family was identified")):
+        r = cora.post(f"/families/{fid}/status", data={**form, "on": day, "csrf_token": token})
+        assert r.status_code == 400 and why in r.text and 'href="#on"' in r.text, day
+        assert f'value="{day}"' in r.text
+    assert families_json(stack, status="identified", eligible="true")[-1]["family_id"] == fid
     r = cora.post(f"/families/{fid}/status", data={**form, "csrf_token": token})
     assert r.status_code == 303 and r.headers["location"] == f"/families/{fid}"
     page = cora.get(f"/families/{fid}").text
@@ -243,9 +254,9 @@ def test_attach_with_csrf_then_claims_and_csv(stack, cora):
     assert "WORK_STARTED" in page
     view = stack.linkage.get(f"/families/{fid}", headers=auth("analyst")).json()
     assert view["status"] == "attached" and view["attached_on"] == AS_AT.isoformat()
-    # the same move again: the linkage service's refusal, shown as a page (409)
+    # the same move again: the linkage service's refusal (409), beside the form
     r = cora.post(f"/families/{fid}/status", data={**form, "csrf_token": token})
-    assert r.status_code == 409 and "already attached" in r.text
+    assert r.status_code == 400 and "already attached" in r.text and 'href="#status"' in r.text
     # a claim batch, then the claims page and the evidence export
     window = f"{AS_AT.year}-H{1 if AS_AT.month <= 6 else 2}"
     claims_page = cora.get("/claims").text

@@ -376,14 +376,24 @@ def change_status(
             day = dt.date.fromisoformat(on.strip())
         except ValueError:
             errors["on"] = "Enter the date as YYYY-MM-DD, like 2026-11-01"
+    if not errors:
+        body: dict[str, Any] = {"status": status, "reason": reason}
+        if day is not None:
+            body["on"] = day.isoformat()
+        try:
+            _linkage(request).post_json(
+                f"/families/{family_id}/status", session.user.credential, body
+            )
+        except BackendError as exc:
+            # refused for this family (a date out of range, a move not allowed now):
+            # said beside the form, which keeps what was entered
+            if exc.status not in (409, 422) or not isinstance(exc.detail, str):
+                raise
+            errors["on" if exc.field == "on" else "status"] = exc.detail
     if errors:
         context = _family_context(request, session, family_id)
         form = {"status": status, "reason": reason, "on": on}
         return render(request, "coordinator/family.html", 400, errors=errors, form=form, **context)
-    body: dict[str, Any] = {"status": status, "reason": reason}
-    if day is not None:
-        body["on"] = day.isoformat()
-    _linkage(request).post_json(f"/families/{family_id}/status", session.user.credential, body)
     session.flash.append(f"Family {family_id} is now {status.replace('_', ' ')}.")
     return RedirectResponse(f"/families/{family_id}", status_code=303)
 
