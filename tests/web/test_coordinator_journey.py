@@ -123,6 +123,17 @@ def test_coordinator_journey(web_stack: WebStack, page: Any, tmp_path: Path) -> 
     card.get_by_role("button", name=re.compile("Record decision")).click()
     assert shown(page.get_by_text(f"Records {a} and {b}: not the same person"))
     check_accessible(page)
+    # decided wrongly: changed on the decisions page, as the pair's next version
+    page.get_by_role("link", name="see or change the decisions in force").click()
+    check_accessible(page)
+    card = page.locator(f"#decision-{a}-{b}")
+    assert shown(card.get_by_text("Not a match (DIFFERENT_PERSON)"))
+    card.get_by_label("Match: same person").check()
+    card.get_by_label("Reason code for the change").fill("DATE_TYPO")
+    card.get_by_role("button", name=re.compile("Change decision")).click()
+    assert shown(page.get_by_text(f"Records {a} and {b}: changed to the same person"))
+    assert shown(page.locator(f"#decision-{a}-{b}").get_by_text("change 1 on this pair"))
+    check_accessible(page)
 
     # the charts, each with its table
     page.get_by_role("link", name="Charts", exact=True).click()

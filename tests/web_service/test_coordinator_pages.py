@@ -309,10 +309,53 @@ def test_review_decision_needs_csrf(stack, cora):
     )
 
 
+def test_a_decision_in_force_is_changed_on_the_decisions_page(stack, cora):
+    page = cora.get("/review").text
+    a, b = re.search(r'action="/review/(\d+)/(\d+)/decision"', page).groups()
+    form = {"decision": "match", "reason": "SAME_PERSON", "csrf_token": csrf_of(page)}
+    assert cora.post(f"/review/{a}/{b}/decision", data=form).status_code == 303
+    # deciding it again from a stale queue page: said beside the pair, with where to change it
+    r = cora.post(f"/review/{a}/{b}/decision", data={**form, "decision": "non_match"})
+    assert r.status_code == 400 and "already decided match" in r.text
+    assert "changed under Review decisions" in r.text
+    listing = cora.get("/review/decisions").text
+    card = f'id="decision-{a}-{b}"'
+    assert card in listing and "Match: same person (SAME_PERSON)" in listing
+    action = f"/review/{a}/{b}/change"
+    assert f'action="{action}"' in listing
+    change = {"decision": "non_match", "reason": "TWIN"}
+    assert cora.post(action, data=change).status_code == 403  # no CSRF token
+    r = cora.post(action, data={"decision": "", "reason": "x", "csrf_token": csrf_of(listing)})
+    assert r.status_code == 400 and f'href="#decision-{a}-{b}-match"' in r.text
+    assert f'href="#decision-{a}-{b}-reason"' in r.text
+    r = cora.post(action, data={**change, "csrf_token": csrf_of(listing)})
+    assert r.status_code == 303 and r.headers["location"] == "/review/decisions"
+    after = cora.get("/review/decisions").text
+    assert f"Records {a} and {b}: changed to not the same person (TWIN)" in after
+    assert "Not a match (TWIN), change 1 on this pair" in after
+    decisions = stack.linkage.get(
+        "/review/decisions", params={"record_id": a}, headers=auth("analyst")
+    ).json()["decisions"]
+    mine = [d for d in decisions if {d["a"]["record_id"], d["b"]["record_id"]} == {int(a), int(b)}]
+    assert [(d["version"], d["decision"], d["current"]) for d in mine] == [
+        (1, "match", False),
+        (2, "non_match", True),
+    ]
+    r = cora.get("/review/decisions", params={"after": "soon"})
+    assert r.status_code == 400 and "not a whole number" in r.text
+
+
 def test_other_roles_and_no_session_are_refused(stack):
     code = pyotp.parse_uri(stack.pro_totp).now()
     pat = sign_in(stack, "pat", code)
-    for path in ("/families", "/charts", "/claims", "/review", "/reports/status"):
+    for path in (
+        "/families",
+        "/charts",
+        "/claims",
+        "/review",
+        "/review/decisions",
+        "/reports/status",
+    ):
         r = pat.get(path)
         assert r.status_code == 403 and "You cannot do this" in r.text, path
     with httpx.Client(transport=stack.transport, base_url="http://web") as anyone:

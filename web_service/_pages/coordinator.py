@@ -66,6 +66,14 @@ STATUS_TAGS = {
     "claimed": "govuk-tag--green",
     "closed": "govuk-tag--grey",
 }
+DECISIONS_PAGE = 50  # decisions in force a page
+# what a decision in force does now (protocols ReviewEffect)
+DECISION_EFFECTS = {
+    "merged": "Applied: the two records are one person",
+    "apart": "Applied: the two records are kept apart",
+    "pending": "Waiting for the next link run",
+    "superseded": "Replaced by a later decision",
+}
 REVIEW_REASONS = {
     "match": ("SAME_PERSON", "DATE_TYPO", "NAME_VARIANT", "MOVED_ADDRESS"),
     "non_match": ("DIFFERENT_PERSON", "RELATIVE", "TWIN", "SHARED_ADDRESS"),
@@ -684,14 +692,23 @@ def decide(
             f"Enter a reason code for records {record_a} and {record_b}, "
             "capital letters and underscores like SAME_PERSON"
         )
+    if not errors:
+        try:
+            _linkage(request).post_json(
+                f"/review/{record_a}/{record_b}/decision",
+                session.user.credential,
+                {"decision": decision, "reason": reason, "change": change == "yes"},
+            )
+        except BackendError as exc:
+            # decided meanwhile by a colleague, or a record retired: beside the pair
+            if exc.status not in (404, 409, 422) or not isinstance(exc.detail, str):
+                raise
+            errors[f"{pair}-match"] = (
+                f"{exc.detail}. A decision in force is changed under Review decisions."
+            )
     if errors:
         form = {"pair": pair, "decision": decision, "reason": reason}
         return _review_page(request, session, offset, impactful, errors, form)
-    _linkage(request).post_json(
-        f"/review/{record_a}/{record_b}/decision",
-        session.user.credential,
-        {"decision": decision, "reason": reason, "change": change == "yes"},
-    )
     session.flash.append(
         f"Records {record_a} and {record_b}: "
         f"{'the same person' if decision == 'match' else 'not the same person'} ({reason})."
@@ -705,6 +722,94 @@ def decide(
         if part
     )
     return RedirectResponse("/review" + (f"?{back}" if back else ""), status_code=303)
+
+
+def _decisions_page(
+    request: Request,
+    session: Session,
+    after: str,
+    errors: dict[str, str],
+    form: dict[str, str] | None = None,
+) -> HTMLResponse:
+    start = _offset(after, errors)
+    listing: dict[str, Any] = {}
+    if "offset" not in errors:
+        listing = _linkage(request).get_json(
+            "/review/decisions",
+            session.user.credential,
+            current_only="true",
+            after=start,
+            limit=DECISIONS_PAGE,
+        )
+    return render(
+        request,
+        "coordinator/decisions.html",
+        400 if errors else 200,
+        title="Review decisions",
+        errors=errors,
+        form=form or {},
+        decisions=listing.get("decisions", []),
+        next_after=listing.get("next_after"),
+        after=start,
+        reasons=REVIEW_REASONS,
+        effects=DECISION_EFFECTS,
+    )
+
+
+@router.get("/review/decisions", response_class=HTMLResponse)
+def review_decisions(
+    request: Request, session: CoordinatorSession, after: str = ""
+) -> HTMLResponse:
+    """The clerical decisions in force, oldest first, each with a form to change it."""
+    return _decisions_page(request, session, after, {})
+
+
+@router.post("/review/{record_a}/{record_b}/change", response_class=HTMLResponse)
+def change_decision(
+    request: Request,
+    session: CoordinatorSession,
+    _csrf: CsrfChecked,
+    record_a: RecordId,
+    record_b: RecordId,
+    decision: Annotated[str, Form(max_length=16)] = "",
+    reason: Annotated[str, Form(max_length=64)] = "",
+    after: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Replace the decision in force on a pair (recorded as its next version)."""
+    reason = reason.strip().upper()
+    pair = f"decision-{record_a}-{record_b}"
+    errors: dict[str, str] = {}
+    if decision not in REVIEW_REASONS:
+        errors[f"{pair}-match"] = (
+            f"Choose whether records {record_a} and {record_b} are the same person"
+        )
+    if not REASON.match(reason):
+        errors[f"{pair}-reason"] = (
+            f"Enter a reason code for the change on records {record_a} and {record_b}, "
+            "capital letters and underscores like DATE_TYPO"
+        )
+    if not errors:
+        try:
+            _linkage(request).post_json(
+                f"/review/{record_a}/{record_b}/decision",
+                session.user.credential,
+                {"decision": decision, "reason": reason, "change": True},
+            )
+        except BackendError as exc:
+            # a record of the pair retired by an extract since, say: beside the form
+            if exc.status not in (404, 409, 422) or not isinstance(exc.detail, str):
+                raise
+            errors[f"{pair}-match"] = exc.detail
+    if errors:
+        form = {"pair": pair, "decision": decision, "reason": reason}
+        return _decisions_page(request, session, after, errors, form)
+    session.flash.append(
+        f"Records {record_a} and {record_b}: changed to "
+        f"{'the same person' if decision == 'match' else 'not the same person'} ({reason}); "
+        "it binds the records from the next link run."
+    )
+    back = f"?after={after}" if after.isdigit() else ""
+    return RedirectResponse(f"/review/decisions{back}", status_code=303)
 
 
 # --- charts ----------------------------------------------------------------------------
