@@ -330,7 +330,7 @@ class Plan:
         tuple[str, str | None, str | None, float, tuple[str, ...], tuple[str, ...]], ...
     ]
     indicator_ids: tuple[str, ...]  # ruleset order
-    measure_of: dict[str, str]  # indicator -> its measure (threshold indicators)
+    aggregate_of: dict[str, str]  # measure -> its aggregate
     measure_types: tuple[frozenset[str], ...]  # per measure, its event types
     problems: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...]  # id, any_of, sources
 
@@ -350,7 +350,7 @@ class Plan:
             measures=measures,
             indicators=tuple(indicators),
             indicator_ids=tuple(ruleset.indicators),
-            measure_of={i: m.measure for i, m in ruleset.indicators.items() if m.measure},
+            aggregate_of={mid: agg for mid, _t, _d, agg, _w in measures},
             measure_types=tuple(frozenset(types) for _m, types, _d, _a, _w in measures),
             problems=tuple((p, v.any_of, v.sources) for p, v in ruleset.problems.items()),
         )
@@ -386,6 +386,24 @@ def _measure(
         return float(len({pid for pid, _ in counted})), counted
     latest = max(e.date for _, e in counted)  # "latest": the largest value on the latest date
     return float(max(e.value for _, e in counted if e.date == latest)), counted
+
+
+def qualifying(
+    counted: Sequence[tuple[str, Event]], aggregate: str, op: str, threshold: float
+) -> list[tuple[str, Event]]:
+    """The events of a measure that meet its indicator: its evidence.
+
+    A total (sum, count, people) is met by all of its events together; a lowest,
+    highest or latest value only by the events that meet the threshold themselves
+    (a child's 56% attendance is evidence of persistent absence, a sibling's 95%
+    is not), the latest only on its date. Never empty when the indicator is met.
+    """
+    if aggregate in ("min", "max"):
+        return [(p, e) for p, e in counted if compare(e.value, op, threshold)]
+    if aggregate == "latest":
+        on = max(e.date for _, e in counted)
+        return [(p, e) for p, e in counted if e.date == on and compare(e.value, op, threshold)]
+    return list(counted)
 
 
 def _evidence(counted: Iterable[tuple[str, Event]]) -> list[EventJson]:
@@ -441,12 +459,15 @@ def assess_family(
             met[iid] = (not any_of or any(met[r] for r in any_of)) and all(met[r] for r in all_of)
     met_ids = tuple(i for i in plan.indicator_ids if met[i])
 
+    # the events behind each met indicator of a measure (its evidence, the agencies that met it)
+    behind: dict[str, list[tuple[str, Event]]] = {}
+    for iid, measure, op, threshold, _any, _all in plan.indicators:
+        if measure is not None and met[iid]:
+            assert op is not None
+            behind[iid] = qualifying(counted[measure], plan.aggregate_of[measure], op, threshold)
     evidence: dict[str, list[EventJson]] = {}
     if with_evidence:
-        for iid in met_ids:
-            source = plan.measure_of.get(iid)
-            if source is not None:
-                evidence[iid] = _evidence(counted[source])
+        evidence = {iid: _evidence(behind[iid]) for iid in met_ids if iid in behind}
 
     records_by_type: dict[str, set[str]] = {}
     for member in family.members:
@@ -459,9 +480,7 @@ def assess_family(
         data_from = sorted({a for t in sources if t in records_by_type for a in records_by_type[t]})
         met_by: set[str] = set()
         for i in hits:
-            measure_id = plan.measure_of.get(i)
-            if measure_id is not None:
-                met_by.update(e.agency_id for _, e in counted[measure_id])
+            met_by.update(e.agency_id for _, e in behind.get(i, ()))
         problems[pid] = {
             "met": bool(hits),
             "indicators": hits,

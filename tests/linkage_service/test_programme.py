@@ -45,6 +45,7 @@ AGENCY_OF = {
     "months_alcohol_misuse": "health",
     "months_drug_misuse": "health",
     "expectant_parent": "health",
+    "rent_arrears_gbp": "housing",
 }
 TYPE_OF = {
     "police": "police_incidents",
@@ -152,6 +153,38 @@ def test_aggregates():
     benefits = [member(k, 30 + k, [("out_of_work_benefits", 1, days_ago(k))]) for k in (1, 2)]
     c = assess_family(family(*benefits, member(3, 6)), TF, MODEL, AS_AT)
     assert c.measures["out_of_work_adults_12m"] == 2  # people
+
+
+def test_evidence_is_the_events_that_meet_the_indicator():
+    """A lowest, highest or latest value is met by its own events, not its neighbours';
+    a total by all of its events."""
+    low = member(2, 9, [("attendance_pct", 56.0, days_ago(40))])
+    fine = member(3, 11, [("attendance_pct", 94.7, days_ago(60))])
+    parent = member(
+        1,
+        40,
+        [
+            ("dv_incidents", 1, days_ago(100)),
+            ("dv_incidents", 2, days_ago(20)),
+            ("rent_arrears_gbp", 400.0, days_ago(90)),
+            ("rent_arrears_gbp", 0.0, days_ago(10)),
+        ],
+    )
+    a = assess_family(family(parent, low, fine), TF, MODEL, AS_AT)
+    assert "persistent_absence" in a.indicators
+    assert [(e["person_id"], e["value"]) for e in a.evidence["persistent_absence"]] == [
+        ("per_0000000000000002", 56.0)
+    ]
+    assert [e["value"] for e in a.evidence["domestic_violence"]] == [1, 2]
+    # the arrears were paid off by the latest report: not met, so no evidence
+    assert "rent_arrears" not in a.indicators and "rent_arrears" not in a.evidence
+    owing = member(
+        1, 40, [("rent_arrears_gbp", 0.0, days_ago(90)), ("rent_arrears_gbp", 250.0, days_ago(10))]
+    )
+    b = assess_family(family(owing, low), TF, MODEL, AS_AT)
+    assert [e["value"] for e in b.evidence["rent_arrears"]] == [250.0]
+    # the agencies that met a problem are those of its evidence
+    assert a.problems["education"]["met_by"] == ["school"]
 
 
 def test_two_problems_make_a_family_eligible_under_tf_but_not_under_sf():
