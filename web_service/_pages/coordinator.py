@@ -675,7 +675,6 @@ def decide(
     record_b: RecordId,
     decision: Annotated[str, Form(max_length=16)] = "",
     reason: Annotated[str, Form(max_length=64)] = "",
-    change: Annotated[str, Form(max_length=8)] = "",
     offset: Annotated[str, Form(max_length=12)] = "",
     impactful: Annotated[str, Form(max_length=8)] = "",
 ) -> Response:
@@ -697,7 +696,7 @@ def decide(
             _linkage(request).post_json(
                 f"/review/{record_a}/{record_b}/decision",
                 session.user.credential,
-                {"decision": decision, "reason": reason, "change": change == "yes"},
+                {"decision": decision, "reason": reason},
             )
         except BackendError as exc:
             # decided meanwhile by a colleague, or a record retired: beside the pair
