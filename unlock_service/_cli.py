@@ -13,18 +13,23 @@ import argparse
 import base64
 import binascii
 import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from nacl.signing import SigningKey
 from pydantic import BaseModel, ValidationError
 
 from audit_log import AuditLog, AuditLogError, NoteSigner
 from protocols import (
+    ErrorAnswer,
+    PendingAnswer,
     ReleasedAnswer,
     SecretFileError,
     SubjectAccessReport,
@@ -32,6 +37,7 @@ from protocols import (
     check_private_file,
     describe_errors,
     pipe_safe,
+    private_dir,
     write_private_file,
 )
 
@@ -53,7 +59,7 @@ from ._config import (
     load_settings,
     write_secret,
 )
-from ._errors import ConfigError, Forbidden, NotFound, Refused, UnlockError
+from ._errors import ConfigError, Forbidden, NotFound, Refused, ReleaseError, UnlockError
 from ._policy import load_policy
 from ._release import rotate_seal_key
 from ._service import UnlockService
@@ -129,6 +135,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sa_.add_argument("--out", type=Path, required=True, help="directory for the files (0700)")
 
+    rq = sub.add_parser(
+        "request",
+        help="professional: ask for a family's identities; a grant is saved sealed and opened",
+    )
+    _professional_args(rq)
+    rq.add_argument("--family", required=True, help="the family id (fam_...)")
+    rq.add_argument("--purpose", required=True, help="the purpose code, e.g. SAFEGUARDING")
+    rq.add_argument(
+        "--justification-file",
+        type=Path,
+        required=True,
+        help="a text file with your justification (kept off the command line: it may name people)",
+    )
+    rq.add_argument("--break-glass", action="store_true", help="emergency use, reviewed by IG")
+    _release_args(rq)
+
+    rl_ = sub.add_parser(
+        "release",
+        help="professional: redeem your granted request, save it sealed and open it with your key",
+    )
+    _professional_args(rl_)
+    rl_.add_argument("--request", required=True, help="your granted request (req_...)")
+    _release_args(rl_)
+
     orl = sub.add_parser(
         "open-release",
         help="professional: open a release with your key and show it person by person",
@@ -176,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pol.add_parser("show", help="print the policy's version, hash, roles and purposes")
     return p
+
+
+def _professional_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="the unlock service, e.g. https://unlock:8443")
+    p.add_argument("--key", type=Path, required=True, help="your professional key file (0600)")
+    p.add_argument("--token-file", type=Path, required=True, help="your bearer token (0600)")
+
+
+def _release_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--answer",
+        type=Path,
+        required=True,
+        help="new file (0600) for the service's answer, the identities still sealed to your key "
+        "(open it again with open-release)",
+    )
+    p.add_argument("--out", type=Path, help="write the opened text to this file (0600), not stdout")
 
 
 @pipe_safe
@@ -252,6 +299,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if command == "open-release":
         _open_release(args)
+        return 0
+    if command in ("request", "release"):
+        _redeem(args)
         return 0
     if command == "professional" and args.action == "keygen":
         key = generate_professional_key(args.out)
@@ -439,19 +489,129 @@ def _open_release(args: argparse.Namespace) -> None:
         raise ConfigError(
             f"{args.answer} is not a released answer: {describe_errors(exc)}"
         ) from exc
+    _show_release(answer, key, args.out)
+
+
+def _show_release(answer: ReleasedAnswer, key: SigningKey, out: Path | None) -> None:
     release = open_release_body(answer.sealed_identities, key, answer.request_id)
     text = (
         f"released {answer.released_at.isoformat()} (audit entry {answer.audit_index}): "
         f"{answer.reason_text}\n" + describe_release(release)
     )
-    if args.out is None:
+    if out is None:
         print(text, end="")
         return
     try:
-        write_private_file(args.out, text)
+        write_private_file(out, text)
     except SecretFileError as exc:
         raise ConfigError(str(exc)) from exc
-    print(f"wrote {args.out} (mode 600)")
+    print(f"wrote {out} (mode 600)")
+
+
+_REQUEST_ID = re.compile(r"^req_[0-9a-f]{16,64}$")
+
+
+def _reserve(path: Path) -> BinaryIO:
+    """Create ``path`` (0600, never an existing file) before anything is redeemed: a
+    grant is released once, so its answer must have somewhere to go."""
+    try:
+        private_dir(path.parent)
+        return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+    except FileExistsError as exc:
+        raise ConfigError(f"{path} already exists; choose a new file for the answer") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {exc.strerror}") from exc
+
+
+def _refusal(response: httpx.Response, what: str) -> Refused:
+    """The service's refusal, in its own words (its reason sentence and audit entry)."""
+    try:
+        error = ErrorAnswer.model_validate_json(response.content)
+    except ValidationError:
+        return Refused(
+            f"{what}: the unlock service answered {response.status_code}: {response.text[:300]}",
+            "UNEXPECTED_ANSWER",
+        )
+    logged = (
+        ""
+        if error.audit_index is None
+        else f" (request {error.request_id}, audit entry {error.audit_index})"
+    )
+    return Refused(
+        f"{what}: {error.reason} ({response.status_code}): {error.reason_text}{logged}",
+        error.reason,
+        request_id=error.request_id,
+        audit_index=error.audit_index,
+    )
+
+
+def _redeem(args: argparse.Namespace) -> None:
+    """``request`` and ``release``: one signed call, as the web pages make it; a release
+    is written to ``--answer`` still sealed, and only then opened with the key."""
+    key = load_professional_key(args.key)
+    if args.command == "release" and not _REQUEST_ID.match(args.request):
+        raise ConfigError(f"{args.request!r} is not a request id (req_ and 16-64 hex digits)")
+    justification = ""
+    try:
+        check_private_file(args.token_file, "token file")
+        token = args.token_file.read_text(encoding="utf-8").strip()
+        if args.command == "request":
+            justification = args.justification_file.read_text(encoding="utf-8").strip()
+    except SecretFileError as exc:
+        raise ConfigError(str(exc)) from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    handle = _reserve(args.answer)
+    saved = False
+    try:
+        with UnlockClient(args.url, key, token) as client:
+            try:
+                if args.command == "request":
+                    response = client.unlock(
+                        args.family, args.purpose, justification, args.break_glass
+                    )
+                else:
+                    response = client.release(args.request)
+            except httpx.HTTPError as exc:
+                raise ConfigError(f"cannot reach {args.url}: {type(exc).__name__}") from exc
+        if response.status_code == 202 and args.command == "request":
+            pending = PendingAnswer.model_validate_json(response.content)
+            print(
+                f"request {pending.request_id} (audit entry {pending.audit_index}) is waiting "
+                f"for approval until {pending.expires_at.isoformat()}: {pending.reason_text}"
+            )
+            print(f"once approved: unlock-service release --request {pending.request_id} ...")
+            return
+        if response.status_code != 200:
+            what = "not released" if args.command == "release" else "the request was refused"
+            raise _refusal(response, what)
+        # Saved before anything else is done with it: the grant is used now.
+        handle.write(response.content)
+        handle.flush()
+        os.fsync(handle.fileno())
+        saved = True
+        answer = ReleasedAnswer.model_validate_json(response.content)
+    except ValidationError as exc:
+        kept = f" (kept as it came in {args.answer})" if saved else ""
+        raise ConfigError(
+            f"the unlock service's answer is malformed{kept}: {describe_errors(exc)}"
+        ) from exc
+    finally:
+        handle.close()
+        if not saved:
+            args.answer.unlink(missing_ok=True)
+    print(
+        f"request {answer.request_id} released (audit entry {answer.audit_index}); the answer, "
+        f"sealed to your key, is saved in {args.answer} (mode 600)"
+    )
+    try:
+        _show_release(answer, key, args.out)
+    except ReleaseError as exc:
+        raise ReleaseError(
+            f"{exc}; the release is saved sealed in {args.answer}: open it with "
+            f"unlock-service open-release --key <your key> --answer {args.answer}",
+            exc.reason,
+        ) from exc
 
 
 # Log fields that are pseudonymous ids or codes, never identities.

@@ -8,6 +8,7 @@ import json
 
 import pytest
 from nacl.public import SealedBox
+from nacl.signing import SigningKey
 from pydantic import ValidationError
 
 from protocols import (
@@ -90,21 +91,25 @@ def test_the_description_shows_one_block_per_person(env):
     assert IDENTITIES[1]["given_names"] not in first
 
 
+def _key_file(path, key):
+    write_private_file(
+        path,
+        json.dumps(
+            {
+                "format": "family-linkage/professional-key/v1",
+                "signing_seed": base64.b64encode(bytes(key)).decode(),
+                "public_key": base64.b64encode(bytes(key.verify_key)).decode(),
+            }
+        ),
+    )
+    return path
+
+
 def test_the_cli_opens_a_saved_answer_person_by_person(env, tmp_path, capsys):
     pro = env.add_pro("social_worker", 5)
     family, _ = _family(env)
     answer = _release(env, pro, family)
-    key_file = tmp_path / "pro.key"
-    write_private_file(
-        key_file,
-        json.dumps(
-            {
-                "format": "family-linkage/professional-key/v1",
-                "signing_seed": base64.b64encode(bytes(pro.key)).decode(),
-                "public_key": base64.b64encode(bytes(pro.key.verify_key)).decode(),
-            }
-        ),
-    )
+    key_file = _key_file(tmp_path / "pro.key", pro.key)
     saved = tmp_path / "answer.json"
     saved.write_text(answer.model_dump_json())
     assert main(["open-release", "--key", str(key_file), "--answer", str(saved)]) == 0
@@ -115,6 +120,45 @@ def test_the_cli_opens_a_saved_answer_person_by_person(env, tmp_path, capsys):
                  str(out_file)]) == 0  # fmt: skip
     assert out_file.stat().st_mode & 0o077 == 0
     assert "known to health, police, school" in out_file.read_text()
+
+
+def test_a_saved_answer_does_not_open_with_another_key(env, tmp_path, capsys):
+    pro, other = env.add_pro("social_worker", 5), env.add_pro("social_worker", 5)
+    family, _ = _family(env)
+    saved = tmp_path / "answer.json"
+    saved.write_text(_release(env, pro, family).model_dump_json())
+    key_file = _key_file(tmp_path / "other.key", other.key)
+    assert main(["open-release", "--key", str(key_file), "--answer", str(saved)]) == 2
+    out, err = capsys.readouterr()
+    assert "the release does not open with this key" in err
+    assert IDENTITIES[0]["given_names"] not in out + err
+
+
+def _redeem_args(tmp_path, answer):
+    key_file = _key_file(tmp_path / "pro.key", SigningKey(b"k" * 32))
+    write_private_file(tmp_path / "pro.token", "a.token.here\n")
+    # port 9 (discard): nothing answers there
+    return ["release", "--url", "http://127.0.0.1:9", "--key", str(key_file),
+            "--token-file", str(tmp_path / "pro.token"), "--answer", str(answer)]  # fmt: skip
+
+
+def test_release_refuses_an_existing_answer_file_before_asking_the_service(tmp_path, capsys):
+    answer = tmp_path / "release.json"
+    answer.write_text("an earlier release")
+    args = [*_redeem_args(tmp_path, answer), "--request", "req_" + "a" * 32]
+    assert main(args) == 2
+    assert "release.json already exists" in capsys.readouterr().err
+    assert answer.read_text() == "an earlier release"
+
+
+def test_release_leaves_no_answer_file_when_nothing_was_released(tmp_path, capsys):
+    answer = tmp_path / "out" / "release.json"
+    args = _redeem_args(tmp_path, answer)
+    assert main([*args, "--request", "req_" + "a" * 32]) == 2
+    assert "cannot reach http://127.0.0.1:9" in capsys.readouterr().err
+    assert not answer.exists()
+    assert main([*args, "--request", "req_../x"]) == 2
+    assert "is not a request id" in capsys.readouterr().err
 
 
 def _seal(pro, body):

@@ -1,5 +1,5 @@
 // The professional's pages: each one's behaviour, over unlock.js.
-import { call, el, keyPanel, label, openRelease, showError, tag, when } from '/static/unlock.js'
+import { call, el, keyPanel, label, openRelease, requestTimes, showError, tag, when } from '/static/unlock.js'
 
 const page = document.getElementById('page')
 const errors = page.querySelector('.app-errors')
@@ -135,22 +135,56 @@ function person (index, p, records) {
     ])))
 }
 
+// The release as the unlock service answered it, identities still sealed to the
+// professional's key (the same answer, kept in this tab: downloading it asks the
+// service for nothing), and the receipt of the decision.
+function saved (answer) {
+  const name = 'release-' + answer.request_id + '.json'
+  const sealed = new Blob([JSON.stringify(answer, null, 2)], { type: 'application/json' })
+  const receipt = new Blob([answer.receipt], { type: 'text/plain' })
+  return [
+    el('h2', { class: 'govuk-heading-m', text: 'Receipt' }),
+    el('p', { class: 'govuk-body', text: 'Audit log entry ' + answer.audit_index + '. An information governance officer can verify this receipt against the published log.' }),
+    el('pre', { class: 'app-mono govuk-body-s', id: 'receipt', text: answer.receipt }),
+    el('p', { class: 'govuk-body' }, 'The sealed release opens only with your key. To open it again outside this browser: ',
+      el('code', { class: 'app-mono', text: 'unlock-service open-release --key your.key --answer ' + name })),
+    el('div', { class: 'govuk-button-group' },
+      el('a', { class: 'govuk-button govuk-button--secondary', href: URL.createObjectURL(sealed), download: name, text: 'Download the sealed release' }),
+      el('a', { class: 'govuk-button govuk-button--secondary', href: URL.createObjectURL(receipt), download: 'receipt-' + answer.request_id + '.txt', text: 'Download the receipt' }))
+  ]
+}
+
 async function showRelease (answer) {
   const target = document.getElementById('release')
-  const release = await openRelease(answer.sealed_identities, answer.request_id)
+  let release
+  try {
+    release = await openRelease(answer.sealed_identities, answer.request_id)
+  } catch (e) {
+    target.replaceChildren(...saved(answer))
+    showError(errors, 'The identities did not open in this browser', e.message +
+      '. They were released to you and are kept sealed: download the sealed release and open it with your key.')
+    return
+  }
   const people = release.people || []
   const byPerson = {}
   for (const r of release.records || []) (byPerson[r.person_id] = byPerson[r.person_id] || []).push(r)
-  const receipt = new Blob([answer.receipt], { type: 'text/plain' })
   target.replaceChildren(
     el('h2', { class: 'govuk-heading-m', text: people.length + ' people in family ' + release.family_id }),
     el('p', { class: 'govuk-body', text: answer.identity_count + ' agency records, opened in this browser with your key. Nothing here was sent to any server in the clear.' }),
     ...people.map((p, i) => person(i + 1, p, byPerson[p.person_id] || [])),
-    el('h2', { class: 'govuk-heading-m', text: 'Receipt' }),
-    el('p', { class: 'govuk-body', text: 'Audit log entry ' + answer.audit_index + '. An information governance officer can verify this receipt against the published log.' }),
-    el('pre', { class: 'app-mono govuk-body-s', id: 'receipt', text: answer.receipt }),
-    el('a', { class: 'govuk-button govuk-button--secondary', href: URL.createObjectURL(receipt), download: 'receipt-' + answer.request_id + '.txt', text: 'Download the receipt' })
+    ...saved(answer)
   )
+}
+
+function requestSummary (r) {
+  return summary([
+    ['Status', tag(r.status)],
+    ['Why', r.reason_text],
+    ['Family', el('span', { class: 'app-mono', text: r.family_id })],
+    ['Purpose', label(r.purpose_code)],
+    ['Break-glass', r.break_glass ? 'Yes: information governance will review it' : 'No'],
+    ...requestTimes(r)
+  ])
 }
 
 async function requestPage () {
@@ -159,32 +193,38 @@ async function requestPage () {
   const kept = sessionStorage.getItem(RELEASES + id)
   const state = await call('GET', '/unlocks/' + id)
   if (state.status !== 200) return failed(state, 'The request could not be read')
-  const r = state.body
-  decision.replaceChildren(summary([
-    ['Status', tag(r.status)],
-    ['Why', r.reason_text],
-    ['Family', el('span', { class: 'app-mono', text: r.family_id })],
-    ['Purpose', label(r.purpose_code)],
-    ['Break-glass', r.break_glass ? 'Yes: information governance will review it' : 'No'],
-    ['Asked', when(r.created_at)],
-    ['Decided', r.decided_at ? when(r.decided_at) : null],
-    ['Grant expires', r.expires_at && !r.released_at ? when(r.expires_at) : null],
-    ['Released', r.released_at ? when(r.released_at) : null]
-  ]))
-  if (kept) return showRelease(JSON.parse(kept))
-  if (r.status === 'granted' || r.status === 'approved') {
+  if (kept) {
+    decision.replaceChildren(requestSummary(state.body))
+    return showRelease(JSON.parse(kept))
+  }
+  showDecision(state.body)
+}
+
+// The request's summary and, while it is granted, the button that redeems it.
+function showDecision (r) {
+  const decision = document.getElementById('decision')
+  decision.replaceChildren(requestSummary(r))
+  if (r.status === 'granted') {
     const button = el('button', { type: 'button', class: 'govuk-button', id: 'open', text: 'Release and open the identities' })
-    decision.append(el('p', { class: 'govuk-body', text: 'The release can be opened once, in this browser tab.' }), button)
+    decision.append(el('p', { class: 'govuk-body', text: 'The identities are released once. This tab keeps them, and you can download them still sealed to your key.' }), button)
     button.addEventListener('click', async () => {
       button.disabled = true
-      const answer = await call('POST', '/unlocks/' + id + '/release')
-      if (answer.status !== 200) { button.disabled = false; return failed(answer, 'The identities were not released') }
-      sessionStorage.setItem(RELEASES + id, JSON.stringify(answer.body))
+      const answer = await call('POST', '/unlocks/' + r.request_id + '/release')
+      if (answer.status !== 200) {
+        failed(answer, 'The identities were not released')
+        // say where the request stands now (it may have expired or been stopped)
+        const now = await call('GET', '/unlocks/' + r.request_id)
+        if (now.status === 200) showDecision(now.body)
+        else button.disabled = false
+        return
+      }
+      sessionStorage.setItem(RELEASES + r.request_id, JSON.stringify(answer.body))
+      // the answer is the service's word that it is released, and when
+      decision.replaceChildren(requestSummary({ ...r, status: 'released', released_at: answer.body.released_at }))
       await showRelease(answer.body)
-      button.remove()
     })
-  } else if (r.released_at) {
-    decision.append(el('p', { class: 'govuk-body', text: 'The identities were released to you earlier, in another browser tab or session; a release opens only once.' }))
+  } else if (r.status === 'released') {
+    decision.append(el('p', { class: 'govuk-body', text: 'The identities were released to you earlier, in another browser tab or from the command line; the service releases them once. A sealed release you downloaded opens with unlock-service open-release.' }))
   }
 }
 
@@ -209,7 +249,7 @@ async function approvalsPage () {
           ['Justification', a.justification || '–'],
           ['Approvals', a.approvals + ' of ' + a.approvals_required],
           ['Asked', when(a.created_at)],
-          ['Expires', when(a.expires_at)]
+          ['Approve by', when(a.expires_at)]
         ]),
         el('div', { class: 'govuk-button-group' },
           el('button', { type: 'button', class: 'govuk-button', 'data-decision': 'approve', text: 'Approve' }),

@@ -179,19 +179,67 @@ export function label (code) {
   return text ? text[0].toUpperCase() + text.slice(1) : '–'
 }
 
-const TAGS = {
-  released: 'govuk-tag--green',
-  granted: 'govuk-tag--green',
-  approved: 'govuk-tag--green',
-  awaiting_approval: 'govuk-tag--yellow',
-  pending: 'govuk-tag--yellow',
-  refused: 'govuk-tag--red',
-  declined: 'govuk-tag--red',
-  expired: 'govuk-tag--grey'
+// A request's status in words and its tag's colour: each status the unlock
+// service answers with (protocols RequestStatus), including the transitional ones.
+const STATUSES = {
+  evaluating: ['Being decided', 'govuk-tag--grey'],
+  pending: ['Waiting for approval', 'govuk-tag--yellow'],
+  deciding: ['Approval being recorded', 'govuk-tag--yellow'],
+  granted: ['Granted', 'govuk-tag--green'],
+  releasing: ['Being released', 'govuk-tag--green'],
+  released: ['Released', ''], // GOV.UK's default tag colour (blue)
+  refused: ['Refused', 'govuk-tag--red'],
+  expiring: ['Expiring', 'govuk-tag--grey'],
+  expired: ['Expired', 'govuk-tag--grey'],
+  audit_failed: ['Not recorded, nothing released', 'govuk-tag--red']
+}
+
+export function statusText (status) {
+  return (STATUSES[status] || [label(status)])[0]
 }
 
 export function tag (status) {
-  return el('strong', { class: 'govuk-tag ' + (TAGS[status] || 'govuk-tag--grey') }, label(status))
+  const colour = (STATUSES[status] || [null, 'govuk-tag--grey'])[1]
+  return el('strong', { class: ('govuk-tag ' + colour).trim() }, statusText(status))
+}
+
+// The times of a request (a RequestView), each labelled for what it is in the
+// request's status: expires_at is the end of the approval wait while a request
+// is pending, and the grant's expiry once granted; a release has its own time.
+// [label, text] rows, oldest first.
+export function requestTimes (r, now = new Date()) {
+  const rows = [['Asked', when(r.created_at)]]
+  const passed = Boolean(r.expires_at) && new Date(r.expires_at) <= now
+  const granted = Boolean(r.decided_at) && ['granted', 'releasing', 'released', 'expiring', 'expired'].includes(r.status)
+  const wasGranted = r.status === 'refused' && r.decided_at && r.expires_at // a flag stopped its grant
+  if (granted || wasGranted) rows.push(['Granted', when(r.decided_at)])
+  switch (r.status) {
+    case 'pending':
+    case 'deciding':
+      rows.push([passed ? 'Approval wait ended' : 'Waiting for approval until', when(r.expires_at)])
+      break
+    case 'granted':
+    case 'releasing':
+      rows.push([passed ? 'Grant expired' : 'Grant expires', when(r.expires_at)])
+      break
+    case 'released':
+      rows.push(['Released', when(r.released_at)])
+      break
+    case 'refused':
+      if (wasGranted) rows.push(['Released', 'No: the grant was stopped before release'])
+      else if (r.decided_at) rows.push(['Refused', when(r.decided_at)])
+      break
+    case 'expiring':
+    case 'expired':
+      if (!r.decided_at && r.expires_at) rows.push(['Approval wait ended', when(r.expires_at)])
+      else if (r.reason === 'GRANT_EXPIRED' || (r.status === 'expiring' && r.expires_at)) rows.push(['Grant expired', when(r.expires_at)])
+      else rows.push(['Released', 'No: the grant was closed unused'])
+      break
+    case 'audit_failed':
+      rows.push(['Released', 'No'])
+      break
+  }
+  return rows
 }
 
 export function showError (container, title, message) {
