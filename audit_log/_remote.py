@@ -39,7 +39,7 @@ import httpx
 from . import _store as store
 from ._checkpoint import Checkpoint, open_checkpoint, parse_tlog_proof, verify_tlog_proof
 from ._config import log_verifier, witness_verifier
-from ._entries import LeafRecord, parse_leaf
+from ._entries import LeafRecord, leaf_in_file, parse_leaf
 from ._errors import AuditLogError, CheckpointError, ProofError
 from ._merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from ._note import NoteVerifier
@@ -53,6 +53,7 @@ __all__ = [
     "check_cosignatures",
     "check_successor",
     "fetch_checkpoint",
+    "fetch_leaf",
     "http_get",
     "verified_leaves",
     "verify_receipt",
@@ -128,20 +129,28 @@ class ReceiptCheck:
 def verify_receipt(
     receipt: str, entry: bytes, log_vkey: str, witnesses: Sequence[str] = ()
 ) -> ReceiptCheck:
-    """Verify a tlog-proof receipt offline against the exact leaf bytes ``entry``.
+    """Verify a tlog-proof receipt offline against the entry file ``entry``.
 
+    ``entry`` is the exact leaf bytes, with or without one final line ending
+    (``leaf_in_file``: a line of ``audit-log export`` is the leaf and "\\n").
     The checkpoint must carry the pinned log key's signature (``log_vkey``,
     inline or a file) and a cosignature from each of ``witnesses``, and the
-    inclusion proof must lead from ``entry`` to its root. Raises
+    inclusion proof must lead from the leaf to its root. Raises
     ``CheckpointError``/``NoteError`` for a bad checkpoint or signature,
     ``ProofError`` when the proof does not prove this entry, ``EntryError``
     when the bytes are not a log entry, ``ConfigError`` for an unusable key.
     """
+    entry = leaf_in_file(entry)
     checkpoint = verify_tlog_proof(receipt, entry, log_verifier(log_vkey))
     proof = parse_tlog_proof(receipt)
     names = check_cosignatures(proof.checkpoint_note, checkpoint, witnesses)
     record = parse_leaf(entry)
     return ReceiptCheck(proof.index, checkpoint, names, record)
+
+
+def fetch_leaf(client: httpx.Client, index: int) -> bytes:
+    """The leaf the server holds at ``index`` (unverified: check it with a receipt)."""
+    return http_get(client, f"/leaves/{index}").content
 
 
 def check_successor(
