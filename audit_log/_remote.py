@@ -68,11 +68,31 @@ def http_get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
         response = client.get(path, params={k: v for k, v in params.items() if v is not None})
     except httpx.HTTPError as exc:
         raise StorageError(f"cannot reach the log at {client.base_url}: {exc}") from exc
+    if response.status_code == 404:
+        # Every route of the log answers for any index (400 or 200), so a 404
+        # means no log is served at this URL at all.
+        raise StorageError(
+            f"no audit log at {_base(client)}: GET {path} answered 404; {_hint(client)}"
+        )
     if response.status_code != 200:
         raise StorageError(
             f"GET {path} answered {response.status_code}: {response.text[:300].strip()}"
         )
     return response
+
+
+def _base(client: httpx.Client) -> str:
+    return str(client.base_url).rstrip("/")
+
+
+def _hint(client: httpx.Client) -> str:
+    base = _base(client)
+    if client.base_url.path.rstrip("/").endswith("/audit"):
+        return (
+            "the unlock service serves its audit log here only when its settings name an "
+            "audit_token_file"
+        )
+    return f"the unlock service serves its audit log under /audit: try {base}/audit"
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
