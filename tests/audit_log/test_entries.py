@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import typing
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 
 from audit_log._entries import (
     Decision,
+    Entry,
     entry_columns,
     leaf_bytes,
     leaf_in_file,
@@ -259,3 +263,44 @@ def test_every_changed_byte_of_an_exported_line_changes_the_leaf() -> None:
                 assert leaf_in_file(changed) != leaf, (position, byte)
             except EntryError:
                 pass
+
+
+# -- the IG officers' guide ----------------------------------------------------------
+
+GUIDE = Path(__file__).parents[2] / "docs" / "audit-log.md"
+COMMON_FIELDS = {"type", "version", "time"}
+
+
+def _guide_rows() -> dict[str, str]:
+    """The guide's entry-type table: type -> the rest of its row."""
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text.split("\n## Entries: types and fields\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        found = re.fullmatch(r"\| `([a-z_]+)` \|(.*)\|", line)
+        if found:
+            assert found[1] not in rows, f"{found[1]} has two rows in {GUIDE.name}"
+            rows[found[1]] = found[2]
+    return rows
+
+
+def _entry_models() -> dict[str, type]:
+    """Every entry type the log accepts (and so any writer can log), by its ``type``."""
+    union, _discriminator = typing.get_args(Entry)
+    return {model.model_fields["type"].default: model for model in typing.get_args(union)}
+
+
+def test_the_guide_lists_every_entry_type_the_log_can_hold() -> None:
+    rows = _guide_rows()
+    models = _entry_models()
+    assert sorted(models) == sorted(rows), (
+        f"docs/audit-log.md's entry table lists {sorted(rows)}; the log holds {sorted(models)}"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(_entry_models()))
+def test_the_guide_explains_each_field_of_each_entry_type(kind: str) -> None:
+    row = _guide_rows().get(kind, "")
+    fields = set(_entry_models()[kind].model_fields) - COMMON_FIELDS
+    missing = sorted(name for name in fields if f"`{name}`" not in row)
+    assert not missing, f"docs/audit-log.md's row for {kind} does not name {missing}"
