@@ -3,10 +3,11 @@
 Operators generate keys and serve the log (and the IG witness). IG officers
 fetch and verify the latest checkpoint against a pinned verifier key, check it
 is consistent with the last one they saw (a state file), verify receipts
-offline, list, filter and export entries, and verify a whole database copy
-row by row. ``main`` parses arguments, calls library functions, prints results
-and turns ``AuditLogError`` into a plain message and exit status 1; it never
-catches anything broader. Bearer tokens come from the environment
+(offline against an entry file, or against the entry the log holds), list,
+filter and export entries, and verify a whole database copy row by row.
+``main`` parses arguments, calls library functions, prints results and turns
+``AuditLogError`` into a plain message and exit status 1; it never catches
+anything broader. Bearer tokens come from the environment
 (``AUDIT_LOG_TOKEN``), keys from 0600 files or the environment.
 """
 
@@ -31,7 +32,7 @@ from rich.progress import BarColumn, Progress, TextColumn
 from protocols import field_path, pipe_safe
 
 from . import _store as store
-from ._checkpoint import CosignatureSigner
+from ._checkpoint import CosignatureSigner, parse_tlog_proof
 from ._config import (
     Settings,
     WitnessSettings,
@@ -42,18 +43,19 @@ from ._config import (
     log_verifier,
     write_secret,
 )
-from ._errors import AuditLogError, ProofError
+from ._errors import AuditLogError, CheckpointError, ProofError
 from ._log import verify_database
 from ._note import NoteSigner
 from ._remote import (
     PAGE,
     check_checkpoint,
     fetch_checkpoint,
+    fetch_leaf,
     verified_leaves,
     verify_receipt,
 )
 from ._review import format_csv, format_jsonl
-from ._storage_errors import ConfigError
+from ._storage_errors import ConfigError, EntryError
 
 __all__ = ["main"]
 
@@ -159,10 +161,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--state", type=Path, required=True, help="last verified checkpoint")
     p.add_argument("--witness-vkey", action="append", default=[], help="require its cosignature")
 
-    p = sub.add_parser("verify-receipt", help="verify a tlog-proof receipt offline")
+    p = sub.add_parser("verify-receipt", help="verify a tlog-proof receipt (offline with --entry)")
     p.add_argument("--vkey", required=True)
     p.add_argument("--receipt", type=Path, required=True)
-    p.add_argument("--entry", type=Path, required=True, help="the exact leaf bytes")
+    entry = p.add_mutually_exclusive_group(required=True)
+    entry.add_argument(
+        "--entry",
+        type=Path,
+        help="the entry: its exact leaf, alone or as the one line `export` writes",
+    )
+    entry.add_argument(
+        "--url",
+        help="read the entry the receipt names from this log (token from $AUDIT_LOG_TOKEN)",
+    )
     p.add_argument("--witness-vkey", action="append", default=[], help="require its cosignature")
 
     for name, help_text in (("entries", "list and filter entries"), ("export", "export entries")):
@@ -407,6 +418,46 @@ def _witness_serve(args: argparse.Namespace) -> None:
     uvicorn.run(create_witness_app(witness, tokens.digests()), host=args.host, port=args.port)
 
 
+def _verify_receipt(args: argparse.Namespace, console: Console, http: httpx.Client | None) -> None:
+    try:
+        receipt = args.receipt.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read receipt {args.receipt}: {exc}") from exc
+    if args.entry is not None:
+        try:
+            entry = args.entry.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read entry {args.entry}: {exc}") from exc
+        source = str(args.entry)
+    else:
+        try:
+            index = parse_tlog_proof(receipt).index
+        except CheckpointError as exc:
+            raise CheckpointError(f"{args.receipt} is not a receipt: {exc}") from exc
+        client = _client(args.url, http)
+        try:
+            entry = fetch_leaf(client, index)
+        finally:
+            if client is not http:
+                client.close()
+        source = f"entry {index} as the log at {args.url} holds it"
+    try:
+        checked = verify_receipt(receipt, entry, args.vkey, args.witness_vkey)
+    except ProofError as exc:
+        raise ProofError(
+            f"{source} is not the entry {args.receipt} proves (or the receipt was altered): {exc}"
+        ) from exc
+    except EntryError as exc:
+        raise EntryError(f"{source}: {exc}") from exc
+    cp = checked.checkpoint
+    cosigned = f", cosigned by {', '.join(checked.witnesses)}" if checked.witnesses else ""
+    read = f" (entry read from {args.url})" if args.entry is None else ""
+    console.print(
+        f"verified: entry {checked.index} is in the log of size {cp.size} "
+        f"({cp.origin}){cosigned}{read}"
+    )
+
+
 def _verify_db(args: argparse.Namespace, console: Console) -> None:
     verifier = log_verifier(args.vkey)
     expected: list[str] = []
@@ -471,24 +522,7 @@ def main(
             since = "first checkpoint seen" if old is None else f"consistent with size {old.size}"
             console.print(f"verified checkpoint of size {new.size} ({since})")
         elif args.command == "verify-receipt":
-            try:
-                receipt = args.receipt.read_text(encoding="utf-8")
-                entry = args.entry.read_bytes()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"cannot read receipt or entry: {exc}") from exc
-            try:
-                checked = verify_receipt(receipt, entry, args.vkey, args.witness_vkey)
-            except ProofError as exc:
-                raise ProofError(
-                    f"{args.entry} is not the entry {args.receipt} proves (or the receipt was "
-                    f"altered): {exc}"
-                ) from exc
-            cp = checked.checkpoint
-            cosigned = f", cosigned by {', '.join(checked.witnesses)}" if checked.witnesses else ""
-            console.print(
-                f"verified: entry {checked.index} is in the log of size {cp.size} "
-                f"({cp.origin}){cosigned}"
-            )
+            _verify_receipt(args, console, http_client)
         elif args.command in ("entries", "export"):
             # Verification notes go to standard error, keeping the data clean.
             notes = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -51,6 +51,7 @@ __all__ = [
     "UnlockRequest",
     "entry_columns",
     "leaf_bytes",
+    "leaf_in_file",
     "parse_entry",
     "parse_leaf",
 ]
@@ -295,6 +296,34 @@ def leaf_bytes(index: int, logged_at: datetime, entry: Entry) -> bytes:
         "entry": entry.model_dump(mode="json"),
     }
     return canonical_json(record)
+
+
+def leaf_in_file(data: bytes) -> bytes:
+    """The leaf held by a file of one entry: ``data`` less one final line ending.
+
+    ``audit-log entries`` and ``export`` write each leaf as a line (the leaf,
+    then "\\n"); a leaf saved from a release or ``GET /leaves/{i}`` has no line
+    ending. Both hold the same leaf. A leaf is canonical JSON, which never
+    holds a raw CR or LF byte (strings escape them, and there is no whitespace
+    between tokens), so one final "\\n" or "\\r\\n" cannot be part of any leaf
+    and dropping it cannot turn one leaf into another. Anything else is left
+    as it is, for the hash to judge; a file that still holds a line break (two
+    entries, or a blank line) raises EntryError saying so.
+    """
+    if data.endswith(b"\r\n"):
+        leaf = data[:-2]
+    elif data.endswith(b"\n"):
+        leaf = data[:-1]
+    else:
+        leaf = data
+    if b"\n" in leaf or b"\r" in leaf:
+        lines = len(data.splitlines())
+        held = f"{lines} lines" if lines > 1 else "a stray line break"
+        raise EntryError(
+            f"the entry file holds {held}, but an entry is one line of JSON ended by at most "
+            "one line break: give a file holding only the entry the receipt is for"
+        )
+    return leaf
 
 
 def parse_leaf(data: bytes) -> LeafRecord:

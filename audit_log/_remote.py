@@ -39,7 +39,7 @@ import httpx
 from . import _store as store
 from ._checkpoint import Checkpoint, open_checkpoint, parse_tlog_proof, verify_tlog_proof
 from ._config import log_verifier, witness_verifier
-from ._entries import LeafRecord, parse_leaf
+from ._entries import LeafRecord, leaf_in_file, parse_leaf
 from ._errors import AuditLogError, CheckpointError, ProofError
 from ._merkle import MerkleTree, leaf_hash, verify_consistency, verify_inclusion
 from ._note import NoteVerifier
@@ -53,6 +53,7 @@ __all__ = [
     "check_cosignatures",
     "check_successor",
     "fetch_checkpoint",
+    "fetch_leaf",
     "http_get",
     "verified_leaves",
     "verify_receipt",
@@ -67,11 +68,31 @@ def http_get(client: httpx.Client, path: str, **params: Any) -> httpx.Response:
         response = client.get(path, params={k: v for k, v in params.items() if v is not None})
     except httpx.HTTPError as exc:
         raise StorageError(f"cannot reach the log at {client.base_url}: {exc}") from exc
+    if response.status_code == 404:
+        # Every route of the log answers for any index (400 or 200), so a 404
+        # means no log is served at this URL at all.
+        raise StorageError(
+            f"no audit log at {_base(client)}: GET {path} answered 404; {_hint(client)}"
+        )
     if response.status_code != 200:
         raise StorageError(
             f"GET {path} answered {response.status_code}: {response.text[:300].strip()}"
         )
     return response
+
+
+def _base(client: httpx.Client) -> str:
+    return str(client.base_url).rstrip("/")
+
+
+def _hint(client: httpx.Client) -> str:
+    base = _base(client)
+    if client.base_url.path.rstrip("/").endswith("/audit"):
+        return (
+            "the unlock service serves its audit log here only when its settings name an "
+            "audit_token_file"
+        )
+    return f"the unlock service serves its audit log under /audit: try {base}/audit"
 
 
 def _json(response: httpx.Response, what: str) -> dict[str, Any]:
@@ -128,20 +149,28 @@ class ReceiptCheck:
 def verify_receipt(
     receipt: str, entry: bytes, log_vkey: str, witnesses: Sequence[str] = ()
 ) -> ReceiptCheck:
-    """Verify a tlog-proof receipt offline against the exact leaf bytes ``entry``.
+    """Verify a tlog-proof receipt offline against the entry file ``entry``.
 
+    ``entry`` is the exact leaf bytes, with or without one final line ending
+    (``leaf_in_file``: a line of ``audit-log export`` is the leaf and "\\n").
     The checkpoint must carry the pinned log key's signature (``log_vkey``,
     inline or a file) and a cosignature from each of ``witnesses``, and the
-    inclusion proof must lead from ``entry`` to its root. Raises
+    inclusion proof must lead from the leaf to its root. Raises
     ``CheckpointError``/``NoteError`` for a bad checkpoint or signature,
     ``ProofError`` when the proof does not prove this entry, ``EntryError``
     when the bytes are not a log entry, ``ConfigError`` for an unusable key.
     """
+    entry = leaf_in_file(entry)
     checkpoint = verify_tlog_proof(receipt, entry, log_verifier(log_vkey))
     proof = parse_tlog_proof(receipt)
     names = check_cosignatures(proof.checkpoint_note, checkpoint, witnesses)
     record = parse_leaf(entry)
     return ReceiptCheck(proof.index, checkpoint, names, record)
+
+
+def fetch_leaf(client: httpx.Client, index: int) -> bytes:
+    """The leaf the server holds at ``index`` (unverified: check it with a receipt)."""
+    return http_get(client, f"/leaves/{index}").content
 
 
 def check_successor(

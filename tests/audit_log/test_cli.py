@@ -192,6 +192,82 @@ def test_checkpoint_state_consistency_and_receipts(
     assert not state.exists()
 
 
+def test_verify_receipt_takes_the_entry_as_export_writes_it(
+    server: tuple[str, Path],
+    vkey_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The IG officer's journey: the professional's receipt, and the entry the
+    # officer exports from the log (one line, so the leaf and a newline).
+    url, _ = server
+    monkeypatch.setenv("AUDIT_LOG_TOKEN", TOKEN)
+    appended = _post(url, 18)
+    receipt = tmp_path / "receipt-req_17.txt"
+    receipt.write_text(str(appended[17]["receipt"]))
+    entry = tmp_path / "entry-17.json"
+    remote = ["--url", url, "--vkey", str(vkey_file)]
+    wanted = ["--request", hex_id("req", 17), "--type", "decision"]
+    assert run(["export", *remote, *wanted, "--out", str(entry)])[0] == 0
+    assert entry.read_bytes() == str(appended[17]["leaf"]).encode() + b"\n"
+    verify = ["verify-receipt", "--vkey", str(vkey_file), "--receipt", str(receipt)]
+    status, out = run([*verify, "--entry", str(entry)])
+    assert status == 0, capsys.readouterr().err
+    assert out.startswith("verified: entry 17 is in the log of size 18")
+    # the same from standard output (audit-log entries … > file), and with CRLF
+    _, listed = run(["entries", *remote, *wanted])
+    entry.write_text(listed)
+    assert run([*verify, "--entry", str(entry)])[0] == 0
+    entry.write_bytes(listed.encode().replace(b"\n", b"\r\n"))
+    assert run([*verify, "--entry", str(entry)])[0] == 0
+    capsys.readouterr()
+
+    # Any other change still fails, naming the file and the receipt.
+    line = listed.encode()
+    flipped = line.replace(b'"granted"', b'"refused"')
+    assert flipped != line
+    for changed in (flipped, b" " + line, line[:-1] + b" \n", line.replace(b"17", b"16", 1)):
+        entry.write_bytes(changed)
+        assert run([*verify, "--entry", str(entry)])[0] == 1
+        err = capsys.readouterr().err
+        assert f"{entry} is not the entry {receipt} proves" in err, err
+    for changed, held in ((line + b"\n", "2 lines"), (line * 2, "2 lines")):
+        entry.write_bytes(changed)
+        assert run([*verify, "--entry", str(entry)])[0] == 1
+        assert f"{entry}: the entry file holds {held}" in capsys.readouterr().err
+
+
+def test_verify_receipt_reads_the_entry_from_the_log_with_url(
+    server: tuple[str, Path],
+    vkey_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The professional's download is the receipt alone.
+    url, _ = server
+    monkeypatch.setenv("AUDIT_LOG_TOKEN", TOKEN)
+    appended = _post(url, 6)
+    receipt = tmp_path / "receipt-req_4.txt"
+    receipt.write_text(str(appended[4]["receipt"]))
+    verify = ["verify-receipt", "--vkey", str(vkey_file), "--receipt", str(receipt)]
+    status, out = run([*verify, "--url", url])
+    assert status == 0, capsys.readouterr().err
+    assert f"verified: entry 4 is in the log of size 5 ({ORIGIN}) (entry read from {url})" in out
+    # a receipt altered to name another entry: the log's entry 3 is not what it proves
+    receipt.write_text(str(appended[4]["receipt"]).replace("index 4\n", "index 3\n", 1))
+    assert run([*verify, "--url", url])[0] == 1
+    assert f"entry 3 as the log at {url} holds it is not the entry" in capsys.readouterr().err
+    receipt.write_text(str(appended[4]["receipt"]).replace("index 4\n", "index 99\n", 1))
+    assert run([*verify, "--url", url])[0] == 1
+    assert "GET /leaves/99 answered 400" in capsys.readouterr().err
+    # one of --entry and --url is needed
+    with pytest.raises(SystemExit):
+        run(verify)
+    assert "one of the arguments --entry --url is required" in capsys.readouterr().err
+
+
 def test_entries_and_export_over_http_and_db(
     server: tuple[str, Path],
     vkey_file: Path,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+import typing
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -12,13 +16,16 @@ from hypothesis import strategies as st
 
 from audit_log._entries import (
     Decision,
+    Entry,
     entry_columns,
     leaf_bytes,
+    leaf_in_file,
     parse_entry,
     parse_leaf,
 )
-from audit_log._review import CSV_COLUMNS, format_csv
+from audit_log._review import CSV_COLUMNS, format_csv, format_jsonl
 from audit_log._storage_errors import EntryError
+from protocols import canonical_json
 
 from ._factories import KINDS, NEW_KINDS, T0, make_entry
 
@@ -193,3 +200,107 @@ def test_restriction_refuses_free_text_reason() -> None:
     data = make_entry("restriction", 1).model_dump(mode="json") | {"reason_code": "asked by mum"}
     with pytest.raises(EntryError, match="reason_code"):
         parse_entry(data)
+
+
+# -- the leaf in an entry file ----------------------------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JSON_VALUES)
+def test_canonical_json_never_holds_a_raw_line_break(value: object) -> None:
+    # Why one final line ending can be dropped from an entry file: no leaf ends
+    # with one, even when its strings hold CR, LF or U+2028 (they are escaped).
+    data = canonical_json(value)
+    assert b"\n" not in data and b"\r" not in data
+
+
+@pytest.mark.parametrize("kind", KINDS + NEW_KINDS)
+def test_an_exported_line_holds_the_exact_leaf(kind: str) -> None:
+    leaf = leaf_bytes(17, T0, make_entry(kind, 17))
+    (line,) = format_jsonl([leaf])  # what audit-log entries / export write
+    assert line.encode() == leaf + b"\n"
+    assert leaf_in_file(line.encode()) == leaf
+    assert leaf_in_file(leaf + b"\r\n") == leaf  # the line as a Windows copy saves it
+    assert leaf_in_file(leaf) == leaf
+
+
+@pytest.mark.parametrize(
+    ("corruption", "message"),
+    [
+        (lambda leaf: leaf + b"\n\n", "holds 2 lines"),
+        (lambda leaf: leaf + b"\n" + leaf + b"\n", "holds 2 lines"),
+        (lambda leaf: b"\n" + leaf, "holds 2 lines"),
+        (lambda leaf: leaf + b"\r", "a stray line break"),
+        (lambda leaf: leaf + b"\n\r\n", "holds 2 lines"),
+    ],
+    ids=["blank-line-after", "two-entries", "blank-line-before", "bare-cr", "lf-then-crlf"],
+)
+def test_an_entry_file_with_another_line_break_is_refused(
+    corruption: Callable[[bytes], bytes], message: str
+) -> None:
+    leaf = leaf_bytes(17, T0, make_entry("decision", 17))
+    with pytest.raises(EntryError, match=message):
+        leaf_in_file(corruption(leaf))
+
+
+def test_every_changed_byte_of_an_exported_line_changes_the_leaf() -> None:
+    # Exhaustive over one line: replacing any byte, the line ending included,
+    # either leaves bytes that are not the leaf or is refused outright.
+    leaf = leaf_bytes(17, T0, make_entry("decision", 17))
+    line = leaf + b"\n"
+    for position in range(len(line)):
+        for byte in {0x20, 0x0A, 0x0D, 0x30, line[position] ^ 0x01}:
+            if byte == line[position]:
+                continue
+            changed = line[:position] + bytes([byte]) + line[position + 1 :]
+            try:
+                assert leaf_in_file(changed) != leaf, (position, byte)
+            except EntryError:
+                pass
+
+
+# -- the IG officers' guide ----------------------------------------------------------
+
+GUIDE = Path(__file__).parents[2] / "docs" / "audit-log.md"
+COMMON_FIELDS = {"type", "version", "time"}
+
+
+def _guide_rows() -> dict[str, str]:
+    """The guide's entry-type table: type -> the rest of its row."""
+    text = GUIDE.read_text(encoding="utf-8")
+    section = text.split("\n## Entries: types and fields\n", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        found = re.fullmatch(r"\| `([a-z_]+)` \|(.*)\|", line)
+        if found:
+            assert found[1] not in rows, f"{found[1]} has two rows in {GUIDE.name}"
+            rows[found[1]] = found[2]
+    return rows
+
+
+def _entry_models() -> dict[str, type]:
+    """Every entry type the log accepts (and so any writer can log), by its ``type``."""
+    union, _discriminator = typing.get_args(Entry)
+    return {model.model_fields["type"].default: model for model in typing.get_args(union)}
+
+
+def test_the_guide_lists_every_entry_type_the_log_can_hold() -> None:
+    rows = _guide_rows()
+    models = _entry_models()
+    assert sorted(models) == sorted(rows), (
+        f"docs/audit-log.md's entry table lists {sorted(rows)}; the log holds {sorted(models)}"
+    )
+
+
+@pytest.mark.parametrize("kind", sorted(_entry_models()))
+def test_the_guide_explains_each_field_of_each_entry_type(kind: str) -> None:
+    row = _guide_rows().get(kind, "")
+    fields = set(_entry_models()[kind].model_fields) - COMMON_FIELDS
+    missing = sorted(name for name in fields if f"`{name}`" not in row)
+    assert not missing, f"docs/audit-log.md's row for {kind} does not name {missing}"

@@ -4,7 +4,7 @@ and the unlocks-per-day summary of the anomaly report."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -82,6 +82,35 @@ def test_a_receipt_verifies_with_its_entry_and_witness(
     assert checked.checkpoint.size == 6
     assert checked.witnesses == ["ig.example/witness"]
     assert checked.record.entry.request_id == hex_id("req", 3)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"], ids=["lf", "crlf"])
+def test_a_receipt_verifies_with_its_entry_as_exported(
+    log: AuditLog, signer: NoteSigner, ending: bytes
+) -> None:
+    # audit-log export writes the leaf and a newline; the file holds the same leaf
+    checked = verify_receipt(log.receipt(3), log.leaf(3) + ending, signer.verifier().vkey)
+    assert checked.index == 3
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        (lambda leaf: leaf + b"\n\n", EntryError),
+        (lambda leaf: leaf + b" \n", ProofError),
+        (lambda leaf: b" " + leaf + b"\n", ProofError),
+        (lambda leaf: leaf.replace(b'"index":3', b'"index":4') + b"\n", ProofError),
+    ],
+    ids=["blank-line-after", "space-before-newline", "space-before-leaf", "index-changed"],
+)
+def test_an_exported_entry_with_another_change_is_refused(
+    log: AuditLog,
+    signer: NoteSigner,
+    entry: Callable[[bytes], bytes],
+    error: type[Exception],
+) -> None:
+    with pytest.raises(error):
+        verify_receipt(log.receipt(3), entry(log.leaf(3)), signer.verifier().vkey)
 
 
 def test_a_receipt_for_another_entry_is_refused(log: AuditLog, signer: NoteSigner) -> None:

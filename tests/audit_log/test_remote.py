@@ -261,3 +261,59 @@ def test_forged_checkpoint_and_nonsense_are_refused(
 
     assert _run(server, vkey, ["entries"], nonsense)[0] == 1
     assert "entry page from the log is not JSON" in capsys.readouterr().err
+
+
+@contextmanager
+def _unlock_service(log_url: str, mounted: bool = True) -> Iterator[httpx.MockTransport]:
+    """The unlock service's routing: the log under /audit (if ``mounted``), 404 elsewhere."""
+    with httpx.Client(base_url=log_url, headers={"Authorization": f"Bearer {TOKEN}"}) as inner:
+
+        def handle(request: httpx.Request) -> httpx.Response:
+            path = request.url.path
+            if not (mounted and path.startswith("/audit/")):
+                return httpx.Response(404, json={"detail": "Not Found"})
+            answer = inner.get(path.removeprefix("/audit"), params=request.url.params)
+            return httpx.Response(answer.status_code, content=answer.content)
+
+        yield httpx.MockTransport(handle)
+
+
+UNLOCK = "http://127.0.0.1:8300"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["checkpoint", "--state", "{tmp}/seen.checkpoint"],
+        ["export"],
+        ["verify-receipt", "--receipt", "{tmp}/receipt.txt"],
+    ],
+    ids=["checkpoint", "export", "verify-receipt"],
+)
+def test_the_unlock_service_url_without_audit_gets_a_hint(
+    server: str,
+    vkey: str,
+    tmp_path: Path,
+    command: list[str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with httpx.Client(base_url=server, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        (tmp_path / "receipt.txt").write_text(c.get("/receipts/3").text)
+    argv = [part.format(tmp=tmp_path) for part in command]
+
+    def run_at(url: str, transport: httpx.MockTransport) -> int:
+        with httpx.Client(base_url=url, transport=transport) as client:
+            full = [argv[0], "--url", url, "--vkey", vkey, *argv[1:]]
+            return main(full, http_client=client, stdout=io.StringIO())
+
+    with _unlock_service(server) as unlock:
+        assert run_at(UNLOCK, unlock) == 1
+        err = capsys.readouterr().err
+        assert f"no audit log at {UNLOCK}: GET /" in err
+        hint = f"the unlock service serves its audit log under /audit: try {UNLOCK}/audit\n"
+        assert f"answered 404; {hint}" in err
+        # the URL the hint gives works: the client keeps the /audit prefix
+        assert run_at(f"{UNLOCK}/audit", unlock) == 0, capsys.readouterr().err
+    with _unlock_service(server, mounted=False) as bare:
+        assert run_at(f"{UNLOCK}/audit", bare) == 1
+        assert "only when its settings name an audit_token_file" in capsys.readouterr().err

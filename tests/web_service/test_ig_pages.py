@@ -36,6 +36,7 @@ from audit_log import (
 from audit_log._api import create_app as create_audit_app
 from audit_log._config import Settings as AuditSettings
 from audit_log._config import WitnessSettings
+from audit_log._review import format_jsonl
 from tests._inprocess import PortalTransport, lifespans, start_blocking_portal
 from tests.audit_log._factories import T0, hex_id, make_entry
 from web_service import _store as web_store
@@ -581,6 +582,17 @@ def test_a_genuine_receipt_verifies(stack: Stack) -> None:
     assert r.status_code == 200 and "Receipt verified" in r.text
 
 
+def test_an_exported_entry_verifies_with_its_newline(stack: Stack) -> None:
+    # audit-log export / entries write each entry as a line: the leaf and "\n"
+    receipt = _as_ig(stack, "/receipts/5").encode()
+    (line,) = format_jsonl([_as_ig(stack, "/leaves/5").encode()])
+    for exported in (line.encode(), line.encode().replace(b"\n", b"\r\n")):
+        files = {"receipt": ("receipt-5.proof", receipt), "entry": ("entry-5.json", exported)}
+        r = upload(stack, files)
+        assert r.status_code == 200, r.text[-1500:]
+        assert "Entry 5 is in the audit log" in r.text
+
+
 def _problem(r: httpx.Response) -> dict[str, str]:
     assert r.status_code == 422, r.text[-1500:]
     assert "Receipt verified" not in r.text
@@ -601,6 +613,16 @@ def test_a_receipt_for_another_entry_or_an_altered_entry_is_refused(stack: Stack
         upload(stack, {"receipt": ("r.proof", receipt), "entry": ("e.json", altered.encode())})
     )
     assert "does not prove this entry" in found["entry"]
+    # as exported (with its newline), the altered entry fails just the same
+    exported = (altered + "\n").encode()
+    found = _problem(
+        upload(stack, {"receipt": ("r.proof", receipt), "entry": ("e.json", exported)})
+    )
+    assert "does not prove this entry" in found["entry"]
+    # two entries in one file are not the entry
+    two = (leaf + "\n" + leaf + "\n").encode()
+    found = _problem(upload(stack, {"receipt": ("r.proof", receipt), "entry": ("e.json", two)}))
+    assert "holds 2 lines" in found["entry"]
 
 
 def test_a_forged_receipt_is_refused(stack: Stack) -> None:
