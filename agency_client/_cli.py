@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mapping", type=Path, required=True, help="the agency's TOML mapping file")
     c.add_argument("--input", type=Path, required=True, help="the CSV to check")
     c.add_argument("--schema", type=Path, help="linkage schema file (default: the shipped one)")
+    c.add_argument("--extract-date", type=_date, help="as-at date, as encode's (default: today)")
+    c.add_argument(
+        "--on-bad",
+        choices=[p.value for p in BadRowPolicy],
+        default=BadRowPolicy.FAIL.value,
+        help="judge the file as encode with this --on-bad would (default: fail)",
+    )
 
     i = sub.add_parser("inspect", help="verify an extract and show its statistics")
     i.add_argument("extract", type=Path)
@@ -218,7 +225,13 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "encode":
         _encode(args, console)
     elif args.command == "check":
-        report = check_csv(args.input, load_mapping(args.mapping), load_schema(args.schema))
+        report = check_csv(
+            args.input,
+            load_mapping(args.mapping),
+            load_schema(args.schema),
+            policy=BadRowPolicy(args.on_bad),
+            extract_date=args.extract_date,
+        )
         _print_check(console, report)
         return report.exit_status
     elif args.command == "inspect":
@@ -387,21 +400,8 @@ def _print_check(console: Console, report: CheckReport) -> None:
     for finding in report.findings:
         style = "red" if finding.level == "error" else "yellow"
         console.print(finding.text(), style=style, soft_wrap=True)
-    if report.errors:
-        console.print(
-            f"{len(report.errors)} errors, {len(report.warnings)} warnings: "
-            "encode would refuse this file",
-            style="bold red",
-            soft_wrap=True,
-        )
-    elif report.warnings:
-        console.print(
-            f"{len(report.warnings)} warnings, no errors: encode would accept this file",
-            style="bold yellow",
-            soft_wrap=True,
-        )
-    else:
-        console.print("clean: no errors, no warnings", style="green")
+    style = "bold red" if report.errors else "bold yellow" if report.warnings else "green"
+    console.print(report.verdict(), style=style, soft_wrap=True)
 
 
 def info_to_dict(info: ExtractInfo) -> dict[str, object]:

@@ -365,6 +365,61 @@ def test_long_error_messages_stay_on_one_line(cli, tmp_path):
     assert str(deep) in _one_line_error(err)
 
 
+# --- check says what encode does ------------------------------------------------------
+
+
+def _rows_with_bad_cells() -> list[list[str]]:
+    from .conftest import ROWS
+
+    rows = [list(r) for r in ROWS]
+    rows[1][4] = "31/02/2013"  # line 3: a date of birth that is no day
+    rows[2][9] = "9434765918"  # line 4: an NHS number with the wrong check digit
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("policy", "check_status", "verdict", "encode_status", "encoded"),
+    [
+        (
+            None,
+            2,
+            "2 errors, 0 warnings: encode would refuse this file: with --on-bad fail it stops "
+            "at line 3 (identity.date_of_birth, column 'DOB'); --on-bad skip-row or drop-field "
+            "would go on past bad input",
+            2,
+            "school.csv:3: field date_of_birth (column 'DOB'):",
+        ),
+        (
+            "skip-row",
+            1,
+            "2 warnings, no errors: encode --on-bad skip-row would accept this file",
+            0,
+            "1 records from 3 rows (2 skipped, 0 fields dropped)",
+        ),
+        (
+            "drop-field",
+            1,
+            "2 warnings, no errors: encode --on-bad drop-field would accept this file",
+            0,
+            "3 records from 3 rows (0 skipped, 2 fields dropped)",
+        ),
+    ],
+)
+def test_check_says_what_encode_does_with_the_same_on_bad(
+    cli, encode_args, policy, check_status, verdict, encode_status, encoded
+):
+    argv = encode_args(_rows_with_bad_cells(), **{"--on-bad": policy})
+    opts = dict(zip(argv[1::2], argv[2::2], strict=True))
+    check = ["check", "--mapping", opts["--mapping"], "--input", opts["--input"]]
+    check += ["--extract-date", opts["--extract-date"]]
+    check += ["--on-bad", policy] if policy else []
+    status, out, _ = cli(*check)
+    assert (status, out.strip().splitlines()[-1]) == (check_status, verdict)
+    status, out, err = cli(*argv)
+    assert status == encode_status
+    assert encoded in (_one_line_error(err) if status else _flat(out))
+
+
 # --- synthetic population and the demo -------------------------------------------------
 
 
