@@ -194,7 +194,7 @@ BAD_INPUT = [
         "identity.date_of_birth, column 'DOB'",
         [
             "identity.date_of_birth: 1 of 2 filled cells of 'DOB' are bad input (first: date "
-            "'31/13/2012' matches none of the expected formats '%d/%m/%Y', '%Y-%m-%d')",
+            "'31/13/2012' is not a real date)",
             "identity.postcode: 1 of 2 filled cells of 'Postcode' are bad input (first: "
             "postcode 'not a postcode' is not a valid UK postcode",
         ],

@@ -387,7 +387,8 @@ def _rows_with_bad_cells() -> list[list[str]]:
             "at line 3 (identity.date_of_birth, column 'DOB'); --on-bad skip-row or drop-field "
             "would go on past bad input",
             2,
-            "school.csv:3: field date_of_birth (column 'DOB'):",
+            "school.csv:3: field date_of_birth (column 'DOB'): date '31/02/2013' is not a real "
+            "date",
         ),
         (
             "skip-row",
