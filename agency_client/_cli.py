@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from protocols import open_private, pipe_safe
+from protocols import default_schema, open_private, pipe_safe
 
 from ._check import CheckReport, check_csv
 from ._errors import AgencyClientError, PushError
@@ -406,11 +406,14 @@ def _print_check(console: Console, report: CheckReport) -> None:
 
 def info_to_dict(info: ExtractInfo) -> dict[str, object]:
     """ExtractInfo as plain JSON data."""
+    shipped = info.header.schema_fingerprint == default_schema().fingerprint()
     return {
         "header": info.header.model_dump(mode="json"),
         "record_count": info.trailer.record_count,
         "records_sha256": info.trailer.records_sha256,
         "signature_checked": info.signature_checked,
+        "schema_checked": info.schema_checked,
+        "schema_is_shipped_default": shipped,
         "person_filter": {
             "bits": sorted(info.person_fill.lengths),
             "fill_mean": round(info.person_fill.mean, 4),
@@ -435,14 +438,27 @@ def _print_info(console: Console, path: Path, info: ExtractInfo) -> None:
     h = info.header
     console.print(f"{path}  agency {h.agency_id}  extract {h.extract_id}", style="bold")
     console.print(
-        f"  as at {h.extract_date}  created {h.created_at:%Y-%m-%d %H:%M:%S}  "
-        f"schema {h.schema_fingerprint[:16]}…  signature ",
+        f"  as at {h.extract_date}  created {h.created_at:%Y-%m-%d %H:%M:%S}  signature ",
         end="",
     )
     if info.signature_checked:
         console.print("verified", style="green")
     else:
         console.print("not checked (no --public-key)", style="yellow")
+    # what the fingerprint is, and only what was checked of it
+    console.print(f"  schema {h.schema_fingerprint[:16]}…: ", end="")
+    shipped = default_schema().fingerprint()
+    if info.schema_checked:
+        console.print("the --schema file's (filter lengths and identifier types checked)")
+    elif h.schema_fingerprint == shipped:
+        console.print("the shipped default schema's (give --schema to check the records)")
+    else:
+        console.print(
+            f"not the shipped default schema's ({shipped[:16]}…); give the scheme's schema "
+            "with --schema to check the records",
+            style="yellow",
+            soft_wrap=True,
+        )
     t = Table(show_header=True, header_style="bold")
     t.add_column("measure")
     t.add_column("value", justify="right")

@@ -247,6 +247,45 @@ def test_inspect_json_without_a_public_key(cli, extract):
     assert info["signature_checked"] is False and info["record_count"] == 3
 
 
+def test_inspect_without_a_schema_names_the_fingerprint_as_the_shipped_default(cli, extract):
+    status, out, _ = cli("inspect", extract)
+    assert status == 0
+    shipped = default_schema().fingerprint()
+    assert (
+        f"schema {shipped[:16]}…: the shipped default schema's (give --schema to check the records)"
+    ) in _flat(out)
+    status, out, _ = cli("inspect", extract, "--json")
+    info = json.loads(out)
+    assert (info["schema_is_shipped_default"], info["schema_checked"]) == (True, False)
+
+
+def test_inspect_says_when_the_schema_is_not_the_shipped_default(cli, encode_args, keys, tmp_path):
+    other = default_schema().model_copy(update={"identity_pad_bytes": 1024})
+    schema_path = tmp_path / "other.json"
+    schema_path.write_text(other.model_dump_json(), encoding="utf-8")
+    target = tmp_path / "other.jsonl"
+    assert cli(*encode_args(out=target, **{"--schema": schema_path}))[0] == 0
+    public = ("--public-key", keys["agency_pub"])
+    status, out, _ = cli("inspect", target, *public)
+    assert status == 0
+    flat = _flat(out)
+    assert "signature verified" in flat
+    assert (
+        f"schema {other.fingerprint()[:16]}…: not the shipped default schema's "
+        f"({default_schema().fingerprint()[:16]}…); give the scheme's schema with --schema to "
+        "check the records"
+    ) in flat
+    status, out, _ = cli("inspect", target, *public, "--schema", schema_path)
+    assert status == 0
+    assert (
+        f"schema {other.fingerprint()[:16]}…: the --schema file's (filter lengths and "
+        "identifier types checked)"
+    ) in _flat(out)
+    status, out, _ = cli("inspect", target, *public, "--schema", schema_path, "--json")
+    info = json.loads(out)
+    assert (info["schema_is_shipped_default"], info["schema_checked"]) == (False, True)
+
+
 def test_inspect_with_the_schema_checks_the_fingerprint(cli, extract, tmp_path):
     other = default_schema().model_copy(update={"identity_pad_bytes": 1024})
     schema_path = tmp_path / "other.json"
