@@ -7,8 +7,14 @@ holding commas, a family name empty in every row, names written "SURNAME,
 Forename" (split them with a derive), mixed address shapes, dates that parse
 two ways under the declared formats, derives that do not match, system ids that
 repeat, rows of the wrong width, cells that do not parse. Errors are what
-``encode`` refuses whatever its ``--on-bad`` policy: a column missing from the
-header, a repeated system id, a derive that matches no row.
+``encode`` refuses with the same ``--on-bad`` policy: whatever the policy, a
+column missing from the header, a repeated system id, a derive that matches no
+row; under ``fail`` (encode's default) also a cell encode reports as bad input,
+a row of the wrong width and a blank system id, since encode stops at the first
+of them. Under ``skip-row`` or ``drop-field`` those are warnings saying what
+encode leaves out. A cell is judged as encode judges it: the same normalisers,
+the date of birth between 1900 and the extract date, an indicator's date cell
+parsed and not after the extract date.
 
 Nothing is written and nothing is encoded: no key or secret is needed. The
 findings quote cell values and line numbers so someone can fix the source, so
@@ -30,7 +36,7 @@ from protocols import LinkageSchema
 from . import _normalise as norm
 from ._errors import InputError
 from ._mapping import AgencyMapping, IndicatorColumn, check_schema, resolve_columns
-from ._rows import _indicator_value
+from ._rows import MIN_BIRTH_YEAR, BadRowPolicy, _indicator_value, parse_date_any
 from ._transforms import BLANK, MATCHED, address_parts
 
 SAMPLES = 5  # line numbers quoted per finding
@@ -49,6 +55,8 @@ class Finding:
     key: str  # the mapping key it concerns: "identity.family_name", "derive[2]"
     message: str
     lines: list[int] = field(default_factory=list)  # sample CSV lines
+    # bad input: an error only because encode stops at it under --on-bad fail
+    bad_input: bool = False
 
     def text(self) -> str:
         """One line: level, key, message and sample lines."""
@@ -68,7 +76,9 @@ class ColumnReport:
     column: str
     filled: int = 0
     parsed: int = 0
-    bad_lines: list[int] = field(default_factory=list)
+    bad_lines: list[int] = field(default_factory=list)  # cells encode reports as bad input
+    blank_lines: list[int] = field(default_factory=list)  # cells encode reads as blank
+    bad_example: str = ""  # what is wrong with the first bad cell
 
     def rate(self) -> str:
         """Parsed share of the filled rows, as text."""
@@ -81,9 +91,12 @@ class CheckReport:
 
     csv_path: Path
     mapping_path: str
+    policy: BadRowPolicy = BadRowPolicy.FAIL
     rows: int = 0
     columns: list[ColumnReport] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    # where encode --on-bad fail stops: (line, "mapping key, column"); None: it does not
+    stop: tuple[int, str] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -99,6 +112,24 @@ class CheckReport:
     def exit_status(self) -> int:
         """0 clean, 1 warnings only, 2 errors."""
         return 2 if self.errors else 1 if self.findings else 0
+
+    def verdict(self) -> str:
+        """The last line: counts, and whether encode with the same --on-bad accepts the file."""
+        errors, warnings = self.errors, self.warnings
+        if not errors:
+            if not warnings:
+                return "clean: no errors, no warnings"
+            encode = (
+                "encode" if self.policy is BadRowPolicy.FAIL else f"encode --on-bad {self.policy}"
+            )
+            return f"{len(warnings)} warnings, no errors: {encode} would accept this file"
+        text = f"{len(errors)} errors, {len(warnings)} warnings: encode would refuse this file"
+        if self.stop is not None:
+            line, key = self.stop
+            text += f": with --on-bad fail it stops at line {line} ({key})"
+            if all(f.bad_input for f in errors):
+                text += "; --on-bad skip-row or drop-field would go on past bad input"
+        return text
 
 
 class CsvRows:
@@ -192,29 +223,45 @@ def describe_repeats(repeats: list[tuple[str, list[int]]]) -> str:
     return "; ".join(shown) + more
 
 
-_Parser = Callable[[str], bool]  # raw cell -> parses as the field expects
+# How encode reads a cell: "ok", "blank" (a placeholder or no usable text: read as
+# missing) or "bad" (reported as bad input), with what is wrong when it is bad.
+_Reading = tuple[Literal["ok", "blank", "bad"], str]
+_Parser = Callable[[str, str], _Reading]  # (stripped cell, its date cell or "") -> reading
 
 
 class _Column:
     """One mapped column being checked: its report and how a cell is judged."""
 
-    def __init__(self, field: str, key: str, column: str, index: int, parse: _Parser) -> None:
+    def __init__(
+        self, field: str, key: str, column: str, index: int, parse: _Parser, date_index: int = -1
+    ) -> None:
         self.field = field  # "family_name", "given_names[0]", "indicators"
         self.report = ColumnReport(key, column)
         self.index = index
+        self.date_index = date_index  # an indicator's date column; -1: none
         self.parse = parse
-        self.cache: dict[str, bool] = {}
+        self.cache: dict[tuple[str, str], _Reading] = {}
         self.comma_lines: list[int] = []
         self.comma = 0
         self.surname_comma = 0
 
 
 def check_csv(
-    path: Path, mapping: AgencyMapping, schema: LinkageSchema, *, today: dt.date | None = None
+    path: Path,
+    mapping: AgencyMapping,
+    schema: LinkageSchema,
+    *,
+    policy: BadRowPolicy = BadRowPolicy.FAIL,
+    extract_date: dt.date | None = None,
+    today: dt.date | None = None,
 ) -> CheckReport:
-    """Dry-run ``mapping`` over the CSV at ``path``; nothing is written."""
+    """Dry-run ``mapping`` over the CSV at ``path`` as encode would with ``policy``; no writes.
+
+    ``extract_date`` (default: today, as encode's) bounds dates of birth and
+    indicator dates; ``today`` places two-digit years.
+    """
     today = today or dt.date.today()
-    report = CheckReport(path, mapping.path)
+    report = CheckReport(path, mapping.path, policy)
     check_schema(mapping, schema)
     with CsvRows(path, mapping) as rows:
         try:
@@ -222,7 +269,7 @@ def check_csv(
         except InputError as exc:
             report.findings.append(Finding("error", "(columns)", exc.problem, [1]))
             return report
-        _scan(report, mapping, schema, today, rows, columns)
+        _scan(report, mapping, schema, extract_date or today, today, rows, columns)
     return report
 
 
@@ -230,6 +277,7 @@ def _scan(
     report: CheckReport,
     mapping: AgencyMapping,
     schema: LinkageSchema,
+    extract_date: dt.date,
     today: dt.date,
     rows: CsvRows,
     columns: dict[str, int],
@@ -245,7 +293,13 @@ def _scan(
     shapes: list[tuple[list[int], list[int]]] = [([], []) for _ in steps]
 
     checked = [
-        _Column(key, f"identity.{key}", col, columns[col], _parser(key, mapping, schema, today))
+        _Column(
+            key,
+            f"identity.{key}",
+            col,
+            columns[col],
+            _parser(key, mapping, schema, extract_date, today),
+        )
         for key, col in ident.columns().items()
         if key != "system_id"
     ]
@@ -256,7 +310,8 @@ def _scan(
                 f"indicators.{ic.type.value}",
                 ic.column,
                 columns[ic.column],
-                _indicator_parser(ic),
+                _indicator_parser(ic, extract_date, today),
+                columns[ic.date_column] if ic.date_column else -1,
             )
         )
     dob_key = "date_of_birth"
@@ -303,14 +358,20 @@ def _scan(
             if not raw:
                 continue
             col.report.filled += 1
-            good = col.cache.get(raw)
-            if good is None:
-                good = col.parse(raw)
+            date_cell = cells[col.date_index] if col.date_index >= 0 else ""
+            judged = col.cache.get((raw, date_cell))
+            if judged is None:
+                judged = col.parse(raw, date_cell)
                 if len(col.cache) < 1 << 16:
-                    col.cache[raw] = good
-            if good:
+                    col.cache[raw, date_cell] = judged
+            verdict, problem = judged
+            if verdict == "ok":
                 col.report.parsed += 1
+            elif verdict == "blank":
+                col.report.blank_lines.append(line)
             else:
+                if not col.report.bad_lines:
+                    col.report.bad_example = problem
                 col.report.bad_lines.append(line)
             if "," in raw:
                 col.comma += 1
@@ -327,11 +388,11 @@ def _scan(
     _findings(report, mapping, checked, step_reports, step_missed, shapes)
     if short_rows:
         report.findings.append(
-            Finding(
-                "warning",
+            _bad_input(
+                report.policy,
                 "(rows)",
-                f"{len(short_rows)} rows do not have the header's {width} fields: encode "
-                "fails on them (--on-bad fail, the default) or leaves them out",
+                f"{len(short_rows)} rows do not have the header's {width} fields",
+                "leaves these rows out",
                 short_rows,
             )
         )
@@ -347,10 +408,11 @@ def _scan(
         )
     if blank_ids:
         report.findings.append(
-            Finding(
-                "warning",
+            _bad_input(
+                report.policy,
                 "identity.system_id",
-                f"{len(blank_ids)} rows have a blank system id; encode leaves them out",
+                f"{len(blank_ids)} rows have a blank system id",
+                "leaves these rows out",
                 blank_ids,
             )
         )
@@ -366,6 +428,24 @@ def _scan(
             )
         )
     report.columns = step_reports + [c.report for c in checked]
+    # where encode --on-bad fail stops: the first bad row, and in it the first field
+    # encode reads (the row's width, the system id, then the columns in mapping order)
+    stops = [(short_rows, "(rows)"), (blank_ids, "identity.system_id")]
+    stops += [(c.report.bad_lines, f"{c.report.key}, column {c.report.column!r}") for c in checked]
+    firsts = [(lines[0], order, key) for order, (lines, key) in enumerate(stops) if lines]
+    if firsts:
+        line, _, key = min(firsts)
+        report.stop = (line, key)
+
+
+def _bad_input(
+    policy: BadRowPolicy, key: str, what: str, lenient: str, lines: list[int]
+) -> Finding:
+    """Bad input as encode with ``policy`` treats it: an error under fail, else a warning."""
+    if policy is BadRowPolicy.FAIL:
+        message = f"{what}: encode --on-bad fail stops at the first"
+        return Finding("error", key, message, lines, bad_input=True)
+    return Finding("warning", key, f"{what}: encode --on-bad {policy} {lenient}", lines)
 
 
 def _findings(
@@ -447,13 +527,29 @@ def _findings(
                     )
                 )
         if r.bad_lines:
+            lenient = (
+                "leaves these rows out"
+                if report.policy is BadRowPolicy.SKIP_ROW
+                else "keeps these rows without the cell"
+            )
+            add(
+                _bad_input(
+                    report.policy,
+                    key,
+                    f"{len(r.bad_lines)} of {r.filled} filled cells of {r.column!r} are bad "
+                    f"input (first: {r.bad_example})",
+                    lenient,
+                    r.bad_lines,
+                )
+            )
+        if r.blank_lines:
             add(
                 Finding(
                     "warning",
                     key,
-                    f"{len(r.bad_lines)} of {r.filled} filled cells of "
-                    f"{r.column!r} do not parse; encode reports them as bad input",
-                    r.bad_lines,
+                    f"{len(r.blank_lines)} of {r.filled} filled cells of {r.column!r} hold no "
+                    "usable value (a placeholder such as 'unknown'); encode reads them as blank",
+                    r.blank_lines,
                 )
             )
 
@@ -475,16 +571,19 @@ def _two_ways(raw: str, formats: tuple[str, ...], today: dt.date) -> str:
 
 
 def _ok(fn: Callable[[str], object]) -> _Parser:
-    def parse(raw: str) -> bool:
+    def parse(raw: str, _date_cell: str) -> _Reading:
         try:
-            return fn(raw) not in (None, (), "")
-        except (norm.NormaliseError, ValueError):
-            return False
+            value = fn(raw)
+        except (norm.NormaliseError, ValueError) as exc:
+            return "bad", str(exc)
+        return ("blank", "") if value in (None, (), "") else ("ok", "")
 
     return parse
 
 
-def _parser(key: str, mapping: AgencyMapping, schema: LinkageSchema, today: dt.date) -> _Parser:
+def _parser(
+    key: str, mapping: AgencyMapping, schema: LinkageSchema, extract_date: dt.date, today: dt.date
+) -> _Parser:
     ident = mapping.identity
     if key.startswith("given_names"):
         return _ok(norm.given_names)
@@ -492,14 +591,20 @@ def _parser(key: str, mapping: AgencyMapping, schema: LinkageSchema, today: dt.d
         return _ok(norm.family_name)
     if key == "date_of_birth":
 
-        def dob(raw: str) -> bool:
-            for fmt in ident.dob_formats:
-                try:
-                    if norm.parse_date(raw, fmt, today=today) is not None:
-                        return True
-                except norm.NormaliseError:
-                    continue
-            return False
+        def dob(raw: str, _date_cell: str) -> _Reading:
+            # as encode's RowEncoder._parse_dob
+            try:
+                day = parse_date_any(raw, ident.dob_formats, today)
+            except norm.NormaliseError as exc:
+                return "bad", str(exc)
+            if day is None:
+                return "blank", ""
+            if not (MIN_BIRTH_YEAR <= day.year and day <= extract_date):
+                return "bad", (
+                    f"date of birth {day.isoformat()} is not between {MIN_BIRTH_YEAR} "
+                    f"and the extract date {extract_date.isoformat()}"
+                )
+            return "ok", ""
 
         return dob
     if key == "sex":
@@ -517,5 +622,20 @@ def _parser(key: str, mapping: AgencyMapping, schema: LinkageSchema, today: dt.d
     return _ok(lambda raw: raw)  # address lines: any text
 
 
-def _indicator_parser(ic: IndicatorColumn) -> _Parser:
-    return _ok(lambda raw: _indicator_value(ic, raw) or 1.0)  # a zero or a "no" is fine
+def _indicator_parser(ic: IndicatorColumn, extract_date: dt.date, today: dt.date) -> _Parser:
+    def parse(raw: str, date_cell: str) -> _Reading:
+        # as encode's RowEncoder._indicator: a "no" or a zero is fine and needs no date
+        try:
+            if _indicator_value(ic, raw) is None or not date_cell.strip():
+                return "ok", ""
+            when = norm.parse_date(date_cell, ic.date_format, today=today)
+        except (norm.NormaliseError, ValueError) as exc:
+            return "bad", str(exc)
+        if when is not None and when > extract_date:
+            return "bad", (
+                f"date {when.isoformat()} (column {ic.date_column!r}) is after the extract "
+                f"date {extract_date.isoformat()}"
+            )
+        return "ok", ""
+
+    return parse

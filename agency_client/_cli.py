@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from protocols import open_private, pipe_safe
+from protocols import default_schema, open_private, pipe_safe
 
 from ._check import CheckReport, check_csv
 from ._errors import AgencyClientError, PushError
@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mapping", type=Path, required=True, help="the agency's TOML mapping file")
     c.add_argument("--input", type=Path, required=True, help="the CSV to check")
     c.add_argument("--schema", type=Path, help="linkage schema file (default: the shipped one)")
+    c.add_argument("--extract-date", type=_date, help="as-at date, as encode's (default: today)")
+    c.add_argument(
+        "--on-bad",
+        choices=[p.value for p in BadRowPolicy],
+        default=BadRowPolicy.FAIL.value,
+        help="judge the file as encode with this --on-bad would (default: fail)",
+    )
 
     i = sub.add_parser("inspect", help="verify an extract and show its statistics")
     i.add_argument("extract", type=Path)
@@ -218,7 +225,13 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     elif args.command == "encode":
         _encode(args, console)
     elif args.command == "check":
-        report = check_csv(args.input, load_mapping(args.mapping), load_schema(args.schema))
+        report = check_csv(
+            args.input,
+            load_mapping(args.mapping),
+            load_schema(args.schema),
+            policy=BadRowPolicy(args.on_bad),
+            extract_date=args.extract_date,
+        )
         _print_check(console, report)
         return report.exit_status
     elif args.command == "inspect":
@@ -387,30 +400,20 @@ def _print_check(console: Console, report: CheckReport) -> None:
     for finding in report.findings:
         style = "red" if finding.level == "error" else "yellow"
         console.print(finding.text(), style=style, soft_wrap=True)
-    if report.errors:
-        console.print(
-            f"{len(report.errors)} errors, {len(report.warnings)} warnings: "
-            "encode would refuse this file",
-            style="bold red",
-            soft_wrap=True,
-        )
-    elif report.warnings:
-        console.print(
-            f"{len(report.warnings)} warnings, no errors: encode would accept this file",
-            style="bold yellow",
-            soft_wrap=True,
-        )
-    else:
-        console.print("clean: no errors, no warnings", style="green")
+    style = "bold red" if report.errors else "bold yellow" if report.warnings else "green"
+    console.print(report.verdict(), style=style, soft_wrap=True)
 
 
 def info_to_dict(info: ExtractInfo) -> dict[str, object]:
     """ExtractInfo as plain JSON data."""
+    shipped = info.header.schema_fingerprint == default_schema().fingerprint()
     return {
         "header": info.header.model_dump(mode="json"),
         "record_count": info.trailer.record_count,
         "records_sha256": info.trailer.records_sha256,
         "signature_checked": info.signature_checked,
+        "schema_checked": info.schema_checked,
+        "schema_is_shipped_default": shipped,
         "person_filter": {
             "bits": sorted(info.person_fill.lengths),
             "fill_mean": round(info.person_fill.mean, 4),
@@ -435,14 +438,27 @@ def _print_info(console: Console, path: Path, info: ExtractInfo) -> None:
     h = info.header
     console.print(f"{path}  agency {h.agency_id}  extract {h.extract_id}", style="bold")
     console.print(
-        f"  as at {h.extract_date}  created {h.created_at:%Y-%m-%d %H:%M:%S}  "
-        f"schema {h.schema_fingerprint[:16]}…  signature ",
+        f"  as at {h.extract_date}  created {h.created_at:%Y-%m-%d %H:%M:%S}  signature ",
         end="",
     )
     if info.signature_checked:
         console.print("verified", style="green")
     else:
         console.print("not checked (no --public-key)", style="yellow")
+    # what the fingerprint is, and only what was checked of it
+    console.print(f"  schema {h.schema_fingerprint[:16]}…: ", end="")
+    shipped = default_schema().fingerprint()
+    if info.schema_checked:
+        console.print("the --schema file's (filter lengths and identifier types checked)")
+    elif h.schema_fingerprint == shipped:
+        console.print("the shipped default schema's (give --schema to check the records)")
+    else:
+        console.print(
+            f"not the shipped default schema's ({shipped[:16]}…); give the scheme's schema "
+            "with --schema to check the records",
+            style="yellow",
+            soft_wrap=True,
+        )
     t = Table(show_header=True, header_style="bold")
     t.add_column("measure")
     t.add_column("value", justify="right")

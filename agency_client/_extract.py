@@ -569,6 +569,9 @@ class ExtractInfo:
     header: ExtractHeader
     trailer: ExtractTrailer
     signature_checked: bool
+    # checked against a schema given to verify_extract: fingerprint, filter lengths,
+    # local identifier types
+    schema_checked: bool = False
     person_fill: FillStats = field(default_factory=FillStats)
     address_fill: FillStats = field(default_factory=FillStats)
     exact_tokens: Counter[str] = field(default_factory=Counter)
@@ -688,6 +691,7 @@ def verify_extract(
             header=header,
             trailer=trailer,
             signature_checked=checked,
+            schema_checked=schema is not None,
             person_fill=person,
             address_fill=address,
             exact_tokens=exact,

@@ -360,8 +360,10 @@ def check_schema(mapping: AgencyMapping, schema: LinkageSchema) -> None:
             raise ConfigError(
                 f"{mapping.path}: identity.identifiers.{name}: the linkage schema declares no "
                 f"local identifier {name!r} (it declares: "
-                f"{', '.join(schema.local_identifiers) or 'none'}); every agency must key it "
-                "alike, so it must be in the schema's local_identifiers"
+                f"{', '.join(schema.local_identifiers) or 'none'}); declare it in the "
+                "scheme's schema (local_identifiers), give that schema with --schema, and have "
+                "the linkage service accept it: docs/agency-client.md, "
+                '"Agencies\' own identifiers"'
             )
 
 

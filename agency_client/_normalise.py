@@ -16,7 +16,8 @@ values it is given; the only place a value may appear is the message of a
 
 Errors: :class:`NormaliseError` (a :class:`ValueError` and an
 :class:`~agency_client._errors.AgencyClientError`) names the offending value
-and what was expected.
+and what was expected; its subclass :class:`NoSuchDay` is a date in the
+expected format that names no day of the calendar (31/02/2013).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from agency_client._errors import AgencyClientError
 
 __all__ = [
     "FORENAME_VARIANTS",
+    "NoSuchDay",
     "NormaliseError",
     "Postcode",
     "address_line",
@@ -56,6 +58,10 @@ __all__ = [
 
 class NormaliseError(AgencyClientError, ValueError):
     """A value cannot be normalised; the message names the value and what was expected."""
+
+
+class NoSuchDay(NormaliseError):
+    """A date written in the expected format that is no day of the calendar (31/02/2013)."""
 
 
 # Caches are sized for a million-record extract: names, dates and postcodes repeat
@@ -730,7 +736,13 @@ def _parse_date(raw: str, fmt: str, today: datetime.date) -> datetime.date:
         text = raw.strip()
         if not any(f"%{d}" in fmt for d in _TIME_DIRECTIVES):
             text = _TIME_TAIL_RE.sub("", text)
-        parsed = datetime.datetime.strptime(text, fmt).date()
+        try:
+            parsed = datetime.datetime.strptime(text, fmt).date()
+        except ValueError as exc:
+            # strptime matched the format but the day does not exist (31/02)
+            if str(exc) == "day is out of range for month":
+                raise NoSuchDay(f"date {raw!r} is not a real date") from exc
+            raise
         if "%y" in fmt:
             parsed = _pivot(parsed.year % 100, parsed.month, parsed.day, today)
         return parsed
@@ -743,9 +755,12 @@ def _parse_date(raw: str, fmt: str, today: datetime.date) -> datetime.date:
         month = int(groups["m"])
     else:
         month = _MONTHS[groups["b"].lower()]
-    if groups.get("Y") is not None:
-        return datetime.date(int(groups["Y"]), month, day)
-    return _pivot(int(groups["y"]), month, day, today)
+    try:
+        if groups.get("Y") is not None:
+            return datetime.date(int(groups["Y"]), month, day)
+        return _pivot(int(groups["y"]), month, day, today)
+    except ValueError as exc:  # the format's shape, but day 31 of February or month 13
+        raise NoSuchDay(f"date {raw!r} is not a real date") from exc
 
 
 # Keyed by today's date as well, so a two-digit-year answer cached before midnight is
@@ -759,6 +774,8 @@ def _parse_date_cached(raw: str, fmt: str, today: datetime.date) -> datetime.dat
         text = raw.strip()
         if not text or _ALL_ZERO_DATE.fullmatch(text) or _is_placeholder(fold(text)):
             return None
+        if isinstance(exc, NoSuchDay):
+            raise
         raise NormaliseError(f"date {raw!r} does not match the expected format {fmt!r}") from exc
 
 

@@ -611,14 +611,23 @@ class RowEncoder:
 def parse_date_any(
     raw: str, formats: tuple[str, ...], today: dt.date | None = None
 ) -> dt.date | None:
-    """A date under the first of ``formats`` it matches; None for blank or placeholder."""
+    """A date under the first of ``formats`` it matches; None for blank or placeholder.
+
+    A date in one of the formats that is no day of the calendar (31/02/2013) is
+    said to be so, rather than to match none of them.
+    """
     if len(formats) == 1:
         return norm.parse_date(raw, formats[0], today=today)
+    no_such_day: norm.NoSuchDay | None = None
     for fmt in formats:
         try:
             return norm.parse_date(raw, fmt, today=today)
+        except norm.NoSuchDay as exc:
+            no_such_day = no_such_day or exc
         except norm.NormaliseError:
             continue
+    if no_such_day is not None:
+        raise norm.NoSuchDay(str(no_such_day))
     raise norm.NormaliseError(
         f"date {raw!r} matches none of the expected formats {', '.join(map(repr, formats))}"
     )

@@ -483,8 +483,9 @@ class ExtractReceiver:
         if schema is None:
             raise SchemaError(
                 f"encoded with schema {header.schema_fingerprint[:16]}..., the service accepts "
-                f"{', '.join(fp[:16] + '...' for fp in self._schemas)}: re-encode with the "
-                "current schema",
+                f"{', '.join(fp[:16] + '...' for fp in self._schemas)}: re-encode with an "
+                "accepted schema, or, if the scheme has moved to this one, the service must "
+                "pin it (its schema_files and schema_fingerprints settings)",
                 line=1,
                 field="schema_fingerprint",
             )

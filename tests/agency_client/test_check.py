@@ -41,11 +41,15 @@ SCHEMA_WITH_LOCAL = default_schema().model_copy(update={"local_identifiers": ("l
 def check(tmp_path, capsys):
     """Factory: run ``agency-client check`` on rows; (exit status, stdout)."""
 
-    def run(rows, mapping=PLAIN, header=PLAIN_HEADER, schema=None):
+    def run(rows, mapping=PLAIN, header=PLAIN_HEADER, schema=None, extract_date=None, on_bad=None):
         csv_path = write_csv(tmp_path / "in.csv", rows, header)
         map_path = tmp_path / "in.toml"
         map_path.write_text(mapping, encoding="utf-8")
         argv = ["check", "--mapping", str(map_path), "--input", str(csv_path)]
+        if extract_date is not None:
+            argv += ["--extract-date", extract_date]
+        if on_bad is not None:
+            argv += ["--on-bad", on_bad]
         if schema is not None:
             schema_path = tmp_path / "schema.json"
             schema_path.write_text(schema.model_dump_json(), encoding="utf-8")
@@ -122,18 +126,14 @@ def test_derives_are_reported_with_their_match_rate(check):
         ),
         (
             [
-                ["A1", "Ben", "Smith", "31/13/2012", "10 High St", "LS6 2AB"],
-                ["A2", "Zoe", "Obi", "13/04/2012", "7 Mill Lane", "not a postcode"],
+                ["A1", "Unknown", "Smith", "13/04/2012", "10 High St", "LS6 2AB"],
+                ["A2", "Zoe", "Obi", "13/04/2012", "7 Mill Lane", "LS6 2AB"],
             ],
             [
-                "warning: identity.date_of_birth: 1 of 2 filled cells of 'DOB' do not parse; "
-                "encode reports them as bad input (line 2)",
-                "warning: identity.postcode: 1 of 2 filled cells of 'Postcode' do not parse",
+                "warning: identity.given_names[0]: 1 of 2 filled cells of 'Forename' hold no "
+                "usable value (a placeholder such as 'unknown'); encode reads them as blank "
+                "(line 2)"
             ],
-        ),
-        (
-            [["", "Ben", "Smith", "13/04/2012", "10 High St", "LS6 2AB"]],
-            ["warning: identity.system_id: 1 rows have a blank system id; encode leaves them out"],
         ),
     ],
 )
@@ -185,13 +185,80 @@ def test_a_missing_column_is_an_error(check):
     assert status == 2
 
 
-def test_rows_of_the_wrong_width_are_warnings(check):
-    status, out = check([*CLEAN_ROWS, ["A9", "x"]])
-    assert (
-        "warning: (rows): 1 rows do not have the header's 6 fields: encode fails on them "
-        "(--on-bad fail, the default) or leaves them out (line 4)"
-    ) in out
+BAD_INPUT = [
+    (
+        [
+            ["A1", "Ben", "Smith", "31/13/2012", "10 High St", "LS6 2AB"],
+            ["A2", "Zoe", "Obi", "13/04/2012", "7 Mill Lane", "not a postcode"],
+        ],
+        "identity.date_of_birth, column 'DOB'",
+        [
+            "identity.date_of_birth: 1 of 2 filled cells of 'DOB' are bad input (first: date "
+            "'31/13/2012' is not a real date)",
+            "identity.postcode: 1 of 2 filled cells of 'Postcode' are bad input (first: "
+            "postcode 'not a postcode' is not a valid UK postcode",
+        ],
+    ),
+    (
+        [["A1", "Ben", "Smith", "13/04/2112", "10 High St", "LS6 2AB"]],
+        "identity.date_of_birth, column 'DOB'",
+        [
+            "identity.date_of_birth: 1 of 1 filled cells of 'DOB' are bad input (first: date of "
+            "birth 2112-04-13 is not between 1900 and the extract date 2026-11-01)"
+        ],
+    ),
+    (
+        [*CLEAN_ROWS, ["", "Ben", "Smith", "13/04/2012", "10 High St", "LS6 2AB"]],
+        "identity.system_id",
+        ["identity.system_id: 1 rows have a blank system id"],
+    ),
+    (
+        [*CLEAN_ROWS, ["A9", "x"]],
+        "(rows)",
+        ["(rows): 1 rows do not have the header's 6 fields"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("rows", "where", "expected"), BAD_INPUT)
+def test_bad_input_is_an_error_where_encode_stops_at_it(check, rows, where, expected):
+    status, out = check(rows, extract_date="2026-11-01")
+    for text in expected:
+        assert f"error: {text}" in out
+    assert "encode --on-bad fail stops at the first" in out
+    first = min(i for i, row in enumerate(rows) if row != CLEAN_ROWS[min(i, 1)]) + 2
+    assert f": with --on-bad fail it stops at line {first} ({where})" in out
+    assert out.rstrip().endswith("--on-bad skip-row or drop-field would go on past bad input")
+    assert status == 2
+
+
+@pytest.mark.parametrize(
+    ("policy", "does"),
+    [("skip-row", "leaves these rows out"), ("drop-field", "keeps these rows without the cell")],
+)
+@pytest.mark.parametrize(("rows", "where", "expected"), BAD_INPUT)
+def test_bad_input_is_a_warning_when_encode_goes_on(check, rows, where, expected, policy, does):
+    status, out = check(rows, extract_date="2026-11-01", on_bad=policy)
+    for text in expected:
+        assert f"warning: {text}" in out
+    if where.startswith("identity.d"):
+        assert f"encode --on-bad {policy} {does}" in out
+    else:  # a row encode cannot read: left out under either policy
+        assert f"encode --on-bad {policy} leaves these rows out" in out
+    assert out.rstrip().endswith(
+        f"warnings, no errors: encode --on-bad {policy} would accept this file"
+    )
     assert status == 1
+
+
+def test_other_errors_are_not_said_to_go_away_with_on_bad(check):
+    rows = [*CLEAN_ROWS, CLEAN_ROWS[0][:], ["A9", "x"]]
+    status, out = check(rows)
+    assert out.rstrip().endswith(
+        "2 errors, 0 warnings: encode would refuse this file: with --on-bad fail it stops at "
+        "line 5 ((rows))"
+    )
+    assert status == 2
 
 
 def test_a_bad_mapping_exits_2_naming_file_and_key(tmp_path, capsys):

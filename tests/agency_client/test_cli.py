@@ -247,6 +247,45 @@ def test_inspect_json_without_a_public_key(cli, extract):
     assert info["signature_checked"] is False and info["record_count"] == 3
 
 
+def test_inspect_without_a_schema_names_the_fingerprint_as_the_shipped_default(cli, extract):
+    status, out, _ = cli("inspect", extract)
+    assert status == 0
+    shipped = default_schema().fingerprint()
+    assert (
+        f"schema {shipped[:16]}…: the shipped default schema's (give --schema to check the records)"
+    ) in _flat(out)
+    status, out, _ = cli("inspect", extract, "--json")
+    info = json.loads(out)
+    assert (info["schema_is_shipped_default"], info["schema_checked"]) == (True, False)
+
+
+def test_inspect_says_when_the_schema_is_not_the_shipped_default(cli, encode_args, keys, tmp_path):
+    other = default_schema().model_copy(update={"identity_pad_bytes": 1024})
+    schema_path = tmp_path / "other.json"
+    schema_path.write_text(other.model_dump_json(), encoding="utf-8")
+    target = tmp_path / "other.jsonl"
+    assert cli(*encode_args(out=target, **{"--schema": schema_path}))[0] == 0
+    public = ("--public-key", keys["agency_pub"])
+    status, out, _ = cli("inspect", target, *public)
+    assert status == 0
+    flat = _flat(out)
+    assert "signature verified" in flat
+    assert (
+        f"schema {other.fingerprint()[:16]}…: not the shipped default schema's "
+        f"({default_schema().fingerprint()[:16]}…); give the scheme's schema with --schema to "
+        "check the records"
+    ) in flat
+    status, out, _ = cli("inspect", target, *public, "--schema", schema_path)
+    assert status == 0
+    assert (
+        f"schema {other.fingerprint()[:16]}…: the --schema file's (filter lengths and "
+        "identifier types checked)"
+    ) in _flat(out)
+    status, out, _ = cli("inspect", target, *public, "--schema", schema_path, "--json")
+    info = json.loads(out)
+    assert (info["schema_is_shipped_default"], info["schema_checked"]) == (False, True)
+
+
 def test_inspect_with_the_schema_checks_the_fingerprint(cli, extract, tmp_path):
     other = default_schema().model_copy(update={"identity_pad_bytes": 1024})
     schema_path = tmp_path / "other.json"
@@ -363,6 +402,62 @@ def test_long_error_messages_stay_on_one_line(cli, tmp_path):
     status, _, err = cli("inspect", deep)
     assert status == 2
     assert str(deep) in _one_line_error(err)
+
+
+# --- check says what encode does ------------------------------------------------------
+
+
+def _rows_with_bad_cells() -> list[list[str]]:
+    from .conftest import ROWS
+
+    rows = [list(r) for r in ROWS]
+    rows[1][4] = "31/02/2013"  # line 3: a date of birth that is no day
+    rows[2][9] = "9434765918"  # line 4: an NHS number with the wrong check digit
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("policy", "check_status", "verdict", "encode_status", "encoded"),
+    [
+        (
+            None,
+            2,
+            "2 errors, 0 warnings: encode would refuse this file: with --on-bad fail it stops "
+            "at line 3 (identity.date_of_birth, column 'DOB'); --on-bad skip-row or drop-field "
+            "would go on past bad input",
+            2,
+            "school.csv:3: field date_of_birth (column 'DOB'): date '31/02/2013' is not a real "
+            "date",
+        ),
+        (
+            "skip-row",
+            1,
+            "2 warnings, no errors: encode --on-bad skip-row would accept this file",
+            0,
+            "1 records from 3 rows (2 skipped, 0 fields dropped)",
+        ),
+        (
+            "drop-field",
+            1,
+            "2 warnings, no errors: encode --on-bad drop-field would accept this file",
+            0,
+            "3 records from 3 rows (0 skipped, 2 fields dropped)",
+        ),
+    ],
+)
+def test_check_says_what_encode_does_with_the_same_on_bad(
+    cli, encode_args, policy, check_status, verdict, encode_status, encoded
+):
+    argv = encode_args(_rows_with_bad_cells(), **{"--on-bad": policy})
+    opts = dict(zip(argv[1::2], argv[2::2], strict=True))
+    check = ["check", "--mapping", opts["--mapping"], "--input", opts["--input"]]
+    check += ["--extract-date", opts["--extract-date"]]
+    check += ["--on-bad", policy] if policy else []
+    status, out, _ = cli(*check)
+    assert (status, out.strip().splitlines()[-1]) == (check_status, verdict)
+    status, out, err = cli(*argv)
+    assert status == encode_status
+    assert encoded in (_one_line_error(err) if status else _flat(out))
 
 
 # --- synthetic population and the demo -------------------------------------------------

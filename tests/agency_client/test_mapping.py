@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from pathlib import Path
 
 import pytest
 
+from agency_client._check import check_csv
 from agency_client._errors import ConfigError, InputError
 from agency_client._mapping import check_schema, load_mapping, resolve_columns
 from protocols import default_schema
+
+from .conftest import write_csv
 
 HEAD = """
 [agency]
@@ -195,11 +200,79 @@ def test_bad_identity_options(mapping_file, extra, expected):
 
 def test_identifiers_must_be_declared_in_the_schema(mapping_file):
     head = HEAD + '[identity.identifiers]\nlocal_person_id = "LA_ID"\n'
-    mapping = load_mapping(mapping_file(NAME_DERIVES, head=head))
-    with pytest.raises(ConfigError, match=r"identity\.identifiers\.local_person_id: the linkage"):
+    path = mapping_file(NAME_DERIVES, head=head)
+    mapping = load_mapping(path)
+    with pytest.raises(ConfigError) as info:
         check_schema(mapping, default_schema())
+    assert str(info.value) == (
+        f"{path}: identity.identifiers.local_person_id: the linkage schema declares no local "
+        "identifier 'local_person_id' (it declares: none); declare it in the scheme's schema "
+        "(local_identifiers), give that schema with --schema, and have the linkage service "
+        'accept it: docs/agency-client.md, "Agencies\' own identifiers"'
+    )
     schema = default_schema().model_copy(update={"local_identifiers": ("local_person_id",)})
     check_schema(mapping, schema)
+
+
+# --- the examples of docs/agency-client.md, read from the page ---------------------------
+
+DOC = Path(__file__).parents[2] / "docs" / "agency-client.md"
+OWN_IDENTIFIERS = "### Agencies' own identifiers"
+
+
+def _toml_blocks(text: str) -> list[str]:
+    return re.findall(r"^```toml\n(.*?)^```$", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def _main_example() -> str:
+    """The first TOML block under "## The mapping file": the page's main example."""
+    return _toml_blocks(DOC.read_text(encoding="utf-8").split("## The mapping file", 1)[1])[0]
+
+
+def test_the_docs_main_example_is_valid_against_the_shipped_schema(tmp_path):
+    path = tmp_path / "school.toml"
+    path.write_text(_main_example(), encoding="utf-8")
+    mapping = load_mapping(path)
+    check_schema(mapping, default_schema())
+    assert not mapping.identity.identifiers
+    header = [*dict.fromkeys(mapping.wanted_columns().values())]
+    assert resolve_columns(mapping, header, "school.csv") == {c: i for i, c in enumerate(header)}
+    # and a row in those columns checks clean
+    row = {
+        "PupilID": "P001",
+        "Forename": "Benjamin",
+        "MiddleNames": "John",
+        "Surname": "Smith",
+        "FormerSurname": "",
+        "DOB": "13/04/2012",
+        "Gender": "M",
+        "Address1": "10 High St",
+        "Address2": "",
+        "Town": "Leeds",
+        "Postcode": "LS6 2AB",
+        "NHS": "9434765919",
+        "NINO": "",
+        "UPN": "R352250526670",
+        "AttendancePct": "86.5",
+        "TermEnd": "31/07/2026",
+    }
+    assert set(row) == set(header)
+    csv_path = write_csv(tmp_path / "school.csv", [[row[c] for c in header]], header)
+    report = check_csv(csv_path, mapping, default_schema(), extract_date=dt.date(2026, 11, 1))
+    assert (report.findings, report.exit_status) == ([], 0)
+
+
+def test_the_docs_own_identifiers_need_the_schema_change_it_describes(tmp_path):
+    section = DOC.read_text(encoding="utf-8").split(OWN_IDENTIFIERS, 1)[1]
+    identifiers = _toml_blocks(section)[0]
+    path = tmp_path / "school.toml"
+    path.write_text(_main_example() + identifiers, encoding="utf-8")
+    mapping = load_mapping(path)
+    assert set(mapping.identity.identifiers) == {"local_person_id", "soc_sec_id"}
+    with pytest.raises(ConfigError, match=re.escape(f'"{OWN_IDENTIFIERS[4:]}"')):
+        check_schema(mapping, default_schema())
+    update = {"local_identifiers": ("local_person_id", "soc_sec_id")}
+    check_schema(mapping, default_schema().model_copy(update=update))
 
 
 def test_resolve_columns_appends_derives_and_names_missing_columns(mapping_file):

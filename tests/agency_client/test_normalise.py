@@ -14,6 +14,7 @@ from agency_client import _normalise as norm
 from agency_client._errors import AgencyClientError
 from agency_client._normalise import (
     NormaliseError,
+    NoSuchDay,
     Postcode,
     address_line,
     canonical_forename,
@@ -32,6 +33,7 @@ from agency_client._normalise import (
     soundex,
     upn,
 )
+from agency_client._rows import parse_date_any
 
 # Seeded so a failure reproduces on every machine; no deadline because CI boxes vary.
 PROPERTY = settings(derandomize=True, max_examples=400, deadline=None)
@@ -338,21 +340,46 @@ def test_parse_date_two_digit_year_is_never_in_the_future() -> None:
 @pytest.mark.parametrize(
     ("raw", "fmt"),
     [
-        ("31/02/2001", "%d/%m/%Y"),  # no such day
-        ("01/13/2001", "%d/%m/%Y"),  # no such month
         ("2001-02-01", "%d/%m/%Y"),  # another agency's format
         ("01/02/01", "%d/%m/%Y"),  # two-digit year under a four-digit format
         ("01-Fbr-2001", "%d-%b-%Y"),  # misspelt month
         ("01/02/2001 garbage", "%d/%m/%Y"),
-        ("29/02/2001", "%d/%m/%Y"),  # not a leap year
         ("2001-02-01 xx", "%Y-%m-%d %H:%M"),  # strptime path
     ],
 )
 def test_parse_date_rejects_with_value_and_format_named(raw: str, fmt: str) -> None:
     with pytest.raises(NormaliseError) as info:
         parse_date(raw, fmt)
-    assert repr(raw) in str(info.value)
-    assert repr(fmt) in str(info.value)
+    assert not isinstance(info.value, NoSuchDay)
+    assert str(info.value) == f"date {raw!r} does not match the expected format {fmt!r}"
+
+
+@pytest.mark.parametrize(
+    ("raw", "fmt"),
+    [
+        ("31/02/2001", "%d/%m/%Y"),  # no such day
+        ("01/13/2001", "%d/%m/%Y"),  # no such month
+        ("29/02/2001", "%d/%m/%Y"),  # not a leap year
+        ("31/04/01", "%d/%m/%y"),  # two-digit year
+        ("31-Feb-2001", "%d-%b-%Y"),
+        ("31/02/2001 10:30", "%d/%m/%Y %H:%M"),  # strptime path
+    ],
+)
+def test_a_date_in_the_format_that_is_no_day_is_said_to_be_so(raw: str, fmt: str) -> None:
+    with pytest.raises(NoSuchDay) as info:
+        parse_date(raw, fmt)
+    assert str(info.value) == f"date {raw!r} is not a real date"
+    assert isinstance(info.value, NormaliseError)
+
+
+def test_several_formats_say_a_date_is_no_day_when_one_format_fits_its_shape() -> None:
+    formats = ("%Y-%m-%d", "%d/%m/%Y")
+    with pytest.raises(NoSuchDay, match=r"^date '31/02/2013' is not a real date$"):
+        parse_date_any("31/02/2013", formats)
+    with pytest.raises(NormaliseError, match="matches none of the expected formats") as info:
+        parse_date_any("2013/02/31", formats)
+    assert not isinstance(info.value, NoSuchDay)
+    assert parse_date_any("00/00/0000", formats) is None  # all zeros: missing, as before
 
 
 _FOUR_DIGIT_FORMATS = ["%d/%m/%Y", "%Y-%m-%d", "%d-%b-%Y", "%Y%m%d", "%d %B %Y", "%m/%d/%Y"]

@@ -167,9 +167,15 @@ def test_wrong_signing_key_id_is_refused(make_service, school, rng):
 
 def test_stale_or_mismatched_schema_is_refused(make_service, school, rng):
     svc = make_service()
-    with pytest.raises(SchemaError, match="accepts") as info:
+    with pytest.raises(SchemaError) as info:
         ingest(svc, build_extract(school, [make_record(rng)], fingerprint="0" * 64))
     assert info.value.field == "schema_fingerprint"
+    assert str(info.value).endswith(
+        f"encoded with schema {'0' * 16}..., the service accepts "
+        f"{FP[:16]}...: re-encode with an accepted schema, or, if "
+        "the scheme has moved to this one, the service must pin it (its schema_files and "
+        "schema_fingerprints settings)"
+    )
 
 
 def test_extract_older_than_current_is_refused(make_service, school, rng):

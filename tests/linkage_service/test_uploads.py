@@ -428,6 +428,22 @@ def test_push_reports_the_service_refusal(service, tmp_path):
         push_extract(path, "http://linkage", TOKENS["agency:school"], client=client)
 
 
+def test_push_of_an_unpinned_schema_names_the_settings_that_pin_it(service, tmp_path):
+    client, _, _ = service
+    path = tmp_path / "extract.jsonl"
+    rng = random.Random(4)
+    path.write_bytes(build_extract(agency("school", 1), [make_record(rng)], fingerprint="6" * 64))
+    with pytest.raises(PushError) as info:
+        push_extract(path, "http://linkage", TOKENS["agency:school"], client=client)
+    message = str(info.value)
+    assert message.startswith(f"{path}: refused at byte 0 (400): line 1, field ")
+    assert f"encoded with schema {'6' * 16}..., the service accepts " in message
+    assert message.endswith(
+        "re-encode with an accepted schema, or, if the scheme has moved to this one, the "
+        "service must pin it (its schema_files and schema_fingerprints settings)"
+    )
+
+
 def _push_args(tmp_path: Path, body: bytes) -> Any:
     """``agency-client push`` arguments for ``body`` written as extract.jsonl, as the school."""
     path = tmp_path / "extract.jsonl"
