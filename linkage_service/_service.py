@@ -45,6 +45,7 @@ from protocols import (
     gc_paused,
 )
 
+from . import _kernel as kernel
 from . import _store as store
 from ._batch import SEX_CODES, RecordBatch, TokenColumns
 from ._errors import (
@@ -157,8 +158,17 @@ class Delta(Protocol):
     stats: Mapping[str, float]
 
 
+class _SearchSettings(Protocol):
+    search_dice: float  # subject access: the person-filter Dice worth returning
+
+
 class LinkEngine(Protocol):
     """The incremental linkage engine as the service uses it."""
+
+    @property
+    def config(self) -> _SearchSettings:
+        """Its settings (the service reads subject access's Dice threshold)."""
+        ...
 
     def update(
         self,
@@ -507,7 +517,34 @@ class LinkageService:
             if self._engine is None:
                 self._engine = self._build()
             hits = self._engine.search(clk, exact)
+            hits += self._retired_hits(clk, exact, self._engine.config.search_dice)
+        hits.sort(key=lambda h: (-h[1], h[0]))
         return subject_answer(self.sql, hits, dt.datetime.now(dt.UTC))
+
+    def _retired_hits(
+        self, clk: bytes, exact: Mapping[str, bytes], threshold: float
+    ) -> list[tuple[int, float, str | None]]:
+        """Retired records (not in the engine, still held) that may be the person of
+        ``clk`` / ``exact``, as :meth:`LinkageEngine.search` finds live ones: a person
+        filter's Dice at least ``threshold``, or a keyed exact token that agrees. With the
+        person each last belonged to. A scan of the retired records, once a search."""
+        query = np.frombuffer(clk, dtype="<u8").reshape(1, -1).astype(np.uint64)
+        wanted = {name: token.hex() for name, token in exact.items()}
+        found: dict[int, float] = {}
+        try:
+            with self.sql.connect() as conn:
+                for ids, clks, tokens in store.retired_filters(conn):
+                    held = np.frombuffer(b"".join(clks), dtype="<u8").reshape(len(ids), -1)
+                    dice = kernel.dice_pairs(
+                        query, held, np.zeros(len(ids), np.int64), np.arange(len(ids))
+                    )
+                    for k, rid in enumerate(ids):
+                        if dice[k] >= threshold or (wanted and _shares_token(tokens[k], wanted)):
+                            found[rid] = float(dice[k])
+                person = store.persons_of_records(conn, list(found))
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot search the retired records: {exc}") from exc
+        return [(rid, sc, person.get(rid)) for rid, sc in found.items()]
 
     def exclusive(self, fn: Callable[[], _R]) -> _R:
         """Run ``fn`` while no extract is being applied (an assessment reads one state)."""
@@ -1023,6 +1060,14 @@ def _returning_persons(
         for ref, pid in rows:  # the latest record of a ref comes last
             out[returning[str(ref)]] = str(pid)
     return out
+
+
+def _shares_token(stored: str, wanted: Mapping[str, str]) -> bool:
+    """Whether a record's exact tokens (stored JSON, ``{name: hex}``) hold one of ``wanted``."""
+    if not any(token in stored for token in wanted.values()):
+        return False  # the common case, without parsing
+    held = json.loads(stored)
+    return any(held.get(name) == token for name, token in wanted.items())
 
 
 def _retire(conn: Connection, ids: Sequence[int], extract_id: str) -> None:

@@ -599,6 +599,35 @@ def iso(micros: int | None) -> str | None:
 _T = TypeVar("_T")
 
 
+def retired_filters(
+    conn: Connection, batch: int = 50_000
+) -> Iterator[tuple[list[int], list[bytes], list[str]]]:
+    """The retired records (kept, inactive: their agency no longer sends them) in slices
+    of ``batch``: ids, person filters and exact tokens (JSON), for subject access."""
+    r = records
+    result = conn.execution_options(yield_per=batch).execute(
+        sa.select(r.c.id, r.c.clk, r.c.exact_tokens).where(~r.c.active).order_by(r.c.id)
+    )
+    for part in result.partitions():
+        yield (
+            [int(row.id) for row in part],
+            [bytes(row.clk) for row in part],
+            [str(row.exact_tokens) for row in part],
+        )
+
+
+def persons_of_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
+    """The person each of ``ids`` belongs to, or last belonged to if retired."""
+    rp = record_person
+    out: dict[int, str] = {}
+    for part in key_chunks(conn, sorted(ids)):
+        rows = conn.execute(
+            sa.select(rp.c.record_id, rp.c.person_id).where(key_in(conn, rp.c.record_id, part))
+        )
+        out.update({int(rid): str(pid) for rid, pid in rows})
+    return out
+
+
 def chunks(items: Sequence[_T], size: int = CHUNK) -> Iterator[Sequence[_T]]:
     """``items`` in slices of at most ``size``."""
     for start in range(0, len(items), size):

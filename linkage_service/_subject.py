@@ -70,6 +70,7 @@ def _records(
                 r.c.sex,
                 r.c.district,
                 r.c.exact_tokens,
+                r.c.retired_by,
                 r.c.sealed_identity,
                 x.c.extract_type,
                 x.c.received_at,
@@ -104,6 +105,7 @@ def _records(
             postcode_district=row.district,
             identifiers=tuple(sorted(json.loads(row.exact_tokens))),
             indicators=tuple(indicators.get(rid, ())),
+            retired_by=row.retired_by,
         )
         blobs.append(
             SealedBlob(

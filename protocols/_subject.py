@@ -80,6 +80,9 @@ class HeldRecord(BaseModel):
     # Names of the keyed identifier tokens held (the tokens are keyed hashes).
     identifiers: tuple[Code, ...] = ()
     indicators: tuple[HeldIndicator, ...] = ()
+    # The extract that retired the record (its agency no longer sends it; the service
+    # keeps it, inactive, and it is still held); None while the record is live.
+    retired_by: ExtractId | None = None
 
 
 class HeldReason(BaseModel):

@@ -201,6 +201,12 @@ def _summary(report: SubjectAccessReport, identities: SubjectIdentities) -> str:
                 f"{record.extract_date.isoformat()}; age {age}"
                 f", sex {record.sex or '-'}, district {record.postcode_district or '-'}; "
                 f"{len(record.indicators)} indicators"
+                + (
+                    f"; retired by extract {record.retired_by} (no longer sent by the agency,"
+                    " still held)"
+                    if record.retired_by
+                    else ""
+                )
             )
             for ind in record.indicators:
                 lines.append(f"      {ind.date.isoformat()}  {ind.type.value} = {ind.value:g}")
@@ -284,6 +290,7 @@ def write_subject_access(
                     r.extract_date.isoformat(),
                     "; ".join(person.family_ids),
                     len(r.indicators),
+                    r.retired_by or "",
                 ]
             )
             indicators += [
@@ -308,6 +315,7 @@ def write_subject_access(
                 "extract_date",
                 "family_ids",
                 "indicators",
+                "retired_by",
             ],
             records,
         ),

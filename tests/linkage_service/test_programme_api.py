@@ -357,6 +357,72 @@ async def test_subject_access_finds_the_persons_records_and_family(client, linke
     assert r.status_code == 422
 
 
+async def test_subject_access_finds_records_the_agency_no_longer_sends(linked, tmp_path):
+    """A retired record (its agency's latest extract left it out) is still held, so subject
+    access returns it, found by its filter or by a keyed identifier, saying it is retired."""
+    work, _pop = linked
+    db = tmp_path / "linkage.db"
+    db.write_bytes((work / "linkage.db").read_bytes())
+    sql = store.open_engine(f"sqlite:///{db}")
+    rec, rp = store.records, store.record_person
+    with sql.begin() as conn:
+        row = conn.execute(
+            sa.select(rec.c.id, rec.c.clk, rec.c.exact_tokens, rec.c.extract_id, rp.c.person_id)
+            .join(rp, rp.c.record_id == rec.c.id)
+            .where(rec.c.agency_id == "police", rec.c.active, rec.c.exact_tokens != "{}")
+            .order_by(rec.c.record_ref)
+            .limit(1)
+        ).one()
+        # as an extract of the agency without it leaves it: inactive, kept, its person kept
+        conn.execute(
+            rec.update().where(rec.c.id == row.id).values(active=False, retired_by=row.extract_id)
+        )
+    sql.dispose()
+    tokens = json.loads(row.exact_tokens)
+    by_filter = {
+        "schema_fingerprint": default_schema().fingerprint(),
+        "clk": base64.b64encode(bytes(row.clk)).decode(),
+        "exact_tokens": {},
+    }
+    other = bytes(len(row.clk))  # a filter like no one's: found by the token alone
+    by_token = {
+        **by_filter,
+        "clk": base64.b64encode(other).decode(),
+        "exact_tokens": {k: base64.b64encode(bytes.fromhex(v)).decode() for k, v in tokens.items()},
+    }
+    key = tmp_path / "attestation.key"
+    key.write_text(base64.b64encode(SEED).decode())
+    key.chmod(0o600)
+    settings = Settings(
+        database_url=f"sqlite:///{db}",
+        token_file=write_tokens(tmp_path / "tokens"),
+        staging_dir=tmp_path,
+        attestation_key_file=key,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://linkage") as c:
+            for query, match in ((by_filter, 1.0), (by_token, 0.0)):
+                r = await c.post("/subject-access", json=query, headers=auth("unlock_service"))
+                assert r.status_code == 200, r.text
+                answer = SubjectAccessAnswer.model_validate_json(r.content)
+                found = [
+                    (p, h)
+                    for p in answer.held.persons
+                    for h in p.records
+                    if h.agency_id == "police" and h.retired_by == row.extract_id
+                ]
+                assert len(found) == 1, query
+                person, held = found[0]
+                assert person.person_id == row.person_id and held.match == match
+                assert ("police", held.record_ref) in {
+                    (b.agency_id, b.record_ref) for b in answer.blobs
+                }
+                # the live records of the person are there too, not marked retired
+                assert all(h.retired_by is None for h in person.records if h is not held)
+
+
 @pytest.mark.slow
 def test_eligibility_agrees_with_the_ground_truth_for_nearly_every_family(tmp_path):
     # Measured over secret seeds 1-6 (2,000 households, 1,190 true families): schema v1
