@@ -666,6 +666,43 @@ def review(
     return _review_page(request, session, offset, impactful, {})
 
 
+def _send_decision(
+    request: Request,
+    session: Session,
+    records: tuple[int, int],
+    decision: str,
+    reason: str,
+    pair: str,
+    *,
+    change: bool,
+) -> dict[str, str]:
+    """Check a decision form and send it (``change``: replacing the one in force); the
+    errors to show beside the pair, keyed ``{pair}-match`` / ``{pair}-reason``, if any."""
+    a, b = records
+    errors: dict[str, str] = {}
+    if decision not in REVIEW_REASONS:
+        errors[f"{pair}-match"] = f"Choose whether records {a} and {b} are the same person"
+    if not REASON.match(reason):
+        errors[f"{pair}-reason"] = (
+            f"Enter a reason code for {'the change on ' if change else ''}records {a} and {b}, "
+            "capital letters and underscores like SAME_PERSON"
+        )
+    if errors:
+        return errors
+    body: dict[str, Any] = {"decision": decision, "reason": reason}
+    if change:
+        body["change"] = True
+    try:
+        _linkage(request).post_json(f"/review/{a}/{b}/decision", session.user.credential, body)
+    except BackendError as exc:
+        # decided meanwhile by a colleague, or a record retired since: beside the pair
+        if exc.status not in (404, 409, 422) or not isinstance(exc.detail, str):
+            raise
+        later = "" if change else ". A decision in force is changed under Review decisions"
+        errors[f"{pair}-match"] = f"{exc.detail}{later}."
+    return errors
+
+
 @router.post("/review/{record_a}/{record_b}/decision", response_class=HTMLResponse)
 def decide(
     request: Request,
@@ -681,30 +718,9 @@ def decide(
     """Record match / non-match on a pair, with a reason code."""
     reason = reason.strip().upper()
     pair = f"pair-{record_a}-{record_b}"
-    errors: dict[str, str] = {}
-    if decision not in REVIEW_REASONS:
-        errors[f"{pair}-match"] = (
-            f"Choose whether records {record_a} and {record_b} are the same person"
-        )
-    if not REASON.match(reason):
-        errors[f"{pair}-reason"] = (
-            f"Enter a reason code for records {record_a} and {record_b}, "
-            "capital letters and underscores like SAME_PERSON"
-        )
-    if not errors:
-        try:
-            _linkage(request).post_json(
-                f"/review/{record_a}/{record_b}/decision",
-                session.user.credential,
-                {"decision": decision, "reason": reason},
-            )
-        except BackendError as exc:
-            # decided meanwhile by a colleague, or a record retired: beside the pair
-            if exc.status not in (404, 409, 422) or not isinstance(exc.detail, str):
-                raise
-            errors[f"{pair}-match"] = (
-                f"{exc.detail}. A decision in force is changed under Review decisions."
-            )
+    errors = _send_decision(
+        request, session, (record_a, record_b), decision, reason, pair, change=False
+    )
     if errors:
         form = {"pair": pair, "decision": decision, "reason": reason}
         return _review_page(request, session, offset, impactful, errors, form)
@@ -777,28 +793,9 @@ def change_decision(
     """Replace the decision in force on a pair (recorded as its next version)."""
     reason = reason.strip().upper()
     pair = f"decision-{record_a}-{record_b}"
-    errors: dict[str, str] = {}
-    if decision not in REVIEW_REASONS:
-        errors[f"{pair}-match"] = (
-            f"Choose whether records {record_a} and {record_b} are the same person"
-        )
-    if not REASON.match(reason):
-        errors[f"{pair}-reason"] = (
-            f"Enter a reason code for the change on records {record_a} and {record_b}, "
-            "capital letters and underscores like DATE_TYPO"
-        )
-    if not errors:
-        try:
-            _linkage(request).post_json(
-                f"/review/{record_a}/{record_b}/decision",
-                session.user.credential,
-                {"decision": decision, "reason": reason, "change": True},
-            )
-        except BackendError as exc:
-            # a record of the pair retired by an extract since, say: beside the form
-            if exc.status not in (404, 409, 422) or not isinstance(exc.detail, str):
-                raise
-            errors[f"{pair}-match"] = exc.detail
+    errors = _send_decision(
+        request, session, (record_a, record_b), decision, reason, pair, change=True
+    )
     if errors:
         form = {"pair": pair, "decision": decision, "reason": reason}
         return _decisions_page(request, session, after, errors, form)
