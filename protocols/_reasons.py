@@ -123,6 +123,7 @@ _TEXT: dict[str, str] = {
     "CONFLICT": "This cannot be done in the request's current state.",
     "CONFIG": "The service is not configured correctly; tell your administrator.",
     "ERROR": "Something went wrong in the service; nothing was released.",
+    "UNEXPECTED_ANSWER": "The unlock service's answer could not be read; nothing was opened. Tell your information governance team.",
 }
 
 REASON_TEXT: Final[Mapping[str, str]] = MappingProxyType(_TEXT)
