@@ -1,12 +1,17 @@
-"""The local run's PostgreSQL URL: a password in it is refused, never written or printed."""
+"""The local run's PostgreSQL URL (a password in it is refused, never written or printed)
+and its databases as the operations guide's backup section names them."""
 
 from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
 
 import pytest
 
 from deploy import _cli
 from deploy._errors import StackError
-from deploy._local import LocalStack, _pg_databases
+from deploy._local import LocalStack, _pg_databases, database_names
 
 PASSWORD = "hunter2-not-for-files"
 
@@ -55,3 +60,35 @@ def test_a_server_that_cannot_be_reached_is_named_without_a_password():
     with pytest.raises(StackError) as info:
         _pg_databases(f"postgresql://nobody:{PASSWORD}@127.0.0.1:1/", "fixops_t", fresh=False)
     assert PASSWORD not in str(info.value) and "127.0.0.1:1" in str(info.value)
+
+
+def _backup_section() -> str:
+    text = (Path(__file__).parents[2] / "docs" / "operations.md").read_text(encoding="utf-8")
+    return text.split("## Backup and restore", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_backup_guide_names_every_database_up_and_the_examples_make():
+    section = _backup_section()
+    for name in database_names("family_linkage").values():  # what up makes on PostgreSQL
+        assert f"`{name}`" in section, name
+    for store in database_names("p"):  # each store's row and the <prefix> form
+        assert f"`<prefix>_{store}`" in section, store
+    config = Path(__file__).parents[2] / "deploy" / "config"
+    examples = {
+        **tomllib.loads((config / "linkage-service.toml").read_text(encoding="utf-8")),
+        **{
+            f"unlock_{k}": v
+            for k, v in tomllib.loads((config / "unlock-service.toml").read_text()).items()
+        },
+    }
+    for field in ("database_url", "unlock_database_url", "unlock_audit_database_url"):
+        name = examples[field].rsplit("/", 1)[1]
+        assert f"pg_dump -Fc -d {name} -f" in section, (field, name)
+
+
+def test_every_backup_command_in_the_guide_makes_a_private_file():
+    section = _backup_section()
+    commands = re.findall(r"`([^`]*(?:pg_dump -|sqlite3 )[^`]*)`", section)  # command lines
+    assert len(commands) >= 5
+    for command in commands:
+        assert command.startswith("(umask 077 && "), command
