@@ -400,7 +400,14 @@ def _serve(args: argparse.Namespace) -> None:
     load_tokens(settings.token_file)
     settings.anomaly_config()
     signer = load_signer(settings.key_file, settings.key_env)
-    uvicorn.run(create_app(settings, signer=signer), host=args.host, port=args.port)
+    _json_logs("audit-log")
+    uvicorn.run(
+        create_app(settings, signer=signer),
+        host=args.host,
+        port=args.port,
+        log_config=None,  # keep the JSON handlers _json_logs set
+        access_log=False,
+    )
 
 
 def _witness_serve(args: argparse.Namespace) -> None:
@@ -415,7 +422,31 @@ def _witness_serve(args: argparse.Namespace) -> None:
         logs[str(verifier.name)] = verifier
     witness = Witness(args.state, signer, logs)
     tokens = load_tokens(args.tokens)
-    uvicorn.run(create_witness_app(witness, tokens.digests()), host=args.host, port=args.port)
+    _json_logs("audit-witness")
+    uvicorn.run(
+        create_witness_app(witness, tokens.digests()),
+        host=args.host,
+        port=args.port,
+        log_config=None,  # keep the JSON handlers _json_logs set
+        access_log=False,  # its own lines: each checkpoint cosigned or refused
+    )
+
+
+# Log fields of the log server and the witness beyond the shared ones: sizes only.
+SAFE_LOG_FIELDS = ("size",)
+
+
+def _json_logs(service: str, stream: TextIO | None = None) -> None:
+    """This package's and uvicorn's logs to ``stream`` (stderr) as JSON lines, as every
+    service writes them."""
+    from service_common import configure_logging
+
+    configure_logging(
+        ["audit_log", "uvicorn.error"],
+        safe_fields=SAFE_LOG_FIELDS,
+        service_name=service,
+        stream=stream,
+    )
 
 
 def _verify_receipt(args: argparse.Namespace, console: Console, http: httpx.Client | None) -> None:

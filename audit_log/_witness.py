@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -56,6 +57,7 @@ __all__ = [
 ]
 
 SIZE_CONTENT_TYPE = "text/x.tlog.size"
+_logger = logging.getLogger(__name__)
 _STATE_VERSION = 1
 
 
@@ -264,6 +266,7 @@ def create_witness_app(witness: Witness, token_hashes: Iterable[bytes]) -> FastA
     @app.post("/add-checkpoint", response_class=PlainTextResponse)
     async def add_checkpoint(request: Request) -> Response:
         if callers.authenticate(request.headers.get("authorization")) is None:
+            _logger.warning("authentication refused", extra={"status": 401})
             return PlainTextResponse(
                 "missing or invalid bearer token\n",
                 status_code=401,
@@ -277,13 +280,21 @@ def create_witness_app(witness: Witness, token_hashes: Iterable[bytes]) -> FastA
             # Persisting state fsyncs; keep that off the event loop.
             lines = await run_in_threadpool(witness.add_checkpoint, body)
         except WitnessConflict as exc:
+            _logger.warning(
+                "checkpoint refused: its old size is not the size last cosigned",
+                extra={"status": 409, "size": exc.size},
+            )
             # Set the header directly: a media_type would gain "; charset=utf-8",
             # and the spec names the content type exactly.
             return Response(
                 f"{exc.size}\n", status_code=409, headers={"content-type": SIZE_CONTENT_TYPE}
             )
         except WitnessError as exc:
+            _logger.warning(
+                "checkpoint refused", extra={"status": exc.status, "error": type(exc).__name__}
+            )
             return PlainTextResponse(f"{exc}\n", status_code=exc.status)
+        _logger.info("checkpoint cosigned", extra={"status": 200})
         return PlainTextResponse(lines, status_code=200)
 
     return app

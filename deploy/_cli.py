@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from protocols import pipe_safe
+from service_common import redact_url
 
 from ._ceremony import CeremonyItem
 from ._ceremony import main as ceremony_main
@@ -47,7 +48,8 @@ def _parser() -> argparse.ArgumentParser:
             "--database-url-base",
             metavar="URL",
             help="PostgreSQL server, e.g. postgresql://postgres@127.0.0.1:5432/ (one database "
-            "per service is created); default: SQLite files in DIR/state",
+            "per service is created), without a password: give that in PGPASSWORD or "
+            "~/.pgpass; default: SQLite files in DIR/state",
         )
         q.add_argument("--database-prefix", default=prefix, help=f"database names ({prefix}_*)")
 
@@ -97,7 +99,7 @@ def _where(stack: LocalStack) -> str:
     if stack.database_url_base is None:
         return f"SQLite files in {rel(stack.state_dir)}"
     names = ", ".join(url.rsplit("/", 1)[1] for url in stack.database_urls.values())
-    return f"PostgreSQL databases {names} at {stack.database_url_base}"
+    return f"PostgreSQL databases {names} at {redact_url(stack.database_url_base)}"
 
 
 def _ceremony_summary(items: list[CeremonyItem], keys: Path) -> str:

@@ -16,8 +16,10 @@ checkpoint), ``audit-log witness serve`` and ``web-service serve`` (the pages
 for coordinators, professionals and IG officers) as child processes on 127.0.0.1,
 on free ports unless given. Databases are SQLite files by default; with
 ``database_url_base`` (``postgresql://user@host:5432/``) each service gets its
-own PostgreSQL database, ``<prefix>_linkage``, ``<prefix>_unlock`` and
-``<prefix>_audit`` and ``<prefix>_web``, created if missing.
+own PostgreSQL database, ``<prefix>_linkage``, ``<prefix>_unlock``,
+``<prefix>_audit`` and ``<prefix>_web``, created if missing. The URL may not
+hold a password (it would land in the settings files): libpq reads it from
+``PGPASSWORD`` or a password file, here and in every service.
 
 Processes are stopped with SIGTERM, then SIGKILL after a grace period, in
 :meth:`LocalStack.stop`, which the context manager always calls (also on
@@ -50,11 +52,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
 from agency_client._synthetic import AGENCIES
 from protocols import write_private_file
+from service_common import redact_url
 
 from ._ceremony import CeremonyItem, run_ceremony
 from ._errors import StackError
@@ -197,6 +201,38 @@ def database_names(prefix: str) -> dict[str, str]:
     }
 
 
+# How libpq (and so psycopg, here and in every service) finds a password that
+# is not in the URL: the operations guide's "PostgreSQL" paragraph says the same.
+PASSWORD_CHANNELS = (
+    "PGPASSWORD in the environment of family-linkage (the services it starts inherit it), "
+    "or a line in ~/.pgpass or in the 0600 file PGPASSFILE names"
+)
+
+
+def _check_database_url_base(base: str) -> None:
+    """StackError unless ``base`` is a PostgreSQL URL without a password.
+
+    A password in the URL would be written into every service's settings file
+    and printed, and it stays in the shell's history; libpq reads it from
+    :data:`PASSWORD_CHANNELS` instead.
+    """
+    if not base.startswith(("postgresql://", "postgres://")):
+        raise StackError(
+            f"--database-url-base {redact_url(base)!r}: expected postgresql://user@host:port/"
+        )
+    try:
+        parts = urlsplit(base)
+        has_password = parts.password is not None or "password" in parse_qs(parts.query)
+    except ValueError as exc:
+        raise StackError(f"--database-url-base {redact_url(base)!r}: {exc}") from exc
+    if has_password:
+        raise StackError(
+            f"--database-url-base {redact_url(base)!r} holds a password: it would be written "
+            "into the services' settings files and kept in the shell's history. Leave it out of "
+            f"the URL and give it as libpq reads it: {PASSWORD_CHANNELS}"
+        )
+
+
 def _pg_admin(base: str) -> str:
     return base.rstrip("/") + "/postgres"
 
@@ -223,11 +259,13 @@ def _pg_databases(base: str, prefix: str, *, fresh: bool) -> None:
                 if exists is None:
                     admin.execute(f'CREATE DATABASE "{name}"')
     except psycopg.Error as exc:
-        raise StackError(f"PostgreSQL at {base}: cannot create the run's databases: {exc}") from exc
+        raise StackError(
+            f"PostgreSQL at {redact_url(base)}: cannot create the run's databases: {exc}"
+        ) from exc
 
 
 def drop_databases(base: str, prefix: str) -> None:
-    """Drop a PostgreSQL run's three databases (tests and ``--fresh``)."""
+    """Drop a PostgreSQL run's four databases (tests and ``--fresh``)."""
     import psycopg
 
     _check_prefix(prefix)
@@ -236,7 +274,9 @@ def drop_databases(base: str, prefix: str) -> None:
             for name in database_names(prefix).values():
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except psycopg.Error as exc:
-        raise StackError(f"PostgreSQL at {base}: cannot drop the run's databases: {exc}") from exc
+        raise StackError(
+            f"PostgreSQL at {redact_url(base)}: cannot drop the run's databases: {exc}"
+        ) from exc
 
 
 class LocalStack:
@@ -273,11 +313,7 @@ class LocalStack:
         if clash:
             raise StackError(f"unlock_settings may not override {sorted(clash)}")
         if database_url_base is not None:
-            if not database_url_base.startswith(("postgresql://", "postgres://")):
-                raise StackError(
-                    f"--database-url-base {database_url_base!r}: expected "
-                    "postgresql://user@host:port/"
-                )
+            _check_database_url_base(database_url_base)
             _check_prefix(database_prefix)
         wanted = dict(ports or {})
         unknown = set(wanted) - set(SERVICES)

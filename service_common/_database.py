@@ -48,9 +48,13 @@ def normalise_database_url(url: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password hidden, for messages and logs."""
+    """``url`` with its password hidden, for messages and logs (also one given as
+    libpq's ``?password=`` parameter)."""
     try:
-        return sa.make_url(normalise_database_url(url)).render_as_string(hide_password=True)
+        parsed = sa.make_url(normalise_database_url(url))
+        if "password" in parsed.query:
+            parsed = parsed.update_query_dict({"password": "***"})
+        return parsed.render_as_string(hide_password=True)
     except (SQLAlchemyError, ValueError):
         return "<unparseable URL>"
 

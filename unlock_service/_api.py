@@ -194,7 +194,13 @@ def build_service(
     """Load keys, policy and databases and build the service (fails closed)."""
     policy = load_policy(settings.policy_file)
     keyring = SealKeyring(settings.seal_key_dir)
-    linkage_key = load_public_key(settings.linkage_public_key_file, "linkage attestation key")
+    linkage_keys = [load_public_key(settings.linkage_public_key_file, "linkage attestation key")]
+    if settings.linkage_previous_public_key_file is not None:
+        linkage_keys.append(
+            load_public_key(
+                settings.linkage_previous_public_key_file, "previous linkage attestation key"
+            )
+        )
     issuer_key = load_public_key(settings.issuer_public_key_file, "token issuer key")
     token = load_linkage_token(settings.linkage_token_file)
     signer = audit_signer or load_audit_signer(settings.audit_key_file)
@@ -231,7 +237,7 @@ def build_service(
         policy=policy,
         keyring=keyring,
         linkage=linkage,
-        linkage_key=linkage_key,
+        linkage_keys=tuple(linkage_keys),
         tokens=tokens,
         request_window=settings.request_window,
         claim_lease=settings.claim_lease,

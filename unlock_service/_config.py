@@ -73,10 +73,14 @@ class Settings(BaseModel):
     audit_witnesses: tuple[WitnessSettings, ...] = ()
     audit_witness_quorum: int | None = Field(default=None, ge=0)
     # The linkage service: URL, our bearer token (0600 file) and its pinned
-    # attestation public key (base64 of the 32 raw Ed25519 bytes).
+    # attestation public key (base64 of the 32 raw Ed25519 bytes). While the
+    # linkage service's attestation key is rotated, the key being retired is
+    # pinned too (``linkage_previous_public_key_file``), so attestations signed
+    # before and after the linkage service switches are both accepted.
     linkage_url: str = Field(pattern=r"^https?://")
     linkage_token_file: Path
     linkage_public_key_file: Path
+    linkage_previous_public_key_file: Path | None = None
     linkage_timeout: float = Field(default=10.0, gt=0)
     # Professionals' bearer tokens: EdDSA JWTs from this issuer for this audience.
     token_issuer: str = Field(default="unlock-service-local", min_length=1)

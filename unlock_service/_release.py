@@ -1,8 +1,9 @@
 """Attestation checks, sealing-key custody, and opening and re-sealing a family's blobs.
 
 * :func:`verify_attestation` accepts a linkage attestation only if it is
-  signed by the pinned linkage key (Ed25519 over
-  :func:`protocols.attestation_message`), names that key's id, is about the
+  signed by a pinned linkage key (Ed25519 over
+  :func:`protocols.attestation_message`) and names that key's id (two keys
+  are pinned while the linkage service's key is rotated), is about the
   family asked for, is from the linkage service's latest assessment cycle
   (when the caller says which) and, if the policy sets an age limit, was
   assessed no longer ago than that.
@@ -96,7 +97,7 @@ class AttestationRefused(ReleaseError):
 
 def verify_attestation(
     signed: SignedAttestation,
-    pinned: VerifyKey,
+    pinned: VerifyKey | Sequence[VerifyKey],
     family_id: str,
     max_age: dt.timedelta | None,
     now: dt.datetime,
@@ -106,19 +107,25 @@ def verify_attestation(
 ) -> Attestation:
     """The attestation, if genuine, current and about ``family_id``; else AttestationRefused.
 
-    Current: from ``latest_cycle`` when given (an attestation is valid while
-    its cycle is the linkage service's latest, whatever the cycle cadence), and
-    no older than ``max_age`` when the policy sets one.
+    Genuine: signed by the pinned key whose id it names; ``pinned`` is one key,
+    or the keys pinned while the linkage service's key is rotated (the new and
+    the old), any of which is accepted. Current: from ``latest_cycle`` when
+    given (an attestation is valid while its cycle is the linkage service's
+    latest, whatever the cycle cadence), and no older than ``max_age`` when the
+    policy sets one.
     """
     att = signed.attestation
-    if att.key_id != key_id(bytes(pinned)):
+    keys = {key_id(bytes(k)): k for k in ([pinned] if isinstance(pinned, VerifyKey) else pinned)}
+    key = keys.get(att.key_id)
+    if key is None:
+        names = " or ".join(keys) or "(none)"
         raise AttestationRefused(
             f"attestation {att.attestation_id} names key {att.key_id}, not the pinned linkage "
-            f"key {key_id(bytes(pinned))}",
+            f"key {names}",
             "ATTESTATION_WRONG_KEY",
         )
     try:
-        pinned.verify(attestation_message(att), base64.b64decode(signed.signature))
+        key.verify(attestation_message(att), base64.b64decode(signed.signature))
     except (BadSignatureError, binascii.Error, ValueError) as exc:
         raise AttestationRefused(
             f"attestation {att.attestation_id} signature does not verify with the pinned "

@@ -227,7 +227,7 @@ class UnlockService:
         policy: Policy,
         keyring: SealKeyring,
         linkage: LinkageClient,
-        linkage_key: VerifyKey,
+        linkage_keys: Sequence[VerifyKey],
         tokens: TokenVerifier,
         request_window: int = 60,
         claim_lease: float = 120,
@@ -238,7 +238,7 @@ class UnlockService:
         self.policy = policy
         self.keyring = keyring
         self.linkage = linkage
-        self._linkage_key = linkage_key
+        self._linkage_keys = tuple(linkage_keys)  # two while the linkage key is rotated
         self._tokens = tokens
         self._window = request_window
         self._lease_us = int(claim_lease * 1_000_000)
@@ -343,7 +343,7 @@ class UnlockService:
         max_age = None if days is None else dt.timedelta(days=days)
         try:
             att = verify_attestation(
-                signed, self._linkage_key, family_id, max_age, now, latest_cycle=latest_cycle
+                signed, self._linkage_keys, family_id, max_age, now, latest_cycle=latest_cycle
             )
         except AttestationRefused as exc:
             return AttestationCheck(exc.reason), signed, sha

@@ -18,11 +18,15 @@ the database gives neither: the credential is opened only at sign-in and kept
 in the server's memory for the session. TOTP (RFC 6238, 30 s steps, one step of
 drift) is required for professionals and IG officers; a code is accepted once.
 After ``max_failures`` failed sign-ins the account is locked for a while.
+Every sign-in, refusal (with its reason) and lockout is logged with the
+account's user name, role and professional id (see ``_logging``); never the
+password, the code, or a name typed for an account that does not exist.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import time
@@ -56,6 +60,7 @@ _PRO = re.compile(r"^pro_[0-9a-f]{16,64}$")
 _MIN_PASSWORD = 12
 _HASHER = PasswordHasher()  # argon2id, RFC 9106 low-memory profile defaults
 _ISSUER = "family-linkage"
+_logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -210,11 +215,18 @@ def sign_in(
             # derivation), so timing does not tell who exists
             _HASHER.hash(password)
             _seal_key(password, bytes(16))
+            # not the name typed: it may be a password typed in the wrong box
+            _logger.warning("sign-in refused", extra={"reason": "unknown_account"})
             raise SignInError(_REFUSED)
+        who = _who(account)
         if not account.active or account.locked_until > moment:
+            reason = "disabled" if not account.active else "locked"
+            _logger.warning("sign-in refused", extra={**who, "reason": reason})
             raise SignInError(_REFUSED)
         opened = _open(account, password)
         step = _totp_step(account, opened, code, moment) if opened is not None else None
+        refusal: str | None = None
+        failures = account.failed_sign_ins + 1  # if this one fails
         if opened is None or (account.totp_required and step is None):
             store.record_failure(
                 db,
@@ -222,9 +234,9 @@ def sign_in(
                 max_failures=max_failures,
                 lock_until=int(moment) + lockout_seconds,
             )
-            failed = True
-        else:
-            failed = not store.record_success(db, account, step)
+            refusal = "wrong_password" if opened is None else "wrong_code"
+        elif not store.record_success(db, account, step):
+            refusal = "changed_meanwhile"  # the same code used twice at once, or an edit
         signed = SignedIn(
             account.username,
             account.role,
@@ -232,9 +244,26 @@ def sign_in(
             account.professional_id,
             opened.get("credential") if opened else None,
         )
-    if failed:
+    if refusal is not None:
+        counted = refusal != "changed_meanwhile"
+        extra = {**who, "reason": refusal, **({"failures": failures} if counted else {})}
+        _logger.warning("sign-in refused", extra=extra)
+        if counted and failures >= max_failures:
+            _logger.warning(
+                "account locked after failed sign-ins",
+                extra={**who, "failures": failures, "locked_minutes": lockout_seconds // 60},
+            )
         raise SignInError(_REFUSED)
+    _logger.info("signed in", extra=who)
     return signed
+
+
+def _who(account: store.Account) -> dict[str, str]:
+    """The log fields naming an account: its user name, role and professional id."""
+    who = {"username": account.username, "role": account.role}
+    if account.professional_id:
+        who["professional_id"] = account.professional_id
+    return who
 
 
 def _open(account: store.Account, password: str) -> dict[str, str | None] | None:

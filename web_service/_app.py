@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import secrets
 import time
@@ -75,6 +76,7 @@ ROLE_NAMES = {
     "professional": "Professional",
     "ig_officer": "Information governance",
 }
+_logger = logging.getLogger(__name__)
 # Paths of the unlock service a signed-in professional or IG officer's browser
 # may call through the relay (the unlock service still checks each one).
 RELAY_PATHS = re.compile(
@@ -278,6 +280,18 @@ def create_app(
     @app.exception_handler(BackendError)
     async def backend_failed(request: Request, exc: BackendError) -> Response:
         status = exc.status if exc.status in (400, 403, 404, 409, 410, 422, 429) else 502
+        # Not the message: it quotes the service's detail. A refusal the page
+        # explains (4xx) is routine; a service that failed or did not answer is not.
+        _logger.log(
+            logging.INFO if status < 500 else logging.WARNING,
+            "backend call failed",
+            extra={
+                "backend": exc.backend,
+                "status": exc.status,
+                "path": request.url.path,
+                "error": type(exc.__cause__).__name__ if exc.__cause__ else None,
+            },
+        )
         titles = {
             403: "You cannot do this",
             404: "Not found",
@@ -359,9 +373,18 @@ def create_app(
         return response
 
     @app.post("/sign-out", response_class=HTMLResponse)
-    def sign_out(request: Request, _session: AnySession, _csrf: CsrfChecked) -> Response:
+    def sign_out(request: Request, session: AnySession, _csrf: CsrfChecked) -> Response:
         """End the session."""
         request.app.state.sessions.end(request.cookies.get(COOKIE))
+        user = session.user
+        _logger.info(
+            "signed out",
+            extra={
+                "username": user.username,
+                "role": user.role,
+                "professional_id": user.professional_id,  # None: left out of the line
+            },
+        )
         response = RedirectResponse("/sign-in", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response

@@ -70,7 +70,9 @@ class Backend:
         try:
             response = self._client.request(method, path, headers=headers, params=clean, json=json)
         except httpx.HTTPError as exc:
-            raise BackendError(f"the {self.name} did not answer: {type(exc).__name__}") from exc
+            raise BackendError(
+                f"the {self.name} did not answer: {type(exc).__name__}", backend=self.name
+            ) from exc
         if response.is_success:
             return response
         detail: object
@@ -86,6 +88,7 @@ class Backend:
             status=response.status_code,
             detail=detail,
             field=field if isinstance(field, str) else None,
+            backend=self.name,
         )
 
     def get_json(self, path: str, token: str | None, **params: Any) -> Any:
@@ -106,7 +109,9 @@ class Backend:
         try:
             response = self._client.request(method, target, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise BackendError(f"the {self.name} did not answer: {type(exc).__name__}") from exc
+            raise BackendError(
+                f"the {self.name} did not answer: {type(exc).__name__}", backend=self.name
+            ) from exc
         return RelayAnswer(
             response.status_code,
             response.content,

@@ -29,8 +29,6 @@ from ._errors import AccountError, ConfigError, WebError
 
 __all__ = ["build_parser", "main"]
 
-SAFE_LOG_FIELDS = ("role", "path", "status")
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
@@ -144,24 +142,24 @@ def _account(settings: Settings, args: argparse.Namespace) -> None:
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
-    from service_common import ServiceCommonError, configure_logging, setup_telemetry
+    from service_common import ServiceCommonError, setup_telemetry
 
     from ._app import create_app
+    from ._logging import configure_logging
 
     try:
         telemetry = setup_telemetry("web-service")
     except ServiceCommonError as exc:
         raise ConfigError(str(exc)) from exc
-    configure_logging(
-        ["web_service", "uvicorn.error"], safe_fields=SAFE_LOG_FIELDS, service_name="web-service"
-    )
+    configure_logging()
     try:
         uvicorn.run(
             create_app(settings),
             host=args.host or settings.host,
             port=args.port or settings.port,
-            log_config=None,
-            log_level="warning",
+            log_config=None,  # keep the JSON handlers set above
+            # our own lines only (sign-ins, lockouts, failed calls), as the other
+            # services: a request line would carry page queries and relayed ids
             access_log=False,
             workers=1,  # sessions live in this process's memory
         )

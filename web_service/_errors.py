@@ -50,9 +50,16 @@ class BackendError(WebError):
     """A call to the linkage service, the unlock service or the audit log failed."""
 
     def __init__(
-        self, message: str, status: int = 502, detail: object = None, field: str | None = None
+        self,
+        message: str,
+        status: int = 502,
+        detail: object = None,
+        field: str | None = None,
+        *,
+        backend: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.detail = detail
         self.field = field  # the request field the service named, if it named one
+        self.backend = backend  # which service failed ("linkage service", ...), for the log

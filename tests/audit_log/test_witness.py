@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,6 +18,7 @@ from audit_log._checkpoint import (
     format_add_checkpoint,
     sign_checkpoint,
 )
+from audit_log._cli import _json_logs
 from audit_log._errors import WitnessConflict, WitnessError
 from audit_log._merkle import EMPTY_ROOT, MerkleTree, leaf_hash
 from audit_log._note import NoteSigner, add_signatures, open_note
@@ -292,3 +296,42 @@ def test_app_requires_tokens(make_witness: Callable[..., Witness]) -> None:
         create_witness_app(make_witness(Log()), [])
     with pytest.raises(WitnessError, match="32 bytes"):
         create_witness_app(make_witness(Log()), [b"short"])
+
+
+@pytest.fixture
+def json_logs() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+    """``audit-log witness serve``'s logging, set up as the command does (restored after)."""
+    loggers = [logging.getLogger(n) for n in ("audit_log", "uvicorn.error")]
+    state = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    stream = io.StringIO()
+    _json_logs("audit-witness", stream)
+    try:
+        yield lambda: [json.loads(line) for line in stream.getvalue().splitlines()]
+    finally:
+        for lg, handlers, level, propagate in state:
+            lg.handlers[:] = handlers
+            lg.setLevel(level)
+            lg.propagate = propagate
+
+
+@pytest.mark.anyio
+async def test_the_witness_logs_json_lines_for_each_checkpoint_cosigned_or_refused(
+    make_witness: Callable[..., Witness], json_logs: Callable[[], list[dict[str, Any]]]
+) -> None:
+    log = Log()
+    witness = make_witness(log)
+    log.grow(3)
+    assert (await _post(witness, log.body(0))).status_code == 200
+    assert (await _post(witness, log.body(0))).status_code == 409
+    assert (await _post(witness, log.body(3), token="wrong-token")).status_code == 401
+    assert (await _post(witness, "garbage")).status_code == 400
+    lines = json_logs()
+    assert [(x["message"], x["status"]) for x in lines] == [
+        ("checkpoint cosigned", 200),
+        ("checkpoint refused: its old size is not the size last cosigned", 409),
+        ("authentication refused", 401),
+        ("checkpoint refused", 400),
+    ]
+    assert all(x["service"] == "audit-witness" and "time" in x for x in lines)
+    assert lines[1]["size"] == 3
+    assert TOKEN not in json.dumps(lines) and "wrong-token" not in json.dumps(lines)

@@ -1,12 +1,13 @@
 """The whole journey with each service on its own PostgreSQL database.
 
-The run creates ``e2e_<random>_linkage``, ``_unlock`` and ``_audit`` and drops
+The run creates ``e2e_<random>_linkage``, ``_unlock``, ``_audit`` and ``_web`` and drops
 them afterwards; skipped without a server, failed when REQUIRE_POSTGRES=1 (CI).
 """
 
 from __future__ import annotations
 
 import uuid
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import pytest
 
@@ -19,13 +20,24 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture(scope="module")
 def world(postgres_url, tmp_path_factory) -> World:
-    base = postgres_url.rsplit("/", 1)[0] + "/"
+    # family-linkage refuses a password in the URL; a TEST_POSTGRES_URL with one
+    # gives it as an operator would, in PGPASSWORD (the services inherit it)
+    parts = urlsplit(postgres_url)
+    netloc = parts.netloc.rsplit("@", 1)
+    if parts.password is not None:
+        netloc[0] = netloc[0].split(":", 1)[0]  # user:password -> user
+    base = urlunsplit(parts._replace(netloc="@".join(netloc), path="/"))
     prefix = f"e2e_{uuid.uuid4().hex[:12]}"
-    with running_journey(
-        tmp_path_factory.mktemp("e2e-pg") / "run", database_url_base=base, database_prefix=prefix
-    ) as w:
-        assert all(url.startswith(base) for url in w.stack.database_urls.values())
-        yield w
+    with pytest.MonkeyPatch.context() as mp:
+        if parts.password is not None:
+            mp.setenv("PGPASSWORD", unquote(parts.password))
+        with running_journey(
+            tmp_path_factory.mktemp("e2e-pg") / "run",
+            database_url_base=base,
+            database_prefix=prefix,
+        ) as w:
+            assert all(u.startswith(base) for u in w.stack.database_urls.values())
+            yield w
 
 
 def test_the_journey_on_postgresql_releases_and_verifies(world):

@@ -30,6 +30,8 @@ def test_urls_are_normalised_and_passwords_hidden():
     assert normalise_database_url("/tmp/x.db") == "sqlite:////tmp/x.db"
     assert "s3cret" not in redact_url("postgresql://u:s3cret@h/d")
     assert redact_url("postgresql://u:s3cret@h/d").startswith("postgresql+psycopg://u:***@h")
+    assert "s3cret" not in redact_url("postgresql://u@h/d?password=s3cret&sslmode=require")
+    assert "sslmode=require" in redact_url("postgresql://u@h/d?password=s3cret&sslmode=require")
 
 
 def test_other_backends_and_bad_urls_raise_the_callers_error():

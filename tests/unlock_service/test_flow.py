@@ -17,7 +17,7 @@ from protocols import reason_text
 from unlock_service import open_release
 from unlock_service._auth import SIGNATURE_HEADER
 
-from ._factories import IDENTITIES, NEEDLES
+from ._factories import IDENTITIES, NEEDLES, b64
 
 WHY = "child seen with injuries at school"
 
@@ -166,6 +166,24 @@ def test_attestation_problems_are_refused(env, setup, reason):
     pro = env.add_pro()
     family = setup(env)
     _refused(env, env.client(pro).unlock(family, "SAFEGUARDING", WHY), reason)
+
+
+def test_while_the_linkage_key_is_rotated_attestations_by_either_pinned_key_release(
+    make_env, tmp_path
+):
+    # the rotation in docs/operations.md: the new key is linkage_public_key_file,
+    # the one being retired linkage_previous_public_key_file
+    old = SigningKey(b"o" * 32)
+    (tmp_path / "previous-linkage.pub").write_text(b64(bytes(old.verify_key)))
+    env = make_env(linkage_previous_public_key_file=tmp_path / "previous-linkage.pub")
+    pro = env.add_pro()
+    for key in (None, old):  # the pinned (new) key, then the previous one
+        response = env.client(pro).unlock(env.add_family(key=key), "SAFEGUARDING", WHY)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "released"
+    other = env.add_family(key=SigningKey(b"k" * 32))
+    env.linkage.calls.clear()  # the two releases fetched their blobs
+    _refused(env, env.client(pro).unlock(other, "SAFEGUARDING", WHY), "ATTESTATION_WRONG_KEY")
 
 
 def test_linkage_service_down_is_a_logged_refusal(env):

@@ -9,7 +9,7 @@ import stat
 import pytest
 from nacl.signing import SigningKey
 
-from protocols import FamilyBlobs, SealedBlob, attestation_sha256
+from protocols import FamilyBlobs, SealedBlob, attestation_sha256, key_id
 from unlock_service import ConfigError, ReleaseError, SealKeyring, verify_attestation
 from unlock_service._release import AttestationRefused, open_family, rotate_seal_key
 
@@ -62,6 +62,34 @@ def test_freshness_follows_the_cycle_not_a_fixed_age(linkage):
     with pytest.raises(AttestationRefused) as info:
         verify_attestation(signed, key, FAM, MAX, T0, latest_cycle=4)
     assert info.value.reason == "ATTESTATION_STALE"
+
+
+def test_while_the_linkage_key_is_rotated_either_pinned_key_is_accepted_and_no_other(linkage):
+    old, new, other = linkage.key, SigningKey(b"N" * 32), SigningKey(b"x" * 32)
+    pinned = (new.verify_key, old.verify_key)
+    for key in (old, new):
+        signed = linkage.attest(FAM, MEMBERS, key=key)
+        assert verify_attestation(signed, pinned, FAM, MAX, T0).family_id == FAM
+    with pytest.raises(AttestationRefused) as info:
+        verify_attestation(linkage.attest(FAM, MEMBERS, key=other), pinned, FAM, MAX, T0)
+    assert info.value.reason == "ATTESTATION_WRONG_KEY"
+    assert key_id(bytes(new.verify_key)) in str(info.value)
+    assert key_id(bytes(old.verify_key)) in str(info.value)
+
+
+def test_a_signature_by_one_pinned_key_naming_the_other_is_forged(linkage):
+    new = SigningKey(b"N" * 32)
+    signed = linkage.attest(FAM, MEMBERS, key=new)
+    claims_old = signed.model_copy(
+        update={
+            "attestation": signed.attestation.model_copy(
+                update={"key_id": key_id(bytes(linkage.key.verify_key))}
+            )
+        }
+    )
+    with pytest.raises(AttestationRefused) as info:
+        verify_attestation(claims_old, (new.verify_key, linkage.key.verify_key), FAM, MAX, T0)
+    assert info.value.reason == "ATTESTATION_FORGED"
 
 
 def test_a_signature_by_another_key_that_claims_the_pinned_key_id_is_forged(linkage):
