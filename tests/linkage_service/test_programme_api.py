@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator
@@ -51,11 +52,9 @@ def linked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     return work, pop
 
 
-@pytest.fixture
-async def client(linked, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
-    work, _pop = linked
-    db = tmp_path / "linkage.db"
-    db.write_bytes((work / "linkage.db").read_bytes())
+@contextlib.asynccontextmanager
+async def _serving(db: Path, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the linkage service on the SQLite file ``db``."""
     key = tmp_path / "attestation.key"
     key.write_text(base64.b64encode(SEED).decode())
     key.chmod(0o600)
@@ -70,6 +69,15 @@ async def client(linked, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://linkage") as c:
             yield c
+
+
+@pytest.fixture
+async def client(linked, tmp_path) -> AsyncIterator[httpx.AsyncClient]:
+    work, _pop = linked
+    db = tmp_path / "linkage.db"
+    db.write_bytes((work / "linkage.db").read_bytes())
+    async with _serving(db, tmp_path) as c:
+        yield c
 
 
 async def test_assess_review_attach_attest_and_release(client):
@@ -390,37 +398,25 @@ async def test_subject_access_finds_records_the_agency_no_longer_sends(linked, t
         "clk": base64.b64encode(other).decode(),
         "exact_tokens": {k: base64.b64encode(bytes.fromhex(v)).decode() for k, v in tokens.items()},
     }
-    key = tmp_path / "attestation.key"
-    key.write_text(base64.b64encode(SEED).decode())
-    key.chmod(0o600)
-    settings = Settings(
-        database_url=f"sqlite:///{db}",
-        token_file=write_tokens(tmp_path / "tokens"),
-        staging_dir=tmp_path,
-        attestation_key_file=key,
-    )
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://linkage") as c:
-            for query, match in ((by_filter, 1.0), (by_token, 0.0)):
-                r = await c.post("/subject-access", json=query, headers=auth("unlock_service"))
-                assert r.status_code == 200, r.text
-                answer = SubjectAccessAnswer.model_validate_json(r.content)
-                found = [
-                    (p, h)
-                    for p in answer.held.persons
-                    for h in p.records
-                    if h.agency_id == "police" and h.retired_by == row.extract_id
-                ]
-                assert len(found) == 1, query
-                person, held = found[0]
-                assert person.person_id == row.person_id and held.match == match
-                assert ("police", held.record_ref) in {
-                    (b.agency_id, b.record_ref) for b in answer.blobs
-                }
-                # the live records of the person are there too, not marked retired
-                assert all(h.retired_by is None for h in person.records if h is not held)
+    async with _serving(db, tmp_path) as c:
+        for query, match in ((by_filter, 1.0), (by_token, 0.0)):
+            r = await c.post("/subject-access", json=query, headers=auth("unlock_service"))
+            assert r.status_code == 200, r.text
+            answer = SubjectAccessAnswer.model_validate_json(r.content)
+            found = [
+                (p, h)
+                for p in answer.held.persons
+                for h in p.records
+                if h.agency_id == "police" and h.retired_by == row.extract_id
+            ]
+            assert len(found) == 1, query
+            person, held = found[0]
+            assert person.person_id == row.person_id and held.match == match
+            assert ("police", held.record_ref) in {
+                (b.agency_id, b.record_ref) for b in answer.blobs
+            }
+            # the live records of the person are there too, not marked retired
+            assert all(h.retired_by is None for h in person.records if h is not held)
 
 
 @pytest.mark.slow
