@@ -71,7 +71,7 @@ from ._errors import ConfigError, Refused, UnlockError
 from ._linkage import LinkageClient
 from ._policy import Policy, load_policy
 from ._release import SealKeyring
-from ._service import Pending, UnlockService, utcnow
+from ._service import Pending, UnlockService, audit_failure, utcnow
 from ._store import Professional, open_engine
 
 __all__ = ["create_app", "get_service", "get_settings"]
@@ -178,8 +178,16 @@ def _housekeeping(service: UnlockService, interval: float) -> Periodic:
             service.purge_nonces()
             service.recover()
             service.sync_restrictions()
-        except (AuditLogError, UnlockError) as exc:
-            _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
+        except AuditLogError as exc:
+            # Say why: a rolled-back log, for one, fails here every tick.
+            _logger.warning(
+                "housekeeping failed",
+                extra={"error": type(exc).__name__, "detail": audit_failure(exc)},
+            )
+        except UnlockError as exc:
+            _logger.warning(
+                "housekeeping failed", extra={"error": type(exc).__name__, "reason": exc.reason}
+            )
 
     return Periodic("unlock-housekeeping", interval, tick)
 

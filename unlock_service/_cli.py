@@ -614,8 +614,9 @@ def _redeem(args: argparse.Namespace) -> None:
         ) from exc
 
 
-# Log fields that are pseudonymous ids or codes, never identities.
-SAFE_LOG_FIELDS = ("professional_id", "family_id", "decision", "reason", "records")
+# Log fields that are pseudonymous ids or codes, never identities; "detail" is
+# only ever an audit log error's first line (``audit_failure``).
+SAFE_LOG_FIELDS = ("professional_id", "family_id", "decision", "reason", "records", "detail")
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
