@@ -198,8 +198,14 @@ def build_service(
     audit_signer: NoteSigner | None = None,
     linkage_transport: Any = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    witnesses: bool = True,
 ) -> UnlockService:
-    """Load keys, policy and databases and build the service (fails closed)."""
+    """Load keys, policy and databases and build the service (fails closed).
+
+    ``witnesses=False`` is for a command that only appends (``optout``,
+    ``review``): it never signs a checkpoint to publish, so it neither asks a
+    witness nor needs a witness token; the serving process publishes them.
+    """
     policy = load_policy(settings.policy_file)
     keyring = SealKeyring(settings.seal_key_dir)
     linkage_key = load_public_key(settings.linkage_public_key_file, "linkage attestation key")
@@ -213,15 +219,15 @@ def build_service(
         max_lifetime=settings.max_token_lifetime,
         leeway=settings.clock_skew,
     )
-    witnesses = _witness_endpoints(settings)
+    endpoints = _witness_endpoints(settings) if witnesses else []
     engine = open_engine(settings.database_url)
     try:
         audit = AuditLog.open(
             settings.audit_database_url,
             signer,
             batch_wait=settings.audit_batch_wait,
-            witnesses=witnesses,
-            witness_quorum=settings.audit_witness_quorum,
+            witnesses=endpoints,
+            witness_quorum=settings.audit_witness_quorum if witnesses else 0,
         )
     except (AuditLogError, ValueError) as exc:
         engine.dispose()

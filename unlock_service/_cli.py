@@ -343,7 +343,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sealing key {new} is now current; give {settings.seal_key_dir / new}/seal.pub")
         print("to every agency (restart or let the service reload; old keys are kept)")
     elif command in ("optout", "review"):
-        service = build_service(settings)
+        # Appends only, beside the running service (which adopts the entries
+        # and publishes the next checkpoint): no witness, so no witness token.
+        service = build_service(settings, witnesses=False)
         try:
             pro = _actor(service, args.actor)
             if command == "optout":
