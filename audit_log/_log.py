@@ -6,6 +6,16 @@ entries, optionally waiting ``batch_wait`` seconds for more), writes them in one
 transaction, and only after the commit returns extends the tree and releases
 the waiting callers: an index is acknowledged only once it is durable.
 
+Another process may append to the same database (an administrative command
+beside the running service). The index's primary key gives each index one
+winner; a batch that loses its insert adopts the rows stored past its tree,
+each checked as at start-up (below), and is retried once after them. A row
+that does not verify refuses the batch (TamperError naming it) and is never
+adopted; a checkpoint another writer signed must match the tree at its size,
+or the log stops appending and signing. A commit that failed after it became
+durable is recognised by its own leaf hashes and acknowledged, not repeated.
+This tolerates an occasional second writer; it is not made for two busy ones.
+
 Checkpoints are signed only for a tree size consistent with the previous
 signed checkpoint, and stored before they are published. When witnesses are
 configured, a checkpoint is published (served by ``published_checkpoint``)
@@ -93,6 +103,13 @@ class _Pending:
     future: Future[list[Appended]] = field(default_factory=Future)
 
 
+@dataclass
+class _Sync:
+    """A request for the writer thread to adopt rows another writer appended."""
+
+    future: Future[None] = field(default_factory=Future)
+
+
 @dataclass(frozen=True)
 class _Signed:
     size: int
@@ -138,8 +155,12 @@ class AuditLog:
         self._witness_sizes: dict[str, int] = {}
         self._tree_lock = threading.Lock()
         self._cp_lock = threading.Lock()
-        self._queue: queue.Queue[_Pending | None] = queue.Queue()
+        self._queue: queue.Queue[_Pending | _Sync | None] = queue.Queue()
         self._closed = False
+        # Set when rows or checkpoints another writer stored contradict the
+        # verified tree: from then on nothing is appended or signed.
+        self._broken: TamperError | None = None
+        self._writer = threading.Thread(target=self._run, name="audit-log-writer", daemon=True)
         self._tree, self._signed = self._load()
         self._published = self._load_published()
         if self._signed is None:
@@ -147,7 +168,6 @@ class AuditLog:
             # empty) so every later checkpoint has a predecessor to extend.
             self._sign_next()
             self._try_publish()
-        self._writer = threading.Thread(target=self._run, name="audit-log-writer", daemon=True)
         self._writer.start()
 
     @classmethod
@@ -284,7 +304,11 @@ class AuditLog:
             first = self._queue.get()
             if first is None:
                 break
+            if isinstance(first, _Sync):
+                self._answer_sync(first)
+                continue
             batch = [first]
+            syncs: list[_Sync] = []
             count = len(first.entries)
             # Group commit: take what is already queued, and wait at most
             # batch_wait (from the first arrival) for more, so one fsync
@@ -303,52 +327,147 @@ class AuditLog:
                 if item is None:
                     stop = True
                     break
+                if isinstance(item, _Sync):
+                    syncs.append(item)
+                    continue
                 batch.append(item)
                 count += len(item.entries)
             self._commit(batch)
+            for request in syncs:
+                self._answer_sync(request)
+        # close() queued None last, but a sync request may still be waiting.
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item.future.set_exception(StorageError("the audit log is closed"))
+
+    def _answer_sync(self, request: _Sync) -> None:
+        try:
+            if self._broken is not None:
+                raise self._broken
+            self._adopt()
+        except AuditLogError as exc:
+            request.future.set_exception(exc)
+        else:
+            request.future.set_result(None)
 
     def _commit(self, batch: list[_Pending]) -> None:
-        # Only this thread appends, so the size cannot move underneath us.
-        start = self.size
-        now = datetime.now(UTC)
-        rows: list[dict[str, Any]] = []
-        hashes: list[bytes] = []
-        results: list[list[Appended]] = []
-        created = store.now_micros()
-        for pending in batch:
-            done: list[Appended] = []
-            for entry in pending.entries:
-                index = start + len(rows)
-                data = leaf_bytes(index, now, entry)
-                hashed = leaf_hash(data)
-                row = entry_columns(entry)
-                row.update(idx=index, leaf_data=data, leaf_hash=hashed, created_at=created)
-                rows.append(row)
-                hashes.append(hashed)
-                done.append(Appended(index, data))
-            results.append(done)
-        try:
-            store.insert_entries(self._engine, rows)
-        except AuditLogError as exc:
-            for pending in batch:
-                pending.future.set_exception(exc)
-            self._resync()
-            return
-        with self._tree_lock:
-            self._tree.extend(hashes)
+        # Only this thread extends the tree. Another process (an administrative
+        # CLI on the same database) may append rows, so a failed insert is
+        # followed by adopting what it wrote, verified, and one retry.
+        for attempt in range(2):
+            if self._broken is not None:
+                self._fail(batch, self._broken)
+                return
+            start = self.size
+            rows, hashes, results = _batch_rows(batch, start)
+            try:
+                store.insert_entries(self._engine, rows)
+            except AuditLogError as exc:
+                try:
+                    ours = self._adopt(hashes)
+                except TamperError as problem:
+                    self._fail(batch, problem)
+                    return
+                except AuditLogError:
+                    self._fail(batch, exc)  # the database is still down
+                    return
+                if ours:
+                    break  # the commit was durable; only its answer was lost
+                if self.size == start or attempt:
+                    self._fail(batch, exc)
+                    return
+                continue  # another writer's rows are adopted: retry once after them
+            with self._tree_lock:
+                self._tree.extend(hashes)
+            break
         for pending, done in zip(batch, results, strict=True):
             pending.future.set_result(done)
 
-    def _resync(self) -> None:
-        # A commit can fail after the database made it durable (a lost
-        # connection); adopt any such rows so the next batch does not collide.
+    @staticmethod
+    def _fail(batch: list[_Pending], exc: BaseException) -> None:
+        for pending in batch:
+            pending.future.set_exception(exc)
+
+    def _adopt(self, ours: Sequence[bytes] = ()) -> bool:
+        """Adopt, verified, the rows stored past the tree; whether they begin with ``ours``.
+
+        Runs only on the writer thread. The rows are another writer's appends
+        (or this thread's own, durable although the commit reported an error):
+        each is checked as at start-up (index, leaf hash, canonical leaf,
+        indexed columns) before the tree takes it, and every checkpoint stored
+        meanwhile must be signed by this log's key and match the tree at its
+        size. A row that does not verify raises TamperError and nothing is
+        adopted; a checkpoint that does not match stops the log, as it would
+        stop it at start-up.
+        """
+        start = self.size
+        hashes = bytearray()
+        with store.snapshot(self._engine) as connection:
+            for rows in store.scan_rows(connection, start):
+                for values in rows:
+                    i = start + len(hashes) // HASH_SIZE
+                    row = dict(zip(store.SCAN_COLUMNS, values, strict=True))
+                    problem = _check_row(i, row)
+                    if problem is not None:
+                        raise TamperError(
+                            f"another writer appended behind this process and its row does not "
+                            f"verify: {problem}; nothing adopted (the verified tree stays at "
+                            f"{start} entries)",
+                            index=i,
+                        ) from problem
+                    hashes += store.stored_bytes(row["leaf_hash"], i, "leaf_hash")
+            signed = self._signed
+            stored = store.checkpoints_after(connection, -1 if signed is None else signed.size)
+        if not hashes:
+            return False
+        with self._tree_lock:
+            self._tree.extend_packed(hashes)
         try:
-            with self._tree_lock:
-                for idx, hashed in store.leaf_hashes(self._engine):
-                    if idx == self._tree.size:
-                        self._tree.append(hashed)
-        except AuditLogError:
-            pass  # the database is still down; the next commit retries
+            for size, note in stored:
+                self._check_stored(size, note)
+        except TamperError as exc:
+            self._broken = exc
+            raise
+        packed = b"".join(ours)
+        return bool(ours) and bytes(hashes[: len(packed)]) == packed
+
+    def _check_stored(self, size: int, note: str) -> Checkpoint:
+        """A stored checkpoint, verified: this log's key and origin, the tree's root at its size."""
+        cp = _open_stored_checkpoint(size, note, self._verifier, self.origin)
+        with self._tree_lock:
+            tree_size = self._tree.size
+            root = self._tree.root(cp.size) if cp.size <= tree_size else None
+        if root is None:
+            raise TamperError(
+                f"log truncated: checkpoint of size {cp.size} is signed but only "
+                f"{tree_size} entries are stored; first missing index {tree_size}",
+                index=tree_size,
+                size=cp.size,
+            )
+        if root != cp.root_hash:
+            raise TamperError(
+                f"the checkpoint of size {cp.size} another writer stored does not match the "
+                f"entries (root {cp.root_hash.hex()}, the tree's {root.hex()}): two histories "
+                "are signed with this log's key; the log stops",
+                size=cp.size,
+            )
+        return cp
+
+    def _sync(self) -> None:
+        """Have the writer thread adopt the rows another writer appended (verified)."""
+        if self._closed or not self._writer.is_alive():
+            # Only the writer thread extends the tree; before it runs (a
+            # checkpoint signed while opening) the log changed as it opened.
+            raise StorageError(
+                "the log grew behind this process and its writer is not running; open it again"
+            )
+        request = _Sync()
+        self._queue.put(request)
+        request.future.result()
 
     # -- checkpoints ----------------------------------------------------
 
@@ -364,6 +483,12 @@ class AuditLog:
             published = self._published
             if covering is not None and published is not None and published.size >= covering:
                 return published.note
+            if covering is None:
+                # The periodic call: take up a checkpoint another writer signed
+                # (and the rows under it), so this log never serves an older one.
+                if self._broken is not None:
+                    raise self._broken
+                self._adopt_stored_checkpoint()
             if self._signed is None or self._signed.size != self.size:
                 self._sign_next()
             if self._published is None or self._published.size != self._signed_size():
@@ -376,10 +501,15 @@ class AuditLog:
         return self._signed.size
 
     def _sign_next(self) -> None:
+        if self._broken is not None:
+            raise self._broken
+        self._adopt_stored_checkpoint()
         with self._tree_lock:
             size = self._tree.size
             root = self._tree.root(size)
             prev = self._signed
+            if prev is not None and prev.size == size:
+                return  # another writer signed this very tree
             proof = [] if prev is None else self._tree.consistency_proof(prev.size, size)
         if prev is not None:
             # The log must never sign two inconsistent checkpoints: prove the
@@ -397,8 +527,35 @@ class AuditLog:
                     size=prev.size,
                 ) from exc
         note = sign_checkpoint(Checkpoint(self.origin, size, root), self._signer)
-        store.insert_checkpoint(self._engine, size, note)
+        try:
+            store.insert_checkpoint(self._engine, size, note)
+        except StorageError:
+            # Another writer may have stored a checkpoint of this size first:
+            # take it if it is this tree's, else the failure stands.
+            if self._adopt_stored_checkpoint() is None:
+                raise
         self._signed = _Signed(size, root, note)
+
+    def _adopt_stored_checkpoint(self) -> int | None:
+        """Take as the latest signed checkpoint one another writer stored, once verified.
+
+        Called with ``_cp_lock`` held. A checkpoint past the tree (the other
+        writer's rows not adopted yet) first has the writer thread adopt them.
+        Returns the size of the adopted checkpoint, or None.
+        """
+        latest = store.latest_checkpoint(self._engine)
+        prev = self._signed
+        if latest is None or (prev is not None and latest[0] <= prev.size):
+            return None
+        if latest[0] > self.size:
+            self._sync()
+        try:
+            cp = self._check_stored(*latest)
+        except TamperError as exc:
+            self._broken = exc
+            raise
+        self._signed = _Signed(cp.size, cp.root_hash, latest[1])
+        return cp.size
 
     def _try_publish(self, raise_errors: bool = False) -> None:
         signed = self._signed
@@ -561,6 +718,30 @@ class AuditLog:
             next_index += len(batch)
         if next_index != end:
             raise TamperError(f"entry {next_index} is missing from the database", index=next_index)
+
+
+def _batch_rows(
+    batch: Sequence[_Pending], start: int
+) -> tuple[list[dict[str, Any]], list[bytes], list[list[Appended]]]:
+    """The rows, leaf hashes and answers of ``batch`` appended from index ``start``."""
+    now = datetime.now(UTC)
+    created = store.now_micros()
+    rows: list[dict[str, Any]] = []
+    hashes: list[bytes] = []
+    results: list[list[Appended]] = []
+    for pending in batch:
+        done: list[Appended] = []
+        for entry in pending.entries:
+            index = start + len(rows)
+            data = leaf_bytes(index, now, entry)
+            hashed = leaf_hash(data)
+            row = entry_columns(entry)
+            row.update(idx=index, leaf_data=data, leaf_hash=hashed, created_at=created)
+            rows.append(row)
+            hashes.append(hashed)
+            done.append(Appended(index, data))
+        results.append(done)
+    return rows, hashes, results
 
 
 def _checkpoint_body(note: str) -> str:

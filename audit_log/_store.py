@@ -332,6 +332,20 @@ def all_checkpoints(bind: Bind) -> list[tuple[int, str]]:
     return [(int(size), str(note)) for size, note in rows]
 
 
+def checkpoints_after(bind: Bind, size: int) -> list[tuple[int, str]]:
+    """Every stored ``(size, note)`` larger than ``size``, in size order."""
+    try:
+        with _connected(bind) as connection:
+            rows = connection.execute(
+                sa.select(checkpoints.c.size, checkpoints.c.note)
+                .where(checkpoints.c.size > size)
+                .order_by(checkpoints.c.size)
+            ).all()
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot read checkpoints after size {size}: {exc}") from exc
+    return [(int(s), str(note)) for s, note in rows]
+
+
 def checkpoint_sizes(bind: Bind) -> list[int]:
     """The size of every stored checkpoint, ascending."""
     try:

@@ -71,7 +71,7 @@ from ._errors import ConfigError, Refused, UnlockError
 from ._linkage import LinkageClient
 from ._policy import Policy, load_policy
 from ._release import SealKeyring
-from ._service import Pending, UnlockService, utcnow
+from ._service import Pending, UnlockService, audit_failure, utcnow
 from ._store import Professional, open_engine
 
 __all__ = ["create_app", "get_service", "get_settings"]
@@ -178,8 +178,16 @@ def _housekeeping(service: UnlockService, interval: float) -> Periodic:
             service.purge_nonces()
             service.recover()
             service.sync_restrictions()
-        except (AuditLogError, UnlockError) as exc:
-            _logger.warning("housekeeping failed", extra={"error": type(exc).__name__})
+        except AuditLogError as exc:
+            # Say why: a rolled-back log, for one, fails here every tick.
+            _logger.warning(
+                "housekeeping failed",
+                extra={"error": type(exc).__name__, "detail": audit_failure(exc)},
+            )
+        except UnlockError as exc:
+            _logger.warning(
+                "housekeeping failed", extra={"error": type(exc).__name__, "reason": exc.reason}
+            )
 
     return Periodic("unlock-housekeeping", interval, tick)
 
@@ -190,8 +198,14 @@ def build_service(
     audit_signer: NoteSigner | None = None,
     linkage_transport: Any = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    witnesses: bool = True,
 ) -> UnlockService:
-    """Load keys, policy and databases and build the service (fails closed)."""
+    """Load keys, policy and databases and build the service (fails closed).
+
+    ``witnesses=False`` is for a command that only appends (``optout``,
+    ``review``): it never signs a checkpoint to publish, so it neither asks a
+    witness nor needs a witness token; the serving process publishes them.
+    """
     policy = load_policy(settings.policy_file)
     keyring = SealKeyring(settings.seal_key_dir)
     linkage_keys = [load_public_key(settings.linkage_public_key_file, "linkage attestation key")]
@@ -211,15 +225,15 @@ def build_service(
         max_lifetime=settings.max_token_lifetime,
         leeway=settings.clock_skew,
     )
-    witnesses = _witness_endpoints(settings)
+    endpoints = _witness_endpoints(settings) if witnesses else []
     engine = open_engine(settings.database_url)
     try:
         audit = AuditLog.open(
             settings.audit_database_url,
             signer,
             batch_wait=settings.audit_batch_wait,
-            witnesses=witnesses,
-            witness_quorum=settings.audit_witness_quorum,
+            witnesses=endpoints,
+            witness_quorum=settings.audit_witness_quorum if witnesses else 0,
         )
     except (AuditLogError, ValueError) as exc:
         engine.dispose()

@@ -343,7 +343,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"sealing key {new} is now current; give {settings.seal_key_dir / new}/seal.pub")
         print("to every agency (restart or let the service reload; old keys are kept)")
     elif command in ("optout", "review"):
-        service = build_service(settings)
+        # Appends only, beside the running service (which adopts the entries
+        # and publishes the next checkpoint): no witness, so no witness token.
+        service = build_service(settings, witnesses=False)
         try:
             pro = _actor(service, args.actor)
             if command == "optout":
@@ -614,8 +616,9 @@ def _redeem(args: argparse.Namespace) -> None:
         ) from exc
 
 
-# Log fields that are pseudonymous ids or codes, never identities.
-SAFE_LOG_FIELDS = ("professional_id", "family_id", "decision", "reason", "records")
+# Log fields that are pseudonymous ids or codes, never identities; "detail" is
+# only ever an audit log error's first line (``audit_failure``).
+SAFE_LOG_FIELDS = ("professional_id", "family_id", "decision", "reason", "records", "detail")
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:

@@ -126,7 +126,15 @@ from ._store import Professional, RequestRow, ReviewRow
 from ._subject import held_unlock
 from ._views import at, request_view, review_view
 
-__all__ = ["NO_ATTESTATION", "Pending", "Release", "UnlockService", "micros", "utcnow"]
+__all__ = [
+    "NO_ATTESTATION",
+    "Pending",
+    "Release",
+    "UnlockService",
+    "audit_failure",
+    "micros",
+    "utcnow",
+]
 
 _logger = logging.getLogger("unlock_service")
 # Stands in for the attestation hash in entries about requests refused before
@@ -138,6 +146,17 @@ FLAGS = ("OPT_OUT", "RESTRICTED")
 CLAIMED = ("evaluating", "deciding", "releasing", "expiring")
 MAX_NOTES_CHARS = 4000
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{1,31}")
+
+
+def audit_failure(exc: AuditLogError) -> str:
+    """What went wrong with the audit log, in one line fit for the service log.
+
+    The audit log's messages name indexes, sizes, hashes, pseudonymous ids and
+    witness URLs, never an identity (its entries hold none). A database
+    driver's SQL and parameters, which follow on later lines, are dropped.
+    """
+    line = str(exc).split("\n", 1)[0]
+    return line if len(line) <= 500 else line[:499] + "…"
 
 
 def utcnow() -> dt.datetime:
@@ -303,7 +322,11 @@ class UnlockService:
         except AuditLogError as exc:
             _logger.error(
                 "audit append failed; nothing released",
-                extra={"request_id": request_id, "error": type(exc).__name__},
+                extra={
+                    "request_id": request_id,
+                    "error": type(exc).__name__,
+                    "detail": audit_failure(exc),
+                },
             )
             if request_id is not None:
                 try:
@@ -535,7 +558,11 @@ class UnlockService:
         except AuditLogError as exc:
             _logger.error(
                 "audit append failed; nothing released",
-                extra={"request_id": request_id, "error": type(exc).__name__},
+                extra={
+                    "request_id": request_id,
+                    "error": type(exc).__name__,
+                    "detail": audit_failure(exc),
+                },
             )
             # recorded (so it counts against the rate limit), never granted
             self._settle(
@@ -750,7 +777,11 @@ class UnlockService:
         except AuditLogError as exc:
             _logger.error(
                 "audit append failed; request not decided",
-                extra={"request_id": request_id, "error": type(exc).__name__},
+                extra={
+                    "request_id": request_id,
+                    "error": type(exc).__name__,
+                    "detail": audit_failure(exc),
+                },
             )
             if outcome.kind == "pending":
                 self._settle(request_id, token, "deciding", status="pending")
@@ -937,7 +968,12 @@ class UnlockService:
             self._settle(request_id, token, "releasing", status="granted")
             _logger.error(
                 "release failed; nothing released",
-                extra={"request_id": request_id, "error": type(exc).__name__},
+                extra={
+                    "request_id": request_id,
+                    "error": type(exc).__name__,
+                    # Only the audit log's own messages: another error's may quote input.
+                    "detail": audit_failure(exc) if isinstance(exc, AuditLogError) else None,
+                },
             )
             if isinstance(exc, AuditLogError):
                 raise AuditUnavailable(

@@ -9,7 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from audit_log._checkpoint import open_checkpoint, sign_checkpoint, verify_tlog_proof
+from audit_log._checkpoint import (
+    Checkpoint,
+    open_checkpoint,
+    sign_checkpoint,
+    verify_tlog_proof,
+)
 from audit_log._entries import entry_columns, leaf_bytes, parse_leaf
 from audit_log._errors import ProofError
 from audit_log._log import AuditLog, verify_database
@@ -532,3 +537,187 @@ def test_verify_database_reads_entries_and_checkpoints_of_one_moment(
     assert grown == [25]
     assert (result.size, result.latest_checkpoint_size) == (20, 20)
     assert verify_database(log.engine, signer.verifier()).size == 25
+
+
+# -- another writer on the same database (an administrative CLI) --------------
+
+
+def _rows(log: AuditLog) -> list[tuple[int, bytes]]:
+    from audit_log import _store
+
+    return [(i, data) for batch in _store.leaf_batches(log.engine, 0, 10**9) for i, data in batch]
+
+
+def _foreign_row(index: int, entry_n: int, **change: object) -> dict[str, object]:
+    """The row another writer would store at ``index``, with ``change`` applied after."""
+    from audit_log import _store
+
+    data = leaf_bytes(index, T0, make_entry("decision", entry_n))
+    row: dict[str, object] = entry_columns(make_entry("decision", entry_n))
+    row.update(idx=index, leaf_data=data, leaf_hash=leaf_hash(data), created_at=_store.now_micros())
+    row.update(change)
+    return row
+
+
+def test_an_append_after_another_writers_is_retried_after_them(
+    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog], signer: NoteSigner
+) -> None:
+    url = db_url_factory()
+    log = open_log(url)
+    first = log.append_many(mixed_entries(3))
+    log.checkpoint()
+    # What `unlock-service keys rotate` or `optout add` does behind the service.
+    with AuditLog.open(url, signer) as cli:
+        theirs = cli.append_many(mixed_entries(2, seed=7))
+    assert [a.index for a in theirs] == [3, 4]
+    mine = log.append(make_entry("decision", 40))
+    assert mine.index == 5
+    assert _rows(log) == [(a.index, a.leaf) for a in [*first, *theirs, mine]]
+    cp, _ = open_checkpoint(log.checkpoint(), log.verifier)
+    assert cp.size == 6
+    verify_tlog_proof(log.receipt(4), theirs[1].leaf, log.verifier)
+    assert verify_database(log.engine, signer.verifier()).size == 6
+    log.close()
+    assert open_log(url)._tree.root() == cp.root_hash
+
+
+def test_a_checkpoint_another_writer_signed_is_verified_and_extended(
+    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog], signer: NoteSigner
+) -> None:
+    url = db_url_factory()
+    log = open_log(url)
+    log.append_many(mixed_entries(4))
+    log.checkpoint()
+    with AuditLog.open(url, signer) as cli:
+        cli.append_many(mixed_entries(3, seed=8))
+        theirs, _ = open_checkpoint(cli.checkpoint(), cli.verifier)
+    assert theirs.size == 7
+    # No append of its own: signing finds the larger checkpoint, has the
+    # writer thread adopt the rows under it, and signs nothing new.
+    ours, _ = open_checkpoint(log.checkpoint(), log.verifier)
+    assert (ours.size, ours.root_hash) == (7, theirs.root_hash) and log.size == 7
+    log.append(make_entry("decision", 41))
+    latest, _ = open_checkpoint(log.checkpoint(), log.verifier)
+    assert latest.size == 8
+    verify_consistency(7, 8, log.consistency_proof(7, 8), theirs.root_hash, latest.root_hash)
+    assert verify_database(log.engine, signer.verifier()).checkpoints == 4  # 0, 4, 7, 8
+
+
+@pytest.mark.parametrize(
+    ("corruption", "change", "message"),
+    [
+        ("leaf_hash_changed", {"leaf_hash": b"\x00" * 32}, "does not match its stored leaf hash"),
+        ("column_changed", {"family_id": "fam_0000000000000000"}, "column family_id"),
+        ("index_renumbered", {"leaf_data": leaf_bytes(9, T0, make_entry("decision", 5))}, None),
+        ("not_a_leaf", {"leaf_data": b"garbled"}, None),
+    ],
+)
+def test_a_foreign_row_that_does_not_verify_stops_the_append(
+    db_url_factory: Callable[[], str],
+    open_log: Callable[..., AuditLog],
+    signer: NoteSigner,
+    corruption: str,
+    change: dict[str, object],
+    message: str | None,
+) -> None:
+    from audit_log import _store
+
+    log = open_log(db_url_factory())
+    log.append_many(mixed_entries(3))
+    row = _foreign_row(3, 5, **change)
+    if "leaf_data" in change and "leaf_hash" not in change:
+        row["leaf_hash"] = leaf_hash(change["leaf_data"])  # type: ignore[arg-type]
+    _store.insert_entries(log.engine, [row])
+    for _ in range(2):  # and it keeps refusing: nothing is appended after the bad row
+        with pytest.raises(TamperError, match=message or "entry 3") as info:
+            log.append(make_entry("decision", 42))
+        assert info.value.index == 3
+        assert "another writer appended behind this process" in str(info.value)
+    assert log.size == 3
+    assert [i for i, _ in _rows(log)] == [0, 1, 2, 3]
+
+
+def test_a_foreign_checkpoint_of_another_history_stops_the_log(
+    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog], signer: NoteSigner
+) -> None:
+    from audit_log import _store
+
+    log = open_log(db_url_factory())
+    log.append_many(mixed_entries(3))
+    log.checkpoint()
+    _store.insert_entries(log.engine, [_foreign_row(3, 5)])
+    # Signed with the log's own key, but over a tree that is not the stored one.
+    forged = sign_checkpoint(Checkpoint(ORIGIN, 4, leaf_hash(b"another history")), signer)
+    _store.insert_checkpoint(log.engine, 4, forged)
+    with pytest.raises(TamperError, match="checkpoint of size 4 .* does not match"):
+        log.append(make_entry("decision", 43))
+    with pytest.raises(TamperError, match="checkpoint of size 4"):
+        log.append(make_entry("decision", 44))
+    with pytest.raises(TamperError, match="checkpoint of size 4"):
+        log.checkpoint()
+    assert [i for i, _ in _rows(log)] == [0, 1, 2, 3]
+
+
+def test_a_commit_that_errs_after_it_is_durable_is_acknowledged_once(
+    db_url_factory: Callable[[], str],
+    open_log: Callable[..., AuditLog],
+    signer: NoteSigner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from audit_log import _log, _store
+    from audit_log._storage_errors import StorageError
+
+    log = open_log(db_url_factory())
+    log.append_many(mixed_entries(2))
+    real = _store.insert_entries
+    lost: list[int] = []
+
+    def commit_then_lose_the_answer(engine: object, rows: list[dict[str, object]]) -> None:
+        real(engine, rows)  # type: ignore[arg-type]
+        if not lost:
+            lost.append(int(rows[0]["idx"]))  # type: ignore[call-overload]
+            raise StorageError("connection lost after COMMIT")
+
+    monkeypatch.setattr(_log.store, "insert_entries", commit_then_lose_the_answer)
+    done = log.append_many(mixed_entries(3, seed=4))
+    assert lost == [2] and [a.index for a in done] == [2, 3, 4]
+    assert _rows(log) == [(i, d) for i, d in _rows(log)] and len(_rows(log)) == 5
+    assert [d for i, d in _rows(log)][2:] == [a.leaf for a in done]
+    log.checkpoint()
+    assert verify_database(log.engine, signer.verifier()).size == 5
+
+
+def test_two_writers_appending_at_once_get_one_winner_per_index(
+    db_url_factory: Callable[[], str], open_log: Callable[..., AuditLog], signer: NoteSigner
+) -> None:
+    from audit_log._errors import AuditLogError
+
+    url = db_url_factory()
+    logs = [open_log(url), open_log(url)]
+    acknowledged: list[tuple[int, bytes]] = []
+    refused: list[AuditLogError] = []
+    lock = threading.Lock()
+
+    def worker(log: AuditLog, k: int) -> None:
+        for n in range(15):
+            try:
+                done = log.append(make_entry("decision", k * 100 + n))
+            except AuditLogError as exc:  # lost the index twice in a row
+                with lock:
+                    refused.append(exc)
+                continue
+            with lock:
+                acknowledged.append((done.index, done.leaf))
+
+    threads = [threading.Thread(target=worker, args=(logs[k % 2], k)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all("cannot append entries" in str(exc) for exc in refused)
+    # Every stored row was acknowledged to exactly one caller, with its bytes.
+    assert sorted(acknowledged) == _rows(logs[0])
+    assert len(acknowledged) == 90 - len(refused)
+    for log in logs:
+        log.checkpoint()
+    assert verify_database(logs[0].engine, signer.verifier()).size == len(acknowledged)

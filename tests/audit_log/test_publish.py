@@ -124,6 +124,37 @@ def test_log_restart_recovers_the_witness_size_from_409(setup) -> None:
     assert record is not None and record.size == 8
 
 
+def test_a_restored_older_backup_is_never_cosigned_again(setup, tmp_path: Path) -> None:
+    # What docs/operations.md says of a rolled-back log: the service starts,
+    # but the witness, which cosigned a larger tree, refuses every checkpoint.
+    import sqlite3
+
+    witnesses, _, open_log = setup()
+    backup = tmp_path / "backup.db"
+    with open_log() as log:
+        log.append_many(mixed_entries(5))
+        log.checkpoint()
+        with sqlite3.connect(tmp_path / "log.db") as src, sqlite3.connect(backup) as dst:
+            src.backup(dst)
+        log.append_many(mixed_entries(5, seed=2))
+        log.checkpoint()
+    assert witnesses["w1"].record(ORIGIN).size == 10  # type: ignore[union-attr]
+    with sqlite3.connect(backup) as src, sqlite3.connect(tmp_path / "log.db") as dst:
+        src.backup(dst)
+    with open_log() as log:
+        assert log.size == 5 and "\n5\n" in (log.published_checkpoint() or "")
+        log.append_many(mixed_entries(1, seed=3))
+        with pytest.raises(
+            WitnessError, match="witness has seen size 10, larger than this log's 6"
+        ):
+            log.checkpoint()
+        log.append_many(mixed_entries(6, seed=4))  # past the witness's size: another history
+        with pytest.raises(WitnessError, match="consistency proof .* from 10 to 12 failed"):
+            log.checkpoint()
+        assert "\n5\n" in (log.published_checkpoint() or "")
+    assert witnesses["w1"].record(ORIGIN).size == 10  # type: ignore[union-attr]
+
+
 def test_quorum_of_one_in_two(setup) -> None:
     _, down, open_log = setup(("w1", "w2"), quorum=1)
     with open_log() as log:

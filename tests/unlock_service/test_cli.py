@@ -254,3 +254,49 @@ def test_a_loose_audit_key_stops_administration(config, tmp_path, capsys):
         == 2
     )
     assert "chmod 600" in capsys.readouterr().err
+
+
+def test_flag_commands_need_no_witness_token(config, tmp_path, capsys, monkeypatch):
+    # They only append (beside the running service, which publishes the
+    # checkpoints), so a witness the settings name is never asked.
+    from audit_log import CosignatureSigner
+
+    vkey = CosignatureSigner.from_seed("ig.test/witness", b"\x07" * 32).vkey
+    with (config / "unlock-service.toml").open("a") as fh:
+        fh.write(
+            f'\n[[audit_witnesses]]\nurl = "http://127.0.0.1:2"\nvkey = "{vkey}"\n'
+            'token_env = "TEST_WITNESS_TOKEN"\n'
+        )
+    monkeypatch.delenv("TEST_WITNESS_TOKEN", raising=False)
+    capsys.readouterr()
+    pub = _keygen(tmp_path, "ig.key", capsys)
+    admin_pub = _keygen(tmp_path, "admin.key", capsys)
+    assert (
+        main(
+            [
+                "professional",
+                "add",
+                *("--role", "admin", "--team", "ig-office", "--clearance", "9"),
+                *("--public-key", admin_pub),
+            ]
+        )
+        == 0
+    )
+    admin = _json(capsys)["professional_id"]
+    assert (
+        main(
+            [
+                "professional",
+                "add",
+                *("--actor", admin, "--role", "ig_officer", "--team", "ig-office"),
+                *("--clearance", "0", "--public-key", pub),
+            ]
+        )
+        == 0
+    )
+    ig = _json(capsys)["professional_id"]
+    family = "fam_" + "cd" * 8
+    assert main(["optout", "add", "--actor", ig, "--family", family]) == 0
+    assert _json(capsys)["reason"] == "OPT_OUT_ADDED"
+    assert main(["review", "list", "--actor", ig]) == 0
+    assert _json(capsys) == {"reviews": []}

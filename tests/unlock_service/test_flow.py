@@ -630,6 +630,123 @@ def test_nothing_is_released_when_the_audit_append_fails(env):
     assert env.client(pro).unlock(family, "SAFEGUARDING", WHY).status_code == 200
 
 
+def _beside_the_service(env):
+    """What an administrative command opens: its own engine and audit log on the
+    running service's databases (``unlock-service keys rotate``, ``professional``)."""
+    from audit_log import AuditLog
+    from unlock_service._config import load_audit_signer
+    from unlock_service._store import open_engine
+
+    engine = open_engine(env.settings.database_url)
+    return engine, AuditLog.open(
+        env.settings.audit_database_url, load_audit_signer(env.settings.audit_key_file)
+    )
+
+
+@pytest.fixture
+def both_env(make_env, db_urls):
+    return make_env(*db_urls)
+
+
+def test_an_audited_command_beside_the_running_service_refuses_nobody(both_env, tmp_path):
+    from audit_log._cli import main as audit_log_main
+    from unlock_service import _admin as admin
+
+    env = both_env
+    pro = env.add_pro()
+    first = env.client(pro).unlock(env.add_family(), "SAFEGUARDING", WHY)
+    assert first.status_code == 200, first.text
+    engine, audit = _beside_the_service(env)
+    try:
+        admin.rotate_sealing_key(
+            engine,
+            audit,
+            env.service.policy,
+            actor_id=env.admin.professional_id,
+            directory=env.settings.seal_key_dir,
+        )
+        admin.set_clearance(
+            engine,
+            audit,
+            env.service.policy,
+            actor_id=env.admin.professional_id,
+            professional_id=pro.professional_id,
+            clearance=6,
+        )
+    finally:
+        audit.close()
+        engine.dispose()
+    second = env.client(pro).unlock(env.add_family(), "SAFEGUARDING", WHY)
+    assert second.status_code == 200, second.text
+    body = second.json()
+    verify_tlog_proof(body["receipt"], body["leaf"].encode(), env.service.audit.verifier)
+    logged = _entries(env)
+    assert [e.type for e in logged][-6:] == [
+        "unlock_request",
+        "decision",  # the first unlock
+        "key_rotation",  # the two commands, appended behind the service
+        "professional_change",
+        "unlock_request",
+        "decision",  # the second unlock, appended after them
+    ]
+    decisions = [e for e in logged if e.type == "decision"]
+    assert [d.request_id for d in decisions] == [first.json()["request_id"], body["request_id"]]
+    vkey = tmp_path / "audit.vkey"
+    vkey.write_text(env.service.audit.verifier.vkey + "\n")
+    url = env.settings.audit_database_url
+    assert audit_log_main(["verify-db", "--db", url, "--vkey", str(vkey)]) == 0
+
+
+def test_a_garbled_row_behind_the_service_refuses_the_unlock_and_says_why(env, caplog):
+    from audit_log import _store as audit_store
+    from audit_log._entries import leaf_bytes
+
+    pro = env.add_pro()
+    family = env.add_family()
+    size = env.service.audit.size
+    data = leaf_bytes(size, dt.datetime.now(dt.UTC), _entries(env)[0])
+    row = {**_columns(_entries(env)[0]), "idx": size, "leaf_data": data}
+    row.update(leaf_hash=b"\x00" * 32, created_at=audit_store.now_micros())
+    audit_store.insert_entries(env.service.audit.engine, [row])
+    with caplog.at_level(logging.ERROR, logger="unlock_service"):
+        r = env.client(pro).unlock(family, "SAFEGUARDING", WHY)
+    assert r.status_code == 503 and r.json()["reason"] == "AUDIT_UNAVAILABLE"
+    assert "sealed_identities" not in r.text
+    assert not [c for c in env.linkage.calls if c.endswith("/blobs")]
+    assert _row(env, _only_request(env))["status"] == "audit_failed"
+    (failed,) = [x for x in caplog.records if x.getMessage().startswith("audit append failed")]
+    assert failed.error == "TamperError"
+    assert f"entry {size}" in failed.detail and "does not match its stored leaf hash" in (
+        failed.detail
+    )
+    assert env.service.audit.size == size  # nothing adopted, nothing appended after it
+
+
+def test_housekeeping_says_why_the_checkpoint_failed(env, caplog, monkeypatch):
+    from audit_log import WitnessError
+    from unlock_service._api import _housekeeping
+
+    why = (
+        "checkpoint of size 13 is signed but not published: 0 of 1 required cosignatures; "
+        "ig (http://127.0.0.1:9): witness has seen size 20, larger than this log's 13"
+    )
+
+    def refused() -> str:
+        raise WitnessError(why + "\n[a second line is dropped]", status=503)
+
+    monkeypatch.setattr(env.service.audit, "checkpoint", refused)
+    with caplog.at_level(logging.WARNING, logger="unlock_service"):
+        _housekeeping(env.service, 60)._task()
+    (line,) = [r for r in caplog.records if r.getMessage() == "housekeeping failed"]
+    assert line.error == "WitnessError" and line.detail == why
+
+
+def _columns(entry):
+    from audit_log._entries import entry_columns
+
+    return entry_columns(entry)
+
+
 def _only_request(env):
     from unlock_service._store import requests, transaction
 
