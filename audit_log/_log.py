@@ -157,6 +157,8 @@ class AuditLog:
         self._cp_lock = threading.Lock()
         self._queue: queue.Queue[_Pending | _Sync | None] = queue.Queue()
         self._closed = False
+        # Held to queue work and to close: nothing is queued behind the writer's last item.
+        self._put_lock = threading.Lock()
         # Set when rows or checkpoints another writer stored contradict the
         # verified tree: from then on nothing is appended or signed.
         self._broken: TamperError | None = None
@@ -186,10 +188,11 @@ class AuditLog:
 
     def close(self) -> None:
         """Finish queued appends, stop the writer and release the database."""
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.put(None)
+        with self._put_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
         self._writer.join()
         if self._own_client:
             self._http.close()
@@ -293,9 +296,10 @@ class AuditLog:
         pending = _Pending(list(entries))
         if not pending.entries:
             return []
-        if self._closed:
-            raise StorageError("the audit log is closed")
-        self._queue.put(pending)
+        with self._put_lock:
+            if self._closed:
+                raise StorageError("the audit log is closed")
+            self._queue.put(pending)
         return pending.future.result()
 
     def _run(self) -> None:
@@ -347,7 +351,7 @@ class AuditLog:
     def _answer_sync(self, request: _Sync) -> None:
         try:
             if self._broken is not None:
-                raise self._broken
+                raise self._stopped()
             self._adopt()
         except AuditLogError as exc:
             request.future.set_exception(exc)
@@ -360,7 +364,7 @@ class AuditLog:
         # followed by adopting what it wrote, verified, and one retry.
         for attempt in range(2):
             if self._broken is not None:
-                self._fail(batch, self._broken)
+                self._fail(batch, self._stopped())
                 return
             start = self.size
             rows, hashes, results = _batch_rows(batch, start)
@@ -386,6 +390,15 @@ class AuditLog:
             break
         for pending, done in zip(batch, results, strict=True):
             pending.future.set_result(done)
+
+    def _stopped(self) -> TamperError:
+        """A fresh error for a log stopped by ``_broken`` (re-raising the one object from
+        several threads would grow its traceback with every raise)."""
+        broken = self._broken
+        assert broken is not None
+        error = TamperError(str(broken), index=broken.index, size=broken.size)
+        error.__cause__ = broken
+        return error
 
     @staticmethod
     def _fail(batch: list[_Pending], exc: BaseException) -> None:
@@ -459,14 +472,15 @@ class AuditLog:
 
     def _sync(self) -> None:
         """Have the writer thread adopt the rows another writer appended (verified)."""
-        if self._closed or not self._writer.is_alive():
-            # Only the writer thread extends the tree; before it runs (a
-            # checkpoint signed while opening) the log changed as it opened.
-            raise StorageError(
-                "the log grew behind this process and its writer is not running; open it again"
-            )
         request = _Sync()
-        self._queue.put(request)
+        with self._put_lock:
+            if self._closed or not self._writer.is_alive():
+                # Only the writer thread extends the tree; before it runs (a
+                # checkpoint signed while opening) the log changed as it opened.
+                raise StorageError(
+                    "the log grew behind this process and its writer is not running; open it again"
+                )
+            self._queue.put(request)
         request.future.result()
 
     # -- checkpoints ----------------------------------------------------
@@ -487,7 +501,7 @@ class AuditLog:
                 # The periodic call: take up a checkpoint another writer signed
                 # (and the rows under it), so this log never serves an older one.
                 if self._broken is not None:
-                    raise self._broken
+                    raise self._stopped()
                 self._adopt_stored_checkpoint()
             if self._signed is None or self._signed.size != self.size:
                 self._sign_next()
@@ -502,7 +516,7 @@ class AuditLog:
 
     def _sign_next(self) -> None:
         if self._broken is not None:
-            raise self._broken
+            raise self._stopped()
         self._adopt_stored_checkpoint()
         with self._tree_lock:
             size = self._tree.size
@@ -530,10 +544,12 @@ class AuditLog:
         try:
             store.insert_checkpoint(self._engine, size, note)
         except StorageError:
-            # Another writer may have stored a checkpoint of this size first:
-            # take it if it is this tree's, else the failure stands.
+            # Another writer may have stored a checkpoint first: take it (verified)
+            # in place of ours, which is not stored and so is never published;
+            # else the failure stands.
             if self._adopt_stored_checkpoint() is None:
                 raise
+            return
         self._signed = _Signed(size, root, note)
 
     def _adopt_stored_checkpoint(self) -> int | None:

@@ -517,34 +517,59 @@ class LinkageService:
             if self._engine is None:
                 self._engine = self._build()
             hits = self._engine.search(clk, exact)
-            hits += self._retired_hits(clk, exact, self._engine.config.search_dice)
+            hits += self._retired_hits(
+                clk, exact, self._engine.config.search_dice, [rid for rid, _sc, _p in hits]
+            )
         hits.sort(key=lambda h: (-h[1], h[0]))
         return subject_answer(self.sql, hits, dt.datetime.now(dt.UTC))
 
     def _retired_hits(
-        self, clk: bytes, exact: Mapping[str, bytes], threshold: float
+        self, clk: bytes, exact: Mapping[str, bytes], threshold: float, live: Sequence[int]
     ) -> list[tuple[int, float, str | None]]:
         """Retired records (not in the engine, still held) that may be the person of
         ``clk`` / ``exact``, as :meth:`LinkageEngine.search` finds live ones: a person
         filter's Dice at least ``threshold``, or a keyed exact token that agrees. With the
-        person each last belonged to. A scan of the retired records, once a search."""
+        person each last belonged to. A scan of the retired records, once a search.
+
+        An agency record is listed once (subject access keys records by agency and ref):
+        a retired version of a record ``live`` (the live hits) holds is left out, and of
+        several retired versions of one record the latest is kept.
+        """
         query = np.frombuffer(clk, dtype="<u8").reshape(1, -1).astype(np.uint64)
         wanted = {name: token.hex() for name, token in exact.items()}
         found: dict[int, float] = {}
         try:
             with self.sql.connect() as conn:
                 for ids, clks, tokens in store.retired_filters(conn):
-                    held = np.frombuffer(b"".join(clks), dtype="<u8").reshape(len(ids), -1)
-                    dice = kernel.dice_pairs(
-                        query, held, np.zeros(len(ids), np.int64), np.arange(len(ids))
-                    )
+                    # a filter of another length (retired under an earlier schema) is
+                    # compared by its keyed tokens alone
+                    same = [k for k, c in enumerate(clks) if len(c) == len(clk)]
+                    dice = np.zeros(len(ids))
+                    if same:
+                        held = np.frombuffer(b"".join(clks[k] for k in same), dtype="<u8")
+                        dice[same] = kernel.dice_pairs(
+                            query,
+                            held.reshape(len(same), -1),
+                            np.zeros(len(same), np.int64),
+                            np.arange(len(same)),
+                        )
                     for k, rid in enumerate(ids):
                         if dice[k] >= threshold or (wanted and _shares_token(tokens[k], wanted)):
                             found[rid] = float(dice[k])
-                person = store.persons_of_records(conn, list(found))
+                versions = store.record_versions(conn, [*found, *live])
+                live_keys = {versions[rid][:2] for rid in live if rid in versions}
+                latest: dict[tuple[str, str], int] = {}  # (agency, ref) -> its latest version
+                for rid in found:
+                    agency, ref, seq = versions[rid]
+                    key = (agency, ref)
+                    if key in live_keys:
+                        continue
+                    if key not in latest or seq > versions[latest[key]][2]:
+                        latest[key] = rid
+                person = store.persons_of_records(conn, list(latest.values()))
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot search the retired records: {exc}") from exc
-        return [(rid, sc, person.get(rid)) for rid, sc in found.items()]
+        return [(rid, found[rid], person.get(rid)) for rid in latest.values()]
 
     def exclusive(self, fn: Callable[[], _R]) -> _R:
         """Run ``fn`` while no extract is being applied (an assessment reads one state)."""

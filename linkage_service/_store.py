@@ -616,6 +616,21 @@ def retired_filters(
         )
 
 
+def record_versions(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
+    """Each of ``ids``' agency, record ref and arrival order (``seq``): a changed record's
+    versions share the agency and ref, the latest has the highest ``seq``."""
+    r = records
+    out: dict[int, tuple[str, str, int]] = {}
+    for part in key_chunks(conn, sorted(ids)):
+        rows = conn.execute(
+            sa.select(r.c.id, r.c.agency_id, r.c.record_ref, r.c.seq).where(
+                key_in(conn, r.c.id, part)
+            )
+        )
+        out.update({int(i): (str(a), str(ref), int(seq or 0)) for i, a, ref, seq in rows})
+    return out
+
+
 def persons_of_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
     """The person each of ``ids`` belongs to, or last belonged to if retired."""
     rp = record_person

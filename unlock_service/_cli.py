@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
+import contextlib
 import json
 import os
 import re
@@ -565,6 +566,7 @@ def _redeem(args: argparse.Namespace) -> None:
         raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
     handle = _reserve(args.answer)
     saved = False
+    complete = True  # the answer file holds the whole answer
     try:
         with UnlockClient(args.url, key, token) as client:
             try:
@@ -587,11 +589,21 @@ def _redeem(args: argparse.Namespace) -> None:
         if response.status_code != 200:
             what = "not released" if args.command == "release" else "the request was refused"
             raise _refusal(response, what)
-        # Saved before anything else is done with it: the grant is used now.
-        handle.write(response.content)
-        handle.flush()
-        os.fsync(handle.fileno())
+        # Saved before anything else is done with it: the grant is used now, so the
+        # file is kept even if writing it fails, and the answer is opened from memory.
         saved = True
+        try:
+            handle.write(response.content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError as exc:
+            complete = False
+            print(
+                f"unlock-service: the answer could not be saved in {args.answer} "
+                f"({exc.strerror}); the grant is used, so it is opened from memory now: "
+                "keep what follows safe",
+                file=sys.stderr,
+            )
         answer = ReleasedAnswer.model_validate_json(response.content)
     except ValidationError as exc:
         kept = f" (kept as it came in {args.answer})" if saved else ""
@@ -599,13 +611,18 @@ def _redeem(args: argparse.Namespace) -> None:
             f"the unlock service's answer is malformed{kept}: {describe_errors(exc)}"
         ) from exc
     finally:
-        handle.close()
+        if complete:
+            handle.close()
+        else:
+            with contextlib.suppress(OSError):  # its write failed already, and said so
+                handle.close()
         if not saved:
             args.answer.unlink(missing_ok=True)
-    print(
-        f"request {answer.request_id} released (audit entry {answer.audit_index}); the answer, "
-        f"sealed to your key, is saved in {args.answer} (mode 600)"
-    )
+    if complete:
+        print(
+            f"request {answer.request_id} released (audit entry {answer.audit_index}); the "
+            f"answer, sealed to your key, is saved in {args.answer} (mode 600)"
+        )
     try:
         _show_release(answer, key, args.out)
     except ReleaseError as exc:

@@ -385,7 +385,24 @@ async def test_subject_access_finds_records_the_agency_no_longer_sends(linked, t
         conn.execute(
             rec.update().where(rec.c.id == row.id).values(active=False, retired_by=row.extract_id)
         )
+        # and a record of the health agency changed: its earlier version retired, the new
+        # one live under the same ref (a new id, arrived last)
+        old = conn.execute(
+            sa.select(rec).where(rec.c.agency_id == "health", rec.c.active).limit(1)
+        ).one()
+        conn.execute(
+            rec.update().where(rec.c.id == old.id).values(active=False, retired_by=old.extract_id)
+        )
+        top = conn.execute(sa.select(sa.func.max(rec.c.seq))).scalar_one()
+        conn.execute(rec.insert().values({**old._mapping, "id": 2**40 + 1, "seq": top + 1}))
+        pid = conn.execute(sa.select(rp.c.person_id).where(rp.c.record_id == old.id)).scalar_one()
+        conn.execute(rp.insert().values(record_id=2**40 + 1, person_id=pid))
     sql.dispose()
+    changed = {
+        "schema_fingerprint": default_schema().fingerprint(),
+        "clk": base64.b64encode(bytes(old.clk)).decode(),
+        "exact_tokens": {},
+    }
     tokens = json.loads(row.exact_tokens)
     by_filter = {
         "schema_fingerprint": default_schema().fingerprint(),
@@ -417,6 +434,15 @@ async def test_subject_access_finds_records_the_agency_no_longer_sends(linked, t
             }
             # the live records of the person are there too, not marked retired
             assert all(h.retired_by is None for h in person.records if h is not held)
+        # a changed record is listed once, as it is now (records are keyed by agency and ref)
+        r = await c.post("/subject-access", json=changed, headers=auth("unlock_service"))
+        assert r.status_code == 200, r.text
+        answer = SubjectAccessAnswer.model_validate_json(r.content)
+        versions = [
+            h for p in answer.held.persons for h in p.records if h.record_ref == old.record_ref
+        ]
+        assert len(versions) == 1 and versions[0].retired_by is None
+        assert len(answer.blobs) == len({(b.agency_id, b.record_ref) for b in answer.blobs})
 
 
 @pytest.mark.slow

@@ -4,8 +4,10 @@ signed attestation's person ids, and says which agency knew each; v1 releases st
 from __future__ import annotations
 
 import base64
+import errno
 import json
 
+import httpx
 import pytest
 from nacl.public import SealedBox
 from nacl.signing import SigningKey
@@ -159,6 +161,54 @@ def test_release_leaves_no_answer_file_when_nothing_was_released(tmp_path, capsy
     assert not answer.exists()
     assert main([*args, "--request", "req_../x"]) == 2
     assert "is not a request id" in capsys.readouterr().err
+
+
+class _AnsweringClient:
+    """UnlockClient's stand-in: answers ``release`` with ``body`` (status 200)."""
+
+    body = b""
+
+    def __init__(self, *_args: object) -> None:
+        pass
+
+    def __enter__(self) -> _AnsweringClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        pass
+
+    def release(self, _request_id: str) -> httpx.Response:
+        return httpx.Response(200, content=self.body)
+
+
+@pytest.mark.parametrize("disk_full", [False, True])
+def test_release_saves_the_sealed_answer_then_opens_it(
+    env, tmp_path, capsys, monkeypatch, disk_full
+):
+    pro = env.add_pro("social_worker", 5)
+    family, _ = _family(env)
+    released = _release(env, pro, family)
+    monkeypatch.setattr(_AnsweringClient, "body", released.model_dump_json().encode())
+    monkeypatch.setattr("unlock_service._cli.UnlockClient", _AnsweringClient)
+    if disk_full:
+
+        def no_space(_fd: int) -> None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr("unlock_service._cli.os.fsync", no_space)
+    args = _redeem_args(tmp_path, tmp_path / "release.json")
+    args[args.index("--key") + 1] = str(_key_file(tmp_path / "mine.key", pro.key))
+    assert main([*args, "--request", released.request_id]) == 0
+    out, err = capsys.readouterr()
+    # the grant is used once: whatever happens to the file, the answer is opened
+    assert "3 people in 6 agency records" in out
+    assert (tmp_path / "release.json").exists()  # kept, even when its write failed
+    if disk_full:
+        assert "could not be saved" in err and "No space left on device" in err
+        assert "is saved in" not in out
+    else:
+        assert (tmp_path / "release.json").read_bytes() == _AnsweringClient.body
+        assert "sealed to your key, is saved in" in out and err == ""
 
 
 def _seal(pro, body):
