@@ -679,7 +679,8 @@ def _attachment_date(
 
     "Today" is England's date at ``when``; the family was identified by the
     assessment ``identified_cycle``, on the earlier of its as-at date and the
-    day it was run. The attachment starts the payment-by-results clock (the
+    day it was run; a family closed before starts again no earlier than the day
+    it was last closed. The attachment starts the payment-by-results clock (the
     attachment fee, and outcome rules counted in months since attachment), so a
     date after today or before the family was identified would claim for work
     that had not happened yet.
@@ -693,18 +694,28 @@ def _attachment_date(
             field="on",
         )
     cycle = pstore.cycle_row(conn, identified_cycle)
-    if cycle is None:
-        return day
-    run_on = dt.datetime.fromtimestamp(cycle.created_at / 1e6, dt.UTC).astimezone(_ENGLAND)
-    earliest = min(cycle.as_at, run_on.date())
-    if day < earliest:
+    if cycle is not None:
+        run_on = _england_date(cycle.created_at)
+        if day < min(cycle.as_at, run_on):
+            raise FieldError(
+                f"family {family_id}: attachment date {day.isoformat()} is before the family "
+                f"was identified (assessment {cycle.id}, as at {cycle.as_at.isoformat()}, run "
+                f"on {run_on.isoformat()}); enter the day work with the family started",
+                field="on",
+            )
+    closed = pstore.last_closed_at(conn, family_id)
+    if closed is not None and day < _england_date(closed):
         raise FieldError(
-            f"family {family_id}: attachment date {day.isoformat()} is before the family "
-            f"was identified (assessment {cycle.id}, as at {cycle.as_at.isoformat()}, run "
-            f"on {run_on.date().isoformat()}); enter the day work with the family started",
+            f"family {family_id}: attachment date {day.isoformat()} is before the family's "
+            f"last closure ({_england_date(closed).isoformat()}): a new attachment starts "
+            "after the last one ended; enter the day work with the family started again",
             field="on",
         )
     return day
+
+
+def _england_date(micros: int) -> dt.date:
+    return dt.datetime.fromtimestamp(micros / 1e6, dt.UTC).astimezone(_ENGLAND).date()
 
 
 def set_status(

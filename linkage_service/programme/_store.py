@@ -687,6 +687,14 @@ def _family_rows(q: sa.Select[Any], conn: Connection) -> list[FamilyRow]:
     return [FamilyRow._make(r) for r in conn.execute(q)]
 
 
+def last_closed_at(conn: Connection, family_id: str) -> int | None:
+    """When (micros) the family was last closed, or None if it never was."""
+    e = status_events
+    return conn.execute(
+        sa.select(sa.func.max(e.c.at)).where(e.c.family_id == family_id, e.c.to_status == "closed")
+    ).scalar_one_or_none()
+
+
 def family_row(conn: Connection, family_id: str) -> FamilyRow | None:
     """The family's status row, or None if it has none."""
     found = _family_rows(sa.select(families).where(families.c.family_id == family_id), conn)

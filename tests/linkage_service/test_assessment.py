@@ -255,6 +255,7 @@ def test_an_attachment_date_lies_between_identification_and_today(db):
     hid, _ = db.household(1, complex_family())
     fid = "fam_" + hid[3:]
     other = "fam_" + db.household(2, complex_family())[0][3:]
+    reopened = "fam_" + db.household(3, complex_family())[0][3:]
     run_cycle(db.engine, TF, MODEL, AS_AT, actor="t")
     # 23:30 UTC on 30 June is already 1 July in England (BST)
     now = dt.datetime(AS_AT.year + 1, 6, 30, 23, 30, tzinfo=dt.UTC)
@@ -275,6 +276,16 @@ def test_an_attachment_date_lies_between_identification_and_today(db):
     assert done.attached_on == f"{AS_AT.year + 1}-07-01"
     first_day = set_status(db.engine, other, "attached", actor="c", reason="W", on=AS_AT, now=now)
     assert first_day.attached_on == AS_AT.isoformat()
+    # a family closed and then attached: not from before its closure
+    closing = dt.datetime(AS_AT.year, 12, 1, 10, tzinfo=dt.UTC)
+    set_status(db.engine, reopened, "closed", actor="c", reason="NO_CONSENT", now=closing)
+    with pytest.raises(FieldError, match="before the family's last closure") as refused:
+        set_status(db.engine, reopened, "attached", actor="c", reason="W", on=AS_AT, now=now)
+    assert refused.value.field == "on"
+    again = set_status(
+        db.engine, reopened, "attached", actor="c", reason="W", on=closing.date(), now=now
+    )
+    assert again.attached_on == closing.date().isoformat()
 
 
 def test_statuses_baseline_progress_and_claims(db):
