@@ -80,8 +80,18 @@ def test_the_backup_guide_names_every_database_up_and_the_examples_make():
             f"unlock_{k}": v
             for k, v in tomllib.loads((config / "unlock-service.toml").read_text()).items()
         },
+        **{
+            f"web_{k}": v
+            for k, v in tomllib.loads((config / "web-service.toml").read_text()).items()
+        },
     }
-    for field in ("database_url", "unlock_database_url", "unlock_audit_database_url"):
+    fields = (
+        "database_url",
+        "unlock_database_url",
+        "unlock_audit_database_url",
+        "web_database_url",
+    )
+    for field in fields:
         name = examples[field].rsplit("/", 1)[1]
         assert f"pg_dump -Fc -d {name} -f" in section, (field, name)
 
