@@ -504,7 +504,9 @@ class LinkageService:
         """
         if query.schema_fingerprint not in self.schemas:
             raise IngestError(
-                f"schema {query.schema_fingerprint} is not one this service accepts",
+                f"schema {query.schema_fingerprint} is not one this service accepts: encode "
+                "the query with a schema it pins (its schema_files and schema_fingerprints "
+                "settings)",
                 field="schema_fingerprint",
             )
         clk = base64.b64decode(query.clk)

@@ -1,4 +1,6 @@
-"""``unlock-service``: serve, migrate, and administer the unlock service.
+"""``unlock-service``: serve, migrate, and administer the unlock service; and, for a
+professional without a browser, ask for a family (``request``), redeem a grant
+(``release``) and open a saved release (``open-release``) with their own key.
 
 Parses arguments, loads settings (``--config`` TOML or ``$UNLOCK_SERVICE_CONFIG``
 plus ``UNLOCK_SERVICE_*`` variables), calls the library and prints results.

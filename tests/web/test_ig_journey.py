@@ -194,5 +194,8 @@ def test_ig_officer_runs_a_subject_access_search(
     page.get_by_role("heading", name="What is held").wait_for()
     identities = page.get_by_role("table").filter(has_text="Identities the agencies hold")
     assert identities.get_by_text(person["family_name"]).first.is_visible()
+    records = page.get_by_role("table").filter(has_text="Records")
+    assert records.get_by_role("columnheader", name="Held").is_visible()
+    assert records.get_by_role("cell", name="Live").first.is_visible()
     check_accessible(page)
     screenshot(page, "ig-subject-access.png")

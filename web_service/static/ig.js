@@ -1,7 +1,7 @@
 // The IG officer's unlock-service pages (break-glass reviews, subject access),
 // over unlock.js: every call is signed in this tab with the officer's own key
 // and relayed; subject access identities are opened here and never sent back.
-import { call, el, keyPanel, label, openSealed, showError, when } from '/static/unlock.js'
+import { call, el, keyPanel, label, openSealed, showError, statusText, when } from '/static/unlock.js'
 
 const page = document.getElementById('page')
 const errors = page.querySelector('.app-errors')
@@ -171,9 +171,10 @@ async function showReport (report) {
       ? table('Identities the agencies hold (opened in this browser with your key)', ['Agency', 'Record', 'Name', 'Date of birth', 'Address', 'Numbers'], identityRows(identities))
       : el('p', { class: 'govuk-body', text: 'No identity is held for this query.' }),
     records.length
-      ? table('Records', ['Agency', 'Record', 'Person', 'Match', 'Age', 'Sex', 'Area', 'Indicators'],
+      ? table('Records', ['Agency', 'Record', 'Person', 'Match', 'Age', 'Sex', 'Area', 'Indicators', 'Held'],
         records.map(([p, r]) => [label(r.agency_id), mono(r.record_ref), mono(p.person_id), Math.round(r.match * 100) + '%',
-          r.age === null ? '–' : String(r.age), r.sex || '–', r.postcode_district || '–', String(r.indicators.length)]), [3, 4, 7])
+          r.age === null ? '–' : String(r.age), r.sex || '–', r.postcode_district || '–', String(r.indicators.length),
+          r.retired_by ? 'Retired: no longer sent by the agency, still held' : 'Live']), [3, 4, 7])
       : el('p', { class: 'govuk-body', text: 'No record matched.' }),
     held.families.length
       ? table('Families', ['Family', 'Members', 'Status', 'Latest score', 'Assessments', 'Claims'],
@@ -184,7 +185,7 @@ async function showReport (report) {
     report.unlocks.length
       ? table('Unlock requests for these families', ['Request', 'Professional', 'Family', 'Purpose', 'Status', 'Asked'],
         report.unlocks.map((u) => [mono(u.request_id), mono(u.professional_id), mono(u.family_id), label(u.purpose_code),
-          label(u.status) + (u.break_glass ? ' (break-glass)' : ''), when(u.created_at)]))
+          statusText(u.status) + (u.break_glass ? ' (break-glass)' : ''), when(u.created_at)]))
       : el('p', { class: 'govuk-body', text: 'Nobody has asked for these families.' }))
 }
 
