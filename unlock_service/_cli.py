@@ -1,6 +1,7 @@
 """``unlock-service``: serve, migrate, and administer the unlock service; and, for a
-professional without a browser, ask for a family (``request``), redeem a grant
-(``release``) and open a saved release (``open-release``) with their own key.
+professional without a browser, ask for a family (``request``), answer a
+colleague's request (``approvals``, ``approve``), redeem a grant (``release``)
+and open a saved release (``open-release``) with their own key.
 
 Parses arguments, loads settings (``--config`` TOML or ``$UNLOCK_SERVICE_CONFIG``
 plus ``UNLOCK_SERVICE_*`` variables), calls the library and prints results.
@@ -31,6 +32,8 @@ from pydantic import BaseModel, ValidationError
 
 from audit_log import AuditLog, AuditLogError, NoteSigner
 from protocols import (
+    ApprovalAnswer,
+    ApprovalList,
     ErrorAnswer,
     PendingAnswer,
     ReleasedAnswer,
@@ -161,6 +164,17 @@ def build_parser() -> argparse.ArgumentParser:
     _professional_args(rl_)
     rl_.add_argument("--request", required=True, help="your granted request (req_...)")
     _release_args(rl_)
+
+    apl = sub.add_parser(
+        "approvals", help="approver: the requests waiting for your approval, with their reasons"
+    )
+    _professional_args(apl)
+    apv = sub.add_parser(
+        "approve", help="approver: approve (or, with --decline, decline) a request waiting"
+    )
+    _professional_args(apv)
+    apv.add_argument("--request", required=True, help="the request waiting (req_...)")
+    apv.add_argument("--decline", action="store_true", help="decline it instead")
 
     orl = sub.add_parser(
         "open-release",
@@ -302,6 +316,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if command == "open-release":
         _open_release(args)
+        return 0
+    if command in ("approvals", "approve"):
+        _approve(args)
         return 0
     if command in ("request", "release"):
         _redeem(args)
@@ -550,27 +567,75 @@ def _refusal(response: httpx.Response, what: str) -> Refused:
     )
 
 
-def _redeem(args: argparse.Namespace) -> None:
-    """``request`` and ``release``: one signed call, as the web pages make it; a release
-    is written to ``--answer`` still sealed, and only then opened with the key."""
+def _professional_client(args: argparse.Namespace) -> tuple[UnlockClient, SigningKey]:
+    """A client signing as the professional whose key and token files ``args`` name,
+    and their key."""
     key = load_professional_key(args.key)
-    if args.command == "release" and not _REQUEST_ID.match(args.request):
-        raise ConfigError(f"{args.request!r} is not a request id (req_ and 16-64 hex digits)")
-    justification = ""
     try:
         check_private_file(args.token_file, "token file")
         token = args.token_file.read_text(encoding="utf-8").strip()
-        if args.command == "request":
-            justification = args.justification_file.read_text(encoding="utf-8").strip()
     except SecretFileError as exc:
         raise ConfigError(str(exc)) from exc
     except OSError as exc:
         raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    return UnlockClient(args.url, key, token), key
+
+
+def _approve(args: argparse.Namespace) -> None:
+    """``approvals`` lists the requests waiting for the caller; ``approve`` answers one,
+    signed as the approvals page signs it (the service logs the answer)."""
+    if args.command == "approve" and not _REQUEST_ID.match(args.request):
+        raise ConfigError(f"{args.request!r} is not a request id (req_ and 16-64 hex digits)")
+    unlock, _key = _professional_client(args)
+    with unlock as client:
+        try:
+            if args.command == "approvals":
+                response = client.approvals()
+            else:
+                response = client.approve(args.request, approve=not args.decline)
+        except httpx.HTTPError as exc:
+            raise ConfigError(f"cannot reach {args.url}: {type(exc).__name__}") from exc
+    if response.status_code != 200:
+        raise _refusal(response, "not answered" if args.command == "approve" else "not listed")
+    try:
+        if args.command == "approve":
+            done = ApprovalAnswer.model_validate_json(response.content)
+            print(f"request {done.request_id}: {done.status} ({done.reason}): {done.reason_text}")
+            return
+        waiting = ApprovalList.model_validate_json(response.content).approvals
+    except ValidationError as exc:
+        raise ConfigError(
+            f"the unlock service's answer is malformed: {describe_errors(exc)}"
+        ) from exc
+    if not waiting:
+        print("no request is waiting for your approval")
+    for w in waiting:
+        print(
+            f"{w.request_id}  family {w.family_id}  by {w.requester_id} ({w.requester_role})  "
+            f"for {w.purpose_code}  approvals {w.approvals}/{w.approvals_required}  "
+            f"answer by {w.expires_at.isoformat()}"
+        )
+        if w.justification:
+            print(f"    why: {w.justification}")
+
+
+def _redeem(args: argparse.Namespace) -> None:
+    """``request`` and ``release``: one signed call, as the web pages make it; a release
+    is written to ``--answer`` still sealed, and only then opened with the key."""
+    if args.command == "release" and not _REQUEST_ID.match(args.request):
+        raise ConfigError(f"{args.request!r} is not a request id (req_ and 16-64 hex digits)")
+    justification = ""
+    if args.command == "request":
+        try:
+            justification = args.justification_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read {exc.filename}: {exc.strerror}") from exc
+    unlock, key = _professional_client(args)
     handle = _reserve(args.answer)
     saved = False
     complete = True  # the answer file holds the whole answer
     try:
-        with UnlockClient(args.url, key, token) as client:
+        with unlock as client:
             try:
                 if args.command == "request":
                     response = client.unlock(

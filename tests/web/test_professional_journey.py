@@ -247,8 +247,18 @@ def test_the_command_line_asks_redeems_and_opens_a_grant(
     load_key(page, web_stack, "social-worker")
     assert _status(page) == "Waiting for approval"
     assert "Waiting for approval until" in _rows(page)
-    with _client(web_stack, "team-manager") as manager:
-        assert manager.approve(request_id).status_code == 200
+    # the team manager answers from the command line too: the request is listed, with why
+    code, out, err = _cli(capsys, "approvals", *_as(web_stack, "team-manager"))
+    assert code == 0, err
+    assert request_id in out and "for CASE_ALLOCATION" in out and "allocating a key worker" in out
+    # the requester cannot approve their own request
+    approve = ["approve", "--request", request_id]
+    code, _out, err = _cli(capsys, *approve, *_as(web_stack, "social-worker"))
+    assert code == 2 and "SELF_APPROVAL" in err, err
+    code, out, err = _cli(capsys, *approve, *_as(web_stack, "team-manager"))
+    assert code == 0 and f"request {request_id}: granted" in out, err
+    code, out, _err = _cli(capsys, "approvals", *_as(web_stack, "team-manager"))
+    assert code == 0 and request_id not in out
     page.reload()
     page.get_by_role("button", name="Release and open the identities").wait_for()
     assert "Grant expires" in _rows(page)
@@ -293,8 +303,9 @@ def test_refused_and_declined_requests_say_so(
     web_stack: WebStack, page: Any, tmp_path: Path, capsys: Any
 ) -> None:
     request_id = _ask_on_the_command_line(web_stack, tmp_path, capsys)
-    with _client(web_stack, "team-manager") as manager:
-        assert manager.approve(request_id, approve=False).status_code == 200
+    decline = ["approve", "--request", request_id, "--decline"]
+    code, out, err = _cli(capsys, *decline, *_as(web_stack, "team-manager"))
+    assert code == 0 and f"request {request_id}: refused" in out, err
     sign_in(page, web_stack, "social-worker")
     page.goto(f"{web_stack.url}/requests/{request_id}")
     load_key(page, web_stack, "social-worker")
