@@ -239,12 +239,7 @@ class AuditLog:
             if cp is None or latest is None:
                 return tree, None
             if cp.size > tree.size:
-                raise TamperError(
-                    f"log truncated: checkpoint of size {cp.size} is signed but only "
-                    f"{tree.size} entries are stored; first missing index {tree.size}{refusing}",
-                    index=tree.size,
-                    size=cp.size,
-                )
+                raise _truncated(cp.size, tree.size, refusing)
             if tree.root(cp.size) != cp.root_hash:
                 found = _locate_mismatch(connection, tree, cp, self._verifier, self.origin)
                 raise TamperError(f"{found}{refusing}", index=found.index, size=found.size)
@@ -418,21 +413,17 @@ class AuditLog:
         stop it at start-up.
         """
         start = self.size
-        hashes = bytearray()
         with store.snapshot(self._engine) as connection:
-            for rows in store.scan_rows(connection, start):
-                for values in rows:
-                    i = start + len(hashes) // HASH_SIZE
-                    row = dict(zip(store.SCAN_COLUMNS, values, strict=True))
-                    problem = _check_row(i, row)
-                    if problem is not None:
-                        raise TamperError(
-                            f"another writer appended behind this process and its row does not "
-                            f"verify: {problem}; nothing adopted (the verified tree stays at "
-                            f"{start} entries)",
-                            index=i,
-                        ) from problem
-                    hashes += store.stored_bytes(row["leaf_hash"], i, "leaf_hash")
+            try:
+                # no checkpoint this log verified vouches for them: every row in full
+                hashes = _verified_hashes(connection, start, vouched=start)
+            except TamperError as problem:
+                raise TamperError(
+                    f"another writer appended behind this process and its row does not "
+                    f"verify: {problem}; nothing adopted (the verified tree stays at "
+                    f"{start} entries)",
+                    index=problem.index,
+                ) from problem
             signed = self._signed
             stored = store.checkpoints_after(connection, -1 if signed is None else signed.size)
         if not hashes:
@@ -455,12 +446,7 @@ class AuditLog:
             tree_size = self._tree.size
             root = self._tree.root(cp.size) if cp.size <= tree_size else None
         if root is None:
-            raise TamperError(
-                f"log truncated: checkpoint of size {cp.size} is signed but only "
-                f"{tree_size} entries are stored; first missing index {tree_size}",
-                index=tree_size,
-                size=cp.size,
-            )
+            raise _truncated(cp.size, tree_size)
         if root != cp.root_hash:
             raise TamperError(
                 f"the checkpoint of size {cp.size} another writer stored does not match the "
@@ -843,12 +829,7 @@ def verify_database(
         if cp.size > tree.size:
             if row_problem is not None:
                 raise row_problem
-            raise TamperError(
-                f"log truncated: checkpoint of size {cp.size} is signed but only "
-                f"{tree.size} entries are stored; first missing index {tree.size}",
-                index=tree.size,
-                size=cp.size,
-            )
+            raise _truncated(cp.size, tree.size)
         if tree.root(cp.size) != cp.root_hash:
             raise _mismatch(ok_size, cp.size)
         ok_size = cp.size
@@ -870,8 +851,28 @@ def _mismatch(ok_size: int, bad_size: int) -> TamperError:
     )
 
 
+def _truncated(signed: int, stored: int, tail: str = "") -> TamperError:
+    """A checkpoint of size ``signed`` over a log holding only ``stored`` entries."""
+    return TamperError(
+        f"log truncated: checkpoint of size {signed} is signed but only "
+        f"{stored} entries are stored; first missing index {stored}{tail}",
+        index=stored,
+        size=signed,
+    )
+
+
 def _verified_tree(connection: Connection, vouched: int) -> MerkleTree:
-    """The tree of every stored entry, each row checked against its own bytes.
+    """The tree of every stored entry, each row checked (:func:`_verified_hashes`)."""
+    hashes = _verified_hashes(connection, 0, vouched)
+    tree = MerkleTree()
+    tree.extend_packed(hashes)
+    assert tree.size * HASH_SIZE == len(hashes)
+    return tree
+
+
+def _verified_hashes(connection: Connection, start: int, vouched: int) -> bytearray:
+    """The packed leaf hashes of the stored entries from index ``start``, each row checked
+    against its own bytes.
 
     Every row's leaf hash is recomputed and must equal the stored one, its
     index must be the next, and its indexed columns must be the ones its leaf
@@ -879,8 +880,8 @@ def _verified_tree(connection: Connection, vouched: int) -> MerkleTree:
     also parsed in full. Raises TamperError naming the first bad row.
     """
     hashes = bytearray()
-    count = 0
-    for rows in store.scan_rows(connection):
+    count = start
+    for rows in store.scan_rows(connection, start):
         first = 0
         while first < len(rows):
             accepted = scan_rows_compiled(rows, first, count, hashes)
@@ -903,10 +904,8 @@ def _verified_tree(connection: Connection, vouched: int) -> MerkleTree:
             problem = _check_row(batch_start + offset, row)
             if problem is not None:
                 raise problem
-    tree = MerkleTree()
-    tree.extend_packed(hashes)
-    assert tree.size == count and len(hashes) == count * HASH_SIZE
-    return tree
+    assert len(hashes) == (count - start) * HASH_SIZE
+    return hashes
 
 
 def _locate_mismatch(
