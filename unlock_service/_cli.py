@@ -530,7 +530,13 @@ def _show_release(answer: ReleasedAnswer, key: SigningKey, out: Path | None) -> 
     print(f"wrote {out} (mode 600)")
 
 
-_REQUEST_ID = re.compile(r"^req_[0-9a-f]{16,64}$")
+_REQUEST_ID = re.compile(r"^req_[0-9a-f]{16,64}$")  # protocols.RequestId
+
+
+def _check_request_id(value: str) -> None:
+    """Refuse a ``--request`` that is no request id before anything is read or asked."""
+    if not _REQUEST_ID.match(value):
+        raise ConfigError(f"{value!r} is not a request id (req_ and 16-64 hex digits)")
 
 
 def _reserve(path: Path) -> BinaryIO:
@@ -584,8 +590,8 @@ def _professional_client(args: argparse.Namespace) -> tuple[UnlockClient, Signin
 def _approve(args: argparse.Namespace) -> None:
     """``approvals`` lists the requests waiting for the caller; ``approve`` answers one,
     signed as the approvals page signs it (the service logs the answer)."""
-    if args.command == "approve" and not _REQUEST_ID.match(args.request):
-        raise ConfigError(f"{args.request!r} is not a request id (req_ and 16-64 hex digits)")
+    if args.command == "approve":
+        _check_request_id(args.request)
     unlock, _key = _professional_client(args)
     with unlock as client:
         try:
@@ -622,8 +628,8 @@ def _approve(args: argparse.Namespace) -> None:
 def _redeem(args: argparse.Namespace) -> None:
     """``request`` and ``release``: one signed call, as the web pages make it; a release
     is written to ``--answer`` still sealed, and only then opened with the key."""
-    if args.command == "release" and not _REQUEST_ID.match(args.request):
-        raise ConfigError(f"{args.request!r} is not a request id (req_ and 16-64 hex digits)")
+    if args.command == "release":
+        _check_request_id(args.request)
     justification = ""
     if args.command == "request":
         try:
@@ -693,6 +699,8 @@ def _redeem(args: argparse.Namespace) -> None:
     try:
         _show_release(answer, key, args.out)
     except ReleaseError as exc:
+        if not complete:
+            raise
         raise ReleaseError(
             f"{exc}; the release is saved sealed in {args.answer}: open it with "
             f"unlock-service open-release --key <your key> --answer {args.answer}",
