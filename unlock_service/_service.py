@@ -159,6 +159,19 @@ def audit_failure(exc: AuditLogError) -> str:
     return line if len(line) <= 500 else line[:499] + "…"
 
 
+def _log_failure(message: str, request_id: str | None, exc: Exception) -> None:
+    """Log why nothing was released or decided: the error's type and, for the audit
+    log's own errors only, their first line (another error's message may quote input)."""
+    _logger.error(
+        message,
+        extra={
+            "request_id": request_id,
+            "error": type(exc).__name__,
+            "detail": audit_failure(exc) if isinstance(exc, AuditLogError) else None,
+        },
+    )
+
+
 def utcnow() -> dt.datetime:
     """The current time in UTC."""
     return dt.datetime.now(dt.UTC)
@@ -320,14 +333,7 @@ class UnlockService:
         try:
             return [a.index for a in self.audit.append_many(entries)]
         except AuditLogError as exc:
-            _logger.error(
-                "audit append failed; nothing released",
-                extra={
-                    "request_id": request_id,
-                    "error": type(exc).__name__,
-                    "detail": audit_failure(exc),
-                },
-            )
+            _log_failure("audit append failed; nothing released", request_id, exc)
             if request_id is not None:
                 try:
                     with store.transaction(self.engine) as conn:
@@ -556,14 +562,7 @@ class UnlockService:
         try:
             indexes = [a.index for a in self.audit.append_many(entries)]
         except AuditLogError as exc:
-            _logger.error(
-                "audit append failed; nothing released",
-                extra={
-                    "request_id": request_id,
-                    "error": type(exc).__name__,
-                    "detail": audit_failure(exc),
-                },
-            )
+            _log_failure("audit append failed; nothing released", request_id, exc)
             # recorded (so it counts against the rate limit), never granted
             self._settle(
                 request_id,
@@ -775,14 +774,7 @@ class UnlockService:
         try:
             indexes = [a.index for a in self.audit.append_many(entries)]
         except AuditLogError as exc:
-            _logger.error(
-                "audit append failed; request not decided",
-                extra={
-                    "request_id": request_id,
-                    "error": type(exc).__name__,
-                    "detail": audit_failure(exc),
-                },
-            )
+            _log_failure("audit append failed; request not decided", request_id, exc)
             if outcome.kind == "pending":
                 self._settle(request_id, token, "deciding", status="pending")
             else:
@@ -966,15 +958,7 @@ class UnlockService:
             leaf = self.audit.leaf(row.decision_index).decode("utf-8")
         except (UnlockError, AuditLogError, ValidationError) as exc:
             self._settle(request_id, token, "releasing", status="granted")
-            _logger.error(
-                "release failed; nothing released",
-                extra={
-                    "request_id": request_id,
-                    "error": type(exc).__name__,
-                    # Only the audit log's own messages: another error's may quote input.
-                    "detail": audit_failure(exc) if isinstance(exc, AuditLogError) else None,
-                },
-            )
+            _log_failure("release failed; nothing released", request_id, exc)
             if isinstance(exc, AuditLogError):
                 raise AuditUnavailable(
                     f"no receipt for request {request_id}: {exc}", "RECEIPT_UNAVAILABLE"
