@@ -559,19 +559,17 @@ class LinkageService:
                         if dice[k] >= threshold or (wanted and _shares_token(tokens[k], wanted)):
                             found[rid] = float(dice[k])
                 versions = store.record_versions(conn, [*found, *live])
-                live_keys = {versions[rid][:2] for rid in live if rid in versions}
-                latest: dict[tuple[str, str], int] = {}  # (agency, ref) -> its latest version
-                for rid in found:
-                    agency, ref, seq = versions[rid]
-                    key = (agency, ref)
-                    if key in live_keys:
-                        continue
-                    if key not in latest or seq > versions[latest[key]][2]:
-                        latest[key] = rid
-                person = store.persons_of_records(conn, list(latest.values()))
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot search the retired records: {exc}") from exc
-        return [(rid, found[rid], person.get(rid)) for rid in latest.values()]
+        live_keys = {versions[rid][:2] for rid in live if rid in versions}
+        latest: dict[tuple[str, str], int] = {}  # (agency, ref) -> its latest version
+        for rid in found:
+            key = versions[rid][:2]
+            if key in live_keys:
+                continue
+            if key not in latest or versions[rid].seq > versions[latest[key]].seq:
+                latest[key] = rid
+        return [(rid, found[rid], versions[rid].person_id) for rid in latest.values()]
 
     def exclusive(self, fn: Callable[[], _R]) -> _R:
         """Run ``fn`` while no extract is being applied (an assessment reads one state)."""

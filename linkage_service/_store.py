@@ -616,30 +616,28 @@ def retired_filters(
         )
 
 
-def record_versions(conn: Connection, ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
-    """Each of ``ids``' agency, record ref and arrival order (``seq``): a changed record's
-    versions share the agency and ref, the latest has the highest ``seq``."""
-    r = records
-    out: dict[int, tuple[str, str, int]] = {}
-    for part in key_chunks(conn, sorted(ids)):
-        rows = conn.execute(
-            sa.select(r.c.id, r.c.agency_id, r.c.record_ref, r.c.seq).where(
-                key_in(conn, r.c.id, part)
-            )
-        )
-        out.update({int(i): (str(a), str(ref), int(seq or 0)) for i, a, ref, seq in rows})
-    return out
+class RecordVersion(NamedTuple):
+    """Which agency record a stored record is a version of, and whose it is."""
+
+    agency_id: str
+    record_ref: str
+    seq: int  # arrival order: of a changed record's versions the latest is the highest
+    person_id: str | None  # its person, or the one it last belonged to if retired
 
 
-def persons_of_records(conn: Connection, ids: Sequence[int]) -> dict[int, str]:
-    """The person each of ``ids`` belongs to, or last belonged to if retired."""
-    rp = record_person
-    out: dict[int, str] = {}
+def record_versions(conn: Connection, ids: Sequence[int]) -> dict[int, RecordVersion]:
+    """Each of ``ids``' agency, record ref, arrival order and person."""
+    r, rp = records, record_person
+    out: dict[int, RecordVersion] = {}
     for part in key_chunks(conn, sorted(ids)):
         rows = conn.execute(
-            sa.select(rp.c.record_id, rp.c.person_id).where(key_in(conn, rp.c.record_id, part))
+            sa.select(r.c.id, r.c.agency_id, r.c.record_ref, r.c.seq, rp.c.person_id)
+            .select_from(r.outerjoin(rp, rp.c.record_id == r.c.id))
+            .where(key_in(conn, r.c.id, part))
         )
-        out.update({int(rid): str(pid) for rid, pid in rows})
+        for i, agency, ref, seq, person in rows:
+            pid = None if person is None else str(person)
+            out[int(i)] = RecordVersion(str(agency), str(ref), int(seq or 0), pid)
     return out
 
 
