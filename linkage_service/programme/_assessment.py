@@ -704,10 +704,11 @@ def _attachment_date(
                 field="on",
             )
     closed = pstore.last_closed_at(conn, family_id)
-    if closed is not None and day < _england_date(closed):
+    closed_on = None if closed is None else _england_date(closed)
+    if closed_on is not None and day < closed_on:
         raise FieldError(
             f"family {family_id}: attachment date {day.isoformat()} is before the family's "
-            f"last closure ({_england_date(closed).isoformat()}): a new attachment starts "
+            f"last closure ({closed_on.isoformat()}): a new attachment starts "
             "after the last one ended; enter the day work with the family started again",
             field="on",
         )
