@@ -36,7 +36,13 @@ from protocols import LinkageSchema
 from . import _normalise as norm
 from ._errors import InputError
 from ._mapping import AgencyMapping, IndicatorColumn, check_schema, resolve_columns
-from ._rows import MIN_BIRTH_YEAR, BadRowPolicy, _indicator_value, parse_date_any
+from ._rows import (
+    BadRowPolicy,
+    _indicator_value,
+    birth_date_problem,
+    indicator_date,
+    parse_date_any,
+)
 from ._transforms import BLANK, MATCHED, address_parts
 
 SAMPLES = 5  # line numbers quoted per finding
@@ -599,12 +605,8 @@ def _parser(
                 return "bad", str(exc)
             if day is None:
                 return "blank", ""
-            if not (MIN_BIRTH_YEAR <= day.year and day <= extract_date):
-                return "bad", (
-                    f"date of birth {day.isoformat()} is not between {MIN_BIRTH_YEAR} "
-                    f"and the extract date {extract_date.isoformat()}"
-                )
-            return "ok", ""
+            problem = birth_date_problem(day, extract_date)
+            return ("ok", "") if problem is None else ("bad", problem)
 
         return dob
     if key == "sex":
@@ -626,16 +628,14 @@ def _indicator_parser(ic: IndicatorColumn, extract_date: dt.date, today: dt.date
     def parse(raw: str, date_cell: str) -> _Reading:
         # as encode's RowEncoder._indicator: a "no" or a zero is fine and needs no date
         try:
-            if _indicator_value(ic, raw) is None or not date_cell.strip():
-                return "ok", ""
-            when = norm.parse_date(date_cell, ic.date_format, today=today)
+            value = _indicator_value(ic, raw)
         except (norm.NormaliseError, ValueError) as exc:
             return "bad", str(exc)
-        if when is not None and when > extract_date:
-            return "bad", (
-                f"date {when.isoformat()} (column {ic.date_column!r}) is after the extract "
-                f"date {extract_date.isoformat()}"
-            )
+        if value is not None:
+            try:
+                indicator_date(ic, date_cell, extract_date, today)
+            except (norm.NormaliseError, ValueError) as exc:
+                return "bad", f"{exc} (column {ic.date_column!r})"
         return "ok", ""
 
     return parse

@@ -540,14 +540,9 @@ class RowEncoder:
             return None
         if dob is None:
             return None
-        if not (MIN_BIRTH_YEAR <= dob.year and dob <= ctx.extract_date):
-            self._bad(
-                problems,
-                line,
-                self._field("date_of_birth"),
-                f"date of birth {dob.isoformat()} is not between {MIN_BIRTH_YEAR} "
-                f"and the extract date {ctx.extract_date.isoformat()}",
-            )
+        problem = birth_date_problem(dob, ctx.extract_date)
+        if problem is not None:
+            self._bad(problems, line, self._field("date_of_birth"), problem)
             return None
         age, band = clear_age(_age(dob, ctx.extract_date))
         clear = f',"age":{age}' if band is None else f',"age_band":"{band}"'
@@ -592,20 +587,38 @@ class RowEncoder:
 
         Depends only on the two cells (and the extract date), so rows share the answer.
         """
-        when = self.ctx.extract_date
         value = _indicator_value(ic, raw)
         if value is None:
-            return "", when
-        if date_cell.strip():
-            parsed = norm.parse_date(date_cell, ic.date_format, today=self._today)
-            if parsed is not None:
-                when = parsed
-        if when > self.ctx.extract_date:
-            raise ValueError(
-                f"date {when.isoformat()} is after the extract date "
-                f"{self.ctx.extract_date.isoformat()}"
-            )
+            return "", self.ctx.extract_date
+        when = indicator_date(ic, date_cell, self.ctx.extract_date, self._today)
         return f'{{"type":"{ic.type.value}","value":{value!r},"date":"{when.isoformat()}"}}', when
+
+
+def birth_date_problem(dob: dt.date, extract_date: dt.date) -> str | None:
+    """What is wrong with a parsed date of birth (encode reports it as bad input), or None."""
+    if MIN_BIRTH_YEAR <= dob.year and dob <= extract_date:
+        return None
+    return (
+        f"date of birth {dob.isoformat()} is not between {MIN_BIRTH_YEAR} "
+        f"and the extract date {extract_date.isoformat()}"
+    )
+
+
+def indicator_date(
+    ic: IndicatorColumn, date_cell: str, extract_date: dt.date, today: dt.date
+) -> dt.date:
+    """An indicator's date: its date cell's, else the extract date; ValueError (or
+    NormaliseError) if the cell does not parse or is after the extract date."""
+    when = extract_date
+    if date_cell.strip():
+        parsed = norm.parse_date(date_cell, ic.date_format, today=today)
+        if parsed is not None:
+            when = parsed
+    if when > extract_date:
+        raise ValueError(
+            f"date {when.isoformat()} is after the extract date {extract_date.isoformat()}"
+        )
+    return when
 
 
 def parse_date_any(
