@@ -49,6 +49,7 @@ __all__ = [
     "NewAccount",
     "SignedIn",
     "create_account",
+    "log_fields",
     "reset_account",
     "sign_in",
 ]
@@ -218,7 +219,7 @@ def sign_in(
             # not the name typed: it may be a password typed in the wrong box
             _logger.warning("sign-in refused", extra={"reason": "unknown_account"})
             raise SignInError(_REFUSED)
-        who = _who(account)
+        who = log_fields(account)
         if not account.active or account.locked_until > moment:
             reason = "disabled" if not account.active else "locked"
             _logger.warning("sign-in refused", extra={**who, "reason": reason})
@@ -258,7 +259,7 @@ def sign_in(
     return signed
 
 
-def _who(account: store.Account) -> dict[str, str]:
+def log_fields(account: store.Account | SignedIn) -> dict[str, str]:
     """The log fields naming an account: its user name, role and professional id."""
     who = {"username": account.username, "role": account.role}
     if account.professional_id:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from service_common import NO_PUBLIC_DOCS, BodyLimit, instrument_app
 
 from . import _store as store
-from ._accounts import sign_in
+from ._accounts import log_fields, sign_in
 from ._backends import Backend
 from ._config import Settings
 from ._errors import BackendError, ConfigError, SignInError
@@ -376,15 +376,7 @@ def create_app(
     def sign_out(request: Request, session: AnySession, _csrf: CsrfChecked) -> Response:
         """End the session."""
         request.app.state.sessions.end(request.cookies.get(COOKIE))
-        user = session.user
-        _logger.info(
-            "signed out",
-            extra={
-                "username": user.username,
-                "role": user.role,
-                "professional_id": user.professional_id,  # None: left out of the line
-            },
-        )
+        _logger.info("signed out", extra=log_fields(session.user))
         response = RedirectResponse("/sign-in", status_code=303)
         response.delete_cookie(COOKIE, path="/")
         return response
